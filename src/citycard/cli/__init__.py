@@ -1,0 +1,28 @@
+"""The ``citycard`` command (Typer + Rich). Each area registers its own sub-application here."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="citycard",
+    help="A city's citizen card programme: chip, terminals, issuers, network, clearing.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Import the sub-applications (late, so that ``citycard --help`` stays quick)."""
+    from . import calc, card, demo
+
+    app.add_typer(card.app, name="card")
+    app.add_typer(calc.app, name="calc")
+    app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,31 @@
+"""The one settings object (environment variables ``CITYCARD_*``); nothing else reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "settings"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CITYCARD_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("HOME", "var")))
+    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    vpcd_host: str = field(default_factory=lambda: _env("VPCD_HOST", "127.0.0.1"))
+    vpcd_port: int = field(default_factory=lambda: int(_env("VPCD_PORT", "35963")))
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: ``CITYCARD_DATABASE_URL`` or an SQLite file under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'citycard.db'}"
+
+
+def settings() -> Settings:
+    """Read the environment now (tests change it between calls)."""
+    return Settings()

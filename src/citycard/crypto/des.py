@@ -1,0 +1,115 @@
+"""The one DES / 3DES wrapper of the project (FIPS 46-3, ANSI X9.52; keys as EMV uses them).
+
+Single DES keys are 8 bytes, double-length 3DES keys 16 bytes (K1‖K2, EDE with K1 again), triple-length
+24 bytes. Every block operation in ``crypto`` goes through here, so that key contexts are made once and
+reused: making a context costs far more than encrypting a block (see REFERENCE.md, "cost facts").
+The cache is bounded; keys never leave the process through it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+__all__ = [
+    "BLOCK",
+    "adjust_parity",
+    "cbc_decrypt",
+    "cbc_encrypt",
+    "check_parity",
+    "ecb_decrypt",
+    "ecb_encrypt",
+    "kcv",
+    "xor",
+]
+
+BLOCK = 8
+_CACHE_SIZE = 4096
+_contexts: OrderedDict[bytes, tuple[Any, Any]] = OrderedDict()
+
+
+def _full_key(key: bytes) -> bytes:
+    if len(key) == 8:
+        return key * 3
+    if len(key) == 16:
+        return key + key[:8]
+    if len(key) == 24:
+        return key
+    raise ValueError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
+
+
+def _ecb(key: bytes) -> tuple[Any, Any]:
+    """(encryptor, decryptor) for ``key``; ECB contexts are stateless between blocks, so reusable."""
+    ctx = _contexts.get(key)
+    if ctx is not None:
+        _contexts.move_to_end(key)
+        return ctx
+    cipher = Cipher(TripleDES(_full_key(key)), modes.ECB())
+    ctx = (cipher.encryptor(), cipher.decryptor())
+    _contexts[key] = ctx
+    if len(_contexts) > _CACHE_SIZE:
+        _contexts.popitem(last=False)
+    return ctx
+
+
+def _check_blocks(data: bytes) -> None:
+    if len(data) % BLOCK:
+        raise ValueError(f"data length {len(data)} is not a multiple of {BLOCK}")
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    """Byte-wise exclusive or of two strings of equal length."""
+    assert len(a) == len(b), (len(a), len(b))
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def ecb_encrypt(key: bytes, data: bytes) -> bytes:
+    """DES (8-byte key) or 3DES-EDE (16/24-byte key) in ECB mode; ``data`` a whole number of blocks."""
+    _check_blocks(data)
+    out: bytes = _ecb(key)[0].update(data)
+    return out
+
+
+def ecb_decrypt(key: bytes, data: bytes) -> bytes:
+    _check_blocks(data)
+    out: bytes = _ecb(key)[1].update(data)
+    return out
+
+
+def cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
+    """CBC mode over a whole number of blocks (no padding added here)."""
+    _check_blocks(data)
+    enc = _ecb(key)[0]
+    chain = int.from_bytes(iv, "big")
+    out = bytearray()
+    for i in range(0, len(data), BLOCK):
+        block = (int.from_bytes(data[i : i + BLOCK], "big") ^ chain).to_bytes(BLOCK, "big")
+        cipher_block = enc.update(block)
+        out += cipher_block
+        chain = int.from_bytes(cipher_block, "big")
+    return bytes(out)
+
+
+def cbc_decrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
+    _check_blocks(data)
+    plain = _ecb(key)[1].update(data)
+    previous = iv + data[:-BLOCK]
+    return xor(plain, previous)
+
+
+def adjust_parity(key: bytes) -> bytes:
+    """Set each byte's least significant bit so that the byte has odd parity (DES key parity)."""
+    return bytes(b & 0xFE | ((bin(b >> 1).count("1") + 1) & 1) for b in key)
+
+
+def check_parity(key: bytes) -> bool:
+    """True when every byte of ``key`` has odd parity."""
+    return all(bin(b).count("1") % 2 == 1 for b in key)
+
+
+def kcv(key: bytes, length: int = 3) -> bytes:
+    """Key check value: the key encrypting a zero block, first ``length`` bytes (ANSI X9.24)."""
+    return ecb_encrypt(key, bytes(BLOCK))[:length]

@@ -1,0 +1,49 @@
+"""ISO/IEC 9797-1 MAC algorithms 1 and 3 with padding methods 1 and 2, over DES (EMV Book 2 A1.2).
+
+Algorithm 1: CBC-MAC under one key. Algorithm 3 ("retail MAC"): single-DES CBC-MAC under K1, then the last
+block decrypted under K2 and encrypted under K1 again, which is the same as 3DES-EDE(K1,K2) of the last
+chained block. Padding method 1 appends zeros up to a block (none if already aligned); method 2 appends
+``80`` then zeros (always). EMV cryptograms and PBOC script MACs use algorithm 3 with method 2.
+"""
+
+from __future__ import annotations
+
+from .des import BLOCK, cbc_encrypt, ecb_encrypt, xor
+
+__all__ = ["mac_alg1", "mac_alg3", "pad", "pad_method1", "pad_method2"]
+
+
+def pad_method1(data: bytes) -> bytes:
+    """Zeros up to a whole number of blocks (an empty input becomes one zero block)."""
+    if not data:
+        return bytes(BLOCK)
+    return data + bytes(-len(data) % BLOCK)
+
+
+def pad_method2(data: bytes) -> bytes:
+    """``80`` then zeros up to a whole number of blocks."""
+    data = data + b"\x80"
+    return data + bytes(-len(data) % BLOCK)
+
+
+def pad(data: bytes, method: int) -> bytes:
+    if method == 1:
+        return pad_method1(data)
+    if method == 2:
+        return pad_method2(data)
+    raise ValueError(f"ISO 9797-1 padding method {method} is not supported")
+
+
+def mac_alg1(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> bytes:
+    """ISO 9797-1 MAC algorithm 1 (CBC-MAC) under ``key`` (DES or 3DES), truncated to ``length`` bytes."""
+    return cbc_encrypt(key, pad(data, padding))[-BLOCK:][:length]
+
+
+def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> bytes:
+    """ISO 9797-1 MAC algorithm 3 under a double-length key K1‖K2, truncated to ``length`` bytes."""
+    if len(key) != 16:
+        raise ValueError(f"MAC algorithm 3 needs a 16-byte key, not {len(key)}")
+    padded = pad(data, padding)
+    head, last = padded[:-BLOCK], padded[-BLOCK:]
+    chain = cbc_encrypt(key[:8], head)[-BLOCK:] if head else bytes(BLOCK)
+    return ecb_encrypt(key, xor(chain, last))[:length]

@@ -1,0 +1,17 @@
+"""Shared test fixtures. Tests that need a service skip locally when it is absent, but fail in CI
+(``.ci/run`` sets ``CITYCARD_REQUIRE_PCSC`` / ``CITYCARD_REQUIRE_POSTGRES``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+POSTGRES_URL = os.environ.get("CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require_or_skip(env_flag: str, reason: str) -> None:
+    """Skip with ``reason``, unless ``env_flag`` is set (CI), where a missing service is a failure."""
+    if os.environ.get(env_flag):
+        pytest.fail(f"{reason} (and {env_flag} is set, so this must run)")
+    pytest.skip(reason)
