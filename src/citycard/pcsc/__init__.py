@@ -1,0 +1,1 @@
+"""PC/SC adapters: real readers through pyscard and the vsmartcard vpcd bridge for emulated cards."""
