@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from citycard.pcsc.vpcd import DEFAULT_PORT, VirtualCard, serve
+
 from tests.conftest import require_or_skip
 
 READER_PREFIX = "Virtual PCD"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tests.pcsc.pcsc_helpers import connect_reader, require_vpcd, served
 
 from citycard.pcsc.vpcd import parse_address
+
+from tests.pcsc.pcsc_helpers import connect_reader, require_vpcd, served
 
 
 class EchoCard:
