@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-POSTGRES_URL = os.environ.get("CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def require_or_skip(env_flag: str, reason: str) -> None:
