@@ -1,0 +1,82 @@
+"""Key derivation: ICC master keys from the issuer master key, and session keys (EMV Book 2 A1.3, A1.4;
+JR/T 0025.7 — PBOC 2.0 session keys).
+
+- :func:`derive_icc_mk_a` — EMV 4.3 Book 2 A1.4.1, option A: the ICC master key (the PBOC "UDK") from the
+  issuer master key (IMK/MDK), the PAN and the PAN sequence number.
+- :func:`derive_pboc_session_key` — PBOC 2.0 (JR/T 0025.7): the AC / ARPC / script-MAC session key from the
+  UDK and the ATC: ``3DES(UDK, 000000000000‖ATC) ‖ 3DES(UDK, 000000000000‖(ATC ⊕ FFFF))``.
+- :func:`derive_common_session_key` — EMV 4.3 Book 2 A1.3, the "common session key derivation".
+
+All keys are double-length 3DES keys (16 bytes). Derived keys have odd DES parity.
+"""
+
+from __future__ import annotations
+
+from .des import adjust_parity, ecb_encrypt, xor
+
+__all__ = [
+    "derive_common_session_key",
+    "derive_icc_mk_a",
+    "derive_pboc_session_key",
+    "icc_mk_a_input",
+]
+
+_FF8 = b"\xff" * 8
+
+
+def _check_key(key: bytes, what: str) -> None:
+    if len(key) != 16:
+        raise ValueError(f"{what} must be a 16-byte double-length key, not {len(key)} bytes")
+
+
+def icc_mk_a_input(pan: str, psn: str = "00") -> bytes:
+    """Y of option A: the rightmost 16 digits of PAN ‖ PSN, zero-padded on the left, as 8 bytes of BCD.
+
+    ``psn`` is the two-digit PAN sequence number (``5F34``); ``"00"`` when the card has none. A trailing
+    ``F`` pad in the PAN (from ``5A``) is removed.
+    """
+    pan = pan.upper().rstrip("F")
+    if not pan.isdigit() or not 1 <= len(pan) <= 19:
+        raise ValueError("PAN must be 1 to 19 decimal digits")
+    if len(psn) != 2 or not psn.isdigit():
+        raise ValueError("PSN must be two decimal digits")
+    digits = (pan + psn)[-16:].rjust(16, "0")
+    return bytes.fromhex(digits)
+
+
+def derive_icc_mk_a(imk: bytes, pan: str, psn: str = "00") -> bytes:
+    """ICC master key (UDK) by EMV Book 2 A1.4.1 option A.
+
+    Y = rightmost 16 digits of PAN‖PSN; ZL = 3DES(IMK, Y); ZR = 3DES(IMK, Y ⊕ FF…FF); MK = ZL‖ZR with odd
+    parity.
+    """
+    _check_key(imk, "issuer master key")
+    y = icc_mk_a_input(pan, psn)
+    return adjust_parity(ecb_encrypt(imk, y + xor(y, _FF8)))
+
+
+def derive_pboc_session_key(udk: bytes, atc: int) -> bytes:
+    """PBOC 2.0 session key for cryptograms, ARPC and script MAC (JR/T 0025.7).
+
+    SK = 3DES(UDK, 000000000000‖ATC) ‖ 3DES(UDK, 000000000000‖(ATC ⊕ FFFF)), odd parity.
+    """
+    _check_key(udk, "UDK")
+    if not 0 <= atc <= 0xFFFF:
+        raise ValueError(f"ATC {atc} is not a 2-byte value")
+    left = bytes(6) + atc.to_bytes(2, "big")
+    right = bytes(6) + (atc ^ 0xFFFF).to_bytes(2, "big")
+    return adjust_parity(ecb_encrypt(udk, left + right))
+
+
+def derive_common_session_key(mk: bytes, r: bytes) -> bytes:
+    """EMV Book 2 A1.3 common session key derivation from an 8-byte diversification value R.
+
+    F1 = R0 R1 F0 R3 … R7, F2 = R0 R1 0F R3 … R7; SK = 3DES(MK, F1) ‖ 3DES(MK, F2), odd parity.
+    For the AC session key R = ATC ‖ 00…00; for secure messaging R = the ARQC.
+    """
+    _check_key(mk, "master key")
+    if len(r) != 8:
+        raise ValueError(f"diversification value R must be 8 bytes, not {len(r)}")
+    f1 = r[:2] + b"\xf0" + r[3:]
+    f2 = r[:2] + b"\x0f" + r[3:]
+    return adjust_parity(ecb_encrypt(mk, f1 + f2))
