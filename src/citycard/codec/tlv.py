@@ -25,6 +25,7 @@ __all__ = [
     "find",
     "is_constructed",
     "iter_flat",
+    "read_tag",
     "tag_bytes",
 ]
 
@@ -119,6 +120,17 @@ def _read_tag(data: bytes, pos: int, end: int, base: int) -> tuple[str, int]:
             if pos - start > 4:
                 raise TlvError("tag longer than 4 bytes", base + start)
     return data[start:pos].hex().upper(), pos
+
+
+def read_tag(data: bytes, pos: int = 0) -> tuple[str, int]:
+    """The tag that starts at ``data[pos]`` and the position after it (Book 3 B1 tag rules).
+
+    For readers of tag lists that are not TLV (DOLs, ``9F4A``). Raises :class:`TlvError` when the tag is
+    missing, truncated or longer than 4 bytes.
+    """
+    if pos >= len(data):
+        raise TlvError("tag missing", pos)
+    return _read_tag(data, pos, len(data), 0)
 
 
 def _read_length(data: bytes, pos: int, end: int, base: int) -> tuple[int, int]:
