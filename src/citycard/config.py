@@ -19,11 +19,18 @@ class Settings:
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     vpcd_host: str = field(default_factory=lambda: _env("VPCD_HOST", "127.0.0.1"))
     vpcd_port: int = field(default_factory=lambda: int(_env("VPCD_PORT", "35963")))
+    hsm_master_key: str = field(default_factory=lambda: _env("HSM_MASTER_KEY", ""), repr=False)
+    hsm_key_file: str = field(default_factory=lambda: _env("HSM_KEY_FILE", ""))
 
     @property
     def db_url(self) -> str:
         """The SQLAlchemy URL: ``CITYCARD_DATABASE_URL`` or an SQLite file under ``home``."""
         return self.database_url or f"sqlite:///{self.home / 'citycard.db'}"
+
+    @property
+    def hsm_dir(self) -> Path:
+        """Where the software HSM keeps its key blocks (encrypted under the master key) and key file."""
+        return self.home / "hsm"
 
 
 def settings() -> Settings:
