@@ -1,0 +1,240 @@
+"""Application cryptograms, ARPC and issuer-script MACs, as card and issuer compute them
+(EMV 4.3 Book 2 §8.1–8.2, §9.2, A1.2; JR/T 0025.5 and .7 — PBOC 2.0 debit/credit; JR/T 0025.13 — EC load).
+
+**Cryptogram input.** Card and issuer build the AC input from the same ordered list, :data:`AC_DATA_TAGS`:
+the minimum set that EMV Book 2 §8.1.1 recommends (amount authorised ``9F02``, amount other ``9F03``,
+terminal country code ``9F1A``, TVR ``95``, transaction currency code ``5F2A``, transaction date ``9A``,
+transaction type ``9C``, unpredictable number ``9F37``, AIP ``82``, ATC ``9F36``) followed by the card
+verification results taken out of the issuer application data ``9F10``. This is the data PBOC 2.0 cards
+(JR/T 0025.5 appendix on the application cryptogram; the same choice as Visa's cryptogram version 10)
+feed to the MAC; the CDOL1 of our cards asks for the terminal part of it.
+
+**Issuer application data** (``9F10``, PBOC 2.0 / 3.0 layout, as we assume it)::
+
+    byte 0      length of the issuer-proprietary part (07)
+    byte 1      derivation key index (DKI)
+    byte 2      cryptogram version number (CVN, 01)
+    bytes 3..6  CVR: its own length byte 03, then 3 bytes of card verification results
+    byte 7      algorithm identifier (01 = 3DES, 04 = SM4; PBOC 3.0)
+    bytes 8..   issuer discretionary data, optional; for EC: 0A ‖ 01 ‖ EC balance (5 bytes) ‖ MAC (4)
+
+so the 4 CVR bytes fed to the cryptogram (length byte included) are ``value[3:7]``.
+
+**MACs.** The cryptogram is ISO/IEC 9797-1 MAC algorithm 3 with padding method 2 (``80 00…``) under the AC
+session key, 8 bytes. ARPC method 1 (Book 2 §8.2.1) is 3DES(SK, ARQC ⊕ (ARC ‖ 00…00)); method 2 (§8.2.2)
+the leftmost 4 bytes of the MAC over ARQC ‖ CSU ‖ proprietary authentication data. Script commands under
+secure messaging for integrity (Book 2 §9.2.1, format 1) carry a 4-byte MAC over
+``CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ data`` under the MAC session key, with Lc counting data plus MAC. The EC
+load script is PUT DATA 9F79 (``04DA9F790A ‖ new balance ‖ MAC``, JR/T 0025.13).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from .des import ecb_encrypt, xor
+from .mac import mac_alg3
+
+__all__ = [
+    "AC_DATA_LENGTHS",
+    "AC_DATA_TAGS",
+    "CVR_TAG",
+    "EC_BALANCE_HEADER",
+    "CryptogramDataError",
+    "ScriptCommandError",
+    "ac_input",
+    "amount_from_bcd",
+    "arpc_method1",
+    "arpc_method2",
+    "bcd_amount",
+    "cvr_from_iad",
+    "ec_load_script",
+    "generate_ac",
+    "parse_script_command",
+    "script_command",
+    "script_mac",
+    "verify_ac",
+    "verify_arpc_method1",
+    "verify_script_mac",
+]
+
+CVR_TAG = "9F10"
+"""In :data:`AC_DATA_TAGS`, ``9F10`` stands for the CVR taken out of the issuer application data."""
+
+AC_DATA_TAGS: tuple[str, ...] = (
+    "9F02",
+    "9F03",
+    "9F1A",
+    "95",
+    "5F2A",
+    "9A",
+    "9C",
+    "9F37",
+    "82",
+    "9F36",
+    CVR_TAG,
+)
+"""Ordered AC input: EMV Book 2 §8.1.1 recommended minimum set, then the CVR (from ``9F10``)."""
+
+AC_DATA_LENGTHS: dict[str, int] = {
+    "9F02": 6,
+    "9F03": 6,
+    "9F1A": 2,
+    "95": 5,
+    "5F2A": 2,
+    "9A": 3,
+    "9C": 1,
+    "9F37": 4,
+    "82": 2,
+    "9F36": 2,
+}
+"""Fixed lengths (bytes) of the AC input elements (EMV Book 3 Annex A)."""
+
+_MAX_SCRIPT_DATA = 255 - 4
+
+
+class CryptogramDataError(ValueError):
+    """The cryptogram input is missing a data element or one has the wrong length; ``tag`` says which."""
+
+    def __init__(self, tag: str, message: str) -> None:
+        super().__init__(f"AC input {tag}: {message}")
+        self.tag = tag
+
+
+class ScriptCommandError(ValueError):
+    """An issuer-script command is malformed (too short, Lc inconsistent)."""
+
+
+def cvr_from_iad(iad: bytes) -> bytes:
+    """The 4 CVR bytes (length byte ``03`` included) of a PBOC issuer application data value: ``iad[3:7]``."""
+    if len(iad) < 7:
+        raise CryptogramDataError(CVR_TAG, f"issuer application data is {len(iad)} bytes, need at least 7")
+    if iad[3] != 0x03:
+        raise CryptogramDataError(CVR_TAG, f"CVR length byte is {iad[3]:02X}, expected 03")
+    return iad[3:7]
+
+
+def ac_input(values: Mapping[str, bytes], tags: tuple[str, ...] = AC_DATA_TAGS) -> bytes:
+    """Concatenate the AC input from tag values, in the order of ``tags``; ``9F10`` contributes its CVR."""
+    out = bytearray()
+    for tag in tags:
+        value = values.get(tag)
+        if value is None:
+            raise CryptogramDataError(tag, "missing")
+        if tag == CVR_TAG:
+            out += cvr_from_iad(value)
+            continue
+        want = AC_DATA_LENGTHS.get(tag)
+        if want is not None and len(value) != want:
+            raise CryptogramDataError(tag, f"{len(value)} bytes, expected {want}")
+        out += value
+    return bytes(out)
+
+
+def _check_sk(key: bytes) -> None:
+    if len(key) != 16:
+        raise ValueError(f"session key must be 16 bytes, not {len(key)}")
+
+
+def generate_ac(session_key: bytes, data: bytes) -> bytes:
+    """ARQC / TC / AAC: ISO 9797-1 MAC algorithm 3, padding method 2, 8 bytes (EMV Book 2 §8.1.2)."""
+    _check_sk(session_key)
+    return mac_alg3(session_key, data, padding=2, length=8)
+
+
+def verify_ac(session_key: bytes, data: bytes, cryptogram: bytes) -> bool:
+    """True when ``cryptogram`` is the AC of ``data`` (constant-time comparison)."""
+    return hmac.compare_digest(generate_ac(session_key, data), cryptogram)
+
+
+def arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes:
+    """ARPC method 1 (EMV Book 2 §8.2.1; PBOC): 3DES(SK, ARQC ⊕ (ARC ‖ 00 00 00 00 00 00)), 8 bytes."""
+    _check_sk(session_key)
+    if len(arqc) != 8 or len(arc) != 2:
+        raise ValueError("ARQC must be 8 bytes and ARC 2 bytes")
+    return ecb_encrypt(session_key, xor(arqc, arc + bytes(6)))
+
+
+def verify_arpc_method1(session_key: bytes, arqc: bytes, arc: bytes, arpc: bytes) -> bool:
+    """Card side of method 1: constant-time check of the ARPC received in the issuer authentication data."""
+    return hmac.compare_digest(arpc_method1(session_key, arqc, arc), arpc)
+
+
+def arpc_method2(session_key: bytes, arqc: bytes, csu: bytes, proprietary: bytes = b"") -> bytes:
+    """ARPC method 2 (EMV Book 2 §8.2.2): MAC (alg 3, padding 2) of ARQC ‖ CSU ‖ proprietary data, 4 bytes."""
+    _check_sk(session_key)
+    if len(arqc) != 8 or len(csu) != 4 or len(proprietary) > 8:
+        raise ValueError("ARQC must be 8 bytes, CSU 4 bytes, proprietary authentication data at most 8")
+    return mac_alg3(session_key, arqc + csu + proprietary, padding=2, length=4)
+
+
+def script_mac(session_key: bytes, data: bytes) -> bytes:
+    """Issuer-script MAC: ISO 9797-1 MAC algorithm 3, padding method 2, leftmost 4 bytes (Book 2 §9.2)."""
+    _check_sk(session_key)
+    return mac_alg3(session_key, data, padding=2, length=4)
+
+
+def bcd_amount(fen: int, length: int = 6) -> bytes:
+    """An amount in fen as ``length`` bytes of BCD (n12 for the default 6 bytes)."""
+    if fen < 0 or fen >= 10 ** (2 * length):
+        raise ValueError(f"amount {fen} does not fit n{2 * length}")
+    return bytes.fromhex(f"{fen:0{2 * length}d}")
+
+
+def amount_from_bcd(value: bytes) -> int:
+    """The integer amount (fen) of a BCD numeric field; raises ``ValueError`` on a non-decimal nibble."""
+    digits = value.hex()
+    if not digits.isdigit():
+        raise ValueError(f"amount {digits.upper()} is not BCD")
+    return int(digits) if digits else 0
+
+
+def _mac_input(header: bytes, lc: int, atc: int, arqc: bytes, data: bytes) -> bytes:
+    if len(header) != 4:
+        raise ValueError(f"command header CLA INS P1 P2 must be 4 bytes, not {len(header)}")
+    if not 0 <= atc <= 0xFFFF or len(arqc) != 8:
+        raise ValueError("ATC must be a 2-byte value and ARQC 8 bytes")
+    return header + bytes([lc]) + atc.to_bytes(2, "big") + arqc + data
+
+
+def script_command(session_key: bytes, header: bytes, data: bytes, atc: int, arqc: bytes) -> bytes:
+    """A script command under secure messaging: ``CLA INS P1 P2 ‖ Lc ‖ data ‖ MAC`` with Lc = len(data) + 4.
+
+    The MAC (:func:`script_mac`) covers ``CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ data`` (EMV Book 2 §9.2.1;
+    JR/T 0025.5). Use it for PUT DATA (04DA 9F79 / 9F77 / 9F78), APPLICATION BLOCK (841E0000),
+    APPLICATION UNBLOCK (84180000), CARD BLOCK (84160000), PIN CHANGE/UNBLOCK (84240000 / 84240002).
+    """
+    if len(data) > _MAX_SCRIPT_DATA:
+        raise ValueError(f"script data of {len(data)} bytes does not fit one short APDU with its MAC")
+    lc = len(data) + 4
+    mac = script_mac(session_key, _mac_input(header, lc, atc, arqc, data))
+    return header + bytes([lc]) + data + mac
+
+
+def parse_script_command(command: bytes) -> tuple[bytes, bytes, bytes]:
+    """Split a script command into (header, data, MAC); raises :class:`ScriptCommandError` when malformed."""
+    if len(command) < 9:
+        raise ScriptCommandError(f"script command of {len(command)} bytes is too short for Lc and a MAC")
+    lc = command[4]
+    if lc < 4 or len(command) not in (5 + lc, 6 + lc):  # an Le byte may follow
+        raise ScriptCommandError(f"Lc {lc:02X} does not match a command of {len(command)} bytes")
+    return command[:4], command[5 : 5 + lc - 4], command[5 + lc - 4 : 5 + lc]
+
+
+def verify_script_mac(session_key: bytes, command: bytes, atc: int, arqc: bytes) -> bool:
+    """Card side: True when the command's trailing 4-byte MAC is right for this ATC and ARQC."""
+    header, data, mac = parse_script_command(command)
+    expected = script_mac(session_key, _mac_input(header, command[4], atc, arqc, data))
+    return hmac.compare_digest(expected, mac)
+
+
+EC_BALANCE_HEADER = bytes.fromhex("04DA9F79")
+
+
+def ec_load_script(session_key: bytes, atc: int, arqc: bytes, new_balance_fen: int) -> bytes:
+    """EC load issuer script: ``04DA9F790A ‖ new balance (6 bytes BCD) ‖ MAC`` (JR/T 0025.13).
+
+    MAC over ``04DA9F790A ‖ ATC ‖ ARQC ‖ new balance`` with the MAC session key (REFERENCE.md).
+    """
+    return script_command(session_key, EC_BALANCE_HEADER, bcd_amount(new_balance_fen), atc, arqc)
