@@ -61,6 +61,7 @@ _GENERIC_ROWS: tuple[_Row, ...] = (
     ("42", "Issuer identification number (IIN)", "n", 3, 3, "card"),
     ("4F", "Application identifier (AID) - card", "b", 5, 16, "card"),
     ("50", "Application label", "ans", 1, 16, "card"),
+    ("56", "Track 1 data", "ans", 1, 76, "card"),
     ("57", "Track 2 equivalent data", "b", 1, 19, "card"),
     ("5A", "Application primary account number (PAN)", "cn", 1, 10, "card"),
     ("5F20", "Cardholder name", "ans", 2, 26, "card"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "MAX_DEPTH",
     "MAX_SIZE",
+    "MAX_TAG_SIZE",
     "Tlv",
     "TlvError",
     "decode",
@@ -30,9 +31,11 @@ __all__ = [
 ]
 
 MAX_DEPTH = 8
-"""Deepest nesting accepted; EMV data never goes beyond 3 or 4."""
+"""Deepest nesting accepted: objects at top level are at depth 1; EMV data never goes beyond 4 or 5."""
 MAX_SIZE = 65_535
 """Largest input accepted, in bytes."""
+MAX_TAG_SIZE = 4
+"""Longest tag accepted, in bytes; EMV uses at most 2, ISO/IEC 7816-4 at most 3."""
 
 
 class TlvError(ValueError):
@@ -66,6 +69,10 @@ def tag_bytes(tag: str) -> bytes:
     raw = bytes.fromhex(tag)
     if not raw:
         raise ValueError("empty tag")
+    if raw[0] in (0x00, 0xFF):  # ISO/IEC 7816-4 §5.2.2.1: invalid first tag bytes (they are padding)
+        raise ValueError(f"tag {tag}: first byte {raw[0]:02X} is not allowed")
+    if len(raw) > MAX_TAG_SIZE:
+        raise ValueError(f"tag {tag}: longer than {MAX_TAG_SIZE} bytes")
     more = (raw[0] & 0x1F) == 0x1F
     for i, b in enumerate(raw[1:], start=1):
         if not more:
@@ -117,8 +124,8 @@ def _read_tag(data: bytes, pos: int, end: int, base: int) -> tuple[str, int]:
             pos += 1
             if not b & 0x80:
                 break
-            if pos - start > 4:
-                raise TlvError("tag longer than 4 bytes", base + start)
+            if pos - start >= MAX_TAG_SIZE:  # another byte announced after the 4th
+                raise TlvError(f"tag longer than {MAX_TAG_SIZE} bytes", base + start)
     return data[start:pos].hex().upper(), pos
 
 
@@ -151,7 +158,7 @@ def _read_length(data: bytes, pos: int, end: int, base: int) -> tuple[int, int]:
 
 
 def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tlv]:
-    if depth > MAX_DEPTH:
+    if depth > MAX_DEPTH and start < end:
         raise TlvError(f"nesting deeper than {MAX_DEPTH}", base + start)
     out: list[Tlv] = []
     pos = start
