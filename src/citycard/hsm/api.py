@@ -1,0 +1,144 @@
+"""The HSM interface: what the issuer and the network may ask of key custody, and nothing more.
+
+Secret keys never cross this interface in clear: callers hold :class:`KeyHandle` values (a label plus the
+attributes the key block binds to the key, ASC X9 TR-31:2018 / ANSI X9.143 §6) and ask for operations. The
+shape follows what a PKCS#11 token offers (objects found by label, ``CKA_*`` attributes fixed at creation,
+derive / sign / wrap mechanisms), so a SoftHSM2 backend (``pkcs11.py``) can implement the same Protocol.
+
+Failures: a key used for something its block does not allow raises :class:`KeyUsageError`; an unknown label
+:class:`KeyNotFoundError`; malformed input :class:`HsmInputError`. A cryptogram or PIN that does not verify
+is a business outcome: the verify operations return ``False``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from citycard.crypto.rsa_cert import RsaPublicKey
+
+__all__ = [
+    "Algorithm",
+    "Hsm",
+    "HsmError",
+    "HsmInputError",
+    "KeyExistsError",
+    "KeyHandle",
+    "KeyNotFoundError",
+    "KeyUsage",
+    "KeyUsageError",
+    "RsaPublicKey",
+]
+
+
+class KeyUsage(enum.StrEnum):
+    """Key usage codes of TR-31:2018 Table 6 / X9.143 that the issuer needs."""
+
+    EMV_AC = "E0"  # EMV issuer master key: application cryptograms (ARQC/TC/AAC, ARPC)
+    EMV_SMC = "E1"  # EMV issuer master key: secure messaging for confidentiality
+    EMV_SMI = "E2"  # EMV issuer master key: secure messaging for integrity (script MACs)
+    EMV_DN = "E4"  # EMV issuer master key: dynamic numbers / data (ICC dynamic number keys)
+    PIN_ENCRYPTION = "P0"  # PIN encryption key (ZPK / TPK)
+    PIN_VERIFICATION_VISA = "V2"  # PIN verification key, Visa PVV
+    KEK = "K0"  # key encryption / wrapping key
+    DATA = "D0"  # symmetric data encryption
+    MAC = "M6"  # ISO 9797-1:2011 MAC algorithm 5 (CMAC)
+    SIGNATURE = "S0"  # asymmetric key pair for digital signature (deny lists)
+    CA = "S1"  # asymmetric key pair, CA key (issuer key signing ICC certificates)
+
+
+class Algorithm(enum.StrEnum):
+    TDEA = "T"
+    AES = "A"
+    RSA = "R"
+
+
+class HsmError(Exception):
+    """Base of every HSM failure. Messages name labels and usages, never key material."""
+
+
+class KeyUsageError(HsmError):
+    """The key's block does not allow this operation (wrong usage, mode of use or exportability)."""
+
+
+class KeyNotFoundError(HsmError):
+    pass
+
+
+class KeyExistsError(HsmError):
+    pass
+
+
+class HsmInputError(HsmError, ValueError):
+    """Malformed input to an operation (lengths, digits); says which argument."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHandle:
+    """A reference to a key inside the HSM with the attributes its key block binds (no key material)."""
+
+    label: str
+    usage: KeyUsage
+    algorithm: Algorithm
+    mode: str
+    version: str
+    exportable: bool
+    kcv: str  # key check value, hex (3 bytes for TDEA/AES; for RSA, of the public modulus)
+
+
+@runtime_checkable
+class Hsm(Protocol):
+    """Operations of the issuer's HSM. Every method checks the usage bound to each key it is given."""
+
+    # --- key management -------------------------------------------------------------------------------
+    def generate_key(
+        self, label: str, usage: KeyUsage, *, algorithm: Algorithm = ..., exportable: bool = ...
+    ) -> KeyHandle: ...
+    def import_components(
+        self, label: str, usage: KeyUsage, components: Sequence[bytes], *, algorithm: Algorithm = ...
+    ) -> KeyHandle:
+        """A symmetric key entered as clear components (XOR), as in a key ceremony."""
+        ...
+
+    def import_key_block(self, label: str, block: str, kek: KeyHandle) -> KeyHandle: ...
+    def export_key_block(self, key: KeyHandle, kek: KeyHandle) -> str: ...
+    def get(self, label: str) -> KeyHandle: ...
+    def labels(self) -> list[str]: ...
+
+    # --- EMV / PBOC cryptograms -----------------------------------------------------------------------
+    def verify_arqc(
+        self, imk: KeyHandle, pan: str, psn: str, atc: int, ac_data: bytes, arqc: bytes
+    ) -> bool: ...
+    def generate_arpc(
+        self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes
+    ) -> bytes: ...
+    def script_command(
+        self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, header: bytes, data: bytes
+    ) -> bytes: ...
+    def ec_load_script(
+        self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, new_balance_fen: int
+    ) -> bytes: ...
+
+    # --- PIN ------------------------------------------------------------------------------------------
+    def translate_pin_block(
+        self, source: KeyHandle, destination: KeyHandle, pin_block: bytes, pan: str
+    ) -> bytes: ...
+    def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str: ...
+    def verify_pin(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str
+    ) -> bool: ...
+
+    # --- RSA ------------------------------------------------------------------------------------------
+    def generate_rsa_key(
+        self, label: str, usage: KeyUsage, bits: int, *, public_exponent: int = ..., exportable: bool = ...
+    ) -> KeyHandle: ...
+    def public_key(self, key: KeyHandle) -> RsaPublicKey: ...
+    def sign_raw(self, key: KeyHandle, block: bytes) -> bytes:
+        """Raw RSA private operation on a modulus-length block (EMV certificates, Book 2 §5.1)."""
+        ...
+
+    def sign(self, key: KeyHandle, message: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2) over ``message``."""
+        ...

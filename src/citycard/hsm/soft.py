@@ -1,0 +1,458 @@
+"""The software HSM: the one place where the issuer's secret keys exist in clear (in this process's memory).
+
+At rest every key is a TR-31 version D key block (:mod:`citycard.hsm.keyblock`) under the local master key
+(the KBPK, AES-256), which comes from ``CITYCARD_HSM_MASTER_KEY`` (64 hex digits) or a key file — never from
+the database. Blocks are kept by a :class:`KeyStore` (a directory of ``<label>.kb`` files, or memory).
+Every operation checks the usage and mode of use bound into each key's block (TR-31:2018 Tables 6 and 8)
+and refuses a key used for anything else with :class:`~citycard.hsm.api.KeyUsageError`.
+
+Algorithms (all from :mod:`citycard.crypto`): ICC master keys by EMV option A (Book 2 A1.4.1), PBOC session
+keys (JR/T 0025.7), application cryptograms and ARPC method 1 (Book 2 §8.1–8.2), issuer-script MACs
+(Book 2 §9.2, JR/T 0025.13 for PUT DATA 9F79), ISO 9564-1 format 0 PIN blocks, and the Visa PIN
+Verification Value (Visa PIN Verification Service; the PVV method also documented for Thales payShield
+commands DG/DC/EC): TSP = 11 rightmost PAN digits without the check digit ‖ PVKI ‖ 4 leftmost PIN digits,
+3DES under the PVK, decimalised (decimal digits left to right, then the hex digits A–F minus 10).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.cmac import CMAC
+
+from citycard.crypto import cryptograms, des
+from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
+from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
+from citycard.crypto.rsa_cert import RsaKey, rsa_private_raw
+
+from . import keyblock
+from .api import (
+    Algorithm,
+    HsmInputError,
+    KeyExistsError,
+    KeyHandle,
+    KeyNotFoundError,
+    KeyUsage,
+    KeyUsageError,
+    RsaPublicKey,
+)
+
+__all__ = [
+    "DirectoryKeyStore",
+    "KeyStore",
+    "MemoryKeyStore",
+    "SoftHsm",
+    "load_master_key",
+    "visa_pvv",
+]
+
+_LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# The mode of use each usage is created with (TR-31:2018 Table 8): "X" derive keys, "B" both, "C" MAC,
+# "S" sign only.
+_DEFAULT_MODE = {
+    KeyUsage.EMV_AC: "X",
+    KeyUsage.EMV_SMC: "X",
+    KeyUsage.EMV_SMI: "X",
+    KeyUsage.EMV_DN: "X",
+    KeyUsage.PIN_ENCRYPTION: "B",
+    KeyUsage.PIN_VERIFICATION_VISA: "C",
+    KeyUsage.KEK: "B",
+    KeyUsage.DATA: "B",
+    KeyUsage.MAC: "C",
+    KeyUsage.SIGNATURE: "S",
+    KeyUsage.CA: "S",
+}
+
+
+class KeyStore(Protocol):
+    """Where key blocks rest (they are encrypted and authenticated; the store need not be secret)."""
+
+    def load(self, label: str) -> str | None: ...
+    def save(self, label: str, block: str) -> None: ...
+    def labels(self) -> list[str]: ...
+
+
+class MemoryKeyStore:
+    def __init__(self) -> None:
+        self._blocks: dict[str, str] = {}
+
+    def load(self, label: str) -> str | None:
+        return self._blocks.get(label)
+
+    def save(self, label: str, block: str) -> None:
+        self._blocks[label] = block
+
+    def labels(self) -> list[str]:
+        return sorted(self._blocks)
+
+
+class DirectoryKeyStore:
+    """One ``<label>.kb`` file per key block, written atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def load(self, label: str) -> str | None:
+        path = self.directory / f"{label}.kb"
+        return path.read_text("ascii").strip() if path.exists() else None
+
+    def save(self, label: str, block: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{label}.kb.tmp"
+        tmp.write_text(block + "\n", "ascii")
+        tmp.replace(self.directory / f"{label}.kb")
+
+    def labels(self) -> list[str]:
+        if not self.directory.exists():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.kb"))
+
+
+def load_master_key(hex_value: str, key_file: Path, *, create: bool = True) -> bytes:
+    """The 32-byte master key (KBPK) from ``hex_value`` (the environment) or ``key_file``.
+
+    When neither exists and ``create`` is set, a fresh key is written to ``key_file`` (mode 0600): the
+    development default. Production sets ``CITYCARD_HSM_MASTER_KEY`` or points at a key-ceremony file.
+    """
+    text = hex_value.strip()
+    if not text:
+        if not key_file.exists():
+            if not create:
+                raise KeyNotFoundError(f"no HSM master key: set CITYCARD_HSM_MASTER_KEY or create {key_file}")
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(os.urandom(32).hex().upper() + "\n")
+        text = key_file.read_text("ascii").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise HsmInputError("HSM master key is not hexadecimal") from None
+    if len(key) not in (16, 24, 32):
+        raise HsmInputError("HSM master key must be an AES key of 16, 24 or 32 bytes")
+    return key
+
+
+def visa_pvv(pvk: bytes, pan: str, pvki: int, pin: str) -> str:
+    """Visa PVV (see the module docstring): 4 decimal digits."""
+    digits = pan.rstrip("F")
+    if not digits.isdigit() or len(digits) < 12:
+        raise HsmInputError("PAN must have at least 12 digits")
+    if not 0 <= pvki <= 9 or len(pin) < 4 or not pin.isdigit():
+        raise HsmInputError("PVKI must be one digit and the PIN at least 4 digits")
+    tsp = digits[-12:-1] + str(pvki) + pin[:4]
+    out = des.ecb_encrypt(pvk, bytes.fromhex(tsp)).hex().upper()
+    decimal = [c for c in out if c.isdigit()]
+    decimal += [str(int(c, 16) - 10) for c in out if not c.isdigit()]
+    return "".join(decimal[:4])
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    handle: KeyHandle
+    secret: bytes  # symmetric key bytes, or PKCS#8 DER for RSA
+
+
+class SoftHsm:
+    """:class:`~citycard.hsm.api.Hsm` in software. Thread-safe; unwrapped keys are cached in memory."""
+
+    def __init__(
+        self,
+        master_key: bytes,
+        store: KeyStore | None = None,
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        keyblock.derive_block_keys(master_key)  # validates the length
+        self._kbpk = master_key
+        self._store: KeyStore = store if store is not None else MemoryKeyStore()
+        self._random = random
+        self._cache: dict[str, _Key] = {}
+        self._rsa: dict[str, tuple[rsa.RSAPrivateKey, RsaKey]] = {}
+        self._lock = threading.Lock()
+
+    # --- storage ----------------------------------------------------------------------------------------
+    def _load(self, label: str) -> _Key:
+        key = self._cache.get(label)
+        if key is not None:
+            return key
+        block = self._store.load(label)
+        if block is None:
+            raise KeyNotFoundError(f"no key labelled {label!r}")
+        header, secret = keyblock.unwrap(self._kbpk, block)
+        key = _Key(self._handle(label, header, secret), secret)
+        with self._lock:
+            self._cache[label] = key
+        return key
+
+    def _handle(self, label: str, header: keyblock.Header, secret: bytes) -> KeyHandle:
+        algorithm = Algorithm(header.algorithm)
+        return KeyHandle(
+            label=label,
+            usage=KeyUsage(header.usage),
+            algorithm=algorithm,
+            mode=header.mode,
+            version=header.version,
+            exportable=header.exportability == "E",
+            kcv=_kcv(algorithm, secret),
+        )
+
+    def _store_new(self, label: str, header: keyblock.Header, secret: bytes) -> KeyHandle:
+        if not _LABEL.match(label):
+            raise HsmInputError(f"key label {label!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        with self._lock:
+            if label in self._cache or self._store.load(label) is not None:
+                raise KeyExistsError(f"a key labelled {label!r} exists already")
+            self._store.save(label, keyblock.wrap(self._kbpk, header, secret, random=self._random))
+            key = _Key(self._handle(label, header, secret), secret)
+            self._cache[label] = key
+        return key.handle
+
+    def _use(self, handle: KeyHandle, usage: KeyUsage, modes: Iterable[str], what: str) -> bytes:
+        key = self._load(handle.label)
+        h = key.handle
+        if h.usage != usage or h.mode not in modes:
+            raise KeyUsageError(
+                f"key {handle.label!r} ({h.usage.value}, mode {h.mode}) may not be used to {what}"
+                f" (needs {usage.value}, mode {'/'.join(modes)})"
+            )
+        return key.secret
+
+    # --- key management ---------------------------------------------------------------------------------
+    def generate_key(
+        self,
+        label: str,
+        usage: KeyUsage,
+        *,
+        algorithm: Algorithm = Algorithm.TDEA,
+        exportable: bool = False,
+    ) -> KeyHandle:
+        if usage in (KeyUsage.SIGNATURE, KeyUsage.CA) or algorithm == Algorithm.RSA:
+            raise KeyUsageError("asymmetric keys are made by generate_rsa_key")
+        size = 16 if algorithm == Algorithm.TDEA else 32
+        secret = self._random(size)
+        if algorithm == Algorithm.TDEA:
+            secret = des.adjust_parity(secret)
+        return self._store_new(label, _header(usage, algorithm, exportable), secret)
+
+    def import_components(
+        self,
+        label: str,
+        usage: KeyUsage,
+        components: Sequence[bytes],
+        *,
+        algorithm: Algorithm = Algorithm.TDEA,
+    ) -> KeyHandle:
+        sizes = (16, 24) if algorithm == Algorithm.TDEA else (16, 24, 32)
+        if not components or len({len(c) for c in components}) != 1 or len(components[0]) not in sizes:
+            raise HsmInputError(f"key components must be {sizes} bytes long, all the same length")
+        if algorithm == Algorithm.RSA or usage in (KeyUsage.SIGNATURE, KeyUsage.CA):
+            raise KeyUsageError("RSA keys cannot be entered as components")
+        secret = components[0]
+        for c in components[1:]:
+            secret = des.xor(secret, c)
+        return self._store_new(label, _header(usage, algorithm, False), secret)
+
+    def import_key_block(self, label: str, block: str, kek: KeyHandle) -> KeyHandle:
+        kek_secret = self._use(kek, KeyUsage.KEK, ("B", "D"), "unwrap keys")
+        _check_aes_kek(self._load(kek.label).handle)
+        try:
+            header, secret = keyblock.unwrap(kek_secret, block)
+            KeyUsage(header.usage)  # only usages this HSM knows
+        except ValueError as exc:  # KeyBlockError, or an unknown usage code
+            raise HsmInputError(f"key block for {label!r} refused: {exc}") from None
+        return self._store_new(label, header, secret)
+
+    def export_key_block(self, key: KeyHandle, kek: KeyHandle) -> str:
+        kek_secret = self._use(kek, KeyUsage.KEK, ("B", "E"), "wrap keys")
+        _check_aes_kek(self._load(kek.label).handle)
+        inner = self._load(key.label)
+        if not inner.handle.exportable:
+            raise KeyUsageError(f"key {key.label!r} is not exportable")
+        header = _header(inner.handle.usage, inner.handle.algorithm, True, inner.handle.mode)
+        return keyblock.wrap(kek_secret, header, inner.secret, random=self._random)
+
+    def get(self, label: str) -> KeyHandle:
+        return self._load(label).handle
+
+    def labels(self) -> list[str]:
+        return self._store.labels()
+
+    # --- EMV / PBOC cryptograms -------------------------------------------------------------------------
+    def _session_key(self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str, atc: int, what: str) -> bytes:
+        secret = self._use(imk, usage, ("X",), what)
+        try:
+            udk = derive_icc_mk_a(secret, pan, psn)
+            return derive_pboc_session_key(udk, atc)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def verify_arqc(self, imk: KeyHandle, pan: str, psn: str, atc: int, ac_data: bytes, arqc: bytes) -> bool:
+        sk = self._session_key(imk, KeyUsage.EMV_AC, pan, psn, atc, "verify application cryptograms")
+        if len(arqc) != 8:
+            raise HsmInputError(f"ARQC must be 8 bytes, not {len(arqc)}")
+        return cryptograms.verify_ac(sk, ac_data, arqc)
+
+    def generate_arpc(self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes) -> bytes:
+        sk = self._session_key(imk, KeyUsage.EMV_AC, pan, psn, atc, "generate an ARPC")
+        try:
+            return cryptograms.arpc_method1(sk, arqc, arc)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def script_command(
+        self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, header: bytes, data: bytes
+    ) -> bytes:
+        sk = self._session_key(smi, KeyUsage.EMV_SMI, pan, psn, atc, "MAC issuer scripts")
+        try:
+            return cryptograms.script_command(sk, header, data, atc, arqc)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def ec_load_script(
+        self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, new_balance_fen: int
+    ) -> bytes:
+        sk = self._session_key(smi, KeyUsage.EMV_SMI, pan, psn, atc, "MAC issuer scripts")
+        try:
+            return cryptograms.ec_load_script(sk, atc, arqc, new_balance_fen)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def derive_icc_key(self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str) -> bytes:
+        """The card's own master key (UDK) in clear, for personalisation only (the card must hold it)."""
+        secret = self._use(imk, usage, ("X",), "derive card keys")
+        try:
+            return derive_icc_mk_a(secret, pan, psn)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    # --- PIN --------------------------------------------------------------------------------------------
+    def _clear_pin(self, pek: KeyHandle, pin_block: bytes, pan: str) -> str:
+        secret = self._use(pek, KeyUsage.PIN_ENCRYPTION, ("B", "D"), "decrypt PIN blocks")
+        if len(pin_block) != 8:
+            raise HsmInputError(f"PIN block must be 8 bytes, not {len(pin_block)}")
+        try:
+            return pin_from_iso0(des.ecb_decrypt(secret, pin_block), pan)
+        except PinBlockError as exc:
+            raise HsmInputError(f"PIN block does not decode as ISO 9564 format 0 ({exc})") from None
+
+    def translate_pin_block(
+        self, source: KeyHandle, destination: KeyHandle, pin_block: bytes, pan: str
+    ) -> bytes:
+        pin = self._clear_pin(source, pin_block, pan)
+        secret = self._use(destination, KeyUsage.PIN_ENCRYPTION, ("B", "E"), "encrypt PIN blocks")
+        return des.ecb_encrypt(secret, pin_block_iso0(pin, pan))
+
+    def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str:
+        pin = self._clear_pin(pek, pin_block, pan)
+        secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "G"), "generate PVVs")
+        return visa_pvv(secret, pan, pvki, pin)
+
+    def verify_pin(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str
+    ) -> bool:
+        pin = self._clear_pin(pek, pin_block, pan)
+        secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "V"), "verify PINs")
+        return hmac.compare_digest(visa_pvv(secret, pan, pvki, pin), pvv)
+
+    # --- RSA --------------------------------------------------------------------------------------------
+    def generate_rsa_key(
+        self,
+        label: str,
+        usage: KeyUsage,
+        bits: int,
+        *,
+        public_exponent: int = 65537,
+        exportable: bool = False,
+    ) -> KeyHandle:
+        if usage not in (KeyUsage.SIGNATURE, KeyUsage.CA):
+            raise KeyUsageError(f"an RSA key pair is for signatures (S0) or certificates (S1), not {usage}")
+        if not 512 <= bits <= 2048 or bits % 8:
+            raise HsmInputError("RSA modulus must be 512 to 2048 bits, a multiple of 8")
+        if public_exponent not in (3, 65537):
+            raise HsmInputError("EMV allows public exponents 3 and 65537 only")
+        private = rsa.generate_private_key(public_exponent=public_exponent, key_size=bits)
+        der = private.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return self._store_new(label, _header(usage, Algorithm.RSA, exportable, "S"), der)
+
+    def _private(self, key: KeyHandle, usage: KeyUsage, what: str) -> tuple[rsa.RSAPrivateKey, RsaKey]:
+        der = self._use(key, usage, ("S",), what)
+        cached = self._rsa.get(key.label)
+        if cached is None:
+            private = serialization.load_der_private_key(der, password=None)
+            assert isinstance(private, rsa.RSAPrivateKey)
+            n = private.private_numbers()
+            pub = n.public_numbers
+            cached = (private, RsaKey(pub.n, pub.e, n.d, n.p, n.q, n.dmp1, n.dmq1, n.iqmp))
+            self._rsa[key.label] = cached
+        return cached
+
+    def public_key(self, key: KeyHandle) -> RsaPublicKey:
+        stored = self._load(key.label)
+        if stored.handle.algorithm != Algorithm.RSA:
+            raise KeyUsageError(f"key {key.label!r} is not an RSA key")
+        private = serialization.load_der_private_key(stored.secret, password=None)
+        assert isinstance(private, rsa.RSAPrivateKey)
+        numbers = private.public_key().public_numbers()
+        return RsaPublicKey(numbers.n, numbers.e)
+
+    def sign_raw(self, key: KeyHandle, block: bytes) -> bytes:
+        _, crt = self._private(key, KeyUsage.CA, "sign certificates")
+        try:
+            return rsa_private_raw(crt, block)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def sign(self, key: KeyHandle, message: bytes) -> bytes:
+        private, _ = self._private(key, KeyUsage.SIGNATURE, "sign messages")
+        return private.sign(message, padding.PKCS1v15(), hashes.SHA256())
+
+    def generate_icc_rsa_key(self, bits: int, public_exponent: int = 3) -> RsaKey:
+        """A fresh ICC key pair for personalisation: it leaves the HSM for the card and is not kept."""
+        if not 1024 <= bits <= 1984 or bits % 8 or public_exponent not in (3, 65537):
+            raise HsmInputError("ICC RSA modulus must be 1024 to 1984 bits with exponent 3 or 65537")
+        return RsaKey.generate(bits, public_exponent)
+
+
+def _header(
+    usage: KeyUsage, algorithm: Algorithm, exportable: bool, mode: str | None = None
+) -> keyblock.Header:
+    return keyblock.Header(
+        usage=usage.value,
+        algorithm=algorithm.value,
+        mode=mode or _DEFAULT_MODE[usage],
+        version="00",
+        exportability="E" if exportable else "N",
+    )
+
+
+def _check_aes_kek(kek: KeyHandle) -> None:
+    if kek.algorithm != Algorithm.AES:
+        raise KeyUsageError(f"KEK {kek.label!r} must be an AES key to protect version D key blocks")
+
+
+def _kcv(algorithm: Algorithm, secret: bytes) -> str:
+    if algorithm == Algorithm.TDEA:
+        return des.kcv(secret).hex().upper()
+    if algorithm == Algorithm.AES:
+        c = CMAC(algorithms.AES(secret))
+        c.update(bytes(16))
+        return c.finalize()[:3].hex().upper()
+    private = serialization.load_der_private_key(secret, password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    modulus = private.public_key().public_numbers().n
+    return hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()[:3].hex().upper()

@@ -1,0 +1,202 @@
+"""Software HSM: public known answers through the HSM, key usage refusals, persistence under the master
+key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from citycard.crypto import cryptograms, des
+from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
+from citycard.crypto.pin import pin_block_iso0
+from citycard.crypto.rsa_cert import rsa_public_raw
+from citycard.hsm import (
+    Algorithm,
+    Hsm,
+    HsmInputError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyUsage,
+    KeyUsageError,
+)
+from citycard.hsm.keyblock import KeyBlockError
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, load_master_key, visa_pvv
+
+MASTER = bytes(range(32))
+IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # REFERENCE.md, EMV Book 2 A1.4.1
+PVK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # psec tests/test_pin.py generate_visa_pvv
+
+
+@pytest.fixture
+def hsm() -> SoftHsm:
+    return SoftHsm(MASTER)
+
+
+def test_soft_hsm_is_an_hsm(hsm: SoftHsm) -> None:
+    assert isinstance(hsm, Hsm)
+
+
+def test_icc_master_key_public_vector(hsm: SoftHsm) -> None:
+    # REFERENCE.md: EMV Book 2 A1.4.1 option A, pyemv kd.derive_icc_mk_a docstring.
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    assert imk.kcv == des.kcv(IMK).hex().upper()
+    udk = hsm.derive_icc_key(imk, KeyUsage.EMV_AC, "12345678901234567", "01")
+    assert udk.hex().upper() == "73AD54688CEF2934B0979857E3C719F1"
+
+
+def test_components_are_xored(hsm: SoftHsm) -> None:
+    a = bytes(range(16))
+    b = des.xor(IMK, a)
+    handle = hsm.import_components("imk", KeyUsage.EMV_AC, [a, b])
+    assert handle.kcv == des.kcv(IMK).hex().upper()
+
+
+def _ac_data() -> bytes:
+    values = {
+        "9F02": bytes.fromhex("000000001000"),
+        "9F03": bytes(6),
+        "9F1A": bytes.fromhex("0156"),
+        "95": bytes(5),
+        "5F2A": bytes.fromhex("0156"),
+        "9A": bytes.fromhex("261125"),
+        "9C": b"\x00",
+        "9F37": bytes.fromhex("11223344"),
+        "82": bytes.fromhex("7C00"),
+        "9F36": bytes.fromhex("0005"),
+        "9F10": bytes.fromhex("07010103A00000010A01"),
+    }
+    return cryptograms.ac_input(values)
+
+
+def test_arqc_verification_and_arpc(hsm: SoftHsm) -> None:
+    pan, psn, atc = "6222021234567890128", "01", 5
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    sk = derive_pboc_session_key(derive_icc_mk_a(IMK, pan, psn), atc)
+    data = _ac_data()
+    arqc = cryptograms.generate_ac(sk, data)
+    assert hsm.verify_arqc(imk, pan, psn, atc, data, arqc)
+    assert not hsm.verify_arqc(imk, pan, psn, atc + 1, data, arqc)
+    assert not hsm.verify_arqc(imk, pan, psn, atc, data, bytes(8))
+    assert hsm.generate_arpc(imk, pan, psn, atc, arqc, b"00") == cryptograms.arpc_method1(sk, arqc, b"00")
+
+
+def test_ec_load_script_and_script_command(hsm: SoftHsm) -> None:
+    pan, psn, atc = "6222021234567890128", "01", 9
+    smi = hsm.import_components("imk-smi", KeyUsage.EMV_SMI, [IMK[::-1]])
+    sk = derive_pboc_session_key(derive_icc_mk_a(IMK[::-1], pan, psn), atc)
+    arqc = bytes.fromhex("1234567890ABCDEF")
+    script = hsm.ec_load_script(smi, pan, psn, atc, arqc, 50_000)
+    assert script[:5] == bytes.fromhex("04DA9F790A")
+    assert cryptograms.verify_script_mac(sk, script, atc, arqc)
+    block = hsm.script_command(smi, pan, psn, atc, arqc, bytes.fromhex("841E0000"), b"")
+    assert cryptograms.verify_script_mac(sk, block, atc, arqc)
+
+
+def test_wrong_key_usage_is_refused(hsm: SoftHsm) -> None:
+    ac = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    pek = hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION)
+    arqc = bytes(8)
+    with pytest.raises(KeyUsageError, match="MAC issuer scripts"):
+        hsm.ec_load_script(ac, "6222021234567890128", "00", 1, arqc, 1)
+    with pytest.raises(KeyUsageError):
+        hsm.verify_arqc(pek, "6222021234567890128", "00", 1, b"x", arqc)
+    with pytest.raises(KeyUsageError):
+        hsm.generate_pvv(ac, ac, bytes(8), "6222021234567890128", 1)
+    with pytest.raises(KeyUsageError):
+        hsm.sign(ac, b"deny list")
+    with pytest.raises(KeyUsageError, match="not exportable"):
+        kek = hsm.generate_key("kek", KeyUsage.KEK, algorithm=Algorithm.AES)
+        hsm.export_key_block(ac, kek)
+
+
+def test_psec_visa_pvv_vectors() -> None:
+    # psec tests/test_pin.py::test_generate_visa_pvv (public), PVK 0123456789ABCDEFFEDCBA9876543210.
+    assert visa_pvv(PVK, "1122334455667788", 1, "4524") == "8523"
+    assert visa_pvv(PVK, "1122334455667788", 2, "1912") == "3244"
+    assert visa_pvv(PVK, "1122334455667718", 1, "0570") == "3144"
+    assert visa_pvv(PVK, "1122334455667708", 1, "8299") == "4422"
+
+
+def test_pin_translation_and_pvv(hsm: SoftHsm) -> None:
+    pan = "4012345678909"
+    clear = pin_block_iso0("1234", pan)
+    assert clear.hex().upper() == "041274EDCBA9876F"  # REFERENCE.md, ISO 9564-1 format 0
+    tpk = hsm.generate_key("tpk", KeyUsage.PIN_ENCRYPTION)
+    zpk = hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION)
+    pvk = hsm.import_components("pvk", KeyUsage.PIN_VERIFICATION_VISA, [PVK])
+    tpk_secret = hsm._load("tpk").secret  # white-box: build the terminal's block as a PIN pad would
+    under_tpk = des.ecb_encrypt(tpk_secret, clear)
+    under_zpk = hsm.translate_pin_block(tpk, zpk, under_tpk, pan)
+    assert under_zpk != under_tpk
+    assert des.ecb_decrypt(hsm._load("zpk").secret, under_zpk) == clear
+    pvv = hsm.generate_pvv(tpk, pvk, under_tpk, pan, 1)
+    assert pvv == visa_pvv(PVK, pan, 1, "1234")
+    assert hsm.verify_pin(zpk, pvk, under_zpk, pan, 1, pvv)
+    wrong = des.ecb_encrypt(tpk_secret, pin_block_iso0("1235", pan))
+    assert not hsm.verify_pin(tpk, pvk, wrong, pan, 1, pvv)
+    with pytest.raises(HsmInputError):
+        hsm.verify_pin(tpk, pvk, des.ecb_encrypt(tpk_secret, bytes(8)), pan, 1, pvv)
+
+
+def test_rsa_certificate_signing_and_signatures(hsm: SoftHsm) -> None:
+    ca = hsm.generate_rsa_key("issuer-cert", KeyUsage.CA, 1024, public_exponent=3)
+    public = hsm.public_key(ca)
+    block = b"\x6a" + bytes(range(1, 127)) + b"\xbc"
+    signed = hsm.sign_raw(ca, block)
+    assert rsa_public_raw(public.n, public.e, signed) == block
+    signer = hsm.generate_rsa_key("denylist", KeyUsage.SIGNATURE, 1024)
+    sig = hsm.sign(signer, b"deny list v1")
+    pub = hsm.public_key(signer)
+    rsa.RSAPublicNumbers(pub.e, pub.n).public_key().verify(
+        sig, b"deny list v1", padding.PKCS1v15(), hashes.SHA256()
+    )
+    with pytest.raises(KeyUsageError):
+        hsm.sign_raw(signer, block)
+    with pytest.raises(KeyUsageError):
+        hsm.generate_rsa_key("x", KeyUsage.EMV_AC, 1024)
+
+
+def test_keys_persist_encrypted_and_survive_restart(tmp_path: Path) -> None:
+    store = DirectoryKeyStore(tmp_path / "keys")
+    first = SoftHsm(MASTER, store)
+    handle = first.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    text = (tmp_path / "keys" / "imk-ac.kb").read_text()
+    assert text.startswith("D") and IMK.hex().upper() not in text.upper()
+    second = SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "keys"))
+    assert second.get("imk-ac") == handle
+    with pytest.raises(KeyExistsError):
+        second.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    with pytest.raises(KeyBlockError):
+        SoftHsm(bytes(32), DirectoryKeyStore(tmp_path / "keys")).get("imk-ac")
+    with pytest.raises(KeyNotFoundError):
+        second.get("nothing")
+
+
+def test_export_import_under_kek(hsm: SoftHsm) -> None:
+    kek_value = bytes(range(100, 132))  # shared with the peer by a key ceremony (components)
+    kek = hsm.import_components("kek", KeyUsage.KEK, [kek_value], algorithm=Algorithm.AES)
+    zpk = hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION, exportable=True)
+    block = hsm.export_key_block(zpk, kek)
+    assert block.startswith("D") and block[5:7] == "P0" and block[11] == "E"
+    peer = SoftHsm(bytes(32))
+    peer_kek = peer.import_components("kek", KeyUsage.KEK, [kek_value], algorithm=Algorithm.AES)
+    imported = peer.import_key_block("zpk", block, peer_kek)
+    assert imported.kcv == zpk.kcv and imported.usage == KeyUsage.PIN_ENCRYPTION
+    tdes_kek = peer.import_components("kek-t", KeyUsage.KEK, [IMK])
+    with pytest.raises(KeyUsageError, match="AES"):
+        peer.import_key_block("zpk2", block, tdes_kek)
+    wrong = peer.import_components("kek-w", KeyUsage.KEK, [bytes(32)], algorithm=Algorithm.AES)
+    with pytest.raises(HsmInputError, match="authentication failed"):
+        peer.import_key_block("zpk3", block, wrong)
+
+
+def test_master_key_from_environment_or_file(tmp_path: Path) -> None:
+    assert load_master_key("00" * 32, tmp_path / "none") == bytes(32)
+    made = load_master_key("", tmp_path / "hsm" / "master.key")
+    assert len(made) == 32 and load_master_key("", tmp_path / "hsm" / "master.key") == made
+    assert (tmp_path / "hsm" / "master.key").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(KeyNotFoundError):
+        load_master_key("", tmp_path / "other.key", create=False)
