@@ -10,6 +10,7 @@ from citycard.crypto.derivation import derive_common_session_key, derive_icc_mk_
 from citycard.crypto.des import kcv, xor
 from citycard.crypto.pin import (
     PinBlockError,
+    PinChangeFormat,
     decipher_offline_pin,
     decrypt_pin_change_data,
     encipher_offline_pin,
@@ -134,6 +135,17 @@ def test_pin_change_emv_ccd_pyemv_vector() -> None:
     assert decrypt_pin_change_data(sk, data) == "9999"
 
 
+def test_pin_change_iso2_ecb_pyemv_mastercard_vector() -> None:
+    # pyemv test_mastercard_pin_change(_12): format-2 block, ECB, no padding.
+    sk = derive_common_session_key(_smc_mk(), bytes.fromhex("ABCDEF1234567890"))
+    for pin, expected in (("9999", "28367E05DE3381C2"), ("999999999999", "99AD3AF9EB3ECF0C")):
+        data = encrypt_pin_change_data(sk, pin, pin_format=PinChangeFormat.ISO2_ECB)
+        assert data.hex().upper() == expected
+        assert decrypt_pin_change_data(sk, data, pin_format=PinChangeFormat.ISO2_ECB) == pin
+    with pytest.raises(PinBlockError):
+        decrypt_pin_change_data(sk, bytes(8), pin_format=PinChangeFormat.ISO2_ECB)
+
+
 def _visa_sk() -> bytes:
     # VIS session key for ATC FFFF: MK xor (0…0‖ATC ‖ 0…0‖(ATC xor FFFF)); pyemv KCV BD7C46 checks it.
     sk = xor(_smc_mk(), bytes(6) + b"\xff\xff" + bytes(8))
@@ -173,6 +185,8 @@ def test_pin_change_rejects() -> None:
     sk, udk = _visa_sk(), _udk_ac()
     with pytest.raises(ValueError):
         encrypt_pin_change_data(sk, "9999", "8888")
+    with pytest.raises(ValueError):
+        encrypt_pin_change_data(sk, "9999", pin_format=PinChangeFormat.PBOC_VIS)
     with pytest.raises(PinBlockError):
         decrypt_pin_change_data(sk, bytes(16), udk_ac=udk)
     with pytest.raises(PinBlockError):

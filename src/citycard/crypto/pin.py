@@ -18,6 +18,8 @@ session key after padding method 2:
   for the VIS format pin the bytes down (tests/crypto/test_pin.py).
 - EMV Common Core Definitions (no ``udk_ac``): the plaintext offline PIN block (format 2, ``2N PIN… F…``)
   followed by ``80 00…`` padding (16 bytes), CBC mode with a zero IV (Book 2 A1.1); no current PIN.
+- ISO format 2 alone (:attr:`PinChangeFormat.ISO2_ECB`): the 8-byte format-2 block enciphered in ECB, no
+  padding (M/Chip style; the choice of docs/card-profile.md §9 for the emulated card).
 
 PINs are never logged or put in exception messages.
 """
@@ -25,6 +27,7 @@ PINs are never logged or put in exception messages.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 from .des import cbc_decrypt, cbc_encrypt, ecb_decrypt, ecb_encrypt, xor
 from .mac import pad_method2
@@ -32,6 +35,7 @@ from .rsa_cert import RsaKey, rsa_private_raw, rsa_public_raw
 
 __all__ = [
     "PinBlockError",
+    "PinChangeFormat",
     "decipher_offline_pin",
     "decrypt_pin_change_data",
     "encipher_offline_pin",
@@ -47,6 +51,17 @@ _OFFLINE_HEADER = 0x7F
 
 class PinBlockError(ValueError):
     """A PIN block (or enciphered PIN data) does not have the expected format; says what, never the PIN."""
+
+
+class PinChangeFormat(Enum):
+    """Format of the enciphered PIN data in PIN CHANGE/UNBLOCK (see the module docstring)."""
+
+    PBOC_VIS = "pboc"
+    """``08 ‖ (0N PIN F… ⊕ UDK-A mask [⊕ current PIN]) ‖ 80…``, ECB, 16 bytes; needs ``udk_ac``."""
+    EMV_CCD = "ccd"
+    """``2N PIN F… ‖ 80 00…``, CBC with zero IV, 16 bytes."""
+    ISO2_ECB = "iso2"
+    """``2N PIN F…``, ECB, 8 bytes."""
 
 
 def _check_pin(pin: str) -> None:
@@ -153,20 +168,37 @@ def _current_pin_field(current_pin: str) -> bytes:
     return bytes.fromhex(current_pin.ljust(16, "0"))
 
 
-def encrypt_pin_change_data(
-    enc_session_key: bytes, new_pin: str, current_pin: str | None = None, *, udk_ac: bytes | None = None
-) -> bytes:
-    """Enciphered PIN data of a PIN CHANGE/UNBLOCK script command (16 bytes; see the module docstring).
+def _choose(pin_format: PinChangeFormat | None, udk_ac: bytes | None) -> PinChangeFormat:
+    if pin_format is None:
+        return PinChangeFormat.EMV_CCD if udk_ac is None else PinChangeFormat.PBOC_VIS
+    if pin_format is PinChangeFormat.PBOC_VIS and udk_ac is None:
+        raise ValueError("the PBOC/VIS format needs the card's UDK (AC)")
+    return pin_format
 
-    With ``udk_ac`` (the card's AC master key): the PBOC / VIS format, optionally bound to ``current_pin``.
-    Without it: the EMV CCD format (``current_pin`` not allowed).
+
+def encrypt_pin_change_data(
+    enc_session_key: bytes,
+    new_pin: str,
+    current_pin: str | None = None,
+    *,
+    udk_ac: bytes | None = None,
+    pin_format: PinChangeFormat | None = None,
+) -> bytes:
+    """Enciphered PIN data of a PIN CHANGE/UNBLOCK script command (see the module docstring).
+
+    ``pin_format`` defaults to PBOC/VIS when ``udk_ac`` (the card's AC master key) is given, else EMV CCD.
+    Only PBOC/VIS carries ``current_pin``.
     """
     if len(enc_session_key) != 16:
         raise ValueError(f"ENC session key must be 16 bytes, not {len(enc_session_key)}")
-    if udk_ac is None:
-        if current_pin is not None:
-            raise ValueError("the EMV CCD format does not carry the current PIN")
+    fmt = _choose(pin_format, udk_ac)
+    if fmt is not PinChangeFormat.PBOC_VIS and current_pin is not None:
+        raise ValueError(f"the {fmt.value} format does not carry the current PIN")
+    if fmt is PinChangeFormat.EMV_CCD:
         return cbc_encrypt(enc_session_key, pad_method2(plaintext_offline_pin_block(new_pin)))
+    if fmt is PinChangeFormat.ISO2_ECB:
+        return ecb_encrypt(enc_session_key, plaintext_offline_pin_block(new_pin))
+    assert udk_ac is not None
     block = xor(_pin_field(0, new_pin), _pboc_mask(udk_ac))
     if current_pin is not None:
         block = xor(block, _current_pin_field(current_pin))
@@ -174,18 +206,28 @@ def encrypt_pin_change_data(
 
 
 def decrypt_pin_change_data(
-    enc_session_key: bytes, data: bytes, current_pin: str | None = None, *, udk_ac: bytes | None = None
+    enc_session_key: bytes,
+    data: bytes,
+    current_pin: str | None = None,
+    *,
+    udk_ac: bytes | None = None,
+    pin_format: PinChangeFormat | None = None,
 ) -> str:
     """Card side of :func:`encrypt_pin_change_data`: the new PIN, or :class:`PinBlockError`."""
     if len(enc_session_key) != 16:
         raise ValueError(f"ENC session key must be 16 bytes, not {len(enc_session_key)}")
-    if len(data) != 16:
-        raise PinBlockError(f"enciphered PIN data must be 16 bytes, not {len(data)}")
-    if udk_ac is None:
+    fmt = _choose(pin_format, udk_ac)
+    want = 8 if fmt is PinChangeFormat.ISO2_ECB else 16
+    if len(data) != want:
+        raise PinBlockError(f"enciphered PIN data must be {want} bytes, not {len(data)}")
+    if fmt is PinChangeFormat.ISO2_ECB:
+        return pin_from_offline_block(ecb_decrypt(enc_session_key, data))
+    if fmt is PinChangeFormat.EMV_CCD:
         plain = cbc_decrypt(enc_session_key, data)
         if plain[8:] != b"\x80" + bytes(7):
             raise PinBlockError("padding of the enciphered PIN data is wrong")
         return pin_from_offline_block(plain[:8])
+    assert udk_ac is not None
     plain = ecb_decrypt(enc_session_key, data)
     if plain[0] != 0x08 or plain[9:] != b"\x80" + bytes(6):
         raise PinBlockError("length byte or padding of the enciphered PIN data is wrong")
