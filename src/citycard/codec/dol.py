@@ -66,8 +66,8 @@ def parse_dol(dol: bytes) -> list[tuple[str, int]]:
     entries: list[tuple[str, int]] = []
     pos = 0
     while pos < len(dol):
-        if dol[pos] == 0x00:
-            raise DolError("tag byte 00 is not a tag", pos)
+        if dol[pos] in (0x00, 0xFF):  # ISO/IEC 7816-4: invalid first tag bytes
+            raise DolError(f"tag byte {dol[pos]:02X} is not a tag", pos)
         if len(entries) == MAX_DOL_ENTRIES:
             raise DolError(f"more than {MAX_DOL_ENTRIES} entries", pos)
         try:

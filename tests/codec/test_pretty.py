@@ -1,0 +1,125 @@
+"""Pretty-printing of TLV trees and DOLs (uses the public traces of test_tlv.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from citycard.codec.pretty import format_dol, format_tlv, mask_pan, render_value
+from citycard.codec.tags import RID_MASTERCARD, RID_UNIONPAY
+from citycard.codec.tlv import encode, encode_many
+
+H = bytes.fromhex
+
+UNIONPAY_PPSE = H(
+    "6F30840E325041592E5359532E4444463031A51EBF0C1B61194F08A000000333010101500A50424F43204445424954870101"
+)
+
+
+def test_ppse_tree() -> None:
+    text = format_tlv(UNIONPAY_PPSE, indent="  ")
+    assert text.splitlines() == [
+        "6F File control information (FCI) template (48 bytes)",
+        '  84 Dedicated file (DF) name: 325041592E5359532E4444463031 = "2PAY.SYS.DDF01"',
+        "  A5 File control information (FCI) proprietary template (30 bytes)",
+        "    BF0C FCI issuer discretionary data (27 bytes)",
+        "      61 Application template (25 bytes)",
+        "        4F Application identifier (AID) - card: A000000333010101",
+        '        50 Application label: 50424F43204445424954 = "PBOC DEBIT"',
+        "        87 Application priority indicator: 01",
+    ]
+
+
+def test_indent_argument() -> None:
+    assert "\n\t84 " in format_tlv(UNIONPAY_PPSE, indent="\t")
+
+
+def test_ec_record_with_rid() -> None:
+    record = encode(
+        "70",
+        encode_many(
+            [
+                ("9F79", H("000000012345")),
+                ("9F74", b"ECC001"),
+                ("5F24", H("301231")),
+                ("9F21", H("235959")),
+                ("5F2A", H("0156")),
+                ("9F4D", H("0B0A")),
+                ("94", H("08010100")),
+                ("9F27", H("40")),
+                ("9F4F", H("9A039F2103")),
+            ]
+        ),
+    )
+    lines = format_tlv(record, rid=RID_UNIONPAY).splitlines()
+    assert "  9F79 EC balance: 000000012345 = 123.45" in lines
+    assert '  9F74 EC issuer authorization code: 454343303031 = "ECC001"' in lines
+    assert "  5F24 Application expiration date: 301231 = 2030-12-31" in lines
+    assert "  9F21 Transaction time: 235959 = 23:59:59" in lines
+    assert "  5F2A Transaction currency code: 0156 = 156" in lines
+    assert any(line.endswith("0B0A = SFI 11, 10 records") for line in lines)
+    assert any(line.endswith("08010100 = SFI 1 records 1-1 (0 for ODA)") for line in lines)
+    assert any(line.endswith("40 = TC") for line in lines)
+    assert any(line.endswith("9A039F2103 = 9A(3) 9F21(3)") for line in lines)
+    # Without the RID, 9F79 is not called the EC balance.
+    assert "EC balance" not in format_tlv(record)
+
+
+def test_rid_dependent_amounts() -> None:
+    # 9F5D is an amount for UnionPay but "application capabilities" (binary) for Mastercard.
+    data = encode("9F5D", H("000000001000"))
+    assert format_tlv(data, rid=RID_UNIONPAY).endswith("= 10.00")
+    assert "=" not in format_tlv(data, rid=RID_MASTERCARD)
+
+
+def test_pan_masked_by_default() -> None:
+    data = encode_many([("5A", H("6234567890123456")), ("57", H("6234567890123456D30122010000000000000F"))])
+    text = format_tlv(data)
+    assert "6234567890123456" not in text and "7890" not in text
+    assert text.count("623456******3456 (masked)") == 2
+    clear = format_tlv(data, mask=False)
+    assert "6234567890123456=30122010000000000000" in clear
+    track1 = encode("56", b"B6234567890123456^ZHANG/SAN^3012201")
+    assert "623456******3456 (masked)" in format_tlv(track1)
+
+
+def test_mask_pan() -> None:
+    assert mask_pan("6234567890123456789") == "623456*********6789"
+    assert mask_pan("1234567890") == "**********"
+
+
+def test_not_tlv_falls_back_to_hex_with_error() -> None:
+    text = format_tlv(H("5A05"))
+    assert text.splitlines()[0] == "5A05"
+    assert "not BER-TLV" in text and "at offset 0" in text
+
+
+def test_empty_input() -> None:
+    assert format_tlv(b"") == "(no data objects)"
+    assert format_dol(b"") == "(empty DOL)"
+
+
+def test_format_dol() -> None:
+    text = format_dol(H("9F66049F7A019F0206"), rid=RID_UNIONPAY)
+    assert text.splitlines() == [
+        "9F66 Terminal transaction qualifiers (TTQ) (4)",
+        "9F7A EC terminal support indicator (1)",
+        "9F02 Amount, authorised (numeric) (6)",
+        "total 11 bytes",
+    ]
+    bad = format_dol(H("9F02"))
+    assert "not a DOL" in bad and "at offset 2" in bad
+
+
+def test_render_value_unknown_binary_is_none() -> None:
+    assert render_value("DF7F", H("01")) is None
+    assert render_value("9F02", H("0A0B0C0D0E0F")) is None  # not BCD: hex only
+    assert render_value("50", b"\x01\x02") is None  # not printable
+
+
+@settings(max_examples=500, deadline=500)
+@given(st.binary(max_size=300))
+def test_any_bytes_format_without_exception(data: bytes) -> None:
+    assert format_tlv(data)
+    assert format_tlv(data, rid=RID_UNIONPAY, mask=False)
+    assert format_dol(data)
