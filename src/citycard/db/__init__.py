@@ -1,0 +1,36 @@
+"""Storage adapter: SQLAlchemy 2 engines, tables, repositories, unit of work and Alembic migrations.
+
+An SQLite file by default (``citycard.config.settings().db_url``), PostgreSQL by ``CITYCARD_DATABASE_URL``::
+
+    from citycard.db import Database, migrate
+    migrate(url)                      # create or upgrade the schema (packaged Alembic revisions)
+    db = Database.open(url)
+    with db.unit_of_work() as uow:
+        uow.ledger.create_transfers([...])
+        uow.commit()
+"""
+
+from __future__ import annotations
+
+from .engine import drop_schema, ensure_schema, make_engine, make_session_factory
+from .migrate import current_revision, downgrade, head_revision, migrate
+from .repositories import SqlLedgerRepository
+from .tables import load_all_tables, metadata
+from .uow import Database, RepositoryFactory, SqlUnitOfWork
+
+__all__ = [
+    "Database",
+    "RepositoryFactory",
+    "SqlLedgerRepository",
+    "SqlUnitOfWork",
+    "current_revision",
+    "downgrade",
+    "drop_schema",
+    "ensure_schema",
+    "head_revision",
+    "load_all_tables",
+    "make_engine",
+    "make_session_factory",
+    "metadata",
+    "migrate",
+]

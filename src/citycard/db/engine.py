@@ -1,0 +1,90 @@
+"""Engines and sessions on a database URL: an SQLite file by default, PostgreSQL by URL.
+
+``make_engine()`` reads ``citycard.config.settings().db_url`` (``CITYCARD_DATABASE_URL``, else
+``$CITYCARD_HOME/citycard.db``). On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
+time, taken at the start, so read-then-write never deadlocks), foreign keys are on, the journal is WAL and
+a busy connection waits up to 30 s. On PostgreSQL an optional ``schema`` is created if needed and put first on
+the ``search_path`` of every connection (one schema per bank, or per test worker).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from citycard.config import settings
+
+__all__ = ["drop_schema", "ensure_schema", "make_engine", "make_session_factory"]
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _check_schema(schema: str) -> str:
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema {schema!r}: lower-case letters, digits and _ only, at most 63")
+    return schema
+
+
+def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: Any) -> Engine:
+    """An engine on ``url`` (default: the settings' ``db_url``), set up as the module docstring says."""
+    url = url or settings().db_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("schema: SQLite has no schemas; use another file")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        _sqlite_hooks(engine)
+        return engine
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    if schema is not None:
+        ensure_schema(url, schema)
+        connect_args["options"] = f"-c search_path={_check_schema(schema)}"
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_schema(url: str, schema: str) -> None:
+    """Create the PostgreSQL ``schema`` if it does not exist."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{_check_schema(schema)}"'))
+    finally:
+        engine.dispose()
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop the PostgreSQL ``schema`` and everything in it."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{_check_schema(schema)}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ``engine``; objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,265 @@
+"""The ledger repository on SQL: the engine of :mod:`citycard.ledger.engine` run over locked rows.
+
+``create_transfers`` locks the accounts a batch names (``SELECT … FOR UPDATE``, in id order, so two
+writers never deadlock on PostgreSQL; on SQLite the writer already holds the database from
+``BEGIN IMMEDIATE``), loads the transfers it refers to, runs the pure engine on that small
+:class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
+in-memory ledger. The writes run in a savepoint: if a concurrent writer inserted one of our transfer ids
+first (a unique-key race not covered by the account locks), the batch is re-evaluated and gets ``exists``
+or ``exists_with_different_fields``, as it would have serially.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from citycard.ledger.engine import (
+    MAX_JOURNAL,
+    BatchEffects,
+    LedgerState,
+    Totals,
+    check_batch,
+    create_accounts,
+    create_transfers,
+)
+from citycard.ledger.model import (
+    Account,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    MalformedLedgerInput,
+    Transfer,
+    TransferFlags,
+)
+from citycard.ledger.ports import Clock
+
+from .tables import ledger_accounts, ledger_transfers
+
+__all__ = ["SqlLedgerRepository", "account_from_row", "transfer_from_row"]
+
+_RACE_RETRIES = 3
+_A = ledger_accounts.c
+_T = ledger_transfers.c
+
+
+def account_from_row(row: Any) -> Account:
+    return Account(
+        id=row.id,
+        ledger=row.ledger,
+        code=row.code,
+        flags=AccountFlags(row.flags),
+        limit_fen=row.limit_fen,
+        user_data=row.user_data,
+        debits_pending=row.debits_pending,
+        debits_posted=row.debits_posted,
+        credits_pending=row.credits_pending,
+        credits_posted=row.credits_posted,
+        timestamp_ns=row.timestamp_ns,
+    )
+
+
+def transfer_from_row(row: Any) -> Transfer:
+    return Transfer(
+        id=row.id,
+        debit_account_id=row.debit_account_id,
+        credit_account_id=row.credit_account_id,
+        amount_fen=row.amount_fen,
+        pending_id=row.pending_id or 0,
+        ledger=row.ledger,
+        code=row.code,
+        flags=TransferFlags(row.flags),
+        user_data=row.user_data,
+        timestamp_ns=row.timestamp_ns,
+    )
+
+
+def _account_values(a: Account) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "ledger": a.ledger,
+        "code": a.code,
+        "flags": int(a.flags),
+        "limit_fen": a.limit_fen,
+        "user_data": a.user_data,
+        "debits_pending": a.debits_pending,
+        "debits_posted": a.debits_posted,
+        "credits_pending": a.credits_pending,
+        "credits_posted": a.credits_posted,
+        "timestamp_ns": a.timestamp_ns,
+    }
+
+
+def _transfer_values(t: Transfer) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "debit_account_id": t.debit_account_id,
+        "credit_account_id": t.credit_account_id,
+        "amount_fen": t.amount_fen,
+        "pending_id": t.pending_id or None,
+        "ledger": t.ledger,
+        "code": t.code,
+        "flags": int(t.flags),
+        "user_data": t.user_data,
+        "timestamp_ns": t.timestamp_ns,
+    }
+
+
+_UPDATE_BALANCES = (
+    update(ledger_accounts)
+    .where(_A.id == bindparam("b_id"))
+    .values(
+        debits_pending=bindparam("b_debits_pending"),
+        debits_posted=bindparam("b_debits_posted"),
+        credits_pending=bindparam("b_credits_pending"),
+        credits_posted=bindparam("b_credits_posted"),
+    )
+)
+
+
+def _check_limit(where: str, limit: int, most: int) -> None:
+    if type(limit) is not int or not 0 < limit <= most:
+        raise MalformedLedgerInput(where, f"must be 1..{most}")
+
+
+class SqlLedgerRepository:
+    """A :class:`~citycard.ledger.ports.LedgerRepository` in the transaction of ``session``.
+
+    It never commits: the unit of work does.
+    """
+
+    def __init__(self, session: Session, clock: Clock = time.time_ns) -> None:
+        self.session = session
+        self.clock = clock
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
+        check_batch(accounts, Account)
+        for attempt in range(_RACE_RETRIES):
+            state = LedgerState.of(self._select_accounts({a.id for a in accounts}, lock=True), ())
+            results, effects = create_accounts(state, accounts, self.clock())
+            if self._write(effects, last_attempt=attempt == _RACE_RETRIES - 1):
+                return results
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
+        check_batch(transfers, Transfer)
+        account_ids = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
+        transfer_ids = {t.id for t in transfers}
+        pending_ids = {t.pending_id for t in transfers if t.pending_id}
+        for attempt in range(_RACE_RETRIES):
+            accounts = self._select_accounts(account_ids, lock=True)  # lock first, then read transfers
+            loaded = self._select_related_transfers(transfer_ids | pending_ids, pending_ids)
+            state = LedgerState.of(accounts, loaded)
+            results, effects = create_transfers(state, transfers, self.clock())
+            if self._write(effects, last_attempt=attempt == _RACE_RETRIES - 1):
+                return results
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def _write(self, effects: BatchEffects, *, last_attempt: bool) -> bool:
+        """Write ``effects`` in a savepoint; False if a concurrent writer took one of our ids first."""
+        connection = self.session.connection()
+        savepoint = connection.begin_nested()
+        try:
+            if effects.new_accounts:
+                connection.execute(
+                    insert(ledger_accounts), [_account_values(a) for a in effects.new_accounts]
+                )
+            if effects.new_transfers:
+                connection.execute(
+                    insert(ledger_transfers), [_transfer_values(t) for t in effects.new_transfers]
+                )
+            if effects.updated_accounts:
+                connection.execute(
+                    _UPDATE_BALANCES,
+                    [
+                        {
+                            "b_id": a.id,
+                            "b_debits_pending": a.debits_pending,
+                            "b_debits_posted": a.debits_posted,
+                            "b_credits_pending": a.credits_pending,
+                            "b_credits_posted": a.credits_posted,
+                        }
+                        for a in effects.updated_accounts.values()
+                    ],
+                )
+        except IntegrityError:
+            savepoint.rollback()
+            if last_attempt:
+                raise
+            return False
+        savepoint.commit()
+        return True
+
+    # -- queries ----------------------------------------------------------------------------------------
+
+    def _select_accounts(self, ids: Iterable[int], *, lock: bool = False) -> list[Account]:
+        wanted = sorted(i for i in set(ids) if 0 < i < 2**63)
+        if not wanted:
+            return []
+        query = select(ledger_accounts).where(_A.id.in_(wanted)).order_by(_A.id)
+        if lock:
+            query = query.with_for_update()
+        return [account_from_row(r) for r in self.session.execute(query)]
+
+    def _select_related_transfers(self, ids: set[int], pending_ids: set[int]) -> list[Transfer]:
+        wanted = sorted(i for i in ids if 0 < i < 2**63)
+        if not wanted:
+            return []
+        condition: ColumnElement[bool] = _T.id.in_(wanted)
+        if pending_ids:
+            condition = or_(condition, _T.pending_id.in_(sorted(i for i in pending_ids if i < 2**63)))
+        return [transfer_from_row(r) for r in self.session.execute(select(ledger_transfers).where(condition))]
+
+    def lookup_accounts(self, account_ids: Iterable[int]) -> list[Account]:
+        return self._select_accounts(account_ids)
+
+    def lookup_transfers(self, transfer_ids: Iterable[int]) -> list[Transfer]:
+        wanted = sorted(i for i in set(transfer_ids) if 0 < i < 2**63)
+        if not wanted:
+            return []
+        query = select(ledger_transfers).where(_T.id.in_(wanted)).order_by(_T.id)
+        return [transfer_from_row(r) for r in self.session.execute(query)]
+
+    def balances(self, account_ids: Iterable[int] | None = None, *, limit: int = 10_000) -> list[Account]:
+        _check_limit("balances.limit", limit, 100_000)
+        if account_ids is not None:
+            return self._select_accounts(account_ids)[:limit]
+        query = select(ledger_accounts).order_by(_A.id).limit(limit)
+        return [account_from_row(r) for r in self.session.execute(query)]
+
+    def journal(
+        self,
+        *,
+        account_id: int | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 1000,
+    ) -> list[Transfer]:
+        _check_limit("journal.limit", limit, MAX_JOURNAL)
+        query = select(ledger_transfers)
+        if account_id is not None:
+            query = query.where(or_(_T.debit_account_id == account_id, _T.credit_account_id == account_id))
+        if since_ns is not None:
+            query = query.where(_T.timestamp_ns >= since_ns)
+        if until_ns is not None:
+            query = query.where(_T.timestamp_ns < until_ns)
+        query = query.order_by(_T.timestamp_ns, _T.id).limit(limit)
+        return [transfer_from_row(r) for r in self.session.execute(query)]
+
+    def totals(self) -> Totals:
+        row = self.session.execute(
+            select(
+                func.coalesce(func.sum(_A.debits_pending), 0),
+                func.coalesce(func.sum(_A.debits_posted), 0),
+                func.coalesce(func.sum(_A.credits_pending), 0),
+                func.coalesce(func.sum(_A.credits_posted), 0),
+            )
+        ).one()
+        return Totals(*(int(v) for v in row))

@@ -1,0 +1,87 @@
+"""SQL tables of the ledger (SQLAlchemy 2 Core) and the one :data:`metadata` every table module joins.
+
+Other table modules (``citycard.db.issuer_tables`` and later ones) import :data:`metadata` from here and
+define their tables on it; list them in :data:`TABLE_MODULES` so that Alembic's environment and the
+schema test see every table (:func:`load_all_tables`). Amounts, balances, ids and times are ``BIGINT``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+)
+
+__all__ = ["TABLE_MODULES", "ledger_accounts", "ledger_transfers", "load_all_tables", "metadata"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+"""The metadata of every citycard table (naming convention so migrations name constraints alike)."""
+
+TABLE_MODULES: tuple[str, ...] = ("citycard.db.tables", "citycard.db.issuer_tables")
+"""Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("ledger", Integer, nullable=False),
+    Column("code", Integer, nullable=False),
+    Column("flags", Integer, nullable=False),
+    Column("limit_fen", BigInteger, nullable=True),
+    Column("user_data", BigInteger, nullable=False),
+    Column("debits_pending", BigInteger, nullable=False),
+    Column("debits_posted", BigInteger, nullable=False),
+    Column("credits_pending", BigInteger, nullable=False),
+    Column("credits_posted", BigInteger, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    CheckConstraint(
+        "debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 AND credits_posted >= 0",
+        name="balances_not_negative",
+    ),
+)
+
+ledger_transfers = Table(
+    "ledger_transfers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("debit_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("credit_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    # Set only on posts and voids; unique, so a pending transfer is resolved at most once.
+    Column("pending_id", BigInteger, ForeignKey("ledger_transfers.id"), nullable=True, unique=True),
+    Column("ledger", Integer, nullable=False),
+    Column("code", Integer, nullable=False),
+    Column("flags", Integer, nullable=False),
+    Column("user_data", BigInteger, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    CheckConstraint("amount_fen > 0", name="amount_positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="accounts_different"),
+    Index("ix_ledger_transfers_debit_time", "debit_account_id", "timestamp_ns"),
+    Index("ix_ledger_transfers_credit_time", "credit_account_id", "timestamp_ns"),
+    Index("ix_ledger_transfers_time", "timestamp_ns", "id"),
+)
+
+
+def load_all_tables() -> MetaData:
+    """Import every module of :data:`TABLE_MODULES` that exists and return the shared metadata."""
+    for name in TABLE_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    return metadata

@@ -1,0 +1,397 @@
+"""The ledger engine: ``create_accounts`` and ``create_transfers`` over an in-memory :class:`LedgerState`.
+
+Semantics follow TigerBeetle's state machine (docs.tigerbeetle.com, "Requests: create_transfers",
+"Two-phase transfers", "Linked events"): each event gets one result code; a linked chain is applied
+all-or-nothing (one failure turns every other event of the chain into ``linked_event_failed``); a pending
+transfer reserves its amount on both accounts until it is posted (for at most the pending amount) or
+voided; an id that exists gives ``exists`` (same content) or ``exists_with_different_fields``.
+
+The engine is pure: the caller passes the time (``now_ns``). The SQL repository runs this same code on
+a :class:`LedgerState` holding only the rows a batch touches (loaded ``FOR UPDATE``) and writes back the
+:class:`BatchEffects`, so the in-memory and SQL ledgers cannot disagree.
+
+Invariants, asserted: per account, the balance limits of its flags hold; over the whole state, total
+posted debits equal total posted credits and total pending debits equal total pending credits (so the
+sum of all balances is zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from .model import (
+    MAX_BALANCE_FEN,
+    MAX_BATCH,
+    Account,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    MalformedLedgerInput,
+    Transfer,
+    TransferFlags,
+)
+
+__all__ = [
+    "MAX_JOURNAL",
+    "BatchEffects",
+    "LedgerState",
+    "Totals",
+    "account_violation",
+    "check_batch",
+    "check_invariants",
+    "create_accounts",
+    "create_transfers",
+    "journal",
+]
+
+R = CreateTransferResult
+MAX_JOURNAL = 100_000
+"""Most transfers one journal query returns."""
+_BOTH_DIRECTIONS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+_RESOLVE = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Sums over all accounts; a consistent ledger has ``debits == credits`` for both kinds."""
+
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.debits_posted == self.credits_posted and self.debits_pending == self.credits_pending
+
+
+@dataclass
+class LedgerState:
+    """Accounts and transfers by id, and which pending transfers have been resolved (by which transfer)."""
+
+    accounts: dict[int, Account] = field(default_factory=dict)
+    transfers: dict[int, Transfer] = field(default_factory=dict)
+    resolved: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, accounts: Iterable[Account], transfers: Iterable[Transfer]) -> LedgerState:
+        """A state holding these rows; resolutions are derived from the posts and voids among them."""
+        state = cls({a.id: a for a in accounts}, {t.id: t for t in transfers})
+        for t in state.transfers.values():
+            if t.is_resolution:
+                state.resolved[t.pending_id] = t.id
+        return state
+
+    def totals(self) -> Totals:
+        a = self.accounts.values()
+        return Totals(
+            sum(x.debits_pending for x in a),
+            sum(x.debits_posted for x in a),
+            sum(x.credits_pending for x in a),
+            sum(x.credits_posted for x in a),
+        )
+
+
+@dataclass
+class BatchEffects:
+    """What a batch changed: accounts to insert or update (final values) and transfers to insert."""
+
+    new_accounts: list[Account] = field(default_factory=list)
+    updated_accounts: dict[int, Account] = field(default_factory=dict)
+    new_transfers: list[Transfer] = field(default_factory=list)
+
+
+def account_violation(account: Account) -> str | None:
+    """The first balance rule ``account`` breaks, or None (used by asserts and by tests)."""
+    a = account
+    if a.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS:
+        if a.debits_pending + a.debits_posted > a.credits_posted:
+            return "debits exceed credits"
+        if a.limit_fen is not None and a.credits_pending + a.credits_posted - a.debits_posted > a.limit_fen:
+            return "credit balance above limit"
+    if a.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
+        if a.credits_pending + a.credits_posted > a.debits_posted:
+            return "credits exceed debits"
+        if a.limit_fen is not None and a.debits_pending + a.debits_posted - a.credits_posted > a.limit_fen:
+            return "debit balance above limit"
+    if max(a.debits_pending + a.debits_posted, a.credits_pending + a.credits_posted) > MAX_BALANCE_FEN:
+        return "balance overflow"
+    return None
+
+
+def check_invariants(state: LedgerState) -> Totals:
+    """Assert every account keeps its rules and the ledger sums to zero; return the totals."""
+    for account in state.accounts.values():
+        assert account_violation(account) is None, (account.id, account_violation(account))
+    totals = state.totals()
+    assert totals.balanced, totals
+    return totals
+
+
+def check_batch(events: Sequence[object], kind: type) -> None:
+    """Raise :class:`MalformedLedgerInput` unless ``events`` is a batch of at most ``MAX_BATCH`` ``kind``."""
+    if len(events) > MAX_BATCH:
+        raise MalformedLedgerInput("batch", f"at most {MAX_BATCH} events, got {len(events)}")
+    for i, event in enumerate(events):
+        if not isinstance(event, kind):
+            raise MalformedLedgerInput(f"batch[{i}]", f"must be {kind.__name__}")
+
+
+def create_accounts(
+    state: LedgerState, accounts: Sequence[Account], now_ns: int
+) -> tuple[list[CreateAccountResult], BatchEffects]:
+    """Create accounts (balances start at zero); one result per account, in order."""
+    check_batch(accounts, Account)
+    results: list[CreateAccountResult] = []
+    effects = BatchEffects()
+    for account in accounts:
+        result = _account_result(state, account)
+        if result is CreateAccountResult.OK:
+            stored = replace(account, timestamp_ns=now_ns)
+            state.accounts[account.id] = stored
+            effects.new_accounts.append(stored)
+        results.append(result)
+    return results, effects
+
+
+def _account_result(state: LedgerState, a: Account) -> CreateAccountResult:
+    C = CreateAccountResult
+    if a.id == 0:
+        return C.ID_MUST_NOT_BE_ZERO
+    if a.id == MAX_BALANCE_FEN:
+        return C.ID_MUST_NOT_BE_INT_MAX
+    if a.flags & _BOTH_DIRECTIONS == _BOTH_DIRECTIONS:
+        return C.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if a.debits_pending or a.debits_posted or a.credits_pending or a.credits_posted:
+        return C.BALANCES_MUST_BE_ZERO
+    if a.ledger == 0:
+        return C.LEDGER_MUST_NOT_BE_ZERO
+    if a.code == 0:
+        return C.CODE_MUST_NOT_BE_ZERO
+    if a.limit_fen is not None and not a.flags & _BOTH_DIRECTIONS:
+        return C.LIMIT_REQUIRES_BALANCE_DIRECTION
+    existing = state.accounts.get(a.id)
+    if existing is not None:
+        return C.EXISTS if existing.same_definition(a) else C.EXISTS_WITH_DIFFERENT_FIELDS
+    return C.OK
+
+
+class _Chain:
+    """Changes of one linked chain, staged over the state until the whole chain succeeds."""
+
+    def __init__(self, state: LedgerState) -> None:
+        self.state = state
+        self.accounts: dict[int, Account] = {}
+        self.transfers: dict[int, Transfer] = {}
+        self.resolved: dict[int, int] = {}
+
+    def account(self, account_id: int) -> Account | None:
+        return self.accounts.get(account_id) or self.state.accounts.get(account_id)
+
+    def transfer(self, transfer_id: int) -> Transfer | None:
+        return self.transfers.get(transfer_id) or self.state.transfers.get(transfer_id)
+
+    def resolution(self, pending_id: int) -> int | None:
+        return self.resolved.get(pending_id) or self.state.resolved.get(pending_id)
+
+    def commit(self, effects: BatchEffects) -> None:
+        self.state.accounts.update(self.accounts)
+        self.state.transfers.update(self.transfers)
+        self.state.resolved.update(self.resolved)
+        effects.updated_accounts.update(self.accounts)
+        effects.new_transfers.extend(self.transfers.values())
+        for account in self.accounts.values():
+            assert account_violation(account) is None, (account.id, account_violation(account))
+
+
+def create_transfers(
+    state: LedgerState, transfers: Sequence[Transfer], now_ns: int
+) -> tuple[list[CreateTransferResult], BatchEffects]:
+    """Apply ``transfers`` in order; one result per transfer. Linked chains are all or nothing."""
+    check_batch(transfers, Transfer)
+    results: list[CreateTransferResult] = []
+    effects = BatchEffects()
+    start = 0
+    while start < len(transfers):
+        end = start
+        while transfers[end].flags & TransferFlags.LINKED and end + 1 < len(transfers):
+            end += 1
+        chain = _Chain(state)
+        chain_results = [_apply(chain, t, now_ns) for t in transfers[start : end + 1]]
+        if transfers[end].flags & TransferFlags.LINKED and chain_results[-1] is R.OK:
+            chain_results[-1] = R.LINKED_EVENT_CHAIN_OPEN
+        failed = [i for i, r in enumerate(chain_results) if r is not R.OK]
+        if failed:
+            first = failed[0]
+            chain_results = [r if i == first else R.LINKED_EVENT_FAILED for i, r in enumerate(chain_results)]
+        else:
+            chain.commit(effects)
+        results.extend(chain_results)
+        start = end + 1
+    return results, effects
+
+
+def _apply(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
+    """Validate ``t`` against the chain's view and stage it; return its result."""
+    result = _validate(chain, t)
+    if result is not R.OK:
+        return result
+    stored = replace(t, timestamp_ns=now_ns)
+    debit = chain.account(t.debit_account_id)
+    credit = chain.account(t.credit_account_id)
+    assert debit is not None and credit is not None
+    if t.flags & _RESOLVE:
+        pending = chain.transfer(t.pending_id)
+        assert pending is not None
+        posted = t.amount_fen if t.flags & TransferFlags.POST_PENDING_TRANSFER else 0
+        debit = replace(
+            debit,
+            debits_pending=debit.debits_pending - pending.amount_fen,
+            debits_posted=debit.debits_posted + posted,
+        )
+        credit = replace(
+            credit,
+            credits_pending=credit.credits_pending - pending.amount_fen,
+            credits_posted=credit.credits_posted + posted,
+        )
+        chain.resolved[t.pending_id] = t.id
+    elif t.flags & TransferFlags.PENDING:
+        debit = replace(debit, debits_pending=debit.debits_pending + t.amount_fen)
+        credit = replace(credit, credits_pending=credit.credits_pending + t.amount_fen)
+    else:
+        debit = replace(debit, debits_posted=debit.debits_posted + t.amount_fen)
+        credit = replace(credit, credits_posted=credit.credits_posted + t.amount_fen)
+    chain.accounts[debit.id] = debit
+    chain.accounts[credit.id] = credit
+    chain.transfers[t.id] = stored
+    return R.OK
+
+
+def _validate(chain: _Chain, t: Transfer) -> CreateTransferResult:
+    result = _validate_fields(t)
+    if result is not R.OK:
+        return result
+    existing = chain.transfer(t.id)
+    if existing is not None:
+        return R.EXISTS if existing.same_content(t) else R.EXISTS_WITH_DIFFERENT_FIELDS
+    debit = chain.account(t.debit_account_id)
+    credit = chain.account(t.credit_account_id)
+    if debit is None:
+        return R.DEBIT_ACCOUNT_NOT_FOUND
+    if credit is None:
+        return R.CREDIT_ACCOUNT_NOT_FOUND
+    if debit.ledger != credit.ledger:
+        return R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+    if t.ledger != debit.ledger:
+        return R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+    if t.flags & _RESOLVE:
+        return _validate_resolution(chain, t)
+    return _validate_balances(debit, credit, t.amount_fen)
+
+
+def _validate_fields(t: Transfer) -> CreateTransferResult:
+    if t.id == 0:
+        return R.ID_MUST_NOT_BE_ZERO
+    if t.id == MAX_BALANCE_FEN:
+        return R.ID_MUST_NOT_BE_INT_MAX
+    kinds = t.flags & (TransferFlags.PENDING | _RESOLVE)
+    if kinds & (kinds - 1):  # more than one of pending / post / void
+        return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if t.flags & _RESOLVE:
+        if t.pending_id == 0:
+            return R.PENDING_ID_MUST_NOT_BE_ZERO
+        if t.pending_id == t.id:
+            return R.PENDING_ID_MUST_BE_DIFFERENT
+    elif t.pending_id != 0:
+        return R.PENDING_ID_MUST_BE_ZERO
+    if t.debit_account_id == 0:
+        return R.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if t.credit_account_id == 0:
+        return R.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if t.debit_account_id == t.credit_account_id:
+        return R.ACCOUNTS_MUST_BE_DIFFERENT
+    if t.ledger == 0:
+        return R.LEDGER_MUST_NOT_BE_ZERO
+    if t.code == 0:
+        return R.CODE_MUST_NOT_BE_ZERO
+    if t.amount_fen == 0:
+        return R.AMOUNT_MUST_NOT_BE_ZERO
+    return R.OK
+
+
+def _validate_resolution(chain: _Chain, t: Transfer) -> CreateTransferResult:
+    pending = chain.transfer(t.pending_id)
+    if pending is None:
+        return R.PENDING_TRANSFER_NOT_FOUND
+    if not pending.flags & TransferFlags.PENDING:
+        return R.PENDING_TRANSFER_NOT_PENDING
+    if pending.debit_account_id != t.debit_account_id:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if pending.credit_account_id != t.credit_account_id:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    if pending.ledger != t.ledger:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+    resolution = chain.resolution(t.pending_id)
+    if resolution is not None:
+        by = chain.transfer(resolution)
+        assert by is not None
+        if by.flags & TransferFlags.POST_PENDING_TRANSFER:
+            return R.PENDING_TRANSFER_ALREADY_POSTED
+        return R.PENDING_TRANSFER_ALREADY_VOIDED
+    if t.flags & TransferFlags.POST_PENDING_TRANSFER:
+        if t.amount_fen > pending.amount_fen:
+            return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    elif t.amount_fen != pending.amount_fen:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    return R.OK
+
+
+def _validate_balances(debit: Account, credit: Account, amount: int) -> CreateTransferResult:
+    if debit.debits_pending + debit.debits_posted + amount > MAX_BALANCE_FEN:
+        return R.OVERFLOWS_DEBITS
+    if credit.credits_pending + credit.credits_posted + amount > MAX_BALANCE_FEN:
+        return R.OVERFLOWS_CREDITS
+    if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        debit.debits_pending + debit.debits_posted + amount > debit.credits_posted
+    ):
+        return R.EXCEEDS_CREDITS
+    if credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
+        credit.credits_pending + credit.credits_posted + amount > credit.debits_posted
+    ):
+        return R.EXCEEDS_DEBITS
+    if (
+        debit.limit_fen is not None
+        and debit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+        and debit.debits_pending + debit.debits_posted + amount - debit.credits_posted > debit.limit_fen
+    ):
+        return R.EXCEEDS_LIMIT
+    if (
+        credit.limit_fen is not None
+        and credit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+        and credit.credits_pending + credit.credits_posted + amount - credit.debits_posted > credit.limit_fen
+    ):
+        return R.EXCEEDS_LIMIT
+    return R.OK
+
+
+def journal(
+    transfers: Iterable[Transfer],
+    *,
+    account_id: int | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    limit: int = 1000,
+) -> list[Transfer]:
+    """Transfers in (timestamp, id) order, optionally of one account and within [since, until)."""
+    if not 0 < limit <= MAX_JOURNAL:
+        raise MalformedLedgerInput("journal.limit", f"must be 1..{MAX_JOURNAL}")
+    chosen = [
+        t
+        for t in transfers
+        if (account_id is None or account_id in (t.debit_account_id, t.credit_account_id))
+        and (since_ns is None or t.timestamp_ns >= since_ns)
+        and (until_ns is None or t.timestamp_ns < until_ns)
+    ]
+    chosen.sort(key=lambda t: (t.timestamp_ns, t.id))
+    return chosen[:limit]
