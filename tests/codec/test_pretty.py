@@ -123,3 +123,49 @@ def test_any_bytes_format_without_exception(data: bytes) -> None:
     assert format_tlv(data)
     assert format_tlv(data, rid=RID_UNIONPAY, mask=False)
     assert format_dol(data)
+
+
+def test_bit_fields() -> None:
+    assert render_value("82", H("7C00")) == (
+        "SDA supported; DDA supported; cardholder verification supported; "
+        "terminal risk management to be performed; issuer authentication supported"
+    )
+    assert render_value("95", H("8000008000")) == (
+        "offline data authentication not performed; transaction exceeds floor limit"
+    )
+    assert render_value("95", bytes(5)) == "(none set)"
+    assert render_value("95", bytes(4)) is None  # wrong length: hex only
+    assert render_value("9B", H("E800")) == (
+        "offline data authentication performed; cardholder verification performed; "
+        "card risk management performed; terminal risk management performed"
+    )
+    assert render_value("9F66", H("28000000")) == "qPBOC/qVSDC supported; offline-only reader"
+    assert render_value("9F6C", H("8000")) == "online PIN required"
+
+
+def test_cid_details() -> None:
+    assert render_value("9F27", H("40")) == "TC"
+    assert render_value("9F27", H("00")) == "AAC"
+    assert render_value("9F27", H("0A")) == "AAC, advice required, PIN try limit exceeded"
+
+
+def test_cvm_list_and_results() -> None:
+    cvm_list = H("0000000000000000410342031E031F00")
+    assert render_value("8E", cvm_list) == (
+        "X=0 Y=0: plaintext PIN verified by ICC if terminal supports the CVM, else next; "
+        "enciphered PIN verified online if terminal supports the CVM, else next; "
+        "signature if terminal supports the CVM; no CVM required always"
+    )
+    assert render_value("8E", H("0000")) is None
+    assert render_value("9F34", H("1F0002")) == "no CVM required always: successful"
+
+
+def test_pboc_iad_for_unionpay_only() -> None:
+    # docs/card-profile.md §9: 07 DKI CVN 03 CVR(3) 01 ‖ 0A 01 EC balance (5) MAC (4)
+    iad = H("07010103A00000010A010000001000AABBCCDD")
+    assert render_value("9F10", iad, rid=RID_UNIONPAY) == (
+        "DKI 01, CVN 01, CVR A00000, algorithm 01, EC balance 10.00, MAC AABBCCDD"
+    )
+    assert render_value("9F10", iad[:8], rid=RID_UNIONPAY) == "DKI 01, CVN 01, CVR A00000, algorithm 01"
+    assert render_value("9F10", iad) is None  # other schemes lay out their IAD differently
+    assert render_value("9F10", H("0601"), rid=RID_UNIONPAY) is None

@@ -3,8 +3,10 @@
 Each data object is one line ``TAG name: hex``, indented by nesting depth, followed by a readable form
 where the format allows one (EMV Book 3 §4.3 formats: ASCII for ``an``/``ans``, digits for ``n``/``cn``,
 amounts as decimal with two minor digits, dates ``YYMMDD`` as ``20YY-MM-DD``) and a decoding of the
-common structured objects (AFL ``94``, log entries ``9F4D``/``DF4D``, CID ``9F27``, DOLs). Tag names come
-from :mod:`citycard.codec.tags`, as the scheme of ``rid`` means them.
+common structured objects (Book 3 Annex C bit fields: AIP ``82``, TVR ``95``, TSI ``9B``, CVM list ``8E``
+and results ``9F34``, CID ``9F27``; qPBOC TTQ ``9F66`` and CTQ ``9F6C``; AFL ``94``, log entries
+``9F4D``/``DF4D``, DOLs, and for UnionPay the PBOC issuer application data ``9F10``). Tag names come from
+:mod:`citycard.codec.tags`, as the scheme of ``rid`` means them.
 
 PANs (``5A``, track 2 ``57``, track 1 ``56``) are masked unless ``mask=False``: only the first 6 and last
 4 digits are shown, and their hex is not printed. Data that is not BER-TLV is shown as hex with the
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from citycard.codec.dol import DolError, parse_dol
-from citycard.codec.tags import lookup, tag_name
+from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
 __all__ = ["format_dol", "format_tlv", "mask_pan", "render_value"]
@@ -30,6 +32,106 @@ _TIME_TAGS = frozenset({"9F21"})
 _DOL_TAGS = frozenset({"8C", "8D", "97", "9F38", "9F49", "9F4F", "DF4F"})
 _PAN_TAGS = frozenset({"5A", "57", "56"})
 _CID_TYPES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC", 0xC0: "RFU"}
+_CID_REASONS = {1: "service not allowed", 2: "PIN try limit exceeded", 3: "issuer authentication failed"}
+
+# Bit names, (byte index, mask) -> meaning. EMV 4.3 Book 3 Annex C (AIP C1, TVR C5, TSI C6); JR/T 0025.12
+# and Visa contactless for TTQ and CTQ (as the qPBOC kernel reads them).
+_Bits = dict[tuple[int, int], str]
+_AIP_BITS: _Bits = {
+    (0, 0x40): "SDA supported",
+    (0, 0x20): "DDA supported",
+    (0, 0x10): "cardholder verification supported",
+    (0, 0x08): "terminal risk management to be performed",
+    (0, 0x04): "issuer authentication supported",
+    (0, 0x01): "CDA supported",
+}
+_TVR_BITS: _Bits = {
+    (0, 0x80): "offline data authentication not performed",
+    (0, 0x40): "SDA failed",
+    (0, 0x20): "ICC data missing",
+    (0, 0x10): "card on terminal exception file",
+    (0, 0x08): "DDA failed",
+    (0, 0x04): "CDA failed",
+    (0, 0x02): "SDA selected",
+    (1, 0x80): "ICC and terminal have different application versions",
+    (1, 0x40): "expired application",
+    (1, 0x20): "application not yet effective",
+    (1, 0x10): "requested service not allowed for card product",
+    (1, 0x08): "new card",
+    (2, 0x80): "cardholder verification not successful",
+    (2, 0x40): "unrecognised CVM",
+    (2, 0x20): "PIN try limit exceeded",
+    (2, 0x10): "PIN entry required, PIN pad not present or not working",
+    (2, 0x08): "PIN entry required, PIN pad present, PIN not entered",
+    (2, 0x04): "online PIN entered",
+    (3, 0x80): "transaction exceeds floor limit",
+    (3, 0x40): "lower consecutive offline limit exceeded",
+    (3, 0x20): "upper consecutive offline limit exceeded",
+    (3, 0x10): "transaction selected randomly for online processing",
+    (3, 0x08): "merchant forced transaction online",
+    (4, 0x80): "default TDOL used",
+    (4, 0x40): "issuer authentication failed",
+    (4, 0x20): "script processing failed before final GENERATE AC",
+    (4, 0x10): "script processing failed after final GENERATE AC",
+}
+_TSI_BITS: _Bits = {
+    (0, 0x80): "offline data authentication performed",
+    (0, 0x40): "cardholder verification performed",
+    (0, 0x20): "card risk management performed",
+    (0, 0x10): "issuer authentication performed",
+    (0, 0x08): "terminal risk management performed",
+    (0, 0x04): "script processing performed",
+}
+_TTQ_BITS: _Bits = {
+    (0, 0x80): "mag-stripe mode supported",
+    (0, 0x20): "qPBOC/qVSDC supported",
+    (0, 0x10): "contact chip supported",
+    (0, 0x08): "offline-only reader",
+    (0, 0x04): "online PIN supported",
+    (0, 0x02): "signature supported",
+    (0, 0x01): "ODA for online authorisations supported",
+    (1, 0x80): "online cryptogram required",
+    (1, 0x40): "CVM required",
+    (1, 0x20): "contact chip offline PIN supported",
+    (2, 0x80): "issuer update processing supported",
+    (2, 0x40): "consumer device CVM supported",
+}
+_CTQ_BITS: _Bits = {
+    (0, 0x80): "online PIN required",
+    (0, 0x40): "signature required",
+    (0, 0x20): "go online if ODA fails and reader is online capable",
+    (0, 0x10): "switch interface if ODA fails and reader supports contact chip",
+    (0, 0x08): "go online if application expired",
+    (0, 0x04): "switch interface for cash transactions",
+    (0, 0x02): "switch interface for cashback transactions",
+    (1, 0x80): "consumer device CVM performed",
+    (1, 0x40): "card supports issuer update processing at the POS",
+}
+# CVM codes (Book 3 C3, b6-b1 of the first byte of a CVM rule); 20 is PBOC's cardholder ID presentation.
+_CVM_CODES = {
+    0x00: "fail CVM processing",
+    0x01: "plaintext PIN verified by ICC",
+    0x02: "enciphered PIN verified online",
+    0x03: "plaintext PIN verified by ICC and signature",
+    0x04: "enciphered PIN verified by ICC",
+    0x05: "enciphered PIN verified by ICC and signature",
+    0x1E: "signature",
+    0x1F: "no CVM required",
+    0x20: "cardholder ID presentation (PBOC)",
+}
+_CVM_CONDITIONS = {
+    0x00: "always",
+    0x01: "if unattended cash",
+    0x02: "if not unattended cash, manual cash or cashback",
+    0x03: "if terminal supports the CVM",
+    0x04: "if manual cash",
+    0x05: "if purchase with cashback",
+    0x06: "if in application currency and under X",
+    0x07: "if in application currency and over X",
+    0x08: "if in application currency and under Y",
+    0x09: "if in application currency and over Y",
+}
+_CVM_RESULTS = {0x00: "unknown", 0x01: "failed", 0x02: "successful"}
 
 
 def mask_pan(digits: str) -> str:
@@ -91,7 +193,59 @@ def _log_entry(value: bytes) -> str | None:
 
 
 def _cid(value: bytes) -> str | None:
-    return _CID_TYPES[value[0] & 0xC0] if len(value) == 1 else None
+    if len(value) != 1:
+        return None
+    parts = [_CID_TYPES[value[0] & 0xC0]]
+    if value[0] & 0x08:
+        parts.append("advice required")
+    if value[0] & 0x07 in _CID_REASONS:
+        parts.append(_CID_REASONS[value[0] & 0x07])
+    return ", ".join(parts)
+
+
+def _bits(table: _Bits, size: int) -> Callable[[bytes], str | None]:
+    def render(value: bytes) -> str | None:
+        if len(value) != size:
+            return None
+        names = [name for (i, mask), name in table.items() if value[i] & mask]
+        return "; ".join(names) if names else "(none set)"
+
+    return render
+
+
+def _cvm_rule(rule: bytes) -> str:
+    method = _CVM_CODES.get(rule[0] & 0x3F, f"CVM {rule[0] & 0x3F:02X}")
+    condition = _CVM_CONDITIONS.get(rule[1], f"condition {rule[1]:02X}")
+    more = ", else next" if rule[0] & 0x40 else ""
+    return f"{method} {condition}{more}"
+
+
+def _cvm_list(value: bytes) -> str | None:
+    if len(value) < 8 or len(value) % 2:
+        return None
+    x, y = int.from_bytes(value[:4], "big"), int.from_bytes(value[4:8], "big")
+    rules = [_cvm_rule(value[i : i + 2]) for i in range(8, len(value), 2)]
+    return f"X={x} Y={y}: " + "; ".join(rules)
+
+
+def _cvm_results(value: bytes) -> str | None:
+    if len(value) != 3:
+        return None
+    result = _CVM_RESULTS.get(value[2], f"result {value[2]:02X}")
+    return f"{_cvm_rule(value[:2])}: {result}"
+
+
+def _pboc_iad(value: bytes) -> str | None:
+    """JR/T 0025.5 issuer application data: ``07 DKI CVN 03 CVR(3) alg`` [``0A 01 EC balance(5) MAC(4)``]."""
+    if len(value) < 8 or value[0] != 0x07 or value[3] != 0x03:
+        return None
+    out = f"DKI {value[1]:02X}, CVN {value[2]:02X}, CVR {value[4:7].hex().upper()}, algorithm {value[7]:02X}"
+    rest = value[8:]
+    if len(rest) == 11 and rest[0] == 0x0A and rest[1] == 0x01:
+        balance = _amount(rest[2:7])
+        if balance is not None:
+            out += f", EC balance {balance}, MAC {rest[7:].hex().upper()}"
+    return out
 
 
 def _dol(value: bytes) -> str | None:
@@ -107,6 +261,13 @@ _STRUCTURED: dict[str, Callable[[bytes], str | None]] = {
     "9F4D": _log_entry,
     "DF4D": _log_entry,
     "9F27": _cid,
+    "82": _bits(_AIP_BITS, 2),
+    "95": _bits(_TVR_BITS, 5),
+    "9B": _bits(_TSI_BITS, 2),
+    "9F66": _bits(_TTQ_BITS, 4),
+    "9F6C": _bits(_CTQ_BITS, 2),
+    "8E": _cvm_list,
+    "9F34": _cvm_results,
     "84": _ascii,  # DF names of directories are ASCII ("2PAY.SYS.DDF01"); AIDs stay hex
     "9D": _ascii,
     **dict.fromkeys(_DOL_TAGS, _dol),
@@ -134,6 +295,8 @@ def render_value(tag: str, value: bytes, *, rid: str | None = None, mask: bool =
     special = _STRUCTURED.get(tag)
     if tag in _AMOUNT_TAGS and (info is None or info.fmt != "n"):
         special = None  # an amount only for the schemes where the tag is one (9F5D, 9F6D)
+    if tag == "9F10" and rid is not None and rid[:10].upper() == RID_UNIONPAY:
+        special = _pboc_iad
     if special is not None:
         rendered = special(value)
         if rendered is not None:
