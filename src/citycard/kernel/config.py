@@ -1,0 +1,274 @@
+"""Terminal configuration: AIDs, action codes, limits, CA public keys, exception file (EMV 4.3 Book 3 §10,
+Book 4 §6 "terminal data elements", Annex A; JR/T 0025.12 contactless limits; JR/T 0025.13 EC limit 9F7B).
+
+:func:`parse_config` takes the text of a TOML file (``tomllib``; reading the file is the caller's I/O).
+CA public keys are checked against their SHA-1 checksum (Book 2 §11.2.2: SHA-1 of RID ‖ index ‖ modulus ‖
+exponent) before they are accepted; a key whose checksum is wrong is refused with :class:`ConfigError`.
+
+Example::
+
+    [terminal]
+    country = "0156"             # 9F1A
+    currency = "0156"            # 5F2A
+    type = "22"                  # 9F35: attended, offline with online capability
+    capabilities = "E0F8C8"      # 9F33
+    floor_limit_fen = 0
+    ec_terminal_limit_fen = 100000          # 9F7B
+    contactless_transaction_limit_fen = 100000
+    contactless_cvm_limit_fen = 30000
+    contactless_floor_limit_fen = 30000
+
+    [[aid]]
+    aid = "A000000333010101"
+    partial = true
+
+    [tac]
+    denial = "0000000000"
+    online = "DC4004F800"
+    default = "DC4000A800"
+
+    [[capk]]
+    rid = "A000000333"
+    index = "80"
+    modulus = "…"
+    exponent = "03"
+    checksum = "…"               # SHA-1, 20 bytes hex
+
+    [exception_file]
+    pans = ["6225880000000001"]
+    updated = 2026-11-25T08:00:00Z
+    max_age_s = 86400
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "CaPublicKey",
+    "ConfigError",
+    "ExceptionFile",
+    "TerminalAid",
+    "TerminalConfig",
+    "capk_checksum",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value that is missing, malformed or fails its checksum; says which."""
+
+
+def capk_checksum(rid: bytes, index: int, modulus: bytes, exponent: bytes) -> bytes:
+    """Book 2 §11.2.2: SHA-1(RID ‖ CA public key index ‖ modulus ‖ exponent)."""
+    return hashlib.sha1(rid + bytes((index,)) + modulus + exponent).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class CaPublicKey:
+    rid: bytes
+    index: int
+    modulus: bytes
+    exponent: bytes
+    expiry: dt.date | None = None
+    revoked_serials: frozenset[bytes] = frozenset()  # issuer certificate serial numbers (3 bytes)
+
+    @property
+    def checksum(self) -> bytes:
+        return capk_checksum(self.rid, self.index, self.modulus, self.exponent)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalAid:
+    """One application the terminal supports (Book 1 §12.3.1 ASI: exact or partial match)."""
+
+    aid: bytes
+    partial: bool = True
+    app_version: bytes = bytes.fromhex("0020")  # 9F09, PBOC 2.0
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionFile:
+    """The deny list (terminal exception file) and when it was last refreshed."""
+
+    pans: frozenset[str] = frozenset()
+    updated: dt.datetime | None = None
+    max_age_s: int = 7 * 86400
+
+    def stale(self, now: dt.datetime) -> bool:
+        if self.updated is None:
+            return bool(self.pans)
+        return (now - self.updated).total_seconds() > self.max_age_s
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalConfig:
+    aids: tuple[TerminalAid, ...] = (
+        TerminalAid(bytes.fromhex("A000000333010101")),
+        TerminalAid(bytes.fromhex("A000000333010102")),
+        TerminalAid(bytes.fromhex("A000000333010103")),
+        TerminalAid(bytes.fromhex("A000000333010106")),
+    )
+    country: bytes = bytes.fromhex("0156")  # 9F1A
+    currency: bytes = bytes.fromhex("0156")  # 5F2A
+    currency_exponent: int = 2  # 5F36
+    terminal_type: int = 0x22  # 9F35
+    capabilities: bytes = bytes.fromhex(
+        "E0F8C8"
+    )  # 9F33: IC; plaintext/online/signature/enc./no CVM; SDA DDA CDA
+    additional_capabilities: bytes = bytes.fromhex("6000F0A001")  # 9F40
+    ttq: bytes = bytes.fromhex("26000080")  # 9F66: qPBOC, contact chip, online PIN; byte 4 b8 fDDA v01
+    terminal_id: bytes = b"CITY0001"  # 9F1C
+    merchant_id: bytes = b"CITYMERCHANT001"  # 9F16
+    merchant_name: bytes = b"CITYCARD DEMO SHOP"  # 9F4E
+    mcc: bytes = bytes.fromhex("5411")  # 9F15
+    ifd_serial: bytes = b"SN000001"  # 9F1E
+    acquirer_id: bytes = bytes.fromhex("000000000001")  # 9F01
+    floor_limit_fen: int = 0  # 9F1B
+    random_threshold_fen: int = 0
+    random_target_percent: int = 0
+    random_max_target_percent: int = 0
+    ec_support: bool = True  # 9F7A = 01
+    ec_terminal_limit_fen: int = 100_000  # 9F7B
+    contactless_transaction_limit_fen: int = 100_000
+    contactless_cvm_limit_fen: int = 30_000
+    contactless_floor_limit_fen: int = 30_000
+    tac_denial: bytes = bytes(5)
+    tac_online: bytes = bytes.fromhex("DC4004F800")
+    tac_default: bytes = bytes.fromhex("DC4000A800")
+    default_ddol: bytes = bytes.fromhex("9F3704")
+    default_tdol: bytes = b""
+    capks: tuple[CaPublicKey, ...] = ()
+    exception_file: ExceptionFile = field(default_factory=ExceptionFile)
+    pin_key: bytes = b""  # terminal PIN encryption key for online PIN (demo; a real PIN pad keeps it)
+    cardholder_confirmation: bool = True
+    max_pin_tries: int = 3
+
+    @property
+    def online_capable(self) -> bool:
+        return (self.terminal_type & 0x0F) in (1, 2, 4, 5)
+
+    @property
+    def offline_only(self) -> bool:
+        return (self.terminal_type & 0x0F) in (3, 6)
+
+    def capk(self, rid: bytes, index: int) -> CaPublicKey | None:
+        for key in self.capks:
+            if key.rid == rid and key.index == index:
+                return key
+        return None
+
+    def with_capks(self, keys: Iterable[CaPublicKey]) -> TerminalConfig:
+        return replace(self, capks=(*self.capks, *keys))
+
+
+def _hex(section: Mapping[str, Any], name: str, where: str, default: bytes) -> bytes:
+    value = section.get(name)
+    if value is None:
+        return default
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}.{name}: not hex: {value!r}") from None
+
+
+def _int(section: Mapping[str, Any], name: str, where: str, default: int) -> int:
+    value = section.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}.{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _capk(entry: Mapping[str, Any], n: int) -> CaPublicKey:
+    where = f"capk[{n}]"
+    rid = _hex(entry, "rid", where, b"")
+    index = _hex(entry, "index", where, b"")
+    modulus = _hex(entry, "modulus", where, b"")
+    exponent = _hex(entry, "exponent", where, b"\x03")
+    checksum = _hex(entry, "checksum", where, b"")
+    if len(rid) != 5 or len(index) != 1 or not 64 <= len(modulus) <= 248:
+        raise ConfigError(f"{where}: rid (5 bytes), index (1 byte) and modulus (64-248 bytes) required")
+    key = CaPublicKey(rid, index[0], modulus, exponent)
+    if checksum != key.checksum:
+        raise ConfigError(
+            f"{where}: SHA-1 checksum does not match RID {rid.hex().upper()} index {index.hex()}"
+        )
+    expiry = entry.get("expiry")
+    if isinstance(expiry, dt.date):
+        key = replace(key, expiry=expiry)
+    revoked = frozenset(bytes.fromhex(s) for s in entry.get("revoked_serials", []))
+    return replace(key, revoked_serials=revoked)
+
+
+def _aid(entry: Mapping[str, Any], n: int) -> TerminalAid:
+    where = f"aid[{n}]"
+    aid = _hex(entry, "aid", where, b"")
+    if not 5 <= len(aid) <= 16:
+        raise ConfigError(f"{where}.aid: 5 to 16 bytes")
+    return TerminalAid(
+        aid,
+        bool(entry.get("partial", True)),
+        _hex(entry, "app_version", where, bytes.fromhex("0020")),
+        str(entry.get("label", "")),
+    )
+
+
+def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalConfig:
+    """A :class:`TerminalConfig` from TOML text; unspecified values keep those of ``base`` (or defaults)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"terminal configuration: {exc}") from None
+    cfg = base or TerminalConfig()
+    t = doc.get("terminal", {})
+    w = "terminal"
+    changes: dict[str, Any] = {
+        "country": _hex(t, "country", w, cfg.country),
+        "currency": _hex(t, "currency", w, cfg.currency),
+        "terminal_type": _hex(t, "type", w, bytes((cfg.terminal_type,)))[0],
+        "capabilities": _hex(t, "capabilities", w, cfg.capabilities),
+        "additional_capabilities": _hex(t, "additional_capabilities", w, cfg.additional_capabilities),
+        "ttq": _hex(t, "ttq", w, cfg.ttq),
+        "pin_key": _hex(t, "pin_key", w, cfg.pin_key),
+    }
+    for name in ("terminal_id", "merchant_id", "merchant_name", "ifd_serial"):
+        if name in t:
+            changes[name] = str(t[name]).encode("ascii")
+    for name in (
+        "floor_limit_fen",
+        "random_threshold_fen",
+        "random_target_percent",
+        "random_max_target_percent",
+        "ec_terminal_limit_fen",
+        "contactless_transaction_limit_fen",
+        "contactless_cvm_limit_fen",
+        "contactless_floor_limit_fen",
+    ):
+        changes[name] = _int(t, name, w, getattr(cfg, name))
+    if "ec_support" in t:
+        changes["ec_support"] = bool(t["ec_support"])
+    if "aid" in doc:
+        changes["aids"] = tuple(_aid(e, n) for n, e in enumerate(doc["aid"]))
+    tac = doc.get("tac", {})
+    for name in ("denial", "online", "default"):
+        value = _hex(tac, name, "tac", getattr(cfg, f"tac_{name}"))
+        if len(value) != 5:
+            raise ConfigError(f"tac.{name}: 5 bytes")
+        changes[f"tac_{name}"] = value
+    if "capk" in doc:
+        changes["capks"] = (*cfg.capks, *(_capk(e, n) for n, e in enumerate(doc["capk"])))
+    ef = doc.get("exception_file")
+    if ef is not None:
+        updated = ef.get("updated")
+        changes["exception_file"] = ExceptionFile(
+            frozenset(str(p) for p in ef.get("pans", [])),
+            updated if isinstance(updated, dt.datetime) else None,
+            _int(ef, "max_age_s", "exception_file", 7 * 86400),
+        )
+    return replace(cfg, **changes)

@@ -1,0 +1,142 @@
+"""Offline data authentication, terminal side: CA key retrieval, issuer and ICC certificate checks, SDA,
+DDA and qPBOC fDDA (EMV 4.3 Book 2 §5-6, Book 3 §10.3; JR/T 0025.7; JR/T 0025.12 fDDA).
+
+The RSA recovery and the format checks are :mod:`citycard.crypto.rsa_cert`'s; this module adds what only
+the terminal knows: its CA public keys (by RID and index ``8F``), the transaction date (certificate
+expiry), its certificate revocation list, and the match between the certificates and the card's PAN.
+Every function returns a failure *reason* (a short string) instead of raising: the kernel turns it into
+the right TVR bit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from citycard.crypto.rsa_cert import (
+    CertificateError,
+    RsaPublicKey,
+    fdda_terminal_data,
+    recover_dynamic_data,
+    recover_icc_certificate,
+    recover_issuer_certificate,
+    recover_static_data,
+)
+
+from .config import TerminalConfig
+
+__all__ = [
+    "OdaContext",
+    "PublicKey",
+    "certificate_expired",
+    "fdda_data",
+    "issuer_key",
+    "recover_icc_key",
+    "verify_dda",
+    "verify_sda",
+]
+
+PublicKey = RsaPublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class OdaContext:
+    config: TerminalConfig
+    rid: bytes
+    card: Mapping[str, bytes]
+    pan: str
+    today: dt.date
+    static_data: bytes
+    records_ok: bool = True  # every ODA record was a 70 template (Book 3 §10.3)
+
+
+def certificate_expired(mmyy: str, today: dt.date) -> bool:
+    """A certificate is valid through the last day of its expiry month (Book 2 §5.3 step 10)."""
+    if len(mmyy) != 4 or not mmyy.isdigit() or not 1 <= int(mmyy[:2]) <= 12:
+        return True
+    month, year = int(mmyy[:2]), 2000 + int(mmyy[2:])
+    return (year, month) < (today.year, today.month)
+
+
+def issuer_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
+    """Book 2 §5.3 / §6.3: the issuer public key, or None and why not."""
+    index = ctx.card.get("8F")
+    if index is None or len(index) != 1:
+        return None, "CA public key index (8F) missing"
+    capk = ctx.config.capk(ctx.rid, index[0])
+    if capk is None:
+        return None, f"no CA public key {ctx.rid.hex().upper()}/{index.hex().upper()}"
+    if capk.expiry is not None and capk.expiry < ctx.today:
+        return None, "CA public key expired"
+    cert = ctx.card.get("90")
+    exponent = ctx.card.get("9F32")
+    if cert is None or exponent is None:
+        return None, "issuer public key certificate (90) or exponent (9F32) missing"
+    ca = RsaPublicKey(int.from_bytes(capk.modulus, "big"), int.from_bytes(capk.exponent, "big"))
+    try:
+        recovered = recover_issuer_certificate(ca, cert, ctx.card.get("92", b""), exponent)
+    except CertificateError as exc:
+        return None, f"issuer certificate: {exc}"
+    if not ctx.pan.startswith(recovered.issuer_identifier) or not 3 <= len(recovered.issuer_identifier) <= 8:
+        return None, "issuer identifier does not match the PAN"
+    if certificate_expired(recovered.expiry, ctx.today):
+        return None, "issuer certificate expired"
+    if recovered.serial in capk.revoked_serials:
+        return None, "issuer certificate revoked"
+    return recovered.public_key, ""
+
+
+def verify_sda(ctx: OdaContext) -> str:
+    """Book 2 §5.4: "" when the signed static application data (93) verifies, else the reason."""
+    if not ctx.records_ok:
+        return "static data records not in 70 templates"
+    key, failure = issuer_key(ctx)
+    if key is None:
+        return failure
+    signed = ctx.card.get("93")
+    if signed is None:
+        return "signed static application data (93) missing"
+    try:
+        recover_static_data(key, signed, ctx.static_data)
+    except CertificateError as exc:
+        return f"signed static data: {exc}"
+    return ""
+
+
+def recover_icc_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
+    """Book 2 §6.4: the ICC public key (DDA, fDDA), or None and why not."""
+    if not ctx.records_ok:
+        return None, "static data records not in 70 templates"
+    key, failure = issuer_key(ctx)
+    if key is None:
+        return None, failure
+    cert = ctx.card.get("9F46")
+    exponent = ctx.card.get("9F47")
+    if cert is None or exponent is None:
+        return None, "ICC public key certificate (9F46) or exponent (9F47) missing"
+    try:
+        icc = recover_icc_certificate(key, cert, ctx.card.get("9F48", b""), exponent, ctx.static_data)
+    except CertificateError as exc:
+        return None, f"ICC certificate: {exc}"
+    if icc.pan != ctx.pan:
+        return None, "ICC certificate PAN does not match the application PAN"
+    if certificate_expired(icc.expiry, ctx.today):
+        return None, "ICC certificate expired"
+    return icc.public_key, ""
+
+
+def verify_dda(key: RsaPublicKey, signed: bytes, terminal_data: bytes) -> tuple[bytes | None, str]:
+    """Book 2 §6.5.2: the ICC dynamic number (9F4C) when the signature verifies, else None and why."""
+    try:
+        recovered = recover_dynamic_data(key, signed, terminal_data)
+        return recovered.icc_dynamic_number, ""
+    except CertificateError as exc:
+        return None, f"signed dynamic data: {exc}"
+
+
+def fdda_data(un: bytes, amount: bytes, currency: bytes, card_auth_data: bytes | None) -> bytes:
+    """The terminal dynamic data of a qPBOC fDDA signature (version by 9F69 byte 1; version 00 without)."""
+    if not card_auth_data:
+        return un
+    return fdda_terminal_data(un, amount, currency, card_auth_data)
