@@ -21,6 +21,7 @@ Everything is bounded: a DOL is at most 252 bytes (:data:`MAX_DOL_SIZE`, the lar
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from citycard.codec.tags import tag_format
 from citycard.codec.tlv import TlvError, is_constructed, read_tag, tag_bytes
@@ -62,7 +63,11 @@ def parse_dol(dol: bytes) -> list[tuple[str, int]]:
     """The (tag, length) entries of a DOL, in order. Raises :class:`DolError` on malformed input."""
     if len(dol) > MAX_DOL_SIZE:
         raise DolError(f"DOL of {len(dol)} bytes exceeds {MAX_DOL_SIZE}", 0)
-    dol = bytes(dol)
+    return list(_parse(bytes(dol)))
+
+
+@lru_cache(maxsize=256)  # a terminal meets the same few PDOLs and CDOLs again and again
+def _parse(dol: bytes) -> tuple[tuple[str, int], ...]:
     entries: list[tuple[str, int]] = []
     pos = 0
     while pos < len(dol):
@@ -78,12 +83,14 @@ def parse_dol(dol: bytes) -> list[tuple[str, int]]:
             raise DolError(f"length of {tag} missing", after)
         entries.append((tag, dol[after]))
         pos = after + 1
-    return entries
+    return tuple(entries)
 
 
-def _entries(dol: DolInput) -> list[tuple[str, int]]:
+def _entries(dol: DolInput) -> Sequence[tuple[str, int]]:
     if isinstance(dol, bytes | bytearray | memoryview):
-        return parse_dol(bytes(dol))
+        if len(dol) > MAX_DOL_SIZE:
+            raise DolError(f"DOL of {len(dol)} bytes exceeds {MAX_DOL_SIZE}", 0)
+        return _parse(bytes(dol))
     if len(dol) > MAX_DOL_ENTRIES:
         raise DolError(f"more than {MAX_DOL_ENTRIES} entries", MAX_DOL_ENTRIES)
     out: list[tuple[str, int]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = [
     "MAX_DEPTH",
@@ -64,6 +65,7 @@ class Tlv:
         return encode(self.tag, self.value)
 
 
+@lru_cache(maxsize=1024)
 def tag_bytes(tag: str) -> bytes:
     """The tag's bytes from its hex name; checks that the multi-byte structure is well formed."""
     raw = bytes.fromhex(tag)
@@ -110,6 +112,9 @@ def encode(tag: str, value: bytes) -> bytes:
 def encode_many(items: Iterable[tuple[str, bytes]]) -> bytes:
     """Several data objects, concatenated in the order given."""
     return b"".join(encode(t, v) for t, v in items)
+
+
+_HEX = tuple(f"{b:02X}" for b in range(256))
 
 
 def _read_tag(data: bytes, pos: int, end: int, base: int) -> tuple[str, int]:
@@ -163,17 +168,24 @@ def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tl
     out: list[Tlv] = []
     pos = start
     while pos < end:
-        if data[pos] in (0x00, 0xFF):  # padding between objects
+        first = data[pos]
+        if first == 0x00 or first == 0xFF:  # padding between objects
             pos += 1
             continue
         obj_start = pos
-        tag, pos = _read_tag(data, pos, end, base)
-        length, pos = _read_length(data, pos, end, base)
+        if first & 0x1F != 0x1F:  # fast paths: one-byte tag, one-byte length
+            tag, pos = _HEX[first], pos + 1
+        else:
+            tag, pos = _read_tag(data, pos, end, base)
+        if pos < end and data[pos] < 0x80:
+            length, pos = data[pos], pos + 1
+        else:
+            length, pos = _read_length(data, pos, end, base)
         if pos + length > end:
             raise TlvError(f"value of {tag} ({length} bytes) runs past the end", base + obj_start)
         value = data[pos : pos + length]
         children = None
-        if is_constructed(tag):
+        if first & 0x20:  # constructed
             children = tuple(_decode(data, pos, pos + length, depth + 1, base))
         out.append(Tlv(tag, value, children, base + obj_start))
         pos += length
