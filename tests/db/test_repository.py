@@ -1,0 +1,91 @@
+"""The shared ledger scenarios and the unit of work on SQL (SQLite file and PostgreSQL schema)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+
+from citycard.db import Database, RepositoryFactory, SqlLedgerRepository, SqlUnitOfWork
+from citycard.ledger import Account, CreateAccountResult, CreateTransferResult, LedgerRepository, Transfer
+
+from tests.ledger.scenarios import SCENARIOS
+
+
+class CommitEachCall:
+    """A LedgerRepository that runs every call in its own unit of work and commits it."""
+
+    def __init__(self, db: Database) -> None:
+        ticks = itertools.count(1_700_000_000_000_000_000, 1_000)
+        self.db = db
+        self.clock = lambda: next(ticks)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.db.unit_of_work(clock=self.clock) as uow:
+                result = getattr(uow.ledger, name)(*args, **kwargs)
+                uow.commit()
+                return result
+
+        return call
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_scenario_on_sql(database: Database, scenario: Callable[[LedgerRepository], None]) -> None:
+    scenario(CommitEachCall(database))  # type: ignore[arg-type]
+
+
+def test_scenario_in_one_transaction(database: Database) -> None:
+    """All scenarios' calls also work inside a single unit of work (reads see the transaction's writes)."""
+    with database.unit_of_work() as uow:
+        SCENARIOS[5](uow.ledger)  # two-phase post and void
+        uow.commit()
+
+
+def test_leaving_without_commit_rolls_back(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        assert uow.ledger.create_accounts([Account(1), Account(2)]) == [CreateAccountResult.OK] * 2
+    with database.unit_of_work() as uow:
+        assert uow.ledger.balances() == []
+
+
+def test_exception_rolls_back_and_commit_keeps(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        uow.ledger.create_accounts([Account(1), Account(2)])
+        uow.commit()
+    with pytest.raises(RuntimeError), database.unit_of_work() as uow:
+        assert uow.ledger.create_transfers([Transfer(1, 1, 2, 5)]) == [CreateTransferResult.OK]
+        raise RuntimeError("handler failed")
+    with database.unit_of_work() as uow:
+        assert uow.ledger.journal() == []
+        assert uow.ledger.create_transfers([Transfer(1, 1, 2, 5)]) == [CreateTransferResult.OK]
+        uow.rollback()
+        assert uow.ledger.journal() == []
+        assert uow.ledger.create_transfers([Transfer(1, 1, 2, 7)]) == [CreateTransferResult.OK]
+        uow.commit()
+    with database.unit_of_work() as uow:
+        assert [t.amount_fen for t in uow.ledger.journal()] == [7]
+        assert uow.ledger.totals().balanced
+
+
+class _Notes:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self.session = uow.session
+
+
+class _ExtendedUnitOfWork(SqlUnitOfWork):
+    repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
+        **SqlUnitOfWork.repository_factories,
+        "notes": _Notes,
+    }
+    notes: _Notes
+
+
+def test_unit_of_work_is_extended_by_subclassing(database: Database) -> None:
+    with database.unit_of_work(_ExtendedUnitOfWork) as uow:
+        assert isinstance(uow, _ExtendedUnitOfWork)
+        assert isinstance(uow.ledger, SqlLedgerRepository)
+        assert uow.notes.session is uow.session is uow.ledger.session
+    assert "notes" not in SqlUnitOfWork.repository_factories
