@@ -21,6 +21,7 @@ from citycard.codec.tlv import (
     TlvError,
     decode,
     decode_dict,
+    decode_one,
     encode,
     encode_length,
     encode_many,
@@ -211,6 +212,33 @@ def test_tlv_error_paths(data: str, reason: str, offset: int) -> None:
     assert info.value.reason == reason
     assert info.value.offset == offset
     assert f"at offset {offset}" in str(info.value)
+
+
+def test_read_tag_errors() -> None:
+    with pytest.raises(TlvError) as info:
+        read_tag(H("5A01"), 2)
+    assert (info.value.reason, info.value.offset) == ("tag missing", 2)
+    with pytest.raises(TlvError) as info:
+        read_tag(H("009F"), 1)
+    assert (info.value.reason, info.value.offset) == ("tag runs past the end", 1)
+
+
+def test_decode_one() -> None:
+    gpo = decode_one(MASTERCARD_GPO_FORMAT2, tags={"77", "80"})
+    assert gpo.tag == "77" and gpo.children is not None and len(gpo.children) == 2
+    assert decode_one(H("00 5A0112 FF")).value == H("12")  # padding aside
+    for data, reason, offset in [
+        ("", "no data object", 0),
+        ("0000", "no data object", 0),
+        ("5A0112 9F3600", "data after 5A", 3),
+        ("7000", "tag 70 where 77/80 was expected", 0),
+    ]:
+        with pytest.raises(TlvError) as info:
+            decode_one(H(data), tags={"80", "77"})
+        assert (info.value.reason, info.value.offset) == (reason, offset)
+    with pytest.raises(TlvError) as info:
+        decode_one(H("5A0112 9F3600"), offset=10)
+    assert info.value.offset == 13
 
 
 def _nest(depth: int, inner: bytes) -> bytes:

@@ -9,7 +9,7 @@ and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,6 +21,7 @@ __all__ = [
     "TlvError",
     "decode",
     "decode_dict",
+    "decode_one",
     "encode",
     "encode_length",
     "encode_many",
@@ -200,6 +201,23 @@ def decode(data: bytes, *, offset: int = 0) -> list[Tlv]:
     if len(data) > MAX_SIZE:
         raise TlvError(f"input of {len(data)} bytes exceeds {MAX_SIZE}", offset)
     return _decode(bytes(data), 0, len(data), 1, offset)
+
+
+def decode_one(data: bytes, *, tags: Collection[str] | None = None, offset: int = 0) -> Tlv:
+    """Exactly one data object (padding aside), e.g. a response template ``77`` / ``80`` / ``70`` / ``6F``.
+
+    Raises :class:`TlvError` when ``data`` holds no object, more than one, or one whose tag is not in
+    ``tags`` (when given).
+    """
+    objects = decode(data, offset=offset)
+    if not objects:
+        raise TlvError("no data object", offset)
+    if len(objects) > 1:
+        raise TlvError(f"data after {objects[0].tag}", objects[1].offset)
+    obj = objects[0]
+    if tags is not None and obj.tag not in tags:
+        raise TlvError(f"tag {obj.tag} where {'/'.join(sorted(tags))} was expected", obj.offset)
+    return obj
 
 
 def iter_flat(objects: Iterable[Tlv]) -> Iterator[Tlv]:
