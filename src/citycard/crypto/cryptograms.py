@@ -34,7 +34,7 @@ import hmac
 from collections.abc import Mapping
 
 from .des import ecb_encrypt, xor
-from .mac import mac_alg3
+from .sm import Algorithm, mac
 
 __all__ = [
     "AC_DATA_LENGTHS",
@@ -137,15 +137,20 @@ def _check_sk(key: bytes) -> None:
         raise ValueError(f"session key must be 16 bytes, not {len(key)}")
 
 
-def generate_ac(session_key: bytes, data: bytes) -> bytes:
-    """ARQC / TC / AAC: ISO 9797-1 MAC algorithm 3, padding method 2, 8 bytes (EMV Book 2 §8.1.2)."""
+def generate_ac(session_key: bytes, data: bytes, *, algorithm: Algorithm = Algorithm.TDES) -> bytes:
+    """ARQC / TC / AAC: ISO 9797-1 MAC algorithm 3, padding method 2, 8 bytes (EMV Book 2 §8.1.2).
+
+    With ``algorithm=Algorithm.SM4`` the SM4 CBC-MAC of :mod:`citycard.crypto.sm` (PBOC 3.0).
+    """
     _check_sk(session_key)
-    return mac_alg3(session_key, data, padding=2, length=8)
+    return mac(algorithm, session_key, data, length=8)
 
 
-def verify_ac(session_key: bytes, data: bytes, cryptogram: bytes) -> bool:
+def verify_ac(
+    session_key: bytes, data: bytes, cryptogram: bytes, *, algorithm: Algorithm = Algorithm.TDES
+) -> bool:
     """True when ``cryptogram`` is the AC of ``data`` (constant-time comparison)."""
-    return hmac.compare_digest(generate_ac(session_key, data), cryptogram)
+    return hmac.compare_digest(generate_ac(session_key, data, algorithm=algorithm), cryptogram)
 
 
 def arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes:
@@ -161,18 +166,25 @@ def verify_arpc_method1(session_key: bytes, arqc: bytes, arc: bytes, arpc: bytes
     return hmac.compare_digest(arpc_method1(session_key, arqc, arc), arpc)
 
 
-def arpc_method2(session_key: bytes, arqc: bytes, csu: bytes, proprietary: bytes = b"") -> bytes:
+def arpc_method2(
+    session_key: bytes,
+    arqc: bytes,
+    csu: bytes,
+    proprietary: bytes = b"",
+    *,
+    algorithm: Algorithm = Algorithm.TDES,
+) -> bytes:
     """ARPC method 2 (EMV Book 2 §8.2.2): MAC (alg 3, padding 2) of ARQC ‖ CSU ‖ proprietary data, 4 bytes."""
     _check_sk(session_key)
     if len(arqc) != 8 or len(csu) != 4 or len(proprietary) > 8:
         raise ValueError("ARQC must be 8 bytes, CSU 4 bytes, proprietary authentication data at most 8")
-    return mac_alg3(session_key, arqc + csu + proprietary, padding=2, length=4)
+    return mac(algorithm, session_key, arqc + csu + proprietary, length=4)
 
 
-def script_mac(session_key: bytes, data: bytes) -> bytes:
+def script_mac(session_key: bytes, data: bytes, *, algorithm: Algorithm = Algorithm.TDES) -> bytes:
     """Issuer-script MAC: ISO 9797-1 MAC algorithm 3, padding method 2, leftmost 4 bytes (Book 2 §9.2)."""
     _check_sk(session_key)
-    return mac_alg3(session_key, data, padding=2, length=4)
+    return mac(algorithm, session_key, data, length=4)
 
 
 def bcd_amount(fen: int, length: int = 6) -> bytes:
@@ -198,7 +210,15 @@ def _mac_input(header: bytes, lc: int, atc: int, arqc: bytes, data: bytes) -> by
     return header + bytes([lc]) + atc.to_bytes(2, "big") + arqc + data
 
 
-def script_command(session_key: bytes, header: bytes, data: bytes, atc: int, arqc: bytes) -> bytes:
+def script_command(
+    session_key: bytes,
+    header: bytes,
+    data: bytes,
+    atc: int,
+    arqc: bytes,
+    *,
+    algorithm: Algorithm = Algorithm.TDES,
+) -> bytes:
     """A script command under secure messaging: ``CLA INS P1 P2 ‖ Lc ‖ data ‖ MAC`` with Lc = len(data) + 4.
 
     The MAC (:func:`script_mac`) covers ``CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ data`` (EMV Book 2 §9.2.1;
@@ -208,8 +228,8 @@ def script_command(session_key: bytes, header: bytes, data: bytes, atc: int, arq
     if len(data) > _MAX_SCRIPT_DATA:
         raise ValueError(f"script data of {len(data)} bytes does not fit one short APDU with its MAC")
     lc = len(data) + 4
-    mac = script_mac(session_key, _mac_input(header, lc, atc, arqc, data))
-    return header + bytes([lc]) + data + mac
+    tag = script_mac(session_key, _mac_input(header, lc, atc, arqc, data), algorithm=algorithm)
+    return header + bytes([lc]) + data + tag
 
 
 def parse_script_command(command: bytes) -> tuple[bytes, bytes, bytes]:
@@ -222,19 +242,29 @@ def parse_script_command(command: bytes) -> tuple[bytes, bytes, bytes]:
     return command[:4], command[5 : 5 + lc - 4], command[5 + lc - 4 : 5 + lc]
 
 
-def verify_script_mac(session_key: bytes, command: bytes, atc: int, arqc: bytes) -> bool:
+def verify_script_mac(
+    session_key: bytes, command: bytes, atc: int, arqc: bytes, *, algorithm: Algorithm = Algorithm.TDES
+) -> bool:
     """Card side: True when the command's trailing 4-byte MAC is right for this ATC and ARQC."""
-    header, data, mac = parse_script_command(command)
-    expected = script_mac(session_key, _mac_input(header, command[4], atc, arqc, data))
-    return hmac.compare_digest(expected, mac)
+    header, data, tag = parse_script_command(command)
+    expected = script_mac(session_key, _mac_input(header, command[4], atc, arqc, data), algorithm=algorithm)
+    return hmac.compare_digest(expected, tag)
 
 
 EC_BALANCE_HEADER = bytes.fromhex("04DA9F79")
 
 
-def ec_load_script(session_key: bytes, atc: int, arqc: bytes, new_balance_fen: int) -> bytes:
+def ec_load_script(
+    session_key: bytes,
+    atc: int,
+    arqc: bytes,
+    new_balance_fen: int,
+    *,
+    algorithm: Algorithm = Algorithm.TDES,
+) -> bytes:
     """EC load issuer script: ``04DA9F790A ‖ new balance (6 bytes BCD) ‖ MAC`` (JR/T 0025.13).
 
     MAC over ``04DA9F790A ‖ ATC ‖ ARQC ‖ new balance`` with the MAC session key (REFERENCE.md).
     """
-    return script_command(session_key, EC_BALANCE_HEADER, bcd_amount(new_balance_fen), atc, arqc)
+    header, balance = EC_BALANCE_HEADER, bcd_amount(new_balance_fen)
+    return script_command(session_key, header, balance, atc, arqc, algorithm=algorithm)
