@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from citycard.crypto.cryptograms import ec_load_script, generate_ac, verify_ac, verify_script_mac
+from citycard.crypto.derivation import icc_mk_a_input
 from citycard.crypto.sm import (
     Algorithm,
     derive_icc_mk,
@@ -79,7 +80,9 @@ def test_tdes_selector_is_the_pboc_derivation() -> None:
 
 def test_sm4_card_and_issuer_agree() -> None:
     udk = derive_icc_mk(Algorithm.SM4, SM4_KEY, "6228480000000000001", "00")
-    assert udk == sm4_ecb_encrypt(SM4_KEY, bytes.fromhex("84800000000000017B7FFFFFFFFFFFFE"))
+    y = icc_mk_a_input("6228480000000000001", "00")
+    assert y == bytes.fromhex("8000000000000100")
+    assert udk == sm4_ecb_encrypt(SM4_KEY, y + bytes(b ^ 0xFF for b in y))
     sk = derive_session_key(Algorithm.SM4, udk, 5)
     assert sk != derive_session_key(Algorithm.SM4, udk, 6)
     data = bytes(33)
