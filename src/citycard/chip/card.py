@@ -1,0 +1,692 @@
+"""The emulated PBOC 2.0 citizen card: APDU in, APDU out, over a :class:`~citycard.chip.image.CardImage`.
+
+Commands (ISO/IEC 7816-4 §7; EMV 4.3 Book 3 §6.5; JR/T 0025.5, .12, .13): SELECT (PSE, PPSE, applications,
+first/next occurrence, partial names), READ RECORD, GET PROCESSING OPTIONS (contact, EC, qPBOC), GET DATA,
+GENERATE AC (first and second), EXTERNAL AUTHENTICATE, INTERNAL AUTHENTICATE, GET CHALLENGE, VERIFY
+(plaintext and enciphered offline PIN) and the issuer-script commands under secure messaging (PUT DATA,
+APPLICATION BLOCK/UNBLOCK, CARD BLOCK, PIN CHANGE/UNBLOCK). The exact profile is ``docs/card-profile.md``.
+
+Every command runs in one :class:`~citycard.chip.image.Transaction`: it is committed when the command
+succeeds (or fails with a status word that records a change, such as a wrong PIN), and dropped otherwise,
+so a refused command changes nothing. :meth:`Card.transmit` never raises for any input: malformed bytes
+get a status word. The only exception that leaves it is :class:`~citycard.chip.image.PowerLoss`, raised
+by an injected fault hook to simulate tearing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from citycard.codec.apdu import SW, ApduError, CommandApdu
+from citycard.codec.dol import DolError, dol_data_length, split_dol_data
+from citycard.codec.tlv import TlvError, decode, encode, encode_many
+from citycard.crypto.cryptograms import (
+    ScriptCommandError,
+    ac_input,
+    amount_from_bcd,
+    bcd_amount,
+    generate_ac,
+    verify_arpc_method1,
+    verify_script_mac,
+)
+from citycard.crypto.derivation import derive_pboc_session_key
+from citycard.crypto.pin import (
+    PinBlockError,
+    PinChangeFormat,
+    decipher_offline_pin,
+    decrypt_pin_change_data,
+    pin_from_offline_block,
+)
+from citycard.crypto.rsa_cert import dda_icc_dynamic_data, fdda_terminal_data, sign_dynamic_data
+
+from . import pboc
+from .image import Application, CardImage, FaultHook, Transaction, cell_key
+
+__all__ = ["Card", "CardError", "Interface"]
+
+Interface = Literal["contact", "contactless"]
+Response = tuple[bytes, int]
+
+_EC_TAGS = {"9F79": "ec_balance", "9F77": "ec_limit", "9F78": "ec_single_limit", "9F6D": "ec_reset_threshold"}
+_CURRENCY_TAG = "9F51"
+_MAX_ATC = 0xFFFF
+
+
+class CardError(Exception):
+    """A command refused with status word ``sw``; ``commit`` keeps the writes staged so far (e.g. a wrong
+    PIN decrements the try counter)."""
+
+    def __init__(self, sw: int, *, commit: bool = False) -> None:
+        super().__init__(f"{sw:04X}")
+        self.sw = sw
+        self.commit = commit
+
+
+@dataclass
+class _Session:
+    """Volatile state of one transaction with the selected application (cleared on reset and SELECT)."""
+
+    aid: bytes | None = None
+    df: str | None = None  # "pse", "ppse" or "app"
+    selected_name: bytes = b""
+    selected_index: int = -1
+    gpo_done: bool = False
+    path: str = ""  # "standard", "ec" or "qpboc"
+    aip: bytes = b""
+    atc: int = 0
+    terminal: dict[str, bytes] = field(default_factory=dict)
+    cvr: pboc.Cvr = field(default_factory=pboc.Cvr)
+    pin_verified: bool = False
+    challenge: bytes | None = None
+    first_ac: int | None = None
+    second_ac: int | None = None
+    arqc: bytes = b""
+    issuer_auth: bool | None = None  # None: not performed
+    ec_loaded: bool = False
+
+
+class Card:
+    """One emulated card. ``rng(n)`` returns ``n`` random bytes (GET CHALLENGE, ICC dynamic numbers);
+    ``fault`` is called with a label before every write to non-volatile memory (tests raise
+    :class:`~citycard.chip.image.PowerLoss` from it)."""
+
+    def __init__(self, image: CardImage, rng: Callable[[int], bytes], fault: FaultHook | None = None) -> None:
+        self.image = image
+        self._rng = rng
+        self.fault = fault
+        self._powered = False
+        self._interface: Interface = "contact"
+        self._s = _Session()
+        self._handlers: dict[int, tuple[int, Callable[[CommandApdu, Transaction], Response]]] = {
+            0xA4: (0x00, self._select),
+            0xB2: (0x00, self._read_record),
+            0xA8: (0x80, self._gpo),
+            0xCA: (0x80, self._get_data),
+            0xAE: (0x80, self._generate_ac),
+            0x82: (0x00, self._external_authenticate),
+            0x88: (0x00, self._internal_authenticate),
+            0x84: (0x00, self._get_challenge),
+            0x20: (0x00, self._verify),
+            0xDA: (0x84, self._put_data),
+            0x1E: (0x84, self._application_block),
+            0x18: (0x84, self._application_unblock),
+            0x16: (0x84, self._card_block),
+            0x24: (0x84, self._pin_change_unblock),
+        }
+
+    # -- power ---------------------------------------------------------------------------------------
+    def power_on(self, interface: Interface = "contact") -> bytes:
+        """Cold reset: recover the anti-tearing journal, clear volatile state, return the ATR."""
+        if interface not in ("contact", "contactless"):
+            raise ValueError(f"interface must be 'contact' or 'contactless', not {interface!r}")
+        self.image.recover()
+        self._interface = interface
+        self._s = _Session()
+        self._powered = True
+        return pboc.ATR_CONTACT if interface == "contact" else pboc.ATR_CONTACTLESS
+
+    def power_off(self) -> None:
+        self._powered = False
+        self._s = _Session()
+
+    @property
+    def interface(self) -> Interface:
+        return self._interface
+
+    # -- APDU ----------------------------------------------------------------------------------------
+    def transmit(self, apdu: bytes) -> bytes:
+        """Process one command APDU; the response APDU (data ‖ SW1 SW2). Never raises for any bytes."""
+        data, sw = self._process(bytes(apdu))
+        return data + sw.to_bytes(2, "big")
+
+    def _process(self, raw: bytes) -> Response:
+        if not self._powered:
+            return b"", SW.CONDITIONS_NOT_SATISFIED
+        try:
+            cmd = CommandApdu.parse(raw)
+        except ApduError as exc:
+            return b"", exc.sw
+        if cmd.extended:
+            return b"", SW.WRONG_LENGTH
+        entry = self._handlers.get(cmd.ins)
+        if cmd.cla not in (0x00, 0x80, 0x84):
+            return b"", SW.CLA_NOT_SUPPORTED
+        if entry is None:
+            return b"", SW.INS_NOT_SUPPORTED
+        cla, handler = entry
+        if cmd.cla != cla:
+            return b"", SW.CLA_NOT_SUPPORTED
+        if self.image.get_bool("card.blocked"):
+            return b"", SW.FUNCTION_NOT_SUPPORTED
+        txn = self.image.begin(self.fault)
+        try:
+            response = handler(cmd, txn)
+        except CardError as exc:
+            if exc.commit:
+                txn.commit()
+            return b"", exc.sw
+        except (ValueError, KeyError, IndexError, TlvError, DolError):
+            return b"", SW.NO_PRECISE_DIAGNOSIS
+        txn.commit()
+        return response
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _app(self) -> Application:
+        if self._s.df != "app" or self._s.aid is None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        app = self.image.application(self._s.aid)
+        assert app is not None
+        return app
+
+    def _key(self, name: str) -> str:
+        assert self._s.aid is not None
+        return cell_key(self._s.aid, name)
+
+    def _need_p1p2(self, cmd: CommandApdu, p1: int = 0, p2: int = 0) -> None:
+        if cmd.p1 != p1 or cmd.p2 != p2:
+            raise CardError(SW.INCORRECT_P1P2)
+
+    def _candidates(self) -> list[tuple[bytes, str]]:
+        names: list[tuple[bytes, str]] = []
+        if self._interface == "contact":
+            names.append((pboc.PSE_NAME, "pse"))
+        else:
+            names.append((pboc.PPSE_NAME, "ppse"))
+        for app in self.image.applications:
+            if self._interface == "contact" or app.contactless:
+                names.append((app.aid, "app"))
+        return names
+
+    def _dir_apps(self) -> list[Application]:
+        apps = [a for a in self.image.applications if self._interface == "contact" or a.contactless]
+        return sorted(apps, key=lambda a: a.priority)
+
+    # -- SELECT --------------------------------------------------------------------------------------
+    def _select(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        if cmd.p1 == 0x00:
+            raise CardError(SW.FILE_NOT_FOUND)  # selection by file identifier: no such file here
+        if cmd.p1 != 0x04 or cmd.p2 not in (0x00, 0x02):
+            raise CardError(SW.INCORRECT_P1P2)
+        name = cmd.data
+        if not 1 <= len(name) <= 16:
+            raise CardError(SW.WRONG_LENGTH)
+        candidates = self._candidates()
+        start = 0
+        if cmd.p2 == 0x02 and self._s.selected_name == name:
+            start = self._s.selected_index + 1
+        for index in range(start, len(candidates)):
+            full, kind = candidates[index]
+            if full.startswith(name):
+                return self._select_file(full, kind, name, index, txn)
+        raise CardError(SW.FILE_NOT_FOUND)
+
+    def _select_file(self, full: bytes, kind: str, name: bytes, index: int, txn: Transaction) -> Response:
+        session = _Session(selected_name=name, selected_index=index, df=kind)
+        if kind == "pse":
+            a5 = encode_many([("88", b"\x01"), ("5F2D", b"zhen"), ("9F11", b"\x01")])
+            fci = encode("6F", encode("84", full) + encode("A5", a5))
+        elif kind == "ppse":
+            entries = b"".join(encode("61", self._dir_entry(app)) for app in self._dir_apps())
+            fci = encode("6F", encode("84", full) + encode("A5", encode("BF0C", entries)))
+        else:
+            session.aid = full
+            app = self.image.application(full)
+            assert app is not None
+            fci = self._app_fci(app)
+        self._s = session
+        if kind == "app" and txn.get_bool(cell_key(full, "blocked")):
+            return fci, SW.WARNING_SELECTED_FILE_INVALIDATED
+        return fci, SW.OK
+
+    @staticmethod
+    def _dir_entry(app: Application) -> bytes:
+        return encode_many([("4F", app.aid), ("50", app.label.encode()), ("87", bytes((app.priority,)))])
+
+    def _app_fci(self, app: Application) -> bytes:
+        pdol = pboc.PDOL_CONTACT if self._interface == "contact" else pboc.PDOL_CONTACTLESS
+        logs = [("9F4D", bytes((pboc.TXN_LOG_SFI, app.log_records)))]
+        if app.ec:
+            logs.append(("DF4D", bytes((pboc.LOAD_LOG_SFI, app.log_records))))
+        a5 = encode_many(
+            [
+                ("50", app.label.encode()),
+                ("87", bytes((app.priority,))),
+                ("9F38", pdol),
+                ("5F2D", b"zhen"),
+                ("9F11", b"\x01"),
+                ("BF0C", encode_many(logs)),
+            ]
+        )
+        return encode("6F", encode("84", app.aid) + encode("A5", a5))
+
+    # -- READ RECORD ---------------------------------------------------------------------------------
+    def _read_record(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        if cmd.p2 & 0x07 != 0x04:
+            raise CardError(SW.INCORRECT_P1P2)
+        sfi, number = cmd.p2 >> 3, cmd.p1
+        if cmd.data:
+            raise CardError(SW.WRONG_LENGTH)
+        if self._s.df == "pse" and sfi == 1:
+            apps = self._dir_apps()
+            if not 1 <= number <= len(apps):
+                raise CardError(SW.RECORD_NOT_FOUND)
+            return encode("70", encode("61", self._dir_entry(apps[number - 1]))), SW.OK
+        if self._s.df != "app":
+            raise CardError(SW.FILE_NOT_FOUND)
+        app = self._app()
+        if sfi == pboc.TXN_LOG_SFI or (sfi == pboc.LOAD_LOG_SFI and app.ec):
+            log = txn.get_list(self._key("txn_log" if sfi == pboc.TXN_LOG_SFI else "load_log"))
+            if not 1 <= number <= len(log):
+                raise CardError(SW.RECORD_NOT_FOUND)
+            return bytes.fromhex(log[number - 1]), SW.OK
+        records = app.records.get(sfi)
+        if records is None:
+            raise CardError(SW.FILE_NOT_FOUND)
+        if not 1 <= number <= len(records):
+            raise CardError(SW.RECORD_NOT_FOUND)
+        items = [(tag, v) for tag in records[number - 1] if (v := self._value(app, tag, txn)) is not None]
+        return encode("70", encode_many(items)), SW.OK
+
+    def _value(self, app: Application, tag: str, txn: Transaction) -> bytes | None:
+        """A data object's current value: a cell for the dynamic ones, else the static data."""
+        if tag in _EC_TAGS and app.ec:
+            return bcd_amount(txn.get_int(cell_key(app.aid, _EC_TAGS[tag])))
+        if tag == "9F36":
+            return txn.get_int(cell_key(app.aid, "atc")).to_bytes(2, "big")
+        if tag == "9F13":
+            return txn.get_int(cell_key(app.aid, "last_online_atc")).to_bytes(2, "big")
+        if tag == "9F17":
+            return bytes((txn.get_int("pin.tries"),))
+        if tag == "9F4F":
+            return pboc.TXN_LOG_FORMAT
+        if tag == "DF4F" and app.ec:
+            return pboc.LOAD_LOG_FORMAT
+        return app.data.get(tag)
+
+    # -- GET DATA ------------------------------------------------------------------------------------
+    _GET_DATA_TAGS = frozenset(
+        {"9F79", "9F77", "9F78", "9F6D", "9F51", "9F36", "9F13", "9F17", "9F4F", "DF4F"}
+    )
+
+    def _get_data(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        tag = f"{cmd.p1:02X}{cmd.p2:02X}"
+        if cmd.data:
+            raise CardError(SW.WRONG_LENGTH)
+        value = self._value(app, tag, txn) if tag in self._GET_DATA_TAGS else None
+        if value is None:
+            raise CardError(SW.REFERENCED_DATA_NOT_FOUND)
+        return encode(tag, value), SW.OK
+
+    # -- GET PROCESSING OPTIONS ----------------------------------------------------------------------
+    def _gpo(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        if self._s.gpo_done:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        self._need_p1p2(cmd)
+        try:
+            objects = decode(cmd.data)
+        except TlvError:
+            raise CardError(SW.WRONG_DATA) from None
+        if len(objects) != 1 or objects[0].tag != "83":
+            raise CardError(SW.WRONG_DATA)
+        pdol = pboc.PDOL_CONTACT if self._interface == "contact" else pboc.PDOL_CONTACTLESS
+        try:
+            terminal = split_dol_data(pdol, objects[0].value)
+        except DolError:
+            raise CardError(SW.WRONG_LENGTH) from None
+        qpboc = False
+        if self._interface == "contactless":
+            ttq = terminal["9F66"]
+            qpboc = bool(ttq[0] & 0x20)
+            if not qpboc and not ttq[0] & 0x10:
+                raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        atc_key = self._key("atc")
+        atc = txn.get_int(atc_key)
+        if atc >= _MAX_ATC:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        atc += 1
+        txn.put(atc_key, atc)
+        s = self._s
+        s.terminal, s.atc, s.gpo_done = dict(terminal), atc, True
+        s.cvr = self._initial_cvr(txn)
+        if qpboc:
+            return self._qpboc(app, txn)
+        ec = terminal.get("9F7A") == b"\x01" and self._ec_fits(app, txn, terminal)
+        s.path, s.aip = ("ec" if ec else "standard"), pboc.AIP_CONTACT
+        return encode("80", s.aip + pboc.afl(ec=ec)), SW.OK
+
+    def _initial_cvr(self, txn: Transaction) -> pboc.Cvr:
+        return pboc.Cvr(
+            last_online_incomplete=txn.get_bool(self._key("online_pending")),
+            last_issuer_auth_failed=txn.get_bool(self._key("issuer_auth_failed")),
+            pin_try_limit_exceeded=txn.get_int("pin.tries") == 0,
+        )
+
+    def _ec_fits(self, app: Application, txn: Transaction, terminal: dict[str, bytes]) -> bool:
+        """EC offline approval possible: EC application, not blocked, right currency, amount within limits."""
+        if not app.ec or txn.get_bool(self._key("blocked")):
+            return False
+        if terminal.get("5F2A") != app.data.get(_CURRENCY_TAG):
+            return False
+        try:
+            amount = amount_from_bcd(terminal.get("9F02", b""))
+        except ValueError:
+            return False
+        balance = txn.get_int(self._key("ec_balance"))
+        return 0 < amount <= balance and amount <= txn.get_int(self._key("ec_single_limit"))
+
+    def _qpboc(self, app: Application, txn: Transaction) -> Response:
+        s = self._s
+        s.path, s.aip = "qpboc", pboc.AIP_QPBOC
+        ttq = s.terminal["9F66"]
+        online_capable = not ttq[0] & 0x08
+        offline = not ttq[1] & 0x80 and self._ec_fits(app, txn, s.terminal)
+        cid = pboc.CID_TC if offline else (pboc.CID_ARQC if online_capable else pboc.CID_AAC)
+        ctq = 0x20 if online_capable else 0x00
+        if cid == pboc.CID_ARQC and ttq[0] & 0x04:
+            ctq |= 0x80
+        ctq_bytes = bytes((ctq, 0x00))
+        if cid == pboc.CID_TC:
+            self._debit(txn)
+        s.first_ac = cid
+        s.cvr.first_ac = cid
+        cryptogram, iad = self._cryptogram(app, txn)
+        if cid == pboc.CID_ARQC:
+            s.arqc = cryptogram
+            txn.put(self._key("online_pending"), True)
+        balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
+        items = [
+            ("82", s.aip),
+            ("94", pboc.afl(ec=False)),
+            ("9F36", s.atc.to_bytes(2, "big")),
+            ("9F10", iad),
+            ("9F26", cryptogram),
+            ("9F27", bytes((cid,))),
+            ("57", app.data["57"]),
+            ("5F34", app.data["5F34"]),
+            ("9F6C", ctq_bytes),
+            ("9F5D", bcd_amount(balance)),
+        ]
+        if cid == pboc.CID_TC and app.icc_key is not None:
+            card_un = self._rng(4)
+            auth_data = b"\x01" + card_un + ctq_bytes
+            terminal_data = fdda_terminal_data(
+                s.terminal["9F37"], s.terminal["9F02"], s.terminal["5F2A"], auth_data
+            )
+            items += [("9F69", auth_data), ("9F4B", self._sign_dynamic(app, terminal_data))]
+            s.cvr.dda_performed = True
+        return encode("77", encode_many(items)), SW.OK
+
+    # -- cryptograms ---------------------------------------------------------------------------------
+    def _debit(self, txn: Transaction) -> None:
+        """EC offline purchase: debit the balance and log it (staged with the rest of the command)."""
+        amount = amount_from_bcd(self._s.terminal["9F02"])
+        balance_key = self._key("ec_balance")
+        balance = txn.get_int(balance_key)
+        assert 0 < amount <= balance
+        txn.put(balance_key, balance - amount)
+        self._log(txn, "txn_log", pboc.txn_log_record(self._s.terminal, self._s.atc))
+
+    def _log(self, txn: Transaction, name: str, record: bytes) -> None:
+        app = self._app()
+        key = self._key(name)
+        log = [record.hex().upper(), *txn.get_list(key)]
+        txn.put(key, log[: app.log_records])
+
+    def _session_key(self, udk: bytes) -> bytes:
+        return derive_pboc_session_key(udk, self._s.atc)
+
+    def _cryptogram(self, app: Application, txn: Transaction) -> tuple[bytes, bytes]:
+        """(AC, IAD) for the current session state (CVR, terminal data, ATC, EC balance)."""
+        s = self._s
+        sk = self._session_key(app.udk_ac)
+        balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
+        iad = pboc.build_iad(s.cvr.to_bytes(), balance, s.atc, sk)
+        values = {tag: s.terminal.get(tag, bytes(n)) for tag, n in _AC_TERMINAL}
+        values.update({"82": s.aip, "9F36": s.atc.to_bytes(2, "big"), "9F10": iad})
+        return generate_ac(sk, ac_input(values)), iad
+
+    def _ac_response(self, cid: int, cryptogram: bytes, iad: bytes) -> Response:
+        items = [
+            ("9F27", bytes((cid,))),
+            ("9F36", self._s.atc.to_bytes(2, "big")),
+            ("9F26", cryptogram),
+            ("9F10", iad),
+        ]
+        return encode("77", encode_many(items)), SW.OK
+
+    # -- GENERATE AC ---------------------------------------------------------------------------------
+    def _generate_ac(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        s = self._s
+        if not s.gpo_done or s.path == "qpboc":
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if cmd.p2 != 0 or cmd.p1 & 0xC0 == 0xC0 or cmd.p1 & 0x2F:
+            raise CardError(SW.INCORRECT_P1P2)
+        requested = cmd.p1 & 0xC0
+        if s.first_ac is None:
+            return self._first_ac(app, cmd, requested, txn)
+        if s.first_ac == pboc.CID_ARQC and s.second_ac is None:
+            return self._second_ac(app, cmd, requested, txn)
+        raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+
+    def _first_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
+        s = self._s
+        try:
+            cdol1 = split_dol_data(pboc.CDOL1, cmd.data)
+        except DolError:
+            raise CardError(SW.WRONG_LENGTH) from None
+        s.terminal.update(cdol1)
+        blocked = txn.get_bool(self._key("blocked"))
+        if requested == pboc.CID_AAC:
+            cid = pboc.CID_AAC
+        elif blocked:
+            cid = pboc.CID_ARQC if requested == pboc.CID_ARQC else pboc.CID_AAC
+        elif requested == pboc.CID_TC and s.path == "ec" and self._ec_fits(app, txn, s.terminal):
+            cid = pboc.CID_TC
+        else:
+            cid = pboc.CID_ARQC
+        if cid == pboc.CID_TC:
+            self._debit(txn)
+        s.first_ac = s.cvr.first_ac = cid
+        cryptogram, iad = self._cryptogram(app, txn)
+        if cid == pboc.CID_ARQC:
+            s.arqc = cryptogram
+            txn.put(self._key("online_pending"), True)
+        return self._ac_response(cid, cryptogram, iad)
+
+    def _second_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
+        s = self._s
+        if requested == pboc.CID_ARQC:
+            raise CardError(SW.INCORRECT_P1P2)
+        try:
+            cdol2 = split_dol_data(pboc.CDOL2, cmd.data)
+        except DolError:
+            raise CardError(SW.WRONG_LENGTH) from None
+        auth_data = cdol2.pop("91")
+        s.terminal.update(cdol2)
+        if any(auth_data):
+            sk = self._session_key(app.udk_ac)
+            s.issuer_auth = verify_arpc_method1(sk, s.arqc, auth_data[8:], auth_data[:8])
+        s.cvr.issuer_auth_failed = s.issuer_auth is False
+        approved = cdol2["8A"] in pboc.APPROVED_ARCS and s.issuer_auth is not False
+        blocked = txn.get_bool(self._key("blocked"))
+        cid = pboc.CID_TC if requested == pboc.CID_TC and approved and not blocked else pboc.CID_AAC
+        s.second_ac = s.cvr.second_ac = cid
+        txn.put(self._key("online_pending"), False)
+        txn.put(self._key("issuer_auth_failed"), s.issuer_auth is False)
+        if cid == pboc.CID_TC:
+            txn.put(self._key("last_online_atc"), s.atc)
+            self._log(txn, "txn_log", pboc.txn_log_record(s.terminal, s.atc))
+        cryptogram, iad = self._cryptogram(app, txn)
+        return self._ac_response(cid, cryptogram, iad)
+
+    def _external_authenticate(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        s = self._s
+        self._need_p1p2(cmd)
+        if len(cmd.data) != 10:
+            raise CardError(SW.WRONG_LENGTH)
+        if s.first_ac != pboc.CID_ARQC or s.second_ac is not None or s.issuer_auth is not None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        sk = self._session_key(app.udk_ac)
+        s.issuer_auth = verify_arpc_method1(sk, s.arqc, cmd.data[8:], cmd.data[:8])
+        if not s.issuer_auth:
+            s.cvr.issuer_auth_failed = True
+            raise CardError(0x6300)
+        return b"", SW.OK
+
+    # -- INTERNAL AUTHENTICATE, GET CHALLENGE ---------------------------------------------------------
+    def _internal_authenticate(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        self._need_p1p2(cmd)
+        if not self._s.gpo_done or app.icc_key is None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if len(cmd.data) != dol_data_length(pboc.DDOL):
+            raise CardError(SW.WRONG_LENGTH)
+        signature = self._sign_dynamic(app, cmd.data)
+        self._s.cvr.dda_performed = True
+        return encode("80", signature), SW.OK
+
+    def _sign_dynamic(self, app: Application, terminal_data: bytes) -> bytes:
+        """Signed dynamic application data (EMV Book 2 §6.5.1, format 05, SHA-1); the ICC dynamic number is
+        8 bytes from the card's random source."""
+        assert app.icc_key is not None
+        return sign_dynamic_data(app.icc_key, dda_icc_dynamic_data(self._rng(8)), terminal_data)
+
+    def _get_challenge(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        self._need_p1p2(cmd)
+        if cmd.data or cmd.le != 8:
+            raise CardError(SW.WRONG_LENGTH)
+        challenge = self._rng(8)
+        self._s.challenge = challenge
+        return challenge, SW.OK
+
+    # -- VERIFY --------------------------------------------------------------------------------------
+    def _verify(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        s = self._s
+        if cmd.p1 != 0 or cmd.p2 not in (0x80, 0x88):
+            raise CardError(SW.INCORRECT_P1P2)
+        if not s.gpo_done:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        tries = txn.get_int("pin.tries")
+        if tries == 0:
+            raise CardError(SW.AUTH_METHOD_BLOCKED)
+        challenge, s.challenge = s.challenge, None
+        try:
+            if cmd.p2 == 0x80:
+                if len(cmd.data) != 8:
+                    raise CardError(SW.WRONG_LENGTH)
+                pin = pin_from_offline_block(cmd.data)
+            else:
+                if app.icc_key is None or challenge is None:
+                    raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+                if len(cmd.data) != app.icc_key.size:
+                    raise CardError(SW.WRONG_LENGTH)
+                pin = decipher_offline_pin(cmd.data, app.icc_key, challenge)
+        except PinBlockError:
+            raise CardError(SW.WRONG_DATA) from None
+        s.cvr.pin_performed = True
+        if pin == txn.get("pin.value"):
+            txn.put("pin.tries", self.image.pin_try_limit)
+            s.pin_verified, s.cvr.pin_failed = True, False
+            return b"", SW.OK
+        tries -= 1
+        txn.put("pin.tries", tries)
+        s.pin_verified, s.cvr.pin_failed = False, True
+        s.cvr.pin_try_limit_exceeded = tries == 0
+        raise CardError(0x63C0 | tries, commit=True)
+
+    # -- issuer scripts ------------------------------------------------------------------------------
+    def _script(self, cmd: CommandApdu, data_length: int) -> bytes:
+        """Check the secure-messaging MAC of a script command; its data without the MAC."""
+        app = self._app()
+        s = self._s
+        if s.first_ac != pboc.CID_ARQC:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if len(cmd.data) != data_length + 4:
+            raise CardError(SW.WRONG_LENGTH)
+        raw = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data))) + cmd.data
+        try:
+            ok = verify_script_mac(self._session_key(app.udk_mac), raw, s.atc, s.arqc)
+        except ScriptCommandError:
+            ok = False
+        if not ok:
+            s.cvr.script_failed = True
+            raise CardError(SW.SM_DATA_OBJECTS_INCORRECT)
+        s.cvr.scripts_processed += 1
+        return cmd.data[:data_length]
+
+    def _put_data(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        tag = f"{cmd.p1:02X}{cmd.p2:02X}"
+        if tag not in _EC_TAGS or not app.ec:
+            raise CardError(SW.REFERENCED_DATA_NOT_FOUND)
+        if tag == "9F79" and self._s.ec_loaded:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        value = self._script(cmd, 6)
+        try:
+            amount = amount_from_bcd(value)
+        except ValueError:
+            raise CardError(SW.WRONG_DATA) from None
+        key = self._key(_EC_TAGS[tag])
+        if tag == "9F79":
+            if amount > txn.get_int(self._key("ec_limit")):
+                raise CardError(SW.WRONG_DATA)
+            before = txn.get_int(key)
+            self._log(txn, "load_log", pboc.load_log_record(self._s.terminal, self._s.atc, before, amount))
+            self._s.ec_loaded = True
+        txn.put(key, amount)
+        return b"", SW.OK
+
+    def _application_block(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        self._need_p1p2(cmd)
+        self._script(cmd, 0)
+        txn.put(self._key("blocked"), True)
+        return b"", SW.OK
+
+    def _application_unblock(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        self._need_p1p2(cmd)
+        self._script(cmd, 0)
+        txn.put(self._key("blocked"), False)
+        return b"", SW.OK
+
+    def _card_block(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        self._need_p1p2(cmd)
+        self._script(cmd, 0)
+        txn.put("card.blocked", True)
+        return b"", SW.OK
+
+    def _pin_change_unblock(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        app = self._app()
+        if cmd.p1 != 0 or cmd.p2 not in (0x00, 0x01):
+            raise CardError(SW.INCORRECT_P1P2)
+        if cmd.p2 == 0x00:
+            self._script(cmd, 0)
+        else:
+            enciphered = self._script(cmd, 8)
+            sk_enc = self._session_key(app.udk_enc)
+            try:
+                pin = decrypt_pin_change_data(sk_enc, enciphered, pin_format=PinChangeFormat.ISO2_ECB)
+            except PinBlockError:
+                raise CardError(SW.WRONG_DATA) from None
+            txn.put("pin.value", pin)
+        txn.put("pin.tries", self.image.pin_try_limit)
+        return b"", SW.OK
+
+
+_AC_TERMINAL: tuple[tuple[str, int], ...] = (
+    ("9F02", 6),
+    ("9F03", 6),
+    ("9F1A", 2),
+    ("95", 5),
+    ("5F2A", 2),
+    ("9A", 3),
+    ("9C", 1),
+    ("9F37", 4),
+)
+"""Terminal data in the AC input (EMV Book 2 §8.1.1), zeros when the terminal did not send them."""

@@ -1,0 +1,145 @@
+"""Data formats of the PBOC debit/credit application with electronic cash: constants of the card profile,
+the card verification results, the issuer application data, log records and record building.
+
+Every value here is the one written down in ``docs/card-profile.md`` (JR/T 0025.5 card specification,
+JR/T 0025.12 qPBOC, JR/T 0025.13 electronic cash; EMV 4.3 Book 3 Annex A for the tags). The command
+processing that uses them is in :mod:`citycard.chip.card`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from citycard.codec.dol import parse_dol
+from citycard.codec.tlv import encode, encode_many
+from citycard.crypto.cryptograms import bcd_amount
+from citycard.crypto.mac import mac_alg3
+
+__all__ = [
+    "AID_CREDIT",
+    "AID_DEBIT",
+    "AIP_CONTACT",
+    "AIP_QPBOC",
+    "APPROVED_ARCS",
+    "ATR_CONTACT",
+    "ATR_CONTACTLESS",
+    "CDOL1",
+    "CDOL2",
+    "CID_AAC",
+    "CID_ARQC",
+    "CID_TC",
+    "DDOL",
+    "EC_AUTH_CODE",
+    "LOAD_LOG_FORMAT",
+    "LOAD_LOG_SFI",
+    "PDOL_CONTACT",
+    "PDOL_CONTACTLESS",
+    "PPSE_NAME",
+    "PSE_NAME",
+    "TXN_LOG_FORMAT",
+    "TXN_LOG_SFI",
+    "Cvr",
+    "afl",
+    "build_iad",
+    "load_log_record",
+    "txn_log_record",
+]
+
+ATR_CONTACT = bytes.fromhex("3B68000000 73C84000 009000".replace(" ", ""))
+"""T=0, TB1 = TC1 = 00, 8 historical bytes (ISO/IEC 7816-3 §8; EMV Book 1 §8.3)."""
+ATR_CONTACTLESS = bytes.fromhex("3B80800101")
+"""The ATR PC/SC part 3 builds for an ISO 14443-4 card without historical bytes (TCK = 01)."""
+
+PSE_NAME = b"1PAY.SYS.DDF01"
+PPSE_NAME = b"2PAY.SYS.DDF01"
+AID_DEBIT = bytes.fromhex("A000000333010101")
+AID_CREDIT = bytes.fromhex("A000000333010102")
+
+PDOL_CONTACT = bytes.fromhex("9F7A01 9F0206 5F2A02".replace(" ", ""))
+PDOL_CONTACTLESS = bytes.fromhex(
+    "9F6604 9F7A01 9F0206 9F0306 9F1A02 9505 5F2A02 9A03 9C01 9F3704 9F2103 9F4E14".replace(" ", "")
+)
+CDOL1 = bytes.fromhex("9F0206 9F0306 9F1A02 9505 5F2A02 9A03 9C01 9F3704 9F2103 9F4E14".replace(" ", ""))
+CDOL2 = bytes.fromhex("8A02 9F3704 9505 910A".replace(" ", ""))
+DDOL = bytes.fromhex("9F3704")
+TXN_LOG_FORMAT = bytes.fromhex("9A03 9F2103 9F0206 9F0306 9F1A02 5F2A02 9F4E14 9C01 9F3602".replace(" ", ""))
+LOAD_LOG_FORMAT = bytes.fromhex("9A03 9F2103 9F1A02 9F4E14 9F3602".replace(" ", ""))
+TXN_LOG_SFI = 11
+LOAD_LOG_SFI = 12
+EC_AUTH_CODE = b"ECC001"
+
+AIP_CONTACT = bytes.fromhex("7C00")
+AIP_QPBOC = bytes.fromhex("2000")
+
+CID_AAC, CID_TC, CID_ARQC = 0x00, 0x40, 0x80
+APPROVED_ARCS = frozenset({b"00", b"10", b"11"})
+"""Authorisation response codes ``8A`` that approve (ISO 8583 field 39, ASCII)."""
+
+
+def afl(*, ec: bool) -> bytes:
+    """The AFL (``94``) of the contact and qPBOC paths; the EC path adds SFI 4 record 1 (``9F74``)."""
+    base = bytes.fromhex("1001020118010300")
+    return base + bytes.fromhex("20010100") if ec else base
+
+
+@dataclass
+class Cvr:
+    """Card verification results (3 bytes after the ``03`` length in ``9F10``; VIS/PBOC layout)."""
+
+    first_ac: int | None = None  # CID of the first GENERATE AC
+    second_ac: int | None = None
+    issuer_auth_failed: bool = False
+    pin_performed: bool = False
+    pin_failed: bool = False
+    last_online_incomplete: bool = False
+    pin_try_limit_exceeded: bool = False
+    last_issuer_auth_failed: bool = False
+    scripts_processed: int = 0
+    script_failed: bool = False
+    dda_performed: bool = False
+
+    def to_bytes(self) -> bytes:
+        b1 = {None: 0x80, CID_AAC: 0x00, CID_TC: 0x40}.get(self.second_ac, 0x80)
+        b1 |= {None: 0x00, CID_AAC: 0x00, CID_TC: 0x10, CID_ARQC: 0x20}[self.first_ac]
+        b1 |= 0x08 * self.issuer_auth_failed | 0x04 * self.pin_performed | 0x02 * self.pin_failed
+        b2 = 0x80 * self.last_online_incomplete | 0x40 * self.pin_try_limit_exceeded
+        b2 |= 0x08 * self.last_issuer_auth_failed
+        b3 = min(self.scripts_processed, 15) << 4 | 0x08 * self.script_failed | 0x02 * self.dda_performed
+        return bytes((b1, b2, b3))
+
+
+def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> bytes:
+    """Issuer application data ``9F10`` (19 bytes): ``07 01 01 03 CVR 01 ‖ 0A 01 balance(5) MAC(4)``.
+
+    The MAC (our choice, docs/card-profile.md §9) is ISO 9797-1 algorithm 3, padding 2, first 4 bytes, under
+    the AC session key over ``01 ‖ balance ‖ ATC``.
+    """
+    assert len(cvr) == 3
+    balance = bcd_amount(balance_fen, 5)
+    mac = mac_alg3(session_key, b"\x01" + balance + atc.to_bytes(2, "big"), padding=2, length=4)
+    return b"\x07\x01\x01\x03" + cvr + b"\x01" + b"\x0a\x01" + balance + mac
+
+
+def _values(dol: bytes, source: Mapping[str, bytes]) -> bytes:
+    out = bytearray()
+    for tag, length in parse_dol(dol):
+        value = source.get(tag, b"")
+        out += value[:length] if len(value) >= length else bytes(length - len(value)) + value
+    return bytes(out)
+
+
+def txn_log_record(terminal: Mapping[str, bytes], atc: int) -> bytes:
+    """A transaction-log record: the values of ``9F4F`` (45 bytes); zeros for what the terminal omitted."""
+    return _values(TXN_LOG_FORMAT, {**terminal, "9F36": atc.to_bytes(2, "big")})
+
+
+def load_log_record(terminal: Mapping[str, bytes], atc: int, before_fen: int, after_fen: int) -> bytes:
+    """A load-log record: ``9F79 ‖ before ‖ after ‖`` the values of ``DF4F`` (44 bytes)."""
+    head = bytes.fromhex("9F79") + bcd_amount(before_fen) + bcd_amount(after_fen)
+    return head + _values(LOAD_LOG_FORMAT, {**terminal, "9F36": atc.to_bytes(2, "big")})
+
+
+def template(tag: str, items: list[tuple[str, bytes]]) -> bytes:
+    """A constructed data object holding ``items`` in order."""
+    return encode(tag, encode_many(items))
