@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citycard.codec.pretty import format_dol, format_tlv, mask_pan, render_value
+from citycard.codec.pretty import (
+    command_name,
+    format_command,
+    format_dol,
+    format_response,
+    format_tlv,
+    mask_pan,
+    render_value,
+)
 from citycard.codec.tags import RID_MASTERCARD, RID_UNIONPAY
 from citycard.codec.tlv import encode, encode_many
 
@@ -169,3 +177,87 @@ def test_pboc_iad_for_unionpay_only() -> None:
     assert render_value("9F10", iad[:8], rid=RID_UNIONPAY) == "DKI 01, CVN 01, CVR A00000, algorithm 01"
     assert render_value("9F10", iad) is None  # other schemes lay out their IAD differently
     assert render_value("9F10", H("0601"), rid=RID_UNIONPAY) is None
+
+
+# --- APDUs ----------------------------------------------------------------------------------------
+
+CDOL1 = H("9F02069F03069F1A0295055F2A029A039C019F3704")
+CDOL1_DATA = H("00000000015000000000000001560000000000015626112500A1B2C3D4")
+
+
+def test_command_names() -> None:
+    assert command_name(0x00, 0xB2, 1, 0x0C) == "READ RECORD"
+    assert command_name(0x80, 0x50, 0x01, 0x02) == "INITIALIZE FOR PURCHASE"
+    assert command_name(0x80, 0x50, 0x00, 0x02) == "INITIALIZE FOR LOAD"
+    assert command_name(0x84, 0x24, 0x00, 0x01) == "PIN CHANGE"
+    assert command_name(0x84, 0x24, 0x00, 0x00) == "PIN UNBLOCK"
+    assert command_name(0x80, 0xDC, 0x00, 0x00) == "UPDATE CAPP DATA CACHE"
+    assert command_name(0x00, 0x99, 0, 0) == "INS 99"
+
+
+def test_format_select_and_read_record() -> None:
+    assert format_command(H("00A404000E325041592E5359532E444446303100")) == (
+        'SELECT "2PAY.SYS.DDF01"  [00A40400 Lc 14 Le 256]'
+    )
+    assert format_command(H("00A4040208A00000033301010100")) == (
+        "SELECT A000000333010101 (next occurrence)  [00A40402 Lc 8 Le 256]"
+    )
+    assert format_command(H("00B2010C00")) == "READ RECORD SFI 1 record 1  [00B2010C Le 256]"
+    assert format_command(H("80CA9F7900"), rid=RID_UNIONPAY) == "GET DATA 9F79 EC balance  [80CA9F79 Le 256]"
+
+
+def test_format_generate_ac_with_cdol() -> None:
+    raw = H("80AE80001D") + CDOL1_DATA + H("00")
+    lines = format_command(raw, dol=CDOL1).splitlines()
+    assert lines[0] == "GENERATE AC ARQC requested  [80AE8000 Lc 29 Le 256]"
+    assert "  9F02 Amount, authorised (numeric): 000000000150 = 1.50" in lines
+    assert "  9A Transaction date: 261125 = 2026-11-25" in lines
+    assert len(lines) == 1 + 8
+    # without the CDOL, or with one that does not fit, the data is shown as hex
+    assert format_command(raw).splitlines()[1] == "  " + CDOL1_DATA.hex().upper()
+    assert format_command(raw, dol=H("9F0206")).splitlines()[1] == "  " + CDOL1_DATA.hex().upper()
+
+
+def test_format_gpo_data_as_tlv() -> None:
+    text = format_command(H("80A80000028300") + H("00"))
+    assert text.splitlines() == [
+        "GET PROCESSING OPTIONS  [80A80000 Lc 2 Le 256]",
+        "  83 Command template: (empty)",
+    ]
+
+
+def test_script_command_data_is_hex() -> None:
+    # PUT DATA 9F79 under secure messaging: new balance (6) ‖ MAC (4), not TLV (docs/card-profile.md §9)
+    text = format_command(H("84DA9F790A 000000010000 11223344"), rid=RID_UNIONPAY)
+    assert text.splitlines() == ["PUT DATA 9F79 EC balance  [84DA9F79 Lc 10]", "  00000001000011223344"]
+
+
+def test_pin_data_hidden() -> None:
+    verify = H("0020008008241234FFFFFFFFFF")
+    text = format_command(verify)
+    assert "241234" not in text and "8 bytes of PIN data hidden" in text
+    assert text.startswith("VERIFY plaintext PIN")
+    assert "241234FFFFFFFFFF" in format_command(verify, mask=False)
+
+
+def test_malformed_apdus() -> None:
+    assert "not a command APDU" in format_command(H("00A4"))
+    assert "not a response APDU" in format_response(H("90"))
+
+
+def test_format_response() -> None:
+    gpo = H("771682025880941008010100100101011801040020010200") + H("9000")
+    lines = format_response(gpo).splitlines()
+    assert lines[0] == "77 Response message template format 2 (22 bytes)"
+    assert lines[-1] == "SW 9000 normal processing"
+    assert format_response(H("6A82")) == "SW 6A82 file or application not found"
+    assert format_response(H("63C2")) == "SW 63C2 verification failed, 2 tries left"
+    assert format_response(H("0102039000")) == "010203\nSW 9000 normal processing"  # not TLV: hex
+
+
+@settings(max_examples=500, deadline=500)
+@given(st.binary(max_size=300))
+def test_any_bytes_format_apdus_without_exception(raw: bytes) -> None:
+    assert format_command(raw)
+    assert format_command(raw, dol=CDOL1, rid=RID_UNIONPAY)
+    assert format_response(raw)

@@ -8,20 +8,32 @@ and results ``9F34``, CID ``9F27``; qPBOC TTQ ``9F66`` and CTQ ``9F6C``; AFL ``9
 ``9F4D``/``DF4D``, DOLs, and for UnionPay the PBOC issuer application data ``9F10``). Tag names come from
 :mod:`citycard.codec.tags`, as the scheme of ``rid`` means them.
 
+:func:`format_command` / :func:`format_response` render APDUs for traces (command names from ISO/IEC 7816-4,
+EMV Book 3 §6.5 and the PBOC purse commands; status words from :func:`~citycard.codec.apdu.sw_meaning`).
+
 PANs (``5A``, track 2 ``57``, track 1 ``56``) are masked unless ``mask=False``: only the first 6 and last
-4 digits are shown, and their hex is not printed. Data that is not BER-TLV is shown as hex with the
-:class:`~citycard.codec.tlv.TlvError` message.
+4 digits are shown, and their hex is not printed; PIN data (VERIFY, PIN CHANGE) is not shown at all.
+Data that is not BER-TLV is shown as hex with the :class:`~citycard.codec.tlv.TlvError` message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from citycard.codec.dol import DolError, parse_dol
+from citycard.codec.apdu import ApduError, CommandApdu, ResponseApdu, sw_meaning
+from citycard.codec.dol import DolError, parse_dol, split_dol_data
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
-__all__ = ["format_dol", "format_tlv", "mask_pan", "render_value"]
+__all__ = [
+    "command_name",
+    "format_command",
+    "format_dol",
+    "format_response",
+    "format_tlv",
+    "mask_pan",
+    "render_value",
+]
 
 _AMOUNT_TAGS = frozenset(
     {"9F02", "9F03", "9F54", "9F5C", "9F5D", "9F6B", "9F6D", "9F77", "9F78", "9F79", "9F7B", "DF62", "DF63"}
@@ -321,14 +333,20 @@ def _lines(
             out.append(f"{prefix} ({len(obj.value)} bytes)")
             out.extend(_lines(obj.children, depth + 1, rid, indent, mask))
             continue
-        rendered = render_value(obj.tag, obj.value, rid=rid, mask=mask)
-        if mask and obj.tag in _PAN_TAGS:
-            out.append(f"{prefix}: {rendered} (masked)")
-        elif rendered is None:
-            out.append(f"{prefix}: {obj.value.hex().upper()}")
-        else:
-            out.append(f"{prefix}: {obj.value.hex().upper()} = {rendered}")
+        out.append(_value_line(obj.tag, obj.value, depth, rid, indent, mask))
     return out
+
+
+def _value_line(tag: str, value: bytes, depth: int, rid: str | None, indent: str, mask: bool) -> str:
+    prefix = indent * depth + f"{tag} {tag_name(tag, rid)}"
+    if not value:
+        return f"{prefix}: (empty)"
+    rendered = render_value(tag, value, rid=rid, mask=mask)
+    if mask and tag in _PAN_TAGS:
+        return f"{prefix}: {rendered} (masked)"
+    if rendered is None:
+        return f"{prefix}: {value.hex().upper()}"
+    return f"{prefix}: {value.hex().upper()} = {rendered}"
 
 
 def format_tlv(data: bytes, *, rid: str | None = None, indent: str = "  ", mask: bool = True) -> str:
@@ -353,3 +371,125 @@ def format_dol(dol: bytes, rid: str | None = None) -> str:
     total = sum(length for _, length in entries)
     lines = [f"{tag} {tag_name(tag, rid)} ({length})" for tag, length in entries]
     return "\n".join([*lines, f"total {total} bytes"])
+
+
+# --- APDUs (ISO/IEC 7816-4 §5, EMV Book 3 §6.5, JR/T 0025.5 / part 1 purse commands) ---------------------
+
+_INS_NAMES = {
+    0x16: "CARD BLOCK",
+    0x18: "APPLICATION UNBLOCK",
+    0x1E: "APPLICATION BLOCK",
+    0x20: "VERIFY",
+    0x24: "PIN CHANGE/UNBLOCK",
+    0x50: "INITIALIZE",
+    0x52: "CREDIT FOR LOAD",
+    0x54: "DEBIT",
+    0x5C: "GET BALANCE",
+    0x82: "EXTERNAL AUTHENTICATE",
+    0x84: "GET CHALLENGE",
+    0x88: "INTERNAL AUTHENTICATE",
+    0xA4: "SELECT",
+    0xA8: "GET PROCESSING OPTIONS",
+    0xAE: "GENERATE AC",
+    0xB0: "READ BINARY",
+    0xB2: "READ RECORD",
+    0xC0: "GET RESPONSE",
+    0xCA: "GET DATA",
+    0xD6: "UPDATE BINARY",
+    0xDA: "PUT DATA",
+    0xDC: "UPDATE RECORD",
+    0xE2: "APPEND RECORD",
+}
+_INITIALIZE_FOR = {
+    0x00: "LOAD",
+    0x01: "PURCHASE",
+    0x02: "CASH WITHDRAW",
+    0x03: "CAPP PURCHASE",
+    0x05: "UNLOAD",
+}
+_SECRET_DATA = {0x20, 0x24}  # VERIFY (PIN block), PIN CHANGE (enciphered PIN): never shown when masking
+
+
+def command_name(cla: int, ins: int, p1: int, p2: int) -> str:
+    """The command's name from its header, e.g. ``READ RECORD`` or ``INITIALIZE FOR PURCHASE``."""
+    if ins == 0x50 and cla & 0xF0 == 0x80:
+        return "INITIALIZE FOR " + _INITIALIZE_FOR.get(p1, f"P1 {p1:02X}")
+    if ins == 0x24:
+        return "PIN CHANGE" if p2 == 0x01 else "PIN UNBLOCK"
+    if ins == 0xDC and cla == 0x80:
+        return "UPDATE CAPP DATA CACHE"
+    return _INS_NAMES.get(ins, f"INS {ins:02X}")
+
+
+def _data_tag(p1: int, p2: int) -> str:
+    return f"{p1:02X}{p2:02X}" if p1 else f"{p2:02X}"
+
+
+def _command_detail(cmd: CommandApdu, rid: str | None) -> str:
+    ins, p1, p2 = cmd.ins, cmd.p1, cmd.p2
+    if ins == 0xA4 and p1 == 0x04:
+        name = _ascii(cmd.data) or cmd.data.hex().upper()
+        return f"{name}{' (next occurrence)' if p2 == 0x02 else ''}"
+    if ins == 0xB2:
+        return f"SFI {p2 >> 3} record {p1}" if p2 & 0x07 == 0x04 else f"record {p1}, P2 {p2:02X}"
+    if ins in (0xCA, 0xDA):
+        tag = _data_tag(p1, p2)
+        return f"{tag} {tag_name(tag, rid)}"
+    if ins == 0xAE:
+        kind = _CID_TYPES[p1 & 0xC0]
+        return f"{kind} requested{', CDA' if p1 & 0x10 else ''}"
+    if ins == 0x20:
+        return {0x80: "plaintext PIN", 0x88: "enciphered PIN"}.get(p2, f"P2 {p2:02X}")
+    return ""
+
+
+def format_command(
+    raw: bytes, *, rid: str | None = None, dol: bytes | None = None, indent: str = "  ", mask: bool = True
+) -> str:
+    """A command APDU: name, header and lengths, then its data (a TLV tree, or the values of ``dol``
+    when given, e.g. CDOL1 for GENERATE AC). PIN data (VERIFY, PIN CHANGE) is hidden unless ``mask=False``."""
+    try:
+        cmd = CommandApdu.parse(raw)
+    except ApduError as exc:
+        return f"{bytes(raw).hex().upper()}\n(not a command APDU: {exc})"
+    name = command_name(cmd.cla, cmd.ins, cmd.p1, cmd.p2)
+    detail = _command_detail(cmd, rid)
+    head = f"{name}{' ' + detail if detail else ''}  [{bytes(raw[:4]).hex().upper()}"
+    head += f" Lc {len(cmd.data)}" if cmd.data else ""
+    head += f" Le {cmd.le}" if cmd.le is not None else ""
+    head += "]"
+    if not cmd.data or (cmd.ins == 0xA4 and cmd.p1 == 0x04):  # a selected name is in the head already
+        return head
+    if mask and cmd.ins in _SECRET_DATA:
+        return f"{head}\n{indent}({len(cmd.data)} bytes of PIN data hidden)"
+    if dol is not None:
+        try:
+            values = split_dol_data(dol, cmd.data)
+        except DolError:
+            pass
+        else:
+            lines = [_value_line(tag, value, 1, rid, indent, mask) for tag, value in values.items()]
+            return "\n".join([head, *lines])
+    if cmd.ins == 0xA8:  # GPO: the 83 template
+        try:
+            return "\n".join([head, *_lines(decode(cmd.data), 1, rid, indent, mask)])
+        except TlvError:
+            pass
+    return f"{head}\n{indent}{cmd.data.hex().upper()}"
+
+
+def format_response(raw: bytes, *, rid: str | None = None, indent: str = "  ", mask: bool = True) -> str:
+    """A response APDU: its data as a TLV tree (or hex when it is not TLV), then the status word."""
+    try:
+        resp = ResponseApdu.parse(raw)
+    except ApduError as exc:
+        return f"{bytes(raw).hex().upper()}\n(not a response APDU: {exc})"
+    status = f"SW {resp.sw:04X} {sw_meaning(resp.sw)}"
+    if not resp.data:
+        return status
+    try:
+        objects = decode(resp.data)
+    except TlvError:
+        objects = []
+    body = _lines(objects, 0, rid, indent, mask) if objects else [resp.data.hex().upper()]
+    return "\n".join([*body, status])
