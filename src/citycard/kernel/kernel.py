@@ -252,6 +252,8 @@ class Kernel:
         return event
 
     def _finish(self, kind: OutcomeKind, reason: str, **extra: Any) -> Outcome:
+        if kind is OutcomeKind.TERMINATED and self._debit_sent:
+            extra.setdefault("torn", True)  # the card may have moved money: its log decides later
         balance = extra.pop("ec_balance_fen", None)
         if balance is None:
             balance = self._ec_balance_after()

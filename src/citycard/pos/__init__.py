@@ -1,0 +1,1 @@
+"""The POS terminal and bus validator application over the kernel: journal, receipts, upload queue."""

@@ -1,0 +1,60 @@
+"""What the terminal application records about each transaction, and the port its journal implements.
+
+A transaction enters the journal *before* the card is asked to move money (GENERATE AC, or the qPBOC GPO)
+as ``pending``; it leaves ``pending`` exactly once, to ``approved``, ``declined``, ``torn`` (the card went
+away after the debiting command) or ``void`` (it never reached the card). An approval is written durably
+before the outcome is shown. A ``torn`` transaction is resolved on a later tap by the card's own
+transaction log (``recovered``: the card was charged; ``void``: it was not), so a fare is never charged twice.
+Offline approvals are queued for upload (0320 batch upload by the network).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = ["Journal", "JournalEntry", "State"]
+
+State = Literal["pending", "approved", "declined", "torn", "recovered", "void"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    txn_id: str  # idempotency key: terminal id ‖ STAN ‖ batch, also in the upload file
+    stan: int
+    batch: int
+    state: State
+    kind: str
+    interface: str
+    amount_fen: int
+    created: dt.datetime
+    pan_masked: str = ""
+    pan_token: str = ""  # SHA-256 of PAN ‖ PSN, to recognise the card again without storing the PAN
+    aid: str = ""
+    outcome: str = ""
+    reason: str = ""
+    cryptogram: str = ""  # hex TC / AAC / ARQC
+    atc: int | None = None
+    tvr: str = ""
+    tsi: str = ""
+    field55: str = ""  # hex BER-TLV
+    ec_balance_fen: int | None = None
+    un: str = ""  # 9F37, with date/time and amount what the card's log records
+    export_id: int | None = None
+
+
+class Journal(Protocol):
+    """The journal port; :mod:`citycard.pos.journal_sqlite` is the adapter."""
+
+    def begin(
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str
+    ) -> JournalEntry: ...
+
+    def finish(self, txn_id: str, state: State, **fields: object) -> JournalEntry: ...
+
+    def get(self, txn_id: str) -> JournalEntry: ...
+
+    def entries(self, state: State | None = None, limit: int = 100) -> list[JournalEntry]: ...
+
+    def current_batch(self) -> int: ...

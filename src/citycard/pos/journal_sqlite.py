@@ -1,0 +1,233 @@
+"""The terminal journal on SQLite (adapter for :class:`citycard.pos.journal.Journal`).
+
+Durability: WAL mode with ``synchronous=FULL``, one SQL transaction per state change, so a kill at any
+instant leaves either the state before or the state after. On open, transactions left ``pending`` by a
+crash become ``torn``: the card may or may not have been charged, and its log will tell on the next tap.
+STAN (1…999999, wrapping) and batch numbers come from a counter row updated in the same SQL transaction as
+the insert, so no number is used twice. Exports are idempotent: rows are assigned to an export first, the
+file is then written atomically (temporary file, fsync, rename), and a crash in between rewrites the same
+file with the same content on the next export.
+
+``fault(point)`` is called at every durable step (tests kill the process there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .journal import JournalEntry, State
+
+__all__ = ["JournalError", "SqliteJournal"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS txn (
+    txn_id TEXT PRIMARY KEY, stan INTEGER NOT NULL, batch INTEGER NOT NULL, state TEXT NOT NULL,
+    kind TEXT NOT NULL, interface TEXT NOT NULL, amount_fen INTEGER NOT NULL, created TEXT NOT NULL,
+    pan_masked TEXT NOT NULL DEFAULT '', pan_token TEXT NOT NULL DEFAULT '', aid TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', cryptogram TEXT NOT NULL DEFAULT '',
+    atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
+    ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
+    UNIQUE (batch, stan)
+);
+CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
+CREATE TABLE IF NOT EXISTS exports (export_id INTEGER PRIMARY KEY, written INTEGER NOT NULL DEFAULT 0,
+    name TEXT NOT NULL);
+"""
+
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"approved", "declined", "torn", "void"}),
+    "torn": frozenset({"recovered", "void"}),
+}
+_FIELDS = [f.name for f in fields(JournalEntry)]
+_UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
+
+
+class JournalError(RuntimeError):
+    """A state change the journal refuses (unknown transaction, forbidden transition)."""
+
+
+def _no_fault(_: str) -> None:
+    pass
+
+
+class SqliteJournal:
+    def __init__(
+        self, path: str | Path, terminal_id: str, *, fault: Callable[[str], None] = _no_fault
+    ) -> None:
+        self.path = str(path)
+        self.terminal_id = terminal_id
+        self._fault = fault
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self.recovered_on_open = self._recover()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def _recover(self) -> int:
+        db = self._tx()
+        n = db.execute(
+            "UPDATE txn SET state='torn', reason='terminal stopped mid-transaction' WHERE state='pending'"
+        ).rowcount
+        db.execute("COMMIT")
+        return n
+
+    def _next(self, db: sqlite3.Connection, name: str, first: int, wrap: int | None = None) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        value = first if row is None else row[0] + 1
+        if wrap is not None and value > wrap:
+            value = first
+        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
+        return value
+
+    def current_batch(self) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name='batch'").fetchone()
+        return 1 if row is None else int(row[0])
+
+    def close_batch(self) -> int:
+        """Start a new batch (after settlement); returns the new batch number."""
+        db = self._tx()
+        value = self.current_batch() + 1
+        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('batch', ?)", (value,))
+        db.execute("COMMIT")
+        return value
+
+    def begin(
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str
+    ) -> JournalEntry:
+        db = self._tx()
+        try:
+            stan = self._next(db, "stan", 1, 999_999)
+            batch = self.current_batch()
+            txn_id = f"{self.terminal_id}-{batch:06d}-{stan:06d}"
+            db.execute(
+                "INSERT INTO txn (txn_id, stan, batch, state, kind, interface, amount_fen, created, un) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (txn_id, stan, batch, kind, interface, amount_fen, created.isoformat(), un),
+            )
+            self._fault("begin:before-commit")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._fault("begin:after-commit")
+        return self.get(txn_id)
+
+    def finish(self, txn_id: str, state: State, **values: Any) -> JournalEntry:
+        unknown = set(values) - _UPDATABLE
+        assert not unknown, unknown
+        db = self._tx()
+        try:
+            row = db.execute("SELECT state FROM txn WHERE txn_id=?", (txn_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no transaction {txn_id}")
+            if row[0] == state:  # replayed after a crash: already done, record nothing twice
+                db.execute("COMMIT")
+                return self.get(txn_id)
+            if state not in _TRANSITIONS.get(row[0], frozenset()):
+                raise JournalError(f"{txn_id}: {row[0]} cannot become {state}")
+            sets = ", ".join(f"{k}=?" for k in values)
+            db.execute(
+                f"UPDATE txn SET state=?{', ' + sets if sets else ''} WHERE txn_id=?",
+                (state, *values.values(), txn_id),
+            )
+            self._fault("finish:before-commit")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._fault("finish:after-commit")
+        return self.get(txn_id)
+
+    def _entry(self, row: sqlite3.Row) -> JournalEntry:
+        doc = {k: row[k] for k in _FIELDS}
+        doc["created"] = dt.datetime.fromisoformat(doc["created"])
+        return JournalEntry(**doc)
+
+    def get(self, txn_id: str) -> JournalEntry:
+        row = self._db.execute("SELECT * FROM txn WHERE txn_id=?", (txn_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no transaction {txn_id}")
+        return self._entry(row)
+
+    def entries(self, state: State | None = None, limit: int = 100) -> list[JournalEntry]:
+        if state is None:
+            rows = self._db.execute("SELECT * FROM txn ORDER BY batch DESC, stan DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM txn WHERE state=? ORDER BY batch DESC, stan DESC LIMIT ?", (state, limit)
+            )
+        return [self._entry(r) for r in rows]
+
+    # -- upload queue -------------------------------------------------------------------------------------
+
+    def upload_queue(self) -> list[JournalEntry]:
+        """Captured offline transactions not yet exported (offline approvals and recovered torn ones)."""
+        rows = self._db.execute(
+            "SELECT * FROM txn WHERE export_id IS NULL AND (state='recovered' OR "
+            "(state='approved' AND outcome='approved offline')) ORDER BY batch, stan"
+        )
+        return [self._entry(r) for r in rows]
+
+    def export(self, directory: str | Path) -> list[Path]:
+        """Write the upload queue to ``directory`` as JSON-lines files, one per export; idempotent."""
+        out_dir = Path(directory)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        db = self._tx()
+        try:
+            queued = [e.txn_id for e in self.upload_queue()]
+            if queued:
+                export_id = self._next(db, "export", 1)
+                name = f"{self.terminal_id}-upload-{export_id:06d}.jsonl"
+                db.execute("INSERT INTO exports (export_id, name) VALUES (?, ?)", (export_id, name))
+                db.executemany("UPDATE txn SET export_id=? WHERE txn_id=?", [(export_id, t) for t in queued])
+            self._fault("export:before-commit")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._fault("export:assigned")
+        written: list[Path] = []
+        for export_id, name in self._db.execute(
+            "SELECT export_id, name FROM exports WHERE written=0 ORDER BY export_id"
+        ).fetchall():
+            path = out_dir / name
+            self._write_export(path, export_id)
+            self._fault("export:file-written")
+            self._db.execute("UPDATE exports SET written=1 WHERE export_id=?", (export_id,))
+            written.append(path)
+        return written
+
+    def _write_export(self, path: Path, export_id: int) -> None:
+        rows = self._db.execute("SELECT * FROM txn WHERE export_id=? ORDER BY batch, stan", (export_id,))
+        lines = []
+        for row in rows:
+            entry = self._entry(row)
+            doc = asdict(replace(entry, pan_token=""))
+            doc["created"] = entry.created.isoformat()
+            doc["terminal_id"] = self.terminal_id
+            lines.append(json.dumps(doc, sort_keys=True))
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)

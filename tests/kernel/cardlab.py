@@ -1,0 +1,54 @@
+"""Shared helpers for the kernel and pos tests: demo keys, personalised emulated cards, a terminal config
+that trusts the demo CA, and an issuer stub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import random
+from dataclasses import replace
+
+from citycard.chip.card import Card
+from citycard.chip.personalise import ProductProfile, personalise
+from citycard.demokeys import DemoKeys
+from citycard.kernel.config import CaPublicKey, TerminalConfig
+
+NOW = dt.datetime(2026, 11, 25, 9, 30, 0)
+PIN = "123456"
+PIN_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+
+
+def det_rng(seed: int = 1):
+    r = random.Random(seed)
+    return lambda n: r.randbytes(n)
+
+
+@functools.cache
+def demo_keys() -> DemoKeys:
+    return DemoKeys.generate(det_rng(42))
+
+
+def ca_key(keys: DemoKeys | None = None) -> CaPublicKey:
+    rid, index, key = (keys or demo_keys()).ca_public_key()
+    return CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent)
+
+
+def terminal_config(**changes) -> TerminalConfig:
+    cfg = TerminalConfig(capks=(ca_key(),), pin_key=PIN_KEY)
+    return replace(cfg, **changes)
+
+
+@functools.cache
+def _image_json(serial: int, profile: ProductProfile) -> bytes:
+    return personalise(profile, serial, demo_keys()).to_json()
+
+
+def new_card(
+    interface: str = "contact", *, serial: int = 1, balance_fen: int = 50_000, seed: int = 7, **profile
+) -> Card:
+    from citycard.chip.image import CardImage
+
+    prof = ProductProfile(opening_balance_fen=balance_fen, **profile)
+    card = Card(CardImage.from_json(_image_json(serial, prof)), det_rng(seed))
+    card.power_on(interface)
+    return card
