@@ -1,0 +1,248 @@
+"""``citycard calc``: calculators for the card cryptography and data formats, hex in and hex out.
+
+Key derivation (EMV Book 2 A1.3/A1.4, PBOC session keys), cryptograms and ARPC (Book 2 §8), ISO 9797-1
+MACs, key check values, ISO 9564 PIN blocks, and BER-TLV / DOL decoding with tag names. Everything here is
+a thin layer over :mod:`citycard.crypto` and :mod:`citycard.codec`; ATCs are hex too (``0001``).
+These are tools for test keys: anything typed on a command line may end up in a shell history.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from citycard.codec.dol import DolError, split_dol_data
+from citycard.codec.pretty import format_dol, format_tlv, render_value
+from citycard.codec.tags import tag_name
+from citycard.crypto.cryptograms import arpc_method1, arpc_method2, generate_ac, verify_ac
+from citycard.crypto.derivation import derive_common_session_key, derive_icc_mk_a
+from citycard.crypto.des import kcv as key_check_value
+from citycard.crypto.mac import mac_alg1, mac_alg3
+from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
+from citycard.crypto.sm import Algorithm, derive_session_key
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
+    no_args_is_help=True,
+)
+
+
+def _hex(value: str, name: str, lengths: tuple[int, ...] | None = None) -> bytes:
+    cleaned = "".join(value.split())
+    try:
+        raw = bytes.fromhex(cleaned)
+    except ValueError:
+        raise typer.BadParameter(f"{name} is not hex: {value!r}") from None
+    if lengths is not None and len(raw) not in lengths:
+        want = " or ".join(str(n) for n in lengths)
+        raise typer.BadParameter(f"{name} must be {want} bytes, not {len(raw)}")
+    return raw
+
+
+def _atc(value: str) -> int:
+    return int.from_bytes(_hex(value, "ATC", (2,)), "big")
+
+
+def _out(label: str, value: bytes | str) -> None:
+    text = value.hex().upper() if isinstance(value, bytes) else value
+    typer.echo(f"{label}: {text}")
+
+
+def _algorithm(sm4: bool) -> Algorithm:
+    return Algorithm.SM4 if sm4 else Algorithm.TDES
+
+
+def _session_key(sk: str | None, udk: str | None, atc: str | None, sm4: bool) -> bytes:
+    if sk is not None:
+        return _hex(sk, "SK", (16,))
+    if udk is None or atc is None:
+        raise typer.BadParameter("give --sk, or --udk and --atc")
+    key = derive_session_key(_algorithm(sm4), _hex(udk, "UDK", (16,)), _atc(atc))
+    _out("Session key", key)
+    return key
+
+
+SK_OPT = typer.Option(None, "--sk", help="Session key (16 bytes hex).")
+UDK_OPT = typer.Option(None, "--udk", help="Card master key (UDK); with --atc derives the PBOC session key.")
+ATC_OPT = typer.Option(None, "--atc", help="ATC, 2 bytes hex (e.g. 0001).")
+SM4_OPT = typer.Option(False, "--sm4", help="Use SM4 (PBOC 3.0) instead of 3DES.")
+
+
+@app.command("icc-mk")
+def icc_mk(
+    imk: str = typer.Argument(..., help="Issuer master key, 16 bytes hex."),
+    pan: str = typer.Argument(..., help="PAN digits."),
+    psn: str = typer.Argument("00", help="PAN sequence number, 2 digits."),
+) -> None:
+    """ICC master key (UDK) by EMV Book 2 A1.4.1 option A."""
+    try:
+        key = derive_icc_mk_a(_hex(imk, "IMK", (16,)), pan, psn)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _out("ICC master key", key)
+    _out("KCV", key_check_value(key))
+
+
+@app.command("session-key")
+def session_key(
+    udk: str = typer.Argument(..., help="Card master key (UDK), 16 bytes hex."),
+    atc: str = typer.Argument(..., help="ATC, 2 bytes hex."),
+    sm4: bool = SM4_OPT,
+) -> None:
+    """PBOC session key: 3DES(UDK, 000000000000‖ATC) ‖ 3DES(UDK, 000000000000‖(ATC⊕FFFF))."""
+    key = derive_session_key(_algorithm(sm4), _hex(udk, "UDK", (16,)), _atc(atc))
+    _out("Session key", key)
+    if not sm4:
+        _out("KCV", key_check_value(key))
+
+
+@app.command("common-sk")
+def common_sk(
+    mk: str = typer.Argument(..., help="Master key, 16 bytes hex."),
+    r: str = typer.Argument(..., help="Diversification value R, 8 bytes hex (ATC‖000000000000 for AC)."),
+) -> None:
+    """EMV Book 2 A1.3 common session key."""
+    key = derive_common_session_key(_hex(mk, "MK", (16,)), _hex(r, "R", (8,)))
+    _out("Session key", key)
+    _out("KCV", key_check_value(key))
+
+
+@app.command("arqc")
+def arqc(
+    data: str = typer.Argument(..., help="Cryptogram input data (hex), e.g. the ac_input concatenation."),
+    sk: str | None = SK_OPT,
+    udk: str | None = UDK_OPT,
+    atc: str | None = ATC_OPT,
+    sm4: bool = SM4_OPT,
+) -> None:
+    """Application cryptogram (ARQC/TC/AAC): ISO 9797-1 MAC alg 3, padding 2."""
+    key = _session_key(sk, udk, atc, sm4)
+    _out("Cryptogram", generate_ac(key, _hex(data, "DATA"), algorithm=_algorithm(sm4)))
+
+
+@app.command("arqc-verify")
+def arqc_verify(
+    data: str = typer.Argument(..., help="Cryptogram input data (hex)."),
+    cryptogram: str = typer.Argument(..., help="The ARQC/TC/AAC to check, 8 bytes hex."),
+    sk: str | None = SK_OPT,
+    udk: str | None = UDK_OPT,
+    atc: str | None = ATC_OPT,
+    sm4: bool = SM4_OPT,
+) -> None:
+    """Check a cryptogram; exit status 1 when it does not match."""
+    key = _session_key(sk, udk, atc, sm4)
+    ok = verify_ac(key, _hex(data, "DATA"), _hex(cryptogram, "CRYPTOGRAM", (8,)), algorithm=_algorithm(sm4))
+    _out("Cryptogram", "valid" if ok else "INVALID")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("arpc")
+def arpc(
+    arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC, 8 bytes hex."),
+    sk: str | None = SK_OPT,
+    udk: str | None = UDK_OPT,
+    atc: str | None = ATC_OPT,
+    method: int = typer.Option(1, "--method", help="ARPC method 1 (ARC) or 2 (CSU)."),
+    arc: str = typer.Option("3030", "--arc", help="Method 1: authorisation response code, 2 bytes hex."),
+    csu: str = typer.Option("00000000", "--csu", help="Method 2: card status update, 4 bytes hex."),
+    proprietary: str = typer.Option("", "--proprietary", help="Method 2: proprietary auth data, hex."),
+    sm4: bool = SM4_OPT,
+) -> None:
+    """ARPC by EMV Book 2 §8.2.1 (method 1) or §8.2.2 (method 2)."""
+    key = _session_key(sk, udk, atc, sm4)
+    cryptogram = _hex(arqc_hex, "ARQC", (8,))
+    if method == 1:
+        _out("ARPC", arpc_method1(key, cryptogram, _hex(arc, "ARC", (2,))))
+    elif method == 2:
+        value = arpc_method2(
+            key,
+            cryptogram,
+            _hex(csu, "CSU", (4,)),
+            _hex(proprietary, "proprietary"),
+            algorithm=_algorithm(sm4),
+        )
+        _out("ARPC", value)
+    else:
+        raise typer.BadParameter("method must be 1 or 2")
+
+
+@app.command("mac")
+def mac(
+    key: str = typer.Argument(..., help="Key, 8 or 16 bytes hex (16 for algorithm 3)."),
+    data: str = typer.Argument(..., help="Data, hex (use --ascii for text)."),
+    padding: int = typer.Option(2, "--padding", help="ISO 9797-1 padding method 1 (zeros) or 2 (80 00…)."),
+    alg: int = typer.Option(3, "--alg", help="ISO 9797-1 MAC algorithm 1 (CBC-MAC) or 3 (retail MAC)."),
+    length: int = typer.Option(8, "--length", min=1, max=8, help="MAC length in bytes."),
+    ascii_data: bool = typer.Option(False, "--ascii", help="DATA is ASCII text, not hex."),
+) -> None:
+    """ISO/IEC 9797-1 MAC (algorithm 1 or 3, padding 1 or 2)."""
+    raw_key = _hex(key, "KEY", (8, 16, 24) if alg == 1 else (16,))
+    raw = data.encode("ascii") if ascii_data else _hex(data, "DATA")
+    if alg not in (1, 3) or padding not in (1, 2):
+        raise typer.BadParameter("--alg must be 1 or 3 and --padding 1 or 2")
+    func = mac_alg1 if alg == 1 else mac_alg3
+    _out("MAC", func(raw_key, raw, padding=padding, length=length))
+
+
+@app.command("kcv")
+def kcv(
+    key: str = typer.Argument(..., help="DES/3DES key, 8, 16 or 24 bytes hex."),
+    length: int = typer.Option(3, "--length", min=1, max=8),
+) -> None:
+    """Key check value: the key encrypting a zero block."""
+    _out("KCV", key_check_value(_hex(key, "KEY", (8, 16, 24)), length))
+
+
+@app.command("pin-block")
+def pin_block(
+    first: str = typer.Argument(
+        ..., metavar="PIN|PAN", help="The PIN (then the PAN); the PAN with --decode."
+    ),
+    second: str | None = typer.Argument(None, metavar="[PAN]", show_default=False),
+    decode: str | None = typer.Option(None, "--decode", help="An ISO format 0 block to decode (hex)."),
+) -> None:
+    """ISO 9564-1 format 0 PIN block (clear): PIN PAN → block, or --decode BLOCK PAN → PIN."""
+    try:
+        if decode is not None:
+            if second is not None:
+                raise typer.BadParameter("with --decode give only the PAN")
+            _out("PIN", pin_from_iso0(_hex(decode, "BLOCK", (8,)), first))
+            return
+        if second is None:
+            raise typer.BadParameter("give PIN and PAN")
+        _out("PIN block", pin_block_iso0(first, second))
+    except PinBlockError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command("tlv")
+def tlv(
+    data: str = typer.Argument(..., help="BER-TLV data, hex."),
+    rid: str | None = typer.Option(None, "--rid", help="RID for scheme-specific tags (A000000333 PBOC)."),
+    unmask: bool = typer.Option(False, "--unmask", help="Show PANs in full."),
+) -> None:
+    """Decode BER-TLV with tag names and readable values."""
+    typer.echo(format_tlv(_hex(data, "DATA"), rid=rid, mask=not unmask))
+
+
+@app.command("dol")
+def dol(
+    dol_hex: str = typer.Argument(..., metavar="DOL", help="A data object list (tag, length pairs), hex."),
+    data: str | None = typer.Argument(None, help="Data built from this DOL, hex: split into values."),
+    rid: str | None = typer.Option(None, "--rid", help="RID for scheme-specific tags."),
+) -> None:
+    """Decode a DOL (PDOL, CDOL, DDOL, log format), and optionally the data that answers it."""
+    raw = _hex(dol_hex, "DOL")
+    typer.echo(format_dol(raw, rid))
+    if data is None:
+        return
+    try:
+        values = split_dol_data(raw, _hex(data, "DATA"))
+    except DolError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for tag, value in values.items():
+        rendered = render_value(tag, value, rid=rid)
+        suffix = f" = {rendered}" if rendered is not None else ""
+        typer.echo(f"{tag} {tag_name(tag, rid)}: {value.hex().upper()}{suffix}")
