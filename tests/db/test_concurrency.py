@@ -1,0 +1,145 @@
+"""Concurrent writers on one ledger: no lost update, money conserved (PostgreSQL row locks; SQLite's single
+writer). Threads, each with its own connection, post many transfers among a few accounts, race on the same
+transfer ids, and overdraw accounts that forbid it; afterwards every balance must equal what the stored
+transfers say, the ledger must sum to zero, and each transfer id must have been accepted exactly once."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from citycard.ledger import (
+    Account,
+    AccountFlags,
+    CreateTransferResult,
+    Transfer,
+    TransferFlags,
+    account_violation,
+)
+
+from tests.db.dbtargets import KINDS, fresh_database
+
+R = CreateTransferResult
+THREADS = 6
+BATCHES_PER_THREAD = 60
+ACCOUNTS = (1, 2, 3, 4)
+CREDIT_NORMAL = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+
+
+def _worker(db: object, index: int, log: list[tuple[Transfer, R]], errors: list[BaseException]) -> None:
+    rng = random.Random(1000 + index)
+    try:
+        for n in range(BATCHES_PER_THREAD):
+            if n % 10 == 0:
+                # a contested id: every thread submits id 9_000_000+n, each with its own accounts
+                debit, credit = rng.sample(ACCOUNTS, 2)
+                batch = [Transfer(9_000_000 + n, debit, credit, 1 + index)]
+            else:
+                batch = []
+                for k in range(rng.randint(1, 3)):
+                    debit, credit = rng.sample(ACCOUNTS, 2)
+                    linked = TransferFlags.LINKED if rng.random() < 0.3 else TransferFlags.NONE
+                    batch.append(
+                        Transfer(
+                            index * 1_000_000 + n * 10 + k, debit, credit, rng.randint(1, 900), flags=linked
+                        )
+                    )
+            with db.unit_of_work() as uow:  # type: ignore[attr-defined]
+                results = uow.ledger.create_transfers(batch)
+                uow.commit()
+            log.extend(zip(batch, results, strict=True))
+    except BaseException as error:  # reported by the main thread
+        errors.append(error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
+    with fresh_database(kind, tmp_path, pool_size=THREADS + 2) as db:
+        with db.unit_of_work() as uow:
+            opening = [Account(1, code=1)] + [Account(i, code=2, flags=CREDIT_NORMAL) for i in ACCOUNTS[1:]]
+            uow.ledger.create_accounts(opening)
+            uow.ledger.create_transfers([Transfer(i, 1, i, 5_000) for i in ACCOUNTS[1:]])
+            uow.commit()
+        logs: list[list[tuple[Transfer, R]]] = [[] for _ in range(THREADS)]
+        errors: list[BaseException] = []
+        threads = [threading.Thread(target=_worker, args=(db, i, logs[i], errors)) for i in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors
+        assert not any(t.is_alive() for t in threads)
+
+        with db.unit_of_work() as uow:
+            journal = {t.id: t for t in uow.ledger.journal(limit=100_000) if t.id > 4}
+            balances = {a.id: a for a in uow.ledger.balances()}
+            totals = uow.ledger.totals()
+
+    accepted = Counter(t.id for log in logs for t, r in log if r is R.OK)
+    assert all(n == 1 for n in accepted.values()), "a transfer id was accepted twice"
+    assert set(accepted) == set(journal), "accepted transfers and stored transfers differ"
+    contested = [r for log in logs for t, r in log if t.id >= 9_000_000]
+    assert Counter(contested)[R.OK] == BATCHES_PER_THREAD // 10
+    assert set(contested) <= {R.OK, R.EXISTS, R.EXISTS_WITH_DIFFERENT_FIELDS, R.EXCEEDS_CREDITS}
+    refused = sum(1 for log in logs for _, r in log if r is R.EXCEEDS_CREDITS)
+    assert refused > 0, "the test should drive accounts to their limit"
+
+    expected: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for i in ACCOUNTS[1:]:
+        expected[1][0] += 5_000
+        expected[i][1] += 5_000
+    for t in journal.values():
+        expected[t.debit_account_id][0] += t.amount_fen
+        expected[t.credit_account_id][1] += t.amount_fen
+    for account_id, account in balances.items():
+        assert (account.debits_posted, account.credits_posted) == tuple(expected[account_id]), account_id
+        assert account_violation(account) is None
+    assert totals.balanced
+    assert sum(a.balance_fen for a in balances.values()) == 0
+
+
+def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
+    """PostgreSQL: B submits id 50 on other accounts while A's insert of id 50 is uncommitted. B's insert
+    waits on the unique key (no account lock is shared), fails when A commits, and the repository re-runs
+    the batch in a savepoint: B gets ``exists_with_different_fields`` instead of an error."""
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.unit_of_work() as uow:
+            uow.ledger.create_accounts([Account(i) for i in ACCOUNTS])
+            uow.commit()
+        outcome: list[object] = []
+
+        def submit_b() -> None:
+            try:
+                with db.unit_of_work() as uow_b:
+                    outcome.extend(uow_b.ledger.create_transfers([Transfer(50, 3, 4, 7)]))
+                    uow_b.commit()
+            except BaseException as error:
+                outcome.append(error)
+
+        with db.unit_of_work() as uow_a:
+            assert uow_a.ledger.create_transfers([Transfer(50, 1, 2, 7)]) == [R.OK]
+            b = threading.Thread(target=submit_b)
+            b.start()
+            with db.engine.connect() as probe:
+                for _ in range(400):
+                    waiting = probe.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    ).scalar_one()
+                    probe.rollback()  # pg_stat_activity is a snapshot per transaction
+                    if waiting:
+                        break
+                    time.sleep(0.025)
+            assert waiting, "B never waited on A's uncommitted insert"
+            uow_a.commit()
+        b.join(timeout=60)
+        assert outcome == [R.EXISTS_WITH_DIFFERENT_FIELDS]
+        with db.unit_of_work() as uow:
+            (stored,) = uow.ledger.lookup_transfers([50])
+            assert (stored.debit_account_id, stored.credit_account_id) == (1, 2)
+            assert [a.balance_fen for a in uow.ledger.balances()] == [7, -7, 0, 0]
