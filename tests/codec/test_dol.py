@@ -151,6 +151,8 @@ def test_size_and_entry_bounds() -> None:
     with pytest.raises(DolError, match="entries"):
         build_dol_data([("9A", 3)] * (MAX_DOL_ENTRIES + 1), {})
     with pytest.raises(DolError, match="exceeds"):
+        build_dol_data(H("9A03") * (MAX_DOL_SIZE // 2 + 1), {})
+    with pytest.raises(DolError, match="exceeds"):
         encode_dol([("DF8101", 20)] * MAX_DOL_ENTRIES)  # 4 bytes each: 256 bytes
 
 

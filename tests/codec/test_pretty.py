@@ -261,3 +261,29 @@ def test_any_bytes_format_apdus_without_exception(raw: bytes) -> None:
     assert format_command(raw)
     assert format_command(raw, dol=CDOL1, rid=RID_UNIONPAY)
     assert format_response(raw)
+
+
+def test_malformed_values_fall_back_to_hex() -> None:
+    for tag, value in [
+        ("9A", "26112A"),  # not BCD
+        ("94", "080101"),  # AFL not a multiple of 4
+        ("9F4D", "0B"),
+        ("9F27", "8000"),
+        ("9F34", "1F00"),
+        ("8C", "9F02"),  # DOL truncated
+    ]:
+        assert render_value(tag, H(value)) is None, tag
+    # a date of the wrong length is only shown as digits (here the same as its hex)
+    assert render_value("9A", H("2611")) == "2611"
+    assert format_tlv(encode("9A", H("2611"))) == "9A Transaction date: 2611"
+
+
+def test_cn_and_empty_values() -> None:
+    assert render_value("9F20", H("1234567FFF")) == "1234567"  # cn: trailing F dropped
+    assert render_value("8C", b"") == "(empty)"
+    assert format_tlv(encode("9F02", b"")) == "9F02 Amount, authorised (numeric): (empty)"
+
+
+def test_gpo_data_not_tlv_is_hex() -> None:
+    text = format_command(H("80A8000002 8305 00"))
+    assert text.splitlines()[1] == "  8305"

@@ -65,6 +65,10 @@ def test_unionpay_ppse_fci_tree() -> None:
     }
 
 
+def test_find_absent_tag() -> None:
+    assert find(decode(UNIONPAY_PPSE), "9F38") is None
+
+
 def test_visa_ppse_fci_multibyte_tag_inside_template() -> None:
     values = decode_dict(VISA_PPSE)
     assert values["4F"] == H("A0000000031010")

@@ -344,7 +344,7 @@ def _value_line(tag: str, value: bytes, depth: int, rid: str | None, indent: str
     rendered = render_value(tag, value, rid=rid, mask=mask)
     if mask and tag in _PAN_TAGS:
         return f"{prefix}: {rendered} (masked)"
-    if rendered is None:
+    if rendered is None or rendered == value.hex().upper():
         return f"{prefix}: {value.hex().upper()}"
     return f"{prefix}: {value.hex().upper()} = {rendered}"
 
