@@ -218,6 +218,7 @@ class Kernel:
         self._oda_missing_records = False
         self._icc_key: oda.PublicKey | None = None
         self._oda_failure = ""
+        self._record_tags: set[str] = set()
 
     # -- the h11-style surface -------------------------------------------------------------------------
 
@@ -319,13 +320,17 @@ class Kernel:
             source["84"] = self.aid
         return tlv.encode_many((t, source[t]) for t in FIELD55_TAGS if t in source)
 
-    def _store(self, objects: list[Tlv], *, unique: bool) -> None:
+    def _store(self, objects: list[Tlv], *, unique: bool, record: bool = False) -> None:
         """Keep the primitive objects; Book 3 §7.5: a repeated primitive in card data is an error."""
         for obj in tlv.iter_flat(objects):
             if obj.children is not None:
                 continue
             if unique and obj.tag in self.card:
-                raise CardError(f"card data: {obj.tag} appears twice")
+                # a qPBOC GPO may repeat a record's object (57, 5F34): tolerated only when identical
+                if obj.tag in self._record_tags or self.card[obj.tag] != obj.value:
+                    raise CardError(f"card data: {obj.tag} appears twice")
+            if record:
+                self._record_tags.add(obj.tag)
             self.card[obj.tag] = obj.value
 
     def _terminal_data(self) -> None:
@@ -669,7 +674,7 @@ class Kernel:
                         static.append(data)
                     else:
                         self._oda_missing_records = True
-                self._store(objs, unique=True)
+                self._store(objs, unique=True, record=True)
         tag_list = self.card.get("9F4A")
         if tag_list is not None:
             if tag_list != b"\x82":

@@ -1,0 +1,187 @@
+"""Every PBOC flow of the kernel against the card emulator, APDU for APDU (docs/card-profile.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from citycard.codec import tlv
+from citycard.kernel.config import ExceptionFile
+from citycard.kernel.events import OutcomeKind, RequestPin
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.kernel.tvr import (
+    TSI_ODA,
+    TVR_CARD_ON_EXCEPTION_FILE,
+    TVR_FLOOR_LIMIT,
+    TVR_ONLINE_PIN_ENTERED,
+    TVR_PIN_TRY_LIMIT,
+    Bits,
+)
+
+from .cardlab import NOW, PIN, issuer_stub, new_card, terminal_config, transact
+
+
+def _has(bits: bytes, flag) -> bool:
+    return bool(bits[flag[0]] & flag[1])
+
+
+def _get_balance(card) -> int:
+    out, _ = transact(card, K.EC_BALANCE)
+    assert out.kind is OutcomeKind.COMPLETED, out.reason
+    return out.ec_balance_fen
+
+
+def test_contact_ec_offline_purchase_with_dda():
+    card = new_card("contact", balance_fen=50_000)
+    out, apdus = transact(card, K.PURCHASE, 1250)
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE, out.reason
+    assert out.ec and out.tvr == bytes(5) and _has(out.tsi, TSI_ODA)
+    assert "INTERNAL AUTHENTICATE" in [p for p, _, _ in apdus]
+    assert out.cid == 0x40 and len(out.cryptogram) == 8
+    assert out.ec_balance_fen == 50_000 - 1250 == _get_balance(card)
+    assert not [p for p, _, _ in apdus if p == "VERIFY"]  # EC: no cardholder verification
+
+
+def test_contact_standard_purchase_offline_pin_then_online_approved():
+    card = new_card("contact", balance_fen=1_000)
+    asked: list[RequestPin] = []
+
+    def pin(req):
+        asked.append(req)
+        return PIN
+
+    stub = issuer_stub()
+    out, apdus = transact(card, K.PURCHASE, 5_000, online=stub.authorize, pin=pin)
+    assert out.kind is OutcomeKind.APPROVED_ONLINE, out.reason
+    assert [r.kind for r in asked] == ["offline_plaintext"]
+    assert out.data["9F34"] == bytes.fromhex("410302")  # offline plaintext PIN, successful
+    assert _has(out.tvr, TVR_FLOOR_LIMIT) and not out.ec
+    purposes = [p for p, _, _ in apdus]
+    assert purposes.index("GENERATE AC 1") < purposes.index("GENERATE AC 2")
+    assert len(stub.requests) == 1 and tlv.decode_dict(stub.requests[0].field55)["9F27"] == b"\x80"
+    assert _get_balance(card) == 1_000  # standard debit/credit leaves the EC balance alone
+
+
+def test_wrong_pin_until_blocked_then_online_pin():
+    card = new_card("contact", balance_fen=0)
+    kinds = []
+
+    def pin(req):
+        kinds.append(req.kind)
+        return "0000" if req.kind == "offline_plaintext" else PIN
+
+    out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=pin)
+    assert kinds == ["offline_plaintext"] * 3 + ["online"]
+    assert _has(out.tvr, TVR_PIN_TRY_LIMIT) and _has(out.tvr, TVR_ONLINE_PIN_ENTERED)
+    assert out.data["9F34"][:2] == bytes.fromhex("4203")
+
+
+def test_issuer_decline_is_declined_online():
+    card = new_card("contact", balance_fen=0)
+    stub = issuer_stub()
+    pan = card.image  # placeholder to keep the card; PAN comes from the first request
+    out, _ = transact(card, K.PURCHASE, 5_000, online=stub.authorize, pin=lambda r: PIN)
+    assert out.approved
+    stub.decline_codes[stub.requests[0].pan] = "51"
+    card2 = new_card("contact", balance_fen=0)
+    out2, _ = transact(card2, K.PURCHASE, 5_000, online=stub.authorize, pin=lambda r: PIN)
+    assert out2.kind is OutcomeKind.DECLINED_ONLINE and "51" in out2.reason
+    assert out2.cid == 0x00
+    del pan
+
+
+def test_unable_to_go_online_takes_default_action():
+    card = new_card("contact", balance_fen=0)
+    out, apdus = transact(card, K.PURCHASE, 5_000, pin=lambda r: PIN)
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE
+    assert out.data["8A"] == b"Z3" and "Z3" in out.reason
+
+
+def test_ec_balance_inquiry_and_limits():
+    card = new_card("contact", balance_fen=12_345)
+    out, _ = transact(card, K.EC_BALANCE)
+    assert out.kind is OutcomeKind.COMPLETED and out.ec_balance_fen == 12_345
+    assert out.data["9F77"] == bytes.fromhex("000000100000")
+
+
+def test_transaction_log_after_purchases():
+    card = new_card("contact", balance_fen=50_000)
+    for amount in (100, 250):
+        assert transact(card, K.PURCHASE, amount)[0].approved
+    out, _ = transact(card, K.TRANSACTION_LOG)
+    assert out.kind is OutcomeKind.COMPLETED
+    amounts = [int(e.get("9F02").hex()) for e in out.logs]
+    assert amounts == [250, 100]  # most recent first
+    assert out.logs[0].get("9F4E").rstrip(b"\x00") == b"CITYCARD DEMO SHOP"
+
+
+def test_ec_load_online_with_put_data_script_then_load_log():
+    card = new_card("contact", balance_fen=1_000)
+    stub = issuer_stub()
+    out, apdus = transact(
+        card, K.EC_LOAD, 20_000, online=stub.authorize, pin=lambda r: PIN, force_online=True
+    )
+    assert out.kind is OutcomeKind.APPROVED_ONLINE, out.reason
+    assert out.script_results[:1] == b"\x20"  # script 1 performed successfully
+    assert out.ec_balance_fen == 21_000 == _get_balance(card)
+    assert any(c[:2] == bytes.fromhex("84DA") for _, c, _ in apdus)
+    log, _ = transact(card, K.LOAD_LOG)
+    assert log.kind is OutcomeKind.COMPLETED and len(log.logs) == 1
+    assert int(log.logs[0].get("BEFORE").hex()) == 1_000 and int(log.logs[0].get("AFTER").hex()) == 21_000
+
+
+def test_exception_file_declines():
+    card = new_card("contact", balance_fen=50_000)
+    out, _ = transact(card, K.EC_BALANCE)
+    pan = out.pan or None
+    # the PAN is read in the purchase; put it on the deny list
+    first, _ = transact(new_card("contact", balance_fen=50_000), K.PURCHASE, 100)
+    cfg = terminal_config(exception_file=ExceptionFile(frozenset({first.pan}), NOW, 3600))
+    out, _ = transact(new_card("contact", balance_fen=50_000), K.PURCHASE, 100, cfg=cfg)
+    assert _has(out.tvr, TVR_CARD_ON_EXCEPTION_FILE)
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE  # IAC-denial 0010000000
+    del pan
+
+
+def test_qpboc_offline_fare_with_fdda():
+    card = new_card("contactless", balance_fen=5_000)
+    out, apdus = transact(card, K.PURCHASE, 200, interface="contactless")
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE, out.reason
+    assert out.ec_balance_fen == 4_800 and _has(out.tsi, TSI_ODA) and out.tvr == bytes(5)
+    assert "GENERATE AC 1" not in [p for p, _, _ in apdus]
+
+
+def test_qpboc_over_contactless_limit_tries_another_interface():
+    card = new_card("contactless")
+    out, apdus = transact(card, K.PURCHASE, 200_000, interface="contactless")
+    assert out.kind is OutcomeKind.TRY_ANOTHER_INTERFACE and not apdus
+
+
+def test_qpboc_over_floor_goes_online():
+    card = new_card("contactless", balance_fen=100_000)
+    cfg = terminal_config(ec_terminal_limit_fen=1_000)
+    stub = issuer_stub()
+    out, _ = transact(
+        card, K.PURCHASE, 40_000, interface="contactless", cfg=cfg, online=stub.authorize, pin=lambda r: PIN
+    )
+    assert out.kind is OutcomeKind.APPROVED_ONLINE, out.reason
+    assert stub.requests and stub.requests[0].pin_block is not None
+
+
+def test_qpboc_insufficient_balance_on_offline_reader_declines():
+    card = new_card("contactless", balance_fen=100)
+    cfg = terminal_config(terminal_type=0x26)
+    out, _ = transact(card, K.PURCHASE, 200, interface="contactless", cfg=cfg)
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE
+
+
+def test_expired_card_sets_tvr_and_declines_qpboc():
+    later = dt.datetime(2032, 1, 5, 8, 0, 0)
+    card = new_card("contactless")
+    out, _ = transact(card, K.PURCHASE, 200, interface="contactless", now=later)
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE and "expired" in out.reason
+
+
+def test_bits_helper():
+    b = Bits(5)
+    b.set(TVR_FLOOR_LIMIT)
+    assert TVR_FLOOR_LIMIT in b and b.value() == bytes.fromhex("0000008000")
