@@ -91,7 +91,7 @@ def test_issuer_decline_is_declined_online():
 
 def test_unable_to_go_online_takes_default_action():
     card = new_card("contact", balance_fen=0)
-    out, apdus = transact(card, K.PURCHASE, 5_000, pin=lambda r: PIN)
+    out, _ = transact(card, K.PURCHASE, 5_000, pin=lambda r: PIN)
     assert out.kind is OutcomeKind.DECLINED_OFFLINE
     assert out.data["8A"] == b"Z3" and "Z3" in out.reason
 

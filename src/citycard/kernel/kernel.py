@@ -325,10 +325,10 @@ class Kernel:
         for obj in tlv.iter_flat(objects):
             if obj.children is not None:
                 continue
-            if unique and obj.tag in self.card:
-                # a qPBOC GPO may repeat a record's object (57, 5F34): tolerated only when identical
-                if obj.tag in self._record_tags or self.card[obj.tag] != obj.value:
-                    raise CardError(f"card data: {obj.tag} appears twice")
+            # a qPBOC GPO may repeat a record's object (57, 5F34): tolerated only when identical
+            repeated = obj.tag in self._record_tags or self.card.get(obj.tag, obj.value) != obj.value
+            if unique and obj.tag in self.card and repeated:
+                raise CardError(f"card data: {obj.tag} appears twice")
             if record:
                 self._record_tags.add(obj.tag)
             self.card[obj.tag] = obj.value
