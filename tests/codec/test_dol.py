@@ -21,7 +21,7 @@ from citycard.codec.dol import (
     parse_dol,
     split_dol_data,
 )
-from citycard.codec.tags import RID_UNIONPAY
+from citycard.codec.tags import RID_UNIONPAY, tag_format
 
 H = bytes.fromhex
 
@@ -231,3 +231,24 @@ def test_any_bytes_parse_or_raise_dol_error(raw: bytes) -> None:
         assert 0 <= exc.offset <= len(raw)
         return
     assert encode_dol(entries) == raw
+
+
+@settings(max_examples=300, deadline=500)
+@given(
+    st.lists(st.tuples(_tags, st.integers(0, 12)), max_size=10, unique_by=lambda e: e[0]),
+    st.data(),
+)
+def test_build_applies_the_rule_of_each_tags_format(
+    entries: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    source = {tag: data.draw(st.binary(max_size=14)) for tag, _ in entries if data.draw(st.booleans())}
+    built = build_dol_data(encode_dol(entries), source, rid=RID_UNIONPAY)
+    pos = 0
+    for tag, length in entries:
+        piece = built[pos : pos + length]
+        pos += length
+        expected = (
+            fit_value(source[tag], length, tag_format(tag, RID_UNIONPAY)) if tag in source else bytes(length)
+        )
+        assert piece == expected, tag
+    assert pos == len(built)

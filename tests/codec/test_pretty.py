@@ -287,3 +287,16 @@ def test_cn_and_empty_values() -> None:
 def test_gpo_data_not_tlv_is_hex() -> None:
     text = format_command(H("80A8000002 8305 00"))
     assert text.splitlines()[1] == "  8305"
+
+
+@settings(max_examples=200, deadline=500)
+@given(st.text("0123456789", min_size=13, max_size=19), st.binary(max_size=30))
+def test_masked_output_never_shows_the_pan(pan: str, other: bytes) -> None:
+    digits = pan + "F" * (len(pan) % 2)
+    track2 = pan + "D3012220" + "0" * 5
+    track2 += "F" * (len(track2) % 2)
+    data = encode_many([("5A", H(digits)), ("9F10", other), ("57", H(track2))])
+    record = encode("70", data)
+    for text in (format_tlv(record), format_response(record + H("9000"))):
+        assert pan not in text and digits not in text
+        assert f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]} (masked)" in text
