@@ -52,6 +52,12 @@ Response = tuple[bytes, int]
 _EC_TAGS = {"9F79": "ec_balance", "9F77": "ec_limit", "9F78": "ec_single_limit", "9F6D": "ec_reset_threshold"}
 _CURRENCY_TAG = "9F51"
 _MAX_ATC = 0xFFFF
+_ISO = frozenset({0x00})
+_PROPRIETARY = frozenset({0x80})
+_SM = frozenset({0x84, 0x04})
+"""Issuer-script commands: EMV's proprietary class with secure messaging (``84``), or the interindustry
+class with proprietary secure messaging (``04``) that the PBOC EC load script ``04DA9F790A…`` uses."""
+_CLASSES = _ISO | _PROPRIETARY | _SM
 
 
 class CardError(Exception):
@@ -99,21 +105,21 @@ class Card:
         self._powered = False
         self._interface: Interface = "contact"
         self._s = _Session()
-        self._handlers: dict[int, tuple[int, Callable[[CommandApdu, Transaction], Response]]] = {
-            0xA4: (0x00, self._select),
-            0xB2: (0x00, self._read_record),
-            0xA8: (0x80, self._gpo),
-            0xCA: (0x80, self._get_data),
-            0xAE: (0x80, self._generate_ac),
-            0x82: (0x00, self._external_authenticate),
-            0x88: (0x00, self._internal_authenticate),
-            0x84: (0x00, self._get_challenge),
-            0x20: (0x00, self._verify),
-            0xDA: (0x84, self._put_data),
-            0x1E: (0x84, self._application_block),
-            0x18: (0x84, self._application_unblock),
-            0x16: (0x84, self._card_block),
-            0x24: (0x84, self._pin_change_unblock),
+        self._handlers: dict[int, tuple[frozenset[int], Callable[[CommandApdu, Transaction], Response]]] = {
+            0xA4: (_ISO, self._select),
+            0xB2: (_ISO, self._read_record),
+            0xA8: (_PROPRIETARY, self._gpo),
+            0xCA: (_PROPRIETARY, self._get_data),
+            0xAE: (_PROPRIETARY, self._generate_ac),
+            0x82: (_ISO, self._external_authenticate),
+            0x88: (_ISO, self._internal_authenticate),
+            0x84: (_ISO, self._get_challenge),
+            0x20: (_ISO, self._verify),
+            0xDA: (_SM, self._put_data),
+            0x1E: (_SM, self._application_block),
+            0x18: (_SM, self._application_unblock),
+            0x16: (_SM, self._card_block),
+            0x24: (_SM, self._pin_change_unblock),
         }
 
     # -- power ---------------------------------------------------------------------------------------
@@ -151,12 +157,12 @@ class Card:
         if cmd.extended:
             return b"", SW.WRONG_LENGTH
         entry = self._handlers.get(cmd.ins)
-        if cmd.cla not in (0x00, 0x80, 0x84):
+        if cmd.cla not in _CLASSES:
             return b"", SW.CLA_NOT_SUPPORTED
         if entry is None:
             return b"", SW.INS_NOT_SUPPORTED
-        cla, handler = entry
-        if cmd.cla != cla:
+        classes, handler = entry
+        if cmd.cla not in classes:
             return b"", SW.CLA_NOT_SUPPORTED
         if self.image.get_bool("card.blocked"):
             return b"", SW.FUNCTION_NOT_SUPPORTED
