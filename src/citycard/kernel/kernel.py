@@ -264,6 +264,8 @@ class Kernel:
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
         self.term["95"] = self.tvr.value()
         self.term["9B"] = self.tsi.value()
+        if self._oda_failure and kind is not OutcomeKind.COMPLETED:
+            reason = f"{reason}; offline data authentication: {self._oda_failure}"
         outcome = Outcome(
             kind=kind,
             reason=reason,
@@ -974,7 +976,7 @@ class Kernel:
         got = cid_type(self.card["9F27"][0])
         if got == 0xC0:
             raise CardError(f"{purpose}: cryptogram type RFU")
-        order = {CID_AAC: 0, CID_TC: 1, CID_ARQC: 2}
+        order = {CID_AAC: 0, CID_ARQC: 1, CID_TC: 2}  # Book 3 §9.3: never above what was asked
         if order[got] > order[requested] or (dol_tag == "8D" and got == CID_ARQC):
             names = {CID_AAC: "AAC", CID_TC: "TC", CID_ARQC: "ARQC"}
             raise CardError(f"{purpose}: card returned {names[got]} when {names[requested]} was requested")
@@ -1022,6 +1024,8 @@ class Kernel:
         )
 
     def _online_contact(self) -> Generator[Event, Answer, Outcome]:
+        if not self.config.online_capable:
+            return (yield from self._unable_online())
         answer = yield GoOnline(self._online_request())
         if not isinstance(answer, OnlineResponse) or answer.unable_to_go_online:
             return (yield from self._unable_online())
@@ -1158,6 +1162,7 @@ class Kernel:
         key, failure = oda.recover_icc_key(self._oda_context())
         if key is None:
             self.tvr.set(TVR_DDA_FAILED)
+            self._oda_failure = failure
             return f"fDDA failed: {failure}"
         terminal = oda.fdda_data(
             self.term["9F37"], self.term["9F02"], self.term["5F2A"], self.card.get("9F69")
@@ -1165,6 +1170,7 @@ class Kernel:
         number, failure = oda.verify_dda(key, self.card["9F4B"], terminal)
         if number is None:
             self.tvr.set(TVR_DDA_FAILED)
+            self._oda_failure = failure
             return f"fDDA failed: {failure}"
         self.term["9F4C"] = number
         return None

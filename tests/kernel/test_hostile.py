@@ -1,0 +1,154 @@
+"""A card that misbehaves — wrong status words, malformed, truncated or duplicated TLV, missing objects,
+random bytes, a lying CID — ends the transaction declined or terminated with a reason; nothing escapes
+the kernel (EMV Book 3 §10; DESIGN.md §5 "a hostile card")."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from citycard.codec import tlv
+from citycard.kernel.events import Outcome, OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
+
+from .cardlab import PIN, issuer_stub, new_card, terminal_config, transact
+
+MUTATIONS = ("sw", "truncate", "flip", "random", "duplicate", "empty", "drop_tag")
+
+
+def _mutate(response: bytes, how: str, data: st.DataObject) -> bytes:
+    body, sw = response[:-2], response[-2:]
+    if how == "sw":
+        return body + data.draw(st.binary(min_size=2, max_size=2))
+    if how == "truncate":
+        return response[: data.draw(st.integers(0, max(0, len(response) - 1)))]
+    if how == "flip" and body:
+        i = data.draw(st.integers(0, len(body) - 1))
+        return body[:i] + bytes((body[i] ^ data.draw(st.integers(1, 255)),)) + body[i + 1 :] + sw
+    if how == "random":
+        return data.draw(st.binary(max_size=300))
+    if how == "duplicate" and body:
+        try:
+            top = tlv.decode(body)
+        except tlv.TlvError:
+            return response
+        if len(top) == 1 and top[0].children:
+            inner = top[0].value + top[0].children[0].to_bytes()
+            return tlv.encode(top[0].tag, inner) + sw
+        return body + body + sw
+    if how == "drop_tag" and body:
+        try:
+            top = tlv.decode(body)
+        except tlv.TlvError:
+            return response
+        if len(top) == 1 and top[0].children:
+            kids = list(top[0].children)
+            kids.pop(data.draw(st.integers(0, len(kids) - 1)))
+            return tlv.encode(top[0].tag, b"".join(k.to_bytes() for k in kids)) + sw
+    if how == "empty":
+        return b""
+    return response
+
+
+def _hostile(card, data: st.DataObject):
+    inner = card.transmit
+    target = data.draw(st.integers(0, 20), label="command index")
+    how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    count = [0]
+
+    def transmit(apdu: bytes) -> bytes:
+        response = inner(apdu)
+        count[0] += 1
+        if count[0] - 1 == target:
+            return _mutate(response, how, data)
+        return response
+
+    card.transmit = transmit
+    return card
+
+
+def _check(out: Outcome) -> None:
+    assert isinstance(out, Outcome)
+    assert not out.reason.startswith("internal error"), out.reason
+    if out.kind is OutcomeKind.TERMINATED:
+        assert out.reason
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(st.data())
+def test_hostile_contact_ec_purchase(data):
+    card = _hostile(new_card("contact"), data)
+    out, _ = transact(card, K.PURCHASE, 1250)
+    _check(out)
+
+
+@SETTINGS
+@given(st.data())
+def test_hostile_contact_online_purchase(data):
+    card = _hostile(new_card("contact", balance_fen=0), data)
+    out, _ = transact(card, K.PURCHASE, 5000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    _check(out)
+
+
+@SETTINGS
+@given(st.data())
+def test_hostile_qpboc(data):
+    card = _hostile(new_card("contactless"), data)
+    out, _ = transact(card, K.PURCHASE, 200, interface="contactless", cfg=terminal_config(terminal_type=0x26))
+    _check(out)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([K.EC_BALANCE, K.TRANSACTION_LOG, K.LOAD_LOG]))
+def test_hostile_inquiries(data, kind):
+    card = new_card("contact")
+    transact(card, K.PURCHASE, 100)
+    out, _ = transact(_hostile(card, data), kind)
+    _check(out)
+
+
+def _lie(card, command_ins: int, new_cid: int):
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        response = inner(apdu)
+        if apdu[1] == command_ins:
+            return response.replace(
+                b"\x9f\x27\x01" + response[response.find(b"\x9f\x27\x01") + 3 :][:1],
+                b"\x9f\x27\x01" + bytes((new_cid,)),
+                1,
+            )
+        return response
+
+    card.transmit = transmit
+    return card
+
+
+def test_lying_cid_tc_when_aac_requested_terminates():
+    from citycard.kernel.config import ExceptionFile
+
+    from .cardlab import NOW
+
+    first, _ = transact(new_card(), K.PURCHASE, 100)
+    cfg = terminal_config(exception_file=ExceptionFile(frozenset({first.pan}), NOW, 3600))
+    out, apdus = transact(_lie(new_card(), 0xAE, 0x40), K.PURCHASE, 100, cfg=cfg)
+    assert [c[2] for p, c, _ in apdus if p == "GENERATE AC 1"] == [0x00]  # the terminal asked for an AAC
+    assert out.kind is OutcomeKind.TERMINATED and "TC when AAC was requested" in out.reason
+    assert not out.approved and not out.torn  # an AAC request never moves money
+
+
+def test_card_removed_mid_transaction_is_terminated_and_torn():
+    card = new_card()
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == 0xAE:
+            raise ConnectionError("card left the field")
+        return inner(apdu)
+
+    card.transmit = transmit
+    out, _ = transact(card, K.PURCHASE, 100)
+    assert out.kind is OutcomeKind.TERMINATED and out.torn and "card removed" in out.reason
