@@ -28,7 +28,8 @@ __all__ = [
 
 BLOCK = 8
 _CACHE_SIZE = 4096
-_contexts: OrderedDict[bytes, tuple[Any, Any]] = OrderedDict()
+_encryptors: OrderedDict[bytes, Any] = OrderedDict()
+_decryptors: OrderedDict[bytes, Any] = OrderedDict()
 
 
 def _full_key(key: bytes) -> bytes:
@@ -41,17 +42,19 @@ def _full_key(key: bytes) -> bytes:
     raise ValueError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
 
 
-def _ecb(key: bytes) -> tuple[Any, Any]:
-    """(encryptor, decryptor) for ``key``; ECB contexts are stateless between blocks, so reusable."""
-    ctx = _contexts.get(key)
+def _context(cache: OrderedDict[bytes, Any], key: bytes, decrypt: bool) -> Any:
+    """A cached ECB encryptor or decryptor for ``key``; ECB contexts are stateless between blocks, so
+    reusable. Encryptors and decryptors are cached apart: most keys (session keys) only ever encrypt, and
+    making a context is the expensive part."""
+    ctx = cache.get(key)
     if ctx is not None:
-        _contexts.move_to_end(key)
+        cache.move_to_end(key)
         return ctx
     cipher = Cipher(TripleDES(_full_key(key)), modes.ECB())
-    ctx = (cipher.encryptor(), cipher.decryptor())
-    _contexts[key] = ctx
-    if len(_contexts) > _CACHE_SIZE:
-        _contexts.popitem(last=False)
+    ctx = cipher.decryptor() if decrypt else cipher.encryptor()
+    cache[key] = ctx
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
     return ctx
 
 
@@ -69,20 +72,20 @@ def xor(a: bytes, b: bytes) -> bytes:
 def ecb_encrypt(key: bytes, data: bytes) -> bytes:
     """DES (8-byte key) or 3DES-EDE (16/24-byte key) in ECB mode; ``data`` a whole number of blocks."""
     _check_blocks(data)
-    out: bytes = _ecb(key)[0].update(data)
+    out: bytes = _context(_encryptors, key, False).update(data)
     return out
 
 
 def ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data)
-    out: bytes = _ecb(key)[1].update(data)
+    out: bytes = _context(_decryptors, key, True).update(data)
     return out
 
 
 def cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
     """CBC mode over a whole number of blocks (no padding added here)."""
     _check_blocks(data)
-    enc = _ecb(key)[0]
+    enc = _context(_encryptors, key, False)
     chain = int.from_bytes(iv, "big")
     out = bytearray()
     for i in range(0, len(data), BLOCK):
@@ -95,19 +98,23 @@ def cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
 
 def cbc_decrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
     _check_blocks(data)
-    plain = _ecb(key)[1].update(data)
-    previous = iv + data[:-BLOCK]
+    plain = _context(_decryptors, key, True).update(data)
+    previous = (iv + data)[: len(data)]
     return xor(plain, previous)
+
+
+_ODD_PARITY = bytes(b & 0xFE | ((bin(b >> 1).count("1") + 1) & 1) for b in range(256))
+"""Each byte value with its least significant bit set for odd parity (a ``bytes.translate`` table)."""
 
 
 def adjust_parity(key: bytes) -> bytes:
     """Set each byte's least significant bit so that the byte has odd parity (DES key parity)."""
-    return bytes(b & 0xFE | ((bin(b >> 1).count("1") + 1) & 1) for b in key)
+    return key.translate(_ODD_PARITY)
 
 
 def check_parity(key: bytes) -> bool:
     """True when every byte of ``key`` has odd parity."""
-    return all(bin(b).count("1") % 2 == 1 for b in key)
+    return key.translate(_ODD_PARITY) == key
 
 
 def kcv(key: bytes, length: int = 3) -> bytes:

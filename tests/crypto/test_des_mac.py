@@ -1,0 +1,104 @@
+"""DES/3DES wrapper and ISO/IEC 9797-1 MAC tests (FIPS 81, ISO 9797-1 Annex B, pyemv)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from citycard.crypto.des import (
+    adjust_parity,
+    cbc_decrypt,
+    cbc_encrypt,
+    check_parity,
+    ecb_decrypt,
+    ecb_encrypt,
+    kcv,
+    xor,
+)
+from citycard.crypto.mac import mac_alg1, mac_alg3, pad, pad_method1, pad_method2
+
+KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+blocks = st.integers(0, 6).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n))
+
+
+def test_des_fips81_example() -> None:
+    # FIPS 81 appendix B: key 0123456789ABCDEF, "Now is t" → 3FA40E8A984D4815.
+    key = bytes.fromhex("0123456789ABCDEF")
+    assert ecb_encrypt(key, b"Now is t").hex().upper() == "3FA40E8A984D4815"
+    assert ecb_decrypt(key, bytes.fromhex("3FA40E8A984D4815")) == b"Now is t"
+
+
+def test_fips81_cbc_example() -> None:
+    # FIPS 81 appendix C: CBC, IV 1234567890ABCDEF, "Now is the time for all ".
+    out = cbc_encrypt(
+        bytes.fromhex("0123456789ABCDEF"), b"Now is the time for all ", bytes.fromhex("1234567890ABCDEF")
+    )
+    assert out.hex().upper() == "E5C7CDDE872BF27C43E934008C389C0F683788499A7C05F6"
+
+
+def test_kcv_pyemv_vector() -> None:
+    # pyemv tests: key_check_digits(0123456789ABCDEFFEDCBA9876543210, 3) = 08D7B4.
+    assert kcv(KEY).hex().upper() == "08D7B4"
+    assert kcv(KEY, 2).hex().upper() == "08D7"
+
+
+@given(st.sampled_from([8, 16, 24]).flatmap(lambda n: st.binary(min_size=n, max_size=n)), blocks)
+def test_round_trips(key: bytes, data: bytes) -> None:
+    assert ecb_decrypt(key, ecb_encrypt(key, data)) == data
+    assert cbc_decrypt(key, cbc_encrypt(key, data)) == data
+
+
+def test_double_length_key_with_equal_halves_is_single_des() -> None:
+    single = bytes.fromhex("0123456789ABCDEF")
+    assert ecb_encrypt(single * 2, b"Now is t") == ecb_encrypt(single, b"Now is t")
+
+
+def test_bad_lengths() -> None:
+    with pytest.raises(ValueError):
+        ecb_encrypt(KEY[:7], bytes(8))
+    with pytest.raises(ValueError):
+        ecb_encrypt(KEY, bytes(7))
+
+
+@given(st.binary(max_size=32))
+def test_parity(key: bytes) -> None:
+    fixed = adjust_parity(key)
+    assert check_parity(fixed)
+    assert all(a & 0xFE == b & 0xFE for a, b in zip(key, fixed, strict=True))
+    assert check_parity(key) == (fixed == key)
+
+
+def test_xor() -> None:
+    assert xor(b"\x0f\xf0", b"\xff\xff") == b"\xf0\x0f"
+
+
+def test_padding_methods() -> None:
+    assert pad_method1(b"") == bytes(8)
+    assert pad_method1(bytes(8)) == bytes(8)
+    assert pad_method1(b"\x01") == b"\x01" + bytes(7)
+    assert pad_method2(bytes(8)) == bytes(8) + b"\x80" + bytes(7)
+    assert pad_method2(b"\x01") == b"\x01\x80" + bytes(6)
+    assert pad(b"\x01", 2) == pad_method2(b"\x01")
+    with pytest.raises(ValueError):
+        pad(b"", 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(b"Now is the time for all ", "A1C72E74"), (b"Now is the time for it", "2E2B1428")]
+)
+def test_retail_mac_reference_vectors(text: bytes, expected: str) -> None:
+    # REFERENCE.md: ISO 9797-1 Annex B; openemv crypto tests. Algorithm 3, padding 1.
+    assert mac_alg3(KEY, text, padding=1, length=4).hex().upper() == expected
+
+
+@given(st.binary(max_size=64))
+def test_mac_alg3_is_alg1_with_a_3des_final_block(data: bytes) -> None:
+    # Algorithm 3 = single-DES CBC-MAC under K1, last block 3DES: with K1 = K2 it is single-DES algorithm 1.
+    k1 = KEY[:8]
+    assert mac_alg3(k1 * 2, data) == mac_alg1(k1, data)
+
+
+def test_mac_alg3_needs_double_length_key() -> None:
+    with pytest.raises(ValueError):
+        mac_alg3(KEY[:8], b"data")
