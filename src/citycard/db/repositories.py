@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,6 +122,21 @@ _UPDATE_BALANCES = (
 )
 
 
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_SELECT_ACCOUNTS = select(ledger_accounts).where(_A.id.in_(_IDS)).order_by(_A.id)
+_LOCK_ACCOUNTS = _SELECT_ACCOUNTS.with_for_update()
+_SELECT_TRANSFERS = select(ledger_transfers).where(_T.id.in_(_IDS)).order_by(_T.id)
+_SELECT_RELATED_TRANSFERS = select(ledger_transfers).where(
+    or_(_T.id.in_(_IDS), _T.pending_id.in_(bindparam("pending_ids", expanding=True)))
+)
+_INSERT_ACCOUNTS = insert(ledger_accounts)
+_INSERT_TRANSFERS = insert(ledger_transfers)
+
+
+def _valid_ids(ids: Iterable[int]) -> list[int]:
+    return sorted(i for i in set(ids) if 0 < i < 2**63)
+
+
 def _check_limit(where: str, limit: int, most: int) -> None:
     if type(limit) is not int or not 0 < limit <= most:
         raise MalformedLedgerInput(where, f"must be 1..{most}")
@@ -141,54 +156,41 @@ class SqlLedgerRepository:
 
     def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
         check_batch(accounts, Account)
+        connection = self.session.connection()
         for attempt in range(_RACE_RETRIES):
-            state = LedgerState.of(self._select_accounts({a.id for a in accounts}, lock=True), ())
+            state = LedgerState.of(self._select_accounts(connection, {a.id for a in accounts}, lock=True), ())
             results, effects = create_accounts(state, accounts, self.clock())
-            if self._write(effects, last_attempt=attempt == _RACE_RETRIES - 1):
+            if self._write(connection, effects, last_attempt=attempt == _RACE_RETRIES - 1):
                 return results
         raise AssertionError("unreachable: the last attempt raises")
 
     def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
         check_batch(transfers, Transfer)
+        connection = self.session.connection()
         account_ids = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
-        transfer_ids = {t.id for t in transfers}
-        pending_ids = {t.pending_id for t in transfers if t.pending_id}
+        pending_ids = _valid_ids(t.pending_id for t in transfers)
+        related = {"ids": _valid_ids([*(t.id for t in transfers), *pending_ids]), "pending_ids": pending_ids}
         for attempt in range(_RACE_RETRIES):
-            accounts = self._select_accounts(account_ids, lock=True)  # lock first, then read transfers
-            loaded = self._select_related_transfers(transfer_ids | pending_ids, pending_ids)
-            state = LedgerState.of(accounts, loaded)
+            accounts = self._select_accounts(connection, account_ids, lock=True)  # lock, then read transfers
+            rows = connection.execute(_SELECT_RELATED_TRANSFERS, related) if related["ids"] else ()
+            state = LedgerState.of(accounts, (transfer_from_row(r) for r in rows))
             results, effects = create_transfers(state, transfers, self.clock())
-            if self._write(effects, last_attempt=attempt == _RACE_RETRIES - 1):
+            if self._write(connection, effects, last_attempt=attempt == _RACE_RETRIES - 1):
                 return results
         raise AssertionError("unreachable: the last attempt raises")
 
-    def _write(self, effects: BatchEffects, *, last_attempt: bool) -> bool:
-        """Write ``effects`` in a savepoint; False if a concurrent writer took one of our ids first."""
-        connection = self.session.connection()
+    def _write(self, connection: Connection, effects: BatchEffects, *, last_attempt: bool) -> bool:
+        """Write ``effects``; False if a concurrent writer took one of our ids first.
+
+        On SQLite the transaction is the only writer (``BEGIN IMMEDIATE``), so no race is possible; elsewhere
+        the writes run in a savepoint, rolled back on a unique-key race so the batch can be re-evaluated.
+        """
+        if connection.dialect.name == "sqlite":
+            self._insert_and_update(connection, effects)
+            return True
         savepoint = connection.begin_nested()
         try:
-            if effects.new_accounts:
-                connection.execute(
-                    insert(ledger_accounts), [_account_values(a) for a in effects.new_accounts]
-                )
-            if effects.new_transfers:
-                connection.execute(
-                    insert(ledger_transfers), [_transfer_values(t) for t in effects.new_transfers]
-                )
-            if effects.updated_accounts:
-                connection.execute(
-                    _UPDATE_BALANCES,
-                    [
-                        {
-                            "b_id": a.id,
-                            "b_debits_pending": a.debits_pending,
-                            "b_debits_posted": a.debits_posted,
-                            "b_credits_pending": a.credits_pending,
-                            "b_credits_posted": a.credits_posted,
-                        }
-                        for a in effects.updated_accounts.values()
-                    ],
-                )
+            self._insert_and_update(connection, effects)
         except IntegrityError:
             savepoint.rollback()
             if last_attempt:
@@ -197,40 +199,51 @@ class SqlLedgerRepository:
         savepoint.commit()
         return True
 
+    @staticmethod
+    def _insert_and_update(connection: Connection, effects: BatchEffects) -> None:
+        if effects.new_accounts:
+            connection.execute(_INSERT_ACCOUNTS, [_account_values(a) for a in effects.new_accounts])
+        if effects.new_transfers:
+            connection.execute(_INSERT_TRANSFERS, [_transfer_values(t) for t in effects.new_transfers])
+        if effects.updated_accounts:
+            connection.execute(
+                _UPDATE_BALANCES,
+                [
+                    {
+                        "b_id": a.id,
+                        "b_debits_pending": a.debits_pending,
+                        "b_debits_posted": a.debits_posted,
+                        "b_credits_pending": a.credits_pending,
+                        "b_credits_posted": a.credits_posted,
+                    }
+                    for a in effects.updated_accounts.values()
+                ],
+            )
+
     # -- queries ----------------------------------------------------------------------------------------
 
-    def _select_accounts(self, ids: Iterable[int], *, lock: bool = False) -> list[Account]:
-        wanted = sorted(i for i in set(ids) if 0 < i < 2**63)
+    @staticmethod
+    def _select_accounts(connection: Connection, ids: Iterable[int], *, lock: bool = False) -> list[Account]:
+        wanted = _valid_ids(ids)
         if not wanted:
             return []
-        query = select(ledger_accounts).where(_A.id.in_(wanted)).order_by(_A.id)
-        if lock:
-            query = query.with_for_update()
-        return [account_from_row(r) for r in self.session.execute(query)]
-
-    def _select_related_transfers(self, ids: set[int], pending_ids: set[int]) -> list[Transfer]:
-        wanted = sorted(i for i in ids if 0 < i < 2**63)
-        if not wanted:
-            return []
-        condition: ColumnElement[bool] = _T.id.in_(wanted)
-        if pending_ids:
-            condition = or_(condition, _T.pending_id.in_(sorted(i for i in pending_ids if i < 2**63)))
-        return [transfer_from_row(r) for r in self.session.execute(select(ledger_transfers).where(condition))]
+        rows = connection.execute(_LOCK_ACCOUNTS if lock else _SELECT_ACCOUNTS, {"ids": wanted})
+        return [account_from_row(r) for r in rows]
 
     def lookup_accounts(self, account_ids: Iterable[int]) -> list[Account]:
-        return self._select_accounts(account_ids)
+        return self._select_accounts(self.session.connection(), account_ids)
 
     def lookup_transfers(self, transfer_ids: Iterable[int]) -> list[Transfer]:
-        wanted = sorted(i for i in set(transfer_ids) if 0 < i < 2**63)
+        wanted = _valid_ids(transfer_ids)
         if not wanted:
             return []
-        query = select(ledger_transfers).where(_T.id.in_(wanted)).order_by(_T.id)
-        return [transfer_from_row(r) for r in self.session.execute(query)]
+        rows = self.session.connection().execute(_SELECT_TRANSFERS, {"ids": wanted})
+        return [transfer_from_row(r) for r in rows]
 
     def balances(self, account_ids: Iterable[int] | None = None, *, limit: int = 10_000) -> list[Account]:
         _check_limit("balances.limit", limit, 100_000)
         if account_ids is not None:
-            return self._select_accounts(account_ids)[:limit]
+            return self.lookup_accounts(account_ids)[:limit]
         query = select(ledger_accounts).order_by(_A.id).limit(limit)
         return [account_from_row(r) for r in self.session.execute(query)]
 
