@@ -152,6 +152,8 @@ class Application:
                 icc_key=rsa_key_from_json(keys["icc_rsa"]) if keys.get("icc_rsa") else None,
                 log_records=int(doc.get("log_records", 10)),
             )
+        except ImageError:
+            raise
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ImageError(f"application {doc.get('aid', '?')}", f"malformed ({exc!r})") from None
         if app.kind not in ("debit", "credit") or not 5 <= len(app.aid) <= 16:

@@ -1,0 +1,149 @@
+"""Card image document, transactions and journal; atomic files; demo key file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citycard import files
+from citycard.chip.image import CardImage, ImageError, PowerLoss, cell_key
+from citycard.demokeys import DemoKeyError, DemoKeys
+
+
+def test_round_trip_is_byte_exact(registered_image: bytes) -> None:
+    image = CardImage.from_json(registered_image)
+    assert image.to_json() == registered_image
+    doc = json.loads(registered_image)
+    assert doc["format"] == "citycard-card-image" and doc["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (lambda d: d.update(version=2), "version"),
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d["nvm"].pop("pin.tries"), "nvm pin.tries"),
+        (lambda d: d["nvm"].update({"card.blocked": 1}), "nvm card.blocked"),
+        (lambda d: d["nvm"].update({"pin.tries": True}), "nvm pin.tries"),
+        (lambda d: d["nvm"].update({"x": {"a": 1}}), "nvm x"),
+        (lambda d: d["applications"][0]["keys"].update(udk_ac="00"), "application A000000333010101"),
+        (lambda d: d["applications"][0]["keys"]["icc_rsa"].update(p="3"), "icc_rsa"),
+    ],
+)
+def test_invalid_documents(registered_image: bytes, mutate: Any, where: str) -> None:
+    doc = json.loads(registered_image)
+    mutate(doc)
+    with pytest.raises(ImageError) as info:
+        CardImage.from_json(json.dumps(doc).encode())
+    assert info.value.where == where
+
+
+def test_not_json() -> None:
+    with pytest.raises(ImageError):
+        CardImage.from_json(b"\xff{")
+    with pytest.raises(ImageError):
+        CardImage.from_json(b"[1, 2]")
+
+
+def test_transaction_stages_until_commit(image: CardImage) -> None:
+    key = cell_key("A000000333010101", "ec_balance")
+    txn = image.begin()
+    txn.put(key, 1)
+    assert txn.get_int(key) == 1 and image.get_int(key) == 10_000
+    txn.commit()
+    assert image.get_int(key) == 1 and not image.journal
+
+
+def test_fault_points_and_recovery(image: CardImage) -> None:
+    a, b = cell_key("A000000333010101", "ec_balance"), "pin.tries"
+    labels: list[str] = []
+
+    def fault(label: str) -> None:
+        labels.append(label)
+        if label == f"write {b}":
+            raise PowerLoss(label)
+
+    txn = image.begin(fault)
+    txn.put(a, 5)
+    txn.put(b, 1)
+    with pytest.raises(PowerLoss):
+        txn.commit()
+    assert labels == [f"journal {a}", f"journal {b}", "journal commit", f"write {a}", f"write {b}"]
+    assert image.get_int(a) == 5 and image.get_int(b) == 3  # torn: a mix
+    image.recover()
+    assert image.get_int(a) == 5 and image.get_int(b) == 1 and not image.journal
+
+
+def test_uncommitted_journal_is_dropped(image: CardImage) -> None:
+    key = cell_key("A000000333010101", "atc")
+
+    def fault(label: str) -> None:
+        if label == "journal commit":
+            raise PowerLoss(label)
+
+    txn = image.begin(fault)
+    txn.put(key, 9)
+    with pytest.raises(PowerLoss):
+        txn.commit()
+    assert image.journal
+    image.recover()
+    assert image.get_int(key) == 0 and not image.journal
+
+
+def test_atomic_write_and_card_files(tmp_path: Path, image: CardImage) -> None:
+    path = tmp_path / "card.json"
+    files.save_card(path, image)
+    assert files.load_card(path).to_json() == image.to_json()
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]
+
+
+def test_crash_mid_save_keeps_the_old_file(
+    tmp_path: Path, image: CardImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "card.json"
+    files.save_card(path, image)
+    old = path.read_bytes()
+    image.nvm["pin.tries"] = 1
+
+    def crash(*_: object) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        files.save_card(path, image)
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]  # no temp file left
+    monkeypatch.undo()
+
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def crash_fsync(fd: int) -> None:
+        calls.append(fd)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", crash_fsync)
+    with pytest.raises(OSError):
+        files.save_card(path, image)
+    assert calls and path.read_bytes() == old
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    files.save_card(path, image)
+    assert files.load_card(path).nvm["pin.tries"] == 1
+
+
+def test_demo_keys_file(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "demo-keys.json"
+    keys = DemoKeys.load_or_create(path)
+    assert path.exists()
+    doc = json.loads(path.read_bytes())
+    assert "DEMO ONLY" in doc["warning"] and doc["ca"]["index"] == "F1"
+    again = DemoKeys.load_or_create(path)
+    assert again.imk_ac == keys.imk_ac and again.issuer_key.n == keys.issuer_key.n
+    assert again.ca_public_key() == keys.ca_public_key()
+    path.write_bytes(b'{"format": "citycard-demo-keys", "version": 1}')
+    with pytest.raises(DemoKeyError):
+        DemoKeys.load_or_create(path)
