@@ -17,13 +17,27 @@ an ``after_command`` hook that persists the card image after each APDU.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-__all__ = ["DEFAULT_PORT", "VirtualCard", "VpcdError", "VpcdStats", "parse_address", "serve"]
+from citycard.chip.card import Card, Interface
+from citycard.files import load_card, save_card
+
+__all__ = [
+    "DEFAULT_PORT",
+    "CardFileBridge",
+    "VirtualCard",
+    "VpcdError",
+    "VpcdStats",
+    "parse_address",
+    "serve",
+    "serve_card_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +162,49 @@ def serve(
                 _send(sock, answer)
     card.power_off()
     return stats
+
+
+class CardFileBridge:
+    """An emulated card loaded from a card-image file, saved back atomically after every change.
+
+    The image is written only when its serialised form changed, so a READ RECORD costs no disk write while
+    a GENERATE AC that debits the EC balance is durable before the response leaves for the reader.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], interface: Interface = "contact") -> None:
+        self.path = Path(path)
+        self.image = load_card(self.path)
+        self.card = Card(self.image, os.urandom)
+        self.interface: Interface = interface
+        self._saved = self.image.to_json()
+
+    def power_on(self) -> bytes:
+        return self.card.power_on(self.interface)
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self.card.transmit(apdu)
+
+    def persist(self) -> None:
+        current = self.image.to_json()
+        if current != self._saved:
+            save_card(self.path, self.image)
+            self._saved = current
+
+
+def serve_card_file(
+    path: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    interface: Interface = "contact",
+    stop: threading.Event | None = None,
+) -> VpcdStats:
+    """Serve the card image at ``path`` into vpcd, persisting it after every command."""
+    bridge = CardFileBridge(path, interface)
+    try:
+        return serve(bridge, host, port, after_command=bridge.persist, stop=stop)
+    finally:
+        bridge.persist()
