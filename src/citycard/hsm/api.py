@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from citycard.crypto.rsa_cert import RsaPublicKey
+from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 __all__ = [
     "Algorithm",
@@ -45,6 +45,7 @@ class KeyUsage(enum.StrEnum):
     KEK = "K0"  # key encryption / wrapping key
     DATA = "D0"  # symmetric data encryption
     MAC = "M6"  # ISO 9797-1:2011 MAC algorithm 5 (CMAC)
+    HMAC = "M7"  # HMAC key (keyed hashes of personal data: resident ID numbers)
     SIGNATURE = "S0"  # asymmetric key pair for digital signature (deny lists)
     CA = "S1"  # asymmetric key pair, CA key (issuer key signing ICC certificates)
 
@@ -53,6 +54,7 @@ class Algorithm(enum.StrEnum):
     TDEA = "T"
     AES = "A"
     RSA = "R"
+    HMAC = "H"
 
 
 class HsmError(Exception):
@@ -121,6 +123,11 @@ class Hsm(Protocol):
         self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, new_balance_fen: int
     ) -> bytes: ...
 
+    def derive_icc_key(self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str) -> bytes:
+        """The card's own master key (UDK) for personalisation: the one key that leaves in clear, because
+        the card must hold it (a PKCS#11 backend returns it wrapped for the personalisation device)."""
+        ...
+
     # --- PIN ------------------------------------------------------------------------------------------
     def translate_pin_block(
         self, source: KeyHandle, destination: KeyHandle, pin_block: bytes, pan: str
@@ -130,6 +137,10 @@ class Hsm(Protocol):
         self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str
     ) -> bool: ...
 
+    def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
+        """HMAC-SHA-256 (RFC 2104) under an ``M7`` key: a pseudonym for personal data."""
+        ...
+
     # --- RSA ------------------------------------------------------------------------------------------
     def generate_rsa_key(
         self, label: str, usage: KeyUsage, bits: int, *, public_exponent: int = ..., exportable: bool = ...
@@ -137,6 +148,26 @@ class Hsm(Protocol):
     def public_key(self, key: KeyHandle) -> RsaPublicKey: ...
     def sign_raw(self, key: KeyHandle, block: bytes) -> bytes:
         """Raw RSA private operation on a modulus-length block (EMV certificates, Book 2 §5.1)."""
+        ...
+
+    def emv_icc_certificate(
+        self,
+        issuer_key: KeyHandle,
+        icc_key: RsaPublicKey,
+        pan: str,
+        expiry_mmyy: str,
+        serial: bytes,
+        static: bytes,
+    ) -> tuple[bytes, bytes]:
+        """ICC public-key certificate ``9F46`` and remainder ``9F48`` (EMV Book 2 §6.3, format 04)."""
+        ...
+
+    def emv_signed_static_data(self, issuer_key: KeyHandle, dac: bytes, static: bytes) -> bytes:
+        """Signed static application data ``93`` (EMV Book 2 §5.4, format 03)."""
+        ...
+
+    def generate_icc_rsa_key(self, bits: int, public_exponent: int = ...) -> RsaKey:
+        """A fresh ICC key pair that leaves the HSM for the card (not kept)."""
         ...
 
     def sign(self, key: KeyHandle, message: bytes) -> bytes:

@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from citycard.crypto import cryptograms, des
+from citycard.crypto import cryptograms, des, rsa_cert
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
-from citycard.crypto.rsa_cert import RsaKey, rsa_private_raw
+from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_private_raw
 
 from . import keyblock
 from .api import (
@@ -45,7 +45,6 @@ from .api import (
     KeyNotFoundError,
     KeyUsage,
     KeyUsageError,
-    RsaPublicKey,
 )
 
 __all__ = [
@@ -71,6 +70,7 @@ _DEFAULT_MODE = {
     KeyUsage.KEK: "B",
     KeyUsage.DATA: "B",
     KeyUsage.MAC: "C",
+    KeyUsage.HMAC: "C",
     KeyUsage.SIGNATURE: "S",
     KeyUsage.CA: "S",
 }
@@ -241,6 +241,8 @@ class SoftHsm:
     ) -> KeyHandle:
         if usage in (KeyUsage.SIGNATURE, KeyUsage.CA) or algorithm == Algorithm.RSA:
             raise KeyUsageError("asymmetric keys are made by generate_rsa_key")
+        if (usage == KeyUsage.HMAC) != (algorithm == Algorithm.HMAC):
+            raise KeyUsageError("HMAC keys (M7) have algorithm H, and only they")
         size = 16 if algorithm == Algorithm.TDEA else 32
         secret = self._random(size)
         if algorithm == Algorithm.TDEA:
@@ -367,6 +369,10 @@ class SoftHsm:
         secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "V"), "verify PINs")
         return hmac.compare_digest(visa_pvv(secret, pan, pvki, pin), pvv)
 
+    def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
+        secret = self._use(key, KeyUsage.HMAC, ("C", "G"), "compute keyed hashes")
+        return hmac.new(secret, data, hashlib.sha256).digest()
+
     # --- RSA --------------------------------------------------------------------------------------------
     def generate_rsa_key(
         self,
@@ -417,6 +423,28 @@ class SoftHsm:
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
 
+    def emv_icc_certificate(
+        self,
+        issuer_key: KeyHandle,
+        icc_key: RsaPublicKey,
+        pan: str,
+        expiry_mmyy: str,
+        serial: bytes,
+        static: bytes,
+    ) -> tuple[bytes, bytes]:
+        _, key = self._private(issuer_key, KeyUsage.CA, "certify ICC keys")
+        try:
+            return rsa_cert.build_icc_certificate(key, icc_key, pan, expiry_mmyy, serial, static)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def emv_signed_static_data(self, issuer_key: KeyHandle, dac: bytes, static: bytes) -> bytes:
+        _, key = self._private(issuer_key, KeyUsage.CA, "sign static data")
+        try:
+            return rsa_cert.sign_static_data(key, dac, static)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
     def sign(self, key: KeyHandle, message: bytes) -> bytes:
         private, _ = self._private(key, KeyUsage.SIGNATURE, "sign messages")
         return private.sign(message, padding.PKCS1v15(), hashes.SHA256())
@@ -448,6 +476,8 @@ def _check_aes_kek(kek: KeyHandle) -> None:
 def _kcv(algorithm: Algorithm, secret: bytes) -> str:
     if algorithm == Algorithm.TDEA:
         return des.kcv(secret).hex().upper()
+    if algorithm == Algorithm.HMAC:
+        return hmac.new(secret, bytes(32), hashlib.sha256).digest()[:3].hex().upper()
     if algorithm == Algorithm.AES:
         c = CMAC(algorithms.AES(secret))
         c.update(bytes(16))

@@ -1,0 +1,389 @@
+"""SQL implementations of the issuer's ports (``citycard.issuer.ports``) and its unit of work.
+
+``IssuerUnitOfWork`` extends :class:`citycard.db.uow.SqlUnitOfWork` with the issuer repositories, so the
+ledger and the issuer's rows change in one transaction. Rows locked ``for_update`` use ``SELECT … FOR
+UPDATE`` (PostgreSQL); SQLite serialises writers at ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from citycard.issuer.model import Bank, BinRange, Card, Cardholder, CardStatus, DenyListEntry, Product
+from citycard.issuer.ports import StoredAuthorization
+
+from .issuer_tables import (
+    ISSUER_ID_BASE,
+    issuer_authorizations,
+    issuer_banks,
+    issuer_bin_ranges,
+    issuer_cardholders,
+    issuer_cards,
+    issuer_deny_list,
+    issuer_deny_list_versions,
+    issuer_products,
+    issuer_sequences,
+    issuer_unpredictable_numbers,
+)
+from .uow import RepositoryFactory, SqlUnitOfWork
+
+__all__ = [
+    "IssuerUnitOfWork",
+    "SqlAuthorizations",
+    "SqlBanks",
+    "SqlCardholders",
+    "SqlCards",
+    "SqlDenyList",
+    "SqlIdAllocator",
+    "SqlProducts",
+]
+
+_MAX_BATCH = 100_000
+
+
+class _Repo:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _one(self, query: Any) -> Any:
+        return self.session.execute(query).first()
+
+
+class SqlBanks(_Repo):
+    def add(self, bank: Bank) -> None:
+        self.session.execute(
+            insert(issuer_banks).values(
+                code=bank.code,
+                name=bank.name,
+                cash_account_id=bank.cash_account_id,
+                settlement_account_id=bank.settlement_account_id,
+                fee_account_id=bank.fee_account_id,
+            )
+        )
+
+    def get(self, code: str) -> Bank | None:
+        row = self._one(select(issuer_banks).where(issuer_banks.c.code == code))
+        return _bank(row) if row else None
+
+    def list(self) -> list[Bank]:
+        return [_bank(r) for r in self.session.execute(select(issuer_banks).order_by(issuer_banks.c.code))]
+
+    def add_bin(self, bin_range: BinRange) -> None:
+        self.session.execute(
+            insert(issuer_bin_ranges).values(
+                bin=bin_range.bin,
+                bank_code=bin_range.bank_code,
+                pan_length=bin_range.pan_length,
+                next_serial=bin_range.next_serial,
+            )
+        )
+
+    def get_bin(self, bin: str) -> BinRange | None:
+        row = self._one(select(issuer_bin_ranges).where(issuer_bin_ranges.c.bin == bin))
+        return BinRange(row.bin, row.bank_code, row.pan_length, row.next_serial) if row else None
+
+    def take_serials(self, bin: str, count: int) -> int:
+        assert 0 < count <= _MAX_BATCH
+        t = issuer_bin_ranges
+        row = self._one(select(t.c.next_serial).where(t.c.bin == bin).with_for_update())
+        assert row is not None, bin
+        self.session.execute(update(t).where(t.c.bin == bin).values(next_serial=row.next_serial + count))
+        return int(row.next_serial)
+
+
+def _bank(row: Any) -> Bank:
+    return Bank(row.code, row.name, row.cash_account_id, row.settlement_account_id, row.fee_account_id)
+
+
+class SqlProducts(_Repo):
+    def add(self, product: Product) -> None:
+        self.session.execute(
+            insert(issuer_products).values(
+                bank_code=product.bank_code,
+                code=product.code,
+                name=product.name,
+                bin=product.bin,
+                registered=product.registered,
+                ec_balance_limit_fen=product.ec_balance_limit_fen,
+                ec_single_limit_fen=product.ec_single_limit_fen,
+                ec_reset_threshold_fen=product.ec_reset_threshold_fen,
+                issue_fee_fen=product.issue_fee_fen,
+                annual_fee_fen=product.annual_fee_fen,
+                validity_years=product.validity_years,
+            )
+        )
+
+    def get(self, bank_code: str, code: str) -> Product | None:
+        t = issuer_products
+        row = self._one(select(t).where(t.c.bank_code == bank_code, t.c.code == code))
+        return _product(row) if row else None
+
+    def list(self, bank_code: str | None = None) -> list[Product]:
+        t = issuer_products
+        query = select(t).order_by(t.c.bank_code, t.c.code)
+        if bank_code is not None:
+            query = query.where(t.c.bank_code == bank_code)
+        return [_product(r) for r in self.session.execute(query)]
+
+
+def _product(row: Any) -> Product:
+    return Product(
+        row.code,
+        row.bank_code,
+        row.name,
+        row.bin,
+        bool(row.registered),
+        row.ec_balance_limit_fen,
+        row.ec_single_limit_fen,
+        row.ec_reset_threshold_fen,
+        row.issue_fee_fen,
+        row.annual_fee_fen,
+        row.validity_years,
+    )
+
+
+class SqlCardholders(_Repo):
+    def add(self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int) -> Cardholder:
+        result = self.session.execute(
+            insert(issuer_cardholders)
+            .values(
+                name=name,
+                id_hash=id_hash,
+                id_last4=id_last4,
+                phone=phone,
+                deposit_account_id=deposit_account_id,
+            )
+            .returning(issuer_cardholders.c.id)
+        )
+        holder_id = int(result.scalar_one())
+        return Cardholder(holder_id, name, id_hash, id_last4, phone, deposit_account_id)
+
+    def get(self, holder_id: int) -> Cardholder | None:
+        row = self._one(select(issuer_cardholders).where(issuer_cardholders.c.id == holder_id))
+        return _holder(row) if row else None
+
+    def by_id_hash(self, id_hash: str) -> Cardholder | None:
+        row = self._one(select(issuer_cardholders).where(issuer_cardholders.c.id_hash == id_hash))
+        return _holder(row) if row else None
+
+
+def _holder(row: Any) -> Cardholder:
+    return Cardholder(row.id, row.name, row.id_hash, row.id_last4, row.phone, row.deposit_account_id)
+
+
+_CARD_FIELDS = (
+    "pan",
+    "psn",
+    "bank_code",
+    "product_code",
+    "holder_id",
+    "status",
+    "expiry",
+    "ec_float_account_id",
+    "deposit_account_id",
+    "issued_at_ns",
+    "highest_atc",
+    "pvv",
+    "pvki",
+    "pending_script",
+    "pending_ec_credit_fen",
+    "lost_at_ns",
+    "offline_cleared_until_ns",
+    "replaced_by",
+    "closed_at_ns",
+)
+
+
+def _card_values(card: Card) -> dict[str, Any]:
+    values = {name: getattr(card, name) for name in _CARD_FIELDS}
+    values["status"] = card.status.value
+    return values
+
+
+def _card(row: Any) -> Card:
+    values = {name: getattr(row, name) for name in _CARD_FIELDS}
+    values["status"] = CardStatus(row.status)
+    return Card(**values)
+
+
+class SqlCards(_Repo):
+    def add(self, card: Card) -> None:
+        self.session.execute(insert(issuer_cards).values(**_card_values(card)))
+
+    def get(self, pan: str, *, for_update: bool = False) -> Card | None:
+        query = select(issuer_cards).where(issuer_cards.c.pan == pan)
+        if for_update:
+            query = query.with_for_update()
+        row = self._one(query)
+        return _card(row) if row else None
+
+    def update(self, card: Card) -> None:
+        values = _card_values(card)
+        del values["pan"]
+        result = self.session.execute(
+            update(issuer_cards).where(issuer_cards.c.pan == card.pan).values(**values)
+        )
+        assert result.rowcount == 1, card.pan  # type: ignore[attr-defined]
+
+    def by_holder(self, holder_id: int) -> list[Card]:
+        query = select(issuer_cards).where(issuer_cards.c.holder_id == holder_id).order_by(issuer_cards.c.pan)
+        return [_card(r) for r in self.session.execute(query)]
+
+    def list(self, bank_code: str | None = None, *, limit: int = 1000) -> list[Card]:
+        assert 0 < limit <= _MAX_BATCH
+        query = select(issuer_cards).order_by(issuer_cards.c.pan).limit(limit)
+        if bank_code is not None:
+            query = query.where(issuer_cards.c.bank_code == bank_code)
+        return [_card(r) for r in self.session.execute(query)]
+
+
+class SqlAuthorizations(_Repo):
+    def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None:
+        query = select(issuer_authorizations).where(issuer_authorizations.c.request_id == request_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self._one(query)
+        if row is None:
+            return None
+        return StoredAuthorization(
+            request_id=row.request_id,
+            pan=row.pan,
+            kind=row.kind,
+            fingerprint=row.fingerprint,
+            response_code=row.response_code,
+            amount_fen=row.amount_fen,
+            response=bytes(row.response),
+            transfer_ids=tuple(int(x) for x in row.transfer_ids.split(",") if x),
+            created_ns=row.created_ns,
+            reversed_by=row.reversed_by,
+        )
+
+    def add(self, record: StoredAuthorization) -> None:
+        self.session.execute(
+            insert(issuer_authorizations).values(
+                request_id=record.request_id,
+                pan=record.pan,
+                kind=record.kind,
+                fingerprint=record.fingerprint,
+                response_code=record.response_code,
+                amount_fen=record.amount_fen,
+                response=record.response,
+                transfer_ids=",".join(str(i) for i in record.transfer_ids),
+                created_ns=record.created_ns,
+                reversed_by=record.reversed_by,
+            )
+        )
+
+    def mark_reversed(self, request_id: str, by: str) -> None:
+        t = issuer_authorizations
+        self.session.execute(update(t).where(t.c.request_id == request_id).values(reversed_by=by))
+
+    def seen_unpredictable_number(self, pan: str, un: bytes) -> bool:
+        t = issuer_unpredictable_numbers
+        return self._one(select(t.c.atc).where(t.c.pan == pan, t.c.un == un.hex().upper())) is not None
+
+    def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None:
+        t = issuer_unpredictable_numbers
+        if not self.seen_unpredictable_number(pan, un):
+            self.session.execute(insert(t).values(pan=pan, un=un.hex().upper(), atc=atc))
+
+
+class SqlDenyList(_Repo):
+    def add(self, entry: DenyListEntry) -> int:
+        t = issuer_deny_list
+        where = (t.c.bank_code == entry.bank_code, t.c.pan == entry.pan)
+        if self._one(select(t.c.pan).where(*where)) is None:
+            self.session.execute(
+                insert(t).values(
+                    bank_code=entry.bank_code,
+                    pan=entry.pan,
+                    psn=entry.psn,
+                    reason=entry.reason,
+                    added_ns=entry.added_ns,
+                    removed_ns=None,
+                )
+            )
+        else:
+            values = {
+                "psn": entry.psn,
+                "reason": entry.reason,
+                "added_ns": entry.added_ns,
+                "removed_ns": None,
+            }
+            self.session.execute(update(t).where(*where).values(**values))
+        return self._bump(entry.bank_code, entry.added_ns)
+
+    def remove(self, bank_code: str, pan: str, now_ns: int) -> int:
+        t = issuer_deny_list
+        self.session.execute(
+            update(t)
+            .where(t.c.bank_code == bank_code, t.c.pan == pan, t.c.removed_ns.is_(None))
+            .values(removed_ns=now_ns)
+        )
+        return self._bump(bank_code, now_ns)
+
+    def _bump(self, bank_code: str, now_ns: int) -> int:
+        v = issuer_deny_list_versions
+        row = self._one(select(v.c.version).where(v.c.bank_code == bank_code).with_for_update())
+        if row is None:
+            self.session.execute(insert(v).values(bank_code=bank_code, version=1, updated_ns=now_ns))
+            return 1
+        version = int(row.version) + 1
+        self.session.execute(
+            update(v).where(v.c.bank_code == bank_code).values(version=version, updated_ns=now_ns)
+        )
+        return version
+
+    def entries(self, bank_code: str) -> list[DenyListEntry]:
+        t = issuer_deny_list
+        query = select(t).where(t.c.bank_code == bank_code).order_by(t.c.pan)
+        return [
+            DenyListEntry(r.bank_code, r.pan, r.psn, r.reason, r.added_ns, r.removed_ns)
+            for r in self.session.execute(query)
+        ]
+
+    def version(self, bank_code: str) -> tuple[int, int]:
+        v = issuer_deny_list_versions
+        row = self._one(select(v.c.version, v.c.updated_ns).where(v.c.bank_code == bank_code))
+        return (int(row.version), int(row.updated_ns)) if row else (0, 0)
+
+
+class SqlIdAllocator(_Repo):
+    NAME = "ledger_account"
+
+    def allocate(self, count: int) -> Sequence[int]:
+        assert 0 < count <= _MAX_BATCH
+        t = issuer_sequences
+        row = self._one(select(t.c.next_value).where(t.c.name == self.NAME).with_for_update())
+        first = int(row.next_value) if row else ISSUER_ID_BASE
+        if row is None:
+            self.session.execute(insert(t).values(name=self.NAME, next_value=first + count))
+        else:
+            self.session.execute(update(t).where(t.c.name == self.NAME).values(next_value=first + count))
+        return range(first, first + count)
+
+
+class IssuerUnitOfWork(SqlUnitOfWork):
+    """The ledger and the issuer's repositories in one transaction."""
+
+    repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
+        **SqlUnitOfWork.repository_factories,
+        "banks": lambda uow: SqlBanks(uow.session),
+        "products": lambda uow: SqlProducts(uow.session),
+        "cardholders": lambda uow: SqlCardholders(uow.session),
+        "cards": lambda uow: SqlCards(uow.session),
+        "authorizations": lambda uow: SqlAuthorizations(uow.session),
+        "deny_list": lambda uow: SqlDenyList(uow.session),
+        "ids": lambda uow: SqlIdAllocator(uow.session),
+    }
+    banks: SqlBanks
+    products: SqlProducts
+    cardholders: SqlCardholders
+    cards: SqlCards
+    authorizations: SqlAuthorizations
+    deny_list: SqlDenyList
+    ids: SqlIdAllocator

@@ -1,0 +1,165 @@
+"""SQL tables of the issuer (SQLAlchemy 2 Core) on the shared :data:`citycard.db.tables.metadata`.
+
+No secret is stored here: keys live in the HSM; a card keeps its PIN verification value (Visa PVV), never
+the PIN or a PIN block; a cardholder's resident ID number is kept as an HMAC under the bank's HSM key plus
+its last 4 characters for display. Migration: ``0002_issuer``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+)
+
+from .tables import metadata
+
+__all__ = [
+    "ISSUER_ID_BASE",
+    "issuer_authorizations",
+    "issuer_banks",
+    "issuer_bin_ranges",
+    "issuer_cardholders",
+    "issuer_cards",
+    "issuer_deny_list",
+    "issuer_deny_list_versions",
+    "issuer_products",
+    "issuer_sequences",
+    "issuer_unpredictable_numbers",
+]
+
+ISSUER_ID_BASE = 1 << 40
+"""First ledger account id the issuer allocates (other areas keep below it)."""
+
+issuer_banks = Table(
+    "issuer_banks",
+    metadata,
+    Column("code", String(8), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("cash_account_id", BigInteger, nullable=False),
+    Column("settlement_account_id", BigInteger, nullable=False),
+    Column("fee_account_id", BigInteger, nullable=False),
+)
+
+issuer_bin_ranges = Table(
+    "issuer_bin_ranges",
+    metadata,
+    Column("bin", String(8), primary_key=True),
+    Column("bank_code", String(8), ForeignKey("issuer_banks.code"), nullable=False),
+    Column("pan_length", Integer, nullable=False),
+    Column("next_serial", BigInteger, nullable=False),
+)
+
+issuer_products = Table(
+    "issuer_products",
+    metadata,
+    Column("bank_code", String(8), ForeignKey("issuer_banks.code"), primary_key=True),
+    Column("code", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("bin", String(8), ForeignKey("issuer_bin_ranges.bin"), nullable=False),
+    Column("registered", Boolean, nullable=False),
+    Column("ec_balance_limit_fen", BigInteger, nullable=False),
+    Column("ec_single_limit_fen", BigInteger, nullable=False),
+    Column("ec_reset_threshold_fen", BigInteger, nullable=False),
+    Column("issue_fee_fen", BigInteger, nullable=False),
+    Column("annual_fee_fen", BigInteger, nullable=False),
+    Column("validity_years", Integer, nullable=False),
+)
+
+issuer_cardholders = Table(
+    "issuer_cardholders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("id_hash", String(64), nullable=False, unique=True),
+    Column("id_last4", String(4), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("deposit_account_id", BigInteger, nullable=False),
+)
+
+issuer_cards = Table(
+    "issuer_cards",
+    metadata,
+    Column("pan", String(19), primary_key=True),
+    Column("psn", String(2), nullable=False),
+    Column("bank_code", String(8), ForeignKey("issuer_banks.code"), nullable=False),
+    Column("product_code", String(32), nullable=False),
+    Column("holder_id", Integer, ForeignKey("issuer_cardholders.id"), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("expiry", String(4), nullable=False),
+    Column("ec_float_account_id", BigInteger, nullable=False),
+    Column("deposit_account_id", BigInteger, nullable=True),
+    Column("issued_at_ns", BigInteger, nullable=False),
+    Column("highest_atc", Integer, nullable=False),
+    Column("pvv", String(4), nullable=True),
+    Column("pvki", Integer, nullable=False),
+    Column("pending_script", String(8), nullable=True),
+    Column("pending_ec_credit_fen", BigInteger, nullable=False),
+    Column("lost_at_ns", BigInteger, nullable=True),
+    Column("offline_cleared_until_ns", BigInteger, nullable=False),
+    Column("replaced_by", String(19), nullable=True),
+    Column("closed_at_ns", BigInteger, nullable=True),
+    ForeignKeyConstraint(
+        ["bank_code", "product_code"], ["issuer_products.bank_code", "issuer_products.code"]
+    ),
+    Index("ix_issuer_cards_holder", "holder_id"),
+    Index("ix_issuer_cards_bank", "bank_code", "pan"),
+)
+
+issuer_authorizations = Table(
+    "issuer_authorizations",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("pan", String(19), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("response_code", String(2), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("transfer_ids", String(256), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("reversed_by", String(64), nullable=True),
+    Index("ix_issuer_authorizations_pan", "pan", "created_ns"),
+)
+
+issuer_unpredictable_numbers = Table(
+    "issuer_unpredictable_numbers",
+    metadata,
+    Column("pan", String(19), primary_key=True),
+    Column("un", String(8), primary_key=True),
+    Column("atc", Integer, nullable=False),
+)
+
+issuer_deny_list = Table(
+    "issuer_deny_list",
+    metadata,
+    Column("bank_code", String(8), ForeignKey("issuer_banks.code"), primary_key=True),
+    Column("pan", String(19), primary_key=True),
+    Column("psn", String(2), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("added_ns", BigInteger, nullable=False),
+    Column("removed_ns", BigInteger, nullable=True),
+)
+
+issuer_deny_list_versions = Table(
+    "issuer_deny_list_versions",
+    metadata,
+    Column("bank_code", String(8), ForeignKey("issuer_banks.code"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
+issuer_sequences = Table(
+    "issuer_sequences",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_value", BigInteger, nullable=False),
+)

@@ -1,0 +1,254 @@
+"""Commands the issuer's handlers accept, and the online authorization request and response.
+
+The authorization messages are plain values: the fields an ISO 8583 0100/0200/0400 message carries to
+the issuer (PAN field 2, amount field 4, STAN field 11, terminal field 41, merchant field 42, PIN block
+field 52, chip data field 55 as BER-TLV) and what it answers (response code field 39, authorization code
+field 38, chip data field 55 with ``91`` issuer authentication data and ``72`` issuer scripts). The network
+codec (a later issue) maps them onto the wire. A malformed request raises :class:`MalformedRequest` when
+built; every business outcome is a response code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from citycard.codec.tlv import encode, encode_many
+
+__all__ = [
+    "ActivateCard",
+    "AddBank",
+    "AddBinRange",
+    "AddProduct",
+    "AuthorizationKind",
+    "AuthorizationRequest",
+    "AuthorizationResponse",
+    "BlockCard",
+    "CloseCard",
+    "Deposit",
+    "IssueCards",
+    "MalformedRequest",
+    "RecordOfflineClearing",
+    "RefundEcBalance",
+    "RenewCard",
+    "ReplaceCard",
+    "ReportLost",
+    "SetPin",
+    "UnblockCard",
+    "check_amount",
+]
+
+MAX_AMOUNT_FEN = 10**12  # n12 on the card and in field 4
+
+
+class MalformedRequest(ValueError):
+    """A command or request that cannot be processed at all; ``field`` says where (ISO 8583 code 30)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def check_amount(value: object, field: str = "amount_fen", *, allow_zero: bool = False) -> int:
+    """A positive whole number of fen (an ``int``, not a float, a bool or a string)."""
+    if type(value) is not int:
+        raise MalformedRequest(field, f"must be a whole number of fen, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero) or value >= MAX_AMOUNT_FEN:
+        raise MalformedRequest(field, f"must be a positive whole number of fen below {MAX_AMOUNT_FEN}")
+    return value
+
+
+def _check_digits(value: str, field: str, lengths: range) -> None:
+    if not isinstance(value, str) or not value.isdigit() or len(value) not in lengths:
+        raise MalformedRequest(field, f"must be {lengths.start}-{lengths.stop - 1} decimal digits")
+
+
+# --- set-up ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AddBank:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AddBinRange:
+    bank_code: str
+    bin: str
+    pan_length: int = 19
+
+
+@dataclass(frozen=True)
+class AddProduct:
+    bank_code: str
+    code: str
+    name: str
+    bin: str
+    registered: bool = True
+    ec_balance_limit_fen: int = 100_000
+    ec_single_limit_fen: int = 100_000
+    ec_reset_threshold_fen: int = 0
+    issue_fee_fen: int = 0
+    annual_fee_fen: int = 0
+    validity_years: int = 10
+
+
+# --- issuance and lifecycle -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IssueCards:
+    bank_code: str
+    product_code: str
+    count: int = 1
+    holder_name: str | None = None
+    id_number: str | None = None
+    phone: str = ""
+    psn: str = "01"
+
+    def __post_init__(self) -> None:
+        if type(self.count) is not int or not 1 <= self.count <= 100_000:
+            raise MalformedRequest("count", "must be 1 to 100000")
+        if self.count > 1 and self.holder_name is not None:
+            raise MalformedRequest("count", "a registered card is issued one at a time")
+        if (self.holder_name is None) != (self.id_number is None):
+            raise MalformedRequest("holder", "a registered card needs both the holder's name and ID number")
+
+
+@dataclass(frozen=True)
+class ActivateCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class SetPin:
+    pan: str
+    pin_block: bytes  # ISO 9564 format 0, encrypted under the bank's zone PIN key
+    pvki: int = 1
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """Cash paid into a registered card's deposit account at the counter."""
+
+    pan: str
+    amount_fen: int
+    request_id: str
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount_fen)
+
+
+@dataclass(frozen=True)
+class ReportLost:
+    pan: str
+    id_number: str | None = None  # the holder proves who they are (checked against the stored hash)
+
+
+@dataclass(frozen=True)
+class RefundEcBalance:
+    """After the cooling period: move a lost or closed card's EC balance elsewhere."""
+
+    pan: str
+    to: str = "account"  # "account", "replacement", or "cash" (unregistered card returned at a counter)
+
+
+@dataclass(frozen=True)
+class ReplaceCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class RenewCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class CloseCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class BlockCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class UnblockCard:
+    pan: str
+
+
+@dataclass(frozen=True)
+class RecordOfflineClearing:
+    """Clearing reports that the card's offline (EC) transactions up to ``cleared_until_ns`` are settled."""
+
+    pan: str
+    cleared_until_ns: int
+
+
+# --- online authorization -------------------------------------------------------------------------------
+class AuthorizationKind(enum.StrEnum):
+    PURCHASE = "purchase"  # against the deposit account
+    BALANCE_INQUIRY = "balance_inquiry"
+    EC_LOAD = "ec_load"  # 圈存: deposit account -> EC wallet, answered with PUT DATA 9F79
+    EC_CASH_LOAD = "ec_cash_load"  # cash at a service counter -> EC wallet
+    REVERSAL = "reversal"
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    request_id: str  # idempotency key: the acquirer's retries carry the same id
+    kind: AuthorizationKind
+    pan: str
+    psn: str
+    amount_fen: int
+    field55: bytes  # chip data: BER-TLV of the ARQC and the data it covers
+    stan: str = "000000"
+    terminal_id: str = ""
+    merchant_id: str = ""
+    pin_block: bytes | None = None  # field 52, under the bank's zone PIN key
+    original_request_id: str | None = None  # for a reversal
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.request_id, str) or not 1 <= len(self.request_id) <= 64:
+            raise MalformedRequest("request_id", "must be 1 to 64 characters")
+        try:
+            AuthorizationKind(self.kind)
+        except ValueError:
+            raise MalformedRequest("kind", f"unknown kind {self.kind!r}") from None
+        _check_digits(self.pan, "pan", range(12, 20))
+        _check_digits(self.psn, "psn", range(2, 3))
+        zero_ok = self.kind in (AuthorizationKind.BALANCE_INQUIRY, AuthorizationKind.REVERSAL)
+        check_amount(self.amount_fen, allow_zero=zero_ok)
+        if not isinstance(self.field55, bytes) or len(self.field55) > 999:
+            raise MalformedRequest("field55", "must be at most 999 bytes")
+        _check_digits(self.stan, "stan", range(6, 7))
+        if self.pin_block is not None and len(self.pin_block) != 8:
+            raise MalformedRequest("pin_block", "must be 8 bytes")
+        if self.kind == AuthorizationKind.REVERSAL and not self.original_request_id:
+            raise MalformedRequest("original_request_id", "a reversal names the request it reverses")
+
+
+@dataclass(frozen=True)
+class AuthorizationResponse:
+    request_id: str
+    response_code: str  # ISO 8583 field 39: 00 approved, 05, 13, 14, 41, 51, 54, 55, 57, 61, 62, 94 ...
+    reason: str = ""
+    authorization_code: str = ""
+    arpc: bytes = b""
+    arc: bytes = b""
+    scripts: tuple[bytes, ...] = ()
+    balance_fen: int | None = None  # deposit available balance (balance inquiry, purchase)
+    ec_balance_fen: int | None = None  # the issuer's EC balance after this transaction
+    flags: tuple[str, ...] = field(default=())
+
+    @property
+    def approved(self) -> bool:
+        return self.response_code == "00"
+
+    @property
+    def field55(self) -> bytes:
+        """Response chip data: ``91`` ARPC ‖ ARC, then a ``72`` template per script (``9F18`` id, ``86``)."""
+        out = b""
+        if self.arpc:
+            out += encode("91", self.arpc + self.arc)
+        for i, command in enumerate(self.scripts):
+            out += encode("72", encode_many([("9F18", i.to_bytes(4, "big")), ("86", command)]))
+        return out

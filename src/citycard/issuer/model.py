@@ -1,0 +1,252 @@
+"""The issuing bank's domain values: banks, BIN ranges, card products, cardholders, cards, authorizations.
+
+Pure values and checks, no I/O. Standards: PANs are ISO/IEC 7812-1 (issuer identification number, Luhn
+check digit); resident identity numbers are GB 11643-1999 (18 characters: 6-digit region, 8-digit birth
+date, 3-digit sequence, check character by ISO 7064 MOD 11-2); money is integer fen of CNY (ISO 4217 156).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+
+__all__ = [
+    "ACCOUNT_CODES",
+    "AlreadyExists",
+    "Bank",
+    "BankAccount",
+    "BinRange",
+    "Card",
+    "CardStateError",
+    "CardStatus",
+    "Cardholder",
+    "DenyListEntry",
+    "DuplicateIssuance",
+    "InvalidIdNumber",
+    "IssuerError",
+    "NotFound",
+    "Product",
+    "UnregisteredCardLoss",
+    "bank_key_labels",
+    "id_number_check_character",
+    "luhn_check_digit",
+    "mask_pan",
+    "validate_id_number",
+]
+
+
+class IssuerError(Exception):
+    """A lifecycle or set-up command that cannot be carried out; the message says why (HTTP 4xx)."""
+
+
+class NotFound(IssuerError):
+    pass
+
+
+class AlreadyExists(IssuerError):
+    pass
+
+
+class DuplicateIssuance(IssuerError):
+    pass
+
+
+class CardStateError(IssuerError):
+    """The card is not in a state that allows the command (closed, already lost, not yet refundable)."""
+
+
+class UnregisteredCardLoss(IssuerError):
+    """An unregistered card is like cash: its loss is the holder's loss."""
+
+    def __init__(self, pan: str) -> None:
+        super().__init__(
+            f"card {mask_pan(pan)} is unregistered: like cash, its loss is the holder's loss; the bank "
+            "cannot block it, refund its electronic cash balance or move it to another card"
+        )
+
+
+class InvalidIdNumber(IssuerError, ValueError):
+    """A resident identity number that is not 18 characters or fails its GB 11643-1999 check."""
+
+
+_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))  # 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2
+_ID_CHECK = "10X98765432"
+
+
+def id_number_check_character(first17: str) -> str:
+    """The check character of GB 11643-1999 §8 (ISO 7064:1983 MOD 11-2) over the first 17 digits."""
+    assert len(first17) == 17 and first17.isdigit()
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+def validate_id_number(text: str) -> str:
+    """The normalised (upper-case ``X``) 18-character resident ID number, or :class:`InvalidIdNumber`."""
+    value = text.strip().upper()
+    if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
+        raise InvalidIdNumber("a resident ID number is 17 digits and a check character (digit or X)")
+    try:
+        date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        raise InvalidIdNumber(f"characters 7-14 ({value[6:14]}) are not a date of birth") from None
+    if id_number_check_character(value[:17]) != value[17]:
+        raise InvalidIdNumber("the check character does not match (GB 11643-1999, ISO 7064 MOD 11-2)")
+    return value
+
+
+def luhn_check_digit(digits: str) -> str:
+    """ISO/IEC 7812-1 Annex B check digit for ``digits`` (the PAN without its last digit)."""
+    assert digits.isdigit()
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def mask_pan(pan: str) -> str:
+    """First 6 and last 4 digits (PCI DSS 3.4 display rule)."""
+    return pan[:6] + "*" * max(0, len(pan) - 10) + pan[-4:]
+
+
+def bank_key_labels(bank_code: str) -> dict[str, str]:
+    """HSM labels of a bank's keys, by role."""
+    b = bank_code.lower()
+    return {
+        "imk_ac": f"{b}-imk-ac",
+        "imk_smi": f"{b}-imk-smi",
+        "imk_smc": f"{b}-imk-smc",
+        "pvk": f"{b}-pvk",
+        "zpk": f"{b}-zpk",
+        "issuer_rsa": f"{b}-issuer-rsa",
+        "deny_list": f"{b}-deny-list",
+        "id_hash": f"{b}-id-hash",
+    }
+
+
+class BankAccount:
+    """Ledger ``code`` of each kind of account a bank keeps (per card, or one per bank); plain ints."""
+
+    CARD_DEPOSIT = 10  # the holder's deposit account (credit-normal: the bank owes it)
+    CARD_EC_FLOAT = 11  # the EC balance on one card (credit-normal, limit = the EC balance limit)
+    CASH = 20  # counter cash (debit-normal asset)
+    NETWORK_SETTLEMENT = 21  # owed to acquirers through the network for approved purchases
+    FEE_INCOME = 22
+
+
+ACCOUNT_CODES = {
+    BankAccount.CARD_DEPOSIT: "card deposit",
+    BankAccount.CARD_EC_FLOAT: "card EC float",
+    BankAccount.CASH: "counter cash",
+    BankAccount.NETWORK_SETTLEMENT: "network settlement",
+    BankAccount.FEE_INCOME: "fee income",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bank:
+    code: str  # "ICBC"
+    name: str
+    cash_account_id: int
+    settlement_account_id: int
+    fee_account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BinRange:
+    bin: str  # 6 to 8 digits
+    bank_code: str
+    pan_length: int = 19
+    next_serial: int = 1
+
+    def pan(self, serial: int) -> str:
+        body_length = self.pan_length - 1 - len(self.bin)
+        assert 0 < serial < 10**body_length, serial
+        body = self.bin + str(serial).rjust(body_length, "0")
+        return body + luhn_check_digit(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    code: str  # "debit-ec"
+    bank_code: str
+    name: str
+    bin: str
+    registered: bool = True
+    ec_balance_limit_fen: int = 100_000  # 9F77: 1000 yuan
+    ec_single_limit_fen: int = 100_000  # 9F78
+    ec_reset_threshold_fen: int = 0  # 9F6D
+    issue_fee_fen: int = 0
+    annual_fee_fen: int = 0
+    validity_years: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Cardholder:
+    id: int
+    name: str
+    id_hash: str
+    id_last4: str
+    phone: str
+    deposit_account_id: int
+
+
+class CardStatus(enum.StrEnum):
+    ISSUED = "issued"  # personalised, not yet activated
+    ACTIVE = "active"
+    BLOCKED = "blocked"  # application blocked by issuer script
+    LOST = "lost"  # reported lost: on the deny list
+    REPLACED = "replaced"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    pan: str
+    psn: str
+    bank_code: str
+    product_code: str
+    holder_id: int | None
+    status: CardStatus
+    expiry: str  # YYMM
+    ec_float_account_id: int
+    deposit_account_id: int | None
+    issued_at_ns: int
+    highest_atc: int = -1
+    pvv: str | None = None
+    pvki: int = 1
+    pending_script: str | None = None  # "block" / "unblock": sent at the next online contact
+    pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
+    lost_at_ns: int | None = None
+    offline_cleared_until_ns: int = 0  # clearing has settled this card's offline transactions until then
+    replaced_by: str | None = None
+    closed_at_ns: int | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.holder_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyListEntry:
+    bank_code: str
+    pan: str
+    psn: str
+    reason: str  # "lost", "closed", "blocked", "replaced"
+    added_ns: int
+    removed_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    """What issuance hands back for one card: the record, and where its image and keys went."""
+
+    card: Card
+    image_ref: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,100 @@
+"""Personalisation at issuance: the issuer's card record becomes a chip image, keys from the HSM.
+
+The image (``citycard.chip.personalise``, ``docs/card-profile.md``) goes to an injected :class:`ImageSink`
+(a directory of card-image files in the CLI, memory in tests) with a **personalisation record** a card
+bureau could use: one JSON object per card with the data it prints and embosses (masked PAN, holder name,
+expiry, product) and what it checks (the key check values of the three card keys, the image's reference);
+no secret is in the record.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from citycard.chip.image import CardImage
+from citycard.chip.personalise import ProductProfile, personalise
+from citycard.crypto.des import kcv
+from citycard.hsm.api import Hsm
+from citycard.hsm.personalisation import HsmPersonalisationKeys, IssuerCertifier
+
+from .model import Bank, Card, Product, bank_key_labels, mask_pan
+
+__all__ = ["ChipPersonaliser", "ImageSink", "profile_for"]
+
+
+class ImageSink(Protocol):
+    def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
+        """Store the image and the personalisation record; return a reference (a path)."""
+        ...
+
+
+def profile_for(product: Product, card: Card, holder_name: str | None) -> ProductProfile:
+    issued = datetime.fromtimestamp(card.issued_at_ns // 10**9, UTC)
+    name = (holder_name or "").strip()
+    if card.registered and not (name.isascii() and 2 <= len(name) <= 26):
+        name = "CITIZEN CARDHOLDER"  # 5F20 is ASCII (EMV ans); a Chinese name stays in the issuer's records
+    last_day = calendar.monthrange(2000 + int(card.expiry[:2]), int(card.expiry[2:]))[1]
+    return ProductProfile(
+        bin=product.bin,
+        pan_length=len(card.pan),
+        psn=card.psn,
+        effective=issued.strftime("%y%m%d"),
+        expiry=card.expiry + f"{last_day:02d}",
+        registered=card.registered,
+        holder_name=name if card.registered else "",
+        ec_balance_limit_fen=product.ec_balance_limit_fen,
+        ec_single_limit_fen=product.ec_single_limit_fen,
+        ec_reset_threshold_fen=product.ec_reset_threshold_fen,
+    )
+
+
+class ChipPersonaliser:
+    """``CardPersonaliser`` of the issuer handlers: chip image + personalisation record per card."""
+
+    def __init__(self, hsm: Hsm, certify_issuer: IssuerCertifier, sink: ImageSink) -> None:
+        self.hsm = hsm
+        self.certify_issuer = certify_issuer
+        self.sink = sink
+        self._keys: dict[str, HsmPersonalisationKeys] = {}
+
+    def keys(self, bank_code: str) -> HsmPersonalisationKeys:
+        keys = self._keys.get(bank_code)
+        if keys is None:
+            labels = bank_key_labels(bank_code)
+            keys = self._keys[bank_code] = HsmPersonalisationKeys(
+                self.hsm,
+                imk_ac=self.hsm.get(labels["imk_ac"]),
+                imk_smi=self.hsm.get(labels["imk_smi"]),
+                imk_smc=self.hsm.get(labels["imk_smc"]),
+                issuer_key=self.hsm.get(labels["issuer_rsa"]),
+                certify_issuer=self.certify_issuer,
+            )
+        return keys
+
+    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> str:
+        keys = self.keys(bank.code)
+        profile = profile_for(product, card, holder_name)
+        serial = int(card.pan[len(product.bin) : -1])
+        image = personalise(profile, serial, keys)
+        app = image.applications[0]
+        assert app.data["5A"].hex().upper().rstrip("F") == card.pan, "chip and issuer disagree on the PAN"
+        record = {
+            "format": "citycard-personalisation-record",
+            "version": 1,
+            "bank": bank.code,
+            "product": product.code,
+            "pan_masked": mask_pan(card.pan),
+            "psn": card.psn,
+            "expiry": card.expiry,
+            "registered": card.registered,
+            "embossed_name": profile.holder_name,
+            "ec_balance_limit_fen": product.ec_balance_limit_fen,
+            "key_check_values": {
+                "udk_ac": kcv(app.udk_ac).hex().upper(),
+                "udk_mac": kcv(app.udk_mac).hex().upper(),
+                "udk_enc": kcv(app.udk_enc).hex().upper(),
+            },
+        }
+        return self.sink.save(card, image, record)

@@ -1,0 +1,148 @@
+"""The vertical slice on SQLite and PostgreSQL: banks, products, issuance with HSM keys into a chip image,
+online purchase and EC load whose ARQCs come from the emulated card, scripts the card accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from citycard.db import Database
+from citycard.hsm.soft import SoftHsm
+from citycard.issuer.commands import (
+    ActivateCard,
+    AuthorizationKind,
+    AuthorizationRequest,
+    Deposit,
+    IssueCards,
+    MalformedRequest,
+)
+from citycard.issuer.handlers import IssuerService
+from citycard.issuer.model import BankAccount, DuplicateIssuance, InvalidIdNumber, NotFound
+
+from tests.issuer.conftest import HOLDER_ID, ICBC_BIN, MemorySink, Terminal, ledger_snapshot
+
+PSN = "01"
+
+
+def issue_registered(service: IssuerService, bank: str = "ICBC", id_number: str = HOLDER_ID) -> str:
+    (card,) = service.issue_cards(IssueCards(bank, "debit-ec", holder_name="Zhang San", id_number=id_number))
+    service.activate(ActivateCard(card.pan))
+    return card.pan
+
+
+def request(pan: str, kind: AuthorizationKind, amount: int, field55: bytes, rid: str) -> AuthorizationRequest:
+    return AuthorizationRequest(rid, kind, pan, PSN, amount, field55, stan="000001", terminal_id="T0000001")
+
+
+def test_issue_registered_card(
+    banks: IssuerService, database: Database, sink: MemorySink, hsm: SoftHsm
+) -> None:
+    pan = issue_registered(banks)
+    assert pan.startswith(ICBC_BIN) and len(pan) == 19
+    image = sink.images[pan]
+    app = image.applications[0]
+    assert app.data["5A"].hex().upper().rstrip("F") == pan
+    # the card's UDK is the one the bank's HSM derives (not a demo key)
+    assert app.udk_ac == hsm.derive_icc_key(hsm.get("icbc-imk-ac"), hsm.get("icbc-imk-ac").usage, pan, PSN)
+    assert sink.records[pan]["pan_masked"].startswith(ICBC_BIN) and pan not in str(sink.records[pan])
+    with database.unit_of_work() as uow:
+        codes = sorted(a.code for a in uow.ledger.balances())
+    assert codes.count(BankAccount.CARD_DEPOSIT) == 1 and codes.count(BankAccount.CARD_EC_FLOAT) == 1
+
+
+def test_id_number_is_stored_hashed(banks: IssuerService, database: Database) -> None:
+    issue_registered(banks)
+    from sqlalchemy import text
+
+    with database.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id_hash, id_last4 FROM issuer_cardholders")).all()
+    assert len(rows) == 1 and rows[0][1] == "002X"
+    assert HOLDER_ID not in rows[0][0] and len(rows[0][0]) == 64
+
+
+def test_bulk_anonymous_issuance(banks: IssuerService, sink: MemorySink) -> None:
+    seen: list[int] = []
+    cards = banks.issue_cards(IssueCards("BOC", "anon-ec", count=3), progress=seen.append)
+    assert len(cards) == 3 and sum(seen) == 3 and len({c.pan for c in cards}) == 3
+    assert all(c.holder_id is None and c.deposit_account_id is None for c in cards)
+    assert set(sink.images) == {c.pan for c in cards}
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (
+            IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number="110105194912310021"),
+            InvalidIdNumber,
+        ),
+        (
+            IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number="11010519491331002X"),
+            InvalidIdNumber,
+        ),
+        (IssueCards("ICBC", "nothing"), NotFound),
+        (IssueCards("CCB", "debit-ec"), NotFound),
+        (IssueCards("ICBC", "debit-ec"), MalformedRequest),
+        (IssueCards("ICBC", "anon-ec", holder_name="Li Si", id_number=HOLDER_ID), MalformedRequest),
+    ],
+)
+def test_bad_issuance_posts_nothing(
+    banks: IssuerService, database: Database, command: IssueCards, error: type[Exception]
+) -> None:
+    before = ledger_snapshot(database)
+    with pytest.raises(error):
+        banks.issue_cards(command)
+    assert ledger_snapshot(database) == before
+
+
+def test_duplicate_issuance_is_refused(banks: IssuerService, database: Database) -> None:
+    issue_registered(banks)
+    before = ledger_snapshot(database)
+    with pytest.raises(DuplicateIssuance):
+        issue_registered(banks)
+    assert ledger_snapshot(database) == before
+    issue_registered(banks, bank="BOC")  # another bank may issue to the same citizen
+
+
+def test_purchase_and_ec_load_with_the_emulated_card(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = issue_registered(banks)
+    assert banks.deposit(Deposit(pan, 50_000, "dep-1")) == 50_000
+    term = terminal_for(pan)
+
+    # purchase of 123.45 yuan against the deposit account
+    f55 = term.first_ac(12_345, un=bytes.fromhex("01020304"))
+    resp = banks.authorize(request(pan, AuthorizationKind.PURCHASE, 12_345, f55, "p-1"))
+    assert resp.approved, resp.reason
+    assert resp.balance_fen == 50_000 - 12_345
+    cid, _ = term.complete(resp.field55, resp.arc)
+    assert cid == 0x40  # the card accepted the ARPC and approved with a TC
+
+    # EC load (圈存) of 200 yuan: deposit -> EC float, PUT DATA 9F79 script the card accepts
+    term2 = terminal_for(pan)
+    term2.card = term.card
+    f55 = term2.first_ac(20_000, un=bytes.fromhex("05060708"), txn_type=0x60)
+    resp = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 20_000, f55, "l-1"))
+    assert resp.approved, resp.reason
+    assert len(resp.scripts) == 1 and resp.scripts[0][:5] == bytes.fromhex("04DA9F790A")
+    cid, sws = term2.complete(resp.field55, resp.arc)
+    assert sws == [0x9000]
+    assert term2.ec_balance() == 20_000
+    assert resp.balance_fen == 50_000 - 12_345 - 20_000 and resp.ec_balance_fen == 20_000
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced
+
+
+def test_insufficient_funds_declines_and_posts_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = issue_registered(banks)
+    banks.deposit(Deposit(pan, 1_000, "dep-1"))
+    term = terminal_for(pan)
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, AuthorizationKind.PURCHASE, 5_000, term.first_ac(5_000), "p-1"))
+    assert resp.response_code == "51" and resp.arpc  # declined, but the card can still authenticate us
+    assert ledger_snapshot(database) == before
+    cid, _ = term.complete(resp.field55, resp.arc)
+    assert cid == 0x00  # AAC
