@@ -1,0 +1,69 @@
+"""Text receipts for the cardholder and the merchant (JR/T 0025.6 terminal requirements: masked PAN,
+AID and application label, cryptogram, TVR/TSI; EC balance after an electronic-cash transaction)."""
+
+from __future__ import annotations
+
+from citycard.codec.pretty import mask_pan
+from citycard.kernel.config import TerminalConfig
+from citycard.kernel.events import Outcome
+
+from .journal import JournalEntry
+
+__all__ = ["format_amount", "render_receipt"]
+
+WIDTH = 40
+
+
+def format_amount(fen: int) -> str:
+    """Fen as yuan with two decimals, without floats."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+def _line(left: str, right: str) -> str:
+    return f"{left}{right:>{max(1, WIDTH - len(left))}}"
+
+
+def render_receipt(
+    config: TerminalConfig,
+    outcome: Outcome,
+    entry: JournalEntry | None,
+    *,
+    amount_fen: int,
+    title: str = "SALE",
+) -> str:
+    cvm = outcome.data.get("9F34", b"")
+    lines = [
+        config.merchant_name.decode("ascii", "replace").center(WIDTH),
+        _line("MERCHANT", config.merchant_id.decode("ascii", "replace")),
+        _line("TERMINAL", config.terminal_id.decode("ascii", "replace")),
+    ]
+    if entry is not None:
+        lines += [
+            _line("BATCH/STAN", f"{entry.batch:06d}/{entry.stan:06d}"),
+            _line("DATE", entry.created.strftime("%Y-%m-%d %H:%M:%S")),
+        ]
+    lines += [
+        "-" * WIDTH,
+        _line("CARD", mask_pan(outcome.pan) if outcome.pan else "-"),
+        _line("APP", outcome.label or "-"),
+        _line("AID", outcome.aid.hex().upper() or "-"),
+        _line(title + (" (EC)" if outcome.ec else ""), "CNY " + format_amount(amount_fen)),
+        _line("RESULT", outcome.kind.value.upper()),
+    ]
+    if outcome.cryptogram:
+        kind = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get((outcome.cid or 0) & 0xC0, "AC")
+        lines.append(_line(kind, outcome.cryptogram.hex().upper()))
+    if outcome.atc is not None:
+        lines.append(_line("ATC", f"{outcome.atc:04X}"))
+    lines += [_line("TVR", outcome.tvr.hex().upper()), _line("TSI", outcome.tsi.hex().upper())]
+    if outcome.ec_balance_fen is not None:
+        lines.append(_line("EC BALANCE", "CNY " + format_amount(outcome.ec_balance_fen)))
+    if not outcome.approved and outcome.reason:
+        lines.append(f"({outcome.reason})"[: WIDTH * 2])
+    if cvm[:1] and cvm[0] & 0x3F in (0x03, 0x05, 0x1E) and outcome.approved:
+        lines += ["", "SIGNATURE: ____________________________"]
+    if cvm[:1] and cvm[0] & 0x3F == 0x20 and outcome.approved:
+        lines += ["", "CARDHOLDER ID CHECKED: ________________"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,236 @@
+"""The terminal application: journal, torn transactions, receipts, upload queue and exports, validator,
+and a journal that survives a kill at every durable step."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from citycard.chip.card import Card
+from citycard.chip.image import CardImage
+from citycard.kernel.events import OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.pos.journal_sqlite import JournalError, SqliteJournal
+from citycard.pos.receipt import format_amount, render_receipt
+from citycard.pos.terminal import PosTerminal
+
+from tests.kernel.cardlab import NOW, PIN, _signed_aip_shim, demo_keys, issuer_stub, new_card, terminal_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pos(tmp_path, name="journal.db", **cfg) -> PosTerminal:
+    rnd = random.Random(11)
+    return PosTerminal(
+        terminal_config(**cfg),
+        SqliteJournal(tmp_path / name, "CITY0001"),
+        clock=lambda: NOW,
+        rng=rnd.randbytes,
+    )
+
+
+def _balance(pos: PosTerminal, card) -> int:
+    out = pos.inquiry(card.transmit, K.EC_BALANCE, card.interface)
+    assert out.kind is OutcomeKind.COMPLETED
+    return out.ec_balance_fen
+
+
+def test_offline_purchase_is_journaled_receipted_and_exported(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contact", balance_fen=10_000)
+    result = pos.purchase(card.transmit, 1_250)
+    entry = result.entry
+    assert result.approved and entry is not None and entry.state == "approved"
+    assert (entry.stan, entry.batch) == (1, 1) and entry.cryptogram == result.outcome.cryptogram.hex().upper()
+    assert entry.field55 and entry.ec_balance_fen == 8_750 and "*" in entry.pan_masked
+    receipt = render_receipt(pos.config, result.outcome, entry, amount_fen=1_250)
+    assert "CNY 12.50" in receipt and "EC BALANCE" in receipt and "CNY 87.50" in receipt
+    assert result.outcome.pan not in receipt and entry.pan_masked in receipt
+    files = pos.journal.export(tmp_path / "out")
+    assert len(files) == 1
+    rows = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert [r["txn_id"] for r in rows] == [entry.txn_id] and rows[0]["field55"] == entry.field55
+    assert pos.journal.export(tmp_path / "out") == []  # nothing twice
+    second = pos.purchase(card.transmit, 100)
+    assert second.entry.stan == 2
+
+
+def test_online_purchase_declined_and_void(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contact", balance_fen=0)
+    approved = pos.purchase(card.transmit, 5_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    assert approved.outcome.kind is OutcomeKind.APPROVED_ONLINE and approved.entry.state == "approved"
+    declined = pos.purchase(new_card("contact", balance_fen=0).transmit, 5_000, pin=lambda r: PIN)
+    assert declined.entry.state == "declined"
+    assert pos.journal.upload_queue() == []  # online approvals are not batch-uploaded
+
+
+def test_validator_fare_and_deny_list(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contactless", balance_fen=1_000)
+    result = pos.validate(card.transmit, 200)
+    assert result.outcome.kind is OutcomeKind.APPROVED_OFFLINE and result.entry.state == "approved"
+    assert _balance(pos, card) == 800
+    from citycard.kernel.config import ExceptionFile
+
+    denied = _pos(tmp_path, "j2.db", exception_file=ExceptionFile(frozenset({result.outcome.pan}), NOW, 60))
+    again = denied.validate(new_card("contactless", balance_fen=1_000).transmit, 200)
+    assert not again.approved and "exception file" in again.outcome.reason
+
+
+def _pull_after(card, ins: int, *, processed: bool):
+    """The card leaves the field at the first command ``ins``: after processing it or before."""
+    inner = card.transmit
+    state = {"pulled": False}
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == ins and not state["pulled"]:
+            state["pulled"] = True
+            if processed:
+                inner(apdu)
+            raise OSError("card left the field")
+        return inner(apdu)
+
+    return transmit
+
+
+def test_torn_fare_recovered_on_next_tap_never_charged_twice(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contactless", balance_fen=1_000)
+    first = pos.validate(_pull_after(card, 0xA8, processed=True), 200)
+    assert first.outcome.kind is OutcomeKind.TERMINATED and first.entry.state == "torn"
+    assert _balance(pos, card) == 800  # the card did pay
+    card.power_on("contactless")
+    second = pos.validate(card.transmit, 200)
+    assert second.approved and "already paid" in second.outcome.reason
+    assert [e.state for e in second.recovered] == ["recovered"] and second.recovered[0].atc is not None
+    assert _balance(pos, card) == 800  # not charged twice
+    assert [e.txn_id for e in pos.journal.upload_queue()] == [first.entry.txn_id]
+    third = pos.validate(card.transmit, 200)  # a later, new fare is charged normally
+    assert third.entry.state == "approved" and _balance(pos, card) == 600
+
+
+def test_torn_before_the_card_processed_is_not_recovered(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contactless", balance_fen=1_000)
+    first = pos.validate(_pull_after(card, 0xA8, processed=False), 200)
+    assert first.entry.state == "torn" and _balance(pos, card) == 1_000
+    card.power_on("contactless")
+    second = pos.validate(card.transmit, 200)
+    assert second.outcome.kind is OutcomeKind.APPROVED_OFFLINE and not second.recovered
+    assert _balance(pos, card) == 800  # charged exactly once
+    assert pos.journal.get(first.entry.txn_id).state == "torn"
+
+
+def test_ec_load_with_issuer_stub(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contact", balance_fen=500)
+    result = pos.load(card.transmit, 10_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    assert result.outcome.kind is OutcomeKind.APPROVED_ONLINE, result.outcome.reason
+    assert _balance(pos, card) == 10_500 and result.outcome.ec_balance_fen == 10_500
+
+
+def test_journal_refuses_bad_transitions(tmp_path):
+    journal = SqliteJournal(tmp_path / "j.db", "T1")
+    e = journal.begin("purchase", "contact", 1, NOW, "00")
+    journal.finish(e.txn_id, "approved", cryptogram="AA")
+    assert journal.finish(e.txn_id, "approved").cryptogram == "AA"  # replay: recorded once
+    with pytest.raises(JournalError):
+        journal.finish(e.txn_id, "declined")
+    with pytest.raises(JournalError):
+        journal.finish("nope", "approved")
+
+
+def test_stan_wraps_and_batches(tmp_path):
+    journal = SqliteJournal(tmp_path / "j.db", "T1")
+    journal._db.execute("INSERT OR REPLACE INTO counters VALUES ('stan', 999999)")
+    assert journal.begin("purchase", "contact", 1, NOW, "").stan == 1
+    assert journal.close_batch() == 2 and journal.begin("purchase", "contact", 1, NOW, "").batch == 2
+
+
+def test_format_amount_exact():
+    assert format_amount(1250) == "12.50" and format_amount(5) == "0.05" and format_amount(-100) == "-1.00"
+
+
+# -- crash safety: a real kill at every durable step -----------------------------------------------------
+
+POINTS = ["begin:before-commit", "begin:after-commit", "finish:before-commit", "finish:after-commit"]
+
+
+def _child(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "pos" / "killrun.py"), *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def world(tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(demo_keys().to_json())
+    image = tmp_path / "card.json"
+    image.write_bytes(new_card("contactless", balance_fen=1_000).image.to_json())
+    return keys, image, tmp_path / "journal.db"
+
+
+def _reopen(keys, image, db):
+    card = Card(CardImage.from_json(image.read_bytes()), random.Random(3).randbytes)
+    card.power_on("contactless")
+    card.transmit = _signed_aip_shim(card.transmit)
+    rnd = random.Random(12)
+    pos = PosTerminal(
+        terminal_config(), SqliteJournal(db, "CITY0001"), clock=lambda: NOW + dt.timedelta(seconds=5),
+        rng=rnd.randbytes,
+    )  # fmt: skip
+    return pos, card
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_journal_survives_a_kill_at_each_step(world, point):
+    keys, image, db = world
+    child = _child(str(keys), str(image), str(db), point, "200")
+    assert child.returncode == 137, child.stderr
+    pos, card = _reopen(keys, image, db)
+    rows = pos.journal.entries()
+    charged = 1_000 - _balance(pos, card)
+    if point == "begin:before-commit":
+        assert rows == [] and charged == 0
+    elif point == "begin:after-commit":  # killed before the GPO was sent: torn, card not charged
+        assert [r.state for r in rows] == ["torn"] and charged == 0
+    elif point == "finish:before-commit":  # the card paid, the approval was not yet durable
+        assert [r.state for r in rows] == ["torn"] and charged == 200
+    else:
+        assert [r.state for r in rows] == ["approved"] and charged == 200
+    # the passenger taps again: whatever happened, the fare is paid exactly once
+    result = pos.validate(card.transmit, 200)
+    assert result.approved
+    fares = 2 if point == "finish:after-commit" else 1  # that first fare had completed: this is a new one
+    assert 1_000 - _balance(pos, card) == 200 * fares
+    paid = [e for e in pos.journal.entries() if e.state in ("approved", "recovered")]
+    if point == "finish:after-commit":
+        assert len(paid) == 2  # a second, new fare (the first one had completed)
+    else:
+        assert len(paid) == 1
+    queued = pos.journal.upload_queue()
+    assert len({e.txn_id for e in queued}) == len(queued) == len(paid)
+
+
+@pytest.mark.parametrize("point", ["export:before-commit", "export:assigned", "export:file-written"])
+def test_export_survives_a_kill(world, tmp_path, point):
+    keys, image, db = world
+    assert _child(str(keys), str(image), str(db), "none", "200").returncode == 0
+    out = tmp_path / "exports"
+    assert _child(str(keys), str(image), str(db), point, "0", str(out)).returncode == 137
+    pos, _ = _reopen(keys, image, db)
+    pos.journal.export(out)
+    pos.journal.export(out)
+    lines = [line for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(lines) == 1 and not list(out.glob("*.tmp"))
