@@ -1,0 +1,242 @@
+"""``citycard card``: make, inspect and drive emulated citizen cards (card images in JSON files).
+
+- ``card new`` personalises a card from product options with the demo keys (``var/demo-keys.json``,
+  created on first use; demo only) and writes its image.
+- ``card show`` prints applications, holder, EC balance and limits, counters, lifecycle and logs.
+- ``card apdu`` powers the card on and sends raw APDUs, printing each response decoded by tag name with the
+  status word's meaning; the image is saved (atomically) after every command.
+
+Amounts are yuan with at most two decimals (``100.00``), converted exactly to fen. PANs are masked unless
+``--reveal``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citycard.chip.card import Card
+from citycard.chip.image import Application, CardImage, ImageError, cell_key
+from citycard.chip.pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
+from citycard.chip.personalise import ProductProfile, ProfileError, personalise
+from citycard.codec.apdu import sw_meaning
+from citycard.codec.dol import parse_dol, split_dol_data
+from citycard.codec.pretty import format_tlv, mask_pan
+from citycard.config import settings
+from citycard.demokeys import DemoKeyError, DemoKeys
+from citycard.files import load_card, save_card
+
+__all__ = ["app", "parse_yuan"]
+
+app = typer.Typer(help="Emulated PBOC citizen cards: personalise, show, send APDUs.", no_args_is_help=True)
+console = Console()
+
+_YUAN = re.compile(r"^([0-9]{1,10})(?:\.([0-9]{1,2}))?$")
+
+
+def parse_yuan(text: str) -> int:
+    """``"100.00"`` → 10000 fen, exactly (no float); raises ``ValueError`` on anything else."""
+    match = _YUAN.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an amount in yuan with at most two decimals (e.g. 100.00)")
+    whole, cents = match.group(1), (match.group(2) or "").ljust(2, "0")
+    return int(whole) * 100 + int(cents)
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _amount(text: str, option: str) -> int:
+    try:
+        return parse_yuan(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _load(path: Path) -> CardImage:
+    try:
+        return load_card(path)
+    except (OSError, ImageError) as exc:
+        raise typer.BadParameter(f"cannot read card image {path}: {exc}") from None
+
+
+@app.command("new")
+def new(
+    out: Annotated[Path, typer.Option("--out", help="where to write the card image (JSON)")],
+    bin_: Annotated[str, typer.Option("--bin", help="issuer BIN (6 to 11 digits)")] = "623456",
+    holder: Annotated[
+        str, typer.Option("--holder", help="cardholder name: a registered card (none: anonymous)")
+    ] = "",
+    ec_balance: Annotated[str, typer.Option("--ec-balance", help="opening EC balance, yuan")] = "0.00",
+    ec_limit: Annotated[str, typer.Option("--ec-limit", help="EC balance limit, yuan")] = "1000.00",
+    ec_single_limit: Annotated[
+        str, typer.Option("--ec-single-limit", help="EC single-transaction limit, yuan")
+    ] = "",
+    contactless: Annotated[
+        bool, typer.Option("--contactless/--no-contactless", help="contactless interface")
+    ] = True,
+    credit: Annotated[
+        bool, typer.Option("--credit", help="a credit product (no EC) instead of debit with EC")
+    ] = False,
+    serial: Annotated[int, typer.Option("--serial", help="PAN serial number (default: random)")] = -1,
+    keys_path: Annotated[
+        Path | None, typer.Option("--keys", help="demo key file (default: $CITYCARD_HOME/demo-keys.json)")
+    ] = None,
+) -> None:
+    """Personalise a new card and write its image."""
+    limit = _amount(ec_limit, "--ec-limit")
+    profile = ProductProfile(
+        bin=bin_,
+        registered=bool(holder),
+        holder_name=holder,
+        opening_balance_fen=_amount(ec_balance, "--ec-balance"),
+        ec_balance_limit_fen=limit,
+        ec_single_limit_fen=_amount(ec_single_limit, "--ec-single-limit") if ec_single_limit else limit,
+        contactless=contactless,
+        credit=credit,
+    )
+    try:
+        keys = DemoKeys.load_or_create(keys_path or settings().home / "demo-keys.json")
+    except DemoKeyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--keys") from None
+    room = profile.pan_length - len(bin_) - 1
+    pan_serial = serial if serial >= 0 else secrets.randbelow(10 ** max(room, 1))
+    try:
+        image = personalise(profile, pan_serial, keys)
+    except ProfileError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True)
+    save_card(out, image)
+    app0 = image.applications[0]
+    pan = app0.data["5A"].hex().upper().rstrip("F")
+    console.print(f"card {mask_pan(pan)} written to {out} ({app0.label}, demo keys)")
+
+
+def _pan(app: Application) -> str:
+    return app.data["5A"].hex().upper().rstrip("F")
+
+
+_LOG_COLUMNS = {"9A": "date", "9F21": "time", "9F02": "amount", "9F03": "other", "9F1A": "country",
+                "5F2A": "currency", "9F4E": "merchant", "9C": "type", "9F36": "ATC"}  # fmt: skip
+
+
+def _log_table(title: str, records: list[str], fmt: bytes, head: int) -> Table:
+    """A log as a table; ``head`` bytes precede the format's values (14 in the load log)."""
+    table = Table(title=title)
+    tags = [tag for tag, _ in parse_dol(fmt)]
+    for column in ["#", *(["before", "after"] if head else []), *(_LOG_COLUMNS.get(t, t) for t in tags)]:
+        table.add_column(column)
+    for i, record in enumerate(records, start=1):
+        raw = bytes.fromhex(record)
+        values = split_dol_data(fmt, raw[head:])
+        row = [str(i)]
+        if head:
+            row += [_yuan(int(raw[2:8].hex())), _yuan(int(raw[8:14].hex()))]
+        for tag in tags:
+            value = values[tag]
+            if tag in ("9F02", "9F03"):
+                row.append(_yuan(int(value.hex())))
+            elif tag == "9F4E":
+                row.append(value.decode("ascii", "replace").strip("\x00 "))
+            else:
+                row.append(value.hex().upper())
+        table.add_row(*row)
+    return table
+
+
+def _app_table(image: CardImage, app_: Application) -> Table:
+    def cell(name: str) -> int:
+        return image.get_int(cell_key(app_.aid, name))
+
+    table = Table(title=f"application {app_.label}")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("AID", app_.aid.hex().upper())
+    table.add_row("kind", app_.kind + (" with electronic cash" if app_.ec else ""))
+    table.add_row("contactless", "yes" if app_.contactless else "no")
+    table.add_row("blocked", "yes" if image.get_bool(cell_key(app_.aid, "blocked")) else "no")
+    table.add_row("ATC", str(cell("atc")))
+    table.add_row("last online ATC", str(cell("last_online_atc")))
+    if app_.ec:
+        table.add_row("EC balance", _yuan(cell("ec_balance")))
+        table.add_row("EC balance limit", _yuan(cell("ec_limit")))
+        table.add_row("EC single-transaction limit", _yuan(cell("ec_single_limit")))
+        table.add_row("EC reset threshold", _yuan(cell("ec_reset_threshold")))
+    return table
+
+
+@app.command("show")
+def show(
+    path: Annotated[Path, typer.Argument(help="card image (JSON)")],
+    reveal: Annotated[bool, typer.Option("--reveal", help="show the full PAN")] = False,
+) -> None:
+    """Applications, holder, EC balance and limits, counters, lifecycle and logs."""
+    image = _load(path)
+    card = Table(title=f"card {path.name}")
+    card.add_column("item")
+    card.add_column("value")
+    first = image.applications[0]
+    pan = _pan(first)
+    card.add_row("PAN", pan if reveal else mask_pan(pan))
+    card.add_row("PSN", first.data["5F34"].hex())
+    holder = first.data.get("5F20")
+    card.add_row("holder", holder.decode("ascii", "replace") if holder else "(anonymous)")
+    card.add_row("valid", f"20{first.data['5F25'].hex()[:4]} to 20{first.data['5F24'].hex()[:4]}")
+    card.add_row("card blocked", "yes" if image.get_bool("card.blocked") else "no")
+    card.add_row("PIN tries left", f"{image.get_int('pin.tries')} of {image.pin_try_limit}")
+    console.print(card)
+    for app_ in image.applications:
+        console.print(_app_table(image, app_))
+    for app_ in image.applications:
+        txn = image.nvm[cell_key(app_.aid, "txn_log")]
+        assert isinstance(txn, list)
+        console.print(
+            _log_table(f"{app_.label}: transaction log (most recent first)", txn, TXN_LOG_FORMAT, 0)
+        )
+        if app_.ec:
+            load = image.nvm[cell_key(app_.aid, "load_log")]
+            assert isinstance(load, list)
+            console.print(
+                _log_table(f"{app_.label}: load log (most recent first)", load, LOAD_LOG_FORMAT, 14)
+            )
+
+
+@app.command("apdu")
+def apdu(
+    path: Annotated[Path, typer.Argument(help="card image (JSON)")],
+    commands: Annotated[list[str], typer.Argument(help="command APDUs in hex")],
+    interface: Annotated[str, typer.Option("--interface", help="contact or contactless")] = "contact",
+    reveal: Annotated[bool, typer.Option("--reveal", help="show PANs in full")] = False,
+) -> None:
+    """Power the card on and send APDUs; print each response decoded; save the image after each."""
+    if interface not in ("contact", "contactless"):
+        raise typer.BadParameter("must be contact or contactless", param_hint="--interface")
+    raws: list[bytes] = []
+    for text in commands:
+        try:
+            raws.append(bytes.fromhex("".join(text.split())))
+        except ValueError:
+            raise typer.BadParameter(f"not hex: {text!r}") from None
+    image = _load(path)
+    card = Card(image, os.urandom)
+    atr = card.power_on("contactless" if interface == "contactless" else "contact")
+    save_card(path, image)
+    console.print(f"ATR {atr.hex().upper()}", highlight=False)
+    for raw in raws:
+        out = card.transmit(raw)
+        save_card(path, image)
+        data, sw = out[:-2], int.from_bytes(out[-2:], "big")
+        console.print(f"> {raw.hex().upper()}", highlight=False)
+        console.print(f"< {data.hex().upper()} {sw:04X} ({sw_meaning(sw)})", highlight=False)
+        if data:
+            console.print(format_tlv(data, rid="A000000333", mask=not reveal), highlight=False, markup=False)
+    card.power_off()

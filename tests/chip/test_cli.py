@@ -1,0 +1,96 @@
+"""``citycard card``: new, show, apdu (Typer app tested through its runner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from citycard.cli.card import app, parse_yuan
+from citycard.files import load_card
+
+runner = CliRunner()
+
+
+@given(st.integers(min_value=0, max_value=10**12 - 1))
+def test_parse_yuan_is_exact(fen: int) -> None:
+    assert parse_yuan(f"{fen // 100}.{fen % 100:02d}") == fen
+
+
+@pytest.mark.parametrize("text", ["1.234", "1e3", "-1.00", "", "1,00", ".5", "0x10", "1.5.0", "１.00"])
+def test_parse_yuan_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_yuan(text)
+
+
+def test_parse_yuan_forms() -> None:
+    assert parse_yuan("100") == 10_000 and parse_yuan("100.5") == 10_050 and parse_yuan("0.07") == 7
+
+
+def _new(tmp_path: Path, *args: str) -> Path:
+    out = tmp_path / "card.json"
+    result = runner.invoke(
+        app, ["new", "--out", str(out), "--keys", str(tmp_path / "keys.json"), "--serial", "77", *args]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_new_show_apdu(tmp_path: Path) -> None:
+    out = _new(tmp_path, "--holder", "WANG WU", "--ec-balance", "50.00", "--ec-limit", "500.00")
+    image = load_card(out)
+    assert image.get_int("A000000333010101.ec_balance") == 5000
+    assert image.get_int("A000000333010101.ec_limit") == 50_000
+    pan = image.applications[0].data["5A"].hex().upper().rstrip("F")
+    shown = runner.invoke(app, ["show", str(out)], terminal_width=200)
+    assert shown.exit_code == 0 and "WANG WU" in shown.output and "50.00" in shown.output
+    assert pan not in shown.output and pan[:6] in shown.output
+    revealed = runner.invoke(app, ["show", str(out), "--reveal"], terminal_width=200)
+    assert pan in revealed.output
+    cdol1 = "0000000010000000000000000156000000000001562611250011223344120000" + "00" * 20
+    result = runner.invoke(
+        app,
+        [
+            "apdu",
+            str(out),
+            "00A4040008A00000033301010100",
+            "80A800000B8309010000000010000156",
+            "80AE400034" + cdol1,
+        ],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Application cryptogram" in result.output and "= TC" in result.output
+    assert "9000 (normal processing)" in result.output
+    after = load_card(out)
+    assert after.get_int("A000000333010101.ec_balance") == 4000
+    assert after.get_int("A000000333010101.atc") == 1
+    shown = runner.invoke(app, ["show", str(out)], terminal_width=200)
+    assert "10.00" in shown.output and "40.00" in shown.output
+
+
+def test_apdu_errors(tmp_path: Path) -> None:
+    out = _new(tmp_path, "--no-contactless", "--credit")
+    result = runner.invoke(app, ["apdu", str(out), "00B2"], terminal_width=200)
+    assert "6700 (wrong length)" in result.output
+    result = runner.invoke(app, ["apdu", str(out), "zz"])
+    assert result.exit_code != 0 and "not hex" in result.output
+    result = runner.invoke(app, ["apdu", str(tmp_path / "missing.json"), "00"])
+    assert result.exit_code != 0 and "cannot read card image" in result.output
+    result = runner.invoke(
+        app, ["apdu", str(out), "--interface", "contactless", "00A404000E325041592E5359532E444446303100"]
+    )
+    assert "9000" in result.output and "A000000333" not in result.output  # no contactless application
+
+
+def test_new_rejects_bad_amounts(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["new", "--out", str(tmp_path / "x.json"), "--ec-balance", "1.001"])
+    assert result.exit_code != 0 and "--ec-balance" in result.output
+    assert not (tmp_path / "x.json").exists()
+    result = runner.invoke(
+        app, ["new", "--out", str(tmp_path / "x.json"), "--keys", str(tmp_path / "k.json"), "--bin", "12AB56"]
+    )
+    assert result.exit_code != 0 and "bin" in result.output
