@@ -234,8 +234,14 @@ def _sign(key: RsaKey, body: bytes, hash_input_tail: bytes) -> bytes:
     return rsa_private_raw(key, block)
 
 
+_MIN_SIZE = {0x02: 37, 0x03: 26, 0x04: 43, 0x05: 26}
+"""Smallest modulus (bytes) that can hold each format: fixed fields, hash, trailer and one byte of content."""
+
+
 def _recover(key: RsaPublicKey, signed: bytes, fmt: int) -> bytes:
     """Raw public operation and the checks common to every format; returns the recovered block."""
+    if key.size < _MIN_SIZE[fmt]:
+        raise CertificateError("length", f"a {key.size}-byte key cannot carry format {fmt:02X}")
     if len(signed) != key.size:
         raise CertificateError("length", f"{len(signed)} bytes, the key's modulus {key.size}")
     try:
