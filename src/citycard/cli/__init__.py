@@ -16,9 +16,10 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the sub-applications (late, so that ``citycard --help`` stays quick)."""
-    from . import calc, card, demo
+    from . import calc, card, demo, pos
 
     app.add_typer(card.app, name="card")
+    app.add_typer(pos.app, name="pos")
     app.add_typer(calc.app, name="calc")
     app.command("demo")(demo.demo)
 

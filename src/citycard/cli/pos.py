@@ -1,0 +1,371 @@
+"""``citycard pos``: a POS terminal and a bus validator on the command line, over an emulated card image
+(``--card card.json``, saved after every command) or a card in a PC/SC reader (``--reader NAME``).
+
+Online transactions (a purchase the card sends online, ``pos load``) go to ``citycard.pos.issuer_stub``,
+an issuer **stub** that verifies the ARQC with the demo keys — not a real issuer. Amounts are yuan with at
+most two decimals, parsed exactly into fen. ``--trace`` prints every APDU with its decoded TLV.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citycard.codec.apdu import sw_meaning
+from citycard.codec.pretty import format_tlv, mask_pan
+from citycard.config import settings
+from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_config
+from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
+from citycard.kernel.kernel import TransactionKind
+from citycard.pos.issuer_stub import IssuerStub
+from citycard.pos.journal_sqlite import SqliteJournal
+from citycard.pos.receipt import format_amount, render_receipt
+from citycard.pos.terminal import PosTerminal
+
+from .card import parse_yuan
+
+__all__ = ["app"]
+
+app = typer.Typer(help="POS terminal and bus validator (PBOC level-2 kernel).", no_args_is_help=True)
+console = Console()
+
+DEMO_PIN_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # demo terminal PIN key; not a secret
+
+CardOpt = typer.Option(None, "--card", help="emulated card image (JSON)")
+ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")
+ConfigOpt = typer.Option(None, "--config", help="terminal configuration (TOML)")
+TraceOpt = typer.Option(False, "--trace", help="print every APDU with decoded TLV")
+JournalOpt = typer.Option(None, "--journal", help="journal database (default $CITYCARD_HOME/pos-journal.db)")
+KeysOpt = typer.Option(None, "--keys", help="demo key file (default $CITYCARD_HOME/demo-keys.json)")
+RevealOpt = typer.Option(False, "--reveal", help="show PANs in full in traces")
+ExportOpt = typer.Option(None, "--export", help="write the upload queue to this directory")
+
+
+def _amount(text: str, option: str) -> int:
+    try:
+        return parse_yuan(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _keys(path: Path | None):  # type: ignore[no-untyped-def]
+    from citycard.demokeys import DemoKeys
+
+    return DemoKeys.load_or_create(path or settings().home / "demo-keys.json")
+
+
+def _config(path: Path | None, keys_path: Path | None) -> TerminalConfig:
+    rid, index, key = _keys(keys_path).ca_public_key()
+    base = TerminalConfig(
+        capks=(CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent),), pin_key=DEMO_PIN_KEY
+    )
+    if path is None:
+        return base
+    try:
+        return parse_config(path.read_text(encoding="utf-8"), base=base)
+    except (OSError, ConfigError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
+    path = journal or settings().home / "pos-journal.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return PosTerminal(config, SqliteJournal(path, config.terminal_id.decode("ascii", "replace")))
+
+
+@contextmanager
+def _transport(
+    card: Path | None, reader: str | None, contactless: bool
+) -> Iterator[Callable[[bytes], bytes]]:
+    if (card is None) == (reader is None):
+        raise typer.BadParameter("give exactly one of --card and --reader")
+    if reader is not None:
+        from citycard.pcsc.reader import PcscReader, ReaderError
+
+        try:
+            with PcscReader(reader) as connection:
+                yield connection.transmit
+        except ReaderError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--reader") from None
+        return
+    from citycard.chip.card import Card
+    from citycard.chip.image import ImageError
+    from citycard.files import load_card, save_card
+
+    assert card is not None
+    try:
+        image = load_card(card)
+    except (OSError, ImageError) as exc:
+        raise typer.BadParameter(f"cannot read card image {card}: {exc}", param_hint="--card") from None
+    emulated = Card(image, os.urandom)
+    emulated.power_on("contactless" if contactless else "contact")
+
+    def transmit(apdu: bytes) -> bytes:
+        response = emulated.transmit(apdu)
+        save_card(card, image)
+        return response
+
+    yield transmit
+    emulated.power_off()
+    save_card(card, image)
+
+
+def _tracer(enabled: bool, reveal: bool):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return None
+
+    def trace(purpose: str, command: bytes, response: bytes) -> None:
+        console.print(f"[bold]> {purpose}[/bold]  {command.hex().upper()}", highlight=False, soft_wrap=True)
+        if not response:
+            console.print("< (no response: card removed)", highlight=False)
+            return
+        data, sw = response[:-2], int.from_bytes(response[-2:], "big")
+        console.print(
+            f"< {data.hex().upper()} {sw:04X} ({sw_meaning(sw)})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        if data:
+            console.print(
+                format_tlv(data, rid="A000000333", mask=not reveal),
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
+    return trace
+
+
+def _pin(given: str | None) -> Callable[[RequestPin], str | None]:
+    def ask(request: RequestPin) -> str | None:
+        if given is not None:
+            return given
+        tries = f" ({request.tries_left} tries left)" if request.tries_left is not None else ""
+        text = typer.prompt(
+            f"PIN for CNY {format_amount(request.amount_fen)}{tries}", hide_input=True, default=""
+        )
+        return text or None
+
+    return ask
+
+
+def _stub(keys_path: Path | None) -> IssuerStub:
+    keys = _keys(keys_path)
+    return IssuerStub(keys.imk_ac, keys.imk_mac)
+
+
+def _show(pos: PosTerminal, outcome: Outcome, entry, amount_fen: int, title: str) -> None:  # type: ignore[no-untyped-def]
+    console.print(
+        render_receipt(pos.config, outcome, entry, amount_fen=amount_fen, title=title), markup=False
+    )
+    if outcome.kind is OutcomeKind.TERMINATED or not outcome.approved:
+        raise typer.Exit(1 if outcome.kind is not OutcomeKind.COMPLETED else 0)
+
+
+@app.command("purchase")
+def purchase(
+    amount: str = typer.Option(..., "--amount", help="amount in yuan, e.g. 12.50"),
+    card: Path | None = CardOpt,
+    reader: str | None = ReaderOpt,
+    contactless: bool = typer.Option(False, "--contactless", help="qPBOC instead of contact"),
+    pin: str | None = typer.Option(None, "--pin", help="PIN (else prompted when the card asks)"),
+    config: Path | None = ConfigOpt,
+    trace: bool = TraceOpt,
+    journal: Path | None = JournalOpt,
+    keys: Path | None = KeysOpt,
+    reveal: bool = RevealOpt,
+) -> None:
+    """A purchase: EC offline, or debit/credit with online authorization by the issuer stub."""
+    fen = _amount(amount, "--amount")
+    pos = _terminal(_config(config, keys), journal)
+    interface = "contactless" if contactless else "contact"
+    with _transport(card, reader, contactless) as transmit:
+        result = pos.purchase(
+            transmit, fen, interface=interface, online=_stub(keys).authorize, pin=_pin(pin),
+            trace=_tracer(trace, reveal),
+        )  # fmt: skip
+    for recovered in result.recovered:
+        console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
+    _show(pos, result.outcome, result.entry, fen, "SALE")
+
+
+@app.command("load")
+def load(
+    amount: str = typer.Option(..., "--amount", help="amount to load in yuan"),
+    card: Path | None = CardOpt,
+    reader: str | None = ReaderOpt,
+    pin: str | None = typer.Option(None, "--pin"),
+    config: Path | None = ConfigOpt,
+    trace: bool = TraceOpt,
+    journal: Path | None = JournalOpt,
+    keys: Path | None = KeysOpt,
+    reveal: bool = RevealOpt,
+) -> None:
+    """EC load (圈存): online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
+    fen = _amount(amount, "--amount")
+    pos = _terminal(_config(config, keys), journal)
+    with _transport(card, reader, False) as transmit:
+        result = pos.load(
+            transmit, fen, online=_stub(keys).authorize, pin=_pin(pin), trace=_tracer(trace, reveal)
+        )
+    _show(pos, result.outcome, result.entry, fen, "EC LOAD")
+
+
+@app.command("balance")
+def balance(
+    card: Path | None = CardOpt,
+    reader: str | None = ReaderOpt,
+    contactless: bool = typer.Option(False, "--contactless"),
+    config: Path | None = ConfigOpt,
+    trace: bool = TraceOpt,
+    keys: Path | None = KeysOpt,
+    reveal: bool = RevealOpt,
+) -> None:
+    """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D)."""
+    pos = PosTerminal(_config(config, keys), _NoJournal())
+    with _transport(card, reader, contactless) as transmit:
+        out = pos.inquiry(
+            transmit,
+            TransactionKind.EC_BALANCE,
+            "contactless" if contactless else "contact",
+            _tracer(trace, reveal),
+        )
+    if out.kind is not OutcomeKind.COMPLETED or out.ec_balance_fen is None:
+        console.print(f"balance inquiry failed: {out.reason}")
+        raise typer.Exit(1)
+    table = Table(title=f"EC balance — {out.label}")
+    table.add_column("item")
+    table.add_column("CNY", justify="right")
+    table.add_row("balance (9F79)", format_amount(out.ec_balance_fen))
+    for tag, name in (
+        ("9F77", "balance limit"),
+        ("9F78", "single transaction limit"),
+        ("9F6D", "reset threshold"),
+    ):
+        if tag in out.data:
+            table.add_row(f"{name} ({tag})", format_amount(int(out.data[tag].hex())))
+    console.print(table)
+
+
+_LOG_NAMES = {
+    "9A": "date", "9F21": "time", "9F02": "amount", "9F03": "other", "9F1A": "country", "5F2A": "currency",
+    "9F4E": "merchant", "9C": "type", "9F36": "ATC", "P1P2": "tag", "BEFORE": "before", "AFTER": "after",
+}  # fmt: skip
+
+
+def _render(tag: str, value: bytes) -> str:
+    if tag in ("9F02", "9F03", "BEFORE", "AFTER"):
+        return format_amount(int(value.hex()))
+    if tag == "9A":
+        return f"20{value.hex()[:2]}-{value.hex()[2:4]}-{value.hex()[4:]}"
+    if tag == "9F21":
+        return f"{value.hex()[:2]}:{value.hex()[2:4]}:{value.hex()[4:]}"
+    if tag == "9F4E":
+        return value.rstrip(b"\x00").decode("ascii", "replace")
+    if tag == "9F36":
+        return str(int.from_bytes(value, "big"))
+    return value.hex().upper()
+
+
+@app.command("log")
+def log(
+    card: Path | None = CardOpt,
+    reader: str | None = ReaderOpt,
+    load_log: bool = typer.Option(False, "--load", help="the load log (DF4D/DF4F) instead"),
+    contactless: bool = typer.Option(False, "--contactless"),
+    config: Path | None = ConfigOpt,
+    trace: bool = TraceOpt,
+    keys: Path | None = KeysOpt,
+    reveal: bool = RevealOpt,
+) -> None:
+    """The card's transaction log (9F4D/9F4F) or load log (DF4D/DF4F), formatted by its log format."""
+    kind = TransactionKind.LOAD_LOG if load_log else TransactionKind.TRANSACTION_LOG
+    pos = PosTerminal(_config(config, keys), _NoJournal())
+    with _transport(card, reader, contactless) as transmit:
+        out = pos.inquiry(transmit, kind, "contactless" if contactless else "contact", _tracer(trace, reveal))
+    if out.kind is not OutcomeKind.COMPLETED:
+        console.print(f"log inquiry failed: {out.reason}")
+        raise typer.Exit(1)
+    table = Table(title=("load log" if load_log else "transaction log") + f" — {out.label}")
+    tags = [t for t, _ in out.logs[0].fields] if out.logs else []
+    for tag in tags:
+        table.add_column(_LOG_NAMES.get(tag, tag))
+    for entry in out.logs:
+        table.add_row(*(_render(t, v) for t, v in entry.fields))
+    console.print(table)
+
+
+@app.command("journal")
+def journal_cmd(
+    journal: Path | None = JournalOpt,
+    state: str | None = typer.Option(None, "--state", help="only this state (approved, torn, …)"),
+    export: Path | None = ExportOpt,
+    limit: int = typer.Option(50, "--limit"),
+) -> None:
+    """The terminal's journal; ``--export DIR`` writes captured offline transactions for upload."""
+    path = journal or settings().home / "pos-journal.db"
+    jr = SqliteJournal(path, "CITY0001")
+    if export is not None:
+        for file in jr.export(export):
+            console.print(f"wrote {file}", soft_wrap=True, highlight=False)
+    table = Table(title=f"journal {path} — batch {jr.current_batch()}")
+    for col in ("batch/STAN", "time", "state", "kind", "if", "amount", "card", "outcome", "AC"):
+        table.add_column(col)
+    for e in jr.entries(state, limit):  # type: ignore[arg-type]
+        table.add_row(
+            f"{e.batch:06d}/{e.stan:06d}", e.created.strftime("%Y-%m-%d %H:%M:%S"), e.state, e.kind,
+            e.interface[:4], format_amount(e.amount_fen), e.pan_masked, e.outcome, e.cryptogram,
+        )  # fmt: skip
+    console.print(table)
+    jr.close()
+
+
+@app.command("validate")
+def validate(
+    fare: str = typer.Option(..., "--fare", help="fixed fare in yuan, e.g. 2.00"),
+    card: Path | None = CardOpt,
+    reader: str | None = ReaderOpt,
+    config: Path | None = ConfigOpt,
+    trace: bool = TraceOpt,
+    journal: Path | None = JournalOpt,
+    keys: Path | None = KeysOpt,
+    reveal: bool = RevealOpt,
+) -> None:
+    """Bus validator: one qPBOC fare, offline, no PIN; deny list checked; torn fares recovered."""
+    fen = _amount(fare, "--fare")
+    pos = _terminal(_config(config, keys), journal)
+    start = dt.datetime.now()
+    with _transport(card, reader, True) as transmit:
+        result = pos.validate(transmit, fen, trace=_tracer(trace, reveal))
+    elapsed_ms = (dt.datetime.now() - start).total_seconds() * 1000
+    out = result.outcome
+    light = "[green]GO[/green]" if out.approved else "[red]STOP[/red]"
+    balance = f"  balance CNY {format_amount(out.ec_balance_fen)}" if out.ec_balance_fen is not None else ""
+    card_text = mask_pan(out.pan) if out.pan else ""
+    console.print(f"{light}  fare CNY {format_amount(fen)}  {card_text}{balance}  ({elapsed_ms:.0f} ms)")
+    if not out.approved:
+        console.print(f"  {out.kind.value}: {out.reason}", markup=False)
+        raise typer.Exit(1)
+
+
+class _NoJournal:
+    """Inquiries record nothing."""
+
+    def begin(self, *a: object, **k: object):  # type: ignore[no-untyped-def]
+        raise AssertionError("inquiries are not journaled")
+
+    finish = get = begin
+
+    def entries(self, *a: object, **k: object) -> list[object]:
+        return []
+
+    def current_batch(self) -> int:
+        return 0
