@@ -151,17 +151,27 @@ class Terminal:
         return out[:-2], int.from_bytes(out[-2:], "big")
 
     def first_ac(
-        self, amount_fen: int, *, un: bytes = b"\x11\x22\x33\x44", txn_type: int = 0x00, date: str = "261125"
+        self,
+        amount_fen: int,
+        *,
+        un: bytes = b"\x11\x22\x33\x44",
+        txn_type: int = 0x00,
+        date: str = "261125",
+        pin: str | None = None,
     ) -> bytes:
         """Contact transaction up to the ARQC; returns the field 55 an acquirer would send."""
         self.card.power_on("contact")
         data, sw = self.send(bytes((0x00, 0xA4, 0x04, 0x00, len(DEBIT_AID))) + DEBIT_AID + b"\x00")
-        assert sw == 0x9000, hex(sw)
+        assert sw in (0x9000, 0x6283), hex(sw)  # 6283: application blocked (the issuer may unblock it)
         pdol = b"\x00" + bcd_amount(amount_fen) + bytes.fromhex("0156")
         body = b"\x83" + bytes((len(pdol),)) + pdol
         data, sw = self.send(bytes((0x80, 0xA8, 0, 0, len(body))) + body + b"\x00")
         assert sw == 0x9000, hex(sw)
         self.aip = _template(data)["82"]
+        if pin is not None:  # offline plaintext PIN: VERIFY with an ISO 9564 format 2 block
+            block = bytes.fromhex((f"2{len(pin):X}" + pin).ljust(16, "F"))
+            _, sw = self.send(bytes.fromhex("0020008008") + block)
+            assert sw in (0x9000, 0x63C2, 0x63C1, 0x63C0), hex(sw)
         self.un = un
         self.cdol1 = {
             "9F02": bcd_amount(amount_fen),

@@ -1,0 +1,159 @@
+"""Online authorization under attack and on retry (SQLite and PostgreSQL): forged ARQC, replayed ATC, the
+"No PIN" CVM mismatch, repeated unpredictable numbers, idempotent retries, bad amounts, reversals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from citycard.codec.tlv import decode_dict, encode_many
+from citycard.db import Database
+from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit, MalformedRequest
+from citycard.issuer.handlers import IssuerService
+
+from tests.issuer.conftest import Terminal, ledger_snapshot
+from tests.issuer.test_slice import PSN, issue_registered, request
+
+PURCHASE = AuthorizationKind.PURCHASE
+
+
+def funded_card(banks: IssuerService, amount_fen: int = 100_000) -> str:
+    pan = issue_registered(banks)
+    banks.deposit(Deposit(pan, amount_fen, f"dep-{pan}"))
+    return pan
+
+
+def with_tag(field55: bytes, tag: str, value: bytes) -> bytes:
+    tags = decode_dict(field55)
+    tags[tag] = value
+    return encode_many(tags.items())
+
+
+def test_forged_arqc_is_declined_and_posts_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    arqc = decode_dict(f55)["9F26"]
+    forged = with_tag(f55, "9F26", bytes([arqc[0] ^ 1]) + arqc[1:])
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, PURCHASE, 1_000, forged, "p-1"))
+    assert resp.response_code == "05" and "arqc_failed" in resp.flags and not resp.arpc
+    # an amount changed after the card signed it fails the same way
+    tampered = with_tag(f55, "9F02", bytes.fromhex("000000000001"))
+    resp = banks.authorize(request(pan, PURCHASE, 1, tampered, "p-2"))
+    assert resp.response_code == "05" and "arqc_failed" in resp.flags
+    assert ledger_snapshot(database) == before
+
+
+def test_replayed_atc_is_declined(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    assert banks.authorize(request(pan, PURCHASE, 1_000, f55, "p-1")).approved
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, PURCHASE, 1_000, f55, "p-2"))  # recorded and replayed
+    assert resp.response_code == "05" and "atc_replay" in resp.flags
+    assert ledger_snapshot(database) == before
+
+
+def test_retry_gets_the_same_answer_and_posts_once(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks)
+    req = request(pan, PURCHASE, 2_500, terminal_for(pan).first_ac(2_500), "p-1")
+    first = banks.authorize(req)
+    after_first = ledger_snapshot(database)
+    assert first.approved
+    assert banks.authorize(req) == first
+    assert ledger_snapshot(database) == after_first
+    other = AuthorizationRequest("p-1", PURCHASE, pan, PSN, 2_600, req.field55, stan="000002")
+    assert banks.authorize(other).response_code == "94"
+    assert ledger_snapshot(database) == after_first
+
+
+def test_no_pin_attack_is_caught(banks: IssuerService, terminal_for: Callable[[str], Terminal]) -> None:
+    pan = funded_card(banks)
+    term = terminal_for(pan)
+    # the terminal was told "PIN OK" by a man in the middle; the card never saw a VERIFY
+    f55 = with_tag(term.first_ac(3_000), "9F34", bytes.fromhex("010002"))
+    resp = banks.authorize(request(pan, PURCHASE, 3_000, f55, "p-1"))
+    assert resp.response_code == "05" and "cvm_mismatch" in resp.flags
+    # the honest case: the card verified the PIN itself, its CVR says so
+    f55 = with_tag(
+        term.first_ac(3_000, pin="123456", un=b"\x0a\x0b\x0c\x0d"), "9F34", bytes.fromhex("010002")
+    )
+    resp = banks.authorize(request(pan, PURCHASE, 3_000, f55, "p-2"))
+    assert resp.approved, resp.reason
+    # a wrong offline PIN: the card's CVR says "failed"
+    f55 = with_tag(
+        term.first_ac(3_000, pin="999999", un=b"\x0e\x0f\x10\x11"), "9F34", bytes.fromhex("010002")
+    )
+    assert banks.authorize(request(pan, PURCHASE, 3_000, f55, "p-3")).response_code == "05"
+
+
+def test_repeated_unpredictable_number_is_flagged(
+    banks: IssuerService, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks)
+    term = terminal_for(pan)
+    first = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x00\x00\x00\x07"), "p-1"))
+    again = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x00\x00\x00\x07"), "p-2"))
+    assert first.approved and "repeated_unpredictable_number" not in first.flags
+    assert "repeated_unpredictable_number" in again.flags
+
+
+@pytest.mark.parametrize("amount", [0, -100, 1.5, "100", True, 10**13])
+def test_amount_must_be_a_positive_whole_number_of_fen(amount: object) -> None:
+    with pytest.raises(MalformedRequest, match="amount_fen"):
+        AuthorizationRequest("r", PURCHASE, "6212260000000000018", PSN, amount, b"")  # type: ignore[arg-type]
+    with pytest.raises(MalformedRequest):
+        Deposit("6212260000000000018", amount, "d")  # type: ignore[arg-type]
+
+
+def test_amount_differing_from_the_chip_data_is_declined(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    before = ledger_snapshot(database)
+    assert banks.authorize(request(pan, PURCHASE, 100_000, f55, "p-1")).response_code == "13"
+    assert banks.authorize(request(pan, PURCHASE, 1_000, b"\x9f\x26\x09", "p-2")).response_code == "30"
+    assert banks.authorize(request("6212260000000099999", PURCHASE, 1_000, f55, "p-3")).response_code == "14"
+    assert ledger_snapshot(database) == before
+
+
+def test_reversal_restores_the_account_once(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks, 10_000)
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, PURCHASE, 4_000, terminal_for(pan).first_ac(4_000), "p-1"))
+    assert resp.approved and resp.balance_fen == 6_000
+    reversal = AuthorizationRequest(
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 4_000, b"", original_request_id="p-1"
+    )
+    assert banks.authorize(reversal).approved
+    with database.unit_of_work() as uow:
+        balances = {a.id: a.credit_balance_fen for a in uow.ledger.balances()}
+    assert balances == {a.id: a.credit_balance_fen for a in before[1]}
+    after = ledger_snapshot(database)
+    again = AuthorizationRequest(
+        "r-2", AuthorizationKind.REVERSAL, pan, PSN, 4_000, b"", original_request_id="p-1"
+    )
+    assert "already reversed" in banks.authorize(again).reason
+    unknown = AuthorizationRequest(
+        "r-3", AuthorizationKind.REVERSAL, pan, PSN, 1, b"", original_request_id="zz"
+    )
+    assert banks.authorize(unknown).response_code == "25"
+    assert ledger_snapshot(database)[1] == after[1]
+
+
+def test_balance_inquiry(banks: IssuerService, terminal_for: Callable[[str], Terminal]) -> None:
+    pan = funded_card(banks, 7_777)
+    resp = banks.authorize(
+        request(pan, AuthorizationKind.BALANCE_INQUIRY, 0, terminal_for(pan).first_ac(0), "b-1")
+    )
+    assert resp.approved and resp.balance_fen == 7_777 and resp.ec_balance_fen == 0
