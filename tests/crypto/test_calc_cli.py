@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from citycard.cli.calc import app
+from citycard.crypto.cryptograms import verify_script_mac
 from citycard.crypto.derivation import derive_pboc_session_key
 
 runner = CliRunner()
@@ -100,3 +101,20 @@ def test_dol_with_data() -> None:
 def test_bad_hex_is_a_usage_error() -> None:
     result = runner.invoke(app, ["kcv", "XYZ"])
     assert result.exit_code == 2 and "not hex" in result.output
+
+
+def test_ec_load_script() -> None:
+    # REFERENCE.md layout: 04DA9F790A ‖ balance (n12) ‖ MAC; the card-side check accepts it.
+    out = run("ec-load", "1122334455667788", "50000", "--sk", SK, "--atc", "0021")
+    command = bytes.fromhex(out.split("Script command: ")[1].split()[0])
+    assert command[:11] == bytes.fromhex("04DA9F790A000000050000")
+    assert verify_script_mac(bytes.fromhex(SK), command, 0x21, bytes.fromhex("1122334455667788"))
+
+
+def test_script_command_application_block() -> None:
+    out = run("script", "841E0000", "1122334455667788", "--udk", IMK, "--atc", "0001")
+    command = bytes.fromhex(out.split("Script command: ")[1].split()[0])
+    sk = derive_pboc_session_key(bytes.fromhex(IMK), 1)
+    assert command[:5] == bytes.fromhex("841E000004") and len(command) == 9
+    assert verify_script_mac(sk, command, 1, bytes.fromhex("1122334455667788"))
+    assert runner.invoke(app, ["script", "841E0000", "1122334455667788", "--sk", SK]).exit_code != 0

@@ -13,7 +13,14 @@ import typer
 from citycard.codec.dol import DolError, split_dol_data
 from citycard.codec.pretty import format_dol, format_tlv, render_value
 from citycard.codec.tags import tag_name
-from citycard.crypto.cryptograms import arpc_method1, arpc_method2, generate_ac, verify_ac
+from citycard.crypto.cryptograms import (
+    arpc_method1,
+    arpc_method2,
+    ec_load_script,
+    generate_ac,
+    script_command,
+    verify_ac,
+)
 from citycard.crypto.derivation import derive_common_session_key, derive_icc_mk_a
 from citycard.crypto.des import kcv as key_check_value
 from citycard.crypto.mac import mac_alg1, mac_alg3
@@ -166,6 +173,53 @@ def arpc(
         _out("ARPC", value)
     else:
         raise typer.BadParameter("method must be 1 or 2")
+
+
+@app.command("ec-load")
+def ec_load(
+    arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC of the load transaction, 8 bytes hex."),
+    balance: int = typer.Argument(..., help="New EC balance in fen (decimal)."),
+    sk: str | None = SK_OPT,
+    udk: str | None = typer.Option(
+        None, "--udk", help="MAC master key (UDK); with --atc derives the session key."
+    ),
+    atc: str | None = ATC_OPT,
+    sm4: bool = SM4_OPT,
+) -> None:
+    """EC load issuer script: 04DA9F790A ‖ new balance ‖ MAC over it with the ATC and ARQC (JR/T 0025.13)."""
+    key = _session_key(sk, udk, atc, sm4)
+    if atc is None:
+        raise typer.BadParameter("--atc is needed: the script MAC covers it")
+    try:
+        command = ec_load_script(
+            key, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), balance, algorithm=_algorithm(sm4)
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _out("Script command", command)
+
+
+@app.command("script")
+def script(
+    header: str = typer.Argument(..., help="CLA INS P1 P2, 4 bytes hex (e.g. 841E0000 APPLICATION BLOCK)."),
+    arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC of the transaction, 8 bytes hex."),
+    data: str = typer.Option("", "--data", help="Command data before the MAC, hex."),
+    sk: str | None = SK_OPT,
+    udk: str | None = typer.Option(
+        None, "--udk", help="MAC master key (UDK); with --atc derives the session key."
+    ),
+    atc: str | None = ATC_OPT,
+    sm4: bool = SM4_OPT,
+) -> None:
+    """Any issuer-script command under secure messaging: header ‖ Lc ‖ data ‖ MAC (EMV Book 2 §9.2.1)."""
+    key = _session_key(sk, udk, atc, sm4)
+    if atc is None:
+        raise typer.BadParameter("--atc is needed: the script MAC covers it")
+    raw_header, raw_data = _hex(header, "HEADER", (4,)), _hex(data, "DATA")
+    command = script_command(
+        key, raw_header, raw_data, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), algorithm=_algorithm(sm4)
+    )
+    _out("Script command", command)
 
 
 @app.command("mac")
