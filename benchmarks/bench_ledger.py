@@ -6,6 +6,7 @@ a throw-away schema; skipped when unreachable) it measures:
 - ledger, 1 transfer per transaction: a unit of work that creates one transfer and commits
   (lock 2 accounts, look up the id, insert, update 2 balances, in a savepoint);
 - ledger, 100 transfers per transaction: one ``create_transfers`` batch of 100 per commit;
+- ledger, 4 writer threads (each its own connection), 1 transfer per transaction, random account pairs;
 - baseline: ``UPDATE counter SET n = n + 1 WHERE id = 1`` and commit, on the same engine.
 
 The ratio is ledger transfers per second over baseline transactions per second.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,17 +31,20 @@ from tests.conftest import POSTGRES_URL
 
 __all__ = ["main"]
 
+ROUNDS = 5  # the measurements are interleaved, so that a noisy neighbour slows all of them alike
 ACCOUNTS = 100
-SINGLE_TRANSFERS = 2_000
-BATCHES = 40
+SINGLE_TRANSFERS = 400
+BATCHES = 8
 BATCH_SIZE = 100
-BASELINE_UPDATES = 2_000
+BASELINE_UPDATES = 400
+THREADS = 4
+CONCURRENT_TRANSFERS = 100
 
 
-def _rate(count: int, run: Callable[[], None]) -> float:
+def _timed(run: Callable[[], None]) -> float:
     start = time.perf_counter()
     run()
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def _measure(db: Database) -> dict[str, float]:
@@ -73,16 +78,38 @@ def _measure(db: Database) -> dict[str, float]:
         connection.execute(text("CREATE TABLE bench_counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)"))
         connection.execute(text("INSERT INTO bench_counter VALUES (1, 0)"))
 
+    def concurrent() -> None:
+        chunks = [[(next(ids), *next(pairs)) for _ in range(CONCURRENT_TRANSFERS)] for _ in range(THREADS)]
+
+        def writer(chunk: list[tuple[int, int, int]]) -> None:
+            for transfer_id, debit, credit in chunk:
+                with db.unit_of_work() as uow:
+                    results = uow.ledger.create_transfers([Transfer(transfer_id, debit, credit, 1)])
+                    uow.commit()
+                assert results == [CreateTransferResult.OK], results
+
+        threads = [threading.Thread(target=writer, args=(chunk,)) for chunk in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     def baseline() -> None:
         for _ in range(BASELINE_UPDATES):
             with db.engine.begin() as connection:
                 connection.execute(text("UPDATE bench_counter SET n = n + 1 WHERE id = 1"))
 
-    rates = {
-        "baseline": _rate(BASELINE_UPDATES, baseline),
-        "single": _rate(SINGLE_TRANSFERS, single),
-        "batched": _rate(BATCHES * BATCH_SIZE, batched),
+    counts = {
+        "baseline": (BASELINE_UPDATES, baseline),
+        "single": (SINGLE_TRANSFERS, single),
+        "batched": (BATCHES * BATCH_SIZE, batched),
+        "concurrent": (THREADS * CONCURRENT_TRANSFERS, concurrent),
     }
+    seconds = dict.fromkeys(counts, 0.0)
+    for _ in range(ROUNDS):
+        for name, (_, run) in counts.items():
+            seconds[name] += _timed(run)
+    rates = {name: ROUNDS * count / seconds[name] for name, (count, _) in counts.items()}
     with db.unit_of_work() as uow:
         assert uow.ledger.totals().balanced
     return rates
@@ -123,7 +150,7 @@ def main() -> None:
 
     header = (
         f"{'database':<24}{'baseline tx/s':>15}{'1 transfer/tx':>16}{'ratio':>8}"
-        f"{'100 transfers/tx':>19}{'ratio':>8}"
+        f"{'100 transfers/tx':>19}{'ratio':>8}{f'{THREADS} writers, 1/tx':>19}{'ratio':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -131,6 +158,7 @@ def main() -> None:
         print(
             f"{name:<24}{r['baseline']:>15,.0f}{r['single']:>16,.0f}{r['single'] / r['baseline']:>8.2f}"
             f"{r['batched']:>19,.0f}{r['batched'] / r['baseline']:>8.2f}"
+            f"{r['concurrent']:>19,.0f}{r['concurrent'] / r['baseline']:>8.2f}"
         )
     print("(transfers per second; ratio = ledger rate / baseline one-row-update transactions per second)")
 
