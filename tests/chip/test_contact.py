@@ -258,3 +258,14 @@ def test_status_words_for_bad_commands(term: Any) -> None:
 
 def test_transmit_before_power_on(card: Card) -> None:
     assert card.transmit(bytes.fromhex("00A404000E315041592E5359532E444446303100")) == b"\x69\x85"
+
+
+def test_transaction_log_is_cyclic(term: Any, h: Any) -> None:
+    for amount in range(1, 13):
+        term.start_contact(amount, ec=True)
+        assert term.generate_ac(0x40, h.cdol1_data(amount)).tags["9F27"] == b"\x40"
+    records = [term.read(11, n) for n in range(1, 11)]
+    assert all(r.sw == 0x9000 for r in records)
+    assert [int(r.data[6:12].hex()) for r in records] == list(range(12, 2, -1))  # most recent first
+    assert term.read(11, 11).sw == 0x6A83
+    assert term.balance() == 10_000 - sum(range(1, 13))

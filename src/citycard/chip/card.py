@@ -58,6 +58,8 @@ _SM = frozenset({0x84, 0x04})
 """Issuer-script commands: EMV's proprietary class with secure messaging (``84``), or the interindustry
 class with proprietary secure messaging (``04``) that the PBOC EC load script ``04DA9F790A…`` uses."""
 _CLASSES = _ISO | _PROPRIETARY | _SM
+_DYNAMIC_TAGS = frozenset({*_EC_TAGS, "9F36", "9F13", "9F17"})
+"""Tags whose values come from non-volatile cells: records holding them are built at each READ RECORD."""
 
 
 class CardError(Exception):
@@ -105,6 +107,8 @@ class Card:
         self._powered = False
         self._interface: Interface = "contact"
         self._s = _Session()
+        self._fci_cache: dict[tuple[bytes, str], bytes] = {}
+        self._static_records: dict[tuple[bytes, int, int], bytes] = {}
         self._handlers: dict[int, tuple[frozenset[int], Callable[[CommandApdu, Transaction], Response]]] = {
             0xA4: (_ISO, self._select),
             0xB2: (_ISO, self._read_record),
@@ -251,6 +255,13 @@ class Card:
         return encode_many([("4F", app.aid), ("50", app.label.encode()), ("87", bytes((app.priority,)))])
 
     def _app_fci(self, app: Application) -> bytes:
+        key = (app.aid, self._interface)
+        fci = self._fci_cache.get(key)
+        if fci is None:
+            fci = self._fci_cache[key] = self._build_fci(app)
+        return fci
+
+    def _build_fci(self, app: Application) -> bytes:
         pdol = pboc.PDOL_CONTACT if self._interface == "contact" else pboc.PDOL_CONTACTLESS
         logs = [("9F4D", bytes((pboc.TXN_LOG_SFI, app.log_records)))]
         if app.ec:
@@ -292,8 +303,16 @@ class Card:
             raise CardError(SW.FILE_NOT_FOUND)
         if not 1 <= number <= len(records):
             raise CardError(SW.RECORD_NOT_FOUND)
-        items = [(tag, v) for tag in records[number - 1] if (v := self._value(app, tag, txn)) is not None]
-        return encode("70", encode_many(items)), SW.OK
+        tags = records[number - 1]
+        cache_key = (app.aid, sfi, number)
+        cached = self._static_records.get(cache_key)
+        if cached is not None:
+            return cached, SW.OK
+        items = [(tag, v) for tag in tags if (v := self._value(app, tag, txn)) is not None]
+        record = encode("70", encode_many(items))
+        if not _DYNAMIC_TAGS.intersection(tags):
+            self._static_records[cache_key] = record
+        return record, SW.OK
 
     def _value(self, app: Application, tag: str, txn: Transaction) -> bytes | None:
         """A data object's current value: a cell for the dynamic ones, else the static data."""
