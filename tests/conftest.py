@@ -17,3 +17,10 @@ def require_or_skip(env_flag: str, reason: str) -> None:
     if os.environ.get(env_flag):
         pytest.fail(f"{reason} (and {env_flag} is set, so this must run)")
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """All PC/SC tests share the one Virtual PCD slot: keep them on one xdist worker, in sequence."""
+    for item in items:
+        if item.get_closest_marker("pcsc"):
+            item.add_marker(pytest.mark.xdist_group("vpcd"))

@@ -2,39 +2,62 @@
 
 from __future__ import annotations
 
-import socket
+import fcntl
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from citycard.pcsc.vpcd import DEFAULT_PORT, VirtualCard, serve
+from citycard.pcsc.vpcd import VirtualCard, serve
 
 from tests.conftest import require_or_skip
 
 READER_PREFIX = "Virtual PCD"
+LOCK_PATH = os.path.join(tempfile.gettempdir(), "citycard-vpcd.lock")
 
 
-def vpcd_available() -> bool:
+def _virtual_readers() -> list:
+    """The Virtual PCD readers pcscd knows (asking pcscd, not vpcd: a probe connection to vpcd's port
+    would itself look like a card being inserted)."""
     try:
-        with socket.create_connection(("127.0.0.1", DEFAULT_PORT), timeout=0.5):
-            pass
-    except OSError:
-        return False
-    return True
+        from smartcard.System import readers
+
+        return [r for r in readers() if str(r).startswith(READER_PREFIX)]
+    except Exception:  # no pcscd: pyscard raises its own establish-context errors
+        return []
 
 
 def require_vpcd() -> None:
-    if not vpcd_available():
-        require_or_skip("CITYCARD_REQUIRE_PCSC", "pcscd with vsmartcard-vpcd is not listening on 35963")
+    if not _virtual_readers():
+        require_or_skip("CITYCARD_REQUIRE_PCSC", "pcscd with the vsmartcard-vpcd reader is not running")
+
+
+def wait_card_absent(timeout_s: float = 10.0) -> None:
+    """Wait until pcscd has seen the virtual card go, so the next test cannot meet a stale card state."""
+    from smartcard.Exceptions import CardConnectionException, NoCardException
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        conn = _virtual_readers()[0].createConnection()
+        try:
+            conn.connect()
+        except (NoCardException, CardConnectionException):
+            return
+        conn.disconnect()
+        time.sleep(0.05)
+    raise AssertionError("the virtual card was still present after its bridge stopped")
 
 
 @contextmanager
 def served(card: VirtualCard, after_command=None) -> Iterator[dict]:
     """Serve ``card`` into the Virtual PCD reader in a thread; stop it afterwards (and always)."""
-    # vpcd accepts one card at a time: wait until a previous test's bridge is gone.
     stop = threading.Event()
     result: dict = {}
+    # One card at a time in the one slot, across processes too (xdist workers, parallel test runs).
+    lock = open(LOCK_PATH, "a+")  # noqa: SIM115 - held for the whole with-block below
+    fcntl.flock(lock, fcntl.LOCK_EX)
 
     def run() -> None:
         result["stats"] = serve(card, after_command=after_command, stop=stop, poll_ms=50)
@@ -46,17 +69,21 @@ def served(card: VirtualCard, after_command=None) -> Iterator[dict]:
     finally:
         stop.set()
         thread.join(timeout=5)
+        try:
+            wait_card_absent()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
 
 def connect_reader(timeout_s: float = 10.0):
     """A pyscard connection to the card in the first Virtual PCD slot, once pcscd sees it."""
     from smartcard.Exceptions import CardConnectionException, NoCardException
-    from smartcard.System import readers
 
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
-        names = [r for r in readers() if str(r).startswith(READER_PREFIX)]
+        names = _virtual_readers()
         if names:
             conn = names[0].createConnection()
             try:
