@@ -15,6 +15,8 @@ Recovered-data layouts (Book 2 tables 6, 14, 7, 17; N = modulus length of the si
 - ICC public-key certificate ``9F46`` (format 04, signed by the issuer): as above with the PAN (10 bytes,
   F-padded) instead of the issuer identifier and N−42 bytes of key; the hash also covers the remainder
   ``9F48``, the exponent ``9F47`` and the static data to be authenticated.
+  The ICC PIN encipherment public-key certificate ``9F2D`` (Book 2 §7.1) has the same layout without
+  static data: use the same functions with ``static_data=b""``.
 - signed static application data ``93`` (format 03): ``6A 03 01 ‖ DAC (2) ‖ BB… ‖ SHA-1 ‖ BC``; hash over
   format…pad ‖ static data to be authenticated.
 - signed dynamic application data ``9F4B`` (format 05, signed by the ICC): ``6A 05 01 ‖ L ‖ ICC dynamic
