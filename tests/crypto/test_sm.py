@@ -40,6 +40,14 @@ def test_sm4_standard_example_1() -> None:
     assert sm4_ecb_decrypt(SM4_KEY, bytes.fromhex("681EDF34D206965E86B3E94F536E4246")) == SM4_KEY
 
 
+def test_sm4_standard_example_2() -> None:
+    # GB/T 32907-2016 appendix A example 2: the same plaintext enciphered 1,000,000 times.
+    block = SM4_KEY
+    for _ in range(1_000_000):
+        block = sm4_ecb_encrypt(SM4_KEY, block)
+    assert block.hex().upper() == "595298C7C6FD271F0402F804C33D3F66"
+
+
 @given(st.binary(min_size=16, max_size=16), st.binary(max_size=96).map(lambda b: b[: len(b) // 16 * 16]))
 def test_sm4_cbc_round_trip(key: bytes, data: bytes) -> None:
     assert sm4_cbc_decrypt(key, sm4_cbc_encrypt(key, data)) == data

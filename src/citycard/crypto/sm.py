@@ -15,7 +15,9 @@ not public in our sources, so these choices are documented assumptions, kept in 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from enum import Enum
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 SM4_BLOCK = 16
+_CACHE_SIZE = 4096
+_encryptors: OrderedDict[bytes, Any] = OrderedDict()
+_decryptors: OrderedDict[bytes, Any] = OrderedDict()
 
 
 class Algorithm(Enum):
@@ -73,16 +78,30 @@ def _check(key: bytes, data: bytes) -> None:
         raise ValueError(f"data length {len(data)} is not a multiple of {SM4_BLOCK}")
 
 
+def _ecb(cache: OrderedDict[bytes, Any], key: bytes, decrypt: bool) -> Any:
+    """A cached SM4-ECB encryptor or decryptor (stateless between blocks), as :mod:`.des` does for 3DES."""
+    ctx = cache.get(key)
+    if ctx is not None:
+        cache.move_to_end(key)
+        return ctx
+    cipher = Cipher(algorithms.SM4(key), modes.ECB())
+    ctx = cipher.decryptor() if decrypt else cipher.encryptor()
+    cache[key] = ctx
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return ctx
+
+
 def sm4_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     _check(key, data)
-    enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
-    return enc.update(data) + enc.finalize()
+    out: bytes = _ecb(_encryptors, key, False).update(data)
+    return out
 
 
 def sm4_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check(key, data)
-    dec = Cipher(algorithms.SM4(key), modes.ECB()).decryptor()
-    return dec.update(data) + dec.finalize()
+    out: bytes = _ecb(_decryptors, key, True).update(data)
+    return out
 
 
 def sm4_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(SM4_BLOCK)) -> bytes:
@@ -101,7 +120,12 @@ def sm4_mac(key: bytes, data: bytes, *, length: int = 8) -> bytes:
     """CBC-MAC under SM4, padding method 2 to 16-byte blocks, leftmost ``length`` bytes."""
     padded = data + b"\x80"
     padded += bytes(-len(padded) % SM4_BLOCK)
-    return sm4_cbc_encrypt(key, padded)[-SM4_BLOCK:][:length]
+    _check(key, padded)
+    enc = _ecb(_encryptors, key, False)
+    chain = bytes(SM4_BLOCK)
+    for i in range(0, len(padded), SM4_BLOCK):
+        chain = enc.update(xor(chain, padded[i : i + SM4_BLOCK]))
+    return chain[:length]
 
 
 def mac(algorithm: Algorithm, key: bytes, data: bytes, *, length: int = 8) -> bytes:
