@@ -9,11 +9,13 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from citycard.db import SqlUnitOfWork, run_in_unit_of_work
 from citycard.ledger import (
     Account,
     AccountFlags,
@@ -143,3 +145,48 @@ def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
             (stored,) = uow.ledger.lookup_transfers([50])
             assert (stored.debit_account_id, stored.credit_account_id) == (1, 2)
             assert [a.balance_fen for a in uow.ledger.balances()] == [7, -7, 0, 0]
+
+
+def test_deadlocked_unit_of_work_is_run_again(tmp_path: Path) -> None:
+    """PostgreSQL: two units of work each make two ledger calls on the same account pairs in opposite order,
+    so they deadlock; PostgreSQL aborts one, ``run_in_unit_of_work`` runs it again, both commit once."""
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.unit_of_work() as uow:
+            uow.ledger.create_accounts([Account(i) for i in ACCOUNTS])
+            uow.commit()
+        both_hold_first_locks = threading.Barrier(2, timeout=30)
+        attempts = Counter[int]()
+        outcome: dict[int, object] = {}
+
+        def work(
+            first: tuple[int, int], second: tuple[int, int], base_id: int
+        ) -> Callable[[SqlUnitOfWork], object]:
+            def run(uow: SqlUnitOfWork) -> object:
+                attempts[base_id] += 1
+                a = uow.ledger.create_transfers([Transfer(base_id, *first, 10)])
+                if attempts[base_id] == 1:
+                    both_hold_first_locks.wait()
+                b = uow.ledger.create_transfers([Transfer(base_id + 1, *second, 10)])
+                return a + b
+
+            return run
+
+        def client(first: tuple[int, int], second: tuple[int, int], base_id: int) -> None:
+            try:
+                outcome[base_id] = run_in_unit_of_work(db.unit_of_work, work(first, second, base_id))
+            except BaseException as error:
+                outcome[base_id] = error
+
+        threads = [
+            threading.Thread(target=client, args=((1, 2), (3, 4), 100)),
+            threading.Thread(target=client, args=((3, 4), (1, 2), 200)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert outcome == {100: [R.OK, R.OK], 200: [R.OK, R.OK]}
+        assert sorted(attempts.values()) == [1, 2], "one of the two should have been aborted and re-run"
+        with db.unit_of_work() as uow:
+            assert sorted(t.id for t in uow.ledger.journal()) == [100, 101, 200, 201]
+            assert [a.balance_fen for a in uow.ledger.balances()] == [20, -20, 20, -20]

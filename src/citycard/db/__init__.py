@@ -16,7 +16,7 @@ from .engine import drop_schema, ensure_schema, make_engine, make_session_factor
 from .migrate import current_revision, downgrade, head_revision, migrate
 from .repositories import SqlLedgerRepository
 from .tables import load_all_tables, metadata
-from .uow import Database, RepositoryFactory, SqlUnitOfWork
+from .uow import Database, RepositoryFactory, SqlUnitOfWork, is_retryable, run_in_unit_of_work
 
 __all__ = [
     "Database",
@@ -28,9 +28,11 @@ __all__ = [
     "drop_schema",
     "ensure_schema",
     "head_revision",
+    "is_retryable",
     "load_all_tables",
     "make_engine",
     "make_session_factory",
     "metadata",
     "migrate",
+    "run_in_unit_of_work",
 ]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,9 +28,22 @@ from citycard.ledger.ports import Clock
 from .engine import make_engine, make_session_factory
 from .repositories import SqlLedgerRepository
 
-__all__ = ["Database", "RepositoryFactory", "SqlUnitOfWork"]
+__all__ = [
+    "RETRYABLE_SQLSTATES",
+    "Database",
+    "RepositoryFactory",
+    "SqlUnitOfWork",
+    "is_retryable",
+    "run_in_unit_of_work",
+]
 
 RepositoryFactory = Callable[["SqlUnitOfWork"], Any]
+U = TypeVar("U", bound="SqlUnitOfWork")
+T = TypeVar("T")
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+"""PostgreSQL ``serialization_failure`` and ``deadlock_detected``: the transaction may simply be run again."""
+MAX_ATTEMPTS = 10
 
 
 class SqlUnitOfWork:
@@ -91,3 +104,31 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def is_retryable(error: BaseException) -> bool:
+    """A failure that running the same unit of work again may cure (deadlock, serialization, SQLite busy)."""
+    original = getattr(error, "orig", None)
+    if getattr(original, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    return getattr(original, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def run_in_unit_of_work(make_uow: Callable[[], U], work: Callable[[U], T], *, attempts: int = 3) -> T:
+    """Run ``work(uow)`` in a fresh unit of work and commit; run it again on a retryable failure.
+
+    Within one ``create_transfers`` call accounts are locked in id order, so ledger calls alone do not
+    deadlock; a unit of work that makes several calls (or locks other rows) can, and PostgreSQL then aborts
+    one of the transactions. ``work`` must be safe to run again (all its effects go through the uow).
+    """
+    assert 0 < attempts <= MAX_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            with make_uow() as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+        except Exception as error:
+            if attempt == attempts or not is_retryable(error):
+                raise
+    raise AssertionError("unreachable")
