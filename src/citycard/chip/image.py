@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from citycard.crypto.rsa_cert import RsaKey
@@ -64,6 +65,7 @@ class PowerLoss(BaseException):
     command handler swallows it)."""
 
 
+@lru_cache(maxsize=1024)
 def cell_key(aid: bytes | str, name: str) -> str:
     """The cell name of an application's value: ``"A000000333010101.atc"``."""
     prefix = aid.hex().upper() if isinstance(aid, bytes) else aid.upper()
