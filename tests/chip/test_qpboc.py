@@ -27,7 +27,7 @@ def test_offline_approval_debits_and_signs(term: Any, h: Any, demo_keys: Any) ->
     resp = term.gpo(pdol)
     assert resp.sw == 0x9000 and resp.data[0] == 0x77
     tags = resp.tags
-    assert tags["9F27"] == b"\x40" and tags["82"] == bytes.fromhex("2000")
+    assert tags["9F27"] == b"\x40" and tags["82"] == bytes.fromhex("7C00")
     assert tags["94"] == bytes.fromhex("1001020118010300")
     assert int(tags["9F5D"].hex()) == 10_000 - 250
     assert int(tags["9F10"][10:15].hex()) == 10_000 - 250
@@ -45,7 +45,7 @@ def test_offline_approval_debits_and_signs(term: Any, h: Any, demo_keys: Any) ->
     recs: dict[str, bytes] = {}
     for sfi, rec in ((2, 1), (3, 1), (3, 2)):
         recs.update(term.read(sfi, rec).tags)
-    static = decode(term.read(2, 1).data)[0].value + bytes.fromhex("7C00")
+    static = decode(term.read(2, 1).data)[0].value + tags["82"]  # the AIP of this GPO (Book 3 §10.3)
     _, _, ca = demo_keys.ca_public_key()
     issuer = recover_issuer_certificate(ca, recs["90"], recs["92"], recs["9F32"])
     icc = recover_icc_certificate(issuer.public_key, recs["9F46"], recs["9F48"], recs["9F47"], static)

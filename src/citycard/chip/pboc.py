@@ -70,7 +70,9 @@ LOAD_LOG_SFI = 12
 EC_AUTH_CODE = b"ECC001"
 
 AIP_CONTACT = bytes.fromhex("7C00")
-AIP_QPBOC = bytes.fromhex("2000")
+AIP_QPBOC = AIP_CONTACT
+"""The same AIP as on contact: the static data to be authenticated (and so the ICC certificate) covers
+the AIP of the GPO response (EMV Book 3 §10.3), so both interfaces must return the signed one."""
 
 CID_AAC, CID_TC, CID_ARQC = 0x00, 0x40, 0x80
 APPROVED_ARCS = frozenset({b"00", b"10", b"11"})
