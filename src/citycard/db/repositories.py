@@ -6,7 +6,8 @@ writers never deadlock on PostgreSQL; on SQLite the writer already holds the dat
 :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
 in-memory ledger. The writes run in a savepoint: if a concurrent writer inserted one of our transfer ids
 first (a unique-key race not covered by the account locks), the batch is re-evaluated and gets ``exists``
-or ``exists_with_different_fields``, as it would have serially.
+or ``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
+isolation, READ COMMITTED: each statement after the lock wait sees what the other writer committed.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, overload
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,9 +97,16 @@ class Database:
         engine = make_engine(url, schema=schema, **engine_kwargs)
         return cls(engine, make_session_factory(engine))
 
+    @overload
+    def unit_of_work(self, *, clock: Clock = ...) -> SqlUnitOfWork: ...
+
+    @overload
+    def unit_of_work(self, cls: type[U], *, clock: Clock = ...) -> U: ...
+
     def unit_of_work(
         self, cls: type[SqlUnitOfWork] = SqlUnitOfWork, *, clock: Clock = time.time_ns
     ) -> SqlUnitOfWork:
+        """A new unit of work of class ``cls`` (a subclass adds repositories) on this database."""
         return cls(self.session_factory, clock=clock)
 
     def close(self) -> None:
