@@ -25,9 +25,13 @@ from citycard.crypto.cryptograms import arpc_method1, generate_ac, verify_ac
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.rsa_cert import (
     RsaKey,
+    build_icc_certificate,
+    build_issuer_certificate,
     dda_icc_dynamic_data,
     fdda_terminal_data,
     recover_dynamic_data,
+    recover_icc_certificate,
+    recover_issuer_certificate,
     rsa_private_raw,
     sign_dynamic_data,
 )
@@ -77,7 +81,7 @@ def _symmetric() -> list[tuple[str, Callable[[], object]]]:
         ("generate_ac, session key cached (41 B input)", lambda: generate_ac(sk, AC_DATA)),
         ("card: derive_pboc_session_key + generate_ac (new ATC)", per_transaction_card),
         ("issuer: UDK + SK + ARQC check + ARPC (new card)", issuer_check),
-        ("sm4_mac (41 B input, new context)", lambda: sm4_mac(IMK, AC_DATA)),
+        ("sm4_mac (41 B input, key cached)", lambda: sm4_mac(IMK, AC_DATA)),
         ("sm3 (41 B input)", lambda: sm3(AC_DATA)),
     ]
 
@@ -93,6 +97,19 @@ def _rsa() -> list[tuple[str, Callable[[], object]]]:
     terminal = fdda_terminal_data(b"\x01\x02\x03\x04", bytes(6), b"\x01\x56", b"\x01\x11\x22\x33\x44\x80\x00")
     idd = dda_icc_dynamic_data(b"\x12\x34\x56\x78")
     sdad = sign_dynamic_data(key, idd, terminal)
+    ca = RsaKey.generate(1408, 3)
+    issuer = RsaKey.generate(1152, 3)
+    static = bytes(range(64))
+    issuer_cert, issuer_rem = build_issuer_certificate(ca, issuer.public, "622848", "1230", b"\x00\x00\x01")
+    icc_cert, icc_rem = build_icc_certificate(
+        issuer, key.public, "6228480000000001", "1230", b"\x00\x00\x02", static
+    )
+
+    def terminal_chain() -> bytes:  # what a bus validator does for one qPBOC card: CA → issuer → ICC → fDDA
+        got_issuer = recover_issuer_certificate(ca.public, issuer_cert, issuer_rem, b"\x03")
+        got_icc = recover_icc_certificate(got_issuer.public_key, icc_cert, icc_rem, b"\x03", static)
+        return recover_dynamic_data(got_icc.public_key, sdad, terminal).icc_dynamic_number
+
     return [
         ("baseline: raw RSA-1024 private, Python pow, no CRT", lambda: pow(m, key.d, key.n)),
         ("rsa_private_raw (gmpy2, CRT)", lambda: rsa_private_raw(key, block)),
@@ -102,6 +119,7 @@ def _rsa() -> list[tuple[str, Callable[[], object]]]:
         ),
         ("card: sign_dynamic_data (fDDA signature)", lambda: sign_dynamic_data(key, idd, terminal)),
         ("terminal: recover_dynamic_data (e = 3)", lambda: recover_dynamic_data(key.public, sdad, terminal)),
+        ("terminal: issuer + ICC certificates + fDDA (whole chain)", terminal_chain),
     ]
 
 
