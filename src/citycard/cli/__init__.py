@@ -16,8 +16,12 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the sub-applications (late, so that ``citycard --help`` stays quick)."""
-    from . import calc, card, demo, pos
+    from . import bank, calc, card, card_issuer, demo, denylist, ledger, pos
 
+    card_issuer.register(card.app)
+    app.add_typer(bank.app, name="bank")
+    app.add_typer(ledger.app, name="ledger")
+    app.add_typer(denylist.app, name="denylist")
     app.add_typer(card.app, name="card")
     app.add_typer(pos.app, name="pos")
     app.add_typer(calc.app, name="calc")

@@ -1,0 +1,187 @@
+"""``citycard bank``: the issuing banks (their keys in the HSM, their books in the ledger, BINs, products).
+
+Also the wiring every issuer command shares (:func:`open_issuer`): the database from
+``citycard.config.settings().db_url`` (an SQLite file under ``$CITYCARD_HOME`` by default, migrated on
+first use), the software HSM (key blocks under ``$CITYCARD_HOME/hsm/keys``, master key from
+``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``, else ``$CITYCARD_HOME/hsm/master.key`` made on
+first use), and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
+``$CITYCARD_HOME/perso/<bank>.jsonl``. The issuer certificate comes from the demo CA
+(``$CITYCARD_HOME/demo-keys.json``; demo only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citycard.chip.image import CardImage
+from citycard.chip.personalise import IssuerPublicKeyData
+from citycard.config import settings
+from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
+from citycard.db import Database, migrate
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.files import atomic_write, save_card
+from citycard.hsm.api import HsmError
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, load_master_key
+from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
+from citycard.issuer.handlers import IssuerService
+from citycard.issuer.model import Card, IssuerError
+
+__all__ = ["DirectorySink", "Issuer", "app", "fail", "open_issuer", "yuan"]
+
+app = typer.Typer(help="Issuing banks: keys, books, BIN ranges and card products.", no_args_is_help=True)
+console = Console()
+
+
+def yuan(fen: int | None) -> str:
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+class DirectorySink:
+    """Card images as ``<dir>/cards/<PAN>.json`` (``citycard card show`` reads them) and the bureau's
+    personalisation records appended to ``<dir>/perso/<bank>.jsonl``."""
+
+    def __init__(self, home: Path) -> None:
+        self.cards = home / "cards"
+        self.perso = home / "perso"
+
+    def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
+        path = self.cards / f"{card.pan}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_card(path, image)
+        self.perso.mkdir(parents=True, exist_ok=True)
+        record = {**record, "image": path.name}
+        with (self.perso / f"{card.bank_code}.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+        return str(path)
+
+
+@dataclass
+class Issuer:
+    service: IssuerService
+    database: Database
+    home: Path
+
+
+def _certifier(home: Path) -> Any:
+    from citycard.demokeys import DemoKeys
+
+    demo = DemoKeys.load_or_create(home / "demo-keys.json")
+
+    def certify(public: RsaPublicKey, identifier: str) -> IssuerPublicKeyData:
+        cert, remainder = build_issuer_certificate(demo.ca_key, public, identifier, "1235", b"\x00\x00\x01")
+        return IssuerPublicKeyData(demo.ca_index, cert, remainder, public.exponent)
+
+    return certify
+
+
+@contextmanager
+def open_issuer() -> Iterator[Issuer]:
+    """The issuer service on the configured database and HSM; errors become a clean CLI failure."""
+    from citycard.issuer.personalisation import ChipPersonaliser
+
+    s = settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    url = s.db_url
+    migrate(url)
+    database = Database.open(url)
+    key_file = Path(s.hsm_key_file) if s.hsm_key_file else s.hsm_dir / "master.key"
+    hsm = SoftHsm(load_master_key(s.hsm_master_key, key_file), DirectoryKeyStore(s.hsm_dir / "keys"))
+
+    def uow() -> IssuerUnitOfWork:
+        return database.unit_of_work(IssuerUnitOfWork)  # type: ignore[return-value]
+
+    personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home))
+    service = IssuerService(uow, hsm, time.time_ns, personaliser=personaliser)
+    try:
+        yield Issuer(service, database, s.home)
+    except (IssuerError, MalformedRequest, HsmError) as exc:
+        raise fail(str(exc)) from None
+    finally:
+        database.close()
+
+
+@app.command("add")
+def add(
+    code: Annotated[str, typer.Argument(help="bank code, e.g. ICBC")],
+    name: Annotated[str, typer.Option("--name", help="display name")] = "",
+    bin_: Annotated[str, typer.Option("--bin", help="BIN (issuer identification number), 6-8 digits")] = "",
+    pan_length: Annotated[int, typer.Option(help="PAN length of the BIN range")] = 19,
+    products: Annotated[bool, typer.Option(help="also create the products debit-ec and anon-ec")] = True,
+    ec_limit: Annotated[int, typer.Option(help="EC balance limit of the products, fen")] = 100_000,
+) -> None:
+    """Add a bank: its keys in the HSM, its books in the ledger, a BIN range and the standard products."""
+    with open_issuer() as issuer:
+        bank = issuer.service.add_bank(AddBank(code, name or f"{code} city branch"))
+        console.print(f"bank [bold]{bank.code}[/bold] added; keys generated in the HSM")
+        if bin_:
+            issuer.service.add_bin_range(AddBinRange(code, bin_, pan_length))
+            console.print(f"BIN {bin_} (PAN length {pan_length})")
+            if products:
+                for product, label, registered in (
+                    ("debit-ec", "Citizen card: debit with electronic cash", True),
+                    ("anon-ec", "Unregistered electronic cash card", False),
+                ):
+                    issuer.service.add_product(
+                        AddProduct(
+                            code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit
+                        )
+                    )
+                    console.print(f"product {product}: {label}")
+
+
+@app.command("list")
+def list_banks() -> None:
+    """Banks, their products and key check values."""
+    with open_issuer() as issuer:
+        with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+            banks = uow.banks.list()  # type: ignore[attr-defined]
+            products = uow.products.list()  # type: ignore[attr-defined]
+        table = Table("bank", "name", "product", "BIN", "registered", "EC limit")
+        for bank in banks:
+            mine = [p for p in products if p.bank_code == bank.code] or [None]
+            for p in mine:
+                table.add_row(
+                    bank.code,
+                    bank.name,
+                    p.code if p else "-",
+                    p.bin if p else "-",
+                    ("yes" if p.registered else "no") if p else "-",
+                    yuan(p.ec_balance_limit_fen) if p else "-",
+                )
+        console.print(table)
+
+
+@app.command("keys")
+def keys() -> None:
+    """The HSM's keys: label, usage, algorithm, mode, KCV (never the keys)."""
+    with open_issuer() as issuer:
+        hsm = issuer.service.hsm
+        table = Table("label", "usage", "algorithm", "mode", "exportable", "KCV")
+        for label in hsm.labels():
+            h = hsm.get(label)
+            table.add_row(
+                label, h.usage.value, h.algorithm.value, h.mode, "yes" if h.exportable else "no", h.kcv
+            )
+        console.print(table)
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write(path, json.dumps(value, indent=1, ensure_ascii=False).encode() + b"\n")

@@ -1,0 +1,161 @@
+"""``citycard card issue | activate | deposit | report-lost | replace | refund | block | unblock | close``:
+the issuing bank's side of a card's life (registered onto the ``card`` app by ``cli._register``).
+
+Cards are issued with keys from the bank's HSM into card-image files under ``$CITYCARD_HOME/cards`` (load
+them with ``citycard card show`` / ``card apdu``); PANs are masked unless ``--reveal``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from citycard.issuer import commands as c
+from citycard.issuer.model import Card, mask_pan
+
+from .bank import fail, open_issuer, yuan
+from .card import parse_yuan
+
+__all__ = [
+    "activate",
+    "block",
+    "close",
+    "deposit",
+    "issue",
+    "refund",
+    "register",
+    "replace",
+    "report_lost",
+    "unblock",
+]
+
+console = Console()
+Reveal = Annotated[bool, typer.Option("--reveal", help="show full PANs")]
+
+
+def _show(cards: list[Card], reveal: bool, title: str) -> None:
+    table = Table("PAN", "PSN", "bank", "product", "status", "expiry", "registered", title=title)
+    for card in cards[:50]:
+        pan = card.pan if reveal else mask_pan(card.pan)
+        registered = "yes" if card.registered else "no"
+        table.add_row(
+            pan, card.psn, card.bank_code, card.product_code, card.status.value, card.expiry, registered
+        )
+    console.print(table)
+    if len(cards) > 50:
+        console.print(f"… and {len(cards) - 50} more")
+
+
+def issue(
+    bank: Annotated[str, typer.Option("--bank", help="issuing bank code")],
+    product: Annotated[str, typer.Option("--product", help="card product code")] = "debit-ec",
+    holder: Annotated[str | None, typer.Option("--holder", help="holder's name (registered card)")] = None,
+    id_number: Annotated[str | None, typer.Option("--id-number", help="18-character resident ID")] = None,
+    phone: Annotated[str, typer.Option("--phone")] = "",
+    count: Annotated[int, typer.Option("--count", min=1, max=100_000)] = 1,
+    activate_now: Annotated[bool, typer.Option("--activate/--no-activate")] = True,
+    reveal: Reveal = False,
+) -> None:
+    """Issue cards: ledger accounts, HSM keys, personalised card images and bureau records."""
+    with open_issuer() as issuer:
+        cmd = c.IssueCards(bank, product, count, holder, id_number, phone)
+        columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=count < 5) as progress:
+            task = progress.add_task("issue", total=count)
+            cards = issuer.service.issue_cards(cmd, progress=lambda n: progress.advance(task, n))
+        if activate_now:
+            cards = [issuer.service.activate(c.ActivateCard(card.pan)) for card in cards]
+        _show(cards, reveal, f"{len(cards)} card(s) issued by {bank}")
+        console.print(
+            f"images in {issuer.home / 'cards'}, personalisation records in {issuer.home / 'perso'}"
+        )
+
+
+def activate(pan: Annotated[str, typer.Argument()]) -> None:
+    """Activate an issued card."""
+    with open_issuer() as issuer:
+        _show([issuer.service.activate(c.ActivateCard(pan))], False, "activated")
+
+
+def deposit(
+    pan: Annotated[str, typer.Argument()],
+    amount: Annotated[str, typer.Argument(help="yuan, e.g. 500.00")],
+    request_id: Annotated[str | None, typer.Option(help="idempotency key (default: a new one)")] = None,
+) -> None:
+    """Cash into a registered card's deposit account at the counter."""
+    try:
+        fen = parse_yuan(amount)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    import uuid
+
+    with open_issuer() as issuer:
+        balance = issuer.service.deposit(c.Deposit(pan, fen, request_id or uuid.uuid4().hex))
+        console.print(f"deposited {yuan(fen)}; available {yuan(balance)}")
+
+
+def report_lost(
+    pan: Annotated[str, typer.Argument()],
+    id_number: Annotated[
+        str | None, typer.Option("--id-number", help="the holder's ID number, checked")
+    ] = None,
+) -> None:
+    """Report a registered card lost: on the deny list at once; its EC balance is refunded after the cooling
+    period (``card refund``). An unregistered card is like cash: its loss is the holder's loss."""
+    with open_issuer() as issuer:
+        card = issuer.service.report_lost(c.ReportLost(pan, id_number))
+        console.print(f"card {mask_pan(card.pan)} reported lost and denied; refund after the cooling period")
+
+
+def replace(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> None:
+    """Issue a replacement card for the same holder and account."""
+    with open_issuer() as issuer:
+        _show([issuer.service.replace_card(c.ReplaceCard(pan))], reveal, f"replacement for {mask_pan(pan)}")
+
+
+def refund(
+    pan: Annotated[str, typer.Argument()],
+    to: Annotated[str, typer.Option("--to", help="account, replacement or cash")] = "account",
+) -> None:
+    """Refund a lost or closed card's EC balance (after the cooling period and clearing)."""
+    with open_issuer() as issuer:
+        amount = issuer.service.refund_ec_balance(c.RefundEcBalance(pan, to))
+        console.print(f"refunded {yuan(amount)} to the {to}")
+
+
+def block(pan: Annotated[str, typer.Argument()]) -> None:
+    """Block the card's application by issuer script at its next online contact."""
+    with open_issuer() as issuer:
+        issuer.service.block(c.BlockCard(pan))
+        console.print(f"card {mask_pan(pan)}: APPLICATION BLOCK pending for its next online contact")
+
+
+def unblock(pan: Annotated[str, typer.Argument()]) -> None:
+    """Unblock the card's application by issuer script at its next online contact."""
+    with open_issuer() as issuer:
+        issuer.service.unblock(c.UnblockCard(pan))
+        console.print(f"card {mask_pan(pan)}: APPLICATION UNBLOCK pending for its next online contact")
+
+
+def close(pan: Annotated[str, typer.Argument()]) -> None:
+    """Close a card (denied at once; EC balance refunded with ``card refund`` after the cooling period)."""
+    with open_issuer() as issuer:
+        card = issuer.service.close(c.CloseCard(pan))
+        console.print(f"card {mask_pan(card.pan)} closed; refund its EC balance after the cooling period")
+
+
+def register(card_app: typer.Typer) -> None:
+    """Add the issuer's commands to ``citycard card``."""
+    card_app.command("issue")(issue)
+    card_app.command("activate")(activate)
+    card_app.command("deposit")(deposit)
+    card_app.command("report-lost")(report_lost)
+    card_app.command("replace")(replace)
+    card_app.command("refund")(refund)
+    card_app.command("block")(block)
+    card_app.command("unblock")(unblock)
+    card_app.command("close")(close)

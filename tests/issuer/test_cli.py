@@ -1,0 +1,77 @@
+"""The issuer's CLI end to end on an SQLite file under a temporary ``CITYCARD_HOME``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from citycard.cli import bank, card, card_issuer, denylist, ledger
+
+from tests.issuer.conftest import HOLDER_ID
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
+    monkeypatch.delenv("CITYCARD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CITYCARD_HSM_MASTER_KEY", raising=False)
+    app = typer.Typer()
+    card_issuer.register(card.app)
+    app.add_typer(bank.app, name="bank")
+    app.add_typer(ledger.app, name="ledger")
+    app.add_typer(denylist.app, name="denylist")
+    app.add_typer(card.app, name="card")
+    return app
+
+
+def run(app: typer.Typer, *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> None:
+    run(cli, "bank", "add", "ICBC", "--bin", "621226")
+    run(cli, "bank", "add", "BOC", "--bin", "621661")
+    assert "ICBC" in run(cli, "bank", "list")
+    out = run(
+        cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, "--reveal"
+    )
+    pan = next(word for word in out.split() if word.startswith("621226") and len(word) == 19)
+    assert (tmp_path / "cards" / f"{pan}.json").exists()
+    assert "error" in run(
+        cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, code=1
+    )
+    assert "check character" in run(
+        cli,
+        "card",
+        "issue",
+        "--bank",
+        "ICBC",
+        "--holder",
+        "Li Si",
+        "--id-number",
+        "110105194912310021",
+        code=1,
+    )
+    assert "no BIN" not in run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--count", "3")
+    run(cli, "card", "deposit", pan, "500.00")
+    assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)
+    assert "positive" in run(cli, "card", "deposit", pan, "0", code=1)
+    assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)
+    assert "500.00" in run(cli, "ledger", "journal", "--pan", pan)
+    run(cli, "card", "report-lost", pan, "--id-number", HOLDER_ID)
+    run(cli, "card", "replace", pan)
+    run(cli, "denylist", "export", "--bank", "ICBC", "--out", str(tmp_path / "dl.json"))
+    doc = json.loads((tmp_path / "dl.json").read_text())
+    body = json.loads(base64.b64decode(doc["body"]))
+    assert body["issuer"] == "ICBC" and [e["pan"] for e in body["entries"]] == [pan]
+    keys = run(cli, "bank", "keys")
+    assert "icbc-imk-ac" in keys and "E0" in keys
+    master = (tmp_path / "hsm" / "master.key").read_text().strip()
+    assert master not in (tmp_path / "citycard.db").read_bytes().hex().upper()
