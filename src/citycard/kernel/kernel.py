@@ -29,7 +29,7 @@ from citycard.codec import tlv
 from citycard.codec.dol import build_dol_data, parse_dol, split_dol_data
 from citycard.codec.tlv import Tlv, TlvError
 from citycard.crypto import des
-from citycard.crypto.pin import pin_block_iso0, plaintext_offline_pin_block
+from citycard.crypto.pin import encipher_offline_pin, pin_block_iso0, plaintext_offline_pin_block
 
 from . import cvm as cvmlib
 from . import oda
@@ -842,27 +842,47 @@ class Kernel:
             self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
             self.tvr.set(TVR_ONLINE_PIN_ENTERED)
             return 0x00
-        if code in (cvmlib.CVM_ENCIPHERED_OFFLINE, cvmlib.CVM_ENCIPHERED_OFFLINE_SIGNATURE):
-            return None  # not supported by this kernel yet: falls through to the next rule
-        ok = yield from self._offline_plaintext_pin()
+        enciphered = code in (cvmlib.CVM_ENCIPHERED_OFFLINE, cvmlib.CVM_ENCIPHERED_OFFLINE_SIGNATURE)
+        ok = yield from self._offline_pin(enciphered)
         if not ok:
             return None
-        return 0x00 if code == cvmlib.CVM_PLAINTEXT_OFFLINE_SIGNATURE else 0x02
+        signature = code in (cvmlib.CVM_PLAINTEXT_OFFLINE_SIGNATURE, cvmlib.CVM_ENCIPHERED_OFFLINE_SIGNATURE)
+        return 0x00 if signature else 0x02
 
-    def _offline_plaintext_pin(self) -> Generator[Event, Answer, bool]:
+    def _pin_encipherment_key(self) -> oda.PublicKey | None:
+        """Book 2 §7.1: the ICC PIN encipherment key (9F2D) if any — not supported here — else the ICC key."""
+        if "9F2D" in self.card:
+            return None
+        if self._icc_key is None:
+            self._icc_key, _ = oda.recover_icc_key(self._oda_context())
+        return self._icc_key
+
+    def _offline_pin(self, enciphered: bool) -> Generator[Event, Answer, bool]:
+        key = self._pin_encipherment_key() if enciphered else None
+        if enciphered and key is None:
+            return False  # Book 3 §10.5.1: the key cannot be retrieved, the CVM fails
         tries = yield from self._get_data("9F17")
         tries_left = tries[0] if tries else None
         if tries_left == 0:
             self.tvr.set(TVR_PIN_TRY_LIMIT)
             return False
         for _ in range(self.config.max_pin_tries):
-            answer = yield RequestPin("offline_plaintext", self.txn.amount_fen, tries_left)
+            kind: Literal["offline_plaintext", "offline_enciphered"] = (
+                "offline_enciphered" if enciphered else "offline_plaintext"
+            )
+            answer = yield RequestPin(kind, self.txn.amount_fen, tries_left)
             pin = answer.pin if isinstance(answer, PinEntry) else None
             if not pin:
                 self.tvr.set(TVR_PIN_NOT_ENTERED)
                 return False
-            block = plaintext_offline_pin_block(pin)
-            _, sw = yield from self._apdu(bytes((0x00, 0x20, 0x00, 0x80, len(block))) + block, "VERIFY")
+            p2, block = 0x80, plaintext_offline_pin_block(pin)
+            if key is not None:
+                challenge, csw = yield from self._apdu(bytes.fromhex("0084000008"), "GET CHALLENGE")
+                if csw != 0x9000 or len(challenge) != 8:
+                    raise CardError(f"GET CHALLENGE: status {csw:04X}")
+                p2, block = 0x88, encipher_offline_pin(pin, challenge, key.n, key.e, self._rng)
+            command = bytes((0x00, 0x20, 0x00, p2, len(block))) + block
+            _, sw = yield from self._apdu(command, "VERIFY")
             if sw == 0x9000:
                 return True
             if sw in (0x6983, 0x6984):

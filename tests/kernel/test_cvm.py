@@ -1,0 +1,81 @@
+"""Cardholder verification (EMV Book 3 §10.5, Annex C3): list parsing, conditions, enciphered offline PIN."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from citycard.chip.card import Card
+from citycard.chip.personalise import ProductProfile
+from citycard.kernel import cvm
+from citycard.kernel.events import OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.kernel.tvr import TVR_CVM_FAILED, TVR_UNRECOGNISED_CVM
+
+from .cardlab import PIN, demo_keys, det_rng, issuer_stub, terminal_config, transact
+
+chip_personalise = importlib.import_module("citycard.chip.personalise")
+
+
+def _ctx(amount=100, other=0, same=True, caps="E0F8C8", kind=0x00):
+    return cvm.CvmContext(amount, other, same, bytes.fromhex(caps), kind)
+
+
+def test_conditions():
+    lst = cvm.parse_cvm_list(bytes.fromhex("000003E8000007D0410642071E081F0901050203"))
+    r = {rule.condition: rule for rule in lst.rules}
+    assert cvm.condition_applies(r[0x06], lst, _ctx(999)) and not cvm.condition_applies(
+        r[0x06], lst, _ctx(1000)
+    )
+    assert cvm.condition_applies(r[0x07], lst, _ctx(1001)) and not cvm.condition_applies(
+        r[0x07], lst, _ctx(1000)
+    )
+    assert cvm.condition_applies(r[0x08], lst, _ctx(1999)) and cvm.condition_applies(r[0x09], lst, _ctx(2001))
+    assert not cvm.condition_applies(r[0x06], lst, _ctx(1, same=False))  # needs the application currency
+    assert cvm.condition_applies(r[0x05], lst, _ctx(other=5)) and not cvm.condition_applies(
+        r[0x05], lst, _ctx()
+    )
+    assert cvm.condition_applies(r[0x03], lst, _ctx()) and not cvm.condition_applies(
+        r[0x03], lst, _ctx(caps="E00088")
+    )
+
+
+def test_malformed_list():
+    with pytest.raises(cvm.CvmListError):
+        cvm.parse_cvm_list(bytes(7))
+
+
+def _card_with_cvm_list(monkeypatch, cvm_list: str, serial: int) -> Card:
+    monkeypatch.setattr(chip_personalise, "_CVM_LIST", bytes.fromhex(cvm_list))
+    image = chip_personalise.personalise(ProductProfile(opening_balance_fen=0), serial, demo_keys())
+    card = Card(image, det_rng(5))
+    card.power_on("contact")
+    return card
+
+
+def test_enciphered_offline_pin(monkeypatch):
+    card = _card_with_cvm_list(monkeypatch, "000000000000000044031F00", 21)
+    asked = []
+    out, apdus = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize,
+                          pin=lambda r: asked.append(r.kind) or PIN)  # fmt: skip
+    assert asked == ["offline_enciphered"]
+    verify = [c for p, c, _ in apdus if p == "VERIFY"]
+    assert verify and verify[0][3] == 0x88 and len(verify[0]) == 5 + 128
+    assert "GET CHALLENGE" in [p for p, _, _ in apdus]
+    assert out.data["9F34"] == bytes.fromhex("440302") and out.approved, out.reason
+
+
+def test_unrecognised_cvm_then_failure(monkeypatch):
+    card = _card_with_cvm_list(monkeypatch, "00000000000000007A000000", 22)
+    out, _ = transact(card, K.PURCHASE, 5_000)
+    assert out.tvr[TVR_UNRECOGNISED_CVM[0]] & TVR_UNRECOGNISED_CVM[1]
+    assert out.tvr[TVR_CVM_FAILED[0]] & TVR_CVM_FAILED[1]
+    assert out.data["9F34"] == bytes.fromhex("000001") and out.kind is not OutcomeKind.APPROVED_OFFLINE
+
+
+def test_signature_cvm_result_unknown(monkeypatch):
+    card = _card_with_cvm_list(monkeypatch, "00000000000000001E00", 23)
+    cfg = terminal_config()
+    out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, cfg=cfg)
+    assert out.data["9F34"] == bytes.fromhex("1E0000") and out.approved
