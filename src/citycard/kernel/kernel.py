@@ -1083,7 +1083,11 @@ class Kernel:
         got = yield from self._generate_ac(CID_AAC if deny else CID_TC, "8D", "GENERATE AC 2")
         if got == CID_TC:
             return self._finish(OutcomeKind.APPROVED_OFFLINE, "unable to go online; approved offline (Y3)")
-        return self._finish(OutcomeKind.DECLINED_OFFLINE, "unable to go online; declined offline (Z3)")
+        if deny:
+            return self._finish(OutcomeKind.DECLINED_OFFLINE, "unable to go online; declined offline (Z3)")
+        return self._finish(
+            OutcomeKind.DECLINED_OFFLINE, "unable to go online; the card declined (AAC to Y3)"
+        )
 
     def _issuer_authentication(self, data: bytes) -> Generator[Event, Answer, None]:
         if not self.card["82"][0] & AIP_ISSUER_AUTH:

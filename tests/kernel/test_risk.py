@@ -1,0 +1,103 @@
+"""Terminal risk management (EMV Book 3 §10.6): floor limit, random selection, velocity checking with
+GET DATA 9F36/9F13, exception file freshness; and the TOML configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+
+from citycard.chip.card import Card
+from citycard.chip.personalise import ProductProfile
+from citycard.kernel.config import ExceptionFile, parse_config
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.kernel.tvr import (
+    TVR_FLOOR_LIMIT,
+    TVR_LCOL_EXCEEDED,
+    TVR_MERCHANT_FORCED_ONLINE,
+    TVR_NEW_CARD,
+    TVR_RANDOM_ONLINE,
+    TVR_UCOL_EXCEEDED,
+)
+
+from .cardlab import NOW, PIN, demo_keys, det_rng, new_card, terminal_config, transact
+
+chip_personalise = importlib.import_module("citycard.chip.personalise")
+
+
+def _has(bits: bytes, flag) -> bool:
+    return bool(bits[flag[0]] & flag[1])
+
+
+def test_random_selection_below_floor_limit():
+    always = terminal_config(floor_limit_fen=10_000, random_target_percent=99, random_max_target_percent=99)
+    out, _ = transact(new_card(balance_fen=0), K.PURCHASE, 100, cfg=always, pin=lambda r: PIN)
+    assert _has(out.tvr, TVR_RANDOM_ONLINE) and not _has(out.tvr, TVR_FLOOR_LIMIT)
+    never = terminal_config(floor_limit_fen=10_000)
+    out, _ = transact(new_card(balance_fen=0), K.PURCHASE, 100, cfg=never, pin=lambda r: PIN)
+    assert not _has(out.tvr, TVR_RANDOM_ONLINE) and out.data["8A"] == b"Y3"  # our card always wants online
+
+
+def test_stale_exception_file_forces_online():
+    old = ExceptionFile(frozenset({"0"}), NOW - dt.timedelta(days=30), 86_400)
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(exception_file=old))
+    assert _has(out.tvr, TVR_MERCHANT_FORCED_ONLINE)
+    fresh = ExceptionFile(frozenset({"0"}), NOW - dt.timedelta(hours=1), 86_400)
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(exception_file=fresh))
+    assert not _has(out.tvr, TVR_MERCHANT_FORCED_ONLINE) and out.approved
+
+
+def test_velocity_checking(monkeypatch):
+    records = dict(chip_personalise._RECORDS)
+    records[2] = (records[2][0], (*records[2][1], "9F14", "9F23"))
+    monkeypatch.setattr(chip_personalise, "_RECORDS", records)
+    original = chip_personalise._application_data
+    monkeypatch.setattr(
+        chip_personalise,
+        "_application_data",
+        lambda p, pan: {**original(p, pan), "9F14": b"\x02", "9F23": b"\x04"},
+    )
+    card = Card(
+        chip_personalise.personalise(ProductProfile(opening_balance_fen=0), 31, demo_keys()), det_rng(2)
+    )
+    card.power_on("contact")
+    seen = []
+    for _ in range(5):
+        out, apdus = transact(
+            card, K.PURCHASE, 100, cfg=terminal_config(floor_limit_fen=10_000), pin=lambda r: PIN
+        )
+        seen.append((out.atc, _has(out.tvr, TVR_LCOL_EXCEEDED), _has(out.tvr, TVR_UCOL_EXCEEDED)))
+        assert _has(out.tvr, TVR_NEW_CARD)  # never online: last online ATC is still 0
+        assert "GET DATA 9F13" in [p for p, _, _ in apdus]
+    assert seen == [(1, False, False), (2, False, False), (3, True, False), (4, True, False), (5, True, True)]
+
+
+def test_parse_config_full():
+    cfg = parse_config(
+        """
+[terminal]
+type = "26"
+floor_limit_fen = 5000
+terminal_id = "BUS00042"
+ec_support = false
+
+[[aid]]
+aid = "A000000333010106"
+partial = false
+
+[tac]
+online = "0000000000"
+
+[exception_file]
+pans = ["6234560000000016"]
+updated = 2026-11-25T08:00:00
+max_age_s = 600
+"""
+    )
+    assert cfg.terminal_type == 0x26 and cfg.offline_only and not cfg.online_capable
+    assert cfg.floor_limit_fen == 5000 and cfg.terminal_id == b"BUS00042" and not cfg.ec_support
+    assert [a.aid.hex().upper() for a in cfg.aids] == ["A000000333010106"] and not cfg.aids[0].partial
+    assert cfg.tac_online == bytes(5) and cfg.tac_default == bytes.fromhex("DC4000A800")
+    assert (
+        cfg.exception_file.stale(dt.datetime(2026, 11, 25, 8, 11))
+        and "6234560000000016" in cfg.exception_file.pans
+    )
