@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -102,3 +104,26 @@ def test_mac_alg3_is_alg1_with_a_3des_final_block(data: bytes) -> None:
 def test_mac_alg3_needs_double_length_key() -> None:
     with pytest.raises(ValueError):
         mac_alg3(KEY[:8], b"data")
+
+
+def test_cached_contexts_are_safe_across_threads() -> None:
+    # A shared `cryptography` context raises "Already borrowed" when two threads update it at once
+    # (large updates release the GIL); the caches are per thread.
+    key, data = bytes(range(16)), bytes(range(256)) * 128
+    expected = ecb_encrypt(key, data)
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(100):
+                assert ecb_encrypt(key, data) == expected
+                assert ecb_decrypt(key, expected) == data
+        except Exception as exc:  # collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -8,6 +8,7 @@ The cache is bounded; keys never leave the process through it.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -28,8 +29,19 @@ __all__ = [
 
 BLOCK = 8
 _CACHE_SIZE = 4096
-_encryptors: OrderedDict[bytes, Any] = OrderedDict()
-_decryptors: OrderedDict[bytes, Any] = OrderedDict()
+
+
+class _Contexts(threading.local):
+    """Per-thread context caches: a `cryptography` context must not be used by two threads at once
+    (it raises "Already borrowed" when one thread's update releases the GIL), and the LRU bookkeeping is
+    not atomic either. Each thread builds its own contexts; the bound holds per thread."""
+
+    def __init__(self) -> None:
+        self.encryptors: OrderedDict[bytes, Any] = OrderedDict()
+        self.decryptors: OrderedDict[bytes, Any] = OrderedDict()
+
+
+_local = _Contexts()
 
 
 def _full_key(key: bytes) -> bytes:
@@ -42,10 +54,11 @@ def _full_key(key: bytes) -> bytes:
     raise ValueError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
 
 
-def _context(cache: OrderedDict[bytes, Any], key: bytes, decrypt: bool) -> Any:
+def _context(key: bytes, decrypt: bool) -> Any:
     """A cached ECB encryptor or decryptor for ``key``; ECB contexts are stateless between blocks, so
     reusable. Encryptors and decryptors are cached apart: most keys (session keys) only ever encrypt, and
     making a context is the expensive part."""
+    cache = _local.decryptors if decrypt else _local.encryptors
     ctx = cache.get(key)
     if ctx is not None:
         cache.move_to_end(key)
@@ -72,20 +85,20 @@ def xor(a: bytes, b: bytes) -> bytes:
 def ecb_encrypt(key: bytes, data: bytes) -> bytes:
     """DES (8-byte key) or 3DES-EDE (16/24-byte key) in ECB mode; ``data`` a whole number of blocks."""
     _check_blocks(data)
-    out: bytes = _context(_encryptors, key, False).update(data)
+    out: bytes = _context(key, False).update(data)
     return out
 
 
 def ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data)
-    out: bytes = _context(_decryptors, key, True).update(data)
+    out: bytes = _context(key, True).update(data)
     return out
 
 
 def cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
     """CBC mode over a whole number of blocks (no padding added here)."""
     _check_blocks(data)
-    enc = _context(_encryptors, key, False)
+    enc = _context(key, False)
     chain = int.from_bytes(iv, "big")
     out = bytearray()
     for i in range(0, len(data), BLOCK):
@@ -98,7 +111,7 @@ def cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
 
 def cbc_decrypt(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
     _check_blocks(data)
-    plain = _context(_decryptors, key, True).update(data)
+    plain = _context(key, True).update(data)
     previous = (iv + data)[: len(data)]
     return xor(plain, previous)
 

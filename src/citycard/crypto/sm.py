@@ -15,6 +15,7 @@ not public in our sources, so these choices are documented assumptions, kept in 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from enum import Enum
 from typing import Any
@@ -42,8 +43,19 @@ __all__ = [
 
 SM4_BLOCK = 16
 _CACHE_SIZE = 4096
-_encryptors: OrderedDict[bytes, Any] = OrderedDict()
-_decryptors: OrderedDict[bytes, Any] = OrderedDict()
+
+
+class _Contexts(threading.local):
+    """Per-thread context caches: a `cryptography` context must not be used by two threads at once
+    (it raises "Already borrowed" when one thread's update releases the GIL), and the LRU bookkeeping is
+    not atomic either. Each thread builds its own contexts; the bound holds per thread."""
+
+    def __init__(self) -> None:
+        self.encryptors: OrderedDict[bytes, Any] = OrderedDict()
+        self.decryptors: OrderedDict[bytes, Any] = OrderedDict()
+
+
+_local = _Contexts()
 
 
 class Algorithm(Enum):
@@ -78,8 +90,9 @@ def _check(key: bytes, data: bytes) -> None:
         raise ValueError(f"data length {len(data)} is not a multiple of {SM4_BLOCK}")
 
 
-def _ecb(cache: OrderedDict[bytes, Any], key: bytes, decrypt: bool) -> Any:
+def _ecb(key: bytes, decrypt: bool) -> Any:
     """A cached SM4-ECB encryptor or decryptor (stateless between blocks), as :mod:`.des` does for 3DES."""
+    cache = _local.decryptors if decrypt else _local.encryptors
     ctx = cache.get(key)
     if ctx is not None:
         cache.move_to_end(key)
@@ -94,13 +107,13 @@ def _ecb(cache: OrderedDict[bytes, Any], key: bytes, decrypt: bool) -> Any:
 
 def sm4_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     _check(key, data)
-    out: bytes = _ecb(_encryptors, key, False).update(data)
+    out: bytes = _ecb(key, False).update(data)
     return out
 
 
 def sm4_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check(key, data)
-    out: bytes = _ecb(_decryptors, key, True).update(data)
+    out: bytes = _ecb(key, True).update(data)
     return out
 
 
@@ -121,7 +134,7 @@ def sm4_mac(key: bytes, data: bytes, *, length: int = 8) -> bytes:
     padded = data + b"\x80"
     padded += bytes(-len(padded) % SM4_BLOCK)
     _check(key, padded)
-    enc = _ecb(_encryptors, key, False)
+    enc = _ecb(key, False)
     chain = bytes(SM4_BLOCK)
     for i in range(0, len(padded), SM4_BLOCK):
         chain = enc.update(xor(chain, padded[i : i + SM4_BLOCK]))
