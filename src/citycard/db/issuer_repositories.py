@@ -287,9 +287,10 @@ class SqlAuthorizations(_Repo):
         return self._one(select(t.c.atc).where(t.c.pan == pan, t.c.un == un.hex().upper())) is not None
 
     def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None:
-        t = issuer_unpredictable_numbers
-        if not self.seen_unpredictable_number(pan, un):
-            self.session.execute(insert(t).values(pan=pan, un=un.hex().upper(), atc=atc))
+        """Record ``un`` for the card; the caller has checked :meth:`seen_unpredictable_number` first."""
+        self.session.execute(
+            insert(issuer_unpredictable_numbers).values(pan=pan, un=un.hex().upper(), atc=atc)
+        )
 
 
 class SqlDenyList(_Repo):

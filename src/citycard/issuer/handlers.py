@@ -664,7 +664,8 @@ class IssuerService:
         un = tags["9F37"]
         if uow.authorizations.seen_unpredictable_number(card.pan, un):
             flags.append("repeated_unpredictable_number")
-        uow.authorizations.add_unpredictable_number(card.pan, un, atc)
+        else:
+            uow.authorizations.add_unpredictable_number(card.pan, un, atc)
         card = replace(card, highest_atc=atc)
         outcome = _Outcome()
         self._decide(uow, req, card, tags, cvr, outcome, flags)
