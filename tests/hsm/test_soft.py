@@ -200,3 +200,54 @@ def test_master_key_from_environment_or_file(tmp_path: Path) -> None:
     assert (tmp_path / "hsm" / "master.key").stat().st_mode & 0o777 == 0o600
     with pytest.raises(KeyNotFoundError):
         load_master_key("", tmp_path / "other.key", create=False)
+
+
+def test_keyed_hash_is_hmac_sha256_under_an_m7_key(hsm: SoftHsm) -> None:
+    import hashlib
+    import hmac
+
+    key = hsm.generate_key("id", KeyUsage.HMAC, algorithm=Algorithm.HMAC)
+    digest = hsm.keyed_hash(key, b"11010519491231002X")
+    assert digest == hmac.new(hsm._load("id").secret, b"11010519491231002X", hashlib.sha256).digest()
+    with pytest.raises(KeyUsageError):
+        hsm.keyed_hash(hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION), b"x")
+    with pytest.raises(KeyUsageError):
+        hsm.generate_key("bad", KeyUsage.HMAC)  # an M7 key is an HMAC key (algorithm H), nothing else
+
+
+def test_personalisation_keys_come_from_the_hsm(hsm: SoftHsm) -> None:
+    from citycard.chip.personalise import IssuerPublicKeyData
+    from citycard.crypto.rsa_cert import recover_icc_certificate, recover_static_data
+    from citycard.hsm.personalisation import HsmPersonalisationKeys
+
+    ac = hsm.import_components("ac", KeyUsage.EMV_AC, [IMK])
+    smi = hsm.generate_key("smi", KeyUsage.EMV_SMI)
+    smc = hsm.generate_key("smc", KeyUsage.EMV_SMC)
+    issuer = hsm.generate_rsa_key("issuer", KeyUsage.CA, 1024, public_exponent=3)
+    keys = HsmPersonalisationKeys(
+        hsm,
+        imk_ac=ac,
+        imk_smi=smi,
+        imk_smc=smc,
+        issuer_key=issuer,
+        certify_issuer=lambda public, ident: IssuerPublicKeyData(0xF1, b"c", b"", public.exponent),
+    )
+    udks = keys.card_udks("12345678901234567", "01")
+    assert udks.ac.hex().upper() == "73AD54688CEF2934B0979857E3C719F1"  # EMV Book 2 A1.4.1 vector
+    assert udks.mac != udks.enc
+    icc = keys.generate_icc_key()
+    static = b"static data"
+    cert, remainder = keys.certify_icc_key(icc.public, "6212260000000000018", "1136", static)
+    recovered = recover_icc_certificate(hsm.public_key(issuer), cert, remainder, icc.public.exponent, static)
+    assert recovered.public_key == icc.public and recovered.pan.startswith("6212260000000000018")
+    signed = keys.sign_static_data(b"\xda\xc0", static)
+    assert recover_static_data(hsm.public_key(issuer), signed, static).data_authentication_code == b"\xda\xc0"
+    with pytest.raises(KeyUsageError):
+        HsmPersonalisationKeys(
+            hsm,
+            imk_ac=smi,
+            imk_smi=smi,
+            imk_smc=smc,
+            issuer_key=issuer,
+            certify_issuer=lambda p, i: None,  # type: ignore[arg-type, return-value]
+        ).card_udks("12345678901234567", "01")
