@@ -185,3 +185,60 @@ def test_bits_helper():
     b = Bits(5)
     b.set(TVR_FLOOR_LIMIT)
     assert TVR_FLOOR_LIMIT in b and b.value() == bytes.fromhex("0000008000")
+
+
+def test_wrong_arpc_card_declines_after_issuer_approval():
+    from dataclasses import replace
+
+    stub = issuer_stub()
+
+    def forged(request):
+        answer = stub.authorize(request)
+        arpc = bytes(b ^ 0xFF for b in answer.issuer_authentication_data[:8])
+        return replace(answer, issuer_authentication_data=arpc + answer.issuer_authentication_data[8:])
+
+    out, _ = transact(new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=forged, pin=lambda r: PIN)
+    assert out.kind is OutcomeKind.DECLINED_ONLINE and "after issuer approval" in out.reason
+    assert out.tsi[0] & 0x10  # issuer authentication performed (by the card, 91 in CDOL2)
+
+
+def test_ec_load_script_after_second_generate_ac():
+    from dataclasses import replace
+
+    from citycard.codec import tlv as tlvlib
+
+    stub = issuer_stub()
+
+    def after(request):
+        answer = stub.authorize(request)
+        script = tlvlib.decode(answer.scripts)[0]
+        return replace(answer, scripts=tlvlib.encode("72", script.value))
+
+    card = new_card("contact", balance_fen=1_000)
+    out, apdus = transact(card, K.EC_LOAD, 2_000, online=after, pin=lambda r: PIN, force_online=True)
+    purposes = [p for p, _, _ in apdus]
+    assert purposes.index("issuer script 72") > purposes.index("GENERATE AC 2")
+    assert out.approved and out.script_results[:1] == b"\x20" and _get_balance(card) == 3_000
+
+
+def test_script_failure_sets_tvr_and_results():
+    from dataclasses import replace
+
+    from citycard.codec import tlv as tlvlib
+    from citycard.kernel.tvr import TVR_SCRIPT_FAILED_BEFORE
+
+    stub = issuer_stub()
+
+    def broken(request):
+        answer = stub.authorize(request)
+        script = tlvlib.decode(answer.scripts)[0]
+        command = bytearray(script.children[1].value)
+        command[-1] ^= 0xFF  # wrong MAC
+        body = script.children[0].to_bytes() + tlvlib.encode("86", bytes(command))
+        return replace(answer, scripts=tlvlib.encode("71", body))
+
+    card = new_card("contact", balance_fen=1_000)
+    out, _ = transact(card, K.EC_LOAD, 2_000, online=broken, pin=lambda r: PIN, force_online=True)
+    assert _has(out.tvr, TVR_SCRIPT_FAILED_BEFORE)
+    assert out.script_results == bytes.fromhex("11") + b"\x00\x00\x00\x01"
+    assert _get_balance(card) == 1_000

@@ -1110,12 +1110,14 @@ class Kernel:
             self.tsi.set(TSI_SCRIPT)
             ident = b"\x00" * 4
             status, seq = 0x20, 0
-            for n, obj in enumerate(script.children or (), start=1):
+            n = 0  # sequence number of the command within the script (Book 3 Annex A, 9F5B)
+            for obj in script.children or ():
                 if obj.tag == "9F18":
                     ident = obj.value[:4].rjust(4, b"\x00")
                     continue
                 if obj.tag != "86":
                     continue
+                n += 1
                 sent += 1
                 if sent > MAX_SCRIPT_COMMANDS:
                     status, seq = 0x10, min(n, 15)
