@@ -108,3 +108,14 @@ def test_gpo_errors(term: Any, h: Any) -> None:
     assert term.get_data("9F36").data[-2:] == b"\x00\x00"
     assert term.gpo(h.qpboc_pdol_data()).sw == 0x9000
     assert term.gpo(h.qpboc_pdol_data()).sw == 0x6985  # once per session
+
+
+def test_qpboc_online_leaves_nothing_pending(term: Any, h: Any) -> None:
+    _start(term, h)
+    assert term.gpo(h.qpboc_pdol_data(20_000)).tags["9F27"] == b"\x80"
+    term.start_contact(0, ec=False)
+    iad = term.generate_ac(0x80, h.cdol1_data(0)).tags["9F10"]
+    assert not iad[5] & 0x80  # CVR: "last online transaction not completed" stays clear
+    # whereas a contact ARQC without its second GENERATE AC is reported next time
+    term.start_contact(0, ec=False)
+    assert term.generate_ac(0x80, h.cdol1_data(0)).tags["9F10"][5] & 0x80

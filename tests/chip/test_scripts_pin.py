@@ -166,8 +166,9 @@ def test_pin_unblock_and_change(term: Any, h: Any) -> None:
     assert term.send(_script(term, "84240000", b"", atc, arqc)).sw == 0x9000
     assert term.get_data("9F17").data[-1] == 3
     enc = encrypt_pin_change_data(term.session_key("enc", atc), "2468", pin_format=PinChangeFormat.ISO2_ECB)
-    assert term.send(_script(term, "84240001", enc, atc, arqc)).sw == 0x9000
+    assert term.send(_script(term, "84240002", enc, atc, arqc)).sw == 0x9000
     term.start_contact()
     assert _verify(term, "123456") == 0x63C2
     assert _verify(term, "2468") == 0x9000
     assert term.send(_script(term, "84240003", b"", atc, arqc)).sw == 0x6A86
+    assert term.send(_script(term, "84240001", enc, atc, arqc)).sw == 0x6A86  # with the current PIN: no

@@ -93,7 +93,7 @@ SCENARIOS: dict[str, Setup] = {
     "APPLICATION BLOCK": _script("841E0000"),
     "CARD BLOCK": _script("84160000"),
     "PIN UNBLOCK": _pin_unblock,
-    "PIN CHANGE": _script("84240001", _pin_change),
+    "PIN CHANGE": _script("84240002", _pin_change),
 }
 
 

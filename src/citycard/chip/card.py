@@ -420,8 +420,7 @@ class Card:
         s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
         if cid == pboc.CID_ARQC:
-            s.arqc = cryptogram
-            txn.put(self._key("online_pending"), True)
+            s.arqc = cryptogram  # no second GENERATE AC follows in qPBOC: nothing left pending
         balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
         items = [
             ("82", s.aip),
@@ -688,7 +687,7 @@ class Card:
 
     def _pin_change_unblock(self, cmd: CommandApdu, txn: Transaction) -> Response:
         app = self._app()
-        if cmd.p1 != 0 or cmd.p2 not in (0x00, 0x01):
+        if cmd.p1 != 0 or cmd.p2 not in (0x00, 0x02):
             raise CardError(SW.INCORRECT_P1P2)
         if cmd.p2 == 0x00:
             self._script(cmd, 0)
