@@ -50,19 +50,6 @@ class _Clock:
         return timed
 
 
-def _shim(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
-    """The chip's qPBOC GPO returns AIP 2000 but signs 7C00 (see docs/terminal.md, known issues): put the
-    signed AIP back so that fDDA verifies, as the tests do. A no-op once the chip is fixed."""
-
-    def shimmed(apdu: bytes) -> bytes:
-        response = transmit(apdu)
-        if apdu[:2] == b"\x80\xa8" and response[:1] == b"\x77" and b"\x9f\x4b" in response:
-            response = response.replace(b"\x82\x02\x20\x00", b"\x82\x02\x7c\x00", 1)
-        return response
-
-    return shimmed
-
-
 def _measure(
     label: str, image: bytes, config: TerminalConfig, interface: str, amount_fen: int
 ) -> tuple[str, float, float, float, float, bool]:
@@ -81,7 +68,7 @@ def _measure(
         for _ in range(ROUNDS):
             card = Card(CardImage.from_json(image), rnd.randbytes)
             card.power_on(interface)  # type: ignore[arg-type]
-            transmit = card.transmit if interface == "contact" else _shim(card.transmit)
+            transmit = card.transmit
             kernel = Kernel(
                 config,
                 Transaction(TransactionKind.PURCHASE, NOW, amount_fen, interface=interface),

@@ -51,23 +51,7 @@ def new_card(
     prof = ProductProfile(opening_balance_fen=balance_fen, **profile)
     card = Card(CardImage.from_json(_image_json(serial, prof)), det_rng(seed))
     card.power_on(interface)
-    if interface == "contactless":
-        card.transmit = _signed_aip_shim(card.transmit)  # type: ignore[method-assign]
     return card
-
-
-def _signed_aip_shim(transmit):
-    """Known chip bug (/tmp/team/kernel-notes.md): the qPBOC GPO returns AIP 2000 while the ICC
-    certificate signs the contact AIP 7C00, so a standard terminal can never verify fDDA. Until the chip
-    returns the signed AIP, tests put it back in the GPO response; a no-op once the chip is fixed."""
-
-    def shimmed(apdu: bytes) -> bytes:
-        response = transmit(apdu)
-        if apdu[:2] == b"\x80\xa8" and response[:1] == b"\x77" and b"\x9f\x4b" in response:
-            response = response.replace(b"\x82\x02\x20\x00", b"\x82\x02\x7c\x00", 1)
-        return response
-
-    return shimmed
 
 
 def issuer_stub():

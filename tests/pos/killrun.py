@@ -42,8 +42,6 @@ def persistent_card(image_path: str) -> Card:
 
     def transmit(apdu: bytes) -> bytes:
         response = inner(apdu)
-        if apdu[:2] == b"\x80\xa8" and response[:1] == b"\x77" and b"\x9f\x4b" in response:
-            response = response.replace(b"\x82\x02\x20\x00", b"\x82\x02\x7c\x00", 1)  # chip bug shim
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(card.image.to_json())
         os.replace(tmp, path)

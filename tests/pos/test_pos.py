@@ -21,7 +21,7 @@ from citycard.pos.journal_sqlite import JournalError, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import PosTerminal
 
-from tests.kernel.cardlab import NOW, PIN, _signed_aip_shim, demo_keys, issuer_stub, new_card, terminal_config
+from tests.kernel.cardlab import NOW, PIN, demo_keys, issuer_stub, new_card, terminal_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,7 +184,6 @@ def world(tmp_path):
 def _reopen(keys, image, db):
     card = Card(CardImage.from_json(image.read_bytes()), random.Random(3).randbytes)
     card.power_on("contactless")
-    card.transmit = _signed_aip_shim(card.transmit)
     rnd = random.Random(12)
     pos = PosTerminal(
         terminal_config(), SqliteJournal(db, "CITY0001"), clock=lambda: NOW + dt.timedelta(seconds=5),
