@@ -138,6 +138,7 @@ class Transaction:
     other_amount_fen: int = 0
     interface: Literal["contact", "contactless"] = "contact"
     force_online: bool = False
+    log_records: int = 0  # log inquiries: read at most this many records, most recent first (0: all)
 
     def __post_init__(self) -> None:
         assert 0 <= self.amount_fen < 10**12 and 0 <= self.other_amount_fen < 10**12
@@ -1244,6 +1245,8 @@ class Kernel:
         if entry is None or len(entry) != 2 or not 11 <= entry[0] <= 30:
             raise CardError(f"no log entry ({entry_tag}) in the FCI")
         sfi, count = entry[0], min(entry[1], MAX_LOG_RECORDS)
+        if self.txn.log_records:
+            count = min(count, self.txn.log_records)
         fmt = yield from self._get_data(format_tag)
         if fmt is None:
             raise CardError(f"log format {format_tag} unavailable")

@@ -36,7 +36,10 @@ from .journal import Journal, JournalEntry
 __all__ = ["PosTerminal", "TapResult", "validator_config"]
 
 Transmit = Callable[[bytes], bytes]
-TORN_MAX_AGE_S = 24 * 3600
+TORN_MAX_AGE_S = 3600
+"""A torn transaction is looked for in the logs of the cards tapped within this time."""
+TORN_LOG_RECORDS = 3
+"""The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
 
 
 def _unable(_: OnlineRequest) -> OnlineResponse:
@@ -94,7 +97,10 @@ class PosTerminal:
         torn = self._open_torn(now)
         if not torn:
             return []
-        log = self.inquiry(transmit, TransactionKind.TRANSACTION_LOG, interface, trace=trace)
+        txn = Transaction(
+            TransactionKind.TRANSACTION_LOG, now, interface=interface, log_records=TORN_LOG_RECORDS
+        )  # type: ignore[arg-type]
+        log = run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
         if log.kind is not OutcomeKind.COMPLETED:
             return []
         recovered: list[JournalEntry] = []
