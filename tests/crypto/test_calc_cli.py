@@ -10,6 +10,8 @@ from citycard.cli.calc import app
 from citycard.crypto.cryptograms import verify_script_mac
 from citycard.crypto.derivation import derive_pboc_session_key
 
+from tests.crypto import emv_cert_vectors as v
+
 runner = CliRunner()
 IMK = "0123456789ABCDEFFEDCBA9876543210"
 SK = "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB"
@@ -118,3 +120,38 @@ def test_script_command_application_block() -> None:
     assert command[:5] == bytes.fromhex("841E000004") and len(command) == 9
     assert verify_script_mac(sk, command, 1, bytes.fromhex("1122334455667788"))
     assert runner.invoke(app, ["script", "841E0000", "1122334455667788", "--sk", SK]).exit_code != 0
+
+
+def test_des_fips81() -> None:
+    # FIPS 81 appendix B/C.
+    assert "Ciphertext: 3FA40E8A984D4815" in run("des", "0123456789ABCDEF", b"Now is t".hex())
+    assert "Plaintext: 4E6F772069732074" in run("des", "0123456789ABCDEF", "3FA40E8A984D4815", "--decrypt")
+    out = run(
+        "des", "0123456789ABCDEF", b"Now is the time for all ".hex(), "--cbc", "--iv", "1234567890ABCDEF"
+    )
+    assert "Ciphertext: E5C7CDDE872BF27C43E934008C389C0F683788499A7C05F6" in out
+
+
+def test_sm4_and_sm3() -> None:
+    # GB/T 32907-2016 example 1; GB/T 32905-2016 example 1 (REFERENCE.md).
+    assert "Ciphertext: 681EDF34D206965E86B3E94F536E4246" in run("sm4", IMK, IMK)
+    assert f"Plaintext: {IMK}" in run("sm4", IMK, "681EDF34D206965E86B3E94F536E4246", "--decrypt")
+    assert "SM3: 66C7F0F462EEEDD9" in run("sm3", "abc", "--ascii")
+
+
+def test_cert_recovery_public_vector() -> None:
+    # emv-tools dda_test.c (proxmark3): M/Chip test CA 05 → issuer 528588 → ICC 5285881254345653.
+    out = run(
+        "cert",
+        v.DDA_CA_MODULUS.hex(),
+        v.DDA_ISSUER_CERT.hex(),
+        "--issuer-remainder",
+        v.DDA_ISSUER_REMAINDER.hex(),
+        "--icc-cert",
+        v.DDA_ICC_CERT.hex(),
+        "--static-data",
+        v.DDA_STATIC_DATA.hex(),
+    )
+    assert "Issuer identifier: 528588" in out and "ICC PAN: 5285881254345653" in out
+    bad = runner.invoke(app, ["cert", v.DDA_CA_MODULUS.hex(), v.SDA_ISSUER_CERT.hex()])
+    assert bad.exit_code != 0

@@ -22,10 +22,25 @@ from citycard.crypto.cryptograms import (
     verify_ac,
 )
 from citycard.crypto.derivation import derive_common_session_key, derive_icc_mk_a
+from citycard.crypto.des import cbc_decrypt, cbc_encrypt, ecb_decrypt, ecb_encrypt
 from citycard.crypto.des import kcv as key_check_value
 from citycard.crypto.mac import mac_alg1, mac_alg3
 from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
-from citycard.crypto.sm import Algorithm, derive_session_key
+from citycard.crypto.rsa_cert import (
+    CertificateError,
+    RsaPublicKey,
+    recover_icc_certificate,
+    recover_issuer_certificate,
+)
+from citycard.crypto.sm import (
+    Algorithm,
+    derive_session_key,
+    sm3,
+    sm4_cbc_decrypt,
+    sm4_cbc_encrypt,
+    sm4_ecb_decrypt,
+    sm4_ecb_encrypt,
+)
 
 __all__ = ["app"]
 
@@ -300,3 +315,97 @@ def dol(
         rendered = render_value(tag, value, rid=rid)
         suffix = f" = {rendered}" if rendered is not None else ""
         typer.echo(f"{tag} {tag_name(tag, rid)}: {value.hex().upper()}{suffix}")
+
+
+@app.command("des")
+def des(
+    key: str = typer.Argument(..., help="DES/3DES key, 8, 16 or 24 bytes hex."),
+    data: str = typer.Argument(..., help="Data, hex, a whole number of 8-byte blocks."),
+    decrypt: bool = typer.Option(False, "--decrypt", help="Decrypt instead of encrypt."),
+    cbc: bool = typer.Option(False, "--cbc", help="CBC mode (zero IV unless --iv) instead of ECB."),
+    iv: str = typer.Option("0000000000000000", "--iv", help="CBC initial vector, 8 bytes hex."),
+) -> None:
+    """DES / 3DES-EDE encryption or decryption, ECB or CBC, no padding."""
+    raw_key, raw = _hex(key, "KEY", (8, 16, 24)), _hex(data, "DATA")
+    if len(raw) % 8:
+        raise typer.BadParameter("DATA must be a whole number of 8-byte blocks")
+    if cbc:
+        raw_iv = _hex(iv, "IV", (8,))
+        out = cbc_decrypt(raw_key, raw, raw_iv) if decrypt else cbc_encrypt(raw_key, raw, raw_iv)
+    else:
+        out = ecb_decrypt(raw_key, raw) if decrypt else ecb_encrypt(raw_key, raw)
+    _out("Plaintext" if decrypt else "Ciphertext", out)
+
+
+@app.command("sm4")
+def sm4(
+    key: str = typer.Argument(..., help="SM4 key, 16 bytes hex."),
+    data: str = typer.Argument(..., help="Data, hex, a whole number of 16-byte blocks."),
+    decrypt: bool = typer.Option(False, "--decrypt", help="Decrypt instead of encrypt."),
+    cbc: bool = typer.Option(False, "--cbc", help="CBC mode (zero IV unless --iv) instead of ECB."),
+    iv: str = typer.Option("00" * 16, "--iv", help="CBC initial vector, 16 bytes hex."),
+) -> None:
+    """SM4 (GB/T 32907-2016) encryption or decryption, ECB or CBC, no padding."""
+    raw_key, raw = _hex(key, "KEY", (16,)), _hex(data, "DATA")
+    if len(raw) % 16:
+        raise typer.BadParameter("DATA must be a whole number of 16-byte blocks")
+    if cbc:
+        raw_iv = _hex(iv, "IV", (16,))
+        out = sm4_cbc_decrypt(raw_key, raw, raw_iv) if decrypt else sm4_cbc_encrypt(raw_key, raw, raw_iv)
+    else:
+        out = sm4_ecb_decrypt(raw_key, raw) if decrypt else sm4_ecb_encrypt(raw_key, raw)
+    _out("Plaintext" if decrypt else "Ciphertext", out)
+
+
+@app.command("sm3")
+def sm3_cmd(
+    data: str = typer.Argument(..., help="Data, hex (use --ascii for text)."),
+    ascii_data: bool = typer.Option(False, "--ascii", help="DATA is ASCII text, not hex."),
+) -> None:
+    """SM3 digest (GB/T 32905-2016)."""
+    _out("SM3", sm3(data.encode("ascii") if ascii_data else _hex(data, "DATA")))
+
+
+@app.command("cert")
+def cert(
+    ca_modulus: str = typer.Argument(..., help="CA public key modulus, hex."),
+    issuer_cert: str = typer.Argument(..., help="Issuer public key certificate (90), hex."),
+    ca_exponent: str = typer.Option("03", "--ca-exponent", help="CA public key exponent, hex."),
+    issuer_remainder: str = typer.Option("", "--issuer-remainder", help="Issuer PK remainder (92), hex."),
+    issuer_exponent: str = typer.Option("03", "--issuer-exponent", help="Issuer PK exponent (9F32), hex."),
+    icc_cert: str | None = typer.Option(None, "--icc-cert", help="ICC public key certificate (9F46), hex."),
+    icc_remainder: str = typer.Option("", "--icc-remainder", help="ICC PK remainder (9F48), hex."),
+    icc_exponent: str = typer.Option("03", "--icc-exponent", help="ICC PK exponent (9F47), hex."),
+    static_data: str = typer.Option("", "--static-data", help="Static data to be authenticated, hex."),
+) -> None:
+    """Recover the issuer (and ICC) public key certificates, EMV Book 2 §5.3 / §6.4; exit 1 if one fails."""
+    ca = RsaPublicKey(
+        int.from_bytes(_hex(ca_modulus, "CA modulus"), "big"), int.from_bytes(_hex(ca_exponent, "exp"), "big")
+    )
+    try:
+        issuer = recover_issuer_certificate(
+            ca, _hex(issuer_cert, "90"), _hex(issuer_remainder, "92"), _hex(issuer_exponent, "9F32")
+        )
+    except CertificateError as exc:
+        _out("Issuer certificate", f"INVALID ({exc})")
+        raise typer.Exit(1) from None
+    _out("Issuer identifier", issuer.issuer_identifier)
+    _out("Issuer certificate expiry (MMYY)", issuer.expiry)
+    _out("Issuer certificate serial", issuer.serial)
+    _out("Issuer public key modulus", issuer.public_key.modulus)
+    if icc_cert is None:
+        return
+    try:
+        icc = recover_icc_certificate(
+            issuer.public_key,
+            _hex(icc_cert, "9F46"),
+            _hex(icc_remainder, "9F48"),
+            _hex(icc_exponent, "9F47"),
+            _hex(static_data, "static data"),
+        )
+    except CertificateError as exc:
+        _out("ICC certificate", f"INVALID ({exc})")
+        raise typer.Exit(1) from None
+    _out("ICC PAN", icc.pan)
+    _out("ICC certificate expiry (MMYY)", icc.expiry)
+    _out("ICC public key modulus", icc.public_key.modulus)
