@@ -5,9 +5,10 @@
 the minimum set that EMV Book 2 §8.1.1 recommends (amount authorised ``9F02``, amount other ``9F03``,
 terminal country code ``9F1A``, TVR ``95``, transaction currency code ``5F2A``, transaction date ``9A``,
 transaction type ``9C``, unpredictable number ``9F37``, AIP ``82``, ATC ``9F36``) followed by the card
-verification results taken out of the issuer application data ``9F10``. This is the data PBOC 2.0 cards
-(JR/T 0025.5 appendix on the application cryptogram; the same choice as Visa's cryptogram version 10)
-feed to the MAC; the CDOL1 of our cards asks for the terminal part of it.
+verification results taken out of the issuer application data ``9F10``. This is the list of Visa's
+cryptogram version 10, which PBOC 2.0 debit/credit inherited with the rest of VIS; JR/T 0025.5 itself was
+not available to us, so the choice rests on that lineage and on public PBOC traces (a 9F10 with this layout
+and CVN 01: geek-share.com, "金融系列8《应用密文产生》"). The CDOL1 of our cards asks for the terminal part.
 
 **Issuer application data** (``9F10``, PBOC 2.0 / 3.0 layout, as we assume it)::
 
@@ -19,6 +20,7 @@ feed to the MAC; the CDOL1 of our cards asks for the terminal part of it.
     bytes 8..   issuer discretionary data, optional; for EC: 0A ‖ 01 ‖ EC balance (5 bytes) ‖ MAC (4)
 
 so the 4 CVR bytes fed to the cryptogram (length byte included) are ``value[3:7]``.
+Bytes 0..6 are the VIS layout (length 06 there, 07 here: PBOC adds the algorithm identifier).
 
 **MACs.** The cryptogram is ISO/IEC 9797-1 MAC algorithm 3 with padding method 2 (``80 00…``) under the AC
 session key, 8 bytes. ARPC method 1 (Book 2 §8.2.1) is 3DES(SK, ARQC ⊕ (ARC ‖ 00…00)); method 2 (§8.2.2)
