@@ -24,7 +24,9 @@ Recovered-data layouts (Book 2 tables 6, 14, 7, 17; N = modulus length of the si
   dynamic data are the DDOL data; for qPBOC fDDA (JR/T 0025.12, following Visa VCPS fDDA) version 01
   (first byte of ``9F69``) they are ``9F37 ‖ 9F02 ‖ 5F2A ‖ 9F69``, version 00 only ``9F37``
   (:func:`fdda_terminal_data`); for CDA (Book 2 §6.6) only ``9F37``, the ICC dynamic data carrying the
-  CID, the AC and the transaction data hash code.
+  CID, the AC and the transaction data hash code. The fDDA layout is Visa's (VCPS), which qPBOC mirrors;
+  JR/T 0025.12 itself was not available to us, and no public fDDA test vector was found: the fDDA
+  tests are round trips (build → recover, tampered → CertificateError).
 
 Recovery checks what Book 2 §5.3, §6.3, §6.5.2 and §6.6.2 ask of the terminal, except dates (the pure core
 has no clock: the expiry is returned for the caller) and the issuer-identifier/PAN match (returned too).
