@@ -317,12 +317,13 @@ def journal_cmd(
         for file in jr.export(export):
             console.print(f"wrote {file}", soft_wrap=True, highlight=False)
     table = Table(title=f"journal {path} — batch {jr.current_batch()}")
-    for col in ("batch/STAN", "time", "state", "kind", "if", "amount", "card", "outcome", "AC"):
-        table.add_column(col)
+    for col in ("STAN", "time", "state", "kind", "amount", "card", "AC"):
+        table.add_column(col, no_wrap=True)
+    kinds = {"purchase": "sale", "ec_load": "load"}
     for e in jr.entries(state, limit):  # type: ignore[arg-type]
         table.add_row(
-            f"{e.batch:06d}/{e.stan:06d}", e.created.strftime("%Y-%m-%d %H:%M:%S"), e.state, e.kind,
-            e.interface[:4], format_amount(e.amount_fen), e.pan_masked, e.outcome, e.cryptogram,
+            f"{e.stan:06d}", e.created.strftime("%m-%d %H:%M:%S"), e.state, kinds.get(e.kind, e.kind),
+            format_amount(e.amount_fen), e.pan_masked[-8:], e.cryptogram[:8],
         )  # fmt: skip
     console.print(table)
     jr.close()
