@@ -33,7 +33,7 @@ def test_full_ec_purchase_debits_balance_and_logs(term: Any, h: Any) -> None:
     assert gpo.sw == 0x9000 and gpo.data[0] == 0x80
     aip, afl = gpo.data[2:4], gpo.data[4:]
     assert aip == bytes.fromhex("7C00")
-    assert afl == bytes.fromhex("100102011801030020010100")
+    assert afl == bytes.fromhex("100102011801030020010200")
     records: dict[str, bytes] = {}
     for i in range(0, len(afl), 4):
         sfi = afl[i] >> 3
@@ -42,6 +42,7 @@ def test_full_ec_purchase_debits_balance_and_logs(term: Any, h: Any) -> None:
             assert resp.sw == 0x9000 and resp.data[0] == 0x70
             records.update(resp.tags)
     assert records["9F74"] == b"ECC001"
+    assert term.read(4, 2).data == bytes.fromhex("7009 9F7406") + b"ECC001"  # alone in the last record
     assert records["5F20"] == b"ZHANG SAN"
     assert records["57"].hex().upper().startswith(term.pan + "D3112220")
     before = term.balance()
@@ -99,7 +100,7 @@ def test_ec_single_transaction_limit(make_terminal: Any, demo_keys: Any, h: Any)
     image = personalise(ProductProfile(opening_balance_fen=5000, ec_single_limit_fen=1000), 3, demo_keys)
     t = make_terminal(image)
     assert t.start_contact(1001).data[4:] == bytes.fromhex("1001020118010300")
-    assert t.start_contact(1000).data[4:] == bytes.fromhex("100102011801030020010100")
+    assert t.start_contact(1000).data[4:] == bytes.fromhex("100102011801030020010200")
 
 
 def test_online_arqc_arpc_second_generate_ac(term: Any, h: Any) -> None:

@@ -67,7 +67,7 @@ def test_keys_and_data(demo_keys: Any) -> None:
     assert "5F20" not in app.data  # anonymous
     assert app.icc_key is not None and app.icc_key.n.bit_length() == 1024
     assert image.get_int("A000000333010101.ec_balance") == 123
-    assert app.records[4] == (("9F74", "9F77", "9F78", "9F6D"),)
+    assert app.records[4] == (("9F77", "9F78", "9F6D"), ("9F74",))
 
 
 def test_credit_product(demo_keys: Any, make_terminal: Any, h: Any) -> None:

@@ -89,7 +89,7 @@ def test_wrong_currency_goes_online(term: Any, h: Any) -> None:
 
 def test_full_pboc_over_contactless(term: Any, h: Any) -> None:
     _start(term, h)
-    resp = term.gpo(h.qpboc_pdol_data(100, ttq="10000000"))
+    resp = term.gpo(h.qpboc_pdol_data(100, ttq="40000000"))
     assert resp.sw == 0x9000 and resp.data[0] == 0x80
 
 

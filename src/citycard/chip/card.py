@@ -366,7 +366,7 @@ class Card:
         if self._interface == "contactless":
             ttq = terminal["9F66"]
             qpboc = bool(ttq[0] & 0x20)
-            if not qpboc and not ttq[0] & 0x10:
+            if not qpboc and not ttq[0] & 0x40:
                 raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         atc_key = self._key("atc")
         atc = txn.get_int(atc_key)

@@ -80,9 +80,10 @@ APPROVED_ARCS = frozenset({b"00", b"10", b"11"})
 
 
 def afl(*, ec: bool) -> bytes:
-    """The AFL (``94``) of the contact and qPBOC paths; the EC path adds SFI 4 record 1 (``9F74``)."""
+    """The AFL (``94``) of the contact and qPBOC paths; the EC path adds SFI 4 records 1–2 (EC limits, then
+    ``9F74`` alone in the last record, as JR/T 0025 recommends)."""
     base = bytes.fromhex("1001020118010300")
-    return base + bytes.fromhex("20010100") if ec else base
+    return base + bytes.fromhex("20010200") if ec else base
 
 
 @dataclass

@@ -191,7 +191,7 @@ _RECORDS: dict[int, tuple[tuple[str, ...], ...]] = {
     2: (_SFI2_REC1, ("57", "5F20")),
     3: (("8F", "90", "92", "9F32"), ("9F46", "9F47", "9F48", "9F49"), ("93",)),
 }
-_EC_RECORD = ("9F74", "9F77", "9F78", "9F6D")
+_EC_RECORDS = (("9F77", "9F78", "9F6D"), ("9F74",))
 
 
 def static_data_to_authenticate(data: dict[str, bytes]) -> bytes:
@@ -273,7 +273,7 @@ def _application(
     records = dict(_RECORDS)
     if ec:
         app_data["9F74"] = pboc.EC_AUTH_CODE
-        records[4] = (_EC_RECORD,)
+        records[4] = _EC_RECORDS
     return Application(
         aid=pboc.AID_DEBIT if kind == "debit" else pboc.AID_CREDIT,
         kind=kind,
