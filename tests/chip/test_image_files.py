@@ -147,3 +147,11 @@ def test_demo_keys_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"format": "citycard-demo-keys", "version": 1}')
     with pytest.raises(DemoKeyError):
         DemoKeys.load_or_create(path)
+
+
+def test_repr_shows_no_secret(image: CardImage) -> None:
+    app = image.applications[0]
+    text = repr(image) + repr(app)
+    assert app.udk_ac.hex() not in text.lower() and app.udk_ac.hex().upper() not in text
+    assert "pin.value" not in text and "nvm" not in text
+    assert "A000000333010101" in repr(image)

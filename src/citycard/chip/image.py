@@ -107,10 +107,10 @@ class Application:
     ec: bool
     data: dict[str, bytes]
     records: dict[int, tuple[tuple[str, ...], ...]]
-    udk_ac: bytes
-    udk_mac: bytes
-    udk_enc: bytes
-    icc_key: RsaKey | None
+    udk_ac: bytes = field(repr=False)
+    udk_mac: bytes = field(repr=False)
+    udk_enc: bytes = field(repr=False)
+    icc_key: RsaKey | None = field(repr=False)
     log_records: int = 10
 
     def to_json(self) -> dict[str, Any]:
@@ -175,6 +175,10 @@ class CardImage:
     pin_try_limit: int = 3
     journal: list[tuple[str, Cell]] = field(default_factory=list)
     journal_committed: bool = False
+
+    def __repr__(self) -> str:  # never the keys, the PIN or the logs
+        aids = ", ".join(app.aid.hex().upper() for app in self.applications)
+        return f"CardImage({aids})"
 
     # -- reading cells -------------------------------------------------------------------------------
     def get_int(self, key: str) -> int:
