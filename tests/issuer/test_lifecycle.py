@@ -195,3 +195,27 @@ def test_deny_list_document_signature_verifies(banks: IssuerService) -> None:
     with pytest.raises(InvalidSignature):
         public.verify(bytes.fromhex(doc["signature"]), tampered, padding.PKCS1v15(), hashes.SHA256())
     assert json.loads(banks.export_deny_list("BOC").body)["entries"] == []
+
+
+def test_expired_card_is_declined(
+    banks: IssuerService, clock: Clock, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = issue_registered(banks)
+    term = terminal_for(pan)
+    clock.advance(11 * 366 * DAY_NS)  # past the 10-year validity of the product
+    resp = banks.authorize(request(pan, AuthorizationKind.BALANCE_INQUIRY, 0, term.first_ac(0), "b-1"))
+    assert resp.response_code == "54"
+    assert banks.renew(RenewCard(pan)).expiry > "3611"  # the successor gets a fresh validity
+
+
+def test_migration_0002_down_and_up(database: Database) -> None:
+    from sqlalchemy import inspect
+
+    from citycard.db import downgrade, migrate
+
+    schema = database.engine.dialect.default_schema_name if database.engine.dialect.name != "sqlite" else None
+    downgrade(database.engine, "0001_ledger")
+    names = set(inspect(database.engine).get_table_names(schema=schema))
+    assert "ledger_accounts" in names and not any(n.startswith("issuer_") for n in names)
+    migrate(database.engine)
+    assert "issuer_cards" in set(inspect(database.engine).get_table_names(schema=schema))

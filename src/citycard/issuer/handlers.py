@@ -173,6 +173,22 @@ class IssuerService:
         self.cooling_period_ns = cooling_period_ns
         self.rsa_bits = rsa_bits
         self._keys: dict[str, KeyHandle] = {}
+        self._banks: dict[str, Bank] = {}  # banks and products never change once added: cached
+        self._products: dict[tuple[str, str], Product] = {}
+
+    def _bank_of(self, uow: IssuerUnitOfWork, code: str) -> Bank:
+        bank = self._banks.get(code)
+        if bank is None:
+            bank = self._banks[code] = _bank(uow, code)
+        return bank
+
+    def _product_of(self, uow: IssuerUnitOfWork, bank_code: str, code: str) -> Product | None:
+        product = self._products.get((bank_code, code))
+        if product is None:
+            product = uow.products.get(bank_code, code)
+            if product is not None:
+                self._products[(bank_code, code)] = product
+        return product
 
     def _key(self, bank_code: str, role: str) -> KeyHandle:
         label = bank_key_labels(bank_code)[role]
@@ -729,7 +745,7 @@ class IssuerService:
             zpk, pvk = self._key(card.bank_code, "zpk"), self._key(card.bank_code, "pvk")
             if not self.hsm.verify_pin(zpk, pvk, req.pin_block, card.pan, card.pvki, card.pvv):
                 return out.set("55", "incorrect PIN")
-        bank = _bank(uow, card.bank_code)
+        bank = self._bank_of(uow, card.bank_code)
         kind = req.kind
         if kind == AuthorizationKind.BALANCE_INQUIRY:
             return out.set("00", "")
@@ -748,7 +764,7 @@ class IssuerService:
                 code=BankAccount.NETWORK_SETTLEMENT,
             )
             return self._post(uow, out, [leg])
-        product = uow.products.get(card.bank_code, card.product_code)
+        product = self._product_of(uow, card.bank_code, card.product_code)
         assert product is not None
         card_balance = _ec_balance_from_iad(tags["9F10"])
         if card_balance is None:
