@@ -29,6 +29,7 @@ from tests.db.dbtargets import KINDS, fresh_database
 
 R = CreateTransferResult
 THREADS = 6
+FUNDING_FEN = 1_000  # small against amounts of up to 900, so that overdrafts are refused often
 BATCHES_PER_THREAD = 60
 ACCOUNTS = (1, 2, 3, 4)
 CREDIT_NORMAL = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -66,7 +67,7 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
         with db.unit_of_work() as uow:
             opening = [Account(1, code=1)] + [Account(i, code=2, flags=CREDIT_NORMAL) for i in ACCOUNTS[1:]]
             uow.ledger.create_accounts(opening)
-            uow.ledger.create_transfers([Transfer(i, 1, i, 5_000) for i in ACCOUNTS[1:]])
+            uow.ledger.create_transfers([Transfer(i, 1, i, FUNDING_FEN) for i in ACCOUNTS[1:]])
             uow.commit()
         logs: list[list[tuple[Transfer, R]]] = [[] for _ in range(THREADS)]
         errors: list[BaseException] = []
@@ -94,8 +95,8 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
 
     expected: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for i in ACCOUNTS[1:]:
-        expected[1][0] += 5_000
-        expected[i][1] += 5_000
+        expected[1][0] += FUNDING_FEN
+        expected[i][1] += FUNDING_FEN
     for t in journal.values():
         expected[t.debit_account_id][0] += t.amount_fen
         expected[t.credit_account_id][1] += t.amount_fen
@@ -186,7 +187,7 @@ def test_deadlocked_unit_of_work_is_run_again(tmp_path: Path) -> None:
         for t in threads:
             t.join(timeout=60)
         assert outcome == {100: [R.OK, R.OK], 200: [R.OK, R.OK]}
-        assert sorted(attempts.values()) == [1, 2], "one of the two should have been aborted and re-run"
+        assert max(attempts.values()) >= 2, "a deadlock victim should have been aborted and re-run"
         with db.unit_of_work() as uow:
             assert sorted(t.id for t in uow.ledger.journal()) == [100, 101, 200, 201]
             assert [a.balance_fen for a in uow.ledger.balances()] == [20, -20, 20, -20]

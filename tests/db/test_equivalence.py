@@ -49,3 +49,4 @@ def test_sql_equals_memory(database: Database, opening: list[Account], batches: 
             assert uow.ledger.totals().balanced
     with database.unit_of_work() as uow:
         assert uow.ledger.journal() == memory.journal()
+        assert uow.ledger.audit() == memory.audit() == []

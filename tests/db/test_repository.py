@@ -7,9 +7,18 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
+from sqlalchemy import update
 
 from citycard.db import Database, RepositoryFactory, SqlLedgerRepository, SqlUnitOfWork
-from citycard.ledger import Account, CreateAccountResult, CreateTransferResult, LedgerRepository, Transfer
+from citycard.db.tables import ledger_accounts
+from citycard.ledger import (
+    Account,
+    CreateAccountResult,
+    CreateTransferResult,
+    LedgerRepository,
+    Transfer,
+    TransferFlags,
+)
 
 from tests.ledger.scenarios import SCENARIOS
 
@@ -35,6 +44,28 @@ class CommitEachCall:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_scenario_on_sql(database: Database, scenario: Callable[[LedgerRepository], None]) -> None:
     scenario(CommitEachCall(database))  # type: ignore[arg-type]
+    with database.unit_of_work() as uow:
+        assert uow.ledger.audit() == []
+        assert uow.ledger.totals().balanced
+
+
+def test_audit_finds_a_tampered_balance(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        uow.ledger.create_accounts([Account(1), Account(2), Account(3)])
+        hold = Transfer(2, 1, 3, 40, flags=TransferFlags.PENDING)
+        assert (
+            uow.ledger.create_transfers([Transfer(1, 1, 2, 100), hold, Transfer.post(3, hold, 30)])
+            == [CreateTransferResult.OK] * 3
+        )
+        assert uow.ledger.audit() == []
+        uow.session.execute(
+            update(ledger_accounts).where(ledger_accounts.c.id == 2).values(credits_posted=101)
+        )
+        assert uow.ledger.audit() == [2]
+        uow.session.execute(update(ledger_accounts).values(debits_pending=0, credits_pending=0))
+        assert uow.ledger.audit() == [2]
+        uow.session.execute(update(ledger_accounts).where(ledger_accounts.c.id == 1).values(debits_pending=5))
+        assert uow.ledger.audit() == [1, 2]
 
 
 def test_scenario_in_one_transaction(database: Database) -> None:

@@ -15,7 +15,9 @@ from citycard.ledger import (
     MalformedLedgerInput,
     Transfer,
     TransferFlags,
+    audit,
     create_transfers,
+    recompute_balances,
 )
 
 
@@ -100,3 +102,25 @@ def test_in_memory_unit_of_work_rolls_back_unless_committed() -> None:
         uow.ledger.create_transfers([Transfer(2, 1, 2, 6)])
         uow.commit()
     assert [t.id for t in ledger.journal()] == [2]
+
+
+def test_audit_names_accounts_whose_balances_disagree_with_transfers() -> None:
+    pending = Transfer(2, 1, 3, 40, flags=TransferFlags.PENDING)
+    transfers = [Transfer(1, 1, 2, 100), pending, Transfer.post(3, pending, 30), Transfer(4, 2, 9, 1)]
+    assert recompute_balances(transfers) == {
+        1: (0, 130, 0, 0),
+        2: (0, 1, 0, 100),
+        3: (0, 0, 0, 30),
+        9: (0, 0, 0, 1),
+    }
+    sound = [
+        Account(1, debits_posted=130),
+        Account(2, debits_posted=1, credits_posted=100),
+        Account(3, credits_posted=30),
+        Account(9, credits_posted=1),
+        Account(5),
+    ]
+    assert audit(sound, transfers) == []
+    assert audit(sound[1:], transfers) == [1]  # transfers on an account that is missing
+    tampered = [*sound[:4], Account(5, credits_pending=1)]
+    assert audit(tampered, transfers) == [5]

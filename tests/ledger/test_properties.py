@@ -17,6 +17,7 @@ from citycard.ledger import (
     LedgerState,
     Transfer,
     TransferFlags,
+    audit,
     check_invariants,
     create_accounts,
     create_transfers,
@@ -76,6 +77,7 @@ def test_random_histories_keep_the_invariants(opening: list[Account], batches: l
         ok_ids = [t.id for t, r in zip(batch, results, strict=True) if r is R.OK]
         assert [t.id for t in effects.new_transfers] == ok_ids
         assert _balances(state) == _recomputed(state)
+        assert audit(state.accounts.values(), state.transfers.values()) == []
         for chain in _chains(batch):
             oks = [results[i] is R.OK for i in chain]
             assert all(oks) or not any(oks), [results[i] for i in chain]

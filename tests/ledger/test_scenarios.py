@@ -18,3 +18,4 @@ def test_scenario_in_memory(scenario: Callable[[LedgerRepository], None]) -> Non
     ledger = InMemoryLedger(lambda: next(ticks))
     scenario(ledger)
     check_invariants(ledger.state)
+    assert ledger.audit() == []

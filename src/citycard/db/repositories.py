@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import BindParameter, Connection, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -266,6 +266,36 @@ class SqlLedgerRepository:
             query = query.where(_T.timestamp_ns < until_ns)
         query = query.order_by(_T.timestamp_ns, _T.id).limit(limit)
         return [transfer_from_row(r) for r in self.session.execute(query)]
+
+    def audit(self) -> list[int]:
+        """Ids of accounts whose stored balances differ from the sums of their transfers (SQL aggregates).
+
+        The same rule as :func:`citycard.ledger.engine.recompute_balances`: posted = plain transfers and
+        posts; pending = pending transfers that no post or void refers to. Empty when the books agree.
+        """
+        pending = _T.flags.op("&")(int(TransferFlags.PENDING)) != 0
+        resolved = select(_T.pending_id).where(_T.pending_id.is_not(None))
+        open_pending = and_(pending, _T.id.not_in(resolved))
+        posted = _T.flags.op("&")(int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)) == 0
+        expected: dict[int, list[int]] = {}
+        connection = self.session.connection()
+        for side, offset in ((_T.debit_account_id, 0), (_T.credit_account_id, 2)):
+            query = select(
+                side,
+                func.coalesce(func.sum(case((open_pending, _T.amount_fen), else_=0)), 0),
+                func.coalesce(func.sum(case((posted, _T.amount_fen), else_=0)), 0),
+            ).group_by(side)
+            for account_id, pending_sum, posted_sum in connection.execute(query):
+                sums = expected.setdefault(account_id, [0, 0, 0, 0])
+                sums[offset], sums[offset + 1] = int(pending_sum), int(posted_sum)
+        wrong = []
+        stored_balances = select(
+            _A.id, _A.debits_pending, _A.debits_posted, _A.credits_pending, _A.credits_posted
+        ).order_by(_A.id)
+        for account_id, *stored in connection.execute(stored_balances):
+            if stored != expected.pop(account_id, [0, 0, 0, 0]):
+                wrong.append(account_id)
+        return sorted([*wrong, *expected])
 
     def totals(self) -> Totals:
         row = self.session.execute(

@@ -7,10 +7,12 @@ from .engine import (
     LedgerState,
     Totals,
     account_violation,
+    audit,
     check_invariants,
     create_accounts,
     create_transfers,
     journal,
+    recompute_balances,
 )
 from .memory import InMemoryLedger, InMemoryUnitOfWork
 from .model import (
@@ -51,8 +53,10 @@ __all__ = [
     "TransferFlags",
     "UnitOfWork",
     "account_violation",
+    "audit",
     "check_invariants",
     "create_accounts",
     "create_transfers",
     "journal",
+    "recompute_balances",
 ]

@@ -38,11 +38,13 @@ __all__ = [
     "LedgerState",
     "Totals",
     "account_violation",
+    "audit",
     "check_batch",
     "check_invariants",
     "create_accounts",
     "create_transfers",
     "journal",
+    "recompute_balances",
 ]
 
 R = CreateTransferResult
@@ -373,6 +375,40 @@ def _validate_balances(debit: Account, credit: Account, amount: int) -> CreateTr
     ):
         return R.EXCEEDS_LIMIT
     return R.OK
+
+
+def recompute_balances(transfers: Iterable[Transfer]) -> dict[int, tuple[int, int, int, int]]:
+    """Each account's (debits_pending, debits_posted, credits_pending, credits_posted) from transfers alone.
+
+    Posted: plain transfers and posts; pending: pending transfers no post or void refers to. Accounts
+    without any transfer are absent. Independent of the engine's bookkeeping, for audits.
+    """
+    chosen = list(transfers)
+    resolved = {t.pending_id for t in chosen if t.is_resolution}
+    sums: dict[int, list[int]] = {}
+    for t in chosen:
+        debit = sums.setdefault(t.debit_account_id, [0, 0, 0, 0])
+        credit = sums.setdefault(t.credit_account_id, [0, 0, 0, 0])
+        if t.flags & TransferFlags.PENDING:
+            if t.id not in resolved:
+                debit[0] += t.amount_fen
+                credit[2] += t.amount_fen
+        elif not t.flags & TransferFlags.VOID_PENDING_TRANSFER:
+            debit[1] += t.amount_fen
+            credit[3] += t.amount_fen
+    return {i: (s[0], s[1], s[2], s[3]) for i, s in sums.items()}
+
+
+def audit(accounts: Iterable[Account], transfers: Iterable[Transfer]) -> list[int]:
+    """Ids of the accounts whose balances differ from what the transfers say (empty when the books agree)."""
+    expected = recompute_balances(transfers)
+    wrong = []
+    for a in accounts:
+        stored = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+        if stored != expected.pop(a.id, (0, 0, 0, 0)):
+            wrong.append(a.id)
+    wrong.extend(expected)  # transfers on accounts that do not exist
+    return sorted(wrong)
 
 
 def journal(

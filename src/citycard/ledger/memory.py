@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from .engine import LedgerState, Totals, check_invariants, create_accounts, create_transfers, journal
+from .engine import LedgerState, Totals, audit, check_invariants, create_accounts, create_transfers, journal
 from .model import Account, CreateAccountResult, CreateTransferResult, MalformedLedgerInput, Transfer
 from .ports import Clock
 
@@ -66,6 +66,10 @@ class InMemoryLedger:
 
     def totals(self) -> Totals:
         return check_invariants(self.state)
+
+    def audit(self) -> list[int]:
+        """Accounts whose balances differ from their transfers (empty when the books agree)."""
+        return audit(self.state.accounts.values(), self.state.transfers.values())
 
 
 class InMemoryUnitOfWork:
