@@ -233,3 +233,26 @@ def test_export_survives_a_kill(world, tmp_path, point):
     pos.journal.export(out)
     lines = [line for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
     assert len(lines) == 1 and not list(out.glob("*.tmp"))
+
+
+def test_pan_sealed_at_rest_and_in_the_export(tmp_path):
+    from citycard.pos.sealing import SealError, unseal_pan
+
+    key = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    rnd = random.Random(4)
+    pos = PosTerminal(
+        terminal_config(), SqliteJournal(tmp_path / "j.db", "CITY0001"), clock=lambda: NOW, rng=rnd.randbytes,
+        data_key=key,
+    )  # fmt: skip
+    result = pos.purchase(new_card("contact", balance_fen=1_000).transmit, 100)
+    pan = result.outcome.pan
+    (row,) = [
+        json.loads(line) for f in pos.journal.export(tmp_path / "out") for line in f.read_text().splitlines()
+    ]
+    assert unseal_pan(key, bytes.fromhex(row["pan_sealed"])) == pan
+    assert row["psn"] == "01" and len(row["expiry"]) == 4 and row["pan_token"] == ""
+    pos.journal.close()
+    for path in [tmp_path / "j.db", *tmp_path.glob("j.db-*"), *(tmp_path / "out").iterdir()]:
+        assert pan.encode() not in path.read_bytes(), path
+    with pytest.raises(SealError):
+        unseal_pan(bytes(16), bytes.fromhex(row["pan_sealed"]))

@@ -37,6 +37,7 @@ app = typer.Typer(help="POS terminal and bus validator (PBOC level-2 kernel).", 
 console = Console()
 
 DEMO_PIN_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # demo terminal PIN key; not a secret
+DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")  # demo key sealing PANs in the journal
 
 CardOpt = typer.Option(None, "--card", help="emulated card image (JSON)")
 ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")
@@ -77,7 +78,8 @@ def _config(path: Path | None, keys_path: Path | None) -> TerminalConfig:
 def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
     path = journal or settings().home / "pos-journal.db"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return PosTerminal(config, SqliteJournal(path, config.terminal_id.decode("ascii", "replace")))
+    terminal_id = config.terminal_id.decode("ascii", "replace")
+    return PosTerminal(config, SqliteJournal(path, terminal_id), data_key=DEMO_DATA_KEY)
 
 
 @contextmanager

@@ -31,6 +31,9 @@ class JournalEntry:
     created: dt.datetime
     pan_masked: str = ""
     pan_token: str = ""  # SHA-256 of PAN ‖ PSN, to recognise the card again without storing the PAN
+    pan_sealed: str = ""  # hex: the PAN enciphered under the terminal data key (pos.sealing), for upload
+    psn: str = ""  # 5F34, two digits
+    expiry: str = ""  # 5F24 as YYMM
     aid: str = ""
     outcome: str = ""
     reason: str = ""

@@ -32,6 +32,7 @@ from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
 
 from .journal import Journal, JournalEntry
+from .sealing import seal_pan
 
 __all__ = ["PosTerminal", "TapResult", "validator_config"]
 
@@ -76,7 +77,10 @@ class PosTerminal:
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(),
         rng: Callable[[int], bytes] = secrets.token_bytes,
+        data_key: bytes = b"",
     ) -> None:
+        """``data_key`` (3DES, 16 bytes) seals PANs in the journal for the upload; without it none is kept."""
+        self.data_key = data_key
         self.config = config
         self.journal = journal
         self.clock = clock
@@ -169,11 +173,15 @@ class PosTerminal:
         else:
             state = "void"
         token = hashlib.sha256(f"{outcome.pan}|{outcome.psn}".encode()).hexdigest() if outcome.pan else ""
+        sealed = seal_pan(self.data_key, outcome.pan).hex().upper() if outcome.pan and self.data_key else ""
         return self.journal.finish(
             entry.txn_id,
             state,
             pan_masked=mask_pan(outcome.pan) if outcome.pan else "",
             pan_token=token,
+            pan_sealed=sealed,
+            psn=outcome.psn,
+            expiry=outcome.data.get("5F24", b"").hex()[:4],
             aid=outcome.aid.hex().upper(),
             outcome=outcome.kind.value,
             reason=outcome.reason,
