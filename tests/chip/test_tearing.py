@@ -135,6 +135,7 @@ def test_tearing_at_every_write_point(name: str, registered_image: bytes, make_t
             t.card.transmit(command)
         torn = t.card.image.to_json()
         t.card.fault = None
+        assert t.card.transmit(command) == b"\x69\x85"  # unpowered until the next power-on
         t.card.power_on()
         recovered = t.card.image.to_json()
         expected = before if k <= journal else after

@@ -42,7 +42,7 @@ from citycard.crypto.pin import (
 from citycard.crypto.rsa_cert import dda_icc_dynamic_data, fdda_terminal_data, sign_dynamic_data
 
 from . import pboc
-from .image import Application, CardImage, FaultHook, Transaction, cell_key
+from .image import Application, CardImage, FaultHook, PowerLoss, Transaction, cell_key
 
 __all__ = ["Card", "CardError", "Interface"]
 
@@ -147,8 +147,16 @@ class Card:
 
     # -- APDU ----------------------------------------------------------------------------------------
     def transmit(self, apdu: bytes) -> bytes:
-        """Process one command APDU; the response APDU (data ‖ SW1 SW2). Never raises for any bytes."""
-        data, sw = self._process(bytes(apdu))
+        """Process one command APDU; the response APDU (data ‖ SW1 SW2). Never raises for any bytes.
+
+        A :class:`~citycard.chip.image.PowerLoss` from the fault hook leaves the card unpowered (until the
+        next :meth:`power_on`, which recovers the journal) and propagates.
+        """
+        try:
+            data, sw = self._process(bytes(apdu))
+        except PowerLoss:
+            self.power_off()
+            raise
         return data + sw.to_bytes(2, "big")
 
     def _process(self, raw: bytes) -> Response:
