@@ -1,0 +1,26 @@
+"""``citycard demo`` — the main job of ``make run`` — runs its steps end to end and leaves a card whose
+EC balance is exactly what the purchase, the fare and the load made it."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from citycard.chip.card import Card
+from citycard.cli import _register, app
+from citycard.codec.tlv import decode_dict
+from citycard.crypto.cryptograms import amount_from_bcd
+from citycard.files import load_card
+
+
+def test_demo_runs_every_step(tmp_path) -> None:
+    _register()
+    result = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for marker in ("GENERATE AC 1", "APPROVED OFFLINE", "GO", "APPROVED ONLINE", "load log"):
+        assert marker in result.output, marker
+    card = Card(load_card(tmp_path / "demo-card.json"), lambda n: bytes(n))
+    card.power_on("contact")
+    assert card.transmit(bytes.fromhex("00A4040008A00000033301010100"))[-2:] == b"\x90\x00"
+    answer = card.transmit(bytes.fromhex("80CA9F7900"))
+    # 100.00 opening − 12.50 purchase − 2.00 fare + 50.00 load
+    assert amount_from_bcd(decode_dict(answer[:-2])["9F79"]) == 13_550
