@@ -163,15 +163,12 @@ def test_balance_inquiry(banks: IssuerService, terminal_for: Callable[[str], Ter
 def test_online_pin_is_verified_against_the_pvv(
     banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
 ) -> None:
-    from citycard.crypto import des
-    from citycard.crypto.pin import pin_block_iso0
     from citycard.issuer.commands import SetPin
 
     pan = funded_card(banks)
-    zpk = hsm._load("icbc-zpk").secret  # white-box: the PIN pad's block, as the acquirer forwards it
 
-    def block(pin: str) -> bytes:
-        return des.ecb_encrypt(zpk, pin_block_iso0(pin, pan))
+    def block(pin: str) -> bytes:  # the PIN pad's block, as the acquirer forwards it under the zone PIN key
+        return hsm.encrypt_pin(hsm.get("icbc-zpk"), pin, pan)
 
     card = banks.set_pin(SetPin(pan, block("246810")))
     assert card.pvv is not None and len(card.pvv) == 4

@@ -61,6 +61,7 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     )
     assert "no BIN" not in run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--count", "3")
     run(cli, "card", "deposit", pan, "500.00")
+    assert "PVV stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)
     assert "positive" in run(cli, "card", "deposit", pan, "0", code=1)
     assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)

@@ -146,3 +146,15 @@ def test_insufficient_funds_declines_and_posts_nothing(
     assert ledger_snapshot(database) == before
     cid, _ = term.complete(resp.field55, resp.arc)
     assert cid == 0x00  # AAC
+
+
+def test_issue_fee_is_paid_at_the_counter(banks: IssuerService, database: Database) -> None:
+    from citycard.issuer.commands import AddProduct
+
+    banks.add_product(
+        AddProduct("ICBC", "fee-ec", "EC card with a fee", ICBC_BIN, registered=False, issue_fee_fen=2_000)
+    )
+    banks.issue_cards(IssueCards("ICBC", "fee-ec", count=2))
+    with database.unit_of_work() as uow:
+        fees = [a for a in uow.ledger.balances() if a.code == BankAccount.FEE_INCOME and a.credits_posted]
+        assert [a.credit_balance_fen for a in fees] == [4_000] and uow.ledger.totals().balanced

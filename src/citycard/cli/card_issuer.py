@@ -30,6 +30,7 @@ __all__ = [
     "register",
     "replace",
     "report_lost",
+    "set_pin",
     "unblock",
 ]
 
@@ -98,6 +99,26 @@ def deposit(
         console.print(f"deposited {yuan(fen)}; available {yuan(balance)}")
 
 
+def set_pin(
+    pan: Annotated[str, typer.Argument()],
+    pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Set the card's online PIN: entered here as at a PIN pad, encrypted by the HSM under the bank's zone
+    PIN key; only the PIN verification value (Visa PVV) is stored."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.issuer.model import bank_key_labels
+
+    with open_issuer() as issuer:
+        with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+            card = uow.cards.get(pan)  # type: ignore[attr-defined]
+        if card is None:
+            raise fail("no such card")
+        hsm = issuer.service.hsm
+        block = hsm.encrypt_pin(hsm.get(bank_key_labels(card.bank_code)["zpk"]), pin, pan)
+        issuer.service.set_pin(c.SetPin(pan, block))
+        console.print(f"PIN set for card {mask_pan(pan)} (PVV stored, never the PIN)")
+
+
 def report_lost(
     pan: Annotated[str, typer.Argument()],
     id_number: Annotated[
@@ -153,6 +174,7 @@ def register(card_app: typer.Typer) -> None:
     card_app.command("issue")(issue)
     card_app.command("activate")(activate)
     card_app.command("deposit")(deposit)
+    card_app.command("set-pin")(set_pin)
     card_app.command("report-lost")(report_lost)
     card_app.command("replace")(replace)
     card_app.command("refund")(refund)

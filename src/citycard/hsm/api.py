@@ -132,6 +132,10 @@ class Hsm(Protocol):
     def translate_pin_block(
         self, source: KeyHandle, destination: KeyHandle, pin_block: bytes, pan: str
     ) -> bytes: ...
+    def encrypt_pin(self, pek: KeyHandle, pin: str, pan: str) -> bytes:
+        """A PIN typed at a secure device, as an ISO 9564 format 0 block under ``pek`` (a PIN pad's job)."""
+        ...
+
     def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str: ...
     def verify_pin(
         self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str

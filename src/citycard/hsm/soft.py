@@ -357,6 +357,13 @@ class SoftHsm:
         secret = self._use(destination, KeyUsage.PIN_ENCRYPTION, ("B", "E"), "encrypt PIN blocks")
         return des.ecb_encrypt(secret, pin_block_iso0(pin, pan))
 
+    def encrypt_pin(self, pek: KeyHandle, pin: str, pan: str) -> bytes:
+        secret = self._use(pek, KeyUsage.PIN_ENCRYPTION, ("B", "E"), "encrypt PIN blocks")
+        try:
+            return des.ecb_encrypt(secret, pin_block_iso0(pin, pan))
+        except PinBlockError as exc:
+            raise HsmInputError(f"PIN cannot be put in a format 0 block ({exc})") from None
+
     def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str:
         pin = self._clear_pin(pek, pin_block, pan)
         secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "G"), "generate PVVs")

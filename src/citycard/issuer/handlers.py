@@ -332,6 +332,15 @@ class IssuerService:
                     issued_at_ns=now,
                 )
                 uow.cards.add(card)
+                if product.issue_fee_fen:  # paid at the counter: cash -> fee income
+                    fee = Transfer(
+                        transfer_id(f"issue-fee/{pan}", 1),
+                        bank.cash_account_id,
+                        bank.fee_account_id,
+                        product.issue_fee_fen,
+                        code=BankAccount.FEE_INCOME,
+                    )
+                    _expect_ok(uow.ledger.create_transfers([fee]))
                 if self.personaliser is not None:
                     self.personaliser.personalise(bank, product, card, cmd.holder_name)
                 cards.append(card)
