@@ -45,6 +45,7 @@ POSTGRES_URL = os.environ.get(
 CARDS = 20
 AUTHS = 400
 UPDATES = 2000
+ISSUE = 40
 
 
 def _field55(hsm: SoftHsm, pan: str, atc: int, amount_fen: int, un: int) -> bytes:
@@ -138,6 +139,47 @@ def _postgres() -> tuple[Database, Callable[[], None]]:
     return Database.open(POSTGRES_URL, schema=schema), lambda: drop_schema(POSTGRES_URL, schema)
 
 
+class _NullSink:
+    def save(self, card: object, image: object, record: object) -> str:
+        return ""
+
+
+def _issuance() -> tuple[float, float]:
+    """(cards/s issued with personalisation through the HSM, RSA-1024 key pairs/s generated)."""
+    from citycard.chip.personalise import IssuerPublicKeyData
+    from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, build_issuer_certificate
+    from citycard.issuer.personalisation import ChipPersonaliser
+
+    ca = RsaKey.generate(1024, 3)
+
+    def certify(public: RsaPublicKey, identifier: str) -> IssuerPublicKeyData:
+        cert, rem = build_issuer_certificate(ca, public, identifier, "1235", b"\x00\x00\x01")
+        return IssuerPublicKeyData(0xF1, cert, rem, public.exponent)
+
+    db, cleanup = _sqlite()
+    try:
+        hsm = SoftHsm(os.urandom(32))
+        service = IssuerService(
+            lambda: db.unit_of_work(IssuerUnitOfWork),  # type: ignore[arg-type, return-value]
+            hsm,
+            time.time_ns,
+            personaliser=ChipPersonaliser(hsm, certify, _NullSink()),  # type: ignore[arg-type]
+        )
+        service.add_bank(AddBank("BENCH", "benchmark bank"))
+        service.add_bin_range(AddBinRange("BENCH", "622000"))
+        service.add_product(AddProduct("BENCH", "anon-ec", "bench", "622000", registered=False))
+        start = time.perf_counter()
+        service.issue_cards(IssueCards("BENCH", "anon-ec", count=ISSUE))
+        cards = ISSUE / (time.perf_counter() - start)
+    finally:
+        db.close()
+        cleanup()
+    start = time.perf_counter()
+    for _ in range(ISSUE):
+        RsaKey.generate(1024, 3)
+    return cards, ISSUE / (time.perf_counter() - start)
+
+
 def main() -> None:
     rows = [_measure("SQLite (file, WAL)", _sqlite)]
     try:
@@ -150,6 +192,13 @@ def main() -> None:
     print(f"{'database':<22} {'authorizations/s':>17} {'1-row updates/s':>16} {'ratio':>7}")
     for name, auths, updates in rows:
         print(f"{name:<22} {auths:>17,.0f} {updates:>16,.0f} {auths / updates:>7.3f}")
+    cards, keys = _issuance()
+    print(
+        f"\nissuance of {ISSUE} anonymous cards (SQLite), personalised with HSM keys,"
+        " beside RSA-1024 key generation"
+    )
+    print(f"{'cards/s':>10} {'RSA-1024 key pairs/s':>21} {'ratio':>7}")
+    print(f"{cards:>10,.1f} {keys:>21,.1f} {cards / keys:>7.3f}")
 
 
 if __name__ == "__main__":
