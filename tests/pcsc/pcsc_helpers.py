@@ -51,29 +51,36 @@ def wait_card_absent(timeout_s: float = 10.0) -> None:
 
 
 @contextmanager
+def vpcd_slot() -> Iterator[None]:
+    """Hold the one Virtual PCD slot (across processes too: xdist workers, parallel test runs), and on
+    leaving wait until pcscd has seen the card go."""
+    lock = open(LOCK_PATH, "a+")  # noqa: SIM115 - held for the whole with-block below
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield
+        wait_card_absent()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+@contextmanager
 def served(card: VirtualCard, after_command=None) -> Iterator[dict]:
     """Serve ``card`` into the Virtual PCD reader in a thread; stop it afterwards (and always)."""
     stop = threading.Event()
     result: dict = {}
-    # One card at a time in the one slot, across processes too (xdist workers, parallel test runs).
-    lock = open(LOCK_PATH, "a+")  # noqa: SIM115 - held for the whole with-block below
-    fcntl.flock(lock, fcntl.LOCK_EX)
 
     def run() -> None:
         result["stats"] = serve(card, after_command=after_command, stop=stop, poll_ms=50)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield result
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    with vpcd_slot():
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
         try:
-            wait_card_absent()
+            yield result
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
+            stop.set()
+            thread.join(timeout=5)
 
 
 def connect_reader(timeout_s: float = 10.0):

@@ -38,7 +38,7 @@ def card_file(tmp_path, keys):
 
 def terminal_data(amount_fen: int) -> dict[str, bytes]:
     return {
-        "9F66": bytes.fromhex("10000000"),  # TTQ: contact PBOC path (full transaction)
+        "9F66": bytes.fromhex("40000000"),  # TTQ byte 1 b7: full PBOC over contactless (JR/T 0025.12)
         "9F7A": b"\x01",  # EC terminal support indicator
         "9F02": bytes.fromhex(f"{amount_fen:012d}"),
         "9F03": bytes(6),

@@ -16,9 +16,10 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the sub-applications (late, so that ``citycard --help`` stays quick)."""
-    from . import bank, calc, card, card_issuer, demo, denylist, ledger, pos
+    from . import bank, calc, card, card_issuer, demo, denylist, ledger, pos, serve
 
     card_issuer.register(card.app)
+    card.app.command("serve")(serve.serve)
     app.add_typer(bank.app, name="bank")
     app.add_typer(ledger.app, name="ledger")
     app.add_typer(denylist.app, name="denylist")
