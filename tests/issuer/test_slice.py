@@ -158,3 +158,33 @@ def test_issue_fee_is_paid_at_the_counter(banks: IssuerService, database: Databa
     with database.unit_of_work() as uow:
         fees = [a for a in uow.ledger.balances() if a.code == BankAccount.FEE_INCOME and a.credits_posted]
         assert [a.credit_balance_fen for a in fees] == [4_000] and uow.ledger.totals().balanced
+
+
+def test_chinese_name_is_kept_by_the_issuer_and_embossed_in_ascii(
+    banks: IssuerService, database: Database, sink: MemorySink
+) -> None:
+    (card,) = banks.issue_cards(IssueCards("ICBC", "debit-ec", holder_name="张三", id_number=HOLDER_ID))
+    assert sink.images[card.pan].applications[0].data["5F20"] == b"CITIZEN CARDHOLDER"
+    from sqlalchemy import text
+
+    with database.engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM issuer_cardholders")).scalar_one() == "张三"
+
+
+def test_ec_load_reversal_returns_the_money_to_the_account(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = issue_registered(banks)
+    banks.deposit(Deposit(pan, 10_000, "dep-1"))
+    term = terminal_for(pan)
+    f55 = term.first_ac(3_000, txn_type=0x60)
+    assert banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 3_000, f55, "l-1")).approved
+    # the card was torn away before the script: the acquirer reverses the load
+    reversal = AuthorizationRequest(
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, b"", original_request_id="l-1"
+    )
+    assert banks.authorize(reversal).approved
+    with database.unit_of_work() as uow:
+        codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
+    assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
+    assert term.ec_balance() == 0
