@@ -293,6 +293,14 @@ def journal_and_balances_queries(repo: LedgerRepository) -> None:
     assert [t.id for t in repo.journal(limit=1)] == [20]
     assert [a.id for a in repo.balances([MERCHANT, BANK, 99])] == [BANK, MERCHANT]
     assert [a.id for a in repo.balances(limit=2)] == [BANK, CUSTOMER]
+    assert [a.id for a in repo.balances(after_id=CUSTOMER, limit=1)] == [MERCHANT]
+    assert [a.id for a in repo.balances([MERCHANT, BANK], after_id=BANK)] == [MERCHANT]
+    pages, after = [], None
+    while page := repo.journal(after=after, limit=2):
+        pages.append([t.id for t in page])
+        after = (page[-1].timestamp_ns, page[-1].id)
+    assert pages == [[20, 30], [10]]
+    assert [t.id for t in repo.journal(account_id=MERCHANT, after=(t0, 20))] == [10]
     _assert_zero_sum(repo)
 
 

@@ -241,12 +241,14 @@ class SqlLedgerRepository:
         rows = self.session.connection().execute(_SELECT_TRANSFERS, {"ids": wanted})
         return [transfer_from_row(r) for r in rows]
 
-    def balances(self, account_ids: Iterable[int] | None = None, *, limit: int = 10_000) -> list[Account]:
+    def balances(
+        self, account_ids: Iterable[int] | None = None, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[Account]:
         _check_limit("balances.limit", limit, 100_000)
         if account_ids is not None:
-            return self.lookup_accounts(account_ids)[:limit]
-        query = select(ledger_accounts).order_by(_A.id).limit(limit)
-        return [account_from_row(r) for r in self.session.execute(query)]
+            return [a for a in self.lookup_accounts(account_ids) if a.id > after_id][:limit]
+        query = select(ledger_accounts).where(_A.id > after_id).order_by(_A.id).limit(limit)
+        return [account_from_row(r) for r in self.session.connection().execute(query)]
 
     def journal(
         self,
@@ -254,6 +256,7 @@ class SqlLedgerRepository:
         account_id: int | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        after: tuple[int, int] | None = None,
         limit: int = 1000,
     ) -> list[Transfer]:
         _check_limit("journal.limit", limit, MAX_JOURNAL)
@@ -264,8 +267,13 @@ class SqlLedgerRepository:
             query = query.where(_T.timestamp_ns >= since_ns)
         if until_ns is not None:
             query = query.where(_T.timestamp_ns < until_ns)
+        if after is not None:
+            after_ns, after_id = after
+            query = query.where(
+                or_(_T.timestamp_ns > after_ns, and_(_T.timestamp_ns == after_ns, _T.id > after_id))
+            )
         query = query.order_by(_T.timestamp_ns, _T.id).limit(limit)
-        return [transfer_from_row(r) for r in self.session.execute(query)]
+        return [transfer_from_row(r) for r in self.session.connection().execute(query)]
 
     def audit(self) -> list[int]:
         """Ids of accounts whose stored balances differ from the sums of their transfers (SQL aggregates).

@@ -198,6 +198,7 @@ class _Chain:
         return self.resolved.get(pending_id) or self.state.resolved.get(pending_id)
 
     def commit(self, effects: BatchEffects) -> None:
+        self._assert_zero_sum()
         self.state.accounts.update(self.accounts)
         self.state.transfers.update(self.transfers)
         self.state.resolved.update(self.resolved)
@@ -205,6 +206,17 @@ class _Chain:
         effects.new_transfers.extend(self.transfers.values())
         for account in self.accounts.values():
             assert account_violation(account) is None, (account.id, account_violation(account))
+
+    def _assert_zero_sum(self) -> None:
+        """The chain moved as much onto debits as onto credits, posted and pending (O(accounts touched))."""
+        delta = [0, 0, 0, 0]
+        for new in self.accounts.values():
+            old = self.state.accounts[new.id]
+            delta[0] += new.debits_pending - old.debits_pending
+            delta[1] += new.debits_posted - old.debits_posted
+            delta[2] += new.credits_pending - old.credits_pending
+            delta[3] += new.credits_posted - old.credits_posted
+        assert delta[0] == delta[2] and delta[1] == delta[3], delta
 
 
 def create_transfers(
@@ -417,10 +429,14 @@ def journal(
     account_id: int | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
+    after: tuple[int, int] | None = None,
     limit: int = 1000,
 ) -> list[Transfer]:
-    """Transfers in (timestamp, id) order, optionally of one account and within [since, until)."""
-    if not 0 < limit <= MAX_JOURNAL:
+    """Transfers in (timestamp, id) order, optionally of one account and within [since, until).
+
+    ``after`` is the (timestamp_ns, id) of the last transfer of the previous page: pass it to read on.
+    """
+    if type(limit) is not int or not 0 < limit <= MAX_JOURNAL:
         raise MalformedLedgerInput("journal.limit", f"must be 1..{MAX_JOURNAL}")
     chosen = [
         t
@@ -428,6 +444,7 @@ def journal(
         if (account_id is None or account_id in (t.debit_account_id, t.credit_account_id))
         and (since_ns is None or t.timestamp_ns >= since_ns)
         and (until_ns is None or t.timestamp_ns < until_ns)
+        and (after is None or (t.timestamp_ns, t.id) > after)
     ]
     chosen.sort(key=lambda t: (t.timestamp_ns, t.id))
     return chosen[:limit]

@@ -41,12 +41,14 @@ class InMemoryLedger:
         found = (self.state.transfers.get(i) for i in sorted(set(transfer_ids)))
         return [t for t in found if t is not None]
 
-    def balances(self, account_ids: Iterable[int] | None = None, *, limit: int = 10_000) -> list[Account]:
-        if not 0 < limit <= 100_000:
+    def balances(
+        self, account_ids: Iterable[int] | None = None, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[Account]:
+        if type(limit) is not int or not 0 < limit <= 100_000:
             raise MalformedLedgerInput("balances.limit", "must be 1..100000")
-        if account_ids is not None:
-            return self.lookup_accounts(account_ids)[:limit]
-        return [self.state.accounts[i] for i in sorted(self.state.accounts)[:limit]]
+        ids = sorted(self.state.accounts) if account_ids is None else sorted(set(account_ids))
+        chosen = [i for i in ids if i > after_id and i in self.state.accounts]
+        return [self.state.accounts[i] for i in chosen[:limit]]
 
     def journal(
         self,
@@ -54,6 +56,7 @@ class InMemoryLedger:
         account_id: int | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        after: tuple[int, int] | None = None,
         limit: int = 1000,
     ) -> list[Transfer]:
         return journal(
@@ -61,6 +64,7 @@ class InMemoryLedger:
             account_id=account_id,
             since_ns=since_ns,
             until_ns=until_ns,
+            after=after,
             limit=limit,
         )
 

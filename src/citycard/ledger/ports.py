@@ -40,8 +40,11 @@ class LedgerRepository(Protocol):
         """The transfers that exist among ``transfer_ids``, in id order."""
         ...
 
-    def balances(self, account_ids: Iterable[int] | None = None, *, limit: int = 10_000) -> list[Account]:
-        """Accounts with their balances in id order (all accounts, up to ``limit``, when ids are None)."""
+    def balances(
+        self, account_ids: Iterable[int] | None = None, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[Account]:
+        """Accounts with their balances in id order: those of ``account_ids`` (all when None) whose id is
+        above ``after_id`` (the last id of the previous page), at most ``limit``."""
         ...
 
     def journal(
@@ -50,9 +53,11 @@ class LedgerRepository(Protocol):
         account_id: int | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
+        after: tuple[int, int] | None = None,
         limit: int = 1000,
     ) -> list[Transfer]:
-        """Transfers in (timestamp, id) order, optionally of one account, within [since, until)."""
+        """Transfers in (timestamp, id) order, optionally of one account, within [since, until), after
+        the (timestamp_ns, id) of the last transfer of the previous page, at most ``limit``."""
         ...
 
     def totals(self) -> Totals:
