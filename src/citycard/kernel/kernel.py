@@ -53,6 +53,7 @@ from .events import (
     SendApdu,
 )
 from .tvr import (
+    AIP_CDA,
     AIP_CVM,
     AIP_DDA,
     AIP_ISSUER_AUTH,
@@ -67,6 +68,7 @@ from .tvr import (
     TSI_SCRIPT,
     TSI_TRM,
     TVR_CARD_ON_EXCEPTION_FILE,
+    TVR_CDA_FAILED,
     TVR_CVM_FAILED,
     TVR_DDA_FAILED,
     TVR_DIFFERENT_VERSIONS,
@@ -220,6 +222,8 @@ class Kernel:
         self._icc_key: oda.PublicKey | None = None
         self._oda_failure = ""
         self._record_tags: set[str] = set()
+        self._cda = False
+        self._pdol_data = b""
 
     # -- the h11-style surface -------------------------------------------------------------------------
 
@@ -614,6 +618,7 @@ class Kernel:
     def _gpo(self, fci: dict[str, bytes]) -> Generator[Event, Answer, None]:
         pdol = fci.get("9F38", b"")
         data = self._dol_data(pdol) if pdol else b""
+        self._pdol_data = data
         body = tlv.encode("83", data)
         command = bytes((0x80, 0xA8, 0x00, 0x00, len(body))) + body + b"\x00"
         if "9F66" in self.term and "9F66" in {t for t, _ in parse_dol(pdol)}:
@@ -696,7 +701,15 @@ class Kernel:
     def _oda_contact(self) -> Generator[Event, Answer, None]:
         aip = self.card["82"][0]
         caps = self.config.capabilities[2] if len(self.config.capabilities) > 2 else 0
-        if aip & AIP_DDA and caps & 0x40:
+        if aip & AIP_CDA and caps & 0x08:
+            self.tsi.set(TSI_ODA)  # Book 3 §10.3: keys now, the signature with GENERATE AC
+            key, failure = oda.recover_icc_key(self._oda_context())
+            if key is None:
+                self.tvr.set(TVR_CDA_FAILED)
+                self._oda_failure = failure
+            else:
+                self._icc_key, self._cda = key, True
+        elif aip & AIP_DDA and caps & 0x40:
             self.tsi.set(TSI_ODA)
             yield from self._dda()
         elif aip & AIP_SDA and caps & 0x80:
@@ -963,7 +976,9 @@ class Kernel:
     def _generate_ac(self, requested: int, dol_tag: str, purpose: str) -> Generator[Event, Answer, int]:
         dol = self.card[dol_tag]
         data = self._dol_data(dol)
-        command = bytes((0x80, 0xAE, requested, 0x00, len(data))) + data + b"\x00"
+        cda = self._cda and requested != CID_AAC
+        p1 = requested | (0x10 if cda else 0)
+        command = bytes((0x80, 0xAE, p1, 0x00, len(data))) + data + b"\x00"
         if requested != CID_AAC or dol_tag == "8D":
             self._debit_sent = True
         resp, sw = yield from self._apdu(command, purpose)
@@ -973,7 +988,7 @@ class Kernel:
         if len(objs) != 1:
             raise CardError(f"{purpose}: response is not one template")
         top = objs[0]
-        for tag in ("9F27", "9F36", "9F26", "9F10"):
+        for tag in ("9F27", "9F36", "9F26", "9F10", "9F4B"):
             self.card.pop(tag, None)
         if top.tag == "80":
             v = top.value
@@ -991,7 +1006,10 @@ class Kernel:
                 raise CardError(f"{purpose}: a data object appears twice")
         else:
             raise CardError(f"{purpose}: unexpected template {top.tag}")
-        self._mandatory(("9F27", "9F36", "9F26"))
+        self._mandatory(("9F27", "9F36"))
+        if cda and "9F4B" in self.card and top.tag == "77" and "9F26" not in self.card:
+            self._verify_cda(top, data)
+        self._mandatory(("9F26",))
         if len(self.card["9F27"]) != 1 or len(self.card["9F36"]) != 2 or len(self.card["9F26"]) != 8:
             raise CardError(f"{purpose}: CID, ATC or cryptogram of a wrong length")
         got = cid_type(self.card["9F27"][0])
@@ -1002,6 +1020,22 @@ class Kernel:
             names = {CID_AAC: "AAC", CID_TC: "TC", CID_ARQC: "ARQC"}
             raise CardError(f"{purpose}: card returned {names[got]} when {names[requested]} was requested")
         return got
+
+    def _verify_cda(self, template: Tlv, cdol_data: bytes) -> None:
+        """Book 2 §6.6.2: recover the SDAD, check CID and the transaction data hash, take the AC from it.
+        On failure the cryptogram is treated as an AAC and TVR "CDA failed" is set (Book 3 §10.8)."""
+        assert self._icc_key is not None
+        others = b"".join(o.to_bytes() for o in template.children or () if o.tag != "9F4B")
+        tx_hash = oda.cda_hash(self._pdol_data, cdol_data, others)
+        cid = self.card["9F27"]
+        ac, failure = oda.verify_cda(self._icc_key, self.card["9F4B"], self.term["9F37"], cid, tx_hash)
+        if ac is None:
+            self.tvr.set(TVR_CDA_FAILED)
+            self._oda_failure = failure
+            self.card["9F27"] = bytes((cid[0] & 0x3F,))  # AAC
+            self.card["9F26"] = bytes(8)
+            return
+        self.card["9F26"] = ac
 
     # -- contact flow ------------------------------------------------------------------------------------
 

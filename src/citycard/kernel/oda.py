@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from citycard.crypto.rsa_cert import (
     CertificateError,
     RsaPublicKey,
+    cda_transaction_data_hash,
     fdda_terminal_data,
     recover_dynamic_data,
     recover_icc_certificate,
@@ -29,10 +30,12 @@ from .config import TerminalConfig
 __all__ = [
     "OdaContext",
     "PublicKey",
+    "cda_hash",
     "certificate_expired",
     "fdda_data",
     "issuer_key",
     "recover_icc_key",
+    "verify_cda",
     "verify_dda",
     "verify_sda",
 ]
@@ -140,3 +143,30 @@ def fdda_data(un: bytes, amount: bytes, currency: bytes, card_auth_data: bytes |
     if not card_auth_data:
         return un
     return fdda_terminal_data(un, amount, currency, card_auth_data)
+
+
+def cda_hash(pdol_data: bytes, cdol_data: bytes, response_tlvs: bytes) -> bytes:
+    """Book 2 §6.6.1: the transaction data hash code the card signs with CDA."""
+    return cda_transaction_data_hash(pdol_data, cdol_data, response_tlvs)
+
+
+def verify_cda(
+    key: RsaPublicKey, signed: bytes, un: bytes, cid: bytes, tx_hash: bytes
+) -> tuple[bytes | None, str]:
+    """Book 2 §6.6.2: the application cryptogram from a verified CDA signature, else None and why.
+
+    ICC dynamic data = L ‖ ICC dynamic number ‖ CID ‖ AC (8) ‖ transaction data hash (20); the terminal
+    dynamic data hashed with it is the unpredictable number (9F37)."""
+    try:
+        recovered = recover_dynamic_data(key, signed, un)
+        number = recovered.icc_dynamic_number
+    except CertificateError as exc:
+        return None, f"CDA signature: {exc}"
+    rest = recovered.icc_dynamic_data[1 + len(number) :]
+    if len(rest) < 29:
+        return None, "CDA: ICC dynamic data too short"
+    if rest[:1] != cid:
+        return None, "CDA: CID in the signature differs from the response"
+    if rest[9:29] != tx_hash:
+        return None, "CDA: transaction data hash differs"
+    return rest[1:9], ""
