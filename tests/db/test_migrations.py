@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,8 @@ def test_first_revision_and_packaged_environment() -> None:
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_ledger.py").is_file()
     assert not (MIGRATIONS_DIR.parent / "alembic.ini").exists()
+    # packages (not bare directories), so that setuptools puts them in the wheel
+    assert importlib.util.find_spec("citycard.db.migrations.versions") is not None
 
 
 def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
