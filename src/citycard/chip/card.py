@@ -39,7 +39,13 @@ from citycard.crypto.pin import (
     decrypt_pin_change_data,
     pin_from_offline_block,
 )
-from citycard.crypto.rsa_cert import dda_icc_dynamic_data, fdda_terminal_data, sign_dynamic_data
+from citycard.crypto.rsa_cert import (
+    cda_icc_dynamic_data,
+    cda_transaction_data_hash,
+    dda_icc_dynamic_data,
+    fdda_terminal_data,
+    sign_dynamic_data,
+)
 
 from . import pboc
 from .image import Application, CardImage, FaultHook, PowerLoss, Transaction, cell_key
@@ -93,6 +99,8 @@ class _Session:
     arqc: bytes = b""
     issuer_auth: bool | None = None  # None: not performed
     ec_loaded: bool = False
+    pdol_data: bytes = b""
+    cdol_data: bytes = b""  # CDOL1 data, then ‖ CDOL2 data (CDA transaction data hash)
 
 
 class Card:
@@ -384,12 +392,18 @@ class Card:
         txn.put(atc_key, atc)
         s = self._s
         s.terminal, s.atc, s.gpo_done = dict(terminal), atc, True
+        s.pdol_data = objects[0].value
         s.cvr = self._initial_cvr(txn)
         if qpboc:
             return self._qpboc(app, txn)
         ec = terminal.get("9F7A") == b"\x01" and self._ec_fits(app, txn, terminal)
-        s.path, s.aip = ("ec" if ec else "standard"), pboc.AIP_CONTACT
+        s.path, s.aip = ("ec" if ec else "standard"), self._aip(app)
         return encode("80", s.aip + pboc.afl(ec=ec)), SW.OK
+
+    @staticmethod
+    def _aip(app: Application) -> bytes:
+        """The personalised AIP (``82``): the one the static data signature covers, on both interfaces."""
+        return app.data.get("82", pboc.AIP_CONTACT)
 
     def _initial_cvr(self, txn: Transaction) -> pboc.Cvr:
         return pboc.Cvr(
@@ -413,7 +427,7 @@ class Card:
 
     def _qpboc(self, app: Application, txn: Transaction) -> Response:
         s = self._s
-        s.path, s.aip = "qpboc", pboc.AIP_QPBOC
+        s.path, s.aip = "qpboc", self._aip(app)
         ttq = s.terminal["9F66"]
         online_capable = not ttq[0] & 0x08
         offline = not ttq[1] & 0x80 and self._ec_fits(app, txn, s.terminal)
@@ -481,14 +495,17 @@ class Card:
         values.update({"82": s.aip, "9F36": s.atc.to_bytes(2, "big"), "9F10": iad})
         return generate_ac(sk, ac_input(values)), iad
 
-    def _ac_response(self, cid: int, cryptogram: bytes, iad: bytes) -> Response:
-        items = [
-            ("9F27", bytes((cid,))),
-            ("9F36", self._s.atc.to_bytes(2, "big")),
-            ("9F26", cryptogram),
-            ("9F10", iad),
-        ]
-        return encode("77", encode_many(items)), SW.OK
+    def _ac_response(self, app: Application, cid: int, cryptogram: bytes, iad: bytes, cda: bool) -> Response:
+        """Format 2; with CDA (EMV Book 2 §6.6.1) the AC travels inside the signed dynamic data ``9F4B``."""
+        s = self._s
+        cid_atc = encode_many([("9F27", bytes((cid,))), ("9F36", s.atc.to_bytes(2, "big"))])
+        if not cda or cid == pboc.CID_AAC or app.icc_key is None or not self._aip(app)[0] & 0x01:
+            return encode("77", cid_atc + encode_many([("9F26", cryptogram), ("9F10", iad)])), SW.OK
+        iad_tlv = encode("9F10", iad)
+        tx_hash = cda_transaction_data_hash(s.pdol_data, s.cdol_data, cid_atc + iad_tlv)
+        dynamic = cda_icc_dynamic_data(self._rng(8), bytes((cid,)), cryptogram, tx_hash)
+        sdad = sign_dynamic_data(app.icc_key, dynamic, s.terminal["9F37"])
+        return encode("77", cid_atc + encode("9F4B", sdad) + iad_tlv), SW.OK
 
     # -- GENERATE AC ---------------------------------------------------------------------------------
     def _generate_ac(self, cmd: CommandApdu, txn: Transaction) -> Response:
@@ -496,7 +513,7 @@ class Card:
         s = self._s
         if not s.gpo_done or s.path == "qpboc":
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        if cmd.p2 != 0 or cmd.p1 & 0xC0 == 0xC0 or cmd.p1 & 0x2F:
+        if cmd.p2 != 0 or cmd.p1 & 0xC0 == 0xC0 or cmd.p1 & 0x2F:  # bit 5 (10) asks for CDA
             raise CardError(SW.INCORRECT_P1P2)
         requested = cmd.p1 & 0xC0
         if s.first_ac is None:
@@ -512,6 +529,7 @@ class Card:
         except DolError:
             raise CardError(SW.WRONG_LENGTH) from None
         s.terminal.update(cdol1)
+        s.cdol_data = cmd.data
         blocked = txn.get_bool(self._key("blocked"))
         if requested == pboc.CID_AAC:
             cid = pboc.CID_AAC
@@ -528,7 +546,7 @@ class Card:
         if cid == pboc.CID_ARQC:
             s.arqc = cryptogram
             txn.put(self._key("online_pending"), True)
-        return self._ac_response(cid, cryptogram, iad)
+        return self._ac_response(app, cid, cryptogram, iad, bool(cmd.p1 & 0x10))
 
     def _second_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
         s = self._s
@@ -540,6 +558,7 @@ class Card:
             raise CardError(SW.WRONG_LENGTH) from None
         auth_data = cdol2.pop("91")
         s.terminal.update(cdol2)
+        s.cdol_data += cmd.data
         if any(auth_data):
             sk = self._session_key(app.udk_ac)
             s.issuer_auth = verify_arpc_method1(sk, s.arqc, auth_data[8:], auth_data[:8])
@@ -554,7 +573,7 @@ class Card:
             txn.put(self._key("last_online_atc"), s.atc)
             self._log(txn, "txn_log", pboc.txn_log_record(s.terminal, s.atc))
         cryptogram, iad = self._cryptogram(app, txn)
-        return self._ac_response(cid, cryptogram, iad)
+        return self._ac_response(app, cid, cryptogram, iad, bool(cmd.p1 & 0x10))
 
     def _external_authenticate(self, cmd: CommandApdu, txn: Transaction) -> Response:
         app = self._app()

@@ -19,6 +19,7 @@ from citycard.crypto.mac import mac_alg3
 __all__ = [
     "AID_CREDIT",
     "AID_DEBIT",
+    "AIP_CDA",
     "AIP_CONTACT",
     "AIP_QPBOC",
     "APPROVED_ARCS",
@@ -70,6 +71,8 @@ LOAD_LOG_SFI = 12
 EC_AUTH_CODE = b"ECC001"
 
 AIP_CONTACT = bytes.fromhex("7C00")
+AIP_CDA = bytes.fromhex("7D00")
+"""AIP of a product that also offers CDA (byte 1 bit 1, EMV Book 3 Annex C1)."""
 AIP_QPBOC = AIP_CONTACT
 """The same AIP as on contact: the static data to be authenticated (and so the ICC certificate) covers
 the AIP of the GPO response (EMV Book 3 §10.3), so both interfaces must return the signed one."""

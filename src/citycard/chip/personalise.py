@@ -64,6 +64,8 @@ class ProductProfile:
     credit: bool = False
     dual: bool = False
     """Both a debit (with EC) and a credit application."""
+    cda: bool = False
+    """Offer CDA (combined DDA / AC generation): AIP ``7D00`` instead of ``7C00``."""
     pin: str = "123456"
     currency: str = "0156"
     country: str = "0156"
@@ -195,8 +197,8 @@ _EC_RECORDS = (("9F77", "9F78", "9F6D"), ("9F74",))
 
 
 def static_data_to_authenticate(data: dict[str, bytes]) -> bytes:
-    """SFI 2 record 1 without its ``70`` template (EMV Book 3 §10.3, SFI 1–10) ‖ the contact AIP."""
-    return encode_many((tag, data[tag]) for tag in _SFI2_REC1 if tag in data) + pboc.AIP_CONTACT
+    """SFI 2 record 1 without its ``70`` template (EMV Book 3 §10.3, SFI 1–10) ‖ the AIP (``9F4A`` = 82)."""
+    return encode_many((tag, data[tag]) for tag in _SFI2_REC1 if tag in data) + data["82"]
 
 
 def _application_data(profile: ProductProfile, pan: str) -> dict[str, bytes]:
@@ -221,6 +223,7 @@ def _application_data(profile: ProductProfile, pan: str) -> dict[str, bytes]:
         "57": _track2(pan, profile.expiry),
         "9F49": pboc.DDOL,
         "9F51": bytes.fromhex(profile.currency),
+        "82": pboc.AIP_CDA if profile.cda else pboc.AIP_CONTACT,
     }
     if profile.holder_name:
         data["5F20"] = profile.holder_name.encode("ascii")
