@@ -68,6 +68,8 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert "500.00" in run(cli, "ledger", "journal", "--pan", pan)
     run(cli, "card", "report-lost", pan, "--id-number", HOLDER_ID)
     run(cli, "card", "replace", pan)
+    assert "0 card(s) expired" in run(cli, "bank", "expire", "--bank", "ICBC")
+    assert "charged 0.00" in run(cli, "bank", "annual-fees", "--bank", "ICBC", "--period", "2026")
     run(cli, "denylist", "export", "--bank", "ICBC", "--out", str(tmp_path / "dl.json"))
     doc = json.loads((tmp_path / "dl.json").read_text())
     body = json.loads(base64.b64decode(doc["body"]))

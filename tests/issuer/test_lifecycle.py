@@ -219,3 +219,25 @@ def test_migration_0002_down_and_up(database: Database) -> None:
     assert "ledger_accounts" in names and not any(n.startswith("issuer_") for n in names)
     migrate(database.engine)
     assert "issuer_cards" in set(inspect(database.engine).get_table_names(schema=schema))
+
+
+def test_annual_fees_once_per_period_and_expiry_job(
+    banks: IssuerService, database: Database, clock: Clock
+) -> None:
+    from citycard.issuer.commands import ActivateCard, AddProduct, ChargeAnnualFees, Deposit, ExpireCards
+
+    banks.add_product(AddProduct("BOC", "fee-debit", "debit with a fee", "621661", annual_fee_fen=1_000))
+    paying, broke = (
+        banks.issue_cards(IssueCards("BOC", "fee-debit", holder_name=n, id_number=i))[0]
+        for n, i in (("Wang Wu", HOLDER_ID), ("Zhao Liu", "440524188001010014"))
+    )
+    for card in (paying, broke):
+        banks.activate(ActivateCard(card.pan))
+    banks.deposit(Deposit(paying.pan, 5_000, "dep-1"))
+    assert banks.charge_annual_fees(ChargeAnnualFees("BOC", "2026")) == (1_000, [broke.pan])
+    assert banks.charge_annual_fees(ChargeAnnualFees("BOC", "2026")) == (0, [broke.pan])
+    assert banks.charge_annual_fees(ChargeAnnualFees("BOC", "2027"))[0] == 1_000
+    assert banks.expire_cards(ExpireCards("BOC")) == []
+    clock.advance(11 * 366 * DAY_NS)
+    assert sorted(banks.expire_cards(ExpireCards("BOC"))) == sorted([paying.pan, broke.pan])
+    assert card_status(database, paying.pan) == CardStatus.EXPIRED

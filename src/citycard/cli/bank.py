@@ -183,5 +183,30 @@ def keys() -> None:
         console.print(table)
 
 
+@app.command("annual-fees")
+def annual_fees(
+    bank: Annotated[str, typer.Option("--bank")],
+    period: Annotated[str, typer.Option("--period", help="e.g. 2026; charged once per card and period")],
+) -> None:
+    """Charge the products' annual fees to the holders' accounts."""
+    from citycard.issuer.commands import ChargeAnnualFees
+    from citycard.issuer.model import mask_pan
+
+    with open_issuer() as issuer:
+        charged, unpaid = issuer.service.charge_annual_fees(ChargeAnnualFees(bank, period))
+        console.print(f"charged {yuan(charged)}; {len(unpaid)} card(s) could not pay")
+        for pan in unpaid[:20]:
+            console.print(f"  unpaid: {mask_pan(pan)}")
+
+
+@app.command("expire")
+def expire(bank: Annotated[str, typer.Option("--bank")]) -> None:
+    """Mark cards past their expiry month as expired (renew them with ``card renew``)."""
+    from citycard.issuer.commands import ExpireCards
+
+    with open_issuer() as issuer:
+        console.print(f"{len(issuer.service.expire_cards(ExpireCards(bank)))} card(s) expired")
+
+
 def write_json(path: Path, value: Any) -> None:
     atomic_write(path, json.dumps(value, indent=1, ensure_ascii=False).encode() + b"\n")

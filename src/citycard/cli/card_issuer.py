@@ -28,6 +28,7 @@ __all__ = [
     "issue",
     "refund",
     "register",
+    "renew",
     "replace",
     "report_lost",
     "set_pin",
@@ -148,6 +149,12 @@ def refund(
         console.print(f"refunded {yuan(amount)} to the {to}")
 
 
+def renew(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> None:
+    """Issue the successor of an expiring card (new PAN and validity; same holder and account)."""
+    with open_issuer() as issuer:
+        _show([issuer.service.renew(c.RenewCard(pan))], reveal, f"renewal of {mask_pan(pan)}")
+
+
 def block(pan: Annotated[str, typer.Argument()]) -> None:
     """Block the card's application by issuer script at its next online contact."""
     with open_issuer() as issuer:
@@ -178,6 +185,7 @@ def register(card_app: typer.Typer) -> None:
     card_app.command("report-lost")(report_lost)
     card_app.command("replace")(replace)
     card_app.command("refund")(refund)
+    card_app.command("renew")(renew)
     card_app.command("block")(block)
     card_app.command("unblock")(unblock)
     card_app.command("close")(close)

@@ -24,8 +24,10 @@ __all__ = [
     "AuthorizationRequest",
     "AuthorizationResponse",
     "BlockCard",
+    "ChargeAnnualFees",
     "CloseCard",
     "Deposit",
+    "ExpireCards",
     "IssueCards",
     "MalformedRequest",
     "RecordOfflineClearing",
@@ -173,6 +175,22 @@ class BlockCard:
 @dataclass(frozen=True)
 class UnblockCard:
     pan: str
+
+
+@dataclass(frozen=True)
+class ChargeAnnualFees:
+    """Debit each live registered card's annual fee (its product's) from the holder's account, once per
+    ``period`` (e.g. ``"2026"``); a card whose account cannot pay is reported, not charged."""
+
+    bank_code: str
+    period: str
+
+
+@dataclass(frozen=True)
+class ExpireCards:
+    """Mark the bank's cards whose expiry month has passed as expired (renew them with ``RenewCard``)."""
+
+    bank_code: str
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,10 @@ from .commands import (
     AuthorizationRequest,
     AuthorizationResponse,
     BlockCard,
+    ChargeAnnualFees,
     CloseCard,
     Deposit,
+    ExpireCards,
     IssueCards,
     MalformedRequest,
     RecordOfflineClearing,
@@ -601,6 +603,53 @@ class IssuerService:
             uow.deny_list.add(DenyListEntry(card.bank_code, card.pan, card.psn, "closed", now))
             uow.commit()
         return card
+
+    # --- periodic jobs ----------------------------------------------------------------------------------
+    def charge_annual_fees(self, cmd: ChargeAnnualFees) -> tuple[int, list[str]]:
+        """Returns (fen charged, PANs whose account could not pay). Idempotent per card and period."""
+        charged, unpaid = 0, []
+        with self._uow() as uow:
+            bank = self._bank_of(uow, cmd.bank_code)
+            for card in uow.cards.list(cmd.bank_code, limit=100_000):
+                product = self._product_of(uow, card.bank_code, card.product_code)
+                live = card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
+                if (
+                    product is None
+                    or not product.annual_fee_fen
+                    or not live
+                    or card.deposit_account_id is None
+                ):
+                    continue
+                fee = Transfer(
+                    transfer_id(f"annual-fee/{card.pan}/{cmd.period}", 1),
+                    card.deposit_account_id,
+                    bank.fee_account_id,
+                    product.annual_fee_fen,
+                    code=BankAccount.FEE_INCOME,
+                )
+                result = uow.ledger.create_transfers([fee])[0]
+                if result == CreateTransferResult.OK:
+                    charged += fee.amount_fen
+                elif result != CreateTransferResult.EXISTS:
+                    unpaid.append(card.pan)
+            uow.commit()
+        return charged, unpaid
+
+    def expire_cards(self, cmd: ExpireCards) -> list[str]:
+        """PANs marked expired now."""
+        now = _yymm(self.clock())
+        expired = []
+        with self._uow() as uow:
+            for card in uow.cards.list(cmd.bank_code, limit=100_000):
+                if card.expiry < now and card.status in (
+                    CardStatus.ISSUED,
+                    CardStatus.ACTIVE,
+                    CardStatus.BLOCKED,
+                ):
+                    uow.cards.update(replace(card, status=CardStatus.EXPIRED))
+                    expired.append(card.pan)
+            uow.commit()
+        return expired
 
     # --- deny list --------------------------------------------------------------------------------------
     def export_deny_list(self, bank_code: str) -> SignedDenyList:

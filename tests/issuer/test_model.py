@@ -1,0 +1,72 @@
+"""Pure checks of the issuer domain: GB 11643-1999 ID numbers, Luhn PANs, masking, transfer ids."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from citycard.issuer.handlers import transfer_id
+from citycard.issuer.model import (
+    BinRange,
+    InvalidIdNumber,
+    id_number_check_character,
+    luhn_check_digit,
+    mask_pan,
+    validate_id_number,
+)
+from citycard.ledger.model import MAX_ID
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "11010519491231002X",  # GB 11643-1999 §8 example
+        "11010519491231002x",  # lower-case check character is accepted and normalised
+        "440524188001010014",
+    ],
+)
+def test_valid_id_numbers(number: str) -> None:
+    assert validate_id_number(number) == number.upper()
+
+
+@pytest.mark.parametrize(
+    ("number", "why"),
+    [
+        ("110105194912310021", "check character"),
+        ("11010519491231002", "17 digits"),
+        ("11010519491231002XX", "17 digits"),
+        ("1101051949123100AX", "17 digits"),
+        ("110105194902300021", "date of birth"),  # 30 February
+        ("110105194913010021", "date of birth"),
+    ],
+)
+def test_invalid_id_numbers(number: str, why: str) -> None:
+    with pytest.raises(InvalidIdNumber, match=why):
+        validate_id_number(number)
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_exactly_one_check_character_is_valid(first17: str) -> None:
+    good = id_number_check_character(first17)
+    for candidate in "0123456789X":
+        try:
+            validate_id_number(first17 + candidate)
+        except InvalidIdNumber:
+            continue
+        assert candidate == good
+
+
+def test_luhn_and_pans() -> None:
+    assert luhn_check_digit("7992739871") == "3"  # ISO/IEC 7812-1 Annex B example
+    pan = BinRange("621226", "ICBC", 19).pan(1)
+    assert pan == "6212260000000000018" and luhn_check_digit(pan[:-1]) == pan[-1]
+    assert mask_pan(pan) == "621226*********0018"
+
+
+@given(st.text(min_size=1, max_size=64), st.integers(1, 9))
+def test_transfer_ids_are_valid_ledger_ids(request_id: str, leg: int) -> None:
+    tid = transfer_id(request_id, leg)
+    assert (
+        1 <= tid <= MAX_ID and tid == transfer_id(request_id, leg) and tid != transfer_id(request_id, leg + 1)
+    )
