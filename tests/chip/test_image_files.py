@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from citycard import files
 from citycard.chip.image import CardImage, ImageError, PowerLoss, cell_key
@@ -155,3 +158,53 @@ def test_repr_shows_no_secret(image: CardImage) -> None:
     assert app.udk_ac.hex() not in text.lower() and app.udk_ac.hex().upper() not in text
     assert "pin.value" not in text and "nvm" not in text
     assert "A000000333010101" in repr(image)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.binary(max_size=200))
+def test_from_json_any_bytes(data: bytes) -> None:
+    with pytest.raises(ImageError):
+        CardImage.from_json(data)
+
+
+_NODES = [
+    "applications",
+    0,
+    "keys",
+    "data",
+    "records",
+    "nvm",
+    "journal",
+    "icc_rsa",
+    "entries",
+    "aid",
+    "udk_ac",
+    "2",
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.lists(st.sampled_from(_NODES), min_size=1, max_size=4), value=json_values)
+def test_from_json_hostile_documents(registered_image: bytes, path: list[Any], value: Any) -> None:
+    """A valid document with one node replaced by arbitrary JSON: either valid or ImageError."""
+    doc = json.loads(registered_image)
+    node = doc
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    try:
+        node[path[-1]] = value
+    except (IndexError, TypeError):
+        return
+    with contextlib.suppress(ImageError):
+        CardImage.from_json(json.dumps(doc).encode())
