@@ -4,6 +4,8 @@ the kernel (EMV Book 3 §10; DESIGN.md §5 "a hostile card")."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -152,3 +154,41 @@ def test_card_removed_mid_transaction_is_terminated_and_torn():
     card.transmit = transmit
     out, _ = transact(card, K.PURCHASE, 100)
     assert out.kind is OutcomeKind.TERMINATED and out.torn and "card removed" in out.reason
+
+
+@SETTINGS
+@given(st.data())
+def test_hostile_ec_load(data):
+    card = _hostile(new_card("contact", balance_fen=1_000), data)
+    out, _ = transact(
+        card, K.EC_LOAD, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN, force_online=True
+    )
+    _check(out)
+
+
+_DB_NUMBERS = itertools.count()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data())
+def test_hostile_card_at_the_validator_journal_stays_consistent(tmp_path, data):
+    import random
+
+    from citycard.pos.journal_sqlite import SqliteJournal
+    from citycard.pos.terminal import PosTerminal
+
+    from .cardlab import NOW
+
+    journal = SqliteJournal(tmp_path / f"j{next(_DB_NUMBERS)}.db", "BUS1")  # one fresh journal per example
+    pos = PosTerminal(terminal_config(), journal, clock=lambda: NOW, rng=random.Random(1).randbytes)
+    result = pos.validate(_hostile(new_card("contactless"), data).transmit, 200)
+    _check(result.outcome)
+    states = [e.state for e in journal.entries()]
+    assert all(s in ("approved", "declined", "torn", "void") for s in states)
+    assert (result.entry is None) == (states == [])
+    assert result.approved == (states == ["approved"])
+    journal.close()
