@@ -80,3 +80,14 @@ def test_credit_product(demo_keys: Any, make_terminal: Any, h: Any) -> None:
     assert t.get_data("9F79").sw == 0x6A88
     assert t.gpo_contact(100, ec=True).data[4:] == bytes.fromhex("1001020118010300")
     assert t.generate_ac(0x40, h.cdol1_data(100)).tags["9F27"] == b"\x80"
+
+
+def test_gpo_format_2(demo_keys: Any, make_terminal: Any, h: Any) -> None:
+    t = make_terminal(personalise(ProductProfile(gpo_format=2, opening_balance_fen=100), 12, demo_keys))
+    resp = t.start_contact(100, ec=True)
+    assert resp.data[0] == 0x77
+    assert resp.tags["82"] == bytes.fromhex("7C00") and resp.tags["94"] == bytes.fromhex(
+        "100102011801030020010200"
+    )
+    with pytest.raises(ProfileError):
+        personalise(ProductProfile(gpo_format=3), 1, demo_keys)

@@ -398,6 +398,8 @@ class Card:
             return self._qpboc(app, txn)
         ec = terminal.get("9F7A") == b"\x01" and self._ec_fits(app, txn, terminal)
         s.path, s.aip = ("ec" if ec else "standard"), self._aip(app)
+        if app.gpo_format == 2:
+            return encode("77", encode_many([("82", s.aip), ("94", pboc.afl(ec=ec))])), SW.OK
         return encode("80", s.aip + pboc.afl(ec=ec)), SW.OK
 
     @staticmethod

@@ -112,6 +112,8 @@ class Application:
     udk_enc: bytes = field(repr=False)
     icc_key: RsaKey | None = field(repr=False)
     log_records: int = 10
+    gpo_format: int = 1
+    """Response format of the contact GPO: 1 (``80 AIP ‖ AFL``) or 2 (``77 { 82, 94 }``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class Application:
                 "icc_rsa": rsa_key_to_json(self.icc_key) if self.icc_key else None,
             },
             "log_records": self.log_records,
+            "gpo_format": self.gpo_format,
         }
 
     @classmethod
@@ -153,13 +156,16 @@ class Application:
                 udk_enc=bytes.fromhex(keys["udk_enc"]),
                 icc_key=rsa_key_from_json(keys["icc_rsa"]) if keys.get("icc_rsa") else None,
                 log_records=int(doc.get("log_records", 10)),
+                gpo_format=int(doc.get("gpo_format", 1)),
             )
         except ImageError:
             raise
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ImageError(f"application {doc.get('aid', '?')}", f"malformed ({exc!r})") from None
-        if app.kind not in ("debit", "credit") or not 5 <= len(app.aid) <= 16:
-            raise ImageError(f"application {doc.get('aid')}", "kind or AID invalid")
+        if app.kind not in ("debit", "credit") or not 5 <= len(app.aid) <= 16 or app.gpo_format not in (1, 2):
+            raise ImageError(f"application {doc.get('aid')}", "kind, AID or GPO format invalid")
+        if not 1 <= app.log_records <= 30:
+            raise ImageError(f"application {doc.get('aid')}", "log records must be 1 to 30")
         for name in ("udk_ac", "udk_mac", "udk_enc"):
             if len(getattr(app, name)) != 16:
                 raise ImageError(f"application {doc.get('aid')}", f"{name} must be 16 bytes")

@@ -64,6 +64,8 @@ class ProductProfile:
     credit: bool = False
     dual: bool = False
     """Both a debit (with EC) and a credit application."""
+    gpo_format: int = 1
+    """Contact GPO response format: 1 (``80``) or 2 (``77``)."""
     cda: bool = False
     """Offer CDA (combined DDA / AC generation): AIP ``7D00`` instead of ``7C00``."""
     pin: str = "123456"
@@ -96,6 +98,8 @@ class ProductProfile:
                 raise ProfileError(name, "must be 0 to 999999999999 fen")
         if self.opening_balance_fen > self.ec_balance_limit_fen:
             raise ProfileError("opening_balance_fen", "exceeds the EC balance limit")
+        if self.gpo_format not in (1, 2):
+            raise ProfileError("gpo_format", "must be 1 or 2")
         if not self.pin.isdigit() or not 4 <= len(self.pin) <= 12:
             raise ProfileError("pin", "must be 4 to 12 digits")
         for name in ("currency", "country"):
@@ -290,6 +294,7 @@ def _application(
         udk_mac=udks.mac,
         udk_enc=udks.enc,
         icc_key=icc_key,
+        gpo_format=profile.gpo_format,
     )
 
 
