@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 
 from citycard.db import Database, RepositoryFactory, SqlLedgerRepository, SqlUnitOfWork
 from citycard.db.tables import ledger_accounts
@@ -120,3 +121,24 @@ def test_unit_of_work_is_extended_by_subclassing(database: Database) -> None:
         assert isinstance(uow.ledger, SqlLedgerRepository)
         assert uow.notes.session is uow.session is uow.ledger.session
     assert "notes" not in SqlUnitOfWork.repository_factories
+
+
+def test_read_only_unit_of_work_reads_beside_a_writer_and_refuses_writes(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        uow.ledger.create_accounts([Account(1), Account(2)])
+        uow.ledger.create_transfers([Transfer(1, 1, 2, 5)])
+        uow.commit()
+    with database.unit_of_work() as writer:
+        assert writer.ledger.create_transfers([Transfer(2, 1, 2, 7)]) == [CreateTransferResult.OK]
+        # the writer holds its locks (on SQLite: the database write lock) and has not committed
+        with database.unit_of_work(read_only=True) as reader:
+            assert [t.id for t in reader.ledger.journal()] == [1]
+            assert reader.ledger.totals().debits_posted == 5
+        writer.commit()
+    with database.unit_of_work(read_only=True) as reader:
+        assert [t.id for t in reader.ledger.journal()] == [1, 2]
+        with pytest.raises(DBAPIError):
+            reader.ledger.create_transfers([Transfer(3, 1, 2, 1)])
+    with database.unit_of_work() as uow:  # the same pooled connection writes again afterwards
+        assert uow.ledger.create_transfers([Transfer(3, 1, 2, 1)]) == [CreateTransferResult.OK]
+        uow.commit()

@@ -2,7 +2,8 @@
 
 ``make_engine()`` reads ``citycard.config.settings().db_url`` (``CITYCARD_DATABASE_URL``, else
 ``$CITYCARD_HOME/citycard.db``). On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
-time, taken at the start, so read-then-write never deadlocks), foreign keys are on, the journal is WAL and
+time, taken at the start, so read-then-write never deadlocks; a read-only transaction begins DEFERRED
+instead and takes no lock), foreign keys are on, the journal is WAL and
 a busy connection waits up to 30 s. On PostgreSQL an optional ``schema`` is created if needed and put first on
 the ``search_path`` of every connection (one schema per bank, or per test worker).
 """
@@ -18,7 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from citycard.config import settings
 
-__all__ = ["drop_schema", "ensure_schema", "make_engine", "make_session_factory"]
+__all__ = ["READ_ONLY_OPTION", "drop_schema", "ensure_schema", "make_engine", "make_session_factory"]
+
+READ_ONLY_OPTION = "citycard_read_only"
+"""Execution option of a read-only transaction: SQLite begins it DEFERRED with ``PRAGMA query_only`` (no
+write lock, so it never waits for the writer), PostgreSQL makes it ``READ ONLY``."""
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -62,7 +67,11 @@ def _sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = bool(connection.get_execution_options().get(READ_ONLY_OPTION))
+        if connection.info.get("query_only", False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
+            connection.info["query_only"] = read_only
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def ensure_schema(url: str, schema: str) -> None:

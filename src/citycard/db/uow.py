@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from citycard.ledger.ports import Clock
 
-from .engine import make_engine, make_session_factory
+from .engine import READ_ONLY_OPTION, make_engine, make_session_factory
 from .repositories import SqlLedgerRepository
 
 __all__ = [
@@ -56,12 +56,17 @@ class SqlUnitOfWork:
     session: Session
     clock: Clock
 
-    def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock = time.time_ns) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, clock: Clock = time.time_ns, read_only: bool = False
+    ) -> None:
         self.session_factory = session_factory
         self.clock = clock
+        self.read_only = read_only
 
     def __enter__(self) -> Self:
         self.session = self.session_factory()
+        if self.read_only:  # must be set before the transaction begins
+            self.session.connection(execution_options={READ_ONLY_OPTION: True, "postgresql_readonly": True})
         for name, factory in self.repository_factories.items():
             setattr(self, name, factory(self))
         return self
@@ -98,16 +103,24 @@ class Database:
         return cls(engine, make_session_factory(engine))
 
     @overload
-    def unit_of_work(self, *, clock: Clock = ...) -> SqlUnitOfWork: ...
+    def unit_of_work(self, *, clock: Clock = ..., read_only: bool = ...) -> SqlUnitOfWork: ...
 
     @overload
-    def unit_of_work(self, cls: type[U], *, clock: Clock = ...) -> U: ...
+    def unit_of_work(self, cls: type[U], *, clock: Clock = ..., read_only: bool = ...) -> U: ...
 
     def unit_of_work(
-        self, cls: type[SqlUnitOfWork] = SqlUnitOfWork, *, clock: Clock = time.time_ns
+        self,
+        cls: type[SqlUnitOfWork] = SqlUnitOfWork,
+        *,
+        clock: Clock = time.time_ns,
+        read_only: bool = False,
     ) -> SqlUnitOfWork:
-        """A new unit of work of class ``cls`` (a subclass adds repositories) on this database."""
-        return cls(self.session_factory, clock=clock)
+        """A new unit of work of class ``cls`` (a subclass adds repositories) on this database.
+
+        ``read_only=True`` for queries (balances, journal, reports): on SQLite it does not wait for a
+        writer, and any write in it fails.
+        """
+        return cls(self.session_factory, clock=clock, read_only=read_only)
 
     def close(self) -> None:
         self.engine.dispose()
