@@ -128,3 +128,25 @@ checksum = "{key.checksum.hex()}"
     bad = text.replace(key.checksum.hex(), bytes(20).hex())
     with pytest.raises(ConfigError, match="checksum"):
         parse_config(bad)
+
+
+def test_capk_file():
+    from citycard.kernel.config import parse_capks
+
+    key = ca_key()
+    entry = (
+        f'[[capk]]\nrid = "{key.rid.hex()}"\nindex = "{key.index:02X}"\nmodulus = "{key.modulus.hex()}"\n'
+        f'exponent = "{key.exponent.hex()}"\nchecksum = "{key.checksum.hex()}"\nexpiry = 2030-12-31\n'
+    )
+    (loaded,) = parse_capks(entry)
+    assert loaded.modulus == key.modulus and loaded.expiry is not None
+    with pytest.raises(ConfigError, match="no \\[\\[capk\\]\\]"):
+        parse_capks("")
+    with pytest.raises(ConfigError, match="checksum"):
+        parse_capks(entry.replace(key.checksum.hex(), "00" * 20))
+    cfg = terminal_config(capks=()).with_capks([loaded])
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=cfg)
+    assert out.approved
+    expired = terminal_config(capks=(replace(loaded, expiry=dt.date(2026, 1, 1)),))
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=expired)
+    assert "CA public key expired" in out.reason and not out.approved

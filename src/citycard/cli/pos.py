@@ -21,7 +21,7 @@ from rich.table import Table
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import format_tlv, mask_pan
 from citycard.config import settings
-from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_config
+from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.pos.issuer_stub import IssuerStub
@@ -47,6 +47,7 @@ JournalOpt = typer.Option(None, "--journal", help="journal database (default $CI
 KeysOpt = typer.Option(None, "--keys", help="demo key file (default $CITYCARD_HOME/demo-keys.json)")
 RevealOpt = typer.Option(False, "--reveal", help="show PANs in full in traces")
 ExportOpt = typer.Option(None, "--export", help="write the upload queue to this directory")
+CapksOpt = typer.Option(None, "--capks", help="CA public keys (TOML [[capk]] with SHA-1 checksums)")
 
 
 def _amount(text: str, option: str) -> int:
@@ -62,11 +63,16 @@ def _keys(path: Path | None):  # type: ignore[no-untyped-def]
     return DemoKeys.load_or_create(path or settings().home / "demo-keys.json")
 
 
-def _config(path: Path | None, keys_path: Path | None) -> TerminalConfig:
+def _config(path: Path | None, keys_path: Path | None, capks: Path | None = None) -> TerminalConfig:
     rid, index, key = _keys(keys_path).ca_public_key()
     base = TerminalConfig(
         capks=(CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent),), pin_key=DEMO_PIN_KEY
     )
+    if capks is not None:
+        try:
+            base = base.with_capks(parse_capks(capks.read_text(encoding="utf-8")))
+        except (OSError, ConfigError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--capks") from None
     if path is None:
         return base
     try:
@@ -184,10 +190,11 @@ def purchase(
     journal: Path | None = JournalOpt,
     keys: Path | None = KeysOpt,
     reveal: bool = RevealOpt,
+    capks: Path | None = CapksOpt,
 ) -> None:
     """A purchase: EC offline, or debit/credit with online authorization by the issuer stub."""
     fen = _amount(amount, "--amount")
-    pos = _terminal(_config(config, keys), journal)
+    pos = _terminal(_config(config, keys, capks), journal)
     interface = "contactless" if contactless else "contact"
     with _transport(card, reader, contactless) as transmit:
         result = pos.purchase(
@@ -210,10 +217,11 @@ def load(
     journal: Path | None = JournalOpt,
     keys: Path | None = KeysOpt,
     reveal: bool = RevealOpt,
+    capks: Path | None = CapksOpt,
 ) -> None:
     """EC load (圈存): online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
     fen = _amount(amount, "--amount")
-    pos = _terminal(_config(config, keys), journal)
+    pos = _terminal(_config(config, keys, capks), journal)
     with _transport(card, reader, False) as transmit:
         result = pos.load(
             transmit, fen, online=_stub(keys).authorize, pin=_pin(pin), trace=_tracer(trace, reveal)
@@ -230,9 +238,10 @@ def balance(
     trace: bool = TraceOpt,
     keys: Path | None = KeysOpt,
     reveal: bool = RevealOpt,
+    capks: Path | None = CapksOpt,
 ) -> None:
     """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D)."""
-    pos = PosTerminal(_config(config, keys), _NoJournal())
+    pos = PosTerminal(_config(config, keys, capks), _NoJournal())
     with _transport(card, reader, contactless) as transmit:
         out = pos.inquiry(
             transmit,
@@ -287,10 +296,11 @@ def log(
     trace: bool = TraceOpt,
     keys: Path | None = KeysOpt,
     reveal: bool = RevealOpt,
+    capks: Path | None = CapksOpt,
 ) -> None:
     """The card's transaction log (9F4D/9F4F) or load log (DF4D/DF4F), formatted by its log format."""
     kind = TransactionKind.LOAD_LOG if load_log else TransactionKind.TRANSACTION_LOG
-    pos = PosTerminal(_config(config, keys), _NoJournal())
+    pos = PosTerminal(_config(config, keys, capks), _NoJournal())
     with _transport(card, reader, contactless) as transmit:
         out = pos.inquiry(transmit, kind, "contactless" if contactless else "contact", _tracer(trace, reveal))
     if out.kind is not OutcomeKind.COMPLETED:
@@ -341,10 +351,11 @@ def validate(
     journal: Path | None = JournalOpt,
     keys: Path | None = KeysOpt,
     reveal: bool = RevealOpt,
+    capks: Path | None = CapksOpt,
 ) -> None:
     """Bus validator: one qPBOC fare, offline, no PIN; deny list checked; torn fares recovered."""
     fen = _amount(fare, "--fare")
-    pos = _terminal(_config(config, keys), journal)
+    pos = _terminal(_config(config, keys, capks), journal)
     start = dt.datetime.now()
     with _transport(card, reader, True) as transmit:
         result = pos.validate(transmit, fen, trace=_tracer(trace, reveal))

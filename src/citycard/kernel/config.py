@@ -56,6 +56,7 @@ __all__ = [
     "TerminalAid",
     "TerminalConfig",
     "capk_checksum",
+    "parse_capks",
     "parse_config",
 ]
 
@@ -272,3 +273,16 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
             _int(ef, "max_age_s", "exception_file", 7 * 86400),
         )
     return replace(cfg, **changes)
+
+
+def parse_capks(text: str) -> tuple[CaPublicKey, ...]:
+    """CA public keys from the text of a CAPK file (TOML, ``[[capk]]`` tables as in the configuration),
+    each checked against its SHA-1 checksum; a bad key refuses the whole file (:class:`ConfigError`)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"CA public key file: {exc}") from None
+    entries = doc.get("capk", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("CA public key file: no [[capk]] entries")
+    return tuple(_capk(e, n) for n, e in enumerate(entries))
