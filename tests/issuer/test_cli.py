@@ -59,7 +59,24 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
         "110105194912310021",
         code=1,
     )
-    assert "no BIN" not in run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--count", "3")
+    assert "KCV" in run(
+        cli, "bank", "import-kek", "bureau-kek", "--component", "11" * 32, "--component", "22" * 32
+    )
+    run(
+        cli,
+        "card",
+        "issue",
+        "--bank",
+        "BOC",
+        "--product",
+        "anon-ec",
+        "--count",
+        "3",
+        "--bureau-kek",
+        "bureau-kek",
+    )
+    records = [json.loads(line) for line in (tmp_path / "perso" / "BOC.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["key_blocks"]["udk_ac"].startswith("D") for r in records)
     run(cli, "card", "deposit", pan, "500.00")
     assert "PVV stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)

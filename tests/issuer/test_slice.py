@@ -188,3 +188,25 @@ def test_ec_load_reversal_returns_the_money_to_the_account(
         codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
     assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
     assert term.ec_balance() == 0
+
+
+def test_bureau_record_carries_card_keys_under_the_bureau_kek(
+    banks: IssuerService, database: Database, hsm: SoftHsm, sink: MemorySink, certify_issuer: object
+) -> None:
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.hsm.api import Algorithm, KeyUsage
+    from citycard.hsm.keyblock import unwrap
+    from citycard.issuer.personalisation import ChipPersonaliser
+
+    kek = bytes(range(7, 39))
+    hsm.import_components("bureau-kek", KeyUsage.KEK, [kek], algorithm=Algorithm.AES)
+    (card,) = banks.issue_cards(IssueCards("ICBC", "anon-ec"))
+    bureau = ChipPersonaliser(hsm, certify_issuer, MemorySink(), bureau_kek="bureau-kek")  # type: ignore[arg-type]
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        bank, product = uow.banks.get("ICBC"), uow.products.get("ICBC", "anon-ec")  # type: ignore[attr-defined]
+    bureau.personalise(bank, product, card, None)
+    record = bureau.sink.records[card.pan]  # type: ignore[attr-defined]
+    header, udk = unwrap(kek, record["key_blocks"]["udk_ac"])
+    assert header.usage == "E0" and header.exportability == "E"
+    assert udk == bureau.sink.images[card.pan].applications[0].udk_ac  # type: ignore[attr-defined]
+    assert record["bureau_kek"]["kcv"] == hsm.get("bureau-kek").kcv

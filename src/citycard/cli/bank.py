@@ -93,7 +93,7 @@ def _certifier(home: Path) -> Any:
 
 
 @contextmanager
-def open_issuer() -> Iterator[Issuer]:
+def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
     """The issuer service on the configured database and HSM; errors become a clean CLI failure."""
     from citycard.issuer.personalisation import ChipPersonaliser
 
@@ -108,9 +108,9 @@ def open_issuer() -> Iterator[Issuer]:
     def uow() -> IssuerUnitOfWork:
         return database.unit_of_work(IssuerUnitOfWork)  # type: ignore[return-value]
 
-    personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home))
-    service = IssuerService(uow, hsm, time.time_ns, personaliser=personaliser)
     try:
+        personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
+        service = IssuerService(uow, hsm, time.time_ns, personaliser=personaliser)
         yield Issuer(service, database, s.home)
     except (IssuerError, MalformedRequest, HsmError) as exc:
         raise fail(str(exc)) from None
@@ -181,6 +181,23 @@ def keys() -> None:
                 label, h.usage.value, h.algorithm.value, h.mode, "yes" if h.exportable else "no", h.kcv
             )
         console.print(table)
+
+
+@app.command("import-kek")
+def import_kek(
+    label: Annotated[str, typer.Argument(help="HSM label, e.g. bureau-kek")],
+    component: Annotated[list[str], typer.Option("--component", help="hex AES key component (repeat)")],
+) -> None:
+    """Enter an AES key-encryption key (K0) as clear components (key ceremony), e.g. a card bureau's."""
+    from citycard.hsm.api import Algorithm, KeyUsage
+
+    try:
+        parts = [bytes.fromhex(c) for c in component]
+    except ValueError:
+        raise fail("components must be hexadecimal") from None
+    with open_issuer() as issuer:
+        handle = issuer.service.hsm.import_components(label, KeyUsage.KEK, parts, algorithm=Algorithm.AES)
+        console.print(f"KEK {handle.label} imported, KCV {handle.kcv}")
 
 
 @app.command("annual-fees")

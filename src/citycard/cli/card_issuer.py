@@ -60,10 +60,14 @@ def issue(
     phone: Annotated[str, typer.Option("--phone")] = "",
     count: Annotated[int, typer.Option("--count", min=1, max=100_000)] = 1,
     activate_now: Annotated[bool, typer.Option("--activate/--no-activate")] = True,
+    bureau_kek: Annotated[
+        str | None,
+        typer.Option("--bureau-kek", help="HSM label of the bureau's KEK: card keys as TR-31 blocks"),
+    ] = None,
     reveal: Reveal = False,
 ) -> None:
     """Issue cards: ledger accounts, HSM keys, personalised card images and bureau records."""
-    with open_issuer() as issuer:
+    with open_issuer(bureau_kek=bureau_kek) as issuer:
         cmd = c.IssueCards(bank, product, count, holder, id_number, phone)
         columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=count < 5) as progress:

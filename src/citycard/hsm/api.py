@@ -128,6 +128,12 @@ class Hsm(Protocol):
         the card must hold it (a PKCS#11 backend returns it wrapped for the personalisation device)."""
         ...
 
+    def export_icc_key_block(
+        self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str, kek: KeyHandle
+    ) -> str:
+        """The card's UDK derived from ``imk`` as a TR-31 key block under ``kek`` (for a card bureau)."""
+        ...
+
     # --- PIN ------------------------------------------------------------------------------------------
     def translate_pin_block(
         self, source: KeyHandle, destination: KeyHandle, pin_block: bytes, pan: str

@@ -340,6 +340,15 @@ class SoftHsm:
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
 
+    def export_icc_key_block(
+        self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str, kek: KeyHandle
+    ) -> str:
+        kek_secret = self._use(kek, KeyUsage.KEK, ("B", "E"), "wrap keys")
+        _check_aes_kek(self._load(kek.label).handle)
+        udk = self.derive_icc_key(imk, usage, pan, psn)
+        header = _header(usage, Algorithm.TDEA, True, "X")
+        return keyblock.wrap(kek_secret, header, udk, random=self._random)
+
     # --- PIN --------------------------------------------------------------------------------------------
     def _clear_pin(self, pek: KeyHandle, pin_block: bytes, pan: str) -> str:
         secret = self._use(pek, KeyUsage.PIN_ENCRYPTION, ("B", "D"), "decrypt PIN blocks")

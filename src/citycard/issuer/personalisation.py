@@ -3,8 +3,9 @@
 The image (``citycard.chip.personalise``, ``docs/card-profile.md``) goes to an injected :class:`ImageSink`
 (a directory of card-image files in the CLI, memory in tests) with a **personalisation record** a card
 bureau could use: one JSON object per card with the data it prints and embosses (masked PAN, holder name,
-expiry, product) and what it checks (the key check values of the three card keys, the image's reference);
-no secret is in the record.
+expiry, product) and what it checks (the key check values of the three card keys, the image's reference).
+With a bureau KEK (an AES ``K0`` key shared with the bureau by key ceremony) the record also carries the
+three card keys as TR-31 version D key blocks under it; otherwise no key material is in the record.
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ def profile_for(product: Product, card: Card, holder_name: str | None) -> Produc
 class ChipPersonaliser:
     """``CardPersonaliser`` of the issuer handlers: chip image + personalisation record per card."""
 
-    def __init__(self, hsm: Hsm, certify_issuer: IssuerCertifier, sink: ImageSink) -> None:
+    def __init__(
+        self, hsm: Hsm, certify_issuer: IssuerCertifier, sink: ImageSink, *, bureau_kek: str | None = None
+    ) -> None:
         self.hsm = hsm
+        self.bureau_kek = hsm.get(bureau_kek) if bureau_kek else None
         self.certify_issuer = certify_issuer
         self.sink = sink
         self._keys: dict[str, HsmPersonalisationKeys] = {}
@@ -97,4 +101,14 @@ class ChipPersonaliser:
                 "udk_enc": kcv(app.udk_enc).hex().upper(),
             },
         }
+        if self.bureau_kek is not None:  # the card keys as TR-31 blocks under the bureau's KEK
+            record["key_blocks"] = {
+                name: self.hsm.export_icc_key_block(imk, imk.usage, card.pan, card.psn, self.bureau_kek)
+                for name, imk in (
+                    ("udk_ac", keys.imk_ac),
+                    ("udk_mac", keys.imk_smi),
+                    ("udk_enc", keys.imk_smc),
+                )
+            }
+            record["bureau_kek"] = {"label": self.bureau_kek.label, "kcv": self.bureau_kek.kcv}
         return self.sink.save(card, image, record)
