@@ -203,6 +203,8 @@ def purchase(
         )  # fmt: skip
     for recovered in result.recovered:
         console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
+    if result.outcome.kind is OutcomeKind.TRY_ANOTHER_INTERFACE:
+        console.print("please insert the card (contact interface)")
     _show(pos, result.outcome, result.entry, fen, "SALE")
 
 

@@ -322,6 +322,7 @@ class Kernel:
         return build_dol_data(dol, self._source(), rid=self._rid() or None)
 
     def _field55(self) -> bytes:
+        # term["95"] is the TVR as last sent to the card (PDOL or CDOL1): the one its cryptogram covers
         source = {**self.card, **self.term}
         if self.aid:
             source["84"] = self.aid
