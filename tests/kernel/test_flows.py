@@ -242,3 +242,21 @@ def test_script_failure_sets_tvr_and_results():
     assert _has(out.tvr, TVR_SCRIPT_FAILED_BEFORE)
     assert out.script_results == bytes.fromhex("11") + b"\x00\x00\x00\x01"
     assert _get_balance(card) == 1_000
+
+
+def test_contactless_balance_and_log_inquiries():
+    card = new_card("contactless", balance_fen=3_000)
+    assert transact(card, K.PURCHASE, 200, interface="contactless")[0].approved
+    out, apdus = transact(card, K.EC_BALANCE, interface="contactless")
+    assert out.kind is OutcomeKind.COMPLETED and out.ec_balance_fen == 2_800
+    assert b"2PAY.SYS.DDF01" in apdus[0][1]
+    log, _ = transact(card, K.TRANSACTION_LOG, interface="contactless")
+    assert [int(e.get("9F02").hex()) for e in log.logs] == [200]
+
+
+def test_failing_acquirer_link_is_unable_to_go_online():
+    def broken(_request):
+        raise ConnectionError("acquirer down")
+
+    out, _ = transact(new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=broken, pin=lambda r: PIN)
+    assert out.data["8A"] in (b"Y3", b"Z3") and not out.approved
