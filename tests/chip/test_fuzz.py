@@ -29,16 +29,18 @@ apdus = st.one_of(
     ),
 )
 
-_STATES = ("fresh", "selected", "after_gpo", "after_arqc", "contactless_selected")
+_STATES = ("fresh", "selected", "after_gpo", "after_arqc", "contactless_selected", "after_qpboc_arqc")
 
 
 def _card_in(state: str, image_json: bytes, h: Any, demo_keys: Any) -> Card:
     image = CardImage.from_json(image_json)
     card = Card(image, h.counter_rng())
     t = h.Terminal(card, demo_keys)
-    if state == "contactless_selected":
+    if state in ("contactless_selected", "after_qpboc_arqc"):
         card.power_on("contactless")
         t.select(h.DEBIT)
+        if state == "after_qpboc_arqc":
+            t.gpo(h.qpboc_pdol_data(50_000))
         return card
     card.power_on()
     if state == "fresh":
