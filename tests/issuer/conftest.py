@@ -211,7 +211,11 @@ class Terminal:
 
     def ec_balance(self) -> int:
         data, sw = self.send(bytes.fromhex("80CA9F7900"))
-        assert sw == 0x9000
+        if sw == 0x6985:  # no application selected yet: power on and select it
+            self.card.power_on("contact")
+            self.send(bytes((0x00, 0xA4, 0x04, 0x00, len(DEBIT_AID))) + DEBIT_AID + b"\x00")
+            data, sw = self.send(bytes.fromhex("80CA9F7900"))
+        assert sw == 0x9000, hex(sw)
         return int(data[3:].hex())
 
 
