@@ -34,7 +34,9 @@ def test_random_day(
     ids = ["11010519491231002X", "440524188001010014"]
     pans = [issue_registered(banks, id_number=i) for i in ids]
     terms = {pan: terminal_for(pan) for pan in pans}
-    deposit = dict.fromkeys(pans, 0)
+    deposit = dict.fromkeys(pans, 200_000)
+    for pan in pans:
+        banks.deposit(Deposit(pan, 200_000, f"opening-{pan}"))
     ec = dict.fromkeys(pans, 0)
     approved: list[tuple[str, str, AuthorizationKind, int]] = []  # (request id, pan, kind, amount)
     sent: dict[str, tuple[AuthorizationRequest, object]] = {}  # request id -> (request, first answer)
@@ -45,7 +47,7 @@ def test_random_day(
         term = terms[pan]
         action = rng.choice(["deposit", "purchase", "load", "load", "retry", "forge", "reverse"])
         rid = f"s{seed}-{step}"
-        amount = rng.randint(1, 30_000)
+        amount = rng.randint(1, 20_000 if action != "purchase" else 8_000)
         if action == "deposit":
             banks.deposit(Deposit(pan, amount, rid))
             deposit[pan] += amount
