@@ -20,7 +20,7 @@ assume it). This module models that:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -329,10 +329,6 @@ class Transaction:
     def put(self, key: str, value: Cell) -> None:
         assert key in self._image.nvm, f"no cell {key}"
         self._writes[key] = _copy(value)
-
-    @property
-    def pending(self) -> Iterable[str]:
-        return tuple(self._writes)
 
     def commit(self) -> None:
         """Write through the journal; the fault hook runs before every write to non-volatile memory."""

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citycard.codec.dol import parse_dol
-from citycard.codec.tlv import encode, encode_many
 from citycard.crypto.cryptograms import bcd_amount
 from citycard.crypto.mac import mac_alg3
 
@@ -144,8 +143,3 @@ def load_log_record(terminal: Mapping[str, bytes], atc: int, before_fen: int, af
     """A load-log record: ``9F79 ‖ before ‖ after ‖`` the values of ``DF4F`` (44 bytes)."""
     head = bytes.fromhex("9F79") + bcd_amount(before_fen) + bcd_amount(after_fen)
     return head + _values(LOAD_LOG_FORMAT, {**terminal, "9F36": atc.to_bytes(2, "big")})
-
-
-def template(tag: str, items: list[tuple[str, bytes]]) -> bytes:
-    """A constructed data object holding ``items`` in order."""
-    return encode(tag, encode_many(items))
