@@ -1,0 +1,140 @@
+"""qPBOC (JR/T 0025.12): the card decides in the GPO; offline approval only with fDDA, an unexpired card
+and a PAN not on the exception file; CTQ says what to do when fDDA fails; online with online PIN."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+from citycard.crypto import des
+from citycard.crypto.pin import pin_block_iso0
+
+from . import oda
+from .base import (
+    APPROVED_CODES,
+    CardError,
+    KernelBase,
+    _date,
+    _pan_digits,
+)
+from .events import (
+    Answer,
+    Event,
+    GoOnline,
+    OnlineResponse,
+    Outcome,
+    OutcomeKind,
+    PinEntry,
+    RequestPin,
+)
+from .tvr import (
+    AIP_DDA,
+    CID_AAC,
+    CID_ARQC,
+    CID_TC,
+    TSI_ODA,
+    TVR_CARD_ON_EXCEPTION_FILE,
+    TVR_DDA_FAILED,
+    TVR_EXPIRED,
+    TVR_ODA_NOT_PERFORMED,
+    TVR_ONLINE_PIN_ENTERED,
+    TVR_PIN_NOT_ENTERED,
+    cid_type,
+)
+
+__all__ = ["ContactlessSteps"]
+
+
+class ContactlessSteps(KernelBase):
+    # -- qPBOC (JR/T 0025.12) ----------------------------------------------------------------------------
+
+    def _qpboc(self) -> Generator[Event, Answer, Outcome]:
+        self._mandatory(("82", "9F36", "9F26"))
+        if "94" in self.card:
+            yield from self._read_records()
+        if "5A" not in self.card and "57" not in self.card:
+            raise CardError("mandatory data missing: 5A or 57")
+        cid = self.card.get("9F27")
+        if cid is None:
+            iad = self.card.get("9F10", b"")
+            if len(iad) < 5:
+                raise CardError("qPBOC: neither CID nor a readable CVR")
+            cryptogram = {0: CID_AAC, 1: CID_TC, 2: CID_ARQC}.get((iad[4] >> 4) & 0x03, 0xC0)
+        else:
+            if len(cid) != 1:
+                raise CardError("qPBOC: CID of a wrong length")
+            cryptogram = cid_type(cid[0])
+        if cryptogram == 0xC0:
+            raise CardError("qPBOC: cryptogram type RFU")
+        if cryptogram == CID_ARQC and self.config.offline_only:
+            raise CardError(
+                "card asked for an ARQC from an offline-only reader", OutcomeKind.DECLINED_OFFLINE
+            )
+        if cryptogram == CID_TC and self.term.get("9F66", b"\x00\x00")[1] & 0x80:
+            raise CardError("card returned TC though an online cryptogram was required")
+        ctq = self.card.get("9F6C", b"\x00\x00")
+        pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
+        if cryptogram == CID_AAC:
+            return self._finish(OutcomeKind.DECLINED_OFFLINE, "card declined (AAC)")
+        if cryptogram == CID_TC:
+            self._ec = True
+            reason = self._qpboc_offline_checks(pan)
+            if reason is None:
+                return self._finish(OutcomeKind.APPROVED_OFFLINE, "qPBOC offline approval (fDDA)")
+            if ctq[0] & 0x20 and self.config.online_capable and TVR_DDA_FAILED in self.tvr:
+                return (yield from self._qpboc_online())
+            if ctq[0] & 0x10 and TVR_DDA_FAILED in self.tvr:
+                return self._finish(OutcomeKind.TRY_ANOTHER_INTERFACE, reason)
+            return self._finish(OutcomeKind.DECLINED_OFFLINE, reason)
+        return (yield from self._qpboc_online())
+
+    def _qpboc_offline_checks(self, pan: str) -> str | None:
+        """Offline approval needs fDDA, an unexpired card and a card not on the deny list."""
+        c = self.config
+        if pan in c.exception_file.pans:
+            self.tvr.set(TVR_CARD_ON_EXCEPTION_FILE)
+            return "card on the exception file"
+        if "5F24" in self.card and _date(self.card["5F24"], "5F24") < self.txn.now.date():
+            self.tvr.set(TVR_EXPIRED)
+            return "expired card"
+        if not self.card["82"][0] & AIP_DDA or "9F4B" not in self.card:
+            self.tvr.set(TVR_ODA_NOT_PERFORMED)
+            return "offline approval without fDDA"
+        self.tsi.set(TSI_ODA)
+        key, failure = oda.recover_icc_key(self._oda_context())
+        if key is None:
+            self.tvr.set(TVR_DDA_FAILED)
+            self._oda_failure = failure
+            return f"fDDA failed: {failure}"
+        terminal = oda.fdda_data(
+            self.term["9F37"], self.term["9F02"], self.term["5F2A"], self.card.get("9F69")
+        )
+        number, failure = oda.verify_dda(key, self.card["9F4B"], terminal)
+        if number is None:
+            self.tvr.set(TVR_DDA_FAILED)
+            self._oda_failure = failure
+            return f"fDDA failed: {failure}"
+        self.term["9F4C"] = number
+        return None
+
+    def _qpboc_online(self) -> Generator[Event, Answer, Outcome]:
+        ctq = self.card.get("9F6C", b"\x00\x00")
+        if not self.config.online_capable:
+            return self._finish(OutcomeKind.DECLINED_OFFLINE, "online required; reader is offline-only")
+        if ctq[0] & 0x80 and self.config.pin_key:
+            answer = yield RequestPin("online", self.txn.amount_fen)
+            pin = answer.pin if isinstance(answer, PinEntry) else None
+            if pin:
+                pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
+                self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
+                self.tvr.set(TVR_ONLINE_PIN_ENTERED)
+            else:
+                self.tvr.set(TVR_PIN_NOT_ENTERED)
+        answer = yield GoOnline(self._online_request())
+        if not isinstance(answer, OnlineResponse) or answer.unable_to_go_online:
+            return self._finish(OutcomeKind.DECLINED_OFFLINE, "unable to go online")
+        self.term["8A"] = answer.response_code.encode("ascii", "replace")[:2]
+        if answer.response_code in APPROVED_CODES:
+            return self._finish(
+                OutcomeKind.APPROVED_ONLINE, f"approved by the issuer ({answer.response_code})"
+            )
+        return self._finish(OutcomeKind.DECLINED_ONLINE, f"declined by the issuer ({answer.response_code})")
