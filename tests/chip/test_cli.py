@@ -94,3 +94,9 @@ def test_new_rejects_bad_amounts(tmp_path: Path) -> None:
         app, ["new", "--out", str(tmp_path / "x.json"), "--keys", str(tmp_path / "k.json"), "--bin", "12AB56"]
     )
     assert result.exit_code != 0 and "bin" in result.output
+
+
+def test_new_dual_cda(tmp_path: Path) -> None:
+    image = load_card(_new(tmp_path, "--dual", "--cda"))
+    assert [a.kind for a in image.applications] == ["debit", "credit"]
+    assert image.applications[0].data["82"] == bytes.fromhex("7D00")

@@ -86,6 +86,10 @@ def new(
     credit: Annotated[
         bool, typer.Option("--credit", help="a credit product (no EC) instead of debit with EC")
     ] = False,
+    dual: Annotated[
+        bool, typer.Option("--dual", help="both a debit (with EC) and a credit application")
+    ] = False,
+    cda: Annotated[bool, typer.Option("--cda", help="offer CDA (AIP 7D00)")] = False,
     serial: Annotated[int, typer.Option("--serial", help="PAN serial number (default: random)")] = -1,
     keys_path: Annotated[
         Path | None, typer.Option("--keys", help="demo key file (default: $CITYCARD_HOME/demo-keys.json)")
@@ -102,6 +106,8 @@ def new(
         ec_single_limit_fen=_amount(ec_single_limit, "--ec-single-limit") if ec_single_limit else limit,
         contactless=contactless,
         credit=credit,
+        dual=dual,
+        cda=cda,
     )
     try:
         keys = DemoKeys.load_or_create(keys_path or settings().home / "demo-keys.json")
