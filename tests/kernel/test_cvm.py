@@ -79,3 +79,25 @@ def test_signature_cvm_result_unknown(monkeypatch):
     cfg = terminal_config()
     out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, cfg=cfg)
     assert out.data["9F34"] == bytes.fromhex("1E0000") and out.approved
+
+
+def test_pboc_cardholder_id_verification(monkeypatch):
+    from citycard.kernel.events import OutcomeKind as OK
+    from citycard.pos.receipt import render_receipt
+
+    records = dict(chip_personalise._RECORDS)
+    records[2] = (records[2][0], (*records[2][1], "9F61", "9F62"))
+    monkeypatch.setattr(chip_personalise, "_RECORDS", records)
+    original = chip_personalise._application_data
+    extra = {"9F61": b"110101199001011234", "9F62": b"\x00"}
+    monkeypatch.setattr(chip_personalise, "_application_data", lambda p, pan: {**original(p, pan), **extra})
+    card = _card_with_cvm_list(monkeypatch, "00000000000000002000", 24)
+    out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize)
+    assert out.data["9F34"] == bytes.fromhex("200000") and out.kind is OK.APPROVED_ONLINE
+    receipt = render_receipt(terminal_config(), out, None, amount_fen=5_000)
+    assert "CHECK ID CARD" in receipt and "**************1234" in receipt and "199001" not in receipt
+    no_id = terminal_config(cardholder_id_check=False)
+    out, _ = transact(
+        _card_with_cvm_list(monkeypatch, "00000000000000002000", 25), K.PURCHASE, 5_000, cfg=no_id
+    )
+    assert out.data["9F34"] == bytes.fromhex("200001")

@@ -149,6 +149,7 @@ class TerminalConfig:
     exception_file: ExceptionFile = field(default_factory=ExceptionFile)
     pin_key: bytes = b""  # terminal PIN encryption key for online PIN (demo; a real PIN pad keeps it)
     cardholder_confirmation: bool = True
+    cardholder_id_check: bool = True  # PBOC CVM 20: the attendant checks the ID shown by 9F61/9F62
     max_pin_tries: int = 3
 
     @property
@@ -252,8 +253,9 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
         "contactless_floor_limit_fen",
     ):
         changes[name] = _int(t, name, w, getattr(cfg, name))
-    if "ec_support" in t:
-        changes["ec_support"] = bool(t["ec_support"])
+    for name in ("ec_support", "cardholder_confirmation", "cardholder_id_check"):
+        if name in t:
+            changes[name] = bool(t[name])
     if "aid" in doc:
         changes["aids"] = tuple(_aid(e, n) for n, e in enumerate(doc["aid"]))
     tac = doc.get("tac", {})

@@ -62,6 +62,7 @@ class VerificationSteps(KernelBase):
             self.card.get("9F42") == self.config.currency,
             self.config.capabilities,
             self.term["9C"][0],
+            self.config.cardholder_id_check,
         )
         last: cvmlib.CvmRule | None = None
         for rule in cvms.rules:
@@ -85,7 +86,9 @@ class VerificationSteps(KernelBase):
             return None
         if code == cvmlib.CVM_FAIL:
             return None
-        if not cvmlib.terminal_supports(code, self.config.capabilities):
+        if not cvmlib.terminal_supports(
+            code, self.config.capabilities, cardholder_id=self.config.cardholder_id_check
+        ):
             if code in (cvmlib.CVM_PLAINTEXT_OFFLINE, cvmlib.CVM_ONLINE_PIN, cvmlib.CVM_ENCIPHERED_OFFLINE):
                 self.tvr.set(TVR_PIN_PAD_MISSING)
             return None

@@ -12,6 +12,10 @@ from .journal import JournalEntry
 __all__ = ["format_amount", "render_receipt"]
 
 WIDTH = 40
+_ID_TYPES = {  # PBOC 9F62 cardholder ID type
+    "00": "ID CARD", "01": "OFFICER ID", "02": "PASSPORT", "03": "ENTRY PERMIT", "04": "TEMP ID",
+    "05": "OTHER",
+}  # fmt: skip
 
 
 def format_amount(fen: int) -> str:
@@ -65,5 +69,8 @@ def render_receipt(
     if cvm[:1] and cvm[0] & 0x3F in (0x03, 0x05, 0x1E) and outcome.approved:
         lines += ["", "SIGNATURE: ____________________________"]
     if cvm[:1] and cvm[0] & 0x3F == 0x20 and outcome.approved:
-        lines += ["", "CARDHOLDER ID CHECKED: ________________"]
+        id_type = _ID_TYPES.get(outcome.data.get("9F62", b"")[:1].hex(), "ID")
+        number = outcome.data.get("9F61", b"").decode("ascii", "replace")
+        shown = "*" * max(0, len(number) - 4) + number[-4:] if number else "-"
+        lines += ["", _line(f"CHECK {id_type}", shown), "CARDHOLDER ID CHECKED: ________________"]
     return "\n".join(lines) + "\n"
