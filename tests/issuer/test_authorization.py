@@ -187,3 +187,21 @@ def test_online_pin_is_verified_against_the_pvv(
     resp = banks.authorize(bad)
     assert resp.response_code == "55" and resp.arpc
     assert ledger_snapshot(database) == before
+
+
+def test_ec_balance_in_the_iad_is_trusted_only_with_its_mac(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    from citycard.crypto.cryptograms import bcd_amount
+
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000, txn_type=0x60)
+    iad = decode_dict(f55)["9F10"]
+    # claim 900 yuan already on the card: a PUT DATA of 910 yuan would be paid with 10 (the ARQC still holds)
+    forged = with_tag(f55, "9F10", iad[:10] + bcd_amount(90_000, 5) + iad[15:])
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 1_000, forged, "l-1"))
+    assert resp.response_code == "05" and "iad_mac_failed" in resp.flags and not resp.scripts
+    assert ledger_snapshot(database) == before
+    resp = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 1_000, f55, "l-2"))
+    assert resp.approved and resp.scripts[0][5:11] == bcd_amount(1_000)

@@ -116,6 +116,12 @@ class Hsm(Protocol):
     def generate_arpc(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes
     ) -> bytes: ...
+    def verify_ac_session_mac(
+        self, imk: KeyHandle, pan: str, psn: str, atc: int, data: bytes, mac: bytes
+    ) -> bool:
+        """A 4-byte ISO 9797-1 alg. 3 MAC the card made under its AC session key (EC balance in ``9F10``)."""
+        ...
+
     def script_command(
         self, smi: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, header: bytes, data: bytes
     ) -> bytes: ...

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.cmac import CMAC
 
 from citycard.crypto import cryptograms, des, rsa_cert
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
+from citycard.crypto.mac import mac_alg3
 from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_private_raw
 
@@ -306,6 +307,14 @@ class SoftHsm:
         if len(arqc) != 8:
             raise HsmInputError(f"ARQC must be 8 bytes, not {len(arqc)}")
         return cryptograms.verify_ac(sk, ac_data, arqc)
+
+    def verify_ac_session_mac(
+        self, imk: KeyHandle, pan: str, psn: str, atc: int, data: bytes, mac: bytes
+    ) -> bool:
+        sk = self._session_key(imk, KeyUsage.EMV_AC, pan, psn, atc, "verify card MACs")
+        if len(mac) != 4:
+            raise HsmInputError(f"MAC must be 4 bytes, not {len(mac)}")
+        return hmac.compare_digest(mac_alg3(sk, data, padding=2, length=4), mac)
 
     def generate_arpc(self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes) -> bytes:
         sk = self._session_key(imk, KeyUsage.EMV_AC, pan, psn, atc, "generate an ARPC")

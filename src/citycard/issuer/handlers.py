@@ -742,6 +742,14 @@ class IssuerService:
             uow.authorizations.add_unpredictable_number(card.pan, un, atc)
         card = replace(card, highest_atc=atc)
         outcome = _Outcome()
+        ec_data = _ec_balance_from_iad(tags["9F10"])
+        if ec_data is not None:  # the card's EC balance is trusted only with its MAC (not under the ARQC)
+            balance, mac_input, mac = ec_data
+            if not self.hsm.verify_ac_session_mac(
+                imk, card.pan, card.psn, atc, mac_input + tags["9F36"], mac
+            ):
+                return decline("05", "the EC balance in 9F10 fails its MAC", "iad_mac_failed")
+            outcome.card_ec_balance = balance
         self._decide(uow, req, card, tags, cvr, outcome, flags)
         card = outcome.card or card
         scripts = self._scripts(card, atc, arqc, tags, outcome)
@@ -824,7 +832,7 @@ class IssuerService:
             return self._post(uow, out, [leg])
         product = self._product_of(uow, card.bank_code, card.product_code)
         assert product is not None
-        card_balance = _ec_balance_from_iad(tags["9F10"])
+        card_balance = out.card_ec_balance
         if card_balance is None:
             (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
             card_balance = ec.credit_balance_fen
@@ -872,12 +880,15 @@ class IssuerService:
         scripts: list[bytes] = []
         if out.new_ec_balance is not None:
             scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, out.new_ec_balance))
-        elif card.pending_ec_credit_fen and card.status == CardStatus.ACTIVE and out.code == "00":
-            balance = _ec_balance_from_iad(tags["9F10"])
-            if balance is not None:
-                new_balance = balance + card.pending_ec_credit_fen
-                scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, new_balance))
-                out.script_card = card = replace(card, pending_ec_credit_fen=0)
+        elif (
+            card.pending_ec_credit_fen
+            and card.status == CardStatus.ACTIVE
+            and out.code == "00"
+            and (out.card_ec_balance is not None)
+        ):
+            new_balance = out.card_ec_balance + card.pending_ec_credit_fen
+            scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, new_balance))
+            out.script_card = card = replace(card, pending_ec_credit_fen=0)
         if card.pending_script in _CARD_BLOCK and card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED):
             header = _CARD_BLOCK[card.pending_script]
             scripts.append(self.hsm.script_command(smi, card.pan, card.psn, atc, arqc, header, b""))
@@ -923,6 +934,7 @@ class _Outcome:
         self.reason = ""
         self.transfers: list[int] = []
         self.new_ec_balance: int | None = None
+        self.card_ec_balance: int | None = None  # from 9F10, MAC verified
         self.card: Card | None = None
         self.script_card: Card | None = None
 
@@ -946,14 +958,15 @@ def _available(uow: IssuerUnitOfWork, account_id: int) -> int:
     return account.available_fen
 
 
-def _ec_balance_from_iad(iad: bytes) -> int | None:
-    """The card's EC balance from the IAD's discretionary data ``0A 01 balance(5) MAC(4)`` (card profile
-    §9)."""
+def _ec_balance_from_iad(iad: bytes) -> tuple[int, bytes, bytes] | None:
+    """(balance, MAC input, MAC) from the IAD's discretionary data ``0A 01 balance(5) MAC(4)`` (card profile
+    §9: MAC under the AC session key over ``01 ‖ balance ‖ ATC``); None when absent or not BCD."""
     if len(iad) >= 19 and iad[8] == 0x0A and iad[9] == 0x01:
         try:
-            return amount_from_bcd(iad[10:15])
+            balance = amount_from_bcd(iad[10:15])
         except ValueError:
             return None
+        return balance, iad[9:15], iad[15:19]
     return None
 
 
