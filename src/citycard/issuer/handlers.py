@@ -744,12 +744,12 @@ class IssuerService:
         outcome = _Outcome()
         ec_data = _ec_balance_from_iad(tags["9F10"])
         if ec_data is not None:  # the card's EC balance is trusted only with its MAC (not under the ARQC)
-            balance, mac_input, mac = ec_data
+            card_ec, mac_input, mac = ec_data
             if not self.hsm.verify_ac_session_mac(
                 imk, card.pan, card.psn, atc, mac_input + tags["9F36"], mac
             ):
                 return decline("05", "the EC balance in 9F10 fails its MAC", "iad_mac_failed")
-            outcome.card_ec_balance = balance
+            outcome.card_ec_balance = card_ec
         self._decide(uow, req, card, tags, cvr, outcome, flags)
         card = outcome.card or card
         scripts = self._scripts(card, atc, arqc, tags, outcome)
