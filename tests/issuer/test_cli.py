@@ -44,6 +44,8 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     )
     pan = next(word for word in out.split() if word.startswith("621226") and len(word) == 19)
     assert (tmp_path / "cards" / f"{pan}.json").exists()
+    shown = run(cli, "card", "show", str(tmp_path / "cards" / f"{pan}.json"))  # the chip's CLI loads it
+    assert "621226*********0018" in shown and "Zhang San" in shown
     assert "error" in run(
         cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, code=1
     )
