@@ -70,3 +70,16 @@ def test_transfer_ids_are_valid_ledger_ids(request_id: str, leg: int) -> None:
     assert (
         1 <= tid <= MAX_ID and tid == transfer_id(request_id, leg) and tid != transfer_id(request_id, leg + 1)
     )
+
+
+def test_request_kind_from_a_string_and_unknown_kinds() -> None:
+    from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, MalformedRequest
+
+    req = AuthorizationRequest("r", "ec_load", "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
+    assert req.kind is AuthorizationKind.EC_LOAD
+    with pytest.raises(MalformedRequest, match="kind"):
+        AuthorizationRequest("r", "refund", "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
+    with pytest.raises(MalformedRequest, match="pan"):
+        AuthorizationRequest("r", "ec_load", "62122600000A0000018", "01", 100, b"")  # type: ignore[arg-type]
+    with pytest.raises(MalformedRequest, match="original_request_id"):
+        AuthorizationRequest("r", "reversal", "6212260000000000018", "01", 0, b"")  # type: ignore[arg-type]

@@ -228,7 +228,7 @@ class AuthorizationRequest:
         if not isinstance(self.request_id, str) or not 1 <= len(self.request_id) <= 64:
             raise MalformedRequest("request_id", "must be 1 to 64 characters")
         try:
-            AuthorizationKind(self.kind)
+            object.__setattr__(self, "kind", AuthorizationKind(self.kind))  # a plain string is accepted
         except ValueError:
             raise MalformedRequest("kind", f"unknown kind {self.kind!r}") from None
         _check_digits(self.pan, "pan", range(12, 20))
