@@ -39,6 +39,8 @@ def test_pos_cli_purchase_balance_log_load_journal(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "97.50" in r.output
     r = runner.invoke(app, ["pos", "journal", "--export", str(tmp_path / "out")])
     assert r.exit_code == 0 and "upload-000001" in r.output
+    r = runner.invoke(app, ["pos", "journal", "--close-batch"])
+    assert r.exit_code == 0 and "now batch 2" in r.output
     r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "12.505"])
     assert r.exit_code == 2 and "--amount" in r.output  # 12.505 is not an exact amount in fen
     r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.00"])

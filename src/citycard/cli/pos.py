@@ -47,6 +47,7 @@ JournalOpt = typer.Option(None, "--journal", help="journal database (default $CI
 KeysOpt = typer.Option(None, "--keys", help="demo key file (default $CITYCARD_HOME/demo-keys.json)")
 RevealOpt = typer.Option(False, "--reveal", help="show PANs in full in traces")
 ExportOpt = typer.Option(None, "--export", help="write the upload queue to this directory")
+CloseBatchOpt = typer.Option(False, "--close-batch", help="after the export, start a new batch")
 CapksOpt = typer.Option(None, "--capks", help="CA public keys (TOML [[capk]] with SHA-1 checksums)")
 
 
@@ -323,6 +324,7 @@ def journal_cmd(
     state: str | None = typer.Option(None, "--state", help="only this state (approved, torn, …)"),
     export: Path | None = ExportOpt,
     limit: int = typer.Option(50, "--limit"),
+    close_batch: bool = CloseBatchOpt,
 ) -> None:
     """The terminal's journal; ``--export DIR`` writes captured offline transactions for upload."""
     path = journal or settings().home / "pos-journal.db"
@@ -330,6 +332,8 @@ def journal_cmd(
     if export is not None:
         for file in jr.export(export):
             console.print(f"wrote {file}", soft_wrap=True, highlight=False)
+    if close_batch:
+        console.print(f"batch {jr.current_batch()} closed; now batch {jr.close_batch()}")
     table = Table(title=f"journal {path} — batch {jr.current_batch()}")
     for col in ("STAN", "time", "state", "kind", "amount", "card", "AC"):
         table.add_column(col, no_wrap=True)
