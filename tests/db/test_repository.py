@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,16 +20,15 @@ from citycard.ledger import (
     TransferFlags,
 )
 
-from tests.ledger.scenarios import SCENARIOS
+from tests.ledger.scenarios import SCENARIOS, TIMED_SCENARIOS, ManualClock
 
 
 class CommitEachCall:
     """A LedgerRepository that runs every call in its own unit of work and commits it."""
 
-    def __init__(self, db: Database) -> None:
-        ticks = itertools.count(1_700_000_000_000_000_000, 1_000)
+    def __init__(self, db: Database, clock: ManualClock | None = None) -> None:
         self.db = db
-        self.clock = lambda: next(ticks)
+        self.clock = clock or ManualClock()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -67,6 +65,16 @@ def test_audit_finds_a_tampered_balance(database: Database) -> None:
         assert uow.ledger.audit() == [2]
         uow.session.execute(update(ledger_accounts).where(ledger_accounts.c.id == 1).values(debits_pending=5))
         assert uow.ledger.audit() == [1, 2]
+
+
+@pytest.mark.parametrize("scenario", TIMED_SCENARIOS, ids=lambda s: s.__name__)
+def test_timed_scenario_on_sql(
+    database: Database, scenario: Callable[[LedgerRepository, ManualClock], None]
+) -> None:
+    clock = ManualClock()
+    scenario(CommitEachCall(database, clock), clock)  # type: ignore[arg-type]
+    with database.unit_of_work() as uow:
+        assert uow.ledger.audit() == []
 
 
 def test_scenario_in_one_transaction(database: Database) -> None:

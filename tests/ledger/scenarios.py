@@ -19,7 +19,7 @@ from citycard.ledger import (
     TransferFlags,
 )
 
-__all__ = ["SCENARIOS"]
+__all__ = ["SCENARIOS", "TIMED_SCENARIOS", "ManualClock"]
 
 A = CreateAccountResult
 R = CreateTransferResult
@@ -28,6 +28,21 @@ CREDIT_NORMAL = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
 DEBIT_NORMAL = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
 
 BANK, CUSTOMER, MERCHANT, EC_FLOAT = 1, 2, 3, 4
+SECOND_NS = 1_000_000_000
+
+
+class ManualClock:
+    """Nanoseconds that move by 1 µs per reading, and by whole seconds when the test says so."""
+
+    def __init__(self, start_ns: int = 1_700_000_000 * SECOND_NS) -> None:
+        self.now_ns = start_ns
+
+    def __call__(self) -> int:
+        self.now_ns += 1_000
+        return self.now_ns
+
+    def advance_s(self, seconds: int) -> None:
+        self.now_ns += seconds * SECOND_NS
 
 
 def _setup(repo: LedgerRepository, ec_limit_fen: int = 100_000) -> None:
@@ -317,4 +332,55 @@ SCENARIOS: list[Callable[[LedgerRepository], None]] = [
     chain_can_post_what_it_reserved,
     account_creation_results,
     journal_and_balances_queries,
+]
+
+
+def pending_transfers_expire(repo: LedgerRepository, clock: ManualClock) -> None:
+    """TigerBeetle's pending timeout: after it, a post or void gets ``pending_transfer_expired`` and the
+    expiry sweep releases the reservation (an EC load whose card never confirmed, for example)."""
+    _setup(repo)
+    assert repo.create_transfers([Transfer(1, BANK, CUSTOMER, 1_000)]) == [R.OK]
+    assert repo.create_transfers([Transfer(2, BANK, CUSTOMER, 5, timeout_s=10)]) == [
+        R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    ]
+    short = Transfer(3, CUSTOMER, EC_FLOAT, 600, flags=F.PENDING, timeout_s=30)
+    long = Transfer(4, CUSTOMER, MERCHANT, 300, flags=F.PENDING, timeout_s=90)
+    posted = Transfer(5, CUSTOMER, MERCHANT, 100, flags=F.PENDING, timeout_s=30)
+    assert repo.create_transfers([short, long, posted]) == [R.OK] * 3
+    assert repo.create_transfers([Transfer.post(6, posted)]) == [R.OK]
+    assert repo.expire_pending_transfers() == []  # nothing is due yet
+    assert repo.create_transfers([Transfer(7, CUSTOMER, MERCHANT, 1)]) == [R.EXCEEDS_CREDITS]
+    clock.advance_s(31)
+    # due but not swept yet: it cannot be resolved any more, and it still holds its reservation
+    assert repo.create_transfers([Transfer.post(8, short)]) == [R.PENDING_TRANSFER_EXPIRED]
+    assert repo.create_transfers([Transfer.void(8, short)]) == [R.PENDING_TRANSFER_EXPIRED]
+    assert _balances(repo)[CUSTOMER] == (900, 100, 0, 1_000)
+    assert repo.expire_pending_transfers() == [3]
+    assert repo.expire_pending_transfers() == []
+    assert _balances(repo)[CUSTOMER] == (300, 100, 0, 1_000)
+    assert _balances(repo)[EC_FLOAT] == (0, 0, 0, 0)
+    assert repo.create_transfers([Transfer.void(8, short)]) == [R.PENDING_TRANSFER_EXPIRED]
+    assert repo.create_transfers([Transfer(9, CUSTOMER, MERCHANT, 600)]) == [R.OK]
+    assert repo.create_transfers([Transfer.void(10, long)]) == [R.OK]
+    clock.advance_s(100)
+    assert repo.expire_pending_transfers() == []  # voided before its deadline: nothing to expire
+    assert _balances(repo)[CUSTOMER] == (0, 700, 0, 1_000)
+    assert repo.create_transfers([short]) == [R.EXISTS]
+    _assert_zero_sum(repo)
+
+
+def expiry_is_bounded_and_earliest_first(repo: LedgerRepository, clock: ManualClock) -> None:
+    _setup(repo)
+    holds = [Transfer(10 + i, BANK, MERCHANT, 1, flags=F.PENDING, timeout_s=5 - i) for i in range(4)]
+    assert repo.create_transfers(holds) == [R.OK] * 4
+    clock.advance_s(5)
+    assert repo.expire_pending_transfers(limit=2) == [13, 12]
+    assert repo.expire_pending_transfers(limit=2) == [11, 10]
+    assert _balances(repo)[MERCHANT] == (0, 0, 0, 0)
+    _assert_zero_sum(repo)
+
+
+TIMED_SCENARIOS: list[Callable[[LedgerRepository, ManualClock], None]] = [
+    pending_transfers_expire,
+    expiry_is_bounded_and_earliest_first,
 ]

@@ -1,5 +1,6 @@
-"""Hypothesis strategies for ledger histories: accounts, then batches of transfers with duplicates,
-linked chains (often with a failing member), pending transfers and posts/voids of them."""
+"""Hypothesis strategies for ledger histories: accounts, then steps. A step moves the clock on by some
+seconds and then submits a batch of transfers (with duplicates, linked chains that often hold a failing
+member, pending transfers with and without timeouts, posts and voids of them) or runs the expiry sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from hypothesis import strategies as st
 
 from citycard.ledger import Account, AccountFlags, Transfer, TransferFlags
 
-__all__ = ["ACCOUNT_IDS", "accounts", "histories"]
+__all__ = ["ACCOUNT_IDS", "Step", "accounts", "histories"]
+
+Step = tuple[int, list[Transfer] | None]
+"""(seconds the clock moves on first, the batch to submit or None for ``expire_pending_transfers``)."""
 
 ACCOUNT_IDS = (1, 2, 3, 4)
 _UNKNOWN = 9
@@ -30,13 +34,17 @@ def accounts(draw: st.DrawFn) -> list[Account]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_batches: int = 10) -> list[list[Transfer]]:
-    """Batches of transfers; posts and voids mostly refer to pending transfers drawn earlier."""
+def histories(draw: st.DrawFn, max_batches: int = 10) -> list[Step]:
+    """Steps of a history; posts and voids mostly refer to pending transfers drawn earlier."""
     pendings: list[Transfer] = []
     submitted: list[Transfer] = []
-    batches: list[list[Transfer]] = []
+    batches: list[Step] = []
     account = st.sampled_from((*ACCOUNT_IDS, *ACCOUNT_IDS, _UNKNOWN))
     for _ in range(draw(st.integers(1, max_batches))):
+        advance_s = draw(st.sampled_from((0, 0, 1, 2, 5)))
+        if draw(st.integers(0, 5)) == 0:
+            batches.append((advance_s, None))
+            continue
         batch: list[Transfer] = []
         for _ in range(draw(st.integers(1, 5))):
             linked = TransferFlags.LINKED if draw(st.integers(0, 3)) == 0 else TransferFlags.NONE
@@ -57,12 +65,15 @@ def histories(draw: st.DrawFn, max_batches: int = 10) -> list[list[Transfer]]:
                 credit = debit if same else draw(account.filter(lambda a, d=debit: a != d))
                 amount = draw(st.integers(0, 400))
                 flags = linked | (TransferFlags.PENDING if kind == "pending" else TransferFlags.NONE)
-                t = Transfer(
-                    transfer_id, debit, credit, amount, flags=flags, code=draw(st.sampled_from((1, 2)))
-                )
+                # timeouts mostly on pending transfers; now and then (malformed) on a plain one
+                timeout_s = draw(st.sampled_from((0, 0, 0, 1, 3))) if draw(st.integers(0, 7)) else 0
+                if kind != "pending" and draw(st.integers(0, 5)):
+                    timeout_s = 0
+                code = draw(st.sampled_from((1, 2)))
+                t = Transfer(transfer_id, debit, credit, amount, flags=flags, code=code, timeout_s=timeout_s)
                 if kind == "pending":
                     pendings.append(t)
             submitted.append(t)
             batch.append(t)
-        batches.append(batch)
+        batches.append((advance_s, batch))
     return batches

@@ -28,8 +28,10 @@ from citycard.ledger.engine import (
     check_batch,
     create_accounts,
     create_transfers,
+    expire_pending_transfers,
 )
 from citycard.ledger.model import (
+    MAX_BATCH,
     Account,
     AccountFlags,
     CreateAccountResult,
@@ -76,6 +78,7 @@ def transfer_from_row(row: Any) -> Transfer:
         code=row.code,
         flags=TransferFlags(row.flags),
         user_data=row.user_data,
+        timeout_s=row.timeout_s,
         timestamp_ns=row.timestamp_ns,
     )
 
@@ -107,7 +110,10 @@ def _transfer_values(t: Transfer) -> dict[str, Any]:
         "code": t.code,
         "flags": int(t.flags),
         "user_data": t.user_data,
+        "timeout_s": t.timeout_s,
         "timestamp_ns": t.timestamp_ns,
+        "expires_at_ns": t.expires_at_ns,
+        "expired_at_ns": None,
     }
 
 
@@ -130,8 +136,24 @@ _SELECT_TRANSFERS = select(ledger_transfers).where(_T.id.in_(_IDS)).order_by(_T.
 _SELECT_RELATED_TRANSFERS = select(ledger_transfers).where(
     or_(_T.id.in_(_IDS), _T.pending_id.in_(bindparam("pending_ids", expanding=True)))
 )
+_CLOSE_DEADLINES = update(ledger_transfers).where(_T.id.in_(_IDS)).values(expires_at_ns=None)
+_MARK_EXPIRED = (
+    update(ledger_transfers)
+    .where(_T.id == bindparam("b_id"))
+    .values(expires_at_ns=None, expired_at_ns=bindparam("b_expired_at_ns"))
+)
+_SELECT_DUE = (
+    select(ledger_transfers)
+    .where(_T.expires_at_ns <= bindparam("now_ns"))
+    .order_by(_T.expires_at_ns, _T.id)
+    .limit(bindparam("limit"))
+)
 _INSERT_ACCOUNTS = insert(ledger_accounts)
 _INSERT_TRANSFERS = insert(ledger_transfers)
+
+
+def _expired(rows: Iterable[Any]) -> dict[int, int]:
+    return {r.id: r.expired_at_ns for r in rows if r.expired_at_ns is not None}
 
 
 def _valid_ids(ids: Iterable[int]) -> list[int]:
@@ -173,8 +195,8 @@ class SqlLedgerRepository:
         related = {"ids": _valid_ids([*(t.id for t in transfers), *pending_ids]), "pending_ids": pending_ids}
         for attempt in range(_RACE_RETRIES):
             accounts = self._select_accounts(connection, account_ids, lock=True)  # lock, then read transfers
-            rows = connection.execute(_SELECT_RELATED_TRANSFERS, related) if related["ids"] else ()
-            state = LedgerState.of(accounts, (transfer_from_row(r) for r in rows))
+            rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, related)) if related["ids"] else []
+            state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
             results, effects = create_transfers(state, transfers, self.clock())
             if self._write(connection, effects, last_attempt=attempt == _RACE_RETRIES - 1):
                 return results
@@ -200,6 +222,28 @@ class SqlLedgerRepository:
         savepoint.commit()
         return True
 
+    def expire_pending_transfers(self, *, limit: int = MAX_BATCH) -> list[int]:
+        """Expire the pending transfers whose timeout has passed (earliest first, at most ``limit``)."""
+        if type(limit) is not int or not 0 < limit <= MAX_BATCH:
+            raise MalformedLedgerInput("expire.limit", f"must be 1..{MAX_BATCH}")
+        connection = self.session.connection()
+        now_ns = self.clock()
+        due = [
+            transfer_from_row(r) for r in connection.execute(_SELECT_DUE, {"now_ns": now_ns, "limit": limit})
+        ]
+        if not due:
+            return []
+        ids = [t.id for t in due]
+        accounts = self._select_accounts(
+            connection, [a for t in due for a in (t.debit_account_id, t.credit_account_id)], lock=True
+        )
+        # read again after the locks: a concurrent post or void of one of them has committed by now
+        rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, {"ids": ids, "pending_ids": ids}))
+        state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
+        expired, effects = expire_pending_transfers(state, now_ns, candidates=ids, limit=limit)
+        self._insert_and_update(connection, effects)
+        return expired
+
     @staticmethod
     def _insert_and_update(connection: Connection, effects: BatchEffects) -> None:
         if effects.new_accounts:
@@ -219,6 +263,12 @@ class SqlLedgerRepository:
                     }
                     for a in effects.updated_accounts.values()
                 ],
+            )
+        if effects.closed_deadlines:
+            connection.execute(_CLOSE_DEADLINES, {"ids": effects.closed_deadlines})
+        if effects.expired:
+            connection.execute(
+                _MARK_EXPIRED, [{"b_id": i, "b_expired_at_ns": at} for i, at in effects.expired.items()]
             )
 
     # -- queries ----------------------------------------------------------------------------------------
@@ -283,7 +333,7 @@ class SqlLedgerRepository:
         """
         pending = _T.flags.op("&")(int(TransferFlags.PENDING)) != 0
         resolved = select(_T.pending_id).where(_T.pending_id.is_not(None))
-        open_pending = and_(pending, _T.id.not_in(resolved))
+        open_pending = and_(pending, _T.id.not_in(resolved), _T.expired_at_ns.is_(None))
         posted = _T.flags.op("&")(int(TransferFlags.PENDING | TransferFlags.VOID_PENDING_TRANSFER)) == 0
         expected: dict[int, list[int]] = {}
         connection = self.session.connection()

@@ -70,12 +70,18 @@ ledger_transfers = Table(
     Column("code", Integer, nullable=False),
     Column("flags", Integer, nullable=False),
     Column("user_data", BigInteger, nullable=False),
+    Column("timeout_s", Integer, nullable=False),
     Column("timestamp_ns", BigInteger, nullable=False),
+    # Deadline of a pending transfer with a timeout while it is open (NULL once posted, voided or expired),
+    # so that expiry finds due transfers by index; and when it expired. Bookkeeping, not transfer content.
+    Column("expires_at_ns", BigInteger, nullable=True),
+    Column("expired_at_ns", BigInteger, nullable=True),
     CheckConstraint("amount_fen > 0", name="amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="accounts_different"),
     Index("ix_ledger_transfers_debit_time", "debit_account_id", "timestamp_ns"),
     Index("ix_ledger_transfers_credit_time", "credit_account_id", "timestamp_ns"),
     Index("ix_ledger_transfers_time", "timestamp_ns", "id"),
+    Index("ix_ledger_transfers_expires", "expires_at_ns"),
 )
 
 

@@ -11,6 +11,7 @@ from .engine import (
     check_invariants,
     create_accounts,
     create_transfers,
+    expire_pending_transfers,
     journal,
     recompute_balances,
 )
@@ -21,6 +22,7 @@ from .model import (
     MAX_BALANCE_FEN,
     MAX_BATCH,
     MAX_ID,
+    MAX_TIMEOUT_S,
     Account,
     AccountFlags,
     CreateAccountResult,
@@ -37,6 +39,7 @@ __all__ = [
     "MAX_BALANCE_FEN",
     "MAX_BATCH",
     "MAX_ID",
+    "MAX_TIMEOUT_S",
     "Account",
     "AccountFlags",
     "BatchEffects",
@@ -57,6 +60,7 @@ __all__ = [
     "check_invariants",
     "create_accounts",
     "create_transfers",
+    "expire_pending_transfers",
     "journal",
     "recompute_balances",
 ]

@@ -17,7 +17,7 @@ sum of all balances is zero).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .model import (
@@ -43,6 +43,7 @@ __all__ = [
     "check_invariants",
     "create_accounts",
     "create_transfers",
+    "expire_pending_transfers",
     "journal",
     "recompute_balances",
 ]
@@ -70,16 +71,23 @@ class Totals:
 
 @dataclass
 class LedgerState:
-    """Accounts and transfers by id, and which pending transfers have been resolved (by which transfer)."""
+    """Accounts and transfers by id; which pending transfers were resolved (by which transfer id) and
+    which expired (when)."""
 
     accounts: dict[int, Account] = field(default_factory=dict)
     transfers: dict[int, Transfer] = field(default_factory=dict)
     resolved: dict[int, int] = field(default_factory=dict)
+    expired: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, accounts: Iterable[Account], transfers: Iterable[Transfer]) -> LedgerState:
+    def of(
+        cls,
+        accounts: Iterable[Account],
+        transfers: Iterable[Transfer],
+        expired: Mapping[int, int] | None = None,
+    ) -> LedgerState:
         """A state holding these rows; resolutions are derived from the posts and voids among them."""
-        state = cls({a.id: a for a in accounts}, {t.id: t for t in transfers})
+        state = cls({a.id: a for a in accounts}, {t.id: t for t in transfers}, {}, dict(expired or {}))
         for t in state.transfers.values():
             if t.is_resolution:
                 state.resolved[t.pending_id] = t.id
@@ -97,11 +105,15 @@ class LedgerState:
 
 @dataclass
 class BatchEffects:
-    """What a batch changed: accounts to insert or update (final values) and transfers to insert."""
+    """What a batch changed: accounts to insert or update (final values), transfers to insert, pending
+    transfers with a timeout that were resolved (their deadline closes), and pending transfers that expired
+    (id → time)."""
 
     new_accounts: list[Account] = field(default_factory=list)
     updated_accounts: dict[int, Account] = field(default_factory=dict)
     new_transfers: list[Transfer] = field(default_factory=list)
+    closed_deadlines: list[int] = field(default_factory=list)
+    expired: dict[int, int] = field(default_factory=dict)
 
 
 def account_violation(account: Account) -> str | None:
@@ -187,6 +199,7 @@ class _Chain:
         self.accounts: dict[int, Account] = {}
         self.transfers: dict[int, Transfer] = {}
         self.resolved: dict[int, int] = {}
+        self.closed_deadlines: list[int] = []
 
     def account(self, account_id: int) -> Account | None:
         return self.accounts.get(account_id) or self.state.accounts.get(account_id)
@@ -204,6 +217,7 @@ class _Chain:
         self.state.resolved.update(self.resolved)
         effects.updated_accounts.update(self.accounts)
         effects.new_transfers.extend(self.transfers.values())
+        effects.closed_deadlines.extend(self.closed_deadlines)
         for account in self.accounts.values():
             assert account_violation(account) is None, (account.id, account_violation(account))
 
@@ -248,7 +262,7 @@ def create_transfers(
 
 def _apply(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
     """Validate ``t`` against the chain's view and stage it; return its result."""
-    result = _validate(chain, t)
+    result = _validate(chain, t, now_ns)
     if result is not R.OK:
         return result
     stored = replace(t, timestamp_ns=now_ns)
@@ -270,6 +284,8 @@ def _apply(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
             credits_posted=credit.credits_posted + posted,
         )
         chain.resolved[t.pending_id] = t.id
+        if pending.timeout_s:
+            chain.closed_deadlines.append(pending.id)
     elif t.flags & TransferFlags.PENDING:
         debit = replace(debit, debits_pending=debit.debits_pending + t.amount_fen)
         credit = replace(credit, credits_pending=credit.credits_pending + t.amount_fen)
@@ -282,7 +298,7 @@ def _apply(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
     return R.OK
 
 
-def _validate(chain: _Chain, t: Transfer) -> CreateTransferResult:
+def _validate(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
     result = _validate_fields(t)
     if result is not R.OK:
         return result
@@ -300,7 +316,7 @@ def _validate(chain: _Chain, t: Transfer) -> CreateTransferResult:
     if t.ledger != debit.ledger:
         return R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
     if t.flags & _RESOLVE:
-        return _validate_resolution(chain, t)
+        return _validate_resolution(chain, t, now_ns)
     return _validate_balances(debit, credit, t.amount_fen)
 
 
@@ -319,6 +335,8 @@ def _validate_fields(t: Transfer) -> CreateTransferResult:
             return R.PENDING_ID_MUST_BE_DIFFERENT
     elif t.pending_id != 0:
         return R.PENDING_ID_MUST_BE_ZERO
+    if t.timeout_s and not t.flags & TransferFlags.PENDING:
+        return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     if t.debit_account_id == 0:
         return R.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
     if t.credit_account_id == 0:
@@ -334,7 +352,7 @@ def _validate_fields(t: Transfer) -> CreateTransferResult:
     return R.OK
 
 
-def _validate_resolution(chain: _Chain, t: Transfer) -> CreateTransferResult:
+def _validate_resolution(chain: _Chain, t: Transfer, now_ns: int) -> CreateTransferResult:
     pending = chain.transfer(t.pending_id)
     if pending is None:
         return R.PENDING_TRANSFER_NOT_FOUND
@@ -353,6 +371,9 @@ def _validate_resolution(chain: _Chain, t: Transfer) -> CreateTransferResult:
         if by.flags & TransferFlags.POST_PENDING_TRANSFER:
             return R.PENDING_TRANSFER_ALREADY_POSTED
         return R.PENDING_TRANSFER_ALREADY_VOIDED
+    expires_at_ns = pending.expires_at_ns
+    if pending.id in chain.state.expired or (expires_at_ns is not None and now_ns >= expires_at_ns):
+        return R.PENDING_TRANSFER_EXPIRED
     if t.flags & TransferFlags.POST_PENDING_TRANSFER:
         if t.amount_fen > pending.amount_fen:
             return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
@@ -389,14 +410,51 @@ def _validate_balances(debit: Account, credit: Account, amount: int) -> CreateTr
     return R.OK
 
 
-def recompute_balances(transfers: Iterable[Transfer]) -> dict[int, tuple[int, int, int, int]]:
+def expire_pending_transfers(
+    state: LedgerState, now_ns: int, *, candidates: Iterable[int] | None = None, limit: int = MAX_BATCH
+) -> tuple[list[int], BatchEffects]:
+    """Expire pending transfers whose timeout has passed at ``now_ns`` and release what they reserved.
+
+    At most ``limit``, earliest deadline first, among ``candidates`` (ids; default: every transfer in the
+    state). A pending transfer already posted, voided or expired is left alone. Returns the expired ids.
+    """
+    if type(limit) is not int or not 0 < limit <= MAX_BATCH:
+        raise MalformedLedgerInput("expire.limit", f"must be 1..{MAX_BATCH}")
+    pool = state.transfers.values() if candidates is None else (state.transfers[i] for i in candidates)
+    due: list[tuple[int, int]] = []
+    for t in pool:
+        expires_at_ns = t.expires_at_ns
+        open_pending = t.id not in state.resolved and t.id not in state.expired
+        if expires_at_ns is not None and expires_at_ns <= now_ns and open_pending:
+            due.append((expires_at_ns, t.id))
+    due = sorted(due)[:limit]
+    effects = BatchEffects()
+    for _, pending_id in due:
+        pending = state.transfers[pending_id]
+        debit = state.accounts[pending.debit_account_id]
+        credit = state.accounts[pending.credit_account_id]
+        debit = replace(debit, debits_pending=debit.debits_pending - pending.amount_fen)
+        credit = replace(credit, credits_pending=credit.credits_pending - pending.amount_fen)
+        assert debit.debits_pending >= 0 and credit.credits_pending >= 0, pending
+        state.accounts[debit.id] = effects.updated_accounts[debit.id] = debit
+        state.accounts[credit.id] = effects.updated_accounts[credit.id] = credit
+        state.expired[pending_id] = effects.expired[pending_id] = now_ns
+    for account in effects.updated_accounts.values():
+        assert account_violation(account) is None, (account.id, account_violation(account))
+    return [pending_id for _, pending_id in due], effects
+
+
+def recompute_balances(
+    transfers: Iterable[Transfer], expired: Iterable[int] = ()
+) -> dict[int, tuple[int, int, int, int]]:
     """Each account's (debits_pending, debits_posted, credits_pending, credits_posted) from transfers alone.
 
-    Posted: plain transfers and posts; pending: pending transfers no post or void refers to. Accounts
-    without any transfer are absent. Independent of the engine's bookkeeping, for audits.
+    Posted: plain transfers and posts; pending: pending transfers that no post or void refers to and that
+    are not among the ``expired`` ids. Accounts without any transfer are absent. Independent of the engine's
+    bookkeeping, for audits.
     """
     chosen = list(transfers)
-    resolved = {t.pending_id for t in chosen if t.is_resolution}
+    resolved = {t.pending_id for t in chosen if t.is_resolution} | set(expired)
     sums: dict[int, list[int]] = {}
     for t in chosen:
         debit = sums.setdefault(t.debit_account_id, [0, 0, 0, 0])
@@ -411,9 +469,11 @@ def recompute_balances(transfers: Iterable[Transfer]) -> dict[int, tuple[int, in
     return {i: (s[0], s[1], s[2], s[3]) for i, s in sums.items()}
 
 
-def audit(accounts: Iterable[Account], transfers: Iterable[Transfer]) -> list[int]:
+def audit(
+    accounts: Iterable[Account], transfers: Iterable[Transfer], expired: Iterable[int] = ()
+) -> list[int]:
     """Ids of the accounts whose balances differ from what the transfers say (empty when the books agree)."""
-    expected = recompute_balances(transfers)
+    expected = recompute_balances(transfers, expired)
     wrong = []
     for a in accounts:
         stored = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)

@@ -11,8 +11,24 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from .engine import LedgerState, Totals, audit, check_invariants, create_accounts, create_transfers, journal
-from .model import Account, CreateAccountResult, CreateTransferResult, MalformedLedgerInput, Transfer
+from .engine import (
+    LedgerState,
+    Totals,
+    audit,
+    check_invariants,
+    create_accounts,
+    create_transfers,
+    expire_pending_transfers,
+    journal,
+)
+from .model import (
+    MAX_BATCH,
+    Account,
+    CreateAccountResult,
+    CreateTransferResult,
+    MalformedLedgerInput,
+    Transfer,
+)
 from .ports import Clock
 
 __all__ = ["InMemoryLedger", "InMemoryUnitOfWork"]
@@ -32,6 +48,10 @@ class InMemoryLedger:
     def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
         results, _ = create_transfers(self.state, transfers, self.clock())
         return results
+
+    def expire_pending_transfers(self, *, limit: int = MAX_BATCH) -> list[int]:
+        expired, _ = expire_pending_transfers(self.state, self.clock(), limit=limit)
+        return expired
 
     def lookup_accounts(self, account_ids: Iterable[int]) -> list[Account]:
         found = (self.state.accounts.get(i) for i in sorted(set(account_ids)))
@@ -73,7 +93,7 @@ class InMemoryLedger:
 
     def audit(self) -> list[int]:
         """Accounts whose balances differ from their transfers (empty when the books agree)."""
-        return audit(self.state.accounts.values(), self.state.transfers.values())
+        return audit(self.state.accounts.values(), self.state.transfers.values(), self.state.expired)
 
 
 class InMemoryUnitOfWork:
@@ -97,7 +117,7 @@ class InMemoryUnitOfWork:
 
     def _take_snapshot(self) -> None:
         s = self.ledger.state
-        self._snapshot = LedgerState(dict(s.accounts), dict(s.transfers), dict(s.resolved))
+        self._snapshot = LedgerState(dict(s.accounts), dict(s.transfers), dict(s.resolved), dict(s.expired))
 
     def commit(self) -> None:
         self._take_snapshot()
@@ -105,8 +125,6 @@ class InMemoryUnitOfWork:
     def rollback(self) -> None:
         assert self._snapshot is not None, "rollback outside 'with'"
         s = self.ledger.state
-        s.accounts, s.transfers, s.resolved = (
-            dict(self._snapshot.accounts),
-            dict(self._snapshot.transfers),
-            dict(self._snapshot.resolved),
-        )
+        snapshot = self._snapshot
+        s.accounts, s.transfers = dict(snapshot.accounts), dict(snapshot.transfers)
+        s.resolved, s.expired = dict(snapshot.resolved), dict(snapshot.expired)

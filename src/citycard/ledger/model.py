@@ -12,7 +12,8 @@ Differences from TigerBeetle, on purpose:
 - an account may carry ``limit_fen``, an upper bound on its net balance on its normal side (for example
   the EC float of one card: never negative, never above the card's EC balance limit ``9F77``);
 - an existing id with other content gives the single result ``exists_with_different_fields``;
-- pending transfers have no timeout (they are posted or voided explicitly).
+- an expired pending transfer releases its reservation when ``expire_pending_transfers`` runs (the
+  application calls it, for example once a minute), not by itself in the background.
 
 Three kinds of failure: a bug is an ``assert``; a value that cannot be represented at all (a float amount,
 a negative id) raises :class:`MalformedLedgerInput` when the value is built; everything else (zero amount,
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_BALANCE_FEN",
     "MAX_BATCH",
     "MAX_ID",
+    "MAX_TIMEOUT_S",
     "Account",
     "AccountFlags",
     "CreateAccountResult",
@@ -50,6 +52,9 @@ MAX_BALANCE_FEN = 2**63 - 1
 
 MAX_AMOUNT_FEN = 10**15
 """Largest amount of one transfer: ten trillion yuan (a bound, not a business limit)."""
+
+MAX_TIMEOUT_S = 2**31 - 1
+"""Longest timeout of a pending transfer (TigerBeetle's ``timeout`` is a u32 of seconds)."""
 
 MAX_BATCH = 8190
 """Most events in one ``create_accounts`` / ``create_transfers`` call (TigerBeetle's batch size)."""
@@ -135,6 +140,8 @@ class CreateTransferResult(enum.Enum):
     PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = "pending_transfer_has_different_amount"
     PENDING_TRANSFER_ALREADY_POSTED = "pending_transfer_already_posted"
     PENDING_TRANSFER_ALREADY_VOIDED = "pending_transfer_already_voided"
+    PENDING_TRANSFER_EXPIRED = "pending_transfer_expired"
+    TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = "timeout_reserved_for_pending_transfer"
     EXCEEDS_PENDING_TRANSFER_AMOUNT = "exceeds_pending_transfer_amount"
     EXCEEDS_CREDITS = "exceeds_credits"
     EXCEEDS_DEBITS = "exceeds_debits"
@@ -227,8 +234,10 @@ class Transfer:
     """An immutable movement of ``amount_fen`` from ``debit_account_id`` to ``credit_account_id``.
 
     ``id`` is chosen by the client and is its idempotency key; ``pending_id`` names the pending transfer
-    a post or void resolves (0 otherwise). ``timestamp_ns`` is set by the ledger when it stores the
-    transfer (leave it 0 when submitting).
+    a post or void resolves (0 otherwise). A pending transfer with ``timeout_s`` expires that many seconds
+    after it was stored: it can no longer be posted or voided (``pending_transfer_expired``) and
+    ``expire_pending_transfers`` releases what it reserved. ``timestamp_ns`` is set by the ledger when it
+    stores the transfer (leave it 0 when submitting).
     """
 
     id: int
@@ -240,6 +249,7 @@ class Transfer:
     code: int = 1
     flags: TransferFlags = TransferFlags.NONE
     user_data: int = 0
+    timeout_s: int = 0
     timestamp_ns: int = 0
 
     def __post_init__(self) -> None:
@@ -253,6 +263,7 @@ class Transfer:
         if not isinstance(self.flags, TransferFlags) or int(self.flags) & ~_TRANSFER_FLAG_MASK:
             raise MalformedLedgerInput("transfer.flags", "must be TransferFlags")
         _check_unsigned("transfer.user_data", self.user_data, MAX_BALANCE_FEN)
+        _check_unsigned("transfer.timeout_s", self.timeout_s, MAX_TIMEOUT_S)
         _check_unsigned("transfer.timestamp_ns", self.timestamp_ns, MAX_BALANCE_FEN)
 
     @classmethod
@@ -285,6 +296,13 @@ class Transfer:
     def same_content(self, other: Transfer) -> bool:
         """Equal in every field but the timestamp the ledger assigned."""
         return replace(self, timestamp_ns=0) == replace(other, timestamp_ns=0)
+
+    @property
+    def expires_at_ns(self) -> int | None:
+        """When a stored pending transfer with a timeout expires (None: it never does)."""
+        if not self.flags & TransferFlags.PENDING or not self.timeout_s:
+            return None
+        return self.timestamp_ns + self.timeout_s * 1_000_000_000
 
     @property
     def is_resolution(self) -> bool:

@@ -32,6 +32,10 @@ class LedgerRepository(Protocol):
         """Apply transfers (linked chains all or nothing); one result per transfer."""
         ...
 
+    def expire_pending_transfers(self, *, limit: int = 8190) -> list[int]:
+        """Expire pending transfers whose timeout has passed and release what they reserved; their ids."""
+        ...
+
     def lookup_accounts(self, account_ids: Iterable[int]) -> list[Account]:
         """The accounts that exist among ``account_ids``, in id order."""
         ...

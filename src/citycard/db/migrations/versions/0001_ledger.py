@@ -47,7 +47,10 @@ def upgrade() -> None:
         sa.Column("code", sa.Integer(), nullable=False),
         sa.Column("flags", sa.Integer(), nullable=False),
         sa.Column("user_data", sa.BigInteger(), nullable=False),
+        sa.Column("timeout_s", sa.Integer(), nullable=False),
         sa.Column("timestamp_ns", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at_ns", sa.BigInteger(), nullable=True),
+        sa.Column("expired_at_ns", sa.BigInteger(), nullable=True),
         sa.CheckConstraint("amount_fen > 0", name=op.f("ck_ledger_transfers_amount_positive")),
         sa.CheckConstraint(
             "debit_account_id <> credit_account_id", name=op.f("ck_ledger_transfers_accounts_different")
@@ -77,6 +80,7 @@ def upgrade() -> None:
         "ix_ledger_transfers_debit_time", "ledger_transfers", ["debit_account_id", "timestamp_ns"]
     )
     op.create_index("ix_ledger_transfers_time", "ledger_transfers", ["timestamp_ns", "id"])
+    op.create_index("ix_ledger_transfers_expires", "ledger_transfers", ["expires_at_ns"])
 
 
 def downgrade() -> None:
