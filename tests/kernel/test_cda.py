@@ -82,3 +82,33 @@ def test_cda_wrong_transaction_hash_fails_and_declines():
     out, _ = transact(_Proxy(card), K.PURCHASE, 1_250)
     assert out.tvr[TVR_CDA_FAILED[0]] & TVR_CDA_FAILED[1]
     assert out.kind is OutcomeKind.DECLINED_OFFLINE and "transaction data hash" in out.reason
+
+
+def _emulated_cda_card(balance_fen: int):
+    from citycard.chip.card import Card
+    from citycard.chip.personalise import ProductProfile, personalise
+
+    from .cardlab import det_rng
+
+    image = personalise(ProductProfile(opening_balance_fen=balance_fen, cda=True), 41, demo_keys())
+    card = Card(image, det_rng(8))
+    card.power_on("contact")
+    return card
+
+
+def test_cda_with_the_emulated_cda_product_offline():
+    out, apdus = transact(_emulated_cda_card(10_000), K.PURCHASE, 1_250)
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE, out.reason
+    assert [c[2] for p, c, _ in apdus if p == "GENERATE AC 1"] == [0x50]
+    assert out.tvr == bytes(5) and out.ec_balance_fen == 8_750
+
+
+def test_cda_with_the_emulated_cda_product_online_both_generate_acs():
+    from .cardlab import PIN, issuer_stub
+
+    out, apdus = transact(_emulated_cda_card(0), K.PURCHASE, 5_000, online=issuer_stub().authorize,
+                          pin=lambda r: PIN)  # fmt: skip
+    p1 = {p: c[2] for p, c, _ in apdus if p.startswith("GENERATE AC")}
+    assert p1 == {"GENERATE AC 1": 0x90, "GENERATE AC 2": 0x50}  # ARQC and TC, both with CDA
+    assert out.kind is OutcomeKind.APPROVED_ONLINE, out.reason
+    assert not out.tvr[TVR_CDA_FAILED[0]] & TVR_CDA_FAILED[1]

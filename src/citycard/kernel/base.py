@@ -164,6 +164,7 @@ class KernelBase:
         self._record_tags: set[str] = set()
         self._cda = False
         self._pdol_data = b""
+        self._cdol1_data = b""
 
     def _run(self) -> Generator[Event, Answer, Outcome]:
         """The whole transaction; :class:`citycard.kernel.kernel.Kernel` composes it from the steps."""

@@ -185,6 +185,8 @@ class Kernel(
         cda = self._cda and requested != CID_AAC
         p1 = requested | (0x10 if cda else 0)
         command = bytes((0x80, 0xAE, p1, 0x00, len(data))) + data + b"\x00"
+        if dol_tag == "8C":
+            self._cdol1_data = data
         if requested != CID_AAC or dol_tag == "8D":
             self._debit_sent = True
         resp, sw = yield from self._apdu(command, purpose)
@@ -214,7 +216,8 @@ class Kernel(
             raise CardError(f"{purpose}: unexpected template {top.tag}")
         self._mandatory(("9F27", "9F36"))
         if cda and "9F4B" in self.card and top.tag == "77" and "9F26" not in self.card:
-            self._verify_cda(top, data)
+            # Book 2 §6.6.1: the second GENERATE AC's hash covers the CDOL1 data and then the CDOL2 data
+            self._verify_cda(top, self._cdol1_data + data if dol_tag == "8D" else data)
         self._mandatory(("9F26",))
         if len(self.card["9F27"]) != 1 or len(self.card["9F36"]) != 2 or len(self.card["9F26"]) != 8:
             raise CardError(f"{purpose}: CID, ATC or cryptogram of a wrong length")
