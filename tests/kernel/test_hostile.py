@@ -192,3 +192,31 @@ def test_hostile_card_at_the_validator_journal_stays_consistent(tmp_path, data):
     assert (result.entry is None) == (states == [])
     assert result.approved == (states == ["approved"])
     journal.close()
+
+
+_CDA_IMAGE: list[bytes] = []
+
+
+def _cda_card():
+    from citycard.chip.card import Card
+    from citycard.chip.image import CardImage
+    from citycard.chip.personalise import ProductProfile, personalise
+
+    from .cardlab import demo_keys, det_rng
+
+    if not _CDA_IMAGE:
+        _CDA_IMAGE.append(
+            personalise(ProductProfile(opening_balance_fen=0, cda=True), 42, demo_keys()).to_json()
+        )
+    card = Card(CardImage.from_json(_CDA_IMAGE[0]), det_rng(4))
+    card.power_on("contact")
+    return card
+
+
+@SETTINGS
+@given(st.data())
+def test_hostile_cda_card(data):
+    out, _ = transact(
+        _hostile(_cda_card(), data), K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=lambda r: PIN
+    )
+    _check(out)
