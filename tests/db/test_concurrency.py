@@ -191,3 +191,56 @@ def test_deadlocked_unit_of_work_is_run_again(tmp_path: Path) -> None:
         with db.unit_of_work() as uow:
             assert sorted(t.id for t in uow.ledger.journal()) == [100, 101, 200, 201]
             assert [a.balance_fen for a in uow.ledger.balances()] == [20, -20, 20, -20]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expiry_sweep_racing_posts_resolves_each_pending_once(kind: str, tmp_path: Path) -> None:
+    """Two hosts whose clocks disagree: for the poster the pending transfers are still open, for the
+    sweeper they are due. Each pending transfer must end either posted or expired, never both, and the
+    books must agree with the transfers (row locks on PostgreSQL, the single writer on SQLite)."""
+    pendings = [
+        Transfer(1_000 + i, 1, 2 + i % 3, 10, flags=TransferFlags.PENDING, timeout_s=1) for i in range(120)
+    ]
+    with fresh_database(kind, tmp_path) as db:
+        start_ns = 1_700_000_000 * 1_000_000_000
+        with db.unit_of_work(clock=lambda: start_ns) as uow:
+            uow.ledger.create_accounts([Account(i) for i in ACCOUNTS])
+            assert uow.ledger.create_transfers(pendings) == [R.OK] * len(pendings)
+            uow.commit()
+        posted: list[int] = []
+        expired: list[int] = []
+        errors: list[BaseException] = []
+
+        def poster() -> None:
+            try:
+                for p in reversed(pendings):  # the sweep goes oldest first: they meet in the middle
+                    with db.unit_of_work(clock=lambda: start_ns + 500_000_000) as uow:
+                        (result,) = uow.ledger.create_transfers([Transfer.post(p.id + 10_000, p)])
+                        uow.commit()
+                    assert result in (R.OK, R.PENDING_TRANSFER_EXPIRED), result
+                    if result is R.OK:
+                        posted.append(p.id)
+            except BaseException as error:
+                errors.append(error)
+
+        def sweeper() -> None:
+            try:
+                while len(posted) + len(expired) < len(pendings) and not errors:
+                    with db.unit_of_work(clock=lambda: start_ns + 2_000_000_000) as uow:
+                        expired.extend(uow.ledger.expire_pending_transfers(limit=3))
+                        uow.commit()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=poster), threading.Thread(target=sweeper)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert sorted(posted + expired) == [p.id for p in pendings], "each pending resolved exactly once"
+        with db.unit_of_work(read_only=True) as uow:
+            assert uow.ledger.audit() == []
+            assert uow.ledger.totals().balanced
+            assert sum(a.debits_pending for a in uow.ledger.balances()) == 0
+            assert uow.ledger.lookup_accounts([1])[0].debits_posted == 10 * len(posted)
