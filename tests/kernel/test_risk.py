@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 
 from citycard.chip.card import Card
 from citycard.chip.personalise import ProductProfile
@@ -101,3 +102,37 @@ max_age_s = 600
         cfg.exception_file.stale(dt.datetime(2026, 11, 25, 8, 11))
         and "6234560000000016" in cfg.exception_file.pans
     )
+
+
+def test_config_errors_are_typed():
+    import pytest
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from citycard.kernel.config import ConfigError
+
+    for bad in ('[terminal]\ntype = ""', '[terminal]\ncountry = "01"', '[terminal]\nttq = "zz"',
+                '[terminal]\nmerchant_name = "商户"', "[[aid]]\naid = \"A0\"", "not toml ["):  # fmt: skip
+        with pytest.raises(ConfigError):
+            parse_config(bad)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.dictionaries(
+            st.sampled_from(KEYS), st.one_of(st.text(max_size=12), st.integers(-5, 10**7), st.booleans())
+        )
+    )
+    def any_terminal_section(section):
+        text = "[terminal]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in section.items())
+        try:
+            parse_config(text)
+        except ConfigError:
+            return
+
+    any_terminal_section()
+
+
+KEYS = (
+    "country", "currency", "type", "capabilities", "additional_capabilities", "ttq", "pin_key", "terminal_id",
+    "merchant_name", "floor_limit_fen", "ec_terminal_limit_fen", "ec_support", "random_target_percent",
+)  # fmt: skip

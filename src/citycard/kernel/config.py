@@ -221,6 +221,13 @@ def _aid(entry: Mapping[str, Any], n: int) -> TerminalAid:
     )
 
 
+def _terminal_type(section: Mapping[str, Any], default: int) -> int:
+    value = _hex(section, "type", "terminal", bytes((default,)))
+    if len(value) != 1 or not 0x11 <= value[0] <= 0x36:
+        raise ConfigError(f"terminal.type: one byte 11..36 (EMV Book 4 Annex A1), got {value.hex()!r}")
+    return value[0]
+
+
 def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalConfig:
     """A :class:`TerminalConfig` from TOML text; unspecified values keep those of ``base`` (or defaults)."""
     try:
@@ -233,15 +240,23 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
     changes: dict[str, Any] = {
         "country": _hex(t, "country", w, cfg.country),
         "currency": _hex(t, "currency", w, cfg.currency),
-        "terminal_type": _hex(t, "type", w, bytes((cfg.terminal_type,)))[0],
+        "terminal_type": _terminal_type(t, cfg.terminal_type),
         "capabilities": _hex(t, "capabilities", w, cfg.capabilities),
         "additional_capabilities": _hex(t, "additional_capabilities", w, cfg.additional_capabilities),
         "ttq": _hex(t, "ttq", w, cfg.ttq),
         "pin_key": _hex(t, "pin_key", w, cfg.pin_key),
     }
+    sizes = {"country": (2,), "currency": (2,), "capabilities": (3,), "additional_capabilities": (5,),
+             "ttq": (4,), "pin_key": (0, 16, 24)}  # fmt: skip
+    for name, allowed in sizes.items():
+        if len(changes[name]) not in allowed:
+            raise ConfigError(f"terminal.{name}: {len(changes[name])} bytes, expected {allowed}")
     for name in ("terminal_id", "merchant_id", "merchant_name", "ifd_serial"):
         if name in t:
-            changes[name] = str(t[name]).encode("ascii")
+            try:
+                changes[name] = str(t[name]).encode("ascii")
+            except UnicodeEncodeError:
+                raise ConfigError(f"terminal.{name}: ASCII only") from None
     for name in (
         "floor_limit_fen",
         "random_threshold_fen",
