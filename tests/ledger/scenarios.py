@@ -150,6 +150,8 @@ def two_phase_post_and_void(repo: LedgerRepository) -> None:
     assert repo.create_transfers([Transfer.post(4, hold, 500)]) == [R.OK]
     b = _balances(repo)
     assert b[CUSTOMER] == (0, 500, 0, 1_000) and b[MERCHANT] == (0, 0, 0, 500)
+    assert repo.create_transfers([Transfer.post(4, hold, 500)]) == [R.EXISTS]  # a retried post
+    assert repo.create_transfers([Transfer.post(4, hold, 499)]) == [R.EXISTS_WITH_DIFFERENT_FIELDS]
     assert repo.create_transfers([Transfer.post(5, hold)]) == [R.PENDING_TRANSFER_ALREADY_POSTED]
     assert repo.create_transfers([Transfer.void(5, hold)]) == [R.PENDING_TRANSFER_ALREADY_POSTED]
     hold2 = Transfer(6, CUSTOMER, MERCHANT, 200, flags=F.PENDING)
