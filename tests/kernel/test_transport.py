@@ -58,3 +58,12 @@ def test_garbage_answer_type_terminates():
     assert out.kind is OutcomeKind.TERMINATED and "expected a card response" in out.reason
     with pytest.raises(RuntimeError):  # a finished kernel refuses more answers (a caller's bug)
         kernel.send(CardResponse(b"\x90\x00"))
+
+
+def test_6cxx_resend_by_case():
+    from citycard.kernel.base import _with_le
+
+    assert _with_le(bytes.fromhex("00B2011400"), 0x20) == bytes.fromhex("00B2011420")  # case 2
+    assert _with_le(bytes.fromhex("80CA9F79"), 0x09) == bytes.fromhex("80CA9F7909")  # case 1
+    assert _with_le(bytes.fromhex("0088000004AABBCCDD00"), 0x80) == bytes.fromhex("0088000004AABBCCDD80")
+    assert _with_le(bytes.fromhex("0020008008241234FFFFFFFFFF"), 0x10) is None  # case 3: no Le to fix

@@ -130,6 +130,17 @@ def _pan_digits(value: bytes) -> str:
     return value.hex().upper().rstrip("F")
 
 
+def _with_le(command: bytes, le: int) -> bytes | None:
+    """ISO 7816-3 §12.2 (``6Cxx``): the command again with Le = ``le``; None for a case-3 command (no Le)."""
+    if len(command) == 4:  # case 1
+        return command + bytes((le,))
+    if len(command) == 5:  # case 2
+        return command[:4] + bytes((le,))
+    if len(command) == 6 + command[4]:  # case 4
+        return command[:-1] + bytes((le,))
+    return None
+
+
 def _sw(raw: bytes) -> int:
     return int.from_bytes(raw[-2:], "big")
 
@@ -367,10 +378,10 @@ class KernelBase:
                 purpose = "GET RESPONSE"
                 continue
             if sw >> 8 == 0x6C and not data:
-                command = (
-                    command[:-1] + bytes((sw & 0xFF,)) if len(command) > 4 else command + bytes((sw & 0xFF,))
-                )
-                continue
+                resent = _with_le(command, sw & 0xFF)
+                if resent is not None:
+                    command = resent
+                    continue
             return data, sw
         raise CardError(f"{purpose}: too many response chaining steps")
 
