@@ -256,3 +256,23 @@ def test_pan_sealed_at_rest_and_in_the_export(tmp_path):
         assert pan.encode() not in path.read_bytes(), path
     with pytest.raises(SealError):
         unseal_pan(bytes(16), bytes.fromhex(row["pan_sealed"]))
+
+
+def test_torn_fare_recovered_much_later_does_not_make_a_free_ride(tmp_path):
+    clock = {"now": NOW}
+    rnd = random.Random(13)
+    pos = PosTerminal(
+        terminal_config(),
+        SqliteJournal(tmp_path / "j.db", "BUS1"),
+        clock=lambda: clock["now"],
+        rng=rnd.randbytes,
+    )
+    card = new_card("contactless", balance_fen=1_000)
+    first = pos.validate(_pull_after(card, 0xA8, processed=True), 200)
+    assert first.entry.state == "torn"
+    clock["now"] = NOW + dt.timedelta(minutes=30)  # a new trip, not a re-tap
+    card.power_on("contactless")
+    later = pos.validate(card.transmit, 200)
+    assert [e.state for e in later.recovered] == ["recovered"]
+    assert later.entry.state == "approved" and later.entry.txn_id != first.entry.txn_id
+    assert _balance(pos, card) == 600  # two trips, two fares, each charged once

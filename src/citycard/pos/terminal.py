@@ -39,6 +39,9 @@ __all__ = ["PosTerminal", "TapResult", "validator_config"]
 Transmit = Callable[[bytes], bytes]
 TORN_MAX_AGE_S = 3600
 """A torn transaction is looked for in the logs of the cards tapped within this time."""
+RETAP_S = 120
+"""A torn fare recovered within this time is the rider tapping again: the gate opens without a new charge.
+Older, the rider is on a new trip: the torn fare is recorded as paid and the new one is charged."""
 TORN_LOG_RECORDS = 3
 """The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
 
@@ -244,11 +247,13 @@ class PosTerminal:
     def validate(self, transmit: Transmit, fare_fen: int, *, trace: Trace | None = None) -> TapResult:
         """Bus validator: fixed qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice."""
         recovered = self.recover_torn(transmit, "contactless", trace)
-        if recovered:
+        now = self.clock()
+        retap = [e for e in recovered if (now - e.created).total_seconds() <= RETAP_S]
+        if retap:  # the rider tapped again because the gate did not open: that fare is paid
             outcome = Outcome(
                 OutcomeKind.APPROVED_OFFLINE, reason="fare already paid (recovered torn transaction)"
             )
-            return TapResult(outcome, recovered[0], tuple(recovered))
-        txn = Transaction(TransactionKind.PURCHASE, self.clock(), fare_fen, interface="contactless")
+            return TapResult(outcome, retap[0], tuple(recovered))
+        txn = Transaction(TransactionKind.PURCHASE, now, fare_fen, interface="contactless")
         outcome, entry = self._run_journaled(txn, transmit, config=validator_config(self.config), trace=trace)
-        return TapResult(outcome, entry)
+        return TapResult(outcome, entry, tuple(recovered))
