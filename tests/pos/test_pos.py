@@ -276,3 +276,16 @@ def test_torn_fare_recovered_much_later_does_not_make_a_free_ride(tmp_path):
     assert [e.state for e in later.recovered] == ["recovered"]
     assert later.entry.state == "approved" and later.entry.txn_id != first.entry.txn_id
     assert _balance(pos, card) == 600  # two trips, two fares, each charged once
+
+
+def test_pos_retry_after_a_torn_contact_purchase_is_not_charged_twice(tmp_path):
+    pos = _pos(tmp_path)
+    card = new_card("contact", balance_fen=5_000)
+    first = pos.purchase(_pull_after(card, 0xAE, processed=True), 1_250)
+    assert first.entry.state == "torn" and _balance(pos, card) == 3_750
+    card.power_on("contact")
+    retry = pos.purchase(card.transmit, 1_250)
+    assert retry.approved and "already paid" in retry.outcome.reason
+    assert _balance(pos, card) == 3_750
+    other = pos.purchase(card.transmit, 300)  # a different sale is a new one
+    assert other.entry.state == "approved" and _balance(pos, card) == 3_450

@@ -208,7 +208,18 @@ class PosTerminal:
         trace: Trace | None = None,
     ) -> TapResult:
         recovered = self.recover_torn(transmit, interface, trace)
-        txn = Transaction(TransactionKind.PURCHASE, self.clock(), amount_fen, interface=interface)  # type: ignore[arg-type]
+        now = self.clock()
+        retry = [
+            e
+            for e in recovered
+            if e.amount_fen == amount_fen and (now - e.created).total_seconds() <= RETAP_S
+        ]
+        if retry:  # the cashier retries the purchase the card already paid: do not charge it again
+            outcome = Outcome(
+                OutcomeKind.APPROVED_OFFLINE, reason="already paid (recovered torn transaction)"
+            )
+            return TapResult(outcome, retry[0], tuple(recovered))
+        txn = Transaction(TransactionKind.PURCHASE, now, amount_fen, interface=interface)  # type: ignore[arg-type]
         outcome, entry = self._run_journaled(
             txn, transmit, online=online, pin=pin, choose=choose, trace=trace
         )
