@@ -124,14 +124,15 @@ def test_pin_translation_and_pvv(hsm: SoftHsm) -> None:
     pan = "4012345678909"
     clear = pin_block_iso0("1234", pan)
     assert clear.hex().upper() == "041274EDCBA9876F"  # REFERENCE.md, ISO 9564-1 format 0
-    tpk = hsm.generate_key("tpk", KeyUsage.PIN_ENCRYPTION)
-    zpk = hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION)
+    tpk_secret, zpk_secret = bytes(range(16)), bytes(range(16, 32))  # known: the test plays the PIN pad
+    tpk = hsm.import_components("tpk", KeyUsage.PIN_ENCRYPTION, [tpk_secret])
+    zpk = hsm.import_components("zpk", KeyUsage.PIN_ENCRYPTION, [zpk_secret])
     pvk = hsm.import_components("pvk", KeyUsage.PIN_VERIFICATION_VISA, [PVK])
-    tpk_secret = hsm._load("tpk").secret  # white-box: build the terminal's block as a PIN pad would
     under_tpk = des.ecb_encrypt(tpk_secret, clear)
+    assert hsm.encrypt_pin(tpk, "1234", pan) == under_tpk
     under_zpk = hsm.translate_pin_block(tpk, zpk, under_tpk, pan)
     assert under_zpk != under_tpk
-    assert des.ecb_decrypt(hsm._load("zpk").secret, under_zpk) == clear
+    assert des.ecb_decrypt(zpk_secret, under_zpk) == clear
     pvv = hsm.generate_pvv(tpk, pvk, under_tpk, pan, 1)
     assert pvv == visa_pvv(PVK, pan, 1, "1234")
     assert hsm.verify_pin(zpk, pvk, under_zpk, pan, 1, pvv)
@@ -206,9 +207,11 @@ def test_keyed_hash_is_hmac_sha256_under_an_m7_key(hsm: SoftHsm) -> None:
     import hashlib
     import hmac
 
-    key = hsm.generate_key("id", KeyUsage.HMAC, algorithm=Algorithm.HMAC)
+    secret = bytes(range(32))
+    key = hsm.import_components("id", KeyUsage.HMAC, [secret], algorithm=Algorithm.HMAC)
     digest = hsm.keyed_hash(key, b"11010519491231002X")
-    assert digest == hmac.new(hsm._load("id").secret, b"11010519491231002X", hashlib.sha256).digest()
+    assert digest == hmac.new(secret, b"11010519491231002X", hashlib.sha256).digest()
+    assert hsm.generate_key("id2", KeyUsage.HMAC, algorithm=Algorithm.HMAC).kcv != key.kcv
     with pytest.raises(KeyUsageError):
         hsm.keyed_hash(hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION), b"x")
     with pytest.raises(KeyUsageError):
