@@ -81,8 +81,14 @@ def test_validator_fare_and_deny_list(tmp_path):
     from citycard.kernel.config import ExceptionFile
 
     denied = _pos(tmp_path, "j2.db", exception_file=ExceptionFile(frozenset({result.outcome.pan}), NOW, 60))
-    again = denied.validate(new_card("contactless", balance_fen=1_000).transmit, 200)
+    lost = new_card("contactless", balance_fen=1_000)
+    again = denied.validate(lost.transmit, 200)
     assert not again.approved and "exception file" in again.outcome.reason
+    # qPBOC: the card debited itself in the GPO before the terminal saw the PAN on the deny list. The fare
+    # is refused, but the card's TC goes up for the issuer to refund it; nothing is silently lost.
+    assert _balance(denied, lost) == 800
+    assert again.entry.state == "refund" and again.entry.cryptogram
+    assert [e.txn_id for e in denied.journal.upload_queue()] == [again.entry.txn_id]
 
 
 def _pull_after(card, ins: int, *, processed: bool):

@@ -1,11 +1,15 @@
 """What the terminal application records about each transaction, and the port its journal implements.
 
 A transaction enters the journal *before* the card is asked to move money (GENERATE AC, or the qPBOC GPO)
-as ``pending``; it leaves ``pending`` exactly once, to ``approved``, ``declined``, ``torn`` (the card went
-away after the debiting command) or ``void`` (it never reached the card). An approval is written durably
+as ``pending``; it leaves ``pending`` exactly once, to ``approved``, ``declined``, ``refund`` (the card paid —
+a qPBOC card debits its EC balance in the GPO — but the terminal then declined, e.g. on the exception file or
+a failed fDDA), ``torn`` (the card went away after the debiting command) or ``void`` (it never reached the
+card). An approval is written durably
 before the outcome is shown. A ``torn`` transaction is resolved on a later tap by the card's own
 transaction log (``recovered``: the card was charged; ``void``: it was not), so a fare is never charged twice.
-Offline approvals are queued for upload (0320 batch upload by the network).
+Offline approvals are queued for upload (0320 batch upload by the network), and so are ``refund`` entries:
+the card's money left its EC balance with a TC, so the issuer must see the TC to give it back — money is
+never lost between the card and the books.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Literal, Protocol
 
 __all__ = ["Journal", "JournalEntry", "State"]
 
-State = Literal["pending", "approved", "declined", "torn", "recovered", "void"]
+State = Literal["pending", "approved", "declined", "refund", "torn", "recovered", "void"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS exports (export_id INTEGER PRIMARY KEY, written INTEG
 """
 
 _TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"approved", "declined", "torn", "void"}),
+    "pending": frozenset({"approved", "declined", "refund", "torn", "void"}),
     "torn": frozenset({"recovered", "void"}),
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
@@ -180,9 +180,10 @@ class SqliteJournal:
     # -- upload queue -------------------------------------------------------------------------------------
 
     def upload_queue(self) -> list[JournalEntry]:
-        """Captured offline transactions not yet exported (offline approvals and recovered torn ones)."""
+        """Captured offline transactions not yet exported: offline approvals, recovered torn ones, and
+        refunds (the card paid offline, the terminal declined)."""
         rows = self._db.execute(
-            "SELECT * FROM txn WHERE export_id IS NULL AND (state='recovered' OR "
+            "SELECT * FROM txn WHERE export_id IS NULL AND (state IN ('recovered', 'refund') OR "
             "(state='approved' AND outcome='approved offline')) ORDER BY batch, stan"
         )
         return [self._entry(r) for r in rows]

@@ -167,8 +167,11 @@ class PosTerminal:
         return outcome, entry
 
     def _record(self, entry: JournalEntry, outcome: Outcome) -> JournalEntry:
+        card_paid = outcome.cid is not None and outcome.cid & 0xC0 == 0x40 and bool(outcome.cryptogram)
         if outcome.approved:
             state = "approved"
+        elif card_paid and outcome.kind is OutcomeKind.DECLINED_OFFLINE:
+            state = "refund"  # the card debited itself with a TC, the terminal declined: give it back
         elif outcome.kind in (OutcomeKind.DECLINED_OFFLINE, OutcomeKind.DECLINED_ONLINE):
             state = "declined"
         elif outcome.torn:
