@@ -31,7 +31,7 @@ from citycard.kernel.events import (
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
 
-from .journal import Journal, JournalEntry
+from .journal import Journal, JournalEntry, State
 from .sealing import seal_pan
 
 __all__ = ["PosTerminal", "TapResult", "validator_config"]
@@ -105,8 +105,11 @@ class PosTerminal:
         if not torn:
             return []
         txn = Transaction(
-            TransactionKind.TRANSACTION_LOG, now, interface=interface, log_records=TORN_LOG_RECORDS
-        )  # type: ignore[arg-type]
+            TransactionKind.TRANSACTION_LOG,
+            now,
+            interface=interface,  # type: ignore[arg-type]
+            log_records=TORN_LOG_RECORDS,
+        )
         log = run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
         if log.kind is not OutcomeKind.COMPLETED:
             return []
@@ -167,6 +170,7 @@ class PosTerminal:
         return outcome, entry
 
     def _record(self, entry: JournalEntry, outcome: Outcome) -> JournalEntry:
+        state: State
         card_paid = outcome.cid is not None and outcome.cid & 0xC0 == 0x40 and bool(outcome.cryptogram)
         if outcome.approved:
             state = "approved"
