@@ -107,10 +107,24 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
     assert sum(a.balance_fen for a in balances.values()) == 0
 
 
-def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("batch_b", "expected_b", "balances"),
+    [
+        ([Transfer(50, 3, 4, 7)], [R.EXISTS_WITH_DIFFERENT_FIELDS], [7, -7, 0, 0]),
+        (
+            [Transfer(49, 3, 4, 1), Transfer(50, 3, 4, 7)],
+            [R.OK, R.EXISTS_WITH_DIFFERENT_FIELDS],
+            [7, -7, 1, -1],
+        ),
+    ],
+    ids=["one row: on conflict do nothing", "several rows: savepoint"],
+)
+def test_racing_inserts_of_one_id_resolve_to_exists(
+    tmp_path: Path, batch_b: list[Transfer], expected_b: list[R], balances: list[int]
+) -> None:
     """PostgreSQL: B submits id 50 on other accounts while A's insert of id 50 is uncommitted. B's insert
-    waits on the unique key (no account lock is shared), fails when A commits, and the repository re-runs
-    the batch in a savepoint: B gets ``exists_with_different_fields`` instead of an error."""
+    waits on the unique key (no account lock is shared) until A commits; the repository undoes B's insert
+    and re-evaluates the batch: B gets ``exists_with_different_fields`` instead of an error."""
     with fresh_database("postgresql", tmp_path) as db:
         with db.unit_of_work() as uow:
             uow.ledger.create_accounts([Account(i) for i in ACCOUNTS])
@@ -120,7 +134,7 @@ def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
         def submit_b() -> None:
             try:
                 with db.unit_of_work() as uow_b:
-                    outcome.extend(uow_b.ledger.create_transfers([Transfer(50, 3, 4, 7)]))
+                    outcome.extend(uow_b.ledger.create_transfers(batch_b))
                     uow_b.commit()
             except BaseException as error:
                 outcome.append(error)
@@ -132,7 +146,10 @@ def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
             with db.engine.connect() as probe:
                 for _ in range(400):
                     waiting = probe.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                            " AND query LIKE 'INSERT INTO ledger_transfers%'"
+                        )
                     ).scalar_one()
                     probe.rollback()  # pg_stat_activity is a snapshot per transaction
                     if waiting:
@@ -141,11 +158,12 @@ def test_racing_inserts_of_one_id_resolve_to_exists(tmp_path: Path) -> None:
             assert waiting, "B never waited on A's uncommitted insert"
             uow_a.commit()
         b.join(timeout=60)
-        assert outcome == [R.EXISTS_WITH_DIFFERENT_FIELDS]
+        assert outcome == expected_b
         with db.unit_of_work() as uow:
             (stored,) = uow.ledger.lookup_transfers([50])
             assert (stored.debit_account_id, stored.credit_account_id) == (1, 2)
-            assert [a.balance_fen for a in uow.ledger.balances()] == [7, -7, 0, 0]
+            assert [a.balance_fen for a in uow.ledger.balances()] == balances
+            assert uow.ledger.audit() == []
 
 
 def test_deadlocked_unit_of_work_is_run_again(tmp_path: Path) -> None:

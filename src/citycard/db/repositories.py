@@ -4,9 +4,10 @@
 writers never deadlock on PostgreSQL; on SQLite the writer already holds the database from
 ``BEGIN IMMEDIATE``), loads the transfers it refers to, runs the pure engine on that small
 :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
-in-memory ledger. The writes run in a savepoint: if a concurrent writer inserted one of our transfer ids
-first (a unique-key race not covered by the account locks), the batch is re-evaluated and gets ``exists``
-or ``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
+in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not
+covered by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO
+NOTHING`` for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
+``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
 isolation, READ COMMITTED: each statement after the lock wait sees what the other writer committed.
 """
 
@@ -16,7 +17,19 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,9 +57,15 @@ from citycard.ledger.ports import Clock
 
 from .tables import ledger_accounts, ledger_transfers
 
-__all__ = ["SqlLedgerRepository", "account_from_row", "transfer_from_row"]
+__all__ = ["ConcurrentWriteConflict", "SqlLedgerRepository", "account_from_row", "transfer_from_row"]
 
 _RACE_RETRIES = 3
+
+
+class ConcurrentWriteConflict(RuntimeError):
+    """Concurrent writers took this batch's ids in each of ``_RACE_RETRIES`` attempts (run it again)."""
+
+
 _A = ledger_accounts.c
 _T = ledger_transfers.c
 
@@ -150,6 +169,14 @@ _SELECT_DUE = (
 )
 _INSERT_ACCOUNTS = insert(ledger_accounts)
 _INSERT_TRANSFERS = insert(ledger_transfers)
+# PostgreSQL, one row: an id (or a pending id) that a concurrent writer inserted first is skipped (row count
+# 0) instead of raising an error that would abort the transaction.
+_INSERT_ACCOUNTS_PG = (
+    pg_insert(ledger_accounts).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+)
+_INSERT_TRANSFERS_PG = (
+    pg_insert(ledger_transfers).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+)
 
 
 def _expired(rows: Iterable[Any]) -> dict[int, int]:
@@ -203,24 +230,44 @@ class SqlLedgerRepository:
         raise AssertionError("unreachable: the last attempt raises")
 
     def _write(self, connection: Connection, effects: BatchEffects, *, last_attempt: bool) -> bool:
-        """Write ``effects``; False if a concurrent writer took one of our ids first.
+        """Write ``effects``; False if a concurrent writer took one of our ids first (nothing written then).
 
-        On SQLite the transaction is the only writer (``BEGIN IMMEDIATE``), so no race is possible; elsewhere
-        the writes run in a savepoint, rolled back on a unique-key race so the batch can be re-evaluated.
+        On SQLite the transaction is the only writer (``BEGIN IMMEDIATE``), so no race is possible. On
+        PostgreSQL, one new row (the common case: one transfer per call) is inserted with ``ON CONFLICT DO
+        NOTHING`` and its row count tells whether an id was taken meanwhile; several rows are inserted in a
+        savepoint that is rolled back on a unique-key race. Either way the batch is then re-evaluated.
         """
-        if connection.dialect.name == "sqlite":
-            self._insert_and_update(connection, effects)
+        rows = [*map(_account_values, effects.new_accounts), *map(_transfer_values, effects.new_transfers)]
+        insert_statement = _INSERT_ACCOUNTS if effects.new_accounts else _INSERT_TRANSFERS
+        assert not (effects.new_accounts and effects.new_transfers)
+        if not rows or connection.dialect.name == "sqlite":  # nothing to insert, or the only writer
+            if rows:
+                connection.execute(insert_statement, rows)
+            self._update(connection, effects)
+            return True
+        assert connection.dialect.name == "postgresql", connection.dialect.name
+        if len(rows) == 1:
+            on_conflict = _INSERT_ACCOUNTS_PG if effects.new_accounts else _INSERT_TRANSFERS_PG
+            if connection.execute(on_conflict, rows[0]).rowcount != 1:
+                return self._conflict(last_attempt)
+            self._update(connection, effects)
             return True
         savepoint = connection.begin_nested()
         try:
-            self._insert_and_update(connection, effects)
+            if rows:
+                connection.execute(insert_statement, rows)
+            self._update(connection, effects)
         except IntegrityError:
             savepoint.rollback()
-            if last_attempt:
-                raise
-            return False
+            return self._conflict(last_attempt)
         savepoint.commit()
         return True
+
+    @staticmethod
+    def _conflict(last_attempt: bool) -> bool:
+        if last_attempt:
+            raise ConcurrentWriteConflict(f"concurrent writers took this batch's ids {_RACE_RETRIES} times")
+        return False
 
     def expire_pending_transfers(self, *, limit: int = MAX_BATCH) -> list[int]:
         """Expire the pending transfers whose timeout has passed (earliest first, at most ``limit``)."""
@@ -241,15 +288,11 @@ class SqlLedgerRepository:
         rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, {"ids": ids, "pending_ids": ids}))
         state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
         expired, effects = expire_pending_transfers(state, now_ns, candidates=ids, limit=limit)
-        self._insert_and_update(connection, effects)
+        self._update(connection, effects)
         return expired
 
     @staticmethod
-    def _insert_and_update(connection: Connection, effects: BatchEffects) -> None:
-        if effects.new_accounts:
-            connection.execute(_INSERT_ACCOUNTS, [_account_values(a) for a in effects.new_accounts])
-        if effects.new_transfers:
-            connection.execute(_INSERT_TRANSFERS, [_transfer_values(t) for t in effects.new_transfers])
+    def _update(connection: Connection, effects: BatchEffects) -> None:
         if effects.updated_accounts:
             connection.execute(
                 _UPDATE_BALANCES,
