@@ -64,6 +64,10 @@ class LedgerRepository(Protocol):
         the (timestamp_ns, id) of the last transfer of the previous page, at most ``limit``."""
         ...
 
+    def audit(self) -> list[int]:
+        """Ids of accounts whose balances differ from what their transfers say (empty: the books agree)."""
+        ...
+
     def totals(self) -> Totals:
         """Sums of the four balances over all accounts (balanced when the ledger sums to zero)."""
         ...
