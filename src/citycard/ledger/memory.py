@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from .engine import (
     LedgerState,
@@ -29,7 +29,7 @@ from .model import (
     MalformedLedgerInput,
     Transfer,
 )
-from .ports import Clock
+from .ports import Clock, LedgerRepository, UnitOfWork
 
 __all__ = ["InMemoryLedger", "InMemoryUnitOfWork"]
 
@@ -128,3 +128,12 @@ class InMemoryUnitOfWork:
         snapshot = self._snapshot
         s.accounts, s.transfers = dict(snapshot.accounts), dict(snapshot.transfers)
         s.resolved, s.expired = dict(snapshot.resolved), dict(snapshot.expired)
+
+
+if TYPE_CHECKING:  # mypy checks that the in-memory classes implement the ports
+
+    def _is_repository(ledger: InMemoryLedger) -> LedgerRepository:
+        return ledger
+
+    def _is_unit_of_work(uow: InMemoryUnitOfWork) -> UnitOfWork:
+        return uow

@@ -76,7 +76,10 @@ class LedgerRepository(Protocol):
 class UnitOfWork(Protocol):
     """One atomic piece of work: ``with uow: ...; uow.commit()``; leaving without commit rolls back."""
 
-    ledger: LedgerRepository
+    @property
+    def ledger(self) -> LedgerRepository:
+        """The ledger repository of this unit of work (read-only, so any implementation of it fits)."""
+        ...
 
     def __enter__(self) -> Self: ...
 
