@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from citycard.db import Database, RepositoryFactory, SqlLedgerRepository, SqlUnitOfWork
 from citycard.db.tables import ledger_accounts
 from citycard.ledger import (
+    MAX_BATCH,
     Account,
     CreateAccountResult,
     CreateTransferResult,
@@ -150,3 +151,24 @@ def test_read_only_unit_of_work_reads_beside_a_writer_and_refuses_writes(databas
     with database.unit_of_work() as uow:  # the same pooled connection writes again afterwards
         assert uow.ledger.create_transfers([Transfer(3, 1, 2, 1)]) == [CreateTransferResult.OK]
         uow.commit()
+
+
+def test_a_full_batch_fits_the_database_parameter_limits(database: Database) -> None:
+    """MAX_BATCH transfers (8,190) in one call, each naming a different pending transfer to post: every
+    IN list, insert and update stays within SQLite's and PostgreSQL's bind-parameter limits."""
+    n = MAX_BATCH // 2
+    with database.unit_of_work() as uow:
+        assert (
+            uow.ledger.create_accounts([Account(i) for i in range(1, 101)]) == [CreateAccountResult.OK] * 100
+        )
+        holds = [
+            Transfer(i, 1 + i % 100, 1 + (i + 1) % 100, 1, flags=TransferFlags.PENDING)
+            for i in range(1, n + 1)
+        ]
+        posts = [Transfer.post(n + i, hold) for i, hold in enumerate(holds, start=1)]
+        assert uow.ledger.create_transfers([*holds, *posts]) == [CreateTransferResult.OK] * (2 * n)
+        uow.commit()
+    with database.unit_of_work(read_only=True) as uow:
+        assert len(uow.ledger.journal(limit=100_000)) == 2 * n
+        assert uow.ledger.audit() == [] and uow.ledger.totals().balanced
+        assert sum(a.debits_posted for a in uow.ledger.balances()) == n
