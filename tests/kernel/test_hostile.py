@@ -52,28 +52,59 @@ def _mutate(response: bytes, how: str, data: st.DataObject) -> bytes:
     return response
 
 
+class _Proxy:
+    """Between the kernel and the card: the response to command number ``target`` is mutated; ``changed``
+    says whether the kernel actually saw a response different from the card's."""
+
+    def __init__(self, card, data: st.DataObject) -> None:
+        self.inner = card.transmit
+        self.target = data.draw(st.integers(0, 20), label="command index")
+        self.how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+        self.data = data
+        self.count = 0
+        self.changed = False
+        card.transmit = self
+
+    def __call__(self, apdu: bytes) -> bytes:
+        response = self.inner(apdu)
+        self.count += 1
+        if self.count - 1 != self.target:
+            return response
+        mutated = _mutate(response, self.how, self.data)
+        self.changed = mutated != response
+        return mutated
+
+
 def _hostile(card, data: st.DataObject):
-    inner = card.transmit
-    target = data.draw(st.integers(0, 20), label="command index")
-    how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
-    count = [0]
-
-    def transmit(apdu: bytes) -> bytes:
-        response = inner(apdu)
-        count[0] += 1
-        if count[0] - 1 == target:
-            return _mutate(response, how, data)
-        return response
-
-    card.transmit = transmit
+    _Proxy(card, data)
     return card
 
 
-def _check(out: Outcome) -> None:
+ODA_FAILED = 0x80 | 0x40 | 0x08 | 0x04  # TVR byte 1: ODA not performed, SDA / DDA / CDA failed
+
+
+def _check(out: Outcome, card=None, undisturbed: OutcomeKind | None = None) -> None:
+    """Nothing escaped the kernel (a kernel bug would be an "internal error" outcome, not an exception);
+    every outcome says why; a card that was not disturbed gets the flow's normal outcome; a disturbed one
+    is declined or terminated with a reason unless what it changed did not matter — and is never approved
+    offline without a successful offline data authentication."""
     assert isinstance(out, Outcome)
+    assert out.reason, out
     assert not out.reason.startswith("internal error"), out.reason
-    if out.kind is OutcomeKind.TERMINATED:
-        assert out.reason
+    proxy = getattr(card, "transmit", None)
+    if undisturbed is not None and isinstance(proxy, _Proxy) and not proxy.changed:
+        assert out.kind is undisturbed, (out.kind, out.reason)
+    if out.kind is OutcomeKind.APPROVED_OFFLINE:
+        assert not out.tvr[0] & ODA_FAILED, (out.tvr.hex(), out.reason)
+    assert out.kind in (
+        OutcomeKind.APPROVED_OFFLINE,
+        OutcomeKind.APPROVED_ONLINE,
+        OutcomeKind.DECLINED_OFFLINE,
+        OutcomeKind.DECLINED_ONLINE,
+        OutcomeKind.TERMINATED,
+        OutcomeKind.TRY_ANOTHER_INTERFACE,
+        OutcomeKind.COMPLETED,
+    )
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,7 +115,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_hostile_contact_ec_purchase(data):
     card = _hostile(new_card("contact"), data)
     out, _ = transact(card, K.PURCHASE, 1250)
-    _check(out)
+    _check(out, card, OutcomeKind.APPROVED_OFFLINE)
 
 
 @SETTINGS
@@ -92,7 +123,7 @@ def test_hostile_contact_ec_purchase(data):
 def test_hostile_contact_online_purchase(data):
     card = _hostile(new_card("contact", balance_fen=0), data)
     out, _ = transact(card, K.PURCHASE, 5000, online=issuer_stub().authorize, pin=lambda r: PIN)
-    _check(out)
+    _check(out, card, OutcomeKind.APPROVED_ONLINE)
 
 
 @SETTINGS
@@ -100,7 +131,7 @@ def test_hostile_contact_online_purchase(data):
 def test_hostile_qpboc(data):
     card = _hostile(new_card("contactless"), data)
     out, _ = transact(card, K.PURCHASE, 200, interface="contactless", cfg=terminal_config(terminal_type=0x26))
-    _check(out)
+    _check(out, card, OutcomeKind.APPROVED_OFFLINE)
 
 
 @SETTINGS
@@ -109,7 +140,7 @@ def test_hostile_inquiries(data, kind):
     card = new_card("contact")
     transact(card, K.PURCHASE, 100)
     out, _ = transact(_hostile(card, data), kind)
-    _check(out)
+    _check(out, card, OutcomeKind.COMPLETED)
 
 
 def _lie(card, command_ins: int, new_cid: int):
@@ -163,7 +194,7 @@ def test_hostile_ec_load(data):
     out, _ = transact(
         card, K.EC_LOAD, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN, force_online=True
     )
-    _check(out)
+    _check(out, card, OutcomeKind.APPROVED_ONLINE)
 
 
 _DB_NUMBERS = itertools.count()
@@ -185,10 +216,14 @@ def test_hostile_card_at_the_validator_journal_stays_consistent(tmp_path, data):
 
     journal = SqliteJournal(tmp_path / f"j{next(_DB_NUMBERS)}.db", "BUS1")  # one fresh journal per example
     pos = PosTerminal(terminal_config(), journal, clock=lambda: NOW, rng=random.Random(1).randbytes)
-    result = pos.validate(_hostile(new_card("contactless"), data).transmit, 200)
-    _check(result.outcome)
+    card = _hostile(new_card("contactless"), data)
+    result = pos.validate(card.transmit, 200)
+    _check(result.outcome, card, OutcomeKind.APPROVED_OFFLINE)
     states = [e.state for e in journal.entries()]
-    assert all(s in ("approved", "declined", "torn", "void") for s in states)
+    assert all(s in ("approved", "declined", "refund", "torn", "void") for s in states)
+    if "refund" in states:  # the card paid in the GPO (a TC), the terminal declined: uploaded for a refund
+        assert result.outcome.kind is OutcomeKind.DECLINED_OFFLINE and result.outcome.cryptogram
+        assert [e.state for e in journal.upload_queue()] == ["refund"]
     assert (result.entry is None) == (states == [])
     assert result.approved == (states == ["approved"])
     journal.close()
@@ -216,7 +251,6 @@ def _cda_card():
 @SETTINGS
 @given(st.data())
 def test_hostile_cda_card(data):
-    out, _ = transact(
-        _hostile(_cda_card(), data), K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=lambda r: PIN
-    )
-    _check(out)
+    card = _hostile(_cda_card(), data)
+    out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    _check(out, card, OutcomeKind.APPROVED_ONLINE)

@@ -159,25 +159,7 @@ class Kernel(
         """qPBOC when the card answered the GPO with a cryptogram (JR/T 0025.12 §7)."""
         return "9F26" in self.card
 
-    # -- 8. terminal action analysis, GENERATE AC (Book 3 §10.7-10.8, §6.5.5) ------------------------------
-
-    def _action_analysis(self) -> int:
-        iac_denial = self.card.get("9F0E", bytes(5))
-        iac_online = self.card.get("9F0F", b"\xff" * 5)
-        iac_default = self.card.get("9F0D", b"\xff" * 5)
-        c = self.config
-        if self.tvr.intersects(c.tac_denial) or self.tvr.intersects(iac_denial):
-            return CID_AAC
-        online = c.online_capable and not self._ec
-        if self.txn.force_online and online:
-            return CID_ARQC
-        if online:
-            if self.tvr.intersects(c.tac_online) or self.tvr.intersects(iac_online):
-                return CID_ARQC
-            return CID_TC
-        if self.tvr.intersects(c.tac_default) or self.tvr.intersects(iac_default):
-            return CID_AAC
-        return CID_TC
+    # -- 8. GENERATE AC and card action analysis (Book 3 §10.8, §6.5.5; terminal action analysis: .risk) --
 
     def _generate_ac(self, requested: int, dol_tag: str, purpose: str) -> Generator[Event, Answer, int]:
         dol = self.card[dol_tag]

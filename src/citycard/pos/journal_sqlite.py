@@ -17,7 +17,8 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -76,17 +77,24 @@ class SqliteJournal:
     def close(self) -> None:
         self._db.close()
 
-    def _tx(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One SQL transaction: committed when the block ends, rolled back when it raises."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _recover(self) -> int:
-        db = self._tx()
-        n = db.execute(
-            "UPDATE txn SET state='torn', reason='terminal stopped mid-transaction' WHERE state='pending'"
-        ).rowcount
-        db.execute("COMMIT")
-        return n
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE txn SET state='torn', reason='terminal stopped mid-transaction' WHERE state='pending'"
+            ).rowcount
 
     def _next(self, db: sqlite3.Connection, name: str, first: int, wrap: int | None = None) -> int:
         row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
@@ -102,17 +110,15 @@ class SqliteJournal:
 
     def close_batch(self) -> int:
         """Start a new batch (after settlement); returns the new batch number."""
-        db = self._tx()
-        value = self.current_batch() + 1
-        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('batch', ?)", (value,))
-        db.execute("COMMIT")
+        with self._tx() as db:
+            value = self.current_batch() + 1
+            db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('batch', ?)", (value,))
         return value
 
     def begin(
         self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str
     ) -> JournalEntry:
-        db = self._tx()
-        try:
+        with self._tx() as db:
             stan = self._next(db, "stan", 1, 999_999)
             batch = self.current_batch()
             txn_id = f"{self.terminal_id}-{batch:06d}-{stan:06d}"
@@ -122,38 +128,28 @@ class SqliteJournal:
                 (txn_id, stan, batch, kind, interface, amount_fen, created.isoformat(), un),
             )
             self._fault("begin:before-commit")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self._fault("begin:after-commit")
         return self.get(txn_id)
 
     def finish(self, txn_id: str, state: State, **values: Any) -> JournalEntry:
         unknown = set(values) - _UPDATABLE
         assert not unknown, unknown
-        db = self._tx()
-        try:
+        with self._tx() as db:
             row = db.execute("SELECT state FROM txn WHERE txn_id=?", (txn_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no transaction {txn_id}")
-            if row[0] == state:  # replayed after a crash: already done, record nothing twice
-                db.execute("COMMIT")
-                return self.get(txn_id)
-            if state not in _TRANSITIONS.get(row[0], frozenset()):
-                raise JournalError(f"{txn_id}: {row[0]} cannot become {state}")
-            sets = ", ".join(f"{k}=?" for k in values)
-            db.execute(
-                f"UPDATE txn SET state=?{', ' + sets if sets else ''} WHERE txn_id=?",
-                (state, *values.values(), txn_id),
-            )
-            self._fault("finish:before-commit")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            replayed = row[0] == state  # replayed after a crash: already done, record nothing twice
+            if not replayed:
+                if state not in _TRANSITIONS.get(row[0], frozenset()):
+                    raise JournalError(f"{txn_id}: {row[0]} cannot become {state}")
+                sets = ", ".join(f"{k}=?" for k in values)
+                db.execute(
+                    f"UPDATE txn SET state=?{', ' + sets if sets else ''} WHERE txn_id=?",
+                    (state, *values.values(), txn_id),
+                )
+                self._fault("finish:before-commit")
+        if replayed:
+            return self.get(txn_id)
         self._fault("finish:after-commit")
         return self.get(txn_id)
 
@@ -192,8 +188,7 @@ class SqliteJournal:
         """Write the upload queue to ``directory`` as JSON-lines files, one per export; idempotent."""
         out_dir = Path(directory)
         out_dir.mkdir(parents=True, exist_ok=True)
-        db = self._tx()
-        try:
+        with self._tx() as db:
             queued = [e.txn_id for e in self.upload_queue()]
             if queued:
                 export_id = self._next(db, "export", 1)
@@ -201,11 +196,6 @@ class SqliteJournal:
                 db.execute("INSERT INTO exports (export_id, name) VALUES (?, ?)", (export_id, name))
                 db.executemany("UPDATE txn SET export_id=? WHERE txn_id=?", [(export_id, t) for t in queued])
             self._fault("export:before-commit")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self._fault("export:assigned")
         written: list[Path] = []
         for export_id, name in self._db.execute(
