@@ -77,9 +77,11 @@ def test_apdu_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["apdu", str(out), "00B2"], terminal_width=200)
     assert "6700 (wrong length)" in result.output
     result = runner.invoke(app, ["apdu", str(out), "zz"])
-    assert result.exit_code != 0 and "not hex" in result.output
+    assert result.exit_code == 2 and "not hex" in result.output
+    result = runner.invoke(app, ["apdu", str(out), "0"])
+    assert result.exit_code == 2 and "not hex" in result.output
     result = runner.invoke(app, ["apdu", str(tmp_path / "missing.json"), "00"])
-    assert result.exit_code != 0 and "cannot read card image" in result.output
+    assert result.exit_code == 2 and "cannot read card image" in result.output
     result = runner.invoke(
         app, ["apdu", str(out), "--interface", "contactless", "00A404000E325041592E5359532E444446303100"]
     )
@@ -88,12 +90,29 @@ def test_apdu_errors(tmp_path: Path) -> None:
 
 def test_new_rejects_bad_amounts(tmp_path: Path) -> None:
     result = runner.invoke(app, ["new", "--out", str(tmp_path / "x.json"), "--ec-balance", "1.001"])
-    assert result.exit_code != 0 and "--ec-balance" in result.output
+    assert result.exit_code == 2 and "--ec-balance" in result.output
     assert not (tmp_path / "x.json").exists()
+    keys = ["--keys", str(tmp_path / "k.json")]
+    result = runner.invoke(app, ["new", "--out", str(tmp_path / "x.json"), *keys, "--bin", "12AB56"])
+    assert result.exit_code == 2 and "bin" in result.output
     result = runner.invoke(
-        app, ["new", "--out", str(tmp_path / "x.json"), "--keys", str(tmp_path / "k.json"), "--bin", "12AB56"]
+        app, ["new", "--out", str(tmp_path / "x.json"), *keys, "--ec-balance", "20.00", "--ec-limit", "10.00"]
     )
-    assert result.exit_code != 0 and "bin" in result.output
+    assert result.exit_code == 2 and "exceeds the EC balance limit" in result.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_file_errors_are_one_line(tmp_path: Path) -> None:
+    """A card image that cannot be written or read is a clear message, not a traceback."""
+    (tmp_path / "dir").mkdir()
+    result = runner.invoke(app, ["new", "--out", str(tmp_path / "dir"), "--keys", str(tmp_path / "k.json")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot write card image" in result.output
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    result = runner.invoke(app, ["show", str(tmp_path / "other.json")])
+    assert result.exit_code == 2 and "cannot read card image" in result.output
+    result = runner.invoke(app, ["show", str(tmp_path / "dir")])
+    assert result.exit_code == 2 and "cannot read card image" in result.output
 
 
 def test_new_dual_cda(tmp_path: Path) -> None:

@@ -107,10 +107,13 @@ def test_bad_hex_is_a_usage_error() -> None:
 
 def test_ec_load_script() -> None:
     # REFERENCE.md layout: 04DA9F790A ‖ balance (n12) ‖ MAC; the card-side check accepts it.
-    out = run("ec-load", "1122334455667788", "50000", "--sk", SK, "--atc", "0021")
+    out = run("ec-load", "1122334455667788", "500.00", "--sk", SK, "--atc", "0021")
     command = bytes.fromhex(out.split("Script command: ")[1].split()[0])
     assert command[:11] == bytes.fromhex("04DA9F790A000000050000")
     assert verify_script_mac(bytes.fromhex(SK), command, 0x21, bytes.fromhex("1122334455667788"))
+    for bad in ("12.505", "-1", "50000 fen", "10000000000.00"):
+        result = runner.invoke(app, ["ec-load", "1122334455667788", bad, "--sk", SK, "--atc", "0021"])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (bad, result.output)
 
 
 def test_script_command_application_block() -> None:
@@ -119,7 +122,10 @@ def test_script_command_application_block() -> None:
     sk = derive_pboc_session_key(bytes.fromhex(IMK), 1)
     assert command[:5] == bytes.fromhex("841E000004") and len(command) == 9
     assert verify_script_mac(sk, command, 1, bytes.fromhex("1122334455667788"))
-    assert runner.invoke(app, ["script", "841E0000", "1122334455667788", "--sk", SK]).exit_code != 0
+    assert runner.invoke(app, ["script", "841E0000", "1122334455667788", "--sk", SK]).exit_code == 2
+    too_long = ["script", "84DA9F77", "1122334455667788", "--sk", SK, "--atc", "0001", "--data", "00" * 300]
+    result = runner.invoke(app, too_long)
+    assert result.exit_code == 2 and "does not fit" in result.output
 
 
 def test_des_fips81() -> None:

@@ -42,6 +42,8 @@ from citycard.crypto.sm import (
     sm4_ecb_encrypt,
 )
 
+from .card import parse_yuan
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -193,7 +195,7 @@ def arpc(
 @app.command("ec-load")
 def ec_load(
     arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC of the load transaction, 8 bytes hex."),
-    balance: int = typer.Argument(..., help="New EC balance in fen (decimal)."),
+    balance: str = typer.Argument(..., help="New EC balance in yuan (e.g. 500.00)."),
     sk: str | None = SK_OPT,
     udk: str | None = typer.Option(
         None, "--udk", help="MAC master key (UDK); with --atc derives the session key."
@@ -206,8 +208,12 @@ def ec_load(
     if atc is None:
         raise typer.BadParameter("--atc is needed: the script MAC covers it")
     try:
+        balance_fen = parse_yuan(balance)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="BALANCE") from None
+    try:
         command = ec_load_script(
-            key, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), balance, algorithm=_algorithm(sm4)
+            key, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), balance_fen, algorithm=_algorithm(sm4)
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -231,9 +237,12 @@ def script(
     if atc is None:
         raise typer.BadParameter("--atc is needed: the script MAC covers it")
     raw_header, raw_data = _hex(header, "HEADER", (4,)), _hex(data, "DATA")
-    command = script_command(
-        key, raw_header, raw_data, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), algorithm=_algorithm(sm4)
-    )
+    try:
+        command = script_command(
+            key, raw_header, raw_data, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), algorithm=_algorithm(sm4)
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     _out("Script command", command)
 
 

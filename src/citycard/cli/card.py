@@ -68,6 +68,17 @@ def _load(path: Path) -> CardImage:
         raise typer.BadParameter(f"cannot read card image {path}: {exc}") from None
 
 
+def _save(path: Path, image: CardImage) -> None:
+    """Write the image atomically; a file-system failure is one line on stderr and exit status 1."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True)
+        save_card(path, image)
+    except OSError as exc:
+        typer.echo(f"error: cannot write card image {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("new")
 def new(
     out: Annotated[Path, typer.Option("--out", help="where to write the card image (JSON)")],
@@ -119,9 +130,7 @@ def new(
         image = personalise(profile, pan_serial, keys)
     except ProfileError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True)
-    save_card(out, image)
+    _save(out, image)
     app0 = image.applications[0]
     pan = app0.data["5A"].hex().upper().rstrip("F")
     console.print(f"card {mask_pan(pan)} written to {out} ({app0.label}, demo keys)")
@@ -235,11 +244,11 @@ def apdu(
     image = _load(path)
     card = Card(image, os.urandom)
     atr = card.power_on("contactless" if interface == "contactless" else "contact")
-    save_card(path, image)
+    _save(path, image)
     console.print(f"ATR {atr.hex().upper()}", highlight=False)
     for raw in raws:
         out = card.transmit(raw)
-        save_card(path, image)
+        _save(path, image)
         data, sw = out[:-2], int.from_bytes(out[-2:], "big")
         console.print(f"> {raw.hex().upper()}", highlight=False)
         console.print(f"< {data.hex().upper()} {sw:04X} ({sw_meaning(sw)})", highlight=False)
