@@ -18,7 +18,45 @@ _STATE_CHANGING = {(0x80, 0xA8), (0x80, 0xAE), (0x00, 0x20)} | {
 _HEADERS = [bytes.fromhex(x) for x in ("00A4", "00B2", "80A8", "80CA", "80AE", "0082", "0088", "0084", "0020",
                                        "84DA", "04DA", "841E", "8418", "8416", "8424")]  # fmt: skip
 
+_NAMES = [b"1PAY.SYS.DDF01", b"2PAY.SYS.DDF01"] + [
+    bytes.fromhex(aid) for aid in ("A000000333010101", "A000000333010102", "A0000003330101", "A000000333")
+]
+_GET_DATA = ["9F79", "9F77", "9F78", "9F6D", "9F51", "9F36", "9F13", "9F17", "9F4F", "DF4F", "9F5D", "5A"]
+
+
+def _case2(header: str, le: int = 0) -> bytes:
+    return bytes.fromhex(header) + bytes((le,))
+
+
+def _case4(header: str, data: bytes) -> bytes:
+    return bytes.fromhex(header) + bytes((len(data),)) + data + b"\x00"
+
+
+# Well-formed commands a terminal sends (the ones that must not change the image as well as the ones
+# that may), so that the property is exercised on accepted commands and not only on refused bytes.
+valid = st.one_of(
+    st.builds(lambda n, p2: _case4(f"00A404{p2:02X}", n), st.sampled_from(_NAMES), st.sampled_from((0, 2))),
+    st.builds(lambda r, s: bytes((0x00, 0xB2, r, s << 3 | 4, 0x00)), st.integers(0, 5), st.integers(0, 12)),
+    st.builds(lambda tag: _case2(f"80CA{tag.rjust(4, '0')}"), st.sampled_from(_GET_DATA)),
+    st.builds(lambda un: _case4("00880000", un), st.binary(min_size=4, max_size=4)),
+    st.just(_case2("00840000", 8)),
+    st.builds(lambda tail: _case4("80A80000", b"\x83\x09" + tail), st.binary(min_size=9, max_size=9)),
+    st.builds(lambda p1, data: _case4(f"80AE{p1:02X}00", data), st.sampled_from((0x00, 0x40, 0x80, 0x50)),
+              st.binary(min_size=32, max_size=32) | st.binary(min_size=21, max_size=21)),
+    st.builds(lambda block: _case4("00200080", block), st.binary(min_size=8, max_size=8)),
+)  # fmt: skip
+
+
+def _mutate(command: bytes, at: int, value: int, cut: int) -> bytes:
+    """One byte changed, then maybe truncated or extended: near-valid commands."""
+    out = bytearray(command)
+    out[at % len(out)] = value
+    return bytes(out[: len(out) - cut] if cut >= 0 else out + bytes(-cut))
+
+
 apdus = st.one_of(
+    valid,
+    st.builds(_mutate, valid, st.integers(0, 300), st.integers(0, 255), st.integers(-3, 3)),
     st.binary(max_size=300),
     st.builds(lambda head, rest: head + rest, st.sampled_from(_HEADERS), st.binary(max_size=80)),
     st.builds(
