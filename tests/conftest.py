@@ -6,6 +6,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI (.ci/run sets CI=true): the same examples on every run, so a landing is never decided by chance,
+# and no "too slow" health check on a loaded two-core machine. Locally, Hypothesis explores afresh.
+settings.register_profile(
+    "ci", derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 POSTGRES_URL = os.environ.get(
     "CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
