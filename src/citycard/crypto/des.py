@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 
 __all__ = [
     "BLOCK",
+    "ContextCache",
     "adjust_parity",
     "cbc_decrypt",
     "cbc_encrypt",
@@ -28,20 +30,38 @@ __all__ = [
 ]
 
 BLOCK = 8
-_CACHE_SIZE = 4096
 
 
-class _Contexts(threading.local):
-    """Per-thread context caches: a `cryptography` context must not be used by two threads at once
-    (it raises "Already borrowed" when one thread's update releases the GIL), and the LRU bookkeeping is
-    not atomic either. Each thread builds its own contexts; the bound holds per thread."""
+class ContextCache(threading.local):
+    """Bounded LRU caches of ECB encryptors and decryptors for one block cipher, one set per thread.
 
-    def __init__(self) -> None:
-        self.encryptors: OrderedDict[bytes, Any] = OrderedDict()
-        self.decryptors: OrderedDict[bytes, Any] = OrderedDict()
+    A `cryptography` context must not be used by two threads at once (it raises "Already borrowed" when
+    one thread's update releases the GIL), and the LRU bookkeeping is not atomic either: each thread builds
+    its own contexts, and the bound holds per thread. ECB contexts are stateless between blocks, so they
+    can be reused. Encryptors and decryptors are cached apart: most keys (session keys) only ever encrypt,
+    and making a context is the expensive part. ``algorithm(key)`` makes the cipher algorithm for a key
+    (3DES here, SM4 in :mod:`.sm`); it may raise ``ValueError`` for a bad key.
+    """
 
+    def __init__(self, algorithm: Callable[[bytes], BlockCipherAlgorithm], size: int = 4096) -> None:
+        self._algorithm = algorithm
+        self._size = size
+        self._encryptors: OrderedDict[bytes, Any] = OrderedDict()
+        self._decryptors: OrderedDict[bytes, Any] = OrderedDict()
 
-_local = _Contexts()
+    def get(self, key: bytes, decrypt: bool) -> Any:
+        """The cached ECB encryptor (or decryptor) for ``key``, made on first use."""
+        cache = self._decryptors if decrypt else self._encryptors
+        ctx = cache.get(key)
+        if ctx is not None:
+            cache.move_to_end(key)
+            return ctx
+        cipher = Cipher(self._algorithm(key), modes.ECB())
+        ctx = cipher.decryptor() if decrypt else cipher.encryptor()
+        cache[key] = ctx
+        if len(cache) > self._size:
+            cache.popitem(last=False)
+        return ctx
 
 
 def _full_key(key: bytes) -> bytes:
@@ -54,21 +74,8 @@ def _full_key(key: bytes) -> bytes:
     raise ValueError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
 
 
-def _context(key: bytes, decrypt: bool) -> Any:
-    """A cached ECB encryptor or decryptor for ``key``; ECB contexts are stateless between blocks, so
-    reusable. Encryptors and decryptors are cached apart: most keys (session keys) only ever encrypt, and
-    making a context is the expensive part."""
-    cache = _local.decryptors if decrypt else _local.encryptors
-    ctx = cache.get(key)
-    if ctx is not None:
-        cache.move_to_end(key)
-        return ctx
-    cipher = Cipher(TripleDES(_full_key(key)), modes.ECB())
-    ctx = cipher.decryptor() if decrypt else cipher.encryptor()
-    cache[key] = ctx
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
-    return ctx
+_contexts = ContextCache(lambda key: TripleDES(_full_key(key)))
+_context = _contexts.get
 
 
 def _check_blocks(data: bytes) -> None:

@@ -15,16 +15,13 @@ not public in our sources, so these choices are documented assumptions, kept in 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from enum import Enum
-from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .derivation import derive_icc_mk_a, derive_pboc_session_key, icc_mk_a_input
-from .des import xor
+from .des import ContextCache, xor
 from .mac import mac_alg3
 
 __all__ = [
@@ -42,20 +39,9 @@ __all__ = [
 ]
 
 SM4_BLOCK = 16
-_CACHE_SIZE = 4096
 
 
-class _Contexts(threading.local):
-    """Per-thread context caches: a `cryptography` context must not be used by two threads at once
-    (it raises "Already borrowed" when one thread's update releases the GIL), and the LRU bookkeeping is
-    not atomic either. Each thread builds its own contexts; the bound holds per thread."""
-
-    def __init__(self) -> None:
-        self.encryptors: OrderedDict[bytes, Any] = OrderedDict()
-        self.decryptors: OrderedDict[bytes, Any] = OrderedDict()
-
-
-_local = _Contexts()
+_contexts = ContextCache(algorithms.SM4)
 
 
 class Algorithm(Enum):
@@ -90,19 +76,8 @@ def _check(key: bytes, data: bytes) -> None:
         raise ValueError(f"data length {len(data)} is not a multiple of {SM4_BLOCK}")
 
 
-def _ecb(key: bytes, decrypt: bool) -> Any:
-    """A cached SM4-ECB encryptor or decryptor (stateless between blocks), as :mod:`.des` does for 3DES."""
-    cache = _local.decryptors if decrypt else _local.encryptors
-    ctx = cache.get(key)
-    if ctx is not None:
-        cache.move_to_end(key)
-        return ctx
-    cipher = Cipher(algorithms.SM4(key), modes.ECB())
-    ctx = cipher.decryptor() if decrypt else cipher.encryptor()
-    cache[key] = ctx
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
-    return ctx
+_ecb = _contexts.get
+"""A cached SM4-ECB encryptor or decryptor (stateless between blocks), from the cache :mod:`.des` uses."""
 
 
 def sm4_ecb_encrypt(key: bytes, data: bytes) -> bytes:
