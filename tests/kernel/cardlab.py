@@ -58,7 +58,7 @@ def issuer_stub():
     from citycard.pos.issuer_stub import IssuerStub
 
     keys = demo_keys()
-    return IssuerStub(keys.imk_ac, keys.imk_mac)
+    return IssuerStub(keys.imk_ac, keys.imk_mac, pin_key=PIN_KEY, default_pin=PIN)
 
 
 def transact(

@@ -75,6 +75,24 @@ def test_wrong_pin_until_blocked_then_online_pin():
     assert out.data["9F34"][:2] == bytes.fromhex("4203")
 
 
+def test_online_pin_is_checked_by_the_issuer_stub():
+    """The stub deciphers the ISO 9564 format-0 block under the terminal PIN key and compares the PIN."""
+    outcomes = {}
+    for entered in (PIN, "654321"):
+        card = new_card("contact", balance_fen=0)
+        stub = issuer_stub()
+
+        def pin(req, entered=entered):
+            return "0000" if req.kind == "offline_plaintext" else entered
+
+        out, _ = transact(card, K.PURCHASE, 5_000, online=stub.authorize, pin=pin)
+        assert stub.requests[0].pin_block is not None and len(stub.requests[0].pin_block) == 8
+        outcomes[entered] = out
+    assert outcomes[PIN].kind is OutcomeKind.APPROVED_ONLINE, outcomes[PIN].reason
+    wrong = outcomes["654321"]
+    assert wrong.kind is OutcomeKind.DECLINED_ONLINE and wrong.data["8A"] == b"55", wrong.reason
+
+
 def test_issuer_decline_is_declined_online():
     card = new_card("contact", balance_fen=0)
     stub = issuer_stub()

@@ -6,10 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+from dataclasses import replace
+
+import pytest
 
 from citycard.chip.card import Card
 from citycard.chip.personalise import ProductProfile
-from citycard.kernel.config import ExceptionFile, parse_config
+from citycard.kernel.config import ConfigError, ExceptionFile, parse_config
+from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.kernel.tvr import (
     TVR_FLOOR_LIMIT,
@@ -45,6 +49,31 @@ def test_stale_exception_file_forces_online():
     fresh = ExceptionFile(frozenset({"0"}), NOW - dt.timedelta(hours=1), 86_400)
     out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(exception_file=fresh))
     assert not _has(out.tvr, TVR_MERCHANT_FORCED_ONLINE) and out.approved
+
+
+def test_stale_exception_file_refuses_qpboc_offline_approval():
+    """A validator whose deny list is past its maximum age cannot clear a card offline (JR/T 0025.12)."""
+    cfg = terminal_config(terminal_type=0x26)
+    for age, approved in ((dt.timedelta(days=2), False), (dt.timedelta(hours=1), True)):
+        ef = ExceptionFile(frozenset({"0"}), NOW - age, 86_400)
+        card = new_card("contactless")
+        out, _ = transact(card, K.PURCHASE, 200, interface="contactless", cfg=replace(cfg, exception_file=ef))
+        assert out.approved is approved, out.reason
+        assert _has(out.tvr, TVR_MERCHANT_FORCED_ONLINE) is not approved
+        if not approved:
+            assert out.kind is OutcomeKind.DECLINED_OFFLINE and "maximum age" in out.reason
+
+
+def test_exception_file_time_with_an_offset_is_local_time():
+    text = '[exception_file]\npans = ["6234560000000016"]\nupdated = 2026-11-25T08:00:00Z\nmax_age_s = 60\n'
+    ef = parse_config(text).exception_file
+    assert ef.updated is not None and ef.updated.tzinfo is None
+    utc = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+    assert ef.updated == utc.astimezone().replace(tzinfo=None)
+    with pytest.raises(ConfigError, match="updated"):
+        parse_config('[exception_file]\nupdated = "yesterday"\n')
+    with pytest.raises(ConfigError, match="pans"):
+        parse_config("[exception_file]\npans = [6234560000000016]\n")
 
 
 def test_velocity_checking(monkeypatch):

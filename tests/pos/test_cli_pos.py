@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
 import typer
 from typer.testing import CliRunner
 
 from citycard.cli import card as card_cli
 from citycard.cli import pos as pos_cli
+from citycard.kernel.config import parse_config
 
 from tests.kernel.cardlab import demo_keys
 
@@ -45,3 +51,109 @@ def test_pos_cli_purchase_balance_log_load_journal(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "--amount" in r.output  # 12.505 is not an exact amount in fen
     r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.00"])
     assert ("GO" in r.output) == (r.exit_code == 0)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "terminal.example.toml"
+
+
+def _world(tmp_path, monkeypatch, balance="100.00"):
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
+    (tmp_path / "demo-keys.json").write_bytes(demo_keys().to_json())
+    runner, app = CliRunner(), _app()
+    image = tmp_path / "card.json"
+    r = runner.invoke(app, ["card", "new", "--out", str(image), "--ec-balance", balance, "--serial", "9"])
+    assert r.exit_code == 0, r.output
+    return runner, app, image
+
+
+def _balance(runner, app, image) -> str:
+    r = runner.invoke(app, ["pos", "balance", "--card", str(image)])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def test_the_shipped_example_configuration_is_accepted(tmp_path, monkeypatch):
+    """docs/terminal.example.toml parses in full (its CAPK checksum verifies) and drives a purchase; its
+    deny list has a maximum age: the same file with an old ``updated`` declines the EC offline purchase."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    cfg = parse_config(text)
+    assert cfg.aids[0].aid.hex().upper() == "A000000333010101"
+    assert cfg.capk(bytes.fromhex("A000000333"), 0xF0) is not None
+    assert (
+        cfg.exception_file.pans == frozenset({"6234560000000016"}) and cfg.exception_file.max_age_s == 86400
+    )
+    runner, app, image = _world(tmp_path, monkeypatch)
+    now = dt.datetime.now().replace(microsecond=0)
+    for updated, approved in ((now, True), (now - dt.timedelta(days=2), False)):
+        conf = tmp_path / "terminal.toml"
+        conf.write_text(
+            re.sub(r"(?m)^updated = \S+", f"updated = {updated.isoformat()}", text), encoding="utf-8"
+        )
+        r = runner.invoke(
+            app, ["pos", "purchase", "--card", str(image), "--amount", "1.25", "--config", str(conf)]
+        )
+        assert ("APPROVED OFFLINE" in r.output) is approved, r.output
+        assert r.exit_code == (0 if approved else 1)
+    assert "98.75" in _balance(runner, app, image)  # one purchase of exactly 125 fen
+
+
+def test_config_and_capk_file_errors_are_clear(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch)
+    text = EXAMPLE.read_text(encoding="utf-8")
+    capk = text[text.index("[[capk]]") : text.index("# The deny list")]
+    good = tmp_path / "capks.toml"
+    good.write_text(capk, encoding="utf-8")
+    r = runner.invoke(app, ["pos", "balance", "--card", str(image), "--capks", str(good)])
+    assert r.exit_code == 0, r.output
+    bad = tmp_path / "bad-capks.toml"
+    bad.write_text(capk.replace("7B20DFF1", "7B20DFF2"), encoding="utf-8")
+    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "1.00", "--capks", str(bad)])
+    assert r.exit_code == 2 and "--capks" in r.output and "checksum" in r.output, r.output
+    conf = tmp_path / "t.toml"
+    conf.write_text(text.replace("7B20DFF1", "7B20DFF2"), encoding="utf-8")
+    r = runner.invoke(
+        app, ["pos", "purchase", "--card", str(image), "--amount", "1.00", "--config", str(conf)]
+    )
+    assert r.exit_code == 2 and "--config" in r.output and "checksum" in r.output, r.output
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
+
+
+def test_reader_amounts_and_trace(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch)
+    r = runner.invoke(app, ["pos", "purchase", "--reader", "no-such-reader-7f3a", "--amount", "1.00"])
+    assert r.exit_code == 2 and "--reader" in r.output, r.output  # no reader (or no pcscd): a clear error
+    r = runner.invoke(app, ["pos", "purchase", "--amount", "1.00"])
+    assert r.exit_code == 2 and "--card and --reader" in r.output
+    for option, value in (
+        ("--amount", "0"),
+        ("--amount", "0.00"),
+        ("--amount", "1.001"),
+        ("--amount", "1e2"),
+    ):
+        r = runner.invoke(app, ["pos", "purchase", "--card", str(image), option, value])
+        assert r.exit_code == 2 and option in r.output, (value, r.output)
+    r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.005"])
+    assert r.exit_code == 2 and "--fare" in r.output
+    r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.1", "--trace"])
+    assert r.exit_code == 0 and "GO" in r.output, r.output
+    assert "> GET PROCESSING OPTIONS" in r.output and "9F26 Application cryptogram" in r.output
+    pan = json.loads(image.read_text())  # the trace masks the PAN unless --reveal
+    digits = re.findall(r"623456\d{10}", json.dumps(pan))
+    assert digits and digits[0] not in r.output and "623456******" in r.output
+    assert "97.90" in _balance(runner, app, image)  # 100.00 - 2.10, exactly
+
+
+def test_contactless_over_the_limit_tries_another_interface(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch, balance="1000.00")
+    r = runner.invoke(
+        app,
+        ["pos", "purchase", "--card", str(image), "--amount", "1500.00", "--contactless", "--pin", "123456"],
+    )
+    assert "try another interface" in r.output and "CNY 1000.00" in r.output, r.output
+    assert "card inserted (contact)" in r.output and "APPROVED ONLINE" in r.output and r.exit_code == 0
+
+
+def test_wrong_online_pin_is_declined_by_the_issuer_stub(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
+    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999"])
+    assert r.exit_code == 1 and "DECLINED" in r.output and "(55)" in r.output, r.output

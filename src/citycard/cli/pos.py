@@ -9,25 +9,32 @@ most two decimals, parsed exactly into fen. ``--trace`` prints every APDU with i
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import format_tlv, mask_pan
 from citycard.config import settings
+from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
 from citycard.kernel.kernel import TransactionKind
+from citycard.kernel.runner import Trace
 from citycard.pos.issuer_stub import IssuerStub
+from citycard.pos.journal import JournalEntry
 from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
-from citycard.pos.terminal import PosTerminal
+from citycard.pos.terminal import Interface, PosTerminal, inquiry
 
 from .card import parse_yuan
 
@@ -41,26 +48,89 @@ DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")  # demo key se
 
 CardOpt = typer.Option(None, "--card", help="emulated card image (JSON)")
 ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")
-ConfigOpt = typer.Option(None, "--config", help="terminal configuration (TOML)")
+ConfigOpt = typer.Option(None, "--config", help="terminal configuration (TOML, docs/terminal.example.toml)")
 TraceOpt = typer.Option(False, "--trace", help="print every APDU with decoded TLV")
 JournalOpt = typer.Option(None, "--journal", help="journal database (default $CITYCARD_HOME/pos-journal.db)")
 KeysOpt = typer.Option(None, "--keys", help="demo key file (default $CITYCARD_HOME/demo-keys.json)")
 RevealOpt = typer.Option(False, "--reveal", help="show PANs in full in traces")
 ExportOpt = typer.Option(None, "--export", help="write the upload queue to this directory")
 CloseBatchOpt = typer.Option(False, "--close-batch", help="after the export, start a new batch")
-CapksOpt = typer.Option(None, "--capks", help="CA public keys (TOML [[capk]] with SHA-1 checksums)")
+CapksOpt = typer.Option(
+    None, "--capks", help="CA public key file (TOML capk tables, SHA-1 checksums verified)"
+)
+DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
+
+
+@dataclass(frozen=True, slots=True)
+class _CardOptions:
+    """The options every command that talks to a card shares (added to its signature by ``_card_command``)."""
+
+    card: Path | None
+    reader: str | None
+    config: Path | None
+    trace: bool
+    keys: Path | None
+    reveal: bool
+    capks: Path | None
+
+    def terminal_config(self) -> TerminalConfig:
+        return _config(self.config, self.keys, self.capks)
+
+    def tracer(self) -> Trace | None:
+        return _tracer(self.trace, self.reveal)
+
+    def transport(self, contactless: bool) -> AbstractContextManager[Callable[[bytes], bytes]]:
+        return _transport(self.card, self.reader, contactless)
+
+
+_CARD_PARAMETERS = (
+    ("card", Path | None, CardOpt),
+    ("reader", str | None, ReaderOpt),
+    ("config", Path | None, ConfigOpt),
+    ("trace", bool, TraceOpt),
+    ("keys", Path | None, KeysOpt),
+    ("reveal", bool, RevealOpt),
+    ("capks", Path | None, CapksOpt),
+)
+
+
+def _card_command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@app.command(name)`` for a function whose first parameter is a :class:`_CardOptions`: the command
+    line gets that function's own options followed by --card, --reader, --config, --trace, --keys, --reveal
+    and --capks."""
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
+        shared = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for n, a, d in _CARD_PARAMETERS
+        ]
+
+        def command(**values: Any) -> None:
+            options = _CardOptions(**{n: values.pop(n) for n, _, _ in _CARD_PARAMETERS})
+            func(options, **values)
+
+        command.__name__, command.__doc__ = func.__name__, func.__doc__
+        command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
+        app.command(name)(command)
+        return func
+
+    return decorate
 
 
 def _amount(text: str, option: str) -> int:
+    """A positive amount in yuan, parsed exactly into fen."""
     try:
-        return parse_yuan(text)
+        fen = parse_yuan(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+    if fen <= 0:
+        raise typer.BadParameter("the amount must be more than 0.00", param_hint=option)
+    return fen
 
 
-def _keys(path: Path | None):  # type: ignore[no-untyped-def]
-    from citycard.demokeys import DemoKeys
-
+def _keys(path: Path | None) -> DemoKeys:
     return DemoKeys.load_or_create(path or settings().home / "demo-keys.json")
 
 
@@ -126,18 +196,46 @@ def _transport(
     save_card(card, image)
 
 
-def _tracer(enabled: bool, reveal: bool):  # type: ignore[no-untyped-def]
+_SENSITIVE_TAGS = frozenset({"5A", "57", "9F1F", "9F6B", "9F61", "5F20"})
+"""PAN, track 2 and 1 data, cardholder ID number and name: masked in the raw hex of a trace too."""
+
+
+def _sensitive_values(data: bytes) -> list[str]:
+    try:
+        objects = tlv.decode(data)
+    except ValueError:
+        return []
+    return [
+        o.value.hex().upper()
+        for o in tlv.iter_flat(objects)
+        if o.children is None and o.tag in _SENSITIVE_TAGS and len(o.value) >= 5
+    ]
+
+
+def _mask_hex(text: str, values: Iterable[str]) -> str:
+    for value in values:
+        text = text.replace(value, value[:6] + "*" * (len(value) - 10) + value[-4:])
+    return text
+
+
+def _tracer(enabled: bool, reveal: bool) -> Trace | None:
     if not enabled:
         return None
+    seen: set[str] = set()  # sensitive values met so far, masked wherever they appear again
 
     def trace(purpose: str, command: bytes, response: bytes) -> None:
-        console.print(f"[bold]> {purpose}[/bold]  {command.hex().upper()}", highlight=False, soft_wrap=True)
+        if not reveal:
+            seen.update(_sensitive_values(response[:-2]))
+        hide = (lambda text: text) if reveal else (lambda text: _mask_hex(text, seen))
+        console.print(
+            f"[bold]> {purpose}[/bold]  {hide(command.hex().upper())}", highlight=False, soft_wrap=True
+        )
         if not response:
             console.print("< (no response: card removed)", highlight=False)
             return
         data, sw = response[:-2], int.from_bytes(response[-2:], "big")
         console.print(
-            f"< {data.hex().upper()} {sw:04X} ({sw_meaning(sw)})",
+            f"< {hide(data.hex().upper())} {sw:04X} ({sw_meaning(sw)})",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -168,10 +266,12 @@ def _pin(given: str | None) -> Callable[[RequestPin], str | None]:
 
 def _stub(keys_path: Path | None) -> IssuerStub:
     keys = _keys(keys_path)
-    return IssuerStub(keys.imk_ac, keys.imk_mac)
+    return IssuerStub(keys.imk_ac, keys.imk_mac, pin_key=DEMO_PIN_KEY, default_pin=DEMO_PIN)
 
 
-def _show(pos: PosTerminal, outcome: Outcome, entry, amount_fen: int, title: str) -> None:  # type: ignore[no-untyped-def]
+def _show(
+    pos: PosTerminal, outcome: Outcome, entry: JournalEntry | None, amount_fen: int, title: str
+) -> None:
     console.print(
         render_receipt(pos.config, outcome, entry, amount_fen=amount_fen, title=title), markup=False
     )
@@ -179,81 +279,67 @@ def _show(pos: PosTerminal, outcome: Outcome, entry, amount_fen: int, title: str
         raise typer.Exit(1 if outcome.kind is not OutcomeKind.COMPLETED else 0)
 
 
-@app.command("purchase")
+@_card_command("purchase")
 def purchase(
+    opts: _CardOptions,
     amount: str = typer.Option(..., "--amount", help="amount in yuan, e.g. 12.50"),
-    card: Path | None = CardOpt,
-    reader: str | None = ReaderOpt,
     contactless: bool = typer.Option(False, "--contactless", help="qPBOC instead of contact"),
     pin: str | None = typer.Option(None, "--pin", help="PIN (else prompted when the card asks)"),
-    config: Path | None = ConfigOpt,
-    trace: bool = TraceOpt,
     journal: Path | None = JournalOpt,
-    keys: Path | None = KeysOpt,
-    reveal: bool = RevealOpt,
-    capks: Path | None = CapksOpt,
 ) -> None:
-    """A purchase: EC offline, or debit/credit with online authorization by the issuer stub."""
+    """A purchase: EC offline, or debit/credit with online authorization by the issuer stub.
+
+    Contactless "try another interface": an emulated card (--card) is inserted and the purchase runs again
+    over contact; a card in a reader (--reader) must be inserted by hand and the command run again.
+    """
     fen = _amount(amount, "--amount")
-    pos = _terminal(_config(config, keys, capks), journal)
-    interface = "contactless" if contactless else "contact"
-    with _transport(card, reader, contactless) as transmit:
-        result = pos.purchase(
-            transmit, fen, interface=interface, online=_stub(keys).authorize, pin=_pin(pin),
-            trace=_tracer(trace, reveal),
-        )  # fmt: skip
+    pos = _terminal(opts.terminal_config(), journal)
+    online, ask = _stub(opts.keys).authorize, _pin(pin)
+    interface: Interface = "contactless" if contactless else "contact"
+    with opts.transport(contactless) as transmit:
+        result = pos.purchase(transmit, fen, interface=interface, online=online, pin=ask, trace=opts.tracer())
     for recovered in result.recovered:
         console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
     if result.outcome.kind is OutcomeKind.TRY_ANOTHER_INTERFACE:
-        console.print("please insert the card (contact interface)")
+        console.print(
+            f"try another interface ({result.outcome.reason}): please insert the card",
+            soft_wrap=True,
+            markup=False,
+        )
+        if opts.card is not None:
+            console.print("card inserted (contact)")
+            with opts.transport(False) as transmit:
+                result = pos.purchase(
+                    transmit, fen, interface="contact", online=online, pin=ask, trace=opts.tracer()
+                )
     _show(pos, result.outcome, result.entry, fen, "SALE")
 
 
-@app.command("load")
+@_card_command("load")
 def load(
+    opts: _CardOptions,
     amount: str = typer.Option(..., "--amount", help="amount to load in yuan"),
-    card: Path | None = CardOpt,
-    reader: str | None = ReaderOpt,
     pin: str | None = typer.Option(None, "--pin"),
-    config: Path | None = ConfigOpt,
-    trace: bool = TraceOpt,
     journal: Path | None = JournalOpt,
-    keys: Path | None = KeysOpt,
-    reveal: bool = RevealOpt,
-    capks: Path | None = CapksOpt,
 ) -> None:
-    """EC load (圈存): online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
+    """EC load (圈存), over contact: online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
     fen = _amount(amount, "--amount")
-    pos = _terminal(_config(config, keys, capks), journal)
-    with _transport(card, reader, False) as transmit:
+    pos = _terminal(opts.terminal_config(), journal)
+    with opts.transport(False) as transmit:
         result = pos.load(
-            transmit, fen, online=_stub(keys).authorize, pin=_pin(pin), trace=_tracer(trace, reveal)
+            transmit, fen, online=_stub(opts.keys).authorize, pin=_pin(pin), trace=opts.tracer()
         )
     _show(pos, result.outcome, result.entry, fen, "EC LOAD")
 
 
-@app.command("balance")
-def balance(
-    card: Path | None = CardOpt,
-    reader: str | None = ReaderOpt,
-    contactless: bool = typer.Option(False, "--contactless"),
-    config: Path | None = ConfigOpt,
-    trace: bool = TraceOpt,
-    keys: Path | None = KeysOpt,
-    reveal: bool = RevealOpt,
-    capks: Path | None = CapksOpt,
-) -> None:
+@_card_command("balance")
+def balance(opts: _CardOptions, contactless: bool = typer.Option(False, "--contactless")) -> None:
     """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D)."""
-    pos = PosTerminal(_config(config, keys, capks), _NoJournal())
-    with _transport(card, reader, contactless) as transmit:
-        out = pos.inquiry(
-            transmit,
-            TransactionKind.EC_BALANCE,
-            "contactless" if contactless else "contact",
-            _tracer(trace, reveal),
-        )
+    config = opts.terminal_config()
+    with opts.transport(contactless) as transmit:
+        out = inquiry(config, transmit, TransactionKind.EC_BALANCE, _interface(contactless), opts.tracer())
     if out.kind is not OutcomeKind.COMPLETED or out.ec_balance_fen is None:
-        console.print(f"balance inquiry failed: {out.reason}")
+        console.print(f"balance inquiry failed: {out.reason}", markup=False)
         raise typer.Exit(1)
     table = Table(title=f"EC balance — {out.label}")
     table.add_column("item")
@@ -265,8 +351,12 @@ def balance(
         ("9F6D", "reset threshold"),
     ):
         if tag in out.data:
-            table.add_row(f"{name} ({tag})", format_amount(int(out.data[tag].hex())))
+            table.add_row(f"{name} ({tag})", _render("9F02", out.data[tag]))
     console.print(table)
+
+
+def _interface(contactless: bool) -> Interface:
+    return "contactless" if contactless else "contact"
 
 
 _LOG_NAMES = {
@@ -289,25 +379,19 @@ def _render(tag: str, value: bytes) -> str:
     return value.hex().upper()
 
 
-@app.command("log")
+@_card_command("log")
 def log(
-    card: Path | None = CardOpt,
-    reader: str | None = ReaderOpt,
+    opts: _CardOptions,
     load_log: bool = typer.Option(False, "--load", help="the load log (DF4D/DF4F) instead"),
     contactless: bool = typer.Option(False, "--contactless"),
-    config: Path | None = ConfigOpt,
-    trace: bool = TraceOpt,
-    keys: Path | None = KeysOpt,
-    reveal: bool = RevealOpt,
-    capks: Path | None = CapksOpt,
 ) -> None:
     """The card's transaction log (9F4D/9F4F) or load log (DF4D/DF4F), formatted by its log format."""
     kind = TransactionKind.LOAD_LOG if load_log else TransactionKind.TRANSACTION_LOG
-    pos = PosTerminal(_config(config, keys, capks), _NoJournal())
-    with _transport(card, reader, contactless) as transmit:
-        out = pos.inquiry(transmit, kind, "contactless" if contactless else "contact", _tracer(trace, reveal))
+    config = opts.terminal_config()
+    with opts.transport(contactless) as transmit:
+        out = inquiry(config, transmit, kind, _interface(contactless), opts.tracer())
     if out.kind is not OutcomeKind.COMPLETED:
-        console.print(f"log inquiry failed: {out.reason}")
+        console.print(f"log inquiry failed: {out.reason}", markup=False)
         raise typer.Exit(1)
     table = Table(title=("load log" if load_log else "transaction log") + f" — {out.label}")
     tags = [t for t, _ in out.logs[0].fields] if out.logs else []
@@ -347,24 +431,18 @@ def journal_cmd(
     jr.close()
 
 
-@app.command("validate")
+@_card_command("validate")
 def validate(
+    opts: _CardOptions,
     fare: str = typer.Option(..., "--fare", help="fixed fare in yuan, e.g. 2.00"),
-    card: Path | None = CardOpt,
-    reader: str | None = ReaderOpt,
-    config: Path | None = ConfigOpt,
-    trace: bool = TraceOpt,
     journal: Path | None = JournalOpt,
-    keys: Path | None = KeysOpt,
-    reveal: bool = RevealOpt,
-    capks: Path | None = CapksOpt,
 ) -> None:
     """Bus validator: one qPBOC fare, offline, no PIN; deny list checked; torn fares recovered."""
     fen = _amount(fare, "--fare")
-    pos = _terminal(_config(config, keys, capks), journal)
+    pos = _terminal(opts.terminal_config(), journal)
     start = dt.datetime.now()
-    with _transport(card, reader, True) as transmit:
-        result = pos.validate(transmit, fen, trace=_tracer(trace, reveal))
+    with opts.transport(True) as transmit:
+        result = pos.validate(transmit, fen, trace=opts.tracer())
     elapsed_ms = (dt.datetime.now() - start).total_seconds() * 1000
     out = result.outcome
     light = "[green]GO[/green]" if out.approved else "[red]STOP[/red]"
@@ -374,18 +452,3 @@ def validate(
     if not out.approved:
         console.print(f"  {out.kind.value}: {out.reason}", markup=False)
         raise typer.Exit(1)
-
-
-class _NoJournal:
-    """Inquiries record nothing."""
-
-    def begin(self, *a: object, **k: object):  # type: ignore[no-untyped-def]
-        raise AssertionError("inquiries are not journaled")
-
-    finish = get = begin
-
-    def entries(self, *a: object, **k: object) -> list[object]:
-        return []
-
-    def current_batch(self) -> int:
-        return 0

@@ -36,8 +36,10 @@ Example::
 
     [exception_file]
     pans = ["6225880000000001"]
-    updated = 2026-11-25T08:00:00Z
+    updated = 2026-11-25T08:00:00Z     # with an offset: converted to the terminal's local time
     max_age_s = 86400
+
+A complete, commented example is ``docs/terminal.example.toml``.
 """
 
 from __future__ import annotations
@@ -228,6 +230,18 @@ def _terminal_type(section: Mapping[str, Any], default: int) -> int:
     return value[0]
 
 
+def _exception_file(ef: Mapping[str, Any]) -> ExceptionFile:
+    pans = ef.get("pans", [])
+    if not isinstance(pans, list) or not all(isinstance(p, str) and p.isdigit() for p in pans):
+        raise ConfigError("exception_file.pans: a list of PANs (strings of digits)")
+    updated = ef.get("updated")
+    if updated is not None and not isinstance(updated, dt.datetime):
+        raise ConfigError(f"exception_file.updated: a TOML date-time, got {updated!r}")
+    if updated is not None and updated.tzinfo is not None:  # the terminal's clock is local time
+        updated = updated.astimezone().replace(tzinfo=None)
+    return ExceptionFile(frozenset(pans), updated, _int(ef, "max_age_s", "exception_file", 7 * 86400))
+
+
 def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalConfig:
     """A :class:`TerminalConfig` from TOML text; unspecified values keep those of ``base`` (or defaults)."""
     try:
@@ -283,12 +297,7 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
         changes["capks"] = (*cfg.capks, *(_capk(e, n) for n, e in enumerate(doc["capk"])))
     ef = doc.get("exception_file")
     if ef is not None:
-        updated = ef.get("updated")
-        changes["exception_file"] = ExceptionFile(
-            frozenset(str(p) for p in ef.get("pans", [])),
-            updated if isinstance(updated, dt.datetime) else None,
-            _int(ef, "max_age_s", "exception_file", 7 * 86400),
-        )
+        changes["exception_file"] = _exception_file(ef)
     return replace(cfg, **changes)
 
 

@@ -35,6 +35,7 @@ from .tvr import (
     TVR_CARD_ON_EXCEPTION_FILE,
     TVR_DDA_FAILED,
     TVR_EXPIRED,
+    TVR_MERCHANT_FORCED_ONLINE,
     TVR_ODA_NOT_PERFORMED,
     TVR_ONLINE_PIN_ENTERED,
     TVR_PIN_NOT_ENTERED,
@@ -93,6 +94,9 @@ class ContactlessSteps(KernelBase):
         if pan in c.exception_file.pans:
             self.tvr.set(TVR_CARD_ON_EXCEPTION_FILE)
             return "card on the exception file"
+        if c.exception_file.stale(self.txn.now):  # a deny list past its maximum age cannot clear a card
+            self.tvr.set(TVR_MERCHANT_FORCED_ONLINE)
+            return "exception file older than its maximum age"
         if "5F24" in self.card and _date(self.card["5F24"], "5F24") < self.txn.now.date():
             self.tvr.set(TVR_EXPIRED)
             return "expired card"

@@ -94,7 +94,8 @@ class Kernel(
             limit = self.config.contactless_transaction_limit_fen
             if t.amount_fen > limit:
                 return self._finish(
-                    OutcomeKind.TRY_ANOTHER_INTERFACE, f"amount over the contactless limit {limit}"
+                    OutcomeKind.TRY_ANOTHER_INTERFACE,
+                    f"amount over the contactless transaction limit CNY {limit // 100}.{limit % 100:02d}",
                 )
         candidates = yield from self._candidates()
         while True:

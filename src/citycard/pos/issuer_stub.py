@@ -8,6 +8,12 @@ response code ``00`` and ARPC method 1 in ``91`` (ARPC ‖ ARC); for an EC load 
 issuer script ``PUT DATA 9F79 <new balance> <MAC>`` in template ``71``, the new balance being the EC balance
 the card reported in its issuer application data plus the load amount. A wrong ARQC gets ``05`` (do not
 honour) with an ARPC over ARC ``05``, so the card declines too.
+
+Online PIN: given the terminal PIN key (``pin_key``, the demo key of ``citycard pos``), the stub deciphers
+the ISO 9564 format-0 PIN block and compares the PIN with the card's (``pins`` by PAN, else
+``default_pin``: every demo card is personalised with ``123456``); a wrong or unreadable PIN block gets
+``55`` (incorrect PIN). Without ``pin_key`` it does not check PINs at all. A real issuer verifies PINs in
+its HSM against a PIN verification value, never against a table of PINs: this is a demo stand-in.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from citycard.codec import tlv
+from citycard.crypto import des
 from citycard.crypto.cryptograms import (
     ac_input,
     arpc_method1,
@@ -22,6 +29,7 @@ from citycard.crypto.cryptograms import (
     verify_ac,
 )
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
+from citycard.crypto.pin import pin_from_iso0
 from citycard.kernel.events import OnlineRequest, OnlineResponse
 
 __all__ = ["IssuerStub"]
@@ -35,6 +43,20 @@ class IssuerStub:
     imk_mac: bytes = field(repr=False)
     decline_codes: dict[str, str] = field(default_factory=dict)  # PAN -> response code to force
     requests: list[OnlineRequest] = field(default_factory=list, repr=False)
+    pin_key: bytes = field(default=b"", repr=False)  # terminal PIN key; empty: PINs are not checked
+    pins: dict[str, str] = field(default_factory=dict, repr=False)  # PAN -> PIN
+    default_pin: str | None = field(default=None, repr=False)
+
+    def pin_ok(self, request: OnlineRequest) -> bool:
+        """The online PIN block, when there is one, carries the card's PIN (True when PINs are unchecked)."""
+        if not self.pin_key or request.pin_block is None:
+            return True
+        expected = self.pins.get(request.pan, self.default_pin)
+        try:
+            pin = pin_from_iso0(des.ecb_decrypt(self.pin_key, request.pin_block), request.pan)
+        except ValueError:  # PinBlockError, or a block of the wrong length
+            return False
+        return expected is not None and pin == expected
 
     def authorize(self, request: OnlineRequest) -> OnlineResponse:
         self.requests.append(request)
@@ -45,6 +67,8 @@ class IssuerStub:
         sk_ac = derive_pboc_session_key(udk_ac, atc)
         valid = verify_ac(sk_ac, ac_input(values), arqc)
         rc = self.decline_codes.get(request.pan, "00") if valid else "05"
+        if rc == "00" and not self.pin_ok(request):
+            rc = "55"  # incorrect PIN
         arc = rc.encode("ascii")
         iad = arpc_method1(sk_ac, arqc, arc) + arc
         scripts = b""

@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
@@ -34,9 +35,10 @@ from citycard.kernel.runner import Trace, run
 from .journal import Journal, JournalEntry, State
 from .sealing import seal_pan
 
-__all__ = ["PosTerminal", "TapResult", "validator_config"]
+__all__ = ["Interface", "PosTerminal", "TapResult", "inquiry", "validator_config"]
 
 Transmit = Callable[[bytes], bytes]
+Interface = Literal["contact", "contactless"]
 TORN_MAX_AGE_S = 3600
 """A torn transaction is looked for in the logs of the cards tapped within this time."""
 RETAP_S = 120
@@ -48,6 +50,21 @@ TORN_LOG_RECORDS = 3
 
 def _unable(_: OnlineRequest) -> OnlineResponse:
     return OnlineResponse(unable_to_go_online=True)
+
+
+def inquiry(
+    config: TerminalConfig,
+    transmit: Transmit,
+    kind: TransactionKind,
+    interface: Interface = "contact",
+    trace: Trace | None = None,
+    *,
+    clock: Callable[[], dt.datetime] = dt.datetime.now,
+    rng: Callable[[int], bytes] = secrets.token_bytes,
+) -> Outcome:
+    """An EC balance, transaction-log or load-log inquiry: it moves no money, so nothing is journaled."""
+    assert kind in (TransactionKind.EC_BALANCE, TransactionKind.TRANSACTION_LOG, TransactionKind.LOAD_LOG)
+    return run(Kernel(config, Transaction(kind, clock(), interface=interface), rng), transmit, trace=trace)
 
 
 def validator_config(config: TerminalConfig) -> TerminalConfig:
@@ -97,7 +114,7 @@ class PosTerminal:
         ]
 
     def recover_torn(
-        self, transmit: Transmit, interface: str, trace: Trace | None = None
+        self, transmit: Transmit, interface: Interface, trace: Trace | None = None
     ) -> list[JournalEntry]:
         """Compare open torn transactions with this card's log; resolve those found as ``recovered``."""
         now = self.clock()
@@ -107,7 +124,7 @@ class PosTerminal:
         txn = Transaction(
             TransactionKind.TRANSACTION_LOG,
             now,
-            interface=interface,  # type: ignore[arg-type]
+            interface=interface,
             log_records=TORN_LOG_RECORDS,
         )
         log = run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
@@ -208,7 +225,7 @@ class PosTerminal:
         transmit: Transmit,
         amount_fen: int,
         *,
-        interface: str = "contact",
+        interface: Interface = "contact",
         online: Callable[[OnlineRequest], OnlineResponse] = _unable,
         pin: Callable[[RequestPin], str | None] = lambda _: None,
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
@@ -226,7 +243,7 @@ class PosTerminal:
                 OutcomeKind.APPROVED_OFFLINE, reason="already paid (recovered torn transaction)"
             )
             return TapResult(outcome, retry[0], tuple(recovered))
-        txn = Transaction(TransactionKind.PURCHASE, now, amount_fen, interface=interface)  # type: ignore[arg-type]
+        txn = Transaction(TransactionKind.PURCHASE, now, amount_fen, interface=interface)
         outcome, entry = self._run_journaled(
             txn, transmit, online=online, pin=pin, choose=choose, trace=trace
         )
@@ -239,14 +256,14 @@ class PosTerminal:
         *,
         online: Callable[[OnlineRequest], OnlineResponse],
         pin: Callable[[RequestPin], str | None] = lambda _: None,
-        interface: str = "contact",
+        interface: Interface = "contact",
         trace: Trace | None = None,
     ) -> TapResult:
         txn = Transaction(
             TransactionKind.EC_LOAD,
             self.clock(),
             amount_fen,
-            interface=interface,  # type: ignore[arg-type]
+            interface=interface,
             force_online=True,
         )
         outcome, entry = self._run_journaled(txn, transmit, online=online, pin=pin, trace=trace)
@@ -256,11 +273,10 @@ class PosTerminal:
         self,
         transmit: Transmit,
         kind: TransactionKind,
-        interface: str = "contact",
+        interface: Interface = "contact",
         trace: Trace | None = None,
     ) -> Outcome:
-        txn = Transaction(kind, self.clock(), interface=interface)  # type: ignore[arg-type]
-        return run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
+        return inquiry(self.config, transmit, kind, interface, trace, clock=self.clock, rng=self.rng)
 
     def validate(self, transmit: Transmit, fare_fen: int, *, trace: Trace | None = None) -> TapResult:
         """Bus validator: fixed qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice."""
