@@ -24,6 +24,10 @@ def test_luhn_known_values() -> None:
     # ISO/IEC 7812-1 annex B example: 7992739871 has check digit 3
     assert luhn_check_digit("7992739871") == "3"
     assert luhn_check_digit("4111111111111111"[:-1]) == "1"
+    assert luhn_check_digit("0") == "0" and luhn_check_digit("1") == "8"
+    for bad in ("", "12a4", "１２"):
+        with pytest.raises(ValueError):
+            luhn_check_digit(bad)
 
 
 def test_pan_on_bin() -> None:

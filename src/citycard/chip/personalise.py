@@ -158,7 +158,13 @@ class PersonalisationKeys(Protocol):
 
 
 def luhn_check_digit(digits: str) -> str:
-    """The Luhn (ISO/IEC 7812-1 annex B) check digit for ``digits``."""
+    """The Luhn (ISO/IEC 7812-1 Annex B) check digit for ``digits`` (a PAN without its last digit).
+
+    The one implementation in the project (the issuer's BIN ranges use it too); ``ValueError`` unless
+    ``digits`` is a non-empty string of ASCII decimal digits.
+    """
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(f"{digits!r} is not a string of decimal digits")
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = int(ch)
