@@ -228,6 +228,31 @@ def test_journal_survives_a_kill_at_each_step(world, point):
     assert len({e.txn_id for e in queued}) == len(queued) == len(paid)
 
 
+@pytest.mark.parametrize("point", ["finish:before-commit", "finish:after-commit"])
+def test_a_kill_while_recovering_a_torn_fare(world, point):
+    """Killed at the approval (the card paid; torn on restart), then killed again while the next tap resolves
+    that torn fare from the card's log. Before the recovery commit: the torn fare is resolved again on the
+    third tap, which opens the gate without a charge. After it: the fare is durably recorded as paid, so the
+    third tap is a new fare — the same rule as a kill just after a durable approval (docs/terminal.md)."""
+    keys, image, db = world
+    assert _child(str(keys), str(image), str(db), "finish:before-commit", "200").returncode == 137
+    second = _child(str(keys), str(image), str(db), point, "200")  # its first finish is the recovery
+    assert second.returncode == 137, second.stderr
+    pos, card = _reopen(keys, image, db)
+    committed = point == "finish:after-commit"
+    assert [r.state for r in pos.journal.entries()] == ["recovered" if committed else "torn"]
+    assert 1_000 - _balance(pos, card) == 200  # the second tap charged nothing
+    result = pos.validate(card.transmit, 200)
+    assert result.approved
+    if committed:
+        assert 1_000 - _balance(pos, card) == 400 and result.entry.state == "approved"
+    else:
+        assert "already paid" in result.outcome.reason and 1_000 - _balance(pos, card) == 200
+    states = sorted(e.state for e in pos.journal.entries())
+    assert states == (["approved", "recovered"] if committed else ["recovered"])
+    assert len(pos.journal.upload_queue()) == len(states)  # each paid fare uploaded once
+
+
 @pytest.mark.parametrize("point", ["export:before-commit", "export:assigned", "export:file-written"])
 def test_export_survives_a_kill(world, tmp_path, point):
     keys, image, db = world
