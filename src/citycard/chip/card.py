@@ -23,6 +23,9 @@ from citycard.codec.apdu import SW, ApduError, CommandApdu
 from citycard.codec.dol import DolError, dol_data_length, split_dol_data
 from citycard.codec.tlv import TlvError, decode, encode, encode_many
 from citycard.crypto.cryptograms import (
+    AC_DATA_LENGTHS,
+    AC_DATA_TAGS,
+    CVR_TAG,
     ScriptCommandError,
     ac_input,
     amount_from_bcd,
@@ -732,14 +735,9 @@ class Card:
         return b"", SW.OK
 
 
-_AC_TERMINAL: tuple[tuple[str, int], ...] = (
-    ("9F02", 6),
-    ("9F03", 6),
-    ("9F1A", 2),
-    ("95", 5),
-    ("5F2A", 2),
-    ("9A", 3),
-    ("9C", 1),
-    ("9F37", 4),
+_CARD_AC_TAGS = frozenset({"82", "9F36", CVR_TAG})
+_AC_TERMINAL: tuple[tuple[str, int], ...] = tuple(
+    (tag, AC_DATA_LENGTHS[tag]) for tag in AC_DATA_TAGS if tag not in _CARD_AC_TAGS
 )
-"""Terminal data in the AC input (EMV Book 2 §8.1.1), zeros when the terminal did not send them."""
+"""Terminal data in the AC input (EMV Book 2 §8.1.1; :data:`~citycard.crypto.cryptograms.AC_DATA_TAGS`
+less the card's own AIP, ATC and CVR), zeros when the terminal did not send them."""

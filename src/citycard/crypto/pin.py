@@ -31,7 +31,7 @@ from enum import Enum
 
 from .des import cbc_decrypt, cbc_encrypt, ecb_decrypt, ecb_encrypt, xor
 from .mac import pad_method2
-from .rsa_cert import RsaKey, rsa_private_raw, rsa_public_raw
+from .rsa_cert import RsaKey, byte_length, rsa_private_raw, rsa_public_raw
 
 __all__ = [
     "PinBlockError",
@@ -130,7 +130,7 @@ def encipher_offline_pin(
     """
     if len(icc_unpredictable) != 8:
         raise ValueError(f"ICC unpredictable number must be 8 bytes, not {len(icc_unpredictable)}")
-    size = (pub_n.bit_length() + 7) // 8
+    size = byte_length(pub_n)
     if size < 17 or pub_n.bit_length() % 8 != 0:
         raise ValueError("PIN encipherment modulus must be a whole number of bytes, at least 17")
     pad = rnd(size - 17)

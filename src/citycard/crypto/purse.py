@@ -118,8 +118,7 @@ def load_mac2(
     session_key: bytes, amount: int, tx_type: int, terminal_id: bytes, date: bytes, time: bytes
 ) -> bytes:
     """MAC2 of CREDIT FOR LOAD (host → card)."""
-    _fields(terminal_id, date, time)
-    return purse_mac(session_key, _u32(amount, "amount") + bytes([tx_type]) + terminal_id + date + time)
+    return _amount_terminal_mac(session_key, amount, tx_type, terminal_id, date, time)
 
 
 def load_tac(
@@ -150,6 +149,13 @@ def purchase_mac1(
     session_key: bytes, amount: int, tx_type: int, terminal_id: bytes, date: bytes, time: bytes
 ) -> bytes:
     """MAC1 of DEBIT FOR PURCHASE (terminal/PSAM → card)."""
+    return _amount_terminal_mac(session_key, amount, tx_type, terminal_id, date, time)
+
+
+def _amount_terminal_mac(
+    session_key: bytes, amount: int, tx_type: int, terminal_id: bytes, date: bytes, time: bytes
+) -> bytes:
+    """The MAC over ``amount ‖ type ‖ terminal ‖ date ‖ time`` that load MAC2 and purchase MAC1 share."""
     _fields(terminal_id, date, time)
     return purse_mac(session_key, _u32(amount, "amount") + bytes([tx_type]) + terminal_id + date + time)
 

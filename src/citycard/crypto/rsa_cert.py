@@ -54,6 +54,7 @@ __all__ = [
     "SignedStaticData",
     "build_icc_certificate",
     "build_issuer_certificate",
+    "byte_length",
     "cda_icc_dynamic_data",
     "cda_transaction_data_hash",
     "dda_icc_dynamic_data",
@@ -69,6 +70,11 @@ __all__ = [
 ]
 
 
+def byte_length(value: int) -> int:
+    """Bytes needed for a non-negative integer: a modulus length (N_CA, N_I, N_IC in EMV Book 2)."""
+    return (value.bit_length() + 7) // 8
+
+
 @dataclass(frozen=True, slots=True)
 class RsaPublicKey:
     """An RSA public key: modulus ``n`` and exponent ``e`` (3 or 65537 in EMV)."""
@@ -79,7 +85,7 @@ class RsaPublicKey:
     @property
     def size(self) -> int:
         """Modulus length in bytes (N_CA, N_I, N_IC, N_PE in EMV Book 2)."""
-        return (self.n.bit_length() + 7) // 8
+        return byte_length(self.n)
 
     @property
     def modulus(self) -> bytes:
@@ -88,7 +94,7 @@ class RsaPublicKey:
     @property
     def exponent(self) -> bytes:
         """The exponent as EMV stores it: ``03`` or ``010001``."""
-        return self.e.to_bytes((self.e.bit_length() + 7) // 8, "big")
+        return self.e.to_bytes(byte_length(self.e), "big")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -127,11 +133,11 @@ class RsaKey:
 
     @property
     def size(self) -> int:
-        return (self.n.bit_length() + 7) // 8
+        return byte_length(self.n)
 
 
 def _as_int(n: int, data: bytes) -> int:
-    size = (n.bit_length() + 7) // 8
+    size = byte_length(n)
     if len(data) != size:
         raise ValueError(f"RSA input is {len(data)} bytes, the modulus {size}")
     value = int.from_bytes(data, "big")
@@ -142,7 +148,7 @@ def _as_int(n: int, data: bytes) -> int:
 
 def rsa_public_raw(n: int, e: int, data: bytes) -> bytes:
     """Raw RSA public operation ``data^e mod n``; input and output have the modulus length."""
-    size = (n.bit_length() + 7) // 8
+    size = byte_length(n)
     result = int(gmpy2.powmod(_as_int(n, data), e, n))
     return result.to_bytes(size, "big")
 
