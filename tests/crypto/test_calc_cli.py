@@ -123,6 +123,7 @@ def test_script_command_application_block() -> None:
     assert command[:5] == bytes.fromhex("841E000004") and len(command) == 9
     assert verify_script_mac(sk, command, 1, bytes.fromhex("1122334455667788"))
     assert runner.invoke(app, ["script", "841E0000", "1122334455667788", "--sk", SK]).exit_code == 2
+    assert runner.invoke(app, ["arpc", "1122334455667788", "--sk", SK, "--sm4"]).exit_code == 2
     too_long = ["script", "84DA9F77", "1122334455667788", "--sk", SK, "--atc", "0001", "--data", "00" * 300]
     result = runner.invoke(app, too_long)
     assert result.exit_code == 2 and "does not fit" in result.output

@@ -8,6 +8,8 @@ These are tools for test keys: anything typed on a command line may end up in a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from citycard.codec.dol import DolError, split_dol_data
@@ -87,9 +89,18 @@ def _session_key(sk: str | None, udk: str | None, atc: str | None, sm4: bool) ->
     return key
 
 
+def _script_key(sk: str | None, udk: str | None, atc: str | None, sm4: bool) -> tuple[bytes, int]:
+    """(MAC session key, ATC) for an issuer script: the MAC covers the ATC, so it is always needed."""
+    key = _session_key(sk, udk, atc, sm4)
+    if atc is None:
+        raise typer.BadParameter("--atc is needed: the script MAC covers it")
+    return key, _atc(atc)
+
+
 SK_OPT = typer.Option(None, "--sk", help="Session key (16 bytes hex).")
 UDK_OPT = typer.Option(None, "--udk", help="Card master key (UDK); with --atc derives the PBOC session key.")
 ATC_OPT = typer.Option(None, "--atc", help="ATC, 2 bytes hex (e.g. 0001).")
+UDK_MAC_OPT = typer.Option(None, "--udk", help="MAC master key (UDK); with --atc derives the session key.")
 SM4_OPT = typer.Option(False, "--sm4", help="Use SM4 (PBOC 3.0) instead of 3DES.")
 
 
@@ -175,6 +186,8 @@ def arpc(
     sm4: bool = SM4_OPT,
 ) -> None:
     """ARPC by EMV Book 2 §8.2.1 (method 1) or §8.2.2 (method 2)."""
+    if sm4 and method == 1:
+        raise typer.BadParameter("ARPC method 1 is 3DES only here; use --method 2 with --sm4")
     key = _session_key(sk, udk, atc, sm4)
     cryptogram = _hex(arqc_hex, "ARQC", (8,))
     if method == 1:
@@ -197,23 +210,19 @@ def ec_load(
     arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC of the load transaction, 8 bytes hex."),
     balance: str = typer.Argument(..., help="New EC balance in yuan (e.g. 500.00)."),
     sk: str | None = SK_OPT,
-    udk: str | None = typer.Option(
-        None, "--udk", help="MAC master key (UDK); with --atc derives the session key."
-    ),
+    udk: str | None = UDK_MAC_OPT,
     atc: str | None = ATC_OPT,
     sm4: bool = SM4_OPT,
 ) -> None:
     """EC load issuer script: 04DA9F790A ‖ new balance ‖ MAC over it with the ATC and ARQC (JR/T 0025.13)."""
-    key = _session_key(sk, udk, atc, sm4)
-    if atc is None:
-        raise typer.BadParameter("--atc is needed: the script MAC covers it")
+    key, script_atc = _script_key(sk, udk, atc, sm4)
     try:
         balance_fen = parse_yuan(balance)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="BALANCE") from None
     try:
         command = ec_load_script(
-            key, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), balance_fen, algorithm=_algorithm(sm4)
+            key, script_atc, _hex(arqc_hex, "ARQC", (8,)), balance_fen, algorithm=_algorithm(sm4)
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -226,20 +235,16 @@ def script(
     arqc_hex: str = typer.Argument(..., metavar="ARQC", help="ARQC of the transaction, 8 bytes hex."),
     data: str = typer.Option("", "--data", help="Command data before the MAC, hex."),
     sk: str | None = SK_OPT,
-    udk: str | None = typer.Option(
-        None, "--udk", help="MAC master key (UDK); with --atc derives the session key."
-    ),
+    udk: str | None = UDK_MAC_OPT,
     atc: str | None = ATC_OPT,
     sm4: bool = SM4_OPT,
 ) -> None:
     """Any issuer-script command under secure messaging: header ‖ Lc ‖ data ‖ MAC (EMV Book 2 §9.2.1)."""
-    key = _session_key(sk, udk, atc, sm4)
-    if atc is None:
-        raise typer.BadParameter("--atc is needed: the script MAC covers it")
+    key, script_atc = _script_key(sk, udk, atc, sm4)
     raw_header, raw_data = _hex(header, "HEADER", (4,)), _hex(data, "DATA")
     try:
         command = script_command(
-            key, raw_header, raw_data, _atc(atc), _hex(arqc_hex, "ARQC", (8,)), algorithm=_algorithm(sm4)
+            key, raw_header, raw_data, script_atc, _hex(arqc_hex, "ARQC", (8,)), algorithm=_algorithm(sm4)
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -335,14 +340,29 @@ def des(
     iv: str = typer.Option("0000000000000000", "--iv", help="CBC initial vector, 8 bytes hex."),
 ) -> None:
     """DES / 3DES-EDE encryption or decryption, ECB or CBC, no padding."""
-    raw_key, raw = _hex(key, "KEY", (8, 16, 24)), _hex(data, "DATA")
-    if len(raw) % 8:
-        raise typer.BadParameter("DATA must be a whole number of 8-byte blocks")
-    if cbc:
-        raw_iv = _hex(iv, "IV", (8,))
-        out = cbc_decrypt(raw_key, raw, raw_iv) if decrypt else cbc_encrypt(raw_key, raw, raw_iv)
-    else:
-        out = ecb_decrypt(raw_key, raw) if decrypt else ecb_encrypt(raw_key, raw)
+    raw_key = _hex(key, "KEY", (8, 16, 24))
+    modes = ((ecb_encrypt, ecb_decrypt), (cbc_encrypt, cbc_decrypt))
+    _block_cipher(raw_key, data, 8, decrypt, iv if cbc else None, modes)
+
+
+_Ecb = Callable[[bytes, bytes], bytes]
+_Cbc = Callable[[bytes, bytes, bytes], bytes]
+
+
+def _block_cipher(
+    key: bytes,
+    data: str,
+    block: int,
+    decrypt: bool,
+    iv: str | None,
+    modes: tuple[tuple[_Ecb, _Ecb], tuple[_Cbc, _Cbc]],
+) -> None:
+    """ECB (``iv`` None) or CBC over whole blocks with ``modes`` = ((ecb enc, dec), (cbc enc, dec))."""
+    raw = _hex(data, "DATA")
+    if len(raw) % block:
+        raise typer.BadParameter(f"DATA must be a whole number of {block}-byte blocks")
+    ecb, cbc = modes
+    out = ecb[decrypt](key, raw) if iv is None else cbc[decrypt](key, raw, _hex(iv, "IV", (block,)))
     _out("Plaintext" if decrypt else "Ciphertext", out)
 
 
@@ -355,15 +375,8 @@ def sm4(
     iv: str = typer.Option("00" * 16, "--iv", help="CBC initial vector, 16 bytes hex."),
 ) -> None:
     """SM4 (GB/T 32907-2016) encryption or decryption, ECB or CBC, no padding."""
-    raw_key, raw = _hex(key, "KEY", (16,)), _hex(data, "DATA")
-    if len(raw) % 16:
-        raise typer.BadParameter("DATA must be a whole number of 16-byte blocks")
-    if cbc:
-        raw_iv = _hex(iv, "IV", (16,))
-        out = sm4_cbc_decrypt(raw_key, raw, raw_iv) if decrypt else sm4_cbc_encrypt(raw_key, raw, raw_iv)
-    else:
-        out = sm4_ecb_decrypt(raw_key, raw) if decrypt else sm4_ecb_encrypt(raw_key, raw)
-    _out("Plaintext" if decrypt else "Ciphertext", out)
+    modes = ((sm4_ecb_encrypt, sm4_ecb_decrypt), (sm4_cbc_encrypt, sm4_cbc_decrypt))
+    _block_cipher(_hex(key, "KEY", (16,)), data, 16, decrypt, iv if cbc else None, modes)
 
 
 @app.command("sm3")
