@@ -101,3 +101,69 @@ def test_pboc_cardholder_id_verification(monkeypatch):
         _card_with_cvm_list(monkeypatch, "00000000000000002000", 25), K.PURCHASE, 5_000, cfg=no_id
     )
     assert out.data["9F34"] == bytes.fromhex("200001")
+
+
+def _card_with_pin_encipherment_key(monkeypatch, serial: int, *, tamper: bool = False):
+    """A card whose enciphered offline PIN uses a separate ICC PIN encipherment key (EMV Book 2 §7.1):
+    the certificate 9F2D (issuer-signed, format 04, no static data in its hash), 9F2E, 9F2F in a record
+    outside ODA. The emulator deciphers PINs only under its ICC key, so a proxy in front of it plays the
+    card's PIN-key side: it deciphers the P2=88 block with the PIN private key and passes the PIN to the
+    card as a plaintext VERIFY."""
+    from citycard.crypto.pin import PinBlockError, decipher_offline_pin, plaintext_offline_pin_block
+    from citycard.crypto.rsa_cert import build_icc_certificate
+
+    keys = demo_keys()
+    pin_key = keys.generate_icc_key()
+    records = dict(chip_personalise._RECORDS)
+    records[2] = (records[2][0], (*records[2][1], "9F2D", "9F2E", "9F2F"))  # SFI 2 record 2: not in ODA
+    monkeypatch.setattr(chip_personalise, "_RECORDS", records)
+    original = chip_personalise._application_data
+
+    def application_data(profile, pan):
+        cert, remainder = build_icc_certificate(
+            keys.issuer_key, pin_key.public, pan, "1235", b"\x00\x00\x07", b""
+        )
+        if tamper:
+            cert = cert[:-1] + bytes((cert[-1] ^ 1,))
+        return {**original(profile, pan), "9F2D": cert, "9F2E": pin_key.public.exponent, "9F2F": remainder}
+
+    monkeypatch.setattr(chip_personalise, "_application_data", application_data)
+    card = _card_with_cvm_list(monkeypatch, "000000000000000044031F00", serial)
+    inner = card.transmit
+    challenge = [b""]
+    deciphered: list[str] = []
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[:4] == bytes.fromhex("00200088"):
+            try:
+                pin = decipher_offline_pin(apdu[5 : 5 + apdu[4]], pin_key, challenge[0])
+            except PinBlockError:
+                return bytes.fromhex("6983")
+            deciphered.append(pin)
+            block = plaintext_offline_pin_block(pin)
+            return inner(bytes((0x00, 0x20, 0x00, 0x80, len(block))) + block)
+        response = inner(apdu)
+        if apdu[:2] == bytes.fromhex("0084"):
+            challenge[0] = response[:-2]
+        return response
+
+    card.transmit = transmit
+    return card, deciphered
+
+
+def test_enciphered_offline_pin_under_the_icc_pin_encipherment_key(monkeypatch):
+    card, deciphered = _card_with_pin_encipherment_key(monkeypatch, 26)
+    asked = []
+    out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize,
+                          pin=lambda r: asked.append(r.kind) or PIN)  # fmt: skip
+    assert asked == ["offline_enciphered"] and deciphered == [PIN]  # enciphered under 9F2D's key
+    assert out.data["9F34"] == bytes.fromhex("440302") and out.approved, out.reason
+
+
+def test_a_bad_pin_encipherment_key_certificate_fails_that_cvm(monkeypatch):
+    card, _ = _card_with_pin_encipherment_key(monkeypatch, 27, tamper=True)
+    asked = []
+    out, apdus = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize,
+                          pin=lambda r: asked.append(r.kind) or PIN)  # fmt: skip
+    assert asked == [] and "VERIFY" not in [p for p, _, _ in apdus]  # no key: the CVM fails, no PIN asked
+    assert out.data["9F34"] == bytes.fromhex("1F0002") and out.approved, out.reason  # next rule: no CVM

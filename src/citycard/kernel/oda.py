@@ -35,6 +35,7 @@ __all__ = [
     "fdda_data",
     "issuer_key",
     "recover_icc_key",
+    "recover_pin_key",
     "verify_cda",
     "verify_dda",
     "verify_sda",
@@ -127,6 +128,28 @@ def recover_icc_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
     if certificate_expired(icc.expiry, ctx.today):
         return None, "ICC certificate expired"
     return icc.public_key, ""
+
+
+def recover_pin_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
+    """Book 2 §7.1: the ICC PIN encipherment public key from its certificate (9F2D, exponent 9F2E,
+    remainder 9F2F), signed by the issuer like the ICC certificate (format 04) but without the static data
+    in its hash; or None and why not."""
+    key, failure = issuer_key(ctx)
+    if key is None:
+        return None, failure
+    cert = ctx.card.get("9F2D")
+    exponent = ctx.card.get("9F2E")
+    if cert is None or exponent is None:
+        return None, "ICC PIN encipherment key certificate (9F2D) or exponent (9F2E) missing"
+    try:
+        pin_cert = recover_icc_certificate(key, cert, ctx.card.get("9F2F", b""), exponent, b"")
+    except CertificateError as exc:
+        return None, f"ICC PIN encipherment key certificate: {exc}"
+    if pin_cert.pan != ctx.pan:
+        return None, "ICC PIN encipherment key certificate PAN does not match the application PAN"
+    if certificate_expired(pin_cert.expiry, ctx.today):
+        return None, "ICC PIN encipherment key certificate expired"
+    return pin_cert.public_key, ""
 
 
 def verify_dda(key: RsaPublicKey, signed: bytes, terminal_data: bytes) -> tuple[bytes | None, str]:

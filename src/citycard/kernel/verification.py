@@ -117,9 +117,10 @@ class VerificationSteps(KernelBase):
         return 0x00 if signature else 0x02
 
     def _pin_encipherment_key(self) -> oda.PublicKey | None:
-        """Book 2 §7.1: the ICC PIN encipherment key (9F2D) if any — not supported here — else the ICC key."""
+        """Book 2 §7.1: the ICC PIN encipherment public key (certificate 9F2D) when the card has one, else
+        the ICC public key (9F46); None when it cannot be recovered (the CVM then fails, Book 3 §10.5.1)."""
         if "9F2D" in self.card:
-            return None
+            return oda.recover_pin_key(self._oda_context())[0]
         if self._icc_key is None:
             self._icc_key, _ = oda.recover_icc_key(self._oda_context())
         return self._icc_key
