@@ -10,14 +10,8 @@ from citycard.codec import tlv
 from citycard.codec.tlv import Tlv
 
 from . import oda
-from .base import (
-    CardError,
-    KernelBase,
-)
-from .events import (
-    Answer,
-    Event,
-)
+from .base import CardError, KernelBase
+from .events import Answer, Event
 from .tvr import (
     AIP_CDA,
     AIP_DDA,

@@ -20,19 +20,8 @@ from citycard.codec.tlv import Tlv
 
 from . import oda
 from .config import TerminalAid, TerminalConfig
-from .events import (
-    Answer,
-    CardRemoved,
-    CardResponse,
-    Event,
-    OnlineRequest,
-    Outcome,
-    OutcomeKind,
-    SendApdu,
-)
-from .tvr import (
-    Bits,
-)
+from .events import Answer, CardRemoved, CardResponse, Event, OnlineRequest, Outcome, OutcomeKind, SendApdu
+from .tvr import Bits
 
 __all__ = [
     "APPROVED_CODES",

@@ -9,23 +9,8 @@ from citycard.crypto import des
 from citycard.crypto.pin import pin_block_iso0
 
 from . import oda
-from .base import (
-    APPROVED_CODES,
-    CardError,
-    KernelBase,
-    _date,
-    _pan_digits,
-)
-from .events import (
-    Answer,
-    Event,
-    GoOnline,
-    OnlineResponse,
-    Outcome,
-    OutcomeKind,
-    PinEntry,
-    RequestPin,
-)
+from .base import APPROVED_CODES, CardError, KernelBase, _date, _pan_digits
+from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
 from .tvr import (
     AIP_DDA,
     CID_AAC,

@@ -7,20 +7,8 @@ from collections.abc import Generator
 
 from citycard.codec.dol import parse_dol, split_dol_data
 
-from .base import (
-    MAX_LOG_RECORDS,
-    CardError,
-    KernelBase,
-    TransactionKind,
-    _bcd_to_int,
-)
-from .events import (
-    Answer,
-    Event,
-    LogEntry,
-    Outcome,
-    OutcomeKind,
-)
+from .base import MAX_LOG_RECORDS, CardError, KernelBase, TransactionKind, _bcd_to_int
+from .events import Answer, Event, LogEntry, Outcome, OutcomeKind
 
 __all__ = ["InquirySteps"]
 

@@ -42,14 +42,7 @@ from .base import (
     _NextCandidate,
 )
 from .contactless import ContactlessSteps
-from .events import (
-    Answer,
-    Event,
-    GoOnline,
-    OnlineResponse,
-    Outcome,
-    OutcomeKind,
-)
+from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind
 from .inquiries import InquirySteps
 from .risk import RiskSteps
 from .selection import SelectionSteps

@@ -108,48 +108,40 @@ def verify_sda(ctx: OdaContext) -> str:
     return ""
 
 
-def recover_icc_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
-    """Book 2 §6.4: the ICC public key (DDA, fDDA), or None and why not."""
-    if not ctx.records_ok:
-        return None, "static data records not in 70 templates"
+def _certified_key(
+    ctx: OdaContext, tags: tuple[str, str, str], static_data: bytes, what: str
+) -> tuple[RsaPublicKey | None, str]:
+    """An issuer-signed format-04 certificate (``tags``: certificate, exponent, remainder) checked against
+    the application PAN and the date; the public key it certifies, or None and why not."""
     key, failure = issuer_key(ctx)
     if key is None:
         return None, failure
-    cert = ctx.card.get("9F46")
-    exponent = ctx.card.get("9F47")
+    cert, exponent = ctx.card.get(tags[0]), ctx.card.get(tags[1])
     if cert is None or exponent is None:
-        return None, "ICC public key certificate (9F46) or exponent (9F47) missing"
+        return None, f"{what} certificate ({tags[0]}) or exponent ({tags[1]}) missing"
     try:
-        icc = recover_icc_certificate(key, cert, ctx.card.get("9F48", b""), exponent, ctx.static_data)
+        recovered = recover_icc_certificate(key, cert, ctx.card.get(tags[2], b""), exponent, static_data)
     except CertificateError as exc:
-        return None, f"ICC certificate: {exc}"
-    if icc.pan != ctx.pan:
-        return None, "ICC certificate PAN does not match the application PAN"
-    if certificate_expired(icc.expiry, ctx.today):
-        return None, "ICC certificate expired"
-    return icc.public_key, ""
+        return None, f"{what} certificate: {exc}"
+    if recovered.pan != ctx.pan:
+        return None, f"{what} certificate PAN does not match the application PAN"
+    if certificate_expired(recovered.expiry, ctx.today):
+        return None, f"{what} certificate expired"
+    return recovered.public_key, ""
+
+
+def recover_icc_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
+    """Book 2 §6.4: the ICC public key (DDA, fDDA, CDA, enciphered PIN), or None and why not."""
+    if not ctx.records_ok:
+        return None, "static data records not in 70 templates"
+    return _certified_key(ctx, ("9F46", "9F47", "9F48"), ctx.static_data, "ICC")
 
 
 def recover_pin_key(ctx: OdaContext) -> tuple[RsaPublicKey | None, str]:
     """Book 2 §7.1: the ICC PIN encipherment public key from its certificate (9F2D, exponent 9F2E,
     remainder 9F2F), signed by the issuer like the ICC certificate (format 04) but without the static data
     in its hash; or None and why not."""
-    key, failure = issuer_key(ctx)
-    if key is None:
-        return None, failure
-    cert = ctx.card.get("9F2D")
-    exponent = ctx.card.get("9F2E")
-    if cert is None or exponent is None:
-        return None, "ICC PIN encipherment key certificate (9F2D) or exponent (9F2E) missing"
-    try:
-        pin_cert = recover_icc_certificate(key, cert, ctx.card.get("9F2F", b""), exponent, b"")
-    except CertificateError as exc:
-        return None, f"ICC PIN encipherment key certificate: {exc}"
-    if pin_cert.pan != ctx.pan:
-        return None, "ICC PIN encipherment key certificate PAN does not match the application PAN"
-    if certificate_expired(pin_cert.expiry, ctx.today):
-        return None, "ICC PIN encipherment key certificate expired"
-    return pin_cert.public_key, ""
+    return _certified_key(ctx, ("9F2D", "9F2E", "9F2F"), b"", "ICC PIN encipherment key")
 
 
 def verify_dda(key: RsaPublicKey, signed: bytes, terminal_data: bytes) -> tuple[bytes | None, str]:

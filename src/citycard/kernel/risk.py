@@ -5,16 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from .base import (
-    KernelBase,
-    TransactionKind,
-    _date,
-    _pan_digits,
-)
-from .events import (
-    Answer,
-    Event,
-)
+from .base import KernelBase, TransactionKind, _date, _pan_digits
+from .events import Answer, Event
 from .tvr import (
     CID_AAC,
     CID_ARQC,

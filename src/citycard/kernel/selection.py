@@ -8,23 +8,9 @@ from collections.abc import Generator
 from citycard.codec import tlv
 from citycard.codec.tlv import Tlv, TlvError
 
-from .base import (
-    MAX_CANDIDATES,
-    MAX_DIRECTORY_RECORDS,
-    PPSE,
-    PSE,
-    CardError,
-    KernelBase,
-    _NextCandidate,
-)
+from .base import MAX_CANDIDATES, MAX_DIRECTORY_RECORDS, PPSE, PSE, CardError, KernelBase, _NextCandidate
 from .config import TerminalAid
-from .events import (
-    Answer,
-    ApplicationChoice,
-    Candidate,
-    ChooseApplication,
-    Event,
-)
+from .events import Answer, ApplicationChoice, Candidate, ChooseApplication, Event
 
 __all__ = ["SelectionSteps"]
 

@@ -11,17 +11,8 @@ from citycard.crypto.pin import encipher_offline_pin, pin_block_iso0, plaintext_
 
 from . import cvm as cvmlib
 from . import oda
-from .base import (
-    CardError,
-    KernelBase,
-    _pan_digits,
-)
-from .events import (
-    Answer,
-    Event,
-    PinEntry,
-    RequestPin,
-)
+from .base import CardError, KernelBase, _pan_digits
+from .events import Answer, Event, PinEntry, RequestPin
 from .tvr import (
     AIP_CVM,
     TSI_CVM,
