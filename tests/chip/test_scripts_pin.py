@@ -144,7 +144,7 @@ def test_verify_errors(term: Any, h: Any) -> None:
 def test_enciphered_pin(term: Any, h: Any) -> None:
     term.start_contact()
     key = term.card.image.applications[0].icc_key.public
-    assert term.send("0020008880" + "00" * 128).sw == 0x6985  # no challenge
+    assert term.send("0020008880" + "00" * 128).sw == 0x6984  # no challenge: random number invalid
     challenge = term.send("0084000008").data
     block = encipher_offline_pin("123456", challenge, key.n, key.e, lambda n: bytes(n))
     assert term.send(bytes.fromhex("0020008880") + block).sw == 0x9000
@@ -154,7 +154,12 @@ def test_enciphered_pin(term: Any, h: Any) -> None:
     # a stale challenge is refused without spending a try
     block = encipher_offline_pin("123456", challenge, key.n, key.e, lambda n: bytes(n))
     term.send("0084000008")
-    assert term.send(bytes.fromhex("0020008880") + block).sw == 0x6A80
+    assert term.send(bytes.fromhex("0020008880") + block).sw == 0x6984
+    assert term.get_data("9F17").data[-1] == 2
+    # a malformed block under the right challenge is wrong data, again without spending a try
+    challenge = term.send("0084000008").data
+    bad = encipher_offline_pin("123456", challenge, key.n, key.e, lambda n: bytes(n))
+    assert term.send(bytes.fromhex("0020008880") + bad[:-1] + bytes((bad[-1] ^ 1,))).sw == 0x6A80
     assert term.get_data("9F17").data[-1] == 2
 
 

@@ -36,6 +36,7 @@ from citycard.crypto.cryptograms import (
 )
 from citycard.crypto.derivation import derive_pboc_session_key
 from citycard.crypto.pin import (
+    ChallengeMismatchError,
     PinBlockError,
     PinChangeFormat,
     decipher_offline_pin,
@@ -639,11 +640,15 @@ class Card:
                     raise CardError(SW.WRONG_LENGTH)
                 pin = pin_from_offline_block(cmd.data)
             else:
-                if app.icc_key is None or challenge is None:
+                if app.icc_key is None:
                     raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+                if challenge is None:  # no GET CHALLENGE before: the random number is not valid
+                    raise CardError(SW.REFERENCED_DATA_INVALIDATED)
                 if len(cmd.data) != app.icc_key.size:
                     raise CardError(SW.WRONG_LENGTH)
                 pin = decipher_offline_pin(cmd.data, app.icc_key, challenge)
+        except ChallengeMismatchError:
+            raise CardError(SW.REFERENCED_DATA_INVALIDATED) from None
         except PinBlockError:
             raise CardError(SW.WRONG_DATA) from None
         s.cvr.pin_performed = True

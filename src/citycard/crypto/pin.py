@@ -34,6 +34,7 @@ from .mac import pad_method2
 from .rsa_cert import RsaKey, byte_length, rsa_private_raw, rsa_public_raw
 
 __all__ = [
+    "ChallengeMismatchError",
     "PinBlockError",
     "PinChangeFormat",
     "decipher_offline_pin",
@@ -51,6 +52,10 @@ _OFFLINE_HEADER = 0x7F
 
 class PinBlockError(ValueError):
     """A PIN block (or enciphered PIN data) does not have the expected format; says what, never the PIN."""
+
+
+class ChallengeMismatchError(PinBlockError):
+    """The ICC unpredictable number recovered from an enciphered PIN is not the card's last challenge."""
 
 
 class PinChangeFormat(Enum):
@@ -153,7 +158,7 @@ def decipher_offline_pin(enciphered: bytes, key: RsaKey, icc_unpredictable: byte
     if block[0] != _OFFLINE_HEADER:
         raise PinBlockError("recovered data header is not 7F")
     if block[9:17] != icc_unpredictable:
-        raise PinBlockError("recovered ICC unpredictable number does not match the challenge")
+        raise ChallengeMismatchError("recovered ICC unpredictable number does not match the challenge")
     return pin_from_offline_block(block[1:9])
 
 
