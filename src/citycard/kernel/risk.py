@@ -37,7 +37,11 @@ class RiskSteps(KernelBase):
             self.tvr.set(TVR_DIFFERENT_VERSIONS)
         auc = self.card.get("9F07")
         if auc is not None and len(auc) >= 2:
-            if not auc[0] & 0x01:  # valid at terminals other than ATMs
+            # Book 4 Annex A1: an ATM is an unattended financial-institution terminal (9F35 14/15/16)
+            # with the "cash" transaction type in its additional capabilities (9F40 byte 1 bit 8)
+            c = self.config
+            atm = c.terminal_type in (0x14, 0x15, 0x16) and bool(c.additional_capabilities[0] & 0x80)
+            if not auc[0] & (0x02 if atm else 0x01):  # valid at ATMs / at terminals other than ATMs
                 self.tvr.set(TVR_SERVICE_NOT_ALLOWED)
             country = self.card.get("5F28")
             if country is not None and self.txn.kind is TransactionKind.PURCHASE:
