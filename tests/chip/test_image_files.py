@@ -158,6 +158,9 @@ def test_repr_shows_no_secret(image: CardImage) -> None:
     assert app.udk_ac.hex() not in text.lower() and app.udk_ac.hex().upper() not in text
     assert "pin.value" not in text and "nvm" not in text
     assert "A000000333010101" in repr(image)
+    pan = app.data["5A"].hex().upper().rstrip("F")
+    assert pan not in text and app.data["57"].hex().upper()[:16] not in text.upper()
+    assert b"ZHANG" not in text.encode() and repr(app).endswith(f"PAN {pan[:6]}******{pan[-4:]})")
 
 
 json_values = st.recursive(

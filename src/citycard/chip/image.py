@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 
 __all__ = [
@@ -114,6 +115,10 @@ class Application:
     log_records: int = 10
     gpo_format: int = 1
     """Response format of the contact GPO: 1 (``80 AIP ‖ AFL``) or 2 (``77 { 82, 94 }``)."""
+
+    def __repr__(self) -> str:  # never the keys; the PAN masked; no track 2, holder name or other data
+        pan = self.data.get("5A", b"").hex().upper().rstrip("F")
+        return f"Application({self.aid.hex().upper()}, {self.kind}, {self.label!r}, PAN {mask_pan(pan)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
