@@ -116,6 +116,8 @@ def test_config_and_capk_file_errors_are_clear(tmp_path, monkeypatch):
     )
     assert r.exit_code == 2 and "--config" in r.output and "checksum" in r.output, r.output
     assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
+    r = runner.invoke(app, ["pos", "journal", "--state", "paid"])
+    assert r.exit_code == 2 and "--state" in r.output and "recovered" in r.output
 
 
 def test_reader_amounts_and_trace(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.issuer_stub import IssuerStub
-from citycard.pos.journal import JournalEntry
+from citycard.pos.journal import JournalEntry, State
 from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
@@ -58,6 +58,7 @@ CloseBatchOpt = typer.Option(False, "--close-batch", help="after the export, sta
 CapksOpt = typer.Option(
     None, "--capks", help="CA public key file (TOML capk tables, SHA-1 checksums verified)"
 )
+STATES: tuple[str, ...] = get_args(State)
 DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
 
 
@@ -405,14 +406,19 @@ def log(
 @app.command("journal")
 def journal_cmd(
     journal: Path | None = JournalOpt,
-    state: str | None = typer.Option(None, "--state", help="only this state (approved, torn, …)"),
+    state: str | None = typer.Option(None, "--state", help=f"only this state ({', '.join(STATES)})"),
     export: Path | None = ExportOpt,
-    limit: int = typer.Option(50, "--limit"),
+    limit: int = typer.Option(50, "--limit", min=1),
     close_batch: bool = CloseBatchOpt,
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
 ) -> None:
     """The terminal's journal; ``--export DIR`` writes captured offline transactions for upload."""
+    if state is not None and state not in STATES:
+        raise typer.BadParameter(f"{state!r} is not one of {', '.join(STATES)}", param_hint="--state")
+    terminal_id = _config(config, keys).terminal_id.decode("ascii", "replace") if config else "CITY0001"
     path = journal or settings().home / "pos-journal.db"
-    jr = SqliteJournal(path, "CITY0001")
+    jr = SqliteJournal(path, terminal_id)
     if export is not None:
         for file in jr.export(export):
             console.print(f"wrote {file}", soft_wrap=True, highlight=False)
@@ -422,7 +428,7 @@ def journal_cmd(
     for col in ("STAN", "time", "state", "kind", "amount", "card", "AC"):
         table.add_column(col, no_wrap=True)
     kinds = {"purchase": "sale", "ec_load": "load"}
-    for e in jr.entries(state, limit):  # type: ignore[arg-type]
+    for e in jr.entries(cast(State | None, state), limit):
         table.add_row(
             f"{e.stan:06d}", e.created.strftime("%m-%d %H:%M:%S"), e.state, kinds.get(e.kind, e.kind),
             format_amount(e.amount_fen), e.pan_masked[-8:], e.cryptogram[:8],
