@@ -165,3 +165,8 @@ KEYS = (
     "country", "currency", "type", "capabilities", "additional_capabilities", "ttq", "pin_key", "terminal_id",
     "merchant_name", "floor_limit_fen", "ec_terminal_limit_fen", "ec_support", "random_target_percent",
 )  # fmt: skip
+
+
+def test_the_pin_key_is_not_in_the_configuration_repr():
+    cfg = terminal_config()
+    assert cfg.pin_key and cfg.pin_key.hex() not in repr(cfg).lower() and "pin_key" not in repr(cfg)

@@ -159,3 +159,25 @@ def test_wrong_online_pin_is_declined_by_the_issuer_stub(tmp_path, monkeypatch):
     runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
     r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999"])
     assert r.exit_code == 1 and "DECLINED" in r.output and "(55)" in r.output, r.output
+
+
+def test_validator_deny_list_stops_the_card_and_queues_the_refund(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch)
+    pan = re.findall(r"623456\d{10}", image.read_text())[0]
+    conf = tmp_path / "bus.toml"
+    now = dt.datetime.now().replace(microsecond=0).isoformat()
+    conf.write_text(
+        f'[terminal]\nterminal_id = "BUS00042"\n[exception_file]\npans = ["{pan}"]\nupdated = {now}\n'
+        "max_age_s = 3600\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.00", "--config", str(conf)])
+    assert r.exit_code == 1 and "STOP" in r.output and "exception file" in r.output, r.output
+    assert "BUS00042-000001-000001 is queued for a refund" in r.output
+    r = runner.invoke(
+        app, ["pos", "journal", "--state", "refund", "--config", str(conf), "--export", str(tmp_path / "up")]
+    )
+    assert r.exit_code == 0 and "refund" in r.output and "BUS00042-upload-000001.jsonl" in r.output, r.output
+    (line,) = (tmp_path / "up" / "BUS00042-upload-000001.jsonl").read_text().splitlines()
+    row = json.loads(line)
+    assert row["state"] == "refund" and row["amount_fen"] == 200 and row["cryptogram"] and pan not in line

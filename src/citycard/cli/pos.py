@@ -276,6 +276,13 @@ def _show(
     console.print(
         render_receipt(pos.config, outcome, entry, amount_fen=amount_fen, title=title), markup=False
     )
+    if entry is not None and entry.state == "refund":
+        console.print(
+            f"the card paid CNY {format_amount(entry.amount_fen)} before the terminal declined: "
+            f"{entry.txn_id} is queued for upload so that the issuer refunds it",
+            markup=False,
+            soft_wrap=True,
+        )
     if outcome.kind is OutcomeKind.TERMINATED or not outcome.approved:
         raise typer.Exit(1 if outcome.kind is not OutcomeKind.COMPLETED else 0)
 
@@ -457,4 +464,6 @@ def validate(
     console.print(f"{light}  fare CNY {format_amount(fen)}  {card_text}{balance}  ({elapsed_ms:.0f} ms)")
     if not out.approved:
         console.print(f"  {out.kind.value}: {out.reason}", markup=False)
+        if result.entry is not None and result.entry.state == "refund":
+            console.print(f"  the card paid; {result.entry.txn_id} is queued for a refund", markup=False)
         raise typer.Exit(1)

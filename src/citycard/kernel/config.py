@@ -149,7 +149,9 @@ class TerminalConfig:
     default_tdol: bytes = b""
     capks: tuple[CaPublicKey, ...] = ()
     exception_file: ExceptionFile = field(default_factory=ExceptionFile)
-    pin_key: bytes = b""  # terminal PIN encryption key for online PIN (demo; a real PIN pad keeps it)
+    pin_key: bytes = field(
+        default=b"", repr=False
+    )  # terminal PIN key for online PIN (demo; a real PIN pad keeps it)
     cardholder_confirmation: bool = True
     cardholder_id_check: bool = True  # PBOC CVM 20: the attendant checks the ID shown by 9F61/9F62
     max_pin_tries: int = 3
