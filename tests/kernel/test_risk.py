@@ -24,7 +24,7 @@ from citycard.kernel.tvr import (
     TVR_UCOL_EXCEEDED,
 )
 
-from .cardlab import NOW, PIN, demo_keys, det_rng, new_card, terminal_config, transact
+from .cardlab import NOW, PIN, demo_keys, det_rng, issuer_stub, new_card, terminal_config, transact
 
 chip_personalise = importlib.import_module("citycard.chip.personalise")
 
@@ -62,6 +62,18 @@ def test_stale_exception_file_refuses_qpboc_offline_approval():
         assert _has(out.tvr, TVR_MERCHANT_FORCED_ONLINE) is not approved
         if not approved:
             assert out.kind is OutcomeKind.DECLINED_OFFLINE and "maximum age" in out.reason
+
+
+def test_stale_exception_file_sends_a_qpboc_card_online_at_an_online_terminal():
+    """Known before the GPO: the TTQ asks for an online cryptogram, so the card does not pay offline."""
+    ef = ExceptionFile(frozenset({"0"}), NOW - dt.timedelta(days=2), 86_400)
+    stub = issuer_stub()
+    out, _ = transact(
+        new_card("contactless"), K.PURCHASE, 200, interface="contactless",
+        cfg=terminal_config(exception_file=ef), online=stub.authorize, pin=lambda r: PIN,
+    )  # fmt: skip
+    assert out.data["9F66"][1] & 0x80 and out.kind is OutcomeKind.APPROVED_ONLINE, out.reason
+    assert len(stub.requests) == 1
 
 
 def test_exception_file_time_with_an_offset_is_local_time():

@@ -341,7 +341,8 @@ class KernelBase:
         else:
             ttq[0] &= ~0x08 & 0xFF
         over_floor = amount > c.contactless_floor_limit_fen and not ec_ok
-        if (over_floor or self.txn.force_online) and not c.offline_only:
+        stale = c.exception_file.stale(self.txn.now)  # a stale deny list cannot clear a card offline
+        if (over_floor or stale or self.txn.force_online) and not c.offline_only:
             ttq[1] |= 0x80
         if amount >= c.contactless_cvm_limit_fen and c.contactless_cvm_limit_fen > 0:
             ttq[1] |= 0x40
