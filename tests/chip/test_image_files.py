@@ -35,6 +35,17 @@ def test_round_trip_is_byte_exact(registered_image: bytes) -> None:
         (lambda d: d["nvm"].update({"x": {"a": 1}}), "nvm x"),
         (lambda d: d["applications"][0]["keys"].update(udk_ac="00"), "application A000000333010101"),
         (lambda d: d["applications"][0]["keys"]["icc_rsa"].update(p="3"), "icc_rsa"),
+        (lambda d: d["applications"][0]["data"].pop("5A"), "application A000000333010101"),
+        (lambda d: d.update(applications=[]), "applications"),
+        (lambda d: d["nvm"].update({"A000000333010101.txn_log": ["ZZ"]}), "nvm A000000333010101.txn_log"),
+        (
+            lambda d: d["nvm"].update({"A000000333010101.txn_log": ["00" * 44]}),
+            "nvm A000000333010101.txn_log",
+        ),
+        (
+            lambda d: d["nvm"].update({"A000000333010101.load_log": ["00" * 44] * 11}),
+            "nvm A000000333010101.load_log",
+        ),
     ],
 )
 def test_invalid_documents(registered_image: bytes, mutate: Any, where: str) -> None:

@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from citycard.codec.dol import dol_data_length
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
+
+from .pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
 
 __all__ = [
     "FORMAT",
@@ -171,6 +174,9 @@ class Application:
             raise ImageError(f"application {doc.get('aid')}", "kind, AID or GPO format invalid")
         if not 1 <= app.log_records <= 30:
             raise ImageError(f"application {doc.get('aid')}", "log records must be 1 to 30")
+        missing = [tag for tag in _REQUIRED_DATA if tag not in app.data]
+        if missing:
+            raise ImageError(f"application {doc.get('aid')}", f"data objects missing: {', '.join(missing)}")
         for name in ("udk_ac", "udk_mac", "udk_enc"):
             if len(getattr(app, name)) != 16:
                 raise ImageError(f"application {doc.get('aid')}", f"{name} must be 16 bytes")
@@ -263,7 +269,10 @@ class CardImage:
         return image
 
     def check(self) -> None:
-        """Every cell an application needs is present with the right type."""
+        """At least one application; every cell an application needs is present with the right type; log
+        records are hex of their record length, no more than the application keeps."""
+        if not self.applications:
+            raise ImageError("applications", "a card image needs at least one application")
         needs: list[tuple[str, type]] = [("card.blocked", bool), ("pin.value", str), ("pin.tries", int)]
         for app in self.applications:
             for name, kind in APP_CELLS:
@@ -273,6 +282,15 @@ class CardImage:
             ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
             if not ok:
                 raise ImageError(f"nvm {key}", f"missing or not {kind.__name__}")
+        for app in self.applications:
+            for name, length in _LOG_RECORD_BYTES.items():
+                key = cell_key(app.aid, name)
+                records = self.nvm[key]
+                assert isinstance(records, list)
+                if len(records) > app.log_records or not all(_is_hex(r, length) for r in records):
+                    raise ImageError(
+                        f"nvm {key}", f"at most {app.log_records} records of {length} bytes in hex"
+                    )
 
 
 APP_CELLS: tuple[tuple[str, type], ...] = (
@@ -289,6 +307,23 @@ APP_CELLS: tuple[tuple[str, type], ...] = (
     ("issuer_auth_failed", bool),
 )
 """Non-volatile cells of each application (prefixed with its AID by :func:`cell_key`)."""
+
+
+_REQUIRED_DATA = ("5A", "57", "5F34", "5F24", "5F25")
+"""Data objects every application carries (PAN, track 2 equivalent, PSN, expiry and effective dates)."""
+_LOG_RECORD_BYTES = {
+    "txn_log": dol_data_length(TXN_LOG_FORMAT),
+    "load_log": 14 + dol_data_length(LOAD_LOG_FORMAT),
+}
+"""Record length of each log: the values of its format (``9F4F`` / ``DF4F``); the load log adds
+``9F79 ‖ balance before ‖ balance after`` (14 bytes) in front."""
+
+
+def _is_hex(value: str, length: int) -> bool:
+    try:
+        return len(bytes.fromhex(value)) == length
+    except ValueError:
+        return False
 
 
 def _copy(value: Cell) -> Cell:
