@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 
 from citycard.db import Database
-from citycard.issuer.commands import AuthorizationKind
+from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
 from citycard.issuer.handlers import IssuerService
 
-from tests.issuer.conftest import Terminal
+from tests.issuer.conftest import Terminal, ledger_snapshot
 from tests.issuer.test_authorization import funded_card
 from tests.issuer.test_slice import request
 
@@ -26,3 +27,29 @@ def test_concurrent_retries_post_once(
         purchases = [t for t in uow.ledger.journal(limit=1000) if t.amount_fen == 1_000]
         assert len(purchases) == 1 and uow.ledger.totals().balanced
     assert answers[0].balance_fen == 9_000
+
+
+def test_concurrent_first_attempts_for_an_unknown_card_get_one_clean_decline(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """No card row to lock: the request-id row is where simultaneous first attempts meet (PostgreSQL
+    ``ON CONFLICT DO NOTHING``); the losers read the winner's answer instead of a database error."""
+    pan = funded_card(banks, 10_000)
+    f55 = terminal_for(pan).first_ac(1_000)
+    unknown = pan[:6] + "0000000099999"
+    before = ledger_snapshot(database)
+    for round_ in range(3):  # several rounds: the race is not won the same way every time
+        req = request(unknown, AuthorizationKind.PURCHASE, 1_000, f55, f"unknown-{round_}")
+        barrier = Barrier(8)
+
+        def attempt(
+            _: int, req: AuthorizationRequest = req, barrier: Barrier = barrier
+        ) -> AuthorizationResponse:
+            barrier.wait()
+            return banks.authorize(req)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(attempt, range(8)))
+        assert all(a == answers[0] for a in answers), answers
+        assert answers[0].response_code == "14"
+    assert ledger_snapshot(database) == before

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from citycard.issuer.model import Bank, BinRange, Card, Cardholder, CardStatus, DenyListEntry, Product
@@ -262,9 +264,15 @@ class SqlAuthorizations(_Repo):
             reversed_by=row.reversed_by,
         )
 
-    def add(self, record: StoredAuthorization) -> None:
-        self.session.execute(
-            insert(issuer_authorizations).values(
+    def add(self, record: StoredAuthorization) -> bool:
+        """Store the answer; False (nothing written) when the request id is stored already, e.g. by a
+        simultaneous first attempt that committed first (``INSERT … ON CONFLICT DO NOTHING``: PostgreSQL
+        waits for that transaction, then skips the row instead of raising a unique violation)."""
+        dialect = self.session.get_bind().dialect.name
+        insert_ = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        result = self.session.execute(
+            insert_(issuer_authorizations)
+            .values(
                 request_id=record.request_id,
                 pan=record.pan,
                 kind=record.kind,
@@ -276,7 +284,10 @@ class SqlAuthorizations(_Repo):
                 created_ns=record.created_ns,
                 reversed_by=record.reversed_by,
             )
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(issuer_authorizations.c.request_id)
         )
+        return result.first() is not None
 
     def mark_reversed(self, request_id: str, by: str) -> None:
         t = issuer_authorizations

@@ -667,7 +667,17 @@ class IssuerService:
 
     # --- online authorization ---------------------------------------------------------------------------
     def authorize(self, req: AuthorizationRequest) -> AuthorizationResponse:
+        """Answer ``req``; a retry (same request id) gets the stored answer. Two simultaneous first attempts
+        meet on the card's row lock, or, for an unknown card, on the request-id row: the one that finds the
+        id taken rolls back and answers from the stored row on its second pass."""
         fingerprint = request_fingerprint(req)
+        for _ in range(2):
+            response = self._authorize_once(req, fingerprint)
+            if response is not None:
+                return response
+        raise AssertionError(f"request {req.request_id!r} neither stored nor found")
+
+    def _authorize_once(self, req: AuthorizationRequest, fingerprint: str) -> AuthorizationResponse | None:
         with self._uow() as uow:
             card = uow.cards.get(req.pan, for_update=True)
             stored = uow.authorizations.get(req.request_id)
@@ -681,7 +691,7 @@ class IssuerService:
                 response, transfers, card = self._authorize_card(uow, req, card)
                 if card is not None:
                     uow.cards.update(card)
-            uow.authorizations.add(
+            added = uow.authorizations.add(
                 StoredAuthorization(
                     request_id=req.request_id,
                     pan=req.pan,
@@ -694,6 +704,8 @@ class IssuerService:
                     created_ns=self.clock(),
                 )
             )
+            if not added:
+                return None  # rolled back on leaving the block: the stored answer is read next time
             uow.commit()
         return response
 
