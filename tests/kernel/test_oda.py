@@ -54,6 +54,29 @@ def test_no_ca_key_dda_failed_and_declined():
     assert "no CA public key" in out.reason
 
 
+def test_wrong_ca_key_under_the_right_index_fails_dda_and_fdda():
+    """A CAPK with the card's RID and index but another modulus: the issuer certificate does not recover."""
+    from citycard.crypto.rsa_cert import RsaKey
+
+    other = RsaKey.generate(len(ca_key().modulus) * 8, 3)
+    wrong = replace(ca_key(), modulus=other.n.to_bytes(len(ca_key().modulus), "big"))
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(capks=(wrong,)))
+    assert _has(out.tvr, TVR_DDA_FAILED) and "issuer certificate" in out.reason
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE
+    validator = terminal_config(capks=(wrong,), terminal_type=0x26)
+    out, _ = transact(new_card("contactless"), K.PURCHASE, 200, interface="contactless", cfg=validator)
+    assert _has(out.tvr, TVR_DDA_FAILED) and not out.approved and "fDDA failed" in out.reason
+
+
+def test_expired_ca_key_is_not_used():
+    expired = replace(ca_key(), expiry=dt.date(2026, 11, 24))
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(capks=(expired,)))
+    assert _has(out.tvr, TVR_DDA_FAILED) and "CA public key expired" in out.reason and not out.approved
+    current = replace(ca_key(), expiry=dt.date(2026, 11, 25))  # valid through its expiry date
+    out, _ = transact(new_card(), K.PURCHASE, 100, cfg=terminal_config(capks=(current,)))
+    assert out.tvr == bytes(5) and out.approved
+
+
 def test_revoked_issuer_certificate():
     cfg = terminal_config(capks=(replace(ca_key(), revoked_serials=frozenset({bytes.fromhex("000001")})),))
     out, _ = transact(new_card(), K.PURCHASE, 100, cfg=cfg)
