@@ -64,6 +64,12 @@ def test_new_show_apdu(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "Application cryptogram" in result.output and "= TC" in result.output
+    select = "00A4040008A00000033301010100"
+    records = runner.invoke(app, ["apdu", str(out), select, "00B2011400", "00B2021400"], terminal_width=80)
+    assert records.exit_code == 0 and pan not in records.output and pan[:6] + "******" in records.output
+    assert "< 70" in records.output  # the raw response stays on its line, however long
+    revealed = runner.invoke(app, ["apdu", str(out), select, "00B2011400", "--reveal"], terminal_width=80)
+    assert pan in revealed.output
     assert "9000 (normal processing)" in result.output
     after = load_card(out)
     assert after.get_int("A000000333010101.ec_balance") == 4000

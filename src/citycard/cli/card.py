@@ -246,12 +246,22 @@ def apdu(
     atr = card.power_on("contactless" if interface == "contactless" else "contact")
     _save(path, image)
     console.print(f"ATR {atr.hex().upper()}", highlight=False)
+    pans = {_pan(app_) for app_ in image.applications}
+
+    def hide(hex_text: str) -> str:
+        """The raw hex with the card's PAN digits masked (in 5A, 57 or anywhere else) unless --reveal."""
+        for pan in () if reveal else pans:
+            hex_text = hex_text.replace(pan, mask_pan(pan))
+        return hex_text
+
     for raw in raws:
         out = card.transmit(raw)
         _save(path, image)
         data, sw = out[:-2], int.from_bytes(out[-2:], "big")
-        console.print(f"> {raw.hex().upper()}", highlight=False)
-        console.print(f"< {data.hex().upper()} {sw:04X} ({sw_meaning(sw)})", highlight=False)
+        console.print(f"> {hide(raw.hex().upper())}", highlight=False, soft_wrap=True)
+        console.print(
+            f"< {hide(data.hex().upper())} {sw:04X} ({sw_meaning(sw)})", highlight=False, soft_wrap=True
+        )
         if data:
             console.print(format_tlv(data, rid="A000000333", mask=not reveal), highlight=False, markup=False)
     card.power_off()
