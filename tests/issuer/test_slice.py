@@ -4,6 +4,7 @@ online purchase and EC load whose ARQCs come from the emulated card, scripts the
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from citycard.issuer.commands import (
     Deposit,
     IssueCards,
     MalformedRequest,
+    ReplaceCard,
 )
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import BankAccount, DuplicateIssuance, InvalidIdNumber, NotFound
@@ -205,8 +207,80 @@ def test_bureau_record_carries_card_keys_under_the_bureau_kek(
     with database.unit_of_work(IssuerUnitOfWork) as uow:
         bank, product = uow.banks.get("ICBC"), uow.products.get("ICBC", "anon-ec")  # type: ignore[attr-defined]
     bureau.personalise(bank, product, card, None)
+    bureau.publish()
     record = bureau.sink.records[card.pan]  # type: ignore[attr-defined]
     header, udk = unwrap(kek, record["key_blocks"]["udk_ac"])
     assert header.usage == "E0" and header.exportability == "E"
     assert udk == bureau.sink.images[card.pan].applications[0].udk_ac  # type: ignore[attr-defined]
     assert record["bureau_kek"]["kcv"] == hsm.get("bureau-kek").kcv
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["progress", "replace"])
+def test_failed_issuance_leaves_no_card_image_files(
+    banks: IssuerService,
+    database: Database,
+    hsm: SoftHsm,
+    clock: object,
+    certify_issuer: object,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """Issuance is all or nothing for the files too: images reach the directory only after the commit."""
+    from citycard.cli.bank import DirectorySink
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.issuer.personalisation import ChipPersonaliser
+
+    home = tmp_path / "home"
+    files = ChipPersonaliser(hsm, certify_issuer, DirectorySink(home))  # type: ignore[arg-type]
+    service = IssuerService(
+        lambda: database.unit_of_work(IssuerUnitOfWork, clock=clock),  # type: ignore[arg-type, return-value]
+        hsm,
+        clock,  # type: ignore[arg-type]
+        personaliser=files,
+    )
+    before = ledger_snapshot(database)
+    if where == "progress":  # interrupted after three cards were personalised (Ctrl-C during a bulk run)
+        seen: list[int] = []
+
+        def progress(n: int) -> None:
+            seen.append(n)
+            if len(seen) == 3:
+                raise _Interrupted
+
+        with pytest.raises(_Interrupted):
+            service.issue_cards(IssueCards("BOC", "anon-ec", count=5), progress=progress)
+    else:  # the replacement's transaction fails after its image was made
+        pan = issue_registered(service)
+        before = ledger_snapshot(database)
+        images = sorted(p.name for p in (home / "cards").iterdir())
+        assert images == [f"{pan}.json"]
+        original = service._uow
+
+        def failing_uow() -> IssuerUnitOfWork:
+            uow = original()
+
+            def commit() -> None:
+                raise _Interrupted
+
+            uow.commit = commit  # type: ignore[method-assign]
+            return uow  # type: ignore[return-value]
+
+        service._uow = failing_uow  # type: ignore[assignment]
+        with pytest.raises(_Interrupted):
+            service.replace_card(ReplaceCard(pan))
+        assert sorted(p.name for p in (home / "cards").iterdir()) == images
+        assert len((home / "perso" / "ICBC.jsonl").read_text().splitlines()) == 1
+        service._uow = original  # type: ignore[method-assign]
+    assert ledger_snapshot(database) == before
+    if where == "progress":
+        assert not (home / "cards").exists() or not any((home / "cards").iterdir())
+        assert not (home / "perso").exists()
+        with database.unit_of_work(IssuerUnitOfWork) as uow:
+            assert uow.cards.list("BOC") == []
+    (card,) = service.issue_cards(IssueCards("BOC", "anon-ec"))  # the next issuance stores only its own
+    assert (home / "cards" / f"{card.pan}.json").exists()
+    assert len((home / "perso" / "BOC.jsonl").read_text().splitlines()) == 1

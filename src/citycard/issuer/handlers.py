@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -116,9 +116,12 @@ _CVR_PIN_FAILED = 0x02  # CVR byte 1 bit 2
 
 
 class CardPersonaliser(Protocol):
-    """Makes the card's image (keys from the HSM) and stores it; returns where it went."""
+    """Makes the card's image (keys from the HSM) inside the issuing transaction; stores it only when told
+    the transaction committed (``publish``), or forgets it when it did not (``discard``)."""
 
-    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> str: ...
+    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> None: ...
+    def publish(self) -> list[str]: ...
+    def discard(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,19 @@ class IssuerService:
             if product is not None:
                 self._products[(bank_code, code)] = product
         return product
+
+    @contextlib.contextmanager
+    def _issuing(self) -> Iterator[None]:
+        """Around a unit of work that personalises cards: their images are stored once it has committed,
+        dropped if it fails (issuance is all or nothing, for the files too)."""
+        try:
+            yield
+        except BaseException:
+            if self.personaliser is not None:
+                self.personaliser.discard()
+            raise
+        if self.personaliser is not None:
+            self.personaliser.publish()
 
     def _key(self, bank_code: str, role: str) -> KeyHandle:
         label = bank_key_labels(bank_code)[role]
@@ -296,7 +312,7 @@ class IssuerService:
 
     def _issue_batch(self, cmd: IssueCards, count: int, progress: Callable[[int], None] | None) -> list[Card]:
         now = self.clock()
-        with self._uow() as uow:
+        with self._issuing(), self._uow() as uow:
             bank = uow.banks.get(cmd.bank_code)
             if bank is None:
                 raise NotFound(f"no bank {cmd.bank_code}")
@@ -485,7 +501,7 @@ class IssuerService:
 
     def replace_card(self, cmd: ReplaceCard) -> Card:
         """A new card (new PAN) for the same holder and deposit account; the old one stays denied."""
-        with self._uow() as uow:
+        with self._issuing(), self._uow() as uow:
             old = self._card(uow, cmd.pan)
             if not old.registered:
                 raise UnregisteredCardLoss(old.pan)
@@ -501,7 +517,7 @@ class IssuerService:
 
     def renew(self, cmd: RenewCard) -> Card:
         """Expiry and renewal: a new card with a new expiry; the old card's EC balance follows later."""
-        with self._uow() as uow:
+        with self._issuing(), self._uow() as uow:
             old = self._card(uow, cmd.pan)
             if (
                 old.status not in (CardStatus.ACTIVE, CardStatus.ISSUED, CardStatus.EXPIRED)

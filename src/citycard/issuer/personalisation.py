@@ -11,6 +11,7 @@ three card keys as TR-31 version D key blocks under it; otherwise no key materia
 from __future__ import annotations
 
 import calendar
+import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -52,7 +53,12 @@ def profile_for(product: Product, card: Card, holder_name: str | None) -> Produc
 
 
 class ChipPersonaliser:
-    """``CardPersonaliser`` of the issuer handlers: chip image + personalisation record per card."""
+    """``CardPersonaliser`` of the issuer handlers: chip image + personalisation record per card.
+
+    Images are made inside the issuing transaction but reach the sink only after it commits: they are held
+    (per thread) until :meth:`publish`, and :meth:`discard` drops them when the transaction fails, so a
+    failed issuance leaves no card-image file and no bureau record behind.
+    """
 
     def __init__(
         self, hsm: Hsm, certify_issuer: IssuerCertifier, sink: ImageSink, *, bureau_kek: str | None = None
@@ -62,6 +68,22 @@ class ChipPersonaliser:
         self.certify_issuer = certify_issuer
         self.sink = sink
         self._keys: dict[str, HsmPersonalisationKeys] = {}
+        self._staged = threading.local()
+
+    def _pending(self) -> list[tuple[Card, CardImage, dict[str, Any]]]:
+        pending: list[tuple[Card, CardImage, dict[str, Any]]] | None = getattr(self._staged, "cards", None)
+        if pending is None:
+            pending = self._staged.cards = []
+        return pending
+
+    def publish(self) -> list[str]:
+        """Hand this thread's held images to the sink (after the issuing transaction committed)."""
+        pending, self._staged.cards = self._pending(), []
+        return [self.sink.save(card, image, record) for card, image, record in pending]
+
+    def discard(self) -> None:
+        """Drop this thread's held images (the issuing transaction rolled back)."""
+        self._staged.cards = []
 
     def keys(self, bank_code: str) -> HsmPersonalisationKeys:
         keys = self._keys.get(bank_code)
@@ -77,7 +99,8 @@ class ChipPersonaliser:
             )
         return keys
 
-    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> str:
+    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> None:
+        """Make the card's image and record; held until :meth:`publish`."""
         keys = self.keys(bank.code)
         profile = profile_for(product, card, holder_name)
         serial = int(card.pan[len(product.bin) : -1])
@@ -111,4 +134,4 @@ class ChipPersonaliser:
                 )
             }
             record["bureau_kek"] = {"label": self.bureau_kek.label, "kcv": self.bureau_kek.kcv}
-        return self.sink.save(card, image, record)
+        self._pending().append((card, image, record))
