@@ -83,7 +83,7 @@ def test_pin_block_both_ways() -> None:
     # REFERENCE.md: ISO 9564-1 format 0.
     assert "PIN block: 041274EDCBA9876F" in run("pin-block", "1234", "4012345678909")
     assert "PIN: 1234" in run("pin-block", "--decode", "041274EDCBA9876F", "4012345678909")
-    assert runner.invoke(app, ["pin-block", "12", "4012345678909"]).exit_code != 0
+    assert runner.invoke(app, ["pin-block", "12", "4012345678909"]).exit_code == 2
 
 
 def test_tlv_names_and_masking() -> None:
@@ -97,7 +97,7 @@ def test_dol_with_data() -> None:
     out = run("dol", "9F02069F37045F2A02", "000000001000123456780156")
     assert "total 12 bytes" in out
     assert "9F37" in out and "12345678" in out and "10.00" in out
-    assert runner.invoke(app, ["dol", "9F0206", "0000"]).exit_code != 0
+    assert runner.invoke(app, ["dol", "9F0206", "0000"]).exit_code == 2
 
 
 def test_bad_hex_is_a_usage_error() -> None:
@@ -161,4 +161,13 @@ def test_cert_recovery_public_vector() -> None:
     )
     assert "Issuer identifier: 528588" in out and "ICC PAN: 5285881254345653" in out
     bad = runner.invoke(app, ["cert", v.DDA_CA_MODULUS.hex(), v.SDA_ISSUER_CERT.hex()])
-    assert bad.exit_code != 0
+    assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit) and "INVALID" in bad.output
+
+
+@pytest.mark.parametrize("command", sorted(c.name or "" for c in app.registered_commands))
+@pytest.mark.parametrize(
+    "garbage", [["zz"], ["zz", "zz"], ["0", "1", "2"], ["00", "00", "--sk", "zz", "--atc", "1"]]
+)
+def test_garbage_is_a_usage_error_never_a_traceback(command: str, garbage: list[str]) -> None:
+    result = runner.invoke(app, [command, *garbage])
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), (command, result.output)
