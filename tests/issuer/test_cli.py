@@ -37,8 +37,10 @@ def run(app: typer.Typer, *args: str, code: int = 0) -> str:
 
 def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> None:
     run(cli, "bank", "add", "ICBC", "--bin", "621226")
-    run(cli, "bank", "add", "BOC", "--bin", "621661")
-    assert "ICBC" in run(cli, "bank", "list")
+    assert "not an amount" in run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "5.001", code=1)
+    run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "500.50")
+    listing = run(cli, "bank", "list")
+    assert "ICBC" in listing and "1000.00" in listing and "500.50" in listing
     out = run(
         cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, "--reveal"
     )
@@ -79,6 +81,11 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     )
     records = [json.loads(line) for line in (tmp_path / "perso" / "BOC.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["key_blocks"]["udk_ac"].startswith("D") for r in records)
+    anonymous = records[0]["image"].removesuffix(".json")
+    refusal = run(cli, "card", "report-lost", anonymous, code=1)
+    assert refusal.count("\n") == 1 and "its loss is the holder's loss" in refusal  # one line, no traceback
+    assert run(cli, "card", "issue", "--bank", "CCB", code=1) == "error: no bank CCB\n"
+    assert run(cli, "card", "report-lost", "1234", code=1) == "error: no card ****\n"
     run(cli, "card", "deposit", pan, "500.00")
     assert "PVV stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)

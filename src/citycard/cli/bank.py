@@ -36,10 +36,13 @@ from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, Malformed
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import Card, IssuerError
 
+from .card import parse_yuan
+
 __all__ = ["DirectorySink", "Issuer", "app", "fail", "open_issuer", "yuan"]
 
 app = typer.Typer(help="Issuing banks: keys, books, BIN ranges and card products.", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 
 
 def yuan(fen: int | None) -> str:
@@ -50,7 +53,8 @@ def yuan(fen: int | None) -> str:
 
 
 def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    """Print ``error: message`` as one line on stderr; ``raise fail(...)`` ends the command with status 1."""
+    errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     return typer.Exit(1)
 
 
@@ -125,9 +129,15 @@ def add(
     bin_: Annotated[str, typer.Option("--bin", help="BIN (issuer identification number), 6-8 digits")] = "",
     pan_length: Annotated[int, typer.Option(help="PAN length of the BIN range")] = 19,
     products: Annotated[bool, typer.Option(help="also create the products debit-ec and anon-ec")] = True,
-    ec_limit: Annotated[int, typer.Option(help="EC balance limit of the products, fen")] = 100_000,
+    ec_limit: Annotated[
+        str, typer.Option(help="EC balance limit (9F77) of the products, yuan, e.g. 1000.00")
+    ] = "1000.00",
 ) -> None:
     """Add a bank: its keys in the HSM, its books in the ledger, a BIN range and the standard products."""
+    try:
+        ec_limit_fen = parse_yuan(ec_limit)
+    except ValueError as exc:
+        raise fail(f"--ec-limit: {exc}") from None
     with open_issuer() as issuer:
         bank = issuer.service.add_bank(AddBank(code, name or f"{code} city branch"))
         console.print(f"bank [bold]{bank.code}[/bold] added; keys generated in the HSM")
@@ -141,7 +151,12 @@ def add(
                 ):
                     issuer.service.add_product(
                         AddProduct(
-                            code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit
+                            code,
+                            product,
+                            label,
+                            bin_,
+                            registered=registered,
+                            ec_balance_limit_fen=ec_limit_fen,
                         )
                     )
                     console.print(f"product {product}: {label}")

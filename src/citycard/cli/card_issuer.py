@@ -70,7 +70,7 @@ def issue(
     with open_issuer(bureau_kek=bureau_kek) as issuer:
         cmd = c.IssueCards(bank, product, count, holder, id_number, phone)
         columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=count < 5) as progress:
+        with Progress(*columns, console=console, disable=count < 5) as progress:
             task = progress.add_task("issue", total=count)
             cards = issuer.service.issue_cards(cmd, progress=lambda n: progress.advance(task, n))
         if activate_now:
@@ -97,6 +97,8 @@ def deposit(
         fen = parse_yuan(amount)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if fen <= 0:
+        raise fail(f"the amount must be positive, not {amount!r}")
     import uuid
 
     with open_issuer() as issuer:

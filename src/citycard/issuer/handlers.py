@@ -405,7 +405,7 @@ class IssuerService:
     def _card(self, uow: IssuerUnitOfWork, pan: str) -> Card:
         card = uow.cards.get(pan, for_update=True)
         if card is None:
-            raise NotFound(f"no card {mask_pan(pan) if pan.isdigit() else pan!r}")
+            raise NotFound(f"no card {mask_pan(pan) if pan.isdigit() else repr(pan)}")
         return card
 
     def activate(self, cmd: ActivateCard) -> Card:

@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date
 
+from citycard.chip.personalise import luhn_check_digit
+from citycard.codec.pretty import mask_pan
+
 __all__ = [
     "ACCOUNT_CODES",
     "AlreadyExists",
@@ -93,25 +96,6 @@ def validate_id_number(text: str) -> str:
     if id_number_check_character(value[:17]) != value[17]:
         raise InvalidIdNumber("the check character does not match (GB 11643-1999, ISO 7064 MOD 11-2)")
     return value
-
-
-def luhn_check_digit(digits: str) -> str:
-    """ISO/IEC 7812-1 Annex B check digit for ``digits`` (the PAN without its last digit)."""
-    assert digits.isdigit()
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits (PCI DSS 3.4 display rule)."""
-    return pan[:6] + "*" * max(0, len(pan) - 10) + pan[-4:]
 
 
 def bank_key_labels(bank_code: str) -> dict[str, str]:
