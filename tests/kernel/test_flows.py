@@ -199,6 +199,47 @@ def test_expired_card_sets_tvr_and_declines_qpboc():
     assert out.kind is OutcomeKind.DECLINED_OFFLINE and "expired" in out.reason
 
 
+def _with_ctq(card, ctq: int):
+    """Our card sends CTQ 20 00 (online if ODA fails); this proxy shows the kernel other CTQ bits in the
+    GPO's 9F6C (the signed 9F69 keeps the card's own, so fDDA still verifies)."""
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        response = inner(apdu)
+        at = response.find(bytes.fromhex("9F6C02"))
+        if apdu[:2] == b"\x80\xa8" and at >= 0:
+            response = response[: at + 3] + bytes((ctq, 0)) + response[at + 5 :]
+        return response
+
+    card.transmit = transmit
+    return card
+
+
+def test_qpboc_ctq_signature_required_prints_a_signature_line():
+    from citycard.pos.receipt import render_receipt
+
+    out, _ = transact(_with_ctq(new_card("contactless"), 0x60), K.PURCHASE, 200, interface="contactless")
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE and out.data["9F34"] == bytes.fromhex("1E0000")
+    assert "SIGNATURE" in render_receipt(terminal_config(), out, None, amount_fen=200)
+    plain, _ = transact(new_card("contactless"), K.PURCHASE, 200, interface="contactless")
+    assert plain.approved and "SIGNATURE" not in render_receipt(
+        terminal_config(), plain, None, amount_fen=200
+    )
+
+
+def test_qpboc_ctq_go_online_if_the_application_expired():
+    later = dt.datetime(2032, 1, 5, 8, 0, 0)
+    stub = issuer_stub()
+    out, _ = transact(_with_ctq(new_card("contactless"), 0x28), K.PURCHASE, 200, interface="contactless",
+                      now=later, online=stub.authorize)  # fmt: skip
+    assert out.kind is OutcomeKind.APPROVED_ONLINE and len(stub.requests) == 1, out.reason
+    assert out.tvr[1] & 0x40  # TVR expired application
+    validator = terminal_config(terminal_type=0x26)  # offline only: nowhere to go, declined
+    out, _ = transact(_with_ctq(new_card("contactless"), 0x28), K.PURCHASE, 200, interface="contactless",
+                      now=later, cfg=validator)  # fmt: skip
+    assert out.kind is OutcomeKind.DECLINED_OFFLINE and "expired" in out.reason
+
+
 def test_bits_helper():
     b = Bits(5)
     b.set(TVR_FLOOR_LIMIT)

@@ -17,11 +17,13 @@ from typing import Any, Literal
 from citycard.codec import tlv
 from citycard.codec.dol import build_dol_data
 from citycard.codec.tlv import Tlv
+from citycard.crypto import des
+from citycard.crypto.pin import pin_block_iso0
 
 from . import oda
 from .config import TerminalAid, TerminalConfig
 from .events import Answer, CardRemoved, CardResponse, Event, OnlineRequest, Outcome, OutcomeKind, SendApdu
-from .tvr import Bits
+from .tvr import TVR_ONLINE_PIN_ENTERED, Bits
 
 __all__ = [
     "APPROVED_CODES",
@@ -446,6 +448,12 @@ class KernelBase:
             static_data=self._static_data,
             records_ok=not self._oda_missing_records,
         )
+
+    def _encipher_online_pin(self, pin: str) -> None:
+        """ISO 9564 format-0 PIN block under the terminal PIN key (3DES) for the authorization (field 52)."""
+        pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
+        self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
+        self.tvr.set(TVR_ONLINE_PIN_ENTERED)
 
     def _online_request(self) -> OnlineRequest:
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()

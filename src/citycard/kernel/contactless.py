@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from citycard.crypto import des
-from citycard.crypto.pin import pin_block_iso0
-
 from . import oda
 from .base import APPROVED_CODES, CardError, KernelBase, _date, _pan_digits
 from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
@@ -22,12 +19,18 @@ from .tvr import (
     TVR_EXPIRED,
     TVR_MERCHANT_FORCED_ONLINE,
     TVR_ODA_NOT_PERFORMED,
-    TVR_ONLINE_PIN_ENTERED,
     TVR_PIN_NOT_ENTERED,
     cid_type,
 )
 
 __all__ = ["ContactlessSteps"]
+
+# CTQ (9F6C) byte 1, JR/T 0025.12 Annex: what the card asks of the reader
+CTQ_ONLINE_PIN = 0x80
+CTQ_SIGNATURE = 0x40
+CTQ_ONLINE_IF_ODA_FAILS = 0x20
+CTQ_SWITCH_IF_ODA_FAILS = 0x10
+CTQ_ONLINE_IF_EXPIRED = 0x08
 
 
 class ContactlessSteps(KernelBase):
@@ -61,14 +64,19 @@ class ContactlessSteps(KernelBase):
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
         if cryptogram == CID_AAC:
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "card declined (AAC)")
+        if ctq[0] & CTQ_SIGNATURE:
+            self.term["9F34"] = bytes.fromhex("1E0000")  # signature (printed on the receipt)
         if cryptogram == CID_TC:
             self._ec = True
             reason = self._qpboc_offline_checks(pan)
             if reason is None:
                 return self._finish(OutcomeKind.APPROVED_OFFLINE, "qPBOC offline approval (fDDA)")
-            if ctq[0] & 0x20 and self.config.online_capable and TVR_DDA_FAILED in self.tvr:
+            online = self.config.online_capable
+            if ctq[0] & CTQ_ONLINE_IF_ODA_FAILS and online and TVR_DDA_FAILED in self.tvr:
                 return (yield from self._qpboc_online())
-            if ctq[0] & 0x10 and TVR_DDA_FAILED in self.tvr:
+            if ctq[0] & CTQ_ONLINE_IF_EXPIRED and online and TVR_EXPIRED in self.tvr:
+                return (yield from self._qpboc_online())
+            if ctq[0] & CTQ_SWITCH_IF_ODA_FAILS and TVR_DDA_FAILED in self.tvr:
                 return self._finish(OutcomeKind.TRY_ANOTHER_INTERFACE, reason)
             return self._finish(OutcomeKind.DECLINED_OFFLINE, reason)
         return (yield from self._qpboc_online())
@@ -109,13 +117,12 @@ class ContactlessSteps(KernelBase):
         ctq = self.card.get("9F6C", b"\x00\x00")
         if not self.config.online_capable:
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "online required; reader is offline-only")
-        if ctq[0] & 0x80 and self.config.pin_key:
+        if ctq[0] & CTQ_ONLINE_PIN and self.config.pin_key:
             answer = yield RequestPin("online", self.txn.amount_fen)
             pin = answer.pin if isinstance(answer, PinEntry) else None
             if pin:
-                pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
-                self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
-                self.tvr.set(TVR_ONLINE_PIN_ENTERED)
+                self._encipher_online_pin(pin)
+                self.term["9F34"] = bytes.fromhex("020000")  # online PIN, result unknown
             else:
                 self.tvr.set(TVR_PIN_NOT_ENTERED)
         answer = yield GoOnline(self._online_request())

@@ -6,19 +6,17 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Literal
 
-from citycard.crypto import des
-from citycard.crypto.pin import encipher_offline_pin, pin_block_iso0, plaintext_offline_pin_block
+from citycard.crypto.pin import encipher_offline_pin, plaintext_offline_pin_block
 
 from . import cvm as cvmlib
 from . import oda
-from .base import CardError, KernelBase, _pan_digits
+from .base import CardError, KernelBase
 from .events import Answer, Event, PinEntry, RequestPin
 from .tvr import (
     AIP_CVM,
     TSI_CVM,
     TVR_CVM_FAILED,
     TVR_ICC_DATA_MISSING,
-    TVR_ONLINE_PIN_ENTERED,
     TVR_PIN_NOT_ENTERED,
     TVR_PIN_PAD_MISSING,
     TVR_PIN_TRY_LIMIT,
@@ -96,9 +94,7 @@ class VerificationSteps(KernelBase):
             if not pin:
                 self.tvr.set(TVR_PIN_NOT_ENTERED)
                 return None
-            pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
-            self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
-            self.tvr.set(TVR_ONLINE_PIN_ENTERED)
+            self._encipher_online_pin(pin)
             return 0x00
         enciphered = code in (cvmlib.CVM_ENCIPHERED_OFFLINE, cvmlib.CVM_ENCIPHERED_OFFLINE_SIGNATURE)
         ok = yield from self._offline_pin(enciphered)
