@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from citycard.codec.tlv import encode
 from citycard.db import Database
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import (
@@ -190,6 +191,45 @@ def test_ec_load_reversal_returns_the_money_to_the_account(
         codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
     assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
     assert term.ec_balance() == 0
+
+
+@pytest.mark.parametrize(("script_result", "reversed_"), [(0x20, False), (0x10, True), (0x00, True)])
+def test_ec_load_reversal_respects_the_cards_script_result(
+    banks: IssuerService,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    script_result: int,
+    reversed_: bool,
+) -> None:
+    """A reversal whose 9F5B says the card ran the PUT DATA 9F79 (0x2-) leaves the load standing: the card
+    holds the money. Failed (0x1-) or not performed (0x0-): the load is reversed."""
+    pan = issue_registered(banks)
+    banks.deposit(Deposit(pan, 10_000, "dep-1"))
+    term = terminal_for(pan)
+    f55 = term.first_ac(3_000, txn_type=0x60)
+    answer = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 3_000, f55, "l-1"))
+    assert answer.approved
+    if script_result == 0x20:
+        _, sws = term.complete(answer.field55, answer.arc)
+        assert sws == [0x9000] and term.ec_balance() == 3_000
+    after_load = ledger_snapshot(database)
+    results = encode("9F5B", bytes((script_result,)) + bytes(4))
+    reversal = AuthorizationRequest(
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="l-1"
+    )
+    answer = banks.authorize(reversal)
+    assert answer.approved
+    with database.unit_of_work() as uow:
+        codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
+    if reversed_:
+        assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
+    else:
+        assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
+        assert codes == {BankAccount.CARD_DEPOSIT: 7_000, BankAccount.CARD_EC_FLOAT: 3_000}
+    bad = AuthorizationRequest(
+        "r-2", AuthorizationKind.REVERSAL, pan, PSN, 0, b"\x9f", original_request_id="l-1"
+    )
+    assert banks.authorize(bad).response_code == ("00" if reversed_ else "30")  # reversed already / not TLV
 
 
 def test_bureau_record_carries_card_keys_under_the_bureau_kek(

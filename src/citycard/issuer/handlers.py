@@ -16,7 +16,9 @@ JR/T 0025.13 for the EC load):
    (IEEE S&P 2010) makes the terminal believe a PIN was verified that the card never saw;
 4. the business: purchase (deposit -> network settlement), balance inquiry, EC load 圈存 (deposit -> EC
    float, answered with ``PUT DATA 9F79``), EC cash load (counter cash -> EC float), reversal (the original's
-   transfers mirrored);
+   transfers mirrored — except an EC load whose reversal reports, in the issuer script results ``9F5B``,
+   that the card applied the ``PUT DATA 9F79``: the card holds the money, so the load stands). Purchases
+   post at once (single-message authorization): there are no pending holds to complete later;
 5. the answer: response code, ARPC method 1 over the ARQC and ARC (the response code in ASCII), and issuer
    scripts (EC balance, application block/unblock pending for the card).
 
@@ -937,6 +939,14 @@ class IssuerService:
             ), []
         if original.response_code != "00" or not original.transfer_ids:
             return AuthorizationResponse(req.request_id, "00", "nothing was posted; nothing to reverse"), []
+        if original.kind == AuthorizationKind.EC_LOAD:
+            try:
+                applied = _ec_load_script_applied(req.field55)
+            except TlvError as exc:
+                return AuthorizationResponse(req.request_id, "30", f"field 55: {exc}"), []
+            if applied:  # the card holds the loaded balance: the load stands (acknowledged, posts nothing)
+                reason = "the card applied the EC load script (9F5B): the load stands, nothing reversed"
+                return AuthorizationResponse(req.request_id, "00", reason), []
         legs = []
         for i, t in enumerate(uow.ledger.lookup_transfers(original.transfer_ids), start=1):
             legs.append(
@@ -996,6 +1006,18 @@ def _ec_balance_from_iad(iad: bytes) -> tuple[int, bytes, bytes] | None:
             return None
         return balance, iad[9:15], iad[15:19]
     return None
+
+
+def _ec_load_script_applied(field55: bytes) -> bool:
+    """Whether the reversal's chip data report that the card ran the ``PUT DATA 9F79`` of the load.
+
+    Issuer Script Results ``9F5B`` (EMV Book 3 Annex A, §10.10): 5 bytes per script, the high nibble of the
+    first byte ``2`` = processed successfully, then the 4-byte script identifier (``9F18``); the load's
+    ``PUT DATA 9F79`` is script 0 of the answer. No ``9F5B`` (the terminal never got to script processing,
+    e.g. the answer timed out or the card was torn away) means the card did not apply it."""
+    results = decode_dict(field55).get("9F5B", b"") if field55 else b""
+    entries = [results[i : i + 5] for i in range(0, len(results) - 4, 5)]
+    return any(e[0] >> 4 == 2 and e[1:] == bytes(4) for e in entries)
 
 
 def _yymm(now_ns: int) -> str:
