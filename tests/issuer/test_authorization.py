@@ -205,3 +205,43 @@ def test_ec_balance_in_the_iad_is_trusted_only_with_its_mac(
     assert ledger_snapshot(database) == before
     resp = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 1_000, f55, "l-2"))
     assert resp.approved and resp.scripts[0][5:11] == bcd_amount(1_000)
+
+
+@pytest.mark.parametrize("amount", [0, -100, 1.5, "100", True, 10**13])
+def test_bad_amounts_post_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal], amount: object
+) -> None:
+    """An amount that is not a positive whole number of fen is refused before anything can be posted."""
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    before = ledger_snapshot(database)
+    for kind in (PURCHASE, AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD):
+        with pytest.raises(MalformedRequest, match="amount_fen"):
+            banks.authorize(request(pan, kind, amount, f55, f"bad-{kind}"))  # type: ignore[arg-type]
+    with pytest.raises(MalformedRequest, match="amount_fen"):
+        banks.deposit(Deposit(pan, amount, "bad-deposit"))  # type: ignore[arg-type]
+    assert ledger_snapshot(database) == before
+
+
+def test_unknown_bin_is_refused_and_posts_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    from citycard.issuer.commands import AddBinRange, AddProduct, IssueCards
+    from citycard.issuer.model import NotFound
+    from citycard.issuer.model import luhn_check_digit as luhn
+
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    before = ledger_snapshot(database)
+    with pytest.raises(NotFound, match="BIN 999999"):
+        banks.add_product(AddProduct("ICBC", "gold", "Gold card", "999999"))
+    with pytest.raises(NotFound, match="BIN 621661"):  # BOC's BIN is not ICBC's
+        banks.add_product(AddProduct("ICBC", "gold", "Gold card", "621661"))
+    with pytest.raises(MalformedRequest, match="bin"):
+        banks.add_bin_range(AddBinRange("ICBC", "12AB56"))
+    with pytest.raises(NotFound):
+        banks.issue_cards(IssueCards("ICBC", "gold"))
+    body = "999999" + pan[6:-1]  # a PAN of a BIN no bank here issues
+    answer = banks.authorize(request(body + luhn(body), PURCHASE, 1_000, f55, "p-unknown-bin"))
+    assert answer.response_code == "14" and not answer.approved
+    assert ledger_snapshot(database) == before
