@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable
 
 import gmpy2
@@ -47,6 +46,8 @@ from citycard.crypto.cryptograms import AC_DATA_LENGTHS, AC_DATA_TAGS, generate_
 from citycard.crypto.derivation import derive_pboc_session_key
 from citycard.demokeys import DemoKeys
 
+from benchmarks.timing import rates
+
 SELECT = bytes.fromhex("00A4040008A00000033301010100")
 READ = bytes.fromhex("00B2011400")
 GPO = bytes.fromhex("80A800000B8309") + b"\x01" + bytes.fromhex("0000000000010156") + b"\x00"
@@ -56,39 +57,15 @@ INT_AUTH = bytes.fromhex("0088000004DEADBEEF00")
 
 AC_INPUT_LEN = sum(AC_DATA_LENGTHS.get(tag, 4) for tag in AC_DATA_TAGS)  # the CVR (4 bytes) last
 IAD_MAC_INPUT_LEN = 9  # 01 ‖ balance (5) ‖ ATC (2): chip.pboc.build_iad
-_ROUNDS, _SLICE_S = 6, 0.12
 _PARITY = bytes(b & 0xFE | ((bin(b >> 1).count("1") + 1) & 1) for b in range(256))
-
-
-def _slice(fn: Callable[[], object], setup: Callable[[], None] | None, seconds: float) -> float:
-    """Calls per second of ``fn`` during one slice; ``setup`` runs untimed before each call."""
-    n, spent = 0, 0.0
-    clock = time.perf_counter
-    if setup is None:
-        start = clock()
-        while (spent := clock() - start) < seconds:
-            for _ in range(10):
-                fn()
-            n += 10
-        return n / spent
-    while spent < seconds:
-        setup()
-        start = clock()
-        fn()
-        spent += clock() - start
-        n += 1
-    return n / spent
 
 
 def _compare(
     ours: Callable[[], object], base: Callable[[], object], setup: Callable[[], None] | None = None
 ) -> tuple[float, float]:
-    """(ours, baseline) in calls per second: alternating slices, best slice of each."""
-    best_ours = best_base = 0.0
-    for _ in range(_ROUNDS):
-        best_ours = max(best_ours, _slice(ours, setup, _SLICE_S))
-        best_base = max(best_base, _slice(base, None, _SLICE_S))
-    return best_ours, best_base
+    """(ours, baseline) in calls per second, measured in alternating slices (:mod:`benchmarks.timing`)."""
+    ours_rate, base_rate = rates([ours, base], [setup, None])
+    return ours_rate, base_rate
 
 
 def _card() -> Card:
@@ -220,7 +197,7 @@ def main() -> None:
             card.transmit(bytes.fromhex(sfi_rec))
         card.transmit(GEN_AC)
 
-    tx = max(_slice(purchase, None, _SLICE_S) for _ in range(_ROUNDS))
+    (tx,) = rates([purchase])
     print(
         f"{'command':38} {'cmds/s':>9} {'µs':>6}  {'baseline (same run)':42} {'ops/s':>9} {'µs':>6}  overhead"
     )

@@ -6,7 +6,6 @@ so the ratio says how many such passes one of our operations costs. Run: ``pytho
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from citycard.codec.apdu import CommandApdu
@@ -14,6 +13,8 @@ from citycard.codec.dol import build_dol_data, parse_dol, split_dol_data
 from citycard.codec.pretty import format_tlv
 from citycard.codec.tags import RID_UNIONPAY
 from citycard.codec.tlv import decode, decode_dict, encode, encode_many
+
+from benchmarks.timing import rates
 
 H = bytes.fromhex
 
@@ -54,19 +55,6 @@ PDOL_DATA = build_dol_data(PDOL, SOURCE, rid=RID_UNIONPAY)
 GPO = CommandApdu(0x80, 0xA8, 0x00, 0x00, encode("83", PDOL_DATA), 256).to_bytes()
 
 
-def _rate(fn: Callable[[], object], seconds: float = 0.4) -> float:
-    """Calls per second, best of 3 runs of ``seconds`` each."""
-    best = 0.0
-    for _ in range(3):
-        n, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for _ in range(100):
-                fn()
-            n += 100
-        best = max(best, n / elapsed)
-    return best
-
-
 def main() -> None:
     assert CommandApdu.parse(GPO).data == encode("83", PDOL_DATA)
     cases: list[tuple[str, Callable[[], object]]] = [
@@ -80,11 +68,10 @@ def main() -> None:
         ("apdu.CommandApdu.parse(GPO)", lambda: CommandApdu.parse(GPO)),
         ("pretty.format_tlv(record)", lambda: format_tlv(RECORD, rid=RID_UNIONPAY)),
     ]
-    base = 0.0
+    measured = rates([fn for _, fn in cases], seconds=0.06)
+    base = measured[0]
     print(f"{'operation':<48} {'ops/s':>12} {'x baseline time':>16}")
-    for name, fn in cases:
-        rate = _rate(fn)
-        base = base or rate
+    for (name, _), rate in zip(cases, measured, strict=True):
         print(f"{name:<48} {rate:>12,.0f} {base / rate:>16.1f}")
 
 

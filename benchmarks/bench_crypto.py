@@ -12,7 +12,6 @@ Ratios are "x baseline rate" (above 1 is faster). Run: ``python -m benchmarks cr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from itertools import count
 
@@ -37,21 +36,10 @@ from citycard.crypto.rsa_cert import (
 )
 from citycard.crypto.sm import Algorithm, sm3, sm4_mac
 
+from benchmarks.timing import rates
+
 IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 AC_DATA = bytes.fromhex("000000002000000000000000012400000080000124110309003804823E5800000103A03002")
-
-
-def _rate(fn: Callable[[], object], seconds: float = 0.4) -> float:
-    """Calls per second, best of 3 runs of ``seconds`` each."""
-    best = 0.0
-    for _ in range(3):
-        n, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for _ in range(20):
-                fn()
-            n += 20
-        best = max(best, n / elapsed)
-    return best
 
 
 def _naive_3des() -> bytes:
@@ -124,11 +112,11 @@ def _rsa() -> list[tuple[str, Callable[[], object]]]:
 
 
 def _table(title: str, cases: list[tuple[str, Callable[[], object]]]) -> None:
-    rates = [(name, _rate(fn)) for name, fn in cases]
-    base = rates[0][1]
+    measured = rates([fn for _, fn in cases], seconds=0.08)
+    base = measured[0]
     print(f"\n{title}")
     print(f"{'operation':<58} {'ops/s':>12} {'x baseline':>11}")
-    for name, rate in rates:
+    for (name, _), rate in zip(cases, measured, strict=True):
         print(f"{name:<58} {rate:>12,.0f} {rate / base:>11.2f}")
 
 
