@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from citycard.chip import pboc
 from citycard.chip.card import Card
-from citycard.chip.image import CardImage
+from citycard.chip.image import CardImage, cell_key
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.codec.apdu import CommandApdu
 from citycard.codec.tlv import decode_dict, encode, encode_many
@@ -168,10 +168,14 @@ def main() -> None:
     ours, base = _compare(lambda: card.transmit(READ), record_codec)
     rows.append(("READ RECORD SFI 2 rec 1", ours, "codec: parse APDU + build the record", base, False))
 
+    atc_cell = cell_key(app.aid, "atc")
+
     def new_transaction() -> None:
+        if card.image.get_int(atc_cell) > 0xF000:  # a fast machine must not run the ATC out (GPO → 6985)
+            card.image.nvm[atc_cell] = 0
         card.power_on()
         card.transmit(SELECT)
-        card.transmit(GPO)
+        assert card.transmit(GPO)[-2:] == b"\x90\x00"
 
     new_transaction()
     response = decode_dict(card.transmit(GEN_AC)[:-2])
@@ -190,9 +194,7 @@ def main() -> None:
                  "SHA-1 + gmpy2 CRT powmod, same key", base, True))  # fmt: skip
 
     def purchase() -> None:
-        card.power_on()
-        card.transmit(SELECT)
-        card.transmit(GPO)
+        new_transaction()
         for sfi_rec in ("00B2011400", "00B2021400", "00B2011C00", "00B2021C00", "00B2031C00", "00B2012400"):
             card.transmit(bytes.fromhex(sfi_rec))
         card.transmit(GEN_AC)
