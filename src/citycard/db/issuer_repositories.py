@@ -7,8 +7,11 @@ UPDATE`` (PostgreSQL); SQLite serialises writers at ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -47,6 +50,24 @@ __all__ = [
 _MAX_BATCH = 100_000
 
 
+_V = TypeVar("_V")
+
+
+def _values(value: Any) -> dict[str, Any]:
+    """A domain dataclass as column values: each field is the column of the same name (enums by value)."""
+    out = {}
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        out[f.name] = item.value if isinstance(item, enum.Enum) else item
+    return out
+
+
+def _from_row(cls: type[_V], row: Any, **converted: Any) -> _V:
+    """The dataclass ``cls`` from a row with a column per field; ``converted`` gives fields that need it."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: getattr(row, name) for name in names if name not in converted}, **converted)
+
+
 class _Repo:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -57,36 +78,22 @@ class _Repo:
 
 class SqlBanks(_Repo):
     def add(self, bank: Bank) -> None:
-        self.session.execute(
-            insert(issuer_banks).values(
-                code=bank.code,
-                name=bank.name,
-                cash_account_id=bank.cash_account_id,
-                settlement_account_id=bank.settlement_account_id,
-                fee_account_id=bank.fee_account_id,
-            )
-        )
+        self.session.execute(insert(issuer_banks).values(**_values(bank)))
 
     def get(self, code: str) -> Bank | None:
         row = self._one(select(issuer_banks).where(issuer_banks.c.code == code))
-        return _bank(row) if row else None
+        return _from_row(Bank, row) if row else None
 
     def list(self) -> list[Bank]:
-        return [_bank(r) for r in self.session.execute(select(issuer_banks).order_by(issuer_banks.c.code))]
+        query = select(issuer_banks).order_by(issuer_banks.c.code)
+        return [_from_row(Bank, r) for r in self.session.execute(query)]
 
     def add_bin(self, bin_range: BinRange) -> None:
-        self.session.execute(
-            insert(issuer_bin_ranges).values(
-                bin=bin_range.bin,
-                bank_code=bin_range.bank_code,
-                pan_length=bin_range.pan_length,
-                next_serial=bin_range.next_serial,
-            )
-        )
+        self.session.execute(insert(issuer_bin_ranges).values(**_values(bin_range)))
 
     def get_bin(self, bin: str) -> BinRange | None:
         row = self._one(select(issuer_bin_ranges).where(issuer_bin_ranges.c.bin == bin))
-        return BinRange(row.bin, row.bank_code, row.pan_length, row.next_serial) if row else None
+        return _from_row(BinRange, row) if row else None
 
     def take_serials(self, bin: str, count: int) -> int:
         assert 0 < count <= _MAX_BATCH
@@ -97,124 +104,48 @@ class SqlBanks(_Repo):
         return int(row.next_serial)
 
 
-def _bank(row: Any) -> Bank:
-    return Bank(row.code, row.name, row.cash_account_id, row.settlement_account_id, row.fee_account_id)
-
-
 class SqlProducts(_Repo):
     def add(self, product: Product) -> None:
-        self.session.execute(
-            insert(issuer_products).values(
-                bank_code=product.bank_code,
-                code=product.code,
-                name=product.name,
-                bin=product.bin,
-                registered=product.registered,
-                ec_balance_limit_fen=product.ec_balance_limit_fen,
-                ec_single_limit_fen=product.ec_single_limit_fen,
-                ec_reset_threshold_fen=product.ec_reset_threshold_fen,
-                issue_fee_fen=product.issue_fee_fen,
-                annual_fee_fen=product.annual_fee_fen,
-                validity_years=product.validity_years,
-            )
-        )
+        self.session.execute(insert(issuer_products).values(**_values(product)))
 
     def get(self, bank_code: str, code: str) -> Product | None:
         t = issuer_products
         row = self._one(select(t).where(t.c.bank_code == bank_code, t.c.code == code))
-        return _product(row) if row else None
+        return _from_row(Product, row, registered=bool(row.registered)) if row else None
 
     def list(self, bank_code: str | None = None) -> list[Product]:
         t = issuer_products
         query = select(t).order_by(t.c.bank_code, t.c.code)
         if bank_code is not None:
             query = query.where(t.c.bank_code == bank_code)
-        return [_product(r) for r in self.session.execute(query)]
-
-
-def _product(row: Any) -> Product:
-    return Product(
-        row.code,
-        row.bank_code,
-        row.name,
-        row.bin,
-        bool(row.registered),
-        row.ec_balance_limit_fen,
-        row.ec_single_limit_fen,
-        row.ec_reset_threshold_fen,
-        row.issue_fee_fen,
-        row.annual_fee_fen,
-        row.validity_years,
-    )
+        return [_from_row(Product, r, registered=bool(r.registered)) for r in self.session.execute(query)]
 
 
 class SqlCardholders(_Repo):
     def add(self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int) -> Cardholder:
+        values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id))
+        del values["id"]  # the database numbers the holders
         result = self.session.execute(
-            insert(issuer_cardholders)
-            .values(
-                name=name,
-                id_hash=id_hash,
-                id_last4=id_last4,
-                phone=phone,
-                deposit_account_id=deposit_account_id,
-            )
-            .returning(issuer_cardholders.c.id)
+            insert(issuer_cardholders).values(**values).returning(issuer_cardholders.c.id)
         )
-        holder_id = int(result.scalar_one())
-        return Cardholder(holder_id, name, id_hash, id_last4, phone, deposit_account_id)
+        return Cardholder(int(result.scalar_one()), **values)
 
     def get(self, holder_id: int) -> Cardholder | None:
         row = self._one(select(issuer_cardholders).where(issuer_cardholders.c.id == holder_id))
-        return _holder(row) if row else None
+        return _from_row(Cardholder, row) if row else None
 
     def by_id_hash(self, id_hash: str) -> Cardholder | None:
         row = self._one(select(issuer_cardholders).where(issuer_cardholders.c.id_hash == id_hash))
-        return _holder(row) if row else None
-
-
-def _holder(row: Any) -> Cardholder:
-    return Cardholder(row.id, row.name, row.id_hash, row.id_last4, row.phone, row.deposit_account_id)
-
-
-_CARD_FIELDS = (
-    "pan",
-    "psn",
-    "bank_code",
-    "product_code",
-    "holder_id",
-    "status",
-    "expiry",
-    "ec_float_account_id",
-    "deposit_account_id",
-    "issued_at_ns",
-    "highest_atc",
-    "pvv",
-    "pvki",
-    "pending_script",
-    "pending_ec_credit_fen",
-    "lost_at_ns",
-    "offline_cleared_until_ns",
-    "replaced_by",
-    "closed_at_ns",
-)
-
-
-def _card_values(card: Card) -> dict[str, Any]:
-    values = {name: getattr(card, name) for name in _CARD_FIELDS}
-    values["status"] = card.status.value
-    return values
+        return _from_row(Cardholder, row) if row else None
 
 
 def _card(row: Any) -> Card:
-    values = {name: getattr(row, name) for name in _CARD_FIELDS}
-    values["status"] = CardStatus(row.status)
-    return Card(**values)
+    return _from_row(Card, row, status=CardStatus(row.status))
 
 
 class SqlCards(_Repo):
     def add(self, card: Card) -> None:
-        self.session.execute(insert(issuer_cards).values(**_card_values(card)))
+        self.session.execute(insert(issuer_cards).values(**_values(card)))
 
     def get(self, pan: str, *, for_update: bool = False) -> Card | None:
         query = select(issuer_cards).where(issuer_cards.c.pan == pan)
@@ -224,7 +155,7 @@ class SqlCards(_Repo):
         return _card(row) if row else None
 
     def update(self, card: Card) -> None:
-        values = _card_values(card)
+        values = _values(card)
         del values["pan"]
         result = self.session.execute(
             update(issuer_cards).where(issuer_cards.c.pan == card.pan).values(**values)
@@ -251,18 +182,8 @@ class SqlAuthorizations(_Repo):
         row = self._one(query)
         if row is None:
             return None
-        return StoredAuthorization(
-            request_id=row.request_id,
-            pan=row.pan,
-            kind=row.kind,
-            fingerprint=row.fingerprint,
-            response_code=row.response_code,
-            amount_fen=row.amount_fen,
-            response=bytes(row.response),
-            transfer_ids=tuple(int(x) for x in row.transfer_ids.split(",") if x),
-            created_ns=row.created_ns,
-            reversed_by=row.reversed_by,
-        )
+        transfer_ids = tuple(int(x) for x in row.transfer_ids.split(",") if x)
+        return _from_row(StoredAuthorization, row, response=bytes(row.response), transfer_ids=transfer_ids)
 
     def add(self, record: StoredAuthorization) -> bool:
         """Store the answer; False (nothing written) when the request id is stored already, e.g. by a
@@ -270,20 +191,10 @@ class SqlAuthorizations(_Repo):
         waits for that transaction, then skips the row instead of raising a unique violation)."""
         dialect = self.session.get_bind().dialect.name
         insert_ = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
         result = self.session.execute(
             insert_(issuer_authorizations)
-            .values(
-                request_id=record.request_id,
-                pan=record.pan,
-                kind=record.kind,
-                fingerprint=record.fingerprint,
-                response_code=record.response_code,
-                amount_fen=record.amount_fen,
-                response=record.response,
-                transfer_ids=",".join(str(i) for i in record.transfer_ids),
-                created_ns=record.created_ns,
-                reversed_by=record.reversed_by,
-            )
+            .values(**values)
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(issuer_authorizations.c.request_id)
         )
@@ -308,24 +219,10 @@ class SqlDenyList(_Repo):
     def add(self, entry: DenyListEntry) -> int:
         t = issuer_deny_list
         where = (t.c.bank_code == entry.bank_code, t.c.pan == entry.pan)
+        values = _values(replace(entry, removed_ns=None))
         if self._one(select(t.c.pan).where(*where)) is None:
-            self.session.execute(
-                insert(t).values(
-                    bank_code=entry.bank_code,
-                    pan=entry.pan,
-                    psn=entry.psn,
-                    reason=entry.reason,
-                    added_ns=entry.added_ns,
-                    removed_ns=None,
-                )
-            )
+            self.session.execute(insert(t).values(**values))
         else:
-            values = {
-                "psn": entry.psn,
-                "reason": entry.reason,
-                "added_ns": entry.added_ns,
-                "removed_ns": None,
-            }
             self.session.execute(update(t).where(*where).values(**values))
         return self._bump(entry.bank_code, entry.added_ns)
 
@@ -353,10 +250,7 @@ class SqlDenyList(_Repo):
     def entries(self, bank_code: str) -> list[DenyListEntry]:
         t = issuer_deny_list
         query = select(t).where(t.c.bank_code == bank_code).order_by(t.c.pan)
-        return [
-            DenyListEntry(r.bank_code, r.pan, r.psn, r.reason, r.added_ns, r.removed_ns)
-            for r in self.session.execute(query)
-        ]
+        return [_from_row(DenyListEntry, r) for r in self.session.execute(query)]
 
     def version(self, bank_code: str) -> tuple[int, int]:
         v = issuer_deny_list_versions
