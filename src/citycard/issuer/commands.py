@@ -24,6 +24,7 @@ __all__ = [
     "AuthorizationRequest",
     "AuthorizationResponse",
     "BlockCard",
+    "CardCommand",
     "ChargeAnnualFees",
     "CloseCard",
     "Deposit",
@@ -115,8 +116,14 @@ class IssueCards:
 
 
 @dataclass(frozen=True)
-class ActivateCard:
+class CardCommand:
+    """A lifecycle command about one card, named by its PAN; each subclass is one command."""
+
     pan: str
+
+
+class ActivateCard(CardCommand):
+    """``ISSUED`` → ``ACTIVE``."""
 
 
 @dataclass(frozen=True)
@@ -152,29 +159,24 @@ class RefundEcBalance:
     to: str = "account"  # "account", "replacement", or "cash" (unregistered card returned at a counter)
 
 
-@dataclass(frozen=True)
-class ReplaceCard:
-    pan: str
+class ReplaceCard(CardCommand):
+    """A new card (new PAN) for the same holder and deposit account."""
 
 
-@dataclass(frozen=True)
-class RenewCard:
-    pan: str
+class RenewCard(CardCommand):
+    """The successor of an expiring card."""
 
 
-@dataclass(frozen=True)
-class CloseCard:
-    pan: str
+class CloseCard(CardCommand):
+    """Close the card (denied at once; EC balance refunded after the cooling period)."""
 
 
-@dataclass(frozen=True)
-class BlockCard:
-    pan: str
+class BlockCard(CardCommand):
+    """APPLICATION BLOCK by issuer script at the card's next online contact (denied at once)."""
 
 
-@dataclass(frozen=True)
-class UnblockCard:
-    pan: str
+class UnblockCard(CardCommand):
+    """APPLICATION UNBLOCK by issuer script at the card's next online contact."""
 
 
 @dataclass(frozen=True)
