@@ -3,7 +3,6 @@ an emulated card driven the way a terminal does (for ARQCs that come from the re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import Card
 from citycard.issuer.personalisation import ChipPersonaliser
 
+from tests.chip.conftest import counter_rng
 from tests.db.dbtargets import KINDS, fresh_database
 
 START_NS = int(datetime(2026, 11, 25, 9, 0, tzinfo=UTC).timestamp()) * 10**9
@@ -33,19 +33,6 @@ DAY_NS = 86_400 * 10**9
 ICBC_BIN = "621226"
 BOC_BIN = "621661"
 HOLDER_ID = "11010519491231002X"  # the GB 11643-1999 example number
-
-
-def counter_rng(seed: bytes) -> Callable[[int], bytes]:
-    state = {"n": 0}
-
-    def rng(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            state["n"] += 1
-            out += hashlib.sha256(seed + state["n"].to_bytes(8, "big")).digest()
-        return out[:n]
-
-    return rng
 
 
 class Clock:
