@@ -76,20 +76,20 @@ def _sqlite_hooks(engine: Engine) -> None:
 
 def ensure_schema(url: str, schema: str) -> None:
     """Create the PostgreSQL ``schema`` if it does not exist."""
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{_check_schema(schema)}"'))
-    finally:
-        engine.dispose()
+    _schema_statement(url, 'CREATE SCHEMA IF NOT EXISTS "{}"', schema)
 
 
 def drop_schema(url: str, schema: str) -> None:
     """Drop the PostgreSQL ``schema`` and everything in it."""
+    _schema_statement(url, 'DROP SCHEMA IF EXISTS "{}" CASCADE', schema)
+
+
+def _schema_statement(url: str, statement: str, schema: str) -> None:
+    """Run ``statement`` on the checked ``schema`` name in a transaction of its own engine."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{_check_schema(schema)}" CASCADE'))
+            connection.execute(text(statement.format(_check_schema(schema))))
     finally:
         engine.dispose()
 
