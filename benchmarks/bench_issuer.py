@@ -77,7 +77,7 @@ def _field55(hsm: SoftHsm, pan: str, atc: int, amount_fen: int, un: int) -> byte
 def _authorizations(db: Database) -> float:
     hsm = SoftHsm(os.urandom(32))
     service = IssuerService(
-        lambda: db.unit_of_work(IssuerUnitOfWork),  # type: ignore[arg-type, return-value]
+        lambda: db.unit_of_work(IssuerUnitOfWork),
         hsm,
         time.time_ns,
     )
@@ -168,10 +168,10 @@ def _issuance() -> tuple[float, float]:
     try:
         hsm = SoftHsm(os.urandom(32))
         service = IssuerService(
-            lambda: db.unit_of_work(IssuerUnitOfWork),  # type: ignore[arg-type, return-value]
+            lambda: db.unit_of_work(IssuerUnitOfWork),
             hsm,
             time.time_ns,
-            personaliser=ChipPersonaliser(hsm, certify, _NullSink()),  # type: ignore[arg-type]
+            personaliser=ChipPersonaliser(hsm, certify, _NullSink()),
         )
         service.add_bank(AddBank("BENCH", "benchmark bank"))
         service.add_bin_range(AddBinRange("BENCH", "622000"))

@@ -98,7 +98,7 @@ def service(
     database: Database, hsm: SoftHsm, clock: Clock, sink: MemorySink, certify_issuer: Any
 ) -> IssuerService:
     def uow() -> IssuerUnitOfWork:
-        return database.unit_of_work(IssuerUnitOfWork, clock=clock)  # type: ignore[return-value]
+        return database.unit_of_work(IssuerUnitOfWork, clock=clock)
 
     return IssuerService(uow, hsm, clock, personaliser=ChipPersonaliser(hsm, certify_issuer, sink))
 

@@ -46,9 +46,9 @@ def card_status(database: Database, pan: str) -> CardStatus:
     from citycard.db.issuer_repositories import IssuerUnitOfWork
 
     with database.unit_of_work(IssuerUnitOfWork) as uow:
-        card = uow.cards.get(pan)  # type: ignore[attr-defined]
+        card = uow.cards.get(pan)
         assert card is not None
-        return card.status  # type: ignore[no-any-return]
+        return card.status
 
 
 def test_unregistered_card_loss_is_the_holders_loss(banks: IssuerService, database: Database) -> None:

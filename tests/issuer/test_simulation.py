@@ -104,7 +104,7 @@ def _check(
     with database.unit_of_work(IssuerUnitOfWork) as uow:
         assert uow.ledger.totals().balanced
         for pan in deposit:
-            card = uow.cards.get(pan)  # type: ignore[attr-defined]
+            card = uow.cards.get(pan)
             (dep,) = uow.ledger.lookup_accounts([card.deposit_account_id])
             (flt,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
             assert dep.credit_balance_fen == deposit[pan], pan

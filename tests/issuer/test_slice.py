@@ -23,7 +23,7 @@ from citycard.issuer.commands import (
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import BankAccount, DuplicateIssuance, InvalidIdNumber, NotFound
 
-from tests.issuer.conftest import HOLDER_ID, ICBC_BIN, MemorySink, Terminal, ledger_snapshot
+from tests.issuer.conftest import HOLDER_ID, ICBC_BIN, Clock, MemorySink, Terminal, ledger_snapshot
 
 PSN = "01"
 
@@ -245,7 +245,8 @@ def test_bureau_record_carries_card_keys_under_the_bureau_kek(
     (card,) = banks.issue_cards(IssueCards("ICBC", "anon-ec"))
     bureau = ChipPersonaliser(hsm, certify_issuer, MemorySink(), bureau_kek="bureau-kek")  # type: ignore[arg-type]
     with database.unit_of_work(IssuerUnitOfWork) as uow:
-        bank, product = uow.banks.get("ICBC"), uow.products.get("ICBC", "anon-ec")  # type: ignore[attr-defined]
+        bank, product = uow.banks.get("ICBC"), uow.products.get("ICBC", "anon-ec")
+    assert bank is not None and product is not None
     bureau.personalise(bank, product, card, None)
     bureau.publish()
     record = bureau.sink.records[card.pan]  # type: ignore[attr-defined]
@@ -264,7 +265,7 @@ def test_failed_issuance_leaves_no_card_image_files(
     banks: IssuerService,
     database: Database,
     hsm: SoftHsm,
-    clock: object,
+    clock: Clock,
     certify_issuer: object,
     tmp_path: Path,
     where: str,
@@ -277,9 +278,9 @@ def test_failed_issuance_leaves_no_card_image_files(
     home = tmp_path / "home"
     files = ChipPersonaliser(hsm, certify_issuer, DirectorySink(home))  # type: ignore[arg-type]
     service = IssuerService(
-        lambda: database.unit_of_work(IssuerUnitOfWork, clock=clock),  # type: ignore[arg-type, return-value]
+        lambda: database.unit_of_work(IssuerUnitOfWork, clock=clock),
         hsm,
-        clock,  # type: ignore[arg-type]
+        clock,
         personaliser=files,
     )
     before = ledger_snapshot(database)
@@ -309,12 +310,12 @@ def test_failed_issuance_leaves_no_card_image_files(
             uow.commit = commit  # type: ignore[method-assign]
             return uow  # type: ignore[return-value]
 
-        service._uow = failing_uow  # type: ignore[assignment]
+        service._uow = failing_uow
         with pytest.raises(_Interrupted):
             service.replace_card(ReplaceCard(pan))
         assert sorted(p.name for p in (home / "cards").iterdir()) == images
         assert len((home / "perso" / "ICBC.jsonl").read_text().splitlines()) == 1
-        service._uow = original  # type: ignore[method-assign]
+        service._uow = original
     assert ledger_snapshot(database) == before
     if where == "progress":
         assert not (home / "cards").exists() or not any((home / "cards").iterdir())

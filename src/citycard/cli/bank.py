@@ -110,7 +110,7 @@ def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
     hsm = SoftHsm(load_master_key(s.hsm_master_key, key_file), DirectoryKeyStore(s.hsm_dir / "keys"))
 
     def uow() -> IssuerUnitOfWork:
-        return database.unit_of_work(IssuerUnitOfWork)  # type: ignore[return-value]
+        return database.unit_of_work(IssuerUnitOfWork)
 
     try:
         personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
@@ -167,20 +167,16 @@ def list_banks() -> None:
     """Banks, their products and key check values."""
     with open_issuer() as issuer:
         with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
-            banks = uow.banks.list()  # type: ignore[attr-defined]
-            products = uow.products.list()  # type: ignore[attr-defined]
+            banks = uow.banks.list()
+            products = uow.products.list()
         table = Table("bank", "name", "product", "BIN", "registered", "EC limit")
         for bank in banks:
-            mine = [p for p in products if p.bank_code == bank.code] or [None]
+            mine = [p for p in products if p.bank_code == bank.code]
             for p in mine:
-                table.add_row(
-                    bank.code,
-                    bank.name,
-                    p.code if p else "-",
-                    p.bin if p else "-",
-                    ("yes" if p.registered else "no") if p else "-",
-                    yuan(p.ec_balance_limit_fen) if p else "-",
-                )
+                registered = "yes" if p.registered else "no"
+                table.add_row(bank.code, bank.name, p.code, p.bin, registered, yuan(p.ec_balance_limit_fen))
+            if not mine:
+                table.add_row(bank.code, bank.name, "-", "-", "-", "-")
         console.print(table)
 
 

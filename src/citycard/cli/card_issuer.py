@@ -117,7 +117,7 @@ def set_pin(
 
     with open_issuer() as issuer:
         with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
-            card = uow.cards.get(pan)  # type: ignore[attr-defined]
+            card = uow.cards.get(pan)
         if card is None:
             raise fail("no such card")
         hsm = issuer.service.hsm

@@ -41,7 +41,7 @@ def balance(
 ) -> None:
     """Balances of the accounts on their normal side (credit for what the bank owes, debit for cash)."""
     with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
-        owners = _owners(uow)  # type: ignore[arg-type]
+        owners = _owners(uow)
         ids = None
         if pan is not None:
             card = uow.cards.get(pan)
@@ -78,7 +78,7 @@ def journal(
 ) -> None:
     """Transfers in time order."""
     with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
-        owners = _owners(uow)  # type: ignore[arg-type]
+        owners = _owners(uow)
         transfers = []
         if pan is not None:
             card = uow.cards.get(pan)

@@ -11,13 +11,14 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from citycard.issuer import ports
 from citycard.issuer.model import Bank, BinRange, Card, Cardholder, CardStatus, DenyListEntry, Product
 from citycard.issuer.ports import StoredAuthorization
 
@@ -293,3 +294,9 @@ class IssuerUnitOfWork(SqlUnitOfWork):
     authorizations: SqlAuthorizations
     deny_list: SqlDenyList
     ids: SqlIdAllocator
+
+
+if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the issuer's port
+
+    def _is_issuer_unit_of_work(uow: IssuerUnitOfWork) -> ports.IssuerUnitOfWork:
+        return uow

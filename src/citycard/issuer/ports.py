@@ -113,14 +113,25 @@ class IdAllocator(Protocol):
 
 
 class IssuerUnitOfWork(Protocol):
-    ledger: LedgerRepository
-    banks: Banks
-    products: Products
-    cardholders: Cardholders
-    cards: Cards
-    authorizations: Authorizations
-    deny_list: DenyList
-    ids: IdAllocator
+    """The ledger and the issuer's repositories in one transaction. The repositories are read-only
+    properties here, so an implementation may declare them with its own (conforming) classes."""
+
+    @property
+    def ledger(self) -> LedgerRepository: ...
+    @property
+    def banks(self) -> Banks: ...
+    @property
+    def products(self) -> Products: ...
+    @property
+    def cardholders(self) -> Cardholders: ...
+    @property
+    def cards(self) -> Cards: ...
+    @property
+    def authorizations(self) -> Authorizations: ...
+    @property
+    def deny_list(self) -> DenyList: ...
+    @property
+    def ids(self) -> IdAllocator: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(
