@@ -254,3 +254,23 @@ def test_personalisation_keys_come_from_the_hsm(hsm: SoftHsm) -> None:
             issuer_key=issuer,
             certify_issuer=lambda p, i: None,  # type: ignore[arg-type, return-value]
         ).card_udks("12345678901234567", "01")
+
+
+def test_issuer_certificate_signed_by_a_ca_key_in_the_hsm(hsm: SoftHsm) -> None:
+    """EMV Book 2 §5.1: the CA key in the HSM certifies an issuer key; the terminal-side recovery of
+    ``citycard.crypto.rsa_cert`` (§5.3) accepts it and finds the issuer's key in it."""
+    from citycard.crypto.rsa_cert import recover_issuer_certificate
+
+    ca = hsm.generate_rsa_key("scheme-ca", KeyUsage.CA, 1152, public_exponent=3)
+    issuer = hsm.generate_rsa_key("icbc-issuer-rsa", KeyUsage.CA, 1024, public_exponent=3)
+    cert, remainder = hsm.emv_issuer_certificate(
+        ca, hsm.public_key(issuer), "622202", "1230", b"\x00\x00\x07"
+    )
+    recovered = recover_issuer_certificate(hsm.public_key(ca), cert, remainder, b"\x03")
+    assert recovered.public_key == hsm.public_key(issuer)
+    assert recovered.issuer_identifier == "622202" and recovered.serial == b"\x00\x00\x07"
+    signer = hsm.generate_rsa_key("deny", KeyUsage.SIGNATURE, 1024)
+    with pytest.raises(KeyUsageError):  # a signature key is not a CA key
+        hsm.emv_issuer_certificate(signer, hsm.public_key(issuer), "622202", "1230", b"\x00\x00\x07")
+    with pytest.raises(HsmInputError):
+        hsm.emv_issuer_certificate(ca, hsm.public_key(issuer), "62", "1230", b"\x00\x00\x07")

@@ -166,6 +166,18 @@ class Hsm(Protocol):
         """Raw RSA private operation on a modulus-length block (EMV certificates, Book 2 §5.1)."""
         ...
 
+    def emv_issuer_certificate(
+        self,
+        ca_key: KeyHandle,
+        issuer_key: RsaPublicKey,
+        issuer_identifier: str,
+        expiry_mmyy: str,
+        serial: bytes,
+    ) -> tuple[bytes, bytes]:
+        """Issuer public-key certificate ``90`` and remainder ``92`` (EMV Book 2 §5.1, format 02) signed by a
+        CA key pair (``S1``) held in this HSM — the scheme's CA, or a test CA in a demo or pilot."""
+        ...
+
     def emv_icc_certificate(
         self,
         issuer_key: KeyHandle,

@@ -448,6 +448,20 @@ class SoftHsm:
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
 
+    def emv_issuer_certificate(
+        self,
+        ca_key: KeyHandle,
+        issuer_key: RsaPublicKey,
+        issuer_identifier: str,
+        expiry_mmyy: str,
+        serial: bytes,
+    ) -> tuple[bytes, bytes]:
+        _, key = self._private(ca_key, KeyUsage.CA, "certify issuer keys")
+        try:
+            return rsa_cert.build_issuer_certificate(key, issuer_key, issuer_identifier, expiry_mmyy, serial)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
     def emv_icc_certificate(
         self,
         issuer_key: KeyHandle,
