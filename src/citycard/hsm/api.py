@@ -110,9 +110,11 @@ class Hsm(Protocol):
     def labels(self) -> list[str]: ...
 
     # --- EMV / PBOC cryptograms -----------------------------------------------------------------------
-    def verify_arqc(
-        self, imk: KeyHandle, pan: str, psn: str, atc: int, ac_data: bytes, arqc: bytes
-    ) -> bool: ...
+    def verify_arqc(self, imk: KeyHandle, pan: str, psn: str, atc: int, ac_data: bytes, arqc: bytes) -> bool:
+        """Whether ``arqc`` is the card's application cryptogram over ``ac_data`` (EMV Book 2 §8.1, PBOC
+        session key). The same check verifies a TC or an AAC: clearing uses it for offline TCs."""
+        ...
+
     def generate_arpc(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes
     ) -> bytes: ...
