@@ -27,7 +27,13 @@ from citycard.issuer.commands import (
     UnblockCard,
 )
 from citycard.issuer.handlers import IssuerService
-from citycard.issuer.model import CardStateError, CardStatus, InvalidIdNumber, UnregisteredCardLoss
+from citycard.issuer.model import (
+    BankAccount,
+    CardStateError,
+    CardStatus,
+    InvalidIdNumber,
+    UnregisteredCardLoss,
+)
 from citycard.issuer.views import deny_list_document
 
 from tests.issuer.conftest import DAY_NS, HOLDER_ID, Clock, MemorySink, Terminal, ledger_snapshot
@@ -241,3 +247,27 @@ def test_annual_fees_once_per_period_and_expiry_job(
     clock.advance(11 * 366 * DAY_NS)
     assert sorted(banks.expire_cards(ExpireCards("BOC"))) == sorted([paying.pan, broke.pan])
     assert card_status(database, paying.pan) == CardStatus.EXPIRED
+
+
+def test_ec_float_never_exceeds_the_cards_limit(
+    banks: IssuerService, database: Database, clock: Clock, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The ledger itself caps each card's EC float at the product's EC limit (9F77, 1000.00 here): a refund
+    that would push the replacement's float over it is refused, posts nothing, and can go to the account."""
+    pan = funded_card(banks, 200_000)
+    ec_load(banks, terminal_for(pan), pan, 60_000, "l-1", b"\x04\x04\x04\x04")
+    banks.report_lost(ReportLost(pan))
+    new = banks.replace_card(ReplaceCard(pan))
+    banks.activate(ActivateCard(new.pan))
+    ec_load(banks, terminal_for(new.pan), new.pan, 50_000, "l-2", b"\x05\x05\x05\x05")
+    clock.advance(8 * DAY_NS)
+    banks.record_offline_clearing(RecordOfflineClearing(pan, clock.now))
+    before = ledger_snapshot(database)
+    with pytest.raises(CardStateError, match="exceed its limit"):
+        banks.refund_ec_balance(RefundEcBalance(pan, to="replacement"))
+    assert ledger_snapshot(database) == before
+    assert banks.refund_ec_balance(RefundEcBalance(pan, to="account")) == 60_000
+    with database.unit_of_work() as uow:
+        floats = [a for a in uow.ledger.balances() if a.code == BankAccount.CARD_EC_FLOAT]
+        assert len(floats) == 2 and all(a.limit_fen == 100_000 for a in floats)
+        assert sorted(a.credit_balance_fen for a in floats) == [0, 50_000] and uow.ledger.totals().balanced

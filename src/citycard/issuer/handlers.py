@@ -328,11 +328,7 @@ class IssuerService:
             bin_range = uow.banks.get_bin(product.bin)
             assert bin_range is not None
             ec_ids = uow.ids.allocate(count)
-            accounts = [
-                Account(i, code=BankAccount.CARD_EC_FLOAT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
-                for i in ec_ids
-            ]
-            _expect_ok(uow.ledger.create_accounts(accounts))
+            _expect_ok(uow.ledger.create_accounts([_ec_float(i, product) for i in ec_ids]))
             expiry = _expiry(now, product.validity_years)
             cards = []
             for k in range(count):
@@ -539,8 +535,7 @@ class IssuerService:
         assert bin_range is not None
         serial = uow.banks.take_serials(product.bin, 1)
         (ec_id,) = uow.ids.allocate(1)
-        ec = Account(ec_id, code=BankAccount.CARD_EC_FLOAT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
-        _expect_ok(uow.ledger.create_accounts([ec]))
+        _expect_ok(uow.ledger.create_accounts([_ec_float(ec_id, product)]))
         now = self.clock()
         new = Card(
             pan=bin_range.pan(serial),
@@ -605,7 +600,13 @@ class IssuerService:
         else:
             raise MalformedRequest("to", "the EC balance goes to 'account' or 'replacement'")
         t = Transfer(transfer_id(key, 1), card.ec_float_account_id, target, amount)
-        _expect_ok(uow.ledger.create_transfers([t]))
+        (result,) = uow.ledger.create_transfers([t])
+        if result == CreateTransferResult.EXCEEDS_LIMIT:
+            raise CardStateError(
+                f"the replacement's EC balance would exceed its limit: refund card {mask_pan(card.pan)} "
+                "to the holder's account instead"
+            )
+        _expect_ok([result])
         return amount
 
     def close(self, cmd: CloseCard) -> Card:
@@ -978,6 +979,17 @@ class _Outcome:
 
     def set(self, code: str, reason: str) -> None:
         self.code, self.reason = code, reason
+
+
+def _ec_float(account_id: int, product: Product) -> Account:
+    """A card's EC float: what the bank owes for the card's electronic cash, never negative and never above
+    the card's EC balance limit (``9F77``), both enforced by the ledger itself."""
+    return Account(
+        account_id,
+        code=BankAccount.CARD_EC_FLOAT,
+        flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+        limit_fen=product.ec_balance_limit_fen,
+    )
 
 
 def _expect_ok(results: Sequence[CreateAccountResult | CreateTransferResult]) -> None:
