@@ -129,7 +129,7 @@ class ActivateCard(CardCommand):
 @dataclass(frozen=True)
 class SetPin:
     pan: str
-    pin_block: bytes  # ISO 9564 format 0, encrypted under the bank's zone PIN key
+    pin_block: bytes = field(repr=False)  # ISO 9564 format 0, under the bank's zone PIN key; not in repr
     pvki: int = 1
 
 
@@ -223,7 +223,7 @@ class AuthorizationRequest:
     stan: str = "000000"
     terminal_id: str = ""
     merchant_id: str = ""
-    pin_block: bytes | None = None  # field 52, under the bank's zone PIN key
+    pin_block: bytes | None = field(default=None, repr=False)  # field 52, under the zone PIN key; not in repr
     original_request_id: str | None = None  # for a reversal
 
     def __post_init__(self) -> None:

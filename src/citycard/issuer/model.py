@@ -203,7 +203,7 @@ class Card:
     deposit_account_id: int | None
     issued_at_ns: int
     highest_atc: int = -1
-    pvv: str | None = None
+    pvv: str | None = field(default=None, repr=False)  # PIN verification value: not in repr
     pvki: int = 1
     pending_script: str | None = None  # "block" / "unblock": sent at the next online contact
     pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
