@@ -7,6 +7,7 @@ transfers), then one revision per area, each with ``down_revision`` set to the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -31,25 +32,24 @@ def alembic_config() -> Config:
 
 def migrate(target: str | Engine | None = None, revision: str = "head", *, schema: str | None = None) -> None:
     """Upgrade the database at ``target`` (a URL, an engine, or the settings' URL) to ``revision``."""
-    engine = target if isinstance(target, Engine) else make_engine(target, schema=schema)
-    try:
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    finally:
-        if engine is not target:
-            engine.dispose()
+    _run(command.upgrade, target, revision, schema)
 
 
 def downgrade(target: str | Engine, revision: str, *, schema: str | None = None) -> None:
     """Downgrade the database at ``target`` to ``revision`` (``"base"`` removes every table)."""
+    _run(command.downgrade, target, revision, schema)
+
+
+def _run(
+    step: Callable[[Config, str], None], target: str | Engine | None, revision: str, schema: str | None
+) -> None:
+    """Run an Alembic ``command`` to ``revision`` in one transaction on ``target``."""
     engine = target if isinstance(target, Engine) else make_engine(target, schema=schema)
     try:
         config = alembic_config()
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, revision)
+            step(config, revision)
     finally:
         if engine is not target:
             engine.dispose()
