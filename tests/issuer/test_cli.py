@@ -104,3 +104,14 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert "icbc-imk-ac" in keys and "E0" in keys
     master = (tmp_path / "hsm" / "master.key").read_text().strip()
     assert master not in (tmp_path / "citycard.db").read_bytes().hex().upper()
+
+
+def test_setup_failures_are_one_line(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unusable master key or an unreachable database is one ``error:`` line, password masked."""
+    monkeypatch.setenv("CITYCARD_HSM_MASTER_KEY", "zz")
+    assert run(cli, "bank", "list", code=1) == "error: HSM master key is not hexadecimal\n"
+    monkeypatch.delenv("CITYCARD_HSM_MASTER_KEY")
+    monkeypatch.setenv("CITYCARD_DATABASE_URL", "postgresql+psycopg://audit:s3cret@127.0.0.1:1/none")
+    out = run(cli, "bank", "list", code=1)
+    assert out.startswith("error: database postgresql+psycopg://audit:***@127.0.0.1:1/none: ")
+    assert out.count("\n") == 1 and "s3cret" not in out

@@ -7,10 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 from citycard.db import Database
-from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
+from citycard.issuer.commands import (
+    AuthorizationKind,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    IssueCards,
+)
 from citycard.issuer.handlers import IssuerService
+from citycard.issuer.model import DuplicateIssuance
 
-from tests.issuer.conftest import Terminal, ledger_snapshot
+from tests.issuer.conftest import HOLDER_ID, Terminal, ledger_snapshot
 from tests.issuer.test_authorization import funded_card
 from tests.issuer.test_slice import request
 
@@ -53,3 +59,25 @@ def test_concurrent_first_attempts_for_an_unknown_card_get_one_clean_decline(
         assert all(a == answers[0] for a in answers), answers
         assert answers[0].response_code == "14"
     assert ledger_snapshot(database) == before
+
+
+def test_simultaneous_issuance_to_one_citizen_issues_one_card(
+    banks: IssuerService, database: Database
+) -> None:
+    """Both attempts meet on the BIN range's row lock: one card is issued, the other is a clean
+    DuplicateIssuance (not a unique-key error from the cardholder row)."""
+    barrier = Barrier(4)
+
+    def attempt(_: int) -> str:
+        barrier.wait()
+        try:
+            banks.issue_cards(IssueCards("ICBC", "debit-ec", holder_name="Zhang San", id_number=HOLDER_ID))
+        except DuplicateIssuance:
+            return "duplicate"
+        return "issued"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = sorted(pool.map(attempt, range(4)))
+    assert outcomes == ["duplicate", "duplicate", "duplicate", "issued"]
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced

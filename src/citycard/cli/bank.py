@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import IssuerPublicKeyData
@@ -98,28 +100,39 @@ def _certifier(home: Path) -> Any:
 
 @contextmanager
 def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
-    """The issuer service on the configured database and HSM; errors become a clean CLI failure."""
+    """The issuer service on the configured database and HSM; every refusal, a database that cannot be
+    reached and an unusable HSM master key become one ``error:`` line (exit status 1), not a traceback."""
     from citycard.issuer.personalisation import ChipPersonaliser
 
     s = settings()
     s.home.mkdir(parents=True, exist_ok=True)
-    url = s.db_url
-    migrate(url)
-    database = Database.open(url)
-    key_file = Path(s.hsm_key_file) if s.hsm_key_file else s.hsm_dir / "master.key"
-    hsm = SoftHsm(load_master_key(s.hsm_master_key, key_file), DirectoryKeyStore(s.hsm_dir / "keys"))
-
-    def uow() -> IssuerUnitOfWork:
-        return database.unit_of_work(IssuerUnitOfWork)
-
+    database: Database | None = None
     try:
+        key_file = Path(s.hsm_key_file) if s.hsm_key_file else s.hsm_dir / "master.key"
+        hsm = SoftHsm(load_master_key(s.hsm_master_key, key_file), DirectoryKeyStore(s.hsm_dir / "keys"))
+        migrate(s.db_url)
+        database = Database.open(s.db_url)
         personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
+        opened = database
+
+        def uow() -> IssuerUnitOfWork:
+            return opened.unit_of_work(IssuerUnitOfWork)
+
         service = IssuerService(uow, hsm, time.time_ns, personaliser=personaliser)
         yield Issuer(service, database, s.home)
     except (IssuerError, MalformedRequest, HsmError) as exc:
         raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"database {make_url(s.db_url).render_as_string()}: {_first_line(exc)}") from None
     finally:
-        database.close()
+        if database is not None:
+            database.close()
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line (without SQLAlchemy's statement dump and link)."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
 
 
 @app.command("add")

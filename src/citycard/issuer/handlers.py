@@ -323,8 +323,10 @@ class IssuerService:
                 raise NotFound(f"no product {cmd.product_code} at {cmd.bank_code}")
             if uow.banks.get_bin(product.bin) is None:
                 raise NotFound(f"BIN {product.bin} of product {product.code} is not assigned")
-            holder_id, deposit_id = self._holder_for(uow, cmd, product)
+            # the BIN range row is locked first: simultaneous issuances of the product queue here, so the
+            # second to one citizen finds the first's card (DuplicateIssuance), not a unique-key error
             first = uow.banks.take_serials(product.bin, count)
+            holder_id, deposit_id = self._holder_for(uow, cmd, product)
             bin_range = uow.banks.get_bin(product.bin)
             assert bin_range is not None
             ec_ids = uow.ids.allocate(count)
