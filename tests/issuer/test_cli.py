@@ -36,7 +36,10 @@ def run(app: typer.Typer, *args: str, code: int = 0) -> str:
 
 
 def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> None:
-    run(cli, "bank", "add", "ICBC", "--bin", "621226")
+    assert "a BIN is 6-8 digits" in run(cli, "bank", "add", "ICBC", "--bin", "6212", code=1)
+    again = run(cli, "bank", "add", "ICBC", "--bin", "621226")  # run again: the bank is kept, the rest added
+    assert "kept bank ICBC" in again and "added BIN 621226" in again and "added product anon-ec" in again
+    assert "belongs to bank ICBC" in run(cli, "bank", "add", "ABC", "--bin", "621226", code=1)
     assert "not an amount" in run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "5.001", code=1)
     run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "500.50")
     listing = run(cli, "bank", "list")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +37,7 @@ from citycard.hsm.api import HsmError
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
 from citycard.issuer.handlers import IssuerService
-from citycard.issuer.model import Card, IssuerError
+from citycard.issuer.model import AlreadyExists, Card, IssuerError
 
 from .card import parse_yuan
 
@@ -146,33 +147,53 @@ def add(
         str, typer.Option(help="EC balance limit (9F77) of the products, yuan, e.g. 1000.00")
     ] = "1000.00",
 ) -> None:
-    """Add a bank: its keys in the HSM, its books in the ledger, a BIN range and the standard products."""
+    """Add a bank: its keys in the HSM, its books in the ledger, a BIN range and the standard products.
+
+    Each step is its own transaction; run again after a failed step (say, a mistyped BIN) and the steps
+    already done are kept ("exists already") while the rest is added."""
     try:
         ec_limit_fen = parse_yuan(ec_limit)
     except ValueError as exc:
         raise fail(f"--ec-limit: {exc}") from None
     with open_issuer() as issuer:
-        bank = issuer.service.add_bank(AddBank(code, name or f"{code} city branch"))
-        console.print(f"bank [bold]{bank.code}[/bold] added; keys generated in the HSM")
+        service = issuer.service
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (f"bank {code}", lambda: service.add_bank(AddBank(code, name or f"{code} city branch")))
+        ]
         if bin_:
-            issuer.service.add_bin_range(AddBinRange(code, bin_, pan_length))
-            console.print(f"BIN {bin_} (PAN length {pan_length})")
-            if products:
-                for product, label, registered in (
-                    ("debit-ec", "Citizen card: debit with electronic cash", True),
-                    ("anon-ec", "Unregistered electronic cash card", False),
-                ):
-                    issuer.service.add_product(
-                        AddProduct(
-                            code,
-                            product,
-                            label,
-                            bin_,
-                            registered=registered,
-                            ec_balance_limit_fen=ec_limit_fen,
-                        )
-                    )
-                    console.print(f"product {product}: {label}")
+            steps.append(
+                (f"BIN {bin_} (PAN length {pan_length})", lambda: _own_bin(issuer, code, bin_, pan_length))
+            )
+        for product, label, registered in _STANDARD_PRODUCTS if bin_ and products else ():
+            command = AddProduct(
+                code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit_fen
+            )
+            steps.append((f"product {product}: {label}", partial(service.add_product, command)))
+        for what, step in steps:
+            try:
+                step()
+                console.print(
+                    f"added {what}" + ("; its keys generated in the HSM" if what.startswith("bank") else "")
+                )
+            except AlreadyExists:
+                console.print(f"kept {what}: exists already")
+
+
+_STANDARD_PRODUCTS = (
+    ("debit-ec", "Citizen card: debit with electronic cash", True),
+    ("anon-ec", "Unregistered electronic cash card", False),
+)
+
+
+def _own_bin(issuer: Issuer, code: str, bin_: str, pan_length: int) -> None:
+    """Add the BIN range to bank ``code``: AlreadyExists if it is this bank's, an error if another's."""
+    with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        existing = uow.banks.get_bin(bin_)
+    if existing is not None and existing.bank_code == code:
+        raise AlreadyExists(bin_)
+    if existing is not None:
+        raise IssuerError(f"BIN {bin_} belongs to bank {existing.bank_code}")
+    issuer.service.add_bin_range(AddBinRange(code, bin_, pan_length))
 
 
 @app.command("list")
