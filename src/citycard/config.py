@@ -21,6 +21,8 @@ class Settings:
     vpcd_port: int = field(default_factory=lambda: int(_env("VPCD_PORT", "35963")))
     hsm_master_key: str = field(default_factory=lambda: _env("HSM_MASTER_KEY", ""), repr=False)
     hsm_key_file: str = field(default_factory=lambda: _env("HSM_KEY_FILE", ""))
+    # wait between a loss report (or closure) and the refund of the card's EC balance
+    cooling_period_days: int = field(default_factory=lambda: int(_env("COOLING_PERIOD_DAYS", "7")))
 
     @property
     def db_url(self) -> str:

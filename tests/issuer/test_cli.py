@@ -96,6 +96,10 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)
     assert "500.00" in run(cli, "ledger", "journal", "--pan", pan)
     run(cli, "card", "report-lost", pan, "--id-number", HOLDER_ID)
+    assert "cooling period (7 days) is not over" in run(cli, "card", "refund", pan, code=1)
+    with pytest.MonkeyPatch.context() as env:  # the cooling period comes from the settings
+        env.setenv("CITYCARD_COOLING_PERIOD_DAYS", "0")
+        assert "have not cleared yet" in run(cli, "card", "refund", pan, code=1)
     run(cli, "card", "replace", pan)
     assert "0 card(s) expired" in run(cli, "bank", "expire", "--bank", "ICBC")
     assert "charged 0.00" in run(cli, "bank", "annual-fees", "--bank", "ICBC", "--period", "2026")

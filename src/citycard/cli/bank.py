@@ -4,7 +4,8 @@ Also the wiring every issuer command shares (:func:`open_issuer`): the database 
 ``citycard.config.settings().db_url`` (an SQLite file under ``$CITYCARD_HOME`` by default, migrated on
 first use), the software HSM (key blocks under ``$CITYCARD_HOME/hsm/keys``, master key from
 ``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``, else ``$CITYCARD_HOME/hsm/master.key`` made on
-first use), and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
+first use), the cooling period before a lost card's refund (``CITYCARD_COOLING_PERIOD_DAYS``, default 7),
+and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
 ``$CITYCARD_HOME/perso/<bank>.jsonl``. The issuer certificate comes from the demo CA
 (``$CITYCARD_HOME/demo-keys.json``; demo only).
 """
@@ -105,7 +106,12 @@ def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
     reached and an unusable HSM master key become one ``error:`` line (exit status 1), not a traceback."""
     from citycard.issuer.personalisation import ChipPersonaliser
 
-    s = settings()
+    try:
+        s = settings()
+    except ValueError as exc:  # a CITYCARD_* number that is not a number
+        raise fail(f"settings: {exc}") from None
+    if s.cooling_period_days < 0:
+        raise fail("settings: CITYCARD_COOLING_PERIOD_DAYS must not be negative")
     s.home.mkdir(parents=True, exist_ok=True)
     database: Database | None = None
     try:
@@ -119,7 +125,10 @@ def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
         def uow() -> IssuerUnitOfWork:
             return opened.unit_of_work(IssuerUnitOfWork)
 
-        service = IssuerService(uow, hsm, time.time_ns, personaliser=personaliser)
+        cooling_ns = s.cooling_period_days * 86_400 * 10**9
+        service = IssuerService(
+            uow, hsm, time.time_ns, personaliser=personaliser, cooling_period_ns=cooling_ns
+        )
         yield Issuer(service, database, s.home)
     except (IssuerError, MalformedRequest, HsmError) as exc:
         raise fail(str(exc)) from None
