@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -56,6 +56,8 @@ __all__ = [
     "load_master_key",
     "visa_pvv",
 ]
+
+_T = TypeVar("_T")
 
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -441,12 +443,16 @@ class SoftHsm:
         numbers = private.public_key().public_numbers()
         return RsaPublicKey(numbers.n, numbers.e)
 
-    def sign_raw(self, key: KeyHandle, block: bytes) -> bytes:
-        _, crt = self._private(key, KeyUsage.CA, "sign certificates")
+    def _with_ca_key(self, key: KeyHandle, what: str, operation: Callable[[RsaKey], _T]) -> _T:
+        """Run ``operation`` with the private half of a CA key pair (``S1``); its ValueError is bad input."""
+        _, private = self._private(key, KeyUsage.CA, what)
         try:
-            return rsa_private_raw(crt, block)
+            return operation(private)
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
+
+    def sign_raw(self, key: KeyHandle, block: bytes) -> bytes:
+        return self._with_ca_key(key, "sign certificates", lambda crt: rsa_private_raw(crt, block))
 
     def emv_issuer_certificate(
         self,
@@ -456,11 +462,13 @@ class SoftHsm:
         expiry_mmyy: str,
         serial: bytes,
     ) -> tuple[bytes, bytes]:
-        _, key = self._private(ca_key, KeyUsage.CA, "certify issuer keys")
-        try:
-            return rsa_cert.build_issuer_certificate(key, issuer_key, issuer_identifier, expiry_mmyy, serial)
-        except ValueError as exc:
-            raise HsmInputError(str(exc)) from None
+        return self._with_ca_key(
+            ca_key,
+            "certify issuer keys",
+            lambda key: rsa_cert.build_issuer_certificate(
+                key, issuer_key, issuer_identifier, expiry_mmyy, serial
+            ),
+        )
 
     def emv_icc_certificate(
         self,
@@ -471,18 +479,16 @@ class SoftHsm:
         serial: bytes,
         static: bytes,
     ) -> tuple[bytes, bytes]:
-        _, key = self._private(issuer_key, KeyUsage.CA, "certify ICC keys")
-        try:
-            return rsa_cert.build_icc_certificate(key, icc_key, pan, expiry_mmyy, serial, static)
-        except ValueError as exc:
-            raise HsmInputError(str(exc)) from None
+        return self._with_ca_key(
+            issuer_key,
+            "certify ICC keys",
+            lambda key: rsa_cert.build_icc_certificate(key, icc_key, pan, expiry_mmyy, serial, static),
+        )
 
     def emv_signed_static_data(self, issuer_key: KeyHandle, dac: bytes, static: bytes) -> bytes:
-        _, key = self._private(issuer_key, KeyUsage.CA, "sign static data")
-        try:
-            return rsa_cert.sign_static_data(key, dac, static)
-        except ValueError as exc:
-            raise HsmInputError(str(exc)) from None
+        return self._with_ca_key(
+            issuer_key, "sign static data", lambda key: rsa_cert.sign_static_data(key, dac, static)
+        )
 
     def sign(self, key: KeyHandle, message: bytes) -> bytes:
         private, _ = self._private(key, KeyUsage.SIGNATURE, "sign messages")
