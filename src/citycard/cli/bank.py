@@ -209,7 +209,7 @@ def _own_bin(issuer: Issuer, code: str, bin_: str, pan_length: int) -> None:
 def list_banks() -> None:
     """Banks, their products and key check values."""
     with open_issuer() as issuer:
-        with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
             banks = uow.banks.list()
             products = uow.products.list()
         table = Table("bank", "name", "product", "BIN", "registered", "EC limit")

@@ -116,7 +116,7 @@ def set_pin(
     from citycard.issuer.model import bank_key_labels
 
     with open_issuer() as issuer:
-        with issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
             card = uow.cards.get(pan)
         if card is None:
             raise fail("no such card")

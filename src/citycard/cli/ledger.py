@@ -40,7 +40,7 @@ def balance(
     bank: Annotated[str | None, typer.Option("--bank", help="only this bank's accounts")] = None,
 ) -> None:
     """Balances of the accounts on their normal side (credit for what the bank owes, debit for cash)."""
-    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
         owners = _owners(uow)
         ids = None
         if pan is not None:
@@ -77,7 +77,7 @@ def journal(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 50,
 ) -> None:
     """Transfers in time order."""
-    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork) as uow:
+    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
         owners = _owners(uow)
         transfers = []
         if pan is not None:
