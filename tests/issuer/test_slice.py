@@ -174,35 +174,19 @@ def test_chinese_name_is_kept_by_the_issuer_and_embossed_in_ascii(
         assert connection.execute(text("SELECT name FROM issuer_cardholders")).scalar_one() == "张三"
 
 
-def test_ec_load_reversal_returns_the_money_to_the_account(
-    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
-) -> None:
-    pan = issue_registered(banks)
-    banks.deposit(Deposit(pan, 10_000, "dep-1"))
-    term = terminal_for(pan)
-    f55 = term.first_ac(3_000, txn_type=0x60)
-    assert banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 3_000, f55, "l-1")).approved
-    # the card was torn away before the script: the acquirer reverses the load
-    reversal = AuthorizationRequest(
-        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, b"", original_request_id="l-1"
-    )
-    assert banks.authorize(reversal).approved
-    with database.unit_of_work() as uow:
-        codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
-    assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
-    assert term.ec_balance() == 0
-
-
-@pytest.mark.parametrize(("script_result", "reversed_"), [(0x20, False), (0x10, True), (0x00, True)])
+@pytest.mark.parametrize(
+    ("script_result", "reversed_"), [(None, True), (0x20, False), (0x10, True), (0x00, True)]
+)
 def test_ec_load_reversal_respects_the_cards_script_result(
     banks: IssuerService,
     database: Database,
     terminal_for: Callable[[str], Terminal],
-    script_result: int,
+    script_result: int | None,
     reversed_: bool,
 ) -> None:
     """A reversal whose 9F5B says the card ran the PUT DATA 9F79 (0x2-) leaves the load standing: the card
-    holds the money. Failed (0x1-) or not performed (0x0-): the load is reversed."""
+    holds the money. Failed (0x1-), not performed (0x0-), or no 9F5B at all (the card was torn away before
+    the script): the load is reversed, back to the account."""
     pan = issue_registered(banks)
     banks.deposit(Deposit(pan, 10_000, "dep-1"))
     term = terminal_for(pan)
@@ -213,7 +197,7 @@ def test_ec_load_reversal_respects_the_cards_script_result(
         _, sws = term.complete(answer.field55, answer.arc)
         assert sws == [0x9000] and term.ec_balance() == 3_000
     after_load = ledger_snapshot(database)
-    results = encode("9F5B", bytes((script_result,)) + bytes(4))
+    results = b"" if script_result is None else encode("9F5B", bytes((script_result,)) + bytes(4))
     reversal = AuthorizationRequest(
         "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="l-1"
     )
@@ -223,6 +207,7 @@ def test_ec_load_reversal_respects_the_cards_script_result(
         codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
     if reversed_:
         assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
+        assert term.ec_balance() == 0  # the card never took the load either
     else:
         assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
         assert codes == {BankAccount.CARD_DEPOSIT: 7_000, BankAccount.CARD_EC_FLOAT: 3_000}
