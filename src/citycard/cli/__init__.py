@@ -30,5 +30,11 @@ def _register() -> None:
 
 
 def main() -> None:
+    from citycard.config import SettingsError
+
     _register()
-    app()
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
