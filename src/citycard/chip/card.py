@@ -485,8 +485,9 @@ class Card:
     def _log(self, txn: Transaction, name: str, record: bytes) -> None:
         app = self._app()
         key = self._key(name)
-        log = [record.hex().upper(), *txn.get_list(key)]
-        txn.put(key, log[: app.log_records])
+        old = txn.get(key)
+        assert isinstance(old, list), key
+        txn.put(key, [record.hex().upper(), *old[: app.log_records - 1]])
 
     def _session_key(self, udk: bytes) -> bytes:
         return derive_pboc_session_key(udk, self._s.atc)
@@ -497,17 +498,19 @@ class Card:
         sk = self._session_key(app.udk_ac)
         balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
         iad = pboc.build_iad(s.cvr.to_bytes(), balance, s.atc, sk)
-        values = {tag: s.terminal.get(tag, bytes(n)) for tag, n in _AC_TERMINAL}
-        values.update({"82": s.aip, "9F36": s.atc.to_bytes(2, "big"), "9F10": iad})
+        terminal = s.terminal
+        values = {tag: terminal.get(tag, zeros) for tag, zeros in _AC_TERMINAL}
+        values["82"], values["9F36"], values[CVR_TAG] = s.aip, s.atc.to_bytes(2, "big"), iad
         return generate_ac(sk, ac_input(values)), iad
 
     def _ac_response(self, app: Application, cid: int, cryptogram: bytes, iad: bytes, cda: bool) -> Response:
         """Format 2; with CDA (EMV Book 2 §6.6.1) the AC travels inside the signed dynamic data ``9F4B``."""
         s = self._s
-        cid_atc = encode_many([("9F27", bytes((cid,))), ("9F36", s.atc.to_bytes(2, "big"))])
-        if not cda or cid == pboc.CID_AAC or app.icc_key is None or not self._aip(app)[0] & 0x01:
-            return encode("77", cid_atc + encode_many([("9F26", cryptogram), ("9F10", iad)])), SW.OK
+        cid_atc = _CID_TL + bytes((cid,)) + _ATC_TL + s.atc.to_bytes(2, "big")
         iad_tlv = encode("9F10", iad)
+        if not cda or cid == pboc.CID_AAC or app.icc_key is None or not self._aip(app)[0] & 0x01:
+            assert len(cryptogram) == 8
+            return encode("77", cid_atc + _AC_TL + cryptogram + iad_tlv), SW.OK
         tx_hash = cda_transaction_data_hash(s.pdol_data, s.cdol_data, cid_atc + iad_tlv)
         dynamic = cda_icc_dynamic_data(self._rng(8), bytes((cid,)), cryptogram, tx_hash)
         sdad = sign_dynamic_data(app.icc_key, dynamic, s.terminal["9F37"])
@@ -740,9 +743,15 @@ class Card:
         return b"", SW.OK
 
 
+_CID_TL, _ATC_TL, _AC_TL = (
+    encode("9F27", b"\0")[:-1],
+    encode("9F36", b"\0\0")[:-2],
+    encode("9F26", bytes(8))[:-8],
+)
+"""Tag and length of the fixed-length objects of a GENERATE AC response (CID, ATC, AC), encoded once."""
 _CARD_AC_TAGS = frozenset({"82", "9F36", CVR_TAG})
-_AC_TERMINAL: tuple[tuple[str, int], ...] = tuple(
-    (tag, AC_DATA_LENGTHS[tag]) for tag in AC_DATA_TAGS if tag not in _CARD_AC_TAGS
+_AC_TERMINAL: tuple[tuple[str, bytes], ...] = tuple(
+    (tag, bytes(AC_DATA_LENGTHS[tag])) for tag in AC_DATA_TAGS if tag not in _CARD_AC_TAGS
 )
 """Terminal data in the AC input (EMV Book 2 §8.1.1; :data:`~citycard.crypto.cryptograms.AC_DATA_TAGS`
 less the card's own AIP, ATC and CVR), zeros when the terminal did not send them."""

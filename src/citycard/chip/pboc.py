@@ -81,11 +81,14 @@ APPROVED_ARCS = frozenset({b"00", b"10", b"11"})
 """Authorisation response codes ``8A`` that approve (ISO 8583 field 39, ASCII)."""
 
 
+_AFL_BASE = bytes.fromhex("1001020118010300")
+_AFL_EC = _AFL_BASE + bytes.fromhex("20010200")
+
+
 def afl(*, ec: bool) -> bytes:
     """The AFL (``94``) of the contact and qPBOC paths; the EC path adds SFI 4 records 1–2 (EC limits, then
     ``9F74`` alone in the last record, as JR/T 0025 recommends)."""
-    base = bytes.fromhex("1001020118010300")
-    return base + bytes.fromhex("20010200") if ec else base
+    return _AFL_EC if ec else _AFL_BASE
 
 
 @dataclass
@@ -105,13 +108,19 @@ class Cvr:
     dda_performed: bool = False
 
     def to_bytes(self) -> bytes:
-        b1 = {None: 0x80, CID_AAC: 0x00, CID_TC: 0x40}.get(self.second_ac, 0x80)
-        b1 |= {None: 0x00, CID_AAC: 0x00, CID_TC: 0x10, CID_ARQC: 0x20}[self.first_ac]
+        b1 = _CVR_SECOND_AC.get(self.second_ac, 0x80)
+        b1 |= _CVR_FIRST_AC[self.first_ac]
         b1 |= 0x08 * self.issuer_auth_failed | 0x04 * self.pin_performed | 0x02 * self.pin_failed
         b2 = 0x80 * self.last_online_incomplete | 0x40 * self.pin_try_limit_exceeded
         b2 |= 0x08 * self.last_issuer_auth_failed
         b3 = min(self.scripts_processed, 15) << 4 | 0x08 * self.script_failed | 0x02 * self.dda_performed
         return bytes((b1, b2, b3))
+
+
+_CVR_SECOND_AC: dict[int | None, int] = {None: 0x80, CID_AAC: 0x00, CID_TC: 0x40}
+"""CVR byte 1 bits 8–7: the CID of the second GENERATE AC (``10``: not requested; ARQC reads as that too)."""
+_CVR_FIRST_AC: dict[int | None, int] = {None: 0x00, CID_AAC: 0x00, CID_TC: 0x10, CID_ARQC: 0x20}
+"""CVR byte 1 bits 6–5: the CID of the first GENERATE AC."""
 
 
 def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> bytes:
@@ -126,20 +135,25 @@ def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> byt
     return b"\x07\x01\x01\x03" + cvr + b"\x01" + b"\x0a\x01" + balance + mac
 
 
-def _values(dol: bytes, source: Mapping[str, bytes]) -> bytes:
+_TXN_LOG_ENTRIES = tuple(parse_dol(TXN_LOG_FORMAT))
+_LOAD_LOG_ENTRIES = tuple(parse_dol(LOAD_LOG_FORMAT))
+
+
+def _values(entries: tuple[tuple[str, int], ...], source: Mapping[str, bytes], atc: int) -> bytes:
+    """The values of a log format's entries from ``source``, the card's ATC for ``9F36``."""
     out = bytearray()
-    for tag, length in parse_dol(dol):
-        value = source.get(tag, b"")
+    for tag, length in entries:
+        value = atc.to_bytes(2, "big") if tag == "9F36" else source.get(tag, b"")
         out += value[:length] if len(value) >= length else bytes(length - len(value)) + value
     return bytes(out)
 
 
 def txn_log_record(terminal: Mapping[str, bytes], atc: int) -> bytes:
     """A transaction-log record: the values of ``9F4F`` (45 bytes); zeros for what the terminal omitted."""
-    return _values(TXN_LOG_FORMAT, {**terminal, "9F36": atc.to_bytes(2, "big")})
+    return _values(_TXN_LOG_ENTRIES, terminal, atc)
 
 
 def load_log_record(terminal: Mapping[str, bytes], atc: int, before_fen: int, after_fen: int) -> bytes:
     """A load-log record: ``9F79 ‖ before ‖ after ‖`` the values of ``DF4F`` (44 bytes)."""
     head = bytes.fromhex("9F79") + bcd_amount(before_fen) + bcd_amount(after_fen)
-    return head + _values(LOAD_LOG_FORMAT, {**terminal, "9F36": atc.to_bytes(2, "big")})
+    return head + _values(_LOAD_LOG_ENTRIES, terminal, atc)

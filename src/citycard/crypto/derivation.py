@@ -63,9 +63,9 @@ def derive_pboc_session_key(udk: bytes, atc: int) -> bytes:
     _check_key(udk, "UDK")
     if not 0 <= atc <= 0xFFFF:
         raise ValueError(f"ATC {atc} is not a 2-byte value")
-    left = bytes(6) + atc.to_bytes(2, "big")
-    right = bytes(6) + (atc ^ 0xFFFF).to_bytes(2, "big")
-    return adjust_parity(ecb_encrypt(udk, left + right))
+    # 000000000000 ‖ ATC ‖ 000000000000 ‖ (ATC ⊕ FFFF) as one 128-bit integer: both blocks in one call
+    blocks = (atc << 64 | (atc ^ 0xFFFF)).to_bytes(16, "big")
+    return adjust_parity(ecb_encrypt(udk, blocks))
 
 
 def derive_common_session_key(mk: bytes, r: bytes) -> bytes:

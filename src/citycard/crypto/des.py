@@ -56,12 +56,16 @@ class ContextCache(threading.local):
         if ctx is not None:
             cache.move_to_end(key)
             return ctx
-        cipher = Cipher(self._algorithm(key), modes.ECB())
+        cipher = Cipher(self._algorithm(key), _ECB)
         ctx = cipher.decryptor() if decrypt else cipher.encryptor()
         cache[key] = ctx
         if len(cache) > self._size:
             cache.popitem(last=False)
         return ctx
+
+
+_ECB = modes.ECB()
+"""ECB has no parameters: one mode object serves every context."""
 
 
 def _full_key(key: bytes) -> bytes:
@@ -74,7 +78,11 @@ def _full_key(key: bytes) -> bytes:
     raise ValueError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
 
 
-_contexts = ContextCache(lambda key: TripleDES(_full_key(key)))
+def _tdes(key: bytes) -> TripleDES:
+    return TripleDES(_full_key(key))
+
+
+_contexts = ContextCache(_tdes)
 _context = _contexts.get
 
 

@@ -8,7 +8,7 @@ chained block. Padding method 1 appends zeros up to a block (none if already ali
 
 from __future__ import annotations
 
-from .des import BLOCK, cbc_encrypt, ecb_encrypt, xor
+from .des import BLOCK, _context, cbc_encrypt
 
 __all__ = ["mac_alg1", "mac_alg3", "pad", "pad_method1", "pad_method2"]
 
@@ -43,7 +43,14 @@ def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> b
     """ISO 9797-1 MAC algorithm 3 under a double-length key K1‖K2, truncated to ``length`` bytes."""
     if len(key) != 16:
         raise ValueError(f"MAC algorithm 3 needs a 16-byte key, not {len(key)}")
-    padded = pad(data, padding)
-    head, last = padded[:-BLOCK], padded[-BLOCK:]
-    chain = cbc_encrypt(key[:8], head)[-BLOCK:] if head else bytes(BLOCK)
-    return ecb_encrypt(key, xor(chain, last))[:length]
+    padded = pad_method2(data) if padding == 2 else pad(data, padding)
+    end = len(padded) - BLOCK
+    chain = 0
+    if end:  # single-DES CBC under K1 over all blocks but the last (as cbc_encrypt, without its copies)
+        single = _context(key[:8], False)
+        for i in range(0, end, BLOCK):
+            block = (int.from_bytes(padded[i : i + BLOCK], "big") ^ chain).to_bytes(BLOCK, "big")
+            chain = int.from_bytes(single.update(block), "big")
+    last = (int.from_bytes(padded[end:], "big") ^ chain).to_bytes(BLOCK, "big")
+    out: bytes = _context(key, False).update(last)
+    return out[:length]
