@@ -36,6 +36,7 @@ import hmac
 from collections.abc import Mapping
 
 from .des import ecb_encrypt, xor
+from .mac import mac_alg3
 from .sm import Algorithm, mac
 
 __all__ = [
@@ -145,6 +146,8 @@ def generate_ac(session_key: bytes, data: bytes, *, algorithm: Algorithm = Algor
     With ``algorithm=Algorithm.SM4`` the SM4 CBC-MAC of :mod:`citycard.crypto.sm` (PBOC 3.0).
     """
     _check_sk(session_key)
+    if algorithm is Algorithm.TDES:  # the common case without the dispatch of sm.mac
+        return mac_alg3(session_key, data, padding=2, length=8)
     return mac(algorithm, session_key, data, length=8)
 
 
