@@ -1,21 +1,17 @@
 """``citycard denylist export | verify``: the issuer's signed deny list for terminals (file format in
-``citycard.issuer.views`` and ``docs/issuer.md``), and the check a terminal makes before it uses one."""
+``citycard.issuer.views`` and ``docs/issuer.md``), and the check a terminal makes before it uses one
+(``citycard.kernel.denylist.load_deny_list``, the same function the terminals call)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from rich.console import Console
 
 from citycard.issuer.views import deny_list_document
+from citycard.kernel.denylist import DenyListError, load_deny_list
 
 from .bank import fail, open_issuer, write_json
 
@@ -55,30 +51,12 @@ def verify(
     """Check a deny-list file as a terminal would: the RSASSA-PKCS1-v1_5 SHA-256 signature over the body,
     and (with ``--kcv``) that the signing key is the one you trust; print its issuer, version and size."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("format") != "citycard-deny-list":
-            raise ValueError("not a citycard deny list")
-        body = base64.b64decode(doc["body"], validate=True)
-        key = doc["key"]
-        modulus, exponent = int(key["modulus"], 16), int(key["exponent"], 16)
-        signature = bytes.fromhex(doc["signature"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        dl = load_deny_list(path.read_bytes(), None if kcv is None else {kcv})
+    except (OSError, DenyListError) as exc:
         raise fail(f"{path}: {exc}") from None
-    digest = hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()
-    key_kcv = digest[:3].hex().upper()  # the HSM's KCV of an RSA key (citycard.hsm.soft)
-    if kcv is not None and kcv.upper() != key_kcv:
-        raise fail(f"{path}: signed by the key with KCV {key_kcv}, not the trusted {kcv.upper()}")
-    public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
-    try:
-        public.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise fail(
-            f"{path}: the signature does not verify: the list was altered or not signed by this key"
-        ) from None
-    content = json.loads(body)
     trust = "trusted key" if kcv is not None else "key in the file (give --kcv to check it is the bank's)"
     console.print(
-        f"signature valid: deny list of {content['issuer']}, version {content['version']}, generated "
-        f"{content['generated']}, {len(content['entries'])} entries; "
-        f"{trust} {key.get('label', '')} KCV {key_kcv}"
+        f"signature valid: deny list of {dl.issuer}, version {dl.version}, generated "
+        f"{dl.generated:%Y-%m-%dT%H:%M:%SZ}, {len(dl.entries)} entries; "
+        f"{trust} {dl.key_label} KCV {dl.key_kcv}"
     )

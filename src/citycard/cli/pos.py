@@ -27,6 +27,7 @@ from citycard.codec.pretty import format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
+from citycard.kernel.denylist import DenyListError, DenyListFile, load_deny_list
 from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
@@ -58,6 +59,12 @@ CloseBatchOpt = typer.Option(False, "--close-batch", help="after the export, sta
 CapksOpt = typer.Option(
     None, "--capks", help="CA public key file (TOML capk tables, SHA-1 checksums verified)"
 )
+DenyListOpt = typer.Option(
+    None, "--denylist", help="an issuer's signed deny-list file (repeatable; needs --denylist-kcv)"
+)
+DenyListKcvOpt = typer.Option(
+    None, "--denylist-kcv", help="KCV of a deny-list signing key you trust (repeatable)"
+)
 STATES: tuple[str, ...] = get_args(State)
 DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
 
@@ -73,9 +80,12 @@ class _CardOptions:
     keys: Path | None
     reveal: bool
     capks: Path | None
+    denylist: list[Path] | None
+    denylist_kcv: list[str] | None
 
     def terminal_config(self) -> TerminalConfig:
-        return _config(self.config, self.keys, self.capks)
+        config = _config(self.config, self.keys, self.capks)
+        return _with_deny_lists(config, self.config, self.denylist or [], self.denylist_kcv or [])
 
     def tracer(self) -> Trace | None:
         return _tracer(self.trace, self.reveal)
@@ -92,13 +102,15 @@ _CARD_PARAMETERS = (
     ("keys", Path | None, KeysOpt),
     ("reveal", bool, RevealOpt),
     ("capks", Path | None, CapksOpt),
+    ("denylist", list[Path] | None, DenyListOpt),
+    ("denylist_kcv", list[str] | None, DenyListKcvOpt),
 )
 
 
 def _card_command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """``@app.command(name)`` for a function whose first parameter is a :class:`_CardOptions`: the command
-    line gets that function's own options followed by --card, --reader, --config, --trace, --keys, --reveal
-    and --capks."""
+    line gets that function's own options followed by --card, --reader, --config, --trace, --keys, --reveal,
+    --capks, --denylist and --denylist-kcv."""
 
     def decorate(func: Callable[..., None]) -> Callable[..., None]:
         own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
@@ -151,6 +163,33 @@ def _config(path: Path | None, keys_path: Path | None, capks: Path | None = None
         return parse_config(path.read_text(encoding="utf-8"), base=base)
     except (OSError, ConfigError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+def _deny_list(path: Path, trusted_kcvs: frozenset[str], where: str) -> DenyListFile:
+    """One signed deny list, verified; any failure is a configuration error naming the file (exit 2)."""
+    try:
+        return load_deny_list(path.read_bytes(), trusted_kcvs)
+    except (OSError, DenyListError) as exc:
+        raise typer.BadParameter(f"deny list {path}: {exc}", param_hint=where) from None
+
+
+def _with_deny_lists(
+    config: TerminalConfig, config_path: Path | None, files: list[Path], kcvs: list[str]
+) -> TerminalConfig:
+    """Load and verify the deny-list files the configuration names (paths relative to it) and those of
+    --denylist (each signed by a key of --denylist-kcv), and merge them into the exception file."""
+    if files and not kcvs:
+        raise typer.BadParameter("give the signing key's KCV with --denylist-kcv", param_hint="--denylist")
+    base = config_path.parent if config_path is not None else Path()
+    loaded = [
+        _deny_list(base / source.path, source.trusted_kcvs, "--config")
+        for source in config.exception_file.pending
+    ]
+    trusted = frozenset(k.upper() for k in kcvs)
+    loaded += [_deny_list(path, trusted, "--denylist") for path in files]
+    if not loaded and not config.exception_file.pending:
+        return config
+    return config.with_deny_lists(loaded)
 
 
 def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:

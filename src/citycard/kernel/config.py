@@ -39,6 +39,14 @@ Example::
     updated = 2026-11-25T08:00:00Z     # with an offset: converted to the terminal's local time
     max_age_s = 86400
 
+    [[deny_list_file]]               # an issuer's signed deny list (citycard.kernel.denylist), merged in
+    path = "denylist-ICBC.json"      # relative to the configuration file
+    trusted_kcv = "A1B2C3"           # the KCV(s) of the bank's deny-list signing key (string or list)
+
+Deny-list files are named here and loaded by the caller (I/O), then merged with
+:meth:`TerminalConfig.with_deny_lists`; until they are, the exception file counts as stale, so a file
+named but never loaded cannot let a card through offline.
+
 A complete, commented example is ``docs/terminal.example.toml``.
 """
 
@@ -51,9 +59,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .denylist import DenyListFile
+
 __all__ = [
     "CaPublicKey",
     "ConfigError",
+    "DenyListSource",
     "ExceptionFile",
     "TerminalAid",
     "TerminalConfig",
@@ -97,17 +108,57 @@ class TerminalAid:
 
 
 @dataclass(frozen=True, slots=True)
+class DenyListSource:
+    """An issuer's signed deny-list file named in the configuration, not loaded yet (loading is I/O)."""
+
+    path: str
+    trusted_kcvs: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class ExceptionFile:
-    """The deny list (terminal exception file) and when it was last refreshed."""
+    """The deny list (terminal exception file) and when it was last refreshed.
+
+    ``lists`` are the issuers' signed lists merged in, as (issuer, version); ``pending`` the files the
+    configuration names that were not loaded yet: while there are any, the list is stale."""
 
     pans: frozenset[str] = frozenset()
     updated: dt.datetime | None = None
     max_age_s: int = 7 * 86400
+    lists: tuple[tuple[str, int], ...] = ()
+    pending: tuple[DenyListSource, ...] = ()
 
     def stale(self, now: dt.datetime) -> bool:
+        if self.pending:
+            return True
         if self.updated is None:
             return bool(self.pans)
         return (now - self.updated).total_seconds() > self.max_age_s
+
+    def with_deny_lists(self, files: Iterable[DenyListFile]) -> ExceptionFile:
+        """Merge verified issuer deny lists: their PANs join ``pans`` (a listed PAN is denied whatever its
+        PSN; the issuer gives a replacement or renewed card a new PAN), only the highest version of each
+        issuer's list counts, and the list is as old as its oldest part: ``updated`` becomes the earliest
+        ``generated`` (in the terminal's local time). PANs with no ``updated`` stay stale. Clears
+        ``pending``: the caller has loaded what the configuration named."""
+        newest: dict[str, DenyListFile] = {}
+        for f in files:
+            if f.issuer not in newest or f.version > newest[f.issuer].version:
+                newest[f.issuer] = f
+        pans, updated = set(self.pans), self.updated
+        unknown_age = self.updated is None and bool(self.pans)
+        for f in newest.values():
+            pans |= f.pans
+            generated = f.generated.astimezone().replace(tzinfo=None)  # the terminal's clock is local
+            updated = generated if updated is None else min(updated, generated)
+        lists = tuple(sorted((f.issuer, f.version) for f in newest.values()))
+        return replace(
+            self,
+            pans=frozenset(pans),
+            updated=None if unknown_age else updated,
+            lists=(*self.lists, *lists),
+            pending=(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +223,10 @@ class TerminalConfig:
 
     def with_capks(self, keys: Iterable[CaPublicKey]) -> TerminalConfig:
         return replace(self, capks=(*self.capks, *keys))
+
+    def with_deny_lists(self, files: Iterable[DenyListFile]) -> TerminalConfig:
+        """The configuration with verified issuer deny lists merged (``ExceptionFile.with_deny_lists``)."""
+        return replace(self, exception_file=self.exception_file.with_deny_lists(files))
 
 
 def _hex(section: Mapping[str, Any], name: str, where: str, default: bytes) -> bytes:
@@ -244,6 +299,20 @@ def _exception_file(ef: Mapping[str, Any]) -> ExceptionFile:
     return ExceptionFile(frozenset(pans), updated, _int(ef, "max_age_s", "exception_file", 7 * 86400))
 
 
+def _deny_list_source(entry: Any, n: int) -> DenyListSource:
+    where = f"deny_list_file[{n}]"
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise ConfigError(f"{where}.path: the deny-list file (a string)")
+    kcvs = entry.get("trusted_kcv")
+    kcvs = [kcvs] if isinstance(kcvs, str) else kcvs
+    if not isinstance(kcvs, list) or not kcvs:
+        raise ConfigError(f"{where}.trusted_kcv: the KCV of the bank's signing key (or a list of them)")
+    for kcv in kcvs:
+        if not isinstance(kcv, str) or len(kcv) != 6 or not all(c in "0123456789abcdefABCDEF" for c in kcv):
+            raise ConfigError(f"{where}.trusted_kcv: a KCV is 6 hex digits, got {kcv!r}")
+    return DenyListSource(entry["path"], frozenset(k.upper() for k in kcvs))
+
+
 def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalConfig:
     """A :class:`TerminalConfig` from TOML text; unspecified values keep those of ``base`` (or defaults)."""
     try:
@@ -300,6 +369,13 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
     ef = doc.get("exception_file")
     if ef is not None:
         changes["exception_file"] = _exception_file(ef)
+    sources = doc.get("deny_list_file", [])
+    if not isinstance(sources, list):
+        raise ConfigError("deny_list_file: use [[deny_list_file]] tables")
+    if sources:
+        exception_file = changes.get("exception_file", cfg.exception_file)
+        pending = (*exception_file.pending, *(_deny_list_source(e, n) for n, e in enumerate(sources)))
+        changes["exception_file"] = replace(exception_file, pending=pending)
     return replace(cfg, **changes)
 
 

@@ -1,0 +1,191 @@
+"""The issuer's signed deny-list file, read and verified as a terminal must before it trusts one.
+
+One implementation for both sides: terminals (``citycard pos --config`` ``[[deny_list_file]]``,
+``--denylist``) and the issuer's own ``citycard denylist verify`` call :func:`load_deny_list`. The file
+(written by ``citycard denylist export``; format in ``docs/issuer.md`` "Deny list file") is one JSON
+document whose ``body`` (base64) is canonical JSON signed with RSASSA-PKCS1-v1_5 and SHA-256 (RFC 8017
+§8.2); the signing public key travels in the file and is trusted only if its key check value (the first
+3 bytes of SHA-256 over the modulus, as the issuer's HSM shows it) is one the terminal was given out of
+band. Bytes in, a :class:`DenyListFile` out, or one :class:`DenyListError` saying why not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+__all__ = [
+    "ALGORITHM",
+    "DOCUMENT_FORMAT",
+    "MAX_DENY_LIST_BYTES",
+    "DenyListEntry",
+    "DenyListError",
+    "DenyListFile",
+    "load_deny_list",
+    "rsa_kcv",
+]
+
+DOCUMENT_FORMAT = "citycard-deny-list"
+BODY_FORMAT = "citycard-deny-list-body"
+ALGORITHM = "RSASSA-PKCS1-v1_5-SHA256"
+MAX_DENY_LIST_BYTES = 64 * 1024 * 1024  # ~300 000 entries; a bigger file is refused before parsing
+_MODULUS_BITS = (1024, 4096)
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+Reason = Literal["format", "untrusted-key", "signature", "entries"]
+
+
+class DenyListError(ValueError):
+    """A deny-list file the terminal must not use. ``reason``: ``format`` (not JSON, not a citycard deny
+    list, a field missing or malformed), ``untrusted-key`` (signed by a key whose KCV is not trusted),
+    ``signature`` (the signature does not verify: altered, or not signed by this key), ``entries`` (the
+    signed body is not a well-formed list). The message says which field or entry."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DenyListEntry:
+    pan: str
+    psn: str
+    reason: str  # "lost", "blocked", "closed", "replaced"
+    added: dt.datetime  # UTC
+
+
+@dataclass(frozen=True, slots=True)
+class DenyListFile:
+    """A verified deny list: the signed body's content and the key that signed it."""
+
+    issuer: str
+    version: int
+    generated: dt.datetime  # UTC: when the issuer wrote the file (the list's age counts from here)
+    updated: dt.datetime  # UTC: the list's last change
+    entries: tuple[DenyListEntry, ...]
+    key_label: str
+    key_kcv: str
+
+    @property
+    def pans(self) -> frozenset[str]:
+        return frozenset(e.pan for e in self.entries)
+
+
+def rsa_kcv(modulus: int) -> str:
+    """Key check value of an RSA public key: SHA-256 over the big-endian modulus, first 3 bytes, hex."""
+    return hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()[:3].hex().upper()
+
+
+def _field(doc: dict[str, Any], name: str, kind: type, where: str, reason: Reason = "format") -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DenyListError(reason, f"{where}{name}: missing or not a {kind.__name__}")
+    return value
+
+
+def _hex_int(key: dict[str, Any], name: str) -> int:
+    text = _field(key, name, str, "key.")
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise DenyListError("format", f"key.{name}: not hex") from None
+
+
+def _time(value: Any, where: str, reason: Reason) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(str(value), _TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise DenyListError(reason, f"{where}: not an ISO 8601 UTC time ({value!r})") from None
+
+
+def _document(data: bytes) -> tuple[dict[str, Any], bytes, bytes, int, int]:
+    """The outer document: (key object, body bytes, signature, modulus, exponent)."""
+    if len(data) > MAX_DENY_LIST_BYTES:
+        raise DenyListError("format", f"file of {len(data)} bytes, more than {MAX_DENY_LIST_BYTES}")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DenyListError("format", f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != DOCUMENT_FORMAT:
+        raise DenyListError("format", f"not a citycard deny list (format is not {DOCUMENT_FORMAT!r})")
+    if doc.get("algorithm") != ALGORITHM:
+        raise DenyListError("format", f"algorithm {doc.get('algorithm')!r}, expected {ALGORITHM}")
+    key = _field(doc, "key", dict, "")
+    modulus, exponent = _hex_int(key, "modulus"), _hex_int(key, "exponent")
+    if not _MODULUS_BITS[0] <= modulus.bit_length() <= _MODULUS_BITS[1] or exponent < 3 or not exponent & 1:
+        raise DenyListError("format", "key: not an RSA public key of 1024 to 4096 bits")
+    try:
+        body = base64.b64decode(_field(doc, "body", str, ""), validate=True)
+        signature = bytes.fromhex(_field(doc, "signature", str, ""))
+    except (binascii.Error, ValueError):
+        raise DenyListError("format", "body (base64) or signature (hex) malformed") from None
+    return key, body, signature, modulus, exponent
+
+
+def _entry(value: Any, n: int) -> DenyListEntry:
+    where = f"entries[{n}]"
+    if not isinstance(value, dict):
+        raise DenyListError("entries", f"{where}: not an object")
+    pan, psn = value.get("pan"), value.get("psn")
+    if not isinstance(pan, str) or not pan.isdigit() or not 12 <= len(pan) <= 19:
+        raise DenyListError("entries", f"{where}.pan: not a PAN of 12 to 19 digits")
+    if not isinstance(psn, str) or not psn.isdigit() or len(psn) != 2:
+        raise DenyListError("entries", f"{where}.psn: not a PSN of 2 digits")
+    reason = _field(value, "reason", str, f"{where}.", "entries")
+    return DenyListEntry(pan, psn, reason, _time(value.get("added"), f"{where}.added", "entries"))
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    try:
+        content = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DenyListError("entries", f"signed body is not JSON: {exc}") from None
+    if not isinstance(content, dict) or content.get("format") != BODY_FORMAT:
+        raise DenyListError("entries", f"signed body: format is not {BODY_FORMAT!r}")
+    if content.get("format_version") != 1:
+        raise DenyListError("entries", f"signed body: format_version {content.get('format_version')!r}")
+    return content
+
+
+def load_deny_list(data: bytes, trusted_kcvs: Collection[str] | None) -> DenyListFile:
+    """Parse and verify a deny-list file. The signing key must have one of ``trusted_kcvs`` (hex, any
+    case); ``None`` trusts the key carried in the file (an integrity check only — terminals always pass
+    the KCVs they trust). Raises :class:`DenyListError`."""
+    key, body, signature, modulus, exponent = _document(data)
+    kcv = rsa_kcv(modulus)
+    stated = key.get("kcv")
+    if stated is not None and str(stated).upper() != kcv:
+        raise DenyListError("format", f"key.kcv {stated!r} is not the KCV of key.modulus ({kcv})")
+    if trusted_kcvs is not None and kcv not in {k.upper() for k in trusted_kcvs}:
+        trusted = ", ".join(sorted(k.upper() for k in trusted_kcvs)) or "none"
+        raise DenyListError("untrusted-key", f"signed by the key with KCV {kcv}, not the trusted {trusted}")
+    public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    try:
+        public.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise DenyListError(
+            "signature", "the signature does not verify: the list was altered or not signed by this key"
+        ) from None
+    content = _body(body)
+    entries = content.get("entries")
+    if not isinstance(entries, list):
+        raise DenyListError("entries", "entries: not a list")
+    return DenyListFile(
+        issuer=_field(content, "issuer", str, "", "entries"),
+        version=_field(content, "version", int, "", "entries"),
+        generated=_time(content.get("generated"), "generated", "entries"),
+        updated=_time(content.get("updated"), "updated", "entries"),
+        entries=tuple(_entry(e, n) for n, e in enumerate(entries)),
+        key_label=str(key.get("label", "")),
+        key_kcv=kcv,
+    )
