@@ -173,3 +173,14 @@ def test_bad_deny_list_file_entries_are_config_errors(text: str, words: str) -> 
     with pytest.raises(ConfigError) as err:
         parse_config(text)
     assert words in str(err.value)
+
+
+def test_the_example_configurations_deny_list_table_parses_when_uncommented() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "terminal.example.toml"
+    text = example.read_text(encoding="utf-8")
+    block = text[text.index("# [[deny_list_file]]") :]
+    uncommented = text.replace(block, "\n".join(line.removeprefix("# ") for line in block.splitlines()))
+    (source,) = parse_config(uncommented).exception_file.pending
+    assert source == DenyListSource("denylist-ICBC.json", frozenset({"A1B2C3"}))
