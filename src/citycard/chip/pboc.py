@@ -141,11 +141,12 @@ _LOAD_LOG_ENTRIES = tuple(parse_dol(LOAD_LOG_FORMAT))
 
 def _values(entries: tuple[tuple[str, int], ...], source: Mapping[str, bytes], atc: int) -> bytes:
     """The values of a log format's entries from ``source``, the card's ATC for ``9F36``."""
-    out = bytearray()
+    parts = []
     for tag, length in entries:
         value = atc.to_bytes(2, "big") if tag == "9F36" else source.get(tag, b"")
-        out += value[:length] if len(value) >= length else bytes(length - len(value)) + value
-    return bytes(out)
+        n = len(value)
+        parts.append(value if n == length else value[:length] if n > length else bytes(length - n) + value)
+    return b"".join(parts)
 
 
 def txn_log_record(terminal: Mapping[str, bytes], atc: int) -> bytes:

@@ -120,19 +120,22 @@ def cvr_from_iad(iad: bytes) -> bytes:
 
 def ac_input(values: Mapping[str, bytes], tags: tuple[str, ...] = AC_DATA_TAGS) -> bytes:
     """Concatenate the AC input from tag values, in the order of ``tags``; ``9F10`` contributes its CVR."""
-    out = bytearray()
-    for tag in tags:
+    parts = []
+    for tag, want in _AC_PLAN if tags is AC_DATA_TAGS else ((t, AC_DATA_LENGTHS.get(t)) for t in tags):
         value = values.get(tag)
         if value is None:
             raise CryptogramDataError(tag, "missing")
         if tag == CVR_TAG:
-            out += cvr_from_iad(value)
+            parts.append(cvr_from_iad(value))
             continue
-        want = AC_DATA_LENGTHS.get(tag)
         if want is not None and len(value) != want:
             raise CryptogramDataError(tag, f"{len(value)} bytes, expected {want}")
-        out += value
-    return bytes(out)
+        parts.append(value)
+    return b"".join(parts)
+
+
+_AC_PLAN: tuple[tuple[str, int | None], ...] = tuple((t, AC_DATA_LENGTHS.get(t)) for t in AC_DATA_TAGS)
+"""(tag, fixed length) of the default AC input, looked up once."""
 
 
 def _check_sk(key: bytes) -> None:
