@@ -63,6 +63,7 @@ __all__ = [
     "recover_icc_certificate",
     "recover_issuer_certificate",
     "recover_static_data",
+    "rsa_kcv",
     "rsa_private_raw",
     "rsa_public_raw",
     "sign_dynamic_data",
@@ -462,3 +463,9 @@ def cda_icc_dynamic_data(icc_dynamic_number: bytes, cid: bytes, cryptogram: byte
     if len(cid) != 1 or len(cryptogram) != 8 or len(tx_hash) != _HASH_LEN:
         raise ValueError("CID must be 1 byte, the AC 8 bytes and the transaction data hash 20 bytes")
     return dda_icc_dynamic_data(icc_dynamic_number) + cid + cryptogram + tx_hash
+
+
+def rsa_kcv(modulus: int) -> str:
+    """Key check value of an RSA public key as this project shows it (HSM key lists, deny-list files):
+    SHA-256 over the big-endian modulus, first 3 bytes, upper-case hex."""
+    return hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()[:3].hex().upper()

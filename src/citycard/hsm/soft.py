@@ -35,7 +35,7 @@ from citycard.crypto import cryptograms, des, rsa_cert
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.mac import mac_alg3
 from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
-from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_private_raw
+from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_kcv, rsa_private_raw
 
 from . import keyblock
 from .api import (
@@ -529,5 +529,4 @@ def _kcv(algorithm: Algorithm, secret: bytes) -> str:
         return c.finalize()[:3].hex().upper()
     private = serialization.load_der_private_key(secret, password=None)
     assert isinstance(private, rsa.RSAPrivateKey)
-    modulus = private.public_key().public_numbers().n
-    return hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()[:3].hex().upper()
+    return rsa_kcv(private.public_key().public_numbers().n)

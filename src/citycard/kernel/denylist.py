@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from citycard.crypto.rsa_cert import rsa_kcv
 
 __all__ = [
     "ALGORITHM",
@@ -79,11 +80,6 @@ class DenyListFile:
     @property
     def pans(self) -> frozenset[str]:
         return frozenset(e.pan for e in self.entries)
-
-
-def rsa_kcv(modulus: int) -> str:
-    """Key check value of an RSA public key: SHA-256 over the big-endian modulus, first 3 bytes, hex."""
-    return hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")).digest()[:3].hex().upper()
 
 
 def _field(doc: dict[str, Any], name: str, kind: type, where: str, reason: Reason = "format") -> Any:
