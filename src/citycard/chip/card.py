@@ -15,12 +15,13 @@ by an injected fault hook to simulate tearing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from citycard.codec.apdu import SW, ApduError, CommandApdu
-from citycard.codec.dol import DolError, dol_data_length, split_dol_data
+from citycard.codec.dol import DolError, dol_data_length, parse_dol, split_dol_data
 from citycard.codec.tlv import TlvError, decode, encode, encode_many
 from citycard.crypto.cryptograms import (
     AC_DATA_LENGTHS,
@@ -212,7 +213,7 @@ class Card:
 
     def _key(self, name: str) -> str:
         assert self._s.aid is not None
-        return cell_key(self._s.aid, name)
+        return _cell_key(self._s.aid, name)
 
     def _need_p1p2(self, cmd: CommandApdu, p1: int = 0, p2: int = 0) -> None:
         if cmd.p1 != p1 or cmd.p2 != p2:
@@ -443,7 +444,7 @@ class Card:
             ctq |= 0x80
         ctq_bytes = bytes((ctq, 0x00))
         if cid == pboc.CID_TC:
-            self._debit(txn)
+            self._debit(app, txn)
         s.first_ac = cid
         s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
@@ -473,17 +474,16 @@ class Card:
         return encode("77", encode_many(items)), SW.OK
 
     # -- cryptograms ---------------------------------------------------------------------------------
-    def _debit(self, txn: Transaction) -> None:
+    def _debit(self, app: Application, txn: Transaction) -> None:
         """EC offline purchase: debit the balance and log it (staged with the rest of the command)."""
         amount = amount_from_bcd(self._s.terminal["9F02"])
         balance_key = self._key("ec_balance")
         balance = txn.get_int(balance_key)
         assert 0 < amount <= balance
         txn.put(balance_key, balance - amount)
-        self._log(txn, "txn_log", pboc.txn_log_record(self._s.terminal, self._s.atc))
+        self._log(app, txn, "txn_log", pboc.txn_log_record(self._s.terminal, self._s.atc))
 
-    def _log(self, txn: Transaction, name: str, record: bytes) -> None:
-        app = self._app()
+    def _log(self, app: Application, txn: Transaction, name: str, record: bytes) -> None:
         key = self._key(name)
         old = txn.get(key)
         assert isinstance(old, list), key
@@ -497,11 +497,17 @@ class Card:
         s = self._s
         sk = self._session_key(app.udk_ac)
         balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
+        atc = s.atc.to_bytes(2, "big")
         iad = pboc.build_iad(s.cvr.to_bytes(), balance, s.atc, sk)
-        terminal = s.terminal
-        values = {tag: terminal.get(tag, zeros) for tag, zeros in _AC_TERMINAL}
-        values["82"], values["9F36"], values[CVR_TAG] = s.aip, s.atc.to_bytes(2, "big"), iad
-        return generate_ac(sk, ac_input(values)), iad
+        get = s.terminal.get
+        parts = [get(tag, zeros) for tag, zeros in _AC_TERMINAL]
+        parts += (s.aip, atc, iad[3:7])
+        data = b"".join(parts)
+        if len(data) != _AC_INPUT_LENGTH:  # only a misfit personalised AIP: ac_input says which
+            values = {tag: get(tag, zeros) for tag, zeros in _AC_TERMINAL}
+            values["82"], values["9F36"], values[CVR_TAG] = s.aip, atc, iad
+            data = ac_input(values)
+        return generate_ac(sk, data), iad
 
     def _ac_response(self, app: Application, cid: int, cryptogram: bytes, iad: bytes, cda: bool) -> Response:
         """Format 2; with CDA (EMV Book 2 §6.6.1) the AC travels inside the signed dynamic data ``9F4B``."""
@@ -533,12 +539,11 @@ class Card:
 
     def _first_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
         s = self._s
-        try:
-            cdol1 = split_dol_data(pboc.CDOL1, cmd.data)
-        except DolError:
-            raise CardError(SW.WRONG_LENGTH) from None
-        s.terminal.update(cdol1)
-        s.cdol_data = cmd.data
+        data = cmd.data
+        if len(data) != _CDOL1_LENGTH:  # what split_dol_data(pboc.CDOL1, data) refuses
+            raise CardError(SW.WRONG_LENGTH)
+        s.terminal.update({tag: data[start:end] for tag, start, end in _CDOL1_PLAN})
+        s.cdol_data = data
         blocked = txn.get_bool(self._key("blocked"))
         if requested == pboc.CID_AAC:
             cid = pboc.CID_AAC
@@ -549,7 +554,7 @@ class Card:
         else:
             cid = pboc.CID_ARQC
         if cid == pboc.CID_TC:
-            self._debit(txn)
+            self._debit(app, txn)
         s.first_ac = s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
         if cid == pboc.CID_ARQC:
@@ -580,7 +585,7 @@ class Card:
         txn.put(self._key("issuer_auth_failed"), s.issuer_auth is False)
         if cid == pboc.CID_TC:
             txn.put(self._key("last_online_atc"), s.atc)
-            self._log(txn, "txn_log", pboc.txn_log_record(s.terminal, s.atc))
+            self._log(app, txn, "txn_log", pboc.txn_log_record(s.terminal, s.atc))
         cryptogram, iad = self._cryptogram(app, txn)
         return self._ac_response(app, cid, cryptogram, iad, bool(cmd.p1 & 0x10))
 
@@ -702,7 +707,9 @@ class Card:
             if amount > txn.get_int(self._key("ec_limit")):
                 raise CardError(SW.WRONG_DATA)
             before = txn.get_int(key)
-            self._log(txn, "load_log", pboc.load_log_record(self._s.terminal, self._s.atc, before, amount))
+            self._log(
+                app, txn, "load_log", pboc.load_log_record(self._s.terminal, self._s.atc, before, amount)
+            )
             self._s.ec_loaded = True
         txn.put(key, amount)
         return b"", SW.OK
@@ -755,3 +762,32 @@ _AC_TERMINAL: tuple[tuple[str, bytes], ...] = tuple(
 )
 """Terminal data in the AC input (EMV Book 2 §8.1.1; :data:`~citycard.crypto.cryptograms.AC_DATA_TAGS`
 less the card's own AIP, ATC and CVR), zeros when the terminal did not send them."""
+
+_AC_INPUT_LENGTH = sum(AC_DATA_LENGTHS.values()) + 4  # the CVR with its length byte
+assert [tag for tag, _ in _AC_TERMINAL] + ["82", "9F36", CVR_TAG] == list(AC_DATA_TAGS)
+assert all(  # terminal values come only from these DOLs: each AC tag in them has its AC length
+    length == AC_DATA_LENGTHS[tag]
+    for dol in (pboc.PDOL_CONTACT, pboc.PDOL_CONTACTLESS, pboc.CDOL1, pboc.CDOL2)
+    for tag, length in parse_dol(dol)
+    if tag in AC_DATA_LENGTHS
+)
+
+
+def _cdol1_plan() -> tuple[tuple[str, int, int], ...]:
+    plan, pos = [], 0
+    for tag, length in parse_dol(pboc.CDOL1):
+        plan.append((tag, pos, pos + length))
+        pos += length
+    return tuple(plan)
+
+
+_CDOL1_PLAN = _cdol1_plan()
+"""(tag, start, end) of each CDOL1 value in the first GENERATE AC's data, cut once."""
+_CDOL1_LENGTH = _CDOL1_PLAN[-1][2]
+assert len({tag for tag, _, _ in _CDOL1_PLAN}) == len(_CDOL1_PLAN)  # no tag twice (split_dol_data's rule)
+
+
+@functools.lru_cache(maxsize=256)
+def _cell_key(aid: bytes, name: str) -> str:
+    """:func:`~citycard.chip.image.cell_key`, formatted once per (AID, name): a pure function of both."""
+    return cell_key(aid, name)

@@ -48,6 +48,8 @@ class ContextCache(threading.local):
         self._size = size
         self._encryptors: OrderedDict[bytes, Any] = OrderedDict()
         self._decryptors: OrderedDict[bytes, Any] = OrderedDict()
+        self._pair_key = b""
+        self._pair: tuple[Any, Any] = (None, None)
 
     def get(self, key: bytes, decrypt: bool) -> Any:
         """The cached ECB encryptor (or decryptor) for ``key``, made on first use."""
@@ -62,6 +64,24 @@ class ContextCache(threading.local):
         if len(cache) > self._size:
             cache.popitem(last=False)
         return ctx
+
+    def pair(self, key: bytes) -> tuple[Any, Any]:
+        """ECB encryptors under ``key[:8]`` and under ``key`` (ISO 9797-1 MAC algorithm 3's two keys).
+
+        The last pair is kept in one slot of its own. A pair for a key that the LRU does not hold is made
+        for the slot alone: MAC algorithm 3 runs under session keys, each used for one or two MACs, and
+        putting them in the LRU would only push the long-lived keys (master keys, UDKs) out of it.
+        """
+        if key == self._pair_key:
+            return self._pair
+        cache = self._encryptors
+        single, triple = cache.get(key[:8]), cache.get(key)
+        if single is None:
+            single = Cipher(self._algorithm(key[:8]), _ECB).encryptor()
+        if triple is None:
+            triple = Cipher(self._algorithm(key), _ECB).encryptor()
+        self._pair_key, self._pair = key, (single, triple)
+        return single, triple
 
 
 _ECB = modes.ECB()
@@ -84,6 +104,7 @@ def _tdes(key: bytes) -> TripleDES:
 
 _contexts = ContextCache(_tdes)
 _context = _contexts.get
+_pair = _contexts.pair
 
 
 def _check_blocks(data: bytes) -> None:
