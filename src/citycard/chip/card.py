@@ -513,10 +513,13 @@ class Card:
         """Format 2; with CDA (EMV Book 2 §6.6.1) the AC travels inside the signed dynamic data ``9F4B``."""
         s = self._s
         cid_atc = _CID_TL + bytes((cid,)) + _ATC_TL + s.atc.to_bytes(2, "big")
-        iad_tlv = encode("9F10", iad)
+        iad_tlv = _IAD_TL + iad if len(iad) == _IAD_LENGTH else encode("9F10", iad)
         if not cda or cid == pboc.CID_AAC or app.icc_key is None or not self._aip(app)[0] & 0x01:
             assert len(cryptogram) == 8
-            return encode("77", cid_atc + _AC_TL + cryptogram + iad_tlv), SW.OK
+            body = cid_atc + _AC_TL + cryptogram + iad_tlv
+            if len(body) < 0x80:  # BER-TLV short length: what encode("77", body) makes
+                return _TEMPLATE_77 + bytes((len(body),)) + body, SW.OK
+            return encode("77", body), SW.OK
         tx_hash = cda_transaction_data_hash(s.pdol_data, s.cdol_data, cid_atc + iad_tlv)
         dynamic = cda_icc_dynamic_data(self._rng(8), bytes((cid,)), cryptogram, tx_hash)
         sdad = sign_dynamic_data(app.icc_key, dynamic, s.terminal["9F37"])
@@ -756,6 +759,9 @@ _CID_TL, _ATC_TL, _AC_TL = (
     encode("9F26", bytes(8))[:-8],
 )
 """Tag and length of the fixed-length objects of a GENERATE AC response (CID, ATC, AC), encoded once."""
+_IAD_LENGTH = 19  # pboc.build_iad
+_IAD_TL = encode("9F10", bytes(_IAD_LENGTH))[:-_IAD_LENGTH]
+_TEMPLATE_77 = encode("77", b"")[:-1]
 _CARD_AC_TAGS = frozenset({"82", "9F36", CVR_TAG})
 _AC_TERMINAL: tuple[tuple[str, bytes], ...] = tuple(
     (tag, bytes(AC_DATA_LENGTHS[tag])) for tag in AC_DATA_TAGS if tag not in _CARD_AC_TAGS

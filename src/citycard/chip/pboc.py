@@ -130,7 +130,9 @@ def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> byt
     the AC session key over ``01 ‖ balance ‖ ATC``.
     """
     assert len(cvr) == 3
-    balance = bcd_amount(balance_fen, 5)
+    if not 0 <= balance_fen < 10**10:
+        bcd_amount(balance_fen, 5)  # raises its ValueError
+    balance = bytes.fromhex(f"{balance_fen:010d}")  # bcd_amount(balance_fen, 5), without the call
     mac = mac_alg3(session_key, b"\x01" + balance + atc.to_bytes(2, "big"), padding=2, length=4)
     return b"\x07\x01\x01\x03" + cvr + b"\x01" + b"\x0a\x01" + balance + mac
 
