@@ -12,7 +12,7 @@ All keys are double-length 3DES keys (16 bytes). Derived keys have odd DES parit
 
 from __future__ import annotations
 
-from .des import adjust_parity, ecb_encrypt, xor
+from .des import _ODD_PARITY, _context, adjust_parity, ecb_encrypt, xor
 
 __all__ = [
     "derive_common_session_key",
@@ -60,12 +60,14 @@ def derive_pboc_session_key(udk: bytes, atc: int) -> bytes:
 
     SK = 3DES(UDK, 000000000000‖ATC) ‖ 3DES(UDK, 000000000000‖(ATC ⊕ FFFF)), odd parity.
     """
-    _check_key(udk, "UDK")
+    if len(udk) != 16:
+        _check_key(udk, "UDK")
     if not 0 <= atc <= 0xFFFF:
         raise ValueError(f"ATC {atc} is not a 2-byte value")
     # 000000000000 ‖ ATC ‖ 000000000000 ‖ (ATC ⊕ FFFF) as one 128-bit integer: both blocks in one call
     blocks = (atc << 64 | (atc ^ 0xFFFF)).to_bytes(16, "big")
-    return adjust_parity(ecb_encrypt(udk, blocks))
+    sk: bytes = _context(udk, False).update(blocks)  # ecb_encrypt(udk, blocks): whole blocks already
+    return sk.translate(_ODD_PARITY)  # adjust_parity
 
 
 def derive_common_session_key(mk: bytes, r: bytes) -> bytes:

@@ -43,7 +43,8 @@ def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> b
     """ISO 9797-1 MAC algorithm 3 under a double-length key K1‖K2, truncated to ``length`` bytes."""
     if len(key) != 16:
         raise ValueError(f"MAC algorithm 3 needs a 16-byte key, not {len(key)}")
-    padded = pad_method2(data) if padding == 2 else pad(data, padding)
+    two = padding == 2  # pad_method2 inline: the EMV case
+    padded = data + b"\x80" + bytes(-(len(data) + 1) % BLOCK) if two else pad(data, padding)
     end = len(padded) - BLOCK
     chain = 0
     single, triple = _pair(key)
