@@ -2,15 +2,20 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Optional extras: PC/SC readers need pyscard, which builds against Debian's libpcsclite-dev and swig.
+# `make pcsc` installs those (as root or with sudo) and the extra; CI asks for it with EXTRAS=dev,pcsc.
+EXTRAS ?= dev
+comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench pcsc clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -31,6 +36,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# PC/SC readers: Debian's pcscd, the vsmartcard virtual reader and what pyscard builds against.
+pcsc:
+	@dpkg -s pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig; } || { \
+	  echo "could not install them: run 'sudo apt-get install pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig'"; exit 1; }
+	$(MAKE) $(VENV)/.installed-dev-pcsc EXTRAS=dev,pcsc
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -181,3 +181,17 @@ def test_validator_deny_list_stops_the_card_and_queues_the_refund(tmp_path, monk
     (line,) = (tmp_path / "up" / "BUS00042-upload-000001.jsonl").read_text().splitlines()
     row = json.loads(line)
     assert row["state"] == "refund" and row["amount_fen"] == 200 and row["cryptogram"] and pan not in line
+
+
+def test_reader_without_pyscard_is_one_clear_line(tmp_path, monkeypatch):
+    """pyscard is the optional ``pcsc`` extra: without it ``--reader`` says what to install, exit 2."""
+    import sys
+
+    runner, app, _image = _world(tmp_path, monkeypatch)
+    monkeypatch.setitem(sys.modules, "smartcard", None)  # import smartcard -> ImportError
+    monkeypatch.setitem(sys.modules, "smartcard.System", None)
+    monkeypatch.setitem(sys.modules, "smartcard.CardConnection", None)
+    r = runner.invoke(app, ["pos", "purchase", "--reader", "any", "--amount", "1.00"])
+    assert r.exit_code == 2, r.output
+    assert "make pcsc" in r.output and "citycard[pcsc]" in r.output
+    assert "Traceback" not in r.output

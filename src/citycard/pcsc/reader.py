@@ -13,8 +13,14 @@ from typing import Any
 __all__ = ["PcscReader", "ReaderError", "list_readers"]
 
 
+PYSCARD_MISSING = (
+    "PC/SC support is not installed: run 'make pcsc' (Debian packages pcscd libpcsclite-dev swig, "
+    "then pip install 'citycard[pcsc]')"
+)
+
+
 class ReaderError(ConnectionError):
-    """No such reader, no card in it, or the card went away."""
+    """No such reader, no card in it, the card went away, or pyscard (the ``pcsc`` extra) is absent."""
 
 
 def list_readers() -> list[str]:
@@ -31,8 +37,11 @@ class PcscReader:
     """Connect to the first reader whose name contains ``name`` (any reader when empty)."""
 
     def __init__(self, name: str = "", *, protocol: str = "any") -> None:
-        from smartcard.CardConnection import CardConnection
-        from smartcard.System import readers
+        try:
+            from smartcard.CardConnection import CardConnection
+            from smartcard.System import readers
+        except ImportError:
+            raise ReaderError(PYSCARD_MISSING) from None
 
         try:
             found = [r for r in readers() if name.lower() in str(r).lower()]
