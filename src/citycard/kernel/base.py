@@ -165,6 +165,7 @@ class KernelBase:
         self._oda_failure = ""
         self._record_tags: set[str] = set()
         self._cda = False
+        self._cid: int | None = None  # the cryptogram type read from the CVR when the card sent no 9F27
         self._pdol_data = b""
         self._cdol1_data = b""
 
@@ -213,6 +214,7 @@ class KernelBase:
             balance = self._ec_balance_after()
         cryptogram = self.card.get("9F26", b"")
         cid = self.card.get("9F27")
+        cid_value = cid[0] if cid else self._cid  # a qPBOC card may state the type only in its CVR
         atc = self.card.get("9F36")
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
         self.term["95"] = self.tvr.value()
@@ -225,7 +227,7 @@ class KernelBase:
             tvr=self.tvr.value(),
             tsi=self.tsi.value(),
             cryptogram=cryptogram,
-            cid=cid[0] if cid else None,
+            cid=cid_value,
             atc=int.from_bytes(atc, "big") if atc and len(atc) == 2 else None,
             ec=self._ec,
             ec_balance_fen=balance,
@@ -233,6 +235,7 @@ class KernelBase:
             label=self.label,
             pan=pan,
             psn=self.card.get("5F34", b"").hex(),
+            expiry=self._expiry_yymm(),
             field55=self._field55() if cryptogram else b"",
             data={**self.card, **self.term},
             script_results=self._script_results,
@@ -244,6 +247,26 @@ class KernelBase:
     def _track2_pan(self) -> str:
         t2 = self.card.get("57", b"").hex().upper()
         return t2.split("D", 1)[0] if "D" in t2 else ""
+
+    def _expiry_yymm(self) -> str:
+        """``YYMM`` of the application expiration date ``5F24``, else of the track 2 equivalent data ``57``
+        (``PAN D YYMM service-code …``, EMV Book 3 Annex A; qPBOC cards may omit ``5F24``); "" if neither."""
+        if "5F24" in self.card:
+            return self.card["5F24"].hex()[:4]
+        t2 = self.card.get("57", b"").hex().upper()
+        yymm = t2.split("D", 1)[1][:4] if "D" in t2 else ""
+        return yymm if len(yymm) == 4 and yymm.isdigit() else ""
+
+    def _expiry_date(self) -> dt.date | None:
+        """The last day the card is valid: ``5F24``, else the last day of the month in ``57``; None when the
+        card gives neither (a malformed date is a :class:`CardError`)."""
+        if "5F24" in self.card:
+            return _date(self.card["5F24"], "5F24")
+        yymm = self._expiry_yymm()
+        if not yymm:
+            return None
+        month = _date(bytes.fromhex(yymm + "01"), "57")
+        return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
     def _ec_balance_after(self) -> int | None:
         try:
@@ -465,5 +488,5 @@ class KernelBase:
             transaction_type=self.term["9C"][0],
             field55=self._field55(),
             pin_block=self._pin_block,
-            expiry=self.card.get("5F24", b"").hex()[:4],
+            expiry=self._expiry_yymm(),
         )

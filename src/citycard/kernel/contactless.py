@@ -1,12 +1,18 @@
 """qPBOC (JR/T 0025.12): the card decides in the GPO; offline approval only with fDDA, an unexpired card
-and a PAN not on the exception file; CTQ says what to do when fDDA fails; online with online PIN."""
+and a PAN not on the exception file; CTQ says what to do when fDDA fails; online with online PIN.
+
+The GPO response may leave out the CID ``9F27`` (the cryptogram type is then in the CVR of ``9F10``,
+:func:`.tvr.cid_from_cvr`) and the records the expiry date ``5F24`` (it is then the ``YYMM`` of the track 2
+equivalent data ``57``, the card valid to the end of that month)."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 
+from citycard.crypto.cryptograms import CryptogramDataError, cvr_from_iad
+
 from . import oda
-from .base import APPROVED_CODES, CardError, KernelBase, _date, _pan_digits
+from .base import APPROVED_CODES, CardError, KernelBase, _pan_digits
 from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
 from .tvr import (
     AIP_DDA,
@@ -17,9 +23,11 @@ from .tvr import (
     TVR_CARD_ON_EXCEPTION_FILE,
     TVR_DDA_FAILED,
     TVR_EXPIRED,
+    TVR_ICC_DATA_MISSING,
     TVR_MERCHANT_FORCED_ONLINE,
     TVR_ODA_NOT_PERFORMED,
     TVR_PIN_NOT_ENTERED,
+    cid_from_cvr,
     cid_type,
 )
 
@@ -43,11 +51,12 @@ class ContactlessSteps(KernelBase):
         if "5A" not in self.card and "57" not in self.card:
             raise CardError("mandatory data missing: 5A or 57")
         cid = self.card.get("9F27")
-        if cid is None:
-            iad = self.card.get("9F10", b"")
-            if len(iad) < 5:
-                raise CardError("qPBOC: neither CID nor a readable CVR")
-            cryptogram = {0: CID_AAC, 1: CID_TC, 2: CID_ARQC}.get((iad[4] >> 4) & 0x03, 0xC0)
+        if cid is None:  # optional in qPBOC: the type is in the CVR, and the outcome carries it from there
+            try:
+                cryptogram = cid_from_cvr(cvr_from_iad(self.card.get("9F10", b"")))
+            except CryptogramDataError:
+                raise CardError("qPBOC: neither CID nor a readable CVR") from None
+            self._cid = cryptogram
         else:
             if len(cid) != 1:
                 raise CardError("qPBOC: CID of a wrong length")
@@ -90,7 +99,11 @@ class ContactlessSteps(KernelBase):
         if c.exception_file.stale(self.txn.now):  # a deny list past its maximum age cannot clear a card
             self.tvr.set(TVR_MERCHANT_FORCED_ONLINE)
             return "exception file older than its maximum age"
-        if "5F24" in self.card and _date(self.card["5F24"], "5F24") < self.txn.now.date():
+        expiry = self._expiry_date()
+        if expiry is None:
+            self.tvr.set(TVR_ICC_DATA_MISSING)
+            return "no expiry date (neither 5F24 nor one in 57)"
+        if expiry < self.txn.now.date():
             self.tvr.set(TVR_EXPIRED)
             return "expired card"
         if not self.card["82"][0] & AIP_DDA or "9F4B" not in self.card:

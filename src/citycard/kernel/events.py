@@ -164,6 +164,7 @@ class Outcome:
     label: str = ""
     pan: str = ""
     psn: str = ""
+    expiry: str = ""  # YYMM: 5F24, else the track 2 equivalent data 57 (qPBOC cards may omit 5F24)
     field55: bytes = b""
     data: dict[str, bytes] = field(default_factory=dict, compare=False)
     logs: tuple[LogEntry, ...] = ()

@@ -47,6 +47,7 @@ __all__ = [
     "TVR_UCOL_EXCEEDED",
     "TVR_UNRECOGNISED_CVM",
     "Bits",
+    "cid_from_cvr",
     "cid_type",
 ]
 
@@ -104,6 +105,16 @@ CID_ARQC = 0x80
 def cid_type(cid: int) -> int:
     """The cryptogram type of a CID byte: ``CID_AAC``, ``CID_TC``, ``CID_ARQC`` or ``0xC0`` (RFU)."""
     return cid & 0xC0
+
+
+def cid_from_cvr(cvr: bytes) -> int:
+    """The cryptogram type a qPBOC card states in its CVR when it sends no CID (``9F27`` is optional in the
+    qPBOC GPO response, JR/T 0025.12; the reader then takes the type from the issuer application data, as
+    Visa's qVSDC does): ``cvr`` is ``03 ‖ CVR`` (``9F10[3:7]``, docs/card-profile.md §9), and CVR byte 1
+    bits 6-5 are the AC returned by the first cryptogram: ``00`` AAC, ``01`` TC, ``10`` ARQC, ``11`` RFU
+    (``0xC0``). Bits 8-7 are the second GENERATE AC's, which qPBOC never has (``10``: not requested)."""
+    assert len(cvr) == 4 and cvr[0] == 0x03
+    return {0: CID_AAC, 1: CID_TC, 2: CID_ARQC}.get((cvr[1] >> 4) & 0x03, 0xC0)
 
 
 class Bits:

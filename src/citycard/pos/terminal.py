@@ -208,7 +208,7 @@ class PosTerminal:
             pan_token=token,
             pan_sealed=sealed,
             psn=outcome.psn,
-            expiry=outcome.data.get("5F24", b"").hex()[:4],
+            expiry=outcome.expiry,
             aid=outcome.aid.hex().upper(),
             outcome=outcome.kind.value,
             reason=outcome.reason,
