@@ -245,3 +245,25 @@ def test_unknown_bin_is_refused_and_posts_nothing(
     answer = banks.authorize(request(body + luhn(body), PURCHASE, 1_000, f55, "p-unknown-bin"))
     assert answer.response_code == "14" and not answer.approved
     assert ledger_snapshot(database) == before
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        ("9F6C", bytes.fromhex("8000")),  # qPBOC: the card's CTQ asks the reader for an online PIN
+        ("9F34", bytes.fromhex("420300")),  # the terminal claims it performed online PIN (result unknown)
+    ],
+)
+def test_online_pin_asked_for_but_no_pin_block_is_declined(
+    banks: IssuerService,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    tag: str,
+    value: bytes,
+) -> None:
+    pan = funded_card(banks)
+    f55 = with_tag(terminal_for(pan).first_ac(20_000), tag, value)
+    before = ledger_snapshot(database)
+    resp = banks.authorize(request(pan, PURCHASE, 20_000, f55, "p-1"))
+    assert resp.response_code == "55" and "online_pin_missing" in resp.flags, resp
+    assert ledger_snapshot(database) == before

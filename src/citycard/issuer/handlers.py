@@ -13,7 +13,9 @@ JR/T 0025.13 for the EC load):
    the ATC must exceed the highest ATC seen for the card (a replay is declined); an unpredictable number
    seen before for the card is flagged; CVM results (``9F34``) claiming a successful offline PIN are checked
    against the card's own CVR in ``9F10`` — the "No PIN" attack of Murdoch, Drimer, Anderson and Bond
-   (IEEE S&P 2010) makes the terminal believe a PIN was verified that the card never saw;
+   (IEEE S&P 2010) makes the terminal believe a PIN was verified that the card never saw; an online PIN
+   that the card's CTQ (``9F6C``) asks for, or that the CVM results claim, must come with a PIN block
+   (field 52), else ``55`` with the flag ``online_pin_missing``;
 4. the business: purchase (deposit -> network settlement), balance inquiry, EC load 圈存 (deposit -> EC
    float, answered with ``PUT DATA 9F79``), EC cash load (counter cash -> EC float), reversal (the original's
    transfers mirrored — except an EC load whose reversal reports, in the issuer script results ``9F5B``,
@@ -115,6 +117,9 @@ _CARD_BLOCK = {"block": bytes.fromhex("841E0000"), "unblock": bytes.fromhex("841
 _OFFLINE_PIN_CVMS = {0x01, 0x03, 0x04, 0x05}  # EMV Book 3 Annex C3: PIN verified by the ICC
 _CVR_PIN_PERFORMED = 0x04  # CVR byte 1 bit 3 (docs/card-profile.md §9, VIS/PBOC layout)
 _CVR_PIN_FAILED = 0x02  # CVR byte 1 bit 2
+_CVM_ONLINE_PIN = 0x02  # EMV Book 3 Annex C3: online enciphered PIN
+_CVM_RESULT_FAILED = 0x01  # EMV Book 3 Annex A, CVM results byte 3
+_CTQ_ONLINE_PIN = 0x80  # CTQ (9F6C) byte 1 bit 8, JR/T 0025.12: the card asks for an online PIN
 
 
 class CardPersonaliser(Protocol):
@@ -838,6 +843,9 @@ class IssuerService:
             return out.set("62", "card blocked by the issuer")
         if card.expiry < _yymm(self.clock()):
             return out.set("54", "card expired")
+        if req.pin_block is None and _online_pin_asked(tags):
+            flags.append("online_pin_missing")
+            return out.set("55", "online PIN required (CTQ or CVM results) but no PIN block was sent")
         if req.pin_block is not None:
             if card.pvv is None:
                 return out.set("55", "no PIN set for this card")
@@ -1008,6 +1016,15 @@ def _bank(uow: IssuerUnitOfWork, code: str) -> Bank:
 def _available(uow: IssuerUnitOfWork, account_id: int) -> int:
     (account,) = uow.ledger.lookup_accounts([account_id])
     return account.available_fen
+
+
+def _online_pin_asked(tags: dict[str, bytes]) -> bool:
+    """Whether the chip data say an online PIN belongs to this transaction: the card's CTQ (``9F6C``) asks
+    for one (qPBOC), or the CVM results (``9F34``) name online PIN as the method performed and not failed."""
+    ctq, cvm = tags.get("9F6C", b""), tags.get("9F34", b"")
+    if ctq and ctq[0] & _CTQ_ONLINE_PIN:
+        return True
+    return len(cvm) == 3 and cvm[0] & 0x3F == _CVM_ONLINE_PIN and cvm[2] != _CVM_RESULT_FAILED
 
 
 def _ec_balance_from_iad(iad: bytes) -> tuple[int, bytes, bytes] | None:
