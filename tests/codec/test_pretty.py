@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from citycard.codec.pretty import (
     command_name,
+    command_hex,
     format_command,
     format_dol,
     format_response,
@@ -237,7 +238,11 @@ def test_pin_data_hidden() -> None:
     text = format_command(verify)
     assert "241234" not in text and "8 bytes of PIN data hidden" in text
     assert text.startswith("VERIFY plaintext PIN")
-    assert "241234FFFFFFFFFF" in format_command(verify, mask=False)
+    assert "241234" not in format_command(verify, mask=False)  # unmasking shows PANs, never PINs
+    assert command_hex(verify) == "0020008008 " + "*" * 16
+    script = H("842400020C 0011223344556677 8899AABB")  # PIN CHANGE: enciphered PIN ‖ MAC
+    assert command_hex(script) == "842400020C " + "*" * 24
+    assert command_hex(H("00B2010C00")) == "00B2010C00"
 
 
 def test_malformed_apdus() -> None:

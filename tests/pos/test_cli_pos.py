@@ -195,3 +195,16 @@ def test_reader_without_pyscard_is_one_clear_line(tmp_path, monkeypatch):
     assert r.exit_code == 2, r.output
     assert "make pcsc" in r.output and "citycard[pcsc]" in r.output
     assert "Traceback" not in r.output
+
+
+def test_trace_never_shows_the_pin(tmp_path, monkeypatch):
+    """VERIFY's PIN block is masked in a trace (header shown, data as asterisks), with --reveal too."""
+    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
+    for extra in ([], ["--reveal"]):
+        r = runner.invoke(
+            app,
+            ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "123456", "--trace", *extra],
+        )
+        assert r.exit_code == 0 and "> VERIFY" in r.output, r.output
+        assert "0020008008 ****************" in r.output, r.output
+        assert "26123456FFFFFFFF" not in r.output and "123456F" not in r.output

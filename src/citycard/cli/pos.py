@@ -23,7 +23,7 @@ from rich.table import Table
 
 from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
-from citycard.codec.pretty import format_tlv, mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
@@ -268,7 +268,7 @@ def _tracer(enabled: bool, reveal: bool) -> Trace | None:
             seen.update(_sensitive_values(response[:-2]))
         hide = (lambda text: text) if reveal else (lambda text: _mask_hex(text, seen))
         console.print(
-            f"[bold]> {purpose}[/bold]  {hide(command.hex().upper())}", highlight=False, soft_wrap=True
+            f"[bold]> {purpose}[/bold]  {hide(command_hex(command))}", highlight=False, soft_wrap=True
         )
         if not response:
             console.print("< (no response: card removed)", highlight=False)

@@ -12,7 +12,9 @@ and results ``9F34``, CID ``9F27``; qPBOC TTQ ``9F66`` and CTQ ``9F6C``; AFL ``9
 EMV Book 3 §6.5 and the PBOC purse commands; status words from :func:`~citycard.codec.apdu.sw_meaning`).
 
 PANs (``5A``, track 2 ``57``, track 1 ``56``) are masked unless ``mask=False``: only the first 6 and last
-4 digits are shown, and their hex is not printed; PIN data (VERIFY, PIN CHANGE) is not shown at all.
+4 digits are shown, and their hex is not printed. PIN data (VERIFY, PIN CHANGE/UNBLOCK) is never shown,
+``mask=False`` or not (revealing is for PANs, never for PINs): :func:`command_hex` is a command's hex with
+that data replaced by asterisks.
 Data that is not BER-TLV is shown as hex with the :class:`~citycard.codec.tlv.TlvError` message.
 """
 
@@ -26,6 +28,7 @@ from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
 __all__ = [
+    "command_hex",
     "command_name",
     "format_command",
     "format_dol",
@@ -407,7 +410,16 @@ _INITIALIZE_FOR = {
     0x03: "CAPP PURCHASE",
     0x05: "UNLOAD",
 }
-_SECRET_DATA = {0x20, 0x24}  # VERIFY (PIN block), PIN CHANGE (enciphered PIN): never shown when masking
+_SECRET_DATA = {0x20, 0x24}  # VERIFY (PIN block), PIN CHANGE/UNBLOCK (enciphered PIN): never shown
+
+
+def command_hex(raw: bytes) -> str:
+    """A command APDU in hex for a trace; the data of VERIFY and PIN CHANGE/UNBLOCK (a PIN block, plaintext
+    or enciphered) as asterisks after the header and Lc: ``0020008008 ****************``."""
+    text = bytes(raw).hex().upper()
+    if len(raw) > 5 and raw[1] in _SECRET_DATA:
+        return f"{text[:10]} {'*' * (len(text) - 10)}"
+    return text
 
 
 def command_name(cla: int, ins: int, p1: int, p2: int) -> str:
@@ -447,7 +459,8 @@ def format_command(
     raw: bytes, *, rid: str | None = None, dol: bytes | None = None, indent: str = "  ", mask: bool = True
 ) -> str:
     """A command APDU: name, header and lengths, then its data (a TLV tree, or the values of ``dol``
-    when given, e.g. CDOL1 for GENERATE AC). PIN data (VERIFY, PIN CHANGE) is hidden unless ``mask=False``."""
+    when given, e.g. CDOL1 for GENERATE AC). PIN data (VERIFY, PIN CHANGE/UNBLOCK) is always hidden;
+    ``mask=False`` shows PANs, never PINs."""
     try:
         cmd = CommandApdu.parse(raw)
     except ApduError as exc:
@@ -460,7 +473,7 @@ def format_command(
     head += "]"
     if not cmd.data or (cmd.ins == 0xA4 and cmd.p1 == 0x04):  # a selected name is in the head already
         return head
-    if mask and cmd.ins in _SECRET_DATA:
+    if cmd.ins in _SECRET_DATA:
         return f"{head}\n{indent}({len(cmd.data)} bytes of PIN data hidden)"
     if dol is not None:
         try:
