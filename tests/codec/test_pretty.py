@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citycard.codec.pretty import (
-    command_name,
     command_hex,
+    command_name,
     format_command,
     format_dol,
     format_response,

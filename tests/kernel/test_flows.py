@@ -6,7 +6,7 @@ import datetime as dt
 
 from citycard.codec import tlv
 from citycard.kernel.config import ExceptionFile
-from citycard.kernel.events import OutcomeKind, RequestPin
+from citycard.kernel.events import OutcomeKind, PinEntry, RequestPin
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.kernel.tvr import (
     TSI_ODA,
@@ -63,16 +63,42 @@ def test_contact_standard_purchase_offline_pin_then_online_approved():
 
 def test_wrong_pin_until_blocked_then_online_pin():
     card = new_card("contact", balance_fen=0)
-    kinds = []
+    asked = []
 
     def pin(req):
-        kinds.append(req.kind)
-        return "0000" if req.kind == "offline_plaintext" else PIN
+        asked.append((req.kind, req.tries_left, req.wrong_pin))
+        return f"000{len(asked)}" if req.kind == "offline_plaintext" else PIN  # three different wrong PINs
 
     out, _ = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=pin)
-    assert kinds == ["offline_plaintext"] * 3 + ["online"]
+    offline = [
+        ("offline_plaintext", 3, False),
+        ("offline_plaintext", 2, True),
+        ("offline_plaintext", 1, True),
+    ]
+    assert asked == [*offline, ("online", None, False)]
     assert _has(out.tvr, TVR_PIN_TRY_LIMIT) and _has(out.tvr, TVR_ONLINE_PIN_ENTERED)
     assert out.data["9F34"][:2] == bytes.fromhex("4203")
+
+
+def test_a_rejected_pin_is_never_sent_again():
+    """A PIN pad that offers the same wrong value again does not burn the card's tries with it."""
+    card = new_card("contact", balance_fen=0)
+    out, apdus = transact(card, K.PURCHASE, 5_000, online=issuer_stub().authorize, pin=lambda r: "0000")
+    assert [p for p, _, _ in apdus].count("VERIFY") == 1
+    assert card.image.nvm["pin.tries"] == 2 and not _has(out.tvr, TVR_PIN_TRY_LIMIT)
+
+
+def test_pin_entry_cancelled_after_a_wrong_pin_ends_the_transaction():
+    card = new_card("contact", balance_fen=0)
+
+    def pin(req):
+        return PinEntry(None, cancel=True) if req.wrong_pin else "0000"
+
+    stub = issuer_stub()
+    out, apdus = transact(card, K.PURCHASE, 5_000, online=stub.authorize, pin=pin)
+    assert out.kind is OutcomeKind.TERMINATED and "after a wrong PIN (2 PIN tries left)" in out.reason
+    assert [p for p, _, _ in apdus].count("VERIFY") == 1 and not stub.requests
+    assert "GENERATE AC 1" not in [p for p, _, _ in apdus]
 
 
 def test_online_pin_is_checked_by_the_issuer_stub():

@@ -156,9 +156,43 @@ def test_contactless_over_the_limit_tries_another_interface(tmp_path, monkeypatc
 
 
 def test_wrong_online_pin_is_declined_by_the_issuer_stub(tmp_path, monkeypatch):
+    """qPBOC online with the online PIN the card's CTQ asks for: the stub deciphers it and says 55."""
     runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
-    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999"])
+    r = runner.invoke(
+        app,
+        ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--contactless", "--pin", "999999"],
+    )
     assert r.exit_code == 1 and "DECLINED" in r.output and "(55)" in r.output, r.output
+
+
+def _pin_tries(image: Path) -> int:
+    return int(json.loads(image.read_text())["nvm"]["pin.tries"])
+
+
+def test_wrong_pin_is_sent_once_then_the_transaction_stops(tmp_path, monkeypatch):
+    """A wrong --pin costs one of the card's tries, not all three: without a keyboard the terminal stops."""
+    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
+    monkeypatch.setattr(pos_cli, "_interactive", lambda: False)
+    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999"])
+    assert r.exit_code == 1 and "wrong PIN: 2 tries left" in r.output, r.output
+    assert "PIN entry cancelled" in r.output and "APPROVED" not in r.output
+    assert r.output.count("> VERIFY") == 0 and _pin_tries(image) == 2  # no trace asked; the card says 2
+    r = runner.invoke(
+        app, ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999", "--trace"]
+    )
+    assert r.output.count("> VERIFY") == 1 and _pin_tries(image) == 1, r.output
+
+
+def test_wrong_pin_at_a_terminal_is_asked_again(tmp_path, monkeypatch):
+    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
+    monkeypatch.setattr(pos_cli, "_interactive", lambda: True)
+    r = runner.invoke(
+        app,
+        ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999", "--trace"],
+        input="123456\n",
+    )
+    assert r.exit_code == 0 and "wrong PIN: 2 tries left" in r.output and "APPROVED ONLINE" in r.output
+    assert r.output.count("> VERIFY") == 2 and _pin_tries(image) == 3, r.output  # reset by the right PIN
 
 
 def test_validator_deny_list_stops_the_card_and_queues_the_refund(tmp_path, monkeypatch):
@@ -203,7 +237,7 @@ def test_trace_never_shows_the_pin(tmp_path, monkeypatch):
     for extra in ([], ["--reveal"]):
         r = runner.invoke(
             app,
-            ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "123456", "--trace", *extra],
+            ["pos", "purchase", "--card", str(image), "--amount", "50", "--pin", "123456", "--trace", *extra],
         )
         assert r.exit_code == 0 and "> VERIFY" in r.output, r.output
         assert "0020008008 ****************" in r.output, r.output

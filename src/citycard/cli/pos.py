@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.denylist import DenyListError, DenyListFile, load_deny_list
-from citycard.kernel.events import Outcome, OutcomeKind, RequestPin
+from citycard.kernel.events import Outcome, OutcomeKind, PinEntry, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.issuer_stub import IssuerStub
@@ -291,10 +292,28 @@ def _tracer(enabled: bool, reveal: bool) -> Trace | None:
     return trace
 
 
-def _pin(given: str | None) -> Callable[[RequestPin], str | None]:
-    def ask(request: RequestPin) -> str | None:
-        if given is not None:
+def _interactive() -> bool:
+    """Whether someone is at the keyboard to type a PIN again."""
+    return sys.stdin.isatty()
+
+
+def _pin(given: str | None) -> Callable[[RequestPin], str | PinEntry | None]:
+    """The PIN pad of one transaction. ``--pin`` answers the first request only: a PIN the card refused is
+    never sent again (each VERIFY burns one of the card's tries). Asked again — the card said "wrong PIN",
+    or another PIN method follows a failed one — it prompts at a terminal, and otherwise cancels: the
+    transaction ends with the card's remaining tries in its reason."""
+    used = False
+
+    def ask(request: RequestPin) -> str | PinEntry | None:
+        nonlocal used
+        if request.wrong_pin:
+            left = f": {request.tries_left} tries left" if request.tries_left is not None else ""
+            console.print(f"wrong PIN{left}", highlight=False)
+        if given is not None and not used:
+            used = True
             return given
+        if given is not None and not _interactive():
+            return PinEntry(None, cancel=True)
         tries = f" ({request.tries_left} tries left)" if request.tries_left is not None else ""
         text = typer.prompt(
             f"PIN for CNY {format_amount(request.amount_fen)}{tries}", hide_input=True, default=""
@@ -357,7 +376,7 @@ def purchase(
             console.print("card inserted (contact)")
             with opts.transport(False) as transmit:
                 result = pos.purchase(
-                    transmit, fen, interface="contact", online=online, pin=ask, trace=opts.tracer()
+                    transmit, fen, interface="contact", online=online, pin=_pin(pin), trace=opts.tracer()
                 )
     _show(pos, result.outcome, result.entry, fen, "SALE")
 

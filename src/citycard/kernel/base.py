@@ -29,6 +29,7 @@ __all__ = [
     "APPROVED_CODES",
     "EC_AUTH_CODE",
     "FIELD55_TAGS",
+    "Cancelled",
     "CardError",
     "KernelBase",
     "Transaction",
@@ -88,6 +89,10 @@ class CardError(Exception):
 
 class _Removed(Exception):
     pass
+
+
+class Cancelled(Exception):
+    """The cardholder cancelled (at the PIN pad): the transaction ends, terminated, with this reason."""
 
 
 class _NextCandidate(Exception):
@@ -196,6 +201,8 @@ class KernelBase:
             event = self._finish(exc.kind, exc.reason)
         except _Removed as exc:
             event = self._finish(OutcomeKind.TERMINATED, str(exc) or "card removed", torn=self._debit_sent)
+        except Cancelled as exc:
+            event = self._finish(OutcomeKind.TERMINATED, str(exc))
         except ValueError as exc:  # TlvError, DolError, CvmListError, CertificateError: malformed card data
             event = self._finish(OutcomeKind.TERMINATED, f"card data error: {exc}")
         except Exception as exc:  # a kernel bug (KeyError, IndexError …): never escapes a terminal; the

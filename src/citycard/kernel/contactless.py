@@ -12,7 +12,7 @@ from collections.abc import Generator
 from citycard.crypto.cryptograms import CryptogramDataError, cvr_from_iad
 
 from . import oda
-from .base import APPROVED_CODES, CardError, KernelBase, _pan_digits
+from .base import APPROVED_CODES, Cancelled, CardError, KernelBase, _pan_digits
 from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
 from .tvr import (
     AIP_DDA,
@@ -132,6 +132,8 @@ class ContactlessSteps(KernelBase):
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "online required; reader is offline-only")
         if ctq[0] & CTQ_ONLINE_PIN and self.config.pin_key:
             answer = yield RequestPin("online", self.txn.amount_fen)
+            if isinstance(answer, PinEntry) and answer.cancel:
+                raise Cancelled("online PIN entry cancelled")
             pin = answer.pin if isinstance(answer, PinEntry) else None
             if pin:
                 self._encipher_online_pin(pin)

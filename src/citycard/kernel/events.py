@@ -60,11 +60,16 @@ class ChooseApplication:
 
 @dataclass(frozen=True, slots=True)
 class RequestPin:
-    """Ask the cardholder for a PIN; answer with :class:`PinEntry` (``pin=None`` means bypassed)."""
+    """Ask the cardholder for a PIN; answer with :class:`PinEntry` (``pin=None`` means bypassed).
+
+    ``wrong_pin``: the card has just rejected the PIN entered before (VERIFY ``63Cx``) and ``tries_left``
+    says how many tries remain. A PIN pad asks again or cancels; it never offers the same value twice (the
+    kernel does not send a rejected value again)."""
 
     kind: Literal["offline_plaintext", "offline_enciphered", "online"]
     amount_fen: int
     tries_left: int | None = None
+    wrong_pin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class ApplicationChoice:
 @dataclass(frozen=True, slots=True)
 class PinEntry:
     pin: str | None  # None: PIN bypassed / not entered
+    cancel: bool = False  # the cardholder cancelled: the transaction ends (terminated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,12 +43,13 @@ def run(
     transmit: Callable[[bytes], bytes],
     *,
     online: Callable[[OnlineRequest], OnlineResponse] = _unable,
-    pin: Callable[[RequestPin], str | None] = lambda _: None,
+    pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
     choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
     trace: Trace | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> Outcome:
-    """Run ``kernel`` to its outcome. ``trace(purpose, command, response)`` sees every APDU exchanged."""
+    """Run ``kernel`` to its outcome. ``trace(purpose, command, response)`` sees every APDU exchanged;
+    ``pin(request)`` returns the PIN, None (bypass) or a :class:`PinEntry` (``cancel=True`` ends it)."""
     event = kernel.start()
     for _ in range(MAX_EVENTS):
         if on_event is not None:
@@ -68,7 +69,8 @@ def run(
                 if trace is not None:
                     trace(event.purpose, event.apdu, response)
         elif isinstance(event, RequestPin):
-            answer = PinEntry(pin(event))
+            entered = pin(event)
+            answer = entered if isinstance(entered, PinEntry) else PinEntry(entered)
         elif isinstance(event, ChooseApplication):
             answer = ApplicationChoice(choose(event))
         elif isinstance(event, GoOnline):

@@ -10,7 +10,7 @@ from citycard.crypto.pin import encipher_offline_pin, plaintext_offline_pin_bloc
 
 from . import cvm as cvmlib
 from . import oda
-from .base import CardError, KernelBase
+from .base import Cancelled, CardError, KernelBase
 from .events import Answer, Event, PinEntry, RequestPin
 from .tvr import (
     AIP_CVM,
@@ -90,7 +90,7 @@ class VerificationSteps(KernelBase):
                 self.tvr.set(TVR_PIN_PAD_MISSING)
                 return None
             answer = yield RequestPin("online", self.txn.amount_fen)
-            pin = answer.pin if isinstance(answer, PinEntry) else None
+            pin = _entered(answer, "online PIN entry cancelled")
             if not pin:
                 self.tvr.set(TVR_PIN_NOT_ENTERED)
                 return None
@@ -121,15 +121,20 @@ class VerificationSteps(KernelBase):
         if tries_left == 0:
             self.tvr.set(TVR_PIN_TRY_LIMIT)
             return False
+        kind: Literal["offline_plaintext", "offline_enciphered"] = (
+            "offline_enciphered" if enciphered else "offline_plaintext"
+        )
+        rejected: set[str] = set()  # PINs the card refused in this transaction: never sent again
         for _ in range(self.config.max_pin_tries):
-            kind: Literal["offline_plaintext", "offline_enciphered"] = (
-                "offline_enciphered" if enciphered else "offline_plaintext"
-            )
-            answer = yield RequestPin(kind, self.txn.amount_fen, tries_left)
-            pin = answer.pin if isinstance(answer, PinEntry) else None
+            answer = yield RequestPin(kind, self.txn.amount_fen, tries_left, wrong_pin=bool(rejected))
+            left = f" ({tries_left} PIN tries left)" if tries_left is not None else ""
+            reason = "PIN entry cancelled" + (f" after a wrong PIN{left}" if rejected else "")
+            pin = _entered(answer, reason)
             if not pin:
                 self.tvr.set(TVR_PIN_NOT_ENTERED)
                 return False
+            if pin in rejected:  # the same wrong value would only burn a try: ask again
+                continue
             p2, block = 0x80, plaintext_offline_pin_block(pin)
             if key is not None:
                 challenge, csw = yield from self._apdu(bytes.fromhex("0084000008"), "GET CHALLENGE")
@@ -144,6 +149,7 @@ class VerificationSteps(KernelBase):
                 self.tvr.set(TVR_PIN_TRY_LIMIT)
                 return False
             if sw >> 4 == 0x63C:
+                rejected.add(pin)
                 tries_left = sw & 0x0F
                 if tries_left == 0:
                     self.tvr.set(TVR_PIN_TRY_LIMIT)
@@ -151,3 +157,12 @@ class VerificationSteps(KernelBase):
                 continue
             raise CardError(f"VERIFY: status {sw:04X}")
         return False
+
+
+def _entered(answer: Answer, cancelled: str) -> str | None:
+    """The PIN of the PIN pad's answer (None: bypassed); raises :class:`Cancelled` when it cancelled."""
+    if not isinstance(answer, PinEntry):
+        return None
+    if answer.cancel:
+        raise Cancelled(cancelled)
+    return answer.pin

@@ -26,6 +26,7 @@ from citycard.kernel.events import (
     OnlineResponse,
     Outcome,
     OutcomeKind,
+    PinEntry,
     RequestPin,
     SendApdu,
 )
@@ -162,7 +163,7 @@ class PosTerminal:
         *,
         config: TerminalConfig | None = None,
         online: Callable[[OnlineRequest], OnlineResponse] = _unable,
-        pin: Callable[[RequestPin], str | None] = lambda _: None,
+        pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
         trace: Trace | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
@@ -227,7 +228,7 @@ class PosTerminal:
         *,
         interface: Interface = "contact",
         online: Callable[[OnlineRequest], OnlineResponse] = _unable,
-        pin: Callable[[RequestPin], str | None] = lambda _: None,
+        pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
         trace: Trace | None = None,
     ) -> TapResult:
@@ -255,7 +256,7 @@ class PosTerminal:
         amount_fen: int,
         *,
         online: Callable[[OnlineRequest], OnlineResponse],
-        pin: Callable[[RequestPin], str | None] = lambda _: None,
+        pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         interface: Interface = "contact",
         trace: Trace | None = None,
     ) -> TapResult:
