@@ -1,0 +1,100 @@
+"""ISO 8583:1987 as UnionPay POS terminals speak it: the profile, the codec, typed messages, field 39.
+
+- :mod:`.spec`: the profile as a pyiso8583 spec dict (plain data), field by field.
+- :mod:`.wire`: frame (2-byte length, TPDU, 6-byte header), message (BCD MTI, binary bitmap), MAC block.
+- :mod:`.messages`: frozen typed messages per kind, the table of our transactions.
+- :mod:`.codes`: :class:`ResponseCode` with ``.approved``; a malformed message is answered with 30.
+- :mod:`.errors`: :class:`Iso8583Error` (field, position, reason), the only error raised on bad input.
+
+Pure: no I/O, no clock. The profile, its sources and the choices made are in ``docs/iso8583.md``.
+"""
+
+from __future__ import annotations
+
+from .codes import ResponseCode, response_for_malformed, response_mti
+from .errors import Iso8583Error
+from .messages import (
+    KINDS,
+    TRANSACTIONS,
+    AdviceRequest,
+    AdviceResponse,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    BatchUpload,
+    BatchUploadResponse,
+    Field60,
+    IccData,
+    Message,
+    NetworkManagementRequest,
+    NetworkManagementResponse,
+    ReversalRequest,
+    ReversalResponse,
+    SettlementRequest,
+    SettlementResponse,
+    TransactionType,
+    decode_framed,
+    encode_framed,
+    parse,
+    transaction_type,
+)
+from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
+from .wire import (
+    MAX_FRAME_SIZE,
+    Frame,
+    Header,
+    RawMessage,
+    Tpdu,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+    frame_length,
+    mac_block,
+    mac_matches,
+    with_mac,
+)
+
+__all__ = [
+    "KINDS",
+    "MAX_FRAME_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "PROFILE_FIELDS",
+    "SPEC",
+    "TRANSACTIONS",
+    "AdviceRequest",
+    "AdviceResponse",
+    "AuthorizationRequest",
+    "AuthorizationResponse",
+    "BatchUpload",
+    "BatchUploadResponse",
+    "Field60",
+    "Frame",
+    "Header",
+    "IccData",
+    "Iso8583Error",
+    "Message",
+    "NetworkManagementRequest",
+    "NetworkManagementResponse",
+    "RawMessage",
+    "ResponseCode",
+    "ReversalRequest",
+    "ReversalResponse",
+    "SettlementRequest",
+    "SettlementResponse",
+    "Tpdu",
+    "TransactionType",
+    "decode_frame",
+    "decode_framed",
+    "decode_message",
+    "encode_frame",
+    "encode_framed",
+    "encode_message",
+    "frame_length",
+    "mac_block",
+    "mac_matches",
+    "parse",
+    "response_for_malformed",
+    "response_mti",
+    "transaction_type",
+    "with_mac",
+]

@@ -1,0 +1,524 @@
+"""Typed messages of the UnionPay POS profile: frozen values with named fields over :mod:`.wire`.
+
+One class per message kind, requests and responses apart (ISO 8583:1987 message classes):
+
+==========================  ==============  =========================================================
+kind                        MTI             carries
+==========================  ==============  =========================================================
+AuthorizationRequest        0100 0200       purchase, void, balance inquiry, EC loads (by 3/25/60.1)
+AuthorizationResponse       0110 0210       response code 39, RRN 37, auth code 38, balance 54, 55
+AdviceRequest               0220            refund and other advices
+AdviceResponse              0230
+ReversalRequest             0400 0420       reason in 39 (98 no response, 96, 06 ...)
+ReversalResponse            0410 0430
+BatchUpload                 0320            offline (EC) transactions, end of batch upload
+BatchUploadResponse         0330
+SettlementRequest           0500            totals in 48
+SettlementResponse          0510
+NetworkManagementRequest    0800 0820       sign-on, sign-off, echo test (60.3)
+NetworkManagementResponse   0810 0830       working keys in 62
+==========================  ==============  =========================================================
+
+Which fields each kind requires or allows is plain data (``REQUIRED`` / ``OPTIONAL`` on each class);
+:data:`TRANSACTIONS` is the table of the transactions we use (MTI, processing code, condition code 25,
+message type code 60.1, network management code 60.3), from 中国银联 "POS终端消息域说明" and UnionPay POS
+terminal practice (see ``docs/iso8583.md``). Field 55 is parsed with the project's BER-TLV codec into an
+:class:`IccData`. Every malformed input raises :class:`.errors.Iso8583Error` with the field and position;
+PANs are masked and track data, PIN blocks and chip data are left out of ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Self
+
+from citycard.codec.pretty import mask_pan
+from citycard.codec.tlv import Tlv, TlvError, decode, encode_many, find
+
+from .codes import ResponseCode
+from .errors import Iso8583Error
+from .wire import (
+    Frame,
+    Header,
+    RawMessage,
+    Tpdu,
+    Value,
+    check_value,
+    decode_frame,
+    encode_frame,
+    encode_message,
+)
+
+__all__ = [
+    "KINDS",
+    "TRANSACTIONS",
+    "AdviceRequest",
+    "AdviceResponse",
+    "AuthorizationRequest",
+    "AuthorizationResponse",
+    "BatchUpload",
+    "BatchUploadResponse",
+    "Field60",
+    "IccData",
+    "Message",
+    "NetworkManagementRequest",
+    "NetworkManagementResponse",
+    "ReversalRequest",
+    "ReversalResponse",
+    "SettlementRequest",
+    "SettlementResponse",
+    "TransactionType",
+    "decode_framed",
+    "encode_framed",
+    "parse",
+    "transaction_type",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Field60:
+    """Field 60 (reserved private, n..17): 60.1 message type code n2, 60.2 batch number n6, 60.3 network
+    management information code n3 (optional), then the terminal's further subfields (60.4 read
+    capability, 60.5 IC condition code, ...) as digits."""
+
+    message_type_code: str
+    batch_number: int
+    network_code: str | None = None
+    rest: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.message_type_code) != 2 or not self.message_type_code.isdigit():
+            raise Iso8583Error("60", None, "60.1 must be 2 digits")
+        if not 0 <= self.batch_number <= 999_999:
+            raise Iso8583Error("60", None, "60.2 batch number must fit 6 digits")
+        if self.network_code is not None and (len(self.network_code) != 3 or not self.network_code.isdigit()):
+            raise Iso8583Error("60", None, "60.3 must be 3 digits")
+        if self.rest and (self.network_code is None or not self.rest.isdigit()):
+            raise Iso8583Error("60", None, "60.4 onwards must be digits after 60.3")
+
+    def to_digits(self) -> str:
+        return f"{self.message_type_code}{self.batch_number:06d}{self.network_code or ''}{self.rest}"
+
+    @classmethod
+    def from_digits(cls, digits: str, *, position: int | None = None) -> Field60:
+        if len(digits) < 8:
+            raise Iso8583Error("60", position, "shorter than 60.1 and 60.2 (8 digits)")
+        if 8 < len(digits) < 11:
+            raise Iso8583Error("60", position, "60.3 truncated")
+        network = digits[8:11] or None
+        return cls(digits[:2], int(digits[2:8]), network, digits[11:])
+
+
+@dataclass(frozen=True, slots=True)
+class IccData:
+    """Field 55: the chip data objects (BER-TLV, EMV Book 3 Annex B) as sent, and decoded."""
+
+    raw: bytes
+    objects: tuple[Tlv, ...]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, position: int | None = None) -> IccData:
+        """Parse field 55; a TLV error is reported at its byte position inside the message."""
+        try:
+            objects = decode(data, offset=position or 0)
+        except TlvError as exc:
+            raise Iso8583Error("55", exc.offset if position is not None else None, exc.reason) from None
+        return cls(bytes(data), tuple(objects))
+
+    @classmethod
+    def of(cls, items: list[tuple[str, bytes]]) -> IccData:
+        """Field 55 built from (tag, value) pairs in the order given."""
+        return cls.from_bytes(encode_many(items))
+
+    def get(self, tag: str) -> bytes | None:
+        """The value of ``tag`` anywhere in the data, or None."""
+        obj = find(self.objects, tag)
+        return None if obj is None else obj.value
+
+    def __repr__(self) -> str:  # tags only: values may hold track-equivalent data
+        return f"IccData(tags={[obj.tag for obj in self.objects]})"
+
+
+def _number(field: str, size: int) -> Callable[[Any], Value]:
+    def to_wire(value: Any) -> Value:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**size:
+            raise Iso8583Error(field, None, f"needs an integer of at most {size} digits")
+        return f"{value:0{size}d}"
+
+    return to_wire
+
+
+def _int(value: Value, position: int | None, field: str) -> Any:
+    assert isinstance(value, str)
+    return int(value)
+
+
+def _as_is(value: Any) -> Value:
+    assert isinstance(value, str | bytes)
+    return value
+
+
+def _same(value: Value, position: int | None, field: str) -> Any:
+    return value
+
+
+def _rc_to(value: Any) -> Value:
+    return str(ResponseCode(value))
+
+
+def _rc_from(value: Value, position: int | None, field: str) -> Any:
+    assert isinstance(value, str)
+    return ResponseCode.parse(value, position=position)
+
+
+def _icc_to(value: Any) -> Value:
+    assert isinstance(value, IccData)
+    return value.raw
+
+
+def _icc_from(value: Value, position: int | None, field: str) -> Any:
+    assert isinstance(value, bytes)
+    return IccData.from_bytes(value, position=position)
+
+
+def _f60_to(value: Any) -> Value:
+    assert isinstance(value, Field60)
+    return value.to_digits()
+
+
+def _f60_from(value: Value, position: int | None, field: str) -> Any:
+    assert isinstance(value, str)
+    return Field60.from_digits(value, position=position)
+
+
+_ATTRIBUTES: Final[
+    tuple[tuple[str, int, Callable[[Any], Value], Callable[[Value, int | None, str], Any]], ...]
+] = (
+    ("pan", 2, _as_is, _same),
+    ("processing_code", 3, _as_is, _same),
+    ("amount_fen", 4, _number("4", 12), _int),
+    ("stan", 11, _number("11", 6), _int),
+    ("local_time", 12, _as_is, _same),
+    ("local_date", 13, _as_is, _same),
+    ("expiry", 14, _as_is, _same),
+    ("settlement_date", 15, _as_is, _same),
+    ("pos_entry_mode", 22, _as_is, _same),
+    ("card_sequence_number", 23, _as_is, _same),
+    ("nii", 24, _as_is, _same),
+    ("condition_code", 25, _as_is, _same),
+    ("pin_capture_code", 26, _as_is, _same),
+    ("acquirer_id", 32, _as_is, _same),
+    ("track2", 35, _as_is, _same),
+    ("track3", 36, _as_is, _same),
+    ("rrn", 37, _as_is, _same),
+    ("auth_code", 38, _as_is, _same),
+    ("response_code", 39, _rc_to, _rc_from),
+    ("terminal_id", 41, _as_is, _same),
+    ("merchant_id", 42, _as_is, _same),
+    ("additional_response", 44, _as_is, _same),
+    ("additional_data", 48, _as_is, _same),
+    ("currency", 49, _as_is, _same),
+    ("pin_block", 52, _as_is, _same),
+    ("security_control", 53, _as_is, _same),
+    ("balance", 54, _as_is, _same),
+    ("icc", 55, _icc_to, _icc_from),
+    ("field60", 60, _f60_to, _f60_from),
+    ("original", 61, _as_is, _same),
+    ("private62", 62, _as_is, _same),
+    ("private63", 63, _as_is, _same),
+    ("mac", 64, _as_is, _same),
+)
+"""Attribute name, field number, to wire, from wire: the one mapping between names and numbers."""
+
+_FIELD_OF: Final = MappingProxyType({name: number for name, number, _, _ in _ATTRIBUTES})
+_HIDDEN: Final = frozenset({"track2", "track3", "pin_block"})
+
+_AUTH_REQUEST: Final = frozenset({2, 4, 14, 23, 26, 35, 36, 37, 38, 48, 52, 53, 55, 61, 62, 63, 64})
+_RESPONSE: Final = frozenset(
+    {2, 4, 12, 13, 14, 15, 22, 23, 25, 32, 37, 38, 44, 49, 53, 54, 55, 60, 61, 63, 64}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Message:
+    """Fields shared by every kind, all optional here; each kind says which it requires and allows."""
+
+    MTIS: ClassVar[frozenset[str]] = frozenset()
+    REQUIRED: ClassVar[frozenset[int]] = frozenset()
+    OPTIONAL: ClassVar[frozenset[int]] = frozenset()
+
+    mti: str
+    pan: str | None = None
+    processing_code: str | None = None
+    amount_fen: int | None = None
+    stan: int | None = None
+    local_time: str | None = None
+    local_date: str | None = None
+    expiry: str | None = None
+    settlement_date: str | None = None
+    pos_entry_mode: str | None = None
+    card_sequence_number: str | None = None
+    nii: str | None = None
+    condition_code: str | None = None
+    pin_capture_code: str | None = None
+    acquirer_id: str | None = None
+    track2: str | None = None
+    track3: str | None = None
+    rrn: str | None = None
+    auth_code: str | None = None
+    response_code: ResponseCode | None = None
+    terminal_id: str | None = None
+    merchant_id: str | None = None
+    additional_response: str | None = None
+    additional_data: str | None = None
+    currency: str | None = None
+    pin_block: bytes | None = None
+    security_control: str | None = None
+    balance: str | None = None
+    icc: IccData | None = None
+    field60: Field60 | None = None
+    original: str | None = None
+    private62: bytes | None = None
+    private63: bytes | None = None
+    mac: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.mti not in self.MTIS:
+            raise Iso8583Error("mti", None, f"MTI {self.mti} is not a {type(self).__name__}")
+        present = self._present()
+        missing = self.REQUIRED - present
+        if missing:
+            raise Iso8583Error(str(min(missing)), None, f"required in {self.mti}, missing")
+        unexpected = present - self.REQUIRED - self.OPTIONAL
+        if unexpected:
+            raise Iso8583Error(str(min(unexpected)), None, f"not expected in {self.mti}")
+        for name, number, to_wire, _ in _ATTRIBUTES:
+            value = getattr(self, name)
+            if value is not None:
+                check_value(number, to_wire(value), None)
+
+    def _present(self) -> frozenset[int]:
+        return frozenset(number for name, number, _, _ in _ATTRIBUTES if getattr(self, name) is not None)
+
+    @property
+    def approved(self) -> bool:
+        """True when the message carries an approving response code."""
+        return self.response_code is not None and self.response_code.approved
+
+    def to_fields(self) -> RawMessage:
+        values = {
+            number: to_wire(getattr(self, name))
+            for name, number, to_wire, _ in _ATTRIBUTES
+            if getattr(self, name) is not None
+        }
+        return RawMessage(self.mti, values)
+
+    @classmethod
+    def from_fields(cls, raw: RawMessage) -> Self:
+        """The typed message for ``raw``; malformed content raises :class:`Iso8583Error` where it is."""
+        if raw.mti not in cls.MTIS:
+            raise Iso8583Error("mti", None, f"MTI {raw.mti} is not a {cls.__name__}")
+        allowed = cls.REQUIRED | cls.OPTIONAL
+        for number in sorted(raw.fields):
+            if number not in allowed:
+                raise Iso8583Error(str(number), raw.position(number), f"not expected in {raw.mti}")
+        values: dict[str, Any] = {}
+        for name, number, _, from_wire in _ATTRIBUTES:
+            if number in raw.fields:
+                values[name] = from_wire(raw.fields[number], raw.position(number), str(number))
+        return cls(mti=raw.mti, **values)
+
+    def to_bytes(self) -> bytes:
+        """The encoded ISO message (MTI to the last field)."""
+        return encode_message(self.to_fields())
+
+    def __repr__(self) -> str:
+        parts = [f"mti={self.mti!r}"]
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "mti" or value is None:
+                continue
+            if item.name == "pan":
+                parts.append(f"pan={mask_pan(value)!r}")
+            elif item.name in _HIDDEN:
+                parts.append(f"{item.name}=<hidden>")
+            else:
+                parts.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class AuthorizationRequest(Message):
+    MTIS = frozenset({"0100", "0200"})
+    REQUIRED = frozenset({3, 11, 22, 25, 41, 42, 49, 60})
+    OPTIONAL = _AUTH_REQUEST
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class AuthorizationResponse(Message):
+    MTIS = frozenset({"0110", "0210"})
+    REQUIRED = frozenset({3, 11, 39, 41, 42})
+    OPTIONAL = _RESPONSE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class AdviceRequest(Message):
+    MTIS = frozenset({"0220"})
+    REQUIRED = frozenset({3, 11, 22, 25, 41, 42, 49, 60})
+    OPTIONAL = _AUTH_REQUEST
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class AdviceResponse(Message):
+    MTIS = frozenset({"0230"})
+    REQUIRED = frozenset({3, 11, 39, 41, 42})
+    OPTIONAL = _RESPONSE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ReversalRequest(Message):
+    MTIS = frozenset({"0400", "0420"})
+    REQUIRED = frozenset({3, 11, 22, 25, 39, 41, 42, 49, 60})
+    OPTIONAL = frozenset({2, 4, 14, 23, 35, 36, 37, 38, 53, 55, 61, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ReversalResponse(Message):
+    MTIS = frozenset({"0410", "0430"})
+    REQUIRED = frozenset({3, 11, 39, 41, 42})
+    OPTIONAL = _RESPONSE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class BatchUpload(Message):
+    MTIS = frozenset({"0320"})
+    REQUIRED = frozenset({11, 41, 42, 60})
+    OPTIONAL = frozenset({2, 3, 4, 14, 22, 23, 25, 26, 37, 38, 48, 49, 55, 61, 62, 63, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class BatchUploadResponse(Message):
+    MTIS = frozenset({"0330"})
+    REQUIRED = frozenset({11, 39, 41, 42})
+    OPTIONAL = frozenset({2, 3, 4, 12, 13, 37, 48, 60, 63, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class SettlementRequest(Message):
+    MTIS = frozenset({"0500"})
+    REQUIRED = frozenset({11, 41, 42, 48, 49, 60})
+    OPTIONAL = frozenset({15, 63, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class SettlementResponse(Message):
+    MTIS = frozenset({"0510"})
+    REQUIRED = frozenset({11, 39, 41, 42, 48, 60})
+    OPTIONAL = frozenset({12, 13, 15, 32, 37, 49, 63, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NetworkManagementRequest(Message):
+    MTIS = frozenset({"0800", "0820"})
+    REQUIRED = frozenset({11, 41, 42, 60})
+    OPTIONAL = frozenset({12, 13, 39, 62, 63, 64})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class NetworkManagementResponse(Message):
+    MTIS = frozenset({"0810", "0830"})
+    REQUIRED = frozenset({11, 39, 41, 42, 60})
+    OPTIONAL = frozenset({12, 13, 32, 37, 62, 63, 64})
+
+
+KINDS: Final[tuple[type[Message], ...]] = (
+    AuthorizationRequest,
+    AuthorizationResponse,
+    AdviceRequest,
+    AdviceResponse,
+    ReversalRequest,
+    ReversalResponse,
+    BatchUpload,
+    BatchUploadResponse,
+    SettlementRequest,
+    SettlementResponse,
+    NetworkManagementRequest,
+    NetworkManagementResponse,
+)
+_KIND_OF: Final[Mapping[str, type[Message]]] = MappingProxyType(
+    {mti: kind for kind in KINDS for mti in kind.MTIS}
+)
+assert len(_KIND_OF) == sum(len(kind.MTIS) for kind in KINDS), "an MTI belongs to one kind"
+
+
+def parse(raw: RawMessage) -> Message:
+    """The typed message for a decoded one; an MTI outside the profile is malformed input."""
+    kind = _KIND_OF.get(raw.mti)
+    if kind is None:
+        raise Iso8583Error("mti", None, f"MTI {raw.mti} is not in the profile")
+    return kind.from_fields(raw)
+
+
+def decode_framed(data: bytes) -> tuple[Frame, Message]:
+    """A whole frame from the wire (length prefix included): the frame and its typed message."""
+    frame, raw = decode_frame(data)
+    return frame, parse(raw)
+
+
+def encode_framed(message: Message, tpdu: Tpdu, header: Header | None = None) -> bytes:
+    """A whole frame for ``message``: length, TPDU, header, message bytes."""
+    return encode_frame(Frame(tpdu, header or Header(), message.to_bytes()))
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionType:
+    """One row of the table of transactions: what identifies it on the wire."""
+
+    name: str
+    mti: str
+    processing_code: str | None
+    condition_code: str | None
+    message_type_code: str
+    network_code: str | None = None
+
+
+TRANSACTIONS: Final[tuple[TransactionType, ...]] = (
+    TransactionType("balance inquiry", "0200", "310000", "00", "01"),
+    TransactionType("purchase", "0200", "000000", "00", "22"),
+    TransactionType("void", "0200", "200000", "00", "23"),
+    TransactionType("refund", "0220", "200000", "00", "25"),
+    TransactionType("EC load, designated account", "0200", "600000", "91", "45"),
+    TransactionType("EC load, cash", "0200", "630000", "91", "46"),
+    TransactionType("EC load, other account", "0200", "620000", "91", "47"),
+    TransactionType("offline EC purchase upload", "0320", "000000", "00", "36"),
+    TransactionType("sign-on (3DES keys)", "0800", None, None, "00", "003"),
+    TransactionType("sign-off", "0820", None, None, "00", "002"),
+    TransactionType("settlement", "0500", None, None, "00", "201"),
+    TransactionType("batch upload end", "0320", None, None, "00", "202"),
+    TransactionType("echo test", "0820", None, None, "00", "301"),
+)
+"""Sources and choices: ``docs/iso8583.md`` ("Transactions")."""
+
+
+def _same_class(mti: str, row: str) -> bool:
+    """A request, its response, and a reversal of it (04xx) all belong to the row's transaction."""
+    return mti[1] == "4" or (mti[1] == row[1] and mti[2] in (row[2], str(int(row[2]) + 1)))
+
+
+def transaction_type(message: Message) -> TransactionType | None:
+    """The row of :data:`TRANSACTIONS` that ``message`` belongs to, if any."""
+    f60 = message.field60
+    if f60 is None:
+        return None
+    for row in TRANSACTIONS:
+        if (
+            row.message_type_code == f60.message_type_code
+            and row.processing_code in (None, message.processing_code)
+            and row.condition_code in (None, message.condition_code)
+            and row.network_code in (None, f60.network_code)
+            and _same_class(message.mti, row.mti)
+        ):
+            return row
+    return None

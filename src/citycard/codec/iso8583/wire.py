@@ -1,0 +1,351 @@
+"""Bytes of the UnionPay POS profile: the frame (length, TPDU, header), the message, and the MAC block.
+
+Frame on TCP (中国银联 POS终端消息域说明; public POS traces, see :mod:`.spec`)::
+
+    length (2 bytes, big-endian binary: TPDU + header + message)
+    TPDU   (5 bytes: ID 60, destination address 2 bytes, source address 2 bytes)
+    header (6 bytes BCD: application type n2, version n2, terminal status n1, processing requirement n1,
+            software version n6; e.g. 60 31 00 31 10 03)
+    message: MTI (2 bytes BCD), bitmap (8 bytes binary, fields 2-64), fields in ascending order
+
+The message codec is pyiso8583 over :data:`.spec.SPEC`, wrapped so that every malformed input raises
+:class:`.errors.Iso8583Error` naming the field and the byte position, and nothing else: the bitmap is
+checked against the profile before pyiso8583 sees it, and every value against its content kind after.
+Decoding is bounded: :data:`MAX_FRAME_SIZE`, :data:`.spec.MAX_MESSAGE_SIZE` and each field's maximum.
+
+Field 64 is the MAC over the MAC block (MAB): the message from the MTI to the end of field 63, bitmap
+included (with bit 64 set). :func:`mac_block`, :func:`with_mac` and :func:`mac_matches` take the MAC
+function from the caller (the key stays in ``hsm``; the algorithm is in :mod:`citycard.crypto.pos_mac`).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+import iso8583
+
+from .errors import Iso8583Error
+from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
+
+__all__ = [
+    "BITMAP_SIZE",
+    "HEADER_SIZE",
+    "LENGTH_SIZE",
+    "MAC_SIZE",
+    "MAX_FRAME_SIZE",
+    "MTI_SIZE",
+    "TPDU_ID",
+    "TPDU_SIZE",
+    "Frame",
+    "Header",
+    "RawMessage",
+    "Tpdu",
+    "Value",
+    "check_value",
+    "decode_frame",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "frame_length",
+    "mac_block",
+    "mac_matches",
+    "with_mac",
+]
+
+LENGTH_SIZE: Final = 2
+TPDU_SIZE: Final = 5
+HEADER_SIZE: Final = 6
+MTI_SIZE: Final = 2
+BITMAP_SIZE: Final = 8
+MAC_SIZE: Final = 8
+TPDU_ID: Final = 0x60
+"""The only TPDU ID of the profile (``60``: transaction message)."""
+MAX_FRAME_SIZE: Final = TPDU_SIZE + HEADER_SIZE + MAX_MESSAGE_SIZE
+"""Largest value of the 2-byte length prefix accepted."""
+
+Value = str | bytes
+"""A field value: ``str`` for n, z, an and ans fields (digits or ASCII text), ``bytes`` for b fields."""
+
+_DIGITS: Final = frozenset("0123456789")
+_TRACK: Final = _DIGITS | {"D"}
+_AN: Final = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz ")
+_ANS: Final = frozenset(chr(c) for c in range(0x20, 0x7F))
+_ALPHABETS: Final = MappingProxyType({"n": _DIGITS, "z": _TRACK, "an": _AN, "ans": _ANS})
+_VALUE_START: Final = MappingProxyType({n: int(SPEC[str(n)]["len_type"]) for n in PROFILE_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """An ISO message as the profile's codec sees it: the MTI and field values by number.
+
+    ``offsets`` (filled by :func:`decode_message`, not compared) gives where each field's value starts
+    in the decoded input, so that a later check can say ``field 55 pos 40``.
+    """
+
+    mti: str
+    fields: Mapping[int, Value]
+    offsets: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "offsets", MappingProxyType(dict(self.offsets)))
+
+    def __repr__(self) -> str:  # values may hold a PAN, track data or a PIN block: numbers only
+        return f"RawMessage(mti={self.mti!r}, fields={sorted(self.fields)})"
+
+    def position(self, number: int) -> int | None:
+        """Where field ``number``'s value started in the decoded input, if it was decoded."""
+        return self.offsets.get(number)
+
+
+def _check_mti(mti: str, position: int | None) -> None:
+    if len(mti) != 4 or not set(mti) <= _DIGITS:
+        raise Iso8583Error("mti", position, "MTI is not 4 BCD digits")
+
+
+def check_value(number: int, value: Value, position: int | None) -> None:
+    """Type, alphabet and length of one field value against the spec (no value in the message)."""
+    name = str(number)
+    spec = SPEC[name]
+    kind = spec["content"]
+    if kind == "b":
+        if not isinstance(value, bytes):
+            raise Iso8583Error(name, position, "binary field needs bytes")
+        size = len(value)
+    else:
+        if not isinstance(value, str):
+            raise Iso8583Error(name, position, f"{kind} field needs str")
+        if not set(value) <= _ALPHABETS[kind]:
+            raise Iso8583Error(name, position, f"character outside the {kind} alphabet")
+        size = len(value)
+    limit = spec["max_len"]
+    if spec["len_type"] == 0 and size != limit:
+        raise Iso8583Error(name, position, f"fixed field of {limit}, got {size}")
+    if size > limit:
+        raise Iso8583Error(name, position, f"{size} longer than the maximum {limit}")
+
+
+def encode_message(message: RawMessage) -> bytes:
+    """MTI, bitmap and fields; raises :class:`Iso8583Error` for a value the profile cannot carry."""
+    _check_mti(message.mti, None)
+    unknown = set(message.fields) - PROFILE_FIELDS
+    if unknown:
+        raise Iso8583Error(str(min(unknown)), None, "field is not in the profile")
+    doc: dict[str, str] = {"t": message.mti}
+    for number, value in message.fields.items():
+        check_value(number, value, None)
+        doc[str(number)] = value.hex().upper() if isinstance(value, bytes) else value
+    try:
+        raw, _ = iso8583.encode(doc, SPEC)
+    except iso8583.EncodeError as exc:  # not reached after the checks above; mapped all the same
+        raise Iso8583Error(exc.field, None, exc.msg) from None
+    if len(raw) > MAX_MESSAGE_SIZE:
+        raise Iso8583Error("message", None, f"{len(raw)} bytes exceed {MAX_MESSAGE_SIZE}")
+    return bytes(raw)
+
+
+def _bitmap_fields(bitmap: bytes) -> list[int]:
+    return [i * 8 + bit + 1 for i, byte in enumerate(bitmap) for bit in range(8) if byte & (0x80 >> bit)]
+
+
+_DECODE_FIELD_NAMES: Final = MappingProxyType({"t": "mti", "p": "bitmap", "h": "header"})
+
+
+def decode_message(data: bytes, *, offset: int = 0) -> RawMessage:
+    """Decode one ISO message (MTI to the last field); ``offset`` is added to the positions reported.
+
+    Raises :class:`Iso8583Error` for anything malformed: too long, truncated, a bitmap naming a field
+    outside the profile (a secondary bitmap included), a bad length prefix, a value outside its
+    alphabet, or bytes after the last field.
+    """
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise Iso8583Error("message", offset, f"{len(data)} bytes exceed {MAX_MESSAGE_SIZE}")
+    if len(data) < MTI_SIZE:
+        raise Iso8583Error("mti", offset, "message shorter than its MTI")
+    _check_mti(data[:MTI_SIZE].hex(), offset)
+    bitmap = data[MTI_SIZE : MTI_SIZE + BITMAP_SIZE]
+    if len(bitmap) < BITMAP_SIZE:
+        raise Iso8583Error("bitmap", offset + MTI_SIZE, "bitmap truncated")
+    present = _bitmap_fields(bitmap)
+    for number in present:
+        if number not in PROFILE_FIELDS:
+            what = "secondary bitmap" if number == 1 else "field"
+            raise Iso8583Error(str(number), offset + MTI_SIZE, f"{what} is not in the profile")
+    try:
+        decoded, encoded = iso8583.decode(data, SPEC)
+    except iso8583.DecodeError as exc:
+        where = (
+            "message" if exc.msg.startswith("Extra data") else _DECODE_FIELD_NAMES.get(exc.field, exc.field)
+        )
+        raise Iso8583Error(where, offset + exc.pos, exc.msg) from None
+    fields: dict[int, Value] = {}
+    offsets: dict[int, int] = {}
+    pos = MTI_SIZE + BITMAP_SIZE
+    for number in present:
+        start = pos + _VALUE_START[number]
+        part = encoded[str(number)]
+        pos += len(part["len"]) + len(part["data"])
+        value: Value = decoded[str(number)]
+        if SPEC[str(number)]["content"] == "b":
+            value = bytes.fromhex(decoded[str(number)])
+        check_value(number, value, offset + start)
+        fields[number] = value
+        offsets[number] = offset + start
+    assert pos == len(data)
+    return RawMessage(decoded["t"], fields, offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class Tpdu:
+    """Transport protocol data unit: ID ``60``, then destination and source addresses (NII, 2 bytes each).
+
+    A response swaps the addresses: :meth:`reply`.
+    """
+
+    destination: int
+    source: int
+
+    def __post_init__(self) -> None:
+        for name in ("destination", "source"):
+            value = getattr(self, name)
+            if not 0 <= value <= 0xFFFF:
+                raise Iso8583Error("tpdu", None, f"{name} address does not fit 2 bytes")
+
+    def to_bytes(self) -> bytes:
+        return bytes((TPDU_ID,)) + self.destination.to_bytes(2, "big") + self.source.to_bytes(2, "big")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, offset: int = 0) -> Tpdu:
+        if len(data) != TPDU_SIZE:
+            raise Iso8583Error("tpdu", offset, f"TPDU of {len(data)} bytes, not {TPDU_SIZE}")
+        if data[0] != TPDU_ID:
+            raise Iso8583Error("tpdu", offset, f"TPDU ID {data[0]:02X} is not {TPDU_ID:02X}")
+        return cls(int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:5], "big"))
+
+    def reply(self) -> Tpdu:
+        return Tpdu(self.source, self.destination)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The 6-byte message header, 12 BCD digits: application type n2 (``60``), version n2 (``31``),
+    terminal status n1, processing requirement n1, software version n6."""
+
+    application_type: str = "60"
+    version: str = "31"
+    terminal_status: str = "0"
+    processing_requirement: str = "0"
+    software_version: str = "310000"
+
+    def __post_init__(self) -> None:
+        sizes = (2, 2, 1, 1, 6)
+        parts = (
+            self.application_type,
+            self.version,
+            self.terminal_status,
+            self.processing_requirement,
+            self.software_version,
+        )
+        for part, size in zip(parts, sizes, strict=True):
+            if len(part) != size or not set(part) <= _DIGITS:
+                raise Iso8583Error("header", None, "header parts must be BCD digits of their sizes")
+
+    def to_bytes(self) -> bytes:
+        digits = (
+            self.application_type
+            + self.version
+            + self.terminal_status
+            + self.processing_requirement
+            + self.software_version
+        )
+        return bytes.fromhex(digits)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, offset: int = 0) -> Header:
+        if len(data) != HEADER_SIZE:
+            raise Iso8583Error("header", offset, f"header of {len(data)} bytes, not {HEADER_SIZE}")
+        digits = data.hex()
+        if not set(digits) <= _DIGITS:
+            raise Iso8583Error("header", offset, "header is not BCD")
+        return cls(digits[0:2], digits[2:4], digits[4], digits[5], digits[6:12])
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame on the wire: TPDU, header and the ISO message bytes."""
+
+    tpdu: Tpdu
+    header: Header
+    message: bytes
+
+    def __repr__(self) -> str:
+        return f"Frame({self.tpdu!r}, {self.header!r}, message of {len(self.message)} bytes)"
+
+
+_PREFIX: Final = LENGTH_SIZE + TPDU_SIZE + HEADER_SIZE
+
+
+def frame_length(prefix: bytes) -> int:
+    """The number of bytes that follow a 2-byte length prefix (for a reader on a stream), bounded."""
+    if len(prefix) != LENGTH_SIZE:
+        raise Iso8583Error("length", 0, f"length prefix of {len(prefix)} bytes, not {LENGTH_SIZE}")
+    length = int.from_bytes(prefix, "big")
+    if length > MAX_FRAME_SIZE:
+        raise Iso8583Error("length", 0, f"frame of {length} bytes exceeds {MAX_FRAME_SIZE}")
+    if length < TPDU_SIZE + HEADER_SIZE + MTI_SIZE + BITMAP_SIZE:
+        raise Iso8583Error("length", 0, f"frame of {length} bytes cannot hold TPDU, header, MTI and bitmap")
+    return length
+
+
+def encode_frame(frame: Frame) -> bytes:
+    body = frame.tpdu.to_bytes() + frame.header.to_bytes() + frame.message
+    if len(body) > MAX_FRAME_SIZE:
+        raise Iso8583Error("length", None, f"frame of {len(body)} bytes exceeds {MAX_FRAME_SIZE}")
+    return len(body).to_bytes(LENGTH_SIZE, "big") + body
+
+
+def decode_frame(data: bytes) -> tuple[Frame, RawMessage]:
+    """One whole frame (length prefix included): the frame and its decoded message.
+
+    The length prefix must announce exactly the bytes that follow it.
+    """
+    data = bytes(data)
+    length = frame_length(data[:LENGTH_SIZE])
+    if len(data) - LENGTH_SIZE != length:
+        raise Iso8583Error("length", 0, f"length prefix says {length}, {len(data) - LENGTH_SIZE} follow")
+    tpdu = Tpdu.from_bytes(data[LENGTH_SIZE : LENGTH_SIZE + TPDU_SIZE], offset=LENGTH_SIZE)
+    header = Header.from_bytes(data[LENGTH_SIZE + TPDU_SIZE : _PREFIX], offset=LENGTH_SIZE + TPDU_SIZE)
+    message = data[_PREFIX:]
+    return Frame(tpdu, header, message), decode_message(message, offset=_PREFIX)
+
+
+def _has_mac_field(message: bytes) -> bool:
+    return len(message) >= MTI_SIZE + BITMAP_SIZE + MAC_SIZE and bool(message[MTI_SIZE + BITMAP_SIZE - 1] & 1)
+
+
+def mac_block(message: bytes) -> bytes:
+    """The MAC input block: the encoded message from the MTI to the end of field 63 (field 64 cut off).
+
+    ``message`` must have field 64 in its bitmap (encode it with a placeholder of 8 zero bytes first).
+    """
+    if not _has_mac_field(message):
+        raise Iso8583Error("64", None, "message has no field 64 to carry a MAC")
+    return message[:-MAC_SIZE]
+
+
+def with_mac(message: bytes, mac: Callable[[bytes], bytes]) -> bytes:
+    """``message`` with field 64 set to ``mac(mac_block(message))`` (8 bytes)."""
+    value = mac(mac_block(message))
+    assert len(value) == MAC_SIZE, "a POS MAC is 8 bytes"
+    return message[:-MAC_SIZE] + value
+
+
+def mac_matches(message: bytes, mac: Callable[[bytes], bytes]) -> bool:
+    """Whether field 64 of a received message is the MAC of its MAC block (constant-time compare)."""
+    expected = mac(mac_block(message))
+    return hmac.compare_digest(expected, message[-MAC_SIZE:])
