@@ -110,11 +110,11 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     keys = run(cli, "bank", "keys")
     assert "icbc-imk-ac" in keys and "E0" in keys
     kcv = next(line.split("│")[6].strip() for line in keys.splitlines() if "icbc-deny-list" in line)
-    assert "signature valid" in run(cli, "denylist", "verify", str(tmp_path / "dl.json"), "--kcv", kcv)
+    dl = str(tmp_path / "dl.json")
+    assert "signature valid" in run(cli, "denylist", "verify", dl, "--kcv", f"ICBC={kcv}")
     boc_kcv = next(line.split("│")[6].strip() for line in keys.splitlines() if "boc-deny-list" in line)
-    assert "not the trusted" in run(
-        cli, "denylist", "verify", str(tmp_path / "dl.json"), "--kcv", boc_kcv, code=1
-    )
+    assert "not the trusted" in run(cli, "denylist", "verify", dl, "--kcv", f"ICBC={boc_kcv}", code=1)
+    assert "names issuer 'ICBC'" in run(cli, "denylist", "verify", dl, "--kcv", f"BOC={kcv}", code=1)
     doc["body"] = base64.b64encode(base64.b64decode(doc["body"]).replace(b'"lost"', b'"gone"')).decode()
     (tmp_path / "altered.json").write_text(json.dumps(doc))
     assert "does not verify" in run(cli, "denylist", "verify", str(tmp_path / "altered.json"), code=1)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from citycard.issuer.model import DenyListEntry
 from citycard.issuer.views import deny_list_body, deny_list_document
 from citycard.kernel.config import ConfigError, DenyListSource, ExceptionFile, parse_config
-from citycard.kernel.denylist import DenyListError, load_deny_list, rsa_kcv
+from citycard.kernel.denylist import DenyListError, load_deny_list, parse_trusted_kcv, rsa_kcv
 
 T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 PAN = "6212260000000000018"
@@ -54,7 +54,7 @@ def _kcv(key: int = 0) -> str:
 
 
 def test_a_signed_file_from_a_trusted_key_loads() -> None:
-    dl = load_deny_list(_file(), {_kcv().lower()})  # KCVs compare in any case
+    dl = load_deny_list(_file(), {"icbc": {_kcv().lower()}})  # issuers and KCVs compare in any case
     assert (dl.issuer, dl.version, dl.generated, dl.key_kcv) == ("ICBC", 3, T0, _kcv())
     assert dl.pans == {PAN} and dl.entries[0].psn == "01" and dl.entries[0].reason == "lost"
     assert load_deny_list(_file(), None).pans == {PAN}  # integrity only: the key in the file
@@ -71,16 +71,16 @@ def test_a_signed_file_from_a_trusted_key_loads() -> None:
 )
 def test_not_a_deny_list(data: bytes, reason: str, words: str) -> None:
     with pytest.raises(DenyListError) as err:
-        load_deny_list(data, {_kcv()})
+        load_deny_list(data, {"ICBC": {_kcv()}})
     assert err.value.reason == reason and words in str(err.value)
 
 
 def test_unknown_signing_key_is_refused() -> None:
     with pytest.raises(DenyListError) as err:
-        load_deny_list(_file(key=1), {_kcv(0)})
+        load_deny_list(_file(key=1), {"ICBC": {_kcv(0)}})
     assert err.value.reason == "untrusted-key" and _kcv(1) in str(err.value) and _kcv(0) in str(err.value)
     with pytest.raises(DenyListError, match="not the trusted none"):
-        load_deny_list(_file(), set())
+        load_deny_list(_file(), {})
 
 
 def test_altered_body_or_swapped_key_fails_the_signature() -> None:
@@ -88,17 +88,17 @@ def test_altered_body_or_swapped_key_fails_the_signature() -> None:
     body = base64.b64decode(doc["body"]).replace(PAN.encode(), PAN[:-1].encode() + b"9")
     altered = dict(doc, body=base64.b64encode(body).decode())
     with pytest.raises(DenyListError) as err:
-        load_deny_list(json.dumps(altered).encode(), {_kcv()})
+        load_deny_list(json.dumps(altered).encode(), {"ICBC": {_kcv()}})
     assert err.value.reason == "signature" and "does not verify" in str(err.value)
     # another key's signature under this key (the attacker keeps the trusted key in the file)
     other = json.loads(_file(key=1))
     forged = dict(doc, signature=other["signature"])
     with pytest.raises(DenyListError) as err:
-        load_deny_list(json.dumps(forged).encode(), {_kcv()})
+        load_deny_list(json.dumps(forged).encode(), {"ICBC": {_kcv()}})
     assert err.value.reason == "signature"
     lying = dict(doc, key=dict(doc["key"], kcv="000000"))
     with pytest.raises(DenyListError, match=r"not the KCV of key\.modulus"):
-        load_deny_list(json.dumps(lying).encode(), {"000000"})
+        load_deny_list(json.dumps(lying).encode(), {"ICBC": {"000000"}})
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_altered_body_or_swapped_key_fails_the_signature() -> None:
 def test_malformed_entries_are_refused_even_when_signed(change, words: str) -> None:
     body = deny_list_body("ICBC", 3, _ns(T0), _ns(T0), [DenyListEntry("ICBC", PAN, "01", "lost", _ns(T0))])
     with pytest.raises(DenyListError) as err:
-        load_deny_list(_file(body=change(body)), {_kcv()})
+        load_deny_list(_file(body=change(body)), {"ICBC": {_kcv()}})
     assert err.value.reason == "entries" and words in str(err.value)
 
 
@@ -144,13 +144,14 @@ def test_merge_keeps_each_issuers_newest_list_and_the_oldest_age() -> None:
 
 def test_config_names_files_which_stay_stale_until_loaded() -> None:
     cfg = parse_config(
-        '[exception_file]\nmax_age_s = 600\n[[deny_list_file]]\npath = "icbc.json"\ntrusted_kcv = "a1b2c3"\n'
-        '[[deny_list_file]]\npath = "/lists/boc.json"\ntrusted_kcv = ["0A0B0C", "D1D2D3"]\n'
+        '[exception_file]\nmax_age_s = 600\n[[deny_list_file]]\npath = "icbc.json"\nissuer = "icbc"\n'
+        'trusted_kcv = "a1b2c3"\n'
+        '[[deny_list_file]]\npath = "/lists/boc.json"\nissuer = "BOC"\ntrusted_kcv = ["0A0B0C", "D1D2D3"]\n'
     )
     ef = cfg.exception_file
     assert ef.pending == (
-        DenyListSource("icbc.json", frozenset({"A1B2C3"})),
-        DenyListSource("/lists/boc.json", frozenset({"0A0B0C", "D1D2D3"})),
+        DenyListSource("icbc.json", "ICBC", frozenset({"A1B2C3"})),
+        DenyListSource("/lists/boc.json", "BOC", frozenset({"0A0B0C", "D1D2D3"})),
     )
     assert ef.max_age_s == 600 and ef.stale(_local(T0))  # named, not loaded: cannot clear a card
     loaded = cfg.with_deny_lists([load_deny_list(_file(), None)])
@@ -162,10 +163,12 @@ def test_config_names_files_which_stay_stale_until_loaded() -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ('[[deny_list_file]]\ntrusted_kcv = "A1B2C3"\n', "deny_list_file[0].path"),
-        ('[[deny_list_file]]\npath = "x.json"\n', "deny_list_file[0].trusted_kcv"),
-        ('[[deny_list_file]]\npath = "x.json"\ntrusted_kcv = "A1B2"\n', "6 hex digits"),
-        ('[[deny_list_file]]\npath = "x.json"\ntrusted_kcv = "GGGGGG"\n', "6 hex digits"),
+        ('[[deny_list_file]]\nissuer = "ICBC"\ntrusted_kcv = "A1B2C3"\n', "deny_list_file[0].path"),
+        ('[[deny_list_file]]\npath = "x.json"\nissuer = "ICBC"\n', "deny_list_file[0].trusted_kcv"),
+        ('[[deny_list_file]]\npath = "x.json"\ntrusted_kcv = "A1B2C3"\n', "deny_list_file[0].issuer"),
+        ('[[deny_list_file]]\npath = "x.json"\nissuer = ""\ntrusted_kcv = "A1B2C3"\n', "[0].issuer"),
+        ('[[deny_list_file]]\npath = "x.json"\nissuer = "ICBC"\ntrusted_kcv = "A1B2"\n', "6 hex digits"),
+        ('[[deny_list_file]]\npath = "x.json"\nissuer = "ICBC"\ntrusted_kcv = "GGGGGG"\n', "6 hex digits"),
         ('deny_list_file = "x.json"\n', "[[deny_list_file]]"),
     ],
 )
@@ -183,4 +186,37 @@ def test_the_example_configurations_deny_list_table_parses_when_uncommented() ->
     block = text[text.index("# [[deny_list_file]]") :]
     uncommented = text.replace(block, "\n".join(line.removeprefix("# ") for line in block.splitlines()))
     (source,) = parse_config(uncommented).exception_file.pending
-    assert source == DenyListSource("denylist-ICBC.json", frozenset({"A1B2C3"}))
+    assert source == DenyListSource("denylist-ICBC.json", "ICBC", frozenset({"A1B2C3"}))
+
+
+def test_a_list_signed_by_bank_as_key_naming_bank_b_is_refused_and_cannot_replace_bs_list() -> None:
+    trusted = {"ICBC": {_kcv(0)}, "BOC": {_kcv(1)}}
+    boc = load_deny_list(_file("BOC", 5, pans=("6216610000000000016",), key=1), trusted)
+    assert boc.issuer == "BOC" and boc.pans == {"6216610000000000016"}
+    # ICBC's trusted key signs a "BOC" list of a higher version that lists nobody
+    forged = _file("BOC", 99, pans=(), key=0)
+    with pytest.raises(DenyListError) as err:
+        load_deny_list(forged, trusted)
+    assert err.value.reason == "wrong-issuer"
+    assert "'BOC'" in str(err.value) and _kcv(0) in str(err.value) and "only for ICBC" in str(err.value)
+    # without the binding the forged list would have replaced BOC's: the newest version per issuer wins
+    unbound = ExceptionFile().with_deny_lists([boc, load_deny_list(forged, None)])
+    assert unbound.lists == (("BOC", 99),) and unbound.pans == frozenset()
+    assert ExceptionFile().with_deny_lists([boc]).pans == {"6216610000000000016"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("ICBC=A1B2C3", ("ICBC", "A1B2C3")), (" boc = d4e5f6 ", ("BOC", "D4E5F6"))],
+)
+def test_trusted_kcv_names_its_bank(text: str, expected: tuple[str, str]) -> None:
+    assert parse_trusted_kcv(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("A1B2C3", "name the bank"), ("ICBC=A1B2", "6 hex digits"), ("=A1B2C3", "BANK=KCV")],
+)
+def test_a_bare_or_malformed_trusted_kcv_is_refused(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_trusted_kcv(text)

@@ -113,7 +113,7 @@ def test_lost_card_is_refused_by_terminals_loading_the_banks_file(
     card: ChipCard = term.card
     path = tmp_path / "denylist-ICBC.json"
     kcv = _export(banks, path)  # before the loss: the list does not name the card
-    before = load_deny_list(path.read_bytes(), {kcv})
+    before = load_deny_list(path.read_bytes(), {"ICBC": {kcv}})
     now = before.generated.astimezone().replace(tzinfo=None) + dt.timedelta(minutes=10)
     validator = _pos(tmp_path, "v0.db", _base_config(demo_ca).with_deny_lists([before]), now)
     card.power_on("contactless")
@@ -122,7 +122,7 @@ def test_lost_card_is_refused_by_terminals_loading_the_banks_file(
 
     banks.report_lost(ReportLost(pan))
     kcv = _export(banks, path)
-    deny = load_deny_list(path.read_bytes(), {kcv})
+    deny = load_deny_list(path.read_bytes(), {"ICBC": {kcv}})
     assert deny.version > before.version and pan in deny.pans
     config = _base_config(demo_ca).with_deny_lists([deny])
 
@@ -151,13 +151,16 @@ def test_tampered_file_and_wrong_kcv_are_refused_with_their_reasons(
     body = base64.b64decode(doc["body"]).replace(pan.encode(), pan[:-1].encode() + b"9")  # unlist the card
     tampered = json.dumps(dict(doc, body=base64.b64encode(body).decode())).encode()
     with pytest.raises(DenyListError) as err:
-        load_deny_list(tampered, {kcv})
+        load_deny_list(tampered, {"ICBC": {kcv}})
     assert err.value.reason == "signature"
     boc_kcv = banks.export_deny_list("BOC").key_kcv
     assert boc_kcv != kcv
     with pytest.raises(DenyListError) as err:
-        load_deny_list(path.read_bytes(), {boc_kcv})
+        load_deny_list(path.read_bytes(), {"ICBC": {boc_kcv}})
     assert err.value.reason == "untrusted-key" and kcv in str(err.value)
+    with pytest.raises(DenyListError) as err:  # ICBC's key is trusted, but only for BOC's list
+        load_deny_list(path.read_bytes(), {"BOC": {kcv}, "ICBC": {boc_kcv}})
+    assert err.value.reason == "wrong-issuer" and "only for BOC" in str(err.value)
 
 
 def test_pos_cli_with_a_config_naming_the_banks_file(
@@ -212,6 +215,7 @@ def test_pos_cli_with_a_config_naming_the_banks_file(
 
     # the CLI's clock is the wall clock, the issuer's a fixed test date: a maximum age of ten years
     section = '[exception_file]\nmax_age_s = 315360000\n[[deny_list_file]]\npath = "lists/icbc.json"\n'
+    section += 'issuer = "ICBC"\n'
     before = section.replace("lists/icbc.json", "before.json")
     code, out = purchase(before + f'trusted_kcv = "{kcv}"\n')
     assert code == 0 and "APPROVED OFFLINE" in out, out  # the card pays while it is not listed
@@ -221,12 +225,21 @@ def test_pos_cli_with_a_config_naming_the_banks_file(
     assert "CNY 49.00" in out  # declined before the debit: the balance after the first purchase
     code, out = purchase(section + f'trusted_kcv = "{boc_kcv}"\n')
     assert code == 2 and "--config" in out and "not the trusted" in out, out
+    claims_boc = section.replace('issuer = "ICBC"', 'issuer = "BOC"')  # ICBC's key, trusted for BOC
+    code, out = purchase(claims_boc + f'trusted_kcv = "{kcv}"\n')
+    assert code == 2 and "--config" in out and "names issuer 'ICBC'" in out, out
+    code, out = purchase(section.replace('issuer = "ICBC"\n', "") + f'trusted_kcv = "{kcv}"\n')
+    assert code == 2 and "deny_list_file[0].issuer" in out, out  # the old form, without the bank
     doc = json.loads((lists / "icbc.json").read_text())
     body = base64.b64decode(doc["body"]).replace(b'"lost"', b'"gone"')
     (tmp_path / "tampered.json").write_text(json.dumps(dict(doc, body=base64.b64encode(body).decode())))
-    code, out = purchase(None, "--denylist", str(tmp_path / "tampered.json"), "--denylist-kcv", kcv)
+    code, out = purchase(None, "--denylist", str(tmp_path / "tampered.json"), "--denylist-kcv", f"ICBC={kcv}")
     assert code == 2 and "--denylist" in out and "does not verify" in out, out
     code, out = purchase(None, "--denylist", str(lists / "icbc.json"))
     assert code == 2 and "--denylist-kcv" in out, out
     code, out = purchase(None, "--denylist", str(lists / "icbc.json"), "--denylist-kcv", kcv)
+    assert code == 2 and "name the bank" in out, out  # a bare KCV would trust the key for any bank
+    code, out = purchase(None, "--denylist", str(lists / "icbc.json"), "--denylist-kcv", f"BOC={kcv}")
+    assert code == 2 and "names issuer 'ICBC'" in out, out
+    code, out = purchase(None, "--denylist", str(lists / "icbc.json"), "--denylist-kcv", f"ICBC={kcv}")
     assert code == 1 and "DECLINED" in out, out

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from citycard.issuer.views import deny_list_document
-from citycard.kernel.denylist import DenyListError, load_deny_list
+from citycard.kernel.denylist import DenyListError, load_deny_list, parse_trusted_kcv
 
 from .bank import fail, open_issuer, write_json
 
@@ -45,13 +45,22 @@ def export(
 def verify(
     path: Annotated[Path, typer.Argument(help="a deny-list file written by 'denylist export'")],
     kcv: Annotated[
-        str | None, typer.Option("--kcv", help="the signing key's KCV you trust (from 'bank keys')")
+        str | None,
+        typer.Option("--kcv", help="BANK=KCV: the bank and its signing key's KCV (from 'bank keys')"),
     ] = None,
 ) -> None:
     """Check a deny-list file as a terminal would: the RSASSA-PKCS1-v1_5 SHA-256 signature over the body,
-    and (with ``--kcv``) that the signing key is the one you trust; print its issuer, version and size."""
+    and (with ``--kcv BANK=KCV``) that the list is that bank's and signed by the key you trust for it;
+    print its issuer, version and size."""
+    trusted: dict[str, set[str]] | None = None
+    if kcv is not None:
+        try:
+            bank, key_kcv = parse_trusted_kcv(kcv)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--kcv") from None
+        trusted = {bank: {key_kcv}}
     try:
-        dl = load_deny_list(path.read_bytes(), None if kcv is None else {kcv})
+        dl = load_deny_list(path.read_bytes(), trusted)
     except (OSError, DenyListError) as exc:
         raise fail(f"{path}: {exc}") from None
     trust = "trusted key" if kcv is not None else "key in the file (give --kcv to check it is the bank's)"

@@ -28,7 +28,13 @@ from citycard.codec.pretty import command_hex, format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
-from citycard.kernel.denylist import DenyListError, DenyListFile, load_deny_list
+from citycard.kernel.denylist import (
+    DenyListError,
+    DenyListFile,
+    TrustedKeys,
+    load_deny_list,
+    parse_trusted_kcv,
+)
 from citycard.kernel.events import Outcome, OutcomeKind, PinEntry, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
@@ -64,7 +70,9 @@ DenyListOpt = typer.Option(
     None, "--denylist", help="an issuer's signed deny-list file (repeatable; needs --denylist-kcv)"
 )
 DenyListKcvOpt = typer.Option(
-    None, "--denylist-kcv", help="KCV of a deny-list signing key you trust (repeatable)"
+    None,
+    "--denylist-kcv",
+    help="BANK=KCV: a key you trust to sign that bank's deny list, e.g. ICBC=A1B2C3 (repeatable)",
 )
 STATES: tuple[str, ...] = get_args(State)
 DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
@@ -166,10 +174,10 @@ def _config(path: Path | None, keys_path: Path | None, capks: Path | None = None
         raise typer.BadParameter(str(exc), param_hint="--config") from None
 
 
-def _deny_list(path: Path, trusted_kcvs: frozenset[str], where: str) -> DenyListFile:
+def _deny_list(path: Path, trusted: TrustedKeys, where: str) -> DenyListFile:
     """One signed deny list, verified; any failure is a configuration error naming the file (exit 2)."""
     try:
-        return load_deny_list(path.read_bytes(), trusted_kcvs)
+        return load_deny_list(path.read_bytes(), trusted)
     except (OSError, DenyListError) as exc:
         raise typer.BadParameter(f"deny list {path}: {exc}", param_hint=where) from None
 
@@ -178,15 +186,23 @@ def _with_deny_lists(
     config: TerminalConfig, config_path: Path | None, files: list[Path], kcvs: list[str]
 ) -> TerminalConfig:
     """Load and verify the deny-list files the configuration names (paths relative to it) and those of
-    --denylist (each signed by a key of --denylist-kcv), and merge them into the exception file."""
+    --denylist (each signed by a key --denylist-kcv trusts for the bank the file names), and merge them
+    into the exception file."""
     if files and not kcvs:
-        raise typer.BadParameter("give the signing key's KCV with --denylist-kcv", param_hint="--denylist")
+        raise typer.BadParameter(
+            "give the bank and its signing key's KCV with --denylist-kcv BANK=KCV", param_hint="--denylist"
+        )
     base = config_path.parent if config_path is not None else Path()
     loaded = [
-        _deny_list(base / source.path, source.trusted_kcvs, "--config")
-        for source in config.exception_file.pending
+        _deny_list(base / source.path, source.trusted, "--config") for source in config.exception_file.pending
     ]
-    trusted = frozenset(k.upper() for k in kcvs)
+    trusted: dict[str, set[str]] = {}
+    for text in kcvs:
+        try:
+            issuer, kcv = parse_trusted_kcv(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--denylist-kcv") from None
+        trusted.setdefault(issuer, set()).add(kcv)
     loaded += [_deny_list(path, trusted, "--denylist") for path in files]
     if not loaded and not config.exception_file.pending:
         return config

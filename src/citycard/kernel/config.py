@@ -41,7 +41,8 @@ Example::
 
     [[deny_list_file]]               # an issuer's signed deny list (citycard.kernel.denylist), merged in
     path = "denylist-ICBC.json"      # relative to the configuration file
-    trusted_kcv = "A1B2C3"           # the KCV(s) of the bank's deny-list signing key (string or list)
+    issuer = "ICBC"                  # the bank whose list it must be (the issuer its signed body names)
+    trusted_kcv = "A1B2C3"           # the KCV(s) of that bank's deny-list signing key (string or list)
 
 Deny-list files are named here and loaded by the caller (I/O), then merged with
 :meth:`TerminalConfig.with_deny_lists`; until they are, the exception file counts as stale, so a file
@@ -109,10 +110,17 @@ class TerminalAid:
 
 @dataclass(frozen=True, slots=True)
 class DenyListSource:
-    """An issuer's signed deny-list file named in the configuration, not loaded yet (loading is I/O)."""
+    """An issuer's signed deny-list file named in the configuration, not loaded yet (loading is I/O): it
+    must name ``issuer`` and be signed by a key with one of ``trusted_kcvs``."""
 
     path: str
+    issuer: str
     trusted_kcvs: frozenset[str]
+
+    @property
+    def trusted(self) -> dict[str, frozenset[str]]:
+        """The trust to load this file with (:func:`citycard.kernel.denylist.load_deny_list`)."""
+        return {self.issuer: self.trusted_kcvs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +311,12 @@ def _deny_list_source(entry: Any, n: int) -> DenyListSource:
     where = f"deny_list_file[{n}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
         raise ConfigError(f"{where}.path: the deny-list file (a string)")
+    issuer = entry.get("issuer")
+    if not isinstance(issuer, str) or not issuer.strip():
+        raise ConfigError(
+            f'{where}.issuer: the bank whose list this is (the issuer the file names, e.g. "ICBC"): '
+            "its trusted_kcv is trusted for that bank only"
+        )
     kcvs = entry.get("trusted_kcv")
     kcvs = [kcvs] if isinstance(kcvs, str) else kcvs
     if not isinstance(kcvs, list) or not kcvs:
@@ -310,7 +324,7 @@ def _deny_list_source(entry: Any, n: int) -> DenyListSource:
     for kcv in kcvs:
         if not isinstance(kcv, str) or len(kcv) != 6 or not all(c in "0123456789abcdefABCDEF" for c in kcv):
             raise ConfigError(f"{where}.trusted_kcv: a KCV is 6 hex digits, got {kcv!r}")
-    return DenyListSource(entry["path"], frozenset(k.upper() for k in kcvs))
+    return DenyListSource(entry["path"], issuer.strip().upper(), frozenset(k.upper() for k in kcvs))
 
 
 def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalConfig:

@@ -6,7 +6,9 @@ One implementation for both sides: terminals (``citycard pos --config`` ``[[deny
 document whose ``body`` (base64) is canonical JSON signed with RSASSA-PKCS1-v1_5 and SHA-256 (RFC 8017
 §8.2); the signing public key travels in the file and is trusted only if its key check value (the first
 3 bytes of SHA-256 over the modulus, as the issuer's HSM shows it) is one the terminal was given out of
-band. Bytes in, a :class:`DenyListFile` out, or one :class:`DenyListError` saying why not.
+band **for the issuer the signed body names**: the terminal's trust is a map issuer → KCVs, so a list
+signed by bank A's key that claims to be bank B's is refused and cannot replace B's list. Bytes in, a
+:class:`DenyListFile` out, or one :class:`DenyListError` saying why not.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +34,9 @@ __all__ = [
     "DenyListEntry",
     "DenyListError",
     "DenyListFile",
+    "TrustedKeys",
     "load_deny_list",
+    "parse_trusted_kcv",
     "rsa_kcv",
 ]
 
@@ -43,18 +47,38 @@ MAX_DENY_LIST_BYTES = 64 * 1024 * 1024  # ~300 000 entries; a bigger file is ref
 _MODULUS_BITS = (1024, 4096)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-Reason = Literal["format", "untrusted-key", "signature", "entries"]
+Reason = Literal["format", "untrusted-key", "signature", "entries", "wrong-issuer"]
+
+TrustedKeys = Mapping[str, Collection[str]]
+"""What a terminal trusts: issuer (the bank code a list names in its signed body) → the KCVs (hex) of the
+keys allowed to sign that issuer's list."""
 
 
 class DenyListError(ValueError):
     """A deny-list file the terminal must not use. ``reason``: ``format`` (not JSON, not a citycard deny
     list, a field missing or malformed), ``untrusted-key`` (signed by a key whose KCV is not trusted),
     ``signature`` (the signature does not verify: altered, or not signed by this key), ``entries`` (the
-    signed body is not a well-formed list). The message says which field or entry."""
+    signed body is not a well-formed list), ``wrong-issuer`` (signed by a trusted key, but one of another
+    issuer than the list names). The message says which field or entry."""
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason: Reason = reason
+
+
+def _is_kcv(text: str) -> bool:
+    return len(text) == 6 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def parse_trusted_kcv(text: str) -> tuple[str, str]:
+    """``"ICBC=A1B2C3"`` → ``("ICBC", "A1B2C3")``: an issuer and the KCV of a key trusted to sign its deny
+    list. A bare KCV is refused: it would let that key sign any bank's list. Raises ``ValueError``."""
+    issuer, sep, kcv = text.partition("=")
+    if not sep:
+        raise ValueError(f"{text!r}: name the bank whose list the key signs, e.g. ICBC={text or 'A1B2C3'}")
+    if not issuer.strip() or not _is_kcv(kcv.strip()):
+        raise ValueError(f"{text!r}: expected BANK=KCV, the KCV 6 hex digits (e.g. ICBC=A1B2C3)")
+    return issuer.strip().upper(), kcv.strip().upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +177,24 @@ def _body(body: bytes) -> dict[str, Any]:
     return content
 
 
-def load_deny_list(data: bytes, trusted_kcvs: Collection[str] | None) -> DenyListFile:
-    """Parse and verify a deny-list file. The signing key must have one of ``trusted_kcvs`` (hex, any
-    case); ``None`` trusts the key carried in the file (an integrity check only — terminals always pass
-    the KCVs they trust). Raises :class:`DenyListError`."""
+def load_deny_list(data: bytes, trusted: TrustedKeys | None) -> DenyListFile:
+    """Parse and verify a deny-list file. The signing key must have a KCV that ``trusted`` lists for the
+    issuer the signed body names (issuers and KCVs compare in any case); ``None`` trusts the key carried in
+    the file (an integrity check only — terminals always pass what they trust). Raises
+    :class:`DenyListError`."""
     key, body, signature, modulus, exponent = _document(data)
     kcv = rsa_kcv(modulus)
     stated = key.get("kcv")
     if stated is not None and str(stated).upper() != kcv:
         raise DenyListError("format", f"key.kcv {stated!r} is not the KCV of key.modulus ({kcv})")
-    if trusted_kcvs is not None and kcv not in {k.upper() for k in trusted_kcvs}:
-        trusted = ", ".join(sorted(k.upper() for k in trusted_kcvs)) or "none"
-        raise DenyListError("untrusted-key", f"signed by the key with KCV {kcv}, not the trusted {trusted}")
+    trust = (
+        None
+        if trusted is None
+        else {issuer.upper(): frozenset(k.upper() for k in kcvs) for issuer, kcvs in trusted.items()}
+    )
+    if trust is not None and not any(kcv in kcvs for kcvs in trust.values()):
+        known = ", ".join(sorted(f"{i}={k}" for i, kcvs in trust.items() for k in kcvs)) or "none"
+        raise DenyListError("untrusted-key", f"signed by the key with KCV {kcv}, not the trusted {known}")
     public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
     try:
         public.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
@@ -173,11 +203,18 @@ def load_deny_list(data: bytes, trusted_kcvs: Collection[str] | None) -> DenyLis
             "signature", "the signature does not verify: the list was altered or not signed by this key"
         ) from None
     content = _body(body)
+    issuer = _field(content, "issuer", str, "", "entries")
+    if trust is not None and kcv not in trust.get(issuer.upper(), frozenset()):
+        owners = ", ".join(sorted(i for i, kcvs in trust.items() if kcv in kcvs))
+        raise DenyListError(
+            "wrong-issuer",
+            f"the list names issuer {issuer!r}, but its signing key (KCV {kcv}) is trusted only for {owners}",
+        )
     entries = content.get("entries")
     if not isinstance(entries, list):
         raise DenyListError("entries", "entries: not a list")
     return DenyListFile(
-        issuer=_field(content, "issuer", str, "", "entries"),
+        issuer=issuer,
         version=_field(content, "version", int, "", "entries"),
         generated=_time(content.get("generated"), "generated", "entries"),
         updated=_time(content.get("updated"), "updated", "entries"),
