@@ -19,7 +19,7 @@ from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.pos.journal_sqlite import JournalError, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
-from citycard.pos.terminal import PosTerminal
+from citycard.pos.terminal import PosTerminal, pan_token
 
 from tests.kernel.cardlab import NOW, PIN, demo_keys, issuer_stub, new_card, terminal_config
 
@@ -320,3 +320,91 @@ def test_pos_retry_after_a_torn_contact_purchase_is_not_charged_twice(tmp_path):
     assert _balance(pos, card) == 3_750
     other = pos.purchase(card.transmit, 300)  # a different sale is a new one
     assert other.entry.state == "approved" and _balance(pos, card) == 3_450
+
+
+# -- torn transactions are matched on the card and on their own kind --------------------------------------
+
+
+def test_card_b_does_not_ride_free_on_card_a_torn_fare(tmp_path):
+    """Card A's fare tears in the GPO (the validator never learns which card it was); card B pays the same
+    fare in the same second. Card B's record at that date, time and amount is its own fare: tapping again,
+    card B pays again, and card A's torn fare stays open until card A comes back."""
+    pos = _pos(tmp_path)
+    card_a = new_card("contactless", balance_fen=1_000)
+    card_b = new_card("contactless", balance_fen=1_000)
+    torn = pos.validate(_pull_after(card_a, 0xA8, processed=True), 200)
+    assert torn.entry.state == "torn" and torn.entry.pan_token == ""
+    first_b = pos.validate(card_b.transmit, 200)
+    assert first_b.entry.state == "approved" and not first_b.recovered
+    again_b = pos.validate(card_b.transmit, 200)
+    assert again_b.entry is not None and again_b.entry.state == "approved" and not again_b.recovered
+    assert "already paid" not in again_b.outcome.reason and _balance(pos, card_b) == 600
+    assert pos.journal.get(torn.entry.txn_id).state == "torn"
+    card_a.power_on("contactless")
+    back_a = pos.validate(card_a.transmit, 200)
+    assert "already paid" in back_a.outcome.reason and _balance(pos, card_a) == 800
+    assert [e.txn_id for e in back_a.recovered] == [torn.entry.txn_id]
+    pan_a = card_a.image.applications[0].data["5A"].hex().upper().rstrip("F")
+    assert back_a.recovered[0].pan_token == pan_token(pan_a, "01")  # now bound to card A
+
+
+def test_another_card_does_not_clear_a_torn_contact_purchase(tmp_path):
+    """A contact purchase tears after the first GENERATE AC: the terminal had read card A's PAN and PSN. Card
+    B buys the same amount in the same second and then again: both sales are charged; only card A
+    recovers its torn sale."""
+    pos = _pos(tmp_path)
+    card_a = new_card("contact", balance_fen=5_000)
+    card_b = new_card("contact", balance_fen=5_000)
+    torn = pos.purchase(_pull_after(card_a, 0xAE, processed=True), 1_250)
+    assert torn.entry.state == "torn" and torn.entry.pan_token
+    for expected in (3_750, 2_500):
+        sale = pos.purchase(card_b.transmit, 1_250)
+        assert sale.entry.state == "approved" and not sale.recovered and _balance(pos, card_b) == expected
+    assert pos.journal.get(torn.entry.txn_id).state == "torn"
+    card_a.power_on("contact")
+    retry = pos.purchase(card_a.transmit, 1_250)
+    assert "already paid" in retry.outcome.reason and _balance(pos, card_a) == 3_750
+    assert retry.recovered[0].pan_token == torn.entry.pan_token
+
+
+def _load_torn_at(tmp_path, ins: int, *, processed: bool):
+    """An EC load of CNY 20.00 on a card holding CNY 5.00, torn at the last command ``ins`` (the issuer
+    script's PUT DATA 9F79 comes before the second GENERATE AC)."""
+    pos = _pos(tmp_path)
+    card = new_card("contact", balance_fen=500)
+    calls = {"n": 0}
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == ins:
+            calls["n"] += 1
+            if ins != 0xAE or calls["n"] == 2:
+                if processed:
+                    inner(apdu)
+                raise OSError("card left the field")
+        return inner(apdu)
+
+    torn = pos.load(transmit, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    assert torn.entry.state == "torn" and torn.entry.kind == "ec_load"
+    card.power_on("contact")
+    return pos, card, torn
+
+
+def test_ec_load_torn_after_second_generate_ac_is_not_taken_as_a_purchase(tmp_path):
+    pos, card, torn = _load_torn_at(tmp_path, 0xAE, processed=True)
+    assert _balance(pos, card) == 2_500  # the card took the load (and logged its TC, 9C = 60)
+    sale = pos.purchase(card.transmit, 2_000)
+    assert "already paid" not in sale.outcome.reason and sale.entry.state == "approved" and not sale.recovered
+    assert _balance(pos, card) == 500 and pos.journal.get(torn.entry.txn_id).state == "torn"
+    card.power_on("contact")
+    retry = pos.load(card.transmit, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    assert "already loaded" in retry.outcome.reason
+    assert [e.txn_id for e in retry.recovered] == [torn.entry.txn_id] and _balance(pos, card) == 500
+
+
+def test_torn_load_the_card_did_not_take_is_loaded_again(tmp_path):
+    pos, card, torn = _load_torn_at(tmp_path, 0xDA, processed=False)
+    assert _balance(pos, card) == 500
+    retry = pos.load(card.transmit, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN)
+    assert retry.entry.state == "approved" and not retry.recovered and _balance(pos, card) == 2_500
+    assert pos.journal.get(torn.entry.txn_id).state == "torn"

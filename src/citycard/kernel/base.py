@@ -73,6 +73,7 @@ class Transaction:
     interface: Literal["contact", "contactless"] = "contact"
     force_online: bool = False
     log_records: int = 0  # log inquiries: read at most this many records, most recent first (0: all)
+    identify: bool = False  # log inquiries: then learn the card's PAN and PSN by a GPO that moves no money
 
     def __post_init__(self) -> None:
         assert 0 <= self.amount_fen < 10**12 and 0 <= self.other_amount_fen < 10**12

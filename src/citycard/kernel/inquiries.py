@@ -27,7 +27,7 @@ class InquirySteps(KernelBase):
                 self.card[tag] = value
         return self._finish(OutcomeKind.COMPLETED, "EC balance", ec_balance_fen=_bcd_to_int(balance))
 
-    def _read_log(self, fci: dict[str, bytes]) -> Generator[Event, Answer, Outcome]:
+    def _read_log(self, fci: dict[str, bytes]) -> Generator[Event, Answer, tuple[LogEntry, ...]]:
         load = self.txn.kind is TransactionKind.LOAD_LOG
         entry_tag, format_tag = ("DF4D", "DF4F") if load else ("9F4D", "9F4F")
         entry = fci.get(entry_tag)
@@ -55,4 +55,4 @@ class InquirySteps(KernelBase):
                 data = data[14:]
             fields += list(split_dol_data(dol, data).items())
             entries.append(LogEntry(tuple(fields)))
-        return self._finish(OutcomeKind.COMPLETED, f"{len(entries)} log records", logs=tuple(entries))
+        return tuple(entries)

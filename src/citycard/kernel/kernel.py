@@ -104,7 +104,10 @@ class Kernel(
                 if t.kind is TransactionKind.EC_BALANCE:
                     return (yield from self._ec_balance())
                 if t.kind in (TransactionKind.TRANSACTION_LOG, TransactionKind.LOAD_LOG):
-                    return (yield from self._read_log(fci))
+                    logs = yield from self._read_log(fci)
+                    if t.identify:
+                        yield from self._identify(fci)
+                    return self._finish(OutcomeKind.COMPLETED, f"{len(logs)} log records", logs=logs)
                 yield from self._gpo(fci)
                 break
             except _NextCandidate:
@@ -148,6 +151,24 @@ class Kernel(
                 raise CardError("GET PROCESSING OPTIONS: AIP is not 2 bytes")
         else:
             raise CardError(f"GET PROCESSING OPTIONS: unexpected template {top.tag}")
+
+    def _identify(self, fci: dict[str, bytes]) -> Generator[Event, Answer, None]:
+        """After a log inquiry: the card's PAN and PSN, so that the terminal's torn-transaction recovery
+        matches a torn entry on the card and not only on its log. The identity comes after GET PROCESSING
+        OPTIONS (records are read by the AFL), so this GPO asks for nothing a card could approve offline —
+        amount zero, no EC (``9F7A`` = 00) and, on qPBOC, an online cryptogram required (TTQ byte 2 bit 8,
+        JR/T 0025.12) — and no GENERATE AC follows: the card's ATC advances by one, no money moves. The log
+        was read before this GPO. A qPBOC response carries ``57`` and ``5F34``; else the AFL's records."""
+        assert self.txn.amount_fen == 0 and self.term.get("9F7A") == b"\x00"
+        if "9F66" in self.term:
+            ttq = bytearray(self.term["9F66"])
+            ttq[1] |= 0x80
+            self.term["9F66"] = bytes(ttq)
+        yield from self._gpo(fci)
+        if not (self.card.get("5A") or self.card.get("57")):
+            yield from self._read_records()
+        if not (self.card.get("5A") or self.card.get("57")):
+            raise CardError("the card gave no PAN (5A or 57)")
 
     def _qpboc_path(self) -> bool:
         """qPBOC when the card answered the GPO with a cryptogram (JR/T 0025.12 §7)."""

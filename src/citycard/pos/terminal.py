@@ -1,11 +1,14 @@
 """The terminal application: purchases, EC inquiries and loads, and the bus validator, over the kernel,
 with the journal written at the right moments (see :mod:`citycard.pos.journal`).
 
-Torn transactions (card pulled, or the terminal stopped, after the debiting command): on the next tap the
-terminal reads the card's transaction log (JR/T 0025.13, ``9F4D``/``9F4F``) and looks for a record with the
-torn transaction's date, time and amount. Found: the card was charged — the entry becomes ``recovered``
-(captured for upload with the ATC from the log) and, on a validator, the fare counts as paid. Not found:
-``void``. So a card is never charged twice for one fare.
+Torn transactions (card pulled, or the terminal stopped, after the debiting command): on the next tap of a
+transaction of the same kind the terminal reads the card's log — the transaction log for a purchase, the
+load log for an EC load (JR/T 0025.13, ``9F4D``/``9F4F``, ``DF4D``/``DF4F``) — and which card it is (PAN and
+PSN), and looks for a record of *that card* with the torn transaction's date, time and amount (and ATC when
+known), written by this terminal and not already accounted for by another journal entry. Found: the card
+was charged (or loaded) — the entry becomes ``recovered`` (captured for upload with the ATC from the log)
+and a retry within :data:`RETAP_S` is not charged again. Not found: it stays ``torn`` until it ages out. So
+a card is never charged twice for one fare, and no other card rides on it.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from citycard.codec.dol import fit_value
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import (
     ChooseApplication,
     Event,
+    LogEntry,
     OnlineRequest,
     OnlineResponse,
     Outcome,
@@ -47,6 +52,30 @@ RETAP_S = 120
 Older, the rider is on a new trip: the torn fare is recorded as paid and the new one is charged."""
 TORN_LOG_RECORDS = 3
 """The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
+_LOGS = {
+    TransactionKind.PURCHASE: TransactionKind.TRANSACTION_LOG,
+    TransactionKind.EC_LOAD: TransactionKind.LOAD_LOG,
+}
+"""The log where the card records each kind of transaction (JR/T 0025.13: 9F4D, DF4D)."""
+
+
+def pan_token(pan: str, psn: str) -> str:
+    """SHA-256 of PAN ‖ PSN: recognises a card again without keeping its PAN (the journal's ``pan_token``)."""
+    return hashlib.sha256(f"{pan}|{psn}".encode()).hexdigest()
+
+
+def _record_atc(record: LogEntry) -> int | None:
+    atc = record.get("9F36")
+    return int.from_bytes(atc, "big") if atc else None
+
+
+def _fen(value: bytes | None) -> int | None:
+    text = value.hex() if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+def _n12(fen: int) -> bytes:
+    return bytes.fromhex(f"{fen:012d}")
 
 
 def _unable(_: OnlineRequest) -> OnlineResponse:
@@ -109,50 +138,97 @@ class PosTerminal:
 
     # -- torn transactions --------------------------------------------------------------------------------
 
-    def _open_torn(self, now: dt.datetime) -> list[JournalEntry]:
+    def _open_torn(self, kind: str, now: dt.datetime) -> list[JournalEntry]:
         return [
-            e for e in self.journal.entries("torn", 50) if (now - e.created).total_seconds() <= TORN_MAX_AGE_S
+            e
+            for e in self.journal.entries("torn", 50)
+            if e.kind == kind and (now - e.created).total_seconds() <= TORN_MAX_AGE_S
         ]
 
     def recover_torn(
-        self, transmit: Transmit, interface: Interface, trace: Trace | None = None
+        self,
+        transmit: Transmit,
+        interface: Interface,
+        trace: Trace | None = None,
+        *,
+        kind: TransactionKind = TransactionKind.PURCHASE,
     ) -> list[JournalEntry]:
-        """Compare open torn transactions with this card's log; resolve those found as ``recovered``."""
+        """Compare this card's log with the open torn transactions of the same ``kind`` (a purchase with
+        the transaction log, an EC load with the load log); resolve those found as ``recovered``.
+
+        A torn entry is matched on the card — its PAN and PSN when the terminal had read them before the
+        tear — and on one log record of that card written by this terminal at the entry's date, time and
+        amount (and ATC, when the tear came after the card's answer). A record that another entry of this
+        journal already accounts for (the same card and ATC) is not taken again, and a record settles at
+        most one entry: another card, or the card's own later transaction, never pays a torn fare."""
+        assert kind in _LOGS
         now = self.clock()
-        torn = self._open_torn(now)
+        torn = self._open_torn(kind.name.lower(), now)
         if not torn:
             return []
-        txn = Transaction(
-            TransactionKind.TRANSACTION_LOG,
-            now,
-            interface=interface,
-            log_records=TORN_LOG_RECORDS,
-        )
+        txn = Transaction(_LOGS[kind], now, interface=interface, log_records=TORN_LOG_RECORDS, identify=True)
         log = run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
-        if log.kind is not OutcomeKind.COMPLETED:
+        if log.kind is not OutcomeKind.COMPLETED or not log.pan:
             return []
+        token = pan_token(log.pan, log.psn)
+        taken: set[int | None] = {
+            e.atc
+            for e in self.journal.entries(None, 200)
+            if e.pan_token == token and e.atc is not None and e.state != "torn"
+        }
         recovered: list[JournalEntry] = []
-        for entry in torn:
-            when = entry.created
+        for entry in sorted(torn, key=lambda e: e.created):
+            if entry.pan_token and entry.pan_token != token:
+                continue  # another card's torn transaction
             for record in log.logs:
-                if (
-                    record.get("9A") == bytes.fromhex(when.strftime("%y%m%d"))
-                    and record.get("9F21") == bytes.fromhex(when.strftime("%H%M%S"))
-                    and record.get("9F02") == bytes.fromhex(f"{entry.amount_fen:012d}")
-                ):
-                    atc = record.get("9F36")
-                    recovered.append(
-                        self.journal.finish(
-                            entry.txn_id,
-                            "recovered",
-                            reason="torn; charged per the card's transaction log",
-                            atc=int.from_bytes(atc, "big") if atc else None,
-                            aid=log.aid.hex().upper(),
-                            pan_masked=mask_pan(log.pan) if log.pan else entry.pan_masked,
-                        )
+                atc = _record_atc(record)
+                if atc in taken or not self._logged(entry, record, kind):
+                    continue
+                taken.add(atc)
+                recovered.append(
+                    self.journal.finish(
+                        entry.txn_id,
+                        "recovered",
+                        reason="torn; charged per the card's log",
+                        atc=atc,
+                        aid=log.aid.hex().upper(),
+                        **self._card_fields(log),
                     )
-                    break
+                )
+                break
         return recovered
+
+    def _logged(self, entry: JournalEntry, record: LogEntry, kind: TransactionKind) -> bool:
+        """``record`` is the card's trace of ``entry``: this terminal, its date, time, amount (and ATC)."""
+        when = entry.created
+        if (
+            record.get("9A") != bytes.fromhex(when.strftime("%y%m%d"))
+            or record.get("9F21") != bytes.fromhex(when.strftime("%H%M%S"))
+            or not self._ours(record.get("9F4E"))
+            or (entry.atc is not None and _record_atc(record) != entry.atc)
+        ):
+            return False
+        if kind is TransactionKind.EC_LOAD:  # JR/T 0025.13 load log: balance before and after the load
+            before, after = _fen(record.get("BEFORE")), _fen(record.get("AFTER"))
+            return before is not None and after is not None and after - before == entry.amount_fen
+        return record.get("9F02") == _n12(entry.amount_fen) and record.get("9C") in (None, b"\x00")
+
+    def _ours(self, merchant: bytes | None) -> bool:
+        """The record's merchant name (9F4E, padded to its DOL length) is this terminal's."""
+        name = self.config.merchant_name
+        return merchant is None or merchant == fit_value(name, len(merchant), "ans")
+
+    def _card_fields(self, outcome: Outcome) -> dict[str, object]:
+        """What the journal keeps to recognise the card (PAN masked, sealed; SHA-256 of PAN ‖ PSN)."""
+        if not outcome.pan:
+            return {}
+        sealed = seal_pan(self.data_key, outcome.pan).hex().upper() if self.data_key else ""
+        return {
+            "pan_masked": mask_pan(outcome.pan),
+            "pan_token": pan_token(outcome.pan, outcome.psn),
+            "pan_sealed": sealed,
+            "psn": outcome.psn,
+        }
 
     # -- transactions ---------------------------------------------------------------------------------------
 
@@ -200,15 +276,10 @@ class PosTerminal:
             state = "torn"
         else:
             state = "void"
-        token = hashlib.sha256(f"{outcome.pan}|{outcome.psn}".encode()).hexdigest() if outcome.pan else ""
-        sealed = seal_pan(self.data_key, outcome.pan).hex().upper() if outcome.pan and self.data_key else ""
         return self.journal.finish(
             entry.txn_id,
             state,
-            pan_masked=mask_pan(outcome.pan) if outcome.pan else "",
-            pan_token=token,
-            pan_sealed=sealed,
-            psn=outcome.psn,
+            **self._card_fields(outcome),
             expiry=outcome.expiry,
             aid=outcome.aid.hex().upper(),
             outcome=outcome.kind.value,
@@ -260,15 +331,19 @@ class PosTerminal:
         interface: Interface = "contact",
         trace: Trace | None = None,
     ) -> TapResult:
-        txn = Transaction(
-            TransactionKind.EC_LOAD,
-            self.clock(),
-            amount_fen,
-            interface=interface,
-            force_online=True,
-        )
+        recovered = self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD)
+        now = self.clock()
+        retry = [
+            e
+            for e in recovered
+            if e.amount_fen == amount_fen and (now - e.created).total_seconds() <= RETAP_S
+        ]
+        if retry:  # the card took the load that tore: loading it again would credit it twice
+            outcome = Outcome(OutcomeKind.APPROVED_ONLINE, reason="already loaded (recovered torn load)")
+            return TapResult(outcome, retry[0], tuple(recovered))
+        txn = Transaction(TransactionKind.EC_LOAD, now, amount_fen, interface=interface, force_online=True)
         outcome, entry = self._run_journaled(txn, transmit, online=online, pin=pin, trace=trace)
-        return TapResult(outcome, entry)
+        return TapResult(outcome, entry, tuple(recovered))
 
     def inquiry(
         self,
