@@ -30,6 +30,7 @@ from citycard.codec.iso8583 import (
     decode_message,
     encode_framed,
     encode_message,
+    format_error_response,
     parse,
     response_for_malformed,
     response_mti,
@@ -262,3 +263,51 @@ def test_typed_authorizations_round_trip(
     )
     frame, decoded = decode_framed(encode_framed(message, Tpdu(6, 1)))
     assert decoded == message and transaction_type(decoded) == row and frame.tpdu == Tpdu(6, 1)
+
+
+def test_a_malformed_request_is_answered_with_30_echoing_its_stan_terminal_and_merchant() -> None:
+    good = purchase().to_bytes()
+    raw = decode_message(good)
+    at = raw.position(55)
+    assert at is not None
+    broken = good[: at - 2] + b"\x09\x99" + good[at:]  # field 55 claims 999 bytes: over its maximum
+    with pytest.raises(Iso8583Error) as info:
+        decode_message(broken)
+    assert (info.value.field, info.value.position) == ("55", at - 2)
+    assert format_error_response(info.value) == (
+        "0210",
+        {11: "000403", 41: "10000019", 42: "850100082410002", 39: "30"},
+    )
+    mti, fields = format_error_response(info.value) or ("", {})
+    answer = AuthorizationResponse.from_fields(RawMessage(mti, {3: "000000", **fields}))
+    assert answer.response_code is ResponseCode.FORMAT_ERROR and not answer.approved
+
+
+def test_a_request_failing_the_typed_checks_is_answered_with_30_too() -> None:
+    fields = {k: v for k, v in purchase().to_fields().fields.items() if k != 60}  # 60 is required
+    with pytest.raises(Iso8583Error) as info:
+        parse(decode_message(encode_message(RawMessage("0200", fields))))
+    assert info.value.field == "60"
+    response = format_error_response(info.value)
+    assert response is not None and response[0] == "0210" and response[1][39] == "30"
+
+
+def test_no_format_error_response_without_the_fields_to_match_it() -> None:
+    with pytest.raises(Iso8583Error) as info:
+        decode_message(b"\x02\x00\x80" + bytes(7))  # a secondary bitmap: nothing decoded yet
+    assert info.value.mti == "0200" and format_error_response(info.value) is None
+    with pytest.raises(Iso8583Error) as info:
+        decode_message(b"\x0a\x00")
+    assert info.value.mti is None and format_error_response(info.value) is None
+    response = AuthorizationResponse(
+        mti="0210",
+        processing_code="000000",
+        stan=1,
+        response_code=ResponseCode.APPROVED,
+        mac=bytes(8),
+        **TERMINAL,
+    ).to_bytes()
+    with pytest.raises(Iso8583Error) as info:  # 11, 41 and 42 decoded, but a response is never answered
+        decode_message(response[:-1])
+    assert info.value.field == "64" and set(info.value.echo) == {11, 41, 42}
+    assert format_error_response(info.value) is None

@@ -11,7 +11,7 @@ Pure: no I/O, no clock. The profile, its sources and the choices made are in ``d
 
 from __future__ import annotations
 
-from .codes import ResponseCode, response_for_malformed, response_mti
+from .codes import ResponseCode, format_error_response, response_for_malformed, response_mti
 from .errors import Iso8583Error
 from .messages import (
     KINDS,
@@ -89,6 +89,7 @@ __all__ = [
     "encode_frame",
     "encode_framed",
     "encode_message",
+    "format_error_response",
     "frame_length",
     "mac_block",
     "mac_matches",

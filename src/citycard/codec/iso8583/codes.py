@@ -12,9 +12,9 @@ import enum
 from types import MappingProxyType
 from typing import Final
 
-from .errors import Iso8583Error
+from .errors import ECHO_FIELDS, Iso8583Error
 
-__all__ = ["ResponseCode", "response_for_malformed", "response_mti"]
+__all__ = ["ResponseCode", "format_error_response", "response_for_malformed", "response_mti"]
 
 
 class ResponseCode(enum.StrEnum):
@@ -172,3 +172,18 @@ def response_mti(mti: str) -> str:
     if len(mti) != 4 or not mti.isdigit() or mti[2] not in "02" or mti[3] != "0":
         raise Iso8583Error("mti", None, f"{mti!r} is not a request or advice MTI")
     return mti[:2] + str(int(mti[2]) + 1) + "0"
+
+
+def format_error_response(error: Iso8583Error) -> tuple[str, dict[int, str]] | None:
+    """MTI and fields of the answer to a malformed request: 39 = 30, with its STAN, terminal and merchant.
+
+    None when the request cannot be answered: its MTI did not decode or is not a request, or one of
+    fields 11, 41 and 42 was not decoded cleanly (the terminal could not match the answer).
+    """
+    if error.mti is None or set(error.echo) != ECHO_FIELDS:
+        return None
+    try:
+        mti = response_mti(error.mti)
+    except Iso8583Error:
+        return None
+    return mti, {**error.echo, 39: str(response_for_malformed(error))}

@@ -7,7 +7,12 @@ nothing: see :func:`citycard.codec.iso8583.codes.response_for_malformed`.
 
 from __future__ import annotations
 
-__all__ = ["Iso8583Error"]
+from collections.abc import Mapping
+
+__all__ = ["ECHO_FIELDS", "Iso8583Error"]
+
+ECHO_FIELDS = frozenset({11, 41, 42})
+"""Fields a format-error response echoes (STAN, terminal, merchant): kept on the error when they decoded."""
 
 
 class Iso8583Error(ValueError):
@@ -18,11 +23,25 @@ class Iso8583Error(ValueError):
     where decoding failed (for a field: where its length prefix or its value starts, or inside the value
     for field 55), or None for a value refused before encoding. The message never carries field values
     (a PAN or a PIN block must not reach a log through an exception).
+
+    ``mti`` and ``echo`` are what a host needs to answer with response code 30: the MTI when it decoded,
+    and those of :data:`ECHO_FIELDS` that decoded cleanly before the failure (nothing secret).
     """
 
-    def __init__(self, field: str, position: int | None, reason: str) -> None:
+    def __init__(
+        self,
+        field: str,
+        position: int | None,
+        reason: str,
+        *,
+        mti: str | None = None,
+        echo: Mapping[int, str] | None = None,
+    ) -> None:
         where = f"field {field}" if position is None else f"field {field} pos {position}"
         super().__init__(f"{where}: {reason}")
         self.field = field
         self.position = position
         self.reason = reason
+        self.mti = mti
+        self.echo: Mapping[int, str] = dict(echo or {})
+        assert set(self.echo) <= ECHO_FIELDS

@@ -47,6 +47,7 @@ from .wire import (
     Value,
     check_value,
     decode_frame,
+    echo_fields,
     encode_frame,
     encode_message,
 )
@@ -455,10 +456,15 @@ assert len(_KIND_OF) == sum(len(kind.MTIS) for kind in KINDS), "an MTI belongs t
 
 def parse(raw: RawMessage) -> Message:
     """The typed message for a decoded one; an MTI outside the profile is malformed input."""
-    kind = _KIND_OF.get(raw.mti)
-    if kind is None:
-        raise Iso8583Error("mti", None, f"MTI {raw.mti} is not in the profile")
-    return kind.from_fields(raw)
+    try:
+        kind = _KIND_OF.get(raw.mti)
+        if kind is None:
+            raise Iso8583Error("mti", None, f"MTI {raw.mti} is not in the profile")
+        return kind.from_fields(raw)
+    except Iso8583Error as exc:  # keep what a format-error response needs
+        raise Iso8583Error(
+            exc.field, exc.position, exc.reason, mti=raw.mti, echo=echo_fields(raw.fields)
+        ) from None
 
 
 def decode_framed(data: bytes) -> tuple[Frame, Message]:

@@ -28,7 +28,7 @@ from typing import Final
 
 import iso8583
 
-from .errors import Iso8583Error
+from .errors import ECHO_FIELDS, Iso8583Error
 from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "check_value",
     "decode_frame",
     "decode_message",
+    "echo_fields",
     "encode_frame",
     "encode_message",
     "frame_length",
@@ -160,29 +161,32 @@ def decode_message(data: bytes, *, offset: int = 0) -> RawMessage:
 
     Raises :class:`Iso8583Error` for anything malformed: too long, truncated, a bitmap naming a field
     outside the profile (a secondary bitmap included), a bad length prefix, a value outside its
-    alphabet, or bytes after the last field.
+    alphabet, or bytes after the last field. The error keeps the MTI and the echo fields that decoded
+    cleanly before the failure, for the format-error response.
     """
     data = bytes(data)
     if len(data) > MAX_MESSAGE_SIZE:
         raise Iso8583Error("message", offset, f"{len(data)} bytes exceed {MAX_MESSAGE_SIZE}")
     if len(data) < MTI_SIZE:
         raise Iso8583Error("mti", offset, "message shorter than its MTI")
-    _check_mti(data[:MTI_SIZE].hex(), offset)
+    mti = data[:MTI_SIZE].hex()
+    _check_mti(mti, offset)
     bitmap = data[MTI_SIZE : MTI_SIZE + BITMAP_SIZE]
     if len(bitmap) < BITMAP_SIZE:
-        raise Iso8583Error("bitmap", offset + MTI_SIZE, "bitmap truncated")
+        raise Iso8583Error("bitmap", offset + MTI_SIZE, "bitmap truncated", mti=mti)
     present = _bitmap_fields(bitmap)
     for number in present:
         if number not in PROFILE_FIELDS:
             what = "secondary bitmap" if number == 1 else "field"
-            raise Iso8583Error(str(number), offset + MTI_SIZE, f"{what} is not in the profile")
+            raise Iso8583Error(str(number), offset + MTI_SIZE, f"{what} is not in the profile", mti=mti)
     try:
         decoded, encoded = iso8583.decode(data, SPEC)
     except iso8583.DecodeError as exc:
         where = (
             "message" if exc.msg.startswith("Extra data") else _DECODE_FIELD_NAMES.get(exc.field, exc.field)
         )
-        raise Iso8583Error(where, offset + exc.pos, exc.msg) from None
+        done = {n: exc.doc_dec[str(n)] for n in present if str(n) in exc.doc_dec and str(n) != exc.field}
+        raise Iso8583Error(where, offset + exc.pos, exc.msg, mti=mti, echo=echo_fields(done)) from None
     fields: dict[int, Value] = {}
     offsets: dict[int, int] = {}
     pos = MTI_SIZE + BITMAP_SIZE
@@ -193,11 +197,30 @@ def decode_message(data: bytes, *, offset: int = 0) -> RawMessage:
         value: Value = decoded[str(number)]
         if SPEC[str(number)]["content"] == "b":
             value = bytes.fromhex(decoded[str(number)])
-        check_value(number, value, offset + start)
+        try:
+            check_value(number, value, offset + start)
+        except Iso8583Error as exc:
+            raise Iso8583Error(
+                exc.field, exc.position, exc.reason, mti=mti, echo=echo_fields(fields)
+            ) from None
         fields[number] = value
         offsets[number] = offset + start
     assert pos == len(data)
-    return RawMessage(decoded["t"], fields, offsets)
+    return RawMessage(mti, fields, offsets)
+
+
+def echo_fields(decoded: Mapping[int, Value]) -> dict[int, str]:
+    """Those of the echo fields that decoded and are valid (a response may carry them back)."""
+    echo: dict[int, str] = {}
+    for number in ECHO_FIELDS & set(decoded):
+        value = decoded[number]
+        try:
+            check_value(number, value, None)
+        except Iso8583Error:
+            continue
+        assert isinstance(value, str)
+        echo[number] = value
+    return echo
 
 
 @dataclass(frozen=True, slots=True)
