@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citycard.codec.iso8583 import (
+    KINDS,
     MAX_FRAME_SIZE,
     MAX_MESSAGE_SIZE,
     PROFILE_FIELDS,
@@ -271,3 +272,25 @@ def test_any_frame_bytes_decode_or_raise_the_typed_error(data: bytes) -> None:
         assert exc.position is not None and 0 <= exc.position <= len(data)
     else:
         assert encode_frame(frame) == data and encode_message(decoded) == frame.message
+
+
+def test_the_field_table_of_docs_iso8583_md_says_what_the_spec_and_the_kinds_do() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[3] / "docs" / "iso8583.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in doc.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 17 and cells[0].isdigit():
+            rows[int(cells[0])] = cells
+    assert set(rows) == PROFILE_FIELDS
+    for number, cells in rows.items():
+        spec = SPEC[str(number)]
+        size, kind = spec["max_len"], spec["content"]
+        fixed = f"b{size * 8}" if kind == "b" else f"{kind}{size}"
+        expected = (
+            fixed if spec["len_type"] == 0 else f"{('LLVAR', 'LLLVAR')[spec['len_type'] - 1]} {kind}..{size}"
+        )
+        assert cells[2] == expected, number
+        carried = ["M" if number in k.REQUIRED else "O" if number in k.OPTIONAL else "" for k in KINDS]
+        assert cells[5:] == carried, number
