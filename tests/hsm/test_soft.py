@@ -23,7 +23,15 @@ from citycard.hsm import (
     KeyUsageError,
 )
 from citycard.hsm.keyblock import KeyBlockError
-from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, load_master_key, visa_pvv
+from citycard.hsm.soft import (
+    DirectoryKeyStore,
+    SoftHsm,
+    ibm3624_natural_pin,
+    ibm3624_offset,
+    load_master_key,
+    pin_validation_data,
+    visa_pvv,
+)
 
 MASTER = bytes(range(32))
 IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # REFERENCE.md, EMV Book 2 A1.4.1
@@ -140,6 +148,65 @@ def test_pin_translation_and_pvv(hsm: SoftHsm) -> None:
     assert not hsm.verify_pin(tpk, pvk, wrong, pan, 1, pvv)
     with pytest.raises(HsmInputError):
         hsm.verify_pin(tpk, pvk, des.ecb_encrypt(tpk_secret, bytes(8)), pan, 1, pvv)
+
+
+def test_psec_ibm3624_vectors() -> None:
+    # psec tests/test_pin.py::test_generate_ibm3624_offset / _pin (public): PVK as above,
+    # decimalisation table 1234567890123456, validation data 1122334455667788 (and its first 14 digits + FF).
+    table = "1234567890123456"
+    assert ibm3624_natural_pin(PVK, "1122334455667788", 4, table) == "4524"
+    assert ibm3624_offset(PVK, "1122334455667788", "1234", table) == "7710"
+    assert ibm3624_offset(PVK, "1122334455667788", "0000", table) == "6586"
+    assert ibm3624_offset(PVK, "1122334455667788", "5635", table) == "1111"
+    assert ibm3624_offset(PVK, "11223344556677FF", "5518", table) == "0000"
+
+
+def test_pin_offset_verifies_every_digit_of_the_pin(hsm: SoftHsm) -> None:
+    """A Visa PVV covers the first 4 PIN digits (147200 passes for 147258); the IBM 3624 offset all."""
+    pan = "6212260000000000018"
+    zpk_secret = bytes(range(16, 32))
+    zpk = hsm.import_components("zpk", KeyUsage.PIN_ENCRYPTION, [zpk_secret])
+    visa = hsm.import_components("pvk", KeyUsage.PIN_VERIFICATION_VISA, [PVK])
+    ibm = hsm.import_components("pvk-3624", KeyUsage.PIN_VERIFICATION_IBM3624, [PVK])
+
+    def block(pin: str) -> bytes:
+        return des.ecb_encrypt(zpk_secret, pin_block_iso0(pin, pan))
+
+    pvv = hsm.generate_pvv(zpk, visa, block("147258"), pan, 1)
+    assert hsm.verify_pin(zpk, visa, block("147200"), pan, 1, pvv)  # the weakness this offset removes
+    offset = hsm.generate_pin_offset(zpk, ibm, block("147258"), pan)
+    assert len(offset) == 6 and offset == ibm3624_offset(PVK, pin_validation_data(pan), "147258")
+    assert (
+        pin_validation_data(pan) == "1226000000000001"
+        and pin_validation_data("4012345678909") == "401234567890FFFF"
+    )
+    assert hsm.verify_pin_offset(zpk, ibm, block("147258"), pan, offset)
+    for wrong in ("147200", "147259", "047258", "1472580", "14725"):
+        assert not hsm.verify_pin_offset(zpk, ibm, block(wrong), pan, offset), wrong
+    with pytest.raises(KeyUsageError):
+        hsm.verify_pin_offset(zpk, visa, block("147258"), pan, offset)
+    with pytest.raises(HsmInputError):
+        hsm.verify_pin_offset(zpk, ibm, block("147258"), pan, "12AB")
+
+
+def test_pin_change_script_carries_the_pin_to_the_card(hsm: SoftHsm) -> None:
+    from citycard.crypto.pin import PinChangeFormat, decrypt_pin_change_data
+
+    pan, psn, atc, arqc = "6222021234567890128", "01", 7, bytes.fromhex("1234567890ABCDEF")
+    smi = hsm.import_components("imk-smi", KeyUsage.EMV_SMI, [IMK[::-1]])
+    smc = hsm.import_components("imk-smc", KeyUsage.EMV_SMC, [IMK])
+    store_secret = bytes(range(16))
+    store = hsm.import_components("pin-store", KeyUsage.PIN_ENCRYPTION, [store_secret])
+    stored = des.ecb_encrypt(store_secret, pin_block_iso0("246810", pan))
+    script = hsm.pin_change_script(smi, smc, pan, psn, atc, arqc, store, stored)
+    assert script[:5] == bytes.fromhex("842400020C")
+    mac_key = derive_pboc_session_key(derive_icc_mk_a(IMK[::-1], pan, psn), atc)
+    assert cryptograms.verify_script_mac(mac_key, script, atc, arqc)
+    enc_key = derive_pboc_session_key(derive_icc_mk_a(IMK, pan, psn), atc)
+    pin = decrypt_pin_change_data(enc_key, script[5:13], pin_format=PinChangeFormat.ISO2_ECB)
+    assert pin == "246810"
+    with pytest.raises(KeyUsageError):
+        hsm.pin_change_script(smc, smi, pan, psn, atc, arqc, store, stored)
 
 
 def test_rsa_certificate_signing_and_signatures(hsm: SoftHsm) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from citycard.codec.tlv import decode_dict, encode_many
 from citycard.db import Database
-from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit, MalformedRequest
 from citycard.issuer.handlers import IssuerService
 
@@ -158,35 +157,6 @@ def test_balance_inquiry(banks: IssuerService, terminal_for: Callable[[str], Ter
         request(pan, AuthorizationKind.BALANCE_INQUIRY, 0, terminal_for(pan).first_ac(0), "b-1")
     )
     assert resp.approved and resp.balance_fen == 7_777 and resp.ec_balance_fen == 0
-
-
-def test_online_pin_is_verified_against_the_pvv(
-    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
-) -> None:
-    from citycard.issuer.commands import SetPin
-
-    pan = funded_card(banks)
-
-    def block(pin: str) -> bytes:  # the PIN pad's block, as the acquirer forwards it under the zone PIN key
-        return hsm.encrypt_pin(hsm.get("icbc-zpk"), pin, pan)
-
-    card = banks.set_pin(SetPin(pan, block("246810")))
-    assert card.pvv is not None and len(card.pvv) == 4
-    from sqlalchemy import text
-
-    with database.engine.connect() as connection:
-        stored = connection.execute(text("SELECT * FROM issuer_cards")).all()
-    assert "246810" not in str(stored) and block("246810").hex() not in str(stored).lower()
-    term = terminal_for(pan)
-    good = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x21" * 4), "p-1")
-    good = AuthorizationRequest(**{**good.__dict__, "pin_block": block("246810")})
-    assert banks.authorize(good).approved
-    before = ledger_snapshot(database)
-    bad = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x22" * 4), "p-2")
-    bad = AuthorizationRequest(**{**bad.__dict__, "pin_block": block("135790")})
-    resp = banks.authorize(bad)
-    assert resp.response_code == "55" and resp.arpc
-    assert ledger_snapshot(database) == before
 
 
 def test_ec_balance_in_the_iad_is_trusted_only_with_its_mac(

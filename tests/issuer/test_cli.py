@@ -90,7 +90,7 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert run(cli, "card", "issue", "--bank", "CCB", code=1) == "error: no bank CCB\n"
     assert run(cli, "card", "report-lost", "1234", code=1) == "error: no card ****\n"
     run(cli, "card", "deposit", pan, "500.00")
-    assert "PVV stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
+    assert "offset stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)
     assert "positive" in run(cli, "card", "deposit", pan, "0", code=1)
     assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)

@@ -110,8 +110,9 @@ def set_pin(
     pan: Annotated[str, typer.Argument()],
     pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
-    """Set the card's online PIN: entered here as at a PIN pad, encrypted by the HSM under the bank's zone
-    PIN key; only the PIN verification value (Visa PVV) is stored."""
+    """Set the card's PIN: entered here as at a PIN pad, encrypted by the HSM under the bank's zone PIN key;
+    only its IBM 3624 offset is stored (online PIN, every digit checked), and the chip gets the PIN by PIN
+    CHANGE script at the card's next online transaction."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.issuer.model import bank_key_labels
 
@@ -123,7 +124,10 @@ def set_pin(
         hsm = issuer.service.hsm
         block = hsm.encrypt_pin(hsm.get(bank_key_labels(card.bank_code)["zpk"]), pin, pan)
         issuer.service.set_pin(c.SetPin(pan, block))
-        console.print(f"PIN set for card {mask_pan(pan)} (PVV stored, never the PIN)")
+        console.print(
+            f"PIN set for card {mask_pan(pan)} (offset stored, never the PIN); "
+            "the chip gets it by PIN CHANGE script at its next online transaction"
+        )
 
 
 def report_lost(

@@ -141,7 +141,8 @@ class SqlCardholders(_Repo):
 
 
 def _card(row: Any) -> Card:
-    return _from_row(Card, row, status=CardStatus(row.status))
+    pin_change = None if row.pending_pin_change is None else bytes(row.pending_pin_change)
+    return _from_row(Card, row, status=CardStatus(row.status), pending_pin_change=pin_change)
 
 
 class SqlCards(_Repo):

@@ -1,8 +1,10 @@
 """SQL tables of the issuer (SQLAlchemy 2 Core) on the shared :data:`citycard.db.tables.metadata`.
 
-No secret is stored here: keys live in the HSM; a card keeps its PIN verification value (Visa PVV), never
-the PIN or a PIN block; a cardholder's resident ID number is kept as an HMAC under the bank's HSM key plus
-its last 4 characters for display. Migration: ``0002_issuer``.
+No secret is stored here in clear: keys live in the HSM; a card keeps its IBM 3624 PIN offset (and the Visa
+PVV of a PIN set before offsets, no longer checked), never the PIN; a PIN set by the bank waits for its PIN
+CHANGE script as a format-0 block under the bank's PIN storage key in the HSM, dropped once sent; a
+cardholder's resident ID number is kept as an HMAC under the bank's HSM key plus its last 4 characters for
+display. Migrations: ``0002_issuer``, ``0003_online_pin``.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ issuer_cards = Table(
     Column("highest_atc", Integer, nullable=False),
     Column("pvv", String(4), nullable=True),
     Column("pvki", Integer, nullable=False),
+    Column("pin_offset", String(12), nullable=True),
+    Column("online_pin_failures", Integer, nullable=False),
+    Column("pending_pin_change", LargeBinary(8), nullable=True),
     Column("pending_script", String(8), nullable=True),
     Column("pending_ec_credit_fen", BigInteger, nullable=False),
     Column("lost_at_ns", BigInteger, nullable=True),

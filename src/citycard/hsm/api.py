@@ -41,6 +41,7 @@ class KeyUsage(enum.StrEnum):
     EMV_SMI = "E2"  # EMV issuer master key: secure messaging for integrity (script MACs)
     EMV_DN = "E4"  # EMV issuer master key: dynamic numbers / data (ICC dynamic number keys)
     PIN_ENCRYPTION = "P0"  # PIN encryption key (ZPK / TPK)
+    PIN_VERIFICATION_IBM3624 = "V1"  # PIN verification key, IBM 3624 (offset over every PIN digit)
     PIN_VERIFICATION_VISA = "V2"  # PIN verification key, Visa PVV
     KEK = "K0"  # key encryption / wrapping key
     DATA = "D0"  # symmetric data encryption
@@ -150,10 +151,39 @@ class Hsm(Protocol):
         """A PIN typed at a secure device, as an ISO 9564 format 0 block under ``pek`` (a PIN pad's job)."""
         ...
 
-    def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str: ...
+    def generate_pvv(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int) -> str:
+        """Visa PVV: it covers the PIN's first 4 digits only (the IBM 3624 offset checks a whole PIN)."""
+        ...
+
     def verify_pin(
         self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str
     ) -> bool: ...
+    def generate_pin_offset(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str) -> str:
+        """IBM 3624 PIN offset of the PIN in ``pin_block`` (under ``pek``): one digit per PIN digit, so that
+        the whole PIN is verified. ``pvk`` is a ``V1`` key; the decimalisation table is fixed inside."""
+        ...
+
+    def verify_pin_offset(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, offset: str
+    ) -> bool:
+        """Whether the PIN in ``pin_block`` is the one ``offset`` was made for (every digit, its length)."""
+        ...
+
+    def pin_change_script(
+        self,
+        smi: KeyHandle,
+        smc: KeyHandle,
+        pan: str,
+        psn: str,
+        atc: int,
+        arqc: bytes,
+        pek: KeyHandle,
+        pin_block: bytes,
+    ) -> bytes:
+        """PIN CHANGE/UNBLOCK (``84 24 00 02``) that sets the card's offline PIN to the PIN in ``pin_block``
+        (format 0 under ``pek``): the new PIN enciphered under the card's ENC session key (``smc``), the
+        command MACed under its MAC session key (``smi``); the PIN is in clear only inside the HSM."""
+        ...
 
     def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
         """HMAC-SHA-256 (RFC 2104) under an ``M7`` key: a pseudonym for personal data."""

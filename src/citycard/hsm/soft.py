@@ -12,6 +12,14 @@ keys (JR/T 0025.7), application cryptograms and ARPC method 1 (Book 2 §8.1–8.
 Verification Value (Visa PIN Verification Service; the PVV method also documented for Thales payShield
 commands DG/DC/EC): TSP = 11 rightmost PAN digits without the check digit ‖ PVKI ‖ 4 leftmost PIN digits,
 3DES under the PVK, decimalised (decimal digits left to right, then the hex digits A–F minus 10).
+
+The Visa PVV covers only the PIN's first 4 digits; online PINs are verified with the **IBM 3624 PIN offset**
+(IBM 3624 Consumer Transaction Facility; ANSI X9.8 / ISO 9564-1 PIN verification; payShield commands
+DE/EE): the validation data is 3DES-enciphered under the PVK (``V1``), its hex digits decimalised with a
+table, and the offset is, digit by digit, PIN − natural PIN (mod 10), as long as the PIN itself, so every
+digit is checked. The decimalisation table is fixed here, never an argument a caller may choose (the
+decimalisation-table attack of Bond and Zieliński, 2003). The validation data is the PAN without its check
+digit, its rightmost 16 digits, padded on the right with ``F`` to 16 hexadecimal digits.
 """
 
 from __future__ import annotations
@@ -34,7 +42,13 @@ from cryptography.hazmat.primitives.cmac import CMAC
 from citycard.crypto import cryptograms, des, rsa_cert
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.mac import mac_alg3
-from citycard.crypto.pin import PinBlockError, pin_block_iso0, pin_from_iso0
+from citycard.crypto.pin import (
+    PinBlockError,
+    PinChangeFormat,
+    encrypt_pin_change_data,
+    pin_block_iso0,
+    pin_from_iso0,
+)
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_kcv, rsa_private_raw
 
 from . import keyblock
@@ -49,17 +63,25 @@ from .api import (
 )
 
 __all__ = [
+    "IBM3624_DECIMALISATION",
     "DirectoryKeyStore",
     "KeyStore",
     "MemoryKeyStore",
     "SoftHsm",
+    "ibm3624_natural_pin",
+    "ibm3624_offset",
     "load_master_key",
+    "pin_validation_data",
     "visa_pvv",
 ]
+
+IBM3624_DECIMALISATION = "0123456789012345"
+"""The decimalisation table (hex digit ``0``–``F`` to a decimal digit) of IBM 3624, the usual default."""
 
 _T = TypeVar("_T")
 
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
 
 # The mode of use each usage is created with (TR-31:2018 Table 8): "X" derive keys, "B" both, "C" MAC,
 # "S" sign only.
@@ -69,6 +91,7 @@ _DEFAULT_MODE = {
     KeyUsage.EMV_SMI: "X",
     KeyUsage.EMV_DN: "X",
     KeyUsage.PIN_ENCRYPTION: "B",
+    KeyUsage.PIN_VERIFICATION_IBM3624: "C",
     KeyUsage.PIN_VERIFICATION_VISA: "C",
     KeyUsage.KEK: "B",
     KeyUsage.DATA: "B",
@@ -160,6 +183,38 @@ def visa_pvv(pvk: bytes, pan: str, pvki: int, pin: str) -> str:
     decimal = [c for c in out if c.isdigit()]
     decimal += [str(int(c, 16) - 10) for c in out if not c.isdigit()]
     return "".join(decimal[:4])
+
+
+def pin_validation_data(pan: str) -> str:
+    """The IBM 3624 validation data of a card: its PAN without the check digit, rightmost 16 digits,
+    padded on the right with ``F`` to 16 hexadecimal digits."""
+    digits = pan.upper().rstrip("F")
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise HsmInputError("PAN must be 12 to 19 digits")
+    return digits[:-1][-16:].ljust(16, "F")
+
+
+def ibm3624_natural_pin(
+    pvk: bytes, validation_data: str, length: int, table: str = IBM3624_DECIMALISATION
+) -> str:
+    """The natural PIN: validation data (16 hex digits) 3DES-enciphered under the PVK, decimalised by
+    ``table``, the leftmost ``length`` digits."""
+    assert len(table) == 16 and table.isdigit(), "a decimalisation table is 16 decimal digits"
+    if len(validation_data) != 16 or not 4 <= length <= 16:
+        raise HsmInputError("validation data must be 16 hex digits and the PIN 4 to 16 digits")
+    try:
+        enciphered = des.ecb_encrypt(pvk, bytes.fromhex(validation_data)).hex()
+    except ValueError:
+        raise HsmInputError("validation data must be 16 hex digits") from None
+    return "".join(table[int(c, 16)] for c in enciphered[:length])
+
+
+def ibm3624_offset(pvk: bytes, validation_data: str, pin: str, table: str = IBM3624_DECIMALISATION) -> str:
+    """The IBM 3624 offset of ``pin``: for each digit, PIN − natural PIN (mod 10); as long as the PIN."""
+    if not pin.isascii() or not pin.isdigit() or not 4 <= len(pin) <= 12:
+        raise HsmInputError("PIN must be 4 to 12 digits")
+    natural = ibm3624_natural_pin(pvk, validation_data, len(pin), table)
+    return "".join(str((int(p) - int(n)) % 10) for p, n in zip(pin, natural, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +450,41 @@ class SoftHsm:
         pin = self._clear_pin(pek, pin_block, pan)
         secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "V"), "verify PINs")
         return hmac.compare_digest(visa_pvv(secret, pan, pvki, pin), pvv)
+
+    def generate_pin_offset(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str) -> str:
+        pin = self._clear_pin(pek, pin_block, pan)
+        secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_IBM3624, ("C", "G"), "generate PIN offsets")
+        return ibm3624_offset(secret, pin_validation_data(pan), pin)
+
+    def verify_pin_offset(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, offset: str
+    ) -> bool:
+        if not offset.isascii() or not offset.isdigit() or not 4 <= len(offset) <= 12:
+            raise HsmInputError("a PIN offset is 4 to 12 digits")
+        pin = self._clear_pin(pek, pin_block, pan)
+        secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_IBM3624, ("C", "V"), "verify PINs")
+        expected = ibm3624_offset(secret, pin_validation_data(pan), pin)
+        return hmac.compare_digest(expected.encode(), offset.encode())  # lengths differ: a different PIN
+
+    def pin_change_script(
+        self,
+        smi: KeyHandle,
+        smc: KeyHandle,
+        pan: str,
+        psn: str,
+        atc: int,
+        arqc: bytes,
+        pek: KeyHandle,
+        pin_block: bytes,
+    ) -> bytes:
+        pin = self._clear_pin(pek, pin_block, pan)
+        enc = self._session_key(smc, KeyUsage.EMV_SMC, pan, psn, atc, "encipher PINs for the card")
+        mac = self._session_key(smi, KeyUsage.EMV_SMI, pan, psn, atc, "MAC issuer scripts")
+        data = encrypt_pin_change_data(enc, pin, pin_format=PinChangeFormat.ISO2_ECB)
+        try:
+            return cryptograms.script_command(mac, _PIN_CHANGE, data, atc, arqc)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
 
     def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
         secret = self._use(key, KeyUsage.HMAC, ("C", "G"), "compute keyed hashes")

@@ -40,7 +40,7 @@ from typing import Protocol
 
 from citycard.codec.tlv import TlvError, decode_dict
 from citycard.crypto.cryptograms import CryptogramDataError, ac_input, amount_from_bcd, cvr_from_iad
-from citycard.hsm.api import Algorithm, Hsm, KeyExistsError, KeyHandle, KeyUsage
+from citycard.hsm.api import Algorithm, Hsm, KeyExistsError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.ledger.model import (
     MAX_ID,
     Account,
@@ -76,6 +76,7 @@ from .commands import (
     check_amount,
 )
 from .model import (
+    ONLINE_PIN_TRY_LIMIT,
     AlreadyExists,
     Bank,
     BankAccount,
@@ -114,6 +115,17 @@ _PRODUCT_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _ISSUE_BATCH = 500
 _REQUIRED_TAGS = ("9F26", "9F36", "9F10", "9F37", "9F02", "9F03", "9F1A", "95", "5F2A", "9A", "9C", "82")
 _CARD_BLOCK = {"block": bytes.fromhex("841E0000"), "unblock": bytes.fromhex("84180000")}
+_SYMMETRIC_KEYS = {
+    "imk_ac": (KeyUsage.EMV_AC, Algorithm.TDEA),
+    "imk_smi": (KeyUsage.EMV_SMI, Algorithm.TDEA),
+    "imk_smc": (KeyUsage.EMV_SMC, Algorithm.TDEA),
+    "pvk": (KeyUsage.PIN_VERIFICATION_VISA, Algorithm.TDEA),
+    "zpk": (KeyUsage.PIN_ENCRYPTION, Algorithm.TDEA),
+    "id_hash": (KeyUsage.HMAC, Algorithm.HMAC),
+    "pvk_ibm": (KeyUsage.PIN_VERIFICATION_IBM3624, Algorithm.TDEA),
+    "pin_store": (KeyUsage.PIN_ENCRYPTION, Algorithm.TDEA),
+}
+_KEYS_ADDED_LATER = frozenset({"pvk_ibm", "pin_store"})  # made on first use for banks older than them
 _OFFLINE_PIN_CVMS = {0x01, 0x03, 0x04, 0x05}  # EMV Book 3 Annex C3: PIN verified by the ICC
 _CVR_PIN_PERFORMED = 0x04  # CVR byte 1 bit 3 (docs/card-profile.md §9, VIS/PBOC layout)
 _CVR_PIN_FAILED = 0x02  # CVR byte 1 bit 2
@@ -219,7 +231,16 @@ class IssuerService:
         label = bank_key_labels(bank_code)[role]
         handle = self._keys.get(label)
         if handle is None:
-            handle = self._keys[label] = self.hsm.get(label)
+            try:
+                handle = self.hsm.get(label)
+            except KeyNotFoundError:
+                if role not in _KEYS_ADDED_LATER:
+                    raise
+                usage, algorithm = _SYMMETRIC_KEYS[role]  # a bank added before this key existed
+                with contextlib.suppress(KeyExistsError):
+                    self.hsm.generate_key(label, usage, algorithm=algorithm)
+                handle = self.hsm.get(label)
+            self._keys[label] = handle
         return handle
 
     # --- set-up -----------------------------------------------------------------------------------------
@@ -245,15 +266,7 @@ class IssuerService:
     def _bank_keys(self, code: str) -> None:
         """Generate the bank's keys in the HSM (kept if a previous attempt made them already)."""
         labels = bank_key_labels(code)
-        symmetric = {
-            "imk_ac": (KeyUsage.EMV_AC, Algorithm.TDEA),
-            "imk_smi": (KeyUsage.EMV_SMI, Algorithm.TDEA),
-            "imk_smc": (KeyUsage.EMV_SMC, Algorithm.TDEA),
-            "pvk": (KeyUsage.PIN_VERIFICATION_VISA, Algorithm.TDEA),
-            "zpk": (KeyUsage.PIN_ENCRYPTION, Algorithm.TDEA),
-            "id_hash": (KeyUsage.HMAC, Algorithm.HMAC),
-        }
-        for role, (usage, algorithm) in symmetric.items():
+        for role, (usage, algorithm) in _SYMMETRIC_KEYS.items():
             with contextlib.suppress(KeyExistsError):
                 self.hsm.generate_key(labels[role], usage, algorithm=algorithm)
         for role, usage, exponent in (
@@ -428,9 +441,19 @@ class IssuerService:
             card = self._card(uow, cmd.pan)
             if card.status in (CardStatus.CLOSED, CardStatus.REPLACED, CardStatus.EXPIRED):
                 raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}")
-            zpk, pvk = self._key(card.bank_code, "zpk"), self._key(card.bank_code, "pvk")
-            pvv = self.hsm.generate_pvv(zpk, pvk, cmd.pin_block, card.pan, cmd.pvki)
-            card = replace(card, pvv=pvv, pvki=cmd.pvki)
+            zpk, pvk = self._key(card.bank_code, "zpk"), self._key(card.bank_code, "pvk_ibm")
+            offset = self.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, card.pan)
+            for_chip = self.hsm.translate_pin_block(
+                zpk, self._key(card.bank_code, "pin_store"), cmd.pin_block, card.pan
+            )
+            card = replace(
+                card,
+                pvv=None,
+                pvki=cmd.pvki,
+                pin_offset=offset,
+                online_pin_failures=0,
+                pending_pin_change=for_chip,
+            )
             uow.cards.update(card)
             uow.commit()
         return card
@@ -847,11 +870,10 @@ class IssuerService:
             flags.append("online_pin_missing")
             return out.set("55", "online PIN required (CTQ or CVM results) but no PIN block was sent")
         if req.pin_block is not None:
-            if card.pvv is None:
-                return out.set("55", "no PIN set for this card")
-            zpk, pvk = self._key(card.bank_code, "zpk"), self._key(card.bank_code, "pvk")
-            if not self.hsm.verify_pin(zpk, pvk, req.pin_block, card.pan, card.pvki, card.pvv):
-                return out.set("55", "incorrect PIN")
+            checked = self._online_pin(card, req.pin_block, out, flags)
+            if checked is None:
+                return None
+            card = out.card = checked
         bank = self._bank_of(uow, card.bank_code)
         kind = req.kind
         if kind == AuthorizationKind.BALANCE_INQUIRY:
@@ -897,6 +919,30 @@ class IssuerService:
             out.card = replace(card, pending_ec_credit_fen=0)
         return None
 
+    def _online_pin(self, card: Card, pin_block: bytes, out: _Outcome, flags: list[str]) -> Card | None:
+        """Check the online PIN (field 52) in the HSM against the card's IBM 3624 offset — every digit — and
+        count wrong ones: the card with its counter updated, or None with ``out`` declined (55, or 75 once
+        :data:`ONLINE_PIN_TRY_LIMIT` wrong PINs in a row are reached; only ``card set-pin`` lifts that)."""
+        if card.pin_offset is None:
+            reason = "the PIN was set under the retired 4-digit PVV: re-set it" if card.pvv else "no PIN set"
+            out.set("55", reason)
+            return None
+        if card.online_pin_failures >= ONLINE_PIN_TRY_LIMIT:
+            flags.append("pin_tries_exceeded")
+            out.set("75", "allowable number of PIN tries exceeded: the PIN must be re-set")
+            return None
+        zpk, pvk = self._key(card.bank_code, "zpk"), self._key(card.bank_code, "pvk_ibm")
+        if self.hsm.verify_pin_offset(zpk, pvk, pin_block, card.pan, card.pin_offset):
+            return replace(card, online_pin_failures=0)
+        failures = card.online_pin_failures + 1
+        out.card = replace(card, online_pin_failures=failures)
+        if failures >= ONLINE_PIN_TRY_LIMIT:
+            flags.append("pin_tries_exceeded")
+            out.set("75", "incorrect PIN: allowable number of PIN tries exceeded")
+        else:
+            out.set("55", f"incorrect PIN ({ONLINE_PIN_TRY_LIMIT - failures} tries left)")
+        return None
+
     def _post(self, uow: IssuerUnitOfWork, out: _Outcome, legs: Sequence[Transfer]) -> None:
         linked = [replace(t, flags=t.flags | TransferFlags.LINKED) for t in legs[:-1]] + [legs[-1]]
         results = uow.ledger.create_transfers(linked)
@@ -930,7 +976,16 @@ class IssuerService:
             new_balance = out.card_ec_balance + card.pending_ec_credit_fen
             scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, new_balance))
             out.script_card = card = replace(card, pending_ec_credit_fen=0)
-        if card.pending_script in _CARD_BLOCK and card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED):
+        live = card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
+        if card.pending_pin_change is not None and live:  # the bank's PIN reaches the chip
+            smc, store = self._key(card.bank_code, "imk_smc"), self._key(card.bank_code, "pin_store")
+            scripts.append(
+                self.hsm.pin_change_script(
+                    smi, smc, card.pan, card.psn, atc, arqc, store, card.pending_pin_change
+                )
+            )
+            out.script_card = card = replace(card, pending_pin_change=None)
+        if card.pending_script in _CARD_BLOCK and live:
             header = _CARD_BLOCK[card.pending_script]
             scripts.append(self.hsm.script_command(smi, card.pan, card.psn, atc, arqc, header, b""))
             status = CardStatus.BLOCKED if card.pending_script == "block" else CardStatus.ACTIVE

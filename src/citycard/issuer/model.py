@@ -16,6 +16,7 @@ from citycard.codec.pretty import mask_pan
 
 __all__ = [
     "ACCOUNT_CODES",
+    "ONLINE_PIN_TRY_LIMIT",
     "AlreadyExists",
     "Bank",
     "BankAccount",
@@ -110,6 +111,8 @@ def bank_key_labels(bank_code: str) -> dict[str, str]:
         "issuer_rsa": f"{b}-issuer-rsa",
         "deny_list": f"{b}-deny-list",
         "id_hash": f"{b}-id-hash",
+        "pvk_ibm": f"{b}-pvk-3624",
+        "pin_store": f"{b}-pin-store",
     }
 
 
@@ -203,8 +206,11 @@ class Card:
     deposit_account_id: int | None
     issued_at_ns: int
     highest_atc: int = -1
-    pvv: str | None = field(default=None, repr=False)  # PIN verification value: not in repr
+    pvv: str | None = field(default=None, repr=False)  # Visa PVV of a PIN set before offsets: never checked
     pvki: int = 1
+    pin_offset: str | None = field(default=None, repr=False)  # IBM 3624 offset: verifies the whole PIN
+    online_pin_failures: int = 0  # wrong online PINs in a row; at ONLINE_PIN_TRY_LIMIT: 75 until re-set
+    pending_pin_change: bytes | None = field(default=None, repr=False)  # new PIN for the chip, see below
     pending_script: str | None = None  # "block" / "unblock": sent at the next online contact
     pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
     lost_at_ns: int | None = None
@@ -215,6 +221,16 @@ class Card:
     @property
     def registered(self) -> bool:
         return self.holder_id is not None
+
+
+ONLINE_PIN_TRY_LIMIT = 3
+"""Wrong online PINs in a row after which the issuer answers 75 (PIN tries exceeded) until the PIN is re-set;
+a right PIN before that resets the count.
+
+``Card.pending_pin_change``: a PIN set by the bank travels to the chip by PIN CHANGE/UNBLOCK script at the
+card's next online contact. Until then it is kept as an ISO 9564 format-0 block under the bank's PIN storage
+key — an HSM key that never leaves the HSM and is not the zone key shared with the network — and dropped
+once the script is sent; the PIN itself is never in clear outside the HSM."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,128 @@
+"""PINs at the issuer (SQLite and PostgreSQL): the online PIN is verified over every digit (IBM 3624 offset
+in the HSM) with a try counter per card, and a PIN set by the bank reaches the chip by PIN CHANGE script."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from sqlalchemy import text
+
+from citycard.db import Database
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hsm.soft import SoftHsm
+from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, SetPin
+from citycard.issuer.handlers import IssuerService
+
+from tests.issuer.conftest import DEBIT_AID, Terminal, ledger_snapshot
+from tests.issuer.test_authorization import funded_card
+from tests.issuer.test_slice import request
+
+PURCHASE = AuthorizationKind.PURCHASE
+
+
+def _pin_block(hsm: SoftHsm, pan: str, pin: str) -> bytes:
+    """The PIN pad's block, as the acquirer forwards it under the bank's zone PIN key."""
+    return hsm.encrypt_pin(hsm.get("icbc-zpk"), pin, pan)
+
+
+def _with_pin(req: AuthorizationRequest, pin_block: bytes) -> AuthorizationRequest:
+    return replace(req, pin_block=pin_block)
+
+
+def _verify(term: Terminal, pin: str) -> int:
+    """The card's status word for an offline plaintext PIN (VERIFY, EMV Book 3 §6.5.12)."""
+    term.card.power_on("contact")
+    _, sw = term.send(bytes((0x00, 0xA4, 0x04, 0x00, len(DEBIT_AID))) + DEBIT_AID + b"\x00")
+    assert sw == 0x9000, hex(sw)
+    pdol = b"\x00" + bytes(6) + bytes.fromhex("0156")
+    _, sw = term.send(bytes((0x80, 0xA8, 0, 0, len(pdol) + 2, 0x83, len(pdol))) + pdol + b"\x00")
+    assert sw == 0x9000, hex(sw)
+    block = bytes.fromhex((f"2{len(pin):X}" + pin).ljust(16, "F"))
+    return term.send(bytes.fromhex("0020008008") + block)[1]
+
+
+def test_online_pin_is_verified_over_every_digit(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """147200 shares its first four digits with 147258: a Visa PVV let it pass, the offset does not."""
+    pan = funded_card(banks)
+    card = banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "147258")))
+    assert card.pin_offset is not None and len(card.pin_offset) == 6 and card.pvv is None
+    with database.engine.connect() as connection:
+        stored = str(connection.execute(text("SELECT * FROM issuer_cards")).all())
+    assert "147258" not in stored and _pin_block(hsm, pan, "147258").hex() not in stored.lower()
+    term = terminal_for(pan)
+    before = ledger_snapshot(database)
+    bad = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x22" * 4), "p-1")
+    resp = banks.authorize(_with_pin(bad, _pin_block(hsm, pan, "147200")))
+    assert resp.response_code == "55" and resp.arpc, resp
+    assert ledger_snapshot(database) == before
+    good = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x21" * 4), "p-2")
+    assert banks.authorize(_with_pin(good, _pin_block(hsm, pan, "147258"))).approved
+
+
+def test_online_pin_tries_are_counted_per_card(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """Three wrong online PINs in a row: 75, and the right PIN no longer helps until the PIN is re-set; a
+    right PIN before the third resets the count."""
+    pan = funded_card(banks)
+    banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "246810")))
+    term = terminal_for(pan)
+    n = 0
+
+    def attempt(pin: str) -> str:
+        nonlocal n
+        n += 1
+        req = request(pan, PURCHASE, 100, term.first_ac(100, un=n.to_bytes(4, "big")), f"p-{n}")
+        return banks.authorize(_with_pin(req, _pin_block(hsm, pan, pin))).response_code
+
+    assert [attempt("111111"), attempt("222222"), attempt("246810")] == ["55", "55", "00"]
+    before = ledger_snapshot(database)
+    assert [attempt("111111"), attempt("222222"), attempt("333333")] == ["55", "55", "75"]
+    assert attempt("246810") == "75"
+    assert ledger_snapshot(database) == before
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+    assert card is not None and card.online_pin_failures == 3
+    banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "246810")))  # the branch re-sets the PIN
+    assert attempt("246810") == "00"
+
+
+def test_a_pin_under_the_retired_pvv_must_be_re_set(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """A card migrated with only a 4-digit PVV: its online PIN is declined until the PIN is set again."""
+    pan = funded_card(banks)
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+        assert card is not None
+        uow.cards.update(replace(card, pvv="1234"))
+        uow.commit()
+    req = request(pan, PURCHASE, 100, terminal_for(pan).first_ac(100), "p-1")
+    resp = banks.authorize(_with_pin(req, _pin_block(hsm, pan, "246810")))
+    assert resp.response_code == "55" and "re-set" in resp.reason
+
+
+def test_the_banks_pin_reaches_the_chip_by_script(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """``card set-pin`` → the next online transaction carries PIN CHANGE → the chip verifies the new PIN
+    offline and refuses the default 123456 it was personalised with."""
+    pan = funded_card(banks)
+    term = terminal_for(pan)
+    assert _verify(term, "123456") == 0x9000  # as personalised
+    banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "246810")))
+    resp = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x31" * 4), "p-1"))
+    assert resp.approved and [s[:4] for s in resp.scripts] == [bytes.fromhex("84240002")]
+    cid, sws = term.complete(resp.field55, resp.arc)
+    assert cid == 0x40 and sws == [0x9000]
+    assert _verify(term, "246810") == 0x9000
+    assert _verify(term, "123456") == 0x63C2
+    assert _verify(term, "246810") == 0x9000  # and the chip's try counter is back to 3
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+    assert card is not None and card.pending_pin_change is None  # sent once, then forgotten
+    again = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x32" * 4), "p-2"))
+    assert again.approved and not again.scripts
