@@ -1,8 +1,18 @@
-"""The one settings object (environment variables ``CITYCARD_*``); nothing else reads the environment."""
+"""The one settings object (environment variables ``CITYCARD_*``); nothing else reads the environment.
+
+The home folder (card images, demo keys, the software HSM's key blocks, journals, the SQLite database) is
+``CITYCARD_HOME`` when it is set, else the per-user data folder of the XDG Base Directory Specification
+0.8: ``$XDG_DATA_HOME/citycard`` (when ``XDG_DATA_HOME`` is an absolute path), else
+``~/.local/share/citycard``. It never depends on the current folder, so a command run from a subfolder
+finds the same database and keys. A value that cannot be used is a :class:`SettingsError` that names the
+variable (the CLI prints it as one ``error:`` line, exit status 2); a database URL is never echoed, as it may
+carry a password.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +38,46 @@ def _int_env(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _home() -> Path:
+    """``CITYCARD_HOME``, else the XDG per-user data folder (module docstring); absolute, never a file."""
+    explicit = _env("HOME", "")
+    if explicit:
+        name, home = "CITYCARD_HOME", Path(explicit).expanduser()
+    else:
+        data = os.environ.get("XDG_DATA_HOME", "")
+        try:
+            base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"
+        except RuntimeError:  # no HOME and no password entry
+            raise SettingsError(
+                "set CITYCARD_HOME: there is no home folder to keep citycard's data in"
+            ) from None
+        name, home = "the data folder", base / "citycard"
+    home = home.absolute()
+    existing = next(folder for folder in (home, *home.parents) if folder.exists())
+    if not existing.is_dir():
+        raise SettingsError(
+            f"{name} {home} is not a folder" + ("" if existing == home else f" ({existing} is a file)")
+        )
+    return home
+
+
+_DATABASE_URL = re.compile(r"(sqlite|postgresql)(\+[a-z0-9_]+)?://.*", re.DOTALL)
+
+
+def _database_url() -> str:
+    url = _env("DATABASE_URL", "")
+    if url and not _DATABASE_URL.fullmatch(url):
+        raise SettingsError(
+            "CITYCARD_DATABASE_URL must be an SQLite or PostgreSQL URL, such as sqlite:////srv/citycard.db "
+            "or postgresql+psycopg://user@host/citycard"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
-    home: Path = field(default_factory=lambda: Path(_env("HOME", "var")))
-    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    home: Path = field(default_factory=_home)
+    database_url: str = field(default_factory=_database_url, repr=False)
     vpcd_host: str = field(default_factory=lambda: _env("VPCD_HOST", "127.0.0.1"))
     vpcd_port: int = field(default_factory=lambda: _int_env("VPCD_PORT", 35963, 1, 65535))
     hsm_master_key: str = field(default_factory=lambda: _env("HSM_MASTER_KEY", ""), repr=False)

@@ -7,7 +7,8 @@ IMK-SMI, IMK-SMC) from which every card's UDKs are derived (EMV Book 2 A1.4.1, o
 an HSM (``citycard.hsm``), which implements the same protocol. RSA 1024 keeps key generation and signing
 quick; production CA keys are 1984 bits.
 
-The file is created on first use (``var/demo-keys.json`` by default) and written atomically. A terminal
+The file is created on first use (the CLI keeps it at ``$CITYCARD_HOME/demo-keys.json``) and written
+atomically. A terminal
 that should trust the demo CA loads :meth:`DemoKeys.ca_public_key`.
 """
 
@@ -33,13 +34,12 @@ from citycard.crypto.rsa_cert import (
 )
 from citycard.files import atomic_write
 
-__all__ = ["CA_INDEX", "DEFAULT_PATH", "RID", "DemoKeyError", "DemoKeys"]
+__all__ = ["CA_INDEX", "RID", "DemoKeyError", "DemoKeys"]
 
 FORMAT = "citycard-demo-keys"
 VERSION = 1
 RID = "A000000333"
 CA_INDEX = 0xF1
-DEFAULT_PATH = Path("var") / "demo-keys.json"
 _BITS = 1024
 _EXPONENT = 3
 _ISSUER_EXPIRY = "1235"  # MMYY
@@ -76,7 +76,7 @@ class DemoKeys:
         )
 
     @classmethod
-    def load_or_create(cls, path: str | os.PathLike[str] = DEFAULT_PATH) -> DemoKeys:
+    def load_or_create(cls, path: str | os.PathLike[str]) -> DemoKeys:
         """Load the key file, or create it (and its directory) on first use."""
         target = Path(path)
         if target.exists():

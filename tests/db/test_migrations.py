@@ -8,18 +8,23 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from citycard.db import (
     Database,
+    SchemaRevisionError,
     current_revision,
     downgrade,
     head_revision,
     load_all_tables,
     make_engine,
     migrate,
+    require_current,
+    shipped_revisions,
+    stored_revision,
 )
-from citycard.db.migrate import MIGRATIONS_DIR
+from citycard.db.migrate import MIGRATIONS_DIR, alembic_config
 
 
 def _diff(db: Database) -> list[object]:
@@ -65,5 +70,44 @@ def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.Mon
     engine = make_engine()
     try:
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_shipped_revisions_are_alembics_own_history() -> None:
+    """The cheap check reads file names only: they must be Alembic's linear history, base to head."""
+    walked = [script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
+    assert shipped_revisions() == walked[::-1]
+    assert shipped_revisions()[-1] == head_revision()
+
+
+def test_require_current_migrates_an_empty_database_and_refuses_another_revision(database: Database) -> None:
+    head = head_revision()
+    assert require_current(database.engine) is None  # current: nothing to do
+    downgrade(database.engine, "base")
+    assert stored_revision(database.engine) is None
+    assert require_current(database.engine) == head  # first use of an empty database migrates it
+    assert stored_revision(database.engine) == head == current_revision(database.engine)
+    downgrade(database.engine, shipped_revisions()[0])
+    with pytest.raises(
+        SchemaRevisionError, match=f"at revision {shipped_revisions()[0]}, .*citycard db upgrade"
+    ):
+        require_current(database.engine)
+    assert stored_revision(database.engine) == shipped_revisions()[0]  # refused, not migrated
+    migrate(database.engine)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(SchemaRevisionError, match="9999_future, which this citycard does not know"):
+        require_current(database.engine)
+
+
+def test_a_database_of_someone_else_is_refused(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE accounts (id INTEGER)"))
+        with pytest.raises(SchemaRevisionError, match="not citycard's"):
+            require_current(engine)
+        assert inspect(engine).get_table_names() == ["accounts"]
     finally:
         engine.dispose()

@@ -19,13 +19,14 @@ from citycard.hsm import (
     HsmInputError,
     KeyExistsError,
     KeyNotFoundError,
+    KeyStoreError,
     KeyUsage,
     KeyUsageError,
 )
-from citycard.hsm.keyblock import KeyBlockError
 from citycard.hsm.soft import (
     DirectoryKeyStore,
     SoftHsm,
+    create_master_key,
     ibm3624_natural_pin,
     ibm3624_offset,
     load_master_key,
@@ -237,7 +238,7 @@ def test_keys_persist_encrypted_and_survive_restart(tmp_path: Path) -> None:
     assert second.get("imk-ac") == handle
     with pytest.raises(KeyExistsError):
         second.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
-    with pytest.raises(KeyBlockError):
+    with pytest.raises(KeyStoreError, match="wrong one"):  # the only block: altered or wrong key
         SoftHsm(bytes(32), DirectoryKeyStore(tmp_path / "keys")).get("imk-ac")
     with pytest.raises(KeyNotFoundError):
         second.get("nothing")
@@ -263,11 +264,40 @@ def test_export_import_under_kek(hsm: SoftHsm) -> None:
 
 def test_master_key_from_environment_or_file(tmp_path: Path) -> None:
     assert load_master_key("00" * 32, tmp_path / "none") == bytes(32)
-    made = load_master_key("", tmp_path / "hsm" / "master.key")
+    made = create_master_key(tmp_path / "hsm" / "master.key")
     assert len(made) == 32 and load_master_key("", tmp_path / "hsm" / "master.key") == made
     assert (tmp_path / "hsm" / "master.key").stat().st_mode & 0o777 == 0o600
-    with pytest.raises(KeyNotFoundError):
-        load_master_key("", tmp_path / "other.key", create=False)
+    with pytest.raises(KeyStoreError, match="exists already"):  # never overwritten
+        create_master_key(tmp_path / "hsm" / "master.key")
+    assert load_master_key("", tmp_path / "hsm" / "master.key") == made
+
+
+def test_a_missing_key_file_is_an_error_not_a_new_key(tmp_path: Path) -> None:
+    with pytest.raises(KeyStoreError, match="does not exist"):
+        load_master_key("", tmp_path / "other.key")
+    assert not (tmp_path / "other.key").exists()
+    with pytest.raises(KeyStoreError, match="no HSM master key"):
+        load_master_key("")
+
+
+def test_an_altered_block_and_a_wrong_master_key_are_told_apart(tmp_path: Path) -> None:
+    """Before: a KeyBlockError (a ValueError, which the CLI showed as a traceback); now a KeyStoreError
+    (an HsmError) that says whether the block was altered or the master key is not theirs."""
+    hsm = SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "keys"))
+    hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    hsm.import_components("imk-smi", KeyUsage.EMV_SMI, [IMK])
+    path = tmp_path / "keys" / "imk-ac.kb"
+    block = path.read_text().strip()
+    path.write_text(block[:20] + ("0" if block[20] != "0" else "1") + block[21:] + "\n")
+    with pytest.raises(
+        KeyStoreError, match="'imk-ac' does not verify under the HSM master key: it was altered"
+    ):
+        SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "keys")).get("imk-ac")
+    with pytest.raises(KeyStoreError, match="not the one they were made under"):
+        SoftHsm(bytes(32), DirectoryKeyStore(tmp_path / "keys")).get("imk-smi")
+    path.write_bytes(b"D\xff" + block.encode()[2:])
+    with pytest.raises(KeyStoreError, match="not ASCII"):
+        SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "keys")).get("imk-ac")
 
 
 def test_keyed_hash_is_hmac_sha256_under_an_m7_key(hsm: SoftHsm) -> None:

@@ -123,10 +123,11 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
 
 
 def test_setup_failures_are_one_line(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unusable master key or an unreachable database is one ``error:`` line, password masked."""
+    """An unusable master key (exit status 2) or an unreachable database (1) is one ``error:`` line,
+    password masked."""
     monkeypatch.setenv("CITYCARD_HSM_MASTER_KEY", "zz")
-    assert run(cli, "bank", "list", code=1) == "error: HSM master key is not hexadecimal\n"
-    monkeypatch.delenv("CITYCARD_HSM_MASTER_KEY")
+    assert run(cli, "bank", "list", code=2) == "error: HSM master key is not hexadecimal\n"
+    monkeypatch.setenv("CITYCARD_HSM_MASTER_KEY", "00" * 32)
     monkeypatch.setenv("CITYCARD_DATABASE_URL", "postgresql+psycopg://audit:s3cret@127.0.0.1:1/none")
     out = run(cli, "bank", "list", code=1)
     assert out.startswith("error: database postgresql+psycopg://audit:***@127.0.0.1:1/none: ")

@@ -1,38 +1,148 @@
-"""The ``citycard`` command (Typer + Rich). Each area registers its own sub-application here."""
+"""The ``citycard`` command (Typer + Rich). Each area registers its own sub-application here.
+
+Sub-applications are imported lazily: :data:`COMMANDS` names each top-level command with its one-line help
+and a loader, and :class:`LazyGroup` lists them from that table (``citycard --help`` imports none of them)
+but imports a sub-application only when its command is invoked, so that ``citycard pos validate`` never pays
+for SQLAlchemy and Alembic, which only the issuer's commands need. Help pages and usage errors are plain
+text (Typer's ``rich_markup_mode=None``): Typer's Rich help alone imports Markdown and Pygments (about
+0.1 s). ``benchmarks/bench_startup.py`` measures the start-up times.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any
 
-__all__ = ["app", "main"]
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+__all__ = ["COMMANDS", "LazyGroup", "app", "main"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lazy:
+    """A top-level command: its one-line help (shown by ``citycard --help``) and ``module:attribute`` of
+    its Typer application, or of a function that returns one."""
+
+    help: str
+    target: str
+
+
+COMMANDS: dict[str, Lazy] = {
+    "bank": Lazy("Issuing banks: keys, books, BIN ranges and card products.", "citycard.cli.bank:app"),
+    "ledger": Lazy("The double-entry ledger: balances and journal.", "citycard.cli.ledger:app"),
+    "denylist": Lazy(
+        "Deny lists (hot lists) of lost, blocked and closed cards.", "citycard.cli.denylist:app"
+    ),
+    "card": Lazy("Emulated PBOC citizen cards: personalise, show, send APDUs.", "citycard.cli:_card_app"),
+    "pos": Lazy("POS terminal and bus validator (PBOC level-2 kernel).", "citycard.cli.pos:app"),
+    "calc": Lazy(
+        "Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
+        "citycard.cli.calc:app",
+    ),
+    "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
+    "demo": Lazy(
+        "Issue a demo card and run an EC purchase, a bus fare and an EC load against it.",
+        "citycard.cli:_demo_app",
+    ),
+}
+"""Every top-level command, in the order ``citycard --help`` lists them."""
+
+
+def _card_app() -> typer.Typer:
+    """``citycard card``: the chip's commands, the issuer's card commands and ``card serve``."""
+    from . import card, card_issuer, serve
+
+    card_issuer.register(card.app)
+    card.app.command("serve")(serve.serve)
+    return card.app
+
+
+def _demo_app() -> typer.Typer:
+    from . import demo
+
+    single = typer.Typer()
+    single.command("demo")(demo.demo)
+    return single
+
+
+@cache
+def load_command(name: str) -> Any:
+    """The click command of top-level command ``name``, imported now (once per process)."""
+    module_name, _, attribute = COMMANDS[name].target.partition(":")
+    found: Any = getattr(importlib.import_module(module_name), attribute)
+    sub_app = found if isinstance(found, typer.Typer) else found()
+    command = typer.main.get_command(sub_app)
+    command.name = name
+    _plain_help(command)
+    return command
+
+
+def _plain_help(command: Any) -> None:
+    """Help and usage errors of ``command`` and its sub-commands as plain text (module docstring)."""
+    command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose sub-commands are :data:`COMMANDS`, imported only when one is invoked."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The command if loaded, else a stand-in that carries only its help (for the help page)."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name].help)
+        return command
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Import the invoked command's sub-application, then resolve as usual."""
+        if args and args[0] in COMMANDS and args[0] not in self.commands:
+            self.commands[args[0]] = load_command(args[0])
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="citycard",
     help="A city's citizen card programme: chip, terminals, issuers, network, clearing.",
     no_args_is_help=True,
     add_completion=False,
+    cls=LazyGroup,
+    rich_markup_mode=None,
 )
 
 
-def _register() -> None:
-    """Import the sub-applications (late, so that ``citycard --help`` stays quick)."""
-    from . import bank, calc, card, card_issuer, demo, denylist, ledger, pos, serve
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
 
-    card_issuer.register(card.app)
-    card.app.command("serve")(serve.serve)
-    app.add_typer(bank.app, name="bank")
-    app.add_typer(ledger.app, name="ledger")
-    app.add_typer(denylist.app, name="denylist")
-    app.add_typer(card.app, name="card")
-    app.add_typer(pos.app, name="pos")
-    app.add_typer(calc.app, name="calc")
-    app.command("demo")(demo.demo)
+        typer.echo(f"citycard {version('citycard')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_show_version),
+    ] = False,
+) -> None:
+    pass
+
+
+def _register() -> None:
+    """Nothing to do any more: :class:`LazyGroup` finds the sub-applications in :data:`COMMANDS` itself.
+    Kept so that callers written before the lazy registry (``_register(); app(...)``) still work."""
 
 
 def main() -> None:
     from citycard.config import SettingsError
 
-    _register()
     try:
         app()
     except SettingsError as exc:

@@ -1,10 +1,11 @@
 """``citycard bank``: the issuing banks (their keys in the HSM, their books in the ledger, BINs, products).
 
 Also the wiring every issuer command shares (:func:`open_issuer`): the database from
-``citycard.config.settings().db_url`` (an SQLite file under ``$CITYCARD_HOME`` by default, migrated on
-first use), the software HSM (key blocks under ``$CITYCARD_HOME/hsm/keys``, master key from
-``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``, else ``$CITYCARD_HOME/hsm/master.key`` made on
-first use), the cooling period before a lost card's refund (``CITYCARD_COOLING_PERIOD_DAYS``, default 7),
+``citycard.config.settings().db_url`` (an SQLite file under ``$CITYCARD_HOME`` by default; an empty database
+is migrated on first use, an older one refused until ``citycard db upgrade``), the software HSM (key blocks
+under ``$CITYCARD_HOME/hsm/keys``, master key from ``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``,
+else ``$CITYCARD_HOME/hsm/master.key``, which only ``bank add`` creates, saying so, and only while the HSM
+holds no key), the cooling period before a lost card's refund (``CITYCARD_COOLING_PERIOD_DAYS``, default 7),
 and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
 ``$CITYCARD_HOME/perso/<bank>.jsonl``. The issuer certificate comes from the demo CA
 (``$CITYCARD_HOME/demo-keys.json``; demo only).
@@ -29,20 +30,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import IssuerPublicKeyData
-from citycard.config import settings
+from citycard.config import Settings, settings
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
-from citycard.db import Database, migrate
+from citycard.db import Database, DatabaseUrlError, SchemaRevisionError, parse_url, require_current
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.files import atomic_write, save_card
-from citycard.hsm.api import HsmError
-from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, load_master_key
+from citycard.hsm.api import HsmError, KeyStoreError
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, Card, IssuerError
 
 from .card import parse_yuan
 
-__all__ = ["DirectorySink", "Issuer", "app", "fail", "open_issuer", "yuan"]
+__all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer", "yuan"]
 
 app = typer.Typer(help="Issuing banks: keys, books, BIN ranges and card products.", no_args_is_help=True)
 console = Console()
@@ -56,10 +57,11 @@ def yuan(fen: int | None) -> str:
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
-def fail(message: str) -> typer.Exit:
-    """Print ``error: message`` as one line on stderr; ``raise fail(...)`` ends the command with status 1."""
+def fail(message: str, status: int = 1) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; ``raise fail(...)`` ends the command with ``status``
+    (1: refused or failed; 2: a configuration that cannot be used)."""
     errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    return typer.Exit(1)
+    return typer.Exit(status)
 
 
 class DirectorySink:
@@ -100,25 +102,54 @@ def _certifier(home: Path) -> Any:
     return certify
 
 
+def _master_key(s: Settings, store: DirectoryKeyStore, *, set_up: bool) -> bytes:
+    """The HSM master key from the settings (``CITYCARD_HSM_MASTER_KEY``, a ``CITYCARD_HSM_KEY_FILE`` that
+    must exist) or the default key file, which only a set-up (``bank add``) of an HSM without keys creates,
+    printing where; :class:`KeyStoreError` otherwise."""
+    if s.hsm_master_key or s.hsm_key_file:
+        return load_master_key(s.hsm_master_key, Path(s.hsm_key_file) if s.hsm_key_file else None)
+    default = s.hsm_dir / "master.key"
+    if default.exists():
+        return load_master_key("", default)
+    held = len(store.labels())
+    if held:
+        raise KeyStoreError(
+            f"HSM master key file {default} is missing, and the {held} key block(s) in {store.directory} "
+            "were made under it: restore it, or set CITYCARD_HSM_KEY_FILE to where it is"
+        )
+    if not set_up:
+        raise KeyStoreError(
+            f"no HSM master key yet: 'citycard bank add' creates {default}, or set CITYCARD_HSM_MASTER_KEY "
+            "or CITYCARD_HSM_KEY_FILE"
+        )
+    key = create_master_key(default)
+    console.print(
+        f"created the HSM master key in {default} (mode 0600): keep a copy apart from {store.directory}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return key
+
+
 @contextmanager
-def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
-    """The issuer service on the configured database and HSM; every refusal, a database that cannot be
-    reached and an unusable HSM master key become one ``error:`` line (exit status 1), not a traceback."""
+def open_issuer(*, bureau_kek: str | None = None, set_up: bool = False) -> Iterator[Issuer]:
+    """The issuer service on the configured database and HSM; every refusal and a database that cannot be
+    reached become one ``error:`` line (exit status 1), not a traceback; an unusable HSM master key or key
+    block, database URL or schema revision one ``error:`` line with exit status 2. ``set_up`` (``bank add``)
+    may create the default HSM master key."""
     from citycard.issuer.personalisation import ChipPersonaliser
 
-    try:
-        s = settings()
-    except ValueError as exc:  # a CITYCARD_* number that is not a number
-        raise fail(f"settings: {exc}") from None
-    if s.cooling_period_days < 0:
-        raise fail("settings: CITYCARD_COOLING_PERIOD_DAYS must not be negative")
-    s.home.mkdir(parents=True, exist_ok=True)
+    s = settings()  # a SettingsError reaches citycard.cli.main: one line, exit status 2
     database: Database | None = None
     try:
-        key_file = Path(s.hsm_key_file) if s.hsm_key_file else s.hsm_dir / "master.key"
-        hsm = SoftHsm(load_master_key(s.hsm_master_key, key_file), DirectoryKeyStore(s.hsm_dir / "keys"))
-        migrate(s.db_url)
+        parse_url(s.db_url)  # before anything is made
+        store = DirectoryKeyStore(s.hsm_dir / "keys")
+        hsm = SoftHsm(_master_key(s, store, set_up=set_up), store)
+        _make_home(s.home)
         database = Database.open(s.db_url)
+        migrated = require_current(database.engine)
+        if migrated is not None:
+            console.print(f"created the database schema (revision {migrated}) in {_safe_url(s.db_url)}")
         personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
         opened = database
 
@@ -130,16 +161,32 @@ def open_issuer(*, bureau_kek: str | None = None) -> Iterator[Issuer]:
             uow, hsm, time.time_ns, personaliser=personaliser, cooling_period_ns=cooling_ns
         )
         yield Issuer(service, database, s.home)
+    except (KeyStoreError, DatabaseUrlError) as exc:
+        raise fail(str(exc), status=2) from None
+    except SchemaRevisionError as exc:
+        raise fail(f"database {_safe_url(s.db_url)}: {exc}", status=2) from None
     except (IssuerError, MalformedRequest, HsmError) as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise fail(f"database {make_url(s.db_url).render_as_string()}: {_first_line(exc)}") from None
+        raise fail(f"database {_safe_url(s.db_url)}: {first_line(exc)}") from None
     finally:
         if database is not None:
             database.close()
 
 
-def _first_line(exc: SQLAlchemyError) -> str:
+def _make_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot make the citycard home folder {home}: {exc.strerror or exc}", status=2) from None
+
+
+def _safe_url(url: str) -> str:
+    """The database URL with its password masked."""
+    return make_url(url).render_as_string()
+
+
+def first_line(exc: SQLAlchemyError) -> str:
     """The driver's own message, first line (without SQLAlchemy's statement dump and link)."""
     original = getattr(exc, "orig", None) or exc
     return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
@@ -164,7 +211,7 @@ def add(
         ec_limit_fen = parse_yuan(ec_limit)
     except ValueError as exc:
         raise fail(f"--ec-limit: {exc}") from None
-    with open_issuer() as issuer:
+    with open_issuer(set_up=True) as issuer:
         service = issuer.service
         steps: list[tuple[str, Callable[[], object]]] = [
             (f"bank {code}", lambda: service.add_bank(AddBank(code, name or f"{code} city branch")))

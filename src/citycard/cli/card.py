@@ -1,7 +1,7 @@
 """``citycard card``: make, inspect and drive emulated citizen cards (card images in JSON files).
 
-- ``card new`` personalises a card from product options with the demo keys (``var/demo-keys.json``,
-  created on first use; demo only) and writes its image.
+- ``card new`` personalises a card from product options with the demo keys
+  (``$CITYCARD_HOME/demo-keys.json``, created on first use; demo only) and writes its image.
 - ``card show`` prints applications, holder, EC balance and limits, counters, lifecycle and logs.
 - ``card apdu`` powers the card on and sends raw APDUs, printing each response decoded by tag name with the
   status word's meaning; the image is saved (atomically) after every command.

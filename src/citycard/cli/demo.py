@@ -21,7 +21,7 @@ from citycard.config import settings
 __all__ = ["demo"]
 
 console = Console()
-HomeOpt = typer.Option(None, "--home", help="where the demo files go (default $CITYCARD_HOME or ./var)")
+HomeOpt = typer.Option(None, "--home", help="where the demo files go (default $CITYCARD_HOME)")
 
 
 def _steps(card: Path, home: Path) -> list[tuple[str, list[str]]]:

@@ -5,6 +5,7 @@ An SQLite file by default (``citycard.config.settings().db_url``), PostgreSQL by
     from citycard.db import Database, migrate
     migrate(url)                      # create or upgrade the schema (packaged Alembic revisions)
     db = Database.open(url)
+    require_current(db.engine)        # cheap: migrates an empty database, refuses an older one
     with db.unit_of_work() as uow:
         uow.ledger.create_transfers([...])
         uow.commit()
@@ -12,15 +13,26 @@ An SQLite file by default (``citycard.config.settings().db_url``), PostgreSQL by
 
 from __future__ import annotations
 
-from .engine import drop_schema, ensure_schema, make_engine, make_session_factory
-from .migrate import current_revision, downgrade, head_revision, migrate
+from .engine import DatabaseUrlError, drop_schema, ensure_schema, make_engine, make_session_factory, parse_url
+from .migrate import (
+    SchemaRevisionError,
+    current_revision,
+    downgrade,
+    head_revision,
+    migrate,
+    require_current,
+    shipped_revisions,
+    stored_revision,
+)
 from .repositories import SqlLedgerRepository
 from .tables import load_all_tables, metadata
 from .uow import Database, RepositoryFactory, SqlUnitOfWork, is_retryable, run_in_unit_of_work
 
 __all__ = [
     "Database",
+    "DatabaseUrlError",
     "RepositoryFactory",
+    "SchemaRevisionError",
     "SqlLedgerRepository",
     "SqlUnitOfWork",
     "current_revision",
@@ -34,5 +46,9 @@ __all__ = [
     "make_session_factory",
     "metadata",
     "migrate",
+    "parse_url",
+    "require_current",
     "run_in_unit_of_work",
+    "shipped_revisions",
+    "stored_revision",
 ]

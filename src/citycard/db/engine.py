@@ -14,12 +14,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from citycard.config import settings
 
-__all__ = ["READ_ONLY_OPTION", "drop_schema", "ensure_schema", "make_engine", "make_session_factory"]
+__all__ = [
+    "READ_ONLY_OPTION",
+    "DatabaseUrlError",
+    "drop_schema",
+    "ensure_schema",
+    "make_engine",
+    "make_session_factory",
+    "parse_url",
+]
 
 READ_ONLY_OPTION = "citycard_read_only"
 """Execution option of a read-only transaction: SQLite begins it DEFERRED with ``PRAGMA query_only`` (no
@@ -29,6 +38,25 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used: unparseable, an unknown dialect or driver, an SQLite file whose
+    folder cannot be made. The message never contains the password."""
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed, with its dialect and driver loaded; :class:`DatabaseUrlError` if it cannot be used."""
+    try:
+        parsed = make_url(url)
+        _ = parsed.port  # an unparseable port fails only here
+        parsed.get_dialect()
+    except (ArgumentError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "://" in reason:  # ArgumentError may quote the URL, and with it a password
+            reason = "not a database URL"
+        raise DatabaseUrlError(f"database URL: {reason}") from None
+    return parsed
+
+
 def _check_schema(schema: str) -> str:
     if not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(f"schema {schema!r}: lower-case letters, digits and _ only, at most 63")
@@ -36,14 +64,19 @@ def _check_schema(schema: str) -> str:
 
 
 def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: Any) -> Engine:
-    """An engine on ``url`` (default: the settings' ``db_url``), set up as the module docstring says."""
+    """An engine on ``url`` (default: the settings' ``db_url``), set up as the module docstring says;
+    :class:`DatabaseUrlError` if the URL cannot be used."""
     url = url or settings().db_url
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("schema: SQLite has no schemas; use another file")
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUrlError(f"database folder {folder}: {exc.strerror or exc}") from None
         engine = create_engine(url, **kwargs)
         _sqlite_hooks(engine)
         return engine

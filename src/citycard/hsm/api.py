@@ -27,6 +27,7 @@ __all__ = [
     "KeyExistsError",
     "KeyHandle",
     "KeyNotFoundError",
+    "KeyStoreError",
     "KeyUsage",
     "KeyUsageError",
     "RsaPublicKey",
@@ -72,6 +73,11 @@ class KeyNotFoundError(HsmError):
 
 class KeyExistsError(HsmError):
     pass
+
+
+class KeyStoreError(HsmError):
+    """The HSM's own storage cannot be used: its master key is missing or malformed, or a key block at rest
+    does not verify under it (altered, or made under another master key). Says which, never the key."""
 
 
 class HsmInputError(HsmError, ValueError):

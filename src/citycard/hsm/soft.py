@@ -58,6 +58,7 @@ from .api import (
     KeyExistsError,
     KeyHandle,
     KeyNotFoundError,
+    KeyStoreError,
     KeyUsage,
     KeyUsageError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "KeyStore",
     "MemoryKeyStore",
     "SoftHsm",
+    "create_master_key",
     "ibm3624_natural_pin",
     "ibm3624_offset",
     "load_master_key",
@@ -82,6 +84,8 @@ _T = TypeVar("_T")
 
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
+_DIAGNOSE_BLOCKS = 8
+"""How many other key blocks :meth:`SoftHsm._diagnose` tries when one does not verify."""
 
 # The mode of use each usage is created with (TR-31:2018 Table 8): "X" derive keys, "B" both, "C" MAC,
 # "S" sign only.
@@ -132,7 +136,12 @@ class DirectoryKeyStore:
 
     def load(self, label: str) -> str | None:
         path = self.directory / f"{label}.kb"
-        return path.read_text("ascii").strip() if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return path.read_bytes().decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise KeyStoreError(f"key block {path} is not ASCII: it was altered") from None
 
     def save(self, label: str, block: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -146,28 +155,45 @@ class DirectoryKeyStore:
         return sorted(p.stem for p in self.directory.glob("*.kb"))
 
 
-def load_master_key(hex_value: str, key_file: Path, *, create: bool = True) -> bytes:
-    """The 32-byte master key (KBPK) from ``hex_value`` (the environment) or ``key_file``.
+def load_master_key(hex_value: str, key_file: Path | None = None) -> bytes:
+    """The master key (KBPK, an AES key) from ``hex_value`` (the environment), else from ``key_file``.
 
-    When neither exists and ``create`` is set, a fresh key is written to ``key_file`` (mode 0600): the
-    development default. Production sets ``CITYCARD_HSM_MASTER_KEY`` or points at a key-ceremony file.
+    A key file that does not exist is a :class:`KeyStoreError`, never a reason to make a new key: a new key
+    would silently orphan every key block made under the old one (:func:`create_master_key` is the one
+    place that makes a key, on an explicit set-up).
     """
     text = hex_value.strip()
     if not text:
-        if not key_file.exists():
-            if not create:
-                raise KeyNotFoundError(f"no HSM master key: set CITYCARD_HSM_MASTER_KEY or create {key_file}")
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(os.urandom(32).hex().upper() + "\n")
-        text = key_file.read_text("ascii").strip()
+        if key_file is None:
+            raise KeyStoreError("no HSM master key: set CITYCARD_HSM_MASTER_KEY or CITYCARD_HSM_KEY_FILE")
+        try:
+            text = key_file.read_bytes().decode("ascii").strip()
+        except FileNotFoundError:
+            raise KeyStoreError(f"HSM master key file {key_file} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not ASCII"
+            raise KeyStoreError(f"HSM master key file {key_file} cannot be read: {reason}") from None
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        raise HsmInputError("HSM master key is not hexadecimal") from None
+        raise KeyStoreError("HSM master key is not hexadecimal") from None
     if len(key) not in (16, 24, 32):
-        raise HsmInputError("HSM master key must be an AES key of 16, 24 or 32 bytes")
+        raise KeyStoreError("HSM master key must be an AES key of 16, 24 or 32 bytes")
+    return key
+
+
+def create_master_key(key_file: Path, *, random: Callable[[int], bytes] = os.urandom) -> bytes:
+    """Write a fresh AES-256 master key to ``key_file`` (mode 0600, synced to disk); never overwrites."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = random(32)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyStoreError(f"HSM master key file {key_file} exists already") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex().upper() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     return key
 
 
@@ -249,11 +275,37 @@ class SoftHsm:
         block = self._store.load(label)
         if block is None:
             raise KeyNotFoundError(f"no key labelled {label!r}")
-        header, secret = keyblock.unwrap(self._kbpk, block)
-        key = _Key(self._handle(label, header, secret), secret)
+        try:
+            header, secret = keyblock.unwrap(self._kbpk, block)
+            handle = self._handle(label, header, secret)
+        except ValueError:  # KeyBlockError, or a usage or algorithm this HSM does not know
+            raise KeyStoreError(self._diagnose(label)) from None
+        key = _Key(handle, secret)
         with self._lock:
             self._cache[label] = key
         return key
+
+    def _diagnose(self, label: str) -> str:
+        """Why the block of ``label`` does not verify: altered, if some other block verifies under the
+        master key; the wrong master key, if none does (at most :data:`_DIAGNOSE_BLOCKS` are tried)."""
+        others = [other for other in self._store.labels() if other != label][:_DIAGNOSE_BLOCKS]
+        verified = 0
+        for other in others:
+            block = self._store.load(other)
+            try:
+                if block is not None:
+                    keyblock.unwrap(self._kbpk, block)
+                    verified += 1
+            except (keyblock.KeyBlockError, KeyStoreError):
+                continue
+        if verified:
+            return f"key block {label!r} does not verify under the HSM master key: it was altered"
+        if others:
+            return (
+                f"key block {label!r} and {len(others)} other(s) do not verify: the HSM master key is not "
+                "the one they were made under"
+            )
+        return f"key block {label!r} does not verify: it was altered, or the HSM master key is the wrong one"
 
     def _handle(self, label: str, header: keyblock.Header, secret: bytes) -> KeyHandle:
         algorithm = Algorithm(header.algorithm)
