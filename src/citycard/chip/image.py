@@ -20,6 +20,7 @@ assume it). This module models that:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -42,6 +43,7 @@ __all__ = [
     "PowerLoss",
     "Transaction",
     "cell_key",
+    "cell_rules",
     "rsa_key_from_json",
     "rsa_key_to_json",
 ]
@@ -145,41 +147,45 @@ class Application:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Application:
+        """Parse one application; every field is checked (types, ranges, lengths): :class:`ImageError`
+        names the application and the field."""
+        if not isinstance(doc, Mapping):
+            raise ImageError("applications", "each application is an object")
+        where = f"application {doc.get('aid', '?')}"
         try:
-            keys = doc["keys"]
+            keys = _field(doc, "keys", Mapping, where)
             app = cls(
-                aid=bytes.fromhex(doc["aid"]),
-                kind=str(doc["kind"]),
-                label=str(doc["label"]),
-                priority=int(doc["priority"]),
-                contactless=bool(doc["contactless"]),
-                ec=bool(doc["ec"]),
-                data={str(t).upper(): bytes.fromhex(v) for t, v in doc["data"].items()},
-                records={
-                    int(sfi): tuple(tuple(str(t).upper() for t in rec) for rec in recs)
-                    for sfi, recs in doc["records"].items()
-                },
-                udk_ac=bytes.fromhex(keys["udk_ac"]),
-                udk_mac=bytes.fromhex(keys["udk_mac"]),
-                udk_enc=bytes.fromhex(keys["udk_enc"]),
-                icc_key=rsa_key_from_json(keys["icc_rsa"]) if keys.get("icc_rsa") else None,
-                log_records=int(doc.get("log_records", 10)),
-                gpo_format=int(doc.get("gpo_format", 1)),
+                aid=_hex(doc, "aid", where, 5, 16),
+                kind=_field(doc, "kind", str, where),
+                label=_field(doc, "label", str, where),
+                priority=_int(doc, "priority", where, 0, 15),
+                contactless=_field(doc, "contactless", bool, where),
+                ec=_field(doc, "ec", bool, where),
+                data=_data(_field(doc, "data", Mapping, where), where),
+                records=_records(_field(doc, "records", Mapping, where), where),
+                udk_ac=_hex(keys, "udk_ac", where, 16, 16),
+                udk_mac=_hex(keys, "udk_mac", where, 16, 16),
+                udk_enc=_hex(keys, "udk_enc", where, 16, 16),
+                icc_key=rsa_key_from_json(keys["icc_rsa"]) if keys.get("icc_rsa") is not None else None,
+                log_records=_int(doc, "log_records", where, 1, 30, default=10),
+                gpo_format=_int(doc, "gpo_format", where, 1, 2, default=1),
             )
         except ImageError:
             raise
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise ImageError(f"application {doc.get('aid', '?')}", f"malformed ({exc!r})") from None
-        if app.kind not in ("debit", "credit") or not 5 <= len(app.aid) <= 16 or app.gpo_format not in (1, 2):
-            raise ImageError(f"application {doc.get('aid')}", "kind, AID or GPO format invalid")
-        if not 1 <= app.log_records <= 30:
-            raise ImageError(f"application {doc.get('aid')}", "log records must be 1 to 30")
+            raise ImageError(where, f"malformed ({exc!r})") from None
+        if app.kind not in ("debit", "credit"):
+            raise ImageError(f"{where} kind", "must be debit or credit")
+        if not 1 <= len(app.label) <= 16:
+            raise ImageError(f"{where} label", "must be 1 to 16 characters")
         missing = [tag for tag in _REQUIRED_DATA if tag not in app.data]
         if missing:
-            raise ImageError(f"application {doc.get('aid')}", f"data objects missing: {', '.join(missing)}")
-        for name in ("udk_ac", "udk_mac", "udk_enc"):
-            if len(getattr(app, name)) != 16:
-                raise ImageError(f"application {doc.get('aid')}", f"{name} must be 16 bytes")
+            raise ImageError(where, f"data objects missing: {', '.join(missing)}")
+        for tag, (low, high) in _DATA_LENGTHS.items():
+            if not low <= len(app.data[tag]) <= high:
+                raise ImageError(f"{where} data {tag}", f"must be {low} to {high} bytes")
+        if not app.data["5A"].hex().upper().rstrip("F").isdigit():
+            raise ImageError(f"{where} data 5A", "the PAN must be BCD digits")
         return app
 
 
@@ -256,11 +262,25 @@ class CardImage:
         if doc.get("version") != VERSION:
             raise ImageError("version", f"version {doc.get('version')!r} is not supported (have {VERSION})")
         try:
-            apps = [Application.from_json(a) for a in doc["applications"]]
-            nvm = {str(k): _cell(str(k), v) for k, v in doc["nvm"].items()}
+            apps_doc = doc["applications"]
+            if not isinstance(apps_doc, list):
+                raise ImageError("applications", "must be a list")
+            apps = [Application.from_json(a) for a in apps_doc]
+            nvm_doc = doc["nvm"]
+            if not isinstance(nvm_doc, dict):
+                raise ImageError("nvm", "must be an object")
+            nvm = {str(k): _cell(f"nvm {k}", v) for k, v in nvm_doc.items()}
             journal = doc.get("journal") or {"committed": False, "entries": []}
-            entries = [(str(k), _cell(str(k), v)) for k, v in journal["entries"]]
-            image = cls(apps, nvm, int(doc.get("pin_try_limit", 3)), entries, bool(journal["committed"]))
+            if not isinstance(journal, dict) or not isinstance(journal.get("entries"), list):
+                raise ImageError("journal", "must be an object with a list of entries")
+            committed = journal.get("committed")
+            if not isinstance(committed, bool):
+                raise ImageError("journal committed", "must be true or false")
+            entries = [_journal_entry(i, e) for i, e in enumerate(journal["entries"])]
+            limit = doc.get("pin_try_limit", 3)
+            if not _is_int(limit) or not 1 <= limit <= PIN_TRY_LIMIT_MAX:
+                raise ImageError("pin_try_limit", f"must be an integer 1 to {PIN_TRY_LIMIT_MAX}")
+            image = cls(apps, nvm, limit, entries, committed)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ImageError):
                 raise
@@ -269,28 +289,100 @@ class CardImage:
         return image
 
     def check(self) -> None:
-        """At least one application; every cell an application needs is present with the right type; log
-        records are hex of their record length, no more than the application keeps."""
+        """Every field in range, or :class:`ImageError` naming it: at least one application, AIDs unique;
+        exactly the cells the applications need (no more), each of its type and range (:func:`cell_rules`);
+        the last online ATC not above the ATC; log records hex of their record length, no more than the
+        application keeps; journal entries only for existing cells, with values their cells accept."""
         if not self.applications:
             raise ImageError("applications", "a card image needs at least one application")
-        needs: list[tuple[str, type]] = [("card.blocked", bool), ("pin.value", str), ("pin.tries", int)]
+        if len({app.aid for app in self.applications}) != len(self.applications):
+            raise ImageError("applications", "an AID appears twice")
+        if not _is_int(self.pin_try_limit) or not 1 <= self.pin_try_limit <= PIN_TRY_LIMIT_MAX:
+            raise ImageError("pin_try_limit", f"must be an integer 1 to {PIN_TRY_LIMIT_MAX}")
+        rules = cell_rules(self.applications, self.pin_try_limit)
+        for key in self.nvm:
+            if key not in rules:
+                raise ImageError(f"nvm {key}", "no such cell")
+        for key, rule in rules.items():
+            problem = rule(self.nvm[key]) if key in self.nvm else "missing"
+            if problem:
+                raise ImageError(f"nvm {key}", problem)
+        self._check_atcs(self.nvm, "nvm")
+        for index, (key, value) in enumerate(self.journal):
+            if key not in rules:
+                raise ImageError(f"journal entry {index}", f"no cell {key}")
+            problem = rules[key](value)
+            if problem:
+                raise ImageError(f"journal entry {index} ({key})", problem)
+        if self.journal_committed:  # what power-on recovery will make of the cells
+            self._check_atcs({**self.nvm, **dict(self.journal)}, "journal")
+
+    def _check_atcs(self, cells: Mapping[str, Cell], where: str) -> None:
         for app in self.applications:
-            for name, kind in APP_CELLS:
-                needs.append((cell_key(app.aid, name), kind))
-        for key, kind in needs:
-            value = self.nvm.get(key)
-            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-            if not ok:
-                raise ImageError(f"nvm {key}", f"missing or not {kind.__name__}")
-        for app in self.applications:
-            for name, length in _LOG_RECORD_BYTES.items():
-                key = cell_key(app.aid, name)
-                records = self.nvm[key]
-                assert isinstance(records, list)
-                if len(records) > app.log_records or not all(_is_hex(r, length) for r in records):
-                    raise ImageError(
-                        f"nvm {key}", f"at most {app.log_records} records of {length} bytes in hex"
-                    )
+            key = cell_key(app.aid, "last_online_atc")
+            if cells[key] > cells[cell_key(app.aid, "atc")]:  # type: ignore[operator]
+                raise ImageError(f"{where} {key}", "above the ATC")
+
+
+PIN_TRY_LIMIT_MAX = 15
+"""PIN try limit: at most 15 (one nibble in the PBOC profile; ``9F17`` is the counter)."""
+N12_MAX = 999_999_999_999
+"""The largest amount in fen a numeric 12-digit data object (``9F79``, ``9F77``, ``9F78``, ``9F6D``) holds."""
+ATC_MAX = 0xFFFF
+
+Rule = Callable[[Any], str]
+"""A cell's check: the empty string when the value is acceptable, else what is wrong."""
+
+
+def _int_rule(low: int, high: int) -> Rule:
+    def rule(value: Any) -> str:
+        return "" if _is_int(value) and low <= value <= high else f"must be an integer {low} to {high}"
+
+    return rule
+
+
+def _bool_rule(value: Any) -> str:
+    return "" if isinstance(value, bool) else "must be true or false"
+
+
+def _pin_rule(value: Any) -> str:
+    ok = isinstance(value, str) and value.isascii() and value.isdigit() and 4 <= len(value) <= 12
+    return "" if ok else "must be 4 to 12 digits"
+
+
+def _log_rule(count: int, length: int) -> Rule:
+    def rule(value: Any) -> str:
+        ok = isinstance(value, list) and len(value) <= count and all(_is_hex(r, length) for r in value)
+        return "" if ok else f"at most {count} records of {length} bytes in hex"
+
+    return rule
+
+
+def cell_rules(applications: list[Application], pin_try_limit: int) -> dict[str, Rule]:
+    """Every non-volatile cell a card with these applications has, with the check of its value."""
+    amount = _int_rule(0, N12_MAX)
+    atc = _int_rule(0, ATC_MAX)
+    rules: dict[str, Rule] = {
+        "card.blocked": _bool_rule,
+        "pin.value": _pin_rule,
+        "pin.tries": _int_rule(0, pin_try_limit),
+    }
+    for app in applications:
+        per_app: dict[str, Rule] = {
+            "blocked": _bool_rule,
+            "atc": atc,
+            "last_online_atc": atc,
+            "ec_balance": amount,
+            "ec_limit": amount,
+            "ec_single_limit": amount,
+            "ec_reset_threshold": amount,
+            "online_pending": _bool_rule,
+            "issuer_auth_failed": _bool_rule,
+            **{name: _log_rule(app.log_records, length) for name, length in _LOG_RECORD_BYTES.items()},
+        }
+        assert set(per_app) == {name for name, _ in APP_CELLS}
+        rules.update({cell_key(app.aid, name): rule for name, rule in per_app.items()})
+    return rules
 
 
 APP_CELLS: tuple[tuple[str, type], ...] = (
@@ -311,6 +403,8 @@ APP_CELLS: tuple[tuple[str, type], ...] = (
 
 _REQUIRED_DATA = ("5A", "57", "5F34", "5F24", "5F25")
 """Data objects every application carries (PAN, track 2 equivalent, PSN, expiry and effective dates)."""
+_DATA_LENGTHS = {"5A": (4, 10), "57": (8, 19), "5F34": (1, 1), "5F24": (3, 3), "5F25": (3, 3)}
+"""Their lengths in bytes (EMV 4.3 Book 3 Annex A: PAN n..19 cn, track 2 ..19 b, PSN n2, dates n6)."""
 _LOG_RECORD_BYTES = {
     "txn_log": dol_data_length(TXN_LOG_FORMAT),
     "load_log": 14 + dol_data_length(LOAD_LOG_FORMAT),
@@ -319,23 +413,107 @@ _LOG_RECORD_BYTES = {
 ``9F79 ‖ balance before ‖ balance after`` (14 bytes) in front."""
 
 
-def _is_hex(value: str, length: int) -> bool:
+def _is_hex(value: Any, length: int) -> bool:
     try:
-        return len(bytes.fromhex(value)) == length
+        return isinstance(value, str) and len(bytes.fromhex(value)) == length
     except ValueError:
         return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field(doc: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    value = doc[name]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ImageError(f"{where} {name}", f"must be {_KIND_NAMES.get(kind, kind.__name__)}")
+    return value
+
+
+_KIND_NAMES = {bool: "true or false", str: "a string", Mapping: "an object", list: "a list"}
+
+
+def _int(
+    doc: Mapping[str, Any], name: str, where: str, low: int, high: int, default: int | None = None
+) -> int:
+    value = doc.get(name, default) if default is not None else doc[name]
+    if not _is_int(value) or not low <= value <= high:
+        raise ImageError(f"{where} {name}", f"must be an integer {low} to {high}")
+    assert isinstance(value, int)
+    return value
+
+
+def _hex(doc: Mapping[str, Any], name: str, where: str, low: int, high: int) -> bytes:
+    value = doc[name]
+    try:
+        raw = bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        raw = None
+    if raw is None or not low <= len(raw) <= high:
+        size = f"{low} bytes" if low == high else f"{low} to {high} bytes"
+        raise ImageError(f"{where} {name}", f"must be hex of {size}")
+    return raw
+
+
+def _is_tag(name: str) -> bool:
+    """A BER-TLV tag in hex (ISO/IEC 8825-1 §8.1.2): one byte whose low five bits are not all set, or a
+    first byte with ``1F`` set followed by subsequent bytes, the last without bit 8; at most three bytes."""
+    if not re.fullmatch(r"(?:[0-9A-F]{2}){1,3}", name):
+        return False
+    raw = bytes.fromhex(name)
+    if len(raw) == 1:
+        return raw[0] & 0x1F != 0x1F
+    return raw[0] & 0x1F == 0x1F and all(b & 0x80 for b in raw[1:-1]) and not raw[-1] & 0x80
+
+
+MAX_DATA_BYTES = 252
+"""A data object's value in a record: at most 252 bytes (a short record of 254 bytes with its template)."""
+
+
+def _data(doc: Mapping[str, Any], where: str) -> dict[str, bytes]:
+    data: dict[str, bytes] = {}
+    for tag in doc:
+        name = str(tag).upper()
+        if not _is_tag(name):
+            raise ImageError(f"{where} data {tag}", "not a BER-TLV tag")
+        data[name] = _hex(doc, tag, f"{where} data", 0, MAX_DATA_BYTES)
+    return data
+
+
+def _records(doc: Mapping[str, Any], where: str) -> dict[int, tuple[tuple[str, ...], ...]]:
+    records: dict[int, tuple[tuple[str, ...], ...]] = {}
+    for sfi, recs in doc.items():
+        place = f"{where} records {sfi}"
+        if not str(sfi).isdigit() or not 1 <= int(sfi) <= 10:
+            raise ImageError(place, "an SFI of the application's records is 1 to 10")
+        if not isinstance(recs, list) or not 1 <= len(recs) <= 16:
+            raise ImageError(place, "must be a list of 1 to 16 records")
+        rows = []
+        for rec in recs:
+            if not isinstance(rec, list) or not all(isinstance(t, str) and _is_tag(t.upper()) for t in rec):
+                raise ImageError(place, "each record is a list of tags")
+            rows.append(tuple(t.upper() for t in rec))
+        records[int(sfi)] = tuple(rows)
+    return records
+
+
+def _journal_entry(index: int, entry: Any) -> tuple[str, Cell]:
+    if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str):
+        raise ImageError(f"journal entry {index}", "must be [cell, value]")
+    return entry[0], _cell(f"journal entry {index}", entry[1])
 
 
 def _copy(value: Cell) -> Cell:
     return list(value) if isinstance(value, list) else value
 
 
-def _cell(key: str, value: Any) -> Cell:
+def _cell(where: str, value: Any) -> Cell:
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ImageError(f"nvm {key}", f"unsupported value {value!r}")
+    raise ImageError(where, f"unsupported value {str(value)[:40]!r}")
 
 
 class Transaction:
