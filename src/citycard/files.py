@@ -5,17 +5,41 @@ card side).
 or the new one, never a torn one: write a temporary file in the same directory, ``fsync`` it, ``rename`` it
 over the target (atomic on POSIX file systems), then ``fsync`` the directory so that the rename itself is
 durable.
+
+:class:`CardFile` is one session with a card image: an exclusive lock (``flock``, POSIX advisory) on a lock
+file beside the image (``.card.json.lock``; not the image itself, which each save replaces by a rename) is
+held from the load to the last save, so that two processes never drive one card at once — each would load
+the same balance and ATC, and the last save would win. A second process waits at most
+:data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the image changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 from citycard.chip.image import CardImage
 
-__all__ = ["atomic_write", "load_card", "save_card"]
+__all__ = [
+    "LOCK_TIMEOUT_S",
+    "BusyError",
+    "CardFile",
+    "atomic_write",
+    "card_lock_path",
+    "exclusive_lock",
+    "load_card",
+    "save_card",
+]
+
+LOCK_TIMEOUT_S = 30.0
+"""How long a process waits for a card image another process holds (a purchase takes well under a second;
+``card serve`` holds its card until it stops)."""
+_LOCK_POLL_S = 0.02
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -56,3 +80,100 @@ def load_card(path: str | os.PathLike[str]) -> CardImage:
 def save_card(path: str | os.PathLike[str], image: CardImage) -> None:
     """Write a card image atomically."""
     atomic_write(path, image.to_json())
+
+
+def card_lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file of a card image: ``.card.json.lock`` beside ``card.json``."""
+    target = Path(path)
+    return target.with_name(f".{target.name}.lock")
+
+
+class BusyError(OSError):
+    """Another process holds the file (a card image in a purchase, ``card apdu`` or ``card serve``; a
+    terminal journal in a ``pos`` command)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str], what: str, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (created if missing, never deleted: deleting
+    would let two processes lock two different files); :class:`BusyError` naming ``what`` after
+    ``timeout_s`` (default :data:`LOCK_TIMEOUT_S`)."""
+    fd = _lock(Path(path), what, LOCK_TIMEOUT_S if timeout_s is None else timeout_s)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class CardFile:
+    """A card image held for one session: ``with CardFile(path) as held: ... held.image ... held.save()``.
+
+    The lock is taken before the image is read and released after the last save; :meth:`save` writes the
+    image (atomically) only when it differs from what is on disk. Raises :class:`BusyError` after
+    ``timeout_s``, ``OSError`` or :class:`citycard.chip.image.ImageError` on entry (nothing is written).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float | None = None) -> None:
+        self.path = Path(path)
+        self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+        self._fd: int | None = None
+        self._image: CardImage | None = None
+        self._saved = b""
+
+    @property
+    def lock_path(self) -> Path:
+        return card_lock_path(self.path)
+
+    @property
+    def image(self) -> CardImage:
+        assert self._image is not None, "use CardFile in a with statement"
+        return self._image
+
+    def __enter__(self) -> CardFile:
+        if not self.path.is_file():  # no lock file is made beside a missing image
+            raise FileNotFoundError(2, "no such card image", str(self.path))
+        self._fd = _lock(self.lock_path, f"card image {self.path}", self.timeout_s)
+        try:
+            self._saved = self.path.read_bytes()
+            self._image = CardImage.from_json(self._saved)
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def save(self) -> None:
+        """Write the image if it changed since it was read or last saved; ``OSError`` if that fails."""
+        assert self._fd is not None, "the card image is not held"
+        data = self.image.to_json()
+        if data != self._saved:
+            atomic_write(self.path, data)
+            self._saved = data
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _lock(path: Path, what: str, timeout_s: float) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise BusyError(f"{what} is in use by another process (waited {timeout_s:g} s)") from None
+            time.sleep(_LOCK_POLL_S)
+        except BaseException:
+            os.close(fd)
+            raise

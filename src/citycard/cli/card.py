@@ -31,9 +31,9 @@ from citycard.codec.dol import parse_dol, split_dol_data
 from citycard.codec.pretty import format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
-from citycard.files import load_card, save_card
+from citycard.files import BusyError, CardFile, load_card, save_card
 
-__all__ = ["app", "parse_yuan"]
+__all__ = ["app", "hold_card", "parse_yuan"]
 
 app = typer.Typer(help="Emulated PBOC citizen cards: personalise, show, send APDUs.", no_args_is_help=True)
 console = Console()
@@ -61,11 +61,32 @@ def _amount(text: str, option: str) -> int:
         raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
+def _unreadable(path: Path, exc: OSError | ImageError) -> typer.Exit:
+    """A card image that cannot be read or is not valid: one line on stderr, exit status 2."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    typer.echo(f"error: cannot read card image {path}: {reason}", err=True)
+    return typer.Exit(2)
+
+
 def _load(path: Path) -> CardImage:
     try:
         return load_card(path)
     except (OSError, ImageError) as exc:
-        raise typer.BadParameter(f"cannot read card image {path}: {exc}") from None
+        raise _unreadable(path, exc) from None
+
+
+def hold_card(path: Path) -> CardFile:
+    """The card image at ``path`` loaded and locked for this session (:class:`citycard.files.CardFile`;
+    leave it with ``__exit__``). Busy: one ``error:`` line, exit 1; unreadable or invalid: exit 2."""
+    held = CardFile(path)
+    try:
+        held.__enter__()
+    except BusyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, ImageError) as exc:
+        raise _unreadable(path, exc) from None
+    return held
 
 
 def _save(path: Path, image: CardImage) -> None:
@@ -241,10 +262,18 @@ def apdu(
             raws.append(bytes.fromhex("".join(text.split())))
         except ValueError:
             raise typer.BadParameter(f"not hex: {text!r}") from None
-    image = _load(path)
+    held = hold_card(path)
+    try:
+        _apdus(held, raws, interface, reveal)
+    finally:
+        held.__exit__(None, None, None)
+
+
+def _apdus(held: CardFile, raws: list[bytes], interface: str, reveal: bool) -> None:
+    image = held.image
     card = Card(image, os.urandom)
     atr = card.power_on("contactless" if interface == "contactless" else "contact")
-    _save(path, image)
+    _save_held(held)
     console.print(f"ATR {atr.hex().upper()}", highlight=False)
     pans = {_pan(app_) for app_ in image.applications}
 
@@ -256,7 +285,7 @@ def apdu(
 
     for raw in raws:
         out = card.transmit(raw)
-        _save(path, image)
+        _save_held(held)
         data, sw = out[:-2], int.from_bytes(out[-2:], "big")
         console.print(f"> {hide(raw.hex().upper())}", highlight=False, soft_wrap=True)
         console.print(
@@ -265,3 +294,13 @@ def apdu(
         if data:
             console.print(format_tlv(data, rid="A000000333", mask=not reveal), highlight=False, markup=False)
     card.power_off()
+
+
+def _save_held(held: CardFile) -> None:
+    """Save after a command: a file-system failure is one line on stderr and exit status 1 (the command's
+    effect is then not on disk: the card is as it was before it)."""
+    try:
+        held.save()
+    except OSError as exc:
+        typer.echo(f"error: cannot write card image {held.path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None

@@ -13,7 +13,8 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -27,6 +28,7 @@ from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
+from citycard.files import BusyError, CardFile, exclusive_lock
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.denylist import (
     DenyListError,
@@ -44,7 +46,7 @@ from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
 
-from .card import parse_yuan
+from .card import hold_card, parse_yuan
 
 __all__ = ["app"]
 
@@ -75,6 +77,7 @@ DenyListKcvOpt = typer.Option(
     help="BANK=KCV: a key you trust to sign that bank's deny list, e.g. ICBC=A1B2C3 (repeatable)",
 )
 STATES: tuple[str, ...] = get_args(State)
+_COMMAND_STACK: ContextVar[ExitStack | None] = ContextVar("_COMMAND_STACK", default=None)
 DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
 
 
@@ -130,7 +133,12 @@ def _card_command(name: str) -> Callable[[Callable[..., None]], Callable[..., No
 
         def command(**values: Any) -> None:
             options = _CardOptions(**{n: values.pop(n) for n, _, _ in _CARD_PARAMETERS})
-            func(options, **values)
+            with ExitStack() as stack:  # what the command holds (its journal) is released when it ends
+                token = _COMMAND_STACK.set(stack)
+                try:
+                    func(options, **values)
+                finally:
+                    _COMMAND_STACK.reset(token)
 
         command.__name__, command.__doc__ = func.__name__, func.__doc__
         command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
@@ -209,11 +217,28 @@ def _with_deny_lists(
     return config.with_deny_lists(loaded)
 
 
+def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) -> SqliteJournal:
+    """The terminal's journal, held by this command alone until it ends (``stack`` closes; by default the
+    one of the running card command): opening it turns ``pending`` rows into ``torn`` (their terminal
+    stopped), which is right only if no other process is in the middle of one. Busy past the timeout: one
+    ``error:`` line, exit 1."""
+    stack = stack or _COMMAND_STACK.get()
+    assert stack is not None, "a card command's journal is closed by the command"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.enter_context(exclusive_lock(path.with_name(f".{path.name}.lock"), f"terminal journal {path}"))
+    except BusyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    journal = SqliteJournal(path, terminal_id)
+    stack.callback(journal.close)
+    return journal
+
+
 def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
     path = journal or settings().home / "pos-journal.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
     terminal_id = config.terminal_id.decode("ascii", "replace")
-    return PosTerminal(config, SqliteJournal(path, terminal_id), data_key=DEMO_DATA_KEY)
+    return PosTerminal(config, _open_journal(path, terminal_id), data_key=DEMO_DATA_KEY)
 
 
 @contextmanager
@@ -231,26 +256,49 @@ def _transport(
         except ReaderError as exc:
             raise typer.BadParameter(str(exc), param_hint="--reader") from None
         return
-    from citycard.chip.card import Card
-    from citycard.chip.image import ImageError
-    from citycard.files import load_card, save_card
-
     assert card is not None
+    held = hold_card(card)
     try:
-        image = load_card(card)
-    except (OSError, ImageError) as exc:
-        raise typer.BadParameter(f"cannot read card image {card}: {exc}", param_hint="--card") from None
-    emulated = Card(image, os.urandom)
+        yield from _emulated(held, contactless)
+    finally:
+        held.__exit__(None, None, None)
+
+
+def _emulated(held: CardFile, contactless: bool) -> Iterator[Callable[[bytes], bytes]]:
+    """The emulated card of a held image, saved after every command that changed it. A save that fails
+    (ENOSPC, I/O error) means the card did not durably process that command: the transport fails from then
+    on (the kernel sees the card removed, and a debit sent is journaled ``torn``, to be resolved from the
+    card's log on the next tap) and the problem is one ``warning:`` line — never a crash after the sale."""
+    from citycard.chip.card import Card
+
+    emulated = Card(held.image, os.urandom)
     emulated.power_on("contactless" if contactless else "contact")
+    failed: list[OSError] = []
 
     def transmit(apdu: bytes) -> bytes:
+        if failed:
+            raise OSError(f"card image not saved: {failed[0].strerror or failed[0]}")
         response = emulated.transmit(apdu)
-        save_card(card, image)
+        try:
+            held.save()
+        except OSError as exc:
+            failed.append(exc)
+            raise
         return response
 
     yield transmit
     emulated.power_off()
-    save_card(card, image)
+    if not failed:
+        try:
+            held.save()
+        except OSError as exc:
+            failed.append(exc)
+    if failed:
+        typer.echo(
+            f"warning: card image {held.path} could not be saved ({failed[0].strerror or failed[0]}); "
+            "the card on disk is as it was before that command",
+            err=True,
+        )
 
 
 _SENSITIVE_TAGS = frozenset({"5A", "57", "9F1F", "9F6B", "9F61", "5F20"})
@@ -499,7 +547,13 @@ def journal_cmd(
         raise typer.BadParameter(f"{state!r} is not one of {', '.join(STATES)}", param_hint="--state")
     terminal_id = _config(config, keys).terminal_id.decode("ascii", "replace") if config else "CITY0001"
     path = journal or settings().home / "pos-journal.db"
-    jr = SqliteJournal(path, terminal_id)
+    with ExitStack() as stack:
+        _journal_table(_open_journal(path, terminal_id, stack), path, state, export, limit, close_batch)
+
+
+def _journal_table(
+    jr: SqliteJournal, path: Path, state: str | None, export: Path | None, limit: int, close_batch: bool
+) -> None:
     if export is not None:
         for file in jr.export(export):
             console.print(f"wrote {file}", soft_wrap=True, highlight=False)
@@ -515,7 +569,6 @@ def journal_cmd(
             format_amount(e.amount_fen), e.pan_masked[-8:], e.cryptogram[:8],
         )  # fmt: skip
     console.print(table)
-    jr.close()
 
 
 @_card_command("validate")

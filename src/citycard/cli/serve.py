@@ -14,7 +14,9 @@ from typing import Literal
 import typer
 from rich.console import Console
 
+from citycard.chip.image import ImageError
 from citycard.config import settings
+from citycard.files import BusyError
 from citycard.pcsc.vpcd import VpcdError, parse_address, serve_card_file
 
 __all__ = ["serve"]
@@ -46,9 +48,13 @@ def serve(
     console.print(f"serving {card} ({interface}) into vpcd at {host}:{port}; Ctrl-C to stop")
     try:
         stats = serve_card_file(card, host, port, interface=interface)
-    except VpcdError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (VpcdError, BusyError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(1) from None
+    except (OSError, ImageError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        console.print(f"[red]error:[/red] cannot read card image {card}: {reason}", highlight=False)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("stopped; card image saved")
         return

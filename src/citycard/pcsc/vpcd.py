@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from citycard.chip.card import Card, Interface
-from citycard.files import load_card, save_card
+from citycard.files import card_lock_path, exclusive_lock, load_card, save_card
 
 __all__ = [
     "DEFAULT_PORT",
@@ -202,9 +202,12 @@ def serve_card_file(
     interface: Interface = "contact",
     stop: threading.Event | None = None,
 ) -> VpcdStats:
-    """Serve the card image at ``path`` into vpcd, persisting it after every command."""
-    bridge = CardFileBridge(path, interface)
-    try:
-        return serve(bridge, host, port, after_command=bridge.persist, stop=stop)
-    finally:
-        bridge.persist()
+    """Serve the card image at ``path`` into vpcd, persisting it after every command. The image is locked
+    (:func:`citycard.files.exclusive_lock`) from its load to the last save: no other process drives the
+    card meanwhile (:class:`citycard.files.BusyError` if one holds it)."""
+    with exclusive_lock(card_lock_path(path), f"card image {path}"):
+        bridge = CardFileBridge(path, interface)
+        try:
+            return serve(bridge, host, port, after_command=bridge.persist, stop=stop)
+        finally:
+            bridge.persist()
