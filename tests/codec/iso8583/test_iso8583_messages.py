@@ -311,3 +311,11 @@ def test_no_format_error_response_without_the_fields_to_match_it() -> None:
         decode_message(response[:-1])
     assert info.value.field == "64" and set(info.value.echo) == {11, 41, 42}
     assert format_error_response(info.value) is None
+
+
+def test_icc_data_is_always_the_decoding_of_the_bytes_that_travel() -> None:
+    icc = IccData(bytes.fromhex("9F2608") + ARQC)
+    assert icc.get("9F26") == ARQC and icc == IccData.of([("9F26", ARQC)])
+    with pytest.raises(Iso8583Error) as info:
+        IccData(b"\x9f")  # a tag that runs past the end
+    assert (info.value.field, info.value.position) == ("55", None)

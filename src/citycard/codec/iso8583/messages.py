@@ -30,7 +30,7 @@ PANs are masked and track data, PIN blocks and chip data are left out of ``repr`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
@@ -114,19 +114,25 @@ class Field60:
 
 @dataclass(frozen=True, slots=True)
 class IccData:
-    """Field 55: the chip data objects (BER-TLV, EMV Book 3 Annex B) as sent, and decoded."""
+    """Field 55: the chip data objects (BER-TLV, EMV Book 3 Annex B) as sent, and decoded.
+
+    ``IccData(raw)`` decodes ``raw`` (so the objects always are those of the bytes that travel); a TLV
+    error raises :class:`Iso8583Error` for field 55.
+    """
 
     raw: bytes
-    objects: tuple[Tlv, ...]
+    objects: tuple[Tlv, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objects", _icc_objects(self.raw, None))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, position: int | None = None) -> IccData:
         """Parse field 55; a TLV error is reported at its byte position inside the message."""
-        try:
-            objects = decode(data, offset=position or 0)
-        except TlvError as exc:
-            raise Iso8583Error("55", exc.offset if position is not None else None, exc.reason) from None
-        return cls(bytes(data), tuple(objects))
+        icc = cls.__new__(cls)  # decoded once, with the position known
+        object.__setattr__(icc, "raw", bytes(data))
+        object.__setattr__(icc, "objects", _icc_objects(icc.raw, position))
+        return icc
 
     @classmethod
     def of(cls, items: list[tuple[str, bytes]]) -> IccData:
@@ -140,6 +146,13 @@ class IccData:
 
     def __repr__(self) -> str:  # tags only: values may hold track-equivalent data
         return f"IccData(tags={[obj.tag for obj in self.objects]})"
+
+
+def _icc_objects(raw: bytes, position: int | None) -> tuple[Tlv, ...]:
+    try:
+        return tuple(decode(raw, offset=position or 0))
+    except TlvError as exc:
+        raise Iso8583Error("55", exc.offset if position is not None else None, exc.reason) from None
 
 
 def _number(field: str, size: int) -> Callable[[Any], Value]:
