@@ -1,7 +1,7 @@
 """Field 39 response codes of the UnionPay POS profile, defined once, with ``.approved``.
 
-Source: the response code table of 中国银联 "POS终端消息域说明" (field 39) and the code lists that
-UnionPay POS terminals display (public terminal SDK tables); the English wording is ours. Codes are two
+Source: the response code list that UnionPay POS terminals display (a published terminal software
+table, beside field 39 of 中国银联 "POS终端消息域说明"); the English wording is ours. Codes are two
 characters (``an2``). ``00`` and ``11`` approve; ``A2``/``A4``/``A5``/``A6`` approve a transfer whose credit
 side the cardholder is asked to confirm. Everything else is a decline or an error.
 """

@@ -6,6 +6,7 @@ Sources (public; where they disagree the choice is stated in ``docs/iso8583.md``
   (2, 3, 4, 11–15, 22, 25, 26, 32, 35–39, 41, 42, 44, 48, 49, 52–54, 60–64), data types (n, an, ans, z, b),
   BCD compression, and the table of transaction types by processing code (3), condition code (25), MTI
   and message type code (60.1).
+- Published UnionPay POS terminal software tables (field formats and maxima for the chip era: 23, 55).
 - Published UnionPay POS traces ("POS调试8583报文-消费", codetd.com/article/5053461; "银联Iso8583报文
   POS终端报文结构", e-com-net.com): framing (2-byte length, TPDU ``60 dddd ssss``, 6-byte header such as
   ``60 31 00 31 10 03``), BCD MTI, 8-byte binary bitmap, BCD length prefixes counting digits for numeric
