@@ -119,8 +119,11 @@ def test_torn_fare_recovered_on_next_tap_never_charged_twice(tmp_path):
     assert [e.state for e in second.recovered] == ["recovered"] and second.recovered[0].atc is not None
     assert _balance(pos, card) == 800  # not charged twice
     assert [e.txn_id for e in pos.journal.upload_queue()] == [first.entry.txn_id]
-    third = pos.validate(card.transmit, 200)  # a later, new fare is charged normally
-    assert third.entry.state == "approved" and _balance(pos, card) == 600
+    third = pos.validate(card.transmit, 200)  # within the double-tap window: refused, not charged
+    assert not third.approved and "double tap" in third.outcome.reason and _balance(pos, card) == 800
+    pos.clock = lambda: NOW + dt.timedelta(seconds=61)
+    fourth = pos.validate(card.transmit, 200)  # a later, new fare is charged normally
+    assert fourth.entry.state == "approved" and _balance(pos, card) == 600
 
 
 def test_torn_before_the_card_processed_is_not_recovered(tmp_path):
@@ -216,14 +219,13 @@ def test_journal_survives_a_kill_at_each_step(world, point):
         assert [r.state for r in rows] == ["approved"] and charged == 200
     # the passenger taps again: whatever happened, the fare is paid exactly once
     result = pos.validate(card.transmit, 200)
-    assert result.approved
-    fares = 2 if point == "finish:after-commit" else 1  # that first fare had completed: this is a new one
-    assert 1_000 - _balance(pos, card) == 200 * fares
-    paid = [e for e in pos.journal.entries() if e.state in ("approved", "recovered")]
-    if point == "finish:after-commit":
-        assert len(paid) == 2  # a second, new fare (the first one had completed)
+    if point == "finish:after-commit":  # that first fare had completed: 5 s later this is a double tap
+        assert not result.approved and "double tap" in result.outcome.reason and result.entry is None
     else:
-        assert len(paid) == 1
+        assert result.approved
+    assert 1_000 - _balance(pos, card) == 200
+    paid = [e for e in pos.journal.entries() if e.state in ("approved", "recovered")]
+    assert len(paid) == 1
     queued = pos.journal.upload_queue()
     assert len({e.txn_id for e in queued}) == len(queued) == len(paid)
 
@@ -233,7 +235,8 @@ def test_a_kill_while_recovering_a_torn_fare(world, point):
     """Killed at the approval (the card paid; torn on restart), then killed again while the next tap resolves
     that torn fare from the card's log. Before the recovery commit: the torn fare is resolved again on the
     third tap, which opens the gate without a charge. After it: the fare is durably recorded as paid, so the
-    third tap is a new fare — the same rule as a kill just after a durable approval (docs/terminal.md)."""
+    third tap, 5 s later, is a double tap refused without a charge — the same rule as a kill just after a
+    durable approval (docs/terminal.md)."""
     keys, image, db = world
     assert _child(str(keys), str(image), str(db), "finish:before-commit", "200").returncode == 137
     second = _child(str(keys), str(image), str(db), point, "200")  # its first finish is the recovery
@@ -243,13 +246,13 @@ def test_a_kill_while_recovering_a_torn_fare(world, point):
     assert [r.state for r in pos.journal.entries()] == ["recovered" if committed else "torn"]
     assert 1_000 - _balance(pos, card) == 200  # the second tap charged nothing
     result = pos.validate(card.transmit, 200)
-    assert result.approved
-    if committed:
-        assert 1_000 - _balance(pos, card) == 400 and result.entry.state == "approved"
+    if committed:  # the fare is durably paid, 5 s ago: a double tap, refused without a charge
+        assert not result.approved and "double tap" in result.outcome.reason
     else:
-        assert "already paid" in result.outcome.reason and 1_000 - _balance(pos, card) == 200
+        assert result.approved and "already paid" in result.outcome.reason
+    assert 1_000 - _balance(pos, card) == 200
     states = sorted(e.state for e in pos.journal.entries())
-    assert states == (["approved", "recovered"] if committed else ["recovered"])
+    assert states == ["recovered"]
     assert len(pos.journal.upload_queue()) == len(states)  # each paid fare uploaded once
 
 

@@ -34,6 +34,9 @@ Example::
     exponent = "03"
     checksum = "…"               # SHA-1, 20 bytes hex
 
+    [validator]
+    double_tap_window_s = 60         # a card that paid a fare here this recently is refused (0: off)
+
     [exception_file]
     pans = ["6225880000000001"]
     updated = 2026-11-25T08:00:00Z     # with an offset: converted to the terminal's local time
@@ -63,6 +66,7 @@ from typing import Any
 from .denylist import DenyListFile
 
 __all__ = [
+    "MAX_DOUBLE_TAP_WINDOW_S",
     "CaPublicKey",
     "ConfigError",
     "DenyListSource",
@@ -73,6 +77,10 @@ __all__ = [
     "parse_capks",
     "parse_config",
 ]
+
+
+MAX_DOUBLE_TAP_WINDOW_S = 3600
+"""A validator refuses a second tap of one card for at most an hour (a longer window is a new trip)."""
 
 
 class ConfigError(ValueError):
@@ -214,6 +222,7 @@ class TerminalConfig:
     cardholder_confirmation: bool = True
     cardholder_id_check: bool = True  # PBOC CVM 20: the attendant checks the ID shown by 9F61/9F62
     max_pin_tries: int = 3
+    double_tap_window_s: int = 60  # validator: a card that paid here this recently is refused (0: off)
 
     @property
     def online_capable(self) -> bool:
@@ -380,6 +389,13 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
         changes[f"tac_{name}"] = value
     if "capk" in doc:
         changes["capks"] = (*cfg.capks, *(_capk(e, n) for n, e in enumerate(doc["capk"])))
+    validator = doc.get("validator", {})
+    if not isinstance(validator, dict):
+        raise ConfigError("validator: use a [validator] table")
+    window = _int(validator, "double_tap_window_s", "validator", cfg.double_tap_window_s)
+    if window > MAX_DOUBLE_TAP_WINDOW_S:
+        raise ConfigError(f"validator.double_tap_window_s: at most {MAX_DOUBLE_TAP_WINDOW_S} s, got {window}")
+    changes["double_tap_window_s"] = window
     ef = doc.get("exception_file")
     if ef is not None:
         changes["exception_file"] = _exception_file(ef)

@@ -37,6 +37,7 @@ from citycard.kernel.events import (
 )
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
+from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
 
 from .journal import Journal, JournalEntry, State
 from .sealing import seal_pan
@@ -52,6 +53,8 @@ RETAP_S = 120
 Older, the rider is on a new trip: the torn fare is recorded as paid and the new one is charged."""
 TORN_LOG_RECORDS = 3
 """The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
+DOUBLE_TAP_LOG_RECORDS = 1
+"""A double tap is a card whose latest log record is a fare paid here: one record is enough."""
 _LOGS = {
     TransactionKind.PURCHASE: TransactionKind.TRANSACTION_LOG,
     TransactionKind.EC_LOAD: TransactionKind.LOAD_LOG,
@@ -230,6 +233,53 @@ class PosTerminal:
             "psn": outcome.psn,
         }
 
+    # -- double taps and denied cards (validator) -------------------------------------------------------
+
+    def _recent_fares(self, now: dt.datetime) -> list[JournalEntry]:
+        """Fares paid at this validator within ``double_tap_window_s`` (approved, or torn and recovered)."""
+        window = self.config.double_tap_window_s
+        if not window:
+            return []
+        paid = self.journal.entries("approved", 50) + self.journal.entries("recovered", 50)
+        return [
+            e
+            for e in paid
+            if e.kind == "purchase"
+            and e.interface == "contactless"
+            and 0 <= (now - e.created).total_seconds() <= window
+        ]
+
+    def _denied_here(self) -> list[JournalEntry]:
+        """Refunds of cards this validator found on the deny list (TVR: card on exception file)."""
+        return [
+            e
+            for e in self.journal.entries("refund", 50)
+            if e.kind == "purchase"
+            and len(e.tvr) == 10
+            and int(e.tvr[:2], 16) & TVR_CARD_ON_EXCEPTION_FILE[1]
+        ]
+
+    def _known_card(
+        self, transmit: Transmit, candidates: list[JournalEntry], now: dt.datetime, trace: Trace | None
+    ) -> JournalEntry | None:
+        """The entry among ``candidates`` this card paid last, found before the GPO (which debits): the
+        card's latest transaction-log record (JR/T 0025.13 ``9F4D``/``9F4F``, readable without a GPO) was
+        written by this terminal with the entry's date, time, amount and ATC. None when not found or the
+        card has no readable log."""
+        if not candidates:
+            return None
+        txn = Transaction(
+            TransactionKind.TRANSACTION_LOG, now, interface="contactless", log_records=DOUBLE_TAP_LOG_RECORDS
+        )
+        log = run(Kernel(self.config, txn, self.rng), transmit, trace=trace)
+        if log.kind is not OutcomeKind.COMPLETED or not log.logs:
+            return None
+        latest = log.logs[0]
+        for entry in candidates:
+            if entry.atc is not None and self._logged(entry, latest, TransactionKind.PURCHASE):
+                return entry
+        return None
+
     # -- transactions ---------------------------------------------------------------------------------------
 
     def _run_journaled(
@@ -242,7 +292,10 @@ class PosTerminal:
         pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
         trace: Trace | None = None,
+        refuse: Callable[[Outcome], str | None] = lambda _: None,
     ) -> tuple[Outcome, JournalEntry | None]:
+        """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
+        approval into a terminal decline (its reason); a card that paid is then journaled ``refund``."""
         kernel = Kernel(config or self.config, txn, self.rng)
         entry: JournalEntry | None = None
         kind = txn.kind.name.lower()
@@ -259,6 +312,9 @@ class PosTerminal:
                 entry = self.journal.begin(kind, txn.interface, txn.amount_fen, txn.now, un)
 
         outcome = run(kernel, transmit, online=online, pin=pin, choose=choose, trace=trace, on_event=on_event)
+        refused = refuse(outcome) if outcome.approved else None
+        if refused is not None:
+            outcome = replace(outcome, kind=OutcomeKind.DECLINED_OFFLINE, reason=refused)
         if entry is not None:
             entry = self._record(entry, outcome)
         return outcome, entry
@@ -355,7 +411,15 @@ class PosTerminal:
         return inquiry(self.config, transmit, kind, interface, trace, clock=self.clock, rng=self.rng)
 
     def validate(self, transmit: Transmit, fare_fen: int, *, trace: Trace | None = None) -> TapResult:
-        """Bus validator: fixed qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice."""
+        """Bus validator: fixed qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice.
+
+        Double taps: a card that paid a fare here within ``double_tap_window_s`` is refused. Before the GPO
+        (which debits) the card is recognised by its transaction log; a card whose log cannot be read is
+        recognised after the GPO by its PAN token, and that second fare is journaled ``refund``.
+
+        Deny list: a qPBOC card shows its PAN only in the GPO, after it has paid, so a listed card's first
+        tap here is a ``refund``; its later taps are recognised by the log (its latest payment is that
+        refunded one) and refused before the GPO, without a charge."""
         recovered = self.recover_torn(transmit, "contactless", trace)
         now = self.clock()
         retap = [e for e in recovered if (now - e.created).total_seconds() <= RETAP_S]
@@ -364,6 +428,30 @@ class PosTerminal:
                 OutcomeKind.APPROVED_OFFLINE, reason="fare already paid (recovered torn transaction)"
             )
             return TapResult(outcome, retap[0], tuple(recovered))
+        recent = self._recent_fares(now)
+        known = self._known_card(transmit, recent + self._denied_here(), now, trace)
+        if known is not None:  # refused before the GPO: nothing is charged, nothing journaled
+            if known.state == "refund":  # its last payment was the one refused here: still denied
+                reason = (
+                    f"card on the exception file (refused here at {known.created:%Y-%m-%d %H:%M:%S}, "
+                    f"{known.txn_id}); not charged again"
+                )
+            else:
+                reason = _double_tap_reason(known, now)
+            return TapResult(Outcome(OutcomeKind.DECLINED_OFFLINE, reason), None, tuple(recovered))
+
+        def refuse(outcome: Outcome) -> str | None:
+            token = pan_token(outcome.pan, outcome.psn) if outcome.pan else ""
+            twice = next((e for e in recent if token and e.pan_token == token), None)
+            return None if twice is None else _double_tap_reason(twice, now) + "; the card paid: refund"
+
         txn = Transaction(TransactionKind.PURCHASE, now, fare_fen, interface="contactless")
-        outcome, entry = self._run_journaled(txn, transmit, config=validator_config(self.config), trace=trace)
+        outcome, entry = self._run_journaled(
+            txn, transmit, config=validator_config(self.config), trace=trace, refuse=refuse
+        )
         return TapResult(outcome, entry, tuple(recovered))
+
+
+def _double_tap_reason(paid: JournalEntry, now: dt.datetime) -> str:
+    age = (now - paid.created).total_seconds()
+    return f"double tap: this card paid the fare here {age:.0f} s ago ({paid.txn_id}); not charged again"
