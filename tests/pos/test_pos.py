@@ -339,6 +339,7 @@ def test_card_b_does_not_ride_free_on_card_a_torn_fare(tmp_path):
     assert torn.entry.state == "torn" and torn.entry.pan_token == ""
     first_b = pos.validate(card_b.transmit, 200)
     assert first_b.entry.state == "approved" and not first_b.recovered
+    pos.clock = lambda: NOW + dt.timedelta(seconds=61)  # past the double-tap window: a new trip
     again_b = pos.validate(card_b.transmit, 200)
     assert again_b.entry is not None and again_b.entry.state == "approved" and not again_b.recovered
     assert "already paid" not in again_b.outcome.reason and _balance(pos, card_b) == 600
