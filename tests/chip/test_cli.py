@@ -125,3 +125,14 @@ def test_new_dual_cda(tmp_path: Path) -> None:
     image = load_card(_new(tmp_path, "--dual", "--cda"))
     assert [a.kind for a in image.applications] == ["debit", "credit"]
     assert image.applications[0].data["82"] == bytes.fromhex("7D00")
+
+
+def test_apdu_echo_hides_pin_data(tmp_path: Path) -> None:
+    """A VERIFY typed at ``card apdu`` is echoed with its header only, --reveal or not; the card answers."""
+    out = _new(tmp_path)
+    gpo, verify = "80A800000B8309010000000010000156", "0020008008 26123456FFFFFFFF"
+    for extra in ([], ["--reveal"]):
+        args = ["apdu", str(out), "00A4040008A00000033301010100", gpo, verify, *extra]
+        result = runner.invoke(app, args, terminal_width=200)
+        assert result.exit_code == 0 and "> 0020008008 ****************" in result.output, result.output
+        assert "123456F" not in result.output and "9000 (normal processing)" in result.output

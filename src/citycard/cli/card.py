@@ -28,7 +28,7 @@ from citycard.chip.pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
 from citycard.chip.personalise import ProductProfile, ProfileError, personalise
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.dol import parse_dol, split_dol_data
-from citycard.codec.pretty import format_tlv, mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, mask_pan
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, load_card, save_card
@@ -287,7 +287,7 @@ def _apdus(held: CardFile, raws: list[bytes], interface: str, reveal: bool) -> N
         out = card.transmit(raw)
         _save_held(held)
         data, sw = out[:-2], int.from_bytes(out[-2:], "big")
-        console.print(f"> {hide(raw.hex().upper())}", highlight=False, soft_wrap=True)
+        console.print(f"> {hide(command_hex(raw))}", highlight=False, soft_wrap=True)  # PIN data: never
         console.print(
             f"< {hide(data.hex().upper())} {sw:04X} ({sw_meaning(sw)})", highlight=False, soft_wrap=True
         )
