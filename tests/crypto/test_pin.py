@@ -199,3 +199,16 @@ def test_pin_change_round_trip(new: str, current: str | None) -> None:
     udk = bytes(range(16, 32))
     data = encrypt_pin_change_data(sk, new, current, udk_ac=udk)
     assert decrypt_pin_change_data(sk, data, current, udk_ac=udk) == new
+
+
+def test_iso1_round_trip_carries_no_pan() -> None:
+    from citycard.crypto.pin import pin_block_iso1, pin_from_iso1
+
+    block = pin_block_iso1("246810", bytes.fromhex("A1B2C3D4E5F60718"))
+    assert block.hex().upper() == "16246810A1B2C3D4"
+    assert pin_from_iso1(block) == "246810"
+    for bad in ("06246810A1B2C3D4", "13246810A1B2C3D4", "1424A6810A1B2C3D"[:16]):
+        with pytest.raises(PinBlockError):
+            pin_from_iso1(bytes.fromhex(bad))
+    with pytest.raises(ValueError):
+        pin_block_iso1("246810", bytes(6))

@@ -190,6 +190,24 @@ def test_pin_offset_verifies_every_digit_of_the_pin(hsm: SoftHsm) -> None:
         hsm.verify_pin_offset(zpk, ibm, block("147258"), pan, "12AB")
 
 
+def test_pin_chosen_before_the_pan_is_known(hsm: SoftHsm) -> None:
+    """Instant issuance: ISO 9564 format 1 under the zone key; its offset matches the format-0 one."""
+    pan = "6212260000000000018"
+    zpk = hsm.generate_key("zpk", KeyUsage.PIN_ENCRYPTION)
+    ibm = hsm.import_components("pvk-3624", KeyUsage.PIN_VERIFICATION_IBM3624, [PVK])
+    iso1 = hsm.encrypt_pin_iso1(zpk, "135790")
+    assert iso1 != hsm.encrypt_pin_iso1(zpk, "135790")  # random fill
+    assert hsm.pin_for_card_image(zpk, iso1) == "135790"
+    offset = hsm.generate_pin_offset(zpk, ibm, iso1, pan, iso_format=1)
+    assert offset == hsm.generate_pin_offset(zpk, ibm, hsm.encrypt_pin(zpk, "135790", pan), pan)
+    with pytest.raises(HsmInputError):  # a format-0 block is not taken for format 1, nor the reverse
+        hsm.pin_for_card_image(zpk, hsm.encrypt_pin(zpk, "135790", pan))
+    with pytest.raises(HsmInputError):
+        hsm.generate_pin_offset(zpk, ibm, iso1, pan)
+    with pytest.raises(KeyUsageError):
+        hsm.pin_for_card_image(ibm, iso1)
+
+
 def test_pin_change_script_carries_the_pin_to_the_card(hsm: SoftHsm) -> None:
     from citycard.crypto.pin import PinChangeFormat, decrypt_pin_change_data
 

@@ -91,6 +91,14 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert run(cli, "card", "report-lost", "1234", code=1) == "error: no card ****\n"
     run(cli, "card", "deposit", pan, "500.00")
     assert "offset stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
+    assert run(cli, "card", "issue", "--bank", "CCB", "--pin", "1234", code=1) == "error: no bank CCB\n"
+    too_many = ("--product", "anon-ec", "--count", "2", "--pin", "1234")
+    refusal = run(cli, "card", "issue", "--bank", "BOC", *too_many, code=1)
+    assert "pin_block" in refusal and refusal.count("\n") == 1
+    out = run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--pin", "975310", "--reveal")
+    boc = next(word for word in out.split() if word.startswith("621661") and len(word) == 19)
+    chip = json.loads((tmp_path / "cards" / f"{boc}.json").read_text())
+    assert chip["nvm"]["pin.value"] == "975310"  # personalised with the holder's PIN, not 123456
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)
     assert "positive" in run(cli, "card", "deposit", pan, "0", code=1)
     assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)

@@ -6,15 +6,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import text
 
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hsm.soft import SoftHsm
-from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, SetPin
+from citycard.issuer.commands import (
+    ActivateCard,
+    AuthorizationKind,
+    AuthorizationRequest,
+    Deposit,
+    IssueCards,
+    MalformedRequest,
+    SetPin,
+)
 from citycard.issuer.handlers import IssuerService
 
-from tests.issuer.conftest import DEBIT_AID, Terminal, ledger_snapshot
+from tests.issuer.conftest import DEBIT_AID, HOLDER_ID, MemorySink, Terminal, ledger_snapshot
 from tests.issuer.test_authorization import funded_card
 from tests.issuer.test_slice import request
 
@@ -126,3 +135,23 @@ def test_the_banks_pin_reaches_the_chip_by_script(
     assert card is not None and card.pending_pin_change is None  # sent once, then forgotten
     again = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x32" * 4), "p-2"))
     assert again.approved and not again.scripts
+
+
+def test_a_pin_chosen_at_issuance_is_the_chips_and_the_banks(
+    banks: IssuerService, sink: MemorySink, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The counter's PIN pad makes a format-1 block (no PAN yet): the chip is personalised with that PIN —
+    the default 123456 opens nothing — and the issuer verifies it online; the bureau record never has it."""
+    block = hsm.encrypt_pin_iso1(hsm.get("icbc-zpk"), "135790")
+    cmd = IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number=HOLDER_ID, pin_block=block)
+    (card,) = banks.issue_cards(cmd)
+    assert card.pin_offset is not None and len(card.pin_offset) == 6
+    banks.activate(ActivateCard(card.pan))
+    banks.deposit(Deposit(card.pan, 10_000, "dep-1"))
+    term = terminal_for(card.pan)
+    assert _verify(term, "123456") == 0x63C2 and _verify(term, "135790") == 0x9000
+    assert "135790" not in str(sink.records[card.pan])
+    req = request(card.pan, PURCHASE, 100, term.first_ac(100, un=b"\x41" * 4), "p-1")
+    assert banks.authorize(_with_pin(req, _pin_block(hsm, card.pan, "135790"))).approved
+    with pytest.raises(MalformedRequest, match="pin_block"):
+        IssueCards("ICBC", "anon-ec", count=2, pin_block=block)

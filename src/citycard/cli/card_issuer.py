@@ -60,6 +60,12 @@ def issue(
     phone: Annotated[str, typer.Option("--phone")] = "",
     count: Annotated[int, typer.Option("--count", min=1, max=100_000)] = 1,
     activate_now: Annotated[bool, typer.Option("--activate/--no-activate")] = True,
+    pin: Annotated[
+        str | None,
+        typer.Option(
+            "--pin", help="the holder's PIN, for the chip and online (one card; else set-pin later)"
+        ),
+    ] = None,
     bureau_kek: Annotated[
         str | None,
         typer.Option("--bureau-kek", help="HSM label of the bureau's KEK: card keys as TR-31 blocks"),
@@ -67,8 +73,16 @@ def issue(
     reveal: Reveal = False,
 ) -> None:
     """Issue cards: ledger accounts, HSM keys, personalised card images and bureau records."""
+    from citycard.issuer.model import bank_key_labels
+
     with open_issuer(bureau_kek=bureau_kek) as issuer:
-        cmd = c.IssueCards(bank, product, count, holder, id_number, phone)
+        block = None
+        if pin is not None:  # played as at the counter's PIN pad: format 1, the card has no PAN yet
+            hsm = issuer.service.hsm
+            if bank_key_labels(bank)["zpk"] not in hsm.labels():
+                raise fail(f"no bank {bank}")
+            block = hsm.encrypt_pin_iso1(hsm.get(bank_key_labels(bank)["zpk"]), pin)
+        cmd = c.IssueCards(bank, product, count, holder, id_number, phone, pin_block=block)
         columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, disable=count < 5) as progress:
             task = progress.add_task("issue", total=count)

@@ -1,4 +1,5 @@
-"""PIN blocks: online (ISO 9564-1 format 0), offline plaintext and enciphered (EMV 4.3 Book 3 §6.5.12,
+"""PIN blocks: online (ISO 9564-1 format 0; format 1, without a PAN, for a PIN chosen before the card has
+one), offline plaintext and enciphered (EMV 4.3 Book 3 §6.5.12,
 Book 2 §7), and the enciphered PIN data of the PIN CHANGE/UNBLOCK issuer script (EMV Book 2 §9.3, A1.2;
 VIS 1.4 / JR/T 0025.5).
 
@@ -42,7 +43,9 @@ __all__ = [
     "encipher_offline_pin",
     "encrypt_pin_change_data",
     "pin_block_iso0",
+    "pin_block_iso1",
     "pin_from_iso0",
+    "pin_from_iso1",
     "pin_from_offline_block",
     "plaintext_offline_pin_block",
 ]
@@ -113,6 +116,29 @@ def pin_from_iso0(block: bytes, pan: str) -> str:
     if len(block) != 8:
         raise PinBlockError(f"PIN block must be 8 bytes, not {len(block)}")
     return _read_pin_field(xor(block, _pan_field(pan)), 0)
+
+
+def pin_block_iso1(pin: str, fill: bytes) -> bytes:
+    """ISO 9564-1 format 1: ``1N PIN…`` then fill digits from ``fill`` (a unique or random value, at least
+    7 bytes); no PAN, for a PIN entered before the card has one (instant issuance)."""
+    _check_pin(pin)
+    if len(fill) < 7:
+        raise ValueError("format 1 needs at least 7 bytes of fill")
+    head = f"1{len(pin):X}{pin}"
+    return bytes.fromhex(head + fill.hex().upper()[: 16 - len(head)])
+
+
+def pin_from_iso1(block: bytes) -> str:
+    """The PIN in an ISO format 1 block (any fill); raises :class:`PinBlockError` when malformed."""
+    if len(block) != 8:
+        raise PinBlockError(f"PIN block must be 8 bytes, not {len(block)}")
+    digits = block.hex().upper()
+    if digits[0] != "1":
+        raise PinBlockError(f"PIN block control field is {digits[0]}, expected 1")
+    length = int(digits[1], 16)
+    if not 4 <= length <= 12 or not digits[2 : 2 + length].isdigit():
+        raise PinBlockError("PIN length out of range 4..12, or a non-decimal PIN digit")
+    return digits[2 : 2 + length]
 
 
 def plaintext_offline_pin_block(pin: str) -> bytes:

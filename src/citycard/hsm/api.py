@@ -164,9 +164,22 @@ class Hsm(Protocol):
     def verify_pin(
         self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, pvki: int, pvv: str
     ) -> bool: ...
-    def generate_pin_offset(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str) -> str:
-        """IBM 3624 PIN offset of the PIN in ``pin_block`` (under ``pek``): one digit per PIN digit, so that
-        the whole PIN is verified. ``pvk`` is a ``V1`` key; the decimalisation table is fixed inside."""
+    def encrypt_pin_iso1(self, pek: KeyHandle, pin: str) -> bytes:
+        """A PIN typed at a PIN pad before the card has a PAN (instant issuance): ISO 9564 format 1 under
+        ``pek``, random fill."""
+        ...
+
+    def generate_pin_offset(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, *, iso_format: int = 0
+    ) -> str:
+        """IBM 3624 PIN offset of the PIN in ``pin_block`` (under ``pek``, ISO format 0, or 1 when chosen at
+        issuance): one digit per PIN digit, so that the whole PIN is verified. ``pvk`` is a ``V1`` key; the
+        decimalisation table is fixed inside."""
+        ...
+
+    def pin_for_card_image(self, pek: KeyHandle, pin_block: bytes) -> str:
+        """The PIN of a format-1 ``pin_block`` for the offline PIN of a card image being personalised: the
+        one clear PIN that leaves the HSM, because the chip must hold it (as ``derive_icc_key`` for keys)."""
         ...
 
     def verify_pin_offset(

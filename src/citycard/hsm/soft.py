@@ -47,7 +47,9 @@ from citycard.crypto.pin import (
     PinChangeFormat,
     encrypt_pin_change_data,
     pin_block_iso0,
+    pin_block_iso1,
     pin_from_iso0,
+    pin_from_iso1,
 )
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_kcv, rsa_private_raw
 
@@ -503,8 +505,34 @@ class SoftHsm:
         secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_VISA, ("C", "V"), "verify PINs")
         return hmac.compare_digest(visa_pvv(secret, pan, pvki, pin), pvv)
 
-    def generate_pin_offset(self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str) -> str:
-        pin = self._clear_pin(pek, pin_block, pan)
+    def _clear_pin_iso1(self, pek: KeyHandle, pin_block: bytes) -> str:
+        secret = self._use(pek, KeyUsage.PIN_ENCRYPTION, ("B", "D"), "decrypt PIN blocks")
+        if len(pin_block) != 8:
+            raise HsmInputError(f"PIN block must be 8 bytes, not {len(pin_block)}")
+        try:
+            return pin_from_iso1(des.ecb_decrypt(secret, pin_block))
+        except PinBlockError as exc:
+            raise HsmInputError(f"PIN block does not decode as ISO 9564 format 1 ({exc})") from None
+
+    def encrypt_pin_iso1(self, pek: KeyHandle, pin: str) -> bytes:
+        secret = self._use(pek, KeyUsage.PIN_ENCRYPTION, ("B", "E"), "encrypt PIN blocks")
+        try:
+            return des.ecb_encrypt(secret, pin_block_iso1(pin, self._random(8)))
+        except PinBlockError as exc:
+            raise HsmInputError(f"PIN cannot be put in a format 1 block ({exc})") from None
+
+    def pin_for_card_image(self, pek: KeyHandle, pin_block: bytes) -> str:
+        """The clear PIN for a card image being personalised only (the chip must hold it)."""
+        return self._clear_pin_iso1(pek, pin_block)
+
+    def generate_pin_offset(
+        self, pek: KeyHandle, pvk: KeyHandle, pin_block: bytes, pan: str, *, iso_format: int = 0
+    ) -> str:
+        if iso_format not in (0, 1):
+            raise HsmInputError("PIN blocks here are ISO 9564 format 0 or 1")
+        pin = (
+            self._clear_pin(pek, pin_block, pan) if iso_format == 0 else self._clear_pin_iso1(pek, pin_block)
+        )
         secret = self._use(pvk, KeyUsage.PIN_VERIFICATION_IBM3624, ("C", "G"), "generate PIN offsets")
         return ibm3624_offset(secret, pin_validation_data(pan), pin)
 

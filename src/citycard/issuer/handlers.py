@@ -138,7 +138,18 @@ class CardPersonaliser(Protocol):
     """Makes the card's image (keys from the HSM) inside the issuing transaction; stores it only when told
     the transaction committed (``publish``), or forgets it when it did not (``discard``)."""
 
-    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> None: ...
+    def personalise(
+        self,
+        bank: Bank,
+        product: Product,
+        card: Card,
+        holder_name: str | None,
+        pin_block: bytes | None = None,
+    ) -> None:
+        """``pin_block``: the PIN chosen at issuance (ISO format 1 under the bank's zone PIN key) for the
+        chip's offline PIN; None keeps the chip profile's default."""
+        ...
+
     def publish(self) -> list[str]: ...
     def discard(self) -> None: ...
 
@@ -367,6 +378,10 @@ class IssuerService:
                     deposit_account_id=deposit_id,
                     issued_at_ns=now,
                 )
+                if cmd.pin_block is not None:  # the holder's PIN: online (offset) and on the chip
+                    zpk, pvk = self._key(bank.code, "zpk"), self._key(bank.code, "pvk_ibm")
+                    offset = self.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
+                    card = replace(card, pin_offset=offset)
                 uow.cards.add(card)
                 if product.issue_fee_fen:  # paid at the counter: cash -> fee income
                     fee = Transfer(
@@ -378,7 +393,7 @@ class IssuerService:
                     )
                     _expect_ok(uow.ledger.create_transfers([fee]))
                 if self.personaliser is not None:
-                    self.personaliser.personalise(bank, product, card, cmd.holder_name)
+                    self.personaliser.personalise(bank, product, card, cmd.holder_name, cmd.pin_block)
                 cards.append(card)
                 if progress is not None:
                     progress(1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -99,10 +100,22 @@ class ChipPersonaliser:
             )
         return keys
 
-    def personalise(self, bank: Bank, product: Product, card: Card, holder_name: str | None) -> None:
-        """Make the card's image and record; held until :meth:`publish`."""
+    def personalise(
+        self,
+        bank: Bank,
+        product: Product,
+        card: Card,
+        holder_name: str | None,
+        pin_block: bytes | None = None,
+    ) -> None:
+        """Make the card's image and record; held until :meth:`publish`. With ``pin_block`` (the PIN chosen
+        at issuance, ISO format 1 under the bank's zone PIN key) the chip's offline PIN is that PIN; the
+        record never carries it."""
         keys = self.keys(bank.code)
         profile = profile_for(product, card, holder_name)
+        if pin_block is not None:
+            zpk = self.hsm.get(bank_key_labels(bank.code)["zpk"])
+            profile = replace(profile, pin=self.hsm.pin_for_card_image(zpk, pin_block))
         serial = int(card.pan[len(product.bin) : -1])
         image = personalise(profile, serial, keys)
         app = image.applications[0]
