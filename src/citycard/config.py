@@ -84,6 +84,8 @@ class Settings:
     hsm_key_file: str = field(default_factory=lambda: _env("HSM_KEY_FILE", ""))
     # wait between a loss report (or closure) and the refund of the card's EC balance
     cooling_period_days: int = field(default_factory=lambda: _int_env("COOLING_PERIOD_DAYS", 7, 0, 3650))
+    # how long a command waits for a card image or terminal journal another process holds
+    lock_timeout_s: int = field(default_factory=lambda: _int_env("LOCK_TIMEOUT_S", 30, 0, 3600))
 
     @property
     def db_url(self) -> str:

@@ -78,7 +78,7 @@ def _load(path: Path) -> CardImage:
 def hold_card(path: Path) -> CardFile:
     """The card image at ``path`` loaded and locked for this session (:class:`citycard.files.CardFile`;
     leave it with ``__exit__``). Busy: one ``error:`` line, exit 1; unreadable or invalid: exit 2."""
-    held = CardFile(path)
+    held = CardFile(path, settings().lock_timeout_s)
     try:
         held.__enter__()
     except BusyError as exc:

@@ -226,7 +226,8 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
     assert stack is not None, "a card command's journal is closed by the command"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        stack.enter_context(exclusive_lock(path.with_name(f".{path.name}.lock"), f"terminal journal {path}"))
+        lock = path.with_name(f".{path.name}.lock")
+        stack.enter_context(exclusive_lock(lock, f"terminal journal {path}", settings().lock_timeout_s))
     except BusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -47,7 +47,7 @@ def serve(
     interface: Literal["contact", "contactless"] = "contactless" if contactless else "contact"
     console.print(f"serving {card} ({interface}) into vpcd at {host}:{port}; Ctrl-C to stop")
     try:
-        stats = serve_card_file(card, host, port, interface=interface)
+        stats = serve_card_file(card, host, port, interface=interface, lock_timeout_s=config.lock_timeout_s)
     except (VpcdError, BusyError) as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(1) from None

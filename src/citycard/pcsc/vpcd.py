@@ -201,11 +201,12 @@ def serve_card_file(
     *,
     interface: Interface = "contact",
     stop: threading.Event | None = None,
+    lock_timeout_s: float | None = None,
 ) -> VpcdStats:
     """Serve the card image at ``path`` into vpcd, persisting it after every command. The image is locked
     (:func:`citycard.files.exclusive_lock`) from its load to the last save: no other process drives the
-    card meanwhile (:class:`citycard.files.BusyError` if one holds it)."""
-    with exclusive_lock(card_lock_path(path), f"card image {path}"):
+    card meanwhile (:class:`citycard.files.BusyError` if one holds it past ``lock_timeout_s``)."""
+    with exclusive_lock(card_lock_path(path), f"card image {path}", lock_timeout_s):
         bridge = CardFileBridge(path, interface)
         try:
             return serve(bridge, host, port, after_command=bridge.persist, stop=stop)
