@@ -319,3 +319,22 @@ def test_icc_data_is_always_the_decoding_of_the_bytes_that_travel() -> None:
     with pytest.raises(Iso8583Error) as info:
         IccData(b"\x9f")  # a tag that runs past the end
     assert (info.value.field, info.value.position) == ("55", None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 10_000), st.binary(min_size=1, max_size=3), st.booleans())
+def test_a_mutated_typed_frame_decodes_to_a_message_or_raises_the_typed_error(
+    where: int, junk: bytes, insert: bool
+) -> None:
+    data = bytearray(encode_framed(purchase(track2=PAN + "D2806201", mac=bytes(8)), Tpdu(6, 1)))
+    at = where % len(data)
+    if insert:
+        data[at:at] = junk
+    else:
+        data[at : at + len(junk)] = junk
+    try:
+        _, message = decode_framed(bytes(data))
+    except Iso8583Error as exc:
+        assert exc.position is None or 0 <= exc.position <= len(data)
+    else:  # what decodes is a whole message of the profile, and it travels back as the same bytes
+        assert encode_framed(message, Tpdu(6, 1))[13:] == bytes(data)[13:]
