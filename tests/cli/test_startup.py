@@ -63,6 +63,14 @@ def test_pos_validate_imports_no_database_layer(tmp_path: Path) -> None:
     assert [p for p in (*HEAVY, "citycard.db", "citycard.cli.bank") if _loaded(imported, p)] == []
 
 
+def test_the_chips_card_commands_import_no_database_layer(tmp_path: Path) -> None:
+    """``card`` also carries the issuer's card commands; they import SQLAlchemy only when they run."""
+    result, imported = run_citycard(tmp_path, "card", "new", "--out", str(tmp_path / "card.json"))
+    assert result.returncode == 0 and (tmp_path / "card.json").is_file(), result.stderr[-2000:]
+    assert "citycard.cli.card_issuer" in imported and "citycard.chip.personalise" in imported
+    assert [p for p in (*HEAVY, "citycard.db") if _loaded(imported, p)] == []
+
+
 def test_version(tmp_path: Path) -> None:
     result, imported = run_citycard(tmp_path, "--version")
     assert (result.returncode, result.stdout) == (0, f"citycard {version('citycard')}\n")

@@ -20,20 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import IssuerPublicKeyData
 from citycard.config import Settings, settings
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
-from citycard.db import Database, DatabaseUrlError, SchemaRevisionError, parse_url, require_current
-from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.files import atomic_write, save_card
 from citycard.hsm.api import HsmError, KeyStoreError
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
@@ -42,6 +38,12 @@ from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, Card, IssuerError
 
 from .card import parse_yuan
+
+if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only by the commands that open the database
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from citycard.db import Database
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
 
 __all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer", "yuan"]
 
@@ -137,6 +139,10 @@ def open_issuer(*, bureau_kek: str | None = None, set_up: bool = False) -> Itera
     reached become one ``error:`` line (exit status 1), not a traceback; an unusable HSM master key or key
     block, database URL or schema revision one ``error:`` line with exit status 2. ``set_up`` (``bank add``)
     may create the default HSM master key."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from citycard.db import Database, DatabaseUrlError, SchemaRevisionError, parse_url, require_current
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.issuer.personalisation import ChipPersonaliser
 
     s = settings()  # a SettingsError reaches citycard.cli.main: one line, exit status 2
@@ -183,6 +189,8 @@ def _make_home(home: Path) -> None:
 
 def _safe_url(url: str) -> str:
     """The database URL with its password masked."""
+    from sqlalchemy import make_url
+
     return make_url(url).render_as_string()
 
 
@@ -243,6 +251,8 @@ _STANDARD_PRODUCTS = (
 
 def _own_bin(issuer: Issuer, code: str, bin_: str, pan_length: int) -> None:
     """Add the BIN range to bank ``code``: AlreadyExists if it is this bank's, an error if another's."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+
     with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
         existing = uow.banks.get_bin(bin_)
     if existing is not None and existing.bank_code == code:
@@ -255,6 +265,8 @@ def _own_bin(issuer: Issuer, code: str, bin_: str, pan_length: int) -> None:
 @app.command("list")
 def list_banks() -> None:
     """Banks, their products and key check values."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+
     with open_issuer() as issuer:
         with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
             banks = uow.banks.list()
