@@ -155,3 +155,22 @@ def test_a_pin_chosen_at_issuance_is_the_chips_and_the_banks(
     assert banks.authorize(_with_pin(req, _pin_block(hsm, card.pan, "135790"))).approved
     with pytest.raises(MalformedRequest, match="pin_block"):
         IssueCards("ICBC", "anon-ec", count=2, pin_block=block)
+
+
+def test_a_bank_added_before_pin_offsets_gets_its_new_keys_on_first_use(
+    service: IssuerService, hsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Banks added before the IBM 3624 PVK and the PIN storage key existed get them when first needed."""
+    from citycard.issuer import handlers
+    from citycard.issuer.commands import AddBank, AddBinRange, AddProduct
+
+    older = {k: v for k, v in handlers._SYMMETRIC_KEYS.items() if k not in handlers._KEYS_ADDED_LATER}
+    with monkeypatch.context() as m:
+        m.setattr(handlers, "_SYMMETRIC_KEYS", older)
+        service.add_bank(AddBank("ICBC", "ICBC city branch"))
+    service.add_bin_range(AddBinRange("ICBC", "621226"))
+    service.add_product(AddProduct("ICBC", "debit-ec", "Citizen card", "621226"))
+    assert "icbc-pvk-3624" not in hsm.labels() and "icbc-pin-store" not in hsm.labels()
+    (card,) = service.issue_cards(IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number=HOLDER_ID))
+    card = service.set_pin(SetPin(card.pan, _pin_block(hsm, card.pan, "135790")))
+    assert card.pin_offset is not None and {"icbc-pvk-3624", "icbc-pin-store"} <= set(hsm.labels())

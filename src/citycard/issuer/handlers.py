@@ -15,14 +15,17 @@ JR/T 0025.13 for the EC load):
    against the card's own CVR in ``9F10`` — the "No PIN" attack of Murdoch, Drimer, Anderson and Bond
    (IEEE S&P 2010) makes the terminal believe a PIN was verified that the card never saw; an online PIN
    that the card's CTQ (``9F6C``) asks for, or that the CVM results claim, must come with a PIN block
-   (field 52), else ``55`` with the flag ``online_pin_missing``;
+   (field 52), else ``55`` with the flag ``online_pin_missing``; a PIN block is verified in the HSM against
+   the card's IBM 3624 offset — every digit — and wrong ones are counted per card (``ONLINE_PIN_TRY_LIMIT``
+   in a row: ``75`` until the PIN is re-set; a right PIN resets the count);
 4. the business: purchase (deposit -> network settlement), balance inquiry, EC load 圈存 (deposit -> EC
    float, answered with ``PUT DATA 9F79``), EC cash load (counter cash -> EC float), reversal (the original's
    transfers mirrored — except an EC load whose reversal reports, in the issuer script results ``9F5B``,
    that the card applied the ``PUT DATA 9F79``: the card holds the money, so the load stands). Purchases
    post at once (single-message authorization): there are no pending holds to complete later;
 5. the answer: response code, ARPC method 1 over the ARQC and ARC (the response code in ASCII), and issuer
-   scripts (EC balance, application block/unblock pending for the card).
+   scripts (EC balance, then PIN CHANGE with a PIN the bank set, then application block/unblock, pending
+   for the card; each is sent once).
 
 Ledger transfer ids are derived from the request id (``transfer_id``), so a retry that slipped past step 1
 would still be refused by the ledger as ``exists``.
