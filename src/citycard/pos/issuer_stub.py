@@ -13,7 +13,8 @@ Online PIN: given the terminal PIN key (``pin_key``, the demo key of ``citycard 
 the ISO 9564 format-0 PIN block and compares the PIN with the card's (``pins`` by PAN, else
 ``default_pin``: every demo card is personalised with ``123456``); a wrong or unreadable PIN block gets
 ``55`` (incorrect PIN). Without ``pin_key`` it does not check PINs at all. A real issuer verifies PINs in
-its HSM against a PIN verification value, never against a table of PINs: this is a demo stand-in.
+its HSM against a PIN offset over every digit, never against a table of PINs (``citycard.issuer``, IBM
+3624 with a try counter): this is a demo stand-in.
 """
 
 from __future__ import annotations
