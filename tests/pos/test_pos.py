@@ -412,3 +412,37 @@ def test_torn_load_the_card_did_not_take_is_loaded_again(tmp_path):
     retry = pos.load(card.transmit, 2_000, online=issuer_stub().authorize, pin=lambda r: PIN)
     assert retry.entry.state == "approved" and not retry.recovered and _balance(pos, card) == 2_500
     assert pos.journal.get(torn.entry.txn_id).state == "torn"
+
+
+class _Stopped(BaseException):
+    """The terminal process stops (power cut) at a journal step."""
+
+
+def test_a_contact_sale_cut_off_mid_journal_still_names_its_card(tmp_path):
+    """The terminal stops after GENERATE AC, before the outcome is recorded: the ``pending`` row becomes
+    ``torn`` on restart and already holds the card's PAN token and PSN (read before the debit), so only
+    that card can resolve it."""
+
+    def stop(point: str) -> None:
+        if point == "finish:before-commit":
+            raise _Stopped(point)
+
+    rnd = random.Random(21)
+    pos = PosTerminal(
+        terminal_config(), SqliteJournal(tmp_path / "j.db", "CITY0001", fault=stop), clock=lambda: NOW,
+        rng=rnd.randbytes, data_key=bytes(range(16)),
+    )  # fmt: skip
+    card_a = new_card("contact", balance_fen=5_000)
+    with pytest.raises(_Stopped):
+        pos.purchase(card_a.transmit, 1_250)
+    pos.journal.close()
+    pos = _pos(tmp_path, "j.db")
+    (torn,) = pos.journal.entries()
+    pan_a = card_a.image.applications[0].data["5A"].hex().upper().rstrip("F")
+    assert torn.state == "torn" and torn.pan_token == pan_token(pan_a, "01") and torn.psn == "01"
+    assert torn.pan_masked == f"{pan_a[:6]}******{pan_a[-4:]}" and torn.pan_sealed
+    card_b = new_card("contact", balance_fen=5_000)
+    assert not pos.purchase(card_b.transmit, 1_250).recovered
+    card_a.power_on("contact")
+    retry = pos.purchase(card_a.transmit, 1_250)
+    assert "already paid" in retry.outcome.reason and _balance(pos, card_a) == 3_750

@@ -55,8 +55,12 @@ class Journal(Protocol):
     """The journal port; :mod:`citycard.pos.journal_sqlite` is the adapter."""
 
     def begin(
-        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str
-    ) -> JournalEntry: ...
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str
+    ) -> JournalEntry:
+        """A ``pending`` entry; ``card`` holds what the terminal read of the card before its debiting
+        command (``pan_masked``, ``pan_token``, ``pan_sealed``, ``psn``), so that a terminal stopped in the
+        middle still knows which card its ``torn`` entry belongs to."""
+        ...
 
     def finish(self, txn_id: str, state: State, **fields: object) -> JournalEntry: ...
 

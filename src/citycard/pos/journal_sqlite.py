@@ -50,6 +50,8 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
+_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn"})
+"""What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command)."""
 
 
 class JournalError(RuntimeError):
@@ -116,16 +118,20 @@ class SqliteJournal:
         return value
 
     def begin(
-        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str
     ) -> JournalEntry:
+        unknown = set(card) - _CARD_FIELDS
+        assert not unknown, unknown
+        columns = "".join(f", {k}" for k in card)
+        marks = ", ?" * len(card)
         with self._tx() as db:
             stan = self._next(db, "stan", 1, 999_999)
             batch = self.current_batch()
             txn_id = f"{self.terminal_id}-{batch:06d}-{stan:06d}"
             db.execute(
-                "INSERT INTO txn (txn_id, stan, batch, state, kind, interface, amount_fen, created, un) "
-                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (txn_id, stan, batch, kind, interface, amount_fen, created.isoformat(), un),
+                "INSERT INTO txn (txn_id, stan, batch, state, kind, interface, amount_fen, created, "
+                f"un{columns}) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?{marks})",
+                (txn_id, stan, batch, kind, interface, amount_fen, created.isoformat(), un, *card.values()),
             )
             self._fault("begin:before-commit")
         self._fault("begin:after-commit")

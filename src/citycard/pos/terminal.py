@@ -195,7 +195,7 @@ class PosTerminal:
                         reason="torn; charged per the card's log",
                         atc=atc,
                         aid=log.aid.hex().upper(),
-                        **self._card_fields(log),
+                        **self._card_fields(log.pan, log.psn),
                     )
                 )
                 break
@@ -221,16 +221,16 @@ class PosTerminal:
         name = self.config.merchant_name
         return merchant is None or merchant == fit_value(name, len(merchant), "ans")
 
-    def _card_fields(self, outcome: Outcome) -> dict[str, object]:
+    def _card_fields(self, pan: str, psn: str) -> dict[str, str]:
         """What the journal keeps to recognise the card (PAN masked, sealed; SHA-256 of PAN ‖ PSN)."""
-        if not outcome.pan:
+        if not pan:
             return {}
-        sealed = seal_pan(self.data_key, outcome.pan).hex().upper() if self.data_key else ""
+        sealed = seal_pan(self.data_key, pan).hex().upper() if self.data_key else ""
         return {
-            "pan_masked": mask_pan(outcome.pan),
-            "pan_token": pan_token(outcome.pan, outcome.psn),
+            "pan_masked": mask_pan(pan),
+            "pan_token": pan_token(pan, psn),
             "pan_sealed": sealed,
-            "psn": outcome.psn,
+            "psn": psn,
         }
 
     # -- double taps and denied cards (validator) -------------------------------------------------------
@@ -307,9 +307,12 @@ class PosTerminal:
             debit = event.purpose == "GENERATE AC 1" or (
                 event.purpose == "GET PROCESSING OPTIONS" and txn.interface == "contactless"
             )
-            if debit:
+            if debit:  # contact: the card's records (PAN, PSN) are read; qPBOC: not yet
                 un = kernel.term.get("9F37", b"").hex().upper()
-                entry = self.journal.begin(kind, txn.interface, txn.amount_fen, txn.now, un)
+                pan = kernel.card.get("5A", b"").hex().upper().rstrip("F")
+                psn = kernel.card.get("5F34", b"").hex()
+                card = self._card_fields(pan, psn) if pan.isdigit() else {}
+                entry = self.journal.begin(kind, txn.interface, txn.amount_fen, txn.now, un, **card)
 
         outcome = run(kernel, transmit, online=online, pin=pin, choose=choose, trace=trace, on_event=on_event)
         refused = refuse(outcome) if outcome.approved else None
@@ -335,7 +338,7 @@ class PosTerminal:
         return self.journal.finish(
             entry.txn_id,
             state,
-            **self._card_fields(outcome),
+            **self._card_fields(outcome.pan, outcome.psn),
             expiry=outcome.expiry,
             aid=outcome.aid.hex().upper(),
             outcome=outcome.kind.value,
