@@ -3,6 +3,7 @@ key."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,28 @@ def test_master_key_from_environment_or_file(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="exists already"):  # never overwritten
         create_master_key(tmp_path / "hsm" / "master.key")
     assert load_master_key("", tmp_path / "hsm" / "master.key") == made
+
+
+def test_key_blocks_and_the_master_key_are_synced_to_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a key block was renamed into place unsynced; a power loss could lose a bank's keys."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    create_master_key(tmp_path / "hsm" / "master.key")
+    assert synced == [str(tmp_path / "hsm" / "master.key"), str(tmp_path / "hsm")]
+    synced.clear()
+    SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "hsm" / "keys")).import_components(
+        "imk", KeyUsage.EMV_AC, [IMK]
+    )
+    assert synced == [str(tmp_path / "hsm" / "keys" / ".imk.kb.tmp"), str(tmp_path / "hsm" / "keys")]
+    assert (tmp_path / "hsm" / "keys" / "imk.kb").is_file()
 
 
 def test_a_missing_key_file_is_an_error_not_a_new_key(tmp_path: Path) -> None:

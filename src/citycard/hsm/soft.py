@@ -131,7 +131,9 @@ class MemoryKeyStore:
 
 
 class DirectoryKeyStore:
-    """One ``<label>.kb`` file per key block, written atomically."""
+    """One ``<label>.kb`` file per key block, written atomically and durably (temporary file, fsync,
+    rename, fsync of the directory: a crash leaves the old block or the new one, and a block that was
+    reported saved survives a power loss)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -148,8 +150,12 @@ class DirectoryKeyStore:
     def save(self, label: str, block: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{label}.kb.tmp"
-        tmp.write_text(block + "\n", "ascii")
+        with tmp.open("w", encoding="ascii") as fh:
+            fh.write(block + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(self.directory / f"{label}.kb")
+        _fsync_directory(self.directory)
 
     def labels(self) -> list[str]:
         if not self.directory.exists():
@@ -196,7 +202,21 @@ def create_master_key(key_file: Path, *, random: Callable[[int], bytes] = os.ura
         fh.write(key.hex().upper() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    _fsync_directory(key_file.parent)
     return key
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a file's creation or rename in ``directory`` durable (POSIX; skipped where a directory
+    cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def visa_pvv(pvk: bytes, pan: str, pvki: int, pin: str) -> str:
