@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from citycard.codec.tlv import decode_dict, encode_many
 from citycard.db import Database
+from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit, MalformedRequest
 from citycard.issuer.handlers import IssuerService
 
@@ -133,7 +135,14 @@ def test_reversal_restores_the_account_once(
     resp = banks.authorize(request(pan, PURCHASE, 4_000, terminal_for(pan).first_ac(4_000), "p-1"))
     assert resp.approved and resp.balance_fen == 6_000
     reversal = AuthorizationRequest(
-        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 4_000, b"", original_request_id="p-1"
+        "r-1",
+        AuthorizationKind.REVERSAL,
+        pan,
+        PSN,
+        4_000,
+        b"",
+        original_request_id="p-1",
+        terminal_id="T0000001",
     )
     assert banks.authorize(reversal).approved
     with database.unit_of_work() as uow:
@@ -141,11 +150,18 @@ def test_reversal_restores_the_account_once(
     assert balances == {a.id: a.credit_balance_fen for a in before[1]}
     after = ledger_snapshot(database)
     again = AuthorizationRequest(
-        "r-2", AuthorizationKind.REVERSAL, pan, PSN, 4_000, b"", original_request_id="p-1"
+        "r-2",
+        AuthorizationKind.REVERSAL,
+        pan,
+        PSN,
+        4_000,
+        b"",
+        original_request_id="p-1",
+        terminal_id="T0000001",
     )
     assert "already reversed" in banks.authorize(again).reason
     unknown = AuthorizationRequest(
-        "r-3", AuthorizationKind.REVERSAL, pan, PSN, 1, b"", original_request_id="zz"
+        "r-3", AuthorizationKind.REVERSAL, pan, PSN, 1, b"", original_request_id="zz", terminal_id="T0000001"
     )
     assert banks.authorize(unknown).response_code == "25"
     assert ledger_snapshot(database)[1] == after[1]
@@ -237,3 +253,43 @@ def test_online_pin_asked_for_but_no_pin_block_is_declined(
     resp = banks.authorize(request(pan, PURCHASE, 20_000, f55, "p-1"))
     assert resp.response_code == "55" and "online_pin_missing" in resp.flags, resp
     assert ledger_snapshot(database) == before
+
+
+def test_a_changed_terminal_id_is_refused_and_posts_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The ARQC does not cover field 41: a 9F1C in field 55 must match it, and a reversal must come from the
+    original's terminal and merchant; each refusal posts nothing."""
+    pan = funded_card(banks, 10_000)
+    term = terminal_for(pan)
+    f55 = with_tag(term.first_ac(1_000), "9F1C", b"T0000001")
+    before = ledger_snapshot(database)
+    moved = replace(request(pan, PURCHASE, 1_000, f55, "p-1"), terminal_id="T0000002")
+    resp = banks.authorize(moved)
+    assert resp.response_code == "58" and "terminal_mismatch" in resp.flags and "9F1C" in resp.reason
+    assert ledger_snapshot(database) == before
+    f55 = with_tag(term.first_ac(1_000), "9F1C", b"T0000001")
+    original = replace(request(pan, PURCHASE, 1_000, f55, "p-2"), merchant_id="CITYMERCHANT001")
+    assert banks.authorize(original).approved
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        stored = uow.authorizations.get("p-2")
+    assert stored is not None and (stored.terminal_id, stored.merchant_id) == ("T0000001", "CITYMERCHANT001")
+    paid = ledger_snapshot(database)
+    reversal = AuthorizationRequest(
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 1_000, b"", original_request_id="p-2",
+        terminal_id="T0000002", merchant_id="CITYMERCHANT001",
+    )  # fmt: skip
+    resp = banks.authorize(reversal)
+    assert resp.response_code == "58" and "terminal_mismatch" in resp.flags
+    other_merchant = replace(reversal, request_id="r-2", terminal_id="T0000001", merchant_id="OTHERSHOP")
+    assert banks.authorize(other_merchant).response_code == "58"
+    assert ledger_snapshot(database) == paid  # nothing reversed
+    same = replace(reversal, request_id="r-3", terminal_id="T0000001")
+    assert banks.authorize(same).approved
+    assert ledger_snapshot(database)[1] != paid[1]  # reversed from the original terminal
+
+
+@pytest.mark.parametrize(("field", "value"), [("terminal_id", "T00000012"), ("merchant_id", "M" * 16)])
+def test_terminal_and_merchant_ids_are_bounded(field: str, value: str) -> None:
+    with pytest.raises(MalformedRequest, match=field):
+        AuthorizationRequest("r", PURCHASE, "6212260000000000018", PSN, 100, b"", **{field: value})  # type: ignore[arg-type]

@@ -84,7 +84,14 @@ def test_random_day(
             if purchases:
                 rid0, pan0, _, amount0 = rng.choice(purchases)
                 rev = AuthorizationRequest(
-                    rid, AuthorizationKind.REVERSAL, pan0, PSN, amount0, b"", original_request_id=rid0
+                    rid,
+                    AuthorizationKind.REVERSAL,
+                    pan0,
+                    PSN,
+                    amount0,
+                    b"",
+                    original_request_id=rid0,
+                    terminal_id="T0000001",
                 )
                 assert banks.authorize(rev).approved
                 reversed_ids.add(rid0)

@@ -199,7 +199,14 @@ def test_ec_load_reversal_respects_the_cards_script_result(
     after_load = ledger_snapshot(database)
     results = b"" if script_result is None else encode("9F5B", bytes((script_result,)) + bytes(4))
     reversal = AuthorizationRequest(
-        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="l-1"
+        "r-1",
+        AuthorizationKind.REVERSAL,
+        pan,
+        PSN,
+        3_000,
+        results,
+        original_request_id="l-1",
+        terminal_id="T0000001",
     )
     answer = banks.authorize(reversal)
     assert answer.approved
@@ -212,7 +219,14 @@ def test_ec_load_reversal_respects_the_cards_script_result(
         assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
         assert codes == {BankAccount.CARD_DEPOSIT: 7_000, BankAccount.CARD_EC_FLOAT: 3_000}
     bad = AuthorizationRequest(
-        "r-2", AuthorizationKind.REVERSAL, pan, PSN, 0, b"\x9f", original_request_id="l-1"
+        "r-2",
+        AuthorizationKind.REVERSAL,
+        pan,
+        PSN,
+        0,
+        b"\x9f",
+        original_request_id="l-1",
+        terminal_id="T0000001",
     )
     assert banks.authorize(bad).response_code == ("00" if reversed_ else "30")  # reversed already / not TLV
 

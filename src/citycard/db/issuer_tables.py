@@ -132,6 +132,8 @@ issuer_authorizations = Table(
     Column("transfer_ids", String(256), nullable=False),
     Column("created_ns", BigInteger, nullable=False),
     Column("reversed_by", String(64), nullable=True),
+    Column("terminal_id", String(8), nullable=False, server_default=""),
+    Column("merchant_id", String(15), nullable=False, server_default=""),
     Index("ix_issuer_authorizations_pan", "pan", "created_ns"),
 )
 

@@ -245,6 +245,18 @@ class AuthorizationRequest:
         if not isinstance(self.field55, bytes) or len(self.field55) > 999:
             raise MalformedRequest("field55", "must be at most 999 bytes")
         _check_digits(self.stan, "stan", range(6, 7))
+        for name, limit in (
+            ("terminal_id", 8),
+            ("merchant_id", 15),
+        ):  # ISO 8583 fields 41 (ans 8), 42 (ans 15)
+            value = getattr(self, name)
+            if (
+                not isinstance(value, str)
+                or len(value) > limit
+                or not value.isascii()
+                or not value.isprintable()
+            ):
+                raise MalformedRequest(name, f"must be at most {limit} printable ASCII characters")
         if self.pin_block is not None and len(self.pin_block) != 8:
             raise MalformedRequest("pin_block", "must be 8 bytes")
         if self.kind == AuthorizationKind.REVERSAL and not self.original_request_id:

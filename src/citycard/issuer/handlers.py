@@ -18,6 +18,12 @@ JR/T 0025.13 for the EC load):
    (field 52), else ``55`` with the flag ``online_pin_missing``; a PIN block is verified in the HSM against
    the card's IBM 3624 offset — every digit — and wrong ones are counted per card (``ONLINE_PIN_TRY_LIMIT``
    in a row: ``75`` until the PIN is re-set; a right PIN resets the count);
+   the terminal: the ARQC does not cover field 41 (terminal ID) or 42 (merchant ID), so the issuer binds
+   what it can — a terminal identification ``9F1C`` in field 55 must equal field 41 (``58``, flag
+   ``terminal_mismatch``); every stored answer records fields 41 and 42, and a reversal must come from the
+   original's terminal and merchant (``58``, nothing reversed). Whether field 41 names a real terminal of
+   the merchant in field 42 is for the merchant and terminal registry and the field 64 MAC of the network
+   (not built yet);
 4. the business: purchase (deposit -> network settlement), balance inquiry, EC load 圈存 (deposit -> EC
    float, answered with ``PUT DATA 9F79``), EC cash load (counter cash -> EC float), reversal (the original's
    transfers mirrored — except an EC load whose reversal reports, in the issuer script results ``9F5B``,
@@ -769,6 +775,8 @@ class IssuerService:
                     response=encode_response(response),
                     transfer_ids=tuple(transfers),
                     created_ns=self.clock(),
+                    terminal_id=req.terminal_id,
+                    merchant_id=req.merchant_id,
                 )
             )
             if not added:
@@ -804,6 +812,12 @@ class IssuerService:
         atc, arqc = int.from_bytes(tags["9F36"], "big"), tags["9F26"]
         if "9F27" in tags and tags["9F27"][:1] != b"\x80":
             return decline("30", "field 55: the cryptogram is not an ARQC")
+        if "9F1C" in tags and tags["9F1C"].decode("ascii", "replace").rstrip() != req.terminal_id.rstrip():
+            return decline(
+                "58",
+                "the terminal identification in field 55 (9F1C) differs from field 41",
+                "terminal_mismatch",
+            )
         if req.kind != AuthorizationKind.BALANCE_INQUIRY and amount != req.amount_fen:
             return decline("13", "the amount in the chip data differs from the amount of the request")
         imk = self._key(card.bank_code, "imk_ac")
@@ -1017,6 +1031,13 @@ class IssuerService:
         original = uow.authorizations.get(req.original_request_id, for_update=True)
         if original is None or original.pan != req.pan:
             return AuthorizationResponse(req.request_id, "25", "no such original transaction"), []
+        if (req.terminal_id, req.merchant_id) != (original.terminal_id, original.merchant_id):
+            return AuthorizationResponse(
+                req.request_id,
+                "58",
+                "the reversal's terminal (field 41) or merchant (field 42) is not the original's",
+                flags=("terminal_mismatch",),
+            ), []
         if original.reversed_by is not None:
             return AuthorizationResponse(
                 req.request_id, "00", f"already reversed by {original.reversed_by}"

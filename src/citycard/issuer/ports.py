@@ -80,6 +80,8 @@ class StoredAuthorization:
     transfer_ids: tuple[int, ...]
     created_ns: int
     reversed_by: str | None = None
+    terminal_id: str = ""  # field 41 of the request: a follow-up (reversal) must come from the same terminal
+    merchant_id: str = ""  # field 42
 
 
 class Authorizations(Protocol):
