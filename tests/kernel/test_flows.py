@@ -345,3 +345,23 @@ def test_failing_acquirer_link_is_unable_to_go_online():
 
     out, _ = transact(new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=broken, pin=lambda r: PIN)
     assert out.data["8A"] in (b"Y3", b"Z3") and not out.approved
+
+
+def test_log_inquiry_identifies_the_card_without_moving_money():
+    """``identify``: after the log, a GET PROCESSING OPTIONS that no card can approve offline (amount 0,
+    no EC; qPBOC asks for an online cryptogram) gives the PAN and PSN; the balance and logs stay as they
+    were, only the ATC advances, and no GENERATE AC is sent."""
+    for interface in ("contact", "contactless"):
+        card = new_card(interface, balance_fen=1_000)
+        assert transact(card, K.PURCHASE, 200, interface=interface)[0].approved
+        atc = card.image.get_int("A000000333010101.atc")
+        logs = list(card.image.nvm["A000000333010101.txn_log"])
+        out, apdus = transact(card, K.TRANSACTION_LOG, interface=interface, identify=True)
+        assert out.kind is OutcomeKind.COMPLETED and [int(e.get("9F02").hex()) for e in out.logs] == [200]
+        pan = card.image.applications[0].data["5A"].hex().upper().rstrip("F")
+        assert (out.pan, out.psn) == (pan, "01")
+        assert [p for p, _, _ in apdus if p.startswith(("GET PROCESSING", "GENERATE"))] == [
+            "GET PROCESSING OPTIONS"
+        ]
+        assert _get_balance(card) == 800 and card.image.nvm["A000000333010101.txn_log"] == logs
+        assert card.image.get_int("A000000333010101.atc") == atc + 1
