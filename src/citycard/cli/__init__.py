@@ -11,14 +11,16 @@ text (Typer's ``rich_markup_mode=None``): Typer's Rich help alone imports Markdo
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 
 import typer
+from typer._click import exceptions as click  # typer 0.29 (pinned) carries its own click
 from typer.core import TyperCommand, TyperGroup
 
-__all__ = ["COMMANDS", "LazyGroup", "app", "main"]
+__all__ = ["COMMANDS", "LazyGroup", "app", "main", "refuse", "run", "usage_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +142,57 @@ def _register() -> None:
     Kept so that callers written before the lazy registry (``_register(); app(...)``) still work."""
 
 
-def main() -> None:
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the ``citycard`` command line on ``args`` (default ``sys.argv[1:]``) and return its exit status.
+
+    Help and normal output are click's; every refusal is exactly one line ``error: <reason>`` on stderr,
+    never a usage box or a traceback. Exit status 2: the input was refused (a usage error, an option or
+    value that cannot be used, a bad ``CITYCARD_*`` setting); 1: the command could not be carried out (a
+    business refusal, a file the system could not read or write); 0: done.
+    """
     from citycard.config import SettingsError
 
     try:
-        app()
+        status = app(args=args, prog_name="citycard", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:  # ``citycard card``: the group's help (printed already), as before
+        return exc.exit_code
+    except click.UsageError as exc:  # wrong options or values (click's and our BadParameter)
+        return refuse(usage_message(exc), 2)
+    except click.ClickException as exc:
+        return refuse(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        return refuse("aborted", 1)
     except SettingsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+        return refuse(str(exc), 2)
+    except OSError as exc:  # the file system refused (a read-only folder, a full disk): not a bug
+        return refuse(os_message(exc), 1)
+    return status if isinstance(status, int) else 0
+
+
+def usage_message(exc: click.UsageError) -> str:
+    """The reason of a usage error, naming the option or argument it is about."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        hint = exc.param_hint
+        if hint is None and exc.param is not None and exc.ctx is not None:
+            hint = exc.param.get_error_hint(exc.ctx)
+        if isinstance(hint, (list, tuple)):
+            hint = " / ".join(hint)
+        return f"{hint}: {exc.message}" if hint else exc.message
+    return exc.format_message()
+
+
+def os_message(exc: OSError) -> str:
+    """``what: file`` for an operating-system error, without Python's ``[Errno n]``."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename is not None else reason
+
+
+def refuse(message: str, status: int) -> int:
+    """Print ``error: message`` on stderr as one line (line breaks become spaces); return ``status``."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return status
+
+
+def main() -> None:
+    """The ``citycard`` console script."""
+    raise SystemExit(run())

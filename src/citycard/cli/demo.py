@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.rule import Rule
@@ -62,7 +61,7 @@ def _steps(card: Path, home: Path) -> list[tuple[str, list[str]]]:
 
 def demo(home: Path | None = HomeOpt) -> None:
     """Issue a demo card and run an EC purchase, a bus fare and an EC load against it."""
-    from citycard.cli import app
+    from citycard.cli import run
 
     home = home or settings().home
     home.mkdir(parents=True, exist_ok=True)
@@ -71,14 +70,9 @@ def demo(home: Path | None = HomeOpt) -> None:
     for number, (title, argv) in enumerate(steps, start=1):
         console.print(Rule(f"[bold]{number}/{len(steps)}  {title}"))
         console.print(f"[dim]$ citycard {shlex.join(argv)}[/dim]", highlight=False)
-        try:
-            app(argv, prog_name="citycard", standalone_mode=False)
-        except click.exceptions.Exit as done:
-            if done.exit_code:
-                raise typer.Exit(done.exit_code) from None
-        except click.ClickException as exc:
-            exc.show()
-            raise typer.Exit(exc.exit_code) from None
+        status = run(argv)  # a failing step prints its one error line, and the demo stops there
+        if status:
+            raise typer.Exit(status)
     console.print(Rule())
     select_pse = "00A404000E315041592E5359532E444446303100"
     console.print(f"Demo files are in {home}/. Try: [bold]citycard card apdu {card} {select_pse}[/bold]")
