@@ -36,11 +36,16 @@ def run(app: typer.Typer, *args: str, code: int = 0) -> str:
 
 
 def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> None:
-    assert "a BIN is 6-8 digits" in run(cli, "bank", "add", "ICBC", "--bin", "6212", code=1)
+    assert "a BIN is 6-8 digits" in run(cli, "bank", "add", "ICBC", "--bin", "6212", code=2)
+    assert "ICBC" not in run(cli, "bank", "list")  # the BIN is checked before the bank is created
+    run(cli, "bank", "add", "ICBC")
     again = run(cli, "bank", "add", "ICBC", "--bin", "621226")  # run again: the bank is kept, the rest added
     assert "kept bank ICBC" in again and "added BIN 621226" in again and "added product anon-ec" in again
     assert "belongs to bank ICBC" in run(cli, "bank", "add", "ABC", "--bin", "621226", code=1)
-    assert "not an amount" in run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "5.001", code=1)
+    assert "overlaps BIN 621226 of bank ICBC" in run(cli, "bank", "add", "ABC", "--bin", "6212261", code=1)
+    assert "overlaps BIN 621226 of bank ICBC" in run(cli, "bank", "add", "ICBC", "--bin", "62122601", code=1)
+    assert "ABC" not in run(cli, "bank", "list")
+    assert "not an amount" in run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "5.001", code=2)
     run(cli, "bank", "add", "BOC", "--bin", "621661", "--ec-limit", "500.50")
     listing = run(cli, "bank", "list")
     assert "ICBC" in listing and "1000.00" in listing and "500.50" in listing
@@ -64,7 +69,7 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
         "Li Si",
         "--id-number",
         "110105194912310021",
-        code=1,
+        code=2,
     )
     assert "KCV" in run(
         cli, "bank", "import-kek", "bureau-kek", "--component", "11" * 32, "--component", "22" * 32
@@ -87,20 +92,20 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     anonymous = records[0]["image"].removesuffix(".json")
     refusal = run(cli, "card", "report-lost", anonymous, code=1)
     assert refusal.count("\n") == 1 and "its loss is the holder's loss" in refusal  # one line, no traceback
-    assert run(cli, "card", "issue", "--bank", "CCB", code=1) == "error: no bank CCB\n"
-    assert run(cli, "card", "report-lost", "1234", code=1) == "error: no card ****\n"
+    assert run(cli, "card", "issue", "--bank", "CCB", code=2) == "error: no bank CCB\n"
+    assert run(cli, "card", "report-lost", "1234", code=2) == "error: no card ****\n"
     run(cli, "card", "deposit", pan, "500.00")
     assert "offset stored" in run(cli, "card", "set-pin", pan, "--pin", "246810")
-    assert run(cli, "card", "issue", "--bank", "CCB", "--pin", "1234", code=1) == "error: no bank CCB\n"
+    assert run(cli, "card", "issue", "--bank", "CCB", "--pin", "1234", code=2) == "error: no bank CCB\n"
     too_many = ("--product", "anon-ec", "--count", "2", "--pin", "1234")
-    refusal = run(cli, "card", "issue", "--bank", "BOC", *too_many, code=1)
+    refusal = run(cli, "card", "issue", "--bank", "BOC", *too_many, code=2)
     assert "pin_block" in refusal and refusal.count("\n") == 1
     out = run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--pin", "975310", "--reveal")
     boc = next(word for word in out.split() if word.startswith("621661") and len(word) == 19)
     chip = json.loads((tmp_path / "cards" / f"{boc}.json").read_text())
     assert chip["nvm"]["pin.value"] == "975310"  # personalised with the holder's PIN, not 123456
-    assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=1)
-    assert "positive" in run(cli, "card", "deposit", pan, "0", code=1)
+    assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=2)
+    assert "positive" in run(cli, "card", "deposit", pan, "0", code=2)
     assert "balanced" in run(cli, "ledger", "balance", "--pan", pan)
     assert "500.00" in run(cli, "ledger", "journal", "--pan", pan)
     run(cli, "card", "report-lost", pan, "--id-number", HOLDER_ID)
@@ -135,7 +140,7 @@ def test_setup_failures_are_one_line(cli: typer.Typer, monkeypatch: pytest.Monke
     password masked."""
     monkeypatch.setenv("CITYCARD_HSM_MASTER_KEY", "zz")
     assert run(cli, "bank", "list", code=2) == "error: HSM master key is not hexadecimal\n"
-    monkeypatch.setenv("CITYCARD_HSM_MASTER_KEY", "00" * 32)
+    monkeypatch.delenv("CITYCARD_HSM_MASTER_KEY")
     monkeypatch.setenv("CITYCARD_DATABASE_URL", "postgresql+psycopg://audit:s3cret@127.0.0.1:1/none")
     out = run(cli, "bank", "list", code=1)
     assert out.startswith("error: database postgresql+psycopg://audit:***@127.0.0.1:1/none: ")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,12 @@ from citycard.issuer.model import (
 )
 from citycard.ledger.model import MAX_ID
 
+TODAY = date(2026, 12, 3)
+
+
+def _checked(first17: str) -> str:
+    return first17 + id_number_check_character(first17)
+
 
 @pytest.mark.parametrize(
     "number",
@@ -27,7 +35,7 @@ from citycard.ledger.model import MAX_ID
     ],
 )
 def test_valid_id_numbers(number: str) -> None:
-    assert validate_id_number(number) == number.upper()
+    assert validate_id_number(number, today=TODAY) == number.upper()
 
 
 @pytest.mark.parametrize(
@@ -39,11 +47,21 @@ def test_valid_id_numbers(number: str) -> None:
         ("1101051949123100AX", "17 digits"),
         ("110105194902300021", "date of birth"),  # 30 February
         ("110105194913010021", "date of birth"),
+        # with valid check characters: only the date of birth or the region is wrong
+        (_checked("11010520300101001"), "in the future"),  # born in 2030
+        (_checked("11010520261204001"), "in the future"),  # born tomorrow
+        (_checked("99999919491231002"), "region code"),  # no province 99 in GB/T 2260
+        (_checked("00000019491231001"), "region code"),
     ],
 )
 def test_invalid_id_numbers(number: str, why: str) -> None:
     with pytest.raises(InvalidIdNumber, match=why):
-        validate_id_number(number)
+        validate_id_number(number, today=TODAY)
+
+
+def test_born_today_is_valid() -> None:
+    number = _checked("110105" + TODAY.strftime("%Y%m%d") + "001")
+    assert validate_id_number(number, today=TODAY) == number
 
 
 @given(st.text(alphabet="0123456789", min_size=17, max_size=17))
@@ -51,7 +69,7 @@ def test_exactly_one_check_character_is_valid(first17: str) -> None:
     good = id_number_check_character(first17)
     for candidate in "0123456789X":
         try:
-            validate_id_number(first17 + candidate)
+            validate_id_number(first17 + candidate, today=TODAY)
         except InvalidIdNumber:
             continue
         assert candidate == good

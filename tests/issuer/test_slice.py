@@ -83,6 +83,14 @@ def test_bulk_anonymous_issuance(banks: IssuerService, sink: MemorySink) -> None
             IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number="11010519491331002X"),
             InvalidIdNumber,
         ),
+        (  # GB 11643: born in 2030 (the check character is right)
+            IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number="11010520300101001X"),
+            InvalidIdNumber,
+        ),
+        (  # GB/T 2260: no region 999999 (the check character is right)
+            IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number="999999194912310025"),
+            InvalidIdNumber,
+        ),
         (IssueCards("ICBC", "nothing"), NotFound),
         (IssueCards("CCB", "debit-ec"), NotFound),
         (IssueCards("ICBC", "debit-ec"), MalformedRequest),

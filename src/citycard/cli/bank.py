@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from citycard.chip.image import CardImage
@@ -35,7 +36,7 @@ from citycard.hsm.api import HsmError, KeyStoreError
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
 from citycard.issuer.handlers import IssuerService
-from citycard.issuer.model import AlreadyExists, Card, IssuerError
+from citycard.issuer.model import AlreadyExists, BinOverlap, Card, IssuerError, NotFound
 
 from .card import parse_yuan
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only by the co
     from citycard.db import Database
     from citycard.db.issuer_repositories import IssuerUnitOfWork
 
-__all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer", "yuan"]
+__all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer", "refused", "yuan"]
 
 app = typer.Typer(help="Issuing banks: keys, books, BIN ranges and card products.", no_args_is_help=True)
 console = Console()
@@ -60,10 +61,17 @@ def yuan(fen: int | None) -> str:
 
 
 def fail(message: str, status: int = 1) -> typer.Exit:
-    """Print ``error: message`` as one line on stderr; ``raise fail(...)`` ends the command with ``status``
-    (1: refused or failed; 2: a configuration that cannot be used)."""
-    errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    """Print ``error: message`` as one line on stderr; ``raise fail(...)`` ends the command with ``status``:
+    2 when the input is refused (malformed, or naming a bank or card that does not exist), 1 when the
+    command cannot be carried out (the state of the card or bank forbids it, the database or HSM fails)
+    or 2 again for a configuration that cannot be used."""
+    errors.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(status)
+
+
+def refused(exc: Exception) -> typer.Exit:
+    """``fail`` for an exception of the domain, with its status: 2 for bad input, 1 otherwise."""
+    return fail(str(exc), 2 if isinstance(exc, (ValueError, NotFound)) else 1)
 
 
 class DirectorySink:
@@ -172,7 +180,7 @@ def open_issuer(*, bureau_kek: str | None = None, set_up: bool = False) -> Itera
     except SchemaRevisionError as exc:
         raise fail(f"database {_safe_url(s.db_url)}: {exc}", status=2) from None
     except (IssuerError, MalformedRequest, HsmError) as exc:
-        raise fail(str(exc)) from None
+        raise refused(exc) from None
     except SQLAlchemyError as exc:
         raise fail(f"database {_safe_url(s.db_url)}: {first_line(exc)}") from None
     finally:
@@ -218,21 +226,26 @@ def add(
     try:
         ec_limit_fen = parse_yuan(ec_limit)
     except ValueError as exc:
-        raise fail(f"--ec-limit: {exc}") from None
+        raise fail(f"--ec-limit: {exc}", 2) from None
+    try:  # every value is checked before anything is added
+        bank_cmd = AddBank(code, name or f"{code} city branch")
+        bin_cmd = AddBinRange(code, bin_, pan_length) if bin_ else None
+        product_cmds = [
+            AddProduct(code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit_fen)
+            for product, label, registered in (_STANDARD_PRODUCTS if bin_cmd and products else ())
+        ]
+    except MalformedRequest as exc:
+        raise fail(str(exc), 2) from None
     with open_issuer(set_up=True) as issuer:
         service = issuer.service
+        if bin_cmd is not None:
+            _check_bin_is_free(issuer, bin_cmd)  # before the bank is created
         steps: list[tuple[str, Callable[[], object]]] = [
-            (f"bank {code}", lambda: service.add_bank(AddBank(code, name or f"{code} city branch")))
+            (f"bank {code}", partial(service.add_bank, bank_cmd))
         ]
-        if bin_:
-            steps.append(
-                (f"BIN {bin_} (PAN length {pan_length})", lambda: _own_bin(issuer, code, bin_, pan_length))
-            )
-        for product, label, registered in _STANDARD_PRODUCTS if bin_ and products else ():
-            command = AddProduct(
-                code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit_fen
-            )
-            steps.append((f"product {product}: {label}", partial(service.add_product, command)))
+        if bin_cmd is not None:
+            steps.append((f"BIN {bin_} (PAN length {pan_length})", partial(service.add_bin_range, bin_cmd)))
+        steps += [(f"product {p.code}: {p.name}", partial(service.add_product, p)) for p in product_cmds]
         for what, step in steps:
             try:
                 step()
@@ -249,17 +262,16 @@ _STANDARD_PRODUCTS = (
 )
 
 
-def _own_bin(issuer: Issuer, code: str, bin_: str, pan_length: int) -> None:
-    """Add the BIN range to bank ``code``: AlreadyExists if it is this bank's, an error if another's."""
+def _check_bin_is_free(issuer: Issuer, cmd: AddBinRange) -> None:
+    """Refuse a BIN that another bank's range overlaps (``add_bin_range`` checks again as it adds it)."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
 
     with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
-        existing = uow.banks.get_bin(bin_)
-    if existing is not None and existing.bank_code == code:
-        raise AlreadyExists(bin_)
-    if existing is not None:
-        raise IssuerError(f"BIN {bin_} belongs to bank {existing.bank_code}")
-    issuer.service.add_bin_range(AddBinRange(code, bin_, pan_length))
+        overlap = uow.banks.overlapping_bin(cmd.bin)
+    if overlap is not None and overlap.bin == cmd.bin and overlap.bank_code != cmd.bank_code:
+        raise BinOverlap(f"BIN {cmd.bin} belongs to bank {overlap.bank_code}")
+    if overlap is not None and overlap.bin != cmd.bin:
+        raise BinOverlap(f"BIN {cmd.bin} overlaps BIN {overlap.bin} of bank {overlap.bank_code}")
 
 
 @app.command("list")
@@ -307,7 +319,7 @@ def import_kek(
     try:
         parts = [bytes.fromhex(c) for c in component]
     except ValueError:
-        raise fail("components must be hexadecimal") from None
+        raise fail("components must be hexadecimal", 2) from None
     with open_issuer() as issuer:
         handle = issuer.service.hsm.import_components(label, KeyUsage.KEK, parts, algorithm=Algorithm.AES)
         console.print(f"KEK {handle.label} imported, KCV {handle.kcv}")

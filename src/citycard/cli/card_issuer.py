@@ -110,9 +110,9 @@ def deposit(
     try:
         fen = parse_yuan(amount)
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), 2) from None
     if fen <= 0:
-        raise fail(f"the amount must be positive, not {amount!r}")
+        raise fail(f"the amount must be positive, not {amount!r}", 2)
     import uuid
 
     with open_issuer() as issuer:
@@ -134,7 +134,7 @@ def set_pin(
         with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
             card = uow.cards.get(pan)
         if card is None:
-            raise fail("no such card")
+            raise fail(f"no card {mask_pan(pan)}", 2)
         hsm = issuer.service.hsm
         block = hsm.encrypt_pin(hsm.get(bank_key_labels(card.bank_code)["zpk"]), pin, pan)
         issuer.service.set_pin(c.SetPin(pan, block))

@@ -41,12 +41,14 @@ def balance(
 ) -> None:
     """Balances of the accounts on their normal side (credit for what the bank owes, debit for cash)."""
     with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        if bank is not None and uow.banks.get(bank) is None:
+            raise fail(f"no bank {bank}", 2)
         owners = _owners(uow)
         ids = None
         if pan is not None:
             card = uow.cards.get(pan)
             if card is None:
-                raise fail("no such card")
+                raise fail(f"no card {mask_pan(pan)}", 2)
             ids = [i for i in (card.ec_float_account_id, card.deposit_account_id) if i is not None]
         table = Table("account", "owner", "kind", "debits", "credits", "balance")
         for account in uow.ledger.balances(ids):
@@ -83,7 +85,7 @@ def journal(
         if pan is not None:
             card = uow.cards.get(pan)
             if card is None:
-                raise fail("no such card")
+                raise fail(f"no card {mask_pan(pan)}", 2)
             for account_id in (card.ec_float_account_id, card.deposit_account_id):
                 if account_id is not None:
                     transfers += uow.ledger.journal(account_id=account_id, limit=limit)

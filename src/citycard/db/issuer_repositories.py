@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -94,6 +94,13 @@ class SqlBanks(_Repo):
 
     def get_bin(self, bin: str) -> BinRange | None:
         row = self._one(select(issuer_bin_ranges).where(issuer_bin_ranges.c.bin == bin))
+        return _from_row(BinRange, row) if row else None
+
+    def overlapping_bin(self, bin: str) -> BinRange | None:
+        t = issuer_bin_ranges
+        prefixes = [bin[:n] for n in range(1, len(bin) + 1)]
+        query = select(t).where(or_(t.c.bin.in_(prefixes), t.c.bin.startswith(bin, autoescape=True)))
+        row = self._one(query.order_by(t.c.bin).limit(1))
         return _from_row(BinRange, row) if row else None
 
     def take_serials(self, bin: str, count: int) -> int:

@@ -11,6 +11,7 @@ built; every business outcome is a response code.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 from citycard.codec.tlv import encode, encode_many
@@ -66,11 +67,23 @@ def _check_digits(value: str, field: str, lengths: range) -> None:
         raise MalformedRequest(field, f"must be {lengths.start}-{lengths.stop - 1} decimal digits")
 
 
+_BANK_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
+_PHONE = re.compile(r"^(?:\+?86)?(?:1[3-9][0-9]{9}|0[1-9][0-9]{8,10})$")
+"""A mainland phone number (country code 86, ITU-T E.164): an 11-digit mobile number 13x-19x, or a fixed
+line with its trunk prefix 0, area code and local number (10 to 12 digits in all); spaces and hyphens
+between the groups are allowed."""
+_PERIOD = re.compile(r"^(19|20)[0-9]{2}(-(0[1-9]|1[0-2]))?$")
+
+
 # --- set-up ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AddBank:
     code: str
     name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, str) or not _BANK_CODE.match(self.code):
+            raise MalformedRequest("code", "a bank code is 2-8 upper-case letters or digits")
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,11 @@ class AddBinRange:
     bank_code: str
     bin: str
     pan_length: int = 19
+
+    def __post_init__(self) -> None:
+        valid_bin = isinstance(self.bin, str) and self.bin.isdigit() and 6 <= len(self.bin) <= 8
+        if not valid_bin or type(self.pan_length) is not int or self.pan_length not in range(16, 20):
+            raise MalformedRequest("bin", "a BIN is 6-8 digits and a PAN 16-19 digits long")
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,10 @@ class IssueCards:
             raise MalformedRequest("count", "a registered card is issued one at a time")
         if (self.holder_name is None) != (self.id_number is None):
             raise MalformedRequest("holder", "a registered card needs both the holder's name and ID number")
+        if self.phone and not _PHONE.match(re.sub(r"[ -]", "", self.phone)):
+            raise MalformedRequest(
+                "phone", f"{self.phone!r} is not a phone number (a mobile 1xxxxxxxxxx or 0 area code number)"
+            )
 
 
 @dataclass(frozen=True)
@@ -191,6 +213,10 @@ class ChargeAnnualFees:
 
     bank_code: str
     period: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.period, str) or not _PERIOD.match(self.period):
+            raise MalformedRequest("period", f"{self.period!r} is not a year (2026) or a month (2026-07)")
 
 
 @dataclass(frozen=True)

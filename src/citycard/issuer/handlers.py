@@ -44,7 +44,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Protocol
 
 from citycard.codec.tlv import TlvError, decode_dict
@@ -89,6 +89,7 @@ from .model import (
     AlreadyExists,
     Bank,
     BankAccount,
+    BinOverlap,
     BinRange,
     Card,
     CardStateError,
@@ -119,7 +120,6 @@ __all__ = [
 COOLING_PERIOD_NS = 7 * 86_400 * 10**9
 """Default wait between a loss report and the refund of the lost card's EC balance (7 days)."""
 
-_BANK_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
 _PRODUCT_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _ISSUE_BATCH = 500
 _REQUIRED_TAGS = ("9F26", "9F36", "9F10", "9F37", "9F02", "9F03", "9F1A", "95", "5F2A", "9A", "9C", "82")
@@ -265,8 +265,6 @@ class IssuerService:
 
     # --- set-up -----------------------------------------------------------------------------------------
     def add_bank(self, cmd: AddBank) -> Bank:
-        if not _BANK_CODE.match(cmd.code):
-            raise MalformedRequest("code", "a bank code is 2-8 upper-case letters or digits")
         with self._uow() as uow:
             if uow.banks.get(cmd.code) is not None:
                 raise AlreadyExists(f"bank {cmd.code} exists already")
@@ -297,13 +295,16 @@ class IssuerService:
                 self.hsm.generate_rsa_key(labels[role], usage, self.rsa_bits, public_exponent=exponent)
 
     def add_bin_range(self, cmd: AddBinRange) -> BinRange:
-        if not cmd.bin.isdigit() or not 6 <= len(cmd.bin) <= 8 or cmd.pan_length not in range(16, 20):
-            raise MalformedRequest("bin", "a BIN is 6-8 digits and a PAN 16-19 digits long")
+        """Assign a BIN range to a bank; the check that no range overlaps it (the same BIN, or one BIN the
+        prefix of the other: a PAN would belong to both) is in the unit of work that adds it."""
         with self._uow() as uow:
             if uow.banks.get(cmd.bank_code) is None:
                 raise NotFound(f"no bank {cmd.bank_code}")
-            if uow.banks.get_bin(cmd.bin) is not None:
+            overlap = uow.banks.overlapping_bin(cmd.bin)
+            if overlap is not None and overlap.bin == cmd.bin:
                 raise AlreadyExists(f"BIN {cmd.bin} is assigned already")
+            if overlap is not None:
+                raise BinOverlap(f"BIN {cmd.bin} overlaps BIN {overlap.bin} of bank {overlap.bank_code}")
             bin_range = BinRange(cmd.bin, cmd.bank_code, cmd.pan_length)
             uow.banks.add_bin(bin_range)
             uow.commit()
@@ -420,7 +421,7 @@ class IssuerService:
             raise MalformedRequest(
                 "holder", f"product {product.code} is registered: give --holder and --id-number"
             )
-        id_number = validate_id_number(cmd.id_number)
+        id_number = validate_id_number(cmd.id_number, today=_beijing_date(self.clock()))
         name = cmd.holder_name.strip()
         if not 1 <= len(name) <= 64:
             raise MalformedRequest("holder", "the holder's name is 1-64 characters")
@@ -538,7 +539,8 @@ class IssuerService:
             if cmd.id_number is not None:
                 holder = uow.cardholders.get(card.holder_id or 0)
                 given = self.hsm.keyed_hash(
-                    self._key(card.bank_code, "id_hash"), validate_id_number(cmd.id_number).encode()
+                    self._key(card.bank_code, "id_hash"),
+                    validate_id_number(cmd.id_number, today=_beijing_date(self.clock())).encode(),
                 )
                 if holder is None or holder.id_hash != given.hex():
                     raise InvalidIdNumber("the ID number is not the card holder's")
@@ -682,7 +684,7 @@ class IssuerService:
         """Returns (fen charged, PANs whose account could not pay). Idempotent per card and period."""
         charged, unpaid = 0, []
         with self._uow() as uow:
-            bank = self._bank_of(uow, cmd.bank_code)
+            bank = _existing_bank(uow, cmd.bank_code)
             for card in uow.cards.list(cmd.bank_code, limit=100_000):
                 product = self._product_of(uow, card.bank_code, card.product_code)
                 live = card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
@@ -713,6 +715,7 @@ class IssuerService:
         now = _yymm(self.clock())
         expired = []
         with self._uow() as uow:
+            _existing_bank(uow, cmd.bank_code)
             for card in uow.cards.list(cmd.bank_code, limit=100_000):
                 if card.expiry < now and card.status in (
                     CardStatus.ISSUED,
@@ -727,8 +730,7 @@ class IssuerService:
     # --- deny list --------------------------------------------------------------------------------------
     def export_deny_list(self, bank_code: str) -> SignedDenyList:
         with self._uow() as uow:
-            if uow.banks.get(bank_code) is None:
-                raise NotFound(f"no bank {bank_code}")
+            _existing_bank(uow, bank_code)
             version, updated_ns = uow.deny_list.version(bank_code)
             entries = [e for e in uow.deny_list.entries(bank_code) if e.removed_ns is None]
         body = deny_list_body(bank_code, version, updated_ns, self.clock(), entries)
@@ -1107,6 +1109,14 @@ def _bank(uow: IssuerUnitOfWork, code: str) -> Bank:
     return bank
 
 
+def _existing_bank(uow: IssuerUnitOfWork, code: str) -> Bank:
+    """The bank a command names, or :class:`NotFound` (a bank code typed by an operator)."""
+    bank = uow.banks.get(code)
+    if bank is None:
+        raise NotFound(f"no bank {code}")
+    return bank
+
+
 def _available(uow: IssuerUnitOfWork, account_id: int) -> int:
     (account,) = uow.ledger.lookup_accounts([account_id])
     return account.available_fen
@@ -1143,6 +1153,11 @@ def _ec_load_script_applied(field55: bytes) -> bool:
     results = decode_dict(field55).get("9F5B", b"") if field55 else b""
     entries = [results[i : i + 5] for i in range(0, len(results) - 4, 5)]
     return any(e[0] >> 4 == 2 and e[1:] == bytes(4) for e in entries)
+
+
+def _beijing_date(now_ns: int) -> date:
+    """Today's date in China (UTC+8), where ID numbers' dates of birth are."""
+    return datetime.fromtimestamp(now_ns / 1e9, timezone(timedelta(hours=8))).date()
 
 
 def _yymm(now_ns: int) -> str:

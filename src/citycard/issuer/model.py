@@ -20,6 +20,7 @@ __all__ = [
     "AlreadyExists",
     "Bank",
     "BankAccount",
+    "BinOverlap",
     "BinRange",
     "Card",
     "CardStateError",
@@ -56,6 +57,10 @@ class DuplicateIssuance(IssuerError):
     pass
 
 
+class BinOverlap(IssuerError):
+    """A new BIN range that would share PANs with an assigned one (one BIN is a prefix of the other)."""
+
+
 class CardStateError(IssuerError):
     """The card is not in a state that allows the command (closed, already lost, not yet refundable)."""
 
@@ -74,6 +79,13 @@ class InvalidIdNumber(IssuerError, ValueError):
     """A resident identity number that is not 18 characters or fails its GB 11643-1999 check."""
 
 
+_PROVINCES = frozenset(
+    {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54}
+    | {61, 62, 63, 64, 65, 71, 81, 82, 83}
+)
+"""First two digits of the GB/T 2260 administrative division codes: the provinces, autonomous regions and
+municipalities, Taiwan (71), Hong Kong (81) and Macao (82), and 83 of the residence permits for Taiwan
+residents (81, 82 and 83 since 2018)."""
 _ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))  # 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2
 _ID_CHECK = "10X98765432"
 
@@ -85,15 +97,21 @@ def id_number_check_character(first17: str) -> str:
     return _ID_CHECK[total % 11]
 
 
-def validate_id_number(text: str) -> str:
-    """The normalised (upper-case ``X``) 18-character resident ID number, or :class:`InvalidIdNumber`."""
+def validate_id_number(text: str, *, today: date) -> str:
+    """The normalised (upper-case ``X``) 18-character resident ID number, or :class:`InvalidIdNumber`:
+    the region code must start with a province's code (GB/T 2260), the date of birth be a date not after
+    ``today``, and the check character match."""
     value = text.strip().upper()
     if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
         raise InvalidIdNumber("a resident ID number is 17 digits and a check character (digit or X)")
+    if int(value[:2]) not in _PROVINCES:
+        raise InvalidIdNumber(f"characters 1-6 ({value[:6]}) are not a region code (GB/T 2260)")
     try:
-        date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
         raise InvalidIdNumber(f"characters 7-14 ({value[6:14]}) are not a date of birth") from None
+    if born > today:
+        raise InvalidIdNumber(f"characters 7-14 ({value[6:14]}): the date of birth is in the future")
     if id_number_check_character(value[:17]) != value[17]:
         raise InvalidIdNumber("the check character does not match (GB 11643-1999, ISO 7064 MOD 11-2)")
     return value
