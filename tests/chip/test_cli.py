@@ -136,3 +136,27 @@ def test_apdu_echo_hides_pin_data(tmp_path: Path) -> None:
         result = runner.invoke(app, args, terminal_width=200)
         assert result.exit_code == 0 and "> 0020008008 ****************" in result.output, result.output
         assert "123456F" not in result.output and "9000 (normal processing)" in result.output
+
+
+def test_new_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = _new(tmp_path)
+    before = out.read_bytes()
+    keys = ["--keys", str(tmp_path / "keys.json")]
+    result = runner.invoke(app, ["new", "--out", str(out), *keys, "--serial", "78"])
+    assert result.exit_code == 2 and "--force" in result.output and out.read_bytes() == before
+    result = runner.invoke(app, ["new", "--out", str(out), *keys, "--serial", "78", "--force"])
+    assert result.exit_code == 0 and out.read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "why"),
+    [
+        (["--ec-single-limit", "2000.00"], "--ec-single-limit", "exceeds the EC balance limit"),
+        (["--credit", "--ec-balance", "5.00"], "--ec-balance", "no electronic cash"),
+    ],
+)
+def test_new_refuses_inconsistent_limits(tmp_path: Path, args: list[str], option: str, why: str) -> None:
+    out = tmp_path / "x.json"
+    result = runner.invoke(app, ["new", "--out", str(out), "--keys", str(tmp_path / "k.json"), *args])
+    assert result.exit_code == 2 and option in result.output and why in result.output, result.output
+    assert not out.exists()

@@ -98,6 +98,10 @@ class ProductProfile:
                 raise ProfileError(name, "must be 0 to 999999999999 fen")
         if self.opening_balance_fen > self.ec_balance_limit_fen:
             raise ProfileError("opening_balance_fen", "exceeds the EC balance limit")
+        if self.ec_single_limit_fen > self.ec_balance_limit_fen:
+            raise ProfileError("ec_single_limit_fen", "exceeds the EC balance limit (9F78 above 9F77)")
+        if self.credit and not self.dual and self.opening_balance_fen:
+            raise ProfileError("opening_balance_fen", "a credit product has no electronic cash balance")
         if self.gpo_format not in (1, 2):
             raise ProfileError("gpo_format", "must be 1 or 2")
         if not self.pin.isdigit() or not 4 <= len(self.pin) <= 12:

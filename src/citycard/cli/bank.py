@@ -14,6 +14,7 @@ and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,6 +82,17 @@ class DirectorySink:
     def __init__(self, home: Path) -> None:
         self.cards = home / "cards"
         self.perso = home / "perso"
+
+    def check_writable(self) -> None:
+        """Make both folders and write a probe file in each: a folder the cards cannot be written to is
+        found before the issuing transaction, not after it committed (raises ``OSError`` naming it)."""
+        for folder in (self.cards, self.perso):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
     def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
         path = self.cards / f"{card.pan}.json"
@@ -231,7 +243,7 @@ def add(
         bank_cmd = AddBank(code, name or f"{code} city branch")
         bin_cmd = AddBinRange(code, bin_, pan_length) if bin_ else None
         product_cmds = [
-            AddProduct(code, product, label, bin_, registered=registered, ec_balance_limit_fen=ec_limit_fen)
+            AddProduct(code, product, label, bin_, registered, ec_limit_fen, ec_single_limit_fen=ec_limit_fen)
             for product, label, registered in (_STANDARD_PRODUCTS if bin_cmd and products else ())
         ]
     except MalformedRequest as exc:

@@ -126,8 +126,11 @@ def new(
     keys_path: Annotated[
         Path | None, typer.Option("--keys", help="demo key file (default: $CITYCARD_HOME/demo-keys.json)")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing card image at --out")] = False,
 ) -> None:
-    """Personalise a new card and write its image."""
+    """Personalise a new card and write its image (never over an existing one unless ``--force``)."""
+    if out.exists() and not out.is_dir() and not force:
+        raise typer.BadParameter(f"{out} exists already (give --force to overwrite it)", param_hint="--out")
     limit = _amount(ec_limit, "--ec-limit")
     profile = ProductProfile(
         bin=bin_,
@@ -141,20 +144,35 @@ def new(
         dual=dual,
         cda=cda,
     )
+    target = keys_path or settings().home / "demo-keys.json"
     try:
-        keys = DemoKeys.load_or_create(keys_path or settings().home / "demo-keys.json")
-    except DemoKeyError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--keys") from None
+        keys = DemoKeys.load_or_create(target)
+    except (OSError, DemoKeyError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise typer.BadParameter(f"{target}: {reason}", param_hint="--keys") from None
     room = profile.pan_length - len(bin_) - 1
     pan_serial = serial if serial >= 0 else secrets.randbelow(10 ** max(room, 1))
     try:
         image = personalise(profile, pan_serial, keys)
     except ProfileError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        option = _PROFILE_OPTIONS.get(exc.field)
+        reason = str(exc).removeprefix(f"{exc.field}: ") if option else str(exc)
+        raise typer.BadParameter(reason, param_hint=option) from None
     _save(out, image)
     app0 = image.applications[0]
     pan = app0.data["5A"].hex().upper().rstrip("F")
     console.print(f"card {mask_pan(pan)} written to {out} ({app0.label}, demo keys)")
+
+
+_PROFILE_OPTIONS = {
+    "bin": "--bin",
+    "holder_name": "--holder",
+    "opening_balance_fen": "--ec-balance",
+    "ec_balance_limit_fen": "--ec-limit",
+    "ec_single_limit_fen": "--ec-single-limit",
+    "pan_serial": "--serial",
+}
+"""The ``card new`` option behind each field of the product profile (named in a refusal)."""
 
 
 def _pan(app: Application) -> str:

@@ -315,6 +315,8 @@ class IssuerService:
             raise MalformedRequest("code", "a product code is lower-case letters, digits and '-'")
         for name in ("ec_balance_limit_fen", "ec_single_limit_fen", "ec_reset_threshold_fen"):
             check_amount(getattr(cmd, name), name, allow_zero=True)
+        if cmd.ec_single_limit_fen > cmd.ec_balance_limit_fen:
+            raise MalformedRequest("ec_single_limit_fen", "exceeds the EC balance limit (9F78 above 9F77)")
         check_amount(cmd.issue_fee_fen, "issue_fee_fen", allow_zero=True)
         check_amount(cmd.annual_fee_fen, "annual_fee_fen", allow_zero=True)
         with self._uow() as uow:
