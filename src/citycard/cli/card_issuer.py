@@ -17,7 +17,7 @@ from rich.table import Table
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, mask_pan
 
-from .bank import fail, open_issuer, yuan
+from .bank import DirectorySink, Issuer, fail, open_issuer, yuan
 from .card import parse_yuan
 
 __all__ = [
@@ -52,6 +52,14 @@ def _show(cards: list[Card], reveal: bool, title: str) -> None:
         console.print(f"… and {len(cards) - 50} more")
 
 
+def _writable(issuer: Issuer) -> None:
+    """Refuse before issuing when the card images cannot be written (exit 1, nothing issued)."""
+    try:
+        DirectorySink(issuer.home).check_writable()
+    except OSError as exc:
+        raise fail(f"cannot write card images in {exc.filename}: {exc.strerror}") from None
+
+
 def issue(
     bank: Annotated[str, typer.Option("--bank", help="issuing bank code")],
     product: Annotated[str, typer.Option("--product", help="card product code")] = "debit-ec",
@@ -80,9 +88,10 @@ def issue(
         if pin is not None:  # played as at the counter's PIN pad: format 1, the card has no PAN yet
             hsm = issuer.service.hsm
             if bank_key_labels(bank)["zpk"] not in hsm.labels():
-                raise fail(f"no bank {bank}")
+                raise fail(f"no bank {bank}", 2)
             block = hsm.encrypt_pin_iso1(hsm.get(bank_key_labels(bank)["zpk"]), pin)
         cmd = c.IssueCards(bank, product, count, holder, id_number, phone, pin_block=block)
+        _writable(issuer)
         columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, disable=count < 5) as progress:
             task = progress.add_task("issue", total=count)
@@ -160,6 +169,7 @@ def report_lost(
 def replace(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> None:
     """Issue a replacement card for the same holder and account."""
     with open_issuer() as issuer:
+        _writable(issuer)
         _show([issuer.service.replace_card(c.ReplaceCard(pan))], reveal, f"replacement for {mask_pan(pan)}")
 
 
@@ -176,6 +186,7 @@ def refund(
 def renew(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> None:
     """Issue the successor of an expiring card (new PAN and validity; same holder and account)."""
     with open_issuer() as issuer:
+        _writable(issuer)
         _show([issuer.service.renew(c.RenewCard(pan))], reveal, f"renewal of {mask_pan(pan)}")
 
 
