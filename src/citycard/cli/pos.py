@@ -27,7 +27,7 @@ from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan
 from citycard.config import settings
-from citycard.demokeys import DemoKeys
+from citycard.demokeys import DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, exclusive_lock
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.denylist import (
@@ -42,7 +42,7 @@ from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.issuer_stub import IssuerStub
 from citycard.pos.journal import JournalEntry, State
-from citycard.pos.journal_sqlite import SqliteJournal
+from citycard.pos.journal_sqlite import JournalUnavailable, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
 
@@ -161,7 +161,12 @@ def _amount(text: str, option: str) -> int:
 
 
 def _keys(path: Path | None) -> DemoKeys:
-    return DemoKeys.load_or_create(path or settings().home / "demo-keys.json")
+    target = path or settings().home / "demo-keys.json"
+    try:
+        return DemoKeys.load_or_create(target)
+    except (OSError, DemoKeyError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise typer.BadParameter(f"{target}: {reason}", param_hint="--keys") from None
 
 
 def _config(path: Path | None, keys_path: Path | None, capks: Path | None = None) -> TerminalConfig:
@@ -224,14 +229,18 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
     ``error:`` line, exit 1."""
     stack = stack or _COMMAND_STACK.get()
     assert stack is not None, "a card command's journal is closed by the command"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    if path == settings().home / "pos-journal.db":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # a path that cannot be a journal is refused before its lock file is made (exit 2)
+        SqliteJournal.check_path(path)
         lock = path.with_name(f".{path.name}.lock")
         stack.enter_context(exclusive_lock(lock, f"terminal journal {path}", settings().lock_timeout_s))
+        journal = SqliteJournal(path, terminal_id)
     except BusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    journal = SqliteJournal(path, terminal_id)
+    except JournalUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="--journal") from None
     stack.callback(journal.close)
     return journal
 
@@ -548,6 +557,8 @@ def journal_cmd(
         raise typer.BadParameter(f"{state!r} is not one of {', '.join(STATES)}", param_hint="--state")
     terminal_id = _config(config, keys).terminal_id.decode("ascii", "replace") if config else "CITY0001"
     path = journal or settings().home / "pos-journal.db"
+    if journal is not None and not journal.exists():  # a view: a mistyped path makes no new journal
+        raise typer.BadParameter(f"no journal at {journal}", param_hint="--journal")
     with ExitStack() as stack:
         _journal_table(_open_journal(path, terminal_id, stack), path, state, export, limit, close_batch)
 

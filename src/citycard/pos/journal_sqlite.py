@@ -25,7 +25,7 @@ from typing import Any
 
 from .journal import JournalEntry, State
 
-__all__ = ["JournalError", "SqliteJournal"]
+__all__ = ["JournalError", "JournalUnavailable", "SqliteJournal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS exports (export_id INTEGER PRIMARY KEY, written INTEG
     name TEXT NOT NULL);
 """
 
+_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 _TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"approved", "declined", "refund", "torn", "void"}),
     "torn": frozenset({"recovered", "void"}),
@@ -58,6 +59,10 @@ class JournalError(RuntimeError):
     """A state change the journal refuses (unknown transaction, forbidden transition)."""
 
 
+class JournalUnavailable(ValueError):
+    """A journal path that cannot be opened as a journal: a missing folder, a directory, not SQLite."""
+
+
 def _no_fault(_: str) -> None:
     pass
 
@@ -69,12 +74,43 @@ class SqliteJournal:
         self.path = str(path)
         self.terminal_id = terminal_id
         self._fault = fault
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = self._open(self.path)
         self.recovered_on_open = self._recover()
+
+    @staticmethod
+    def check_path(path: str | Path) -> None:
+        """:class:`JournalUnavailable` unless ``path`` can be a journal: in a folder that exists, and a new
+        or empty file or an SQLite database (checked without writing anything)."""
+        where = Path(path)
+        if not where.parent.is_dir():
+            raise JournalUnavailable(f"cannot open journal {where}: folder {where.parent} does not exist")
+        if where.is_dir():
+            raise JournalUnavailable(f"cannot open journal {where}: it is a folder")
+        head = b""
+        if where.exists():
+            try:
+                with where.open("rb") as fh:
+                    head = fh.read(len(_SQLITE_HEADER))
+            except OSError as exc:
+                raise JournalUnavailable(f"cannot open journal {where}: {exc.strerror}") from None
+        if head and head != _SQLITE_HEADER:
+            raise JournalUnavailable(f"cannot open journal {where}: not an SQLite database")
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(f"cannot open journal {path}: {exc}") from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not an SQLite file, or a directory
+            db.close()
+            raise JournalUnavailable(f"cannot open journal {path}: {exc}") from None
+        return db
 
     def close(self) -> None:
         self._db.close()
