@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 import typer
 
-from citycard.codec.dol import DolError, split_dol_data
+from citycard.codec.dol import DolError, parse_dol, split_dol_data
 from citycard.codec.pretty import format_dol, format_tlv, render_value
 from citycard.codec.tags import tag_name
+from citycard.codec.tlv import TlvError
+from citycard.codec.tlv import decode as decode_tlv
 from citycard.crypto.cryptograms import (
     arpc_method1,
     arpc_method2,
@@ -291,13 +293,21 @@ def pin_block(
         if decode is not None:
             if second is not None:
                 raise typer.BadParameter("with --decode give only the PAN")
-            _out("PIN", pin_from_iso0(_hex(decode, "BLOCK", (8,)), first))
+            _out("PIN", pin_from_iso0(_hex(decode, "BLOCK", (8,)), _pan_for_pin_block(first)))
             return
         if second is None:
             raise typer.BadParameter("give PIN and PAN")
-        _out("PIN block", pin_block_iso0(first, second))
+        _out("PIN block", pin_block_iso0(first, _pan_for_pin_block(second)))
     except PinBlockError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _pan_for_pin_block(pan: str) -> str:
+    """A PAN of 13 to 19 digits: ISO 9564-1 format 0 takes the 12 rightmost digits before the check digit
+    (ISO/IEC 7812-1), so a shorter number is not a card's PAN but a typing mistake."""
+    if not pan.isdigit() or not 13 <= len(pan) <= 19:
+        raise typer.BadParameter(f"a PAN is 13 to 19 digits, not {pan!r}", param_hint="PAN")
+    return pan
 
 
 @app.command("tlv")
@@ -307,7 +317,12 @@ def tlv(
     unmask: bool = typer.Option(False, "--unmask", help="Show PANs in full."),
 ) -> None:
     """Decode BER-TLV with tag names and readable values."""
-    typer.echo(format_tlv(_hex(data, "DATA"), rid=rid, mask=not unmask))
+    raw = _hex(data, "DATA")
+    try:
+        decode_tlv(raw)
+    except TlvError as exc:
+        raise typer.BadParameter(f"not BER-TLV: {exc}", param_hint="DATA") from None
+    typer.echo(format_tlv(raw, rid=rid, mask=not unmask))
 
 
 @app.command("dol")
@@ -318,13 +333,17 @@ def dol(
 ) -> None:
     """Decode a DOL (PDOL, CDOL, DDOL, log format), and optionally the data that answers it."""
     raw = _hex(dol_hex, "DOL")
-    typer.echo(format_dol(raw, rid))
-    if data is None:
-        return
     try:
-        values = split_dol_data(raw, _hex(data, "DATA"))
+        parse_dol(raw)
     except DolError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(f"not a DOL: {exc}", param_hint="DOL") from None
+    values: dict[str, bytes] = {}
+    if data is not None:  # checked before anything is printed
+        try:
+            values = split_dol_data(raw, _hex(data, "DATA"))
+        except DolError as exc:
+            raise typer.BadParameter(str(exc), param_hint="DATA") from None
+    typer.echo(format_dol(raw, rid))
     for tag, value in values.items():
         rendered = render_value(tag, value, rid=rid)
         suffix = f" = {rendered}" if rendered is not None else ""
