@@ -170,14 +170,9 @@ def run(args: Sequence[str] | None = None) -> int:
 
 
 def usage_message(exc: click.UsageError) -> str:
-    """The reason of a usage error, naming the option or argument it is about."""
-    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
-        hint = exc.param_hint
-        if hint is None and exc.param is not None and exc.ctx is not None:
-            hint = exc.param.get_error_hint(exc.ctx)
-        if isinstance(hint, (list, tuple)):
-            hint = " / ".join(hint)
-        return f"{hint}: {exc.message}" if hint else exc.message
+    """The reason of a usage error; ``--option: reason`` when our code named the option."""
+    if isinstance(exc, click.BadParameter) and isinstance(exc.param_hint, str):
+        return f"{exc.param_hint}: {exc.message}"
     return exc.format_message()
 
 

@@ -63,6 +63,8 @@ def demo(home: Path | None = HomeOpt) -> None:
     """Issue a demo card and run an EC purchase, a bus fare and an EC load against it."""
     from citycard.cli import run
 
+    if home is not None and home.exists() and not home.is_dir():
+        raise typer.BadParameter(f"{home} is a file, not a folder", param_hint="--home")
     home = home or settings().home
     home.mkdir(parents=True, exist_ok=True)
     card = home / "demo-card.json"
