@@ -154,7 +154,8 @@ def run(args: Sequence[str] | None = None) -> int:
 
     try:
         status = app(args=args, prog_name="citycard", standalone_mode=False)
-    except click.NoArgsIsHelpError as exc:  # ``citycard card``: the group's help (printed already), as before
+    except click.NoArgsIsHelpError as exc:  # ``citycard card``: the group's help, as click shows it
+        exc.show()
         return exc.exit_code
     except click.UsageError as exc:  # wrong options or values (click's and our BadParameter)
         return refuse(usage_message(exc), 2)
