@@ -1,0 +1,389 @@
+"""A client link for ISO 8583 (UnionPay POS profile): one TCP connection, many requests in flight.
+
+A terminal, an acquirer front end or a switch keeps one :class:`Iso8583Link` to the next hop. Requests are
+sent as callers make them and answers are matched by key, whatever their order (:func:`request_key`): the
+MTI class (the second MTI digit: ``0200`` and ``0210`` are both class 2) with the retrieval reference
+number (37) when the request carries one, else with the STAN (11) and the terminal (41). The matching is
+ISO 8583:1987 practice (a response echoes 11, 37 and 41 of its request; 中国银联 POS终端消息域说明).
+
+What a caller gets (a business outcome is a response code in the message; the rest are typed errors):
+
+- the typed response (:class:`~citycard.codec.iso8583.Message`), approved or not;
+- :class:`NotSent` (:class:`NotConnected`, :class:`Busy`, :class:`DuplicateKey`): the request never left,
+  nothing can have been posted, it may be retried;
+- :class:`NoAnswer` (:class:`Timeout`, :class:`ConnectionLost`): the request left and no answer came in
+  time, so it **may have been posted**: the caller answers its own peer 91/98 and reverses it;
+- :class:`MalformedResponse`: an answer that matched but is not a valid typed message (the 39 it carried,
+  when it decoded, is on the error).
+
+An answer that comes after its request timed out is dropped and counted (``stats.late``): the caller has
+already decided "no answer", and its reversal settles it. The connection is kept up in the background: on
+loss, every request in flight ends in :class:`ConnectionLost`, and the link reconnects with a backoff that
+doubles up to ``max_backoff_s``. When ``keepalive`` is given and nothing was received for
+``echo_interval_s``, an echo test (0820, 60.3 = 301) is sent; if it gets no answer the connection is
+dropped and made again. Everything is bounded (:class:`LinkLimits`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from citycard.codec.iso8583 import (
+    Header,
+    Iso8583Error,
+    Message,
+    Tpdu,
+    decode_frame,
+    encode_framed,
+    parse,
+)
+
+from .framing import FramingError, read_frame, write_frame
+
+__all__ = [
+    "Busy",
+    "ConnectionLost",
+    "DuplicateKey",
+    "Iso8583Link",
+    "LinkError",
+    "LinkLimits",
+    "LinkStats",
+    "MalformedResponse",
+    "NoAnswer",
+    "NotConnected",
+    "NotSent",
+    "Timeout",
+    "request_key",
+    "response_keys",
+]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, ...]
+"""What matches an answer to its request (:func:`request_key`)."""
+
+_LATE_MEMORY: Final = 4096
+"""How many timed-out keys are remembered to tell a late answer from a stray one."""
+
+
+class LinkError(Exception):
+    """Base of the link's typed outcomes other than an answer."""
+
+
+class NotSent(LinkError):
+    """The request never left this process: nothing can have been posted."""
+
+
+class NotConnected(NotSent):
+    """No connection within the request's time."""
+
+
+class Busy(NotSent):
+    """``max_pending`` requests are already waiting for an answer."""
+
+
+class DuplicateKey(NotSent):
+    """A request with the same key (class, STAN and terminal, or RRN) is already waiting."""
+
+
+class NoAnswer(LinkError):
+    """The request was sent (or may have been) and no answer came: it may have been posted; reverse it."""
+
+
+class Timeout(NoAnswer):
+    """No answer within the request's timeout."""
+
+
+class ConnectionLost(NoAnswer):
+    """The connection ended while the request waited for its answer."""
+
+
+class MalformedResponse(LinkError):
+    """The answer matched the request but is not a valid typed message of the profile."""
+
+    def __init__(self, error: Iso8583Error, response_code: str | None) -> None:
+        super().__init__(f"malformed answer: {error}")
+        self.error = error
+        self.response_code = response_code
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLimits:
+    """Every bound of the link (seconds end in ``_s``)."""
+
+    timeout_s: float = 30.0
+    """Default time a request waits for its answer (connecting included)."""
+    connect_timeout_s: float = 5.0
+    min_backoff_s: float = 0.05
+    max_backoff_s: float = 5.0
+    max_pending: int = 1024
+    frame_timeout_s: float = 10.0
+    """Once a length prefix is in, the rest of the frame must arrive within this."""
+    echo_interval_s: float = 30.0
+    """With a ``keepalive``: an echo test after this long without receiving anything."""
+
+    def __post_init__(self) -> None:
+        assert 0 < self.min_backoff_s <= self.max_backoff_s
+        assert min(self.timeout_s, self.connect_timeout_s, self.frame_timeout_s, self.echo_interval_s) > 0
+        assert self.max_pending > 0
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters since start."""
+
+    connects: int = 0
+    sent: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    late: int = 0
+    """Answers that came after their request timed out (dropped)."""
+    unmatched: int = 0
+    """Answers that matched no request ever sent on the link, or were not responses (dropped)."""
+    echoes: int = 0
+
+
+def _keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
+    keys: list[Key] = []
+    rrn, stan, terminal = fields.get(37), fields.get(11), fields.get(41)
+    if isinstance(rrn, str):
+        keys.append((mti[1], "37", rrn))
+    if isinstance(stan, str) and isinstance(terminal, str):
+        keys.append((mti[1], "11", stan, terminal))
+    return keys
+
+
+def request_key(message: Message) -> Key:
+    """The key an answer to ``message`` is matched by: MTI class and RRN (37) when the request has one,
+    else MTI class, STAN (11) and terminal (41), which every kind of the profile requires."""
+    raw = message.to_fields()
+    keys = _keys(raw.mti, raw.fields)
+    assert keys, "every request kind requires 11 and 41"
+    return keys[0]
+
+
+def response_keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
+    """The keys an answer may match, RRN first (an answer carries 37 even when its request did not)."""
+    return _keys(mti, fields)
+
+
+class Iso8583Link:
+    """The link (module docstring). ``async with Iso8583Link(host, port, tpdu=Tpdu(6, 1)) as link:``
+    then ``await link.request(message)``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tpdu: Tpdu,
+        header: Header | None = None,
+        limits: LinkLimits | None = None,
+        keepalive: Callable[[], Message] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._tpdu = tpdu
+        self._header = header or Header()
+        self.limits = limits or LinkLimits()
+        self._keepalive = keepalive
+        self._clock = clock
+        self.stats = LinkStats()
+        self._pending: dict[Key, asyncio.Future[Message]] = {}
+        self._timed_out: OrderedDict[Key, None] = OrderedDict()
+        self._writer: asyncio.StreamWriter | None = None
+        self._write_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._last_received = 0.0
+
+    # --- life -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        assert self._runner is None, "link started twice"
+        self._runner = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the connection; requests still waiting end in :class:`ConnectionLost`."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._drop_connection()
+
+    async def __aenter__(self) -> Iso8583Link:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until the link is connected; :class:`NotConnected` after ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            raise NotConnected(f"not connected to {self.host}:{self.port} within {timeout_s} s") from None
+
+    # --- requests -------------------------------------------------------------------------------------
+    async def request(self, message: Message, *, timeout_s: float | None = None) -> Message:
+        """Send ``message`` and wait for its answer (module docstring for the outcomes)."""
+        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
+        deadline = self._clock() + timeout
+        key = request_key(message)
+        frame = encode_framed(message, self._tpdu, self._header)
+        await self.wait_connected(timeout)
+        if key in self._pending:
+            raise DuplicateKey(f"a request {message.mti} with the same key is waiting for its answer")
+        if len(self._pending) >= self.limits.max_pending:
+            raise Busy(f"{len(self._pending)} requests already wait for an answer")
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        self._timed_out.pop(key, None)
+        try:
+            await self._write(frame)
+            self.stats.sent += 1
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                return await future
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._timed_out[key] = None
+            if len(self._timed_out) > _LATE_MEMORY:
+                self._timed_out.popitem(last=False)
+            raise Timeout(f"no answer to {message.mti} within {timeout} s") from None
+        finally:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+
+    async def echo(self, *, timeout_s: float | None = None) -> Message:
+        """One echo test now (the ``keepalive`` message)."""
+        assert self._keepalive is not None, "no keepalive message given"
+        answer = await self.request(self._keepalive(), timeout_s=timeout_s)
+        self.stats.echoes += 1
+        return answer
+
+    async def _write(self, frame: bytes) -> None:
+        writer = self._writer
+        if writer is None:
+            raise ConnectionLost("the connection ended before the request was written")
+        try:
+            async with self._write_lock:
+                await write_frame(writer, frame)
+        except ConnectionError:
+            self._drop_connection()
+            raise ConnectionLost("the connection ended while the request was written") from None
+
+    # --- the connection -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = self.limits.min_backoff_s
+        while True:
+            try:
+                async with asyncio.timeout(self.limits.connect_timeout_s):
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+            except (OSError, TimeoutError) as exc:
+                log.info(
+                    "cannot connect to %s:%s (%s), retrying in %.2f s", self.host, self.port, exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.limits.max_backoff_s)
+                continue
+            backoff = self.limits.min_backoff_s
+            self.stats.connects += 1
+            self._writer = writer
+            self._last_received = self._clock()
+            self._connected.set()
+            echo = asyncio.create_task(self._echo_loop()) if self._keepalive is not None else None
+            try:
+                await self._read_loop(reader)
+            except (FramingError, ConnectionError) as exc:
+                log.info("connection to %s:%s lost: %s", self.host, self.port, exc)
+            finally:
+                if echo is not None:
+                    echo.cancel()
+                self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        """Forget the connection; each request waiting for an answer on it ends in :class:`ConnectionLost`."""
+        self._connected.clear()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionLost("the connection ended before the answer came"))
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            data = await read_frame(reader, body_timeout_s=self.limits.frame_timeout_s)
+            if data is None:
+                return
+            self._last_received = self._clock()
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            _, raw = decode_frame(data)
+        except Iso8583Error as exc:  # match it by what decoded, if anything
+            self._settle(exc.mti or "", exc.echo, None, exc, None)
+            return
+        try:
+            message = parse(raw)
+        except Iso8583Error as exc:
+            code = raw.fields.get(39)
+            self._settle(raw.mti, raw.fields, None, exc, code if isinstance(code, str) else None)
+            return
+        self._settle(raw.mti, raw.fields, message, None, None)
+
+    def _settle(
+        self,
+        mti: str,
+        fields: Mapping[int, object],
+        message: Message | None,
+        error: Iso8583Error | None,
+        code: str | None,
+    ) -> None:
+        keys = response_keys(mti, fields) if len(mti) == 4 and mti[2] in "13579" else []
+        for key in keys:
+            future = self._pending.pop(key, None)
+            if future is None or future.done():
+                continue
+            if message is not None:
+                self.stats.answered += 1
+                future.set_result(message)
+            else:
+                assert error is not None
+                future.set_exception(MalformedResponse(error, code))
+            return
+        if any(key in self._timed_out for key in keys):
+            self.stats.late += 1
+            log.info("late answer %s dropped (its request timed out)", mti)
+        else:
+            self.stats.unmatched += 1
+            log.info("answer %s matches no request, dropped", mti or "(undecodable)")
+
+    async def _echo_loop(self) -> None:
+        interval = self.limits.echo_interval_s
+        while True:
+            quiet = self._clock() - self._last_received
+            if quiet < interval:
+                await asyncio.sleep(interval - quiet)
+                continue
+            try:
+                await self.echo(timeout_s=min(interval, self.limits.timeout_s))
+            except LinkError as exc:
+                log.info("echo test to %s:%s failed (%s): reconnecting", self.host, self.port, exc)
+                self._drop_connection()
+                return
