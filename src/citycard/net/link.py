@@ -266,6 +266,8 @@ class Iso8583Link:
         finally:
             if self._pending.get(key) is future:
                 del self._pending[key]
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a write failure may leave a ConnectionLost nobody awaited
 
     async def echo(self, *, timeout_s: float | None = None) -> Message:
         """One echo test now (the ``keepalive`` message)."""
