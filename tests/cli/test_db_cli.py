@@ -12,6 +12,9 @@ from tests.cli.test_startup import run_citycard
 
 def test_commands_check_the_revision_and_only_db_upgrade_migrates(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'home' / 'citycard.db'}"
+    none, _ = run_citycard(tmp_path, "db", "current")
+    assert none.returncode == 0 and "no database yet at" in none.stdout, none.stderr
+    assert not (tmp_path / "home").exists()  # asking made nothing
     added, _ = run_citycard(tmp_path, "bank", "add", "ICBC", "--bin", "621226")
     assert added.returncode == 0, added.stderr
     assert f"created the database schema (revision {shipped_revisions()[-1]})" in added.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -15,7 +16,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from citycard.config import settings
-from citycard.db import DatabaseUrlError, SchemaRevisionError, make_engine, migrate, shipped_revisions
+from citycard.db import (
+    DatabaseUrlError,
+    SchemaRevisionError,
+    make_engine,
+    migrate,
+    parse_url,
+    shipped_revisions,
+)
 from citycard.db import stored_revision as read_revision
 
 from .bank import fail, first_line
@@ -65,6 +73,16 @@ def current() -> None:
     """The database's schema revision and the newest this citycard ships."""
     shipped = shipped_revisions()
     head = shipped[-1]
+    url = settings().db_url
+    try:
+        parsed = parse_url(url)
+    except DatabaseUrlError as exc:
+        raise fail(str(exc), status=2) from None
+    sqlite = parsed.get_backend_name() == "sqlite"
+    file = parsed.database if sqlite and parsed.database != ":memory:" else None
+    if file and not Path(file).exists():
+        console.print(f"no database yet at {file}; this citycard ships {head}", highlight=False)
+        return  # reading the revision must not create the file
     with _database() as engine:
         stored = read_revision(engine)
         shown = engine.url.render_as_string()
