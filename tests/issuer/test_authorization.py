@@ -11,8 +11,18 @@ import pytest
 from citycard.codec.tlv import decode_dict, encode_many
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
-from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit, MalformedRequest
+from citycard.issuer.commands import (
+    AddMerchant,
+    AddTerminal,
+    AuthorizationKind,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    Deposit,
+    MalformedRequest,
+    SetTerminalStatus,
+)
 from citycard.issuer.handlers import IssuerService
+from citycard.issuer.model import AlreadyExists, NotFound
 
 from tests.issuer.conftest import Terminal, ledger_snapshot
 from tests.issuer.test_slice import PSN, issue_registered, request
@@ -293,3 +303,48 @@ def test_a_changed_terminal_id_is_refused_and_posts_nothing(
 def test_terminal_and_merchant_ids_are_bounded(field: str, value: str) -> None:
     with pytest.raises(MalformedRequest, match=field):
         AuthorizationRequest("r", PURCHASE, "6212260000000000018", PSN, 100, b"", **{field: value})  # type: ignore[arg-type]
+
+
+def test_once_terminals_are_registered_only_an_active_terminal_of_the_merchant_is_served(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded_card(banks, 10_000)
+    term = terminal_for(pan)
+    banks.add_merchant(AddMerchant("CITYMERCHANT001", "City bus company", "4111"))
+    banks.add_merchant(AddMerchant("OTHERSHOP", "Other shop", "5411"))
+    banks.add_terminal(AddTerminal("T0000001", "CITYMERCHANT001"))
+    banks.add_terminal(AddTerminal("T0000002", "OTHERSHOP"))
+
+    def purchase(rid: str, terminal_id: str, merchant_id: str) -> AuthorizationResponse:
+        req = request(pan, PURCHASE, 1_000, term.first_ac(1_000), rid)
+        return banks.authorize(replace(req, terminal_id=terminal_id, merchant_id=merchant_id))
+
+    before = ledger_snapshot(database)
+    unknown = purchase("p-1", "T0000009", "CITYMERCHANT001")
+    assert unknown.response_code == "58" and "terminal_unknown" in unknown.flags
+    foreign = purchase("p-2", "T0000002", "CITYMERCHANT001")  # another merchant's terminal
+    assert foreign.response_code == "03" and "terminal_merchant_mismatch" in foreign.flags
+    banks.set_terminal_status(SetTerminalStatus("T0000001", active=False))
+    inactive = purchase("p-3", "T0000001", "CITYMERCHANT001")
+    assert inactive.response_code == "58" and "terminal_inactive" in inactive.flags
+    assert ledger_snapshot(database) == before  # nothing posted
+    banks.set_terminal_status(SetTerminalStatus("T0000001", active=True))
+    assert purchase("p-4", "T0000001", "CITYMERCHANT001").approved
+    assert ledger_snapshot(database) != before
+
+
+def test_the_registry_refuses_bad_entries(banks: IssuerService) -> None:
+    banks.add_merchant(AddMerchant("M1", "Shop", "5411"))
+    with pytest.raises(AlreadyExists):
+        banks.add_merchant(AddMerchant("M1", "Shop again", "5411"))
+    with pytest.raises(NotFound):
+        banks.add_terminal(AddTerminal("T1", "M2"))
+    banks.add_terminal(AddTerminal("T1", "M1"))
+    with pytest.raises(AlreadyExists):
+        banks.add_terminal(AddTerminal("T1", "M1"))
+    with pytest.raises(NotFound):
+        banks.set_terminal_status(SetTerminalStatus("T9", active=False))
+    for bad in (lambda: AddMerchant("M" * 16, "x", "5411"), lambda: AddMerchant("M3", "x", "54A1"),
+                lambda: AddTerminal("T000000012", "M1"), lambda: AddTerminal("", "M1")):  # fmt: skip
+        with pytest.raises(MalformedRequest):
+            bad()

@@ -19,7 +19,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from citycard.issuer import ports
-from citycard.issuer.model import Bank, BinRange, Card, Cardholder, CardStatus, DenyListEntry, Product
+from citycard.issuer.model import (
+    Bank,
+    BinRange,
+    Card,
+    Cardholder,
+    CardStatus,
+    DenyListEntry,
+    Merchant,
+    Product,
+    RegisteredTerminal,
+    TerminalStatus,
+)
 from citycard.issuer.ports import StoredAuthorization
 
 from .issuer_tables import (
@@ -31,8 +42,10 @@ from .issuer_tables import (
     issuer_cards,
     issuer_deny_list,
     issuer_deny_list_versions,
+    issuer_merchants,
     issuer_products,
     issuer_sequences,
+    issuer_terminals,
     issuer_unpredictable_numbers,
 )
 from .uow import RepositoryFactory, SqlUnitOfWork
@@ -46,6 +59,7 @@ __all__ = [
     "SqlDenyList",
     "SqlIdAllocator",
     "SqlProducts",
+    "SqlTerminals",
 ]
 
 _MAX_BATCH = 100_000
@@ -267,6 +281,29 @@ class SqlDenyList(_Repo):
         return (int(row.version), int(row.updated_ns)) if row else (0, 0)
 
 
+class SqlTerminals(_Repo):
+    def add_merchant(self, merchant: Merchant) -> None:
+        self.session.execute(insert(issuer_merchants).values(**_values(merchant)))
+
+    def get_merchant(self, merchant_id: str) -> Merchant | None:
+        row = self._one(select(issuer_merchants).where(issuer_merchants.c.merchant_id == merchant_id))
+        return _from_row(Merchant, row) if row else None
+
+    def add(self, terminal: RegisteredTerminal) -> None:
+        self.session.execute(insert(issuer_terminals).values(**_values(terminal)))
+
+    def get(self, terminal_id: str) -> RegisteredTerminal | None:
+        row = self._one(select(issuer_terminals).where(issuer_terminals.c.terminal_id == terminal_id))
+        return _from_row(RegisteredTerminal, row, status=TerminalStatus(row.status)) if row else None
+
+    def set_status(self, terminal_id: str, status: TerminalStatus) -> None:
+        t = issuer_terminals
+        self.session.execute(update(t).where(t.c.terminal_id == terminal_id).values(status=status.value))
+
+    def in_use(self) -> bool:
+        return self._one(select(issuer_terminals.c.terminal_id).limit(1)) is not None
+
+
 class SqlIdAllocator(_Repo):
     NAME = "ledger_account"
 
@@ -293,6 +330,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
         "cards": lambda uow: SqlCards(uow.session),
         "authorizations": lambda uow: SqlAuthorizations(uow.session),
         "deny_list": lambda uow: SqlDenyList(uow.session),
+        "terminals": lambda uow: SqlTerminals(uow.session),
         "ids": lambda uow: SqlIdAllocator(uow.session),
     }
     banks: SqlBanks
@@ -301,6 +339,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
     cards: SqlCards
     authorizations: SqlAuthorizations
     deny_list: SqlDenyList
+    terminals: SqlTerminals
     ids: SqlIdAllocator
 
 

@@ -21,9 +21,9 @@ JR/T 0025.13 for the EC load):
    the terminal: the ARQC does not cover field 41 (terminal ID) or 42 (merchant ID), so the issuer binds
    what it can — a terminal identification ``9F1C`` in field 55 must equal field 41 (``58``, flag
    ``terminal_mismatch``); every stored answer records fields 41 and 42, and a reversal must come from the
-   original's terminal and merchant (``58``, nothing reversed). Whether field 41 names a real terminal of
-   the merchant in field 42 is for the merchant and terminal registry and the field 64 MAC of the network
-   (not built yet);
+   original's terminal and merchant (``58``, nothing reversed); once terminals are registered, field 41
+   must be an active terminal of the merchant in field 42 (``58`` / ``03``). Only the network's field 64
+   MAC (not built yet) ties a message to the terminal that really sent it;
 4. the business: purchase (deposit -> network settlement), balance inquiry, EC load 圈存 (deposit -> EC
    float, answered with ``PUT DATA 9F79``), EC cash load (counter cash -> EC float), reversal (the original's
    transfers mirrored — except an EC load whose reversal reports, in the issuer script results ``9F5B``,
@@ -64,7 +64,9 @@ from .commands import (
     ActivateCard,
     AddBank,
     AddBinRange,
+    AddMerchant,
     AddProduct,
+    AddTerminal,
     AuthorizationKind,
     AuthorizationRequest,
     AuthorizationResponse,
@@ -81,6 +83,7 @@ from .commands import (
     ReplaceCard,
     ReportLost,
     SetPin,
+    SetTerminalStatus,
     UnblockCard,
     check_amount,
 )
@@ -98,8 +101,11 @@ from .model import (
     DuplicateIssuance,
     InvalidIdNumber,
     IssuerError,
+    Merchant,
     NotFound,
     Product,
+    RegisteredTerminal,
+    TerminalStatus,
     UnregisteredCardLoss,
     bank_key_labels,
     mask_pan,
@@ -280,6 +286,37 @@ class IssuerService:
             uow.banks.add(bank)
             uow.commit()
         return bank
+
+    def add_merchant(self, cmd: AddMerchant) -> Merchant:
+        with self._uow() as uow:
+            if uow.terminals.get_merchant(cmd.merchant_id) is not None:
+                raise AlreadyExists(f"merchant {cmd.merchant_id} exists already")
+            merchant = Merchant(cmd.merchant_id, cmd.name, cmd.mcc)
+            uow.terminals.add_merchant(merchant)
+            uow.commit()
+        return merchant
+
+    def add_terminal(self, cmd: AddTerminal) -> RegisteredTerminal:
+        """Register a terminal; from the first one on, authorizations must come from registered terminals."""
+        with self._uow() as uow:
+            if uow.terminals.get_merchant(cmd.merchant_id) is None:
+                raise NotFound(f"no merchant {cmd.merchant_id}")
+            if uow.terminals.get(cmd.terminal_id) is not None:
+                raise AlreadyExists(f"terminal {cmd.terminal_id} exists already")
+            terminal = RegisteredTerminal(cmd.terminal_id, cmd.merchant_id)
+            uow.terminals.add(terminal)
+            uow.commit()
+        return terminal
+
+    def set_terminal_status(self, cmd: SetTerminalStatus) -> RegisteredTerminal:
+        status = TerminalStatus.ACTIVE if cmd.active else TerminalStatus.INACTIVE
+        with self._uow() as uow:
+            terminal = uow.terminals.get(cmd.terminal_id)
+            if terminal is None:
+                raise NotFound(f"no terminal {cmd.terminal_id}")
+            uow.terminals.set_status(cmd.terminal_id, status)
+            uow.commit()
+        return replace(terminal, status=status)
 
     def _bank_keys(self, code: str) -> None:
         """Generate the bank's keys in the HSM (kept if a previous attempt made them already)."""
@@ -798,6 +835,9 @@ class IssuerService:
 
         if card is None or card.psn != req.psn:
             return decline("14", "unknown card")
+        refused = _terminal_refusal(uow, req)
+        if refused is not None:
+            return decline(*refused)
         try:
             tags = decode_dict(req.field55)
         except TlvError as exc:
@@ -1087,6 +1127,29 @@ class _Outcome:
 
     def set(self, code: str, reason: str) -> None:
         self.code, self.reason = code, reason
+
+
+def _terminal_refusal(uow: IssuerUnitOfWork, req: AuthorizationRequest) -> tuple[str, str, str] | None:
+    """(code, reason, flag) when the registry is in use and field 41 is not an active terminal of the
+    merchant in field 42: ``58`` unknown or inactive terminal, ``03`` a terminal of another merchant."""
+    if not uow.terminals.in_use():
+        return None  # no terminal registered: nothing to check against (docs/issuer.md)
+    terminal = uow.terminals.get(req.terminal_id)
+    if terminal is None:
+        return "58", f"terminal {req.terminal_id!r} (field 41) is not registered", "terminal_unknown"
+    if terminal.status is not TerminalStatus.ACTIVE:
+        return (
+            "58",
+            f"terminal {req.terminal_id!r} (field 41) is {terminal.status.value}",
+            "terminal_inactive",
+        )
+    if terminal.merchant_id != req.merchant_id:
+        return (
+            "03",
+            f"terminal {req.terminal_id!r} is not a terminal of merchant {req.merchant_id!r}",
+            ("terminal_merchant_mismatch"),
+        )
+    return None
 
 
 def _ec_float(account_id: int, product: Product) -> Account:

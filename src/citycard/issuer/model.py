@@ -30,8 +30,11 @@ __all__ = [
     "DuplicateIssuance",
     "InvalidIdNumber",
     "IssuerError",
+    "Merchant",
     "NotFound",
     "Product",
+    "RegisteredTerminal",
+    "TerminalStatus",
     "UnregisteredCardLoss",
     "bank_key_labels",
     "id_number_check_character",
@@ -249,6 +252,30 @@ a right PIN before that resets the count.
 card's next online contact. Until then it is kept as an ISO 9564 format-0 block under the bank's PIN storage
 key — an HSM key that never leaves the HSM and is not the zone key shared with the network — and dropped
 once the script is sent; the PIN itself is never in clear outside the HSM."""
+
+
+class TerminalStatus(enum.StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # withdrawn, lost or stolen: its authorizations are refused
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    """A merchant accepting the card: ISO 8583 field 42 (card acceptor ID, ans 15), its name and its
+    merchant category code (ISO 18245, field 18). The issuer's minimal registry until the center's."""
+
+    merchant_id: str
+    name: str
+    mcc: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredTerminal:
+    """A terminal: ISO 8583 field 41 (card acceptor terminal ID, ans 8), the merchant it belongs to."""
+
+    terminal_id: str
+    merchant_id: str
+    status: TerminalStatus = TerminalStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)

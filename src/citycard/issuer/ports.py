@@ -14,7 +14,17 @@ from typing import Protocol, Self
 
 from citycard.ledger.ports import LedgerRepository
 
-from .model import Bank, BinRange, Card, Cardholder, DenyListEntry, Product
+from .model import (
+    Bank,
+    BinRange,
+    Card,
+    Cardholder,
+    DenyListEntry,
+    Merchant,
+    Product,
+    RegisteredTerminal,
+    TerminalStatus,
+)
 
 __all__ = [
     "Authorizations",
@@ -27,6 +37,7 @@ __all__ = [
     "IssuerUnitOfWork",
     "Products",
     "StoredAuthorization",
+    "Terminals",
 ]
 
 Clock = Callable[[], int]
@@ -112,6 +123,19 @@ class DenyList(Protocol):
         ...
 
 
+class Terminals(Protocol):
+    """The merchant and terminal registry (fields 42 and 41)."""
+
+    def add_merchant(self, merchant: Merchant) -> None: ...
+    def get_merchant(self, merchant_id: str) -> Merchant | None: ...
+    def add(self, terminal: RegisteredTerminal) -> None: ...
+    def get(self, terminal_id: str) -> RegisteredTerminal | None: ...
+    def set_status(self, terminal_id: str, status: TerminalStatus) -> None: ...
+    def in_use(self) -> bool:
+        """Whether any terminal is registered (an empty registry checks nothing)."""
+        ...
+
+
 class IdAllocator(Protocol):
     def allocate(self, count: int) -> Sequence[int]:
         """``count`` fresh ledger account ids (unique across the database)."""
@@ -136,6 +160,8 @@ class IssuerUnitOfWork(Protocol):
     def authorizations(self) -> Authorizations: ...
     @property
     def deny_list(self) -> DenyList: ...
+    @property
+    def terminals(self) -> Terminals: ...
     @property
     def ids(self) -> IdAllocator: ...
 
