@@ -31,6 +31,7 @@ class World:
     root: Path
     home: Path  # bank ICBC (BIN 621226), a registered card, an emulated card, a terminal journal
     readonly_home: Path  # a copy of home whose card-image folder cannot be written
+    tampered_home: Path  # a copy of home with one key block altered on disk
     pan: str  # the registered card's PAN
 
     def fill(self, text: str) -> str:
@@ -64,7 +65,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     shutil.rmtree(readonly_home / "cards")
     (readonly_home / "cards").symlink_to("/sys/kernel")  # not writable, not even by root
     (root / "readonly").symlink_to("/sys/kernel")
-    yield World(root, home, readonly_home, pan)
+    tampered_home = root / "tampered-home"
+    shutil.copytree(home, tampered_home, symlinks=True)
+    block = tampered_home / "hsm" / "keys" / "icbc-deny-list.kb"
+    text = bytearray(block.read_bytes())
+    text[len(text) // 2] ^= 0x01  # one hex digit of the encrypted key data changed
+    block.write_bytes(bytes(text))
+    yield World(root, home, readonly_home, tampered_home, pan)
 
 
 def _snapshot(root: Path) -> dict[str, object]:
@@ -125,6 +132,12 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("report-lost-id", ["card", "report-lost", "{pan}", "--id-number", "440524188001010014"], {}, 2),
     ("refund-to", ["card", "refund", "{pan}", "--to", "nowhere"], {}, 1),
     ("block-no-card", ["card", "block", "1234"], {}, 2),
+    ("unblock-no-card", ["card", "unblock", "6212260000000000000"], {}, 2),
+    ("close-no-card", ["card", "close", "6212260000000000000"], {}, 2),
+    ("replace-no-card", ["card", "replace", "6212260000000000000"], {}, 2),
+    ("renew-no-card", ["card", "renew", "6212260000000000000"], {}, 2),
+    ("set-pin-no-card", ["card", "set-pin", "6212260000000000000", "--pin", "1234"], {}, 2),
+    ("issue-pin-no-bank", ["card", "issue", "--bank", "NOPE", "--pin", "1234"], {}, 2),
     # --- bank -------------------------------------------------------------------------------------------
     ("bank-add-bin", ["bank", "add", "ABC", "--bin", "6212"], {}, 2),
     ("bank-add-code", ["bank", "add", "abc"], {}, 2),
@@ -169,9 +182,32 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("calc-dol-data", ["calc", "dol", "9F0206", "00"], {}, 2),
     ("calc-mac-alg", ["calc", "mac", "00" * 16, "00", "--alg", "5"], {}, 2),
     ("calc-arqc-key", ["calc", "arqc", "00", "--udk", "00"], {}, 2),
-    # --- demo and settings ------------------------------------------------------------------------------
+    ("calc-icc-mk-pan", ["calc", "icc-mk", "00" * 16, "12AB"], {}, 2),
+    ("calc-session-key-atc", ["calc", "session-key", "00" * 16, "1"], {}, 2),
+    ("calc-common-sk-r", ["calc", "common-sk", "00" * 16, "0001"], {}, 2),
+    ("calc-arqc-verify", ["calc", "arqc-verify", "00", "1122", "--sk", "00" * 16], {}, 2),
+    ("calc-arpc-method", ["calc", "arpc", "11" * 8, "--sk", "00" * 16, "--method", "3"], {}, 2),
+    ("calc-ec-load-balance", ["calc", "ec-load", "11" * 8, "1.234", "--sk", "00" * 16, "--atc", "0001"],
+     {}, 2),
+    ("calc-script-header", ["calc", "script", "841E", "11" * 8, "--sk", "00" * 16, "--atc", "0001"], {}, 2),
+    ("calc-des-blocks", ["calc", "des", "00" * 16, "0011"], {}, 2),
+    ("calc-sm4-key", ["calc", "sm4", "00" * 8, "00" * 16], {}, 2),
+    ("calc-sm3-hex", ["calc", "sm3", "xyz"], {}, 2),
+    ("calc-cert-hex", ["calc", "cert", "zz", "00"], {}, 2),
+    ("log-card-missing", ["pos", "log", "--card", "{root}/missing.json"], {}, 2),
+    # --- db ---------------------------------------------------------------------------------------------
+    ("db-upgrade-url", ["db", "upgrade"], {"CITYCARD_DATABASE_URL": "nonsense"}, 2),
+    # --- demo, settings and the HSM's key store -------------------------------------------------------------
     ("demo-home-file", ["demo", "--home", "{root}/a-file"], {}, 2),
+    ("demo-bogus", ["demo", "--bogus"], {}, 2),
     ("settings-vpcd-port", ["card", "serve", "{card}"], {"CITYCARD_VPCD_PORT": "abc"}, 2),
+    ("settings-database-url", ["bank", "list"], {"CITYCARD_DATABASE_URL": "nonsense"}, 2),
+    ("settings-home-is-a-file", ["ledger", "balance"], {"CITYCARD_HOME": "{root}/a-file"}, 2),
+    ("settings-cooling-period", ["card", "refund", "{pan}"], {"CITYCARD_COOLING_PERIOD_DAYS": "-1"}, 2),
+    ("wrong-master-key", ["bank", "keys"], {"CITYCARD_HSM_MASTER_KEY": "00" * 32}, 2),
+    ("master-key-not-hex", ["bank", "list"], {"CITYCARD_HSM_MASTER_KEY": "zz"}, 2),
+    ("edited-key-block", ["denylist", "export", "--bank", "ICBC", "--out", "{root}/dl.json"],
+     {"CITYCARD_HOME": "{root}/tampered-home"}, 2),
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.issuer.commands import (
     AddBank,
     AddBinRange,
+    AddProduct,
     ChargeAnnualFees,
     ExpireCards,
     IssueCards,
@@ -83,3 +84,12 @@ def test_a_shorter_bin_over_an_assigned_one_is_refused(banks: IssuerService) -> 
     with pytest.raises(BinOverlap, match="62122799"):
         banks.add_bin_range(AddBinRange("BOC", "621227"))
     banks.add_bin_range(AddBinRange("BOC", "621228"))  # a neighbour is fine
+
+
+def test_a_product_single_limit_above_its_balance_limit_is_refused(banks: IssuerService) -> None:
+    """9F78 above 9F77 would promise the card a payment its balance can never hold."""
+    product = AddProduct(
+        "ICBC", "odd-ec", "odd", ICBC_BIN, ec_balance_limit_fen=50_000, ec_single_limit_fen=50_001
+    )
+    with pytest.raises(MalformedRequest, match="ec_single_limit_fen"):
+        banks.add_product(product)
