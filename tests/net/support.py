@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from citycard.codec.iso8583 import (
@@ -15,6 +16,7 @@ from citycard.codec.iso8583 import (
     NetworkManagementResponse,
     ResponseCode,
     response_mti,
+    with_mac,
 )
 
 TERMINAL = "10000019"
@@ -81,3 +83,9 @@ def answer(request: Message, code: ResponseCode = ResponseCode.APPROVED) -> Mess
 
 async def echo_handler(request: Message) -> Message:
     return answer(request)
+
+
+def signed(message: Message, mac: Callable[[bytes], bytes]) -> Message:
+    """``message`` with field 64 set to ``mac`` over its MAC block (the terminal's HSM computes it)."""
+    placeholder = replace(message, mac=bytes(8))
+    return replace(message, mac=with_mac(placeholder.to_bytes(), mac)[-8:])

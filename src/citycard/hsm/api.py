@@ -31,6 +31,7 @@ __all__ = [
     "KeyUsage",
     "KeyUsageError",
     "RsaPublicKey",
+    "WorkingKey",
 ]
 
 
@@ -47,6 +48,7 @@ class KeyUsage(enum.StrEnum):
     KEK = "K0"  # key encryption / wrapping key
     DATA = "D0"  # symmetric data encryption
     MAC = "M6"  # ISO 9797-1:2011 MAC algorithm 5 (CMAC)
+    MAC_X9_19 = "M3"  # ISO 9797-1 MAC algorithm 3, ANSI X9.19 retail MAC (the POS terminal's MAK)
     HMAC = "M7"  # HMAC key (keyed hashes of personal data: resident ID numbers)
     SIGNATURE = "S0"  # asymmetric key pair for digital signature (deny lists)
     CA = "S1"  # asymmetric key pair, CA key (issuer key signing ICC certificates)
@@ -97,6 +99,16 @@ class KeyHandle:
     kcv: str  # key check value, hex (3 bytes for TDEA/AES; for RSA, of the public modulus)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkingKey:
+    """A terminal working key (PIK or MAK) made at sign-on: the key under the terminal master key (TMK),
+    for field 62 of the 0810, its check value, and the handle of the same key kept in this HSM."""
+
+    encrypted: bytes  # 3DES-ECB under the TMK (16 bytes for a double-length key)
+    check_value: bytes  # the first 4 bytes of the key encrypting a zero block (ANSI X9.24), as UnionPay sends
+    handle: KeyHandle
+
+
 @runtime_checkable
 class Hsm(Protocol):
     """Operations of the issuer's HSM. Every method checks the usage bound to each key it is given."""
@@ -115,6 +127,23 @@ class Hsm(Protocol):
     def export_key_block(self, key: KeyHandle, kek: KeyHandle) -> str: ...
     def get(self, label: str) -> KeyHandle: ...
     def labels(self) -> list[str]: ...
+
+    # --- POS terminal working keys (sign-on 0800/0810) --------------------------------------------------
+    def generate_working_key(self, label: str, tmk: KeyHandle, usage: KeyUsage) -> WorkingKey:
+        """A fresh double-length 3DES working key (``P0`` PIK or ``M3`` MAK), kept under ``label`` and given
+        out only under the terminal master key ``tmk`` (a 3DES ``K0`` key), with its check value."""
+        ...
+
+    def import_working_key(
+        self, label: str, tmk: KeyHandle, usage: KeyUsage, encrypted: bytes, check_value: bytes
+    ) -> KeyHandle:
+        """The terminal's side: a working key received under ``tmk``, kept if its check value matches
+        (else :class:`HsmInputError`, nothing kept)."""
+        ...
+
+    def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:
+        """The 8-byte field 64 MAC (ANSI X9.19) of an ISO 8583 MAC block under an ``M3`` MAK."""
+        ...
 
     # --- EMV / PBOC cryptograms -----------------------------------------------------------------------
     def verify_arqc(self, imk: KeyHandle, pan: str, psn: str, atc: int, ac_data: bytes, arqc: bytes) -> bool:

@@ -13,6 +13,12 @@ Verification Value (Visa PIN Verification Service; the PVV method also documente
 commands DG/DC/EC): TSP = 11 rightmost PAN digits without the check digit ‖ PVKI ‖ 4 leftmost PIN digits,
 3DES under the PVK, decimalised (decimal digits left to right, then the hex digits A–F minus 10).
 
+POS terminal working keys (sign-on 0800/0810, UnionPay POS practice; key management per ANSI X9.24-1): the
+host HSM makes a double-length 3DES PIK (``P0``) or MAK (``M3``, ANSI X9.19 = ISO 9797-1 MAC algorithm 3),
+keeps it, and gives it out only 3DES-ECB-encrypted under the terminal master key (a 3DES ``K0`` key both
+sides entered as components), with a 4-byte check value (the key encrypting a zero block); the terminal's
+HSM decrypts it under its TMK, checks the check value, and keeps it. Neither side sees it in clear.
+
 The Visa PVV covers only the PIN's first 4 digits; online PINs are verified with the **IBM 3624 PIN offset**
 (IBM 3624 Consumer Transaction Facility; ANSI X9.8 / ISO 9564-1 PIN verification; payShield commands
 DE/EE): the validation data is 3DES-enciphered under the PVK (``V1``), its hex digits decimalised with a
@@ -51,6 +57,7 @@ from citycard.crypto.pin import (
     pin_from_iso0,
     pin_from_iso1,
 )
+from citycard.crypto.pos_mac import pos_mac as retail_mac
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_kcv, rsa_private_raw
 
 from . import keyblock
@@ -63,6 +70,7 @@ from .api import (
     KeyStoreError,
     KeyUsage,
     KeyUsageError,
+    WorkingKey,
 )
 
 __all__ = [
@@ -86,6 +94,9 @@ _T = TypeVar("_T")
 
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
+_WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
+_CHECK_VALUE_SIZE = 4
+"""Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
 _DIAGNOSE_BLOCKS = 8
 """How many other key blocks :meth:`SoftHsm._diagnose` tries when one does not verify."""
 
@@ -102,6 +113,7 @@ _DEFAULT_MODE = {
     KeyUsage.KEK: "B",
     KeyUsage.DATA: "B",
     KeyUsage.MAC: "C",
+    KeyUsage.MAC_X9_19: "C",
     KeyUsage.HMAC: "C",
     KeyUsage.SIGNATURE: "S",
     KeyUsage.CA: "S",
@@ -423,6 +435,41 @@ class SoftHsm:
 
     def labels(self) -> list[str]:
         return self._store.labels()
+
+    # --- POS terminal working keys ---------------------------------------------------------------------
+    def _tmk(self, tmk: KeyHandle, modes: tuple[str, ...], what: str) -> bytes:
+        secret = self._use(tmk, KeyUsage.KEK, modes, what)
+        if self._load(tmk.label).handle.algorithm != Algorithm.TDEA:
+            raise KeyUsageError(f"terminal master key {tmk.label!r} must be a 3DES key")
+        return secret
+
+    def generate_working_key(self, label: str, tmk: KeyHandle, usage: KeyUsage) -> WorkingKey:
+        if usage not in _WORKING_KEY_USAGES:
+            raise KeyUsageError(f"a terminal working key is a PIK (P0) or a MAK (M3), not {usage.value}")
+        tmk_secret = self._tmk(tmk, ("B", "E"), "encrypt working keys")
+        secret = des.adjust_parity(self._random(16))
+        handle = self._store_new(label, _header(usage, Algorithm.TDEA, False), secret)
+        return WorkingKey(des.ecb_encrypt(tmk_secret, secret), des.kcv(secret, _CHECK_VALUE_SIZE), handle)
+
+    def import_working_key(
+        self, label: str, tmk: KeyHandle, usage: KeyUsage, encrypted: bytes, check_value: bytes
+    ) -> KeyHandle:
+        if usage not in _WORKING_KEY_USAGES:
+            raise KeyUsageError(f"a terminal working key is a PIK (P0) or a MAK (M3), not {usage.value}")
+        tmk_secret = self._tmk(tmk, ("B", "D"), "decrypt working keys")
+        if len(encrypted) != 16 or len(check_value) != _CHECK_VALUE_SIZE:
+            raise HsmInputError(
+                f"a working key is 16 bytes under the TMK with a {_CHECK_VALUE_SIZE}-byte check value"
+            )
+        secret = des.ecb_decrypt(tmk_secret, encrypted)
+        if not hmac.compare_digest(des.kcv(secret, _CHECK_VALUE_SIZE), check_value):
+            raise HsmInputError(
+                f"working key {label!r}: check value does not match (wrong TMK or damaged key)"
+            )
+        return self._store_new(label, _header(usage, Algorithm.TDEA, False), secret)
+
+    def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:
+        return retail_mac(self._use(mak, KeyUsage.MAC_X9_19, ("C", "G"), "MAC POS messages"), mac_block)
 
     # --- EMV / PBOC cryptograms -------------------------------------------------------------------------
     def _session_key(self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str, atc: int, what: str) -> bytes:
