@@ -377,3 +377,20 @@ def test_connections_over_the_limit_are_closed_and_stop_drains_requests_in_fligh
             assert (await in_flight).approved  # answered during the drain
 
     run(scenario())
+
+
+def test_a_server_that_accepts_and_closes_at_once_is_retried_with_a_growing_backoff() -> None:
+    async def scenario() -> None:
+        limits = LinkLimits(timeout_s=1, min_backoff_s=0.01, max_backoff_s=0.1)
+        async with (
+            Iso8583Server(echo_handler, limits=ServerLimits(max_connections=1)) as server,
+            Iso8583Link("127.0.0.1", server.port, tpdu=TPDU, limits=FAST) as first,
+        ):
+            assert (await first.request(purchase(1))).approved  # holds the one connection allowed
+            async with Iso8583Link("127.0.0.1", server.port, tpdu=TPDU, limits=limits) as second:
+                await asyncio.sleep(0.6)
+            # backoff 0.01, 0.02, 0.04, 0.08, then 0.1: about 9 attempts in 0.6 s, not hundreds
+            assert 2 <= second.stats.connects <= 12
+            assert second.stats.connects - 1 <= server.stats.refused_connections <= second.stats.connects
+
+    run(scenario())

@@ -204,6 +204,7 @@ class Iso8583Link:
         self._connected = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._last_received = 0.0
+        self._frames_received = 0
 
     # --- life -----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -289,6 +290,9 @@ class Iso8583Link:
 
     # --- the connection -------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """Connect, read answers until the connection ends, wait, connect again. The wait starts at
+        ``min_backoff_s`` and doubles up to ``max_backoff_s`` while connections fail or end without a frame
+        received (a peer that accepts and closes at once must not be hammered)."""
         backoff = self.limits.min_backoff_s
         while True:
             try:
@@ -298,23 +302,31 @@ class Iso8583Link:
                 log.info(
                     "cannot connect to %s:%s (%s), retrying in %.2f s", self.host, self.port, exc, backoff
                 )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.limits.max_backoff_s)
-                continue
-            backoff = self.limits.min_backoff_s
-            self.stats.connects += 1
-            self._writer = writer
-            self._last_received = self._clock()
-            self._connected.set()
-            echo = asyncio.create_task(self._echo_loop()) if self._keepalive is not None else None
-            try:
-                await self._read_loop(reader)
-            except (FramingError, ConnectionError) as exc:
-                log.info("connection to %s:%s lost: %s", self.host, self.port, exc)
-            finally:
-                if echo is not None:
-                    echo.cancel()
-                self._drop_connection()
+            else:
+                if await self._connection(reader, writer):
+                    backoff = self.limits.min_backoff_s
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.limits.max_backoff_s)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one connection until it ends; whether any frame was received on it."""
+        self.stats.connects += 1
+        self._writer = writer
+        self._last_received = self._clock()
+        self._connected.set()
+        self._frames_received = 0
+        echo = asyncio.create_task(self._echo_loop()) if self._keepalive is not None else None
+        try:
+            await self._read_loop(reader)
+        except (FramingError, ConnectionError) as exc:
+            log.info("connection to %s:%s lost: %s", self.host, self.port, exc)
+        except Exception:  # a bug: logged, and the link goes on with a new connection rather than die
+            log.exception("link to %s:%s failed", self.host, self.port)
+        finally:
+            if echo is not None:
+                echo.cancel()
+            self._drop_connection()
+        return self._frames_received > 0
 
     def _drop_connection(self) -> None:
         """Forget the connection; each request waiting for an answer on it ends in :class:`ConnectionLost`."""
@@ -333,6 +345,7 @@ class Iso8583Link:
             if data is None:
                 return
             self._last_received = self._clock()
+            self._frames_received += 1
             self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
