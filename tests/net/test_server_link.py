@@ -394,3 +394,16 @@ def test_a_server_that_accepts_and_closes_at_once_is_retried_with_a_growing_back
             assert second.stats.connects - 1 <= server.stats.refused_connections <= second.stats.connects
 
     run(scenario())
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
+    async def scenario() -> None:
+        async with Iso8583Server(echo_handler, limits=ServerLimits(idle_timeout_s=0.1)) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                assert await reader.read(1) == b""  # closed by the server, nothing sent either way
+            finally:
+                writer.close()
+            assert server.stats.connections == 1 and server.stats.closed_for_garbage == 0
+
+    run(scenario(), deadline_s=10)
