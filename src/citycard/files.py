@@ -11,6 +11,12 @@ file beside the image (``.card.json.lock``; not the image itself, which each sav
 held from the load to the last save, so that two processes never drive one card at once — each would load
 the same balance and ATC, and the last save would win. A second process waits at most
 :data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the image changed.
+
+**Where an issuer's card images live.** ``<cards>/<BANK>/<shard>/<PAN>.json``, the shard being the three
+PAN digits before the Luhn check digit (:func:`card_image_path`): a bank's serially numbered cards spread
+over up to 1000 folders, so 100,000 cards make about 100 files per folder instead of one folder of 100,000.
+:func:`find_card_image` finds a PAN's image in any bank's folder, or in the flat ``<cards>/<PAN>.json``
+layout of earlier versions.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ __all__ = [
     "BusyError",
     "CardFile",
     "atomic_write",
+    "card_image_path",
     "card_lock_path",
     "exclusive_lock",
+    "find_card_image",
+    "is_pan",
     "load_card",
     "save_card",
 ]
@@ -177,3 +186,24 @@ def _lock(path: Path, what: str, timeout_s: float) -> int:
         except BaseException:
             os.close(fd)
             raise
+
+
+def is_pan(text: str) -> bool:
+    """12 to 19 decimal digits (ISO/IEC 7812-1)."""
+    return text.isascii() and text.isdigit() and 12 <= len(text) <= 19
+
+
+def card_image_path(cards: Path, bank_code: str, pan: str) -> Path:
+    """Where the issuer keeps the image of card ``pan`` of bank ``bank_code``."""
+    assert is_pan(pan) and bank_code.isalnum(), (bank_code, len(pan))
+    return cards / bank_code / pan[-4:-1] / f"{pan}.json"
+
+
+def find_card_image(cards: Path, pan: str) -> Path | None:
+    """The image of an issued card under ``cards`` (whichever bank's), or None."""
+    if not is_pan(pan):
+        return None
+    for path in sorted(cards.glob(f"*/{pan[-4:-1]}/{pan}.json")):
+        return path
+    flat = cards / f"{pan}.json"
+    return flat if flat.is_file() else None

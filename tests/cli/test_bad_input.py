@@ -55,7 +55,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _run("card", "issue", "--bank", "ICBC", "--holder", "ZHANG SAN", "--id-number", HOLDER_ID)
         _run("card", "new", "--out", str(home / "card.json"), "--serial", "5", "--ec-balance", "100.00")
         _run("pos", "purchase", "--card", str(home / "card.json"), "--amount", "1.00")
-    pan = next((home / "cards").glob("621226*.json")).stem
+    pan = next((home / "cards").glob("ICBC/*/621226*.json")).stem  # cards/<BANK>/<shard>/<PAN>.json
     (root / "not-sqlite.db").write_text("this is not a database\n")
     (root / "corrupt-keys.json").write_text('{"imk_ac": ')
     (root / "a-folder").mkdir()

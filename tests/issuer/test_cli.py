@@ -54,8 +54,8 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
         cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, "--reveal"
     )
     pan = next(word for word in out.split() if word.startswith("621226") and len(word) == 19)
-    assert (tmp_path / "cards" / f"{pan}.json").exists()
-    shown = run(cli, "card", "show", str(tmp_path / "cards" / f"{pan}.json"))  # the chip's CLI loads it
+    assert (tmp_path / "cards" / "ICBC" / pan[-4:-1] / f"{pan}.json").exists()
+    shown = run(cli, "card", "show", pan)  # the chip's CLI finds the issuer's image by PAN
     assert "621226*********0018" in shown and "Zhang San" in shown
     assert "error" in run(
         cli, "card", "issue", "--bank", "ICBC", "--holder", "Zhang San", "--id-number", HOLDER_ID, code=1
@@ -90,7 +90,7 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     )
     records = [json.loads(line) for line in (tmp_path / "perso" / "BOC.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["key_blocks"]["udk_ac"].startswith("D") for r in records)
-    anonymous = records[0]["image"].removesuffix(".json")
+    anonymous = Path(records[0]["image"]).stem
     refusal = run(cli, "card", "report-lost", anonymous, code=1)
     assert refusal.count("\n") == 1 and "its loss is the holder's loss" in refusal  # one line, no traceback
     assert run(cli, "card", "issue", "--bank", "CCB", code=2) == "error: no bank CCB\n"
@@ -103,7 +103,7 @@ def test_bank_card_ledger_and_deny_list(cli: typer.Typer, tmp_path: Path) -> Non
     assert "pin_block" in refusal and refusal.count("\n") == 1
     out = run(cli, "card", "issue", "--bank", "BOC", "--product", "anon-ec", "--pin", "975310", "--reveal")
     boc = next(word for word in out.split() if word.startswith("621661") and len(word) == 19)
-    chip = json.loads((tmp_path / "cards" / f"{boc}.json").read_text())
+    chip = json.loads((tmp_path / "cards" / "BOC" / boc[-4:-1] / f"{boc}.json").read_text())
     assert chip["nvm"]["pin.value"] == "975310"  # personalised with the holder's PIN, not 123456
     assert "not an amount" in run(cli, "card", "deposit", pan, "1.505", code=2)
     assert "positive" in run(cli, "card", "deposit", pan, "0", code=2)

@@ -304,7 +304,7 @@ def test_failed_issuance_leaves_no_card_image_files(
     else:  # the replacement's transaction fails after its image was made
         pan = issue_registered(service)
         before = ledger_snapshot(database)
-        images = sorted(p.name for p in (home / "cards").iterdir())
+        images = sorted(p.name for p in (home / "cards").rglob("*.json"))
         assert images == [f"{pan}.json"]
         original = service._uow
 
@@ -320,15 +320,15 @@ def test_failed_issuance_leaves_no_card_image_files(
         service._uow = failing_uow
         with pytest.raises(_Interrupted):
             service.replace_card(ReplaceCard(pan))
-        assert sorted(p.name for p in (home / "cards").iterdir()) == images
+        assert sorted(p.name for p in (home / "cards").rglob("*.json")) == images
         assert len((home / "perso" / "ICBC.jsonl").read_text().splitlines()) == 1
         service._uow = original
     assert ledger_snapshot(database) == before
     if where == "progress":
-        assert not (home / "cards").exists() or not any((home / "cards").iterdir())
+        assert not (home / "cards").exists() or not any((home / "cards").rglob("*.json"))
         assert not (home / "perso").exists()
         with database.unit_of_work(IssuerUnitOfWork) as uow:
             assert uow.cards.list("BOC") == []
     (card,) = service.issue_cards(IssueCards("BOC", "anon-ec"))  # the next issuance stores only its own
-    assert (home / "cards" / f"{card.pan}.json").exists()
+    assert (home / "cards" / "BOC" / card.pan[-4:-1] / f"{card.pan}.json").exists()
     assert len((home / "perso" / "BOC.jsonl").read_text().splitlines()) == 1

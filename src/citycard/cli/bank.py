@@ -32,7 +32,7 @@ from citycard.chip.image import CardImage
 from citycard.chip.personalise import IssuerPublicKeyData
 from citycard.config import Settings, settings
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
-from citycard.files import atomic_write, save_card
+from citycard.files import atomic_write, card_image_path, save_card
 from citycard.hsm.api import HsmError, KeyStoreError
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
@@ -40,6 +40,7 @@ from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, BinOverlap, Card, IssuerError, NotFound
 
 from .card import parse_yuan
+from .output import JsonFlag, amount_column, print_json, yuan
 
 if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only by the commands that open the database
     from sqlalchemy.exc import SQLAlchemyError
@@ -52,13 +53,6 @@ __all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer"
 app = typer.Typer(help="Issuing banks: keys, books, BIN ranges and card products.", no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
-
-
-def yuan(fen: int | None) -> str:
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 def fail(message: str, status: int = 1) -> typer.Exit:
@@ -76,8 +70,9 @@ def refused(exc: Exception) -> typer.Exit:
 
 
 class DirectorySink:
-    """Card images as ``<dir>/cards/<PAN>.json`` (``citycard card show`` reads them) and the bureau's
-    personalisation records appended to ``<dir>/perso/<bank>.jsonl``."""
+    """Card images as ``<dir>/cards/<BANK>/<shard>/<PAN>.json`` (``citycard.files.card_image_path``;
+    ``citycard card show PAN`` finds them) and the bureau's personalisation records appended to
+    ``<dir>/perso/<bank>.jsonl`` (``image``: the path under ``<dir>/cards``)."""
 
     def __init__(self, home: Path) -> None:
         self.cards = home / "cards"
@@ -95,11 +90,11 @@ class DirectorySink:
                 raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
     def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
-        path = self.cards / f"{card.pan}.json"
+        path = card_image_path(self.cards, card.bank_code, card.pan)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_card(path, image)
         self.perso.mkdir(parents=True, exist_ok=True)
-        record = {**record, "image": path.name}
+        record = {**record, "image": path.relative_to(self.cards).as_posix()}
         with (self.perso / f"{card.bank_code}.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         return str(path)
@@ -287,15 +282,44 @@ def _check_bin_is_free(issuer: Issuer, cmd: AddBinRange) -> None:
 
 
 @app.command("list")
-def list_banks() -> None:
-    """Banks, their products and key check values."""
+def list_banks(as_json: JsonFlag = False) -> None:
+    """Banks, their products, BINs and EC balance limits."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
 
     with open_issuer() as issuer:
         with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
             banks = uow.banks.list()
             products = uow.products.list()
-        table = Table("bank", "name", "product", "BIN", "registered", "EC limit")
+        if as_json:
+            print_json(
+                {
+                    "banks": [
+                        {
+                            "code": bank.code,
+                            "name": bank.name,
+                            "products": [
+                                {
+                                    "code": p.code,
+                                    "name": p.name,
+                                    "bin": p.bin,
+                                    "registered": p.registered,
+                                    "ec_balance_limit_fen": p.ec_balance_limit_fen,
+                                    "ec_single_limit_fen": p.ec_single_limit_fen,
+                                    "issue_fee_fen": p.issue_fee_fen,
+                                    "annual_fee_fen": p.annual_fee_fen,
+                                    "validity_years": p.validity_years,
+                                }
+                                for p in products
+                                if p.bank_code == bank.code
+                            ],
+                        }
+                        for bank in banks
+                    ]
+                }
+            )
+            return
+        table = Table("bank", "name", "product", "BIN", "registered")
+        amount_column(table, "EC limit")
         for bank in banks:
             mine = [p for p in products if p.bank_code == bank.code]
             for p in mine:
@@ -307,15 +331,29 @@ def list_banks() -> None:
 
 
 @app.command("keys")
-def keys() -> None:
+def keys(as_json: JsonFlag = False) -> None:
     """The HSM's keys: label, usage, algorithm, mode, KCV (never the keys)."""
     with open_issuer() as issuer:
         hsm = issuer.service.hsm
+        handles = [hsm.get(label) for label in hsm.labels()]
+        if as_json:
+            rows = [
+                {
+                    "label": h.label,
+                    "usage": h.usage.value,
+                    "algorithm": h.algorithm.value,
+                    "mode": h.mode,
+                    "exportable": h.exportable,
+                    "kcv": h.kcv,
+                }
+                for h in handles
+            ]
+            print_json({"keys": rows})
+            return
         table = Table("label", "usage", "algorithm", "mode", "exportable", "KCV")
-        for label in hsm.labels():
-            h = hsm.get(label)
+        for h in handles:
             table.add_row(
-                label, h.usage.value, h.algorithm.value, h.mode, "yes" if h.exportable else "no", h.kcv
+                h.label, h.usage.value, h.algorithm.value, h.mode, "yes" if h.exportable else "no", h.kcv
             )
         console.print(table)
 

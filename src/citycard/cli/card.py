@@ -2,12 +2,14 @@
 
 - ``card new`` personalises a card from product options with the demo keys
   (``$CITYCARD_HOME/demo-keys.json``, created on first use; demo only) and writes its image.
-- ``card show`` prints applications, holder, EC balance and limits, counters, lifecycle and logs.
+- ``card show`` prints applications, holder, EC balance and limits, counters, lifecycle and logs (dates as
+  ``2026-12-03``, transaction types in words; ``--json`` for programs).
 - ``card apdu`` powers the card on and sends raw APDUs, printing each response decoded by tag name with the
   status word's meaning; the image is saved (atomically) after every command.
 
 Amounts are yuan with at most two decimals (``100.00``), converted exactly to fen. PANs are masked unless
-``--reveal``.
+``--reveal``. Where a card image is asked for, the PAN of a card the issuer made (``card issue``) will do:
+its image is found under ``$CITYCARD_HOME/cards`` (``citycard.files.find_card_image``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,12 +31,14 @@ from citycard.chip.pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
 from citycard.chip.personalise import ProductProfile, ProfileError, personalise
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.dol import parse_dol, split_dol_data
-from citycard.codec.pretty import command_hex, format_tlv, mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
-from citycard.files import BusyError, CardFile, load_card, save_card
+from citycard.files import BusyError, CardFile, find_card_image, is_pan, load_card, save_card
 
-__all__ = ["app", "hold_card", "parse_yuan"]
+from .output import JsonFlag, amount_column, print_json, yuan
+
+__all__ = ["app", "card_file", "hold_card", "log_record", "parse_yuan"]
 
 app = typer.Typer(help="Emulated PBOC citizen cards: personalise, show, send APDUs.", no_args_is_help=True)
 console = Console()
@@ -50,10 +55,6 @@ def parse_yuan(text: str) -> int:
     return int(whole) * 100 + int(cents)
 
 
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
 def _amount(text: str, option: str) -> int:
     try:
         return parse_yuan(text)
@@ -66,6 +67,13 @@ def _unreadable(path: Path, exc: OSError | ImageError) -> typer.Exit:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     typer.echo(f"error: cannot read card image {path}: {reason}", err=True)
     return typer.Exit(2)
+
+
+def card_file(path: Path) -> Path:
+    """``path`` itself, or for a PAN that names no file here the image the issuer made of that card."""
+    if path.exists() or not is_pan(str(path)):
+        return path
+    return find_card_image(settings().home / "cards", str(path)) or path
 
 
 def _load(path: Path) -> CardImage:
@@ -179,94 +187,182 @@ def _pan(app: Application) -> str:
     return app.data["5A"].hex().upper().rstrip("F")
 
 
-_LOG_COLUMNS = {"9A": "date", "9F21": "time", "9F02": "amount", "9F03": "other", "9F1A": "country",
-                "5F2A": "currency", "9F4E": "merchant", "9C": "type", "9F36": "ATC"}  # fmt: skip
+_LOG_KEYS = {"9A": "date", "9F21": "time", "9F02": "amount_fen", "9F03": "other_amount_fen",
+             "9F1A": "country", "5F2A": "currency", "9F4E": "merchant", "9C": "type",
+             "9F36": "atc"}  # fmt: skip
+_LOG_HEADERS = {"before_fen": "before", "after_fen": "after", "amount_fen": "amount",
+                "other_amount_fen": "other", "atc": "ATC"}  # fmt: skip
 
 
-def _log_table(title: str, records: list[str], fmt: bytes, head: int) -> Table:
-    """A log as a table; ``head`` bytes precede the format's values (14 in the load log)."""
-    table = Table(title=title)
-    tags = [tag for tag, _ in parse_dol(fmt)]
-    for column in ["#", *(["before", "after"] if head else []), *(_LOG_COLUMNS.get(t, t) for t in tags)]:
-        table.add_column(column)
-    for i, record in enumerate(records, start=1):
+def _log_value(tag: str, value: bytes) -> Any:
+    """A log field as a value: ISO date and time, fen, the transaction type in words, ATC as a number."""
+    digits = value.hex()
+    if tag == "9A":
+        return f"20{digits[:2]}-{digits[2:4]}-{digits[4:6]}"
+    if tag == "9F21":
+        return f"{digits[:2]}:{digits[2:4]}:{digits[4:6]}"
+    if tag in ("9F02", "9F03"):
+        return int(digits) if digits.isdigit() else digits.upper()
+    if tag == "9F4E":
+        return value.decode("ascii", "replace").strip("\x00 ")
+    if tag == "9C" and len(value) == 1:
+        return transaction_type_name(value[0])
+    if tag == "9F36":
+        return int.from_bytes(value, "big")
+    return digits.upper()
+
+
+def log_record(fields: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
+    """A log record's fields (tag, value) as a dict: ``date``, ``time``, ``amount_fen``, ``type`` in words,
+    ``atc``...; a load log's ``BEFORE``/``AFTER`` balances as ``before_fen``/``after_fen``."""
+    row: dict[str, Any] = {}
+    for tag, value in fields:
+        if tag in ("BEFORE", "AFTER"):
+            row[f"{tag.lower()}_fen"] = int(value.hex())
+        else:
+            row[_LOG_KEYS.get(tag, tag)] = _log_value(tag, value)
+    return row
+
+
+def _log_records(records: list[str], fmt: bytes, head: int) -> list[dict[str, Any]]:
+    """Log records as dicts; ``head`` bytes precede the format's values (14 in the load log: P1P2, the EC
+    balance before and after)."""
+    out = []
+    for record in records:
         raw = bytes.fromhex(record)
-        values = split_dol_data(fmt, raw[head:])
-        row = [str(i)]
-        if head:
-            row += [_yuan(int(raw[2:8].hex())), _yuan(int(raw[8:14].hex()))]
-        for tag in tags:
-            value = values[tag]
-            if tag in ("9F02", "9F03"):
-                row.append(_yuan(int(value.hex())))
-            elif tag == "9F4E":
-                row.append(value.decode("ascii", "replace").strip("\x00 "))
-            else:
-                row.append(value.hex().upper())
-        table.add_row(*row)
+        balances = [("BEFORE", raw[2:8]), ("AFTER", raw[8:14])] if head else []
+        out.append(log_record([*balances, *split_dol_data(fmt, raw[head:]).items()]))
+    return out
+
+
+def _log_table(title: str, rows: list[dict[str, Any]], fmt: bytes, head: int) -> Table:
+    table = Table(title=title)
+    keys = [*(["before_fen", "after_fen"] if head else []), *(_LOG_KEYS.get(t, t) for t, _ in parse_dol(fmt))]
+    table.add_column("#", justify="right")
+    for key in keys:
+        header = _LOG_HEADERS.get(key, key)
+        if key.endswith("_fen"):
+            amount_column(table, header)
+        else:
+            table.add_column(header, no_wrap=key in ("date", "time", "type"))
+    for i, row in enumerate(rows, start=1):
+        cells = [
+            yuan(row[k]) if k.endswith("_fen") and isinstance(row[k], int) else str(row[k]) for k in keys
+        ]
+        table.add_row(str(i), *cells)
     return table
 
 
-def _app_table(image: CardImage, app_: Application) -> Table:
+def _cells(image: CardImage, app_: Application) -> dict[str, Any]:
     def cell(name: str) -> int:
         return image.get_int(cell_key(app_.aid, name))
 
-    table = Table(title=f"application {app_.label}")
+    out: dict[str, Any] = {
+        "aid": app_.aid.hex().upper(),
+        "label": app_.label,
+        "kind": app_.kind,
+        "electronic_cash": app_.ec,
+        "contactless": app_.contactless,
+        "blocked": image.get_bool(cell_key(app_.aid, "blocked")),
+        "atc": cell("atc"),
+        "last_online_atc": cell("last_online_atc"),
+    }
+    if app_.ec:
+        out["ec_balance_fen"] = cell("ec_balance")
+        out["ec_balance_limit_fen"] = cell("ec_limit")
+        out["ec_single_limit_fen"] = cell("ec_single_limit")
+        out["ec_reset_threshold_fen"] = cell("ec_reset_threshold")
+    return out
+
+
+def _app_table(cells: dict[str, Any]) -> Table:
+    table = Table(title=f"application {cells['label']}")
     table.add_column("item")
     table.add_column("value")
-    table.add_row("AID", app_.aid.hex().upper())
-    table.add_row("kind", app_.kind + (" with electronic cash" if app_.ec else ""))
-    table.add_row("contactless", "yes" if app_.contactless else "no")
-    table.add_row("blocked", "yes" if image.get_bool(cell_key(app_.aid, "blocked")) else "no")
-    table.add_row("ATC", str(cell("atc")))
-    table.add_row("last online ATC", str(cell("last_online_atc")))
-    if app_.ec:
-        table.add_row("EC balance", _yuan(cell("ec_balance")))
-        table.add_row("EC balance limit", _yuan(cell("ec_limit")))
-        table.add_row("EC single-transaction limit", _yuan(cell("ec_single_limit")))
-        table.add_row("EC reset threshold", _yuan(cell("ec_reset_threshold")))
+    table.add_row("AID", cells["aid"])
+    table.add_row("kind", cells["kind"] + (" with electronic cash" if cells["electronic_cash"] else ""))
+    table.add_row("contactless", "yes" if cells["contactless"] else "no")
+    table.add_row("blocked", "yes" if cells["blocked"] else "no")
+    table.add_row("ATC", str(cells["atc"]))
+    table.add_row("last online ATC", str(cells["last_online_atc"]))
+    if cells["electronic_cash"]:
+        table.add_row("EC balance", yuan(cells["ec_balance_fen"]))
+        table.add_row("EC balance limit", yuan(cells["ec_balance_limit_fen"]))
+        table.add_row("EC single-transaction limit", yuan(cells["ec_single_limit_fen"]))
+        table.add_row("EC reset threshold", yuan(cells["ec_reset_threshold_fen"]))
     return table
+
+
+def _yymmdd(value: bytes) -> str:
+    digits = value.hex()
+    return f"20{digits[:2]}-{digits[2:4]}-{digits[4:6]}"
+
+
+def _card_view(image: CardImage, reveal: bool) -> dict[str, Any]:
+    """The whole card as plain values (what ``card show --json`` prints)."""
+    first = image.applications[0]
+    pan = _pan(first)
+    holder = first.data.get("5F20")
+    applications = []
+    for app_ in image.applications:
+        cells = _cells(image, app_)
+        txn = image.nvm[cell_key(app_.aid, "txn_log")]
+        assert isinstance(txn, list)
+        cells["transaction_log"] = _log_records(txn, TXN_LOG_FORMAT, 0)
+        if app_.ec:
+            load = image.nvm[cell_key(app_.aid, "load_log")]
+            assert isinstance(load, list)
+            cells["load_log"] = _log_records(load, LOAD_LOG_FORMAT, 14)
+        applications.append(cells)
+    return {
+        "pan": pan if reveal else mask_pan(pan),
+        "psn": first.data["5F34"].hex(),
+        "holder": holder.decode("ascii", "replace") if holder else None,
+        "effective": _yymmdd(first.data["5F25"]),
+        "expiry": _yymmdd(first.data["5F24"]),
+        "card_blocked": image.get_bool("card.blocked"),
+        "pin_tries_left": image.get_int("pin.tries"),
+        "pin_try_limit": image.pin_try_limit,
+        "applications": applications,
+    }
 
 
 @app.command("show")
 def show(
-    path: Annotated[Path, typer.Argument(help="card image (JSON)")],
+    path: Annotated[Path, typer.Argument(help="card image (JSON), or the PAN of a card the issuer made")],
     reveal: Annotated[bool, typer.Option("--reveal", help="show the full PAN")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Applications, holder, EC balance and limits, counters, lifecycle and logs."""
-    image = _load(path)
-    card = Table(title=f"card {path.name}")
+    path = card_file(path)
+    view = _card_view(_load(path), reveal)
+    if as_json:
+        print_json(view)
+        return
+    card = Table(title=f"card {path.name if not is_pan(path.stem) else view['pan']}")
     card.add_column("item")
     card.add_column("value")
-    first = image.applications[0]
-    pan = _pan(first)
-    card.add_row("PAN", pan if reveal else mask_pan(pan))
-    card.add_row("PSN", first.data["5F34"].hex())
-    holder = first.data.get("5F20")
-    card.add_row("holder", holder.decode("ascii", "replace") if holder else "(anonymous)")
-    card.add_row("valid", f"20{first.data['5F25'].hex()[:4]} to 20{first.data['5F24'].hex()[:4]}")
-    card.add_row("card blocked", "yes" if image.get_bool("card.blocked") else "no")
-    card.add_row("PIN tries left", f"{image.get_int('pin.tries')} of {image.pin_try_limit}")
+    card.add_row("PAN", view["pan"])
+    card.add_row("PSN", view["psn"])
+    card.add_row("holder", view["holder"] or "(anonymous)")
+    card.add_row("valid", f"{view['effective']} to {view['expiry']}")
+    card.add_row("card blocked", "yes" if view["card_blocked"] else "no")
+    card.add_row("PIN tries left", f"{view['pin_tries_left']} of {view['pin_try_limit']}")
     console.print(card)
-    for app_ in image.applications:
-        console.print(_app_table(image, app_))
-    for app_ in image.applications:
-        txn = image.nvm[cell_key(app_.aid, "txn_log")]
-        assert isinstance(txn, list)
-        console.print(
-            _log_table(f"{app_.label}: transaction log (most recent first)", txn, TXN_LOG_FORMAT, 0)
-        )
-        if app_.ec:
-            load = image.nvm[cell_key(app_.aid, "load_log")]
-            assert isinstance(load, list)
-            console.print(
-                _log_table(f"{app_.label}: load log (most recent first)", load, LOAD_LOG_FORMAT, 14)
-            )
+    for cells in view["applications"]:
+        console.print(_app_table(cells))
+    for cells in view["applications"]:
+        label = cells["label"]
+        title = f"{label}: transaction log (most recent first)"
+        console.print(_log_table(title, cells["transaction_log"], TXN_LOG_FORMAT, 0))
+        if "load_log" in cells:
+            title = f"{label}: load log (most recent first)"
+            console.print(_log_table(title, cells["load_log"], LOAD_LOG_FORMAT, 14))
 
 
 @app.command("apdu")
 def apdu(
-    path: Annotated[Path, typer.Argument(help="card image (JSON)")],
+    path: Annotated[Path, typer.Argument(help="card image (JSON), or the PAN of a card the issuer made")],
     commands: Annotated[list[str], typer.Argument(help="command APDUs in hex")],
     interface: Annotated[str, typer.Option("--interface", help="contact or contactless")] = "contact",
     reveal: Annotated[bool, typer.Option("--reveal", help="show PANs in full")] = False,
@@ -280,7 +376,7 @@ def apdu(
             raws.append(bytes.fromhex("".join(text.split())))
         except ValueError:
             raise typer.BadParameter(f"not hex: {text!r}") from None
-    held = hold_card(path)
+    held = hold_card(card_file(path))
     try:
         _apdus(held, raws, interface, reveal)
     finally:

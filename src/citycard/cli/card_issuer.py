@@ -1,12 +1,17 @@
-"""``citycard card issue | activate | deposit | report-lost | replace | refund | block | unblock | close``:
-the issuing bank's side of a card's life (registered onto the ``card`` app by ``cli._register``).
+"""``citycard card issue | list | find | status | activate | deposit | report-lost | replace | refund |
+block | unblock | close``: the issuing bank's side of a card's life (registered onto the ``card`` app by
+``cli._register``).
 
-Cards are issued with keys from the bank's HSM into card-image files under ``$CITYCARD_HOME/cards`` (load
-them with ``citycard card show`` / ``card apdu``); PANs are masked unless ``--reveal``.
+Cards are issued with keys from the bank's HSM into card-image files under
+``$CITYCARD_HOME/cards/<BANK>/<shard>/<PAN>.json`` (load them with ``citycard card show PAN`` or
+``card apdu``); PANs are masked unless ``--reveal``. ``card issue --csv FILE`` issues registered cards in bulk
+(:mod:`citycard.cli.bulk`). ``card list``, ``card find`` and ``card status`` read the bank's records
+(``citycard.issuer.views``), ``--json`` for programs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,22 +21,28 @@ from rich.table import Table
 
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, mask_pan
+from citycard.issuer.views import MAX_PAGE, CardSearch, card_status, card_summary, find_cards
 
-from .bank import DirectorySink, Issuer, fail, open_issuer, yuan
+from .bank import DirectorySink, Issuer, fail, open_issuer
 from .card import parse_yuan
+from .output import JsonFlag, print_json, yuan
 
 __all__ = [
     "activate",
     "block",
     "close",
     "deposit",
+    "find",
     "issue",
+    "list_cards",
     "refund",
     "register",
     "renew",
     "replace",
     "report_lost",
     "set_pin",
+    "show_cards",
+    "status",
     "unblock",
 ]
 
@@ -39,17 +50,33 @@ console = Console()
 Reveal = Annotated[bool, typer.Option("--reveal", help="show full PANs")]
 
 
-def _show(cards: list[Card], reveal: bool, title: str) -> None:
-    table = Table("PAN", "PSN", "bank", "product", "status", "expiry", "registered", title=title)
-    for card in cards[:50]:
+def _card_table(cards: list[Card], reveal: bool, title: str, first: int = 1) -> Table:
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("PAN", no_wrap=True)
+    for header in ("PSN", "bank", "product", "status", "expiry", "registered"):
+        table.add_column(header)
+    for number, card in enumerate(cards, start=first):
         pan = card.pan if reveal else mask_pan(card.pan)
         registered = "yes" if card.registered else "no"
+        expiry = f"20{card.expiry[:2]}-{card.expiry[2:]}"
         table.add_row(
-            pan, card.psn, card.bank_code, card.product_code, card.status.value, card.expiry, registered
+            str(number),
+            pan,
+            card.psn,
+            card.bank_code,
+            card.product_code,
+            card.status.value,
+            expiry,
+            registered,
         )
-    console.print(table)
+    return table
+
+
+def show_cards(cards: list[Card], reveal: bool, title: str) -> None:
+    console.print(_card_table(cards[:50], reveal, title))
     if len(cards) > 50:
-        console.print(f"… and {len(cards) - 50} more")
+        console.print(f"… and {len(cards) - 50} more (citycard card list --offset 50)")
 
 
 def _writable(issuer: Issuer) -> None:
@@ -78,11 +105,31 @@ def issue(
         str | None,
         typer.Option("--bureau-kek", help="HSM label of the bureau's KEK: card keys as TR-31 blocks"),
     ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="issue registered cards in bulk: columns holder,id_number[,phone]"),
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="rejected rows go here (default: <CSV>.rejects.csv)")
+    ] = None,
     reveal: Reveal = False,
 ) -> None:
     """Issue cards: ledger accounts, HSM keys, personalised card images and bureau records."""
     from citycard.issuer.model import bank_key_labels
 
+    if csv_file is not None:
+        if holder is not None or id_number is not None or phone or count != 1 or pin is not None:
+            raise fail(
+                "--csv: the holders come from the file, "
+                "not with --holder, --id-number, --phone, --count, --pin",
+                2,
+            )
+        from .bulk import issue_from_csv
+
+        with open_issuer(bureau_kek=bureau_kek) as issuer:
+            _writable(issuer)
+            issue_from_csv(issuer, console, bank, product, csv_file, rejects, activate_now, reveal)
+        return
     with open_issuer(bureau_kek=bureau_kek) as issuer:
         block = None
         if pin is not None:  # played as at the counter's PIN pad: format 1, the card has no PAN yet
@@ -98,7 +145,7 @@ def issue(
             cards = issuer.service.issue_cards(cmd, progress=lambda n: progress.advance(task, n))
         if activate_now:
             cards = [issuer.service.activate(c.ActivateCard(card.pan)) for card in cards]
-        _show(cards, reveal, f"{len(cards)} card(s) issued by {bank}")
+        show_cards(cards, reveal, f"{len(cards)} card(s) issued by {bank}")
         console.print(
             f"images in {issuer.home / 'cards'}, personalisation records in {issuer.home / 'perso'}"
         )
@@ -107,7 +154,7 @@ def issue(
 def activate(pan: Annotated[str, typer.Argument()]) -> None:
     """Activate an issued card."""
     with open_issuer() as issuer:
-        _show([issuer.service.activate(c.ActivateCard(pan))], False, "activated")
+        show_cards([issuer.service.activate(c.ActivateCard(pan))], False, "activated")
 
 
 def deposit(
@@ -170,7 +217,9 @@ def replace(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> No
     """Issue a replacement card for the same holder and account."""
     with open_issuer() as issuer:
         _writable(issuer)
-        _show([issuer.service.replace_card(c.ReplaceCard(pan))], reveal, f"replacement for {mask_pan(pan)}")
+        show_cards(
+            [issuer.service.replace_card(c.ReplaceCard(pan))], reveal, f"replacement for {mask_pan(pan)}"
+        )
 
 
 def refund(
@@ -187,7 +236,7 @@ def renew(pan: Annotated[str, typer.Argument()], reveal: Reveal = False) -> None
     """Issue the successor of an expiring card (new PAN and validity; same holder and account)."""
     with open_issuer() as issuer:
         _writable(issuer)
-        _show([issuer.service.renew(c.RenewCard(pan))], reveal, f"renewal of {mask_pan(pan)}")
+        show_cards([issuer.service.renew(c.RenewCard(pan))], reveal, f"renewal of {mask_pan(pan)}")
 
 
 def block(pan: Annotated[str, typer.Argument()]) -> None:
@@ -211,9 +260,113 @@ def close(pan: Annotated[str, typer.Argument()]) -> None:
         console.print(f"card {mask_pan(card.pan)} closed; refund its EC balance after the cooling period")
 
 
+Limit = Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE, help="cards per page")]
+Offset = Annotated[int, typer.Option("--offset", min=0, help="skip this many cards (paging)")]
+BankFilter = Annotated[str | None, typer.Option("--bank", help="issuing bank code")]
+StatusFilter = Annotated[
+    str | None, typer.Option("--status", help="issued, active, blocked, lost, replaced, closed or expired")
+]
+
+
+def _page(issuer: Issuer, search: CardSearch, limit: int, offset: int, reveal: bool, as_json: bool) -> None:
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+
+    with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        page = find_cards(uow, issuer.service.hsm, search, limit=limit, offset=offset)
+    if as_json:
+        cards = [card_summary(card, show_pan=reveal) for card in page.cards]
+        print_json({"cards": cards, "total": page.total, "limit": page.limit, "offset": page.offset})
+        return
+    last = offset + len(page.cards)
+    title = f"cards {offset + 1}-{last} of {page.total}" if page.cards else f"no card of {page.total}"
+    console.print(_card_table(page.cards, reveal, title, first=offset + 1))
+    if last < page.total:
+        console.print(f"more: --offset {last}", highlight=False)
+
+
+def list_cards(
+    bank: BankFilter = None,
+    status_: StatusFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    reveal: Reveal = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The bank's cards in PAN order, a page at a time."""
+    with open_issuer() as issuer:
+        _page(issuer, CardSearch(bank_code=bank, status=status_), limit, offset, reveal, as_json)
+
+
+def find(
+    pan: Annotated[str | None, typer.Option("--pan", help="the whole PAN")] = None,
+    pan_suffix: Annotated[
+        str | None, typer.Option("--pan-suffix", help="the PAN's last 4 or more digits")
+    ] = None,
+    id_number: Annotated[
+        str | None, typer.Option("--id-number", help="the holder's resident ID (matched by its HMAC)")
+    ] = None,
+    phone: Annotated[str | None, typer.Option("--phone", help="the holder's phone number")] = None,
+    bank: BankFilter = None,
+    status_: StatusFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    reveal: Reveal = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cards by PAN, PAN suffix, holder's ID number or phone, bank and status (all given must match)."""
+    search = CardSearch(bank, pan, pan_suffix, id_number, phone, status_)
+    if all(v is None for v in (pan, pan_suffix, id_number, phone, bank, status_)):
+        raise fail("say what to find: --pan, --pan-suffix, --id-number, --phone, --bank or --status", 2)
+    with open_issuer() as issuer:
+        _page(issuer, search, limit, offset, reveal, as_json)
+
+
+def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_json: JsonFlag = False) -> None:
+    """The card as its bank's books see it: status, product, holder, EC balance, pending scripts."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+
+    with open_issuer() as issuer:
+        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+            view = card_status(uow, pan, show_pan=reveal)
+        if as_json:
+            print_json(view)
+            return
+        table = Table("item", "value", title=f"card {view['pan']}")
+        holder = (
+            f"{view['holder']} (ID ****{view['holder_id_last4']})" if view["holder"] else "(unregistered)"
+        )
+        rows = [
+            ("status", view["status"]),
+            ("bank", view["bank"]),
+            ("product", f"{view['product']}: {view['product_name']}"),
+            ("holder", holder),
+            ("PSN", view["psn"]),
+            ("issued", view["issued"]),
+            ("expiry", view["expiry"]),
+            ("EC balance (the bank's books)", yuan(view["ec_balance_fen"])),
+            ("EC balance limit", yuan(view["ec_balance_limit_fen"])),
+            ("deposit available", yuan(view["deposit_available_fen"])),
+            ("pending script", view["pending_script"] or "none"),
+            ("EC credit pending", yuan(view["pending_ec_credit_fen"])),
+            ("online PIN", "set" if view["pin_set"] else "not set"),
+            ("PIN CHANGE script pending", "yes" if view["pin_change_pending"] else "no"),
+            ("wrong online PINs in a row", str(view["online_pin_failures"])),
+            ("highest ATC seen", "-" if view["highest_atc"] is None else str(view["highest_atc"])),
+            ("reported lost", view["lost_at"] or "-"),
+            ("closed", view["closed_at"] or "-"),
+            ("replaced by", view["replaced_by"] or "-"),
+        ]
+        for item, value in rows:
+            table.add_row(item, value)
+        console.print(table)
+
+
 def register(card_app: typer.Typer) -> None:
     """Add the issuer's commands to ``citycard card``."""
     card_app.command("issue")(issue)
+    card_app.command("list")(list_cards)
+    card_app.command("find")(find)
+    card_app.command("status")(status)
     card_app.command("activate")(activate)
     card_app.command("deposit")(deposit)
     card_app.command("set-pin")(set_pin)

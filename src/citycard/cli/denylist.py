@@ -14,6 +14,7 @@ from citycard.issuer.views import deny_list_document
 from citycard.kernel.denylist import DenyListError, load_deny_list, parse_trusted_kcv
 
 from .bank import fail, open_issuer, write_json
+from .output import JsonFlag, print_json
 
 __all__ = ["app"]
 
@@ -48,6 +49,7 @@ def verify(
         str | None,
         typer.Option("--kcv", help="BANK=KCV: the bank and its signing key's KCV (from 'bank keys')"),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Check a deny-list file as a terminal would: the RSASSA-PKCS1-v1_5 SHA-256 signature over the body,
     and (with ``--kcv BANK=KCV``) that the list is that bank's and signed by the key you trust for it;
@@ -63,6 +65,20 @@ def verify(
         dl = load_deny_list(path.read_bytes(), trusted)
     except (OSError, DenyListError) as exc:
         raise fail(f"{path}: {exc}") from None
+    if as_json:
+        print_json(
+            {
+                "valid": True,
+                "issuer": dl.issuer,
+                "version": dl.version,
+                "generated": f"{dl.generated:%Y-%m-%dT%H:%M:%SZ}",
+                "entries": len(dl.entries),
+                "key_label": dl.key_label,
+                "key_kcv": dl.key_kcv,
+                "key_trusted": kcv is not None,
+            }
+        )
+        return
     trust = "trusted key" if kcv is not None else "key in the file (give --kcv to check it is the bank's)"
     console.print(
         f"signature valid: deny list of {dl.issuer}, version {dl.version}, generated "

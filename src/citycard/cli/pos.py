@@ -25,7 +25,7 @@ from rich.table import Table
 
 from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
-from citycard.codec.pretty import command_hex, format_tlv, mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, exclusive_lock
@@ -46,7 +46,8 @@ from citycard.pos.journal_sqlite import JournalUnavailable, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
 
-from .card import hold_card, parse_yuan
+from .card import card_file, hold_card, log_record, parse_yuan
+from .output import JsonFlag, amount_column, print_json
 
 __all__ = ["app"]
 
@@ -56,7 +57,7 @@ console = Console()
 DEMO_PIN_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # demo terminal PIN key; not a secret
 DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")  # demo key sealing PANs in the journal
 
-CardOpt = typer.Option(None, "--card", help="emulated card image (JSON)")
+CardOpt = typer.Option(None, "--card", help="emulated card image (JSON), or the PAN of an issued card")
 ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")
 ConfigOpt = typer.Option(None, "--config", help="terminal configuration (TOML, docs/terminal.example.toml)")
 TraceOpt = typer.Option(False, "--trace", help="print every APDU with decoded TLV")
@@ -267,7 +268,7 @@ def _transport(
             raise typer.BadParameter(str(exc), param_hint="--reader") from None
         return
     assert card is not None
-    held = hold_card(card)
+    held = hold_card(card_file(card))  # a PAN names the image the issuer made
     try:
         yield from _emulated(held, contactless)
     finally:
@@ -473,7 +474,9 @@ def load(
 
 
 @_card_command("balance")
-def balance(opts: _CardOptions, contactless: bool = typer.Option(False, "--contactless")) -> None:
+def balance(
+    opts: _CardOptions, contactless: bool = typer.Option(False, "--contactless"), as_json: JsonFlag = False
+) -> None:
     """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D)."""
     config = opts.terminal_config()
     with opts.transport(contactless) as transmit:
@@ -481,6 +484,18 @@ def balance(opts: _CardOptions, contactless: bool = typer.Option(False, "--conta
     if out.kind is not OutcomeKind.COMPLETED or out.ec_balance_fen is None:
         console.print(f"balance inquiry failed: {out.reason}", markup=False)
         raise typer.Exit(1)
+    if as_json:
+        limits = {
+            key: int(out.data[tag].hex())
+            for tag, key in (
+                ("9F77", "ec_balance_limit_fen"),
+                ("9F78", "ec_single_limit_fen"),
+                ("9F6D", "ec_reset_threshold_fen"),
+            )
+            if tag in out.data and out.data[tag].hex().isdigit()
+        }
+        print_json({"label": out.label, "ec_balance_fen": out.ec_balance_fen, **limits})
+        return
     table = Table(title=f"EC balance — {out.label}")
     table.add_column("item")
     table.add_column("CNY", justify="right")
@@ -516,6 +531,8 @@ def _render(tag: str, value: bytes) -> str:
         return value.rstrip(b"\x00").decode("ascii", "replace")
     if tag == "9F36":
         return str(int.from_bytes(value, "big"))
+    if tag == "9C" and len(value) == 1:
+        return transaction_type_name(value[0])
     return value.hex().upper()
 
 
@@ -524,6 +541,7 @@ def log(
     opts: _CardOptions,
     load_log: bool = typer.Option(False, "--load", help="the load log (DF4D/DF4F) instead"),
     contactless: bool = typer.Option(False, "--contactless"),
+    as_json: JsonFlag = False,
 ) -> None:
     """The card's transaction log (9F4D/9F4F) or load log (DF4D/DF4F), formatted by its log format."""
     kind = TransactionKind.LOAD_LOG if load_log else TransactionKind.TRANSACTION_LOG
@@ -533,10 +551,17 @@ def log(
     if out.kind is not OutcomeKind.COMPLETED:
         console.print(f"log inquiry failed: {out.reason}", markup=False)
         raise typer.Exit(1)
+    if as_json:
+        records = [log_record(entry.fields) for entry in out.logs]
+        print_json({"log": "load" if load_log else "transaction", "label": out.label, "records": records})
+        return
     table = Table(title=("load log" if load_log else "transaction log") + f" — {out.label}")
     tags = [t for t, _ in out.logs[0].fields] if out.logs else []
     for tag in tags:
-        table.add_column(_LOG_NAMES.get(tag, tag))
+        if tag in ("9F02", "9F03", "BEFORE", "AFTER"):
+            amount_column(table, _LOG_NAMES.get(tag, tag))
+        else:
+            table.add_column(_LOG_NAMES.get(tag, tag), no_wrap=tag in ("9A", "9F21", "9C"))
     for entry in out.logs:
         table.add_row(*(_render(t, v) for t, v in entry.fields))
     console.print(table)
@@ -551,6 +576,7 @@ def journal_cmd(
     close_batch: bool = CloseBatchOpt,
     config: Path | None = ConfigOpt,
     keys: Path | None = KeysOpt,
+    as_json: JsonFlag = False,
 ) -> None:
     """The terminal's journal; ``--export DIR`` writes captured offline transactions for upload."""
     if state is not None and state not in STATES:
@@ -560,7 +586,11 @@ def journal_cmd(
     if journal is not None and not journal.exists():  # a view: a mistyped path makes no new journal
         raise typer.BadParameter(f"no journal at {journal}", param_hint="--journal")
     with ExitStack() as stack:
-        _journal_table(_open_journal(path, terminal_id, stack), path, state, export, limit, close_batch)
+        jr = _open_journal(path, terminal_id, stack)
+        if as_json:
+            _journal_json(jr, cast(State | None, state), limit, export, close_batch)
+            return
+        _journal_table(jr, path, state, export, limit, close_batch)
 
 
 def _journal_table(
@@ -572,7 +602,10 @@ def _journal_table(
     if close_batch:
         console.print(f"batch {jr.current_batch()} closed; now batch {jr.close_batch()}")
     table = Table(title=f"journal {path} — batch {jr.current_batch()}")
-    for col in ("STAN", "time", "state", "kind", "amount", "card", "AC"):
+    for col in ("STAN", "time", "state", "kind"):
+        table.add_column(col, no_wrap=True)
+    amount_column(table, "amount")
+    for col in ("card", "AC"):
         table.add_column(col, no_wrap=True)
     kinds = {"purchase": "sale", "ec_load": "load"}
     for e in jr.entries(cast(State | None, state), limit):
@@ -581,6 +614,35 @@ def _journal_table(
             format_amount(e.amount_fen), e.pan_masked[-8:], e.cryptogram[:8],
         )  # fmt: skip
     console.print(table)
+
+
+def _journal_json(
+    jr: SqliteJournal, state: State | None, limit: int, export: Path | None, close_batch: bool
+) -> None:
+    exported = [str(file) for file in jr.export(export)] if export is not None else []
+    closed = jr.current_batch() if close_batch else None
+    if close_batch:
+        jr.close_batch()
+    entries = [
+        {
+            "txn_id": e.txn_id,
+            "stan": e.stan,
+            "batch": e.batch,
+            "time": e.created.isoformat(),
+            "state": e.state,
+            "kind": e.kind,
+            "interface": e.interface,
+            "amount_fen": e.amount_fen,
+            "card": e.pan_masked,
+            "cryptogram": e.cryptogram,
+            "atc": e.atc,
+            "outcome": e.outcome,
+            "ec_balance_fen": e.ec_balance_fen,
+        }
+        for e in jr.entries(state, limit)
+    ]
+    batch = jr.current_batch()
+    print_json({"batch": batch, "closed_batch": closed, "exported": exported, "entries": entries})
 
 
 @_card_command("validate")

@@ -36,6 +36,7 @@ __all__ = [
     "format_tlv",
     "mask_pan",
     "render_value",
+    "transaction_type_name",
 ]
 
 _AMOUNT_TAGS = frozenset(
@@ -187,6 +188,25 @@ def _time(value: bytes) -> str | None:
     return f"{text[:2]}:{text[2:4]}:{text[4:]}"
 
 
+TRANSACTION_TYPES = {
+    0x00: "purchase", 0x01: "cash", 0x09: "purchase with cashback", 0x20: "refund",
+    0x30: "balance inquiry", 0x31: "balance inquiry", 0x40: "transfer",
+    0x60: "EC load", 0x62: "EC load from another account", 0x63: "EC cash load",
+}  # fmt: skip
+"""Transaction type ``9C`` (EMV Book 3 Annex A: the first two digits of the ISO 8583:1987 processing code;
+``60``/``62``/``63`` are the PBOC electronic-cash loads of JR/T 0025.13: designated account, another account,
+cash)."""
+
+
+def transaction_type_name(code: int) -> str:
+    """``9C`` in words: ``0x00`` → ``"purchase"``; an unknown code as ``"type 7F"``."""
+    return TRANSACTION_TYPES.get(code, f"type {code:02X}")
+
+
+def _transaction_type(value: bytes) -> str | None:
+    return transaction_type_name(value[0]) if len(value) == 1 else None
+
+
 def _ascii(value: bytes) -> str | None:
     if all(0x20 <= b < 0x7F for b in value):
         return '"' + value.decode("ascii") + '"'
@@ -285,6 +305,7 @@ _STRUCTURED: dict[str, Callable[[bytes], str | None]] = {
     "9F34": _cvm_results,
     "84": _ascii,  # DF names of directories are ASCII ("2PAY.SYS.DDF01"); AIDs stay hex
     "9D": _ascii,
+    "9C": _transaction_type,
     **dict.fromkeys(_DOL_TAGS, _dol),
     **dict.fromkeys(_AMOUNT_TAGS, _amount),
     **dict.fromkeys(_DATE_TAGS, _date),

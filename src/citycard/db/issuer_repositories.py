@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from citycard.issuer import ports
 from citycard.issuer.model import (
     Bank,
+    BankAccount,
     BinRange,
     Card,
     Cardholder,
@@ -31,10 +32,13 @@ from citycard.issuer.model import (
     RegisteredTerminal,
     TerminalStatus,
 )
-from citycard.issuer.ports import StoredAuthorization
+from citycard.issuer.ports import AccountOwner, CardQuery, StoredAuthorization
+from citycard.ledger.engine import Totals
+from citycard.ledger.model import Account, Transfer
 
 from .issuer_tables import (
     ISSUER_ID_BASE,
+    PAN_LAST4,
     issuer_authorizations,
     issuer_banks,
     issuer_bin_ranges,
@@ -48,12 +52,15 @@ from .issuer_tables import (
     issuer_terminals,
     issuer_unpredictable_numbers,
 )
+from .repositories import account_from_row, transfer_from_row
+from .tables import ledger_accounts, ledger_transfers
 from .uow import RepositoryFactory, SqlUnitOfWork
 
 __all__ = [
     "IssuerUnitOfWork",
     "SqlAuthorizations",
     "SqlBanks",
+    "SqlBooks",
     "SqlCardholders",
     "SqlCards",
     "SqlDenyList",
@@ -160,6 +167,21 @@ class SqlCardholders(_Repo):
         row = self._one(select(issuer_cardholders).where(issuer_cardholders.c.id_hash == id_hash))
         return _from_row(Cardholder, row) if row else None
 
+    def by_id_hashes(self, id_hashes: Sequence[str]) -> list[Cardholder]:
+        assert len(id_hashes) <= _MAX_BATCH
+        t = issuer_cardholders
+        query = select(t).where(t.c.id_hash.in_(list(id_hashes))).order_by(t.c.id)
+        return [_from_row(Cardholder, r) for r in self.session.execute(query)] if id_hashes else []
+
+    def get_many(self, holder_ids: Iterable[int]) -> dict[int, Cardholder]:
+        wanted = sorted(set(holder_ids))
+        assert len(wanted) <= _MAX_BATCH
+        t = issuer_cardholders
+        if not wanted:
+            return {}
+        rows = self.session.execute(select(t).where(t.c.id.in_(wanted)))
+        return {r.id: _from_row(Cardholder, r) for r in rows}
+
 
 def _card(row: Any) -> Card:
     pin_change = None if row.pending_pin_change is None else bytes(row.pending_pin_change)
@@ -189,12 +211,45 @@ class SqlCards(_Repo):
         query = select(issuer_cards).where(issuer_cards.c.holder_id == holder_id).order_by(issuer_cards.c.pan)
         return [_card(r) for r in self.session.execute(query)]
 
+    def find(self, query: CardQuery, *, limit: int, offset: int = 0) -> list[Card]:
+        assert 0 < limit <= _MAX_BATCH and offset >= 0
+        statement = select(issuer_cards).where(*_card_filters(query))
+        statement = statement.order_by(issuer_cards.c.pan).limit(limit).offset(offset)
+        return [_card(r) for r in self.session.execute(statement)]
+
+    def count(self, query: CardQuery) -> int:
+        statement = select(func.count()).select_from(issuer_cards).where(*_card_filters(query))
+        return int(self.session.execute(statement).scalar_one())
+
     def list(self, bank_code: str | None = None, *, limit: int = 1000) -> list[Card]:
         assert 0 < limit <= _MAX_BATCH
         query = select(issuer_cards).order_by(issuer_cards.c.pan).limit(limit)
         if bank_code is not None:
             query = query.where(issuer_cards.c.bank_code == bank_code)
         return [_card(r) for r in self.session.execute(query)]
+
+
+def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
+    """SQL conditions for a card query; each served by an index (the PAN suffix by ``PAN_LAST4``)."""
+    c = issuer_cards.c
+    where: list[ColumnElement[bool]] = []
+    if q.bank_code is not None:
+        where.append(c.bank_code == q.bank_code)
+    if q.pan is not None:
+        where.append(c.pan == q.pan)
+    if q.pan_suffix is not None:
+        assert 4 <= len(q.pan_suffix) <= 19 and q.pan_suffix.isdigit(), "checked by the caller"
+        where.append(PAN_LAST4 == q.pan_suffix[-4:])  # noqa: SIM300 (an SQL expression)
+        if len(q.pan_suffix) > 4:
+            where.append(c.pan.endswith(q.pan_suffix))
+    if q.holder_ids is not None:
+        where.append(c.holder_id.in_(q.holder_ids) if q.holder_ids else false())
+    if q.phone is not None:
+        holders = select(issuer_cardholders.c.id).where(issuer_cardholders.c.phone == q.phone)
+        where.append(c.holder_id.in_(holders))
+    if q.status is not None:
+        where.append(c.status == q.status.value)
+    return where
 
 
 class SqlAuthorizations(_Repo):
@@ -319,6 +374,104 @@ class SqlIdAllocator(_Repo):
         return range(first, first + count)
 
 
+_A = ledger_accounts.c
+_T = ledger_transfers.c
+_SYSTEM_ACCOUNTS = (
+    ("cash_account_id", BankAccount.CASH),
+    ("settlement_account_id", BankAccount.NETWORK_SETTLEMENT),
+    ("fee_account_id", BankAccount.FEE_INCOME),
+)
+
+
+def _bank_accounts(bank_code: str) -> Select[Any]:
+    """Ids of every ledger account of the bank: its system accounts, its cards' EC floats and its holders'
+    deposit accounts (a holder belongs to one bank: the ID number's HMAC is under that bank's key)."""
+    b, c = issuer_banks.c, issuer_cards.c
+    parts = [select(getattr(b, column)).where(b.code == bank_code) for column, _ in _SYSTEM_ACCOUNTS]
+    parts.append(select(c.ec_float_account_id).where(c.bank_code == bank_code))
+    parts.append(
+        select(c.deposit_account_id).where(c.bank_code == bank_code, c.deposit_account_id.is_not(None))
+    )
+    return select(union_all(*parts).subquery().c[0])
+
+
+class SqlBooks(_Repo):
+    """:class:`citycard.issuer.ports.Books`: set-based queries over the ledger's tables and the issuer's."""
+
+    def owners(self, account_ids: Iterable[int]) -> dict[int, AccountOwner]:
+        wanted = sorted(set(account_ids))
+        assert len(wanted) <= _MAX_BATCH
+        if not wanted:
+            return {}
+        owners: dict[int, AccountOwner] = {}
+        for bank in SqlBanks(self.session).list():
+            for column, kind in _SYSTEM_ACCOUNTS:
+                owners[getattr(bank, column)] = AccountOwner(bank.code, kind)
+        c = issuer_cards.c
+        query = (
+            select(c.pan, c.bank_code, c.ec_float_account_id, c.deposit_account_id)
+            .where(or_(c.ec_float_account_id.in_(wanted), c.deposit_account_id.in_(wanted)))
+            .order_by(c.pan)
+        )
+        for pan, bank_code, ec_id, deposit_id in self.session.execute(query):
+            owners[ec_id] = AccountOwner(bank_code, BankAccount.CARD_EC_FLOAT, pan)
+            if deposit_id is not None:
+                owners.setdefault(deposit_id, AccountOwner(bank_code, BankAccount.CARD_DEPOSIT, pan))
+        keep = set(wanted)
+        return {i: o for i, o in owners.items() if i in keep}
+
+    def balances(
+        self,
+        *,
+        bank_code: str | None = None,
+        account_ids: Sequence[int] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[Account]:
+        assert 0 < limit <= _MAX_BATCH
+        query = select(ledger_accounts).where(_A.id > after_id)
+        if bank_code is not None:
+            query = query.where(_A.id.in_(_bank_accounts(bank_code)))
+        if account_ids is not None:
+            query = query.where(_A.id.in_(list(account_ids)))
+        query = query.order_by(_A.id).limit(limit)
+        return [account_from_row(r) for r in self.session.execute(query)]
+
+    def totals(self, bank_code: str | None = None) -> Totals:
+        sums = [
+            func.coalesce(func.sum(column), 0)
+            for column in (_A.debits_pending, _A.debits_posted, _A.credits_pending, _A.credits_posted)
+        ]
+        query = select(*sums)
+        if bank_code is not None:
+            query = query.where(_A.id.in_(_bank_accounts(bank_code)))
+        return Totals(*(int(v) for v in self.session.execute(query).one()))
+
+    def journal(
+        self,
+        *,
+        bank_code: str | None = None,
+        account_ids: Sequence[int] | None = None,
+        before: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> list[Transfer]:
+        assert 0 < limit <= _MAX_BATCH
+        query = select(ledger_transfers)
+        if bank_code is not None:
+            mine = _bank_accounts(bank_code)
+            query = query.where(or_(_T.debit_account_id.in_(mine), _T.credit_account_id.in_(mine)))
+        if account_ids is not None:
+            ids = list(account_ids)
+            query = query.where(or_(_T.debit_account_id.in_(ids), _T.credit_account_id.in_(ids)))
+        if before is not None:
+            before_ns, before_id = before
+            query = query.where(
+                or_(_T.timestamp_ns < before_ns, and_(_T.timestamp_ns == before_ns, _T.id < before_id))
+            )
+        query = query.order_by(_T.timestamp_ns.desc(), _T.id.desc()).limit(limit)
+        return [transfer_from_row(r) for r in self.session.execute(query)]
+
+
 class IssuerUnitOfWork(SqlUnitOfWork):
     """The ledger and the issuer's repositories in one transaction."""
 
@@ -332,6 +485,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
         "deny_list": lambda uow: SqlDenyList(uow.session),
         "terminals": lambda uow: SqlTerminals(uow.session),
         "ids": lambda uow: SqlIdAllocator(uow.session),
+        "books": lambda uow: SqlBooks(uow.session),
     }
     banks: SqlBanks
     products: SqlProducts
@@ -341,6 +495,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
     deny_list: SqlDenyList
     terminals: SqlTerminals
     ids: SqlIdAllocator
+    books: SqlBooks
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the issuer's port

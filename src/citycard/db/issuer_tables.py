@@ -5,7 +5,7 @@ PVV of a PIN set before offsets, no longer checked), never the PIN; a PIN set by
 CHANGE script as a format-0 block under the bank's PIN storage key in the HSM, dropped once sent; a
 cardholder's resident ID number is kept as an HMAC under the bank's HSM key plus its last 4 characters for
 display. Migrations: ``0002_issuer``, ``0003_online_pin``, ``0004_authorization_terminal``,
-``0005_terminal_registry``.
+``0005_terminal_registry``, ``0006_issuer_lookups`` (indexes for card listings and searches).
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    func,
+    literal_column,
 )
 
 from .tables import metadata
 
 __all__ = [
     "ISSUER_ID_BASE",
+    "PAN_LAST4",
     "issuer_authorizations",
     "issuer_banks",
     "issuer_bin_ranges",
@@ -88,6 +91,7 @@ issuer_cardholders = Table(
     Column("id_last4", String(4), nullable=False),
     Column("phone", String(32), nullable=False),
     Column("deposit_account_id", BigInteger, nullable=False),
+    Index("ix_issuer_cardholders_phone", "phone"),
 )
 
 issuer_cards = Table(
@@ -120,7 +124,15 @@ issuer_cards = Table(
     ),
     Index("ix_issuer_cards_holder", "holder_id"),
     Index("ix_issuer_cards_bank", "bank_code", "pan"),
+    Index("ix_issuer_cards_status", "status", "pan"),
+    Index("ix_issuer_cards_ec_float", "ec_float_account_id"),
+    Index("ix_issuer_cards_deposit", "deposit_account_id"),
 )
+
+PAN_LAST4 = func.substr(issuer_cards.c.pan, func.length(issuer_cards.c.pan) - literal_column("3"))
+"""The PAN's last 4 digits, as the expression index ``ix_issuer_cards_pan_last4`` has it (a literal 3, not a
+bound parameter, so that SQLite and PostgreSQL match the query's expression to the index)."""
+Index("ix_issuer_cards_pan_last4", PAN_LAST4)
 
 issuer_authorizations = Table(
     "issuer_authorizations",

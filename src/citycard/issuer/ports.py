@@ -7,11 +7,13 @@ repository works inside the unit of work's one transaction; ``get(..., for_updat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
+from citycard.ledger.engine import Totals
+from citycard.ledger.model import Account, Transfer
 from citycard.ledger.ports import LedgerRepository
 
 from .model import (
@@ -19,6 +21,7 @@ from .model import (
     BinRange,
     Card,
     Cardholder,
+    CardStatus,
     DenyListEntry,
     Merchant,
     Product,
@@ -27,8 +30,11 @@ from .model import (
 )
 
 __all__ = [
+    "AccountOwner",
     "Authorizations",
     "Banks",
+    "Books",
+    "CardQuery",
     "Cardholders",
     "Cards",
     "Clock",
@@ -71,6 +77,21 @@ class Cardholders(Protocol):
     ) -> Cardholder: ...
     def get(self, holder_id: int) -> Cardholder | None: ...
     def by_id_hash(self, id_hash: str) -> Cardholder | None: ...
+    def by_id_hashes(self, id_hashes: Sequence[str]) -> list[Cardholder]: ...
+    def get_many(self, holder_ids: Iterable[int]) -> dict[int, Cardholder]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CardQuery:
+    """Which cards a listing wants: every filter given must hold (None: any). ``holder_ids`` are the holders
+    an ID number names (its HMAC under each bank's key, looked up first); ``pan_suffix`` is 4-19 digits."""
+
+    bank_code: str | None = None
+    pan: str | None = None
+    pan_suffix: str | None = None
+    holder_ids: tuple[int, ...] | None = None
+    phone: str | None = None
+    status: CardStatus | None = None
 
 
 class Cards(Protocol):
@@ -78,6 +99,11 @@ class Cards(Protocol):
     def get(self, pan: str, *, for_update: bool = False) -> Card | None: ...
     def update(self, card: Card) -> None: ...
     def by_holder(self, holder_id: int) -> list[Card]: ...
+    def find(self, query: CardQuery, *, limit: int, offset: int = 0) -> list[Card]:
+        """The cards that match, in PAN order (stable pages), ``limit`` of them after the first ``offset``."""
+        ...
+
+    def count(self, query: CardQuery) -> int: ...
     def list(self, bank_code: str | None = None, *, limit: int = 1000) -> list[Card]: ...
 
 
@@ -136,6 +162,48 @@ class Terminals(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AccountOwner:
+    """Whose a ledger account is: a bank's system account, a card's EC float or a holder's deposit account
+    (``pan``: the card, or for a deposit account the holder's first card by PAN)."""
+
+    bank_code: str
+    kind: int  # model.BankAccount
+    pan: str | None = None
+
+
+class Books(Protocol):
+    """The banks' books as the issuer reads them: the ledger's accounts and transfers by bank and card."""
+
+    def owners(self, account_ids: Iterable[int]) -> dict[int, AccountOwner]: ...
+    def balances(
+        self,
+        *,
+        bank_code: str | None = None,
+        account_ids: Sequence[int] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[Account]:
+        """Accounts in id order (of the bank, of ``account_ids``, or all), after ``after_id``."""
+        ...
+
+    def totals(self, bank_code: str | None = None) -> Totals:
+        """Sums of the four balances over the bank's accounts (all accounts when None)."""
+        ...
+
+    def journal(
+        self,
+        *,
+        bank_code: str | None = None,
+        account_ids: Sequence[int] | None = None,
+        before: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> list[Transfer]:
+        """Transfers newest first (timestamp, id descending) touching the bank's accounts or
+        ``account_ids`` (all when neither), older than the ``(timestamp_ns, id)`` ``before``."""
+        ...
+
+
 class IdAllocator(Protocol):
     def allocate(self, count: int) -> Sequence[int]:
         """``count`` fresh ledger account ids (unique across the database)."""
@@ -164,6 +232,8 @@ class IssuerUnitOfWork(Protocol):
     def terminals(self) -> Terminals: ...
     @property
     def ids(self) -> IdAllocator: ...
+    @property
+    def books(self) -> Books: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(
