@@ -12,6 +12,7 @@ import pytest
 
 from citycard.codec.iso8583 import (
     Frame,
+    Iso8583Error,
     Message,
     RawMessage,
     ResponseCode,
@@ -20,7 +21,9 @@ from citycard.codec.iso8583 import (
     encode_frame,
     encode_framed,
     encode_message,
+    format_error_response,
     mac_matches,
+    parse,
     with_mac,
 )
 from citycard.crypto.pos_mac import pos_mac
@@ -407,3 +410,45 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
             assert server.stats.connections == 1 and server.stats.closed_for_garbage == 0
 
     run(scenario(), deadline_s=10)
+
+
+def test_mutated_frames_get_exactly_the_answer_the_codec_predicts_and_only_valid_ones_are_handled() -> None:
+    rng = random.Random(20261203)
+    handler = Counting()
+    original = encode_framed(purchase(42, mac=True), TPDU)
+
+    def mutate() -> bytes:
+        data = bytearray(original)
+        for _ in range(rng.randrange(1, 4)):  # the length prefix is kept: one frame in, one frame's worth
+            data[rng.randrange(2, len(data))] = rng.randrange(256)
+        return bytes(data)
+
+    def predicted(data: bytes) -> str | None:
+        """What the server must do: "handled", "30", or None (close or drop: no answer)."""
+        try:
+            message = parse(decode_frame(data)[1])
+        except Iso8583Error as exc:
+            return "30" if format_error_response(exc) is not None else None
+        return "handled" if message.mti[2] in "02" else None
+
+    async def scenario() -> None:
+        seen: dict[str | None, int] = {}
+        async with Iso8583Server(handler, limits=ServerLimits(frame_timeout_s=0.5)) as server:
+            for _ in range(150):
+                data = mutate()
+                expected = predicted(data)
+                seen[expected] = seen.get(expected, 0) + 1
+                calls = handler.calls
+                back = await _raw_exchange(server.port, data)
+                if expected is None:
+                    assert back is None
+                    continue
+                assert back is not None
+                code = decode_frame(back)[1].fields[39]
+                if expected == "30":
+                    assert code == "30" and handler.calls == calls
+                else:
+                    assert code in ("00", "96") and handler.calls == calls + 1
+        assert len(seen) == 3, f"the mutations should reach every path: {seen}"
+
+    run(scenario())
