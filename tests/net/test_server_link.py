@@ -313,7 +313,8 @@ def test_echo_keeps_the_link_alive_and_an_unanswered_echo_makes_it_reconnect() -
         return answer(request)
 
     async def scenario() -> None:
-        limits = LinkLimits(timeout_s=0.3, min_backoff_s=0.01, max_backoff_s=0.05, echo_interval_s=0.05)
+        # an echo waits up to 1 s for its answer: a loaded machine must not turn an answered echo into a miss
+        limits = LinkLimits(timeout_s=1.0, min_backoff_s=0.01, max_backoff_s=0.05, echo_interval_s=0.05)
         async with (
             Iso8583Server(answers_two_echoes) as server,
             Iso8583Link(
@@ -342,6 +343,7 @@ def test_a_duplicate_key_in_flight_and_a_full_pending_map_are_refused_before_sen
             Iso8583Server(held) as server,
             Iso8583Link("127.0.0.1", server.port, tpdu=TPDU, limits=limits) as link,
         ):
+            await link.wait_connected(5)
             first = asyncio.create_task(link.request(purchase(1)))
             await asyncio.sleep(0.05)
             with pytest.raises(DuplicateKey):
