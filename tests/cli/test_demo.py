@@ -24,3 +24,11 @@ def test_demo_runs_every_step(tmp_path) -> None:
     answer = card.transmit(bytes.fromhex("80CA9F7900"))
     # 100.00 opening − 12.50 purchase − 2.00 fare + 50.00 load
     assert amount_from_bcd(decode_dict(answer[:-2])["9F79"]) == 13_550
+
+
+def test_demo_runs_again_in_the_same_home(tmp_path) -> None:
+    """``make run`` twice: the second demo makes a new demo card instead of refusing the old one's file."""
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert "APPROVED ONLINE" in result.output

@@ -41,6 +41,7 @@ def _steps(card: Path, home: Path) -> list[tuple[str, list[str]]]:
                 "LI/MING",
                 "--ec-balance",
                 "100.00",
+                "--force",  # the demo's own card: a new one each run (make run, again)
             ],
         ),
         (
