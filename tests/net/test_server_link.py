@@ -454,3 +454,32 @@ def test_mutated_frames_get_exactly_the_answer_the_codec_predicts_and_only_valid
         assert len(seen) == 3, f"the mutations should reach every path: {seen}"
 
     run(scenario())
+
+
+def test_a_request_that_arrives_while_the_server_drains_is_answered_91_and_not_started() -> None:
+    release = asyncio.Event()
+    handled: list[int | None] = []
+
+    async def slow(request: Message) -> Message:
+        handled.append(request.stan)
+        await release.wait()
+        return answer(request)
+
+    async def scenario() -> None:
+        server = Iso8583Server(slow, limits=ServerLimits(drain_timeout_s=5))
+        await server.start()
+        async with Iso8583Link("127.0.0.1", server.port, tpdu=TPDU, limits=FAST) as link:
+            first = asyncio.create_task(link.request(purchase(1)))
+            while not handled:
+                await asyncio.sleep(0.01)
+            stopping = asyncio.create_task(server.stop())
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(link.request(purchase(2)))
+            await asyncio.sleep(0.1)
+            release.set()
+            await stopping
+            assert (await first).approved
+            assert (await second).response_code == ResponseCode.ISSUER_UNAVAILABLE
+        assert handled == [1]
+
+    run(scenario())

@@ -20,8 +20,9 @@ Faults (issue 8; the h11 rule: the peer's malformed input is one typed error, ne
 - a response message (a peer that answers the server): dropped and counted.
 
 Requests in flight when a connection ends still run to their end (their answer is dropped if it cannot be
-written), so a handler is never cut in the middle of posting. :meth:`Iso8583Server.stop` stops accepting,
-waits for the requests in flight (at most ``drain_timeout_s``), then closes every connection.
+written), so a handler is never cut in the middle of posting. :meth:`Iso8583Server.stop` stops accepting
+connections and starting requests (one that arrives meanwhile is answered ``91`` without calling the
+handler), waits for the requests in flight (at most ``drain_timeout_s``), then closes every connection.
 Only MTI, STAN and terminal reach the log, never a PAN or a field value.
 """
 
@@ -243,6 +244,10 @@ class Iso8583Server:
             if isinstance(answer, _Drop):
                 continue
             frame, raw, message = answer
+            if self._stopping:  # not started: answered 91, so the terminal knows nothing was posted
+                refused = refusal(raw, ResponseCode.ISSUER_UNAVAILABLE)
+                await self._send(connection, _frame_of(frame.tpdu.reply(), frame.header, refused))
+                return
             await connection.slots.acquire()
             task = asyncio.create_task(self._answer(connection, frame, raw, message))
             connection.tasks.add(task)
