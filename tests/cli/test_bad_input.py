@@ -123,6 +123,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
      {}, 2),
     ("issue-phone", ["card", "issue", "--bank", "ICBC", "--holder", "LI SI", "--id-number",
                      "440524188001010014", "--phone", "abc"], {}, 2),
+    ("issue-bureau-kek", ["card", "issue", "--bank", "ICBC", "--product", "anon-ec", "--bureau-kek", "nope"],
+     {}, 2),
     ("issue-count", ["card", "issue", "--bank", "ICBC", "--product", "anon-ec", "--count", "0"], {}, 2),
     ("issue-readonly-cards", ["card", "issue", "--bank", "ICBC", "--product", "anon-ec"],
      {"CITYCARD_HOME": "{root}/readonly-home"}, 1),
@@ -197,6 +199,7 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("log-card-missing", ["pos", "log", "--card", "{root}/missing.json"], {}, 2),
     # --- db ---------------------------------------------------------------------------------------------
     ("db-upgrade-url", ["db", "upgrade"], {"CITYCARD_DATABASE_URL": "nonsense"}, 2),
+    ("db-current-url", ["db", "current"], {"CITYCARD_DATABASE_URL": "sqlite+nope:///x.db"}, 2),
     # --- demo, settings and the HSM's key store -------------------------------------------------------------
     ("demo-home-file", ["demo", "--home", "{root}/a-file"], {}, 2),
     ("demo-bogus", ["demo", "--bogus"], {}, 2),

@@ -33,7 +33,7 @@ from citycard.chip.personalise import IssuerPublicKeyData
 from citycard.config import Settings, settings
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
 from citycard.files import atomic_write, card_image_path, save_card
-from citycard.hsm.api import HsmError, KeyStoreError
+from citycard.hsm.api import HsmError, KeyNotFoundError, KeyStoreError
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
 from citycard.issuer.handlers import IssuerService
@@ -65,8 +65,9 @@ def fail(message: str, status: int = 1) -> typer.Exit:
 
 
 def refused(exc: Exception) -> typer.Exit:
-    """``fail`` for an exception of the domain, with its status: 2 for bad input, 1 otherwise."""
-    return fail(str(exc), 2 if isinstance(exc, (ValueError, NotFound)) else 1)
+    """``fail`` for an exception of the domain, with its status: 2 for bad input (malformed, or naming a bank,
+    card or HSM key that does not exist), 1 otherwise."""
+    return fail(str(exc), 2 if isinstance(exc, (ValueError, NotFound, KeyNotFoundError)) else 1)
 
 
 class DirectorySink:
