@@ -156,6 +156,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("ledger-journal-limit", ["ledger", "journal", "--limit", "0"], {}, 2),
     # --- denylist ---------------------------------------------------------------------------------------
     ("denylist-export-no-bank", ["denylist", "export", "--bank", "NOPE", "--out", "{root}/dl.json"], {}, 2),
+    ("denylist-export-readonly", ["denylist", "export", "--bank", "ICBC", "--out", "{root}/readonly/dl.json"],
+     {}, 1),
     ("denylist-verify-not-a-list", ["denylist", "verify", "{root}/corrupt-keys.json"], {}, 1),
     # --- pos --------------------------------------------------------------------------------------------
     ("purchase-amount", ["pos", "purchase", "--card", "{card}", "--amount", "1.234"], {}, 2),
