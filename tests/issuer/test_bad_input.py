@@ -93,3 +93,11 @@ def test_a_product_single_limit_above_its_balance_limit_is_refused(banks: Issuer
     )
     with pytest.raises(MalformedRequest, match="ec_single_limit_fen"):
         banks.add_product(product)
+
+
+def test_a_card_search_by_a_malformed_phone_is_refused(banks: IssuerService, database: Database) -> None:
+    from citycard.issuer.views import CardSearch, find_cards
+
+    read = database.unit_of_work(IssuerUnitOfWork, read_only=True)
+    with read as uow, pytest.raises(MalformedRequest, match="phone"):
+        find_cards(uow, banks.hsm, CardSearch(phone="abc"))

@@ -43,6 +43,7 @@ __all__ = [
     "SetTerminalStatus",
     "UnblockCard",
     "check_amount",
+    "check_phone",
 ]
 
 MAX_AMOUNT_FEN = 10**12  # n12 on the card and in field 4
@@ -63,6 +64,15 @@ def check_amount(value: object, field: str = "amount_fen", *, allow_zero: bool =
     if value < 0 or (value == 0 and not allow_zero) or value >= MAX_AMOUNT_FEN:
         raise MalformedRequest(field, f"must be a positive whole number of fen below {MAX_AMOUNT_FEN}")
     return value
+
+
+def check_phone(text: str) -> str:
+    """``text`` if it is a mainland phone number (:data:`_PHONE`), else :class:`MalformedRequest`."""
+    if not isinstance(text, str) or not _PHONE.match(re.sub(r"[ -]", "", text)):
+        raise MalformedRequest(
+            "phone", f"{text!r} is not a phone number (a mobile 1xxxxxxxxxx or 0 area code number)"
+        )
+    return text
 
 
 def _check_digits(value: str, field: str, lengths: range) -> None:
@@ -182,10 +192,8 @@ class IssueCards:
             raise MalformedRequest("count", "a registered card is issued one at a time")
         if (self.holder_name is None) != (self.id_number is None):
             raise MalformedRequest("holder", "a registered card needs both the holder's name and ID number")
-        if self.phone and not _PHONE.match(re.sub(r"[ -]", "", self.phone)):
-            raise MalformedRequest(
-                "phone", f"{self.phone!r} is not a phone number (a mobile 1xxxxxxxxxx or 0 area code number)"
-            )
+        if self.phone:
+            check_phone(self.phone)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 from citycard.hsm.api import Hsm
 from citycard.ledger.model import Transfer
 
-from .commands import AuthorizationResponse, MalformedRequest
+from .commands import AuthorizationResponse, MalformedRequest, check_phone
 from .model import (
     BankAccount,
     Card,
@@ -209,8 +209,8 @@ def _query(uow: IssuerUnitOfWork, hsm: Hsm, search: CardSearch) -> CardQuery:
         hashes = [hsm.keyed_hash(hsm.get(bank_key_labels(b)["id_hash"]), id_number).hex() for b in banks]
         holder_ids = tuple(h.id for h in uow.cardholders.by_id_hashes(hashes))
     phone = search.phone.strip() if search.phone is not None else None
-    if phone is not None and not phone:
-        raise MalformedRequest("phone", "must not be empty")
+    if phone is not None:
+        check_phone(phone)
     return CardQuery(
         bank_code=search.bank_code,
         pan=_digits(search.pan, "pan", range(12, 20)) if search.pan is not None else None,
