@@ -9,6 +9,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
+from citycard.codec.tlv import decode_dict, encode_many
+from citycard.crypto.cryptograms import bcd_amount
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hsm.soft import SoftHsm
@@ -49,6 +51,36 @@ def _verify(term: Terminal, pin: str) -> int:
     assert sw == 0x9000, hex(sw)
     block = bytes.fromhex((f"2{len(pin):X}" + pin).ljust(16, "F"))
     return term.send(bytes.fromhex("0020008008") + block)[1]
+
+
+def _qpboc_arqc(term: Terminal, amount_fen: int, un: bytes) -> bytes:
+    """A qPBOC online purchase (JR/T 0025.12): the card answers its GPO with an ARQC and leaves the field —
+    there is no second GENERATE AC, so no issuer script can reach it. Returns the request's field 55."""
+    term.card.power_on("contactless")
+    _, sw = term.send(bytes((0x00, 0xA4, 0x04, 0x00, len(DEBIT_AID))) + DEBIT_AID + b"\x00")
+    assert sw == 0x9000, hex(sw)
+    values = {  # PDOL_CONTACTLESS: TTQ qPBOC, online capable; no EC (the amount goes online)
+        "9F66": bytes.fromhex("20000000"),
+        "9F7A": b"\x00",
+        "9F02": bcd_amount(amount_fen),
+        "9F03": bytes(6),
+        "9F1A": bytes.fromhex("0156"),
+        "95": bytes(5),
+        "5F2A": bytes.fromhex("0156"),
+        "9A": bytes.fromhex("261125"),
+        "9C": b"\x00",
+        "9F37": un,
+        "9F21": bytes.fromhex("120000"),
+        "9F4E": b"CITY SUPERMARKET".ljust(20, b" "),
+    }
+    pdol = b"".join(values.values())
+    data, sw = term.send(bytes((0x80, 0xA8, 0, 0, len(pdol) + 2, 0x83, len(pdol))) + pdol + b"\x00")
+    assert sw == 0x9000, hex(sw)
+    card = decode_dict(data)  # the 77 template's data objects
+    assert card["9F27"] == b"\x80" and "9F6C" in card
+    items = [(t, card[t]) for t in ("9F26", "9F27", "9F10", "9F36", "82", "9F6C")]
+    items += [(t, values[t]) for t in ("9F37", "9F02", "9F03", "9F1A", "95", "5F2A", "9A", "9C", "9F66")]
+    return encode_many(items)
 
 
 def test_online_pin_is_verified_over_every_digit(
@@ -135,6 +167,26 @@ def test_the_banks_pin_reaches_the_chip_by_script(
     assert card is not None and card.pending_pin_change is None  # sent once, then forgotten
     again = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x32" * 4), "p-2"))
     assert again.approved and not again.scripts
+
+
+def test_a_pin_set_before_a_contactless_online_payment_still_reaches_the_chip(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The first online contact after ``card set-pin`` is a qPBOC purchase: the card has left the field, so
+    the PIN CHANGE script is kept for the next contact transaction instead of being sent into the void (the
+    chip would keep its default 123456 and the bank would believe it changed)."""
+    pan = funded_card(banks)
+    term = terminal_for(pan)
+    banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "246810")))
+    tap = banks.authorize(request(pan, PURCHASE, 100, _qpboc_arqc(term, 100, b"\x51" * 4), "p-1"))
+    assert tap.approved and not tap.scripts, tap
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+    assert card is not None and card.pending_pin_change is not None
+    resp = banks.authorize(request(pan, PURCHASE, 100, term.first_ac(100, un=b"\x52" * 4), "p-2"))
+    assert resp.approved and [s[:4] for s in resp.scripts] == [bytes.fromhex("84240002")]
+    assert term.complete(resp.field55, resp.arc) == (0x40, [0x9000])
+    assert _verify(term, "123456") == 0x63C2 and _verify(term, "246810") == 0x9000
 
 
 def test_a_pin_chosen_at_issuance_is_the_chips_and_the_banks(

@@ -31,7 +31,9 @@ JR/T 0025.13 for the EC load):
    post at once (single-message authorization): there are no pending holds to complete later;
 5. the answer: response code, ARPC method 1 over the ARQC and ARC (the response code in ASCII), and issuer
    scripts (EC balance, then PIN CHANGE with a PIN the bank set, then application block/unblock, pending
-   for the card; each is sent once).
+   for the card; each is sent once). A qPBOC card (its CTQ ``9F6C`` in field 55) has left the field after
+   its GPO — JR/T 0025.12 has no second GENERATE AC and no script processing — so what is pending for it
+   waits for its next contact transaction.
 
 Ledger transfer ids are derived from the request id (``transfer_id``), so a retry that slipped past step 1
 would still be refused by the ledger as ``exists``.
@@ -1041,10 +1043,12 @@ class IssuerService:
     ) -> list[bytes]:
         smi = self._key(card.bank_code, "imk_smi")
         scripts: list[bytes] = []
+        reachable = "9F6C" not in tags  # a qPBOC card (its CTQ) left the field at its GPO: pending items wait
         if out.new_ec_balance is not None:
             scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, out.new_ec_balance))
         elif (
             card.pending_ec_credit_fen
+            and reachable
             and card.status == CardStatus.ACTIVE
             and out.code == "00"
             and (out.card_ec_balance is not None)
@@ -1052,7 +1056,7 @@ class IssuerService:
             new_balance = out.card_ec_balance + card.pending_ec_credit_fen
             scripts.append(self.hsm.ec_load_script(smi, card.pan, card.psn, atc, arqc, new_balance))
             out.script_card = card = replace(card, pending_ec_credit_fen=0)
-        live = card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
+        live = reachable and card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
         if card.pending_pin_change is not None and live:  # the bank's PIN reaches the chip
             smc, store = self._key(card.bank_code, "imk_smc"), self._key(card.bank_code, "pin_store")
             scripts.append(
