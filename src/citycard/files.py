@@ -9,8 +9,10 @@ durable.
 :class:`CardFile` is one session with a card image: an exclusive lock (``flock``, POSIX advisory) on a lock
 file beside the image (``.card.json.lock``; not the image itself, which each save replaces by a rename) is
 held from the load to the last save, so that two processes never drive one card at once — each would load
-the same balance and ATC, and the last save would win. A second process waits at most
-:data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the image changed.
+the same balance and ATC, and the last save would win. A symbolic link to an image names the same card: the
+lock and the saves go to the file it points to (a save never replaces the link with a copy). A second
+process waits at most :data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the
+image changed.
 
 **Where an issuer's card images live.** ``<cards>/<BANK>/<shard>/<PAN>.json``, the shard being the three
 PAN digits before the Luhn check digit (:func:`card_image_path`): a bank's serially numbered cards spread
@@ -52,8 +54,9 @@ _LOCK_POLL_S = 0.02
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync directory)."""
-    target = Path(path)
+    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync directory).
+    A symbolic link is written through: its target is replaced, the link stays."""
+    target = Path(path).resolve()
     directory = target.parent if str(target.parent) else Path(".")
     tmp = directory / f".{target.name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -92,8 +95,9 @@ def save_card(path: str | os.PathLike[str], image: CardImage) -> None:
 
 
 def card_lock_path(path: str | os.PathLike[str]) -> Path:
-    """The lock file of a card image: ``.card.json.lock`` beside ``card.json``."""
-    target = Path(path)
+    """The lock file of a card image: ``.card.json.lock`` beside ``card.json`` (beside the file itself when
+    ``path`` is a symbolic link, so that every name of one card takes one lock)."""
+    target = Path(path).resolve()
     return target.with_name(f".{target.name}.lock")
 
 

@@ -101,6 +101,25 @@ def test_a_held_card_image_is_a_clear_error_after_the_timeout(home, monkeypatch)
     assert image.read_bytes() == before
 
 
+def test_a_card_image_reached_by_a_symlink_is_one_card(home, monkeypatch):
+    """A link to the image (``ln -s ~/.local/share/citycard/card.json card.json``) is the same card: the
+    purchase debits the image itself, not a copy put in place of the link, and the image's lock holds for
+    both names — else each name would be a card of its own, spending the same money twice."""
+    tmp_path, image = home
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "mine.json"
+    link.symlink_to(image)
+    result = CliRunner().invoke(_app(), ["pos", "purchase", "--card", str(link), "--amount", "1.00"])
+    assert result.exit_code == 0 and "APPROVED OFFLINE" in result.output, result.output
+    assert link.is_symlink() and _cell(image, "ec_balance") == 9_900
+    before = image.read_bytes()
+    monkeypatch.setenv("CITYCARD_LOCK_TIMEOUT_S", "0")
+    with files.exclusive_lock(files.card_lock_path(image), "test"):  # a session on the image's own name
+        result = CliRunner().invoke(_app(), ["pos", "purchase", "--card", str(link), "--amount", "1.00"])
+        assert result.exit_code == 1 and "in use by another process" in result.output, result.output
+    assert image.read_bytes() == before and link.is_symlink()
+
+
 # -- the last save ---------------------------------------------------------------------------------------
 
 
