@@ -160,3 +160,15 @@ def test_new_refuses_inconsistent_limits(tmp_path: Path, args: list[str], option
     result = runner.invoke(app, ["new", "--out", str(out), "--keys", str(tmp_path / "k.json"), *args])
     assert result.exit_code == 2 and option in result.output and why in result.output, result.output
     assert not out.exists()
+
+
+def test_apdu_that_is_not_hex_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """A mistyped VERIFY (a stray character) is refused before the card is touched, without printing the
+    PIN digits back: the error names the command by its position."""
+    out = _new(tmp_path)
+    before = out.read_bytes()
+    result = runner.invoke(
+        app, ["apdu", str(out), "00A4040008A00000033301010100", "0020008008 26147258FFFFFFFX"]
+    )
+    assert result.exit_code == 2 and "command 2 is not hex" in result.output, result.output
+    assert "147258" not in result.output and out.read_bytes() == before

@@ -305,3 +305,10 @@ def test_masked_output_never_shows_the_pan(pan: str, other: bytes) -> None:
     for text in (format_tlv(record), format_response(record + H("9000"))):
         assert pan not in text and digits not in text
         assert f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]} (masked)" in text
+
+
+def test_pin_data_hidden_in_a_malformed_command() -> None:
+    """A VERIFY whose Lc does not match its data is still a PIN: the trace of a command that does not parse
+    shows its header only, like :func:`command_hex`."""
+    text = format_command(H("0020008008241234FFFF"))
+    assert "241234" not in text and text.startswith("0020008008 ") and "not a command APDU" in text

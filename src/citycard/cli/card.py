@@ -371,11 +371,11 @@ def apdu(
     if interface not in ("contact", "contactless"):
         raise typer.BadParameter("must be contact or contactless", param_hint="--interface")
     raws: list[bytes] = []
-    for text in commands:
+    for number, text in enumerate(commands, start=1):
         try:
             raws.append(bytes.fromhex("".join(text.split())))
-        except ValueError:
-            raise typer.BadParameter(f"not hex: {text!r}") from None
+        except ValueError:  # not echoed: it may be a VERIFY with a PIN in it
+            raise typer.BadParameter(f"command {number} is not hex", param_hint="COMMANDS") from None
     held = hold_card(card_file(path))
     try:
         _apdus(held, raws, interface, reveal)

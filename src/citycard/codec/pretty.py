@@ -485,7 +485,7 @@ def format_command(
     try:
         cmd = CommandApdu.parse(raw)
     except ApduError as exc:
-        return f"{bytes(raw).hex().upper()}\n(not a command APDU: {exc})"
+        return f"{command_hex(raw)}\n(not a command APDU: {exc})"  # a malformed VERIFY is still a PIN
     name = command_name(cmd.cla, cmd.ins, cmd.p1, cmd.p2)
     detail = _command_detail(cmd, rid)
     head = f"{name}{' ' + detail if detail else ''}  [{bytes(raw[:4]).hex().upper()}"
