@@ -242,7 +242,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert run([world.fill(a) for a in argv]) == status
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("error: "), (out, err)
-    assert "Traceback" not in err and "Usage:" not in err
+    assert "Traceback" not in err and "Usage:" not in err and ".tmp" not in err  # no temporary file named
     assert _snapshot(world.root) == before
 
 
