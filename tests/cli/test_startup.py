@@ -60,7 +60,8 @@ def test_pos_validate_imports_no_database_layer(tmp_path: Path) -> None:
     result, imported = run_citycard(tmp_path, "pos", "validate", "--help")
     assert result.returncode == 0 and "--fare" in result.stdout, result.stderr[-2000:]
     assert "citycard.cli.pos" in imported and "citycard.pos.terminal" in imported
-    assert [p for p in (*HEAVY, "citycard.db", "citycard.cli.bank") if _loaded(imported, p)] == []
+    heavy = (*HEAVY, "citycard.db", "citycard.cli.bank", "pydantic")  # Typer 0.29 coerced options with it
+    assert [p for p in heavy if _loaded(imported, p)] == []
 
 
 def test_the_chips_card_commands_import_no_database_layer(tmp_path: Path) -> None:
