@@ -10,9 +10,9 @@ durable.
 file beside the image (``.card.json.lock``; not the image itself, which each save replaces by a rename) is
 held from the load to the last save, so that two processes never drive one card at once — each would load
 the same balance and ATC, and the last save would win. A symbolic link to an image names the same card: the
-lock and the saves go to the file it points to (a save never replaces the link with a copy). A second
-process waits at most :data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the
-image changed.
+lock and the saves go to the file it points to (a save never replaces the link with a copy); an image with
+more than one hard link is refused (:class:`~citycard.chip.image.ImageError`). A second process waits at
+most :data:`LOCK_TIMEOUT_S`, then gets :class:`CardBusyError`. A save writes only when the image changed.
 
 **Where an issuer's card images live.** ``<cards>/<BANK>/<shard>/<PAN>.json``, the shard being the three
 PAN digits before the Luhn check digit (:func:`card_image_path`): a bank's serially numbered cards spread
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from citycard.chip.image import CardImage
+from citycard.chip.image import CardImage, ImageError
 
 __all__ = [
     "LOCK_TIMEOUT_S",
@@ -151,6 +151,9 @@ class CardFile:
             raise FileNotFoundError(2, "no such card image", str(self.path))
         self._fd = _lock(self.lock_path, f"card image {self.path}", self.timeout_s)
         try:
+            links = self.path.stat().st_nlink
+            if links > 1:  # two names, two locks; the first save (a rename) would split them into two cards
+                raise ImageError("file", f"has {links} hard links: each name would become a card of its own")
             self._saved = self.path.read_bytes()
             self._image = CardImage.from_json(self._saved)
         except BaseException:

@@ -120,6 +120,20 @@ def test_a_card_image_reached_by_a_symlink_is_one_card(home, monkeypatch):
     assert image.read_bytes() == before and link.is_symlink()
 
 
+def test_a_hard_linked_card_image_is_refused(home):
+    """Two hard links are two names with two locks, and the first save (a rename) makes them two cards with
+    the same money: such an image is refused with one line, and left as it is."""
+    tmp_path, image = home
+    other = tmp_path / "again.json"
+    os.link(image, other)
+    before = image.read_bytes()
+    for name in (image, other):
+        result = CliRunner().invoke(_app(), ["pos", "purchase", "--card", str(name), "--amount", "1.00"])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().endswith("has 2 hard links: each name would become a card of its own")
+    assert image.read_bytes() == before and os.stat(image).st_ino == os.stat(other).st_ino
+
+
 # -- the last save ---------------------------------------------------------------------------------------
 
 
