@@ -115,6 +115,7 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("card-apdu-not-hex", ["card", "apdu", "{card}", "00A4zz"], {}, 2),
     ("card-apdu-interface", ["card", "apdu", "{card}", "00A40400", "--interface", "radio"], {}, 2),
     ("card-serve-missing", ["card", "serve", "{root}/missing.json"], {}, 2),
+    ("card-serve-vpcd", ["card", "serve", "{card}", "--vpcd", "host:abc"], {}, 2),
     # --- card (issuer side) ---------------------------------------------------------------------------
     ("issue-no-bank", ["card", "issue", "--bank", "NOPE"], {}, 2),
     ("issue-born-2030", ["card", "issue", "--bank", "ICBC", "--holder", "LI SI", "--id-number", BORN_2030],
@@ -170,6 +171,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     # --- pos --------------------------------------------------------------------------------------------
     ("purchase-amount", ["pos", "purchase", "--card", "{card}", "--amount", "1.234"], {}, 2),
     ("purchase-no-card", ["pos", "purchase", "--amount", "1.00"], {}, 2),
+    ("purchase-card-and-reader", ["pos", "purchase", "--card", "{card}", "--reader", "x", "--amount", "1"],
+     {}, 2),
     ("purchase-corrupt-keys", ["pos", "purchase", "--card", "{card}", "--amount", "1.00", "--keys",
                                "{root}/corrupt-keys.json"], {}, 2),
     ("purchase-journal-not-sqlite", ["pos", "purchase", "--card", "{card}", "--amount", "1.00", "--journal",
@@ -258,6 +261,11 @@ def test_the_console_script_prints_one_line(world: World) -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == "error: DATA: DOL asks for 6 bytes, got 1 at offset 1\n"
+
+
+def test_a_refusal_naming_no_option_is_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["pos", "balance"]) == 2
+    assert capsys.readouterr().err == "error: give exactly one of --card and --reader\n"
 
 
 def test_help_is_unchanged(capsys: pytest.CaptureFixture[str]) -> None:

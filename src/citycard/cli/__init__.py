@@ -174,6 +174,8 @@ def usage_message(exc: click.UsageError) -> str:
     """The reason of a usage error; ``--option: reason`` when our code named the option."""
     if isinstance(exc, click.BadParameter) and isinstance(exc.param_hint, str):
         return f"{exc.param_hint}: {exc.message}"
+    if isinstance(exc, click.BadParameter) and exc.param is None and exc.param_hint is None:
+        return exc.message  # our own refusal naming no option: its reason, without "Invalid value:"
     return exc.format_message()
 
 
