@@ -157,6 +157,21 @@ def test_journal_refuses_bad_transitions(tmp_path):
         journal.finish("nope", "approved")
 
 
+def test_a_full_disk_under_the_journal_is_a_file_system_error(tmp_path):
+    """SQLite's "database or disk is full" when the terminal records an outcome is the file system refusing
+    (an ``OSError`` naming the journal: the command's one ``error:`` line, exit 1), never a crash; nothing
+    half-written: the row keeps its state before."""
+    journal = SqliteJournal(tmp_path / "j.db", "T1")
+    e = journal.begin("purchase", "contact", 1, NOW, "00")
+    pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+    with pytest.raises(OSError, match="database or disk is full") as caught:
+        for _ in range(200):
+            journal.finish(e.txn_id, "approved", cryptogram="AB" * 2000)
+    assert caught.value.filename == str(tmp_path / "j.db")
+    assert journal.get(e.txn_id).state == "pending"
+
+
 def test_stan_wraps_and_batches(tmp_path):
     journal = SqliteJournal(tmp_path / "j.db", "T1")
     journal._db.execute("INSERT OR REPLACE INTO counters VALUES ('stan', 999999)")

@@ -14,18 +14,19 @@ file with the same content on the next export.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .journal import JournalEntry, State
 
-__all__ = ["JournalError", "JournalUnavailable", "SqliteJournal"]
+__all__ = ["JournalError", "JournalUnavailable", "JournalWriteError", "SqliteJournal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -57,6 +58,11 @@ _CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn"})
 
 class JournalError(RuntimeError):
     """A state change the journal refuses (unknown transaction, forbidden transition)."""
+
+
+class JournalWriteError(OSError):
+    """The file system refused a write to the journal (a full disk, an I/O error): nothing of that state
+    change was written. An ``OSError`` naming the journal, so a command ends with one ``error:`` line."""
 
 
 class JournalUnavailable(ValueError):
@@ -119,14 +125,18 @@ class SqliteJournal:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One SQL transaction: committed when the block ends, rolled back when it raises."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):  # a full disk may refuse the rollback too: SQLite undoes it
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # a full disk, an I/O error: the file system refused
+            raise JournalWriteError(errno.EIO, f"journal not written ({exc})", self.path) from None
 
     def _recover(self) -> int:
         with self._tx() as db:
