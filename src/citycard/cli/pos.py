@@ -372,6 +372,14 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
+def _pin_option(text: str | None) -> str | None:
+    """``--pin`` as typed: 4 to 12 decimal digits (ISO 9564-1 PIN length), refused before the card is
+    touched so that a mistyped PIN costs none of the card's tries."""
+    if text is not None and not (text.isascii() and text.isdigit() and 4 <= len(text) <= 12):
+        raise typer.BadParameter("a PIN is 4 to 12 digits", param_hint="--pin")
+    return text
+
+
 def _pin(given: str | None) -> Callable[[RequestPin], str | PinEntry | None]:
     """The PIN pad of one transaction. ``--pin`` answers the first request only: a PIN the card refused is
     never sent again (each VERIFY burns one of the card's tries). Asked again — the card said "wrong PIN",
@@ -433,7 +441,7 @@ def purchase(
     Contactless "try another interface": an emulated card (--card) is inserted and the purchase runs again
     over contact; a card in a reader (--reader) must be inserted by hand and the command run again.
     """
-    fen = _amount(amount, "--amount")
+    fen, pin = _amount(amount, "--amount"), _pin_option(pin)
     pos = _terminal(opts.terminal_config(), journal)
     online, ask = _stub(opts.keys).authorize, _pin(pin)
     interface: Interface = "contactless" if contactless else "contact"
@@ -464,7 +472,7 @@ def load(
     journal: Path | None = JournalOpt,
 ) -> None:
     """EC load (圈存), over contact: online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
-    fen = _amount(amount, "--amount")
+    fen, pin = _amount(amount, "--amount"), _pin_option(pin)
     pos = _terminal(opts.terminal_config(), journal)
     with opts.transport(False) as transmit:
         result = pos.load(
