@@ -171,8 +171,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     # --- pos --------------------------------------------------------------------------------------------
     ("purchase-amount", ["pos", "purchase", "--card", "{card}", "--amount", "1.234"], {}, 2),
     ("purchase-no-card", ["pos", "purchase", "--amount", "1.00"], {}, 2),
-    ("purchase-pin-not-digits", ["pos", "purchase", "--card", "{card}", "--amount", "1", "--pin", "12ab"], {}, 2),
-    ("purchase-pin-too-short", ["pos", "purchase", "--card", "{card}", "--amount", "1", "--pin", "123"], {}, 2),
+    ("pin-not-digits", ["pos", "purchase", "--card", "{card}", "--amount", "1", "--pin", "12ab"], {}, 2),
+    ("pin-too-short", ["pos", "purchase", "--card", "{card}", "--amount", "1", "--pin", "123"], {}, 2),
     ("load-pin-too-long", ["pos", "load", "--card", "{card}", "--amount", "1", "--pin", "1" * 13], {}, 2),
     ("purchase-card-and-reader", ["pos", "purchase", "--card", "{card}", "--reader", "x", "--amount", "1"],
      {}, 2),
