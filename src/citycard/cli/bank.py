@@ -1,24 +1,15 @@
 """``citycard bank``: the issuing banks (their keys in the HSM, their books in the ledger, BINs, products).
 
-Also the wiring every issuer command shares (:func:`open_issuer`): the database from
-``citycard.config.settings().db_url`` (an SQLite file under ``$CITYCARD_HOME`` by default; an empty database
-is migrated on first use, an older one refused until ``citycard db upgrade``), the software HSM (key blocks
-under ``$CITYCARD_HOME/hsm/keys``, master key from ``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``,
-else ``$CITYCARD_HOME/hsm/master.key``, which only ``bank add`` creates, saying so, and only while the HSM
-holds no key), the cooling period before a lost card's refund (``CITYCARD_COOLING_PERIOD_DAYS``, default 7),
-and card images under ``$CITYCARD_HOME/cards`` with personalisation records in
-``$CITYCARD_HOME/perso/<bank>.jsonl``. The issuer certificate comes from the demo CA
-(``$CITYCARD_HOME/demo-keys.json``; demo only).
+Also :func:`open_issuer`, which every issuer command uses: the issuer service that ``citycard.bootstrap``
+builds from the settings (the composition root: database, HSM, card folders), with each failure to build it
+or to carry out a command as one ``error:`` line and an exit status.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,16 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from citycard.chip.image import CardImage
-from citycard.chip.personalise import IssuerPublicKeyData
-from citycard.config import Settings, settings
-from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
-from citycard.files import atomic_write, card_image_path, save_card
+from citycard.bootstrap import DirectorySink, HomeFolderError, Issuer, safe_url
+from citycard.config import settings
+from citycard.files import atomic_write
 from citycard.hsm.api import HsmError, KeyNotFoundError, KeyStoreError
-from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
-from citycard.issuer.handlers import IssuerService
-from citycard.issuer.model import AlreadyExists, BinOverlap, Card, IssuerError, NotFound
+from citycard.issuer.model import AlreadyExists, BinOverlap, IssuerError, NotFound
 
 from .card import parse_yuan
 from .output import JsonFlag, amount_column, print_json, yuan
@@ -45,8 +32,6 @@ from .output import JsonFlag, amount_column, print_json, yuan
 if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only by the commands that open the database
     from sqlalchemy.exc import SQLAlchemyError
 
-    from citycard.db import Database
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
 
 __all__ = ["DirectorySink", "Issuer", "app", "fail", "first_line", "open_issuer", "refused", "yuan"]
 
@@ -70,144 +55,34 @@ def refused(exc: Exception) -> typer.Exit:
     return fail(str(exc), 2 if isinstance(exc, (ValueError, NotFound, KeyNotFoundError)) else 1)
 
 
-class DirectorySink:
-    """Card images as ``<dir>/cards/<BANK>/<shard>/<PAN>.json`` (``citycard.files.card_image_path``;
-    ``citycard card show PAN`` finds them) and the bureau's personalisation records appended to
-    ``<dir>/perso/<bank>.jsonl`` (``image``: the path under ``<dir>/cards``)."""
-
-    def __init__(self, home: Path) -> None:
-        self.cards = home / "cards"
-        self.perso = home / "perso"
-
-    def check_writable(self) -> None:
-        """Make both folders and write a probe file in each: a folder the cards cannot be written to is
-        found before the issuing transaction, not after it committed (raises ``OSError`` naming it)."""
-        for folder in (self.cards, self.perso):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryFile(dir=folder):
-                    pass
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(folder)) from None
-
-    def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
-        path = card_image_path(self.cards, card.bank_code, card.pan)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_card(path, image)
-        self.perso.mkdir(parents=True, exist_ok=True)
-        record = {**record, "image": path.relative_to(self.cards).as_posix()}
-        with (self.perso / f"{card.bank_code}.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-        return str(path)
-
-
-@dataclass
-class Issuer:
-    service: IssuerService
-    database: Database
-    home: Path
-
-
-def _certifier(home: Path) -> Any:
-    from citycard.demokeys import DemoKeys
-
-    demo = DemoKeys.load_or_create(home / "demo-keys.json")
-
-    def certify(public: RsaPublicKey, identifier: str) -> IssuerPublicKeyData:
-        cert, remainder = build_issuer_certificate(demo.ca_key, public, identifier, "1235", b"\x00\x00\x01")
-        return IssuerPublicKeyData(demo.ca_index, cert, remainder, public.exponent)
-
-    return certify
-
-
-def _master_key(s: Settings, store: DirectoryKeyStore, *, set_up: bool) -> bytes:
-    """The HSM master key from the settings (``CITYCARD_HSM_MASTER_KEY``, a ``CITYCARD_HSM_KEY_FILE`` that
-    must exist) or the default key file, which only a set-up (``bank add``) of an HSM without keys creates,
-    printing where; :class:`KeyStoreError` otherwise."""
-    if s.hsm_master_key or s.hsm_key_file:
-        return load_master_key(s.hsm_master_key, Path(s.hsm_key_file) if s.hsm_key_file else None)
-    default = s.hsm_dir / "master.key"
-    if default.exists():
-        return load_master_key("", default)
-    held = len(store.labels())
-    if held:
-        raise KeyStoreError(
-            f"HSM master key file {default} is missing, and the {held} key block(s) in {store.directory} "
-            "were made under it: restore it, or set CITYCARD_HSM_KEY_FILE to where it is"
-        )
-    if not set_up:
-        raise KeyStoreError(
-            f"no HSM master key yet: 'citycard bank add' creates {default}, or set CITYCARD_HSM_MASTER_KEY "
-            "or CITYCARD_HSM_KEY_FILE"
-        )
-    key = create_master_key(default)
-    console.print(
-        f"created the HSM master key in {default} (mode 0600): keep a copy apart from {store.directory}",
-        soft_wrap=True,
-        highlight=False,
-    )
-    return key
+def _say(message: str) -> None:
+    """Print a notice of the composition root (a key file or a schema created) on stdout."""
+    console.print(message, soft_wrap=True, highlight=False)
 
 
 @contextmanager
 def open_issuer(*, bureau_kek: str | None = None, set_up: bool = False) -> Iterator[Issuer]:
-    """The issuer service on the configured database and HSM; every refusal and a database that cannot be
-    reached become one ``error:`` line (exit status 1), not a traceback; an unusable HSM master key or key
-    block, database URL or schema revision one ``error:`` line with exit status 2. ``set_up`` (``bank add``)
-    may create the default HSM master key."""
+    """The issuer service on the configured database and HSM (``citycard.bootstrap.open_issuer``); every
+    refusal and a database that cannot be reached become one ``error:`` line (exit status 1), not a
+    traceback; an unusable HSM master key or key block, home folder, database URL or schema revision one
+    ``error:`` line with exit status 2. ``set_up`` (``bank add``) may create the default HSM master key."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from citycard.db import Database, DatabaseUrlError, SchemaRevisionError, parse_url, require_current
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
-    from citycard.issuer.personalisation import ChipPersonaliser
+    from citycard import bootstrap
+    from citycard.db import DatabaseUrlError, SchemaRevisionError
 
     s = settings()  # a SettingsError reaches citycard.cli.main: one line, exit status 2
-    database: Database | None = None
     try:
-        parse_url(s.db_url)  # before anything is made
-        store = DirectoryKeyStore(s.hsm_dir / "keys")
-        hsm = SoftHsm(_master_key(s, store, set_up=set_up), store)
-        _make_home(s.home)
-        database = Database.open(s.db_url)
-        migrated = require_current(database.engine)
-        if migrated is not None:
-            console.print(f"created the database schema (revision {migrated}) in {_safe_url(s.db_url)}")
-        personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
-        opened = database
-
-        def uow() -> IssuerUnitOfWork:
-            return opened.unit_of_work(IssuerUnitOfWork)
-
-        cooling_ns = s.cooling_period_days * 86_400 * 10**9
-        service = IssuerService(
-            uow, hsm, time.time_ns, personaliser=personaliser, cooling_period_ns=cooling_ns
-        )
-        yield Issuer(service, database, s.home)
-    except (KeyStoreError, DatabaseUrlError) as exc:
+        with bootstrap.open_issuer(s, bureau_kek=bureau_kek, create_key=set_up, say=_say) as issuer:
+            yield issuer
+    except (KeyStoreError, DatabaseUrlError, HomeFolderError) as exc:
         raise fail(str(exc), status=2) from None
     except SchemaRevisionError as exc:
-        raise fail(f"database {_safe_url(s.db_url)}: {exc}", status=2) from None
+        raise fail(f"database {safe_url(s.db_url)}: {exc}", status=2) from None
     except (IssuerError, MalformedRequest, HsmError) as exc:
         raise refused(exc) from None
     except SQLAlchemyError as exc:
-        raise fail(f"database {_safe_url(s.db_url)}: {first_line(exc)}") from None
-    finally:
-        if database is not None:
-            database.close()
-
-
-def _make_home(home: Path) -> None:
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fail(f"cannot make the citycard home folder {home}: {exc.strerror or exc}", status=2) from None
-
-
-def _safe_url(url: str) -> str:
-    """The database URL with its password masked."""
-    from sqlalchemy import make_url
-
-    return make_url(url).render_as_string()
+        raise fail(f"database {safe_url(s.db_url)}: {first_line(exc)}") from None
 
 
 def first_line(exc: SQLAlchemyError) -> str:

@@ -34,12 +34,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from citycard.bootstrap import Issuer
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.files import atomic_write
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, IssuerError, validate_id_number
 
-from .bank import Issuer, fail
+from .bank import fail
 from .card_issuer import show_cards
 
 __all__ = ["MAX_ROWS", "Rejected", "issue_from_csv", "read_holders"]

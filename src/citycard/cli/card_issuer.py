@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from citycard.bootstrap import DirectorySink, Issuer
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, mask_pan
 from citycard.issuer.views import MAX_PAGE, CardSearch, card_status, card_summary, find_cards
 
-from .bank import DirectorySink, Issuer, fail, open_issuer
+from .bank import fail, open_issuer
 from .card import parse_yuan
 from .output import JsonFlag, print_json, yuan
 

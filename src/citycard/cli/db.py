@@ -15,11 +15,11 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from citycard.bootstrap import open_engine
 from citycard.config import settings
 from citycard.db import (
     DatabaseUrlError,
     SchemaRevisionError,
-    make_engine,
     migrate,
     parse_url,
     shipped_revisions,
@@ -38,18 +38,16 @@ console = Console()
 def _database() -> Iterator[Engine]:
     """An engine on the configured database; its failures are one ``error:`` line."""
     try:
-        engine = make_engine(settings().db_url)
+        with open_engine(settings()) as engine:  # the URL is checked as the engine is made
+            shown = engine.url.render_as_string()
+            try:
+                yield engine
+            except SchemaRevisionError as exc:
+                raise fail(f"database {shown}: {exc}", status=2) from None
+            except SQLAlchemyError as exc:
+                raise fail(f"database {shown}: {first_line(exc)}") from None
     except DatabaseUrlError as exc:
         raise fail(str(exc), status=2) from None
-    shown = engine.url.render_as_string()
-    try:
-        yield engine
-    except SchemaRevisionError as exc:
-        raise fail(f"database {shown}: {exc}", status=2) from None
-    except SQLAlchemyError as exc:
-        raise fail(f"database {shown}: {first_line(exc)}") from None
-    finally:
-        engine.dispose()
 
 
 @app.command("upgrade")

@@ -1,0 +1,250 @@
+"""The composition root: builds the HSM, the database and the issuer service from the one
+:class:`citycard.config.Settings` for every entry point (the CLI today; the network services and the web
+later). It belongs to the entry-point ring (it imports the adapters) as the layer under the front ends.
+
+What it builds (the settings name each place, see ``citycard.config``):
+
+- the software HSM (:func:`build_hsm`): key blocks under ``$CITYCARD_HOME/hsm/keys``, the master key from
+  ``CITYCARD_HSM_MASTER_KEY`` or ``CITYCARD_HSM_KEY_FILE``, else ``$CITYCARD_HOME/hsm/master.key``, which only
+  a set-up (``create_key=True``, ``citycard bank add``) of an HSM without keys creates, saying so;
+- the database (:func:`build_database`): ``CITYCARD_DATABASE_URL`` (an SQLite file under ``$CITYCARD_HOME`` by
+  default); an empty database is migrated on first use, an older one refused until ``citycard db upgrade``;
+- the issuer service (:func:`issuer_service`): the cooling period before a lost card's refund
+  (``CITYCARD_COOLING_PERIOD_DAYS``), card images under ``$CITYCARD_HOME/cards`` and personalisation records
+  in ``$CITYCARD_HOME/perso/<bank>.jsonl`` (:class:`DirectorySink`), the issuer certificate from the demo CA
+  (``$CITYCARD_HOME/demo-keys.json``; demo only).
+
+:func:`open_issuer` puts them together and closes the database on exit. Nothing here prints or maps errors
+to exit codes: the entry point does (``citycard.cli.bank.open_issuer``); notices (a key file or a schema was
+created) go to the ``say`` callback. SQLAlchemy is imported only inside the functions that open the database,
+so that a command that never opens it (``citycard pos validate``) never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from citycard.config import Settings
+from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
+from citycard.files import card_image_path, save_card
+from citycard.hsm.api import Hsm, KeyStoreError
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
+from citycard.issuer.handlers import IssuerService
+
+if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the database is opened
+    from sqlalchemy import Engine
+
+    from citycard.chip.image import CardImage
+    from citycard.chip.personalise import IssuerPublicKeyData
+    from citycard.db import Database
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.issuer.model import Card
+
+__all__ = [
+    "DirectorySink",
+    "HomeFolderError",
+    "Issuer",
+    "build_database",
+    "build_hsm",
+    "issuer_service",
+    "make_home",
+    "open_engine",
+    "open_issuer",
+    "safe_url",
+]
+
+Say = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """The default ``say``: notices go nowhere."""
+
+
+class HomeFolderError(OSError):
+    """The citycard home folder cannot be made (its message names the folder and the reason)."""
+
+
+@dataclass
+class Issuer:
+    """The issuer service with what it was built on: its database (``unit_of_work``) and HSM."""
+
+    service: IssuerService
+    database: Database
+    home: Path
+
+    @property
+    def hsm(self) -> Hsm:
+        return self.service.hsm
+
+    def unit_of_work(self, *, read_only: bool = False) -> IssuerUnitOfWork:
+        from citycard.db.issuer_repositories import IssuerUnitOfWork
+
+        return self.database.unit_of_work(IssuerUnitOfWork, read_only=read_only)
+
+
+class DirectorySink:
+    """Card images as ``<dir>/cards/<BANK>/<shard>/<PAN>.json`` (``citycard.files.card_image_path``;
+    ``citycard card show PAN`` finds them) and the bureau's personalisation records appended to
+    ``<dir>/perso/<bank>.jsonl`` (``image``: the path under ``<dir>/cards``)."""
+
+    def __init__(self, home: Path) -> None:
+        self.cards = home / "cards"
+        self.perso = home / "perso"
+
+    def check_writable(self) -> None:
+        """Make both folders and write a probe file in each: a folder the cards cannot be written to is
+        found before the issuing transaction, not after it committed (raises ``OSError`` naming it)."""
+        for folder in (self.cards, self.perso):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(folder)) from None
+
+    def save(self, card: Card, image: CardImage, record: dict[str, Any]) -> str:
+        path = card_image_path(self.cards, card.bank_code, card.pan)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_card(path, image)
+        self.perso.mkdir(parents=True, exist_ok=True)
+        record = {**record, "image": path.relative_to(self.cards).as_posix()}
+        with (self.perso / f"{card.bank_code}.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+        return str(path)
+
+
+def _master_key(s: Settings, store: DirectoryKeyStore, *, create_key: bool, say: Say) -> bytes:
+    """The HSM master key from the settings (``CITYCARD_HSM_MASTER_KEY``, a ``CITYCARD_HSM_KEY_FILE`` that
+    must exist) or the default key file, which only a set-up (``bank add``) of an HSM without keys creates,
+    saying where; :class:`KeyStoreError` otherwise."""
+    if s.hsm_master_key or s.hsm_key_file:
+        return load_master_key(s.hsm_master_key, Path(s.hsm_key_file) if s.hsm_key_file else None)
+    default = s.hsm_dir / "master.key"
+    if default.exists():
+        return load_master_key("", default)
+    held = len(store.labels())
+    if held:
+        raise KeyStoreError(
+            f"HSM master key file {default} is missing, and the {held} key block(s) in {store.directory} "
+            "were made under it: restore it, or set CITYCARD_HSM_KEY_FILE to where it is"
+        )
+    if not create_key:
+        raise KeyStoreError(
+            f"no HSM master key yet: 'citycard bank add' creates {default}, or set CITYCARD_HSM_MASTER_KEY "
+            "or CITYCARD_HSM_KEY_FILE"
+        )
+    key = create_master_key(default)
+    say(f"created the HSM master key in {default} (mode 0600): keep a copy apart from {store.directory}")
+    return key
+
+
+def build_hsm(s: Settings, *, create_key: bool = False, say: Say = _quiet) -> SoftHsm:
+    """The software HSM on the configured key store and master key (:class:`KeyStoreError` if there is no
+    usable master key; only ``create_key`` may create the default key file, and ``say`` tells where)."""
+    store = DirectoryKeyStore(s.hsm_dir / "keys")
+    return SoftHsm(_master_key(s, store, create_key=create_key, say=say), store)
+
+
+def make_home(home: Path) -> None:
+    """Make the citycard home folder (:class:`HomeFolderError` naming it if it cannot be made)."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HomeFolderError(f"cannot make the citycard home folder {home}: {exc.strerror or exc}") from None
+
+
+def safe_url(url: str) -> str:
+    """The database URL with its password masked."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string()
+
+
+def build_database(s: Settings, *, say: Say = _quiet) -> Database:
+    """The configured database, at the current schema revision: an empty one is migrated (``say`` tells
+    so), another revision refused (``SchemaRevisionError``); the caller closes it."""
+    from citycard.db import Database, require_current
+
+    make_home(s.home)
+    database = Database.open(s.db_url)
+    try:
+        migrated = require_current(database.engine)
+    except BaseException:
+        database.close()
+        raise
+    if migrated is not None:
+        say(f"created the database schema (revision {migrated}) in {safe_url(s.db_url)}")
+    return database
+
+
+@contextmanager
+def open_engine(s: Settings) -> Iterator[Engine]:
+    """An engine on the configured database as it is (no revision check: ``citycard db``); disposed on
+    exit."""
+    from citycard.db import make_engine
+
+    engine = make_engine(s.db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _certifier(home: Path) -> Callable[[RsaPublicKey, str], IssuerPublicKeyData]:
+    from citycard.chip.personalise import IssuerPublicKeyData
+    from citycard.demokeys import DemoKeys
+
+    demo = DemoKeys.load_or_create(home / "demo-keys.json")
+
+    def certify(public: RsaPublicKey, identifier: str) -> IssuerPublicKeyData:
+        cert, remainder = build_issuer_certificate(demo.ca_key, public, identifier, "1235", b"\x00\x00\x01")
+        return IssuerPublicKeyData(demo.ca_index, cert, remainder, public.exponent)
+
+    return certify
+
+
+def issuer_service(
+    s: Settings,
+    hsm: SoftHsm,
+    database: Database,
+    *,
+    bureau_kek: str | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> IssuerService:
+    """The issuer service over ``database`` and ``hsm``: cards personalised into ``$CITYCARD_HOME``
+    (:class:`DirectorySink`), the configured cooling period."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.issuer.personalisation import ChipPersonaliser
+
+    personaliser = ChipPersonaliser(hsm, _certifier(s.home), DirectorySink(s.home), bureau_kek=bureau_kek)
+
+    def uow() -> IssuerUnitOfWork:
+        return database.unit_of_work(IssuerUnitOfWork)
+
+    cooling_ns = s.cooling_period_days * 86_400 * 10**9
+    return IssuerService(uow, hsm, clock, personaliser=personaliser, cooling_period_ns=cooling_ns)
+
+
+@contextmanager
+def open_issuer(
+    s: Settings, *, bureau_kek: str | None = None, create_key: bool = False, say: Say = _quiet
+) -> Iterator[Issuer]:
+    """The issuer service on the configured database and HSM, the database closed on exit. The database
+    URL is checked before anything is made (``DatabaseUrlError``), then the HSM is built (``KeyStoreError``),
+    then the database opened (:class:`HomeFolderError`, ``SchemaRevisionError``, SQLAlchemy's errors)."""
+    from citycard.db import parse_url
+
+    parse_url(s.db_url)
+    hsm = build_hsm(s, create_key=create_key, say=say)
+    database = build_database(s, say=say)
+    try:
+        yield Issuer(issuer_service(s, hsm, database, bureau_kek=bureau_kek), database, s.home)
+    finally:
+        database.close()
