@@ -278,7 +278,7 @@ def test_failed_issuance_leaves_no_card_image_files(
     where: str,
 ) -> None:
     """Issuance is all or nothing for the files too: images reach the directory only after the commit."""
-    from citycard.cli.bank import DirectorySink
+    from citycard.bootstrap import DirectorySink
     from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.issuer.personalisation import ChipPersonaliser
 
