@@ -113,8 +113,8 @@ def _validator_app(image: bytes, other: bytes | None, config: TerminalConfig, fa
     import tempfile
     from pathlib import Path
 
-    from citycard.pos.journal_sqlite import SqliteJournal
     from citycard.pos.terminal import PosTerminal
+    from citycard.sqlite_journal import SqliteJournal
 
     rnd = random.Random(2)
     times: list[float] = []

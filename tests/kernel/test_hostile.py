@@ -209,8 +209,8 @@ _DB_NUMBERS = itertools.count()
 def test_hostile_card_at_the_validator_journal_stays_consistent(tmp_path, data):
     import random
 
-    from citycard.pos.journal_sqlite import SqliteJournal
     from citycard.pos.terminal import PosTerminal
+    from citycard.sqlite_journal import SqliteJournal
 
     from .cardlab import NOW
 

@@ -13,8 +13,8 @@ from citycard.chip.card import Card
 from citycard.chip.image import CardImage
 from citycard.demokeys import DemoKeys
 from citycard.kernel.config import CaPublicKey, TerminalConfig
-from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.terminal import PosTerminal
+from citycard.sqlite_journal import SqliteJournal
 
 NOW = dt.datetime(2026, 11, 25, 9, 30, 0)
 

@@ -19,7 +19,7 @@ from citycard import files
 from citycard.chip.image import cell_key
 from citycard.cli import card as card_cli
 from citycard.cli import pos as pos_cli
-from citycard.pos.journal_sqlite import SqliteJournal
+from citycard.sqlite_journal import SqliteJournal
 
 from tests.kernel.cardlab import demo_keys
 

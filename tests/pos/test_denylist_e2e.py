@@ -28,8 +28,8 @@ from citycard.issuer.views import deny_list_document
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.denylist import DenyListError, load_deny_list
 from citycard.kernel.events import OutcomeKind
-from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.terminal import PosTerminal
+from citycard.sqlite_journal import SqliteJournal
 
 from tests.db.dbtargets import fresh_database
 from tests.issuer import conftest as issuer_fixtures

@@ -13,8 +13,8 @@ import pytest
 from citycard.kernel.config import ConfigError, parse_config
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.terminal import PosTerminal
+from citycard.sqlite_journal import SqliteJournal
 
 from tests.kernel.cardlab import NOW, new_card, terminal_config
 

@@ -17,9 +17,9 @@ from citycard.chip.card import Card
 from citycard.chip.image import CardImage
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.pos.journal_sqlite import JournalError, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import PosTerminal, pan_token
+from citycard.sqlite_journal import JournalError, SqliteJournal
 
 from tests.kernel.cardlab import NOW, PIN, demo_keys, issuer_stub, new_card, terminal_config
 

@@ -11,9 +11,9 @@ from citycard.kernel.config import ExceptionFile
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.kernel.tvr import TVR_EXPIRED
-from citycard.pos.journal_sqlite import SqliteJournal
 from citycard.pos.receipt import render_receipt
 from citycard.pos.terminal import PosTerminal
+from citycard.sqlite_journal import SqliteJournal
 
 from tests.kernel.cardlab import NOW, new_card, terminal_config, transact
 

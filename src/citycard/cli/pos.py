@@ -42,9 +42,9 @@ from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.issuer_stub import IssuerStub
 from citycard.pos.journal import JournalEntry, State
-from citycard.pos.journal_sqlite import JournalUnavailable, SqliteJournal
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
+from citycard.sqlite_journal import JournalUnavailable, SqliteJournal
 
 from .card import card_file, hold_card, log_record, parse_yuan
 from .output import JsonFlag, amount_column, print_json

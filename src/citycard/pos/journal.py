@@ -52,7 +52,7 @@ class JournalEntry:
 
 
 class Journal(Protocol):
-    """The journal port; :mod:`citycard.pos.journal_sqlite` is the adapter."""
+    """The journal port; :mod:`citycard.sqlite_journal` is the adapter."""
 
     def begin(
         self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str

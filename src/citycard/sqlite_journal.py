@@ -1,4 +1,7 @@
-"""The terminal journal on SQLite (adapter for :class:`citycard.pos.journal.Journal`).
+"""The terminal journal on SQLite (the storage adapter for the port :class:`citycard.pos.journal.Journal`).
+
+An adapter (DESIGN.md §3), beside :mod:`citycard.db` rather than inside it: it needs only the standard
+library's ``sqlite3``, and the ``pos`` commands must not load SQLAlchemy (``citycard.db`` imports it).
 
 Durability: WAL mode with ``synchronous=FULL``, one SQL transaction per state change, so a kill at any
 instant leaves either the state before or the state after. On open, transactions left ``pending`` by a
@@ -24,7 +27,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .journal import JournalEntry, State
+from citycard.pos.journal import JournalEntry, State
 
 __all__ = ["JournalError", "JournalUnavailable", "JournalWriteError", "SqliteJournal"]
 
