@@ -32,7 +32,7 @@ from citycard.crypto.rsa_cert import (
     build_issuer_certificate,
     sign_static_data,
 )
-from citycard.files import atomic_write
+from citycard.durable import atomic_write
 
 __all__ = ["CA_INDEX", "RID", "DemoKeyError", "DemoKeys"]
 

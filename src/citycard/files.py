@@ -1,10 +1,9 @@
 """Files on disk: atomic writes, and loading and saving card images (an adapter: the only file I/O of the
 card side).
 
-:func:`atomic_write` follows the usual POSIX recipe so that a crash at any moment leaves either the old file
-or the new one, never a torn one: write a temporary file in the same directory, ``fsync`` it, ``rename`` it
-over the target (atomic on POSIX file systems), then ``fsync`` the directory so that the rename itself is
-durable.
+:func:`atomic_write` (from :mod:`citycard.durable`, the project's one atomic-write helper) leaves either the
+old file or the new one after a crash, never a torn one: temporary file, ``fsync``, ``rename``, ``fsync`` of
+the directory.
 
 :class:`CardFile` is one session with a card image: an exclusive lock (``flock``, POSIX advisory) on a lock
 file beside the image (``.card.json.lock``; not the image itself, which each save replaces by a rename) is
@@ -32,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from citycard.chip.image import CardImage, ImageError
+from citycard.durable import atomic_write
 
 __all__ = [
     "LOCK_TIMEOUT_S",
@@ -51,40 +51,6 @@ LOCK_TIMEOUT_S = 30.0
 """How long a process waits for a card image another process holds (a purchase takes well under a second;
 ``card serve`` holds its card until it stops)."""
 _LOCK_POLL_S = 0.02
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync directory).
-    A symbolic link is written through: its target is replaced, the link stays."""
-    target = Path(path).resolve()
-    directory = target.parent if str(target.parent) else Path(".")
-    tmp = directory / f".{target.name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:  # name the file the caller asked for, not our temporary one
-        raise OSError(exc.errno, exc.strerror, str(target)) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_card(path: str | os.PathLike[str]) -> CardImage:

@@ -8,8 +8,9 @@ instant leaves either the state before or the state after. On open, transactions
 crash become ``torn``: the card may or may not have been charged, and its log will tell on the next tap.
 STAN (1…999999, wrapping) and batch numbers come from a counter row updated in the same SQL transaction as
 the insert, so no number is used twice. Exports are idempotent: rows are assigned to an export first, the
-file is then written atomically (temporary file, fsync, rename), and a crash in between rewrites the same
-file with the same content on the next export.
+file is then written atomically (:func:`citycard.durable.atomic_write`: temporary file, fsync, rename,
+fsync of the folder), and a crash in between rewrites the same file with the same content on the next
+export.
 
 ``fault(point)`` is called at every durable step (tests kill the process there).
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +27,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from citycard.durable import atomic_write
 from citycard.pos.journal import JournalEntry, State
 
 __all__ = ["JournalError", "JournalUnavailable", "JournalWriteError", "SqliteJournal"]
@@ -272,9 +273,4 @@ class SqliteJournal:
             doc["created"] = entry.created.isoformat()
             doc["terminal_id"] = self.terminal_id
             lines.append(json.dumps(doc, sort_keys=True))
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))

@@ -36,7 +36,7 @@ from rich.table import Table
 
 from citycard.bootstrap import Issuer
 from citycard.db.issuer_repositories import IssuerUnitOfWork
-from citycard.files import atomic_write
+from citycard.durable import atomic_write
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, IssuerError, validate_id_number
 

@@ -59,6 +59,7 @@ from citycard.crypto.pin import (
 )
 from citycard.crypto.pos_mac import pos_mac as retail_mac
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, rsa_kcv, rsa_private_raw
+from citycard.durable import atomic_write, create_new
 
 from . import keyblock
 from .api import (
@@ -143,9 +144,9 @@ class MemoryKeyStore:
 
 
 class DirectoryKeyStore:
-    """One ``<label>.kb`` file per key block, written atomically and durably (temporary file, fsync,
-    rename, fsync of the directory: a crash leaves the old block or the new one, and a block that was
-    reported saved survives a power loss)."""
+    """One ``<label>.kb`` file per key block, written atomically and durably by
+    :func:`citycard.durable.atomic_write` (temporary file, fsync, rename, fsync of the directory: a crash
+    leaves the old block or the new one, and a block that was reported saved survives a power loss)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -161,13 +162,7 @@ class DirectoryKeyStore:
 
     def save(self, label: str, block: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{label}.kb.tmp"
-        with tmp.open("w", encoding="ascii") as fh:
-            fh.write(block + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.directory / f"{label}.kb")
-        _fsync_directory(self.directory)
+        atomic_write(self.directory / f"{label}.kb", (block + "\n").encode("ascii"))
 
     def labels(self) -> list[str]:
         if not self.directory.exists():
@@ -207,28 +202,10 @@ def create_master_key(key_file: Path, *, random: Callable[[int], bytes] = os.ura
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = random(32)
     try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_new(key_file, (key.hex().upper() + "\n").encode("ascii"))
     except FileExistsError:
         raise KeyStoreError(f"HSM master key file {key_file} exists already") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex().upper() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    _fsync_directory(key_file.parent)
     return key
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a file's creation or rename in ``directory`` durable (POSIX; skipped where a directory
-    cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def visa_pvv(pvk: bytes, pan: str, pvki: int, pin: str) -> str:
