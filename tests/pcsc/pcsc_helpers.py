@@ -30,6 +30,10 @@ def _virtual_readers() -> list:
 
 
 def require_vpcd() -> None:
+    try:
+        import smartcard  # noqa: F401 - is the optional pcsc extra installed?
+    except ImportError:
+        require_or_skip("CITYCARD_REQUIRE_PCSC", "pyscard is not installed: 'make pcsc' (the pcsc extra)")
     if not _virtual_readers():
         require_or_skip("CITYCARD_REQUIRE_PCSC", "pcscd with the vsmartcard-vpcd reader is not running")
 
