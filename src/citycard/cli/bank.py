@@ -147,9 +147,7 @@ _STANDARD_PRODUCTS = (
 
 def _check_bin_is_free(issuer: Issuer, cmd: AddBinRange) -> None:
     """Refuse a BIN that another bank's range overlaps (``add_bin_range`` checks again as it adds it)."""
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
-
-    with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+    with issuer.unit_of_work(read_only=True) as uow:
         overlap = uow.banks.overlapping_bin(cmd.bin)
     if overlap is not None and overlap.bin == cmd.bin and overlap.bank_code != cmd.bank_code:
         raise BinOverlap(f"BIN {cmd.bin} belongs to bank {overlap.bank_code}")
@@ -160,10 +158,8 @@ def _check_bin_is_free(issuer: Issuer, cmd: AddBinRange) -> None:
 @app.command("list")
 def list_banks(as_json: JsonFlag = False) -> None:
     """Banks, their products, BINs and EC balance limits."""
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
-
     with open_issuer() as issuer:
-        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        with issuer.unit_of_work(read_only=True) as uow:
             banks = uow.banks.list()
             products = uow.products.list()
         if as_json:

@@ -35,7 +35,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from citycard.bootstrap import Issuer
-from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.durable import atomic_write
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, IssuerError, validate_id_number
@@ -138,7 +137,7 @@ def issue_from_csv(
         columns, rows, rejected = read_holders(path)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+    with issuer.unit_of_work(read_only=True) as uow:
         known_bank = uow.banks.get(bank) is not None
         found = uow.products.get(bank, product)
     if not known_bank:

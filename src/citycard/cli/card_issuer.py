@@ -184,11 +184,10 @@ def set_pin(
     """Set the card's PIN: entered here as at a PIN pad, encrypted by the HSM under the bank's zone PIN key;
     only its IBM 3624 offset is stored (online PIN, every digit checked), and the chip gets the PIN by PIN
     CHANGE script at the card's next online transaction."""
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.issuer.model import bank_key_labels
 
     with open_issuer() as issuer:
-        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        with issuer.unit_of_work(read_only=True) as uow:
             card = uow.cards.get(pan)
         if card is None:
             raise fail(f"no card {mask_pan(pan)}", 2)
@@ -270,9 +269,7 @@ StatusFilter = Annotated[
 
 
 def _page(issuer: Issuer, search: CardSearch, limit: int, offset: int, reveal: bool, as_json: bool) -> None:
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
-
-    with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+    with issuer.unit_of_work(read_only=True) as uow:
         page = find_cards(uow, issuer.service.hsm, search, limit=limit, offset=offset)
     if as_json:
         cards = [card_summary(card, show_pan=reveal) for card in page.cards]
@@ -324,10 +321,8 @@ def find(
 
 def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_json: JsonFlag = False) -> None:
     """The card as its bank's books see it: status, product, holder, EC balance, pending scripts."""
-    from citycard.db.issuer_repositories import IssuerUnitOfWork
-
     with open_issuer() as issuer:
-        with issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+        with issuer.unit_of_work(read_only=True) as uow:
             view = card_status(uow, pan, show_pan=reveal)
         if as_json:
             print_json(view)

@@ -79,7 +79,7 @@ def balance(
 ) -> None:
     """Balances of the accounts on their normal side (credit for what the bank owes, debit for cash), and
     the totals (of the bank with ``--bank``)."""
-    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+    with open_issuer() as issuer, issuer.unit_of_work(read_only=True) as uow:
         _check_bank(uow, bank)
         ids = _card_accounts(uow, pan)
         accounts = uow.books.balances(bank_code=bank, account_ids=ids, limit=limit)
@@ -136,7 +136,7 @@ def journal(
 ) -> None:
     """Transfers, newest first: what each was, the card, the bank, the two accounts and the amount
     (``--json`` adds the transfer ids and the accounts' ids and owners)."""
-    with open_issuer() as issuer, issuer.database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+    with open_issuer() as issuer, issuer.unit_of_work(read_only=True) as uow:
         _check_bank(uow, bank)
         ids = _card_accounts(uow, pan)
         transfers = uow.books.journal(bank_code=bank, account_ids=ids, limit=limit)
