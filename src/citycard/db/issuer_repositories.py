@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -268,11 +267,15 @@ class SqlAuthorizations(_Repo):
         simultaneous first attempt that committed first (``INSERT … ON CONFLICT DO NOTHING``: PostgreSQL
         waits for that transaction, then skips the row instead of raising a unique violation)."""
         dialect = self.session.get_bind().dialect.name
-        insert_ = postgresql_insert if dialect == "postgresql" else sqlite_insert
         values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
+        if dialect == "postgresql":  # imported here: the dialect's import costs every SQLite command
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement: Any = postgresql_insert(issuer_authorizations)
+        else:
+            statement = sqlite_insert(issuer_authorizations)
         result = self.session.execute(
-            insert_(issuer_authorizations)
-            .values(**values)
+            statement.values(**values)
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(issuer_authorizations.c.request_id)
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -169,14 +169,20 @@ _SELECT_DUE = (
 )
 _INSERT_ACCOUNTS = insert(ledger_accounts)
 _INSERT_TRANSFERS = insert(ledger_transfers)
-# PostgreSQL, one row: an id (or a pending id) that a concurrent writer inserted first is skipped (row count
-# 0) instead of raising an error that would abort the transaction.
-_INSERT_ACCOUNTS_PG = (
-    pg_insert(ledger_accounts).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-)
-_INSERT_TRANSFERS_PG = (
-    pg_insert(ledger_transfers).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-)
+
+
+@cache
+def _insert_or_skip_pg() -> tuple[Any, Any]:
+    """PostgreSQL, one row: an id (or a pending id) that a concurrent writer inserted first is skipped (row
+    count 0) instead of raising an error that would abort the transaction. Built on first use: importing
+    SQLAlchemy's PostgreSQL dialect costs every SQLite command some 70 ms."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    accounts, transfers = (
+        pg_insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        for table in (ledger_accounts, ledger_transfers)
+    )
+    return accounts, transfers
 
 
 def _expired(rows: Iterable[Any]) -> dict[int, int]:
@@ -247,7 +253,8 @@ class SqlLedgerRepository:
             return True
         assert connection.dialect.name == "postgresql", connection.dialect.name
         if len(rows) == 1:
-            on_conflict = _INSERT_ACCOUNTS_PG if effects.new_accounts else _INSERT_TRANSFERS_PG
+            accounts_pg, transfers_pg = _insert_or_skip_pg()
+            on_conflict = accounts_pg if effects.new_accounts else transfers_pg
             if connection.execute(on_conflict, rows[0]).rowcount != 1:
                 return self._conflict(last_attempt)
             self._update(connection, effects)
