@@ -4,6 +4,7 @@
 - :mod:`.wire`: frame (2-byte length, TPDU, 6-byte header), message (BCD MTI, binary bitmap), MAC block.
 - :mod:`.messages`: frozen typed messages per kind, the table of our transactions.
 - :mod:`.codes`: :class:`ResponseCode` with ``.approved``; a malformed message is answered with 30.
+- :mod:`.signon`: field 62 of the sign-on answer (PIK and MAK under the terminal master key, check values).
 - :mod:`.errors`: :class:`Iso8583Error` (field, position, reason), the only error raised on bad input.
 
 Pure: no I/O, no clock. The profile, its sources and the choices made are in ``docs/iso8583.md``.
@@ -37,6 +38,7 @@ from .messages import (
     parse,
     transaction_type,
 )
+from .signon import SignOnKeys, SignOnKeysError
 from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
 from .wire import (
     MAX_FRAME_SIZE,
@@ -81,6 +83,8 @@ __all__ = [
     "ReversalResponse",
     "SettlementRequest",
     "SettlementResponse",
+    "SignOnKeys",
+    "SignOnKeysError",
     "Tpdu",
     "TransactionType",
     "decode_frame",

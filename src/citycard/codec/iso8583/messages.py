@@ -249,7 +249,8 @@ _ATTRIBUTES: Final[
 _FIELD_OF: Final = MappingProxyType({name: number for name, number, _, _ in _ATTRIBUTES})
 _HIDDEN: Final = frozenset({"track2", "track3", "pin_block"})
 
-_AUTH_REQUEST: Final = frozenset({2, 4, 14, 23, 26, 35, 36, 37, 38, 48, 52, 53, 55, 61, 62, 63, 64})
+_AUTH_REQUEST: Final = frozenset({2, 4, 14, 23, 26, 32, 35, 36, 37, 38, 48, 52, 53, 55, 61, 62, 63, 64})
+"""Field 32 (acquiring institution) is added by the acquirer on host-to-host legs; terminals omit it."""
 _RESPONSE: Final = frozenset(
     {2, 4, 12, 13, 14, 15, 22, 23, 25, 32, 37, 38, 44, 49, 53, 54, 55, 60, 61, 63, 64}
 )
@@ -395,7 +396,7 @@ class AdviceResponse(Message):
 class ReversalRequest(Message):
     MTIS = frozenset({"0400", "0420"})
     REQUIRED = frozenset({3, 11, 22, 25, 39, 41, 42, 49, 60})
-    OPTIONAL = frozenset({2, 4, 14, 23, 35, 36, 37, 38, 53, 55, 61, 64})
+    OPTIONAL = frozenset({2, 4, 14, 23, 32, 35, 36, 37, 38, 53, 55, 61, 64})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -409,7 +410,7 @@ class ReversalResponse(Message):
 class BatchUpload(Message):
     MTIS = frozenset({"0320"})
     REQUIRED = frozenset({11, 41, 42, 60})
-    OPTIONAL = frozenset({2, 3, 4, 14, 22, 23, 25, 26, 37, 38, 48, 49, 55, 61, 62, 63, 64})
+    OPTIONAL = frozenset({2, 3, 4, 14, 22, 23, 25, 26, 32, 37, 38, 48, 49, 55, 61, 62, 63, 64})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
