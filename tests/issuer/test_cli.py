@@ -146,3 +146,16 @@ def test_setup_failures_are_one_line(cli: typer.Typer, monkeypatch: pytest.Monke
     out = run(cli, "bank", "list", code=1)
     assert out.startswith("error: database postgresql+psycopg://audit:***@127.0.0.1:1/none: ")
     assert out.count("\n") == 1 and "s3cret" not in out
+
+
+def test_bank_institution_ids(cli: typer.Typer) -> None:
+    assert "(institution 01000001)" in run(cli, "bank", "add", "ICBC")
+    assert "(institution 01040000)" in run(cli, "bank", "add", "BOC", "--institution", "01040000")
+    assert "institution_id: must be 8-8 decimal digits" in run(
+        cli, "bank", "add", "ABC", "--institution", "123", code=2
+    )
+    assert "01040000 is bank BOC's" in run(cli, "bank", "add", "ABC", "--institution", "01040000", code=1)
+    listing = run(cli, "bank", "list")
+    assert "01000001" in listing and "01040000" in listing and "ABC" not in listing
+    banks = json.loads(run(cli, "bank", "list", "--json"))["banks"]
+    assert {b["code"]: b["institution_id"] for b in banks} == {"BOC": "01040000", "ICBC": "01000001"}

@@ -24,7 +24,7 @@ from citycard.config import settings
 from citycard.files import atomic_write
 from citycard.hsm.api import HsmError, KeyNotFoundError, KeyStoreError
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
-from citycard.issuer.model import AlreadyExists, BinOverlap, IssuerError, NotFound
+from citycard.issuer.model import AlreadyExists, Bank, BinOverlap, IssuerError, NotFound
 
 from .card import parse_yuan
 from .output import JsonFlag, amount_column, print_json, yuan
@@ -95,6 +95,13 @@ def first_line(exc: SQLAlchemyError) -> str:
 def add(
     code: Annotated[str, typer.Argument(help="bank code, e.g. ICBC")],
     name: Annotated[str, typer.Option("--name", help="display name")] = "",
+    institution: Annotated[
+        str | None,
+        typer.Option(
+            "--institution",
+            help="institution id, 8 digits (ISO 8583 field 32); default: the next free of 01000001, ...",
+        ),
+    ] = None,
     bin_: Annotated[str, typer.Option("--bin", help="BIN (issuer identification number), 6-8 digits")] = "",
     pan_length: Annotated[int, typer.Option(help="PAN length of the BIN range")] = 19,
     products: Annotated[bool, typer.Option(help="also create the products debit-ec and anon-ec")] = True,
@@ -111,7 +118,7 @@ def add(
     except ValueError as exc:
         raise fail(f"--ec-limit: {exc}", 2) from None
     try:  # every value is checked before anything is added
-        bank_cmd = AddBank(code, name or f"{code} city branch")
+        bank_cmd = AddBank(code, name or f"{code} city branch", institution)
         bin_cmd = AddBinRange(code, bin_, pan_length) if bin_ else None
         product_cmds = [
             AddProduct(code, product, label, bin_, registered, ec_limit_fen, ec_single_limit_fen=ec_limit_fen)
@@ -131,7 +138,9 @@ def add(
         steps += [(f"product {p.code}: {p.name}", partial(service.add_product, p)) for p in product_cmds]
         for what, step in steps:
             try:
-                step()
+                done = step()
+                if isinstance(done, Bank):
+                    what += f" (institution {done.institution_id})"
                 console.print(
                     f"added {what}" + ("; its keys generated in the HSM" if what.startswith("bank") else "")
                 )
@@ -169,6 +178,7 @@ def list_banks(as_json: JsonFlag = False) -> None:
                         {
                             "code": bank.code,
                             "name": bank.name,
+                            "institution_id": bank.institution_id,
                             "products": [
                                 {
                                     "code": p.code,
@@ -190,15 +200,23 @@ def list_banks(as_json: JsonFlag = False) -> None:
                 }
             )
             return
-        table = Table("bank", "name", "product", "BIN", "registered")
+        table = Table("bank", "name", "institution", "product", "BIN", "registered")
         amount_column(table, "EC limit")
         for bank in banks:
             mine = [p for p in products if p.bank_code == bank.code]
             for p in mine:
                 registered = "yes" if p.registered else "no"
-                table.add_row(bank.code, bank.name, p.code, p.bin, registered, yuan(p.ec_balance_limit_fen))
+                table.add_row(
+                    bank.code,
+                    bank.name,
+                    bank.institution_id,
+                    p.code,
+                    p.bin,
+                    registered,
+                    yuan(p.ec_balance_limit_fen),
+                )
             if not mine:
-                table.add_row(bank.code, bank.name, "-", "-", "-", "-")
+                table.add_row(bank.code, bank.name, bank.institution_id, "-", "-", "-", "-")
         console.print(table)
 
 

@@ -105,6 +105,10 @@ class SqlBanks(_Repo):
         row = self._one(select(issuer_banks).where(issuer_banks.c.code == code))
         return _from_row(Bank, row) if row else None
 
+    def bank_by_institution(self, institution_id: str) -> Bank | None:
+        row = self._one(select(issuer_banks).where(issuer_banks.c.institution_id == institution_id))
+        return _from_row(Bank, row) if row else None
+
     def list(self) -> list[Bank]:
         query = select(issuer_banks).order_by(issuer_banks.c.code)
         return [_from_row(Bank, r) for r in self.session.execute(query)]

@@ -55,6 +55,9 @@ issuer_banks = Table(
     Column("cash_account_id", BigInteger, nullable=False),
     Column("settlement_account_id", BigInteger, nullable=False),
     Column("fee_account_id", BigInteger, nullable=False),
+    # 8 digits, unique (the index); the empty default only lets SQLite add the column to existing rows
+    Column("institution_id", String(8), nullable=False, server_default=""),
+    Index("ix_issuer_banks_institution_id", "institution_id", unique=True),
 )
 
 issuer_bin_ranges = Table(
@@ -149,6 +152,8 @@ issuer_authorizations = Table(
     Column("reversed_by", String(64), nullable=True),
     Column("terminal_id", String(8), nullable=False, server_default=""),
     Column("merchant_id", String(15), nullable=False, server_default=""),
+    Column("original_request_id", String(64), nullable=True),
+    Column("refunded_fen", BigInteger, nullable=False, server_default="0"),
     Index("ix_issuer_authorizations_pan", "pan", "created_ns"),
 )
 

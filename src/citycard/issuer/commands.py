@@ -93,10 +93,15 @@ _PERIOD = re.compile(r"^(19|20)[0-9]{2}(-(0[1-9]|1[0-2]))?$")
 class AddBank:
     code: str
     name: str
+    institution_id: str | None = None
+    """8 digits (ISO 8583 field 32, CUP style, e.g. ``01020000``), unique; None: the next free of
+    ``01000001``, ``01000002``, …"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str) or not _BANK_CODE.match(self.code):
             raise MalformedRequest("code", "a bank code is 2-8 upper-case letters or digits")
+        if self.institution_id is not None:
+            _check_digits(self.institution_id, "institution_id", range(8, 9))
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ from .commands import (
     check_amount,
 )
 from .model import (
+    FIRST_INSTITUTION_ID,
     ONLINE_PIN_TRY_LIMIT,
     AlreadyExists,
     Bank,
@@ -101,6 +102,7 @@ from .model import (
     CardStatus,
     DenyListEntry,
     DuplicateIssuance,
+    InstitutionIdTaken,
     InvalidIdNumber,
     IssuerError,
     Merchant,
@@ -110,6 +112,7 @@ from .model import (
     TerminalStatus,
     UnregisteredCardLoss,
     bank_key_labels,
+    institution_id_text,
     mask_pan,
     validate_id_number,
 )
@@ -276,6 +279,10 @@ class IssuerService:
         with self._uow() as uow:
             if uow.banks.get(cmd.code) is not None:
                 raise AlreadyExists(f"bank {cmd.code} exists already")
+            institution_id = cmd.institution_id or _next_institution_id(uow)
+            holder = uow.banks.bank_by_institution(institution_id)
+            if holder is not None:
+                raise InstitutionIdTaken(f"institution id {institution_id} is bank {holder.code}'s already")
             self._bank_keys(cmd.code)
             cash, settlement, fees = uow.ids.allocate(3)
             accounts = [
@@ -284,7 +291,7 @@ class IssuerService:
                 Account(fees, code=BankAccount.FEE_INCOME),
             ]
             _expect_ok(uow.ledger.create_accounts(accounts))
-            bank = Bank(cmd.code, cmd.name, cash, settlement, fees)
+            bank = Bank(cmd.code, cmd.name, cash, settlement, fees, institution_id)
             uow.banks.add(bank)
             uow.commit()
         return bank
@@ -820,6 +827,7 @@ class IssuerService:
                     created_ns=self.clock(),
                     terminal_id=req.terminal_id,
                     merchant_id=req.merchant_id,
+                    original_request_id=req.original_request_id,
                 )
             )
             if not added:
@@ -1170,6 +1178,15 @@ def _ec_float(account_id: int, product: Product) -> Account:
 def _expect_ok(results: Sequence[CreateAccountResult | CreateTransferResult]) -> None:
     for r in results:
         assert r in (CreateAccountResult.OK, CreateTransferResult.OK), r
+
+
+def _next_institution_id(uow: IssuerUnitOfWork) -> str:
+    """The lowest free institution id from ``01000001`` on (banks are few: they are all read)."""
+    taken = {bank.institution_id for bank in uow.banks.list()}
+    number = FIRST_INSTITUTION_ID
+    while institution_id_text(number) in taken:
+        number += 1
+    return institution_id_text(number)
 
 
 def _bank(uow: IssuerUnitOfWork, code: str) -> Bank:

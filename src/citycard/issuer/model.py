@@ -16,6 +16,7 @@ from citycard.codec.pretty import mask_pan
 
 __all__ = [
     "ACCOUNT_CODES",
+    "FIRST_INSTITUTION_ID",
     "ONLINE_PIN_TRY_LIMIT",
     "AlreadyExists",
     "Bank",
@@ -28,6 +29,7 @@ __all__ = [
     "Cardholder",
     "DenyListEntry",
     "DuplicateIssuance",
+    "InstitutionIdTaken",
     "InvalidIdNumber",
     "IssuerError",
     "Merchant",
@@ -38,6 +40,7 @@ __all__ = [
     "UnregisteredCardLoss",
     "bank_key_labels",
     "id_number_check_character",
+    "institution_id_text",
     "luhn_check_digit",
     "mask_pan",
     "validate_id_number",
@@ -58,6 +61,10 @@ class AlreadyExists(IssuerError):
 
 class DuplicateIssuance(IssuerError):
     pass
+
+
+class InstitutionIdTaken(IssuerError):
+    """Another bank has the institution id already (field 32 must name one bank)."""
 
 
 class BinOverlap(IssuerError):
@@ -163,6 +170,17 @@ class Bank:
     cash_account_id: int
     settlement_account_id: int
     fee_account_id: int
+    institution_id: str  # 8 digits, unique: the bank in ISO 8583 field 32 (acquirer) and the switch's routes
+
+
+FIRST_INSTITUTION_ID = 1_000_001
+"""Banks added without an institution id get the next free of 01000001, 01000002, … (CUP style: 8 digits)."""
+
+
+def institution_id_text(number: int) -> str:
+    """An institution id as its 8 digits (``1000001`` → ``"01000001"``)."""
+    assert 0 <= number < 10**8, number
+    return f"{number:08d}"
 
 
 @dataclass(frozen=True, slots=True)

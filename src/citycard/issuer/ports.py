@@ -53,6 +53,10 @@ Clock = Callable[[], int]
 class Banks(Protocol):
     def add(self, bank: Bank) -> None: ...
     def get(self, code: str) -> Bank | None: ...
+    def bank_by_institution(self, institution_id: str) -> Bank | None:
+        """The bank whose institution id (8 digits, ISO 8583 field 32) is ``institution_id``."""
+        ...
+
     def list(self) -> list[Bank]: ...
     def add_bin(self, bin_range: BinRange) -> None: ...
     def get_bin(self, bin: str) -> BinRange | None: ...
@@ -123,6 +127,8 @@ class StoredAuthorization:
     reversed_by: str | None = None
     terminal_id: str = ""  # field 41 of the request: a follow-up (reversal) must come from the same terminal
     merchant_id: str = ""  # field 42
+    original_request_id: str | None = None  # the request a reversal, void or refund follows up
+    refunded_fen: int = 0  # refunded so far against this purchase (REFUND advices, up to amount_fen)
 
 
 class Authorizations(Protocol):
