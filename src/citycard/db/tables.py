@@ -34,7 +34,11 @@ metadata = MetaData(
 )
 """The metadata of every citycard table (naming convention so migrations name constraints alike)."""
 
-TABLE_MODULES: tuple[str, ...] = ("citycard.db.tables", "citycard.db.issuer_tables")
+TABLE_MODULES: tuple[str, ...] = (
+    "citycard.db.tables",
+    "citycard.db.issuer_tables",
+    "citycard.db.acquirer_tables",
+)
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 
 ledger_accounts = Table(

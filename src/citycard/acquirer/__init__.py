@@ -1,0 +1,95 @@
+"""The acquirer (the POS centre terminals connect to): its records, RRNs, store-and-forward and uploads.
+
+Pure domain (DESIGN.md §3 ring 2): commands and handlers over the ports of :mod:`.ports`, no asyncio and no
+storage adapter. The asyncio front end is :mod:`citycard.hosts.acquirer`; the SQL adapter is
+``citycard.db.acquirer_repositories``. What is kept and why: ``docs/network.md`` ("The acquirer").
+
+- :mod:`.model`: the transaction record, the store-and-forward (SAF) entry, the offline upload, the key
+  of a terminal's transaction (terminal 41, batch 60.2, STAN 11), RRNs (37).
+- :mod:`.commands`: the commands of the handlers.
+- :mod:`.handlers`: ``handler(command, uow, clock)`` functions: begin a transaction (assign its RRN once),
+  record its answer, give it up (queue its reversal), a terminal's reversal, an advice, an offline upload,
+  the SAF queue's delivery and retry with backoff.
+- :mod:`.ports`: the repositories and unit of work the handlers are given.
+"""
+
+from __future__ import annotations
+
+from .commands import (
+    BeginTransaction,
+    GiveUp,
+    QueueAdvice,
+    RecordAnswer,
+    ReverseAtTerminal,
+    SafAnswered,
+    SafFailed,
+    StoreUpload,
+)
+from .handlers import (
+    Begun,
+    ReversalOutcome,
+    begin_transaction,
+    due_entries,
+    give_up,
+    queue_advice,
+    record_answer,
+    reverse_at_terminal,
+    saf_answered,
+    saf_failed,
+    store_upload,
+)
+from .model import (
+    MAX_RRN,
+    AcquirerTransaction,
+    OfflineUpload,
+    SafEntry,
+    SafKind,
+    SafPolicy,
+    SafStatus,
+    TransactionKey,
+    TransactionKind,
+    TransactionStatus,
+    format_rrn,
+    parse_original,
+)
+from .ports import AcquirerUnitOfWork, Clock, OfflineUploads, Rrns, SafQueue, Transactions
+
+__all__ = [
+    "MAX_RRN",
+    "AcquirerTransaction",
+    "AcquirerUnitOfWork",
+    "BeginTransaction",
+    "Begun",
+    "Clock",
+    "GiveUp",
+    "OfflineUpload",
+    "OfflineUploads",
+    "QueueAdvice",
+    "RecordAnswer",
+    "ReversalOutcome",
+    "ReverseAtTerminal",
+    "Rrns",
+    "SafAnswered",
+    "SafEntry",
+    "SafFailed",
+    "SafKind",
+    "SafPolicy",
+    "SafQueue",
+    "SafStatus",
+    "StoreUpload",
+    "TransactionKey",
+    "TransactionKind",
+    "TransactionStatus",
+    "Transactions",
+    "begin_transaction",
+    "due_entries",
+    "format_rrn",
+    "give_up",
+    "parse_original",
+    "queue_advice",
+    "record_answer",
+    "reverse_at_terminal",
+    "saf_answered",
+    "saf_failed",
+    "store_upload",
+]

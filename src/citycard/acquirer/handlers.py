@@ -1,0 +1,268 @@
+"""The acquirer's handlers: ``handler(command, uow, clock[, policy])``, each one transaction.
+
+What they guarantee (the store-and-forward rules of issue 8, ``docs/network.md``):
+
+- **One RRN per terminal transaction.** :func:`begin_transaction` gives a new key the next RRN of the
+  persisted sequence and keeps the record; a retried request (same terminal, batch and STAN) gets the
+  same record back (``fresh=False``), so it is forwarded with the same RRN and the issuer answers it from
+  its idempotency store instead of posting it again.
+- **Nothing given up without a reversal on disk.** :func:`give_up` (no answer from the switch) queues the
+  reversal in the same transaction that marks the record, before the terminal is answered 91/98.
+- **A terminal's reversal is acknowledged once persisted.** :func:`reverse_at_terminal` queues the
+  reversal of a known original, or records a *tombstone* for one never seen, so that the original, if it
+  comes later, is refused and never forwarded (a transaction the acquirer never forwarded needs no
+  reversal upstream).
+- **An advice is acknowledged once persisted** (:func:`queue_advice`), with its RRN, and forwarded by SAF.
+- **SAF**: :func:`due_entries`, then :func:`saf_answered` (done) or :func:`saf_failed` (retried after a
+  backoff that doubles up to a bound, :class:`~.model.SafPolicy`). Delivery is at least once; the issuer's
+  idempotency (request id 32-37, reversals ``R`` + it) makes it exactly once.
+- **An offline upload is kept once** (:func:`store_upload`); a repeat is acknowledged again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from .commands import (
+    BeginTransaction,
+    GiveUp,
+    QueueAdvice,
+    RecordAnswer,
+    ReverseAtTerminal,
+    SafAnswered,
+    SafFailed,
+    StoreUpload,
+)
+from .model import (
+    AcquirerTransaction,
+    OfflineUpload,
+    SafEntry,
+    SafKind,
+    SafPolicy,
+    SafStatus,
+    TransactionKind,
+    TransactionStatus,
+    format_rrn,
+)
+from .ports import AcquirerUnitOfWork, Clock
+
+__all__ = [
+    "Begun",
+    "ReversalOutcome",
+    "begin_transaction",
+    "due_entries",
+    "give_up",
+    "queue_advice",
+    "record_answer",
+    "reverse_at_terminal",
+    "saf_answered",
+    "saf_failed",
+    "store_upload",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """The record of a transaction (None when its original is unknown: a void or refund answered 25).
+    ``fresh`` is False for a retry (or a key tombstoned by an earlier reversal: ``record.status``)."""
+
+    record: AcquirerTransaction | None
+    fresh: bool
+
+    @property
+    def refused(self) -> bool:
+        """The key was reversed before it came (a tombstone): the request must not be forwarded."""
+        return self.record is not None and self.record.status == TransactionStatus.TOMBSTONE
+
+
+def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun:
+    existing = uow.transactions.get(cmd.key, for_update=True)
+    if existing is not None:
+        return Begun(existing, fresh=False)
+    original_rrn = None
+    if cmd.original is not None:
+        original = uow.transactions.get(cmd.original)
+        if original is None or original.status == TransactionStatus.TOMBSTONE:
+            return Begun(None, fresh=False)
+        original_rrn = original.rrn
+    record = AcquirerTransaction(
+        key=cmd.key,
+        merchant_id=cmd.merchant_id,
+        rrn=format_rrn(uow.rrns.next_value()),
+        kind=cmd.kind,
+        amount_fen=cmd.amount_fen,
+        pan_masked=cmd.pan_masked,
+        status=TransactionStatus.PENDING,
+        response_code=None,
+        original_rrn=original_rrn,
+        created_ns=now_ns,
+        updated_ns=now_ns,
+    )
+    if not uow.transactions.add(record):  # a simultaneous retry stored it first (PostgreSQL)
+        stored = uow.transactions.get(cmd.key)
+        assert stored is not None
+        return Begun(stored, fresh=False)
+    return Begun(record, fresh=True)
+
+
+def begin_transaction(cmd: BeginTransaction, uow: AcquirerUnitOfWork, clock: Clock) -> Begun:
+    """The record of ``cmd.key``: a new one with the next RRN, or the stored one (module docstring)."""
+    with uow:
+        begun = _begin(cmd, uow, clock())
+        uow.commit()
+    return begun
+
+
+def record_answer(cmd: RecordAnswer, uow: AcquirerUnitOfWork, clock: Clock) -> AcquirerTransaction | None:
+    """Keep the issuer's response code; a late answer after the reversal was queued changes nothing."""
+    with uow:
+        record = uow.transactions.get(cmd.key, for_update=True)
+        if record is None:
+            return None
+        status = record.moved("answer")
+        if status is None:
+            return record
+        record = replace(record, status=status, response_code=cmd.response_code, updated_ns=clock())
+        uow.transactions.update(record)
+        uow.commit()
+    return record
+
+
+def _queue(uow: AcquirerUnitOfWork, kind: SafKind, rrn: str, message: bytes, now_ns: int) -> SafEntry:
+    entry = SafEntry(0, kind, rrn, message, SafStatus.PENDING, 0, now_ns, None, now_ns)
+    stored = uow.saf.add(entry)
+    if stored is None:  # queued already (a repeat): keep the first
+        found = uow.saf.find(kind, rrn)
+        assert found is not None
+        return found
+    return stored
+
+
+def give_up(cmd: GiveUp, uow: AcquirerUnitOfWork, clock: Clock) -> SafEntry:
+    """No answer for ``cmd.key``: mark the record and queue its reversal, in one transaction."""
+    now = clock()
+    with uow:
+        record = uow.transactions.get(cmd.key, for_update=True)
+        assert record is not None, "a transaction is begun before it is forwarded"
+        status = record.moved("give up")
+        if status is not None:
+            record = replace(record, status=status, response_code=cmd.reason, updated_ns=now)
+            uow.transactions.update(record)
+        entry = _queue(uow, SafKind.REVERSAL, record.rrn, cmd.reversal, now)
+        uow.commit()
+    return entry
+
+
+class ReversalOutcome(enum.StrEnum):
+    QUEUED = "queued"  # the original was seen: its reversal is in the SAF queue
+    TOMBSTONED = "tombstoned"  # never seen: recorded so that it is refused if it comes
+
+
+def reverse_at_terminal(
+    cmd: ReverseAtTerminal, uow: AcquirerUnitOfWork, clock: Clock
+) -> tuple[ReversalOutcome, AcquirerTransaction]:
+    """A terminal's reversal: queue it for a known original, else record a tombstone (module docstring).
+    A repeat of the same reversal finds the entry or the tombstone and changes nothing."""
+    now = clock()
+    with uow:
+        original = uow.transactions.get(cmd.original, for_update=True)
+        if original is None:
+            original = AcquirerTransaction(
+                key=cmd.original,
+                merchant_id=cmd.merchant_id,
+                rrn=format_rrn(uow.rrns.next_value()),
+                kind=TransactionKind.REVERSAL,
+                amount_fen=None,
+                pan_masked=None,
+                status=TransactionStatus.TOMBSTONE,
+                response_code=cmd.reason,
+                original_rrn=None,
+                created_ns=now,
+                updated_ns=now,
+            )
+            if uow.transactions.add(original):
+                uow.commit()
+                return ReversalOutcome.TOMBSTONED, original
+            stored = uow.transactions.get(cmd.original, for_update=True)  # the original came meanwhile
+            assert stored is not None
+            original = stored
+        if original.status == TransactionStatus.TOMBSTONE:
+            return ReversalOutcome.TOMBSTONED, original
+        status = original.moved("reverse")
+        if status is not None:
+            original = replace(original, status=status, updated_ns=now)
+            uow.transactions.update(original)
+        _queue(uow, SafKind.REVERSAL, original.rrn, cmd.reversal_for(original.rrn), now)
+        uow.commit()
+    return ReversalOutcome.QUEUED, original
+
+
+def queue_advice(cmd: QueueAdvice, uow: AcquirerUnitOfWork, clock: Clock) -> Begun:
+    """Begin the advice's transaction and queue it for forwarding, in one transaction; a repeat finds both.
+    ``record`` is None when its original is unknown (answered 25, nothing queued)."""
+    now = clock()
+    with uow:
+        begun = _begin(cmd.begin, uow, now)
+        if begun.record is None or begun.refused:
+            return begun
+        record = begun.record
+        if uow.saf.find(SafKind.ADVICE, record.rrn) is None:
+            _queue(uow, SafKind.ADVICE, record.rrn, cmd.advice_for(record.rrn, record.original_rrn), now)
+        uow.commit()
+    return begun
+
+
+def store_upload(cmd: StoreUpload, uow: AcquirerUnitOfWork, clock: Clock) -> bool:
+    """Keep an offline upload for clearing; False when it was kept already (acknowledged again)."""
+    upload = OfflineUpload(cmd.key, cmd.merchant_id, cmd.amount_fen, cmd.pan_masked, cmd.message, clock())
+    with uow:
+        stored = uow.uploads.add(upload)
+        uow.commit()
+    return stored
+
+
+def due_entries(uow: AcquirerUnitOfWork, clock: Clock, policy: SafPolicy) -> list[SafEntry]:
+    """The pending SAF entries due now, oldest first, at most ``policy.batch``."""
+    with uow:
+        return uow.saf.due(clock(), policy.batch)
+
+
+def saf_answered(cmd: SafAnswered, uow: AcquirerUnitOfWork, clock: Clock) -> None:
+    """An entry was answered: done. An advice's record keeps the response code."""
+    with uow:
+        entry = uow.saf.get(cmd.entry_id)
+        assert entry is not None
+        uow.saf.set_result(
+            entry.id,
+            status=SafStatus.DONE,
+            attempts=entry.attempts + 1,
+            next_attempt_ns=entry.next_attempt_ns,
+            response_code=cmd.response_code,
+        )
+        if entry.kind == SafKind.ADVICE:
+            record = uow.transactions.by_rrn(entry.rrn)
+            if record is not None and record.moved("answer") is not None:
+                uow.transactions.update(
+                    replace(
+                        record,
+                        status=TransactionStatus.ANSWERED,
+                        response_code=cmd.response_code,
+                        updated_ns=clock(),
+                    )
+                )
+        uow.commit()
+
+
+def saf_failed(cmd: SafFailed, uow: AcquirerUnitOfWork, clock: Clock, policy: SafPolicy) -> None:
+    """An attempt got no usable answer: the entry waits ``policy.backoff_ns(attempts)`` before the next."""
+    assert cmd.attempts >= 1
+    with uow:
+        uow.saf.set_result(
+            cmd.entry_id,
+            status=SafStatus.PENDING,
+            attempts=cmd.attempts,
+            next_attempt_ns=clock() + policy.backoff_ns(cmd.attempts),
+            response_code=None,
+        )
+        uow.commit()

@@ -1,0 +1,86 @@
+"""The acquirer's ports: the repositories and the unit of work its handlers are given (Cosmic Python).
+
+``citycard.db.acquirer_repositories`` implements them on SQLAlchemy (SQLite and PostgreSQL); the domain
+never imports it. Every repository works inside the unit of work's one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol, Self
+
+from .model import AcquirerTransaction, OfflineUpload, SafEntry, SafKind, SafStatus, TransactionKey
+
+__all__ = ["AcquirerUnitOfWork", "Clock", "OfflineUploads", "Rrns", "SafQueue", "Transactions"]
+
+Clock = Callable[[], int]
+"""Nanoseconds since the epoch."""
+
+
+class Rrns(Protocol):
+    def next_value(self) -> int:
+        """The next value of the persisted RRN sequence (1, 2, ...; never given twice once committed)."""
+        ...
+
+
+class Transactions(Protocol):
+    def get(self, key: TransactionKey, *, for_update: bool = False) -> AcquirerTransaction | None: ...
+    def add(self, record: AcquirerTransaction) -> bool:
+        """Store a new record; False (nothing written) when its key is stored already."""
+        ...
+
+    def update(self, record: AcquirerTransaction) -> None: ...
+    def by_rrn(self, rrn: str) -> AcquirerTransaction | None: ...
+
+
+class SafQueue(Protocol):
+    def add(self, entry: SafEntry) -> SafEntry | None:
+        """Store a new entry and return it with its id; None when (kind, rrn) is queued already."""
+        ...
+
+    def get(self, entry_id: int) -> SafEntry | None: ...
+    def find(self, kind: SafKind, rrn: str) -> SafEntry | None: ...
+    def due(self, now_ns: int, limit: int) -> list[SafEntry]:
+        """Pending entries whose next attempt is due, oldest first."""
+        ...
+
+    def set_result(
+        self,
+        entry_id: int,
+        *,
+        status: SafStatus,
+        attempts: int,
+        next_attempt_ns: int,
+        response_code: str | None,
+    ) -> None: ...
+    def count(self, status: SafStatus) -> int: ...
+
+
+class OfflineUploads(Protocol):
+    def add(self, upload: OfflineUpload) -> bool:
+        """Store it; False (nothing written) when its key is stored already (a repeated upload)."""
+        ...
+
+    def get(self, key: TransactionKey) -> OfflineUpload | None: ...
+    def count(self) -> int: ...
+
+
+class AcquirerUnitOfWork(Protocol):
+    """The acquirer's repositories in one transaction (read-only properties, so that an implementation may
+    declare them with its own conforming classes)."""
+
+    @property
+    def rrns(self) -> Rrns: ...
+    @property
+    def transactions(self) -> Transactions: ...
+    @property
+    def saf(self) -> SafQueue: ...
+    @property
+    def uploads(self) -> OfflineUploads: ...
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def commit(self) -> None: ...

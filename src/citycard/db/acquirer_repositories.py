@@ -1,0 +1,283 @@
+"""The acquirer's repositories and unit of work on SQLAlchemy (SQLite and PostgreSQL).
+
+Implements :mod:`citycard.acquirer.ports`. Inserts that may race with a retry of the same terminal
+transaction are ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL waits for the other transaction, then
+skips; the caller reads the stored row). The RRN sequence is one row locked for update (``SELECT … FOR
+UPDATE``; SQLite's write lock), so RRNs are given in commit order and never twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from citycard.acquirer import ports
+from citycard.acquirer.model import (
+    AcquirerTransaction,
+    OfflineUpload,
+    SafEntry,
+    SafKind,
+    SafStatus,
+    TransactionKey,
+    TransactionKind,
+    TransactionStatus,
+)
+
+from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
+from .uow import RepositoryFactory, SqlUnitOfWork
+
+__all__ = ["AcquirerUnitOfWork", "SqlOfflineUploads", "SqlRrns", "SqlSafQueue", "SqlTransactions"]
+
+
+def _insert(session: Session, table: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":  # imported here: see issuer_repositories
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+class _Repo:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+
+class SqlRrns(_Repo):
+    NAME = "rrn"
+
+    def next_value(self) -> int:
+        t = acquirer_sequences
+        row = self.session.execute(
+            select(t.c.next_value).where(t.c.name == self.NAME).with_for_update()
+        ).first()
+        value = 1 if row is None else int(row.next_value)
+        if row is None:
+            self.session.execute(insert(t).values(name=self.NAME, next_value=value + 1))
+        else:
+            self.session.execute(update(t).where(t.c.name == self.NAME).values(next_value=value + 1))
+        return value
+
+
+_TX = acquirer_transactions.c
+
+
+def _record(row: Any) -> AcquirerTransaction:
+    return AcquirerTransaction(
+        key=TransactionKey(row.terminal_id, int(row.batch), int(row.stan)),
+        merchant_id=row.merchant_id,
+        rrn=row.rrn,
+        kind=TransactionKind(row.kind),
+        amount_fen=row.amount_fen,
+        pan_masked=row.pan_masked,
+        status=TransactionStatus(row.status),
+        response_code=row.response_code,
+        original_rrn=row.original_rrn,
+        created_ns=int(row.created_ns),
+        updated_ns=int(row.updated_ns),
+    )
+
+
+def _record_values(record: AcquirerTransaction) -> dict[str, Any]:
+    return {
+        "terminal_id": record.key.terminal_id,
+        "batch": record.key.batch,
+        "stan": record.key.stan,
+        "merchant_id": record.merchant_id,
+        "rrn": record.rrn,
+        "kind": record.kind.value,
+        "amount_fen": record.amount_fen,
+        "pan_masked": record.pan_masked,
+        "status": record.status.value,
+        "response_code": record.response_code,
+        "original_rrn": record.original_rrn,
+        "created_ns": record.created_ns,
+        "updated_ns": record.updated_ns,
+    }
+
+
+def _key_is(key: TransactionKey) -> Any:
+    return (_TX.terminal_id == key.terminal_id) & (_TX.batch == key.batch) & (_TX.stan == key.stan)
+
+
+class SqlTransactions(_Repo):
+    def get(self, key: TransactionKey, *, for_update: bool = False) -> AcquirerTransaction | None:
+        query = select(acquirer_transactions).where(_key_is(key))
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
+        return None if row is None else _record(row)
+
+    def add(self, record: AcquirerTransaction) -> bool:
+        statement = (
+            _insert(self.session, acquirer_transactions)
+            .values(**_record_values(record))
+            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
+            .returning(_TX.rrn)
+        )
+        return self.session.execute(statement).first() is not None
+
+    def update(self, record: AcquirerTransaction) -> None:
+        values = _record_values(record)
+        for name in ("terminal_id", "batch", "stan", "rrn", "created_ns"):
+            del values[name]
+        self.session.execute(update(acquirer_transactions).where(_key_is(record.key)).values(**values))
+
+    def by_rrn(self, rrn: str) -> AcquirerTransaction | None:
+        row = self.session.execute(select(acquirer_transactions).where(_TX.rrn == rrn)).first()
+        return None if row is None else _record(row)
+
+
+_SAF = acquirer_saf.c
+
+
+def _entry(row: Any) -> SafEntry:
+    return SafEntry(
+        id=int(row.id),
+        kind=SafKind(row.kind),
+        rrn=row.rrn,
+        message=bytes(row.message),
+        status=SafStatus(row.status),
+        attempts=int(row.attempts),
+        next_attempt_ns=int(row.next_attempt_ns),
+        response_code=row.response_code,
+        created_ns=int(row.created_ns),
+    )
+
+
+class SqlSafQueue(_Repo):
+    def add(self, entry: SafEntry) -> SafEntry | None:
+        statement = (
+            _insert(self.session, acquirer_saf)
+            .values(
+                kind=entry.kind.value,
+                rrn=entry.rrn,
+                message=entry.message,
+                status=entry.status.value,
+                attempts=entry.attempts,
+                next_attempt_ns=entry.next_attempt_ns,
+                response_code=entry.response_code,
+                created_ns=entry.created_ns,
+            )
+            .on_conflict_do_nothing(index_elements=["kind", "rrn"])
+            .returning(_SAF.id)
+        )
+        row = self.session.execute(statement).first()
+        if row is None:
+            return None
+        return SafEntry(
+            int(row.id),
+            entry.kind,
+            entry.rrn,
+            entry.message,
+            entry.status,
+            entry.attempts,
+            entry.next_attempt_ns,
+            entry.response_code,
+            entry.created_ns,
+        )
+
+    def get(self, entry_id: int) -> SafEntry | None:
+        row = self.session.execute(select(acquirer_saf).where(_SAF.id == entry_id)).first()
+        return None if row is None else _entry(row)
+
+    def find(self, kind: SafKind, rrn: str) -> SafEntry | None:
+        row = self.session.execute(
+            select(acquirer_saf).where(_SAF.kind == kind.value, _SAF.rrn == rrn)
+        ).first()
+        return None if row is None else _entry(row)
+
+    def due(self, now_ns: int, limit: int) -> list[SafEntry]:
+        assert 0 < limit <= 10_000
+        query = (
+            select(acquirer_saf)
+            .where(_SAF.status == SafStatus.PENDING.value, _SAF.next_attempt_ns <= now_ns)
+            .order_by(_SAF.next_attempt_ns, _SAF.id)
+            .limit(limit)
+        )
+        return [_entry(row) for row in self.session.execute(query)]
+
+    def set_result(
+        self,
+        entry_id: int,
+        *,
+        status: SafStatus,
+        attempts: int,
+        next_attempt_ns: int,
+        response_code: str | None,
+    ) -> None:
+        self.session.execute(
+            update(acquirer_saf)
+            .where(_SAF.id == entry_id)
+            .values(
+                status=status.value,
+                attempts=attempts,
+                next_attempt_ns=next_attempt_ns,
+                response_code=response_code,
+            )
+        )
+
+    def count(self, status: SafStatus) -> int:
+        query = select(func.count()).select_from(acquirer_saf).where(_SAF.status == status.value)
+        return int(self.session.execute(query).scalar_one())
+
+
+_UP = acquirer_uploads.c
+
+
+class SqlOfflineUploads(_Repo):
+    def add(self, upload: OfflineUpload) -> bool:
+        statement = (
+            _insert(self.session, acquirer_uploads)
+            .values(
+                terminal_id=upload.key.terminal_id,
+                batch=upload.key.batch,
+                stan=upload.key.stan,
+                merchant_id=upload.merchant_id,
+                amount_fen=upload.amount_fen,
+                pan_masked=upload.pan_masked,
+                message=upload.message,
+                received_ns=upload.received_ns,
+            )
+            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
+            .returning(_UP.stan)
+        )
+        return self.session.execute(statement).first() is not None
+
+    def get(self, key: TransactionKey) -> OfflineUpload | None:
+        row = self.session.execute(
+            select(acquirer_uploads).where(
+                _UP.terminal_id == key.terminal_id, _UP.batch == key.batch, _UP.stan == key.stan
+            )
+        ).first()
+        if row is None:
+            return None
+        return OfflineUpload(
+            key, row.merchant_id, row.amount_fen, row.pan_masked, bytes(row.message), int(row.received_ns)
+        )
+
+    def count(self) -> int:
+        return int(self.session.execute(select(func.count()).select_from(acquirer_uploads)).scalar_one())
+
+
+class AcquirerUnitOfWork(SqlUnitOfWork):
+    """The acquirer's repositories in one transaction."""
+
+    repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
+        "rrns": lambda uow: SqlRrns(uow.session),
+        "transactions": lambda uow: SqlTransactions(uow.session),
+        "saf": lambda uow: SqlSafQueue(uow.session),
+        "uploads": lambda uow: SqlOfflineUploads(uow.session),
+    }
+    rrns: SqlRrns
+    transactions: SqlTransactions
+    saf: SqlSafQueue
+    uploads: SqlOfflineUploads
+
+
+if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the acquirer's port
+
+    def _is_acquirer_unit_of_work(uow: AcquirerUnitOfWork) -> ports.AcquirerUnitOfWork:
+        return uow

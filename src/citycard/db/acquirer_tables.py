@@ -1,0 +1,70 @@
+"""SQL tables of the acquirer (SQLAlchemy 2 Core) on the shared :data:`citycard.db.tables.metadata`.
+
+What is kept and why (``docs/network.md``, "The acquirer"): the transaction records with the PAN masked;
+the store-and-forward queue and the offline uploads with their encoded ISO messages, clear PAN included,
+because the switch routes a forwarded reversal or advice by the PAN's BIN and clearing verifies an offline
+TC with the PAN and field 55. No PIN block and no MAC is stored (field 52 is dropped from the messages
+kept). Migration ``0009_acquirer``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, UniqueConstraint
+
+from .tables import metadata
+
+__all__ = ["acquirer_saf", "acquirer_sequences", "acquirer_transactions", "acquirer_uploads"]
+
+acquirer_sequences = Table(
+    "acquirer_sequences",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_value", BigInteger, nullable=False),
+)
+
+acquirer_transactions = Table(
+    "acquirer_transactions",
+    metadata,
+    Column("terminal_id", String(8), primary_key=True),
+    Column("batch", Integer, primary_key=True),
+    Column("stan", Integer, primary_key=True),
+    Column("merchant_id", String(15), nullable=False),
+    Column("rrn", String(12), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("amount_fen", BigInteger, nullable=True),
+    Column("pan_masked", String(19), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("response_code", String(2), nullable=True),
+    Column("original_rrn", String(12), nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
+acquirer_saf = Table(
+    "acquirer_saf",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("rrn", String(12), nullable=False),
+    Column("message", LargeBinary, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ns", BigInteger, nullable=False),
+    Column("response_code", String(2), nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("kind", "rrn", name="uq_acquirer_saf_kind_rrn"),
+    Index("ix_acquirer_saf_due", "status", "next_attempt_ns", "id"),
+)
+
+acquirer_uploads = Table(
+    "acquirer_uploads",
+    metadata,
+    Column("terminal_id", String(8), primary_key=True),
+    Column("batch", Integer, primary_key=True),
+    Column("stan", Integer, primary_key=True),
+    Column("merchant_id", String(15), nullable=False),
+    Column("amount_fen", BigInteger, nullable=True),
+    Column("pan_masked", String(19), nullable=True),
+    Column("message", LargeBinary, nullable=False),
+    Column("received_ns", BigInteger, nullable=False),
+)

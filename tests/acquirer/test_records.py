@@ -1,0 +1,205 @@
+"""The acquirer's domain on both databases: one RRN per terminal transaction, reversals queued before a
+transaction is given up, tombstones for reversals that come first, advices and uploads kept once, the SAF
+queue's backoff."""
+
+from __future__ import annotations
+
+import itertools
+
+from citycard.acquirer import (
+    BeginTransaction,
+    GiveUp,
+    QueueAdvice,
+    RecordAnswer,
+    ReversalOutcome,
+    ReverseAtTerminal,
+    SafAnswered,
+    SafFailed,
+    SafKind,
+    SafPolicy,
+    SafStatus,
+    StoreUpload,
+    TransactionKey,
+    TransactionKind,
+    TransactionStatus,
+    begin_transaction,
+    due_entries,
+    give_up,
+    queue_advice,
+    record_answer,
+    reverse_at_terminal,
+    saf_answered,
+    saf_failed,
+    store_upload,
+)
+from citycard.db import Database
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+
+TERMINAL = "10000019"
+MERCHANT = "850100082410002"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def begin(
+    key: TransactionKey, kind: TransactionKind = TransactionKind.PURCHASE, **extra: object
+) -> BeginTransaction:
+    return BeginTransaction(key, MERCHANT, kind, 1250, "622424******0113", **extra)  # type: ignore[arg-type]
+
+
+def test_a_retried_request_gets_the_same_rrn_and_another_key_the_next(database: Database) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    first = begin_transaction(begin(TransactionKey(TERMINAL, 1, 7)), uow(), clock)
+    again = begin_transaction(begin(TransactionKey(TERMINAL, 1, 7)), uow(), clock)
+    other_batch = begin_transaction(begin(TransactionKey(TERMINAL, 2, 7)), uow(), clock)
+    other_terminal = begin_transaction(begin(TransactionKey("10000020", 1, 7)), uow(), clock)
+    assert first.fresh and not again.fresh
+    assert first.record is not None and again.record is not None
+    assert first.record.rrn == again.record.rrn == "000000000001"
+    rrns = [b.record.rrn for b in (other_batch, other_terminal) if b.record]
+    assert rrns == ["000000000002", "000000000003"]
+    answered = record_answer(RecordAnswer(TransactionKey(TERMINAL, 1, 7), "00"), uow(), clock)
+    assert answered is not None and answered.status == TransactionStatus.ANSWERED
+    with uow() as read:
+        stored = read.transactions.by_rrn("000000000001")
+    assert stored is not None and stored.response_code == "00" and stored.pan_masked == "622424******0113"
+
+
+def test_giving_up_queues_the_reversal_and_a_late_answer_changes_nothing(database: Database) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    key = TransactionKey(TERMINAL, 1, 8)
+    begun = begin_transaction(begin(key), uow(), clock)
+    assert begun.record is not None
+    entry = give_up(GiveUp(key, b"\x04\x00reversal", "98"), uow(), clock)
+    again = give_up(GiveUp(key, b"\x04\x00reversal", "98"), uow(), clock)
+    assert entry.id == again.id and entry.rrn == begun.record.rrn and entry.kind == SafKind.REVERSAL
+    late = record_answer(RecordAnswer(key, "00"), uow(), clock)
+    assert (
+        late is not None and late.status == TransactionStatus.REVERSAL_QUEUED and late.response_code == "98"
+    )
+    assert [e.id for e in due_entries(uow(), clock, SafPolicy())] == [entry.id]
+
+
+def test_a_terminal_reversal_of_an_unseen_transaction_is_a_tombstone_that_refuses_the_original(
+    database: Database,
+) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    key = TransactionKey(TERMINAL, 3, 41)
+    made: list[str] = []
+
+    def reversal_for(rrn: str) -> bytes:
+        made.append(rrn)
+        return b"\x04\x00" + rrn.encode()
+
+    outcome, record = reverse_at_terminal(ReverseAtTerminal(key, MERCHANT, reversal_for, "98"), uow(), clock)
+    repeat, _ = reverse_at_terminal(ReverseAtTerminal(key, MERCHANT, reversal_for, "98"), uow(), clock)
+    assert outcome == repeat == ReversalOutcome.TOMBSTONED and record.status == TransactionStatus.TOMBSTONE
+    late = begin_transaction(begin(key), uow(), clock)
+    assert late.refused and not late.fresh
+    assert made == [] and due_entries(uow(), clock, SafPolicy()) == []
+
+    seen = TransactionKey(TERMINAL, 3, 42)
+    original = begin_transaction(begin(seen), uow(), clock)
+    assert original.record is not None
+    outcomes = [
+        reverse_at_terminal(ReverseAtTerminal(seen, MERCHANT, reversal_for, "98"), uow(), clock)[0]
+        for _ in range(5)
+    ]
+    assert outcomes == [ReversalOutcome.QUEUED] * 5
+    due = due_entries(uow(), clock, SafPolicy())
+    assert [(e.kind, e.rrn) for e in due] == [(SafKind.REVERSAL, original.record.rrn)]
+
+
+def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_finds_nothing(
+    database: Database,
+) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    purchase = begin_transaction(begin(TransactionKey(TERMINAL, 1, 1)), uow(), clock)
+    assert purchase.record is not None
+    refund_key = TransactionKey(TERMINAL, 1, 2)
+
+    def advice_for(rrn: str, original: str | None) -> bytes:
+        return f"0220{rrn}{original}".encode()
+
+    command = QueueAdvice(
+        begin(refund_key, TransactionKind.REFUND, original=TransactionKey(TERMINAL, 1, 1)), advice_for
+    )
+    first = queue_advice(command, uow(), clock)
+    second = queue_advice(command, uow(), clock)
+    assert first.record is not None and second.record is not None and first.record.rrn == second.record.rrn
+    assert first.record.original_rrn == purchase.record.rrn
+    [entry] = due_entries(uow(), clock, SafPolicy())
+    assert entry.message == f"0220{first.record.rrn}{purchase.record.rrn}".encode()
+    saf_answered(SafAnswered(entry.id, "00"), uow(), clock)
+    with uow() as read:
+        assert read.saf.count(SafStatus.DONE) == 1 and read.saf.count(SafStatus.PENDING) == 0
+        refund = read.transactions.get(refund_key)
+    assert refund is not None and refund.status == TransactionStatus.ANSWERED and refund.response_code == "00"
+    orphan = begin_transaction(
+        begin(TransactionKey(TERMINAL, 1, 3), TransactionKind.VOID, original=TransactionKey(TERMINAL, 9, 9)),
+        uow(),
+        clock,
+    )
+    assert orphan.record is None
+
+
+def test_the_saf_backoff_doubles_up_to_its_bound(database: Database) -> None:
+    clock = Clock()
+    policy = SafPolicy(min_backoff_ns=100, max_backoff_ns=500, batch=10)
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    key = TransactionKey(TERMINAL, 1, 9)
+    begin_transaction(begin(key), uow(), clock)
+    entry = give_up(GiveUp(key, b"\x04\x00x", "98"), uow(), clock)
+    waits = []
+    for attempts in itertools.count(1):
+        if attempts > 5:
+            break
+        [due] = due_entries(uow(), clock, policy)
+        saf_failed(SafFailed(due.id, attempts), uow(), clock, policy)
+        assert due_entries(uow(), clock, policy) == []
+        with uow() as read:
+            stored = read.saf.get(entry.id)
+        assert stored is not None
+        waits.append(stored.next_attempt_ns - clock.now)
+        clock.now = stored.next_attempt_ns
+    assert waits == [100, 200, 400, 500, 500]
+
+
+def test_an_offline_upload_is_kept_once(database: Database) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    command = StoreUpload(TransactionKey(TERMINAL, 1, 50), MERCHANT, 200, "622424******0113", b"\x03\x20tc")
+    assert store_upload(command, uow(), clock) is True
+    assert store_upload(command, uow(), clock) is False
+    with uow() as read:
+        assert read.uploads.count() == 1
+        kept = read.uploads.get(TransactionKey(TERMINAL, 1, 50))
+    assert kept is not None and kept.message == b"\x03\x20tc" and kept.amount_fen == 200
