@@ -14,6 +14,12 @@ What it builds (the settings name each place, see ``citycard.config``):
   in ``$CITYCARD_HOME/perso/<bank>.jsonl`` (:class:`DirectorySink`), the issuer certificate from the demo CA
   (``$CITYCARD_HOME/demo-keys.json``; demo only).
 
+- a terminal's own HSM (:func:`terminal_hsm`): the terminal's key store (its PIN entry device) under
+  ``$CITYCARD_HOME/terminals/<TID>/keys`` with its own master key file ``…/terminals/<TID>/master.key``
+  (mode 0600), made by ``citycard terminal add`` when it injects the terminal master key;
+- the registry of the Citizen Card Service Center (:func:`open_center`): merchants and terminals on the same
+  database, with the platform HSM when terminals are added.
+
 :func:`open_issuer` puts them together and closes the database on exit. Nothing here prints or maps errors
 to exit codes: the entry point does (``citycard.cli.bank.open_issuer``); notices (a key file or a schema was
 created) go to the ``say`` callback. SQLAlchemy is imported only inside the functions that open the database,
@@ -31,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citycard.center.commands import Command
+from citycard.center.handlers import handle
+from citycard.center.model import check_terminal_id
+from citycard.center.ports import CenterDeps
 from citycard.config import Settings
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
 from citycard.files import card_image_path, save_card
@@ -44,10 +54,12 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.chip.image import CardImage
     from citycard.chip.personalise import IssuerPublicKeyData
     from citycard.db import Database
+    from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.issuer.model import Card
 
 __all__ = [
+    "Center",
     "DirectorySink",
     "HomeFolderError",
     "Issuer",
@@ -55,9 +67,12 @@ __all__ = [
     "build_hsm",
     "issuer_service",
     "make_home",
+    "open_center",
     "open_engine",
     "open_issuer",
     "safe_url",
+    "terminal_home",
+    "terminal_hsm",
 ]
 
 Say = Callable[[str], None]
@@ -246,5 +261,72 @@ def open_issuer(
     database = build_database(s, say=say)
     try:
         yield Issuer(issuer_service(s, hsm, database, bureau_kek=bureau_kek), database, s.home)
+    finally:
+        database.close()
+
+
+def terminal_home(s: Settings, terminal_id: str) -> Path:
+    """``$CITYCARD_HOME/terminals/<TID>``: a terminal's own folder (its key store and master key file).
+    The ID is checked first (``MalformedCommand``: 8 characters 0-9 A-Z), so it never names another path."""
+    return s.home / "terminals" / check_terminal_id(terminal_id)
+
+
+def terminal_hsm(s: Settings, terminal_id: str, *, create: bool = False, say: Say = _quiet) -> SoftHsm:
+    """The terminal's own HSM (its PIN entry device in the demo): a :class:`SoftHsm` on the key store
+    ``terminal_home/keys`` under the master key ``terminal_home/master.key``. ``create`` (``citycard terminal
+    add``, before it injects the TMK) makes the master key file when there is none, saying where; otherwise a
+    terminal without one is a :class:`KeyStoreError` (not registered here, or registered on another home).
+    The TMK is under ``terminal/<TID>/tmk`` (``citycard.center.model.tmk_label``), as in the platform HSM."""
+    home = terminal_home(s, terminal_id)
+    store = DirectoryKeyStore(home / "keys")
+    key_file = home / "master.key"
+    if key_file.exists() or not create:
+        if not key_file.exists():
+            raise KeyStoreError(
+                f"terminal {terminal_id} has no key store here ({key_file} is missing): "
+                "'citycard terminal add' makes it"
+            )
+        return SoftHsm(load_master_key("", key_file), store)
+    key = create_master_key(key_file)
+    say(f"created terminal {terminal_id}'s key store {store.directory} (master key {key_file}, mode 0600)")
+    return SoftHsm(key, store)
+
+
+@dataclass
+class Center:
+    """The registry of the Citizen Card Service Center on the database (and the platform HSM, to inject
+    terminal master keys): ``center.handle(command)`` runs a command's handler in a fresh unit of work."""
+
+    settings: Settings
+    database: Database
+    hsm: Hsm | None = None
+    clock: Callable[[], int] = time.time_ns
+
+    def unit_of_work(self, *, read_only: bool = False) -> CenterUnitOfWork:
+        from citycard.db.center_repositories import CenterUnitOfWork
+
+        return self.database.unit_of_work(CenterUnitOfWork, read_only=read_only)
+
+    def deps(self) -> CenterDeps:
+        def own_hsm(terminal_id: str) -> Hsm:
+            return terminal_hsm(self.settings, terminal_id, create=True)
+
+        return CenterDeps(self.clock, self.hsm, own_hsm)
+
+    def handle(self, cmd: Command) -> Any:
+        return handle(cmd, self.unit_of_work(), self.deps())
+
+
+@contextmanager
+def open_center(s: Settings, *, with_hsm: bool = False, say: Say = _quiet) -> Iterator[Center]:
+    """The registry on the configured database, with the platform HSM if ``with_hsm`` (adding terminals;
+    the HSM's master key must exist: ``citycard bank add`` made it); the database closed on exit."""
+    from citycard.db import parse_url
+
+    parse_url(s.db_url)
+    hsm = build_hsm(s, say=say) if with_hsm else None
+    database = build_database(s, say=say)
+    try:
+        yield Center(s, database, hsm)
     finally:
         database.close()

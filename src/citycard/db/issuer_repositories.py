@@ -26,7 +26,6 @@ from citycard.issuer.model import (
     Cardholder,
     CardStatus,
     DenyListEntry,
-    Merchant,
     Product,
     RegisteredTerminal,
     TerminalStatus,
@@ -35,6 +34,7 @@ from citycard.issuer.ports import AccountOwner, CardQuery, StoredAuthorization
 from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
+from .center_tables import center_terminals
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -45,10 +45,8 @@ from .issuer_tables import (
     issuer_cards,
     issuer_deny_list,
     issuer_deny_list_versions,
-    issuer_merchants,
     issuer_products,
     issuer_sequences,
-    issuer_terminals,
     issuer_unpredictable_numbers,
 )
 from .repositories import account_from_row, transfer_from_row
@@ -344,26 +342,15 @@ class SqlDenyList(_Repo):
 
 
 class SqlTerminals(_Repo):
-    def add_merchant(self, merchant: Merchant) -> None:
-        self.session.execute(insert(issuer_merchants).values(**_values(merchant)))
-
-    def get_merchant(self, merchant_id: str) -> Merchant | None:
-        row = self._one(select(issuer_merchants).where(issuer_merchants.c.merchant_id == merchant_id))
-        return _from_row(Merchant, row) if row else None
-
-    def add(self, terminal: RegisteredTerminal) -> None:
-        self.session.execute(insert(issuer_terminals).values(**_values(terminal)))
+    """The issuer's read of the center's terminal registry (``citycard.db.center_tables``)."""
 
     def get(self, terminal_id: str) -> RegisteredTerminal | None:
-        row = self._one(select(issuer_terminals).where(issuer_terminals.c.terminal_id == terminal_id))
+        t = center_terminals.c
+        row = self._one(select(t.terminal_id, t.merchant_id, t.status).where(t.terminal_id == terminal_id))
         return _from_row(RegisteredTerminal, row, status=TerminalStatus(row.status)) if row else None
 
-    def set_status(self, terminal_id: str, status: TerminalStatus) -> None:
-        t = issuer_terminals
-        self.session.execute(update(t).where(t.c.terminal_id == terminal_id).values(status=status.value))
-
     def in_use(self) -> bool:
-        return self._one(select(issuer_terminals.c.terminal_id).limit(1)) is not None
+        return self._one(select(center_terminals.c.terminal_id).limit(1)) is not None
 
 
 class SqlIdAllocator(_Repo):

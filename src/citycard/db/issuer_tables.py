@@ -5,7 +5,8 @@ PVV of a PIN set before offsets, no longer checked), never the PIN; a PIN set by
 CHANGE script as a format-0 block under the bank's PIN storage key in the HSM, dropped once sent; a
 cardholder's resident ID number is kept as an HMAC under the bank's HSM key plus its last 4 characters for
 display. Migrations: ``0002_issuer``, ``0003_online_pin``, ``0004_authorization_terminal``,
-``0005_terminal_registry``, ``0006_issuer_lookups`` (indexes for card listings and searches).
+``0005_terminal_registry``, ``0006_issuer_lookups`` (indexes for card listings and searches). The merchant
+and terminal registry of 0005 became the center's in ``0008_registry`` (``citycard.db.center_tables``).
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ __all__ = [
     "issuer_cards",
     "issuer_deny_list",
     "issuer_deny_list_versions",
-    "issuer_merchants",
     "issuer_products",
     "issuer_sequences",
-    "issuer_terminals",
     "issuer_unpredictable_numbers",
 ]
 
@@ -155,22 +154,6 @@ issuer_authorizations = Table(
     Column("original_request_id", String(64), nullable=True),
     Column("refunded_fen", BigInteger, nullable=False, server_default="0"),
     Index("ix_issuer_authorizations_pan", "pan", "created_ns"),
-)
-
-issuer_merchants = Table(
-    "issuer_merchants",
-    metadata,
-    Column("merchant_id", String(15), primary_key=True),
-    Column("name", String(40), nullable=False),
-    Column("mcc", String(4), nullable=False),
-)
-
-issuer_terminals = Table(
-    "issuer_terminals",
-    metadata,
-    Column("terminal_id", String(8), primary_key=True),
-    Column("merchant_id", String(15), ForeignKey("issuer_merchants.merchant_id"), nullable=False),
-    Column("status", String(8), nullable=False),
 )
 
 issuer_unpredictable_numbers = Table(

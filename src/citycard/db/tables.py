@@ -38,6 +38,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.tables",
     "citycard.db.issuer_tables",
     "citycard.db.acquirer_tables",
+    "citycard.db.center_tables",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

@@ -93,7 +93,10 @@ IBM3624_DECIMALISATION = "0123456789012345"
 
 _T = TypeVar("_T")
 
-_LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LABEL = re.compile(r"^(?!.*(?:^|/)\.{1,2}(?:/|$))[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+"""A key label: 1-64 characters of ``A-Z a-z 0-9 . _ -``, in segments separated by ``/`` (a namespace such as
+``terminal/<TID>/tmk``; a directory store keeps each segment as a folder), no segment ``.`` or ``..``."""
+_LABEL_MAX = 64
 _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
@@ -146,12 +149,15 @@ class MemoryKeyStore:
 class DirectoryKeyStore:
     """One ``<label>.kb`` file per key block, written atomically and durably by
     :func:`citycard.durable.atomic_write` (temporary file, fsync, rename, fsync of the directory: a crash
-    leaves the old block or the new one, and a block that was reported saved survives a power loss)."""
+    leaves the old block or the new one, and a block that was reported saved survives a power loss). A label
+    with segments (``terminal/T0000001/tmk``) is a file in folders (``terminal/T0000001/tmk.kb``)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def load(self, label: str) -> str | None:
+        if len(label) > _LABEL_MAX or not _LABEL.match(label):
+            return None  # no such key (and never a path outside the store)
         path = self.directory / f"{label}.kb"
         if not path.exists():
             return None
@@ -161,13 +167,16 @@ class DirectoryKeyStore:
             raise KeyStoreError(f"key block {path} is not ASCII: it was altered") from None
 
     def save(self, label: str, block: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.directory / f"{label}.kb", (block + "\n").encode("ascii"))
+        path = self.directory / f"{label}.kb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, (block + "\n").encode("ascii"))
 
     def labels(self) -> list[str]:
         if not self.directory.exists():
             return []
-        return sorted(p.stem for p in self.directory.glob("*.kb"))
+        return sorted(
+            p.relative_to(self.directory).with_suffix("").as_posix() for p in self.directory.rglob("*.kb")
+        )
 
 
 def load_master_key(hex_value: str, key_file: Path | None = None) -> bytes:
@@ -331,8 +340,10 @@ class SoftHsm:
         )
 
     def _store_new(self, label: str, header: keyblock.Header, secret: bytes) -> KeyHandle:
-        if not _LABEL.match(label):
-            raise HsmInputError(f"key label {label!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        if len(label) > _LABEL_MAX or not _LABEL.match(label):
+            raise HsmInputError(
+                f"key label {label!r} must be 1-64 characters of A-Z a-z 0-9 . _ - in segments split by /"
+            )
         with self._lock:
             if label in self._cache or self._store.load(label) is not None:
                 raise KeyExistsError(f"a key labelled {label!r} exists already")

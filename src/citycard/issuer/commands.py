@@ -20,9 +20,7 @@ __all__ = [
     "ActivateCard",
     "AddBank",
     "AddBinRange",
-    "AddMerchant",
     "AddProduct",
-    "AddTerminal",
     "AuthorizationKind",
     "AuthorizationRequest",
     "AuthorizationResponse",
@@ -40,7 +38,6 @@ __all__ = [
     "ReplaceCard",
     "ReportLost",
     "SetPin",
-    "SetTerminalStatus",
     "UnblockCard",
     "check_amount",
     "check_phone",
@@ -140,38 +137,6 @@ def _check_text(value: object, field: str, limit: int) -> None:
         or not value.isprintable()
     ):
         raise MalformedRequest(field, f"must be 1 to {limit} printable ASCII characters")
-
-
-@dataclass(frozen=True)
-class AddMerchant:
-    """A merchant in the registry: field 42 (ans 15), its name, its MCC (ISO 18245, 4 digits)."""
-
-    merchant_id: str
-    name: str
-    mcc: str
-
-    def __post_init__(self) -> None:
-        _check_text(self.merchant_id, "merchant_id", 15)
-        _check_text(self.name, "name", 40)
-        _check_digits(self.mcc, "mcc", range(4, 5))
-
-
-@dataclass(frozen=True)
-class AddTerminal:
-    """A terminal of a registered merchant: field 41 (ans 8)."""
-
-    terminal_id: str
-    merchant_id: str
-
-    def __post_init__(self) -> None:
-        _check_text(self.terminal_id, "terminal_id", 8)
-        _check_text(self.merchant_id, "merchant_id", 15)
-
-
-@dataclass(frozen=True)
-class SetTerminalStatus:
-    terminal_id: str
-    active: bool
 
 
 # --- issuance and lifecycle -----------------------------------------------------------------------------

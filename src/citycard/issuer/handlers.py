@@ -66,9 +66,7 @@ from .commands import (
     ActivateCard,
     AddBank,
     AddBinRange,
-    AddMerchant,
     AddProduct,
-    AddTerminal,
     AuthorizationKind,
     AuthorizationRequest,
     AuthorizationResponse,
@@ -85,7 +83,6 @@ from .commands import (
     ReplaceCard,
     ReportLost,
     SetPin,
-    SetTerminalStatus,
     UnblockCard,
     check_amount,
 )
@@ -105,10 +102,8 @@ from .model import (
     InstitutionIdTaken,
     InvalidIdNumber,
     IssuerError,
-    Merchant,
     NotFound,
     Product,
-    RegisteredTerminal,
     TerminalStatus,
     UnregisteredCardLoss,
     bank_key_labels,
@@ -295,37 +290,6 @@ class IssuerService:
             uow.banks.add(bank)
             uow.commit()
         return bank
-
-    def add_merchant(self, cmd: AddMerchant) -> Merchant:
-        with self._uow() as uow:
-            if uow.terminals.get_merchant(cmd.merchant_id) is not None:
-                raise AlreadyExists(f"merchant {cmd.merchant_id} exists already")
-            merchant = Merchant(cmd.merchant_id, cmd.name, cmd.mcc)
-            uow.terminals.add_merchant(merchant)
-            uow.commit()
-        return merchant
-
-    def add_terminal(self, cmd: AddTerminal) -> RegisteredTerminal:
-        """Register a terminal; from the first one on, authorizations must come from registered terminals."""
-        with self._uow() as uow:
-            if uow.terminals.get_merchant(cmd.merchant_id) is None:
-                raise NotFound(f"no merchant {cmd.merchant_id}")
-            if uow.terminals.get(cmd.terminal_id) is not None:
-                raise AlreadyExists(f"terminal {cmd.terminal_id} exists already")
-            terminal = RegisteredTerminal(cmd.terminal_id, cmd.merchant_id)
-            uow.terminals.add(terminal)
-            uow.commit()
-        return terminal
-
-    def set_terminal_status(self, cmd: SetTerminalStatus) -> RegisteredTerminal:
-        status = TerminalStatus.ACTIVE if cmd.active else TerminalStatus.INACTIVE
-        with self._uow() as uow:
-            terminal = uow.terminals.get(cmd.terminal_id)
-            if terminal is None:
-                raise NotFound(f"no terminal {cmd.terminal_id}")
-            uow.terminals.set_status(cmd.terminal_id, status)
-            uow.commit()
-        return replace(terminal, status=status)
 
     def _bank_keys(self, code: str) -> None:
         """Generate the bank's keys in the HSM (kept if a previous attempt made them already)."""

@@ -32,7 +32,6 @@ __all__ = [
     "InstitutionIdTaken",
     "InvalidIdNumber",
     "IssuerError",
-    "Merchant",
     "NotFound",
     "Product",
     "RegisteredTerminal",
@@ -274,22 +273,14 @@ once the script is sent; the PIN itself is never in clear outside the HSM."""
 
 class TerminalStatus(enum.StrEnum):
     ACTIVE = "active"
-    INACTIVE = "inactive"  # withdrawn, lost or stolen: its authorizations are refused
-
-
-@dataclass(frozen=True, slots=True)
-class Merchant:
-    """A merchant accepting the card: ISO 8583 field 42 (card acceptor ID, ans 15), its name and its
-    merchant category code (ISO 18245, field 18). The issuer's minimal registry until the center's."""
-
-    merchant_id: str
-    name: str
-    mcc: str
+    CLOSED = "closed"  # withdrawn, lost or stolen: its authorizations are refused
 
 
 @dataclass(frozen=True, slots=True)
 class RegisteredTerminal:
-    """A terminal: ISO 8583 field 41 (card acceptor terminal ID, ans 8), the merchant it belongs to."""
+    """A terminal as the issuer's check sees it: ISO 8583 field 41 (card acceptor terminal ID), the merchant
+    (field 42) it belongs to and its status. The Citizen Card Service Center registers terminals
+    (``citycard.center``); the issuer reads the same registry through its own port (``ports.Terminals``)."""
 
     terminal_id: str
     merchant_id: str

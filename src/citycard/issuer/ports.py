@@ -23,10 +23,8 @@ from .model import (
     Cardholder,
     CardStatus,
     DenyListEntry,
-    Merchant,
     Product,
     RegisteredTerminal,
-    TerminalStatus,
 )
 
 __all__ = [
@@ -156,13 +154,11 @@ class DenyList(Protocol):
 
 
 class Terminals(Protocol):
-    """The merchant and terminal registry (fields 42 and 41)."""
+    """The terminal registry (field 41 and the merchant of field 42), read-only: the Citizen Card Service
+    Center (``citycard.center``) registers and closes terminals; the issuer checks authorizations against
+    them."""
 
-    def add_merchant(self, merchant: Merchant) -> None: ...
-    def get_merchant(self, merchant_id: str) -> Merchant | None: ...
-    def add(self, terminal: RegisteredTerminal) -> None: ...
     def get(self, terminal_id: str) -> RegisteredTerminal | None: ...
-    def set_status(self, terminal_id: str, status: TerminalStatus) -> None: ...
     def in_use(self) -> bool:
         """Whether any terminal is registered (an empty registry checks nothing)."""
         ...

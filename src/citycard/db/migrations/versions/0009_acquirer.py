@@ -2,7 +2,7 @@
 store-and-forward queue (reversals and advices) and the offline upload store (issue 8).
 
 Revision ID: 0009_acquirer
-Revises: 0007_issuer_network
+Revises: 0008_registry
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_acquirer"
-down_revision = "0007_issuer_network"
+down_revision = "0008_registry"
 branch_labels = None
 depends_on = None
 

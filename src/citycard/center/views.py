@@ -1,0 +1,99 @@
+"""Queries of the registry: listings for the CLI (and later the web), and :func:`terminal_binding`, which
+the acquirer's and issuer's hosts ask for every message: is field 41 a terminal of the merchant in field
+42, is it active, and which bank acquires for that merchant.
+
+Each function takes an unentered unit of work (read-only is enough) and opens it. JSON forms
+(:func:`merchant_json`, :func:`terminal_json`) have times as ISO 8601 UTC and no key material (a TMK's
+check value only).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .model import Merchant, Terminal
+from .ports import CenterUnitOfWork, MerchantQuery, TerminalBinding
+
+__all__ = [
+    "MAX_LISTING",
+    "binding_refusal",
+    "list_merchants",
+    "list_terminals",
+    "merchant_json",
+    "terminal_binding",
+    "terminal_json",
+]
+
+MAX_LISTING = 10_000
+"""The most rows one listing returns (page with ``offset`` for more)."""
+
+
+def terminal_binding(uow: CenterUnitOfWork, terminal_id: str) -> TerminalBinding | None:
+    """``(terminal, merchant)`` of field 41, or None when no such terminal is registered. The caller checks
+    ``binding.merchant.merchant_id`` against field 42 and ``binding.terminal.active`` (or uses
+    :func:`binding_refusal`); the merchant's ``bank_code`` is its acquiring bank."""
+    with uow:
+        return uow.terminals.binding(terminal_id)
+
+
+def binding_refusal(binding: TerminalBinding | None, merchant_id: str) -> tuple[str, str] | None:
+    """ISO 8583 response code and reason when fields 41/42 may not transact: ``58`` (transaction not
+    permitted to terminal) for an unknown or closed terminal or a closed merchant, ``03`` (invalid
+    merchant) for a terminal of another merchant; None when they may."""
+    if binding is None:
+        return "58", "terminal (field 41) is not registered"
+    terminal, merchant = binding
+    if not terminal.active:
+        return "58", f"terminal {terminal.terminal_id} is {terminal.status.value}"
+    if merchant.merchant_id != merchant_id:
+        return "03", f"terminal {terminal.terminal_id} is not a terminal of merchant {merchant_id!r}"
+    if not merchant.active:
+        return "58", f"merchant {merchant.merchant_id} is {merchant.status.value}"
+    return None
+
+
+def list_merchants(
+    uow: CenterUnitOfWork, query: MerchantQuery, *, limit: int = MAX_LISTING, offset: int = 0
+) -> list[Merchant]:
+    assert 0 < limit <= MAX_LISTING and offset >= 0
+    with uow:
+        return uow.merchants.find(query, limit=limit, offset=offset)
+
+
+def list_terminals(
+    uow: CenterUnitOfWork, merchant_id: str | None = None, *, limit: int = MAX_LISTING, offset: int = 0
+) -> list[Terminal]:
+    assert 0 < limit <= MAX_LISTING and offset >= 0
+    with uow:
+        return uow.terminals.find(merchant_id, limit=limit, offset=offset)
+
+
+def _time(ns: int) -> str | None:
+    if ns == 0:
+        return None  # registered before the center kept times
+    return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merchant_json(merchant: Merchant) -> dict[str, Any]:
+    return {
+        "merchant_id": merchant.merchant_id,
+        "name": merchant.name,
+        "mcc": merchant.mcc,
+        "industry": merchant.industry.value if merchant.industry else None,
+        "district": merchant.district,
+        "bank": merchant.bank_code,
+        "status": merchant.status.value,
+        "created": _time(merchant.created_ns),
+    }
+
+
+def terminal_json(terminal: Terminal) -> dict[str, Any]:
+    return {
+        "terminal_id": terminal.terminal_id,
+        "merchant_id": terminal.merchant_id,
+        "kind": terminal.kind.value,
+        "status": terminal.status.value,
+        "tmk_kcv": terminal.tmk_kcv or None,
+        "created": _time(terminal.created_ns),
+    }

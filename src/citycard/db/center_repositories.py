@@ -1,0 +1,186 @@
+"""SQL implementations of the registry's ports (``citycard.center.ports``) and its unit of work.
+
+``CenterUnitOfWork`` extends :class:`citycard.db.uow.SqlUnitOfWork` with the merchants, terminals and the
+one question the registry asks of the issuers' banks (does this code exist). Inserts use ``INSERT … ON
+CONFLICT DO NOTHING … RETURNING`` so that a simultaneous registration of the same ID is a ``False``, not a
+unique violation; rows locked ``for_update`` use ``SELECT … FOR UPDATE`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from citycard.center import ports
+from citycard.center.model import Industry, Merchant, RegistryStatus, Terminal, TerminalKind
+from citycard.center.ports import MerchantQuery, TerminalBinding
+
+from .center_tables import center_merchants, center_terminals
+from .issuer_tables import issuer_banks
+from .uow import RepositoryFactory, SqlUnitOfWork
+
+__all__ = ["CenterUnitOfWork", "SqlCenterBanks", "SqlMerchants", "SqlTerminalRegistry"]
+
+_M = center_merchants.c
+_T = center_terminals.c
+
+
+def _insert_new(session: Session, table: Table, values: dict[str, Any], key: str) -> bool:
+    """Insert the row unless its key is taken; whether it was inserted."""
+    if session.get_bind().dialect.name == "postgresql":  # imported here: costly for every SQLite command
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement: Any = postgresql_insert(table)
+    else:
+        statement = sqlite_insert(table)
+    result = session.execute(
+        statement.values(**values).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    )
+    return result.first() is not None
+
+
+def _merchant(row: Any, prefix: str = "") -> Merchant:
+    industry = getattr(row, f"{prefix}industry")
+    return Merchant(
+        merchant_id=getattr(row, f"{prefix}merchant_id"),
+        name=getattr(row, f"{prefix}name"),
+        mcc=getattr(row, f"{prefix}mcc"),
+        industry=Industry(industry) if industry is not None else None,
+        district=getattr(row, f"{prefix}district"),
+        bank_code=getattr(row, f"{prefix}bank_code"),
+        status=RegistryStatus(getattr(row, f"{prefix}status")),
+        created_ns=int(getattr(row, f"{prefix}created_ns")),
+    )
+
+
+def _terminal(row: Any) -> Terminal:
+    return Terminal(
+        terminal_id=row.terminal_id,
+        merchant_id=row.merchant_id,
+        kind=TerminalKind(row.kind),
+        status=RegistryStatus(row.status),
+        tmk_kcv=row.tmk_kcv,
+        created_ns=int(row.created_ns),
+    )
+
+
+class _Repo:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+
+class SqlMerchants(_Repo):
+    def add(self, merchant: Merchant) -> bool:
+        values = {
+            "merchant_id": merchant.merchant_id,
+            "name": merchant.name,
+            "mcc": merchant.mcc,
+            "industry": merchant.industry.value if merchant.industry else None,
+            "district": merchant.district,
+            "bank_code": merchant.bank_code,
+            "status": merchant.status.value,
+            "created_ns": merchant.created_ns,
+        }
+        return _insert_new(self.session, center_merchants, values, "merchant_id")
+
+    def get(self, merchant_id: str, *, for_update: bool = False) -> Merchant | None:
+        query = select(center_merchants).where(_M.merchant_id == merchant_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
+        return _merchant(row) if row else None
+
+    def set_status(self, merchant_id: str, status: RegistryStatus) -> None:
+        self.session.execute(
+            update(center_merchants).where(_M.merchant_id == merchant_id).values(status=status.value)
+        )
+
+    def find(self, query: MerchantQuery, *, limit: int, offset: int = 0) -> list[Merchant]:
+        statement = select(center_merchants)
+        if query.bank_code is not None:
+            statement = statement.where(_M.bank_code == query.bank_code)
+        if query.industry is not None:
+            statement = statement.where(_M.industry == query.industry.value)
+        if query.district is not None:
+            statement = statement.where(_M.district == query.district)
+        statement = statement.order_by(_M.merchant_id).limit(limit).offset(offset)
+        return [_merchant(r) for r in self.session.execute(statement)]
+
+
+class SqlTerminalRegistry(_Repo):
+    def add(self, terminal: Terminal) -> bool:
+        values = {
+            "terminal_id": terminal.terminal_id,
+            "merchant_id": terminal.merchant_id,
+            "kind": terminal.kind.value,
+            "status": terminal.status.value,
+            "tmk_kcv": terminal.tmk_kcv,
+            "created_ns": terminal.created_ns,
+        }
+        return _insert_new(self.session, center_terminals, values, "terminal_id")
+
+    def get(self, terminal_id: str, *, for_update: bool = False) -> Terminal | None:
+        query = select(center_terminals).where(_T.terminal_id == terminal_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
+        return _terminal(row) if row else None
+
+    def set_status(self, terminal_id: str, status: RegistryStatus) -> None:
+        self.session.execute(
+            update(center_terminals).where(_T.terminal_id == terminal_id).values(status=status.value)
+        )
+
+    def close_of_merchant(self, merchant_id: str) -> int:
+        result = self.session.execute(
+            update(center_terminals)
+            .where(_T.merchant_id == merchant_id, _T.status == RegistryStatus.ACTIVE.value)
+            .values(status=RegistryStatus.CLOSED.value)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def find(self, merchant_id: str | None, *, limit: int, offset: int = 0) -> list[Terminal]:
+        statement = select(center_terminals)
+        if merchant_id is not None:
+            statement = statement.where(_T.merchant_id == merchant_id)
+        statement = statement.order_by(_T.terminal_id).limit(limit).offset(offset)
+        return [_terminal(r) for r in self.session.execute(statement)]
+
+    def binding(self, terminal_id: str) -> TerminalBinding | None:
+        merchant_columns = [c.label(f"m_{c.name}") for c in center_merchants.c]
+        statement = (
+            select(center_terminals, *merchant_columns)
+            .join(center_merchants, _M.merchant_id == _T.merchant_id)
+            .where(_T.terminal_id == terminal_id)
+        )
+        row = self.session.execute(statement).first()
+        return TerminalBinding(_terminal(row), _merchant(row, "m_")) if row else None
+
+
+class SqlCenterBanks(_Repo):
+    def exists(self, code: str) -> bool:
+        query = select(issuer_banks.c.code).where(issuer_banks.c.code == code)
+        return self.session.execute(query).first() is not None
+
+
+class CenterUnitOfWork(SqlUnitOfWork):
+    """The registry's repositories in one transaction (the ledger's too, unused)."""
+
+    repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
+        **SqlUnitOfWork.repository_factories,
+        "merchants": lambda uow: SqlMerchants(uow.session),
+        "terminals": lambda uow: SqlTerminalRegistry(uow.session),
+        "banks": lambda uow: SqlCenterBanks(uow.session),
+    }
+    merchants: SqlMerchants
+    terminals: SqlTerminalRegistry
+    banks: SqlCenterBanks
+
+
+if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the registry's port
+
+    def _is_center_unit_of_work(uow: CenterUnitOfWork) -> ports.CenterUnitOfWork:
+        return uow
