@@ -61,6 +61,15 @@ def _home() -> Path:
     return home
 
 
+def _address_env(name: str, default: str) -> str:
+    """``HOST:PORT`` (a port 1-65535)."""
+    text = _env(name, default)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"CITYCARD_{name} must be HOST:PORT, such as {default}, not {text!r}")
+    return text
+
+
 _DATABASE_URL = re.compile(r"(sqlite|postgresql)(\+[a-z0-9_]+)?://.*", re.DOTALL)
 
 
@@ -84,6 +93,9 @@ class Settings:
     hsm_key_file: str = field(default_factory=lambda: _env("HSM_KEY_FILE", ""))
     # wait between a loss report (or closure) and the refund of the card's EC balance
     cooling_period_days: int = field(default_factory=lambda: _int_env("COOLING_PERIOD_DAYS", 7, 0, 3650))
+    # the acquirer a POS terminal goes online to (HOST:PORT), and how long it waits for an answer
+    acquirer: str = field(default_factory=lambda: _address_env("ACQUIRER", "127.0.0.1:9583"))
+    acquirer_timeout_s: int = field(default_factory=lambda: _int_env("ACQUIRER_TIMEOUT_S", 30, 1, 600))
     # how long a command waits for a card image or terminal journal another process holds
     lock_timeout_s: int = field(default_factory=lambda: _int_env("LOCK_TIMEOUT_S", 30, 0, 3600))
 

@@ -23,14 +23,21 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from citycard.durable import atomic_write
 from citycard.pos.journal import JournalEntry, State
 
-__all__ = ["JournalError", "JournalUnavailable", "JournalWriteError", "SqliteJournal"]
+__all__ = [
+    "Advice",
+    "JournalError",
+    "JournalUnavailable",
+    "JournalWriteError",
+    "OnlineRecord",
+    "SqliteJournal",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -47,6 +54,18 @@ CREATE TABLE IF NOT EXISTS txn (
 CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
 CREATE TABLE IF NOT EXISTS exports (export_id INTEGER PRIMARY KEY, written INTEGER NOT NULL DEFAULT 0,
     name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS online (
+    txn_id TEXT PRIMARY KEY, rrn TEXT NOT NULL DEFAULT '', auth_code TEXT NOT NULL DEFAULT '',
+    response_code TEXT NOT NULL, date_mmdd TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS online_rrn ON online (rrn);
+CREATE TABLE IF NOT EXISTS saf (
+    saf_id INTEGER PRIMARY KEY, txn_id TEXT NOT NULL, kind TEXT NOT NULL, stan INTEGER NOT NULL,
+    reason TEXT NOT NULL, message TEXT NOT NULL, pan_sealed TEXT NOT NULL, created TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, response_code TEXT NOT NULL DEFAULT '',
+    UNIQUE (txn_id, kind)
+);
+CREATE TABLE IF NOT EXISTS uploads (txn_id TEXT PRIMARY KEY, response_code TEXT NOT NULL);
 """
 
 _SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
@@ -58,6 +77,37 @@ _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
 _CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn"})
 """What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """One store-and-forward message of the terminal (a reversal), kept until the host answers it.
+
+    ``message`` is the encoded ISO 8583 message (hex) without its PAN, which is kept sealed
+    (:mod:`citycard.pos.sealing`) in ``pan_sealed``: the journal never holds a PAN in clear."""
+
+    saf_id: int
+    txn_id: str
+    kind: str
+    stan: int
+    reason: str
+    message: str = field(repr=False)
+    pan_sealed: str = field(repr=False)
+    created: dt.datetime
+    attempts: int
+    response_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRecord:
+    """What the host answered to a transaction this terminal sent online (fields 37, 38, 39; the local
+    date MMDD of the request, for field 61 of a void or a reversal)."""
+
+    txn_id: str
+    rrn: str
+    auth_code: str
+    response_code: str
+    date_mmdd: str
 
 
 class JournalError(RuntimeError):
@@ -228,6 +278,105 @@ class SqliteJournal:
                 "SELECT * FROM txn WHERE state=? ORDER BY batch DESC, stan DESC LIMIT ?", (state, limit)
             )
         return [self._entry(r) for r in rows]
+
+    # -- online transactions and the store-and-forward queue ---------------------------------------------
+
+    def next_stan(self) -> int:
+        """A STAN (field 11) for a message that is not a journaled transaction (sign-on, reversal): the
+        same counter as :meth:`begin`, so no two messages of this terminal share one."""
+        with self._tx() as db:
+            return self._next(db, "stan", 1, 999_999)
+
+    def counter(self, name: str) -> int | None:
+        row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_counter(self, name: str, value: int) -> None:
+        assert name not in ("stan", "batch", "export")
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
+
+    def record_online(self, record: OnlineRecord) -> None:
+        """Keep the host's answer to ``record.txn_id`` (idempotent: a replay changes nothing)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO online (txn_id, rrn, auth_code, response_code, date_mmdd) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.txn_id, record.rrn, record.auth_code, record.response_code, record.date_mmdd),
+            )
+
+    def online_record(self, *, txn_id: str | None = None, rrn: str | None = None) -> OnlineRecord | None:
+        key, value = ("txn_id", txn_id) if txn_id is not None else ("rrn", rrn)
+        row = self._db.execute(
+            f"SELECT * FROM online WHERE {key}=? ORDER BY rowid DESC LIMIT 1", (value,)
+        ).fetchone()
+        return None if row is None else OnlineRecord(**{k: row[k] for k in row.keys()})  # noqa: SIM118
+
+    def find(self, batch: int, stan: int) -> JournalEntry | None:
+        row = self._db.execute("SELECT * FROM txn WHERE batch=? AND stan=?", (batch, stan)).fetchone()
+        return None if row is None else self._entry(row)
+
+    def queue_advice(
+        self,
+        txn_id: str,
+        kind: str,
+        stan: int,
+        reason: str,
+        message: str,
+        pan_sealed: str,
+        created: dt.datetime,
+    ) -> Advice:
+        """Persist a store-and-forward message for ``txn_id`` (one per kind: queued twice, the first is
+        kept) before anyone is told the outcome; it is sent until the host answers it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat()),
+            )
+            self._fault("saf:before-commit")
+        row = self._db.execute("SELECT * FROM saf WHERE txn_id=? AND kind=?", (txn_id, kind)).fetchone()
+        return self._advice(row)
+
+    def _advice(self, row: sqlite3.Row) -> Advice:
+        doc = {k: row[k] for k in row.keys()}  # noqa: SIM118
+        doc["created"] = dt.datetime.fromisoformat(doc["created"])
+        return Advice(**doc)
+
+    def advices(self, *, pending: bool = True, limit: int = 1000) -> list[Advice]:
+        """The queue, oldest first (``pending``: not yet answered)."""
+        where = "WHERE response_code=''" if pending else ""
+        rows = self._db.execute(f"SELECT * FROM saf {where} ORDER BY saf_id LIMIT ?", (limit,))
+        return [self._advice(r) for r in rows]
+
+    def advice_sending(self, saf_id: int) -> Advice:
+        """Count one more attempt, durably, before the message leaves (the next one is a repeat, 0420)."""
+        with self._tx() as db:
+            db.execute("UPDATE saf SET attempts=attempts+1 WHERE saf_id=?", (saf_id,))
+        return self._advice(self._db.execute("SELECT * FROM saf WHERE saf_id=?", (saf_id,)).fetchone())
+
+    def advice_answered(self, saf_id: int, response_code: str) -> None:
+        assert response_code
+        with self._tx() as db:
+            db.execute(
+                "UPDATE saf SET response_code=? WHERE saf_id=? AND response_code=''", (response_code, saf_id)
+            )
+
+    def offline_purchases(self) -> list[JournalEntry]:
+        """Offline EC purchases approved by the card with a TC (in ``field55``) that the host has not yet
+        acknowledged (0330): what ``pos upload`` sends, one 0320 each."""
+        rows = self._db.execute(
+            "SELECT * FROM txn WHERE state='approved' AND outcome='approved offline' AND kind='purchase' "
+            "AND field55 != '' AND txn_id NOT IN (SELECT txn_id FROM uploads) ORDER BY batch, stan"
+        )
+        return [self._entry(r) for r in rows]
+
+    def uploaded(self, txn_id: str, response_code: str) -> None:
+        """The host acknowledged the upload of ``txn_id`` (0330): it is not sent again."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO uploads (txn_id, response_code) VALUES (?, ?)", (txn_id, response_code)
+            )
 
     # -- upload queue -------------------------------------------------------------------------------------
 

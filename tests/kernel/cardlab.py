@@ -1,5 +1,5 @@
 """Shared helpers for the kernel and pos tests: demo keys, personalised emulated cards, a terminal config
-that trusts the demo CA, and an issuer stub."""
+that trusts the demo CA, and a fake issuer (tests/kernel/fake_issuer.py: a test double for the kernel)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def new_card(
 
 
 def issuer_stub():
-    from citycard.pos.issuer_stub import IssuerStub
+    from tests.kernel.fake_issuer import IssuerStub
 
     keys = demo_keys()
     return IssuerStub(keys.imk_ac, keys.imk_mac, pin_key=PIN_KEY, default_pin=PIN)

@@ -15,6 +15,7 @@ from citycard.cli import pos as pos_cli
 from citycard.kernel.config import parse_config
 
 from tests.kernel.cardlab import demo_keys
+from tests.pos.chain import chain
 
 
 def _app() -> typer.Typer:
@@ -25,32 +26,45 @@ def _app() -> typer.Typer:
 
 
 def test_pos_cli_purchase_balance_log_load_journal(tmp_path, monkeypatch):
-    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
-    (tmp_path / "demo-keys.json").write_bytes(demo_keys().to_json())
-    runner = CliRunner()
-    app = _app()
-    image = tmp_path / "card.json"
-    r = runner.invoke(app, ["card", "new", "--out", str(image), "--ec-balance", "100.00", "--serial", "5"])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "12.50", "--trace"])
-    assert r.exit_code == 0, r.output
-    assert "APPROVED OFFLINE" in r.output and "CNY 87.50" in r.output and "GENERATE AC 1" in r.output
-    r = runner.invoke(app, ["pos", "balance", "--card", str(image)])
-    assert r.exit_code == 0 and "87.50" in r.output
-    r = runner.invoke(app, ["pos", "load", "--card", str(image), "--amount", "10", "--pin", "123456"])
-    assert r.exit_code == 0 and "APPROVED ONLINE" in r.output and "CNY 97.50" in r.output, r.output
-    r = runner.invoke(app, ["pos", "log", "--card", str(image)])
-    assert r.exit_code == 0 and "12.50" in r.output
-    r = runner.invoke(app, ["pos", "log", "--load", "--card", str(image)])
-    assert r.exit_code == 0 and "97.50" in r.output
-    r = runner.invoke(app, ["pos", "journal", "--export", str(tmp_path / "out")])
-    assert r.exit_code == 0 and "upload-000001" in r.output
-    r = runner.invoke(app, ["pos", "journal", "--close-batch"])
-    assert r.exit_code == 0 and "now batch 2" in r.output
-    r = runner.invoke(app, ["pos", "purchase", "--card", str(image), "--amount", "12.505"])
-    assert r.exit_code == 2 and "--amount" in r.output  # 12.505 is not an exact amount in fen
-    r = runner.invoke(app, ["pos", "validate", "--card", str(image), "--fare", "2.00"])
-    assert ("GO" in r.output) == (r.exit_code == 0)
+    """A card issued by the bank: EC load online through the acquirer to the issuer, then an offline EC
+    purchase, its balance and logs, the journal exported, and the offline purchase uploaded once."""
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        card = net.pan
+        r = runner.invoke(app, ["pos", "load", "--card", card, "--amount", "100", "--pin", "123456"])
+        assert r.exit_code == 0 and "APPROVED ONLINE" in r.output and "CNY 100.00" in r.output, r.output
+        assert net.status()["ec_balance_fen"] == 10_000  # the issuer's EC float moved with the chip
+        r = runner.invoke(app, ["pos", "purchase", "--card", card, "--amount", "12.50", "--trace"])
+        assert r.exit_code == 0, r.output
+        assert "APPROVED OFFLINE" in r.output and "CNY 87.50" in r.output and "GENERATE AC 1" in r.output
+        r = runner.invoke(app, ["pos", "balance", "--card", card])
+        assert r.exit_code == 0 and "87.50" in r.output
+        r = runner.invoke(app, ["pos", "log", "--card", card])
+        assert r.exit_code == 0 and "12.50" in r.output
+        r = runner.invoke(app, ["pos", "log", "--load", "--card", card])
+        assert r.exit_code == 0 and "100.00" in r.output
+        r = runner.invoke(app, ["pos", "journal", "--export", str(tmp_path / "out")])
+        assert r.exit_code == 0 and "upload-000001" in r.output
+        for _ in range(2):  # the second run uploads nothing new
+            r = runner.invoke(app, ["pos", "upload"])
+            assert r.exit_code == 0, r.output
+        assert "uploaded 0 offline" in r.output and len(net.acquirer.uploads) == 1
+        r = runner.invoke(app, ["pos", "journal", "--close-batch"])
+        assert r.exit_code == 0 and "now batch 2" in r.output
+        r = runner.invoke(app, ["pos", "purchase", "--card", card, "--amount", "12.505"])
+        assert r.exit_code == 2 and "--amount" in r.output  # 12.505 is not an exact amount in fen
+        r = runner.invoke(app, ["pos", "validate", "--card", card, "--fare", "2.00"])
+        assert ("GO" in r.output) == (r.exit_code == 0)
+
+
+def test_an_unreachable_acquirer_is_one_error_line(tmp_path, monkeypatch):
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        address = f"127.0.0.1:{net.port}"
+    r = runner.invoke(app, ["pos", "load", "--card", net.pan, "--amount", "10", "--pin", "123456"])
+    assert (
+        r.exit_code == 1 and r.output.strip() == f"error: acquirer {address} unreachable (connection refused)"
+    )
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "terminal.example.toml"
@@ -146,23 +160,34 @@ def test_reader_amounts_and_trace(tmp_path, monkeypatch):
 
 
 def test_contactless_over_the_limit_tries_another_interface(tmp_path, monkeypatch):
-    runner, app, image = _world(tmp_path, monkeypatch, balance="1000.00")
-    r = runner.invoke(
-        app,
-        ["pos", "purchase", "--card", str(image), "--amount", "1500.00", "--contactless", "--pin", "123456"],
-    )
-    assert "try another interface" in r.output and "CNY 1000.00" in r.output, r.output
-    assert "card inserted (contact)" in r.output and "APPROVED ONLINE" in r.output and r.exit_code == 0
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch, deposit_fen=200_000) as net:
+        r = runner.invoke(
+            app,
+            ["pos", "purchase", "--card", net.pan, "--amount", "1500.00", "--contactless", "--pin", "123456"],
+        )
+        assert "try another interface" in r.output and "CNY 1000.00" in r.output, r.output
+        assert "card inserted (contact)" in r.output and "APPROVED ONLINE" in r.output and r.exit_code == 0
+        assert net.status()["deposit_available_fen"] == 200_000 - 150_000
 
 
-def test_wrong_online_pin_is_declined_by_the_issuer_stub(tmp_path, monkeypatch):
-    """qPBOC online with the online PIN the card's CTQ asks for: the stub deciphers it and says 55."""
-    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
-    r = runner.invoke(
-        app,
-        ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--contactless", "--pin", "999999"],
-    )
-    assert r.exit_code == 1 and "DECLINED" in r.output and "(55)" in r.output, r.output
+def test_wrong_online_pin_is_declined_by_the_issuer(tmp_path, monkeypatch):
+    """qPBOC online with the online PIN the card's CTQ asks for: enciphered under the terminal's PIK,
+    translated on the way, verified by the issuer, which says 55 and posts nothing."""
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        r = runner.invoke(
+            app,
+            ["pos", "purchase", "--card", net.pan, "--amount", "50.00", "--contactless", "--pin", "999999"],
+        )
+        assert r.exit_code == 1 and "DECLINED" in r.output and "(55)" in r.output, r.output
+        assert net.status()["deposit_available_fen"] == 50_000
+
+
+def card_file_of(pan: str) -> Path:
+    from citycard.cli.card import card_file
+
+    return card_file(Path(pan))
 
 
 def _pin_tries(image: Path) -> int:
@@ -184,15 +209,17 @@ def test_wrong_pin_is_sent_once_then_the_transaction_stops(tmp_path, monkeypatch
 
 
 def test_wrong_pin_at_a_terminal_is_asked_again(tmp_path, monkeypatch):
-    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
+    runner, app = CliRunner(), _app()
     monkeypatch.setattr(pos_cli, "_interactive", lambda: True)
-    r = runner.invoke(
-        app,
-        ["pos", "purchase", "--card", str(image), "--amount", "50.00", "--pin", "999999", "--trace"],
-        input="123456\n",
-    )
-    assert r.exit_code == 0 and "wrong PIN: 2 tries left" in r.output and "APPROVED ONLINE" in r.output
-    assert r.output.count("> VERIFY") == 2 and _pin_tries(image) == 3, r.output  # reset by the right PIN
+    with chain(tmp_path, monkeypatch) as net:
+        r = runner.invoke(
+            app,
+            ["pos", "purchase", "--card", net.pan, "--amount", "50.00", "--pin", "999999", "--trace"],
+            input="123456\n",
+        )
+        assert r.exit_code == 0 and "wrong PIN: 2 tries left" in r.output and "APPROVED ONLINE" in r.output
+        image = card_file_of(net.pan)
+        assert r.output.count("> VERIFY") == 2 and _pin_tries(image) == 3, r.output  # reset by the right PIN
 
 
 def test_validator_deny_list_stops_the_card_and_queues_the_refund(tmp_path, monkeypatch):
@@ -233,12 +260,24 @@ def test_reader_without_pyscard_is_one_clear_line(tmp_path, monkeypatch):
 
 def test_trace_never_shows_the_pin(tmp_path, monkeypatch):
     """VERIFY's PIN block is masked in a trace (header shown, data as asterisks), with --reveal too."""
-    runner, app, image = _world(tmp_path, monkeypatch, balance="0.00")
-    for extra in ([], ["--reveal"]):
-        r = runner.invoke(
-            app,
-            ["pos", "purchase", "--card", str(image), "--amount", "50", "--pin", "123456", "--trace", *extra],
-        )
-        assert r.exit_code == 0 and "> VERIFY" in r.output, r.output
-        assert "0020008008 ****************" in r.output, r.output
-        assert "26123456FFFFFFFF" not in r.output and "123456F" not in r.output
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        for extra in ([], ["--reveal"]):
+            r = runner.invoke(
+                app,
+                [
+                    "pos",
+                    "purchase",
+                    "--card",
+                    net.pan,
+                    "--amount",
+                    "50",
+                    "--pin",
+                    "123456",
+                    "--trace",
+                    *extra,
+                ],
+            )
+            assert r.exit_code == 0 and "> VERIFY" in r.output, r.output
+            assert "0020008008 ****************" in r.output, r.output
+            assert "26123456FFFFFFFF" not in r.output and "123456F" not in r.output

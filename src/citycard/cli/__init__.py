@@ -46,7 +46,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
     "demo": Lazy(
-        "Issue a demo card and run an EC purchase, a bus fare and an EC load against it.",
+        "Issue a demo card and run an EC purchase and a bus fare against it.",
         "citycard.cli:_demo_app",
     ),
 }

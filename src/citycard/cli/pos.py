@@ -1,9 +1,11 @@
 """``citycard pos``: a POS terminal and a bus validator on the command line, over an emulated card image
 (``--card card.json``, saved after every command) or a card in a PC/SC reader (``--reader NAME``).
 
-Online transactions (a purchase the card sends online, ``pos load``) go to ``citycard.pos.issuer_stub``,
-an issuer **stub** that verifies the ARQC with the demo keys — not a real issuer. Amounts are yuan with at
-most two decimals, parsed exactly into fen. ``--trace`` prints every APDU with its decoded TLV.
+Online transactions (a purchase the card sends online, ``pos load``, ``pos void``, ``pos refund``) go to
+the acquirer over ISO 8583 (``--acquirer HOST:PORT``, default ``CITYCARD_ACQUIRER``), which routes them
+through the switch to the card's issuer (docs/terminal.md "Going online"); the terminal signs on first when it
+has no working keys, and its PIN pad enciphers PINs under its PIK in the terminal's own HSM. Amounts are
+yuan with at most two decimals, parsed exactly into fen. ``--trace`` prints every APDU with its decoded TLV.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import typer
 from rich.console import Console
@@ -40,10 +42,14 @@ from citycard.kernel.denylist import (
 from citycard.kernel.events import Outcome, OutcomeKind, PinEntry, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
-from citycard.pos.issuer_stub import IssuerStub
 from citycard.pos.journal import JournalEntry, State
 from citycard.pos.receipt import format_amount, render_receipt
 from citycard.pos.terminal import Interface, PosTerminal, inquiry
+
+if TYPE_CHECKING:
+    from citycard.hosts.terminal import AcquirerClient
+    from citycard.hsm.api import Hsm
+    from citycard.pos.online import TerminalIdentity
 from citycard.sqlite_journal import JournalUnavailable, SqliteJournal
 
 from .card import card_file, hold_card, log_record, parse_yuan
@@ -54,7 +60,6 @@ __all__ = ["app"]
 app = typer.Typer(help="POS terminal and bus validator (PBOC level-2 kernel).", no_args_is_help=True)
 console = Console()
 
-DEMO_PIN_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # demo terminal PIN key; not a secret
 DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")  # demo key sealing PANs in the journal
 
 CardOpt = typer.Option(None, "--card", help="emulated card image (JSON), or the PAN of an issued card")
@@ -77,9 +82,14 @@ DenyListKcvOpt = typer.Option(
     "--denylist-kcv",
     help="BANK=KCV: a key you trust to sign that bank's deny list, e.g. ICBC=A1B2C3 (repeatable)",
 )
+AcquirerOpt = typer.Option(
+    None, "--acquirer", help="acquirer HOST:PORT (default $CITYCARD_ACQUIRER, else 127.0.0.1:9583)"
+)
+TerminalOpt = typer.Option(
+    None, "--terminal", help="terminal ID (field 41, 8 characters 0-9 A-Z; default the configuration's 9F1C)"
+)
 STATES: tuple[str, ...] = get_args(State)
 _COMMAND_STACK: ContextVar[ExitStack | None] = ContextVar("_COMMAND_STACK", default=None)
-DEMO_PIN = "123456"  # every demo card's PIN (ProductProfile.pin): the issuer stub checks online PINs with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +182,7 @@ def _keys(path: Path | None) -> DemoKeys:
 
 def _config(path: Path | None, keys_path: Path | None, capks: Path | None = None) -> TerminalConfig:
     rid, index, key = _keys(keys_path).ca_public_key()
-    base = TerminalConfig(
-        capks=(CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent),), pin_key=DEMO_PIN_KEY
-    )
+    base = TerminalConfig(capks=(CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent),))
     if capks is not None:
         try:
             base = base.with_capks(parse_capks(capks.read_text(encoding="utf-8")))
@@ -250,6 +258,94 @@ def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
     path = journal or settings().home / "pos-journal.db"
     terminal_id = config.terminal_id.decode("ascii", "replace")
     return PosTerminal(config, _open_journal(path, terminal_id), data_key=DEMO_DATA_KEY)
+
+
+def _fail(message: str) -> typer.Exit:
+    """One ``error:`` line; the command could not be carried out (exit 1)."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(1)
+
+
+def _identity(config: TerminalConfig, terminal: str | None) -> tuple[TerminalConfig, TerminalIdentity]:
+    """The terminal's identity: ``--terminal`` (else the configuration's 9F1C) and its merchant (the
+    configuration's 9F16), the kernel's configuration made to agree."""
+    from citycard.pos.online import TerminalIdentity
+
+    tid = terminal or config.terminal_id.decode("ascii", "replace")
+    try:
+        identity = TerminalIdentity(tid, config.merchant_id.decode("ascii", "replace"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--terminal" if terminal else "--config") from None
+    return replace(config, terminal_id=tid.encode("ascii")), identity
+
+
+def _terminal_hsm(tid: str) -> Callable[[], Hsm]:
+    """The terminal's own HSM (its PED), the key store ``citycard terminal add`` injected its TMK into,
+    opened when first needed (an offline sale needs no key)."""
+
+    def open_hsm() -> Hsm:
+        from citycard import bootstrap
+        from citycard.hosts.terminal import OnlineError
+        from citycard.hsm.api import HsmError
+
+        try:
+            return bootstrap.terminal_hsm(settings(), tid)
+        except (HsmError, OSError) as exc:
+            raise OnlineError(
+                f"terminal {tid} has no key store ({exc}): run 'citycard terminal add'"
+            ) from None
+
+    return open_hsm
+
+
+@contextmanager
+def _online(
+    config: TerminalConfig, journal: Path | None, acquirer: str | None, terminal: str | None
+) -> Iterator[tuple[PosTerminal, AcquirerClient]]:
+    """The terminal with its way online (connected on first use); an unreachable acquirer or a refused
+    sign-on is one ``error:`` line, exit 1."""
+    from citycard.hosts.terminal import AcquirerClient, OnlineError, parse_address
+
+    config, identity = _identity(config, terminal)
+    address = acquirer or settings().acquirer
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--acquirer") from None
+    path = journal or _default_journal(identity.terminal_id, terminal is not None)
+    stack = ExitStack()
+    jr = _open_journal(path, identity.terminal_id, _COMMAND_STACK.get() or stack)
+    client = AcquirerClient(
+        host,
+        port,
+        identity=identity,
+        hsm=_terminal_hsm(identity.terminal_id),
+        journal=jr,
+        data_key=DEMO_DATA_KEY,
+        timeout_s=settings().acquirer_timeout_s,
+    )
+    pos = PosTerminal(config, jr, data_key=DEMO_DATA_KEY, host=client, pin_pad=client.pin_pad)
+    try:
+        yield pos, client
+    except OnlineError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        client.close()
+        stack.close()
+
+
+def _default_journal(tid: str, named: bool) -> Path:
+    """A terminal named with ``--terminal`` keeps its journal (its STAN and batch) in its own folder."""
+    if not named:
+        return settings().home / "pos-journal.db"
+    folder = settings().home / "terminals" / tid
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "journal.db"
+
+
+def _report_unreachable(client: AcquirerClient) -> None:
+    if client.failure is not None:
+        raise _fail(str(client.failure))
 
 
 @contextmanager
@@ -406,11 +502,6 @@ def _pin(given: str | None) -> Callable[[RequestPin], str | PinEntry | None]:
     return ask
 
 
-def _stub(keys_path: Path | None) -> IssuerStub:
-    keys = _keys(keys_path)
-    return IssuerStub(keys.imk_ac, keys.imk_mac, pin_key=DEMO_PIN_KEY, default_pin=DEMO_PIN)
-
-
 def _show(
     pos: PosTerminal, outcome: Outcome, entry: JournalEntry | None, amount_fen: int, title: str
 ) -> None:
@@ -435,18 +526,25 @@ def purchase(
     contactless: bool = typer.Option(False, "--contactless", help="qPBOC instead of contact"),
     pin: str | None = typer.Option(None, "--pin", help="PIN (else prompted when the card asks)"),
     journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
 ) -> None:
-    """A purchase: EC offline, or debit/credit with online authorization by the issuer stub.
+    """A purchase: EC offline, or debit/credit authorized online by the issuer through the acquirer.
 
     Contactless "try another interface": an emulated card (--card) is inserted and the purchase runs again
     over contact; a card in a reader (--reader) must be inserted by hand and the command run again.
     """
     fen, pin = _amount(amount, "--amount"), _pin_option(pin)
-    pos = _terminal(opts.terminal_config(), journal)
-    online, ask = _stub(opts.keys).authorize, _pin(pin)
+    with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
+        _purchase(opts, pos, fen, pin, contactless)
+        _report_unreachable(client)
+
+
+def _purchase(opts: _CardOptions, pos: PosTerminal, fen: int, pin: str | None, contactless: bool) -> None:
+    ask = _pin(pin)
     interface: Interface = "contactless" if contactless else "contact"
     with opts.transport(contactless) as transmit:
-        result = pos.purchase(transmit, fen, interface=interface, online=online, pin=ask, trace=opts.tracer())
+        result = pos.purchase(transmit, fen, interface=interface, pin=ask, trace=opts.tracer())
     for recovered in result.recovered:
         console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
     if result.outcome.kind is OutcomeKind.TRY_ANOTHER_INTERFACE:
@@ -458,9 +556,7 @@ def purchase(
         if opts.card is not None:
             console.print("card inserted (contact)")
             with opts.transport(False) as transmit:
-                result = pos.purchase(
-                    transmit, fen, interface="contact", online=online, pin=_pin(pin), trace=opts.tracer()
-                )
+                result = pos.purchase(transmit, fen, interface="contact", pin=_pin(pin), trace=opts.tracer())
     _show(pos, result.outcome, result.entry, fen, "SALE")
 
 
@@ -469,16 +565,22 @@ def load(
     opts: _CardOptions,
     amount: str = typer.Option(..., "--amount", help="amount to load in yuan"),
     pin: str | None = typer.Option(None, "--pin"),
+    cash: bool = typer.Option(
+        False, "--cash", help="cash paid at the counter (现金充值) instead of the account"
+    ),
     journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
 ) -> None:
-    """EC load (圈存), over contact: online ARQC; the issuer stub answers with ARPC and PUT DATA 9F79."""
+    """EC load (圈存) over contact, online: from the cardholder's account (or --cash); the issuer answers
+    with its ARPC and the script PUT DATA 9F79 that sets the card's new balance."""
     fen, pin = _amount(amount, "--amount"), _pin_option(pin)
-    pos = _terminal(opts.terminal_config(), journal)
-    with opts.transport(False) as transmit:
-        result = pos.load(
-            transmit, fen, online=_stub(opts.keys).authorize, pin=_pin(pin), trace=opts.tracer()
-        )
-    _show(pos, result.outcome, result.entry, fen, "EC LOAD")
+    with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
+        client.open()
+        with opts.transport(False) as transmit:
+            result = pos.load(transmit, fen, pin=_pin(pin), trace=opts.tracer(), cash=cash)
+        _report_unreachable(client)
+        _show(pos, result.outcome, result.entry, fen, "CASH LOAD" if cash else "EC LOAD")
 
 
 @_card_command("balance")
@@ -676,3 +778,74 @@ def validate(
         if result.entry is not None and result.entry.state == "refund":
             console.print(f"  the card paid; {result.entry.txn_id} is queued for a refund", markup=False)
         raise typer.Exit(1)
+
+
+@app.command("signon")
+def signon(
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+) -> None:
+    """Sign on (0800): new working keys (PIK, MAK) from the acquirer, under the terminal master key."""
+    with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
+        pik, mak = client.sign_on()
+        console.print(
+            f"signed on to {client.address} as {client.identity.terminal_id}: PIK KCV {pik}, MAK KCV {mak}",
+            highlight=False,
+        )
+
+
+@app.command("flush")
+def flush(
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+) -> None:
+    """Send the queued reversals (0400, then 0420) until the acquirer answers them."""
+    with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
+        result = client.flush()
+        for advice in result.answered:
+            console.print(
+                f"reversal of {advice.txn_id} (reason {advice.reason}) answered "
+                f"{client.journal.advices(pending=False)[-1].response_code if False else 'by the host'}",
+                highlight=False,
+            )
+        console.print(f"{len(result.answered)} sent, {result.pending} still queued", highlight=False)
+        _report_unreachable(client)
+        if result.pending:
+            raise typer.Exit(1)
+
+
+@app.command("upload")
+def upload(
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+    as_json: JsonFlag = False,
+) -> None:
+    """Upload the offline EC purchases (0320 with the TC in field 55), each acknowledged (0330) once."""
+    with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
+        client.open()
+        result = client.upload()
+        if as_json:
+            print_json(
+                {
+                    "acknowledged": list(result.acknowledged),
+                    "failed": [{"txn_id": t, "reason": r} for t, r in result.failed],
+                }
+            )
+        else:
+            console.print(
+                f"uploaded {len(result.acknowledged)} offline purchase(s) to {client.address}",
+                highlight=False,
+            )
+            for txn_id, reason in result.failed:
+                console.print(f"  {txn_id}: not acknowledged ({reason})", highlight=False)
+        if result.failed:
+            raise typer.Exit(1)

@@ -148,8 +148,18 @@ class KernelBase:
     ``rng(n)`` returns ``n`` random bytes from a CSPRNG (unpredictable number, random selection).
     """
 
-    def __init__(self, config: TerminalConfig, txn: Transaction, rng: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        txn: Transaction,
+        rng: Callable[[int], bytes],
+        *,
+        pin_pad: Callable[[str, str], bytes] | None = None,
+    ) -> None:
+        """``pin_pad(pin, pan)``: the PIN pad's encipherment of an online PIN (ISO 9564 format 0 under the
+        terminal's PIN key, kept in its own HSM); without it, ``config.pin_key`` (demo) is used."""
         self.config = config
+        self._pin_pad = pin_pad
         self.txn = txn
         self._rng = rng
         self._gen: Generator[Event, Answer, Outcome] = self._run()
@@ -483,8 +493,16 @@ class KernelBase:
     def _encipher_online_pin(self, pin: str) -> None:
         """ISO 9564 format-0 PIN block under the terminal PIN key (3DES) for the authorization (field 52)."""
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
-        self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
+        if self._pin_pad is not None:
+            self._pin_block = self._pin_pad(pin, pan)
+        else:
+            self._pin_block = des.ecb_encrypt(self.config.pin_key, pin_block_iso0(pin, pan))
         self.tvr.set(TVR_ONLINE_PIN_ENTERED)
+
+    @property
+    def online_pin_pad(self) -> bool:
+        """Whether the terminal can encipher an online PIN (a PIN pad with a key, or a demo key)."""
+        return self._pin_pad is not None or bool(self.config.pin_key)
 
     def _online_request(self) -> OnlineRequest:
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()

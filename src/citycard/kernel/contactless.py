@@ -130,7 +130,7 @@ class ContactlessSteps(KernelBase):
         ctq = self.card.get("9F6C", b"\x00\x00")
         if not self.config.online_capable:
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "online required; reader is offline-only")
-        if ctq[0] & CTQ_ONLINE_PIN and self.config.pin_key:
+        if ctq[0] & CTQ_ONLINE_PIN and self.online_pin_pad:
             answer = yield RequestPin("online", self.txn.amount_fen)
             if isinstance(answer, PinEntry) and answer.cancel:
                 raise Cancelled("online PIN entry cancelled")

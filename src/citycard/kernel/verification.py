@@ -86,7 +86,7 @@ class VerificationSteps(KernelBase):
         if code in (cvmlib.CVM_SIGNATURE, cvmlib.CVM_CARDHOLDER_ID):
             return 0x00
         if code == cvmlib.CVM_ONLINE_PIN:
-            if not self.config.pin_key or not self.config.online_capable:
+            if not self.online_pin_pad or not self.config.online_capable:
                 self.tvr.set(TVR_PIN_PAD_MISSING)
                 return None
             answer = yield RequestPin("online", self.txn.amount_fen)

@@ -40,6 +40,7 @@ from citycard.kernel.runner import Trace, run
 from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
 
 from .journal import Journal, JournalEntry, State
+from .online import OnlineHost, OnlineKind
 from .sealing import seal_pan
 
 __all__ = ["Interface", "PosTerminal", "TapResult", "inquiry", "validator_config"]
@@ -131,9 +132,15 @@ class PosTerminal:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(),
         rng: Callable[[int], bytes] = secrets.token_bytes,
         data_key: bytes = b"",
+        host: OnlineHost | None = None,
+        pin_pad: Callable[[str, str], bytes] | None = None,
     ) -> None:
-        """``data_key`` (3DES, 16 bytes) seals PANs in the journal for the upload; without it none is kept."""
+        """``data_key`` (3DES, 16 bytes) seals PANs in the journal for the upload; without it none is kept.
+        ``host``: the way online (the acquirer, ``citycard.hosts.terminal``), used when a transaction is
+        given no ``online`` function; ``pin_pad(pin, pan)`` enciphers online PINs (under the PIK)."""
         self.data_key = data_key
+        self.host = host
+        self.pin_pad = pin_pad
         self.config = config
         self.journal = journal
         self.clock = clock
@@ -293,12 +300,25 @@ class PosTerminal:
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
         trace: Trace | None = None,
         refuse: Callable[[Outcome], str | None] = lambda _: None,
+        online_kind: OnlineKind | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
-        approval into a terminal decline (its reason); a card that paid is then journaled ``refund``."""
-        kernel = Kernel(config or self.config, txn, self.rng)
+        approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
+
+        With ``online_kind`` and a ``host``, the kernel goes online through the host for the journaled
+        entry, and the host hears the outcome before it is recorded (a refused approval is reversed)."""
+        kernel = Kernel(config or self.config, txn, self.rng, pin_pad=self.pin_pad)
         entry: JournalEntry | None = None
         kind = txn.kind.name.lower()
+        host = self.host if online_kind is not None else None
+        if host is not None and online_kind is not None:
+            go_online, through = online_kind, host
+
+            def via_host(request: OnlineRequest) -> OnlineResponse:
+                assert entry is not None, "the kernel goes online after its debiting command"
+                return through.authorize(go_online, request, entry, txn.interface)
+
+            online = via_host
 
         def on_event(event: Event) -> None:
             nonlocal entry
@@ -319,6 +339,8 @@ class PosTerminal:
         if refused is not None:
             outcome = replace(outcome, kind=OutcomeKind.DECLINED_OFFLINE, reason=refused)
         if entry is not None:
+            if host is not None:
+                host.completed(entry, outcome)
             entry = self._record(entry, outcome)
         return outcome, entry
 
@@ -376,7 +398,13 @@ class PosTerminal:
             return TapResult(outcome, retry[0], tuple(recovered))
         txn = Transaction(TransactionKind.PURCHASE, now, amount_fen, interface=interface)
         outcome, entry = self._run_journaled(
-            txn, transmit, online=online, pin=pin, choose=choose, trace=trace
+            txn,
+            transmit,
+            online=online,
+            pin=pin,
+            choose=choose,
+            trace=trace,
+            online_kind=OnlineKind.PURCHASE if online is _unable else None,
         )
         return TapResult(outcome, entry, tuple(recovered))
 
@@ -385,11 +413,14 @@ class PosTerminal:
         transmit: Transmit,
         amount_fen: int,
         *,
-        online: Callable[[OnlineRequest], OnlineResponse],
+        online: Callable[[OnlineRequest], OnlineResponse] = _unable,
         pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         interface: Interface = "contact",
         trace: Trace | None = None,
+        cash: bool = False,
     ) -> TapResult:
+        """EC load (圈存) from the cardholder's designated account, or (``cash``) in cash at a counter: online
+        through ``online`` or the terminal's host; the card takes the new balance by the issuer's script."""
         recovered = self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD)
         now = self.clock()
         retry = [
@@ -401,7 +432,15 @@ class PosTerminal:
             outcome = Outcome(OutcomeKind.APPROVED_ONLINE, reason="already loaded (recovered torn load)")
             return TapResult(outcome, retry[0], tuple(recovered))
         txn = Transaction(TransactionKind.EC_LOAD, now, amount_fen, interface=interface, force_online=True)
-        outcome, entry = self._run_journaled(txn, transmit, online=online, pin=pin, trace=trace)
+        kind = OnlineKind.EC_CASH_LOAD if cash else OnlineKind.EC_LOAD
+        outcome, entry = self._run_journaled(
+            txn,
+            transmit,
+            online=online,
+            pin=pin,
+            trace=trace,
+            online_kind=kind if online is _unable else None,
+        )
         return TapResult(outcome, entry, tuple(recovered))
 
     def inquiry(

@@ -1,6 +1,8 @@
-"""An issuer **stub** for demos and tests: answers a terminal's authorization request the way a PBOC
-issuer host would, from the issuer master keys alone. It is *not* the issuer (``citycard.issuer`` is);
-it keeps no accounts and approves any valid ARQC.
+"""A **fake issuer**, a test double for the kernel alone (tests/kernel, tests/pos unit tests of the
+terminal application): answers a terminal's authorization request the way a PBOC issuer host would, from
+the issuer master keys alone. It is *not* the issuer (``citycard.issuer`` is) and nothing in ``src`` uses
+it: the terminal goes online to the real acquirer (``citycard.hosts.terminal``). It keeps no accounts and
+approves any valid ARQC.
 
 What it does (EMV 4.3 Book 2 §8.1-8.2; JR/T 0025.5 and .13; docs/card-profile.md §9, §12): derive the card's
 UDKs (option A) and PBOC session keys from the ATC, verify the ARQC over the card's AC input, answer with

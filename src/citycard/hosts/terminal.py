@@ -1,0 +1,494 @@
+"""The terminal's online client: a POS terminal talking ISO 8583 to its acquirer over TCP (docs/terminal.md
+"Going online", docs/network.md, NETWORK.md of issue 8).
+
+The terminal application and its kernel are synchronous (a card answers APDU by APDU), the link
+(:class:`citycard.net.link.Iso8583Link`) is asyncio. :class:`AcquirerClient` runs the link on an event
+loop in a background thread for as long as the client is open, and each synchronous call waits for its
+coroutine there. Chosen over ``asyncio.run`` per transaction because one command makes several exchanges
+on one connection (sign-on, the queued reversals, the transaction, an upload of many records), and the
+link's own connection task must outlive each of them; a loop per exchange would connect again each time.
+
+What it does, with the terminal's own HSM (its TMK, PIK and MAK) and journal:
+
+- sign-on (0800 / 0810, 60.3 = ``003``): the PIK and MAK of field 62 (:mod:`citycard.codec.iso8583.signon`)
+  imported with ``hsm.import_working_key`` under the TMK, check values verified; a new sign-on replaces
+  them (labels ``terminal/<TID>/pik/<STAN>`` and ``.../mak/<STAN>``, the current pair named in the
+  journal). Signed on automatically when the terminal has no keys yet, and again on an ``A0`` answer;
+- every request carries field 64, the ANSI X9.19 MAC under the MAK (``hsm.pos_mac``); an answer carrying
+  64 must verify, and an approval without a MAC that verifies is not believed (it is reversed);
+- the online PIN is enciphered by the PIN pad under the PIK (``hsm.encrypt_pin``, ISO 9564 format 0);
+- reversals: when the answer to a 0200 does not come (timeout, connection lost, malformed), or the card
+  refuses an approval (second GENERATE AC gives an AAC), a reversal (0400, 39 = ``98`` / ``06``, 61 =
+  original batch, STAN, date) is persisted in the journal **before** anyone is told, and sent at the next
+  online contact (every operation flushes the queue first) or ``citycard pos flush``: 0400 the first time,
+  0420 after, until the host answers with anything but 91, 96 or A0;
+- ``upload``: each offline EC purchase of the journal as a 0320 (60.1 = ``36``, 55 with the TC),
+  acknowledged one by one (0330) in the journal, so a second run uploads nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, Final, TypeVar
+
+from citycard.center.model import tmk_label
+from citycard.codec.iso8583 import (
+    Iso8583Error,
+    Message,
+    ResponseCode,
+    Tpdu,
+    mac_matches,
+    parse,
+    with_mac,
+)
+from citycard.codec.iso8583.signon import SignOnKeys
+from citycard.codec.iso8583.wire import decode_message
+from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
+from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
+from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
+from citycard.pos.journal import JournalEntry
+from citycard.pos.online import (
+    OnlineKind,
+    Original,
+    TerminalIdentity,
+    authorization_request,
+    echo_request,
+    online_response,
+    reversal_request,
+    sign_on_request,
+    upload_request,
+)
+from citycard.pos.sealing import SealError, seal_pan, unseal_pan
+from citycard.sqlite_journal import Advice, OnlineRecord, SqliteJournal
+
+__all__ = [
+    "TERMINAL_TPDU",
+    "AcquirerClient",
+    "AcquirerUnreachable",
+    "FlushResult",
+    "OnlineError",
+    "SignOnError",
+    "UploadResult",
+    "parse_address",
+]
+
+TERMINAL_TPDU: Final = Tpdu(destination=0x0006, source=0x0001)
+"""TPDU of the terminal's requests: to the POS centre (0006) from the terminal (0001); answers swap them."""
+_KEYS_COUNTER: Final = "working_keys"
+"""The journal counter naming the current PIK and MAK (the STAN of the sign-on that brought them)."""
+_RETRY_CODES: Final = frozenset(
+    {ResponseCode.ISSUER_UNAVAILABLE, ResponseCode.SYSTEM_MALFUNCTION, ResponseCode.MAC_ERROR}
+)
+"""Answers that leave a store-and-forward message queued (docs/network.md)."""
+_SAF_BATCH: Final = 100
+"""At most this many queued messages are sent per contact."""
+
+_T = TypeVar("_T")
+
+
+class OnlineError(Exception):
+    """The terminal cannot work online (one line for the user)."""
+
+
+class AcquirerUnreachable(OnlineError):
+    """No connection to the acquirer: nothing was sent."""
+
+
+class SignOnError(OnlineError):
+    """The sign-on was refused, or its keys did not import (wrong TMK, check value mismatch)."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (ValueError naming what is wrong)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    answered: tuple[Advice, ...]
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    acknowledged: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]  # txn_id, why
+
+
+class _LoopThread:
+    """An asyncio event loop running in a daemon thread; ``call`` runs a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="terminal-link", daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class AcquirerClient:
+    """The terminal's link to its acquirer (module docstring); ``with AcquirerClient(...) as client:``.
+
+    ``data_key`` seals the PANs of queued reversals in the journal (:mod:`citycard.pos.sealing`), as the
+    journal does for its transactions. ``clock`` gives the local date and time of each message."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        identity: TerminalIdentity,
+        hsm: Hsm | Callable[[], Hsm],
+        journal: SqliteJournal,
+        data_key: bytes,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        clock: Callable[[], dt.datetime] = dt.datetime.now,
+    ) -> None:
+        assert data_key, "the PANs of queued reversals are sealed under the terminal's data key"
+        self.host, self.port = host, port
+        self.identity = identity
+        self._hsm_source = hsm
+        self._hsm: Hsm | None = None
+        self.journal = journal
+        self.data_key = data_key
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.clock = clock
+        self.tmk_label = tmk_label(identity.terminal_id)
+        self._thread: _LoopThread | None = None
+        self._link: Iso8583Link | None = None
+        self._sent: dict[str, Message] = {}  # txn_id -> the 0200 sent, while its transaction runs
+        self._answered: dict[str, OnlineResponse] = {}
+        self.failure: OnlineError | None = None
+        """The first reason the terminal could not go online, for the caller to report (the kernel only
+        sees "unable to go online")."""
+
+    @property
+    def hsm(self) -> Hsm:
+        """The terminal's own HSM, opened on first use (an offline transaction never needs it): given, or
+        made by the function given, which raises :class:`OnlineError` when the terminal has none."""
+        if self._hsm is None:
+            source = self._hsm_source
+            if callable(source):
+                try:
+                    self._hsm = source()
+                except OnlineError as exc:
+                    self.failure = self.failure or exc
+                    raise
+            else:
+                self._hsm = source
+        return self._hsm
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # --- life -----------------------------------------------------------------------------------------
+    def __enter__(self) -> AcquirerClient:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect (:class:`AcquirerUnreachable` when the acquirer does not accept the connection)."""
+        assert self._thread is None, "client opened twice"
+        self._thread = _LoopThread()
+        try:
+            self._thread.call(self._connect())
+        except BaseException:
+            self.close()
+            raise
+
+    async def _connect(self) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+        except (OSError, TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.errno:
+                reason = os.strerror(exc.errno)
+            else:
+                reason = str(exc) or f"no connection within {self.connect_timeout_s:g} s"
+            raise AcquirerUnreachable(f"acquirer {self.address} unreachable ({reason.lower()})") from None
+        writer.close()
+        limits = LinkLimits(timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s)
+        self._link = Iso8583Link(self.host, self.port, tpdu=TERMINAL_TPDU, limits=limits)
+        await self._link.start()
+        try:
+            await self._link.wait_connected(self.connect_timeout_s)
+        except NotSent as exc:
+            raise AcquirerUnreachable(f"acquirer {self.address} unreachable ({exc})") from None
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        link, self._link = self._link, None
+        if link is not None:
+            thread.call(link.close())
+        thread.close()
+
+    def _exchange(self, message: Message, timeout_s: float | None = None) -> Message:
+        """One request and its answer (the link's typed outcomes propagate); connects on first use
+        (:class:`AcquirerUnreachable`, also kept in ``unreachable`` for the caller to report)."""
+        if self._thread is None:
+            try:
+                self.open()
+            except AcquirerUnreachable as exc:
+                self.failure = self.failure or exc
+                raise
+        assert self._thread is not None and self._link is not None
+        return self._thread.call(self._link.request(message, timeout_s=timeout_s))
+
+    # --- keys -----------------------------------------------------------------------------------------
+    def _keys(self) -> tuple[KeyHandle, KeyHandle] | None:
+        """The current (PIK, MAK), or None before the first sign-on."""
+        generation = self.journal.counter(_KEYS_COUNTER)
+        if generation is None:
+            return None
+        try:
+            return self.hsm.get(self._label("pik", generation)), self.hsm.get(self._label("mak", generation))
+        except KeyNotFoundError:
+            return None
+
+    def _label(self, key: str, generation: int) -> str:
+        """``terminal/<TID>/pik/<sign-on STAN>`` (and ``mak``): beside the TMK, a new pair each time."""
+        return f"terminal/{self.identity.terminal_id}/{key}/{generation:06d}"
+
+    def sign_on(self) -> tuple[str, str]:
+        """Sign on (0800 / 0810): import the new PIK and MAK; returns their check values (hex)."""
+        stan = self.journal.next_stan()
+        request = sign_on_request(self.identity, stan=stan, batch=self.journal.current_batch())
+        try:
+            answer = self._exchange(request)
+        except LinkError as exc:
+            raise OnlineError(f"sign-on to {self.address} failed: {exc}") from None
+        if not answer.approved or answer.private62 is None:
+            raise SignOnError(f"sign-on refused by {self.address}: {answer.response_code!r}")
+        try:
+            keys = SignOnKeys.decode(answer.private62)
+            tmk = self.hsm.get(self.tmk_label)
+            self.hsm.import_working_key(
+                self._label("pik", stan),
+                tmk,
+                KeyUsage.PIN_ENCRYPTION,
+                keys.pik_under_tmk,
+                keys.pik_check_value,
+            )
+            self.hsm.import_working_key(
+                self._label("mak", stan), tmk, KeyUsage.MAC_X9_19, keys.mak_under_tmk, keys.mak_check_value
+            )
+        except (Iso8583Error, HsmError) as exc:
+            raise SignOnError(f"sign-on keys from {self.address} not taken: {exc}") from None
+        self.journal.set_counter(_KEYS_COUNTER, stan)
+        return keys.pik_check_value.hex().upper(), keys.mak_check_value.hex().upper()
+
+    def ensure_signed_on(self) -> None:
+        if self._keys() is None:
+            self.sign_on()
+
+    def pin_pad(self, pin: str, pan: str) -> bytes:
+        """The PIN pad: ISO 9564 format 0 under the PIK, in the terminal's HSM (signed on first)."""
+        self.ensure_signed_on()
+        keys = self._keys()
+        assert keys is not None
+        return self.hsm.encrypt_pin(keys[0], pin, pan)
+
+    def _signed(self, message: Message) -> Message:
+        keys = self._keys()
+        assert keys is not None, "signed on first"
+        mak = keys[1]
+        data = with_mac(replace(message, mac=bytes(8)).to_bytes(), lambda block: self.hsm.pos_mac(mak, block))
+        return replace(message, mac=data[-8:])
+
+    def _authentic(self, answer: Message) -> bool:
+        """An answer with field 64 must verify under the MAK; one without may only decline."""
+        keys = self._keys()
+        if answer.mac is None or keys is None:
+            return not answer.approved
+        mak = keys[1]
+        return mac_matches(answer.to_bytes(), lambda block: self.hsm.pos_mac(mak, block))
+
+    def _send(self, message: Message, timeout_s: float | None = None) -> Message:
+        """Sign, send, check the answer's MAC; on ``A0`` sign on again and send once more."""
+        self.ensure_signed_on()
+        answer = self._exchange(self._signed(message), timeout_s)
+        if answer.response_code is ResponseCode.MAC_ERROR:
+            self.sign_on()
+            answer = self._exchange(self._signed(message), timeout_s)
+        return answer
+
+    # --- store and forward ----------------------------------------------------------------------------
+    def _queue_reversal(self, txn_id: str, original: Message, reason: ResponseCode) -> Advice:
+        """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told."""
+        assert original.pan is not None
+        stan = self.journal.next_stan()
+        reversal = reversal_request(
+            original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
+        )
+        without_pan = replace(reversal, pan=None, mac=bytes(8)).to_bytes().hex().upper()
+        sealed = seal_pan(self.data_key, original.pan).hex().upper()
+        return self.journal.queue_advice(
+            txn_id, "reversal", stan, str(reason), without_pan, sealed, self.clock()
+        )
+
+    def _date(self, txn_id: str) -> str:
+        record = self.journal.online_record(txn_id=txn_id)
+        return record.date_mmdd if record is not None else self.clock().strftime("%m%d")
+
+    def _advice_message(self, advice: Advice) -> Message:
+        message = parse(decode_message(bytes.fromhex(advice.message)))
+        pan = unseal_pan(self.data_key, bytes.fromhex(advice.pan_sealed))
+        mti = "0400" if advice.attempts <= 1 else "0420"
+        return replace(message, mti=mti, pan=pan)
+
+    def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
+        """Send the queued reversals, oldest first, until one gets no answer (it stays queued)."""
+        answered: list[Advice] = []
+        for advice in self.journal.advices(limit=limit):
+            sending = self.journal.advice_sending(advice.saf_id)  # 0400 first, then 0420
+            try:
+                message = self._advice_message(sending)
+            except (Iso8583Error, SealError) as exc:  # a row this terminal wrote: a bug or a damaged file
+                raise OnlineError(f"queued reversal of {advice.txn_id} unreadable: {exc}") from None
+            try:
+                answer = self._send(message)
+            except (NotSent, NoAnswer, MalformedResponse):
+                break
+            if answer.response_code is None or answer.response_code in _RETRY_CODES:
+                break
+            if not self._authentic(answer):
+                break
+            self.journal.advice_answered(advice.saf_id, str(answer.response_code))
+            answered.append(replace(sending, response_code=str(answer.response_code)))
+        return FlushResult(tuple(answered), len(self.journal.advices()))
+
+    # --- transactions -----------------------------------------------------------------------------------
+    def authorize(
+        self, kind: OnlineKind, request: OnlineRequest, entry: JournalEntry, interface: str
+    ) -> OnlineResponse:
+        """The :class:`~citycard.pos.online.OnlineHost` call: the queue flushed, then the 0200 of ``entry``
+        (11 its STAN, 60.2 its batch); no answer: the reversal is queued, and the kernel goes on unable to go
+        online."""
+        self.flush()
+        message = authorization_request(
+            kind, request, identity=self.identity, stan=entry.stan, batch=entry.batch, interface=interface
+        )
+        return self._online(entry.txn_id, message)
+
+    def _online(self, txn_id: str, message: Message) -> OnlineResponse:
+        now = self.clock()
+        try:
+            answer = self._send(message)
+        except NotSent:
+            return OnlineResponse(unable_to_go_online=True)  # nothing left: nothing to reverse
+        except (NoAnswer, MalformedResponse):
+            self.journal.record_online(OnlineRecord(txn_id, "", "", "", now.strftime("%m%d")))
+            if message.mti == "0200":
+                self._queue_reversal(txn_id, message, ResponseCode.ISSUER_TIMEOUT)
+            return OnlineResponse(unable_to_go_online=True)
+        self.journal.record_online(
+            OnlineRecord(
+                txn_id,
+                answer.rrn or "",
+                answer.auth_code or "",
+                str(answer.response_code),
+                now.strftime("%m%d"),
+            )
+        )
+        if not self._authentic(answer):  # an approval we cannot believe may still have been posted
+            if message.mti == "0200":
+                self._queue_reversal(txn_id, message, ResponseCode.SYSTEM_MALFUNCTION)
+            return OnlineResponse(unable_to_go_online=True)
+        self._sent[txn_id] = message
+        response = online_response(answer)
+        self._answered[txn_id] = response
+        return response
+
+    def completed(self, entry: JournalEntry, outcome: Outcome) -> None:
+        """After the kernel: an approval the card refused (AAC at the second GENERATE AC) is reversed
+        (39 = ``06``), the reversal persisted before the outcome is shown."""
+        sent = self._sent.pop(entry.txn_id, None)
+        response = self._answered.pop(entry.txn_id, None)
+        if sent is None or response is None or response.response_code not in ("00", "10", "11"):
+            return
+        if outcome.kind is OutcomeKind.DECLINED_ONLINE or outcome.kind is OutcomeKind.DECLINED_OFFLINE:
+            self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
+
+    def send_without_card(
+        self, kind: OnlineKind, entry: JournalEntry, request: OnlineRequest, original: Original
+    ) -> tuple[OnlineResponse, Message | None]:
+        """A void or a refund (no card: the original's PAN and amount from the journal)."""
+        self.flush()
+        message = authorization_request(
+            kind,
+            request,
+            identity=self.identity,
+            stan=entry.stan,
+            batch=entry.batch,
+            original=original,
+        )
+        response = self._online(entry.txn_id, message)
+        self._sent.pop(entry.txn_id, None)
+        self._answered.pop(entry.txn_id, None)
+        return response, None
+
+    def upload(self) -> UploadResult:
+        """Each offline EC purchase not yet acknowledged, as a 0320 (its own STAN and batch), one by one."""
+        self.flush()
+        acknowledged: list[str] = []
+        failed: list[tuple[str, str]] = []
+        for entry in self.journal.offline_purchases():
+            try:
+                pan = unseal_pan(self.data_key, bytes.fromhex(entry.pan_sealed))
+            except (SealError, ValueError):
+                failed.append((entry.txn_id, "no sealed PAN in the journal"))
+                continue
+            message = upload_request(
+                identity=self.identity,
+                pan=pan,
+                psn=entry.psn,
+                expiry=entry.expiry,
+                amount_fen=entry.amount_fen,
+                stan=entry.stan,
+                batch=entry.batch,
+                interface=entry.interface,
+                field55=bytes.fromhex(entry.field55),
+            )
+            try:
+                answer = self._send(message)
+            except LinkError as exc:
+                failed.append((entry.txn_id, str(exc)))
+                break
+            if (
+                answer.response_code is None
+                or answer.response_code in _RETRY_CODES
+                or not self._authentic(answer)
+            ):
+                failed.append((entry.txn_id, f"answered {answer.response_code!r}"))
+                continue
+            self.journal.uploaded(entry.txn_id, str(answer.response_code))
+            acknowledged.append(entry.txn_id)
+        return UploadResult(tuple(acknowledged), tuple(failed))
+
+    def echo(self) -> Message:
+        request = echo_request(
+            self.identity, stan=self.journal.next_stan(), batch=self.journal.current_batch()
+        )
+        return self._exchange(request)

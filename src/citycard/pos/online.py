@@ -1,0 +1,296 @@
+"""The terminal's online messages: the kernel's :class:`~citycard.kernel.events.OnlineRequest` as the typed
+ISO 8583 request of the UnionPay POS profile, and the host's answer as the kernel's
+:class:`~citycard.kernel.events.OnlineResponse` (pure: no I/O, no clock; the caller gives STAN, batch
+and time). The sockets, the HSM (MAC, PIN) and the store-and-forward live in ``citycard.hosts.terminal``.
+
+Which transaction is which (``docs/iso8583.md`` "Transactions", :data:`citycard.codec.iso8583.TRANSACTIONS`,
+the one table): purchase 0200 000000/00/22, balance inquiry 0200 310000/00/01, EC load from the designated
+account 0200 600000/91/45, EC load in cash 0200 630000/91/46, void 0200 200000/00/23 with 61, refund 0220
+200000/00/25 with 61, offline EC purchase upload 0320 000000/00/36 with 55 (the TC), reversal 0400 (0420
+when repeated) with the original's 3, 25 and 60, the reason in 39 and the original in 61. Field by field
+(中国银联《POS终端消息域说明》; docs/network.md):
+
+- 2 PAN, 14 expiry YYMM, 23 card sequence number (``0`` ‖ 5F34), 35 track 2 equivalent data (tag 57,
+  ``D`` separator, the ``F`` pad dropped), 55 the chip data (EMV Book 3 Annex B);
+- 22 entry mode: ``05`` chip, ``07`` contactless, then ``1`` (the terminal can take a PIN), and 26 the
+  PIN capture code ``12`` (12 digits at most, ISO 9564-1) with 52 when a PIN was entered;
+- 41 terminal, 42 merchant, 49 currency ``156``, 60 = 60.1 message type code ‖ 60.2 batch;
+- 61 original data: batch n6 ‖ STAN n6 ‖ date MMDD n4;
+- 64 a placeholder of 8 zero bytes: the caller signs the message (X9.19 under the MAK, in its HSM).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from citycard.codec.iso8583 import (
+    TRANSACTIONS,
+    AdviceRequest,
+    AuthorizationRequest,
+    BatchUpload,
+    Field60,
+    IccData,
+    Message,
+    NetworkManagementRequest,
+    ResponseCode,
+    ReversalRequest,
+    TransactionType,
+)
+from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome
+
+from .journal import JournalEntry
+
+__all__ = [
+    "CURRENCY",
+    "MAC_PLACEHOLDER",
+    "OnlineHost",
+    "OnlineKind",
+    "Original",
+    "TerminalIdentity",
+    "authorization_request",
+    "echo_request",
+    "online_response",
+    "pos_entry_mode",
+    "reversal_request",
+    "sign_on_request",
+    "upload_request",
+]
+
+CURRENCY: Final = "156"
+MAC_PLACEHOLDER: Final = bytes(8)
+PIN_CAPTURE_CODE: Final = "12"
+_TID = re.compile(r"[0-9A-Z]{8}")
+_MID = re.compile(r"[0-9A-Z]{15}")
+_TRACK2 = re.compile(r"[0-9]{12,19}D[0-9]{4,}")
+
+
+class OnlineKind(enum.Enum):
+    """A transaction the terminal sends online, by its row in the table of transactions."""
+
+    PURCHASE = "purchase"
+    BALANCE_INQUIRY = "balance inquiry"
+    EC_LOAD = "EC load, designated account"
+    EC_CASH_LOAD = "EC load, cash"
+    VOID = "void"
+    REFUND = "refund"
+    UPLOAD = "offline EC purchase upload"
+
+    @property
+    def row(self) -> TransactionType:
+        return _ROWS[self.value]
+
+
+_ROWS: Final = {row.name: row for row in TRANSACTIONS}
+assert all(kind.value in _ROWS for kind in OnlineKind)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalIdentity:
+    """Field 41 (8 characters ``[0-9A-Z]``) and field 42 (15 characters ``[0-9A-Z]``): docs/network.md."""
+
+    terminal_id: str
+    merchant_id: str
+
+    def __post_init__(self) -> None:
+        if not _TID.fullmatch(self.terminal_id):
+            raise ValueError(f"a terminal ID (41) is 8 characters 0-9 A-Z, not {self.terminal_id!r}")
+        if not _MID.fullmatch(self.merchant_id):
+            raise ValueError(f"a merchant ID (42) is 15 characters 0-9 A-Z, not {self.merchant_id!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """Field 61 of a void, a refund or a reversal: the original's batch, STAN and local date (MMDD)."""
+
+    batch: int
+    stan: int
+    date_mmdd: str
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.batch <= 999_999 and 0 < self.stan <= 999_999
+        assert len(self.date_mmdd) == 4 and self.date_mmdd.isdigit()
+
+    def digits(self) -> str:
+        return f"{self.batch:06d}{self.stan:06d}{self.date_mmdd}"
+
+    @classmethod
+    def from_digits(cls, digits: str) -> Original:
+        if len(digits) < 16 or not digits[:16].isdigit():
+            raise ValueError("field 61 is batch n6, STAN n6 and date MMDD n4")
+        return cls(int(digits[:6]), int(digits[6:12]), digits[12:16])
+
+
+def pos_entry_mode(interface: str) -> str:
+    """Field 22: ``05`` chip read at the contacts, ``07`` contactless; ``1``: the terminal takes PINs."""
+    return ("07" if interface == "contactless" else "05") + "1"
+
+
+def _track2(value: bytes) -> str | None:
+    text = value.hex().upper().rstrip("F")
+    return text if _TRACK2.fullmatch(text) and len(text) <= 37 else None
+
+
+def _psn(psn: str) -> str | None:
+    return f"0{psn}" if len(psn) == 2 and psn.isdigit() else None
+
+
+def authorization_request(
+    kind: OnlineKind,
+    request: OnlineRequest,
+    *,
+    identity: TerminalIdentity,
+    stan: int,
+    batch: int,
+    interface: str = "contact",
+    original: Original | None = None,
+) -> Message:
+    """The 0200 (or 0220 for a refund) for ``request``, with 64 set to :data:`MAC_PLACEHOLDER`.
+
+    A void and a refund name their original (61); the amount (4) is absent for a balance inquiry."""
+    row = kind.row
+    assert kind is not OnlineKind.UPLOAD
+    assert (original is not None) == (kind in (OnlineKind.VOID, OnlineKind.REFUND)), "61: void, refund"
+    pin = request.pin_block
+    fields = dict(
+        mti=row.mti,
+        pan=request.pan,
+        processing_code=row.processing_code,
+        amount_fen=None if kind is OnlineKind.BALANCE_INQUIRY else request.amount_fen,
+        stan=stan,
+        expiry=request.expiry or None,
+        pos_entry_mode=pos_entry_mode(interface),
+        card_sequence_number=_psn(request.psn),
+        condition_code=row.condition_code,
+        pin_capture_code=PIN_CAPTURE_CODE if pin is not None else None,
+        track2=_track2(request.track2),
+        terminal_id=identity.terminal_id,
+        merchant_id=identity.merchant_id,
+        currency=CURRENCY,
+        pin_block=pin,
+        icc=IccData(request.field55) if request.field55 else None,
+        field60=Field60(row.message_type_code, batch),
+        original=original.digits() if original is not None else None,
+        mac=MAC_PLACEHOLDER,
+    )
+    kind_class = AdviceRequest if row.mti == "0220" else AuthorizationRequest
+    return kind_class(**fields)  # type: ignore[arg-type]
+
+
+def reversal_request(
+    original: Message, *, stan: int, reason: ResponseCode, date_mmdd: str, repeat: bool
+) -> Message:
+    """The 0400 (``repeat``: 0420) reversing ``original`` (a 0200 this terminal sent): its 2, 3, 4, 14, 22,
+    23, 25, 49, 55 and 60, a STAN of its own, the reason in 39, the original in 61; 64 a placeholder.
+
+    The PIN block (52) and track 2 (35) are not repeated: a reversal moves money back, it needs no PIN."""
+    assert original.mti == "0200" and original.field60 is not None and original.stan is not None
+    where = Original(original.field60.batch_number, original.stan, date_mmdd)
+    return ReversalRequest(
+        mti="0420" if repeat else "0400",
+        pan=original.pan,
+        processing_code=original.processing_code,
+        amount_fen=original.amount_fen,
+        stan=stan,
+        expiry=original.expiry,
+        pos_entry_mode=original.pos_entry_mode,
+        card_sequence_number=original.card_sequence_number,
+        condition_code=original.condition_code,
+        response_code=reason,
+        terminal_id=original.terminal_id,
+        merchant_id=original.merchant_id,
+        currency=original.currency,
+        icc=original.icc,
+        field60=original.field60,
+        original=where.digits(),
+        mac=MAC_PLACEHOLDER,
+    )
+
+
+def upload_request(
+    *,
+    identity: TerminalIdentity,
+    pan: str,
+    psn: str,
+    expiry: str,
+    amount_fen: int,
+    stan: int,
+    batch: int,
+    interface: str,
+    field55: bytes,
+) -> Message:
+    """The 0320 of one offline EC purchase (60.1 = ``36``) with its chip data and TC in 55."""
+    row = OnlineKind.UPLOAD.row
+    return BatchUpload(
+        mti=row.mti,
+        pan=pan,
+        processing_code=row.processing_code,
+        amount_fen=amount_fen,
+        stan=stan,
+        expiry=expiry or None,
+        pos_entry_mode=pos_entry_mode(interface),
+        card_sequence_number=_psn(psn),
+        condition_code=row.condition_code,
+        terminal_id=identity.terminal_id,
+        merchant_id=identity.merchant_id,
+        currency=CURRENCY,
+        icc=IccData(field55),
+        field60=Field60(row.message_type_code, batch),
+        mac=MAC_PLACEHOLDER,
+    )
+
+
+def _network(mti: str, code: str, identity: TerminalIdentity, stan: int, batch: int) -> Message:
+    return NetworkManagementRequest(
+        mti=mti,
+        stan=stan,
+        terminal_id=identity.terminal_id,
+        merchant_id=identity.merchant_id,
+        field60=Field60("00", batch, code),
+    )
+
+
+def sign_on_request(identity: TerminalIdentity, *, stan: int, batch: int) -> Message:
+    """0800, 60.3 = ``003`` (double-length keys); no MAC (the terminal has no MAK yet)."""
+    return _network("0800", "003", identity, stan, batch)
+
+
+def echo_request(identity: TerminalIdentity, *, stan: int, batch: int) -> Message:
+    """0820, 60.3 = ``301``: the echo test."""
+    return _network("0820", "301", identity, stan, batch)
+
+
+def online_response(response: Message) -> OnlineResponse:
+    """The kernel's view of a 0210/0230: 39 → ``8A``; from 55, ``91`` (ARPC ‖ ARC) and the script
+    templates ``71``/``72`` as they came; 38 → ``89``."""
+    assert response.response_code is not None
+    icc = response.icc
+    iad = b""
+    scripts = b""
+    if icc is not None:
+        for obj in icc.objects:
+            if obj.tag == "91":
+                iad = obj.value
+            elif obj.tag in ("71", "72"):
+                scripts += obj.to_bytes()
+    return OnlineResponse(
+        response_code=str(response.response_code),
+        issuer_authentication_data=iad,
+        authorization_code=(response.auth_code or "").encode("ascii"),
+        scripts=scripts,
+    )
+
+
+class OnlineHost(Protocol):
+    """The terminal's way online (``citycard.hosts.terminal.AcquirerClient``): the terminal application
+    calls :meth:`authorize` when the kernel goes online for the journaled ``entry`` (its STAN and batch are
+    fields 11 and 60.2), and :meth:`completed` when the kernel has finished, before the outcome is shown
+    (an approval the card then refused is reversed: the reversal is persisted first)."""
+
+    def authorize(
+        self, kind: OnlineKind, request: OnlineRequest, entry: JournalEntry, interface: str
+    ) -> OnlineResponse: ...
+
+    def completed(self, entry: JournalEntry, outcome: Outcome) -> None: ...
