@@ -141,7 +141,7 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("deposit-amount", ["card", "deposit", "{pan}", "1.505"], {}, 2),
     ("deposit-zero", ["card", "deposit", "{pan}", "0"], {}, 2),
     ("report-lost-id", ["card", "report-lost", "{pan}", "--id-number", "440524188001010014"], {}, 2),
-    ("refund-to", ["card", "refund", "{pan}", "--to", "nowhere"], {}, 1),
+    ("refund-to", ["card", "refund", "{pan}", "--to", "nowhere"], {}, 2),  # malformed: before the state
     ("block-no-card", ["card", "block", "1234"], {}, 2),
     ("unblock-no-card", ["card", "unblock", "6212260000000000000"], {}, 2),
     ("close-no-card", ["card", "close", "6212260000000000000"], {}, 2),

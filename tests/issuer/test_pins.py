@@ -213,12 +213,12 @@ def test_a_bank_added_before_pin_offsets_gets_its_new_keys_on_first_use(
     service: IssuerService, hsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Banks added before the IBM 3624 PVK and the PIN storage key existed get them when first needed."""
-    from citycard.issuer import handlers
     from citycard.issuer.commands import AddBank, AddBinRange, AddProduct
+    from citycard.issuer.usecases import banks, deps
 
-    older = {k: v for k, v in handlers._SYMMETRIC_KEYS.items() if k not in handlers._KEYS_ADDED_LATER}
+    older = {k: v for k, v in deps.SYMMETRIC_KEYS.items() if k not in deps.KEYS_ADDED_LATER}
     with monkeypatch.context() as m:
-        m.setattr(handlers, "_SYMMETRIC_KEYS", older)
+        m.setattr(banks, "SYMMETRIC_KEYS", older)
         service.add_bank(AddBank("ICBC", "ICBC city branch"))
     service.add_bin_range(AddBinRange("ICBC", "621226"))
     service.add_product(AddProduct("ICBC", "debit-ec", "Citizen card", "621226"))

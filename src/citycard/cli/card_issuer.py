@@ -228,7 +228,7 @@ def refund(
 ) -> None:
     """Refund a lost or closed card's EC balance (after the cooling period and clearing)."""
     with open_issuer() as issuer:
-        amount = issuer.service.refund_ec_balance(c.RefundEcBalance(pan, to))
+        amount = issuer.service.refund_ec_balance(c.RefundEcBalance(pan, c.RefundTarget.parse(to)))
         console.print(f"refunded {yuan(amount)} to the {to}")
 
 

@@ -26,6 +26,7 @@ from citycard.issuer.model import (
     Cardholder,
     CardStatus,
     DenyListEntry,
+    PendingScript,
     Product,
     RegisteredTerminal,
     TerminalStatus,
@@ -186,7 +187,10 @@ class SqlCardholders(_Repo):
 
 def _card(row: Any) -> Card:
     pin_change = None if row.pending_pin_change is None else bytes(row.pending_pin_change)
-    return _from_row(Card, row, status=CardStatus(row.status), pending_pin_change=pin_change)
+    script = None if row.pending_script is None else PendingScript(row.pending_script)
+    return _from_row(
+        Card, row, status=CardStatus(row.status), pending_pin_change=pin_change, pending_script=script
+    )
 
 
 class SqlCards(_Repo):

@@ -30,10 +30,12 @@ __all__ = [
     "CloseCard",
     "Deposit",
     "ExpireCards",
+    "ExportDenyList",
     "IssueCards",
     "MalformedRequest",
     "RecordOfflineClearing",
     "RefundEcBalance",
+    "RefundTarget",
     "RenewCard",
     "ReplaceCard",
     "ReportLost",
@@ -202,12 +204,33 @@ class ReportLost:
     id_number: str | None = None  # the holder proves who they are (checked against the stored hash)
 
 
+class RefundTarget(enum.StrEnum):
+    """Where a lost or closed card's EC balance goes."""
+
+    ACCOUNT = "account"  # the holder's deposit account
+    REPLACEMENT = "replacement"  # the replacement card's EC balance (PUT DATA 9F79 at its next contact)
+    CASH = "cash"  # an unregistered card returned at a counter
+
+    @classmethod
+    def parse(cls, text: str) -> RefundTarget:
+        """The target named ``text``, or :class:`MalformedRequest` naming the field ``to``."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise MalformedRequest(
+                "to", "the EC balance goes to 'account', 'replacement' or 'cash'"
+            ) from None
+
+
 @dataclass(frozen=True)
 class RefundEcBalance:
     """After the cooling period: move a lost or closed card's EC balance elsewhere."""
 
     pan: str
-    to: str = "account"  # "account", "replacement", or "cash" (unregistered card returned at a counter)
+    to: RefundTarget = RefundTarget.ACCOUNT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "to", RefundTarget.parse(self.to))  # a plain string is accepted
 
 
 class ReplaceCard(CardCommand):
@@ -246,6 +269,13 @@ class ChargeAnnualFees:
 @dataclass(frozen=True)
 class ExpireCards:
     """Mark the bank's cards whose expiry month has passed as expired (renew them with ``RenewCard``)."""
+
+    bank_code: str
+
+
+@dataclass(frozen=True)
+class ExportDenyList:
+    """The bank's deny list, signed, for terminals."""
 
     bank_code: str
 

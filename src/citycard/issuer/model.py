@@ -8,11 +8,13 @@ date, 3-digit sequence, check character by ISO 7064 MOD 11-2); money is integer 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 
 from citycard.chip.personalise import luhn_check_digit
 from citycard.codec.pretty import mask_pan
+from citycard.ledger.model import MAX_ID
 
 __all__ = [
     "ACCOUNT_CODES",
@@ -33,6 +35,7 @@ __all__ = [
     "InvalidIdNumber",
     "IssuerError",
     "NotFound",
+    "PendingScript",
     "Product",
     "RegisteredTerminal",
     "TerminalStatus",
@@ -42,6 +45,7 @@ __all__ = [
     "institution_id_text",
     "luhn_check_digit",
     "mask_pan",
+    "transfer_id",
     "validate_id_number",
 ]
 
@@ -143,6 +147,13 @@ def bank_key_labels(bank_code: str) -> dict[str, str]:
     }
 
 
+def transfer_id(request_id: str, leg: int) -> int:
+    """A ledger transfer id derived from the request id and the leg number (1..MAX_ID): a retry that
+    slipped past the stored answer is still refused by the ledger as ``exists``."""
+    digest = hashlib.blake2b(f"{request_id}/{leg}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % MAX_ID + 1
+
+
 class BankAccount:
     """Ledger ``code`` of each kind of account a bank keeps (per card, or one per bank); plain ints."""
 
@@ -231,6 +242,13 @@ class CardStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class PendingScript(enum.StrEnum):
+    """An application block or unblock the issuer sends by script at the card's next online contact."""
+
+    BLOCK = "block"  # APPLICATION BLOCK (84 1E 00 00)
+    UNBLOCK = "unblock"  # APPLICATION UNBLOCK (84 18 00 00)
+
+
 @dataclass(frozen=True, slots=True)
 class Card:
     pan: str
@@ -249,7 +267,7 @@ class Card:
     pin_offset: str | None = field(default=None, repr=False)  # IBM 3624 offset: verifies the whole PIN
     online_pin_failures: int = 0  # wrong online PINs in a row; at ONLINE_PIN_TRY_LIMIT: 75 until re-set
     pending_pin_change: bytes | None = field(default=None, repr=False)  # new PIN for the chip, see below
-    pending_script: str | None = None  # "block" / "unblock": sent at the next online contact
+    pending_script: PendingScript | None = None  # sent at the next online contact
     pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
     lost_at_ns: int | None = None
     offline_cleared_until_ns: int = 0  # clearing has settled this card's offline transactions until then

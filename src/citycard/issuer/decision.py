@@ -1,0 +1,290 @@
+"""The issuer's decision on one card-present authorization, as a pure function: no I/O, no HSM, no clock.
+
+:func:`decide` takes the request, the card, its chip data (:mod:`.chipdata`), the results of the checks made
+before in the HSM and the store (:class:`Checks`: ARQC, the IAD balance's MAC, the online PIN, a repeated
+unpredictable number) and what the books say, and returns a :class:`Decision`: the response code and reason,
+the ledger legs to post, the card as it is to be stored. The handler posts the legs; :func:`settle` turns
+the ledger's answer into the final decision (51 insufficient funds, 61 over a limit), and
+:func:`plan_scripts` says which issuer scripts go back to the card (EMV Book 3 §10.10).
+
+The checks, in order (the first that fails answers): the terminal identification ``9F1C`` equals field 41
+(``58``); the chip's amount ``9F02`` equals field 4 (``13``); the ARQC verifies (``05``); the ATC is above the
+highest seen (``05``, a replay) — from here the unpredictable number is recorded and the card's highest ATC
+moves on; the IAD's EC balance has a valid MAC (``05``); the CVM results do not claim an offline PIN the card
+did not verify (``05``); the card's status and expiry allow it (``41``, ``54``, ``62``); an online PIN the
+chip data ask for was sent (``55``) and is right (``55``; ``75`` after :data:`ONLINE_PIN_TRY_LIMIT` wrong ones
+in a row); then the business of the kind (:class:`~.commands.AuthorizationKind`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from citycard.ledger.model import CreateTransferResult, Transfer
+
+from .chipdata import ChipData
+from .commands import AuthorizationKind, AuthorizationRequest
+from .model import (
+    ONLINE_PIN_TRY_LIMIT,
+    Bank,
+    BankAccount,
+    Card,
+    CardStatus,
+    PendingScript,
+    Product,
+    transfer_id,
+)
+
+__all__ = [
+    "Checks",
+    "Decision",
+    "IssuerScript",
+    "ScriptPlan",
+    "decide",
+    "plan_scripts",
+    "refusal_for",
+    "settle",
+]
+
+_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
+_STATUS_REFUSALS = {
+    CardStatus.LOST: ("41", "card reported lost"),
+    CardStatus.CLOSED: ("62", "card closed"),
+    CardStatus.REPLACED: ("62", "card replaced"),
+    CardStatus.EXPIRED: ("54", "card expired"),
+    CardStatus.ISSUED: ("62", "card not activated"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What was checked before deciding: in the HSM (ARQC, the IAD balance's MAC, the PIN) and the store."""
+
+    arqc_ok: bool
+    iad_mac_ok: bool | None = None  # None: the IAD carries no EC balance
+    pin_ok: bool | None = None  # None: no PIN block, or the card's PIN cannot be checked (no offset, locked)
+    unpredictable_number_seen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    code: str  # ISO 8583 field 39
+    reason: str = ""
+    flags: tuple[str, ...] = ()
+    card: Card | None = None  # the card as it is to be stored; None: the card is not written
+    legs: tuple[Transfer, ...] = ()  # to post, linked (all or none)
+    new_ec_balance_fen: int | None = None  # an EC load: the card's balance once the PUT DATA 9F79 runs
+    card_ec_balance_fen: int | None = None  # the card's own EC balance (its IAD, MAC verified)
+    record_unpredictable_number: bool = False
+
+    @property
+    def approved(self) -> bool:
+        return self.code == "00"
+
+
+def refusal_for(card: Card, yymm_now: str) -> tuple[str, str] | None:
+    """(code, reason) when the card's status or expiry refuses any transaction (a pending block counts)."""
+    if card.status in _STATUS_REFUSALS:
+        return _STATUS_REFUSALS[card.status]
+    if card.status == CardStatus.BLOCKED and card.pending_script is not PendingScript.UNBLOCK:
+        return "62", "card blocked"
+    if card.pending_script is PendingScript.BLOCK:
+        return "62", "card blocked by the issuer"
+    if card.expiry < yymm_now:
+        return "54", "card expired"
+    return None
+
+
+def decide(
+    req: AuthorizationRequest,
+    card: Card,
+    chip: ChipData,
+    checks: Checks,
+    *,
+    bank: Bank,
+    product: Product,
+    yymm_now: str,
+    ec_books_balance_fen: int | None = None,
+) -> Decision:
+    """The decision on a card-present request (purchase, balance inquiry, EC load, EC cash load).
+    ``ec_books_balance_fen``: the issuer's EC float of the card, needed for a load when the card's IAD
+    carries no balance."""
+    if chip.terminal_id is not None and chip.terminal_id != req.terminal_id.rstrip():
+        reason = "the terminal identification in field 55 (9F1C) differs from field 41"
+        return Decision("58", reason, ("terminal_mismatch",))
+    if req.kind != AuthorizationKind.BALANCE_INQUIRY and chip.amount_fen != req.amount_fen:
+        return Decision("13", "the amount in the chip data differs from the amount of the request")
+    if not checks.arqc_ok:
+        return Decision("05", "ARQC does not verify", ("arqc_failed",))
+    if chip.atc <= card.highest_atc:
+        reason = f"ATC {chip.atc} is not above the highest seen ({card.highest_atc})"
+        return Decision("05", reason, ("atc_replay",))
+    record_un = not checks.unpredictable_number_seen
+    if checks.iad_mac_ok is False:
+        reason = "the EC balance in 9F10 fails its MAC"
+        return Decision("05", reason, ("iad_mac_failed",), record_unpredictable_number=record_un)
+    flags = ("repeated_unpredictable_number",) if checks.unpredictable_number_seen else ()
+    card = replace(card, highest_atc=chip.atc)
+    card_ec = chip.ec_balance.balance_fen if chip.ec_balance is not None and checks.iad_mac_ok else None
+    base = Decision("05", "", flags, card, card_ec_balance_fen=card_ec, record_unpredictable_number=record_un)
+    if chip.offline_pin_claim_unsupported:
+        reason = "CVM results claim an offline PIN the card did not verify"
+        return replace(base, reason=reason, flags=(*flags, "cvm_mismatch"))
+    refused = refusal_for(card, yymm_now)
+    if refused is not None:
+        return replace(base, code=refused[0], reason=refused[1])
+    if req.pin_block is None and chip.online_pin_asked:
+        reason = "online PIN required (CTQ or CVM results) but no PIN block was sent"
+        return replace(base, code="55", reason=reason, flags=(*flags, "online_pin_missing"))
+    if req.pin_block is not None:
+        pinned = _online_pin(base, card, checks.pin_ok)
+        if isinstance(pinned, Decision):
+            return pinned
+        card = pinned
+        base = replace(base, card=card)
+    return _business(req, card, base, bank, product, ec_books_balance_fen)
+
+
+def _online_pin(base: Decision, card: Card, pin_ok: bool | None) -> Decision | Card:
+    """The online PIN (field 52) against the card's IBM 3624 offset: the card with its try counter reset,
+    or a decline (55, or 75 once :data:`ONLINE_PIN_TRY_LIMIT` wrong PINs in a row are
+    reached; only ``card set-pin`` lifts that) with the counter moved on."""
+    if card.pin_offset is None:
+        reason = "the PIN was set under the retired 4-digit PVV: re-set it" if card.pvv else "no PIN set"
+        return replace(base, code="55", reason=reason)
+    if card.online_pin_failures >= ONLINE_PIN_TRY_LIMIT:
+        reason = "allowable number of PIN tries exceeded: the PIN must be re-set"
+        return replace(base, code="75", reason=reason, flags=(*base.flags, "pin_tries_exceeded"))
+    assert pin_ok is not None, "a checkable PIN is checked before deciding"
+    if pin_ok:
+        return replace(card, online_pin_failures=0)
+    failures = card.online_pin_failures + 1
+    counted = replace(base, card=replace(card, online_pin_failures=failures))
+    if failures >= ONLINE_PIN_TRY_LIMIT:
+        reason = "incorrect PIN: allowable number of PIN tries exceeded"
+        return replace(counted, code="75", reason=reason, flags=(*base.flags, "pin_tries_exceeded"))
+    return replace(counted, code="55", reason=f"incorrect PIN ({ONLINE_PIN_TRY_LIMIT - failures} tries left)")
+
+
+def _business(
+    req: AuthorizationRequest,
+    card: Card,
+    base: Decision,
+    bank: Bank,
+    product: Product,
+    ec_books_balance_fen: int | None,
+) -> Decision:
+    kind = req.kind
+    if kind == AuthorizationKind.BALANCE_INQUIRY:
+        return replace(base, code="00")
+    if kind in (AuthorizationKind.PURCHASE, AuthorizationKind.EC_LOAD) and card.deposit_account_id is None:
+        return replace(
+            base, code="57", reason="an unregistered card has no account: only cash loads at a counter"
+        )
+    if kind == AuthorizationKind.PURCHASE:
+        assert card.deposit_account_id is not None
+        leg = Transfer(
+            transfer_id(req.request_id, 1),
+            card.deposit_account_id,
+            bank.settlement_account_id,
+            req.amount_fen,
+            code=BankAccount.NETWORK_SETTLEMENT,
+        )
+        return replace(base, code="00", legs=(leg,))
+    assert kind in _LOADS, kind
+    card_balance = base.card_ec_balance_fen
+    if card_balance is None:
+        assert ec_books_balance_fen is not None, "a load without the card's balance needs the books'"
+        card_balance = ec_books_balance_fen
+    new_balance = card_balance + req.amount_fen + card.pending_ec_credit_fen
+    if new_balance > product.ec_balance_limit_fen:
+        reason = f"the EC balance would exceed its limit of {product.ec_balance_limit_fen} fen"
+        return replace(base, code="61", reason=reason)
+    source = card.deposit_account_id if kind == AuthorizationKind.EC_LOAD else bank.cash_account_id
+    assert source is not None
+    leg = Transfer(
+        transfer_id(req.request_id, 1),
+        source,
+        card.ec_float_account_id,
+        req.amount_fen,
+        code=BankAccount.CARD_EC_FLOAT,
+    )
+    return replace(base, code="00", legs=(leg,), new_ec_balance_fen=new_balance)
+
+
+def settle(decision: Decision, results: Sequence[CreateTransferResult]) -> Decision:
+    """The decision once its legs were offered to the ledger: kept when they all posted (an EC load then
+    delivers the card's pending EC credit with it), else declined — ``51`` insufficient funds, ``61`` over the
+    account's limit, ``96`` any other refusal — with nothing posted and no new EC balance."""
+    if all(r == CreateTransferResult.OK for r in results):
+        if decision.new_ec_balance_fen is not None and decision.card is not None:
+            return replace(decision, card=replace(decision.card, pending_ec_credit_fen=0))
+        return decision
+    first = next(
+        r for r in results if r not in (CreateTransferResult.OK, CreateTransferResult.LINKED_EVENT_FAILED)
+    )
+    if first in (CreateTransferResult.EXCEEDS_CREDITS, CreateTransferResult.EXCEEDS_DEBITS):
+        code, reason = "51", "insufficient funds"
+    elif first == CreateTransferResult.EXCEEDS_LIMIT:
+        code, reason = "61", "exceeds the account limit"
+    else:
+        code, reason = "96", f"ledger refused the transfer: {first.value}"
+    return replace(decision, code=code, reason=reason, legs=(), new_ec_balance_fen=None)
+
+
+class IssuerScript(enum.Enum):
+    """The issuer scripts the issuer sends (EMV Book 3 §10.10; PBOC commands, docs/card-profile.md)."""
+
+    EC_BALANCE = "PUT DATA 9F79"  # the EC balance after a load or a credit moved from a predecessor card
+    PIN_CHANGE = "PIN CHANGE/UNBLOCK 84 24 00 02"  # the PIN the bank set
+    APPLICATION_BLOCK = "APPLICATION BLOCK 84 1E 00 00"
+    APPLICATION_UNBLOCK = "APPLICATION UNBLOCK 84 18 00 00"
+
+
+_CARD_SCRIPTS = {
+    PendingScript.BLOCK: (IssuerScript.APPLICATION_BLOCK, CardStatus.BLOCKED),
+    PendingScript.UNBLOCK: (IssuerScript.APPLICATION_UNBLOCK, CardStatus.ACTIVE),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptPlan:
+    """The scripts to send, in order, and the card once they are sent (each pending item is sent once)."""
+
+    scripts: tuple[IssuerScript, ...]
+    card: Card
+    ec_balance_fen: int | None = None  # the value of the PUT DATA 9F79
+
+
+def plan_scripts(decision: Decision, card: Card, chip: ChipData) -> ScriptPlan:
+    """What goes back to the card with the answer: the EC balance after a load (or, on an approved
+    contact transaction of an active card whose own balance is known, a credit moved from its predecessor),
+    then the PIN the bank set, then a pending application block or unblock. A qPBOC card has left the field
+    after its GPO, so only a load's balance is sent to it; what is pending waits for its next contact."""
+    scripts: list[IssuerScript] = []
+    balance: int | None = None
+    reachable = not chip.contactless
+    if decision.new_ec_balance_fen is not None:
+        scripts.append(IssuerScript.EC_BALANCE)
+        balance = decision.new_ec_balance_fen
+    elif (
+        card.pending_ec_credit_fen
+        and reachable
+        and card.status == CardStatus.ACTIVE
+        and decision.approved
+        and decision.card_ec_balance_fen is not None
+    ):
+        scripts.append(IssuerScript.EC_BALANCE)
+        balance = decision.card_ec_balance_fen + card.pending_ec_credit_fen
+        card = replace(card, pending_ec_credit_fen=0)
+    live = reachable and card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
+    if card.pending_pin_change is not None and live:
+        scripts.append(IssuerScript.PIN_CHANGE)
+        card = replace(card, pending_pin_change=None)
+    if card.pending_script is not None and live:
+        script, status = _CARD_SCRIPTS[card.pending_script]
+        scripts.append(script)
+        card = replace(card, status=status, pending_script=None)
+    return ScriptPlan(tuple(scripts), card, balance)

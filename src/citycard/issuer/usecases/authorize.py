@@ -1,0 +1,221 @@
+"""Online authorization at the issuer (EMV Book 3 §10.9 online processing, §10.10 issuer-to-card script
+processing; JR/T 0025.13 for the EC load): the handler of :class:`~citycard.issuer.commands.
+AuthorizationRequest`.
+
+1. idempotency: a request id seen before gets the stored answer, and nothing is posted again (a reused id
+   with other content: ``94``);
+2. the edge: the card known and its PSN matching (``14``), the terminal registry (:mod:`..registry`), field 55
+   parsed once into :class:`~citycard.issuer.chipdata.ChipData` (``30`` when malformed);
+3. the checks with keys, in the HSM (ARQC, the IAD balance's MAC, the online PIN against the card's IBM 3624
+   offset) and in the store (a repeated unpredictable number), their results handed to
+4. :func:`~citycard.issuer.decision.decide` — pure — whose legs this handler posts (purchases post at once:
+   single-message authorization, no pending holds), then the scripts it plans are MACed in the HSM and the
+   answer carries the ARPC (method 1 over the ARQC and the ARC, the response code in ASCII);
+5. a reversal (:mod:`.reversal`) mirrors the original's transfers.
+
+The terminal: the ARQC does not cover field 41 or 42, so the issuer binds what it can — ``9F1C`` must equal
+field 41, every stored answer records fields 41 and 42, and a follow-up must come from the original's
+terminal and merchant. Only the network's field 64 MAC ties a message to the terminal that sent it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..chipdata import ChipData, ChipDataError, parse_chip_data
+from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
+from ..decision import Checks, Decision, IssuerScript, decide, plan_scripts, settle
+from ..model import ONLINE_PIN_TRY_LIMIT, Card
+from ..ports import IssuerUnitOfWork, StoredAuthorization
+from ..registry import terminal_refusal
+from ..views import decode_response, encode_response
+from .deps import Deps, available, link, yymm
+from .reversal import reverse
+
+__all__ = ["authorize", "request_fingerprint"]
+
+_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
+_CARD_SCRIPT_HEADERS = {
+    IssuerScript.APPLICATION_BLOCK: bytes.fromhex("841E0000"),
+    IssuerScript.APPLICATION_UNBLOCK: bytes.fromhex("84180000"),
+}
+
+
+def request_fingerprint(req: AuthorizationRequest) -> str:
+    """A hash of the request's content: a request id reused with other content is refused (``94``)."""
+    parts = (
+        req.kind,
+        req.pan,
+        req.psn,
+        str(req.amount_fen),
+        req.field55.hex(),
+        req.stan,
+        req.terminal_id,
+        req.merchant_id,
+        (req.pin_block or b"").hex(),
+        req.original_request_id or "",
+    )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def authorize(req: AuthorizationRequest, uow: IssuerUnitOfWork, deps: Deps) -> AuthorizationResponse:
+    """Answer ``req``; a retry (same request id) gets the stored answer. Two simultaneous first attempts
+    meet on the card's row lock, or, for an unknown card, on the request-id row: the one that finds the
+    id taken rolls back and answers from the stored row on its second pass."""
+    fingerprint = request_fingerprint(req)
+    for _ in range(2):
+        response = _authorize_once(req, fingerprint, uow, deps)
+        if response is not None:
+            return response
+    raise AssertionError(f"request {req.request_id!r} neither stored nor found")
+
+
+def _authorize_once(
+    req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
+) -> AuthorizationResponse | None:
+    with uow:
+        card = uow.cards.get(req.pan, for_update=True)
+        stored = uow.authorizations.get(req.request_id)
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                return AuthorizationResponse(req.request_id, "94", "request id reused with other content")
+            return decode_response(stored.response)
+        if req.kind == AuthorizationKind.REVERSAL:
+            response, transfers = reverse(req, uow)
+        else:
+            response, transfers, card = _authorize_card(req, card, uow, deps)
+            if card is not None:
+                uow.cards.update(card)
+        added = uow.authorizations.add(
+            StoredAuthorization(
+                request_id=req.request_id,
+                pan=req.pan,
+                kind=req.kind.value,
+                fingerprint=fingerprint,
+                response_code=response.response_code,
+                amount_fen=req.amount_fen,
+                response=encode_response(response),
+                transfer_ids=tuple(transfers),
+                created_ns=deps.clock(),
+                terminal_id=req.terminal_id,
+                merchant_id=req.merchant_id,
+                original_request_id=req.original_request_id,
+            )
+        )
+        if not added:
+            return None  # rolled back on leaving the block: the stored answer is read next time
+        uow.commit()
+    return response
+
+
+def _authorize_card(
+    req: AuthorizationRequest, card: Card | None, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int], Card | None]:
+    """The answer, the transfers posted and the card to store (None: unchanged)."""
+
+    def decline(code: str, reason: str, *flags: str) -> tuple[AuthorizationResponse, list[int], None]:
+        return AuthorizationResponse(req.request_id, code, reason, flags=flags), [], None
+
+    if card is None or card.psn != req.psn:
+        return decline("14", "unknown card")
+    refused = terminal_refusal(uow, req)
+    if refused is not None:
+        return decline(*refused)
+    try:
+        chip = parse_chip_data(req.field55)
+    except ChipDataError as exc:
+        return decline("30", f"field 55: {exc.detail}")
+    checks = _checks(req, card, chip, uow, deps)
+    product = deps.product(uow, card.bank_code, card.product_code)
+    assert product is not None
+    ec_books = None
+    if req.kind in _LOADS and (chip.ec_balance is None or not checks.iad_mac_ok):
+        (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
+        ec_books = ec.credit_balance_fen
+    decision = decide(
+        req,
+        card,
+        chip,
+        checks,
+        bank=deps.bank(uow, card.bank_code),
+        product=product,
+        yymm_now=yymm(deps.clock()),
+        ec_books_balance_fen=ec_books,
+    )
+    if decision.record_unpredictable_number:
+        uow.authorizations.add_unpredictable_number(card.pan, chip.unpredictable_number, chip.atc)
+    if decision.card is None:  # refused before the card's ATC moved on: nothing about the card is stored
+        return decline(decision.code, decision.reason, *decision.flags)
+    if decision.legs:
+        decision = settle(decision, uow.ledger.create_transfers(link(decision.legs)))
+    return _answer(req, chip, decision, uow, deps)
+
+
+def _checks(
+    req: AuthorizationRequest, card: Card, chip: ChipData, uow: IssuerUnitOfWork, deps: Deps
+) -> Checks:
+    """The checks that need keys (in the HSM) or the store, made before deciding."""
+    imk = deps.key(card.bank_code, "imk_ac")
+    arqc_ok = deps.hsm.verify_arqc(imk, card.pan, card.psn, chip.atc, chip.ac_data, chip.arqc)
+    if not arqc_ok or chip.atc <= card.highest_atc:
+        return Checks(arqc_ok=arqc_ok)  # declined before anything else counts
+    seen = uow.authorizations.seen_unpredictable_number(card.pan, chip.unpredictable_number)
+    iad_mac_ok = None
+    if chip.ec_balance is not None:  # the card's EC balance is trusted only with its MAC (not under the ARQC)
+        iad = chip.ec_balance
+        iad_mac_ok = deps.hsm.verify_ac_session_mac(
+            imk, card.pan, card.psn, chip.atc, iad.mac_input + chip.atc_bytes, iad.mac
+        )
+    pin_ok = None
+    checkable = card.pin_offset is not None and card.online_pin_failures < ONLINE_PIN_TRY_LIMIT
+    if req.pin_block is not None and checkable and iad_mac_ok is not False:
+        assert card.pin_offset is not None
+        zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
+        pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
+    return Checks(arqc_ok, iad_mac_ok, pin_ok, seen)
+
+
+def _answer(
+    req: AuthorizationRequest, chip: ChipData, decision: Decision, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int], Card]:
+    """The scripts MACed in the HSM, the ARPC, the balances after the transaction."""
+    before = decision.card
+    assert before is not None
+    plan = plan_scripts(decision, before, chip)
+    card = plan.card
+    scripts = [_script(s, before, chip, plan.ec_balance_fen, deps) for s in plan.scripts]
+    imk = deps.key(card.bank_code, "imk_ac")
+    arc = decision.code.encode("ascii")
+    arpc = deps.hsm.generate_arpc(imk, card.pan, card.psn, chip.atc, chip.arqc, arc)
+    auth_code = f"{int(hashlib.sha256(req.request_id.encode()).hexdigest(), 16) % 10**6:06d}"
+    balance = available(uow, card.deposit_account_id) if card.deposit_account_id else None
+    (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
+    response = AuthorizationResponse(
+        request_id=req.request_id,
+        response_code=decision.code,
+        reason=decision.reason,
+        authorization_code=auth_code if decision.approved else "",
+        arpc=arpc,
+        arc=arc,
+        scripts=tuple(scripts),
+        balance_fen=balance,
+        ec_balance_fen=ec.credit_balance_fen,
+        flags=decision.flags,
+    )
+    return response, [t.id for t in decision.legs], card
+
+
+def _script(script: IssuerScript, card: Card, chip: ChipData, balance: int | None, deps: Deps) -> bytes:
+    """One issuer script command, MACed (and a PIN enciphered) in the HSM under the card's session keys;
+    ``card`` as it was before the plan (with what is pending)."""
+    smi = deps.key(card.bank_code, "imk_smi")
+    pan, psn, atc, arqc = card.pan, card.psn, chip.atc, chip.arqc
+    if script is IssuerScript.EC_BALANCE:
+        assert balance is not None
+        return deps.hsm.ec_load_script(smi, pan, psn, atc, arqc, balance)
+    if script is IssuerScript.PIN_CHANGE:
+        pending = card.pending_pin_change
+        assert pending is not None
+        smc, store = deps.key(card.bank_code, "imk_smc"), deps.key(card.bank_code, "pin_store")
+        return deps.hsm.pin_change_script(smi, smc, pan, psn, atc, arqc, store, pending)
+    return deps.hsm.script_command(smi, pan, psn, atc, arqc, _CARD_SCRIPT_HEADERS[script], b"")
