@@ -55,6 +55,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _run("card", "issue", "--bank", "ICBC", "--holder", "ZHANG SAN", "--id-number", HOLDER_ID)
         _run("card", "new", "--out", str(home / "card.json"), "--serial", "5", "--ec-balance", "100.00")
         _run("pos", "purchase", "--card", str(home / "card.json"), "--amount", "1.00")
+        _run("merchant", "add", "CITYBUS00000001", "--name", "City bus", "--mcc", "4111",
+             "--district", "Xihu", "--bank", "ICBC")  # fmt: skip
+        _run("terminal", "add", "V0000001", "--merchant", "CITYBUS00000001", "--kind", "validator")
+        _run("merchant", "add", "OLDSHOP00000001", "--name", "Old shop", "--mcc", "5411",
+             "--district", "Xihu", "--bank", "ICBC")  # fmt: skip
+        _run("terminal", "add", "T0000001", "--merchant", "OLDSHOP00000001")
+        _run("merchant", "close", "OLDSHOP00000001")
     pan = next((home / "cards").glob("ICBC/*/621226*.json")).stem  # cards/<BANK>/<shard>/<PAN>.json
     (root / "not-sqlite.db").write_text("this is not a database\n")
     (root / "corrupt-keys.json").write_text('{"imk_ac": ')
@@ -222,6 +229,35 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("settings-vpcd-port", ["card", "serve", "{card}"], {"CITYCARD_VPCD_PORT": "abc"}, 2),
     ("settings-database-url", ["bank", "list"], {"CITYCARD_DATABASE_URL": "nonsense"}, 2),
     ("settings-home-is-a-file", ["ledger", "balance"], {"CITYCARD_HOME": "{root}/a-file"}, 2),
+    # --- merchant and terminal registry ----------------------------------------------------------------
+    ("merchant-add-id", ["merchant", "add", "CITYBUS", "--name", "x", "--mcc", "4111", "--district", "Xihu",
+                         "--bank", "ICBC"], {}, 2),
+    ("merchant-add-mcc", ["merchant", "add", "CITYBUS00000002", "--name", "x", "--mcc", "41A1", "--district",
+                          "Xihu", "--bank", "ICBC"], {}, 2),
+    ("merchant-add-no-district", ["merchant", "add", "CITYBUS00000002", "--name", "x", "--mcc", "4111",
+                                  "--district", "", "--bank", "ICBC"], {}, 2),
+    ("merchant-add-industry", ["merchant", "add", "CITYBUS00000002", "--name", "x", "--mcc", "4111",
+                               "--district", "Xihu", "--bank", "ICBC", "--industry", "bus"], {}, 2),
+    ("merchant-add-industry-not-mcc", ["merchant", "add", "CITYBUS00000002", "--name", "x", "--mcc", "4111",
+                                       "--district", "Xihu", "--bank", "ICBC", "--industry", "catering"],
+     {}, 2),
+    ("merchant-add-unknown-bank", ["merchant", "add", "CITYBUS00000002", "--name", "x", "--mcc", "4111",
+                                   "--district", "Xihu", "--bank", "CCB"], {}, 2),
+    ("merchant-add-duplicate", ["merchant", "add", "CITYBUS00000001", "--name", "x", "--mcc", "4111",
+                                "--district", "Xihu", "--bank", "ICBC"], {}, 1),
+    ("merchant-list-industry", ["merchant", "list", "--industry", "bus"], {}, 2),
+    ("merchant-close-unknown", ["merchant", "close", "NOSUCHMERCHANT1"], {}, 2),
+    ("merchant-close-closed", ["merchant", "close", "OLDSHOP00000001"], {}, 1),
+    ("terminal-add-id", ["terminal", "add", "T1", "--merchant", "CITYBUS00000001"], {}, 2),
+    ("terminal-add-id-path", ["terminal", "add", "../../x1", "--merchant", "CITYBUS00000001"], {}, 2),
+    ("terminal-add-kind", ["terminal", "add", "T0000002", "--merchant", "CITYBUS00000001", "--kind", "atm"],
+     {}, 2),
+    ("terminal-add-unknown-merchant", ["terminal", "add", "T0000002", "--merchant", "NOSUCHMERCHANT1"],
+     {}, 2),
+    ("terminal-add-duplicate", ["terminal", "add", "V0000001", "--merchant", "CITYBUS00000001"], {}, 1),
+    ("terminal-add-closed-merchant", ["terminal", "add", "T0000002", "--merchant", "OLDSHOP00000001"], {}, 1),
+    ("terminal-close-unknown", ["terminal", "close", "T0000009"], {}, 2),
+    ("terminal-close-closed", ["terminal", "close", "T0000001"], {}, 1),
     ("settings-cooling-period", ["card", "refund", "{pan}"], {"CITYCARD_COOLING_PERIOD_DAYS": "-1"}, 2),
     ("wrong-master-key", ["bank", "keys"], {"CITYCARD_HSM_MASTER_KEY": "00" * 32}, 2),
     ("master-key-not-hex", ["bank", "list"], {"CITYCARD_HSM_MASTER_KEY": "zz"}, 2),

@@ -21,6 +21,7 @@ __all__ = [
     "list_merchants",
     "list_terminals",
     "merchant_json",
+    "registered_time",
     "terminal_binding",
     "terminal_json",
 ]
@@ -69,9 +70,10 @@ def list_terminals(
         return uow.terminals.find(merchant_id, limit=limit, offset=offset)
 
 
-def _time(ns: int) -> str | None:
+def registered_time(ns: int) -> str | None:
+    """ISO 8601 UTC to the second; None for 0 (registered before the center kept times)."""
     if ns == 0:
-        return None  # registered before the center kept times
+        return None
     return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -84,7 +86,7 @@ def merchant_json(merchant: Merchant) -> dict[str, Any]:
         "district": merchant.district,
         "bank": merchant.bank_code,
         "status": merchant.status.value,
-        "created": _time(merchant.created_ns),
+        "created": registered_time(merchant.created_ns),
     }
 
 
@@ -95,5 +97,5 @@ def terminal_json(terminal: Terminal) -> dict[str, Any]:
         "kind": terminal.kind.value,
         "status": terminal.status.value,
         "tmk_kcv": terminal.tmk_kcv or None,
-        "created": _time(terminal.created_ns),
+        "created": registered_time(terminal.created_ns),
     }

@@ -38,6 +38,13 @@ COMMANDS: dict[str, Lazy] = {
     "denylist": Lazy(
         "Deny lists (hot lists) of lost, blocked and closed cards.", "citycard.cli.denylist:app"
     ),
+    "merchant": Lazy(
+        "Merchants accepting the card (field 42) and their acquiring banks.",
+        "citycard.cli.registry:merchant_app",
+    ),
+    "terminal": Lazy(
+        "POS terminals and validators (field 41) and their master keys.", "citycard.cli.registry:terminal_app"
+    ),
     "card": Lazy("Emulated PBOC citizen cards: personalise, show, send APDUs.", "citycard.cli:_card_app"),
     "pos": Lazy("POS terminal and bus validator (PBOC level-2 kernel).", "citycard.cli.pos:app"),
     "calc": Lazy(
