@@ -58,6 +58,7 @@ class LoopbackAcquirer:
     hsm: SoftHsm
     bank: str = "ICBC"
     drop: int = 0  # answers to drop after posting (0200 only)
+    corrupt_arpc: int = 0  # answers whose ARPC (91) is damaged on the way: the card refuses the approval
     received: list[Message] = field(default_factory=list)
     uploads: dict[tuple[str, int, int], Message] = field(default_factory=dict)
     _generation: int = 0
@@ -101,6 +102,12 @@ class LoopbackAcquirer:
         if request.mti == "0200" and self.drop > 0:
             self.drop -= 1
             return None
+        if request.mti == "0200" and self.corrupt_arpc > 0 and answer.icc is not None:
+            self.corrupt_arpc -= 1
+            raw = bytearray(answer.icc.raw)
+            at = raw.index(0x91) + 2  # first byte of the ARPC
+            raw[at] ^= 0xFF
+            answer = replace(answer, icc=IccData(bytes(raw)))
         return self._sign(answer)
 
     def _sign_on(self, request: Message) -> Message:
@@ -182,6 +189,9 @@ class LoopbackAcquirer:
             terminal_id=tid,
             merchant_id=request.merchant_id,
             icc=IccData(issued.field55) if issued.field55 else None,
+            balance=f"1002156C{issued.balance_fen:012d}"
+            if kind is AuthorizationKind.BALANCE_INQUIRY and issued.balance_fen is not None
+            else None,
         )
 
     def server(self) -> Iso8583Server:

@@ -21,7 +21,7 @@ from citycard.issuer.handlers import IssuerService
 from citycard.issuer.views import card_status
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
-from citycard.pos.online import TerminalIdentity
+from citycard.pos.online import TerminalIdentity, balances
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
@@ -186,3 +186,39 @@ def test_offline_purchases_upload_once(world, banks) -> None:
     assert len(uploads) == 2
     for message in uploads.values():
         assert message.field60.message_type_code == "36" and message.icc.get("9F26") is not None
+
+
+def test_balance_inquiry_online_reads_the_account(world, banks) -> None:
+    with serving(world["acquirer"]) as port, _client(world, port) as client:
+        pos = _pos(world, client)
+        result = pos.balance_inquiry(_tap(world), pin=lambda _: PIN)
+        assert result.approved, result.outcome.reason
+        answer = client.answers[result.entry.txn_id]
+    assert balances(answer.balance) == {"02": 50_000}
+    assert result.entry.kind == "balance" and result.entry.amount_fen == 0
+    request = world["acquirer"].received[-1]
+    assert (request.processing_code, request.field60.message_type_code, request.amount_fen) == (
+        "310000",
+        "01",
+        None,
+    )
+
+
+def test_an_approval_the_card_refuses_is_reversed_before_the_outcome(world, banks) -> None:
+    """The issuer approves and posts; the card does not recognise the ARPC and declines (AAC): the reversal
+    (39 = 06) is in the journal before the decline is recorded, and the next contact delivers it."""
+    acquirer, journal = world["acquirer"], world["journal"]
+    acquirer.corrupt_arpc = 1
+    with serving(acquirer) as port:
+        with _client(world, port) as client:
+            pos = _pos(world, client)
+            result = pos.purchase(_tap(world), 15_000, pin=lambda _: PIN)
+            assert not result.approved and result.outcome.kind is OutcomeKind.DECLINED_ONLINE
+            (queued,) = journal.advices()
+            assert queued.reason == "06" and queued.txn_id == result.entry.txn_id
+            assert _status(banks, world["pan"])["deposit_available_fen"] == 50_000 - 15_000  # posted
+        with _client(world, port) as client:
+            assert client.flush().pending == 0
+    assert _status(banks, world["pan"])["deposit_available_fen"] == 50_000  # nets to zero
+    reversal = acquirer.received[-1]
+    assert reversal.mti == "0400" and str(reversal.response_code) == "06"

@@ -267,16 +267,34 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _identity(config: TerminalConfig, terminal: str | None) -> tuple[TerminalConfig, TerminalIdentity]:
-    """The terminal's identity: ``--terminal`` (else the configuration's 9F1C) and its merchant (the
-    configuration's 9F16), the kernel's configuration made to agree."""
+    """The terminal's identity: ``--terminal`` (else the configuration's 9F1C) and its merchant, from the
+    registry's binding of that terminal (``citycard terminal add``) when there is one, else the
+    configuration's 9F16; the kernel's configuration made to agree."""
     from citycard.pos.online import TerminalIdentity
 
     tid = terminal or config.terminal_id.decode("ascii", "replace")
+    merchant = (_registered_merchant(tid) if terminal else None) or config.merchant_id.decode(
+        "ascii", "replace"
+    )
     try:
-        identity = TerminalIdentity(tid, config.merchant_id.decode("ascii", "replace"))
+        identity = TerminalIdentity(tid, merchant)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--terminal" if terminal else "--config") from None
-    return replace(config, terminal_id=tid.encode("ascii")), identity
+    changed = replace(config, terminal_id=tid.encode("ascii"), merchant_id=merchant.encode("ascii"))
+    return changed, identity
+
+
+def _registered_merchant(tid: str) -> str | None:
+    """The merchant the registry binds terminal ``tid`` to, if this platform has a database with it."""
+    s = settings()
+    if not s.database_url and not (s.home / "citycard.db").exists():
+        return None  # a terminal without the platform's database beside it: its configuration says
+    from citycard.bootstrap import open_center
+    from citycard.center.views import terminal_binding
+
+    with open_center(s) as center:
+        binding = terminal_binding(center.unit_of_work(read_only=True), tid)
+    return None if binding is None else binding.merchant.merchant_id
 
 
 def _terminal_hsm(tid: str) -> Callable[[], Hsm]:
@@ -585,9 +603,23 @@ def load(
 
 @_card_command("balance")
 def balance(
-    opts: _CardOptions, contactless: bool = typer.Option(False, "--contactless"), as_json: JsonFlag = False
+    opts: _CardOptions,
+    contactless: bool = typer.Option(False, "--contactless"),
+    as_json: JsonFlag = False,
+    online: bool = typer.Option(
+        False,
+        "--online",
+        help="the account balance, asked of the issuer (0200 310000) instead of the chip's EC",
+    ),
+    pin: str | None = typer.Option(None, "--pin", help="PIN (with --online; else prompted when asked)"),
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
 ) -> None:
-    """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D)."""
+    """EC balance and limits (GET DATA 9F79, 9F77, 9F78, 9F6D); --online: the account's, from the issuer."""
+    if online:
+        _online_balance(opts, _pin_option(pin), contactless, as_json, journal, acquirer, terminal)
+        return
     config = opts.terminal_config()
     with opts.transport(contactless) as transmit:
         out = inquiry(config, transmit, TransactionKind.EC_BALANCE, _interface(contactless), opts.tracer())
@@ -618,6 +650,41 @@ def balance(
         if tag in out.data:
             table.add_row(f"{name} ({tag})", _render("9F02", out.data[tag]))
     console.print(table)
+
+
+def _online_balance(
+    opts: _CardOptions,
+    pin: str | None,
+    contactless: bool,
+    as_json: bool,
+    journal: Path | None,
+    acquirer: str | None,
+    terminal: str | None,
+) -> None:
+    from citycard.pos.online import balances
+
+    with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
+        client.open()
+        with opts.transport(contactless) as transmit:
+            result = pos.balance_inquiry(
+                transmit, pin=_pin(pin), interface=_interface(contactless), trace=opts.tracer()
+            )
+        _report_unreachable(client)
+    answer = client.answers.get(result.entry.txn_id) if result.entry is not None else None
+    found: dict[str, int] = {}
+    if answer is not None and answer.balance:
+        try:
+            found = balances(answer.balance)
+        except ValueError as exc:
+            raise _fail(f"the issuer's balance (field 54) cannot be read: {exc}") from None
+    if not result.approved or not found:
+        reason = result.outcome.reason or "no balance in the answer"
+        raise _fail(f"balance inquiry declined: {reason}")
+    available = found.get("02", next(iter(found.values())))
+    if as_json:
+        print_json({"available_fen": available, "balances_fen": found})
+        return
+    console.print(f"account balance: CNY {format_amount(available)} available", highlight=False)
 
 
 def _interface(contactless: bool) -> Interface:
@@ -849,3 +916,93 @@ def upload(
                 console.print(f"  {txn_id}: not acknowledged ({reason})", highlight=False)
         if result.failed:
             raise typer.Exit(1)
+
+
+def _original(client: AcquirerClient, rrn: str | None, trace: int | None, batch: int | None) -> JournalEntry:
+    """The original online purchase, by its RRN (field 37 of its answer) or its trace (STAN) and batch."""
+    if (rrn is None) == (trace is None):
+        raise typer.BadParameter("give exactly one of --rrn and --trace")
+    journal = client.journal
+    if rrn is not None:
+        record = journal.online_record(rrn=rrn)
+        entry = journal.get(record.txn_id) if record is not None else None
+        where = f"RRN {rrn}"
+    else:
+        assert trace is not None
+        number = batch or journal.current_batch()
+        entry = journal.find(number, trace)
+        where = f"trace {trace:06d} of batch {number:06d}"
+    if entry is None or entry.kind != "purchase" or entry.outcome != "approved online":
+        raise typer.BadParameter(f"no online purchase approved here with {where}", param_hint="--rrn/--trace")
+    return entry
+
+
+def _void_or_refund(
+    name: str,
+    rrn: str | None,
+    trace: int | None,
+    batch: int | None,
+    amount: str | None,
+    config: Path | None,
+    keys: Path | None,
+    journal: Path | None,
+    acquirer: str | None,
+    terminal: str | None,
+) -> None:
+    from citycard.pos.online import OnlineKind
+
+    kind = OnlineKind.VOID if name == "void" else OnlineKind.REFUND
+    with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
+        original = _original(client, rrn, trace, batch)
+        fen = original.amount_fen if amount is None else _amount(amount, "--amount")
+        if fen > original.amount_fen:
+            raise typer.BadParameter(
+                f"more than the original's CNY {format_amount(original.amount_fen)}", param_hint="--amount"
+            )
+        client.open()
+        entry, code = client.void_or_refund(kind, original, fen)
+        _report_unreachable(client)
+    console.print(
+        f"{name} of {original.txn_id}: CNY {format_amount(fen)} {entry.state} ({code}) as {entry.txn_id}",
+        highlight=False,
+    )
+    if entry.state != "approved":
+        raise typer.Exit(1)
+
+
+RrnOpt = typer.Option(None, "--rrn", help="the original's retrieval reference number (field 37)")
+TraceNoOpt = typer.Option(None, "--trace", min=1, max=999_999, help="the original's STAN (its trace number)")
+BatchOpt = typer.Option(
+    None, "--batch", min=1, max=999_999, help="with --trace: its batch (default: current)"
+)
+
+
+@app.command("void")
+def void(
+    rrn: str | None = RrnOpt,
+    trace: int | None = TraceNoOpt,
+    batch: int | None = BatchOpt,
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+) -> None:
+    """Void (消费撤销) an online purchase of this terminal: 0200 200000, 61 = its batch, trace, date."""
+    _void_or_refund("void", rrn, trace, batch, None, config, keys, journal, acquirer, terminal)
+
+
+@app.command("refund")
+def refund(
+    rrn: str | None = RrnOpt,
+    trace: int | None = TraceNoOpt,
+    batch: int | None = BatchOpt,
+    amount: str | None = typer.Option(None, "--amount", help="yuan (default: the whole purchase)"),
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+) -> None:
+    """Refund (退货) all or part of an online purchase: 0220 200000 advice, 61 = its batch, trace, date."""
+    _void_or_refund("refund", rrn, trace, batch, amount, config, keys, journal, acquirer, terminal)

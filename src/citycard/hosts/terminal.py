@@ -51,7 +51,7 @@ from citycard.codec.iso8583.wire import decode_message
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
-from citycard.pos.journal import JournalEntry
+from citycard.pos.journal import JournalEntry, State
 from citycard.pos.online import (
     OnlineKind,
     Original,
@@ -174,6 +174,8 @@ class AcquirerClient:
         self._link: Iso8583Link | None = None
         self._sent: dict[str, Message] = {}  # txn_id -> the 0200 sent, while its transaction runs
         self._answered: dict[str, OnlineResponse] = {}
+        self.answers: dict[str, Message] = {}
+        """The host's answers by journal transaction, as they came (field 54 of a balance inquiry ...)."""
         self.failure: OnlineError | None = None
         """The first reason the terminal could not go online, for the caller to report (the kernel only
         sees "unable to go online")."""
@@ -337,15 +339,19 @@ class AcquirerClient:
     # --- store and forward ----------------------------------------------------------------------------
     def _queue_reversal(self, txn_id: str, original: Message, reason: ResponseCode) -> Advice:
         """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told."""
-        assert original.pan is not None
         stan = self.journal.next_stan()
         reversal = reversal_request(
             original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
         )
-        without_pan = replace(reversal, pan=None, mac=bytes(8)).to_bytes().hex().upper()
-        sealed = seal_pan(self.data_key, original.pan).hex().upper()
+        return self._queue(txn_id, "reversal", reversal, reason)
+
+    def _queue(self, txn_id: str, kind: str, message: Message, reason: ResponseCode) -> Advice:
+        """Persist ``message`` in the store-and-forward queue, its PAN sealed apart."""
+        assert message.pan is not None and message.stan is not None
+        without_pan = replace(message, pan=None, mac=bytes(8)).to_bytes().hex().upper()
+        sealed = seal_pan(self.data_key, message.pan).hex().upper()
         return self.journal.queue_advice(
-            txn_id, "reversal", stan, str(reason), without_pan, sealed, self.clock()
+            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock()
         )
 
     def _date(self, txn_id: str) -> str:
@@ -355,8 +361,9 @@ class AcquirerClient:
     def _advice_message(self, advice: Advice) -> Message:
         message = parse(decode_message(bytes.fromhex(advice.message)))
         pan = unseal_pan(self.data_key, bytes.fromhex(advice.pan_sealed))
-        mti = "0400" if advice.attempts <= 1 else "0420"
-        return replace(message, mti=mti, pan=pan)
+        if advice.kind == "reversal":
+            message = replace(message, mti="0400" if advice.attempts <= 1 else "0420")
+        return replace(message, pan=pan)
 
     def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
         """Send the queued reversals, oldest first, until one gets no answer (it stays queued)."""
@@ -417,6 +424,7 @@ class AcquirerClient:
                 self._queue_reversal(txn_id, message, ResponseCode.SYSTEM_MALFUNCTION)
             return OnlineResponse(unable_to_go_online=True)
         self._sent[txn_id] = message
+        self.answers[txn_id] = answer
         response = online_response(answer)
         self._answered[txn_id] = response
         return response
@@ -431,23 +439,59 @@ class AcquirerClient:
         if outcome.kind is OutcomeKind.DECLINED_ONLINE or outcome.kind is OutcomeKind.DECLINED_OFFLINE:
             self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
 
-    def send_without_card(
-        self, kind: OnlineKind, entry: JournalEntry, request: OnlineRequest, original: Original
-    ) -> tuple[OnlineResponse, Message | None]:
-        """A void or a refund (no card: the original's PAN and amount from the journal)."""
+    def void_or_refund(
+        self, kind: OnlineKind, original: JournalEntry, amount_fen: int
+    ) -> tuple[JournalEntry, str]:
+        """A void (0200 200000/23) or a refund (0220 200000/25) of ``original``, an online purchase of this
+        terminal: no card (its PAN sealed in the journal), 61 = its batch, STAN and date. Journaled as a
+        transaction of its own (``void`` / ``refund``); returns it and the response code. A refund that gets
+        no answer is queued (store-and-forward, 0220 again) and journaled approved: the acquirer takes it."""
+        assert kind in (OnlineKind.VOID, OnlineKind.REFUND)
+        assert 0 < amount_fen <= original.amount_fen
+        record = self.journal.online_record(txn_id=original.txn_id)
+        if record is None or not record.rrn:
+            raise OnlineError(f"{original.txn_id} was not approved online here: nothing to void or refund")
+        try:
+            pan = unseal_pan(self.data_key, bytes.fromhex(original.pan_sealed))
+        except (SealError, ValueError):
+            raise OnlineError(f"{original.txn_id}: the journal holds no sealed PAN for it") from None
         self.flush()
+        now = self.clock()
+        card = {k: getattr(original, k) for k in ("pan_masked", "pan_token", "pan_sealed", "psn")}
+        entry = self.journal.begin(kind.name.lower(), original.interface, amount_fen, now, "", **card)
+        request = OnlineRequest(
+            pan=pan,
+            psn=original.psn,
+            track2=b"",
+            amount_fen=amount_fen,
+            transaction_type=0x20,
+            field55=b"",
+            pin_block=None,
+            expiry=original.expiry,
+        )
         message = authorization_request(
             kind,
             request,
             identity=self.identity,
             stan=entry.stan,
             batch=entry.batch,
-            original=original,
+            interface=original.interface,
+            original=Original(original.batch, original.stan, record.date_mmdd),
         )
         response = self._online(entry.txn_id, message)
         self._sent.pop(entry.txn_id, None)
         self._answered.pop(entry.txn_id, None)
-        return response, None
+        if response.unable_to_go_online and kind is OnlineKind.REFUND:
+            self._queue(entry.txn_id, "advice", message, ResponseCode.APPROVED)
+            done = self.journal.finish(
+                entry.txn_id, "approved", outcome="approved online", reason="queued (SAF)"
+            )
+            return done, "00"
+        code = response.response_code or "unable to go online"
+        state: State = "approved" if code in ("00", "10", "11") else "declined"
+        outcome = "approved online" if state == "approved" else "declined online"
+        done = self.journal.finish(entry.txn_id, state, outcome=outcome, reason=f"host answered {code}")
+        return done, code
 
     def upload(self) -> UploadResult:
         """Each offline EC purchase not yet acknowledged, as a 0320 (its own STAN and batch), one by one."""

@@ -74,6 +74,9 @@ class Transaction:
     force_online: bool = False
     log_records: int = 0  # log inquiries: read at most this many records, most recent first (0: all)
     identify: bool = False  # log inquiries: then learn the card's PAN and PSN by a GPO that moves no money
+    transaction_type: int | None = (
+        None  # 9C other than the kind's (0x31: an online balance inquiry, amount 0)
+    )
 
     def __post_init__(self) -> None:
         assert 0 <= self.amount_fen < 10**12 and 0 <= self.other_amount_fen < 10**12
@@ -336,6 +339,9 @@ class KernelBase:
         un = self._rng(4)
         assert len(un) == 4
         kind = t.kind.value if t.kind.value < 0xF0 else 0x31
+        if t.transaction_type is not None:
+            assert t.kind is TransactionKind.PURCHASE and t.amount_fen == 0 and t.force_online
+            kind = t.transaction_type
         amount = t.amount_fen if t.kind in (TransactionKind.PURCHASE, TransactionKind.EC_LOAD) else 0
         ec_ok = (
             c.ec_support

@@ -51,6 +51,7 @@ __all__ = [
     "Original",
     "TerminalIdentity",
     "authorization_request",
+    "balances",
     "echo_request",
     "online_response",
     "pos_entry_mode",
@@ -294,3 +295,18 @@ class OnlineHost(Protocol):
     ) -> OnlineResponse: ...
 
     def completed(self, entry: JournalEntry, outcome: Outcome) -> None: ...
+
+
+def balances(field54: str) -> dict[str, int]:
+    """Field 54 (UnionPay: entries of 20 characters, account type n2, amount type n2, currency n3, ``C`` or
+    ``D``, amount n12) as fen by amount type (``01`` ledger, ``02`` available); ValueError if malformed."""
+    out: dict[str, int] = {}
+    if not field54 or len(field54) % 20:
+        raise ValueError("field 54 is entries of 20 characters")
+    for start in range(0, len(field54), 20):
+        entry = field54[start : start + 20]
+        sign, digits = entry[7], entry[8:]
+        if sign not in "CD" or not digits.isdigit() or not entry[:7].isdigit():
+            raise ValueError(f"field 54 entry {start // 20 + 1} is not n2 n2 n3 C/D n12")
+        out[entry[2:4]] = int(digits) * (1 if sign == "C" else -1)
+    return out

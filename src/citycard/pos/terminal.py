@@ -309,7 +309,7 @@ class PosTerminal:
         entry, and the host hears the outcome before it is recorded (a refused approval is reversed)."""
         kernel = Kernel(config or self.config, txn, self.rng, pin_pad=self.pin_pad)
         entry: JournalEntry | None = None
-        kind = txn.kind.name.lower()
+        kind = "balance" if online_kind is OnlineKind.BALANCE_INQUIRY else txn.kind.name.lower()
         host = self.host if online_kind is not None else None
         if host is not None and online_kind is not None:
             go_online, through = online_kind, host
@@ -442,6 +442,30 @@ class PosTerminal:
             online_kind=kind if online is _unable else None,
         )
         return TapResult(outcome, entry, tuple(recovered))
+
+    def balance_inquiry(
+        self,
+        transmit: Transmit,
+        *,
+        pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
+        interface: Interface = "contact",
+        trace: Trace | None = None,
+    ) -> TapResult:
+        """The account balance, asked online (0200 310000): an ARQC for amount 0 with 9C = 31, journaled
+        ``balance``; the balance comes in the host's answer (field 54)."""
+        assert self.host is not None, "a balance inquiry goes online"
+        txn = Transaction(
+            TransactionKind.PURCHASE,
+            self.clock(),
+            0,
+            interface=interface,
+            force_online=True,
+            transaction_type=0x31,
+        )
+        outcome, entry = self._run_journaled(
+            txn, transmit, pin=pin, trace=trace, online_kind=OnlineKind.BALANCE_INQUIRY
+        )
+        return TapResult(outcome, entry)
 
     def inquiry(
         self,
