@@ -148,7 +148,7 @@ def test_racing_inserts_of_one_id_resolve_to_exists(
                     waiting = probe.execute(
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query LIKE 'INSERT INTO ledger_transfers%'"
+                            " AND query LIKE '%INSERT INTO ledger_transfers%'"
                         )
                     ).scalar_one()
                     probe.rollback()  # pg_stat_activity is a snapshot per transaction

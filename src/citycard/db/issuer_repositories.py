@@ -11,9 +11,24 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -50,8 +65,8 @@ from .issuer_tables import (
     issuer_sequences,
     issuer_unpredictable_numbers,
 )
-from .repositories import account_from_row, transfer_from_row
-from .tables import ledger_accounts, ledger_transfers
+from .repositories import SqlLedgerRepository, account_balances, account_from_row, transfer_from_row
+from .tables import ledger_transfers
 from .uow import RepositoryFactory, SqlUnitOfWork
 
 __all__ = [
@@ -71,34 +86,133 @@ _MAX_BATCH = 100_000
 
 
 _V = TypeVar("_V")
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _values(value: Any) -> dict[str, Any]:
     """A domain dataclass as column values: each field is the column of the same name (enums by value)."""
     out = {}
-    for f in dataclasses.fields(value):
-        item = getattr(value, f.name)
-        out[f.name] = item.value if isinstance(item, enum.Enum) else item
+    for name in _field_names(type(value)):
+        item = getattr(value, name)
+        out[name] = item.value if isinstance(item, enum.Enum) else item
     return out
 
 
 def _from_row(cls: type[_V], row: Any, **converted: Any) -> _V:
     """The dataclass ``cls`` from a row with a column per field; ``converted`` gives fields that need it."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = _field_names(cls)
     return cls(**{name: getattr(row, name) for name in names if name not in converted}, **converted)
 
 
-class _Repo:
+def _bound(table: Table, prefix: str, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``column: bindparam(prefix + column)`` for every column of ``table`` but ``skip``."""
+    return {c.key: bindparam(prefix + c.key) for c in table.c if c.key not in skip}
+
+
+def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {prefix + key: value for key, value in values.items()}
+
+
+# Statements of the authorization path, built once (SQLAlchemy then caches their compiled form).
+_CARD = select(issuer_cards).where(issuer_cards.c.pan == bindparam("pan"))
+_CARD_FOR_UPDATE = _CARD.with_for_update()
+_AUTHORIZATION = select(issuer_authorizations).where(
+    issuer_authorizations.c.request_id == bindparam("request_id")
+)
+_AUTHORIZATION_FOR_UPDATE = _AUTHORIZATION.with_for_update()
+_UN_SEEN = select(issuer_unpredictable_numbers.c.atc).where(
+    issuer_unpredictable_numbers.c.pan == bindparam("pan"),
+    issuer_unpredictable_numbers.c.un == bindparam("un"),
+)
+_TERMINAL_IN_USE = select(center_terminals.c.terminal_id).limit(1)
+_TERMINAL = select(
+    center_terminals.c.terminal_id, center_terminals.c.merchant_id, center_terminals.c.status
+).where(center_terminals.c.terminal_id == bindparam("terminal_id"))
+_DEFERRABLE: dict[str, Any] = {
+    "card": update(issuer_cards)
+    .where(issuer_cards.c.pan == bindparam("c_w_pan"))
+    .values(_bound(issuer_cards, "c_", skip=("pan",))),
+    "un": insert(issuer_unpredictable_numbers).values(_bound(issuer_unpredictable_numbers, "u_")),
+}
+"""Writes nobody waits for (see :class:`_Writes`), by kind; parameters prefixed ``c_`` / ``u_``."""
+_ROWCOUNT = {"preserve_rowcount": True}
+
+
+@cache
+def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> Any:
+    """``INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`` of an authorization
+    (parameters ``a_*``); on PostgreSQL with the ``deferred`` writes as data-modifying CTEs of the same
+    statement, each returning its row count after the request id."""
+    if dialect == "postgresql":  # imported here: the dialect's import costs every SQLite command
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement: Any = postgresql_insert(issuer_authorizations)
+    else:
+        assert not deferred
+        statement = sqlite_insert(issuer_authorizations)
+    counts = [
+        select(func.count())
+        .select_from(_DEFERRABLE[kind].returning(literal_column("1")).cte(f"w_{kind}"))
+        .scalar_subquery()
+        for kind in deferred
+    ]
+    return (
+        statement.values(_bound(issuer_authorizations, "a_"))
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(issuer_authorizations.c.request_id, *counts)
+    )
+
+
+class _Writes:
+    """Writes of the issuer's repositories whose results nobody waits for — a card's new state, a seen
+    unpredictable number — held until the next statement of those repositories or the commit, whichever
+    comes first, so that reads see them. On PostgreSQL the authorization's insert carries them in the same
+    statement (one round trip instead of three). The ledger's tables are never among them."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.pending: list[tuple[str, dict[str, Any]]] = []
 
-    def _one(self, query: Any) -> Any:
-        return self.session.execute(query).first()
+    def defer(self, kind: str, params: dict[str, Any]) -> None:
+        assert kind in _DEFERRABLE, kind
+        self.pending.append((kind, params))
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    def flush(self) -> None:
+        if self.pending:
+            connection = self.session.connection()
+            for kind, params in self.take():
+                result = connection.execute(_DEFERRABLE[kind], params, execution_options=_ROWCOUNT)
+                assert result.rowcount == 1, (kind, result.rowcount)
+
+
+class _Repo:
+    def __init__(self, session: Session, writes: _Writes | None = None) -> None:
+        self.session = session
+        self.writes = writes if writes is not None else _Writes(session)
+
+    def _execute(self, statement: Any, params: Any = None) -> Any:
+        """Run ``statement`` (Core, on the session's connection) after the writes held back."""
+        self.writes.flush()
+        return self.session.connection().execute(statement, params)
+
+    def _one(self, query: Any, params: Any = None) -> Any:
+        return self._execute(query, params).first()
 
 
 class SqlBanks(_Repo):
     def add(self, bank: Bank) -> None:
-        self.session.execute(insert(issuer_banks).values(**_values(bank)))
+        self._execute(insert(issuer_banks).values(**_values(bank)))
 
     def get(self, code: str) -> Bank | None:
         row = self._one(select(issuer_banks).where(issuer_banks.c.code == code))
@@ -110,10 +224,10 @@ class SqlBanks(_Repo):
 
     def list(self) -> list[Bank]:
         query = select(issuer_banks).order_by(issuer_banks.c.code)
-        return [_from_row(Bank, r) for r in self.session.execute(query)]
+        return [_from_row(Bank, r) for r in self._execute(query)]
 
     def add_bin(self, bin_range: BinRange) -> None:
-        self.session.execute(insert(issuer_bin_ranges).values(**_values(bin_range)))
+        self._execute(insert(issuer_bin_ranges).values(**_values(bin_range)))
 
     def get_bin(self, bin: str) -> BinRange | None:
         row = self._one(select(issuer_bin_ranges).where(issuer_bin_ranges.c.bin == bin))
@@ -131,13 +245,13 @@ class SqlBanks(_Repo):
         t = issuer_bin_ranges
         row = self._one(select(t.c.next_serial).where(t.c.bin == bin).with_for_update())
         assert row is not None, bin
-        self.session.execute(update(t).where(t.c.bin == bin).values(next_serial=row.next_serial + count))
+        self._execute(update(t).where(t.c.bin == bin).values(next_serial=row.next_serial + count))
         return int(row.next_serial)
 
 
 class SqlProducts(_Repo):
     def add(self, product: Product) -> None:
-        self.session.execute(insert(issuer_products).values(**_values(product)))
+        self._execute(insert(issuer_products).values(**_values(product)))
 
     def get(self, bank_code: str, code: str) -> Product | None:
         t = issuer_products
@@ -149,16 +263,14 @@ class SqlProducts(_Repo):
         query = select(t).order_by(t.c.bank_code, t.c.code)
         if bank_code is not None:
             query = query.where(t.c.bank_code == bank_code)
-        return [_from_row(Product, r, registered=bool(r.registered)) for r in self.session.execute(query)]
+        return [_from_row(Product, r, registered=bool(r.registered)) for r in self._execute(query)]
 
 
 class SqlCardholders(_Repo):
     def add(self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int) -> Cardholder:
         values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id))
         del values["id"]  # the database numbers the holders
-        result = self.session.execute(
-            insert(issuer_cardholders).values(**values).returning(issuer_cardholders.c.id)
-        )
+        result = self._execute(insert(issuer_cardholders).values(**values).returning(issuer_cardholders.c.id))
         return Cardholder(int(result.scalar_one()), **values)
 
     def get(self, holder_id: int) -> Cardholder | None:
@@ -173,7 +285,7 @@ class SqlCardholders(_Repo):
         assert len(id_hashes) <= _MAX_BATCH
         t = issuer_cardholders
         query = select(t).where(t.c.id_hash.in_(list(id_hashes))).order_by(t.c.id)
-        return [_from_row(Cardholder, r) for r in self.session.execute(query)] if id_hashes else []
+        return [_from_row(Cardholder, r) for r in self._execute(query)] if id_hashes else []
 
     def get_many(self, holder_ids: Iterable[int]) -> dict[int, Cardholder]:
         wanted = sorted(set(holder_ids))
@@ -181,7 +293,7 @@ class SqlCardholders(_Repo):
         t = issuer_cardholders
         if not wanted:
             return {}
-        rows = self.session.execute(select(t).where(t.c.id.in_(wanted)))
+        rows = self._execute(select(t).where(t.c.id.in_(wanted)))
         return {r.id: _from_row(Cardholder, r) for r in rows}
 
 
@@ -195,43 +307,38 @@ def _card(row: Any) -> Card:
 
 class SqlCards(_Repo):
     def add(self, card: Card) -> None:
-        self.session.execute(insert(issuer_cards).values(**_values(card)))
+        self._execute(insert(issuer_cards).values(**_values(card)))
 
     def get(self, pan: str, *, for_update: bool = False) -> Card | None:
-        query = select(issuer_cards).where(issuer_cards.c.pan == pan)
-        if for_update:
-            query = query.with_for_update()
-        row = self._one(query)
+        row = self._one(_CARD_FOR_UPDATE if for_update else _CARD, {"pan": pan})
         return _card(row) if row else None
 
     def update(self, card: Card) -> None:
-        values = _values(card)
-        del values["pan"]
-        result = self.session.execute(
-            update(issuer_cards).where(issuer_cards.c.pan == card.pan).values(**values)
-        )
-        assert result.rowcount == 1, card.pan  # type: ignore[attr-defined]
+        """Held back until the next statement or the commit (:class:`_Writes`); one row, asserted then."""
+        values = _prefixed("c_", _values(card))
+        values["c_w_pan"] = values.pop("c_pan")
+        self.writes.defer("card", values)
 
     def by_holder(self, holder_id: int) -> list[Card]:
         query = select(issuer_cards).where(issuer_cards.c.holder_id == holder_id).order_by(issuer_cards.c.pan)
-        return [_card(r) for r in self.session.execute(query)]
+        return [_card(r) for r in self._execute(query)]
 
     def find(self, query: CardQuery, *, limit: int, offset: int = 0) -> list[Card]:
         assert 0 < limit <= _MAX_BATCH and offset >= 0
         statement = select(issuer_cards).where(*_card_filters(query))
         statement = statement.order_by(issuer_cards.c.pan).limit(limit).offset(offset)
-        return [_card(r) for r in self.session.execute(statement)]
+        return [_card(r) for r in self._execute(statement)]
 
     def count(self, query: CardQuery) -> int:
         statement = select(func.count()).select_from(issuer_cards).where(*_card_filters(query))
-        return int(self.session.execute(statement).scalar_one())
+        return int(self._execute(statement).scalar_one())
 
     def list(self, bank_code: str | None = None, *, limit: int = 1000) -> list[Card]:
         assert 0 < limit <= _MAX_BATCH
         query = select(issuer_cards).order_by(issuer_cards.c.pan).limit(limit)
         if bank_code is not None:
             query = query.where(issuer_cards.c.bank_code == bank_code)
-        return [_card(r) for r in self.session.execute(query)]
+        return [_card(r) for r in self._execute(query)]
 
 
 def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
@@ -259,10 +366,8 @@ def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
 
 class SqlAuthorizations(_Repo):
     def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None:
-        query = select(issuer_authorizations).where(issuer_authorizations.c.request_id == request_id)
-        if for_update:
-            query = query.with_for_update()
-        row = self._one(query)
+        query = _AUTHORIZATION_FOR_UPDATE if for_update else _AUTHORIZATION
+        row = self._one(query, {"request_id": request_id})
         if row is None:
             return None
         transfer_ids = tuple(int(x) for x in row.transfer_ids.split(",") if x)
@@ -271,35 +376,37 @@ class SqlAuthorizations(_Repo):
     def add(self, record: StoredAuthorization) -> bool:
         """Store the answer; False (nothing written) when the request id is stored already, e.g. by a
         simultaneous first attempt that committed first (``INSERT … ON CONFLICT DO NOTHING``: PostgreSQL
-        waits for that transaction, then skips the row instead of raising a unique violation)."""
+        waits for that transaction, then skips the row instead of raising a unique violation). On
+        PostgreSQL the writes held back (the card's row, the unpredictable number) go in the same statement;
+        when the row is skipped they are written too, and the caller rolls back."""
         dialect = self.session.get_bind().dialect.name
         values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
-        if dialect == "postgresql":  # imported here: the dialect's import costs every SQLite command
-            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-            statement: Any = postgresql_insert(issuer_authorizations)
+        params = _prefixed("a_", values)
+        kinds = [kind for kind, _ in self.writes.pending]
+        if dialect == "postgresql" and len(set(kinds)) == len(kinds):
+            for _, deferred in self.writes.take():
+                params |= deferred
         else:
-            statement = sqlite_insert(issuer_authorizations)
-        result = self.session.execute(
-            statement.values(**values)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(issuer_authorizations.c.request_id)
-        )
-        return result.first() is not None
+            self.writes.flush()
+            kinds = []
+        statement = _authorization_insert(dialect, tuple(kinds))
+        row = self.session.connection().execute(statement, params).first()
+        if row is None:
+            return False
+        assert tuple(row)[1:] == (1,) * len(kinds), (kinds, tuple(row))
+        return True
 
     def mark_reversed(self, request_id: str, by: str) -> None:
         t = issuer_authorizations
-        self.session.execute(update(t).where(t.c.request_id == request_id).values(reversed_by=by))
+        self._execute(update(t).where(t.c.request_id == request_id).values(reversed_by=by))
 
     def seen_unpredictable_number(self, pan: str, un: bytes) -> bool:
-        t = issuer_unpredictable_numbers
-        return self._one(select(t.c.atc).where(t.c.pan == pan, t.c.un == un.hex().upper())) is not None
+        return self._one(_UN_SEEN, {"pan": pan, "un": un.hex().upper()}) is not None
 
     def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None:
-        """Record ``un`` for the card; the caller has checked :meth:`seen_unpredictable_number` first."""
-        self.session.execute(
-            insert(issuer_unpredictable_numbers).values(pan=pan, un=un.hex().upper(), atc=atc)
-        )
+        """Record ``un`` for the card; the caller has checked :meth:`seen_unpredictable_number` first.
+        Held back until the next statement or the commit (:class:`_Writes`)."""
+        self.writes.defer("un", {"u_pan": pan, "u_un": un.hex().upper(), "u_atc": atc})
 
 
 class SqlDenyList(_Repo):
@@ -308,14 +415,14 @@ class SqlDenyList(_Repo):
         where = (t.c.bank_code == entry.bank_code, t.c.pan == entry.pan)
         values = _values(replace(entry, removed_ns=None))
         if self._one(select(t.c.pan).where(*where)) is None:
-            self.session.execute(insert(t).values(**values))
+            self._execute(insert(t).values(**values))
         else:
-            self.session.execute(update(t).where(*where).values(**values))
+            self._execute(update(t).where(*where).values(**values))
         return self._bump(entry.bank_code, entry.added_ns)
 
     def remove(self, bank_code: str, pan: str, now_ns: int) -> int:
         t = issuer_deny_list
-        self.session.execute(
+        self._execute(
             update(t)
             .where(t.c.bank_code == bank_code, t.c.pan == pan, t.c.removed_ns.is_(None))
             .values(removed_ns=now_ns)
@@ -326,18 +433,16 @@ class SqlDenyList(_Repo):
         v = issuer_deny_list_versions
         row = self._one(select(v.c.version).where(v.c.bank_code == bank_code).with_for_update())
         if row is None:
-            self.session.execute(insert(v).values(bank_code=bank_code, version=1, updated_ns=now_ns))
+            self._execute(insert(v).values(bank_code=bank_code, version=1, updated_ns=now_ns))
             return 1
         version = int(row.version) + 1
-        self.session.execute(
-            update(v).where(v.c.bank_code == bank_code).values(version=version, updated_ns=now_ns)
-        )
+        self._execute(update(v).where(v.c.bank_code == bank_code).values(version=version, updated_ns=now_ns))
         return version
 
     def entries(self, bank_code: str) -> list[DenyListEntry]:
         t = issuer_deny_list
         query = select(t).where(t.c.bank_code == bank_code).order_by(t.c.pan)
-        return [_from_row(DenyListEntry, r) for r in self.session.execute(query)]
+        return [_from_row(DenyListEntry, r) for r in self._execute(query)]
 
     def version(self, bank_code: str) -> tuple[int, int]:
         v = issuer_deny_list_versions
@@ -349,12 +454,11 @@ class SqlTerminals(_Repo):
     """The issuer's read of the center's terminal registry (``citycard.db.center_tables``)."""
 
     def get(self, terminal_id: str) -> RegisteredTerminal | None:
-        t = center_terminals.c
-        row = self._one(select(t.terminal_id, t.merchant_id, t.status).where(t.terminal_id == terminal_id))
+        row = self._one(_TERMINAL, {"terminal_id": terminal_id})
         return _from_row(RegisteredTerminal, row, status=TerminalStatus(row.status)) if row else None
 
     def in_use(self) -> bool:
-        return self._one(select(center_terminals.c.terminal_id).limit(1)) is not None
+        return self._one(_TERMINAL_IN_USE) is not None
 
 
 class SqlIdAllocator(_Repo):
@@ -366,13 +470,14 @@ class SqlIdAllocator(_Repo):
         row = self._one(select(t.c.next_value).where(t.c.name == self.NAME).with_for_update())
         first = int(row.next_value) if row else ISSUER_ID_BASE
         if row is None:
-            self.session.execute(insert(t).values(name=self.NAME, next_value=first + count))
+            self._execute(insert(t).values(name=self.NAME, next_value=first + count))
         else:
-            self.session.execute(update(t).where(t.c.name == self.NAME).values(next_value=first + count))
+            self._execute(update(t).where(t.c.name == self.NAME).values(next_value=first + count))
         return range(first, first + count)
 
 
-_A = ledger_accounts.c
+_BALANCES = account_balances()
+_A = _BALANCES.c
 _T = ledger_transfers.c
 _SYSTEM_ACCOUNTS = (
     ("cash_account_id", BankAccount.CASH),
@@ -411,7 +516,7 @@ class SqlBooks(_Repo):
             .where(or_(c.ec_float_account_id.in_(wanted), c.deposit_account_id.in_(wanted)))
             .order_by(c.pan)
         )
-        for pan, bank_code, ec_id, deposit_id in self.session.execute(query):
+        for pan, bank_code, ec_id, deposit_id in self._execute(query):
             owners[ec_id] = AccountOwner(bank_code, BankAccount.CARD_EC_FLOAT, pan)
             if deposit_id is not None:
                 owners.setdefault(deposit_id, AccountOwner(bank_code, BankAccount.CARD_DEPOSIT, pan))
@@ -427,13 +532,13 @@ class SqlBooks(_Repo):
         limit: int = 1000,
     ) -> list[Account]:
         assert 0 < limit <= _MAX_BATCH
-        query = select(ledger_accounts).where(_A.id > after_id)
+        query = select(_BALANCES).where(_A.id > after_id)
         if bank_code is not None:
             query = query.where(_A.id.in_(_bank_accounts(bank_code)))
         if account_ids is not None:
             query = query.where(_A.id.in_(list(account_ids)))
         query = query.order_by(_A.id).limit(limit)
-        return [account_from_row(r) for r in self.session.execute(query)]
+        return [account_from_row(r) for r in self._execute(query)]
 
     def totals(self, bank_code: str | None = None) -> Totals:
         sums = [
@@ -443,7 +548,7 @@ class SqlBooks(_Repo):
         query = select(*sums)
         if bank_code is not None:
             query = query.where(_A.id.in_(_bank_accounts(bank_code)))
-        return Totals(*(int(v) for v in self.session.execute(query).one()))
+        return Totals(*(int(v) for v in self._execute(query).one()))
 
     def journal(
         self,
@@ -467,7 +572,19 @@ class SqlBooks(_Repo):
                 or_(_T.timestamp_ns < before_ns, and_(_T.timestamp_ns == before_ns, _T.id < before_id))
             )
         query = query.order_by(_T.timestamp_ns.desc(), _T.id.desc()).limit(limit)
-        return [transfer_from_row(r) for r in self.session.execute(query)]
+        return [transfer_from_row(r) for r in self._execute(query)]
+
+
+def _issuer_repository(cls: type[_Repo]) -> RepositoryFactory:
+    return lambda uow: cls(uow.session, _writes_of(uow))
+
+
+def _writes_of(uow: SqlUnitOfWork) -> _Writes:
+    """The unit of work's one :class:`_Writes`, shared by its issuer repositories."""
+    assert isinstance(uow, IssuerUnitOfWork)
+    if uow.writes is None or uow.writes.session is not uow.session:
+        uow.writes = _Writes(uow.session)
+    return uow.writes
 
 
 class IssuerUnitOfWork(SqlUnitOfWork):
@@ -475,15 +592,19 @@ class IssuerUnitOfWork(SqlUnitOfWork):
 
     repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
         **SqlUnitOfWork.repository_factories,
-        "banks": lambda uow: SqlBanks(uow.session),
-        "products": lambda uow: SqlProducts(uow.session),
-        "cardholders": lambda uow: SqlCardholders(uow.session),
-        "cards": lambda uow: SqlCards(uow.session),
-        "authorizations": lambda uow: SqlAuthorizations(uow.session),
-        "deny_list": lambda uow: SqlDenyList(uow.session),
-        "terminals": lambda uow: SqlTerminals(uow.session),
-        "ids": lambda uow: SqlIdAllocator(uow.session),
-        "books": lambda uow: SqlBooks(uow.session),
+        # every purchase credits its bank's network settlement account: sharded, not one hot row
+        "ledger": lambda uow: SqlLedgerRepository(
+            uow.session, uow.clock, sharded_codes=frozenset({BankAccount.NETWORK_SETTLEMENT})
+        ),
+        "banks": _issuer_repository(SqlBanks),
+        "products": _issuer_repository(SqlProducts),
+        "cardholders": _issuer_repository(SqlCardholders),
+        "cards": _issuer_repository(SqlCards),
+        "authorizations": _issuer_repository(SqlAuthorizations),
+        "deny_list": _issuer_repository(SqlDenyList),
+        "terminals": _issuer_repository(SqlTerminals),
+        "ids": _issuer_repository(SqlIdAllocator),
+        "books": _issuer_repository(SqlBooks),
     }
     banks: SqlBanks
     products: SqlProducts
@@ -494,6 +615,17 @@ class IssuerUnitOfWork(SqlUnitOfWork):
     terminals: SqlTerminals
     ids: SqlIdAllocator
     books: SqlBooks
+    writes: _Writes | None = None
+
+    def commit(self) -> None:
+        if self.writes is not None:
+            self.writes.flush()
+        super().commit()
+
+    def rollback(self) -> None:
+        if self.writes is not None:
+            self.writes.take()
+        super().rollback()
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the issuer's port

@@ -13,21 +13,26 @@ isolation, READ COMMITTED: each statement after the lock wait sees what the othe
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     Connection,
+    Subquery,
     and_,
     bindparam,
     case,
     func,
     insert,
+    literal_column,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -55,11 +60,22 @@ from citycard.ledger.model import (
 )
 from citycard.ledger.ports import Clock
 
-from .tables import ledger_accounts, ledger_transfers
+from .tables import BALANCE_COLUMNS, ledger_account_shards, ledger_accounts, ledger_transfers
 
-__all__ = ["ConcurrentWriteConflict", "SqlLedgerRepository", "account_from_row", "transfer_from_row"]
+__all__ = [
+    "DEFAULT_SHARDS",
+    "ConcurrentWriteConflict",
+    "SqlLedgerRepository",
+    "account_balances",
+    "account_from_row",
+    "transfer_from_row",
+]
 
 _RACE_RETRIES = 3
+DEFAULT_SHARDS = 16
+"""Rows a sharded account's balance changes are spread over (more than the writers one host runs)."""
+_SHARD_KEY = "citycard_ledger_shard"
+_SHARD_NUMBERS = itertools.count()  # each new database connection writes to the next shard
 
 
 class ConcurrentWriteConflict(RuntimeError):
@@ -148,9 +164,52 @@ _UPDATE_BALANCES = (
 )
 
 
+_S = ledger_account_shards.c
+_UPDATE_SHARDS = (
+    update(ledger_account_shards)
+    .where(_S.account_id == bindparam("s_id"), _S.shard == bindparam("s_shard"))
+    .values({name: _S[name] + bindparam(f"s_{name}") for name in BALANCE_COLUMNS})
+)
+_INSERT_SHARDS = insert(ledger_account_shards)
+
+
+def account_balances() -> Subquery:
+    """Every account with its balances as the ledger sees them: its own columns plus, for a sharded account,
+    the sums of its shard rows. Every read of balances goes through this (the repository's, reports')."""
+    sums = (
+        select(_S.account_id, *(func.sum(_S[name]).cast(BigInteger).label(name) for name in BALANCE_COLUMNS))
+        .group_by(_S.account_id)
+        .subquery("shard_sums")
+    )
+    columns = [
+        (_A[name] + func.coalesce(sums.c[name], literal_column("0"))).label(name)
+        if name in BALANCE_COLUMNS
+        else _A[name]
+        for name in (column.key for column in ledger_accounts.c)
+    ]
+    return (
+        select(*columns)
+        .select_from(ledger_accounts.outerjoin(sums, sums.c.account_id == _A.id))
+        .subquery("ledger_balances")
+    )
+
+
+_BALANCES = account_balances()
+_B = _BALANCES.c
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
-_SELECT_ACCOUNTS = select(ledger_accounts).where(_A.id.in_(_IDS)).order_by(_A.id)
-_LOCK_ACCOUNTS = _SELECT_ACCOUNTS.with_for_update()
+_SELECT_ACCOUNTS = select(_BALANCES).where(_B.id.in_(_IDS)).order_by(_B.id)
+_LOCKED = (
+    select(ledger_accounts)
+    .where(_A.id.in_(_IDS), _A.shards == literal_column("0"))
+    .order_by(_A.id)
+    .with_for_update()
+    .cte("locked")
+)
+_LOCK_ACCOUNTS = union_all(
+    select(_LOCKED), select(_BALANCES).where(_B.id.in_(_IDS), _B.shards > literal_column("0"))
+)
+"""Accounts by id: the plain ones locked (``FOR UPDATE``, in id order, the locked row's latest version),
+the sharded ones read without a lock (they have no balance rule; their writers add to shard rows)."""
 _SELECT_TRANSFERS = select(ledger_transfers).where(_T.id.in_(_IDS)).order_by(_T.id)
 _SELECT_RELATED_TRANSFERS = select(ledger_transfers).where(
     or_(_T.id.in_(_IDS), _T.pending_id.in_(bindparam("pending_ids", expanding=True)))
@@ -185,6 +244,75 @@ def _insert_or_skip_pg() -> tuple[Any, Any]:
     return accounts, transfers
 
 
+def _shard(connection: Connection) -> int:
+    """This database connection's preferred shard number, fixed per connection so that concurrent writers
+    (each on its own connection) tend to add to different rows: the PostgreSQL server process id (distinct
+    across client processes), else a number counted in this process."""
+    info = connection.info
+    if _SHARD_KEY not in info:
+        backend_pid = getattr(
+            getattr(connection.connection.dbapi_connection, "info", None), "backend_pid", None
+        )
+        info[_SHARD_KEY] = backend_pid if isinstance(backend_pid, int) else next(_SHARD_NUMBERS)
+    return int(info[_SHARD_KEY])
+
+
+_TRANSFER_COLUMNS = tuple(column.key for column in ledger_transfers.c)
+_ONE_TRANSFER_PG = """WITH inserted AS (
+    INSERT INTO ledger_transfers ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id
+), accounts AS (
+    UPDATE ledger_accounts AS a SET {set_accounts}
+    FROM unnest({account_arrays}) AS v(id, {balances})
+    WHERE a.id = v.id AND EXISTS (SELECT FROM inserted) RETURNING a.id
+), shards AS (
+    UPDATE ledger_account_shards AS s SET {set_shards}
+    FROM unnest({shard_arrays}) AS v(id, shard, {balances})
+    WHERE s.account_id = v.id AND EXISTS (SELECT FROM inserted) AND s.shard = COALESCE((
+        SELECT f.shard FROM ledger_account_shards AS f WHERE f.account_id = v.id
+        ORDER BY f.shard = v.shard DESC, f.shard LIMIT 1 FOR UPDATE SKIP LOCKED
+    ), v.shard)
+    RETURNING s.account_id
+)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM accounts), (SELECT count(*) FROM shards)
+""".format(
+    columns=", ".join(_TRANSFER_COLUMNS),
+    values=", ".join(f"%({name})s" for name in _TRANSFER_COLUMNS),
+    set_accounts=", ".join(f"{n} = v.{n}" for n in BALANCE_COLUMNS),
+    set_shards=", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS),
+    account_arrays=", ".join(f"%(b_{n})s::bigint[]" for n in ("id", *BALANCE_COLUMNS)),
+    shard_arrays=", ".join(
+        ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
+    ),
+    balances=", ".join(BALANCE_COLUMNS),
+)
+
+
+def _write_one_transfer_pg(
+    connection: Connection,
+    transfer: dict[str, Any],
+    plain: list[dict[str, int]],
+    shards: list[dict[str, int]],
+) -> bool:
+    """PostgreSQL: insert one transfer and, if it was inserted, write the balances — one round trip (a
+    statement of data-modifying CTEs). False if the transfer's id was taken (then nothing is written).
+
+    A sharded account's change goes to the connection's preferred shard row, or, if another transaction
+    holds that row, to the first one nobody holds (``FOR UPDATE SKIP LOCKED``); only when all are held
+    does it wait, for the preferred one."""
+    params: dict[str, Any] = dict(transfer)
+    for prefix, rows, names in (
+        ("b", plain, ("id", *BALANCE_COLUMNS)),
+        ("s", shards, ("id", "shard", *BALANCE_COLUMNS)),
+    ):
+        for name in names:
+            params[f"{prefix}_{name}"] = [row[f"{prefix}_{name}"] for row in rows]
+    inserted, accounts, sharded = connection.exec_driver_sql(_ONE_TRANSFER_PG, params).one()
+    if not inserted:
+        return False
+    assert (accounts, sharded) == (len(plain), len(shards)), (accounts, sharded, plain, shards)
+    return True
+
+
 def _expired(rows: Iterable[Any]) -> dict[int, int]:
     return {r.id: r.expired_at_ns for r in rows if r.expired_at_ns is not None}
 
@@ -201,12 +329,29 @@ def _check_limit(where: str, limit: int, most: int) -> None:
 class SqlLedgerRepository:
     """A :class:`~citycard.ledger.ports.LedgerRepository` in the transaction of ``session``.
 
-    It never commits: the unit of work does.
+    It never commits: the unit of work does. An account created with a code in ``sharded_codes`` and no
+    balance rule (no flags, no limit) is sharded over ``shards`` rows (see ``ledger_account_shards``): a
+    bank's network settlement account, which every purchase credits, would otherwise be one row that every
+    purchase locks until it commits. Accounts this transaction has locked are remembered with their values,
+    so that reading them again (a balance after a transfer) costs no query.
     """
 
-    def __init__(self, session: Session, clock: Clock = time.time_ns) -> None:
+    def __init__(
+        self,
+        session: Session,
+        clock: Clock = time.time_ns,
+        *,
+        sharded_codes: frozenset[int] = frozenset(),
+        shards: int = DEFAULT_SHARDS,
+    ) -> None:
+        assert 0 < shards < 2**15
         self.session = session
         self.clock = clock
+        self.sharded_codes = sharded_codes
+        self.shards = shards
+        self._locked: dict[int, Account] = {}  # plain accounts locked by this transaction, current values
+        self._locked_in: object = None  # ... and that transaction
+        self._sharded: dict[int, int] = {}  # account id -> shard count, of the sharded accounts read
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -226,49 +371,84 @@ class SqlLedgerRepository:
         account_ids = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
         pending_ids = _valid_ids(t.pending_id for t in transfers)
         related = {"ids": _valid_ids([*(t.id for t in transfers), *pending_ids]), "pending_ids": pending_ids}
-        for attempt in range(_RACE_RETRIES):
+        # PostgreSQL, one transfer that resolves none: first try without reading the transfers. If its id
+        # exists, the insert (ON CONFLICT DO NOTHING) writes nothing and the loop reads and decides again;
+        # so does any result but ok, since "exists" takes precedence over the balance checks.
+        optimistic = connection.dialect.name == "postgresql" and len(transfers) == 1 and not pending_ids
+        for attempt in range(_RACE_RETRIES + 1):
             accounts = self._select_accounts(connection, account_ids, lock=True)  # lock, then read transfers
-            rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, related)) if related["ids"] else []
+            unread = optimistic and attempt == 0
+            read = bool(related["ids"]) and not unread
+            rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, related)) if read else []
             state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
             results, effects = create_transfers(state, transfers, self.clock())
-            if self._write(connection, effects, last_attempt=attempt == _RACE_RETRIES - 1):
+            if unread and results != [CreateTransferResult.OK]:
+                continue  # decided without the transfers: decide again with them
+            if self._write(connection, effects, accounts, last_attempt=attempt == _RACE_RETRIES):
                 return results
         raise AssertionError("unreachable: the last attempt raises")
 
-    def _write(self, connection: Connection, effects: BatchEffects, *, last_attempt: bool) -> bool:
-        """Write ``effects``; False if a concurrent writer took one of our ids first (nothing written then).
+    def _write(
+        self,
+        connection: Connection,
+        effects: BatchEffects,
+        read: Sequence[Account] = (),
+        *,
+        last_attempt: bool,
+    ) -> bool:
+        """Write ``effects`` (``read``: the accounts as read before); False if a concurrent writer took one
+        of our ids first (nothing written then).
 
         On SQLite the transaction is the only writer (``BEGIN IMMEDIATE``), so no race is possible. On
-        PostgreSQL, one new row (the common case: one transfer per call) is inserted with ``ON CONFLICT DO
-        NOTHING`` and its row count tells whether an id was taken meanwhile; several rows are inserted in a
-        savepoint that is rolled back on a unique-key race. Either way the batch is then re-evaluated.
+        PostgreSQL, one new transfer (the common case) is written by one statement
+        (:func:`_write_one_transfer_pg`) and one new account with ``ON CONFLICT DO NOTHING``, whose row
+        counts tell whether an id was taken meanwhile; several rows are inserted in a savepoint that is
+        rolled back on a unique-key race. Either way the batch is then re-evaluated.
         """
-        rows = [*map(_account_values, effects.new_accounts), *map(_transfer_values, effects.new_transfers)]
+        rows = [
+            *map(self._new_account_values, effects.new_accounts),
+            *map(_transfer_values, effects.new_transfers),
+        ]
         insert_statement = _INSERT_ACCOUNTS if effects.new_accounts else _INSERT_TRANSFERS
         assert not (effects.new_accounts and effects.new_transfers)
+        before = {a.id: a for a in read}
         if not rows or connection.dialect.name == "sqlite":  # nothing to insert, or the only writer
             if rows:
                 connection.execute(insert_statement, rows)
-            self._update(connection, effects)
+            self._update(connection, effects, before)
             return True
         assert connection.dialect.name == "postgresql", connection.dialect.name
+        if len(effects.new_transfers) == 1 and not (effects.closed_deadlines or effects.expired):
+            plain, shards = self._balance_rows(connection, effects, before)
+            if not _write_one_transfer_pg(connection, rows[0], plain, shards):
+                return self._conflict(last_attempt)
+            self._remember(effects)
+            return True
         if len(rows) == 1:
             accounts_pg, transfers_pg = _insert_or_skip_pg()
             on_conflict = accounts_pg if effects.new_accounts else transfers_pg
             if connection.execute(on_conflict, rows[0]).rowcount != 1:
                 return self._conflict(last_attempt)
-            self._update(connection, effects)
+            self._update(connection, effects, before)
             return True
         savepoint = connection.begin_nested()
         try:
             if rows:
                 connection.execute(insert_statement, rows)
-            self._update(connection, effects)
+            self._update(connection, effects, before)
         except IntegrityError:
             savepoint.rollback()
             return self._conflict(last_attempt)
         savepoint.commit()
         return True
+
+    def _new_account_values(self, account: Account) -> dict[str, Any]:
+        sharded = (
+            account.code in self.sharded_codes
+            and account.flags == AccountFlags.NONE
+            and account.limit_fen is None
+        )
+        return _account_values(account) | {"shards": self.shards if sharded else 0}
 
     @staticmethod
     def _conflict(last_attempt: bool) -> bool:
@@ -295,41 +475,81 @@ class SqlLedgerRepository:
         rows = list(connection.execute(_SELECT_RELATED_TRANSFERS, {"ids": ids, "pending_ids": ids}))
         state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
         expired, effects = expire_pending_transfers(state, now_ns, candidates=ids, limit=limit)
-        self._update(connection, effects)
+        self._update(connection, effects, {a.id: a for a in accounts})
         return expired
 
-    @staticmethod
-    def _update(connection: Connection, effects: BatchEffects) -> None:
-        if effects.updated_accounts:
-            connection.execute(
-                _UPDATE_BALANCES,
-                [
-                    {
-                        "b_id": a.id,
-                        "b_debits_pending": a.debits_pending,
-                        "b_debits_posted": a.debits_posted,
-                        "b_credits_pending": a.credits_pending,
-                        "b_credits_posted": a.credits_posted,
-                    }
-                    for a in effects.updated_accounts.values()
-                ],
-            )
+    def _balance_rows(
+        self, connection: Connection, effects: BatchEffects, before: dict[int, Account]
+    ) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+        """The balance writes of ``effects``: (new values of plain accounts, changes of sharded accounts on
+        this connection's shard)."""
+        plain, shards = [], []
+        for a in effects.updated_accounts.values():
+            count = self._sharded.get(a.id)
+            if count is None:
+                plain.append({"b_id": a.id, **{f"b_{n}": getattr(a, n) for n in BALANCE_COLUMNS}})
+                continue
+            old = before[a.id]
+            change = {f"s_{n}": getattr(a, n) - getattr(old, n) for n in BALANCE_COLUMNS}
+            shards.append({"s_id": a.id, "s_shard": _shard(connection) % count, **change})
+        return plain, shards
+
+    def _update(self, connection: Connection, effects: BatchEffects, before: dict[int, Account]) -> None:
+        plain, shards = self._balance_rows(connection, effects, before)
+        if plain:
+            connection.execute(_UPDATE_BALANCES, plain)
+        if shards:
+            connection.execute(_UPDATE_SHARDS, shards)
         if effects.closed_deadlines:
             connection.execute(_CLOSE_DEADLINES, {"ids": effects.closed_deadlines})
         if effects.expired:
             connection.execute(
                 _MARK_EXPIRED, [{"b_id": i, "b_expired_at_ns": at} for i, at in effects.expired.items()]
             )
+        new_shards = [
+            {"account_id": a.id, "shard": n, **dict.fromkeys(BALANCE_COLUMNS, 0)}
+            for a in effects.new_accounts
+            if self._new_account_values(a)["shards"]
+            for n in range(self.shards)
+        ]
+        if new_shards:
+            connection.execute(_INSERT_SHARDS, new_shards)
+        self._remember(effects)
+
+    def _remember(self, effects: BatchEffects) -> None:
+        known = self._known()
+        for a in effects.updated_accounts.values():
+            if a.id not in self._sharded:
+                known[a.id] = a
+
+    def _known(self) -> dict[int, Account]:
+        """The plain accounts this transaction holds locked, by id (forgotten when it ends)."""
+        transaction = self.session.get_transaction()
+        if transaction is not self._locked_in:
+            self._locked, self._locked_in = {}, transaction
+        return self._locked
 
     # -- queries ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _select_accounts(connection: Connection, ids: Iterable[int], *, lock: bool = False) -> list[Account]:
+    def _select_accounts(
+        self, connection: Connection, ids: Iterable[int], *, lock: bool = False
+    ) -> list[Account]:
         wanted = _valid_ids(ids)
         if not wanted:
             return []
-        rows = connection.execute(_LOCK_ACCOUNTS if lock else _SELECT_ACCOUNTS, {"ids": wanted})
-        return [account_from_row(r) for r in rows]
+        known = self._known()
+        if not lock and all(i in known for i in wanted):
+            return [known[i] for i in wanted]
+        accounts = []
+        for row in connection.execute(_LOCK_ACCOUNTS if lock else _SELECT_ACCOUNTS, {"ids": wanted}):
+            account = account_from_row(row)
+            accounts.append(account)
+            if row.shards:
+                self._sharded[row.id] = row.shards
+            elif lock:
+                known[row.id] = account
+        accounts.sort(key=lambda a: a.id)
+        return accounts
 
     def lookup_accounts(self, account_ids: Iterable[int]) -> list[Account]:
         return self._select_accounts(self.session.connection(), account_ids)
@@ -347,7 +567,7 @@ class SqlLedgerRepository:
         _check_limit("balances.limit", limit, 100_000)
         if account_ids is not None:
             return [a for a in self.lookup_accounts(account_ids) if a.id > after_id][:limit]
-        query = select(ledger_accounts).where(_A.id > after_id).order_by(_A.id).limit(limit)
+        query = select(_BALANCES).where(_B.id > after_id).order_by(_B.id).limit(limit)
         return [account_from_row(r) for r in self.session.connection().execute(query)]
 
     def journal(
@@ -398,8 +618,8 @@ class SqlLedgerRepository:
                 sums[offset], sums[offset + 1] = int(pending_sum), int(posted_sum)
         wrong = []
         stored_balances = select(
-            _A.id, _A.debits_pending, _A.debits_posted, _A.credits_pending, _A.credits_posted
-        ).order_by(_A.id)
+            _B.id, _B.debits_pending, _B.debits_posted, _B.credits_pending, _B.credits_posted
+        ).order_by(_B.id)
         for account_id, *stored in connection.execute(stored_balances):
             if stored != expected.pop(account_id, [0, 0, 0, 0]):
                 wrong.append(account_id)
@@ -408,10 +628,10 @@ class SqlLedgerRepository:
     def totals(self) -> Totals:
         row = self.session.execute(
             select(
-                func.coalesce(func.sum(_A.debits_pending), 0),
-                func.coalesce(func.sum(_A.debits_posted), 0),
-                func.coalesce(func.sum(_A.credits_pending), 0),
-                func.coalesce(func.sum(_A.credits_posted), 0),
+                func.coalesce(func.sum(_B.debits_pending), 0),
+                func.coalesce(func.sum(_B.debits_posted), 0),
+                func.coalesce(func.sum(_B.credits_pending), 0),
+                func.coalesce(func.sum(_B.credits_posted), 0),
             )
         ).one()
         return Totals(*(int(v) for v in row))

@@ -18,10 +18,21 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     Table,
+    text,
 )
 
-__all__ = ["TABLE_MODULES", "ledger_accounts", "ledger_transfers", "load_all_tables", "metadata"]
+__all__ = [
+    "BALANCE_COLUMNS",
+    "TABLE_MODULES",
+    "ledger_account_shards",
+    "ledger_accounts",
+    "ledger_transfers",
+    "load_all_tables",
+    "metadata",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -56,11 +67,28 @@ ledger_accounts = Table(
     Column("credits_pending", BigInteger, nullable=False),
     Column("credits_posted", BigInteger, nullable=False),
     Column("timestamp_ns", BigInteger, nullable=False),
+    # 0: the balances are the four columns above. N > 0: a sharded ("hot") account, see below.
+    Column("shards", SmallInteger, nullable=False, server_default=text("0")),
     CheckConstraint(
         "debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 AND credits_posted >= 0",
         name="balances_not_negative",
     ),
 )
+
+BALANCE_COLUMNS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+ledger_account_shards = Table(
+    "ledger_account_shards",
+    metadata,
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("shard", SmallInteger, nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in BALANCE_COLUMNS),
+    PrimaryKeyConstraint("account_id", "shard"),
+)
+"""Balance changes of a sharded account (``ledger_accounts.shards`` = N > 0): rows 0..N-1 hold changes
+(deltas, a row may be negative) and the account's balances are its own columns plus the sums of its rows.
+Writers add to the row of their connection's shard, so concurrent writers do not queue on one row lock.
+Only accounts without a balance rule (no flags, no limit) are sharded: no decision reads their balance."""
 
 ledger_transfers = Table(
     "ledger_transfers",

@@ -1,0 +1,101 @@
+"""Round trips of one purchase authorization on PostgreSQL (a count, not a time: a regression in the number
+of statements the issuer sends per request shows here), the writes held back by the issuer's unit of work,
+and the benchmark's own requests (smoke run, tiny counts, no timing)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from citycard.db import Database
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hsm.soft import SoftHsm
+from citycard.issuer.commands import AuthorizationRequest
+from citycard.issuer.handlers import IssuerService
+
+from tests.db.dbtargets import fresh_database
+
+PURCHASE_ROUND_TRIPS = 10  # BEGIN, card, request id, terminals, UN, ledger lock, ledger write, EC float,
+# authorization insert (with the card's row and the UN), COMMIT; it was 15 before issue 8's work
+
+
+def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRequest]]:
+    from benchmarks import bench_auth
+
+    hsm = SoftHsm(os.urandom(32))
+    old = bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT
+    bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT = 2, 6
+    try:
+        (requests,) = bench_auth._setup(db, hsm, 1)
+    finally:
+        bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT = old
+    return IssuerService(lambda: db.unit_of_work(IssuerUnitOfWork), hsm, time.time_ns), hsm, requests
+
+
+def test_a_purchase_costs_ten_round_trips_on_postgresql(tmp_path: Path) -> None:
+    from benchmarks.bench_auth import RoundTripCounter
+
+    with fresh_database("postgresql", tmp_path) as db:
+        service, _, requests = _service(db)
+        assert service.authorize(requests[0]).approved  # caches warm (bank, keys)
+        counter = RoundTripCounter(db.engine)
+        for req in requests[1:4]:
+            assert service.authorize(req).approved
+        assert counter.count == 3 * PURCHASE_ROUND_TRIPS
+        before = counter.count
+        assert service.authorize(requests[1]).approved  # a retry: the stored answer
+        assert counter.count - before <= 4  # BEGIN, card, request id, ROLLBACK
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            assert uow.ledger.totals().balanced
+            assert uow.ledger.audit() == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_held_back_writes_are_read_back_and_dropped_on_rollback(kind: str, tmp_path: Path) -> None:
+    """A card update and an unpredictable number held back by the unit of work: a later read in the same
+    transaction sees them, a rollback drops them, a commit writes them."""
+    with fresh_database(kind, tmp_path) as db:
+        _, _, requests = _service(db)
+        pan = requests[0].pan
+        statements: list[str] = []
+        event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            card = uow.cards.get(pan, for_update=True)
+            assert card is not None
+            uow.cards.update(replace(card, highest_atc=77))
+            uow.authorizations.add_unpredictable_number(pan, b"\x01\x02\x03\x04", 77)
+            assert not any(s.startswith("UPDATE issuer_cards") for s in statements)  # held back
+            again = uow.cards.get(pan)
+            assert again is not None and again.highest_atc == 77
+            assert uow.authorizations.seen_unpredictable_number(pan, b"\x01\x02\x03\x04")
+            uow.cards.update(replace(again, highest_atc=78))
+            uow.rollback()
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            card = uow.cards.get(pan)
+            assert card is not None and card.highest_atc == -1  # as issued
+            assert not uow.authorizations.seen_unpredictable_number(pan, b"\x01\x02\x03\x04")
+            uow.cards.update(replace(card, highest_atc=5))
+            uow.commit()
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            card = uow.cards.get(pan)
+            assert card is not None and card.highest_atc == 5
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_benchmark_authorizations_are_approved(kind: str, tmp_path: Path) -> None:
+    with fresh_database(kind, tmp_path) as db:
+        service, _, requests = _service(db)
+        for req in requests:
+            answer = service.authorize(req)
+            assert answer.approved, answer.reason
+        retried = service.authorize(requests[-1])
+        assert retried.approved
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            assert uow.ledger.totals().balanced
+            assert uow.ledger.audit() == []
+            assert sum(1 for t in uow.ledger.journal(limit=100) if t.amount_fen == 100) == len(requests)
