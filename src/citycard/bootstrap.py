@@ -9,6 +9,9 @@ What it builds (the settings name each place, see ``citycard.config``):
   a set-up (``create_key=True``, ``citycard bank add``) of an HSM without keys creates, saying so;
 - the database (:func:`build_database`): ``CITYCARD_DATABASE_URL`` (an SQLite file under ``$CITYCARD_HOME`` by
   default); an empty database is migrated on first use, an older one refused until ``citycard db upgrade``;
+- the network front ends (issue 8): the switch's routing table from the issuer's banks and BIN ranges
+  (:func:`routing_table`), an issuing bank's front end (:func:`build_issuer_front_end`) and the switch
+  (:func:`build_switch`), both on an opened :class:`Issuer` (``docs/network.md``);
 - the issuer service (:func:`issuer_service`): the cooling period before a lost card's refund
   (``CITYCARD_COOLING_PERIOD_DAYS``), card images under ``$CITYCARD_HOME/cards`` and personalisation records
   in ``$CITYCARD_HOME/perso/<bank>.jsonl`` (:class:`DirectorySink`), the issuer certificate from the demo CA
@@ -56,20 +59,27 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.db import Database
     from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.hosts.issuer import IssuerFrontEnd
+    from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
     from citycard.issuer.model import Card
+    from citycard.switch import RoutingTable
 
 __all__ = [
     "Center",
     "DirectorySink",
     "HomeFolderError",
     "Issuer",
+    "UnknownBank",
     "build_database",
     "build_hsm",
+    "build_issuer_front_end",
+    "build_switch",
     "issuer_service",
     "make_home",
     "open_center",
     "open_engine",
     "open_issuer",
+    "routing_table",
     "safe_url",
     "terminal_home",
     "terminal_hsm",
@@ -84,6 +94,10 @@ def _quiet(message: str) -> None:
 
 class HomeFolderError(OSError):
     """The citycard home folder cannot be made (its message names the folder and the reason)."""
+
+
+class UnknownBank(ValueError):
+    """A bank code given to a network service that the issuer does not have (the message names it)."""
 
 
 @dataclass
@@ -330,3 +344,57 @@ def open_center(s: Settings, *, with_hsm: bool = False, say: Say = _quiet) -> It
         yield Center(s, database, hsm)
     finally:
         database.close()
+
+
+# --- the network front ends (issue 8) -------------------------------------------------------------------
+def routing_table(issuer: Issuer) -> RoutingTable:
+    """The switch's members (each bank with its institution id and zone PIN key label) and BIN routes, as
+    the issuer's database holds them now."""
+    from citycard.issuer.model import bank_key_labels
+    from citycard.switch import BinRoute, Member, RoutingTable
+
+    with issuer.unit_of_work(read_only=True) as uow:
+        banks = uow.banks.list()
+        ranges = uow.banks.bin_ranges()
+    members = [
+        Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"])
+        for bank in banks
+    ]
+    return RoutingTable(members, [BinRoute(r.bin, r.bank_code) for r in ranges])
+
+
+def _check_banks(table: RoutingTable, codes: list[str]) -> None:
+    unknown = [code for code in codes if table.member(code) is None]
+    if unknown:
+        known = ", ".join(m.bank_code for m in table.members) or "none yet: 'citycard bank add'"
+        raise UnknownBank(f"no bank {', '.join(unknown)} (banks: {known})")
+
+
+def build_issuer_front_end(
+    issuer: Issuer, bank_code: str, *, host: str = "127.0.0.1", port: int = 0, workers: int = 4
+) -> IssuerFrontEnd:
+    """The front end of ``bank_code`` on ``issuer`` (:class:`UnknownBank` if there is no such bank); the
+    caller starts it (``async with``) and closes the database after it stopped."""
+    from citycard.hosts.issuer import IssuerFrontEnd
+
+    table = routing_table(issuer)
+    _check_banks(table, [bank_code])
+    return IssuerFrontEnd(issuer.service, bank_code, table, host=host, port=port, workers=workers)
+
+
+def build_switch(
+    issuer: Issuer,
+    issuers: dict[str, tuple[str, int]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: SwitchLimits | None = None,
+) -> SwitchFrontEnd:
+    """The switch routing by the banks and BIN ranges of ``issuer``'s database, translating PINs in its HSM,
+    with one link per issuing bank's front end in ``issuers`` (:class:`UnknownBank` for a code that is not
+    a bank)."""
+    from citycard.hosts.switch import SwitchFrontEnd
+
+    table = routing_table(issuer)
+    _check_banks(table, list(issuers))
+    return SwitchFrontEnd(table, issuers, issuer.hsm, host=host, port=port, limits=limits)

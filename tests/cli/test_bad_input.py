@@ -123,6 +123,13 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("card-apdu-interface", ["card", "apdu", "{card}", "00A40400", "--interface", "radio"], {}, 2),
     ("card-serve-missing", ["card", "serve", "{root}/missing.json"], {}, 2),
     ("card-serve-vpcd", ["card", "serve", "{card}", "--vpcd", "host:abc"], {}, 2),
+    ("serve-card-vpcd", ["serve", "card", "{card}", "--vpcd", "host:abc"], {}, 2),
+    ("serve-issuer-no-bank", ["serve", "issuer", "--bank", "NOPE", "--port", "0"], {}, 2),
+    ("serve-issuer-port", ["serve", "issuer", "--bank", "ICBC", "--port", "70000"], {}, 2),
+    ("serve-switch-no-issuer", ["serve", "switch", "--port", "0"], {}, 2),
+    ("serve-switch-address", ["serve", "switch", "--issuer", "ICBC:9585"], {}, 2),
+    ("serve-switch-twice", ["serve", "switch", "--issuer", "ICBC=1", "--issuer", "icbc=2"], {}, 2),
+    ("serve-switch-no-bank", ["serve", "switch", "--issuer", "NOPE=127.0.0.1:9585", "--port", "0"], {}, 2),
     # --- card (issuer side) ---------------------------------------------------------------------------
     ("issue-no-bank", ["card", "issue", "--bank", "NOPE"], {}, 2),
     ("issue-born-2030", ["card", "issue", "--bank", "ICBC", "--holder", "LI SI", "--id-number", BORN_2030],

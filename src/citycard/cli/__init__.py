@@ -47,6 +47,10 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "card": Lazy("Emulated PBOC citizen cards: personalise, show, send APDUs.", "citycard.cli:_card_app"),
     "pos": Lazy("POS terminal and bus validator (PBOC level-2 kernel).", "citycard.cli.pos:app"),
+    "serve": Lazy(
+        "Network services: the switch, an issuing bank's front end; an emulated card for vpcd.",
+        "citycard.cli.servers:app",
+    ),
     "calc": Lazy(
         "Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
         "citycard.cli.calc:app",

@@ -214,6 +214,11 @@ class SqlBanks(_Repo):
     def add(self, bank: Bank) -> None:
         self._execute(insert(issuer_banks).values(**_values(bank)))
 
+    def bin_ranges(self) -> list[BinRange]:
+        """Every BIN range of every bank, by BIN (the switch's routing table is built from them)."""
+        query = select(issuer_bin_ranges).order_by(issuer_bin_ranges.c.bin)
+        return [_from_row(BinRange, r) for r in self.session.execute(query)]
+
     def get(self, code: str) -> Bank | None:
         row = self._one(select(issuer_banks).where(issuer_banks.c.code == code))
         return _from_row(Bank, row) if row else None

@@ -1,0 +1,159 @@
+"""``citycard serve``: the programme's network services, each in the foreground until Ctrl-C or SIGTERM.
+
+- ``citycard serve switch [--port 9584] --issuer CODE=HOST:PORT ...``: the switch (routes the acquirers'
+  requests by BIN to each bank's issuer front end);
+- ``citycard serve issuer --bank CODE [--port 9585]``: one issuing bank's front end (its cards' requests
+  to the issuer service);
+- ``citycard serve card CARD --vpcd ...``: an emulated card into a PC/SC reader list (also ``citycard card
+  serve``).
+
+Each prints where it listens, then serves; Ctrl-C or SIGTERM stops it cleanly (no new request is taken,
+those in flight finish, the database is closed). Everything is built by ``citycard.bootstrap``; what each
+service does, its limits and timeouts: ``docs/network.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated, Protocol
+
+import typer
+
+from citycard.config import settings
+
+from . import serve as card_serve
+from .bank import fail, open_issuer
+
+__all__ = ["app", "parse_issuer", "serve_issuer", "serve_switch"]
+
+app = typer.Typer(
+    help="Network services (switch, issuer front ends) and the emulated card for vpcd.", no_args_is_help=True
+)
+
+SWITCH_PORT = 9584
+ISSUER_PORT = 9585
+
+
+class _Service(Protocol):
+    @property
+    def port(self) -> int: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def parse_issuer(text: str) -> tuple[str, tuple[str, int]]:
+    """``CODE=HOST:PORT`` (or ``CODE=PORT`` on 127.0.0.1) → (code, (host, port)); ValueError saying why."""
+    code, sep, address = text.partition("=")
+    host, _, port = address.rpartition(":")
+    if not sep or not code:
+        raise ValueError(f"{text!r} is not CODE=HOST:PORT")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: the port is a number from 1 to 65535")
+    return code.upper(), (host or "127.0.0.1", int(port))
+
+
+async def _serve(service: _Service, banner: str) -> None:
+    """Start ``service``, print ``banner`` (its port filled in), serve until SIGINT or SIGTERM, stop."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await service.start()
+        try:
+            typer.echo(banner.format(port=service.port))
+            await stopping.wait()
+            typer.echo("stopping: no new requests; those in flight finish")
+        finally:
+            await service.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    typer.echo("stopped")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+HostOpt = Annotated[str, typer.Option("--host", help="address to listen on")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log every request (never a PAN)")]
+
+
+@app.command("switch")
+def serve_switch(
+    issuer: Annotated[
+        list[str],
+        typer.Option(
+            "--issuer",
+            help="a bank's issuer front end, CODE=HOST:PORT (repeat for each bank)",
+            show_default=False,
+        ),
+    ],
+    port: Annotated[int, typer.Option("--port", help="port the acquirers connect to", min=0, max=65535)] = (
+        SWITCH_PORT
+    ),
+    host: HostOpt = "127.0.0.1",
+    hop_timeout: Annotated[
+        float, typer.Option("--hop-timeout", help="seconds to wait for an issuer's answer (then 91)", min=0.1)
+    ] = 10.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
+    from citycard.bootstrap import UnknownBank, build_switch
+    from citycard.hosts.switch import SwitchLimits
+
+    addresses: dict[str, tuple[str, int]] = {}
+    for text in issuer:
+        try:
+            code, address = parse_issuer(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--issuer") from None
+        if code in addresses:
+            raise typer.BadParameter(f"bank {code} given twice", param_hint="--issuer")
+        addresses[code] = address
+    settings()  # a bad CITYCARD_* setting is refused before anything starts
+    _logging(verbose)
+    with open_issuer() as platform:
+        try:
+            switch = build_switch(
+                platform, addresses, host=host, port=port, limits=SwitchLimits(hop_timeout_s=hop_timeout)
+            )
+        except UnknownBank as exc:
+            raise fail(str(exc), 2) from None
+        routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
+        bins = len(switch.table.bins)
+        banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
+        asyncio.run(_serve(switch, banner))
+
+
+@app.command("issuer")
+def serve_issuer(
+    bank: Annotated[str, typer.Option("--bank", help="the bank whose cards this front end answers for")],
+    port: Annotated[int, typer.Option("--port", help="port the switch connects to", min=0, max=65535)] = (
+        ISSUER_PORT
+    ),
+    host: HostOpt = "127.0.0.1",
+    workers: Annotated[
+        int, typer.Option("--workers", help="authorizations run at once (threads)", min=1, max=64)
+    ] = 4,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Answer the switch's requests for one bank's cards with the issuer service."""
+    from citycard.bootstrap import UnknownBank, build_issuer_front_end
+
+    settings()
+    _logging(verbose)
+    code = bank.upper()
+    with open_issuer() as platform:
+        try:
+            front = build_issuer_front_end(platform, code, host=host, port=port, workers=workers)
+        except UnknownBank as exc:
+            raise fail(str(exc), 2) from None
+        banner = f"issuer front end of {code} listening on {host}:{{port}}; Ctrl-C to stop"
+        asyncio.run(_serve(front, banner))
+
+
+app.command("card")(card_serve.serve)

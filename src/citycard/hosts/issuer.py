@@ -1,0 +1,269 @@
+"""An issuing bank's front end: host-to-host ISO 8583 requests in, ``IssuerService.authorize`` behind.
+
+One front end serves ONE bank (``citycard serve issuer --bank CODE``). It is an
+:class:`~citycard.net.server.Iso8583Server` whose handler turns each request of the host-to-host legs
+(``docs/network.md`` "The issuer front end"; the UnionPay POS profile of ``docs/iso8583.md``) into the
+issuer's :class:`~citycard.issuer.commands.AuthorizationRequest`, runs it in a bounded pool of worker
+threads (the service is synchronous SQLAlchemy), and answers with the issuer's decision:
+
+====================================  ===================================================================
+request                               answer
+====================================  ===================================================================
+0200 purchase / balance / EC loads    0210: 39, 38 auth code, 37 and 32 echoed, 55 (ARPC, scripts), 54
+0400 / 0420 reversal of one of them   0410 / 0430: 39 (``00`` also when there was nothing to reverse)
+0820 echo test (60.3 = 301)           0830 ``00``, answered here
+a PAN of another bank                 ``15`` (no such issuer), nothing posted
+field 32 or 37 missing, a field the   ``30`` (format error), nothing posted (the issuer's
+issuer cannot use (MalformedRequest)  ``MalformedRequest``; the codec already answered a message that
+                                      does not decode at all)
+a PIN block that does not             ``99`` (PIN format error), nothing posted
+decipher under the bank's ZPK
+a transaction we do not carry         ``40`` (function not supported): 0320, 0500, sign-on, EC load from
+                                      another account, and void / refund until the issuer has them
+====================================  ===================================================================
+
+The idempotency key is field 32 (acquiring institution) + ``-`` + 37 (RRN); a reversal's is ``R`` + that,
+naming the original's (``NETWORK.md``): an acquirer that repeats a request gets the issuer's stored answer,
+and a reversal repeated as 0420 is applied once. The kind comes from the table of transactions
+(``codec.iso8583.messages.transaction_type``: processing code 3, condition code 25, 60.1).
+
+Field 54 of a balance inquiry is one 20-character additional amount (ISO 8583:1987 field 54 layout, as
+UnionPay POS terminals read it): account type ``10`` (savings), amount type ``02`` (available balance),
+currency ``156``, ``C`` (credit) or ``D`` (debit), 12 digits of fen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+from citycard.codec.iso8583 import (
+    AdviceRequest,
+    AuthorizationRequest,
+    Message,
+    NetworkManagementRequest,
+    ResponseCode,
+    ReversalRequest,
+    transaction_type,
+)
+from citycard.codec.tlv import decode, encode
+from citycard.hsm.api import HsmInputError
+from citycard.issuer import commands
+from citycard.issuer.commands import AuthorizationKind, MalformedRequest
+from citycard.issuer.handlers import IssuerService
+from citycard.net.server import Iso8583Server, ServerLimits
+from citycard.switch import RoutingTable, card_number
+
+from .answers import answer
+
+__all__ = [
+    "KINDS",
+    "IssuerFrontEnd",
+    "IssuerFrontEndStats",
+    "balance_field",
+    "request_id",
+    "to_authorization",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS: Final[dict[str, str]] = {
+    "purchase": "PURCHASE",
+    "balance inquiry": "BALANCE_INQUIRY",
+    "EC load, designated account": "EC_LOAD",
+    "EC load, cash": "EC_CASH_LOAD",
+    "void": "VOID",
+    "refund": "REFUND",
+}
+"""Transaction (``codec.iso8583.messages.TRANSACTIONS`` name) → ``AuthorizationKind`` member name; a kind
+the issuer does not have (yet) is answered ``40``."""
+
+_MAX_FIELD55: Final = 255
+"""Field 55 of a response (LLLVAR b..255, docs/iso8583.md)."""
+
+
+@dataclass(slots=True)
+class IssuerFrontEndStats:
+    """Counters since start."""
+
+    authorizations: int = 0
+    """Requests handed to the issuer (retries included)."""
+    not_ours: int = 0
+    """Requests for a card of another bank, answered 15."""
+    malformed: int = 0
+    """Requests answered 30 before the issuer was called."""
+    unsupported: int = 0
+    """Requests answered 40."""
+    echoes: int = 0
+
+
+def request_id(message: Message) -> str:
+    """The issuer's idempotency key: field 32 + ``-`` + field 37 (:class:`MalformedRequest` if absent)."""
+    if not message.acquirer_id:
+        raise MalformedRequest("32", "the acquiring institution (field 32) is missing")
+    if not message.rrn:
+        raise MalformedRequest("37", "the retrieval reference number (field 37) is missing")
+    return f"{message.acquirer_id}-{message.rrn}"
+
+
+def _psn(message: Message, kind: AuthorizationKind) -> str:
+    """The card sequence number: field 23 (n3, ``001``), else 5F34 in field 55; a reversal without either
+    uses ``00`` (the issuer reverses by the original's request id and never reads it)."""
+    if message.card_sequence_number is not None:
+        return message.card_sequence_number[-2:]
+    psn = message.icc.get("5F34") if message.icc is not None else None
+    if psn is not None and len(psn) == 1:
+        return psn.hex()
+    if kind is AuthorizationKind.REVERSAL:
+        return "00"
+    raise MalformedRequest("23", "no card sequence number (field 23, or 5F34 in field 55)")
+
+
+def to_authorization(message: Message, kind: AuthorizationKind) -> commands.AuthorizationRequest:
+    """The issuer's request for ``message`` (:class:`MalformedRequest` naming the field it cannot use)."""
+    pan = card_number(message)
+    if pan is None:
+        raise MalformedRequest("2", "no card number (field 2 or 35)")
+    base = request_id(message)
+    reversal = kind is AuthorizationKind.REVERSAL
+    return commands.AuthorizationRequest(
+        request_id=f"R{base}" if reversal else base,
+        kind=kind,
+        pan=pan,
+        psn=_psn(message, kind),
+        amount_fen=message.amount_fen or 0,
+        field55=message.icc.raw if message.icc is not None else b"",
+        stan=f"{message.stan or 0:06d}",
+        terminal_id=message.terminal_id or "",
+        merchant_id=message.merchant_id or "",
+        pin_block=message.pin_block,
+        original_request_id=base if reversal else None,
+    )
+
+
+def balance_field(balance_fen: int) -> str:
+    """Field 54 for a balance (module docstring): ``1002156C000000012345``."""
+    sign = "C" if balance_fen >= 0 else "D"
+    return f"1002156{sign}{abs(balance_fen):012d}"
+
+
+def _response_field55(data: bytes) -> bytes:
+    """The issuer's field 55, or its ARPC alone when scripts would make it longer than the field allows."""
+    if len(data) <= _MAX_FIELD55:
+        return data
+    log.warning("response field 55 of %d bytes exceeds %d: scripts left out", len(data), _MAX_FIELD55)
+    arpc = next((obj.value for obj in decode(data) if obj.tag == "91"), None)
+    return encode("91", arpc) if arpc is not None else b""
+
+
+class IssuerFrontEnd:
+    """The front end of ``bank_code`` (module docstring). ``async with IssuerFrontEnd(...) as front:``
+    listens (``front.port``) and, on exit, stops taking requests, lets those in flight finish and waits for
+    the worker threads (an authorization is never cut in the middle of posting)."""
+
+    def __init__(
+        self,
+        service: IssuerService,
+        bank_code: str,
+        table: RoutingTable,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workers: int = 4,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        assert workers > 0
+        assert table.member(bank_code) is not None, f"bank {bank_code} is not in the routing table"
+        self.bank_code = bank_code
+        self.table = table
+        self.stats = IssuerFrontEndStats()
+        self._service = service
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"issuer-{bank_code}")
+        self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+    async def __aenter__(self) -> IssuerFrontEnd:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def handle(self, message: Message) -> Message | None:
+        """The answer to one request (module docstring)."""
+        if isinstance(message, NetworkManagementRequest):
+            if message.field60 is not None and message.field60.network_code == "301":
+                self.stats.echoes += 1
+                return answer(message, ResponseCode.APPROVED)
+            return self._unsupported(message)
+        if not isinstance(message, AuthorizationRequest | AdviceRequest | ReversalRequest):
+            return self._unsupported(message)
+        kind = self._kind(message)
+        if kind is None:
+            return self._unsupported(message)
+        pan = card_number(message)
+        if pan is not None:
+            owner = self.table.route(pan)
+            if owner is None or owner.bank_code != self.bank_code:
+                self.stats.not_ours += 1
+                return answer(message, ResponseCode.NO_SUCH_ISSUER)
+        try:
+            request = to_authorization(message, kind)
+        except MalformedRequest as exc:
+            self.stats.malformed += 1
+            log.info("%s stan %s refused 30: %s", message.mti, message.stan, exc)
+            return answer(message, ResponseCode.FORMAT_ERROR)
+        self.stats.authorizations += 1
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(self._executor, self._service.authorize, request)
+        except HsmInputError:  # a PIN block that does not decipher under our zone PIN key (rolled back)
+            self.stats.malformed += 1
+            log.info("%s stan %s rrn %s refused 99: PIN block", message.mti, message.stan, message.rrn)
+            return answer(message, ResponseCode.PIN_FORMAT_ERROR)
+        log.info(
+            "%s stan %s rrn %s: %s %s",
+            message.mti,
+            message.stan,
+            message.rrn,
+            response.response_code,
+            response.reason,
+        )
+        return self._answer(message, kind, response)
+
+    def _kind(self, message: Message) -> AuthorizationKind | None:
+        if isinstance(message, ReversalRequest):
+            return AuthorizationKind.REVERSAL
+        row = transaction_type(message)
+        name = KINDS.get(row.name) if row is not None else None
+        return AuthorizationKind.__members__.get(name) if name is not None else None
+
+    def _unsupported(self, message: Message) -> Message:
+        self.stats.unsupported += 1
+        return answer(message, ResponseCode.FUNCTION_NOT_SUPPORTED)
+
+    def _answer(
+        self, message: Message, kind: AuthorizationKind, response: commands.AuthorizationResponse
+    ) -> Message:
+        extra: dict[int, str | bytes] = {}
+        if response.authorization_code:
+            extra[38] = response.authorization_code
+        field55 = _response_field55(response.field55)
+        if field55:
+            extra[55] = field55
+        if kind is AuthorizationKind.BALANCE_INQUIRY and response.balance_fen is not None:
+            extra[54] = balance_field(response.balance_fen)
+        return answer(message, ResponseCode(response.response_code), extra)

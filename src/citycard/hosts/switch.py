@@ -1,0 +1,231 @@
+"""The switch front end: acquirers in, one link per issuing bank's front end out, routed by BIN.
+
+An :class:`~citycard.net.server.Iso8583Server` takes the acquirers' host-to-host requests (0200, 0220,
+0400, 0420 with 32 = acquiring institution and 37 = RRN, ``docs/network.md`` "The switch"); for each, the
+pure decisions of :mod:`citycard.switch` say where it goes, and this module carries them out:
+
+1. refused at once (``15`` no BIN matches, ``30`` 32/37/PAN missing, ``03`` unknown institution, ``40`` a
+   kind that is not switched): answered here, nothing forwarded;
+2. the PIN block (52) translated in the HSM from the acquiring bank's zone PIN key to the issuing bank's
+   (``hsm.translate_pin_block``; a block that does not decipher to an ISO 9564 format 0 block: ``99``);
+3. sent on the issuing bank's :class:`~citycard.net.link.Iso8583Link` (many requests in flight, answers
+   matched by RRN) with the hop timeout, and its answer passed back as it came;
+4. no answer in time, connection lost, issuer not connected, or an answer that does not decode: an
+   authorization is answered ``91``, an advice or reversal not at all (its sender repeats it;
+   ``switch.answer_when_unanswered``). An issuer's ``30`` that carried only 11, 41 and 42 goes back as a
+   typed ``30``.
+
+Echo tests (0820, 60.3 = ``301``) are answered here. The host-to-host legs carry no MAC (zone MAC keys are
+not done). The routing table is read once at start (a new BIN or bank needs a restart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from citycard.codec.iso8583 import (
+    Field60,
+    Message,
+    NetworkManagementRequest,
+    ResponseCode,
+    Tpdu,
+)
+from citycard.hsm.api import Hsm, HsmInputError, KeyHandle
+from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse
+from citycard.net.server import Iso8583Server, ServerLimits
+from citycard.switch import Forward, RoutingTable, answer_when_unanswered, card_number, decide
+
+from .answers import answer
+
+__all__ = ["SwitchFrontEnd", "SwitchLimits", "SwitchStats", "echo_test"]
+
+log = logging.getLogger(__name__)
+
+SWITCH_TERMINAL: Final = "SWITCH00"
+"""Field 41 of the switch's own echo tests on its links."""
+SWITCH_MERCHANT: Final = "SWITCH000000000"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchLimits:
+    """The switch's bounds (seconds end in ``_s``)."""
+
+    hop_timeout_s: float = 10.0
+    """How long the switch waits for an issuer front end's answer (the acquirer waits longer)."""
+    echo_interval_s: float = 30.0
+    """An echo test on an issuer link after this long without receiving anything."""
+    server: ServerLimits = dataclasses.field(default_factory=ServerLimits)
+    link: LinkLimits = dataclasses.field(default_factory=LinkLimits)
+
+    def __post_init__(self) -> None:
+        assert self.hop_timeout_s > 0 and self.echo_interval_s > 0
+
+
+@dataclass(slots=True)
+class SwitchStats:
+    """Counters since start."""
+
+    forwarded: int = 0
+    answered_by_issuer: int = 0
+    refused: int = 0
+    """Answered here without forwarding (15, 30, 03, 40, 99)."""
+    unanswered: int = 0
+    """Forwarded without an answer (answered 91, or not at all for advices and reversals)."""
+    pin_translations: int = 0
+    echoes: int = 0
+
+
+class _Stan:
+    """The STAN of the switch's own echo tests (1..999999, wrapping)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def next(self) -> int:
+        self.value = self.value % 999_999 + 1
+        return self.value
+
+
+def echo_test(stan: int) -> Message:
+    """An echo test (0820, 60.3 = 301) from the switch."""
+    return NetworkManagementRequest(
+        mti="0820",
+        stan=stan,
+        terminal_id=SWITCH_TERMINAL,
+        merchant_id=SWITCH_MERCHANT,
+        field60=Field60("00", 0, "301"),
+    )
+
+
+class SwitchFrontEnd:
+    """The switch (module docstring). ``issuers`` maps each bank code to its front end's (host, port);
+    a member bank without an address is treated as an issuer that does not answer."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        issuers: Mapping[str, tuple[str, int]],
+        hsm: Hsm,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: SwitchLimits | None = None,
+    ) -> None:
+        for code in issuers:
+            assert table.member(code) is not None, f"bank {code} is not in the routing table"
+        self.table = table
+        self.limits = limits or SwitchLimits()
+        self.stats = SwitchStats()
+        self._hsm = hsm
+        self._keys: dict[str, KeyHandle] = {}
+        stan = _Stan()
+        link_limits = dataclasses.replace(
+            self.limits.link,
+            timeout_s=self.limits.hop_timeout_s,
+            echo_interval_s=self.limits.echo_interval_s,
+        )
+        self.links: dict[str, Iso8583Link] = {
+            code: Iso8583Link(
+                address[0],
+                address[1],
+                tpdu=Tpdu(0, 0),
+                limits=link_limits,
+                keepalive=lambda: echo_test(stan.next()),
+            )
+            for code, address in issuers.items()
+        }
+        self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        for link in self.links.values():
+            await link.start()
+        await self.server.start()
+
+    async def stop(self) -> None:
+        """Stop taking requests, let those in flight finish (the server's drain), then close the links."""
+        await self.server.stop()
+        for link in self.links.values():
+            await link.close()
+
+    async def __aenter__(self) -> SwitchFrontEnd:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def handle(self, message: Message) -> Message | None:
+        """The answer to one acquirer request (module docstring)."""
+        if isinstance(message, NetworkManagementRequest):
+            if message.field60 is not None and message.field60.network_code == "301":
+                self.stats.echoes += 1
+                return answer(message, ResponseCode.APPROVED)
+            return self._refuse(message, ResponseCode.FUNCTION_NOT_SUPPORTED, "network management")
+        decision = decide(self.table, message)
+        if not isinstance(decision, Forward):
+            return self._refuse(message, decision.code, decision.reason)
+        outgoing = message
+        if decision.pin is not None and message.pin_block is not None:
+            pan = card_number(message)
+            assert pan is not None  # decide() routed it by its PAN
+            try:
+                block = self._hsm.translate_pin_block(
+                    self._key(decision.pin.source_label),
+                    self._key(decision.pin.destination_label),
+                    message.pin_block,
+                    pan,
+                )
+            except HsmInputError:
+                return self._refuse(message, ResponseCode.PIN_FORMAT_ERROR, "PIN block does not decipher")
+            self.stats.pin_translations += 1
+            outgoing = dataclasses.replace(message, pin_block=block)
+        return await self._forward(message, outgoing, decision.issuer.bank_code)
+
+    async def _forward(self, message: Message, outgoing: Message, bank_code: str) -> Message | None:
+        link = self.links.get(bank_code)
+        self.stats.forwarded += 1
+        try:
+            if link is None:
+                raise LinkError(f"no address configured for bank {bank_code}")
+            response = await link.request(outgoing, timeout_s=self.limits.hop_timeout_s)
+        except MalformedResponse as exc:
+            if exc.response_code == ResponseCode.FORMAT_ERROR:
+                self.stats.answered_by_issuer += 1
+                return answer(message, ResponseCode.FORMAT_ERROR)
+            return self._unanswered(message, bank_code, exc)
+        except LinkError as exc:
+            return self._unanswered(message, bank_code, exc)
+        self.stats.answered_by_issuer += 1
+        return response
+
+    def _unanswered(self, message: Message, bank_code: str, exc: Exception) -> Message | None:
+        self.stats.unanswered += 1
+        code = answer_when_unanswered(message.mti)
+        log.info(
+            "%s rrn %s to %s: %s (%s)",
+            message.mti,
+            message.rrn,
+            bank_code,
+            type(exc).__name__,
+            f"answered {code}" if code else "not answered: the sender repeats it",
+        )
+        return None if code is None else answer(message, code)
+
+    def _refuse(self, message: Message, code: ResponseCode, reason: str) -> Message:
+        self.stats.refused += 1
+        log.info("%s stan %s rrn %s refused %s: %s", message.mti, message.stan, message.rrn, code, reason)
+        return answer(message, code)
+
+    def _key(self, label: str) -> KeyHandle:
+        handle = self._keys.get(label)
+        if handle is None:
+            handle = self._keys[label] = self._hsm.get(label)
+        return handle

@@ -1,0 +1,112 @@
+"""What the switch does with one host-to-host request (pure decisions; ``citycard.hosts.switch`` acts).
+
+- **Where it goes** (:func:`decide`): the acquirer is the member whose institution id is field 32 (absent:
+  format error ``30``; not a member: ``03``, we take no request from an unknown institution); the issuer is
+  the member owning the longest BIN prefix of the PAN (field 2, else the PAN of track 2, field 35; none:
+  ``30``; no BIN matches: ``15`` no such issuer).
+- **PIN translation**: a request with a PIN block (field 52, ISO 9564-1 format 0) arrives under the
+  acquiring bank's zone PIN key and leaves under the issuing bank's (:class:`PinTranslation`; none when both
+  are the same key, an on-us request).
+- **No answer from the issuer** (:func:`answer_when_unanswered`): an authorization (0100/0200) is answered
+  ``91`` (issuer or switch inoperative) so the terminal is not kept waiting and the acquirer reverses it; an
+  advice or a reversal (0220, 0400, 0420) is not answered at all, so its sender keeps it in its
+  store-and-forward queue and sends it again (ISO 8583:1987 repeat messages 0221/0421; UnionPay repeats a
+  reversal as 0420).
+
+Only the transactions of the host-to-host legs pass (``FORWARDED``); anything else is refused ``40``
+(function not supported). Codes from ``codec.iso8583.codes.ResponseCode``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from citycard.codec.iso8583 import (
+    AdviceRequest,
+    AuthorizationRequest,
+    Message,
+    ResponseCode,
+    ReversalRequest,
+)
+
+from .routing import Member, RoutingTable
+
+__all__ = [
+    "FORWARDED",
+    "Forward",
+    "PinTranslation",
+    "Refuse",
+    "answer_when_unanswered",
+    "card_number",
+    "decide",
+]
+
+FORWARDED: Final = (AuthorizationRequest, AdviceRequest, ReversalRequest)
+"""The request kinds the switch carries to an issuer: 0100/0200, 0220, 0400/0420."""
+
+_ANSWERED_WHEN_UNANSWERED: Final = frozenset({"0100", "0200"})
+
+
+@dataclass(frozen=True, slots=True)
+class PinTranslation:
+    """Translate field 52 from the acquiring bank's zone PIN key to the issuing bank's (HSM labels)."""
+
+    source_label: str
+    destination_label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request to ``issuer``'s front end, its PIN block translated first when ``pin`` says so."""
+
+    issuer: Member
+    acquirer: Member
+    pin: PinTranslation | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer the acquirer ``code`` at once; nothing goes to an issuer."""
+
+    code: ResponseCode
+    reason: str
+
+
+def card_number(message: Message) -> str | None:
+    """The PAN: field 2, else the digits of track 2 (field 35) before the separator ``D``."""
+    if message.pan:
+        return message.pan
+    if message.track2:
+        pan = message.track2.partition("D")[0]
+        return pan or None
+    return None
+
+
+def decide(table: RoutingTable, message: Message) -> Forward | Refuse:
+    """Where ``message`` goes (module docstring), or the code it is refused with."""
+    if not isinstance(message, FORWARDED):
+        return Refuse(ResponseCode.FUNCTION_NOT_SUPPORTED, f"{message.mti} is not switched")
+    if message.acquirer_id is None:
+        return Refuse(ResponseCode.FORMAT_ERROR, "field 32 (acquiring institution) is missing")
+    if message.rrn is None:
+        return Refuse(ResponseCode.FORMAT_ERROR, "field 37 (retrieval reference number) is missing")
+    acquirer = table.acquirer(message.acquirer_id)
+    if acquirer is None:
+        return Refuse(ResponseCode.INVALID_MERCHANT, "field 32 names no member institution")
+    pan = card_number(message)
+    if pan is None:
+        return Refuse(ResponseCode.FORMAT_ERROR, "no card number (field 2 or 35)")
+    issuer = table.route(pan)
+    if issuer is None:
+        return Refuse(ResponseCode.NO_SUCH_ISSUER, "no BIN of a member bank matches the card number")
+    pin = None
+    if message.pin_block is not None and acquirer.zpk_label != issuer.zpk_label:
+        pin = PinTranslation(acquirer.zpk_label, issuer.zpk_label)
+    return Forward(issuer, acquirer, pin)
+
+
+def answer_when_unanswered(mti: str) -> ResponseCode | None:
+    """What the acquirer gets when the issuer did not answer ``mti`` (module docstring): ``91`` for an
+    authorization, None (no answer: the sender repeats it) for an advice or a reversal."""
+    return ResponseCode.ISSUER_UNAVAILABLE if mti in _ANSWERED_WHEN_UNANSWERED else None

@@ -1,0 +1,386 @@
+"""The switch and the issuers' front ends over real loopback sockets (SQLite and PostgreSQL): a test
+acquirer's 0200 goes through the switch to the issuer of the card's bank, with real cards and real ARQCs
+(the chip emulator and tests/issuer), and the ledger is checked before and after every fault."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import socket
+from collections.abc import Callable
+
+from citycard.codec.iso8583 import (
+    Field60,
+    IccData,
+    Message,
+    NetworkManagementRequest,
+    RawMessage,
+    ResponseCode,
+    ReversalRequest,
+    decode_frame,
+    encode_frame,
+    encode_message,
+)
+from citycard.codec.iso8583.wire import Frame, Header
+from citycard.codec.tlv import decode_dict
+from citycard.db import Database
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hosts.switch import SwitchLimits, echo_test
+from citycard.hsm.soft import SoftHsm
+from citycard.issuer.commands import SetPin
+from citycard.issuer.handlers import IssuerService
+from citycard.net.framing import read_frame, write_frame
+from citycard.net.link import Iso8583Link, Timeout
+from citycard.net.server import Iso8583Server, ServerLimits
+
+from tests.hosts.conftest import (
+    ACQUIRER_TPDU,
+    BOC_ID,
+    FAST_LINK,
+    ICBC_ID,
+    chain,
+    funded,
+    purchase,
+)
+from tests.issuer.conftest import Terminal, ledger_snapshot
+from tests.net.support import run
+
+TC = 0x40
+
+
+def deposit_fen(database: Database, pan: str) -> int:
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+        assert card is not None and card.deposit_account_id is not None
+        (account,) = uow.ledger.lookup_accounts([card.deposit_account_id])
+        return account.credit_balance_fen
+
+
+def reversal_of(original: Message, reason: ResponseCode = ResponseCode.ISSUER_TIMEOUT) -> ReversalRequest:
+    """The acquirer's 0400 for ``original``: its 2, 3, 4, 11, 22, 23, 25, 32, 37, 41, 42, 49, 55, 60."""
+    return ReversalRequest(
+        mti="0400",
+        pan=original.pan,
+        processing_code=original.processing_code,
+        amount_fen=original.amount_fen,
+        stan=original.stan,
+        pos_entry_mode=original.pos_entry_mode,
+        card_sequence_number=original.card_sequence_number,
+        condition_code=original.condition_code,
+        acquirer_id=original.acquirer_id,
+        rrn=original.rrn,
+        response_code=reason,
+        terminal_id=original.terminal_id,
+        merchant_id=original.merchant_id,
+        currency=original.currency,
+        icc=original.icc,
+        field60=original.field60,
+    )
+
+
+def test_a_purchase_goes_through_the_switch_to_the_card_issuer_and_the_chip_accepts_the_answer(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 100_000)
+    term = terminal_for(pan)
+    request = purchase(pan, term.first_ac(2_500), 2_500, "000000000101")
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            answer = await c.send(request)
+            assert answer.mti == "0210" and answer.response_code is ResponseCode.APPROVED
+            assert answer.rrn == "000000000101" and answer.acquirer_id == BOC_ID
+            assert answer.stan == 1 and answer.terminal_id == request.terminal_id
+            assert answer.auth_code is not None and len(answer.auth_code) == 6
+            assert answer.icc is not None and answer.icc.get("91") is not None
+            icc = answer.icc
+            cid, _ = term.complete(icc.raw, icc.get("91")[8:])  # type: ignore[index]
+            assert cid == TC  # the chip verified the ARPC of the real issuer
+            assert deposit_fen(database, pan) == 100_000 - 2_500
+            again = await c.send(request)  # the acquirer repeats it: the stored answer, posted once
+            assert again == answer
+            assert deposit_fen(database, pan) == 100_000 - 2_500
+            assert c.issuers["ICBC"].stats.authorizations == 2 and c.issuers["BOC"].stats.authorizations == 0
+            assert c.switch.stats.forwarded == 2 and c.switch.stats.answered_by_issuer == 2
+
+    run(scenario())
+    assert ledger_snapshot(database) != before
+
+
+def test_two_banks_are_routed_by_bin_with_requests_in_flight_together(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    icbc, boc = funded(banks, "ICBC", 50_000), funded(banks, "BOC", 70_000)
+    requests = [
+        purchase(icbc, terminal_for(icbc).first_ac(1_000), 1_000, "000000000201", stan=11),
+        purchase(boc, terminal_for(boc).first_ac(3_000), 3_000, "000000000202", stan=12, acquirer=ICBC_ID),
+    ]
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            answers = await asyncio.gather(*(c.send(r) for r in requests))
+            assert [a.rrn for a in answers] == ["000000000201", "000000000202"]
+            assert all(a.response_code is ResponseCode.APPROVED for a in answers)
+            assert c.issuers["ICBC"].stats.authorizations == 1 and c.issuers["BOC"].stats.authorizations == 1
+
+    run(scenario())
+    assert deposit_fen(database, icbc) == 49_000 and deposit_fen(database, boc) == 67_000
+
+
+def test_an_unroutable_pan_is_answered_15_by_the_switch_and_reaches_no_issuer(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC")
+    f55 = terminal_for(pan).first_ac(1_000)
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            answer = await c.send(purchase("6230000000000000011", f55, 1_000, "000000000301"))
+            assert answer.response_code is ResponseCode.NO_SUCH_ISSUER and answer.rrn == "000000000301"
+            assert sum(front.stats.authorizations for front in c.issuers.values()) == 0
+            assert c.switch.stats.refused == 1 and c.switch.stats.forwarded == 0
+
+    run(scenario())
+    assert ledger_snapshot(database) == before
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_issuer_that_is_down_or_silent_gets_91_within_the_hop_timeout_and_nothing_is_posted(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    icbc, boc = funded(banks, "ICBC"), funded(banks, "BOC")
+    down = purchase(icbc, terminal_for(icbc).first_ac(1_000), 1_000, "000000000401")
+    silent = purchase(boc, terminal_for(boc).first_ac(1_000), 1_000, "000000000402")
+    before = ledger_snapshot(database)
+    hop_s = 0.5
+    heard: list[Message] = []
+
+    async def never(message: Message) -> Message | None:
+        heard.append(message)
+        await asyncio.sleep(3600)
+        return None
+
+    async def scenario() -> None:
+        mute = Iso8583Server(never, limits=ServerLimits(drain_timeout_s=0.1))
+        async with mute:
+            addresses = {"ICBC": ("127.0.0.1", _closed_port()), "BOC": ("127.0.0.1", mute.port)}
+            limits = SwitchLimits(hop_timeout_s=hop_s)
+            async with chain(banks, hsm, banks=(), addresses=addresses, limits=limits) as c:
+                # the acquirer waits ten hops: the switch answers well before
+                for request in (down, silent):
+                    answer = await c.send(request, timeout_s=10 * hop_s)
+                    assert answer.response_code is ResponseCode.ISSUER_UNAVAILABLE
+                    assert answer.rrn == request.rrn
+                assert [m.rrn for m in heard] == ["000000000402"]
+                # a reversal the issuer does not answer is not answered: the acquirer keeps it and repeats it
+                try:
+                    await c.send(reversal_of(down), timeout_s=4 * hop_s)
+                    raise AssertionError("a reversal without an issuer answer must not be answered")
+                except Timeout:
+                    pass
+                assert c.switch.stats.unanswered == 3
+
+    run(scenario())
+    assert ledger_snapshot(database) == before
+
+
+def test_a_reversal_through_the_chain_nets_the_account_to_zero_and_its_repeat_applies_once(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 20_000)
+    request = purchase(pan, terminal_for(pan).first_ac(4_000), 4_000, "000000000501")
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            assert (await c.send(request)).response_code is ResponseCode.APPROVED
+            assert deposit_fen(database, pan) == 16_000
+            reversal = reversal_of(request)
+            answer = await c.send(reversal)
+            assert answer.mti == "0410" and answer.response_code is ResponseCode.APPROVED
+            assert answer.rrn == request.rrn
+            assert deposit_fen(database, pan) == 20_000
+            repeat = await c.send(dataclasses.replace(reversal, mti="0420"))  # repeated as 0420
+            assert repeat.mti == "0430" and repeat.response_code is ResponseCode.APPROVED
+            assert deposit_fen(database, pan) == 20_000
+
+    run(scenario())
+
+
+def _frame(message: Message, replace: dict[int, str | bytes]) -> bytes:
+    fields = dict(message.to_fields().fields)
+    fields.update(replace)
+    return encode_frame(Frame(ACQUIRER_TPDU, Header(), encode_message(RawMessage(message.mti, fields))))
+
+
+async def _exchange(port: int, frames: list[bytes]) -> list[RawMessage]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        answers = []
+        for frame in frames:
+            await write_frame(writer, frame)
+            back = await read_frame(reader, body_timeout_s=10)
+            assert back is not None
+            answers.append(decode_frame(back)[1])
+        return answers
+    finally:
+        writer.close()
+
+
+def test_a_malformed_field_55_is_answered_30_posts_nothing_and_the_servers_keep_serving(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 10_000)
+    good = purchase(pan, terminal_for(pan).first_ac(1_000), 1_000, "000000000601")
+    not_tlv = _frame(good, {55: b"\x9f\x26\x08\x01\x02"})  # 9F26 says 8 bytes, 2 follow
+    tags = decode_dict(good.icc.raw)  # type: ignore[union-attr]
+    del tags["9F26"]
+    no_arqc = dataclasses.replace(good, rrn="000000000602", icc=IccData.of(list(tags.items())))
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            for port in (
+                c.switch.port,
+                c.issuers["ICBC"].port,
+            ):  # the switch decodes first; so does the issuer
+                (answer,) = await _exchange(port, [not_tlv])
+                assert answer.mti == "0210" and answer.fields[39] == "30" and answer.fields[11] == "000001"
+            # well-formed TLV that the issuer cannot use (no ARQC): 30 from the issuer, through the switch
+            answer = await c.send(no_arqc)
+            assert answer.response_code is ResponseCode.FORMAT_ERROR and answer.rrn == "000000000602"
+            # field 23 missing and no 5F34: the front end refuses it before the issuer is called
+            calls = c.issuers["ICBC"].stats.authorizations
+            no_psn = dataclasses.replace(good, rrn="000000000603", card_sequence_number=None)
+            assert (await c.send(no_psn)).response_code is ResponseCode.FORMAT_ERROR
+            assert c.issuers["ICBC"].stats.authorizations == calls
+            assert ledger_snapshot(database) == before
+            assert (await c.send(good)).response_code is ResponseCode.APPROVED  # and they go on serving
+
+    run(scenario())
+    assert deposit_fen(database, pan) == 9_000
+
+
+def test_random_bytes_close_the_connection_and_the_switch_and_issuer_serve_the_next_client(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    rng = random.Random(9584)
+    pan = funded(banks, "ICBC", 10_000)
+    good = purchase(pan, terminal_for(pan).first_ac(500), 500, "000000000701")
+    before = ledger_snapshot(database)
+
+    async def garbage(port: int) -> None:
+        for _ in range(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(
+                    b"\xff\xff" + rng.randbytes(rng.randrange(1, 300))
+                )  # a length above the frame limit
+                await writer.drain()
+                assert await reader.read() == b""  # closed by the server, nothing answered
+            finally:
+                writer.close()
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            await garbage(c.switch.port)
+            await garbage(c.issuers["ICBC"].port)
+            assert c.switch.server.stats.closed_for_garbage == 10
+            assert c.issuers["ICBC"].server.stats.closed_for_garbage == 10
+            assert ledger_snapshot(database) == before
+            assert (await c.send(good)).response_code is ResponseCode.APPROVED
+
+    run(scenario())
+
+
+def test_an_online_pin_is_translated_from_the_acquirers_zone_key_to_the_issuers_and_verified(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 10_000)
+    banks.set_pin(SetPin(pan, hsm.encrypt_pin(hsm.get("icbc-zpk"), "147258", pan)))
+    term = terminal_for(pan)
+
+    def under_boc(pin: str) -> bytes:  # the acquiring bank's zone PIN key (after the acquirer's PIK -> ZPK)
+        return hsm.encrypt_pin(hsm.get("boc-zpk"), pin, pan)
+
+    wrong = purchase(pan, term.first_ac(800, un=b"\x01\x02\x03\x04"), 800, "000000000801")
+    wrong = dataclasses.replace(wrong, pin_block=under_boc("147200"))
+    right = purchase(pan, term.first_ac(800, un=b"\x05\x06\x07\x08"), 800, "000000000802")
+    right = dataclasses.replace(right, pin_block=under_boc("147258"))
+    untranslated = purchase(pan, term.first_ac(800, un=b"\x09\x0a\x0b\x0c"), 800, "000000000803")
+    untranslated = dataclasses.replace(untranslated, pin_block=under_boc("147258"))
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            assert (await c.send(wrong)).response_code is ResponseCode.INCORRECT_PIN
+            assert (await c.send(right)).response_code is ResponseCode.APPROVED
+            assert c.switch.stats.pin_translations == 2
+            # the same block sent straight to the issuer, not translated: under the wrong key, refused
+            async with Iso8583Link(
+                "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
+            ) as direct:
+                answer = await direct.request(untranslated)  # 99, or 55 when it happens to decode
+                assert answer.response_code in (ResponseCode.PIN_FORMAT_ERROR, ResponseCode.INCORRECT_PIN)
+
+    run(scenario())
+    assert deposit_fen(database, pan) == 9_200
+
+
+def test_a_card_of_another_bank_at_an_issuer_front_end_is_answered_15_and_echoes_are_answered_locally(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    boc = funded(banks, "BOC")
+    request = purchase(boc, terminal_for(boc).first_ac(1_000), 1_000, "000000000901")
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            async with Iso8583Link(
+                "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
+            ) as direct:
+                answer = await direct.request(request)
+                assert answer.response_code is ResponseCode.NO_SUCH_ISSUER
+                assert c.issuers["ICBC"].stats.not_ours == 1
+                echo = await direct.request(echo_test(5))
+                assert isinstance(echo.response_code, ResponseCode) and echo.approved
+            echo = await c.send(echo_test(6))
+            assert echo.mti == "0830" and echo.approved and c.switch.stats.echoes == 1
+            assert c.issuers["ICBC"].stats.echoes == 1
+            sign_on = NetworkManagementRequest(
+                mti="0800",
+                stan=7,
+                terminal_id="T0000001",
+                merchant_id="M00000000000001",
+                field60=Field60("00", 1, "003"),
+            )
+            assert (await c.send(sign_on)).response_code is ResponseCode.FUNCTION_NOT_SUPPORTED
+
+    run(scenario())
+    assert ledger_snapshot(database) == before
+
+
+def test_a_balance_inquiry_answers_the_available_balance_in_field_54(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 12_345)
+    f55 = terminal_for(pan).first_ac(0, txn_type=0x31)
+    inquiry = purchase(pan, f55, 0, "000000001001", processing_code="310000", type_code="01")
+    inquiry = dataclasses.replace(inquiry, amount_fen=None)
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm) as c:
+            answer = await c.send(inquiry)
+            assert answer.response_code is ResponseCode.APPROVED
+            assert answer.balance == "1002156C000000012345"
+
+    run(scenario())
+    assert ledger_snapshot(database) == before

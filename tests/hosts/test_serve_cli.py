@@ -1,0 +1,85 @@
+"""``citycard serve issuer`` and ``citycard serve switch`` as real processes: each prints where it listens,
+answers over TCP (an echo test through the switch, a purchase of an unknown card refused 15 or 03), and
+stops cleanly on SIGTERM and on Ctrl-C (SIGINT), exit status 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from citycard.cli import run as cli
+from citycard.codec.iso8583 import ResponseCode
+from citycard.hosts.switch import echo_test
+from citycard.net.link import Iso8583Link
+
+from tests.hosts.conftest import ACQUIRER_TPDU, FAST_LINK
+from tests.net.support import run
+
+pytestmark = pytest.mark.xdist_group("concurrent-processes")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    for name in ("CITYCARD_DATABASE_URL", "CITYCARD_HSM_MASTER_KEY", "CITYCARD_HSM_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
+    assert cli(["bank", "add", "ICBC", "--bin", "621226"]) == 0
+    yield {**os.environ, "CITYCARD_HOME": str(tmp_path)}
+
+
+def _start(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from citycard.cli import main; main()", "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", banner)
+    if found is None:
+        process.kill()
+        raise AssertionError(f"no banner: {banner!r} {process.communicate(timeout=10)}")
+    return process, int(found.group(1)), banner
+
+
+def _stop(process: subprocess.Popen[str], sig: signal.Signals) -> str:
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+def test_serve_issuer_and_switch_answer_over_tcp_and_stop_cleanly(home: dict[str, str]) -> None:
+    issuer, issuer_port, issuer_banner = _start(home, "issuer", "--bank", "icbc", "--port", "0")
+    try:
+        switch, switch_port, switch_banner = _start(
+            home, "switch", "--issuer", f"ICBC=127.0.0.1:{issuer_port}", "--port", "0"
+        )
+    except BaseException:
+        issuer.kill()
+        raise
+
+    async def scenario() -> None:
+        for port in (switch_port, issuer_port):
+            async with Iso8583Link("127.0.0.1", port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK) as link:
+                answer = await link.request(echo_test(1))
+                assert answer.mti == "0830" and answer.response_code is ResponseCode.APPROVED
+
+    try:
+        run(scenario())
+    finally:
+        switch_out = _stop(switch, signal.SIGTERM)
+        issuer_out = _stop(issuer, signal.SIGINT)
+    assert f"ICBC -> 127.0.0.1:{issuer_port}" in switch_banner and "1 BIN ranges" in switch_banner
+    assert "issuer front end of ICBC" in issuer_banner
+    assert switch_out.rstrip().endswith("stopped") and issuer_out.rstrip().endswith("stopped")
