@@ -356,10 +356,7 @@ def routing_table(issuer: Issuer) -> RoutingTable:
     with issuer.unit_of_work(read_only=True) as uow:
         banks = uow.banks.list()
         ranges = uow.banks.bin_ranges()
-    members = [
-        Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"])
-        for bank in banks
-    ]
+    members = [Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"]) for bank in banks]
     return RoutingTable(members, [BinRoute(r.bin, r.bank_code) for r in ranges])
 
 
