@@ -48,7 +48,7 @@ COMMANDS: dict[str, Lazy] = {
     "card": Lazy("Emulated PBOC citizen cards: personalise, show, send APDUs.", "citycard.cli:_card_app"),
     "pos": Lazy("POS terminal and bus validator (PBOC level-2 kernel).", "citycard.cli.pos:app"),
     "serve": Lazy(
-        "Network services: the switch, an issuing bank's front end; an emulated card for vpcd.",
+        "Network services over ISO 8583 (switch, issuer front ends); an emulated card for vpcd.",
         "citycard.cli.servers:app",
     ),
     "calc": Lazy(

@@ -29,7 +29,8 @@ from .bank import fail, open_issuer
 __all__ = ["app", "parse_issuer", "serve_issuer", "serve_switch"]
 
 app = typer.Typer(
-    help="Network services (switch, issuer front ends) and the emulated card for vpcd.", no_args_is_help=True
+    help="Network services over ISO 8583 (switch, issuer front ends); an emulated card for vpcd.",
+    no_args_is_help=True,
 )
 
 SWITCH_PORT = 9584
