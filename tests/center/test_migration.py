@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from citycard.center import views
 from citycard.center.model import RegistryStatus, TerminalKind
 from citycard.db import downgrade, migrate
 from citycard.db.center_repositories import CenterUnitOfWork
@@ -40,6 +41,7 @@ def test_the_issuers_registry_becomes_the_centers(kind: str, tmp_path: Path) -> 
         assert t1 is not None and t1.status is RegistryStatus.ACTIVE and t1.kind is TerminalKind.POS
         assert t2 is not None and t2.status is RegistryStatus.CLOSED and t2.tmk_kcv == ""
         assert binding is not None and binding.merchant == merchant
+        assert views.binding_refusal(binding, "M1") == ("58", "merchant M1 has no acquiring bank")
         downgrade(db.engine, "0007_issuer_network")
         with db.engine.connect() as c:
             rows = c.execute(text("SELECT terminal_id, status FROM issuer_terminals ORDER BY terminal_id"))

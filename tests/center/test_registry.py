@@ -141,3 +141,34 @@ def test_listings_filter_by_bank_industry_district_and_merchant(uow: Uow, deps: 
         "tmk_kcv": first.tmk_kcv,
         "created": "2026-11-25T09:00:04Z",  # the 4th reading of the clock
     }
+
+
+def test_an_id_taken_meanwhile_is_refused_by_the_insert_itself(uow: Uow, deps: CenterDeps) -> None:
+    """``add`` is ``INSERT … ON CONFLICT DO NOTHING``: a second row with the ID is a False, not an error."""
+    merchant = add_merchant(BUS, uow(), deps)
+    terminal = add_terminal(AddTerminal("T0000001", BUS.merchant_id), uow(), deps)
+    with uow() as u:
+        assert u.merchants.add(merchant) is False
+        assert u.terminals.add(terminal) is False
+        u.commit()
+    assert len(views.list_merchants(uow(), MerchantQuery())) == 1
+    assert len(views.list_terminals(uow())) == 1
+
+
+def test_a_terminal_whose_commit_failed_is_added_again_with_the_same_tmk(
+    uow: Uow, deps: CenterDeps, platform_hsm: SoftHsm, terminal_hsms: dict[str, SoftHsm]
+) -> None:
+    add_merchant(BUS, uow(), deps)
+
+    class CommitFails(CenterUnitOfWork):
+        def commit(self) -> None:
+            raise ConnectionError("the database went away")
+
+    failing = uow()
+    failing.__class__ = CommitFails
+    with pytest.raises(ConnectionError):
+        add_terminal(AddTerminal("T0000001", BUS.merchant_id), failing, deps)
+    assert views.terminal_binding(uow(), "T0000001") is None  # no row
+    made = platform_hsm.get(tmk_label("T0000001"))  # but the keys were made in both HSMs
+    terminal = add_terminal(AddTerminal("T0000001", BUS.merchant_id), uow(), deps)
+    assert terminal.tmk_kcv == made.kcv == terminal_hsms["T0000001"].get(tmk_label("T0000001")).kcv

@@ -40,8 +40,9 @@ def terminal_binding(uow: CenterUnitOfWork, terminal_id: str) -> TerminalBinding
 
 def binding_refusal(binding: TerminalBinding | None, merchant_id: str) -> tuple[str, str] | None:
     """ISO 8583 response code and reason when fields 41/42 may not transact: ``58`` (transaction not
-    permitted to terminal) for an unknown or closed terminal or a closed merchant, ``03`` (invalid
-    merchant) for a terminal of another merchant; None when they may."""
+    permitted to terminal) for an unknown or closed terminal, a closed merchant or one without an acquiring
+    bank (registered before the center), ``03`` (invalid merchant) for a terminal of another merchant; None
+    when they may (then ``binding.merchant.bank_code`` is the acquiring bank)."""
     if binding is None:
         return "58", "terminal (field 41) is not registered"
     terminal, merchant = binding
@@ -51,6 +52,8 @@ def binding_refusal(binding: TerminalBinding | None, merchant_id: str) -> tuple[
         return "03", f"terminal {terminal.terminal_id} is not a terminal of merchant {merchant_id!r}"
     if not merchant.active:
         return "58", f"merchant {merchant.merchant_id} is {merchant.status.value}"
+    if merchant.bank_code is None:
+        return "58", f"merchant {merchant.merchant_id} has no acquiring bank"
     return None
 
 
