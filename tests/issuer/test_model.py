@@ -96,7 +96,10 @@ def test_request_kind_from_a_string_and_unknown_kinds() -> None:
     req = AuthorizationRequest("r", "ec_load", "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
     assert req.kind is AuthorizationKind.EC_LOAD
     with pytest.raises(MalformedRequest, match="kind"):
-        AuthorizationRequest("r", "refund", "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
+        AuthorizationRequest("r", "cashback", "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
+    for follow_up in ("refund", "void"):  # known kinds now, that name their original
+        with pytest.raises(MalformedRequest, match="original_request_id"):
+            AuthorizationRequest("r", follow_up, "6212260000000000018", "01", 100, b"")  # type: ignore[arg-type]
     with pytest.raises(MalformedRequest, match="pan"):
         AuthorizationRequest("r", "ec_load", "62122600000A0000018", "01", 100, b"")  # type: ignore[arg-type]
     with pytest.raises(MalformedRequest, match="original_request_id"):

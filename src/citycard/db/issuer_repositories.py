@@ -401,9 +401,15 @@ class SqlAuthorizations(_Repo):
         assert tuple(row)[1:] == (1,) * len(kinds), (kinds, tuple(row))
         return True
 
-    def mark_reversed(self, request_id: str, by: str) -> None:
+    def mark_reversed(self, request_id: str, by: str | None) -> None:
         t = issuer_authorizations
         self._execute(update(t).where(t.c.request_id == request_id).values(reversed_by=by))
+
+    def add_refunded(self, request_id: str, amount_fen: int) -> None:
+        t = issuer_authorizations
+        self.session.execute(
+            update(t).where(t.c.request_id == request_id).values(refunded_fen=t.c.refunded_fen + amount_fen)
+        )
 
     def seen_unpredictable_number(self, pan: str, un: bytes) -> bool:
         return self._one(_UN_SEEN, {"pan": pan, "un": un.hex().upper()}) is not None

@@ -294,7 +294,19 @@ class AuthorizationKind(enum.StrEnum):
     BALANCE_INQUIRY = "balance_inquiry"
     EC_LOAD = "ec_load"  # 圈存: deposit account -> EC wallet, answered with PUT DATA 9F79
     EC_CASH_LOAD = "ec_cash_load"  # cash at a service counter -> EC wallet
-    REVERSAL = "reversal"
+    REVERSAL = "reversal"  # 0400/0420: the original's transfers mirrored (or a tombstone if it is unknown)
+    VOID = (
+        "void"  # 消费撤销: a purchase of the same day cancelled, card present (ARQC), the original's amount
+    )
+    REFUND = "refund"  # 退货 advice (0220): part of a purchase credited back, card not present
+
+    @property
+    def follows_up(self) -> bool:
+        """A follow-up of an earlier request (named by ``original_request_id``)."""
+        return self in _FOLLOW_UPS
+
+
+_FOLLOW_UPS = frozenset({AuthorizationKind.REVERSAL, AuthorizationKind.VOID, AuthorizationKind.REFUND})
 
 
 @dataclass(frozen=True)
@@ -309,7 +321,7 @@ class AuthorizationRequest:
     terminal_id: str = ""
     merchant_id: str = ""
     pin_block: bytes | None = field(default=None, repr=False)  # field 52, under the zone PIN key; not in repr
-    original_request_id: str | None = None  # for a reversal
+    original_request_id: str | None = None  # for a reversal, a void, a refund
 
     def __post_init__(self) -> None:
         if not isinstance(self.request_id, str) or not 1 <= len(self.request_id) <= 64:
@@ -339,8 +351,10 @@ class AuthorizationRequest:
                 raise MalformedRequest(name, f"must be at most {limit} printable ASCII characters")
         if self.pin_block is not None and len(self.pin_block) != 8:
             raise MalformedRequest("pin_block", "must be 8 bytes")
-        if self.kind == AuthorizationKind.REVERSAL and not self.original_request_id:
-            raise MalformedRequest("original_request_id", "a reversal names the request it reverses")
+        if self.kind.follows_up and (
+            not isinstance(self.original_request_id, str) or not 1 <= len(self.original_request_id) <= 64
+        ):
+            raise MalformedRequest("original_request_id", f"a {self.kind} names the request it follows up")
 
 
 @dataclass(frozen=True)

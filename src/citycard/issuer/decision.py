@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from citycard.ledger.model import CreateTransferResult, Transfer
 
@@ -36,6 +37,7 @@ from .model import (
     Product,
     transfer_id,
 )
+from .ports import StoredAuthorization
 
 __all__ = [
     "Checks",
@@ -43,6 +45,7 @@ __all__ = [
     "IssuerScript",
     "ScriptPlan",
     "decide",
+    "decide_refund",
     "plan_scripts",
     "refusal_for",
     "settle",
@@ -78,10 +81,22 @@ class Decision:
     new_ec_balance_fen: int | None = None  # an EC load: the card's balance once the PUT DATA 9F79 runs
     card_ec_balance_fen: int | None = None  # the card's own EC balance (its IAD, MAC verified)
     record_unpredictable_number: bool = False
+    reverses: str | None = None  # a void: the purchase it cancels, marked reversed once the legs post
+    refunds: str | None = None  # a refund: the purchase whose refunded amount grows once the legs post
 
     @property
     def approved(self) -> bool:
         return self.code == "00"
+
+
+def beijing_date(now_ns: int) -> date:
+    """The date in China (UTC+8): a void is for a purchase of the same (Beijing) day."""
+    return datetime.fromtimestamp(now_ns / 1e9, timezone(timedelta(hours=8))).date()
+
+
+def yymm(now_ns: int) -> str:
+    """The month as a card's expiry date has it (``YYMM``, UTC)."""
+    return datetime.fromtimestamp(now_ns / 1e9, UTC).strftime("%y%m")
 
 
 def refusal_for(card: Card, yymm_now: str) -> tuple[str, str] | None:
@@ -105,12 +120,13 @@ def decide(
     *,
     bank: Bank,
     product: Product,
-    yymm_now: str,
+    now_ns: int,
     ec_books_balance_fen: int | None = None,
+    original: StoredAuthorization | None = None,
 ) -> Decision:
-    """The decision on a card-present request (purchase, balance inquiry, EC load, EC cash load).
+    """The decision on a card-present request (purchase, balance inquiry, EC load, EC cash load, void).
     ``ec_books_balance_fen``: the issuer's EC float of the card, needed for a load when the card's IAD
-    carries no balance."""
+    carries no balance; ``original``: a void's original (None when unknown)."""
     if chip.terminal_id is not None and chip.terminal_id != req.terminal_id.rstrip():
         reason = "the terminal identification in field 55 (9F1C) differs from field 41"
         return Decision("58", reason, ("terminal_mismatch",))
@@ -132,7 +148,7 @@ def decide(
     if chip.offline_pin_claim_unsupported:
         reason = "CVM results claim an offline PIN the card did not verify"
         return replace(base, reason=reason, flags=(*flags, "cvm_mismatch"))
-    refused = refusal_for(card, yymm_now)
+    refused = refusal_for(card, yymm(now_ns))
     if refused is not None:
         return replace(base, code=refused[0], reason=refused[1])
     if req.pin_block is None and chip.online_pin_asked:
@@ -144,6 +160,8 @@ def decide(
             return pinned
         card = pinned
         base = replace(base, card=card)
+    if req.kind == AuthorizationKind.VOID:
+        return _void(req, card, base, bank, original, now_ns)
     return _business(req, card, base, bank, product, ec_books_balance_fen)
 
 
@@ -214,6 +232,90 @@ def _business(
     return replace(base, code="00", legs=(leg,), new_ec_balance_fen=new_balance)
 
 
+def _original_refusal(
+    req: AuthorizationRequest, original: StoredAuthorization | None
+) -> tuple[str, str, tuple[str, ...]] | None:
+    """(code, reason, flags) when ``original`` cannot be voided or refunded: unknown, or another card's
+    (``25``); not an approved purchase that posted, or reversed or voided already (``12``); a void from
+    another terminal or merchant, a refund from another merchant, than the purchase's (``58``)."""
+    if original is None or original.pan != req.pan or original.tombstone:
+        return "25", "no such original transaction", ()
+    if original.kind != AuthorizationKind.PURCHASE:
+        return "12", f"the original is a {original.kind}: only a purchase is voided or refunded", ()
+    if original.response_code != "00" or not original.transfer_ids:
+        return "12", "the original purchase was declined: nothing to give back", ()
+    if original.reversed_by is not None:
+        return "12", f"the original purchase was reversed or voided already (by {original.reversed_by})", ()
+    same_place = original.merchant_id == req.merchant_id and (
+        req.kind == AuthorizationKind.REFUND or original.terminal_id == req.terminal_id
+    )
+    if not same_place:
+        where = "merchant (field 42)" if req.kind == AuthorizationKind.REFUND else "terminal or merchant"
+        return "58", f"the {req.kind}'s {where} is not the original purchase's", ("terminal_mismatch",)
+    return None
+
+
+def _void(
+    req: AuthorizationRequest,
+    card: Card,
+    base: Decision,
+    bank: Bank,
+    original: StoredAuthorization | None,
+    now_ns: int,
+) -> Decision:
+    """消费撤销: the purchase's amount back to the deposit account, if it is the same day's, unrefunded, and
+    the void is for its whole amount (``64`` otherwise)."""
+    refused = _original_refusal(req, original)
+    if refused is not None:
+        code, reason, flags = refused
+        return replace(base, code=code, reason=reason, flags=(*base.flags, *flags))
+    assert original is not None
+    if beijing_date(original.created_ns) != beijing_date(now_ns):
+        return replace(base, code="12", reason="a void is for a purchase of the same day: refund it instead")
+    if original.refunded_fen:
+        return replace(base, code="12", reason="the purchase is partly refunded: refund the rest instead")
+    if req.amount_fen != original.amount_fen:
+        reason = f"a void is for the purchase's whole amount ({original.amount_fen} fen)"
+        return replace(base, code="64", reason=reason)
+    assert card.deposit_account_id is not None, "an approved purchase had a deposit account"
+    leg = Transfer(
+        transfer_id(req.request_id, 1),
+        bank.settlement_account_id,
+        card.deposit_account_id,
+        req.amount_fen,
+        code=BankAccount.NETWORK_SETTLEMENT,
+    )
+    return replace(base, code="00", legs=(leg,), reverses=original.request_id)
+
+
+def decide_refund(
+    req: AuthorizationRequest, card: Card | None, original: StoredAuthorization | None, bank: Bank | None
+) -> Decision:
+    """退货 (an advice, card not present): up to the purchase's amount not refunded yet, back to the holder's
+    deposit account — several partial refunds add up to at most the purchase. The card's status does not
+    matter (the money goes to the account, not the card)."""
+    if card is None or card.psn != req.psn:
+        return Decision("14", "unknown card")
+    refused = _original_refusal(req, original)
+    if refused is not None:
+        return Decision(*refused)
+    assert original is not None and bank is not None
+    remaining = original.amount_fen - original.refunded_fen
+    if req.amount_fen > remaining:
+        reason = f"the refund exceeds what is left of the purchase to refund ({remaining} fen)"
+        return Decision("64", reason)
+    if card.deposit_account_id is None:
+        return Decision("57", "an unregistered card has no account to refund to")
+    leg = Transfer(
+        transfer_id(req.request_id, 1),
+        bank.settlement_account_id,
+        card.deposit_account_id,
+        req.amount_fen,
+        code=BankAccount.NETWORK_SETTLEMENT,
+    )
+    return Decision("00", legs=(leg,), refunds=original.request_id)
+
+
 def settle(decision: Decision, results: Sequence[CreateTransferResult]) -> Decision:
     """The decision once its legs were offered to the ledger: kept when they all posted (an EC load then
     delivers the card's pending EC credit with it), else declined — ``51`` insufficient funds, ``61`` over the
@@ -231,7 +333,9 @@ def settle(decision: Decision, results: Sequence[CreateTransferResult]) -> Decis
         code, reason = "61", "exceeds the account limit"
     else:
         code, reason = "96", f"ledger refused the transfer: {first.value}"
-    return replace(decision, code=code, reason=reason, legs=(), new_ec_balance_fen=None)
+    return replace(
+        decision, code=code, reason=reason, legs=(), new_ec_balance_fen=None, reverses=None, refunds=None
+    )
 
 
 class IssuerScript(enum.Enum):

@@ -28,6 +28,7 @@ from .model import (
 )
 
 __all__ = [
+    "TOMBSTONE",
     "AccountOwner",
     "Authorizations",
     "Banks",
@@ -109,13 +110,18 @@ class Cards(Protocol):
     def list(self, bank_code: str | None = None, *, limit: int = 1000) -> list[Card]: ...
 
 
+TOMBSTONE = "tombstone"
+"""``StoredAuthorization.kind`` of the row a reversal leaves under its original's request id when the
+original is unknown: the original, if it arrives later, is answered from it (declined, nothing posted)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAuthorization:
     """What the issuer answered to one request id (for idempotent retries and reversals)."""
 
     request_id: str
     pan: str
-    kind: str
+    kind: str  # an AuthorizationKind's value, or TOMBSTONE
     fingerprint: str  # hash of the request's content: a reused id with other content is refused
     response_code: str
     amount_fen: int
@@ -128,6 +134,11 @@ class StoredAuthorization:
     original_request_id: str | None = None  # the request a reversal, void or refund follows up
     refunded_fen: int = 0  # refunded so far against this purchase (REFUND advices, up to amount_fen)
 
+    @property
+    def tombstone(self) -> bool:
+        """A reversal came first: this request id is declined whenever it arrives."""
+        return self.kind == TOMBSTONE
+
 
 class Authorizations(Protocol):
     def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None: ...
@@ -136,7 +147,14 @@ class Authorizations(Protocol):
         first attempt with the same id committed first)."""
         ...
 
-    def mark_reversed(self, request_id: str, by: str) -> None: ...
+    def mark_reversed(self, request_id: str, by: str | None) -> None:
+        """Record that ``by`` reversed (or voided) the request; None: that reversal was itself reversed."""
+        ...
+
+    def add_refunded(self, request_id: str, amount_fen: int) -> None:
+        """Add ``amount_fen`` (negative: a refund reversed) to the purchase's ``refunded_fen``."""
+        ...
+
     def seen_unpredictable_number(self, pan: str, un: bytes) -> bool: ...
     def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None: ...
 

@@ -24,12 +24,12 @@ import hashlib
 
 from ..chipdata import ChipData, ChipDataError, parse_chip_data
 from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
-from ..decision import Checks, Decision, IssuerScript, decide, plan_scripts, settle
+from ..decision import Checks, Decision, IssuerScript, decide, decide_refund, plan_scripts, settle
 from ..model import ONLINE_PIN_TRY_LIMIT, Card
 from ..ports import IssuerUnitOfWork, StoredAuthorization
 from ..registry import terminal_refusal
 from ..views import decode_response, encode_response
-from .deps import Deps, available, link, yymm
+from .deps import Deps, available, link
 from .reversal import reverse
 
 __all__ = ["authorize", "request_fingerprint"]
@@ -77,11 +77,16 @@ def _authorize_once(
         card = uow.cards.get(req.pan, for_update=True)
         stored = uow.authorizations.get(req.request_id)
         if stored is not None:
-            if stored.fingerprint != fingerprint:
+            if stored.fingerprint != fingerprint and not stored.tombstone:
                 return AuthorizationResponse(req.request_id, "94", "request id reused with other content")
-            return decode_response(stored.response)
+            return decode_response(stored.response)  # a tombstone: the reversal came first, declined
         if req.kind == AuthorizationKind.REVERSAL:
-            response, transfers = reverse(req, uow)
+            reversed_ = reverse(req, uow, deps)
+            if reversed_ is None:
+                return None  # the original was stored meanwhile: read again
+            response, transfers = reversed_
+        elif req.kind == AuthorizationKind.REFUND:
+            response, transfers = _refund(req, card, uow, deps)
         else:
             response, transfers, card = _authorize_card(req, card, uow, deps)
             if card is not None:
@@ -132,6 +137,10 @@ def _authorize_card(
     if req.kind in _LOADS and (chip.ec_balance is None or not checks.iad_mac_ok):
         (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
         ec_books = ec.credit_balance_fen
+    original = None
+    if req.kind == AuthorizationKind.VOID:
+        assert req.original_request_id is not None
+        original = uow.authorizations.get(req.original_request_id, for_update=True)
     decision = decide(
         req,
         card,
@@ -139,16 +148,56 @@ def _authorize_card(
         checks,
         bank=deps.bank(uow, card.bank_code),
         product=product,
-        yymm_now=yymm(deps.clock()),
+        now_ns=deps.clock(),
         ec_books_balance_fen=ec_books,
+        original=original,
     )
     if decision.record_unpredictable_number:
         uow.authorizations.add_unpredictable_number(card.pan, chip.unpredictable_number, chip.atc)
     if decision.card is None:  # refused before the card's ATC moved on: nothing about the card is stored
         return decline(decision.code, decision.reason, *decision.flags)
-    if decision.legs:
-        decision = settle(decision, uow.ledger.create_transfers(link(decision.legs)))
+    decision = _post(decision, req, uow)
     return _answer(req, chip, decision, uow, deps)
+
+
+def _post(decision: Decision, req: AuthorizationRequest, uow: IssuerUnitOfWork) -> Decision:
+    """Post the decision's legs (linked) and what follows once they posted: a voided purchase marked
+    reversed, a refunded purchase's refunded amount grown."""
+    if not decision.legs:
+        return decision
+    decision = settle(decision, uow.ledger.create_transfers(link(decision.legs)))
+    if decision.reverses is not None:
+        uow.authorizations.mark_reversed(decision.reverses, req.request_id)
+    if decision.refunds is not None:
+        uow.authorizations.add_refunded(decision.refunds, req.amount_fen)
+    return decision
+
+
+def _refund(
+    req: AuthorizationRequest, card: Card | None, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int]]:
+    """A refund advice: no chip data to check (card not present); the decision is ``decide_refund``'s."""
+    assert req.original_request_id is not None
+    original = uow.authorizations.get(req.original_request_id, for_update=True)
+    bank = deps.bank(uow, card.bank_code) if card is not None else None
+    decision = _post(decide_refund(req, card, original, bank), req, uow)
+    balance = None
+    if decision.approved and card is not None and card.deposit_account_id is not None:
+        balance = available(uow, card.deposit_account_id)
+    response = AuthorizationResponse(
+        req.request_id,
+        decision.code,
+        decision.reason,
+        authorization_code=_authorization_code(req) if decision.approved else "",
+        balance_fen=balance,
+        flags=decision.flags,
+    )
+    return response, [t.id for t in decision.legs]
+
+
+def _authorization_code(req: AuthorizationRequest) -> str:
+    """Field 38: six digits derived from the request id (the same on a retry)."""
+    return f"{int(hashlib.sha256(req.request_id.encode()).hexdigest(), 16) % 10**6:06d}"
 
 
 def _checks(
@@ -187,14 +236,13 @@ def _answer(
     imk = deps.key(card.bank_code, "imk_ac")
     arc = decision.code.encode("ascii")
     arpc = deps.hsm.generate_arpc(imk, card.pan, card.psn, chip.atc, chip.arqc, arc)
-    auth_code = f"{int(hashlib.sha256(req.request_id.encode()).hexdigest(), 16) % 10**6:06d}"
     balance = available(uow, card.deposit_account_id) if card.deposit_account_id else None
     (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
     response = AuthorizationResponse(
         request_id=req.request_id,
         response_code=decision.code,
         reason=decision.reason,
-        authorization_code=auth_code if decision.approved else "",
+        authorization_code=_authorization_code(req) if decision.approved else "",
         arpc=arpc,
         arc=arc,
         scripts=tuple(scripts),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from citycard.codec.pretty import mask_pan
@@ -25,6 +25,7 @@ from citycard.ledger.model import (
     TransferFlags,
 )
 
+from ..decision import beijing_date, yymm
 from ..model import Bank, BankAccount, Card, NotFound, Product, bank_key_labels, transfer_id
 from ..ports import Clock, IssuerUnitOfWork
 
@@ -186,15 +187,6 @@ def ec_float(account_id: int, product: Product) -> Account:
 def expect_ok(results: Sequence[CreateAccountResult | CreateTransferResult]) -> None:
     for r in results:
         assert r in (CreateAccountResult.OK, CreateTransferResult.OK), r
-
-
-def beijing_date(now_ns: int) -> date:
-    """Today's date in China (UTC+8), where ID numbers' dates of birth are."""
-    return datetime.fromtimestamp(now_ns / 1e9, timezone(timedelta(hours=8))).date()
-
-
-def yymm(now_ns: int) -> str:
-    return datetime.fromtimestamp(now_ns / 1e9, UTC).strftime("%y%m")
 
 
 def expiry_after(now_ns: int, years: int) -> str:
