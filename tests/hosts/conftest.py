@@ -7,15 +7,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from citycard.bootstrap import Issuer, routing_table
 from citycard.codec.iso8583 import AuthorizationRequest, Field60, IccData, Message, Tpdu
+from citycard.db import Database
 from citycard.hosts.issuer import IssuerFrontEnd
 from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import Deposit
 from citycard.issuer.handlers import IssuerService
 from citycard.net.link import Iso8583Link, LinkLimits
-from citycard.switch import BinRoute, Member, RoutingTable
+from citycard.switch import RoutingTable
 
 from tests.issuer import conftest as issuer_fixtures
 from tests.issuer.conftest import BOC_BIN, ICBC_BIN
@@ -32,20 +35,20 @@ service = issuer_fixtures.service
 sink = issuer_fixtures.sink
 terminal_for = issuer_fixtures.terminal_for
 
-ICBC_ID = "01020000"
-BOC_ID = "01040000"
+ICBC_ID = "01000001"  # the institution ids the issuer gives its first two banks (ICBC, then BOC)
+BOC_ID = "01000002"
 TERMINAL = "T0000001"
 MERCHANT = "M00000000000001"
 ACQUIRER_TPDU = Tpdu(destination=6, source=1)
 FAST_LINK = LinkLimits(timeout_s=20.0, min_backoff_s=0.01, max_backoff_s=0.1)
 
 
-def routing() -> RoutingTable:
-    """ICBC and BOC as members (BOC acquires in most tests), each with its BIN of tests/issuer."""
-    return RoutingTable(
-        [Member("ICBC", ICBC_ID, "icbc-zpk"), Member("BOC", BOC_ID, "boc-zpk")],
-        [BinRoute(ICBC_BIN, "ICBC"), BinRoute(BOC_BIN, "BOC")],
-    )
+def routing(service: IssuerService, database: Database) -> RoutingTable:
+    """The switch's table as ``citycard.bootstrap`` builds it from the issuer's banks and BIN ranges."""
+    table = routing_table(Issuer(service, database, Path("/nonexistent")))
+    assert [(m.bank_code, m.institution_id) for m in table.members] == [("BOC", BOC_ID), ("ICBC", ICBC_ID)]
+    assert dict(table.bins) == {ICBC_BIN: "ICBC", BOC_BIN: "BOC"}
+    return table
 
 
 def id_number(serial: int) -> str:
@@ -110,6 +113,7 @@ class Chain:
 async def chain(
     service: IssuerService,
     hsm: SoftHsm,
+    database: Database,
     *,
     banks: tuple[str, ...] = ("ICBC", "BOC"),
     addresses: dict[str, tuple[str, int]] | None = None,
@@ -117,7 +121,7 @@ async def chain(
 ) -> AsyncIterator[Chain]:
     """Issuer front ends for ``banks``, the switch linked to them (or to ``addresses``), and a test
     acquirer's link to the switch; all on 127.0.0.1, free ports, stopped on exit."""
-    table = routing()
+    table = routing(service, database)
     fronts = {code: IssuerFrontEnd(service, code, table, workers=2) for code in banks}
     for front in fronts.values():
         await front.start()

@@ -88,7 +88,7 @@ def test_a_purchase_goes_through_the_switch_to_the_card_issuer_and_the_chip_acce
     before = ledger_snapshot(database)
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             answer = await c.send(request)
             assert answer.mti == "0210" and answer.response_code is ResponseCode.APPROVED
             assert answer.rrn == "000000000101" and answer.acquirer_id == BOC_ID
@@ -119,7 +119,7 @@ def test_two_banks_are_routed_by_bin_with_requests_in_flight_together(
     ]
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             answers = await asyncio.gather(*(c.send(r) for r in requests))
             assert [a.rrn for a in answers] == ["000000000201", "000000000202"]
             assert all(a.response_code is ResponseCode.APPROVED for a in answers)
@@ -137,7 +137,7 @@ def test_an_unroutable_pan_is_answered_15_by_the_switch_and_reaches_no_issuer(
     before = ledger_snapshot(database)
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             answer = await c.send(purchase("6230000000000000011", f55, 1_000, "000000000301"))
             assert answer.response_code is ResponseCode.NO_SUCH_ISSUER and answer.rrn == "000000000301"
             assert sum(front.stats.authorizations for front in c.issuers.values()) == 0
@@ -174,7 +174,7 @@ def test_an_issuer_that_is_down_or_silent_gets_91_within_the_hop_timeout_and_not
         async with mute:
             addresses = {"ICBC": ("127.0.0.1", _closed_port()), "BOC": ("127.0.0.1", mute.port)}
             limits = SwitchLimits(hop_timeout_s=hop_s)
-            async with chain(banks, hsm, banks=(), addresses=addresses, limits=limits) as c:
+            async with chain(banks, hsm, database, banks=(), addresses=addresses, limits=limits) as c:
                 # the acquirer waits ten hops: the switch answers well before
                 for request in (down, silent):
                     answer = await c.send(request, timeout_s=10 * hop_s)
@@ -200,7 +200,7 @@ def test_a_reversal_through_the_chain_nets_the_account_to_zero_and_its_repeat_ap
     request = purchase(pan, terminal_for(pan).first_ac(4_000), 4_000, "000000000501")
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             assert (await c.send(request)).response_code is ResponseCode.APPROVED
             assert deposit_fen(database, pan) == 16_000
             reversal = reversal_of(request)
@@ -247,7 +247,7 @@ def test_a_malformed_field_55_is_answered_30_posts_nothing_and_the_servers_keep_
     before = ledger_snapshot(database)
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             for port in (
                 c.switch.port,
                 c.issuers["ICBC"].port,
@@ -290,7 +290,7 @@ def test_random_bytes_close_the_connection_and_the_switch_and_issuer_serve_the_n
                 writer.close()
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             await garbage(c.switch.port)
             await garbage(c.issuers["ICBC"].port)
             assert c.switch.server.stats.closed_for_garbage == 10
@@ -319,7 +319,7 @@ def test_an_online_pin_is_translated_from_the_acquirers_zone_key_to_the_issuers_
     untranslated = dataclasses.replace(untranslated, pin_block=under_boc("147258"))
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             assert (await c.send(wrong)).response_code is ResponseCode.INCORRECT_PIN
             assert (await c.send(right)).response_code is ResponseCode.APPROVED
             assert c.switch.stats.pin_translations == 2
@@ -342,7 +342,7 @@ def test_a_card_of_another_bank_at_an_issuer_front_end_is_answered_15_and_echoes
     before = ledger_snapshot(database)
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             async with Iso8583Link(
                 "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
             ) as direct:
@@ -377,7 +377,7 @@ def test_a_balance_inquiry_answers_the_available_balance_in_field_54(
     before = ledger_snapshot(database)
 
     async def scenario() -> None:
-        async with chain(banks, hsm) as c:
+        async with chain(banks, hsm, database) as c:
             answer = await c.send(inquiry)
             assert answer.response_code is ResponseCode.APPROVED
             assert answer.balance == "1002156C000000012345"

@@ -19,12 +19,14 @@ issuer cannot use (MalformedRequest)  ``MalformedRequest``; the codec already an
 a PIN block that does not             ``99`` (PIN format error), nothing posted
 decipher under the bank's ZPK
 a transaction we do not carry         ``40`` (function not supported): 0320, 0500, sign-on, EC load from
-                                      another account, and void / refund until the issuer has them
+                                      another account (and void / refund while the issuer lacks them)
 ====================================  ===================================================================
 
 The idempotency key is field 32 (acquiring institution) + ``-`` + 37 (RRN); a reversal's is ``R`` + that,
-naming the original's (``NETWORK.md``): an acquirer that repeats a request gets the issuer's stored answer,
-and a reversal repeated as 0420 is applied once. The kind comes from the table of transactions
+naming the original's (``NETWORK.md``); a void (0200, 60.1 = 23) or refund (0220, 60.1 = 25) names its
+original by the RRN the acquirer appends to field 61 (original batch n6, trace n6, date n4, RRN n12). An
+acquirer that repeats a request gets the issuer's stored answer, and a reversal repeated as 0420 is
+applied once. The kind comes from the table of transactions
 (``codec.iso8583.messages.transaction_type``: processing code 3, condition code 25, 60.1).
 
 Field 54 of a balance inquiry is one 20-character additional amount (ISO 8583:1987 field 54 layout, as
@@ -81,6 +83,8 @@ KINDS: Final[dict[str, str]] = {
 """Transaction (``codec.iso8583.messages.TRANSACTIONS`` name) → ``AuthorizationKind`` member name; a kind
 the issuer does not have (yet) is answered ``40``."""
 
+_FOLLOW_UPS: Final = frozenset({"void", "refund"})
+"""Kinds whose original is named in field 61 (the original's RRN after its batch, trace and date)."""
 _MAX_FIELD55: Final = 255
 """Field 55 of a response (LLLVAR b..255, docs/iso8583.md)."""
 
@@ -109,6 +113,16 @@ def request_id(message: Message) -> str:
     return f"{message.acquirer_id}-{message.rrn}"
 
 
+def _original_request_id(message: Message) -> str:
+    """The request a void or refund follows up: 32 + ``-`` + the original's RRN, which the acquirer puts
+    after the terminal's original batch n6, trace n6 and date n4 in field 61 (:class:`MalformedRequest`
+    when it is not there)."""
+    digits = message.original or ""
+    if len(digits) < 28:
+        raise MalformedRequest("61", "a void or refund carries its original's RRN after batch, trace, date")
+    return f"{message.acquirer_id}-{digits[16:28]}"
+
+
 def _psn(message: Message, kind: AuthorizationKind) -> str:
     """The card sequence number: field 23 (n3, ``001``), else 5F34 in field 55; a reversal without either
     uses ``00`` (the issuer reverses by the original's request id and never reads it)."""
@@ -129,6 +143,9 @@ def to_authorization(message: Message, kind: AuthorizationKind) -> commands.Auth
         raise MalformedRequest("2", "no card number (field 2 or 35)")
     base = request_id(message)
     reversal = kind is AuthorizationKind.REVERSAL
+    original = base if reversal else None
+    if kind.value in _FOLLOW_UPS:
+        original = _original_request_id(message)
     return commands.AuthorizationRequest(
         request_id=f"R{base}" if reversal else base,
         kind=kind,
@@ -140,7 +157,7 @@ def to_authorization(message: Message, kind: AuthorizationKind) -> commands.Auth
         terminal_id=message.terminal_id or "",
         merchant_id=message.merchant_id or "",
         pin_block=message.pin_block,
-        original_request_id=base if reversal else None,
+        original_request_id=original,
     )
 
 
