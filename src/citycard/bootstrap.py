@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.db import Database
     from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, BankLookup, TerminalRegistry
     from citycard.hosts.issuer import IssuerFrontEnd
     from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
     from citycard.issuer.model import Card
@@ -70,12 +71,16 @@ __all__ = [
     "HomeFolderError",
     "Issuer",
     "UnknownBank",
+    "acquirer_banks",
+    "acquirer_registry",
+    "build_acquirer",
     "build_database",
     "build_hsm",
     "build_issuer_front_end",
     "build_switch",
     "issuer_service",
     "make_home",
+    "open_acquirer",
     "open_center",
     "open_engine",
     "open_issuer",
@@ -395,3 +400,78 @@ def build_switch(
     table = routing_table(issuer)
     _check_banks(table, list(issuers))
     return SwitchFrontEnd(table, issuers, issuer.hsm, host=host, port=port, limits=limits)
+
+
+def acquirer_registry(database: Database) -> TerminalRegistry:
+    """The acquirer's check of fields 41/42 on the center's registry (``citycard.center``): a refusal
+    (``58``, ``03``) or the merchant's acquiring bank."""
+    from citycard.center.views import binding_refusal, terminal_binding
+    from citycard.db.center_repositories import CenterUnitOfWork
+    from citycard.hosts.acquirer import TerminalCheck
+
+    def check(terminal_id: str, merchant_id: str) -> TerminalCheck:
+        binding = terminal_binding(database.unit_of_work(CenterUnitOfWork, read_only=True), terminal_id)
+        refusal = binding_refusal(binding, merchant_id)
+        if refusal is not None:
+            return TerminalCheck(refusal[0])
+        assert binding is not None
+        return TerminalCheck(None, binding.merchant.bank_code)
+
+    return check
+
+
+def acquirer_banks(database: Database) -> BankLookup:
+    """The acquiring bank of a bank code: its institution id (field 32) and its zone PIN key's label."""
+    from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.hosts.acquirer import AcquiringBank
+    from citycard.issuer.model import bank_key_labels
+
+    def bank(code: str) -> AcquiringBank | None:
+        with database.unit_of_work(IssuerUnitOfWork, read_only=True) as uow:
+            found = uow.banks.get(code)
+        if found is None:
+            return None
+        return AcquiringBank(found.code, found.institution_id, bank_key_labels(found.code)["zpk"])
+
+    return bank
+
+
+def build_acquirer(
+    s: Settings,
+    hsm: Hsm,
+    database: Database,
+    *,
+    config: AcquirerConfig | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> AcquirerHost:
+    """The acquirer front end (``citycard.hosts.acquirer``) on ``database`` and ``hsm``: the center's
+    registry, the issuer's banks, listening on ``CITYCARD_ACQUIRER`` and forwarding to ``CITYCARD_SWITCH``
+    unless ``config`` says otherwise."""
+    from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+    from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
+
+    if config is None:
+        (host, port), (switch_host, switch_port) = s.acquirer, s.switch
+        config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
+
+    def uow() -> AcquirerUnitOfWork:
+        return database.unit_of_work(AcquirerUnitOfWork)
+
+    return AcquirerHost(hsm, uow, acquirer_registry(database), acquirer_banks(database), config, clock=clock)
+
+
+@contextmanager
+def open_acquirer(
+    s: Settings, *, config: AcquirerConfig | None = None, say: Say = _quiet
+) -> Iterator[AcquirerHost]:
+    """The acquirer front end on the configured HSM and database (not started: ``async with host``); the
+    database closed on exit."""
+    from citycard.db import parse_url
+
+    parse_url(s.db_url)
+    hsm = build_hsm(s, say=say)
+    database = build_database(s, say=say)
+    try:
+        yield build_acquirer(s, hsm, database, config=config)
+    finally:
+        database.close()

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "SettingsError", "settings"]
+__all__ = ["Settings", "SettingsError", "parse_address", "settings"]
 
 
 class SettingsError(ValueError):
@@ -83,6 +83,21 @@ def _database_url() -> str:
     return url
 
 
+def parse_address(text: str, what: str = "address") -> tuple[str, int]:
+    """``[HOST:]PORT`` → (host, port), the host 127.0.0.1 when left out; ``ValueError`` naming ``what``."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} {text!r}: [HOST:]PORT with a port of 1-65535")
+    return host or "127.0.0.1", int(port)
+
+
+def _address_env(name: str, default: str) -> tuple[str, int]:
+    try:
+        return parse_address(_env(name, default), f"CITYCARD_{name}")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=_home)
@@ -98,6 +113,9 @@ class Settings:
     acquirer_timeout_s: int = field(default_factory=lambda: _int_env("ACQUIRER_TIMEOUT_S", 30, 1, 600))
     # how long a command waits for a card image or terminal journal another process holds
     lock_timeout_s: int = field(default_factory=lambda: _int_env("LOCK_TIMEOUT_S", 30, 0, 3600))
+    # the network (issue 8): where the acquirer listens for terminals, where the switch listens
+    acquirer: tuple[str, int] = field(default_factory=lambda: _address_env("ACQUIRER", "127.0.0.1:9583"))
+    switch: tuple[str, int] = field(default_factory=lambda: _address_env("SWITCH", "127.0.0.1:9584"))
 
     @property
     def db_url(self) -> str:

@@ -27,9 +27,8 @@ from citycard.acquirer import (
     give_up,
     queue_advice,
     record_answer,
+    record_saf_results,
     reverse_at_terminal,
-    saf_answered,
-    saf_failed,
     store_upload,
 )
 from citycard.db import Database
@@ -152,7 +151,7 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
     assert first.record.original_rrn == purchase.record.rrn
     [entry] = due_entries(uow(), clock, SafPolicy())
     assert entry.message == f"0220{first.record.rrn}{purchase.record.rrn}".encode()
-    saf_answered(SafAnswered(entry.id, "00"), uow(), clock)
+    record_saf_results([SafAnswered(entry.id, "00")], uow(), clock, SafPolicy())
     with uow() as read:
         assert read.saf.count(SafStatus.DONE) == 1 and read.saf.count(SafStatus.PENDING) == 0
         refund = read.transactions.get(refund_key)
@@ -180,7 +179,7 @@ def test_the_saf_backoff_doubles_up_to_its_bound(database: Database) -> None:
         if attempts > 5:
             break
         [due] = due_entries(uow(), clock, policy)
-        saf_failed(SafFailed(due.id, attempts), uow(), clock, policy)
+        record_saf_results([SafFailed(due.id, attempts)], uow(), clock, policy)
         assert due_entries(uow(), clock, policy) == []
         with uow() as read:
             stored = read.saf.get(entry.id)

@@ -33,9 +33,8 @@ from .handlers import (
     give_up,
     queue_advice,
     record_answer,
+    record_saf_results,
     reverse_at_terminal,
-    saf_answered,
-    saf_failed,
     store_upload,
 )
 from .model import (
@@ -88,8 +87,7 @@ __all__ = [
     "parse_original",
     "queue_advice",
     "record_answer",
+    "record_saf_results",
     "reverse_at_terminal",
-    "saf_answered",
-    "saf_failed",
     "store_upload",
 ]

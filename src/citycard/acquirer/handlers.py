@@ -13,15 +13,16 @@ What they guarantee (the store-and-forward rules of issue 8, ``docs/network.md``
   comes later, is refused and never forwarded (a transaction the acquirer never forwarded needs no
   reversal upstream).
 - **An advice is acknowledged once persisted** (:func:`queue_advice`), with its RRN, and forwarded by SAF.
-- **SAF**: :func:`due_entries`, then :func:`saf_answered` (done) or :func:`saf_failed` (retried after a
-  backoff that doubles up to a bound, :class:`~.model.SafPolicy`). Delivery is at least once; the issuer's
-  idempotency (request id 32-37, reversals ``R`` + it) makes it exactly once.
+- **SAF**: :func:`due_entries`, then :func:`record_saf_results` for the batch: answered (done) or failed
+  (retried after a backoff that doubles up to a bound, :class:`~.model.SafPolicy`). Delivery is at least
+  once; the issuer's idempotency (request id 32-37, reversals ``R`` + it) makes it exactly once.
 - **An offline upload is kept once** (:func:`store_upload`); a repeat is acknowledged again.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .commands import (
@@ -55,9 +56,8 @@ __all__ = [
     "give_up",
     "queue_advice",
     "record_answer",
+    "record_saf_results",
     "reverse_at_terminal",
-    "saf_answered",
-    "saf_failed",
     "store_upload",
 ]
 
@@ -228,41 +228,42 @@ def due_entries(uow: AcquirerUnitOfWork, clock: Clock, policy: SafPolicy) -> lis
         return uow.saf.due(clock(), policy.batch)
 
 
-def saf_answered(cmd: SafAnswered, uow: AcquirerUnitOfWork, clock: Clock) -> None:
-    """An entry was answered: done. An advice's record keeps the response code."""
+def record_saf_results(
+    results: Sequence[SafAnswered | SafFailed], uow: AcquirerUnitOfWork, clock: Clock, policy: SafPolicy
+) -> None:
+    """The outcome of a batch of attempts, in one transaction: an answered entry is done (an advice's record
+    keeps the response code); a failed one waits ``policy.backoff_ns(attempts)`` before its next attempt.
+    Until this commits the entries are still due, so a crash in between sends them again (at least once)."""
+    now = clock()
     with uow:
-        entry = uow.saf.get(cmd.entry_id)
-        assert entry is not None
-        uow.saf.set_result(
-            entry.id,
-            status=SafStatus.DONE,
-            attempts=entry.attempts + 1,
-            next_attempt_ns=entry.next_attempt_ns,
-            response_code=cmd.response_code,
-        )
-        if entry.kind == SafKind.ADVICE:
-            record = uow.transactions.by_rrn(entry.rrn)
-            if record is not None and record.moved("answer") is not None:
-                uow.transactions.update(
-                    replace(
+        for result in results:
+            if isinstance(result, SafFailed):
+                assert result.attempts >= 1
+                uow.saf.set_result(
+                    result.entry_id,
+                    status=SafStatus.PENDING,
+                    attempts=result.attempts,
+                    next_attempt_ns=now + policy.backoff_ns(result.attempts),
+                    response_code=None,
+                )
+                continue
+            entry = uow.saf.get(result.entry_id)
+            assert entry is not None
+            uow.saf.set_result(
+                entry.id,
+                status=SafStatus.DONE,
+                attempts=entry.attempts + 1,
+                next_attempt_ns=entry.next_attempt_ns,
+                response_code=result.response_code,
+            )
+            if entry.kind == SafKind.ADVICE:
+                record = uow.transactions.by_rrn(entry.rrn)
+                if record is not None and record.moved("answer") is not None:
+                    answered = replace(
                         record,
                         status=TransactionStatus.ANSWERED,
-                        response_code=cmd.response_code,
-                        updated_ns=clock(),
+                        response_code=result.response_code,
+                        updated_ns=now,
                     )
-                )
-        uow.commit()
-
-
-def saf_failed(cmd: SafFailed, uow: AcquirerUnitOfWork, clock: Clock, policy: SafPolicy) -> None:
-    """An attempt got no usable answer: the entry waits ``policy.backoff_ns(attempts)`` before the next."""
-    assert cmd.attempts >= 1
-    with uow:
-        uow.saf.set_result(
-            cmd.entry_id,
-            status=SafStatus.PENDING,
-            attempts=cmd.attempts,
-            next_attempt_ns=clock() + policy.backoff_ns(cmd.attempts),
-            response_code=None,
-        )
+                    uow.transactions.update(answered)
         uow.commit()

@@ -56,6 +56,9 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.calc:app",
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
+    "serve": Lazy(
+        "Network services: the acquirer terminals connect to (ISO 8583).", "citycard.cli.network:app"
+    ),
     "demo": Lazy(
         "Issue a demo card and run an EC purchase and a bus fare against it.",
         "citycard.cli:_demo_app",

@@ -129,16 +129,26 @@ class Hsm(Protocol):
     def labels(self) -> list[str]: ...
 
     # --- POS terminal working keys (sign-on 0800/0810) --------------------------------------------------
-    def generate_working_key(self, label: str, tmk: KeyHandle, usage: KeyUsage) -> WorkingKey:
+    def generate_working_key(
+        self, label: str, tmk: KeyHandle, usage: KeyUsage, *, replace: bool = False
+    ) -> WorkingKey:
         """A fresh double-length 3DES working key (``P0`` PIK or ``M3`` MAK), kept under ``label`` and given
-        out only under the terminal master key ``tmk`` (a 3DES ``K0`` key), with its check value."""
+        out only under the terminal master key ``tmk`` (a 3DES ``K0`` key), with its check value.
+        ``replace=True`` replaces a key under ``label`` (a new sign-on replaces the working keys)."""
         ...
 
     def import_working_key(
-        self, label: str, tmk: KeyHandle, usage: KeyUsage, encrypted: bytes, check_value: bytes
+        self,
+        label: str,
+        tmk: KeyHandle,
+        usage: KeyUsage,
+        encrypted: bytes,
+        check_value: bytes,
+        *,
+        replace: bool = False,
     ) -> KeyHandle:
         """The terminal's side: a working key received under ``tmk``, kept if its check value matches
-        (else :class:`HsmInputError`, nothing kept)."""
+        (else :class:`HsmInputError`, nothing kept); ``replace=True`` replaces a key under ``label``."""
         ...
 
     def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:

@@ -339,13 +339,15 @@ class SoftHsm:
             kcv=_kcv(algorithm, secret),
         )
 
-    def _store_new(self, label: str, header: keyblock.Header, secret: bytes) -> KeyHandle:
+    def _store_new(
+        self, label: str, header: keyblock.Header, secret: bytes, *, replace: bool = False
+    ) -> KeyHandle:
         if len(label) > _LABEL_MAX or not _LABEL.match(label):
             raise HsmInputError(
                 f"key label {label!r} must be 1-64 characters of A-Z a-z 0-9 . _ - in segments split by /"
             )
         with self._lock:
-            if label in self._cache or self._store.load(label) is not None:
+            if not replace and (label in self._cache or self._store.load(label) is not None):
                 raise KeyExistsError(f"a key labelled {label!r} exists already")
             self._store.save(label, keyblock.wrap(self._kbpk, header, secret, random=self._random))
             key = _Key(self._handle(label, header, secret), secret)
@@ -431,16 +433,25 @@ class SoftHsm:
             raise KeyUsageError(f"terminal master key {tmk.label!r} must be a 3DES key")
         return secret
 
-    def generate_working_key(self, label: str, tmk: KeyHandle, usage: KeyUsage) -> WorkingKey:
+    def generate_working_key(
+        self, label: str, tmk: KeyHandle, usage: KeyUsage, *, replace: bool = False
+    ) -> WorkingKey:
         if usage not in _WORKING_KEY_USAGES:
             raise KeyUsageError(f"a terminal working key is a PIK (P0) or a MAK (M3), not {usage.value}")
         tmk_secret = self._tmk(tmk, ("B", "E"), "encrypt working keys")
         secret = des.adjust_parity(self._random(16))
-        handle = self._store_new(label, _header(usage, Algorithm.TDEA, False), secret)
+        handle = self._store_new(label, _header(usage, Algorithm.TDEA, False), secret, replace=replace)
         return WorkingKey(des.ecb_encrypt(tmk_secret, secret), des.kcv(secret, _CHECK_VALUE_SIZE), handle)
 
     def import_working_key(
-        self, label: str, tmk: KeyHandle, usage: KeyUsage, encrypted: bytes, check_value: bytes
+        self,
+        label: str,
+        tmk: KeyHandle,
+        usage: KeyUsage,
+        encrypted: bytes,
+        check_value: bytes,
+        *,
+        replace: bool = False,
     ) -> KeyHandle:
         if usage not in _WORKING_KEY_USAGES:
             raise KeyUsageError(f"a terminal working key is a PIK (P0) or a MAK (M3), not {usage.value}")
@@ -454,7 +465,7 @@ class SoftHsm:
             raise HsmInputError(
                 f"working key {label!r}: check value does not match (wrong TMK or damaged key)"
             )
-        return self._store_new(label, _header(usage, Algorithm.TDEA, False), secret)
+        return self._store_new(label, _header(usage, Algorithm.TDEA, False), secret, replace=replace)
 
     def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:
         return retail_mac(self._use(mak, KeyUsage.MAC_X9_19, ("C", "G"), "MAC POS messages"), mac_block)

@@ -1,0 +1,663 @@
+"""The acquirer front end: the POS centre that terminals connect to (ISO 8583, UnionPay POS profile).
+
+One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
+:class:`~citycard.net.link.Iso8583Link` to the switch. Per request (``docs/network.md``, "The acquirer"):
+
+1. **MAC** (``mac_check``): field 64, ANSI X9.19 under the terminal's MAK (``terminal/<TID>/mak``, made at
+   sign-on) through ``hsm.pos_mac``, on every request but the sign-on 0800; a missing or wrong MAC, or a
+   terminal that never signed on, is answered ``A0`` and nothing is forwarded.
+2. **Registry**: field 41 must be a registered, active terminal of the merchant in 42 (``58``/``03``
+   otherwise); the merchant's acquiring bank gives field 32 (its institution id) and its zone PIN key.
+3. **Sign-on** 0800 (60.3 ``003``): a PIK and a MAK made under the terminal master key
+   ``terminal/<TID>/tmk`` by ``hsm.generate_working_key``; 0810 with field 62 =
+   :class:`~citycard.codec.iso8583.signon.SignOnKeys`. Echo 0820 (``301``) and sign-off (``002``): 0830.
+4. **Authorizations** 0200 (purchase, balance, void, EC loads): an RRN (37) from the acquirer's records
+   (the same on a retry), 32 added, the PIN block (52) translated from the terminal's PIK to the bank's ZPK
+   (``hsm.translate_pin_block``), 64 removed; a void's 61 gets its original's RRN appended (batch n6,
+   trace n6, date n4, original RRN n12); forwarded with a per-hop timeout. No answer (or the switch's 91):
+   the reversal is queued *before* the terminal is answered 98 (timeout) or 91. The answer is relayed with
+   64 under the terminal's MAK.
+5. **Advices** 0220 (refunds): persisted with their RRN and queued, then acknowledged 0230 ``00``;
+   forwarded by the SAF task. **Reversals** 0400/0420 from a terminal: the original is found by 61 (or
+   60.2 and 11); queued (or a tombstone recorded), then acknowledged 0410 ``00``. **Offline uploads** 0320
+   (60.1 ``36``, field 55): kept for clearing, acknowledged 0330 ``00`` per record, a repeat acknowledged
+   again and not kept twice.
+6. **SAF task**: drains the queue to the switch (reversals 0400, repeated as 0420; advices 0220); an entry
+   is done when answered with any code but 91, 96, 98, A0, else retried after a doubling backoff.
+
+Stopping (:meth:`AcquirerHost.stop`, Ctrl-C): the server stops taking requests and finishes those in
+flight (each one's reversal is persisted before its answer, so nothing is lost), then the SAF task
+finishes its batch; what is still queued stays on disk for the next start. Database work runs in a small
+thread pool so the event loop never waits on a disk. Logs name MTI, STAN, terminal and RRN: never a PAN,
+a PIN block or a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Final, TypeVar
+
+from citycard.acquirer import (
+    AcquirerUnitOfWork,
+    BeginTransaction,
+    GiveUp,
+    QueueAdvice,
+    RecordAnswer,
+    ReverseAtTerminal,
+    SafAnswered,
+    SafEntry,
+    SafFailed,
+    SafKind,
+    SafPolicy,
+    SafStatus,
+    StoreUpload,
+    TransactionKey,
+    TransactionKind,
+    TransactionStatus,
+    begin_transaction,
+    due_entries,
+    give_up,
+    parse_original,
+    queue_advice,
+    record_answer,
+    record_saf_results,
+    reverse_at_terminal,
+    store_upload,
+)
+from citycard.codec.iso8583 import (
+    AdviceRequest,
+    AdviceResponse,
+    AuthorizationRequest,
+    BatchUpload,
+    BatchUploadResponse,
+    Iso8583Error,
+    Message,
+    NetworkManagementRequest,
+    NetworkManagementResponse,
+    ResponseCode,
+    ReversalRequest,
+    ReversalResponse,
+    SignOnKeys,
+    Tpdu,
+    decode_message,
+    mac_block,
+    mac_matches,
+    parse,
+    response_mti,
+    transaction_type,
+)
+from citycard.codec.pretty import mask_pan
+from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
+from citycard.net.link import (
+    Iso8583Link,
+    LinkError,
+    LinkLimits,
+    MalformedResponse,
+    NoAnswer,
+    NotSent,
+    Timeout,
+)
+from citycard.net.server import Iso8583Server, ServerLimits, refusal
+
+__all__ = [
+    "AcquirerConfig",
+    "AcquirerHost",
+    "AcquiringBank",
+    "BankLookup",
+    "TerminalCheck",
+    "TerminalRegistry",
+    "mak_label",
+    "pik_label",
+    "tmk_label",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_KINDS: Final = {
+    "purchase": TransactionKind.PURCHASE,
+    "balance inquiry": TransactionKind.BALANCE,
+    "void": TransactionKind.VOID,
+    "refund": TransactionKind.REFUND,
+    "EC load, designated account": TransactionKind.EC_LOAD,
+    "EC load, cash": TransactionKind.EC_CASH_LOAD,
+    "EC load, other account": TransactionKind.EC_LOAD_OTHER,
+    "offline EC purchase upload": TransactionKind.OFFLINE_UPLOAD,
+}
+"""Rows of ``codec.iso8583.TRANSACTIONS`` the acquirer serves, and the kind it records."""
+
+_NOT_DELIVERED: Final = frozenset(
+    {
+        ResponseCode.ISSUER_UNAVAILABLE,
+        ResponseCode.SYSTEM_MALFUNCTION,
+        ResponseCode.ISSUER_TIMEOUT,
+        ResponseCode.MAC_ERROR,
+    }
+)
+"""Answers after which a SAF entry is sent again (NETWORK contract: 91, 96, A0; and 98, a timeout)."""
+
+
+def tmk_label(terminal_id: str) -> str:
+    """The terminal master key in the platform HSM (made by ``citycard terminal add``)."""
+    return f"terminal/{terminal_id}/tmk"
+
+
+def pik_label(terminal_id: str) -> str:
+    return f"terminal/{terminal_id}/pik"
+
+
+def mak_label(terminal_id: str) -> str:
+    return f"terminal/{terminal_id}/mak"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalCheck:
+    """The registry's word on fields 41/42: a refusal code (``58``, ``03``) or the acquiring bank's code."""
+
+    refusal: str | None
+    bank_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcquiringBank:
+    """The acquiring bank of a merchant: field 32 and the label of its zone PIN key in the HSM."""
+
+    code: str
+    institution_id: str
+    zpk_label: str
+
+
+TerminalRegistry = Callable[[str, str], TerminalCheck]
+"""``(terminal_id, merchant_id)`` → the registry's word (blocking: run in the database pool)."""
+BankLookup = Callable[[str], AcquiringBank | None]
+"""A bank code → the acquiring bank (blocking: run in the database pool)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcquirerConfig:
+    """The acquirer's bounds and addresses (seconds end in ``_s``)."""
+
+    switch_host: str = "127.0.0.1"
+    switch_port: int = 9584
+    host: str = "127.0.0.1"
+    port: int = 9583
+    hop_timeout_s: float = 10.0
+    """How long the answer of a forwarded request may take before the terminal is answered 98."""
+    saf_timeout_s: float = 10.0
+    saf_idle_s: float = 0.5
+    """With nothing due, how often the SAF task looks at the queue again (a new entry wakes it at once)."""
+    saf_in_flight: int = 128
+    """SAF entries sent at once."""
+    db_threads: int = 4
+    stop_timeout_s: float = 10.0
+    saf_policy: SafPolicy = field(default_factory=SafPolicy)
+    server_limits: ServerLimits = field(default_factory=ServerLimits)
+    link_limits: LinkLimits = field(default_factory=LinkLimits)
+    tpdu: Tpdu = field(default_factory=lambda: Tpdu(destination=0x0001, source=0x0006))
+    """TPDU of the link to the switch (NII: switch 0001, acquirer 0006)."""
+
+    def __post_init__(self) -> None:
+        assert min(self.hop_timeout_s, self.saf_timeout_s, self.saf_idle_s, self.stop_timeout_s) > 0
+        assert 0 < self.saf_in_flight <= self.link_limits.max_pending and 0 < self.db_threads <= 64
+
+
+class _Refused(Exception):
+    """A request answered with ``code`` without being forwarded."""
+
+    def __init__(self, code: ResponseCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+class AcquirerHost:
+    """The acquirer front end (module docstring). ``async with AcquirerHost(...) as host:`` listens on
+    ``config.host``/``config.port`` (``host.port`` when 0 was asked) and stops on exit."""
+
+    def __init__(
+        self,
+        hsm: Hsm,
+        unit_of_work: Callable[[], AcquirerUnitOfWork],
+        registry: TerminalRegistry,
+        banks: BankLookup,
+        config: AcquirerConfig | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.hsm = hsm
+        self.config = config or AcquirerConfig()
+        self._uow = unit_of_work
+        self._registry = registry
+        self._banks = banks
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(self.config.db_threads, thread_name_prefix="acquirer-db")
+        self.server = Iso8583Server(
+            self._handle,
+            host=self.config.host,
+            port=self.config.port,
+            limits=self.config.server_limits,
+            mac_check=self._mac_check,
+        )
+        self.link = Iso8583Link(
+            self.config.switch_host,
+            self.config.switch_port,
+            tpdu=self.config.tpdu,
+            limits=self.config.link_limits,
+        )
+        self._saf_wake = asyncio.Event()
+        self._saf_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.saf_delivered = 0
+        self.saf_retried = 0
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        await self.link.start()
+        await self.server.start()
+        self._saf_task = asyncio.create_task(self._saf_loop(), name="acquirer-saf")
+
+    async def stop(self) -> None:
+        """Finish what is in flight, leave the queue on disk, close the link and the pool."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.server.stop()
+        self._saf_wake.set()
+        if self._saf_task is not None:
+            done, _ = await asyncio.wait([self._saf_task], timeout=self.config.stop_timeout_s)
+            if not done:
+                self._saf_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._saf_task
+        await self.link.close()
+        self._pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> AcquirerHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def queued(self) -> int:
+        """SAF entries not yet answered (blocking: a database read)."""
+        with self._uow() as uow:
+            return uow.saf.count(SafStatus.PENDING)
+
+    async def _db(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    # --- MAC ------------------------------------------------------------------------------------------
+    def _mak(self, terminal_id: str) -> KeyHandle | None:
+        try:
+            return self.hsm.get(mak_label(terminal_id))
+        except KeyNotFoundError:
+            return None
+
+    async def _mac_check(self, request: Message, message: bytes) -> bool:
+        if isinstance(request, NetworkManagementRequest) and request.mti == "0800":
+            return True  # the sign-on comes before the terminal has a MAK
+        if request.mac is None or request.terminal_id is None:
+            return False
+        mak = self._mak(request.terminal_id)
+        if mak is None:
+            return False
+        return mac_matches(message, lambda block: self.hsm.pos_mac(mak, block))
+
+    def _signed(self, answer: Message) -> Message:
+        """``answer`` with field 64 under the terminal's MAK (without, if the terminal has none)."""
+        assert answer.terminal_id is not None
+        mak = self._mak(answer.terminal_id)
+        if mak is None:
+            return replace(answer, mac=None)
+        placeholder = replace(answer, mac=bytes(8)).to_bytes()
+        return replace(answer, mac=self.hsm.pos_mac(mak, mac_block(placeholder)))
+
+    # --- requests -------------------------------------------------------------------------------------
+    async def _handle(self, request: Message) -> Message | None:
+        try:
+            if isinstance(request, NetworkManagementRequest):
+                return await self._network_management(request)
+            bank = await self._check_terminal(request)
+            if isinstance(request, AuthorizationRequest):
+                return self._signed(await self._authorize(request, bank))
+            if isinstance(request, AdviceRequest):
+                return self._signed(await self._advice(request, bank))
+            if isinstance(request, ReversalRequest):
+                return self._signed(await self._reversal(request, bank))
+            if isinstance(request, BatchUpload):
+                return self._signed(await self._upload(request))
+            raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"{request.mti} is not served")
+        except _Refused as refused:
+            log.info(
+                "refused %s stan %s terminal %s: %s (%s)",
+                request.mti,
+                request.stan,
+                request.terminal_id,
+                refused.code,
+                refused,
+            )
+            return self._signed(parse(refusal(replace(request, mac=None).to_fields(), refused.code)))
+
+    async def _check_terminal(self, request: Message) -> AcquiringBank:
+        assert request.terminal_id is not None and request.merchant_id is not None
+        terminal, merchant = request.terminal_id, request.merchant_id
+        check = await self._db(lambda: self._registry(terminal, merchant))
+        if check.refusal is not None:
+            raise _Refused(ResponseCode(check.refusal), "registry refuses 41/42")
+        code = check.bank_code
+        bank = None if code is None else await self._db(lambda: self._banks(code))
+        if bank is None:
+            raise _Refused(ResponseCode.NOT_PERMITTED_TO_TERMINAL, "the merchant has no acquiring bank")
+        return bank
+
+    async def _network_management(self, request: NetworkManagementRequest) -> Message:
+        assert request.field60 is not None and request.terminal_id is not None
+        network = request.field60.network_code
+        keys = None
+        if request.mti == "0800":
+            if network != "003":
+                raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"sign-on 60.3 {network}")
+            await self._check_terminal(request)
+            keys = self._sign_on(request.terminal_id)
+        elif network not in ("301", "002"):
+            raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"0820 60.3 {network}")
+        answer = NetworkManagementResponse(
+            mti=response_mti(request.mti),
+            stan=request.stan,
+            response_code=ResponseCode.APPROVED,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+            field60=request.field60,
+            private62=None if keys is None else keys.encode(),
+        )
+        return answer if request.mti == "0800" else self._signed(answer)
+
+    def _sign_on(self, terminal_id: str) -> SignOnKeys:
+        try:
+            tmk = self.hsm.get(tmk_label(terminal_id))
+        except KeyNotFoundError:
+            raise _Refused(ResponseCode.TERMINAL_NOT_REGISTERED, "no terminal master key") from None
+        made = []
+        for label, usage in (
+            (pik_label(terminal_id), KeyUsage.PIN_ENCRYPTION),
+            (mak_label(terminal_id), KeyUsage.MAC_X9_19),
+        ):
+            made.append(self.hsm.generate_working_key(label, tmk, usage, replace=True))  # a new sign-on
+        pik, mak = made
+        log.info("terminal %s signed on (MAK KCV %s)", terminal_id, mak.check_value.hex().upper())
+        return SignOnKeys(pik.encrypted, pik.check_value, mak.encrypted, mak.check_value)
+
+    # --- authorizations -------------------------------------------------------------------------------
+    async def _authorize(self, request: AuthorizationRequest, bank: AcquiringBank) -> Message:
+        row = transaction_type(request)
+        kind = None if row is None or request.mti != "0200" else _KINDS.get(row.name)
+        if kind is None or kind in (TransactionKind.REFUND, TransactionKind.OFFLINE_UPLOAD):
+            raise _Refused(ResponseCode.INVALID_TRANSACTION, "not a transaction the acquirer serves")
+        key = _key(request)
+        original = None
+        if kind == TransactionKind.VOID:
+            original = parse_original(key.terminal_id, request.original)
+            if original is None:
+                raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "a void without field 61")
+        command = BeginTransaction(
+            key, request.merchant_id or "", kind, request.amount_fen, _masked(request), original
+        )
+        begun = await self._db(lambda: begin_transaction(command, self._uow(), self._clock))
+        if begun.record is None:
+            raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "the original is not in the records")
+        record = begun.record
+        if begun.refused:
+            raise _Refused(ResponseCode.INVALID_TRANSACTION, "the terminal reversed it before it came")
+        if record.status == TransactionStatus.REVERSAL_QUEUED:  # given up or reversed: never again
+            raise _Refused(ResponseCode(record.response_code or "91"), "reversed already")
+        forwarded = replace(
+            request,
+            rrn=record.rrn,
+            acquirer_id=bank.institution_id,
+            pin_block=self._translated_pin(request, bank),
+            original=_with_original_rrn(request.original, record.original_rrn),
+            mac=None,
+        )
+        try:
+            answer = await self.link.request(forwarded, timeout_s=self.config.hop_timeout_s)
+        except NotSent as exc:  # never left: nothing can have been posted, the terminal may retry
+            log.info("not sent to the switch (%s): rrn %s answered 91", exc, record.rrn)
+            raise _Refused(ResponseCode.ISSUER_UNAVAILABLE, "switch not reachable") from None
+        except (NoAnswer, MalformedResponse) as exc:
+            code = (
+                ResponseCode.ISSUER_TIMEOUT if isinstance(exc, Timeout) else ResponseCode.ISSUER_UNAVAILABLE
+            )
+            await self._give_up(key, forwarded)
+            raise _Refused(
+                code, f"no answer from the switch ({type(exc).__name__}): reversal queued"
+            ) from None
+        if answer.response_code == ResponseCode.ISSUER_UNAVAILABLE and kind != TransactionKind.BALANCE:
+            await self._give_up(key, forwarded)  # the switch lost the issuer: it may have posted
+        else:
+            code = str(answer.response_code)
+            await self._db(lambda: record_answer(RecordAnswer(key, code), self._uow(), self._clock))
+        return replace(answer, acquirer_id=None, mac=None)
+
+    def _translated_pin(self, request: Message, bank: AcquiringBank) -> bytes | None:
+        if request.pin_block is None:
+            return None
+        pan = _pan(request)
+        if pan is None:
+            raise _Refused(ResponseCode.FORMAT_ERROR, "a PIN block without a PAN")
+        assert request.terminal_id is not None
+        try:
+            pik = self.hsm.get(pik_label(request.terminal_id))
+            zpk = self.hsm.get(bank.zpk_label)
+            return self.hsm.translate_pin_block(pik, zpk, request.pin_block, pan)
+        except KeyNotFoundError:
+            raise _Refused(ResponseCode.PIN_FORMAT_ERROR, "no PIK or zone PIN key") from None
+        except HsmError:
+            raise _Refused(ResponseCode.PIN_FORMAT_ERROR, "the PIN block does not decipher") from None
+
+    async def _give_up(self, key: TransactionKey, forwarded: Message) -> None:
+        reversal = _reversal_of(forwarded, ResponseCode.ISSUER_TIMEOUT).to_bytes()
+        entry = await self._db(lambda: give_up(GiveUp(key, reversal, "98"), self._uow(), self._clock))
+        log.info("rrn %s given up: reversal %s queued", entry.rrn, entry.id)
+        self._saf_wake.set()
+
+    # --- advices, reversals, uploads ------------------------------------------------------------------
+    async def _advice(self, request: AdviceRequest, bank: AcquiringBank) -> Message:
+        row = transaction_type(request)
+        if row is None or _KINDS.get(row.name) != TransactionKind.REFUND:
+            raise _Refused(ResponseCode.INVALID_TRANSACTION, "only refund advices are served")
+        key = _key(request)
+        original = parse_original(key.terminal_id, request.original)
+        if original is None:
+            raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "a refund without field 61")
+
+        def advice_for(rrn: str, original_rrn: str | None) -> bytes:
+            forwarded = replace(
+                request,
+                rrn=rrn,
+                acquirer_id=bank.institution_id,
+                pin_block=None,
+                original=_with_original_rrn(request.original, original_rrn),
+                mac=None,
+            )
+            return forwarded.to_bytes()
+
+        begin = BeginTransaction(
+            key,
+            request.merchant_id or "",
+            TransactionKind.REFUND,
+            request.amount_fen,
+            _masked(request),
+            original,
+        )
+        begun = await self._db(lambda: queue_advice(QueueAdvice(begin, advice_for), self._uow(), self._clock))
+        if begun.record is None:
+            raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "the original is not in the records")
+        if begun.refused:
+            raise _Refused(ResponseCode.INVALID_TRANSACTION, "the terminal reversed it before it came")
+        self._saf_wake.set()
+        return AdviceResponse(
+            mti="0230",
+            processing_code=request.processing_code,
+            amount_fen=request.amount_fen,
+            stan=request.stan,
+            rrn=begun.record.rrn,
+            response_code=ResponseCode.APPROVED,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+        )
+
+    async def _reversal(self, request: ReversalRequest, bank: AcquiringBank) -> Message:
+        assert request.terminal_id is not None and request.response_code is not None
+        original = parse_original(request.terminal_id, request.original) or _key(request)
+        if _pan(request) is None:
+            raise _Refused(ResponseCode.FORMAT_ERROR, "a reversal names its card (field 2 or 35)")
+
+        def reversal_for(rrn: str) -> bytes:
+            return replace(request, mti="0400", rrn=rrn, acquirer_id=bank.institution_id, mac=None).to_bytes()
+
+        command = ReverseAtTerminal(
+            original, request.merchant_id or "", reversal_for, str(request.response_code)
+        )
+        outcome, record = await self._db(lambda: reverse_at_terminal(command, self._uow(), self._clock))
+        log.info("terminal %s reversal of rrn %s: %s", request.terminal_id, record.rrn, outcome.value)
+        self._saf_wake.set()
+        return ReversalResponse(
+            mti=response_mti(request.mti),
+            processing_code=request.processing_code,
+            amount_fen=request.amount_fen,
+            stan=request.stan,
+            rrn=record.rrn,
+            response_code=ResponseCode.APPROVED,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+        )
+
+    async def _upload(self, request: BatchUpload) -> Message:
+        assert request.field60 is not None
+        if request.field60.network_code == "202":  # end of batch upload
+            stored = True
+        else:
+            if request.field60.message_type_code != "36" or request.icc is None:  # 3 and 25 are optional
+                raise _Refused(ResponseCode.INVALID_TRANSACTION, "only offline EC uploads with 55 are kept")
+            command = StoreUpload(
+                _key(request),
+                request.merchant_id or "",
+                request.amount_fen,
+                _masked(request),
+                replace(request, mac=None).to_bytes(),
+            )
+            stored = await self._db(lambda: store_upload(command, self._uow(), self._clock))
+        log.info(
+            "terminal %s upload stan %s %s", request.terminal_id, request.stan, "kept" if stored else "again"
+        )
+        return BatchUploadResponse(
+            mti="0330",
+            processing_code=request.processing_code,
+            amount_fen=request.amount_fen,
+            stan=request.stan,
+            response_code=ResponseCode.APPROVED,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+            field60=request.field60,
+        )
+
+    # --- store and forward ----------------------------------------------------------------------------
+    async def _saf_loop(self) -> None:
+        config = self.config
+        slots = asyncio.Semaphore(config.saf_in_flight)
+        while not self._stopping:
+            self._saf_wake.clear()
+            try:
+                entries = await self._db(lambda: due_entries(self._uow(), self._clock, config.saf_policy))
+            except Exception:  # the database is away: try again later
+                log.exception("SAF: cannot read the queue")
+                entries = []
+            if not entries:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(config.saf_idle_s):
+                        await self._saf_wake.wait()
+                continue
+
+            async def deliver(entry: SafEntry) -> SafAnswered | SafFailed:
+                async with slots:
+                    return await self._deliver(entry)
+
+            results = await asyncio.gather(*(deliver(entry) for entry in entries))
+            self.saf_delivered += sum(isinstance(result, SafAnswered) for result in results)
+            self.saf_retried += sum(isinstance(result, SafFailed) for result in results)
+            await self._db(partial(record_saf_results, results, self._uow(), self._clock, config.saf_policy))
+
+    async def _deliver(self, entry: SafEntry) -> SafAnswered | SafFailed:
+        message = parse(decode_message(entry.message))
+        if entry.kind == SafKind.REVERSAL and entry.attempts > 0:
+            message = replace(message, mti="0420")  # a repeat of a reversal
+        try:
+            answer = await self.link.request(message, timeout_s=self.config.saf_timeout_s)
+        except (LinkError, Iso8583Error) as exc:
+            log.info("SAF %s rrn %s attempt %s: %s", entry.kind.value, entry.rrn, entry.attempts + 1, exc)
+            return SafFailed(entry.id, entry.attempts + 1)
+        if answer.response_code is None or answer.response_code in _NOT_DELIVERED:
+            return SafFailed(entry.id, entry.attempts + 1)
+        return SafAnswered(entry.id, str(answer.response_code))
+
+
+def _key(request: Message) -> TransactionKey:
+    assert request.terminal_id is not None and request.stan is not None and request.field60 is not None
+    return TransactionKey(request.terminal_id, request.field60.batch_number, request.stan)
+
+
+def _pan(request: Message) -> str | None:
+    if request.pan is not None:
+        return request.pan
+    if request.track2 is not None:
+        return request.track2.split("D", 1)[0]
+    return None
+
+
+def _masked(request: Message) -> str | None:
+    pan = _pan(request)
+    return None if pan is None else mask_pan(pan)
+
+
+def _with_original_rrn(field61: str | None, original_rrn: str | None) -> str | None:
+    """Field 61 on the host-to-host legs: the terminal's original batch n6, trace n6 and date n4, then the
+    original's RRN n12 (so the issuer finds the transaction a void or refund follows up)."""
+    if field61 is None or original_rrn is None:
+        return field61
+    return field61[:16].ljust(16, "0") + original_rrn
+
+
+def _reversal_of(forwarded: Message, reason: ResponseCode) -> ReversalRequest:
+    """The 0400 reversing ``forwarded`` (its RRN, 32, 3, 4, 11, 22, 25, 49, 60 and the card), reason in 39."""
+    return ReversalRequest(
+        mti="0400",
+        pan=forwarded.pan,
+        processing_code=forwarded.processing_code,
+        amount_fen=forwarded.amount_fen,
+        stan=forwarded.stan,
+        expiry=forwarded.expiry,
+        pos_entry_mode=forwarded.pos_entry_mode,
+        card_sequence_number=forwarded.card_sequence_number,
+        condition_code=forwarded.condition_code,
+        acquirer_id=forwarded.acquirer_id,
+        track2=forwarded.track2,
+        rrn=forwarded.rrn,
+        response_code=reason,
+        terminal_id=forwarded.terminal_id,
+        merchant_id=forwarded.merchant_id,
+        currency=forwarded.currency,
+        icc=forwarded.icc,
+        field60=forwarded.field60,
+        original=forwarded.original,
+    )

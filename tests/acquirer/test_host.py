@@ -1,0 +1,381 @@
+"""The acquirer front end over real loopback sockets, with a test double for the switch (unit tests of the
+acquirer; the chain through the real switch and issuer is in the end-to-end tests): sign-on and KCVs, MAC
+both ways, PIN translation, RRN and field 32, retries, no answer -> 98 and a reversal delivered later,
+terminal reversals (repeated, and before their original), voids, refunds by SAF, offline uploads, garbage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from citycard.acquirer import SafStatus, TransactionKey, TransactionStatus
+from citycard.codec.iso8583 import (
+    AdviceRequest,
+    AuthorizationRequest,
+    BatchUpload,
+    Field60,
+    IccData,
+    NetworkManagementRequest,
+    ResponseCode,
+    ReversalRequest,
+)
+from citycard.db import Database
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.hosts.acquirer import mak_label, pik_label
+
+from tests.acquirer.support import (
+    INSTITUTION,
+    MERCHANT,
+    PAN,
+    TERMINAL,
+    SwitchDouble,
+    Terminal,
+    acquirer,
+    eventually,
+    platform_hsm,
+    switch,
+    terminal_link,
+)
+from tests.db.dbtargets import fresh_database
+from tests.net.support import run, signed
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Database]:
+    with fresh_database("sqlite", tmp_path) as db:
+        yield db
+
+
+def records(database: Database, key: TransactionKey) -> TransactionStatus | None:
+    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+        record = uow.transactions.get(key)
+    return None if record is None else record.status
+
+
+def saf_counts(database: Database) -> tuple[int, int]:
+    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+        return uow.saf.count(SafStatus.PENDING), uow.saf.count(SafStatus.DONE)
+
+
+def test_sign_on_gives_keys_whose_kcvs_check_and_a_purchase_goes_through_with_macs_rrn_32_and_pin(
+    database: Database,
+) -> None:
+    hsm = platform_hsm()
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(database, hsm, sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            keys = await terminal.sign_on()  # imports check both KCVs
+            for made, sent in ((mak_label, keys.mak_check_value), (pik_label, keys.pik_check_value)):
+                assert sent.hex().upper().startswith(hsm.get(made(TERMINAL)).kcv.upper())
+            request = terminal.purchase(pin="123456")
+            answer = await terminal.send(request)
+            again = await terminal.send(replace(request, stan=request.stan))  # the terminal's retry
+        assert answer.response_code == ResponseCode.APPROVED and terminal.verifies(answer)
+        assert answer.rrn == again.rrn == "000000000001" and terminal.verifies(again)
+        forwarded = double.received[0]
+        assert isinstance(forwarded, AuthorizationRequest)
+        assert forwarded.acquirer_id == INSTITUTION and forwarded.rrn == answer.rrn and forwarded.mac is None
+        assert forwarded.pin_block is not None and forwarded.pin_block != request.pin_block
+        back = hsm.translate_pin_block(
+            hsm.get("B1-zpk"), hsm.get(pik_label(TERMINAL)), forwarded.pin_block, PAN
+        )
+        assert back == request.pin_block  # the same PIN, now under the bank's zone PIN key
+        assert double.deliveries == {f"{INSTITUTION}-000000000001": 2}
+        assert records(database, TransactionKey(TERMINAL, 1, request.stan or 0)) == TransactionStatus.ANSWERED
+
+    run(scenario())
+
+
+def test_a_wrong_mak_an_unsigned_request_and_a_terminal_never_signed_on_get_a0_and_nothing_is_forwarded(
+    sqlite: Database,
+) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            never = await terminal.link.request(terminal.purchase())
+            await terminal.sign_on()
+            unsigned = await terminal.link.request(terminal.purchase())
+            rogue = terminal.hsm.generate_key("rogue", terminal.hsm.get("mak").usage)
+            forged = terminal.purchase()
+            wrong = await terminal.link.request(
+                signed(forged, lambda block: terminal.hsm.pos_mac(rogue, block))
+            )
+            assert host.server.stats.mac_errors == 3
+        assert [a.response_code for a in (never, unsigned, wrong)] == [ResponseCode.MAC_ERROR] * 3
+        assert double.received == []
+
+    run(scenario())
+
+
+def test_the_registry_refuses_a_closed_terminal_and_another_merchant_without_forwarding(
+    sqlite: Database,
+) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            other = await terminal.send(replace(terminal.purchase(), merchant_id="850100082419999"))
+            assert other.response_code == ResponseCode.INVALID_MERCHANT and terminal.verifies(other)
+            async with terminal_link(host.port, lambda link: Terminal(link, "10000099")) as stranger:
+                refused = await stranger.link.request(
+                    NetworkManagementRequest(
+                        mti="0800",
+                        stan=1,
+                        terminal_id="10000099",
+                        merchant_id=MERCHANT,
+                        field60=Field60("00", 1, "003"),
+                    )
+                )
+                assert refused.response_code == ResponseCode.NOT_PERMITTED_TO_TERMINAL
+                assert refused.private62 is None
+        assert double.received == []
+
+    run(scenario())
+
+
+def test_no_answer_is_98_to_the_terminal_and_a_reversal_delivered_when_the_switch_answers_again(
+    database: Database,
+) -> None:
+    double = SwitchDouble(mode="silent")
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(database, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            request = terminal.purchase(5000)
+            answer = await terminal.send(request)
+            assert answer.response_code == ResponseCode.ISSUER_TIMEOUT and terminal.verifies(answer)
+            key = TransactionKey(TERMINAL, 1, request.stan or 0)
+            assert records(database, key) == TransactionStatus.REVERSAL_QUEUED
+            retry = await terminal.send(request)  # never forwarded again once given up
+            assert retry.response_code == ResponseCode.ISSUER_TIMEOUT
+            await asyncio.sleep(0.3)
+            assert saf_counts(database)[0] == 1
+            double.mode = "answer"
+            await eventually(lambda: saf_counts(database) == (0, 1))
+        reversals = [m for m in double.received if isinstance(m, ReversalRequest)]
+        assert reversals[0].mti == "0400" and reversals[-1].mti == "0420" and len(reversals) >= 2
+        assert (
+            reversals[-1].rrn == "000000000001" and reversals[-1].response_code == ResponseCode.ISSUER_TIMEOUT
+        )
+        originals = [m for m in double.received if isinstance(m, AuthorizationRequest)]
+        assert len(originals) == 1
+        # the issuer double applied the original when it was silent? it never answered, so it applied nothing;
+        # the reversal settles it either way: nothing stays posted
+        assert double.net_posted_fen() == 0
+
+    run(scenario())
+
+
+def test_a_switch_answering_91_for_a_purchase_gets_it_reversed_and_a_switch_down_is_91_with_nothing_queued(
+    sqlite: Database,
+) -> None:
+    double = SwitchDouble(mode="91")
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            answer = await terminal.send(terminal.purchase())
+            assert answer.response_code == ResponseCode.ISSUER_UNAVAILABLE
+            assert saf_counts(sqlite)[0] == 1
+            double.mode = "answer"
+            await eventually(lambda: saf_counts(sqlite) == (0, 1))
+        async with (
+            acquirer(sqlite, platform_hsm(), 1) as host,
+            terminal_link(host.port) as terminal,
+        ):  # no switch listens on port 1
+            await terminal.sign_on()
+            down = await terminal.send(terminal.purchase(stan=77))
+            assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE
+            assert saf_counts(sqlite) == (0, 1)  # never sent: nothing to reverse
+
+    run(scenario())
+
+
+def reversal(terminal: Terminal, stan: int, original_stan: int) -> ReversalRequest:
+    return ReversalRequest(
+        mti="0400",
+        pan=PAN,
+        processing_code="000000",
+        amount_fen=1250,
+        stan=stan,
+        pos_entry_mode="071",
+        condition_code="00",
+        response_code=ResponseCode.ISSUER_TIMEOUT,
+        terminal_id=terminal.terminal_id,
+        merchant_id=terminal.merchant_id,
+        currency="156",
+        field60=Field60("22", 1),
+        original=f"000001{original_stan:06d}1203",
+        mac=bytes(8),
+    )
+
+
+def test_a_terminal_reversal_sent_5_times_is_applied_once_and_one_before_its_original_refuses_it(
+    database: Database,
+) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(database, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            purchase = terminal.purchase(stan=10)
+            approved = await terminal.send(purchase)
+            acks = [await terminal.send(replace(reversal(terminal, 11, 10), mti="0420")) for _ in range(5)]
+            assert {a.response_code for a in acks} == {ResponseCode.APPROVED}
+            assert {a.rrn for a in acks} == {approved.rrn} and all(terminal.verifies(a) for a in acks)
+            await eventually(lambda: saf_counts(database) == (0, 1))
+            early = await terminal.send(reversal(terminal, 21, 20))
+            assert early.response_code == ResponseCode.APPROVED
+            late = await terminal.send(terminal.purchase(stan=20))
+            assert late.response_code == ResponseCode.INVALID_TRANSACTION
+        assert double.deliveries[f"R{INSTITUTION}-{approved.rrn}"] == 1
+        assert double.net_posted_fen() == 0
+        forwarded_stans = [m.stan for m in double.received if isinstance(m, AuthorizationRequest)]
+        assert forwarded_stans == [10]  # the late original never left the acquirer
+        assert records(database, TransactionKey(TERMINAL, 1, 20)) == TransactionStatus.TOMBSTONE
+
+    run(scenario())
+
+
+def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_then_forwarded(
+    sqlite: Database,
+) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            original = await terminal.send(terminal.purchase(stan=30))
+            void = replace(
+                terminal.purchase(stan=31),
+                processing_code="200000",
+                field60=Field60("23", 1),
+                original="0000010000301203",
+            )
+            voided = await terminal.send(void)
+            orphan = await terminal.send(replace(void, stan=32, original="0000090000091203"))
+            double.mode = "silent"
+            refund = AdviceRequest(
+                mti="0220",
+                pan=PAN,
+                processing_code="200000",
+                amount_fen=500,
+                stan=33,
+                pos_entry_mode="071",
+                condition_code="00",
+                terminal_id=TERMINAL,
+                merchant_id=MERCHANT,
+                currency="156",
+                field60=Field60("25", 1),
+                original="0000010000301203",
+                mac=bytes(8),
+            )
+            acked = await terminal.send(refund)
+            assert acked.response_code == ResponseCode.APPROVED and terminal.verifies(acked)
+            double.mode = "answer"
+            await eventually(lambda: saf_counts(sqlite) == (0, 1))
+        assert voided.response_code == ResponseCode.APPROVED
+        assert orphan.response_code == ResponseCode.NO_ORIGINAL_TRANSACTION
+        void_sent = next(m for m in double.received if m.stan == 31)
+        assert void_sent.original == "0000010000301203" + (original.rrn or "")
+        advice = [m for m in double.received if isinstance(m, AdviceRequest)][-1]
+        assert advice.rrn == acked.rrn and advice.original == "0000010000301203" + (original.rrn or "")
+        assert advice.mac is None and advice.acquirer_id == INSTITUTION
+
+    run(scenario())
+
+
+def test_an_offline_upload_is_kept_once_and_acknowledged_each_time(sqlite: Database) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            upload = BatchUpload(
+                mti="0320",
+                pan=PAN,
+                processing_code="000000",
+                amount_fen=200,
+                stan=40,
+                terminal_id=TERMINAL,
+                merchant_id=MERCHANT,
+                currency="156",
+                icc=IccData.of([("9F26", bytes(8)), ("9F27", b"\x40")]),
+                field60=Field60("36", 1),
+                mac=bytes(8),
+            )
+            first = await terminal.send(upload)
+            second = await terminal.send(upload)
+        assert first.response_code == second.response_code == ResponseCode.APPROVED
+        assert terminal.verifies(first) and terminal.verifies(second)
+        with sqlite.unit_of_work(AcquirerUnitOfWork) as uow:
+            assert uow.uploads.count() == 1
+            kept = uow.uploads.get(TransactionKey(TERMINAL, 1, 40))
+        assert kept is not None and kept.pan_masked == "622424******0113" and kept.amount_fen == 200
+        assert double.received == []  # kept for clearing, not forwarded
+
+    run(scenario())
+
+
+def test_random_bytes_and_malformed_messages_close_or_get_30_nothing_is_forwarded_and_it_keeps_serving(
+    sqlite: Database,
+) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with switch(double) as sw, acquirer(sqlite, platform_hsm(), sw.port) as host:
+            for garbage in (b"\x00\x05hello", bytes(range(256)), b"\x00\x1a" + b"\x60" + bytes(25)):
+                reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
+                writer.write(garbage)
+                await writer.drain()
+                async with asyncio.timeout(5):
+                    rest = await reader.read()
+                writer.close()
+                assert rest == b""  # closed
+            async with terminal_link(host.port) as terminal:
+                await terminal.sign_on()
+                answer = await terminal.send(terminal.purchase())
+                assert answer.response_code == ResponseCode.APPROVED
+            assert host.server.stats.closed_for_garbage == 3
+        assert len(double.received) == 1
+
+    run(scenario())
