@@ -44,7 +44,7 @@ from citycard.center.commands import Command
 from citycard.center.handlers import handle
 from citycard.center.model import check_terminal_id
 from citycard.center.ports import CenterDeps
-from citycard.config import Settings
+from citycard.config import Settings, parse_address
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
 from citycard.files import card_image_path, save_card
 from citycard.hsm.api import Hsm, KeyStoreError
@@ -451,7 +451,7 @@ def build_acquirer(
     from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
 
     if config is None:
-        (host, port), (switch_host, switch_port) = s.acquirer, s.switch
+        (host, port), (switch_host, switch_port) = parse_address(s.acquirer), parse_address(s.switch)
         config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
 
     def uow() -> AcquirerUnitOfWork:

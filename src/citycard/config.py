@@ -91,13 +91,6 @@ def parse_address(text: str, what: str = "address") -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _address_env(name: str, default: str) -> tuple[str, int]:
-    try:
-        return parse_address(_env(name, default), f"CITYCARD_{name}")
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-
-
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=_home)
@@ -113,9 +106,8 @@ class Settings:
     acquirer_timeout_s: int = field(default_factory=lambda: _int_env("ACQUIRER_TIMEOUT_S", 30, 1, 600))
     # how long a command waits for a card image or terminal journal another process holds
     lock_timeout_s: int = field(default_factory=lambda: _int_env("LOCK_TIMEOUT_S", 30, 0, 3600))
-    # the network (issue 8): where the acquirer listens for terminals, where the switch listens
-    acquirer: tuple[str, int] = field(default_factory=lambda: _address_env("ACQUIRER", "127.0.0.1:9583"))
-    switch: tuple[str, int] = field(default_factory=lambda: _address_env("SWITCH", "127.0.0.1:9584"))
+    # where the switch listens (HOST:PORT): the acquirer forwards to it
+    switch: str = field(default_factory=lambda: _address_env("SWITCH", "127.0.0.1:9584"))
 
     @property
     def db_url(self) -> str:

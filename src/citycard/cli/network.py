@@ -56,9 +56,9 @@ def acquirer(port: PortOpt = None, switch: SwitchOpt = None, verbose: VerboseOpt
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     s = settings()
-    host, default_port = s.acquirer
+    host, default_port = parse_address(s.acquirer)
     try:
-        switch_host, switch_port = parse_address(switch, "--switch") if switch else s.switch
+        switch_host, switch_port = parse_address(switch or s.switch, "--switch")
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--switch") from None
     config = AcquirerConfig(

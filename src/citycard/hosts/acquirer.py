@@ -445,8 +445,8 @@ class AcquirerHost:
         if answer.response_code == ResponseCode.ISSUER_UNAVAILABLE and kind != TransactionKind.BALANCE:
             await self._give_up(key, forwarded)  # the switch lost the issuer: it may have posted
         else:
-            code = str(answer.response_code)
-            await self._db(lambda: record_answer(RecordAnswer(key, code), self._uow(), self._clock))
+            answered = RecordAnswer(key, str(answer.response_code))
+            await self._db(lambda: record_answer(answered, self._uow(), self._clock))
         return replace(answer, acquirer_id=None, mac=None)
 
     def _translated_pin(self, request: Message, bank: AcquiringBank) -> bytes | None:
