@@ -48,7 +48,7 @@ COMMANDS: dict[str, Lazy] = {
     "card": Lazy("Emulated PBOC citizen cards: personalise, show, send APDUs.", "citycard.cli:_card_app"),
     "pos": Lazy("POS terminal and bus validator (PBOC level-2 kernel).", "citycard.cli.pos:app"),
     "serve": Lazy(
-        "Network services over ISO 8583 (switch, issuer front ends); an emulated card for vpcd.",
+        "Network services over ISO 8583 (acquirer, switch, issuer front ends); an emulated card for vpcd.",
         "citycard.cli.servers:app",
     ),
     "calc": Lazy(
@@ -56,9 +56,6 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.calc:app",
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
-    "serve": Lazy(
-        "Network services: the acquirer terminals connect to (ISO 8583).", "citycard.cli.network:app"
-    ),
     "demo": Lazy(
         "Issue a demo card and run an EC purchase and a bus fare against it.",
         "citycard.cli:_demo_app",

@@ -1,5 +1,9 @@
 """``citycard serve``: the programme's network services, each in the foreground until Ctrl-C or SIGTERM.
 
+- ``citycard serve acquirer [--port 9583] [--switch HOST:PORT]``: the acquirer terminals connect to
+  (sign-on, MAC, registry, RRNs, PIN translation, store-and-forward of reversals and advices, offline
+  uploads); it listens on ``CITYCARD_ACQUIRER`` and forwards to ``CITYCARD_SWITCH`` unless told otherwise,
+  and what is still queued when it stops stays on disk for the next start;
 - ``citycard serve switch [--port 9584] --issuer CODE=HOST:PORT ...``: the switch (routes the acquirers'
   requests by BIN to each bank's issuer front end);
 - ``citycard serve issuer --bank CODE [--port 9585]``: one issuing bank's front end (its cards' requests
@@ -21,15 +25,15 @@ from typing import Annotated, Protocol
 
 import typer
 
-from citycard.config import settings
+from citycard.config import parse_address, settings
 
 from . import serve as card_serve
 from .bank import fail, open_issuer
 
-__all__ = ["app", "parse_issuer", "serve_issuer", "serve_switch"]
+__all__ = ["app", "parse_issuer", "serve_acquirer", "serve_issuer", "serve_switch"]
 
 app = typer.Typer(
-    help="Network services over ISO 8583 (switch, issuer front ends); an emulated card for vpcd.",
+    help="Network services over ISO 8583 (acquirer, switch, issuer front ends); an emulated card for vpcd.",
     no_args_is_help=True,
 )
 
@@ -81,6 +85,55 @@ def _logging(verbose: bool) -> None:
 
 HostOpt = Annotated[str, typer.Option("--host", help="address to listen on")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log every request (never a PAN)")]
+
+
+@app.command("acquirer")
+def serve_acquirer(
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="port terminals connect to (default CITYCARD_ACQUIRER's, 9583)", min=0, max=65535
+        ),
+    ] = None,
+    switch: Annotated[
+        str | None, typer.Option("--switch", help="the switch's HOST:PORT (default CITYCARD_SWITCH, 9584)")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The acquirer: terminals sign on and MAC their requests; they are forwarded to the switch."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from citycard import bootstrap
+    from citycard.db import DatabaseUrlError, SchemaRevisionError
+    from citycard.hosts.acquirer import AcquirerConfig
+    from citycard.hsm.api import KeyStoreError
+
+    s = settings()
+    host, default_port = parse_address(s.acquirer)
+    try:
+        switch_host, switch_port = parse_address(switch or s.switch, "--switch")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--switch") from None
+    _logging(verbose)
+    config = AcquirerConfig(
+        host=host,
+        port=default_port if port is None else port,
+        switch_host=switch_host,
+        switch_port=switch_port,
+    )
+    banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
+    try:
+        with bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer:
+            asyncio.run(_serve(acquirer, banner))
+            typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
+    except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
+        raise fail(str(exc), 2) from None
+    except SchemaRevisionError as exc:
+        raise fail(f"database {bootstrap.safe_url(s.db_url)}: {exc}", 2) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"database {bootstrap.safe_url(s.db_url)}: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{config.port}: {exc.strerror or exc}") from None
 
 
 @app.command("switch")
