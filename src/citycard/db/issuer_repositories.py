@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    exists,
     false,
     func,
     insert,
@@ -46,7 +47,7 @@ from citycard.issuer.model import (
     RegisteredTerminal,
     TerminalStatus,
 )
-from citycard.issuer.ports import AccountOwner, CardQuery, StoredAuthorization
+from citycard.issuer.ports import AccountOwner, AuthorizationStart, CardQuery, StoredAuthorization
 from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
@@ -135,6 +136,28 @@ _TERMINAL_IN_USE = select(center_terminals.c.terminal_id).limit(1)
 _TERMINAL = select(
     center_terminals.c.terminal_id, center_terminals.c.merchant_id, center_terminals.c.status
 ).where(center_terminals.c.terminal_id == bindparam("terminal_id"))
+_CT = center_terminals.c
+_START = (
+    select(
+        issuer_cards,
+        exists()
+        .where(issuer_authorizations.c.request_id == bindparam("request_id"))
+        .label("request_id_stored"),
+        exists(select(_CT.terminal_id).limit(1)).label("registry_in_use"),
+        select(_CT.merchant_id)
+        .where(_CT.terminal_id == bindparam("terminal_id"))
+        .scalar_subquery()
+        .label("t_merchant"),
+        select(_CT.status)
+        .where(_CT.terminal_id == bindparam("terminal_id"))
+        .scalar_subquery()
+        .label("t_status"),
+    )
+    .where(issuer_cards.c.pan == bindparam("pan"))
+    .with_for_update(of=issuer_cards)
+)
+"""An authorization's first read (``SqlAuthorizations.start``): the card locked, the request id, the
+terminal registry, as one statement."""
 _DEFERRABLE: dict[str, Any] = {
     "card": update(issuer_cards)
     .where(issuer_cards.c.pan == bindparam("c_w_pan"))
@@ -370,6 +393,17 @@ def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
 
 
 class SqlAuthorizations(_Repo):
+    def start(self, pan: str, request_id: str, terminal_id: str) -> AuthorizationStart:
+        row = self._one(_START, {"pan": pan, "request_id": request_id, "terminal_id": terminal_id})
+        if row is None:  # no such card: the request id is looked up on its own, the registry is not needed
+            return AuthorizationStart(None, True, False, None)
+        terminal = None
+        if row.t_status is not None:
+            terminal = RegisteredTerminal(terminal_id, row.t_merchant, TerminalStatus(row.t_status))
+        return AuthorizationStart(
+            _card(row), bool(row.request_id_stored), bool(row.registry_in_use), terminal
+        )
+
     def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None:
         query = _AUTHORIZATION_FOR_UPDATE if for_update else _AUTHORIZATION
         row = self._one(query, {"request_id": request_id})

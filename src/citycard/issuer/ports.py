@@ -30,6 +30,7 @@ from .model import (
 __all__ = [
     "TOMBSTONE",
     "AccountOwner",
+    "AuthorizationStart",
     "Authorizations",
     "Banks",
     "Books",
@@ -140,7 +141,25 @@ class StoredAuthorization:
         return self.kind == TOMBSTONE
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorizationStart:
+    """What an authorization reads first, in one go: the card (locked for the transaction), whether the
+    request id may be stored already, and the terminal registry's answer for field 41."""
+
+    card: Card | None
+    request_id_stored: bool  # True: read the stored answer (a retry, or a card not found: look it up)
+    registry_in_use: bool  # any terminal registered (an empty registry checks nothing)
+    terminal: RegisteredTerminal | None  # field 41's entry, when registered
+
+
 class Authorizations(Protocol):
+    def start(self, pan: str, request_id: str, terminal_id: str) -> AuthorizationStart:
+        """The card locked for update, whether ``request_id`` is stored and the terminal ``terminal_id`` of
+        the registry, read together (one round trip where the store allows). The request-id answer may be
+        older than the lock (a simultaneous first attempt that committed while this one waited for the
+        card): :meth:`add` then finds the id taken, and the caller answers from the stored row."""
+        ...
+
     def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None: ...
     def add(self, record: StoredAuthorization) -> bool:
         """Store the answer; False, writing nothing, when the request id is stored already (a simultaneous

@@ -7,10 +7,10 @@ in field 42.
 from __future__ import annotations
 
 from .commands import AuthorizationRequest
-from .model import TerminalStatus
+from .model import RegisteredTerminal, TerminalStatus
 from .ports import IssuerUnitOfWork
 
-__all__ = ["terminal_refusal"]
+__all__ = ["registry_refusal", "terminal_refusal"]
 
 
 def terminal_refusal(uow: IssuerUnitOfWork, req: AuthorizationRequest) -> tuple[str, str, str] | None:
@@ -18,7 +18,16 @@ def terminal_refusal(uow: IssuerUnitOfWork, req: AuthorizationRequest) -> tuple[
     merchant in field 42: ``58`` unknown or inactive terminal, ``03`` a terminal of another merchant."""
     if not uow.terminals.in_use():
         return None  # no terminal registered: nothing to check against (docs/issuer.md)
-    terminal = uow.terminals.get(req.terminal_id)
+    return registry_refusal(True, uow.terminals.get(req.terminal_id), req)
+
+
+def registry_refusal(
+    in_use: bool, terminal: RegisteredTerminal | None, req: AuthorizationRequest
+) -> tuple[str, str, str] | None:
+    """:func:`terminal_refusal` over what was read already: whether the registry is in use and field 41's
+    entry (pure)."""
+    if not in_use:
+        return None
     if terminal is None:
         return "58", f"terminal {req.terminal_id!r} (field 41) is not registered", "terminal_unknown"
     if terminal.status is not TerminalStatus.ACTIVE:

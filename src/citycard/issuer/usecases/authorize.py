@@ -26,8 +26,8 @@ from ..chipdata import ChipData, ChipDataError, parse_chip_data
 from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
 from ..decision import Checks, Decision, IssuerScript, decide, decide_refund, plan_scripts, settle
 from ..model import ONLINE_PIN_TRY_LIMIT, Card
-from ..ports import IssuerUnitOfWork, StoredAuthorization
-from ..registry import terminal_refusal
+from ..ports import AuthorizationStart, IssuerUnitOfWork, StoredAuthorization
+from ..registry import registry_refusal
 from ..views import decode_response, encode_response
 from .deps import Deps, available, link
 from .reversal import reverse
@@ -74,8 +74,9 @@ def _authorize_once(
     req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
 ) -> AuthorizationResponse | None:
     with uow:
-        card = uow.cards.get(req.pan, for_update=True)
-        stored = uow.authorizations.get(req.request_id)
+        start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
+        card = start.card
+        stored = uow.authorizations.get(req.request_id) if start.request_id_stored else None
         if stored is not None:
             if stored.fingerprint != fingerprint and not stored.tombstone:
                 return AuthorizationResponse(req.request_id, "94", "request id reused with other content")
@@ -88,7 +89,7 @@ def _authorize_once(
         elif req.kind == AuthorizationKind.REFUND:
             response, transfers = _refund(req, card, uow, deps)
         else:
-            response, transfers, card = _authorize_card(req, card, uow, deps)
+            response, transfers, card = _authorize_card(req, start, uow, deps)
             if card is not None:
                 uow.cards.update(card)
         added = uow.authorizations.add(
@@ -114,16 +115,17 @@ def _authorize_once(
 
 
 def _authorize_card(
-    req: AuthorizationRequest, card: Card | None, uow: IssuerUnitOfWork, deps: Deps
+    req: AuthorizationRequest, start: AuthorizationStart, uow: IssuerUnitOfWork, deps: Deps
 ) -> tuple[AuthorizationResponse, list[int], Card | None]:
     """The answer, the transfers posted and the card to store (None: unchanged)."""
+    card = start.card
 
     def decline(code: str, reason: str, *flags: str) -> tuple[AuthorizationResponse, list[int], None]:
         return AuthorizationResponse(req.request_id, code, reason, flags=flags), [], None
 
     if card is None or card.psn != req.psn:
         return decline("14", "unknown card")
-    refused = terminal_refusal(uow, req)
+    refused = registry_refusal(start.registry_in_use, start.terminal, req)
     if refused is not None:
         return decline(*refused)
     try:
