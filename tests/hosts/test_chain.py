@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 from citycard.codec.iso8583 import (
+    AdviceRequest,
     Field60,
     IccData,
     Message,
@@ -384,3 +385,44 @@ def test_a_balance_inquiry_answers_the_available_balance_in_field_54(
 
     run(scenario())
     assert ledger_snapshot(database) == before
+
+
+def test_a_void_and_a_refund_through_the_chain_name_their_original_by_the_rrn_in_field_61(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 20_000)
+    term = terminal_for(pan)
+    first = purchase(pan, term.first_ac(4_000, un=b"\x01" * 4), 4_000, "000000001101", stan=21)
+    second = purchase(pan, term.first_ac(3_000, un=b"\x02" * 4), 3_000, "000000001102", stan=22)
+
+    def original(rrn: str, stan: int) -> str:  # batch, trace, date of the terminal, then the RRN (acquirer)
+        return f"000001{stan:06d}1125{rrn}"
+
+    void = purchase(pan, term.first_ac(4_000, un=b"\x03" * 4), 4_000, "000000001103", stan=23)
+    void = dataclasses.replace(
+        void, processing_code="200000", field60=Field60("23", 1), original=original("000000001101", 21)
+    )
+    fields = {f.name: getattr(second, f.name) for f in dataclasses.fields(second)}
+    refund = AdviceRequest(
+        **{**fields, "mti": "0220", "processing_code": "200000", "amount_fen": 1_000, "icc": None}
+        | {"rrn": "000000001104", "stan": 24, "field60": Field60("25", 1)}
+        | {"original": original("000000001102", 22)}
+    )
+    no_rrn = dataclasses.replace(refund, rrn="000000001105", original="000001000022" + "1125")
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database) as c:
+            for request in (first, second):
+                assert (await c.send(request)).response_code is ResponseCode.APPROVED
+            assert deposit_fen(database, pan) == 13_000
+            answer = await c.send(void)
+            assert answer.mti == "0210" and answer.response_code is ResponseCode.APPROVED, answer
+            assert deposit_fen(database, pan) == 17_000
+            answer = await c.send(refund)
+            assert answer.mti == "0230" and answer.response_code is ResponseCode.APPROVED, answer
+            assert deposit_fen(database, pan) == 18_000
+            assert (await c.send(refund)).response_code is ResponseCode.APPROVED  # repeated: applied once
+            assert deposit_fen(database, pan) == 18_000
+            assert (await c.send(no_rrn)).response_code is ResponseCode.FORMAT_ERROR
+
+    run(scenario())
