@@ -1,6 +1,6 @@
 """``citycard card issue | list | find | status | activate | deposit | report-lost | replace | refund |
-block | unblock | close``: the issuing bank's side of a card's life (registered onto the ``card`` app by
-``cli._register``).
+block | unblock | unblock-pin | close``: the issuing bank's side of a card's life (registered onto the
+``card`` app by ``cli._register``).
 
 Cards are issued with keys from the bank's HSM into card-image files under
 ``$CITYCARD_HOME/cards/<BANK>/<shard>/<PAN>.json`` (load them with ``citycard card show PAN`` or
@@ -45,6 +45,7 @@ __all__ = [
     "show_cards",
     "status",
     "unblock",
+    "unblock_pin",
 ]
 
 console = Console()
@@ -253,6 +254,14 @@ def unblock(pan: Annotated[str, typer.Argument()]) -> None:
         console.print(f"card {mask_pan(pan)}: APPLICATION UNBLOCK pending for its next online contact")
 
 
+def unblock_pin(pan: Annotated[str, typer.Argument()]) -> None:
+    """Reset the chip's PIN try counter (PIN UNBLOCK by issuer script at its next online contact; the PIN
+    is kept) and the online PIN tries at once."""
+    with open_issuer() as issuer:
+        issuer.service.unblock_pin(c.UnblockPin(pan))
+        console.print(f"card {mask_pan(pan)}: PIN UNBLOCK pending for its next online contact")
+
+
 def close(pan: Annotated[str, typer.Argument()]) -> None:
     """Close a card (denied at once; EC balance refunded with ``card refund`` after the cooling period)."""
     with open_issuer() as issuer:
@@ -346,6 +355,7 @@ def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_jso
             ("EC credit pending", yuan(view["pending_ec_credit_fen"])),
             ("online PIN", "set" if view["pin_set"] else "not set"),
             ("PIN CHANGE script pending", "yes" if view["pin_change_pending"] else "no"),
+            ("PIN UNBLOCK script pending", "yes" if view["pending_pin_unblock"] else "no"),
             ("wrong online PINs in a row", str(view["online_pin_failures"])),
             ("highest ATC seen", "-" if view["highest_atc"] is None else str(view["highest_atc"])),
             ("reported lost", view["lost_at"] or "-"),
@@ -372,4 +382,5 @@ def register(card_app: typer.Typer) -> None:
     card_app.command("renew")(renew)
     card_app.command("block")(block)
     card_app.command("unblock")(unblock)
+    card_app.command("unblock-pin")(unblock_pin)
     card_app.command("close")(close)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    false,
     func,
     literal_column,
 )
@@ -117,6 +118,7 @@ issuer_cards = Table(
     Column("pending_pin_change", LargeBinary(8), nullable=True),
     Column("pending_script", String(8), nullable=True),
     Column("pending_ec_credit_fen", BigInteger, nullable=False),
+    Column("pending_pin_unblock", Boolean, nullable=False, server_default=false()),
     Column("lost_at_ns", BigInteger, nullable=True),
     Column("offline_cleared_until_ns", BigInteger, nullable=False),
     Column("replaced_by", String(19), nullable=True),

@@ -41,6 +41,7 @@ __all__ = [
     "ReportLost",
     "SetPin",
     "UnblockCard",
+    "UnblockPin",
     "check_amount",
     "check_phone",
 ]
@@ -243,6 +244,12 @@ class RenewCard(CardCommand):
 
 class CloseCard(CardCommand):
     """Close the card (denied at once; EC balance refunded after the cooling period)."""
+
+
+class UnblockPin(CardCommand):
+    """Reset the chip's offline PIN try counter (PIN CHANGE/UNBLOCK, P2 ``00``: the PIN is kept) by issuer
+    script at the card's next online contact, and the online PIN try count at once (the holder proved who
+    they are at the counter)."""
 
 
 class BlockCard(CardCommand):

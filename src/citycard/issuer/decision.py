@@ -343,6 +343,7 @@ class IssuerScript(enum.Enum):
 
     EC_BALANCE = "PUT DATA 9F79"  # the EC balance after a load or a credit moved from a predecessor card
     PIN_CHANGE = "PIN CHANGE/UNBLOCK 84 24 00 02"  # the PIN the bank set
+    PIN_UNBLOCK = "PIN CHANGE/UNBLOCK 84 24 00 00"  # the chip's PIN try counter reset, the PIN kept
     APPLICATION_BLOCK = "APPLICATION BLOCK 84 1E 00 00"
     APPLICATION_UNBLOCK = "APPLICATION UNBLOCK 84 18 00 00"
 
@@ -365,8 +366,9 @@ class ScriptPlan:
 def plan_scripts(decision: Decision, card: Card, chip: ChipData) -> ScriptPlan:
     """What goes back to the card with the answer: the EC balance after a load (or, on an approved
     contact transaction of an active card whose own balance is known, a credit moved from its predecessor),
-    then the PIN the bank set, then a pending application block or unblock. A qPBOC card has left the field
-    after its GPO, so only a load's balance is sent to it; what is pending waits for its next contact."""
+    then the PIN the bank set (or else a PIN unblock), then a pending application block or unblock. A qPBOC
+    card has left the field after its GPO, so only a load's balance is sent to it; what is pending waits for
+    its next contact."""
     scripts: list[IssuerScript] = []
     balance: int | None = None
     reachable = not chip.contactless
@@ -384,9 +386,12 @@ def plan_scripts(decision: Decision, card: Card, chip: ChipData) -> ScriptPlan:
         balance = decision.card_ec_balance_fen + card.pending_ec_credit_fen
         card = replace(card, pending_ec_credit_fen=0)
     live = reachable and card.status in (CardStatus.ACTIVE, CardStatus.BLOCKED)
-    if card.pending_pin_change is not None and live:
+    if card.pending_pin_change is not None and live:  # it resets the PIN try counter too
         scripts.append(IssuerScript.PIN_CHANGE)
-        card = replace(card, pending_pin_change=None)
+        card = replace(card, pending_pin_change=None, pending_pin_unblock=False)
+    elif card.pending_pin_unblock and live:
+        scripts.append(IssuerScript.PIN_UNBLOCK)
+        card = replace(card, pending_pin_unblock=False)
     if card.pending_script is not None and live:
         script, status = _CARD_SCRIPTS[card.pending_script]
         scripts.append(script)

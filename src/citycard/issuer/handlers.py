@@ -35,6 +35,7 @@ from .commands import (
     ReportLost,
     SetPin,
     UnblockCard,
+    UnblockPin,
 )
 from .model import Bank, BinRange, Card, Product, transfer_id
 from .ports import Clock, IssuerUnitOfWork
@@ -107,6 +108,10 @@ class IssuerService:
 
     def unblock(self, cmd: UnblockCard) -> Card:
         return cards.unblock(cmd, self._uow(), self.deps)
+
+    def unblock_pin(self, cmd: UnblockPin) -> Card:
+        """PIN UNBLOCK by script at the card's next online contact; the online PIN tries reset now."""
+        return cards.unblock_pin(cmd, self._uow(), self.deps)
 
     def record_offline_clearing(self, cmd: RecordOfflineClearing) -> Card:
         return cards.record_offline_clearing(cmd, self._uow(), self.deps)

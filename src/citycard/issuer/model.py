@@ -269,6 +269,7 @@ class Card:
     pending_pin_change: bytes | None = field(default=None, repr=False)  # new PIN for the chip, see below
     pending_script: PendingScript | None = None  # sent at the next online contact
     pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
+    pending_pin_unblock: bool = False  # PIN CHANGE/UNBLOCK P2=00 (reset the chip's PIN tries) to send
     lost_at_ns: int | None = None
     offline_cleared_until_ns: int = 0  # clearing has settled this card's offline transactions until then
     replaced_by: str | None = None

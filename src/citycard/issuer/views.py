@@ -268,6 +268,7 @@ def card_status(uow: IssuerUnitOfWork, pan: str, *, show_pan: bool = False) -> d
         "deposit_available_fen": deposit,
         "pending_script": card.pending_script,
         "pending_ec_credit_fen": card.pending_ec_credit_fen,
+        "pending_pin_unblock": card.pending_pin_unblock,
         "pin_set": card.pin_offset is not None,
         "pin_change_pending": card.pending_pin_change is not None,
         "online_pin_failures": card.online_pin_failures,

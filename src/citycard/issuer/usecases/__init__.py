@@ -36,6 +36,7 @@ HANDLERS: dict[type, Handler] = {
     c.Deposit: cards.deposit,
     c.BlockCard: cards.block,
     c.UnblockCard: cards.unblock,
+    c.UnblockPin: cards.unblock_pin,
     c.RecordOfflineClearing: cards.record_offline_clearing,
     c.ReportLost: cards.report_lost,
     c.ReplaceCard: cards.replace_card,

@@ -36,6 +36,7 @@ __all__ = ["authorize", "request_fingerprint"]
 
 _LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
 _CARD_SCRIPT_HEADERS = {
+    IssuerScript.PIN_UNBLOCK: bytes.fromhex("84240000"),
     IssuerScript.APPLICATION_BLOCK: bytes.fromhex("841E0000"),
     IssuerScript.APPLICATION_UNBLOCK: bytes.fromhex("84180000"),
 }

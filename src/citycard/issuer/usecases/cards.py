@@ -32,6 +32,7 @@ from ..commands import (
     ReportLost,
     SetPin,
     UnblockCard,
+    UnblockPin,
 )
 from ..model import (
     BankAccount,
@@ -77,6 +78,7 @@ __all__ = [
     "report_lost",
     "set_pin",
     "unblock",
+    "unblock_pin",
 ]
 
 ISSUE_BATCH = 500
@@ -290,6 +292,19 @@ def _pending_script(pan: str, which: PendingScript, uow: IssuerUnitOfWork, deps:
             uow.deny_list.add(DenyListEntry(card.bank_code, card.pan, card.psn, "blocked", now))
         elif card.status == CardStatus.BLOCKED or card.pending_script:
             uow.deny_list.remove(card.bank_code, card.pan, now)
+        uow.commit()
+    return card
+
+
+def unblock_pin(cmd: UnblockPin, uow: IssuerUnitOfWork, deps: Deps) -> Card:
+    """A PIN UNBLOCK for the chip at its next online contact (its PIN try counter reset, the PIN kept), and
+    the online PIN try count reset now."""
+    with uow:
+        card = card_for_update(uow, cmd.pan)
+        if card.status not in _LIVE:
+            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot unblock its PIN")
+        card = replace(card, pending_pin_unblock=True, online_pin_failures=0)
+        uow.cards.update(card)
         uow.commit()
     return card
 
