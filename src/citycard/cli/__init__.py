@@ -57,7 +57,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
     "demo": Lazy(
-        "Issue a demo card and run an EC purchase and a bus fare against it.",
+        "Open a bank, issue a card, and take it through a terminal online and offline over the network.",
         "citycard.cli:_demo_app",
     ),
 }
