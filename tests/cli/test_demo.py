@@ -17,7 +17,7 @@ def test_demo_runs_every_step(tmp_path) -> None:
     _register()
     result = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for marker in ("APPROVED ONLINE", "GENERATE AC 1", "APPROVED OFFLINE", "GO", "uploaded 1", "load log"):
+    for marker in ("APPROVED ONLINE", "GENERATE AC 1", "APPROVED OFFLINE", "GO", "uploaded 2", "load log"):
         assert marker in result.output, marker
     (image,) = (tmp_path / "cards").rglob("*.json")
     card = Card(load_card(image), lambda n: bytes(n))

@@ -207,7 +207,7 @@ def _run_demo(home: Path) -> None:
                 ["pos", "validate", "--card", pan, "--fare", "2.00"],
             ),
             (
-                "Upload the shop's offline purchases to the acquirer (0320 with the TC)",
+                "Upload the terminal's offline purchase and fare to the acquirer (0320s with their TCs)",
                 ["pos", "upload", *online],
             ),
             ("The card afterwards", ["card", "show", pan]),

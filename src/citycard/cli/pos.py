@@ -66,7 +66,12 @@ CardOpt = typer.Option(None, "--card", help="emulated card image (JSON), or the 
 ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")
 ConfigOpt = typer.Option(None, "--config", help="terminal configuration (TOML, docs/terminal.example.toml)")
 TraceOpt = typer.Option(False, "--trace", help="print every APDU with decoded TLV")
-JournalOpt = typer.Option(None, "--journal", help="journal database (default $CITYCARD_HOME/pos-journal.db)")
+JournalOpt = typer.Option(
+    None,
+    "--journal",
+    help="journal database (default $CITYCARD_HOME/terminals/<TID>/journal.db for a registered terminal, "
+    "else $CITYCARD_HOME/pos-journal.db)",
+)
 KeysOpt = typer.Option(None, "--keys", help="demo key file (default $CITYCARD_HOME/demo-keys.json)")
 RevealOpt = typer.Option(False, "--reveal", help="show PANs in full in traces")
 ExportOpt = typer.Option(None, "--export", help="write the upload queue to this directory")
@@ -255,8 +260,8 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
 
 
 def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
-    path = journal or settings().home / "pos-journal.db"
     terminal_id = config.terminal_id.decode("ascii", "replace")
+    path = journal or _default_journal(terminal_id)
     return PosTerminal(config, _open_journal(path, terminal_id), data_key=DEMO_DATA_KEY)
 
 
@@ -330,7 +335,7 @@ def _online(
         host, port = parse_address(address)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--acquirer") from None
-    path = journal or _default_journal(identity.terminal_id, terminal is not None)
+    path = journal or _default_journal(identity.terminal_id)
     stack = ExitStack()
     jr = _open_journal(path, identity.terminal_id, _COMMAND_STACK.get() or stack)
     client = AcquirerClient(
@@ -352,13 +357,12 @@ def _online(
         stack.close()
 
 
-def _default_journal(tid: str, named: bool) -> Path:
-    """A terminal named with ``--terminal`` keeps its journal (its STAN and batch) in its own folder."""
-    if not named:
-        return settings().home / "pos-journal.db"
+def _default_journal(tid: str) -> Path:
+    """A registered terminal (``citycard terminal add`` made ``$CITYCARD_HOME/terminals/<TID>``) keeps its
+    journal there, so every command of that terminal shares one STAN counter and batch; otherwise the
+    home's ``pos-journal.db``."""
     folder = settings().home / "terminals" / tid
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "journal.db"
+    return folder / "journal.db" if folder.is_dir() else settings().home / "pos-journal.db"
 
 
 def _report_unreachable(client: AcquirerClient) -> None:
@@ -753,13 +757,16 @@ def journal_cmd(
     close_batch: bool = CloseBatchOpt,
     config: Path | None = ConfigOpt,
     keys: Path | None = KeysOpt,
+    terminal: str | None = TerminalOpt,
     as_json: JsonFlag = False,
 ) -> None:
     """The terminal's journal; ``--export DIR`` writes captured offline transactions for upload."""
     if state is not None and state not in STATES:
         raise typer.BadParameter(f"{state!r} is not one of {', '.join(STATES)}", param_hint="--state")
-    terminal_id = _config(config, keys).terminal_id.decode("ascii", "replace") if config else "CITY0001"
-    path = journal or settings().home / "pos-journal.db"
+    terminal_id = terminal or (
+        _config(config, keys).terminal_id.decode("ascii", "replace") if config else "CITY0001"
+    )
+    path = journal or _default_journal(terminal_id)
     if journal is not None and not journal.exists():  # a view: a mistyped path makes no new journal
         raise typer.BadParameter(f"no journal at {journal}", param_hint="--journal")
     with ExitStack() as stack:
