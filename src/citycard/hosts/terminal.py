@@ -388,16 +388,34 @@ class AcquirerClient:
 
     # --- transactions -----------------------------------------------------------------------------------
     def authorize(
-        self, kind: OnlineKind, request: OnlineRequest, entry: JournalEntry, interface: str
+        self,
+        kind: OnlineKind,
+        request: OnlineRequest,
+        entry: JournalEntry,
+        interface: str,
+        follows: JournalEntry | None = None,
     ) -> OnlineResponse:
         """The :class:`~citycard.pos.online.OnlineHost` call: the queue flushed, then the 0200 of ``entry``
-        (11 its STAN, 60.2 its batch); no answer: the reversal is queued, and the kernel goes on unable to go
-        online."""
+        (11 its STAN, 60.2 its batch; a void's 61 names ``follows``); no answer: the reversal is queued, and
+        the kernel goes on unable to go online."""
         self.flush()
         message = authorization_request(
-            kind, request, identity=self.identity, stan=entry.stan, batch=entry.batch, interface=interface
+            kind,
+            request,
+            identity=self.identity,
+            stan=entry.stan,
+            batch=entry.batch,
+            interface=interface,
+            original=self._original(follows) if follows is not None else None,
         )
         return self._online(entry.txn_id, message)
+
+    def _original(self, entry: JournalEntry) -> Original:
+        """Field 61 for a follow-up of ``entry``: its batch, STAN and the date it went online."""
+        record = self.journal.online_record(txn_id=entry.txn_id)
+        if record is None or not record.rrn:
+            raise OnlineError(f"{entry.txn_id} was not approved online here: nothing to void or refund")
+        return Original(entry.batch, entry.stan, record.date_mmdd)
 
     def _online(self, txn_id: str, message: Message) -> OnlineResponse:
         now = self.clock()
@@ -439,18 +457,14 @@ class AcquirerClient:
         if outcome.kind is OutcomeKind.DECLINED_ONLINE or outcome.kind is OutcomeKind.DECLINED_OFFLINE:
             self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
 
-    def void_or_refund(
-        self, kind: OnlineKind, original: JournalEntry, amount_fen: int
-    ) -> tuple[JournalEntry, str]:
-        """A void (0200 200000/23) or a refund (0220 200000/25) of ``original``, an online purchase of this
+    def refund(self, original: JournalEntry, amount_fen: int) -> tuple[JournalEntry, str]:
+        """A refund (退货, 0220 200000/25) of all or part of ``original``, an online purchase of this
         terminal: no card (its PAN sealed in the journal), 61 = its batch, STAN and date. Journaled as a
-        transaction of its own (``void`` / ``refund``); returns it and the response code. A refund that gets
-        no answer is queued (store-and-forward, 0220 again) and journaled approved: the acquirer takes it."""
-        assert kind in (OnlineKind.VOID, OnlineKind.REFUND)
+        transaction of its own (``refund``); returns it and the response code. A refund that gets no answer
+        is queued (store-and-forward, 0220 again) and journaled approved: the acquirer takes it."""
+        kind = OnlineKind.REFUND
         assert 0 < amount_fen <= original.amount_fen
-        record = self.journal.online_record(txn_id=original.txn_id)
-        if record is None or not record.rrn:
-            raise OnlineError(f"{original.txn_id} was not approved online here: nothing to void or refund")
+        where = self._original(original)
         try:
             pan = unseal_pan(self.data_key, bytes.fromhex(original.pan_sealed))
         except (SealError, ValueError):
@@ -476,12 +490,12 @@ class AcquirerClient:
             stan=entry.stan,
             batch=entry.batch,
             interface=original.interface,
-            original=Original(original.batch, original.stan, record.date_mmdd),
+            original=where,
         )
         response = self._online(entry.txn_id, message)
         self._sent.pop(entry.txn_id, None)
         self._answered.pop(entry.txn_id, None)
-        if response.unable_to_go_online and kind is OnlineKind.REFUND:
+        if response.unable_to_go_online:
             self._queue(entry.txn_id, "advice", message, ResponseCode.APPROVED)
             done = self.journal.finish(
                 entry.txn_id, "approved", outcome="approved online", reason="queued (SAF)"

@@ -340,7 +340,7 @@ class KernelBase:
         assert len(un) == 4
         kind = t.kind.value if t.kind.value < 0xF0 else 0x31
         if t.transaction_type is not None:
-            assert t.kind is TransactionKind.PURCHASE and t.amount_fen == 0 and t.force_online
+            assert t.kind is TransactionKind.PURCHASE and t.force_online
             kind = t.transaction_type
         amount = t.amount_fen if t.kind in (TransactionKind.PURCHASE, TransactionKind.EC_LOAD) else 0
         ec_ok = (

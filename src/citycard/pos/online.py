@@ -291,8 +291,15 @@ class OnlineHost(Protocol):
     (an approval the card then refused is reversed: the reversal is persisted first)."""
 
     def authorize(
-        self, kind: OnlineKind, request: OnlineRequest, entry: JournalEntry, interface: str
-    ) -> OnlineResponse: ...
+        self,
+        kind: OnlineKind,
+        request: OnlineRequest,
+        entry: JournalEntry,
+        interface: str,
+        follows: JournalEntry | None = None,
+    ) -> OnlineResponse:
+        """``follows``: the purchase a void cancels (field 61)."""
+        ...
 
     def completed(self, entry: JournalEntry, outcome: Outcome) -> None: ...
 

@@ -301,6 +301,7 @@ class PosTerminal:
         trace: Trace | None = None,
         refuse: Callable[[Outcome], str | None] = lambda _: None,
         online_kind: OnlineKind | None = None,
+        follows: JournalEntry | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
         approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
@@ -309,14 +310,15 @@ class PosTerminal:
         entry, and the host hears the outcome before it is recorded (a refused approval is reversed)."""
         kernel = Kernel(config or self.config, txn, self.rng, pin_pad=self.pin_pad)
         entry: JournalEntry | None = None
-        kind = "balance" if online_kind is OnlineKind.BALANCE_INQUIRY else txn.kind.name.lower()
+        named = {OnlineKind.BALANCE_INQUIRY: "balance", OnlineKind.VOID: "void"}
+        kind = named.get(online_kind, txn.kind.name.lower()) if online_kind else txn.kind.name.lower()
         host = self.host if online_kind is not None else None
         if host is not None and online_kind is not None:
             go_online, through = online_kind, host
 
             def via_host(request: OnlineRequest) -> OnlineResponse:
                 assert entry is not None, "the kernel goes online after its debiting command"
-                return through.authorize(go_online, request, entry, txn.interface)
+                return through.authorize(go_online, request, entry, txn.interface, follows)
 
             online = via_host
 
@@ -464,6 +466,33 @@ class PosTerminal:
         )
         outcome, entry = self._run_journaled(
             txn, transmit, pin=pin, trace=trace, online_kind=OnlineKind.BALANCE_INQUIRY
+        )
+        return TapResult(outcome, entry)
+
+    def void(
+        self,
+        transmit: Transmit,
+        original: JournalEntry,
+        *,
+        pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
+        interface: Interface = "contact",
+        trace: Trace | None = None,
+    ) -> TapResult:
+        """Void (消费撤销) ``original``, an online purchase of this terminal, the card present: the card's
+        ARQC for the purchase's whole amount with 9C = 20, sent as 0200 200000 with 61 naming the purchase;
+        journaled ``void``."""
+        assert self.host is not None, "a void goes online"
+        assert original.kind == "purchase" and original.outcome == "approved online"
+        txn = Transaction(
+            TransactionKind.PURCHASE,
+            self.clock(),
+            original.amount_fen,
+            interface=interface,
+            force_online=True,
+            transaction_type=0x20,
+        )
+        outcome, entry = self._run_journaled(
+            txn, transmit, pin=pin, trace=trace, online_kind=OnlineKind.VOID, follows=original
         )
         return TapResult(outcome, entry)
 
