@@ -16,7 +16,7 @@ from citycard.kernel.config import parse_config
 
 from tests.kernel.cardlab import demo_keys
 from tests.pos.chain import chain
-from tests.pos.test_online import FOLLOW_UPS_GAP, _eventually
+from tests.pos.test_online import _eventually
 
 
 def _app() -> typer.Typer:
@@ -297,7 +297,6 @@ def test_signon_balance_and_flush_on_the_command_line(tmp_path, monkeypatch):
         assert r.exit_code == 0 and "0 sent, 0 still queued" in r.output, r.output
 
 
-@FOLLOW_UPS_GAP
 def test_void_and_refund_on_the_command_line(tmp_path, monkeypatch):
     """A purchase approved online is voided with the card present, another refunded in part."""
     runner, app = CliRunner(), _app()

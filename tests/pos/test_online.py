@@ -157,14 +157,6 @@ def test_balance_inquiry_online_reads_the_account(world: World) -> None:
     assert answer.balance is not None and balances(answer.balance) == {"02": 50_000}
 
 
-FOLLOW_UPS_GAP = pytest.mark.xfail(
-    reason="the issuer front end does not yet give the issuer the original of a void or refund (field 61's "
-    "RRN as original_request_id): the issuer answers 30",
-    strict=False,
-)
-
-
-@FOLLOW_UPS_GAP
 def test_void_and_refund_give_the_money_back(world: World) -> None:
     with world.client() as client:
         pos = world.pos(client)
