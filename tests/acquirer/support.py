@@ -149,9 +149,20 @@ async def switch(double: SwitchDouble, port: int = 0) -> AsyncIterator[Iso8583Se
 class Terminal:
     """A terminal: its own HSM with the TMK, a link to the acquirer, a STAN counter, batch 1."""
 
-    def __init__(self, link: Iso8583Link, terminal_id: str = TERMINAL, merchant_id: str = MERCHANT) -> None:
-        self.hsm = SoftHsm(b"\x02" * 32)
-        self.hsm.import_components("tmk", KeyUsage.KEK, TMK)
+    def __init__(
+        self,
+        link: Iso8583Link,
+        terminal_id: str = TERMINAL,
+        merchant_id: str = MERCHANT,
+        *,
+        hsm: SoftHsm | None = None,
+        tmk: str = "tmk",
+    ) -> None:
+        if hsm is None:
+            hsm = SoftHsm(b"\x02" * 32)
+            hsm.import_components(tmk, KeyUsage.KEK, TMK)
+        self.hsm = hsm
+        self.tmk = tmk
         self.link = link
         self.terminal_id = terminal_id
         self.merchant_id = merchant_id
@@ -173,7 +184,7 @@ class Terminal:
         )
         assert answer.response_code == ResponseCode.APPROVED and answer.private62 is not None, answer
         keys = SignOnKeys.decode(answer.private62)
-        tmk = self.hsm.get("tmk")
+        tmk = self.hsm.get(self.tmk)
         self.hsm.import_working_key(
             "pik", tmk, KeyUsage.PIN_ENCRYPTION, keys.pik_under_tmk, keys.pik_check_value, replace=True
         )
@@ -222,6 +233,14 @@ async def terminal_link(
 ) -> AsyncIterator[Terminal]:
     async with Iso8583Link("127.0.0.1", port, tpdu=Tpdu(6, 1), limits=FAST_LINK) as link:
         yield make(link)
+
+
+def saf_counts(database: Database) -> tuple[int, int]:
+    """(pending, done) entries of the acquirer's SAF queue."""
+    from citycard.acquirer import SafStatus
+
+    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+        return uow.saf.count(SafStatus.PENDING), uow.saf.count(SafStatus.DONE)
 
 
 async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
