@@ -158,6 +158,19 @@ _START = (
 )
 """An authorization's first read (``SqlAuthorizations.start``): the card locked, the request id, the
 terminal registry, as one statement."""
+_EC_BALANCES = account_balances()
+_UN_SEEN_AND_EC = select(
+    exists()
+    .where(
+        issuer_unpredictable_numbers.c.pan == bindparam("pan"),
+        issuer_unpredictable_numbers.c.un == bindparam("un"),
+    )
+    .label("seen"),
+    select(_EC_BALANCES.c.credits_posted - _EC_BALANCES.c.debits_posted)
+    .where(_EC_BALANCES.c.id == bindparam("ec_id"))
+    .scalar_subquery()
+    .label("ec_balance"),
+)
 _DEFERRABLE: dict[str, Any] = {
     "card": update(issuer_cards)
     .where(issuer_cards.c.pan == bindparam("c_w_pan"))
@@ -447,6 +460,14 @@ class SqlAuthorizations(_Repo):
 
     def seen_unpredictable_number(self, pan: str, un: bytes) -> bool:
         return self._one(_UN_SEEN, {"pan": pan, "un": un.hex().upper()}) is not None
+
+    def seen_with_ec_balance(self, pan: str, un: bytes, ec_float_account_id: int) -> tuple[bool, int]:
+        row = self._execute(
+            _UN_SEEN_AND_EC, {"pan": pan, "un": un.hex().upper(), "ec_id": ec_float_account_id}
+        )
+        seen, balance = row.one()
+        assert balance is not None, ec_float_account_id
+        return bool(seen), int(balance)
 
     def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None:
         """Record ``un`` for the card; the caller has checked :meth:`seen_unpredictable_number` first.

@@ -133,13 +133,12 @@ def _authorize_card(
         chip = parse_chip_data(req.field55)
     except ChipDataError as exc:
         return decline("30", f"field 55: {exc.detail}")
-    checks = _checks(req, card, chip, uow, deps)
+    checks, ec_before = _checks(req, card, chip, uow, deps)
     product = deps.product(uow, card.bank_code, card.product_code)
     assert product is not None
     ec_books = None
     if req.kind in _LOADS and (chip.ec_balance is None or not checks.iad_mac_ok):
-        (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
-        ec_books = ec.credit_balance_fen
+        ec_books = ec_before if ec_before is not None else _ec_balance(uow, card)
     original = None
     if req.kind == AuthorizationKind.VOID:
         assert req.original_request_id is not None
@@ -160,7 +159,9 @@ def _authorize_card(
     if decision.card is None:  # refused before the card's ATC moved on: nothing about the card is stored
         return decline(decision.code, decision.reason, *decision.flags)
     decision = _post(decision, req, uow)
-    return _answer(req, chip, decision, uow, deps)
+    if any(card.ec_float_account_id in (t.debit_account_id, t.credit_account_id) for t in decision.legs):
+        ec_before = None  # posted to: read it again (the ledger holds it locked, so no query)
+    return _answer(req, chip, decision, uow, deps, ec_before)
 
 
 def _post(decision: Decision, req: AuthorizationRequest, uow: IssuerUnitOfWork) -> Decision:
@@ -203,15 +204,23 @@ def _authorization_code(req: AuthorizationRequest) -> str:
     return f"{int(hashlib.sha256(req.request_id.encode()).hexdigest(), 16) % 10**6:06d}"
 
 
+def _ec_balance(uow: IssuerUnitOfWork, card: Card) -> int:
+    (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
+    return ec.credit_balance_fen
+
+
 def _checks(
     req: AuthorizationRequest, card: Card, chip: ChipData, uow: IssuerUnitOfWork, deps: Deps
-) -> Checks:
-    """The checks that need keys (in the HSM) or the store, made before deciding."""
+) -> tuple[Checks, int | None]:
+    """The checks that need keys (in the HSM) or the store, made before deciding; and the card's EC float
+    balance in the books, read with the unpredictable number (None when the checks stopped before)."""
     imk = deps.key(card.bank_code, "imk_ac")
     arqc_ok = deps.hsm.verify_arqc(imk, card.pan, card.psn, chip.atc, chip.ac_data, chip.arqc)
     if not arqc_ok or chip.atc <= card.highest_atc:
-        return Checks(arqc_ok=arqc_ok)  # declined before anything else counts
-    seen = uow.authorizations.seen_unpredictable_number(card.pan, chip.unpredictable_number)
+        return Checks(arqc_ok=arqc_ok), None  # declined before anything else counts
+    seen, ec_before = uow.authorizations.seen_with_ec_balance(
+        card.pan, chip.unpredictable_number, card.ec_float_account_id
+    )
     iad_mac_ok = None
     if chip.ec_balance is not None:  # the card's EC balance is trusted only with its MAC (not under the ARQC)
         iad = chip.ec_balance
@@ -224,13 +233,19 @@ def _checks(
         assert card.pin_offset is not None
         zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
         pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
-    return Checks(arqc_ok, iad_mac_ok, pin_ok, seen)
+    return Checks(arqc_ok, iad_mac_ok, pin_ok, seen), ec_before
 
 
 def _answer(
-    req: AuthorizationRequest, chip: ChipData, decision: Decision, uow: IssuerUnitOfWork, deps: Deps
+    req: AuthorizationRequest,
+    chip: ChipData,
+    decision: Decision,
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+    ec_balance_fen: int | None,
 ) -> tuple[AuthorizationResponse, list[int], Card]:
-    """The scripts MACed in the HSM, the ARPC, the balances after the transaction."""
+    """The scripts MACed in the HSM, the ARPC, the balances after the transaction (``ec_balance_fen``: the
+    EC float's as read already in this transaction and not posted to since; None: read it)."""
     before = decision.card
     assert before is not None
     plan = plan_scripts(decision, before, chip)
@@ -240,7 +255,8 @@ def _answer(
     arc = decision.code.encode("ascii")
     arpc = deps.hsm.generate_arpc(imk, card.pan, card.psn, chip.atc, chip.arqc, arc)
     balance = available(uow, card.deposit_account_id) if card.deposit_account_id else None
-    (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
+    if ec_balance_fen is None:
+        ec_balance_fen = _ec_balance(uow, card)
     response = AuthorizationResponse(
         request_id=req.request_id,
         response_code=decision.code,
@@ -250,7 +266,7 @@ def _answer(
         arc=arc,
         scripts=tuple(scripts),
         balance_fen=balance,
-        ec_balance_fen=ec.credit_balance_fen,
+        ec_balance_fen=ec_balance_fen,
         flags=decision.flags,
     )
     return response, [t.id for t in decision.legs], card
