@@ -81,3 +81,52 @@ def test_simultaneous_issuance_to_one_citizen_issues_one_card(
     assert outcomes == ["duplicate", "duplicate", "duplicate", "issued"]
     with database.unit_of_work() as uow:
         assert uow.ledger.totals().balanced
+
+
+def test_a_reversal_racing_its_original_nets_to_zero(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The original and its reversal (with retries) arrive together: whichever commits first, the original
+    is either approved and reversed, or declined by the reversal's tombstone — the account as before."""
+    pan = funded_card(banks, 100_000)
+    term = terminal_for(pan)
+    with database.unit_of_work() as uow:
+        before = {a.id: a.credit_balance_fen for a in uow.ledger.balances()}
+    outcomes = set()
+    for round_ in range(4):
+        rid = f"p-{round_}"
+        original = request(
+            pan, AuthorizationKind.PURCHASE, 1_000, term.first_ac(1_000, un=bytes([round_]) * 4), rid
+        )
+        reversal = AuthorizationRequest(
+            f"R{rid}",
+            AuthorizationKind.REVERSAL,
+            pan,
+            original.psn,
+            1_000,
+            b"",
+            original_request_id=rid,
+            terminal_id="T0000001",
+        )
+        barrier = Barrier(6)
+
+        def send(
+            i: int,
+            original: AuthorizationRequest = original,
+            reversal: AuthorizationRequest = reversal,
+            barrier: Barrier = barrier,
+        ) -> AuthorizationResponse:
+            barrier.wait()
+            return banks.authorize(original if i % 3 == 0 else reversal)
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(send, range(6)))
+        originals = {a for a in answers if a.request_id == rid}
+        reversals = {a for a in answers if a.request_id == f"R{rid}"}
+        assert len(originals) == 1 and len(reversals) == 1, answers  # one answer each, however often sent
+        assert reversals.pop().approved
+        outcomes.add(originals.pop().response_code)
+        with database.unit_of_work() as uow:
+            assert {a.id: a.credit_balance_fen for a in uow.ledger.balances()} == before
+            assert uow.ledger.totals().balanced
+    assert outcomes <= {"00", "12"}
