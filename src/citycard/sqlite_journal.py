@@ -350,7 +350,7 @@ class SqliteJournal:
         return [self._advice(r) for r in rows]
 
     def advice_sending(self, saf_id: int) -> Advice:
-        """Count one more attempt, durably, before the message leaves (the next one is a repeat, 0420)."""
+        """Count one more attempt (a message that left, answered or not): the next one is a repeat (0420)."""
         with self._tx() as db:
             db.execute("UPDATE saf SET attempts=attempts+1 WHERE saf_id=?", (saf_id,))
         return self._advice(self._db.execute("SELECT * FROM saf WHERE saf_id=?", (saf_id,)).fetchone())

@@ -20,7 +20,10 @@ Rewrite = Callable[[bytes], bytes | None]
 class Proxy:
     target_port: int
     answers: list[Rewrite] = field(default_factory=list)
-    """One rewrite per coming answer to a 0200/0210 (oldest first); None drops the answer."""
+    """One rewrite per coming answer of an MTI in ``mtis`` (oldest first); None drops the answer."""
+    mtis: frozenset[bytes] = frozenset({b"\x02\x10"})
+    requests: list[str] = field(default_factory=list)
+    """The MTI of every request the terminal sent through, in order."""
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -45,7 +48,9 @@ class Proxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
             with contextlib.suppress(Exception):
                 while (frame := await read_frame(src, body_timeout_s=10)) is not None:
-                    if down and self.answers and frame[7 + 6 : 7 + 6 + 2] == b"\x02\x10":
+                    if not down:
+                        self.requests.append(frame[13:15].hex())
+                    if down and self.answers and frame[7 + 6 : 7 + 6 + 2] in self.mtis:
                         changed = self.answers.pop(0)(frame)
                         if changed is None:
                             continue

@@ -191,6 +191,30 @@ def test_a_lost_answer_is_reversed_at_the_next_contact_and_nets_to_zero(world: W
     assert _balanced(world)
 
 
+def test_an_unanswered_reversal_is_repeated_as_0420_and_applied_once(world: World) -> None:
+    """The reversal's own answer is lost twice: it stays queued and goes again as 0420 until answered; the
+    issuer applies it once (the account nets to zero, not below)."""
+    before = world.net.status()
+    with world.proxy() as proxy:
+        proxy.answers.append(drop)  # the load's answer
+        with world.client(proxy.port, timeout_s=2.0) as client:
+            assert not world.pos(client).load(world.tap(), 10_000, pin=lambda _: PIN).approved
+        proxy.mtis = frozenset({b"\x04\x10", b"\x04\x30"})
+        proxy.answers += [drop, drop]  # the 0400's answer, then the first 0420's
+        for _ in range(2):
+            with world.client(proxy.port, timeout_s=2.0) as client:
+                assert client.flush().pending == 1
+        with world.client(proxy.port) as client:
+            assert client.flush().pending == 0
+    (sent,) = world.journal.advices(pending=False)
+    assert sent.attempts == 3 and sent.response_code == "00"
+    assert [mti for mti in proxy.requests if mti.startswith("04")] == ["0400", "0420", "0420"]
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == before["deposit_available_fen"])
+    time.sleep(0.5)  # the acquirer's store-and-forward has had time to repeat: still applied once
+    assert world.net.status()["deposit_available_fen"] == before["deposit_available_fen"]
+    assert _balanced(world)
+
+
 def test_an_approval_the_card_refuses_is_reversed_before_the_outcome(world: World) -> None:
     """The issuer approves and posts; the card does not recognise the ARPC (damaged on the way) and
     declines: the reversal (39 = 06) is in the journal before the decline is recorded; delivered next time."""

@@ -362,22 +362,25 @@ class AcquirerClient:
         message = parse(decode_message(bytes.fromhex(advice.message)))
         pan = unseal_pan(self.data_key, bytes.fromhex(advice.pan_sealed))
         if advice.kind == "reversal":
-            message = replace(message, mti="0400" if advice.attempts <= 1 else "0420")
+            message = replace(message, mti="0400" if advice.attempts == 0 else "0420")
         return replace(message, pan=pan)
 
     def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
         """Send the queued reversals, oldest first, until one gets no answer (it stays queued)."""
         answered: list[Advice] = []
         for advice in self.journal.advices(limit=limit):
-            sending = self.journal.advice_sending(advice.saf_id)  # 0400 first, then 0420
             try:
-                message = self._advice_message(sending)
+                message = self._advice_message(advice)  # 0400 the first time it leaves, then 0420
             except (Iso8583Error, SealError) as exc:  # a row this terminal wrote: a bug or a damaged file
                 raise OnlineError(f"queued reversal of {advice.txn_id} unreadable: {exc}") from None
             try:
                 answer = self._send(message)
-            except (NotSent, NoAnswer, MalformedResponse):
+            except NotSent:
+                break  # it never left: still the first attempt
+            except (NoAnswer, MalformedResponse):
+                self.journal.advice_sending(advice.saf_id)
                 break
+            sending = self.journal.advice_sending(advice.saf_id)
             if answer.response_code is None or answer.response_code in _RETRY_CODES:
                 break
             if not self._authentic(answer):
