@@ -18,14 +18,22 @@ from citycard.codec.iso8583 import (
     AuthorizationRequest,
     BatchUpload,
     Field60,
+    Frame,
+    Header,
     IccData,
     NetworkManagementRequest,
+    RawMessage,
     ResponseCode,
     ReversalRequest,
+    Tpdu,
+    decode_frame,
+    encode_frame,
+    encode_message,
 )
 from citycard.db import Database
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork
 from citycard.hosts.acquirer import mak_label, pik_label
+from citycard.net.framing import read_frame, write_frame
 
 from tests.acquirer.support import (
     INSTITUTION,
@@ -373,9 +381,21 @@ def test_random_bytes_and_malformed_messages_close_or_get_30_nothing_is_forwarde
                 assert rest == b""  # closed
             async with terminal_link(host.port) as terminal:
                 await terminal.sign_on()
+                fields = dict(terminal.sign(terminal.purchase()).to_fields().fields)
+                fields[55] = b"\x9f\x26\x08\x01\x02"  # 9F26 says 8 bytes, 2 follow: not BER-TLV
+                frame = encode_frame(Frame(Tpdu(6, 1), Header(), encode_message(RawMessage("0200", fields))))
+                reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
+                await write_frame(writer, frame)
+                back = await read_frame(reader, body_timeout_s=5)
+                writer.close()
+                assert back is not None
+                _, raw = decode_frame(back)
+                assert raw.mti == "0210" and raw.fields[39] == "30" and raw.fields[41] == TERMINAL
                 answer = await terminal.send(terminal.purchase())
                 assert answer.response_code == ResponseCode.APPROVED
-            assert host.server.stats.closed_for_garbage == 3
+            assert host.server.stats.closed_for_garbage == 3 and host.server.stats.format_errors == 1
         assert len(double.received) == 1
+        with sqlite.unit_of_work(AcquirerUnitOfWork) as uow:
+            assert uow.transactions.get(TransactionKey(TERMINAL, 1, 2)) is None  # the malformed one
 
     run(scenario())
