@@ -399,3 +399,25 @@ def test_random_bytes_and_malformed_messages_close_or_get_30_nothing_is_forwarde
             assert uow.transactions.get(TransactionKey(TERMINAL, 1, 2)) is None  # the malformed one
 
     run(scenario())
+
+
+def test_stopping_with_a_request_in_flight_waits_for_it_and_its_reversal_is_on_disk(sqlite: Database) -> None:
+    double = SwitchDouble(mode="silent")
+
+    async def scenario() -> None:
+        async with switch(double) as sw:
+            host_cm = acquirer(sqlite, platform_hsm(), sw.port, hop_timeout_s=1.0)
+            host = await host_cm.__aenter__()
+            try:
+                async with terminal_link(host.port) as terminal:
+                    await terminal.sign_on()
+                    pending = asyncio.create_task(terminal.send(terminal.purchase(), timeout_s=5))
+                    await eventually(lambda: len(double.received) == 1)
+                    await host.stop()  # Ctrl-C while the purchase waits for the switch
+                    answer = await pending
+            finally:
+                await host_cm.__aexit__(None, None, None)
+        assert answer.response_code == ResponseCode.ISSUER_TIMEOUT
+        assert saf_counts(sqlite) == (1, 0)  # kept for the next start
+
+    run(scenario())

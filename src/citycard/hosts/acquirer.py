@@ -238,11 +238,15 @@ class AcquirerHost:
         self._banks = banks
         self._clock = clock
         self._pool = ThreadPoolExecutor(self.config.db_threads, thread_name_prefix="acquirer-db")
+        limits = self.config.server_limits
+        drain_s = max(
+            limits.drain_timeout_s, self.config.hop_timeout_s + 5.0
+        )  # in flight: answer or reversal
         self.server = Iso8583Server(
             self._handle,
             host=self.config.host,
             port=self.config.port,
-            limits=self.config.server_limits,
+            limits=replace(limits, drain_timeout_s=drain_s),
             mac_check=self._mac_check,
         )
         self.link = Iso8583Link(
@@ -431,6 +435,9 @@ class AcquirerHost:
         )
         try:
             answer = await self.link.request(forwarded, timeout_s=self.config.hop_timeout_s)
+        except asyncio.CancelledError:  # stopped past the drain time: it may be posted, reverse it first
+            await asyncio.shield(self._give_up(key, forwarded))
+            raise
         except NotSent as exc:  # never left: nothing can have been posted, the terminal may retry
             log.info("not sent to the switch (%s): rrn %s answered 91", exc, record.rrn)
             raise _Refused(ResponseCode.ISSUER_UNAVAILABLE, "switch not reachable") from None
