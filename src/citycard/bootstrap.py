@@ -20,6 +20,9 @@ What it builds (the settings name each place, see ``citycard.config``):
 - a terminal's own HSM (:func:`terminal_hsm`): the terminal's key store (its PIN entry device) under
   ``$CITYCARD_HOME/terminals/<TID>/keys`` with its own master key file ``…/terminals/<TID>/master.key``
   (mode 0600), made by ``citycard terminal add`` when it injects the terminal master key;
+- the whole platform in one process (:func:`start_platform`, ``citycard up`` and ``citycard demo``): an issuer
+  front end per bank, the switch linked to them and the acquirer linked to the switch, started in that order
+  on loopback ports and stopped in the reverse one (:class:`Platform`);
 - the registry of the Citizen Card Service Center (:func:`open_center`): merchants and terminals on the same
   database, with the platform HSM when terminals are added.
 
@@ -70,6 +73,7 @@ __all__ = [
     "DirectorySink",
     "HomeFolderError",
     "Issuer",
+    "Platform",
     "UnknownBank",
     "acquirer_banks",
     "acquirer_registry",
@@ -86,6 +90,7 @@ __all__ = [
     "open_issuer",
     "routing_table",
     "safe_url",
+    "start_platform",
     "terminal_home",
     "terminal_hsm",
 ]
@@ -475,3 +480,82 @@ def open_acquirer(
         yield build_acquirer(s, hsm, database, config=config)
     finally:
         database.close()
+
+
+Address = tuple[str, int]
+
+
+@dataclass
+class Platform:
+    """The network services of :func:`start_platform`, running: where each listens, and :meth:`stop`."""
+
+    issuers: dict[str, Address]
+    """Each issuing bank's front end (bank code -> host, port)."""
+    switch: Address
+    acquirer: Address
+    bin_ranges: int
+    _acquirer: AcquirerHost
+    _started: list[Any]
+
+    def queued(self) -> int:
+        """Reversals and advices the acquirer still has to deliver (kept on disk for the next start)."""
+        return self._acquirer.queued()
+
+    async def stop(self) -> None:
+        """Stop the acquirer first (no new terminal request; those in flight are answered; its queue stays
+        on disk), then the switch, then the issuer front ends (each finishes what it has in flight)."""
+        while self._started:
+            await self._started.pop().stop()
+
+
+async def start_platform(
+    s: Settings,
+    issuer: Issuer,
+    *,
+    acquirer: Address | None = None,
+    switch: Address | None = None,
+    issuers: dict[str, Address] | None = None,
+    workers: int = 4,
+) -> Platform:
+    """Start, in this process and on ``issuer``'s database and HSM, an issuer front end for every bank of
+    the database (on ``issuers[code]``, else a free port of 127.0.0.1), the switch (``switch``, else
+    ``CITYCARD_SWITCH``) linked to them and the acquirer (``acquirer``, else ``CITYCARD_ACQUIRER``) linked to
+    the switch. Port 0 is a free port; :class:`Platform` says which. A service that cannot start stops those
+    already started (the error is raised: ``OSError`` for a port in use, :class:`UnknownBank` for an
+    ``issuers`` code that is not a bank). The caller closes the database after :meth:`Platform.stop`."""
+    from citycard.hosts.acquirer import AcquirerConfig
+
+    table = routing_table(issuer)
+    _check_banks(table, list(issuers or {}))
+    acquirer_host, acquirer_port = acquirer or parse_address(s.acquirer)
+    switch_host, switch_port = switch or parse_address(s.switch)
+    started: list[Any] = []
+    try:
+        links: dict[str, Address] = {}
+        for member in table.members:
+            host, port = (issuers or {}).get(member.bank_code, ("127.0.0.1", 0))
+            front = build_issuer_front_end(issuer, member.bank_code, host=host, port=port, workers=workers)
+            await front.start()
+            started.append(front)
+            links[member.bank_code] = (host, front.port)
+        switch_front = build_switch(issuer, links, host=switch_host, port=switch_port)
+        await switch_front.start()
+        started.append(switch_front)
+        config = AcquirerConfig(
+            host=acquirer_host, port=acquirer_port, switch_host=switch_host, switch_port=switch_front.port
+        )
+        host_ = build_acquirer(s, issuer.hsm, issuer.database, config=config)
+        await host_.start()
+        started.append(host_)
+    except BaseException:
+        while started:
+            await started.pop().stop()
+        raise
+    return Platform(
+        links,
+        (switch_host, switch_front.port),
+        (acquirer_host, host_.port),
+        len(table.bins),
+        host_,
+        started,
+    )

@@ -233,6 +233,10 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     # --- demo, settings and the HSM's key store -------------------------------------------------------------
     ("demo-home-file", ["demo", "--home", "{root}/a-file"], {}, 2),
     ("demo-bogus", ["demo", "--bogus"], {}, 2),
+    ("up-acquirer-address", ["up", "--acquirer", "127.0.0.1:port"], {}, 2),
+    ("up-switch-port", ["up", "--switch", "127.0.0.1:70000"], {}, 2),
+    ("up-issuer-form", ["up", "--issuer", "ICBC"], {}, 2),
+    ("up-settings-switch", ["up"], {"CITYCARD_SWITCH": "nowhere"}, 2),
     ("settings-vpcd-port", ["card", "serve", "{card}"], {"CITYCARD_VPCD_PORT": "abc"}, 2),
     ("settings-database-url", ["bank", "list"], {"CITYCARD_DATABASE_URL": "nonsense"}, 2),
     ("settings-home-is-a-file", ["ledger", "balance"], {"CITYCARD_HOME": "{root}/a-file"}, 2),

@@ -51,13 +51,17 @@ COMMANDS: dict[str, Lazy] = {
         "Network services over ISO 8583 (acquirer, switch, issuer front ends); an emulated card for vpcd.",
         "citycard.cli.servers:app",
     ),
+    "up": Lazy(
+        "The platform in one process: an issuer front end per bank, the switch and the acquirer.",
+        "citycard.cli:_up_app",
+    ),
     "calc": Lazy(
         "Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
         "citycard.cli.calc:app",
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
     "demo": Lazy(
-        "Open a bank, issue a card, and take it through a terminal online and offline over the network.",
+        "A bank's card online and offline through the acquirer, switch and issuer (what make run shows).",
         "citycard.cli:_demo_app",
     ),
 }
@@ -71,6 +75,14 @@ def _card_app() -> typer.Typer:
     card_issuer.register(card.app)
     card.app.command("serve")(serve.serve)
     return card.app
+
+
+def _up_app() -> typer.Typer:
+    from . import up
+
+    single = typer.Typer()
+    single.command("up")(up.up)
+    return single
 
 
 def _demo_app() -> typer.Typer:

@@ -1,0 +1,104 @@
+"""``citycard up`` as a real process: on free loopback ports it starts the issuer front end of every bank, the
+switch and the acquirer; a terminal's online purchase goes through them to the bank's books; SIGTERM stops
+it cleanly (exit 0, nothing left queued)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from citycard import bootstrap
+from citycard.cli import run
+from citycard.cli.demo import holder_id_number
+from citycard.config import settings
+from citycard.issuer.views import CardSearch, find_cards
+
+pytestmark = pytest.mark.xdist_group("demo")
+PIN = "123456"
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("CITYCARD_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _run(*argv: str) -> None:
+    assert run(list(argv)) == 0, argv
+
+
+def _deposit_fen(pan: str) -> int:
+    with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+        card = uow.cards.get(pan)
+        assert card is not None and card.deposit_account_id is not None
+        (account,) = uow.ledger.lookup_accounts([card.deposit_account_id])
+    return account.credit_balance_fen
+
+
+def _seeded() -> str:
+    """Two banks, a merchant of the first with a POS terminal, a registered card of the second with 300.00."""
+    _run("bank", "add", "ICBC", "--bin", "621226")
+    _run("bank", "add", "BOC", "--bin", "621661")
+    _run(
+        "merchant",
+        "add",
+        "CITYMART0000001",
+        "--name",
+        "Mart",
+        "--mcc",
+        "5411",
+        "--district",
+        "X",
+        "--bank",
+        "ICBC",
+    )
+    _run("terminal", "add", "SHOP0001", "--merchant", "CITYMART0000001")
+    id_number = holder_id_number(7)
+    _run("card", "issue", "--bank", "BOC", "--holder", "WANG/FANG", "--id-number", id_number, "--pin", PIN)
+    with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+        (card,) = find_cards(uow, issuer.hsm, CardSearch(id_number=id_number), limit=1).cards
+    _run("card", "deposit", card.pan, "300.00")
+    return card.pan
+
+
+def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(home: Path) -> None:
+    pan = _seeded()
+    command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
+    proc = subprocess.Popen(
+        [*command, "--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        banner: list[str] = []
+        while not any(line.startswith("acquirer listening") for line in banner):
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, "".join(banner) + proc.stderr.read()  # type: ignore[union-attr]
+            banner.append(line)
+        text = "".join(banner)
+        assert re.search(r"issuer front end of BOC listening on 127\.0\.0\.1:\d+", text), text
+        assert re.search(r"issuer front end of ICBC listening on 127\.0\.0\.1:\d+", text), text
+        assert "switch listening on 127.0.0.1:" in text and "(2 BIN ranges)" in text
+        acquirer = re.search(r"acquirer listening on (127\.0\.0\.1:\d+)", text).group(1)  # type: ignore[union-attr]
+        # a BOC card at an ICBC merchant's terminal: acquirer (ICBC) -> switch -> BOC's issuer front end
+        online = ["--terminal", "SHOP0001", "--acquirer", acquirer]
+        _run("pos", "purchase", "--card", pan, "--amount", "120.00", "--pin", PIN, *online)
+        assert _deposit_fen(pan) == 30_000 - 12_000
+        _run("pos", "balance", "--card", pan, "--online", "--pin", PIN, *online)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping: no new requests" in out and out.rstrip().endswith("stopped"), out
+    assert "0 reversal(s) and advice(s) queued" in out
+    assert "Traceback" not in err
+    assert _deposit_fen(pan) == 18_000  # nothing reversed or posted twice on the way down
