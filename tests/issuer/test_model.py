@@ -104,3 +104,22 @@ def test_request_kind_from_a_string_and_unknown_kinds() -> None:
         AuthorizationRequest("r", "ec_load", "62122600000A0000018", "01", 100, b"")  # type: ignore[arg-type]
     with pytest.raises(MalformedRequest, match="original_request_id"):
         AuthorizationRequest("r", "reversal", "6212260000000000018", "01", 0, b"")  # type: ignore[arg-type]
+
+
+def test_card_status_transitions_are_one_table() -> None:
+    from dataclasses import replace
+
+    from citycard.issuer.model import CARD_TRANSITIONS, Card, CardAction, CardStateError, CardStatus
+
+    assert set(CARD_TRANSITIONS) == set(CardAction)
+    card = Card("6212260000000000018", "01", "ICBC", "debit-ec", 1, CardStatus.ISSUED, "3612", 1, 2, 0)
+    assert card.after(CardAction.ACTIVATE) is CardStatus.ACTIVE
+    assert card.after(CardAction.SET_PIN) is CardStatus.ISSUED  # the status stays
+    with pytest.raises(CardStateError, match=r"\*{9}0018 is issued: cannot block it"):
+        card.require(CardAction.BLOCK)
+    for action, (allowed, target) in CARD_TRANSITIONS.items():
+        for status in CardStatus:
+            other = replace(card, status=status)
+            assert other.allows(action) is (status in allowed)
+            if status in allowed:
+                assert other.after(action) is (target or status)

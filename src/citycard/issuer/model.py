@@ -18,6 +18,7 @@ from citycard.ledger.model import MAX_ID
 
 __all__ = [
     "ACCOUNT_CODES",
+    "CARD_TRANSITIONS",
     "FIRST_INSTITUTION_ID",
     "ONLINE_PIN_TRY_LIMIT",
     "AlreadyExists",
@@ -26,6 +27,7 @@ __all__ = [
     "BinOverlap",
     "BinRange",
     "Card",
+    "CardAction",
     "CardStateError",
     "CardStatus",
     "Cardholder",
@@ -242,6 +244,43 @@ class CardStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class CardAction(enum.StrEnum):
+    """What the bank does to a card at the counter or in a job; the value completes "cannot …"."""
+
+    ACTIVATE = "activate it"
+    SET_PIN = "set its PIN"
+    BLOCK = "block it"
+    UNBLOCK = "unblock it"
+    UNBLOCK_PIN = "unblock its PIN"
+    REPORT_LOST = "report it lost"
+    REPLACE = "replace it"
+    RENEW = "renew it"
+    REFUND_EC = "refund its EC balance"
+    CLOSE = "close it"
+    EXPIRE = "expire it"
+
+
+_S = CardStatus
+CARD_TRANSITIONS: dict[CardAction, tuple[frozenset[CardStatus], CardStatus | None]] = {
+    CardAction.ACTIVATE: (frozenset({_S.ISSUED}), _S.ACTIVE),
+    CardAction.SET_PIN: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED, _S.LOST}), None),
+    CardAction.BLOCK: (frozenset({_S.ACTIVE}), None),  # BLOCKED when the card runs the script
+    CardAction.UNBLOCK: (frozenset({_S.BLOCKED, _S.ACTIVE}), None),  # ACTIVE when it runs the script
+    CardAction.UNBLOCK_PIN: (frozenset({_S.ACTIVE, _S.BLOCKED}), None),
+    CardAction.REPORT_LOST: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED}), _S.LOST),
+    CardAction.REPLACE: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED, _S.LOST, _S.EXPIRED}), _S.REPLACED),
+    CardAction.RENEW: (frozenset({_S.ISSUED, _S.ACTIVE, _S.EXPIRED}), _S.EXPIRED),
+    CardAction.REFUND_EC: (frozenset({_S.LOST, _S.CLOSED}), None),
+    CardAction.CLOSE: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED, _S.EXPIRED}), _S.CLOSED),
+    CardAction.EXPIRE: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED}), _S.EXPIRED),
+}
+"""Every status change the bank makes, in one table (h11 style): action → (the statuses it is allowed
+from, the status it leads to; None: the status stays). A lost card that is replaced stays LOST (the loss
+is what its refund waits on); the scripts' own changes (BLOCKED, ACTIVE) happen when the card runs them
+(``decision.plan_scripts``)."""
+del _S
+
+
 class PendingScript(enum.StrEnum):
     """An application block or unblock the issuer sends by script at the card's next online contact."""
 
@@ -278,6 +317,20 @@ class Card:
     @property
     def registered(self) -> bool:
         return self.holder_id is not None
+
+    def allows(self, action: CardAction) -> bool:
+        """Whether the card's status allows ``action`` (:data:`CARD_TRANSITIONS`)."""
+        return self.status in CARD_TRANSITIONS[action][0]
+
+    def require(self, action: CardAction) -> None:
+        """:class:`CardStateError` ("card … is lost: cannot close it") unless the status allows ``action``."""
+        if not self.allows(action):
+            raise CardStateError(f"card {mask_pan(self.pan)} is {self.status}: cannot {action}")
+
+    def after(self, action: CardAction) -> CardStatus:
+        """The status ``action`` leads to (checked first with :meth:`require`)."""
+        self.require(action)
+        return CARD_TRANSITIONS[action][1] or self.status
 
 
 ONLINE_PIN_TRY_LIMIT = 3

@@ -37,6 +37,7 @@ from ..commands import (
 from ..model import (
     BankAccount,
     Card,
+    CardAction,
     CardStateError,
     CardStatus,
     DenyListEntry,
@@ -88,11 +89,7 @@ MAX_CARDS_PER_JOB = 100_000
 
 _DEAD = (CardStatus.CLOSED, CardStatus.REPLACED, CardStatus.EXPIRED)
 _LIVE = (CardStatus.ACTIVE, CardStatus.BLOCKED)
-_MAY_BLOCK = {
-    PendingScript.BLOCK: (CardStatus.ACTIVE,),
-    PendingScript.UNBLOCK: (CardStatus.BLOCKED, CardStatus.ACTIVE),
-}
-"""The statuses from which a pending application block or unblock may be asked for."""
+_SCRIPT_ACTIONS = {PendingScript.BLOCK: CardAction.BLOCK, PendingScript.UNBLOCK: CardAction.UNBLOCK}
 
 
 # --- issuance -----------------------------------------------------------------------------------------------
@@ -220,9 +217,7 @@ def activate(cmd: ActivateCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     """``ISSUED`` → ``ACTIVE``."""
     with uow:
         card = card_for_update(uow, cmd.pan)
-        if card.status != CardStatus.ISSUED:
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}, not issued")
-        card = replace(card, status=CardStatus.ACTIVE)
+        card = replace(card, status=card.after(CardAction.ACTIVATE))
         uow.cards.update(card)
         uow.commit()
     return card
@@ -233,8 +228,7 @@ def set_pin(cmd: SetPin, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     under the bank's PIN storage key until the PIN CHANGE script takes it to the chip."""
     with uow:
         card = card_for_update(uow, cmd.pan)
-        if card.status in _DEAD:
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}")
+        card.require(CardAction.SET_PIN)
         zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
         offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, card.pan)
         for_chip = deps.hsm.translate_pin_block(
@@ -283,8 +277,7 @@ def unblock(cmd: UnblockCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:
 def _pending_script(pan: str, which: PendingScript, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     with uow:
         card = card_for_update(uow, pan)
-        if card.status not in _MAY_BLOCK[which]:
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot {which}")
+        card.require(_SCRIPT_ACTIONS[which])
         card = replace(card, pending_script=which)
         uow.cards.update(card)
         now = deps.clock()
@@ -301,8 +294,7 @@ def unblock_pin(cmd: UnblockPin, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     the online PIN try count reset now."""
     with uow:
         card = card_for_update(uow, cmd.pan)
-        if card.status not in _LIVE:
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot unblock its PIN")
+        card.require(CardAction.UNBLOCK_PIN)
         card = replace(card, pending_pin_unblock=True, online_pin_failures=0)
         uow.cards.update(card)
         uow.commit()
@@ -333,10 +325,9 @@ def report_lost(cmd: ReportLost, uow: IssuerUnitOfWork, deps: Deps) -> Card:
             )
             if holder is None or holder.id_hash != given.hex():
                 raise InvalidIdNumber("the ID number is not the card holder's")
-        if card.status not in (CardStatus.ACTIVE, CardStatus.ISSUED, CardStatus.BLOCKED):
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot report it lost")
+        status = card.after(CardAction.REPORT_LOST)
         now = deps.clock()
-        card = replace(card, status=CardStatus.LOST, lost_at_ns=now, pending_script=None)
+        card = replace(card, status=status, lost_at_ns=now, pending_script=None)
         uow.cards.update(card)
         uow.deny_list.add(DenyListEntry(card.bank_code, card.pan, card.psn, "lost", now))
         uow.commit()
@@ -349,10 +340,12 @@ def replace_card(cmd: ReplaceCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:
         old = card_for_update(uow, cmd.pan)
         if not old.registered:
             raise UnregisteredCardLoss(old.pan)
-        if old.status in (CardStatus.CLOSED, CardStatus.REPLACED) or old.replaced_by:
-            raise CardStateError(f"card {mask_pan(old.pan)} is {old.status}: cannot replace it")
+        old.require(CardAction.REPLACE)
+        if old.replaced_by:
+            raise CardStateError(f"card {mask_pan(old.pan)} is replaced already: cannot replace it")
         new = _successor(old, uow, deps)
-        status = CardStatus.LOST if old.status == CardStatus.LOST else CardStatus.REPLACED
+        # a lost card stays lost: its EC refund waits for the loss report's cooling period
+        status = old.status if old.status == CardStatus.LOST else old.after(CardAction.REPLACE)
         uow.cards.update(replace(old, status=status, replaced_by=new.pan))
         if status == CardStatus.REPLACED:
             uow.deny_list.add(DenyListEntry(old.bank_code, old.pan, old.psn, "replaced", deps.clock()))
@@ -364,10 +357,11 @@ def renew(cmd: RenewCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     """Expiry and renewal: a new card with a new expiry; the old card's EC balance follows later."""
     with deps.issuing(), uow:
         old = card_for_update(uow, cmd.pan)
-        if old.status not in (CardStatus.ACTIVE, CardStatus.ISSUED, CardStatus.EXPIRED) or old.replaced_by:
-            raise CardStateError(f"card {mask_pan(old.pan)} is {old.status}: cannot renew it")
+        status = old.after(CardAction.RENEW)
+        if old.replaced_by:
+            raise CardStateError(f"card {mask_pan(old.pan)} is renewed already: cannot renew it")
         new = _successor(old, uow, deps)
-        uow.cards.update(replace(old, status=CardStatus.EXPIRED, replaced_by=new.pan))
+        uow.cards.update(replace(old, status=status, replaced_by=new.pan))
         uow.commit()
     return new
 
@@ -409,9 +403,10 @@ def refund_ec_balance(cmd: RefundEcBalance, uow: IssuerUnitOfWork, deps: Deps) -
     an unregistered card. Returns the amount moved."""
     with uow:
         card = card_for_update(uow, cmd.pan)
+        card.require(CardAction.REFUND_EC)
         since = card.lost_at_ns if card.status == CardStatus.LOST else card.closed_at_ns
-        if card.status not in (CardStatus.LOST, CardStatus.CLOSED) or since is None:
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}, not reported lost or closed")
+        if since is None:
+            raise CardStateError(f"card {mask_pan(card.pan)} has no time of its loss report or closure")
         if not card.registered and cmd.to is not RefundTarget.CASH:
             raise UnregisteredCardLoss(card.pan)
         now = deps.clock()
@@ -458,10 +453,9 @@ def close(cmd: CloseCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     after the cooling period. The holder's deposit account stays open."""
     with uow:
         card = card_for_update(uow, cmd.pan)
-        if card.status in (CardStatus.CLOSED, CardStatus.LOST, CardStatus.REPLACED):
-            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot close it")
+        status = card.after(CardAction.CLOSE)
         now = deps.clock()
-        card = replace(card, status=CardStatus.CLOSED, closed_at_ns=now, pending_script=None)
+        card = replace(card, status=status, closed_at_ns=now, pending_script=None)
         uow.cards.update(card)
         uow.deny_list.add(DenyListEntry(card.bank_code, card.pan, card.psn, "closed", now))
         uow.commit()
@@ -503,8 +497,8 @@ def expire_cards(cmd: ExpireCards, uow: IssuerUnitOfWork, deps: Deps) -> list[st
     with uow:
         existing_bank(uow, cmd.bank_code)
         for card in uow.cards.list(cmd.bank_code, limit=MAX_CARDS_PER_JOB):
-            if card.expiry < now and card.status in (CardStatus.ISSUED, *_LIVE):
-                uow.cards.update(replace(card, status=CardStatus.EXPIRED))
+            if card.expiry < now and card.allows(CardAction.EXPIRE):
+                uow.cards.update(replace(card, status=card.after(CardAction.EXPIRE)))
                 expired.append(card.pan)
         uow.commit()
     return expired
