@@ -37,7 +37,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 from citycard.center.model import tmk_label
+from citycard.codec import tlv
 from citycard.codec.iso8583 import (
+    IccData,
     Iso8583Error,
     Message,
     ResponseCode,
@@ -452,13 +454,20 @@ class AcquirerClient:
 
     def completed(self, entry: JournalEntry, outcome: Outcome) -> None:
         """After the kernel: an approval the card refused (AAC at the second GENERATE AC) is reversed
-        (39 = ``06``), the reversal persisted before the outcome is shown."""
+        (39 = ``06``), the reversal persisted before the outcome is shown. Its field 55 carries the card's
+        script results (``9F5B``) when the kernel has them, so the issuer lets an EC load stand whose
+        ``PUT DATA 9F79`` the card applied. A card gone after an approval (torn) is not reversed here:
+        whether it took an EC load is known only from its load log at the next tap (docs/terminal.md)."""
         sent = self._sent.pop(entry.txn_id, None)
         response = self._answered.pop(entry.txn_id, None)
         if sent is None or response is None or response.response_code not in ("00", "10", "11"):
             return
-        if outcome.kind is OutcomeKind.DECLINED_ONLINE or outcome.kind is OutcomeKind.DECLINED_OFFLINE:
-            self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
+        if outcome.kind not in (OutcomeKind.DECLINED_ONLINE, OutcomeKind.DECLINED_OFFLINE):
+            return
+        if outcome.script_results and sent.icc is not None:
+            icc = IccData(sent.icc.raw + tlv.encode("9F5B", outcome.script_results))
+            sent = replace(sent, icc=icc)
+        self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
 
     def refund(self, original: JournalEntry, amount_fen: int) -> tuple[JournalEntry, str]:
         """A refund (退货, 0220 200000/25) of all or part of ``original``, an online purchase of this
