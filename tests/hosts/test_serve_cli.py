@@ -77,6 +77,27 @@ def test_serve_issuer_and_switch_answer_over_tcp_and_stop_cleanly(home: dict[str
 
     try:
         run(scenario())
+        taken = subprocess.run(  # the issuer's port is taken: one error line, exit status 1
+            [
+                sys.executable,
+                "-c",
+                "from citycard.cli import main; main()",
+                "serve",
+                "switch",
+                "--issuer",
+                f"ICBC=127.0.0.1:{issuer_port}",
+                "--port",
+                str(issuer_port),
+            ],
+            env=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert taken.returncode == 1 and taken.stderr.startswith(
+            f"error: cannot listen on 127.0.0.1:{issuer_port}"
+        )
+        assert len(taken.stderr.splitlines()) == 1
     finally:
         switch_out = _stop(switch, signal.SIGTERM)
         issuer_out = _stop(issuer, signal.SIGINT)

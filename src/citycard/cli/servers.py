@@ -5,7 +5,7 @@
   uploads); it listens on ``CITYCARD_ACQUIRER`` and forwards to ``CITYCARD_SWITCH`` unless told otherwise,
   and what is still queued when it stops stays on disk for the next start;
 - ``citycard serve switch [--port 9584] --issuer CODE=HOST:PORT ...``: the switch (routes the acquirers'
-  requests by BIN to each bank's issuer front end);
+  requests by BIN to each bank's issuer front end); it listens on ``CITYCARD_SWITCH`` unless told otherwise;
 - ``citycard serve issuer --bank CODE [--port 9585]``: one issuing bank's front end (its cards' requests
   to the issuer service);
 - ``citycard serve card CARD --vpcd ...``: an emulated card into a PC/SC reader list (also ``citycard card
@@ -37,7 +37,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-SWITCH_PORT = 9584
 ISSUER_PORT = 9585
 
 
@@ -51,12 +50,9 @@ class _Service(Protocol):
 def parse_issuer(text: str) -> tuple[str, tuple[str, int]]:
     """``CODE=HOST:PORT`` (or ``CODE=PORT`` on 127.0.0.1) → (code, (host, port)); ValueError saying why."""
     code, sep, address = text.partition("=")
-    host, _, port = address.rpartition(":")
     if not sep or not code:
         raise ValueError(f"{text!r} is not CODE=HOST:PORT")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: the port is a number from 1 to 65535")
-    return code.upper(), (host or "127.0.0.1", int(port))
+    return code.upper(), parse_address(address, f"--issuer {code.upper()}")
 
 
 async def _serve(service: _Service, banner: str) -> None:
@@ -146,10 +142,15 @@ def serve_switch(
             show_default=False,
         ),
     ],
-    port: Annotated[int, typer.Option("--port", help="port the acquirers connect to", min=0, max=65535)] = (
-        SWITCH_PORT
-    ),
-    host: HostOpt = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="port the acquirers connect to (default CITYCARD_SWITCH's, 9584)", min=0, max=65535
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="address to listen on (default CITYCARD_SWITCH's host)")
+    ] = None,
     hop_timeout: Annotated[
         float, typer.Option("--hop-timeout", help="seconds to wait for an issuer's answer (then 91)", min=0.1)
     ] = 10.0,
@@ -168,7 +169,9 @@ def serve_switch(
         if code in addresses:
             raise typer.BadParameter(f"bank {code} given twice", param_hint="--issuer")
         addresses[code] = address
-    settings()  # a bad CITYCARD_* setting is refused before anything starts
+    default_host, default_port = parse_address(settings().switch)  # a bad CITYCARD_* setting: refused now
+    host = default_host if host is None else host
+    port = default_port if port is None else port
     _logging(verbose)
     with open_issuer() as platform:
         try:
@@ -180,7 +183,7 @@ def serve_switch(
         routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
         bins = len(switch.table.bins)
         banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
-        asyncio.run(_serve(switch, banner))
+        _listen(switch, banner, host, port)
 
 
 @app.command("issuer")
@@ -207,7 +210,15 @@ def serve_issuer(
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         banner = f"issuer front end of {code} listening on {host}:{{port}}; Ctrl-C to stop"
-        asyncio.run(_serve(front, banner))
+        _listen(front, banner, host, port)
+
+
+def _listen(service: _Service, banner: str, host: str, port: int) -> None:
+    """Serve until stopped; a port that cannot be listened on is one ``error:`` line (exit status 1)."""
+    try:
+        asyncio.run(_serve(service, banner))
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 app.command("card")(card_serve.serve)
