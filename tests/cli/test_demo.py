@@ -50,6 +50,22 @@ def books(pan: str) -> tuple[int, int, int]:
     return deposit.credit_balance_fen, ec.credit_balance_fen, uploads
 
 
+def ec_float_fen(pan: str) -> int:
+    with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+        card = uow.cards.get(pan)
+        assert card is not None and card.deposit_account_id is None  # anonymous: no account
+        (ec,) = uow.ledger.lookup_accounts([card.ec_float_account_id])
+    return ec.credit_balance_fen
+
+
+def newest_pan() -> str:
+    search = CardSearch(bank_code=BANK)
+    with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+        total = find_cards(uow, issuer.hsm, search, limit=1).total
+        (card,) = find_cards(uow, issuer.hsm, search, limit=1, offset=total - 1).cards
+    return card.pan
+
+
 def pan_of(serial: int) -> str:
     search = CardSearch(bank_code=BANK, id_number=holder_id_number(serial))
     with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
@@ -83,6 +99,10 @@ def test_demo_goes_online_and_offline_and_the_chip_and_books_agree(tmp_path: Pat
     assert deposit == 50_000 - 10_000 - 20_000  # deposited, the EC load, the online purchase
     assert ec_float == 10_000  # the offline purchases leave the float at clearing (issue 9), not before
     assert uploads == 2  # the purchase and the fare, stored by the acquirer for clearing
+    anonymous = newest_pan()
+    assert anonymous != pan
+    assert chip_ec_balance(tmp_path, anonymous) == 5_000  # loaded in cash online
+    assert ec_float_fen(anonymous) == 5_000
 
 
 def test_demo_runs_again_in_the_same_home_with_a_new_card(tmp_path: Path) -> None:
@@ -92,7 +112,7 @@ def test_demo_runs_again_in_the_same_home_with_a_new_card(tmp_path: Path) -> Non
         assert result.exit_code == 0, result.output
         assert "APPROVED OFFLINE" in result.output and "exists already" not in result.output
     assert "kept from an earlier demo" in result.output
-    first, second = pan_of(0), pan_of(1)
+    first, second = pan_of(0), pan_of(2)  # each run issues two cards: the holder serial is the count so far
     assert first != second
     assert chip_ec_balance(tmp_path, second) == 8_550
     assert books(second) == (20_000, 10_000, 4)

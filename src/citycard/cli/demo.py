@@ -10,8 +10,9 @@ ports — an issuer front end per bank, the switch and the acquirer, through
 terminal signs on (PIK and MAK under its TMK), an EC load (圈存) of 100.00 from the deposit account online
 (the chip's EC balance and the issuer's EC float move together), a contact EC purchase of 12.50 offline
 traced APDU for APDU, a 2.00 bus fare at the validator (qPBOC, fDDA), an online purchase of 200.00 with the
-PIN (enciphered under the PIK, translated to the bank's ZPK), an online balance inquiry, the offline
-purchases uploaded (0320), and the card and the bank's books afterwards. The platform stops with the demo.
+PIN (enciphered under the PIK, translated to the bank's ZPK), an online balance inquiry, a cash load of
+50.00 onto a new anonymous card, the offline purchases uploaded (0320), and the card and the bank's books
+afterwards. The platform stops with the demo.
 """
 
 from __future__ import annotations
@@ -143,6 +144,18 @@ def _card_of(id_number: str) -> str:
     return card.pan
 
 
+def _newest_card() -> str:
+    """The PAN of the card the bank issued last (its highest: PANs are given in order)."""
+    from citycard import bootstrap
+    from citycard.issuer.views import CardSearch, find_cards
+
+    search = CardSearch(bank_code=BANK)
+    with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+        total = find_cards(uow, issuer.hsm, search, limit=1).total
+        (card,) = find_cards(uow, issuer.hsm, search, limit=1, offset=total - 1).cards
+    return card.pan
+
+
 class _Loop:
     """An event loop in a background thread: the platform serves there while the steps run here."""
 
@@ -229,6 +242,11 @@ def _run_demo(home: Path) -> None:
     )
     pan = _card_of(id_number)
     steps.run("Deposit 500.00 into its account at the bank's counter", ["card", "deposit", pan, "500.00"])
+    steps.run(
+        f"Issue an anonymous EC card of {BANK} (no holder, no account; PIN {PIN})",
+        ["card", "issue", "--bank", BANK, "--product", "anon-ec"],
+    )
+    anonymous = _newest_card()
     validator = home / "validator.toml"
     validator.write_text(VALIDATOR_CONFIG, encoding="utf-8")
     with _platform() as acquirer:
@@ -263,6 +281,10 @@ def _run_demo(home: Path) -> None:
         steps.run(
             "Balance inquiry online (0200 310000): the account's balance from the bank",
             ["pos", "balance", *card, "--online", "--pin", PIN, *shop],
+        )
+        steps.run(
+            "Cash load (现金充值) of 50.00 onto the anonymous card at the shop's counter, online",
+            ["pos", "load", "--cash", "--card", anonymous, "--amount", "50.00", "--pin", PIN, *shop],
         )
         steps.run(
             "The shop uploads its offline EC purchase (0320 with the TC), for clearing",
