@@ -30,11 +30,13 @@ from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProd
 from citycard.issuer.handlers import IssuerService
 from citycard.net.link import Iso8583Link
 
+from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_issuer import _field55, _id_number, _postgres, _sqlite
 
 __all__ = ["main"]
 
 CARDS = 20
+PGBENCH_CLIENTS = 4  # as many as the issuer front end's worker threads
 AUTHS = 300
 """Per row: direct, chain one at a time, chain with one request in flight per card."""
 
@@ -162,4 +164,11 @@ def main() -> None:
     for name, direct, one, many in rows:
         print(
             f"{name:<20} {direct:>8.0f} {one:>9.0f} {one / direct:>6.2f} {many:>10.0f} {many / direct:>6.2f}"
+        )
+    if len(rows) == 2:  # issue 8's yardstick: the end-to-end rate beside pgbench's, same server, same run
+        pgbench = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+        many = rows[1][3]
+        print(
+            f"baseline: pgbench one-row UPDATE, {PGBENCH_CLIENTS} clients (the issuer front end's worker"
+            f" threads): {pgbench:.0f} tx/s; PostgreSQL chain, {CARDS} in flight: {many / pgbench:.3f} of it"
         )
