@@ -3,6 +3,7 @@ in the HSM) with a try counter per card, and a PIN set by the bank reaches the c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from citycard.codec.tlv import decode_dict, encode_many
 from citycard.crypto.cryptograms import bcd_amount
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hsm.api import HsmInputError
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import (
     ActivateCard,
@@ -226,3 +228,36 @@ def test_a_bank_added_before_pin_offsets_gets_its_new_keys_on_first_use(
     (card,) = service.issue_cards(IssueCards("ICBC", "debit-ec", holder_name="Li Si", id_number=HOLDER_ID))
     card = service.set_pin(SetPin(card.pan, _pin_block(hsm, card.pan, "135790")))
     assert card.pin_offset is not None and {"icbc-pvk-3624", "icbc-pin-store"} <= set(hsm.labels())
+
+
+def test_a_pin_block_that_does_not_decipher_is_a_format_error_not_a_wrong_pin(
+    banks: IssuerService, database: Database, hsm: SoftHsm, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """Field 52 under another key (a terminal or zone key fault): 99, nothing posted, no try counted."""
+    pan = funded_card(banks)
+    banks.set_pin(SetPin(pan, _pin_block(hsm, pan, "246810")))
+    zpk, pvk = hsm.get("icbc-zpk"), hsm.get("icbc-pvk-3624")
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+    assert card is not None and card.pin_offset is not None
+    garbled = None
+    for n in range(64):  # a block our ZPK deciphers to no ISO 9564 format-0 block (most of them)
+        candidate = hashlib.sha256(n.to_bytes(2, "big")).digest()[:8]
+        try:
+            hsm.verify_pin_offset(zpk, pvk, candidate, pan, card.pin_offset)
+        except HsmInputError:
+            garbled = candidate
+            break
+    assert garbled is not None
+    term = terminal_for(pan)
+    before = ledger_snapshot(database)
+    req = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x31" * 4), "p-garbled")
+    resp = banks.authorize(_with_pin(req, garbled))
+    assert resp.response_code == "99" and "pin_format_error" in resp.flags and resp.arpc, resp
+    assert banks.authorize(_with_pin(req, garbled)).response_code == "99"  # the same answer on a retry
+    assert ledger_snapshot(database) == before
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        after = uow.cards.get(pan)
+    assert after is not None and after.online_pin_failures == 0
+    good = request(pan, PURCHASE, 500, term.first_ac(500, un=b"\x32" * 4), "p-good")
+    assert banks.authorize(_with_pin(good, _pin_block(hsm, pan, "246810"))).approved

@@ -52,7 +52,6 @@ from citycard.codec.iso8583 import (
     transaction_type,
 )
 from citycard.codec.tlv import decode, encode
-from citycard.hsm.api import HsmInputError
 from citycard.issuer import commands
 from citycard.issuer.commands import AuthorizationKind, MalformedRequest
 from citycard.issuer.handlers import IssuerService
@@ -245,12 +244,7 @@ class IssuerFrontEnd:
             return answer(message, ResponseCode.FORMAT_ERROR)
         self.stats.authorizations += 1
         loop = asyncio.get_running_loop()
-        try:
-            response = await loop.run_in_executor(self._executor, self._service.authorize, request)
-        except HsmInputError:  # a PIN block that does not decipher under our zone PIN key (rolled back)
-            self.stats.malformed += 1
-            log.info("%s stan %s rrn %s refused 99: PIN block", message.mti, message.stan, message.rrn)
-            return answer(message, ResponseCode.PIN_FORMAT_ERROR)
+        response = await loop.run_in_executor(self._executor, self._service.authorize, request)
         log.info(
             "%s stan %s rrn %s: %s %s",
             message.mti,

@@ -69,6 +69,7 @@ class Checks:
     iad_mac_ok: bool | None = None  # None: the IAD carries no EC balance
     pin_ok: bool | None = None  # None: no PIN block, or the card's PIN cannot be checked (no offset, locked)
     unpredictable_number_seen: bool = False
+    pin_block_readable: bool = True  # False: field 52 is no ISO 9564 block once deciphered under the ZPK
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,10 @@ def decide(
     if req.pin_block is None and chip.online_pin_asked:
         reason = "online PIN required (CTQ or CVM results) but no PIN block was sent"
         return replace(base, code="55", reason=reason, flags=(*flags, "online_pin_missing"))
+    if req.pin_block is not None and not checks.pin_block_readable:
+        # a key or PIN pad fault between terminal and issuer, not a wrong PIN: the try counter stays
+        reason = "PIN block does not decipher under the zone PIN key (PIN format error)"
+        return replace(base, code="99", reason=reason, flags=(*flags, "pin_format_error"))
     if req.pin_block is not None:
         pinned = _online_pin(base, card, checks.pin_ok)
         if isinstance(pinned, Decision):

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 
+from citycard.hsm.api import HsmInputError
+
 from ..chipdata import ChipData, ChipDataError, parse_chip_data
 from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
 from ..decision import Checks, Decision, IssuerScript, decide, decide_refund, plan_scripts, settle
@@ -232,7 +234,10 @@ def _checks(
     if req.pin_block is not None and checkable and iad_mac_ok is not False:
         assert card.pin_offset is not None
         zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
-        pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
+        try:
+            pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
+        except HsmInputError:  # not a format-0 block once deciphered: answered 99, the tries not counted
+            return Checks(arqc_ok, iad_mac_ok, None, seen, pin_block_readable=False), ec_before
     return Checks(arqc_ok, iad_mac_ok, pin_ok, seen), ec_before
 
 
