@@ -879,13 +879,12 @@ def flush(
     acquirer: str | None = AcquirerOpt,
     terminal: str | None = TerminalOpt,
 ) -> None:
-    """Send the queued reversals (0400, then 0420) until the acquirer answers them."""
+    """Send the queued reversals (0400, then 0420) and refund advices (0220) until answered."""
     with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
         result = client.flush()
         for advice in result.answered:
             console.print(
-                f"reversal of {advice.txn_id} (reason {advice.reason}) answered "
-                f"{client.journal.advices(pending=False)[-1].response_code if False else 'by the host'}",
+                f"{advice.kind} of {advice.txn_id} (reason {advice.reason}) answered {advice.response_code}",
                 highlight=False,
             )
         console.print(f"{len(result.answered)} sent, {result.pending} still queued", highlight=False)
