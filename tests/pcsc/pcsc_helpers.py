@@ -87,8 +87,10 @@ def served(card: VirtualCard, after_command=None) -> Iterator[dict]:
             thread.join(timeout=5)
 
 
-def connect_reader(timeout_s: float = 10.0):
-    """A pyscard connection to the card in the first Virtual PCD slot, once pcscd sees it."""
+def connect_reader(timeout_s: float = 30.0):
+    """A pyscard connection to the card in the first Virtual PCD slot, once pcscd sees it. Generous: twice
+    (a CI run, then the first run after it) pcscd took over 10 s to report a card served after its vpcd
+    slot had been idle for some minutes; the next runs saw it within 0.1 s."""
     from smartcard.Exceptions import CardConnectionException, NoCardException
 
     deadline = time.monotonic() + timeout_s
