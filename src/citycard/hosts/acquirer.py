@@ -91,6 +91,7 @@ from citycard.codec.iso8583 import (
     mac_matches,
     parse,
     response_mti,
+    reversal_of,
     transaction_type,
 )
 from citycard.codec.pretty import mask_pan
@@ -473,7 +474,7 @@ class AcquirerHost:
             raise _Refused(ResponseCode.PIN_FORMAT_ERROR, "the PIN block does not decipher") from None
 
     async def _give_up(self, key: TransactionKey, forwarded: Message) -> None:
-        reversal = _reversal_of(forwarded, ResponseCode.ISSUER_TIMEOUT).to_bytes()
+        reversal = reversal_of(forwarded, ResponseCode.ISSUER_TIMEOUT).to_bytes()
         entry = await self._db(lambda: give_up(GiveUp(key, reversal, "98"), self._uow(), self._clock))
         log.info("rrn %s given up: reversal %s queued", entry.rrn, entry.id)
         self._saf_wake.set()
@@ -643,28 +644,3 @@ def _with_original_rrn(field61: str | None, original_rrn: str | None) -> str | N
     if field61 is None or original_rrn is None:
         return field61
     return field61[:16].ljust(16, "0") + original_rrn
-
-
-def _reversal_of(forwarded: Message, reason: ResponseCode) -> ReversalRequest:
-    """The 0400 reversing ``forwarded`` (its RRN, 32, 3, 4, 11, 22, 25, 49, 60 and the card), reason in 39."""
-    return ReversalRequest(
-        mti="0400",
-        pan=forwarded.pan,
-        processing_code=forwarded.processing_code,
-        amount_fen=forwarded.amount_fen,
-        stan=forwarded.stan,
-        expiry=forwarded.expiry,
-        pos_entry_mode=forwarded.pos_entry_mode,
-        card_sequence_number=forwarded.card_sequence_number,
-        condition_code=forwarded.condition_code,
-        acquirer_id=forwarded.acquirer_id,
-        track2=forwarded.track2,
-        rrn=forwarded.rrn,
-        response_code=reason,
-        terminal_id=forwarded.terminal_id,
-        merchant_id=forwarded.merchant_id,
-        currency=forwarded.currency,
-        icc=forwarded.icc,
-        field60=forwarded.field60,
-        original=forwarded.original,
-    )

@@ -36,8 +36,8 @@ from citycard.codec.iso8583 import (
     Message,
     NetworkManagementRequest,
     ResponseCode,
-    ReversalRequest,
     TransactionType,
+    reversal_of,
 )
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome
 
@@ -189,22 +189,12 @@ def reversal_request(
     The PIN block (52) and track 2 (35) are not repeated: a reversal moves money back, it needs no PIN."""
     assert original.mti == "0200" and original.field60 is not None and original.stan is not None
     where = Original(original.field60.batch_number, original.stan, date_mmdd)
-    return ReversalRequest(
+    return reversal_of(
+        original,
+        reason,
         mti="0420" if repeat else "0400",
-        pan=original.pan,
-        processing_code=original.processing_code,
-        amount_fen=original.amount_fen,
         stan=stan,
-        expiry=original.expiry,
-        pos_entry_mode=original.pos_entry_mode,
-        card_sequence_number=original.card_sequence_number,
-        condition_code=original.condition_code,
-        response_code=reason,
-        terminal_id=original.terminal_id,
-        merchant_id=original.merchant_id,
-        currency=original.currency,
-        icc=original.icc,
-        field60=original.field60,
+        track2=None,
         original=where.digits(),
         mac=MAC_PLACEHOLDER,
     )

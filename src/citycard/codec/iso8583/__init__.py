@@ -36,6 +36,7 @@ from .messages import (
     decode_framed,
     encode_framed,
     parse,
+    reversal_of,
     transaction_type,
 )
 from .signon import SignOnKeys, SignOnKeysError
@@ -100,6 +101,7 @@ __all__ = [
     "parse",
     "response_for_malformed",
     "response_mti",
+    "reversal_of",
     "transaction_type",
     "with_mac",
 ]

@@ -54,6 +54,7 @@ from .wire import (
 
 __all__ = [
     "KINDS",
+    "REVERSAL_REPEATS",
     "TRANSACTIONS",
     "AdviceRequest",
     "AdviceResponse",
@@ -74,6 +75,7 @@ __all__ = [
     "decode_framed",
     "encode_framed",
     "parse",
+    "reversal_of",
     "transaction_type",
 ]
 
@@ -397,6 +399,22 @@ class ReversalRequest(Message):
     MTIS = frozenset({"0400", "0420"})
     REQUIRED = frozenset({3, 11, 22, 25, 39, 41, 42, 49, 60})
     OPTIONAL = frozenset({2, 4, 14, 23, 32, 35, 36, 37, 38, 53, 55, 61, 64})
+
+
+REVERSAL_REPEATS = (
+    "pan", "processing_code", "amount_fen", "stan", "expiry", "pos_entry_mode", "card_sequence_number",
+    "condition_code", "acquirer_id", "track2", "rrn", "terminal_id", "merchant_id", "currency", "icc",
+    "field60", "original",
+)  # fmt: skip
+"""What a reversal repeats of the request it reverses (2, 3, 4, 11, 14, 22, 23, 25, 32, 35, 37, 41, 42, 49,
+55, 60, 61); never the PIN block (52): a reversal moves money back, it needs no PIN."""
+
+
+def reversal_of(request: Message, reason: ResponseCode, **changes: Any) -> ReversalRequest:
+    """The 0400 reversing ``request``: its :data:`REVERSAL_REPEATS`, the reason in 39, then ``changes``
+    (a terminal's own STAN and 61, 0420 for a repeat, a MAC placeholder ...)."""
+    fields: dict[str, Any] = {name: getattr(request, name) for name in REVERSAL_REPEATS}
+    return ReversalRequest(**{"mti": "0400", **fields, "response_code": reason, **changes})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
