@@ -24,7 +24,9 @@ What it builds (the settings name each place, see ``citycard.config``):
   front end per bank, the switch linked to them and the acquirer linked to the switch, started in that order
   on loopback ports and stopped in the reverse one (:class:`Platform`);
 - the registry of the Citizen Card Service Center (:func:`open_center`): merchants and terminals on the same
-  database, with the platform HSM when terminals are added.
+  database, with the platform HSM when terminals are added;
+- the web console's context (:func:`build_web_context`, issue 10): the issuer service and the registry on
+  one database and HSM, for ``citycard.web.create_app``.
 
 :func:`open_issuer` puts them together and closes the database on exit. Nothing here prints or maps errors
 to exit codes: the entry point does (``citycard.cli.bank.open_issuer``); notices (a key file or a schema was
@@ -75,6 +77,7 @@ __all__ = [
     "Issuer",
     "Platform",
     "UnknownBank",
+    "WebContext",
     "acquirer_banks",
     "acquirer_registry",
     "build_acquirer",
@@ -82,6 +85,7 @@ __all__ = [
     "build_hsm",
     "build_issuer_front_end",
     "build_switch",
+    "build_web_context",
     "issuer_service",
     "make_home",
     "open_acquirer",
@@ -559,3 +563,45 @@ async def start_platform(
         host_,
         started,
     )
+
+
+# --- the web console (issue 10) -------------------------------------------------------------------------
+@dataclass
+class WebContext:
+    """What the web application (``citycard.web.create_app``) works on: the issuer service and the center's
+    registry on one database and HSM, the settings and the clock. The caller closes it (:meth:`close`) after
+    the server stopped."""
+
+    settings: Settings
+    issuer: Issuer
+    center: Center
+    clock: Callable[[], int] = time.time_ns
+
+    @property
+    def database(self) -> Database:
+        return self.issuer.database
+
+    @property
+    def hsm(self) -> Hsm:
+        return self.issuer.hsm
+
+    def close(self) -> None:
+        self.issuer.database.close()
+
+
+def build_web_context(
+    s: Settings, *, say: Say = _quiet, clock: Callable[[], int] = time.time_ns
+) -> WebContext:
+    """The web console's context on the configured database and HSM (the HSM's master key must exist:
+    ``citycard bank add`` made it); the caller closes it."""
+    from citycard.db import parse_url
+
+    parse_url(s.db_url)
+    hsm = build_hsm(s, say=say)
+    database = build_database(s, say=say)
+    try:
+        issuer = Issuer(issuer_service(s, hsm, database, clock=clock), database, s.home)
+        return WebContext(s, issuer, Center(s, database, hsm, clock), clock)
+    except BaseException:
+        database.close()
+        raise

@@ -50,6 +50,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.issuer_tables",
     "citycard.db.acquirer_tables",
     "citycard.db.center_tables",
+    "citycard.db.web_tables",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

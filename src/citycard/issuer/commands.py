@@ -27,11 +27,13 @@ __all__ = [
     "BlockCard",
     "CardCommand",
     "ChargeAnnualFees",
+    "CheckPin",
     "CloseCard",
     "Deposit",
     "ExpireCards",
     "ExportDenyList",
     "IssueCards",
+    "LoadEcFromAccount",
     "MalformedRequest",
     "RecordOfflineClearing",
     "RefundEcBalance",
@@ -197,6 +199,37 @@ class Deposit:
 
     def __post_init__(self) -> None:
         check_amount(self.amount_fen)
+
+
+@dataclass(frozen=True)
+class LoadEcFromAccount:
+    """Move money from a registered card's deposit account into its EC balance (圈存 away from a terminal,
+    e.g. self-service on the web): the EC float is credited now and the chip gets the new balance by
+    ``PUT DATA 9F79`` at its next online contact (``pending_ec_credit_fen``). Idempotent by request id."""
+
+    pan: str
+    amount_fen: int
+    request_id: str
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount_fen)
+        if not isinstance(self.request_id, str) or not 1 <= len(self.request_id) <= 64:
+            raise MalformedRequest("request_id", "must be 1 to 64 characters")
+
+
+@dataclass(frozen=True)
+class CheckPin:
+    """Whether ``pin`` is the card's PIN, checked as the issuer checks an online PIN (the PIN enciphered
+    under the bank's zone PIN key inside the HSM at once, as a PIN pad would, then verified against the card's
+    IBM 3624 offset); a wrong PIN counts towards :data:`~citycard.issuer.model.ONLINE_PIN_TRY_LIMIT` like an
+    online one. The PIN is never in repr."""
+
+    pan: str
+    pin: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pin, str) or not self.pin.isdigit() or not 4 <= len(self.pin) <= 12:
+            raise MalformedRequest("pin", "a PIN is 4 to 12 digits")
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from .commands import (
     AuthorizationResponse,
     BlockCard,
     ChargeAnnualFees,
+    CheckPin,
     CloseCard,
     Deposit,
     ExpireCards,
     ExportDenyList,
     IssueCards,
+    LoadEcFromAccount,
     RecordOfflineClearing,
     RefundEcBalance,
     RenewCard,
@@ -102,6 +104,14 @@ class IssuerService:
     def deposit(self, cmd: Deposit) -> int:
         """Cash into the holder's deposit account; returns the available balance. Idempotent by request id."""
         return cards.deposit(cmd, self._uow(), self.deps)
+
+    def load_ec_from_account(self, cmd: LoadEcFromAccount) -> Card:
+        """Deposit account → EC balance now, delivered to the chip at its next online contact."""
+        return cards.load_ec_from_account(cmd, self._uow(), self.deps)
+
+    def check_pin(self, cmd: CheckPin) -> bool:
+        """Whether the PIN is the card's (checked in the HSM, wrong PINs counted like online ones)."""
+        return cards.check_pin(cmd, self._uow(), self.deps)
 
     def block(self, cmd: BlockCard) -> Card:
         return cards.block(cmd, self._uow(), self.deps)

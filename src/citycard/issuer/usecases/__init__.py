@@ -35,6 +35,8 @@ HANDLERS: dict[type, Handler] = {
     c.SetPin: cards.set_pin,
     c.Deposit: cards.deposit,
     c.BlockCard: cards.block,
+    c.LoadEcFromAccount: cards.load_ec_from_account,
+    c.CheckPin: cards.check_pin,
     c.UnblockCard: cards.unblock,
     c.UnblockPin: cards.unblock_pin,
     c.RecordOfflineClearing: cards.record_offline_clearing,

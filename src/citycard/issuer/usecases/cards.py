@@ -19,10 +19,12 @@ from ..commands import (
     ActivateCard,
     BlockCard,
     ChargeAnnualFees,
+    CheckPin,
     CloseCard,
     Deposit,
     ExpireCards,
     IssueCards,
+    LoadEcFromAccount,
     MalformedRequest,
     RecordOfflineClearing,
     RefundEcBalance,
@@ -35,6 +37,7 @@ from ..commands import (
     UnblockPin,
 )
 from ..model import (
+    ONLINE_PIN_TRY_LIMIT,
     BankAccount,
     Card,
     CardAction,
@@ -68,10 +71,12 @@ __all__ = [
     "activate",
     "block",
     "charge_annual_fees",
+    "check_pin",
     "close",
     "deposit",
     "expire_cards",
     "issue_cards",
+    "load_ec_from_account",
     "record_offline_clearing",
     "refund_ec_balance",
     "renew",
@@ -262,6 +267,56 @@ def deposit(cmd: Deposit, uow: IssuerUnitOfWork, deps: Deps) -> int:
             raise IssuerError(f"deposit refused by the ledger: {result.value}")
         uow.commit()
         return available(uow, card.deposit_account_id)
+
+
+def load_ec_from_account(cmd: LoadEcFromAccount, uow: IssuerUnitOfWork, deps: Deps) -> Card:
+    """Deposit account → the card's EC float now (the ledger refuses more than the account has or than the
+    EC balance limit allows), the credit delivered to the chip at its next online contact; a retry with the
+    same request id changes nothing."""
+    with uow:
+        card = card_for_update(uow, cmd.pan)
+        if card.deposit_account_id is None:
+            raise CardStateError(f"card {mask_pan(card.pan)} is unregistered: it has no deposit account")
+        if card.status not in _LIVE and card.status != CardStatus.ISSUED:
+            raise CardStateError(f"card {mask_pan(card.pan)} is {card.status}: cannot load it")
+        t = Transfer(
+            transfer_id(f"ec-load-account/{cmd.request_id}", 1),
+            card.deposit_account_id,
+            card.ec_float_account_id,
+            cmd.amount_fen,
+        )
+        (result,) = uow.ledger.create_transfers([t])
+        if result == CreateTransferResult.EXISTS:
+            return card
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            raise CardStateError("the deposit account does not hold that much")
+        if result == CreateTransferResult.EXCEEDS_LIMIT:
+            raise CardStateError("the EC balance would exceed the card's EC balance limit")
+        if result != CreateTransferResult.OK:
+            raise IssuerError(f"EC load refused by the ledger: {result.value}")
+        card = replace(card, pending_ec_credit_fen=card.pending_ec_credit_fen + cmd.amount_fen)
+        uow.cards.update(card)
+        uow.commit()
+    return card
+
+
+def check_pin(cmd: CheckPin, uow: IssuerUnitOfWork, deps: Deps) -> bool:
+    """Whether ``cmd.pin`` is the card's PIN (:class:`CheckPin`); a wrong one is counted, a right one resets
+    the count; a card without a PIN, or with the tries used up, is a :class:`CardStateError`."""
+    with uow:
+        card = card_for_update(uow, cmd.pan)
+        if card.pin_offset is None:
+            raise CardStateError(f"card {mask_pan(card.pan)} has no PIN set")
+        if card.online_pin_failures >= ONLINE_PIN_TRY_LIMIT:
+            raise CardStateError(f"card {mask_pan(card.pan)}: PIN tries exceeded, the counter re-sets it")
+        zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
+        block = deps.hsm.encrypt_pin(zpk, cmd.pin, card.pan)
+        ok = deps.hsm.verify_pin_offset(zpk, pvk, block, card.pan, card.pin_offset)
+        failures = 0 if ok else card.online_pin_failures + 1
+        if failures != card.online_pin_failures:
+            uow.cards.update(replace(card, online_pin_failures=failures))
+            uow.commit()
+    return ok
 
 
 def block(cmd: BlockCard, uow: IssuerUnitOfWork, deps: Deps) -> Card:

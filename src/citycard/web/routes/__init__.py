@@ -1,0 +1,1 @@
+"""One router per area of the web application, listed in ``citycard.web.app.ROUTERS``."""

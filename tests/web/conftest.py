@@ -1,0 +1,111 @@
+"""A small city for the web tests: two banks, registered cards with PINs (one holder with cards at both
+banks), an anonymous card, merchants of two industries and districts with terminals, staff users of every
+role, and the web application on it (``create_app`` over ``bootstrap.build_web_context``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from citycard.bootstrap import WebContext, build_hsm, build_web_context
+from citycard.center.commands import AddMerchant, AddTerminal
+from citycard.center.model import TerminalKind
+from citycard.config import Settings
+from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
+from citycard.issuer.model import bank_key_labels, id_number_check_character
+from citycard.web import create_app
+from citycard.web.store import Store
+
+PIN = "123456"
+PASSWORD = "correct horse battery"
+
+
+def id_number(seq: int) -> str:
+    body = f"110105199001{seq:02d}{seq:03d}"[:17]
+    return body + id_number_check_character(body)
+
+
+@dataclass
+class City:
+    settings: Settings
+    ctx: WebContext
+    pans: dict[str, str] = field(default_factory=dict)  # name -> PAN
+    ids: dict[str, str] = field(default_factory=dict)  # holder name -> ID number
+
+
+def _build(home: Path, url: str | None = None) -> City:
+    s = Settings(home=home, database_url=url or "")
+    build_hsm(s, create_key=True)
+    ctx = build_web_context(s)
+    city = City(s, ctx)
+    svc = ctx.issuer.service
+    for code, bin_ in (("ICBC", "621226"), ("BOC", "621661")):
+        svc.add_bank(AddBank(code, f"{code} city branch"))
+        svc.add_bin_range(AddBinRange(code, bin_))
+        svc.add_product(AddProduct(code, "debit-ec", "Citizen card", bin_, registered=True))
+        svc.add_product(AddProduct(code, "anon-ec", "Anonymous EC card", bin_, registered=False))
+    holders = [("zhang", "ICBC", 1), ("zhang_boc", "BOC", 1), ("li", "BOC", 2), ("wang", "ICBC", 3)]
+    for name, bank, seq in holders:
+        number = id_number(seq)
+        city.ids[name.split("_")[0]] = number
+        zpk = ctx.hsm.get(bank_key_labels(bank)["zpk"])
+        (card,) = svc.issue_cards(
+            IssueCards(
+                bank,
+                "debit-ec",
+                holder_name=name.split("_")[0].title(),
+                id_number=number,
+                phone=f"1380000000{seq}",
+                pin_block=ctx.hsm.encrypt_pin_iso1(zpk, PIN),
+            )
+        )
+        svc.activate(ActivateCard(card.pan))
+        svc.deposit(Deposit(card.pan, 50_000, f"seed-{name}"))
+        city.pans[name] = card.pan
+    (anon,) = svc.issue_cards(IssueCards("ICBC", "anon-ec"))
+    city.pans["anon"] = anon.pan
+    center = ctx.center
+    center.handle(AddMerchant("MERCHANT0000001", "City Supermarket", "5411", "Xinhua District", "ICBC"))
+    center.handle(AddMerchant("MERCHANT0000002", "City Hospital", "8062", "Luquan County", "BOC"))
+    center.handle(AddTerminal("POS00001", "MERCHANT0000001"))
+    center.handle(AddTerminal("POS00002", "MERCHANT0000002"))
+    center.handle(AddTerminal("VAL00001", "MERCHANT0000002", TerminalKind.VALIDATOR))
+    store = Store(ctx.database)
+    store.add_user("op", PASSWORD, "operator", "", ctx.clock())
+    store.add_user("icbc", PASSWORD, "bank", "ICBC", ctx.clock())
+    store.add_user("boc", PASSWORD, "bank", "BOC", ctx.clock())
+    store.add_user("shop", PASSWORD, "merchant", "MERCHANT0000001", ctx.clock())
+    store.add_user("hospital", PASSWORD, "merchant", "MERCHANT0000002", ctx.clock())
+    return city
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
+    built = _build(tmp_path_factory.mktemp("city"))
+    try:
+        yield built
+    finally:
+        built.ctx.close()
+
+
+@pytest.fixture
+def client(city: City) -> Iterator[TestClient]:
+    with TestClient(create_app(city.ctx)) as c:
+        yield c
+
+
+def sign_in(client: TestClient, username: str) -> dict[str, str]:
+    """Sign ``client`` in as staff; returns the headers for unsafe API calls (the CSRF token)."""
+    r = client.post("/api/session", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"X-CSRF-Token": r.json()["csrf_token"]}
+
+
+def sign_in_card(client: TestClient, pan: str, pin: str = PIN) -> dict[str, str]:
+    r = client.post("/api/session/card", json={"pan": pan, "pin": pin})
+    assert r.status_code == 200, r.text
+    return {"X-CSRF-Token": r.json()["csrf_token"]}
