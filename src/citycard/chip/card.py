@@ -53,7 +53,7 @@ from citycard.crypto.rsa_cert import (
 )
 
 from . import pboc
-from .image import Application, CardImage, FaultHook, PowerLoss, Transaction, cell_key
+from .image import TRANSIT_CELL, Application, CardImage, FaultHook, PowerLoss, Transaction, cell_key
 
 __all__ = ["Card", "CardError", "Interface"]
 
@@ -104,6 +104,7 @@ class _Session:
     arqc: bytes = b""
     issuer_auth: bool | None = None  # None: not performed
     ec_loaded: bool = False
+    capp_cache: dict[int, bytes] = field(default_factory=dict)  # UPDATE CAPP DATA CACHE, for the GPO
     pdol_data: bytes = b""
     cdol_data: bytes = b""  # CDOL1 data, then ‖ CDOL2 data (CDA transaction data hash)
 
@@ -137,6 +138,7 @@ class Card:
             0x18: (_SM, self._application_unblock),
             0x16: (_SM, self._card_block),
             0x24: (_SM, self._pin_change_unblock),
+            0xDE: (_PROPRIETARY, self._update_capp_data_cache),
         }
 
     # -- power ---------------------------------------------------------------------------------------
@@ -314,6 +316,11 @@ class Card:
         if self._s.df != "app":
             raise CardError(SW.FILE_NOT_FOUND)
         app = self._app()
+        if sfi == pboc.TRANSIT_SFI and self._key(TRANSIT_CELL) in self.image.nvm:
+            transit = txn.get_list(self._key(TRANSIT_CELL))
+            if not 1 <= number <= len(transit):
+                raise CardError(SW.RECORD_NOT_FOUND)
+            return bytes.fromhex(transit[number - 1]), SW.OK
         if sfi == pboc.TXN_LOG_SFI or (sfi == pboc.LOAD_LOG_SFI and app.ec):
             log = txn.get_list(self._key("txn_log" if sfi == pboc.TXN_LOG_SFI else "load_log"))
             if not 1 <= number <= len(log):
@@ -430,6 +437,8 @@ class Card:
         except ValueError:
             return False
         balance = txn.get_int(self._key("ec_balance"))
+        if amount == 0:  # a tap that moves no money but writes the transit file (UPDATE CAPP DATA CACHE)
+            return bool(self._s.capp_cache) and self._interface == "contactless"
         return 0 < amount <= balance and amount <= txn.get_int(self._key("ec_single_limit"))
 
     def _qpboc(self, app: Application, txn: Transaction) -> Response:
@@ -445,6 +454,8 @@ class Card:
         ctq_bytes = bytes((ctq, 0x00))
         if cid == pboc.CID_TC:
             self._debit(app, txn)
+            self._commit_capp_cache(txn)
+        s.capp_cache = {}
         s.first_ac = cid
         s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
@@ -479,9 +490,37 @@ class Card:
         amount = amount_from_bcd(self._s.terminal["9F02"])
         balance_key = self._key("ec_balance")
         balance = txn.get_int(balance_key)
-        assert 0 < amount <= balance
+        assert 0 < amount <= balance or (amount == 0 and self._s.capp_cache)
         txn.put(balance_key, balance - amount)
         self._log(app, txn, "txn_log", pboc.txn_log_record(self._s.terminal, self._s.atc))
+
+    # -- UPDATE CAPP DATA CACHE (transit file) ----------------------------------------------------------
+    def _update_capp_data_cache(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        """Stage a record of the transit file (``80 DE`` record ``P1``, ``P2`` = SFI 21 ‖ ``100``) for the
+        GPO: written with the debit of an offline approval (TC), dropped otherwise (docs/transit.md)."""
+        if self._s.df != "app" or self._interface != "contactless":
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if self._key(TRANSIT_CELL) not in self.image.nvm:
+            raise CardError(SW.FILE_NOT_FOUND)
+        if cmd.p2 != (pboc.TRANSIT_SFI << 3) | 0x04:
+            raise CardError(SW.INCORRECT_P1P2)
+        if self._s.gpo_done:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        if cmd.p1 not in pboc.TRANSIT_WRITABLE:
+            raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
+        if len(cmd.data) != pboc.TRANSIT_RECORD_LENGTHS[cmd.p1 - 1]:
+            raise CardError(SW.WRONG_LENGTH)
+        self._s.capp_cache[cmd.p1] = bytes(cmd.data)
+        return b"", SW.OK
+
+    def _commit_capp_cache(self, txn: Transaction) -> None:
+        if not self._s.capp_cache:
+            return
+        key = self._key(TRANSIT_CELL)
+        records = txn.get_list(key)
+        for number, data in self._s.capp_cache.items():
+            records[number - 1] = data.hex().upper()
+        txn.put(key, records)
 
     def _log(self, app: Application, txn: Transaction, name: str, record: bytes) -> None:
         key = self._key(name)

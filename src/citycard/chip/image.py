@@ -30,10 +30,11 @@ from citycard.codec.dol import dol_data_length
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 
-from .pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
+from .pboc import LOAD_LOG_FORMAT, TRANSIT_RECORD_LENGTHS, TXN_LOG_FORMAT
 
 __all__ = [
     "FORMAT",
+    "TRANSIT_CELL",
     "VERSION",
     "Application",
     "CardImage",
@@ -304,7 +305,7 @@ class CardImage:
             if key not in rules:
                 raise ImageError(f"nvm {key}", "no such cell")
         for key, rule in rules.items():
-            problem = rule(self.nvm[key]) if key in self.nvm else "missing"
+            problem = rule(self.nvm[key]) if key in self.nvm else ("" if _optional(key) else "missing")
             if problem:
                 raise ImageError(f"nvm {key}", problem)
         self._check_atcs(self.nvm, "nvm")
@@ -382,7 +383,27 @@ def cell_rules(applications: list[Application], pin_try_limit: int) -> dict[str,
         }
         assert set(per_app) == {name for name, _ in APP_CELLS}
         rules.update({cell_key(app.aid, name): rule for name, rule in per_app.items()})
+        if app.ec:
+            rules[cell_key(app.aid, TRANSIT_CELL)] = _transit_rule
     return rules
+
+
+TRANSIT_CELL = "transit"
+"""An optional cell of an EC application: the records of its transit file (SFI 21), hex, fixed lengths."""
+
+
+def _optional(key: str) -> bool:
+    return key.endswith("." + TRANSIT_CELL)
+
+
+def _transit_rule(value: Any) -> str:
+    ok = (
+        isinstance(value, list)
+        and len(value) == len(TRANSIT_RECORD_LENGTHS)
+        and all(_is_hex(v, n) for v, n in zip(value, TRANSIT_RECORD_LENGTHS, strict=False))
+    )
+    lengths = " and ".join(str(n) for n in TRANSIT_RECORD_LENGTHS)
+    return "" if ok else f"must be {len(TRANSIT_RECORD_LENGTHS)} records of {lengths} bytes in hex"
 
 
 APP_CELLS: tuple[tuple[str, type], ...] = (

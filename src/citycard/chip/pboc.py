@@ -37,6 +37,9 @@ __all__ = [
     "PDOL_CONTACTLESS",
     "PPSE_NAME",
     "PSE_NAME",
+    "TRANSIT_RECORD_LENGTHS",
+    "TRANSIT_SFI",
+    "TRANSIT_WRITABLE",
     "TXN_LOG_FORMAT",
     "TXN_LOG_SFI",
     "Cvr",
@@ -67,6 +70,12 @@ TXN_LOG_FORMAT = bytes.fromhex("9A03 9F2103 9F0206 9F0306 9F1A02 5F2A02 9F4E14 9
 LOAD_LOG_FORMAT = bytes.fromhex("9A03 9F2103 9F1A02 9F4E14 9F3602".replace(" ", ""))
 TXN_LOG_SFI = 11
 LOAD_LOG_SFI = 12
+TRANSIT_SFI = 21
+"""The transit file (docs/transit.md): the first issuer-specific SFI (EMV 4.3 Book 3 §5.3.2.2: 21 to 30).
+Record 1 (8 bytes) is written at issuance only; record 2 (32 bytes) by UPDATE CAPP DATA CACHE, committed
+with the debit of the qPBOC GPO that approves offline."""
+TRANSIT_RECORD_LENGTHS = (8, 32)
+TRANSIT_WRITABLE = frozenset({2})
 EC_AUTH_CODE = b"ECC001"
 
 AIP_CONTACT = bytes.fromhex("7C00")

@@ -20,7 +20,7 @@ from citycard.codec.tlv import encode_many
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 from . import pboc
-from .image import Application, CardImage, Cell, cell_key
+from .image import TRANSIT_CELL, Application, CardImage, Cell, cell_key
 
 __all__ = [
     "CardUdks",
@@ -69,6 +69,10 @@ class ProductProfile:
     cda: bool = False
     """Offer CDA (combined DDA / AC generation): AIP ``7D00`` instead of ``7C00``."""
     pin: str = "123456"
+    transit: bool = False
+    """The EC application carries the transit file (SFI 21, docs/transit.md)."""
+    concession: str = ""
+    """With ``transit``: the concession record (8 bytes in hex, docs/transit.md); empty: none."""
     currency: str = "0156"
     country: str = "0156"
 
@@ -106,6 +110,10 @@ class ProductProfile:
             raise ProfileError("gpo_format", "must be 1 or 2")
         if not self.pin.isdigit() or not 4 <= len(self.pin) <= 12:
             raise ProfileError("pin", "must be 4 to 12 digits")
+        if self.concession and (
+            not self.transit or not _is_hex(self.concession, pboc.TRANSIT_RECORD_LENGTHS[0])
+        ):
+            raise ProfileError("concession", "8 bytes in hex, on a card with the transit file")
         for name in ("currency", "country"):
             value = getattr(self, name)
             if len(value) != 4 or not value.isdigit():
@@ -322,4 +330,14 @@ def _app_cells(app: Application, profile: ProductProfile) -> dict[str, Cell]:
         "online_pending": False,
         "issuer_auth_failed": False,
     }
+    if app.ec and profile.transit:
+        first, trip = pboc.TRANSIT_RECORD_LENGTHS
+        values[TRANSIT_CELL] = [(profile.concession or "00" * first).upper(), "00" * trip]
     return {cell_key(app.aid, name): value for name, value in values.items()}
+
+
+def _is_hex(text: str, length: int) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == length
+    except ValueError:
+        return False

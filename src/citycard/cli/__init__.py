@@ -55,6 +55,7 @@ COMMANDS: dict[str, Lazy] = {
         "The platform in one process: an issuer front end per bank, the switch and the acquirer.",
         "citycard.cli:_up_app",
     ),
+    "transit": Lazy("The bus network: lines, stops and fare tables.", "citycard.cli.transit:app"),
     "calc": Lazy(
         "Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
         "citycard.cli.calc:app",

@@ -14,6 +14,7 @@ its image is found under ``$CITYCARD_HOME/cards`` (``citycard.files.find_card_im
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import secrets
@@ -135,10 +136,20 @@ def new(
         Path | None, typer.Option("--keys", help="demo key file (default: $CITYCARD_HOME/demo-keys.json)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing card image at --out")] = False,
+    transit: Annotated[
+        bool, typer.Option("--transit", help="with the transit file (SFI 21: trip and concession records)")
+    ] = False,
+    concession: Annotated[
+        str, typer.Option("--concession", help="with --transit: elderly, student or disabled, until DATE")
+    ] = "",
+    concession_until: Annotated[
+        str, typer.Option("--concession-until", help="the concession's last valid day, YYYY-MM-DD")
+    ] = "",
 ) -> None:
     """Personalise a new card and write its image (never over an existing one unless ``--force``)."""
     if out.exists() and not out.is_dir() and not force:
         raise typer.BadParameter(f"{out} exists already (give --force to overwrite it)", param_hint="--out")
+    concession_hex = _concession(transit, concession, concession_until)
     limit = _amount(ec_limit, "--ec-limit")
     profile = ProductProfile(
         bin=bin_,
@@ -151,6 +162,8 @@ def new(
         credit=credit,
         dual=dual,
         cda=cda,
+        transit=transit,
+        concession=concession_hex,
     )
     target = keys_path or settings().home / "demo-keys.json"
     try:
@@ -170,6 +183,28 @@ def new(
     app0 = image.applications[0]
     pan = app0.data["5A"].hex().upper().rstrip("F")
     console.print(f"card {mask_pan(pan)} written to {out} ({app0.label}, demo keys)")
+
+
+def _concession(transit: bool, category: str, until: str) -> str:
+    """The concession record written at issuance (docs/transit.md), hex; empty without a concession."""
+    from citycard.transit import Category, Concession
+
+    if not category:
+        if until:
+            raise typer.BadParameter("give --concession too", param_hint="--concession-until")
+        return ""
+    if not transit:
+        raise typer.BadParameter(
+            "a concession is kept in the transit file: give --transit", param_hint="--concession"
+        )
+    names = [c.name.lower() for c in Category if c is not Category.NONE]
+    if category not in names:
+        raise typer.BadParameter(f"one of {', '.join(names)}", param_hint="--concession")
+    try:
+        last = dt.date.fromisoformat(until)
+    except ValueError:
+        raise typer.BadParameter("a date YYYY-MM-DD", param_hint="--concession-until") from None
+    return Concession(Category[category.upper()], last).encode().hex().upper()
 
 
 _PROFILE_OPTIONS = {

@@ -14,6 +14,7 @@ import datetime as dt
 import inspect
 import os
 import sys
+import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
@@ -829,29 +830,78 @@ def _journal_json(
     print_json({"batch": batch, "closed_batch": closed, "exported": exported, "entries": entries})
 
 
+FaresOpt = typer.Option(None, "--fares", help="fare table (default: the installed one)")
+
+
 @_card_command("validate")
 def validate(
     opts: _CardOptions,
-    fare: str = typer.Option(..., "--fare", help="fixed fare in yuan, e.g. 2.00"),
+    fare: str | None = typer.Option(None, "--fare", help="fixed fare in yuan, e.g. 2.00 (without --line)"),
+    line: int | None = typer.Option(
+        None, "--line", help="the bus line (else [validator] line in --config): fares by the fare table"
+    ),
+    stop: str | None = typer.Option(None, "--stop", help="distance lines: the stop, by number or name"),
+    tap_out: bool = typer.Option(False, "--tap-out", help="distance lines: the rider alights (tap-out)"),
+    fares: Path | None = FaresOpt,
     journal: Path | None = JournalOpt,
 ) -> None:
-    """Bus validator: one qPBOC fare, offline, no PIN; deny list checked; torn fares recovered."""
-    fen = _amount(fare, "--fare")
-    pos = _terminal(opts.terminal_config(), journal)
+    """Bus validator: one qPBOC fare, offline, no PIN; deny list checked; torn fares recovered. With a line,
+    the fare table decides from the card's trip record (docs/transit.md); else the fixed --fare."""
+    config = opts.terminal_config()
+    setup = _validator_setup(opts.config)
+    line = line if line is not None else setup.get("line")
+    if (fare is None) == (line is None):
+        raise typer.BadParameter("give either --fare or --line (or [validator] line in --config)")
+    hook = None
+    if line is not None:
+        from citycard.cli import transit  # the fare table only when a line is given
+
+        network = transit.read_network(fares or setup.get("fares"))
+        terminal_id = config.terminal_id.decode("ascii", "replace")
+        hook = transit.fare_hook(network, line, stop, tap_out, terminal_id, dt.datetime.now())
+    pos = _terminal(config, journal)
+    fen = _amount(fare, "--fare") if fare is not None else 0
     start = dt.datetime.now()
     with opts.transport(True) as transmit:
-        result = pos.validate(transmit, fen, trace=opts.tracer())
+        result = pos.validate(transmit, fen, trace=opts.tracer(), extension=hook)
     elapsed_ms = (dt.datetime.now() - start).total_seconds() * 1000
     out = result.outcome
+    charged = result.entry.amount_fen if result.entry is not None else fen
     light = "[green]GO[/green]" if out.approved else "[red]STOP[/red]"
     balance = f"  balance CNY {format_amount(out.ec_balance_fen)}" if out.ec_balance_fen is not None else ""
     card_text = mask_pan(out.pan) if out.pan else ""
-    console.print(f"{light}  fare CNY {format_amount(fen)}  {card_text}{balance}  ({elapsed_ms:.0f} ms)")
+    console.print(f"{light}  fare CNY {format_amount(charged)}  {card_text}{balance}  ({elapsed_ms:.0f} ms)")
+    if hook is not None and hook.fare is not None and not hook.fare.refused:
+        vehicle = f"vehicle {setup['vehicle']}, " if "vehicle" in setup else ""
+        console.print(f"  {vehicle}{hook.fare.reason}", markup=False)
     if not out.approved:
         console.print(f"  {out.kind.value}: {out.reason}", markup=False)
         if result.entry is not None and result.entry.state == "refund":
             console.print(f"  the card paid; {result.entry.txn_id} is queued for a refund", markup=False)
         raise typer.Exit(1)
+
+
+def _validator_setup(config: Path | None) -> dict[str, Any]:
+    """The ``[validator]`` table of the terminal configuration: ``line`` (int), ``vehicle`` and ``fares``
+    (a path, relative to the configuration file)."""
+    if config is None:
+        return {}
+    try:
+        table = tomllib.loads(config.read_text(encoding="utf-8")).get("validator", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}  # the kernel's configuration reader has already said what is wrong with the file
+    out: dict[str, Any] = {}
+    if "line" in table:
+        if not isinstance(table["line"], int) or isinstance(table["line"], bool):
+            raise _fail(f"{config}: validator.line must be an integer")
+        out["line"] = table["line"]
+    if "fares" in table:
+        if not isinstance(table["fares"], str):
+            raise _fail(f"{config}: validator.fares must be a path")
+        out["fares"] = config.parent / table["fares"]
+    if "vehicle" in table:
+        out["vehicle"] = str(table["vehicle"])
+    return out
 
 
 @app.command("signon")

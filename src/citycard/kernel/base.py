@@ -23,6 +23,7 @@ from citycard.crypto.pin import pin_block_iso0
 from . import oda
 from .config import TerminalAid, TerminalConfig
 from .events import Answer, CardRemoved, CardResponse, Event, OnlineRequest, Outcome, OutcomeKind, SendApdu
+from .extension import Extension
 from .tvr import TVR_ONLINE_PIN_ENTERED, Bits
 
 __all__ = [
@@ -77,6 +78,7 @@ class Transaction:
     transaction_type: int | None = (
         None  # 9C other than the kind's (0x31: an online balance inquiry, amount 0)
     )
+    extension: Extension | None = None  # contactless purchase: records read and staged before the GPO
 
     def __post_init__(self) -> None:
         assert 0 <= self.amount_fen < 10**12 and 0 <= self.other_amount_fen < 10**12
@@ -346,7 +348,8 @@ class KernelBase:
         ec_ok = (
             c.ec_support
             and t.kind is TransactionKind.PURCHASE
-            and 0 < amount <= c.ec_terminal_limit_fen
+            and (amount > 0 or t.extension is not None)  # a record-only tap: a TC for amount 0
+            and amount <= c.ec_terminal_limit_fen
             and t.other_amount_fen == 0
             and not t.force_online
         )
@@ -380,6 +383,15 @@ class KernelBase:
         )
         if t.interface == "contactless":
             self.term["9F66"] = self._ttq(amount, ec_ok)
+
+    def _set_amount(self, amount: int) -> None:
+        """The amount an :class:`~.extension.Extension` decided, before the GPO: 9F02, 9F7A and the TTQ."""
+        assert self.txn.extension is not None and self.txn.interface == "contactless"
+        self.txn = replace(self.txn, amount_fen=amount)
+        ec_ok = self.config.ec_support and amount <= self.config.ec_terminal_limit_fen
+        self.term["9F02"] = _n12(amount)
+        self.term["9F7A"] = b"\x01" if ec_ok else b"\x00"
+        self.term["9F66"] = self._ttq(amount, ec_ok)
 
     def _ttq(self, amount: int, ec_ok: bool) -> bytes:
         """JR/T 0025.12 TTQ: byte 2 b8 online cryptogram required, b7 CVM required."""

@@ -43,6 +43,8 @@ from .base import (
 )
 from .contactless import ContactlessSteps
 from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind
+from .extension import INS_UPDATE_CAPP_DATA_CACHE, Extension
+from .extension import MAX_RECORDS as MAX_EXTENSION_RECORDS
 from .inquiries import InquirySteps
 from .risk import RiskSteps
 from .selection import SelectionSteps
@@ -108,6 +110,8 @@ class Kernel(
                     if t.identify:
                         yield from self._identify(fci)
                     return self._finish(OutcomeKind.COMPLETED, f"{len(logs)} log records", logs=logs)
+                if t.extension is not None and t.interface == "contactless":
+                    yield from self._extension(t.extension)
                 yield from self._gpo(fci)
                 break
             except _NextCandidate:
@@ -169,6 +173,36 @@ class Kernel(
             yield from self._read_records()
         if not (self.card.get("5A") or self.card.get("57")):
             raise CardError("the card gave no PAN (5A or 57)")
+
+    def _extension(self, extension: Extension) -> Generator[Event, Answer, None]:
+        """Read the extension's records, let it decide, stage its updates (:mod:`.extension`)."""
+        sfi = extension.sfi
+        assert 1 <= sfi <= 30 and len(extension.records) <= MAX_EXTENSION_RECORDS
+        records: dict[int, bytes] = {}
+        for number in extension.records:
+            command = bytes((0x00, 0xB2, number, (sfi << 3) | 0x04, 0x00))
+            resp, sw = yield from self._apdu(command, "READ RECORD (extension)")
+            if sw == 0x9000:
+                records[number] = resp
+            elif sw not in (0x6A82, 0x6A83):
+                raise CardError(f"READ RECORD SFI {sfi} record {number}: status {sw:04X}")
+        decision = extension.decide(records)
+        if decision.refuse:
+            raise CardError(decision.refuse, OutcomeKind.DECLINED_OFFLINE)
+        limit = self.config.contactless_transaction_limit_fen
+        if decision.amount_fen > limit:
+            raise CardError(
+                f"fare over the contactless transaction limit ({limit} fen)", OutcomeKind.DECLINED_OFFLINE
+            )
+        self._set_amount(decision.amount_fen)
+        for update in decision.updates:
+            p2 = (sfi << 3) | 0x04
+            command = (
+                bytes((0x80, INS_UPDATE_CAPP_DATA_CACHE, update.number, p2, len(update.data))) + update.data
+            )
+            _, sw = yield from self._apdu(command, "UPDATE CAPP DATA CACHE")
+            if sw != 0x9000:
+                raise CardError(f"UPDATE CAPP DATA CACHE record {update.number}: status {sw:04X}")
 
     def _qpboc_path(self) -> bool:
         """qPBOC when the card answered the GPO with a cryptogram (JR/T 0025.12 §7)."""

@@ -35,6 +35,7 @@ from citycard.kernel.events import (
     RequestPin,
     SendApdu,
 )
+from citycard.kernel.extension import Extension
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
 from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
@@ -334,7 +335,11 @@ class PosTerminal:
                 pan = kernel.card.get("5A", b"").hex().upper().rstrip("F")
                 psn = kernel.card.get("5F34", b"").hex()
                 card = self._card_fields(pan, psn) if pan.isdigit() else {}
-                entry = self.journal.begin(kind, txn.interface, txn.amount_fen, txn.now, un, **card)
+                amount, what = txn.amount_fen, kind
+                if txn.extension is not None:  # the amount the extension decided before the GPO
+                    amount = int(kernel.term["9F02"].hex())
+                    what = kind if amount else "tap"  # a record-only tap (TC for 0): no money to upload
+                entry = self.journal.begin(what, txn.interface, amount, txn.now, un, **card)
 
         outcome = run(kernel, transmit, online=online, pin=pin, choose=choose, trace=trace, on_event=on_event)
         refused = refuse(outcome) if outcome.approved else None
@@ -505,8 +510,21 @@ class PosTerminal:
     ) -> Outcome:
         return inquiry(self.config, transmit, kind, interface, trace, clock=self.clock, rng=self.rng)
 
-    def validate(self, transmit: Transmit, fare_fen: int, *, trace: Trace | None = None) -> TapResult:
-        """Bus validator: fixed qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice.
+    def validate(
+        self,
+        transmit: Transmit,
+        fare_fen: int,
+        *,
+        trace: Trace | None = None,
+        extension: Extension | None = None,
+    ) -> TapResult:
+        """Bus validator: a qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice.
+
+        The fare is ``fare_fen``, or (``extension``, e.g. :class:`citycard.transit.FareHook`) what the
+        extension decides from the card's own records read after the SELECT, before the GPO: it may refuse
+        the tap there (nothing charged, nothing journaled), or charge an amount — 0 on a distance line's
+        tap-in, a free concession or a reached cap, journaled ``tap`` and never uploaded — and stage the
+        record the card writes with the debit (:mod:`citycard.kernel.extension`).
 
         Double taps: a card that paid a fare here within ``double_tap_window_s`` is refused. Before the GPO
         (which debits) the card is recognised by its transaction log; a card whose log cannot be read is
@@ -540,7 +558,8 @@ class PosTerminal:
             twice = next((e for e in recent if token and e.pan_token == token), None)
             return None if twice is None else _double_tap_reason(twice, now) + "; the card paid: refund"
 
-        txn = Transaction(TransactionKind.PURCHASE, now, fare_fen, interface="contactless")
+        amount = 0 if extension is not None else fare_fen
+        txn = Transaction(TransactionKind.PURCHASE, now, amount, interface="contactless", extension=extension)
         outcome, entry = self._run_journaled(
             txn, transmit, config=validator_config(self.config), trace=trace, refuse=refuse
         )

@@ -1,0 +1,191 @@
+"""The two records of the card's transit file (SFI 21, ``docs/transit.md`` "On the card"): the
+**concession** record (record 1, 8 bytes, written at issuance) and the **trip** record (record 2, 32 bytes,
+rewritten by every validator tap, committed by the card together with the fare's debit).
+
+Times are the validator's local clock in seconds since 2000-01-01 00:00 (four bytes, good until 2136);
+days and months count from the same epoch. Amounts are fen in three bytes (up to CNY 167,772.15). All
+integers are big-endian. A record that does not follow the layout raises :class:`TripRecordError` naming
+the field; the validator then refuses the tap before the GPO, so the card is not charged or changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "CONCESSION_LENGTH",
+    "EPOCH",
+    "TRIP_LENGTH",
+    "Category",
+    "Concession",
+    "TripRecord",
+    "TripRecordError",
+    "TripStatus",
+    "day_number",
+    "month_number",
+    "seconds",
+]
+
+EPOCH = dt.datetime(2000, 1, 1)
+TRIP_LENGTH = 32
+CONCESSION_LENGTH = 8
+VERSION = 0x01
+MAX_SECONDS = 0xFFFFFFFF
+MAX_FEN = 0xFFFFFF
+
+
+class TripRecordError(ValueError):
+    """A concession or trip record read from a card that does not follow the layout."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"transit record {where}: {message}")
+        self.where = where
+
+
+def seconds(when: dt.datetime) -> int:
+    value = int((when.replace(tzinfo=None) - EPOCH).total_seconds())
+    assert 0 <= value <= MAX_SECONDS, when
+    return value
+
+
+def day_number(when: dt.datetime) -> int:
+    return (when.date() - EPOCH.date()).days
+
+
+def month_number(when: dt.datetime) -> int:
+    return (when.year - 2000) * 12 + when.month - 1
+
+
+class Category(enum.IntEnum):
+    """The registered holder's concession category (byte 1 of the concession record)."""
+
+    NONE = 0
+    ELDERLY = 1
+    STUDENT = 2
+    DISABLED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Concession:
+    category: Category = Category.NONE
+    valid_until: dt.date | None = None  # inclusive; None with NONE
+
+    def applies(self, today: dt.date) -> bool:
+        return (
+            self.category is not Category.NONE and self.valid_until is not None and today <= self.valid_until
+        )
+
+    def encode(self) -> bytes:
+        until = self.valid_until.strftime("%Y%m%d") if self.valid_until else "00000000"
+        return bytes((VERSION, self.category)) + bytes.fromhex(until) + bytes(2)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Concession:
+        if len(data) != CONCESSION_LENGTH:
+            raise TripRecordError("concession", f"{len(data)} bytes, expected {CONCESSION_LENGTH}")
+        if data == bytes(CONCESSION_LENGTH):
+            return cls()
+        if data[0] != VERSION:
+            raise TripRecordError("concession version", f"{data[0]:02X}, expected {VERSION:02X}")
+        if data[1] not in Category._value2member_map_:
+            raise TripRecordError("concession category", f"{data[1]:02X} is not a category")
+        if data[6:] != bytes(2):
+            raise TripRecordError("concession RFU", "must be 0000")
+        category = Category(data[1])
+        digits = data[2:6].hex()
+        if digits == "00000000":
+            if category is not Category.NONE:
+                raise TripRecordError("concession valid until", "missing for a category")
+            return cls()
+        try:
+            until = dt.datetime.strptime(digits, "%Y%m%d").date()
+        except ValueError:
+            raise TripRecordError("concession valid until", f"{digits} is not a date YYYYMMDD") from None
+        return cls(category, until)
+
+
+class TripStatus(enum.IntEnum):
+    NONE = 0  # no ride yet
+    ON_BOARD = 1  # tapped in on a distance line; the fare is due at tap-out
+    DONE = 2  # the last ride is paid (flat line, or tapped out)
+
+
+@dataclass(frozen=True, slots=True)
+class TripRecord:
+    status: TripStatus = TripStatus.NONE
+    line: int = 0
+    boarding_stop: int = 0
+    transfer: bool = False  # the current (last) ride got the transfer discount
+    tapped_out: bool = False  # the last tap was an alighting (tap-out)
+    boarding_s: int = 0  # when the last ride began
+    last_tap_s: int = 0  # the last tap that changed this record (boarding or alighting)
+    terminal_id: str = ""  # the validator of that tap (9F1C)
+    day: int = 0
+    day_fen: int = 0  # charged on ``day``
+    month: int = 0
+    month_fen: int = 0  # charged in ``month``
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.line <= 0xFFFF and 0 <= self.boarding_stop <= 0xFF
+        assert 0 <= self.boarding_s <= MAX_SECONDS and 0 <= self.last_tap_s <= MAX_SECONDS
+        assert 0 <= self.day <= 0xFFFF and 0 <= self.month <= 0xFFFF
+        assert 0 <= self.day_fen <= MAX_FEN and 0 <= self.month_fen <= MAX_FEN
+        assert len(self.terminal_id) <= 8 and self.terminal_id.isascii()
+
+    def encode(self) -> bytes:
+        out = (
+            bytes((VERSION, self.status))
+            + self.line.to_bytes(2, "big")
+            + bytes((self.boarding_stop, (0x01 if self.transfer else 0) | (0x02 if self.tapped_out else 0)))
+            + self.boarding_s.to_bytes(4, "big")
+            + self.last_tap_s.to_bytes(4, "big")
+            + self.terminal_id.encode("ascii").ljust(8, b" ")
+            + self.day.to_bytes(2, "big")
+            + self.day_fen.to_bytes(3, "big")
+            + self.month.to_bytes(2, "big")
+            + self.month_fen.to_bytes(3, "big")
+        )
+        assert len(out) == TRIP_LENGTH
+        return out
+
+    @classmethod
+    def decode(cls, data: bytes) -> TripRecord:
+        if len(data) != TRIP_LENGTH:
+            raise TripRecordError("trip", f"{len(data)} bytes, expected {TRIP_LENGTH}")
+        if data == bytes(TRIP_LENGTH):
+            return cls()  # never written
+        if data[0] != VERSION:
+            raise TripRecordError("trip version", f"{data[0]:02X}, expected {VERSION:02X}")
+        if data[1] not in TripStatus._value2member_map_:
+            raise TripRecordError("trip status", f"{data[1]:02X} is not a status")
+        if data[5] & 0xFC:
+            raise TripRecordError("trip flags", f"{data[5]:02X}: RFU bits set")
+        terminal = data[14:22]
+        if not all(0x20 <= b < 0x7F for b in terminal):
+            raise TripRecordError("trip terminal id", "not printable ASCII")
+        record = cls(
+            status=TripStatus(data[1]),
+            line=int.from_bytes(data[2:4], "big"),
+            boarding_stop=data[4],
+            transfer=bool(data[5] & 0x01),
+            tapped_out=bool(data[5] & 0x02),
+            boarding_s=int.from_bytes(data[6:10], "big"),
+            last_tap_s=int.from_bytes(data[10:14], "big"),
+            terminal_id=terminal.decode("ascii").rstrip(" "),
+            day=int.from_bytes(data[22:24], "big"),
+            day_fen=int.from_bytes(data[24:27], "big"),
+            month=int.from_bytes(data[27:29], "big"),
+            month_fen=int.from_bytes(data[29:32], "big"),
+        )
+        record._check()
+        return record
+
+    def _check(self) -> None:
+        if self.status is not TripStatus.NONE and self.line == 0:
+            raise TripRecordError("trip line", "0 in a ride")
+        if self.status is TripStatus.ON_BOARD and self.boarding_stop == 0:
+            raise TripRecordError("trip boarding stop", "0 while on board")
+        if self.last_tap_s < self.boarding_s:
+            raise TripRecordError("trip last tap", "before the boarding")

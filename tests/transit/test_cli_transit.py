@@ -1,0 +1,85 @@
+"""``citycard transit`` and ``citycard pos validate --line`` through the real entry point: a student's
+card personalised with the transit file, a flat ride, a distance ride in and out; bad input is one
+``error:`` line and leaves the card and the installed fare table as they were."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from citycard.cli import run
+from citycard.transit import TripRecord, TripStatus
+
+from tests.transit.conftest import EXAMPLE
+
+TRANSIT = "A000000333010101.transit"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _trip(card) -> TripRecord:
+    return TripRecord.decode(bytes.fromhex(json.loads(card.read_text())["nvm"][TRANSIT][1]))
+
+
+def test_load_lines_fares_and_a_ride(home, capsys):
+    assert run(["transit", "load", str(EXAMPLE)]) == 0
+    assert (home / "fares.toml").read_text() == EXAMPLE.read_text()
+    assert "installed 'Citycard Bus': 3 line(s)" in capsys.readouterr().out
+    assert run(["transit", "lines", "--json"]) == 0
+    lines = json.loads(capsys.readouterr().out)
+    assert [(line["id"], line["kind"], line["max_fare_fen"]) for line in lines["lines"]] == [
+        (1, "flat", 200),
+        (5, "flat", 200),
+        (12, "distance", 500),
+    ]
+    assert run(["transit", "fares", "--line", "12", "--json"]) == 0
+    fares = json.loads(capsys.readouterr().out)
+    assert fares["fares_fen"][0] == [200, 200, 200, 300, 300, 500, 500]
+    card = home / "rider.json"
+    argv = ["card", "new", "--out", str(card), "--ec-balance", "20.00", "--serial", "5", "--transit"]
+    assert run([*argv, "--concession", "student", "--concession-until", "2099-12-31"]) == 0
+    assert run(["pos", "validate", "--card", str(card), "--line", "1", "--journal", "a.db"]) == 0
+    assert "concession 50%: CNY 1.00" in capsys.readouterr().out
+    assert run(["pos", "validate", "--card", str(card), "--line", "12", "--stop", "Museum", "--journal", "b.db"]) == 0
+    assert _trip(card).status is TripStatus.ON_BOARD and _trip(card).boarding_stop == 2
+    out_argv = ["pos", "validate", "--card", str(card), "--line", "12", "--stop", "7", "--tap-out"]
+    assert run([*out_argv, "--journal", "c.db"]) == 0
+    assert "line 12 stop 2 to 7: CNY 5.00" in capsys.readouterr().out
+    assert _trip(card).status is TripStatus.DONE
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["transit", "load", "{bad}"], 1, "fare table lines[0].fare_fen: must be an integer"),
+        (["transit", "load", "{home}/missing.toml"], 1, "no fare table at"),
+        (["transit", "fares", "--line", "99"], 2, "line 99 is not in the fare table"),
+        (["pos", "validate", "--card", "{card}", "--line", "12"], 2, "give the stop"),
+        (["pos", "validate", "--card", "{card}", "--line", "12", "--stop", "Moon"], 2, "no stop 'Moon'"),
+        (["pos", "validate", "--card", "{card}", "--line", "1", "--tap-out"], 2, "flat fare: no tap-out"),
+        (["pos", "validate", "--card", "{card}", "--line", "1", "--fare", "2.00"], 2, "either --fare or --line"),
+        (["pos", "validate", "--card", "{card}", "--line", "1", "--fares", "{bad}"], 1, "fare_fen"),
+        (["card", "new", "--out", "{home}/x.json", "--concession", "student"], 2, "give --transit"),
+        (["card", "new", "--out", "{home}/x.json", "--transit", "--concession", "pilot"], 2, "one of elderly"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_changes_nothing(home, capsys, argv, status, message):
+    assert run(["transit", "load", str(EXAMPLE)]) == 0
+    card = home / "rider.json"
+    assert run(["card", "new", "--out", str(card), "--ec-balance", "20.00", "--serial", "5", "--transit"]) == 0
+    bad = home / "bad.toml"
+    bad.write_text('[network]\nname = "x"\n[[lines]]\nid = 1\nname = "a"\nfare_fen = -2\n')
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    filled = [a.format(home=home, card=card, bad=bad) for a in argv]
+    assert run(filled) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and message in captured.err
+    assert {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()} == before

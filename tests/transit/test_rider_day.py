@@ -1,0 +1,143 @@
+"""A rider's day over the real emulated card and the real validator (kernel, journal): flat fare, a
+transfer discount, a distance ride tapped in and out, a double tap, a missing tap-out charged the maximum
+fare, the daily cap, a concession; bad records on the card are refused with the card unchanged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from citycard.chip.image import cell_key
+from citycard.chip.pboc import AID_DEBIT
+from citycard.kernel.events import OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.pos.terminal import PosTerminal
+from citycard.sqlite_journal import SqliteJournal
+from citycard.transit import Category, Concession, FareHook, Tap, TripRecord, TripStatus
+
+from tests.kernel.cardlab import NOW, new_card, terminal_config
+
+TRANSIT = cell_key(AID_DEBIT, "transit")
+
+
+class Bus:
+    """Validators on the lines, one clock, the same card carried from bus to bus."""
+
+    def __init__(self, tmp_path, network, card) -> None:
+        self.network, self.card, self.now = network, card, NOW.replace(hour=7)
+        self.validators: dict[str, PosTerminal] = {}
+        self.tmp_path = tmp_path
+
+    def validator(self, terminal_id: str) -> PosTerminal:
+        if terminal_id not in self.validators:
+            journal = SqliteJournal(self.tmp_path / f"{terminal_id}.db", terminal_id)
+            config = terminal_config(terminal_id=terminal_id.encode())
+            rng = random.Random(terminal_id).randbytes
+            self.validators[terminal_id] = PosTerminal(config, journal, clock=lambda: self.now, rng=rng)
+        return self.validators[terminal_id]
+
+    def tap(self, terminal_id: str, line: int, stop: int = 0, *, out: bool = False, after_min: float = 0):
+        self.now += dt.timedelta(minutes=after_min)
+        hook = FareHook(self.network, Tap(self.now, line, stop, out, terminal_id))
+        result = self.validator(terminal_id).validate(self.card.transmit, 0, extension=hook)
+        return result, hook
+
+    def balance(self) -> int:
+        pos = next(iter(self.validators.values()))
+        out = pos.inquiry(self.card.transmit, K.EC_BALANCE, "contactless")
+        assert out.kind is OutcomeKind.COMPLETED
+        return out.ec_balance_fen
+
+    def trip(self) -> TripRecord:
+        return TripRecord.decode(bytes.fromhex(self.card.image.nvm[TRANSIT][1]))
+
+
+def test_a_riders_day(tmp_path, network):
+    card = new_card("contactless", balance_fen=5_000, transit=True)
+    bus = Bus(tmp_path, network, card)
+
+    first, hook = bus.tap("BUS00101", 1)  # line 1, flat CNY 2.00
+    assert first.approved and first.entry.amount_fen == 200 and first.entry.kind == "purchase"
+    assert hook.fare.reason == "line 1: CNY 2.00"
+    again, _ = bus.tap("BUS00102", 1, after_min=0.3)  # the other door of the same bus: double tap
+    assert again.outcome.kind is OutcomeKind.DECLINED_OFFLINE and "double tap" in again.outcome.reason
+    assert again.entry is None
+
+    transfer, hook = bus.tap("BUS00501", 5, after_min=30)  # line 5 within 90 minutes: CNY 1.00 off
+    assert transfer.approved and transfer.entry.amount_fen == 100 and hook.fare.transfer
+
+    tap_in, _ = bus.tap("BUS01201", 12, 1, after_min=120)  # K12 distance line: nothing charged at tap-in
+    assert tap_in.approved and tap_in.entry.kind == "tap" and tap_in.entry.amount_fen == 0
+    assert bus.trip().status is TripStatus.ON_BOARD and bus.trip().boarding_stop == 1
+    tap_out, hook = bus.tap("BUS01202", 12, 5, out=True, after_min=35)  # 4 stops: CNY 3.00
+    assert tap_out.approved and tap_out.entry.amount_fen == 300, hook.fare.reason
+    assert bus.trip().status is TripStatus.DONE
+
+    bus.tap("BUS01201", 12, 2, after_min=60)  # tapped in ... and never out
+    missed, hook = bus.tap("BUS00101", 1, after_min=240)  # maximum fare CNY 5.00 + CNY 2.00, capped at 10.00
+    assert "tap-out missing on line 12" in hook.fare.reason
+    assert missed.entry.amount_fen == 10_00 - (200 + 100 + 300) and hook.fare.capped
+    after_cap, _ = bus.tap("BUS00501", 5, after_min=120)
+    assert after_cap.approved and after_cap.entry.amount_fen == 0 and after_cap.entry.kind == "tap"
+
+    assert bus.balance() == 5_000 - 10_00  # the card paid exactly the daily cap
+    assert bus.trip().day_fen == 10_00
+    # what goes up at the depot: the fares with money, never the zero taps
+    uploads = [e for pos in bus.validators.values() for e in pos.journal.offline_purchases()]
+    assert sorted(e.amount_fen for e in uploads) == [100, 200, 300, 400]
+
+    bus.now = bus.now + dt.timedelta(days=1)
+    bus.now = bus.now.replace(hour=8)
+    next_day, _ = bus.tap("BUS00101", 1)
+    assert next_day.entry.amount_fen == 200 and bus.trip().day_fen == 200
+
+
+def test_a_student_and_an_elderly_rider(tmp_path, network):
+    student = Concession(Category.STUDENT, dt.date(2027, 6, 30)).encode().hex()
+    card = new_card("contactless", balance_fen=1_000, transit=True, concession=student)
+    bus = Bus(tmp_path, network, card)
+    paid, _ = bus.tap("BUS00101", 1)
+    assert paid.entry.amount_fen == 100  # 50 %
+    elderly = Concession(Category.ELDERLY, dt.date(2030, 1, 1)).encode().hex()
+    card = new_card("contactless", serial=2, balance_fen=1_000, transit=True, concession=elderly)
+    bus = Bus(tmp_path / "e", network, card)
+    (tmp_path / "e").mkdir()
+    free, hook = bus.tap("BUS00101", 1)
+    assert (
+        free.approved and free.entry.amount_fen == 0 and hook.fare.reason.endswith("concession 0%: CNY 0.00")
+    )
+    assert bus.balance() == 1_000
+
+
+def test_a_malformed_trip_record_is_refused_and_the_card_unchanged(tmp_path, network):
+    card = new_card("contactless", balance_fen=1_000, transit=True)
+    card.image.nvm[TRANSIT] = [card.image.nvm[TRANSIT][0], "07" + "00" * 31]  # an unknown record version
+    before = card.image.to_json()
+    bus = Bus(tmp_path, network, card)
+    result, hook = bus.tap("BUS00101", 1)
+    assert result.outcome.kind is OutcomeKind.DECLINED_OFFLINE and result.entry is None
+    assert "transit record trip version" in result.outcome.reason and hook.error is not None
+    assert card.image.to_json() == before  # no GPO was sent: no ATC, no debit, no record
+    assert bus.validator("BUS00101").journal.entries() == []
+
+
+def test_a_card_without_the_transit_file_pays_the_full_fare(tmp_path, network):
+    card = new_card("contactless", balance_fen=1_000)
+    bus = Bus(tmp_path, network, card)
+    flat, _ = bus.tap("BUS00101", 1)
+    assert flat.entry.amount_fen == 200
+    tap_in, _ = bus.tap("BUS01201", 12, 3, after_min=10)
+    assert tap_in.entry.amount_fen == 500  # the maximum fare, at tap-in: the card cannot keep the trip
+    tap_out, _ = bus.tap("BUS01202", 12, 4, out=True, after_min=5)
+    assert not tap_out.approved and "paid at tap-in" in tap_out.outcome.reason
+    assert bus.balance() == 300
+
+
+def test_a_refused_gpo_drops_the_staged_record(tmp_path, network):
+    """A card too poor for the fare answers the GPO without a TC: the staged trip record is not written."""
+    card = new_card("contactless", balance_fen=100, transit=True)
+    before = card.image.nvm[TRANSIT]
+    bus = Bus(tmp_path, network, card)
+    result, _ = bus.tap("BUS00101", 1)
+    assert not result.approved
+    assert card.image.nvm[TRANSIT] == before
