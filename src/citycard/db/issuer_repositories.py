@@ -52,6 +52,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
+from .driver import DriverStatement
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -171,6 +172,8 @@ _UN_SEEN_AND_EC = select(
     .scalar_subquery()
     .label("ec_balance"),
 )
+_START_D = DriverStatement(_START)
+_UN_SEEN_AND_EC_D = DriverStatement(_UN_SEEN_AND_EC)
 _DEFERRABLE: dict[str, Any] = {
     "card": update(issuer_cards)
     .where(issuer_cards.c.pan == bindparam("c_w_pan"))
@@ -182,7 +185,7 @@ _ROWCOUNT = {"preserve_rowcount": True}
 
 
 @cache
-def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> Any:
+def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> DriverStatement:
     """``INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`` of an authorization
     (parameters ``a_*``); on PostgreSQL with the ``deferred`` writes as data-modifying CTEs of the same
     statement, each returning its row count after the request id."""
@@ -199,7 +202,7 @@ def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> Any:
         .scalar_subquery()
         for kind in deferred
     ]
-    return (
+    return DriverStatement(
         statement.values(_bound(issuer_authorizations, "a_"))
         .on_conflict_do_nothing(index_elements=["request_id"])
         .returning(issuer_authorizations.c.request_id, *counts)
@@ -407,7 +410,10 @@ def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
 
 class SqlAuthorizations(_Repo):
     def start(self, pan: str, request_id: str, terminal_id: str) -> AuthorizationStart:
-        row = self._one(_START, {"pan": pan, "request_id": request_id, "terminal_id": terminal_id})
+        self.writes.flush()
+        row = _START_D.first(
+            self.session.connection(), {"pan": pan, "request_id": request_id, "terminal_id": terminal_id}
+        )
         if row is None:  # no such card: the request id is looked up on its own, the registry is not needed
             return AuthorizationStart(None, True, False, None)
         terminal = None
@@ -442,7 +448,7 @@ class SqlAuthorizations(_Repo):
             self.writes.flush()
             kinds = []
         statement = _authorization_insert(dialect, tuple(kinds))
-        row = self.session.connection().execute(statement, params).first()
+        row = statement.first(self.session.connection(), params)
         if row is None:
             return False
         assert tuple(row)[1:] == (1,) * len(kinds), (kinds, tuple(row))
@@ -462,10 +468,10 @@ class SqlAuthorizations(_Repo):
         return self._one(_UN_SEEN, {"pan": pan, "un": un.hex().upper()}) is not None
 
     def seen_with_ec_balance(self, pan: str, un: bytes, ec_float_account_id: int) -> tuple[bool, int]:
-        row = self._execute(
-            _UN_SEEN_AND_EC, {"pan": pan, "un": un.hex().upper(), "ec_id": ec_float_account_id}
+        self.writes.flush()
+        ((seen, balance),) = _UN_SEEN_AND_EC_D.rows(
+            self.session.connection(), {"pan": pan, "un": un.hex().upper(), "ec_id": ec_float_account_id}
         )
-        seen, balance = row.one()
         assert balance is not None, ec_float_account_id
         return bool(seen), int(balance)
 

@@ -60,6 +60,7 @@ from citycard.ledger.model import (
 )
 from citycard.ledger.ports import Clock
 
+from .driver import DriverStatement, execute_driver_sql
 from .tables import BALANCE_COLUMNS, ledger_account_shards, ledger_accounts, ledger_transfers
 
 __all__ = [
@@ -210,6 +211,11 @@ _LOCK_ACCOUNTS = union_all(
 )
 """Accounts by id: the plain ones locked (``FOR UPDATE``, in id order, the locked row's latest version),
 the sharded ones read without a lock (they have no balance rule; their writers add to shard rows)."""
+_ACCOUNTS_BY_ID = {
+    lock: DriverStatement(statement, arrays={"ids": "BIGINT[]"})
+    for lock, statement in ((True, _LOCK_ACCOUNTS), (False, _SELECT_ACCOUNTS))
+}
+"""The two account reads of every transfer, on psycopg directly (``citycard.db.driver``)."""
 _SELECT_TRANSFERS = select(ledger_transfers).where(_T.id.in_(_IDS)).order_by(_T.id)
 _SELECT_RELATED_TRANSFERS = select(ledger_transfers).where(
     or_(_T.id.in_(_IDS), _T.pending_id.in_(bindparam("pending_ids", expanding=True)))
@@ -306,7 +312,7 @@ def _write_one_transfer_pg(
     ):
         for name in names:
             params[f"{prefix}_{name}"] = [row[f"{prefix}_{name}"] for row in rows]
-    inserted, accounts, sharded = connection.exec_driver_sql(_ONE_TRANSFER_PG, params).one()
+    ((inserted, accounts, sharded),) = execute_driver_sql(connection, _ONE_TRANSFER_PG, params)
     if not inserted:
         return False
     assert (accounts, sharded) == (len(plain), len(shards)), (accounts, sharded, plain, shards)
@@ -541,7 +547,7 @@ class SqlLedgerRepository:
         if not lock and all(i in known for i in wanted):
             return [known[i] for i in wanted]
         accounts = []
-        for row in connection.execute(_LOCK_ACCOUNTS if lock else _SELECT_ACCOUNTS, {"ids": wanted}):
+        for row in _ACCOUNTS_BY_ID[lock].rows(connection, {"ids": wanted}):
             account = account_from_row(row)
             accounts.append(account)
             if row.shards:

@@ -1,0 +1,86 @@
+"""Statements of the authorization hot path run on psycopg itself, under the session's transaction.
+
+SQLAlchemy builds and compiles a statement once; on PostgreSQL :class:`DriverStatement` then sends its SQL
+text straight to the psycopg connection under the session (server-side prepared, rows as plain tuples
+named by a class made once per statement), without SQLAlchemy's execution layer — its result objects,
+type processors and cursor description cost about a third of an authorization's client CPU. On SQLite,
+or with any other driver, it runs through SQLAlchemy as before, so both give the same rows.
+
+The transaction is still the session's: psycopg opens it on the first statement and the unit of work
+commits or rolls it back. The engine's ``before_cursor_execute`` listeners still see every statement (the
+round-trip counts of ``benchmarks/bench_auth.py`` and ``tests/db/test_round_trips.py``), and a driver
+error is raised as SQLAlchemy's (``DBAPIError.instance``: ``IntegrityError``, ``OperationalError`` …), so
+``uow.is_retryable`` and the callers see what they saw before.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+__all__ = ["DriverStatement", "execute_driver_sql"]
+
+
+class DriverStatement:
+    """A SQLAlchemy Core statement with result columns (a ``SELECT`` or a ``… RETURNING``), compiled once
+    per dialect. ``arrays`` names its expanding ``IN`` parameters and their PostgreSQL array type
+    (``{"ids": "BIGINT[]"}``): on PostgreSQL ``IN (…)`` becomes ``= ANY(%(ids)s::BIGINT[])``, one prepared
+    statement whatever the list's length."""
+
+    def __init__(self, statement: Any, *, arrays: Mapping[str, str] | None = None) -> None:
+        self.statement = statement
+        self.arrays = dict(arrays or {})
+        self.row: Any = _row_class(list(statement.exported_columns.keys()))
+        self._sql: str | None = None
+        self._defaults: dict[str, Any] = {}
+
+    def _compile(self, connection: Connection) -> str:
+        compiled = self.statement.compile(dialect=connection.dialect)
+        sql: str = compiled.string
+        for name, array_type in self.arrays.items():
+            placeholder = f"IN (__[POSTCOMPILE_{name}])"
+            assert placeholder in sql, (name, sql)
+            sql = sql.replace(placeholder, f"= ANY(%({name})s::{array_type})")
+        assert "POSTCOMPILE" not in sql, sql
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        self._sql = sql
+        return sql
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row, each with the statement's column names as attributes."""
+        if connection.dialect.driver != "psycopg":
+            return [self.row._make(r) for r in connection.execute(self.statement, dict(params))]
+        sql = self._sql or self._compile(connection)
+        values = {**self._defaults, **params} if self._defaults else params
+        return [self.row._make(r) for r in _run(connection, sql, values)]
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+        rows = self.rows(connection, params)
+        return rows[0] if rows else None
+
+
+def _row_class(names: list[str]) -> Any:
+    return namedtuple("Row", names, rename=True)  # the names are known at run time
+
+
+def execute_driver_sql(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """``sql`` (PostgreSQL text with ``%(name)s`` parameters) on the psycopg connection; its rows."""
+    assert connection.dialect.driver == "psycopg", connection.dialect.driver
+    return _run(connection, sql, params)
+
+
+def _run(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    if connection._has_events or connection.engine._has_events:  # a cheap check first
+        connection.dispatch.before_cursor_execute(connection, None, sql, params, None, False)
+    driver: Any = connection.connection.driver_connection
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        return driver.execute(sql, params, prepare=True).fetchall()  # type: ignore[no-any-return]
+    except dbapi_error as exc:
+        if connection.dialect.is_disconnect(exc, driver, None):
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, dbapi_error) from exc
