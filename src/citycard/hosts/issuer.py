@@ -22,6 +22,14 @@ a transaction we do not carry         ``40`` (function not supported): 0320, 050
                                       another account (and void / refund while the issuer lacks them)
 ====================================  ===================================================================
 
+**Group commit.** Each worker thread answers a *group* of requests in one database transaction
+(``IssuerService.authorize_many``): a request that arrives while every worker is busy waits in the
+front end, and a worker that becomes free takes all that wait (up to ``max_group``), ordered by card so
+that concurrent groups lock cards in one order, a card's requests in their order of arrival. Every request
+keeps its own idempotency key, checks and stored answer; nobody is answered before the group's commit (a
+crash loses no answered request); if the group cannot commit, each of its requests runs alone, so one
+failing request never takes another's answer with it. One request at a time is a group of one.
+
 The idempotency key is field 32 (acquiring institution) + ``-`` + 37 (RRN); a reversal's is ``R`` + that,
 naming the original's (``NETWORK.md``); a void (0200, 60.1 = 23) or refund (0220, 60.1 = 25) names its
 original by the RRN the acquirer appends to field 61 (original batch n6, trace n6, date n4, RRN n12). An
@@ -38,8 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from citycard.codec.iso8583 import (
@@ -55,6 +65,7 @@ from citycard.codec.tlv import decode, encode
 from citycard.issuer import commands
 from citycard.issuer.commands import AuthorizationKind, MalformedRequest
 from citycard.issuer.handlers import IssuerService
+from citycard.issuer.usecases.authorize import MAX_GROUP
 from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
@@ -82,6 +93,8 @@ KINDS: Final[dict[str, str]] = {
 """Transaction (``codec.iso8583.messages.TRANSACTIONS`` name) → ``AuthorizationKind`` member name; a kind
 the issuer does not have (yet) is answered ``40``."""
 
+_Waiting = tuple[commands.AuthorizationRequest, "asyncio.Future[commands.AuthorizationResponse]"]
+"""A request handed to the issuer and the future its handler awaits."""
 _FOLLOW_UPS: Final = frozenset({"void", "refund"})
 """Kinds whose original is named in field 61 (the original's RRN after its batch, trace and date)."""
 _MAX_FIELD55: Final = 255
@@ -101,6 +114,8 @@ class IssuerFrontEndStats:
     unsupported: int = 0
     """Requests answered 40."""
     echoes: int = 0
+    groups: int = 0
+    """Transactions (groups of requests, see the module docstring) the workers ran."""
 
 
 def request_id(message: Message) -> str:
@@ -189,15 +204,23 @@ class IssuerFrontEnd:
         host: str = "127.0.0.1",
         port: int = 0,
         workers: int = 4,
+        max_group: int = 32,
         limits: ServerLimits | None = None,
     ) -> None:
-        assert workers > 0
+        assert workers > 0 and 0 < max_group <= MAX_GROUP
         assert table.member(bank_code) is not None, f"bank {bank_code} is not in the routing table"
         self.bank_code = bank_code
         self.table = table
         self.stats = IssuerFrontEndStats()
         self._service = service
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"issuer-{bank_code}")
+        self._workers = workers
+        self._max_group = max_group
+        self._waiting: list[
+            tuple[commands.AuthorizationRequest, asyncio.Future[commands.AuthorizationResponse]]
+        ]
+        self._waiting = []
+        self._running = 0
         self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
 
     @property
@@ -243,8 +266,10 @@ class IssuerFrontEnd:
             log.info("%s stan %s refused 30: %s", message.mti, message.stan, exc)
             return answer(message, ResponseCode.FORMAT_ERROR)
         self.stats.authorizations += 1
-        loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self._executor, self._service.authorize, request)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        self._start_groups()
+        response = await future
         log.info(
             "%s stan %s rrn %s: %s %s",
             message.mti,
@@ -254,6 +279,39 @@ class IssuerFrontEnd:
             response.reason,
         )
         return self._answer(message, kind, response)
+
+    def _start_groups(self) -> None:
+        """Hand what waits to the free workers, a group each (module docstring)."""
+        loop = asyncio.get_running_loop()
+        while self._waiting and self._running < self._workers:
+            share = -(-len(self._waiting) // (self._workers - self._running))  # spread over free workers
+            size = min(self._max_group, share)
+            group, self._waiting = self._waiting[:size], self._waiting[size:]
+            group.sort(key=lambda item: item[0].pan)  # stable: a card's requests stay in arrival order
+            self._running += 1
+            self.stats.groups += 1
+            work = loop.run_in_executor(
+                self._executor, self._service.authorize_many, [request for request, _ in group]
+            )
+            work.add_done_callback(partial(self._group_done, group))
+
+    def _group_done(
+        self,
+        group: Sequence[_Waiting],
+        work: asyncio.Future[list[commands.AuthorizationResponse | Exception]],
+    ) -> None:
+        self._running -= 1
+        failed = work.exception() if not work.cancelled() else asyncio.CancelledError()
+        answers = work.result() if failed is None else [failed] * len(group)
+        assert len(answers) == len(group), (len(answers), len(group))
+        for (_, future), answer_ in zip(group, answers, strict=True):
+            if future.done():  # its handler was cancelled (stopped past the drain time)
+                continue
+            if isinstance(answer_, BaseException):
+                future.set_exception(answer_)
+            else:
+                future.set_result(answer_)
+        self._start_groups()
 
     def _kind(self, message: Message) -> AuthorizationKind | None:
         if isinstance(message, ReversalRequest):

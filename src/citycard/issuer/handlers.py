@@ -10,7 +10,8 @@ there. Time comes from the injected clock (nanoseconds). The online authorizatio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 
 from citycard.hsm.api import Hsm
 
@@ -45,6 +46,8 @@ from .usecases import authorize, banks, cards, denylist
 from .usecases.authorize import request_fingerprint
 from .usecases.denylist import SignedDenyList
 from .usecases.deps import COOLING_PERIOD_NS, CardPersonaliser, Deps
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COOLING_PERIOD_NS",
@@ -159,3 +162,26 @@ class IssuerService:
     def authorize(self, req: AuthorizationRequest) -> AuthorizationResponse:
         """Answer ``req``; a retry (same request id) gets the stored answer."""
         return authorize.authorize(req, self._uow(), self.deps)
+
+    def authorize_many(self, reqs: Sequence[AuthorizationRequest]) -> list[AuthorizationResponse | Exception]:
+        """Answer each of ``reqs`` as :meth:`authorize` would, committed together (group commit:
+        ``authorize.authorize_together``); when that cannot be (a simultaneous first attempt of one of
+        their request ids, a database error, a bug), each is run alone, in its own transaction, and one
+        that raises gets its exception in its place, so no request's failure costs another its answer.
+        Nothing is returned before its commit."""
+        if len(reqs) > 1:
+            try:
+                together = authorize.authorize_together(reqs, self._uow(), self.deps)
+            except Exception:  # each alone below: the guilty one raises again, to its own caller
+                log.info("group of %d authorizations rolled back: each runs alone", len(reqs), exc_info=True)
+                together = None
+            if together is not None:
+                done: list[AuthorizationResponse | Exception] = list(together)
+                return done
+        answers: list[AuthorizationResponse | Exception] = []
+        for req in reqs:
+            try:
+                answers.append(self.authorize(req))
+            except Exception as exc:  # handed to this request's caller, which raises it
+                answers.append(exc)
+        return answers

@@ -21,6 +21,8 @@ terminal and merchant. Only the network's field 64 MAC ties a message to the ter
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import Final
 
 from citycard.hsm.api import HsmInputError
 
@@ -34,8 +36,10 @@ from ..views import decode_response, encode_response
 from .deps import Deps, available, link
 from .reversal import reverse
 
-__all__ = ["authorize", "request_fingerprint"]
+__all__ = ["MAX_GROUP", "authorize", "authorize_together", "request_fingerprint"]
 
+MAX_GROUP: Final = 64
+"""Most requests answered in one transaction by :func:`authorize_together`."""
 _LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
 _CARD_SCRIPT_HEADERS = {
     IssuerScript.PIN_UNBLOCK: bytes.fromhex("84240000"),
@@ -73,48 +77,81 @@ def authorize(req: AuthorizationRequest, uow: IssuerUnitOfWork, deps: Deps) -> A
     raise AssertionError(f"request {req.request_id!r} neither stored nor found")
 
 
+def authorize_together(
+    reqs: Sequence[AuthorizationRequest], uow: IssuerUnitOfWork, deps: Deps
+) -> list[AuthorizationResponse] | None:
+    """Group commit: answer every request of ``reqs`` in ONE transaction, in order (each with its own
+    request id, checks, postings and stored answer, exactly as :func:`authorize` would), then commit once.
+    None, with nothing written (rolled back), when one of them met a simultaneous first attempt of its
+    request id; an exception (a database error, a bug) rolls back all of them too. Either way the caller
+    answers nobody yet and runs each request alone with :func:`authorize`, so that one request's failure
+    never costs another its answer. Requests of one card must come in their order of arrival (ATCs)."""
+    assert 0 < len(reqs) <= MAX_GROUP, len(reqs)
+    with uow:
+        responses = []
+        for req in reqs:
+            done = _authorize_in(req, request_fingerprint(req), uow, deps)
+            if done is None:
+                return None  # rolled back on leaving the block
+            responses.append(done[0])
+        uow.commit()
+    return responses
+
+
 def _authorize_once(
     req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
 ) -> AuthorizationResponse | None:
     with uow:
-        start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
-        card = start.card
-        stored = uow.authorizations.get(req.request_id) if start.request_id_stored else None
-        if stored is not None:
-            if stored.fingerprint != fingerprint and not stored.tombstone:
-                return AuthorizationResponse(req.request_id, "94", "request id reused with other content")
-            return decode_response(stored.response)  # a tombstone: the reversal came first, declined
-        if req.kind == AuthorizationKind.REVERSAL:
-            reversed_ = reverse(req, uow, deps)
-            if reversed_ is None:
-                return None  # the original was stored meanwhile: read again
-            response, transfers = reversed_
-        elif req.kind == AuthorizationKind.REFUND:
-            response, transfers = _refund(req, card, uow, deps)
-        else:
-            response, transfers, card = _authorize_card(req, start, uow, deps)
-            if card is not None:
-                uow.cards.update(card)
-        added = uow.authorizations.add(
-            StoredAuthorization(
-                request_id=req.request_id,
-                pan=req.pan,
-                kind=req.kind.value,
-                fingerprint=fingerprint,
-                response_code=response.response_code,
-                amount_fen=req.amount_fen,
-                response=encode_response(response),
-                transfer_ids=tuple(transfers),
-                created_ns=deps.clock(),
-                terminal_id=req.terminal_id,
-                merchant_id=req.merchant_id,
-                original_request_id=req.original_request_id,
-            )
-        )
-        if not added:
+        done = _authorize_in(req, fingerprint, uow, deps)
+        if done is None:
             return None  # rolled back on leaving the block: the stored answer is read next time
-        uow.commit()
+        response, wrote = done
+        if wrote:
+            uow.commit()
     return response
+
+
+def _authorize_in(
+    req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, bool] | None:
+    """``req`` answered in the transaction of ``uow``: the answer and whether it wrote anything (a stored
+    answer read again writes nothing); None when its request id was stored meanwhile by a simultaneous
+    first attempt (the transaction must then be rolled back and the request run again)."""
+    start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
+    card = start.card
+    stored = uow.authorizations.get(req.request_id) if start.request_id_stored else None
+    if stored is not None:
+        if stored.fingerprint != fingerprint and not stored.tombstone:
+            return AuthorizationResponse(req.request_id, "94", "request id reused with other content"), False
+        return decode_response(stored.response), False  # a tombstone: the reversal came first, declined
+    if req.kind == AuthorizationKind.REVERSAL:
+        reversed_ = reverse(req, uow, deps)
+        if reversed_ is None:
+            return None  # the original was stored meanwhile: read again
+        response, transfers = reversed_
+    elif req.kind == AuthorizationKind.REFUND:
+        response, transfers = _refund(req, card, uow, deps)
+    else:
+        response, transfers, card = _authorize_card(req, start, uow, deps)
+        if card is not None:
+            uow.cards.update(card)
+    added = uow.authorizations.add(
+        StoredAuthorization(
+            request_id=req.request_id,
+            pan=req.pan,
+            kind=req.kind.value,
+            fingerprint=fingerprint,
+            response_code=response.response_code,
+            amount_fen=req.amount_fen,
+            response=encode_response(response),
+            transfer_ids=tuple(transfers),
+            created_ns=deps.clock(),
+            terminal_id=req.terminal_id,
+            merchant_id=req.merchant_id,
+            original_request_id=req.original_request_id,
+        )
+    )
+    return (response, True) if added else None
 
 
 def _authorize_card(

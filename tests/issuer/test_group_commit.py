@@ -1,0 +1,112 @@
+"""Group commit (SQLite and PostgreSQL): ``IssuerService.authorize_many`` answers several authorizations in
+one transaction, each as it would be answered alone, and a request that fails costs the others nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from citycard.db import Database
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse, Deposit
+from citycard.issuer.handlers import IssuerService
+from citycard.issuer.usecases import authorize
+
+from benchmarks.bench_issuer import _id_number
+from tests.issuer.conftest import Terminal, ledger_snapshot
+from tests.issuer.test_authorization import with_tag
+from tests.issuer.test_slice import issue_registered, request
+
+PURCHASE = AuthorizationKind.PURCHASE
+
+
+def funded_card(banks: IssuerService, amount_fen: int, holder: int) -> str:
+    pan = issue_registered(banks, id_number=_id_number(holder))
+    banks.deposit(Deposit(pan, amount_fen, f"dep-{pan}"))
+    return pan
+
+
+def _deposit(database: Database, pan: str) -> int:
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        card = uow.cards.get(pan)
+        assert card is not None and card.deposit_account_id is not None
+        (account,) = uow.ledger.lookup_accounts([card.deposit_account_id])
+        return account.credit_balance_fen
+
+
+def _answer(item: AuthorizationResponse | Exception) -> AuthorizationResponse:
+    assert isinstance(item, AuthorizationResponse), item
+    return item
+
+
+def test_a_group_answers_each_request_as_alone_and_posts_each_once(
+    banks: IssuerService,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = funded_card(banks, 10_000, 1), funded_card(banks, 10_000, 2)
+    term_a, term_b = terminal_for(a), terminal_for(b)
+    a1 = request(a, PURCHASE, 1_000, term_a.first_ac(1_000, un=b"\x00\x00\x00\x01"), "a-1")
+    a2 = request(a, PURCHASE, 2_000, term_a.first_ac(2_000, un=b"\x00\x00\x00\x02"), "a-2")  # next ATC
+    f55 = term_b.first_ac(500)
+    arqc = f55[f55.index(b"\x9f\x26\x08") + 3 :][:8]
+    forged = request(b, PURCHASE, 500, with_tag(f55, "9F26", bytes([arqc[0] ^ 1]) + arqc[1:]), "b-1")
+    unknown = request(a[:6] + "0000000099999", PURCHASE, 100, f55, "u-1")
+    alone: list[str] = []
+    real = authorize.authorize
+    monkeypatch.setattr(
+        authorize, "authorize", lambda req, *args: alone.append(req.request_id) or real(req, *args)
+    )
+    answers = [_answer(x) for x in banks.authorize_many([a1, forged, a2, unknown, a1])]  # a1 twice
+    assert alone == []  # one transaction answered them all
+    assert [x.response_code for x in answers] == ["00", "05", "00", "14", "00"]
+    assert answers[4] == answers[0]  # the repeat in the same group: the stored answer
+    assert answers[0].balance_fen == 9_000 and answers[2].balance_fen == 7_000
+    assert _deposit(database, a) == 7_000 and _deposit(database, b) == 10_000
+    again = [_answer(x) for x in banks.authorize_many([a2, a1])]  # retries later: stored, nothing posted
+    assert again == [answers[2], answers[0]]
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced and uow.ledger.audit() == []
+        assert sorted(t.amount_fen for t in uow.ledger.journal(limit=100) if t.amount_fen < 10_000) == [
+            1_000,
+            2_000,
+        ]
+
+
+def test_a_request_that_raises_in_a_group_costs_the_others_nothing(
+    banks: IssuerService,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pans = [funded_card(banks, 10_000, i) for i in range(3)]
+    reqs = [
+        request(pan, PURCHASE, 1_000, terminal_for(pan).first_ac(1_000), f"p-{i}")
+        for i, pan in enumerate(pans)
+    ]
+    real = authorize._authorize_card
+
+    def failing(req: AuthorizationRequest, *args: object) -> object:
+        if req.request_id == "p-1":
+            raise RuntimeError("a bug in one request")
+        return real(req, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(authorize, "_authorize_card", failing)
+    before = ledger_snapshot(database)
+    answers = banks.authorize_many(reqs)
+    assert isinstance(answers[1], RuntimeError)
+    assert [_answer(answers[i]).response_code for i in (0, 2)] == ["00", "00"]
+    assert [_deposit(database, pan) for pan in pans] == [9_000, 10_000, 9_000]
+    monkeypatch.setattr(authorize, "_authorize_card", real)
+    assert _answer(banks.authorize_many([reqs[1]])[0]).approved  # its retry, once the bug is gone
+    assert [_deposit(database, pan) for pan in pans] == [9_000, 9_000, 9_000]
+    assert ledger_snapshot(database) != before
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced and uow.ledger.audit() == []
+
+
+def test_a_group_is_bounded() -> None:
+    with pytest.raises(AssertionError):
+        authorize.authorize_together([], None, None)  # type: ignore[arg-type]
