@@ -49,16 +49,18 @@ class SqlRrns(_Repo):
     NAME = "rrn"
 
     def next_value(self) -> int:
+        """The next RRN number: one statement that creates the counter or moves it on (``INSERT … ON
+        CONFLICT DO UPDATE … RETURNING``), so two first transactions on a fresh database do not both
+        insert it (one of them failed with a unique violation, answered 96); the row stays locked until
+        the transaction ends, so RRNs are taken one transaction at a time."""
         t = acquirer_sequences
-        row = self.session.execute(
-            select(t.c.next_value).where(t.c.name == self.NAME).with_for_update()
-        ).first()
-        value = 1 if row is None else int(row.next_value)
-        if row is None:
-            self.session.execute(insert(t).values(name=self.NAME, next_value=value + 1))
-        else:
-            self.session.execute(update(t).where(t.c.name == self.NAME).values(next_value=value + 1))
-        return value
+        statement = (
+            _insert(self.session, t)
+            .values(name=self.NAME, next_value=2)
+            .on_conflict_do_update(index_elements=[t.c.name], set_={"next_value": t.c.next_value + 1})
+            .returning(t.c.next_value)
+        )
+        return int(self.session.execute(statement).scalar_one()) - 1
 
 
 _TX = acquirer_transactions.c

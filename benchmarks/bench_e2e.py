@@ -1,0 +1,301 @@
+"""End to end (issue 8's yardstick): purchase authorizations from N simulated terminals over TCP through the
+acquirer, the switch and the issuer front end to the issuer on PostgreSQL, beside pgbench's one-row-update
+rate measured on the same server just before and just after, in the same run.
+
+``python -m benchmarks e2e``. Environment: ``CITYCARD_BENCH_TERMINALS`` (default 20),
+``CITYCARD_BENCH_SECONDS``
+(default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the default: acquirer, switch and issuer front end
+each in a process of its own, forked after the set-up, as ``citycard serve`` runs them; ``one``: all three
+in one process and event loop, as ``citycard up`` runs them), ``CITYCARD_BENCH_WORKERS`` (the issuer front
+end's worker threads, default 4), ``CITYCARD_TEST_POSTGRES_URL``.
+
+Set-up (not timed): a bank with N funded cards, a merchant acquired by that bank and N terminals in the
+center's registry (their TMKs in the platform HSM and in the terminals' own key store), every ARQC made
+beforehand in ATC order. Each terminal signs on to the acquirer (PIK and MAK under its TMK), then sends
+purchases of its own card back to back (one in flight per terminal: a terminal waits for its answer), each
+MACed under its MAK in its own HSM; the acquirer checks the MAC and the registry, takes an RRN, forwards,
+records the answer and MACs it. Every answer must be an approval. Reported: authorizations/s over the
+measured seconds (after a warm-up of 2 s), latency p50 / p99 as each terminal sees it, the client
+processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a scratch database; the mean of the runs
+before and after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from citycard.bootstrap import Issuer, acquirer_banks, acquirer_registry, routing_table
+from citycard.center.commands import AddMerchant, AddTerminal
+from citycard.center.handlers import handle
+from citycard.center.model import tmk_label
+from citycard.center.ports import CenterDeps
+from citycard.codec.iso8583 import AuthorizationRequest, Field60, IccData, SignOnKeys, Tpdu, with_mac
+from citycard.codec.iso8583.messages import NetworkManagementRequest
+from citycard.db import Database
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.center_repositories import CenterUnitOfWork
+from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
+from citycard.hosts.issuer import IssuerFrontEnd
+from citycard.hosts.switch import SwitchFrontEnd
+from citycard.hsm import KeyUsage
+from citycard.hsm.soft import SoftHsm
+from citycard.net.link import Iso8583Link
+
+from .bench_auth import _pgbench, _with_pgbench_database
+from .bench_chain import _Cards, _setup
+from .bench_issuer import _postgres
+
+__all__ = ["main"]
+
+TERMINALS = int(os.environ.get("CITYCARD_BENCH_TERMINALS", "20"))
+SECONDS = float(os.environ.get("CITYCARD_BENCH_SECONDS", "10"))
+LAYOUT = os.environ.get("CITYCARD_BENCH_LAYOUT", "processes")
+WORKERS = int(os.environ.get("CITYCARD_BENCH_WORKERS", "4"))
+WARM_UP_S = 2.0
+MOST_PER_S = 2500
+"""ARQCs are made beforehand for this rate over all terminals (a terminal that runs out stops early)."""
+PGBENCH_CLIENTS = 4
+MERCHANT = "BENCH0000000001"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _terminal_id(i: int) -> str:
+    return f"BT{i:06d}"
+
+
+@dataclass
+class _Platform:
+    """What the hosts need, made before any fork (each process takes its copy)."""
+
+    db: Database
+    issuer: Issuer
+    hsm: SoftHsm
+    ports: dict[str, int]
+
+
+def _register(db: Database, platform: SoftHsm) -> SoftHsm:
+    """The merchant (acquired by the benchmark bank) and the terminals; their own HSM (one for all)."""
+    own = SoftHsm(os.urandom(32))
+    deps = CenterDeps(time.time_ns, platform, lambda _tid: own)
+    handle(
+        AddMerchant(MERCHANT, "Bench shop", "5411", "Xihu", "BENCH"), db.unit_of_work(CenterUnitOfWork), deps
+    )
+    for i in range(TERMINALS):
+        handle(AddTerminal(_terminal_id(i), MERCHANT), db.unit_of_work(CenterUnitOfWork), deps)
+    with db.unit_of_work(AcquirerUnitOfWork) as uow:  # the RRN counter made before the first rush
+        uow.rrns.next_value()
+        uow.commit()
+    return own
+
+
+async def _serve_issuer(p: _Platform) -> None:
+    table = routing_table(p.issuer)
+    async with IssuerFrontEnd(p.issuer.service, "BENCH", table, port=p.ports["issuer"], workers=WORKERS):
+        await asyncio.Event().wait()
+
+
+async def _serve_switch(p: _Platform) -> None:
+    table = routing_table(p.issuer)
+    async with SwitchFrontEnd(
+        table, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, p.hsm, port=p.ports["switch"]
+    ):
+        await asyncio.Event().wait()
+
+
+async def _serve_acquirer(p: _Platform) -> None:
+    config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
+
+    def uow() -> AcquirerUnitOfWork:
+        return p.db.unit_of_work(AcquirerUnitOfWork)
+
+    async with AcquirerHost(p.hsm, uow, acquirer_registry(p.db), acquirer_banks(p.db), config):
+        await asyncio.Event().wait()
+
+
+def _in_process(p: _Platform, serve: Callable[[_Platform], Coroutine[Any, Any, None]]) -> None:
+    p.db.engine.dispose(close=False)  # the parent's connections stay the parent's
+    asyncio.run(serve(p))
+
+
+class _Terminal:
+    def __init__(self, index: int, own: SoftHsm, link: Iso8583Link, pan: str) -> None:
+        self.id, self.own, self.link, self.pan = _terminal_id(index), own, link, pan
+        self.stan = 0
+
+    def _next_stan(self) -> int:
+        self.stan += 1
+        return self.stan
+
+    async def sign_on(self) -> None:
+        answer = await self.link.request(
+            NetworkManagementRequest(
+                mti="0800",
+                stan=self._next_stan(),
+                terminal_id=self.id,
+                merchant_id=MERCHANT,
+                field60=Field60("00", 1, "003"),
+            )
+        )
+        assert answer.approved and answer.private62 is not None, answer
+        keys = SignOnKeys.decode(answer.private62)
+        tmk = self.own.get(tmk_label(self.id))
+        self.own.import_working_key(
+            f"{self.id}/mak", tmk, KeyUsage.MAC_X9_19, keys.mak_under_tmk, keys.mak_check_value, replace=True
+        )
+
+    def purchase(self, f55: bytes) -> AuthorizationRequest:
+        """The 0200 as the terminal sends it, MACed."""
+        message = AuthorizationRequest(
+            mti="0200",
+            pan=self.pan,
+            processing_code="000000",
+            amount_fen=100,
+            stan=self._next_stan(),
+            pos_entry_mode="051",
+            card_sequence_number="001",
+            condition_code="00",
+            terminal_id=self.id,
+            merchant_id=MERCHANT,
+            currency="156",
+            icc=IccData.from_bytes(f55),
+            field60=Field60("22", 1),
+            mac=bytes(8),
+        )
+        mak = self.own.get(f"{self.id}/mak")
+        mac = with_mac(message.to_bytes(), lambda block: self.own.pos_mac(mak, block))[-8:]
+        return dataclasses.replace(message, mac=mac)
+
+
+async def _terminals(
+    port: int, own: SoftHsm, pans: list[str], f55s: list[list[bytes]]
+) -> tuple[int, list[float]]:
+    """Every terminal sends until the deadline; (authorizations in the measured window, their latencies)."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    measure_from, deadline = start + WARM_UP_S, start + WARM_UP_S + SECONDS
+
+    async def run(index: int) -> None:
+        async with Iso8583Link("127.0.0.1", port, tpdu=Tpdu(6, 1)) as link:
+            terminal = _Terminal(index, own, link, pans[index])
+            await terminal.sign_on()
+            for f55 in f55s[index]:
+                message = terminal.purchase(f55)
+                sent = time.perf_counter()
+                if sent >= deadline:
+                    return
+                answer = await link.request(message)
+                done = time.perf_counter()
+                assert answer.approved, answer
+                if sent >= measure_from and done <= deadline:
+                    latencies.append(done - sent)
+            raise AssertionError(f"more than {MOST_PER_S}/s: make more ARQCs beforehand")
+
+    await asyncio.gather(*(run(i) for i in range(len(pans))))
+    return len(latencies), latencies
+
+
+async def _all_in_one(
+    p: _Platform, own: SoftHsm, pans: list[str], f55s: list[list[bytes]]
+) -> tuple[int, list[float]]:
+    tasks = [asyncio.create_task(serve(p)) for serve in (_serve_issuer, _serve_switch, _serve_acquirer)]
+    await asyncio.sleep(0.5)
+    try:
+        return await _terminals(p.ports["acquirer"], own, pans, f55s)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class _Row:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    client_cpu_ms: float
+
+
+def _measure() -> _Row:
+    db, cleanup = _postgres()
+    try:
+        service, hsm, pans, _ = _setup_cards(db)
+        own = _register(db, hsm)
+        cards = _Cards(hsm, pans)
+        per_terminal = int(MOST_PER_S * (WARM_UP_S + SECONDS) / TERMINALS) + 1
+        f55s = [[cards.field55(pan) for _ in range(per_terminal)] for pan in pans]
+        ports = {name: _free_port() for name in ("issuer", "switch", "acquirer")}
+        p = _Platform(db, Issuer(service, db, Path(".")), hsm, ports)
+        cpu = time.process_time()
+        if LAYOUT == "one":
+            count, latencies = asyncio.run(_all_in_one(p, own, pans, f55s))
+        else:
+            fork = multiprocessing.get_context("fork")
+            children = [
+                fork.Process(target=_in_process, args=(p, serve), daemon=True)
+                for serve in (_serve_issuer, _serve_switch, _serve_acquirer)
+            ]
+            for child in children:
+                child.start()
+            time.sleep(1.5)  # listening by then
+            try:
+                count, latencies = asyncio.run(_terminals(ports["acquirer"], own, pans, f55s))
+            finally:
+                for child in children:
+                    child.terminate()
+                    child.join()
+        cpu = time.process_time() - cpu
+        latencies.sort()
+        return _Row(
+            count / SECONDS,
+            latencies[len(latencies) // 2] * 1e3,
+            latencies[int(len(latencies) * 0.99)] * 1e3,
+            cpu / max(count, 1) * 1e3,
+        )
+    finally:
+        db.close()
+        cleanup()
+
+
+def _setup_cards(db: Database) -> tuple[Any, SoftHsm, list[str], str]:
+    import benchmarks.bench_chain as chain
+
+    old = chain.CARDS
+    chain.CARDS = TERMINALS
+    try:
+        return _setup(db)
+    finally:
+        chain.CARDS = old
+
+
+def main() -> None:
+    load = os.getloadavg()[0]
+    before = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+    row = _measure()
+    after = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+    pgbench = (before + after) / 2
+    print(
+        f"{TERMINALS} terminals, layout {LAYOUT}, issuer workers {WORKERS}, {SECONDS:.0f} s measured,"
+        f" load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'terminal CPU ms':>16} {'pgbench tx/s':>13} {'ratio':>6}"
+    )
+    print(
+        f"{row.rate:>8.0f} {row.p50_ms:>7.1f} {row.p99_ms:>7.1f} {row.client_cpu_ms:>16.2f}"
+        f" {pgbench:>13.0f} {row.rate / pgbench:>6.3f}   (pgbench before {before:.0f}, after {after:.0f})"
+    )
