@@ -60,6 +60,10 @@ COMMANDS: dict[str, Lazy] = {
         "Calculators: key derivation, cryptograms, ARPC, MAC, KCV, PIN block, TLV, DOL (hex in, hex out).",
         "citycard.cli.calc:app",
     ),
+    "settlement": Lazy(
+        "Settlement of cleared days: net positions, postings, payouts, files, reports.",
+        "citycard.cli.settlement:app",
+    ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
     "demo": Lazy(
         "A bank's card online and offline through the acquirer, switch and issuer (what make run shows).",

@@ -51,6 +51,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.acquirer_tables",
     "citycard.db.center_tables",
     "citycard.db.web_tables",
+    "citycard.db.settlement_tables",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

@@ -1,0 +1,416 @@
+"""``citycard settlement run | report``: settle a cleared day; show (or write as CSV) what it settled.
+
+``run --date D`` settles the day clearing finished (``citycard clearing run --date D`` calls the same
+:func:`run_settlement` after clearing): ledger postings on each bank's books, merchant payouts (T+1), and
+the day's files in ``$CITYCARD_HOME/settlement/YYYYMMDD/`` (docs/settlement.md). A day settled already
+posts nothing and its files are written again, byte for byte the same.
+
+``report --date D [--bank CODE] [--merchant ID] [--csv DIR] [--json]``: the net positions, the merchants'
+totals and payouts, a bar chart of the discount by industry and the reconciliation (captured vs cleared vs
+settled vs paid); ``--csv DIR`` writes that day's files (only the bank's or the merchant's with those
+options) into DIR. Bad input is one ``error:`` line, exit status 2, and nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citycard.config import settings
+from citycard.durable import atomic_write
+from citycard.settlement import (
+    CENTER,
+    DayRecord,
+    FeeSchedule,
+    FeeScheduleError,
+    SettlementError,
+    SettleResult,
+    clearing_date,
+    parse_schedule,
+    settle_day,
+)
+from citycard.settlement.fees import default_schedule
+from citycard.settlement.files import render_files
+
+from .bank import fail, first_line
+from .output import JsonFlag, amount_column, print_json, yuan
+
+if TYPE_CHECKING:
+    from citycard.db import Database
+
+__all__ = ["app", "directory_sink", "run_settlement", "settlement_folder"]
+
+app = typer.Typer(
+    help="Settlement of cleared days: positions, postings, payouts, files.", no_args_is_help=True
+)
+console = Console()
+
+DateOpt = Annotated[str, typer.Option("--date", help="the settlement (clearing) date, YYYY-MM-DD")]
+
+
+def settlement_folder(home: Path, day: str) -> Path:
+    """Where a settled day's files are kept: ``HOME/settlement/YYYYMMDD``."""
+    return home / "settlement" / day
+
+
+def directory_sink(folder: Path) -> Any:
+    """A file sink writing each file atomically into ``folder`` (made if missing)."""
+
+    def write(name: str, data: bytes) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / name, data)
+
+    return write
+
+
+def run_settlement(
+    database: Database,
+    day: str,
+    *,
+    home: Path,
+    schedule: FeeSchedule | None = None,
+    progress: Any = None,
+) -> SettleResult:
+    """Settle ``day`` on ``database`` and write its files under ``home`` (what ``settlement run`` and
+    ``clearing run`` do after clearing)."""
+    import time
+
+    from citycard.db.settlement_repositories import SettlementUnitOfWork
+
+    day = clearing_date(day)
+
+    def uow() -> SettlementUnitOfWork:
+        return database.unit_of_work(SettlementUnitOfWork)
+
+    return settle_day(
+        uow,
+        day,
+        clock=time.time_ns,
+        schedule=schedule,
+        sink=directory_sink(settlement_folder(home, day)),
+        progress=progress,
+    )
+
+
+@contextmanager
+def _database() -> Iterator[Database]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from citycard import bootstrap
+    from citycard.db import DatabaseUrlError, SchemaRevisionError
+
+    s = settings()
+    try:
+        database = bootstrap.build_database(s)
+    except (DatabaseUrlError, bootstrap.HomeFolderError, SchemaRevisionError) as exc:
+        raise fail(str(exc), 2) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"database {bootstrap.safe_url(s.db_url)}: {first_line(exc)}") from None
+    try:
+        yield database
+    except SQLAlchemyError as exc:
+        raise fail(f"database {bootstrap.safe_url(s.db_url)}: {first_line(exc)}") from None
+    finally:
+        database.close()
+
+
+def _day(text: str) -> str:
+    try:
+        return clearing_date(text)
+    except SettlementError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _schedule(path: Path | None) -> FeeSchedule:
+    if path is None:
+        return default_schedule()
+    try:
+        return parse_schedule(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"--fees {path}: cannot read it ({exc})", 2) from None
+    except FeeScheduleError as exc:
+        raise fail(f"--fees {path}: {exc}", 2) from None
+
+
+def _dashed(day: str) -> str:
+    return f"{day[:4]}-{day[4:6]}-{day[6:]}"
+
+
+@app.command("run")
+def run(
+    date: DateOpt,
+    fees: Annotated[Path | None, typer.Option("--fees", help="a fee schedule (TOML, as fees.toml)")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Settle a cleared day: postings, payouts (T+1) and the day's files (again, the same, if settled)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    day = _day(date)
+    schedule = _schedule(fees)
+    s = settings()
+    with (
+        _database() as database,
+        Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar,
+    ):
+        task = bar.add_task(f"settling {_dashed(day)}", total=None)
+
+        def progress(n: int) -> None:
+            bar.update(task, description=f"settling {_dashed(day)}: {n:,} items")
+
+        try:
+            result = run_settlement(database, day, home=s.home, schedule=schedule, progress=progress)
+        except SettlementError as exc:
+            raise fail(str(exc), 2 if isinstance(exc, ValueError) else 1) from None
+    folder = settlement_folder(s.home, day)
+    if as_json:
+        print_json(
+            {
+                **_record_json(result.record),
+                "posted": result.posted,
+                "folder": str(folder),
+                "files": result.files,
+            }
+        )
+        return
+    verb = "settled" if result.posted else "already settled; files written again"
+    console.print(
+        f"{_dashed(day)} {verb}: {result.record.item_count} items, {result.record.transfer_count} transfers, "
+        f"payouts {yuan(result.record.payout_total_fen)}; {len(result.files)} files in {folder}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_positions(result.record)
+
+
+def _record_json(record: DayRecord) -> dict[str, Any]:
+    return {
+        "date": _dashed(record.day),
+        "items": record.item_count,
+        "transfers": record.transfer_count,
+        "positions": [
+            {
+                "participant": p.participant,
+                "issued_gross_fen": p.issued_gross_fen,
+                "issuer_fee_fen": p.issuer_fee_fen,
+                "acquired_net_fen": p.acquired_net_fen,
+                "acquirer_fee_fen": p.acquirer_fee_fen,
+                "network_fee_fen": p.network_fee_fen,
+                "net_fen": p.net_fen,
+            }
+            for p in record.positions
+        ],
+        "merchants": [
+            {
+                "bank": m.bank,
+                "merchant_id": m.merchant_id,
+                "industry": m.industry,
+                "items": m.item_count,
+                "gross_fen": m.gross_fen,
+                "discount_fen": m.discount_fen,
+                "net_fen": m.net_fen,
+                "payout_fen": m.payout_fen,
+                "payout_date": _dashed(m.payout_date),
+            }
+            for m in record.merchants
+        ],
+        "industries": [
+            {
+                "industry": t.key or None,
+                "items": t.item_count,
+                "gross_fen": t.gross_fen,
+                "discount_fen": t.discount_fen,
+            }
+            for t in record.industries
+        ],
+        "payout_total_fen": record.payout_total_fen,
+    }
+
+
+def _print_positions(record: DayRecord) -> None:
+    table = Table("participant", title=f"net positions {_dashed(record.day)}")
+    for header in ("issued", "issuer fees", "to merchants", "acquirer fees", "network fees", "net position"):
+        amount_column(table, header)
+    for p in record.positions:
+        table.add_row(
+            p.participant,
+            yuan(p.issued_gross_fen),
+            yuan(p.issuer_fee_fen),
+            yuan(p.acquired_net_fen),
+            yuan(p.acquirer_fee_fen),
+            yuan(p.network_fee_fen),
+            yuan(p.net_fen),
+        )
+    table.add_row("total", *[""] * 5, yuan(sum(p.net_fen for p in record.positions)))
+    console.print(table)
+
+
+def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) -> None:
+    table = Table("bank", "merchant", "industry", title="merchants")
+    table.add_column("items", justify="right")
+    for header in ("gross", "discount", "net", "payout"):
+        amount_column(table, header)
+    table.add_column("paid on")
+    for m in record.merchants:
+        if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant):
+            table.add_row(
+                m.bank,
+                m.merchant_id,
+                m.industry or "-",
+                str(m.item_count),
+                yuan(m.gross_fen),
+                yuan(m.discount_fen),
+                yuan(m.net_fen),
+                yuan(m.payout_fen),
+                _dashed(m.payout_date),
+            )
+    console.print(table)
+
+
+def _print_industries(record: DayRecord) -> None:
+    from rich.bar import Bar
+
+    table = Table("industry", title="gross by industry")
+    table.add_column("items", justify="right")
+    amount_column(table, "gross")
+    amount_column(table, "discount")
+    table.add_column("share", justify="right")
+    table.add_column("", min_width=30)
+    total = sum(max(t.gross_fen, 0) for t in record.industries) or 1
+    for t in sorted(record.industries, key=lambda t: (-t.gross_fen, t.key)):
+        share = max(t.gross_fen, 0)
+        table.add_row(
+            t.key or "unknown",
+            str(t.item_count),
+            yuan(t.gross_fen),
+            yuan(t.discount_fen),
+            f"{share * 100 // total}%",
+            Bar(total, 0, share, width=30),
+        )
+    console.print(table)
+
+
+@app.command("report")
+def report(
+    date: DateOpt,
+    bank: Annotated[
+        str | None, typer.Option("--bank", help="only this bank's position, merchants and file")
+    ] = None,
+    merchant: Annotated[str | None, typer.Option("--merchant", help="only this merchant (ID)")] = None,
+    csv_dir: Annotated[
+        Path | None, typer.Option("--csv", help="write the day's CSV files into this folder")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A settled day: net positions, merchants and payouts, shares by industry, reconciliation."""
+    from citycard.db.settlement_repositories import SettlementUnitOfWork
+
+    day = _day(date)
+    with _database() as database:
+        with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+            record = uow.settlement.load(day)
+            status = uow.settlement.clearing_status(day)
+        if record is None:
+            why = (
+                "has not been cleared"
+                if status is None
+                else "is cleared but not settled: run 'citycard settlement run'"
+            )
+            raise fail(f"{_dashed(day)} {why}", 2)
+        banks = [p.participant for p in record.positions if p.participant != CENTER]
+        if bank is not None and bank not in banks:
+            raise fail(
+                f"--bank {bank!r}: took no part in the settlement of {_dashed(day)} ({', '.join(banks)})", 2
+            )
+        if merchant is not None and all(m.merchant_id != merchant for m in record.merchants):
+            raise fail(f"--merchant {merchant!r}: had nothing settled on {_dashed(day)}", 2)
+        if csv_dir is not None and csv_dir.exists() and not csv_dir.is_dir():
+            raise fail(f"--csv {csv_dir}: is not a folder", 2)
+        with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+            captured = uow.settlement.captured(day)
+            files = render_files(
+                record,
+                parse_schedule(record.schedule_toml),
+                uow.settlement.items(day, by_merchant=True),
+                captured,
+                bank=bank,
+                merchant=merchant,
+            )
+    if csv_dir is not None:
+        sink = directory_sink(csv_dir)
+        for name, data in files:
+            sink(name, data)
+    if as_json:
+        body = _record_json(record)
+        if bank is not None or merchant is not None:
+            body["positions"] = [p for p in body["positions"] if p["participant"] == bank] if bank else []
+            body["merchants"] = [
+                m
+                for m in body["merchants"]
+                if (bank is None or m["bank"] == bank) and (merchant is None or m["merchant_id"] == merchant)
+            ]
+        body["reconciliation"] = _reconciliation_json(captured)
+        body["files"] = [name for name, _ in files] if csv_dir is not None else []
+        print_json(body)
+        return
+    if merchant is None:
+        _print_positions(record)
+    _print_merchants(record, bank, merchant)
+    if bank is None and merchant is None:
+        _print_industries(record)
+        _print_reconciliation(record, captured)
+    if csv_dir is not None:
+        console.print(f"{len(files)} files written in {csv_dir}", highlight=False, soft_wrap=True)
+
+
+def _reconciliation_json(captured: Any) -> dict[str, Any]:
+    totals, differences = captured
+    return {
+        "captured": [{"source": c.source, "count": c.count, "amount_fen": c.amount_fen} for c in totals],
+        "differences": [
+            {"source": d.source, "reference": d.reference, "amount_fen": d.amount_fen, "reason": d.reason}
+            for d in differences
+        ],
+    }
+
+
+def _print_reconciliation(record: DayRecord, captured: Any) -> None:
+    totals, differences = captured
+    gross = sum(p.issued_gross_fen for p in record.positions)
+    discount = sum(m.discount_fen for m in record.merchants)
+    table = Table("stage", "what", title="reconciliation")
+    table.add_column("count", justify="right")
+    amount_column(table, "amount")
+    for c in totals:
+        table.add_row("captured", c.source, str(c.count), yuan(c.amount_fen))
+    for k in record.kinds:
+        table.add_row("cleared", k.key, str(k.item_count), yuan(k.gross_fen))
+    table.add_row("settled", "net of refunds", str(record.item_count), yuan(gross))
+    table.add_row("settled", "merchant discount", "", yuan(discount))
+    table.add_row(
+        "paid",
+        "payouts (T+1)",
+        str(sum(1 for m in record.merchants if m.payout_fen)),
+        yuan(record.payout_total_fen),
+    )
+    console.print(table)
+    if differences:
+        diff = Table("source", "reference", title="captured vs cleared: differences")
+        amount_column(diff, "amount")
+        diff.add_column("reason")
+        for d in differences:
+            diff.add_row(d.source, d.reference, yuan(d.amount_fen), d.reason)
+        console.print(diff)
+    for m in record.merchants:
+        if m.payout_fen != m.net_fen:
+            console.print(
+                f"{m.bank}/{m.merchant_id}: net {yuan(m.net_fen)}, paid {yuan(m.payout_fen)} "
+                f"(payable {yuan(m.balance_fen)} after the day: earlier balance or carried to the next day)",
+                highlight=False,
+                soft_wrap=True,
+            )

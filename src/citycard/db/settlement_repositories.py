@@ -1,0 +1,415 @@
+"""Settlement's storage on SQL (PostgreSQL and SQLite): :class:`SqlSettlementStore` and its unit of work.
+
+Set-based: the day's ``clearing_items`` are read in pages of :data:`PAGE` rows by keyset (``id`` > the last
+one, or (bank, merchant, id) > the last one), never one round trip per item; the day's record is written
+with one multi-row ``INSERT`` per table; the captured-vs-cleared differences are two anti-joins. Clearing's
+tables are named here by their contract columns only (``sqlalchemy.table``), so this module does not depend
+on clearing's table module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    cast,
+    column,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    table,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from citycard.ledger.model import Account as LedgerAccount
+from citycard.ledger.model import CreateAccountResult
+from citycard.settlement.model import AccountKey, ClearedItem, Payout, Position
+from citycard.settlement.ports import CapturedDifference, CapturedTotals, DayRecord, MerchantRow, TotalsRow
+
+from .acquirer_tables import acquirer_transactions, acquirer_uploads
+from .issuer_tables import issuer_banks
+from .repositories import SqlLedgerRepository
+from .settlement_tables import (
+    SETTLEMENT_ID_BASE,
+    settlement_accounts,
+    settlement_days,
+    settlement_merchants,
+    settlement_positions,
+    settlement_totals,
+)
+from .uow import RepositoryFactory, SqlUnitOfWork
+
+__all__ = ["PAGE", "SettlementUnitOfWork", "SqlSettlementStore", "clearing_items", "clearing_runs"]
+
+PAGE = 5000
+"""Items read per query."""
+INSERT_ROWS = 1000
+"""Rows per multi-row INSERT."""
+
+clearing_items = table(
+    "clearing_items",
+    column("id", BigInteger),
+    column("clearing_date", String),
+    column("source", String),
+    column("source_ref", String),
+    column("kind", String),
+    column("sign", Integer),
+    column("amount_fen", BigInteger),
+    column("issuer_bank", String),
+    column("acquirer_bank", String),
+    column("merchant_id", String),
+    column("terminal_id", String),
+    column("mcc", String),
+    column("industry", String),
+    column("pan_masked", String),
+    column("txn_ns", BigInteger),
+    column("rrn", String),
+)
+"""Clearing's items, as the team contract describes them (the columns settlement reads)."""
+
+clearing_runs = table("clearing_runs", column("clearing_date", String), column("status", String))
+
+_ITEM_COLUMNS = [clearing_items.c[name] for name in ClearedItem.__slots__]
+_BEIJING = timezone(timedelta(hours=8))
+_ONLINE_KINDS = ("purchase", "refund", "void", "ec_cash_load")
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), INSERT_ROWS):
+        yield rows[start : start + INSERT_ROWS]
+
+
+def day_bounds_ns(day: str) -> tuple[int, int]:
+    """[start, end) of the Beijing day ``YYYYMMDD`` in nanoseconds since the epoch."""
+    start = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=_BEIJING)
+    first = int((start - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000_000
+    return first, first + 86_400 * 1_000_000_000
+
+
+def _merchant_row(r: Any) -> MerchantRow:
+    return MerchantRow(
+        bank=str(r.bank),
+        merchant_id=str(r.merchant_id),
+        industry=r.industry,
+        item_count=int(r.item_count),
+        gross_fen=int(r.gross_fen),
+        discount_fen=int(r.discount_fen),
+        issuer_fee_fen=int(r.issuer_fee_fen),
+        network_fee_fen=int(r.network_fee_fen),
+        acquirer_fee_fen=int(r.acquirer_fee_fen),
+        balance_fen=int(r.balance_fen),
+        payout_fen=int(r.payout_fen),
+        payout_date=str(r.payout_date),
+    )
+
+
+class SqlSettlementStore:
+    """:class:`citycard.settlement.ports.SettlementStore` on one SQLAlchemy session."""
+
+    def __init__(self, session: Session, ledger: SqlLedgerRepository, *, read_only: bool = False) -> None:
+        self.session = session
+        self.ledger = ledger
+        self.read_only = read_only
+
+    @property
+    def _postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def clearing_status(self, day: str) -> str | None:
+        query = select(clearing_runs.c.status).where(clearing_runs.c.clearing_date == day)
+        if self._postgres and not self.read_only:  # two settlements of one day: the second waits, then sees
+            query = query.with_for_update()
+        status = self.session.execute(query).scalar()
+        return None if status is None else str(status)
+
+    def items(self, day: str, *, by_merchant: bool = False) -> Iterator[ClearedItem]:
+        t = clearing_items
+        order = [t.c.acquirer_bank, t.c.merchant_id, t.c.id] if by_merchant else [t.c.id]
+        last: tuple[Any, ...] | None = None
+        while True:
+            query = select(*_ITEM_COLUMNS).where(t.c.clearing_date == day).order_by(*order).limit(PAGE)
+            if last is not None:
+                query = query.where(tuple_(*order) > tuple_(*(literal(v) for v in last)))
+            rows = self.session.execute(query).all()
+            for row in rows:
+                yield ClearedItem(*row)
+            if len(rows) < PAGE:
+                return
+            tail = rows[-1]
+            last = (tail.acquirer_bank, tail.merchant_id, tail.id) if by_merchant else (tail.id,)
+
+    def network_settlement_accounts(self, banks: Iterable[str]) -> dict[str, int]:
+        wanted = list(banks)
+        rows = self.session.execute(
+            select(issuer_banks.c.code, issuer_banks.c.settlement_account_id).where(
+                issuer_banks.c.code.in_(wanted)
+            )
+        ).all()
+        found = {str(code): int(account) for code, account in rows}
+        missing = sorted(set(wanted) - set(found))
+        assert not missing, f"cleared items name issuing banks that do not exist: {missing}"
+        return found
+
+    def ensure_accounts(self, keys: Sequence[AccountKey]) -> dict[AccountKey, int]:
+        t = settlement_accounts
+        if self._postgres:  # one allocator at a time (two days settled at once)
+            self.session.execute(select(func.pg_advisory_xact_lock(0x5E771E)))
+        owners = sorted({k.owner for k in keys})
+        found: dict[AccountKey, int] = {}
+        for start in range(0, len(owners), INSERT_ROWS):
+            rows = self.session.execute(
+                select(t.c.owner, t.c.code, t.c.account_id).where(
+                    t.c.owner.in_(owners[start : start + INSERT_ROWS])
+                )
+            ).all()
+            found |= {AccountKey(str(o), int(c)): int(a) for o, c, a in rows}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            top = self.session.execute(select(func.max(t.c.account_id))).scalar()
+            first = SETTLEMENT_ID_BASE if top is None else int(top) + 1
+            new = {k: first + n for n, k in enumerate(missing)}
+            accounts = [LedgerAccount(i, code=k.code) for k, i in new.items()]
+            for start in range(0, len(accounts), 8190):
+                results = self.ledger.create_accounts(accounts[start : start + 8190])
+                bad = [r for r in results if r != CreateAccountResult.OK]
+                assert not bad, f"settlement accounts not created: {bad[:3]}"
+            rows_to_add = [{"owner": k.owner, "code": k.code, "account_id": i} for k, i in new.items()]
+            for chunk in _chunks(rows_to_add):
+                self.session.execute(insert(t), list(chunk))
+            found |= new
+        return {k: found[k] for k in keys}
+
+    def payable_balances(self, account_ids: Sequence[int]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for start in range(0, len(account_ids), 8190):
+            for a in self.ledger.lookup_accounts(account_ids[start : start + 8190]):
+                out[a.id] = a.credit_balance_fen
+        return out
+
+    def save(self, record: DayRecord, payouts: Sequence[Payout]) -> None:
+        day = record.day
+        transfer_of = {(p.bank, p.merchant_id): p.transfer.id if p.transfer else None for p in payouts}
+        self.session.execute(
+            insert(settlement_days).values(
+                settlement_date=day,
+                schedule_toml=record.schedule_toml,
+                item_count=record.item_count,
+                transfer_count=record.transfer_count,
+                settled_ns=record.settled_ns,
+            )
+        )
+        positions = [
+            {
+                "settlement_date": day,
+                "participant": p.participant,
+                "issued_gross_fen": p.issued_gross_fen,
+                "issuer_fee_fen": p.issuer_fee_fen,
+                "acquired_net_fen": p.acquired_net_fen,
+                "acquirer_fee_fen": p.acquirer_fee_fen,
+                "network_fee_fen": p.network_fee_fen,
+                "net_fen": p.net_fen,
+            }
+            for p in record.positions
+        ]
+        merchants = [
+            {
+                "settlement_date": day,
+                "bank": m.bank,
+                "merchant_id": m.merchant_id,
+                "industry": m.industry,
+                "item_count": m.item_count,
+                "gross_fen": m.gross_fen,
+                "discount_fen": m.discount_fen,
+                "issuer_fee_fen": m.issuer_fee_fen,
+                "network_fee_fen": m.network_fee_fen,
+                "acquirer_fee_fen": m.acquirer_fee_fen,
+                "balance_fen": m.balance_fen,
+                "payout_fen": m.payout_fen,
+                "payout_date": m.payout_date,
+                "payout_transfer_id": transfer_of[m.bank, m.merchant_id],
+            }
+            for m in record.merchants
+        ]
+        totals = [
+            {
+                "settlement_date": day,
+                "dimension": dimension,
+                "key": t.key,
+                "item_count": t.item_count,
+                "gross_fen": t.gross_fen,
+                "discount_fen": t.discount_fen,
+            }
+            for dimension, rows in (("industry", record.industries), ("kind", record.kinds))
+            for t in rows
+        ]
+        for target, rows in (
+            (settlement_positions, positions),
+            (settlement_merchants, merchants),
+            (settlement_totals, totals),
+        ):
+            for chunk in _chunks(rows):
+                self.session.execute(insert(target), list(chunk))
+        done = self.session.execute(
+            update(clearing_runs)
+            .where(clearing_runs.c.clearing_date == day, clearing_runs.c.status == "cleared")
+            .values(status="settled")
+        )
+        assert done.rowcount == 1, f"clearing run of {day} was not 'cleared'"  # type: ignore[attr-defined]
+
+    def load(self, day: str) -> DayRecord | None:
+        head = self.session.execute(
+            select(settlement_days).where(settlement_days.c.settlement_date == day)
+        ).first()
+        if head is None:
+            return None
+        p = settlement_positions
+        positions = self.session.execute(
+            select(
+                p.c.participant,
+                p.c.issued_gross_fen,
+                p.c.issuer_fee_fen,
+                p.c.acquired_net_fen,
+                p.c.acquirer_fee_fen,
+                p.c.network_fee_fen,
+            )
+            .where(p.c.settlement_date == day)
+            .order_by(p.c.participant == "CENTER", p.c.participant)
+        ).all()
+        m = settlement_merchants
+        merchants = self.session.execute(
+            select(
+                m.c.bank,
+                m.c.merchant_id,
+                m.c.industry,
+                m.c.item_count,
+                m.c.gross_fen,
+                m.c.discount_fen,
+                m.c.issuer_fee_fen,
+                m.c.network_fee_fen,
+                m.c.acquirer_fee_fen,
+                m.c.balance_fen,
+                m.c.payout_fen,
+                m.c.payout_date,
+            )
+            .where(m.c.settlement_date == day)
+            .order_by(m.c.bank, m.c.merchant_id)
+        ).all()
+        t = settlement_totals
+        totals = self.session.execute(
+            select(t.c.dimension, t.c.key, t.c.item_count, t.c.gross_fen, t.c.discount_fen)
+            .where(t.c.settlement_date == day)
+            .order_by(t.c.dimension, t.c.key)
+        ).all()
+        return DayRecord(
+            day,
+            head.schedule_toml,
+            int(head.item_count),
+            tuple(Position(str(r[0]), *(int(v) for v in r[1:])) for r in positions),
+            tuple(_merchant_row(r) for r in merchants),
+            tuple(
+                TotalsRow(r.key, r.item_count, r.gross_fen, r.discount_fen)
+                for r in totals
+                if r.dimension == "industry"
+            ),
+            tuple(
+                TotalsRow(r.key, r.item_count, r.gross_fen, r.discount_fen)
+                for r in totals
+                if r.dimension == "kind"
+            ),
+            int(head.transfer_count),
+            int(head.settled_ns),
+        )
+
+    def settled_days(self, limit: int = 1000) -> list[str]:
+        rows = self.session.execute(
+            select(settlement_days.c.settlement_date)
+            .order_by(settlement_days.c.settlement_date.desc())
+            .limit(limit)
+        ).all()
+        return [str(r[0]) for r in rows]
+
+    def captured(self, day: str) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
+        """Online: the acquirer's approved financial records created on the (Beijing) day, matched to
+        cleared items by RRN; offline: its uploads received that day, matched by ``TID/batch/stan``."""
+        start, end = day_bounds_ns(day)
+        at, up, ci = acquirer_transactions, acquirer_uploads, clearing_items
+        online_day = and_(
+            at.c.kind.in_(_ONLINE_KINDS),
+            at.c.response_code == "00",
+            at.c.created_ns >= start,
+            at.c.created_ns < end,
+        )
+        upload_ref = up.c.terminal_id + "/" + cast(up.c.batch, String) + "/" + cast(up.c.stan, String)
+        upload_day = and_(up.c.received_ns >= start, up.c.received_ns < end)
+        reversed_ = at.c.status.in_(("reversal_queued", "tombstone"))
+        totals = []
+        online = self.session.execute(
+            select(func.count(), func.coalesce(func.sum(at.c.amount_fen), 0)).where(
+                online_day, not_(reversed_)
+            )
+        ).one()
+        totals.append(CapturedTotals("online", int(online[0]), int(online[1])))
+        offline = self.session.execute(
+            select(func.count(), func.coalesce(func.sum(up.c.amount_fen), 0)).where(upload_day)
+        ).one()
+        totals.append(CapturedTotals("offline", int(offline[0]), int(offline[1])))
+        differences: list[CapturedDifference] = []
+        cleared_rrn = exists().where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
+        for rrn, amount, status, cleared in self.session.execute(
+            select(at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn)
+            .where(online_day, or_(reversed_, not_(cleared_rrn)))
+            .order_by(at.c.rrn)
+        ):
+            if status in ("reversal_queued", "tombstone"):
+                reason = "reversed (by the terminal, or no answer): not financial" + (
+                    "; but cleared: see the clearing exceptions" if cleared else ""
+                )
+            else:
+                reason = "approved but not among the cleared items: clearing exception or later cut-over"
+            differences.append(CapturedDifference("online", str(rrn), int(amount or 0), reason))
+        cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
+        for ref, amount in self.session.execute(
+            select(upload_ref, up.c.amount_fen).where(upload_day, not_(cleared_upload)).order_by(upload_ref)
+        ):
+            reason = (
+                "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
+            )
+            differences.append(CapturedDifference("offline", str(ref), int(amount or 0), reason))
+        captured_online = exists().where(at.c.rrn == ci.c.rrn, online_day)
+        captured_offline = exists().where(upload_ref == ci.c.source_ref, upload_day)
+        for source, ref, amount in self.session.execute(
+            select(ci.c.source, ci.c.source_ref, ci.c.amount_fen)
+            .where(
+                ci.c.clearing_date == day,
+                or_(
+                    and_(ci.c.source == "online", not_(captured_online)),
+                    and_(ci.c.source == "offline", not_(captured_offline)),
+                ),
+            )
+            .order_by(ci.c.source, ci.c.source_ref)
+        ):
+            reason = "cleared today, captured another day (late upload, accepted exception or cut-over)"
+            differences.append(CapturedDifference(str(source), str(ref), int(amount), reason))
+        return totals, differences
+
+
+class SettlementUnitOfWork(SqlUnitOfWork):
+    """The ledger and settlement's store in one transaction."""
+
+    repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
+        **SqlUnitOfWork.repository_factories,
+        "settlement": lambda uow: SqlSettlementStore(uow.session, uow.ledger, read_only=uow.read_only),
+    }
+    settlement: SqlSettlementStore

@@ -1,0 +1,152 @@
+"""What settlement needs from storage: the day's cleared items, its accounts, and a place for its record.
+
+``citycard.db.settlement_repositories`` implements these on SQL (PostgreSQL and SQLite, set-based, in
+batches); tests may use it on SQLite. Domain code sees only these Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self
+
+from citycard.ledger.ports import LedgerRepository
+
+from .model import AccountKey, ClearedItem, Payout, Position
+
+__all__ = [
+    "CapturedDifference",
+    "CapturedTotals",
+    "DayRecord",
+    "FileSink",
+    "MerchantRow",
+    "SettlementStore",
+    "SettlementUnitOfWork",
+    "TotalsRow",
+]
+
+FileSink = Callable[[str, bytes], None]
+"""Writes one settlement file by name (atomically: the old file or the new one, never a torn one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsRow:
+    """A row of sums (an industry's, or a (source, kind)'s)."""
+
+    key: str
+    item_count: int
+    gross_fen: int
+    discount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantRow:
+    bank: str
+    merchant_id: str
+    industry: str | None
+    item_count: int
+    gross_fen: int
+    discount_fen: int
+    issuer_fee_fen: int
+    network_fee_fen: int
+    acquirer_fee_fen: int
+    balance_fen: int  # the payable's balance after the day's posting (earlier days' carry included)
+    payout_fen: int
+    payout_date: str
+
+    @property
+    def net_fen(self) -> int:
+        return self.gross_fen - self.discount_fen
+
+
+@dataclass(frozen=True, slots=True)
+class DayRecord:
+    """What a settled day keeps (``settlement_days`` and its rows): enough to write its files again."""
+
+    day: str
+    schedule_toml: str  # the fee schedule the day was settled with, as text
+    item_count: int
+    positions: tuple[Position, ...]
+    merchants: tuple[MerchantRow, ...]
+    industries: tuple[TotalsRow, ...]
+    kinds: tuple[TotalsRow, ...]  # key "source/kind", gross = the unsigned amount
+    transfer_count: int
+    settled_ns: int
+
+    @property
+    def payout_total_fen(self) -> int:
+        return sum(m.payout_fen for m in self.merchants)
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedTotals:
+    """What the acquirer captured that clearing had to settle: online financial records approved and not
+    reversed, and offline uploads (``source``), with the count and amount of each."""
+
+    source: str
+    count: int
+    amount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedDifference:
+    """A record captured but not among the day's cleared items, or cleared but captured another day."""
+
+    source: str
+    reference: str
+    amount_fen: int
+    reason: str
+
+
+class SettlementStore(Protocol):
+    def clearing_status(self, day: str) -> str | None:
+        """``clearing_runs.status`` of ``day`` ('cleared', 'settled'), None when clearing has not run."""
+        ...
+
+    def items(self, day: str, *, by_merchant: bool = False) -> Iterator[ClearedItem]:
+        """The day's cleared items in id order (by acquiring bank, merchant, id with ``by_merchant``)."""
+        ...
+
+    def network_settlement_accounts(self, banks: Iterable[str]) -> dict[str, int]:
+        """Each issuing bank's network settlement account id (``issuer_banks``)."""
+        ...
+
+    def ensure_accounts(self, keys: Sequence[AccountKey]) -> dict[AccountKey, int]:
+        """The ledger account id of each key, creating (ledger and map) those that do not exist yet."""
+        ...
+
+    def payable_balances(self, account_ids: Sequence[int]) -> dict[int, int]:
+        """Credit balance of each account."""
+        ...
+
+    def save(self, record: DayRecord, payouts: Sequence[Payout]) -> None:
+        """Keep the day's record and set ``clearing_runs.status`` to 'settled'."""
+        ...
+
+    def load(self, day: str) -> DayRecord | None:
+        """The settled day's record (None when the day is not settled)."""
+        ...
+
+    def captured(self, day: str) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
+        """What the acquirer captured on ``day`` and the differences to the day's cleared items."""
+        ...
+
+
+class SettlementUnitOfWork(Protocol):
+    @property
+    def ledger(self) -> LedgerRepository: ...
+
+    @property
+    def settlement(self) -> SettlementStore: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...

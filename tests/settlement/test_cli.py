@@ -1,0 +1,127 @@
+"""``citycard settlement run | report`` through the real entry point on the SQLite database under a fresh
+``CITYCARD_HOME``: the day settled once, files in the home, reports to the fen; bad input is one
+``error:`` line, exit status 2, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from citycard.cli import run
+from citycard.config import settings
+from citycard.db import Database, migrate
+
+from tests.settlement.day import DAY, RESTAURANT, SUPERMARKET, add_banks, prepare
+
+pytestmark = pytest.mark.xdist_group("settlement")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("CITYCARD_DATABASE_URL", "CITYCARD_HSM_MASTER_KEY", "CITYCARD_HSM_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    url = settings().db_url
+    migrate(url)
+    database = Database.open(url)
+    try:
+        add_banks(database)
+        prepare(database)
+    finally:
+        database.close()
+    return tmp_path / "home"
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+def test_run_then_report(home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run(["settlement", "run", "--date", "2026-11-25"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-25 settled: 12 items" in out and "payouts 697.30" in out
+    folder = home / "settlement" / DAY
+    files = _tree(folder)
+    assert len(files) == 10
+    assert run(["settlement", "run", "--date", DAY, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["posted"] is False and _tree(folder) == files
+    assert [(p["participant"], p["net_fen"]) for p in again["positions"]] == [
+        ("BOC", 7806),
+        ("ICBC", -7821),
+        ("CENTER", 15),
+    ]
+
+    assert run(["settlement", "report", "--date", "2026-11-25"]) == 0
+    out = capsys.readouterr().out
+    for text in ("net positions 2026-11-25", "-78.21", "78.06", "gross by industry", "reconciliation"):
+        assert text in out
+    assert run(["settlement", "report", "--date", "2026-11-25", "--merchant", RESTAURANT, "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["merchants"] == [
+        {
+            "bank": "BOC",
+            "discount_fen": 120,
+            "gross_fen": 20050,
+            "industry": "catering",
+            "items": 4,
+            "merchant_id": RESTAURANT,
+            "net_fen": 19930,
+            "payout_date": "2026-11-26",
+            "payout_fen": 19930,
+        }
+    ]
+    csv = tmp_path / "csv"
+    assert run(["settlement", "report", "--date", "2026-11-25", "--bank", "ICBC", "--csv", str(csv)]) == 0
+    written = _tree(csv)
+    assert sorted(written) == [
+        "bank-ICBC.csv",
+        "merchant-104110041310001.csv",
+        f"merchant-{SUPERMARKET}.csv",
+        "positions.csv",
+    ]
+    assert all(written[name] == files[name] for name in written)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["settlement", "run", "--date", "2026-02-30"],
+            "error: --date '2026-02-30': not a date (YYYY-MM-DD)",
+        ),
+        (["settlement", "run", "--date", "2026-11-27"], "error: 2026-11-27 has not been cleared"),
+        (["settlement", "report", "--date", "2026-11-25"], "error: 2026-11-25 is cleared but not settled"),
+        (["settlement", "report", "--date", "yesterday"], "error: --date 'yesterday': not a date"),
+        (
+            ["settlement", "run", "--date", DAY, "--fees", "/nonexistent.toml"],
+            "error: --fees /nonexistent.toml: cannot read",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert not (home / "settlement").exists()
+
+
+def test_bad_fee_schedule_and_unknown_bank_or_merchant(
+    home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fees = tmp_path / "fees.toml"
+    fees.write_text("[default]\ndiscount_ppm = 100\nissuer_ppm = 90\nnetwork_ppm = 20\n")
+    assert run(["settlement", "run", "--date", DAY, "--fees", str(fees)]) == 2
+    assert "acquirer's share would be negative" in capsys.readouterr().err
+    assert run(["settlement", "run", "--date", DAY]) == 0
+    capsys.readouterr()
+    assert run(["settlement", "report", "--date", DAY, "--bank", "ABC"]) == 2
+    assert capsys.readouterr().err.startswith("error: --bank 'ABC': took no part")
+    assert run(["settlement", "report", "--date", DAY, "--merchant", "X"]) == 2
+    assert capsys.readouterr().err.startswith("error: --merchant 'X': had nothing settled")
