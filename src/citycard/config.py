@@ -61,6 +61,13 @@ def _home() -> Path:
     return home
 
 
+def _choice_env(name: str, default: str, choices: tuple[str, ...]) -> str:
+    text = _env(name, default)
+    if text not in choices:
+        raise SettingsError(f"CITYCARD_{name} must be one of {', '.join(choices)}, not {text!r}")
+    return text
+
+
 def _address_env(name: str, default: str) -> str:
     """``HOST:PORT`` (a port 1-65535)."""
     text = _env(name, default)
@@ -108,6 +115,15 @@ class Settings:
     lock_timeout_s: int = field(default_factory=lambda: _int_env("LOCK_TIMEOUT_S", 30, 0, 3600))
     # where the switch listens (HOST:PORT): the acquirer forwards to it
     switch: str = field(default_factory=lambda: _address_env("SWITCH", "127.0.0.1:9584"))
+    # clearing (docs/clearing.md): each acquiring bank's cut-over in Beijing time (BANK=hh:mm,...; *=default),
+    # late presentment after N days, who bears offline spending after a loss report (cardholder|merchant)
+    clearing_cutover: str = field(default_factory=lambda: _env("CLEARING_CUTOVER", ""))
+    clearing_late_days: int = field(default_factory=lambda: _int_env("CLEARING_LATE_DAYS", 10, 1, 3650))
+    clearing_lost_liability: str = field(
+        default_factory=lambda: _choice_env(
+            "CLEARING_LOST_LIABILITY", "cardholder", ("cardholder", "merchant")
+        )
+    )
 
     @property
     def db_url(self) -> str:

@@ -64,6 +64,10 @@ COMMANDS: dict[str, Lazy] = {
         "Settlement of cleared days: net positions, postings, payouts, files, reports.",
         "citycard.cli.settlement:app",
     ),
+    "clearing": Lazy(
+        "Clearing: the end of the business day (online and offline), and its exception queue.",
+        "citycard.cli.clearing:app",
+    ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
     "demo": Lazy(
         "A bank's card online and offline through the acquirer, switch and issuer (what make run shows).",

@@ -52,6 +52,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.center_tables",
     "citycard.db.web_tables",
     "citycard.db.settlement_tables",
+    "citycard.db.clearing_tables",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

@@ -1,0 +1,109 @@
+"""Clearing's values: the kinds of item, the reasons and states of an exception, the programme's policy."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .calendar import Cutovers
+
+__all__ = [
+    "ClearingPolicy",
+    "ExceptionAction",
+    "ExceptionReason",
+    "ExceptionStatus",
+    "ItemKind",
+    "LostLiability",
+    "Outcome",
+    "Verdict",
+]
+
+
+class ItemKind(enum.StrEnum):
+    """``clearing_items.kind`` (docs/clearing.md): the sign says which way the money goes."""
+
+    PURCHASE = "purchase"  # +1
+    REFUND = "refund"  # -1
+    VOID = "void"  # -1: a void or reversal of a purchase cleared on an earlier day
+    EC_CASH_LOAD = "ec_cash_load"  # -1: cash taken at a merchant's counter for the card's EC balance
+    FARE = "fare"  # +1: an offline purchase at a transport merchant (a validator's fare)
+
+
+class ExceptionReason(enum.StrEnum):
+    """Why an offline record is not simply cleared (each worked by an operator, except ``duplicate``)."""
+
+    DUPLICATE = "duplicate"  # the same TC (PAN, PSN, ATC, cryptogram) presented again: reported, never paid
+    CLONE = "clone"  # the ATC reused with another cryptogram, or going back in time: the card is denied
+    TC_INVALID = "tc_invalid"  # the TC does not verify under the card's key (forged or altered)
+    AMOUNT_CHANGED = "amount_changed"  # the amount presented is not the amount the TC covers (9F02)
+    TERMINAL_CHANGED = "terminal_changed"  # the same TC from another terminal, or the journal disagrees
+    UNKNOWN_CARD = "unknown_card"  # no card of the platform has this PAN and PSN
+    UNKNOWN_TERMINAL = "unknown_terminal"  # the terminal or merchant is not in the registry
+    LATE = "late"  # presented more than ``late_days`` after the transaction
+    AFTER_LOSS = "after_loss"  # offline spending after the card was reported lost
+    FARE_REFUND = "fare_refund"  # a validator refused the fare after the card paid (double tap, deny list)
+    FLOAT_SHORT = "float_short"  # the card's EC float in the books cannot pay it
+
+
+class ExceptionStatus(enum.StrEnum):
+    OPEN = "open"
+    REPORTED = "reported"  # nothing to do (a duplicate; spending after a loss the cardholder bears, cleared)
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CHARGEBACK = "chargeback"
+
+
+class ExceptionAction(enum.StrEnum):
+    """What an operator does with an exception."""
+
+    ACCEPT = "accept"  # pay it: a clearing item of the next run (the date it is accepted)
+    REJECT = "reject"  # never pay it
+    CHARGEBACK = "chargeback"  # return a record that was paid: a negative item of the next run
+
+
+class LostLiability(enum.StrEnum):
+    """Who bears offline spending after a loss report (the programme's rule,
+    ``CITYCARD_CLEARING_LOST_LIABILITY``).
+
+    ``cardholder``: the EC balance is like cash until the deny list reaches the terminals; the record clears
+    from the card's EC float and is reported. ``merchant``: the terminal should have refused a card on the
+    deny list; the record waits in the queue (an operator accepts it, or rejects it: the merchant bears
+    it)."""
+
+    CARDHOLDER = "cardholder"
+    MERCHANT = "merchant"
+
+
+class Outcome(enum.StrEnum):
+    CLEAR = "clear"
+    EXCEPTION = "exception"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What becomes of one record: cleared, or an exception (``reason``, ``status``, ``detail``); ``deny``:
+    put the card on its issuer's deny list now (a clone); ``also_clear``: an exception that clears anyway
+    (reported spending after a loss that the cardholder bears)."""
+
+    ref: str
+    outcome: Outcome
+    reason: ExceptionReason | None = None
+    status: ExceptionStatus = ExceptionStatus.OPEN
+    detail: str = ""
+    deny: bool = False
+    also_clear: bool = False
+
+    @property
+    def clears(self) -> bool:
+        return self.outcome is Outcome.CLEAR or self.also_clear
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingPolicy:
+    cutovers: Cutovers = field(default_factory=Cutovers)
+    late_days: int = 10
+    lost_liability: LostLiability = LostLiability.CARDHOLDER
+
+    def __post_init__(self) -> None:
+        if not 0 < self.late_days <= 3650:
+            raise ValueError("late presentment: 1 to 3650 days")

@@ -1,0 +1,1064 @@
+"""The clearing engine on SQL (PostgreSQL and SQLite): the end of a business day, in batches.
+
+``ClearingEngine.run(day)``:
+
+1. **stage** the day's offline records in ``clearing_presentments``: the 0320 uploads the acquirer received
+   in the day's window (each acquiring bank's cut-over, :mod:`citycard.clearing.calendar`), merged by
+   'TID/batch/stan' with the rows of journal exports imported for the day (:meth:`ClearingEngine.
+   import_journal`); keyset batches of ``batch_size``, one multi-row upsert each;
+2. **decide** the undecided presentments, a batch per transaction: the cards, the registry and the TCs
+   presented before are read with one query each; every TC is verified in the issuing bank's HSM
+   (``Hsm.verify_arqc``: UDK → session key → MAC over the CDOL1 data, the same call the issuer makes for an
+   ARQC — no key leaves the HSM); :func:`citycard.clearing.classify` decides; then in the same transaction
+   the issuer-side postings (card EC float → the issuing bank's network settlement account, one ledger batch),
+   the items, the exceptions, the TCs remembered, the deny-list entries of clones and the presentments'
+   outcomes are written. A crash loses at most the batch in progress, which the next run does again: a
+   posting's id is derived from the record's ref, so it is never made twice;
+3. the exceptions an operator **accepted** (or charged back) since become items of this day;
+4. the day's **online** items in one ``INSERT … SELECT`` per acquiring bank (``NOT EXISTS`` makes it
+   idempotent): approved purchases not reversed, refunds, voids and reversals of purchases cleared on an
+   earlier day, EC cash loads at a merchant's counter;
+5. the issuer learns that the cards' offline transactions up to the day's end have cleared
+   (``RecordOfflineClearing``), so a lost card's EC refund can go ahead;
+6. ``clearing_runs`` says ``cleared`` with the day's totals, which are read back from the items (a rerun
+   reports the same).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import String
+
+from citycard.clearing import (
+    BEIJING,
+    CardFacts,
+    ClearingPolicy,
+    ExceptionAction,
+    ExceptionReason,
+    ExceptionStatus,
+    ItemKind,
+    JournalCopy,
+    OfflineRecord,
+    Outcome,
+    SeenTc,
+    TcData,
+    TcDataError,
+    TcKey,
+    Verdict,
+    business_window,
+    classify,
+    parse_tc,
+)
+from citycard.codec.iso8583 import BatchUpload, Iso8583Error
+from citycard.codec.iso8583.messages import parse
+from citycard.codec.iso8583.wire import decode_message
+from citycard.codec.pretty import mask_pan
+from citycard.hsm.api import Hsm, KeyHandle
+from citycard.issuer.commands import RecordOfflineClearing
+from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
+from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
+
+from .acquirer_tables import acquirer_transactions, acquirer_uploads
+from .center_tables import center_merchants, center_terminals
+from .clearing_tables import (
+    clearing_exceptions,
+    clearing_items,
+    clearing_presentments,
+    clearing_runs,
+    clearing_tcs,
+)
+from .issuer_repositories import IssuerUnitOfWork
+from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards
+from .uow import Database
+
+__all__ = [
+    "ClearingEngine",
+    "ClearingInputError",
+    "DaySummary",
+    "ExceptionNotFound",
+    "ExceptionStateError",
+    "day_text",
+]
+
+APPROVED = ("00", "10", "11")
+TRANSPORT = "transport"
+DEFAULT_BATCH = 2_000
+MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
+Fault = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+class ClearingInputError(ValueError):
+    """Input clearing refuses (a journal export it cannot read, a date that is not one): nothing changed."""
+
+
+class ExceptionNotFound(ClearingInputError):
+    pass
+
+
+class ExceptionStateError(RuntimeError):
+    """The exception's state does not allow the action (resolved already, a duplicate, nothing paid)."""
+
+
+def day_text(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def _no_fault(point: str) -> None:
+    """The default fault hook: nothing (tests make it kill the process at a point)."""
+
+
+@dataclass
+class DaySummary:
+    """A day's clearing as the tables say it (the same on a rerun)."""
+
+    day: str
+    status: str
+    online_count: int = 0
+    online_fen: int = 0
+    offline_count: int = 0
+    offline_fen: int = 0
+    returns_count: int = 0  # items with sign -1 (refunds, voids, chargebacks, cash loads)
+    returns_fen: int = 0
+    exceptions: dict[str, int] = field(default_factory=dict)  # opened this day, by reason
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "date": self.day,
+            "status": self.status,
+            "online": {"count": self.online_count, "amount_fen": self.online_fen},
+            "offline": {"count": self.offline_count, "amount_fen": self.offline_fen},
+            "returns": {"count": self.returns_count, "amount_fen": self.returns_fen},
+            "by_kind": {k: {"count": c, "amount_fen": a} for k, (c, a) in sorted(self.by_kind.items())},
+            "exceptions": dict(sorted(self.exceptions.items())),
+        }
+
+
+@dataclass(frozen=True)
+class _Card:
+    pan: str
+    psn: str
+    bank_code: str
+    ec_float_account_id: int
+    lost_at_ns: int | None
+
+
+@dataclass(frozen=True)
+class _Place:
+    merchant_id: str
+    mcc: str
+    industry: str | None
+    bank_code: str
+
+
+@dataclass
+class _Row:
+    """A presentment being decided."""
+
+    ref: str
+    terminal_id: str
+    pan: str | None
+    pan_masked: str
+    psn: str
+    presented_fen: int
+    field55: bytes
+    journal: JournalCopy | None
+    fare_refund: bool
+    txn_ns: int | None
+    service_ref: str | None
+    tc: TcData | None = None
+    tc_error: str = ""
+
+
+class ClearingEngine:
+    """Clearing of one platform database with its HSM (see the module docstring)."""
+
+    def __init__(
+        self,
+        database: Database,
+        hsm: Hsm,
+        policy: ClearingPolicy,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        batch_size: int = DEFAULT_BATCH,
+        record_offline_clearing: Callable[[RecordOfflineClearing], object] | None = None,
+        fault: Fault = _no_fault,
+    ) -> None:
+        assert 0 < batch_size <= MAX_BATCH
+        self.database = database
+        self.hsm = hsm
+        self.policy = policy
+        self.clock = clock
+        self.batch_size = batch_size
+        self.record_offline_clearing = record_offline_clearing
+        self.fault = fault
+        self._keys: dict[str, KeyHandle] = {}
+        self._settlement: dict[str, int] = {}
+
+    # --- the day ----------------------------------------------------------------------------------------
+    def windows(self, day: date) -> dict[str, tuple[int, int]]:
+        """Each acquiring bank's window of ``day`` ('' : merchants without a bank, the default cut-over)."""
+        with self.database.engine.connect() as connection:
+            query = select(issuer_banks.c.code, issuer_banks.c.settlement_account_id)
+            self._settlement = {r.code: r.settlement_account_id for r in connection.execute(query)}
+        banks = list(self._settlement)
+        return {bank: business_window(day, self.policy.cutovers.of(bank)) for bank in sorted({*banks, ""})}
+
+    def run(self, day: date, progress: Progress | None = None) -> DaySummary:
+        d = day_text(day)
+        windows = self.windows(day)
+        self._start(d)
+        self.stage_uploads(d, windows)
+        self.fault("staged")
+        self.decide(d, day, progress)
+        self.fault("decided")
+        self.resolved_items(d)
+        self.online(d, windows)
+        self.fault("online")
+        self.record_cleared(d, max(end for _, end in windows.values()))
+        self._finish(d)
+        return self.summary(day)
+
+    def _start(self, d: str) -> None:
+        with self.database.engine.begin() as c:
+            if c.execute(select(clearing_runs.c.status).where(clearing_runs.c.clearing_date == d)).first():
+                return
+            c.execute(
+                insert(clearing_runs).values(
+                    clearing_date=d,
+                    status="running",
+                    online_count=0,
+                    online_fen=0,
+                    offline_count=0,
+                    offline_fen=0,
+                    exception_count=0,
+                    started_ns=self.clock(),
+                )
+            )
+
+    def _finish(self, d: str) -> None:
+        s = self._totals(d)
+        r = clearing_runs
+        with self.database.engine.begin() as c:
+            status = c.execute(select(r.c.status).where(r.c.clearing_date == d)).scalar_one()
+            values: dict[str, Any] = {
+                "online_count": s.online_count,
+                "online_fen": s.online_fen,
+                "offline_count": s.offline_count,
+                "offline_fen": s.offline_fen,
+                "exception_count": sum(s.exceptions.values()),
+            }
+            if status == "running":
+                values |= {"status": "cleared", "finished_ns": self.clock()}
+            c.execute(update(r).where(r.c.clearing_date == d).values(**values))
+
+    # --- 1. staging -------------------------------------------------------------------------------------
+    def stage_uploads(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
+        """Stage the uploads received in the day's windows that are not staged yet (or staged from a
+        journal only and still undecided); returns how many."""
+        u, p, m = acquirer_uploads, clearing_presentments, center_merchants
+        bank = func.coalesce(m.c.bank_code, "")
+        in_window = or_(
+            *(
+                and_(bank == code, u.c.received_ns > start, u.c.received_ns <= end)
+                for code, (start, end) in windows.items()
+            )
+        )
+        staged = 0
+        after = ("", -1, -1)
+        while True:
+            query = (
+                select(u.c.terminal_id, u.c.batch, u.c.stan, u.c.message, u.c.received_ns)
+                .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
+                .outerjoin(
+                    p,
+                    and_(p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan),
+                )
+                .where(in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))))
+                .where(
+                    or_(
+                        u.c.terminal_id > after[0],
+                        and_(u.c.terminal_id == after[0], u.c.batch > after[1]),
+                        and_(u.c.terminal_id == after[0], u.c.batch == after[1], u.c.stan > after[2]),
+                    )
+                )
+                .order_by(u.c.terminal_id, u.c.batch, u.c.stan)
+                .limit(self.batch_size)
+            )
+            with self.database.engine.begin() as c:
+                rows = c.execute(query).all()
+                if not rows:
+                    return staged
+                values = [_upload_values(r, d) for r in rows]
+                _upsert_presentments(
+                    c, values, ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref")
+                )
+            staged += len(rows)
+            last = rows[-1]
+            after = (last.terminal_id, last.batch, last.stan)
+
+    def import_journal(self, directory: Path, day: date) -> int:
+        """Stage the rows of the journal exports (``*.jsonl``, ``citycard pos journal --export``) in
+        ``directory`` for ``day``; :class:`ClearingInputError` (file and line) and nothing staged when one
+        cannot be read. A row staged before is merged again, not added twice."""
+        if not directory.is_dir():
+            raise ClearingInputError(f"{directory}: not a folder of journal exports")
+        rows: list[dict[str, Any]] = []
+        now = self.clock()
+        for path in sorted(directory.glob("*.jsonl")):
+            if path.stat().st_size > MAX_JOURNAL_FILE_BYTES:
+                raise ClearingInputError(f"{path}: larger than {MAX_JOURNAL_FILE_BYTES} bytes")
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    rows.append(_journal_values(line, f"{path}:{number}", day_text(day), now))
+        merged: dict[str, dict[str, Any]] = {r["ref"]: r for r in rows}
+        with self.database.engine.begin() as c:
+            for chunk in _chunks(list(merged.values()), self.batch_size):
+                _upsert_presentments(
+                    c,
+                    chunk,
+                    (
+                        "journal_amount_fen",
+                        "journal_field55",
+                        "journal_state",
+                        "journal_created_ns",
+                        "service_ref",
+                    ),
+                )
+        return len(merged)
+
+    # --- 2. deciding offline records --------------------------------------------------------------------
+    def pending(self, d: str) -> int:
+        p = clearing_presentments
+        with self.database.engine.connect() as c:
+            query = select(func.count()).where(p.c.clearing_date == d, p.c.outcome.is_(None))
+            return int(c.execute(query).scalar_one())
+
+    def decide(self, d: str, day: date, progress: Progress | None = None) -> int:
+        total = self.pending(d)
+        done = 0
+        p = clearing_presentments
+        while True:
+            with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
+                c = uow.session.connection()
+                rows = c.execute(
+                    select(p)
+                    .where(p.c.clearing_date == d, p.c.outcome.is_(None))
+                    .order_by(p.c.ref)
+                    .limit(self.batch_size)
+                ).all()
+                if not rows:
+                    return done
+                self._decide_batch(uow, c, rows, d, day)
+                self.fault("batch-written")
+                uow.commit()
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+
+    def _decide_batch(
+        self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
+    ) -> None:
+        rows = [_row(r) for r in raw]
+        for row in rows:
+            try:
+                row.tc = parse_tc(row.field55)
+            except TcDataError as exc:
+                row.tc_error = exc.detail
+        self._resolve_pans(c, [r for r in rows if r.pan is None and r.tc is not None])
+        cards = self._cards(c, {r.pan for r in rows if r.pan})
+        places = self._places(c, {r.terminal_id for r in rows})
+        seen = self._seen(c, {r.pan for r in rows if r.pan})
+        known_before = set(seen)
+        records = [self._record(r, cards, places) for r in rows]
+        facts = {pan: CardFacts(card.lost_at_ns) for pan, card in cards.items()}
+        verdicts = classify(records, seen, facts, self.policy, day)
+        by_ref = {r.ref: r for r in rows}
+        clears = [v for v in verdicts if v.clears]
+        legs: list[tuple[Verdict, Transfer]] = []
+        for v in clears:
+            row = by_ref[v.ref]
+            assert row.pan is not None and row.tc is not None
+            card = cards[row.pan]
+            legs.append((v, self._leg(v.ref, card, row.tc.amount_fen)))
+        posted, short = self._post(uow, legs)
+        now = self.clock()
+        items = []
+        exceptions = []
+        outcomes: list[dict[str, Any]] = []
+        for v in verdicts:
+            row = by_ref[v.ref]
+            found = cards.get(row.pan or "")
+            place = places.get(row.terminal_id)
+            if v.ref in short:
+                v = Verdict(
+                    v.ref,
+                    Outcome.EXCEPTION,
+                    ExceptionReason.FLOAT_SHORT,
+                    detail="the card's EC float in the books cannot pay it",
+                )
+            paid = v.clears and v.ref in posted
+            if paid:
+                assert found is not None and place is not None and row.tc is not None
+                items.append(self._item(d, row, found, place, posted[v.ref], None))
+            if v.reason is not None:
+                exceptions.append(self._exception(d, row, found, place, v, paid, now))
+            if v.deny and found is not None:
+                uow.deny_list.add(DenyListEntry(found.bank_code, found.pan, found.psn, "clone", now))
+            outcomes.append({"r": v.ref, "o": "clear" if paid else "exception", "pan": row.pan})
+        new_tcs = [
+            {
+                "pan": k[0],
+                "psn": k[1],
+                "atc": k[2],
+                "cryptogram": s.cryptogram.hex().upper(),
+                "terminal_id": s.terminal_id,
+                "amount_fen": s.amount_fen,
+                "txn_date": s.txn_date.strftime("%Y%m%d"),
+                "ref": s.ref,
+            }
+            for k, s in seen.items()
+            if k not in known_before
+        ]
+        if items:
+            c.execute(insert(clearing_items), items)
+        if exceptions:
+            c.execute(insert(clearing_exceptions), exceptions)
+        if new_tcs:
+            c.execute(insert(clearing_tcs), new_tcs)
+        p = clearing_presentments
+        c.execute(
+            update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
+            outcomes,
+        )
+
+    def _key(self, bank: str) -> KeyHandle:
+        handle = self._keys.get(bank)
+        if handle is None:
+            handle = self._keys[bank] = self.hsm.get(bank_key_labels(bank)["imk_ac"])
+        return handle
+
+    def _verify(self, card: _Card, tc: TcData) -> bool:
+        """The TC verified in the issuing bank's HSM (the call the issuer makes for an ARQC)."""
+        key = self._key(card.bank_code)
+        return any(
+            self.hsm.verify_arqc(key, card.pan, card.psn, tc.atc, data, tc.cryptogram)
+            for data in tc.ac_inputs()
+        )
+
+    def _record(self, row: _Row, cards: dict[str, _Card], places: dict[str, _Place]) -> OfflineRecord:
+        card = cards.get(row.pan or "")
+        if card is not None and card.psn != row.psn:
+            card = None
+        tc = row.tc
+        tc_ok = card is not None and tc is not None and self._verify(card, tc)
+        txn_ns = row.txn_ns
+        if txn_ns is None:
+            txn_ns = _date_ns(tc.txn_date) if tc is not None else 0
+        return OfflineRecord(
+            ref=row.ref,
+            pan=card.pan if card is not None else None,
+            psn=row.psn,
+            tc=tc,
+            tc_ok=tc_ok,
+            presented_amount_fen=row.presented_fen,
+            terminal_id=row.terminal_id,
+            registered=row.terminal_id in places,
+            txn_ns=txn_ns,
+            journal=row.journal,
+            fare_refund=row.fare_refund,
+            tc_error=row.tc_error,
+        )
+
+    def _resolve_pans(self, c: Connection, rows: list[_Row]) -> None:
+        """A journal row names its card by masked PAN and PSN: the card is the one among those that match
+        whose key verifies the TC (the journal does not keep the PAN in clear; its sealed copy opens only
+        under the terminal's data key)."""
+        ic = issuer_cards
+        for row in rows:
+            masked = row.pan_masked
+            if len(masked) < 11 or not (masked[:6] + masked[-4:]).isdigit():
+                continue
+            query = select(ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns)
+            query = query.where(
+                ic.c.pan.like(masked[:6] + "%"),
+                func.length(ic.c.pan) == len(masked),
+                func.substr(ic.c.pan, func.length(ic.c.pan) - literal_column("3")) == masked[-4:],
+                ic.c.psn == row.psn,
+            ).limit(100)
+            candidates = [_Card(*r) for r in c.execute(query)]
+            assert row.tc is not None
+            matching = [card for card in candidates if self._verify(card, row.tc)]
+            if matching:
+                row.pan = matching[0].pan
+            elif len(candidates) == 1:
+                row.pan = candidates[0].pan  # the TC will fail under this card's key
+
+    def _cards(self, c: Connection, pans: set[str]) -> dict[str, _Card]:
+        ic = issuer_cards
+        out: dict[str, _Card] = {}
+        for chunk in _chunks(sorted(pans), 1000):
+            query = select(
+                ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns
+            ).where(ic.c.pan.in_(chunk))
+            out.update((r.pan, _Card(*r)) for r in c.execute(query))
+        return out
+
+    def _places(self, c: Connection, terminals: set[str]) -> dict[str, _Place]:
+        t, m = center_terminals, center_merchants
+        out: dict[str, _Place] = {}
+        for chunk in _chunks(sorted(terminals), 1000):
+            query = (
+                select(t.c.terminal_id, m.c.merchant_id, m.c.mcc, m.c.industry, m.c.bank_code)
+                .select_from(t.join(m, m.c.merchant_id == t.c.merchant_id))
+                .where(t.c.terminal_id.in_(chunk))
+            )
+            for r in c.execute(query):
+                out[r.terminal_id] = _Place(r.merchant_id, r.mcc, r.industry, r.bank_code or "")
+        return out
+
+    def _seen(self, c: Connection, pans: set[str]) -> dict[TcKey, SeenTc]:
+        t = clearing_tcs
+        out: dict[TcKey, SeenTc] = {}
+        for chunk in _chunks(sorted(pans), 1000):
+            for r in c.execute(select(t).where(t.c.pan.in_(chunk))):
+                day = datetime.strptime(r.txn_date, "%Y%m%d").date()
+                out[(r.pan, r.psn, r.atc)] = SeenTc(
+                    r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
+                )
+        return out
+
+    def _leg(self, ref: str, card: _Card, amount_fen: int) -> Transfer:
+        settlement = self._settlement_account(card.bank_code)
+        return Transfer(
+            transfer_id(f"clearing/{ref}", 1),
+            card.ec_float_account_id,
+            settlement,
+            amount_fen,
+            code=BankAccount.NETWORK_SETTLEMENT,
+        )
+
+    def _settlement_account(self, bank: str) -> int:
+        """The bank's network settlement account (read by :meth:`windows` at the start of a run)."""
+        return self._settlement[bank]
+
+    @staticmethod
+    def _post(uow: IssuerUnitOfWork, legs: list[tuple[Verdict, Transfer]]) -> tuple[dict[str, int], set[str]]:
+        """Post the legs (each alone: one that cannot pay does not stop the others); (ref → transfer id
+        of those posted, refs whose EC float could not pay)."""
+        posted: dict[str, int] = {}
+        short: set[str] = set()
+        for chunk in _chunks(legs, MAX_BATCH):
+            results = uow.ledger.create_transfers([t for _, t in chunk])
+            for (v, t), result in zip(chunk, results, strict=True):
+                if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+                    posted[v.ref] = t.id
+                elif result is CreateTransferResult.EXCEEDS_CREDITS:
+                    short.add(v.ref)
+                else:
+                    raise AssertionError(f"clearing posting {v.ref}: {result.value}")
+        return posted, short
+
+    @staticmethod
+    def _item(
+        d: str, row: _Row, card: _Card, place: _Place, transfer: int | None, exception_id: int | None
+    ) -> dict[str, Any]:
+        assert row.tc is not None
+        fare = place.industry == TRANSPORT
+        return {
+            "clearing_date": d,
+            "source": "offline",
+            "source_ref": row.ref,
+            "kind": (ItemKind.FARE if fare else ItemKind.PURCHASE).value,
+            "sign": 1,
+            "amount_fen": row.tc.amount_fen,
+            "issuer_bank": card.bank_code,
+            "acquirer_bank": place.bank_code,
+            "merchant_id": place.merchant_id,
+            "terminal_id": row.terminal_id,
+            "mcc": place.mcc,
+            "industry": place.industry,
+            "pan_masked": mask_pan(card.pan),
+            "atc": row.tc.atc,
+            "txn_ns": row.txn_ns if row.txn_ns is not None else _date_ns(row.tc.txn_date),
+            "rrn": None,
+            "service_ref": row.service_ref,
+            "transfer_id": transfer,
+            "exception_id": exception_id,
+        }
+
+    @staticmethod
+    def _exception(
+        d: str,
+        row: _Row,
+        card: _Card | None,
+        place: _Place | None,
+        v: Verdict,
+        paid: bool,
+        now: int,
+    ) -> dict[str, Any]:
+        assert v.reason is not None
+        amount = row.tc.amount_fen if row.tc is not None else row.presented_fen
+        return {
+            "ref": v.ref,
+            "opened_date": d,
+            "reason": v.reason.value,
+            "status": v.status.value,
+            "detail": v.detail[:256],
+            "pan_masked": mask_pan(card.pan) if card is not None else row.pan_masked,
+            "atc": row.tc.atc if row.tc is not None else None,
+            "amount_fen": max(amount, 0),
+            "terminal_id": row.terminal_id,
+            "merchant_id": place.merchant_id if place is not None else "",
+            "issuer_bank": card.bank_code if card is not None else "",
+            "acquirer_bank": place.bank_code if place is not None else "",
+            "cleared": 1 if paid else 0,
+            "opened_ns": now,
+            "resolved_ns": None,
+            "pending_item": None,
+        }
+
+    # --- 3. exceptions worked by an operator ------------------------------------------------------------
+    def exceptions(
+        self, *, status: str | None = None, day: date | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        e = clearing_exceptions
+        query = select(e).order_by(e.c.id).limit(limit)
+        if status is not None:
+            query = query.where(e.c.status == status)
+        if day is not None:
+            query = query.where(e.c.opened_date == day_text(day))
+        with self.database.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(query)]
+
+    def resolve(self, exception_id: int, action: ExceptionAction) -> dict[str, Any]:
+        """Work an exception: ``accept`` an open one (an item of the next run), ``reject`` an open one,
+        ``chargeback`` one whose record was paid (a negative item of the next run)."""
+        e = clearing_exceptions
+        with self.database.engine.begin() as c:
+            row = c.execute(select(e).where(e.c.id == exception_id).with_for_update()).first()
+            if row is None:
+                raise ExceptionNotFound(f"no clearing exception {exception_id}")
+            if action is ExceptionAction.CHARGEBACK:
+                if not row.cleared or row.status in ("chargeback",) or row.pending_item:
+                    raise ExceptionStateError(
+                        f"exception {exception_id} ({row.reason}, {row.status}): nothing paid to charge back"
+                    )
+                values = {"status": "chargeback", "pending_item": "chargeback"}
+            else:
+                if row.status != ExceptionStatus.OPEN:
+                    raise ExceptionStateError(
+                        f"exception {exception_id} is {row.status}, not open: it cannot be {action.value}ed"
+                    )
+                if action is ExceptionAction.ACCEPT:
+                    if row.reason in _NEVER_PAYABLE:
+                        raise ExceptionStateError(
+                            f"exception {exception_id} ({row.reason}) can only be rejected: its TC does not "
+                            "show the card paid this"
+                        )
+                    values = {"status": "accepted", "pending_item": "accepted"}
+                else:
+                    values = {"status": "rejected"}
+            c.execute(update(e).where(e.c.id == exception_id).values(resolved_ns=self.clock(), **values))
+            return dict(c.execute(select(e).where(e.c.id == exception_id)).one()._mapping)
+
+    def resolved_items(self, d: str) -> int:
+        """Accepted and charged-back exceptions become items of day ``d``, each with its posting, in one
+        transaction per exception batch."""
+        e, p = clearing_exceptions, clearing_presentments
+        made = 0
+        while True:
+            with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
+                c = uow.session.connection()
+                rows = c.execute(
+                    select(e, p.c.pan, p.c.psn, p.c.field55, p.c.journal_field55, p.c.journal_created_ns)
+                    .join(p, p.c.ref == e.c.ref)
+                    .where(e.c.pending_item.is_not(None))
+                    .order_by(e.c.id)
+                    .limit(self.batch_size)
+                ).all()
+                if not rows:
+                    return made
+                cards = self._cards(c, {r.pan for r in rows if r.pan})
+                places = self._places(c, {r.terminal_id for r in rows})
+                for r in rows:
+                    self._resolved_item(uow, c, r, d, cards, places)
+                uow.commit()
+            made += len(rows)
+
+    def _resolved_item(
+        self,
+        uow: IssuerUnitOfWork,
+        c: Connection,
+        r: Any,
+        d: str,
+        cards: dict[str, _Card],
+        places: dict[str, _Place],
+    ) -> None:
+        e = clearing_exceptions
+        card, place = cards.get(r.pan or ""), places.get(r.terminal_id)
+        tc = parse_tc(r.field55 or r.journal_field55)
+        if card is None or place is None:
+            raise ExceptionStateError(f"exception {r.id}: its card or terminal is no longer known")
+        row = _Row(
+            r.ref, r.terminal_id, card.pan, r.pan_masked, card.psn, tc.amount_fen, b"", None, False,
+            r.journal_created_ns, None, tc,
+        )  # fmt: skip
+        if r.pending_item == "accepted":
+            leg = self._leg(r.ref, card, tc.amount_fen)
+            item = self._item(d, row, card, place, leg.id, r.id)
+        else:
+            settlement = self._settlement_account(card.bank_code)
+            leg = Transfer(
+                transfer_id(f"clearing/CB/{r.ref}", 1),
+                settlement,
+                card.ec_float_account_id,
+                tc.amount_fen,
+                code=BankAccount.NETWORK_SETTLEMENT,
+            )
+            item = self._item(d, row, card, place, leg.id, r.id) | {
+                "source_ref": f"CB/{r.ref}",
+                "sign": -1,
+            }
+        (result,) = uow.ledger.create_transfers([leg])
+        if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+            raise ExceptionStateError(f"exception {r.id}: the posting was refused ({result.value})")
+        c.execute(insert(clearing_items), [item])
+        c.execute(update(e).where(e.c.id == r.id).values(pending_item=None, cleared=1))
+        if r.pending_item == "accepted":
+            c.execute(
+                update(clearing_presentments)
+                .where(clearing_presentments.c.ref == r.ref)
+                .values(outcome="clear")
+            )
+
+    # --- 4. online --------------------------------------------------------------------------------------
+    def online(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
+        """The day's online items, one ``INSERT … SELECT`` per acquiring bank; returns how many were added."""
+        added = 0
+        with self.database.engine.begin() as c:
+            for bank, (start, end) in windows.items():
+                added += c.execute(_online_insert(d, bank, start, end)).rowcount or 0
+        return added
+
+    # --- 5. the issuer learns what has cleared ---------------------------------------------------------
+    def record_cleared(self, d: str, end_ns: int) -> None:
+        """Cards with offline records of the day, and lost or closed cards, have their offline transactions
+        up to the day's end cleared: one set-based update, and ``RecordOfflineClearing`` through the issuer
+        for the lost and closed cards (whose EC refund waits for it)."""
+        ic, p = issuer_cards, clearing_presentments
+        waiting = ic.c.status.in_(("lost", "closed"))
+        with self.database.engine.begin() as c:
+            c.execute(
+                update(ic)
+                .where(
+                    ic.c.offline_cleared_until_ns < end_ns,
+                    ~waiting,
+                    ic.c.pan.in_(select(p.c.pan).where(p.c.clearing_date == d, p.c.pan.is_not(None))),
+                )
+                .values(offline_cleared_until_ns=end_ns)
+            )
+            lost = list(
+                c.execute(select(ic.c.pan).where(waiting, ic.c.offline_cleared_until_ns < end_ns)).scalars()
+            )
+        for pan in lost:
+            if self.record_offline_clearing is not None:
+                self.record_offline_clearing(RecordOfflineClearing(pan, end_ns))
+            else:
+                with self.database.engine.begin() as c:
+                    c.execute(
+                        update(ic)
+                        .where(ic.c.pan == pan, ic.c.offline_cleared_until_ns < end_ns)
+                        .values(offline_cleared_until_ns=end_ns)
+                    )
+
+    # --- the report -------------------------------------------------------------------------------------
+    def _totals(self, d: str) -> DaySummary:
+        i, e, r = clearing_items, clearing_exceptions, clearing_runs
+        with self.database.engine.connect() as c:
+            status = c.execute(select(r.c.status).where(r.c.clearing_date == d)).scalar()
+            s = DaySummary(d, status or "not run")
+            query = (
+                select(i.c.source, i.c.kind, i.c.sign, func.count(), func.sum(i.c.amount_fen))
+                .where(i.c.clearing_date == d)
+                .group_by(i.c.source, i.c.kind, i.c.sign)
+            )
+            for source, kind, sign, count, amount in c.execute(query):
+                amount = int(amount)
+                count = int(count)
+                if sign < 0:
+                    s.returns_count += count
+                    s.returns_fen += amount
+                elif source == "online":
+                    s.online_count += count
+                    s.online_fen += amount
+                else:
+                    s.offline_count += count
+                    s.offline_fen += amount
+                n, a = s.by_kind.get(kind, (0, 0))
+                s.by_kind[kind] = (n + count, a + amount * sign)
+            query = select(e.c.reason, func.count()).where(e.c.opened_date == d).group_by(e.c.reason)
+            s.exceptions = {str(reason): int(n) for reason, n in c.execute(query)}
+        return s
+
+    def summary(self, day: date) -> DaySummary:
+        return self._totals(day_text(day))
+
+
+_NEVER_PAYABLE = frozenset(
+    {
+        ExceptionReason.TC_INVALID,
+        ExceptionReason.AMOUNT_CHANGED,
+        ExceptionReason.UNKNOWN_CARD,
+        ExceptionReason.DUPLICATE,
+        ExceptionReason.CLONE,
+        ExceptionReason.TERMINAL_CHANGED,
+        ExceptionReason.UNKNOWN_TERMINAL,
+    }
+)
+"""Reasons whose record an operator may only reject: the TC does not show that this card paid this amount
+at this registered terminal (a clone's first TC was cleared; the second is the copy)."""
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _date_ns(day: date) -> int:
+    return int(datetime.combine(day, datetime.min.time(), BEIJING).timestamp()) * 10**9
+
+
+def _upload_values(r: Any, d: str) -> dict[str, Any]:
+    """A stored 0320 (the acquirer kept it without field 64) as a presentment."""
+    ref = f"{r.terminal_id}/{r.batch}/{r.stan}"
+    try:
+        message = parse(decode_message(r.message))
+    except Iso8583Error:
+        message = None
+    values: dict[str, Any] = {
+        "ref": ref,
+        "clearing_date": d,
+        "terminal_id": r.terminal_id,
+        "batch": r.batch,
+        "stan": r.stan,
+        "received_ns": r.received_ns,
+        "pan": None,
+        "pan_masked": "",
+        "psn": "",
+        "amount_fen": 0,
+        "field55": b"",
+        "service_ref": None,
+    }
+    if isinstance(message, BatchUpload):
+        pan = message.pan or ""
+        psn = message.card_sequence_number or ""
+        values |= {
+            "pan": pan or None,
+            "pan_masked": mask_pan(pan),
+            "psn": psn[-2:],
+            "amount_fen": message.amount_fen or 0,
+            "field55": message.icc.raw if message.icc is not None else b"",
+        }
+        if message.additional_data:  # field 48: a public service's own reference
+            values["service_ref"] = message.additional_data.strip()[:32] or None
+    return values
+
+
+_JOURNAL_STATES = frozenset({"approved", "recovered", "refund"})
+
+
+def _journal_values(line: str, where: str, d: str, now_ns: int) -> dict[str, Any]:
+    """A journal export row (``citycard.sqlite_journal``) as a presentment; :class:`ClearingInputError`."""
+    try:
+        doc = json.loads(line)
+        terminal = str(doc["terminal_id"])
+        batch, stan = int(doc["batch"]), int(doc["stan"])
+        amount = int(doc["amount_fen"])
+        field55 = bytes.fromhex(str(doc["field55"]))
+        created = datetime.fromisoformat(str(doc["created"]))
+        state = str(doc["state"])
+        psn = str(doc.get("psn") or "")
+        masked = str(doc.get("pan_masked") or "")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClearingInputError(f"{where}: not a journal export row ({exc})") from None
+    if len(terminal) != 8 or not terminal.isalnum() or amount < 0 or state not in _JOURNAL_STATES:
+        raise ClearingInputError(f"{where}: terminal, amount or state out of range")
+    if not 0 <= batch < 10**6 or not 0 <= stan < 10**6:
+        raise ClearingInputError(f"{where}: batch and STAN are 6 digits")
+    if created.tzinfo is None:  # the terminal's clock is Beijing wall-clock time
+        created = created.replace(tzinfo=BEIJING)
+    created_ns = int(created.astimezone(UTC).timestamp() * 10**6) * 1000
+    service = doc.get("service_ref")
+    return {
+        "ref": f"{terminal}/{batch}/{stan}",
+        "clearing_date": d,
+        "terminal_id": terminal,
+        "batch": batch,
+        "stan": stan,
+        "received_ns": now_ns,
+        "pan": None,
+        "pan_masked": masked[:19],
+        "psn": psn[-2:],
+        "amount_fen": None,
+        "field55": None,
+        "journal_amount_fen": amount,
+        "journal_field55": field55,
+        "journal_state": state,
+        "journal_created_ns": created_ns,
+        "service_ref": str(service)[:32] if service else None,
+    }
+
+
+def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> None:
+    """Insert presentments; one already staged and undecided gets ``columns`` from the new row."""
+    if not rows:
+        return
+    keys = set().union(*(r.keys() for r in rows))
+    full = [{k: r.get(k) for k in keys} for r in rows]
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(clearing_presentments)
+    changes = {name: getattr(statement.excluded, name) for name in columns}
+    if "pan_masked" not in changes:
+        changes["pan_masked"] = func.coalesce(
+            func.nullif(clearing_presentments.c.pan_masked, ""), statement.excluded.pan_masked
+        )
+    statement = statement.on_conflict_do_update(
+        index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
+    )
+    c.execute(statement, full)
+
+
+def _row(r: Any) -> _Row:
+    upload = r.field55 is not None and len(r.field55) > 0
+    journal = None
+    if r.journal_field55 is not None and upload:
+        try:
+            cryptogram = parse_tc(r.journal_field55).cryptogram
+        except TcDataError:
+            cryptogram = b""
+        journal = JournalCopy(int(r.journal_amount_fen), r.terminal_id, cryptogram)
+    if upload:
+        field55, presented = r.field55, int(r.amount_fen or 0)
+    else:
+        field55, presented = r.journal_field55 or b"", int(r.journal_amount_fen or 0)
+    return _Row(
+        ref=r.ref,
+        terminal_id=r.terminal_id,
+        pan=r.pan,
+        pan_masked=r.pan_masked,
+        psn=r.psn,
+        presented_fen=presented,
+        field55=field55,
+        journal=journal,
+        fare_refund=r.journal_state == "refund",
+        txn_ns=r.journal_created_ns,
+        service_ref=r.service_ref,
+    )
+
+
+def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
+    """``INSERT INTO clearing_items SELECT …`` of the day's online records at ``bank``'s merchants."""
+    a, o, ic, m, t, i = (
+        issuer_authorizations,
+        issuer_authorizations.alias("o"),
+        issuer_cards,
+        center_merchants,
+        acquirer_transactions,
+        clearing_items,
+    )
+    prior = i.alias("prior")
+    approved = a.c.response_code.in_(APPROVED)
+    original_cleared = exists().where(
+        prior.c.source == "online", prior.c.source_ref == a.c.original_request_id
+    )
+    purchase = and_(a.c.kind == "purchase", a.c.reversed_by.is_(None))
+    void = and_(a.c.kind.in_(("void", "reversal")), original_cleared)
+    refund = a.c.kind == "refund"
+    cash_load = and_(a.c.kind == "ec_cash_load", a.c.reversed_by.is_(None))
+    kind = case(
+        (purchase, literal(ItemKind.PURCHASE.value)),
+        (refund, literal(ItemKind.REFUND.value)),
+        (cash_load, literal(ItemKind.EC_CASH_LOAD.value)),
+        else_=literal(ItemKind.VOID.value),
+    )
+    sign = case((purchase, literal(1)), else_=literal(-1))
+    # a void or reversal carries its original's amount; others their own
+    amount = case((void, o.c.amount_fen), else_=a.c.amount_fen)
+    rrn_of = func.substr(a.c.request_id, func.length(a.c.request_id) - literal_column("11"))
+    length = func.length(a.c.pan)
+    stars = func.substr(literal("*********", String), 1, length - 10)
+    masked = func.coalesce(
+        t.c.pan_masked,
+        func.substr(a.c.pan, 1, 6).op("||")(stars).op("||")(func.substr(a.c.pan, length - 3)),
+    )
+    source = (
+        a.join(ic, ic.c.pan == a.c.pan)
+        .join(m, m.c.merchant_id == a.c.merchant_id)
+        .outerjoin(o, o.c.request_id == a.c.original_request_id)
+        .outerjoin(t, t.c.rrn == rrn_of)
+    )
+    rows = (
+        select(
+            literal(d, String),
+            literal("online", String),
+            a.c.request_id,
+            kind,
+            sign,
+            amount,
+            ic.c.bank_code,
+            func.coalesce(m.c.bank_code, ""),
+            a.c.merchant_id,
+            a.c.terminal_id,
+            m.c.mcc,
+            m.c.industry,
+            masked,
+            null(),
+            a.c.created_ns,
+            t.c.rrn,
+            null(),
+            null(),
+            null(),
+        )
+        .select_from(source)
+        .where(
+            approved,
+            or_(purchase, refund, void, cash_load),
+            a.c.created_ns > start,
+            a.c.created_ns <= end,
+            func.coalesce(m.c.bank_code, "") == bank,
+            amount > 0,
+            ~exists().where(i.c.source == "online", i.c.source_ref == a.c.request_id),
+        )
+    )
+    columns = [
+        "clearing_date", "source", "source_ref", "kind", "sign", "amount_fen", "issuer_bank",
+        "acquirer_bank", "merchant_id", "terminal_id", "mcc", "industry", "pan_masked", "atc", "txn_ns",
+        "rrn", "service_ref", "transfer_id", "exception_id",
+    ]  # fmt: skip
+    return insert(i).from_select(columns, rows)

@@ -1,0 +1,140 @@
+"""SQL tables of clearing (SQLAlchemy 2 Core) on the shared metadata; migration ``0014_clearing``.
+
+``clearing_items`` and ``clearing_runs`` are what settlement reads (their columns as /work CONTRACT.md
+describes, plus ``transfer_id`` and ``exception_id``); ``clearing_exceptions`` is the operators' queue.
+``clearing_presentments`` stages each offline record once (an upload, a journal export's row, or both, by
+'TID/batch/stan') with the PAN in clear, as ``acquirer_uploads`` keeps it: clearing verifies the TC with it.
+``clearing_tcs`` remembers each TC presented, per (PAN, PSN, ATC), to tell duplicates from clones.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from .tables import metadata
+
+__all__ = [
+    "clearing_exceptions",
+    "clearing_items",
+    "clearing_presentments",
+    "clearing_runs",
+    "clearing_tcs",
+]
+
+_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite: an alias of the rowid, so it autoincrements
+
+clearing_items = Table(
+    "clearing_items",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("clearing_date", String(8), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("source_ref", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sign", SmallInteger, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("issuer_bank", String(8), nullable=False),
+    Column("acquirer_bank", String(8), nullable=False),
+    Column("merchant_id", String(15), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("mcc", String(4), nullable=False),
+    Column("industry", String(16), nullable=True),
+    Column("pan_masked", String(19), nullable=False),
+    Column("atc", Integer, nullable=True),
+    Column("txn_ns", BigInteger, nullable=False),
+    Column("rrn", String(12), nullable=True),
+    Column("service_ref", String(32), nullable=True),
+    Column("transfer_id", BigInteger, nullable=True),  # the issuer-side ledger transfer (offline)
+    Column("exception_id", BigInteger, nullable=True),  # the exception it came from (accepted, charged back)
+    UniqueConstraint("source", "source_ref", name="uq_clearing_items_source_ref"),
+    CheckConstraint("amount_fen > 0", name="amount_positive"),
+    CheckConstraint("sign IN (1, -1)", name="sign"),
+    CheckConstraint("source IN ('online', 'offline')", name="source"),
+    Index("ix_clearing_items_date", "clearing_date", "id"),
+)
+
+clearing_runs = Table(
+    "clearing_runs",
+    metadata,
+    Column("clearing_date", String(8), primary_key=True),
+    Column("status", String(8), nullable=False),  # running | cleared | settled
+    Column("online_count", Integer, nullable=False),
+    Column("online_fen", BigInteger, nullable=False),
+    Column("offline_count", Integer, nullable=False),
+    Column("offline_fen", BigInteger, nullable=False),
+    Column("exception_count", Integer, nullable=False),
+    Column("started_ns", BigInteger, nullable=False),
+    Column("finished_ns", BigInteger, nullable=True),
+)
+
+clearing_presentments = Table(
+    "clearing_presentments",
+    metadata,
+    Column("ref", String(64), primary_key=True),  # TID/batch/stan
+    Column("clearing_date", String(8), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("batch", Integer, nullable=False),
+    Column("stan", Integer, nullable=False),
+    Column("pan", String(19), nullable=True),  # NULL: a journal row whose card is not found yet
+    Column("pan_masked", String(19), nullable=False),
+    Column("psn", String(2), nullable=False),
+    Column("amount_fen", BigInteger, nullable=True),  # field 4 of the upload
+    Column("field55", LargeBinary, nullable=True),  # of the upload
+    Column("journal_amount_fen", BigInteger, nullable=True),
+    Column("journal_field55", LargeBinary, nullable=True),
+    Column("journal_state", String(16), nullable=True),
+    Column("journal_created_ns", BigInteger, nullable=True),
+    Column("service_ref", String(32), nullable=True),
+    Column("received_ns", BigInteger, nullable=False),
+    Column("outcome", String(16), nullable=True),  # NULL: not decided yet; clear | exception
+    Index("ix_clearing_presentments_day", "clearing_date", "outcome", "ref"),
+    Index("ix_clearing_presentments_key", "terminal_id", "batch", "stan", unique=True),
+)
+
+clearing_tcs = Table(
+    "clearing_tcs",
+    metadata,
+    Column("pan", String(19), primary_key=True),
+    Column("psn", String(2), primary_key=True),
+    Column("atc", Integer, primary_key=True),
+    Column("cryptogram", String(16), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("txn_date", String(8), nullable=False),
+    Column("ref", String(64), nullable=False),
+)
+
+clearing_exceptions = Table(
+    "clearing_exceptions",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("ref", String(64), nullable=False, unique=True),
+    Column("opened_date", String(8), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("detail", String(256), nullable=False),
+    Column("pan_masked", String(19), nullable=False),
+    Column("atc", Integer, nullable=True),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("merchant_id", String(15), nullable=False),
+    Column("issuer_bank", String(8), nullable=False),
+    Column("acquirer_bank", String(8), nullable=False),
+    Column("cleared", SmallInteger, nullable=False),  # 1: its record was paid (an item exists)
+    Column("opened_ns", BigInteger, nullable=False),
+    Column("resolved_ns", BigInteger, nullable=True),
+    Column("pending_item", String(12), nullable=True),  # accepted | chargeback: for the next run
+    Index("ix_clearing_exceptions_status", "status", "id"),
+    Index("ix_clearing_exceptions_pending", "pending_item", "id"),
+)
