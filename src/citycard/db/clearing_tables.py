@@ -69,12 +69,12 @@ clearing_runs = Table(
     metadata,
     Column("clearing_date", String(8), primary_key=True),
     Column("status", String(8), nullable=False),  # running | cleared | settled
-    Column("online_count", Integer, nullable=False),
-    Column("online_fen", BigInteger, nullable=False),
-    Column("offline_count", Integer, nullable=False),
-    Column("offline_fen", BigInteger, nullable=False),
-    Column("exception_count", Integer, nullable=False),
-    Column("started_ns", BigInteger, nullable=False),
+    Column("online_count", Integer, nullable=False, server_default="0"),
+    Column("online_fen", BigInteger, nullable=False, server_default="0"),
+    Column("offline_count", Integer, nullable=False, server_default="0"),
+    Column("offline_fen", BigInteger, nullable=False, server_default="0"),
+    Column("exception_count", Integer, nullable=False, server_default="0"),
+    Column("started_ns", BigInteger, nullable=False, server_default="0"),
     Column("finished_ns", BigInteger, nullable=True),
 )
 
