@@ -34,9 +34,11 @@ from citycard.crypto.rsa_cert import (
 )
 from citycard.durable import atomic_write
 
-__all__ = ["CA_INDEX", "RID", "DemoKeyError", "DemoKeys"]
+__all__ = ["CA_INDEX", "DEMO_DATA_KEY", "RID", "DemoKeyError", "DemoKeys"]
 
 FORMAT = "citycard-demo-keys"
+DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")
+"""The demo terminals' data key sealing PANs in their journals (``citycard pos``, the simulated terminals)."""
 VERSION = 1
 RID = "A000000333"
 CA_INDEX = 0xF1

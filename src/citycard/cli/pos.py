@@ -30,7 +30,7 @@ from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
-from citycard.demokeys import DemoKeyError, DemoKeys
+from citycard.demokeys import DEMO_DATA_KEY, DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, exclusive_lock
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.denylist import (
@@ -61,7 +61,6 @@ __all__ = ["app"]
 app = typer.Typer(help="POS terminal and bus validator (PBOC level-2 kernel).", no_args_is_help=True)
 console = Console()
 
-DEMO_DATA_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")  # demo key sealing PANs in the journal
 
 CardOpt = typer.Option(None, "--card", help="emulated card image (JSON), or the PAN of an issued card")
 ReaderOpt = typer.Option(None, "--reader", help="PC/SC reader name (substring) instead of --card")

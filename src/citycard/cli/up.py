@@ -1,31 +1,42 @@
-"""``citycard up``: the whole network of the programme in one process (issue 10's first step; no web yet).
+"""``citycard up [--demo] [--for SECONDS]``: the whole platform of the programme in one process.
 
 On the configured database (the embedded SQLite file of ``$CITYCARD_HOME`` by default, PostgreSQL by
 ``CITYCARD_DATABASE_URL``) it starts an issuer front end for every bank, the switch routing to them by BIN
 and the acquirer the terminals connect to, through :func:`citycard.bootstrap.start_platform` (what
-``citycard serve issuer|switch|acquirer`` run one at a time), prints where each listens, and serves until
-Ctrl-C or SIGTERM: then no new request is taken, those in flight are answered, and what the acquirer still
+``citycard serve issuer|switch|acquirer`` run one at a time), the clearing schedule, and the web console on
+``--web`` (http://127.0.0.1:8000) when this build has it — all in one event loop
+(:func:`citycard.city.runner.serve`). It prints where each listens and serves until Ctrl-C or SIGTERM (or
+``--for SECONDS``): then no new request is taken, those in flight are answered, and what the acquirer still
 has to deliver (reversals, advices) stays queued on disk for the next start. Addresses: ``--acquirer``
 (default ``CITYCARD_ACQUIRER``, 127.0.0.1:9583), ``--switch`` (``CITYCARD_SWITCH``, 127.0.0.1:9584),
-``--issuer CODE=HOST:PORT`` (default a free port); a port of 0 is a free one. ``docs/network.md``.
+``--issuer CODE=HOST:PORT`` (default a free port), ``--web``; a port of 0 is a free one. ``docs/network.md``.
+
+``--demo`` first seeds the demo city (:mod:`citycard.city.seed`: two banks, 360 merchants, 477 POS terminals,
+bus lines with validators, 10,100 cards; a second run finds it and adds nothing) with progress bars, then
+runs the simulated terminals (:mod:`citycard.city.traffic`) against the platform so that the figures move.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from citycard.config import Settings, parse_address, settings
 
 from .bank import fail, open_issuer
 
 if TYPE_CHECKING:
-    from citycard.bootstrap import Issuer
+    from citycard.bootstrap import Center, Issuer
 
 __all__ = ["parse_listen", "up"]
+
+console = Console()
 
 
 def parse_listen(text: str, option: str) -> tuple[str, int]:
@@ -48,61 +59,152 @@ def up(
         list[str] | None,
         typer.Option("--issuer", help="CODE=HOST:PORT of a bank's issuer front end (default: a free port)"),
     ] = None,
+    web: Annotated[
+        str, typer.Option("--web", help="[HOST:]PORT of the web console (port 0: a free one)")
+    ] = "127.0.0.1:8000",
+    no_web: Annotated[bool, typer.Option("--no-web", help="serve the network only")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="seed the demo city (once) and run simulated terminals")
+    ] = False,
+    for_s: Annotated[
+        float | None,
+        typer.Option("--for", help="stop by itself after SECONDS (default: serve until Ctrl-C)", min=0.1),
+    ] = None,
+    pace: Annotated[
+        float,
+        typer.Option(
+            "--pace", help="mean seconds between two transactions of a simulated terminal", min=0.01
+        ),
+    ] = 1.0,
 ) -> None:
-    """The platform in one process: an issuer front end per bank, the switch and the acquirer.
+    """The platform in one process: an issuer front end per bank, the switch, the acquirer, clearing on a
+    schedule and the web console.
 
-    Serves until Ctrl-C or SIGTERM; then those in flight are answered, the acquirer's queue stays on disk."""
+    --demo seeds a demo city first (once) and runs simulated terminals. Serves until Ctrl-C or SIGTERM (or
+    --for SECONDS); then those in flight are answered, the acquirer's queue stays on disk."""
     from citycard.bootstrap import UnknownBank
 
     s = settings()
     acquirer_at = parse_listen(acquirer, "--acquirer") if acquirer else parse_address(s.acquirer)
     switch_at = parse_listen(switch, "--switch") if switch else parse_address(s.switch)
+    web_at = None if no_web else parse_listen(web, "--web")
     issuers: dict[str, tuple[str, int]] = {}
     for text in issuer or []:
         code, sep, address = text.partition("=")
         if not sep or not code:
             raise typer.BadParameter(f"{text!r} is not CODE=HOST:PORT", param_hint="--issuer")
         issuers[code.upper()] = parse_listen(address, "--issuer")
-    with open_issuer() as platform_issuer:
+    with open_issuer(set_up=demo) as platform_issuer:
+        center = None
+        if demo:
+            from citycard.bootstrap import Center
+
+            center = Center(s, platform_issuer.database, platform_issuer.hsm)
+            _seed(platform_issuer, center)
         try:
-            asyncio.run(_serve(s, platform_issuer, acquirer_at, switch_at, issuers))
+            asyncio.run(
+                _serve(s, platform_issuer, center, acquirer_at, switch_at, issuers, web_at, for_s, pace)
+            )
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         except OSError as exc:
             raise fail(f"cannot start the platform: {exc.strerror or exc}") from None
 
 
+def _seed(issuer: Issuer, center: Center) -> None:
+    """The demo city, with a progress bar per step; says how long it took and what it added."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from citycard.city.seed import seed_city
+
+    columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+
+        def step(label: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(label, total=total)
+            return lambda n: progress.advance(task, n)
+
+        report = seed_city(issuer, center, step)
+    if report.added:
+        cards = sum(report.cards.values())
+        console.print(
+            f"demo city seeded in {report.seconds:.1f} s: {report.banks} bank(s), "
+            f"{report.merchants} merchants, {report.terminals} terminals, {cards} cards "
+            f"({report.activated} activated)",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"demo city found as seeded before (checked in {report.seconds:.1f} s)", highlight=False
+        )
+
+
 async def _serve(
     s: Settings,
     platform_issuer: Issuer,
+    center: Center | None,
     acquirer: tuple[str, int],
     switch: tuple[str, int],
     issuers: dict[str, tuple[str, int]],
+    web: tuple[str, int] | None,
+    for_s: float | None,
+    pace: float,
 ) -> None:
-    from citycard.bootstrap import safe_url, start_platform
+    from citycard.bootstrap import safe_url
+    from citycard.city.runner import Running, serve
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+
+    def started(running: Running) -> None:
+        platform = running.platform
+        for code, (host, port) in sorted(platform.issuers.items()):
+            say(f"issuer front end of {code} listening on {host}:{port}")
+        if not platform.issuers:
+            say("no issuing banks yet ('citycard bank add'): the switch answers 15 to every card")
+        host, port = platform.switch
+        say(f"switch listening on {host}:{port} ({platform.bin_ranges} BIN ranges)")
+        host, port = platform.acquirer
+        say(f"acquirer listening on {host}:{port} (citycard pos ... --acquirer {host}:{port})")
+        for note in running.notes:
+            say(note)
+        if running.web is not None:
+            say(f"web console on http://{running.web[0]}:{running.web[1]}/")
+        if running.traffic is not None:
+            say(
+                f"{len(running.traffic.terminals)} simulated terminals pay, load and ride with "
+                f"{len(running.traffic.cards)} cards through the acquirer"
+            )
+        until = f"for {for_s:g} s (or Ctrl-C)" if for_s is not None else "until Ctrl-C"
+        say(f"database {safe_url(s.db_url)}; serving {until}")
+
     try:
-        platform = await start_platform(s, platform_issuer, acquirer=acquirer, switch=switch, issuers=issuers)
-        try:
-            for code, (host, port) in sorted(platform.issuers.items()):
-                typer.echo(f"issuer front end of {code} listening on {host}:{port}")
-            if not platform.issuers:
-                typer.echo("no issuing banks yet ('citycard bank add'): the switch answers 15 to every card")
-            host, port = platform.switch
-            typer.echo(f"switch listening on {host}:{port} ({platform.bin_ranges} BIN ranges)")
-            host, port = platform.acquirer
-            typer.echo(f"acquirer listening on {host}:{port} (citycard pos ... --acquirer {host}:{port})")
-            typer.echo(f"database {safe_url(s.db_url)}; Ctrl-C to stop")
-            await stopping.wait()
-            typer.echo("stopping: no new requests; those in flight finish")
-        finally:
-            await platform.stop()
-        typer.echo(f"{platform.queued()} reversal(s) and advice(s) queued for the next start")
+        running = await serve(
+            s,
+            platform_issuer,
+            center,
+            stopping,
+            acquirer=acquirer,
+            switch=switch,
+            issuers=issuers,
+            web=web,
+            for_s=for_s,
+            pace_s=pace,
+            on_started=started,
+            say=say,
+        )
+        if running.traffic is not None:
+            say(running.traffic.stats.line())
+        say(f"{running.platform.queued()} reversal(s) and advice(s) queued for the next start")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    typer.echo("stopped")
+    say("stopped")
+
+
+def say(message: str) -> None:
+    """One line on stdout, flushed (a log read by another process sees it at once)."""
+    typer.echo(message)
+    sys.stdout.flush()

@@ -1,0 +1,217 @@
+"""The demo city of ``citycard up --demo``: what it is made of, as plain values (no I/O).
+
+It is modelled on the programme the platform serves (issue 10): two issuing banks; 360 merchants across the
+programme's ten industries (:class:`citycard.center.model.Industry`) with real ISO 18245 merchant category
+codes; 477 POS terminals; bus lines (a bus company merchant per line, MCC 4131) with validators; 10,100
+cards, registered and unregistered; urban districts and counties. Everything is derived from serial
+numbers, so the same plan comes out every time and a second seeding finds what the first made.
+
+Identifiers follow the network's formats: a merchant ID (field 42) is the acquiring bank's 3-digit CNAPS
+code, the 4-digit area code of the city, the MCC and a 4-digit serial (15 digits, as UnionPay assigns
+them); a POS terminal ID (field 41) is ``P`` and 7 digits, a validator's ``V`` and 7 digits. Holders' resident
+ID numbers (GB 11643-1999) carry their district's administrative division code (GB/T 2260) and a valid
+check character; their phone numbers are mobile numbers of a range kept for the demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from citycard.center.model import Industry, TerminalKind, industry_for_mcc
+
+__all__ = [
+    "BANKS",
+    "BUS_LINES",
+    "CARDS_PER_BANK",
+    "DISTRICTS",
+    "PIN",
+    "POOL_ANONYMOUS",
+    "POOL_REGISTERED",
+    "POS_TERMINALS",
+    "VALIDATORS_PER_LINE",
+    "CityBank",
+    "CityMerchant",
+    "CityTerminal",
+    "District",
+    "Holder",
+    "holder",
+    "merchants",
+    "terminals",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class District:
+    name: str
+    code: str  # GB/T 2260 administrative division code (6 digits)
+    county: bool  # a county (or county-level city) rather than an urban district
+
+
+DISTRICTS: tuple[District, ...] = (
+    District("Nanhu District", "330402", False),
+    District("Xiuzhou District", "330411", False),
+    District("Jiashan County", "330421", True),
+    District("Haiyan County", "330424", True),
+    District("Haining", "330481", True),
+    District("Pinghu", "330482", True),
+    District("Tongxiang", "330483", True),
+)
+"""The city's two urban districts and five counties and county-level cities."""
+CITY_AREA = "3304"  # the city's area code in merchant IDs
+
+
+@dataclass(frozen=True, slots=True)
+class CityBank:
+    code: str
+    name: str
+    bin: str
+    cnaps: str  # the bank's 3-digit CNAPS code, the first digits of the merchant IDs it acquires
+    registered: int  # registered citizen cards (product debit-ec)
+    anonymous: int  # unregistered EC cards (product anon-ec)
+
+
+BANKS: tuple[CityBank, ...] = (
+    CityBank("ICBC", "ICBC city branch", "621226", "102", 3030, 2020),
+    CityBank("CCB", "CCB city branch", "621700", "105", 3030, 2020),
+)
+CARDS_PER_BANK = 5050
+POOL_REGISTERED = 16
+"""Registered cards per bank issued first with their chip image and PIN, for the simulated terminals."""
+POOL_ANONYMOUS = 8
+"""Unregistered cards per bank issued first with their chip image, for the simulated terminals."""
+PIN = "123456"
+POS_TERMINALS = 477
+BUS_LINES = 20
+VALIDATORS_PER_LINE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CityMerchant:
+    merchant_id: str
+    name: str
+    mcc: str
+    industry: Industry
+    district: str
+    bank_code: str
+    pos_terminals: int  # how many POS terminals it has (bus lines have validators instead)
+    bus_line: int | None = None  # the line number of a bus company merchant
+
+
+@dataclass(frozen=True, slots=True)
+class CityTerminal:
+    terminal_id: str
+    merchant_id: str
+    kind: TerminalKind
+
+
+# (industry, MCC, how many, name) — 360 in all; every MCC names its industry (checked by merchants()).
+_MERCHANTS: tuple[tuple[str, int, str], ...] = (
+    ("4131", BUS_LINES, "City Bus Line {n}"),
+    ("4121", 6, "Taxi Company {n}"),
+    ("4111", 2, "Coach Station {n}"),
+    ("4784", 2, "Toll Plaza {n}"),
+    ("5411", 70, "Supermarket {n}"),
+    ("5812", 50, "Restaurant {n}"),
+    ("5814", 30, "Fast Food {n}"),
+    ("5811", 10, "Canteen {n}"),
+    ("8062", 12, "Hospital {n}"),
+    ("8011", 4, "Clinic {n}"),
+    ("8021", 4, "Dental Clinic {n}"),
+    ("5912", 45, "Pharmacy {n}"),
+    ("5541", 20, "Gas Station {n}"),
+    ("5542", 5, "Fuel Dispenser {n}"),
+    ("4900", 12, "Utility Office {n}"),
+    ("5942", 1, "Xinhua Bookstore"),
+    ("7832", 15, "Cinema {n}"),
+    ("7922", 6, "Theatre {n}"),
+    ("7933", 4, "Bowling Alley {n}"),
+    ("7996", 4, "Amusement Park {n}"),
+    ("7997", 8, "Sports Club {n}"),
+    ("7991", 15, "Scenic Area {n}"),
+    ("7011", 10, "Hotel {n}"),
+    ("4722", 5, "Travel Agency {n}"),
+)
+_EXTRA_POS = {"5411": 1, "8062": 2, "8011": 2, "8021": 2, "5541": 1, "5542": 1, "4900": 1}
+"""POS terminals beyond the first, by MCC, until the city has :data:`POS_TERMINALS`."""
+
+
+def merchants() -> list[CityMerchant]:
+    """The 360 merchants: serial order, banks and districts in turn, POS terminals up to 477 in all."""
+    out: list[CityMerchant] = []
+    extra_left = POS_TERMINALS - sum(n for mcc, n, _ in _MERCHANTS if mcc != "4131")
+    serial = 0
+    for mcc, count, name in _MERCHANTS:
+        industry = industry_for_mcc(mcc)
+        assert industry is not None, f"MCC {mcc} names no industry"
+        for n in range(1, count + 1):
+            serial += 1
+            bank = BANKS[serial % len(BANKS)]
+            district = DISTRICTS[serial % len(DISTRICTS)]
+            bus = mcc == "4131"
+            pos = 0 if bus else 1
+            extra = min(_EXTRA_POS.get(mcc, 0), extra_left)
+            pos += extra
+            extra_left -= extra
+            out.append(
+                CityMerchant(
+                    merchant_id=f"{bank.cnaps}{CITY_AREA}{mcc}{serial:04d}",
+                    name=name.format(n=n),
+                    mcc=mcc,
+                    industry=industry,
+                    district=district.name,
+                    bank_code=bank.code,
+                    pos_terminals=pos,
+                    bus_line=n if bus else None,
+                )
+            )
+    assert extra_left == 0 and len(out) == 360, "the plan adds up to 360 merchants and 477 POS terminals"
+    return out
+
+
+def terminals(city: list[CityMerchant]) -> list[CityTerminal]:
+    """The POS terminals (``P0000001``…) and the validators (``V0000001``…, five a bus line)."""
+    out: list[CityTerminal] = []
+    pos = validators = 0
+    for merchant in city:
+        if merchant.bus_line is not None:
+            for _ in range(VALIDATORS_PER_LINE):
+                validators += 1
+                out.append(CityTerminal(f"V{validators:07d}", merchant.merchant_id, TerminalKind.VALIDATOR))
+        for _ in range(merchant.pos_terminals):
+            pos += 1
+            out.append(CityTerminal(f"P{pos:07d}", merchant.merchant_id, TerminalKind.POS))
+    return out
+
+
+_SURNAMES = ("WANG", "LI", "ZHANG", "LIU", "CHEN", "YANG", "ZHAO", "HUANG", "ZHOU", "WU", "XU", "SUN", "SHEN")
+_GIVEN = ("WEI", "FANG", "NA", "MIN", "JING", "LEI", "QIANG", "JUN", "YAN", "TAO", "MING", "HUA", "LING")
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    name: str
+    id_number: str = ""  # never in repr
+    phone: str = ""
+
+    def __repr__(self) -> str:
+        return f"Holder({self.name!r})"
+
+
+def _check_character(body: str) -> str:
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+
+
+def holder(bank_index: int, serial: int) -> Holder:
+    """The holder of a bank's ``serial``-th registered card: a name, a resident ID number of a district of
+    the city (born 1950-1999, a valid GB 11643 check character) and a mobile number — distinct for every
+    (bank, serial) below 10,000."""
+    number = bank_index * 10_000 + serial
+    district = DISTRICTS[number % len(DISTRICTS)]
+    year = 1950 + number % 50
+    month = 1 + (number // 50) % 12
+    day = 1 + (number // 600) % 28
+    sequence = number // 600 // 28  # with year, month and day it makes the number unique
+    body = f"{district.code}{year:04d}{month:02d}{day:02d}{sequence:03d}"
+    name = f"{_SURNAMES[number % len(_SURNAMES)]}/{_GIVEN[(number // len(_SURNAMES)) % len(_GIVEN)]}"
+    return Holder(name, body + _check_character(body), f"139{number:08d}")

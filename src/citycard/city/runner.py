@@ -1,0 +1,253 @@
+"""``citycard up``: the whole platform in one process and one event loop, until told to stop.
+
+:func:`serve` starts, on the issuer's database and HSM, the network of :func:`citycard.bootstrap.
+start_platform` (an issuer front end per bank, the switch, the acquirer), the clearing schedule
+(:func:`clearing_schedule`), the web console when this build has it (``citycard.web.create_app`` served
+by uvicorn on the same loop), and with ``demo`` the simulated terminals (:mod:`citycard.city.traffic`).
+It serves until ``stopping`` is set (Ctrl-C, SIGTERM) or ``for_s`` seconds have passed, then stops them in
+the reverse order: the simulated terminals finish their transaction and upload, the web server closes its
+connections, the acquirer takes no new request and answers those in flight, then the switch and the issuer
+front ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib
+import importlib.util
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from citycard.bootstrap import Center, Issuer, Platform, start_platform
+from citycard.center.model import Industry, TerminalKind
+from citycard.config import Settings
+
+from .plan import BANKS, BUS_LINES, VALIDATORS_PER_LINE, merchants, terminals
+from .seed import pool_cards
+from .traffic import SimTerminal, Traffic, TrafficCard
+
+__all__ = [
+    "Address",
+    "Running",
+    "clearing_schedule",
+    "serve",
+    "sim_terminals",
+    "web_available",
+]
+
+Address = tuple[str, int]
+Say = Callable[[str], None]
+CLEARING_INTERVAL_S = 3600.0
+"""How often ``citycard up`` runs the clearing of the current business day."""
+STATUS_INTERVAL_S = 30.0
+
+
+@dataclass
+class Running:
+    """What :func:`serve` started, for the caller to print (``on_started``)."""
+
+    platform: Platform
+    web: Address | None
+    traffic: Traffic | None
+    notes: list[str] = field(default_factory=list)
+
+
+def web_available() -> str | None:
+    """None when this build can serve the web console, else why not (one line)."""
+    if (
+        importlib.util.find_spec("citycard.web") is None
+        or importlib.util.find_spec("citycard.web.app") is None
+    ):
+        return "the web console (citycard.web) is not on this build yet"
+    if importlib.util.find_spec("uvicorn") is None:
+        return "uvicorn is not installed"
+    return None
+
+
+def sim_terminals(center: Center) -> list[SimTerminal]:
+    """The demo city's simulated terminals: the first POS terminal of one merchant of each industry but
+    transport's bus lines, and the first validator of three bus lines, as the registry has them."""
+    city = merchants()
+    plan = {t.terminal_id: t for t in terminals(city)}
+    by_id = {m.merchant_id: m for m in city}
+    chosen: list[str] = []
+    seen: set[Industry] = set()
+    for t in plan.values():
+        m = by_id[t.merchant_id]
+        if t.kind is TerminalKind.POS and m.industry not in seen:
+            seen.add(m.industry)
+            chosen.append(t.terminal_id)
+    chosen += [f"V{line * VALIDATORS_PER_LINE + 1:07d}" for line in range(min(3, BUS_LINES))]
+    out: list[SimTerminal] = []
+    with center.unit_of_work(read_only=True) as uow:
+        for tid in chosen:
+            binding = uow.terminals.binding(tid)
+            if binding is None or not binding.terminal.active or not binding.merchant.active:
+                continue
+            merchant = binding.merchant
+            out.append(
+                SimTerminal(tid, merchant.merchant_id, merchant.name, merchant.mcc, binding.terminal.kind)
+            )
+    return out
+
+
+ClearingDay = Callable[[dt.date], str]
+"""Runs the clearing (and settlement) of a business day; returns a one-line summary."""
+
+
+def clearing_job(s: Settings) -> ClearingDay | None:
+    """The clearing package's day run, when this build has one (``citycard.clearing``, issue 9)."""
+    if importlib.util.find_spec("citycard.clearing") is None:
+        return None
+    module: Any = importlib.import_module("citycard.clearing")
+    run_day = getattr(module, "run_day", None)
+    if not callable(run_day):
+        return None
+
+    def job(day: dt.date) -> str:
+        return str(run_day(s, day))
+
+    return job
+
+
+async def clearing_schedule(
+    s: Settings, stopping: asyncio.Event, say: Say, *, interval_s: float = CLEARING_INTERVAL_S
+) -> None:
+    """Every ``interval_s``, the clearing of the current business day (in a worker thread); without a
+    clearing package on this build, one line says so and the schedule waits."""
+    job = clearing_job(s)
+    if job is None:
+        say(
+            "clearing: the scheduler is on (every "
+            f"{interval_s:g} s) but this build has no clearing day run yet (citycard.clearing, issue 9); "
+            "uploads wait at the acquirer"
+        )
+        await stopping.wait()
+        return
+    say(f"clearing: the day's clearing runs every {interval_s:g} s")
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+        if stopping.is_set():
+            return
+        try:
+            say(f"clearing: {await asyncio.to_thread(job, dt.date.today())}")
+        except Exception as exc:  # reported; the next run tries again
+            say(f"clearing: failed: {type(exc).__name__}: {exc}")
+
+
+async def _serve_web(
+    s: Settings, at: Address, say: Say
+) -> tuple[Any, asyncio.Task[None], Callable[[], None]]:
+    """uvicorn serving ``create_app(build_web_context(s))`` on this loop; (server, task, close)."""
+    uvicorn: Any = importlib.import_module("uvicorn")  # the web extra's server (not imported otherwise)
+    bootstrap: Any = importlib.import_module("citycard.bootstrap")
+    web_app: Any = importlib.import_module("citycard.web.app")
+    context = bootstrap.build_web_context(s)
+    try:
+        app = web_app.create_app(context)
+        config = uvicorn.Config(app, host=at[0], port=at[1], log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # our handlers stop it
+        task = asyncio.create_task(server.serve(), name="web")
+        while not server.started:
+            if task.done():
+                await task  # raises why it could not start
+                raise OSError(f"the web server stopped at once on {at[0]}:{at[1]}")
+            await asyncio.sleep(0.05)
+    except BaseException:
+        context.close()
+        raise
+    return server, task, context.close
+
+
+async def serve(
+    s: Settings,
+    issuer: Issuer,
+    center: Center | None,
+    stopping: asyncio.Event,
+    *,
+    acquirer: Address,
+    switch: Address,
+    issuers: dict[str, Address],
+    web: Address | None,
+    for_s: float | None = None,
+    pace_s: float = 1.0,
+    on_started: Callable[[Running], Awaitable[None] | None] = lambda _: None,
+    say: Say = lambda _: None,
+    clearing_interval_s: float = CLEARING_INTERVAL_S,
+) -> Running:
+    """The platform until ``stopping`` is set or ``for_s`` seconds passed (module docstring). ``center``
+    (with the platform HSM) is given for the demo: its simulated terminals run."""
+    platform = await start_platform(s, issuer, acquirer=acquirer, switch=switch, issuers=issuers)
+    running = Running(platform, None, None)
+    tasks: list[asyncio.Task[Any]] = []
+    web_server: Any = None
+    close_web: Callable[[], None] | None = None
+    try:
+        if web is not None:
+            why_not = web_available()
+            if why_not is None:
+                web_server, web_task, close_web = await _serve_web(s, web, say)
+                tasks.append(web_task)
+                running.web = (
+                    web[0],
+                    web_server.servers[0].sockets[0].getsockname()[1] if web[1] == 0 else web[1],
+                )
+            else:
+                running.notes.append(f"web: {why_not}; the network serves without it")
+        tasks.append(
+            asyncio.create_task(
+                clearing_schedule(s, stopping, say, interval_s=clearing_interval_s), name="clearing"
+            )
+        )
+        if center is not None:
+            cards = [TrafficCard.of(card, s.home) for bank in BANKS for card in pool_cards(issuer, bank.code)]
+            if cards:
+                running.traffic = Traffic(
+                    s, issuer, platform.acquirer, sim_terminals(center), cards, pace_s=pace_s, log=say
+                )
+                running.traffic.start()
+            else:
+                running.notes.append(
+                    "traffic: no card of the pool has a chip image here; no simulated terminal"
+                )
+        result = on_started(running)
+        if result is not None:
+            await result
+        tasks.append(asyncio.create_task(_status(running, stopping, say), name="status"))
+        if for_s is None:
+            await stopping.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), for_s)
+        stopping.set()
+        say("stopping: the simulated terminals finish their transaction, then the web server and the network")
+    finally:
+        stopping.set()
+        if running.traffic is not None:
+            await asyncio.to_thread(running.traffic.stop)
+        if web_server is not None:
+            web_server.should_exit = True
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 15)
+        if close_web is not None:
+            close_web()
+        await platform.stop()
+    return running
+
+
+async def _status(running: Running, stopping: asyncio.Event, say: Say) -> None:
+    """A line of what the simulated terminals did, every :data:`STATUS_INTERVAL_S`."""
+    if running.traffic is None:
+        return
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), STATUS_INTERVAL_S)
+        if stopping.is_set():
+            return
+        say(running.traffic.stats.line())
