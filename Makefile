@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# The whole platform with a demo city, its terminals paying through it, until Ctrl-C
+# (`citycard demo` walks one card through the chain step by step and ends by itself).
 run: $(STAMP)
-	$(BIN)/citycard demo
+	$(BIN)/citycard up --demo
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

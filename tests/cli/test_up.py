@@ -72,7 +72,7 @@ def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(hom
     pan = _seeded()
     command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
     proc = subprocess.Popen(
-        [*command, "--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0"],
+        [*command, "--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0", "--no-web"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

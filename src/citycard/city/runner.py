@@ -225,7 +225,7 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), for_s)
         stopping.set()
-        say("stopping: the simulated terminals finish their transaction, then the web server and the network")
+        say("stopping: no new requests; those in flight finish (the simulated terminals their transaction)")
     finally:
         stopping.set()
         if running.traffic is not None:
