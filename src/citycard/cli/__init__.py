@@ -52,7 +52,7 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.servers:app",
     ),
     "up": Lazy(
-        "The platform in one process: issuers, switch, acquirer, clearing, web; --demo seeds a city and runs it.",
+        "The whole platform in one process (network, clearing, web); --demo seeds and runs a city.",
         "citycard.cli:_up_app",
     ),
     "transit": Lazy("The bus network: lines, stops and fare tables.", "citycard.cli.transit:app"),
