@@ -77,9 +77,9 @@ def up(
         ),
     ] = 1.0,
 ) -> None:
-    """The platform in one process: an issuer front end per bank, the switch, the acquirer, clearing on a
-    schedule and the web console.
+    """The whole platform in one process (network, clearing, web); --demo seeds and runs a city.
 
+    An issuer front end per bank, the switch, the acquirer, clearing on a schedule and the web console.
     --demo seeds a demo city first (once) and runs simulated terminals. Serves until Ctrl-C or SIGTERM (or
     --for SECONDS); then those in flight are answered, the acquirer's queue stays on disk."""
     from citycard.bootstrap import UnknownBank
