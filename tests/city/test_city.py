@@ -21,8 +21,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from citycard import bootstrap
 from citycard.center.model import Industry
 from citycard.city.plan import BANKS, BUS_LINES, POS_TERMINALS, VALIDATORS_PER_LINE, merchants, terminals
-from citycard.city.runner import web_available
-from citycard.city.seed import seed_city
+from citycard.city.seed import demo_users, seed_city
 from citycard.config import Settings
 from citycard.db import Database, drop_schema, migrate
 from citycard.db.acquirer_tables import acquirer_uploads
@@ -169,11 +168,10 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
         )
         assert "13 simulated terminals pay, load and ride" in text
         web = re.search(r"web console on (http://127\.0\.0\.1:\d+/)", text)
-        if web is not None:
-            with urllib.request.urlopen(web.group(1), timeout=30) as page:
-                assert page.status == 200
-        else:  # the web console has not landed on this build: the command says so
-            assert web_available() is not None and "web: the web console" in text, text
+        assert web is not None, text
+        assert "demo operator login: user operator, password citycard-demo" in text, text
+        with urllib.request.urlopen(web.group(1), timeout=30) as page:  # the sign-in page, redirected to
+            assert page.status == 200 and "/signin" in page.url
         _assert_city(engine)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the simulated terminals' money, approved by the issuers
@@ -227,8 +225,10 @@ def test_the_seeding_on_postgresql_counts_and_is_idempotent(
         assert first.banks == 2 and first.merchants == 360 and first.terminals == 577
         assert sum(first.cards.values()) == 10_100
         _assert_city(database.engine)
+        assert [name for name, _, _ in demo_users(database)] == ["operator", "icbc", "ccb", "supermarket1"]
         again = seed_city(issuer, center)
         assert again.added == 0 and again.activated == 0
+        assert len(demo_users(database)) == 4  # found, kept
         _assert_city(database.engine)
         debits, credits = _ledger_sums(database.engine)
         assert debits == credits  # only the pool's counter deposits: cash -> deposit accounts

@@ -21,11 +21,12 @@ their IDs, cards by how many of each bank and product exist.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from citycard.bootstrap import Center, Issuer
 from citycard.center.commands import AddMerchant, AddTerminal
@@ -34,6 +35,9 @@ from citycard.center.ports import MerchantQuery
 from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, Card, CardStatus, DuplicateIssuance, bank_key_labels
+
+if TYPE_CHECKING:
+    from citycard.db import Database
 
 from .plan import (
     BANKS,
@@ -48,10 +52,12 @@ from .plan import (
 
 __all__ = [
     "ANONYMOUS",
+    "DEMO_PASSWORD",
     "POOL_DEPOSIT_FEN",
     "REGISTERED",
     "Progress",
     "SeedReport",
+    "demo_users",
     "pool_cards",
     "seed_city",
 ]
@@ -247,3 +253,24 @@ def pool_cards(issuer: Issuer, bank_code: str, *, scan: int = 200) -> list[Card]
         for c in first
         if c.status is CardStatus.ACTIVE and card_image_path(cards, c.bank_code, c.pan).is_file()
     ]
+
+
+DEMO_PASSWORD = "citycard-demo"
+"""The password of the demo city's web users (printed by ``citycard up --demo``; demo only)."""
+
+
+def demo_users(database: Database) -> list[tuple[str, str, str]]:
+    """The web console's demo users, added when absent: (user name, role, scope) — an operator of the
+    service center, a bank user of each bank, a merchant user of the first supermarket. Their password is
+    :data:`DEMO_PASSWORD` (one already there keeps the password it has)."""
+    from citycard.web.store import Store, UserExists
+
+    shop = next(m for m in merchants() if m.mcc == "5411")
+    users = [("operator", "operator", "")]
+    users += [(bank.code.lower(), "bank", bank.code) for bank in BANKS]
+    users.append(("supermarket1", "merchant", shop.merchant_id))
+    store = Store(database)
+    for username, role, scope in users:
+        with contextlib.suppress(UserExists):
+            store.add_user(username, DEMO_PASSWORD, role, scope, time.time_ns())
+    return users

@@ -95,15 +95,17 @@ def up(
             raise typer.BadParameter(f"{text!r} is not CODE=HOST:PORT", param_hint="--issuer")
         issuers[code.upper()] = parse_listen(address, "--issuer")
     with open_issuer(set_up=demo) as platform_issuer:
-        center = None
+        center, logins = None, ""
         if demo:
             from citycard.bootstrap import Center
 
             center = Center(s, platform_issuer.database, platform_issuer.hsm)
-            _seed(platform_issuer, center)
+            logins = _seed(platform_issuer, center)
         try:
             asyncio.run(
-                _serve(s, platform_issuer, center, acquirer_at, switch_at, issuers, web_at, for_s, pace)
+                _serve(
+                    s, platform_issuer, center, acquirer_at, switch_at, issuers, web_at, for_s, pace, logins
+                )
             )
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
@@ -111,8 +113,9 @@ def up(
             raise fail(f"cannot start the platform: {exc.strerror or exc}") from None
 
 
-def _seed(issuer: Issuer, center: Center) -> None:
-    """The demo city, with a progress bar per step; says how long it took and what it added."""
+def _seed(issuer: Issuer, center: Center) -> str:
+    """The demo city, with a progress bar per step; says how long it took and what it added. Returns the
+    line of demo web logins to print beside the console's address ("" without a web console)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from citycard.city.seed import seed_city
@@ -137,6 +140,18 @@ def _seed(issuer: Issuer, center: Center) -> None:
         console.print(
             f"demo city found as seeded before (checked in {report.seconds:.1f} s)", highlight=False
         )
+    return _demo_logins(issuer)
+
+
+def _demo_logins(issuer: Issuer) -> str:
+    from citycard.city.runner import web_available
+    from citycard.city.seed import DEMO_PASSWORD, demo_users
+
+    if web_available() is not None:
+        return ""
+    users = demo_users(issuer.database)
+    others = ", ".join(f"{name} ({role} {scope})" for name, role, scope in users[1:])
+    return f"demo operator login: user operator, password {DEMO_PASSWORD} (the same password for {others})"
 
 
 async def _serve(
@@ -149,6 +164,7 @@ async def _serve(
     web: tuple[str, int] | None,
     for_s: float | None,
     pace: float,
+    logins: str,
 ) -> None:
     from citycard.bootstrap import safe_url
     from citycard.city.runner import Running, serve
@@ -172,6 +188,8 @@ async def _serve(
             say(note)
         if running.web is not None:
             say(f"web console on http://{running.web[0]}:{running.web[1]}/")
+            if logins:
+                say(logins)
         if running.traffic is not None:
             say(
                 f"{len(running.traffic.terminals)} simulated terminals pay, load and ride with "
