@@ -66,4 +66,8 @@ def insert_cleared_day(database: Database, day: str, items: list[ClearedItem]) -
     with database.engine.begin() as connection:
         if rows:
             connection.execute(insert(clearing_items), rows)
-        connection.execute(insert(clearing_runs).values(clearing_date=day, status="cleared", finished_ns=0))
+        # clearing's own clearing_runs has more NOT NULL columns (counts, amounts): zero them
+        runs = Table("clearing_runs", MetaData(), autoload_with=connection)
+        row: dict[str, Any] = {c.name: 0 for c in runs.columns if not c.nullable}
+        row.update(clearing_date=day, status="cleared")
+        connection.execute(insert(runs).values(**row))

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
+from citycard.codec.iso8583.totals import BatchTotals
+
 from .model import AcquirerTransaction, OfflineUpload, SafEntry, SafKind, SafStatus, TransactionKey
 
 __all__ = ["AcquirerUnitOfWork", "Clock", "OfflineUploads", "Rrns", "SafQueue", "Transactions"]
@@ -66,6 +68,13 @@ class OfflineUploads(Protocol):
     def count(self) -> int: ...
 
 
+class BatchTotalsSource(Protocol):
+    def totals(self, terminal_id: str, batch: int) -> BatchTotals:
+        """The acquirer's own totals of the terminal's batch (0500; ``citycard.db.settlement_batch``);
+        :class:`~citycard.codec.iso8583.Iso8583Error` when they do not fit field 48."""
+        ...
+
+
 class AcquirerUnitOfWork(Protocol):
     """The acquirer's repositories in one transaction (read-only properties, so that an implementation may
     declare them with its own conforming classes)."""
@@ -78,6 +87,8 @@ class AcquirerUnitOfWork(Protocol):
     def saf(self) -> SafQueue: ...
     @property
     def uploads(self) -> OfflineUploads: ...
+    @property
+    def batches(self) -> BatchTotalsSource: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

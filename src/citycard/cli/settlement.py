@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["app", "directory_sink", "run_settlement", "settlement_folder"]
 
 app = typer.Typer(
-    help="Settlement of cleared days: positions, postings, payouts, files.", no_args_is_help=True
+    help="Settlement of cleared days: net positions, postings, payouts, files, reports.",
+    no_args_is_help=True,
 )
 console = Console()
 

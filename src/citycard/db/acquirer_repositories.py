@@ -27,6 +27,7 @@ from citycard.acquirer.model import (
 )
 
 from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
+from .settlement_batch import SqlBatchTotals
 from .uow import RepositoryFactory, SqlUnitOfWork
 
 __all__ = ["AcquirerUnitOfWork", "SqlOfflineUploads", "SqlRrns", "SqlSafQueue", "SqlTransactions"]
@@ -272,11 +273,13 @@ class AcquirerUnitOfWork(SqlUnitOfWork):
         "transactions": lambda uow: SqlTransactions(uow.session),
         "saf": lambda uow: SqlSafQueue(uow.session),
         "uploads": lambda uow: SqlOfflineUploads(uow.session),
+        "batches": lambda uow: SqlBatchTotals(uow.session),
     }
     rrns: SqlRrns
     transactions: SqlTransactions
     saf: SqlSafQueue
     uploads: SqlOfflineUploads
+    batches: SqlBatchTotals
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the acquirer's port

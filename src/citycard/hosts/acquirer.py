@@ -84,6 +84,8 @@ from citycard.codec.iso8583 import (
     ResponseCode,
     ReversalRequest,
     ReversalResponse,
+    SettlementRequest,
+    SettlementResponse,
     SignOnKeys,
     Tpdu,
     decode_message,
@@ -342,6 +344,8 @@ class AcquirerHost:
                 return self._signed(await self._reversal(request, bank))
             if isinstance(request, BatchUpload):
                 return self._signed(await self._upload(request))
+            if isinstance(request, SettlementRequest):
+                return self._signed(await self._batch_settlement(request))
             raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"{request.mti} is not served")
         except _Refused as refused:
             log.info(
@@ -577,6 +581,47 @@ class AcquirerHost:
             response_code=ResponseCode.APPROVED,
             terminal_id=request.terminal_id,
             merchant_id=request.merchant_id,
+            field60=request.field60,
+        )
+
+    async def _batch_settlement(self, request: SettlementRequest) -> Message:
+        """0500: the terminal's batch totals (48) against the acquirer's own records of that terminal and
+        batch (``citycard.db.settlement_batch``): 00 balanced, 95 out of balance; 48 of the 0510 carries
+        the acquirer's totals with settlement code 1 or 2 (docs/iso8583.md, "Batch settlement")."""
+        from citycard.codec.iso8583.totals import BatchTotals, SettleCode
+
+        assert request.field60 is not None and request.terminal_id is not None
+        try:
+            theirs, _ = BatchTotals.parse(request.additional_data)
+        except Iso8583Error as exc:
+            raise _Refused(ResponseCode.FORMAT_ERROR, str(exc)) from None
+        terminal, batch = request.terminal_id, request.field60.batch_number
+
+        def own() -> BatchTotals | None:
+            with self._uow() as uow:
+                try:
+                    return uow.batches.totals(terminal, batch)
+                except Iso8583Error:  # more than n3/n12 can say: cannot balance
+                    return None
+
+        ours = await self._db(own)
+        balanced = ours == theirs
+        log.info(
+            "terminal %s batch %s settlement: %s",
+            terminal,
+            batch,
+            "balanced" if balanced else "out of balance",
+        )
+        return SettlementResponse(
+            mti="0510",
+            stan=request.stan,
+            response_code=ResponseCode.APPROVED if balanced else ResponseCode.RECONCILE_ERROR,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+            additional_data=(ours or BatchTotals()).field48(
+                SettleCode.BALANCED if balanced else SettleCode.OUT_OF_BALANCE
+            ),
+            currency=request.currency,
             field60=request.field60,
         )
 

@@ -145,6 +145,8 @@ def settle_day(
             raise NotCleared(
                 f"{day[:4]}-{day[4:6]}-{day[6:]} has not been cleared: run 'citycard clearing run' first"
             )
+        if status not in ("cleared", "settled"):
+            raise NotCleared(f"{day[:4]}-{day[4:6]}-{day[6:]}: clearing is {status}, not finished")
         posted = status == "cleared"
         if posted:
             record = _settle(uow, day, schedule or default_schedule(), clock(), progress)

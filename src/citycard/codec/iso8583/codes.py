@@ -58,6 +58,7 @@ class ResponseCode(enum.StrEnum):
     ISSUER_UNAVAILABLE = "91"
     ROUTING_ERROR = "92"
     DUPLICATE_TRANSMISSION = "94"
+    RECONCILE_ERROR = "95"
     SYSTEM_MALFUNCTION = "96"
     TERMINAL_NOT_REGISTERED = "97"
     ISSUER_TIMEOUT = "98"
@@ -140,6 +141,7 @@ _DESCRIPTIONS: Final = MappingProxyType(
         ResponseCode.ISSUER_UNAVAILABLE: "issuer or switch inoperative",
         ResponseCode.ROUTING_ERROR: "financial institution cannot be found for routing",
         ResponseCode.DUPLICATE_TRANSMISSION: "duplicate transmission",
+        ResponseCode.RECONCILE_ERROR: "reconcile error: the batch totals are out of balance",
         ResponseCode.SYSTEM_MALFUNCTION: "system malfunction",
         ResponseCode.TERMINAL_NOT_REGISTERED: "terminal not registered",
         ResponseCode.ISSUER_TIMEOUT: "issuer timed out",

@@ -1,0 +1,137 @@
+"""Batch settlement (0500/0510) at the acquirer over real loopback sockets: the terminal's totals in field 48
+against the acquirer's own records of that terminal and batch — 00 and settlement code 1 when they balance,
+95 and code 2 (with the acquirer's totals) when not, 30 for a malformed field 48; nothing is changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from citycard.codec.iso8583 import AdviceRequest, BatchUpload, Field60, IccData, ResponseCode
+from citycard.codec.iso8583.messages import SettlementRequest
+from citycard.codec.iso8583.totals import BatchTotals, SettleCode
+from citycard.db import Database
+
+from tests.acquirer.support import (
+    MERCHANT,
+    PAN,
+    TERMINAL,
+    SwitchDouble,
+    acquirer,
+    platform_hsm,
+    switch,
+    terminal_link,
+)
+from tests.db.dbtargets import fresh_database
+from tests.net.support import run
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Database]:
+    with fresh_database("sqlite", tmp_path) as db:
+        yield db
+
+
+def settlement(stan: int, totals: BatchTotals | str, batch: int = 1) -> SettlementRequest:
+    return SettlementRequest(
+        mti="0500",
+        stan=stan,
+        terminal_id=TERMINAL,
+        merchant_id=MERCHANT,
+        additional_data=totals if isinstance(totals, str) else totals.field48(),
+        currency="156",
+        field60=Field60("00", batch, "201"),
+        mac=bytes(8),
+    )
+
+
+def test_field48_layout() -> None:
+    totals = BatchTotals(debit_fen=12345, debit_count=3, credit_fen=500, credit_count=1)
+    digits = totals.field48()
+    assert digits == "0000000123450030000000005000010" + "0" * 30 + "0"
+    assert BatchTotals.parse(totals.field48(SettleCode.BALANCED)) == (totals, SettleCode.BALANCED)
+    for bad in ("1" * 61, "x" * 62, digits[:30] + "7" + digits[31:], digits[:40] + "1" + digits[41:]):
+        with pytest.raises(ValueError, match="field 48"):
+            BatchTotals.parse(bad)
+    with pytest.raises(ValueError, match="n3"):
+        BatchTotals(debit_count=1000)
+
+
+def test_balanced_batch_is_00_and_out_of_balance_95(sqlite: Database) -> None:
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            first = await terminal.send(terminal.purchase(1250, stan=30))
+            await terminal.send(terminal.purchase(800, stan=31))
+            void = replace(
+                terminal.purchase(800, stan=32),
+                processing_code="200000",
+                field60=Field60("23", 1),
+                original="0000010000311203",
+            )
+            assert (await terminal.send(void)).response_code == ResponseCode.APPROVED
+            refund = AdviceRequest(
+                mti="0220",
+                pan=PAN,
+                processing_code="200000",
+                amount_fen=500,
+                stan=33,
+                pos_entry_mode="071",
+                condition_code="00",
+                terminal_id=TERMINAL,
+                merchant_id=MERCHANT,
+                currency="156",
+                field60=Field60("25", 1),
+                original="0000010000301203",
+                mac=bytes(8),
+            )
+            assert (await terminal.send(refund)).response_code == ResponseCode.APPROVED
+            upload = BatchUpload(
+                mti="0320",
+                pan=PAN,
+                processing_code="000000",
+                amount_fen=200,
+                stan=34,
+                terminal_id=TERMINAL,
+                merchant_id=MERCHANT,
+                currency="156",
+                icc=IccData.of([("9F26", bytes(8)), ("9F27", b"\x40")]),
+                field60=Field60("36", 1),
+                mac=bytes(8),
+            )
+            assert (await terminal.send(upload)).response_code == ResponseCode.APPROVED
+            assert first.response_code == ResponseCode.APPROVED
+
+            right = BatchTotals(
+                debit_fen=1250 + 800 - 800 + 200, debit_count=2, credit_fen=500, credit_count=1
+            )
+            answer = await terminal.send(settlement(35, right))
+            assert answer.mti == "0510" and terminal.verifies(answer)
+            assert answer.response_code == ResponseCode.APPROVED
+            assert BatchTotals.parse(answer.additional_data) == (right, SettleCode.BALANCED)
+
+            wrong = replace(right, debit_fen=right.debit_fen + 1)
+            answer = await terminal.send(settlement(36, wrong))
+            assert answer.response_code == ResponseCode.RECONCILE_ERROR and terminal.verifies(answer)
+            assert BatchTotals.parse(answer.additional_data) == (right, SettleCode.OUT_OF_BALANCE)
+
+            other_batch = await terminal.send(settlement(37, right, batch=2))
+            assert other_batch.response_code == ResponseCode.RECONCILE_ERROR
+            assert BatchTotals.parse(other_batch.additional_data) == (
+                BatchTotals(),
+                SettleCode.OUT_OF_BALANCE,
+            )
+
+            malformed = await terminal.send(settlement(38, "9" * 61))
+            assert malformed.response_code == ResponseCode.FORMAT_ERROR
+
+    run(scenario())
