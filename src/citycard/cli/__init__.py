@@ -65,7 +65,7 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.settlement:app",
     ),
     "clearing": Lazy(
-        "Clearing: the end of the business day (online and offline), and its exception queue.",
+        "Clearing: the end of the business day, and its exception queue.",
         "citycard.cli.clearing:app",
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
