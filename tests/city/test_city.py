@@ -194,6 +194,8 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
     assert "stopping: no new requests" in out and out.rstrip().endswith("stopped"), out
     assert "0 reversal(s) and advice(s) queued" in out, out
     assert re.search(r"traffic: \d+ approved .* 0 errors", out), out
+    # the clearing schedule ran at start: the last closed business day cleared and settled
+    assert re.search(r"clearing: \d{4}-\d{2}-\d{2} cleared: \d+ online and \d+ offline item\(s\)", out), out
     debits, credits = _ledger_sums(engine)
     assert debits == credits and debits > 0
     # a second run finds the city and adds nothing; --for ends it by itself

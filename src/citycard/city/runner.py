@@ -2,8 +2,9 @@
 
 :func:`serve` starts, on the issuer's database and HSM, the network of :func:`citycard.bootstrap.
 start_platform` (an issuer front end per bank, the switch, the acquirer), the clearing schedule
-(:func:`clearing_schedule`), the web console when this build has it (``citycard.web.create_app`` served
-by uvicorn on the same loop), and with ``demo`` the simulated terminals (:mod:`citycard.city.traffic`).
+(:func:`clearing_schedule`: the last closed business day cleared and settled at start and every hour),
+the web console when this build has it (``citycard.web.create_app`` served by uvicorn on the same loop),
+and with ``demo`` the simulated terminals (:mod:`citycard.city.traffic`).
 It serves until ``stopping`` is set (Ctrl-C, SIGTERM) or ``for_s`` seconds have passed, then stops them in
 the reverse order: the simulated terminals finish their transaction and upload, the web server closes its
 connections, the acquirer takes no new request and answers those in flight, then the switch and the issuer
@@ -17,6 +18,7 @@ import contextlib
 import datetime as dt
 import importlib
 import importlib.util
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,49 +96,73 @@ def sim_terminals(center: Center) -> list[SimTerminal]:
     return out
 
 
-ClearingDay = Callable[[dt.date], str]
-"""Runs the clearing (and settlement) of a business day; returns a one-line summary."""
+ClearingDay = Callable[[], str]
+"""Clears and settles the last closed business day; returns a one-line summary."""
 
 
-def clearing_job(s: Settings) -> ClearingDay | None:
-    """The clearing package's day run, when this build has one (``citycard.clearing``, issue 9)."""
-    if importlib.util.find_spec("citycard.clearing") is None:
-        return None
-    module: Any = importlib.import_module("citycard.clearing")
-    run_day = getattr(module, "run_day", None)
-    if not callable(run_day):
-        return None
+def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
+    """The clearing of the last closed business day (``citycard.db.clearing_repositories.ClearingEngine``,
+    what ``citycard clearing run`` does) and its settlement (``citycard.settlement.settle_day``, files under
+    ``$CITYCARD_HOME/settlement/YYYYMMDD``, as ``citycard settlement run``); both are idempotent, so a day
+    run twice changes nothing. The last closed day is the one before the business day of now under the
+    latest cut-over of any bank (``CITYCARD_CLEARING_CUTOVER``)."""
+    from citycard.clearing import ClearingPolicy, LostLiability, clearing_date_of, parse_cutovers
+    from citycard.db.clearing_repositories import ClearingEngine
+    from citycard.db.settlement_repositories import SettlementUnitOfWork
+    from citycard.durable import atomic_write
+    from citycard.settlement import settle_day
 
-    def job(day: dt.date) -> str:
-        return str(run_day(s, day))
+    cutovers = parse_cutovers(s.clearing_cutover)
+    policy = ClearingPolicy(cutovers, s.clearing_late_days, LostLiability(s.clearing_lost_liability))
+    engine = ClearingEngine(
+        issuer.database, issuer.hsm, policy, record_offline_clearing=issuer.service.record_offline_clearing
+    )
+
+    def settlement_uow() -> SettlementUnitOfWork:
+        return issuer.database.unit_of_work(SettlementUnitOfWork)
+
+    def job() -> str:
+        now = time.time_ns()
+        cuts = [cutovers.default, *cutovers.by_bank.values()]
+        day = min(clearing_date_of(now, cut) for cut in cuts) - dt.timedelta(days=1)
+        summary = engine.run(day)
+        folder = s.home / "settlement" / summary.day
+
+        def sink(name: str, data: bytes) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder / name, data)
+
+        settled = settle_day(settlement_uow, summary.day, clock=time.time_ns, sink=sink)
+        exceptions = sum(summary.exceptions.values())
+        return (
+            f"{day:%Y-%m-%d} {summary.status}: {summary.online_count} online and {summary.offline_count} "
+            f"offline item(s), {exceptions} exception(s); "
+            + ("settled now" if settled.posted else "settled before")
+            + f", files in {folder}"
+        )
 
     return job
 
 
 async def clearing_schedule(
-    s: Settings, stopping: asyncio.Event, say: Say, *, interval_s: float = CLEARING_INTERVAL_S
+    s: Settings, issuer: Issuer, stopping: asyncio.Event, say: Say, *, interval_s: float = CLEARING_INTERVAL_S
 ) -> None:
-    """Every ``interval_s``, the clearing of the current business day (in a worker thread); without a
-    clearing package on this build, one line says so and the schedule waits."""
-    job = clearing_job(s)
-    if job is None:
-        say(
-            "clearing: the scheduler is on (every "
-            f"{interval_s:g} s) but this build has no clearing day run yet (citycard.clearing, issue 9); "
-            "uploads wait at the acquirer"
-        )
+    """At start and every ``interval_s``, the clearing and settlement of the last closed business day, in a
+    worker thread (:func:`clearing_job`); a failure is one line, and the next run tries again."""
+    try:
+        job = clearing_job(s, issuer)
+    except ValueError as exc:  # a cut-over setting that cannot be used
+        say(f"clearing: not scheduled: {exc}")
         await stopping.wait()
         return
-    say(f"clearing: the day's clearing runs every {interval_s:g} s")
-    while True:
+    say(f"clearing: the last closed business day is cleared and settled at start and every {interval_s:g} s")
+    while not stopping.is_set():
+        try:
+            say(f"clearing: {await asyncio.to_thread(job)}")
+        except Exception as exc:  # reported; the next run tries again
+            say(f"clearing: failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval_s)
-        if stopping.is_set():
-            return
-        try:
-            say(f"clearing: {await asyncio.to_thread(job, dt.date.today())}")
-        except Exception as exc:  # reported; the next run tries again
-            say(f"clearing: failed: {type(exc).__name__}: {exc}")
 
 
 async def _serve_web(
@@ -201,7 +227,7 @@ async def serve(
                 running.notes.append(f"web: {why_not}; the network serves without it")
         tasks.append(
             asyncio.create_task(
-                clearing_schedule(s, stopping, say, interval_s=clearing_interval_s), name="clearing"
+                clearing_schedule(s, issuer, stopping, say, interval_s=clearing_interval_s), name="clearing"
             )
         )
         if center is not None:

@@ -10,8 +10,9 @@ so that its holder can load and pay online. Every payment, load and fare afterwa
 chain (:mod:`citycard.city.traffic`).
 
 Bulk: unregistered cards are issued in the issuer's batches (500 a transaction, one ledger call for their
-EC float accounts); a registered card is one transaction (it creates its holder and deposit account); chip
-images are made only for the pool (:data:`~citycard.city.plan.POOL_REGISTERED` and
+EC float accounts), registered ones :data:`HOLDERS_PER_TRANSACTION` holders a transaction
+(``IssuerService.issue_for_holders``: each holder, deposit account and card by the rules of one issuance);
+chip images are made only for the pool (:data:`~citycard.city.plan.POOL_REGISTERED` and
 :data:`~citycard.city.plan.POOL_ANONYMOUS` a bank), the rest of the cards exist at the issuer as issued
 cards without a chip file (an RSA key pair per chip would take minutes for 10,100 cards).
 
@@ -66,6 +67,8 @@ REGISTERED, ANONYMOUS = "debit-ec", "anon-ec"
 EC_LIMIT_FEN = 100_000
 POOL_DEPOSIT_FEN = 5_000_00
 """The counter deposit of each registered pool card (5,000.00)."""
+HOLDERS_PER_TRANSACTION = 250
+"""Registered cards issued in one transaction (``IssuerService.issue_for_holders``)."""
 INACTIVE_EVERY = 20
 """One card in this many (not of the pool) stays issued and not yet activated, as cards not yet collected."""
 
@@ -209,10 +212,21 @@ def _cards(issuer: Issuer, index: int, bank: CityBank, report: SeedReport, progr
     if pool_anonymous:
         full.issue_cards(IssueCards(bank.code, ANONYMOUS, pool_anonymous), progress=advance)
         report.cards[f"{bank.code}/{ANONYMOUS}"] += pool_anonymous
-    for _ in range(max(0, bank.registered - max(have_registered, POOL_REGISTERED))):
-        issue_registered(bulk, with_pin=False)
-        report.cards[key] += 1
-        advance(1)
+    remaining = max(0, bank.registered - max(have_registered, POOL_REGISTERED))
+    while remaining:
+        n = min(remaining, HOLDERS_PER_TRANSACTION)
+        holders = [holder(index, serial + k) for k in range(n)]
+        try:
+            bulk.issue_for_holders(
+                [IssueCards(bank.code, REGISTERED, 1, h.name, h.id_number, h.phone) for h in holders]
+            )
+            serial += n
+        except DuplicateIssuance:  # one of them has a card (an interrupted seeding): one at a time
+            for _ in range(n):
+                issue_registered(bulk, with_pin=False)
+        report.cards[key] += n
+        remaining -= n
+        advance(n)
     rest = max(0, bank.anonymous - max(have_anonymous, POOL_ANONYMOUS))
     if rest:
         bulk.issue_cards(IssueCards(bank.code, ANONYMOUS, rest), progress=advance)

@@ -98,6 +98,12 @@ class IssuerService:
         """Issue ``cmd.count`` cards (in transactions of at most 500); ``progress(n)`` after each card."""
         return cards.issue_cards(cmd, self._uow(), self.deps, progress)
 
+    def issue_for_holders(
+        self, cmds: Sequence[IssueCards], progress: Callable[[int], None] | None = None
+    ) -> list[Card]:
+        """A registered card for each holder, all in one transaction (all or none)."""
+        return cards.issue_for_holders(cmds, self._uow(), self.deps, progress)
+
     def activate(self, cmd: ActivateCard) -> Card:
         return cards.activate(cmd, self._uow(), self.deps)
 

@@ -9,7 +9,7 @@ written when it refuses (an :class:`~citycard.issuer.model.IssuerError` or a mal
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from citycard.codec.pretty import mask_pan
@@ -76,6 +76,7 @@ __all__ = [
     "deposit",
     "expire_cards",
     "issue_cards",
+    "issue_for_holders",
     "load_ec_from_account",
     "record_offline_clearing",
     "refund_ec_balance",
@@ -115,6 +116,23 @@ def issue_cards(
     return issued
 
 
+def issue_for_holders(
+    cmds: Sequence[IssueCards],
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+    progress: Callable[[int], None] | None = None,
+) -> list[Card]:
+    """Registered cards for many holders in one transaction (a bulk issuance from a list of citizens): each
+    command is one holder's card, issued by the rules of :func:`issue_cards`; one that is refused
+    (``DuplicateIssuance``, a malformed holder) refuses them all, and nothing is written."""
+    if not all(cmd.count == 1 and cmd.holder_name is not None for cmd in cmds):
+        raise MalformedRequest("count", "a bulk issuance for holders is one registered card each")
+    with deps.issuing(), uow:
+        cards = [card for cmd in cmds for card in _issue_in(cmd, 1, uow, deps, progress)]
+        uow.commit()
+    return cards
+
+
 def _issue_batch(
     cmd: IssueCards,
     count: int,
@@ -122,62 +140,74 @@ def _issue_batch(
     deps: Deps,
     progress: Callable[[int], None] | None,
 ) -> list[Card]:
-    now = deps.clock()
     with deps.issuing(), uow:
-        bank = uow.banks.get(cmd.bank_code)
-        if bank is None:
-            raise NotFound(f"no bank {cmd.bank_code}")
-        product = uow.products.get(cmd.bank_code, cmd.product_code)
-        if product is None:
-            raise NotFound(f"no product {cmd.product_code} at {cmd.bank_code}")
-        if uow.banks.get_bin(product.bin) is None:
-            raise NotFound(f"BIN {product.bin} of product {product.code} is not assigned")
-        # the BIN range row is locked first: simultaneous issuances of the product queue here, so the
-        # second to one citizen finds the first's card (DuplicateIssuance), not a unique-key error
-        first = uow.banks.take_serials(product.bin, count)
-        holder_id, deposit_id = _holder_for(cmd, product, uow, deps)
-        bin_range = uow.banks.get_bin(product.bin)
-        assert bin_range is not None
-        ec_ids = uow.ids.allocate(count)
-        expect_ok(uow.ledger.create_accounts([ec_float(i, product) for i in ec_ids]))
-        expiry = expiry_after(now, product.validity_years)
-        cards = []
-        for k in range(count):
-            pan = bin_range.pan(first + k)
-            if uow.cards.get(pan) is not None:
-                raise DuplicateIssuance(f"card {mask_pan(pan)} exists already")
-            card = Card(
-                pan=pan,
-                psn=cmd.psn,
-                bank_code=bank.code,
-                product_code=product.code,
-                holder_id=holder_id,
-                status=CardStatus.ISSUED,
-                expiry=expiry,
-                ec_float_account_id=ec_ids[k],
-                deposit_account_id=deposit_id,
-                issued_at_ns=now,
-            )
-            if cmd.pin_block is not None:  # the holder's PIN: online (offset) and on the chip
-                zpk, pvk = deps.key(bank.code, "zpk"), deps.key(bank.code, "pvk_ibm")
-                offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
-                card = replace(card, pin_offset=offset)
-            uow.cards.add(card)
-            if product.issue_fee_fen:  # paid at the counter: cash -> fee income
-                fee = Transfer(
-                    transfer_id(f"issue-fee/{pan}", 1),
-                    bank.cash_account_id,
-                    bank.fee_account_id,
-                    product.issue_fee_fen,
-                    code=BankAccount.FEE_INCOME,
-                )
-                expect_ok(uow.ledger.create_transfers([fee]))
-            if deps.personaliser is not None:
-                deps.personaliser.personalise(bank, product, card, cmd.holder_name, cmd.pin_block)
-            cards.append(card)
-            if progress is not None:
-                progress(1)
+        cards = _issue_in(cmd, count, uow, deps, progress)
         uow.commit()
+    return cards
+
+
+def _issue_in(
+    cmd: IssueCards,
+    count: int,
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+    progress: Callable[[int], None] | None,
+) -> list[Card]:
+    """``count`` cards of ``cmd`` in the unit of work already entered (not committed)."""
+    now = deps.clock()
+    bank = uow.banks.get(cmd.bank_code)
+    if bank is None:
+        raise NotFound(f"no bank {cmd.bank_code}")
+    product = uow.products.get(cmd.bank_code, cmd.product_code)
+    if product is None:
+        raise NotFound(f"no product {cmd.product_code} at {cmd.bank_code}")
+    if uow.banks.get_bin(product.bin) is None:
+        raise NotFound(f"BIN {product.bin} of product {product.code} is not assigned")
+    # the BIN range row is locked first: simultaneous issuances of the product queue here, so the
+    # second to one citizen finds the first's card (DuplicateIssuance), not a unique-key error
+    first = uow.banks.take_serials(product.bin, count)
+    holder_id, deposit_id = _holder_for(cmd, product, uow, deps)
+    bin_range = uow.banks.get_bin(product.bin)
+    assert bin_range is not None
+    ec_ids = uow.ids.allocate(count)
+    expect_ok(uow.ledger.create_accounts([ec_float(i, product) for i in ec_ids]))
+    expiry = expiry_after(now, product.validity_years)
+    cards = []
+    for k in range(count):
+        pan = bin_range.pan(first + k)
+        if uow.cards.get(pan) is not None:
+            raise DuplicateIssuance(f"card {mask_pan(pan)} exists already")
+        card = Card(
+            pan=pan,
+            psn=cmd.psn,
+            bank_code=bank.code,
+            product_code=product.code,
+            holder_id=holder_id,
+            status=CardStatus.ISSUED,
+            expiry=expiry,
+            ec_float_account_id=ec_ids[k],
+            deposit_account_id=deposit_id,
+            issued_at_ns=now,
+        )
+        if cmd.pin_block is not None:  # the holder's PIN: online (offset) and on the chip
+            zpk, pvk = deps.key(bank.code, "zpk"), deps.key(bank.code, "pvk_ibm")
+            offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
+            card = replace(card, pin_offset=offset)
+        uow.cards.add(card)
+        if product.issue_fee_fen:  # paid at the counter: cash -> fee income
+            fee = Transfer(
+                transfer_id(f"issue-fee/{pan}", 1),
+                bank.cash_account_id,
+                bank.fee_account_id,
+                product.issue_fee_fen,
+                code=BankAccount.FEE_INCOME,
+            )
+            expect_ok(uow.ledger.create_transfers([fee]))
+        if deps.personaliser is not None:
+            deps.personaliser.personalise(bank, product, card, cmd.holder_name, cmd.pin_block)
+        cards.append(card)
+        if progress is not None:
+            progress(1)
     return cards
 
 
