@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.db import Database
     from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
+    from citycard.db.public_repositories import PublicUnitOfWork
     from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, BankLookup, TerminalRegistry
     from citycard.hosts.issuer import IssuerFrontEnd
     from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
@@ -76,6 +77,7 @@ __all__ = [
     "HomeFolderError",
     "Issuer",
     "Platform",
+    "PublicServices",
     "UnknownBank",
     "WebContext",
     "acquirer_banks",
@@ -92,6 +94,7 @@ __all__ = [
     "open_center",
     "open_engine",
     "open_issuer",
+    "open_public",
     "routing_table",
     "safe_url",
     "start_platform",
@@ -356,6 +359,34 @@ def open_center(s: Settings, *, with_hsm: bool = False, say: Say = _quiet) -> It
     database = build_database(s, say=say)
     try:
         yield Center(s, database, hsm)
+    finally:
+        database.close()
+
+
+@dataclass
+class PublicServices:
+    """The public services of the service center on the database (``citycard.public``): counters'
+    references, the inquiry back end, the industry applications per card."""
+
+    settings: Settings
+    database: Database
+    clock: Callable[[], int] = time.time_ns
+
+    def unit_of_work(self, *, read_only: bool = False) -> PublicUnitOfWork:
+        from citycard.db.public_repositories import PublicUnitOfWork
+
+        return self.database.unit_of_work(PublicUnitOfWork, read_only=read_only)
+
+
+@contextmanager
+def open_public(s: Settings, *, say: Say = _quiet) -> Iterator[PublicServices]:
+    """The public services on the configured database; the database closed on exit."""
+    from citycard.db import parse_url
+
+    parse_url(s.db_url)
+    database = build_database(s, say=say)
+    try:
+        yield PublicServices(s, database)
     finally:
         database.close()
 

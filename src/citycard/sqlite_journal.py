@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS txn (
     outcome TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', cryptogram TEXT NOT NULL DEFAULT '',
     atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
     ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
+    service_ref TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
 CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
@@ -75,8 +76,11 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
-_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn"})
-"""What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command)."""
+_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref"})
+"""What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), and
+the public service's reference the transaction pays (``service_ref``)."""
+_ADDED_COLUMNS = (("service_ref", "TEXT NOT NULL DEFAULT ''"),)
+"""Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,10 @@ class SqliteJournal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(txn)")}
+            for name, definition in _ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE txn ADD COLUMN {name} {definition}")
         except sqlite3.DatabaseError as exc:  # not an SQLite file, or a directory
             db.close()
             raise JournalUnavailable(f"cannot open journal {path}: {exc}") from None

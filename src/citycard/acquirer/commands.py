@@ -29,6 +29,7 @@ class BeginTransaction:
     amount_fen: int | None
     pan_masked: str | None
     original: TransactionKey | None = None  # a void or refund: the original's key from field 61
+    service_ref: str | None = None  # a public service's reference (field 48), ``HR-202612030017``
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class StoreUpload:
     amount_fen: int | None
     pan_masked: str | None
     message: bytes
+    service_ref: str | None = None  # field 48 of the 0320, as text
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun
         original_rrn=original_rrn,
         created_ns=now_ns,
         updated_ns=now_ns,
+        service_ref=cmd.service_ref,
     )
     if not uow.transactions.add(record):  # a simultaneous retry stored it first (PostgreSQL)
         stored = uow.transactions.get(cmd.key)
@@ -215,7 +216,9 @@ def queue_advice(cmd: QueueAdvice, uow: AcquirerUnitOfWork, clock: Clock) -> Beg
 
 def store_upload(cmd: StoreUpload, uow: AcquirerUnitOfWork, clock: Clock) -> bool:
     """Keep an offline upload for clearing; False when it was kept already (acknowledged again)."""
-    upload = OfflineUpload(cmd.key, cmd.merchant_id, cmd.amount_fen, cmd.pan_masked, cmd.message, clock())
+    upload = OfflineUpload(
+        cmd.key, cmd.merchant_id, cmd.amount_fen, cmd.pan_masked, cmd.message, clock(), cmd.service_ref
+    )
     with uow:
         stored = uow.uploads.add(upload)
         uow.commit()

@@ -123,6 +123,7 @@ class AcquirerTransaction:
     original_rrn: str | None  # a void or refund: the transaction it follows up
     created_ns: int
     updated_ns: int
+    service_ref: str | None = None  # a public service's reference (field 48 of the 0200), for clearing
 
     def __post_init__(self) -> None:
         assert len(self.rrn) == 12 and self.rrn.isdigit()
@@ -193,6 +194,7 @@ class OfflineUpload:
     pan_masked: str | None
     message: bytes  # the terminal's 0320 as received without its MAC (PAN and field 55: clearing needs them)
     received_ns: int
+    service_ref: str | None = None  # a public service's reference (field 48 of the 0320), for clearing
 
     def __post_init__(self) -> None:
         assert 0 < len(self.message) <= MAX_MESSAGE_BYTES

@@ -69,6 +69,10 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.clearing:app",
     ),
     "db": Lazy("The database schema: upgrade it, show its revision.", "citycard.cli.db:app"),
+    "public": Lazy(
+        "Public services on the card: inquiries, industry applications, industry reports.",
+        "citycard.cli.public:app",
+    ),
     "demo": Lazy(
         "A bank's card online and offline through the acquirer, switch and issuer (what make run shows).",
         "citycard.cli:_demo_app",

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from citycard.bootstrap import DirectorySink, Issuer
+from citycard.config import settings
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, mask_pan
 from citycard.issuer.views import MAX_PAGE, CardSearch, card_status, card_summary, find_cards
@@ -333,6 +334,7 @@ def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_jso
     with open_issuer() as issuer:
         with issuer.unit_of_work(read_only=True) as uow:
             view = card_status(uow, pan, show_pan=reveal)
+        view["applications"] = _applications(issuer, pan)
         if as_json:
             print_json(view)
             return
@@ -361,6 +363,7 @@ def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_jso
             ("reported lost", view["lost_at"] or "-"),
             ("closed", view["closed_at"] or "-"),
             ("replaced by", view["replaced_by"] or "-"),
+            *((f"application {code}", state) for code, state in view["applications"].items()),
         ]
         for item, value in rows:
             table.add_row(item, value)
@@ -384,3 +387,12 @@ def register(card_app: typer.Typer) -> None:
     card_app.command("unblock")(unblock)
     card_app.command("unblock-pin")(unblock_pin)
     card_app.command("close")(close)
+
+
+def _applications(issuer: Issuer, pan: str) -> dict[str, str]:
+    """The industry applications' state on the card (``citycard public apps``)."""
+    from citycard.bootstrap import PublicServices
+    from citycard.cli.public import apps_of_card
+
+    states = apps_of_card(PublicServices(settings(), issuer.database), pan)
+    return {code: state["status"] for code, state in states.items()}

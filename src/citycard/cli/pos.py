@@ -550,23 +550,64 @@ def purchase(
     journal: Path | None = JournalOpt,
     acquirer: str | None = AcquirerOpt,
     terminal: str | None = TerminalOpt,
+    service_ref: str | None = typer.Option(
+        None,
+        "--service-ref",
+        help="a public service's reference, e.g. HR-202612030017 (field 48; a registered counter)",
+    ),
 ) -> None:
     """A purchase: EC offline, or debit/credit authorized online by the issuer through the acquirer.
+    With --service-ref: a fee paid at a public-service counter (docs/public-services.md).
 
     Contactless "try another interface": an emulated card (--card) is inserted and the purchase runs again
     over contact; a card in a reader (--reader) must be inserted by hand and the command run again.
     """
     fen, pin = _amount(amount, "--amount"), _pin_option(pin)
+    reference = _service_counter(service_ref, terminal) if service_ref is not None else ""
     with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
-        _purchase(opts, pos, fen, pin, contactless)
+        _purchase(opts, pos, fen, pin, contactless, reference)
         _report_unreachable(client)
 
 
-def _purchase(opts: _CardOptions, pos: PosTerminal, fen: int, pin: str | None, contactless: bool) -> None:
+def _service_counter(text: str, terminal: str | None) -> str:
+    """``--service-ref`` checked before anything moves: a reference of a known kind, taken at a registered
+    terminal whose merchant is of an industry that service is paid at (docs/public-services.md)."""
+    from citycard.codec.iso8583.service import ServiceReference, ServiceReferenceError
+    from citycard.public.model import PublicError, check_counter
+
+    try:
+        reference = ServiceReference.parse(text)
+    except ServiceReferenceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--service-ref") from None
+    s = settings()
+    if terminal is None or (not s.database_url and not (s.home / "citycard.db").exists()):
+        raise typer.BadParameter("a public-service fee is taken at a registered terminal (--terminal TID)")
+    from citycard.bootstrap import open_center
+    from citycard.center.views import terminal_binding
+
+    with open_center(s) as center:
+        binding = terminal_binding(center.unit_of_work(read_only=True), terminal)
+    if binding is None:
+        raise typer.BadParameter(f"terminal {terminal} is not registered", param_hint="--terminal")
+    merchant = binding.merchant
+    try:
+        check_counter(
+            reference.kind, merchant.industry.value if merchant.industry else None, merchant.merchant_id
+        )
+    except PublicError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--service-ref") from None
+    return reference.text
+
+
+def _purchase(
+    opts: _CardOptions, pos: PosTerminal, fen: int, pin: str | None, contactless: bool, service_ref: str = ""
+) -> None:
     ask = _pin(pin)
     interface: Interface = "contactless" if contactless else "contact"
     with opts.transport(contactless) as transmit:
-        result = pos.purchase(transmit, fen, interface=interface, pin=ask, trace=opts.tracer())
+        result = pos.purchase(
+            transmit, fen, interface=interface, pin=ask, trace=opts.tracer(), service_ref=service_ref
+        )
     for recovered in result.recovered:
         console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
     if result.outcome.kind is OutcomeKind.TRY_ANOTHER_INTERFACE:
@@ -578,7 +619,16 @@ def _purchase(opts: _CardOptions, pos: PosTerminal, fen: int, pin: str | None, c
         if opts.card is not None:
             console.print("card inserted (contact)")
             with opts.transport(False) as transmit:
-                result = pos.purchase(transmit, fen, interface="contact", pin=_pin(pin), trace=opts.tracer())
+                result = pos.purchase(
+                    transmit,
+                    fen,
+                    interface="contact",
+                    pin=_pin(pin),
+                    trace=opts.tracer(),
+                    service_ref=service_ref,
+                )
+    if result.entry is not None and result.entry.service_ref:
+        console.print(f"service reference: {result.entry.service_ref}", highlight=False)
     _show(pos, result.outcome, result.entry, fen, "SALE")
 
 

@@ -204,3 +204,11 @@ def terminal_close(
     with open_center() as center:
         terminal = center.handle(cmd)
     console.print(f"closed terminal {terminal.terminal_id}", highlight=False)
+
+
+@merchant_app.command("report")
+def merchant_report(as_json: JsonFlag = False) -> None:
+    """Merchants, terminals and volumes by industry and district/county (``citycard public report``)."""
+    from .public import industry_report_command
+
+    industry_report_command(as_json)

@@ -80,6 +80,7 @@ def _record(row: Any) -> AcquirerTransaction:
         original_rrn=row.original_rrn,
         created_ns=int(row.created_ns),
         updated_ns=int(row.updated_ns),
+        service_ref=row.service_ref,
     )
 
 
@@ -98,6 +99,7 @@ def _record_values(record: AcquirerTransaction) -> dict[str, Any]:
         "original_rrn": record.original_rrn,
         "created_ns": record.created_ns,
         "updated_ns": record.updated_ns,
+        "service_ref": record.service_ref,
     }
 
 
@@ -243,6 +245,7 @@ class SqlOfflineUploads(_Repo):
                 pan_masked=upload.pan_masked,
                 message=upload.message,
                 received_ns=upload.received_ns,
+                service_ref=upload.service_ref,
             )
             .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
             .returning(_UP.stan)
@@ -258,7 +261,13 @@ class SqlOfflineUploads(_Repo):
         if row is None:
             return None
         return OfflineUpload(
-            key, row.merchant_id, row.amount_fen, row.pan_masked, bytes(row.message), int(row.received_ns)
+            key,
+            row.merchant_id,
+            row.amount_fen,
+            row.pan_masked,
+            bytes(row.message),
+            int(row.received_ns),
+            row.service_ref,
         )
 
     def count(self) -> int:

@@ -4,7 +4,9 @@ What is kept and why (``docs/network.md``, "The acquirer"): the transaction reco
 the store-and-forward queue and the offline uploads with their encoded ISO messages, clear PAN included,
 because the switch routes a forwarded reversal or advice by the PAN's BIN and clearing verifies an offline
 TC with the PAN and field 55. No PIN block and no MAC is stored (field 52 is dropped from the messages
-kept). Migration ``0009_acquirer``.
+kept). Migration ``0009_acquirer``; ``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a
+public-service counter, as text ``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and
+the uploads, where clearing copies it to ``clearing_items.service_ref``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ acquirer_transactions = Table(
     Column("original_rrn", String(12), nullable=True),
     Column("created_ns", BigInteger, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
+    Column("service_ref", String(32), nullable=True),  # field 48: a public service's reference (0012)
 )
 
 acquirer_saf = Table(
@@ -67,4 +70,5 @@ acquirer_uploads = Table(
     Column("pan_masked", String(19), nullable=True),
     Column("message", LargeBinary, nullable=False),
     Column("received_ns", BigInteger, nullable=False),
+    Column("service_ref", String(32), nullable=True),  # field 48 of the 0320, as text (0012)
 )

@@ -155,6 +155,7 @@ issuer_authorizations = Table(
     Column("merchant_id", String(15), nullable=False, server_default=""),
     Column("original_request_id", String(64), nullable=True),
     Column("refunded_fen", BigInteger, nullable=False, server_default="0"),
+    Column("service_ref", String(32), nullable=True),  # field 48 of a public-service payment (0012)
     Index("ix_issuer_authorizations_pan", "pan", "created_ns"),
 )
 

@@ -53,6 +53,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.web_tables",
     "citycard.db.settlement_tables",
     "citycard.db.clearing_tables",
+    "citycard.db.public_tables",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

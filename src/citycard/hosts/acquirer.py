@@ -94,6 +94,7 @@ from citycard.codec.iso8583 import (
     parse,
     response_mti,
     reversal_of,
+    service_reference,
     transaction_type,
 )
 from citycard.codec.pretty import mask_pan
@@ -420,7 +421,13 @@ class AcquirerHost:
             if original is None:
                 raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "a void without field 61")
         command = BeginTransaction(
-            key, request.merchant_id or "", kind, request.amount_fen, _masked(request), original
+            key,
+            request.merchant_id or "",
+            kind,
+            request.amount_fen,
+            _masked(request),
+            original,
+            _service_ref(request),
         )
         begun = await self._db(lambda: begin_transaction(command, self._uow(), self._clock))
         if begun.record is None:
@@ -568,6 +575,7 @@ class AcquirerHost:
                 request.amount_fen,
                 _masked(request),
                 replace(request, mac=None).to_bytes(),
+                _service_ref(request),
             )
             stored = await self._db(lambda: store_upload(command, self._uow(), self._clock))
         log.info(
@@ -681,6 +689,16 @@ def _pan(request: Message) -> str | None:
 def _masked(request: Message) -> str | None:
     pan = _pan(request)
     return None if pan is None else mask_pan(pan)
+
+
+def _service_ref(request: Message) -> str | None:
+    """Field 48 of a payment at a public-service counter, as text (``HR-202612030017``); a field 48 of
+    another layout is refused with 30 (format error) before anything is recorded."""
+    try:
+        reference = service_reference(request.additional_data)
+    except Iso8583Error as exc:
+        raise _Refused(ResponseCode.FORMAT_ERROR, str(exc)) from None
+    return None if reference is None else reference.text
 
 
 def _with_original_rrn(field61: str | None, original_rrn: str | None) -> str | None:

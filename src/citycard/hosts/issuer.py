@@ -55,10 +55,12 @@ from typing import Final
 from citycard.codec.iso8583 import (
     AdviceRequest,
     AuthorizationRequest,
+    Iso8583Error,
     Message,
     NetworkManagementRequest,
     ResponseCode,
     ReversalRequest,
+    service_reference,
     transaction_type,
 )
 from citycard.codec.tlv import decode, encode
@@ -172,7 +174,20 @@ def to_authorization(message: Message, kind: AuthorizationKind) -> commands.Auth
         merchant_id=message.merchant_id or "",
         pin_block=message.pin_block,
         original_request_id=original,
+        service_ref=_service_ref(message, kind),
     )
+
+
+def _service_ref(message: Message, kind: AuthorizationKind) -> str | None:
+    """Field 48 of a purchase at a public-service counter, as text (``HR-…``); :class:`MalformedRequest`
+    for 48 when it is not that layout, or not on a purchase."""
+    try:
+        reference = service_reference(message.additional_data)
+    except Iso8583Error as exc:
+        raise MalformedRequest("48", exc.reason) from None
+    if reference is not None and kind is not AuthorizationKind.PURCHASE:
+        raise MalformedRequest("48", "only a purchase carries a public-service reference")
+    return None if reference is None else reference.text
 
 
 def balance_field(balance_fen: int) -> str:

@@ -412,6 +412,7 @@ class AcquirerClient:
             batch=entry.batch,
             interface=interface,
             original=self._original(follows) if follows is not None else None,
+            service_ref=entry.service_ref if kind is OnlineKind.PURCHASE else "",
         )
         return self._online(entry.txn_id, message)
 
@@ -540,6 +541,7 @@ class AcquirerClient:
                 batch=entry.batch,
                 interface=entry.interface,
                 field55=bytes.fromhex(entry.field55),
+                service_ref=entry.service_ref,
             )
             try:
                 answer = self._send(message)

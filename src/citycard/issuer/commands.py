@@ -362,6 +362,7 @@ class AuthorizationRequest:
     merchant_id: str = ""
     pin_block: bytes | None = field(default=None, repr=False)  # field 52, under the zone PIN key; not in repr
     original_request_id: str | None = None  # for a reversal, a void, a refund
+    service_ref: str | None = None  # a purchase at a public-service counter: field 48 as text (HR-…)
 
     def __post_init__(self) -> None:
         if not isinstance(self.request_id, str) or not 1 <= len(self.request_id) <= 64:
@@ -389,6 +390,14 @@ class AuthorizationRequest:
                 or not value.isprintable()
             ):
                 raise MalformedRequest(name, f"must be at most {limit} printable ASCII characters")
+        if self.service_ref is not None and (
+            self.kind != AuthorizationKind.PURCHASE
+            or not isinstance(self.service_ref, str)
+            or not 4 <= len(self.service_ref) <= 32
+            or not self.service_ref.isascii()
+            or not self.service_ref.isprintable()
+        ):
+            raise MalformedRequest("service_ref", "a purchase's public-service reference: 4-32 characters")
         if self.pin_block is not None and len(self.pin_block) != 8:
             raise MalformedRequest("pin_block", "must be 8 bytes")
         if self.kind.follows_up and (

@@ -164,7 +164,7 @@ def decide(
         if isinstance(pinned, Decision):
             return pinned
         card = pinned
-        base = replace(base, card=card)
+        base = replace(base, card=card, flags=(*base.flags, "online_pin_verified"))
     if req.kind == AuthorizationKind.VOID:
         return _void(req, card, base, bank, original, now_ns)
     return _business(req, card, base, bank, product, ec_books_balance_fen)

@@ -134,6 +134,7 @@ class StoredAuthorization:
     merchant_id: str = ""  # field 42
     original_request_id: str | None = None  # the request a reversal, void or refund follows up
     refunded_fen: int = 0  # refunded so far against this purchase (REFUND advices, up to amount_fen)
+    service_ref: str | None = None  # a public service's reference (field 48 of the purchase), HR-…
 
     @property
     def tombstone(self) -> bool:

@@ -49,6 +49,7 @@ class JournalEntry:
     ec_balance_fen: int | None = None
     un: str = ""  # 9F37, with date/time and amount what the card's log records
     export_id: int | None = None
+    service_ref: str = ""  # a public service's reference (``HR-202612030017``): field 48 of its 0200 / 0320
 
 
 class Journal(Protocol):

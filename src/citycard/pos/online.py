@@ -36,6 +36,7 @@ from citycard.codec.iso8583 import (
     Message,
     NetworkManagementRequest,
     ResponseCode,
+    ServiceReference,
     TransactionType,
     reversal_of,
 )
@@ -147,10 +148,12 @@ def authorization_request(
     batch: int,
     interface: str = "contact",
     original: Original | None = None,
+    service_ref: str = "",
 ) -> Message:
     """The 0200 (or 0220 for a refund) for ``request``, with 64 set to :data:`MAC_PLACEHOLDER`.
 
-    A void and a refund name their original (61); the amount (4) is absent for a balance inquiry."""
+    A void and a refund name their original (61); the amount (4) is absent for a balance inquiry; a
+    purchase at a public-service counter carries the service's reference (``HR-…``) in 48."""
     row = kind.row
     assert kind is not OnlineKind.UPLOAD
     assert (original is not None) == (kind in (OnlineKind.VOID, OnlineKind.REFUND)), "61: void, refund"
@@ -170,6 +173,7 @@ def authorization_request(
         terminal_id=identity.terminal_id,
         merchant_id=identity.merchant_id,
         currency=CURRENCY,
+        additional_data=_field48(kind, service_ref),
         pin_block=pin,
         icc=IccData(request.field55) if request.field55 else None,
         field60=Field60(row.message_type_code, batch),
@@ -211,8 +215,10 @@ def upload_request(
     batch: int,
     interface: str,
     field55: bytes,
+    service_ref: str = "",
 ) -> Message:
-    """The 0320 of one offline EC purchase (60.1 = ``36``) with its chip data and TC in 55."""
+    """The 0320 of one offline EC purchase (60.1 = ``36``) with its chip data and TC in 55, and in 48 the
+    reference of the public service it paid (``service_ref``, ``HR-…``), if any."""
     row = OnlineKind.UPLOAD.row
     return BatchUpload(
         mti=row.mti,
@@ -227,10 +233,20 @@ def upload_request(
         terminal_id=identity.terminal_id,
         merchant_id=identity.merchant_id,
         currency=CURRENCY,
+        additional_data=_field48(OnlineKind.UPLOAD, service_ref),
         icc=IccData(field55),
         field60=Field60(row.message_type_code, batch),
         mac=MAC_PLACEHOLDER,
     )
+
+
+def _field48(kind: OnlineKind, service_ref: str) -> str | None:
+    """Field 48 of a purchase or an upload paying a public service (:mod:`citycard.codec.iso8583.service`):
+    the journal keeps the reference as text (``HR-202612030017``), checked when it was journaled."""
+    if not service_ref:
+        return None
+    assert kind in (OnlineKind.PURCHASE, OnlineKind.UPLOAD), "only a purchase pays a public service"
+    return ServiceReference.parse(service_ref).to_field48()
 
 
 def _network(mti: str, code: str, identity: TerminalIdentity, stan: int, batch: int) -> Message:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from citycard.codec.dol import fit_value
+from citycard.codec.iso8583.service import ServiceReference
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import (
@@ -44,7 +45,7 @@ from .journal import Journal, JournalEntry, State
 from .online import OnlineHost, OnlineKind
 from .sealing import seal_pan
 
-__all__ = ["Interface", "PosTerminal", "TapResult", "inquiry", "validator_config"]
+__all__ = ["Interface", "PosTerminal", "TapResult", "inquiry", "self_service_config", "validator_config"]
 
 Transmit = Callable[[bytes], bytes]
 Interface = Literal["contact", "contactless"]
@@ -111,6 +112,16 @@ def validator_config(config: TerminalConfig) -> TerminalConfig:
         contactless_cvm_limit_fen=0,
         cardholder_confirmation=False,
     )
+
+
+def self_service_config(config: TerminalConfig) -> TerminalConfig:
+    """A self-service terminal of the service center (information inquiry, docs/public-services.md): the
+    only cardholder verification it supports is the online PIN (9F33 byte 2 = ``40``, EMV Book 4 Annex
+    A2), so a card's CVM list (PBOC: offline PIN if supported, else online PIN ...) selects the online
+    PIN and the issuer verifies it; no cardholder choice of application."""
+    caps = bytearray(config.capabilities)
+    caps[1] = 0x40
+    return replace(config, capabilities=bytes(caps), cardholder_confirmation=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +314,7 @@ class PosTerminal:
         refuse: Callable[[Outcome], str | None] = lambda _: None,
         online_kind: OnlineKind | None = None,
         follows: JournalEntry | None = None,
+        service_ref: str = "",
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
         approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
@@ -335,6 +347,8 @@ class PosTerminal:
                 pan = kernel.card.get("5A", b"").hex().upper().rstrip("F")
                 psn = kernel.card.get("5F34", b"").hex()
                 card = self._card_fields(pan, psn) if pan.isdigit() else {}
+                if service_ref:
+                    card["service_ref"] = service_ref
                 amount, what = txn.amount_fen, kind
                 if txn.extension is not None:  # the amount the extension decided before the GPO
                     amount = int(kernel.term["9F02"].hex())
@@ -390,7 +404,14 @@ class PosTerminal:
         pin: Callable[[RequestPin], str | PinEntry | None] = lambda _: None,
         choose: Callable[[ChooseApplication], int | None] = lambda _: 0,
         trace: Trace | None = None,
+        service_ref: str = "",
     ) -> TapResult:
+        """A purchase: EC offline when the card takes it, else online through the host. ``service_ref``:
+        the public service it pays at this counter (``HR-202612030017``; ServiceReferenceError, a
+        ValueError, before the card is asked anything when it is malformed): journaled with the
+        transaction, sent in field 48 of the 0200 or of the 0320 upload."""
+        if service_ref:
+            service_ref = ServiceReference.parse(service_ref).text
         recovered = self.recover_torn(transmit, interface, trace)
         now = self.clock()
         retry = [
@@ -412,6 +433,7 @@ class PosTerminal:
             choose=choose,
             trace=trace,
             online_kind=OnlineKind.PURCHASE if online is _unable else None,
+            service_ref=service_ref,
         )
         return TapResult(outcome, entry, tuple(recovered))
 

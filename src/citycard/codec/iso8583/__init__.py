@@ -4,6 +4,7 @@
 - :mod:`.wire`: frame (2-byte length, TPDU, 6-byte header), message (BCD MTI, binary bitmap), MAC block.
 - :mod:`.messages`: frozen typed messages per kind, the table of our transactions.
 - :mod:`.codes`: :class:`ResponseCode` with ``.approved``; a malformed message is answered with 30.
+- :mod:`.service`: field 48 of a payment at a public-service counter (the service's reference).
 - :mod:`.signon`: field 62 of the sign-on answer (PIK and MAK under the terminal master key, check values).
 - :mod:`.errors`: :class:`Iso8583Error` (field, position, reason), the only error raised on bad input.
 
@@ -39,6 +40,7 @@ from .messages import (
     reversal_of,
     transaction_type,
 )
+from .service import ServiceKind, ServiceReference, ServiceReferenceError, service_reference
 from .signon import SignOnKeys, SignOnKeysError
 from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
 from .wire import (
@@ -82,6 +84,9 @@ __all__ = [
     "ResponseCode",
     "ReversalRequest",
     "ReversalResponse",
+    "ServiceKind",
+    "ServiceReference",
+    "ServiceReferenceError",
     "SettlementRequest",
     "SettlementResponse",
     "SignOnKeys",
@@ -102,6 +107,7 @@ __all__ = [
     "response_for_malformed",
     "response_mti",
     "reversal_of",
+    "service_reference",
     "transaction_type",
     "with_mac",
 ]

@@ -50,7 +50,7 @@ _CARD_SCRIPT_HEADERS = {
 
 def request_fingerprint(req: AuthorizationRequest) -> str:
     """A hash of the request's content: a request id reused with other content is refused (``94``)."""
-    parts = (
+    parts: tuple[str, ...] = (
         req.kind,
         req.pan,
         req.psn,
@@ -62,6 +62,8 @@ def request_fingerprint(req: AuthorizationRequest) -> str:
         (req.pin_block or b"").hex(),
         req.original_request_id or "",
     )
+    if req.service_ref is not None:  # only then: the fingerprints stored before field 48 stay the same
+        parts = (*parts, req.service_ref)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -149,6 +151,7 @@ def _authorize_in(
             terminal_id=req.terminal_id,
             merchant_id=req.merchant_id,
             original_request_id=req.original_request_id,
+            service_ref=req.service_ref,
         )
     )
     return (response, True) if added else None
