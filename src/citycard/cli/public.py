@@ -35,7 +35,7 @@ from .output import JsonFlag, print_json, yuan
 
 __all__ = ["app", "apps_of_card", "industry_report_command", "open_public"]
 
-app = typer.Typer(help="Public services on the card: inquiries, industry applications, reports.",
+app = typer.Typer(help="Public services on the card: inquiries, industry applications, industry reports.",
                   no_args_is_help=True)  # fmt: skip
 apps_app = typer.Typer(help="Industry applications on cards (transit concession, library, health).",
                        no_args_is_help=True)  # fmt: skip
