@@ -125,3 +125,29 @@ def test_bad_fee_schedule_and_unknown_bank_or_merchant(
     assert capsys.readouterr().err.startswith("error: --bank 'ABC': took no part")
     assert run(["settlement", "report", "--date", DAY, "--merchant", "X"]) == 2
     assert capsys.readouterr().err.startswith("error: --merchant 'X': had nothing settled")
+
+
+def test_clearing_run_settles_the_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``citycard clearing run --date D`` clears the day, then settles it (here the day's items are as
+    clearing left them: its run finds nothing more to clear), and a second run settles nothing again."""
+    for name in ("CITYCARD_DATABASE_URL", "CITYCARD_HSM_MASTER_KEY", "CITYCARD_HSM_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path / "home"))
+    assert run(["bank", "add", "ICBC", "--no-products"]) == 0
+    assert run(["bank", "add", "BOC", "--no-products"]) == 0
+    database = Database.open(settings().db_url)
+    try:
+        prepare(database)
+    finally:
+        database.close()
+    capsys.readouterr()
+    assert run(["clearing", "run", "--date", "2026-11-25"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-25 settled: 12 items" in out and "net positions 2026-11-25" in out
+    files = _tree(tmp_path / "home" / "settlement" / DAY)
+    assert run(["clearing", "run", "--date", "2026-11-25", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["settlement"]["posted"] is False and body["settlement"]["payout_total_fen"] == 69730
+    assert _tree(tmp_path / "home" / "settlement" / DAY) == files

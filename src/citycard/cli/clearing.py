@@ -95,10 +95,29 @@ def run(
                 bar.update(task, completed=done, total=total)
 
             summary = engine.run(when, progress=advance)
+        settled = _settle(engine.database, summary.status, when)
     if as_json:
-        print_json(summary.as_json())
+        print_json({**summary.as_json(), "settlement": settled and settled.as_json()})
         return
     _show(summary)
+    if settled is not None:
+        settled.show()
+
+
+def _settle(database: Any, status: str, when: date) -> Any:
+    """Settlement of the day once it is cleared (``citycard.settlement.settle_day``): postings, payouts and
+    the day's files; again (the same files, nothing posted) when it was settled before."""
+    from citycard.settlement import SettlementError
+
+    from .settlement import SettledDay, run_settlement
+
+    if status not in ("cleared", "settled"):
+        return None
+    try:
+        result = run_settlement(database, when.strftime("%Y%m%d"), home=settings().home)
+    except SettlementError as exc:
+        raise fail(str(exc), 2 if isinstance(exc, ValueError) else 1) from None
+    return SettledDay(result, settings().home)
 
 
 @app.command("import")

@@ -44,7 +44,7 @@ from .output import JsonFlag, amount_column, print_json, yuan
 if TYPE_CHECKING:
     from citycard.db import Database
 
-__all__ = ["app", "directory_sink", "run_settlement", "settlement_folder"]
+__all__ = ["SettledDay", "app", "directory_sink", "run_settlement", "settlement_folder"]
 
 app = typer.Typer(
     help="Settlement of cleared days: net positions, postings, payouts, files, reports.",
@@ -97,6 +97,32 @@ def run_settlement(
         sink=directory_sink(settlement_folder(home, day)),
         progress=progress,
     )
+
+
+class SettledDay:
+    """What ``clearing run`` shows of the settlement it ran after clearing."""
+
+    def __init__(self, result: SettleResult, home: Path) -> None:
+        self.result = result
+        self.folder = settlement_folder(home, result.record.day)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**_record_json(self.result.record), "posted": self.result.posted, "folder": str(self.folder)}
+
+    def show(self) -> None:
+        _say_settled(self.result, self.folder)
+
+
+def _say_settled(result: SettleResult, folder: Path) -> None:
+    record = result.record
+    verb = "settled" if result.posted else "already settled; files written again"
+    console.print(
+        f"{_dashed(record.day)} {verb}: {record.item_count} items, {record.transfer_count} transfers, "
+        f"payouts {yuan(record.payout_total_fen)}; {len(result.files)} files in {folder}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_positions(record)
 
 
 @contextmanager
@@ -179,14 +205,7 @@ def run(
             }
         )
         return
-    verb = "settled" if result.posted else "already settled; files written again"
-    console.print(
-        f"{_dashed(day)} {verb}: {result.record.item_count} items, {result.record.transfer_count} transfers, "
-        f"payouts {yuan(result.record.payout_total_fen)}; {len(result.files)} files in {folder}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    _print_positions(result.record)
+    _say_settled(result, folder)
 
 
 def _record_json(record: DayRecord) -> dict[str, Any]:
