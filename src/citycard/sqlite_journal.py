@@ -218,6 +218,21 @@ class SqliteJournal:
         row = self._db.execute("SELECT value FROM counters WHERE name='batch'").fetchone()
         return 1 if row is None else int(row[0])
 
+    def batch_totals(self, batch: int) -> tuple[int, int, int, int]:
+        """(debit fen, debit count, credit fen, credit count) of ``batch`` as the batch settlement (0500)
+        counts them (docs/iso8583.md): approved purchases, online and offline, less approved voids; approved
+        refunds."""
+        row = self._db.execute(
+            "SELECT"
+            " COALESCE(SUM(CASE kind WHEN 'purchase' THEN amount_fen WHEN 'void' THEN -amount_fen END), 0),"
+            " COALESCE(SUM(CASE kind WHEN 'purchase' THEN 1 WHEN 'void' THEN -1 END), 0),"
+            " COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_fen END), 0),"
+            " COALESCE(SUM(CASE kind WHEN 'refund' THEN 1 END), 0)"
+            " FROM txn WHERE batch=? AND state='approved' AND amount_fen > 0",
+            (batch,),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
     def close_batch(self) -> int:
         """Start a new batch (after settlement); returns the new batch number."""
         with self._tx() as db:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 from citycard.sqlite_journal import JournalUnavailable, SqliteJournal
 
 from .card import card_file, hold_card, log_record, parse_yuan
-from .output import JsonFlag, amount_column, print_json
+from .output import JsonFlag, amount_column, print_json, yuan
 
 __all__ = ["app"]
 
@@ -1020,6 +1020,67 @@ def upload(
             for txn_id, reason in result.failed:
                 console.print(f"  {txn_id}: not acknowledged ({reason})", highlight=False)
         if result.failed:
+            raise typer.Exit(1)
+
+
+@app.command("settle")
+def settle(
+    config: Path | None = ConfigOpt,
+    keys: Path | None = KeysOpt,
+    journal: Path | None = JournalOpt,
+    acquirer: str | None = AcquirerOpt,
+    terminal: str | None = TerminalOpt,
+    as_json: JsonFlag = False,
+) -> None:
+    """Batch settlement (批结算): upload the offline purchases, send the batch's totals (0500); when the
+    acquirer balances them (00) the batch is closed, when not (95) it stays open (exit status 1)."""
+    with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
+        client.open()
+        done = client.settle()
+
+        def figures(t: Any) -> dict[str, int] | None:
+            if t is None:
+                return None
+            return {
+                "debit_fen": t.debit_fen,
+                "debit_count": t.debit_count,
+                "credit_fen": t.credit_fen,
+                "credit_count": t.credit_count,
+            }
+
+        if as_json:
+            print_json(
+                {
+                    "batch": done.batch,
+                    "response_code": done.response_code,
+                    "balanced": done.response_code == "00",
+                    "terminal": figures(done.totals),
+                    "acquirer": figures(done.host_totals),
+                    "new_batch": done.new_batch,
+                    "uploaded": len(done.upload.acknowledged),
+                }
+            )
+        else:
+            t = done.totals
+            console.print(
+                f"batch {done.batch}: debits {t.debit_count} for {yuan(t.debit_fen)}, credits "
+                f"{t.credit_count} for {yuan(t.credit_fen)}; acquirer answered {done.response_code}",
+                highlight=False,
+            )
+            if done.new_batch is not None:
+                console.print(
+                    f"balanced: batch {done.batch} closed; now batch {done.new_batch}", highlight=False
+                )
+            else:
+                h = done.host_totals
+                theirs = "-"
+                if h is not None:
+                    theirs = f"debits {h.debit_count} for {yuan(h.debit_fen)}, "
+                    theirs += f"credits {h.credit_count} for {yuan(h.credit_fen)}"
+                console.print(
+                    f"out of balance: the acquirer has {theirs}; the batch stays open", highlight=False
+                )
+        if done.new_batch is None:
             raise typer.Exit(1)
 
 

@@ -48,7 +48,9 @@ from citycard.codec.iso8583 import (
     parse,
     with_mac,
 )
+from citycard.codec.iso8583.messages import Field60, SettlementRequest
 from citycard.codec.iso8583.signon import SignOnKeys
+from citycard.codec.iso8583.totals import BatchTotals
 from citycard.codec.iso8583.wire import decode_message
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
@@ -72,6 +74,7 @@ __all__ = [
     "TERMINAL_TPDU",
     "AcquirerClient",
     "AcquirerUnreachable",
+    "BatchSettlement",
     "FlushResult",
     "OnlineError",
     "SignOnError",
@@ -123,6 +126,19 @@ class FlushResult:
 class UploadResult:
     acknowledged: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]  # txn_id, why
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettlement:
+    """The batch settlement's outcome: the batch, the terminal's totals, the acquirer's answer (39 and its
+    totals from 48), and the new batch number when it balanced (the batch is closed)."""
+
+    batch: int
+    totals: BatchTotals
+    response_code: str
+    host_totals: BatchTotals | None
+    new_batch: int | None
+    upload: UploadResult
 
 
 class _LoopThread:
@@ -558,6 +574,33 @@ class AcquirerClient:
             self.journal.uploaded(entry.txn_id, str(answer.response_code))
             acknowledged.append(entry.txn_id)
         return UploadResult(tuple(acknowledged), tuple(failed))
+
+    def settle(self) -> BatchSettlement:
+        """批结算: upload the offline purchases first, then a 0500 with the batch's totals (48); when the
+        acquirer answers 00 (balanced) the batch is closed and the next one begins; 95 leaves it open."""
+        uploaded = self.upload()
+        batch = self.journal.current_batch()
+        totals = BatchTotals(*self.journal.batch_totals(batch))
+        request = SettlementRequest(
+            mti="0500",
+            stan=self.journal.next_stan(),
+            terminal_id=self.identity.terminal_id,
+            merchant_id=self.identity.merchant_id,
+            additional_data=totals.field48(),
+            currency="156",
+            field60=Field60("00", batch, "201"),
+            mac=bytes(8),
+        )
+        answer = self._send(request)
+        if not self._authentic(answer):
+            raise OnlineError(f"the acquirer's 0510 for batch {batch} fails its MAC")
+        code = str(answer.response_code)
+        try:
+            host_totals: BatchTotals | None = BatchTotals.parse(answer.additional_data)[0]
+        except Iso8583Error:
+            host_totals = None
+        new_batch = self.journal.close_batch() if code == "00" else None
+        return BatchSettlement(batch, totals, code, host_totals, new_batch, uploaded)
 
     def echo(self) -> Message:
         request = echo_request(

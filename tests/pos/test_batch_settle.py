@@ -1,0 +1,80 @@
+"""The terminal's batch settlement (批结算, 0500/0510) through the whole chain on loopback sockets: online
+purchases, a void, a refund and offline EC purchases; ``settle`` uploads the offline ones, sends the batch's
+totals, the acquirer balances them against its own records (00) and the batch is closed; the next, empty
+batch balances at zero; a journal that disagrees with the acquirer is answered 95 and its batch stays open."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from citycard.codec.iso8583.totals import BatchTotals
+
+from tests.pos.chain import PIN, chain
+from tests.pos.test_online import World
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with chain(tmp_path / "home", monkeypatch) as net:
+        yield World(net, tmp_path)
+
+
+def test_a_batch_balances_and_closes_then_a_tampered_one_is_95(world: World, tmp_path: Path) -> None:
+    with world.client() as client:
+        pos = world.pos(client)
+        first = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
+        second = pos.purchase(world.tap(), 2_000, pin=lambda _: PIN)
+        assert first.approved and second.approved and first.entry and second.entry
+        assert pos.void(world.tap(), first.entry, pin=lambda _: PIN).approved
+        _, code = client.refund(second.entry, 500)
+        assert code == "00"
+        assert pos.load(world.tap(), 10_000, pin=lambda _: PIN).approved  # EC load: not in the totals
+        offline = [pos.purchase(world.tap(), amount) for amount in (1_250, 800)]
+        assert all(sale.approved for sale in offline)
+
+        done = client.settle()
+        assert len(done.upload.acknowledged) == 2
+        expected = BatchTotals(debit_fen=2_000 + 1_250 + 800, debit_count=3, credit_fen=500, credit_count=1)
+        assert (done.batch, done.totals, done.response_code) == (1, expected, "00")
+        assert done.host_totals == expected and done.new_batch == 2
+
+        empty = client.settle()
+        assert (empty.batch, empty.totals, empty.response_code, empty.new_batch) == (
+            2,
+            BatchTotals(),
+            "00",
+            3,
+        )
+
+        sale = pos.purchase(world.tap(), 300)
+        assert sale.approved and sale.entry is not None
+        client.upload()
+        with sqlite3.connect(tmp_path / "journal.db") as db:  # the terminal's journal loses a fen
+            db.execute("UPDATE txn SET amount_fen = 299 WHERE txn_id = ?", (sale.entry.txn_id,))
+        wrong = client.settle()
+        assert (wrong.batch, wrong.response_code, wrong.new_batch) == (3, "95", None)
+        assert wrong.totals == BatchTotals(299, 1) and wrong.host_totals == BatchTotals(300, 1)
+        assert world.journal.current_batch() == 3
+
+
+def test_pos_settle_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from tests.pos.test_cli_pos import _app
+
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        r = runner.invoke(app, ["pos", "load", "--card", net.pan, "--amount", "100", "--pin", "123456"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["pos", "purchase", "--card", net.pan, "--amount", "12.50"])
+        assert r.exit_code == 0 and "APPROVED OFFLINE" in r.output, r.output
+        r = runner.invoke(app, ["pos", "settle"])
+        assert r.exit_code == 0, r.output
+        assert "batch 1: debits 1 for 12.50, credits 0 for 0.00; acquirer answered 00" in r.output
+        assert "balanced: batch 1 closed; now batch 2" in r.output and net.uploads() == 1
+        r = runner.invoke(app, ["pos", "settle", "--json"])
+        assert r.exit_code == 0 and '"new_batch": 3' in r.output, r.output
