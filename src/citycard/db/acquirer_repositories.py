@@ -2,15 +2,19 @@
 
 Implements :mod:`citycard.acquirer.ports`. Inserts that may race with a retry of the same terminal
 transaction are ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL waits for the other transaction, then
-skips; the caller reads the stored row). The RRN sequence is one row locked for update (``SELECT … FOR
-UPDATE``; SQLite's write lock), so RRNs are given in commit order and never twice.
+skips; the caller reads the stored row). The RRN sequence is one row moved on by ``INSERT … ON CONFLICT DO
+UPDATE … RETURNING`` and locked until the transaction ends (SQLite's write lock), so RRNs are given in
+commit order and never twice. A purchase's statements are built once and run on psycopg
+(``citycard.db.driver``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -27,6 +31,7 @@ from citycard.acquirer.model import (
 )
 
 from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
+from .driver import DriverStatement
 from .settlement_batch import SqlBatchTotals
 from .uow import RepositoryFactory, SqlUnitOfWork
 
@@ -54,14 +59,10 @@ class SqlRrns(_Repo):
         CONFLICT DO UPDATE … RETURNING``), so two first transactions on a fresh database do not both
         insert it (one of them failed with a unique violation, answered 96); the row stays locked until
         the transaction ends, so RRNs are taken one transaction at a time."""
-        t = acquirer_sequences
-        statement = (
-            _insert(self.session, t)
-            .values(name=self.NAME, next_value=2)
-            .on_conflict_do_update(index_elements=[t.c.name], set_={"next_value": t.c.next_value + 1})
-            .returning(t.c.next_value)
+        row = _statements(_dialect(self.session)).next_rrn.first(
+            self.session.connection(), {"s_name": self.NAME}
         )
-        return int(self.session.execute(statement).scalar_one()) - 1
+        return int(row.next_value) - 1
 
 
 _TX = acquirer_transactions.c
@@ -103,32 +104,85 @@ def _record_values(record: AcquirerTransaction) -> dict[str, Any]:
     }
 
 
-def _key_is(key: TransactionKey) -> Any:
-    return (_TX.terminal_id == key.terminal_id) & (_TX.batch == key.batch) & (_TX.stan == key.stan)
+def _key(key: TransactionKey) -> dict[str, Any]:
+    return {"k_terminal_id": key.terminal_id, "k_batch": key.batch, "k_stan": key.stan}
+
+
+_KEY_IS = (
+    (_TX.terminal_id == bindparam("k_terminal_id"))
+    & (_TX.batch == bindparam("k_batch"))
+    & (_TX.stan == bindparam("k_stan"))
+)
+_UPDATED = ("merchant_id", "kind", "amount_fen", "pan_masked", "status", "response_code", "original_rrn")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of a purchase's two acquirer transactions, built once per dialect and run on the
+    driver (``citycard.db.driver``): they run for every authorization."""
+
+    next_rrn: DriverStatement
+    get: DriverStatement
+    get_for_update: DriverStatement
+    add: DriverStatement
+    update: DriverStatement
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    if dialect == "postgresql":  # imported here: see issuer_repositories
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        insert_: Any = postgresql_insert
+    else:
+        insert_ = sqlite_insert
+    t, get = acquirer_sequences, select(acquirer_transactions).where(_KEY_IS)
+    columns: dict[str, Any] = {c.key: bindparam(f"v_{c.key}") for c in acquirer_transactions.c}
+    return _Statements(
+        next_rrn=DriverStatement(
+            insert_(t)
+            .values(name=bindparam("s_name"), next_value=2)
+            .on_conflict_do_update(index_elements=[t.c.name], set_={"next_value": t.c.next_value + 1})
+            .returning(t.c.next_value)
+        ),
+        get=DriverStatement(get),
+        get_for_update=DriverStatement(get.with_for_update()),
+        add=DriverStatement(
+            insert_(acquirer_transactions)
+            .values(columns)
+            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
+            .returning(_TX.rrn)
+        ),
+        update=DriverStatement(
+            update(acquirer_transactions)
+            .where(_KEY_IS)
+            .values({name: bindparam(f"v_{name}") for name in (*_UPDATED, "updated_ns")})
+            .returning(_TX.rrn)
+        ),
+    )
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 class SqlTransactions(_Repo):
     def get(self, key: TransactionKey, *, for_update: bool = False) -> AcquirerTransaction | None:
-        query = select(acquirer_transactions).where(_key_is(key))
-        if for_update:
-            query = query.with_for_update()
-        row = self.session.execute(query).first()
+        statements = _statements(_dialect(self.session))
+        query = statements.get_for_update if for_update else statements.get
+        row = query.first(self.session.connection(), _key(key))
         return None if row is None else _record(row)
 
     def add(self, record: AcquirerTransaction) -> bool:
-        statement = (
-            _insert(self.session, acquirer_transactions)
-            .values(**_record_values(record))
-            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
-            .returning(_TX.rrn)
-        )
-        return self.session.execute(statement).first() is not None
+        params = {f"v_{name}": value for name, value in _record_values(record).items()}
+        row = _statements(_dialect(self.session)).add.first(self.session.connection(), params)
+        return row is not None
 
     def update(self, record: AcquirerTransaction) -> None:
         values = _record_values(record)
-        for name in ("terminal_id", "batch", "stan", "rrn", "created_ns"):
-            del values[name]
-        self.session.execute(update(acquirer_transactions).where(_key_is(record.key)).values(**values))
+        params = {f"v_{name}": values[name] for name in (*_UPDATED, "updated_ns")} | _key(record.key)
+        rows = _statements(_dialect(self.session)).update.rows(self.session.connection(), params)
+        assert len(rows) == 1, (record.key, len(rows))
 
     def by_rrn(self, rrn: str) -> AcquirerTransaction | None:
         row = self.session.execute(select(acquirer_transactions).where(_TX.rrn == rrn)).first()

@@ -27,9 +27,10 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
 
 Stopping (:meth:`AcquirerHost.stop`, Ctrl-C): the server stops taking requests and finishes those in
 flight (each one's reversal is persisted before its answer, so nothing is lost), then the SAF task
-finishes its batch; what is still queued stays on disk for the next start. Database work runs in a small
-thread pool so the event loop never waits on a disk. Logs name MTI, STAN, terminal and RRN: never a PAN,
-a PIN block or a key.
+finishes its batch; what is still queued stays on disk for the next start. A bank's institution id and
+zone PIN key label are read once per bank (a change needs a restart, as the switch's routing table does).
+Database work runs in a small thread pool so the event loop never waits on a disk. Logs name MTI, STAN,
+terminal and RRN: never a PAN, a PIN block or a key.
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ class AcquirerHost:
         self._uow = unit_of_work
         self._registry = registry
         self._banks = banks
+        self._bank_of: dict[str, AcquiringBank] = {}  # read once per bank: institution id, ZPK label
         self._clock = clock
         self._pool = ThreadPoolExecutor(self.config.db_threads, thread_name_prefix="acquirer-db")
         limits = self.config.server_limits
@@ -366,7 +368,11 @@ class AcquirerHost:
         if check.refusal is not None:
             raise _Refused(ResponseCode(check.refusal), "registry refuses 41/42")
         code = check.bank_code
-        bank = None if code is None else await self._db(lambda: self._banks(code))
+        bank = None if code is None else self._bank_of.get(code)
+        if bank is None and code is not None:
+            bank = await self._db(lambda: self._banks(code))
+            if bank is not None:
+                self._bank_of[code] = bank
         if bank is None:
             raise _Refused(ResponseCode.NOT_PERMITTED_TO_TERMINAL, "the merchant has no acquiring bank")
         return bank

@@ -1,0 +1,43 @@
+"""The end-to-end benchmark's own run, tiny and untimed (PostgreSQL): terminals sign on to the acquirer and
+every purchase through acquirer, switch and issuer front end (group commit included) is approved and posted
+once, and the books balance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from citycard.db import Database
+
+from tests.db.dbtargets import fresh_database
+
+
+@pytest.mark.postgres
+def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bench_e2e
+
+    for name, value in (("TERMINALS", 3), ("SECONDS", 0.5), ("WARM_UP_S", 0.2), ("LAYOUT", "one")):
+        monkeypatch.setattr(bench_e2e, name, value)
+    with ExitStack() as stack:
+        databases: list[Database] = []
+
+        def open_db() -> tuple[Database, Callable[[], None]]:
+            databases.append(stack.enter_context(fresh_database("postgresql", tmp_path)))
+            return databases[-1], lambda: None
+
+        row = bench_e2e._measure(open_db)  # asserts that every answer is an approval
+        assert row.rate > 0 and row.p50_ms <= row.p99_ms
+        (db,) = databases
+        with db.unit_of_work() as uow:
+            assert uow.ledger.totals().balanced and uow.ledger.audit() == []
+            purchases = [t for t in uow.ledger.journal(limit=100_000) if t.amount_fen == 100]
+        with db.unit_of_work() as uow:
+            approved = uow.session.connection().exec_driver_sql(
+                "SELECT count(*) FROM issuer_authorizations WHERE response_code = '00' AND amount_fen = 100"
+            )
+            assert approved.scalar_one() == len(purchases) > 0  # one posting per approval, none twice
