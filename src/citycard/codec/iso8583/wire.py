@@ -136,9 +136,16 @@ def encode_message(message: RawMessage) -> bytes:
     unknown = set(message.fields) - PROFILE_FIELDS
     if unknown:
         raise Iso8583Error(str(min(unknown)), None, "field is not in the profile")
-    doc: dict[str, str] = {"t": message.mti}
     for number, value in message.fields.items():
         check_value(number, value, None)
+    return encode_checked(message)
+
+
+def encode_checked(message: RawMessage) -> bytes:
+    """:func:`encode_message` of a message whose MTI and values were checked already (a typed message's
+    fields, checked when it was made)."""
+    doc: dict[str, str] = {"t": message.mti}
+    for number, value in message.fields.items():
         doc[str(number)] = value.hex().upper() if isinstance(value, bytes) else value
     try:
         raw, _ = iso8583.encode(doc, SPEC)
