@@ -35,6 +35,7 @@ __all__ = ["ROUTERS", "create_app"]
 ROUTERS: list[str] = [
     "citycard.web.routes.auth",
     "citycard.web.routes.console",
+    "citycard.web.routes.public",
 ]
 """Modules with a ``router`` (``fastapi.APIRouter``), included in this order."""
 
