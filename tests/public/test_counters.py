@@ -5,6 +5,7 @@ issuer's authorization record, all naming the hospital as merchant; bad input re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,36 @@ def test_a_malformed_reference_is_refused_before_the_card_is_asked(world: Public
                 pos.purchase(world.tap(), 15_000, pin=lambda _: PIN, service_ref=bad)
     assert world.desk.journal.entries() == []
     assert world.net.status() == before
+
+
+def test_the_fees_clear_to_the_hospital_with_their_reference(world: PublicWorld) -> None:
+    """Clearing (the day of the transactions) copies the reference to ``clearing_items.service_ref``:
+    the online fee from the issuer's authorization, the offline one from the 0320's field 48."""
+    from sqlalchemy import select
+
+    from citycard.clearing import ClearingPolicy
+    from citycard.clearing.calendar import clearing_date_of
+    from citycard.db.clearing_repositories import ClearingEngine
+    from citycard.db.clearing_tables import clearing_items
+
+    with world.desk.client(world.net.port) as client:
+        pos = world.desk.pos(client)
+        online = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN, service_ref=REF)
+        assert pos.load(world.tap(), 10_000, pin=lambda _: PIN).approved
+        offline = pos.purchase(world.tap(), 1_250, service_ref="HR-202612030018")
+        assert online.approved and offline.approved and offline.outcome.kind is OutcomeKind.APPROVED_OFFLINE
+        assert client.upload().acknowledged
+    policy = ClearingPolicy()
+    issuer = world.net.issuer
+    engine = ClearingEngine(
+        issuer.database, issuer.hsm, policy, record_offline_clearing=issuer.service.record_offline_clearing
+    )
+    day = clearing_date_of(time.time_ns(), policy.cutovers.of("ICBC"))
+    engine.run(day)
+    with issuer.database.engine.connect() as c:
+        rows = c.execute(
+            select(clearing_items.c.kind, clearing_items.c.amount_fen, clearing_items.c.service_ref)
+            .where(clearing_items.c.merchant_id == HOSPITAL, clearing_items.c.industry == "hospital")
+            .order_by(clearing_items.c.amount_fen)
+        ).all()
+    assert [tuple(r) for r in rows] == [("purchase", 1_250, "HR-202612030018"), ("purchase", 15_000, REF)]

@@ -72,7 +72,7 @@ from citycard.clearing import (
     classify,
     parse_tc,
 )
-from citycard.codec.iso8583 import BatchUpload, Iso8583Error
+from citycard.codec.iso8583 import BatchUpload, Iso8583Error, ServiceReference
 from citycard.codec.iso8583.messages import parse
 from citycard.codec.iso8583.wire import decode_message
 from citycard.codec.pretty import mask_pan
@@ -885,8 +885,11 @@ def _upload_values(r: Any, d: str) -> dict[str, Any]:
             "amount_fen": message.amount_fen or 0,
             "field55": message.icc.raw if message.icc is not None else b"",
         }
-        if message.additional_data:  # field 48: a public service's own reference
-            values["service_ref"] = message.additional_data.strip()[:32] or None
+        if message.additional_data:  # field 48: a public service's own reference, as text (HR-…)
+            try:
+                values["service_ref"] = ServiceReference.from_field48(message.additional_data).text
+            except Iso8583Error:  # the acquirer refuses any other field 48 (30): not from our acquirer
+                values["service_ref"] = None
     return values
 
 
@@ -1041,7 +1044,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
             null(),
             a.c.created_ns,
             t.c.rrn,
-            null(),
+            func.coalesce(a.c.service_ref, o.c.service_ref),  # a void or refund names its original's
             null(),
             null(),
         )
