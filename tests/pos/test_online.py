@@ -231,6 +231,60 @@ def test_an_approval_the_card_refuses_is_reversed_before_the_outcome(world: Worl
     _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000)
 
 
+def _second_generate_ac(world: World, fault: str) -> Callable[[bytes], bytes]:
+    """The card's link, with the second GENERATE AC (INS ``AE``) faulted: ``pulled`` — the card leaves the
+    field before it sees the command; ``fails`` — it answers ``6985`` (conditions of use not satisfied)."""
+    inner = world.tap()
+    seen = {"gac": 0}
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == 0xAE:
+            seen["gac"] += 1
+            if seen["gac"] == 2:
+                if fault == "pulled":
+                    raise OSError("card left the field")
+                return bytes.fromhex("6985")
+        return inner(apdu)
+
+    return transmit
+
+
+@pytest.mark.parametrize("fault", ["pulled", "fails"])
+def test_a_purchase_approval_the_card_never_completes_is_reversed(world: World, fault: str) -> None:
+    """The issuer approves and posts; the card is pulled (or refuses the command) at the second GENERATE
+    AC, so it never gives its TC: the reversal (39 = 06) is queued before the outcome, the journal records
+    the purchase declined (not torn: no torn recovery may later call it paid), and the account nets to
+    zero when the reversal is delivered."""
+    with world.client() as client:
+        result = world.pos(client).purchase(_second_generate_ac(world, fault), 15_000, pin=lambda _: PIN)
+        assert not result.approved and result.outcome.kind is OutcomeKind.DECLINED_ONLINE
+        assert result.entry is not None and result.entry.state == "declined", result.entry
+        (queued,) = world.journal.advices()
+        assert queued.kind == "reversal" and queued.reason == "06" and queued.txn_id == result.entry.txn_id
+        assert world.net.status()["deposit_available_fen"] == 50_000 - 15_000  # posted at the issuer
+    with world.client() as client:
+        assert client.flush().pending == 0
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000)
+    assert _balanced(world)
+
+
+def test_an_ec_load_the_card_never_completes_is_reversed_and_the_chip_keeps_its_balance(world: World) -> None:
+    """The load's PUT DATA 9F79 comes after the second GENERATE AC: a card pulled there never took it, so
+    the load is reversed — the deposit account and the EC float back where they were, the chip unchanged."""
+    before = world.net.status()
+    with world.client() as client:
+        pos = world.pos(client)
+        chip_before = world.chip_ec(pos)
+        result = pos.load(_second_generate_ac(world, "pulled"), 10_000, pin=lambda _: PIN)
+        assert not result.approved and result.entry is not None and result.entry.state == "declined"
+        assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000  # posted
+        assert client.flush().pending == 0
+        _eventually(lambda: world.net.status()["ec_balance_fen"] == before["ec_balance_fen"])
+        assert world.chip_ec(pos) == chip_before
+    assert world.net.status()["deposit_available_fen"] == before["deposit_available_fen"]
+    assert _balanced(world)
+
+
 def test_an_unreachable_acquirer_is_one_clear_error(world: World) -> None:
     world.net.stop("acquirer")
     with pytest.raises(

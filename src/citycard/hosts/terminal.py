@@ -18,7 +18,8 @@ What it does, with the terminal's own HSM (its TMK, PIK and MAK) and journal:
   64 must verify, and an approval without a MAC that verifies is not believed (it is reversed);
 - the online PIN is enciphered by the PIN pad under the PIK (``hsm.encrypt_pin``, ISO 9564 format 0);
 - reversals: when the answer to a 0200 does not come (timeout, connection lost, malformed), or the card
-  refuses an approval (second GENERATE AC gives an AAC), a reversal (0400, 39 = ``98`` / ``06``, 61 =
+  refuses an approval (second GENERATE AC gives an AAC) or never completes it (pulled, or that command
+  failed, before its TC), a reversal (0400, 39 = ``98`` / ``06``, 61 =
   original batch, STAN, date) is persisted in the journal **before** anyone is told, and sent at the next
   online contact (every operation flushes the queue first) or ``citycard pos flush``: 0400 the first time,
   0420 after, until the host answers with anything but 91, 96 or A0;
@@ -92,6 +93,8 @@ _RETRY_CODES: Final = frozenset(
 """Answers that leave a store-and-forward message queued (docs/network.md)."""
 _SAF_BATCH: Final = 100
 """At most this many queued messages are sent per contact."""
+_BALANCE_INQUIRY: Final = "310000"
+"""Its approval posts nothing: one the card did not complete needs no reversal."""
 
 _T = TypeVar("_T")
 
@@ -469,22 +472,37 @@ class AcquirerClient:
         self._answered[txn_id] = response
         return response
 
-    def completed(self, entry: JournalEntry, outcome: Outcome) -> None:
-        """After the kernel: an approval the card refused (AAC at the second GENERATE AC) is reversed
-        (39 = ``06``), the reversal persisted before the outcome is shown. Its field 55 carries the card's
-        script results (``9F5B``) when the kernel has them, so the issuer lets an EC load stand whose
-        ``PUT DATA 9F79`` the card applied. A card gone after an approval (torn) is not reversed here:
-        whether it took an EC load is known only from its load log at the next tap (docs/terminal.md)."""
+    def completed(self, entry: JournalEntry, outcome: Outcome) -> Outcome:
+        """After the kernel, before the outcome is recorded and shown; returns the outcome to record.
+
+        - An approval the card refused (AAC at the second GENERATE AC) is reversed (39 = ``06``), the
+          reversal persisted before the outcome is shown. Its field 55 carries the card's script results
+          (``9F5B``) when the kernel has them, so the issuer lets an EC load stand whose ``PUT DATA 9F79``
+          the card applied.
+        - An approval the card never answered (torn: pulled, or the second GENERATE AC failed, before the
+          card gave its TC) is reversed the same way and recorded declined, not ``torn``: the issuer's
+          scripts (an EC load's ``PUT DATA 9F79``, template 72) come after that command, so the chip took
+          nothing, and a purchase it never accepted must not stand. A card gone *after* its TC stays
+          ``torn``: whether it took an EC load is known only from its load log at the next tap
+          (docs/terminal.md)."""
         sent = self._sent.pop(entry.txn_id, None)
         response = self._answered.pop(entry.txn_id, None)
         if sent is None or response is None or response.response_code not in ("00", "10", "11"):
-            return
+            return outcome
+        if outcome.kind is OutcomeKind.TERMINATED:
+            tc = outcome.cid is not None and outcome.cid & 0xC0 == 0x40 and bool(outcome.cryptogram)
+            if tc or sent.processing_code == _BALANCE_INQUIRY:
+                return outcome
+            self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
+            reason = f"{outcome.reason}: the card did not complete the issuer's approval; reversal queued"
+            return replace(outcome, kind=OutcomeKind.DECLINED_ONLINE, reason=reason, torn=False)
         if outcome.kind not in (OutcomeKind.DECLINED_ONLINE, OutcomeKind.DECLINED_OFFLINE):
-            return
+            return outcome
         if outcome.script_results and sent.icc is not None:
             icc = IccData(sent.icc.raw + tlv.encode("9F5B", outcome.script_results))
             sent = replace(sent, icc=icc)
         self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
+        return outcome
 
     def refund(self, original: JournalEntry, amount_fen: int) -> tuple[JournalEntry, str]:
         """A refund (退货, 0220 200000/25) of all or part of ``original``, an online purchase of this

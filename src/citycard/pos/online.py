@@ -307,7 +307,9 @@ class OnlineHost(Protocol):
         """``follows``: the purchase a void cancels (field 61)."""
         ...
 
-    def completed(self, entry: JournalEntry, outcome: Outcome) -> None: ...
+    def completed(self, entry: JournalEntry, outcome: Outcome) -> Outcome:
+        """The outcome to record: ``outcome``, or a torn approval the host reversed, recorded declined."""
+        ...
 
 
 def balances(field54: str) -> dict[str, int]:

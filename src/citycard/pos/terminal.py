@@ -361,7 +361,7 @@ class PosTerminal:
             outcome = replace(outcome, kind=OutcomeKind.DECLINED_OFFLINE, reason=refused)
         if entry is not None:
             if host is not None:
-                host.completed(entry, outcome)
+                outcome = host.completed(entry, outcome)
             entry = self._record(entry, outcome)
         return outcome, entry
 
