@@ -253,8 +253,9 @@ def _record_json(record: DayRecord) -> dict[str, Any]:
 
 
 def _print_positions(record: DayRecord) -> None:
-    table = Table("participant", title=f"net positions {_dashed(record.day)}")
-    for header in ("issued", "issuer fees", "to merchants", "acquirer fees", "network fees", "net position"):
+    table = Table(title=f"net positions {_dashed(record.day)}")
+    table.add_column("who", no_wrap=True)
+    for header in ("issued", "iss. fee", "merchants", "acq. fee", "network", "net"):
         amount_column(table, header)
     for p in record.positions:
         table.add_row(
@@ -271,11 +272,14 @@ def _print_positions(record: DayRecord) -> None:
 
 
 def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) -> None:
-    table = Table("bank", "merchant", "industry", title="merchants")
+    table = Table(title="merchants")
+    table.add_column("bank", no_wrap=True)
+    table.add_column("merchant", no_wrap=True, min_width=15)
+    table.add_column("industry", no_wrap=True, max_width=11)
     table.add_column("items", justify="right")
-    for header in ("gross", "discount", "net", "payout"):
+    for header in ("gross", "discount", "payout"):
         amount_column(table, header)
-    table.add_column("paid on")
+    table.add_column("paid on", no_wrap=True)
     for m in record.merchants:
         if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant):
             table.add_row(
@@ -285,7 +289,6 @@ def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) 
                 str(m.item_count),
                 yuan(m.gross_fen),
                 yuan(m.discount_fen),
-                yuan(m.net_fen),
                 yuan(m.payout_fen),
                 _dashed(m.payout_date),
             )
