@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests that need a service skip locally when it is absent, but fail in CI
-(``.ci/run`` sets ``CITYCARD_REQUIRE_PCSC`` / ``CITYCARD_REQUIRE_POSTGRES``)."""
+(``.ci/run`` sets ``CITYCARD_REQUIRE_PCSC`` / ``CITYCARD_REQUIRE_POSTGRES`` / ``CITYCARD_REQUIRE_BROWSER``:
+PC/SC, PostgreSQL, Debian's chromium for the web tests)."""
 
 from __future__ import annotations
 

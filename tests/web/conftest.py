@@ -10,15 +10,31 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from citycard.bootstrap import WebContext, build_hsm, build_web_context
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import TerminalKind
+from citycard.chip.card import Card as ChipCard
 from citycard.config import Settings
-from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
+from citycard.db.issuer_tables import issuer_cards
+from citycard.files import card_image_path, load_card
+from citycard.issuer.commands import (
+    ActivateCard,
+    AddBank,
+    AddBinRange,
+    AddProduct,
+    AuthorizationKind,
+    AuthorizationRequest,
+    Deposit,
+    IssueCards,
+)
 from citycard.issuer.model import bank_key_labels, id_number_check_character
 from citycard.web import create_app
 from citycard.web.store import Store
+
+from tests.chip.conftest import counter_rng
+from tests.issuer.conftest import Terminal
 
 PIN = "123456"
 PASSWORD = "correct horse battery"
@@ -74,6 +90,35 @@ def _build(home: Path, url: str | None = None) -> City:
     center.handle(AddTerminal("POS00001", "MERCHANT0000001"))
     center.handle(AddTerminal("POS00002", "MERCHANT0000002"))
     center.handle(AddTerminal("VAL00001", "MERCHANT0000002", TerminalKind.VALIDATOR))
+    chips: dict[str, Terminal] = {}
+    # real purchases: ARQCs from the emulated chips, authorized by the issuer (approved ones count)
+    for n, (name, terminal, merchant, amount) in enumerate(
+        [
+            ("zhang", "POS00001", "MERCHANT0000001", 1_250),
+            ("zhang", "POS00001", "MERCHANT0000001", 3_000),
+            ("li", "POS00002", "MERCHANT0000002", 8_800),
+            ("wang", "POS00001", "MERCHANT0000001", 99_000_00),  # more than the deposit: declined (51)
+        ]
+    ):
+        pan = city.pans[name]
+        bank = "BOC" if name == "li" else "ICBC"
+        if pan not in chips:
+            image = load_card(card_image_path(home / "cards", bank, pan))
+            chips[pan] = Terminal(ChipCard(image, counter_rng(pan.encode())))
+        field55 = chips[pan].first_ac(amount, un=bytes((n + 1, 2, 3, 4)))
+        svc.authorize(
+            AuthorizationRequest(
+                f"web-seed-{n}",
+                AuthorizationKind.PURCHASE,
+                pan,
+                "01",
+                amount,
+                field55,
+                stan=f"{n + 1:06d}",
+                terminal_id=terminal,
+                merchant_id=merchant,
+            )
+        )
     store = Store(ctx.database)
     store.add_user("op", PASSWORD, "operator", "", ctx.clock())
     store.add_user("icbc", PASSWORD, "bank", "ICBC", ctx.clock())
@@ -96,6 +141,15 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
 def client(city: City) -> Iterator[TestClient]:
     with TestClient(create_app(city.ctx)) as c:
         yield c
+
+
+def ref_of(city: City, name: str) -> int:
+    with city.ctx.database.engine.connect() as c:
+        return int(
+            c.execute(
+                select(issuer_cards.c.ec_float_account_id).where(issuer_cards.c.pan == city.pans[name])
+            ).scalar_one()
+        )
 
 
 def sign_in(client: TestClient, username: str) -> dict[str, str]:

@@ -73,6 +73,7 @@ COMMANDS: dict[str, Lazy] = {
         "Public services on the card: inquiries, industry applications, industry reports.",
         "citycard.cli.public:app",
     ),
+    "web": Lazy("The web console: serve it alone, add its staff users.", "citycard.cli.web:app"),
     "demo": Lazy(
         "A bank's card online and offline through the acquirer, switch and issuer (what make run shows).",
         "citycard.cli:_demo_app",

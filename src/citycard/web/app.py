@@ -24,7 +24,7 @@ from citycard.center.model import AlreadyExists as CenterExists
 from citycard.center.model import CenterError, MalformedCommand
 from citycard.center.model import NotFound as CenterNotFound
 from citycard.issuer.commands import MalformedRequest
-from citycard.issuer.model import AlreadyExists, IssuerError, NotFound
+from citycard.issuer.model import AlreadyExists, InvalidIdNumber, IssuerError, NotFound
 
 from .auth import NotSignedIn
 from .store import Store
@@ -35,6 +35,8 @@ __all__ = ["ROUTERS", "create_app"]
 ROUTERS: list[str] = [
     "citycard.web.routes.auth",
     "citycard.web.routes.console",
+    "citycard.web.routes.citizen",
+    "citycard.web.routes.partners",
     "citycard.web.routes.public",
 ]
 """Modules with a ``router`` (``fastapi.APIRouter``), included in this order."""
@@ -45,12 +47,14 @@ def _wants_json(request: Request) -> bool:
 
 
 def _status(exc: Exception) -> int:
-    if isinstance(exc, (MalformedRequest, MalformedCommand, ValueError)) and not isinstance(exc, IssuerError):
+    if isinstance(exc, (MalformedRequest, MalformedCommand, InvalidIdNumber)):
         return 422
     if isinstance(exc, (NotFound, CenterNotFound)):
         return 404
     if isinstance(exc, (AlreadyExists, CenterExists)):
         return 409
+    if isinstance(exc, ValueError) and not isinstance(exc, IssuerError):
+        return 422
     return 409
 
 
@@ -94,7 +98,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
         return error_response(request, 422, reason)
 
-    for handled in (IssuerError, CenterError, MalformedRequest, MalformedCommand):
+    for handled in (IssuerError, CenterError, MalformedRequest, MalformedCommand, ValueError):
 
         @app.exception_handler(handled)
         async def domain_error(request: Request, exc: Exception) -> Response:

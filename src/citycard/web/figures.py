@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, func, literal_column, select
+from sqlalchemy import Engine, Row, and_, func, select
 
 from citycard.db.center_tables import center_merchants, center_terminals
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
@@ -65,9 +65,8 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
     since_ns = (
         int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) - _BEIJING_S
     ) * 10**9
-    day = (a.created_ns / literal_column("1000000000") + literal_column(str(_BEIJING_S))) / literal_column(
-        str(_DAY_S)
-    )
+    # integer division (SQLAlchemy 2's // renders it on SQLite and PostgreSQL alike; / is true division)
+    day = (a.created_ns // 10**9 + _BEIJING_S) // _DAY_S
     purchases = [
         a.kind == "purchase",
         a.response_code == "00",

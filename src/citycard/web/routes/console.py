@@ -1,17 +1,24 @@
-"""The service-center console (role ``operator``): the dashboard and its figures, the audit log.
-Pages under ``/console``, the API under ``/api``."""
+"""The service-center console (role ``operator``; a bank user shares the card lookup, card pages and the deny
+list, limited to its bank): the dashboard and its figures, card lookup and card services, the deny list,
+merchant and terminal onboarding, the audit log. Pages under ``/console``, the API under ``/api``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from citycard.bootstrap import WebContext
+from citycard.center.commands import AddMerchant, AddTerminal
+from citycard.center.model import CenterError, Industry, TerminalKind
+from citycard.center.ports import MerchantQuery
+from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
+from citycard.issuer.model import IssuerError
 
-from ..auth import context, require, store
+from .. import cards
+from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
 from ..templating import page, when
@@ -148,3 +155,307 @@ def api_audit(st: St, principal: Operator, limit: Limit = 100, before: Before = 
 @router.get("/console/audit", include_in_schema=False)
 def audit_page(request: Request, st: St, principal: Operator, before: Before = None) -> Response:
     return page(request, "console/audit.html", log=_audit(st, 100, before))
+
+
+# --- cards: lookup, detail, services ------------------------------------------------------------------------
+class CardOut(BaseModel):
+    ref: int = Field(description="the card reference (its EC float account id): names the card in URLs")
+    pan: str = Field(description="masked")
+    bank: str
+    product: str
+    status: str
+    registered: bool
+    expiry: str
+
+
+class CardList(BaseModel):
+    cards: list[CardOut]
+    total: int
+
+
+def _out(v: cards.CardView) -> CardOut:
+    return CardOut(**v.__dict__)
+
+
+Suffix = Annotated[str | None, Query(pattern=r"^[0-9]{4,19}$", description="last digits of the PAN")]
+IdNumber = Annotated[str | None, Query(pattern=r"^[0-9]{17}[0-9Xx]$", description="resident ID number")]
+Phone = Annotated[str | None, Query(pattern=r"^[0-9+ -]{5,20}$", description="the holder's phone")]
+Staff = Annotated[Principal, Depends(require("operator", "bank"))]
+Ref = Annotated[int, Path(ge=1, le=2**62, description="card reference")]
+
+
+@router.get("/api/cards", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 422: {}})
+def api_lookup(
+    ctx: Ctx, principal: Staff, pan_suffix: Suffix = None, id_number: IdNumber = None, phone: Phone = None
+) -> CardList:
+    """Find cards by PAN suffix, resident ID number or phone (all given must match); a bank user finds only
+    its bank's cards."""
+    found, total = cards.lookup(ctx, principal, pan_suffix=pan_suffix, id_number=id_number, phone=phone)
+    return CardList(cards=[_out(v) for v in found], total=total)
+
+
+@router.get("/console/cards", include_in_schema=False)
+def lookup_page(
+    request: Request,
+    ctx: Ctx,
+    principal: Staff,
+    pan_suffix: str = "",
+    id_number: str = "",
+    phone: str = "",
+) -> Response:
+    found: list[cards.CardView] = []
+    total, error = 0, ""
+    if pan_suffix or id_number or phone:
+        try:
+            found, total = cards.lookup(
+                ctx,
+                principal,
+                pan_suffix=pan_suffix.strip(),
+                id_number=id_number.strip(),
+                phone=phone.strip(),
+            )
+        except (ValueError, IssuerError) as exc:
+            error = str(exc)
+    return page(
+        request,
+        "console/cards.html",
+        status_code=422 if error else 200,
+        found=found,
+        total=total,
+        error=error,
+        q={"pan_suffix": pan_suffix, "id_number": id_number, "phone": phone},
+    )
+
+
+@router.get("/api/cards/{ref}", tags=["cards"], responses={401: {}, 403: {}, 404: {}})
+def api_card(ref: Ref, ctx: Ctx, principal: Auth) -> dict[str, Any]:
+    """A card as its bank's books see it: status, EC balance, deposit balance, pending scripts and credits,
+    recent ledger movements and online authorizations (PAN masked). Operators, the card's bank and its
+    holder."""
+    return cards.detail(ctx, cards.resolve(ctx, principal, ref))
+
+
+@router.get("/console/cards/{ref}", include_in_schema=False)
+def card_page(request: Request, ref: Ref, ctx: Ctx, principal: Staff) -> Response:
+    return page(request, "console/card.html", d=cards.detail(ctx, cards.resolve(ctx, principal, ref)))
+
+
+class RefundIn(BaseModel):
+    to: Literal["account", "replacement", "cash"] = "account"
+
+
+@router.post("/api/cards/{ref}/report-lost", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_report_lost(ref: Ref, ctx: Ctx, st: St, principal: Auth) -> dict[str, Any]:
+    """Report the card lost: on its bank's deny list at once (operator, or the card's holder)."""
+    return _service(ctx, st, principal, ref, "report_lost")
+
+
+@router.post("/api/cards/{ref}/replace", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_replace(ref: Ref, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+    """Issue a replacement card (new PAN, same holder and deposit account)."""
+    return _service(ctx, st, principal, ref, "replace")
+
+
+@router.post("/api/cards/{ref}/close", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_close(ref: Ref, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+    """Close the card (denied at once; its EC balance refundable after the cooling period)."""
+    return _service(ctx, st, principal, ref, "close")
+
+
+@router.post("/api/cards/{ref}/refund", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_refund(ref: Ref, body: RefundIn, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+    """Refund a lost or closed card's EC balance after the cooling period."""
+    return _service(ctx, st, principal, ref, "refund", to=body.to)
+
+
+def _service(
+    ctx: WebContext, st: Store, principal: Principal, ref: int, action: str, **kw: Any
+) -> dict[str, Any]:
+    card = cards.resolve(ctx, principal, ref)
+    try:
+        return cards.service(ctx, st, principal, card, action, **kw)
+    except PermissionError as exc:
+        raise HTTPException(403, str(exc)) from None
+
+
+@router.post("/console/cards/{ref}/service", include_in_schema=False)
+def service_form(
+    request: Request,
+    ref: Ref,
+    ctx: Ctx,
+    st: St,
+    principal: Operator,
+    action: Annotated[Literal["report_lost", "replace", "close", "refund"], Form()],
+    to: Annotated[Literal["account", "replacement", "cash"], Form()] = "account",
+) -> Response:
+    card = cards.resolve(ctx, principal, ref)
+    notice, error = "", ""
+    try:
+        result = cards.service(ctx, st, principal, card, action, to=to)
+        notice = f"{action.replace('_', ' ')}: done ({', '.join(f'{k} {v}' for k, v in result.items())})"
+    except (IssuerError, ValueError) as exc:
+        error = str(exc)
+    return page(
+        request,
+        "console/card.html",
+        status_code=409 if error else 200,
+        d=cards.detail(ctx, card),
+        notice=notice,
+        error=error,
+    )
+
+
+# --- the deny list ------------------------------------------------------------------------------------------
+class DenyEntry(BaseModel):
+    bank: str
+    pan: str = Field(description="masked")
+    ref: int | None
+    reason: str
+    added: str
+    version: int
+
+
+@router.get("/api/denylist", tags=["cards"], responses={401: {}, 403: {}})
+def api_deny_list(ctx: Ctx, principal: Staff) -> list[DenyEntry]:
+    """The banks' deny lists (a bank user: its own), newest first, PANs masked."""
+    return [
+        DenyEntry(**{k: v for k, v in e.items() if k != "added_ns"}) for e in cards.deny_list(ctx, principal)
+    ]
+
+
+@router.get("/console/denylist", include_in_schema=False)
+def deny_list_page(request: Request, ctx: Ctx, principal: Staff) -> Response:
+    return page(request, "console/denylist.html", entries=cards.deny_list(ctx, principal))
+
+
+# --- merchants and terminals --------------------------------------------------------------------------------
+class MerchantIn(BaseModel):
+    merchant_id: str = Field(pattern=r"^[0-9A-Z]{15}$")
+    name: str = Field(min_length=1, max_length=40)
+    mcc: str = Field(pattern=r"^[0-9]{4}$")
+    district: str = Field(min_length=1, max_length=64)
+    bank_code: str = Field(pattern=r"^[A-Z][A-Z0-9]{1,7}$", description="the acquiring bank")
+    industry: Industry | None = None
+
+
+class TerminalIn(BaseModel):
+    terminal_id: str = Field(pattern=r"^[0-9A-Z]{8}$")
+    merchant_id: str = Field(pattern=r"^[0-9A-Z]{15}$")
+    kind: TerminalKind = TerminalKind.POS
+
+
+def _registry(ctx: WebContext, st: Store, principal: Principal, cmd: Any, action: str, target: str) -> Any:
+    try:
+        done = ctx.center.handle(cmd)
+    except Exception as exc:
+        st.audit(principal, action, target, "refused", str(exc), ctx.clock())
+        raise
+    st.audit(principal, action, target, "ok", "", ctx.clock())
+    return done
+
+
+@router.get("/api/merchants", tags=["registry"], responses={401: {}, 403: {}})
+def api_merchants(
+    ctx: Ctx,
+    principal: Staff,
+    industry: Industry | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTING)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> list[dict[str, Any]]:
+    """Merchants (a bank user: those it acquires for)."""
+    query = MerchantQuery(bank_code=principal.bank if principal.role == "bank" else None, industry=industry)
+    return [
+        merchant_json(m)
+        for m in list_merchants(ctx.center.unit_of_work(read_only=True), query, limit=limit, offset=offset)
+    ]
+
+
+@router.post(
+    "/api/merchants", tags=["registry"], status_code=201, responses={401: {}, 403: {}, 404: {}, 409: {}}
+)
+def api_add_merchant(body: MerchantIn, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+    """Register a merchant (onboarding)."""
+    cmd = AddMerchant(body.merchant_id, body.name, body.mcc, body.district, body.bank_code, body.industry)
+    return merchant_json(_registry(ctx, st, principal, cmd, "add_merchant", body.merchant_id))
+
+
+@router.post(
+    "/api/terminals", tags=["registry"], status_code=201, responses={401: {}, 403: {}, 404: {}, 409: {}}
+)
+def api_add_terminal(body: TerminalIn, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+    """Register a terminal of a merchant and inject its master key."""
+    cmd = AddTerminal(body.terminal_id, body.merchant_id, body.kind)
+    return terminal_json(_registry(ctx, st, principal, cmd, "add_terminal", body.terminal_id))
+
+
+@router.get(
+    "/api/merchants/{merchant_id}/terminals", tags=["registry"], responses={401: {}, 403: {}, 404: {}}
+)
+def api_terminals(
+    merchant_id: Annotated[str, Path(pattern=r"^[0-9A-Z]{15}$")], ctx: Ctx, principal: Operator
+) -> list[dict[str, Any]]:
+    """A merchant's terminals."""
+    return [terminal_json(t) for t in list_terminals(ctx.center.unit_of_work(read_only=True), merchant_id)]
+
+
+@router.get("/console/merchants", include_in_schema=False)
+def merchants_page(request: Request, ctx: Ctx, principal: Operator) -> Response:
+    return _merchants_view(request, ctx)
+
+
+def _merchants_view(request: Request, ctx: WebContext, **values: str) -> Response:
+    merchants = list_merchants(ctx.center.unit_of_work(read_only=True), MerchantQuery(), limit=MAX_LISTING)
+    terminals = list_terminals(ctx.center.unit_of_work(read_only=True), limit=MAX_LISTING)
+    by_merchant: dict[str, int] = {}
+    for t in terminals:
+        by_merchant[t.merchant_id] = by_merchant.get(t.merchant_id, 0) + 1
+    return page(
+        request,
+        "console/merchants.html",
+        status_code=422 if values.get("error") else 200,
+        merchants=[merchant_json(m) for m in merchants],
+        terminals=by_merchant,
+        industries=[i.value for i in Industry],
+        **values,
+    )
+
+
+@router.post("/console/merchants", include_in_schema=False)
+def add_merchant_form(
+    request: Request,
+    ctx: Ctx,
+    st: St,
+    principal: Operator,
+    merchant_id: Annotated[str, Form(max_length=15)],
+    name: Annotated[str, Form(max_length=40)],
+    mcc: Annotated[str, Form(max_length=4)],
+    district: Annotated[str, Form(max_length=64)],
+    bank_code: Annotated[str, Form(max_length=8)],
+    industry: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    try:
+        cmd = AddMerchant(
+            merchant_id, name, mcc, district, bank_code, Industry(industry) if industry else None
+        )
+        _registry(ctx, st, principal, cmd, "add_merchant", merchant_id)
+    except (CenterError, ValueError) as exc:
+        return _merchants_view(request, ctx, error=str(exc))
+    return _merchants_view(request, ctx, notice=f"merchant {merchant_id} registered")
+
+
+@router.post("/console/terminals", include_in_schema=False)
+def add_terminal_form(
+    request: Request,
+    ctx: Ctx,
+    st: St,
+    principal: Operator,
+    terminal_id: Annotated[str, Form(max_length=8)],
+    merchant_id: Annotated[str, Form(max_length=15)],
+    kind: Annotated[str, Form(max_length=16)] = "pos",
+) -> Response:
+    try:
+        cmd = AddTerminal(terminal_id, merchant_id, TerminalKind(kind))
+        _registry(ctx, st, principal, cmd, "add_terminal", terminal_id)
+    except (CenterError, ValueError) as exc:
+        return _merchants_view(request, ctx, error=str(exc))
+    return _merchants_view(request, ctx, notice=f"terminal {terminal_id} registered")

@@ -1,0 +1,232 @@
+"""The web pages in headless Chromium (Playwright driving Debian's ``/usr/bin/chromium``; Playwright's own
+browser download cannot work here): sign in; every figure on the dashboard equals a query of the database
+written here independently of ``citycard.web.figures``; report a card lost and see it on the deny list; a
+citizen cannot reach another citizen's card; a merchant cannot reach another merchant's payouts.
+
+The server is uvicorn on 127.0.0.1, a free port, in a thread, stopped at the end. Without chromium the tests
+skip locally and fail in CI (``.ci/run`` installs it and sets ``CITYCARD_REQUIRE_BROWSER``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from citycard.web import create_app
+
+from tests.conftest import require_or_skip
+from tests.web.conftest import PASSWORD, PIN, City, ref_of
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def server(city: City) -> Iterator[str]:
+    config = uvicorn.Config(
+        create_app(city.ctx), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (srv.started and srv.servers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        require_or_skip("CITYCARD_REQUIRE_BROWSER", f"no {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def staff_sign_in(page: Any, server: str, username: str) -> None:
+    page.goto(f"{server}/signin")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#staff-signin")
+
+
+def card_sign_in(page: Any, server: str, pan: str) -> None:
+    page.goto(f"{server}/signin")
+    page.fill("#pan", pan)
+    page.fill("#pin", PIN)
+    page.click("#card-signin")
+
+
+def rows(page: Any, table: str) -> dict[str, tuple[int, ...]]:
+    """``data-row`` → the integers of its ``data-value`` / ``data-fen`` cells."""
+    out: dict[str, tuple[int, ...]] = {}
+    for row in page.query_selector_all(f"#{table} tr[data-row]"):
+        cells = row.query_selector_all("[data-value], [data-fen]")
+        out[row.get_attribute("data-row")] = tuple(
+            int(c.get_attribute("data-value") or c.get_attribute("data-fen")) for c in cells
+        )
+    return out
+
+
+def q(city: City, sql: str, **params: Any) -> list[Any]:
+    with city.ctx.database.engine.connect() as c:
+        return list(c.execute(text(sql), params).all())
+
+
+def test_dashboard_figures_match_the_database(page: Any, server: str, city: City) -> None:
+    staff_sign_in(page, server, "op")
+    page.wait_for_url(f"{server}/console")
+
+    def figure(name: str) -> int:
+        el = page.query_selector(f'[data-figure="{name}"]')
+        return int(el.get_attribute("data-fen") or el.inner_text().replace(",", ""))
+
+    assert figure("cards_total") == q(city, "SELECT count(*) FROM issuer_cards")[0][0]
+    assert (
+        figure("cards_active") == q(city, "SELECT count(*) FROM issuer_cards WHERE status = 'active'")[0][0]
+    )
+    assert (
+        figure("cards_registered")
+        == q(city, "SELECT count(*) FROM issuer_cards WHERE holder_id IS NOT NULL")[0][0]
+    )
+    assert (
+        figure("merchants_total")
+        == q(city, "SELECT count(*) FROM center_merchants WHERE status = 'active'")[0][0]
+    )
+    assert (
+        figure("terminals_total")
+        == q(city, "SELECT count(*) FROM center_terminals WHERE status = 'active'")[0][0]
+    )
+    assert (
+        figure("validators")
+        == q(city, "SELECT count(*) FROM center_terminals WHERE status = 'active' AND kind = 'validator'")[0][
+            0
+        ]
+    )
+    ec = q(
+        city, "SELECT coalesce(sum(credits_posted - debits_posted), 0) FROM ledger_accounts WHERE code = 11"
+    )
+    assert figure("ec_float_fen") == ec[0][0]
+
+    issued = q(
+        city, "SELECT bank_code, product_code, count(*) FROM issuer_cards GROUP BY bank_code, product_code"
+    )
+    assert rows(page, "cards-by-bank-product") == {f"{b}/{p}": (n,) for b, p, n in issued}
+    m_ind = q(
+        city,
+        "SELECT coalesce(industry, 'unknown'), count(*) FROM center_merchants "
+        "WHERE status = 'active' GROUP BY 1",
+    )
+    assert rows(page, "merchants-by-industry") == {k: (n,) for k, n in m_ind}
+    m_dis = q(city, "SELECT district, count(*) FROM center_merchants WHERE status = 'active' GROUP BY 1")
+    assert rows(page, "merchants-by-district") == {k: (n,) for k, n in m_dis}
+    t_ind = q(
+        city,
+        "SELECT coalesce(m.industry, 'unknown'), count(*) FROM center_terminals t JOIN center_merchants m "
+        "ON m.merchant_id = t.merchant_id WHERE t.status = 'active' GROUP BY 1",
+    )
+    assert rows(page, "terminals-by-industry") == {k: (n,) for k, n in t_ind}
+    t_dis = q(
+        city,
+        "SELECT m.district, count(*) FROM center_terminals t JOIN center_merchants m "
+        "ON m.merchant_id = t.merchant_id WHERE t.status = 'active' GROUP BY 1",
+    )
+    assert rows(page, "terminals-by-district") == {k: (n,) for k, n in t_dis}
+
+    # purchases: approved, not reversed, in the last 14 Beijing days, per day and per industry / district
+    purchases = q(
+        city,
+        "SELECT a.created_ns, a.amount_fen, m.industry, m.district FROM issuer_authorizations a "
+        "LEFT JOIN center_merchants m ON m.merchant_id = a.merchant_id "
+        "WHERE a.kind = 'purchase' AND a.response_code = '00' AND a.reversed_by IS NULL",
+    )
+    today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    per_day: dict[str, list[int]] = {(today - timedelta(days=i)).isoformat(): [0, 0] for i in range(14)}
+    per_industry: dict[str, list[int]] = {}
+    per_district: dict[str, list[int]] = {}
+    for created_ns, amount, industry, district in purchases:
+        day = (datetime.fromtimestamp(created_ns / 1e9, UTC) + timedelta(hours=8)).date().isoformat()
+        if day not in per_day:
+            continue
+        for bucket, key in (
+            (per_day, day),
+            (per_industry, industry or "unknown"),
+            (per_district, district or "unknown"),
+        ):
+            totals = bucket.setdefault(key, [0, 0])
+            totals[0] += 1
+            totals[1] += amount
+    assert (
+        sum(n for n, _ in per_day.values()) == 3
+    )  # the seeded approved purchases, so the test means something
+    assert rows(page, "txn-by-day") == {k: tuple(v) for k, v in per_day.items()}
+    assert rows(page, "txn-by-industry") == {k: tuple(v) for k, v in per_industry.items()}
+    assert rows(page, "txn-by-district") == {k: tuple(v) for k, v in per_district.items()}
+    assert page.query_selector_all("svg.chart")  # the charts are drawn
+
+
+def test_report_a_card_lost_and_see_it_on_the_deny_list(page: Any, server: str, city: City) -> None:
+    staff_sign_in(page, server, "op")
+    page.wait_for_url(f"{server}/console")
+    page.goto(f"{server}/console/cards")
+    page.fill("#pan_suffix", city.pans["zhang"][-8:])
+    page.click("#lookup")
+    page.click("#found a")
+    assert page.inner_text("#card-status") == "active"
+    page.click("#report_lost")
+    assert page.inner_text("#card-status") == "lost"
+    page.goto(f"{server}/console/denylist")
+    row = page.query_selector(f'#denylist tr[data-ref="{ref_of(city, "zhang")}"]')
+    assert row is not None and "lost" in row.inner_text()
+    assert city.pans["zhang"] not in page.content()
+    page.goto(f"{server}/console/audit")
+    assert "report_lost" in page.inner_text("#audit")
+
+
+def test_a_citizen_cannot_reach_another_citizens_card(page: Any, server: str, city: City) -> None:
+    card_sign_in(page, server, city.pans["li"])
+    page.wait_for_url(f"{server}/me")
+    own = page.goto(f"{server}/me/cards/{ref_of(city, 'li')}")
+    assert own.status == 200
+    other = page.goto(f"{server}/me/cards/{ref_of(city, 'wang')}")
+    assert other.status == 404 and "no card" in page.inner_text("#reason")
+    api = page.goto(f"{server}/api/cards/{ref_of(city, 'wang')}")
+    assert api.status == 404
+
+
+def test_a_merchant_cannot_reach_another_merchants_payouts(page: Any, server: str, city: City) -> None:
+    staff_sign_in(page, server, "shop")
+    page.wait_for_url(f"{server}/merchant")
+    own = page.goto(f"{server}/merchant/MERCHANT0000001/payouts")
+    assert own.status == 200 and page.query_selector_all("#sales tr[data-day]")
+    other = page.goto(f"{server}/merchant/MERCHANT0000002/payouts")
+    assert other.status == 404 and "no merchant" in page.inner_text("#reason")
+    assert page.goto(f"{server}/api/merchants/MERCHANT0000002/payouts").status == 404

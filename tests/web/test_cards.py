@@ -1,0 +1,225 @@
+"""Card lookup, card services, the deny list, self-service and the bank and merchant views over the API and
+the pages: roles and isolation (a citizen sees only their cards, a merchant only its own data), CSRF, bad
+input as 4xx with the reason, and the operator's audit log."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from citycard.codec.pretty import mask_pan
+from citycard.issuer.model import CardStatus
+
+from tests.web.conftest import City, ref_of, sign_in, sign_in_card
+
+
+def test_lookup_by_pan_suffix_id_number_and_phone(client: TestClient, city: City) -> None:
+    sign_in(client, "op")
+    pan = city.pans["zhang"]
+    by_suffix = client.get("/api/cards", params={"pan_suffix": pan[-6:]}).json()
+    assert [c["pan"] for c in by_suffix["cards"]] == [mask_pan(pan)]
+    by_id = client.get("/api/cards", params={"id_number": city.ids["zhang"]}).json()
+    assert {c["bank"] for c in by_id["cards"]} == {"ICBC", "BOC"} and by_id["total"] == 2
+    by_phone = client.get("/api/cards", params={"phone": "13800000002"}).json()
+    assert [c["pan"] for c in by_phone["cards"]] == [mask_pan(city.pans["li"])]
+    assert pan not in client.get("/console/cards", params={"pan_suffix": pan[-6:]}).text
+
+
+def test_card_detail_shows_the_books_and_never_the_pan(client: TestClient, city: City) -> None:
+    sign_in(client, "op")
+    d = client.get(f"/api/cards/{ref_of(city, 'zhang')}").json()
+    assert d["card"]["pan"] == mask_pan(city.pans["zhang"])
+    assert d["card"]["deposit_available_fen"] == 50_000 - 1_250 - 3_000
+    assert [a["amount_fen"] for a in d["authorizations"]] == [3_000, 1_250]
+    page = client.get(f"/console/cards/{ref_of(city, 'zhang')}").text
+    assert city.pans["zhang"] not in page and "ec-balance" in page
+
+
+def test_lookup_input_errors_are_422_with_the_reason(client: TestClient) -> None:
+    sign_in(client, "op")
+    assert client.get("/api/cards", params={"pan_suffix": "12"}).status_code == 422
+    r = client.get("/api/cards", params={"id_number": "110105199001010012"})
+    assert r.status_code == 422 and "check character" in r.json()["detail"]
+    r = client.get("/api/cards")
+    assert r.status_code == 422 and "give a PAN suffix" in r.json()["detail"]
+    assert client.get("/api/cards/0").status_code == 422
+    assert client.get("/api/cards/999999").status_code == 404
+
+
+def test_bank_user_sees_only_its_banks_cards(client: TestClient, city: City) -> None:
+    sign_in(client, "boc")
+    found = client.get("/api/cards", params={"id_number": city.ids["zhang"]}).json()
+    assert [c["bank"] for c in found["cards"]] == ["BOC"]
+    assert client.get(f"/api/cards/{ref_of(city, 'zhang')}").status_code == 404  # the ICBC card
+    assert client.get(f"/api/cards/{ref_of(city, 'li')}").status_code == 200
+    auths = client.get("/api/bank/authorizations").json()
+    assert [a["amount_fen"] for a in auths] == [8_800]
+    assert client.get("/api/bank/figures").json()["cards_total"] == 2
+
+
+def test_citizen_sees_only_their_own_cards(client: TestClient, city: City) -> None:
+    sign_in_card(client, city.pans["zhang"])
+    mine = client.get("/api/me/cards").json()
+    # the holder's cards at the card's bank (another bank's record of the same person is not linked: only
+    # the ID number links them, and the banks keep it only as their own keyed hashes)
+    assert [c["bank"] for c in mine] == ["ICBC"]
+    assert client.get(f"/api/cards/{ref_of(city, 'li')}").status_code == 404
+    assert client.get(f"/me/cards/{ref_of(city, 'li')}").status_code == 404
+    assert client.get("/api/cards", params={"pan_suffix": city.pans["li"][-4:]}).status_code == 403
+    assert client.get("/api/merchants/MERCHANT0000001/transactions").status_code == 403
+
+
+def test_merchant_sees_only_its_own_transactions_and_payouts(client: TestClient, city: City) -> None:
+    sign_in(client, "shop")
+    own = client.get("/api/merchants/MERCHANT0000001/payouts").json()
+    assert sum(d["amount_fen"] for d in own) == 1_250 + 3_000
+    txns = client.get("/api/merchants/MERCHANT0000001/transactions").json()
+    assert {t["response_code"] for t in txns} == {"00", "51"} and all("*" in t["pan"] for t in txns)
+    assert client.get("/api/merchants/MERCHANT0000002/payouts").status_code == 404
+    assert client.get("/api/merchants/MERCHANT0000002/transactions").status_code == 404
+    assert client.get("/merchant/MERCHANT0000002/payouts").status_code == 404
+    assert client.get(f"/api/cards/{ref_of(city, 'zhang')}").status_code == 404
+
+
+def test_top_up_moves_deposit_to_ec_for_the_next_online_contact(client: TestClient, city: City) -> None:
+    headers = sign_in_card(client, city.pans["li"])
+    ref = ref_of(city, "li")
+    before = client.get(f"/api/cards/{ref}").json()["card"]
+    r = client.post(
+        f"/api/cards/{ref}/top-up", json={"amount_fen": 2_000, "request_id": "t-1"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    again = client.post(
+        f"/api/cards/{ref}/top-up", json={"amount_fen": 2_000, "request_id": "t-1"}, headers=headers
+    )
+    assert again.status_code == 200  # the same request: nothing more moved
+    after = client.get(f"/api/cards/{ref}").json()["card"]
+    assert after["ec_balance_fen"] == before["ec_balance_fen"] + 2_000
+    assert after["pending_ec_credit_fen"] == before["pending_ec_credit_fen"] + 2_000
+    assert after["deposit_available_fen"] == before["deposit_available_fen"] - 2_000
+    too_much = client.post(f"/api/cards/{ref}/top-up", json={"amount_fen": 10**9}, headers=headers)
+    assert too_much.status_code == 409 and "deposit account" in too_much.json()["detail"]
+    assert (
+        client.post(f"/api/cards/{ref}/top-up", json={"amount_fen": -1}, headers=headers).status_code == 422
+    )
+    assert client.post(f"/api/cards/{ref}/top-up", json={"amount_fen": 5}).status_code == 403  # no CSRF token
+
+
+def test_operator_reports_a_card_lost_it_is_on_the_deny_list_and_in_the_audit_log(
+    client: TestClient, city: City
+) -> None:
+    headers = sign_in(client, "op")
+    ref = ref_of(city, "wang")
+    r = client.post(f"/api/cards/{ref}/report-lost", headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == CardStatus.LOST
+    entries = client.get("/api/denylist").json()
+    assert any(e["ref"] == ref and e["reason"] == "lost" for e in entries)
+    again = client.post(f"/api/cards/{ref}/report-lost", headers=headers)
+    assert again.status_code == 409 and "lost" in again.json()["detail"]
+    log = client.get("/api/audit").json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in log[:2]] == [
+        ("report_lost", "refused"),
+        ("report_lost", "ok"),
+    ]
+    assert city.pans["wang"] not in str(log)
+    r = client.post(f"/api/cards/{ref}/refund", json={"to": "account"}, headers=headers)
+    assert r.status_code == 409 and "cooling period" in r.json()["detail"]
+
+
+def test_citizen_cannot_close_or_replace(client: TestClient, city: City) -> None:
+    headers = sign_in_card(client, city.pans["li"])
+    ref = ref_of(city, "li")
+    assert client.post(f"/api/cards/{ref}/close", headers=headers).status_code == 403
+    assert client.post(f"/api/cards/{ref}/replace", headers=headers).status_code == 403
+
+
+def test_unregistered_card_cannot_be_reported_lost(client: TestClient, city: City) -> None:
+    headers = sign_in(client, "op")
+    r = client.post(f"/api/cards/{ref_of(city, 'anon')}/report-lost", headers=headers)
+    assert r.status_code == 409 and "unregistered" in r.json()["detail"]
+
+
+def test_merchant_onboarding_is_audited_and_bad_values_are_422(client: TestClient, city: City) -> None:
+    headers = sign_in(client, "op")
+    body = {
+        "merchant_id": "MERCHANT0000009",
+        "name": "Book Town",
+        "mcc": "5942",
+        "district": "Xinhua District",
+        "bank_code": "BOC",
+    }
+    assert client.post("/api/merchants", json=body, headers=headers).status_code == 201
+    assert client.post("/api/merchants", json=body, headers=headers).status_code == 409
+    bad = client.post("/api/merchants", json={**body, "merchant_id": "x"}, headers=headers)
+    assert bad.status_code == 422
+    unknown_bank = client.post(
+        "/api/merchants", json={**body, "merchant_id": "MERCHANT0000010", "bank_code": "XX"}, headers=headers
+    )
+    assert unknown_bank.status_code == 404
+    t = client.post(
+        "/api/terminals", json={"terminal_id": "POS00009", "merchant_id": "MERCHANT0000009"}, headers=headers
+    )
+    assert t.status_code == 201 and t.json()["tmk_kcv"]
+    actions = [(e["action"], e["target"], e["outcome"]) for e in client.get("/api/audit").json()["entries"]]
+    assert ("add_merchant", "MERCHANT0000009", "ok") in actions and (
+        "add_terminal",
+        "POS00009",
+        "ok",
+    ) in actions
+
+
+def test_citizen_signs_in_with_id_number_and_one_time_code(client: TestClient, city: City, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("WARNING", logger="citycard.web")
+    r = client.post("/api/session/code-request", json={"id_number": city.ids["li"]})
+    assert r.status_code == 202
+    code = caplog.records[-1].getMessage().rsplit(": ", 1)[1].split()[0]
+    assert city.ids["li"] not in caplog.text
+    assert (
+        client.post(
+            "/api/session/code",
+            json={"id_number": city.ids["li"], "code": "000000" if code != "000000" else "111111"},
+        ).status_code
+        == 401
+    )
+    assert (
+        client.post("/api/session/code", json={"id_number": city.ids["li"], "code": code}).status_code == 200
+    )
+    assert [c["bank"] for c in client.get("/api/me/cards").json()] == ["BOC"]
+    client.cookies.clear()
+    client.post("/api/session/code-request", json={"id_number": city.ids["zhang"]})
+    code = caplog.records[-1].getMessage().rsplit(": ", 1)[1].split()[0]
+    assert (
+        client.post("/api/session/code", json={"id_number": city.ids["zhang"], "code": code}).status_code
+        == 200
+    )
+    assert sorted(c["bank"] for c in client.get("/api/me/cards").json()) == ["BOC", "ICBC"]  # both banks
+    client.cookies.clear()
+    assert (
+        client.post("/api/session/code", json={"id_number": city.ids["li"], "code": code}).status_code == 401
+    )  # used up
+
+
+def test_pages_of_every_role_render(client: TestClient, city: City) -> None:
+    sign_in(client, "op")
+    for path in ("/console", "/console/cards", "/console/denylist", "/console/merchants", "/console/audit"):
+        assert client.get(path).status_code == 200, path
+    client.cookies.clear()
+    sign_in(client, "icbc")
+    assert client.get("/bank").status_code == 200
+    assert client.get("/console/merchants").status_code == 403
+    client.cookies.clear()
+    sign_in(client, "hospital")
+    assert "MERCHANT0000002" in client.get("/merchant").text
+    client.cookies.clear()
+    sign_in_card(client, city.pans["zhang"])
+    assert mask_pan(city.pans["zhang"]) in client.get("/me").text
+
+
+def test_wrong_pins_are_counted_like_online_ones(client: TestClient, city: City) -> None:
+    pan = city.pans["zhang_boc"]
+    for _ in range(3):
+        assert client.post("/api/session/card", json={"pan": pan, "pin": "999999"}).status_code == 401
+    r = client.post("/api/session/card", json={"pan": pan, "pin": "123456"})
+    assert r.status_code == 403 and "PIN tries exceeded" in r.json()["detail"]
+    with city.ctx.issuer.unit_of_work(read_only=True) as uow:
+        card = uow.cards.get(pan)
+    assert card is not None and card.online_pin_failures == 3
