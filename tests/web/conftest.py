@@ -4,13 +4,15 @@ role, and the web application on it (``create_app`` over ``bootstrap.build_web_c
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, make_url, select, text
 
 from citycard.bootstrap import WebContext, build_hsm, build_web_context
 from citycard.center.commands import AddMerchant, AddTerminal
@@ -34,6 +36,8 @@ from citycard.web import create_app
 from citycard.web.store import Store
 
 from tests.chip.conftest import counter_rng
+from tests.conftest import POSTGRES_URL, require_or_skip
+from tests.db.dbtargets import postgres_reachable
 from tests.issuer.conftest import Terminal
 
 PIN = "123456"
@@ -128,13 +132,37 @@ def _build(home: Path, url: str | None = None) -> City:
     return city
 
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
-    built = _build(tmp_path_factory.mktemp("city"))
+@contextmanager
+def _database_url(kind: str) -> Iterator[str | None]:
+    """None (SQLite in the home folder) or a new PostgreSQL database, dropped afterwards."""
+    if kind == "sqlite":
+        yield None
+        return
+    if not postgres_reachable():
+        require_or_skip("CITYCARD_REQUIRE_POSTGRES", f"PostgreSQL not reachable at {POSTGRES_URL}")
+    name = f"web_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
-        yield built
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {name}"))
+        try:
+            yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
     finally:
-        built.ctx.close()
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def city(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
+    """The city on SQLite, or on PostgreSQL where a module asks (``indirect`` parametrization of ``city``)."""
+    with _database_url(getattr(request, "param", "sqlite")) as url:
+        built = _build(tmp_path_factory.mktemp("city"), url)
+        try:
+            yield built
+        finally:
+            built.ctx.close()
 
 
 @pytest.fixture

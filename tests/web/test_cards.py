@@ -4,12 +4,15 @@ input as 4xx with the reason, and the operator's audit log."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from citycard.codec.pretty import mask_pan
 from citycard.issuer.model import CardStatus
 
 from tests.web.conftest import City, ref_of, sign_in, sign_in_card
+
+pytestmark = pytest.mark.parametrize("city", ["sqlite", "postgresql"], indirect=True)
 
 
 def test_lookup_by_pan_suffix_id_number_and_phone(client: TestClient, city: City) -> None:

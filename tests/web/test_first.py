@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import PASSWORD, City, sign_in, sign_in_card
+
+pytestmark = pytest.mark.parametrize("city", ["sqlite", "postgresql"], indirect=True)
 
 
 def test_operator_signs_in_and_sees_the_dashboard(client: TestClient, city: City) -> None:

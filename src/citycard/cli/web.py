@@ -13,7 +13,7 @@ from citycard.config import settings
 
 from .bank import fail
 
-app = typer.Typer(help="The web console: serve it, add its staff users.", no_args_is_help=True)
+app = typer.Typer(help="The web console: serve it alone, add its staff users.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users of the web console.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
