@@ -230,3 +230,20 @@ def test_a_merchant_cannot_reach_another_merchants_payouts(page: Any, server: st
     other = page.goto(f"{server}/merchant/MERCHANT0000002/payouts")
     assert other.status == 404 and "no merchant" in page.inner_text("#reason")
     assert page.goto(f"{server}/api/merchants/MERCHANT0000002/payouts").status == 404
+
+
+def test_a_citizen_tops_up_from_the_deposit_account_and_reports_the_card_lost(
+    page: Any, server: str, city: City
+) -> None:
+    card_sign_in(page, server, city.pans["li"])
+    page.wait_for_url(f"{server}/me")
+    page.click(f'[data-ref="{ref_of(city, "li")}"] a')
+    before = page.inner_text("#ec-balance")
+    page.fill("#amount", "12.50")
+    page.click("#top-up")
+    assert "moved to the EC balance" in page.inner_text("[role=status]")
+    assert page.inner_text("#ec-balance") != before
+    assert "EC credit ¥12.50" in page.inner_text("#pending")
+    page.click("#report-lost")
+    assert page.inner_text("#card-status") == "lost"
+    assert page.query_selector("#top-up") is None  # a lost card takes no more top-ups here

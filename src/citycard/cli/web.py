@@ -61,10 +61,15 @@ def serve(
     """Serve the web console alone with uvicorn (Ctrl-C stops it)."""
     import uvicorn
 
-    from citycard.bootstrap import build_web_context
+    from citycard.bootstrap import HomeFolderError, build_web_context
+    from citycard.db import DatabaseUrlError, SchemaRevisionError
+    from citycard.hsm.api import KeyStoreError
     from citycard.web import create_app
 
-    ctx = build_web_context(settings())
+    try:
+        ctx = build_web_context(settings())
+    except (KeyStoreError, SchemaRevisionError, DatabaseUrlError, HomeFolderError) as exc:
+        raise fail(str(exc), 2) from None
     try:
         typer.echo(f"web console on http://{host}:{port}")
         uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
