@@ -226,7 +226,11 @@ def test_a_merchant_cannot_reach_another_merchants_payouts(page: Any, server: st
     staff_sign_in(page, server, "shop")
     page.wait_for_url(f"{server}/merchant")
     own = page.goto(f"{server}/merchant/MERCHANT0000001/payouts")
-    assert own.status == 200 and page.query_selector_all("#sales tr[data-day]")
+    assert (
+        own.status == 200
+        and page.query_selector_all("#sales tr[data-day]")
+        and page.query_selector("#payouts")
+    )
     other = page.goto(f"{server}/merchant/MERCHANT0000002/payouts")
     assert other.status == 404 and "no merchant" in page.inner_text("#reason")
     assert page.goto(f"{server}/api/merchants/MERCHANT0000002/payouts").status == 404

@@ -73,8 +73,10 @@ def test_citizen_sees_only_their_own_cards(client: TestClient, city: City) -> No
 
 def test_merchant_sees_only_its_own_transactions_and_payouts(client: TestClient, city: City) -> None:
     sign_in(client, "shop")
-    own = client.get("/api/merchants/MERCHANT0000001/payouts").json()
+    own = client.get("/api/merchants/MERCHANT0000001/sales").json()
     assert sum(d["amount_fen"] for d in own) == 1_250 + 3_000
+    assert client.get("/api/merchants/MERCHANT0000001/payouts").json() == []  # no day settled here
+    assert client.get("/api/merchants/MERCHANT0000002/sales").status_code == 404
     txns = client.get("/api/merchants/MERCHANT0000001/transactions").json()
     assert {t["response_code"] for t in txns} == {"00", "51"} and all("*" in t["pan"] for t in txns)
     assert client.get("/api/merchants/MERCHANT0000002/payouts").status_code == 404
@@ -208,6 +210,10 @@ def test_pages_of_every_role_render(client: TestClient, city: City) -> None:
     client.cookies.clear()
     sign_in(client, "icbc")
     assert client.get("/bank").status_code == 200
+    assert client.get("/console/settlement").status_code == 200
+    assert client.get("/api/settlement").json() == []
+    assert client.get("/api/settlement/20261203").status_code == 404
+    assert client.get("/api/bank/settlement").json() == []
     assert client.get("/console/merchants").status_code == 403
     client.cookies.clear()
     sign_in(client, "hospital")

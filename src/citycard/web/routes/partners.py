@@ -3,13 +3,16 @@ through the console's card routes), online authorizations on its cards and its d
 (one merchant id) sees only that merchant's transactions and sales per day. An operator may open any
 merchant's. Another merchant's data is 404 (no such merchant, as far as the asker may know).
 
-Payouts: until the settlement of issue 9 is on main, ``/payouts`` answers the merchant's approved sales per
-business day (Beijing time), gross, as the issuers authorized them; settlement's net payouts replace them
-when it lands."""
+Payouts are settlement's (issue 9, read through ``citycard.web.settlement``): per settled day the merchant's
+gross, discount, net and payout with its value date. ``/sales`` adds what is not settled yet: the merchant's
+approved online sales per business day (Beijing time), gross, as the issuers authorized them.
+
+Settlement reports (operators; a bank user sees its own position and merchants): ``/api/settlement`` and
+``/console/settlement``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -23,6 +26,7 @@ from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
 from citycard.issuer.model import NotFound
 from citycard.issuer.views import iso_time
 
+from .. import settlement
 from ..auth import context, require
 from ..figures import DAYS, figures
 from ..store import Principal
@@ -48,6 +52,28 @@ class Authorization(BaseModel):
     merchant_id: str
     terminal_id: str
     reversed: bool
+
+
+class Payout(BaseModel):
+    settlement_date: str = Field(description="YYYYMMDD")
+    bank: str
+    items: int
+    gross_fen: int
+    discount_fen: int
+    net_fen: int
+    payout_fen: int
+    payout_date: str = Field(description="YYYYMMDD: the value date of the payout (T+1)")
+
+
+class Position(BaseModel):
+    settlement_date: str
+    participant: str
+    issued_gross_fen: int
+    issuer_fee_fen: int
+    acquired_net_fen: int
+    acquirer_fee_fen: int
+    network_fee_fen: int
+    net_fen: int = Field(description="> 0: the participant receives; < 0: it pays")
 
 
 class DaySales(BaseModel):
@@ -99,6 +125,12 @@ def api_bank_figures(ctx: Ctx, principal: Bank) -> FiguresOut:
     return figures_out(figures(ctx.database.engine, ctx.clock(), bank=principal.bank))
 
 
+@router.get("/api/bank/settlement", tags=["bank"], responses={401: {}, 403: {}})
+def api_bank_settlement(ctx: Ctx, principal: Bank) -> list[Position]:
+    """The bank's net position on each settled day, newest first."""
+    return [Position(**p) for p in settlement.positions_of(ctx, principal.bank or "")]
+
+
 @router.get("/api/bank/authorizations", tags=["bank"], responses={401: {}, 403: {}})
 def api_bank_authorizations(ctx: Ctx, principal: Bank, limit: Limit = 100) -> list[Authorization]:
     """Online authorizations on the bank's cards, newest first."""
@@ -116,6 +148,7 @@ def bank_home(request: Request, ctx: Ctx, principal: Bank) -> Response:
         bank=principal.bank,
         day_amounts=[(d[5:], fen) for d, _, fen in f.days],
         authorizations=_authorizations(ctx, bank=principal.bank, limit=50),
+        positions=settlement.positions_of(ctx, principal.bank or ""),
     )
 
 
@@ -175,8 +208,14 @@ def api_merchant_transactions(
 
 
 @router.get("/api/merchants/{merchant_id}/payouts", tags=["merchant"], responses={401: {}, 403: {}, 404: {}})
-def api_merchant_payouts(merchant_id: MerchantId, ctx: Ctx, principal: MerchantOrStaff) -> list[DaySales]:
-    """The merchant's approved sales per business day, gross (settlement's net payouts once it lands)."""
+def api_merchant_payouts(merchant_id: MerchantId, ctx: Ctx, principal: MerchantOrStaff) -> list[Payout]:
+    """The merchant's settled days (settlement's): gross, discount, net, payout and its value date."""
+    return [Payout(**p) for p in settlement.merchant_payouts(ctx, _merchant(ctx, principal, merchant_id))]
+
+
+@router.get("/api/merchants/{merchant_id}/sales", tags=["merchant"], responses={401: {}, 403: {}, 404: {}})
+def api_merchant_sales(merchant_id: MerchantId, ctx: Ctx, principal: MerchantOrStaff) -> list[DaySales]:
+    """The merchant's approved online sales per business day (Beijing time), gross, settled or not."""
     return _sales(ctx, _merchant(ctx, principal, merchant_id))
 
 
@@ -191,6 +230,7 @@ def merchant_home(
         merchant_id=mid,
         transactions=_authorizations(ctx, merchant=_merchant(ctx, principal, mid), limit=100),
         sales=_sales(ctx, mid),
+        payouts=settlement.merchant_payouts(ctx, mid),
     )
 
 
@@ -199,4 +239,44 @@ def merchant_payouts_page(
     request: Request, merchant_id: MerchantId, ctx: Ctx, principal: MerchantOrStaff
 ) -> Response:
     mid = _merchant(ctx, principal, merchant_id)
-    return page(request, "partners/payouts.html", merchant_id=mid, sales=_sales(ctx, mid))
+    return page(
+        request,
+        "partners/payouts.html",
+        merchant_id=mid,
+        sales=_sales(ctx, mid),
+        payouts=settlement.merchant_payouts(ctx, mid),
+    )
+
+
+# --- settlement reports (operators; a bank user: its own position and merchants) ----------------------------
+Day = Annotated[str, Path(pattern=r"^[0-9]{8}$", description="settlement date YYYYMMDD")]
+Staff = Annotated[Principal, Depends(require("operator", "bank"))]
+
+
+@router.get("/api/settlement", tags=["settlement"], responses={401: {}, 403: {}})
+def api_settled_days(ctx: Ctx, principal: Staff) -> list[str]:
+    """The settled days, newest first (at most 60)."""
+    return settlement.settled_days(ctx)
+
+
+@router.get("/api/settlement/{day}", tags=["settlement"], responses={401: {}, 403: {}, 404: {}})
+def api_settlement_day(day: Day, ctx: Ctx, principal: Staff) -> dict[str, Any]:
+    """A settled day: net positions, totals by industry, merchants' payouts (a bank user: its own)."""
+    record = settlement.day_record(ctx, day)
+    if record is None:
+        raise NotFound(f"day {day} is not settled")
+    return settlement.day_json(record, principal)
+
+
+@router.get("/console/settlement", include_in_schema=False)
+def settlement_page(request: Request, ctx: Ctx, principal: Staff, day: str = "") -> Response:
+    days = settlement.settled_days(ctx)
+    chosen = day if day in days else (days[0] if days else "")
+    record = settlement.day_record(ctx, chosen) if chosen else None
+    return page(
+        request,
+        "console/settlement.html",
+        days=days,
+        chosen=chosen,
+        d=settlement.day_json(record, principal) if record else None,
+    )
