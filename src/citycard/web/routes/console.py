@@ -177,45 +177,65 @@ def _out(v: cards.CardView) -> CardOut:
     return CardOut(**v.__dict__)
 
 
-Suffix = Annotated[str | None, Query(pattern=r"^[0-9]{4,19}$", description="last digits of the PAN")]
-IdNumber = Annotated[str | None, Query(pattern=r"^[0-9]{17}[0-9Xx]$", description="resident ID number")]
-Phone = Annotated[str | None, Query(pattern=r"^[0-9+ -]{5,20}$", description="the holder's phone")]
+Suffix = Annotated[str, Query(pattern=r"^[0-9]{4,19}$", description="last digits of the PAN")]
 Staff = Annotated[Principal, Depends(require("operator", "bank"))]
 Ref = Annotated[int, Path(ge=1, le=2**62, description="card reference")]
 
 
-@router.get("/api/cards", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 422: {}})
-def api_lookup(
-    ctx: Ctx, principal: Staff, pan_suffix: Suffix = None, id_number: IdNumber = None, phone: Phone = None
-) -> CardList:
+class CardSearchIn(BaseModel):
+    """What to find cards by (all given must match, at least one). In the body, not the URL: an ID number
+    or a phone number has no place in access logs."""
+
+    pan_suffix: str | None = Field(
+        default=None, pattern=r"^[0-9]{4,19}$", description="last digits of the PAN"
+    )
+    id_number: str | None = Field(
+        default=None, pattern=r"^[0-9]{17}[0-9Xx]$", description="resident ID number"
+    )
+    phone: str | None = Field(default=None, pattern=r"^[0-9+ -]{5,20}$", description="the holder's phone")
+
+
+@router.get("/api/cards", tags=["cards"], responses={401: {}, 403: {}, 422: {}})
+def api_lookup_suffix(ctx: Ctx, principal: Staff, pan_suffix: Suffix) -> CardList:
+    """Find cards by the last digits of the PAN (a bank user: its bank's cards only)."""
+    found, total = cards.lookup(ctx, principal, pan_suffix=pan_suffix)
+    return CardList(cards=[_out(v) for v in found], total=total)
+
+
+@router.post("/api/cards/search", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 422: {}})
+def api_lookup(body: CardSearchIn, ctx: Ctx, principal: Staff) -> CardList:
     """Find cards by PAN suffix, resident ID number or phone (all given must match); a bank user finds only
     its bank's cards."""
-    found, total = cards.lookup(ctx, principal, pan_suffix=pan_suffix, id_number=id_number, phone=phone)
+    found, total = cards.lookup(
+        ctx, principal, pan_suffix=body.pan_suffix, id_number=body.id_number, phone=body.phone
+    )
     return CardList(cards=[_out(v) for v in found], total=total)
 
 
 @router.get("/console/cards", include_in_schema=False)
-def lookup_page(
+def lookup_page(request: Request, principal: Staff) -> Response:
+    return page(
+        request, "console/cards.html", found=[], total=0, q={"pan_suffix": "", "id_number": "", "phone": ""}
+    )
+
+
+@router.post("/console/cards", include_in_schema=False)
+def lookup_form(
     request: Request,
     ctx: Ctx,
     principal: Staff,
-    pan_suffix: str = "",
-    id_number: str = "",
-    phone: str = "",
+    pan_suffix: Annotated[str, Form(max_length=19)] = "",
+    id_number: Annotated[str, Form(max_length=18)] = "",
+    phone: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     found: list[cards.CardView] = []
     total, error = 0, ""
-    if pan_suffix or id_number or phone:
-        try:
-            found, total = cards.lookup(
-                ctx,
-                principal,
-                pan_suffix=pan_suffix.strip(),
-                id_number=id_number.strip(),
-                phone=phone.strip(),
-            )
-        except (ValueError, IssuerError) as exc:
-            error = str(exc)
+    try:
+        found, total = cards.lookup(
+            ctx, principal, pan_suffix=pan_suffix.strip(), id_number=id_number.strip(), phone=phone.strip()
+        )
+    except (ValueError, IssuerError) as exc:
+        error = str(exc)
     return page(
         request,
         "console/cards.html",
