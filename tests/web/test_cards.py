@@ -207,7 +207,16 @@ def test_citizen_signs_in_with_id_number_and_one_time_code(client: TestClient, c
 
 def test_pages_of_every_role_render(client: TestClient, city: City) -> None:
     sign_in(client, "op")
-    for path in ("/console", "/console/cards", "/console/denylist", "/console/merchants", "/console/audit"):
+    for path in (
+        "/console",
+        "/console/cards",
+        "/console/denylist",
+        "/console/merchants",
+        "/console/audit",
+        "/console/exceptions",
+        "/console/exceptions?status=accepted",
+        "/console/settlement",
+    ):
         assert client.get(path).status_code == 200, path
     client.cookies.clear()
     sign_in(client, "icbc")
@@ -234,3 +243,64 @@ def test_wrong_pins_are_counted_like_online_ones(client: TestClient, city: City)
     with city.ctx.issuer.unit_of_work(read_only=True) as uow:
         card = uow.cards.get(pan)
     assert card is not None and card.online_pin_failures == 3
+
+
+def _exception(city: City, n: int, reason: str, issuer: str, acquirer: str) -> None:
+    """A row of clearing's queue as clearing leaves it (an offline record it could not pay)."""
+    from sqlalchemy import insert
+
+    from citycard.db.clearing_tables import clearing_exceptions
+
+    with city.ctx.database.engine.begin() as c:
+        c.execute(
+            insert(clearing_exceptions).values(
+                ref=f"POS00001/1/{n}",
+                opened_date="20261203",
+                reason=reason,
+                status="open",
+                detail="test",
+                pan_masked="621226*********0017",
+                atc=n,
+                amount_fen=1_000 + n,
+                terminal_id="POS00001",
+                merchant_id="MERCHANT0000001",
+                issuer_bank=issuer,
+                acquirer_bank=acquirer,
+                cleared=0,
+                opened_ns=city.ctx.clock(),
+            )
+        )
+
+
+def test_the_exception_queue_is_clearings(client: TestClient, city: City) -> None:
+    headers = sign_in(client, "op")
+    before = client.get("/api/clearing/exceptions").json()
+    _exception(city, 901, "late", "ICBC", "ICBC")
+    _exception(city, 902, "unknown_terminal", "ICBC", "ICBC")
+    queue = client.get("/api/clearing/exceptions").json()
+    assert len(queue) == len(before) + 2
+    assert client.get("/api/figures").json()["exceptions_open"] == len(queue)
+    first, second = queue[-2]["id"], queue[-1]["id"]
+    ok = client.post(f"/api/clearing/exceptions/{first}/resolve", json={"action": "accept"}, headers=headers)
+    assert ok.status_code == 200 and ok.json()["status"] == "accepted"
+    again = client.post(
+        f"/api/clearing/exceptions/{first}/resolve", json={"action": "reject"}, headers=headers
+    )
+    assert again.status_code == 409 and "not open" in again.json()["detail"]
+    form = client.post(
+        f"/console/exceptions/{second}", data={"action": "reject", "csrf_token": headers["X-CSRF-Token"]}
+    )
+    assert form.status_code == 200 and "rejected" in form.text
+    assert [
+        e["id"] for e in client.get("/api/clearing/exceptions", params={"status": "accepted"}).json()
+    ] == [first]
+    log = [(e["action"], e["outcome"]) for e in client.get("/api/audit").json()["entries"][:3]]
+    assert log == [("exception_reject", "ok"), ("exception_reject", "refused"), ("exception_accept", "ok")]
+    assert client.get("/api/clearing/exceptions", params={"status": "nonsense"}).status_code == 422
+    r = client.post("/api/clearing/exceptions/999999/resolve", json={"action": "accept"}, headers=headers)
+    assert r.status_code == 404 and "no clearing exception 999999" in r.json()["detail"]
+    bad = client.post("/api/clearing/exceptions/999999/resolve", json={"action": "pay"}, headers=headers)
+    assert bad.status_code == 422
+    client.cookies.clear()
+    sign_in(client, "boc")
+    assert client.get("/api/clearing/exceptions", params={"status": "accepted"}).json() == []  # ICBC's

@@ -6,6 +6,8 @@
 - transactions per day (Beijing time, UTC+8) for the last :data:`DAYS` days, and by industry and district
   over those days: online purchases the issuers approved and that were not reversed
   (``issuer_authorizations``, kind ``purchase``, response ``00``), count and amount;
+- clearing's exceptions awaiting action (``clearing_exceptions`` with status ``open``; a bank: those of its
+  cards or merchants);
 - EC float outstanding: what the issuers owe for electronic cash on all cards (the credit balances of the
   ledger's EC float accounts, code 11), offline spending not yet cleared included.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, func, select
 
 from citycard.db.center_tables import center_merchants, center_terminals
+from citycard.db.clearing_tables import clearing_exceptions
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
 from citycard.db.tables import ledger_accounts
 from citycard.issuer.model import BankAccount
@@ -53,6 +56,7 @@ class Figures:
     txn_by_industry: list[tuple[str, int, int]] = field(default_factory=list)
     txn_by_district: list[tuple[str, int, int]] = field(default_factory=list)
     ec_float_fen: int = 0
+    exceptions_open: int = 0
 
 
 def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
@@ -162,6 +166,11 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
         ec_filter = [ec.code == BankAccount.CARD_EC_FLOAT]
         if bank:
             ec_filter.append(ec.id.in_(select(c.ec_float_account_id).where(c.bank_code == bank)))
+        x = clearing_exceptions.c
+        x_filter = [x.status == "open"]
+        if bank:
+            x_filter.append((x.issuer_bank == bank) | (x.acquirer_bank == bank))
+        f.exceptions_open = int(conn.execute(select(func.count()).where(*x_filter)).scalar_one())
         f.ec_float_fen = int(
             conn.execute(
                 select(func.coalesce(func.sum(ec.credits_posted - ec.debits_posted), 0)).where(

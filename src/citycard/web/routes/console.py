@@ -17,7 +17,7 @@ from citycard.center.ports import MerchantQuery
 from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
 from citycard.issuer.model import IssuerError
 
-from .. import cards
+from .. import cards, exceptions
 from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
@@ -63,6 +63,7 @@ class FiguresOut(BaseModel):
     purchases_by_industry: list[Amounts]
     purchases_by_district: list[Amounts]
     ec_float_fen: int
+    exceptions_open: int
 
 
 def figures_out(f: Figures) -> FiguresOut:
@@ -84,6 +85,7 @@ def figures_out(f: Figures) -> FiguresOut:
         purchases_by_industry=[Amounts(key=k, count=n, amount_fen=a) for k, n, a in f.txn_by_industry],
         purchases_by_district=[Amounts(key=k, count=n, amount_fen=a) for k, n, a in f.txn_by_district],
         ec_float_fen=f.ec_float_fen,
+        exceptions_open=f.exceptions_open,
     )
 
 
@@ -479,3 +481,82 @@ def add_terminal_form(
     except (CenterError, ValueError) as exc:
         return _merchants_view(request, ctx, error=str(exc))
     return _merchants_view(request, ctx, notice=f"terminal {terminal_id} registered")
+
+
+# --- clearing's exception queue -----------------------------------------------------------------------------
+class ExceptionOut(BaseModel):
+    id: int
+    opened_date: str
+    reason: str
+    status: str
+    detail: str
+    pan_masked: str
+    atc: int | None
+    amount_fen: int
+    terminal_id: str
+    merchant_id: str
+    issuer_bank: str
+    acquirer_bank: str
+
+
+class ResolveIn(BaseModel):
+    action: Literal["accept", "reject", "chargeback"]
+
+
+ExceptionStatus = Annotated[Literal["open", "reported", "accepted", "rejected", "chargeback"] | None, Query()]
+
+
+@router.get("/api/clearing/exceptions", tags=["clearing"], responses={401: {}, 403: {}})
+def api_exceptions(ctx: Ctx, principal: Staff, status: ExceptionStatus = "open") -> list[ExceptionOut]:
+    """Clearing's exceptions (default: those awaiting action), oldest first; a bank user: its own."""
+    return [ExceptionOut(**r) for r in exceptions.queue(ctx, principal, status)]
+
+
+@router.post(
+    "/api/clearing/exceptions/{exception_id}/resolve",
+    tags=["clearing"],
+    responses={401: {}, 403: {}, 404: {}, 409: {}},
+)
+def api_resolve(
+    exception_id: Annotated[int, Path(ge=1, le=2**62)], body: ResolveIn, ctx: Ctx, st: St, principal: Operator
+) -> dict[str, Any]:
+    """Accept (paid in the next clearing run), reject, or charge back an exception."""
+    try:
+        return exceptions.resolve(ctx, st, principal, exception_id, body.action)
+    except exceptions.Refused as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/console/exceptions", include_in_schema=False)
+def exceptions_page(
+    request: Request, ctx: Ctx, principal: Staff, status: ExceptionStatus = "open"
+) -> Response:
+    return page(
+        request, "console/exceptions.html", rows=exceptions.queue(ctx, principal, status), status=status
+    )
+
+
+@router.post("/console/exceptions/{exception_id}", include_in_schema=False)
+def resolve_form(
+    request: Request,
+    exception_id: Annotated[int, Path(ge=1, le=2**62)],
+    ctx: Ctx,
+    st: St,
+    principal: Operator,
+    action: Annotated[Literal["accept", "reject", "chargeback"], Form()],
+) -> Response:
+    notice, error = "", ""
+    try:
+        done = exceptions.resolve(ctx, st, principal, exception_id, action)
+        notice = f"exception {done['id']} is {done['status']}"
+    except (exceptions.Refused, IssuerError) as exc:
+        error = str(exc)
+    return page(
+        request,
+        "console/exceptions.html",
+        status_code=409 if error else 200,
+        rows=exceptions.queue(ctx, principal, "open"),
+        status="open",
+        notice=notice,
+        error=error,
+    )
