@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS txn (
     outcome TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', cryptogram TEXT NOT NULL DEFAULT '',
     atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
     ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
-    service_ref TEXT NOT NULL DEFAULT '',
+    service_ref TEXT NOT NULL DEFAULT '', original_txn_id TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
 CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
@@ -76,10 +76,14 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
-_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref"})
-"""What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), and
-the public service's reference the transaction pays (``service_ref``)."""
-_ADDED_COLUMNS = (("service_ref", "TEXT NOT NULL DEFAULT ''"),)
+_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id"})
+"""What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), the
+public service's reference the transaction pays (``service_ref``) and the purchase a void cancels
+(``original_txn_id``)."""
+_ADDED_COLUMNS = (
+    ("service_ref", "TEXT NOT NULL DEFAULT ''"),
+    ("original_txn_id", "TEXT NOT NULL DEFAULT ''"),
+)
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 
 
@@ -232,6 +236,14 @@ class SqliteJournal:
             (batch,),
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def voids_of(self, txn_id: str) -> list[JournalEntry]:
+        """The voids journaled for the purchase ``txn_id`` (any state), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM txn WHERE kind='void' AND original_txn_id=? ORDER BY created, batch, stan",
+            (txn_id,),
+        )
+        return [self._entry(row) for row in rows]
 
     def close_batch(self) -> int:
         """Start a new batch (after settlement); returns the new batch number."""

@@ -27,7 +27,7 @@ from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind
 from citycard.pos.online import TerminalIdentity, balances
-from citycard.pos.terminal import PosTerminal
+from citycard.pos.terminal import AlreadyVoided, PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
 from tests.chip.conftest import counter_rng
@@ -167,6 +167,11 @@ def test_void_and_refund_give_the_money_back(world: World) -> None:
         void = pos.void(world.tap(), first.entry, pin=lambda _: PIN)  # the card present: its own ARQC
         assert void.approved and void.entry is not None and void.entry.kind == "void", void.outcome.reason
         assert world.net.status()["deposit_available_fen"] == 50_000 - 20_000
+        assert void.entry.original_txn_id == first.entry.txn_id
+        with pytest.raises(AlreadyVoided) as refused:  # refused before the card or the host is asked
+            pos.void(world.tap(), first.entry, pin=lambda _: PIN)
+        assert refused.value.void.txn_id == void.entry.txn_id
+        assert [e.txn_id for e in world.journal.entries() if e.kind == "void"] == [void.entry.txn_id]
         refund, code = client.refund(second.entry, 5_000)  # an advice: the acquirer forwards it by SAF
         assert code == "00" and refund.state == "approved" and refund.kind == "refund"
     _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 15_000)

@@ -222,9 +222,15 @@ def test_pos_void_by_rrn_through_the_entry_point(
     assert void.state == "approved" and void.amount_fen == 15_000
     stored: Any = terminal.acquirer_record(void.batch, void.stan)
     assert stored is not None and stored.kind == "void" and stored.original_rrn == record.rrn
-    # The terminal's journal does not link a void to its purchase, so a second void of the same RRN goes
-    # out again; the issuer refuses it (12) and posts nothing.
+    assert void.original_txn_id == sale.txn_id  # the journal links the void to its purchase
+    # A second void of the same purchase is refused by the terminal itself: the card is not asked, nothing
+    # goes online (no new STAN, no new journal entry), one error line, exit 1.
+    stan = terminal.journal.counter("stan")
     assert run([*argv, "--rrn", record.rrn]) == 1
-    out = capsys.readouterr().out
-    assert "DECLINED ONLINE" in out and "(12)" in out, out
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"error: {sale.txn_id} is already voided ({void.txn_id}, approved): not voided twice"
+    ), captured
+    assert terminal.journal.counter("stan") == stan
+    assert [e.txn_id for e in terminal.journal.entries() if e.kind == "void"] == [void.txn_id]
     assert terminal.available() == 50_000 and terminal.balanced()

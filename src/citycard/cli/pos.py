@@ -45,7 +45,7 @@ from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.journal import JournalEntry, State
 from citycard.pos.receipt import format_amount, render_receipt
-from citycard.pos.terminal import Interface, PosTerminal, inquiry
+from citycard.pos.terminal import AlreadyVoided, Interface, PosTerminal, inquiry
 
 if TYPE_CHECKING:
     from citycard.hosts.terminal import AcquirerClient
@@ -350,7 +350,7 @@ def _online(
     pos = PosTerminal(config, jr, data_key=DEMO_DATA_KEY, host=client, pin_pad=client.pin_pad)
     try:
         yield pos, client
-    except OnlineError as exc:
+    except (OnlineError, AlreadyVoided) as exc:
         raise _fail(str(exc)) from None
     finally:
         client.close()

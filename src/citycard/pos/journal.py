@@ -50,6 +50,7 @@ class JournalEntry:
     un: str = ""  # 9F37, with date/time and amount what the card's log records
     export_id: int | None = None
     service_ref: str = ""  # a public service's reference (``HR-202612030017``): field 48 of its 0200 / 0320
+    original_txn_id: str = ""  # a void: the purchase it cancels (its ``txn_id``)
 
 
 class Journal(Protocol):
@@ -70,3 +71,7 @@ class Journal(Protocol):
     def entries(self, state: State | None = None, limit: int = 100) -> list[JournalEntry]: ...
 
     def current_batch(self) -> int: ...
+
+    def voids_of(self, txn_id: str) -> list[JournalEntry]:
+        """The voids journaled for the purchase ``txn_id`` (any state), oldest first."""
+        ...

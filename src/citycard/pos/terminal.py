@@ -45,10 +45,29 @@ from .journal import Journal, JournalEntry, State
 from .online import OnlineHost, OnlineKind
 from .sealing import seal_pan
 
-__all__ = ["Interface", "PosTerminal", "TapResult", "inquiry", "self_service_config", "validator_config"]
+__all__ = [
+    "AlreadyVoided",
+    "Interface",
+    "PosTerminal",
+    "TapResult",
+    "inquiry",
+    "self_service_config",
+    "validator_config",
+]
 
 Transmit = Callable[[bytes], bytes]
 Interface = Literal["contact", "contactless"]
+
+
+class AlreadyVoided(ValueError):
+    """A void of a purchase this terminal's journal already holds a void of — approved, or torn or pending
+    (it may stand at the issuer): refused before the card is asked anything, nothing sent online."""
+
+    def __init__(self, original: str, void: JournalEntry) -> None:
+        self.original, self.void = original, void
+        super().__init__(f"{original} is already voided ({void.txn_id}, {void.state}): not voided twice")
+
+
 TORN_MAX_AGE_S = 3600
 """A torn transaction is looked for in the logs of the cards tapped within this time."""
 RETAP_S = 120
@@ -58,6 +77,8 @@ TORN_LOG_RECORDS = 3
 """The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
 DOUBLE_TAP_LOG_RECORDS = 1
 """A double tap is a card whose latest log record is a fare paid here: one record is enough."""
+_VOID_STANDS: frozenset[str] = frozenset({"approved", "torn", "pending"})
+"""States of a journaled void that may stand at the issuer: a second void of its purchase is refused."""
 _LOGS = {
     TransactionKind.PURCHASE: TransactionKind.TRANSACTION_LOG,
     TransactionKind.EC_LOAD: TransactionKind.LOAD_LOG,
@@ -349,6 +370,8 @@ class PosTerminal:
                 card = self._card_fields(pan, psn) if pan.isdigit() else {}
                 if service_ref:
                     card["service_ref"] = service_ref
+                if follows is not None:  # a void: the journal links it to the purchase it cancels
+                    card["original_txn_id"] = follows.txn_id
                 amount, what = txn.amount_fen, kind
                 if txn.extension is not None:  # the amount the extension decided before the GPO
                     amount = int(kernel.term["9F02"].hex())
@@ -507,9 +530,14 @@ class PosTerminal:
     ) -> TapResult:
         """Void (消费撤销) ``original``, an online purchase of this terminal, the card present: the card's
         ARQC for the purchase's whole amount with 9C = 20, sent as 0200 200000 with 61 naming the purchase;
-        journaled ``void``."""
+        journaled ``void``, linked to ``original``. A purchase with a void already journaled approved (or torn
+        or pending: it may stand) is refused here, before the card or the host is asked:
+        :class:`AlreadyVoided`. A declined void (a reversed one is journaled declined) may be tried again."""
         assert self.host is not None, "a void goes online"
         assert original.kind == "purchase" and original.outcome == "approved online"
+        for earlier in self.journal.voids_of(original.txn_id):
+            if earlier.state in _VOID_STANDS:
+                raise AlreadyVoided(original.txn_id, earlier)
         txn = Transaction(
             TransactionKind.PURCHASE,
             self.clock(),
