@@ -1,0 +1,207 @@
+"""Clearing throughput: offline records cleared per second beside the raw AC-verification rate of the same
+process in the same run, and a city day of 10 million offline transactions extrapolated.
+
+``python -m benchmarks clearing`` (``CITYCARD_BENCH_CLEARING_N``: records, default 20 000;
+``CITYCARD_BENCH_CLEARING_DB``: ``postgresql`` (default; a throw-away schema ``clearing_bench_*`` at
+``tests.conftest``'s URL) or ``sqlite``). It sets up two banks (the issuer's own handlers, cards issued
+without personalisation), registers a merchant and 50 terminals, funds each card's EC float, and stores N
+0320 uploads as the acquirer keeps them; their TCs are computed from each card's UDK (derived in the
+HSM as personalisation does) with ``crypto.cryptograms.generate_ac`` over CDOL1 data — the computation the
+chip makes. Then it measures:
+
+- baseline: ``Hsm.verify_arqc`` over the same TCs (UDK → session key → 3DES MAC, what clearing must do
+  once per record), in this process, before and after the run (the better of the two);
+- clearing: ``ClearingEngine.run(day)`` over all N (staging, verification, classification, postings from
+  each card's EC float, items), one process, batches of 2 000.
+
+The ratio is clearing records per second over verifications per second (goal ≥ 0.3); 10 M is N's time
+scaled linearly (goal ≤ 600 s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from citycard.center.commands import AddMerchant, AddTerminal
+from citycard.center.handlers import handle
+from citycard.center.model import TerminalKind
+from citycard.center.ports import CenterDeps
+from citycard.clearing import BEIJING, ClearingPolicy
+from citycard.codec.iso8583.messages import BatchUpload, Field60, IccData
+from citycard.codec.tlv import encode_many
+from citycard.crypto.cryptograms import ac_input, bcd_amount, generate_ac
+from citycard.crypto.derivation import derive_pboc_session_key
+from citycard.db import Database, drop_schema, migrate
+from citycard.db.acquirer_tables import acquirer_uploads
+from citycard.db.center_repositories import CenterUnitOfWork
+from citycard.db.clearing_repositories import ClearingEngine
+from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hsm.api import KeyUsage
+from citycard.hsm.soft import MemoryKeyStore, SoftHsm
+from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, IssueCards
+from citycard.issuer.handlers import IssuerService
+from citycard.issuer.model import bank_key_labels
+from citycard.ledger.model import Transfer
+
+from tests.conftest import POSTGRES_URL
+
+__all__ = ["main"]
+
+DAY = dt.date(2026, 11, 25)
+CARDS_PER_BANK = 500
+TERMINALS = 50
+IAD = bytes.fromhex("07010103900000010A01000000500012345678")  # CVR and the EC balance part of a PBOC IAD
+
+
+def _database(kind: str, tmp: Path) -> tuple[Database, str | None]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        migrate(url)
+        return Database.open(url), None
+    schema = f"clearing_bench_{uuid.uuid4().hex[:8]}"
+    migrate(POSTGRES_URL, schema=schema)
+    return Database.open(POSTGRES_URL, schema=schema), schema
+
+
+def _setup(db: Database, hsm: SoftHsm) -> tuple[IssuerService, list[tuple[str, str, bytes, int]]]:
+    service = IssuerService(lambda: db.unit_of_work(IssuerUnitOfWork), hsm, time.time_ns)
+    cards: list[tuple[str, str, bytes, int]] = []  # (bank, PAN, UDK, EC float account)
+    for code, bin_ in (("ICBC", "621226"), ("BOC", "621661")):
+        service.add_bank(AddBank(code, f"{code} city branch"))
+        service.add_bin_range(AddBinRange(code, bin_))
+        service.add_product(AddProduct(code, "anon-ec", "Anonymous EC", bin_, registered=False))
+        issued = service.issue_cards(IssueCards(code, "anon-ec", CARDS_PER_BANK))
+        imk = hsm.get(bank_key_labels(code)["imk_ac"])
+        for card in issued:
+            udk = hsm.derive_icc_key(imk, KeyUsage.EMV_AC, card.pan, card.psn)
+            cards.append((code, card.pan, udk, card.ec_float_account_id))
+    deps = CenterDeps(time.time_ns, SoftHsm(bytes(range(32))), lambda _: SoftHsm(bytes(32), MemoryKeyStore()))
+    handle(
+        AddMerchant("BENCHSHOP000001", "Bench shop", "5411", "Downtown", "ICBC"),
+        db.unit_of_work(CenterUnitOfWork),
+        deps,
+    )
+    for t in range(TERMINALS):
+        handle(
+            AddTerminal(f"B{t:07d}", "BENCHSHOP000001", TerminalKind.POS),
+            db.unit_of_work(CenterUnitOfWork),
+            deps,
+        )
+    with db.unit_of_work(IssuerUnitOfWork) as uow:  # the EC floats funded from the banks' cash
+        banks = {b: uow.banks.get(b) for b in ("ICBC", "BOC")}
+        uow.ledger.create_transfers(
+            [
+                Transfer(10**12 + i, banks[bank].cash_account_id, ec, 100_000)  # type: ignore[union-attr]
+                for i, (bank, _, _, ec) in enumerate(cards)
+            ]
+        )
+        uow.commit()
+    return service, cards
+
+
+def _tc(udk: bytes, atc: int, amount: int, un: bytes) -> tuple[bytes, bytes]:
+    tags = {
+        "9F02": bcd_amount(amount), "9F03": bytes(6), "9F1A": bytes.fromhex("0156"), "95": bytes(5),
+        "5F2A": bytes.fromhex("0156"), "9A": bytes.fromhex("261125"), "9C": b"\x00", "9F37": un,
+        "82": bytes.fromhex("7C00"), "9F36": atc.to_bytes(2, "big"), "9F10": IAD,
+    }  # fmt: skip
+    data = ac_input(tags)
+    tc = generate_ac(derive_pboc_session_key(udk, atc), data)
+    order = ("9F26", "9F27", "9F10", "9F37", "9F36", "95", "9A", "9C", "9F02", "5F2A", "82", "9F1A", "9F03")
+    tags |= {"9F26": tc, "9F27": b"\x40"}
+    return encode_many((t, tags[t]) for t in order), data
+
+
+def _uploads(
+    db: Database, cards: list[tuple[str, str, bytes, int]], n: int
+) -> list[tuple[str, str, bytes, bytes, int]]:
+    """N uploads, stored as the acquirer stores them; returns what the baseline verifies."""
+    received = int(dt.datetime(2026, 11, 25, 20, 0, tzinfo=BEIJING).timestamp()) * 10**9
+    rows, checks = [], []
+    for i in range(n):
+        bank, pan, udk, _ = cards[i % len(cards)]
+        atc = 10 + i // len(cards)
+        amount = 100 + i % 500
+        field55, data = _tc(udk, atc, amount, i.to_bytes(4, "big"))
+        tid = f"B{i % TERMINALS:07d}"
+        stan, batch = i // TERMINALS % 999_999 + 1, i // TERMINALS // 999_999 + 1
+        message = BatchUpload(
+            mti="0320", pan=pan, processing_code="000000", amount_fen=amount, stan=stan,
+            card_sequence_number="001", terminal_id=tid, merchant_id="BENCHSHOP000001", currency="156",
+            icc=IccData(field55), field60=Field60("36", batch),
+        )  # fmt: skip
+        rows.append(
+            {
+                "terminal_id": tid, "batch": batch, "stan": stan, "merchant_id": "BENCHSHOP000001",
+                "amount_fen": amount, "pan_masked": pan[:6] + "*" * 9 + pan[-4:],
+                "message": message.to_bytes(),
+                "received_ns": received + i,
+            }
+        )  # fmt: skip
+        if len(checks) < 20_000:
+            checks.append((bank, pan, data, field55, atc))
+        if len(rows) == 5_000:
+            with db.engine.begin() as c:
+                c.execute(insert(acquirer_uploads), rows)
+            rows = []
+    if rows:
+        with db.engine.begin() as c:
+            c.execute(insert(acquirer_uploads), rows)
+    return checks
+
+
+def _verify_rate(hsm: SoftHsm, checks: list[tuple[str, str, bytes, bytes, int]]) -> float:
+    keys = {b: hsm.get(bank_key_labels(b)["imk_ac"]) for b in ("ICBC", "BOC")}
+    from citycard.clearing import parse_tc
+
+    tcs = [(keys[bank], pan, atc, data, parse_tc(f55).cryptogram) for bank, pan, data, f55, atc in checks]
+    start = time.perf_counter()
+    for key, pan, atc, data, tc in tcs:
+        assert hsm.verify_arqc(key, pan, "01", atc, data, tc)
+    return len(tcs) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    n = int(os.environ.get("CITYCARD_BENCH_CLEARING_N", "20000"))
+    kind = os.environ.get("CITYCARD_BENCH_CLEARING_DB", "postgresql")
+    with tempfile.TemporaryDirectory() as tmp:
+        db, schema = _database(kind, Path(tmp))
+        try:
+            hsm = SoftHsm(bytes(range(32)))
+            t0 = time.perf_counter()
+            _, cards = _setup(db, hsm)
+            checks = _uploads(db, cards, n)
+            generated_s = time.perf_counter() - t0
+            before = _verify_rate(hsm, checks)
+            engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000)
+            start = time.perf_counter()
+            summary = engine.run(DAY)
+            run_s = time.perf_counter() - start
+            after = _verify_rate(hsm, checks)
+            assert summary.offline_count == n, summary
+            rerun_start = time.perf_counter()
+            assert engine.run(DAY) == summary
+            rerun_s = time.perf_counter() - rerun_start
+        finally:
+            db.close()
+            if schema is not None:
+                drop_schema(POSTGRES_URL, schema)
+    verify = max(before, after)
+    rate = n / run_s
+    print(
+        f"database: {kind}; {n} offline records over {2 * CARDS_PER_BANK} cards; set-up {generated_s:.1f} s"
+    )
+    print(f"{'measure':<44} {'value':>14}")
+    print(f"{'AC verifications per second (HSM, baseline)':<44} {verify:>14,.0f}")
+    print(f"{'clearing records per second':<44} {rate:>14,.0f}")
+    print(f"{'ratio (goal >= 0.3)':<44} {rate / verify:>14.2f}")
+    print(f"{'clearing run (s)':<44} {run_s:>14.1f}")
+    print(f"{'rerun of the day, nothing to do (s)':<44} {rerun_s:>14.1f}")
+    print(f"{'10 M records extrapolated (s, goal <= 600)':<44} {run_s * 10_000_000 / n:>14,.0f}")
