@@ -61,7 +61,7 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.calc:app",
     ),
     "settlement": Lazy(
-        "Settlement of cleared days: positions, postings, payouts, files.",
+        "Settlement of cleared days: net positions, postings, payouts, files, reports.",
         "citycard.cli.settlement:app",
     ),
     "clearing": Lazy(
