@@ -128,7 +128,9 @@ def _uploads(
     for i in range(n):
         bank, pan, udk, _ = cards[i % len(cards)]
         atc = 10 + i // len(cards)
-        amount = 100 + i % 500
+        amount = (
+            10 + i % 90
+        )  # a fare or a small purchase: each card's float (limit 1 000 yuan) pays 1 000 of them
         field55, data = _tc(udk, atc, amount, i.to_bytes(4, "big"))
         tid = f"B{i % TERMINALS:07d}"
         stan, batch = i // TERMINALS % 999_999 + 1, i // TERMINALS // 999_999 + 1
