@@ -87,3 +87,36 @@ def test_bad_input_is_one_error_line_and_changes_nothing(home, capsys, argv, sta
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and message in captured.err
     assert {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()} == before
+
+
+def test_the_validator_configuration_names_its_line_vehicle_and_fare_table(home, capsys):
+    (home / "fares.toml").write_text(EXAMPLE.read_text())
+    config = home / "bus.toml"
+    config.write_text(
+        '[terminal]\nterminal_id = "BUS01201"\ntype = "26"\n'
+        '[validator]\nline = 12\nvehicle = "K12-0815"\nfares = "fares.toml"\n'
+    )
+    card = home / "rider.json"
+    assert (
+        run(["card", "new", "--out", str(card), "--ec-balance", "20.00", "--serial", "6", "--transit"]) == 0
+    )
+    argv = [
+        "pos",
+        "validate",
+        "--card",
+        str(card),
+        "--config",
+        str(config),
+        "--stop",
+        "3",
+        "--journal",
+        "v.db",
+    ]
+    capsys.readouterr()
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    assert "vehicle K12-0815, tap-in on line 12 at stop 3" in out
+    assert _trip(card).line == 12 and _trip(card).terminal_id == "BUS01201"
+    config.write_text('[validator]\nline = "twelve"\n')
+    assert run(argv) == 1
+    assert "validator.line must be an integer" in capsys.readouterr().err
