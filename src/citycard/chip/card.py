@@ -139,6 +139,7 @@ class Card:
             0x16: (_SM, self._card_block),
             0x24: (_SM, self._pin_change_unblock),
             0xDE: (_PROPRIETARY, self._update_capp_data_cache),
+            0xDC: (_SM, self._update_record),
         }
 
     # -- power ---------------------------------------------------------------------------------------
@@ -511,6 +512,21 @@ class Card:
         if len(cmd.data) != pboc.TRANSIT_RECORD_LENGTHS[cmd.p1 - 1]:
             raise CardError(SW.WRONG_LENGTH)
         self._s.capp_cache[cmd.p1] = bytes(cmd.data)
+        return b"", SW.OK
+
+    def _update_record(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        """Issuer script UPDATE RECORD (``84 DC 01 AC Lc <8 bytes> <MAC>``) under secure messaging, in the
+        online transaction that asked for it (after the ARQC, like PUT DATA): the issuer rewrites the
+        transit file's concession record (record 1, SFI 21), e.g. a student's category renewed."""
+        if self._key(TRANSIT_CELL) not in self.image.nvm:
+            raise CardError(SW.FILE_NOT_FOUND)
+        if cmd.p2 != (pboc.TRANSIT_SFI << 3) | 0x04 or cmd.p1 != 1:
+            raise CardError(SW.INCORRECT_P1P2)
+        value = self._script(cmd, pboc.TRANSIT_RECORD_LENGTHS[0])
+        key = self._key(TRANSIT_CELL)
+        records = txn.get_list(key)
+        records[0] = value.hex().upper()
+        txn.put(key, records)
         return b"", SW.OK
 
     def _commit_capp_cache(self, txn: Transaction) -> None:
