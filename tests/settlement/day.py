@@ -15,7 +15,7 @@ from citycard.issuer.handlers import IssuerService
 from citycard.ledger.model import Account, Transfer
 from citycard.settlement.model import ClearedItem
 
-from tests.settlement.contract import ensure_clearing_tables, insert_cleared_day
+from tests.settlement.contract import insert_cleared_day
 
 DAY = "20261125"
 NEXT_DAY = "20261126"
@@ -90,7 +90,6 @@ def network_settlement(database: Database) -> dict[str, int]:
 
 def prepare(database: Database, items: list[ClearedItem] = ITEMS, day: str = DAY) -> None:
     """The issuers' postings of the items (as authorization and clearing made them), the day cleared."""
-    ensure_clearing_tables(database)
     settlement = network_settlement(database)
     with database.unit_of_work() as uow:
         uow.ledger.create_accounts([Account(i, code=10) for i in CARD_ACCOUNT.values()])
