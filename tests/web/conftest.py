@@ -94,6 +94,8 @@ def _build(home: Path, url: str | None = None) -> City:
     center.handle(AddTerminal("POS00001", "MERCHANT0000001"))
     center.handle(AddTerminal("POS00002", "MERCHANT0000002"))
     center.handle(AddTerminal("VAL00001", "MERCHANT0000002", TerminalKind.VALIDATOR))
+    center.handle(AddMerchant("MERCHANT0000003", "City Bus Line 1", "4131", "Xinhua District", "ICBC"))
+    center.handle(AddTerminal("VAL00002", "MERCHANT0000003", TerminalKind.VALIDATOR))
     chips: dict[str, Terminal] = {}
     # real purchases: ARQCs from the emulated chips, authorized by the issuer (approved ones count)
     for n, (name, terminal, merchant, amount) in enumerate(

@@ -131,6 +131,13 @@ def test_dashboard_figures_match_the_database(page: Any, server: str, city: City
             0
         ]
     )
+    bus_lines = q(
+        city,
+        "SELECT count(DISTINCT m.merchant_id) FROM center_merchants m JOIN center_terminals t"
+        " ON t.merchant_id = m.merchant_id WHERE m.status = 'active' AND t.status = 'active'"
+        " AND t.kind = 'validator' AND m.mcc = '4131'",
+    )
+    assert figure("bus_lines") == bus_lines[0][0] == 1
     ec = q(
         city, "SELECT coalesce(sum(credits_posted - debits_posted), 0) FROM ledger_accounts WHERE code = 11"
     )

@@ -21,7 +21,8 @@ def test_operator_signs_in_and_sees_the_dashboard(client: TestClient, city: City
         ("ICBC", "anon-ec", 1),
         ("ICBC", "debit-ec", 2),
     }
-    assert f["merchants_total"] == 2 and f["terminals_total"] == 3 and f["validators"] == 1
+    assert f["merchants_total"] == 3 and f["terminals_total"] == 4 and f["validators"] == 2
+    assert f["bus_lines"] == 1  # the bus company with a validator; the hospital's validator is no bus line
     page = client.get("/console")
     assert page.status_code == 200 and 'data-figure="cards_total">5<' in page.text
 

@@ -2,7 +2,8 @@
 (the Playwright test checks every figure on the page against its own query).
 
 - cards issued, by bank and product; active cards; registered cards;
-- merchants (active) and terminals (active) by industry and by district or county; validators;
+- merchants (active) and terminals (active) by industry and by district or county; validators; bus lines
+  (active merchants of MCC 4131, bus lines, with at least one active validator: a bus company per line);
 - transactions per day (Beijing time, UTC+8) for the last :data:`DAYS` days, and by industry and district
   over those days: online purchases the issuers approved and that were not reversed
   (``issuer_authorizations``, kind ``purchase``, response ``00``), count and amount;
@@ -30,6 +31,8 @@ from citycard.issuer.model import BankAccount
 __all__ = ["DAYS", "Figures", "beijing_day", "figures"]
 
 DAYS = 14
+BUS_LINE_MCC = "4131"
+"""ISO 18245 MCC 4131, bus lines: a merchant of this code with validators is one of the city's bus lines."""
 _DAY_S = 86_400
 _BEIJING_S = 8 * 3600
 
@@ -50,6 +53,7 @@ class Figures:
     merchants_by_district: list[tuple[str, int]] = field(default_factory=list)
     terminals_total: int = 0
     validators: int = 0
+    bus_lines: int = 0
     terminals_by_industry: list[tuple[str, int]] = field(default_factory=list)
     terminals_by_district: list[tuple[str, int]] = field(default_factory=list)
     days: list[tuple[str, int, int]] = field(default_factory=list)  # (YYYY-MM-DD, count, fen)
@@ -138,6 +142,13 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
         )
         f.terminals_total = sum(n for _, n in f.terminals_by_industry)
         f.validators = int(conn.execute(select(func.count()).where(live, t.kind == "validator")).scalar_one())
+        f.bus_lines = int(
+            conn.execute(
+                select(func.count(func.distinct(m.merchant_id)))
+                .select_from(joined)
+                .where(live, m.status == "active", t.kind == "validator", m.mcc == BUS_LINE_MCC)
+            ).scalar_one()
+        )
         per_day = {
             int(r[0]): (int(r[1]), int(r[2] or 0))
             for r in conn.execute(

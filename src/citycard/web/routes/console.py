@@ -57,6 +57,7 @@ class FiguresOut(BaseModel):
     merchants_by_district: list[Count]
     terminals_total: int
     validators: int
+    bus_lines: int
     terminals_by_industry: list[Count]
     terminals_by_district: list[Count]
     purchases_by_day: list[Amounts]
@@ -79,6 +80,7 @@ def figures_out(f: Figures) -> FiguresOut:
         merchants_by_district=[Count(key=k, count=n) for k, n in f.merchants_by_district],
         terminals_total=f.terminals_total,
         validators=f.validators,
+        bus_lines=f.bus_lines,
         terminals_by_industry=[Count(key=k, count=n) for k, n in f.terminals_by_industry],
         terminals_by_district=[Count(key=k, count=n) for k, n in f.terminals_by_district],
         purchases_by_day=[Amounts(key=d, count=n, amount_fen=a) for d, n, a in f.days],
