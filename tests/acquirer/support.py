@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from citycard.acquirer import SafPolicy
 from citycard.codec.iso8583 import (
+    AdviceRequest,
     AdviceResponse,
     AuthorizationRequest,
     AuthorizationResponse,
@@ -223,6 +224,24 @@ class Terminal:
             currency="156",
             pin_block=block,
             field60=Field60("22", 1),
+            mac=bytes(8),
+        )
+
+    def refund(self, amount_fen: int, *, stan: int, original: str) -> Message:
+        """A refund advice (0220, 60.1 = 25) of the transaction ``original`` names (field 61)."""
+        return AdviceRequest(
+            mti="0220",
+            pan=PAN,
+            processing_code="200000",
+            amount_fen=amount_fen,
+            stan=stan,
+            pos_entry_mode="071",
+            condition_code="00",
+            terminal_id=self.terminal_id,
+            merchant_id=self.merchant_id,
+            currency="156",
+            field60=Field60("25", 1),
+            original=original,
             mac=bytes(8),
         )
 

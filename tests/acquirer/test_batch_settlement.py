@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from citycard.codec.iso8583 import AdviceRequest, BatchUpload, Field60, IccData, ResponseCode
+from citycard.codec.iso8583 import BatchUpload, Field60, IccData, ResponseCode
 from citycard.codec.iso8583.messages import SettlementRequest
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
@@ -79,21 +79,7 @@ def test_balanced_batch_is_00_and_out_of_balance_95(sqlite: Database) -> None:
                 original="0000010000311203",
             )
             assert (await terminal.send(void)).response_code == ResponseCode.APPROVED
-            refund = AdviceRequest(
-                mti="0220",
-                pan=PAN,
-                processing_code="200000",
-                amount_fen=500,
-                stan=33,
-                pos_entry_mode="071",
-                condition_code="00",
-                terminal_id=TERMINAL,
-                merchant_id=MERCHANT,
-                currency="156",
-                field60=Field60("25", 1),
-                original="0000010000301203",
-                mac=bytes(8),
-            )
+            refund = terminal.refund(500, stan=33, original="0000010000301203")
             assert (await terminal.send(refund)).response_code == ResponseCode.APPROVED
             upload = BatchUpload(
                 mti="0320",

@@ -298,21 +298,7 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
             voided = await terminal.send(void)
             orphan = await terminal.send(replace(void, stan=32, original="0000090000091203"))
             double.mode = "silent"
-            refund = AdviceRequest(
-                mti="0220",
-                pan=PAN,
-                processing_code="200000",
-                amount_fen=500,
-                stan=33,
-                pos_entry_mode="071",
-                condition_code="00",
-                terminal_id=TERMINAL,
-                merchant_id=MERCHANT,
-                currency="156",
-                field60=Field60("25", 1),
-                original="0000010000301203",
-                mac=bytes(8),
-            )
+            refund = terminal.refund(500, stan=33, original="0000010000301203")
             acked = await terminal.send(refund)
             assert acked.response_code == ResponseCode.APPROVED and terminal.verifies(acked)
             double.mode = "answer"

@@ -38,18 +38,28 @@ def require_vpcd() -> None:
         require_or_skip("CITYCARD_REQUIRE_PCSC", "pcscd with the vsmartcard-vpcd reader is not running")
 
 
-def wait_card_absent(timeout_s: float = 10.0) -> None:
-    """Wait until pcscd has seen the virtual card go, so the next test cannot meet a stale card state."""
+def _card_present() -> bool:
+    """Whether pcscd reports a card in the first Virtual PCD slot (a connection that is closed at once)."""
     from smartcard.Exceptions import CardConnectionException, NoCardException
 
+    names = _virtual_readers()
+    if not names:
+        return False
+    conn = names[0].createConnection()
+    try:
+        conn.connect()
+    except (NoCardException, CardConnectionException):
+        return False
+    conn.disconnect()
+    return True
+
+
+def wait_card_absent(timeout_s: float = 10.0) -> None:
+    """Wait until pcscd has seen the virtual card go, so the next test cannot meet a stale card state."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        conn = _virtual_readers()[0].createConnection()
-        try:
-            conn.connect()
-        except (NoCardException, CardConnectionException):
+        if not _card_present():
             return
-        conn.disconnect()
         time.sleep(0.05)
     raise AssertionError("the virtual card was still present after its bridge stopped")
 
@@ -66,22 +76,6 @@ def vpcd_slot() -> Iterator[None]:
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
-
-
-def _card_present() -> bool:
-    """Whether pcscd reports a card in the first Virtual PCD slot (a connection that is closed at once)."""
-    from smartcard.Exceptions import CardConnectionException, NoCardException
-
-    names = _virtual_readers()
-    if not names:
-        return False
-    conn = names[0].createConnection()
-    try:
-        conn.connect()
-    except (NoCardException, CardConnectionException):
-        return False
-    conn.disconnect()
-    return True
 
 
 BRIDGE_RETRY_S = 5.0
