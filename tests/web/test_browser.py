@@ -24,6 +24,8 @@ from citycard.web import create_app
 from tests.conftest import require_or_skip
 from tests.web.conftest import PASSWORD, PIN, City, ref_of
 
+pytestmark = pytest.mark.parametrize("city", ["sqlite", "postgresql"], indirect=True)
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -216,6 +218,18 @@ def test_report_a_card_lost_and_see_it_on_the_deny_list(page: Any, server: str, 
     assert city.pans["zhang"] not in page.content()
     page.goto(f"{server}/console/audit")
     assert "report_lost" in page.inner_text("#audit")
+
+
+def test_a_bank_reports_its_own_card_lost(page: Any, server: str, city: City) -> None:
+    staff_sign_in(page, server, "icbc")
+    page.wait_for_url(f"{server}/bank")
+    page.goto(f"{server}/console/cards/{ref_of(city, 'wang')}")
+    assert page.inner_text("#card-status") == "active"
+    page.click("#report_lost")
+    assert page.inner_text("#card-status") == "lost"
+    assert "report lost: done" in page.inner_text("[role=status]")
+    other = page.goto(f"{server}/console/cards/{ref_of(city, 'li')}")  # a BOC card: not to be seen
+    assert other.status == 404
 
 
 def test_a_citizen_cannot_reach_another_citizens_card(page: Any, server: str, city: City) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from citycard.codec.pretty import mask_pan
+from citycard.db.issuer_tables import issuer_cards
+from citycard.issuer.commands import ActivateCard, IssueCards
 from citycard.issuer.model import CardStatus
 
-from tests.web.conftest import City, ref_of, sign_in, sign_in_card
+from tests.web.conftest import City, id_number, ref_of, sign_in, sign_in_card
 
 pytestmark = pytest.mark.parametrize("city", ["sqlite", "postgresql"], indirect=True)
 
@@ -304,3 +307,78 @@ def test_the_exception_queue_is_clearings(client: TestClient, city: City) -> Non
     client.cookies.clear()
     sign_in(client, "boc")
     assert client.get("/api/clearing/exceptions", params={"status": "accepted"}).json() == []  # ICBC's
+
+
+def _new_card(city: City, bank: str, seq: int) -> str:
+    """A registered, active card of ``bank`` with some EC-free deposit, issued for one test."""
+    svc = city.ctx.issuer.service
+    (card,) = svc.issue_cards(
+        IssueCards(bank, "debit-ec", holder_name="Zhao", id_number=id_number(seq), phone=f"13900000{seq:03d}")
+    )
+    svc.activate(ActivateCard(card.pan))
+    return card.pan
+
+
+def _ref(city: City, pan: str) -> int:
+    with city.ctx.database.engine.connect() as c:
+        return int(
+            c.execute(
+                select(issuer_cards.c.ec_float_account_id).where(issuer_cards.c.pan == pan)
+            ).scalar_one()
+        )
+
+
+def test_a_bank_serves_its_own_cards_and_is_refused_anothers_with_the_reason(
+    client: TestClient, city: City
+) -> None:
+    own = _ref(city, _new_card(city, "ICBC", 20))
+    other = _ref(city, _new_card(city, "BOC", 21))
+    headers = sign_in(client, "icbc")
+    for action, body in (
+        ("report-lost", None),
+        ("replace", None),
+        ("close", None),
+        ("refund", {"to": "cash"}),
+    ):
+        r = client.post(f"/api/cards/{other}/{action}", json=body, headers=headers)
+        assert r.status_code == 403, (action, r.text)
+        assert "not a card of ICBC" in r.json()["detail"], r.text
+    assert client.get(f"/api/cards/{other}").status_code == 404  # seeing it stays "no such card"
+    with city.ctx.issuer.unit_of_work(read_only=True) as uow:
+        untouched = uow.cards.get(_pan_of(city, other))
+    assert untouched is not None and untouched.status is CardStatus.ACTIVE
+    # its own card: the issuer's use cases, as at the counter
+    r = client.post(f"/api/cards/{own}/report-lost", headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == CardStatus.LOST
+    r = client.post(f"/api/cards/{own}/replace", headers=headers)
+    assert r.status_code == 200 and r.json()["replacement"]["bank"] == "ICBC"
+    new_ref = r.json()["replacement"]["ref"]
+    r = client.post(f"/api/cards/{own}/refund", json={"to": "replacement"}, headers=headers)
+    assert r.status_code == 409 and "cooling period" in r.json()["detail"]
+    r = client.post(f"/api/cards/{new_ref}/close", headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == CardStatus.CLOSED
+    assert client.post("/api/cards/999999999/close", headers=headers).status_code == 404
+    client.cookies.clear()
+    sign_in(client, "op")
+    log = client.get("/api/audit").json()["entries"]
+    mine = [(e["action"], e["outcome"]) for e in log if e["actor"] == "icbc"][:8]
+    assert mine == [
+        ("close", "ok"),
+        ("refund", "refused"),
+        ("replace", "ok"),
+        ("report_lost", "ok"),
+        ("refund", "refused"),
+        ("close", "refused"),
+        ("replace", "refused"),
+        ("report_lost", "refused"),
+    ]
+    assert all(str(p) not in str(log) for p in (_pan_of(city, own), _pan_of(city, other)))
+
+
+def _pan_of(city: City, ref: int) -> str:
+    with city.ctx.database.engine.connect() as c:
+        return str(
+            c.execute(
+                select(issuer_cards.c.pan).where(issuer_cards.c.ec_float_account_id == ref)
+            ).scalar_one()
+        )

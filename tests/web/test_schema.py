@@ -15,6 +15,8 @@ from citycard.web.store import Store
 
 from tests.web.conftest import City
 
+pytestmark = pytest.mark.parametrize("city", ["sqlite", "postgresql"], indirect=True)
+
 
 @pytest.fixture(scope="module")
 def api_schema(city: City) -> Any:

@@ -88,6 +88,31 @@ def resolve(ctx: WebContext, principal: Principal, ref: int) -> Card:
     return card
 
 
+class OtherBank(PermissionError):
+    """A bank user asked for a card service on another bank's card (403 with this reason)."""
+
+
+def resolve_for_service(ctx: WebContext, store: Store, principal: Principal, ref: int, action: str) -> Card:
+    """The card of ``ref`` for a card service by ``principal``: as :func:`resolve`, except that a bank user
+    naming another bank's card is refused with :class:`OtherBank` (403, the reason said and audited) rather
+    than "no card": card services are staff work, and the refusal says why."""
+    if principal.role == "bank":
+        with ctx.database.engine.connect() as c:
+            row = c.execute(
+                select(issuer_cards.c.pan, issuer_cards.c.bank_code).where(
+                    issuer_cards.c.ec_float_account_id == ref
+                )
+            ).first()
+        if row is not None and row.bank_code != principal.bank:
+            reason = (
+                f"card {ref} is not a card of {principal.bank}: a bank's operators serve only their own "
+                "bank's cards"
+            )
+            store.audit(principal, action, mask_pan(row.pan), "refused", reason, ctx.clock())
+            raise OtherBank(reason)
+    return resolve(ctx, principal, ref)
+
+
 def lookup(
     ctx: WebContext,
     principal: Principal,
@@ -254,4 +279,4 @@ def deny_list(ctx: WebContext, principal: Principal) -> list[dict[str, Any]]:
     return out
 
 
-__all__ += ["MAX_RESULTS", "SERVICES", "CardStatus", "may_see", "view"]
+__all__ += ["MAX_RESULTS", "SERVICES", "CardStatus", "OtherBank", "may_see", "resolve_for_service", "view"]

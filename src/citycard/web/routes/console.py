@@ -270,24 +270,24 @@ class RefundIn(BaseModel):
 
 @router.post("/api/cards/{ref}/report-lost", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
 def api_report_lost(ref: Ref, ctx: Ctx, st: St, principal: Auth) -> dict[str, Any]:
-    """Report the card lost: on its bank's deny list at once (operator, or the card's holder)."""
+    """Report the card lost: on its bank's deny list at once (operator, the card's bank, or its holder)."""
     return _service(ctx, st, principal, ref, "report_lost")
 
 
 @router.post("/api/cards/{ref}/replace", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
-def api_replace(ref: Ref, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+def api_replace(ref: Ref, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
     """Issue a replacement card (new PAN, same holder and deposit account)."""
     return _service(ctx, st, principal, ref, "replace")
 
 
 @router.post("/api/cards/{ref}/close", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
-def api_close(ref: Ref, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+def api_close(ref: Ref, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
     """Close the card (denied at once; its EC balance refundable after the cooling period)."""
     return _service(ctx, st, principal, ref, "close")
 
 
 @router.post("/api/cards/{ref}/refund", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
-def api_refund(ref: Ref, body: RefundIn, ctx: Ctx, st: St, principal: Operator) -> dict[str, Any]:
+def api_refund(ref: Ref, body: RefundIn, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
     """Refund a lost or closed card's EC balance after the cooling period."""
     return _service(ctx, st, principal, ref, "refund", to=body.to)
 
@@ -295,8 +295,8 @@ def api_refund(ref: Ref, body: RefundIn, ctx: Ctx, st: St, principal: Operator) 
 def _service(
     ctx: WebContext, st: Store, principal: Principal, ref: int, action: str, **kw: Any
 ) -> dict[str, Any]:
-    card = cards.resolve(ctx, principal, ref)
     try:
+        card = cards.resolve_for_service(ctx, st, principal, ref, action)
         return cards.service(ctx, st, principal, card, action, **kw)
     except PermissionError as exc:
         raise HTTPException(403, str(exc)) from None
@@ -308,11 +308,14 @@ def service_form(
     ref: Ref,
     ctx: Ctx,
     st: St,
-    principal: Operator,
+    principal: Staff,
     action: Annotated[Literal["report_lost", "replace", "close", "refund"], Form()],
     to: Annotated[Literal["account", "replacement", "cash"], Form()] = "account",
 ) -> Response:
-    card = cards.resolve(ctx, principal, ref)
+    try:
+        card = cards.resolve_for_service(ctx, st, principal, ref, action)
+    except cards.OtherBank as exc:
+        raise HTTPException(403, str(exc)) from None
     notice, error = "", ""
     try:
         result = cards.service(ctx, st, principal, card, action, to=to)
