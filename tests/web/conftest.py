@@ -7,18 +7,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, insert, make_url, select, text
 
+from citycard.acquirer import TransactionKey
+from citycard.acquirer.commands import StoreUpload
+from citycard.acquirer.handlers import store_upload
 from citycard.bootstrap import WebContext, build_hsm, build_web_context
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as ChipCard
+from citycard.codec.pretty import mask_pan
 from citycard.config import Settings
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.clearing_tables import clearing_items, clearing_presentments
 from citycard.db.issuer_tables import issuer_cards
 from citycard.files import card_image_path, load_card
 from citycard.issuer.commands import (
@@ -32,7 +38,9 @@ from citycard.issuer.commands import (
     IssueCards,
 )
 from citycard.issuer.model import bank_key_labels, id_number_check_character
+from citycard.pos.online import TerminalIdentity, upload_request
 from citycard.web import create_app
+from citycard.web.figures import beijing_day
 from citycard.web.store import Store
 
 from tests.chip.conftest import counter_rng
@@ -57,7 +65,8 @@ class City:
     ids: dict[str, str] = field(default_factory=dict)  # holder name -> ID number
 
 
-def _build(home: Path, url: str | None = None) -> City:
+def _build(home: Path, url: str | None = None, *, offline: bool = True) -> City:
+    """The city (``offline``: with its offline records and clearing rows, :func:`_offline`)."""
     s = Settings(home=home, database_url=url or "")
     build_hsm(s, create_key=True)
     ctx = build_web_context(s)
@@ -125,6 +134,8 @@ def _build(home: Path, url: str | None = None) -> City:
                 merchant_id=merchant,
             )
         )
+    if offline:
+        _offline(city, chips)
     store = Store(ctx.database)
     store.add_user("op", PASSWORD, "operator", "", ctx.clock())
     store.add_user("icbc", PASSWORD, "bank", "ICBC", ctx.clock())
@@ -132,6 +143,81 @@ def _build(home: Path, url: str | None = None) -> City:
     store.add_user("shop", PASSWORD, "merchant", "MERCHANT0000001", ctx.clock())
     store.add_user("hospital", PASSWORD, "merchant", "MERCHANT0000002", ctx.clock())
     return city
+
+
+OFFLINE = [  # (card, terminal, merchant, interface, stan, amount): uploaded by the terminals
+    ("zhang", "POS00001", "MERCHANT0000001", "contact", 11, 560),  # an offline EC purchase (ICBC card)
+    ("wang", "POS00002", "MERCHANT0000002", "contact", 12, 1_999),  # at the hospital (ICBC card)
+    ("li", "VAL00002", "MERCHANT0000003", "contactless", 13, 200),  # a bus fare on line 1 (BOC card)
+]
+JOURNAL_ONLY = ("li", "VAL00002", "MERCHANT0000003", 14, 200)  # a fare cleared from the journal export
+
+
+def _offline(city: City, chips: dict[str, Terminal]) -> None:
+    """Offline records as they reach the platform: 0320 uploads built by the terminal's ``upload_request``
+    and kept by the acquirer's ``store_upload``, and clearing's rows for one of them (cleared) and for a
+    fare that only a journal export brought. Field 55 is the emulated chip's first AC: enough for the
+    figures, which count what was captured (clearing, not run here, would verify the TC)."""
+    ctx = city.ctx
+    now = ctx.clock()
+    for name, tid, mid, interface, stan, amount in OFFLINE:
+        pan = city.pans[name]
+        message = upload_request(
+            identity=TerminalIdentity(tid, mid),
+            pan=pan,
+            psn="01",
+            expiry="3012",
+            amount_fen=amount,
+            stan=stan,
+            batch=1,
+            interface=interface,
+            field55=chips[pan].first_ac(amount, un=bytes((stan, 9, 9, 9))),
+        )
+        key = TransactionKey(tid, 1, stan)
+        command = StoreUpload(key, mid, amount, mask_pan(pan), replace(message, mac=None).to_bytes())
+        assert store_upload(command, ctx.database.unit_of_work(AcquirerUnitOfWork), lambda: now)
+    day = beijing_day(now).strftime("%Y%m%d")
+    cleared = OFFLINE[0]
+    name, tid, mid, stan, amount = JOURNAL_ONLY
+    with ctx.database.engine.begin() as c:
+        for (card, terminal, merchant, stan_, fen), bank, acquirer, mcc, industry in (
+            ((cleared[0], cleared[1], cleared[2], cleared[4], cleared[5]), "ICBC", "ICBC", "5411", None),
+            ((name, tid, mid, stan, amount), "BOC", "ICBC", "4131", "transport"),
+        ):
+            ref = f"{terminal}/1/{stan_}"
+            c.execute(
+                insert(clearing_presentments).values(
+                    ref=ref,
+                    clearing_date=day,
+                    terminal_id=terminal,
+                    batch=1,
+                    stan=stan_,
+                    pan=city.pans[card],
+                    pan_masked=mask_pan(city.pans[card]),
+                    psn="01",
+                    amount_fen=fen,
+                    received_ns=now,
+                    outcome="clear",
+                )
+            )
+            c.execute(
+                insert(clearing_items).values(
+                    clearing_date=day,
+                    source="offline",
+                    source_ref=ref,
+                    kind="fare" if mcc == "4131" else "purchase",
+                    sign=1,
+                    amount_fen=fen,
+                    issuer_bank=bank,
+                    acquirer_bank=acquirer,
+                    merchant_id=merchant,
+                    terminal_id=terminal,
+                    mcc=mcc,
+                    industry=industry,
+                    pan_masked=mask_pan(city.pans[card]),
+                    txn_ns=now,
+                )
+            )
 
 
 @contextmanager

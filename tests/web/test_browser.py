@@ -170,12 +170,20 @@ def test_dashboard_figures_match_the_database(page: Any, server: str, city: City
     )
     assert rows(page, "terminals-by-district") == {k: (n,) for k, n in t_dis}
 
-    # purchases: approved, not reversed, in the last 14 Beijing days, per day and per industry / district
+    # purchases captured in the last 14 Beijing days, per day and per industry / district: online ones
+    # approved and not reversed, offline ones uploaded (EC purchases, fares), offline ones cleared from a
+    # journal export that no upload brought; a record uploaded and cleared counts once
     purchases = q(
         city,
-        "SELECT a.created_ns, a.amount_fen, m.industry, m.district FROM issuer_authorizations a "
-        "LEFT JOIN center_merchants m ON m.merchant_id = a.merchant_id "
-        "WHERE a.kind = 'purchase' AND a.response_code = '00' AND a.reversed_by IS NULL",
+        "SELECT x.at_ns, x.amount, m.industry, m.district FROM ("
+        " SELECT created_ns AS at_ns, amount_fen AS amount, merchant_id FROM issuer_authorizations"
+        "  WHERE kind = 'purchase' AND response_code = '00' AND reversed_by IS NULL"
+        " UNION ALL SELECT received_ns, amount_fen, merchant_id FROM acquirer_uploads"
+        " UNION ALL SELECT p.received_ns, i.amount_fen, i.merchant_id FROM clearing_items i"
+        "  JOIN clearing_presentments p ON p.ref = i.source_ref"
+        "  WHERE i.source = 'offline' AND i.sign = 1 AND NOT EXISTS (SELECT 1 FROM acquirer_uploads u"
+        "   WHERE u.terminal_id = p.terminal_id AND u.batch = p.batch AND u.stan = p.stan)"
+        ") x LEFT JOIN center_merchants m ON m.merchant_id = x.merchant_id",
     )
     today = (datetime.now(UTC) + timedelta(hours=8)).date()
     per_day: dict[str, list[int]] = {(today - timedelta(days=i)).isoformat(): [0, 0] for i in range(14)}
@@ -193,9 +201,10 @@ def test_dashboard_figures_match_the_database(page: Any, server: str, city: City
             totals = bucket.setdefault(key, [0, 0])
             totals[0] += 1
             totals[1] += amount
-    assert (
-        sum(n for n, _ in per_day.values()) == 3
-    )  # the seeded approved purchases, so the test means something
+    # the seeded purchases, so the test means something: 3 approved online, 3 uploaded offline (one of them
+    # also cleared), 1 fare cleared from a journal only
+    assert sum(n for n, _ in per_day.values()) == 7
+    assert per_industry["transport"] == [2, 400]
     assert rows(page, "txn-by-day") == {k: tuple(v) for k, v in per_day.items()}
     assert rows(page, "txn-by-industry") == {k: tuple(v) for k, v in per_industry.items()}
     assert rows(page, "txn-by-district") == {k: tuple(v) for k, v in per_district.items()}

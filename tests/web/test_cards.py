@@ -61,7 +61,11 @@ def test_bank_user_sees_only_its_banks_cards(client: TestClient, city: City) -> 
     assert client.get(f"/api/cards/{ref_of(city, 'li')}").status_code == 200
     auths = client.get("/api/bank/authorizations").json()
     assert [a["amount_fen"] for a in auths] == [8_800]
-    assert client.get("/api/bank/figures").json()["cards_total"] == 2
+    mine = client.get("/api/bank/figures").json()
+    assert mine["cards_total"] == 2
+    # its cards' purchases: li's online one, li's uploaded fare and the fare cleared from a journal only
+    by_day = [(d["count"], d["amount_fen"]) for d in mine["purchases_by_day"] if d["count"]]
+    assert by_day == [(3, 8_800 + 200 + 200)]
 
 
 def test_citizen_sees_only_their_own_cards(client: TestClient, city: City) -> None:

@@ -21,7 +21,7 @@ from tests.web.conftest import PASSWORD, City, _build
 
 @pytest.fixture(scope="module")
 def settled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[City, dict[str, int]]]:
-    city = _build(tmp_path_factory.mktemp("settled"))
+    city = _build(tmp_path_factory.mktemp("settled"), offline=False)  # the settlement day's own items
     try:
         db = city.ctx.database
         city.ctx.center.handle(AddMerchant(SUPERMARKET, "Supermarket", "5411", "Xinhua District", "ICBC"))

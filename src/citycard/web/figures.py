@@ -4,9 +4,11 @@
 - cards issued, by bank and product; active cards; registered cards;
 - merchants (active) and terminals (active) by industry and by district or county; validators; bus lines
   (active merchants of MCC 4131, bus lines, with at least one active validator: a bus company per line);
-- transactions per day (Beijing time, UTC+8) for the last :data:`DAYS` days, and by industry and district
-  over those days: online purchases the issuers approved and that were not reversed
-  (``issuer_authorizations``, kind ``purchase``, response ``00``), count and amount;
+- purchases per day (Beijing time, UTC+8) for the last :data:`DAYS` days, and by industry and district
+  over those days, count and amount: every purchase the programme captured, online and offline
+  (:func:`citycard.db.captured.captured_purchases`: online purchases the issuers approved and that were not
+  reversed, offline EC purchases and bus fares the terminals uploaded, and offline records cleared from a
+  journal export without an upload — each once); EC loads are not purchases and are not counted;
 - clearing's exceptions awaiting action (``clearing_exceptions`` with status ``open``; a bank: those of its
   cards or merchants);
 - EC float outstanding: what the issuers owe for electronic cash on all cards (the credit balances of the
@@ -22,9 +24,10 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, and_, func, select
 
+from citycard.db.captured import captured_purchases
 from citycard.db.center_tables import center_merchants, center_terminals
 from citycard.db.clearing_tables import clearing_exceptions
-from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
+from citycard.db.issuer_tables import issuer_cards
 from citycard.db.tables import ledger_accounts
 from citycard.issuer.model import BankAccount
 
@@ -66,23 +69,17 @@ class Figures:
 def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
     """The figures now (``bank``: only that bank's cards and the purchases on them)."""
     f = Figures()
-    c, m, t, a = issuer_cards.c, center_merchants.c, center_terminals.c, issuer_authorizations.c
+    c, m, t = issuer_cards.c, center_merchants.c, center_terminals.c
     card_filter = [c.bank_code == bank] if bank else []
     today = beijing_day(now_ns)
     first = today - timedelta(days=DAYS - 1)
     since_ns = (
         int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) - _BEIJING_S
     ) * 10**9
+    captured = captured_purchases(since_ns=since_ns, bank=bank).subquery("captured")
+    k = captured.c
     # integer division (SQLAlchemy 2's // renders it on SQLite and PostgreSQL alike; / is true division)
-    day = (a.created_ns // 10**9 + _BEIJING_S) // _DAY_S
-    purchases = [
-        a.kind == "purchase",
-        a.response_code == "00",
-        a.reversed_by.is_(None),
-        a.created_ns >= since_ns,
-    ]
-    if bank:
-        purchases.append(a.pan.in_(select(c.pan).where(c.bank_code == bank)))
+    day = (k.at_ns // 10**9 + _BEIJING_S) // _DAY_S
     with engine.connect() as conn:
         rows = conn.execute(
             select(c.bank_code, c.product_code, func.count())
@@ -151,24 +148,21 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
         )
         per_day = {
             int(r[0]): (int(r[1]), int(r[2] or 0))
-            for r in conn.execute(
-                select(day, func.count(), func.sum(a.amount_fen)).where(*purchases).group_by(day)
-            ).all()
+            for r in conn.execute(select(day, func.count(), func.sum(k.amount_fen)).group_by(day)).all()
         }
         epoch = date(1970, 1, 1)
         for i in range(DAYS):
             d = first + timedelta(days=i)
             n, fen = per_day.get((d - epoch).days, (0, 0))
             f.days.append((d.isoformat(), n, fen))
-        with_merchant = issuer_authorizations.outerjoin(center_merchants, a.merchant_id == m.merchant_id)
+        with_merchant = captured.outerjoin(center_merchants, k.merchant_id == m.merchant_id)
         for target, column in (
             (f.txn_by_industry, industry),
             (f.txn_by_district, func.coalesce(m.district, "unknown")),
         ):
             rows = conn.execute(
-                select(column, func.count(), func.sum(a.amount_fen))
+                select(column, func.count(), func.sum(k.amount_fen))
                 .select_from(with_merchant)
-                .where(*purchases)
                 .group_by(column)
                 .order_by(column)
             ).all()
