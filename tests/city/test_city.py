@@ -21,11 +21,14 @@ from sqlalchemy import Engine, create_engine, func, select
 from citycard import bootstrap
 from citycard.center.model import Industry
 from citycard.city.plan import BANKS, BUS_LINES, POS_TERMINALS, VALIDATORS_PER_LINE, merchants, terminals
+from citycard.city.runner import DEMO_CUTOVER_FILE
 from citycard.city.seed import demo_users, seed_city
+from citycard.clearing import business_window, clearing_date_of, parse_cutovers
 from citycard.config import Settings
 from citycard.db import Database, drop_schema, migrate
 from citycard.db.acquirer_tables import acquirer_uploads
 from citycard.db.center_tables import center_merchants, center_terminals
+from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards, issuer_products
 from citycard.db.tables import ledger_account_shards, ledger_accounts
 
@@ -156,9 +159,41 @@ def _read_until(proc: subprocess.Popen[str], prefix: str, seen: list[str]) -> No
         seen.append(line)
 
 
+def _demo_day(home: Path, engine: Engine) -> tuple[str, int]:
+    """The business day in progress when the session's first upload came (YYYYMMDD) and its end (ns), by the
+    demo's cut-over kept in the home."""
+    cut = parse_cutovers((home / DEMO_CUTOVER_FILE).read_text(encoding="ascii").strip()).default
+    with engine.connect() as c:
+        first = c.execute(select(func.min(acquirer_uploads.c.received_ns))).scalar_one()
+    day = clearing_date_of(int(first), cut)
+    return day.strftime("%Y%m%d"), business_window(day, cut)[1]
+
+
+def _run_status(engine: Engine, day: str) -> str | None:
+    with engine.connect() as c:
+        return c.execute(select(clearing_runs.c.status).where(clearing_runs.c.clearing_date == day)).scalar()
+
+
+def _assert_cleared(engine: Engine, day: str, end_ns: int) -> None:
+    u, p, i = acquirer_uploads.c, clearing_presentments.c, clearing_items.c
+    with engine.connect() as c:
+        uploaded = c.execute(select(u.terminal_id, u.batch, u.stan).where(u.received_ns <= end_ns)).all()
+        decided = c.execute(
+            select(p.terminal_id, p.batch, p.stan).where(p.clearing_date == day, p.outcome.is_not(None))
+        ).all()
+        paid = c.execute(
+            select(func.count()).where(i.clearing_date == day, i.source == "offline", i.sign == 1)
+        ).scalar_one()
+        outcomes = dict(
+            c.execute(select(p.outcome, func.count()).where(p.clearing_date == day).group_by(p.outcome)).all()
+        )
+    assert uploaded and {tuple(r) for r in uploaded} == {tuple(r) for r in decided}, (len(uploaded), outcomes)
+    assert paid == outcomes.get("clear", 0) and paid > 0, (paid, outcomes)
+
+
 def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigint(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'citycard.db'}")
-    proc = _up(tmp_path, "--for", "300", "--pace", "0.3")
+    proc = _up(tmp_path, "--for", "400", "--pace", "0.3", "--demo-closes-in", "45")
     try:
         seen: list[str] = []
         _read_until(proc, "database sqlite:", seen)
@@ -167,6 +202,7 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
             r"demo city seeded in [\d.]+ s: 2 bank\(s\), 360 merchants, 577 terminals, 10100 cards", text
         )
         assert "13 simulated terminals pay, load and ride" in text
+        assert re.search(r"clearing: the demo's business days close at \d\d:\d\d Beijing time", text), text
         web = re.search(r"web console on (http://127\.0\.0\.1:\d+/)", text)
         assert web is not None, text
         assert "demo operator login: user operator, password citycard-demo" in text, text
@@ -186,6 +222,14 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
                 break
             time.sleep(1)
         assert approved >= 5 and uploaded >= 5, (approved, uploaded)
+        # the demo's first business day closes within minutes and is cleared and settled: every record
+        # uploaded during the session before its cut-over is decided by clearing, the paid ones are items
+        day, end = _demo_day(tmp_path, engine)
+        deadline = time.monotonic() + max(0.0, (end - time.time_ns()) / 1e9) + 120
+        while time.monotonic() < deadline and _run_status(engine, day) != "settled":
+            time.sleep(1)
+        assert _run_status(engine, day) == "settled", day
+        _assert_cleared(engine, day, end)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
@@ -196,6 +240,11 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
     assert re.search(r"traffic: \d+ approved .* 0 errors", out), out
     # the clearing schedule ran at start: the last closed business day cleared and settled
     assert re.search(r"clearing: \d{4}-\d{2}-\d{2} cleared: \d+ online and \d+ offline item\(s\)", out), out
+    # and after the demo's cut-over, the session's day: its offline records cleared, then settled
+    shown = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    assert re.search(
+        rf"clearing: {shown} cleared: \d+ online and [1-9]\d* offline item\(s\).*settled now", out
+    ), out
     debits, credits = _ledger_sums(engine)
     assert debits == credits and debits > 0
     # a second run finds the city and adds nothing; --for ends it by itself

@@ -24,7 +24,7 @@ from citycard.chip.card import Card as ChipCard
 from citycard.codec.pretty import mask_pan
 from citycard.config import Settings
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork
-from citycard.db.clearing_tables import clearing_items, clearing_presentments
+from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
 from citycard.db.issuer_tables import issuer_cards
 from citycard.files import card_image_path, load_card
 from citycard.issuer.commands import (
@@ -180,6 +180,7 @@ def _offline(city: City, chips: dict[str, Terminal]) -> None:
     cleared = OFFLINE[0]
     name, tid, mid, stan, amount = JOURNAL_ONLY
     with ctx.database.engine.begin() as c:
+        c.execute(insert(clearing_runs).values(clearing_date=day, status="cleared", started_ns=now))
         for (card, terminal, merchant, stan_, fen), bank, acquirer, mcc, industry in (
             ((cleared[0], cleared[1], cleared[2], cleared[4], cleared[5]), "ICBC", "ICBC", "5411", None),
             ((name, tid, mid, stan, amount), "BOC", "ICBC", "4131", "transport"),

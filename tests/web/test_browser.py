@@ -208,6 +208,30 @@ def test_dashboard_figures_match_the_database(page: Any, server: str, city: City
     assert rows(page, "txn-by-day") == {k: tuple(v) for k, v in per_day.items()}
     assert rows(page, "txn-by-industry") == {k: tuple(v) for k, v in per_industry.items()}
     assert rows(page, "txn-by-district") == {k: tuple(v) for k, v in per_district.items()}
+    # the latest business day cleared and its paid items by source; the latest day settled
+    latest = q(city, "SELECT max(clearing_date) FROM clearing_runs WHERE status IN ('cleared', 'settled')")[
+        0
+    ][0]
+    assert latest is not None  # the test city's day with a cleared upload and a journal-only fare
+    shown = page.inner_text('[data-figure="cleared_day"]')
+    assert shown == f"{latest[:4]}-{latest[4:6]}-{latest[6:]}"
+    cleared = q(
+        city,
+        "SELECT source, count(*), sum(amount_fen) FROM clearing_items WHERE clearing_date = :d AND sign = 1"
+        " GROUP BY source",
+        d=latest,
+    )
+    expected = {"online": (0, 0), "offline": (0, 0)} | {k: (n, fen) for k, n, fen in cleared}
+    assert rows(page, "cleared") == expected and expected["offline"] == (2, 760)
+    settled = q(city, "SELECT max(settlement_date) FROM settlement_days")[0][0]
+    if settled is None:
+        assert page.inner_text('[data-figure="settled_day"]') == "none yet"
+    else:
+        payouts = q(
+            city, "SELECT sum(payout_fen) FROM settlement_merchants WHERE settlement_date = :d", d=settled
+        )
+        assert page.inner_text('[data-figure="settled_day"]') == f"{settled[:4]}-{settled[4:6]}-{settled[6:]}"
+        assert figure("settled_payout_fen") == payouts[0][0]
     assert page.query_selector_all("svg.chart")  # the charts are drawn
 
 

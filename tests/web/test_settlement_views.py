@@ -71,8 +71,15 @@ def test_the_operator_sees_the_day_and_a_bank_its_own_part(web: TestClient) -> N
     assert {p["participant"] for p in day["positions"]} >= {"ICBC", "BOC"}
     assert day["industries"] and "Hospital" not in str(day)  # merchant ids, not names
     assert DAY in web.get("/console/settlement").text
+    # the dashboard's latest settled day and its payouts, as settlement recorded them
+    f = web.get("/api/figures").json()
+    assert f["settled_day"] == f"{DAY[:4]}-{DAY[4:6]}-{DAY[6:]}"
+    assert f["settled_payout_fen"] == sum(m["payout_fen"] for m in day["merchants"]) > 0
+    assert f["cleared_day"] == f["settled_day"]
     web.cookies.clear()
     signed_in(web, "boc")
+    boc = web.get("/api/bank/figures").json()
+    assert boc["settled_payout_fen"] == sum(m["payout_fen"] for m in day["merchants"] if m["bank"] == "BOC")
     mine = web.get(f"/api/settlement/{DAY}").json()
     assert [p["participant"] for p in mine["positions"]] == ["BOC"]
     assert {m["bank"] for m in mine["merchants"]} == {"BOC"}

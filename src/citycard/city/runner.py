@@ -2,9 +2,12 @@
 
 :func:`serve` starts, on the issuer's database and HSM, the network of :func:`citycard.bootstrap.
 start_platform` (an issuer front end per bank, the switch, the acquirer), the clearing schedule
-(:func:`clearing_schedule`: the last closed business day cleared and settled at start and every hour),
+(:func:`clearing_schedule`: the last closed business day cleared and settled at start, every hour and
+right after each cut-over),
 the web console when this build has it (``citycard.web.create_app`` served by uvicorn on the same loop),
-and with ``demo`` the simulated terminals (:mod:`citycard.city.traffic`).
+and with ``demo`` the simulated terminals (:mod:`citycard.city.traffic`) and the demo's clearing calendar
+(:func:`demo_clearing`: the first business day closes a couple of minutes after the start, so that a
+newcomer's session sees its own records cleared and settled).
 It serves until ``stopping`` is set (Ctrl-C, SIGTERM) or ``for_s`` seconds have passed, then stops them in
 the reverse order: the simulated terminals finish their transaction and upload, the web server closes its
 connections, the acquirer takes no new request and answers those in flight, then the switch and the issuer
@@ -20,7 +23,7 @@ import importlib
 import importlib.util
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from citycard.bootstrap import Center, Issuer, Platform, start_platform
@@ -32,9 +35,11 @@ from .seed import pool_cards
 from .traffic import SimTerminal, Traffic, TrafficCard
 
 __all__ = [
+    "DEMO_CUTOVER_FILE",
     "Address",
     "Running",
     "clearing_schedule",
+    "demo_clearing",
     "serve",
     "sim_terminals",
     "web_available",
@@ -45,6 +50,13 @@ Say = Callable[[str], None]
 CLEARING_INTERVAL_S = 3600.0
 """How often ``citycard up`` runs the clearing of the current business day."""
 STATUS_INTERVAL_S = 30.0
+CUTOVER_GRACE_S = 2.0
+"""After a cut-over the schedule waits this long (requests answered just before it are written) and runs."""
+DEMO_CLOSES_IN_S = 120.0
+"""``citycard up --demo``: the demo's first business day closes this long after the start (or a little more,
+to the next whole minute), unless a cut-over is configured."""
+DEMO_CUTOVER_FILE = "demo-clearing-cutover"
+"""The demo's cut-over, chosen once per home (``$CITYCARD_HOME/demo-clearing-cutover``: ``*=hh:mm``)."""
 
 
 @dataclass
@@ -96,8 +108,55 @@ def sim_terminals(center: Center) -> list[SimTerminal]:
     return out
 
 
-ClearingDay = Callable[[], str]
-"""Clears and settles the last closed business day; returns a one-line summary."""
+ClearingDay = Callable[[], str | None]
+"""Clears and settles the last closed business day; returns a one-line summary (None: settled before)."""
+
+
+def demo_clearing(s: Settings, now_ns: int, *, closes_in_s: float = DEMO_CLOSES_IN_S) -> tuple[Settings, str]:
+    """The demo's clearing calendar: ``s`` with the cut-over the demo uses, and a line saying it.
+
+    Clearing clears only closed business days (docs/clearing.md); with the default midnight cut-over a
+    newcomer's session would see nothing cleared before midnight in Beijing. So, unless a cut-over is
+    configured (``CITYCARD_CLEARING_CUTOVER``, then it is kept), the demo chooses one the first time it runs
+    on a home: the Beijing wall-clock minute at least ``closes_in_s`` after now, for every bank, kept in
+    :data:`DEMO_CUTOVER_FILE` so that the calendar stays the same on every later start (days never overlap
+    or leave a gap). The day in progress then closes within minutes; the clearing schedule clears and
+    settles it right after its cut-over, through clearing's and settlement's public APIs; the next days close
+    at the same time of day."""
+    from citycard.clearing import BEIJING, business_window, clearing_date_of, parse_cutovers
+    from citycard.durable import atomic_write
+
+    if s.clearing_cutover.strip():
+        return s, f"clearing: business days close at the configured cut-over ({s.clearing_cutover})"
+    path = s.home / DEMO_CUTOVER_FILE
+    text = path.read_text(encoding="ascii").strip() if path.exists() else ""
+    try:
+        cut = parse_cutovers(text).default if text else None
+    except ValueError:
+        cut = None
+    if cut is None:
+        at = dt.datetime.fromtimestamp(now_ns / 1e9 + closes_in_s, BEIJING)
+        minute = (at + dt.timedelta(seconds=59)).replace(second=0, microsecond=0)
+        text = f"*={minute:%H:%M}"
+        cut = parse_cutovers(text).default
+        atomic_write(path, (text + "\n").encode("ascii"))
+    closes = business_window(clearing_date_of(now_ns, cut), cut)[1]
+    line = (
+        f"clearing: the demo's business days close at {cut:%H:%M} Beijing time (the next in "
+        f"{max(0, closes - now_ns) / 1e9:.0f} s), then they are cleared and settled ({path})"
+    )
+    return replace(s, clearing_cutover=text), line
+
+
+def next_cutover_ns(s: Settings, now_ns: int) -> int:
+    """The next instant after ``now_ns`` at which some bank's business day closes."""
+    from citycard.clearing import business_window, clearing_date_of, parse_cutovers
+
+    cutovers = parse_cutovers(s.clearing_cutover)
+    return min(
+        business_window(clearing_date_of(now_ns, cut), cut)[1]
+        for cut in (cutovers.default, *cutovers.by_bank.values())
+    )
 
 
 def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
@@ -121,10 +180,12 @@ def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
     def settlement_uow() -> SettlementUnitOfWork:
         return issuer.database.unit_of_work(SettlementUnitOfWork)
 
-    def job() -> str:
+    def job() -> str | None:
         now = time.time_ns()
         cuts = [cutovers.default, *cutovers.by_bank.values()]
         day = min(clearing_date_of(now, cut) for cut in cuts) - dt.timedelta(days=1)
+        if engine.summary(day).status == "settled":
+            return None  # cleared and settled by an earlier run: nothing of a closed day can come in
         summary = engine.run(day)
         folder = s.home / "settlement" / summary.day
 
@@ -147,22 +208,30 @@ def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
 async def clearing_schedule(
     s: Settings, issuer: Issuer, stopping: asyncio.Event, say: Say, *, interval_s: float = CLEARING_INTERVAL_S
 ) -> None:
-    """At start and every ``interval_s``, the clearing and settlement of the last closed business day, in a
-    worker thread (:func:`clearing_job`); a failure is one line, and the next run tries again."""
+    """At start, every ``interval_s`` and just after each cut-over, the clearing and settlement of the last
+    closed business day, in a worker thread (:func:`clearing_job`; a day settled before is not run again);
+    a failure is one line, and the next run tries again."""
     try:
         job = clearing_job(s, issuer)
     except ValueError as exc:  # a cut-over setting that cannot be used
         say(f"clearing: not scheduled: {exc}")
         await stopping.wait()
         return
-    say(f"clearing: the last closed business day is cleared and settled at start and every {interval_s:g} s")
+    say(
+        f"clearing: the last closed business day is cleared and settled at start, every {interval_s:g} s "
+        "and after each cut-over"
+    )
     while not stopping.is_set():
         try:
-            say(f"clearing: {await asyncio.to_thread(job)}")
+            line = await asyncio.to_thread(job)
+            if line is not None:
+                say(f"clearing: {line}")
         except Exception as exc:  # reported; the next run tries again
             say(f"clearing: failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        now = time.time_ns()
+        wait_s = min(interval_s, (next_cutover_ns(s, now) - now) / 1e9 + CUTOVER_GRACE_S)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval_s)
+            await asyncio.wait_for(stopping.wait(), max(wait_s, 0.1))
 
 
 async def _serve_web(
@@ -205,11 +274,17 @@ async def serve(
     on_started: Callable[[Running], Awaitable[None] | None] = lambda _: None,
     say: Say = lambda _: None,
     clearing_interval_s: float = CLEARING_INTERVAL_S,
+    demo_closes_in_s: float = DEMO_CLOSES_IN_S,
 ) -> Running:
     """The platform until ``stopping`` is set or ``for_s`` seconds passed (module docstring). ``center``
-    (with the platform HSM) is given for the demo: its simulated terminals run."""
+    (with the platform HSM) is given for the demo: its simulated terminals run, and its clearing calendar
+    (:func:`demo_clearing`, the first day closing ``demo_closes_in_s`` after the start) is used."""
+    notes: list[str] = []
+    if center is not None:
+        s, line = demo_clearing(s, time.time_ns(), closes_in_s=demo_closes_in_s)
+        notes.append(line)
     platform = await start_platform(s, issuer, acquirer=acquirer, switch=switch, issuers=issuers)
-    running = Running(platform, None, None)
+    running = Running(platform, None, None, notes)
     tasks: list[asyncio.Task[Any]] = []
     web_server: Any = None
     close_web: Callable[[], None] | None = None

@@ -13,7 +13,9 @@ has to deliver (reversals, advices) stays queued on disk for the next start. Add
 
 ``--demo`` first seeds the demo city (:mod:`citycard.city.seed`: two banks, 360 merchants, 477 POS terminals,
 bus lines with validators, 10,100 cards; a second run finds it and adds nothing) with progress bars, then
-runs the simulated terminals (:mod:`citycard.city.traffic`) against the platform so that the figures move.
+runs the simulated terminals (:mod:`citycard.city.traffic`) against the platform so that the figures move,
+and closes the demo's first business day a couple of minutes after the start (``--demo-closes-in``,
+:func:`citycard.city.runner.demo_clearing`) so that the session's records are cleared and settled.
 """
 
 from __future__ import annotations
@@ -76,6 +78,15 @@ def up(
             "--pace", help="mean seconds between two transactions of a simulated terminal", min=0.01
         ),
     ] = 1.0,
+    demo_closes_in: Annotated[
+        float,
+        typer.Option(
+            "--demo-closes-in",
+            help="--demo: the demo's first business day closes SECONDS after the start, to the next whole "
+            "minute, then it is cleared and settled (chosen once per home; a configured cut-over wins)",
+            min=0.0,
+        ),
+    ] = 120.0,
 ) -> None:
     """The whole platform in one process (network, clearing, web); --demo seeds and runs a city.
 
@@ -104,7 +115,17 @@ def up(
         try:
             asyncio.run(
                 _serve(
-                    s, platform_issuer, center, acquirer_at, switch_at, issuers, web_at, for_s, pace, logins
+                    s,
+                    platform_issuer,
+                    center,
+                    acquirer_at,
+                    switch_at,
+                    issuers,
+                    web_at,
+                    for_s,
+                    pace,
+                    logins,
+                    demo_closes_in,
                 )
             )
         except UnknownBank as exc:
@@ -135,10 +156,13 @@ def _seed(issuer: Issuer, center: Center) -> str:
             f"{report.merchants} merchants, {report.terminals} terminals, {cards} cards "
             f"({report.activated} activated)",
             highlight=False,
+            soft_wrap=True,  # one line at any width (read by programs; over 9.9 s it wrapped at 80)
         )
     else:
         console.print(
-            f"demo city found as seeded before (checked in {report.seconds:.1f} s)", highlight=False
+            f"demo city found as seeded before (checked in {report.seconds:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
         )
     return _demo_logins(issuer)
 
@@ -165,6 +189,7 @@ async def _serve(
     for_s: float | None,
     pace: float,
     logins: str,
+    demo_closes_in: float,
 ) -> None:
     from citycard.bootstrap import safe_url
     from citycard.city.runner import Running, serve
@@ -210,6 +235,7 @@ async def _serve(
             web=web,
             for_s=for_s,
             pace_s=pace,
+            demo_closes_in_s=demo_closes_in,
             on_started=started,
             say=say,
         )

@@ -11,6 +11,9 @@
   journal export without an upload — each once); EC loads are not purchases and are not counted;
 - clearing's exceptions awaiting action (``clearing_exceptions`` with status ``open``; a bank: those of its
   cards or merchants);
+- the latest business day cleared (``clearing_runs`` cleared or settled): its items paid (sign +1) by source,
+  online and offline, count and amount (a bank: those of its cards); the latest day settled
+  (``settlement_days``) and the merchants' payouts of that day (a bank: of the merchants it acquires for);
 - EC float outstanding: what the issuers owe for electronic cash on all cards (the credit balances of the
   ledger's EC float accounts, code 11), offline spending not yet cleared included.
 """
@@ -22,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, func, select
+from sqlalchemy import Connection, Engine, Row, and_, func, select
 
 from citycard.db.captured import captured_purchases
 from citycard.db.center_tables import center_merchants, center_terminals
-from citycard.db.clearing_tables import clearing_exceptions
+from citycard.db.clearing_tables import clearing_exceptions, clearing_items, clearing_runs
 from citycard.db.issuer_tables import issuer_cards
+from citycard.db.settlement_tables import settlement_days, settlement_merchants
 from citycard.db.tables import ledger_accounts
 from citycard.issuer.model import BankAccount
 
@@ -64,6 +68,10 @@ class Figures:
     txn_by_district: list[tuple[str, int, int]] = field(default_factory=list)
     ec_float_fen: int = 0
     exceptions_open: int = 0
+    cleared_day: str = ""  # YYYY-MM-DD: the latest business day clearing has finished ("": none yet)
+    cleared: list[tuple[str, int, int]] = field(default_factory=list)  # (source, count, fen) of that day
+    settled_day: str = ""  # YYYY-MM-DD: the latest day settled ("": none yet)
+    settled_payout_fen: int = 0
 
 
 def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
@@ -176,6 +184,7 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
         if bank:
             x_filter.append((x.issuer_bank == bank) | (x.acquirer_bank == bank))
         f.exceptions_open = int(conn.execute(select(func.count()).where(*x_filter)).scalar_one())
+        _clearing_and_settlement(conn, f, bank)
         f.ec_float_fen = int(
             conn.execute(
                 select(func.coalesce(func.sum(ec.credits_posted - ec.debits_posted), 0)).where(
@@ -184,6 +193,34 @@ def figures(engine: Engine, now_ns: int, *, bank: str | None = None) -> Figures:
             ).scalar_one()
         )
     return f
+
+
+def _day(text: str | None) -> str:
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}" if text else ""
+
+
+def _clearing_and_settlement(conn: Connection, f: Figures, bank: str | None) -> None:
+    r, i = clearing_runs.c, clearing_items.c
+    day = conn.execute(select(func.max(r.clearing_date)).where(r.status.in_(("cleared", "settled")))).scalar()
+    if day is not None:
+        f.cleared_day = _day(day)
+        where = [i.clearing_date == day, i.sign == 1] + ([i.issuer_bank == bank] if bank else [])
+        counted = dict.fromkeys(("online", "offline"), (0, 0))
+        for source, n, fen in conn.execute(
+            select(i.source, func.count(), func.sum(i.amount_fen)).where(*where).group_by(i.source)
+        ):
+            counted[str(source)] = (int(n), int(fen or 0))
+        f.cleared = [(source, n, fen) for source, (n, fen) in sorted(counted.items())]
+    sd, sm = settlement_days.c, settlement_merchants.c
+    settled = conn.execute(select(sd.settlement_date).order_by(sd.settlement_date.desc()).limit(1)).first()
+    if settled is not None:
+        f.settled_day = _day(settled.settlement_date)
+        payouts = select(func.coalesce(func.sum(sm.payout_fen), 0)).where(
+            sm.settlement_date == settled.settlement_date
+        )
+        if bank:
+            payouts = payouts.where(sm.bank == bank)
+        f.settled_payout_fen = int(conn.execute(payouts).scalar_one())
 
 
 def _pairs(rows: Sequence[Row[Any]]) -> list[tuple[str, int]]:

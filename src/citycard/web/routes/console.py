@@ -65,6 +65,10 @@ class FiguresOut(BaseModel):
     purchases_by_district: list[Amounts]
     ec_float_fen: int
     exceptions_open: int
+    cleared_day: str = Field(description="YYYY-MM-DD: the latest business day cleared ('' : none yet)")
+    cleared: list[Amounts] = Field(description="that day's items paid, by source (online, offline)")
+    settled_day: str = Field(description="YYYY-MM-DD: the latest day settled ('' : none yet)")
+    settled_payout_fen: int = Field(description="the merchants' payouts of that day")
 
 
 def figures_out(f: Figures) -> FiguresOut:
@@ -88,6 +92,10 @@ def figures_out(f: Figures) -> FiguresOut:
         purchases_by_district=[Amounts(key=k, count=n, amount_fen=a) for k, n, a in f.txn_by_district],
         ec_float_fen=f.ec_float_fen,
         exceptions_open=f.exceptions_open,
+        cleared_day=f.cleared_day,
+        cleared=[Amounts(key=k, count=n, amount_fen=a) for k, n, a in f.cleared],
+        settled_day=f.settled_day,
+        settled_payout_fen=f.settled_payout_fen,
     )
 
 
