@@ -236,11 +236,13 @@ def _with_deny_lists(
     return config.with_deny_lists(loaded)
 
 
-def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) -> SqliteJournal:
+def _open_journal(
+    path: Path, terminal_id: str, stack: ExitStack | None = None, *, sync_outcomes: bool = True
+) -> SqliteJournal:
     """The terminal's journal, held by this command alone until it ends (``stack`` closes; by default the
     one of the running card command): opening it turns ``pending`` rows into ``torn`` (their terminal
     stopped), which is right only if no other process is in the middle of one. Busy past the timeout: one
-    ``error:`` line, exit 1."""
+    ``error:`` line, exit 1. ``sync_outcomes=False``: a validator's, one fsync per tap (sqlite_journal)."""
     stack = stack or _COMMAND_STACK.get()
     assert stack is not None, "a card command's journal is closed by the command"
     if path == settings().home / "pos-journal.db":
@@ -249,7 +251,7 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
         SqliteJournal.check_path(path)
         lock = path.with_name(f".{path.name}.lock")
         stack.enter_context(exclusive_lock(lock, f"terminal journal {path}", settings().lock_timeout_s))
-        journal = SqliteJournal(path, terminal_id)
+        journal = SqliteJournal(path, terminal_id, sync_outcomes=sync_outcomes)
     except BusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -259,10 +261,11 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
     return journal
 
 
-def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
+def _terminal(config: TerminalConfig, journal: Path | None, *, validator: bool = False) -> PosTerminal:
     terminal_id = config.terminal_id.decode("ascii", "replace")
     path = journal or _default_journal(terminal_id)
-    return PosTerminal(config, _open_journal(path, terminal_id), data_key=DEMO_DATA_KEY)
+    opened = _open_journal(path, terminal_id, sync_outcomes=not validator)
+    return PosTerminal(config, opened, data_key=DEMO_DATA_KEY)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -908,7 +911,7 @@ def validate(
         network = transit.read_network(fares or setup.get("fares"))
         terminal_id = config.terminal_id.decode("ascii", "replace")
         hook = transit.fare_hook(network, line, stop, tap_out, terminal_id, dt.datetime.now())
-    pos = _terminal(config, journal)
+    pos = _terminal(config, journal, validator=True)
     fen = _amount(fare, "--fare") if fare is not None else 0
     start = dt.datetime.now()
     with opts.transport(True) as transmit:
