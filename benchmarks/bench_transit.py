@@ -23,12 +23,14 @@ from citycard.chip.card import Card
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.demokeys import DemoKeys
+from citycard.hsm.api import KeyUsage
+from citycard.hsm.soft import SoftHsm
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import run
 from citycard.pos.terminal import PosTerminal, validator_config
 from citycard.sqlite_journal import SqliteJournal
-from citycard.transit import Concession, FareHook, Tap, TripRecord, decide, parse_network
+from citycard.transit import Concession, FareHook, Tap, TripRecord, TripSealer, decide, parse_network
 
 GATE_BUDGET_MS = 300.0
 NOW = dt.datetime(2026, 11, 25, 8, 0, 0)
@@ -37,14 +39,14 @@ APP_ROUNDS = 50
 FARES = Path(__file__).parents[1] / "docs" / "examples" / "fares.toml"
 
 
-def _kernel_taps(image: bytes, config: TerminalConfig, network, engine: bool) -> float:
+def _kernel_taps(image: bytes, config: TerminalConfig, network, sealer: TripSealer, engine: bool) -> float:
     """Median of a kernel + card tap (no journal): with the fare engine (line 1, flat) or a fixed 2.00."""
     rnd = random.Random(1)
     times: list[float] = []
     for _ in range(ROUNDS):
         card = Card(CardImage.from_json(image), rnd.randbytes)
         card.power_on("contactless")
-        hook = FareHook(network, Tap(NOW, 1, 0, False, "BUS00001")) if engine else None
+        hook = FareHook(network, Tap(NOW, 1, 0, False, "BUS00001"), sealer) if engine else None
         txn = Transaction(
             TransactionKind.PURCHASE, NOW, 0 if engine else 200, interface="contactless", extension=hook
         )
@@ -60,7 +62,7 @@ def _kernel_taps(image: bytes, config: TerminalConfig, network, engine: bool) ->
 MODES = ("fixed, two fsyncs", "engine, two fsyncs", "engine, one fsync")
 
 
-def _validator_taps(image: bytes, config: TerminalConfig, network) -> dict[str, float]:
+def _validator_taps(image: bytes, config: TerminalConfig, network, sealer: TripSealer) -> dict[str, float]:
     """Medians of a whole tap through ``PosTerminal.validate`` and its SQLite journal (WAL): a fixed fare
     and the fare engine with the journal of every terminal (two fsyncs per tap), and the fare engine with a
     validator's journal (one fsync per tap), taps alternating between the three (each with its own journal)
@@ -84,7 +86,7 @@ def _validator_taps(image: bytes, config: TerminalConfig, network) -> dict[str, 
                 engine = mode != MODES[0]
                 card = Card(CardImage.from_json(image), rnd.randbytes)
                 card.power_on("contactless")
-                hook = FareHook(network, Tap(now[0], 1, 0, False, "BUS00001")) if engine else None
+                hook = FareHook(network, Tap(now[0], 1, 0, False, "BUS00001"), sealer) if engine else None
                 start = time.perf_counter()
                 result = pos.validate(card.transmit, 200, extension=hook)
                 times[mode].append(time.perf_counter() - start)
@@ -152,10 +154,12 @@ def main() -> None:
     validator = replace(validator_config(config), terminal_id=b"BUS00001")
     network = parse_network(FARES.read_text())
     image = personalise(ProductProfile(opening_balance_fen=100_000, transit=True), 1, keys).to_json()
+    hsm = SoftHsm(bytes(range(32)))
+    sealer = TripSealer(hsm, hsm.generate_key("transit/tk", KeyUsage.EMV_OTHER))
     rules = _rules_alone(network)
-    fixed_kernel = _kernel_taps(image, validator, network, engine=False)
-    engine_kernel = _kernel_taps(image, validator, network, engine=True)
-    apps = _validator_taps(image, config, network)
+    fixed_kernel = _kernel_taps(image, validator, network, sealer, engine=False)
+    engine_kernel = _kernel_taps(image, validator, network, sealer, engine=True)
+    apps = _validator_taps(image, config, network, sealer)
     fixed_app, engine_app, one_sync = (apps[mode] for mode in MODES)
     commits = _two_commits()
     fsync = _fsyncs()
@@ -166,7 +170,7 @@ def main() -> None:
     rows = [
         ("fare rules alone (decode, decide, encode)", rules, None),
         ("kernel + card, fixed fare 2.00 (8 APDUs)", fixed_kernel, fixed_kernel),
-        ("kernel + card, fare engine (11 APDUs)", engine_kernel, fixed_kernel),
+        ("kernel + card, fare engine + MAC (12 APDUs)", engine_kernel, fixed_kernel),
         ("validator + journal, fixed fare 2.00", fixed_app, fixed_app),
         ("validator + journal, fare engine", engine_app, fixed_app),
         ("validator + one-fsync journal, fare engine", one_sync, fixed_app),
