@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS txn (
     atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
     ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
     service_ref TEXT NOT NULL DEFAULT '', original_txn_id TEXT NOT NULL DEFAULT '',
+    line INTEGER, vehicle TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
 CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
@@ -83,13 +84,17 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
-_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id"})
+_CARD_FIELDS = frozenset(
+    {"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id", "line", "vehicle"}
+)
 """What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), the
 public service's reference the transaction pays (``service_ref``) and the purchase a void cancels
-(``original_txn_id``)."""
+(``original_txn_id``) and a validator's bus line and vehicle."""
 _ADDED_COLUMNS = (
     ("service_ref", "TEXT NOT NULL DEFAULT ''"),
     ("original_txn_id", "TEXT NOT NULL DEFAULT ''"),
+    ("line", "INTEGER"),
+    ("vehicle", "TEXT NOT NULL DEFAULT ''"),
 )
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 
@@ -284,7 +289,7 @@ class SqliteJournal:
         return value
 
     def begin(
-        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str | int
     ) -> JournalEntry:
         unknown = set(card) - _CARD_FIELDS
         assert not unknown, unknown

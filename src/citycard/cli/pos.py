@@ -305,6 +305,26 @@ def _registered_merchant(tid: str) -> str | None:
     return None if binding is None else binding.merchant.merchant_id
 
 
+def _registered_bus(tid: str) -> tuple[int, str] | None:
+    """A validator's bus line and vehicle as the registry has them (``citycard terminal add --kind
+    validator --line --vehicle``), if this platform has a database with that terminal registered so."""
+    s = settings()
+    if not s.database_url and not (s.home / "citycard.db").exists():
+        return None
+    from citycard.bootstrap import open_center
+    from citycard.center.model import MalformedCommand
+    from citycard.center.views import terminal_binding
+
+    try:
+        with open_center(s) as center:
+            binding = terminal_binding(center.unit_of_work(read_only=True), tid)
+    except MalformedCommand:  # not a registry terminal ID: nothing registered under it
+        return None
+    if binding is None or binding.terminal.line is None:
+        return None
+    return binding.terminal.line, binding.terminal.vehicle
+
+
 def _terminal_hsm(tid: str) -> Callable[[], Hsm]:
     """The terminal's own HSM (its PED), the key store ``citycard terminal add`` injected its TMK into,
     opened when first needed (an offline sale needs no key)."""
@@ -901,6 +921,9 @@ def validate(
     the fare table decides from the card's trip record (docs/transit.md); else the fixed --fare."""
     config = opts.terminal_config()
     setup = _validator_setup(opts.config)
+    registered = None if fare is not None else _registered_bus(config.terminal_id.decode("ascii", "replace"))
+    if registered is not None:  # the registry's line and vehicle win over the configuration's
+        setup["line"], setup["vehicle"] = registered
     line = line if line is not None else setup.get("line")
     if (fare is None) == (line is None):
         raise typer.BadParameter("give either --fare or --line (or [validator] line in --config)")
@@ -915,7 +938,8 @@ def validate(
     fen = _amount(fare, "--fare") if fare is not None else 0
     start = dt.datetime.now()
     with opts.transport(True) as transmit:
-        result = pos.validate(transmit, fen, trace=opts.tracer(), extension=hook)
+        bus = (line, str(setup.get("vehicle", ""))) if line is not None else None
+        result = pos.validate(transmit, fen, trace=opts.tracer(), extension=hook, bus=bus)
     elapsed_ms = (dt.datetime.now() - start).total_seconds() * 1000
     out = result.outcome
     charged = result.entry.amount_fen if result.entry is not None else fen
