@@ -52,9 +52,10 @@ from citycard.center.ports import CenterDeps
 from citycard.config import Settings, parse_address
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
 from citycard.files import card_image_path, save_card
-from citycard.hsm.api import Hsm, KeyStoreError
+from citycard.hsm.api import Hsm, KeyExistsError, KeyNotFoundError, KeyStoreError, KeyUsage
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
 from citycard.issuer.handlers import IssuerService
+from citycard.transit.validator import TripSealer
 
 if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the database is opened
     from sqlalchemy import Engine
@@ -100,6 +101,7 @@ __all__ = [
     "start_platform",
     "terminal_home",
     "terminal_hsm",
+    "transit_sealer",
 ]
 
 Say = Callable[[str], None]
@@ -321,6 +323,33 @@ def terminal_hsm(s: Settings, terminal_id: str, *, create: bool = False, say: Sa
     key = create_master_key(key_file)
     say(f"created terminal {terminal_id}'s key store {store.directory} (master key {key_file}, mode 0600)")
     return SoftHsm(key, store)
+
+
+TRANSIT_KEY_LABEL = "transit/tk"
+"""The validators' transit key (``E6``): trip-record MACs are made under keys derived from it."""
+
+
+def transit_sealer(s: Settings, *, say: Say = _quiet) -> TripSealer:
+    """The validators' secure module for trip-record MACs (a PSAM's role; docs/transit.md): a
+    :class:`SoftHsm` on ``$CITYCARD_HOME/transit/keys`` under ``transit/master.key`` holding the transit key
+    ``transit/tk``, both made on first use. Every validator of this home shares it; the key never leaves the
+    HSM (cards hold no copy: only validators compute and check the MAC)."""
+    folder = s.home / "transit"
+    store = DirectoryKeyStore(folder / "keys")
+    key_file = folder / "master.key"
+    try:
+        hsm = SoftHsm(create_master_key(key_file), store)
+        say(f"created the validators' transit key store {store.directory} (master key {key_file})")
+    except KeyStoreError:  # made before (or just now by another validator)
+        hsm = SoftHsm(load_master_key("", key_file), store)
+    try:
+        key = hsm.get(TRANSIT_KEY_LABEL)
+    except KeyNotFoundError:
+        try:
+            key = hsm.generate_key(TRANSIT_KEY_LABEL, KeyUsage.EMV_OTHER)
+        except KeyExistsError:
+            key = hsm.get(TRANSIT_KEY_LABEL)
+    return TripSealer(hsm, key)
 
 
 @dataclass

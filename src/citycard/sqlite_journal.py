@@ -4,7 +4,14 @@ An adapter (DESIGN.md §3), beside :mod:`citycard.db` rather than inside it: it 
 library's ``sqlite3``, and the ``pos`` commands must not load SQLAlchemy (``citycard.db`` imports it).
 
 Durability: WAL mode with ``synchronous=FULL``, one SQL transaction per state change, so a kill at any
-instant leaves either the state before or the state after. On open, transactions left ``pending`` by a
+instant leaves either the state before or the state after. A validator's journal (``sync_outcomes=False``)
+makes one durable write per tap: the ``pending`` row before the card is asked to pay is fsynced as always,
+the outcome after it is committed to the WAL without an fsync (``synchronous=NORMAL`` for that commit) and
+becomes durable with the next durable commit — the next tap's ``pending`` row, an export — or at
+:meth:`SqliteJournal.close`. A killed process loses nothing (the WAL's pages are the kernel's); a power cut
+before that next fsync loses only the outcome, and the durable ``pending`` row turns ``torn`` on open and is
+resolved by the card's log exactly as for a crash between the card's debit and the outcome
+(docs/terminal.md, docs/performance.md "transit"). On open, transactions left ``pending`` by a
 crash become ``torn``: the card may or may not have been charged, and its log will tell on the next tap.
 STAN (1…999999, wrapping) and batch numbers come from a counter row updated in the same SQL transaction as
 the insert, so no number is used twice. Exports are idempotent: rows are assigned to an export first, the
@@ -50,6 +57,7 @@ CREATE TABLE IF NOT EXISTS txn (
     atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
     ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
     service_ref TEXT NOT NULL DEFAULT '', original_txn_id TEXT NOT NULL DEFAULT '',
+    line INTEGER, vehicle TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
 CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
@@ -76,13 +84,17 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 }
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
-_CARD_FIELDS = frozenset({"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id"})
+_CARD_FIELDS = frozenset(
+    {"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id", "line", "vehicle"}
+)
 """What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), the
 public service's reference the transaction pays (``service_ref``) and the purchase a void cancels
-(``original_txn_id``)."""
+(``original_txn_id``) and a validator's bus line and vehicle."""
 _ADDED_COLUMNS = (
     ("service_ref", "TEXT NOT NULL DEFAULT ''"),
     ("original_txn_id", "TEXT NOT NULL DEFAULT ''"),
+    ("line", "INTEGER"),
+    ("vehicle", "TEXT NOT NULL DEFAULT ''"),
 )
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 
@@ -137,11 +149,21 @@ def _no_fault(_: str) -> None:
 
 class SqliteJournal:
     def __init__(
-        self, path: str | Path, terminal_id: str, *, fault: Callable[[str], None] = _no_fault
+        self,
+        path: str | Path,
+        terminal_id: str,
+        *,
+        fault: Callable[[str], None] = _no_fault,
+        sync_outcomes: bool = True,
     ) -> None:
+        """``sync_outcomes=False`` (validators): a transaction's outcome is committed without its own fsync
+        and made durable by the next durable commit or :meth:`close` (module docstring)."""
         self.path = str(path)
         self.terminal_id = terminal_id
         self._fault = fault
+        self.sync_outcomes = sync_outcomes
+        self.durable_commits = 0
+        """SQL transactions committed with an fsync of the WAL (``synchronous=FULL``) since opened."""
         self._db = self._open(self.path)
         self.recovered_on_open = self._recover()
 
@@ -185,17 +207,27 @@ class SqliteJournal:
         return db
 
     def close(self) -> None:
+        """Close, making every commit durable first (outcomes committed without an fsync included)."""
+        if not self.sync_outcomes:
+            with suppress(sqlite3.Error):  # a full checkpoint fsyncs the WAL, then the database
+                self._db.execute("PRAGMA wal_checkpoint(FULL)")
         self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One SQL transaction: committed when the block ends, rolled back when it raises."""
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One SQL transaction: committed when the block ends, rolled back when it raises. ``durable=False``:
+        committed to the WAL without an fsync (made durable by the next durable commit)."""
         db = self._db
         try:
+            if not durable:
+                db.execute("PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
+            changes = db.total_changes
             try:
                 yield db
                 db.execute("COMMIT")
+                if durable and db.total_changes != changes:
+                    self.durable_commits += 1
             except BaseException:
                 if db.in_transaction:
                     with suppress(sqlite3.Error):  # a full disk may refuse the rollback too: SQLite undoes it
@@ -203,6 +235,10 @@ class SqliteJournal:
                 raise
         except sqlite3.OperationalError as exc:  # a full disk, an I/O error: the file system refused
             raise JournalWriteError(errno.EIO, f"journal not written ({exc})", self.path) from None
+        finally:
+            if not durable:
+                with suppress(sqlite3.Error):
+                    db.execute("PRAGMA synchronous=FULL")
 
     def _recover(self) -> int:
         with self._tx() as db:
@@ -253,7 +289,7 @@ class SqliteJournal:
         return value
 
     def begin(
-        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str | int
     ) -> JournalEntry:
         unknown = set(card) - _CARD_FIELDS
         assert not unknown, unknown
@@ -275,7 +311,7 @@ class SqliteJournal:
     def finish(self, txn_id: str, state: State, **values: Any) -> JournalEntry:
         unknown = set(values) - _UPDATABLE
         assert not unknown, unknown
-        with self._tx() as db:
+        with self._tx(durable=self.sync_outcomes) as db:
             row = db.execute("SELECT state FROM txn WHERE txn_id=?", (txn_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no transaction {txn_id}")

@@ -56,10 +56,19 @@ def test_merchants_and_terminals_from_the_command_line(
     listed = _json(capsys, "merchant", "list", "--district", "Xihu district", "--json")
     assert [m["merchant_id"] for m in listed["merchants"]] == ["CITYBUS00000001", "DEPTSTORE000001"]  # type: ignore[index]
 
-    assert run(["terminal", "add", "V0000001", "--merchant", "CITYBUS00000001", "--kind", "validator"]) == 0
+    no_bus = ["terminal", "add", "V0000001", "--merchant", "CITYBUS00000001", "--kind", "validator"]
+    assert run(no_bus) == 2  # a validator is registered with its line and vehicle
+    assert "a validator needs its bus line and vehicle" in capsys.readouterr().err
+    assert run([*no_bus, "--line", "12", "--vehicle", "k12 0815"]) == 2  # not a vehicle ID
+    capsys.readouterr()
+    assert run(["terminal", "add", "T0000009", "--merchant", "CITYBUS00000001", "--line", "12"]) == 2
+    capsys.readouterr()  # a POS runs no line
+    assert run([*no_bus, "--line", "12", "--vehicle", "K12-0815"]) == 0
     out = capsys.readouterr().out
     store = home / "terminals" / "V0000001" / "keys"
-    assert "added validator terminal V0000001 of merchant CITYBUS00000001; TMK KCV " in out
+    assert (
+        "added validator terminal V0000001 of merchant CITYBUS00000001 on line 12, vehicle K12-0815;" in out
+    )
     assert f"its key store: {store}" in " ".join(out.split())
     kcv = out.split("TMK KCV ")[1][:6]
     platform = bootstrap.build_hsm(settings()).get("terminal/V0000001/tmk")
@@ -76,6 +85,8 @@ def test_merchants_and_terminals_from_the_command_line(
                 "status": "active",
                 "tmk_kcv": kcv,
                 "created": terminals["terminals"][0]["created"],  # type: ignore[index]
+                "line": 12,
+                "vehicle": "K12-0815",
             }
         ]
     }

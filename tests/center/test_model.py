@@ -114,3 +114,26 @@ def test_tmk_label_is_namespaced_by_the_terminal_id() -> None:
     assert tmk_label("T0000001") == "terminal/T0000001/tmk"
     with pytest.raises(MalformedCommand):
         tmk_label("../T1")
+
+
+def test_a_validator_has_a_line_and_a_vehicle_and_a_pos_neither() -> None:
+    from citycard.center.commands import AddTerminal
+
+    bus = AddTerminal("V0000001", "CITYBUS00000001", TerminalKind.VALIDATOR, 12, "K12-0815")
+    assert (bus.line, bus.vehicle) == (12, "K12-0815")
+    assert AddTerminal("V0000002", "CITYBUS00000001", TerminalKind.VALIDATOR).line is None  # from its config
+    for line, vehicle, field in [
+        (12, "", "vehicle"),  # both or neither
+        (None, "K12-0815", "line"),
+        (0, "K12-0815", "line"),
+        (65_536, "K12-0815", "line"),
+        (True, "K12-0815", "line"),
+        (12, "k12-0815", "vehicle"),
+        (12, "-K12", "vehicle"),
+        (12, "K" * 17, "vehicle"),
+    ]:
+        with pytest.raises(MalformedCommand) as info:
+            AddTerminal("V0000001", "CITYBUS00000001", TerminalKind.VALIDATOR, line, vehicle)  # type: ignore[arg-type]
+        assert info.value.field == field, (line, vehicle)
+    with pytest.raises(MalformedCommand, match="only a validator"):
+        AddTerminal("T0000001", "SHOP00000000001", TerminalKind.POS, 12, "K12-0815")

@@ -48,8 +48,14 @@ def test_a_terminal_gets_one_tmk_in_the_platform_hsm_and_its_own_store(
     uow: Uow, deps: CenterDeps, platform_hsm: SoftHsm, terminal_hsms: dict[str, SoftHsm]
 ) -> None:
     add_merchant(BUS, uow(), deps)
-    terminal = add_terminal(AddTerminal("V0000001", BUS.merchant_id, TerminalKind.VALIDATOR), uow(), deps)
+    add = AddTerminal("V0000001", BUS.merchant_id, TerminalKind.VALIDATOR, 12, "K12-0815")
+    terminal = add_terminal(add, uow(), deps)
     assert terminal.kind is TerminalKind.VALIDATOR and terminal.active
+    with uow() as u:  # the registry keeps the validator's line and vehicle
+        kept = u.terminals.get("V0000001")
+        binding = u.terminals.binding("V0000001")
+    assert kept is not None and (kept.line, kept.vehicle) == (12, "K12-0815")
+    assert binding is not None and binding.terminal == kept
     platform_tmk = platform_hsm.get(tmk_label("V0000001"))
     own_tmk = terminal_hsms["V0000001"].get(tmk_label("V0000001"))
     assert platform_tmk.usage is KeyUsage.KEK and platform_tmk.kcv == own_tmk.kcv == terminal.tmk_kcv
@@ -140,6 +146,8 @@ def test_listings_filter_by_bank_industry_district_and_merchant(uow: Uow, deps: 
         "status": "active",
         "tmk_kcv": first.tmk_kcv,
         "created": "2026-11-25T09:00:04Z",  # the 4th reading of the clock
+        "line": None,
+        "vehicle": None,
     }
 
 

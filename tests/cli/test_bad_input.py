@@ -57,7 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _run("pos", "purchase", "--card", str(home / "card.json"), "--amount", "1.00")
         _run("merchant", "add", "CITYBUS00000001", "--name", "City bus", "--mcc", "4111",
              "--district", "Xihu", "--bank", "ICBC")  # fmt: skip
-        _run("terminal", "add", "V0000001", "--merchant", "CITYBUS00000001", "--kind", "validator")
+        _run("terminal", "add", "V0000001", "--merchant", "CITYBUS00000001", "--kind", "validator",
+             "--line", "1", "--vehicle", "B1-001")  # fmt: skip
         _run("merchant", "add", "OLDSHOP00000001", "--name", "Old shop", "--mcc", "5411",
              "--district", "Xihu", "--bank", "ICBC")  # fmt: skip
         _run("terminal", "add", "T0000001", "--merchant", "OLDSHOP00000001")

@@ -1,5 +1,6 @@
 """Child process for the crash tests: one validator tap (or an export) with the process killed
-(``os._exit``) at a named durable step. Usage: killrun.py KEYS IMAGE DB FAULT_POINT FARE_FEN [EXPORT_DIR]"""
+(``os._exit``) at a named durable step. Usage: killrun.py KEYS IMAGE DB FAULT_POINT FARE_FEN [EXPORT_DIR];
+with CITYCARD_TEST_SYNC_OUTCOMES=0 in the environment the journal is a validator's (one fsync per tap)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
 NOW = dt.datetime(2026, 11, 25, 9, 30, 0)
+SYNC_ENV = "CITYCARD_TEST_SYNC_OUTCOMES"
 
 
 def terminal(keys_path: str, db: str, point: str) -> PosTerminal:
@@ -30,7 +32,10 @@ def terminal(keys_path: str, db: str, point: str) -> PosTerminal:
 
     rnd = random.Random(5)
     return PosTerminal(
-        config, SqliteJournal(db, "CITY0001", fault=fault), clock=lambda: NOW, rng=rnd.randbytes
+        config,
+        SqliteJournal(db, "CITY0001", fault=fault, sync_outcomes=os.environ.get(SYNC_ENV, "1") != "0"),
+        clock=lambda: NOW,
+        rng=rnd.randbytes,
     )
 
 

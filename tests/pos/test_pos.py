@@ -91,6 +91,26 @@ def test_validator_fare_and_deny_list(tmp_path):
     assert [e.txn_id for e in denied.journal.upload_queue()] == [again.entry.txn_id]
 
 
+@pytest.mark.parametrize("sync_outcomes", [True, False])
+def test_a_validator_journal_makes_one_durable_commit_per_tap(tmp_path, sync_outcomes):
+    """A validator's journal fsyncs the pending row only; its outcome is durable by the next tap's pending
+    row and at close, so after closing every outcome is there (docs/performance.md "transit")."""
+    rnd = random.Random(8)
+    clock = [NOW]
+    journal = SqliteJournal(tmp_path / "v.db", "BUS00001", sync_outcomes=sync_outcomes)
+    pos = PosTerminal(terminal_config(), journal, clock=lambda: clock[0], rng=rnd.randbytes)
+    for _ in range(3):
+        clock[0] += dt.timedelta(minutes=5)
+        before = journal.durable_commits
+        assert pos.validate(new_card("contactless", balance_fen=1_000).transmit, 200).approved
+        assert journal.durable_commits - before == (2 if sync_outcomes else 1)
+    journal.close()
+    again = SqliteJournal(tmp_path / "v.db", "BUS00001")
+    assert again.recovered_on_open == 0
+    assert [e.state for e in again.entries()] == ["approved"] * 3
+    again.close()
+
+
 def _pull_after(card, ins: int, *, processed: bool):
     """The card leaves the field at the first command ``ins``: after processing it or before."""
     inner = card.transmit
@@ -188,8 +208,9 @@ def test_format_amount_exact():
 POINTS = ["begin:before-commit", "begin:after-commit", "finish:before-commit", "finish:after-commit"]
 
 
-def _child(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _child(*args: str, sync_outcomes: bool = True) -> subprocess.CompletedProcess[str]:
+    sync = "1" if sync_outcomes else "0"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CITYCARD_TEST_SYNC_OUTCOMES": sync}
     return subprocess.run(
         [sys.executable, str(ROOT / "tests" / "pos" / "killrun.py"), *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
@@ -216,10 +237,13 @@ def _reopen(keys, image, db):
     return pos, card
 
 
+@pytest.mark.parametrize("sync_outcomes", [True, False], ids=["two-fsyncs", "validator-one-fsync"])
 @pytest.mark.parametrize("point", POINTS)
-def test_journal_survives_a_kill_at_each_step(world, point):
+def test_journal_survives_a_kill_at_each_step(world, point, sync_outcomes):
+    """The same at every step whether the outcome is fsynced (every terminal) or left to the next durable
+    commit (a validator's journal, one fsync per tap): a killed process loses no committed row."""
     keys, image, db = world
-    child = _child(str(keys), str(image), str(db), point, "200")
+    child = _child(str(keys), str(image), str(db), point, "200", sync_outcomes=sync_outcomes)
     assert child.returncode == 137, child.stderr
     pos, card = _reopen(keys, image, db)
     rows = pos.journal.entries()
@@ -245,16 +269,18 @@ def test_journal_survives_a_kill_at_each_step(world, point):
     assert len({e.txn_id for e in queued}) == len(queued) == len(paid)
 
 
+@pytest.mark.parametrize("sync_outcomes", [True, False], ids=["two-fsyncs", "validator-one-fsync"])
 @pytest.mark.parametrize("point", ["finish:before-commit", "finish:after-commit"])
-def test_a_kill_while_recovering_a_torn_fare(world, point):
+def test_a_kill_while_recovering_a_torn_fare(world, point, sync_outcomes):
     """Killed at the approval (the card paid; torn on restart), then killed again while the next tap resolves
     that torn fare from the card's log. Before the recovery commit: the torn fare is resolved again on the
     third tap, which opens the gate without a charge. After it: the fare is durably recorded as paid, so the
     third tap, 5 s later, is a double tap refused without a charge — the same rule as a kill just after a
     durable approval (docs/terminal.md)."""
     keys, image, db = world
-    assert _child(str(keys), str(image), str(db), "finish:before-commit", "200").returncode == 137
-    second = _child(str(keys), str(image), str(db), point, "200")  # its first finish is the recovery
+    first = _child(str(keys), str(image), str(db), "finish:before-commit", "200", sync_outcomes=sync_outcomes)
+    assert first.returncode == 137
+    second = _child(str(keys), str(image), str(db), point, "200", sync_outcomes=sync_outcomes)
     assert second.returncode == 137, second.stderr
     pos, card = _reopen(keys, image, db)
     committed = point == "finish:after-commit"

@@ -27,25 +27,29 @@ def _update(number: int, data: bytes, p2: int = P2) -> bytes:
 def test_read_and_stage():
     card = new_card("contactless", transit=True)
     assert _sw(card.transmit(SELECT)) == "9000"
-    assert card.transmit(bytes((0x00, 0xB2, 2, P2, 0))) == bytes(32) + b"\x90\x00"
-    assert _sw(card.transmit(bytes((0x00, 0xB2, 3, P2, 0)))) == "6A83"
-    assert _sw(card.transmit(_update(1, bytes(8)))) == "6982"  # the concession: issuance only
-    assert _sw(card.transmit(_update(2, bytes(31)))) == "6700"
-    assert _sw(card.transmit(_update(2, bytes(32), p2=(22 << 3) | 4))) == "6A86"
-    assert _sw(card.transmit(_update(2, b"\x01" * 32))) == "9000"
+    assert card.transmit(bytes((0x00, 0xB2, 2, P2, 0))) == bytes(36) + b"\x90\x00"  # trip ‖ MAC
+    identity = card.transmit(bytes((0x00, 0xB2, 3, P2, 0)))  # the card identity: 5A padded, 5F34
+    pan = card.image.applications[0].data["5A"]
+    assert identity == pan.ljust(10, b"\xff") + card.image.applications[0].data["5F34"] + b"\x90\x00"
+    assert _sw(card.transmit(bytes((0x00, 0xB2, 4, P2, 0)))) == "6A83"
+    assert _sw(card.transmit(_update(1, bytes(8)))) == "6982"  # the concession: issuance or script only
+    assert _sw(card.transmit(_update(3, bytes(11)))) == "6982"  # the identity: issuance only
+    assert _sw(card.transmit(_update(2, bytes(32)))) == "6700"  # a record without its MAC
+    assert _sw(card.transmit(_update(2, bytes(36), p2=(22 << 3) | 4))) == "6A86"
+    assert _sw(card.transmit(_update(2, b"\x02" * 36))) == "9000"
     # staged only: a new SELECT (a new transaction) forgets it, nothing was written
     assert _sw(card.transmit(SELECT)) == "9000"
-    assert card.image.nvm[TRANSIT][1] == "00" * 32
+    assert card.image.nvm[TRANSIT][1] == "00" * 36
 
 
 def test_no_transit_file_and_the_contact_interface():
     card = new_card("contactless")
     card.transmit(SELECT)
-    assert _sw(card.transmit(_update(2, bytes(32)))) == "6A82"
+    assert _sw(card.transmit(_update(2, bytes(36)))) == "6A82"
     assert _sw(card.transmit(bytes((0x00, 0xB2, 2, P2, 0)))) == "6A82"
     contact = new_card("contact", transit=True)
     contact.transmit(SELECT)
-    assert _sw(contact.transmit(_update(2, bytes(32)))) == "6985"
+    assert _sw(contact.transmit(_update(2, bytes(36)))) == "6985"
 
 
 def test_image_checks_the_transit_cell():

@@ -25,7 +25,7 @@ def home(tmp_path, monkeypatch):
 
 
 def _trip(card) -> TripRecord:
-    return TripRecord.decode(bytes.fromhex(json.loads(card.read_text())["nvm"][TRANSIT][1]))
+    return TripRecord.decode(bytes.fromhex(json.loads(card.read_text())["nvm"][TRANSIT][1])[:32])
 
 
 def test_load_lines_fares_and_a_ride(home, capsys):
@@ -120,3 +120,46 @@ def test_the_validator_configuration_names_its_line_vehicle_and_fare_table(home,
     config.write_text('[validator]\nline = "twelve"\n')
     assert run(argv) == 1
     assert "validator.line must be an integer" in capsys.readouterr().err
+
+
+def test_the_validator_reads_its_line_and_vehicle_from_the_registry(home, capsys, monkeypatch):
+    """A validator registered with ``terminal add --kind validator --line 12 --vehicle K12-0815`` runs line
+    12 without a line in its configuration (and the registry wins over one there); the fare's journal entry
+    and the depot export carry the line and vehicle."""
+    from citycard.sqlite_journal import SqliteJournal
+
+    for name in ("CITYCARD_DATABASE_URL", "CITYCARD_HSM_MASTER_KEY", "CITYCARD_HSM_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert run(["bank", "add", "ICBC", "--bin", "621226", "--no-products"]) == 0
+    argv = ["merchant", "add", "CITYBUS00000001", "--name", "City bus", "--mcc", "4131"]
+    assert run([*argv, "--district", "Xihu district", "--bank", "ICBC"]) == 0
+    argv = ["terminal", "add", "BUS01201", "--merchant", "CITYBUS00000001", "--kind", "validator"]
+    assert run([*argv, "--line", "12", "--vehicle", "K12-0815"]) == 0
+    assert run(["transit", "load", str(EXAMPLE)]) == 0
+    config = home / "validator.toml"
+    config.write_text(
+        '[terminal]\nterminal_id = "BUS01201"\ntype = "26"\n[validator]\nline = 1\nvehicle = "OLD-1"\n'
+    )
+    card = home / "rider.json"
+    assert (
+        run(["card", "new", "--out", str(card), "--ec-balance", "20.00", "--serial", "7", "--transit"]) == 0
+    )
+    capsys.readouterr()
+    validate = ["pos", "validate", "--card", str(card), "--config", str(config), "--journal", "v.db"]
+    assert run([*validate, "--stop", "1"]) == 0
+    assert "vehicle K12-0815, tap-in on line 12 at stop 1" in capsys.readouterr().out
+    assert run([*validate, "--stop", "5", "--tap-out"]) == 0
+    assert "line 12 stop 1 to 5: CNY 3.00" in capsys.readouterr().out
+    journal = SqliteJournal(home / "v.db", "BUS01201")
+    entries = journal.entries()
+    assert [(e.kind, e.amount_fen, e.line, e.vehicle) for e in entries] == [
+        ("purchase", 300, 12, "K12-0815"),
+        ("tap", 0, 12, "K12-0815"),
+    ]
+    (exported,) = journal.export(home / "out")
+    journal.close()
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [(r["kind"], r["line"], r["vehicle"]) for r in rows] == [
+        ("tap", 12, "K12-0815"),
+        ("purchase", 12, "K12-0815"),
+    ]

@@ -20,7 +20,9 @@ def _add_transit_file(pan: str) -> None:
     path = find_card_image(settings().home / "cards", pan)
     assert path is not None
     image = load_card(path)
-    image.nvm[cell_key(AID_DEBIT, "transit")] = ["00" * 8, "00" * 32]
+    app = next(a for a in image.applications if a.aid == AID_DEBIT)
+    identity = (app.data["5A"].ljust(10, b"\xff") + app.data["5F34"]).hex().upper()
+    image.nvm[cell_key(AID_DEBIT, "transit")] = ["00" * 8, "00" * 36, identity]
     image.check()
     save_card(path, image)
 
@@ -32,7 +34,7 @@ def test_fares_reach_the_acquirer_as_offline_uploads(tmp_path, monkeypatch):
         assert run(["transit", "load", str(EXAMPLE)]) == 0
         assert run(["pos", "validate", "--card", net.pan, "--line", "12", "--stop", "1"]) == 0
         path = find_card_image(settings().home / "cards", net.pan)
-        trip = TripRecord.decode(bytes.fromhex(load_card(path).nvm[cell_key(AID_DEBIT, "transit")][1]))
+        trip = TripRecord.decode(bytes.fromhex(load_card(path).nvm[cell_key(AID_DEBIT, "transit")][1])[:32])
         assert trip.status is TripStatus.ON_BOARD and trip.line == 12
         argv = ["pos", "validate", "--card", net.pan, "--line", "12", "--stop", "Hospital", "--tap-out"]
         assert run(argv) == 0

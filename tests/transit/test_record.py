@@ -18,6 +18,7 @@ from citycard.transit import (
     TripRecordError,
     TripStatus,
 )
+from citycard.transit.record import card_identity
 
 trips = st.builds(
     TripRecord,
@@ -62,12 +63,22 @@ def test_any_8_bytes_decode_as_a_concession_or_raise_the_typed_error(data):
     assert concession.encode() == data or concession == Concession()
 
 
+def test_card_identity_record():
+    """Record 3: the PAN as 5A padded with F to 10 bytes, then the PSN."""
+    assert card_identity(bytes.fromhex("6231000000000000001F01")) == ("6231000000000000001", "01")
+    assert card_identity(bytes.fromhex("6231000000000042FFFF00")) == ("6231000000000042", "00")
+    with pytest.raises(TripRecordError):
+        card_identity(bytes(10))  # not 11 bytes
+    with pytest.raises(TripRecordError):
+        card_identity(bytes.fromhex("ABCDEF0000000000000001"))  # not BCD
+
+
 def test_documented_layout():
     record = TripRecord(
         TripStatus.ON_BOARD, 12, 3, True, False, 849_000_000, 849_000_060, "BUS00042", 9825, 300, 322, 4500
     )
     assert record.encode().hex().upper() == (
-        "0101000C0301329AB640329AB67C4255533030303432266100012C0142001194"
+        "0201000C0301329AB640329AB67C4255533030303432266100012C0142001194"
     )
     assert Concession(Category.STUDENT, dt.date(2027, 6, 30)).encode().hex().upper() == "0102202706300000"
 
@@ -77,12 +88,12 @@ def test_documented_layout():
     [
         (b"\x01" * 31, "trip"),
         (bytes.fromhex("07") + bytes(31), "trip version"),
-        (bytes.fromhex("0109") + bytes(30), "trip status"),
-        (bytes.fromhex("0102000103F0") + bytes(26), "trip flags"),
-        (bytes.fromhex("0102000100") + bytes(9) + b"\x01" + bytes(17), "trip terminal id"),
-        (bytes.fromhex("0101000000") + bytes(9) + b"        " + bytes(10), "trip line"),
-        (bytes.fromhex("0101000100") + bytes(9) + b"        " + bytes(10), "trip boarding stop"),
-        (bytes.fromhex("010200010000000000FF00000000") + b"        " + bytes(10), "trip last tap"),
+        (bytes.fromhex("0209") + bytes(30), "trip status"),
+        (bytes.fromhex("0202000103F0") + bytes(26), "trip flags"),
+        (bytes.fromhex("0202000100") + bytes(9) + b"\x01" + bytes(17), "trip terminal id"),
+        (bytes.fromhex("0201000000") + bytes(9) + b"        " + bytes(10), "trip line"),
+        (bytes.fromhex("0201000100") + bytes(9) + b"        " + bytes(10), "trip boarding stop"),
+        (bytes.fromhex("020200010000000000FF00000000") + b"        " + bytes(10), "trip last tap"),
     ],
 )
 def test_malformed_trip_records(data, where):

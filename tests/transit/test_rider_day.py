@@ -9,11 +9,14 @@ import random
 
 from citycard.chip.image import cell_key
 from citycard.chip.pboc import AID_DEBIT
+from citycard.hsm.api import KeyUsage
+from citycard.hsm.soft import SoftHsm
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
-from citycard.transit import Category, Concession, FareHook, Tap, TripRecord, TripStatus
+from citycard.transit import Category, Concession, FareHook, Tap, TripRecord, TripSealer, TripStatus
+from citycard.transit.record import card_identity
 
 from tests.kernel.cardlab import NOW, new_card, terminal_config
 
@@ -23,8 +26,9 @@ TRANSIT = cell_key(AID_DEBIT, "transit")
 class Bus:
     """Validators on the lines, one clock, the same card carried from bus to bus."""
 
-    def __init__(self, tmp_path, network, card) -> None:
+    def __init__(self, tmp_path, network, card, sealer) -> None:
         self.network, self.card, self.now = network, card, NOW.replace(hour=7)
+        self.sealer = sealer
         self.validators: dict[str, PosTerminal] = {}
         self.tmp_path = tmp_path
 
@@ -38,7 +42,7 @@ class Bus:
 
     def tap(self, terminal_id: str, line: int, stop: int = 0, *, out: bool = False, after_min: float = 0):
         self.now += dt.timedelta(minutes=after_min)
-        hook = FareHook(self.network, Tap(self.now, line, stop, out, terminal_id))
+        hook = FareHook(self.network, Tap(self.now, line, stop, out, terminal_id), self.sealer)
         result = self.validator(terminal_id).validate(self.card.transmit, 0, extension=hook)
         return result, hook
 
@@ -49,12 +53,12 @@ class Bus:
         return out.ec_balance_fen
 
     def trip(self) -> TripRecord:
-        return TripRecord.decode(bytes.fromhex(self.card.image.nvm[TRANSIT][1]))
+        return TripRecord.decode(bytes.fromhex(self.card.image.nvm[TRANSIT][1])[:32])
 
 
-def test_a_riders_day(tmp_path, network):
+def test_a_riders_day(tmp_path, network, sealer):
     card = new_card("contactless", balance_fen=5_000, transit=True)
-    bus = Bus(tmp_path, network, card)
+    bus = Bus(tmp_path, network, card, sealer)
 
     first, hook = bus.tap("BUS00101", 1)  # line 1, flat CNY 2.00
     assert first.approved and first.entry.amount_fen == 200 and first.entry.kind == "purchase"
@@ -92,15 +96,15 @@ def test_a_riders_day(tmp_path, network):
     assert next_day.entry.amount_fen == 200 and bus.trip().day_fen == 200
 
 
-def test_a_student_and_an_elderly_rider(tmp_path, network):
+def test_a_student_and_an_elderly_rider(tmp_path, network, sealer):
     student = Concession(Category.STUDENT, dt.date(2027, 6, 30)).encode().hex()
     card = new_card("contactless", balance_fen=1_000, transit=True, concession=student)
-    bus = Bus(tmp_path, network, card)
+    bus = Bus(tmp_path, network, card, sealer)
     paid, _ = bus.tap("BUS00101", 1)
     assert paid.entry.amount_fen == 100  # 50 %
     elderly = Concession(Category.ELDERLY, dt.date(2030, 1, 1)).encode().hex()
     card = new_card("contactless", serial=2, balance_fen=1_000, transit=True, concession=elderly)
-    bus = Bus(tmp_path / "e", network, card)
+    bus = Bus(tmp_path / "e", network, card, sealer)
     (tmp_path / "e").mkdir()
     free, hook = bus.tap("BUS00101", 1)
     assert (
@@ -109,11 +113,15 @@ def test_a_student_and_an_elderly_rider(tmp_path, network):
     assert bus.balance() == 1_000
 
 
-def test_a_malformed_trip_record_is_refused_and_the_card_unchanged(tmp_path, network):
+def test_a_malformed_trip_record_is_refused_and_the_card_unchanged(tmp_path, network, sealer):
+    """A record with a right MAC that does not follow the layout (a validator's bug, not a forgery)."""
     card = new_card("contactless", balance_fen=1_000, transit=True)
-    card.image.nvm[TRANSIT] = [card.image.nvm[TRANSIT][0], "07" + "00" * 31]  # an unknown record version
+    concession, _, identity = card.image.nvm[TRANSIT]
+    pan, psn = card_identity(bytes.fromhex(identity))
+    bad = sealer.seal(pan, psn, bytes.fromhex("07" + "00" * 31))  # an unknown record version, MACed
+    card.image.nvm[TRANSIT] = [concession, bad.hex().upper(), identity]
     before = card.image.to_json()
-    bus = Bus(tmp_path, network, card)
+    bus = Bus(tmp_path, network, card, sealer)
     result, hook = bus.tap("BUS00101", 1)
     assert result.outcome.kind is OutcomeKind.DECLINED_OFFLINE and result.entry is None
     assert "transit record trip version" in result.outcome.reason and hook.error is not None
@@ -121,9 +129,9 @@ def test_a_malformed_trip_record_is_refused_and_the_card_unchanged(tmp_path, net
     assert bus.validator("BUS00101").journal.entries() == []
 
 
-def test_a_card_without_the_transit_file_pays_the_full_fare(tmp_path, network):
+def test_a_card_without_the_transit_file_pays_the_full_fare(tmp_path, network, sealer):
     card = new_card("contactless", balance_fen=1_000)
-    bus = Bus(tmp_path, network, card)
+    bus = Bus(tmp_path, network, card, sealer)
     flat, _ = bus.tap("BUS00101", 1)
     assert flat.entry.amount_fen == 200
     tap_in, _ = bus.tap("BUS01201", 12, 3, after_min=10)
@@ -133,11 +141,76 @@ def test_a_card_without_the_transit_file_pays_the_full_fare(tmp_path, network):
     assert bus.balance() == 300
 
 
-def test_a_refused_gpo_drops_the_staged_record(tmp_path, network):
+def test_a_refused_gpo_drops_the_staged_record(tmp_path, network, sealer):
     """A card too poor for the fare answers the GPO without a TC: the staged trip record is not written."""
     card = new_card("contactless", balance_fen=100, transit=True)
     before = card.image.nvm[TRANSIT]
-    bus = Bus(tmp_path, network, card)
+    bus = Bus(tmp_path, network, card, sealer)
     result, _ = bus.tap("BUS00101", 1)
     assert not result.approved
     assert card.image.nvm[TRANSIT] == before
+
+
+def _write_trip(card, sealed: bytes) -> None:
+    """What a rogue terminal can do: make the card approve a GPO with any staged record (here: directly)."""
+    concession, _, identity = card.image.nvm[TRANSIT]
+    card.image.nvm[TRANSIT] = [concession, sealed.hex().upper(), identity]
+
+
+def _identity(card) -> tuple[str, str]:
+    return card_identity(bytes.fromhex(card.image.nvm[TRANSIT][2]))
+
+
+def _cap_reached(now: dt.datetime) -> bytes:
+    """A record that would make the next ride free: the daily cap reached, a transfer pending."""
+    from citycard.transit.record import day_number, month_number, seconds
+
+    at = seconds(now)
+    return TripRecord(
+        TripStatus.DONE, 1, 0, False, False, at, at, "BUS00101",
+        day_number(now), 10_00, month_number(now), 10_00,
+    ).encode()  # fmt: skip
+
+
+def test_a_forged_trip_record_is_taken_as_no_record(tmp_path, network, sealer):
+    """A rogue terminal writes a record claiming the daily cap reached, with a MAC it made up: the next
+    validator takes it as no record (no cap, no transfer), charges the full fare, writes a genuine record."""
+    card = new_card("contactless", balance_fen=2_000, transit=True)
+    bus = Bus(tmp_path, network, card, sealer)
+    first, _ = bus.tap("BUS00101", 1)
+    assert first.entry.amount_fen == 200
+    bus.now += dt.timedelta(minutes=20)
+    _write_trip(card, _cap_reached(bus.now) + bytes.fromhex("DEADBEEF"))
+    forged, hook = bus.tap("BUS00501", 5, after_min=1)  # a transfer and the cap, were the record genuine
+    assert forged.approved and forged.entry.amount_fen == 200 and hook.unsealed
+    assert hook.fare.reason.startswith("trip record MAC wrong: taken as no record") and not hook.fare.transfer
+    sealed = bytes.fromhex(card.image.nvm[TRANSIT][1])
+    assert sealer.open(*_identity(card), sealed) is not None  # a genuine record again
+    assert bus.trip().day_fen == 200  # the day's total counted afresh from this tap
+    assert bus.balance() == 2_000 - 400
+
+
+def test_a_record_copied_from_another_card_or_sealed_under_another_key_is_no_record(
+    tmp_path, network, sealer
+):
+    a = new_card("contactless", balance_fen=1_000, transit=True)
+    b = new_card("contactless", serial=2, balance_fen=1_000, transit=True)
+    now = NOW.replace(hour=7)
+    genuine_for_a = sealer.seal(*_identity(a), _cap_reached(now))
+    _write_trip(b, genuine_for_a)  # right MAC, wrong card: the key is the card's own
+    bus = Bus(tmp_path, network, b, sealer)
+    bus.now = now + dt.timedelta(minutes=1)
+    copied, hook = bus.tap("BUS00101", 1)
+    assert copied.entry.amount_fen == 200 and hook.unsealed
+    rogue_hsm = SoftHsm(bytes(32))  # a rogue validator with a transit key of its own
+    rogue = TripSealer(rogue_hsm, rogue_hsm.generate_key("transit/tk", KeyUsage.EMV_OTHER))
+    _write_trip(a, rogue.seal(*_identity(a), _cap_reached(now)))
+    bus_a = Bus(tmp_path / "a", network, a, sealer)
+    (tmp_path / "a").mkdir()
+    bus_a.now = now + dt.timedelta(minutes=1)
+    other_key, hook = bus_a.tap("BUS00101", 1)
+    assert other_key.entry.amount_fen == 200 and hook.unsealed
+    # the same record under the right key is honoured: the cap is reached, the ride is free
+    _write_trip(a, sealer.seal(*_identity(a), _cap_reached(now)))
+    honoured, hook = bus_a.tap("BUS00501", 5, after_min=2)
+    assert honoured.approved and honoured.entry.amount_fen == 0 and not hook.unsealed and hook.fare.capped

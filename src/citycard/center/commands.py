@@ -12,10 +12,12 @@ from .model import (
     TerminalKind,
     check_bank_code,
     check_district,
+    check_line,
     check_mcc,
     check_merchant_id,
     check_name,
     check_terminal_id,
+    check_vehicle,
     industry_for_mcc,
 )
 
@@ -74,12 +76,21 @@ class AddTerminal:
     terminal_id: str
     merchant_id: str
     kind: TerminalKind = TerminalKind.POS
+    line: int | None = None  # a validator's bus line and vehicle (both or neither); never for a POS
+    vehicle: str = ""
 
     def __post_init__(self) -> None:
         check_terminal_id(self.terminal_id)
         check_merchant_id(self.merchant_id)
         if not isinstance(self.kind, TerminalKind):
             raise MalformedCommand("kind", f"{self.kind!r} is not pos or validator")
+        if self.kind is TerminalKind.VALIDATOR and (self.line is not None or self.vehicle):
+            if self.line is None or not self.vehicle:  # both or neither (then its configuration says)
+                raise MalformedCommand("line" if self.line is None else "vehicle", "give a validator both")
+            check_line(self.line)
+            check_vehicle(self.vehicle)
+        elif self.kind is TerminalKind.POS and (self.line is not None or self.vehicle):
+            raise MalformedCommand("line" if self.line is not None else "vehicle", "only a validator has one")
 
 
 @dataclass(frozen=True, slots=True)

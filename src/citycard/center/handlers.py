@@ -81,6 +81,8 @@ def add_terminal(cmd: AddTerminal, uow: CenterUnitOfWork, deps: CenterDeps) -> T
             status=RegistryStatus.ACTIVE,
             tmk_kcv=tmk.kcv,
             created_ns=deps.clock(),
+            line=cmd.line,
+            vehicle=cmd.vehicle,
         )
         if not uow.terminals.add(terminal):
             raise AlreadyExists(f"terminal {cmd.terminal_id} exists already")

@@ -42,10 +42,12 @@ __all__ = [
     "TerminalKind",
     "check_bank_code",
     "check_district",
+    "check_line",
     "check_mcc",
     "check_merchant_id",
     "check_name",
     "check_terminal_id",
+    "check_vehicle",
     "industry_for_mcc",
     "tmk_label",
 ]
@@ -173,6 +175,25 @@ def check_terminal_id(value: object, field: str = "terminal_id") -> str:
     return _check(TERMINAL_ID, value, field, "a terminal ID (8 characters 0-9 A-Z)")
 
 
+MAX_LINE = 0xFFFF
+"""A bus line is two bytes on the card's trip record (docs/transit.md)."""
+VEHICLE = re.compile(r"[0-9A-Z][0-9A-Z-]{0,15}")
+
+
+def check_line(value: object, field: str = "line") -> int:
+    """A bus line number: 1 to 65,535 (the fare table's ``[[lines]] id``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LINE:
+        raise MalformedCommand(field, f"{value!r} is not a line number (1 to {MAX_LINE})")
+    return value
+
+
+def check_vehicle(value: object, field: str = "vehicle") -> str:
+    """A vehicle (the bus's fleet number or plate): 1 to 16 characters ``0-9 A-Z -``, not starting with -."""
+    if not isinstance(value, str) or not VEHICLE.fullmatch(value):
+        raise MalformedCommand(field, f"{value!r} is not a vehicle (1 to 16 characters 0-9 A-Z -)")
+    return value
+
+
 def check_mcc(value: object, field: str = "mcc") -> str:
     """A merchant category code (ISO 18245): 4 digits."""
     return _check(MCC, value, field, "a merchant category code (4 digits)")
@@ -236,6 +257,8 @@ class Terminal:
     status: RegistryStatus
     tmk_kcv: str  # check value of the TMK (hex, 3 bytes; empty for terminals registered before the center)
     created_ns: int
+    line: int | None = None  # a validator: the bus line it runs (None: a POS, or registered before)
+    vehicle: str = ""  # a validator: the bus it is mounted in
 
     def __post_init__(self) -> None:
         assert isinstance(self.kind, TerminalKind) and isinstance(self.status, RegistryStatus)

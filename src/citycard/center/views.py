@@ -101,4 +101,6 @@ def terminal_json(terminal: Terminal) -> dict[str, Any]:
         "status": terminal.status.value,
         "tmk_kcv": terminal.tmk_kcv or None,
         "created": registered_time(terminal.created_ns),
+        "line": terminal.line,
+        "vehicle": terminal.vehicle or None,
     }

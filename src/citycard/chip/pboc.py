@@ -72,9 +72,11 @@ TXN_LOG_SFI = 11
 LOAD_LOG_SFI = 12
 TRANSIT_SFI = 21
 """The transit file (docs/transit.md): the first issuer-specific SFI (EMV 4.3 Book 3 §5.3.2.2: 21 to 30).
-Record 1 (8 bytes) is written at issuance only; record 2 (32 bytes) by UPDATE CAPP DATA CACHE, committed
-with the debit of the qPBOC GPO that approves offline."""
-TRANSIT_RECORD_LENGTHS = (8, 32)
+Record 1 (8 bytes) is written at issuance or by issuer script; record 2 (the trip, 32 bytes and the
+validators' 4-byte MAC) by UPDATE CAPP DATA CACHE, committed with the debit of the qPBOC GPO that approves
+offline; record 3 (11 bytes: PAN as 5A padded with F to 10 bytes, PSN) at issuance only, the card identity
+the validators derive the card's transit key from before the GPO."""
+TRANSIT_RECORD_LENGTHS = (8, 36, 11)
 TRANSIT_WRITABLE = frozenset({2})
 EC_AUTH_CODE = b"ECC001"
 

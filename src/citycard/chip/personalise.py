@@ -331,8 +331,14 @@ def _app_cells(app: Application, profile: ProductProfile) -> dict[str, Cell]:
         "issuer_auth_failed": False,
     }
     if app.ec and profile.transit:
-        first, trip = pboc.TRANSIT_RECORD_LENGTHS
-        values[TRANSIT_CELL] = [(profile.concession or "00" * first).upper(), "00" * trip]
+        first, trip, ident = pboc.TRANSIT_RECORD_LENGTHS
+        identity = app.data["5A"].ljust(ident - 1, b"\xff") + app.data["5F34"]
+        assert len(identity) == ident
+        values[TRANSIT_CELL] = [
+            (profile.concession or "00" * first).upper(),
+            "00" * trip,
+            identity.hex().upper(),
+        ]
     return {cell_key(app.aid, name): value for name, value in values.items()}
 
 

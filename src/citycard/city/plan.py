@@ -102,6 +102,8 @@ class CityTerminal:
     terminal_id: str
     merchant_id: str
     kind: TerminalKind
+    line: int | None = None  # a validator: its bus line (the merchant's) and vehicle, in the registry
+    vehicle: str = ""
 
 
 # (industry, MCC, how many, name) — 360 in all; every MCC names its industry (checked by merchants()).
@@ -169,14 +171,17 @@ def merchants() -> list[CityMerchant]:
 
 
 def terminals(city: list[CityMerchant]) -> list[CityTerminal]:
-    """The POS terminals (``P0000001``…) and the validators (``V0000001``…, five a bus line)."""
+    """The POS terminals (``P0000001``…) and the validators (``V0000001``…, five a bus line: one a bus,
+    ``L<line>-<n>``)."""
     out: list[CityTerminal] = []
     pos = validators = 0
     for merchant in city:
         if merchant.bus_line is not None:
-            for _ in range(VALIDATORS_PER_LINE):
+            for bus in range(1, VALIDATORS_PER_LINE + 1):
                 validators += 1
-                out.append(CityTerminal(f"V{validators:07d}", merchant.merchant_id, TerminalKind.VALIDATOR))
+                vehicle = f"L{merchant.bus_line}-{bus}"
+                tid, mid = f"V{validators:07d}", merchant.merchant_id
+                out.append(CityTerminal(tid, mid, TerminalKind.VALIDATOR, merchant.bus_line, vehicle))
         for _ in range(merchant.pos_terminals):
             pos += 1
             out.append(CityTerminal(f"P{pos:07d}", merchant.merchant_id, TerminalKind.POS))

@@ -159,7 +159,7 @@ def _registry(center: Center, report: SeedReport, progress: Progress) -> None:
     for t in plan:
         if t.terminal_id not in have_terminals:
             try:
-                center.handle(AddTerminal(t.terminal_id, t.merchant_id, t.kind))
+                center.handle(AddTerminal(t.terminal_id, t.merchant_id, t.kind, t.line, t.vehicle))
                 report.terminals += 1
             except CenterExists:
                 pass

@@ -121,7 +121,10 @@ def _seed(steps: _Steps) -> None:
             steps.run(
                 f"Register its {kind} terminal {terminal}: its master key injected into the platform HSM "
                 "and the terminal's own",
-                ["terminal", "add", terminal, "--merchant", merchant, "--kind", kind],
+                [
+                    *("terminal", "add", terminal, "--merchant", merchant, "--kind", kind),
+                    *(("--line", "1", "--vehicle", "L1-1") if kind == "validator" else ()),
+                ],
             )
 
 

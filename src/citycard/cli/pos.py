@@ -236,11 +236,13 @@ def _with_deny_lists(
     return config.with_deny_lists(loaded)
 
 
-def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) -> SqliteJournal:
+def _open_journal(
+    path: Path, terminal_id: str, stack: ExitStack | None = None, *, sync_outcomes: bool = True
+) -> SqliteJournal:
     """The terminal's journal, held by this command alone until it ends (``stack`` closes; by default the
     one of the running card command): opening it turns ``pending`` rows into ``torn`` (their terminal
     stopped), which is right only if no other process is in the middle of one. Busy past the timeout: one
-    ``error:`` line, exit 1."""
+    ``error:`` line, exit 1. ``sync_outcomes=False``: a validator's, one fsync per tap (sqlite_journal)."""
     stack = stack or _COMMAND_STACK.get()
     assert stack is not None, "a card command's journal is closed by the command"
     if path == settings().home / "pos-journal.db":
@@ -249,7 +251,7 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
         SqliteJournal.check_path(path)
         lock = path.with_name(f".{path.name}.lock")
         stack.enter_context(exclusive_lock(lock, f"terminal journal {path}", settings().lock_timeout_s))
-        journal = SqliteJournal(path, terminal_id)
+        journal = SqliteJournal(path, terminal_id, sync_outcomes=sync_outcomes)
     except BusyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -259,10 +261,11 @@ def _open_journal(path: Path, terminal_id: str, stack: ExitStack | None = None) 
     return journal
 
 
-def _terminal(config: TerminalConfig, journal: Path | None) -> PosTerminal:
+def _terminal(config: TerminalConfig, journal: Path | None, *, validator: bool = False) -> PosTerminal:
     terminal_id = config.terminal_id.decode("ascii", "replace")
     path = journal or _default_journal(terminal_id)
-    return PosTerminal(config, _open_journal(path, terminal_id), data_key=DEMO_DATA_KEY)
+    opened = _open_journal(path, terminal_id, sync_outcomes=not validator)
+    return PosTerminal(config, opened, data_key=DEMO_DATA_KEY)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -300,6 +303,26 @@ def _registered_merchant(tid: str) -> str | None:
     with open_center(s) as center:
         binding = terminal_binding(center.unit_of_work(read_only=True), tid)
     return None if binding is None else binding.merchant.merchant_id
+
+
+def _registered_bus(tid: str) -> tuple[int, str] | None:
+    """A validator's bus line and vehicle as the registry has them (``citycard terminal add --kind
+    validator --line --vehicle``), if this platform has a database with that terminal registered so."""
+    s = settings()
+    if not s.database_url and not (s.home / "citycard.db").exists():
+        return None
+    from citycard.bootstrap import open_center
+    from citycard.center.model import MalformedCommand
+    from citycard.center.views import terminal_binding
+
+    try:
+        with open_center(s) as center:
+            binding = terminal_binding(center.unit_of_work(read_only=True), tid)
+    except MalformedCommand:  # not a registry terminal ID: nothing registered under it
+        return None
+    if binding is None or binding.terminal.line is None:
+        return None
+    return binding.terminal.line, binding.terminal.vehicle
 
 
 def _terminal_hsm(tid: str) -> Callable[[], Hsm]:
@@ -898,6 +921,9 @@ def validate(
     the fare table decides from the card's trip record (docs/transit.md); else the fixed --fare."""
     config = opts.terminal_config()
     setup = _validator_setup(opts.config)
+    registered = None if fare is not None else _registered_bus(config.terminal_id.decode("ascii", "replace"))
+    if registered is not None:  # the registry's line and vehicle win over the configuration's
+        setup["line"], setup["vehicle"] = registered
     line = line if line is not None else setup.get("line")
     if (fare is None) == (line is None):
         raise typer.BadParameter("give either --fare or --line (or [validator] line in --config)")
@@ -908,11 +934,12 @@ def validate(
         network = transit.read_network(fares or setup.get("fares"))
         terminal_id = config.terminal_id.decode("ascii", "replace")
         hook = transit.fare_hook(network, line, stop, tap_out, terminal_id, dt.datetime.now())
-    pos = _terminal(config, journal)
+    pos = _terminal(config, journal, validator=True)
     fen = _amount(fare, "--fare") if fare is not None else 0
     start = dt.datetime.now()
     with opts.transport(True) as transmit:
-        result = pos.validate(transmit, fen, trace=opts.tracer(), extension=hook)
+        bus = (line, str(setup.get("vehicle", ""))) if line is not None else None
+        result = pos.validate(transmit, fen, trace=opts.tracer(), extension=hook, bus=bus)
     elapsed_ms = (dt.datetime.now() - start).total_seconds() * 1000
     out = result.outcome
     charged = result.entry.amount_fen if result.entry is not None else fen

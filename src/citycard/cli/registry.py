@@ -156,20 +156,30 @@ def terminal_add(
     terminal_id: Annotated[str, typer.Argument(help="terminal ID, field 41: 8 characters 0-9 A-Z")],
     merchant: Annotated[str, typer.Option("--merchant", help="merchant ID (field 42) it belongs to")],
     kind: Annotated[str, typer.Option("--kind", help="pos or validator")] = "pos",
+    line: Annotated[
+        int | None, typer.Option("--line", help="a validator: the bus line it runs (the fare table's id)")
+    ] = None,
+    vehicle: Annotated[
+        str | None, typer.Option("--vehicle", help="a validator: its bus (1-16 characters 0-9 A-Z -)")
+    ] = None,
 ) -> None:
     """Register a terminal and inject its master key (TMK) into the platform HSM and the terminal's own
-    key store (the demo's key injection, docs/registry.md); print the TMK's check value."""
+    key store (the demo's key injection, docs/registry.md); print the TMK's check value. A validator is
+    registered with its bus line and vehicle (--line, --vehicle), which it reads from here."""
     try:
         terminal_kind = TerminalKind(kind)
     except ValueError:
         raise fail(f"--kind: {kind!r} is not pos or validator", 2) from None
-    cmd = _checked(AddTerminal, terminal_id, merchant, terminal_kind)
+    if terminal_kind is TerminalKind.VALIDATOR and (line is None or vehicle is None):
+        raise fail("a validator needs its bus line and vehicle: --line N --vehicle ID", 2)
+    cmd = _checked(AddTerminal, terminal_id, merchant, terminal_kind, line, vehicle or "")
     with open_center(with_hsm=True) as center:
         terminal = center.handle(cmd)
         store = terminal_home(center.settings, terminal.terminal_id) / "keys"
+    bus = f" on line {terminal.line}, vehicle {terminal.vehicle}" if terminal.line is not None else ""
+    what = f"{terminal.kind.value} terminal {terminal.terminal_id} of merchant {terminal.merchant_id}{bus}"
     console.print(
-        f"added {terminal.kind.value} terminal {terminal.terminal_id} of merchant {terminal.merchant_id}; "
-        f"TMK KCV {terminal.tmk_kcv}; its key store: {store}",
+        f"added {what}; TMK KCV {terminal.tmk_kcv}; its key store: {store}",
         soft_wrap=True,
         highlight=False,
     )
@@ -188,10 +198,11 @@ def terminal_list(
     if as_json:
         print_json({"terminals": [terminal_json(t) for t in terminals]})
         return
-    table = Table("terminal", "merchant", "kind", "status", "TMK KCV", "created")
+    table = Table("terminal", "merchant", "kind", "line", "vehicle", "status", "TMK KCV", "created")
     for t in terminals:
-        table.add_row(t.terminal_id, t.merchant_id, t.kind.value, t.status.value, t.tmk_kcv or "-",
-                      _time(t.created_ns))  # fmt: skip
+        line = "-" if t.line is None else str(t.line)
+        table.add_row(t.terminal_id, t.merchant_id, t.kind.value, line, t.vehicle or "-", t.status.value,
+                      t.tmk_kcv or "-", _time(t.created_ns))  # fmt: skip
     console.print(table)
 
 

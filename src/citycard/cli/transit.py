@@ -78,7 +78,10 @@ def fare_hook(
         number = found
     elif tap_out:
         raise typer.BadParameter(f"line {line_id} has a flat fare: no tap-out", param_hint="--tap-out")
-    return FareHook(network, Tap(now, line_id, number, tap_out, terminal_id))
+    from citycard.bootstrap import transit_sealer
+
+    sealer = transit_sealer(settings())
+    return FareHook(network, Tap(now, line_id, number, tap_out, terminal_id), sealer)
 
 
 @app.command("load")

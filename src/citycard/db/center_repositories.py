@@ -64,6 +64,8 @@ def _terminal(row: Any) -> Terminal:
         status=RegistryStatus(row.status),
         tmk_kcv=row.tmk_kcv,
         created_ns=int(row.created_ns),
+        line=None if row.line is None else int(row.line),
+        vehicle=row.vehicle,
     )
 
 
@@ -119,6 +121,8 @@ class SqlTerminalRegistry(_Repo):
             "status": terminal.status.value,
             "tmk_kcv": terminal.tmk_kcv,
             "created_ns": terminal.created_ns,
+            "line": terminal.line,
+            "vehicle": terminal.vehicle,
         }
         return _insert_new(self.session, center_terminals, values, "terminal_id")
 

@@ -10,7 +10,7 @@ migration ``0008_registry`` made them from the issuer's minimal registry of ``00
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, String, Table
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table
 
 from .tables import metadata
 
@@ -40,6 +40,8 @@ center_terminals = Table(
     Column("status", String(8), nullable=False),
     Column("tmk_kcv", String(16), nullable=False),
     Column("created_ns", BigInteger, nullable=False),
+    Column("line", Integer, nullable=True),  # a validator's bus line (NULL: a POS, or not registered)
+    Column("vehicle", String(16), nullable=False, server_default=""),
     CheckConstraint("status IN ('active', 'closed')", name="status"),
     CheckConstraint("kind IN ('pos', 'validator')", name="kind"),
     Index("ix_center_terminals_merchant", "merchant_id", "terminal_id"),

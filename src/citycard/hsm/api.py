@@ -42,6 +42,7 @@ class KeyUsage(enum.StrEnum):
     EMV_SMC = "E1"  # EMV issuer master key: secure messaging for confidentiality
     EMV_SMI = "E2"  # EMV issuer master key: secure messaging for integrity (script MACs)
     EMV_DN = "E4"  # EMV issuer master key: dynamic numbers / data (ICC dynamic number keys)
+    EMV_OTHER = "E6"  # EMV/chip master key, other: the transit key of the validators (trip-record MACs)
     PIN_ENCRYPTION = "P0"  # PIN encryption key (ZPK / TPK)
     PIN_VERIFICATION_IBM3624 = "V1"  # PIN verification key, IBM 3624 (offset over every PIN digit)
     PIN_VERIFICATION_VISA = "V2"  # PIN verification key, Visa PVV
@@ -153,6 +154,17 @@ class Hsm(Protocol):
 
     def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:
         """The 8-byte field 64 MAC (ANSI X9.19) of an ISO 8583 MAC block under an ``M3`` MAK."""
+        ...
+
+    # --- transit (the validators' secure module, docs/transit.md) -------------------------------------
+    def transit_record_mac(self, tk: KeyHandle, pan: str, psn: str, record: bytes) -> bytes:
+        """The 4-byte MAC of a card's trip record: ISO 9797-1 algorithm 3, padding method 2, under the card's
+        transit key, derived from the ``E6`` transit key ``tk`` with PAN and PSN (EMV Book 2 A1.4.1 option
+        A); the derived key never leaves the HSM."""
+        ...
+
+    def verify_transit_record_mac(self, tk: KeyHandle, pan: str, psn: str, record: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is :meth:`transit_record_mac` of ``record`` (a business outcome, not an error)."""
         ...
 
     # --- EMV / PBOC cryptograms -----------------------------------------------------------------------

@@ -111,6 +111,7 @@ _DEFAULT_MODE = {
     KeyUsage.EMV_SMC: "X",
     KeyUsage.EMV_SMI: "X",
     KeyUsage.EMV_DN: "X",
+    KeyUsage.EMV_OTHER: "X",
     KeyUsage.PIN_ENCRYPTION: "B",
     KeyUsage.PIN_VERIFICATION_IBM3624: "C",
     KeyUsage.PIN_VERIFICATION_VISA: "C",
@@ -469,6 +470,24 @@ class SoftHsm:
 
     def pos_mac(self, mak: KeyHandle, mac_block: bytes) -> bytes:
         return retail_mac(self._use(mak, KeyUsage.MAC_X9_19, ("C", "G"), "MAC POS messages"), mac_block)
+
+    # --- transit ----------------------------------------------------------------------------------------
+    def _transit_card_key(self, tk: KeyHandle, pan: str, psn: str) -> bytes:
+        secret = self._use(tk, KeyUsage.EMV_OTHER, ("X",), "MAC transit records")
+        try:
+            return derive_icc_mk_a(secret, pan, psn)
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+
+    def transit_record_mac(self, tk: KeyHandle, pan: str, psn: str, record: bytes) -> bytes:
+        if not record:
+            raise HsmInputError("a transit record to MAC may not be empty")
+        return mac_alg3(self._transit_card_key(tk, pan, psn), record, padding=2, length=4)
+
+    def verify_transit_record_mac(self, tk: KeyHandle, pan: str, psn: str, record: bytes, mac: bytes) -> bool:
+        if len(mac) != 4:
+            raise HsmInputError(f"transit record MAC must be 4 bytes, not {len(mac)}")
+        return hmac.compare_digest(self.transit_record_mac(tk, pan, psn, record), mac)
 
     # --- EMV / PBOC cryptograms -------------------------------------------------------------------------
     def _session_key(self, imk: KeyHandle, usage: KeyUsage, pan: str, psn: str, atc: int, what: str) -> bytes:

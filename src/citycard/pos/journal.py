@@ -51,13 +51,15 @@ class JournalEntry:
     export_id: int | None = None
     service_ref: str = ""  # a public service's reference (``HR-202612030017``): field 48 of its 0200 / 0320
     original_txn_id: str = ""  # a void: the purchase it cancels (its ``txn_id``)
+    line: int | None = None  # a validator's fare: the bus line it ran (the registry's, docs/transit.md)
+    vehicle: str = ""  # … and the vehicle
 
 
 class Journal(Protocol):
     """The journal port; :mod:`citycard.sqlite_journal` is the adapter."""
 
     def begin(
-        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str
+        self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str | int
     ) -> JournalEntry:
         """A ``pending`` entry; ``card`` holds what the terminal read of the card before its debiting
         command (``pan_masked``, ``pan_token``, ``pan_sealed``, ``psn``), so that a terminal stopped in the

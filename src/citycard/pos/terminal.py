@@ -336,6 +336,7 @@ class PosTerminal:
         online_kind: OnlineKind | None = None,
         follows: JournalEntry | None = None,
         service_ref: str = "",
+        bus: tuple[int, str] | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
         approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
@@ -367,9 +368,11 @@ class PosTerminal:
                 un = kernel.term.get("9F37", b"").hex().upper()
                 pan = kernel.card.get("5A", b"").hex().upper().rstrip("F")
                 psn = kernel.card.get("5F34", b"").hex()
-                card = self._card_fields(pan, psn) if pan.isdigit() else {}
+                card: dict[str, str | int] = {**(self._card_fields(pan, psn) if pan.isdigit() else {})}
                 if service_ref:
                     card["service_ref"] = service_ref
+                if bus is not None:  # a validator's fare: the line and vehicle it ran
+                    card["line"], card["vehicle"] = bus
                 if follows is not None:  # a void: the journal links it to the purchase it cancels
                     card["original_txn_id"] = follows.txn_id
                 amount, what = txn.amount_fen, kind
@@ -567,8 +570,10 @@ class PosTerminal:
         *,
         trace: Trace | None = None,
         extension: Extension | None = None,
+        bus: tuple[int, str] | None = None,
     ) -> TapResult:
         """Bus validator: a qPBOC fare, offline, no PIN; a torn fare is recovered, never charged twice.
+        ``bus``: the line and vehicle of this validator (the registry's), journaled with the fare.
 
         The fare is ``fare_fen``, or (``extension``, e.g. :class:`citycard.transit.FareHook`) what the
         extension decides from the card's own records read after the SELECT, before the GPO: it may refuse
@@ -611,7 +616,7 @@ class PosTerminal:
         amount = 0 if extension is not None else fare_fen
         txn = Transaction(TransactionKind.PURCHASE, now, amount, interface="contactless", extension=extension)
         outcome, entry = self._run_journaled(
-            txn, transmit, config=validator_config(self.config), trace=trace, refuse=refuse
+            txn, transmit, config=validator_config(self.config), trace=trace, refuse=refuse, bus=bus
         )
         return TapResult(outcome, entry, tuple(recovered))
 

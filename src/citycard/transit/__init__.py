@@ -6,7 +6,9 @@ file formats and the byte layouts are ``docs/transit.md``."""
 from .fares import Fare, Tap, decide
 from .network import Concessions, Line, Network, NetworkError, Transfer, parse_network
 from .record import (
+    CARD_ID_LENGTH,
     CONCESSION_LENGTH,
+    SEALED_TRIP_LENGTH,
     TRIP_LENGTH,
     Category,
     Concession,
@@ -14,10 +16,12 @@ from .record import (
     TripRecordError,
     TripStatus,
 )
-from .validator import TRANSIT_SFI, FareHook
+from .validator import TRANSIT_SFI, FareHook, TripSealer
 
 __all__ = [
+    "CARD_ID_LENGTH",
     "CONCESSION_LENGTH",
+    "SEALED_TRIP_LENGTH",
     "TRANSIT_SFI",
     "TRIP_LENGTH",
     "Category",
@@ -32,6 +36,7 @@ __all__ = [
     "Transfer",
     "TripRecord",
     "TripRecordError",
+    "TripSealer",
     "TripStatus",
     "decide",
     "parse_network",

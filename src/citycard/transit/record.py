@@ -1,6 +1,8 @@
-"""The two records of the card's transit file (SFI 21, ``docs/transit.md`` "On the card"): the
-**concession** record (record 1, 8 bytes, written at issuance) and the **trip** record (record 2, 32 bytes,
-rewritten by every validator tap, committed by the card together with the fare's debit).
+"""The records of the card's transit file (SFI 21, ``docs/transit.md`` "On the card"): the **concession**
+record (record 1, 8 bytes, written at issuance or by issuer script), the **trip** record (record 2: 32
+bytes rewritten by every validator tap, committed by the card together with the fare's debit, and the
+validators' 4-byte MAC over them, :mod:`.validator`) and the **card identity** (record 3, 11 bytes: PAN and
+PSN, written at issuance; the validators derive the card's transit key from it).
 
 Times are the validator's local clock in seconds since 2000-01-01 00:00 (four bytes, good until 2136);
 days and months count from the same epoch. Amounts are fen in three bytes (up to CNY 167,772.15). All
@@ -15,14 +17,18 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "CARD_ID_LENGTH",
     "CONCESSION_LENGTH",
     "EPOCH",
+    "MAC_LENGTH",
+    "SEALED_TRIP_LENGTH",
     "TRIP_LENGTH",
     "Category",
     "Concession",
     "TripRecord",
     "TripRecordError",
     "TripStatus",
+    "card_identity",
     "day_number",
     "month_number",
     "seconds",
@@ -30,8 +36,13 @@ __all__ = [
 
 EPOCH = dt.datetime(2000, 1, 1)
 TRIP_LENGTH = 32
+"""The trip record's fields; on the card they are followed by their MAC (:data:`SEALED_TRIP_LENGTH`)."""
+MAC_LENGTH = 4
+SEALED_TRIP_LENGTH = TRIP_LENGTH + MAC_LENGTH
 CONCESSION_LENGTH = 8
-VERSION = 0x01
+CARD_ID_LENGTH = 11
+VERSION = 0x01  # the concession record
+TRIP_VERSION = 0x02  # the trip record: 02 since it carries a MAC (01 had none)
 MAX_SECONDS = 0xFFFFFFFF
 MAX_FEN = 0xFFFFFF
 
@@ -42,6 +53,17 @@ class TripRecordError(ValueError):
     def __init__(self, where: str, message: str) -> None:
         super().__init__(f"transit record {where}: {message}")
         self.where = where
+
+
+def card_identity(data: bytes) -> tuple[str, str]:
+    """PAN and PSN from the card identity record (record 3): the PAN as 5A (BCD, padded with F) in 10 bytes,
+    then the PSN (5F34, one BCD byte)."""
+    if len(data) != CARD_ID_LENGTH:
+        raise TripRecordError("card identity", f"{len(data)} bytes, expected {CARD_ID_LENGTH}")
+    pan, psn = data[:10].hex().upper().rstrip("F"), data[10:].hex()
+    if not (12 <= len(pan) <= 19 and pan.isdigit() and psn.isdigit()):
+        raise TripRecordError("card identity", "not a PAN and PSN in BCD")
+    return pan, psn
 
 
 def seconds(when: dt.datetime) -> int:
@@ -136,7 +158,7 @@ class TripRecord:
 
     def encode(self) -> bytes:
         out = (
-            bytes((VERSION, self.status))
+            bytes((TRIP_VERSION, self.status))
             + self.line.to_bytes(2, "big")
             + bytes((self.boarding_stop, (0x01 if self.transfer else 0) | (0x02 if self.tapped_out else 0)))
             + self.boarding_s.to_bytes(4, "big")
@@ -156,8 +178,8 @@ class TripRecord:
             raise TripRecordError("trip", f"{len(data)} bytes, expected {TRIP_LENGTH}")
         if data == bytes(TRIP_LENGTH):
             return cls()  # never written
-        if data[0] != VERSION:
-            raise TripRecordError("trip version", f"{data[0]:02X}, expected {VERSION:02X}")
+        if data[0] != TRIP_VERSION:
+            raise TripRecordError("trip version", f"{data[0]:02X}, expected {TRIP_VERSION:02X}")
         if data[1] not in TripStatus._value2member_map_:
             raise TripRecordError("trip status", f"{data[1]:02X} is not a status")
         if data[5] & 0xFC:
