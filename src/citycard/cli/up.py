@@ -135,6 +135,7 @@ def _seed(issuer: Issuer, center: Center) -> str:
             f"{report.merchants} merchants, {report.terminals} terminals, {cards} cards "
             f"({report.activated} activated)",
             highlight=False,
+            soft_wrap=True,  # one line however long the seeding took (a 3-digit time wrapped it at 80)
         )
     else:
         console.print(

@@ -311,8 +311,10 @@ class SqlProducts(_Repo):
 
 
 class SqlCardholders(_Repo):
-    def add(self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int) -> Cardholder:
-        values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id))
+    def add(
+        self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int, citizen_key: str
+    ) -> Cardholder:
+        values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id, citizen_key))
         del values["id"]  # the database numbers the holders
         result = self._execute(insert(issuer_cardholders).values(**values).returning(issuer_cardholders.c.id))
         return Cardholder(int(result.scalar_one()), **values)

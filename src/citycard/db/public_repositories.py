@@ -1,6 +1,10 @@
 """SQL implementations of the public services' ports (``citycard.public.ports``), their unit of work, and
 the industry report (merchants, terminals and volumes by industry and district).
 
+The records are keyed by the holder, not the bank: ``issuer_cardholders.citizen_key`` (the service
+center's HMAC of the ID number, the same at every bank), so a citizen's cards of two banks reach the same
+records.
+
 The inquiry's approval is read from the issuer's own record: the balance inquiry a self-service terminal
 sent with the card's PIN is ``issuer_authorizations`` row ``<institution>-<RRN>``, the institution being
 the terminal's merchant's acquiring bank (``issuer_banks.institution_id``), which is how the acquirer
@@ -163,10 +167,11 @@ class SqlRecords(_Repo):
     def citizens_without_records(self, limit: int) -> list[str]:
         h, s = issuer_cardholders.c, public_social_security.c
         query = (
-            select(h.id_hash)
-            .outerjoin(public_social_security, s.citizen_key == h.id_hash)
+            select(h.citizen_key)
+            .outerjoin(public_social_security, s.citizen_key == h.citizen_key)
             .where(s.citizen_key.is_(None))
-            .order_by(h.id)
+            .group_by(h.citizen_key)  # one citizen, a holder at each of several banks: seeded once
+            .order_by(func.min(h.id))
             .limit(limit)
         )
         return [row[0] for row in self.session.execute(query)]
@@ -197,7 +202,7 @@ class SqlInquiries(_Repo):
                 a.response,
                 a.terminal_id,
                 a.created_ns,
-                h.id_hash,
+                h.citizen_key,
                 public_inquiries.c.request_id.label("used"),
             )
             .select_from(issuer_authorizations)
@@ -217,7 +222,7 @@ class SqlInquiries(_Repo):
             flags,
             row.terminal_id,
             int(row.created_ns),
-            row.id_hash,
+            row.citizen_key,
             row.used is not None,
         )
 

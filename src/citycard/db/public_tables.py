@@ -2,8 +2,9 @@
 ``0015_public_services`` (which also adds ``service_ref`` to the acquirer's records and uploads and to the
 issuer's authorizations). Field by field: ``docs/public-services.md``.
 
-The simulated government back end keeps its records by ``citizen_key``: the issuer's keyed hash of the
-holder's resident ID number (``issuer_cardholders.id_hash``), never the number itself.
+The simulated government back end keeps its records by ``citizen_key``: the service center's keyed hash of
+the holder's resident ID number (``issuer_cardholders.citizen_key``, the same at every bank since migration
+``0016_public_holders``), never the number itself.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from citycard.ledger.model import MAX_ID
 __all__ = [
     "ACCOUNT_CODES",
     "CARD_TRANSITIONS",
+    "CITIZEN_KEY_LABEL",
     "FIRST_INSTITUTION_ID",
     "ONLINE_PIN_TRY_LIMIT",
     "AlreadyExists",
@@ -224,14 +225,25 @@ class Product:
     validity_years: int = 10
 
 
+CITIZEN_KEY_LABEL = "center-citizen-key"
+"""HSM label of the service center's HMAC key over resident ID numbers: the same citizen gets the same
+``Cardholder.citizen_key`` at every bank (a bank's own ``id_hash`` differs from bank to bank)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cardholder:
+    """A registered holder at one bank. ``id_hash``: the bank's HMAC of the resident ID number (the bank
+    finds its holder by it); ``citizen_key``: the service center's HMAC of it, the same at every bank (the
+    citizen's public-service records are keyed by it). A holder registered before migration 0016 keeps its
+    ``id_hash`` as ``citizen_key`` (what the records were keyed by then)."""
+
     id: int
     name: str
     id_hash: str
     id_last4: str
     phone: str
     deposit_account_id: int
+    citizen_key: str
 
 
 class CardStatus(enum.StrEnum):

@@ -274,8 +274,9 @@ class LibraryLoan:
 
 @dataclass(frozen=True, slots=True)
 class CitizenRecords:
-    """What the back end keeps of one citizen, keyed by the issuer's keyed hash of the resident ID number
-    (``citizen_key``: the ID number itself is nowhere in the platform)."""
+    """What the back end keeps of one citizen, keyed by the service center's keyed hash of the resident ID
+    number (``citizen_key``, the same whichever bank issued the card; the ID number itself is nowhere in
+    the platform)."""
 
     citizen_key: str
     social_security: SocialSecurity | None

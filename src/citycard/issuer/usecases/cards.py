@@ -243,7 +243,8 @@ def _holder_for(
         deposit_id, code=BankAccount.CARD_DEPOSIT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     )
     expect_ok(uow.ledger.create_accounts([deposit_account]))
-    holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id)
+    citizen_key = deps.citizen_key(id_number)
+    holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id, citizen_key)
     return holder.id, deposit_id
 
 
