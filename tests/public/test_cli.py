@@ -90,6 +90,7 @@ def test_inquiry_applications_and_card_status(world: PublicWorld, capsys: pytest
     assert states["library"] == {
         "status": "enabled",
         "data": {"deposit_fen": "10000", "reader_number": "12345678"},
+        "chip": "pending",  # written by script at the card's next online contact
     }
     assert states["health"]["status"] == "not enabled"
     status = _json(capsys, "card", "status", pan, "--json")

@@ -121,6 +121,7 @@ issuer_cards = Table(
     Column("pending_script", String(8), nullable=True),
     Column("pending_ec_credit_fen", BigInteger, nullable=False),
     Column("pending_pin_unblock", Boolean, nullable=False, server_default=false()),
+    Column("records_pending", Boolean, nullable=False, server_default=false()),  # 0017
     Column("lost_at_ns", BigInteger, nullable=True),
     Column("offline_cleared_until_ns", BigInteger, nullable=False),
     Column("replaced_by", String(19), nullable=True),

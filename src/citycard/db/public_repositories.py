@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -68,8 +68,12 @@ class _Repo:
 
 
 class SqlCardApplications(_Repo):
-    def card_exists(self, pan: str) -> bool:
+    def card_exists(self, pan: str, *, for_update: bool = False) -> bool:
+        """Whether the card exists; ``for_update``: its row locked (an authorization of the card settles its
+        records under the same lock, so a change never falls between its read and its write)."""
         query = select(issuer_cards.c.pan).where(issuer_cards.c.pan == pan)
+        if for_update:
+            query = query.with_for_update()
         return self.session.execute(query).first() is not None
 
     def get(self, pan: str, app_code: str, *, for_update: bool = False) -> CardApplication | None:
@@ -91,14 +95,26 @@ class SqlCardApplications(_Repo):
             "status": app.status.value,
             "data": json.dumps(dict(app.data), sort_keys=True),
             "changed_ns": app.changed_ns,
+            "chip_state": app.chip,
+            "sent_atc": None,
+            "sent_count": 0,
         }
         statement = _insert(self.session, t).values(pan=app.pan, app_code=app.app_code, **values)
         self.session.execute(statement.on_conflict_do_update(index_elements=["pan", "app_code"], set_=values))
+        if app.chip != "written":  # the issuer writes it at the card's next online contact
+            self.session.execute(
+                update(issuer_cards).where(issuer_cards.c.pan == app.pan).values(records_pending=True)
+            )
 
 
 def _app(row: Any) -> CardApplication:
     return CardApplication(
-        row.pan, row.app_code, AppStatus(row.status), json.loads(row.data), int(row.changed_ns)
+        row.pan,
+        row.app_code,
+        AppStatus(row.status),
+        json.loads(row.data),
+        int(row.changed_ns),
+        row.chip_state,
     )
 
 

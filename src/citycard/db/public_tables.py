@@ -69,6 +69,12 @@ public_card_applications = Table(
     Column("status", String(8), nullable=False),
     Column("data", Text, nullable=False),  # JSON object of the application's fields
     Column("changed_ns", BigInteger, nullable=False),
+    # the issuer's: the record on the chip (SFI 22) pending, sent by script (in the answer to ATC
+    # sent_atc, among sent_count script commands) or written (0017)
+    Column("chip_state", String(8), nullable=False, server_default="pending"),
+    Column("sent_atc", Integer, nullable=True),
+    Column("sent_count", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('enabled', 'disabled')", name="status"),
+    CheckConstraint("chip_state IN ('pending', 'sent', 'written')", name="chip_state"),
     Index("ix_public_card_applications_app", "app_code", "status"),
 )

@@ -476,9 +476,10 @@ def _successor(old: Card, uow: IssuerUnitOfWork, deps: Deps) -> Card:
         pvv=None,
     )
     uow.cards.add(new)
+    records = uow.card_records.carry_over(old.pan, new.pan)  # the applications enabled follow the holder
     if deps.personaliser is not None:
         holder = uow.cardholders.get(old.holder_id) if old.holder_id is not None else None
-        deps.personaliser.personalise(bank, product, new, holder.name if holder else None)
+        deps.personaliser.personalise(bank, product, new, holder.name if holder else None, records=records)
     return new
 
 

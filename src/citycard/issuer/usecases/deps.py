@@ -31,6 +31,7 @@ from ..model import (
     Bank,
     BankAccount,
     Card,
+    CardRecord,
     NotFound,
     Product,
     bank_key_labels,
@@ -84,9 +85,11 @@ class CardPersonaliser(Protocol):
         card: Card,
         holder_name: str | None,
         pin_block: bytes | None = None,
+        records: Sequence[CardRecord] = (),
     ) -> None:
         """``pin_block``: the PIN chosen at issuance (ISO format 1 under the bank's zone PIN key) for the
-        chip's offline PIN; None keeps the chip profile's default."""
+        chip's offline PIN; None keeps the chip profile's default. ``records``: the card's records of its
+        proprietary files (the industry applications enabled on it) to personalise."""
         ...
 
     def publish(self) -> list[str]: ...
