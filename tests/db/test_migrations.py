@@ -111,3 +111,35 @@ def test_a_database_of_someone_else_is_refused(tmp_path: Path) -> None:
         assert inspect(engine).get_table_names() == ["accounts"]
     finally:
         engine.dispose()
+
+
+def test_0016_gives_each_existing_holder_the_records_keyed_by_its_banks_hash(database: Database) -> None:
+    """Before 0016 the back end keyed records by a bank's ``id_hash``; the ID number is not stored, so the
+    migration makes that hash the holder's ``citizen_key``: the existing records are the holder's, as they
+    were, and no holder is left without a key."""
+    downgrade(database.engine, "0015_public_services")
+    holders = [(1, "a" * 64, 101), (2, "b" * 64, 102)]
+    with database.engine.begin() as connection:
+        for holder_id, id_hash, account in holders:
+            connection.execute(
+                text(
+                    "INSERT INTO issuer_cardholders (id, name, id_hash, id_last4, phone, deposit_account_id)"
+                    " VALUES (:id, 'Li Ming', :h, '002X', '', :a)"
+                ),
+                {"id": holder_id, "h": id_hash, "a": account},
+            )
+        connection.execute(
+            text("INSERT INTO public_social_security VALUES (:k, '201001', 190, '202611', 500000, 1)"),
+            {"k": "a" * 64},
+        )
+    migrate(database.engine)
+    assert current_revision(database.engine) == head_revision()
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT h.id, h.citizen_key, s.contribution_months FROM issuer_cardholders h"
+                " LEFT JOIN public_social_security s ON s.citizen_key = h.citizen_key ORDER BY h.id"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(1, "a" * 64, 190), (2, "b" * 64, None)]
+    assert _diff(database) == []

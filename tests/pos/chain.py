@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +107,15 @@ def _setup(issuer: bootstrap.Issuer, deposit_fen: int) -> str:
 
 @contextmanager
 def chain(
-    home: Path, monkeypatch: pytest.MonkeyPatch, *, deposit_fen: int = 50_000, hop_timeout_s: float = 10.0
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    deposit_fen: int = 50_000,
+    hop_timeout_s: float = 10.0,
+    more_banks: Mapping[str, str] | None = None,
 ) -> Iterator[Chain]:
+    """``more_banks``: code -> BIN of banks beside ICBC (each with a registered product ``debit-ec`` and its
+    own issuer front end, server ``issuer-<code>``, routed by the switch)."""
     from citycard.hosts.acquirer import AcquirerConfig
 
     monkeypatch.setenv("CITYCARD_HOME", str(home))
@@ -123,7 +130,17 @@ def chain(
         try:
             front = servers["issuer"] = bootstrap.build_issuer_front_end(issuer, "ICBC")
             loop.run(front.start())
-            switch = servers["switch"] = bootstrap.build_switch(issuer, {"ICBC": ("127.0.0.1", front.port)})
+            routes = {"ICBC": ("127.0.0.1", front.port)}
+            for code, bin_ in (more_banks or {}).items():
+                issuer.service.add_bank(AddBank(code, f"{code} city branch"))
+                issuer.service.add_bin_range(AddBinRange(code, bin_))
+                issuer.service.add_product(
+                    AddProduct(code, "debit-ec", "Citizen card", bin_, registered=True)
+                )
+                other = servers[f"issuer-{code}"] = bootstrap.build_issuer_front_end(issuer, code)
+                loop.run(other.start())
+                routes[code] = ("127.0.0.1", other.port)
+            switch = servers["switch"] = bootstrap.build_switch(issuer, routes)
             loop.run(switch.start())
             config = AcquirerConfig(
                 port=0, switch_port=switch.port, hop_timeout_s=hop_timeout_s, saf_idle_s=0.05
@@ -135,7 +152,7 @@ def chain(
             monkeypatch.setenv("CITYCARD_ACQUIRER", f"127.0.0.1:{acquirer.port}")
             yield Chain(home, pan, issuer, acquirer.port, servers, loop)
         finally:
-            for name in ("acquirer", "switch", "issuer"):
+            for name in ("acquirer", "switch", "issuer", *(f"issuer-{c}" for c in more_banks or {})):
                 if name in servers:
                     with contextlib.suppress(Exception):  # already stopped by the test
                         loop.run(servers[name].stop())

@@ -40,6 +40,9 @@ def test_a_registration_fee_from_the_command_line(
     assert _pay(world, "--service-ref", "HR-202612030017") == 0
     out = capsys.readouterr().out
     assert "service reference: HR-202612030017" in out
+    heading = out[out.index("service reference") :].splitlines()[1]
+    assert heading.strip() == "City No.1 Hospital"  # the registry's name of the desk's merchant
+    assert "CITYCARD DEMO SHOP" not in out  # not the default configuration's 9F4E
     assert world.net.status()["deposit_available_fen"] == before - 15_000
     report = _json(capsys, "merchant", "report", "--json")
     hospital = [r for r in report if r["industry"] == "hospital"]
@@ -87,6 +90,7 @@ def test_inquiry_applications_and_card_status(world: PublicWorld, capsys: pytest
     assert states["library"] == {
         "status": "enabled",
         "data": {"deposit_fen": "10000", "reader_number": "12345678"},
+        "chip": "pending",  # written by script at the card's next online contact
     }
     assert states["health"]["status"] == "not enabled"
     status = _json(capsys, "card", "status", pan, "--json")

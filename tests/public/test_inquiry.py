@@ -17,6 +17,8 @@ from citycard.public.model import InquiryRefused, MalformedInput
 from tests.pos.chain import PIN, chain
 from tests.public.world import HOSPITAL_DESK, OTHER_PIN, SELF_SERVICE, PublicWorld
 
+LI_MING_ID = "11010519491231002X"  # the chain's holder (tests/pos/chain.py)
+
 
 def clock() -> int:
     import time
@@ -26,7 +28,7 @@ def clock() -> int:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PublicWorld]:
-    with chain(tmp_path / "home", monkeypatch) as net:
+    with chain(tmp_path / "home", monkeypatch, more_banks={"BOC": "621661"}) as net:
         w = PublicWorld(net, tmp_path)
         assert seed_records(SeedRecords(7, "20261203"), w.public(), clock) == 2
         yield w
@@ -47,7 +49,7 @@ def _key(world: PublicWorld, pan: str) -> str:
         assert card is not None and card.holder_id is not None
         holder = uow.cardholders.get(card.holder_id)
         assert holder is not None
-        return holder.id_hash
+        return holder.citizen_key
 
 
 def test_the_holder_sees_their_own_records_once(world: PublicWorld) -> None:
@@ -64,6 +66,38 @@ def test_the_holder_sees_their_own_records_once(world: PublicWorld) -> None:
     assert approved, reason
     other = inquire(Inquire(SELF_SERVICE, rrn), world.public(), clock)
     assert other.citizen_key == _key(world, world.other_pan) != records.citizen_key
+
+
+def test_one_holders_cards_of_two_banks_reach_the_same_records_and_no_one_elses(world: PublicWorld) -> None:
+    """Li Ming holds an ICBC card (the chain's) and a BOC card: each bank hashes the ID number under its own
+    key (two ``id_hash``), but the records belong to the holder (one ``citizen_key``), so the self-service
+    terminal serves the same records through either card, verified by either bank's PIN check."""
+    boc_pan = world.card_at("BOC", "Li Ming", LI_MING_ID, "112233")
+    with world.net.issuer.unit_of_work(read_only=True) as uow:
+        holders = [uow.cardholders.get(uow.cards.get(p).holder_id or 0) for p in (world.net.pan, boc_pan)]
+    icbc_holder, boc_holder = holders
+    assert icbc_holder is not None and boc_holder is not None
+    assert icbc_holder.id != boc_holder.id and icbc_holder.id_hash != boc_holder.id_hash
+    assert seed_records(SeedRecords(7, "20261203"), world.public(), clock) == 0  # the citizen has records
+
+    served = []
+    for pan, pin in ((world.net.pan, PIN), (boc_pan, "112233")):
+        approved, rrn, reason = _verify(world, pan, pin)
+        assert approved, reason
+        served.append(inquire(Inquire(SELF_SERVICE, rrn), world.public(), clock))
+    by_icbc, by_boc = served
+    assert by_icbc == by_boc and by_icbc.social_security is not None
+    assert by_icbc.citizen_key == _key(world, boc_pan) == _key(world, world.net.pan)
+
+    approved, rrn, reason = _verify(world, world.other_pan, OTHER_PIN)  # Wang Fang's card: her records
+    assert approved, reason
+    other = inquire(Inquire(SELF_SERVICE, rrn), world.public(), clock)
+    assert other.citizen_key != by_icbc.citizen_key and other != by_icbc
+    approved, rrn, _ = _verify(world, boc_pan, OTHER_PIN)  # Li Ming's BOC card with Wang Fang's PIN
+    assert not approved
+    if rrn:
+        with pytest.raises(InquiryRefused):
+            inquire(Inquire(SELF_SERVICE, rrn), world.public(), clock)
 
 
 def test_another_cards_pin_or_a_wrong_pin_is_refused_and_counted(world: PublicWorld) -> None:

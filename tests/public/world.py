@@ -76,6 +76,7 @@ class PublicWorld:
         kiosk = self_service_config(config)
         self.kiosk = Counter(SELF_SERVICE, CENTER, SqliteJournal(tmp_path / "kiosk.db", SELF_SERVICE), kiosk)
         self.chips: dict[str, ChipCard] = {}
+        self.banks: dict[str, str] = {}  # PAN -> bank, for cards not of ICBC
         self.other_pan = self._second_card()
 
     def _second_card(self) -> str:
@@ -88,10 +89,25 @@ class PublicWorld:
         service.deposit(Deposit(card.pan, 30_000, "dep-2"))
         return card.pan
 
+    def card_at(self, bank: str, holder_name: str, id_number: str, pin: str) -> str:
+        """A registered card of ``bank`` (a bank of the chain) for the holder of ``id_number``, active,
+        with ``pin`` and a deposit."""
+        service, hsm = self.net.issuer.service, self.net.issuer.hsm
+        (card,) = service.issue_cards(
+            IssueCards(bank, "debit-ec", holder_name=holder_name, id_number=id_number)
+        )
+        service.activate(ActivateCard(card.pan))
+        zpk = hsm.get(f"{bank.lower()}-zpk")
+        service.set_pin(SetPin(card.pan, hsm.encrypt_pin(zpk, pin, card.pan)))
+        service.deposit(Deposit(card.pan, 30_000, f"dep-{card.pan}"))
+        self.banks[card.pan] = bank
+        return card.pan
+
     def tap(self, pan: str | None = None, interface: str = "contact") -> Callable[[bytes], bytes]:
         pan = pan or self.net.pan
         if pan not in self.chips:
-            image = load_card(card_image_path(self.net.home / "cards", "ICBC", pan))
+            bank = self.banks.get(pan, "ICBC")
+            image = load_card(card_image_path(self.net.home / "cards", bank, pan))
             self.chips[pan] = ChipCard(image, counter_rng(pan.encode()))
         chip = self.chips[pan]
         chip.power_on(interface)

@@ -22,7 +22,7 @@ def _key(city: City, name: str) -> str:
         assert card is not None and card.holder_id is not None
         holder = uow.cardholders.get(card.holder_id)
         assert holder is not None
-        return holder.id_hash
+        return holder.citizen_key
 
 
 def test_a_citizen_sees_their_own_records_and_applications(client: TestClient, city: City) -> None:
@@ -37,7 +37,7 @@ def test_a_citizen_sees_their_own_records_and_applications(client: TestClient, c
     expected = records_of(_key(city, "zhang"), public.unit_of_work(read_only=True))
     assert expected.social_security is not None
     (records,) = mine["records"]
-    assert records["bank"] == "ICBC"
+    assert records["bank"] == "ICBC"  # the session's holder: zhang at ICBC
     assert records["social_security"]["contribution_months"] == expected.social_security.contribution_months
     assert [(a["app"], a["status"]) for a in mine["applications"]] == [("library", "enabled")]
     page = client.get("/me/public")
@@ -55,6 +55,45 @@ def test_a_citizen_sees_their_own_records_and_applications(client: TestClient, c
         == other.social_security.contribution_months
     )
     assert theirs["applications"] == []  # zhang's library card is not wang's
+
+
+def test_a_citizens_cards_of_two_banks_show_the_same_records(client: TestClient, city: City, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Zhang holds an ICBC and a BOC card (two holders, one per bank, one citizen key): signed in by
+    either card, or by ID number (both holders), the portal shows the same records, once; Li (BOC) sees
+    other records."""
+    public = _public(city)
+    seed_records(SeedRecords(5, "20261203"), public.unit_of_work(), city.ctx.clock)
+    assert _key(city, "zhang") == _key(city, "zhang_boc") != _key(city, "li")
+    seen = []
+    for name in ("zhang", "zhang_boc"):
+        client.cookies.clear()
+        sign_in_card(client, city.pans[name])
+        (records,) = client.get("/api/me/public").json()["records"]
+        seen.append(records)
+    assert seen[0]["bank"] == "ICBC" and seen[1]["bank"] == "BOC"
+    assert seen[0]["social_security"] == seen[1]["social_security"] is not None
+    assert seen[0]["medical_insurance"] == seen[1]["medical_insurance"]
+    assert seen[0]["library_loans"] == seen[1]["library_loans"]
+    expected = records_of(_key(city, "zhang"), public.unit_of_work(read_only=True))
+    assert expected.social_security is not None
+    assert seen[0]["social_security"]["contribution_months"] == expected.social_security.contribution_months
+
+    client.cookies.clear()  # by ID number and one-time code: both holders, the records once
+    caplog.set_level("WARNING", logger="citycard.web")
+    assert client.post("/api/session/code-request", json={"id_number": city.ids["zhang"]}).status_code == 202
+    code = caplog.records[-1].getMessage().rsplit(": ", 1)[1].split()[0]
+    r = client.post("/api/session/code", json={"id_number": city.ids["zhang"], "code": code})
+    assert r.status_code == 200
+    (both,) = client.get("/api/me/public").json()["records"]
+    assert both["bank"] == "BOC, ICBC" and both["social_security"] == seen[0]["social_security"]
+
+    client.cookies.clear()
+    sign_in_card(client, city.pans["li"])
+    (theirs,) = client.get("/api/me/public").json()["records"]
+    li = records_of(_key(city, "li"), public.unit_of_work(read_only=True))
+    assert li.social_security is not None and theirs["bank"] == "BOC"
+    assert theirs["social_security"]["contribution_months"] == li.social_security.contribution_months
+    assert theirs["social_security"] != seen[0]["social_security"]
 
 
 def test_only_a_citizen_session_reaches_it(client: TestClient) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from citycard.codec.apdu import SW, ApduError, CommandApdu
+from citycard.codec.appfile import APP_FILE_SFI, APP_RECORD_LENGTH
 from citycard.codec.dol import DolError, dol_data_length, parse_dol, split_dol_data
 from citycard.codec.tlv import TlvError, decode, encode, encode_many
 from citycard.crypto.cryptograms import (
@@ -53,7 +54,17 @@ from citycard.crypto.rsa_cert import (
 )
 
 from . import pboc
-from .image import TRANSIT_CELL, Application, CardImage, FaultHook, PowerLoss, Transaction, cell_key
+from .image import (
+    APPS_CELL,
+    SCRIPTS_CELL,
+    TRANSIT_CELL,
+    Application,
+    CardImage,
+    FaultHook,
+    PowerLoss,
+    Transaction,
+    cell_key,
+)
 
 __all__ = ["Card", "CardError", "Interface"]
 
@@ -317,6 +328,11 @@ class Card:
         if self._s.df != "app":
             raise CardError(SW.FILE_NOT_FOUND)
         app = self._app()
+        if sfi == APP_FILE_SFI and self._key(APPS_CELL) in self.image.nvm:
+            app_records = txn.get_list(self._key(APPS_CELL))
+            if not 1 <= number <= len(app_records):
+                raise CardError(SW.RECORD_NOT_FOUND)
+            return bytes.fromhex(app_records[number - 1]), SW.OK
         if sfi == pboc.TRANSIT_SFI and self._key(TRANSIT_CELL) in self.image.nvm:
             transit = txn.get_list(self._key(TRANSIT_CELL))
             if not 1 <= number <= len(transit):
@@ -421,11 +437,21 @@ class Card:
         return app.data.get("82", pboc.AIP_CONTACT)
 
     def _initial_cvr(self, txn: Transaction) -> pboc.Cvr:
+        """The CVR's "last online transaction" bits: incomplete, issuer authentication failed, and (a card
+        with the cell) the issuer script commands processed and failed then (byte 3 bits 8-4)."""
+        last = txn.get_int(self._key(SCRIPTS_CELL)) if self._key(SCRIPTS_CELL) in self.image.nvm else 0
         return pboc.Cvr(
             last_online_incomplete=txn.get_bool(self._key("online_pending")),
             last_issuer_auth_failed=txn.get_bool(self._key("issuer_auth_failed")),
             pin_try_limit_exceeded=txn.get_int("pin.tries") == 0,
+            scripts_processed=last >> 4,
+            script_failed=bool(last & 0x08),
         )
+
+    def _online_started(self, txn: Transaction) -> None:
+        """An ARQC: this is now the last online transaction, no script of it processed yet."""
+        if self._key(SCRIPTS_CELL) in self.image.nvm:
+            txn.put(self._key(SCRIPTS_CELL), 0)
 
     def _ec_fits(self, app: Application, txn: Transaction, terminal: dict[str, bytes]) -> bool:
         """EC offline approval possible: EC application, not blocked, right currency, amount within limits."""
@@ -462,6 +488,7 @@ class Card:
         cryptogram, iad = self._cryptogram(app, txn)
         if cid == pboc.CID_ARQC:
             s.arqc = cryptogram  # no second GENERATE AC follows in qPBOC: nothing left pending
+            self._online_started(txn)
         balance = txn.get_int(self._key("ec_balance")) if app.ec else 0
         items = [
             ("82", s.aip),
@@ -517,15 +544,32 @@ class Card:
     def _update_record(self, cmd: CommandApdu, txn: Transaction) -> Response:
         """Issuer script UPDATE RECORD (``84 DC 01 AC Lc <8 bytes> <MAC>``) under secure messaging, in the
         online transaction that asked for it (after the ARQC, like PUT DATA): the issuer rewrites the
-        transit file's concession record (record 1, SFI 21), e.g. a student's category renewed."""
+        transit file's concession record (record 1, SFI 21), e.g. a student's category renewed; or a record of
+        the industry applications file (``84 DC <n> B4``, SFI 22, ``citycard.codec.appfile``)."""
+        if cmd.p2 == (APP_FILE_SFI << 3) | 0x04:
+            return self._update_app_record(cmd, txn)
         if self._key(TRANSIT_CELL) not in self.image.nvm:
             raise CardError(SW.FILE_NOT_FOUND)
         if cmd.p2 != (pboc.TRANSIT_SFI << 3) | 0x04 or cmd.p1 != 1:
             raise CardError(SW.INCORRECT_P1P2)
-        value = self._script(cmd, pboc.TRANSIT_RECORD_LENGTHS[0])
+        value = self._script(cmd, pboc.TRANSIT_RECORD_LENGTHS[0], txn)
         key = self._key(TRANSIT_CELL)
         records = txn.get_list(key)
         records[0] = value.hex().upper()
+        txn.put(key, records)
+        return b"", SW.OK
+
+    def _update_app_record(self, cmd: CommandApdu, txn: Transaction) -> Response:
+        key = self._key(APPS_CELL)
+        if key not in self.image.nvm:
+            raise CardError(SW.FILE_NOT_FOUND)
+        records = txn.get_list(key)
+        if not 1 <= cmd.p1 <= len(records):
+            raise CardError(SW.RECORD_NOT_FOUND)
+        value = self._script(cmd, APP_RECORD_LENGTH, txn)
+        if value[0] != cmd.p1:  # record n holds application n (its id byte)
+            raise CardError(SW.WRONG_DATA)
+        records[cmd.p1 - 1] = value.hex().upper()
         txn.put(key, records)
         return b"", SW.OK
 
@@ -618,6 +662,7 @@ class Card:
         if cid == pboc.CID_ARQC:
             s.arqc = cryptogram
             txn.put(self._key("online_pending"), True)
+            self._online_started(txn)
         return self._ac_response(app, cid, cryptogram, iad, bool(cmd.p1 & 0x10))
 
     def _second_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
@@ -729,7 +774,7 @@ class Card:
         raise CardError(0x63C0 | tries, commit=True)
 
     # -- issuer scripts ------------------------------------------------------------------------------
-    def _script(self, cmd: CommandApdu, data_length: int) -> bytes:
+    def _script(self, cmd: CommandApdu, data_length: int, txn: Transaction) -> bytes:
         """Check the secure-messaging MAC of a script command; its data without the MAC."""
         app = self._app()
         s = self._s
@@ -742,10 +787,18 @@ class Card:
             ok = verify_script_mac(self._session_key(app.udk_mac), raw, s.atc, s.arqc)
         except ScriptCommandError:
             ok = False
+        counted = self._key(SCRIPTS_CELL)
+        if counted not in self.image.nvm:  # a card without the cell counts in this session's CVR
+            if not ok:
+                s.cvr.script_failed = True
+                raise CardError(SW.SM_DATA_OBJECTS_INCORRECT)
+            s.cvr.scripts_processed += 1
+            return cmd.data[:data_length]
+        last = txn.get_int(counted)  # written with the command's own effect (or alone, when it fails)
         if not ok:
-            s.cvr.script_failed = True
-            raise CardError(SW.SM_DATA_OBJECTS_INCORRECT)
-        s.cvr.scripts_processed += 1
+            txn.put(counted, last | 0x08)
+            raise CardError(SW.SM_DATA_OBJECTS_INCORRECT, commit=True)
+        txn.put(counted, min((last >> 4) + 1, 15) << 4 | last & 0x08)
         return cmd.data[:data_length]
 
     def _put_data(self, cmd: CommandApdu, txn: Transaction) -> Response:
@@ -755,7 +808,7 @@ class Card:
             raise CardError(SW.REFERENCED_DATA_NOT_FOUND)
         if tag == "9F79" and self._s.ec_loaded:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
-        value = self._script(cmd, 6)
+        value = self._script(cmd, 6, txn)
         try:
             amount = amount_from_bcd(value)
         except ValueError:
@@ -774,19 +827,19 @@ class Card:
 
     def _application_block(self, cmd: CommandApdu, txn: Transaction) -> Response:
         self._need_p1p2(cmd)
-        self._script(cmd, 0)
+        self._script(cmd, 0, txn)
         txn.put(self._key("blocked"), True)
         return b"", SW.OK
 
     def _application_unblock(self, cmd: CommandApdu, txn: Transaction) -> Response:
         self._need_p1p2(cmd)
-        self._script(cmd, 0)
+        self._script(cmd, 0, txn)
         txn.put(self._key("blocked"), False)
         return b"", SW.OK
 
     def _card_block(self, cmd: CommandApdu, txn: Transaction) -> Response:
         self._need_p1p2(cmd)
-        self._script(cmd, 0)
+        self._script(cmd, 0, txn)
         txn.put("card.blocked", True)
         return b"", SW.OK
 
@@ -795,9 +848,9 @@ class Card:
         if cmd.p1 != 0 or cmd.p2 not in (0x00, 0x02):
             raise CardError(SW.INCORRECT_P1P2)
         if cmd.p2 == 0x00:
-            self._script(cmd, 0)
+            self._script(cmd, 0, txn)
         else:
-            enciphered = self._script(cmd, 8)
+            enciphered = self._script(cmd, 8, txn)
             sk_enc = self._session_key(app.udk_enc)
             try:
                 pin = decrypt_pin_change_data(sk_enc, enciphered, pin_format=PinChangeFormat.ISO2_ECB)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from citycard.codec.appfile import APP_NUMBERS, APP_RECORD_LENGTH
 from citycard.codec.dol import dol_data_length
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
@@ -33,7 +34,9 @@ from citycard.crypto.rsa_cert import RsaKey
 from .pboc import LOAD_LOG_FORMAT, TRANSIT_RECORD_LENGTHS, TXN_LOG_FORMAT
 
 __all__ = [
+    "APPS_CELL",
     "FORMAT",
+    "SCRIPTS_CELL",
     "TRANSIT_CELL",
     "VERSION",
     "Application",
@@ -385,15 +388,32 @@ def cell_rules(applications: list[Application], pin_try_limit: int) -> dict[str,
         rules.update({cell_key(app.aid, name): rule for name, rule in per_app.items()})
         if app.ec:
             rules[cell_key(app.aid, TRANSIT_CELL)] = _transit_rule
+        rules[cell_key(app.aid, APPS_CELL)] = _apps_rule
+        rules[cell_key(app.aid, SCRIPTS_CELL)] = _int_rule(0, 0xFF)
     return rules
 
 
 TRANSIT_CELL = "transit"
 """An optional cell of an EC application: the records of its transit file (SFI 21), hex, fixed lengths."""
+APPS_CELL = "apps"
+"""An optional cell of an application: the records of the industry applications file (SFI 22,
+``citycard.codec.appfile``), hex."""
+SCRIPTS_CELL = "last_scripts"
+"""An optional cell: the issuer script commands of the last online transaction as the CVR reports them
+(byte 3: bits 8-5 the number processed, bit 4 one failed), set to zero at each ARQC."""
 
 
 def _optional(key: str) -> bool:
-    return key.endswith("." + TRANSIT_CELL)
+    return key.rsplit(".", 1)[-1] in (TRANSIT_CELL, APPS_CELL, SCRIPTS_CELL)
+
+
+def _apps_rule(value: Any) -> str:
+    ok = (
+        isinstance(value, list)
+        and len(value) == len(APP_NUMBERS)
+        and all(_is_hex(v, APP_RECORD_LENGTH) for v in value)
+    )
+    return "" if ok else f"must be {len(APP_NUMBERS)} records of {APP_RECORD_LENGTH} bytes in hex"
 
 
 def _transit_rule(value: Any) -> str:

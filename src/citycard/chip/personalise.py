@@ -16,11 +16,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from citycard.codec.appfile import APP_NUMBERS, APP_RECORD_LENGTH, empty_record
 from citycard.codec.tlv import encode_many
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 from . import pboc
-from .image import TRANSIT_CELL, Application, CardImage, Cell, cell_key
+from .image import APPS_CELL, SCRIPTS_CELL, TRANSIT_CELL, Application, CardImage, Cell, cell_key
 
 __all__ = [
     "CardUdks",
@@ -75,6 +76,12 @@ class ProductProfile:
     """With ``transit``: the concession record (8 bytes in hex, docs/transit.md); empty: none."""
     currency: str = "0156"
     country: str = "0156"
+    app_file: bool = False
+    """The industry applications file (SFI 22, ``citycard.codec.appfile``) and the CVR's count of the last
+    online transaction's issuer script commands (which tells the issuer a script was applied)."""
+    app_records: tuple[str, ...] = ()
+    """With ``app_file``: the file's records in hex (16 bytes each, record n for application n); empty:
+    every application absent."""
 
     def check(self) -> None:
         if not self.bin.isdigit() or not 6 <= len(self.bin) <= 11:
@@ -114,6 +121,14 @@ class ProductProfile:
             not self.transit or not _is_hex(self.concession, pboc.TRANSIT_RECORD_LENGTHS[0])
         ):
             raise ProfileError("concession", "8 bytes in hex, on a card with the transit file")
+        if self.app_records and (
+            not self.app_file
+            or len(self.app_records) != len(APP_NUMBERS)
+            or not all(_is_hex(r, APP_RECORD_LENGTH) for r in self.app_records)
+        ):
+            raise ProfileError(
+                "app_records", f"{len(APP_NUMBERS)} records of {APP_RECORD_LENGTH} bytes in hex"
+            )
         for name in ("currency", "country"):
             value = getattr(self, name)
             if len(value) != 4 or not value.isdigit():
@@ -339,6 +354,10 @@ def _app_cells(app: Application, profile: ProductProfile) -> dict[str, Cell]:
             "00" * trip,
             identity.hex().upper(),
         ]
+    if profile.app_file:
+        empty = [empty_record(code).hex().upper() for code in APP_NUMBERS]
+        values[APPS_CELL] = [r.upper() for r in profile.app_records] or empty
+        values[SCRIPTS_CELL] = 0
     return {cell_key(app.aid, name): value for name, value in values.items()}
 
 

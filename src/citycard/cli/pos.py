@@ -95,6 +95,8 @@ TerminalOpt = typer.Option(
 )
 STATES: tuple[str, ...] = get_args(State)
 _COMMAND_STACK: ContextVar[ExitStack | None] = ContextVar("_COMMAND_STACK", default=None)
+_RECEIPT_NAME: ContextVar[str | None] = ContextVar("_RECEIPT_NAME", default=None)
+"""The registry's name of the merchant of ``--terminal``: the receipt's heading (not the configuration's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,19 +283,24 @@ def _identity(config: TerminalConfig, terminal: str | None) -> tuple[TerminalCon
     from citycard.pos.online import TerminalIdentity
 
     tid = terminal or config.terminal_id.decode("ascii", "replace")
-    merchant = (_registered_merchant(tid) if terminal else None) or config.merchant_id.decode(
-        "ascii", "replace"
-    )
+    registered = _registered_merchant(tid) if terminal else None
+    merchant = registered[0] if registered else config.merchant_id.decode("ascii", "replace")
     try:
         identity = TerminalIdentity(tid, merchant)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--terminal" if terminal else "--config") from None
     changed = replace(config, terminal_id=tid.encode("ascii"), merchant_id=merchant.encode("ascii"))
+    _RECEIPT_NAME.set(registered[1] if registered else None)  # a run in the same process starts afresh
+    if registered is not None:
+        name = registered[1]
+        if name.isascii():  # 9F4E is ans: a name in Chinese characters stays on the receipt only
+            changed = replace(changed, merchant_name=name.encode("ascii"))
     return changed, identity
 
 
-def _registered_merchant(tid: str) -> str | None:
-    """The merchant the registry binds terminal ``tid`` to, if this platform has a database with it."""
+def _registered_merchant(tid: str) -> tuple[str, str] | None:
+    """(merchant id, name) of the merchant the registry binds terminal ``tid`` to, if this platform has a
+    database with it."""
     s = settings()
     if not s.database_url and not (s.home / "citycard.db").exists():
         return None  # a terminal without the platform's database beside it: its configuration says
@@ -302,7 +309,7 @@ def _registered_merchant(tid: str) -> str | None:
 
     with open_center(s) as center:
         binding = terminal_binding(center.unit_of_work(read_only=True), tid)
-    return None if binding is None else binding.merchant.merchant_id
+    return None if binding is None else (binding.merchant.merchant_id, binding.merchant.name)
 
 
 def _registered_bus(tid: str) -> tuple[int, str] | None:
@@ -551,7 +558,10 @@ def _show(
     pos: PosTerminal, outcome: Outcome, entry: JournalEntry | None, amount_fen: int, title: str
 ) -> None:
     console.print(
-        render_receipt(pos.config, outcome, entry, amount_fen=amount_fen, title=title), markup=False
+        render_receipt(
+            pos.config, outcome, entry, amount_fen=amount_fen, title=title, merchant_name=_RECEIPT_NAME.get()
+        ),
+        markup=False,
     )
     if entry is not None and entry.state == "refund":
         console.print(

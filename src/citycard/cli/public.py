@@ -189,10 +189,12 @@ def apps_list(
     if as_json:
         print_json(states)
         return
-    table = Table("application", "state", "data", title=f"applications on card {mask_pan(card)}")
+    table = Table(
+        "application", "state", "on the chip", "data", title=f"applications on card {mask_pan(card)}"
+    )
     for code, state in states.items():
         data = ", ".join(f"{k}={v}" for k, v in state["data"].items())
-        table.add_row(code, state["status"], data)
+        table.add_row(code, state["status"], state.get("chip", "-"), data)
     console.print(table)
 
 
@@ -209,7 +211,7 @@ def apps_of_card(public: PublicServices, pan: str) -> dict[str, dict[str, Any]]:
             raise NotFound(f"no card {mask_pan(pan)}")
         found = {a.app_code: a for a in uow.apps.of_card(pan)}
     return {
-        code: {"status": found[code].status.value, "data": dict(found[code].data)}
+        code: {"status": found[code].status.value, "data": dict(found[code].data), "chip": found[code].chip}
         if code in found
         else {"status": "not enabled", "data": {}}
         for code in APPLICATIONS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import cache
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, encode_record
 from citycard.issuer import ports
 from citycard.issuer.model import (
     Bank,
@@ -40,10 +42,12 @@ from citycard.issuer.model import (
     BinRange,
     Card,
     Cardholder,
+    CardRecord,
     CardStatus,
     DenyListEntry,
     PendingScript,
     Product,
+    RecordState,
     RegisteredTerminal,
     TerminalStatus,
 )
@@ -67,6 +71,7 @@ from .issuer_tables import (
     issuer_sequences,
     issuer_unpredictable_numbers,
 )
+from .public_tables import public_card_applications
 from .repositories import SqlLedgerRepository, account_balances, account_from_row, transfer_from_row
 from .tables import ledger_transfers
 from .uow import RepositoryFactory, SqlUnitOfWork
@@ -311,8 +316,10 @@ class SqlProducts(_Repo):
 
 
 class SqlCardholders(_Repo):
-    def add(self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int) -> Cardholder:
-        values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id))
+    def add(
+        self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int, citizen_key: str
+    ) -> Cardholder:
+        values = _values(Cardholder(0, name, id_hash, id_last4, phone, deposit_account_id, citizen_key))
         del values["id"]  # the database numbers the holders
         result = self._execute(insert(issuer_cardholders).values(**values).returning(issuer_cardholders.c.id))
         return Cardholder(int(result.scalar_one()), **values)
@@ -647,6 +654,59 @@ class SqlBooks(_Repo):
         return [transfer_from_row(r) for r in self._execute(query)]
 
 
+class SqlCardRecords(_Repo):
+    """The card records the issuer writes by script: today the industry applications file (SFI 22,
+    ``citycard.codec.appfile``), one record per application the service center enabled or disabled on the
+    card, kept with the service center's own state of it (``public_card_applications``: its chip columns
+    are the issuer's; its ``changed_ns`` the record's version)."""
+
+    def of_card(self, pan: str) -> list[CardRecord]:
+        t = public_card_applications
+        rows = self._execute(select(t).where(t.c.pan == pan).order_by(t.c.app_code))
+        return [
+            CardRecord(
+                APP_FILE_SFI,
+                APP_NUMBERS[r.app_code],
+                encode_record(r.app_code, r.status == "enabled", json.loads(r.data)),
+                RecordState(r.chip_state),
+                int(r.changed_ns),
+                None if r.sent_atc is None else int(r.sent_atc),
+                int(r.sent_count),
+            )
+            for r in rows
+        ]
+
+    def carry_over(self, old_pan: str, new_pan: str) -> list[CardRecord]:
+        t = public_card_applications
+        rows = self._execute(select(t).where(t.c.pan == old_pan)).all()
+        if rows:
+            self._execute(
+                insert(t),
+                [
+                    {
+                        **r._asdict(),
+                        "pan": new_pan,
+                        "chip_state": "written",
+                        "sent_atc": None,
+                        "sent_count": 0,
+                    }
+                    for r in rows
+                ],
+            )
+        return self.of_card(new_pan)
+
+    def update(self, pan: str, records: Sequence[CardRecord]) -> None:
+        t = public_card_applications
+        codes = {n: code for code, n in APP_NUMBERS.items()}
+        for r in records:
+            assert r.sfi == APP_FILE_SFI and r.record in codes, (r.sfi, r.record)
+            self._execute(
+                update(t)
+                .where(t.c.pan == pan, t.c.app_code == codes[r.record], t.c.changed_ns == r.version)
+                .values(chip_state=r.state.value, sent_atc=r.sent_atc, sent_count=r.sent_count)
+            )
+
+
 def _issuer_repository(cls: type[_Repo]) -> RepositoryFactory:
     return lambda uow: cls(uow.session, _writes_of(uow))
 
@@ -677,6 +737,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
         "terminals": _issuer_repository(SqlTerminals),
         "ids": _issuer_repository(SqlIdAllocator),
         "books": _issuer_repository(SqlBooks),
+        "card_records": _issuer_repository(SqlCardRecords),
     }
     banks: SqlBanks
     products: SqlProducts
@@ -687,6 +748,7 @@ class IssuerUnitOfWork(SqlUnitOfWork):
     terminals: SqlTerminals
     ids: SqlIdAllocator
     books: SqlBooks
+    card_records: SqlCardRecords
     writes: _Writes | None = None
 
     def commit(self) -> None:

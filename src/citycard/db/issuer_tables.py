@@ -94,7 +94,9 @@ issuer_cardholders = Table(
     Column("id_last4", String(4), nullable=False),
     Column("phone", String(32), nullable=False),
     Column("deposit_account_id", BigInteger, nullable=False),
+    Column("citizen_key", String(64), nullable=False),  # the service center's HMAC of the ID number (0016)
     Index("ix_issuer_cardholders_phone", "phone"),
+    Index("ix_issuer_cardholders_citizen_key", "citizen_key"),
 )
 
 issuer_cards = Table(
@@ -119,6 +121,7 @@ issuer_cards = Table(
     Column("pending_script", String(8), nullable=True),
     Column("pending_ec_credit_fen", BigInteger, nullable=False),
     Column("pending_pin_unblock", Boolean, nullable=False, server_default=false()),
+    Column("records_pending", Boolean, nullable=False, server_default=false()),  # 0017
     Column("lost_at_ns", BigInteger, nullable=True),
     Column("offline_cleared_until_ns", BigInteger, nullable=False),
     Column("replaced_by", String(19), nullable=True),

@@ -1,6 +1,10 @@
 """SQL implementations of the public services' ports (``citycard.public.ports``), their unit of work, and
 the industry report (merchants, terminals and volumes by industry and district).
 
+The records are keyed by the holder, not the bank: ``issuer_cardholders.citizen_key`` (the service
+center's HMAC of the ID number, the same at every bank), so a citizen's cards of two banks reach the same
+records.
+
 The inquiry's approval is read from the issuer's own record: the balance inquiry a self-service terminal
 sent with the card's PIN is ``issuer_authorizations`` row ``<institution>-<RRN>``, the institution being
 the terminal's merchant's acquiring bank (``issuer_banks.institution_id``), which is how the acquirer
@@ -13,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -64,8 +68,12 @@ class _Repo:
 
 
 class SqlCardApplications(_Repo):
-    def card_exists(self, pan: str) -> bool:
+    def card_exists(self, pan: str, *, for_update: bool = False) -> bool:
+        """Whether the card exists; ``for_update``: its row locked (an authorization of the card settles its
+        records under the same lock, so a change never falls between its read and its write)."""
         query = select(issuer_cards.c.pan).where(issuer_cards.c.pan == pan)
+        if for_update:
+            query = query.with_for_update()
         return self.session.execute(query).first() is not None
 
     def get(self, pan: str, app_code: str, *, for_update: bool = False) -> CardApplication | None:
@@ -87,14 +95,26 @@ class SqlCardApplications(_Repo):
             "status": app.status.value,
             "data": json.dumps(dict(app.data), sort_keys=True),
             "changed_ns": app.changed_ns,
+            "chip_state": app.chip,
+            "sent_atc": None,
+            "sent_count": 0,
         }
         statement = _insert(self.session, t).values(pan=app.pan, app_code=app.app_code, **values)
         self.session.execute(statement.on_conflict_do_update(index_elements=["pan", "app_code"], set_=values))
+        if app.chip != "written":  # the issuer writes it at the card's next online contact
+            self.session.execute(
+                update(issuer_cards).where(issuer_cards.c.pan == app.pan).values(records_pending=True)
+            )
 
 
 def _app(row: Any) -> CardApplication:
     return CardApplication(
-        row.pan, row.app_code, AppStatus(row.status), json.loads(row.data), int(row.changed_ns)
+        row.pan,
+        row.app_code,
+        AppStatus(row.status),
+        json.loads(row.data),
+        int(row.changed_ns),
+        row.chip_state,
     )
 
 
@@ -163,10 +183,11 @@ class SqlRecords(_Repo):
     def citizens_without_records(self, limit: int) -> list[str]:
         h, s = issuer_cardholders.c, public_social_security.c
         query = (
-            select(h.id_hash)
-            .outerjoin(public_social_security, s.citizen_key == h.id_hash)
+            select(h.citizen_key)
+            .outerjoin(public_social_security, s.citizen_key == h.citizen_key)
             .where(s.citizen_key.is_(None))
-            .order_by(h.id)
+            .group_by(h.citizen_key)  # one citizen, a holder at each of several banks: seeded once
+            .order_by(func.min(h.id))
             .limit(limit)
         )
         return [row[0] for row in self.session.execute(query)]
@@ -197,7 +218,7 @@ class SqlInquiries(_Repo):
                 a.response,
                 a.terminal_id,
                 a.created_ns,
-                h.id_hash,
+                h.citizen_key,
                 public_inquiries.c.request_id.label("used"),
             )
             .select_from(issuer_authorizations)
@@ -217,7 +238,7 @@ class SqlInquiries(_Repo):
             flags,
             row.terminal_id,
             int(row.created_ns),
-            row.id_hash,
+            row.citizen_key,
             row.used is not None,
         )
 

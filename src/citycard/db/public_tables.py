@@ -2,8 +2,9 @@
 ``0015_public_services`` (which also adds ``service_ref`` to the acquirer's records and uploads and to the
 issuer's authorizations). Field by field: ``docs/public-services.md``.
 
-The simulated government back end keeps its records by ``citizen_key``: the issuer's keyed hash of the
-holder's resident ID number (``issuer_cardholders.id_hash``), never the number itself.
+The simulated government back end keeps its records by ``citizen_key``: the service center's keyed hash of
+the holder's resident ID number (``issuer_cardholders.citizen_key``, the same at every bank since migration
+``0016_public_holders``), never the number itself.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ public_card_applications = Table(
     Column("status", String(8), nullable=False),
     Column("data", Text, nullable=False),  # JSON object of the application's fields
     Column("changed_ns", BigInteger, nullable=False),
+    # the issuer's: the record on the chip (SFI 22) pending, sent by script (in the answer to ATC
+    # sent_atc, among sent_count script commands) or written (0017)
+    Column("chip_state", String(8), nullable=False, server_default="pending"),
+    Column("sent_atc", Integer, nullable=True),
+    Column("sent_count", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('enabled', 'disabled')", name="status"),
+    CheckConstraint("chip_state IN ('pending', 'sent', 'written')", name="chip_state"),
     Index("ix_public_card_applications_app", "app_code", "status"),
 )

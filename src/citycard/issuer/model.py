@@ -19,6 +19,7 @@ from citycard.ledger.model import MAX_ID
 __all__ = [
     "ACCOUNT_CODES",
     "CARD_TRANSITIONS",
+    "CITIZEN_KEY_LABEL",
     "FIRST_INSTITUTION_ID",
     "ONLINE_PIN_TRY_LIMIT",
     "AlreadyExists",
@@ -28,6 +29,7 @@ __all__ = [
     "BinRange",
     "Card",
     "CardAction",
+    "CardRecord",
     "CardStateError",
     "CardStatus",
     "Cardholder",
@@ -39,6 +41,7 @@ __all__ = [
     "NotFound",
     "PendingScript",
     "Product",
+    "RecordState",
     "RegisteredTerminal",
     "TerminalStatus",
     "UnregisteredCardLoss",
@@ -224,14 +227,25 @@ class Product:
     validity_years: int = 10
 
 
+CITIZEN_KEY_LABEL = "center-citizen-key"
+"""HSM label of the service center's HMAC key over resident ID numbers: the same citizen gets the same
+``Cardholder.citizen_key`` at every bank (a bank's own ``id_hash`` differs from bank to bank)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cardholder:
+    """A registered holder at one bank. ``id_hash``: the bank's HMAC of the resident ID number (the bank
+    finds its holder by it); ``citizen_key``: the service center's HMAC of it, the same at every bank (the
+    citizen's public-service records are keyed by it). A holder registered before migration 0016 keeps its
+    ``id_hash`` as ``citizen_key`` (what the records were keyed by then)."""
+
     id: int
     name: str
     id_hash: str
     id_last4: str
     phone: str
     deposit_account_id: int
+    citizen_key: str
 
 
 class CardStatus(enum.StrEnum):
@@ -288,6 +302,35 @@ class PendingScript(enum.StrEnum):
     UNBLOCK = "unblock"  # APPLICATION UNBLOCK (84 18 00 00)
 
 
+class RecordState(enum.StrEnum):
+    """Where a record the issuer keeps on the card stands (:class:`CardRecord`)."""
+
+    PENDING = "pending"  # to be written by script at the card's next online contact
+    SENT = "sent"  # sent by script; the card's next ARQC says whether it applied it
+    WRITTEN = "written"  # on the chip: the card confirmed it (or it was personalised so)
+
+
+@dataclass(frozen=True, slots=True)
+class CardRecord:
+    """A record of a proprietary file on the card that the issuer writes by issuer script (UPDATE RECORD
+    under secure messaging) at the next online contact: ``sfi``, ``record``, its bytes, and whether it is
+    pending, sent (in the answer to the ARQC with ATC ``sent_atc``, among ``sent_count`` script commands)
+    or written. ``version`` is the writer's own version of the record (a change made after it was read
+    is not overwritten)."""
+
+    sfi: int
+    record: int
+    data: bytes
+    state: RecordState
+    version: int
+    sent_atc: int | None = None
+    sent_count: int = 0
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.sfi <= 30 and 1 <= self.record <= 254 and isinstance(self.state, RecordState)
+        assert (self.state is RecordState.SENT) == (self.sent_atc is not None)
+
+
 @dataclass(frozen=True, slots=True)
 class Card:
     pan: str
@@ -309,6 +352,7 @@ class Card:
     pending_script: PendingScript | None = None  # sent at the next online contact
     pending_ec_credit_fen: int = 0  # moved from a predecessor card, delivered by PUT DATA 9F79
     pending_pin_unblock: bool = False  # PIN CHANGE/UNBLOCK P2=00 (reset the chip's PIN tries) to send
+    records_pending: bool = False  # a CardRecord of the card is pending or sent (not yet confirmed)
     lost_at_ns: int | None = None
     offline_cleared_until_ns: int = 0  # clearing has settled this card's offline transactions until then
     replaced_by: str | None = None

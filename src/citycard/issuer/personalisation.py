@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import calendar
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import ProductProfile, personalise
+from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, empty_record
 from citycard.crypto.des import kcv
 from citycard.hsm.api import Hsm
 from citycard.hsm.personalisation import HsmPersonalisationKeys, IssuerCertifier
 
-from .model import Bank, Card, Product, bank_key_labels, mask_pan
+from .model import Bank, Card, CardRecord, Product, bank_key_labels, mask_pan
 
-__all__ = ["ChipPersonaliser", "ImageSink", "profile_for"]
+__all__ = ["ChipPersonaliser", "ImageSink", "app_file_records", "profile_for"]
 
 
 class ImageSink(Protocol):
@@ -50,7 +52,18 @@ def profile_for(product: Product, card: Card, holder_name: str | None) -> Produc
         ec_balance_limit_fen=product.ec_balance_limit_fen,
         ec_single_limit_fen=product.ec_single_limit_fen,
         ec_reset_threshold_fen=product.ec_reset_threshold_fen,
+        app_file=True,  # the industry applications file (SFI 22), written by script once enabled
     )
+
+
+def app_file_records(records: Sequence[CardRecord]) -> tuple[str, ...]:
+    """The applications file (SFI 22) as personalised: each application's record of ``records``, the
+    others absent (``citycard.codec.appfile``)."""
+    out = [empty_record(code) for code in APP_NUMBERS]
+    for r in records:
+        assert r.sfi == APP_FILE_SFI and 1 <= r.record <= len(out), (r.sfi, r.record)
+        out[r.record - 1] = r.data
+    return tuple(x.hex().upper() for x in out)
 
 
 class ChipPersonaliser:
@@ -107,6 +120,7 @@ class ChipPersonaliser:
         card: Card,
         holder_name: str | None,
         pin_block: bytes | None = None,
+        records: Sequence[CardRecord] = (),
     ) -> None:
         """Make the card's image and record; held until :meth:`publish`. With ``pin_block`` (the PIN chosen
         at issuance, ISO format 1 under the bank's zone PIN key) the chip's offline PIN is that PIN; the
@@ -116,6 +130,8 @@ class ChipPersonaliser:
         if pin_block is not None:
             zpk = self.hsm.get(bank_key_labels(bank.code)["zpk"])
             profile = replace(profile, pin=self.hsm.pin_for_card_image(zpk, pin_block))
+        if records:
+            profile = replace(profile, app_records=app_file_records(records))
         serial = int(card.pan[len(product.bin) : -1])
         image = personalise(profile, serial, keys)
         app = image.applications[0]

@@ -21,6 +21,7 @@ from .model import (
     BinRange,
     Card,
     Cardholder,
+    CardRecord,
     CardStatus,
     DenyListEntry,
     Product,
@@ -35,6 +36,7 @@ __all__ = [
     "Banks",
     "Books",
     "CardQuery",
+    "CardRecords",
     "Cardholders",
     "Cards",
     "Clock",
@@ -77,7 +79,7 @@ class Products(Protocol):
 
 class Cardholders(Protocol):
     def add(
-        self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int
+        self, name: str, id_hash: str, id_last4: str, phone: str, deposit_account_id: int, citizen_key: str
     ) -> Cardholder: ...
     def get(self, holder_id: int) -> Cardholder | None: ...
     def by_id_hash(self, id_hash: str) -> Cardholder | None: ...
@@ -255,6 +257,21 @@ class IdAllocator(Protocol):
         ...
 
 
+class CardRecords(Protocol):
+    """The records the issuer keeps on cards' proprietary files (:class:`~.model.CardRecord`)."""
+
+    def of_card(self, pan: str) -> list[CardRecord]: ...
+
+    def update(self, pan: str, records: Sequence[CardRecord]) -> None:
+        """Store the new states of ``records`` (each only if its version is still the one read)."""
+        ...
+
+    def carry_over(self, old_pan: str, new_pan: str) -> list[CardRecord]:
+        """The records of ``old_pan`` given to its successor ``new_pan`` as personalised on its chip
+        (``written``); returned for the personalisation."""
+        ...
+
+
 class IssuerUnitOfWork(Protocol):
     """The ledger and the issuer's repositories in one transaction. The repositories are read-only
     properties here, so an implementation may declare them with its own (conforming) classes."""
@@ -279,6 +296,8 @@ class IssuerUnitOfWork(Protocol):
     def ids(self) -> IdAllocator: ...
     @property
     def books(self) -> Books: ...
+    @property
+    def card_records(self) -> CardRecords: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

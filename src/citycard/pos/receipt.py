@@ -36,10 +36,12 @@ def render_receipt(
     *,
     amount_fen: int,
     title: str = "SALE",
+    merchant_name: str | None = None,
 ) -> str:
+    """The receipt; ``merchant_name``: the registry's name of the terminal's merchant (else 9F4E)."""
     cvm = outcome.data.get("9F34", b"")
     lines = [
-        config.merchant_name.decode("ascii", "replace").center(WIDTH),
+        (merchant_name or config.merchant_name.decode("ascii", "replace")).center(WIDTH),
         _line("MERCHANT", config.merchant_id.decode("ascii", "replace")),
         _line("TERMINAL", config.terminal_id.decode("ascii", "replace")),
     ]

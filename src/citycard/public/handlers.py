@@ -27,11 +27,11 @@ SEED_BATCH = 1000
 
 def enable_application(cmd: EnableApplication, uow: PublicUnitOfWork, clock: Clock) -> CardApplication:
     with uow:
-        if not uow.apps.card_exists(cmd.pan):
+        if not uow.apps.card_exists(cmd.pan, for_update=True):
             raise NotFound("no such card")
         current = uow.apps.get(cmd.pan, cmd.app, for_update=True)
         status = moved(current.status if current else None, "enable", cmd.app)
-        app = CardApplication(cmd.pan, cmd.app, status, dict(cmd.data), clock())
+        app = CardApplication(cmd.pan, cmd.app, status, dict(cmd.data), _version(current, clock))
         uow.apps.put(app)
         uow.commit()
     return app
@@ -39,15 +39,22 @@ def enable_application(cmd: EnableApplication, uow: PublicUnitOfWork, clock: Clo
 
 def disable_application(cmd: DisableApplication, uow: PublicUnitOfWork, clock: Clock) -> CardApplication:
     with uow:
-        if not uow.apps.card_exists(cmd.pan):
+        if not uow.apps.card_exists(cmd.pan, for_update=True):
             raise NotFound("no such card")
         current = uow.apps.get(cmd.pan, cmd.app, for_update=True)
         status = moved(current.status if current else None, "disable", cmd.app)
         assert current is not None and status is AppStatus.DISABLED
-        app = CardApplication(cmd.pan, cmd.app, status, current.data, clock())
+        app = CardApplication(cmd.pan, cmd.app, status, current.data, _version(current, clock))
         uow.apps.put(app)
         uow.commit()
     return app
+
+
+def _version(current: CardApplication | None, clock: Clock) -> int:
+    """The change's time, above the one it replaces: it is the version the issuer's write of the chip
+    state is conditioned on (a record read before this change is not written over it)."""
+    now = clock()
+    return now if current is None else max(now, current.changed_ns + 1)
 
 
 def inquire(cmd: Inquire, uow: PublicUnitOfWork, clock: Clock) -> CitizenRecords:

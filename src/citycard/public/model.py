@@ -219,9 +219,14 @@ class CardApplication:
     status: AppStatus
     data: Mapping[str, str]
     changed_ns: int
+    chip: str = "pending"
+    """Its record on the chip (SFI 22): ``pending`` (the issuer writes it by script at the card's next
+    online contact), ``sent`` (the card has not yet confirmed it), ``written`` (the card confirmed it, or
+    it was personalised)."""
 
     def __post_init__(self) -> None:
         assert self.app_code in APPLICATIONS and isinstance(self.status, AppStatus)
+        assert self.chip in ("pending", "sent", "written")
 
     def moved(self, action: str) -> AppStatus:
         return moved(self.status, action, self.app_code)
@@ -274,8 +279,9 @@ class LibraryLoan:
 
 @dataclass(frozen=True, slots=True)
 class CitizenRecords:
-    """What the back end keeps of one citizen, keyed by the issuer's keyed hash of the resident ID number
-    (``citizen_key``: the ID number itself is nowhere in the platform)."""
+    """What the back end keeps of one citizen, keyed by the service center's keyed hash of the resident ID
+    number (``citizen_key``, the same whichever bank issued the card; the ID number itself is nowhere in
+    the platform)."""
 
     citizen_key: str
     social_security: SocialSecurity | None

@@ -29,7 +29,7 @@ from citycard.hsm.api import HsmInputError
 from ..chipdata import ChipData, ChipDataError, parse_chip_data
 from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
 from ..decision import Checks, Decision, IssuerScript, decide, decide_refund, plan_scripts, settle
-from ..model import ONLINE_PIN_TRY_LIMIT, Card
+from ..model import ONLINE_PIN_TRY_LIMIT, Card, CardRecord
 from ..ports import AuthorizationStart, IssuerUnitOfWork, StoredAuthorization
 from ..registry import registry_refusal
 from ..views import decode_response, encode_response
@@ -203,7 +203,7 @@ def _authorize_card(
     decision = _post(decision, req, uow)
     if any(card.ec_float_account_id in (t.debit_account_id, t.credit_account_id) for t in decision.legs):
         ec_before = None  # posted to: read it again (the ledger holds it locked, so no query)
-    return _answer(req, chip, decision, uow, deps, ec_before)
+    return _answer(req, chip, decision, uow, deps, ec_before, last_atc=card.highest_atc)
 
 
 def _post(decision: Decision, req: AuthorizationRequest, uow: IssuerUnitOfWork) -> Decision:
@@ -288,14 +288,25 @@ def _answer(
     uow: IssuerUnitOfWork,
     deps: Deps,
     ec_balance_fen: int | None,
+    *,
+    last_atc: int,
 ) -> tuple[AuthorizationResponse, list[int], Card]:
     """The scripts MACed in the HSM, the ARPC, the balances after the transaction (``ec_balance_fen``: the
     EC float's as read already in this transaction and not posted to since; None: read it)."""
     before = decision.card
     assert before is not None
-    plan = plan_scripts(decision, before, chip)
+    records = uow.card_records.of_card(before.pan) if before.records_pending else []
+    plan = plan_scripts(decision, before, chip, records, last_atc)
     card = plan.card
-    scripts = [_script(s, before, chip, plan.ec_balance_fen, deps) for s in plan.scripts]
+    writes = iter(plan.records)
+    scripts = [
+        _record_script(next(writes), before, chip, deps)
+        if s is IssuerScript.UPDATE_RECORD
+        else _script(s, before, chip, plan.ec_balance_fen, deps)
+        for s in plan.scripts
+    ]
+    if plan.record_states:
+        uow.card_records.update(card.pan, plan.record_states)
     imk = deps.key(card.bank_code, "imk_ac")
     arc = decision.code.encode("ascii")
     arpc = deps.hsm.generate_arpc(imk, card.pan, card.psn, chip.atc, chip.arqc, arc)
@@ -315,6 +326,15 @@ def _answer(
         flags=decision.flags,
     )
     return response, [t.id for t in decision.legs], card
+
+
+def _record_script(record: CardRecord, card: Card, chip: ChipData, deps: Deps) -> bytes:
+    """UPDATE RECORD ``84 DC <record> <SFI ‖ 100>`` with the record's bytes and the MAC under the card's
+    secure-messaging session key (EMV Book 3 §6.5.13 UPDATE RECORD is ISO 7816-4's; the MAC as every
+    script command's, ``crypto.cryptograms.script_command``)."""
+    smi = deps.key(card.bank_code, "imk_smi")
+    header = bytes((0x84, 0xDC, record.record, record.sfi << 3 | 0x04))
+    return deps.hsm.script_command(smi, card.pan, card.psn, chip.atc, chip.arqc, header, record.data)
 
 
 def _script(script: IssuerScript, card: Card, chip: ChipData, balance: int | None, deps: Deps) -> bytes:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import re
 
-from citycard.hsm.api import KeyExistsError, KeyUsage
+from citycard.hsm.api import Algorithm, KeyExistsError, KeyUsage
 from citycard.ledger.model import Account, AccountFlags
 
 from ..commands import AddBank, AddBinRange, AddProduct, MalformedRequest, check_amount
 from ..model import (
+    CITIZEN_KEY_LABEL,
     FIRST_INSTITUTION_ID,
     AlreadyExists,
     Bank,
@@ -70,6 +71,8 @@ def _bank_keys(code: str, deps: Deps) -> None:
     for role, (usage, algorithm) in SYMMETRIC_KEYS.items():
         with contextlib.suppress(KeyExistsError):
             deps.hsm.generate_key(labels[role], usage, algorithm=algorithm)
+    with contextlib.suppress(KeyExistsError):  # the service center's, made with the first bank
+        deps.hsm.generate_key(CITIZEN_KEY_LABEL, KeyUsage.HMAC, algorithm=Algorithm.HMAC)
     for role, usage, exponent in (
         ("issuer_rsa", KeyUsage.CA, 3),
         ("deny_list", KeyUsage.SIGNATURE, 65537),

@@ -243,7 +243,8 @@ def _holder_for(
         deposit_id, code=BankAccount.CARD_DEPOSIT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     )
     expect_ok(uow.ledger.create_accounts([deposit_account]))
-    holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id)
+    citizen_key = deps.citizen_key(id_number)
+    holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id, citizen_key)
     return holder.id, deposit_id
 
 
@@ -475,9 +476,10 @@ def _successor(old: Card, uow: IssuerUnitOfWork, deps: Deps) -> Card:
         pvv=None,
     )
     uow.cards.add(new)
+    records = uow.card_records.carry_over(old.pan, new.pan)  # the applications enabled follow the holder
     if deps.personaliser is not None:
         holder = uow.cardholders.get(old.holder_id) if old.holder_id is not None else None
-        deps.personaliser.personalise(bank, product, new, holder.name if holder else None)
+        deps.personaliser.personalise(bank, product, new, holder.name if holder else None, records=records)
     return new
 
 

@@ -26,7 +26,17 @@ from citycard.ledger.model import (
 )
 
 from ..decision import beijing_date, yymm
-from ..model import Bank, BankAccount, Card, NotFound, Product, bank_key_labels, transfer_id
+from ..model import (
+    CITIZEN_KEY_LABEL,
+    Bank,
+    BankAccount,
+    Card,
+    CardRecord,
+    NotFound,
+    Product,
+    bank_key_labels,
+    transfer_id,
+)
 from ..ports import Clock, IssuerUnitOfWork
 
 __all__ = [
@@ -75,9 +85,11 @@ class CardPersonaliser(Protocol):
         card: Card,
         holder_name: str | None,
         pin_block: bytes | None = None,
+        records: Sequence[CardRecord] = (),
     ) -> None:
         """``pin_block``: the PIN chosen at issuance (ISO format 1 under the bank's zone PIN key) for the
-        chip's offline PIN; None keeps the chip profile's default."""
+        chip's offline PIN; None keeps the chip profile's default. ``records``: the card's records of its
+        proprietary files (the industry applications enabled on it) to personalise."""
         ...
 
     def publish(self) -> list[str]: ...
@@ -115,6 +127,20 @@ class Deps:
                 handle = self.hsm.get(label)
             self._keys[label] = handle
         return handle
+
+    def citizen_key(self, id_number: str) -> str:
+        """The service center's HMAC of a (valid) resident ID number: the holder's key at every bank; its
+        HSM key (:data:`~..model.CITIZEN_KEY_LABEL`) is made on first use."""
+        handle = self._keys.get(CITIZEN_KEY_LABEL)
+        if handle is None:
+            try:
+                handle = self.hsm.get(CITIZEN_KEY_LABEL)
+            except KeyNotFoundError:
+                with contextlib.suppress(KeyExistsError):
+                    self.hsm.generate_key(CITIZEN_KEY_LABEL, KeyUsage.HMAC, algorithm=Algorithm.HMAC)
+                handle = self.hsm.get(CITIZEN_KEY_LABEL)
+            self._keys[CITIZEN_KEY_LABEL] = handle
+        return self.hsm.keyed_hash(handle, id_number.encode()).hex()
 
     def bank(self, uow: IssuerUnitOfWork, code: str) -> Bank:
         """A bank that must exist (a card's or a stored row's); cached."""

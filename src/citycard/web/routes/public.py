@@ -2,7 +2,9 @@
 citizen's own public-service records (social security, medical insurance, library loans) from the
 service center's back end, and the industry applications on their cards. Page ``/me/public``, API
 ``/api/me/public``. A citizen sees only their own: the records are those of the holders the session was
-opened for (card and PIN, or ID number and one-time code); an anonymous card's session has none."""
+opened for (card and PIN, or ID number and one-time code), keyed by the holder's ``citizen_key`` — the same
+at every bank, so a card of either bank shows the same records, once; an anonymous card's session has
+none."""
 
 from __future__ import annotations
 
@@ -91,12 +93,14 @@ def own_public(ctx: WebContext, principal: Principal) -> PublicOut:
         cards = [card for holder_id in holder_ids for card in uow.cards.by_holder(holder_id)]
     public = PublicServices(ctx.settings, ctx.database, ctx.clock)
     records: list[RecordsOut] = []
-    banks = {card.holder_id: card.bank_code for card in cards}
-    for holder_id in holder_ids:
-        holder = holders.get(holder_id)
+    banks: dict[str, set[str]] = {}  # citizen key -> the banks the session's holders of it are at
+    for card in cards:
+        holder = holders.get(card.holder_id or 0)
         if holder is not None:
-            found = records_of(holder.id_hash, public.unit_of_work(read_only=True))
-            records.append(_records(banks.get(holder_id, ""), found))
+            banks.setdefault(holder.citizen_key, set()).add(card.bank_code)
+    for key in dict.fromkeys(h.citizen_key for i in holder_ids if (h := holders.get(i)) is not None):
+        found = records_of(key, public.unit_of_work(read_only=True))
+        records.append(_records(", ".join(sorted(banks.get(key, ()))), found))
     applications: list[ApplicationOut] = []
     with public.unit_of_work(read_only=True) as puow:
         for card in cards:
