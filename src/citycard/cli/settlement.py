@@ -252,7 +252,7 @@ def _record_json(record: DayRecord) -> dict[str, Any]:
     }
 
 
-def _print_positions(record: DayRecord) -> None:
+def _print_positions(record: DayRecord, *, total: bool = True) -> None:
     table = Table(title=f"net positions {_dashed(record.day)}")
     table.add_column("who", no_wrap=True)
     for header in ("issued", "iss. fee", "merchants", "acq. fee", "network", "net"):
@@ -267,11 +267,12 @@ def _print_positions(record: DayRecord) -> None:
             yuan(p.network_fee_fen),
             yuan(p.net_fen),
         )
-    table.add_row("total", *[""] * 5, yuan(sum(p.net_fen for p in record.positions)))
+    if total:
+        table.add_row("total", *[""] * 5, yuan(sum(p.net_fen for p in record.positions)))
     console.print(table)
 
 
-def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) -> None:
+def _print_merchants(record: DayRecord) -> None:
     table = Table(title="merchants")
     table.add_column("bank", no_wrap=True)
     table.add_column("merchant", no_wrap=True, min_width=15)
@@ -281,17 +282,16 @@ def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) 
         amount_column(table, header)
     table.add_column("paid on", no_wrap=True)
     for m in record.merchants:
-        if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant):
-            table.add_row(
-                m.bank,
-                m.merchant_id,
-                m.industry or "-",
-                str(m.item_count),
-                yuan(m.gross_fen),
-                yuan(m.discount_fen),
-                yuan(m.payout_fen),
-                _dashed(m.payout_date),
-            )
+        table.add_row(
+            m.bank,
+            m.merchant_id,
+            m.industry or "-",
+            str(m.item_count),
+            yuan(m.gross_fen),
+            yuan(m.discount_fen),
+            yuan(m.payout_fen),
+            _dashed(m.payout_date),
+        )
     console.print(table)
 
 
@@ -368,24 +368,21 @@ def report(
         sink = directory_sink(csv_dir)
         for name, data in files:
             sink(name, data)
+    scoped = record.scoped(bank, merchant)
+    whole_day = bank is None and merchant is None
     if as_json:
-        body = _record_json(record)
-        if bank is not None or merchant is not None:
-            body["positions"] = [p for p in body["positions"] if p["participant"] == bank] if bank else []
-            body["merchants"] = [
-                m
-                for m in body["merchants"]
-                if (bank is None or m["bank"] == bank) and (merchant is None or m["merchant_id"] == merchant)
-            ]
-        body["reconciliation"] = _reconciliation_json(captured)
+        body = _record_json(scoped)
+        if whole_day:
+            body["reconciliation"] = _reconciliation_json(captured)
         body["files"] = [name for name, _ in files] if csv_dir is not None else []
         print_json(body)
         return
     if merchant is None:
-        _print_positions(record)
-    _print_merchants(record, bank, merchant)
-    if bank is None and merchant is None:
-        _print_industries(record)
+        _print_positions(scoped, total=whole_day)
+    _print_merchants(scoped)
+    if merchant is None:
+        _print_industries(scoped)
+    if whole_day:
         _print_reconciliation(record, captured)
     if csv_dir is not None:
         console.print(f"{len(files)} files written in {csv_dir}", highlight=False, soft_wrap=True)

@@ -292,7 +292,7 @@ def render_files(
         if item is None:
             break
         current = key
-        fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry)
+        fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
         values = _item_values(item, fees)
         lines.append([*values, item.signed_fen - fees.discount_fen])
         for b in sorted({item.issuer_bank, item.acquirer_bank}):

@@ -78,6 +78,36 @@ class DayRecord:
     def payout_total_fen(self) -> int:
         return sum(m.payout_fen for m in self.merchants)
 
+    def scoped(self, bank: str | None = None, merchant: str | None = None) -> DayRecord:
+        """What one bank (its position, the merchants it acquires for) or one merchant (its own row, no
+        position) may see of the day: the CLI's ``report --bank/--merchant`` and the web's bank view.
+        The industries are summed again over the merchants kept; the day-wide figures (item count, kinds)
+        become those of the merchants kept (kinds: none, they are not kept per merchant)."""
+        if bank is None and merchant is None:
+            return self
+        merchants = tuple(
+            m
+            for m in self.merchants
+            if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
+        )
+        industries: dict[str, list[int]] = {}
+        for m in merchants:
+            t = industries.setdefault(m.industry or "", [0, 0, 0])
+            t[0] += m.item_count
+            t[1] += m.gross_fen
+            t[2] += m.discount_fen
+        return DayRecord(
+            self.day,
+            self.schedule_toml,
+            sum(m.item_count for m in merchants),
+            tuple(p for p in self.positions if merchant is None and p.participant == bank),
+            merchants,
+            tuple(TotalsRow(k, *v) for k, v in sorted(industries.items())),
+            (),
+            self.transfer_count,
+            self.settled_ns,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CapturedTotals:
