@@ -81,8 +81,7 @@ def test_run_then_report(home: Path, capsys: pytest.CaptureFixture[str], tmp_pat
         "bank-ICBC.csv",
         "merchant-104110041310001.csv",
         f"merchant-{SUPERMARKET}.csv",
-        "positions.csv",
-    ]
+    ]  # its clearing file (its position in its T rows) and its merchants' statements: no other bank's
     assert all(written[name] == files[name] for name in written)
 
 

@@ -7,15 +7,17 @@ batches); tests may use it on SQLite. Domain code sees only these Protocols.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import BinaryIO, Protocol, Self
 
 from citycard.ledger.ports import LedgerRepository
 
 from .model import AccountKey, ClearedItem, Payout, Position
 
 __all__ = [
+    "BusinessWindow",
     "CapturedDifference",
     "CapturedTotals",
     "DayRecord",
@@ -26,8 +28,18 @@ __all__ = [
     "TotalsRow",
 ]
 
-FileSink = Callable[[str, bytes], None]
-"""Writes one settlement file by name (atomically: the old file or the new one, never a torn one)."""
+
+class FileSink(Protocol):
+    """Where the day's files go: each one written in pieces (:meth:`open`), and all of them published
+    together (``citycard.durable.StagedFolder``: none of them before all are complete, never a torn one)."""
+
+    def open(self, name: str) -> AbstractContextManager[BinaryIO]: ...
+
+
+BusinessWindow = Callable[[str, str], tuple[int, int]]
+"""(settlement day ``YYYYMMDD``, acquiring bank code or '') → the bank's business day as (start, end] in
+ns since the epoch: clearing's calendar (``citycard.clearing.calendar.business_window`` under the bank's
+cut-over), which the entry points pass in (a domain package does not import another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +123,15 @@ class DayRecord:
 
 @dataclass(frozen=True, slots=True)
 class CapturedTotals:
-    """What the acquirer captured that clearing had to settle: online financial records approved and not
-    reversed, and offline uploads (``source``), with the count and amount of each."""
+    """What the acquirer captured in an acquiring bank's business day (``start_ns``, ``end_ns``]: online
+    financial records approved and not reversed, and offline uploads (``source``), count and amount."""
 
     source: str
+    bank: str  # the merchant's acquiring bank, whose cut-over decides the day ('' : none in the registry)
     count: int
     amount_fen: int
+    start_ns: int
+    end_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,7 @@ class CapturedDifference:
     """A record captured but not among the day's cleared items, or cleared but captured another day."""
 
     source: str
+    bank: str
     reference: str
     amount_fen: int
     reason: str
@@ -158,8 +174,16 @@ class SettlementStore(Protocol):
         """The settled day's record (None when the day is not settled)."""
         ...
 
-    def captured(self, day: str) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
-        """What the acquirer captured on ``day`` and the differences to the day's cleared items."""
+    def captured(
+        self, day: str, window: BusinessWindow | None = None
+    ) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
+        """What the acquirer captured in each acquiring bank's business day ``day`` (``window``; None: the
+        Beijing calendar day, clearing's default cut-over of midnight) and the differences to the day's
+        cleared items."""
+        ...
+
+    def item_count(self, day: str) -> int:
+        """How many cleared items ``day`` has (a progress bar's total)."""
         ...
 
 
