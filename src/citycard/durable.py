@@ -23,11 +23,12 @@ import errno
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["StagedFolder", "atomic_write", "atomic_writer", "create_new", "fsync_directory"]
+__all__ = ["SYNC_THREADS", "StagedFolder", "atomic_write", "atomic_writer", "create_new", "fsync_directory"]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -62,11 +63,17 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     fsync_directory(directory)
 
 
+SYNC_THREADS = 16
+"""Threads that ``fsync`` a staged folder's files at once (one at a time, a day of 2 000 merchant
+statements spent 17 of its 24 s of file writing in ``fsync``; ext4 commits concurrent ones together)."""
+
+
 class StagedFolder:
     """Files that appear in ``folder`` together or not at all (a settled day's files).
 
-    Each file is written (:meth:`open`, in pieces) and ``fsync``-ed in a staging folder beside ``folder``
-    (``.NAME.PID.partial``). When the ``with`` block ends normally the files are published: a ``folder``
+    Each file is written (:meth:`open`, in pieces) in a staging folder beside ``folder``
+    (``.NAME.PID.partial``). When the ``with`` block ends normally every file is ``fsync``-ed (by
+    :data:`SYNC_THREADS` threads), then the staging folder, and the files are published: a ``folder``
     that does not exist yet is the staging folder renamed (one atomic rename: all the files or none); into
     an existing one each file is renamed over its namesake in the order they were written (each atomic:
     the old file or the new one; write the file that vouches for the others, a manifest, last). When the
@@ -104,8 +111,6 @@ class StagedFolder:
         fd = os.open(self.staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
         self.names.append(name)
 
     def __exit__(
@@ -116,6 +121,8 @@ class StagedFolder:
         if exc_type is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             return
+        with ThreadPoolExecutor(SYNC_THREADS) as pool:  # the file system commits concurrent fsyncs together
+            list(pool.map(_fsync_file, (self.staging / name for name in self.names)))
         fsync_directory(self.staging)
         try:
             os.rename(self.staging, self.folder)  # replaces nothing, or an empty folder
@@ -129,6 +136,14 @@ class StagedFolder:
             os.replace(self.staging / name, self.folder / name)
         fsync_directory(self.folder)
         os.rmdir(self.staging)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
