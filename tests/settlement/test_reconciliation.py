@@ -128,8 +128,10 @@ def test_captured_by_each_banks_cut_over(database: Database, tmp_path: Path) -> 
     prepare(database, items)
 
     with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-        totals, differences = uow.settlement.captured(DAY, window)
-        calendar_totals, calendar_differences = uow.settlement.captured(DAY)
+        totals, streamed = uow.settlement.captured(DAY, window)
+        differences = list(streamed)
+        calendar_totals, calendar_streamed = uow.settlement.captured(DAY)
+        calendar_differences = list(calendar_streamed)
     assert [(c.source, c.bank, c.count, c.amount_fen) for c in totals] == [
         ("online", "BOC", 2, 8500),  # 4 and 6 (5 reversed)
         ("offline", "ICBC", 1, 150),  # 7

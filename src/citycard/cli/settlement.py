@@ -387,7 +387,10 @@ def report(
         whole_day = bank is None and merchant is None
         files: list[str] = []
         with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-            captured = uow.settlement.captured(day, window) if whole_day else ([], [])
+            captured: Any = ([], [])
+            if whole_day:  # the report lists every difference: read them all here
+                totals, differences = uow.settlement.captured(day, window)
+                captured = (totals, list(differences))
             if csv_dir is not None:
                 with StagedFolder(csv_dir) as stage:
                     files = write_day_files(

@@ -157,6 +157,14 @@ class SqlSettlementStore:
         finally:
             result.close()
 
+    def _stream(self, query: Any) -> Iterator[Any]:
+        result = self.session.execute(query.execution_options(stream_results=True, yield_per=PAGE))
+        try:
+            for rows in result.partitions():
+                yield from rows
+        finally:
+            result.close()
+
     def item_count(self, day: str) -> int:
         t = clearing_items
         return int(self.session.execute(select(func.count()).where(t.c.clearing_date == day)).scalar_one())
@@ -363,10 +371,11 @@ class SqlSettlementStore:
 
     def captured(
         self, day: str, window: BusinessWindow | None = None
-    ) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
+    ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
         """Online: the acquirer's approved financial records created in their acquiring bank's business
         day, matched to cleared items by RRN; offline: its uploads received in it, matched by
-        ``TID/batch/stan``; the bank is the merchant's in the registry, as clearing places them."""
+        ``TID/batch/stan``; the bank is the merchant's in the registry, as clearing places them. The
+        differences come as an iterator, streamed: read them inside the unit of work."""
         windows = self._windows(day, window)
         at, up, ci, m = acquirer_transactions, acquirer_uploads, clearing_items, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
@@ -400,72 +409,83 @@ class SqlSettlementStore:
             for b, count, amount in sorted(self.session.execute(query).all()):
                 totals.append(CapturedTotals(source, str(b), int(count), int(amount), *windows[str(b)]))
         totals.sort(key=lambda c: (c.bank, c.source))
-        differences: list[CapturedDifference] = []
-        cleared_rrn = exists().where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
-        cleared_on = select(func.min(ci.c.clearing_date)).where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
-        for b, rrn, amount, status, cleared, other in self.session.execute(
-            select(bank, at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn, cleared_on.scalar_subquery())
-            .select_from(online_from)
-            .where(online_day, or_(reversed_, not_(cleared_rrn), cleared_on.scalar_subquery() != day))
-            .order_by(at.c.rrn)
-        ):
-            if status in ("reversal_queued", "tombstone"):
-                reason = "reversed (by the terminal, or no answer): not financial" + (
-                    "; but cleared: see the clearing exceptions" if cleared else ""
+
+        def differences() -> Iterator[CapturedDifference]:
+            """Streamed (a day whose items the acquirer never saw has as many differences as items)."""
+            cleared_rrn = exists().where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
+            cleared_on = select(func.min(ci.c.clearing_date)).where(
+                ci.c.source == "online", ci.c.rrn == at.c.rrn
+            )
+            for b, rrn, amount, status, cleared, other in self._stream(
+                select(
+                    bank, at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn, cleared_on.scalar_subquery()
                 )
-            elif cleared:
-                reason = f"cleared on business day {other}, not this one: the cut-over changed in between"
-            else:
-                reason = "approved but not among the cleared items: not cleared yet (a clearing exception)"
-            differences.append(CapturedDifference("online", str(b), str(rrn), int(amount or 0), reason))
-        cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
-        for b, ref, amount in self.session.execute(
-            select(bank, upload_ref, up.c.amount_fen)
-            .select_from(upload_from)
-            .where(upload_day, not_(cleared_upload))
-            .order_by(upload_ref)
-        ):
-            reason = (
-                "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
-            )
-            differences.append(CapturedDifference("offline", str(b), str(ref), int(amount or 0), reason))
-        captured_online = (
-            select(literal(1)).select_from(online_from).where(at.c.rrn == ci.c.rrn, online_day).exists()
-        )
-        captured_offline = (
-            select(literal(1))
-            .select_from(upload_from)
-            .where(upload_ref == ci.c.source_ref, upload_day)
-            .exists()
-        )
-        any_online = exists().where(at.c.rrn == ci.c.rrn).correlate(ci)
-        any_offline = exists().where(upload_ref == ci.c.source_ref).correlate(ci)
-        for source, b, ref, amount, seen in self.session.execute(
-            select(
-                ci.c.source,
-                ci.c.acquirer_bank,
-                ci.c.source_ref,
-                ci.c.amount_fen,
-                case((ci.c.source == "online", any_online), else_=any_offline),
-            )
-            .where(
-                ci.c.clearing_date == day,
-                or_(
-                    and_(ci.c.source == "online", not_(captured_online)),
-                    and_(ci.c.source == "offline", not_(captured_offline)),
-                ),
-            )
-            .order_by(ci.c.source, ci.c.source_ref)
-        ):
-            if seen:
+                .select_from(online_from)
+                .where(online_day, or_(reversed_, not_(cleared_rrn), cleared_on.scalar_subquery() != day))
+                .order_by(at.c.rrn)
+            ):
+                if status in ("reversal_queued", "tombstone"):
+                    reason = "reversed (by the terminal, or no answer): not financial" + (
+                        "; but cleared: see the clearing exceptions" if cleared else ""
+                    )
+                elif cleared:
+                    reason = f"cleared on business day {other}, not this one: the cut-over changed in between"
+                else:
+                    reason = (
+                        "approved but not among the cleared items: not cleared yet (a clearing exception)"
+                    )
+                yield CapturedDifference("online", str(b), str(rrn), int(amount or 0), reason)
+            cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
+            for b, ref, amount in self._stream(
+                select(bank, upload_ref, up.c.amount_fen)
+                .select_from(upload_from)
+                .where(upload_day, not_(cleared_upload))
+                .order_by(upload_ref)
+            ):
                 reason = (
-                    f"cleared today, captured in an earlier business day of {b or 'the default'} "
-                    "(late upload or accepted exception)"
+                    "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
                 )
-            else:
-                reason = "cleared today, not captured by the acquirer (a terminal's journal export imported)"
-            differences.append(CapturedDifference(str(source), str(b), str(ref), int(amount), reason))
-        return totals, differences
+                yield CapturedDifference("offline", str(b), str(ref), int(amount or 0), reason)
+            captured_online = (
+                select(literal(1)).select_from(online_from).where(at.c.rrn == ci.c.rrn, online_day).exists()
+            )
+            captured_offline = (
+                select(literal(1))
+                .select_from(upload_from)
+                .where(upload_ref == ci.c.source_ref, upload_day)
+                .exists()
+            )
+            any_online = exists().where(at.c.rrn == ci.c.rrn).correlate(ci)
+            any_offline = exists().where(upload_ref == ci.c.source_ref).correlate(ci)
+            for source, b, ref, amount, seen in self._stream(
+                select(
+                    ci.c.source,
+                    ci.c.acquirer_bank,
+                    ci.c.source_ref,
+                    ci.c.amount_fen,
+                    case((ci.c.source == "online", any_online), else_=any_offline),
+                )
+                .where(
+                    ci.c.clearing_date == day,
+                    or_(
+                        and_(ci.c.source == "online", not_(captured_online)),
+                        and_(ci.c.source == "offline", not_(captured_offline)),
+                    ),
+                )
+                .order_by(ci.c.source, ci.c.source_ref)
+            ):
+                if seen:
+                    reason = (
+                        f"cleared today, captured in an earlier business day of {b or 'the default'} "
+                        "(late upload or accepted exception)"
+                    )
+                else:
+                    reason = (
+                        "cleared today, not captured by the acquirer (a terminal's journal export imported)"
+                    )
+                yield CapturedDifference(str(source), str(b), str(ref), int(amount), reason)
+
+        return totals, differences()
 
 
 class SettlementUnitOfWork(SqlUnitOfWork):

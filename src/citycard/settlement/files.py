@@ -43,7 +43,7 @@ FLUSH_BYTES = 1 << 16
 """A file's rows are handed to the sink in writes of about this size."""
 PROGRESS_EVERY = 10_000
 
-Captured = tuple[list[CapturedTotals], list[CapturedDifference]]
+Captured = tuple[list[CapturedTotals], Iterable[CapturedDifference]]
 ITEM_HEADER = [
     "item_id",
     "source",

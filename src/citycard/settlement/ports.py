@@ -176,10 +176,10 @@ class SettlementStore(Protocol):
 
     def captured(
         self, day: str, window: BusinessWindow | None = None
-    ) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
+    ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
         """What the acquirer captured in each acquiring bank's business day ``day`` (``window``; None: the
         Beijing calendar day, clearing's default cut-over of midnight) and the differences to the day's
-        cleared items."""
+        cleared items (streamed: read them inside the unit of work)."""
         ...
 
     def item_count(self, day: str) -> int:

@@ -179,7 +179,9 @@ def write_files(
     """Write the settled day's files (all, or those of one bank or merchant) to ``sink``; their names."""
     with make_uow() as uow:
         captured = (
-            uow.settlement.captured(record.day, window) if bank is None and merchant is None else ([], [])
+            uow.settlement.captured(record.day, window)
+            if bank is None and merchant is None
+            else ([], iter(()))
         )
         return write_day_files(
             sink,
