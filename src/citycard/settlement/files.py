@@ -356,10 +356,7 @@ def write_day_files(
                         statement.row("D", *values, item.signed_fen - fees.discount_fen)
                     for b in sorted({item.issuer_bank, item.acquirer_bank}):
                         if b in bank_out:
-                            role = ("I" if item.issuer_bank == b else "") + (
-                                "A" if item.acquirer_bank == b else ""
-                            )
-                            bank_out[b].row("D", role, *values, _bank_effect(b, item, fees))
+                            bank_out[b].row("D", _role(b, item), *values, _bank_effect(b, item, fees))
                     done += 1
                     if progress is not None and done % PROGRESS_EVERY == 0:
                         progress(done)
