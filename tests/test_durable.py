@@ -89,3 +89,69 @@ def test_journal_export_goes_through_the_one_helper(tmp_path: Path, synced: list
     assert written.name == "T0000001-upload-000001.jsonl" and entry.txn_id in written.read_text()
     assert synced == [written.parent.resolve()]  # before: the rename was never made durable
     assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
+
+
+def test_atomic_writer_streams_and_leaves_the_old_file_when_the_block_fails(
+    tmp_path: Path, synced: list[Path]
+) -> None:
+    target = tmp_path / "big.csv"
+    with durable.atomic_writer(target) as fh:
+        for n in range(1000):
+            fh.write(f"{n}\n".encode())
+    assert target.read_text().splitlines()[-1] == "999" and synced == [tmp_path.resolve()]
+    with pytest.raises(RuntimeError), durable.atomic_writer(target) as fh:
+        fh.write(b"torn")
+        raise RuntimeError("disk full, say")
+    assert target.read_text().splitlines()[-1] == "999"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]  # no temporary file left
+
+
+def _staged(folder: Path, files: dict[str, bytes]) -> None:
+    with durable.StagedFolder(folder) as stage:
+        for name, data in files.items():
+            with stage.open(name) as fh:
+                fh.write(data[:1])
+                fh.write(data[1:])
+
+
+def test_staged_folder_publishes_all_files_together(tmp_path: Path, synced: list[Path]) -> None:
+    day = tmp_path / "settlement" / "20261125"
+    _staged(day, {"a.csv": b"A\n", "MANIFEST": b"m\n"})
+    assert {p.name: p.read_bytes() for p in day.iterdir()} == {"a.csv": b"A\n", "MANIFEST": b"m\n"}
+    assert sorted(p.name for p in day.parent.iterdir()) == ["20261125"]  # the staging folder renamed
+    assert day.parent.resolve() in synced
+    # into an existing folder: file by file, each replaced; other files there are left alone
+    (day / "other.txt").write_bytes(b"x")
+    _staged(day, {"a.csv": b"B\n", "MANIFEST": b"n\n"})
+    assert {p.name: p.read_bytes() for p in day.iterdir()} == {
+        "a.csv": b"B\n",
+        "MANIFEST": b"n\n",
+        "other.txt": b"x",
+    }
+    assert sorted(p.name for p in day.parent.iterdir()) == ["20261125"]
+
+
+def test_staged_folder_publishes_nothing_when_the_block_fails(tmp_path: Path) -> None:
+    day = tmp_path / "20261125"
+    with pytest.raises(RuntimeError), durable.StagedFolder(day) as stage:
+        with stage.open("a.csv") as fh:
+            fh.write(b"A\n")
+        raise RuntimeError("a query failed, say")
+    assert list(tmp_path.iterdir()) == []
+    with durable.StagedFolder(day):
+        pass  # nothing opened: nothing made
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_folder_removes_what_a_dead_process_left(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    left = tmp_path / f".20261125.{int(dead.stdout)}.partial"
+    left.mkdir()
+    (left / "a.csv").write_bytes(b"torn")
+    alive = tmp_path / f".20261125.{1}.partial"  # pid 1 is alive: another process's, not touched
+    alive.mkdir()
+    _staged(tmp_path / "20261125", {"a.csv": b"A\n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "20261125"]

@@ -81,8 +81,7 @@ def test_run_then_report(home: Path, capsys: pytest.CaptureFixture[str], tmp_pat
         "bank-ICBC.csv",
         "merchant-104110041310001.csv",
         f"merchant-{SUPERMARKET}.csv",
-        "positions.csv",
-    ]
+    ]  # its clearing file (its position in its T rows) and its merchants' statements: no other bank's
     assert all(written[name] == files[name] for name in written)
 
 
@@ -151,3 +150,34 @@ def test_clearing_run_settles_the_day(
     body = json.loads(capsys.readouterr().out)
     assert body["settlement"]["posted"] is False and body["settlement"]["payout_total_fen"] == 69730
     assert _tree(tmp_path / "home" / "settlement" / DAY) == files
+
+
+def test_report_of_a_bank_or_merchant_shows_only_theirs(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--bank ICBC``: ICBC's position (not BOC's, not the center's), the merchants ICBC acquires for and
+    their industries; ``--merchant``: that merchant's row alone, no bank's position."""
+    assert run(["settlement", "run", "--date", DAY]) == 0
+    capsys.readouterr()
+    assert run(["settlement", "report", "--date", DAY, "--bank", "ICBC", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [(p["participant"], p["net_fen"]) for p in body["positions"]] == [("ICBC", -7821)]
+    assert [m["merchant_id"] for m in body["merchants"]] == ["104110041310001", SUPERMARKET]
+    assert [(t["industry"], t["items"], t["gross_fen"]) for t in body["industries"]] == [
+        ("supermarket", 4, 19343),  # items 1, 2, 3 and the EC cash load 12
+        ("transport", 3, 550),
+    ]
+    assert body["items"] == 7 and body["payout_total_fen"] == 19250 + 550
+    assert "reconciliation" not in body
+
+    assert run(["settlement", "report", "--date", DAY, "--bank", "ICBC"]) == 0
+    out = capsys.readouterr().out
+    assert "ICBC" in out and "-78.21" in out and SUPERMARKET in out
+    for other in ("BOC", "CENTER", RESTAURANT, "78.06", "reconciliation"):
+        assert other not in out, other
+
+    assert run(["settlement", "report", "--date", DAY, "--merchant", RESTAURANT]) == 0
+    out = capsys.readouterr().out
+    assert RESTAURANT in out and "199.30" in out
+    for other in ("ICBC", "CENTER", SUPERMARKET, "net positions", "78.06", "reconciliation"):
+        assert other not in out, other

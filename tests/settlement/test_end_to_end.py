@@ -13,6 +13,7 @@ import pytest
 
 from citycard.db import Database
 from citycard.db.settlement_repositories import SettlementUnitOfWork
+from citycard.durable import StagedFolder
 from citycard.issuer.handlers import IssuerService
 from citycard.settlement import CENTER, settle_day
 
@@ -33,12 +34,9 @@ day = clearing_day.day
 pytestmark = pytest.mark.xdist_group("settlement")
 
 
-def folder_sink(path: Path) -> Any:
-    def write(name: str, data: bytes) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(data)
-
-    return write
+def settle_into(path: Path, uow: Any, day: str, clock: Clock) -> Any:
+    with StagedFolder(path) as folder:
+        return settle_day(uow, day, clock=clock, sink=folder)
 
 
 def test_settlement_after_the_real_clearing_run(
@@ -53,7 +51,7 @@ def test_settlement_after_the_real_clearing_run(
     def uow() -> SettlementUnitOfWork:
         return database.unit_of_work(SettlementUnitOfWork)
 
-    result = settle_day(uow, "2026-11-25", clock=clock, sink=folder_sink(tmp_path / "a"))
+    result = settle_into(tmp_path / "a", uow, "2026-11-25", clock)
     assert result.posted and result.record.item_count == len(cleared) == 10
     spent = {
         bank: sum(i["sign"] * i["amount_fen"] for i in cleared if i["issuer_bank"] == bank) for bank in before
@@ -74,7 +72,7 @@ def test_settlement_after_the_real_clearing_run(
         assert check.ledger.totals().balanced and check.ledger.audit() == []
     assert sum(m.payout_fen for m in result.record.merchants) == 6_595 - 25 + 400 + 2_500 - 9
 
-    again = settle_day(uow, "20261125", clock=clock, sink=folder_sink(tmp_path / "b"))
+    again = settle_into(tmp_path / "b", uow, "20261125", clock)
     assert not again.posted
     a = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
     assert a == {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}

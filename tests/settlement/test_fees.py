@@ -13,6 +13,7 @@ from citycard.settlement.fees import (
     MAX_RATE_PPM,
     FeeSchedule,
     FeeScheduleError,
+    MccGroup,
     Rates,
     default_schedule,
     parse_schedule,
@@ -94,3 +95,146 @@ def test_shares_are_never_negative_and_add_up_exactly(ppm: list[int], amounts: l
         assert f.discount_fen == (amount * high + 500_000) // 1_000_000  # half up of the exact discount
         back = schedule.fees("refund", -1, amount, None)
         assert (back.discount_fen, back.issuer_fen) == (-f.discount_fen, -f.issuer_fen)
+
+
+CAPPED = """
+[default]
+discount_ppm = 6000
+issuer_ppm = 3500
+network_ppm = 325
+issuer_cap_fen = 1300
+network_cap_fen = 325
+
+[industry.supermarket]
+discount_ppm = 3800
+issuer_ppm = 2600
+network_ppm = 325
+
+[mcc_group.cars]
+mccs = ["5511", "5521"]
+discount_ppm = 12500
+issuer_ppm = 9000
+network_ppm = 1300
+discount_cap_fen = 8000
+issuer_cap_fen = 6000
+network_cap_fen = 1000
+"""
+
+
+def test_caps_by_hand_to_the_fen() -> None:
+    schedule = parse_schedule(CAPPED)
+    # 3714.28 yuan is where 0.35 % reaches 13 yuan: 371428 fen -> 1299.998 -> 1300, not capped yet
+    f = schedule.fees("purchase", 1, 371_428, None, "5812")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (2229, 1300, 121, 808)
+    # 10 000 yuan at the default: issuer 3500 -> cap 1300; network R(3825)=3825 - R(3500)=3500 = 325 (= cap);
+    # discount 6000 (no cap): the acquirer keeps 6000 - 1300 - 325
+    f = schedule.fees("purchase", 1, 1_000_000, None, "5812")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (6000, 1300, 325, 4375)
+    # 100 000 yuan: network 38250 - 35000 = 3250 -> cap 325
+    f = schedule.fees("purchase", 1, 10_000_000, None, None)
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (60000, 1300, 325, 58375)
+    # a car dealer's MCC takes its group's rates before any industry: 200 000 yuan, every share capped
+    f = schedule.fees("purchase", 1, 20_000_000, "supermarket", "5511")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (8000, 6000, 1000, 1000)
+    # 5 000 yuan at the dealer: 0.9 % = 4500, 1.03 % = 5150 -> network 650, 1.25 % = 6250: under the caps
+    f = schedule.fees("purchase", 1, 500_000, None, "5521")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (6250, 4500, 650, 1100)
+    # 7 000 yuan: discount 8750 -> 8000, issuer 6300 -> 6000, network 7210 - 6300 = 910 (under its cap)
+    f = schedule.fees("purchase", 1, 700_000, None, "5511")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (8000, 6000, 910, 1090)
+    # the industry has no caps of its own (caps are per table, not inherited from [default])
+    f = schedule.fees("purchase", 1, 10_000_000, "supermarket", "5411")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (38000, 26000, 3250, 8750)
+    # a full refund of a capped purchase gives back exactly its fees
+    back = schedule.fees("refund", -1, 20_000_000, "supermarket", "5511")
+    assert (back.discount_fen, back.issuer_fen, back.network_fen, back.acquirer_fen) == (
+        -8000,
+        -6000,
+        -1000,
+        -1000,
+    )
+
+
+def test_the_default_schedule_caps_and_groups() -> None:
+    schedule = default_schedule()
+    assert parse_schedule(schedule_toml(schedule)) == schedule
+    assert {g.name for g in schedule.mcc_groups} == {"real_estate_cars", "wholesale"}
+    big = schedule.fees("purchase", 1, 10_000_000, "catering", "5812")  # 100 000 yuan
+    assert (big.issuer_fen, big.network_fen) == (1300, 325)
+    assert schedule.fees("purchase", 1, 10_000_000, None, "5045").discount_fen == 2600
+    assert schedule.fees("purchase", 1, 10_000_000, "hospital", "8062").discount_fen == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("issuer_cap_fen = -1", "default.issuer_cap_fen: -1 is not a cap"),
+        ("issuer_cap_fen = 1.5", "default.issuer_cap_fen: 1.5 is not a cap"),
+        ("issuer_cap_fen = 1000000000", "default.issuer_cap_fen: 1000000000 is not a cap"),
+        ("discount_cap_fen = 100\nissuer_cap_fen = 50", "default.discount_cap_fen: a capped discount needs"),
+        (
+            "discount_cap_fen = 100\nissuer_cap_fen = 80\nnetwork_cap_fen = 30",
+            "default: issuer_cap_fen + network_cap_fen (110) exceed discount_cap_fen (100)",
+        ),
+        ("cap_fen = 3", "default.cap_fen: unknown key"),
+        ("[mcc_group.x]\ndiscount_ppm = 1\nissuer_ppm = 0\nnetwork_ppm = 0", "mcc_group.x.mccs: is required"),
+        (
+            '[mcc_group.x]\nmccs = ["551"]\ndiscount_ppm = 1\nissuer_ppm = 0\nnetwork_ppm = 0',
+            "mcc_group.x.mccs: '551' is not a four-digit MCC",
+        ),
+        (
+            "[mcc_group.x]\nmccs = [5511]\ndiscount_ppm = 1\nissuer_ppm = 0\nnetwork_ppm = 0",
+            "mcc_group.x.mccs: 5511 is not a four-digit MCC",
+        ),
+        (
+            '[mcc_group.a]\nmccs = ["5511"]\ndiscount_ppm = 1\nissuer_ppm = 0\nnetwork_ppm = 0\n'
+            '[mcc_group.b]\nmccs = ["5511"]\ndiscount_ppm = 1\nissuer_ppm = 0\nnetwork_ppm = 0',
+            "mcc_group.b.mccs: 5511 is in mcc_group.a already",
+        ),
+        (
+            '[mcc_group.a]\nmccs = ["5511"]\ndiscount_ppm = 1\nissuer_ppm = 0',
+            "mcc_group.a.network_ppm: is required",
+        ),
+    ],
+)
+def test_a_bad_cap_or_group_is_refused_naming_the_key(extra: str, message: str) -> None:
+    text = f"[default]\ndiscount_ppm = 6000\nissuer_ppm = 3500\nnetwork_ppm = 325\n{extra}\n"
+    with pytest.raises(FeeScheduleError) as caught:
+        parse_schedule(text)
+    assert str(caught.value).startswith(message), caught.value
+
+
+caps = st.none() | st.integers(0, 10**6)
+
+
+@given(rates, caps, caps, st.integers(0, 10**6), st.booleans(), st.lists(st.integers(1, 10**12), max_size=30))
+def test_capped_shares_are_never_negative_and_add_up_exactly(
+    ppm: list[int],
+    issuer_cap: int | None,
+    network_cap: int | None,
+    slack: int,
+    cap_discount: bool,
+    amounts: list[int],
+) -> None:
+    low, mid, high = ppm
+    discount_cap = None
+    if cap_discount:
+        issuer_cap, network_cap = issuer_cap or 0, network_cap or 0
+        discount_cap = issuer_cap + network_cap + slack
+    r = Rates(high, low, mid - low, discount_cap, issuer_cap, network_cap)
+    schedule = FeeSchedule(Rates(1, 0, 0), mcc_groups=(MccGroup("g", ("1234",), r),))
+    assert parse_schedule(schedule_toml(schedule)) == schedule
+    for amount in amounts:
+        f = schedule.fees("fare", 1, amount, "transport", "1234")
+        assert min(f.issuer_fen, f.network_fen, f.acquirer_fen) >= 0
+        assert f.issuer_fen + f.network_fen + f.acquirer_fen == f.discount_fen
+        exact = (amount * high + 500_000) // 1_000_000
+        assert f.discount_fen == (exact if discount_cap is None else min(exact, discount_cap))
+        assert issuer_cap is None or f.issuer_fen <= issuer_cap
+        assert network_cap is None or f.network_fen <= network_cap
+        back = schedule.fees("void", -1, amount, "transport", "1234")
+        assert (back.discount_fen, back.issuer_fen, back.network_fen) == (
+            -f.discount_fen,
+            -f.issuer_fen,
+            -f.network_fen,
+        )

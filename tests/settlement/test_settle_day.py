@@ -4,6 +4,7 @@ nothing, and the run after it everything."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -20,7 +21,8 @@ from sqlalchemy import func, select
 from citycard.db import Database
 from citycard.db.settlement_repositories import SettlementUnitOfWork, clearing_runs
 from citycard.db.settlement_tables import settlement_accounts, settlement_days, settlement_merchants
-from citycard.settlement import Account, NotCleared, settle_day
+from citycard.durable import StagedFolder
+from citycard.settlement import Account, NotCleared, settle_day, write_files
 from citycard.settlement.model import CENTER
 
 from tests.db.dbtargets import KINDS, fresh_database
@@ -46,22 +48,15 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield db
 
 
-class Folder:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, name: str, data: bytes) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / name).write_bytes(data)
-
-    def read(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(self.path.iterdir())}
+def read(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def settle(database: Database, folder: Path, day: str = DAY) -> Any:
-    return settle_day(
-        lambda: database.unit_of_work(SettlementUnitOfWork), day, clock=lambda: 7, sink=Folder(folder)
-    )
+    with StagedFolder(folder) as stage:
+        return settle_day(
+            lambda: database.unit_of_work(SettlementUnitOfWork), day, clock=lambda: 7, sink=stage
+        )
 
 
 def balances(database: Database) -> dict[tuple[str, int], int]:
@@ -150,7 +145,7 @@ def test_a_day_settles_to_the_fen(database: Database, tmp_path: Path) -> None:
         )
     assert paid == {SUPERMARKET: 19250, BUS: 550, RESTAURANT: 19930, HOSPITAL: 30000}
 
-    files = Folder(tmp_path / "out").read()
+    files = read(tmp_path / "out")
     assert sorted(files) == [
         "MANIFEST",
         "bank-BOC.csv",
@@ -190,7 +185,7 @@ def test_a_rerun_posts_nothing_and_writes_the_same_bytes(database: Database, tmp
     again = settle(database, tmp_path / "b")
     assert first.posted and not again.posted
     assert ledger_snapshot(database) == snapshot
-    assert Folder(tmp_path / "a").read() == Folder(tmp_path / "b").read()
+    assert read(tmp_path / "a") == read(tmp_path / "b")
 
 
 def test_a_day_not_cleared_is_refused_and_changes_nothing(database: Database, tmp_path: Path) -> None:
@@ -288,3 +283,114 @@ def _schema_of(database: Database) -> str:
         return ""
     with database.engine.connect() as connection:
         return str(connection.exec_driver_sql("SHOW search_path").scalar()).split(",")[0].strip('" ')
+
+
+CHILD_FILES = """
+import os, signal, sys
+from citycard import durable
+from citycard.db import Database
+from citycard.db.settlement_repositories import SettlementUnitOfWork
+from citycard.settlement import files, settle_day
+
+url, schema, folder, when = sys.argv[1:5]
+database = Database.open(url, schema=schema or None)
+files.FLUSH_BYTES = 200  # every file in several writes: the kill lands inside one
+flush, publish = files._Csv.flush, durable.StagedFolder.__exit__
+count = 0
+
+def killing_flush(self):
+    global count
+    flush(self)
+    count += 1
+    if when == f"flush-{count}":
+        self.fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def killing_publish(self, *exc):
+    if when == "publish":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return publish(self, *exc)
+
+files._Csv.flush = killing_flush
+durable.StagedFolder.__exit__ = killing_publish
+with durable.StagedFolder(folder) as stage:
+    settle_day(lambda: database.unit_of_work(SettlementUnitOfWork), "20261125", clock=lambda: 7, sink=stage)
+"""
+
+
+@pytest.mark.parametrize("settled_before", [False, True])
+@pytest.mark.parametrize("when", ["flush-3", "flush-12", "publish"])
+def test_kill_9_while_writing_the_files_publishes_nothing_then_the_rerun_writes_them_all(
+    database: Database, tmp_path: Path, when: str, settled_before: bool
+) -> None:
+    """The day's files are staged and published together: a kill -9 in the middle of a file, between two
+    files or just before publishing leaves the day's folder as it was (absent, or the files of an earlier
+    run, untouched); the rerun writes them all, the same bytes, and removes what the killed run left."""
+    prepare(database)
+    day_folder = tmp_path / "settlement" / DAY
+    earlier = {}
+    if settled_before:
+        settle(database, day_folder)
+        earlier = read(day_folder)
+    url = database.engine.url.render_as_string(hide_password=False)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_FILES, url, _schema_of(database), str(day_folder), when],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    staging = [p.name for p in day_folder.parent.iterdir() if p.name.endswith(".partial")]
+    assert len(staging) == 1  # what the killed run wrote, never published
+    if settled_before:
+        assert read(day_folder) == earlier
+    else:
+        assert not day_folder.exists()
+    with database.unit_of_work(read_only=True) as uow:  # the ledger side was committed before the files
+        assert uow.session.execute(select(clearing_runs.c.status)).scalar() == "settled"
+    again = settle(database, day_folder)
+    assert not again.posted
+    files = read(day_folder)
+    assert files["positions.csv"] == POSITIONS_CSV and files[f"merchant-{RESTAURANT}.csv"] == RESTAURANT_CSV
+    assert len(files) == 10 and (not earlier or files == earlier)
+    for line in files["MANIFEST"].decode().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.sha256(files[name]).hexdigest() == digest
+    assert sorted(p.name for p in day_folder.parent.iterdir()) == [DAY]  # the dead run's staging removed
+
+
+class Recording:
+    """A sink that keeps every write of every file."""
+
+    def __init__(self) -> None:
+        self.writes: dict[str, list[bytes]] = {}
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[Any]:
+        assert name not in self.writes
+        chunks = self.writes[name] = []
+
+        class Writer:
+            def write(self, data: bytes) -> int:
+                chunks.append(bytes(data))
+                return len(data)
+
+        yield Writer()
+
+
+def test_files_are_streamed_in_bounded_writes_with_the_same_bytes(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citycard.settlement import files as settlement_files
+
+    prepare(database)
+    result = settle(database, tmp_path / "whole")
+    whole = read(tmp_path / "whole")
+    monkeypatch.setattr(settlement_files, "FLUSH_BYTES", 100)
+    sink = Recording()
+    names = write_files(lambda: database.unit_of_work(SettlementUnitOfWork), result.record, sink)
+    assert names == sorted(whole) and list(sink.writes)[-1] == "MANIFEST"  # the manifest last
+    assert {name: b"".join(chunks) for name, chunks in sink.writes.items()} == whole
+    bank = sink.writes["bank-ICBC.csv"]
+    longest_row = max(len(r) for r in whole["bank-ICBC.csv"].splitlines(keepends=True))
+    assert len(bank) > 5 and all(len(chunk) < 100 + longest_row for chunk in bank)

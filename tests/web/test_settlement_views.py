@@ -83,6 +83,10 @@ def test_the_operator_sees_the_day_and_a_bank_its_own_part(web: TestClient) -> N
     mine = web.get(f"/api/settlement/{DAY}").json()
     assert [p["participant"] for p in mine["positions"]] == ["BOC"]
     assert {m["bank"] for m in mine["merchants"]} == {"BOC"}
+    # its merchants' industries only, summed again (the filter of 'settlement report --bank')
+    assert sum(t["gross_fen"] for t in mine["industries"]) == sum(m["gross_fen"] for m in mine["merchants"])
+    assert mine["items"] == sum(m["items"] for m in mine["merchants"]) < day["items"]
+    assert mine["payout_total_fen"] == sum(m["payout_fen"] for m in mine["merchants"])
     assert [p["participant"] for p in web.get("/api/bank/settlement").json()] == ["BOC"]
     assert web.get(f"/api/merchants/{SUPERMARKET}/payouts").status_code == 404  # ICBC acquires it
     assert web.get(f"/api/merchants/{HOSPITAL}/payouts").status_code == 200

@@ -165,10 +165,16 @@ def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
     ``$CITYCARD_HOME/settlement/YYYYMMDD``, as ``citycard settlement run``); both are idempotent, so a day
     run twice changes nothing. The last closed day is the one before the business day of now under the
     latest cut-over of any bank (``CITYCARD_CLEARING_CUTOVER``)."""
-    from citycard.clearing import ClearingPolicy, LostLiability, clearing_date_of, parse_cutovers
+    from citycard.clearing import (
+        ClearingPolicy,
+        LostLiability,
+        business_window,
+        clearing_date_of,
+        parse_cutovers,
+    )
     from citycard.db.clearing_repositories import ClearingEngine
     from citycard.db.settlement_repositories import SettlementUnitOfWork
-    from citycard.durable import atomic_write
+    from citycard.durable import StagedFolder
     from citycard.settlement import settle_day
 
     cutovers = parse_cutovers(s.clearing_cutover)
@@ -187,13 +193,12 @@ def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
         if engine.summary(day).status == "settled":
             return None  # cleared and settled by an earlier run: nothing of a closed day can come in
         summary = engine.run(day)
-        folder = s.home / "settlement" / summary.day
 
-        def sink(name: str, data: bytes) -> None:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / name, data)
+        def window(d: str, bank: str) -> tuple[int, int]:
+            return business_window(dt.date(int(d[:4]), int(d[4:6]), int(d[6:])), cutovers.of(bank))
 
-        settled = settle_day(settlement_uow, summary.day, clock=time.time_ns, sink=sink)
+        with StagedFolder(s.home / "settlement" / summary.day) as folder:
+            settled = settle_day(settlement_uow, summary.day, clock=time.time_ns, sink=folder, window=window)
         exceptions = sum(summary.exceptions.values())
         return (
             f"{day:%Y-%m-%d} {summary.status}: {summary.online_count} online and {summary.offline_count} "

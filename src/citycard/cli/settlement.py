@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.config import settings
-from citycard.durable import atomic_write
+from citycard.durable import StagedFolder
 from citycard.settlement import (
     CENTER,
     DayRecord,
@@ -36,7 +36,8 @@ from citycard.settlement import (
     settle_day,
 )
 from citycard.settlement.fees import default_schedule
-from citycard.settlement.files import render_files
+from citycard.settlement.files import write_day_files
+from citycard.settlement.ports import BusinessWindow
 
 from .bank import fail, first_line
 from .output import JsonFlag, amount_column, print_json, yuan
@@ -44,7 +45,7 @@ from .output import JsonFlag, amount_column, print_json, yuan
 if TYPE_CHECKING:
     from citycard.db import Database
 
-__all__ = ["SettledDay", "app", "directory_sink", "run_settlement", "settlement_folder"]
+__all__ = ["SettledDay", "app", "business_days", "run_settlement", "settlement_folder"]
 
 app = typer.Typer(
     help="Settlement of cleared days: net positions, postings, payouts, files, reports.",
@@ -60,14 +61,22 @@ def settlement_folder(home: Path, day: str) -> Path:
     return home / "settlement" / day
 
 
-def directory_sink(folder: Path) -> Any:
-    """A file sink writing each file atomically into ``folder`` (made if missing)."""
+def business_days() -> BusinessWindow:
+    """Each acquiring bank's business day under the configured cut-overs (``CITYCARD_CLEARING_CUTOVER``,
+    clearing's calendar), for the reconciliation's captured column."""
+    from datetime import date
 
-    def write(name: str, data: bytes) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / name, data)
+    from citycard.clearing import business_window, parse_cutovers
 
-    return write
+    try:
+        cutovers = parse_cutovers(settings().clearing_cutover)
+    except ValueError as exc:
+        raise fail(f"CITYCARD_CLEARING_CUTOVER: {exc}", 2) from None
+
+    def window(day: str, bank: str) -> tuple[int, int]:
+        return business_window(date(int(day[:4]), int(day[4:6]), int(day[6:])), cutovers.of(bank))
+
+    return window
 
 
 def run_settlement(
@@ -77,9 +86,10 @@ def run_settlement(
     home: Path,
     schedule: FeeSchedule | None = None,
     progress: Any = None,
+    files_progress: Any = None,
 ) -> SettleResult:
     """Settle ``day`` on ``database`` and write its files under ``home`` (what ``settlement run`` and
-    ``clearing run`` do after clearing)."""
+    ``clearing run`` do after clearing): staged beside the day's folder and published together."""
     import time
 
     from citycard.db.settlement_repositories import SettlementUnitOfWork
@@ -89,14 +99,18 @@ def run_settlement(
     def uow() -> SettlementUnitOfWork:
         return database.unit_of_work(SettlementUnitOfWork)
 
-    return settle_day(
-        uow,
-        day,
-        clock=time.time_ns,
-        schedule=schedule,
-        sink=directory_sink(settlement_folder(home, day)),
-        progress=progress,
-    )
+    window = business_days()
+    with StagedFolder(settlement_folder(home, day)) as folder:
+        return settle_day(
+            uow,
+            day,
+            clock=time.time_ns,
+            schedule=schedule,
+            sink=folder,
+            progress=progress,
+            window=window,
+            files_progress=files_progress,
+        )
 
 
 class SettledDay:
@@ -176,24 +190,39 @@ def run(
     as_json: JsonFlag = False,
 ) -> None:
     """Settle a cleared day: postings, payouts (T+1) and the day's files (again, the same, if settled)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from citycard.db.settlement_repositories import SettlementUnitOfWork
 
     day = _day(date)
     schedule = _schedule(fees)
     s = settings()
-    with (
-        _database() as database,
-        Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar,
-    ):
-        task = bar.add_task(f"settling {_dashed(day)}", total=None)
+    with _database() as database:
+        with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+            total = uow.settlement.item_count(day)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, console=console) as bar:
+            folding = bar.add_task(f"settling {_dashed(day)}", total=total)
+            writing = bar.add_task("writing the files", total=total, visible=False)
 
-        def progress(n: int) -> None:
-            bar.update(task, description=f"settling {_dashed(day)}: {n:,} items")
+            def progress(n: int) -> None:
+                bar.update(folding, completed=n)
 
-        try:
-            result = run_settlement(database, day, home=s.home, schedule=schedule, progress=progress)
-        except SettlementError as exc:
-            raise fail(str(exc), 2 if isinstance(exc, ValueError) else 1) from None
+            def files_progress(n: int) -> None:
+                bar.update(folding, completed=total)
+                bar.update(writing, completed=n, visible=True)
+
+            try:
+                result = run_settlement(
+                    database,
+                    day,
+                    home=s.home,
+                    schedule=schedule,
+                    progress=progress,
+                    files_progress=files_progress,
+                )
+            except SettlementError as exc:
+                raise fail(str(exc), 2 if isinstance(exc, ValueError) else 1) from None
     folder = settlement_folder(s.home, day)
     if as_json:
         print_json(
@@ -252,7 +281,7 @@ def _record_json(record: DayRecord) -> dict[str, Any]:
     }
 
 
-def _print_positions(record: DayRecord) -> None:
+def _print_positions(record: DayRecord, *, total: bool = True) -> None:
     table = Table(title=f"net positions {_dashed(record.day)}")
     table.add_column("who", no_wrap=True)
     for header in ("issued", "iss. fee", "merchants", "acq. fee", "network", "net"):
@@ -267,11 +296,12 @@ def _print_positions(record: DayRecord) -> None:
             yuan(p.network_fee_fen),
             yuan(p.net_fen),
         )
-    table.add_row("total", *[""] * 5, yuan(sum(p.net_fen for p in record.positions)))
+    if total:
+        table.add_row("total", *[""] * 5, yuan(sum(p.net_fen for p in record.positions)))
     console.print(table)
 
 
-def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) -> None:
+def _print_merchants(record: DayRecord) -> None:
     table = Table(title="merchants")
     table.add_column("bank", no_wrap=True)
     table.add_column("merchant", no_wrap=True, min_width=15)
@@ -281,17 +311,16 @@ def _print_merchants(record: DayRecord, bank: str | None, merchant: str | None) 
         amount_column(table, header)
     table.add_column("paid on", no_wrap=True)
     for m in record.merchants:
-        if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant):
-            table.add_row(
-                m.bank,
-                m.merchant_id,
-                m.industry or "-",
-                str(m.item_count),
-                yuan(m.gross_fen),
-                yuan(m.discount_fen),
-                yuan(m.payout_fen),
-                _dashed(m.payout_date),
-            )
+        table.add_row(
+            m.bank,
+            m.merchant_id,
+            m.industry or "-",
+            str(m.item_count),
+            yuan(m.gross_fen),
+            yuan(m.discount_fen),
+            yuan(m.payout_fen),
+            _dashed(m.payout_date),
+        )
     console.print(table)
 
 
@@ -354,38 +383,39 @@ def report(
             raise fail(f"--merchant {merchant!r}: had nothing settled on {_dashed(day)}", 2)
         if csv_dir is not None and csv_dir.exists() and not csv_dir.is_dir():
             raise fail(f"--csv {csv_dir}: is not a folder", 2)
+        window = business_days()
+        whole_day = bank is None and merchant is None
+        files: list[str] = []
         with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-            captured = uow.settlement.captured(day)
-            files = render_files(
-                record,
-                parse_schedule(record.schedule_toml),
-                uow.settlement.items(day, by_merchant=True),
-                captured,
-                bank=bank,
-                merchant=merchant,
-            )
-    if csv_dir is not None:
-        sink = directory_sink(csv_dir)
-        for name, data in files:
-            sink(name, data)
+            captured: Any = ([], [])
+            if whole_day:  # the report lists every difference: read them all here
+                totals, differences = uow.settlement.captured(day, window)
+                captured = (totals, list(differences))
+            if csv_dir is not None:
+                with StagedFolder(csv_dir) as stage:
+                    files = write_day_files(
+                        stage,
+                        record,
+                        parse_schedule(record.schedule_toml),
+                        uow.settlement.items(day, by_merchant=True),
+                        captured,
+                        bank=bank,
+                        merchant=merchant,
+                    )
+    scoped = record.scoped(bank, merchant)
     if as_json:
-        body = _record_json(record)
-        if bank is not None or merchant is not None:
-            body["positions"] = [p for p in body["positions"] if p["participant"] == bank] if bank else []
-            body["merchants"] = [
-                m
-                for m in body["merchants"]
-                if (bank is None or m["bank"] == bank) and (merchant is None or m["merchant_id"] == merchant)
-            ]
-        body["reconciliation"] = _reconciliation_json(captured)
-        body["files"] = [name for name, _ in files] if csv_dir is not None else []
+        body = _record_json(scoped)
+        if whole_day:
+            body["reconciliation"] = _reconciliation_json(captured)
+        body["files"] = files
         print_json(body)
         return
     if merchant is None:
-        _print_positions(record)
-    _print_merchants(record, bank, merchant)
-    if bank is None and merchant is None:
-        _print_industries(record)
+        _print_positions(scoped, total=whole_day)
+    _print_merchants(scoped)
+    if merchant is None:
+        _print_industries(scoped)
+    if whole_day:
         _print_reconciliation(record, captured)
     if csv_dir is not None:
         console.print(f"{len(files)} files written in {csv_dir}", highlight=False, soft_wrap=True)
@@ -394,9 +424,24 @@ def report(
 def _reconciliation_json(captured: Any) -> dict[str, Any]:
     totals, differences = captured
     return {
-        "captured": [{"source": c.source, "count": c.count, "amount_fen": c.amount_fen} for c in totals],
+        "captured": [
+            {
+                "source": c.source,
+                "bank": c.bank,
+                "count": c.count,
+                "amount_fen": c.amount_fen,
+                "business_day_ns": [c.start_ns, c.end_ns],
+            }
+            for c in totals
+        ],
         "differences": [
-            {"source": d.source, "reference": d.reference, "amount_fen": d.amount_fen, "reason": d.reason}
+            {
+                "source": d.source,
+                "bank": d.bank,
+                "reference": d.reference,
+                "amount_fen": d.amount_fen,
+                "reason": d.reason,
+            }
             for d in differences
         ],
     }
@@ -410,7 +455,7 @@ def _print_reconciliation(record: DayRecord, captured: Any) -> None:
     table.add_column("count", justify="right")
     amount_column(table, "amount")
     for c in totals:
-        table.add_row("captured", c.source, str(c.count), yuan(c.amount_fen))
+        table.add_row("captured", f"{c.source} {c.bank or '-'}", str(c.count), yuan(c.amount_fen))
     for k in record.kinds:
         table.add_row("cleared", k.key, str(k.item_count), yuan(k.gross_fen))
     table.add_row("settled", "net of refunds", str(record.item_count), yuan(gross))
@@ -423,11 +468,11 @@ def _print_reconciliation(record: DayRecord, captured: Any) -> None:
     )
     console.print(table)
     if differences:
-        diff = Table("source", "reference", title="captured vs cleared: differences")
+        diff = Table("source", "bank", "reference", title="captured vs cleared: differences")
         amount_column(diff, "amount")
         diff.add_column("reason")
         for d in differences:
-            diff.add_row(d.source, d.reference, yuan(d.amount_fen), d.reason)
+            diff.add_row(d.source, d.bank or "-", d.reference, yuan(d.amount_fen), d.reason)
         console.print(diff)
     for m in record.merchants:
         if m.payout_fen != m.net_fen:

@@ -1,10 +1,11 @@
 """Settlement's storage on SQL (PostgreSQL and SQLite): :class:`SqlSettlementStore` and its unit of work.
 
-Set-based: the day's ``clearing_items`` are read in pages of :data:`PAGE` rows by keyset (``id`` > the last
-one, or (bank, merchant, id) > the last one), never one round trip per item; the day's record is written
-with one multi-row ``INSERT`` per table; the captured-vs-cleared differences are two anti-joins. Clearing's
-tables are named here by their contract columns only (``sqlalchemy.table``), so this module does not depend
-on clearing's table module.
+Set-based: the day's ``clearing_items`` are read with one query, streamed (a server-side cursor on
+PostgreSQL, fetched :data:`PAGE` rows at a time), never one round trip per item; the day's record is
+written with one multi-row ``INSERT`` per table; the captured-vs-cleared differences are anti-joins, each
+record placed in its acquiring bank's business day (clearing's calendar, through the ``window`` the entry
+point passes). Clearing's tables are named here by their contract columns only (``sqlalchemy.table``), so
+this module does not depend on clearing's table module.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    case,
     cast,
     column,
     exists,
@@ -28,7 +30,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Session
@@ -36,9 +37,17 @@ from sqlalchemy.orm import Session
 from citycard.ledger.model import Account as LedgerAccount
 from citycard.ledger.model import CreateAccountResult
 from citycard.settlement.model import AccountKey, ClearedItem, Payout, Position
-from citycard.settlement.ports import CapturedDifference, CapturedTotals, DayRecord, MerchantRow, TotalsRow
+from citycard.settlement.ports import (
+    BusinessWindow,
+    CapturedDifference,
+    CapturedTotals,
+    DayRecord,
+    MerchantRow,
+    TotalsRow,
+)
 
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
+from .center_tables import center_merchants
 from .issuer_tables import issuer_banks
 from .repositories import SqlLedgerRepository
 from .settlement_tables import (
@@ -135,20 +144,30 @@ class SqlSettlementStore:
         return None if status is None else str(status)
 
     def items(self, day: str, *, by_merchant: bool = False) -> Iterator[ClearedItem]:
+        """One query, streamed: on PostgreSQL a server-side cursor (one sort of the day's items, however
+        many, rather than a sort per page: no index serves the by-merchant order), fetched by pages."""
         t = clearing_items
         order = [t.c.acquirer_bank, t.c.merchant_id, t.c.id] if by_merchant else [t.c.id]
-        last: tuple[Any, ...] | None = None
-        while True:
-            query = select(*_ITEM_COLUMNS).where(t.c.clearing_date == day).order_by(*order).limit(PAGE)
-            if last is not None:
-                query = query.where(tuple_(*order) > tuple_(*(literal(v) for v in last)))
-            rows = self.session.execute(query).all()
-            for row in rows:
-                yield ClearedItem(*row)
-            if len(rows) < PAGE:
-                return
-            tail = rows[-1]
-            last = (tail.acquirer_bank, tail.merchant_id, tail.id) if by_merchant else (tail.id,)
+        query = select(*_ITEM_COLUMNS).where(t.c.clearing_date == day).order_by(*order)
+        result = self.session.execute(query.execution_options(stream_results=True, yield_per=PAGE))
+        try:
+            for rows in result.partitions():
+                for row in rows:
+                    yield ClearedItem(*row)
+        finally:
+            result.close()
+
+    def _stream(self, query: Any) -> Iterator[Any]:
+        result = self.session.execute(query.execution_options(stream_results=True, yield_per=PAGE))
+        try:
+            for rows in result.partitions():
+                yield from rows
+        finally:
+            result.close()
+
+    def item_count(self, day: str) -> int:
+        t = clearing_items
+        return int(self.session.execute(select(func.count()).where(t.c.clearing_date == day)).scalar_one())
 
     def network_settlement_accounts(self, banks: Iterable[str]) -> dict[str, int]:
         wanted = list(banks)
@@ -340,69 +359,133 @@ class SqlSettlementStore:
         ).all()
         return [str(r[0]) for r in rows]
 
-    def captured(self, day: str) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
-        """Online: the acquirer's approved financial records created on the (Beijing) day, matched to
-        cleared items by RRN; offline: its uploads received that day, matched by ``TID/batch/stan``."""
-        start, end = day_bounds_ns(day)
-        at, up, ci = acquirer_transactions, acquirer_uploads, clearing_items
-        online_day = and_(
-            at.c.kind.in_(_ONLINE_KINDS),
-            at.c.response_code == "00",
-            at.c.created_ns >= start,
-            at.c.created_ns < end,
-        )
+    def _windows(self, day: str, window: BusinessWindow | None) -> dict[str, tuple[int, int]]:
+        """Each acquiring bank's business day ``day`` (and '' for merchants without a bank); without a
+        ``window``, the Beijing calendar day as clearing's default cut-over (midnight) makes it."""
+        if window is None:
+            start, end = day_bounds_ns(day)
+            window = lambda _day, _bank: (start, end)  # noqa: E731 - midnight, (start, end] as clearing's
+        banks = set(self.session.execute(select(issuer_banks.c.code)).scalars())
+        banks |= set(self.session.execute(select(center_merchants.c.bank_code).distinct()).scalars())
+        return {b: window(day, b) for b in sorted({str(b) for b in banks if b is not None} | {""})}
+
+    def captured(
+        self, day: str, window: BusinessWindow | None = None
+    ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
+        """Online: the acquirer's approved financial records created in their acquiring bank's business
+        day, matched to cleared items by RRN; offline: its uploads received in it, matched by
+        ``TID/batch/stan``; the bank is the merchant's in the registry, as clearing places them. The
+        differences come as an iterator, streamed: read them inside the unit of work."""
+        windows = self._windows(day, window)
+        at, up, ci, m = acquirer_transactions, acquirer_uploads, clearing_items, center_merchants
+        bank = func.coalesce(m.c.bank_code, "")
+
+        def in_day(t: Any) -> Any:
+            return or_(*(and_(bank == b, t > start, t <= end) for b, (start, end) in windows.items()))
+
+        online_from = at.outerjoin(m, m.c.merchant_id == at.c.merchant_id)
+        upload_from = up.outerjoin(m, m.c.merchant_id == up.c.merchant_id)
+        online_day = and_(at.c.kind.in_(_ONLINE_KINDS), at.c.response_code == "00", in_day(at.c.created_ns))
         upload_ref = up.c.terminal_id + "/" + cast(up.c.batch, String) + "/" + cast(up.c.stan, String)
-        upload_day = and_(up.c.received_ns >= start, up.c.received_ns < end)
+        upload_day = in_day(up.c.received_ns)
         reversed_ = at.c.status.in_(("reversal_queued", "tombstone"))
         totals = []
-        online = self.session.execute(
-            select(func.count(), func.coalesce(func.sum(at.c.amount_fen), 0)).where(
-                online_day, not_(reversed_)
-            )
-        ).one()
-        totals.append(CapturedTotals("online", int(online[0]), int(online[1])))
-        offline = self.session.execute(
-            select(func.count(), func.coalesce(func.sum(up.c.amount_fen), 0)).where(upload_day)
-        ).one()
-        totals.append(CapturedTotals("offline", int(offline[0]), int(offline[1])))
-        differences: list[CapturedDifference] = []
-        cleared_rrn = exists().where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
-        for rrn, amount, status, cleared in self.session.execute(
-            select(at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn)
-            .where(online_day, or_(reversed_, not_(cleared_rrn)))
-            .order_by(at.c.rrn)
+        for source, query in (
+            (
+                "online",
+                select(bank, func.count(), func.coalesce(func.sum(at.c.amount_fen), 0))
+                .select_from(online_from)
+                .where(online_day, not_(reversed_))
+                .group_by(bank),
+            ),
+            (
+                "offline",
+                select(bank, func.count(), func.coalesce(func.sum(up.c.amount_fen), 0))
+                .select_from(upload_from)
+                .where(upload_day)
+                .group_by(bank),
+            ),
         ):
-            if status in ("reversal_queued", "tombstone"):
-                reason = "reversed (by the terminal, or no answer): not financial" + (
-                    "; but cleared: see the clearing exceptions" if cleared else ""
+            for b, count, amount in sorted(self.session.execute(query).all()):
+                totals.append(CapturedTotals(source, str(b), int(count), int(amount), *windows[str(b)]))
+        totals.sort(key=lambda c: (c.bank, c.source))
+
+        def differences() -> Iterator[CapturedDifference]:
+            """Streamed (a day whose items the acquirer never saw has as many differences as items)."""
+            cleared_rrn = exists().where(ci.c.source == "online", ci.c.rrn == at.c.rrn)
+            cleared_on = select(func.min(ci.c.clearing_date)).where(
+                ci.c.source == "online", ci.c.rrn == at.c.rrn
+            )
+            for b, rrn, amount, status, cleared, other in self._stream(
+                select(
+                    bank, at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn, cleared_on.scalar_subquery()
                 )
-            else:
-                reason = "approved but not among the cleared items: clearing exception or later cut-over"
-            differences.append(CapturedDifference("online", str(rrn), int(amount or 0), reason))
-        cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
-        for ref, amount in self.session.execute(
-            select(upload_ref, up.c.amount_fen).where(upload_day, not_(cleared_upload)).order_by(upload_ref)
-        ):
-            reason = (
-                "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
+                .select_from(online_from)
+                .where(online_day, or_(reversed_, not_(cleared_rrn), cleared_on.scalar_subquery() != day))
+                .order_by(at.c.rrn)
+            ):
+                if status in ("reversal_queued", "tombstone"):
+                    reason = "reversed (by the terminal, or no answer): not financial" + (
+                        "; but cleared: see the clearing exceptions" if cleared else ""
+                    )
+                elif cleared:
+                    reason = f"cleared on business day {other}, not this one: the cut-over changed in between"
+                else:
+                    reason = (
+                        "approved but not among the cleared items: not cleared yet (a clearing exception)"
+                    )
+                yield CapturedDifference("online", str(b), str(rrn), int(amount or 0), reason)
+            cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
+            for b, ref, amount in self._stream(
+                select(bank, upload_ref, up.c.amount_fen)
+                .select_from(upload_from)
+                .where(upload_day, not_(cleared_upload))
+                .order_by(upload_ref)
+            ):
+                reason = (
+                    "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
+                )
+                yield CapturedDifference("offline", str(b), str(ref), int(amount or 0), reason)
+            captured_online = (
+                select(literal(1)).select_from(online_from).where(at.c.rrn == ci.c.rrn, online_day).exists()
             )
-            differences.append(CapturedDifference("offline", str(ref), int(amount or 0), reason))
-        captured_online = exists().where(at.c.rrn == ci.c.rrn, online_day)
-        captured_offline = exists().where(upload_ref == ci.c.source_ref, upload_day)
-        for source, ref, amount in self.session.execute(
-            select(ci.c.source, ci.c.source_ref, ci.c.amount_fen)
-            .where(
-                ci.c.clearing_date == day,
-                or_(
-                    and_(ci.c.source == "online", not_(captured_online)),
-                    and_(ci.c.source == "offline", not_(captured_offline)),
-                ),
+            captured_offline = (
+                select(literal(1))
+                .select_from(upload_from)
+                .where(upload_ref == ci.c.source_ref, upload_day)
+                .exists()
             )
-            .order_by(ci.c.source, ci.c.source_ref)
-        ):
-            reason = "cleared today, captured another day (late upload, accepted exception or cut-over)"
-            differences.append(CapturedDifference(str(source), str(ref), int(amount), reason))
-        return totals, differences
+            any_online = exists().where(at.c.rrn == ci.c.rrn).correlate(ci)
+            any_offline = exists().where(upload_ref == ci.c.source_ref).correlate(ci)
+            for source, b, ref, amount, seen in self._stream(
+                select(
+                    ci.c.source,
+                    ci.c.acquirer_bank,
+                    ci.c.source_ref,
+                    ci.c.amount_fen,
+                    case((ci.c.source == "online", any_online), else_=any_offline),
+                )
+                .where(
+                    ci.c.clearing_date == day,
+                    or_(
+                        and_(ci.c.source == "online", not_(captured_online)),
+                        and_(ci.c.source == "offline", not_(captured_offline)),
+                    ),
+                )
+                .order_by(ci.c.source, ci.c.source_ref)
+            ):
+                if seen:
+                    reason = (
+                        f"cleared today, captured in an earlier business day of {b or 'the default'} "
+                        "(late upload or accepted exception)"
+                    )
+                else:
+                    reason = (
+                        "cleared today, not captured by the acquirer (a terminal's journal export imported)"
+                    )
+                yield CapturedDifference(str(source), str(b), str(ref), int(amount), reason)
+
+        return totals, differences()
 
 
 class SettlementUnitOfWork(SqlUnitOfWork):

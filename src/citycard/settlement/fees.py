@@ -3,9 +3,12 @@
 A cleared purchase of ``amount`` fen at a merchant of industry *I* pays the merchant discount
 (``discount_ppm`` of the amount, parts per million) and the discount is split three ways: the issuer fee
 (interchange, ``issuer_ppm``) to the card's issuing bank, the network fee (``network_ppm``) to the Citizen
-Card Service Center, and the rest to the acquiring bank. Rates are per industry (the programme's ten,
-``citycard.center.model.Industry``) with a ``[default]`` for the others; the default schedule is the package
-file ``fees.toml``, another one is given as TOML text (``citycard settlement run --fees FILE``).
+Card Service Center, and the rest to the acquiring bank. Rates are per MCC group
+(``[mcc_group.NAME]`` with its ``mccs``: an item whose MCC is in a group takes the group's rates), else
+per industry (the programme's ten, ``citycard.center.model.Industry``), else ``[default]``; the default
+schedule is the package file ``fees.toml``, another one is given as TOML text (``citycard settlement run
+--fees FILE``). Each table may cap the shares per item (封顶): ``discount_cap_fen``, ``issuer_cap_fen``,
+``network_cap_fen``.
 
 Rounding (docs/settlement.md): per item, *cumulative* half-up rounding. With
 ``R(ppm) = floor((amount × ppm + 500 000) / 1 000 000)`` (half up, in integers):
@@ -15,16 +18,24 @@ Rounding (docs/settlement.md): per item, *cumulative* half-up rounding. With
     acquirer = R(discount_ppm) − R(issuer_ppm + network_ppm)
     discount = R(discount_ppm) = issuer + network + acquirer
 
-Since ``R`` never decreases and ``issuer_ppm + network_ppm ≤ discount_ppm`` (checked when the schedule is
-read), no share is negative and the three always add up to the discount, to the fen, on every item; so do
-their sums over a merchant, a bank or a day. A refund or void (sign −1) gives back the same fees of its own
+Caps (fen per item, each optional) apply after rounding, share by share:
+
+    issuer   = min(R(issuer_ppm), issuer_cap)
+    network  = min(R(issuer_ppm + network_ppm) − R(issuer_ppm), network_cap)
+    discount = min(R(discount_ppm), discount_cap)
+    acquirer = discount − issuer − network
+
+Since ``R`` never decreases and ``issuer_ppm + network_ppm ≤ discount_ppm``, and a capped discount needs
+both other caps with ``issuer_cap + network_cap ≤ discount_cap`` (both checked when the schedule is read),
+no share is negative and the three always add up to the discount, to the fen, on every item; so do their
+sums over a merchant, a bank or a day. A refund or void (sign −1) gives back the same fees of its own
 amount (a full refund cancels its purchase's fees exactly). An EC cash load pays no fee.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -32,10 +43,13 @@ __all__ = [
     "DEFAULT_KEY",
     "FEE_KINDS",
     "INDUSTRIES",
+    "MAX_CAP_FEN",
+    "MAX_MCCS",
     "MAX_RATE_PPM",
     "FeeSchedule",
     "FeeScheduleError",
     "ItemFees",
+    "MccGroup",
     "Rates",
     "default_schedule",
     "parse_schedule",
@@ -63,6 +77,11 @@ checks that the two lists are the same)."""
 FEE_KINDS = frozenset({"purchase", "fare", "refund", "void"})
 """Item kinds that pay (or, with sign −1, give back) the merchant discount; ``ec_cash_load`` pays none."""
 _RATE_KEYS = ("discount_ppm", "issuer_ppm", "network_ppm")
+_CAP_KEYS = ("discount_cap_fen", "issuer_cap_fen", "network_cap_fen")
+MAX_CAP_FEN = 100_000_000
+"""No cap above 1 000 000 yuan per item."""
+MAX_MCCS = 10_000
+"""At most every four-digit MCC once across the groups."""
 
 
 class FeeScheduleError(ValueError):
@@ -74,9 +93,15 @@ class Rates:
     discount_ppm: int
     issuer_ppm: int
     network_ppm: int
+    discount_cap_fen: int | None = None  # None: no cap
+    issuer_cap_fen: int | None = None
+    network_cap_fen: int | None = None
 
     def __post_init__(self) -> None:
         assert 0 <= self.issuer_ppm + self.network_ppm <= self.discount_ppm <= MAX_RATE_PPM, self
+        if self.discount_cap_fen is not None:
+            assert self.issuer_cap_fen is not None and self.network_cap_fen is not None, self
+            assert self.issuer_cap_fen + self.network_cap_fen <= self.discount_cap_fen, self
 
     @property
     def acquirer_ppm(self) -> int:
@@ -104,42 +129,70 @@ def _round_half_up(amount_fen: int, ppm: int) -> int:
     return (amount_fen * ppm + PPM // 2) // PPM
 
 
+def _capped(value: int, cap: int | None) -> int:
+    return value if cap is None else min(value, cap)
+
+
+@dataclass(frozen=True, slots=True)
+class MccGroup:
+    """Rates for the merchants of some MCCs (ISO 18245 four-digit codes), before their industry's."""
+
+    name: str
+    mccs: tuple[str, ...]
+    rates: Rates
+
+
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     default: Rates
     industries: tuple[tuple[str, Rates], ...] = ()
+    mcc_groups: tuple[MccGroup, ...] = ()
+    _by_mcc: dict[str, Rates] = field(init=False, repr=False, compare=False)
 
-    def rates(self, industry: str | None) -> Rates:
-        """The rates of ``industry`` (``[default]`` for one not listed or None)."""
+    def __post_init__(self) -> None:
+        by_mcc = {mcc: g.rates for g in self.mcc_groups for mcc in g.mccs}
+        assert len(by_mcc) == sum(len(g.mccs) for g in self.mcc_groups), "an MCC in one group only"
+        object.__setattr__(self, "_by_mcc", by_mcc)
+
+    def rates(self, industry: str | None, mcc: str | None = None) -> Rates:
+        """The rates of an MCC's group, else of ``industry``, else ``[default]``."""
+        if mcc is not None and (group := self._by_mcc.get(mcc)) is not None:
+            return group
         for name, rates in self.industries:
             if name == industry:
                 return rates
         return self.default
 
-    def fees(self, kind: str, sign: int, amount_fen: int, industry: str | None) -> ItemFees:
-        """The fees of one cleared item (the rounding rule of this module's docstring)."""
+    def fees(
+        self, kind: str, sign: int, amount_fen: int, industry: str | None, mcc: str | None = None
+    ) -> ItemFees:
+        """The fees of one cleared item (the rounding rule and caps of this module's docstring)."""
         assert sign in (1, -1) and amount_fen > 0, (sign, amount_fen)
         if kind not in FEE_KINDS:
             return NO_FEES
-        r = self.rates(industry)
-        issuer = _round_half_up(amount_fen, r.issuer_ppm)
-        to_network = _round_half_up(amount_fen, r.issuer_ppm + r.network_ppm)
-        discount = _round_half_up(amount_fen, r.discount_ppm)
-        return ItemFees(
-            sign * discount, sign * issuer, sign * (to_network - issuer), sign * (discount - to_network)
+        r = self.rates(industry, mcc)
+        raw_issuer = _round_half_up(amount_fen, r.issuer_ppm)
+        issuer = _capped(raw_issuer, r.issuer_cap_fen)
+        network = _capped(
+            _round_half_up(amount_fen, r.issuer_ppm + r.network_ppm) - raw_issuer, r.network_cap_fen
         )
+        discount = _capped(_round_half_up(amount_fen, r.discount_ppm), r.discount_cap_fen)
+        acquirer = discount - issuer - network
+        assert acquirer >= 0, (r, amount_fen)
+        return ItemFees(sign * discount, sign * issuer, sign * network, sign * acquirer)
 
     def as_rows(self) -> list[tuple[str, Rates]]:
         """Every industry with its rates (the default's where none is given), then ``default``."""
         return [*((name, self.rates(name)) for name in INDUSTRIES), (DEFAULT_KEY, self.default)]
 
 
-def _rates(table: Any, where: str) -> Rates:
+def _rates(table: Any, where: str, extra: tuple[str, ...] = ()) -> Rates:
     if not isinstance(table, dict):
         raise FeeScheduleError(f"{where}: must be a table of {', '.join(_RATE_KEYS)}")
-    unknown = sorted(set(table) - set(_RATE_KEYS))
+    known = (*extra, *_RATE_KEYS, *_CAP_KEYS)
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise FeeScheduleError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(_RATE_KEYS)})")
+        raise FeeScheduleError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(known)})")
     values: dict[str, int] = {}
     for key in _RATE_KEYS:
         value = table.get(key)
@@ -155,7 +208,53 @@ def _rates(table: Any, where: str) -> Rates:
             f"{where}: issuer_ppm + network_ppm ({values['issuer_ppm'] + values['network_ppm']}) exceed "
             f"discount_ppm ({values['discount_ppm']}): the acquirer's share would be negative"
         )
-    return Rates(**values)
+    caps: dict[str, int] = {}
+    for key in _CAP_KEYS:
+        value = table.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CAP_FEN:
+            raise FeeScheduleError(
+                f"{where}.{key}: {value!r} is not a cap in fen per item (an integer 0-{MAX_CAP_FEN})"
+            )
+        caps[key] = value
+    if "discount_cap_fen" in caps:
+        if "issuer_cap_fen" not in caps or "network_cap_fen" not in caps:
+            raise FeeScheduleError(
+                f"{where}.discount_cap_fen: a capped discount needs issuer_cap_fen and network_cap_fen too "
+                "(else the issuer's and network's shares could exceed it)"
+            )
+        both = caps["issuer_cap_fen"] + caps["network_cap_fen"]
+        if both > caps["discount_cap_fen"]:
+            raise FeeScheduleError(
+                f"{where}: issuer_cap_fen + network_cap_fen ({both}) exceed discount_cap_fen "
+                f"({caps['discount_cap_fen']}): the acquirer's share could be negative"
+            )
+    return Rates(**values, **caps)
+
+
+def _mcc_groups(tables: Any) -> tuple[MccGroup, ...]:
+    if not isinstance(tables, dict):
+        raise FeeScheduleError("mcc_group: must be tables [mcc_group.NAME]")
+    groups: list[MccGroup] = []
+    seen: dict[str, str] = {}
+    for name in sorted(tables):
+        where = f"mcc_group.{name}"
+        table = tables[name]
+        rates = _rates(table, where, extra=("mccs",))
+        mccs = table.get("mccs")
+        if not isinstance(mccs, list) or not mccs:
+            raise FeeScheduleError(f'{where}.mccs: is required (a list of four-digit MCCs, such as ["5511"])')
+        for mcc in mccs:
+            if not isinstance(mcc, str) or len(mcc) != 4 or not mcc.isdigit():
+                raise FeeScheduleError(f'{where}.mccs: {mcc!r} is not a four-digit MCC (a string, "5511")')
+            if mcc in seen:
+                raise FeeScheduleError(f"{where}.mccs: {mcc} is in mcc_group.{seen[mcc]} already")
+            seen[mcc] = name
+        if len(seen) > MAX_MCCS:
+            raise FeeScheduleError(f"{where}.mccs: more than {MAX_MCCS} MCCs in all")
+        groups.append(MccGroup(name, tuple(sorted(mccs)), rates))
+    return tuple(groups)
 
 
 def parse_schedule(text: str) -> FeeSchedule:
@@ -165,9 +264,9 @@ def parse_schedule(text: str) -> FeeSchedule:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FeeScheduleError(f"not TOML: {exc}") from None
-    unknown = sorted(set(document) - {DEFAULT_KEY, "industry"})
+    unknown = sorted(set(document) - {DEFAULT_KEY, "industry", "mcc_group"})
     if unknown:
-        raise FeeScheduleError(f"{unknown[0]}: unknown table (known: default, industry.NAME)")
+        raise FeeScheduleError(f"{unknown[0]}: unknown table (known: default, industry.NAME, mcc_group.NAME)")
     if DEFAULT_KEY not in document:
         raise FeeScheduleError("default: is required")
     default = _rates(document[DEFAULT_KEY], DEFAULT_KEY)
@@ -179,7 +278,7 @@ def parse_schedule(text: str) -> FeeSchedule:
         if name not in INDUSTRIES:
             raise FeeScheduleError(f"industry.{name}: not one of the industries ({', '.join(INDUSTRIES)})")
         rows.append((name, _rates(industries[name], f"industry.{name}")))
-    return FeeSchedule(default, tuple(rows))
+    return FeeSchedule(default, tuple(rows), _mcc_groups(document.get("mcc_group", {})))
 
 
 def default_schedule() -> FeeSchedule:
@@ -190,9 +289,15 @@ def default_schedule() -> FeeSchedule:
 def schedule_toml(schedule: FeeSchedule) -> str:
     """The schedule as canonical TOML text (what a settled day keeps; :func:`parse_schedule` reads it)."""
     lines = []
-    for title, rates in (
-        ("default", schedule.default),
-        *((f"industry.{n}", r) for n, r in schedule.industries),
+    for title, rates, mccs in (
+        ("default", schedule.default, None),
+        *((f"industry.{n}", r, None) for n, r in schedule.industries),
+        *((f"mcc_group.{g.name}", g.rates, g.mccs) for g in schedule.mcc_groups),
     ):
-        lines += [f"[{title}]", *(f"{key} = {getattr(rates, key)}" for key in _RATE_KEYS), ""]
+        lines.append(f"[{title}]")
+        if mccs is not None:
+            lines.append("mccs = [" + ", ".join(f'"{m}"' for m in mccs) + "]")
+        lines += [f"{key} = {getattr(rates, key)}" for key in _RATE_KEYS]
+        lines += [f"{key} = {getattr(rates, key)}" for key in _CAP_KEYS if getattr(rates, key) is not None]
+        lines.append("")
     return "\n".join(lines)

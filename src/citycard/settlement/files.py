@@ -11,7 +11,12 @@ again gives the same bytes. Layouts (docs/settlement.md, "Files"): every row sta
   the payout (T+1);
 - ``industries.csv``: items, gross and discount by industry;
 - ``reconciliation.csv``: captured vs cleared vs settled vs paid, each difference with its reason;
-- ``MANIFEST``: the SHA-256 of every other file (``sha256sum -c`` reads it).
+- ``MANIFEST``: the SHA-256 of every other file (``sha256sum -c`` reads it), written last.
+
+Streaming: the items come once, in (acquiring bank, merchant, id) order, from one query; each row goes to
+its merchant's statement (one open at a time) and to the clearing file of each bank it concerns (one open
+per bank), in writes of :data:`FLUSH_BYTES`; nothing of a file is held but its buffer. The sink publishes
+the files together when all are written (``citycard.durable.StagedFolder``).
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import groupby
+from typing import BinaryIO
 
 from citycard.codec.pretty import mask_pan
 
 from .fees import FeeSchedule, ItemFees
 from .model import CENTER, ClearedItem, Position
-from .ports import CapturedDifference, CapturedTotals, DayRecord, MerchantRow
+from .ports import CapturedDifference, CapturedTotals, DayRecord, FileSink, MerchantRow
 
-__all__ = ["iso_ns", "masked", "render_files"]
+__all__ = ["FLUSH_BYTES", "business_day", "iso_ns", "masked", "write_day_files"]
 
-Captured = tuple[list[CapturedTotals], list[CapturedDifference]]
+FLUSH_BYTES = 1 << 16
+"""A file's rows are handed to the sink in writes of about this size."""
+PROGRESS_EVERY = 10_000
+
+Captured = tuple[list[CapturedTotals], Iterable[CapturedDifference]]
 ITEM_HEADER = [
     "item_id",
     "source",
@@ -57,7 +70,19 @@ ITEM_HEADER = [
 def iso_ns(ns: int) -> str:
     """Nanoseconds since the epoch as ISO 8601 UTC with milliseconds (integer arithmetic, no float)."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1_000_000:03d}Z"
+    return _iso_seconds(seconds) + f".{rest // 1_000_000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    """A day's items come a hundred a second or more: each second formatted once."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def business_day(c: CapturedTotals) -> str:
+    """Where a captured row's business day begins and ends (the bank's cut-over, clearing's calendar)."""
+    who = f"{c.bank}'s" if c.bank else "the default"
+    return f"captured by the acquirer in {who} business day ({iso_ns(c.start_ns)}, {iso_ns(c.end_ns)}]"
 
 
 def masked(pan: str) -> str:
@@ -66,15 +91,25 @@ def masked(pan: str) -> str:
 
 
 class _Csv:
-    def __init__(self) -> None:
+    """CSV rows into a binary file, in writes of about :data:`FLUSH_BYTES`, hashing what it writes."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.sha256 = hashlib.sha256()
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\n")
 
     def row(self, *values: object) -> None:
-        self.writer.writerow(["" if v is None else v for v in values])
+        self.writer.writerow(values)  # None is written as the empty string (the csv module's rule)
+        if self.buffer.tell() >= FLUSH_BYTES:
+            self.flush()
 
-    def data(self) -> bytes:
-        return self.buffer.getvalue().encode()
+    def flush(self) -> None:
+        data = self.buffer.getvalue().encode()
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.fh.write(data)
+        self.sha256.update(data)
 
 
 def _item_values(item: ClearedItem, fees: ItemFees) -> list[object]:
@@ -124,8 +159,7 @@ POSITION_HEADER = [
 ]
 
 
-def _positions(record: DayRecord) -> bytes:
-    out = _Csv()
+def _positions(out: _Csv, record: DayRecord) -> None:
     out.row("H", "settlement_date", record.day, "items", record.item_count)
     out.row("record", *POSITION_HEADER)
     for p in record.positions:
@@ -145,7 +179,6 @@ def _positions(record: DayRecord) -> bytes:
             )
         ),
     )
-    return out.data()
 
 
 def _bank_effect(bank: str, item: ClearedItem, fees: ItemFees) -> int:
@@ -158,8 +191,7 @@ def _bank_effect(bank: str, item: ClearedItem, fees: ItemFees) -> int:
     return effect
 
 
-def _industries(record: DayRecord) -> bytes:
-    out = _Csv()
+def _industries(out: _Csv, record: DayRecord) -> None:
     out.row("H", "settlement_date", record.day)
     out.row("record", "industry", "items", "gross_fen", "discount_fen")
     for t in record.industries:
@@ -171,20 +203,20 @@ def _industries(record: DayRecord) -> bytes:
         sum(t.gross_fen for t in record.industries),
         sum(t.discount_fen for t in record.industries),
     )
-    return out.data()
 
 
-def _reconciliation(record: DayRecord, captured: Captured) -> bytes:
-    out = _Csv()
+def _reconciliation(out: _Csv, record: DayRecord, captured: Captured) -> None:
     totals, differences = captured
     gross = sum(p.issued_gross_fen for p in record.positions)
     discount = sum(m.discount_fen for m in record.merchants)
     out.row("H", "settlement_date", record.day)
     out.row("record", "stage", "what", "count", "amount_fen", "reason")
     for c in totals:
-        out.row("D", "captured", c.source, c.count, c.amount_fen, "captured by the acquirer for the day")
+        out.row("D", "captured", f"{c.source}/{c.bank or '-'}", c.count, c.amount_fen, business_day(c))
     for d in differences:
-        out.row("X", "captured-cleared", f"{d.source}:{d.reference}", 1, d.amount_fen, d.reason)
+        out.row(
+            "X", "captured-cleared", f"{d.source}/{d.bank or '-'}:{d.reference}", 1, d.amount_fen, d.reason
+        )
     for k in record.kinds:
         out.row("D", "cleared", k.key, k.item_count, k.gross_fen, "")
     out.row(
@@ -222,11 +254,9 @@ def _reconciliation(record: DayRecord, captured: Captured) -> bytes:
         "",
     )
     assert gross - discount - carried == paid, "every difference explained"
-    return out.data()
 
 
-def _merchant_file(record: DayRecord, m: MerchantRow, lines: list[list[object]]) -> bytes:
-    out = _Csv()
+def _merchant_head(out: _Csv, record: DayRecord, m: MerchantRow) -> None:
     out.row(
         "H",
         "settlement_date",
@@ -239,8 +269,9 @@ def _merchant_file(record: DayRecord, m: MerchantRow, lines: list[list[object]])
         m.industry,
     )
     out.row("record", *ITEM_HEADER, "net_fen")
-    for line in lines:
-        out.row("D", *line)
+
+
+def _merchant_tail(out: _Csv, m: MerchantRow) -> None:
     out.row(
         "T",
         "items",
@@ -253,22 +284,39 @@ def _merchant_file(record: DayRecord, m: MerchantRow, lines: list[list[object]])
         m.net_fen,
     )
     out.row("P", "payout_date", m.payout_date, "payable_fen", m.balance_fen, "payout_fen", m.payout_fen)
-    return out.data()
 
 
-def _bank_file(record: DayRecord, bank: str, lines: list[list[object]]) -> bytes:
-    out = _Csv()
-    out.row("H", "settlement_date", record.day, "bank", bank)
-    out.row("record", "role", *ITEM_HEADER, "bank_effect_fen")
-    for line in lines:
-        out.row("D", *line)
+def _bank_tail(out: _Csv, record: DayRecord, bank: str) -> None:
     position = next(p for p in record.positions if p.participant == bank)
     out.row("T", *POSITION_HEADER)
     out.row("T", *_position_values(position))
-    return out.data()
 
 
-def render_files(
+class _Writer:
+    """The files of one run on the sink, with each file's SHA-256 for the MANIFEST."""
+
+    def __init__(self, sink: FileSink) -> None:
+        self.sink = sink
+        self.digests: dict[str, str] = {}
+
+    def whole(self, name: str, fill: Callable[[_Csv], None]) -> None:
+        with self.sink.open(name) as fh:
+            out = _Csv(fh)
+            fill(out)
+            out.flush()
+        self.digests[name] = out.sha256.hexdigest()
+
+
+def _role(bank: str, item: ClearedItem) -> str:
+    return ("I" if item.issuer_bank == bank else "") + ("A" if item.acquirer_bank == bank else "")
+
+
+def _by_merchant(item: ClearedItem) -> tuple[str, str]:
+    return item.acquirer_bank, item.merchant_id
+
+
+def write_day_files(
+    sink: FileSink,
     record: DayRecord,
     schedule: FeeSchedule,
     items_by_merchant: Iterable[ClearedItem],
@@ -276,49 +324,58 @@ def render_files(
     *,
     bank: str | None = None,
     merchant: str | None = None,
-) -> list[tuple[str, bytes]]:
-    """The day's files as (name, bytes), in name order; with ``bank`` or ``merchant`` only theirs."""
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Write the day's files to ``sink`` streaming the items once (in acquiring bank, merchant, id order);
+    their names, sorted. With ``bank``: its clearing file and its merchants' statements; with ``merchant``:
+    that merchant's statement (of ``bank`` if given); else every file and the MANIFEST (written last)."""
+    whole_day = bank is None and merchant is None
     merchants = {(m.bank, m.merchant_id): m for m in record.merchants}
     banks = [p.participant for p in record.positions if p.participant != CENTER]
-    bank_lines: dict[str, list[list[object]]] = {b: [] for b in banks}
-    files: dict[str, bytes] = {}
-    current: tuple[str, str] | None = None
-    lines: list[list[object]] = []
-    for item in _with_end(items_by_merchant):
-        key = None if item is None else (item.acquirer_bank, item.merchant_id)
-        if key != current and current is not None:
-            files[f"merchant-{current[1]}.csv"] = _merchant_file(record, merchants[current], lines)
-            lines = []
-        if item is None:
-            break
-        current = key
-        fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry)
-        values = _item_values(item, fees)
-        lines.append([*values, item.signed_fen - fees.discount_fen])
-        for b in sorted({item.issuer_bank, item.acquirer_bank}):
-            role = ("I" if item.issuer_bank == b else "") + ("A" if item.acquirer_bank == b else "")
-            bank_lines[b].append([role, *values, _bank_effect(b, item, fees)])
-    for b in banks:
-        files[f"bank-{b}.csv"] = _bank_file(record, b, bank_lines[b])
-    files["positions.csv"] = _positions(record)
-    files["industries.csv"] = _industries(record)
-    files["reconciliation.csv"] = _reconciliation(record, captured)
-    if bank is not None or merchant is not None:
-        keep = {"positions.csv"} if merchant is None else set()
-        keep |= {f"bank-{bank}.csv"} if bank is not None and merchant is None else set()
-        keep |= {
-            f"merchant-{m.merchant_id}.csv"
-            for m in record.merchants
-            if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
-        }
-        return sorted((n, d) for n, d in files.items() if n in keep)
-    manifest = "".join(
-        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
-    )
-    files["MANIFEST"] = manifest.encode()
-    return sorted(files.items())
-
-
-def _with_end(items: Iterable[ClearedItem]) -> Iterator[ClearedItem | None]:
-    yield from items
-    yield None
+    kept_banks = banks if whole_day else [bank] if bank is not None and merchant is None else []
+    files = _Writer(sink)
+    done = 0
+    with ExitStack() as stack:
+        bank_out: dict[str, _Csv] = {}
+        for b in kept_banks:
+            out = bank_out[b] = _Csv(stack.enter_context(sink.open(f"bank-{b}.csv")))
+            out.row("H", "settlement_date", record.day, "bank", b)
+            out.row("record", "role", *ITEM_HEADER, "bank_effect_fen")
+        for key, items in groupby(items_by_merchant, key=_by_merchant):
+            m = merchants[key]
+            wanted = (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
+            with ExitStack() as one:
+                statement = None
+                if wanted:
+                    statement = _Csv(one.enter_context(sink.open(f"merchant-{m.merchant_id}.csv")))
+                    _merchant_head(statement, record, m)
+                for item in items:
+                    fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
+                    values = _item_values(item, fees)
+                    if statement is not None:
+                        statement.row("D", *values, item.signed_fen - fees.discount_fen)
+                    for b in sorted({item.issuer_bank, item.acquirer_bank}):
+                        if b in bank_out:
+                            bank_out[b].row("D", _role(b, item), *values, _bank_effect(b, item, fees))
+                    done += 1
+                    if progress is not None and done % PROGRESS_EVERY == 0:
+                        progress(done)
+                if statement is not None:
+                    _merchant_tail(statement, m)
+                    statement.flush()
+                    files.digests[f"merchant-{m.merchant_id}.csv"] = statement.sha256.hexdigest()
+        for b, out in bank_out.items():
+            _bank_tail(out, record, b)
+            out.flush()
+            files.digests[f"bank-{b}.csv"] = out.sha256.hexdigest()
+    if progress is not None:
+        progress(done)
+    if whole_day:
+        files.whole("positions.csv", lambda out: _positions(out, record))
+        files.whole("industries.csv", lambda out: _industries(out, record))
+        files.whole("reconciliation.csv", lambda out: _reconciliation(out, record, captured))
+        manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.digests.items()))
+        with sink.open("MANIFEST") as fh:
+            fh.write(manifest.encode())
+        files.digests["MANIFEST"] = ""
+    return sorted(files.digests)

@@ -186,7 +186,7 @@ class DayTotals:
         """Fold one item in (items come in id order); its fees."""
         assert item.id > self.last_id, "items in id order, each once"
         self.last_id = item.id
-        fees = self.schedule.fees(item.kind, item.sign, item.amount_fen, item.industry)
+        fees = self.schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
         key = (item.acquirer_bank, item.merchant_id)
         m = self.merchants.get(key)
         if m is None:

@@ -7,15 +7,17 @@ batches); tests may use it on SQLite. Domain code sees only these Protocols.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import BinaryIO, Protocol, Self
 
 from citycard.ledger.ports import LedgerRepository
 
 from .model import AccountKey, ClearedItem, Payout, Position
 
 __all__ = [
+    "BusinessWindow",
     "CapturedDifference",
     "CapturedTotals",
     "DayRecord",
@@ -26,8 +28,18 @@ __all__ = [
     "TotalsRow",
 ]
 
-FileSink = Callable[[str, bytes], None]
-"""Writes one settlement file by name (atomically: the old file or the new one, never a torn one)."""
+
+class FileSink(Protocol):
+    """Where the day's files go: each one written in pieces (:meth:`open`), and all of them published
+    together (``citycard.durable.StagedFolder``: none of them before all are complete, never a torn one)."""
+
+    def open(self, name: str) -> AbstractContextManager[BinaryIO]: ...
+
+
+BusinessWindow = Callable[[str, str], tuple[int, int]]
+"""(settlement day ``YYYYMMDD``, acquiring bank code or '') → the bank's business day as (start, end] in
+ns since the epoch: clearing's calendar (``citycard.clearing.calendar.business_window`` under the bank's
+cut-over), which the entry points pass in (a domain package does not import another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +90,48 @@ class DayRecord:
     def payout_total_fen(self) -> int:
         return sum(m.payout_fen for m in self.merchants)
 
+    def scoped(self, bank: str | None = None, merchant: str | None = None) -> DayRecord:
+        """What one bank (its position, the merchants it acquires for) or one merchant (its own row, no
+        position) may see of the day: the CLI's ``report --bank/--merchant`` and the web's bank view.
+        The industries are summed again over the merchants kept; the day-wide figures (item count, kinds)
+        become those of the merchants kept (kinds: none, they are not kept per merchant)."""
+        if bank is None and merchant is None:
+            return self
+        merchants = tuple(
+            m
+            for m in self.merchants
+            if (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
+        )
+        industries: dict[str, list[int]] = {}
+        for m in merchants:
+            t = industries.setdefault(m.industry or "", [0, 0, 0])
+            t[0] += m.item_count
+            t[1] += m.gross_fen
+            t[2] += m.discount_fen
+        return DayRecord(
+            self.day,
+            self.schedule_toml,
+            sum(m.item_count for m in merchants),
+            tuple(p for p in self.positions if merchant is None and p.participant == bank),
+            merchants,
+            tuple(TotalsRow(k, *v) for k, v in sorted(industries.items())),
+            (),
+            self.transfer_count,
+            self.settled_ns,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CapturedTotals:
-    """What the acquirer captured that clearing had to settle: online financial records approved and not
-    reversed, and offline uploads (``source``), with the count and amount of each."""
+    """What the acquirer captured in an acquiring bank's business day (``start_ns``, ``end_ns``]: online
+    financial records approved and not reversed, and offline uploads (``source``), count and amount."""
 
     source: str
+    bank: str  # the merchant's acquiring bank, whose cut-over decides the day ('' : none in the registry)
     count: int
     amount_fen: int
+    start_ns: int
+    end_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +139,7 @@ class CapturedDifference:
     """A record captured but not among the day's cleared items, or cleared but captured another day."""
 
     source: str
+    bank: str
     reference: str
     amount_fen: int
     reason: str
@@ -128,8 +174,16 @@ class SettlementStore(Protocol):
         """The settled day's record (None when the day is not settled)."""
         ...
 
-    def captured(self, day: str) -> tuple[list[CapturedTotals], list[CapturedDifference]]:
-        """What the acquirer captured on ``day`` and the differences to the day's cleared items."""
+    def captured(
+        self, day: str, window: BusinessWindow | None = None
+    ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
+        """What the acquirer captured in each acquiring bank's business day ``day`` (``window``; None: the
+        Beijing calendar day, clearing's default cut-over of midnight) and the differences to the day's
+        cleared items (streamed: read them inside the unit of work)."""
+        ...
+
+    def item_count(self, day: str) -> int:
+        """How many cleared items ``day`` has (a progress bar's total)."""
         ...
 
 

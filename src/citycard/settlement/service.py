@@ -4,10 +4,11 @@
    the accounts the postings need are made, the postings and the payouts go to the ledger (ids derived from
    the date: a rerun is ``exists``), the day's record is kept and ``clearing_runs.status`` becomes
    'settled'; then commit. A crash before the commit (kill -9) leaves none of it; after it, all of it.
-2. The files (:mod:`citycard.settlement.files`) are then written from the kept record and the items, each
-   atomically by the sink. They are a function of the database alone (no clock in them), so a rerun of a
-   settled day — which posts nothing — writes them again byte for byte; a crash between the commit and the
-   files is repaired by that rerun.
+2. The files (:mod:`citycard.settlement.files`) are then written from the kept record and the items,
+   streamed (one query, one pass), and published together by the sink (``citycard.durable.StagedFolder``).
+   They are a function of the database alone (no clock in them), so a rerun of a settled day — which posts
+   nothing — writes them again byte for byte; a crash between the commit and the files (or in the middle
+   of writing them: nothing is published) is repaired by that rerun.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
 
 from .fees import FeeSchedule, default_schedule, parse_schedule, schedule_toml
-from .files import render_files
+from .files import write_day_files
 from .model import (
     Account,
     DayTotals,
@@ -30,7 +31,7 @@ from .model import (
     plan_postings,
     required_accounts,
 )
-from .ports import DayRecord, FileSink, MerchantRow, SettlementUnitOfWork, TotalsRow
+from .ports import BusinessWindow, DayRecord, FileSink, MerchantRow, SettlementUnitOfWork, TotalsRow
 
 __all__ = ["SettleResult", "settle_day", "write_files"]
 
@@ -131,12 +132,16 @@ def settle_day(
     schedule: FeeSchedule | None = None,
     sink: FileSink | None = None,
     progress: Progress | None = None,
+    window: BusinessWindow | None = None,
+    files_progress: Progress | None = None,
 ) -> SettleResult:
     """Settle the cleared day ``day`` (``YYYYMMDD`` or ``YYYY-MM-DD``) and write its files to ``sink``.
 
     A day already settled posts nothing and its files are written again (the same bytes: the fee schedule
     is the one the day was settled with, kept in its record). :class:`NotCleared` when clearing has not
     finished the day; :class:`SettlementRefused` when the ledger refuses a posting (nothing kept).
+    ``window`` places what the acquirer captured in each bank's business day (the reconciliation);
+    ``progress`` and ``files_progress`` hear the count of items folded, then written.
     """
     day = clearing_date(day)
     with make_uow() as uow:
@@ -155,7 +160,9 @@ def settle_day(
             loaded = uow.settlement.load(day)
             assert loaded is not None, f"{day} is settled but has no settlement record"
             record = loaded
-    files = write_files(make_uow, record, sink) if sink is not None else []
+    files = []
+    if sink is not None:
+        files = write_files(make_uow, record, sink, window=window, progress=files_progress)
     return SettleResult(record, posted, files)
 
 
@@ -166,18 +173,23 @@ def write_files(
     *,
     bank: str | None = None,
     merchant: str | None = None,
+    window: BusinessWindow | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
     """Write the settled day's files (all, or those of one bank or merchant) to ``sink``; their names."""
     with make_uow() as uow:
-        captured = uow.settlement.captured(record.day)
-        files = render_files(
+        captured = (
+            uow.settlement.captured(record.day, window)
+            if bank is None and merchant is None
+            else ([], iter(()))
+        )
+        return write_day_files(
+            sink,
             record,
             parse_schedule(record.schedule_toml),
             uow.settlement.items(record.day, by_merchant=True),
             captured,
             bank=bank,
             merchant=merchant,
+            progress=progress,
         )
-    for name, data in files:
-        sink(name, data)
-    return [name for name, _ in files]

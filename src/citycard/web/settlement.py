@@ -81,12 +81,14 @@ def position_json(p: Any) -> dict[str, Any]:
 
 
 def day_json(record: DayRecord, principal: Principal) -> dict[str, Any]:
-    """A settled day for an operator (everything) or a bank user (its position, its merchants)."""
-    bank = principal.bank if principal.role == "bank" else None
+    """A settled day for an operator (everything) or a bank user (its position, its merchants and their
+    industries: :meth:`DayRecord.scoped`, the filter of ``citycard settlement report --bank``)."""
+    if principal.role == "bank":
+        record = record.scoped(bank=principal.bank or "")
     return {
         "settlement_date": record.day,
         "items": record.item_count,
-        "positions": [position_json(p) for p in record.positions if bank is None or p.participant == bank],
+        "positions": [position_json(p) for p in record.positions],
         "industries": [
             {
                 "industry": t.key,
@@ -95,9 +97,7 @@ def day_json(record: DayRecord, principal: Principal) -> dict[str, Any]:
                 "discount_fen": t.discount_fen,
             }
             for t in record.industries
-        ]
-        if bank is None
-        else [],
+        ],
         "merchants": [
             {
                 "merchant_id": m.merchant_id,
@@ -110,7 +110,6 @@ def day_json(record: DayRecord, principal: Principal) -> dict[str, Any]:
                 "payout_date": m.payout_date,
             }
             for m in record.merchants
-            if bank is None or m.bank == bank
         ],
-        "payout_total_fen": sum(m.payout_fen for m in record.merchants if bank is None or m.bank == bank),
+        "payout_total_fen": record.payout_total_fen,
     }
