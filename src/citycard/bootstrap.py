@@ -487,15 +487,18 @@ def build_acquirer(
     """The acquirer front end (``citycard.hosts.acquirer``) on ``database`` and ``hsm``: the center's
     registry, the issuer's banks, listening on ``CITYCARD_ACQUIRER`` and forwarding to ``CITYCARD_SWITCH``
     unless ``config`` says otherwise."""
-    from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+    from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work, seal_clear_rows
     from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
+    from citycard.hsm.protection import RecordProtection
 
     if config is None:
         (host, port), (switch_host, switch_port) = parse_address(s.acquirer), parse_address(s.switch)
         config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
+    protection = RecordProtection.open(hsm)  # the SAF queue's and the uploads' messages are sealed
+    seal_clear_rows(database, protection)  # rows from before migration 0016
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, protection)
 
     return AcquirerHost(hsm, uow, acquirer_registry(database), acquirer_banks(database), config, clock=clock)
 

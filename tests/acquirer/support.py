@@ -28,9 +28,10 @@ from citycard.codec.iso8583 import (
     response_mti,
 )
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, AcquiringBank, TerminalCheck, tmk_label
 from citycard.hsm import KeyUsage
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link, LinkLimits
 from citycard.net.server import Iso8583Server
@@ -134,8 +135,10 @@ def fast_config(switch_port: int, **overrides: object) -> AcquirerConfig:
 async def acquirer(
     database: Database, hsm: SoftHsm, switch_port: int, **overrides: object
 ) -> AsyncIterator[AcquirerHost]:
+    protection = RecordProtection.open(hsm)
+
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, protection)
 
     async with AcquirerHost(hsm, uow, registry, banks, fast_config(switch_port, **overrides)) as host:
         yield host

@@ -17,11 +17,12 @@ import pytest
 from citycard.acquirer import SafEntry, SafKind, SafStatus, format_rrn
 from citycard.codec.iso8583 import AdviceRequest, Field60, ResponseCode
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hosts.issuer import IssuerFrontEnd
 from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
-from citycard.hsm.soft import SoftHsm
+from citycard.hsm.protection import RecordProtection
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm
 from citycard.issuer.handlers import IssuerService
 from citycard.net.link import Iso8583Link
 
@@ -91,7 +92,9 @@ def test_10000_refund_advices_killed_mid_flush_are_each_applied_once_by_the_issu
         "currency": "156",
         "field60": Field60("25", 1),
     }
-    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+    # queued as the acquirer process queues them: sealed under its data key (its HSM: home and master key)
+    acquirer_hsm = SoftHsm(bytes.fromhex("22" * 32), DirectoryKeyStore(tmp_path / "acquirer-home/hsm/keys"))
+    with acquirer_unit_of_work(database, RecordProtection.open(acquirer_hsm)) as uow:
         for n in range(1, ADVICES + 1):
             message = refund(n, template)
             entry = SafEntry(0, SafKind.ADVICE, format_rrn(n), message, SafStatus.PENDING, 0, 0, None, 0)

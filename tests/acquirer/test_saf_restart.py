@@ -14,7 +14,9 @@ from pathlib import Path
 from citycard.acquirer import SafEntry, SafKind, SafPolicy, SafStatus, format_rrn
 from citycard.codec.iso8583 import AdviceRequest, Field60
 from citycard.db import Database, migrate
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
+from citycard.hsm.protection import RecordProtection
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm
 
 from tests.acquirer.support import INSTITUTION, MERCHANT, PAN, TERMINAL, SwitchDouble, eventually, switch
 from tests.net.support import run
@@ -41,8 +43,10 @@ def advice(n: int) -> bytes:
     ).to_bytes()
 
 
-def fill(database: Database) -> None:
-    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+def fill(database: Database, home: Path) -> None:
+    """Queued as the acquirer process queues them: sealed under its data key (its home's HSM)."""
+    hsm = SoftHsm(bytes.fromhex("11" * 32), DirectoryKeyStore(home / "hsm" / "keys"))
+    with acquirer_unit_of_work(database, RecordProtection.open(hsm)) as uow:
         for n in range(1, ADVICES + 1):
             entry = SafEntry(0, SafKind.ADVICE, format_rrn(n), advice(n), SafStatus.PENDING, 0, 0, None, 0)
             assert uow.saf.add(entry) is not None
@@ -58,7 +62,7 @@ def test_10000_advices_survive_a_kill_mid_flush_and_each_reaches_the_issuer_once
     url = f"sqlite:///{tmp_path / 'citycard.db'}"
     migrate(url)
     database = Database.open(url)
-    fill(database)
+    fill(database, tmp_path)
     double = SwitchDouble()
     env = {
         **os.environ,
