@@ -27,7 +27,9 @@ from citycard.codec.iso8583.wire import Frame, Header
 from citycard.codec.tlv import decode_dict
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hosts.answers import answer
 from citycard.hosts.switch import SwitchLimits, echo_test
+from citycard.hosts.zone import ZoneMac
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import SetPin
 from citycard.issuer.handlers import IssuerService
@@ -328,7 +330,8 @@ def test_an_online_pin_is_translated_from_the_acquirers_zone_key_to_the_issuers_
             async with Iso8583Link(
                 "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
             ) as direct:
-                answer = await direct.request(untranslated)  # 99, or 55 when it happens to decode
+                signed = ZoneMac.open(hsm, "ICBC").sign(untranslated)  # MACed as the switch would
+                answer = await direct.request(signed)  # 99, or 55 when it happens to decode
                 assert answer.response_code in (ResponseCode.PIN_FORMAT_ERROR, ResponseCode.INCORRECT_PIN)
 
     run(scenario())
@@ -347,10 +350,11 @@ def test_a_card_of_another_bank_at_an_issuer_front_end_is_answered_15_and_echoes
             async with Iso8583Link(
                 "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
             ) as direct:
-                answer = await direct.request(request)
-                assert answer.response_code is ResponseCode.NO_SUCH_ISSUER
+                icbc = ZoneMac.open(hsm, "ICBC")  # as the switch sends on that leg
+                answer = await direct.request(icbc.sign(request))
+                assert answer.response_code is ResponseCode.NO_SUCH_ISSUER and icbc.verifies(answer)
                 assert c.issuers["ICBC"].stats.not_ours == 1
-                echo = await direct.request(echo_test(5))
+                echo = await direct.request(icbc.sign(echo_test(5)))
                 assert isinstance(echo.response_code, ResponseCode) and echo.approved
             echo = await c.send(echo_test(6))
             assert echo.mti == "0830" and echo.approved and c.switch.stats.echoes == 1
@@ -424,5 +428,62 @@ def test_a_void_and_a_refund_through_the_chain_name_their_original_by_the_rrn_in
             assert (await c.send(refund)).response_code is ResponseCode.APPROVED  # repeated: applied once
             assert deposit_fen(database, pan) == 18_000
             assert (await c.send(no_rrn)).response_code is ResponseCode.FORMAT_ERROR
+
+    run(scenario())
+
+
+def test_a_wrong_or_missing_zone_mac_is_answered_a0_at_each_hop_and_nothing_is_forwarded_or_posted(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """Field 64 on the host legs (docs/network.md, "Field 64 on the host legs"): the switch checks the
+    acquirer's MAC, the issuer front end the switch's; an answer that does not verify is no answer."""
+    pan = funded(banks, "ICBC", 10_000)
+    term = terminal_for(pan)
+    good = purchase(pan, term.first_ac(1_000), 1_000, "000000001001")
+    before = ledger_snapshot(database)
+    acquirer_zak, icbc_zak = ZoneMac.open(hsm, "acquirer"), ZoneMac.open(hsm, "ICBC")
+    stranger = ZoneMac.open(SoftHsm(bytes(32)), "acquirer")  # a key of the same name in another HSM
+    forged = dataclasses.replace(acquirer_zak.sign(good), amount_fen=1)  # MACed, then altered
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database) as c:
+            for bad in (good, stranger.sign(good), forged):  # no 64, another key, altered after MACing
+                answer = await c.acquirer.request(bad)
+                assert answer.response_code is ResponseCode.MAC_ERROR and answer.rrn == good.rrn
+            assert c.switch.stats.forwarded == 0 and c.switch.server.stats.mac_errors == 3
+            async with Iso8583Link(
+                "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
+            ) as direct:  # as a switch without the ICBC leg's key
+                for bad in (good, stranger.sign(good)):
+                    assert (await direct.request(bad)).response_code is ResponseCode.MAC_ERROR
+            assert c.issuers["ICBC"].stats.authorizations == 0
+            assert ledger_snapshot(database) == before
+            answer = await c.acquirer.request(acquirer_zak.sign(good))  # the right key: through
+            assert answer.response_code is ResponseCode.APPROVED and acquirer_zak.verifies(answer)
+            assert not icbc_zak.verifies(answer)  # re-MACed for the acquirer's leg
+            assert deposit_fen(database, pan) == 9_000
+
+    run(scenario())
+
+
+def test_an_issuer_answer_without_a_good_mac_is_no_answer_the_switch_answers_91(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 10_000)
+    request = purchase(pan, terminal_for(pan).first_ac(1_000), 1_000, "000000001101")
+    heard: list[Message] = []
+
+    async def approves_unmaced(message: Message) -> Message | None:
+        heard.append(message)
+        return answer(message, ResponseCode.APPROVED)  # an impostor: no key, so no MAC
+
+    async def scenario() -> None:
+        async with Iso8583Server(approves_unmaced) as impostor:
+            addresses = {"ICBC": ("127.0.0.1", impostor.port)}
+            async with chain(banks, hsm, database, banks=(), addresses=addresses) as c:
+                reply = await c.send(request)
+                assert reply.response_code is ResponseCode.ISSUER_UNAVAILABLE
+                assert c.switch.stats.unanswered == 1
+        assert len(heard) == 1 and ZoneMac.open(hsm, "ICBC").verifies(heard[0])  # it was sent MACed
 
     run(scenario())

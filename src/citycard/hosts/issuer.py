@@ -72,6 +72,7 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
+from .zone import ZoneMac
 
 __all__ = [
     "KINDS",
@@ -221,6 +222,7 @@ class IssuerFrontEnd:
         workers: int = 4,
         max_group: int = 32,
         limits: ServerLimits | None = None,
+        zone: ZoneMac | None = None,
     ) -> None:
         assert workers > 0 and 0 < max_group <= MAX_GROUP
         assert table.member(bank_code) is not None, f"bank {bank_code} is not in the routing table"
@@ -236,7 +238,13 @@ class IssuerFrontEnd:
         ]
         self._waiting = []
         self._running = 0
-        self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
+        self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
+        if zone is None:
+            self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
+        else:
+            self.server = Iso8583Server(
+                self._signed_handle, host=host, port=port, limits=limits, mac_check=zone.check_request
+            )
 
     @property
     def port(self) -> int:
@@ -255,6 +263,12 @@ class IssuerFrontEnd:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _signed_handle(self, message: Message) -> Message | None:
+        """:meth:`handle` behind the server's check of the request's MAC, its answer MACed for the switch."""
+        assert self.zone is not None
+        response = await self.handle(message)
+        return None if response is None else self.zone.sign(response)
 
     async def handle(self, message: Message) -> Message | None:
         """The answer to one request (module docstring)."""
