@@ -423,7 +423,16 @@ def build_issuer_front_end(
     table = routing_table(issuer)
     _check_banks(table, [bank_code])
     zone = ZoneMac.open(issuer.hsm, bank_code)  # field 64 on the switch leg
-    return IssuerFrontEnd(issuer.service, bank_code, table, host=host, port=port, workers=workers, zone=zone)
+    return IssuerFrontEnd(
+        issuer.service,
+        bank_code,
+        table,
+        host=host,
+        port=port,
+        workers=workers,
+        zone=zone,
+        reload=lambda: routing_table(issuer),  # a BIN added while it runs (hosts.routing_reload)
+    )
 
 
 def build_switch(
@@ -443,7 +452,16 @@ def build_switch(
     table = routing_table(issuer)
     _check_banks(table, list(issuers))
     zones = {link: ZoneMac.open(issuer.hsm, link) for link in (ACQUIRER_LINK, *issuers)}  # field 64, each leg
-    return SwitchFrontEnd(table, issuers, issuer.hsm, host=host, port=port, limits=limits, zones=zones)
+    return SwitchFrontEnd(
+        table,
+        issuers,
+        issuer.hsm,
+        host=host,
+        port=port,
+        limits=limits,
+        zones=zones,
+        reload=lambda: routing_table(issuer),  # banks and BINs added while it runs (hosts.routing_reload)
+    )
 
 
 def acquirer_registry(database: Database) -> TerminalRegistry:

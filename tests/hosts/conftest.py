@@ -130,6 +130,7 @@ async def chain(
     addresses: dict[str, tuple[str, int]] | None = None,
     limits: SwitchLimits | None = None,
     mac: bool = True,
+    reload_s: float | None = None,
 ) -> AsyncIterator[Chain]:
     """Issuer front ends for ``banks``, the switch linked to them (or to ``addresses``), and a test
     acquirer's link to the switch; all on 127.0.0.1, free ports, stopped on exit. With ``mac`` (as the
@@ -141,7 +142,14 @@ async def chain(
     def zone(code: str) -> ZoneMac | None:
         return None if zones is None else zones[code]
 
-    fronts = {code: IssuerFrontEnd(service, code, table, workers=2, zone=zone(code)) for code in banks}
+    def load() -> RoutingTable:  # as the composition root reads it again (hosts.routing_reload)
+        return routing_table(Issuer(service, database, Path("/nonexistent")))
+
+    reload = {} if reload_s is None else {"reload": load, "reload_interval_s": reload_s}
+    fronts = {
+        code: IssuerFrontEnd(service, code, table, workers=2, zone=zone(code), **reload)  # type: ignore[arg-type]
+        for code in banks
+    }
     for front in fronts.values():
         await front.start()
     try:
@@ -150,7 +158,12 @@ async def chain(
         switch_zones = None if zones is None else {code: zones[code] for code in (ACQUIRER_LINK, *links)}
         async with (
             SwitchFrontEnd(
-                table, links, hsm, limits=limits or SwitchLimits(hop_timeout_s=10.0), zones=switch_zones
+                table,
+                links,
+                hsm,
+                limits=limits or SwitchLimits(hop_timeout_s=10.0),
+                zones=switch_zones,
+                **reload,  # type: ignore[arg-type]
             ) as switch,
             Iso8583Link("127.0.0.1", switch.port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK) as acquirer,
         ):

@@ -31,7 +31,7 @@ from citycard.hosts.answers import answer
 from citycard.hosts.switch import SwitchLimits, echo_test
 from citycard.hosts.zone import ZoneMac
 from citycard.hsm.soft import SoftHsm
-from citycard.issuer.commands import SetPin
+from citycard.issuer.commands import AddBank, AddBinRange, SetPin
 from citycard.issuer.handlers import IssuerService
 from citycard.net.framing import read_frame, write_frame
 from citycard.net.link import Iso8583Link, Timeout
@@ -485,5 +485,45 @@ def test_an_issuer_answer_without_a_good_mac_is_no_answer_the_switch_answers_91(
                 assert reply.response_code is ResponseCode.ISSUER_UNAVAILABLE
                 assert c.switch.stats.unanswered == 1
         assert len(heard) == 1 and ZoneMac.open(hsm, "ICBC").verifies(heard[0])  # it was sent MACed
+
+    run(scenario())
+
+
+def test_banks_and_bins_added_while_the_network_runs_are_routed_without_a_restart(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """docs/network.md, "Routing table reload": the switch and the issuer front ends read the table again
+    every ``reload_s`` (and on ``reload_routing()``, which SIGHUP calls)."""
+    icbc_pan = funded(banks, "ICBC", 10_000)
+    template = purchase(icbc_pan, terminal_for(icbc_pan).first_ac(100), 100, "000000001201")
+    new_bin = dataclasses.replace(template, pan="6212270000000001", rrn="000000001202")  # not issued
+    new_bank = dataclasses.replace(template, pan="6227000000000019", rrn="000000001203")
+
+    async def eventually(check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not check():
+                await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database, reload_s=0.1) as c:
+            for request in (new_bin, new_bank):  # no BIN is theirs yet
+                assert (await c.send(request)).response_code is ResponseCode.NO_SUCH_ISSUER
+            assert c.switch.stats.forwarded == 0
+            await asyncio.to_thread(banks.add_bin_range, AddBinRange("ICBC", "621227"))
+            await asyncio.to_thread(banks.add_bank, AddBank("CCB", "CCB city branch"))
+            await asyncio.to_thread(banks.add_bin_range, AddBinRange("CCB", "622700"))
+            front = c.issuers["ICBC"]
+            assert front.reload is not None and c.switch.reload is not None
+            await eventually(lambda: "622700" in c.switch.table.bins)
+            await eventually(lambda: "621227" in front.table.bins)
+            # the new BIN reaches ICBC's front end and its issuer, which does not know the card (not 15)
+            answer = await c.send(new_bin)
+            assert answer.response_code not in (ResponseCode.NO_SUCH_ISSUER, ResponseCode.ISSUER_UNAVAILABLE)
+            assert front.stats.authorizations == 1 and front.stats.not_ours == 0
+            # the new bank is routed; the switch has no link to its front end: an issuer that does not answer
+            assert (await c.send(new_bank)).response_code is ResponseCode.ISSUER_UNAVAILABLE
+            assert c.switch.stats.forwarded == 2
+            assert await c.switch.reload_routing() is False  # nothing changed since
+            assert (await c.send(template)).response_code is ResponseCode.APPROVED  # and ICBC as before
 
     run(scenario())

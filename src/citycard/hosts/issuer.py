@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -72,6 +72,7 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
+from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
 from .zone import ZoneMac
 
 __all__ = [
@@ -223,6 +224,8 @@ class IssuerFrontEnd:
         max_group: int = 32,
         limits: ServerLimits | None = None,
         zone: ZoneMac | None = None,
+        reload: Callable[[], RoutingTable] | None = None,
+        reload_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
         assert workers > 0 and 0 < max_group <= MAX_GROUP
         assert table.member(bank_code) is not None, f"bank {bank_code} is not in the routing table"
@@ -239,6 +242,13 @@ class IssuerFrontEnd:
         self._waiting = []
         self._running = 0
         self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
+        self.reload = (  # a BIN added while it runs is this bank's at once (hosts.routing_reload)
+            None
+            if reload is None
+            else RoutingReload(
+                reload, lambda: self.table, self._use_table, interval_s=reload_interval_s, name=bank_code
+            )
+        )
         if zone is None:
             self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
         else:
@@ -252,8 +262,12 @@ class IssuerFrontEnd:
 
     async def start(self) -> None:
         await self.server.start()
+        if self.reload is not None:
+            await self.reload.start()
 
     async def stop(self) -> None:
+        if self.reload is not None:
+            await self.reload.stop()
         await self.server.stop()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
 
@@ -263,6 +277,16 @@ class IssuerFrontEnd:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def reload_routing(self) -> bool:
+        """Read the routing table now (SIGHUP); True when it changed."""
+        return False if self.reload is None else await self.reload.reload_now()
+
+    def _use_table(self, table: RoutingTable) -> None:
+        if table.member(self.bank_code) is None:  # the bank is gone from the database: keep serving as was
+            log.error("routing table without bank %s: not applied", self.bank_code)
+            return
+        self.table = table
 
     async def _signed_handle(self, message: Message) -> Message | None:
         """:meth:`handle` behind the server's check of the request's MAC, its answer MACed for the switch."""

@@ -18,8 +18,9 @@ pure decisions of :mod:`citycard.switch` say where it goes, and this module carr
 Echo tests (0820, 60.3 = ``301``) are answered here. With ``zones`` (``citycard.hosts.zone``; the
 composition root always gives them) both legs carry field 64 under their zone MAC keys: an acquirer's
 request whose MAC does not verify is answered ``A0`` and not forwarded; what is forwarded is MACed under the
-issuing bank's key, and an issuer's answer whose MAC does not verify is no answer. The routing table is
-read once at start (a new BIN or bank needs a restart).
+issuing bank's key, and an issuer's answer whose MAC does not verify is no answer. With ``reload`` the
+routing table is read again every few seconds and on :meth:`SwitchFrontEnd.reload_routing` (SIGHUP), so
+a bank or BIN added while it runs is routed without a restart (``hosts.routing_reload``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import Forward, RoutingTable, answer_when_unanswered, card_number, decide
 
 from .answers import answer
+from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
 from .zone import ACQUIRER_LINK, ZoneMac
 
 __all__ = ["SwitchFrontEnd", "SwitchLimits", "SwitchStats", "echo_test"]
@@ -119,8 +121,12 @@ class SwitchFrontEnd:
         port: int = 0,
         limits: SwitchLimits | None = None,
         zones: Mapping[str, ZoneMac] | None = None,
+        reload: Callable[[], RoutingTable] | None = None,
+        reload_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
-        """``zones``: the zone MAC of each leg, ``"acquirer"`` and each bank code of ``issuers``."""
+        """``zones``: the zone MAC of each leg, ``"acquirer"`` and each bank code of ``issuers``;
+        ``reload``: reads the routing table again (``hosts.routing_reload``; the composition root gives
+        it)."""
         for code in issuers:
             assert table.member(code) is not None, f"bank {code} is not in the routing table"
         self.table = table
@@ -129,6 +135,13 @@ class SwitchFrontEnd:
         self._hsm = hsm
         self._keys: dict[str, KeyHandle] = {}
         self.zones = zones
+        self.reload = (
+            None
+            if reload is None
+            else RoutingReload(
+                reload, lambda: self.table, self._use_table, interval_s=reload_interval_s, name="switch"
+            )
+        )
         if zones is not None:
             assert ACQUIRER_LINK in zones and all(code in zones for code in issuers), "a zone MAC per leg"
         stan = _Stan()
@@ -158,6 +171,16 @@ class SwitchFrontEnd:
                 mac_check=zones[ACQUIRER_LINK].check_request,
             )
 
+    def _use_table(self, table: RoutingTable) -> None:
+        """A reloaded routing table: the next request is routed by it. A bank it adds that has no link
+        (no ``--issuer`` address) is answered as an issuer that does not answer (91)."""
+        unlinked = sorted(m.bank_code for m in table.members if m.bank_code not in self.links)
+        if unlinked:
+            log.warning(
+                "switch: bank(s) %s have no issuer link: their cards are answered 91", ", ".join(unlinked)
+            )
+        self.table = table
+
     def _keepalive(self, code: str, stan: _Stan) -> Callable[[], Message]:
         zone = None if self.zones is None else self.zones[code]
         return lambda: echo_test(stan.next()) if zone is None else zone.sign(echo_test(stan.next()))
@@ -170,9 +193,13 @@ class SwitchFrontEnd:
         for link in self.links.values():
             await link.start()
         await self.server.start()
+        if self.reload is not None:
+            await self.reload.start()
 
     async def stop(self) -> None:
         """Stop taking requests, let those in flight finish (the server's drain), then close the links."""
+        if self.reload is not None:
+            await self.reload.stop()
         await self.server.stop()
         for link in self.links.values():
             await link.close()
@@ -183,6 +210,10 @@ class SwitchFrontEnd:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def reload_routing(self) -> bool:
+        """Read the routing table now (SIGHUP); True when it changed."""
+        return False if self.reload is None else await self.reload.reload_now()
 
     async def _signed_handle(self, message: Message) -> Message | None:
         """:meth:`handle` behind the check of the request's MAC; its answer MACed for the acquirer."""
