@@ -41,12 +41,13 @@ from citycard.center.ports import CenterDeps
 from citycard.codec.iso8583 import AuthorizationRequest, Field60, IccData, SignOnKeys, Tpdu, with_mac
 from citycard.codec.iso8583.messages import NetworkManagementRequest
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.db.center_repositories import CenterUnitOfWork
 from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
 from citycard.hosts.issuer import IssuerFrontEnd
 from citycard.hosts.switch import SwitchFrontEnd
 from citycard.hsm import KeyUsage
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link
 
@@ -120,8 +121,10 @@ async def _serve_switch(p: _Platform) -> None:
 async def _serve_acquirer(p: _Platform) -> None:
     config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
 
+    protection = RecordProtection.open(p.hsm)  # reversals queued under load are sealed
+
     def uow() -> AcquirerUnitOfWork:
-        return p.db.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(p.db, protection)
 
     async with AcquirerHost(p.hsm, uow, acquirer_registry(p.db), acquirer_banks(p.db), config):
         await asyncio.Event().wait()

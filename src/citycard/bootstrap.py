@@ -447,10 +447,21 @@ def build_issuer_front_end(
     """The front end of ``bank_code`` on ``issuer`` (:class:`UnknownBank` if there is no such bank); the
     caller starts it (``async with``) and closes the database after it stopped."""
     from citycard.hosts.issuer import IssuerFrontEnd
+    from citycard.hosts.zone import ZoneMac
 
     table = routing_table(issuer)
     _check_banks(table, [bank_code])
-    return IssuerFrontEnd(issuer.service, bank_code, table, host=host, port=port, workers=workers)
+    zone = ZoneMac.open(issuer.hsm, bank_code)  # field 64 on the switch leg
+    return IssuerFrontEnd(
+        issuer.service,
+        bank_code,
+        table,
+        host=host,
+        port=port,
+        workers=workers,
+        zone=zone,
+        reload=lambda: routing_table(issuer),  # a BIN added while it runs (hosts.routing_reload)
+    )
 
 
 def build_switch(
@@ -465,10 +476,21 @@ def build_switch(
     with one link per issuing bank's front end in ``issuers`` (:class:`UnknownBank` for a code that is not
     a bank)."""
     from citycard.hosts.switch import SwitchFrontEnd
+    from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 
     table = routing_table(issuer)
     _check_banks(table, list(issuers))
-    return SwitchFrontEnd(table, issuers, issuer.hsm, host=host, port=port, limits=limits)
+    zones = {link: ZoneMac.open(issuer.hsm, link) for link in (ACQUIRER_LINK, *issuers)}  # field 64, each leg
+    return SwitchFrontEnd(
+        table,
+        issuers,
+        issuer.hsm,
+        host=host,
+        port=port,
+        limits=limits,
+        zones=zones,
+        reload=lambda: routing_table(issuer),  # banks and BINs added while it runs (hosts.routing_reload)
+    )
 
 
 def acquirer_registry(database: Database) -> TerminalRegistry:
@@ -516,17 +538,23 @@ def build_acquirer(
     """The acquirer front end (``citycard.hosts.acquirer``) on ``database`` and ``hsm``: the center's
     registry, the issuer's banks, listening on ``CITYCARD_ACQUIRER`` and forwarding to ``CITYCARD_SWITCH``
     unless ``config`` says otherwise."""
-    from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+    from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work, seal_clear_rows
     from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
+    from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
+    from citycard.hsm.protection import RecordProtection
 
     if config is None:
         (host, port), (switch_host, switch_port) = parse_address(s.acquirer), parse_address(s.switch)
         config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
+    protection = RecordProtection.open(hsm)  # the SAF queue's and the uploads' messages are sealed
+    seal_clear_rows(database, protection)  # rows from before migration 0016
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, protection)
 
-    return AcquirerHost(hsm, uow, acquirer_registry(database), acquirer_banks(database), config, clock=clock)
+    zone = ZoneMac.open(hsm, ACQUIRER_LINK)  # field 64 on the switch leg
+    registry, banks = acquirer_registry(database), acquirer_banks(database)
+    return AcquirerHost(hsm, uow, registry, banks, config, clock=clock, zone=zone)
 
 
 @contextmanager

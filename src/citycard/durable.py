@@ -157,14 +157,22 @@ def _alive(pid: int) -> bool:
 
 
 def create_new(path: str | os.PathLike[str], data: bytes) -> None:
-    """Create ``path`` (mode 0600) holding ``data``, durably (fsync of the file and of its directory);
-    ``FileExistsError`` if it exists: never overwrites (a key file, whose loss nothing could undo)."""
+    """Create ``path`` (mode 0600) holding ``data``, atomically and durably; ``FileExistsError`` if it
+    exists: never overwrites (a key file, whose loss nothing could undo). The data is written to a temporary
+    file and synced, then hard-linked to ``path`` (``link(2)`` fails if ``path`` exists), so a reader, or
+    another process creating the same file at the same moment, sees the whole file or none."""
     target = Path(path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     fsync_directory(target.parent)
 
 

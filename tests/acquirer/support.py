@@ -28,9 +28,11 @@ from citycard.codec.iso8583 import (
     response_mti,
 )
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, AcquiringBank, TerminalCheck, tmk_label
-from citycard.hsm import KeyUsage
+from citycard.hosts.zone import ZoneMac, zak_label
+from citycard.hsm import Algorithm, Hsm, KeyUsage
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link, LinkLimits
 from citycard.net.server import Iso8583Server
@@ -51,12 +53,19 @@ class SwitchDouble:
     ``91`` (issuer unavailable)."""
 
     mode: str = "answer"
+    zone: ZoneMac | None = None
+    """The acquirer leg's zone MAC: its answers carry field 64 (an acquirer built by the composition root
+    checks it); None: unMACed, as for an acquirer built without one."""
     received: list[Message] = field(default_factory=list)
     deliveries: Counter[str] = field(default_factory=Counter)
     applied: dict[str, Message] = field(default_factory=dict)
     reversed: set[str] = field(default_factory=set)
 
     async def handle(self, request: Message) -> Message | None:
+        answer = await self._handle(request)
+        return answer if answer is None or self.zone is None else self.zone.sign(answer)
+
+    async def _handle(self, request: Message) -> Message | None:
         self.received.append(request)
         if self.mode == "silent":
             return None
@@ -134,8 +143,10 @@ def fast_config(switch_port: int, **overrides: object) -> AcquirerConfig:
 async def acquirer(
     database: Database, hsm: SoftHsm, switch_port: int, **overrides: object
 ) -> AsyncIterator[AcquirerHost]:
+    protection = RecordProtection.open(hsm)
+
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, protection)
 
     async with AcquirerHost(hsm, uow, registry, banks, fast_config(switch_port, **overrides)) as host:
         yield host
@@ -266,3 +277,13 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None
     async with asyncio.timeout(timeout_s):
         while not check():
             await asyncio.sleep(0.02)
+
+
+ZAK = bytes.fromhex("0123456789ABCDEF0123456789ABCDEF")[::-1]
+
+
+def enter_zone_key(hsm: Hsm, link: str = "acquirer") -> ZoneMac:
+    """The link's zone MAC key entered in ``hsm`` as one component (a test's way to give two HSMs, the
+    acquirer process's and the switch's, the same key)."""
+    hsm.import_components(zak_label(link), KeyUsage.MAC_X9_19, [ZAK], algorithm=Algorithm.TDEA)
+    return ZoneMac.open(hsm, link)

@@ -26,11 +26,12 @@ from citycard.codec.iso8583 import (
     ReversalRequest,
 )
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.db.center_repositories import CenterUnitOfWork
 from citycard.hosts.acquirer import AcquirerHost
 from citycard.hosts.issuer import IssuerFrontEnd
 from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import SetPin
 from citycard.issuer.handlers import IssuerService
@@ -106,8 +107,10 @@ async def platform(
     if icbc_port is not None:
         links["ICBC"] = ("127.0.0.1", icbc_port)
 
+    protection = RecordProtection.open(platform_hsm)
+
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, protection)
 
     try:
         limits = SwitchLimits(hop_timeout_s=1.0)

@@ -31,8 +31,9 @@ from citycard.codec.iso8583 import (
     encode_message,
 )
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hosts.acquirer import mak_label, pik_label
+from citycard.hsm.protection import RecordProtection
 from citycard.net.framing import read_frame, write_frame
 
 from tests.acquirer.support import (
@@ -341,7 +342,7 @@ def test_an_offline_upload_is_kept_once_and_acknowledged_each_time(sqlite: Datab
             second = await terminal.send(upload)
         assert first.response_code == second.response_code == ResponseCode.APPROVED
         assert terminal.verifies(first) and terminal.verifies(second)
-        with sqlite.unit_of_work(AcquirerUnitOfWork) as uow:
+        with acquirer_unit_of_work(sqlite, RecordProtection.open(host.hsm)) as uow:
             assert uow.uploads.count() == 1
             kept = uow.uploads.get(TransactionKey(TERMINAL, 1, 40))
         assert kept is not None and kept.pan_masked == "622424******0113" and kept.amount_fen == 200

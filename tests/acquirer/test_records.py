@@ -32,10 +32,13 @@ from citycard.acquirer import (
     store_upload,
 )
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
+from citycard.hsm.protection import RecordProtection
+from citycard.hsm.soft import SoftHsm
 
 TERMINAL = "10000019"
 MERCHANT = "850100082410002"
+PROTECTION = RecordProtection.open(SoftHsm(bytes(range(32))))  # the acquirer's data keys, made once
 
 
 class Clock:
@@ -56,7 +59,7 @@ def test_a_retried_request_gets_the_same_rrn_and_another_key_the_next(database: 
     clock = Clock()
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     first = begin_transaction(begin(TransactionKey(TERMINAL, 1, 7)), uow(), clock)
     again = begin_transaction(begin(TransactionKey(TERMINAL, 1, 7)), uow(), clock)
@@ -78,7 +81,7 @@ def test_giving_up_queues_the_reversal_and_a_late_answer_changes_nothing(databas
     clock = Clock()
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     key = TransactionKey(TERMINAL, 1, 8)
     begun = begin_transaction(begin(key), uow(), clock)
@@ -99,7 +102,7 @@ def test_a_terminal_reversal_of_an_unseen_transaction_is_a_tombstone_that_refuse
     clock = Clock()
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     key = TransactionKey(TERMINAL, 3, 41)
     made: list[str] = []
@@ -133,7 +136,7 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
     clock = Clock()
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     purchase = begin_transaction(begin(TransactionKey(TERMINAL, 1, 1)), uow(), clock)
     assert purchase.record is not None
@@ -169,7 +172,7 @@ def test_the_saf_backoff_doubles_up_to_its_bound(database: Database) -> None:
     policy = SafPolicy(min_backoff_ns=100, max_backoff_ns=500, batch=10)
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     key = TransactionKey(TERMINAL, 1, 9)
     begin_transaction(begin(key), uow(), clock)
@@ -193,7 +196,7 @@ def test_an_offline_upload_is_kept_once(database: Database) -> None:
     clock = Clock()
 
     def uow() -> AcquirerUnitOfWork:
-        return database.unit_of_work(AcquirerUnitOfWork)
+        return acquirer_unit_of_work(database, PROTECTION)
 
     command = StoreUpload(TransactionKey(TERMINAL, 1, 50), MERCHANT, 200, "622424******0113", b"\x03\x20tc")
     assert store_upload(command, uow(), clock) is True

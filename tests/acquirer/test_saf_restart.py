@@ -14,9 +14,20 @@ from pathlib import Path
 from citycard.acquirer import SafEntry, SafKind, SafPolicy, SafStatus, format_rrn
 from citycard.codec.iso8583 import AdviceRequest, Field60
 from citycard.db import Database, migrate
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
+from citycard.hsm.protection import RecordProtection
+from citycard.hsm.soft import DirectoryKeyStore, SoftHsm
 
-from tests.acquirer.support import INSTITUTION, MERCHANT, PAN, TERMINAL, SwitchDouble, eventually, switch
+from tests.acquirer.support import (
+    INSTITUTION,
+    MERCHANT,
+    PAN,
+    TERMINAL,
+    SwitchDouble,
+    enter_zone_key,
+    eventually,
+    switch,
+)
 from tests.net.support import run
 
 ADVICES = 10_000
@@ -41,8 +52,12 @@ def advice(n: int) -> bytes:
     ).to_bytes()
 
 
-def fill(database: Database) -> None:
-    with database.unit_of_work(AcquirerUnitOfWork) as uow:
+def fill(database: Database, home: Path) -> None:
+    """Queued as the acquirer process queues them: sealed under its data key (its home's HSM), whose zone
+    MAC key for the switch leg is the one the switch double MACs its answers with."""
+    hsm = SoftHsm(bytes.fromhex("11" * 32), DirectoryKeyStore(home / "hsm" / "keys"))
+    enter_zone_key(hsm)
+    with acquirer_unit_of_work(database, RecordProtection.open(hsm)) as uow:
         for n in range(1, ADVICES + 1):
             entry = SafEntry(0, SafKind.ADVICE, format_rrn(n), advice(n), SafStatus.PENDING, 0, 0, None, 0)
             assert uow.saf.add(entry) is not None
@@ -58,8 +73,8 @@ def test_10000_advices_survive_a_kill_mid_flush_and_each_reaches_the_issuer_once
     url = f"sqlite:///{tmp_path / 'citycard.db'}"
     migrate(url)
     database = Database.open(url)
-    fill(database)
-    double = SwitchDouble()
+    fill(database, tmp_path)
+    double = SwitchDouble(zone=enter_zone_key(SoftHsm(bytes(32))))
     env = {
         **os.environ,
         "CITYCARD_HOME": str(tmp_path),
@@ -86,7 +101,7 @@ def test_10000_advices_survive_a_kill_mid_flush_and_each_reaches_the_issuer_once
     async def scenario() -> None:
         async with switch(double) as sw:
             first = await acquirer(sw.port)
-            await eventually(lambda: len(double.applied) >= ADVICES // 4, timeout_s=90)
+            await eventually(lambda: len(double.applied) >= ADVICES // 4, timeout_s=300)
             first.kill()  # SIGKILL: no clean stop, results of the batch in flight not committed
             await first.wait()
             at_kill = len(double.applied)
@@ -94,7 +109,7 @@ def test_10000_advices_survive_a_kill_mid_flush_and_each_reaches_the_issuer_once
             assert at_kill < ADVICES and pending > 0, "killed after the flush: the test proves nothing"
             assert done <= at_kill
             second = await acquirer(sw.port)
-            await eventually(lambda: len(double.applied) == ADVICES, timeout_s=120)
+            await eventually(lambda: len(double.applied) == ADVICES, timeout_s=300)
             await eventually(lambda: counts(database) == (0, ADVICES), timeout_s=30)
             second.send_signal(signal.SIGTERM)
             out, err = await second.communicate()
@@ -102,7 +117,7 @@ def test_10000_advices_survive_a_kill_mid_flush_and_each_reaches_the_issuer_once
             assert b"stopped\n0 reversal(s) and advice(s) queued" in out
 
     try:
-        run(scenario(), deadline_s=240)
+        run(scenario(), deadline_s=600)  # bounds for a loaded machine: about 15 s when idle
     finally:
         database.close()
     assert set(double.applied) == {f"{INSTITUTION}-{format_rrn(n)}" for n in range(1, ADVICES + 1)}

@@ -108,9 +108,9 @@ def build_day(
     )  # fmt: skip
     assert banks.authorize(refund).approved
 
-    shop = d.tills["shop"] = till(tmp_path, SUPERMARKET, demo_ca)
-    pharmacy = d.tills["pharmacy"] = till(tmp_path, PHARMACY, demo_ca)
-    bus = d.tills["bus"] = till(tmp_path, BUS, demo_ca, validator=True)
+    shop = d.tills["shop"] = till(tmp_path, SUPERMARKET, demo_ca, hsm=banks.hsm)
+    pharmacy = d.tills["pharmacy"] = till(tmp_path, PHARMACY, demo_ca, hsm=banks.hsm)
+    bus = d.tills["bus"] = till(tmp_path, BUS, demo_ca, validator=True, hsm=banks.hsm)
     e = d.entries
     # a late TC first: the pharmacy's terminal made it on 1 November, uploaded only today
     pharmacy.pos.clock = lambda: dt.datetime(2026, 11, 1, 9, 0)

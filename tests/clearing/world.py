@@ -25,8 +25,10 @@ from citycard.clearing import BEIJING
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.db.center_repositories import CenterUnitOfWork
+from citycard.hsm.api import Hsm
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import MemoryKeyStore, SoftHsm
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest
 from citycard.issuer.handlers import IssuerService
@@ -137,6 +139,7 @@ class Till:
     pans: dict[str, str] = field(
         default_factory=dict
     )  # txn id -> PAN (what the terminal's sealed copy holds)
+    hsm: Hsm | None = None  # the platform HSM: the acquirer seals the uploads under its data key there
 
     def buy(self, h: Holder, amount_fen: int) -> JournalEntry:
         h.chip.power_on("contact")
@@ -177,13 +180,22 @@ class Till:
             mask_pan(message.pan or ""),
             replace(message, mac=None).to_bytes(),
         )
-        return store_upload(command, database.unit_of_work(AcquirerUnitOfWork), lambda: received_ns)
+        assert self.hsm is not None, "the acquirer keeps uploads sealed: give the till the platform HSM"
+        uow = acquirer_unit_of_work(database, RecordProtection.open(self.hsm))
+        return store_upload(command, uow, lambda: received_ns)
 
     def export(self, directory: Path) -> list[Path]:
         return self.pos.journal.export(directory)
 
 
-def till(tmp: Path, place: tuple[str, str, str, str], demo_ca: RsaKey, *, validator: bool = False) -> Till:
+def till(
+    tmp: Path,
+    place: tuple[str, str, str, str],
+    demo_ca: RsaKey,
+    *,
+    validator: bool = False,
+    hsm: Hsm | None = None,
+) -> Till:
     mid, _, _, tid = place
     capk = CaPublicKey(bytes.fromhex("A000000333"), 0xF1, demo_ca.public.modulus, demo_ca.public.exponent)
     config = kernel_config(capks=(capk,), pin_key=PIN_KEY, terminal_id=tid.encode(), merchant_id=mid.encode())
@@ -193,4 +205,4 @@ def till(tmp: Path, place: tuple[str, str, str, str], demo_ca: RsaKey, *, valida
     pos = PosTerminal(
         config, SqliteJournal(tmp / f"{tid}.db", tid), clock=lambda: TERMINAL_NOW, rng=rnd.randbytes
     )
-    return Till(tid, mid, pos)
+    return Till(tid, mid, pos, hsm=hsm)

@@ -4,6 +4,7 @@ switch's routing table for them, and the whole chain on loopback (test acquirer 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from citycard.codec.iso8583 import AuthorizationRequest, Field60, IccData, Messa
 from citycard.db import Database
 from citycard.hosts.issuer import IssuerFrontEnd
 from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
+from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import Deposit
 from citycard.issuer.handlers import IssuerService
@@ -101,12 +103,21 @@ def purchase(
 
 @dataclass
 class Chain:
+    """The chain; ``zone`` is the acquirer leg's zone MAC (None: the legs carry no MAC)."""
+
     acquirer: Iso8583Link
     switch: SwitchFrontEnd
     issuers: dict[str, IssuerFrontEnd]
+    zone: ZoneMac | None = None
 
     async def send(self, message: Message, timeout_s: float = 20.0) -> Message:
-        return await self.acquirer.request(message, timeout_s=timeout_s)
+        """``message`` sent as the acquirer sends it (field 64 under the zone MAC key), its answer's MAC
+        checked (every answer but an A0 carries one)."""
+        if self.zone is None:
+            return await self.acquirer.request(message, timeout_s=timeout_s)
+        answer = await self.acquirer.request(self.zone.sign(message), timeout_s=timeout_s)
+        assert self.zone.answer_ok(answer), f"the switch's {answer.mti} {answer.response_code} is unMACed"
+        return dataclasses.replace(answer, mac=None)
 
 
 @asynccontextmanager
@@ -118,21 +129,45 @@ async def chain(
     banks: tuple[str, ...] = ("ICBC", "BOC"),
     addresses: dict[str, tuple[str, int]] | None = None,
     limits: SwitchLimits | None = None,
+    mac: bool = True,
+    reload_s: float | None = None,
 ) -> AsyncIterator[Chain]:
     """Issuer front ends for ``banks``, the switch linked to them (or to ``addresses``), and a test
-    acquirer's link to the switch; all on 127.0.0.1, free ports, stopped on exit."""
+    acquirer's link to the switch; all on 127.0.0.1, free ports, stopped on exit. With ``mac`` (as the
+    composition root builds them) every leg carries field 64 under its zone MAC key in ``hsm``."""
     table = routing(service, database)
-    fronts = {code: IssuerFrontEnd(service, code, table, workers=2) for code in banks}
+    codes = [m.bank_code for m in table.members]
+    zones = {link: ZoneMac.open(hsm, link) for link in (ACQUIRER_LINK, *codes)} if mac else None
+
+    def zone(code: str) -> ZoneMac | None:
+        return None if zones is None else zones[code]
+
+    def load() -> RoutingTable:  # as the composition root reads it again (hosts.routing_reload)
+        return routing_table(Issuer(service, database, Path("/nonexistent")))
+
+    reload = {} if reload_s is None else {"reload": load, "reload_interval_s": reload_s}
+    fronts = {
+        code: IssuerFrontEnd(service, code, table, workers=2, zone=zone(code), **reload)  # type: ignore[arg-type]
+        for code in banks
+    }
     for front in fronts.values():
         await front.start()
     try:
         links = {code: ("127.0.0.1", front.port) for code, front in fronts.items()}
         links.update(addresses or {})
+        switch_zones = None if zones is None else {code: zones[code] for code in (ACQUIRER_LINK, *links)}
         async with (
-            SwitchFrontEnd(table, links, hsm, limits=limits or SwitchLimits(hop_timeout_s=10.0)) as switch,
+            SwitchFrontEnd(
+                table,
+                links,
+                hsm,
+                limits=limits or SwitchLimits(hop_timeout_s=10.0),
+                zones=switch_zones,
+                **reload,  # type: ignore[arg-type]
+            ) as switch,
             Iso8583Link("127.0.0.1", switch.port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK) as acquirer,
         ):
-            yield Chain(acquirer, switch, fronts)
+            yield Chain(acquirer, switch, fronts, zone(ACQUIRER_LINK))
     finally:
         for front in fronts.values():
             await front.stop()

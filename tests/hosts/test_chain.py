@@ -27,9 +27,11 @@ from citycard.codec.iso8583.wire import Frame, Header
 from citycard.codec.tlv import decode_dict
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hosts.answers import answer
 from citycard.hosts.switch import SwitchLimits, echo_test
+from citycard.hosts.zone import ZoneMac
 from citycard.hsm.soft import SoftHsm
-from citycard.issuer.commands import SetPin
+from citycard.issuer.commands import AddBank, AddBinRange, SetPin
 from citycard.issuer.handlers import IssuerService
 from citycard.net.framing import read_frame, write_frame
 from citycard.net.link import Iso8583Link, Timeout
@@ -328,7 +330,8 @@ def test_an_online_pin_is_translated_from_the_acquirers_zone_key_to_the_issuers_
             async with Iso8583Link(
                 "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
             ) as direct:
-                answer = await direct.request(untranslated)  # 99, or 55 when it happens to decode
+                signed = ZoneMac.open(hsm, "ICBC").sign(untranslated)  # MACed as the switch would
+                answer = await direct.request(signed)  # 99, or 55 when it happens to decode
                 assert answer.response_code in (ResponseCode.PIN_FORMAT_ERROR, ResponseCode.INCORRECT_PIN)
 
     run(scenario())
@@ -347,10 +350,11 @@ def test_a_card_of_another_bank_at_an_issuer_front_end_is_answered_15_and_echoes
             async with Iso8583Link(
                 "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
             ) as direct:
-                answer = await direct.request(request)
-                assert answer.response_code is ResponseCode.NO_SUCH_ISSUER
+                icbc = ZoneMac.open(hsm, "ICBC")  # as the switch sends on that leg
+                answer = await direct.request(icbc.sign(request))
+                assert answer.response_code is ResponseCode.NO_SUCH_ISSUER and icbc.verifies(answer)
                 assert c.issuers["ICBC"].stats.not_ours == 1
-                echo = await direct.request(echo_test(5))
+                echo = await direct.request(icbc.sign(echo_test(5)))
                 assert isinstance(echo.response_code, ResponseCode) and echo.approved
             echo = await c.send(echo_test(6))
             assert echo.mti == "0830" and echo.approved and c.switch.stats.echoes == 1
@@ -424,5 +428,102 @@ def test_a_void_and_a_refund_through_the_chain_name_their_original_by_the_rrn_in
             assert (await c.send(refund)).response_code is ResponseCode.APPROVED  # repeated: applied once
             assert deposit_fen(database, pan) == 18_000
             assert (await c.send(no_rrn)).response_code is ResponseCode.FORMAT_ERROR
+
+    run(scenario())
+
+
+def test_a_wrong_or_missing_zone_mac_is_answered_a0_at_each_hop_and_nothing_is_forwarded_or_posted(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """Field 64 on the host legs (docs/network.md, "Field 64 on the host legs"): the switch checks the
+    acquirer's MAC, the issuer front end the switch's; an answer that does not verify is no answer."""
+    pan = funded(banks, "ICBC", 10_000)
+    term = terminal_for(pan)
+    good = purchase(pan, term.first_ac(1_000), 1_000, "000000001001")
+    before = ledger_snapshot(database)
+    acquirer_zak, icbc_zak = ZoneMac.open(hsm, "acquirer"), ZoneMac.open(hsm, "ICBC")
+    stranger = ZoneMac.open(SoftHsm(bytes(32)), "acquirer")  # a key of the same name in another HSM
+    forged = dataclasses.replace(acquirer_zak.sign(good), amount_fen=1)  # MACed, then altered
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database) as c:
+            for bad in (good, stranger.sign(good), forged):  # no 64, another key, altered after MACing
+                answer = await c.acquirer.request(bad)
+                assert answer.response_code is ResponseCode.MAC_ERROR and answer.rrn == good.rrn
+            assert c.switch.stats.forwarded == 0 and c.switch.server.stats.mac_errors == 3
+            async with Iso8583Link(
+                "127.0.0.1", c.issuers["ICBC"].port, tpdu=ACQUIRER_TPDU, limits=FAST_LINK
+            ) as direct:  # as a switch without the ICBC leg's key
+                for bad in (good, stranger.sign(good)):
+                    assert (await direct.request(bad)).response_code is ResponseCode.MAC_ERROR
+            assert c.issuers["ICBC"].stats.authorizations == 0
+            assert ledger_snapshot(database) == before
+            answer = await c.acquirer.request(acquirer_zak.sign(good))  # the right key: through
+            assert answer.response_code is ResponseCode.APPROVED and acquirer_zak.verifies(answer)
+            assert not icbc_zak.verifies(answer)  # re-MACed for the acquirer's leg
+            assert deposit_fen(database, pan) == 9_000
+
+    run(scenario())
+
+
+def test_an_issuer_answer_without_a_good_mac_is_no_answer_the_switch_answers_91(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    pan = funded(banks, "ICBC", 10_000)
+    request = purchase(pan, terminal_for(pan).first_ac(1_000), 1_000, "000000001101")
+    heard: list[Message] = []
+
+    async def approves_unmaced(message: Message) -> Message | None:
+        heard.append(message)
+        return answer(message, ResponseCode.APPROVED)  # an impostor: no key, so no MAC
+
+    async def scenario() -> None:
+        async with Iso8583Server(approves_unmaced) as impostor:
+            addresses = {"ICBC": ("127.0.0.1", impostor.port)}
+            async with chain(banks, hsm, database, banks=(), addresses=addresses) as c:
+                reply = await c.send(request)
+                assert reply.response_code is ResponseCode.ISSUER_UNAVAILABLE
+                assert c.switch.stats.unanswered == 1
+        assert len(heard) == 1 and ZoneMac.open(hsm, "ICBC").verifies(heard[0])  # it was sent MACed
+
+    run(scenario())
+
+
+def test_banks_and_bins_added_while_the_network_runs_are_routed_without_a_restart(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """docs/network.md, "Routing table reload": the switch and the issuer front ends read the table again
+    every ``reload_s`` (and on ``reload_routing()``, which SIGHUP calls)."""
+    icbc_pan = funded(banks, "ICBC", 10_000)
+    template = purchase(icbc_pan, terminal_for(icbc_pan).first_ac(100), 100, "000000001201")
+    new_bin = dataclasses.replace(template, pan="6212270000000001", rrn="000000001202")  # not issued
+    new_bank = dataclasses.replace(template, pan="6227000000000019", rrn="000000001203")
+
+    async def eventually(check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not check():
+                await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database, reload_s=0.1) as c:
+            for request in (new_bin, new_bank):  # no BIN is theirs yet
+                assert (await c.send(request)).response_code is ResponseCode.NO_SUCH_ISSUER
+            assert c.switch.stats.forwarded == 0
+            await asyncio.to_thread(banks.add_bin_range, AddBinRange("ICBC", "621227"))
+            await asyncio.to_thread(banks.add_bank, AddBank("CCB", "CCB city branch"))
+            await asyncio.to_thread(banks.add_bin_range, AddBinRange("CCB", "622700"))
+            front = c.issuers["ICBC"]
+            assert front.reload is not None and c.switch.reload is not None
+            await eventually(lambda: "622700" in c.switch.table.bins)
+            await eventually(lambda: "621227" in front.table.bins)
+            # the new BIN reaches ICBC's front end and its issuer, which does not know the card (not 15)
+            answer = await c.send(new_bin)
+            assert answer.response_code not in (ResponseCode.NO_SUCH_ISSUER, ResponseCode.ISSUER_UNAVAILABLE)
+            assert front.stats.authorizations == 1 and front.stats.not_ours == 0
+            # the new bank is routed; the switch has no link to its front end: an issuer that does not answer
+            assert (await c.send(new_bank)).response_code is ResponseCode.ISSUER_UNAVAILABLE
+            assert c.switch.stats.forwarded == 2
+            assert await c.switch.reload_routing() is False  # nothing changed since
+            assert (await c.send(template)).response_code is ResponseCode.APPROVED  # and ICBC as before
 
     run(scenario())

@@ -77,6 +77,10 @@ def test_serve_issuer_and_switch_answer_over_tcp_and_stop_cleanly(home: dict[str
 
     try:
         run(scenario())
+        for process in (switch, issuer):  # SIGHUP reads the routing table again; they go on serving
+            process.send_signal(signal.SIGHUP)
+        run(scenario())
+        assert switch.poll() is None and issuer.poll() is None
         taken = subprocess.run(  # the issuer's port is taken: one error line, exit status 1
             [
                 sys.executable,

@@ -4,6 +4,7 @@ key."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -302,16 +303,22 @@ def test_key_blocks_and_the_master_key_are_synced_to_disk(
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
+    def created(directory: Path, name: str) -> list[str]:
+        """What citycard.durable.create_new syncs: its temporary file (then linked to ``name``: the same
+        inode), then the directory."""
+        [temporary] = synced[:1]
+        assert re.fullmatch(rf"\.{re.escape(name)}\.{os.getpid()}\.[0-9a-f]{{8}}\.new", Path(temporary).name)
+        assert Path(temporary).parent == directory and (directory / name).is_file()
+        return [temporary, str(directory)]
+
     monkeypatch.setattr(os, "fsync", fsync)
     create_master_key(tmp_path / "hsm" / "master.key")
-    assert synced == [str(tmp_path / "hsm" / "master.key"), str(tmp_path / "hsm")]
+    assert synced == created(tmp_path / "hsm", "master.key")
     synced.clear()
     SoftHsm(MASTER, DirectoryKeyStore(tmp_path / "hsm" / "keys")).import_components(
         "imk", KeyUsage.EMV_AC, [IMK]
     )
-    temporary = tmp_path / "hsm" / "keys" / f".imk.kb.{os.getpid()}.tmp"  # citycard.durable's temporary file
-    assert synced == [str(temporary), str(tmp_path / "hsm" / "keys")]
-    assert (tmp_path / "hsm" / "keys" / "imk.kb").is_file()
+    assert synced == created(tmp_path / "hsm" / "keys", "imk.kb")  # a new key: created, never overwritten
 
 
 def test_a_missing_key_file_is_an_error_not_a_new_key(tmp_path: Path) -> None:

@@ -78,9 +78,11 @@ class Chain:
 
     def upload(self, batch: int, stan: int) -> Any:
         from citycard.acquirer import TransactionKey
-        from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+        from citycard.db.acquirer_repositories import acquirer_unit_of_work
+        from citycard.hsm.protection import RecordProtection
 
-        with self.issuer.database.unit_of_work(AcquirerUnitOfWork, read_only=True) as uow:
+        protection = RecordProtection.open(self.issuer.hsm)  # the uploads are sealed under its data key
+        with acquirer_unit_of_work(self.issuer.database, protection, read_only=True) as uow:
             return uow.uploads.get(TransactionKey(TID, batch, stan))
 
     def stop(self, name: str) -> None:

@@ -15,11 +15,12 @@ from citycard.acquirer import TransactionKey
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.chip.card import Card as ChipCard
 from citycard.config import settings
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.db.public_repositories import PublicUnitOfWork
 from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
 from citycard.hosts.terminal import AcquirerClient
+from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import ActivateCard, Deposit, IssueCards, SetPin
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.pos.online import TerminalIdentity
@@ -121,7 +122,8 @@ class PublicWorld:
             return uow.transactions.get(TransactionKey(tid, batch, stan))
 
     def upload(self, tid: str, batch: int, stan: int) -> Any:
-        with self.net.issuer.database.unit_of_work(AcquirerUnitOfWork, read_only=True) as uow:
+        protection = RecordProtection.open(self.net.issuer.hsm)
+        with acquirer_unit_of_work(self.net.issuer.database, protection, read_only=True) as uow:
             return uow.uploads.get(TransactionKey(tid, batch, stan))
 
     def authorization(self, request_id: str) -> Any:

@@ -11,9 +11,11 @@
 - :class:`SafEntry`: a message the acquirer must deliver to the switch until it is answered (store and
   forward): reversals (0400, then 0420 on repeats) and advices (0220 refunds). It holds the encoded
   host-to-host message, clear PAN included: the switch routes by the PAN's BIN and the issuer finds the
-  card by it (it holds no PIN block and no MAC).
+  card by it (it holds no PIN block and no MAC). The storage adapter keeps it sealed in the HSM
+  (docs/network.md, "PANs at rest"): here, in memory, it is clear.
 - :class:`OfflineUpload`: an offline EC purchase uploaded by a terminal (0320, 60.1 = 36, field 55), kept
-  for clearing with its whole message (clearing verifies the TC with the PAN and field 55).
+  for clearing with its whole message (clearing verifies the TC with the PAN and field 55), sealed at rest
+  as the SAF entries are.
 
 Sources: 中国银联 "POS终端消息域说明" (fields 11, 37, 41, 60.2, 61), ISO 8583:1987 (repeats 0420/0221).
 """

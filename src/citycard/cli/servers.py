@@ -61,6 +61,16 @@ async def _serve(service: _Service, banner: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    reload = getattr(service, "reload_routing", None)  # the switch and the issuer front ends
+    reloads: set[asyncio.Task[bool]] = set()
+    if reload is not None:  # SIGHUP: read the routing table now (it is read every few seconds anyway)
+
+        def hangup() -> None:
+            task = loop.create_task(reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         await service.start()
         try:
@@ -70,7 +80,7 @@ async def _serve(service: _Service, banner: str) -> None:
         finally:
             await service.stop()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     typer.echo("stopped")
 

@@ -6,6 +6,13 @@ skips; the caller reads the stored row). The RRN sequence is one row moved on by
 UPDATE … RETURNING`` and locked until the transaction ends (SQLite's write lock), so RRNs are given in
 commit order and never twice. A purchase's statements are built once and run on psycopg
 (``citycard.db.driver``).
+
+**PANs at rest** (``docs/network.md``): the SAF queue and the upload store hold their ISO messages sealed
+in the HSM (:class:`~citycard.hsm.protection.RecordProtection`), with the record's identity as the
+associated data (:func:`saf_record`, :func:`upload_record`), so a sealed message moved onto another row does
+not open; the domain sees clear messages only (sealed on the way in, unsealed on the way out). A unit of
+work that stores or reads messages needs the protection (:func:`acquirer_unit_of_work`); without it, those
+calls raise :class:`ProtectionMissing` and nothing is written in clear.
 """
 
 from __future__ import annotations
@@ -29,13 +36,67 @@ from citycard.acquirer.model import (
     TransactionKind,
     TransactionStatus,
 )
+from citycard.codec.iso8583 import Iso8583Error, decode_message, parse
+from citycard.hsm.protection import RecordProtection
 
 from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
 from .driver import DriverStatement
 from .settlement_batch import SqlBatchTotals
-from .uow import RepositoryFactory, SqlUnitOfWork
+from .uow import Database, RepositoryFactory, SqlUnitOfWork
 
-__all__ = ["AcquirerUnitOfWork", "SqlOfflineUploads", "SqlRrns", "SqlSafQueue", "SqlTransactions"]
+__all__ = [
+    "AcquirerUnitOfWork",
+    "ProtectionMissing",
+    "SqlOfflineUploads",
+    "SqlRrns",
+    "SqlSafQueue",
+    "SqlTransactions",
+    "acquirer_unit_of_work",
+    "saf_record",
+    "seal_clear_rows",
+    "upload_record",
+]
+
+
+class ProtectionMissing(RuntimeError):
+    """A message was to be stored or read by a unit of work without the HSM's record protection."""
+
+
+def saf_record(kind: str, rrn: str) -> bytes:
+    """The associated data of a SAF entry's sealed message: the table, its kind and RRN (unique)."""
+    return f"citycard/acquirer_saf/{kind}/{rrn}".encode("ascii")
+
+
+def upload_record(terminal_id: str, batch: int, stan: int) -> bytes:
+    """The associated data of an upload's sealed message: the table and its key."""
+    return f"citycard/acquirer_uploads/{terminal_id}/{int(batch)}/{int(stan)}".encode("ascii")
+
+
+def _protected(protection: RecordProtection | None) -> RecordProtection:
+    if protection is None:
+        raise ProtectionMissing("the acquirer's messages are sealed: open its unit of work with the HSM")
+    return protection
+
+
+def _open(protection: RecordProtection | None, sealed: Any, clear: Any, record: bytes) -> bytes:
+    """A stored message: ``sealed`` unsealed, or the clear ``message`` of a row from before 0016."""
+    if sealed is None:
+        assert clear is not None, "a row holds its message sealed or (before 0016) clear"
+        return bytes(clear)
+    return _protected(protection).unseal(bytes(sealed), record)
+
+
+def _pan_of(message: bytes) -> str | None:
+    """The PAN of an encoded message (2, else the PAN of 35), or None."""
+    try:
+        decoded = parse(decode_message(message))
+    except Iso8583Error:
+        return None
+    if decoded.pan is not None:
+        return decoded.pan
+    if decoded.track2 is not None:
+        return decoded.track2.split("D", 1)[0]
+    return None
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -47,8 +108,9 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 class _Repo:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, protection: RecordProtection | None = None) -> None:
         self.session = session
+        self.protection = protection
 
 
 class SqlRrns(_Repo):
@@ -192,12 +254,12 @@ class SqlTransactions(_Repo):
 _SAF = acquirer_saf.c
 
 
-def _entry(row: Any) -> SafEntry:
+def _entry(row: Any, protection: RecordProtection | None) -> SafEntry:
     return SafEntry(
         id=int(row.id),
         kind=SafKind(row.kind),
         rrn=row.rrn,
-        message=bytes(row.message),
+        message=_open(protection, row.sealed, row.message, saf_record(row.kind, row.rrn)),
         status=SafStatus(row.status),
         attempts=int(row.attempts),
         next_attempt_ns=int(row.next_attempt_ns),
@@ -208,12 +270,13 @@ def _entry(row: Any) -> SafEntry:
 
 class SqlSafQueue(_Repo):
     def add(self, entry: SafEntry) -> SafEntry | None:
+        sealed = _protected(self.protection).seal(entry.message, saf_record(entry.kind.value, entry.rrn))
         statement = (
             _insert(self.session, acquirer_saf)
             .values(
                 kind=entry.kind.value,
                 rrn=entry.rrn,
-                message=entry.message,
+                sealed=sealed,
                 status=entry.status.value,
                 attempts=entry.attempts,
                 next_attempt_ns=entry.next_attempt_ns,
@@ -240,13 +303,13 @@ class SqlSafQueue(_Repo):
 
     def get(self, entry_id: int) -> SafEntry | None:
         row = self.session.execute(select(acquirer_saf).where(_SAF.id == entry_id)).first()
-        return None if row is None else _entry(row)
+        return None if row is None else _entry(row, self.protection)
 
     def find(self, kind: SafKind, rrn: str) -> SafEntry | None:
         row = self.session.execute(
             select(acquirer_saf).where(_SAF.kind == kind.value, _SAF.rrn == rrn)
         ).first()
-        return None if row is None else _entry(row)
+        return None if row is None else _entry(row, self.protection)
 
     def due(self, now_ns: int, limit: int) -> list[SafEntry]:
         assert 0 < limit <= 10_000
@@ -256,7 +319,7 @@ class SqlSafQueue(_Repo):
             .order_by(_SAF.next_attempt_ns, _SAF.id)
             .limit(limit)
         )
-        return [_entry(row) for row in self.session.execute(query)]
+        return [_entry(row, self.protection) for row in self.session.execute(query)]
 
     def set_result(
         self,
@@ -288,6 +351,11 @@ _UP = acquirer_uploads.c
 
 class SqlOfflineUploads(_Repo):
     def add(self, upload: OfflineUpload) -> bool:
+        protection = _protected(self.protection)
+        key = upload.key
+        sealed = protection.seal(upload.message, upload_record(key.terminal_id, key.batch, key.stan))
+        pan = _pan_of(upload.message)
+        fingerprint = None if pan is None else protection.pan_fingerprint(pan)
         statement = (
             _insert(self.session, acquirer_uploads)
             .values(
@@ -297,7 +365,8 @@ class SqlOfflineUploads(_Repo):
                 merchant_id=upload.merchant_id,
                 amount_fen=upload.amount_fen,
                 pan_masked=upload.pan_masked,
-                message=upload.message,
+                sealed=sealed,
+                pan_fingerprint=fingerprint,
                 received_ns=upload.received_ns,
                 service_ref=upload.service_ref,
             )
@@ -319,7 +388,9 @@ class SqlOfflineUploads(_Repo):
             row.merchant_id,
             row.amount_fen,
             row.pan_masked,
-            bytes(row.message),
+            _open(
+                self.protection, row.sealed, row.message, upload_record(key.terminal_id, key.batch, key.stan)
+            ),
             int(row.received_ns),
             row.service_ref,
         )
@@ -327,15 +398,27 @@ class SqlOfflineUploads(_Repo):
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(acquirer_uploads)).scalar_one())
 
+    def keys_of_card(self, pan: str) -> list[TransactionKey]:
+        """The uploads of the card ``pan``, by its keyed fingerprint (the store has no clear PAN)."""
+        fingerprint = _protected(self.protection).pan_fingerprint(pan)
+        query = (
+            select(_UP.terminal_id, _UP.batch, _UP.stan)
+            .where(_UP.pan_fingerprint == fingerprint)
+            .order_by(_UP.terminal_id, _UP.batch, _UP.stan)
+        )
+        return [TransactionKey(r.terminal_id, int(r.batch), int(r.stan)) for r in self.session.execute(query)]
+
 
 class AcquirerUnitOfWork(SqlUnitOfWork):
-    """The acquirer's repositories in one transaction."""
+    """The acquirer's repositories in one transaction. ``protection`` (the HSM's record protection) seals
+    and unseals the stored messages: :func:`acquirer_unit_of_work` sets it."""
 
+    protection: RecordProtection | None = None
     repository_factories: ClassVar[dict[str, RepositoryFactory]] = {
         "rrns": lambda uow: SqlRrns(uow.session),
         "transactions": lambda uow: SqlTransactions(uow.session),
-        "saf": lambda uow: SqlSafQueue(uow.session),
-        "uploads": lambda uow: SqlOfflineUploads(uow.session),
+        "saf": lambda uow: SqlSafQueue(uow.session, getattr(uow, "protection", None)),
+        "uploads": lambda uow: SqlOfflineUploads(uow.session, getattr(uow, "protection", None)),
         "batches": lambda uow: SqlBatchTotals(uow.session),
     }
     rrns: SqlRrns
@@ -343,6 +426,58 @@ class AcquirerUnitOfWork(SqlUnitOfWork):
     saf: SqlSafQueue
     uploads: SqlOfflineUploads
     batches: SqlBatchTotals
+
+
+def acquirer_unit_of_work(
+    database: Database, protection: RecordProtection, *, read_only: bool = False
+) -> AcquirerUnitOfWork:
+    """A unit of work of the acquirer on ``database`` whose stored messages are sealed by ``protection``."""
+    uow = database.unit_of_work(AcquirerUnitOfWork, read_only=read_only)
+    uow.protection = protection
+    return uow
+
+
+def seal_clear_rows(database: Database, protection: RecordProtection, *, batch: int = 500) -> int:
+    """Seal the messages of rows written before migration ``0016_acquirer_sealed`` (``message`` clear):
+    ``sealed`` (and an upload's PAN fingerprint) written and ``message`` set to NULL, ``batch`` rows per
+    transaction; returns how many. Run by the acquirer at start; a crash leaves rows clear or sealed, never
+    half (each row in one UPDATE), and the next start goes on. The clear bytes may stay in the database's
+    free pages until it is vacuumed (SQLite ``VACUUM``, PostgreSQL ``VACUUM FULL``)."""
+    assert 0 < batch <= 10_000
+    sealed = 0
+    while True:
+        with database.engine.begin() as connection:
+            rows = connection.execute(
+                select(_SAF.id, _SAF.kind, _SAF.rrn, _SAF.message)
+                .where(_SAF.message.is_not(None), _SAF.sealed.is_(None))
+                .limit(batch)
+            ).all()
+            for r in rows:
+                connection.execute(
+                    update(acquirer_saf)
+                    .where(_SAF.id == r.id)
+                    .values(sealed=protection.seal(bytes(r.message), saf_record(r.kind, r.rrn)), message=None)
+                )
+            uploads = connection.execute(
+                select(_UP.terminal_id, _UP.batch, _UP.stan, _UP.message)
+                .where(_UP.message.is_not(None), _UP.sealed.is_(None))
+                .limit(batch)
+            ).all()
+            for u in uploads:
+                message = bytes(u.message)
+                pan = _pan_of(message)
+                connection.execute(
+                    update(acquirer_uploads)
+                    .where(_UP.terminal_id == u.terminal_id, _UP.batch == u.batch, _UP.stan == u.stan)
+                    .values(
+                        sealed=protection.seal(message, upload_record(u.terminal_id, u.batch, u.stan)),
+                        pan_fingerprint=None if pan is None else protection.pan_fingerprint(pan),
+                        message=None,
+                    )
+                )
+        sealed += len(rows) + len(uploads)
+        if not rows and not uploads:
+            return sealed
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the acquirer's port

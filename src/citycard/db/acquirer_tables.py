@@ -1,12 +1,16 @@
 """SQL tables of the acquirer (SQLAlchemy 2 Core) on the shared :data:`citycard.db.tables.metadata`.
 
-What is kept and why (``docs/network.md``, "The acquirer"): the transaction records with the PAN masked;
-the store-and-forward queue and the offline uploads with their encoded ISO messages, clear PAN included,
-because the switch routes a forwarded reversal or advice by the PAN's BIN and clearing verifies an offline
-TC with the PAN and field 55. No PIN block and no MAC is stored (field 52 is dropped from the messages
-kept). Migration ``0009_acquirer``; ``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a
-public-service counter, as text ``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and
-the uploads, where clearing copies it to ``clearing_items.service_ref``.
+What is kept and why (``docs/network.md``, "PANs at rest"): the transaction records with the PAN masked;
+the store-and-forward queue and the offline uploads with their encoded ISO messages **sealed** (``sealed``:
+AES-256-GCM under the acquirer's data key in the HSM, ``citycard.hsm.protection``), because the switch
+routes a forwarded reversal or advice by the PAN's BIN and clearing verifies an offline TC with the PAN and
+field 55; the uploads also keep the PAN masked and its keyed fingerprint (``pan_fingerprint``, for finding a
+card's uploads). ``message`` (the clear message) is only in rows written before migration
+``0016_acquirer_sealed``; the acquirer seals those at start and clears the column. No PIN block and no MAC
+is stored (field 52 is dropped from the messages kept). Migration ``0009_acquirer``;
+``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a public-service counter, as text
+``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and the uploads, where clearing
+copies it to ``clearing_items.service_ref``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ acquirer_saf = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("kind", String(8), nullable=False),
     Column("rrn", String(12), nullable=False),
-    Column("message", LargeBinary, nullable=False),
+    Column("message", LargeBinary, nullable=True),  # clear: rows from before 0016 only, until sealed
+    Column("sealed", LargeBinary, nullable=True),  # the message sealed in the HSM (0016)
     Column("status", String(8), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_ns", BigInteger, nullable=False),
@@ -68,7 +73,10 @@ acquirer_uploads = Table(
     Column("merchant_id", String(15), nullable=False),
     Column("amount_fen", BigInteger, nullable=True),
     Column("pan_masked", String(19), nullable=True),
-    Column("message", LargeBinary, nullable=False),
+    Column("message", LargeBinary, nullable=True),  # clear: rows from before 0016 only, until sealed
     Column("received_ns", BigInteger, nullable=False),
     Column("service_ref", String(32), nullable=True),  # field 48 of the 0320, as text (0012)
+    Column("sealed", LargeBinary, nullable=True),  # the 0320 sealed in the HSM (0016)
+    Column("pan_fingerprint", String(64), nullable=True),  # HMAC-SHA-256 of the PAN in the HSM (0016)
+    Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
 )

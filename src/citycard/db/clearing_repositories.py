@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,11 +77,13 @@ from citycard.codec.iso8583 import BatchUpload, Iso8583Error, ServiceReference
 from citycard.codec.iso8583.messages import parse
 from citycard.codec.iso8583.wire import decode_message
 from citycard.codec.pretty import mask_pan
-from citycard.hsm.api import Hsm, KeyHandle
+from citycard.hsm.api import Hsm, KeyHandle, SealedDataError
+from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import RecordOfflineClearing
 from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
 from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
 
+from .acquirer_repositories import upload_record
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
 from .center_tables import center_merchants, center_terminals
 from .clearing_tables import (
@@ -93,6 +96,8 @@ from .clearing_tables import (
 from .issuer_repositories import IssuerUnitOfWork
 from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards
 from .uow import Database
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ClearingEngine",
@@ -218,6 +223,22 @@ class ClearingEngine:
         self.fault = fault
         self._keys: dict[str, KeyHandle] = {}
         self._settlement: dict[str, int] = {}
+        self._protection: RecordProtection | None = None
+
+    def _unseal_upload(self, r: Any) -> bytes | None:
+        """An upload's 0320: unsealed in the HSM (``docs/network.md``, "PANs at rest"), or the clear message
+        of a row from before migration 0016 that the acquirer has not sealed yet; None when the sealed
+        message does not open (altered, or moved from another row): staged as a record that does not
+        decode, which clearing never pays."""
+        if r.sealed is None:
+            return None if r.message is None else bytes(r.message)
+        if self._protection is None:
+            self._protection = RecordProtection.open(self.hsm)
+        try:
+            return self._protection.unseal(bytes(r.sealed), upload_record(r.terminal_id, r.batch, r.stan))
+        except SealedDataError:
+            log.warning("upload %s/%s/%s: its sealed message does not open", r.terminal_id, r.batch, r.stan)
+            return None
 
     # --- the day ----------------------------------------------------------------------------------------
     def windows(self, day: date) -> dict[str, tuple[int, int]]:
@@ -292,7 +313,7 @@ class ClearingEngine:
         after = ("", -1, -1)
         while True:
             query = (
-                select(u.c.terminal_id, u.c.batch, u.c.stan, u.c.message, u.c.received_ns)
+                select(u.c.terminal_id, u.c.batch, u.c.stan, u.c.message, u.c.sealed, u.c.received_ns)
                 .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
                 .outerjoin(
                     p,
@@ -313,7 +334,7 @@ class ClearingEngine:
                 rows = c.execute(query).all()
                 if not rows:
                     return staged
-                values = [_upload_values(r, d) for r in rows]
+                values = [_upload_values(r, self._unseal_upload(r), d) for r in rows]
                 _upsert_presentments(
                     c, values, ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref")
                 )
@@ -854,11 +875,12 @@ def _date_ns(day: date) -> int:
     return int(datetime.combine(day, datetime.min.time(), BEIJING).timestamp()) * 10**9
 
 
-def _upload_values(r: Any, d: str) -> dict[str, Any]:
-    """A stored 0320 (the acquirer kept it without field 64) as a presentment."""
+def _upload_values(r: Any, encoded: bytes | None, d: str) -> dict[str, Any]:
+    """A stored 0320 (``encoded``: the acquirer kept it without field 64; None: it does not unseal) as a
+    presentment."""
     ref = f"{r.terminal_id}/{r.batch}/{r.stan}"
     try:
-        message = parse(decode_message(r.message))
+        message = None if encoded is None else parse(decode_message(encoded))
     except Iso8583Error:
         message = None
     values: dict[str, Any] = {

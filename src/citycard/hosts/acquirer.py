@@ -24,6 +24,9 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
    again and not kept twice.
 6. **SAF task**: drains the queue to the switch (reversals 0400, repeated as 0420; advices 0220); an entry
    is done when answered with any code but 91, 96, 98, A0, else retried after a doubling backoff.
+7. **Zone MAC** (``zone``, ``citycard.hosts.zone``): everything sent to the switch carries field 64 under
+   the acquirer leg's ZAK, and an answer whose MAC does not verify is treated as no answer (an A0 is
+   taken as it is).
 
 Stopping (:meth:`AcquirerHost.stop`, Ctrl-C): the server stops taking requests and finishes those in
 flight (each one's reversal is persisted before its answer, so nothing is lost), then the SAF task
@@ -110,6 +113,8 @@ from citycard.net.link import (
     Timeout,
 )
 from citycard.net.server import Iso8583Server, ServerLimits, refusal
+
+from .zone import ZoneMac
 
 __all__ = [
     "AcquirerConfig",
@@ -235,8 +240,10 @@ class AcquirerHost:
         config: AcquirerConfig | None = None,
         *,
         clock: Callable[[], int] = time.time_ns,
+        zone: ZoneMac | None = None,
     ) -> None:
         self.hsm = hsm
+        self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
         self.config = config or AcquirerConfig()
         self._uow = unit_of_work
         self._registry = registry
@@ -452,7 +459,9 @@ class AcquirerHost:
             mac=None,
         )
         try:
-            answer = await self.link.request(forwarded, timeout_s=self.config.hop_timeout_s)
+            answer = await self.link.request(self._to_switch(forwarded), timeout_s=self.config.hop_timeout_s)
+            if self.zone is not None and not self.zone.answer_ok(answer):
+                raise MalformedResponse(Iso8583Error("64", None, "MAC does not verify"), None)
         except asyncio.CancelledError:  # stopped past the drain time: it may be posted, reverse it first
             await asyncio.shield(self._give_up(key, forwarded))
             raise
@@ -473,6 +482,10 @@ class AcquirerHost:
             answered = RecordAnswer(key, str(answer.response_code))
             await self._db(lambda: record_answer(answered, self._uow(), self._clock))
         return replace(answer, acquirer_id=None, mac=None)
+
+    def _to_switch(self, message: Message) -> Message:
+        """``message`` as sent on the switch leg: field 64 under the zone MAC key (never stored)."""
+        return message if self.zone is None else self.zone.sign(message)
 
     def _translated_pin(self, request: Message, bank: AcquiringBank) -> bytes | None:
         if request.pin_block is None:
@@ -670,9 +683,12 @@ class AcquirerHost:
         if entry.kind == SafKind.REVERSAL and entry.attempts > 0:
             message = replace(message, mti="0420")  # a repeat of a reversal
         try:
-            answer = await self.link.request(message, timeout_s=self.config.saf_timeout_s)
+            answer = await self.link.request(self._to_switch(message), timeout_s=self.config.saf_timeout_s)
         except (LinkError, Iso8583Error) as exc:
             log.info("SAF %s rrn %s attempt %s: %s", entry.kind.value, entry.rrn, entry.attempts + 1, exc)
+            return SafFailed(entry.id, entry.attempts + 1)
+        if self.zone is not None and not self.zone.answer_ok(answer):
+            log.info("SAF %s rrn %s: the answer's MAC does not verify", entry.kind.value, entry.rrn)
             return SafFailed(entry.id, entry.attempts + 1)
         if answer.response_code is None or answer.response_code in _NOT_DELIVERED:
             return SafFailed(entry.id, entry.attempts + 1)

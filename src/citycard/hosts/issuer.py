@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -72,6 +72,8 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
+from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
+from .zone import ZoneMac
 
 __all__ = [
     "KINDS",
@@ -221,6 +223,9 @@ class IssuerFrontEnd:
         workers: int = 4,
         max_group: int = 32,
         limits: ServerLimits | None = None,
+        zone: ZoneMac | None = None,
+        reload: Callable[[], RoutingTable] | None = None,
+        reload_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
         assert workers > 0 and 0 < max_group <= MAX_GROUP
         assert table.member(bank_code) is not None, f"bank {bank_code} is not in the routing table"
@@ -236,7 +241,20 @@ class IssuerFrontEnd:
         ]
         self._waiting = []
         self._running = 0
-        self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
+        self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
+        self.reload = (  # a BIN added while it runs is this bank's at once (hosts.routing_reload)
+            None
+            if reload is None
+            else RoutingReload(
+                reload, lambda: self.table, self._use_table, interval_s=reload_interval_s, name=bank_code
+            )
+        )
+        if zone is None:
+            self.server = Iso8583Server(self.handle, host=host, port=port, limits=limits)
+        else:
+            self.server = Iso8583Server(
+                self._signed_handle, host=host, port=port, limits=limits, mac_check=zone.check_request
+            )
 
     @property
     def port(self) -> int:
@@ -244,8 +262,12 @@ class IssuerFrontEnd:
 
     async def start(self) -> None:
         await self.server.start()
+        if self.reload is not None:
+            await self.reload.start()
 
     async def stop(self) -> None:
+        if self.reload is not None:
+            await self.reload.stop()
         await self.server.stop()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
 
@@ -255,6 +277,22 @@ class IssuerFrontEnd:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def reload_routing(self) -> bool:
+        """Read the routing table now (SIGHUP); True when it changed."""
+        return False if self.reload is None else await self.reload.reload_now()
+
+    def _use_table(self, table: RoutingTable) -> None:
+        if table.member(self.bank_code) is None:  # the bank is gone from the database: keep serving as was
+            log.error("routing table without bank %s: not applied", self.bank_code)
+            return
+        self.table = table
+
+    async def _signed_handle(self, message: Message) -> Message | None:
+        """:meth:`handle` behind the server's check of the request's MAC, its answer MACed for the switch."""
+        assert self.zone is not None
+        response = await self.handle(message)
+        return None if response is None else self.zone.sign(response)
 
     async def handle(self, message: Message) -> Message | None:
         """The answer to one request (module docstring)."""

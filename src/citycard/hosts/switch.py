@@ -15,15 +15,19 @@ pure decisions of :mod:`citycard.switch` say where it goes, and this module carr
    ``switch.answer_when_unanswered``). An issuer's ``30`` that carried only 11, 41 and 42 goes back as a
    typed ``30``.
 
-Echo tests (0820, 60.3 = ``301``) are answered here. The host-to-host legs carry no MAC (zone MAC keys are
-not done). The routing table is read once at start (a new BIN or bank needs a restart).
+Echo tests (0820, 60.3 = ``301``) are answered here. With ``zones`` (``citycard.hosts.zone``; the
+composition root always gives them) both legs carry field 64 under their zone MAC keys: an acquirer's
+request whose MAC does not verify is answered ``A0`` and not forwarded; what is forwarded is MACed under the
+issuing bank's key, and an issuer's answer whose MAC does not verify is no answer. With ``reload`` the
+routing table is read again every few seconds and on :meth:`SwitchFrontEnd.reload_routing` (SIGHUP), so
+a bank or BIN added while it runs is routed without a restart (``hosts.routing_reload``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,6 +44,8 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import Forward, RoutingTable, answer_when_unanswered, card_number, decide
 
 from .answers import answer
+from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
+from .zone import ACQUIRER_LINK, ZoneMac
 
 __all__ = ["SwitchFrontEnd", "SwitchLimits", "SwitchStats", "echo_test"]
 
@@ -114,7 +120,13 @@ class SwitchFrontEnd:
         host: str = "127.0.0.1",
         port: int = 0,
         limits: SwitchLimits | None = None,
+        zones: Mapping[str, ZoneMac] | None = None,
+        reload: Callable[[], RoutingTable] | None = None,
+        reload_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
+        """``zones``: the zone MAC of each leg, ``"acquirer"`` and each bank code of ``issuers``;
+        ``reload``: reads the routing table again (``hosts.routing_reload``; the composition root gives
+        it)."""
         for code in issuers:
             assert table.member(code) is not None, f"bank {code} is not in the routing table"
         self.table = table
@@ -122,6 +134,16 @@ class SwitchFrontEnd:
         self.stats = SwitchStats()
         self._hsm = hsm
         self._keys: dict[str, KeyHandle] = {}
+        self.zones = zones
+        self.reload = (
+            None
+            if reload is None
+            else RoutingReload(
+                reload, lambda: self.table, self._use_table, interval_s=reload_interval_s, name="switch"
+            )
+        )
+        if zones is not None:
+            assert ACQUIRER_LINK in zones and all(code in zones for code in issuers), "a zone MAC per leg"
         stan = _Stan()
         link_limits = dataclasses.replace(
             self.limits.link,
@@ -134,11 +156,34 @@ class SwitchFrontEnd:
                 address[1],
                 tpdu=Tpdu(0, 0),
                 limits=link_limits,
-                keepalive=lambda: echo_test(stan.next()),
+                keepalive=self._keepalive(code, stan),
             )
             for code, address in issuers.items()
         }
-        self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
+        if zones is None:
+            self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
+        else:
+            self.server = Iso8583Server(
+                self._signed_handle,
+                host=host,
+                port=port,
+                limits=self.limits.server,
+                mac_check=zones[ACQUIRER_LINK].check_request,
+            )
+
+    def _use_table(self, table: RoutingTable) -> None:
+        """A reloaded routing table: the next request is routed by it. A bank it adds that has no link
+        (no ``--issuer`` address) is answered as an issuer that does not answer (91)."""
+        unlinked = sorted(m.bank_code for m in table.members if m.bank_code not in self.links)
+        if unlinked:
+            log.warning(
+                "switch: bank(s) %s have no issuer link: their cards are answered 91", ", ".join(unlinked)
+            )
+        self.table = table
+
+    def _keepalive(self, code: str, stan: _Stan) -> Callable[[], Message]:
+        zone = None if self.zones is None else self.zones[code]
+        return lambda: echo_test(stan.next()) if zone is None else zone.sign(echo_test(stan.next()))
 
     @property
     def port(self) -> int:
@@ -148,9 +193,13 @@ class SwitchFrontEnd:
         for link in self.links.values():
             await link.start()
         await self.server.start()
+        if self.reload is not None:
+            await self.reload.start()
 
     async def stop(self) -> None:
         """Stop taking requests, let those in flight finish (the server's drain), then close the links."""
+        if self.reload is not None:
+            await self.reload.stop()
         await self.server.stop()
         for link in self.links.values():
             await link.close()
@@ -161,6 +210,16 @@ class SwitchFrontEnd:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def reload_routing(self) -> bool:
+        """Read the routing table now (SIGHUP); True when it changed."""
+        return False if self.reload is None else await self.reload.reload_now()
+
+    async def _signed_handle(self, message: Message) -> Message | None:
+        """:meth:`handle` behind the check of the request's MAC; its answer MACed for the acquirer."""
+        assert self.zones is not None
+        response = await self.handle(message)
+        return None if response is None else self.zones[ACQUIRER_LINK].sign(response)
 
     async def handle(self, message: Message) -> Message | None:
         """The answer to one acquirer request (module docstring)."""
@@ -195,7 +254,12 @@ class SwitchFrontEnd:
         try:
             if link is None:
                 raise LinkError(f"no address configured for bank {bank_code}")
+            zone = None if self.zones is None else self.zones[bank_code]
+            if zone is not None:
+                outgoing = zone.sign(outgoing)
             response = await link.request(outgoing, timeout_s=self.limits.hop_timeout_s)
+            if zone is not None and not zone.answer_ok(response):
+                return self._unanswered(message, bank_code, LinkError("the answer's MAC does not verify"))
         except MalformedResponse as exc:
             if exc.response_code == ResponseCode.FORMAT_ERROR:
                 self.stats.answered_by_issuer += 1

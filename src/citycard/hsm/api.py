@@ -31,6 +31,7 @@ __all__ = [
     "KeyUsage",
     "KeyUsageError",
     "RsaPublicKey",
+    "SealedDataError",
     "WorkingKey",
 ]
 
@@ -85,6 +86,11 @@ class KeyStoreError(HsmError):
 
 class HsmInputError(HsmError, ValueError):
     """Malformed input to an operation (lengths, digits); says which argument."""
+
+
+class SealedDataError(HsmError):
+    """Sealed data that does not open: altered, sealed for another record (associated data), under another
+    key, or not sealed data at all. Says which record's data failed, never the data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +263,19 @@ class Hsm(Protocol):
 
     def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
         """HMAC-SHA-256 (RFC 2104) under an ``M7`` key: a pseudonym for personal data."""
+        ...
+
+    # --- data protection (records at rest) ------------------------------------------------------------
+    def seal(self, dek: KeyHandle, plaintext: bytes, associated_data: bytes) -> bytes:
+        """``plaintext`` encrypted and authenticated under the data-encryption key ``dek`` (a ``D0`` AES-256
+        key, which never leaves the HSM): AES-256-GCM (NIST SP 800-38D) with a fresh random 96-bit IV,
+        ``associated_data`` authenticated, not stored. Returns version ``01`` ‖ IV (12) ‖ ciphertext ‖ tag
+        (16): 29 bytes more than ``plaintext``."""
+        ...
+
+    def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
+        """The plaintext of :meth:`seal`'s output under the same key and associated data;
+        :class:`SealedDataError` when it does not open (altered, another record's, another key)."""
         ...
 
     # --- RSA ------------------------------------------------------------------------------------------

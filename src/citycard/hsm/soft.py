@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from citycard.crypto import cryptograms, des, rsa_cert
@@ -71,6 +73,7 @@ from .api import (
     KeyStoreError,
     KeyUsage,
     KeyUsageError,
+    SealedDataError,
     WorkingKey,
 )
 
@@ -101,6 +104,10 @@ _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without t
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
 """Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
+_SEAL_VERSION = b"\x01"
+"""The first byte of sealed data (:meth:`SoftHsm.seal`): AES-256-GCM, 96-bit IV, 128-bit tag."""
+_SEAL_IV = 12
+_SEAL_TAG = 16
 _DIAGNOSE_BLOCKS = 8
 """How many other key blocks :meth:`SoftHsm._diagnose` tries when one does not verify."""
 
@@ -130,6 +137,11 @@ class KeyStore(Protocol):
 
     def load(self, label: str) -> str | None: ...
     def save(self, label: str, block: str) -> None: ...
+    def create(self, label: str, block: str) -> None:
+        """Save a new block; ``FileExistsError`` if ``label`` has one (also when another process made it
+        meanwhile: two processes making the same key never overwrite each other's)."""
+        ...
+
     def labels(self) -> list[str]: ...
 
 
@@ -142,6 +154,10 @@ class MemoryKeyStore:
 
     def save(self, label: str, block: str) -> None:
         self._blocks[label] = block
+
+    def create(self, label: str, block: str) -> None:
+        if self._blocks.setdefault(label, block) is not block:
+            raise FileExistsError(label)
 
     def labels(self) -> list[str]:
         return sorted(self._blocks)
@@ -171,6 +187,11 @@ class DirectoryKeyStore:
         path = self.directory / f"{label}.kb"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, (block + "\n").encode("ascii"))
+
+    def create(self, label: str, block: str) -> None:
+        path = self.directory / f"{label}.kb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_new(path, (block + "\n").encode("ascii"))
 
     def labels(self) -> list[str]:
         if not self.directory.exists():
@@ -350,7 +371,14 @@ class SoftHsm:
         with self._lock:
             if not replace and (label in self._cache or self._store.load(label) is not None):
                 raise KeyExistsError(f"a key labelled {label!r} exists already")
-            self._store.save(label, keyblock.wrap(self._kbpk, header, secret, random=self._random))
+            block = keyblock.wrap(self._kbpk, header, secret, random=self._random)
+            if replace:
+                self._store.save(label, block)
+            else:
+                try:  # another process may have made it since the look above: never overwrite it
+                    self._store.create(label, block)
+                except FileExistsError:
+                    raise KeyExistsError(f"a key labelled {label!r} exists already") from None
             key = _Key(self._handle(label, header, secret), secret)
             self._cache[label] = key
         return key.handle
@@ -654,6 +682,30 @@ class SoftHsm:
     def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
         secret = self._use(key, KeyUsage.HMAC, ("C", "G"), "compute keyed hashes")
         return hmac.new(secret, data, hashlib.sha256).digest()
+
+    # --- data protection --------------------------------------------------------------------------------
+    def _dek(self, dek: KeyHandle, modes: tuple[str, ...], what: str) -> AESGCM:
+        secret = self._use(dek, KeyUsage.DATA, modes, what)
+        if self._load(dek.label).handle.algorithm != Algorithm.AES or len(secret) != 32:
+            raise KeyUsageError(f"data key {dek.label!r} must be an AES-256 key to seal records")
+        return AESGCM(secret)
+
+    def seal(self, dek: KeyHandle, plaintext: bytes, associated_data: bytes) -> bytes:
+        aead = self._dek(dek, ("B", "E"), "seal data")
+        iv = self._random(_SEAL_IV)
+        return _SEAL_VERSION + iv + aead.encrypt(iv, bytes(plaintext), bytes(associated_data))
+
+    def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
+        aead = self._dek(dek, ("B", "D"), "unseal data")
+        if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
+            raise SealedDataError(f"data under {dek.label!r} is not sealed data of version 01")
+        iv, body = sealed[1 : 1 + _SEAL_IV], sealed[1 + _SEAL_IV :]
+        try:
+            return aead.decrypt(iv, bytes(body), bytes(associated_data))
+        except InvalidTag:
+            raise SealedDataError(
+                f"sealed data under {dek.label!r} does not open: altered, another record's, or another key"
+            ) from None
 
     # --- RSA --------------------------------------------------------------------------------------------
     def generate_rsa_key(

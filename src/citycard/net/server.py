@@ -113,13 +113,19 @@ class ServerStats:
     """Responses received (not requests), and answers that could not be written."""
 
 
+_HOST_KEYS = frozenset({32, 37})
+"""Fields of a host-to-host request that its refusal echoes (the acquiring institution and the RRN)."""
+
+
 def refusal(request: RawMessage, code: ResponseCode) -> RawMessage:
     """The answer to ``request`` with only response code ``code``: the response MTI, 39, and the request's
     fields that the response kind requires (11, 41, 42, and 3, 48 or 60 where the kind needs them), so the
-    answer decodes as a typed response at the terminal."""
+    answer decodes as a typed response at the terminal; and 32 and 37 when the request has them (a host
+    leg), so that the sender, which matches answers by RRN there, gets it."""
     mti = response_mti(request.mti)
     kind = next(kind for kind in KINDS if mti in kind.MTIS)
-    fields: dict[int, str | bytes] = {n: v for n, v in request.fields.items() if n in kind.REQUIRED}
+    allowed = kind.REQUIRED | (kind.OPTIONAL & _HOST_KEYS)
+    fields: dict[int, str | bytes] = {n: v for n, v in request.fields.items() if n in allowed}
     fields[39] = str(code)
     return RawMessage(mti, fields)
 
