@@ -164,7 +164,7 @@ def test_a_sealed_message_moved_to_another_row_does_not_open_and_none_is_kept_wi
     assert saf_counts(database) == (0, 0)
 
 
-def test_rows_kept_clear_before_0016_are_sealed_at_start(database: Database) -> None:
+def test_rows_kept_clear_before_0019_are_sealed_at_start(database: Database) -> None:
     protection = RecordProtection.open(platform_hsm())
     reversal = upload_message(7).to_bytes()  # any message holding the PAN
     with database.engine.begin() as connection:  # as the acquirer wrote them before migration 0016

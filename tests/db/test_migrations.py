@@ -113,11 +113,11 @@ def test_a_database_of_someone_else_is_refused(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_0016_gives_each_existing_holder_the_records_keyed_by_its_banks_hash(database: Database) -> None:
-    """Before 0016 the back end keyed records by a bank's ``id_hash``; the ID number is not stored, so the
+def test_0017_gives_each_existing_holder_the_records_keyed_by_its_banks_hash(database: Database) -> None:
+    """Before 0017 the back end keyed records by a bank's ``id_hash``; the ID number is not stored, so the
     migration makes that hash the holder's ``citizen_key``: the existing records are the holder's, as they
     were, and no holder is left without a key."""
-    downgrade(database.engine, "0015_public_services")
+    downgrade(database.engine, "0016_validator_line_vehicle")
     holders = [(1, "a" * 64, 101), (2, "b" * 64, 102)]
     with database.engine.begin() as connection:
         for holder_id, id_hash, account in holders:

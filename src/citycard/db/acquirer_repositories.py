@@ -438,7 +438,7 @@ def acquirer_unit_of_work(
 
 
 def seal_clear_rows(database: Database, protection: RecordProtection, *, batch: int = 500) -> int:
-    """Seal the messages of rows written before migration ``0016_acquirer_sealed`` (``message`` clear):
+    """Seal the messages of rows written before migration ``0019_acquirer_sealed`` (``message`` clear):
     ``sealed`` (and an upload's PAN fingerprint) written and ``message`` set to NULL, ``batch`` rows per
     transaction; returns how many. Run by the acquirer at start; a crash leaves rows clear or sealed, never
     half (each row in one UPDATE), and the next start goes on. The clear bytes may stay in the database's

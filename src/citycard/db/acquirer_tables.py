@@ -6,7 +6,7 @@ AES-256-GCM under the acquirer's data key in the HSM, ``citycard.hsm.protection`
 routes a forwarded reversal or advice by the PAN's BIN and clearing verifies an offline TC with the PAN and
 field 55; the uploads also keep the PAN masked and its keyed fingerprint (``pan_fingerprint``, for finding a
 card's uploads). ``message`` (the clear message) is only in rows written before migration
-``0016_acquirer_sealed``; the acquirer seals those at start and clears the column. No PIN block and no MAC
+``0019_acquirer_sealed``; the acquirer seals those at start and clears the column. No PIN block and no MAC
 is stored (field 52 is dropped from the messages kept). Migration ``0009_acquirer``;
 ``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a public-service counter, as text
 ``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and the uploads, where clearing

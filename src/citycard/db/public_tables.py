@@ -4,7 +4,7 @@ issuer's authorizations). Field by field: ``docs/public-services.md``.
 
 The simulated government back end keeps its records by ``citizen_key``: the service center's keyed hash of
 the holder's resident ID number (``issuer_cardholders.citizen_key``, the same at every bank since migration
-``0016_public_holders``), never the number itself.
+``0017_public_holders``), never the number itself.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ is exactly what the back end keyed its records by until now: every existing reco
 from here on, with no record rewritten. Such a holder's cards at two banks keep two keys (and two sets of
 records) until the holders are joined, which needs the ID number (docs/public-services.md, "Holders").
 
-Revision ID: 0016_public_holders
-Revises: 0015_public_services
+Revision ID: 0017_public_holders
+Revises: 0016_validator_line_vehicle
 Create Date: 2026-12-03
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_public_holders"
-down_revision = "0015_public_services"
+revision = "0017_public_holders"
+down_revision = "0016_validator_line_vehicle"
 branch_labels = None
 depends_on = None
 

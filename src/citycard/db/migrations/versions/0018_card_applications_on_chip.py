@@ -7,8 +7,8 @@ yet confirmed (docs/public-services.md, "On the chip").
 Existing rows: an application enabled or disabled before is on no chip yet: ``pending`` (written at the
 card's next online contact), and its card marked.
 
-Revision ID: 0017_card_applications_on_chip
-Revises: 0016_public_holders
+Revision ID: 0018_card_applications_on_chip
+Revises: 0017_public_holders
 Create Date: 2026-12-03
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017_card_applications_on_chip"
-down_revision = "0016_public_holders"
+revision = "0018_card_applications_on_chip"
+down_revision = "0017_public_holders"
 branch_labels = None
 depends_on = None
 

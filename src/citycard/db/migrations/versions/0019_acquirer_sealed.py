@@ -9,8 +9,8 @@ in the HSM, which Alembic does not open), so the acquirer seals them when it sta
 batches) and, until then, whatever reads a row takes ``sealed`` when it is there and ``message`` otherwise.
 Downgrading is refused while a sealed row exists (its message cannot be put back in clear here).
 
-Revision ID: 0016_acquirer_sealed
-Revises: 0015_public_services
+Revision ID: 0019_acquirer_sealed
+Revises: 0018_card_applications_on_chip
 Create Date: 2026-12-03
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_acquirer_sealed"
-down_revision = "0015_public_services"
+revision = "0019_acquirer_sealed"
+down_revision = "0018_card_applications_on_chip"
 branch_labels = None
 depends_on = None
 
