@@ -123,7 +123,14 @@ async def _serve_acquirer(p: _Platform) -> None:
     def uow() -> AcquirerUnitOfWork:
         return p.db.unit_of_work(AcquirerUnitOfWork)
 
-    async with AcquirerHost(p.hsm, uow, acquirer_registry(p.db), acquirer_banks(p.db), config):
+    extra: dict[str, Any] = {}
+    try:  # the registry read in the purchase's own transaction (absent in code before it: a baseline)
+        from citycard.bootstrap import acquirer_registry_in_transaction
+
+        extra["registry_in"] = acquirer_registry_in_transaction()
+    except ImportError:
+        pass
+    async with AcquirerHost(p.hsm, uow, acquirer_registry(p.db), acquirer_banks(p.db), config, **extra):
         await asyncio.Event().wait()
 
 

@@ -65,7 +65,13 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.db.public_repositories import PublicUnitOfWork
-    from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, BankLookup, TerminalRegistry
+    from citycard.hosts.acquirer import (
+        AcquirerConfig,
+        AcquirerHost,
+        BankLookup,
+        RegistryInTransaction,
+        TerminalRegistry,
+    )
     from citycard.hosts.issuer import IssuerFrontEnd
     from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
     from citycard.issuer.model import Card
@@ -82,6 +88,7 @@ __all__ = [
     "WebContext",
     "acquirer_banks",
     "acquirer_registry",
+    "acquirer_registry_in_transaction",
     "build_acquirer",
     "build_database",
     "build_hsm",
@@ -460,6 +467,26 @@ def acquirer_registry(database: Database) -> TerminalRegistry:
     return check
 
 
+def acquirer_registry_in_transaction() -> RegistryInTransaction:
+    """:func:`acquirer_registry`'s check read in the acquirer's own unit of work (the center's tables are in
+    the same database), so that a purchase's registry read, RRN and record are one transaction."""
+    from citycard.center.views import binding_refusal
+    from citycard.db.center_repositories import SqlTerminalRegistry
+    from citycard.db.uow import SqlUnitOfWork
+    from citycard.hosts.acquirer import TerminalCheck
+
+    def check(uow: object, terminal_id: str, merchant_id: str) -> TerminalCheck:
+        assert isinstance(uow, SqlUnitOfWork)
+        binding = SqlTerminalRegistry(uow.session).binding(terminal_id)
+        refusal = binding_refusal(binding, merchant_id)
+        if refusal is not None:
+            return TerminalCheck(refusal[0])
+        assert binding is not None
+        return TerminalCheck(None, binding.merchant.bank_code)
+
+    return check
+
+
 def acquirer_banks(database: Database) -> BankLookup:
     """The acquiring bank of a bank code: its institution id (field 32) and its zone PIN key's label."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
@@ -497,7 +524,15 @@ def build_acquirer(
     def uow() -> AcquirerUnitOfWork:
         return database.unit_of_work(AcquirerUnitOfWork)
 
-    return AcquirerHost(hsm, uow, acquirer_registry(database), acquirer_banks(database), config, clock=clock)
+    return AcquirerHost(
+        hsm,
+        uow,
+        acquirer_registry(database),
+        acquirer_banks(database),
+        config,
+        clock=clock,
+        registry_in=acquirer_registry_in_transaction(),
+    )
 
 
 @contextmanager
