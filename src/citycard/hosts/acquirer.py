@@ -91,7 +91,6 @@ from citycard.codec.iso8583 import (
     SignOnKeys,
     Tpdu,
     decode_message,
-    mac_block,
     mac_matches,
     parse,
     response_mti,
@@ -337,8 +336,7 @@ class AcquirerHost:
         mak = self._mak(answer.terminal_id)
         if mak is None:
             return replace(answer, mac=None)
-        placeholder = replace(answer, mac=bytes(8)).to_bytes()
-        return replace(answer, mac=self.hsm.pos_mac(mak, mac_block(placeholder)))
+        return answer.signed(lambda block: self.hsm.pos_mac(mak, block))  # encoded once, for the MAC
 
     # --- requests -------------------------------------------------------------------------------------
     async def _handle(self, request: Message) -> Message | None:

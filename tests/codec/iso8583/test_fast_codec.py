@@ -91,7 +91,11 @@ def damaged(draw: st.DrawFn) -> bytes:
 @settings(max_examples=1500, deadline=None)
 @given(st.one_of(damaged(), st.binary(max_size=80)))
 def test_a_damaged_message_is_refused_or_taken_exactly_as_pyiso8583_does(data: bytes) -> None:
-    assert _outcome(decode_message, data) == _outcome(decode_with_pyiso8583, data)
+    outcome = _outcome(decode_message, data)
+    assert outcome == _outcome(decode_with_pyiso8583, data)
+    if outcome[0] == "message":  # type: ignore[index]
+        message = outcome[1]  # type: ignore[index]
+        assert encode_checked(message) == data == encode_with_pyiso8583(message)
 
 
 def _reference_check(number: int, value: str) -> bool:
@@ -114,3 +118,23 @@ def test_the_value_check_takes_exactly_the_alphabet_and_length_of_the_spec(numbe
     except Iso8583Error:
         taken = False
     assert taken == _reference_check(number, value)
+
+
+def test_a_signed_message_is_encoded_once_and_its_mac_verifies() -> None:
+    from dataclasses import replace
+
+    from citycard.codec.iso8583 import mac_matches, parse, with_mac
+    from citycard.crypto.pos_mac import pos_mac
+
+    from benchmarks.bench_iso8583 import MAK, REQUEST
+
+    def mac_of(block: bytes) -> bytes:
+        return pos_mac(MAK, block)
+
+    unsigned = replace(REQUEST, mac=None)
+    signed = unsigned.signed(mac_of)
+    assert signed.mac is not None and signed == replace(unsigned, mac=signed.mac)
+    assert signed.to_bytes() == with_mac(replace(unsigned, mac=bytes(8)).to_bytes(), mac_of)
+    assert mac_matches(signed.to_bytes(), mac_of)
+    decoded = parse(decode_message(signed.to_bytes()))
+    assert decoded == signed and decoded.to_bytes() == signed.to_bytes()
