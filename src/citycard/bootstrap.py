@@ -66,7 +66,13 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
     from citycard.db.center_repositories import CenterUnitOfWork
     from citycard.db.issuer_repositories import IssuerUnitOfWork
     from citycard.db.public_repositories import PublicUnitOfWork
-    from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost, BankLookup, TerminalRegistry
+    from citycard.hosts.acquirer import (
+        AcquirerConfig,
+        AcquirerHost,
+        BankLookup,
+        RegistryInTransaction,
+        TerminalRegistry,
+    )
     from citycard.hosts.issuer import IssuerFrontEnd
     from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
     from citycard.issuer.model import Card
@@ -83,6 +89,7 @@ __all__ = [
     "WebContext",
     "acquirer_banks",
     "acquirer_registry",
+    "acquirer_registry_in_transaction",
     "build_acquirer",
     "build_database",
     "build_hsm",
@@ -511,6 +518,26 @@ def acquirer_registry(database: Database) -> TerminalRegistry:
     return check
 
 
+def acquirer_registry_in_transaction() -> RegistryInTransaction:
+    """:func:`acquirer_registry`'s check read in the acquirer's own unit of work (the center's tables are in
+    the same database), so that a purchase's registry read, RRN and record are one transaction."""
+    from citycard.center.views import binding_refusal
+    from citycard.db.center_repositories import SqlTerminalRegistry
+    from citycard.db.uow import SqlUnitOfWork
+    from citycard.hosts.acquirer import TerminalCheck
+
+    def check(uow: object, terminal_id: str, merchant_id: str) -> TerminalCheck:
+        assert isinstance(uow, SqlUnitOfWork)
+        binding = SqlTerminalRegistry(uow.session).binding(terminal_id)
+        refusal = binding_refusal(binding, merchant_id)
+        if refusal is not None:
+            return TerminalCheck(refusal[0])
+        assert binding is not None
+        return TerminalCheck(None, binding.merchant.bank_code)
+
+    return check
+
+
 def acquirer_banks(database: Database) -> BankLookup:
     """The acquiring bank of a bank code: its institution id (field 32) and its zone PIN key's label."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
@@ -547,14 +574,22 @@ def build_acquirer(
         (host, port), (switch_host, switch_port) = parse_address(s.acquirer), parse_address(s.switch)
         config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
     protection = RecordProtection.open(hsm)  # the SAF queue's and the uploads' messages are sealed
-    seal_clear_rows(database, protection)  # rows from before migration 0016
+    seal_clear_rows(database, protection)  # rows from before migration 0019
 
     def uow() -> AcquirerUnitOfWork:
         return acquirer_unit_of_work(database, protection)
 
     zone = ZoneMac.open(hsm, ACQUIRER_LINK)  # field 64 on the switch leg
-    registry, banks = acquirer_registry(database), acquirer_banks(database)
-    return AcquirerHost(hsm, uow, registry, banks, config, clock=clock, zone=zone)
+    return AcquirerHost(
+        hsm,
+        uow,
+        acquirer_registry(database),
+        acquirer_banks(database),
+        config,
+        clock=clock,
+        zone=zone,
+        registry_in=acquirer_registry_in_transaction(),
+    )
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from citycard.bootstrap import acquirer_banks, acquirer_registry
+from citycard.bootstrap import acquirer_banks, acquirer_registry, acquirer_registry_in_transaction
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.handlers import handle
 from citycard.center.model import tmk_label
@@ -118,7 +118,14 @@ async def platform(
             config = fast_config(switch.port, hop_timeout_s=5.0, saf_timeout_s=3.0)
             registry, bank_of = acquirer_registry(database), acquirer_banks(database)
             async with (
-                AcquirerHost(platform_hsm, uow, registry, bank_of, config) as acquirer,
+                AcquirerHost(
+                    platform_hsm,
+                    uow,
+                    registry,
+                    bank_of,
+                    config,
+                    registry_in=acquirer_registry_in_transaction(),
+                ) as acquirer,
                 terminal_link(
                     acquirer.port, lambda link: Terminal(link, TID, MID, hsm=own, tmk=tmk_label(TID))
                 ) as t,

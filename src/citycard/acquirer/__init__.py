@@ -28,6 +28,7 @@ from .commands import (
 from .handlers import (
     Begun,
     ReversalOutcome,
+    begin_checked,
     begin_transaction,
     due_entries,
     give_up,
@@ -80,6 +81,7 @@ __all__ = [
     "TransactionKind",
     "TransactionStatus",
     "Transactions",
+    "begin_checked",
     "begin_transaction",
     "due_entries",
     "format_rrn",

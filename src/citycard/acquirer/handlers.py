@@ -22,8 +22,9 @@ What they guarantee (the store-and-forward rules of issue 8, ``docs/network.md``
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Final, TypeVar
 
 from .commands import (
     BeginTransaction,
@@ -36,6 +37,8 @@ from .commands import (
     StoreUpload,
 )
 from .model import (
+    TRANSITIONS,
+    UNNUMBERED,
     AcquirerTransaction,
     OfflineUpload,
     SafEntry,
@@ -48,9 +51,12 @@ from .model import (
 )
 from .ports import AcquirerUnitOfWork, Clock
 
+R = TypeVar("R")
+
 __all__ = [
     "Begun",
     "ReversalOutcome",
+    "begin_checked",
     "begin_transaction",
     "due_entries",
     "give_up",
@@ -77,11 +83,11 @@ class Begun:
 
 
 def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun:
-    existing = uow.transactions.get(cmd.key, for_update=True)
-    if existing is not None:
-        return Begun(existing, fresh=False)
     original_rrn = None
-    if cmd.original is not None:
+    if cmd.original is not None:  # a void or refund: its retry finds its record, whatever its original
+        existing = uow.transactions.get(cmd.key, for_update=True)
+        if existing is not None:
+            return Begun(existing, fresh=False)
         original = uow.transactions.get(cmd.original)
         if original is None or original.status == TransactionStatus.TOMBSTONE:
             return Begun(None, fresh=False)
@@ -89,7 +95,7 @@ def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun
     record = AcquirerTransaction(
         key=cmd.key,
         merchant_id=cmd.merchant_id,
-        rrn=format_rrn(uow.rrns.next_value()),
+        rrn=UNNUMBERED,  # numbered by the store
         kind=cmd.kind,
         amount_fen=cmd.amount_fen,
         pan_masked=cmd.pan_masked,
@@ -100,11 +106,12 @@ def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun
         updated_ns=now_ns,
         service_ref=cmd.service_ref,
     )
-    if not uow.transactions.add(record):  # a simultaneous retry stored it first (PostgreSQL)
-        stored = uow.transactions.get(cmd.key)
-        assert stored is not None
-        return Begun(stored, fresh=False)
-    return Begun(record, fresh=True)
+    numbered = uow.transactions.add_numbered(record)  # one statement when the key is new
+    if numbered is not None:
+        return Begun(numbered, fresh=True)
+    stored = uow.transactions.get(cmd.key, for_update=True)  # a retry (or a simultaneous first attempt)
+    assert stored is not None
+    return Begun(stored, fresh=False)
 
 
 def begin_transaction(cmd: BeginTransaction, uow: AcquirerUnitOfWork, clock: Clock) -> Begun:
@@ -115,19 +122,48 @@ def begin_transaction(cmd: BeginTransaction, uow: AcquirerUnitOfWork, clock: Clo
     return begun
 
 
-def record_answer(cmd: RecordAnswer, uow: AcquirerUnitOfWork, clock: Clock) -> AcquirerTransaction | None:
-    """Keep the issuer's response code; a late answer after the reversal was queued changes nothing."""
+def begin_checked(
+    cmd: BeginTransaction,
+    check: Callable[[AcquirerUnitOfWork], R | None],
+    uow: AcquirerUnitOfWork,
+    clock: Clock,
+) -> Begun | R:
+    """:func:`begin_transaction` after ``check`` in the same database transaction (the acquirer host's
+    registry read of fields 41/42: one transaction per purchase instead of two). When ``check`` returns
+    something (a refusal), nothing is begun and that is returned."""
     with uow:
-        record = uow.transactions.get(cmd.key, for_update=True)
-        if record is None:
-            return None
-        status = record.moved("answer")
-        if status is None:
-            return record
-        record = replace(record, status=status, response_code=cmd.response_code, updated_ns=clock())
-        uow.transactions.update(record)
+        refusal = check(uow)
+        if refusal is not None:
+            return refusal
+        begun = _begin(cmd, uow, clock())
         uow.commit()
-    return record
+    return begun
+
+
+_ANSWER_MOVES: Final = {
+    target: frozenset(
+        source for (source, event), to in TRANSITIONS.items() if event == "answer" and to == target
+    )
+    for (_, event), target in TRANSITIONS.items()
+    if event == "answer"
+}
+"""The status an answer moves a record to, and the statuses it moves it from (``model.TRANSITIONS``)."""
+
+
+def record_answer(cmd: RecordAnswer, uow: AcquirerUnitOfWork, clock: Clock) -> AcquirerTransaction | None:
+    """Keep the issuer's response code; a late answer after the reversal was queued changes nothing. One
+    conditional update (the transitions of ``model.TRANSITIONS``); the record is read only when it did not
+    move."""
+    now = clock()
+    with uow:
+        for target, sources in _ANSWER_MOVES.items():
+            moved = uow.transactions.move(
+                cmd.key, sources, status=target, response_code=cmd.response_code, updated_ns=now
+            )
+            if moved is not None:
+                uow.commit()
+                return moved
+        return uow.transactions.get(cmd.key)  # None, or a status no answer moves
 
 
 def _queue(uow: AcquirerUnitOfWork, kind: SafKind, rrn: str, message: bytes, now_ns: int) -> SafEntry:

@@ -28,6 +28,7 @@ from typing import Final
 
 __all__ = [
     "MAX_RRN",
+    "UNNUMBERED",
     "AcquirerTransaction",
     "OfflineUpload",
     "SafEntry",
@@ -47,6 +48,11 @@ MAX_STAN: Final = 999_999
 MAX_BATCH: Final = 999_999
 MAX_MESSAGE_BYTES: Final = 2048
 """An ISO message kept in the SAF queue or the upload store is at most the codec's largest message."""
+
+
+UNNUMBERED: Final = "000000000000"
+"""The RRN of a record not yet numbered (handed to ``Transactions.add_numbered``): no sequence value gives
+it (they start at 1)."""
 
 
 def format_rrn(value: int) -> str:

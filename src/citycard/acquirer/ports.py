@@ -6,13 +6,21 @@ never imports it. Every repository works inside the unit of work's one transacti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Protocol, Self
 
 from citycard.codec.iso8583.totals import BatchTotals
 
-from .model import AcquirerTransaction, OfflineUpload, SafEntry, SafKind, SafStatus, TransactionKey
+from .model import (
+    AcquirerTransaction,
+    OfflineUpload,
+    SafEntry,
+    SafKind,
+    SafStatus,
+    TransactionKey,
+    TransactionStatus,
+)
 
 __all__ = ["AcquirerUnitOfWork", "Clock", "OfflineUploads", "Rrns", "SafQueue", "Transactions"]
 
@@ -30,6 +38,24 @@ class Transactions(Protocol):
     def get(self, key: TransactionKey, *, for_update: bool = False) -> AcquirerTransaction | None: ...
     def add(self, record: AcquirerTransaction) -> bool:
         """Store a new record; False (nothing written) when its key is stored already."""
+        ...
+
+    def add_numbered(self, record: AcquirerTransaction) -> AcquirerTransaction | None:
+        """Store a new record numbered with the next RRN of the sequence (``record.rrn`` is ignored) and
+        return it as stored; None when its key is stored already (then no RRN is taken, nothing written)."""
+        ...
+
+    def move(
+        self,
+        key: TransactionKey,
+        from_statuses: Collection[TransactionStatus],
+        *,
+        status: TransactionStatus,
+        response_code: str | None,
+        updated_ns: int,
+    ) -> AcquirerTransaction | None:
+        """Set status, response code and time of ``key``'s record if its status is one of
+        ``from_statuses``; the record as stored then, or None when nothing moved."""
         ...
 
     def update(self, record: AcquirerTransaction) -> None: ...

@@ -2,9 +2,12 @@
 
 Implements :mod:`citycard.acquirer.ports`. Inserts that may race with a retry of the same terminal
 transaction are ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL waits for the other transaction, then
-skips; the caller reads the stored row). The RRN sequence is one row moved on by ``INSERT … ON CONFLICT DO
-UPDATE … RETURNING`` and locked until the transaction ends (SQLite's write lock), so RRNs are given in
-commit order and never twice. A purchase's statements are built once and run on psycopg
+skips; the caller reads the stored row). RRNs: on PostgreSQL the sequence ``acquirer_rrn`` (migration
+0020), which no transaction holds locked, so concurrent purchases do not queue on it; a new record takes its
+number in its own ``INSERT … SELECT … WHERE NOT EXISTS`` (one round trip; a key stored already takes no
+number). On SQLite one counter row of ``acquirer_sequences`` moved on by ``INSERT … ON CONFLICT DO UPDATE …
+RETURNING`` under the database's one write lock. Either way a number is never given twice; numbers taken by
+a transaction that rolls back are skipped. A purchase's statements are built once and run on psycopg
 (``citycard.db.driver``).
 
 **PANs at rest** (``docs/network.md``): the SAF queue and the upload store hold their ISO messages sealed
@@ -17,11 +20,12 @@ calls raise :class:`ProtectionMissing` and nothing is written in clear.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Sequence, Text, bindparam, cast, exists, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -35,6 +39,7 @@ from citycard.acquirer.model import (
     TransactionKey,
     TransactionKind,
     TransactionStatus,
+    format_rrn,
 )
 from citycard.codec.iso8583 import Iso8583Error, decode_message, parse
 from citycard.hsm.protection import RecordProtection
@@ -81,7 +86,7 @@ def _protected(protection: RecordProtection | None) -> RecordProtection:
 def _open(protection: RecordProtection | None, sealed: Any, clear: Any, record: bytes) -> bytes:
     """A stored message: ``sealed`` unsealed, or the clear ``message`` of a row from before 0016."""
     if sealed is None:
-        assert clear is not None, "a row holds its message sealed or (before 0016) clear"
+        assert clear is not None, "a row holds its message sealed or (before 0019) clear"
         return bytes(clear)
     return _protected(protection).unseal(bytes(sealed), record)
 
@@ -113,17 +118,22 @@ class _Repo:
         self.protection = protection
 
 
+RRN_SEQUENCE = Sequence("acquirer_rrn")
+"""PostgreSQL's RRN sequence (made by migration 0020, not by the metadata: SQLite has none)."""
+
+
 class SqlRrns(_Repo):
     NAME = "rrn"
 
     def next_value(self) -> int:
-        """The next RRN number: one statement that creates the counter or moves it on (``INSERT … ON
-        CONFLICT DO UPDATE … RETURNING``), so two first transactions on a fresh database do not both
-        insert it (one of them failed with a unique violation, answered 96); the row stays locked until
-        the transaction ends, so RRNs are taken one transaction at a time."""
-        row = _statements(_dialect(self.session)).next_rrn.first(
-            self.session.connection(), {"s_name": self.NAME}
-        )
+        """The next RRN number. PostgreSQL: ``nextval`` of ``acquirer_rrn`` (nothing stays locked). SQLite:
+        one statement that creates the counter or moves it on (``INSERT … ON CONFLICT DO UPDATE …
+        RETURNING``), so two first transactions on a fresh database do not both insert it."""
+        dialect = _dialect(self.session)
+        statement = _statements(dialect).next_rrn
+        if dialect == "postgresql":
+            return int(statement.first(self.session.connection(), {}).next_value)
+        row = statement.first(self.session.connection(), {"s_name": self.NAME})
         return int(row.next_value) - 1
 
 
@@ -187,7 +197,10 @@ class _Statements:
     get: DriverStatement
     get_for_update: DriverStatement
     add: DriverStatement
+    add_numbered: DriverStatement | None
+    """PostgreSQL: a new record numbered by the sequence in the insert itself, unless its key is stored."""
     update: DriverStatement
+    move: DriverStatement
 
 
 @cache
@@ -200,13 +213,28 @@ def _statements(dialect: str) -> _Statements:
         insert_ = sqlite_insert
     t, get = acquirer_sequences, select(acquirer_transactions).where(_KEY_IS)
     columns: dict[str, Any] = {c.key: bindparam(f"v_{c.key}") for c in acquirer_transactions.c}
-    return _Statements(
-        next_rrn=DriverStatement(
+    add_numbered = None
+    if dialect == "postgresql":
+        next_rrn = DriverStatement(select(RRN_SEQUENCE.next_value().label("next_value")))
+        names = [c.key for c in acquirer_transactions.c]
+        rrn = func.lpad(cast(RRN_SEQUENCE.next_value(), Text), 12, "0")
+        typed = {c.key: bindparam(f"v_{c.key}", type_=c.type) for c in acquirer_transactions.c}
+        numbered = select(*(rrn if n == "rrn" else typed[n] for n in names)).where(~exists().where(_KEY_IS))
+        add_numbered = DriverStatement(
+            insert_(acquirer_transactions)
+            .from_select(names, numbered)
+            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
+            .returning(_TX.rrn)
+        )
+    else:
+        next_rrn = DriverStatement(
             insert_(t)
             .values(name=bindparam("s_name"), next_value=2)
             .on_conflict_do_update(index_elements=[t.c.name], set_={"next_value": t.c.next_value + 1})
             .returning(t.c.next_value)
-        ),
+        )
+    return _Statements(
+        next_rrn=next_rrn,
         get=DriverStatement(get),
         get_for_update=DriverStatement(get.with_for_update()),
         add=DriverStatement(
@@ -215,11 +243,23 @@ def _statements(dialect: str) -> _Statements:
             .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
             .returning(_TX.rrn)
         ),
+        add_numbered=add_numbered,
         update=DriverStatement(
             update(acquirer_transactions)
             .where(_KEY_IS)
             .values({name: bindparam(f"v_{name}") for name in (*_UPDATED, "updated_ns")})
             .returning(_TX.rrn)
+        ),
+        move=DriverStatement(
+            update(acquirer_transactions)
+            .where(_KEY_IS & _TX.status.in_(bindparam("from_statuses", expanding=True)))
+            .values(
+                status=bindparam("v_status"),
+                response_code=bindparam("v_response_code"),
+                updated_ns=bindparam("v_updated_ns"),
+            )
+            .returning(*acquirer_transactions.c),
+            arrays={"from_statuses": "VARCHAR[]"},
         ),
     )
 
@@ -239,6 +279,39 @@ class SqlTransactions(_Repo):
         params = {f"v_{name}": value for name, value in _record_values(record).items()}
         row = _statements(_dialect(self.session)).add.first(self.session.connection(), params)
         return row is not None
+
+    def add_numbered(self, record: AcquirerTransaction) -> AcquirerTransaction | None:
+        """Store a new record with the next RRN (``record.rrn`` is ignored); None, taking no number and
+        writing nothing, when its key is stored already."""
+        statements = _statements(_dialect(self.session))
+        if statements.add_numbered is None:  # SQLite: one writer at a time, the read cannot go stale
+            if self.get(record.key) is not None:
+                return None
+            numbered = replace(record, rrn=format_rrn(SqlRrns(self.session).next_value()))
+            return numbered if self.add(numbered) else None
+        params = {f"v_{name}": value for name, value in _record_values(record).items() if name != "rrn"}
+        row = statements.add_numbered.first(self.session.connection(), params | _key(record.key))
+        return None if row is None else replace(record, rrn=row.rrn)
+
+    def move(
+        self,
+        key: TransactionKey,
+        from_statuses: Collection[TransactionStatus],
+        *,
+        status: TransactionStatus,
+        response_code: str | None,
+        updated_ns: int,
+    ) -> AcquirerTransaction | None:
+        """Set the status, response code and time of ``key``'s record if its status is one of
+        ``from_statuses`` (one statement); the record as stored then, or None when nothing was moved."""
+        params = _key(key) | {
+            "from_statuses": [s.value for s in from_statuses],
+            "v_status": status.value,
+            "v_response_code": response_code,
+            "v_updated_ns": updated_ns,
+        }
+        row = _statements(_dialect(self.session)).move.first(self.session.connection(), params)
+        return None if row is None else _record(row)
 
     def update(self, record: AcquirerTransaction) -> None:
         values = _record_values(record)

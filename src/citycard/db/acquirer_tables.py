@@ -54,7 +54,7 @@ acquirer_saf = Table(
     Column("kind", String(8), nullable=False),
     Column("rrn", String(12), nullable=False),
     Column("message", LargeBinary, nullable=True),  # clear: rows from before 0016 only, until sealed
-    Column("sealed", LargeBinary, nullable=True),  # the message sealed in the HSM (0016)
+    Column("sealed", LargeBinary, nullable=True),  # the message sealed in the HSM (0019)
     Column("status", String(8), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_ns", BigInteger, nullable=False),
@@ -76,7 +76,7 @@ acquirer_uploads = Table(
     Column("message", LargeBinary, nullable=True),  # clear: rows from before 0016 only, until sealed
     Column("received_ns", BigInteger, nullable=False),
     Column("service_ref", String(32), nullable=True),  # field 48 of the 0320, as text (0012)
-    Column("sealed", LargeBinary, nullable=True),  # the 0320 sealed in the HSM (0016)
+    Column("sealed", LargeBinary, nullable=True),  # the 0320 sealed in the HSM (0019)
     Column("pan_fingerprint", String(64), nullable=True),  # HMAC-SHA-256 of the PAN in the HSM (0016)
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
 )

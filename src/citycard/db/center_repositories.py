@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from citycard.center.model import Industry, Merchant, RegistryStatus, Terminal, 
 from citycard.center.ports import MerchantQuery, TerminalBinding
 
 from .center_tables import center_merchants, center_terminals
+from .driver import DriverStatement
 from .issuer_tables import issuer_banks
 from .uow import RepositoryFactory, SqlUnitOfWork
 
@@ -154,14 +155,17 @@ class SqlTerminalRegistry(_Repo):
         return [_terminal(r) for r in self.session.execute(statement)]
 
     def binding(self, terminal_id: str) -> TerminalBinding | None:
-        merchant_columns = [c.label(f"m_{c.name}") for c in center_merchants.c]
-        statement = (
-            select(center_terminals, *merchant_columns)
-            .join(center_merchants, _M.merchant_id == _T.merchant_id)
-            .where(_T.terminal_id == terminal_id)
-        )
-        row = self.session.execute(statement).first()
+        """Built once, run on the driver (``citycard.db.driver``): the acquirer reads it for every
+        purchase, in the purchase's own transaction."""
+        row = _BINDING.first(self.session.connection(), {"terminal_id": terminal_id})
         return TerminalBinding(_terminal(row), _merchant(row, "m_")) if row else None
+
+
+_BINDING = DriverStatement(
+    select(center_terminals, *(c.label(f"m_{c.name}") for c in center_merchants.c))
+    .join(center_merchants, _M.merchant_id == _T.merchant_id)
+    .where(_T.terminal_id == bindparam("terminal_id"))
+)
 
 
 class SqlCenterBanks(_Repo):

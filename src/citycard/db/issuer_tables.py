@@ -94,7 +94,7 @@ issuer_cardholders = Table(
     Column("id_last4", String(4), nullable=False),
     Column("phone", String(32), nullable=False),
     Column("deposit_account_id", BigInteger, nullable=False),
-    Column("citizen_key", String(64), nullable=False),  # the service center's HMAC of the ID number (0016)
+    Column("citizen_key", String(64), nullable=False),  # the service center's HMAC of the ID number (0017)
     Index("ix_issuer_cardholders_phone", "phone"),
     Index("ix_issuer_cardholders_citizen_key", "citizen_key"),
 )

@@ -51,6 +51,7 @@ from typing import Final, TypeVar
 from citycard.acquirer import (
     AcquirerUnitOfWork,
     BeginTransaction,
+    Begun,
     GiveUp,
     QueueAdvice,
     RecordAnswer,
@@ -65,7 +66,7 @@ from citycard.acquirer import (
     TransactionKey,
     TransactionKind,
     TransactionStatus,
-    begin_transaction,
+    begin_checked,
     due_entries,
     give_up,
     parse_original,
@@ -93,7 +94,6 @@ from citycard.codec.iso8583 import (
     SignOnKeys,
     Tpdu,
     decode_message,
-    mac_block,
     mac_matches,
     parse,
     response_mti,
@@ -121,6 +121,7 @@ __all__ = [
     "AcquirerHost",
     "AcquiringBank",
     "BankLookup",
+    "RegistryInTransaction",
     "TerminalCheck",
     "TerminalRegistry",
     "mak_label",
@@ -187,6 +188,9 @@ class AcquiringBank:
 
 TerminalRegistry = Callable[[str, str], TerminalCheck]
 """``(terminal_id, merchant_id)`` → the registry's word (blocking: run in the database pool)."""
+RegistryInTransaction = Callable[[AcquirerUnitOfWork, str, str], TerminalCheck]
+"""The same word read in the acquirer's own database transaction (``citycard.bootstrap``'s on the center's
+tables), so that a purchase's registry read, RRN and record are one transaction."""
 BankLookup = Callable[[str], AcquiringBank | None]
 """A bank code → the acquiring bank (blocking: run in the database pool)."""
 
@@ -241,12 +245,14 @@ class AcquirerHost:
         *,
         clock: Callable[[], int] = time.time_ns,
         zone: ZoneMac | None = None,
+        registry_in: RegistryInTransaction | None = None,
     ) -> None:
         self.hsm = hsm
         self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
         self.config = config or AcquirerConfig()
         self._uow = unit_of_work
         self._registry = registry
+        self._registry_in: RegistryInTransaction = registry_in or (lambda _uow, t, m: registry(t, m))
         self._banks = banks
         self._bank_of: dict[str, AcquiringBank] = {}  # read once per bank: institution id, ZPK label
         self._clock = clock
@@ -337,17 +343,16 @@ class AcquirerHost:
         mak = self._mak(answer.terminal_id)
         if mak is None:
             return replace(answer, mac=None)
-        placeholder = replace(answer, mac=bytes(8)).to_bytes()
-        return replace(answer, mac=self.hsm.pos_mac(mak, mac_block(placeholder)))
+        return answer.signed(lambda block: self.hsm.pos_mac(mak, block))  # encoded once, for the MAC
 
     # --- requests -------------------------------------------------------------------------------------
     async def _handle(self, request: Message) -> Message | None:
         try:
             if isinstance(request, NetworkManagementRequest):
                 return await self._network_management(request)
+            if isinstance(request, AuthorizationRequest):  # the registry read in its own transaction
+                return self._signed(await self._authorize(request))
             bank = await self._check_terminal(request)
-            if isinstance(request, AuthorizationRequest):
-                return self._signed(await self._authorize(request, bank))
             if isinstance(request, AdviceRequest):
                 return self._signed(await self._advice(request, bank))
             if isinstance(request, ReversalRequest):
@@ -374,7 +379,9 @@ class AcquirerHost:
         check = await self._db(lambda: self._registry(terminal, merchant))
         if check.refusal is not None:
             raise _Refused(ResponseCode(check.refusal), "registry refuses 41/42")
-        code = check.bank_code
+        return await self._bank(check.bank_code)
+
+    async def _bank(self, code: str | None) -> AcquiringBank:
         bank = None if code is None else self._bank_of.get(code)
         if bank is None and code is not None:
             bank = await self._db(lambda: self._banks(code))
@@ -422,7 +429,8 @@ class AcquirerHost:
         return SignOnKeys(pik.encrypted, pik.check_value, mak.encrypted, mak.check_value)
 
     # --- authorizations -------------------------------------------------------------------------------
-    async def _authorize(self, request: AuthorizationRequest, bank: AcquiringBank) -> Message:
+    def _begin_command(self, request: AuthorizationRequest) -> BeginTransaction:
+        """The record to begin for a 0200 (:class:`_Refused` for one the acquirer does not serve)."""
         row = transaction_type(request)
         kind = None if row is None or request.mti != "0200" else _KINDS.get(row.name)
         if kind is None or kind in (TransactionKind.REFUND, TransactionKind.OFFLINE_UPLOAD):
@@ -433,7 +441,7 @@ class AcquirerHost:
             original = parse_original(key.terminal_id, request.original)
             if original is None:
                 raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "a void without field 61")
-        command = BeginTransaction(
+        return BeginTransaction(
             key,
             request.merchant_id or "",
             kind,
@@ -442,7 +450,44 @@ class AcquirerHost:
             original,
             _service_ref(request),
         )
-        begun = await self._db(lambda: begin_transaction(command, self._uow(), self._clock))
+
+    async def _begin(self, request: AuthorizationRequest) -> tuple[AcquiringBank, BeginTransaction, Begun]:
+        """The registry's word on 41/42 (58/03 first, as for every request), then the request's own checks,
+        then its record and RRN: one database transaction (``begin_checked``). A bank not yet known to the
+        acquirer is read once (its own transaction), then the whole is run again."""
+        assert request.terminal_id is not None and request.merchant_id is not None
+        terminal, merchant = request.terminal_id, request.merchant_id
+        try:
+            command = self._begin_command(request)
+        except _Refused:
+            await self._check_terminal(request)  # the registry's refusal comes first
+            raise
+        bank: list[AcquiringBank] = []
+
+        def check(uow: AcquirerUnitOfWork) -> _Refused | str | None:
+            word = self._registry_in(uow, terminal, merchant)
+            if word.refusal is not None:
+                return _Refused(ResponseCode(word.refusal), "registry refuses 41/42")
+            known = None if word.bank_code is None else self._bank_of.get(word.bank_code)
+            if known is None:  # not read yet (or none at all: refused by _bank)
+                return word.bank_code or ""
+            bank.append(known)
+            return None
+
+        for _ in range(2):
+            begun = await self._db(lambda: begin_checked(command, check, self._uow(), self._clock))
+            if isinstance(begun, _Refused):
+                raise begun
+            if isinstance(begun, str):
+                await self._bank(begun or None)  # now cached, or refused 58
+                continue
+            assert isinstance(begun, Begun)
+            return bank[-1], command, begun
+        raise AssertionError("the bank was read and cached")
+
+    async def _authorize(self, request: AuthorizationRequest) -> Message:
+        bank, command, begun = await self._begin(request)
+        key, kind = command.key, command.kind
         if begun.record is None:
             raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "the original is not in the records")
         record = begun.record

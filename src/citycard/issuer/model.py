@@ -236,7 +236,7 @@ CITIZEN_KEY_LABEL = "center-citizen-key"
 class Cardholder:
     """A registered holder at one bank. ``id_hash``: the bank's HMAC of the resident ID number (the bank
     finds its holder by it); ``citizen_key``: the service center's HMAC of it, the same at every bank (the
-    citizen's public-service records are keyed by it). A holder registered before migration 0016 keeps its
+    citizen's public-service records are keyed by it). A holder registered before migration 0017 keeps its
     ``id_hash`` as ``citizen_key`` (what the records were keyed by then)."""
 
     id: int

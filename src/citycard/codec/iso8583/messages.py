@@ -50,6 +50,7 @@ from .wire import (
     echo_fields,
     encode_checked,
     encode_frame,
+    with_mac,
 )
 
 __all__ = [
@@ -364,6 +365,21 @@ class Message:
     def to_bytes(self) -> bytes:
         """The encoded ISO message (MTI to the last field)."""
         return encode_checked(self.to_fields())  # its values were checked when it was made
+
+    def signed(self, mac_of: Callable[[bytes], bytes]) -> Self:
+        """This message with field 64 = ``mac_of(MAC block)`` (``wire.with_mac``): encoded once with a
+        placeholder for the MAC, and copied with the MAC without checking its other values again (they
+        were checked when it was made), instead of two ``dataclasses.replace`` that re-check them all."""
+        if 64 not in self.REQUIRED | self.OPTIONAL:
+            raise Iso8583Error("64", None, f"not expected in {self.mti}")
+        raw = self.to_fields()
+        wire = with_mac(encode_checked(RawMessage(self.mti, {**raw.fields, 64: bytes(8)})), mac_of)
+        message = object.__new__(type(self))
+        for name in _NAMES:
+            object.__setattr__(message, name, getattr(self, name))
+        object.__setattr__(message, "mti", self.mti)
+        object.__setattr__(message, "mac", wire[-8:])
+        return message
 
     def __repr__(self) -> str:
         parts = [f"mti={self.mti!r}"]
