@@ -27,7 +27,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -95,17 +97,23 @@ from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards
 from .uow import Database
 
 __all__ = [
+    "CARD_SHARDS",
     "ClearingEngine",
     "ClearingInputError",
+    "ClearingWorkerError",
     "DaySummary",
     "ExceptionNotFound",
     "ExceptionStateError",
+    "card_shard",
     "day_text",
 ]
 
 APPROVED = ("00", "10", "11")
 TRANSPORT = "transport"
 DEFAULT_BATCH = 2_000
+CARD_SHARDS = 64
+"""Shards of the cards (:func:`card_shard`): the unit of work a clearing process takes."""
+MAX_WORKERS = 16
 MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
 Fault = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -119,12 +127,22 @@ class ExceptionNotFound(ClearingInputError):
     pass
 
 
+class ClearingWorkerError(RuntimeError):
+    """A clearing process failed: the day stays ``running`` with the batches committed; run it again."""
+
+
 class ExceptionStateError(RuntimeError):
     """The exception's state does not allow the action (resolved already, a duplicate, nothing paid)."""
 
 
 def day_text(day: date) -> str:
     return day.strftime("%Y%m%d")
+
+
+def card_shard(pan: str) -> int:
+    """The card's shard: CRC-32 of its PAN modulo :data:`CARD_SHARDS` (spread, stable across processes and
+    runs; not a secret — the PAN is in clear in the same row)."""
+    return zlib.crc32(pan.encode("ascii")) % CARD_SHARDS
 
 
 def _no_fault(point: str) -> None:
@@ -207,8 +225,11 @@ class ClearingEngine:
         batch_size: int = DEFAULT_BATCH,
         record_offline_clearing: Callable[[RecordOfflineClearing], object] | None = None,
         fault: Fault = _no_fault,
+        workers: int = 1,
     ) -> None:
         assert 0 < batch_size <= MAX_BATCH
+        assert 0 < workers <= MAX_WORKERS
+        self.workers = workers
         self.database = database
         self.hsm = hsm
         self.policy = policy
@@ -315,7 +336,9 @@ class ClearingEngine:
                     return staged
                 values = [_upload_values(r, d) for r in rows]
                 _upsert_presentments(
-                    c, values, ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref")
+                    c,
+                    values,
+                    ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref", "card_shard"),
                 )
             staged += len(rows)
             last = rows[-1]
@@ -359,26 +382,151 @@ class ClearingEngine:
             return int(c.execute(query).scalar_one())
 
     def decide(self, d: str, day: date, progress: Progress | None = None) -> int:
+        """Decide the day's undecided records: the cards of journal rows found first, then shard by shard
+        each card's records of the day in one batch (in :attr:`workers` processes on PostgreSQL, each
+        taking its own shards), then the records whose card is unknown; returns how many were decided."""
+        self.resolve_cards(d)
         total = self.pending(d)
         done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        if self.workers > 1 and self.database.engine.dialect.name == "postgresql":
+            done = self._decide_in_workers(d, day, total, progress)
+        else:
+            self.decide_shards(d, day, range(CARD_SHARDS), tick)
+        self._decide_cardless(d, day, tick)
+        return done
+
+    def resolve_cards(self, d: str) -> None:
+        """Give each undecided record without a card shard its card: a record staged with its PAN gets the
+        PAN's shard; a journal row names its card by masked PAN and PSN only, its card is found by the TC
+        (:meth:`_resolve_pans`). Records whose card is not found keep none (decided last, unknown)."""
+        p = clearing_presentments
+        after = ""
+        while True:
+            with self.database.engine.begin() as c:
+                raw = c.execute(
+                    select(p)
+                    .where(
+                        p.c.clearing_date == d,
+                        p.c.outcome.is_(None),
+                        p.c.card_shard.is_(None),
+                        p.c.ref > after,
+                    )
+                    .order_by(p.c.ref)
+                    .limit(self.batch_size)
+                ).all()
+                if not raw:
+                    return
+                rows = [_row(r) for r in raw]
+                unknown = []
+                for row in rows:
+                    if row.pan is None:
+                        try:
+                            row.tc = parse_tc(row.field55)
+                        except TcDataError:
+                            continue
+                        unknown.append(row)
+                self._resolve_pans(c, unknown)
+                found = [{"r": r.ref, "pan": r.pan, "s": card_shard(r.pan)} for r in rows if r.pan]
+                if found:
+                    c.execute(
+                        update(p)
+                        .where(p.c.ref == bindparam("r"))
+                        .values(pan=bindparam("pan"), card_shard=bindparam("s")),
+                        found,
+                    )
+            after = raw[-1].ref
+
+    def decide_shards(self, d: str, day: date, shards: Iterable[int], tick: Callable[[int], None]) -> None:
+        """Decide the undecided records of the cards in ``shards``, a transaction per batch of whole cards
+        (:meth:`_card_batch`): a card's records of the day are decided together, so the outcome does not
+        depend on which other cards share its batch, nor on the process that decides it."""
+        for shard in shards:
+            after = ""
+            while True:
+                with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
+                    c = uow.session.connection()
+                    rows = self._card_batch(c, d, shard, after)
+                    if not rows:
+                        break
+                    self._decide_batch(uow, c, rows, d, day)
+                    self.fault("batch-written")
+                    uow.commit()
+                after = rows[-1].pan
+                tick(len(rows))
+
+    def _card_batch(self, c: Connection, d: str, shard: int, after: str) -> list[Any]:
+        """The next undecided records of ``shard`` after card ``after``: at least :attr:`batch_size` of
+        them (when there are), and every record of each card taken (the last card completed)."""
+        p = clearing_presentments
+        base = select(p).where(p.c.clearing_date == d, p.c.card_shard == shard, p.c.outcome.is_(None))
+        rows = list(c.execute(base.where(p.c.pan > after).order_by(p.c.pan, p.c.ref).limit(self.batch_size)))
+        if len(rows) == self.batch_size:
+            last = rows[-1]
+            rows += c.execute(base.where(p.c.pan == last.pan, p.c.ref > last.ref).order_by(p.c.ref)).all()
+        return rows
+
+    def _decide_cardless(self, d: str, day: date, tick: Callable[[int], None]) -> None:
+        """The undecided records whose card is not known (no card has their PAN and PSN)."""
         p = clearing_presentments
         while True:
             with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
                 c = uow.session.connection()
                 rows = c.execute(
                     select(p)
-                    .where(p.c.clearing_date == d, p.c.outcome.is_(None))
+                    .where(p.c.clearing_date == d, p.c.card_shard.is_(None), p.c.outcome.is_(None))
                     .order_by(p.c.ref)
                     .limit(self.batch_size)
                 ).all()
                 if not rows:
-                    return done
+                    return
                 self._decide_batch(uow, c, rows, d, day)
                 self.fault("batch-written")
                 uow.commit()
-            done += len(rows)
-            if progress is not None:
-                progress(done, total)
+            tick(len(rows))
+
+    def _decide_in_workers(self, d: str, day: date, total: int, progress: Progress | None) -> int:
+        """:meth:`decide_shards` in :attr:`workers` child processes (forked: they share this process's HSM
+        session), worker ``k`` taking the shards ``s`` with ``s % workers == k``; the progress is read from
+        the table meanwhile. A worker that fails leaves its batches in progress undone and the day running:
+        :class:`ClearingWorkerError`, and the next run takes up what is left."""
+        context = multiprocessing.get_context("fork")
+        self.database.engine.dispose()  # no pooled connection crosses the fork
+        workers = [
+            context.Process(
+                target=self._worker,
+                args=(d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k]),
+                name=f"clearing-{k}",
+            )
+            for k in range(self.workers)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(timeout=0.5 / len(workers))
+                if progress is not None:
+                    progress(total - self.pending(d), total)
+        finally:
+            for w in workers:
+                w.join()
+        failed = [f"{w.name} exited with {w.exitcode}" for w in workers if w.exitcode != 0]
+        if failed:
+            raise ClearingWorkerError(
+                "; ".join(failed) + ": the day is still running, its committed batches kept; run it again"
+            )
+        return total - self.pending(d)
+
+    def _worker(self, d: str, day: date, shards: list[int]) -> None:
+        self.database.engine.dispose(close=False)  # the parent's connections are not this process's
+        self.decide_shards(d, day, shards, lambda n: None)
 
     def _decide_batch(
         self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
@@ -389,7 +537,6 @@ class ClearingEngine:
                 row.tc = parse_tc(row.field55)
             except TcDataError as exc:
                 row.tc_error = exc.detail
-        self._resolve_pans(c, [r for r in rows if r.pan is None and r.tc is not None])
         cards = self._cards(c, {r.pan for r in rows if r.pan})
         places = self._places(c, {r.terminal_id for r in rows})
         seen = self._seen(c, {r.pan for r in rows if r.pan})
@@ -398,13 +545,12 @@ class ClearingEngine:
         facts = {pan: CardFacts(card.lost_at_ns) for pan, card in cards.items()}
         verdicts = classify(records, seen, facts, self.policy, day)
         by_ref = {r.ref: r for r in rows}
-        clears = [v for v in verdicts if v.clears]
-        legs: list[tuple[Verdict, Transfer]] = []
-        for v in clears:
-            row = by_ref[v.ref]
-            assert row.pan is not None and row.tc is not None
-            card = cards[row.pan]
-            legs.append((v, self._leg(v.ref, card, row.tc.amount_fen)))
+        legs: list[tuple[str, _Card, int]] = []  # card and ATC order (the verdicts')
+        for v in verdicts:
+            if v.clears:
+                row = by_ref[v.ref]
+                assert row.pan is not None and row.tc is not None
+                legs.append((v.ref, cards[row.pan], row.tc.amount_fen))
         posted, short = self._post(uow, legs)
         now = self.clock()
         items = []
@@ -566,21 +712,54 @@ class ClearingEngine:
         """The bank's network settlement account (read by :meth:`windows` at the start of a run)."""
         return self._settlement[bank]
 
-    @staticmethod
-    def _post(uow: IssuerUnitOfWork, legs: list[tuple[Verdict, Transfer]]) -> tuple[dict[str, int], set[str]]:
-        """Post the legs (each alone: one that cannot pay does not stop the others); (ref → transfer id
-        of those posted, refs whose EC float could not pay)."""
+    def _post(
+        self, uow: IssuerUnitOfWork, legs: list[tuple[str, _Card, int]]
+    ) -> tuple[dict[str, int], set[str]]:
+        """Post the cleared records (ref, card, amount; each card's in ATC order): (ref → transfer id of
+        those posted, refs whose EC float could not pay).
+
+        One transfer per card of the batch, its EC float → the issuing bank's network settlement account,
+        of the sum of its records (id from the first record's ref: ``clearing/card/<ref>``). When the float
+        pays the sum it paid every record in turn (all debits); when it does not, that card's records are
+        posted one by one as before (``clearing/<ref>``), so the ones it can pay are paid in ATC order and
+        the others are ``float_short`` — the same outcome as posting each record alone."""
+        by_float: dict[int, list[tuple[str, _Card, int]]] = {}
+        for leg in legs:
+            by_float.setdefault(leg[1].ec_float_account_id, []).append(leg)
+        whole = [
+            (
+                card_legs,
+                Transfer(
+                    transfer_id(f"clearing/card/{card_legs[0][0]}", 1),
+                    float_id,
+                    self._settlement_account(card_legs[0][1].bank_code),
+                    sum(amount for _, _, amount in card_legs),
+                    code=BankAccount.NETWORK_SETTLEMENT,
+                ),
+            )
+            for float_id, card_legs in by_float.items()
+        ]
         posted: dict[str, int] = {}
         short: set[str] = set()
-        for chunk in _chunks(legs, MAX_BATCH):
+        one_by_one: list[tuple[str, Transfer]] = []
+        for chunk in _chunks(whole, MAX_BATCH):
             results = uow.ledger.create_transfers([t for _, t in chunk])
-            for (v, t), result in zip(chunk, results, strict=True):
+            for (card_legs, t), result in zip(chunk, results, strict=True):
                 if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
-                    posted[v.ref] = t.id
+                    posted.update((ref, t.id) for ref, _, _ in card_legs)
                 elif result is CreateTransferResult.EXCEEDS_CREDITS:
-                    short.add(v.ref)
+                    one_by_one += [(ref, self._leg(ref, card, amount)) for ref, card, amount in card_legs]
                 else:
-                    raise AssertionError(f"clearing posting {v.ref}: {result.value}")
+                    raise AssertionError(f"clearing posting {card_legs[0][0]}: {result.value}")
+        for chunk in _chunks(one_by_one, MAX_BATCH):
+            results = uow.ledger.create_transfers([t for _, t in chunk])
+            for (ref, t), result in zip(chunk, results, strict=True):
+                if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+                    posted[ref] = t.id
+                elif result is CreateTransferResult.EXCEEDS_CREDITS:
+                    short.add(ref)
+                else:
+                    raise AssertionError(f"clearing posting {ref}: {result.value}")
         return posted, short
 
     @staticmethod
@@ -874,12 +1053,14 @@ def _upload_values(r: Any, d: str) -> dict[str, Any]:
         "amount_fen": 0,
         "field55": b"",
         "service_ref": None,
+        "card_shard": None,
     }
     if isinstance(message, BatchUpload):
         pan = message.pan or ""
         psn = message.card_sequence_number or ""
         values |= {
             "pan": pan or None,
+            "card_shard": card_shard(pan) if pan else None,
             "pan_masked": mask_pan(pan),
             "psn": psn[-2:],
             "amount_fen": message.amount_fen or 0,
