@@ -49,10 +49,11 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import String
+from sqlalchemy.types import BigInteger, Integer, LargeBinary, SmallInteger, String
 
 from citycard.clearing import (
     BEIJING,
@@ -447,29 +448,36 @@ class ClearingEngine:
         """Decide the undecided records of the cards in ``shards``, a transaction per batch of whole cards
         (:meth:`_card_batch`): a card's records of the day are decided together, so the outcome does not
         depend on which other cards share its batch, nor on the process that decides it."""
-        for shard in shards:
-            after = ""
-            while True:
-                with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
-                    c = uow.session.connection()
-                    rows = self._card_batch(c, d, shard, after)
-                    if not rows:
-                        break
-                    self._decide_batch(uow, c, rows, d, day)
-                    self.fault("batch-written")
-                    uow.commit()
-                after = rows[-1].pan
-                tick(len(rows))
+        mine = sorted(set(shards))
+        after = (-1, "")
+        while True:
+            with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
+                c = uow.session.connection()
+                rows = self._card_batch(c, d, mine, after)
+                if not rows:
+                    return
+                self._decide_batch(uow, c, rows, d, day)
+                self.fault("batch-written")
+                uow.commit()
+            after = (rows[-1].card_shard, rows[-1].pan)
+            tick(len(rows))
 
-    def _card_batch(self, c: Connection, d: str, shard: int, after: str) -> list[Any]:
-        """The next undecided records of ``shard`` after card ``after``: at least :attr:`batch_size` of
-        them (when there are), and every record of each card taken (the last card completed)."""
+    def _card_batch(self, c: Connection, d: str, shards: list[int], after: tuple[int, str]) -> list[Any]:
+        """The next undecided records of the cards in ``shards`` after card ``after`` (shard, PAN), in
+        (shard, PAN, ref) order — the index ``ix_clearing_presentments_card`` — at least
+        :attr:`batch_size` of them when there are, and every record of each card taken (the last card
+        completed)."""
         p = clearing_presentments
-        base = select(p).where(p.c.clearing_date == d, p.c.card_shard == shard, p.c.outcome.is_(None))
-        rows = list(c.execute(base.where(p.c.pan > after).order_by(p.c.pan, p.c.ref).limit(self.batch_size)))
+        base = select(p).where(p.c.clearing_date == d, p.c.outcome.is_(None))
+        if len(shards) < CARD_SHARDS:
+            base = base.where(p.c.card_shard.in_(shards))
+        following = tuple_(p.c.card_shard, p.c.pan) > tuple_(literal(after[0]), literal(after[1], String))
+        query = base.where(following).order_by(p.c.card_shard, p.c.pan, p.c.ref).limit(self.batch_size)
+        rows = list(c.execute(query))
         if len(rows) == self.batch_size:
             last = rows[-1]
-            rows += c.execute(base.where(p.c.pan == last.pan, p.c.ref > last.ref).order_by(p.c.ref)).all()
+            rest = base.where(p.c.card_shard == last.card_shard, p.c.pan == last.pan, p.c.ref > last.ref)
+            rows += c.execute(rest.order_by(p.c.ref)).all()
         return rows
 
     def _decide_cardless(self, d: str, day: date, tick: Callable[[int], None]) -> None:
@@ -541,7 +549,8 @@ class ClearingEngine:
         places = self._places(c, {r.terminal_id for r in rows})
         seen = self._seen(c, {r.pan for r in rows if r.pan})
         known_before = set(seen)
-        records = [self._record(r, cards, places) for r in rows]
+        verified = self._verify_rows(rows, cards)
+        records = [self._record(r, cards, places, verified) for r in rows]
         facts = {pan: CardFacts(card.lost_at_ns) for pan, card in cards.items()}
         verdicts = classify(records, seen, facts, self.policy, day)
         by_ref = {r.ref: r for r in rows}
@@ -590,17 +599,10 @@ class ClearingEngine:
             for k, s in seen.items()
             if k not in known_before
         ]
-        if items:
-            c.execute(insert(clearing_items), items)
-        if exceptions:
-            c.execute(insert(clearing_exceptions), exceptions)
-        if new_tcs:
-            c.execute(insert(clearing_tcs), new_tcs)
-        p = clearing_presentments
-        c.execute(
-            update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
-            outcomes,
-        )
+        _insert_rows(c, clearing_items, items)
+        _insert_rows(c, clearing_exceptions, exceptions)
+        _insert_rows(c, clearing_tcs, new_tcs)
+        _set_outcomes(c, outcomes)
 
     def _key(self, bank: str) -> KeyHandle:
         handle = self._keys.get(bank)
@@ -616,12 +618,30 @@ class ClearingEngine:
             for data in tc.ac_inputs()
         )
 
-    def _record(self, row: _Row, cards: dict[str, _Card], places: dict[str, _Place]) -> OfflineRecord:
+    def _verify_rows(self, rows: list[_Row], cards: dict[str, _Card]) -> set[str]:
+        """The refs of the rows whose TC verifies under their card's key: one HSM call per card
+        (:meth:`Hsm.verify_card_acs`, the UDK derived once for the card's TCs of the batch)."""
+        by_card: dict[str, list[_Row]] = {}
+        for row in rows:
+            card = cards.get(row.pan or "")
+            if card is not None and card.psn == row.psn and row.tc is not None:
+                by_card.setdefault(card.pan, []).append(row)
+        verified: set[str] = set()
+        for pan, card_rows in by_card.items():
+            card = cards[pan]
+            checks = [(r.tc.atc, r.tc.ac_inputs(), r.tc.cryptogram) for r in card_rows if r.tc is not None]
+            results = self.hsm.verify_card_acs(self._key(card.bank_code), card.pan, card.psn, checks)
+            verified.update(r.ref for r, ok in zip(card_rows, results, strict=True) if ok)
+        return verified
+
+    def _record(
+        self, row: _Row, cards: dict[str, _Card], places: dict[str, _Place], verified: set[str]
+    ) -> OfflineRecord:
         card = cards.get(row.pan or "")
         if card is not None and card.psn != row.psn:
             card = None
         tc = row.tc
-        tc_ok = card is not None and tc is not None and self._verify(card, tc)
+        tc_ok = card is not None and tc is not None and row.ref in verified
         txn_ns = row.txn_ns
         if txn_ns is None:
             txn_ns = _date_ns(tc.txn_date) if tc is not None else 0
@@ -1136,6 +1156,60 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
         index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
     )
     c.execute(statement, full)
+
+
+_PG_ARRAYS = (
+    (SmallInteger, "smallint"),
+    (BigInteger, "bigint"),
+    (Integer, "integer"),
+    (LargeBinary, "bytea"),
+)
+
+
+def _pg_array(column: Any) -> str:
+    """The PostgreSQL array type of a column's values (text for the strings)."""
+    for kind, name in _PG_ARRAYS:
+        if isinstance(column.type, kind):
+            return f"{name}[]"
+    assert isinstance(column.type, String), column
+    return "text[]"
+
+
+def _insert_rows(c: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys): on PostgreSQL one ``INSERT … SELECT FROM unnest(…)`` of a
+    column array each (one statement, whatever the count), elsewhere an ``executemany``."""
+    if not rows:
+        return
+    if c.dialect.name != "postgresql":
+        c.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    arrays = ", ".join(f"%(a{i})s::{_pg_array(table.c[name])}" for i, name in enumerate(names))
+    columns = ", ".join(f'"{name}"' for name in names)
+    params = {f"a{i}": [r[name] for r in rows] for i, name in enumerate(names)}
+    c.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({arrays})', params)
+
+
+_SET_OUTCOMES_PG = (
+    "UPDATE clearing_presentments AS p SET outcome = v.o, pan = v.pan "
+    "FROM unnest(%(r)s::text[], %(o)s::text[], %(pan)s::text[]) AS v(r, o, pan) WHERE p.ref = v.r"
+)
+
+
+def _set_outcomes(c: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
+    """The presentments' outcomes (``r`` ref, ``o`` outcome, ``pan``): one ``UPDATE … FROM unnest`` on
+    PostgreSQL, an ``executemany`` elsewhere."""
+    if not outcomes:
+        return
+    if c.dialect.name == "postgresql":
+        params = {k: [o[k] for o in outcomes] for k in ("r", "o", "pan")}
+        c.exec_driver_sql(_SET_OUTCOMES_PG, params)
+        return
+    p = clearing_presentments
+    c.execute(
+        update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
+        list(outcomes),
+    )
 
 
 def _row(r: Any) -> _Row:
