@@ -188,12 +188,12 @@ def main() -> None:
             engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)
             load = os.getloadavg()[0]
             start = time.perf_counter()
-            staged = engine.stage_uploads("20261125", engine.windows(DAY))
+            engine.stage("20261125", engine.windows(DAY))
             stage_s = time.perf_counter() - start
             summary = engine.run(DAY)
             run_s = time.perf_counter() - start
             load = max(load, os.getloadavg()[0])
-            assert staged == n, staged
+            assert engine.pending("20261125") == 0
             after = _verify_rate(hsm, checks)
             assert summary.offline_count == n, summary
             rerun_start = time.perf_counter()

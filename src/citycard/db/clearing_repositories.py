@@ -254,7 +254,7 @@ class ClearingEngine:
         d = day_text(day)
         windows = self.windows(day)
         self._start(d)
-        self.stage_uploads(d, windows)
+        self.stage(d, windows)
         self.fault("staged")
         self.decide(d, day, progress)
         self.fault("decided")
@@ -299,9 +299,22 @@ class ClearingEngine:
             c.execute(update(r).where(r.c.clearing_date == d).values(**values))
 
     # --- 1. staging -------------------------------------------------------------------------------------
-    def stage_uploads(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
+    def stage(self, d: str, windows: dict[str, tuple[int, int]]) -> None:
+        """Stage the day's uploads (:meth:`stage_uploads`), in :attr:`workers` processes on PostgreSQL:
+        worker k those whose STAN is k modulo the workers."""
+        if self._parallel():
+            self._in_workers(
+                "stage", lambda k: self.stage_uploads(d, windows, (k, self.workers)), lambda: None
+            )
+        else:
+            self.stage_uploads(d, windows)
+
+    def stage_uploads(
+        self, d: str, windows: dict[str, tuple[int, int]], part: tuple[int, int] = (0, 1)
+    ) -> int:
         """Stage the uploads received in the day's windows that are not staged yet (or staged from a
-        journal only and still undecided); returns how many."""
+        journal only and still undecided); returns how many. ``part`` (k, n): only those whose STAN is k
+        modulo n (a process's share)."""
         u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
@@ -321,6 +334,7 @@ class ClearingEngine:
                     and_(p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan),
                 )
                 .where(in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))))
+                .where(u.c.stan % part[1] == part[0])
                 .where(
                     or_(
                         u.c.terminal_id > after[0],
@@ -396,7 +410,7 @@ class ClearingEngine:
             if progress is not None:
                 progress(done, total)
 
-        if self.workers > 1 and self.database.engine.dialect.name == "postgresql":
+        if self._parallel():
             done = self._decide_in_workers(d, day, total, progress)
         else:
             self.decide_shards(d, day, range(CARD_SHARDS), tick)
@@ -499,19 +513,33 @@ class ClearingEngine:
                 uow.commit()
             tick(len(rows))
 
+    def _parallel(self) -> bool:
+        return self.workers > 1 and self.database.engine.dialect.name == "postgresql"
+
     def _decide_in_workers(self, d: str, day: date, total: int, progress: Progress | None) -> int:
-        """:meth:`decide_shards` in :attr:`workers` child processes (forked: they share this process's HSM
-        session), worker ``k`` taking the shards ``s`` with ``s % workers == k``; the progress is read from
-        the table meanwhile. A worker that fails leaves its batches in progress undone and the day running:
-        :class:`ClearingWorkerError`, and the next run takes up what is left."""
+        """:meth:`decide_shards` in :attr:`workers` child processes, worker ``k`` taking the shards ``s``
+        with ``s % workers == k``; the progress is read from the table meanwhile."""
+
+        def work(k: int) -> None:
+            self.decide_shards(
+                d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k], lambda n: None
+            )
+
+        def poll() -> None:
+            if progress is not None:
+                progress(total - self.pending(d), total)
+
+        self._in_workers("decide", work, poll)
+        return total - self.pending(d)
+
+    def _in_workers(self, what: str, work: Callable[[int], object], poll: Callable[[], None]) -> None:
+        """``work(k)`` for k in 0 … :attr:`workers` − 1, each in a forked child process (they share this
+        process's HSM session), ``poll()`` meanwhile. A worker that fails leaves its batch in progress
+        undone and the day running: :class:`ClearingWorkerError`, and the next run takes up what is left."""
         context = multiprocessing.get_context("fork")
         self.database.engine.dispose()  # no pooled connection crosses the fork
         workers = [
-            context.Process(
-                target=self._worker,
-                args=(d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k]),
-                name=f"clearing-{k}",
-            )
+            context.Process(target=self._worker, args=(work, k), name=f"clearing-{what}-{k}")
             for k in range(self.workers)
         ]
         for w in workers:
@@ -520,8 +548,7 @@ class ClearingEngine:
             while any(w.is_alive() for w in workers):
                 for w in workers:
                     w.join(timeout=0.5 / len(workers))
-                if progress is not None:
-                    progress(total - self.pending(d), total)
+                poll()
         finally:
             for w in workers:
                 w.join()
@@ -530,11 +557,10 @@ class ClearingEngine:
             raise ClearingWorkerError(
                 "; ".join(failed) + ": the day is still running, its committed batches kept; run it again"
             )
-        return total - self.pending(d)
 
-    def _worker(self, d: str, day: date, shards: list[int]) -> None:
+    def _worker(self, work: Callable[[int], object], k: int) -> None:
         self.database.engine.dispose(close=False)  # the parent's connections are not this process's
-        self.decide_shards(d, day, shards, lambda n: None)
+        work(k)
 
     def _decide_batch(
         self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
