@@ -3,7 +3,8 @@ process in the same run, and a city day of 10 million offline transactions extra
 
 ``python -m benchmarks clearing`` (``CITYCARD_BENCH_CLEARING_N``: records, default 20 000;
 ``CITYCARD_BENCH_CLEARING_DB``: ``postgresql`` (default; a throw-away schema ``clearing_bench_*`` at
-``tests.conftest``'s URL) or ``sqlite``). It sets up two banks (the issuer's own handlers, cards issued
+``tests.conftest``'s URL) or ``sqlite``; ``CITYCARD_BENCH_CLEARING_WORKERS``: clearing processes, default 1).
+It sets up two banks (the issuer's own handlers, cards issued
 without personalisation), registers a merchant and 50 terminals, funds each card's EC float, and stores N
 0320 uploads as the acquirer keeps them; their TCs are computed from each card's UDK (derived in the
 HSM as personalisation does) with ``crypto.cryptograms.generate_ac`` over CDOL1 data — the computation the
@@ -12,7 +13,8 @@ chip makes. Then it measures:
 - baseline: ``Hsm.verify_arqc`` over the same TCs (UDK → session key → 3DES MAC, what clearing must do
   once per record), in this process, before and after the run (the better of the two);
 - clearing: ``ClearingEngine.run(day)`` over all N (staging, verification, classification, postings from
-  each card's EC float, items), one process, batches of 2 000.
+  each card's EC float, items), batches of at least 2 000 (whole cards), in ``WORKERS`` processes (the
+  baseline is one process's rate either way; the machine has two cores).
 
 The ratio is clearing records per second over verifications per second (goal ≥ 0.3); 10 M is N's time
 scaled linearly (goal ≤ 600 s).
@@ -173,6 +175,7 @@ def _verify_rate(hsm: SoftHsm, checks: list[tuple[str, str, bytes, bytes, int]])
 def main() -> None:
     n = int(os.environ.get("CITYCARD_BENCH_CLEARING_N", "20000"))
     kind = os.environ.get("CITYCARD_BENCH_CLEARING_DB", "postgresql")
+    workers = int(os.environ.get("CITYCARD_BENCH_CLEARING_WORKERS", "1"))
     with tempfile.TemporaryDirectory() as tmp:
         db, schema = _database(kind, Path(tmp))
         try:
@@ -182,10 +185,15 @@ def main() -> None:
             checks = _uploads(db, cards, n)
             generated_s = time.perf_counter() - t0
             before = _verify_rate(hsm, checks)
-            engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000)
+            engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)
+            load = os.getloadavg()[0]
             start = time.perf_counter()
+            engine.stage("20261125", engine.windows(DAY))
+            stage_s = time.perf_counter() - start
             summary = engine.run(DAY)
             run_s = time.perf_counter() - start
+            load = max(load, os.getloadavg()[0])
+            assert engine.pending("20261125") == 0
             after = _verify_rate(hsm, checks)
             assert summary.offline_count == n, summary
             rerun_start = time.perf_counter()
@@ -198,12 +206,14 @@ def main() -> None:
     verify = max(before, after)
     rate = n / run_s
     print(
-        f"database: {kind}; {n} offline records over {2 * CARDS_PER_BANK} cards; set-up {generated_s:.1f} s"
+        f"database: {kind}; {n} offline records over {2 * CARDS_PER_BANK} cards; set-up {generated_s:.1f} s;"
+        f" {workers} clearing process(es); load average (1 min) up to {load:.1f}"
     )
     print(f"{'measure':<44} {'value':>14}")
     print(f"{'AC verifications per second (HSM, baseline)':<44} {verify:>14,.0f}")
     print(f"{'clearing records per second':<44} {rate:>14,.0f}")
     print(f"{'ratio (goal >= 0.3)':<44} {rate / verify:>14.2f}")
     print(f"{'clearing run (s)':<44} {run_s:>14.1f}")
+    print(f"{'  of which staging the uploads (s)':<44} {stage_s:>14.1f}")
     print(f"{'rerun of the day, nothing to do (s)':<44} {rerun_s:>14.1f}")
     print(f"{'10 M records extrapolated (s, goal <= 600)':<44} {run_s * 10_000_000 / n:>14,.0f}")

@@ -2,7 +2,7 @@
 reversal no clear PAN is in the database (the SQLite file and its WAL read byte by byte; every row of the
 acquirer's tables on PostgreSQL), in ASCII or BCD; the queued reversal still reaches the switch with its
 PAN (unsealed in the HSM), the upload is found by the card's keyed fingerprint; a sealed message moved onto
-another row does not open; rows kept clear before migration 0016 are sealed at start."""
+another row does not open; rows kept clear before migration 0019 are sealed at start."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_a_sealed_message_moved_to_another_row_does_not_open_and_none_is_kept_wi
 def test_rows_kept_clear_before_0019_are_sealed_at_start(database: Database) -> None:
     protection = RecordProtection.open(platform_hsm())
     reversal = upload_message(7).to_bytes()  # any message holding the PAN
-    with database.engine.begin() as connection:  # as the acquirer wrote them before migration 0016
+    with database.engine.begin() as connection:  # as the acquirer wrote them before migration 0019
         connection.execute(
             insert(acquirer_saf).values(
                 kind="reversal", rrn="000000000005", message=reversal, status="pending", attempts=0,

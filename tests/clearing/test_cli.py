@@ -38,7 +38,7 @@ def test_run_json_and_rerun(home: Path, capsys: pytest.CaptureFixture[str]) -> N
     first = json.loads(capsys.readouterr().out)
     # cleared, and settled when settlement runs after it in the same command
     assert first["status"] in ("cleared", "settled") and first["offline"] == {"count": 0, "amount_fen": 0}
-    assert run(["clearing", "run", "--date", "2026-11-25", "--json"]) == 0
+    assert run(["clearing", "run", "--date", "2026-11-25", "--json", "--workers", "2"]) == 0  # SQLite: one
     again = json.loads(capsys.readouterr().out)
     clearing = ("date", "online", "offline", "returns", "by_kind", "exceptions")
     assert {k: again[k] for k in clearing} == {k: first[k] for k in clearing}
@@ -51,6 +51,8 @@ def test_run_json_and_rerun(home: Path, capsys: pytest.CaptureFixture[str]) -> N
     [
         (["clearing", "run", "--date", "2026-02-30"], "--date: '2026-02-30' is not a date YYYY-MM-DD"),
         (["clearing", "run", "--date", "2026-11-25", "--import", "{root}/none"], "is not a folder"),
+        (["clearing", "run", "--date", "2026-11-25", "--workers", "0"], "--workers"),
+        (["clearing", "run", "--date", "2026-11-25", "--workers", "17"], "--workers"),
         (["clearing", "run", "--date", "2026-11-25", "--import", "{root}/bad"], "bad-upload-000001.jsonl:2"),
         (["clearing", "exceptions", "--resolve", "7", "--action", "pay"], "--action: 'pay'"),
         (["clearing", "exceptions", "--resolve", "7"], "--resolve and --action go together"),

@@ -94,6 +94,31 @@ def test_arqc_verification_and_arpc(hsm: SoftHsm) -> None:
     assert hsm.generate_arpc(imk, pan, psn, atc, arqc, b"00") == cryptograms.arpc_method1(sk, arqc, b"00")
 
 
+def test_verify_card_acs_agrees_with_verify_arqc_one_by_one(hsm: SoftHsm) -> None:
+    pan, psn = "6222021234567890128", "01"
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    udk = derive_icc_mk_a(IMK, pan, psn)
+    data, other = _ac_data(), _ac_data()[::-1]
+    good = {atc: cryptograms.generate_ac(derive_pboc_session_key(udk, atc), data) for atc in (5, 6, 7)}
+    second = cryptograms.generate_ac(derive_pboc_session_key(udk, 8), other)  # over the second input
+    checks = [
+        (5, (data,), good[5]),
+        (6, (data,), good[7]),  # another ATC's cryptogram
+        (7, (data,), bytes(8)),  # forged
+        (8, (data, other), second),
+        (8, (data,), second),
+    ]
+    one_by_one = [
+        any(hsm.verify_arqc(imk, pan, psn, atc, d, ac) for d in inputs) for atc, inputs, ac in checks
+    ]
+    assert hsm.verify_card_acs(imk, pan, psn, checks) == one_by_one == [True, False, False, True, False]
+    assert hsm.verify_card_acs(imk, pan, psn, []) == []
+    with pytest.raises(HsmInputError, match="8 bytes"):
+        hsm.verify_card_acs(imk, pan, psn, [(5, (data,), good[5][:7])])
+    with pytest.raises(KeyUsageError):
+        hsm.verify_card_acs(hsm.generate_key("zpk2", KeyUsage.PIN_ENCRYPTION), pan, psn, checks)
+
+
 def test_ec_load_script_and_script_command(hsm: SoftHsm) -> None:
     pan, psn, atc = "6222021234567890128", "01", 9
     smi = hsm.import_components("imk-smi", KeyUsage.EMV_SMI, [IMK[::-1]])

@@ -53,7 +53,7 @@ def policy() -> ClearingPolicy:
 
 
 @contextmanager
-def open_clearing() -> Iterator[Any]:
+def open_clearing(workers: int = 1) -> Iterator[Any]:
     """The clearing engine on the configured database and HSM (errors as ``cli.bank.open_issuer``)."""
     from citycard.db.clearing_repositories import ClearingEngine
 
@@ -64,6 +64,7 @@ def open_clearing() -> Iterator[Any]:
             issuer.hsm,
             rules,
             record_offline_clearing=issuer.service.record_offline_clearing,
+            workers=workers,
         )
 
 
@@ -74,14 +75,23 @@ def run(
         Path | None, typer.Option("--import", help="also take the journal exports in this folder")
     ] = None,
     as_json: JsonFlag = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=16,
+            help="processes deciding the offline records, each its share of the cards (PostgreSQL)",
+        ),
+    ] = 1,
 ) -> None:
     """Clear the day: online authorizations, offline TCs (verified in the HSM), the exception queue."""
-    from citycard.db.clearing_repositories import ClearingInputError
+    from citycard.db.clearing_repositories import ClearingInputError, ClearingWorkerError
 
     when = _date(day)
     if import_dir is not None and not import_dir.is_dir():
         raise typer.BadParameter(f"{import_dir} is not a folder", param_hint="--import")
-    with open_clearing() as engine:
+    with open_clearing(workers) as engine:
         if import_dir is not None:
             try:
                 engine.import_journal(import_dir, when)
@@ -94,7 +104,10 @@ def run(
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = engine.run(when, progress=advance)
+            try:
+                summary = engine.run(when, progress=advance)
+            except ClearingWorkerError as exc:
+                raise fail(str(exc), 1) from None
         settled = _settle(engine.database, summary.status, when)
     if as_json:
         print_json({**summary.as_json(), "settlement": settled and settled.as_json()})

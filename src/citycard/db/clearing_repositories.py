@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -48,10 +50,11 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import String
+from sqlalchemy.types import BigInteger, Integer, LargeBinary, SmallInteger, String
 
 from citycard.clearing import (
     BEIJING,
@@ -100,17 +103,23 @@ from .uow import Database
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CARD_SHARDS",
     "ClearingEngine",
     "ClearingInputError",
+    "ClearingWorkerError",
     "DaySummary",
     "ExceptionNotFound",
     "ExceptionStateError",
+    "card_shard",
     "day_text",
 ]
 
 APPROVED = ("00", "10", "11")
 TRANSPORT = "transport"
 DEFAULT_BATCH = 2_000
+CARD_SHARDS = 64
+"""Shards of the cards (:func:`card_shard`): the unit of work a clearing process takes."""
+MAX_WORKERS = 16
 MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
 Fault = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -124,12 +133,22 @@ class ExceptionNotFound(ClearingInputError):
     pass
 
 
+class ClearingWorkerError(RuntimeError):
+    """A clearing process failed: the day stays ``running`` with the batches committed; run it again."""
+
+
 class ExceptionStateError(RuntimeError):
     """The exception's state does not allow the action (resolved already, a duplicate, nothing paid)."""
 
 
 def day_text(day: date) -> str:
     return day.strftime("%Y%m%d")
+
+
+def card_shard(pan: str) -> int:
+    """The card's shard: CRC-32 of its PAN modulo :data:`CARD_SHARDS` (spread, stable across processes and
+    runs; not a secret — the PAN is in clear in the same row)."""
+    return zlib.crc32(pan.encode("ascii")) % CARD_SHARDS
 
 
 def _no_fault(point: str) -> None:
@@ -212,8 +231,11 @@ class ClearingEngine:
         batch_size: int = DEFAULT_BATCH,
         record_offline_clearing: Callable[[RecordOfflineClearing], object] | None = None,
         fault: Fault = _no_fault,
+        workers: int = 1,
     ) -> None:
         assert 0 < batch_size <= MAX_BATCH
+        assert 0 < workers <= MAX_WORKERS
+        self.workers = workers
         self.database = database
         self.hsm = hsm
         self.policy = policy
@@ -227,7 +249,7 @@ class ClearingEngine:
 
     def _unseal_upload(self, r: Any) -> bytes | None:
         """An upload's 0320: unsealed in the HSM (``docs/network.md``, "PANs at rest"), or the clear message
-        of a row from before migration 0016 that the acquirer has not sealed yet; None when the sealed
+        of a row from before migration 0019 that the acquirer has not sealed yet; None when the sealed
         message does not open (altered, or moved from another row): staged as a record that does not
         decode, which clearing never pays."""
         if r.sealed is None:
@@ -253,7 +275,7 @@ class ClearingEngine:
         d = day_text(day)
         windows = self.windows(day)
         self._start(d)
-        self.stage_uploads(d, windows)
+        self.stage(d, windows)
         self.fault("staged")
         self.decide(d, day, progress)
         self.fault("decided")
@@ -298,9 +320,22 @@ class ClearingEngine:
             c.execute(update(r).where(r.c.clearing_date == d).values(**values))
 
     # --- 1. staging -------------------------------------------------------------------------------------
-    def stage_uploads(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
+    def stage(self, d: str, windows: dict[str, tuple[int, int]]) -> None:
+        """Stage the day's uploads (:meth:`stage_uploads`), in :attr:`workers` processes on PostgreSQL:
+        worker k those whose STAN is k modulo the workers."""
+        if self._parallel():
+            self._in_workers(
+                "stage", lambda k: self.stage_uploads(d, windows, (k, self.workers)), lambda: None
+            )
+        else:
+            self.stage_uploads(d, windows)
+
+    def stage_uploads(
+        self, d: str, windows: dict[str, tuple[int, int]], part: tuple[int, int] = (0, 1)
+    ) -> int:
         """Stage the uploads received in the day's windows that are not staged yet (or staged from a
-        journal only and still undecided); returns how many."""
+        journal only and still undecided); returns how many. ``part`` (k, n): only those whose STAN is k
+        modulo n (a process's share)."""
         u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
@@ -320,6 +355,7 @@ class ClearingEngine:
                     and_(p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan),
                 )
                 .where(in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))))
+                .where(u.c.stan % part[1] == part[0])
                 .where(
                     or_(
                         u.c.terminal_id > after[0],
@@ -336,7 +372,9 @@ class ClearingEngine:
                     return staged
                 values = [_upload_values(r, self._unseal_upload(r), d) for r in rows]
                 _upsert_presentments(
-                    c, values, ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref")
+                    c,
+                    values,
+                    ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref", "card_shard"),
                 )
             staged += len(rows)
             last = rows[-1]
@@ -380,26 +418,170 @@ class ClearingEngine:
             return int(c.execute(query).scalar_one())
 
     def decide(self, d: str, day: date, progress: Progress | None = None) -> int:
+        """Decide the day's undecided records: the cards of journal rows found first, then shard by shard
+        each card's records of the day in one batch (in :attr:`workers` processes on PostgreSQL, each
+        taking its own shards), then the records whose card is unknown; returns how many were decided."""
+        self.resolve_cards(d)
         total = self.pending(d)
         done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        if self._parallel():
+            done = self._decide_in_workers(d, day, total, progress)
+        else:
+            self.decide_shards(d, day, range(CARD_SHARDS), tick)
+        self._decide_cardless(d, day, tick)
+        return done
+
+    def resolve_cards(self, d: str) -> None:
+        """Give each undecided record without a card shard its card: a record staged with its PAN gets the
+        PAN's shard; a journal row names its card by masked PAN and PSN only, its card is found by the TC
+        (:meth:`_resolve_pans`). Records whose card is not found keep none (decided last, unknown)."""
+        p = clearing_presentments
+        after = ""
+        while True:
+            with self.database.engine.begin() as c:
+                raw = c.execute(
+                    select(p)
+                    .where(
+                        p.c.clearing_date == d,
+                        p.c.outcome.is_(None),
+                        p.c.card_shard.is_(None),
+                        p.c.ref > after,
+                    )
+                    .order_by(p.c.ref)
+                    .limit(self.batch_size)
+                ).all()
+                if not raw:
+                    return
+                rows = [_row(r) for r in raw]
+                unknown = []
+                for row in rows:
+                    if row.pan is None:
+                        try:
+                            row.tc = parse_tc(row.field55)
+                        except TcDataError:
+                            continue
+                        unknown.append(row)
+                self._resolve_pans(c, unknown)
+                found = [{"r": r.ref, "pan": r.pan, "s": card_shard(r.pan)} for r in rows if r.pan]
+                if found:
+                    c.execute(
+                        update(p)
+                        .where(p.c.ref == bindparam("r"))
+                        .values(pan=bindparam("pan"), card_shard=bindparam("s")),
+                        found,
+                    )
+            after = raw[-1].ref
+
+    def decide_shards(self, d: str, day: date, shards: Iterable[int], tick: Callable[[int], None]) -> None:
+        """Decide the undecided records of the cards in ``shards``, a transaction per batch of whole cards
+        (:meth:`_card_batch`): a card's records of the day are decided together, so the outcome does not
+        depend on which other cards share its batch, nor on the process that decides it."""
+        mine = sorted(set(shards))
+        after = (-1, "")
+        while True:
+            with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
+                c = uow.session.connection()
+                rows = self._card_batch(c, d, mine, after)
+                if not rows:
+                    return
+                self._decide_batch(uow, c, rows, d, day)
+                self.fault("batch-written")
+                uow.commit()
+            after = (rows[-1].card_shard, rows[-1].pan)
+            tick(len(rows))
+
+    def _card_batch(self, c: Connection, d: str, shards: list[int], after: tuple[int, str]) -> list[Any]:
+        """The next undecided records of the cards in ``shards`` after card ``after`` (shard, PAN), in
+        (shard, PAN, ref) order — the index ``ix_clearing_presentments_card`` — at least
+        :attr:`batch_size` of them when there are, and every record of each card taken (the last card
+        completed)."""
+        p = clearing_presentments
+        base = select(p).where(p.c.clearing_date == d, p.c.outcome.is_(None))
+        if len(shards) < CARD_SHARDS:
+            base = base.where(p.c.card_shard.in_(shards))
+        following = tuple_(p.c.card_shard, p.c.pan) > tuple_(literal(after[0]), literal(after[1], String))
+        query = base.where(following).order_by(p.c.card_shard, p.c.pan, p.c.ref).limit(self.batch_size)
+        rows = list(c.execute(query))
+        if len(rows) == self.batch_size:
+            last = rows[-1]
+            rest = base.where(p.c.card_shard == last.card_shard, p.c.pan == last.pan, p.c.ref > last.ref)
+            rows += c.execute(rest.order_by(p.c.ref)).all()
+        return rows
+
+    def _decide_cardless(self, d: str, day: date, tick: Callable[[int], None]) -> None:
+        """The undecided records whose card is not known (no card has their PAN and PSN)."""
         p = clearing_presentments
         while True:
             with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
                 c = uow.session.connection()
                 rows = c.execute(
                     select(p)
-                    .where(p.c.clearing_date == d, p.c.outcome.is_(None))
+                    .where(p.c.clearing_date == d, p.c.card_shard.is_(None), p.c.outcome.is_(None))
                     .order_by(p.c.ref)
                     .limit(self.batch_size)
                 ).all()
                 if not rows:
-                    return done
+                    return
                 self._decide_batch(uow, c, rows, d, day)
                 self.fault("batch-written")
                 uow.commit()
-            done += len(rows)
+            tick(len(rows))
+
+    def _parallel(self) -> bool:
+        return self.workers > 1 and self.database.engine.dialect.name == "postgresql"
+
+    def _decide_in_workers(self, d: str, day: date, total: int, progress: Progress | None) -> int:
+        """:meth:`decide_shards` in :attr:`workers` child processes, worker ``k`` taking the shards ``s``
+        with ``s % workers == k``; the progress is read from the table meanwhile."""
+
+        def work(k: int) -> None:
+            self.decide_shards(
+                d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k], lambda n: None
+            )
+
+        def poll() -> None:
             if progress is not None:
-                progress(done, total)
+                progress(total - self.pending(d), total)
+
+        self._in_workers("decide", work, poll)
+        return total - self.pending(d)
+
+    def _in_workers(self, what: str, work: Callable[[int], object], poll: Callable[[], None]) -> None:
+        """``work(k)`` for k in 0 … :attr:`workers` − 1, each in a forked child process (they share this
+        process's HSM session), ``poll()`` meanwhile. A worker that fails leaves its batch in progress
+        undone and the day running: :class:`ClearingWorkerError`, and the next run takes up what is left."""
+        context = multiprocessing.get_context("fork")
+        self.database.engine.dispose()  # no pooled connection crosses the fork
+        workers = [
+            context.Process(target=self._worker, args=(work, k), name=f"clearing-{what}-{k}")
+            for k in range(self.workers)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(timeout=0.5 / len(workers))
+                poll()
+        finally:
+            for w in workers:
+                w.join()
+        failed = [f"{w.name} exited with {w.exitcode}" for w in workers if w.exitcode != 0]
+        if failed:
+            raise ClearingWorkerError(
+                "; ".join(failed) + ": the day is still running, its committed batches kept; run it again"
+            )
+
+    def _worker(self, work: Callable[[int], object], k: int) -> None:
+        self.database.engine.dispose(close=False)  # the parent's connections are not this process's
+        work(k)
 
     def _decide_batch(
         self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
@@ -410,22 +592,21 @@ class ClearingEngine:
                 row.tc = parse_tc(row.field55)
             except TcDataError as exc:
                 row.tc_error = exc.detail
-        self._resolve_pans(c, [r for r in rows if r.pan is None and r.tc is not None])
         cards = self._cards(c, {r.pan for r in rows if r.pan})
         places = self._places(c, {r.terminal_id for r in rows})
         seen = self._seen(c, {r.pan for r in rows if r.pan})
         known_before = set(seen)
-        records = [self._record(r, cards, places) for r in rows]
+        verified = self._verify_rows(rows, cards)
+        records = [self._record(r, cards, places, verified) for r in rows]
         facts = {pan: CardFacts(card.lost_at_ns) for pan, card in cards.items()}
         verdicts = classify(records, seen, facts, self.policy, day)
         by_ref = {r.ref: r for r in rows}
-        clears = [v for v in verdicts if v.clears]
-        legs: list[tuple[Verdict, Transfer]] = []
-        for v in clears:
-            row = by_ref[v.ref]
-            assert row.pan is not None and row.tc is not None
-            card = cards[row.pan]
-            legs.append((v, self._leg(v.ref, card, row.tc.amount_fen)))
+        legs: list[tuple[str, _Card, int]] = []  # card and ATC order (the verdicts')
+        for v in verdicts:
+            if v.clears:
+                row = by_ref[v.ref]
+                assert row.pan is not None and row.tc is not None
+                legs.append((v.ref, cards[row.pan], row.tc.amount_fen))
         posted, short = self._post(uow, legs)
         now = self.clock()
         items = []
@@ -465,17 +646,10 @@ class ClearingEngine:
             for k, s in seen.items()
             if k not in known_before
         ]
-        if items:
-            c.execute(insert(clearing_items), items)
-        if exceptions:
-            c.execute(insert(clearing_exceptions), exceptions)
-        if new_tcs:
-            c.execute(insert(clearing_tcs), new_tcs)
-        p = clearing_presentments
-        c.execute(
-            update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
-            outcomes,
-        )
+        _insert_rows(c, clearing_items, items)
+        _insert_rows(c, clearing_exceptions, exceptions)
+        _insert_rows(c, clearing_tcs, new_tcs)
+        _set_outcomes(c, outcomes)
 
     def _key(self, bank: str) -> KeyHandle:
         handle = self._keys.get(bank)
@@ -491,12 +665,30 @@ class ClearingEngine:
             for data in tc.ac_inputs()
         )
 
-    def _record(self, row: _Row, cards: dict[str, _Card], places: dict[str, _Place]) -> OfflineRecord:
+    def _verify_rows(self, rows: list[_Row], cards: dict[str, _Card]) -> set[str]:
+        """The refs of the rows whose TC verifies under their card's key: one HSM call per card
+        (:meth:`Hsm.verify_card_acs`, the UDK derived once for the card's TCs of the batch)."""
+        by_card: dict[str, list[_Row]] = {}
+        for row in rows:
+            card = cards.get(row.pan or "")
+            if card is not None and card.psn == row.psn and row.tc is not None:
+                by_card.setdefault(card.pan, []).append(row)
+        verified: set[str] = set()
+        for pan, card_rows in by_card.items():
+            card = cards[pan]
+            checks = [(r.tc.atc, r.tc.ac_inputs(), r.tc.cryptogram) for r in card_rows if r.tc is not None]
+            results = self.hsm.verify_card_acs(self._key(card.bank_code), card.pan, card.psn, checks)
+            verified.update(r.ref for r, ok in zip(card_rows, results, strict=True) if ok)
+        return verified
+
+    def _record(
+        self, row: _Row, cards: dict[str, _Card], places: dict[str, _Place], verified: set[str]
+    ) -> OfflineRecord:
         card = cards.get(row.pan or "")
         if card is not None and card.psn != row.psn:
             card = None
         tc = row.tc
-        tc_ok = card is not None and tc is not None and self._verify(card, tc)
+        tc_ok = card is not None and tc is not None and row.ref in verified
         txn_ns = row.txn_ns
         if txn_ns is None:
             txn_ns = _date_ns(tc.txn_date) if tc is not None else 0
@@ -587,21 +779,54 @@ class ClearingEngine:
         """The bank's network settlement account (read by :meth:`windows` at the start of a run)."""
         return self._settlement[bank]
 
-    @staticmethod
-    def _post(uow: IssuerUnitOfWork, legs: list[tuple[Verdict, Transfer]]) -> tuple[dict[str, int], set[str]]:
-        """Post the legs (each alone: one that cannot pay does not stop the others); (ref → transfer id
-        of those posted, refs whose EC float could not pay)."""
+    def _post(
+        self, uow: IssuerUnitOfWork, legs: list[tuple[str, _Card, int]]
+    ) -> tuple[dict[str, int], set[str]]:
+        """Post the cleared records (ref, card, amount; each card's in ATC order): (ref → transfer id of
+        those posted, refs whose EC float could not pay).
+
+        One transfer per card of the batch, its EC float → the issuing bank's network settlement account,
+        of the sum of its records (id from the first record's ref: ``clearing/card/<ref>``). When the float
+        pays the sum it paid every record in turn (all debits); when it does not, that card's records are
+        posted one by one as before (``clearing/<ref>``), so the ones it can pay are paid in ATC order and
+        the others are ``float_short`` — the same outcome as posting each record alone."""
+        by_float: dict[int, list[tuple[str, _Card, int]]] = {}
+        for leg in legs:
+            by_float.setdefault(leg[1].ec_float_account_id, []).append(leg)
+        whole = [
+            (
+                card_legs,
+                Transfer(
+                    transfer_id(f"clearing/card/{card_legs[0][0]}", 1),
+                    float_id,
+                    self._settlement_account(card_legs[0][1].bank_code),
+                    sum(amount for _, _, amount in card_legs),
+                    code=BankAccount.NETWORK_SETTLEMENT,
+                ),
+            )
+            for float_id, card_legs in by_float.items()
+        ]
         posted: dict[str, int] = {}
         short: set[str] = set()
-        for chunk in _chunks(legs, MAX_BATCH):
+        one_by_one: list[tuple[str, Transfer]] = []
+        for chunk in _chunks(whole, MAX_BATCH):
             results = uow.ledger.create_transfers([t for _, t in chunk])
-            for (v, t), result in zip(chunk, results, strict=True):
+            for (card_legs, t), result in zip(chunk, results, strict=True):
                 if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
-                    posted[v.ref] = t.id
+                    posted.update((ref, t.id) for ref, _, _ in card_legs)
                 elif result is CreateTransferResult.EXCEEDS_CREDITS:
-                    short.add(v.ref)
+                    one_by_one += [(ref, self._leg(ref, card, amount)) for ref, card, amount in card_legs]
                 else:
-                    raise AssertionError(f"clearing posting {v.ref}: {result.value}")
+                    raise AssertionError(f"clearing posting {card_legs[0][0]}: {result.value}")
+        for chunk in _chunks(one_by_one, MAX_BATCH):
+            results = uow.ledger.create_transfers([t for _, t in chunk])
+            for (ref, t), result in zip(chunk, results, strict=True):
+                if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+                    posted[ref] = t.id
+                elif result is CreateTransferResult.EXCEEDS_CREDITS:
+                    short.add(ref)
+                else:
+                    raise AssertionError(f"clearing posting {ref}: {result.value}")
         return posted, short
 
     @staticmethod
@@ -896,12 +1121,14 @@ def _upload_values(r: Any, encoded: bytes | None, d: str) -> dict[str, Any]:
         "amount_fen": 0,
         "field55": b"",
         "service_ref": None,
+        "card_shard": None,
     }
     if isinstance(message, BatchUpload):
         pan = message.pan or ""
         psn = message.card_sequence_number or ""
         values |= {
             "pan": pan or None,
+            "card_shard": card_shard(pan) if pan else None,
             "pan_masked": mask_pan(pan),
             "psn": psn[-2:],
             "amount_fen": message.amount_fen or 0,
@@ -977,6 +1204,60 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
         index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
     )
     c.execute(statement, full)
+
+
+_PG_ARRAYS = (
+    (SmallInteger, "smallint"),
+    (BigInteger, "bigint"),
+    (Integer, "integer"),
+    (LargeBinary, "bytea"),
+)
+
+
+def _pg_array(column: Any) -> str:
+    """The PostgreSQL array type of a column's values (text for the strings)."""
+    for kind, name in _PG_ARRAYS:
+        if isinstance(column.type, kind):
+            return f"{name}[]"
+    assert isinstance(column.type, String), column
+    return "text[]"
+
+
+def _insert_rows(c: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys): on PostgreSQL one ``INSERT … SELECT FROM unnest(…)`` of a
+    column array each (one statement, whatever the count), elsewhere an ``executemany``."""
+    if not rows:
+        return
+    if c.dialect.name != "postgresql":
+        c.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    arrays = ", ".join(f"%(a{i})s::{_pg_array(table.c[name])}" for i, name in enumerate(names))
+    columns = ", ".join(f'"{name}"' for name in names)
+    params = {f"a{i}": [r[name] for r in rows] for i, name in enumerate(names)}
+    c.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({arrays})', params)
+
+
+_SET_OUTCOMES_PG = (
+    "UPDATE clearing_presentments AS p SET outcome = v.o, pan = v.pan "
+    "FROM unnest(%(r)s::text[], %(o)s::text[], %(pan)s::text[]) AS v(r, o, pan) WHERE p.ref = v.r"
+)
+
+
+def _set_outcomes(c: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
+    """The presentments' outcomes (``r`` ref, ``o`` outcome, ``pan``): one ``UPDATE … FROM unnest`` on
+    PostgreSQL, an ``executemany`` elsewhere."""
+    if not outcomes:
+        return
+    if c.dialect.name == "postgresql":
+        params = {k: [o[k] for o in outcomes] for k in ("r", "o", "pan")}
+        c.exec_driver_sql(_SET_OUTCOMES_PG, params)
+        return
+    p = clearing_presentments
+    c.execute(
+        update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
+        list(outcomes),
+    )
 
 
 def _row(r: Any) -> _Row:

@@ -98,7 +98,9 @@ clearing_presentments = Table(
     Column("service_ref", String(32), nullable=True),
     Column("received_ns", BigInteger, nullable=False),
     Column("outcome", String(16), nullable=True),  # NULL: not decided yet; clear | exception
+    Column("card_shard", SmallInteger, nullable=True),  # hash of the card (0021); NULL: card not known yet
     Index("ix_clearing_presentments_day", "clearing_date", "outcome", "ref"),
+    Index("ix_clearing_presentments_card", "clearing_date", "card_shard", "pan", "ref"),
     Index("ix_clearing_presentments_key", "terminal_id", "batch", "stan", unique=True),
 )
 

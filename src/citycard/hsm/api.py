@@ -179,6 +179,14 @@ class Hsm(Protocol):
         session key). The same check verifies a TC or an AAC: clearing uses it for offline TCs."""
         ...
 
+    def verify_card_acs(
+        self, imk: KeyHandle, pan: str, psn: str, checks: Sequence[tuple[int, Sequence[bytes], bytes]]
+    ) -> list[bool]:
+        """:meth:`verify_arqc` for several cryptograms of one card at once (clearing's batch of a card's
+        TCs): each check is (ATC, the inputs to try in order, cryptogram) and verifies when the cryptogram
+        is the card's over any of them. The card's UDK is derived once for all of them."""
+        ...
+
     def generate_arpc(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes
     ) -> bytes: ...

@@ -103,6 +103,8 @@ _LABEL_MAX = 64
 _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
+MAX_CARD_ACS = 65_536
+"""Most cryptograms of one card per :meth:`SoftHsm.verify_card_acs` call (the ATC is two bytes)."""
 """Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
 _SEAL_VERSION = b"\x01"
 """The first byte of sealed data (:meth:`SoftHsm.seal`): AES-256-GCM, 96-bit IV, 128-bit tag."""
@@ -531,6 +533,24 @@ class SoftHsm:
         if len(arqc) != 8:
             raise HsmInputError(f"ARQC must be 8 bytes, not {len(arqc)}")
         return cryptograms.verify_ac(sk, ac_data, arqc)
+
+    def verify_card_acs(
+        self, imk: KeyHandle, pan: str, psn: str, checks: Sequence[tuple[int, Sequence[bytes], bytes]]
+    ) -> list[bool]:
+        secret = self._use(imk, KeyUsage.EMV_AC, ("X",), "verify application cryptograms")
+        if len(checks) > MAX_CARD_ACS:
+            raise HsmInputError(f"at most {MAX_CARD_ACS} cryptograms per call, not {len(checks)}")
+        if any(len(ac) != 8 for _, _, ac in checks):
+            raise HsmInputError("every cryptogram must be 8 bytes")
+        try:
+            udk = derive_icc_mk_a(secret, pan, psn)
+            keys = [derive_pboc_session_key(udk, atc) for atc, _, _ in checks]
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+        return [
+            any(cryptograms.verify_ac(sk, data, ac) for data in inputs)
+            for sk, (_, inputs, ac) in zip(keys, checks, strict=True)
+        ]
 
     def verify_ac_session_mac(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, data: bytes, mac: bytes
