@@ -29,13 +29,12 @@ from citycard.db.issuer_tables import issuer_deny_list
 from citycard.db.settlement_repositories import SettlementUnitOfWork
 from citycard.db.tables import metadata
 from citycard.issuer.handlers import IssuerService
-from citycard.settlement import settle_day
 
 from tests.clearing import test_day as clearing_day
 from tests.clearing.test_day import DAY, engine
 from tests.conftest import POSTGRES_URL
 from tests.issuer.conftest import Clock
-from tests.settlement.test_end_to_end import folder_sink
+from tests.settlement.test_end_to_end import settle_into
 
 banks = clearing_day.banks
 certify_issuer = clearing_day.certify_issuer
@@ -155,7 +154,7 @@ def test_two_processes_clear_exactly_as_one(
         assert progress and progress[-1][0] == progress[-1][1]
         for db, folder in ((copy, tmp_path / "one"), (database, tmp_path / "two")):
             uow = partial(db.unit_of_work, SettlementUnitOfWork)
-            settle_day(uow, "2026-11-25", clock=clock, sink=folder_sink(folder))
+            settle_into(folder, uow, "2026-11-25", clock)
         a, b = _state(database, tmp_path / "two"), _state(copy, tmp_path / "one")
         assert a == b
         assert len(a["files"]) > 3 and a["items"] and a["exceptions"] and a["deny"]

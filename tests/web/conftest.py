@@ -23,10 +23,11 @@ from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as ChipCard
 from citycard.codec.pretty import mask_pan
 from citycard.config import Settings
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
 from citycard.db.issuer_tables import issuer_cards
 from citycard.files import card_image_path, load_card
+from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import (
     ActivateCard,
     AddBank,
@@ -160,6 +161,7 @@ def _offline(city: City, chips: dict[str, Terminal]) -> None:
     figures, which count what was captured (clearing, not run here, would verify the TC)."""
     ctx = city.ctx
     now = ctx.clock()
+    protection = RecordProtection.open(ctx.hsm)  # the platform HSM, as `citycard up` gives the acquirer
     for name, tid, mid, interface, stan, amount in OFFLINE:
         pan = city.pans[name]
         message = upload_request(
@@ -175,7 +177,8 @@ def _offline(city: City, chips: dict[str, Terminal]) -> None:
         )
         key = TransactionKey(tid, 1, stan)
         command = StoreUpload(key, mid, amount, mask_pan(pan), replace(message, mac=None).to_bytes())
-        assert store_upload(command, ctx.database.unit_of_work(AcquirerUnitOfWork), lambda: now)
+        uow = acquirer_unit_of_work(ctx.database, protection)  # the acquirer seals what it keeps
+        assert store_upload(command, uow, lambda: now)
     day = beijing_day(now).strftime("%Y%m%d")
     cleared = OFFLINE[0]
     name, tid, mid, stan, amount = JOURNAL_ONLY
