@@ -258,20 +258,7 @@ def decode_message(data: bytes, *, offset: int = 0) -> RawMessage:
     cleanly before the failure, for the format-error response.
     """
     data = bytes(data)
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise Iso8583Error("message", offset, f"{len(data)} bytes exceed {MAX_MESSAGE_SIZE}")
-    if len(data) < MTI_SIZE:
-        raise Iso8583Error("mti", offset, "message shorter than its MTI")
-    mti = data[:MTI_SIZE].hex()
-    _check_mti(mti, offset)
-    bitmap = data[MTI_SIZE : MTI_SIZE + BITMAP_SIZE]
-    if len(bitmap) < BITMAP_SIZE:
-        raise Iso8583Error("bitmap", offset + MTI_SIZE, "bitmap truncated", mti=mti)
-    present = _bitmap_fields(bitmap)
-    for number in present:
-        if number not in PROFILE_FIELDS:
-            what = "secondary bitmap" if number == 1 else "field"
-            raise Iso8583Error(str(number), offset + MTI_SIZE, f"{what} is not in the profile", mti=mti)
+    mti, present = _head(data, offset)
     fast = _decode_fields(data, present)
     if fast is not None:
         values, starts = fast
@@ -335,9 +322,9 @@ def _decode_fields(data: bytes, present: list[int]) -> tuple[list[Value], list[i
     return values, starts
 
 
-def decode_with_pyiso8583(data: bytes, *, offset: int = 0) -> RawMessage:
-    """:func:`decode_message` by pyiso8583 alone (the reference the fast decoder is tested against)."""
-    data = bytes(data)
+def _head(data: bytes, offset: int) -> tuple[str, list[int]]:
+    """The MTI and the fields the bitmap names, after the checks both decoders make first (size, MTI,
+    bitmap, every field in the profile); :class:`Iso8583Error` naming the first that fails."""
     if len(data) > MAX_MESSAGE_SIZE:
         raise Iso8583Error("message", offset, f"{len(data)} bytes exceed {MAX_MESSAGE_SIZE}")
     if len(data) < MTI_SIZE:
@@ -352,6 +339,13 @@ def decode_with_pyiso8583(data: bytes, *, offset: int = 0) -> RawMessage:
         if number not in PROFILE_FIELDS:
             what = "secondary bitmap" if number == 1 else "field"
             raise Iso8583Error(str(number), offset + MTI_SIZE, f"{what} is not in the profile", mti=mti)
+    return mti, present
+
+
+def decode_with_pyiso8583(data: bytes, *, offset: int = 0) -> RawMessage:
+    """:func:`decode_message` by pyiso8583 alone (the reference the fast decoder is tested against)."""
+    data = bytes(data)
+    mti, present = _head(data, offset)
     return _decode_with_pyiso8583(data, mti, present, offset)
 
 
