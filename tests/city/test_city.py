@@ -243,7 +243,9 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
     # and after the demo's cut-over, the session's day: its offline records cleared, then settled
     shown = f"{day[:4]}-{day[4:6]}-{day[6:]}"
     assert re.search(
-        rf"clearing: {shown} cleared: \d+ online and [1-9]\d* offline item\(s\).*settled now", out
+        rf"clearing: {shown} cleared: \d+ online and [1-9]\d* offline item\(s\).*settled now, files in "
+        rf"\S*/settlement/{day}\n",
+        out,
     ), out
     debits, credits = _ledger_sums(engine)
     assert debits == credits and debits > 0

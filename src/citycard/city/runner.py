@@ -204,7 +204,7 @@ def clearing_job(s: Settings, issuer: Issuer) -> ClearingDay:
             f"{day:%Y-%m-%d} {summary.status}: {summary.online_count} online and {summary.offline_count} "
             f"offline item(s), {exceptions} exception(s); "
             + ("settled now" if settled.posted else "settled before")
-            + f", files in {folder}"
+            + f", files in {folder.folder}"
         )
 
     return job
