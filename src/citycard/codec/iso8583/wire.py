@@ -265,14 +265,7 @@ def decode_message(data: bytes, *, offset: int = 0) -> RawMessage:
         fields: dict[int, Value] = {}
         offsets: dict[int, int] = {}
         for number, value, start in zip(present, values, starts, strict=True):
-            try:
-                check_value(number, value, offset + start)
-            except Iso8583Error as exc:
-                raise Iso8583Error(
-                    exc.field, exc.position, exc.reason, mti=mti, echo=echo_fields(fields)
-                ) from None
-            fields[number] = value
-            offsets[number] = offset + start
+            _take(fields, offsets, mti, number, value, offset + start)
         return RawMessage(mti, fields, offsets)
     return _decode_with_pyiso8583(data, mti, present, offset)
 
@@ -322,6 +315,19 @@ def _decode_fields(data: bytes, present: list[int]) -> tuple[list[Value], list[i
     return values, starts
 
 
+def _take(
+    fields: dict[int, Value], offsets: dict[int, int], mti: str, number: int, value: Value, position: int
+) -> None:
+    """Check a decoded value against the profile and keep it with its position; the error carries the
+    MTI and the echo fields decoded before it (both decoders)."""
+    try:
+        check_value(number, value, position)
+    except Iso8583Error as exc:
+        raise Iso8583Error(exc.field, exc.position, exc.reason, mti=mti, echo=echo_fields(fields)) from None
+    fields[number] = value
+    offsets[number] = position
+
+
 def _head(data: bytes, offset: int) -> tuple[str, list[int]]:
     """The MTI and the fields the bitmap names, after the checks both decoders make first (size, MTI,
     bitmap, every field in the profile); :class:`Iso8583Error` naming the first that fails."""
@@ -368,14 +374,7 @@ def _decode_with_pyiso8583(data: bytes, mti: str, present: list[int], offset: in
         value: Value = decoded[str(number)]
         if SPEC[str(number)]["content"] == "b":
             value = bytes.fromhex(decoded[str(number)])
-        try:
-            check_value(number, value, offset + start)
-        except Iso8583Error as exc:
-            raise Iso8583Error(
-                exc.field, exc.position, exc.reason, mti=mti, echo=echo_fields(fields)
-            ) from None
-        fields[number] = value
-        offsets[number] = offset + start
+        _take(fields, offsets, mti, number, value, offset + start)
     assert pos == len(data)
     return RawMessage(mti, fields, offsets)
 
