@@ -254,7 +254,10 @@ class SqliteJournal:
         value = first if row is None else row[0] + 1
         if wrap is not None and value > wrap:
             value = first
-        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
+        if row is None:
+            db.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+        else:  # in place: the row keeps its rowid, so the name's index page is not rewritten (one WAL frame)
+            db.execute("UPDATE counters SET value=? WHERE name=?", (value, name))
         return value
 
     def current_batch(self) -> int:
