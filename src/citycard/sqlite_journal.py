@@ -19,6 +19,10 @@ file is then written atomically (:func:`citycard.durable.atomic_write`: temporar
 fsync of the folder), and a crash in between rewrites the same file with the same content on the next
 export.
 
+The validator's guards read the journal on every tap through an index on ``(state, created)``
+(:meth:`SqliteJournal.recent`): their cost is that of the rows in the window they ask for, not of the
+journal's size (docs/performance.md "transit"). Nothing of the journal is cached in memory.
+
 ``fault(point)`` is called at every durable step (tests kill the process there).
 """
 
