@@ -19,6 +19,10 @@ file is then written atomically (:func:`citycard.durable.atomic_write`: temporar
 fsync of the folder), and a crash in between rewrites the same file with the same content on the next
 export.
 
+The validator's guards read the journal on every tap through an index on ``(state, created)``
+(:meth:`SqliteJournal.recent`): their cost is that of the rows in the window they ask for, not of the
+journal's size (docs/performance.md "transit"). Nothing of the journal is cached in memory.
+
 ``fault(point)`` is called at every durable step (tests kill the process there).
 """
 
@@ -28,7 +32,7 @@ import datetime as dt
 import errno
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -60,7 +64,8 @@ CREATE TABLE IF NOT EXISTS txn (
     line INTEGER, vehicle TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
-CREATE INDEX IF NOT EXISTS txn_state ON txn (state);
+CREATE INDEX IF NOT EXISTS txn_state_created ON txn (state, created);
+DROP INDEX IF EXISTS txn_state;
 CREATE TABLE IF NOT EXISTS exports (export_id INTEGER PRIMARY KEY, written INTEGER NOT NULL DEFAULT 0,
     name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS online (
@@ -77,6 +82,8 @@ CREATE TABLE IF NOT EXISTS saf (
 CREATE TABLE IF NOT EXISTS uploads (txn_id TEXT PRIMARY KEY, response_code TEXT NOT NULL);
 """
 
+MAX_RECENT = 1000
+"""The most rows :meth:`SqliteJournal.recent` returns at once."""
 _SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 _TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"approved", "declined", "refund", "torn", "void"}),
@@ -251,7 +258,10 @@ class SqliteJournal:
         value = first if row is None else row[0] + 1
         if wrap is not None and value > wrap:
             value = first
-        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value))
+        if row is None:
+            db.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+        else:  # in place: the row keeps its rowid, so the name's index page is not rewritten (one WAL frame)
+            db.execute("UPDATE counters SET value=? WHERE name=?", (value, name))
         return value
 
     def current_batch(self) -> int:
@@ -340,6 +350,45 @@ class SqliteJournal:
         if row is None:
             raise JournalError(f"no transaction {txn_id}")
         return self._entry(row)
+
+    def recent(
+        self,
+        states: Collection[State],
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        *,
+        kind: str | None = None,
+        interface: str | None = None,
+        pan_token: str | None = None,
+        limit: int = 50,
+    ) -> list[JournalEntry]:
+        """Entries in one of ``states`` created between ``since`` and ``until`` (inclusive; None: unbounded),
+        of ``kind``, ``interface`` and ``pan_token`` when given, newest first, at most ``limit``.
+
+        Read through the index on (state, created), so the cost is that of the rows in the window, not of
+        the journal's size: the validator's double-tap, deny-list and torn-fare guards ask this on every
+        tap. ``created`` is kept as ISO 8601 text from the terminal's one clock, whose order is the order
+        of time (fixed-width date and time, optional fraction after them); callers that need the exact
+        window filter the returned datetimes again."""
+        assert states and 0 < limit <= MAX_RECENT, (states, limit)
+        where = [f"state IN ({', '.join('?' * len(states))})"]
+        args: list[object] = list(states)
+        for clause, value in (
+            ("created >= ?", since.isoformat() if since is not None else None),
+            ("created <= ?", until.isoformat() if until is not None else None),
+            ("kind = ?", kind),
+            ("interface = ?", interface),
+            ("pan_token = ?", pan_token),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._db.execute(
+            f"SELECT * FROM txn WHERE {' AND '.join(where)} ORDER BY created DESC, batch DESC, stan DESC "
+            "LIMIT ?",
+            (*args, limit),
+        )
+        return [self._entry(r) for r in rows]
 
     def entries(self, state: State | None = None, limit: int = 100) -> list[JournalEntry]:
         if state is None:

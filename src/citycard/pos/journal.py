@@ -15,6 +15,7 @@ never lost between the card and the books.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -71,6 +72,22 @@ class Journal(Protocol):
     def get(self, txn_id: str) -> JournalEntry: ...
 
     def entries(self, state: State | None = None, limit: int = 100) -> list[JournalEntry]: ...
+
+    def recent(
+        self,
+        states: Collection[State],
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        *,
+        kind: str | None = None,
+        interface: str | None = None,
+        pan_token: str | None = None,
+        limit: int = 50,
+    ) -> list[JournalEntry]:
+        """Entries in ``states`` created in [``since``, ``until``] (None: unbounded), of ``kind``,
+        ``interface`` and ``pan_token`` when given, newest first: an indexed look-up whose cost does not
+        grow with the journal (the validator's guards ask it on every tap)."""
+        ...
 
     def current_batch(self) -> int: ...
 

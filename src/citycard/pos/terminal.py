@@ -77,6 +77,12 @@ TORN_LOG_RECORDS = 3
 """The torn fare is the card's latest record unless the card paid elsewhere since: read only a few."""
 DOUBLE_TAP_LOG_RECORDS = 1
 """A double tap is a card whose latest log record is a fare paid here: one record is enough."""
+RECENT_FARES = 1000
+"""The most fares of the double-tap window a validator looks at (at most a busy hour's worth)."""
+_PAID: tuple[State, ...] = ("approved", "recovered")
+"""States of a fare the card paid (a recovered torn fare was charged per the card's log)."""
+_TORN: tuple[State, ...] = ("torn",)
+_REFUND: tuple[State, ...] = ("refund",)
 _VOID_STANDS: frozenset[str] = frozenset({"approved", "torn", "pending"})
 """States of a journaled void that may stand at the issuer: a second void of its purchase is refused."""
 _LOGS = {
@@ -182,10 +188,11 @@ class PosTerminal:
     # -- torn transactions --------------------------------------------------------------------------------
 
     def _open_torn(self, kind: str, now: dt.datetime) -> list[JournalEntry]:
+        since = now - dt.timedelta(seconds=TORN_MAX_AGE_S)
         return [
             e
-            for e in self.journal.entries("torn", 50)
-            if e.kind == kind and (now - e.created).total_seconds() <= TORN_MAX_AGE_S
+            for e in self.journal.recent(_TORN, since, kind=kind, limit=50)
+            if (now - e.created).total_seconds() <= TORN_MAX_AGE_S
         ]
 
     def recover_torn(
@@ -275,38 +282,53 @@ class PosTerminal:
 
     # -- double taps and denied cards (validator) -------------------------------------------------------
 
-    def _recent_fares(self, now: dt.datetime) -> list[JournalEntry]:
-        """Fares paid at this validator within ``double_tap_window_s`` (approved, or torn and recovered)."""
+    def _recent_fares(
+        self,
+        now: dt.datetime,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        *,
+        pan_token: str | None = None,
+        limit: int = RECENT_FARES,
+    ) -> list[JournalEntry]:
+        """Fares paid at this validator within ``double_tap_window_s`` (approved, or torn and recovered),
+        newest first; only those created in [``since``, ``until``] and of ``pan_token`` when given. An
+        indexed look-up of the window (``Journal.recent``), never a scan of the journal."""
         window = self.config.double_tap_window_s
         if not window:
             return []
-        paid = self.journal.entries("approved", 50) + self.journal.entries("recovered", 50)
-        return [
-            e
-            for e in paid
-            if e.kind == "purchase"
-            and e.interface == "contactless"
-            and 0 <= (now - e.created).total_seconds() <= window
-        ]
+        start = now - dt.timedelta(seconds=window)
+        rows = self.journal.recent(
+            _PAID,
+            start if since is None else max(start, since),
+            now if until is None else min(now, until),
+            kind="purchase",
+            interface="contactless",
+            pan_token=pan_token,
+            limit=limit,
+        )
+        return [e for e in rows if 0 <= (now - e.created).total_seconds() <= window]
 
     def _denied_here(self) -> list[JournalEntry]:
-        """Refunds of cards this validator found on the deny list (TVR: card on exception file)."""
+        """Refunds of cards this validator found on the deny list (TVR: card on exception file), the
+        latest 50 refunds looked at."""
         return [
             e
-            for e in self.journal.entries("refund", 50)
-            if e.kind == "purchase"
-            and len(e.tvr) == 10
-            and int(e.tvr[:2], 16) & TVR_CARD_ON_EXCEPTION_FILE[1]
+            for e in self.journal.recent(_REFUND, kind="purchase", limit=50)
+            if len(e.tvr) == 10 and int(e.tvr[:2], 16) & TVR_CARD_ON_EXCEPTION_FILE[1]
         ]
 
-    def _known_card(
-        self, transmit: Transmit, candidates: list[JournalEntry], now: dt.datetime, trace: Trace | None
-    ) -> JournalEntry | None:
-        """The entry among ``candidates`` this card paid last, found before the GPO (which debits): the
-        card's latest transaction-log record (JR/T 0025.13 ``9F4D``/``9F4F``, readable without a GPO) was
-        written by this terminal with the entry's date, time, amount and ATC. None when not found or the
-        card has no readable log."""
-        if not candidates:
+    def _known_card(self, transmit: Transmit, now: dt.datetime, trace: Trace | None) -> JournalEntry | None:
+        """The fare paid here within the double-tap window, or the deny-list refund, that this card paid
+        last, found before the GPO (which debits): the card's latest transaction-log record (JR/T 0025.13
+        ``9F4D``/``9F4F``, readable without a GPO) was written by this terminal with the entry's date,
+        time, amount and ATC. None when not found or the card has no readable log.
+
+        The card's log is read only when there is a candidate at all (a fare in the window, a refused
+        listed card); the fares are then looked up by the second the record names (an indexed look-up,
+        not a scan of the window)."""
+        denied = self._denied_here()
+        if not denied and not self._recent_fares(now, limit=1):
             return None
         txn = Transaction(
             TransactionKind.TRANSACTION_LOG, now, interface="contactless", log_records=DOUBLE_TAP_LOG_RECORDS
@@ -315,7 +337,9 @@ class PosTerminal:
         if log.kind is not OutcomeKind.COMPLETED or not log.logs:
             return None
         latest = log.logs[0]
-        for entry in candidates:
+        second = _record_time(latest, now)
+        fares = [] if second is None else self._recent_fares(now, second, second.replace(microsecond=999_999))
+        for entry in fares + denied:
             if entry.atc is not None and self._logged(entry, latest, TransactionKind.PURCHASE):
                 return entry
         return None
@@ -596,8 +620,7 @@ class PosTerminal:
                 OutcomeKind.APPROVED_OFFLINE, reason="fare already paid (recovered torn transaction)"
             )
             return TapResult(outcome, retap[0], tuple(recovered))
-        recent = self._recent_fares(now)
-        known = self._known_card(transmit, recent + self._denied_here(), now, trace)
+        known = self._known_card(transmit, now, trace)
         if known is not None:  # refused before the GPO: nothing is charged, nothing journaled
             if known.state == "refund":  # its last payment was the one refused here: still denied
                 reason = (
@@ -610,7 +633,8 @@ class PosTerminal:
 
         def refuse(outcome: Outcome) -> str | None:
             token = pan_token(outcome.pan, outcome.psn) if outcome.pan else ""
-            twice = next((e for e in recent if token and e.pan_token == token), None)
+            paid = self._recent_fares(now, pan_token=token, limit=1) if token else []
+            twice = paid[0] if paid else None
             return None if twice is None else _double_tap_reason(twice, now) + "; the card paid: refund"
 
         amount = 0 if extension is not None else fare_fen
@@ -619,6 +643,19 @@ class PosTerminal:
             txn, transmit, config=validator_config(self.config), trace=trace, refuse=refuse, bus=bus
         )
         return TapResult(outcome, entry, tuple(recovered))
+
+
+def _record_time(record: LogEntry, now: dt.datetime) -> dt.datetime | None:
+    """The date and time (9A, 9F21: YYMMDD, HHMMSS in BCD) of a card's log record, in ``now``'s time zone;
+    None when the card's bytes are not a date and time."""
+    try:
+        digits = ((record.get("9A") or b"") + (record.get("9F21") or b"")).hex()
+        if len(digits) != 12 or not digits.isdigit():
+            return None
+        yy, mo, dd, hh, mi, ss = (int(digits[i : i + 2]) for i in range(0, 12, 2))
+        return dt.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=now.tzinfo)
+    except ValueError:
+        return None
 
 
 def _double_tap_reason(paid: JournalEntry, now: dt.datetime) -> str:
