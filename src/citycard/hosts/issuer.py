@@ -74,7 +74,7 @@ from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
-from .zone import ZoneMac
+from .zone import ZoneMac, is_key_exchange
 
 __all__ = [
     "KINDS",
@@ -316,6 +316,8 @@ class IssuerFrontEnd:
             if message.field60 is not None and message.field60.network_code == "301":
                 self.stats.echoes += 1
                 return answer(message, ResponseCode.APPROVED)
+            if self.zone is not None and is_key_exchange(message):  # its MAC under the current ZAK checked
+                return self.zone.accept(message)
             return self._unsupported(message)
         if not isinstance(message, AuthorizationRequest | AdviceRequest | ReversalRequest):
             return self._unsupported(message)

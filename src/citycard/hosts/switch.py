@@ -61,7 +61,7 @@ from citycard.switch import (
 
 from .answers import answer
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
-from .zone import ACQUIRER_LINK, ZoneMac
+from .zone import ACQUIRER_LINK, ZoneMac, is_key_exchange
 
 __all__ = ["SwitchFrontEnd", "SwitchLimits", "SwitchStats", "echo_test"]
 
@@ -243,6 +243,8 @@ class SwitchFrontEnd:
             if message.field60 is not None and message.field60.network_code == "301":
                 self.stats.echoes += 1
                 return answer(message, ResponseCode.APPROVED)
+            if self.zones is not None and is_key_exchange(message):  # the acquirer leg's ZAK replaced
+                return self.zones[ACQUIRER_LINK].accept(message)
             return self._refuse(message, ResponseCode.FUNCTION_NOT_SUPPORTED, "network management")
         legs = split_other_account_load(self.table, message)
         if legs is not None:
