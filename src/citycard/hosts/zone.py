@@ -42,7 +42,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Final
 
 from citycard.codec.iso8583 import (
@@ -175,8 +174,9 @@ class ZoneMac:
         return self.hsm.pos_mac(key, mac_block(encoded))
 
     def sign(self, message: Message) -> Message:
-        """``message`` with field 64 under the current ZAK."""
-        return replace(message, mac=self._mac(self.key, replace(message, mac=bytes(8)).to_bytes()))
+        """``message`` with field 64 under the current ZAK (encoded once: ``Message.signed``)."""
+        key = self.key
+        return message.signed(lambda block: self.hsm.pos_mac(key, block))
 
     def _usable(self) -> list[KeyHandle]:
         now = self._clock()
