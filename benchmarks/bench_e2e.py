@@ -9,6 +9,11 @@ each in a process of its own, forked after the set-up, as ``citycard serve`` run
 in one process and event loop, as ``citycard up`` runs them), ``CITYCARD_BENCH_WORKERS`` (the issuer front
 end's worker threads, default 4), ``CITYCARD_TEST_POSTGRES_URL``.
 
+The hosts are built by ``citycard.bootstrap`` (``build_issuer_front_end``, ``build_switch``,
+``build_acquirer``), the one composition root, exactly as ``citycard serve`` and ``citycard up`` build them:
+field 64 under the zone MAC keys on both host-to-host legs (made and checked at each hop), the acquirer's
+stored messages sealed, the routing table read again every 5 s.
+
 Set-up (not timed): a bank with N funded cards, a merchant acquired by that bank and N terminals in the
 center's registry (their TMKs in the platform HSM and in the terminals' own key store), every ARQC made
 beforehand in ATC order. Each terminal signs on to the acquirer (PIK and MAK under its TMK), then sends
@@ -33,19 +38,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from citycard.bootstrap import Issuer, acquirer_banks, acquirer_registry, routing_table
+from citycard.bootstrap import Issuer, build_acquirer, build_issuer_front_end, build_switch
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.handlers import handle
 from citycard.center.model import tmk_label
 from citycard.center.ports import CenterDeps
 from citycard.codec.iso8583 import AuthorizationRequest, Field60, IccData, SignOnKeys, Tpdu, with_mac
 from citycard.codec.iso8583.messages import NetworkManagementRequest
+from citycard.config import settings
 from citycard.db import Database
-from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork
 from citycard.db.center_repositories import CenterUnitOfWork
-from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
-from citycard.hosts.issuer import IssuerFrontEnd
-from citycard.hosts.switch import SwitchFrontEnd
+from citycard.hosts.acquirer import AcquirerConfig
+from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 from citycard.hsm import KeyUsage
 from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
@@ -105,36 +110,30 @@ def _register(db: Database, platform: SoftHsm) -> SoftHsm:
 
 
 async def _serve_issuer(p: _Platform) -> None:
-    table = routing_table(p.issuer)
-    async with IssuerFrontEnd(p.issuer.service, "BENCH", table, port=p.ports["issuer"], workers=WORKERS):
+    """Built by the composition root, as ``citycard serve issuer`` builds it: field 64 on the switch leg."""
+    async with build_issuer_front_end(p.issuer, "BENCH", port=p.ports["issuer"], workers=WORKERS):
         await asyncio.Event().wait()
 
 
 async def _serve_switch(p: _Platform) -> None:
-    table = routing_table(p.issuer)
-    async with SwitchFrontEnd(
-        table, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, p.hsm, port=p.ports["switch"]
-    ):
+    """As ``citycard serve switch``: zone MACs on both legs, PIN translation, routing reload."""
+    async with build_switch(p.issuer, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, port=p.ports["switch"]):
         await asyncio.Event().wait()
 
 
 async def _serve_acquirer(p: _Platform) -> None:
+    """As ``citycard serve acquirer``: sealed SAF and uploads, zone MAC on the switch leg."""
     config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
-
-    protection = RecordProtection.open(p.hsm)  # reversals queued under load are sealed
-
-    def uow() -> AcquirerUnitOfWork:
-        return acquirer_unit_of_work(p.db, protection)
-
-    extra: dict[str, Any] = {}
-    try:  # the registry read in the purchase's own transaction (absent in code before it: a baseline)
-        from citycard.bootstrap import acquirer_registry_in_transaction
-
-        extra["registry_in"] = acquirer_registry_in_transaction()
-    except ImportError:
-        pass
-    async with AcquirerHost(p.hsm, uow, acquirer_registry(p.db), acquirer_banks(p.db), config, **extra):
+    async with build_acquirer(settings(), p.hsm, p.db, config=config):
         await asyncio.Event().wait()
+
+
+def _make_keys(p: _Platform) -> None:
+    """The keys the hosts make at their first start, made before the fork (the HSM's key store is in
+    memory here: each process must start with the same keys)."""
+    for link in (ACQUIRER_LINK, "BENCH"):
+        ZoneMac.open(p.hsm, link)
+    RecordProtection.open(p.hsm)
 
 
 def _in_process(p: _Platform, serve: Callable[[_Platform], Coroutine[Any, Any, None]]) -> None:
@@ -277,6 +276,7 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
         f55s = [[cards.field55(pan) for _ in range(per_terminal)] for pan in pans]
         ports = {name: _free_port() for name in ("issuer", "switch", "acquirer")}
         p = _Platform(db, Issuer(service, db, Path(".")), hsm, ports)
+        _make_keys(p)
         pids = {"terminals" if LAYOUT != "one" else "all hosts and terminals": os.getpid()}
         if LAYOUT == "one":
             before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}

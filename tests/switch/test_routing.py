@@ -10,6 +10,7 @@ from citycard.codec.iso8583 import (
     AuthorizationRequest,
     BatchUpload,
     Field60,
+    IccData,
     Message,
     ResponseCode,
     ReversalRequest,
@@ -22,9 +23,11 @@ from citycard.switch import (
     Refuse,
     RoutingError,
     RoutingTable,
+    TwoLegs,
     answer_when_unanswered,
     card_number,
     decide,
+    split_other_account_load,
 )
 
 ICBC = Member("ICBC", "01020000", "icbc-zpk")
@@ -150,3 +153,48 @@ def test_an_unanswered_authorization_is_answered_91_and_an_advice_or_reversal_no
 def test_card_number_from_field_2_or_track_2() -> None:
     assert card_number(_request()) == "6212260000000000018"
     assert card_number(_request(pan=None)) is None
+
+
+def _other_account_load(mti: str = "0200", icc: bytes | None = None) -> Message:
+    """An EC load from another account: the BOC account's card in 2 with its PIN, the ICBC EC card in 55."""
+    chip = bytes.fromhex("9F2608" + "11" * 8 + "5A08" + "6212260000000000" + "5F340101")
+    return _request(
+        mti,
+        pan="6216610000000000012",
+        processing_code="620000",
+        condition_code="91",
+        field60=Field60("47", 1),
+        pin_block=bytes(8) if mti == "0200" else None,
+        card_sequence_number="001",
+        icc=IccData(chip if icc is None else icc),
+    )
+
+
+def test_a_load_from_another_account_is_split_into_the_debit_leg_and_the_card_leg() -> None:
+    legs = split_other_account_load(TABLE, _other_account_load())
+    assert isinstance(legs, TwoLegs) and not legs.load_stands
+    assert legs.debit.route == Forward(BOC, BOC, None)  # the account's bank; the acquirer is BOC here
+    assert legs.debit.message.pan == "6216610000000000012" and legs.debit.message.pin_block == bytes(8)
+    assert legs.debit.message.icc is None and legs.debit.message.card_sequence_number is None
+    assert legs.card.route == Forward(ICBC, BOC, None)  # the EC card's bank, no PIN to translate
+    assert legs.card.message.pan == "6212260000000000" and legs.card.message.pin_block is None
+    assert legs.card.message.icc is not None and legs.card.message.card_sequence_number == "001"
+    assert split_other_account_load(TABLE, _request()) is None  # a purchase goes as it is
+
+
+def test_a_load_whose_chip_data_name_no_card_is_refused_30() -> None:
+    refused = split_other_account_load(
+        TABLE, _other_account_load(icc=bytes.fromhex("9F26081111111111111111"))
+    )
+    assert isinstance(refused, Refuse) and refused.code is ResponseCode.FORMAT_ERROR
+    unroutable = _other_account_load(icc=bytes.fromhex("5A08" + "6230000000000000"))
+    refused = split_other_account_load(TABLE, unroutable)
+    assert isinstance(refused, Refuse) and refused.code is ResponseCode.NO_SUCH_ISSUER
+
+
+@pytest.mark.parametrize(("status", "stands"), [("20", True), ("10", False), ("00", False)])
+def test_a_reversal_of_a_load_the_card_took_reaches_only_the_card_leg(status: str, stands: bool) -> None:
+    """9F5B: script 0 processed (status 2) means the card holds the money: the debit leg is not reversed."""
+    chip = bytes.fromhex("5A08" + "6212260000000000" + "9F5B05" + status + "00000000")
+    legs = split_other_account_load(TABLE, _other_account_load("0400", icc=chip))
+    assert isinstance(legs, TwoLegs) and legs.load_stands is stands

@@ -51,6 +51,11 @@ COMMANDS: dict[str, Lazy] = {
         "Network services over ISO 8583 (acquirer, switch, issuer front ends); an emulated card for vpcd.",
         "citycard.cli.servers:app",
     ),
+    "records": Lazy(
+        "The data key sealing the acquirer's stored messages: show, rotate, reseal.",
+        "citycard.cli.records:app",
+    ),
+    "zone": Lazy("Zone keys of the host-to-host links: show, rotate.", "citycard.cli.zone:app"),
     "up": Lazy(
         "The whole platform in one process (network, clearing, web); --demo seeds and runs a city.",
         "citycard.cli:_up_app",

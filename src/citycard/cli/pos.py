@@ -673,19 +673,50 @@ def load(
     cash: bool = typer.Option(
         False, "--cash", help="cash paid at the counter (现金充值) instead of the account"
     ),
+    from_account: str | None = typer.Option(
+        None,
+        "--from-account",
+        help="load from another account (非指定账户圈存): the number of a card of that account, any bank",
+    ),
+    from_pin: str | None = typer.Option(
+        None, "--from-pin", help="that account's PIN (else prompted); with --from-account"
+    ),
     journal: Path | None = JournalOpt,
     acquirer: str | None = AcquirerOpt,
     terminal: str | None = TerminalOpt,
 ) -> None:
-    """EC load (圈存) over contact, online: from the cardholder's account (or --cash); the issuer answers
-    with its ARPC and the script PUT DATA 9F79 that sets the card's new balance."""
+    """EC load (圈存) over contact, online: from the cardholder's account (or --cash, or another account
+    with --from-account and its PIN); the issuer answers with its ARPC and the script PUT DATA 9F79 that
+    sets the card's new balance."""
     fen, pin = _amount(amount, "--amount"), _pin_option(pin)
+    source = _source_account(from_account, from_pin, cash)
+    title = "CASH LOAD" if cash else "EC LOAD" if source is None else "EC LOAD (OTHER ACCOUNT)"
     with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
         client.open()
         with opts.transport(False) as transmit:
-            result = pos.load(transmit, fen, pin=_pin(pin), trace=opts.tracer(), cash=cash)
+            result = pos.load(
+                transmit, fen, pin=_pin(pin), trace=opts.tracer(), cash=cash, from_account=source
+            )
         _report_unreachable(client)
-        _show(pos, result.outcome, result.entry, fen, "CASH LOAD" if cash else "EC LOAD")
+        _show(pos, result.outcome, result.entry, fen, title)
+
+
+def _source_account(number: str | None, pin: str | None, cash: bool) -> tuple[str, str] | None:
+    """``--from-account`` and ``--from-pin`` checked before the card is touched (a PIN prompted when
+    not given)."""
+    if number is None:
+        if pin is not None:
+            raise typer.BadParameter("--from-pin goes with --from-account", param_hint="--from-pin")
+        return None
+    if cash:
+        raise typer.BadParameter("a cash load takes no account", param_hint="--from-account")
+    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
+        raise typer.BadParameter("a card number is 12 to 19 digits", param_hint="--from-account")
+    if pin is None:
+        pin = typer.prompt("PIN of the account to load from", hide_input=True, default="") or None
+    if pin is None or not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
+        raise typer.BadParameter("a PIN is 4 to 12 digits", param_hint="--from-pin")
+    return number, pin
 
 
 @_card_command("balance")

@@ -15,8 +15,10 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
    (the same on a retry), 32 added, the PIN block (52) translated from the terminal's PIK to the bank's ZPK
    (``hsm.translate_pin_block``), 64 removed; a void's 61 gets its original's RRN appended (batch n6,
    trace n6, date n4, original RRN n12); forwarded with a per-hop timeout. No answer (or the switch's 91):
-   the reversal is queued *before* the terminal is answered 98 (timeout) or 91. The answer is relayed with
-   64 under the terminal's MAK.
+   the reversal is queued *before* the terminal is answered 98 (timeout) or 91. An EC load from another
+   account (620000) that is not approved is reversed the same way (39 = ``06``): the switch sends it in two
+   legs, and a decline of the EC card's leg comes after the other account's was posted. The answer is
+   relayed with 64 under the terminal's MAK.
 5. **Advices** 0220 (refunds): persisted with their RRN and queued, then acknowledged 0230 ``00``;
    forwarded by the SAF task. **Reversals** 0400/0420 from a terminal: the original is found by 61 (or
    60.2 and 11); queued (or a tombstone recorded), then acknowledged 0410 ``00``. **Offline uploads** 0320
@@ -523,6 +525,9 @@ class AcquirerHost:
             ) from None
         if answer.response_code == ResponseCode.ISSUER_UNAVAILABLE and kind != TransactionKind.BALANCE:
             await self._give_up(key, forwarded)  # the switch lost the issuer: it may have posted
+        elif kind == TransactionKind.EC_LOAD_OTHER and answer.response_code != ResponseCode.APPROVED:
+            # two legs: a decline may come from the EC card's leg after the other account's was posted
+            await self._give_up(key, forwarded, ResponseCode.ERROR, recorded=str(answer.response_code))
         else:
             answered = RecordAnswer(key, str(answer.response_code))
             await self._db(lambda: record_answer(answered, self._uow(), self._clock))
@@ -548,9 +553,17 @@ class AcquirerHost:
         except HsmError:
             raise _Refused(ResponseCode.PIN_FORMAT_ERROR, "the PIN block does not decipher") from None
 
-    async def _give_up(self, key: TransactionKey, forwarded: Message) -> None:
-        reversal = reversal_of(forwarded, ResponseCode.ISSUER_TIMEOUT).to_bytes()
-        entry = await self._db(lambda: give_up(GiveUp(key, reversal, "98"), self._uow(), self._clock))
+    async def _give_up(
+        self,
+        key: TransactionKey,
+        forwarded: Message,
+        reason: ResponseCode = ResponseCode.ISSUER_TIMEOUT,
+        *,
+        recorded: str = "98",
+    ) -> None:
+        """Queue the reversal of ``forwarded`` (39 = ``reason``), the record marked with ``recorded``."""
+        reversal = reversal_of(forwarded, reason).to_bytes()
+        entry = await self._db(lambda: give_up(GiveUp(key, reversal, recorded), self._uow(), self._clock))
         log.info("rrn %s given up: reversal %s queued", entry.rrn, entry.id)
         self._saf_wake.set()
 

@@ -10,6 +10,8 @@ threads (the service is synchronous SQLAlchemy), and answers with the issuer's d
 request                               answer
 ====================================  ===================================================================
 0200 purchase / balance / EC loads    0210: 39, 38 auth code, 37 and 32 echoed, 55 (ARPC, scripts), 54
+0200 620000 without 55                0210: the other account's leg of an EC load from a non-designated
+                                      account (PIN, debit; request id ``D`` + 32-37, :func:`debit_leg`)
 0400 / 0420 reversal of one of them   0410 / 0430: 39 (``00`` also when there was nothing to reverse)
 0820 echo test (60.3 = 301)           0830 ``00``, answered here
 a PAN of another bank                 ``15`` (no such issuer), nothing posted
@@ -18,8 +20,7 @@ issuer cannot use (MalformedRequest)  ``MalformedRequest``; the codec already an
                                       does not decode at all)
 a PIN block that does not             ``99`` (PIN format error), nothing posted
 decipher under the bank's ZPK
-a transaction we do not carry         ``40`` (function not supported): 0320, 0500, sign-on, EC load from
-                                      another account (and void / refund while the issuer lacks them)
+a transaction we do not carry         ``40`` (function not supported): 0320, 0500, sign-on
 ====================================  ===================================================================
 
 **Group commit.** Each worker thread answers a *group* of requests in one database transaction
@@ -73,13 +74,14 @@ from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
-from .zone import ZoneMac
+from .zone import ZoneMac, is_key_exchange
 
 __all__ = [
     "KINDS",
     "IssuerFrontEnd",
     "IssuerFrontEndStats",
     "balance_field",
+    "debit_leg",
     "request_id",
     "to_authorization",
 ]
@@ -91,6 +93,7 @@ KINDS: Final[dict[str, str]] = {
     "balance inquiry": "BALANCE_INQUIRY",
     "EC load, designated account": "EC_LOAD",
     "EC load, cash": "EC_CASH_LOAD",
+    "EC load, other account": "EC_LOAD_OTHER",  # the EC card's leg; without 55 the other account's
     "void": "VOID",
     "refund": "REFUND",
 }
@@ -141,15 +144,28 @@ def _original_request_id(message: Message) -> str:
     return f"{message.acquirer_id}-{digits[16:28]}"
 
 
+_OTHER_ACCOUNT: Final = "EC load, other account"
+
+
+def debit_leg(message: Message) -> bool:
+    """Whether ``message`` (or the reversal of it) is the other account's leg of an EC load from a
+    non-designated account (620000/91/47): the leg the switch sends without field 55 (the chip data are
+    the EC card's and go to its issuer only). Its request id is ``D`` + 32-37, so that both legs of one
+    load have their own ids when both accounts are at one bank."""
+    row = transaction_type(message)
+    return row is not None and row.name == _OTHER_ACCOUNT and message.icc is None
+
+
 def _psn(message: Message, kind: AuthorizationKind) -> str:
     """The card sequence number: field 23 (n3, ``001``), else 5F34 in field 55; a reversal without either
-    uses ``00`` (the issuer reverses by the original's request id and never reads it)."""
+    uses ``00`` (the issuer reverses by the original's request id and never reads it), and so does the
+    other account's leg of a load (a keyed or swiped card has none; the issuer finds it by its PAN)."""
     if message.card_sequence_number is not None:
         return message.card_sequence_number[-2:]
     psn = message.icc.get("5F34") if message.icc is not None else None
     if psn is not None and len(psn) == 1:
         return psn.hex()
-    if kind is AuthorizationKind.REVERSAL:
+    if kind in (AuthorizationKind.REVERSAL, AuthorizationKind.EC_LOAD_OTHER_DEBIT):
         return "00"
     raise MalformedRequest("23", "no card sequence number (field 23, or 5F34 in field 55)")
 
@@ -159,7 +175,7 @@ def to_authorization(message: Message, kind: AuthorizationKind) -> commands.Auth
     pan = card_number(message)
     if pan is None:
         raise MalformedRequest("2", "no card number (field 2 or 35)")
-    base = request_id(message)
+    base = ("D" if debit_leg(message) else "") + request_id(message)
     reversal = kind is AuthorizationKind.REVERSAL
     original = base if reversal else None
     if kind.value in _FOLLOW_UPS:
@@ -300,6 +316,8 @@ class IssuerFrontEnd:
             if message.field60 is not None and message.field60.network_code == "301":
                 self.stats.echoes += 1
                 return answer(message, ResponseCode.APPROVED)
+            if self.zone is not None and is_key_exchange(message):  # its MAC under the current ZAK checked
+                return self.zone.accept(message)
             return self._unsupported(message)
         if not isinstance(message, AuthorizationRequest | AdviceRequest | ReversalRequest):
             return self._unsupported(message)
@@ -369,6 +387,8 @@ class IssuerFrontEnd:
     def _kind(self, message: Message) -> AuthorizationKind | None:
         if isinstance(message, ReversalRequest):
             return AuthorizationKind.REVERSAL
+        if debit_leg(message):
+            return AuthorizationKind.EC_LOAD_OTHER_DEBIT
         row = transaction_type(message)
         name = KINDS.get(row.name) if row is not None else None
         return AuthorizationKind.__members__.get(name) if name is not None else None

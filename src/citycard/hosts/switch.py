@@ -15,6 +15,12 @@ pure decisions of :mod:`citycard.switch` say where it goes, and this module carr
    ``switch.answer_when_unanswered``). An issuer's ``30`` that carried only 11, 41 and 42 goes back as a
    typed ``30``.
 
+An EC load from a non-designated account (0200 620000/91/47) goes as two legs in turn
+(``switch.split_other_account_load``): the debit leg to the other account's issuer, then, once approved,
+the card leg to the EC card's; the acquirer gets the card leg's answer (ARPC, scripts), or the debit leg's
+decline, or ``91``. Its reversal goes to both legs (the card's first) and is answered only when both
+answered, so the acquirer's store-and-forward repeats it until both banks have it (each applies it once).
+
 Echo tests (0820, 60.3 = ``301``) are answered here. With ``zones`` (``citycard.hosts.zone``; the
 composition root always gives them) both legs carry field 64 under their zone MAC keys: an acquirer's
 request whose MAC does not verify is answered ``A0`` and not forwarded; what is forwarded is MACed under the
@@ -36,16 +42,26 @@ from citycard.codec.iso8583 import (
     Message,
     NetworkManagementRequest,
     ResponseCode,
+    ReversalRequest,
     Tpdu,
 )
 from citycard.hsm.api import Hsm, HsmInputError, KeyHandle
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse
 from citycard.net.server import Iso8583Server, ServerLimits
-from citycard.switch import Forward, RoutingTable, answer_when_unanswered, card_number, decide
+from citycard.switch import (
+    Forward,
+    Leg,
+    RoutingTable,
+    TwoLegs,
+    answer_when_unanswered,
+    card_number,
+    decide,
+    split_other_account_load,
+)
 
 from .answers import answer
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
-from .zone import ACQUIRER_LINK, ZoneMac
+from .zone import ACQUIRER_LINK, ZoneMac, is_key_exchange
 
 __all__ = ["SwitchFrontEnd", "SwitchLimits", "SwitchStats", "echo_test"]
 
@@ -227,26 +243,53 @@ class SwitchFrontEnd:
             if message.field60 is not None and message.field60.network_code == "301":
                 self.stats.echoes += 1
                 return answer(message, ResponseCode.APPROVED)
+            if self.zones is not None and is_key_exchange(message):  # the acquirer leg's ZAK replaced
+                return self.zones[ACQUIRER_LINK].accept(message)
             return self._refuse(message, ResponseCode.FUNCTION_NOT_SUPPORTED, "network management")
+        legs = split_other_account_load(self.table, message)
+        if legs is not None:
+            if not isinstance(legs, TwoLegs):
+                return self._refuse(message, legs.code, legs.reason)
+            return await self._two_legs(message, legs)
         decision = decide(self.table, message)
         if not isinstance(decision, Forward):
             return self._refuse(message, decision.code, decision.reason)
-        outgoing = message
-        if decision.pin is not None and message.pin_block is not None:
-            pan = card_number(message)
+        return await self._leg(message, Leg(decision, message))
+
+    async def _leg(self, message: Message, leg: Leg) -> Message | None:
+        """``leg`` sent (its PIN block translated first), its answer; for ``message``'s kind when none."""
+        decision, outgoing = leg.route, leg.message
+        if decision.pin is not None and outgoing.pin_block is not None:
+            pan = card_number(outgoing)
             assert pan is not None  # decide() routed it by its PAN
             try:
                 block = self._hsm.translate_pin_block(
                     self._key(decision.pin.source_label),
                     self._key(decision.pin.destination_label),
-                    message.pin_block,
+                    outgoing.pin_block,
                     pan,
                 )
             except HsmInputError:
                 return self._refuse(message, ResponseCode.PIN_FORMAT_ERROR, "PIN block does not decipher")
             self.stats.pin_translations += 1
-            outgoing = dataclasses.replace(message, pin_block=block)
+            outgoing = dataclasses.replace(outgoing, pin_block=block)
         return await self._forward(message, outgoing, decision.issuer.bank_code)
+
+    async def _two_legs(self, message: Message, legs: TwoLegs) -> Message | None:
+        """An EC load from a non-designated account (module docstring), or its reversal."""
+        if isinstance(message, ReversalRequest):
+            card = await self._leg(message, legs.card)
+            if card is None or legs.load_stands:
+                return card
+            debit = await self._leg(message, legs.debit)
+            if debit is None:
+                return None  # not answered: the acquirer repeats it, both banks apply it once
+            return card if card.response_code != ResponseCode.APPROVED else debit
+        debit = await self._leg(message, legs.debit)
+        if debit is None or debit.response_code != ResponseCode.APPROVED:
+            return debit  # declined (nothing posted) or 91 (the acquirer reverses both legs)
+        card = await self._leg(message, legs.card)
+        return None if card is None else dataclasses.replace(card, pan=message.pan)
 
     async def _forward(self, message: Message, outgoing: Message, bank_code: str) -> Message | None:
         link = self.links.get(bank_code)

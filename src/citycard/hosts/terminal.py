@@ -60,6 +60,7 @@ from citycard.pos.journal import JournalEntry, State
 from citycard.pos.online import (
     OnlineKind,
     Original,
+    SourceAccount,
     TerminalIdentity,
     authorization_request,
     echo_request,
@@ -418,6 +419,7 @@ class AcquirerClient:
         entry: JournalEntry,
         interface: str,
         follows: JournalEntry | None = None,
+        source: SourceAccount | None = None,
     ) -> OnlineResponse:
         """The :class:`~citycard.pos.online.OnlineHost` call: the queue flushed, then the 0200 of ``entry``
         (11 its STAN, 60.2 its batch; a void's 61 names ``follows``); no answer: the reversal is queued, and
@@ -432,6 +434,7 @@ class AcquirerClient:
             interface=interface,
             original=self._original(follows) if follows is not None else None,
             service_ref=entry.service_ref if kind is OnlineKind.PURCHASE else "",
+            source=source,
         )
         return self._online(entry.txn_id, message)
 

@@ -13,23 +13,50 @@ fingerprint cannot be tested against the few billion PANs of a BIN range, as a p
 key, and ``<owner>/pan-fingerprint``, an ``M7`` HMAC key), made in the HSM the first time they are needed
 (:meth:`RecordProtection.open`; two processes making them at once keep one: the key store never
 overwrites a key).
+
+**Rotation of the data key.** :meth:`RecordProtection.rotate` makes the next version of the data key
+(``<owner>/records-dek/<n>``, n ≥ 2); from then on values are sealed under the newest version, and each
+sealed value names the version it was sealed under: version 1 (the original key) is the HSM's sealed format
+as it is (its first byte is the format ``01``), a later version is ``02`` ‖ the version (2 bytes, big
+endian) ‖ the HSM's sealed value under that key. :meth:`unseal` opens any version the HSM holds (a version
+another process made since is looked up when first met); :meth:`needs_reseal` says whether a value is under
+an older version, which ``citycard.db.record_keys.reseal_rows`` re-seals in batches. A process sealing
+looks for a newer version at most every :data:`REFRESH_S` seconds, so rows written by a running host during
+a rotation are under the new version soon after (and the re-seal pass, run again, takes the rest).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Final
 
-from .api import Algorithm, Hsm, HsmInputError, KeyExistsError, KeyHandle, KeyNotFoundError, KeyUsage
+from .api import (
+    Algorithm,
+    Hsm,
+    HsmInputError,
+    KeyExistsError,
+    KeyHandle,
+    KeyNotFoundError,
+    KeyUsage,
+    SealedDataError,
+)
 
-__all__ = ["ACQUIRER", "RecordProtection", "dek_label", "fingerprint_label", "key_or_new"]
+__all__ = ["ACQUIRER", "REFRESH_S", "RecordProtection", "dek_label", "fingerprint_label", "key_or_new"]
+
+REFRESH_S: Final = 5.0
+"""How often a process that seals looks for a newer version of the data key."""
+_VERSIONED: Final = 0x02
+"""First byte of a value sealed under a data key version above 1 (the HSM's own format byte is 01)."""
 
 ACQUIRER = "acquirer"
 """The owner of the acquirer's stores (``acquirer_saf``, ``acquirer_uploads``) and of clearing's reading of
 the uploads."""
 
 
-def dek_label(owner: str) -> str:
-    return f"{owner}/records-dek"
+def dek_label(owner: str, version: int = 1) -> str:
+    return f"{owner}/records-dek" if version == 1 else f"{owner}/records-dek/{version}"
 
 
 def fingerprint_label(owner: str) -> str:
@@ -54,13 +81,30 @@ def key_or_new(hsm: Hsm, label: str, usage: KeyUsage, algorithm: Algorithm) -> K
     return handle
 
 
+@dataclass(slots=True)
+class _Versions:
+    """The data key versions known to this process (mutable behind the frozen :class:`RecordProtection`)."""
+
+    keys: dict[int, KeyHandle]
+    newest: int
+    checked: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordProtection:
     """One owner's data-protection keys in ``hsm`` (module docstring). Thread-safe as the HSM is."""
 
     hsm: Hsm
-    dek: KeyHandle
+    dek: KeyHandle  # version 1, the original data key
     fingerprint_key: KeyHandle
+    owner: str = ACQUIRER
+    _versions: _Versions = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self._versions is None:
+            keys = {1: self.dek, **_later_versions(self.hsm, self.owner)}
+            object.__setattr__(self, "_versions", _Versions(keys, max(keys), time.monotonic()))
 
     @classmethod
     def open(cls, hsm: Hsm, owner: str = ACQUIRER) -> RecordProtection:
@@ -69,15 +113,78 @@ class RecordProtection:
             hsm,
             key_or_new(hsm, dek_label(owner), KeyUsage.DATA, Algorithm.AES),
             key_or_new(hsm, fingerprint_label(owner), KeyUsage.HMAC, Algorithm.HMAC),
+            owner,
         )
 
+    @property
+    def version(self) -> int:
+        """The data key version new values are sealed under (a newer one looked for every REFRESH_S)."""
+        v = self._versions
+        with v.lock:
+            if time.monotonic() - v.checked >= REFRESH_S:
+                v.keys.update(_later_versions(self.hsm, self.owner))
+                v.newest, v.checked = max(v.keys), time.monotonic()
+            return v.newest
+
+    def rotate(self) -> int:
+        """Make the next version of the data key (``AES``, not exportable) and seal under it from now on;
+        returns it. Two processes rotating at once make two versions, both usable."""
+        v = self._versions
+        with v.lock:
+            v.keys.update(_later_versions(self.hsm, self.owner))
+            version = max(v.keys) + 1
+            while True:
+                try:
+                    key = self.hsm.generate_key(
+                        dek_label(self.owner, version), KeyUsage.DATA, algorithm=Algorithm.AES
+                    )
+                    break
+                except KeyExistsError:
+                    version += 1
+            v.keys[version] = key
+            v.newest, v.checked = max(v.keys), time.monotonic()
+            return version
+
+    def _key(self, version: int) -> KeyHandle:
+        v = self._versions
+        with v.lock:
+            key = v.keys.get(version)
+            if key is None:
+                try:
+                    key = v.keys[version] = self.hsm.get(dek_label(self.owner, version))
+                except KeyNotFoundError:
+                    raise SealedDataError(
+                        f"sealed under data key version {version}, not in the HSM"
+                    ) from None
+            return key
+
     def seal(self, data: bytes, record: bytes) -> bytes:
-        """``data`` sealed for the record whose identity is ``record`` (the associated data)."""
-        return self.hsm.seal(self.dek, data, record)
+        """``data`` sealed for the record whose identity is ``record`` (the associated data), under the
+        newest data key version, which the value names (module docstring)."""
+        version = self.version
+        sealed = self.hsm.seal(self._key(version), data, record)
+        return sealed if version == 1 else bytes((_VERSIONED,)) + version.to_bytes(2, "big") + sealed
+
+    @staticmethod
+    def key_version(sealed: bytes) -> int:
+        """The data key version a sealed value names (:class:`SealedDataError` when it names none)."""
+        if len(sealed) >= 3 and sealed[0] == _VERSIONED:
+            version = int.from_bytes(sealed[1:3], "big")
+            if version >= 2:
+                return version
+        if sealed[:1] == b"\x01":
+            return 1
+        raise SealedDataError("not a sealed value of a known format")
+
+    def needs_reseal(self, sealed: bytes) -> bool:
+        """Whether ``sealed`` is under an older data key version than the newest."""
+        return self.key_version(sealed) < self.version
 
     def unseal(self, sealed: bytes, record: bytes) -> bytes:
         """The data sealed for ``record``; :class:`~citycard.hsm.api.SealedDataError` if it does not open."""
-        return self.hsm.unseal(self.dek, sealed, record)
+        version = self.key_version(sealed)
+        body = sealed if version == 1 else sealed[3:]
+        return self.hsm.unseal(self._key(version), body, record)
 
     def pan_fingerprint(self, pan: str) -> str:
         """64 hex digits: HMAC-SHA-256 of the PAN's digits (a trailing ``F`` pad removed) under the
@@ -86,3 +193,13 @@ class RecordProtection:
         if not digits.isascii() or not digits.isdigit() or not 12 <= len(digits) <= 19:
             raise HsmInputError("a PAN is 12 to 19 digits")
         return self.hsm.keyed_hash(self.fingerprint_key, b"PAN:" + digits.encode("ascii")).hex()
+
+
+def _later_versions(hsm: Hsm, owner: str) -> dict[int, KeyHandle]:
+    """The data key versions above 1 in ``hsm``, by version."""
+    prefix, out = f"{dek_label(owner)}/", {}
+    for label in hsm.labels():
+        rest = label.removeprefix(prefix)
+        if rest != label and rest.isdigit():
+            out[int(rest)] = hsm.get(label)
+    return out

@@ -334,6 +334,9 @@ class AuthorizationKind(enum.StrEnum):
     BALANCE_INQUIRY = "balance_inquiry"
     EC_LOAD = "ec_load"  # 圈存: deposit account -> EC wallet, answered with PUT DATA 9F79
     EC_CASH_LOAD = "ec_cash_load"  # cash at a service counter -> EC wallet
+    # 非指定账户圈存 (0200 620000/91/47), two legs that the switch sends in turn (docs/network.md):
+    EC_LOAD_OTHER_DEBIT = "ec_load_other_debit"  # the other account's leg: PIN, deposit -> settlement
+    EC_LOAD_OTHER = "ec_load_other"  # the EC card's leg: settlement -> EC wallet, PUT DATA 9F79
     REVERSAL = "reversal"  # 0400/0420: the original's transfers mirrored (or a tombstone if it is unknown)
     VOID = (
         "void"  # 消费撤销: a purchase of the same day cancelled, card present (ARQC), the original's amount

@@ -47,13 +47,14 @@ __all__ = [
     "IssuerScript",
     "ScriptPlan",
     "decide",
+    "decide_account_debit",
     "decide_refund",
     "plan_scripts",
     "refusal_for",
     "settle",
 ]
 
-_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
+_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER)
 _STATUS_REFUSALS = {
     CardStatus.LOST: ("41", "card reported lost"),
     CardStatus.CLOSED: ("62", "card closed"),
@@ -154,7 +155,8 @@ def decide(
     refused = refusal_for(card, yymm(now_ns))
     if refused is not None:
         return replace(base, code=refused[0], reason=refused[1])
-    if req.pin_block is None and chip.online_pin_asked:
+    pin_elsewhere = req.kind == AuthorizationKind.EC_LOAD_OTHER  # the other account's PIN, at its issuer
+    if req.pin_block is None and chip.online_pin_asked and not pin_elsewhere:
         reason = "online PIN required (CTQ or CVM results) but no PIN block was sent"
         return replace(base, code="55", reason=reason, flags=(*flags, "online_pin_missing"))
     if req.pin_block is not None and not checks.pin_block_readable:
@@ -170,6 +172,41 @@ def decide(
     if req.kind == AuthorizationKind.VOID:
         return _void(req, card, base, bank, original, now_ns)
     return _business(req, card, base, bank, product, ec_books_balance_fen)
+
+
+def decide_account_debit(
+    req: AuthorizationRequest, card: Card, checks: Checks, *, bank: Bank, now_ns: int
+) -> Decision:
+    """The other account's leg of an EC load from a non-designated account (非指定账户圈存, 620000/91/47):
+    the card of that account is keyed or swiped at the terminal (no chip data of its own: the chip data of
+    the request is the EC card's, which its own issuer checks), so its online PIN is the cardholder
+    verification and is required. Its status and expiry (``41``, ``54``, ``62``), a deposit account
+    (``57``), the PIN (``55``, ``75``, ``99``; the try counter as for any online PIN), then one leg: the
+    deposit account to the bank's network settlement account, as a purchase (``51`` when it lacks the
+    funds, from :func:`settle`). The card is always stored (its PIN try counter)."""
+    base = Decision("05", "", (), card)
+    refused = refusal_for(card, yymm(now_ns))
+    if refused is not None:
+        return replace(base, code=refused[0], reason=refused[1])
+    if card.deposit_account_id is None:
+        return replace(base, code="57", reason="an unregistered card has no account to load from")
+    if req.pin_block is None:
+        reason = "the other account's PIN is required (no PIN block was sent)"
+        return replace(base, code="55", reason=reason, flags=("online_pin_missing",))
+    if not checks.pin_block_readable:
+        reason = "PIN block does not decipher under the zone PIN key (PIN format error)"
+        return replace(base, code="99", reason=reason, flags=("pin_format_error",))
+    pinned = _online_pin(base, card, checks.pin_ok)
+    if isinstance(pinned, Decision):
+        return pinned
+    leg = Transfer(
+        transfer_id(req.request_id, 1),
+        card.deposit_account_id,
+        bank.settlement_account_id,
+        req.amount_fen,
+        code=BankAccount.CARD_EC_FLOAT,  # for an EC load (the statement tells it from a purchase by it)
+    )
+    return Decision("00", "", ("online_pin_verified",), pinned, legs=(leg,))
 
 
 def _online_pin(base: Decision, card: Card, pin_ok: bool | None) -> Decision | Card:
@@ -227,7 +264,11 @@ def _business(
     if new_balance > product.ec_balance_limit_fen:
         reason = f"the EC balance would exceed its limit of {product.ec_balance_limit_fen} fen"
         return replace(base, code="61", reason=reason)
-    source = card.deposit_account_id if kind == AuthorizationKind.EC_LOAD else bank.cash_account_id
+    source = {
+        AuthorizationKind.EC_LOAD: card.deposit_account_id,
+        AuthorizationKind.EC_CASH_LOAD: bank.cash_account_id,
+        AuthorizationKind.EC_LOAD_OTHER: bank.settlement_account_id,  # paid by the other account's bank
+    }[kind]
     assert source is not None
     leg = Transfer(
         transfer_id(req.request_id, 1),

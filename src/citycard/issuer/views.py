@@ -287,6 +287,10 @@ TRANSFER_KINDS = {
     "ec_load_reversal": "EC load reversal",
     "ec_cash_load": "EC cash load",
     "ec_cash_load_reversal": "EC cash load reversal",
+    "ec_load_of_another_card": "EC load of another card (非指定账户圈存)",
+    "ec_load_of_another_card_reversal": "EC load of another card reversal",
+    "ec_load_from_another_account": "EC load from another account (非指定账户圈存)",
+    "ec_load_from_another_account_reversal": "EC load from another account reversal",
     "ec_refund_to_account": "EC refund to account",
     "ec_refund_in_cash": "EC refund in cash",
     "ec_moved_to_replacement": "EC to replacement card",
@@ -309,6 +313,13 @@ _KINDS_BY_LEGS = {
     (_B.CASH, _B.FEE_INCOME): "issue_fee",
     (_B.CARD_DEPOSIT, _B.FEE_INCOME): "annual_fee",
 }
+# the two legs of an EC load from another account (usecases.authorize), and their reversals: code EC float
+_OTHER_ACCOUNT_LOAD = {
+    (_B.CARD_DEPOSIT, _B.NETWORK_SETTLEMENT): "ec_load_of_another_card",
+    (_B.NETWORK_SETTLEMENT, _B.CARD_DEPOSIT): "ec_load_of_another_card_reversal",
+    (_B.NETWORK_SETTLEMENT, _B.CARD_EC_FLOAT): "ec_load_from_another_account",
+    (_B.CARD_EC_FLOAT, _B.NETWORK_SETTLEMENT): "ec_load_from_another_account_reversal",
+}
 # EC float back to the deposit account or the counter: a reversal keeps the load's code (the EC float's),
 # a refund after a loss or closure carries none
 _EC_BACK = {
@@ -322,6 +333,8 @@ def transfer_kind(transfer: Transfer, debit: AccountOwner | None, credit: Accoun
     sides and its code (the issuer's handlers: ``citycard.issuer.handlers``)."""
     if debit is None or credit is None:
         return "transfer"
+    if transfer.code == _B.CARD_EC_FLOAT and (debit.kind, credit.kind) in _OTHER_ACCOUNT_LOAD:
+        return _OTHER_ACCOUNT_LOAD[debit.kind, credit.kind]
     if debit.kind == _B.CARD_EC_FLOAT and credit.kind in _EC_BACK:
         reversal, refund = _EC_BACK[credit.kind]
         return reversal if transfer.code == _B.CARD_EC_FLOAT else refund

@@ -5,7 +5,8 @@ and time). The sockets, the HSM (MAC, PIN) and the store-and-forward live in ``c
 
 Which transaction is which (``docs/iso8583.md`` "Transactions", :data:`citycard.codec.iso8583.TRANSACTIONS`,
 the one table): purchase 0200 000000/00/22, balance inquiry 0200 310000/00/01, EC load from the designated
-account 0200 600000/91/45, EC load in cash 0200 630000/91/46, void 0200 200000/00/23 with 61, refund 0220
+account 0200 600000/91/45, EC load in cash 0200 630000/91/46, EC load from another account 0200
+620000/91/47 (:class:`SourceAccount`), void 0200 200000/00/23 with 61, refund 0220
 200000/00/25 with 61, offline EC purchase upload 0320 000000/00/36 with 55 (the TC), reversal 0400 (0420
 when repeated) with the original's 3, 25 and 60, the reason in 39 and the original in 61. Field by field
 (中国银联《POS终端消息域说明》; docs/network.md):
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from citycard.codec import tlv
 from citycard.codec.iso8583 import (
     TRANSACTIONS,
     AdviceRequest,
@@ -50,6 +52,7 @@ __all__ = [
     "OnlineHost",
     "OnlineKind",
     "Original",
+    "SourceAccount",
     "TerminalIdentity",
     "authorization_request",
     "balances",
@@ -76,6 +79,7 @@ class OnlineKind(enum.Enum):
     BALANCE_INQUIRY = "balance inquiry"
     EC_LOAD = "EC load, designated account"
     EC_CASH_LOAD = "EC load, cash"
+    EC_LOAD_OTHER = "EC load, other account"
     VOID = "void"
     REFUND = "refund"
     UPLOAD = "offline EC purchase upload"
@@ -125,6 +129,25 @@ class Original:
         return cls(int(digits[:6]), int(digits[6:12]), digits[12:16])
 
 
+@dataclass(frozen=True, slots=True)
+class SourceAccount:
+    """Where an EC load from a non-designated account (非指定账户圈存, 0200 620000/91/47) takes the money:
+    the number of a card of that account, keyed or swiped at the terminal (field 2), and its online PIN
+    block (52: ISO 9564 format 0 formed with that number, under the terminal's PIK). The EC card being
+    loaded goes in 55 (its chip data, with its PAN ``5A`` and sequence number ``5F34``) and 23. Our reading
+    of UnionPay POS terminal practice, where the terminal asks first for the card to load (转入卡, inserted)
+    and then for the account's card (转出卡) and its PIN: docs/iso8583.md "EC load from another account"."""
+
+    pan: str
+    pin_block: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.pan.isdigit() and 12 <= len(self.pan) <= 19):
+            raise ValueError("the account's card number is 12 to 19 digits")
+        if len(self.pin_block) != 8:
+            raise ValueError("a PIN block is 8 bytes")
+
+
 def pos_entry_mode(interface: str) -> str:
     """Field 22: ``05`` chip read at the contacts, ``07`` contactless; ``1``: the terminal takes PINs."""
     return ("07" if interface == "contactless" else "05") + "1"
@@ -149,39 +172,57 @@ def authorization_request(
     interface: str = "contact",
     original: Original | None = None,
     service_ref: str = "",
+    source: SourceAccount | None = None,
 ) -> Message:
     """The 0200 (or 0220 for a refund) for ``request``, with 64 set to :data:`MAC_PLACEHOLDER`.
 
     A void and a refund name their original (61); the amount (4) is absent for a balance inquiry; a
-    purchase at a public-service counter carries the service's reference (``HR-…``) in 48."""
+    purchase at a public-service counter carries the service's reference (``HR-…``) in 48; an EC load
+    from another account carries that account's card number and PIN block (``source``) in 2 and 52, and
+    the EC card's PAN and sequence number in 55 (``5A``, ``5F34``) beside its chip data."""
     row = kind.row
     assert kind is not OnlineKind.UPLOAD
     assert (original is not None) == (kind in (OnlineKind.VOID, OnlineKind.REFUND)), "61: void, refund"
-    pin = request.pin_block
+    assert (source is not None) == (kind is OnlineKind.EC_LOAD_OTHER), "2, 52: the other account's"
+    pin = request.pin_block if source is None else source.pin_block
+    field55 = request.field55 if source is None else _with_card(request)
     fields = dict(
         mti=row.mti,
-        pan=request.pan,
+        pan=request.pan if source is None else source.pan,
         processing_code=row.processing_code,
         amount_fen=None if kind is OnlineKind.BALANCE_INQUIRY else request.amount_fen,
         stan=stan,
-        expiry=request.expiry or None,
+        expiry=(request.expiry or None) if source is None else None,
         pos_entry_mode=pos_entry_mode(interface),
         card_sequence_number=_psn(request.psn),
         condition_code=row.condition_code,
         pin_capture_code=PIN_CAPTURE_CODE if pin is not None else None,
-        track2=_track2(request.track2),
+        track2=_track2(request.track2) if source is None else None,
         terminal_id=identity.terminal_id,
         merchant_id=identity.merchant_id,
         currency=CURRENCY,
         additional_data=_field48(kind, service_ref),
         pin_block=pin,
-        icc=IccData(request.field55) if request.field55 else None,
+        icc=IccData(field55) if field55 else None,
         field60=Field60(row.message_type_code, batch),
         original=original.digits() if original is not None else None,
         mac=MAC_PLACEHOLDER,
     )
     kind_class = AdviceRequest if row.mti == "0220" else AuthorizationRequest
     return kind_class(**fields)  # type: ignore[arg-type]
+
+
+def _with_card(request: OnlineRequest) -> bytes:
+    """Field 55 of an EC load from another account: the chip data, then the card's PAN (``5A``, padded
+    with ``F`` to whole bytes) and sequence number (``5F34``) unless the chip data carry them already."""
+    have = {obj.tag for obj in tlv.decode(request.field55)} if request.field55 else set()
+    out = request.field55
+    if "5A" not in have:
+        digits = request.pan + ("F" if len(request.pan) % 2 else "")
+        out += tlv.encode("5A", bytes.fromhex(digits))
+    if "5F34" not in have and len(request.psn) == 2 and request.psn.isdigit():
+        out += tlv.encode("5F34", bytes.fromhex(request.psn))
+    return out
 
 
 def reversal_request(
@@ -303,8 +344,10 @@ class OnlineHost(Protocol):
         entry: JournalEntry,
         interface: str,
         follows: JournalEntry | None = None,
+        source: SourceAccount | None = None,
     ) -> OnlineResponse:
-        """``follows``: the purchase a void cancels (field 61)."""
+        """``follows``: the purchase a void cancels (field 61); ``source``: the other account of an EC load
+        from a non-designated account."""
         ...
 
     def completed(self, entry: JournalEntry, outcome: Outcome) -> Outcome:

@@ -42,7 +42,7 @@ from citycard.kernel.runner import Trace, run
 from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
 
 from .journal import Journal, JournalEntry, State
-from .online import OnlineHost, OnlineKind
+from .online import OnlineHost, OnlineKind, SourceAccount
 from .sealing import seal_pan
 
 __all__ = [
@@ -361,6 +361,7 @@ class PosTerminal:
         follows: JournalEntry | None = None,
         service_ref: str = "",
         bus: tuple[int, str] | None = None,
+        source: SourceAccount | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
         approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
@@ -377,6 +378,8 @@ class PosTerminal:
 
             def via_host(request: OnlineRequest) -> OnlineResponse:
                 assert entry is not None, "the kernel goes online after its debiting command"
+                if source is not None:
+                    return through.authorize(go_online, request, entry, txn.interface, follows, source)
                 return through.authorize(go_online, request, entry, txn.interface, follows)
 
             online = via_host
@@ -497,9 +500,21 @@ class PosTerminal:
         interface: Interface = "contact",
         trace: Trace | None = None,
         cash: bool = False,
+        from_account: tuple[str, str] | None = None,
     ) -> TapResult:
-        """EC load (圈存) from the cardholder's designated account, or (``cash``) in cash at a counter: online
-        through ``online`` or the terminal's host; the card takes the new balance by the issuer's script."""
+        """EC load (圈存) from the cardholder's designated account, or (``cash``) in cash at a counter, or
+        (``from_account``: the number of a card of another account and its PIN, 非指定账户圈存) from another
+        account, possibly at another bank: online through ``online`` or the terminal's host; the card takes
+        the new balance by the issuer's script. The other account's PIN is enciphered at once by the PIN pad
+        (ValueError for a number or PIN it refuses, before the card is touched)."""
+        assert not (cash and from_account), "a cash load takes no account"
+        source = None
+        if from_account is not None:
+            assert self.host is not None and self.pin_pad is not None, "a load from an account goes online"
+            account, account_pin = from_account
+            if not (account.isdigit() and 12 <= len(account) <= 19):
+                raise ValueError("the account's card number is 12 to 19 digits")
+            source = SourceAccount(account, self.pin_pad(account_pin, account))
         recovered = self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD)
         now = self.clock()
         retry = [
@@ -512,6 +527,8 @@ class PosTerminal:
             return TapResult(outcome, retry[0], tuple(recovered))
         txn = Transaction(TransactionKind.EC_LOAD, now, amount_fen, interface=interface, force_online=True)
         kind = OnlineKind.EC_CASH_LOAD if cash else OnlineKind.EC_LOAD
+        if source is not None:
+            kind = OnlineKind.EC_LOAD_OTHER
         outcome, entry = self._run_journaled(
             txn,
             transmit,
@@ -519,6 +536,7 @@ class PosTerminal:
             pin=pin,
             trace=trace,
             online_kind=kind if online is _unable else None,
+            source=source,
         )
         return TapResult(outcome, entry, tuple(recovered))
 

@@ -9,18 +9,31 @@ when the issuer does not answer. The asyncio front end that carries these decisi
 
 from __future__ import annotations
 
-from .decisions import Forward, PinTranslation, Refuse, answer_when_unanswered, card_number, decide
+from .decisions import (
+    Forward,
+    Leg,
+    PinTranslation,
+    Refuse,
+    TwoLegs,
+    answer_when_unanswered,
+    card_number,
+    decide,
+    split_other_account_load,
+)
 from .routing import BinRoute, Member, RoutingError, RoutingTable
 
 __all__ = [
     "BinRoute",
     "Forward",
+    "Leg",
     "Member",
     "PinTranslation",
     "Refuse",
     "RoutingError",
     "RoutingTable",
+    "TwoLegs",
     "answer_when_unanswered",
     "card_number",
     "decide",
+    "split_other_account_load",
 ]

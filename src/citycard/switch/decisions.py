@@ -13,13 +13,23 @@
   store-and-forward queue and sends it again (ISO 8583:1987 repeat messages 0221/0421; UnionPay repeats a
   reversal as 0420).
 
+- **EC load from a non-designated account** (非指定账户圈存, 0200 620000/91/47,
+  :func:`split_other_account_load`): the money comes from one card's account (field 2 or 35, with its
+  PIN in 52) and goes to another card's EC wallet (its chip data in 55, its PAN in 55's ``5A``, its
+  sequence number in 23), possibly at two banks. The switch sends it as two legs in turn: the **debit
+  leg** to the account's issuer (the request without 55, 23 and 14: PIN checked, account debited) and,
+  once that is approved, the **card leg** to the EC card's issuer (2 = the EC card's PAN, without 35 and
+  52: ARQC, EC float credited, ARPC and the ``PUT DATA 9F79`` script). A reversal of the load is sent to
+  both legs (the card's first; none to the debit leg when the card's script results ``9F5B`` say it ran
+  the load script, since the load then stands).
+
 Only the transactions of the host-to-host legs pass (``FORWARDED``); anything else is refused ``40``
 (function not supported). Codes from ``codec.iso8583.codes.ResponseCode``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from citycard.codec.iso8583 import (
@@ -28,19 +38,29 @@ from citycard.codec.iso8583 import (
     Message,
     ResponseCode,
     ReversalRequest,
+    transaction_type,
 )
+from citycard.codec.tlv import TlvError, decode_dict
 
 from .routing import Member, RoutingTable
 
 __all__ = [
     "FORWARDED",
     "Forward",
+    "Leg",
     "PinTranslation",
     "Refuse",
+    "TwoLegs",
     "answer_when_unanswered",
     "card_number",
     "decide",
+    "split_other_account_load",
 ]
+
+OTHER_ACCOUNT_LOAD: Final = "EC load, other account"
+"""The row of ``codec.iso8583.TRANSACTIONS`` sent as two legs."""
+_LOAD_SCRIPT_ID: Final = bytes(4)
+"""The ``PUT DATA 9F79`` of a load's answer is script 0 (its 9F18), as the issuer sends it."""
 
 FORWARDED: Final = (AuthorizationRequest, AdviceRequest, ReversalRequest)
 """The request kinds the switch carries to an issuer: 0100/0200, 0220, 0400/0420."""
@@ -104,6 +124,59 @@ def decide(table: RoutingTable, message: Message) -> Forward | Refuse:
     if message.pin_block is not None and acquirer.zpk_label != issuer.zpk_label:
         pin = PinTranslation(acquirer.zpk_label, issuer.zpk_label)
     return Forward(issuer, acquirer, pin)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One leg of a split request: where it goes and the message it is."""
+
+    route: Forward
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TwoLegs:
+    """An EC load from a non-designated account (module docstring): the debit leg, then the card leg.
+    ``load_stands``: a reversal whose 55 says the card ran the load script: only the card leg hears it."""
+
+    debit: Leg
+    card: Leg
+    load_stands: bool = False
+
+
+def split_other_account_load(table: RoutingTable, message: Message) -> TwoLegs | Refuse | None:
+    """The two legs of an EC load from a non-designated account (module docstring); None when ``message``
+    is not one; a :class:`Refuse` when a leg cannot be routed, or 55 names no EC card (``30``)."""
+    if not isinstance(message, AuthorizationRequest | ReversalRequest):
+        return None
+    row = transaction_type(message)
+    if row is None or row.name != OTHER_ACCOUNT_LOAD:
+        return None
+    debit = decide(table, message)
+    if isinstance(debit, Refuse):
+        return debit
+    try:
+        chip = decode_dict(message.icc.raw) if message.icc is not None else {}
+    except TlvError:
+        return Refuse(ResponseCode.FORMAT_ERROR, "field 55 is not BER-TLV")
+    ec_pan = chip.get("5A", b"").hex().upper().rstrip("F")
+    if not ec_pan.isdigit():
+        return Refuse(ResponseCode.FORMAT_ERROR, "field 55 carries no PAN (5A) of the card to load")
+    card_message = replace(message, pan=ec_pan, track2=None, pin_block=None)
+    card = decide(table, card_message)
+    if isinstance(card, Refuse):
+        return card
+    debit_message = replace(message, icc=None, card_sequence_number=None, expiry=None)
+    results = chip.get("9F5B", b"")
+    stands = any(
+        results[i] >> 4 == 2 and results[i + 1 : i + 5] == _LOAD_SCRIPT_ID
+        for i in range(0, len(results) - 4, 5)
+    )
+    return TwoLegs(
+        Leg(debit, debit_message),
+        Leg(Forward(card.issuer, card.acquirer, None), card_message),
+        load_stands=isinstance(message, ReversalRequest) and stands,
+    )
 
 
 def answer_when_unanswered(mti: str) -> ResponseCode | None:

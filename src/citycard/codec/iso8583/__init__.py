@@ -41,7 +41,7 @@ from .messages import (
     transaction_type,
 )
 from .service import ServiceKind, ServiceReference, ServiceReferenceError, service_reference
-from .signon import SignOnKeys, SignOnKeysError
+from .signon import SignOnKeys, SignOnKeysError, ZoneKeyExchange
 from .spec import MAX_MESSAGE_SIZE, PROFILE_FIELDS, SPEC
 from .wire import (
     MAX_FRAME_SIZE,
@@ -93,6 +93,7 @@ __all__ = [
     "SignOnKeysError",
     "Tpdu",
     "TransactionType",
+    "ZoneKeyExchange",
     "decode_frame",
     "decode_framed",
     "decode_message",

@@ -21,7 +21,15 @@ from typing import Final
 
 from .errors import Iso8583Error
 
-__all__ = ["CHECK_VALUE_SIZE", "ENCRYPTED_KEY_SIZE", "SIGN_ON_KEYS_SIZE", "SignOnKeys", "SignOnKeysError"]
+__all__ = [
+    "CHECK_VALUE_SIZE",
+    "ENCRYPTED_KEY_SIZE",
+    "SIGN_ON_KEYS_SIZE",
+    "ZONE_KEY_EXCHANGE_SIZE",
+    "SignOnKeys",
+    "SignOnKeysError",
+    "ZoneKeyExchange",
+]
 
 ENCRYPTED_KEY_SIZE: Final = 16
 """A double-length 3DES key under the TMK."""
@@ -87,3 +95,44 @@ _ATTRIBUTE: Final = {
     "MAK under TMK": "mak_under_tmk",
     "MAK check value": "mak_check_value",
 }
+
+
+ZONE_KEY_EXCHANGE_SIZE: Final = 2 + ENCRYPTED_KEY_SIZE + CHECK_VALUE_SIZE
+"""Field 62 of a zone key exchange (0800, 60.3 = ``101``): version n4 BCD (2) ‖ ZAK under ZMK ‖ KCV."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneKeyExchange:
+    """Field 62 of a zone key exchange (docs/network.md "Zone keys: exchange and rotation"): the new zone
+    MAC key's version (1 to 9999), the key enciphered under the link's zone master key (ECB), its check
+    value. Our layout: no public UnionPay text defines the host-to-host key exchange; it follows the
+    sign-on's (one key, ``SignOnKeys``) with the version in front."""
+
+    version: int
+    key_under_zmk: bytes
+    check_value: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, int) or not 1 <= self.version <= 9999:
+            raise SignOnKeysError(0, "a zone key version is 1 to 9999")
+        if not isinstance(self.key_under_zmk, bytes) or len(self.key_under_zmk) != ENCRYPTED_KEY_SIZE:
+            raise SignOnKeysError(2, f"the key under the ZMK must be {ENCRYPTED_KEY_SIZE} bytes")
+        if not isinstance(self.check_value, bytes) or len(self.check_value) != CHECK_VALUE_SIZE:
+            raise SignOnKeysError(2 + ENCRYPTED_KEY_SIZE, f"the check value must be {CHECK_VALUE_SIZE} bytes")
+
+    def encode(self) -> bytes:
+        return bytes.fromhex(f"{self.version:04d}") + self.key_under_zmk + self.check_value
+
+    @classmethod
+    def decode(cls, data: bytes) -> ZoneKeyExchange:
+        """:class:`SignOnKeysError` for anything but the 22 bytes of the layout with a BCD version."""
+        if not isinstance(data, bytes | bytearray) or len(data) != ZONE_KEY_EXCHANGE_SIZE:
+            raise SignOnKeysError(None, f"a zone key exchange's field 62 is {ZONE_KEY_EXCHANGE_SIZE} bytes")
+        digits = bytes(data[:2]).hex()
+        if not digits.isdigit():
+            raise SignOnKeysError(0, "the key version is not BCD")
+        k = 2 + ENCRYPTED_KEY_SIZE
+        return cls(int(digits), bytes(data[2:k]), bytes(data[k:]))
+
+    def __repr__(self) -> str:
+        return f"ZoneKeyExchange(version={self.version}, kcv={self.check_value.hex().upper()})"

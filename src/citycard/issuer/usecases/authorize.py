@@ -28,7 +28,16 @@ from citycard.hsm.api import HsmInputError
 
 from ..chipdata import ChipData, ChipDataError, parse_chip_data
 from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
-from ..decision import Checks, Decision, IssuerScript, decide, decide_refund, plan_scripts, settle
+from ..decision import (
+    Checks,
+    Decision,
+    IssuerScript,
+    decide,
+    decide_account_debit,
+    decide_refund,
+    plan_scripts,
+    settle,
+)
 from ..model import ONLINE_PIN_TRY_LIMIT, Card, CardRecord
 from ..ports import AuthorizationStart, IssuerUnitOfWork, StoredAuthorization
 from ..registry import registry_refusal
@@ -40,7 +49,7 @@ __all__ = ["MAX_GROUP", "authorize", "authorize_together", "request_fingerprint"
 
 MAX_GROUP: Final = 64
 """Most requests answered in one transaction by :func:`authorize_together`."""
-_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD)
+_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER)
 _CARD_SCRIPT_HEADERS = {
     IssuerScript.PIN_UNBLOCK: bytes.fromhex("84240000"),
     IssuerScript.APPLICATION_BLOCK: bytes.fromhex("841E0000"),
@@ -133,6 +142,10 @@ def _authorize_in(
         response, transfers = reversed_
     elif req.kind == AuthorizationKind.REFUND:
         response, transfers = _refund(req, card, uow, deps)
+    elif req.kind == AuthorizationKind.EC_LOAD_OTHER_DEBIT:
+        response, transfers, card = _debit_other_account(req, start, uow, deps)
+        if card is not None:
+            uow.cards.update(card)
     else:
         response, transfers, card = _authorize_card(req, start, uow, deps)
         if card is not None:
@@ -217,6 +230,46 @@ def _post(decision: Decision, req: AuthorizationRequest, uow: IssuerUnitOfWork) 
     if decision.refunds is not None:
         uow.authorizations.add_refunded(decision.refunds, req.amount_fen)
     return decision
+
+
+def _debit_other_account(
+    req: AuthorizationRequest, start: AuthorizationStart, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int], Card | None]:
+    """The other account's leg of an EC load from a non-designated account: no chip data (the card is
+    found by its PAN alone: a keyed or swiped card carries no sequence number), the registry, the online
+    PIN in the HSM, then :func:`~citycard.issuer.decision.decide_account_debit` posted."""
+    card = start.card
+    if card is None:
+        return AuthorizationResponse(req.request_id, "14", "unknown card"), [], None
+    refused = registry_refusal(start.registry_in_use, start.terminal, req)
+    if refused is not None:
+        return AuthorizationResponse(req.request_id, refused[0], refused[1], flags=refused[2:]), [], None
+    checks = Checks(arqc_ok=True)
+    checkable = card.pin_offset is not None and card.online_pin_failures < ONLINE_PIN_TRY_LIMIT
+    if req.pin_block is not None and checkable:
+        assert card.pin_offset is not None
+        zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
+        try:
+            pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
+            checks = Checks(arqc_ok=True, pin_ok=pin_ok)
+        except HsmInputError:
+            checks = Checks(arqc_ok=True, pin_block_readable=False)
+    decision = decide_account_debit(
+        req, card, checks, bank=deps.bank(uow, card.bank_code), now_ns=deps.clock()
+    )
+    decision = _post(decision, req, uow)
+    balance = None
+    if decision.approved and card.deposit_account_id is not None:
+        balance = available(uow, card.deposit_account_id)
+    response = AuthorizationResponse(
+        req.request_id,
+        decision.code,
+        decision.reason,
+        authorization_code=_authorization_code(req) if decision.approved else "",
+        balance_fen=balance,
+        flags=decision.flags,
+    )
+    return response, [t.id for t in decision.legs], decision.card
 
 
 def _refund(

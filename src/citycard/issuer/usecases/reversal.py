@@ -57,7 +57,7 @@ def reverse(
         return AuthorizationResponse(req.request_id, "00", f"already reversed by {original.reversed_by}"), []
     if original.response_code != "00" or not original.transfer_ids:
         return AuthorizationResponse(req.request_id, "00", "nothing was posted; nothing to reverse"), []
-    if original.kind == AuthorizationKind.EC_LOAD:
+    if original.kind in (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_LOAD_OTHER):
         try:
             results = parse_script_results(req.field55)
         except ChipDataError as exc:
