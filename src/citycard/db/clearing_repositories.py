@@ -1182,7 +1182,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+@lru_cache(maxsize=4096)
 def _date_ns(day: date) -> int:
+    """Midnight (Beijing) starting ``day``, in ns since the epoch (a day's records share a few dates)."""
     return int(datetime.combine(day, datetime.min.time(), BEIJING).timestamp()) * 10**9
 
 
