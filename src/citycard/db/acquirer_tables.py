@@ -108,4 +108,5 @@ acquirer_uploads = Table(
     Column("tc_ac_data", LargeBinary, nullable=True),  # the CDOL1 data the TC covers
     Column("tc_gpo_ac_data", LargeBinary, nullable=True),  # qPBOC: the same with the GPO's zero TVR
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
+    Index("ix_acquirer_uploads_received", "received_ns", "terminal_id", "batch", "stan"),  # a day's (0022)
 )

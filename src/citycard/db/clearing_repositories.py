@@ -97,7 +97,7 @@ from .clearing_tables import (
 )
 from .driver import copy_rows
 from .issuer_repositories import IssuerUnitOfWork
-from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards
+from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards, issuer_products
 from .uow import Database
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,15 @@ class _Card:
     bank_code: str
     ec_float_account_id: int
     lost_at_ns: int | None
+    card_type: str  # of the card's product: debit | credit (settlement's fee caps)
+
+
+def _card_query() -> Any:
+    """The card rows clearing reads, with their product's card type."""
+    ic, pr = issuer_cards, issuer_products
+    return select(
+        ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns, pr.c.card_type
+    ).select_from(ic.join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code)))
 
 
 @dataclass(frozen=True)
@@ -369,8 +378,9 @@ class ClearingEngine:
         only and still undecided); returns how many. Set-based: the acquirer stored what clearing needs as
         columns when it received each upload (``citycard.db.acquirer_repositories.upload_columns``), so a
         batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of ten times
-        :attr:`batch_size`); the uploads stored before migration 0022 get their columns first
-        (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded)."""
+        :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
+        uploads only, whatever the day's size); the uploads stored before migration 0022 get their columns
+        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded)."""
         u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
@@ -390,38 +400,56 @@ class ClearingEngine:
         changed = [name for name in columns[7:]]
         ref = u.c.terminal_id.op("||")(literal("/", String)).op("||")(cast(u.c.batch, String))
         ref = ref.op("||")(literal("/", String)).op("||")(cast(u.c.stan, String))
-        key = (u.c.terminal_id, u.c.batch, u.c.stan)
-        todo = (
-            select(*key)
-            .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
-            .outerjoin(
-                p, and_(p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan)
-            )
-            .where(
-                near, in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None)))
-            )
-        )
+        key = (u.c.received_ns, u.c.terminal_id, u.c.batch, u.c.stan)  # ix_acquirer_uploads_received
         staged = 0
-        after: tuple[str, int, int] | None = None
+        after: tuple[int, str, int, int] | None = None
         size = self.batch_size * 10
         while True:
-            batch = todo if after is None else todo.where(_key_after(key, after))
+            # the batch: the next ``size`` uploads of the day's range, by the index alone (no join)
+            ahead = near if after is None else and_(near, tuple_(*key) > tuple_(*after))
             with self.database.engine.begin() as c:
-                last = c.execute(batch.order_by(*key).offset(size - 1).limit(1)).first()
-                if last is not None:
-                    batch = batch.where(~_key_after(key, (last.terminal_id, last.batch, last.stan)))
-                source = batch.with_only_columns(
-                    ref, literal(d, String), *key, u.c.received_ns,
-                    func.coalesce(u.c.pan_masked, ""), func.coalesce(u.c.psn, ""),
-                    func.coalesce(u.c.amount_fen, 0), u.c.field55, u.c.service_ref, u.c.card_shard,
-                    u.c.pan_fingerprint, u.c.pan_sealed, u.c.tc_atc, u.c.tc_amount_fen, u.c.tc_date,
-                    u.c.tc_cryptogram, u.c.tc_ac_data, u.c.tc_gpo_ac_data,
-                    maintain_column_froms=True,
-                )  # fmt: skip
+                last = c.execute(select(*key).where(ahead).order_by(*key).offset(size - 1).limit(1)).first()
+                upto = ahead if last is None else and_(ahead, tuple_(*key) <= tuple_(*last))
+                source = (
+                    select(
+                        ref,
+                        literal(d, String),
+                        u.c.terminal_id,
+                        u.c.batch,
+                        u.c.stan,
+                        u.c.received_ns,
+                        func.coalesce(u.c.pan_masked, ""),
+                        func.coalesce(u.c.psn, ""),
+                        func.coalesce(u.c.amount_fen, 0),
+                        u.c.field55,
+                        u.c.service_ref,
+                        u.c.card_shard,
+                        u.c.pan_fingerprint,
+                        u.c.pan_sealed,
+                        u.c.tc_atc,
+                        u.c.tc_amount_fen,
+                        u.c.tc_date,
+                        u.c.tc_cryptogram,
+                        u.c.tc_ac_data,
+                        u.c.tc_gpo_ac_data,
+                    )
+                    .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
+                    .outerjoin(
+                        p,
+                        and_(
+                            p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan
+                        ),
+                    )
+                    .where(
+                        upto,
+                        in_window,
+                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))),
+                    )
+                )
                 staged += _upsert_staged(c, columns, source, changed)
             if last is None:
                 return staged
-            after = (last.terminal_id, int(last.batch), int(last.stan))
+            after = (int(last.received_ns), last.terminal_id, int(last.batch), int(last.stan))
 
     def import_journal(self, directory: Path, day: date) -> int:
         """Stage the rows of the journal exports (``*.jsonl``, ``citycard pos journal --export``) in
@@ -783,13 +811,16 @@ class ClearingEngine:
             masked = row.pan_masked
             if len(masked) < 11 or not (masked[:6] + masked[-4:]).isdigit():
                 continue
-            query = select(ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns)
-            query = query.where(
-                ic.c.pan.like(masked[:6] + "%"),
-                func.length(ic.c.pan) == len(masked),
-                func.substr(ic.c.pan, func.length(ic.c.pan) - literal_column("3")) == masked[-4:],
-                ic.c.psn == row.psn,
-            ).limit(100)
+            query = (
+                _card_query()
+                .where(
+                    ic.c.pan.like(masked[:6] + "%"),
+                    func.length(ic.c.pan) == len(masked),
+                    func.substr(ic.c.pan, func.length(ic.c.pan) - literal_column("3")) == masked[-4:],
+                    ic.c.psn == row.psn,
+                )
+                .limit(100)
+            )
             candidates = [_Card(*r) for r in c.execute(query)]
             assert row.tc is not None
             matching = [card for card in candidates if self._verify(card, row.tc)]
@@ -802,9 +833,7 @@ class ClearingEngine:
         ic = issuer_cards
         out: dict[str, _Card] = {}
         for chunk in _chunks(sorted(pans), 1000):
-            query = select(
-                ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns
-            ).where(ic.c.pan.in_(chunk))
+            query = _card_query().where(ic.c.pan.in_(chunk))
             out.update((r.pan, _Card(*r)) for r in c.execute(query))
         return out
 
@@ -924,6 +953,7 @@ class ClearingEngine:
             "service_ref": row.service_ref,
             "transfer_id": transfer,
             "exception_id": exception_id,
+            "card_type": card.card_type,
         }
 
     @staticmethod
@@ -1188,16 +1218,6 @@ def _date_ns(day: date) -> int:
     return int(datetime.combine(day, datetime.min.time(), BEIJING).timestamp()) * 10**9
 
 
-def _key_after(key: tuple[Any, Any, Any], after: tuple[str, int, int]) -> Any:
-    """(terminal, batch, stan) > ``after``, written out (SQLite and PostgreSQL alike use the key's index)."""
-    terminal, batch, stan = key
-    return or_(
-        terminal > after[0],
-        and_(terminal == after[0], batch > after[1]),
-        and_(terminal == after[0], batch == after[1], stan > after[2]),
-    )
-
-
 def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list[str]) -> int:
     """``INSERT INTO clearing_presentments (columns) SELECT …`` of uploads; a presentment staged from a
     journal only and still undecided gets the upload's ``changed`` columns (and its masked PAN when it had
@@ -1366,13 +1386,14 @@ def _tc_of(r: Any, field55: bytes) -> TcData:
 
 def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     """``INSERT INTO clearing_items SELECT …`` of the day's online records at ``bank``'s merchants."""
-    a, o, ic, m, t, i = (
+    a, o, ic, m, t, i, pr = (
         issuer_authorizations,
         issuer_authorizations.alias("o"),
         issuer_cards,
         center_merchants,
         acquirer_transactions,
         clearing_items,
+        issuer_products,
     )
     prior = i.alias("prior")
     approved = a.c.response_code.in_(APPROVED)
@@ -1401,6 +1422,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     )
     source = (
         a.join(ic, ic.c.pan == a.c.pan)
+        .join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code))
         .join(m, m.c.merchant_id == a.c.merchant_id)
         .outerjoin(o, o.c.request_id == a.c.original_request_id)
         .outerjoin(t, t.c.rrn == rrn_of)
@@ -1426,6 +1448,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
             func.coalesce(a.c.service_ref, o.c.service_ref),  # a void or refund names its original's
             null(),
             null(),
+            pr.c.card_type,
         )
         .select_from(source)
         .where(
@@ -1441,6 +1464,6 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     columns = [
         "clearing_date", "source", "source_ref", "kind", "sign", "amount_fen", "issuer_bank",
         "acquirer_bank", "merchant_id", "terminal_id", "mcc", "industry", "pan_masked", "atc", "txn_ns",
-        "rrn", "service_ref", "transfer_id", "exception_id",
+        "rrn", "service_ref", "transfer_id", "exception_id", "card_type",
     ]  # fmt: skip
     return insert(i).from_select(columns, rows)

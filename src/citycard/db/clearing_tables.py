@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 from .tables import metadata
@@ -68,6 +69,7 @@ clearing_items = Table(
     Column("service_ref", String(32), nullable=True),
     Column("transfer_id", BigInteger, nullable=True),  # the issuer-side ledger transfer (offline)
     Column("exception_id", BigInteger, nullable=True),  # the exception it came from (accepted, charged back)
+    Column("card_type", String(8), nullable=True),  # the card product's (0023): debit, credit; NULL: unknown
     UniqueConstraint("source", "source_ref", name="uq_clearing_items_source_ref"),
     CheckConstraint("amount_fen > 0", name="amount_positive"),
     CheckConstraint("sign IN (1, -1)", name="sign"),
@@ -122,7 +124,15 @@ clearing_presentments = Table(
     Column("tc_ac_data", LargeBinary, nullable=True),
     Column("tc_gpo_ac_data", LargeBinary, nullable=True),
     Index("ix_clearing_presentments_day", "clearing_date", "outcome", "ref"),
-    Index("ix_clearing_presentments_card", "clearing_date", "card_shard", "pan_fingerprint", "ref"),
+    Index(  # the undecided records only (0022): a run's batches never walk the decided ones
+        "ix_clearing_presentments_card",
+        "clearing_date",
+        "card_shard",
+        "pan_fingerprint",
+        "ref",
+        postgresql_where=text("outcome IS NULL"),
+        sqlite_where=text("outcome IS NULL"),
+    ),
     Index("ix_clearing_presentments_key", "terminal_id", "batch", "stan", unique=True),
 )
 

@@ -86,6 +86,7 @@ clearing_items = table(
     column("pan_masked", String),
     column("txn_ns", BigInteger),
     column("rrn", String),
+    column("card_type", String),  # 0023: the card's product's (debit, credit); NULL before it
 )
 """Clearing's items, as the team contract describes them (the columns settlement reads)."""
 

@@ -361,7 +361,14 @@ def write_day_files(
                     statement = _Csv(one.enter_context(sink.open(f"merchant-{m.merchant_id}.csv")))
                     _merchant_head(statement, record, m)
                 for item in items:
-                    fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
+                    fees = schedule.fees(
+                        item.kind,
+                        item.sign,
+                        item.amount_fen,
+                        item.industry,
+                        item.mcc,
+                        card_type=item.card_type,
+                    )
                     values = _item_values(item, fees)
                     if statement is not None:
                         statement.row("D", *values, item.signed_fen - fees.discount_fen)

@@ -4,8 +4,9 @@
 field 55, the TC's values (ATC, amount, date, cryptogram, the CDOL1 data it covers and, for qPBOC, the same
 with the GPO's zero TVR), the PAN sealed alone (``pan_sealed``) and the card's shard.
 ``clearing_presentments`` gains the same TC columns, the PAN's fingerprint, the sealed PAN and the card's EC
-float account; its card index runs by fingerprint instead of PAN. ``clearing_seen_tcs`` replaces
-``clearing_tcs`` (TCs presented, by PAN fingerprint instead of PAN).
+float account; its card index runs by fingerprint instead of PAN, over the undecided records only (a
+partial index); the uploads get an index by receipt time (a day's are staged in that order).
+``clearing_seen_tcs`` replaces ``clearing_tcs`` (TCs presented, by PAN fingerprint instead of PAN).
 
 A migration cannot fill these from existing rows (the messages are sealed and the keys are in the HSM, which
 Alembic does not open): the acquirer fills its uploads' columns when it starts
@@ -49,6 +50,9 @@ def upgrade() -> None:
         uploads.add_column(sa.Column("card_shard", sa.SmallInteger(), nullable=True))
         for column in _tc_columns():
             uploads.add_column(column)
+    op.create_index(
+        "ix_acquirer_uploads_received", "acquirer_uploads", ["received_ns", "terminal_id", "batch", "stan"]
+    )
     op.drop_index("ix_clearing_presentments_card", table_name="clearing_presentments")
     with op.batch_alter_table("clearing_presentments") as presentments:
         presentments.add_column(sa.Column("pan_fingerprint", sa.String(64), nullable=True))
@@ -56,10 +60,12 @@ def upgrade() -> None:
         presentments.add_column(sa.Column("card_account", sa.BigInteger(), nullable=True))
         for column in _tc_columns():
             presentments.add_column(column)
-    op.create_index(
+    op.create_index(  # the undecided records only: a run's batches never walk the decided ones
         "ix_clearing_presentments_card",
         "clearing_presentments",
         ["clearing_date", "card_shard", "pan_fingerprint", "ref"],
+        postgresql_where=sa.text("outcome IS NULL"),
+        sqlite_where=sa.text("outcome IS NULL"),
     )
     op.create_table(
         "clearing_seen_tcs",
@@ -100,6 +106,7 @@ def downgrade() -> None:
         "clearing_presentments",
         ["clearing_date", "card_shard", "pan", "ref"],
     )
+    op.drop_index("ix_acquirer_uploads_received", table_name="acquirer_uploads")
     with op.batch_alter_table("acquirer_uploads") as uploads:
         for name in ("tc_gpo_ac_data", "tc_ac_data", "tc_cryptogram", "tc_date", "tc_amount_fen", "tc_atc"):
             uploads.drop_column(name)
