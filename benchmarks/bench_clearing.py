@@ -31,6 +31,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from citycard.acquirer.model import TransactionKey
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.handlers import handle
 from citycard.center.model import TerminalKind
@@ -41,11 +42,13 @@ from citycard.codec.tlv import encode_many
 from citycard.crypto.cryptograms import ac_input, bcd_amount, generate_ac
 from citycard.crypto.derivation import derive_pboc_session_key
 from citycard.db import Database, drop_schema, migrate
+from citycard.db.acquirer_repositories import upload_columns, upload_record
 from citycard.db.acquirer_tables import acquirer_uploads
 from citycard.db.center_repositories import CenterUnitOfWork
 from citycard.db.clearing_repositories import ClearingEngine
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hsm.api import KeyUsage
+from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import MemoryKeyStore, SoftHsm
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, IssueCards
 from citycard.issuer.handlers import IssuerService
@@ -122,9 +125,10 @@ def _tc(udk: bytes, atc: int, amount: int, un: bytes) -> tuple[bytes, bytes]:
 
 
 def _uploads(
-    db: Database, cards: list[tuple[str, str, bytes, int]], n: int
+    db: Database, protection: RecordProtection, cards: list[tuple[str, str, bytes, int]], n: int
 ) -> list[tuple[str, str, bytes, bytes, int]]:
-    """N uploads, stored as the acquirer stores them; returns what the baseline verifies."""
+    """N uploads, stored as the acquirer stores them (``SqlOfflineUploads.add``'s columns: the 0320
+    sealed, and what clearing stages decoded, the PAN sealed alone); returns what the baseline verifies."""
     received = int(dt.datetime(2026, 11, 25, 20, 0, tzinfo=BEIJING).timestamp()) * 10**9
     rows, checks = [], []
     for i in range(n):
@@ -141,13 +145,16 @@ def _uploads(
             card_sequence_number="001", terminal_id=tid, merchant_id="BENCHSHOP000001", currency="156",
             icc=IccData(field55), field60=Field60("36", batch),
         )  # fmt: skip
+        encoded = message.to_bytes()
+        key = TransactionKey(tid, batch, stan)
         rows.append(
             {
                 "terminal_id": tid, "batch": batch, "stan": stan, "merchant_id": "BENCHSHOP000001",
                 "amount_fen": amount, "pan_masked": pan[:6] + "*" * 9 + pan[-4:],
-                "message": message.to_bytes(),
+                "sealed": protection.seal(encoded, upload_record(tid, batch, stan)),
                 "received_ns": received + i,
             }
+            | upload_columns(protection, key, encoded)
         )  # fmt: skip
         if len(checks) < 20_000:
             checks.append((bank, pan, data, field55, atc))
@@ -182,7 +189,7 @@ def main() -> None:
             hsm = SoftHsm(bytes(range(32)))
             t0 = time.perf_counter()
             _, cards = _setup(db, hsm)
-            checks = _uploads(db, cards, n)
+            checks = _uploads(db, RecordProtection.open(hsm), cards, n)
             generated_s = time.perf_counter() - t0
             before = _verify_rate(hsm, checks)
             engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)

@@ -565,7 +565,12 @@ def build_acquirer(
     """The acquirer front end (``citycard.hosts.acquirer``) on ``database`` and ``hsm``: the center's
     registry, the issuer's banks, listening on ``CITYCARD_ACQUIRER`` and forwarding to ``CITYCARD_SWITCH``
     unless ``config`` says otherwise."""
-    from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work, seal_clear_rows
+    from citycard.db.acquirer_repositories import (
+        AcquirerUnitOfWork,
+        acquirer_unit_of_work,
+        fill_upload_columns,
+        seal_clear_rows,
+    )
     from citycard.hosts.acquirer import AcquirerConfig, AcquirerHost
     from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
     from citycard.hsm.protection import RecordProtection
@@ -575,6 +580,7 @@ def build_acquirer(
         config = AcquirerConfig(host=host, port=port, switch_host=switch_host, switch_port=switch_port)
     protection = RecordProtection.open(hsm)  # the SAF queue's and the uploads' messages are sealed
     seal_clear_rows(database, protection)  # rows from before migration 0019
+    fill_upload_columns(database, protection)  # rows from before migration 0022
 
     def uow() -> AcquirerUnitOfWork:
         return acquirer_unit_of_work(database, protection)

@@ -101,7 +101,8 @@ def _assert_whole_cards_decided(database: Database) -> None:
     """A batch takes each card's records of the day whole: no card is part decided, part not."""
     p = clearing_presentments
     with database.engine.connect() as c:
-        rows = c.execute(select(p.c.pan, p.c.outcome).where(p.c.pan.is_not(None))).all()
+        card = p.c.pan_fingerprint
+        rows = c.execute(select(card, p.c.outcome).where(card.is_not(None))).all()
     by_card: dict[str, set[bool]] = {}
     for pan, outcome in rows:
         by_card.setdefault(pan, set()).add(outcome is None)

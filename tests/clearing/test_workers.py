@@ -23,7 +23,7 @@ from citycard.db.clearing_tables import (
     clearing_items,
     clearing_presentments,
     clearing_runs,
-    clearing_tcs,
+    clearing_seen_tcs,
 )
 from citycard.db.issuer_tables import issuer_deny_list
 from citycard.db.settlement_repositories import SettlementUnitOfWork
@@ -98,10 +98,11 @@ def _state(database: Database, files: Path) -> dict[str, Any]:
     for item in items:
         item["exception_id"] = ref_of.get(item["exception_id"])
     return {
-        "presentments": _rows(database, clearing_presentments, ("ref",)),
+        # a journal row's PAN is sealed by the clearing that finds its card: another random IV in each
+        "presentments": _rows(database, clearing_presentments, ("ref",), drop=("pan_sealed",)),
         "items": items,
         "exceptions": exceptions,
-        "tcs": _rows(database, clearing_tcs, ("pan", "psn", "atc")),
+        "tcs": _rows(database, clearing_seen_tcs, ("pan_fingerprint", "psn", "atc")),
         "runs": _rows(database, clearing_runs, ("clearing_date",), drop=("started_ns", "finished_ns")),
         "deny": _rows(database, issuer_deny_list, ("bank_code", "pan"), drop=_TIMES),
         "ledger": _ledger(database),

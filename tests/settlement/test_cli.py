@@ -81,8 +81,14 @@ def test_run_then_report(home: Path, capsys: pytest.CaptureFixture[str], tmp_pat
         "bank-ICBC.csv",
         "merchant-104110041310001.csv",
         f"merchant-{SUPERMARKET}.csv",
-    ]  # its clearing file (its position in its T rows) and its merchants' statements: no other bank's
-    assert all(written[name] == files[name] for name in written)
+        "reconciliation.csv",
+    ]  # its clearing file (its position in its T rows), its merchants' statements and their reconciliation
+    assert all(written[name] == files[name] for name in written if name != "reconciliation.csv")
+    rows = [line.split(",") for line in written["reconciliation.csv"].decode().splitlines()]
+    # ICBC's merchants' seven items (none captured by the acquirer in this day: all cleared from outside it)
+    assert [r[3] for r in rows if r[0] == "X" and r[1] == "captured-cleared"] == ["1"] * 7
+    assert ["T", "settled", "owed to merchants", "2", str(19250 + 550), ""] in rows  # nothing carried
+    assert ["T", "paid", "payouts value date 20261126", "2", str(19250 + 550), ""] in rows
 
 
 @pytest.mark.parametrize(
@@ -168,16 +174,28 @@ def test_report_of_a_bank_or_merchant_shows_only_theirs(
         ("transport", 3, 550),
     ]
     assert body["items"] == 7 and body["payout_total_fen"] == 19250 + 550
-    assert "reconciliation" not in body
+    # the reconciliation of ICBC's merchants: the acquirer captured none of their items in this test day
+    # (the items were inserted as clearing's), so each of the seven is a difference, and no other's
+    assert body["reconciliation"]["captured"] == []
+    differences = body["reconciliation"]["differences"]
+    assert sorted((d["bank"], d["amount_fen"]) for d in differences) == sorted(
+        ("ICBC", fen) for fen in (12345, 9999, 1999, 200, 200, 150, 5000)
+    )
+    assert all(d["reason"].endswith("not captured by the acquirer (a terminal's journal export imported)")
+               for d in differences)  # fmt: skip
+    assert run(["settlement", "report", "--date", DAY, "--merchant", RESTAURANT, "--json"]) == 0
+    differences = json.loads(capsys.readouterr().out)["reconciliation"]["differences"]
+    assert sorted(d["amount_fen"] for d in differences) == [888, 888, 5000, 25050]  # items 4, 5, 10, 11
 
     assert run(["settlement", "report", "--date", DAY, "--bank", "ICBC"]) == 0
     out = capsys.readouterr().out
-    assert "ICBC" in out and "-78.21" in out and SUPERMARKET in out
-    for other in ("BOC", "CENTER", RESTAURANT, "78.06", "reconciliation"):
+    assert "ICBC" in out and "-78.21" in out and SUPERMARKET in out and "reconciliation" in out
+    assert "198.93" in out  # settled: the gross of ICBC's two merchants (193.43 + 5.50)
+    for other in ("BOC", "CENTER", RESTAURANT, "78.06"):
         assert other not in out, other
 
     assert run(["settlement", "report", "--date", DAY, "--merchant", RESTAURANT]) == 0
     out = capsys.readouterr().out
-    assert RESTAURANT in out and "199.30" in out
-    for other in ("ICBC", "CENTER", SUPERMARKET, "net positions", "78.06", "reconciliation"):
+    assert RESTAURANT in out and "199.30" in out and "reconciliation" in out
+    for other in ("ICBC", "CENTER", SUPERMARKET, "net positions", "78.06"):
         assert other not in out, other

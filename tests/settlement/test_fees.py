@@ -238,3 +238,98 @@ def test_capped_shares_are_never_negative_and_add_up_exactly(
             -f.issuer_fen,
             -f.network_fen,
         )
+
+
+def test_a_credit_cards_issuer_fee_is_not_capped_a_debit_cards_is_to_the_fen() -> None:
+    """发改价格〔2016〕557号: the debit card's issuer fee capped at 13 yuan, the credit card's not; the
+    network fee capped for both; an item of unknown card type priced as debit (as every item was before
+    0023)."""
+    schedule = parse_schedule(CAPPED)
+    # 100 000 yuan at a restaurant ([default], 0.60 %): issuer 0.35 % = 350.00 yuan
+    debit = schedule.fees("purchase", 1, 10_000_000, "catering", "5812", card_type="debit")
+    credit = schedule.fees("purchase", 1, 10_000_000, "catering", "5812", card_type="credit")
+    unknown = schedule.fees("purchase", 1, 10_000_000, "catering", "5812")
+    assert (debit.discount_fen, debit.issuer_fen, debit.network_fen, debit.acquirer_fen) == (
+        60000, 1300, 325, 58375,
+    )  # fmt: skip
+    assert (credit.discount_fen, credit.issuer_fen, credit.network_fen, credit.acquirer_fen) == (
+        60000,
+        35000,
+        325,
+        24675,
+    )  # fmt: skip  the network fee (38250 - 35000 = 3250) capped all the same
+    assert unknown == debit
+    # under the cap both pay the same: 1 000 yuan, issuer 350.00 -> 3.50 yuan
+    small = [schedule.fees("purchase", 1, 100_000, None, None, card_type=t) for t in ("debit", "credit")]
+    assert small[0] == small[1] and (small[0].issuer_fen, small[0].network_fen) == (350, 33)
+    # a refund of a credit card's purchase gives back its own (uncapped) fees
+    back = schedule.fees("refund", -1, 10_000_000, "catering", "5812", card_type="credit")
+    assert (back.discount_fen, back.issuer_fen, back.network_fen, back.acquirer_fen) == (
+        -60000,
+        -35000,
+        -325,
+        -24675,
+    )
+    # in a group whose discount is capped (2013's car dealers), a credit card takes the debit issuer cap
+    cars = schedule.fees("purchase", 1, 20_000_000, None, "5511", card_type="credit")
+    assert (cars.discount_fen, cars.issuer_fen, cars.network_fen, cars.acquirer_fen) == (
+        8000,
+        6000,
+        1000,
+        1000,
+    )
+
+
+def test_a_credit_cards_own_terms_to_the_fen() -> None:
+    text = CAPPED.replace(
+        "network_cap_fen = 325\n",
+        "network_cap_fen = 325\ncredit_issuer_ppm = 4500\ncredit_issuer_cap_fen = 40000\n",
+        1,
+    )
+    schedule = parse_schedule(text)
+    assert parse_schedule(schedule_toml(schedule)) == schedule  # the credit terms round-trip
+    # 100 000 yuan at 0.45 %: 450.00 yuan -> capped at 400.00; network R(4825) - R(4500) = 3250 -> 325
+    f = schedule.fees("purchase", 1, 10_000_000, None, None, card_type="credit")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (60000, 40000, 325, 19675)
+    # 1 234.56 yuan: 0.45 % = 555.552 -> 556 fen; 0.4825 % = 595.675 -> 596, network 40;
+    # 0.60 % = 740.736 -> 741
+    f = schedule.fees("purchase", 1, 123_456, None, None, card_type="credit")
+    assert (f.discount_fen, f.issuer_fen, f.network_fen, f.acquirer_fen) == (741, 556, 40, 145)
+    d = schedule.fees("purchase", 1, 123_456, None, None, card_type="debit")  # 0.35 %: 432.096 -> 432
+    assert (d.discount_fen, d.issuer_fen, d.network_fen, d.acquirer_fen) == (741, 432, 40, 269)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "credit_issuer_ppm = 6000",
+            "default: credit_issuer_ppm + network_ppm (6325) exceed discount_ppm (6000)",
+        ),
+        ("credit_issuer_ppm = -1", "default.credit_issuer_ppm: -1 is not a rate"),
+        ("credit_issuer_cap_fen = 1.5", "default.credit_issuer_cap_fen: 1.5 is not a cap"),
+        (
+            "discount_cap_fen = 2000\nissuer_cap_fen = 1300\nnetwork_cap_fen = 325\n"
+            "credit_issuer_cap_fen = 1800",
+            "default: credit_issuer_cap_fen + network_cap_fen (2125) exceed discount_cap_fen (2000)",
+        ),
+    ],
+)
+def test_bad_credit_terms_are_refused_naming_the_key(extra: str, message: str) -> None:
+    text = f"[default]\ndiscount_ppm = 6000\nissuer_ppm = 3500\nnetwork_ppm = 325\n{extra}\n"
+    with pytest.raises(FeeScheduleError) as caught:
+        parse_schedule(text)
+    assert str(caught.value).startswith(message), caught.value
+
+
+def test_the_default_schedule_caps_debit_cards_only() -> None:
+    schedule = default_schedule()
+    debit = schedule.fees("purchase", 1, 10_000_000, "catering", "5812", card_type="debit")
+    credit = schedule.fees("purchase", 1, 10_000_000, "catering", "5812", card_type="credit")
+    assert (debit.issuer_fen, debit.network_fen) == (1300, 325)
+    assert (credit.issuer_fen, credit.network_fen, credit.acquirer_fen) == (35000, 325, 24675)
+    # wholesale (discount capped at 26 yuan): a credit card is capped like a debit one
+    wholesale = [
+        schedule.fees("purchase", 1, 10_000_000, None, "5045", card_type=t) for t in ("debit", "credit")
+    ]
+    assert wholesale[0] == wholesale[1] and wholesale[0].discount_fen == 2600

@@ -23,7 +23,7 @@ from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as ChipCard
 from citycard.codec.pretty import mask_pan
 from citycard.config import Settings
-from citycard.db.acquirer_repositories import acquirer_unit_of_work
+from citycard.db.acquirer_repositories import acquirer_unit_of_work, pan_record
 from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
 from citycard.db.issuer_tables import issuer_cards
 from citycard.files import card_image_path, load_card
@@ -196,7 +196,8 @@ def _offline(city: City, chips: dict[str, Terminal]) -> None:
                     terminal_id=terminal,
                     batch=1,
                     stan=stan_,
-                    pan=city.pans[card],
+                    pan_fingerprint=protection.pan_fingerprint(city.pans[card]),
+                    pan_sealed=protection.seal(city.pans[card].encode(), pan_record(terminal, 1, stan_)),
                     pan_masked=mask_pan(city.pans[card]),
                     psn="01",
                     amount_fen=fen,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -386,11 +387,15 @@ def report(
         window = business_days()
         whole_day = bank is None and merchant is None
         files: list[str] = []
+        scoped = record.scoped(bank, merchant)
         with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-            captured: Any = ([], [])
-            if whole_day:  # the report lists every difference: read them all here
-                totals, differences = uow.settlement.captured(day, window)
-                captured = (totals, list(differences))
+            # the report lists every difference (of the day, or of the bank's merchants / the merchant)
+            totals, differences = uow.settlement.captured(day, window, bank=bank, merchant=merchant)
+            captured: Any = (totals, list(differences))
+            if not whole_day:
+                scoped = replace(
+                    scoped, kinds=uow.settlement.cleared_kinds(day, bank=bank, merchant=merchant)
+                )
             if csv_dir is not None:
                 with StagedFolder(csv_dir) as stage:
                     files = write_day_files(
@@ -401,12 +406,11 @@ def report(
                         captured,
                         bank=bank,
                         merchant=merchant,
+                        scoped=None if whole_day else scoped,
                     )
-    scoped = record.scoped(bank, merchant)
     if as_json:
         body = _record_json(scoped)
-        if whole_day:
-            body["reconciliation"] = _reconciliation_json(captured)
+        body["reconciliation"] = _reconciliation_json(captured)
         body["files"] = files
         print_json(body)
         return
@@ -415,8 +419,7 @@ def report(
     _print_merchants(scoped)
     if merchant is None:
         _print_industries(scoped)
-    if whole_day:
-        _print_reconciliation(record, captured)
+    _print_reconciliation(scoped, captured, scoped=not whole_day)
     if csv_dir is not None:
         console.print(f"{len(files)} files written in {csv_dir}", highlight=False, soft_wrap=True)
 
@@ -447,9 +450,14 @@ def _reconciliation_json(captured: Any) -> dict[str, Any]:
     }
 
 
-def _print_reconciliation(record: DayRecord, captured: Any) -> None:
+def _print_reconciliation(record: DayRecord, captured: Any, *, scoped: bool = False) -> None:
+    """Captured vs cleared vs settled vs paid, of the day or (``scoped``: ``record`` is the scoped one with
+    its cleared kinds) of one bank's merchants or one merchant, whose settled gross is theirs."""
     totals, differences = captured
-    gross = sum(p.issued_gross_fen for p in record.positions)
+    if scoped:
+        gross = sum(m.gross_fen for m in record.merchants)
+    else:
+        gross = sum(p.issued_gross_fen for p in record.positions)
     discount = sum(m.discount_fen for m in record.merchants)
     table = Table("stage", "what", title="reconciliation")
     table.add_column("count", justify="right")

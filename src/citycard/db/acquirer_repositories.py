@@ -41,7 +41,9 @@ from citycard.acquirer.model import (
     TransactionStatus,
     format_rrn,
 )
-from citycard.codec.iso8583 import Iso8583Error, decode_message, parse
+from citycard.clearing.tc import TcDataError, parse_tc
+from citycard.codec.iso8583 import BatchUpload, Iso8583Error, decode_message, parse
+from citycard.hsm.api import SealedDataError
 from citycard.hsm.protection import RecordProtection
 
 from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
@@ -50,6 +52,7 @@ from .settlement_batch import SqlBatchTotals
 from .uow import Database, RepositoryFactory, SqlUnitOfWork
 
 __all__ = [
+    "CARD_SHARDS",
     "AcquirerUnitOfWork",
     "ProtectionMissing",
     "SqlOfflineUploads",
@@ -57,8 +60,12 @@ __all__ = [
     "SqlSafQueue",
     "SqlTransactions",
     "acquirer_unit_of_work",
+    "card_shard",
+    "fill_upload_columns",
+    "pan_record",
     "saf_record",
     "seal_clear_rows",
+    "upload_columns",
     "upload_record",
 ]
 
@@ -75,6 +82,66 @@ def saf_record(kind: str, rrn: str) -> bytes:
 def upload_record(terminal_id: str, batch: int, stan: int) -> bytes:
     """The associated data of an upload's sealed message: the table and its key."""
     return f"citycard/acquirer_uploads/{terminal_id}/{int(batch)}/{int(stan)}".encode("ascii")
+
+
+def pan_record(terminal_id: str, batch: int, stan: int) -> bytes:
+    """The associated data of an offline record's PAN sealed alone (``pan_sealed``): the record's key, the
+    same in the acquirer's upload and in clearing's presentment of it, so clearing copies the sealed PAN as it
+    is and it opens for that record only."""
+    return f"citycard/pan/{terminal_id}/{int(batch)}/{int(stan)}".encode("ascii")
+
+
+CARD_SHARDS = 64
+"""Shards of the cards (:func:`card_shard`): the unit of work a clearing process takes."""
+
+
+def card_shard(fingerprint: str) -> int:
+    """The card's shard: the first 32 bits of its PAN's keyed fingerprint modulo :data:`CARD_SHARDS` (spread,
+    stable across processes and runs, and telling nothing of the PAN without the fingerprint key)."""
+    return int(fingerprint[:8], 16) % CARD_SHARDS
+
+
+def upload_columns(protection: RecordProtection, key: TransactionKey, message: bytes) -> dict[str, Any]:
+    """What clearing stages of an upload (migration 0022), decoded once from its 0320 ``message``: the PSN,
+    field 55, the TC's values (None where field 55 holds no usable TC: clearing decides it ``tc_invalid``),
+    the PAN's fingerprint, the PAN sealed alone (:func:`pan_record`) and the card's shard. A message that does
+    not decode as a 0320 gives empty columns (``field55`` ``b""``): clearing never pays it."""
+    values: dict[str, Any] = {
+        "psn": "", "field55": b"", "pan_sealed": None, "pan_fingerprint": None, "card_shard": None,
+        "tc_atc": None, "tc_amount_fen": None, "tc_date": None, "tc_cryptogram": None, "tc_ac_data": None,
+        "tc_gpo_ac_data": None,
+    }  # fmt: skip
+    try:
+        decoded = parse(decode_message(message))
+    except Iso8583Error:
+        return values
+    if not isinstance(decoded, BatchUpload):
+        return values
+    pan = decoded.pan
+    if pan:
+        fingerprint = protection.pan_fingerprint(pan)
+        values |= {
+            "pan_fingerprint": fingerprint,
+            "pan_sealed": protection.seal(
+                pan.encode("ascii"), pan_record(key.terminal_id, key.batch, key.stan)
+            ),
+            "card_shard": card_shard(fingerprint),
+        }
+    values["psn"] = (decoded.card_sequence_number or "")[-2:]
+    field55 = decoded.icc.raw if decoded.icc is not None else b""
+    values["field55"] = field55
+    try:
+        tc = parse_tc(field55)
+    except TcDataError:
+        return values
+    return values | {
+        "tc_atc": tc.atc,
+        "tc_amount_fen": tc.amount_fen,
+        "tc_date": tc.txn_date.strftime("%Y%m%d"),
+        "tc_cryptogram": tc.cryptogram,
+        "tc_ac_data": tc.ac_data,
+        "tc_gpo_ac_data": tc.gpo_ac_data,
+    }
 
 
 def _protected(protection: RecordProtection | None) -> RecordProtection:
@@ -427,8 +494,10 @@ class SqlOfflineUploads(_Repo):
         protection = _protected(self.protection)
         key = upload.key
         sealed = protection.seal(upload.message, upload_record(key.terminal_id, key.batch, key.stan))
-        pan = _pan_of(upload.message)
-        fingerprint = None if pan is None else protection.pan_fingerprint(pan)
+        columns = upload_columns(protection, key, upload.message)
+        if columns["pan_fingerprint"] is None:  # a 0320 without field 2: the PAN of 35, if any
+            pan = _pan_of(upload.message)
+            columns["pan_fingerprint"] = None if pan is None else protection.pan_fingerprint(pan)
         statement = (
             _insert(self.session, acquirer_uploads)
             .values(
@@ -439,9 +508,9 @@ class SqlOfflineUploads(_Repo):
                 amount_fen=upload.amount_fen,
                 pan_masked=upload.pan_masked,
                 sealed=sealed,
-                pan_fingerprint=fingerprint,
                 received_ns=upload.received_ns,
                 service_ref=upload.service_ref,
+                **columns,
             )
             .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
             .returning(_UP.stan)
@@ -551,6 +620,49 @@ def seal_clear_rows(database: Database, protection: RecordProtection, *, batch: 
         sealed += len(rows) + len(uploads)
         if not rows and not uploads:
             return sealed
+
+
+def fill_upload_columns(
+    database: Database,
+    protection: RecordProtection,
+    *,
+    batch: int = 500,
+    where: Any = None,
+) -> int:
+    """Fill what clearing stages (:func:`upload_columns`) in the uploads stored before migration 0022
+    (``field55`` NULL), ``batch`` rows per transaction, each row in one UPDATE; returns how many. Run by the
+    acquirer at start (after :func:`seal_clear_rows`) and by clearing before it stages a day (``where``: the
+    day's uploads only). A row whose sealed message does not open gets empty columns (clearing never pays it)
+    and keeps its sealed message for audit."""
+    assert 0 < batch <= 10_000
+    filled = 0
+    while True:
+        with database.engine.begin() as connection:
+            query = select(_UP.terminal_id, _UP.batch, _UP.stan, _UP.message, _UP.sealed).where(
+                _UP.field55.is_(None)
+            )
+            if where is not None:
+                query = query.where(where)
+            rows = connection.execute(query.limit(batch)).all()
+            for u in rows:
+                key = TransactionKey(u.terminal_id, int(u.batch), int(u.stan))
+                try:
+                    message = _open(
+                        protection, u.sealed, u.message, upload_record(key.terminal_id, key.batch, key.stan)
+                    )
+                except SealedDataError:
+                    message = b""
+                columns = upload_columns(protection, key, message)
+                if columns["pan_fingerprint"] is None:
+                    columns.pop("pan_fingerprint")  # keep one found from field 35 before
+                connection.execute(
+                    update(acquirer_uploads)
+                    .where(_UP.terminal_id == u.terminal_id, _UP.batch == u.batch, _UP.stan == u.stan)
+                    .values(**columns)
+                )
+        filled += len(rows)
+        if len(rows) < batch:
+            return filled
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the acquirer's port

@@ -11,11 +11,29 @@ is stored (field 52 is dropped from the messages kept). Migration ``0009_acquire
 ``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a public-service counter, as text
 ``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and the uploads, where clearing
 copies it to ``clearing_items.service_ref``.
+
+``0022_clearing_staged_columns`` adds what clearing needs of an upload, decoded when the acquirer stores it
+(``citycard.db.acquirer_repositories.upload_columns``), so that clearing stages a day with one
+``INSERT … SELECT`` instead of unsealing and decoding every message: the PSN, field 55 (chip data, which
+holds no PAN), the TC's values (ATC, amount, date, cryptogram, the CDOL1 data it covers), the PAN **sealed
+alone** (``pan_sealed``, associated data :func:`~citycard.db.acquirer_repositories.pan_record`, the same for
+the upload and clearing's presentment of it, so clearing copies it as it is) and the card's shard (from the
+fingerprint, not the PAN). The sealed message stays, for audit and for the switch.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 from .tables import metadata
 
@@ -78,5 +96,17 @@ acquirer_uploads = Table(
     Column("service_ref", String(32), nullable=True),  # field 48 of the 0320, as text (0012)
     Column("sealed", LargeBinary, nullable=True),  # the 0320 sealed in the HSM (0019)
     Column("pan_fingerprint", String(64), nullable=True),  # HMAC-SHA-256 of the PAN in the HSM (0016)
+    # what clearing stages, decoded when the upload is stored (0022; NULL field55: not filled yet)
+    Column("psn", String(2), nullable=True),  # field 23's last two digits
+    Column("field55", LargeBinary, nullable=True),  # the chip data as received (no PAN); b"": none
+    Column("pan_sealed", LargeBinary, nullable=True),  # the PAN alone, sealed for the record (pan_record)
+    Column("card_shard", SmallInteger, nullable=True),  # of the PAN's fingerprint (card_shard)
+    Column("tc_atc", Integer, nullable=True),  # the TC of field 55 (NULL: not a usable TC)
+    Column("tc_amount_fen", BigInteger, nullable=True),  # 9F02
+    Column("tc_date", String(8), nullable=True),  # 9A, YYYYMMDD
+    Column("tc_cryptogram", LargeBinary, nullable=True),  # 9F26
+    Column("tc_ac_data", LargeBinary, nullable=True),  # the CDOL1 data the TC covers
+    Column("tc_gpo_ac_data", LargeBinary, nullable=True),  # qPBOC: the same with the GPO's zero TVR
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
+    Index("ix_acquirer_uploads_received", "received_ns", "terminal_id", "batch", "stan"),  # a day's (0022)
 )

@@ -30,10 +30,10 @@ import json
 import logging
 import multiprocessing
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     exists,
     func,
     insert,
@@ -54,7 +55,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import BigInteger, Integer, LargeBinary, SmallInteger, String
+from sqlalchemy.types import String
 
 from citycard.clearing import (
     BEIJING,
@@ -76,9 +77,6 @@ from citycard.clearing import (
     classify,
     parse_tc,
 )
-from citycard.codec.iso8583 import BatchUpload, Iso8583Error, ServiceReference
-from citycard.codec.iso8583.messages import parse
-from citycard.codec.iso8583.wire import decode_message
 from citycard.codec.pretty import mask_pan
 from citycard.hsm.api import Hsm, KeyHandle, SealedDataError
 from citycard.hsm.protection import RecordProtection
@@ -86,7 +84,7 @@ from citycard.issuer.commands import RecordOfflineClearing
 from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
 from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
 
-from .acquirer_repositories import upload_record
+from .acquirer_repositories import CARD_SHARDS, card_shard, fill_upload_columns, pan_record
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
 from .center_tables import center_merchants, center_terminals
 from .clearing_tables import (
@@ -94,10 +92,12 @@ from .clearing_tables import (
     clearing_items,
     clearing_presentments,
     clearing_runs,
+    clearing_seen_tcs,
     clearing_tcs,
 )
+from .driver import copy_rows
 from .issuer_repositories import IssuerUnitOfWork
-from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards
+from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards, issuer_products
 from .uow import Database
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,6 @@ __all__ = [
 APPROVED = ("00", "10", "11")
 TRANSPORT = "transport"
 DEFAULT_BATCH = 2_000
-CARD_SHARDS = 64
-"""Shards of the cards (:func:`card_shard`): the unit of work a clearing process takes."""
 MAX_WORKERS = 16
 MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
 Fault = Callable[[str], None]
@@ -143,12 +141,6 @@ class ExceptionStateError(RuntimeError):
 
 def day_text(day: date) -> str:
     return day.strftime("%Y%m%d")
-
-
-def card_shard(pan: str) -> int:
-    """The card's shard: CRC-32 of its PAN modulo :data:`CARD_SHARDS` (spread, stable across processes and
-    runs; not a secret — the PAN is in clear in the same row)."""
-    return zlib.crc32(pan.encode("ascii")) % CARD_SHARDS
 
 
 def _no_fault(point: str) -> None:
@@ -189,6 +181,15 @@ class _Card:
     bank_code: str
     ec_float_account_id: int
     lost_at_ns: int | None
+    card_type: str  # of the card's product: debit | credit (settlement's fee caps)
+
+
+def _card_query() -> Any:
+    """The card rows clearing reads, with their product's card type."""
+    ic, pr = issuer_cards, issuer_products
+    return select(
+        ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns, pr.c.card_type
+    ).select_from(ic.join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code)))
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class _Row:
 
     ref: str
     terminal_id: str
-    pan: str | None
+    pan: str | None  # unsealed for the batch (never written back)
     pan_masked: str
     psn: str
     presented_fen: int
@@ -216,6 +217,9 @@ class _Row:
     service_ref: str | None
     tc: TcData | None = None
     tc_error: str = ""
+    batch: int = 0
+    stan: int = 0
+    fingerprint: str | None = None
 
 
 class ClearingEngine:
@@ -247,20 +251,68 @@ class ClearingEngine:
         self._settlement: dict[str, int] = {}
         self._protection: RecordProtection | None = None
 
-    def _unseal_upload(self, r: Any) -> bytes | None:
-        """An upload's 0320: unsealed in the HSM (``docs/network.md``, "PANs at rest"), or the clear message
-        of a row from before migration 0019 that the acquirer has not sealed yet; None when the sealed
-        message does not open (altered, or moved from another row): staged as a record that does not
-        decode, which clearing never pays."""
-        if r.sealed is None:
-            return None if r.message is None else bytes(r.message)
+    @property
+    def protection(self) -> RecordProtection:
+        """The acquirer's record protection (its data key and PAN fingerprint key in :attr:`hsm`): the PANs
+        of the uploads and of the presentments are sealed under it (``docs/network.md``, "PANs at rest")."""
         if self._protection is None:
             self._protection = RecordProtection.open(self.hsm)
-        try:
-            return self._protection.unseal(bytes(r.sealed), upload_record(r.terminal_id, r.batch, r.stan))
-        except SealedDataError:
-            log.warning("upload %s/%s/%s: its sealed message does not open", r.terminal_id, r.batch, r.stan)
+        return self._protection
+
+    def _unseal_pan(self, row: _Row, sealed: Any) -> str | None:
+        """A presentment's PAN, unsealed in the HSM for this batch; None when the sealed PAN does not open
+        (altered, or moved from another record): the record is decided without a card, never paid."""
+        if sealed is None:
             return None
+        try:
+            pan = self.protection.unseal(bytes(sealed), pan_record(row.terminal_id, row.batch, row.stan))
+        except SealedDataError:
+            log.warning("presentment %s: its sealed PAN does not open", row.ref)
+            return None
+        return pan.decode("ascii")
+
+    def protect_clear_pans(self, batch: int = 1_000) -> int:
+        """Seal the clear PANs kept before migration ``0022_clearing_staged_columns``: each presentment's
+        PAN sealed (:func:`pan_record`), fingerprinted and sharded, ``pan`` set to NULL; each row of
+        ``clearing_tcs`` moved to ``clearing_seen_tcs`` (by fingerprint, PAN masked) and deleted. A batch
+        per transaction; returns how many rows. Run before each run (nothing to do once done)."""
+        p, old, new = clearing_presentments, clearing_tcs, clearing_seen_tcs
+        protection = self.protection
+        done = 0
+        while True:
+            with self.database.engine.begin() as c:
+                rows = c.execute(
+                    select(p.c.ref, p.c.terminal_id, p.c.batch, p.c.stan, p.c.pan)
+                    .where(p.c.pan.is_not(None))
+                    .limit(batch)
+                ).all()
+                for r in rows:
+                    fingerprint = protection.pan_fingerprint(r.pan)
+                    c.execute(
+                        update(p)
+                        .where(p.c.ref == r.ref)
+                        .values(
+                            pan=None,
+                            pan_fingerprint=fingerprint,
+                            pan_sealed=protection.seal(
+                                r.pan.encode("ascii"), pan_record(r.terminal_id, r.batch, r.stan)
+                            ),
+                            card_shard=card_shard(fingerprint),
+                        )
+                    )
+                tcs = c.execute(select(old).limit(batch)).all()
+                for t in tcs:
+                    values = dict(t._mapping)
+                    pan = values.pop("pan")
+                    values |= {
+                        "pan_fingerprint": protection.pan_fingerprint(pan),
+                        "pan_masked": mask_pan(pan),
+                    }
+                    c.execute(insert(new), [values])
+                    c.execute(old.delete().where(old.c.pan == pan, old.c.psn == t.psn, old.c.atc == t.atc))
+            done += len(rows) + len(tcs)
+            if not rows and not tcs:
+                return done
 
     # --- the day ----------------------------------------------------------------------------------------
     def windows(self, day: date) -> dict[str, tuple[int, int]]:
@@ -275,6 +327,7 @@ class ClearingEngine:
         d = day_text(day)
         windows = self.windows(day)
         self._start(d)
+        self.protect_clear_pans()
         self.stage(d, windows)
         self.fault("staged")
         self.decide(d, day, progress)
@@ -320,22 +373,14 @@ class ClearingEngine:
             c.execute(update(r).where(r.c.clearing_date == d).values(**values))
 
     # --- 1. staging -------------------------------------------------------------------------------------
-    def stage(self, d: str, windows: dict[str, tuple[int, int]]) -> None:
-        """Stage the day's uploads (:meth:`stage_uploads`), in :attr:`workers` processes on PostgreSQL:
-        worker k those whose STAN is k modulo the workers."""
-        if self._parallel():
-            self._in_workers(
-                "stage", lambda k: self.stage_uploads(d, windows, (k, self.workers)), lambda: None
-            )
-        else:
-            self.stage_uploads(d, windows)
-
-    def stage_uploads(
-        self, d: str, windows: dict[str, tuple[int, int]], part: tuple[int, int] = (0, 1)
-    ) -> int:
-        """Stage the uploads received in the day's windows that are not staged yet (or staged from a
-        journal only and still undecided); returns how many. ``part`` (k, n): only those whose STAN is k
-        modulo n (a process's share)."""
+    def stage(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
+        """Stage the uploads received in the day's windows that are not staged yet (or staged from a journal
+        only and still undecided); returns how many. Set-based: the acquirer stored what clearing needs as
+        columns when it received each upload (``citycard.db.acquirer_repositories.upload_columns``), so a
+        batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of ten times
+        :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
+        uploads only, whatever the day's size); the uploads stored before migration 0022 get their columns
+        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded)."""
         u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
@@ -344,41 +389,67 @@ class ClearingEngine:
                 for code, (start, end) in windows.items()
             )
         )
+        first, last_end = min(w[0] for w in windows.values()), max(w[1] for w in windows.values())
+        near = and_(u.c.received_ns > first, u.c.received_ns <= last_end)
+        fill_upload_columns(self.database, self.protection, where=near)
+        columns = [
+            "ref", "clearing_date", "terminal_id", "batch", "stan", "received_ns", "pan_masked", "psn",
+            "amount_fen", "field55", "service_ref", "card_shard", "pan_fingerprint", "pan_sealed", "tc_atc",
+            "tc_amount_fen", "tc_date", "tc_cryptogram", "tc_ac_data", "tc_gpo_ac_data",
+        ]  # fmt: skip
+        changed = [name for name in columns[7:]]
+        ref = u.c.terminal_id.op("||")(literal("/", String)).op("||")(cast(u.c.batch, String))
+        ref = ref.op("||")(literal("/", String)).op("||")(cast(u.c.stan, String))
+        key = (u.c.received_ns, u.c.terminal_id, u.c.batch, u.c.stan)  # ix_acquirer_uploads_received
         staged = 0
-        after = ("", -1, -1)
+        after: tuple[int, str, int, int] | None = None
+        size = self.batch_size * 10
         while True:
-            query = (
-                select(u.c.terminal_id, u.c.batch, u.c.stan, u.c.message, u.c.sealed, u.c.received_ns)
-                .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
-                .outerjoin(
-                    p,
-                    and_(p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan),
-                )
-                .where(in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))))
-                .where(u.c.stan % part[1] == part[0])
-                .where(
-                    or_(
-                        u.c.terminal_id > after[0],
-                        and_(u.c.terminal_id == after[0], u.c.batch > after[1]),
-                        and_(u.c.terminal_id == after[0], u.c.batch == after[1], u.c.stan > after[2]),
+            # the batch: the next ``size`` uploads of the day's range, by the index alone (no join)
+            ahead = near if after is None else and_(near, tuple_(*key) > tuple_(*after))
+            with self.database.engine.begin() as c:
+                last = c.execute(select(*key).where(ahead).order_by(*key).offset(size - 1).limit(1)).first()
+                upto = ahead if last is None else and_(ahead, tuple_(*key) <= tuple_(*last))
+                source = (
+                    select(
+                        ref,
+                        literal(d, String),
+                        u.c.terminal_id,
+                        u.c.batch,
+                        u.c.stan,
+                        u.c.received_ns,
+                        func.coalesce(u.c.pan_masked, ""),
+                        func.coalesce(u.c.psn, ""),
+                        func.coalesce(u.c.amount_fen, 0),
+                        u.c.field55,
+                        u.c.service_ref,
+                        u.c.card_shard,
+                        u.c.pan_fingerprint,
+                        u.c.pan_sealed,
+                        u.c.tc_atc,
+                        u.c.tc_amount_fen,
+                        u.c.tc_date,
+                        u.c.tc_cryptogram,
+                        u.c.tc_ac_data,
+                        u.c.tc_gpo_ac_data,
+                    )
+                    .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
+                    .outerjoin(
+                        p,
+                        and_(
+                            p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan
+                        ),
+                    )
+                    .where(
+                        upto,
+                        in_window,
+                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))),
                     )
                 )
-                .order_by(u.c.terminal_id, u.c.batch, u.c.stan)
-                .limit(self.batch_size)
-            )
-            with self.database.engine.begin() as c:
-                rows = c.execute(query).all()
-                if not rows:
-                    return staged
-                values = [_upload_values(r, self._unseal_upload(r), d) for r in rows]
-                _upsert_presentments(
-                    c,
-                    values,
-                    ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref", "card_shard"),
-                )
-            staged += len(rows)
-            last = rows[-1]
-            after = (last.terminal_id, last.batch, last.stan)
+                staged += _upsert_staged(c, columns, source, changed)
+            if last is None:
+                return staged
+            after = (int(last.received_ns), last.terminal_id, int(last.batch), int(last.stan))
 
     def import_journal(self, directory: Path, day: date) -> int:
         """Stage the rows of the journal exports (``*.jsonl``, ``citycard pos journal --export``) in
@@ -439,9 +510,10 @@ class ClearingEngine:
         return done
 
     def resolve_cards(self, d: str) -> None:
-        """Give each undecided record without a card shard its card: a record staged with its PAN gets the
-        PAN's shard; a journal row names its card by masked PAN and PSN only, its card is found by the TC
-        (:meth:`_resolve_pans`). Records whose card is not found keep none (decided last, unknown)."""
+        """Give each undecided record without a card shard its card: a journal row names its card by masked
+        PAN and PSN only, its card is found by the TC (:meth:`_resolve_pans`) and its PAN is then sealed for
+        the record (:func:`pan_record`), fingerprinted and sharded. Records whose card is not found keep none
+        (decided last, unknown)."""
         p = clearing_presentments
         after = ""
         while True:
@@ -461,20 +533,33 @@ class ClearingEngine:
                     return
                 rows = [_row(r) for r in raw]
                 unknown = []
-                for row in rows:
-                    if row.pan is None:
+                for row, r in zip(rows, raw, strict=True):
+                    if r.pan_sealed is None:
                         try:
-                            row.tc = parse_tc(row.field55)
+                            row.tc = _tc_of(r, row.field55)
                         except TcDataError:
                             continue
                         unknown.append(row)
                 self._resolve_pans(c, unknown)
-                found = [{"r": r.ref, "pan": r.pan, "s": card_shard(r.pan)} for r in rows if r.pan]
+                found = []
+                for row in unknown:
+                    if row.pan is not None:
+                        fingerprint = self.protection.pan_fingerprint(row.pan)
+                        sealed = self.protection.seal(
+                            row.pan.encode("ascii"), pan_record(row.terminal_id, row.batch, row.stan)
+                        )
+                        found.append(
+                            {"r": row.ref, "f": fingerprint, "z": sealed, "s": card_shard(fingerprint)}
+                        )
                 if found:
                     c.execute(
                         update(p)
                         .where(p.c.ref == bindparam("r"))
-                        .values(pan=bindparam("pan"), card_shard=bindparam("s")),
+                        .values(
+                            pan_fingerprint=bindparam("f"),
+                            pan_sealed=bindparam("z"),
+                            card_shard=bindparam("s"),
+                        ),
                         found,
                     )
             after = raw[-1].ref
@@ -494,24 +579,29 @@ class ClearingEngine:
                 self._decide_batch(uow, c, rows, d, day)
                 self.fault("batch-written")
                 uow.commit()
-            after = (rows[-1].card_shard, rows[-1].pan)
+            after = (rows[-1].card_shard, rows[-1].pan_fingerprint)
             tick(len(rows))
 
     def _card_batch(self, c: Connection, d: str, shards: list[int], after: tuple[int, str]) -> list[Any]:
-        """The next undecided records of the cards in ``shards`` after card ``after`` (shard, PAN), in
-        (shard, PAN, ref) order — the index ``ix_clearing_presentments_card`` — at least
-        :attr:`batch_size` of them when there are, and every record of each card taken (the last card
+        """The next undecided records of the cards in ``shards`` after card ``after`` (shard, its PAN's
+        fingerprint), in (shard, fingerprint, ref) order — the index ``ix_clearing_presentments_card`` — at
+        least :attr:`batch_size` of them when there are, and every record of each card taken (the last card
         completed)."""
         p = clearing_presentments
         base = select(p).where(p.c.clearing_date == d, p.c.outcome.is_(None))
         if len(shards) < CARD_SHARDS:
             base = base.where(p.c.card_shard.in_(shards))
-        following = tuple_(p.c.card_shard, p.c.pan) > tuple_(literal(after[0]), literal(after[1], String))
-        query = base.where(following).order_by(p.c.card_shard, p.c.pan, p.c.ref).limit(self.batch_size)
+        card = (p.c.card_shard, p.c.pan_fingerprint)
+        following = tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String))
+        query = base.where(following).order_by(*card, p.c.ref).limit(self.batch_size)
         rows = list(c.execute(query))
         if len(rows) == self.batch_size:
             last = rows[-1]
-            rest = base.where(p.c.card_shard == last.card_shard, p.c.pan == last.pan, p.c.ref > last.ref)
+            rest = base.where(
+                p.c.card_shard == last.card_shard,
+                p.c.pan_fingerprint == last.pan_fingerprint,
+                p.c.ref > last.ref,
+            )
             rows += c.execute(rest.order_by(p.c.ref)).all()
         return rows
 
@@ -587,14 +677,17 @@ class ClearingEngine:
         self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
     ) -> None:
         rows = [_row(r) for r in raw]
-        for row in rows:
+        for row, r in zip(rows, raw, strict=True):
+            row.pan = self._unseal_pan(row, r.pan_sealed)
             try:
-                row.tc = parse_tc(row.field55)
+                row.tc = _tc_of(r, row.field55)
             except TcDataError as exc:
                 row.tc_error = exc.detail
-        cards = self._cards(c, {r.pan for r in rows if r.pan})
+        pans = {r.pan for r in rows if r.pan}
+        fingerprints = {pan: self.protection.pan_fingerprint(pan) for pan in pans}  # one per card
+        cards = self._cards(c, set(fingerprints))
         places = self._places(c, {r.terminal_id for r in rows})
-        seen = self._seen(c, {r.pan for r in rows if r.pan})
+        seen = self._seen(c, fingerprints)
         known_before = set(seen)
         verified = self._verify_rows(rows, cards)
         records = [self._record(r, cards, places, verified) for r in rows]
@@ -631,10 +724,12 @@ class ClearingEngine:
                 exceptions.append(self._exception(d, row, found, place, v, paid, now))
             if v.deny and found is not None:
                 uow.deny_list.add(DenyListEntry(found.bank_code, found.pan, found.psn, "clone", now))
-            outcomes.append({"r": v.ref, "o": "clear" if paid else "exception", "pan": row.pan})
+            account = found.ec_float_account_id if found is not None else None
+            outcomes.append({"r": v.ref, "o": "clear" if paid else "exception", "a": account})
         new_tcs = [
             {
-                "pan": k[0],
+                "pan_fingerprint": fingerprints[k[0]],
+                "pan_masked": mask_pan(k[0]),
                 "psn": k[1],
                 "atc": k[2],
                 "cryptogram": s.cryptogram.hex().upper(),
@@ -648,7 +743,7 @@ class ClearingEngine:
         ]
         _insert_rows(c, clearing_items, items)
         _insert_rows(c, clearing_exceptions, exceptions)
-        _insert_rows(c, clearing_tcs, new_tcs)
+        _insert_rows(c, clearing_seen_tcs, new_tcs)
         _set_outcomes(c, outcomes)
 
     def _key(self, bank: str) -> KeyHandle:
@@ -716,13 +811,16 @@ class ClearingEngine:
             masked = row.pan_masked
             if len(masked) < 11 or not (masked[:6] + masked[-4:]).isdigit():
                 continue
-            query = select(ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns)
-            query = query.where(
-                ic.c.pan.like(masked[:6] + "%"),
-                func.length(ic.c.pan) == len(masked),
-                func.substr(ic.c.pan, func.length(ic.c.pan) - literal_column("3")) == masked[-4:],
-                ic.c.psn == row.psn,
-            ).limit(100)
+            query = (
+                _card_query()
+                .where(
+                    ic.c.pan.like(masked[:6] + "%"),
+                    func.length(ic.c.pan) == len(masked),
+                    func.substr(ic.c.pan, func.length(ic.c.pan) - literal_column("3")) == masked[-4:],
+                    ic.c.psn == row.psn,
+                )
+                .limit(100)
+            )
             candidates = [_Card(*r) for r in c.execute(query)]
             assert row.tc is not None
             matching = [card for card in candidates if self._verify(card, row.tc)]
@@ -735,9 +833,7 @@ class ClearingEngine:
         ic = issuer_cards
         out: dict[str, _Card] = {}
         for chunk in _chunks(sorted(pans), 1000):
-            query = select(
-                ic.c.pan, ic.c.psn, ic.c.bank_code, ic.c.ec_float_account_id, ic.c.lost_at_ns
-            ).where(ic.c.pan.in_(chunk))
+            query = _card_query().where(ic.c.pan.in_(chunk))
             out.update((r.pan, _Card(*r)) for r in c.execute(query))
         return out
 
@@ -754,13 +850,15 @@ class ClearingEngine:
                 out[r.terminal_id] = _Place(r.merchant_id, r.mcc, r.industry, r.bank_code or "")
         return out
 
-    def _seen(self, c: Connection, pans: set[str]) -> dict[TcKey, SeenTc]:
-        t = clearing_tcs
+    def _seen(self, c: Connection, fingerprints: dict[str, str]) -> dict[TcKey, SeenTc]:
+        """The TCs presented before of the cards (PAN → fingerprint), keyed by (PAN, PSN, ATC)."""
+        t = clearing_seen_tcs
+        pans = {f: pan for pan, f in fingerprints.items()}
         out: dict[TcKey, SeenTc] = {}
         for chunk in _chunks(sorted(pans), 1000):
-            for r in c.execute(select(t).where(t.c.pan.in_(chunk))):
-                day = datetime.strptime(r.txn_date, "%Y%m%d").date()
-                out[(r.pan, r.psn, r.atc)] = SeenTc(
+            for r in c.execute(select(t).where(t.c.pan_fingerprint.in_(chunk))):
+                day = _yyyymmdd(r.txn_date)
+                out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
                     r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
                 )
         return out
@@ -855,6 +953,7 @@ class ClearingEngine:
             "service_ref": row.service_ref,
             "transfer_id": transfer,
             "exception_id": exception_id,
+            "card_type": card.card_type,
         }
 
     @staticmethod
@@ -941,7 +1040,16 @@ class ClearingEngine:
             with self.database.unit_of_work(IssuerUnitOfWork, clock=self.clock) as uow:
                 c = uow.session.connection()
                 rows = c.execute(
-                    select(e, p.c.pan, p.c.psn, p.c.field55, p.c.journal_field55, p.c.journal_created_ns)
+                    select(
+                        e,
+                        p.c.batch,
+                        p.c.stan,
+                        p.c.pan_sealed,
+                        p.c.psn,
+                        p.c.field55,
+                        p.c.journal_field55,
+                        p.c.journal_created_ns,
+                    )
                     .join(p, p.c.ref == e.c.ref)
                     .where(e.c.pending_item.is_not(None))
                     .order_by(e.c.id)
@@ -949,10 +1057,15 @@ class ClearingEngine:
                 ).all()
                 if not rows:
                     return made
-                cards = self._cards(c, {r.pan for r in rows if r.pan})
+                pans: dict[str, str | None] = {}
+                for r in rows:
+                    key = _Row(r.ref, r.terminal_id, None, "", "", 0, b"", None, False, None, None)
+                    key.batch, key.stan = int(r.batch), int(r.stan)
+                    pans[r.ref] = self._unseal_pan(key, r.pan_sealed)
+                cards = self._cards(c, {pan for pan in pans.values() if pan})
                 places = self._places(c, {r.terminal_id for r in rows})
                 for r in rows:
-                    self._resolved_item(uow, c, r, d, cards, places)
+                    self._resolved_item(uow, c, r, pans[r.ref], d, cards, places)
                 uow.commit()
             made += len(rows)
 
@@ -961,12 +1074,13 @@ class ClearingEngine:
         uow: IssuerUnitOfWork,
         c: Connection,
         r: Any,
+        pan: str | None,
         d: str,
         cards: dict[str, _Card],
         places: dict[str, _Place],
     ) -> None:
         e = clearing_exceptions
-        card, place = cards.get(r.pan or ""), places.get(r.terminal_id)
+        card, place = cards.get(pan or ""), places.get(r.terminal_id)
         tc = parse_tc(r.field55 or r.journal_field55)
         if card is None or place is None:
             raise ExceptionStateError(f"exception {r.id}: its card or terminal is no longer known")
@@ -1024,7 +1138,9 @@ class ClearingEngine:
                 .where(
                     ic.c.offline_cleared_until_ns < end_ns,
                     ~waiting,
-                    ic.c.pan.in_(select(p.c.pan).where(p.c.clearing_date == d, p.c.pan.is_not(None))),
+                    ic.c.ec_float_account_id.in_(
+                        select(p.c.card_account).where(p.c.clearing_date == d, p.c.card_account.is_not(None))
+                    ),
                 )
                 .values(offline_cleared_until_ns=end_ns)
             )
@@ -1096,50 +1212,25 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+@lru_cache(maxsize=4096)
 def _date_ns(day: date) -> int:
+    """Midnight (Beijing) starting ``day``, in ns since the epoch (a day's records share a few dates)."""
     return int(datetime.combine(day, datetime.min.time(), BEIJING).timestamp()) * 10**9
 
 
-def _upload_values(r: Any, encoded: bytes | None, d: str) -> dict[str, Any]:
-    """A stored 0320 (``encoded``: the acquirer kept it without field 64; None: it does not unseal) as a
-    presentment."""
-    ref = f"{r.terminal_id}/{r.batch}/{r.stan}"
-    try:
-        message = None if encoded is None else parse(decode_message(encoded))
-    except Iso8583Error:
-        message = None
-    values: dict[str, Any] = {
-        "ref": ref,
-        "clearing_date": d,
-        "terminal_id": r.terminal_id,
-        "batch": r.batch,
-        "stan": r.stan,
-        "received_ns": r.received_ns,
-        "pan": None,
-        "pan_masked": "",
-        "psn": "",
-        "amount_fen": 0,
-        "field55": b"",
-        "service_ref": None,
-        "card_shard": None,
-    }
-    if isinstance(message, BatchUpload):
-        pan = message.pan or ""
-        psn = message.card_sequence_number or ""
-        values |= {
-            "pan": pan or None,
-            "card_shard": card_shard(pan) if pan else None,
-            "pan_masked": mask_pan(pan),
-            "psn": psn[-2:],
-            "amount_fen": message.amount_fen or 0,
-            "field55": message.icc.raw if message.icc is not None else b"",
-        }
-        if message.additional_data:  # field 48: a public service's own reference, as text (HR-…)
-            try:
-                values["service_ref"] = ServiceReference.from_field48(message.additional_data).text
-            except Iso8583Error:  # the acquirer refuses any other field 48 (30): not from our acquirer
-                values["service_ref"] = None
-    return values
+def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list[str]) -> int:
+    """``INSERT INTO clearing_presentments (columns) SELECT …`` of uploads; a presentment staged from a
+    journal only and still undecided gets the upload's ``changed`` columns (and its masked PAN when it had
+    none). Returns the rows inserted or updated."""
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(clearing_presentments).from_select(columns, source)
+    p = clearing_presentments
+    changes: dict[str, Any] = {name: getattr(statement.excluded, name) for name in changed}
+    changes["pan_masked"] = func.coalesce(func.nullif(p.c.pan_masked, ""), statement.excluded.pan_masked)
+    statement = statement.on_conflict_do_update(
+        index_elements=["ref"], set_=changes, where=p.c.outcome.is_(None)
+    )
+    return int(c.execute(statement).rowcount or 0)
 
 
 _JOURNAL_STATES = frozenset({"approved", "recovered", "refund"})
@@ -1206,56 +1297,38 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
     c.execute(statement, full)
 
 
-_PG_ARRAYS = (
-    (SmallInteger, "smallint"),
-    (BigInteger, "bigint"),
-    (Integer, "integer"),
-    (LargeBinary, "bytea"),
-)
-
-
-def _pg_array(column: Any) -> str:
-    """The PostgreSQL array type of a column's values (text for the strings)."""
-    for kind, name in _PG_ARRAYS:
-        if isinstance(column.type, kind):
-            return f"{name}[]"
-    assert isinstance(column.type, String), column
-    return "text[]"
-
-
 def _insert_rows(c: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys): on PostgreSQL one ``INSERT … SELECT FROM unnest(…)`` of a
-    column array each (one statement, whatever the count), elsewhere an ``executemany``."""
+    """Insert ``rows`` (dicts with the same keys): on PostgreSQL one ``COPY … FROM STDIN`` (one statement,
+    whatever the count, each row formatted by psycopg in C), elsewhere an ``executemany``."""
     if not rows:
         return
     if c.dialect.name != "postgresql":
         c.execute(insert(table), list(rows))
         return
     names = list(rows[0])
-    arrays = ", ".join(f"%(a{i})s::{_pg_array(table.c[name])}" for i, name in enumerate(names))
-    columns = ", ".join(f'"{name}"' for name in names)
-    params = {f"a{i}": [r[name] for r in rows] for i, name in enumerate(names)}
-    c.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({arrays})', params)
+    copy_rows(c, table.name, names, ([r[name] for name in names] for r in rows))
 
 
 _SET_OUTCOMES_PG = (
-    "UPDATE clearing_presentments AS p SET outcome = v.o, pan = v.pan "
-    "FROM unnest(%(r)s::text[], %(o)s::text[], %(pan)s::text[]) AS v(r, o, pan) WHERE p.ref = v.r"
+    "UPDATE clearing_presentments AS p SET outcome = v.o, card_account = v.a "
+    "FROM unnest(%(r)s::text[], %(o)s::text[], %(a)s::bigint[]) AS v(r, o, a) WHERE p.ref = v.r"
 )
 
 
 def _set_outcomes(c: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
-    """The presentments' outcomes (``r`` ref, ``o`` outcome, ``pan``): one ``UPDATE … FROM unnest`` on
-    PostgreSQL, an ``executemany`` elsewhere."""
+    """The presentments' outcomes (``r`` ref, ``o`` outcome, ``a`` the card's EC float account or None):
+    one ``UPDATE … FROM unnest`` on PostgreSQL, an ``executemany`` elsewhere."""
     if not outcomes:
         return
     if c.dialect.name == "postgresql":
-        params = {k: [o[k] for o in outcomes] for k in ("r", "o", "pan")}
+        params = {k: [o[k] for o in outcomes] for k in ("r", "o", "a")}
         c.exec_driver_sql(_SET_OUTCOMES_PG, params)
         return
     p = clearing_presentments
     c.execute(
-        update(p).where(p.c.ref == bindparam("r")).values(outcome=bindparam("o"), pan=bindparam("pan")),
+        update(p)
+        .where(p.c.ref == bindparam("r"))
+        .values(outcome=bindparam("o"), card_account=bindparam("a")),
         list(outcomes),
     )
 
@@ -1276,7 +1349,7 @@ def _row(r: Any) -> _Row:
     return _Row(
         ref=r.ref,
         terminal_id=r.terminal_id,
-        pan=r.pan,
+        pan=None,
         pan_masked=r.pan_masked,
         psn=r.psn,
         presented_fen=presented,
@@ -1285,18 +1358,42 @@ def _row(r: Any) -> _Row:
         fare_refund=r.journal_state == "refund",
         txn_ns=r.journal_created_ns,
         service_ref=r.service_ref,
+        batch=int(r.batch),
+        stan=int(r.stan),
+        fingerprint=r.pan_fingerprint,
     )
+
+
+@lru_cache(maxsize=4096)
+def _yyyymmdd(text: str) -> date:
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def _tc_of(r: Any, field55: bytes) -> TcData:
+    """The TC of a presentment: as the acquirer decoded it from the upload (``tc_*``, when ``field55`` is
+    the upload's), else parsed from ``field55`` here (a journal row); :class:`TcDataError`."""
+    if r.tc_cryptogram is not None and r.field55 is not None and bytes(field55) == bytes(r.field55):
+        return TcData(
+            bytes(r.tc_cryptogram),
+            int(r.tc_atc),
+            int(r.tc_amount_fen),
+            _yyyymmdd(r.tc_date),
+            bytes(r.tc_ac_data),
+            None if r.tc_gpo_ac_data is None else bytes(r.tc_gpo_ac_data),
+        )
+    return parse_tc(field55)
 
 
 def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     """``INSERT INTO clearing_items SELECT …`` of the day's online records at ``bank``'s merchants."""
-    a, o, ic, m, t, i = (
+    a, o, ic, m, t, i, pr = (
         issuer_authorizations,
         issuer_authorizations.alias("o"),
         issuer_cards,
         center_merchants,
         acquirer_transactions,
         clearing_items,
+        issuer_products,
     )
     prior = i.alias("prior")
     approved = a.c.response_code.in_(APPROVED)
@@ -1325,6 +1422,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     )
     source = (
         a.join(ic, ic.c.pan == a.c.pan)
+        .join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code))
         .join(m, m.c.merchant_id == a.c.merchant_id)
         .outerjoin(o, o.c.request_id == a.c.original_request_id)
         .outerjoin(t, t.c.rrn == rrn_of)
@@ -1350,6 +1448,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
             func.coalesce(a.c.service_ref, o.c.service_ref),  # a void or refund names its original's
             null(),
             null(),
+            pr.c.card_type,
         )
         .select_from(source)
         .where(
@@ -1365,6 +1464,6 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     columns = [
         "clearing_date", "source", "source_ref", "kind", "sign", "amount_fen", "issuer_bank",
         "acquirer_bank", "merchant_id", "terminal_id", "mcc", "industry", "pan_masked", "atc", "txn_ns",
-        "rrn", "service_ref", "transfer_id", "exception_id",
+        "rrn", "service_ref", "transfer_id", "exception_id", "card_type",
     ]  # fmt: skip
     return insert(i).from_select(columns, rows)

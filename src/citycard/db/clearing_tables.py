@@ -3,8 +3,18 @@
 ``clearing_items`` and ``clearing_runs`` are what settlement reads (their columns as /work CONTRACT.md
 describes, plus ``transfer_id`` and ``exception_id``); ``clearing_exceptions`` is the operators' queue.
 ``clearing_presentments`` stages each offline record once (an upload, a journal export's row, or both, by
-'TID/batch/stan') with the PAN in clear, as ``acquirer_uploads`` keeps it: clearing verifies the TC with it.
-``clearing_tcs`` remembers each TC presented, per (PAN, PSN, ATC), to tell duplicates from clones.
+'TID/batch/stan') with its card's PAN **sealed alone** (``pan_sealed``, under the acquirer's data key in the
+HSM, associated data ``citycard.db.acquirer_repositories.pan_record``: copied as the acquirer stored it),
+masked and keyed-fingerprinted (``pan_fingerprint``): clearing unseals the PAN to ask the issuing bank's HSM
+to verify the TC, and finds a card's records by the fingerprint. The TC's values decoded by the acquirer come
+along (``tc_*``). ``clearing_seen_tcs`` remembers each TC presented, per (PAN fingerprint, PSN, ATC), to tell
+duplicates from clones.
+
+Migration ``0022_clearing_staged_columns`` made them so. Before it ``clearing_presentments.pan`` and
+``clearing_tcs`` held clear PANs: a migration cannot seal (the key is in the HSM), so clearing does it
+before each run (``ClearingEngine.protect_clear_pans``: each presentment's PAN sealed, fingerprinted and
+``pan`` set to NULL; each row of ``clearing_tcs`` moved to ``clearing_seen_tcs`` and deleted). New rows never
+hold a clear PAN; ``clearing_tcs`` stays empty.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 from .tables import metadata
@@ -29,6 +40,7 @@ __all__ = [
     "clearing_items",
     "clearing_presentments",
     "clearing_runs",
+    "clearing_seen_tcs",
     "clearing_tcs",
 ]
 
@@ -57,6 +69,7 @@ clearing_items = Table(
     Column("service_ref", String(32), nullable=True),
     Column("transfer_id", BigInteger, nullable=True),  # the issuer-side ledger transfer (offline)
     Column("exception_id", BigInteger, nullable=True),  # the exception it came from (accepted, charged back)
+    Column("card_type", String(8), nullable=True),  # the card product's (0023): debit, credit; NULL: unknown
     UniqueConstraint("source", "source_ref", name="uq_clearing_items_source_ref"),
     CheckConstraint("amount_fen > 0", name="amount_positive"),
     CheckConstraint("sign IN (1, -1)", name="sign"),
@@ -86,7 +99,7 @@ clearing_presentments = Table(
     Column("terminal_id", String(8), nullable=False),
     Column("batch", Integer, nullable=False),
     Column("stan", Integer, nullable=False),
-    Column("pan", String(19), nullable=True),  # NULL: a journal row whose card is not found yet
+    Column("pan", String(19), nullable=True),  # clear: rows from before 0022 only, until protected
     Column("pan_masked", String(19), nullable=False),
     Column("psn", String(2), nullable=False),
     Column("amount_fen", BigInteger, nullable=True),  # field 4 of the upload
@@ -98,13 +111,46 @@ clearing_presentments = Table(
     Column("service_ref", String(32), nullable=True),
     Column("received_ns", BigInteger, nullable=False),
     Column("outcome", String(16), nullable=True),  # NULL: not decided yet; clear | exception
-    Column("card_shard", SmallInteger, nullable=True),  # hash of the card (0021); NULL: card not known yet
+    Column("card_shard", SmallInteger, nullable=True),  # of the card (0021, 0022); NULL: card not known yet
+    # 0022: the card's PAN sealed, fingerprinted (NULL: a journal row whose card is not found yet) …
+    Column("pan_fingerprint", String(64), nullable=True),
+    Column("pan_sealed", LargeBinary, nullable=True),
+    Column("card_account", BigInteger, nullable=True),  # the card's EC float account, once decided
+    # … and the upload's TC as the acquirer decoded it (NULL tc_cryptogram: parse field 55 here)
+    Column("tc_atc", Integer, nullable=True),
+    Column("tc_amount_fen", BigInteger, nullable=True),
+    Column("tc_date", String(8), nullable=True),
+    Column("tc_cryptogram", LargeBinary, nullable=True),
+    Column("tc_ac_data", LargeBinary, nullable=True),
+    Column("tc_gpo_ac_data", LargeBinary, nullable=True),
     Index("ix_clearing_presentments_day", "clearing_date", "outcome", "ref"),
-    Index("ix_clearing_presentments_card", "clearing_date", "card_shard", "pan", "ref"),
+    Index(  # the undecided records only (0022): a run's batches never walk the decided ones
+        "ix_clearing_presentments_card",
+        "clearing_date",
+        "card_shard",
+        "pan_fingerprint",
+        "ref",
+        postgresql_where=text("outcome IS NULL"),
+        sqlite_where=text("outcome IS NULL"),
+    ),
     Index("ix_clearing_presentments_key", "terminal_id", "batch", "stan", unique=True),
 )
 
-clearing_tcs = Table(
+clearing_seen_tcs = Table(
+    "clearing_seen_tcs",
+    metadata,
+    Column("pan_fingerprint", String(64), primary_key=True),
+    Column("psn", String(2), primary_key=True),
+    Column("atc", Integer, primary_key=True),
+    Column("pan_masked", String(19), nullable=False),
+    Column("cryptogram", String(16), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("txn_date", String(8), nullable=False),
+    Column("ref", String(64), nullable=False),
+)
+
+clearing_tcs = Table(  # rows from before 0022 only (clear PAN), moved to clearing_seen_tcs before a run
     "clearing_tcs",
     metadata,
     Column("pan", String(19), primary_key=True),

@@ -16,7 +16,7 @@ error is raised as SQLAlchemy's (``DBAPIError.instance``: ``IntegrityError``, ``
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -71,6 +71,28 @@ def execute_driver_sql(connection: Connection, sql: str, params: Mapping[str, An
     """``sql`` (PostgreSQL text with ``%(name)s`` parameters) on the psycopg connection; its rows."""
     assert connection.dialect.driver == "psycopg", connection.dialect.driver
     return _run(connection, sql, params)
+
+
+def copy_rows(
+    connection: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """``COPY table (columns) FROM STDIN`` of ``rows`` on the psycopg connection, in its transaction: the
+    cheapest bulk insert (psycopg formats each row in C; PostgreSQL parses no statement per row)."""
+    assert connection.dialect.driver == "psycopg", connection.dialect.driver
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'COPY "{table}" ({names}) FROM STDIN'
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(connection, None, sql, {}, None, False)
+    driver: Any = connection.connection.driver_connection
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi_error as exc:
+        if connection.dialect.is_disconnect(exc, driver, None):
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, {}, exc, dbapi_error) from exc
 
 
 def _run(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:

@@ -44,6 +44,7 @@ from citycard.issuer.model import (
     Cardholder,
     CardRecord,
     CardStatus,
+    CardType,
     DenyListEntry,
     PendingScript,
     Product,
@@ -298,6 +299,10 @@ class SqlBanks(_Repo):
         return int(row.next_serial)
 
 
+def _product(row: Any) -> Product:
+    return _from_row(Product, row, registered=bool(row.registered), card_type=CardType(row.card_type))
+
+
 class SqlProducts(_Repo):
     def add(self, product: Product) -> None:
         self._execute(insert(issuer_products).values(**_values(product)))
@@ -305,14 +310,14 @@ class SqlProducts(_Repo):
     def get(self, bank_code: str, code: str) -> Product | None:
         t = issuer_products
         row = self._one(select(t).where(t.c.bank_code == bank_code, t.c.code == code))
-        return _from_row(Product, row, registered=bool(row.registered)) if row else None
+        return _product(row) if row else None
 
     def list(self, bank_code: str | None = None) -> list[Product]:
         t = issuer_products
         query = select(t).order_by(t.c.bank_code, t.c.code)
         if bank_code is not None:
             query = query.where(t.c.bank_code == bank_code)
-        return [_from_row(Product, r, registered=bool(r.registered)) for r in self._execute(query)]
+        return [_product(r) for r in self._execute(query)]
 
 
 class SqlCardholders(_Repo):

@@ -83,6 +83,7 @@ issuer_products = Table(
     Column("issue_fee_fen", BigInteger, nullable=False),
     Column("annual_fee_fen", BigInteger, nullable=False),
     Column("validity_years", Integer, nullable=False),
+    Column("card_type", String(8), nullable=False, server_default="debit"),  # CardType (0023)
 )
 
 issuer_cardholders = Table(

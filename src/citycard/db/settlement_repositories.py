@@ -30,6 +30,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -85,6 +86,7 @@ clearing_items = table(
     column("pan_masked", String),
     column("txn_ns", BigInteger),
     column("rrn", String),
+    column("card_type", String),  # 0023: the card's product's (debit, credit); NULL before it
 )
 """Clearing's items, as the team contract describes them (the columns settlement reads)."""
 
@@ -370,40 +372,62 @@ class SqlSettlementStore:
         return {b: window(day, b) for b in sorted({str(b) for b in banks if b is not None} | {""})}
 
     def captured(
-        self, day: str, window: BusinessWindow | None = None
+        self,
+        day: str,
+        window: BusinessWindow | None = None,
+        *,
+        bank: str | None = None,
+        merchant: str | None = None,
     ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
         """Online: the acquirer's approved financial records created in their acquiring bank's business
         day, matched to cleared items by RRN; offline: its uploads received in it, matched by
         ``TID/batch/stan``; the bank is the merchant's in the registry, as clearing places them. The
-        differences come as an iterator, streamed: read them inside the unit of work."""
+        differences come as an iterator, streamed: read them inside the unit of work. ``bank`` /
+        ``merchant``: only the records of that acquiring bank's merchants / of that merchant (and the
+        cleared items of the same scope)."""
         windows = self._windows(day, window)
         at, up, ci, m = acquirer_transactions, acquirer_uploads, clearing_items, center_merchants
-        bank = func.coalesce(m.c.bank_code, "")
+        merchant_bank = func.coalesce(m.c.bank_code, "")
+
+        def scope(merchant_id: Any, bank_of: Any) -> Any:
+            where: list[Any] = []
+            if bank is not None:
+                where.append(bank_of == bank)
+            if merchant is not None:
+                where.append(merchant_id == merchant)
+            return and_(true(), *where)
 
         def in_day(t: Any) -> Any:
-            return or_(*(and_(bank == b, t > start, t <= end) for b, (start, end) in windows.items()))
+            return or_(
+                *(and_(merchant_bank == b, t > start, t <= end) for b, (start, end) in windows.items())
+            )
 
         online_from = at.outerjoin(m, m.c.merchant_id == at.c.merchant_id)
         upload_from = up.outerjoin(m, m.c.merchant_id == up.c.merchant_id)
-        online_day = and_(at.c.kind.in_(_ONLINE_KINDS), at.c.response_code == "00", in_day(at.c.created_ns))
+        online_day = and_(
+            at.c.kind.in_(_ONLINE_KINDS),
+            at.c.response_code == "00",
+            in_day(at.c.created_ns),
+            scope(at.c.merchant_id, merchant_bank),
+        )
         upload_ref = up.c.terminal_id + "/" + cast(up.c.batch, String) + "/" + cast(up.c.stan, String)
-        upload_day = in_day(up.c.received_ns)
+        upload_day = and_(in_day(up.c.received_ns), scope(up.c.merchant_id, merchant_bank))
         reversed_ = at.c.status.in_(("reversal_queued", "tombstone"))
         totals = []
         for source, query in (
             (
                 "online",
-                select(bank, func.count(), func.coalesce(func.sum(at.c.amount_fen), 0))
+                select(merchant_bank, func.count(), func.coalesce(func.sum(at.c.amount_fen), 0))
                 .select_from(online_from)
                 .where(online_day, not_(reversed_))
-                .group_by(bank),
+                .group_by(merchant_bank),
             ),
             (
                 "offline",
-                select(bank, func.count(), func.coalesce(func.sum(up.c.amount_fen), 0))
+                select(merchant_bank, func.count(), func.coalesce(func.sum(up.c.amount_fen), 0))
                 .select_from(upload_from)
                 .where(upload_day)
-                .group_by(bank),
+                .group_by(merchant_bank),
             ),
         ):
             for b, count, amount in sorted(self.session.execute(query).all()):
@@ -418,7 +442,12 @@ class SqlSettlementStore:
             )
             for b, rrn, amount, status, cleared, other in self._stream(
                 select(
-                    bank, at.c.rrn, at.c.amount_fen, at.c.status, cleared_rrn, cleared_on.scalar_subquery()
+                    merchant_bank,
+                    at.c.rrn,
+                    at.c.amount_fen,
+                    at.c.status,
+                    cleared_rrn,
+                    cleared_on.scalar_subquery(),
                 )
                 .select_from(online_from)
                 .where(online_day, or_(reversed_, not_(cleared_rrn), cleared_on.scalar_subquery() != day))
@@ -437,7 +466,7 @@ class SqlSettlementStore:
                 yield CapturedDifference("online", str(b), str(rrn), int(amount or 0), reason)
             cleared_upload = exists().where(ci.c.source == "offline", ci.c.source_ref == upload_ref)
             for b, ref, amount in self._stream(
-                select(bank, upload_ref, up.c.amount_fen)
+                select(merchant_bank, upload_ref, up.c.amount_fen)
                 .select_from(upload_from)
                 .where(upload_day, not_(cleared_upload))
                 .order_by(upload_ref)
@@ -467,6 +496,7 @@ class SqlSettlementStore:
                 )
                 .where(
                     ci.c.clearing_date == day,
+                    scope(ci.c.merchant_id, ci.c.acquirer_bank),
                     or_(
                         and_(ci.c.source == "online", not_(captured_online)),
                         and_(ci.c.source == "offline", not_(captured_offline)),
@@ -486,6 +516,21 @@ class SqlSettlementStore:
                 yield CapturedDifference(str(source), str(b), str(ref), int(amount), reason)
 
         return totals, differences()
+
+    def cleared_kinds(
+        self, day: str, *, bank: str | None = None, merchant: str | None = None
+    ) -> tuple[TotalsRow, ...]:
+        t = clearing_items.c
+        query = select(t.source, t.kind, func.count(), func.sum(t.amount_fen)).where(t.clearing_date == day)
+        if bank is not None:
+            query = query.where(t.acquirer_bank == bank)
+        if merchant is not None:
+            query = query.where(t.merchant_id == merchant)
+        rows = self.session.execute(query.group_by(t.source, t.kind)).all()
+        return tuple(
+            TotalsRow(f"{source}/{kind}", int(count), int(amount), 0)
+            for source, kind, count, amount in sorted(rows)
+        )
 
 
 class SettlementUnitOfWork(SqlUnitOfWork):

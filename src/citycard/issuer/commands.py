@@ -131,6 +131,7 @@ class AddProduct:
     issue_fee_fen: int = 0
     annual_fee_fen: int = 0
     validity_years: int = 10
+    card_type: str = "debit"  # CardType: debit | credit
 
 
 def _check_text(value: object, field: str, limit: int) -> None:

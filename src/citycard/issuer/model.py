@@ -32,6 +32,7 @@ __all__ = [
     "CardRecord",
     "CardStateError",
     "CardStatus",
+    "CardType",
     "Cardholder",
     "DenyListEntry",
     "DuplicateIssuance",
@@ -212,6 +213,14 @@ class BinRange:
         return body + luhn_check_digit(body)
 
 
+class CardType(enum.StrEnum):
+    """The product's kind of account, which decides the interbank fees' caps (发改价格〔2016〕557号: a debit
+    card's issuer fee is capped per transaction, a credit card's is not; ``docs/settlement.md``)."""
+
+    DEBIT = "debit"  # 借记卡 (the programme's cards: a deposit account, with an EC purse)
+    CREDIT = "credit"  # 贷记卡
+
+
 @dataclass(frozen=True, slots=True)
 class Product:
     code: str  # "debit-ec"
@@ -225,6 +234,7 @@ class Product:
     issue_fee_fen: int = 0
     annual_fee_fen: int = 0
     validity_years: int = 10
+    card_type: CardType = CardType.DEBIT  # 0023
 
 
 CITIZEN_KEY_LABEL = "center-citizen-key"

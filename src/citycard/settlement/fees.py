@@ -10,6 +10,15 @@ schedule is the package file ``fees.toml``, another one is given as TOML text (`
 --fees FILE``). Each table may cap the shares per item (封顶): ``discount_cap_fen``, ``issuer_cap_fen``,
 ``network_cap_fen``.
 
+**Card types** (发改价格〔2016〕557号: a debit card's issuer fee is capped per transaction, a credit card's is
+not): an item carries its card's type (``debit`` or ``credit``, from the issuing bank's product; an item
+without one is priced as debit). ``issuer_cap_fen`` caps the issuer fee of a debit card; a credit card's
+issuer fee has its own, optional, terms: ``credit_issuer_ppm`` (default: ``issuer_ppm``) and
+``credit_issuer_cap_fen`` (default: no cap). Everything else (the discount, the network fee and their
+caps) is the same for both; in a table whose discount is capped, a credit card's issuer fee takes
+``issuer_cap_fen`` unless ``credit_issuer_cap_fen`` says otherwise. The rule below is the same with the
+credit terms in place of the issuer's.
+
 Rounding (docs/settlement.md): per item, *cumulative* half-up rounding. With
 ``R(ppm) = floor((amount × ppm + 500 000) / 1 000 000)`` (half up, in integers):
 
@@ -40,6 +49,7 @@ from importlib import resources
 from typing import Any
 
 __all__ = [
+    "CARD_TYPES",
     "DEFAULT_KEY",
     "FEE_KINDS",
     "INDUSTRIES",
@@ -78,6 +88,8 @@ FEE_KINDS = frozenset({"purchase", "fare", "refund", "void"})
 """Item kinds that pay (or, with sign −1, give back) the merchant discount; ``ec_cash_load`` pays none."""
 _RATE_KEYS = ("discount_ppm", "issuer_ppm", "network_ppm")
 _CAP_KEYS = ("discount_cap_fen", "issuer_cap_fen", "network_cap_fen")
+_CREDIT_KEYS = ("credit_issuer_ppm", "credit_issuer_cap_fen")
+CARD_TYPES = ("debit", "credit")
 MAX_CAP_FEN = 100_000_000
 """No cap above 1 000 000 yuan per item."""
 MAX_MCCS = 10_000
@@ -94,18 +106,44 @@ class Rates:
     issuer_ppm: int
     network_ppm: int
     discount_cap_fen: int | None = None  # None: no cap
-    issuer_cap_fen: int | None = None
+    issuer_cap_fen: int | None = None  # a debit card's (and a card of unknown type)
     network_cap_fen: int | None = None
+    credit_issuer_ppm: int | None = None  # a credit card's issuer fee; None: issuer_ppm
+    credit_issuer_cap_fen: int | None = None  # None: not capped (unless the discount is: credit_cap)
 
     def __post_init__(self) -> None:
-        assert 0 <= self.issuer_ppm + self.network_ppm <= self.discount_ppm <= MAX_RATE_PPM, self
-        if self.discount_cap_fen is not None:
-            assert self.issuer_cap_fen is not None and self.network_cap_fen is not None, self
-            assert self.issuer_cap_fen + self.network_cap_fen <= self.discount_cap_fen, self
+        for issuer_ppm, issuer_cap in (
+            (self.issuer_ppm, self.issuer_cap_fen),
+            (self.credit_ppm, self.credit_cap),
+        ):
+            assert 0 <= issuer_ppm + self.network_ppm <= self.discount_ppm <= MAX_RATE_PPM, self
+            if self.discount_cap_fen is not None:
+                assert issuer_cap is not None and self.network_cap_fen is not None, self
+                assert issuer_cap + self.network_cap_fen <= self.discount_cap_fen, self
 
     @property
     def acquirer_ppm(self) -> int:
         return self.discount_ppm - self.issuer_ppm - self.network_ppm
+
+    @property
+    def credit_ppm(self) -> int:
+        """A credit card's issuer rate."""
+        return self.issuer_ppm if self.credit_issuer_ppm is None else self.credit_issuer_ppm
+
+    @property
+    def credit_cap(self) -> int | None:
+        """A credit card's issuer cap: ``credit_issuer_cap_fen``; when it is not given, none, except in a
+        table whose discount is capped (the 2013 schedule's groups), where the debit cap applies to every
+        card (else the issuer fee could exceed the capped discount)."""
+        if self.credit_issuer_cap_fen is not None:
+            return self.credit_issuer_cap_fen
+        return self.issuer_cap_fen if self.discount_cap_fen is not None else None
+
+    def issuer_terms(self, card_type: str | None) -> tuple[int, int | None]:
+        """(issuer rate, issuer cap) of a card of ``card_type`` (None: unknown, priced as debit)."""
+        if card_type == "credit":
+            return self.credit_ppm, self.credit_cap
+        return self.issuer_ppm, self.issuer_cap_fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +202,27 @@ class FeeSchedule:
         return self.default
 
     def fees(
-        self, kind: str, sign: int, amount_fen: int, industry: str | None, mcc: str | None = None
+        self,
+        kind: str,
+        sign: int,
+        amount_fen: int,
+        industry: str | None,
+        mcc: str | None = None,
+        *,
+        card_type: str | None = None,
     ) -> ItemFees:
-        """The fees of one cleared item (the rounding rule and caps of this module's docstring)."""
+        """The fees of one cleared item (the rounding rule and caps of this module's docstring) paid with a
+        card of ``card_type`` (``debit``, ``credit``; None: unknown, priced as debit)."""
         assert sign in (1, -1) and amount_fen > 0, (sign, amount_fen)
+        assert card_type is None or card_type in CARD_TYPES, card_type
         if kind not in FEE_KINDS:
             return NO_FEES
         r = self.rates(industry, mcc)
-        raw_issuer = _round_half_up(amount_fen, r.issuer_ppm)
-        issuer = _capped(raw_issuer, r.issuer_cap_fen)
+        issuer_ppm, issuer_cap = r.issuer_terms(card_type)
+        raw_issuer = _round_half_up(amount_fen, issuer_ppm)
+        issuer = _capped(raw_issuer, issuer_cap)
         network = _capped(
-            _round_half_up(amount_fen, r.issuer_ppm + r.network_ppm) - raw_issuer, r.network_cap_fen
+            _round_half_up(amount_fen, issuer_ppm + r.network_ppm) - raw_issuer, r.network_cap_fen
         )
         discount = _capped(_round_half_up(amount_fen, r.discount_ppm), r.discount_cap_fen)
         acquirer = discount - issuer - network
@@ -189,7 +237,7 @@ class FeeSchedule:
 def _rates(table: Any, where: str, extra: tuple[str, ...] = ()) -> Rates:
     if not isinstance(table, dict):
         raise FeeScheduleError(f"{where}: must be a table of {', '.join(_RATE_KEYS)}")
-    known = (*extra, *_RATE_KEYS, *_CAP_KEYS)
+    known = (*extra, *_RATE_KEYS, *_CAP_KEYS, *_CREDIT_KEYS)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise FeeScheduleError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(known)})")
@@ -230,7 +278,31 @@ def _rates(table: Any, where: str, extra: tuple[str, ...] = ()) -> Rates:
                 f"{where}: issuer_cap_fen + network_cap_fen ({both}) exceed discount_cap_fen "
                 f"({caps['discount_cap_fen']}): the acquirer's share could be negative"
             )
-    return Rates(**values, **caps)
+    credit: dict[str, int] = {}
+    for key, bound, what in (
+        ("credit_issuer_ppm", MAX_RATE_PPM, "a rate in parts per million"),
+        ("credit_issuer_cap_fen", MAX_CAP_FEN, "a cap in fen per item"),
+    ):
+        value = table.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+            raise FeeScheduleError(f"{where}.{key}: {value!r} is not {what} (an integer 0-{bound})")
+        credit[key] = value
+    credit_ppm = credit.get("credit_issuer_ppm", values["issuer_ppm"])
+    if credit_ppm + values["network_ppm"] > values["discount_ppm"]:
+        raise FeeScheduleError(
+            f"{where}: credit_issuer_ppm + network_ppm ({credit_ppm + values['network_ppm']}) exceed "
+            f"discount_ppm ({values['discount_ppm']}): a credit card's acquirer share would be negative"
+        )
+    if "discount_cap_fen" in caps and "credit_issuer_cap_fen" in credit:
+        both = credit["credit_issuer_cap_fen"] + caps["network_cap_fen"]
+        if both > caps["discount_cap_fen"]:
+            raise FeeScheduleError(
+                f"{where}: credit_issuer_cap_fen + network_cap_fen ({both}) exceed discount_cap_fen "
+                f"({caps['discount_cap_fen']}): the acquirer's share could be negative"
+            )
+    return Rates(**values, **caps, **credit)
 
 
 def _mcc_groups(tables: Any) -> tuple[MccGroup, ...]:
@@ -298,6 +370,10 @@ def schedule_toml(schedule: FeeSchedule) -> str:
         if mccs is not None:
             lines.append("mccs = [" + ", ".join(f'"{m}"' for m in mccs) + "]")
         lines += [f"{key} = {getattr(rates, key)}" for key in _RATE_KEYS]
-        lines += [f"{key} = {getattr(rates, key)}" for key in _CAP_KEYS if getattr(rates, key) is not None]
+        lines += [
+            f"{key} = {getattr(rates, key)}"
+            for key in (*_CAP_KEYS, *_CREDIT_KEYS)
+            if getattr(rates, key) is not None
+        ]
         lines.append("")
     return "\n".join(lines)

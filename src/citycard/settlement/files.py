@@ -205,9 +205,17 @@ def _industries(out: _Csv, record: DayRecord) -> None:
     )
 
 
-def _reconciliation(out: _Csv, record: DayRecord, captured: Captured) -> None:
+def _reconciliation(out: _Csv, record: DayRecord, captured: Captured, *, scoped: bool = False) -> None:
+    """The reconciliation of the day, or (``scoped``) of one bank's merchants or one merchant: ``record``
+    is then :meth:`DayRecord.scoped` with the scope's cleared kinds, ``captured`` the scope's, and the
+    settled gross is the merchants' (acquiring side) instead of the banks' positions (issuing side)."""
     totals, differences = captured
-    gross = sum(p.issued_gross_fen for p in record.positions)
+    if scoped:
+        gross = sum(m.gross_fen for m in record.merchants)
+        settled_from = "the merchants' statements, acquiring side"
+    else:
+        gross = sum(p.issued_gross_fen for p in record.positions)
+        settled_from = "net positions of the banks, issuer side"
     discount = sum(m.discount_fen for m in record.merchants)
     out.row("H", "settlement_date", record.day)
     out.row("record", "stage", "what", "count", "amount_fen", "reason")
@@ -227,7 +235,7 @@ def _reconciliation(out: _Csv, record: DayRecord, captured: Captured) -> None:
         gross,
         "",
     )
-    out.row("D", "settled", "gross", record.item_count, gross, "net positions of the banks, issuer side")
+    out.row("D", "settled", "gross", record.item_count, gross, settled_from)
     out.row(
         "X", "cleared-settled", "merchant discount", "", discount, "fees: issuer, network and acquirer shares"
     )
@@ -324,11 +332,14 @@ def write_day_files(
     *,
     bank: str | None = None,
     merchant: str | None = None,
+    scoped: DayRecord | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write the day's files to ``sink`` streaming the items once (in acquiring bank, merchant, id order);
     their names, sorted. With ``bank``: its clearing file and its merchants' statements; with ``merchant``:
-    that merchant's statement (of ``bank`` if given); else every file and the MANIFEST (written last)."""
+    that merchant's statement (of ``bank`` if given); either way, with ``scoped`` (the scope's
+    :meth:`DayRecord.scoped` record with its cleared kinds, ``captured`` the scope's), the scope's
+    ``reconciliation.csv``; else every file and the MANIFEST (written last)."""
     whole_day = bank is None and merchant is None
     merchants = {(m.bank, m.merchant_id): m for m in record.merchants}
     banks = [p.participant for p in record.positions if p.participant != CENTER]
@@ -350,7 +361,14 @@ def write_day_files(
                     statement = _Csv(one.enter_context(sink.open(f"merchant-{m.merchant_id}.csv")))
                     _merchant_head(statement, record, m)
                 for item in items:
-                    fees = schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
+                    fees = schedule.fees(
+                        item.kind,
+                        item.sign,
+                        item.amount_fen,
+                        item.industry,
+                        item.mcc,
+                        card_type=item.card_type,
+                    )
                     values = _item_values(item, fees)
                     if statement is not None:
                         statement.row("D", *values, item.signed_fen - fees.discount_fen)
@@ -370,6 +388,8 @@ def write_day_files(
             files.digests[f"bank-{b}.csv"] = out.sha256.hexdigest()
     if progress is not None:
         progress(done)
+    if not whole_day and scoped is not None:
+        files.whole("reconciliation.csv", lambda out: _reconciliation(out, scoped, captured, scoped=True))
     if whole_day:
         files.whole("positions.csv", lambda out: _positions(out, record))
         files.whole("industries.csv", lambda out: _industries(out, record))

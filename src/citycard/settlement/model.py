@@ -107,6 +107,7 @@ class ClearedItem:
     pan_masked: str
     txn_ns: int
     rrn: str | None
+    card_type: str | None = None  # the card's product's: debit | credit; None (before 0023): as debit
 
     def __post_init__(self) -> None:
         assert self.sign in (1, -1) and self.amount_fen > 0, self
@@ -186,7 +187,9 @@ class DayTotals:
         """Fold one item in (items come in id order); its fees."""
         assert item.id > self.last_id, "items in id order, each once"
         self.last_id = item.id
-        fees = self.schedule.fees(item.kind, item.sign, item.amount_fen, item.industry, item.mcc)
+        fees = self.schedule.fees(
+            item.kind, item.sign, item.amount_fen, item.industry, item.mcc, card_type=item.card_type
+        )
         key = (item.acquirer_bank, item.merchant_id)
         m = self.merchants.get(key)
         if m is None:

@@ -175,11 +175,24 @@ class SettlementStore(Protocol):
         ...
 
     def captured(
-        self, day: str, window: BusinessWindow | None = None
+        self,
+        day: str,
+        window: BusinessWindow | None = None,
+        *,
+        bank: str | None = None,
+        merchant: str | None = None,
     ) -> tuple[list[CapturedTotals], Iterator[CapturedDifference]]:
         """What the acquirer captured in each acquiring bank's business day ``day`` (``window``; None: the
         Beijing calendar day, clearing's default cut-over of midnight) and the differences to the day's
-        cleared items (streamed: read them inside the unit of work)."""
+        cleared items (streamed: read them inside the unit of work); with ``bank`` / ``merchant``, only the
+        records of that acquiring bank's merchants / of that merchant."""
+        ...
+
+    def cleared_kinds(
+        self, day: str, *, bank: str | None = None, merchant: str | None = None
+    ) -> tuple[TotalsRow, ...]:
+        """The day's items by ``source/kind`` (count, unsigned amount; discount 0) of the merchants of
+        ``bank`` (acquiring) / of ``merchant``: a scoped reconciliation's cleared rows."""
         ...
 
     def item_count(self, day: str) -> int:

@@ -18,6 +18,7 @@ from ..model import (
     BankAccount,
     BinOverlap,
     BinRange,
+    CardType,
     InstitutionIdTaken,
     NotFound,
     Product,
@@ -107,6 +108,10 @@ def add_product(cmd: AddProduct, uow: IssuerUnitOfWork, deps: Deps) -> Product:
         raise MalformedRequest("ec_single_limit_fen", "exceeds the EC balance limit (9F78 above 9F77)")
     check_amount(cmd.issue_fee_fen, "issue_fee_fen", allow_zero=True)
     check_amount(cmd.annual_fee_fen, "annual_fee_fen", allow_zero=True)
+    try:
+        card_type = CardType(cmd.card_type)
+    except ValueError:
+        raise MalformedRequest("card_type", "a card type is debit or credit") from None
     with uow:
         bin_range = uow.banks.get_bin(cmd.bin)
         if bin_range is None or bin_range.bank_code != cmd.bank_code:
@@ -125,6 +130,7 @@ def add_product(cmd: AddProduct, uow: IssuerUnitOfWork, deps: Deps) -> Product:
             cmd.issue_fee_fen,
             cmd.annual_fee_fen,
             cmd.validity_years,
+            card_type,
         )
         uow.products.add(product)
         uow.commit()
