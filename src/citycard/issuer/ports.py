@@ -271,6 +271,16 @@ class CardRecords(Protocol):
         (``written``); returned for the personalisation."""
         ...
 
+    def transit(self, pan: str) -> CardRecord | None:
+        """The card's concession record (transit file SFI 21, record 1); None: its chip has no transit
+        file."""
+        ...
+
+    def put_transit(self, pan: str, record: CardRecord) -> None:
+        """Keep ``record`` as the card's concession record (its ``version`` the time of the change): added
+        when the card is personalised with the transit file, replaced when the issuer changes it."""
+        ...
+
 
 class IssuerUnitOfWork(Protocol):
     """The ledger and the issuer's repositories in one transaction. The repositories are read-only

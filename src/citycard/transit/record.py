@@ -16,6 +16,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from citycard.codec.transitfile import CONCESSION_LENGTH, Category, Concession, TripRecordError
+
 __all__ = [
     "CARD_ID_LENGTH",
     "CONCESSION_LENGTH",
@@ -39,20 +41,10 @@ TRIP_LENGTH = 32
 """The trip record's fields; on the card they are followed by their MAC (:data:`SEALED_TRIP_LENGTH`)."""
 MAC_LENGTH = 4
 SEALED_TRIP_LENGTH = TRIP_LENGTH + MAC_LENGTH
-CONCESSION_LENGTH = 8
 CARD_ID_LENGTH = 11
-VERSION = 0x01  # the concession record
 TRIP_VERSION = 0x02  # the trip record: 02 since it carries a MAC (01 had none)
 MAX_SECONDS = 0xFFFFFFFF
 MAX_FEN = 0xFFFFFF
-
-
-class TripRecordError(ValueError):
-    """A concession or trip record read from a card that does not follow the layout."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"transit record {where}: {message}")
-        self.where = where
 
 
 def card_identity(data: bytes) -> tuple[str, str]:
@@ -78,54 +70,6 @@ def day_number(when: dt.datetime) -> int:
 
 def month_number(when: dt.datetime) -> int:
     return (when.year - 2000) * 12 + when.month - 1
-
-
-class Category(enum.IntEnum):
-    """The registered holder's concession category (byte 1 of the concession record)."""
-
-    NONE = 0
-    ELDERLY = 1
-    STUDENT = 2
-    DISABLED = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Concession:
-    category: Category = Category.NONE
-    valid_until: dt.date | None = None  # inclusive; None with NONE
-
-    def applies(self, today: dt.date) -> bool:
-        return (
-            self.category is not Category.NONE and self.valid_until is not None and today <= self.valid_until
-        )
-
-    def encode(self) -> bytes:
-        until = self.valid_until.strftime("%Y%m%d") if self.valid_until else "00000000"
-        return bytes((VERSION, self.category)) + bytes.fromhex(until) + bytes(2)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Concession:
-        if len(data) != CONCESSION_LENGTH:
-            raise TripRecordError("concession", f"{len(data)} bytes, expected {CONCESSION_LENGTH}")
-        if data == bytes(CONCESSION_LENGTH):
-            return cls()
-        if data[0] != VERSION:
-            raise TripRecordError("concession version", f"{data[0]:02X}, expected {VERSION:02X}")
-        if data[1] not in Category._value2member_map_:
-            raise TripRecordError("concession category", f"{data[1]:02X} is not a category")
-        if data[6:] != bytes(2):
-            raise TripRecordError("concession RFU", "must be 0000")
-        category = Category(data[1])
-        digits = data[2:6].hex()
-        if digits == "00000000":
-            if category is not Category.NONE:
-                raise TripRecordError("concession valid until", "missing for a category")
-            return cls()
-        try:
-            until = dt.datetime.strptime(digits, "%Y%m%d").date()
-        except ValueError:
-            raise TripRecordError("concession valid until", f"{digits} is not a date YYYYMMDD") from None
-        return cls(category, until)
 
 
 class TripStatus(enum.IntEnum):

@@ -50,10 +50,12 @@ from ..model import (
     NotFound,
     PendingScript,
     Product,
+    RecordState,
     UnregisteredCardLoss,
     validate_id_number,
 )
 from ..ports import IssuerUnitOfWork
+from .concessions import TRANSIT_SFI, concession_of, transit_record
 from .deps import (
     Deps,
     available,
@@ -172,6 +174,7 @@ def _issue_in(
     ec_ids = uow.ids.allocate(count)
     expect_ok(uow.ledger.create_accounts([ec_float(i, product) for i in ec_ids]))
     expiry = expiry_after(now, product.validity_years)
+    concession = concession_of(cmd.concession, cmd.concession_until)
     cards = []
     for k in range(count):
         pan = bin_range.pan(first + k)
@@ -194,6 +197,8 @@ def _issue_in(
             offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
             card = replace(card, pin_offset=offset)
         uow.cards.add(card)
+        transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
+        uow.card_records.put_transit(pan, transit)
         if product.issue_fee_fen:  # paid at the counter: cash -> fee income
             fee = Transfer(
                 transfer_id(f"issue-fee/{pan}", 1),
@@ -204,7 +209,9 @@ def _issue_in(
             )
             expect_ok(uow.ledger.create_transfers([fee]))
         if deps.personaliser is not None:
-            deps.personaliser.personalise(bank, product, card, cmd.holder_name, cmd.pin_block)
+            deps.personaliser.personalise(
+                bank, product, card, cmd.holder_name, cmd.pin_block, records=(transit,)
+            )
         cards.append(card)
         if progress is not None:
             progress(1)
@@ -477,6 +484,10 @@ def _successor(old: Card, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     )
     uow.cards.add(new)
     records = uow.card_records.carry_over(old.pan, new.pan)  # the applications enabled follow the holder
+    if not any(r.sfi == TRANSIT_SFI for r in records):  # and its concession; else an empty transit file
+        transit = transit_record(concession_of(None, None), RecordState.WRITTEN, now)
+        uow.card_records.put_transit(new.pan, transit)
+        records.append(transit)
     if deps.personaliser is not None:
         holder = uow.cardholders.get(old.holder_id) if old.holder_id is not None else None
         deps.personaliser.personalise(bank, product, new, holder.name if holder else None, records=records)

@@ -1,0 +1,48 @@
+"""The issuer's side of the card's transit file (issue 11, transit concessions): ``issuer_card_transit``,
+one row per card personalised with the transit file (SFI 21), with its concession record (record 1:
+category, valid until) and where that record stands on the chip (``chip_state`` pending, sent, written;
+``sent_atc``, ``sent_count``), as ``public_card_applications`` has for the applications file
+(docs/transit.md, "Concessions from the issuer").
+
+Existing cards: none gets a row. Their chips were personalised without the transit file (the issuer's
+products carry it from this revision on), so no concession can be written to them; their successors
+(replacement, renewal) have the file.
+
+Revision ID: 0022_card_transit_file
+Revises: 0021_clearing_card_shard
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0022_card_transit_file"
+down_revision = "0021_clearing_card_shard"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "issuer_card_transit",
+        sa.Column("pan", sa.String(19), sa.ForeignKey("issuer_cards.pan"), primary_key=True),
+        sa.Column("category", sa.String(8), nullable=False),
+        sa.Column("valid_until", sa.String(8), nullable=True),
+        sa.Column("changed_ns", sa.BigInteger(), nullable=False),
+        sa.Column("chip_state", sa.String(8), nullable=False),
+        sa.Column("sent_atc", sa.Integer(), nullable=True),
+        sa.Column("sent_count", sa.Integer(), nullable=False, server_default="0"),
+        sa.CheckConstraint(
+            "category IN ('none', 'elderly', 'student', 'disabled')",
+            name=op.f("ck_issuer_card_transit_category"),
+        ),
+        sa.CheckConstraint(
+            "chip_state IN ('pending', 'sent', 'written')", name=op.f("ck_issuer_card_transit_chip_state")
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("issuer_card_transit")
