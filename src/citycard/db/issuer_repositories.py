@@ -701,7 +701,7 @@ class SqlCardRecords(_Repo):
             int(r.sent_count),
         )
 
-    def put_transit(self, pan: str, record: CardRecord) -> None:
+    def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
         assert record.sfi == TRANSIT_SFI and record.record == 1, (record.sfi, record.record)
         concession = Concession.decode(record.data)
         values = {
@@ -713,9 +713,11 @@ class SqlCardRecords(_Repo):
             "sent_count": record.sent_count,
         }
         t = issuer_card_transit
-        done = self._execute(update(t).where(t.c.pan == pan).values(**values))
-        if not done.rowcount:
+        if new:
             self._execute(insert(t).values(pan=pan, **values))
+        else:
+            done = self._execute(update(t).where(t.c.pan == pan).values(**values))
+            assert done.rowcount == 1, done.rowcount
 
     def carry_over(self, old_pan: str, new_pan: str) -> list[CardRecord]:
         t = public_card_applications
@@ -737,7 +739,7 @@ class SqlCardRecords(_Repo):
         transit = self.transit(old_pan)
         if transit is not None:
             state = dataclasses.replace(transit, state=RecordState.WRITTEN, sent_atc=None, sent_count=0)
-            self.put_transit(new_pan, state)
+            self.put_transit(new_pan, state, new=True)
         return self.of_card(new_pan)
 
     def update(self, pan: str, records: Sequence[CardRecord]) -> None:

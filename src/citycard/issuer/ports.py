@@ -276,9 +276,10 @@ class CardRecords(Protocol):
         file."""
         ...
 
-    def put_transit(self, pan: str, record: CardRecord) -> None:
+    def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
         """Keep ``record`` as the card's concession record (its ``version`` the time of the change): added
-        when the card is personalised with the transit file, replaced when the issuer changes it."""
+        (``new``) when the card is personalised with the transit file, replaced when the issuer changes
+        it."""
         ...
 
 

@@ -175,6 +175,8 @@ def _issue_in(
     expect_ok(uow.ledger.create_accounts([ec_float(i, product) for i in ec_ids]))
     expiry = expiry_after(now, product.validity_years)
     concession = concession_of(cmd.concession, cmd.concession_until)
+    if concession.valid_until is not None and concession.valid_until < beijing_date(now):
+        raise MalformedRequest("concession_until", f"{concession.valid_until.isoformat()} is past")
     cards = []
     for k in range(count):
         pan = bin_range.pan(first + k)
@@ -198,7 +200,7 @@ def _issue_in(
             card = replace(card, pin_offset=offset)
         uow.cards.add(card)
         transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
-        uow.card_records.put_transit(pan, transit)
+        uow.card_records.put_transit(pan, transit, new=True)
         if product.issue_fee_fen:  # paid at the counter: cash -> fee income
             fee = Transfer(
                 transfer_id(f"issue-fee/{pan}", 1),
@@ -486,7 +488,7 @@ def _successor(old: Card, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     records = uow.card_records.carry_over(old.pan, new.pan)  # the applications enabled follow the holder
     if not any(r.sfi == TRANSIT_SFI for r in records):  # and its concession; else an empty transit file
         transit = transit_record(concession_of(None, None), RecordState.WRITTEN, now)
-        uow.card_records.put_transit(new.pan, transit)
+        uow.card_records.put_transit(new.pan, transit, new=True)
         records.append(transit)
     if deps.personaliser is not None:
         holder = uow.cardholders.get(old.holder_id) if old.holder_id is not None else None
