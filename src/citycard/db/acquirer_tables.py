@@ -78,5 +78,7 @@ acquirer_uploads = Table(
     Column("service_ref", String(32), nullable=True),  # field 48 of the 0320, as text (0012)
     Column("sealed", LargeBinary, nullable=True),  # the 0320 sealed in the HSM (0019)
     Column("pan_fingerprint", String(64), nullable=True),  # HMAC-SHA-256 of the PAN in the HSM (0016)
+    Column("bus_line", Integer, nullable=True),  # field 63 of a validator's fare: line and vehicle (0022)
+    Column("vehicle", String(16), nullable=True),
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
 )

@@ -76,7 +76,7 @@ from citycard.clearing import (
     classify,
     parse_tc,
 )
-from citycard.codec.iso8583 import BatchUpload, Iso8583Error, ServiceReference
+from citycard.codec.iso8583 import BatchUpload, BusRide, Iso8583Error, ServiceReference
 from citycard.codec.iso8583.messages import parse
 from citycard.codec.iso8583.wire import decode_message
 from citycard.codec.pretty import mask_pan
@@ -215,6 +215,8 @@ class _Row:
     txn_ns: int | None
     service_ref: str | None
     tc: TcData | None = None
+    bus_line: int | None = None  # a validator's fare: its line and vehicle (field 63 of the 0320)
+    vehicle: str | None = None
     tc_error: str = ""
 
 
@@ -374,7 +376,17 @@ class ClearingEngine:
                 _upsert_presentments(
                     c,
                     values,
-                    ("pan", "pan_masked", "psn", "amount_fen", "field55", "service_ref", "card_shard"),
+                    (
+                        "pan",
+                        "pan_masked",
+                        "psn",
+                        "amount_fen",
+                        "field55",
+                        "service_ref",
+                        "card_shard",
+                        "bus_line",
+                        "vehicle",
+                    ),
                 )
             staged += len(rows)
             last = rows[-1]
@@ -853,6 +865,8 @@ class ClearingEngine:
             "txn_ns": row.txn_ns if row.txn_ns is not None else _date_ns(row.tc.txn_date),
             "rrn": None,
             "service_ref": row.service_ref,
+            "bus_line": row.bus_line,
+            "vehicle": row.vehicle,
             "transfer_id": transfer,
             "exception_id": exception_id,
         }
@@ -1122,6 +1136,8 @@ def _upload_values(r: Any, encoded: bytes | None, d: str) -> dict[str, Any]:
         "field55": b"",
         "service_ref": None,
         "card_shard": None,
+        "bus_line": None,
+        "vehicle": None,
     }
     if isinstance(message, BatchUpload):
         pan = message.pan or ""
@@ -1139,6 +1155,12 @@ def _upload_values(r: Any, encoded: bytes | None, d: str) -> dict[str, Any]:
                 values["service_ref"] = ServiceReference.from_field48(message.additional_data).text
             except Iso8583Error:  # the acquirer refuses any other field 48 (30): not from our acquirer
                 values["service_ref"] = None
+        if message.private63:  # field 63: a validator's fare's bus line and vehicle
+            try:
+                ride = BusRide.from_field63(message.private63)
+                values |= {"bus_line": ride.line, "vehicle": ride.vehicle}
+            except Iso8583Error:  # refused by the acquirer (30) likewise
+                pass
     return values
 
 
@@ -1285,6 +1307,8 @@ def _row(r: Any) -> _Row:
         fare_refund=r.journal_state == "refund",
         txn_ns=r.journal_created_ns,
         service_ref=r.service_ref,
+        bus_line=None if r.bus_line is None else int(r.bus_line),
+        vehicle=r.vehicle,
     )
 
 

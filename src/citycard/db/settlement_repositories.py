@@ -85,6 +85,7 @@ clearing_items = table(
     column("pan_masked", String),
     column("txn_ns", BigInteger),
     column("rrn", String),
+    column("bus_line", Integer),  # a fare's bus line (migration 0022): the bus company's revenue by line
 )
 """Clearing's items, as the team contract describes them (the columns settlement reads)."""
 

@@ -107,6 +107,7 @@ class ClearedItem:
     pan_masked: str
     txn_ns: int
     rrn: str | None
+    bus_line: int | None = None  # a fare: the bus line the validator journaled (field 63 of its upload)
 
     def __post_init__(self) -> None:
         assert self.sign in (1, -1) and self.amount_fen > 0, self

@@ -1,4 +1,7 @@
-"""The issuer's side of the card's transit file (issue 11, transit concessions): ``issuer_card_transit``,
+"""Transit (issue 11): the issuer's side of the card's transit file, and the bus line and vehicle of each
+validator fare from its upload through clearing.
+
+The issuer's side of the card's transit file (transit concessions): ``issuer_card_transit``,
 one row per card personalised with the transit file (SFI 21), with its concession record (record 1:
 category, valid until) and where that record stands on the chip (``chip_state`` pending, sent, written;
 ``sent_atc``, ``sent_count``), as ``public_card_applications`` has for the applications file
@@ -8,7 +11,11 @@ Existing cards: none gets a row. Their chips were personalised without the trans
 products carry it from this revision on), so no concession can be written to them; their successors
 (replacement, renewal) have the file.
 
-Revision ID: 0022_card_transit_file
+The line and vehicle of a validator's fare (field 63 of its 0320, ``codec.iso8583.busride``):
+``acquirer_uploads.bus_line``, ``vehicle``; ``clearing_presentments`` and ``clearing_items`` likewise (the
+settlement's merchant statement sums a bus company's fares by line). Existing rows: NULL (not known).
+
+Revision ID: 0022_transit_fares
 Revises: 0021_clearing_card_shard
 Create Date: 2026-12-04
 """
@@ -18,10 +25,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022_card_transit_file"
+revision = "0022_transit_fares"
 down_revision = "0021_clearing_card_shard"
 branch_labels = None
 depends_on = None
+
+
+_RIDES = ("acquirer_uploads", "clearing_presentments", "clearing_items")
 
 
 def upgrade() -> None:
@@ -42,7 +52,14 @@ def upgrade() -> None:
             "chip_state IN ('pending', 'sent', 'written')", name=op.f("ck_issuer_card_transit_chip_state")
         ),
     )
+    for table in _RIDES:
+        op.add_column(table, sa.Column("bus_line", sa.Integer(), nullable=True))
+        op.add_column(table, sa.Column("vehicle", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
+    for table in _RIDES:
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("vehicle")
+            batch.drop_column("bus_line")
     op.drop_table("issuer_card_transit")
