@@ -684,6 +684,21 @@ class SqlCardRecords(_Repo):
         transit = self.transit(pan)
         return records if transit is None else [transit, *records]
 
+    def inherit_apps(self, holder_pans: Sequence[str], new_pan: str) -> list[CardRecord]:
+        t = public_card_applications
+        query = (
+            select(t).where(t.c.pan.in_(list(holder_pans)), t.c.status == "enabled").order_by(t.c.changed_ns)
+        )
+        latest = {r.app_code: r for r in self._execute(query)}  # the latest change of each application
+        if not latest:
+            return []
+        rows = [
+            {**r._asdict(), "pan": new_pan, "chip_state": "written", "sent_atc": None, "sent_count": 0}
+            for r in latest.values()
+        ]
+        self._execute(insert(t), rows)
+        return [r for r in self.of_card(new_pan) if r.sfi == APP_FILE_SFI]
+
     def transit(self, pan: str) -> CardRecord | None:
         t = issuer_card_transit
         r = self._one(select(t).where(t.c.pan == pan))

@@ -271,6 +271,12 @@ class CardRecords(Protocol):
         (``written``); returned for the personalisation."""
         ...
 
+    def inherit_apps(self, holder_pans: Sequence[str], new_pan: str) -> list[CardRecord]:
+        """A new card of a holder whose other cards are ``holder_pans``: each industry application enabled
+        on one of them (the latest change of each) given to ``new_pan`` as personalised on its chip
+        (``written``); returned for the personalisation."""
+        ...
+
     def transit(self, pan: str) -> CardRecord | None:
         """The card's concession record (transit file SFI 21, record 1); None: its chip has no transit
         file."""

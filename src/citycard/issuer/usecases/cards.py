@@ -168,7 +168,11 @@ def _issue_in(
     # the BIN range row is locked first: simultaneous issuances of the product queue here, so the
     # second to one citizen finds the first's card (DuplicateIssuance), not a unique-key error
     first = uow.banks.take_serials(product.bin, count)
-    holder_id, deposit_id = _holder_for(cmd, product, uow, deps)
+    holder_id, deposit_id, known = _holder_for(cmd, product, uow, deps)
+    # the industry applications the holder has enabled on their other live cards go on the new chip too
+    holder_pans: list[str] = []
+    if known and holder_id is not None:
+        holder_pans = [c.pan for c in uow.cards.by_holder(holder_id) if c.status not in _DEAD]
     bin_range = uow.banks.get_bin(product.bin)
     assert bin_range is not None
     ec_ids = uow.ids.allocate(count)
@@ -201,6 +205,7 @@ def _issue_in(
         uow.cards.add(card)
         transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
         uow.card_records.put_transit(pan, transit, new=True)
+        apps = uow.card_records.inherit_apps(holder_pans, pan) if holder_pans else []
         if product.issue_fee_fen:  # paid at the counter: cash -> fee income
             fee = Transfer(
                 transfer_id(f"issue-fee/{pan}", 1),
@@ -212,7 +217,7 @@ def _issue_in(
             expect_ok(uow.ledger.create_transfers([fee]))
         if deps.personaliser is not None:
             deps.personaliser.personalise(
-                bank, product, card, cmd.holder_name, cmd.pin_block, records=(transit,)
+                bank, product, card, cmd.holder_name, cmd.pin_block, records=(transit, *apps)
             )
         cards.append(card)
         if progress is not None:
@@ -222,13 +227,14 @@ def _issue_in(
 
 def _holder_for(
     cmd: IssueCards, product: Product, uow: IssuerUnitOfWork, deps: Deps
-) -> tuple[int | None, int | None]:
-    """(holder id, deposit account id) of a registered product's holder — found by the HMAC of the ID
-    number, or created with a new deposit account; (None, None) for an unregistered product."""
+) -> tuple[int | None, int | None, bool]:
+    """(holder id, deposit account id, whether the holder was known) of a registered product's holder —
+    found by the HMAC of the ID number, or created with a new deposit account; (None, None, False) for an
+    unregistered product."""
     if not product.registered:
         if cmd.holder_name is not None:
             raise MalformedRequest("holder", f"product {product.code} is unregistered: it has no holder")
-        return None, None
+        return None, None, False
     if cmd.holder_name is None or cmd.id_number is None:
         raise MalformedRequest(
             "holder", f"product {product.code} is registered: give --holder and --id-number"
@@ -246,7 +252,7 @@ def _holder_for(
                 raise DuplicateIssuance(
                     f"holder ****{holder.id_last4} already has card {mask_pan(card.pan)} of {product.code}"
                 )
-        return holder.id, holder.deposit_account_id
+        return holder.id, holder.deposit_account_id, True
     (deposit_id,) = uow.ids.allocate(1)
     deposit_account = Account(
         deposit_id, code=BankAccount.CARD_DEPOSIT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -254,7 +260,7 @@ def _holder_for(
     expect_ok(uow.ledger.create_accounts([deposit_account]))
     citizen_key = deps.citizen_key(id_number)
     holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id, citizen_key)
-    return holder.id, deposit_id
+    return holder.id, deposit_id, False
 
 
 # --- simple lifecycle -----------------------------------------------------------------------------------
