@@ -2,7 +2,8 @@
 record (record 1, 8 bytes, written at issuance or by issuer script), the **trip** record (record 2: 32
 bytes rewritten by every validator tap, committed by the card together with the fare's debit, and the
 validators' 4-byte MAC over them, :mod:`.validator`) and the **card identity** (record 3, 11 bytes: PAN and
-PSN, written at issuance; the validators derive the card's transit key from it).
+PSN, written at issuance; the validators derive the card's transit key from it); record 4, the card's
+transit write counter, is the card's own (:mod:`.validator` binds the trip record's MAC to it).
 
 Times are the validator's local clock in seconds since 2000-01-01 00:00 (four bytes, good until 2136);
 days and months count from the same epoch. Amounts are fen in three bytes (up to CNY 167,772.15). All
@@ -21,10 +22,13 @@ from citycard.codec.transitfile import CONCESSION_LENGTH, Category, Concession, 
 __all__ = [
     "CARD_ID_LENGTH",
     "CONCESSION_LENGTH",
+    "COUNTER_LENGTH",
     "EPOCH",
     "MAC_LENGTH",
     "SEALED_TRIP_LENGTH",
     "TRIP_LENGTH",
+    "TRIP_VERSION",
+    "TRIP_VERSION_BOUND",
     "Category",
     "Concession",
     "TripRecord",
@@ -43,6 +47,8 @@ MAC_LENGTH = 4
 SEALED_TRIP_LENGTH = TRIP_LENGTH + MAC_LENGTH
 CARD_ID_LENGTH = 11
 TRIP_VERSION = 0x02  # the trip record: 02 since it carries a MAC (01 had none)
+TRIP_VERSION_BOUND = 0x03  # 03: its MAC bound to the card's transit write counter (record 4)
+COUNTER_LENGTH = 2
 MAX_SECONDS = 0xFFFFFFFF
 MAX_FEN = 0xFFFFFF
 
@@ -100,9 +106,11 @@ class TripRecord:
         assert 0 <= self.day_fen <= MAX_FEN and 0 <= self.month_fen <= MAX_FEN
         assert len(self.terminal_id) <= 8 and self.terminal_id.isascii()
 
-    def encode(self) -> bytes:
+    def encode(self, version: int = TRIP_VERSION) -> bytes:
+        """The 32 bytes; ``version`` 02 (the MAC over them alone) or 03 (the MAC bound to the counter)."""
+        assert version in (TRIP_VERSION, TRIP_VERSION_BOUND), version
         out = (
-            bytes((TRIP_VERSION, self.status))
+            bytes((version, self.status))
             + self.line.to_bytes(2, "big")
             + bytes((self.boarding_stop, (0x01 if self.transfer else 0) | (0x02 if self.tapped_out else 0)))
             + self.boarding_s.to_bytes(4, "big")
@@ -122,8 +130,10 @@ class TripRecord:
             raise TripRecordError("trip", f"{len(data)} bytes, expected {TRIP_LENGTH}")
         if data == bytes(TRIP_LENGTH):
             return cls()  # never written
-        if data[0] != TRIP_VERSION:
-            raise TripRecordError("trip version", f"{data[0]:02X}, expected {TRIP_VERSION:02X}")
+        if data[0] not in (TRIP_VERSION, TRIP_VERSION_BOUND):
+            raise TripRecordError(
+                "trip version", f"{data[0]:02X}, expected {TRIP_VERSION:02X} or {TRIP_VERSION_BOUND:02X}"
+            )
         if data[1] not in TripStatus._value2member_map_:
             raise TripRecordError("trip status", f"{data[1]:02X} is not a status")
         if data[5] & 0xFC:
