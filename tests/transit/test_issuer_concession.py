@@ -176,3 +176,31 @@ def test_a_concession_at_issuance_is_personalised_and_follows_to_the_replacement
     assert _on_chip(world, new.pan) == Concession(Category.ELDERLY, until)
     with pytest.raises(MalformedRequest, match="registered holder"):
         IssueCards("ICBC", "debit-ec", concession="student", concession_until=until)
+
+
+def test_the_service_centers_transit_application_is_the_concession_the_validators_read(
+    world: PublicWorld, network: Network, sealer: TripSealer
+) -> None:
+    """Enabling the transit concession application (docs/public-services.md) on a registered card also
+    rewrites its transit file's record 1: both records go to the chip with the next online contact."""
+    from citycard.public.commands import DisableApplication, EnableApplication
+    from citycard.public.handlers import disable_application, enable_application
+
+    service = world.net.issuer.service
+    service.load_ec_from_account(LoadEcFromAccount(world.net.pan, 2_000, "ec-2"))
+    until = TODAY + dt.timedelta(days=100)
+    data = {"category": "elderly", "valid_until": until.strftime("%Y%m%d")}
+    enable_application(EnableApplication(world.net.pan, "transit", data), world.public(), time.time_ns)
+    record, pending = _record(world)
+    assert record is not None and record.state is RecordState.PENDING and pending
+    _buy(world)  # PUT DATA 9F79, UPDATE RECORD SFI 22 record 1 and SFI 21 record 1
+    assert _on_chip(world) == Concession(Category.ELDERLY, until)
+    morning = dt.datetime.combine(TODAY, dt.time(7, 30))
+    free, hook = _ride(world, network, sealer, morning, "BUS00101")
+    assert free == 0 and "concession 0%" in hook.fare.reason
+    _buy(world)  # the next ARQC confirms both
+    record, pending = _record(world)
+    assert record is not None and record.state is RecordState.WRITTEN and not pending
+    disable_application(DisableApplication(world.net.pan, "transit"), world.public(), time.time_ns)
+    _buy(world)
+    assert _on_chip(world) == Concession()
