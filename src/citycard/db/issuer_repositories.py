@@ -716,17 +716,13 @@ class SqlCardRecords(_Repo):
             int(r.sent_count),
         )
 
+    def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        if records:
+            rows = [{"pan": pan, **_transit_values(record)} for pan, record in records]
+            self._execute(insert(issuer_card_transit), rows)
+
     def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
-        assert record.sfi == TRANSIT_SFI and record.record == 1, (record.sfi, record.record)
-        concession = Concession.decode(record.data)
-        values = {
-            "category": concession.category.name.lower(),
-            "valid_until": concession.valid_until.strftime("%Y%m%d") if concession.valid_until else None,
-            "changed_ns": record.version,
-            "chip_state": record.state.value,
-            "sent_atc": record.sent_atc,
-            "sent_count": record.sent_count,
-        }
+        values = _transit_values(record)
         t = issuer_card_transit
         if new:
             self._execute(insert(t).values(pan=pan, **values))
@@ -774,6 +770,20 @@ class SqlCardRecords(_Repo):
                 .where(t.c.pan == pan, t.c.app_code == codes[r.record], t.c.changed_ns == r.version)
                 .values(**values)
             )
+
+
+def _transit_values(record: CardRecord) -> dict[str, Any]:
+    """``issuer_card_transit``'s columns of a concession record (all but the PAN)."""
+    assert record.sfi == TRANSIT_SFI and record.record == 1, (record.sfi, record.record)
+    concession = Concession.decode(record.data)
+    return {
+        "category": concession.category.name.lower(),
+        "valid_until": concession.valid_until.strftime("%Y%m%d") if concession.valid_until else None,
+        "changed_ns": record.version,
+        "chip_state": record.state.value,
+        "sent_atc": record.sent_atc,
+        "sent_count": record.sent_count,
+    }
 
 
 def _issuer_repository(cls: type[_Repo]) -> RepositoryFactory:

@@ -271,6 +271,11 @@ class CardRecords(Protocol):
         (``written``); returned for the personalisation."""
         ...
 
+    def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        """Keep each (PAN, concession record) of cards just personalised with the transit file (one
+        statement for a batch of issued cards)."""
+        ...
+
     def inherit_apps(self, holder_pans: Sequence[str], new_pan: str) -> list[CardRecord]:
         """A new card of a holder whose other cards are ``holder_pans``: each industry application enabled
         on one of them (the latest change of each) given to ``new_pan`` as personalised on its chip

@@ -41,6 +41,7 @@ from ..model import (
     BankAccount,
     Card,
     CardAction,
+    CardRecord,
     CardStateError,
     CardStatus,
     DenyListEntry,
@@ -182,6 +183,7 @@ def _issue_in(
     if concession.valid_until is not None and concession.valid_until < beijing_date(now):
         raise MalformedRequest("concession_until", f"{concession.valid_until.isoformat()} is past")
     cards = []
+    transits: list[tuple[str, CardRecord]] = []
     for k in range(count):
         pan = bin_range.pan(first + k)
         if uow.cards.get(pan) is not None:
@@ -204,7 +206,7 @@ def _issue_in(
             card = replace(card, pin_offset=offset)
         uow.cards.add(card)
         transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
-        uow.card_records.put_transit(pan, transit, new=True)
+        transits.append((pan, transit))
         apps = uow.card_records.inherit_apps(holder_pans, pan) if holder_pans else []
         if product.issue_fee_fen:  # paid at the counter: cash -> fee income
             fee = Transfer(
@@ -222,6 +224,7 @@ def _issue_in(
         cards.append(card)
         if progress is not None:
             progress(1)
+    uow.card_records.add_transit_files(transits)
     return cards
 
 
