@@ -24,7 +24,7 @@ from citycard.clearing.calendar import clearing_date_of
 from citycard.codec.iso8583 import BusRide, Iso8583Error
 from citycard.config import settings
 from citycard.db.clearing_repositories import ClearingEngine
-from citycard.db.clearing_tables import clearing_items
+from citycard.db.clearing_tables import clearing_items, clearing_presentments
 from citycard.db.settlement_repositories import SettlementUnitOfWork
 from citycard.durable import StagedFolder
 from citycard.issuer.commands import LoadEcFromAccount
@@ -90,6 +90,18 @@ def test_fares_by_line_from_the_validator_to_the_bus_companys_statement(
         issuer.database, issuer.hsm, policy, record_offline_clearing=issuer.service.record_offline_clearing
     )
     day = clearing_date_of(time.time_ns(), policy.cutovers.of("ICBC"))
+    # the depot's journal exports too, imported before the run stages the uploads: the presentments they
+    # make carry the line and vehicle the validators journaled (the uploads' then agree with them)
+    exports = tmp_path / "exports"
+    for tid, *_ in rides:
+        journal = SqliteJournal(world.net.home.parent / f"{tid}.db", tid)
+        journal.export(exports)
+        journal.close()
+    assert engine.import_journal(exports, day) == 2
+    with issuer.database.engine.connect() as c:
+        p = clearing_presentments.c
+        staged = c.execute(select(p.terminal_id, p.bus_line, p.vehicle).order_by(p.terminal_id)).all()
+    assert [tuple(r) for r in staged] == [(FRONT, 1, "K1-0815"), (BACK, 5, "K5-0042")]
     engine.run(day)
     with issuer.database.engine.connect() as c:
         rows = c.execute(

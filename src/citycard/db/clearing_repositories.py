@@ -1189,6 +1189,8 @@ def _journal_values(line: str, where: str, d: str, now_ns: int) -> dict[str, Any
         created = created.replace(tzinfo=BEIJING)
     created_ns = int(created.astimezone(UTC).timestamp() * 10**6) * 1000
     service = doc.get("service_ref")
+    bus_line = doc.get("line")
+    ride = BusRide.of(bus_line, str(doc.get("vehicle") or "")) if type(bus_line) is int else None
     return {
         "ref": f"{terminal}/{batch}/{stan}",
         "clearing_date": d,
@@ -1206,6 +1208,8 @@ def _journal_values(line: str, where: str, d: str, now_ns: int) -> dict[str, Any
         "journal_state": state,
         "journal_created_ns": created_ns,
         "service_ref": str(service)[:32] if service else None,
+        "bus_line": ride.line if ride is not None else None,  # a validator's fare: its line and vehicle
+        "vehicle": ride.vehicle if ride is not None else None,
     }
 
 
@@ -1222,6 +1226,9 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
         changes["pan_masked"] = func.coalesce(
             func.nullif(clearing_presentments.c.pan_masked, ""), statement.excluded.pan_masked
         )
+    for name in ("bus_line", "vehicle"):  # a journal row's line fills a gap, never replaces the upload's
+        if name in keys and name not in changes:
+            changes[name] = func.coalesce(clearing_presentments.c[name], statement.excluded[name])
     statement = statement.on_conflict_do_update(
         index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
     )
