@@ -20,7 +20,15 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from citycard import bootstrap
 from citycard.center.model import Industry
-from citycard.city.plan import BANKS, BUS_LINES, POS_TERMINALS, VALIDATORS_PER_LINE, merchants, terminals
+from citycard.city.plan import (
+    BANKS,
+    BUS_LINES,
+    DISTANCE_LINES,
+    POS_TERMINALS,
+    VALIDATORS_PER_LINE,
+    merchants,
+    terminals,
+)
 from citycard.city.runner import DEMO_CUTOVER_FILE
 from citycard.city.seed import demo_users, seed_city
 from citycard.clearing import business_window, clearing_date_of, parse_cutovers
@@ -31,6 +39,7 @@ from citycard.db.center_tables import center_merchants, center_terminals
 from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards, issuer_products
 from citycard.db.tables import ledger_account_shards, ledger_accounts
+from citycard.transit import parse_network
 
 from tests.conftest import POSTGRES_URL
 from tests.db.dbtargets import postgres_reachable
@@ -201,7 +210,11 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
         assert re.search(
             r"demo city seeded in [\d.]+ s: 2 bank\(s\), 360 merchants, 577 terminals, 10100 cards", text
         )
-        assert "13 simulated terminals pay, load and ride" in text
+        assert "14 simulated terminals pay, load and ride" in text  # 10 POS, 4 validators
+        fares = parse_network((tmp_path / "fares.toml").read_text(encoding="utf-8"))  # the city's, installed
+        assert len(fares.lines) == BUS_LINES and {
+            n for n, line in fares.lines.items() if line.distance
+        } == set(DISTANCE_LINES)
         assert re.search(r"clearing: the demo's business days close at \d\d:\d\d Beijing time", text), text
         web = re.search(r"web console on (http://127\.0\.0\.1:\d+/)", text)
         assert web is not None, text
@@ -237,7 +250,7 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
     assert "Traceback" not in err, err
     assert "stopping: no new requests" in out and out.rstrip().endswith("stopped"), out
     assert "0 reversal(s) and advice(s) queued" in out, out
-    assert re.search(r"traffic: \d+ approved .* 0 errors", out), out
+    assert re.search(r"traffic: \d+ approved .* \d+ fares, \d+ free taps; .* 0 errors", out), out
     # the clearing schedule ran at start: the last closed business day cleared and settled
     assert re.search(r"clearing: \d{4}-\d{2}-\d{2} cleared: \d+ online and \d+ offline item\(s\)", out), out
     # and after the demo's cut-over, the session's day: its offline records cleared, then settled

@@ -128,3 +128,38 @@ def test_a_replacement_card_is_personalised_with_the_applications_enabled(world:
     with world.net.issuer.unit_of_work(read_only=True) as uow:
         card = uow.cards.get(new.pan)
         assert card is not None and not card.records_pending
+
+
+def test_a_new_card_of_a_holder_is_personalised_with_the_applications_they_have_enabled(
+    world: PublicWorld,
+) -> None:
+    """Issuance of another card (another product) to a holder who has applications enabled on a live card:
+    the new chip carries those enabled (not the disabled ones), written from personalisation; a holder
+    without any gets every application absent."""
+    from citycard.issuer.commands import AddProduct, IssueCards
+
+    enable_application(EnableApplication(world.net.pan, "library", LIBRARY), world.public(), clock)
+    health = {"insurance_number": "3301021980123456", "blood_type": "AB"}
+    enable_application(EnableApplication(world.net.pan, "health", health), world.public(), clock)
+    disable_application(DisableApplication(world.net.pan, "health"), world.public(), clock)
+    service = world.net.issuer.service
+    service.add_product(AddProduct("ICBC", "youth-ec", "Youth card", "621226", registered=True))
+    (new,) = service.issue_cards(
+        IssueCards("ICBC", "youth-ec", holder_name="Li Ming", id_number="11010519491231002X")
+    )
+    records = read_applications(world.tap(new.pan))
+    assert records is not None
+    on_chip = {r.app: (r.state, dict(r.data)) for r in records}
+    assert on_chip == {"transit": ("absent", {}), "library": ("enabled", LIBRARY), "health": ("absent", {})}
+    with world.public() as uow:
+        assert [(a.app_code, a.status.value, a.chip) for a in uow.apps.of_card(new.pan)] == [
+            ("library", "enabled", "written")
+        ]
+    with world.net.issuer.unit_of_work(read_only=True) as uow:
+        card = uow.cards.get(new.pan)
+        assert card is not None and not card.records_pending
+    (other,) = service.issue_cards(
+        IssueCards("ICBC", "youth-ec", holder_name="Zhao Yun", id_number="110105199001010010")
+    )
+    records = read_applications(world.tap(other.pan))
+    assert records is not None and {r.state for r in records} == {"absent"}

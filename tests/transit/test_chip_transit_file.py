@@ -31,9 +31,11 @@ def test_read_and_stage():
     identity = card.transmit(bytes((0x00, 0xB2, 3, P2, 0)))  # the card identity: 5A padded, 5F34
     pan = card.image.applications[0].data["5A"]
     assert identity == pan.ljust(10, b"\xff") + card.image.applications[0].data["5F34"] + b"\x90\x00"
-    assert _sw(card.transmit(bytes((0x00, 0xB2, 4, P2, 0)))) == "6A83"
+    assert card.transmit(bytes((0x00, 0xB2, 4, P2, 0))) == bytes(2) + b"\x90\x00"  # the write counter: 0
+    assert _sw(card.transmit(bytes((0x00, 0xB2, 5, P2, 0)))) == "6A83"
     assert _sw(card.transmit(_update(1, bytes(8)))) == "6982"  # the concession: issuance or script only
     assert _sw(card.transmit(_update(3, bytes(11)))) == "6982"  # the identity: issuance only
+    assert _sw(card.transmit(_update(4, bytes(2)))) == "6982"  # the counter: the card's own
     assert _sw(card.transmit(_update(2, bytes(32)))) == "6700"  # a record without its MAC
     assert _sw(card.transmit(_update(2, bytes(36), p2=(22 << 3) | 4))) == "6A86"
     assert _sw(card.transmit(_update(2, b"\x02" * 36))) == "9000"
@@ -66,3 +68,13 @@ def test_profile_concession_needs_the_transit_file():
         ProductProfile(concession="0101203001010000").check()
     with pytest.raises(ProfileError):
         ProductProfile(transit=True, concession="01").check()
+
+
+def test_a_card_personalised_before_the_write_counter():
+    """Three records (before record 4): still a valid image; READ RECORD 4 answers 6A83."""
+    legacy = new_card("contactless", serial=3, transit=True)
+    assert legacy.image.nvm[TRANSIT][3] == "0000"
+    legacy.image.nvm[TRANSIT] = legacy.image.nvm[TRANSIT][:3]
+    legacy.image.check()
+    legacy.transmit(SELECT)
+    assert _sw(legacy.transmit(bytes((0x00, 0xB2, 4, P2, 0)))) == "6A83"

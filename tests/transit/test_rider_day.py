@@ -116,10 +116,10 @@ def test_a_student_and_an_elderly_rider(tmp_path, network, sealer):
 def test_a_malformed_trip_record_is_refused_and_the_card_unchanged(tmp_path, network, sealer):
     """A record with a right MAC that does not follow the layout (a validator's bug, not a forgery)."""
     card = new_card("contactless", balance_fen=1_000, transit=True)
-    concession, _, identity = card.image.nvm[TRANSIT]
+    concession, _, identity, counter = card.image.nvm[TRANSIT]
     pan, psn = card_identity(bytes.fromhex(identity))
-    bad = sealer.seal(pan, psn, bytes.fromhex("07" + "00" * 31))  # an unknown record version, MACed
-    card.image.nvm[TRANSIT] = [concession, bad.hex().upper(), identity]
+    bad = sealer.seal(pan, psn, bytes.fromhex("07" + "00" * 31), 0)  # an unknown record version, MACed
+    card.image.nvm[TRANSIT] = [concession, bad.hex().upper(), identity, counter]
     before = card.image.to_json()
     bus = Bus(tmp_path, network, card, sealer)
     result, hook = bus.tap("BUS00101", 1)
@@ -153,28 +153,35 @@ def test_a_refused_gpo_drops_the_staged_record(tmp_path, network, sealer):
 
 def _write_trip(card, sealed: bytes) -> None:
     """What a rogue terminal can do: make the card approve a GPO with any staged record (here: directly)."""
-    concession, _, identity = card.image.nvm[TRANSIT]
-    card.image.nvm[TRANSIT] = [concession, sealed.hex().upper(), identity]
+    concession, _, identity, *counter = card.image.nvm[TRANSIT]
+    card.image.nvm[TRANSIT] = [concession, sealed.hex().upper(), identity, *counter]
 
 
 def _identity(card) -> tuple[str, str]:
     return card_identity(bytes.fromhex(card.image.nvm[TRANSIT][2]))
 
 
+def _counter(card) -> int:
+    return int(card.image.nvm[TRANSIT][3], 16)
+
+
 def _cap_reached(now: dt.datetime) -> bytes:
-    """A record that would make the next ride free: the daily cap reached, a transfer pending."""
-    from citycard.transit.record import day_number, month_number, seconds
+    """A record that would make the next ride free: the daily cap reached, a transfer pending (version 03:
+    for a card with the write counter)."""
+    from citycard.transit.record import TRIP_VERSION_BOUND, day_number, month_number, seconds
 
     at = seconds(now)
     return TripRecord(
         TripStatus.DONE, 1, 0, False, False, at, at, "BUS00101",
         day_number(now), 10_00, month_number(now), 10_00,
-    ).encode()  # fmt: skip
+    ).encode(TRIP_VERSION_BOUND)  # fmt: skip
 
 
 def test_a_forged_trip_record_is_taken_as_no_record(tmp_path, network, sealer):
     """A rogue terminal writes a record claiming the daily cap reached, with a MAC it made up: the next
-    validator takes it as no record (no cap, no transfer), charges the full fare, writes a genuine record."""
+    validator takes it as no record (no cap, no transfer); as the card binds its records (the write counter),
+    only a rogue terminal writes such a record and may hide an open distance ride by it, so the tap also pays
+    the network's maximum fare as a missing tap-out; a genuine record is written back."""
     card = new_card("contactless", balance_fen=2_000, transit=True)
     bus = Bus(tmp_path, network, card, sealer)
     first, _ = bus.tap("BUS00101", 1)
@@ -182,12 +189,13 @@ def test_a_forged_trip_record_is_taken_as_no_record(tmp_path, network, sealer):
     bus.now += dt.timedelta(minutes=20)
     _write_trip(card, _cap_reached(bus.now) + bytes.fromhex("DEADBEEF"))
     forged, hook = bus.tap("BUS00501", 5, after_min=1)  # a transfer and the cap, were the record genuine
-    assert forged.approved and forged.entry.amount_fen == 200 and hook.unsealed
-    assert hook.fare.reason.startswith("trip record MAC wrong: taken as no record") and not hook.fare.transfer
+    assert forged.approved and forged.entry.amount_fen == 500 + 200 and hook.unsealed
+    assert hook.fare.reason.startswith("trip record not the card's last (replayed or forged): taken as no")
+    assert "last ride unknown: maximum fare CNY 5.00" in hook.fare.reason and not hook.fare.transfer
     sealed = bytes.fromhex(card.image.nvm[TRANSIT][1])
-    assert sealer.open(*_identity(card), sealed) is not None  # a genuine record again
-    assert bus.trip().day_fen == 200  # the day's total counted afresh from this tap
-    assert bus.balance() == 2_000 - 400
+    assert sealer.open(*_identity(card), sealed, _counter(card)) is not None  # a genuine record again
+    assert bus.trip().day_fen == 700  # the day's total counted afresh from this tap
+    assert bus.balance() == 2_000 - 900
 
 
 def test_a_record_copied_from_another_card_or_sealed_under_another_key_is_no_record(
@@ -201,7 +209,7 @@ def test_a_record_copied_from_another_card_or_sealed_under_another_key_is_no_rec
     bus = Bus(tmp_path, network, b, sealer)
     bus.now = now + dt.timedelta(minutes=1)
     copied, hook = bus.tap("BUS00101", 1)
-    assert copied.entry.amount_fen == 200 and hook.unsealed
+    assert copied.entry.amount_fen == 700 and hook.unsealed  # the fare and the unknown ride's maximum
     rogue_hsm = SoftHsm(bytes(32))  # a rogue validator with a transit key of its own
     rogue = TripSealer(rogue_hsm, rogue_hsm.generate_key("transit/tk", KeyUsage.EMV_OTHER))
     _write_trip(a, rogue.seal(*_identity(a), _cap_reached(now)))
@@ -209,8 +217,53 @@ def test_a_record_copied_from_another_card_or_sealed_under_another_key_is_no_rec
     (tmp_path / "a").mkdir()
     bus_a.now = now + dt.timedelta(minutes=1)
     other_key, hook = bus_a.tap("BUS00101", 1)
-    assert other_key.entry.amount_fen == 200 and hook.unsealed
-    # the same record under the right key is honoured: the cap is reached, the ride is free
-    _write_trip(a, sealer.seal(*_identity(a), _cap_reached(now)))
+    assert other_key.entry.amount_fen == 700 and hook.unsealed
+    # the same record under the right key, bound to the card's counter, is honoured: the cap is reached
+    _write_trip(a, sealer.seal(*_identity(a), _cap_reached(now), _counter(a)))
     honoured, hook = bus_a.tap("BUS00501", 5, after_min=2)
     assert honoured.approved and honoured.entry.amount_fen == 0 and not hook.unsealed and hook.fare.capped
+
+
+def _replay(card, sealed: bytes) -> None:
+    """A rogue terminal writes back an earlier genuine record of the same card: it stages it (80 DE) and
+    has the card approve a GPO, so the card commits it — and counts the write, as it counts every one."""
+    _write_trip(card, sealed)
+    records = card.image.nvm[TRANSIT]
+    card.image.nvm[TRANSIT] = [*records[:3], f"{(int(records[3], 16) + 1) & 0xFFFF:04X}"]
+
+
+def test_a_replayed_earlier_record_of_the_same_card_is_no_record(tmp_path, network, sealer):
+    """The rider rides line 1, taps in on distance line 12, then has a rogue terminal write back the record
+    of line 1 (genuine, MACed for this very card) to hide the open ride. The record no longer matches the
+    card's write counter: taken as no record — the next boarding pays the network's maximum fare as the
+    missing tap-out, a tap-out on line 12 its maximum fare as a tap-out without tap-in."""
+    card = new_card("contactless", balance_fen=5_000, transit=True)
+    bus = Bus(tmp_path, network, card, sealer)
+    bus.tap("BUS00101", 1)
+    assert _counter(card) == 1
+    before_tap_in = bytes.fromhex(card.image.nvm[TRANSIT][1])
+    bus.tap("BUS01201", 12, 1, after_min=120)
+    assert _counter(card) == 2 and bus.trip().status is TripStatus.ON_BOARD
+    _replay(card, before_tap_in)
+    assert bus.trip().status is TripStatus.DONE  # what the rogue wanted the next validator to see
+    paid = bus.balance()
+    tap_out, hook = bus.tap("BUS01202", 12, 2, out=True, after_min=10)  # 1 stop: CNY 2.00 if honest
+    assert tap_out.approved and hook.unsealed and tap_out.entry.amount_fen == 500
+    assert "no tap-in on line 12: maximum fare CNY 5.00" in hook.fare.reason
+    assert sealer.open(*_identity(card), bytes.fromhex(card.image.nvm[TRANSIT][1]), _counter(card))
+    assert bus.balance() == paid - 500
+
+    # again, and this time the rider boards another line instead of tapping out
+    card = new_card("contactless", serial=4, balance_fen=5_000, transit=True)
+    (tmp_path / "b").mkdir()
+    bus = Bus(tmp_path / "b", network, card, sealer)
+    bus.tap("BUS00101", 1)
+    before_tap_in = bytes.fromhex(card.image.nvm[TRANSIT][1])
+    bus.tap("BUS01201", 12, 1, after_min=120)
+    _replay(card, before_tap_in)
+    boarding, hook = bus.tap("BUS00501", 5, after_min=30)
+    assert boarding.entry.amount_fen == 500 + 200  # the unknown ride's maximum and this fare, no transfer
+    assert "last ride unknown" in hook.fare.reason and not hook.fare.transfer
+    # an honest card is never caught: the genuine record written back is honoured on the next tap
+    honest, hook = bus.tap("BUS00101", 1, after_min=30)
+    assert honest.approved and not hook.unsealed and "unknown" not in hook.fare.reason and _counter(card) == 5

@@ -386,3 +386,44 @@ def _pan_of(city: City, ref: int) -> str:
                 select(issuer_cards.c.pan).where(issuer_cards.c.ec_float_account_id == ref)
             ).scalar_one()
         )
+
+
+def test_operator_grants_and_revokes_a_transit_concession_audited(client: TestClient, city: City) -> None:
+    """The console's card services queue the holder's concession for the card's next online contact
+    (docs/transit.md "Concessions from the issuer"); refusals say why; both are in the audit log."""
+    import datetime as dt
+
+    headers = sign_in(client, "op")
+    ref = ref_of(city, "zhang")
+    until = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    r = client.post(
+        f"/api/cards/{ref}/concession", json={"category": "student", "until": until}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"concession": "student", "valid_until": until, "on_chip": "pending"}
+    assert client.get(f"/api/cards/{ref}", headers=headers).json()["card"]["transit"] == {
+        "concession": "student",
+        "valid_until": until,
+        "on_chip": "pending",
+    }
+    past = client.post(f"/api/cards/{ref}/concession", json={"category": "elderly", "until": "2001-01-01"},
+                       headers=headers)  # fmt: skip
+    assert past.status_code in (400, 422) and "past" in past.text
+    bad = client.post(
+        f"/api/cards/{ref}/concession", json={"category": "pilot", "until": until}, headers=headers
+    )
+    assert bad.status_code == 422
+    r = client.post(f"/api/cards/{ref}/concession/revoke", headers=headers)
+    assert r.status_code == 200 and r.json()["concession"] == "none"
+    log = client.get("/api/audit").json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in log[:3]] == [
+        ("revoke_concession", "ok"),
+        ("concession", "refused"),
+        ("concession", "ok"),
+    ]
+    citizen = sign_in_card(client, city.pans["li"])
+    mine = ref_of(city, "li")
+    r = client.post(
+        f"/api/cards/{mine}/concession", json={"category": "student", "until": until}, headers=citizen
+    )
+    assert r.status_code == 403

@@ -74,6 +74,8 @@ class StoreUpload:
     pan_masked: str | None
     message: bytes
     service_ref: str | None = None  # field 48 of the 0320, as text
+    bus_line: int | None = None  # field 63 of a validator's fare: its bus line and vehicle
+    vehicle: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,7 +253,15 @@ def queue_advice(cmd: QueueAdvice, uow: AcquirerUnitOfWork, clock: Clock) -> Beg
 def store_upload(cmd: StoreUpload, uow: AcquirerUnitOfWork, clock: Clock) -> bool:
     """Keep an offline upload for clearing; False when it was kept already (acknowledged again)."""
     upload = OfflineUpload(
-        cmd.key, cmd.merchant_id, cmd.amount_fen, cmd.pan_masked, cmd.message, clock(), cmd.service_ref
+        cmd.key,
+        cmd.merchant_id,
+        cmd.amount_fen,
+        cmd.pan_masked,
+        cmd.message,
+        clock(),
+        cmd.service_ref,
+        cmd.bus_line,
+        cmd.vehicle,
     )
     with uow:
         stored = uow.uploads.add(upload)

@@ -203,6 +203,8 @@ class OfflineUpload:
     message: bytes  # the terminal's 0320 as received without its MAC (PAN and field 55: clearing needs them)
     received_ns: int
     service_ref: str | None = None  # a public service's reference (field 48 of the 0320), for clearing
+    bus_line: int | None = None  # a validator's fare: the line and vehicle of field 63 of the 0320
+    vehicle: str | None = None
 
     def __post_init__(self) -> None:
         assert 0 < len(self.message) <= MAX_MESSAGE_BYTES

@@ -580,6 +580,9 @@ class Card:
         records = txn.get_list(key)
         for number, data in self._s.capp_cache.items():
             records[number - 1] = data.hex().upper()
+        if len(records) > pboc.TRANSIT_LEGACY_RECORDS:  # the transit write counter (record 4): the card's own
+            count = (int(records[3], 16) + 1) & 0xFFFF
+            records[3] = f"{count:04X}"
         txn.put(key, records)
 
     def _log(self, app: Application, txn: Transaction, name: str, record: bytes) -> None:

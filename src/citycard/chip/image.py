@@ -31,7 +31,7 @@ from citycard.codec.dol import dol_data_length
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 
-from .pboc import LOAD_LOG_FORMAT, TRANSIT_RECORD_LENGTHS, TXN_LOG_FORMAT
+from .pboc import LOAD_LOG_FORMAT, TRANSIT_LEGACY_RECORDS, TRANSIT_RECORD_LENGTHS, TXN_LOG_FORMAT
 
 __all__ = [
     "APPS_CELL",
@@ -419,11 +419,12 @@ def _apps_rule(value: Any) -> str:
 def _transit_rule(value: Any) -> str:
     ok = (
         isinstance(value, list)
-        and len(value) == len(TRANSIT_RECORD_LENGTHS)
+        and len(value) in (TRANSIT_LEGACY_RECORDS, len(TRANSIT_RECORD_LENGTHS))
         and all(_is_hex(v, n) for v, n in zip(value, TRANSIT_RECORD_LENGTHS, strict=False))
     )
     lengths = " and ".join(str(n) for n in TRANSIT_RECORD_LENGTHS)
-    return "" if ok else f"must be {len(TRANSIT_RECORD_LENGTHS)} records of {lengths} bytes in hex"
+    n = len(TRANSIT_RECORD_LENGTHS)
+    return "" if ok else f"must be {n} records of {lengths} bytes in hex (or the first 3)"
 
 
 APP_CELLS: tuple[tuple[str, type], ...] = (

@@ -75,8 +75,13 @@ TRANSIT_SFI = 21
 Record 1 (8 bytes) is written at issuance or by issuer script; record 2 (the trip, 32 bytes and the
 validators' 4-byte MAC) by UPDATE CAPP DATA CACHE, committed with the debit of the qPBOC GPO that approves
 offline; record 3 (11 bytes: PAN as 5A padded with F to 10 bytes, PSN) at issuance only, the card identity
-the validators derive the card's transit key from before the GPO."""
-TRANSIT_RECORD_LENGTHS = (8, 36, 11)
+the validators derive the card's transit key from before the GPO; record 4 (2 bytes, binary) the card's
+transit write counter: how many times it committed a staged record, counted by the card itself in that
+commit (modulo 65536) and written by nothing else, so that the validators bind each trip record to the
+moment it was written (a replayed earlier record does not match it). Cards personalised before record 4
+have three records."""
+TRANSIT_RECORD_LENGTHS = (8, 36, 11, 2)
+TRANSIT_LEGACY_RECORDS = 3
 TRANSIT_WRITABLE = frozenset({2})
 EC_AUTH_CODE = b"ECC001"
 

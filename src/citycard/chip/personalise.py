@@ -346,13 +346,14 @@ def _app_cells(app: Application, profile: ProductProfile) -> dict[str, Cell]:
         "issuer_auth_failed": False,
     }
     if app.ec and profile.transit:
-        first, trip, ident = pboc.TRANSIT_RECORD_LENGTHS
+        first, trip, ident, counter = pboc.TRANSIT_RECORD_LENGTHS
         identity = app.data["5A"].ljust(ident - 1, b"\xff") + app.data["5F34"]
         assert len(identity) == ident
         values[TRANSIT_CELL] = [
             (profile.concession or "00" * first).upper(),
             "00" * trip,
             identity.hex().upper(),
+            "00" * counter,  # the transit write counter: no record written yet
         ]
     if profile.app_file:
         empty = [empty_record(code).hex().upper() for code in APP_NUMBERS]

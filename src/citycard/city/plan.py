@@ -15,6 +15,7 @@ check character; their phone numbers are mobile numbers of a range kept for the 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from citycard.center.model import Industry, TerminalKind, industry_for_mcc
@@ -23,6 +24,7 @@ __all__ = [
     "BANKS",
     "BUS_LINES",
     "CARDS_PER_BANK",
+    "DISTANCE_LINES",
     "DISTRICTS",
     "PIN",
     "POOL_ANONYMOUS",
@@ -34,6 +36,7 @@ __all__ = [
     "CityTerminal",
     "District",
     "Holder",
+    "fare_table",
     "holder",
     "merchants",
     "terminals",
@@ -197,6 +200,8 @@ class Holder:
     name: str
     id_number: str = ""  # never in repr
     phone: str = ""
+    concession: str | None = None  # transit: elderly (born by ELDERLY_BORN_BY), student (STUDENTS_BORN)
+    concession_until: dt.date | None = None
 
     def __repr__(self) -> str:
         return f"Holder({self.name!r})"
@@ -207,16 +212,78 @@ def _check_character(body: str) -> str:
     return "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
 
 
+BIRTH_YEARS = 65
+"""Holders are born in the 65 years from 1945 (to 2009)."""
+ELDERLY_BORN_BY = 1961
+"""Holders born in this year or before ride as elderly (65 and over in 2026): free on the demo's buses."""
+STUDENTS_BORN = range(2005, 2010)
+"""Holders born in these years are students (17 to 21 in 2026) until 31 July of the year they turn 22."""
+ELDERLY_UNTIL = dt.date(2099, 12, 31)
+"""An elderly concession does not lapse (the record needs a last day: the last one it can hold sensibly)."""
+
+
 def holder(bank_index: int, serial: int) -> Holder:
     """The holder of a bank's ``serial``-th registered card: a name, a resident ID number of a district of
-    the city (born 1950-1999, a valid GB 11643 check character) and a mobile number — distinct for every
-    (bank, serial) below 10,000."""
+    the city (born 1945-2009, a valid GB 11643 check character), a mobile number — distinct for every
+    (bank, serial) below 10,000 — and the transit concession of their age, if any (elderly, student)."""
     number = bank_index * 10_000 + serial
     district = DISTRICTS[number % len(DISTRICTS)]
-    year = 1950 + number % 50
-    month = 1 + (number // 50) % 12
-    day = 1 + (number // 600) % 28
-    sequence = number // 600 // 28  # with year, month and day it makes the number unique
+    year = 1945 + (7 * number) % BIRTH_YEARS  # 7 is prime to 65: every year once in 65 numbers, mixed
+    month = 1 + (number // BIRTH_YEARS) % 12
+    day = 1 + (number // (BIRTH_YEARS * 12)) % 28
+    sequence = number // (BIRTH_YEARS * 12 * 28)  # with year, month and day it makes the number unique
     body = f"{district.code}{year:04d}{month:02d}{day:02d}{sequence:03d}"
     name = f"{_SURNAMES[number % len(_SURNAMES)]}/{_GIVEN[(number // len(_SURNAMES)) % len(_GIVEN)]}"
-    return Holder(name, body + _check_character(body), f"139{number:08d}")
+    concession, until = None, None
+    if year <= ELDERLY_BORN_BY:
+        concession, until = "elderly", ELDERLY_UNTIL
+    elif year in STUDENTS_BORN:
+        concession, until = "student", dt.date(year + 22, 7, 31)
+    return Holder(name, body + _check_character(body), f"139{number:08d}", concession, until)
+
+
+DISTANCE_LINES = range(15, BUS_LINES + 1)
+"""The bus lines that charge by distance (tap-in and tap-out); the others charge a flat fare."""
+_PLACES = (
+    "Railway Station", "Nanhu Gate", "Old Town", "Museum", "City Hall", "Xiuzhou Park", "University",
+    "People's Hospital", "Science Park", "Bus Depot", "Canal Bridge", "Silk Market", "Stadium",
+    "Library", "Harbour", "Airport Road", "Tongxiang Road", "Haining Road", "Lake View", "Ferry Pier",
+)  # fmt: skip
+
+
+def fare_table() -> str:
+    """The demo city's fare table (TOML, ``docs/transit.md`` "Fare table"), installed as the home's
+    ``fares.toml`` by the seeding: lines 1-10 flat CNY 2.00, 11-14 community lines flat CNY 1.00, 15-20
+    by distance (ten stops each; CNY 2.00 up to 3 stops, 3.00 up to 6, 4.00 the longest); a CNY 10.00
+    daily and CNY 150.00 monthly cap, CNY 1.00 off a transfer within 90 minutes, elderly free, students and
+    disabled holders half fare."""
+    out = [
+        "# The demo city's bus network (citycard.city.plan.fare_table); amounts in fen.",
+        "[network]",
+        'name = "Demo City Bus"',
+        "daily_cap_fen = 1000",
+        "monthly_cap_fen = 15000",
+        "double_tap_s = 60",
+        "max_trip_s = 10800",
+        "",
+        "[transfer]",
+        "window_s = 5400",
+        "discount_fen = 100",
+        "",
+        "[concessions]",
+        "elderly = 0",
+        "student = 50",
+        "disabled = 50",
+    ]
+    for line in range(1, BUS_LINES + 1):
+        out += ["", "[[lines]]", f"id = {line}", f'name = "City Bus Line {line}"']
+        if line in DISTANCE_LINES:
+            stops = [_PLACES[(line * 3 + k) % len(_PLACES)] for k in range(10)]
+            out.append("stops = [" + ", ".join(f'"{s}"' for s in stops) + "]")
+            out.append(
+                "bands = [{ up_to_stops = 3, fare_fen = 200 }, { up_to_stops = 6, fare_fen = 300 },"
+                " { up_to_stops = 9, fare_fen = 400 }]"
+            )
+        else:
+            out.append(f"fare_fen = {200 if line <= 10 else 100}")
+    return "\n".join(out) + "\n"

@@ -29,8 +29,9 @@ from typing import Any
 from citycard.bootstrap import Center, Issuer, Platform, start_platform
 from citycard.center.model import Industry, TerminalKind
 from citycard.config import Settings
+from citycard.transit import Network, NetworkError, parse_network
 
-from .plan import BANKS, BUS_LINES, VALIDATORS_PER_LINE, merchants, terminals
+from .plan import BANKS, BUS_LINES, DISTANCE_LINES, VALIDATORS_PER_LINE, merchants, terminals
 from .seed import pool_cards
 from .traffic import SimTerminal, Traffic, TrafficCard
 
@@ -83,7 +84,8 @@ def web_available() -> str | None:
 
 def sim_terminals(center: Center) -> list[SimTerminal]:
     """The demo city's simulated terminals: the first POS terminal of one merchant of each industry but
-    transport's bus lines, and the first validator of three bus lines, as the registry has them."""
+    transport's bus lines, and the first validator of two flat and two distance bus lines, as the registry
+    has them (with their line and vehicle)."""
     city = merchants()
     plan = {t.terminal_id: t for t in terminals(city)}
     by_id = {m.merchant_id: m for m in city}
@@ -94,7 +96,8 @@ def sim_terminals(center: Center) -> list[SimTerminal]:
         if t.kind is TerminalKind.POS and m.industry not in seen:
             seen.add(m.industry)
             chosen.append(t.terminal_id)
-    chosen += [f"V{line * VALIDATORS_PER_LINE + 1:07d}" for line in range(min(3, BUS_LINES))]
+    lines = [1, 2, DISTANCE_LINES[0], DISTANCE_LINES[1]]  # two flat lines, two distance lines
+    chosen += [f"V{(line - 1) * VALIDATORS_PER_LINE + 1:07d}" for line in lines if line <= BUS_LINES]
     out: list[SimTerminal] = []
     with center.unit_of_work(read_only=True) as uow:
         for tid in chosen:
@@ -102,10 +105,31 @@ def sim_terminals(center: Center) -> list[SimTerminal]:
             if binding is None or not binding.terminal.active or not binding.merchant.active:
                 continue
             merchant = binding.merchant
+            terminal = binding.terminal
             out.append(
-                SimTerminal(tid, merchant.merchant_id, merchant.name, merchant.mcc, binding.terminal.kind)
+                SimTerminal(
+                    tid,
+                    merchant.merchant_id,
+                    merchant.name,
+                    merchant.mcc,
+                    terminal.kind,
+                    terminal.line,
+                    terminal.vehicle,
+                )
             )
     return out
+
+
+def _fare_table(s: Settings, say: Say) -> Network | None:
+    """The home's installed fare table for the simulated validators (None: the fixed fare, and why)."""
+    path = s.home / "fares.toml"
+    try:
+        return parse_network(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        say(f"traffic: no fare table at {path}; the validators charge a fixed fare")
+    except (OSError, UnicodeDecodeError, NetworkError) as exc:
+        say(f"traffic: fare table {path} unusable ({exc}); the validators charge a fixed fare")
+    return None
 
 
 ClearingDay = Callable[[], str | None]
@@ -314,7 +338,14 @@ async def serve(
             cards = [TrafficCard.of(card, s.home) for bank in BANKS for card in pool_cards(issuer, bank.code)]
             if cards:
                 running.traffic = Traffic(
-                    s, issuer, platform.acquirer, sim_terminals(center), cards, pace_s=pace_s, log=say
+                    s,
+                    issuer,
+                    platform.acquirer,
+                    sim_terminals(center),
+                    cards,
+                    pace_s=pace_s,
+                    log=say,
+                    network=_fare_table(s, say),
                 )
                 running.traffic.start()
             else:

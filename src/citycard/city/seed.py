@@ -16,6 +16,11 @@ chip images are made only for the pool (:data:`~citycard.city.plan.POOL_REGISTER
 :data:`~citycard.city.plan.POOL_ANONYMOUS` a bank), the rest of the cards exist at the issuer as issued
 cards without a chip file (an RSA key pair per chip would take minutes for 10,100 cards).
 
+Every card carries the transit file (the issuer's products personalise it); a registered holder of an
+elderly or student age (:func:`~citycard.city.plan.holder`) gets the concession at issuance. The city's fare
+table (:func:`~citycard.city.plan.fare_table`: flat and distance lines) is installed as the home's
+``fares.toml`` (as ``citycard transit load`` does) unless the home has one.
+
 A second seeding counts what is there and adds only what is missing: banks, merchants and terminals by
 their IDs, cards by how many of each bank and product exist.
 """
@@ -27,12 +32,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from citycard.bootstrap import Center, Issuer
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import AlreadyExists as CenterExists
 from citycard.center.ports import MerchantQuery
+from citycard.durable import atomic_write
 from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, Card, CardStatus, DuplicateIssuance, bank_key_labels
@@ -46,6 +53,8 @@ from .plan import (
     POOL_ANONYMOUS,
     POOL_REGISTERED,
     CityBank,
+    Holder,
+    fare_table,
     holder,
     merchants,
     terminals,
@@ -59,6 +68,7 @@ __all__ = [
     "Progress",
     "SeedReport",
     "demo_users",
+    "install_fare_table",
     "pool_cards",
     "seed_city",
 ]
@@ -109,8 +119,33 @@ def seed_city(issuer: Issuer, center: Center, progress: Progress = _silent) -> S
     for index, bank in enumerate(BANKS):
         _cards(issuer, index, bank, report, progress)
     _activate(issuer, report, progress)
+    install_fare_table(issuer.home)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def install_fare_table(home: Path) -> Path:
+    """The city's fare table as ``home/fares.toml`` (the installed one of ``citycard transit``), unless the
+    home has one already (an operator's own table is kept)."""
+    target = home / "fares.toml"
+    if not target.exists():
+        atomic_write(target, fare_table().encode("utf-8"))
+    return target
+
+
+def _issue(bank_code: str, who: Holder, pin_block: bytes | None = None) -> IssueCards:
+    """A registered card for ``who``, with the transit concession of their age."""
+    return IssueCards(
+        bank_code,
+        REGISTERED,
+        1,
+        who.name,
+        who.id_number,
+        who.phone,
+        pin_block=pin_block,
+        concession=who.concession,
+        concession_until=who.concession_until,
+    )
 
 
 def _banks(issuer: Issuer, report: SeedReport, progress: Progress) -> None:
@@ -193,10 +228,7 @@ def _cards(issuer: Issuer, index: int, bank: CityBank, report: SeedReport, progr
             serial += 1
             block = hsm.encrypt_pin_iso1(zpk, PIN) if with_pin else None
             try:
-                command = IssueCards(
-                    bank.code, REGISTERED, 1, who.name, who.id_number, who.phone, pin_block=block
-                )
-                (card,) = service.issue_cards(command)
+                (card,) = service.issue_cards(_issue(bank.code, who, block))
                 return card
             except DuplicateIssuance:
                 continue
@@ -217,9 +249,7 @@ def _cards(issuer: Issuer, index: int, bank: CityBank, report: SeedReport, progr
         n = min(remaining, HOLDERS_PER_TRANSACTION)
         holders = [holder(index, serial + k) for k in range(n)]
         try:
-            bulk.issue_for_holders(
-                [IssueCards(bank.code, REGISTERED, 1, h.name, h.id_number, h.phone) for h in holders]
-            )
+            bulk.issue_for_holders([_issue(bank.code, h) for h in holders])
             serial += n
         except DuplicateIssuance:  # one of them has a card (an interrupted seeding): one at a time
             for _ in range(n):

@@ -17,14 +17,22 @@ What a POS terminal does with a card it is handed (chosen at random from the poo
   balance (paid from the deposit account);
 - otherwise an offline EC purchase (contact or contactless qPBOC) of 3.00 to 80.00.
 
-A validator charges the fare (2.00, qPBOC, offline). Every :data:`UPLOAD_EVERY` offline transactions and
-when it stops, a terminal uploads them to the acquirer (0320), for clearing.
+A validator (qPBOC, offline) charges by the home's fare table (``$CITYCARD_HOME/fares.toml``, the city's
+:func:`~citycard.city.plan.fare_table`) and the card's transit file, as ``citycard pos validate`` does
+(``citycard.transit.FareHook``, the trip record MACed by the home's transit key): a flat line's fare at
+boarding; on a distance line the rider taps in at a stop and, nine times in ten when the card is on board
+there, taps out at another (the tenth ride is a missing tap-out, charged its maximum at the card's next
+tap); transfers, caps, concessions and double taps by the rules. Each fare is journaled with the
+validator's line and vehicle. Without a fare table (or for a validator with no line) the fixed
+:data:`FARE_FEN` of before. Every :data:`UPLOAD_EVERY` offline transactions and when it stops, a terminal
+uploads them to the acquirer (0320), for clearing.
 
 ``Traffic.stop`` lets each terminal finish the transaction it is in, upload, and close its journal.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import threading
@@ -35,7 +43,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from citycard.bootstrap import Issuer, terminal_hsm
+from citycard.bootstrap import Issuer, terminal_hsm, transit_sealer
 from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as Chip
 from citycard.chip.image import CardImage, cell_key
@@ -50,6 +58,7 @@ from citycard.kernel.events import OutcomeKind
 from citycard.pos.online import TerminalIdentity
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
+from citycard.transit import FareHook, Network, Tap, TripRecord, TripRecordError, TripSealer, TripStatus
 
 from .plan import PIN
 
@@ -68,6 +77,8 @@ class SimTerminal:
     merchant_name: str
     mcc: str
     kind: TerminalKind
+    line: int | None = None  # a validator: its bus line and vehicle (the registry's)
+    vehicle: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +115,12 @@ class TrafficStats:
 
     def line(self) -> str:
         counts, fen, seconds = self.snapshot()
-        done = sum(counts[k] for k in ("purchase", "online purchase", "load", "cash load", "fare"))
+        done = sum(counts[k] for k in ("purchase", "online purchase", "load", "cash load", "fare", "tap"))
         rate = done / seconds if seconds > 0 else 0.0
         return (
             f"traffic: {done} approved ({counts['purchase']} EC purchases, "
             f"{counts['online purchase']} online purchases, {counts['load'] + counts['cash load']} loads, "
-            f"{counts['fare']} fares; "
+            f"{counts['fare']} fares, {counts['tap']} free taps; "
             f"CNY {fen // 100}.{fen % 100:02d}), {counts['declined']} declined, {counts['error']} errors, "
             f"{counts['uploaded']} uploaded; {rate:.1f} approved/s"
         )
@@ -129,6 +140,7 @@ class Traffic:
         pace_s: float = 1.0,
         seed: int | None = None,
         log: Log = lambda _: None,
+        network: Network | None = None,
     ) -> None:
         assert cards, "the pool has no card with a chip image"
         self.settings = s
@@ -145,6 +157,8 @@ class Traffic:
         rid, index, key = DemoKeys.load_or_create(s.home / "demo-keys.json").ca_public_key()
         self._capk = CaPublicKey(bytes.fromhex(rid), index, key.modulus, key.exponent)
         self._errors_logged = 0
+        self.network = network
+        self._sealer: TripSealer | None = transit_sealer(s) if network is not None else None
 
     def start(self) -> None:
         for number, terminal in enumerate(self.terminals):
@@ -240,8 +254,7 @@ class Traffic:
         transmit = chip.transmit
         try:
             if t.kind is TerminalKind.VALIDATOR:
-                result = pos.validate(transmit, FARE_FEN)
-                return self._count(result.approved, "fare", FARE_FEN)
+                return self._ride(t, pos, transmit, image, rng)
             if ec < LOW_EC_FEN:
                 chip.power_off()
                 chip.power_on("contact")
@@ -265,6 +278,32 @@ class Traffic:
         finally:
             chip.power_off()
 
+    def _ride(
+        self, t: SimTerminal, pos: PosTerminal, transmit: Callable[[bytes], bytes], image: CardImage,
+        rng: random.Random,
+    ) -> int:  # fmt: skip
+        """One rider's tap at validator ``t``: by the fare table when there is one and it has ``t``'s line."""
+        line = self.network.line(t.line) if self.network is not None and t.line is not None else None
+        bus = (t.line, t.vehicle) if t.line is not None and t.vehicle else None
+        if line is None or self._sealer is None:
+            result = pos.validate(transmit, FARE_FEN, bus=bus)
+            return self._count(result.approved, "fare", FARE_FEN)
+        assert self.network is not None
+        stop, out = 0, False
+        if line.distance:
+            trip = _trip(image)
+            on_board = trip is not None and trip.status is TripStatus.ON_BOARD and trip.line == line.id
+            if on_board and rng.random() < 0.9:  # the rider gets off here; else forgets to tap out
+                assert trip is not None
+                out = True
+                stop = rng.choice([n for n in range(1, len(line.stops) + 1) if n != trip.boarding_stop])
+            else:
+                stop = rng.randint(1, len(line.stops))
+        hook = FareHook(self.network, Tap(dt.datetime.now(), line.id, stop, out, t.terminal_id), self._sealer)
+        result = pos.validate(transmit, 0, extension=hook, bus=bus)
+        amount = result.entry.amount_fen if result.entry is not None else 0
+        return self._count(result.approved, "fare" if amount else "tap", amount, offline=amount > 0)
+
     def _count(self, approved: bool, what: str, amount_fen: int, offline: bool = True) -> int:
         if not approved:
             self.stats.add("declined")
@@ -287,3 +326,14 @@ class Traffic:
         if self._errors_logged < 20:  # the first ones say what is wrong; the counter says how often
             self._errors_logged += 1
             self.log(f"terminal {t.terminal_id}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def _trip(image: CardImage) -> TripRecord | None:
+    """What the rider knows of their card: its trip record (on board where), None without one readable."""
+    records = image.nvm.get(cell_key(AID_DEBIT, "transit"))
+    if not isinstance(records, list) or len(records) < 2:
+        return None
+    try:
+        return TripRecord.decode(bytes.fromhex(records[1])[:32])
+    except (TripRecordError, ValueError):
+        return None

@@ -11,6 +11,7 @@ Cards are issued with keys from the bank's HSM into card-image files under
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,7 @@ __all__ = [
     "activate",
     "block",
     "close",
+    "concession",
     "deposit",
     "find",
     "issue",
@@ -115,9 +117,19 @@ def issue(
     rejects: Annotated[
         Path | None, typer.Option("--rejects", help="rejected rows go here (default: <CSV>.rejects.csv)")
     ] = None,
+    concession: Annotated[
+        str | None,
+        typer.Option(
+            "--concession", help="the registered holder's transit concession: elderly, student, disabled"
+        ),
+    ] = None,
+    concession_until: Annotated[
+        str | None, typer.Option("--concession-until", help="the concession's last valid day, YYYY-MM-DD")
+    ] = None,
     reveal: Reveal = False,
 ) -> None:
-    """Issue cards: ledger accounts, HSM keys, personalised card images and bureau records."""
+    """Issue cards: ledger accounts, HSM keys, personalised card images (with the transit file, and the
+    holder's concession) and bureau records."""
     from citycard.issuer.model import bank_key_labels
 
     if csv_file is not None:
@@ -140,7 +152,17 @@ def issue(
             if bank_key_labels(bank)["zpk"] not in hsm.labels():
                 raise fail(f"no bank {bank}", 2)
             block = hsm.encrypt_pin_iso1(hsm.get(bank_key_labels(bank)["zpk"]), pin)
-        cmd = c.IssueCards(bank, product, count, holder, id_number, phone, pin_block=block)
+        cmd = c.IssueCards(
+            bank,
+            product,
+            count,
+            holder,
+            id_number,
+            phone,
+            pin_block=block,
+            concession=concession.lower() if concession else None,
+            concession_until=_date(concession_until, "--concession-until"),
+        )
         _writable(issuer)
         columns = (TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, disable=count < 5) as progress:
@@ -263,6 +285,54 @@ def unblock_pin(pan: Annotated[str, typer.Argument()]) -> None:
         console.print(f"card {mask_pan(pan)}: PIN UNBLOCK pending for its next online contact")
 
 
+def concession(
+    pan: Annotated[str, typer.Argument()],
+    category: Annotated[
+        str | None, typer.Option("--category", help="elderly, student or disabled (the holder's, checked)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="the concession's last valid day, YYYY-MM-DD")
+    ] = None,
+    revoke: Annotated[bool, typer.Option("--revoke", help="withdraw the card's concession")] = False,
+) -> None:
+    """Grant, renew or revoke a registered holder's transit concession: the card's transit file (SFI 21
+    record 1) rewritten by issuer script UPDATE RECORD at its next online contact."""
+    if revoke == (category is not None or until is not None):
+        raise typer.BadParameter("give --category and --until, or --revoke", param_hint="--category")
+    if revoke:
+        with open_issuer() as issuer:
+            issuer.service.revoke_concession(c.RevokeConcession(pan))
+        console.print(f"card {mask_pan(pan)}: concession revoked, by script at its next online contact")
+        return
+    if category is None or until is None:
+        raise typer.BadParameter("give both --category and --until", param_hint="--until")
+    last = _date(until, "--until")
+    assert last is not None
+    with open_issuer() as issuer:
+        record = issuer.service.set_concession(c.SetConcession(pan, category.lower(), last))
+    where = (
+        "on the chip already" if record.state.value == "written" else "by script at its next online contact"
+    )
+    console.print(f"card {mask_pan(pan)}: concession {category.lower()} until {last.isoformat()}, {where}")
+
+
+def _date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter("a date YYYY-MM-DD", param_hint=option) from None
+
+
+def _concession_text(transit: dict[str, str | None] | None) -> str:
+    if transit is None:
+        return "no transit file on the chip"
+    if transit["concession"] == "none":
+        return f"none (on the chip: {transit['on_chip']})"
+    return f"{transit['concession']} until {transit['valid_until']} (on the chip: {transit['on_chip']})"
+
+
 def close(pan: Annotated[str, typer.Argument()]) -> None:
     """Close a card (denied at once; EC balance refunded with ``card refund`` after the cooling period)."""
     with open_issuer() as issuer:
@@ -363,6 +433,7 @@ def status(pan: Annotated[str, typer.Argument()], reveal: Reveal = False, as_jso
             ("reported lost", view["lost_at"] or "-"),
             ("closed", view["closed_at"] or "-"),
             ("replaced by", view["replaced_by"] or "-"),
+            ("transit concession", _concession_text(view["transit"])),
             *((f"application {code}", state) for code, state in view["applications"].items()),
         ]
         for item, value in rows:
@@ -387,6 +458,7 @@ def register(card_app: typer.Typer) -> None:
     card_app.command("unblock")(unblock)
     card_app.command("unblock-pin")(unblock_pin)
     card_app.command("close")(close)
+    card_app.command("concession")(concession)
 
 
 def _applications(issuer: Issuer, pan: str) -> dict[str, str]:

@@ -511,6 +511,8 @@ class SqlOfflineUploads(_Repo):
                 received_ns=upload.received_ns,
                 service_ref=upload.service_ref,
                 **columns,
+                bus_line=upload.bus_line,
+                vehicle=upload.vehicle,
             )
             .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
             .returning(_UP.stan)
@@ -535,6 +537,8 @@ class SqlOfflineUploads(_Repo):
             ),
             int(row.received_ns),
             row.service_ref,
+            None if row.bus_line is None else int(row.bus_line),
+            row.vehicle,
         )
 
     def count(self) -> int:

@@ -107,6 +107,8 @@ acquirer_uploads = Table(
     Column("tc_cryptogram", LargeBinary, nullable=True),  # 9F26
     Column("tc_ac_data", LargeBinary, nullable=True),  # the CDOL1 data the TC covers
     Column("tc_gpo_ac_data", LargeBinary, nullable=True),  # qPBOC: the same with the GPO's zero TVR
+    Column("bus_line", Integer, nullable=True),  # field 63 of a validator's fare: line and vehicle (0024)
+    Column("vehicle", String(16), nullable=True),
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
     Index("ix_acquirer_uploads_received", "received_ns", "terminal_id", "batch", "stan"),  # a day's (0022)
 )

@@ -77,6 +77,7 @@ from citycard.clearing import (
     classify,
     parse_tc,
 )
+from citycard.codec.iso8583 import BusRide
 from citycard.codec.pretty import mask_pan
 from citycard.hsm.api import Hsm, KeyHandle, SealedDataError
 from citycard.hsm.protection import RecordProtection
@@ -216,6 +217,8 @@ class _Row:
     txn_ns: int | None
     service_ref: str | None
     tc: TcData | None = None
+    bus_line: int | None = None  # a validator's fare: its line and vehicle (field 63 of the 0320)
+    vehicle: str | None = None
     tc_error: str = ""
     batch: int = 0
     stan: int = 0
@@ -395,7 +398,8 @@ class ClearingEngine:
         columns = [
             "ref", "clearing_date", "terminal_id", "batch", "stan", "received_ns", "pan_masked", "psn",
             "amount_fen", "field55", "service_ref", "card_shard", "pan_fingerprint", "pan_sealed", "tc_atc",
-            "tc_amount_fen", "tc_date", "tc_cryptogram", "tc_ac_data", "tc_gpo_ac_data",
+            "tc_amount_fen", "tc_date", "tc_cryptogram", "tc_ac_data", "tc_gpo_ac_data", "bus_line",
+            "vehicle",
         ]  # fmt: skip
         changed = [name for name in columns[7:]]
         ref = u.c.terminal_id.op("||")(literal("/", String)).op("||")(cast(u.c.batch, String))
@@ -432,6 +436,8 @@ class ClearingEngine:
                         u.c.tc_cryptogram,
                         u.c.tc_ac_data,
                         u.c.tc_gpo_ac_data,
+                        u.c.bus_line,
+                        u.c.vehicle,
                     )
                     .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
                     .outerjoin(
@@ -951,6 +957,8 @@ class ClearingEngine:
             "txn_ns": row.txn_ns if row.txn_ns is not None else _date_ns(row.tc.txn_date),
             "rrn": None,
             "service_ref": row.service_ref,
+            "bus_line": row.bus_line,
+            "vehicle": row.vehicle,
             "transfer_id": transfer,
             "exception_id": exception_id,
             "card_type": card.card_type,
@@ -1227,6 +1235,9 @@ def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list
     p = clearing_presentments
     changes: dict[str, Any] = {name: getattr(statement.excluded, name) for name in changed}
     changes["pan_masked"] = func.coalesce(func.nullif(p.c.pan_masked, ""), statement.excluded.pan_masked)
+    for name in ("bus_line", "vehicle"):  # a fare's line: the upload's, else the journal row's (a gap filled)
+        if name in changes:
+            changes[name] = func.coalesce(getattr(statement.excluded, name), p.c[name])
     statement = statement.on_conflict_do_update(
         index_elements=["ref"], set_=changes, where=p.c.outcome.is_(None)
     )
@@ -1258,6 +1269,8 @@ def _journal_values(line: str, where: str, d: str, now_ns: int) -> dict[str, Any
         created = created.replace(tzinfo=BEIJING)
     created_ns = int(created.astimezone(UTC).timestamp() * 10**6) * 1000
     service = doc.get("service_ref")
+    bus_line = doc.get("line")
+    ride = BusRide.of(bus_line, str(doc.get("vehicle") or "")) if type(bus_line) is int else None
     return {
         "ref": f"{terminal}/{batch}/{stan}",
         "clearing_date": d,
@@ -1275,6 +1288,8 @@ def _journal_values(line: str, where: str, d: str, now_ns: int) -> dict[str, Any
         "journal_state": state,
         "journal_created_ns": created_ns,
         "service_ref": str(service)[:32] if service else None,
+        "bus_line": ride.line if ride is not None else None,  # a validator's fare: its line and vehicle
+        "vehicle": ride.vehicle if ride is not None else None,
     }
 
 
@@ -1291,6 +1306,9 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
         changes["pan_masked"] = func.coalesce(
             func.nullif(clearing_presentments.c.pan_masked, ""), statement.excluded.pan_masked
         )
+    for name in ("bus_line", "vehicle"):  # a journal row's line fills a gap, never replaces the upload's
+        if name in keys and name not in changes:
+            changes[name] = func.coalesce(clearing_presentments.c[name], statement.excluded[name])
     statement = statement.on_conflict_do_update(
         index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
     )
@@ -1361,6 +1379,8 @@ def _row(r: Any) -> _Row:
         batch=int(r.batch),
         stan=int(r.stan),
         fingerprint=r.pan_fingerprint,
+        bus_line=None if r.bus_line is None else int(r.bus_line),
+        vehicle=r.vehicle,
     )
 
 

@@ -8,6 +8,7 @@ UPDATE`` (PostgreSQL); SQLite serialises writers at ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import json
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from citycard.chip.pboc import TRANSIT_SFI
 from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, encode_record
+from citycard.codec.transitfile import Category, Concession
 from citycard.issuer import ports
 from citycard.issuer.model import (
     Bank,
@@ -64,6 +67,7 @@ from .issuer_tables import (
     issuer_authorizations,
     issuer_banks,
     issuer_bin_ranges,
+    issuer_card_transit,
     issuer_cardholders,
     issuer_cards,
     issuer_deny_list,
@@ -660,15 +664,17 @@ class SqlBooks(_Repo):
 
 
 class SqlCardRecords(_Repo):
-    """The card records the issuer writes by script: today the industry applications file (SFI 22,
+    """The card records the issuer writes by script: the industry applications file (SFI 22,
     ``citycard.codec.appfile``), one record per application the service center enabled or disabled on the
     card, kept with the service center's own state of it (``public_card_applications``: its chip columns
-    are the issuer's; its ``changed_ns`` the record's version)."""
+    are the issuer's; its ``changed_ns`` the record's version); and the concession record of the transit
+    file (SFI 21 record 1, ``citycard.codec.transitfile``) in ``issuer_card_transit``, one row per card
+    personalised with that file."""
 
     def of_card(self, pan: str) -> list[CardRecord]:
         t = public_card_applications
         rows = self._execute(select(t).where(t.c.pan == pan).order_by(t.c.app_code))
-        return [
+        records = [
             CardRecord(
                 APP_FILE_SFI,
                 APP_NUMBERS[r.app_code],
@@ -680,6 +686,54 @@ class SqlCardRecords(_Repo):
             )
             for r in rows
         ]
+        transit = self.transit(pan)
+        return records if transit is None else [transit, *records]
+
+    def inherit_apps(self, holder_pans: Sequence[str], new_pan: str) -> list[CardRecord]:
+        t = public_card_applications
+        query = (
+            select(t).where(t.c.pan.in_(list(holder_pans)), t.c.status == "enabled").order_by(t.c.changed_ns)
+        )
+        latest = {r.app_code: r for r in self._execute(query)}  # the latest change of each application
+        if not latest:
+            return []
+        rows = [
+            {**r._asdict(), "pan": new_pan, "chip_state": "written", "sent_atc": None, "sent_count": 0}
+            for r in latest.values()
+        ]
+        self._execute(insert(t), rows)
+        return [r for r in self.of_card(new_pan) if r.sfi == APP_FILE_SFI]
+
+    def transit(self, pan: str) -> CardRecord | None:
+        t = issuer_card_transit
+        r = self._one(select(t).where(t.c.pan == pan))
+        if r is None:
+            return None
+        until = None if r.valid_until is None else dt.datetime.strptime(r.valid_until, "%Y%m%d").date()
+        concession = Concession(Category[r.category.upper()], until)
+        return CardRecord(
+            TRANSIT_SFI,
+            1,
+            concession.encode(),
+            RecordState(r.chip_state),
+            int(r.changed_ns),
+            None if r.sent_atc is None else int(r.sent_atc),
+            int(r.sent_count),
+        )
+
+    def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        if records:
+            rows = [{"pan": pan, **_transit_values(record)} for pan, record in records]
+            self._execute(insert(issuer_card_transit), rows)
+
+    def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
+        values = _transit_values(record)
+        t = issuer_card_transit
+        if new:
+            self._execute(insert(t).values(pan=pan, **values))
+        else:
+            done = self._execute(update(t).where(t.c.pan == pan).values(**values))
+            assert done.rowcount == 1, done.rowcount
 
     def carry_over(self, old_pan: str, new_pan: str) -> list[CardRecord]:
         t = public_card_applications
@@ -698,18 +752,43 @@ class SqlCardRecords(_Repo):
                     for r in rows
                 ],
             )
+        transit = self.transit(old_pan)
+        if transit is not None:
+            state = dataclasses.replace(transit, state=RecordState.WRITTEN, sent_atc=None, sent_count=0)
+            self.put_transit(new_pan, state, new=True)
         return self.of_card(new_pan)
 
     def update(self, pan: str, records: Sequence[CardRecord]) -> None:
         t = public_card_applications
         codes = {n: code for code, n in APP_NUMBERS.items()}
         for r in records:
+            values = {"chip_state": r.state.value, "sent_atc": r.sent_atc, "sent_count": r.sent_count}
+            if r.sfi == TRANSIT_SFI:
+                assert r.record == 1, r.record
+                c = issuer_card_transit.c
+                condition = (c.pan == pan) & (c.changed_ns == r.version)
+                self._execute(update(issuer_card_transit).where(condition).values(**values))
+                continue
             assert r.sfi == APP_FILE_SFI and r.record in codes, (r.sfi, r.record)
             self._execute(
                 update(t)
                 .where(t.c.pan == pan, t.c.app_code == codes[r.record], t.c.changed_ns == r.version)
-                .values(chip_state=r.state.value, sent_atc=r.sent_atc, sent_count=r.sent_count)
+                .values(**values)
             )
+
+
+def _transit_values(record: CardRecord) -> dict[str, Any]:
+    """``issuer_card_transit``'s columns of a concession record (all but the PAN)."""
+    assert record.sfi == TRANSIT_SFI and record.record == 1, (record.sfi, record.record)
+    concession = Concession.decode(record.data)
+    return {
+        "category": concession.category.name.lower(),
+        "valid_until": concession.valid_until.strftime("%Y%m%d") if concession.valid_until else None,
+        "changed_ns": record.version,
+        "chip_state": record.state.value,
+        "sent_atc": record.sent_atc,
+        "sent_count": record.sent_count,
+    }
 
 
 def _issuer_repository(cls: type[_Repo]) -> RepositoryFactory:

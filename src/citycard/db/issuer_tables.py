@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     ForeignKeyConstraint,
@@ -35,6 +36,7 @@ __all__ = [
     "issuer_authorizations",
     "issuer_banks",
     "issuer_bin_ranges",
+    "issuer_card_transit",
     "issuer_cardholders",
     "issuer_cards",
     "issuer_deny_list",
@@ -135,6 +137,22 @@ issuer_cards = Table(
     Index("ix_issuer_cards_status", "status", "pan"),
     Index("ix_issuer_cards_ec_float", "ec_float_account_id"),
     Index("ix_issuer_cards_deposit", "deposit_account_id"),
+)
+
+issuer_card_transit = Table(
+    "issuer_card_transit",
+    metadata,
+    # the card's transit file (SFI 21): a row per card personalised with it (0024); its concession record
+    # (record 1, citycard.codec.transitfile) and where that record stands on the chip
+    Column("pan", String(19), ForeignKey("issuer_cards.pan"), primary_key=True),
+    Column("category", String(8), nullable=False),  # none, elderly, student, disabled
+    Column("valid_until", String(8), nullable=True),  # YYYYMMDD, inclusive; NULL with none
+    Column("changed_ns", BigInteger, nullable=False),  # the record's version
+    Column("chip_state", String(8), nullable=False),  # pending, sent, written
+    Column("sent_atc", Integer, nullable=True),
+    Column("sent_count", Integer, nullable=False, server_default="0"),
+    CheckConstraint("category IN ('none', 'elderly', 'student', 'disabled')", name="category"),
+    CheckConstraint("chip_state IN ('pending', 'sent', 'written')", name="chip_state"),
 )
 
 PAN_LAST4 = func.substr(issuer_cards.c.pan, func.length(issuer_cards.c.pan) - literal_column("3"))

@@ -13,6 +13,7 @@ named it (field 32) — so the answer's RRN alone, with the terminal, finds it b
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,7 +35,13 @@ from citycard.public.model import (
 
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
 from .center_tables import center_merchants, center_terminals
-from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cardholders, issuer_cards
+from .issuer_tables import (
+    issuer_authorizations,
+    issuer_banks,
+    issuer_card_transit,
+    issuer_cardholders,
+    issuer_cards,
+)
 from .public_tables import (
     public_card_applications,
     public_inquiries,
@@ -101,10 +108,38 @@ class SqlCardApplications(_Repo):
         }
         statement = _insert(self.session, t).values(pan=app.pan, app_code=app.app_code, **values)
         self.session.execute(statement.on_conflict_do_update(index_elements=["pan", "app_code"], set_=values))
+        if app.app_code == "transit":
+            self._transit_file(app)
         if app.chip != "written":  # the issuer writes it at the card's next online contact
             self.session.execute(
                 update(issuer_cards).where(issuer_cards.c.pan == app.pan).values(records_pending=True)
             )
+
+    def _transit_file(self, app: CardApplication) -> None:
+        """The transit concession application is also the concession the validators read: on a registered
+        card with the transit file, its record 1 (SFI 21, ``issuer_card_transit``) takes the category and
+        last day enabled (none when disabled), written by the issuer's script with the applications file's
+        record (docs/transit.md "Concessions from the issuer")."""
+        enabled = app.status is AppStatus.ENABLED
+        if enabled:
+            try:  # the registry's pattern lets 20270231 through: not a day, so not a concession
+                dt.datetime.strptime(str(app.data["valid_until"]), "%Y%m%d")
+            except ValueError:
+                return
+        t, c = issuer_card_transit, issuer_cards.c
+        registered = select(c.pan).where(c.pan == app.pan, c.holder_id.is_not(None)).exists()
+        self.session.execute(
+            update(t)
+            .where(t.c.pan == app.pan, registered)
+            .values(
+                category=str(app.data["category"]) if enabled else "none",
+                valid_until=str(app.data["valid_until"]) if enabled else None,
+                changed_ns=app.changed_ns,
+                chip_state=app.chip,
+                sent_atc=None,
+                sent_count=0,
+            )
+        )
 
 
 def _app(row: Any) -> CardApplication:

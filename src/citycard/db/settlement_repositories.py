@@ -87,6 +87,7 @@ clearing_items = table(
     column("txn_ns", BigInteger),
     column("rrn", String),
     column("card_type", String),  # 0023: the card's product's (debit, credit); NULL before it
+    column("bus_line", Integer),  # a fare's bus line (migration 0024): the bus company's revenue by line
 )
 """Clearing's items, as the team contract describes them (the columns settlement reads)."""
 

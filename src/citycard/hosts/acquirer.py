@@ -84,6 +84,7 @@ from citycard.codec.iso8583 import (
     AuthorizationRequest,
     BatchUpload,
     BatchUploadResponse,
+    BusRide,
     Iso8583Error,
     Message,
     NetworkManagementRequest,
@@ -95,6 +96,7 @@ from citycard.codec.iso8583 import (
     SettlementResponse,
     SignOnKeys,
     Tpdu,
+    bus_ride,
     decode_message,
     mac_matches,
     parse,
@@ -646,6 +648,7 @@ class AcquirerHost:
         else:
             if request.field60.message_type_code != "36" or request.icc is None:  # 3 and 25 are optional
                 raise _Refused(ResponseCode.INVALID_TRANSACTION, "only offline EC uploads with 55 are kept")
+            ride = _bus_ride(request)
             command = StoreUpload(
                 _key(request),
                 request.merchant_id or "",
@@ -653,6 +656,8 @@ class AcquirerHost:
                 _masked(request),
                 replace(request, mac=None).to_bytes(),
                 _service_ref(request),
+                ride.line if ride is not None else None,
+                ride.vehicle if ride is not None else None,
             )
             stored = await self._db(lambda: store_upload(command, self._uow(), self._clock))
         log.info(
@@ -779,6 +784,15 @@ def _service_ref(request: Message) -> str | None:
     except Iso8583Error as exc:
         raise _Refused(ResponseCode.FORMAT_ERROR, str(exc)) from None
     return None if reference is None else reference.text
+
+
+def _bus_ride(request: BatchUpload) -> BusRide | None:
+    """Field 63 of a validator's fare upload: its bus line and vehicle; field 63 of another layout is refused
+    with 30 (format error) before anything is recorded."""
+    try:
+        return bus_ride(request.private63)
+    except Iso8583Error as exc:
+        raise _Refused(ResponseCode.FORMAT_ERROR, str(exc)) from None
 
 
 def _with_original_rrn(field61: str | None, original_rrn: str | None) -> str | None:

@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar
 from citycard.center.model import tmk_label
 from citycard.codec import tlv
 from citycard.codec.iso8583 import (
+    BusRide,
     IccData,
     Iso8583Error,
     Message,
@@ -579,6 +580,7 @@ class AcquirerClient:
                 interface=entry.interface,
                 field55=bytes.fromhex(entry.field55),
                 service_ref=entry.service_ref,
+                bus=BusRide.of(entry.line, entry.vehicle),
             )
             try:
                 answer = self._send(message)

@@ -10,6 +10,7 @@ built; every business outcome is a response code.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from citycard.codec.tlv import encode, encode_many
 
 __all__ = [
+    "CONCESSION_CATEGORIES",
     "ActivateCard",
     "AddBank",
     "AddBinRange",
@@ -41,6 +43,8 @@ __all__ = [
     "RenewCard",
     "ReplaceCard",
     "ReportLost",
+    "RevokeConcession",
+    "SetConcession",
     "SetPin",
     "UnblockCard",
     "UnblockPin",
@@ -158,8 +162,16 @@ class IssueCards:
     pin_block: bytes | None = field(default=None, repr=False)
     """The PIN the holder chose at the counter, for one card: ISO 9564 format 1 (the card has no PAN yet)
     under the bank's zone PIN key. The chip is personalised with it and its offset kept; not in repr."""
+    concession: str | None = None
+    """The registered holder's transit concession category (:data:`CONCESSION_CATEGORIES`), written in the
+    card's transit file at personalisation, valid until ``concession_until`` (inclusive)."""
+    concession_until: dt.date | None = None
 
     def __post_init__(self) -> None:
+        if self.concession is not None or self.concession_until is not None:
+            if self.holder_name is None:
+                raise MalformedRequest("concession", "only a registered holder has a concession")
+            _check_concession(self.concession, self.concession_until)
         if type(self.count) is not int or not 1 <= self.count <= 100_000:
             raise MalformedRequest("count", "must be 1 to 100000")
         if self.pin_block is not None and (len(self.pin_block) != 8 or self.count != 1):
@@ -284,6 +296,39 @@ class UnblockPin(CardCommand):
     """Reset the chip's offline PIN try counter (PIN CHANGE/UNBLOCK, P2 ``00``: the PIN is kept) by issuer
     script at the card's next online contact, and the online PIN try count at once (the holder proved who
     they are at the counter)."""
+
+
+CONCESSION_CATEGORIES = ("elderly", "student", "disabled")
+"""The registered holder's transit concession categories (the concession record's byte 1: 01, 02, 03;
+docs/transit.md)."""
+
+
+def _check_concession(category: str | None, until: dt.date | None) -> None:
+    if category not in CONCESSION_CATEGORIES:
+        raise MalformedRequest("category", f"{category!r}: one of {', '.join(CONCESSION_CATEGORIES)}")
+    if type(until) is not dt.date:
+        raise MalformedRequest("valid_until", "the concession's last valid day, a date")
+    if not dt.date(2000, 1, 1) <= until <= dt.date(9999, 12, 31):
+        raise MalformedRequest("valid_until", "a date from 2000-01-01")
+
+
+@dataclass(frozen=True)
+class SetConcession:
+    """Grant or renew a registered holder's transit concession on their card: the concession record of the
+    card's transit file (SFI 21 record 1) rewritten by issuer script UPDATE RECORD at the card's next online
+    contact (docs/transit.md, "Concessions from the issuer")."""
+
+    pan: str
+    category: str
+    valid_until: dt.date
+
+    def __post_init__(self) -> None:
+        _check_concession(self.category, self.valid_until)
+
+
+class RevokeConcession(CardCommand):
+    """Withdraw the card's transit concession: the concession record written as all zeros by script at the
+    card's next online contact."""
 
 
 class BlockCard(CardCommand):

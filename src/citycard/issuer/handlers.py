@@ -36,13 +36,15 @@ from .commands import (
     RenewCard,
     ReplaceCard,
     ReportLost,
+    RevokeConcession,
+    SetConcession,
     SetPin,
     UnblockCard,
     UnblockPin,
 )
-from .model import Bank, BinRange, Card, Product, transfer_id
+from .model import Bank, BinRange, Card, CardRecord, Product, transfer_id
 from .ports import Clock, IssuerUnitOfWork
-from .usecases import authorize, banks, cards, denylist
+from .usecases import authorize, banks, cards, concessions, denylist
 from .usecases.authorize import request_fingerprint
 from .usecases.denylist import SignedDenyList
 from .usecases.deps import COOLING_PERIOD_NS, CardPersonaliser, Deps
@@ -131,6 +133,14 @@ class IssuerService:
     def unblock_pin(self, cmd: UnblockPin) -> Card:
         """PIN UNBLOCK by script at the card's next online contact; the online PIN tries reset now."""
         return cards.unblock_pin(cmd, self._uow(), self.deps)
+
+    def set_concession(self, cmd: SetConcession) -> CardRecord:
+        """The holder's transit concession, to the chip by script at its next online contact."""
+        return concessions.set_concession(cmd, self._uow(), self.deps)
+
+    def revoke_concession(self, cmd: RevokeConcession) -> CardRecord:
+        """The card's transit concession withdrawn by script at its next online contact."""
+        return concessions.revoke_concession(cmd, self._uow(), self.deps)
 
     def record_offline_clearing(self, cmd: RecordOfflineClearing) -> Card:
         return cards.record_offline_clearing(cmd, self._uow(), self.deps)

@@ -39,6 +39,7 @@ __all__ = [
     "InstitutionIdTaken",
     "InvalidIdNumber",
     "IssuerError",
+    "NoTransitFile",
     "NotFound",
     "PendingScript",
     "Product",
@@ -91,6 +92,17 @@ class UnregisteredCardLoss(IssuerError):
         super().__init__(
             f"card {mask_pan(pan)} is unregistered: like cash, its loss is the holder's loss; the bank "
             "cannot block it, refund its electronic cash balance or move it to another card"
+        )
+
+
+class NoTransitFile(IssuerError):
+    """The card's chip has no transit file (SFI 21): it was personalised before the issuer's products carried
+    one, so no concession can be written to it; a replacement or renewal card has the file."""
+
+    def __init__(self, pan: str) -> None:
+        super().__init__(
+            f"card {mask_pan(pan)} has no transit file (personalised before cards carried one): "
+            "replace or renew it to give it a concession"
         )
 
 
@@ -282,6 +294,7 @@ class CardAction(enum.StrEnum):
     REFUND_EC = "refund its EC balance"
     CLOSE = "close it"
     EXPIRE = "expire it"
+    SET_CONCESSION = "change its transit concession"
 
 
 _S = CardStatus
@@ -297,6 +310,7 @@ CARD_TRANSITIONS: dict[CardAction, tuple[frozenset[CardStatus], CardStatus | Non
     CardAction.REFUND_EC: (frozenset({_S.LOST, _S.CLOSED}), None),
     CardAction.CLOSE: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED, _S.EXPIRED}), _S.CLOSED),
     CardAction.EXPIRE: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED}), _S.EXPIRED),
+    CardAction.SET_CONCESSION: (frozenset({_S.ISSUED, _S.ACTIVE, _S.BLOCKED}), None),  # by script
 }
 """Every status change the bank makes, in one table (h11 style): action → (the statuses it is allowed
 from, the status it leads to; None: the status stays). A lost card that is replaced stays LOST (the loss

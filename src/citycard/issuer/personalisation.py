@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from citycard.chip.image import CardImage
+from citycard.chip.pboc import TRANSIT_SFI
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, empty_record
 from citycard.crypto.des import kcv
@@ -53,6 +54,7 @@ def profile_for(product: Product, card: Card, holder_name: str | None) -> Produc
         ec_single_limit_fen=product.ec_single_limit_fen,
         ec_reset_threshold_fen=product.ec_reset_threshold_fen,
         app_file=True,  # the industry applications file (SFI 22), written by script once enabled
+        transit=True,  # the transit file (SFI 21): every card pays bus fares (docs/transit.md)
     )
 
 
@@ -61,8 +63,9 @@ def app_file_records(records: Sequence[CardRecord]) -> tuple[str, ...]:
     others absent (``citycard.codec.appfile``)."""
     out = [empty_record(code) for code in APP_NUMBERS]
     for r in records:
-        assert r.sfi == APP_FILE_SFI and 1 <= r.record <= len(out), (r.sfi, r.record)
-        out[r.record - 1] = r.data
+        if r.sfi == APP_FILE_SFI:
+            assert 1 <= r.record <= len(out), r.record
+            out[r.record - 1] = r.data
     return tuple(x.hex().upper() for x in out)
 
 
@@ -130,8 +133,12 @@ class ChipPersonaliser:
         if pin_block is not None:
             zpk = self.hsm.get(bank_key_labels(bank.code)["zpk"])
             profile = replace(profile, pin=self.hsm.pin_for_card_image(zpk, pin_block))
-        if records:
+        if any(r.sfi == APP_FILE_SFI for r in records):
             profile = replace(profile, app_records=app_file_records(records))
+        for r in records:
+            if r.sfi == TRANSIT_SFI:  # the concession record (record 1) as the issuer keeps it
+                assert r.record == 1, r.record
+                profile = replace(profile, concession=r.data.hex().upper())
         serial = int(card.pan[len(product.bin) : -1])
         image = personalise(profile, serial, keys)
         app = image.applications[0]

@@ -271,6 +271,28 @@ class CardRecords(Protocol):
         (``written``); returned for the personalisation."""
         ...
 
+    def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        """Keep each (PAN, concession record) of cards just personalised with the transit file (one
+        statement for a batch of issued cards)."""
+        ...
+
+    def inherit_apps(self, holder_pans: Sequence[str], new_pan: str) -> list[CardRecord]:
+        """A new card of a holder whose other cards are ``holder_pans``: each industry application enabled
+        on one of them (the latest change of each) given to ``new_pan`` as personalised on its chip
+        (``written``); returned for the personalisation."""
+        ...
+
+    def transit(self, pan: str) -> CardRecord | None:
+        """The card's concession record (transit file SFI 21, record 1); None: its chip has no transit
+        file."""
+        ...
+
+    def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
+        """Keep ``record`` as the card's concession record (its ``version`` the time of the change): added
+        (``new``) when the card is personalised with the transit file, replaced when the issuer changes
+        it."""
+        ...
+
 
 class IssuerUnitOfWork(Protocol):
     """The ledger and the issuer's repositories in one transaction. The repositories are read-only

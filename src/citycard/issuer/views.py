@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from citycard.codec.transitfile import Concession
 from citycard.hsm.api import Hsm
 from citycard.ledger.model import Transfer
 
@@ -275,6 +276,22 @@ def card_status(uow: IssuerUnitOfWork, pan: str, *, show_pan: bool = False) -> d
         "highest_atc": card.highest_atc if card.highest_atc >= 0 else None,
         "lost_at": when(card.lost_at_ns),
         "closed_at": when(card.closed_at_ns),
+        "transit": _transit(uow, card.pan),
+    }
+
+
+def _transit(uow: IssuerUnitOfWork, pan: str) -> dict[str, Any] | None:
+    """The card's transit file as the bank keeps it: its concession (category, last valid day) and where
+    that record stands on the chip (pending, sent, written); None: no transit file on the chip."""
+    record = uow.card_records.transit(pan)
+    if record is None:
+        return None
+    concession = Concession.decode(record.data)
+    until = concession.valid_until
+    return {
+        "concession": concession.category.name.lower(),
+        "valid_until": until.isoformat() if until else None,
+        "on_chip": record.state.value,
     }
 
 

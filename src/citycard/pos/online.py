@@ -33,6 +33,7 @@ from citycard.codec.iso8583 import (
     AdviceRequest,
     AuthorizationRequest,
     BatchUpload,
+    BusRide,
     Field60,
     IccData,
     Message,
@@ -257,9 +258,11 @@ def upload_request(
     interface: str,
     field55: bytes,
     service_ref: str = "",
+    bus: BusRide | None = None,
 ) -> Message:
-    """The 0320 of one offline EC purchase (60.1 = ``36``) with its chip data and TC in 55, and in 48 the
-    reference of the public service it paid (``service_ref``, ``HR-…``), if any."""
+    """The 0320 of one offline EC purchase (60.1 = ``36``) with its chip data and TC in 55, in 48 the
+    reference of the public service it paid (``service_ref``, ``HR-…``), if any, and in 63 a validator's
+    fare's bus line and vehicle (``bus``, :mod:`citycard.codec.iso8583.busride`), if any."""
     row = OnlineKind.UPLOAD.row
     return BatchUpload(
         mti=row.mti,
@@ -277,6 +280,7 @@ def upload_request(
         additional_data=_field48(OnlineKind.UPLOAD, service_ref),
         icc=IccData(field55),
         field60=Field60(row.message_type_code, batch),
+        private63=bus.to_field63() if bus is not None else None,
         mac=MAC_PLACEHOLDER,
     )
 

@@ -294,6 +294,16 @@ def _merchant_tail(out: _Csv, m: MerchantRow) -> None:
     out.row("P", "payout_date", m.payout_date, "payable_fen", m.balance_fen, "payout_fen", m.payout_fen)
 
 
+def _line_rows(out: _Csv, lines: dict[int, list[int]]) -> None:
+    """A bus company's fare revenue by line (``L`` rows after its totals): fares, gross, discount, net."""
+    for line in sorted(lines):
+        count, gross, discount = lines[line]
+        out.row(
+            "L", "bus_line", line, "fares", count, "gross_fen", gross, "discount_fen", discount,
+            "net_fen", gross - discount,
+        )  # fmt: skip
+
+
 def _bank_tail(out: _Csv, record: DayRecord, bank: str) -> None:
     position = next(p for p in record.positions if p.participant == bank)
     out.row("T", *POSITION_HEADER)
@@ -357,6 +367,7 @@ def write_day_files(
             wanted = (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
             with ExitStack() as one:
                 statement = None
+                lines: dict[int, list[int]] = {}  # a bus company's fares by line: count, gross, discount
                 if wanted:
                     statement = _Csv(one.enter_context(sink.open(f"merchant-{m.merchant_id}.csv")))
                     _merchant_head(statement, record, m)
@@ -372,6 +383,11 @@ def write_day_files(
                     values = _item_values(item, fees)
                     if statement is not None:
                         statement.row("D", *values, item.signed_fen - fees.discount_fen)
+                        if item.kind == "fare" and item.bus_line is not None:
+                            line = lines.setdefault(item.bus_line, [0, 0, 0])
+                            line[0] += 1
+                            line[1] += item.signed_fen
+                            line[2] += fees.discount_fen
                     for b in sorted({item.issuer_bank, item.acquirer_bank}):
                         if b in bank_out:
                             bank_out[b].row("D", _role(b, item), *values, _bank_effect(b, item, fees))
@@ -380,6 +396,7 @@ def write_day_files(
                         progress(done)
                 if statement is not None:
                     _merchant_tail(statement, m)
+                    _line_rows(statement, lines)
                     statement.flush()
                     files.digests[f"merchant-{m.merchant_id}.csv"] = statement.sha256.hexdigest()
         for b, out in bank_out.items():

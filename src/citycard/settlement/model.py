@@ -108,6 +108,7 @@ class ClearedItem:
     txn_ns: int
     rrn: str | None
     card_type: str | None = None  # the card's product's: debit | credit; None (before 0023): as debit
+    bus_line: int | None = None  # a fare: the bus line the validator journaled (field 63 of its upload)
 
     def __post_init__(self) -> None:
         assert self.sign in (1, -1) and self.amount_fen > 0, self

@@ -53,7 +53,13 @@ class Fare:
     capped: bool = False
 
 
-def decide(network: Network, tap: Tap, concession: Concession, record: TripRecord) -> Fare:
+def decide(
+    network: Network, tap: Tap, concession: Concession, record: TripRecord, *, unknown_ride: bool = False
+) -> Fare:
+    """The fare of ``tap`` by the rules (docs/transit.md "Fare rules"). ``unknown_ride``: the card's trip
+    record was not the one its last validator wrote (replayed or forged on a card that binds its records,
+    :mod:`.validator`), so ``record`` is none and a ride may be open: a tap that is not a tap-out pays the
+    network's maximum fare as a missing tap-out (a tap-out already pays its line's maximum, rule 3)."""
     line = network.line(tap.line)
     assert line is not None, f"line {tap.line} is not in the fare table"
     assert not line.distance or 1 <= tap.stop <= len(line.stops), "a distance line needs a stop"
@@ -73,6 +79,9 @@ def decide(network: Network, tap: Tap, concession: Concession, record: TripRecor
         full_penalty = missed.max_fare_fen if missed is not None else _max_fare(network)
         penalty = full_penalty * percent // 100
         notes.append(f"tap-out missing on line {record.line}: maximum fare {_yuan(penalty)}")
+    elif unknown_ride and not tap.tap_out:
+        penalty = _max_fare(network) * percent // 100
+        notes.append(f"last ride unknown: maximum fare {_yuan(penalty)} as a missing tap-out")
     transfer = False
     if tap.tap_out and closing:
         full = line.fare_between(record.boarding_stop, tap.stop)

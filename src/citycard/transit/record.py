@@ -2,7 +2,8 @@
 record (record 1, 8 bytes, written at issuance or by issuer script), the **trip** record (record 2: 32
 bytes rewritten by every validator tap, committed by the card together with the fare's debit, and the
 validators' 4-byte MAC over them, :mod:`.validator`) and the **card identity** (record 3, 11 bytes: PAN and
-PSN, written at issuance; the validators derive the card's transit key from it).
+PSN, written at issuance; the validators derive the card's transit key from it); record 4, the card's
+transit write counter, is the card's own (:mod:`.validator` binds the trip record's MAC to it).
 
 Times are the validator's local clock in seconds since 2000-01-01 00:00 (four bytes, good until 2136);
 days and months count from the same epoch. Amounts are fen in three bytes (up to CNY 167,772.15). All
@@ -16,13 +17,18 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from citycard.codec.transitfile import CONCESSION_LENGTH, Category, Concession, TripRecordError
+
 __all__ = [
     "CARD_ID_LENGTH",
     "CONCESSION_LENGTH",
+    "COUNTER_LENGTH",
     "EPOCH",
     "MAC_LENGTH",
     "SEALED_TRIP_LENGTH",
     "TRIP_LENGTH",
+    "TRIP_VERSION",
+    "TRIP_VERSION_BOUND",
     "Category",
     "Concession",
     "TripRecord",
@@ -39,20 +45,12 @@ TRIP_LENGTH = 32
 """The trip record's fields; on the card they are followed by their MAC (:data:`SEALED_TRIP_LENGTH`)."""
 MAC_LENGTH = 4
 SEALED_TRIP_LENGTH = TRIP_LENGTH + MAC_LENGTH
-CONCESSION_LENGTH = 8
 CARD_ID_LENGTH = 11
-VERSION = 0x01  # the concession record
 TRIP_VERSION = 0x02  # the trip record: 02 since it carries a MAC (01 had none)
+TRIP_VERSION_BOUND = 0x03  # 03: its MAC bound to the card's transit write counter (record 4)
+COUNTER_LENGTH = 2
 MAX_SECONDS = 0xFFFFFFFF
 MAX_FEN = 0xFFFFFF
-
-
-class TripRecordError(ValueError):
-    """A concession or trip record read from a card that does not follow the layout."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"transit record {where}: {message}")
-        self.where = where
 
 
 def card_identity(data: bytes) -> tuple[str, str]:
@@ -78,54 +76,6 @@ def day_number(when: dt.datetime) -> int:
 
 def month_number(when: dt.datetime) -> int:
     return (when.year - 2000) * 12 + when.month - 1
-
-
-class Category(enum.IntEnum):
-    """The registered holder's concession category (byte 1 of the concession record)."""
-
-    NONE = 0
-    ELDERLY = 1
-    STUDENT = 2
-    DISABLED = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Concession:
-    category: Category = Category.NONE
-    valid_until: dt.date | None = None  # inclusive; None with NONE
-
-    def applies(self, today: dt.date) -> bool:
-        return (
-            self.category is not Category.NONE and self.valid_until is not None and today <= self.valid_until
-        )
-
-    def encode(self) -> bytes:
-        until = self.valid_until.strftime("%Y%m%d") if self.valid_until else "00000000"
-        return bytes((VERSION, self.category)) + bytes.fromhex(until) + bytes(2)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Concession:
-        if len(data) != CONCESSION_LENGTH:
-            raise TripRecordError("concession", f"{len(data)} bytes, expected {CONCESSION_LENGTH}")
-        if data == bytes(CONCESSION_LENGTH):
-            return cls()
-        if data[0] != VERSION:
-            raise TripRecordError("concession version", f"{data[0]:02X}, expected {VERSION:02X}")
-        if data[1] not in Category._value2member_map_:
-            raise TripRecordError("concession category", f"{data[1]:02X} is not a category")
-        if data[6:] != bytes(2):
-            raise TripRecordError("concession RFU", "must be 0000")
-        category = Category(data[1])
-        digits = data[2:6].hex()
-        if digits == "00000000":
-            if category is not Category.NONE:
-                raise TripRecordError("concession valid until", "missing for a category")
-            return cls()
-        try:
-            until = dt.datetime.strptime(digits, "%Y%m%d").date()
-        except ValueError:
-            raise TripRecordError("concession valid until", f"{digits} is not a date YYYYMMDD") from None
-        return cls(category, until)
 
 
 class TripStatus(enum.IntEnum):
@@ -156,9 +106,11 @@ class TripRecord:
         assert 0 <= self.day_fen <= MAX_FEN and 0 <= self.month_fen <= MAX_FEN
         assert len(self.terminal_id) <= 8 and self.terminal_id.isascii()
 
-    def encode(self) -> bytes:
+    def encode(self, version: int = TRIP_VERSION) -> bytes:
+        """The 32 bytes; ``version`` 02 (the MAC over them alone) or 03 (the MAC bound to the counter)."""
+        assert version in (TRIP_VERSION, TRIP_VERSION_BOUND), version
         out = (
-            bytes((TRIP_VERSION, self.status))
+            bytes((version, self.status))
             + self.line.to_bytes(2, "big")
             + bytes((self.boarding_stop, (0x01 if self.transfer else 0) | (0x02 if self.tapped_out else 0)))
             + self.boarding_s.to_bytes(4, "big")
@@ -178,8 +130,10 @@ class TripRecord:
             raise TripRecordError("trip", f"{len(data)} bytes, expected {TRIP_LENGTH}")
         if data == bytes(TRIP_LENGTH):
             return cls()  # never written
-        if data[0] != TRIP_VERSION:
-            raise TripRecordError("trip version", f"{data[0]:02X}, expected {TRIP_VERSION:02X}")
+        if data[0] not in (TRIP_VERSION, TRIP_VERSION_BOUND):
+            raise TripRecordError(
+                "trip version", f"{data[0]:02X}, expected {TRIP_VERSION:02X} or {TRIP_VERSION_BOUND:02X}"
+            )
         if data[1] not in TripStatus._value2member_map_:
             raise TripRecordError("trip status", f"{data[1]:02X} is not a status")
         if data[5] & 0xFC:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +21,15 @@ from sqlalchemy import select
 from citycard.bootstrap import WebContext
 from citycard.codec.pretty import mask_pan
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
-from citycard.issuer.commands import CloseCard, LoadEcFromAccount, RefundEcBalance, ReplaceCard, ReportLost
+from citycard.issuer.commands import (
+    CloseCard,
+    LoadEcFromAccount,
+    RefundEcBalance,
+    ReplaceCard,
+    ReportLost,
+    RevokeConcession,
+    SetConcession,
+)
 from citycard.issuer.model import Card, CardStatus, NotFound
 from citycard.issuer.views import TRANSFER_KINDS, CardSearch, card_status, find_cards, iso_time, transfer_kind
 
@@ -198,7 +207,7 @@ def detail(ctx: WebContext, card: Card) -> dict[str, Any]:
     return {"card": status, "movements": movements, "authorizations": authorizations}
 
 
-SERVICES = ("report_lost", "replace", "close", "refund", "top_up")
+SERVICES = ("report_lost", "replace", "close", "refund", "top_up", "concession", "revoke_concession")
 
 
 def service(
@@ -211,6 +220,8 @@ def service(
     to: str = "account",
     amount_fen: int = 0,
     request_id: str = "",
+    category: str = "",
+    until: date | None = None,
 ) -> dict[str, Any]:
     """Carry out a card service through the issuer's use case; an operator's (and a bank user's) is audited,
     refused ones too. Returns what changed. A citizen may report a loss and top up, nothing else."""
@@ -234,6 +245,13 @@ def service(
         elif action == "refund":
             moved = svc.refund_ec_balance(RefundEcBalance(card.pan, to))  # type: ignore[arg-type]
             result = {"refunded_fen": moved, "to": to}
+        elif action == "concession":  # the holder's transit concession, by script at the next contact
+            assert until is not None
+            record = svc.set_concession(SetConcession(card.pan, category, until))
+            result = {"concession": category, "valid_until": until.isoformat(), "on_chip": record.state.value}
+        elif action == "revoke_concession":
+            record = svc.revoke_concession(RevokeConcession(card.pan))
+            result = {"concession": "none", "on_chip": record.state.value}
         elif action == "top_up":
             rid = request_id or f"web-{uuid.uuid4().hex}"
             done = svc.load_ec_from_account(LoadEcFromAccount(card.pan, amount_fen, rid))

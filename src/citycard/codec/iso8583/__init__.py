@@ -13,6 +13,7 @@ Pure: no I/O, no clock. The profile, its sources and the choices made are in ``d
 
 from __future__ import annotations
 
+from .busride import BusRide, bus_ride
 from .codes import ResponseCode, format_error_response, response_for_malformed, response_mti
 from .errors import Iso8583Error
 from .messages import (
@@ -72,6 +73,7 @@ __all__ = [
     "AuthorizationResponse",
     "BatchUpload",
     "BatchUploadResponse",
+    "BusRide",
     "Field60",
     "Frame",
     "Header",
@@ -94,6 +96,7 @@ __all__ = [
     "Tpdu",
     "TransactionType",
     "ZoneKeyExchange",
+    "bus_ride",
     "decode_frame",
     "decode_framed",
     "decode_message",

@@ -3,6 +3,7 @@
 - :mod:`.banks`: a bank, its BIN ranges and products;
 - :mod:`.cards`: issuance and the card's life (activation, PIN, deposits, block/unblock, loss, replacement,
   renewal, closure, EC refund, annual fees, expiry);
+- :mod:`.concessions`: a registered holder's transit concession on the card (by script);
 - :mod:`.authorize`: online authorization (field 55 parsed at the edge, the pure ``decision.decide``);
 - :mod:`.reversal`: reversals;
 - :mod:`.denylist`: the signed deny list;
@@ -19,7 +20,7 @@ from typing import Any
 
 from .. import commands as c
 from ..ports import IssuerUnitOfWork
-from . import authorize, banks, cards, denylist
+from . import authorize, banks, cards, concessions, denylist
 from .deps import Deps
 
 __all__ = ["HANDLERS", "Deps", "handle"]
@@ -47,6 +48,8 @@ HANDLERS: dict[type, Handler] = {
     c.CloseCard: cards.close,
     c.ChargeAnnualFees: cards.charge_annual_fees,
     c.ExpireCards: cards.expire_cards,
+    c.SetConcession: concessions.set_concession,
+    c.RevokeConcession: concessions.revoke_concession,
     c.ExportDenyList: denylist.export_deny_list,
     c.AuthorizationRequest: authorize.authorize,
 }

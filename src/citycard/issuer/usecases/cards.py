@@ -41,6 +41,7 @@ from ..model import (
     BankAccount,
     Card,
     CardAction,
+    CardRecord,
     CardStateError,
     CardStatus,
     DenyListEntry,
@@ -50,10 +51,12 @@ from ..model import (
     NotFound,
     PendingScript,
     Product,
+    RecordState,
     UnregisteredCardLoss,
     validate_id_number,
 )
 from ..ports import IssuerUnitOfWork
+from .concessions import TRANSIT_SFI, concession_of, transit_record
 from .deps import (
     Deps,
     available,
@@ -166,13 +169,21 @@ def _issue_in(
     # the BIN range row is locked first: simultaneous issuances of the product queue here, so the
     # second to one citizen finds the first's card (DuplicateIssuance), not a unique-key error
     first = uow.banks.take_serials(product.bin, count)
-    holder_id, deposit_id = _holder_for(cmd, product, uow, deps)
+    holder_id, deposit_id, known = _holder_for(cmd, product, uow, deps)
+    # the industry applications the holder has enabled on their other live cards go on the new chip too
+    holder_pans: list[str] = []
+    if known and holder_id is not None:
+        holder_pans = [c.pan for c in uow.cards.by_holder(holder_id) if c.status not in _DEAD]
     bin_range = uow.banks.get_bin(product.bin)
     assert bin_range is not None
     ec_ids = uow.ids.allocate(count)
     expect_ok(uow.ledger.create_accounts([ec_float(i, product) for i in ec_ids]))
     expiry = expiry_after(now, product.validity_years)
+    concession = concession_of(cmd.concession, cmd.concession_until)
+    if concession.valid_until is not None and concession.valid_until < beijing_date(now):
+        raise MalformedRequest("concession_until", f"{concession.valid_until.isoformat()} is past")
     cards = []
+    transits: list[tuple[str, CardRecord]] = []
     for k in range(count):
         pan = bin_range.pan(first + k)
         if uow.cards.get(pan) is not None:
@@ -194,6 +205,9 @@ def _issue_in(
             offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
             card = replace(card, pin_offset=offset)
         uow.cards.add(card)
+        transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
+        transits.append((pan, transit))
+        apps = uow.card_records.inherit_apps(holder_pans, pan) if holder_pans else []
         if product.issue_fee_fen:  # paid at the counter: cash -> fee income
             fee = Transfer(
                 transfer_id(f"issue-fee/{pan}", 1),
@@ -204,22 +218,26 @@ def _issue_in(
             )
             expect_ok(uow.ledger.create_transfers([fee]))
         if deps.personaliser is not None:
-            deps.personaliser.personalise(bank, product, card, cmd.holder_name, cmd.pin_block)
+            deps.personaliser.personalise(
+                bank, product, card, cmd.holder_name, cmd.pin_block, records=(transit, *apps)
+            )
         cards.append(card)
         if progress is not None:
             progress(1)
+    uow.card_records.add_transit_files(transits)
     return cards
 
 
 def _holder_for(
     cmd: IssueCards, product: Product, uow: IssuerUnitOfWork, deps: Deps
-) -> tuple[int | None, int | None]:
-    """(holder id, deposit account id) of a registered product's holder — found by the HMAC of the ID
-    number, or created with a new deposit account; (None, None) for an unregistered product."""
+) -> tuple[int | None, int | None, bool]:
+    """(holder id, deposit account id, whether the holder was known) of a registered product's holder —
+    found by the HMAC of the ID number, or created with a new deposit account; (None, None, False) for an
+    unregistered product."""
     if not product.registered:
         if cmd.holder_name is not None:
             raise MalformedRequest("holder", f"product {product.code} is unregistered: it has no holder")
-        return None, None
+        return None, None, False
     if cmd.holder_name is None or cmd.id_number is None:
         raise MalformedRequest(
             "holder", f"product {product.code} is registered: give --holder and --id-number"
@@ -237,7 +255,7 @@ def _holder_for(
                 raise DuplicateIssuance(
                     f"holder ****{holder.id_last4} already has card {mask_pan(card.pan)} of {product.code}"
                 )
-        return holder.id, holder.deposit_account_id
+        return holder.id, holder.deposit_account_id, True
     (deposit_id,) = uow.ids.allocate(1)
     deposit_account = Account(
         deposit_id, code=BankAccount.CARD_DEPOSIT, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -245,7 +263,7 @@ def _holder_for(
     expect_ok(uow.ledger.create_accounts([deposit_account]))
     citizen_key = deps.citizen_key(id_number)
     holder = uow.cardholders.add(name, id_hash, id_number[-4:], cmd.phone, deposit_id, citizen_key)
-    return holder.id, deposit_id
+    return holder.id, deposit_id, False
 
 
 # --- simple lifecycle -----------------------------------------------------------------------------------
@@ -477,6 +495,10 @@ def _successor(old: Card, uow: IssuerUnitOfWork, deps: Deps) -> Card:
     )
     uow.cards.add(new)
     records = uow.card_records.carry_over(old.pan, new.pan)  # the applications enabled follow the holder
+    if not any(r.sfi == TRANSIT_SFI for r in records):  # and its concession; else an empty transit file
+        transit = transit_record(concession_of(None, None), RecordState.WRITTEN, now)
+        uow.card_records.put_transit(new.pan, transit, new=True)
+        records.append(transit)
     if deps.personaliser is not None:
         holder = uow.cardholders.get(old.holder_id) if old.holder_id is not None else None
         deps.personaliser.personalise(bank, product, new, holder.name if holder else None, records=records)

@@ -89,7 +89,7 @@ class CardPersonaliser(Protocol):
     ) -> None:
         """``pin_block``: the PIN chosen at issuance (ISO format 1 under the bank's zone PIN key) for the
         chip's offline PIN; None keeps the chip profile's default. ``records``: the card's records of its
-        proprietary files (the industry applications enabled on it) to personalise."""
+        proprietary files (the industry applications enabled on it, its transit concession) to personalise."""
         ...
 
     def publish(self) -> list[str]: ...

@@ -4,6 +4,7 @@ merchant and terminal onboarding, the audit log. Pages under ``/console``, the A
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
@@ -298,6 +299,26 @@ def api_close(ref: Ref, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
 def api_refund(ref: Ref, body: RefundIn, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
     """Refund a lost or closed card's EC balance after the cooling period."""
     return _service(ctx, st, principal, ref, "refund", to=body.to)
+
+
+class ConcessionIn(BaseModel):
+    category: Literal["elderly", "student", "disabled"]
+    until: date
+
+
+@router.post("/api/cards/{ref}/concession", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_concession(ref: Ref, body: ConcessionIn, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
+    """Grant or renew the registered holder's transit concession: the card's transit file rewritten by
+    issuer script at its next online contact (docs/transit.md "Concessions from the issuer"). Audited."""
+    return _service(ctx, st, principal, ref, "concession", category=body.category, until=body.until)
+
+
+@router.post(
+    "/api/cards/{ref}/concession/revoke", tags=["cards"], responses={401: {}, 403: {}, 404: {}, 409: {}}
+)
+def api_revoke_concession(ref: Ref, ctx: Ctx, st: St, principal: Staff) -> dict[str, Any]:
+    """Withdraw the card's transit concession (by script at its next online contact). Audited."""
+    return _service(ctx, st, principal, ref, "revoke_concession")
 
 
 def _service(
