@@ -260,6 +260,12 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
         rf"\S*/settlement/{day}\n",
         out,
     ), out
+    with engine.connect() as c:  # the validators' fares went up with their line and vehicle (field 63)
+        u = acquirer_uploads.c
+        rides = c.execute(select(u.terminal_id, u.bus_line, u.vehicle).where(u.terminal_id.like("V%"))).all()
+    lines = {(tid, line, vehicle) for tid, line, vehicle in rides}
+    planned = {(t.terminal_id, t.line, t.vehicle) for t in terminals(merchants()) if t.line is not None}
+    assert rides and lines <= planned, lines
     debits, credits = _ledger_sums(engine)
     assert debits == credits and debits > 0
     # a second run finds the city and adds nothing; --for ends it by itself

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +22,7 @@ from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import TerminalKind
 from citycard.clearing import ClearingPolicy
 from citycard.clearing.calendar import clearing_date_of
+from citycard.cli import run
 from citycard.codec.iso8583 import BusRide, Iso8583Error
 from citycard.config import settings
 from citycard.db.clearing_repositories import ClearingEngine
@@ -58,7 +60,11 @@ def _validator(world: PublicWorld, tid: str, line: int, vehicle: str) -> Counter
 
 
 def test_fares_by_line_from_the_validator_to_the_bus_companys_statement(
-    world: PublicWorld, network: Network, sealer: TripSealer, tmp_path: Path
+    world: PublicWorld,
+    network: Network,
+    sealer: TripSealer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from citycard import bootstrap
 
@@ -121,6 +127,17 @@ def test_fares_by_line_from_the_validator_to_the_bus_companys_statement(
         ["L", "bus_line", "5", "fares", "1", "gross_fen"],
     ]
     assert [int(r[6]) for r in lines] == [200, 100]  # gross by line
+    # and the command line's report of the bus company's day
+    capsys.readouterr()
+    assert run(["settlement", "report", "--date", day.isoformat(), "--merchant", BUS_COMPANY, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fares_by_line"] == [
+        {"line": 1, "fares": 1, "gross_fen": 200},
+        {"line": 5, "fares": 1, "gross_fen": 100},
+    ]
+    assert run(["settlement", "report", "--date", day.isoformat(), "--merchant", BUS_COMPANY]) == 0
+    printed = capsys.readouterr().out
+    assert "fares by bus line" in printed and "1.00" in printed
 
 
 def test_a_field_63_of_another_layout_is_refused_and_nothing_kept(world: PublicWorld) -> None:

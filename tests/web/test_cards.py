@@ -421,6 +421,19 @@ def test_operator_grants_and_revokes_a_transit_concession_audited(client: TestCl
         ("concession", "refused"),
         ("concession", "ok"),
     ]
+    # the card page: the concession's row and the clerk's form (the form posts the same service)
+    page = client.get(f"/console/cards/{ref}").text
+    assert 'id="concession"' in page and "none (on the chip: pending)" in page and "concession_grant" in page
+    form = {
+        "csrf_token": headers["X-CSRF-Token"],
+        "action": "concession",
+        "category": "elderly",
+        "until": until,
+    }
+    r = client.post(f"/console/cards/{ref}/service", data=form)
+    assert r.status_code == 200 and f"elderly until {until} (on the chip: pending)" in r.text
+    r = client.post(f"/console/cards/{ref}/service", data={**form, "until": "2001-01-01"})
+    assert r.status_code == 409 and "is past" in r.text
     citizen = sign_in_card(client, city.pans["li"])
     mine = ref_of(city, "li")
     r = client.post(

@@ -325,6 +325,15 @@ def _print_merchants(record: DayRecord) -> None:
     console.print(table)
 
 
+def _print_lines(lines: list[tuple[int, int, int]]) -> None:
+    table = Table("bus line", title="fares by bus line")
+    table.add_column("fares", justify="right")
+    amount_column(table, "gross")
+    for line, count, fen in lines:
+        table.add_row(str(line), str(count), yuan(fen))
+    console.print(table)
+
+
 def _print_industries(record: DayRecord) -> None:
     from rich.bar import Bar
 
@@ -408,8 +417,13 @@ def report(
                         merchant=merchant,
                         scoped=None if whole_day else scoped,
                     )
+            lines: list[tuple[int, int, int]] = []
+            if merchant is not None:  # a bus company: its fares by line (field 63 of the validators' uploads)
+                lines = uow.settlement.fares_by_line(day, merchant)
     if as_json:
         body = _record_json(scoped)
+        if merchant is not None:
+            body["fares_by_line"] = [{"line": n, "fares": c, "gross_fen": f} for n, c, f in lines]
         body["reconciliation"] = _reconciliation_json(captured)
         body["files"] = files
         print_json(body)
@@ -417,6 +431,8 @@ def report(
     if merchant is None:
         _print_positions(scoped, total=whole_day)
     _print_merchants(scoped)
+    if lines:
+        _print_lines(lines)
     if merchant is None:
         _print_industries(scoped)
     _print_reconciliation(scoped, captured, scoped=not whole_day)

@@ -172,6 +172,21 @@ class SqlSettlementStore:
         t = clearing_items
         return int(self.session.execute(select(func.count()).where(t.c.clearing_date == day)).scalar_one())
 
+    def fares_by_line(self, day: str, merchant_id: str) -> list[tuple[int, int, int]]:
+        t = clearing_items
+        query = (
+            select(t.c.bus_line, func.count(), func.sum(t.c.sign * t.c.amount_fen))
+            .where(
+                t.c.clearing_date == day,
+                t.c.merchant_id == merchant_id,
+                t.c.kind == "fare",
+                t.c.bus_line.is_not(None),
+            )
+            .group_by(t.c.bus_line)
+            .order_by(t.c.bus_line)
+        )
+        return [(int(line), int(n), int(fen)) for line, n, fen in self.session.execute(query)]
+
     def network_settlement_accounts(self, banks: Iterable[str]) -> dict[str, int]:
         wanted = list(banks)
         rows = self.session.execute(

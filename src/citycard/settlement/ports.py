@@ -199,6 +199,11 @@ class SettlementStore(Protocol):
         """How many cleared items ``day`` has (a progress bar's total)."""
         ...
 
+    def fares_by_line(self, day: str, merchant_id: str) -> list[tuple[int, int, int]]:
+        """A bus company's fares cleared on ``day`` by bus line: (line, fares, gross fen), by line; the
+        fares without a line (uploaded before it was carried) are left out."""
+        ...
+
 
 class SettlementUnitOfWork(Protocol):
     @property

@@ -338,8 +338,12 @@ def service_form(
     ctx: Ctx,
     st: St,
     principal: Staff,
-    action: Annotated[Literal["report_lost", "replace", "close", "refund"], Form()],
+    action: Annotated[
+        Literal["report_lost", "replace", "close", "refund", "concession", "revoke_concession"], Form()
+    ],
     to: Annotated[Literal["account", "replacement", "cash"], Form()] = "account",
+    category: Annotated[Literal["elderly", "student", "disabled"], Form()] = "elderly",
+    until: Annotated[date | None, Form()] = None,
 ) -> Response:
     try:
         card = cards.resolve_for_service(ctx, st, principal, ref, action)
@@ -347,7 +351,9 @@ def service_form(
         raise HTTPException(403, str(exc)) from None
     notice, error = "", ""
     try:
-        result = cards.service(ctx, st, principal, card, action, to=to)
+        if action == "concession" and until is None:
+            raise ValueError("the concession's last valid day is required")
+        result = cards.service(ctx, st, principal, card, action, to=to, category=category, until=until)
         notice = f"{action.replace('_', ' ')}: done ({', '.join(f'{k} {v}' for k, v in result.items())})"
     except (IssuerError, ValueError) as exc:
         error = str(exc)
