@@ -179,8 +179,10 @@ def test_a_day_with_loads_from_other_accounts(
     assert pending["pan_masked"][-4:] == icbc_payer[-4:] and "*" in pending["pan_masked"]
     assert "reversal of the debit is pending" in pending["detail"]
     assert summary.exceptions["reversal_pending"] == 1
-    with pytest.raises(ExceptionStateError):
+    with pytest.raises(ExceptionStateError, match="pays no one"):
         clearing.resolve(pending["id"], ExceptionAction.ACCEPT)
+    with pytest.raises(ExceptionStateError, match="nothing paid"):
+        clearing.resolve(pending["id"], ExceptionAction.CHARGEBACK)
     snapshot = ledger_snapshot(database)
     assert engine(database, banks, clock).run(DAY) == summary  # a rerun adds nothing
     assert ledger_snapshot(database) == snapshot and len(items(database, "20261125")) == 13

@@ -1029,6 +1029,11 @@ class ClearingEngine:
                         f"exception {exception_id} is {row.status}, not open: it cannot be {action.value}ed"
                     )
                 if action is ExceptionAction.ACCEPT:
+                    if row.reason == ExceptionReason.REVERSAL_PENDING:
+                        raise ExceptionStateError(
+                            f"exception {exception_id} ({row.reason}) can only be rejected: a load's leg "
+                            "without its partner pays no one; reject it once its reversal is applied"
+                        )
                     if row.reason in _NEVER_PAYABLE:
                         raise ExceptionStateError(
                             f"exception {exception_id} ({row.reason}) can only be rejected: its TC does not "
