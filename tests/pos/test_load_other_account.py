@@ -227,6 +227,11 @@ def test_clearing_and_settlement_move_a_cross_bank_load_between_the_banks(world:
     assert summary["by_kind"] == {"ec_account_load": {"count": 2, "amount_fen": -15_000}}
     assert summary["exceptions"] == {}
     folder = world.net.home / "settlement" / day.strftime("%Y%m%d")
+    with (folder / "bank-BOC.csv").open(newline="") as fh:
+        (row,) = [r for r in csv.reader(fh) if r[0] == "D"]
+    role, pan, amount, effect = row[1], row[9], int(row[16]), int(row[-1])
+    assert (role, amount, effect) == ("P", -12_000, -12_000)
+    assert pan == world.net.pan[:6] + "*" * (len(world.net.pan) - 10) + world.net.pan[-4:]  # the EC card
     with (folder / "positions.csv").open(newline="") as fh:
         net = {row[1]: int(row[-1]) for row in csv.reader(fh) if row[0] == "D"}
     assert net == {"BOC": -12_000, "ICBC": 12_000, "CENTER": 0}

@@ -1562,7 +1562,7 @@ def _account_load_insert(d: str, bank: str, start: int, end: int) -> Any:
             card.c.terminal_id,
             m.c.mcc,
             m.c.industry,
-            func.coalesce(t.c.pan_masked, _masked(card.c.pan)),
+            _masked(card.c.pan),  # the EC card's (the acquirer's record has field 2: the other account's)
             card.c.created_ns,
             t.c.rrn,
             pr.c.card_type,
