@@ -192,3 +192,60 @@ def test_pos_load_from_account_on_the_command_line(world: World) -> None:
     assert r.exit_code == 0 and "APPROVED ONLINE" in r.output and "OTHER ACCOUNT" in r.output, r.output
     assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 2_000
     assert _status(world, other)["deposit_available_fen"] == 28_000
+
+
+def test_clearing_and_settlement_move_a_cross_bank_load_between_the_banks(world: World) -> None:
+    """Through the whole chain, then ``citycard clearing run`` (which settles): a BOC account loading the
+    ICBC card is one ``ec_account_load`` item; BOC's position falls by it and ICBC's rises; an ICBC account
+    loading the same card moves nothing between banks; a load whose card leg declined (reversed at BOC) is
+    not cleared. The acquirer captured the two loads: the reconciliation has no difference."""
+    import csv
+    import datetime as dt
+    import json
+
+    from typer.testing import CliRunner
+
+    from citycard.clearing import BEIJING
+    from citycard.cli import app
+
+    day = dt.datetime.now(BEIJING).date()
+    boc, icbc = _account_card(world, "BOC", 200_000), _account_card(world, "ICBC", 30_000)
+    with world.client() as client:
+        pos = world.pos(client)
+        for other, amount in ((boc, 12_000), (icbc, 3_000)):
+            result = pos.load(world.tap(), amount, pin=lambda _: PIN, from_account=(other, OTHER_PIN))
+            assert result.approved, result.outcome.reason
+        declined = pos.load(world.tap(), 150_000, pin=lambda _: PIN, from_account=(boc, OTHER_PIN))
+        assert not declined.approved
+    _eventually(lambda: _status(world, boc)["deposit_available_fen"] == 200_000 - 12_000)
+    _eventually(lambda: _saf_empty(world))
+    if dt.datetime.now(BEIJING).date() != day:
+        pytest.skip("the loads straddle Beijing midnight: two business days")
+    r = CliRunner().invoke(app, ["clearing", "run", "--date", day.isoformat(), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["by_kind"] == {"ec_account_load": {"count": 2, "amount_fen": -15_000}}
+    assert summary["exceptions"] == {}
+    folder = world.net.home / "settlement" / day.strftime("%Y%m%d")
+    with (folder / "bank-BOC.csv").open(newline="") as fh:
+        (row,) = [r for r in csv.reader(fh) if r[0] == "D"]
+    role, pan, amount, effect = row[1], row[9], int(row[16]), int(row[-1])
+    assert (role, amount, effect) == ("P", -12_000, -12_000)
+    assert pan == world.net.pan[:6] + "*" * (len(world.net.pan) - 10) + world.net.pan[-4:]  # the EC card
+    with (folder / "positions.csv").open(newline="") as fh:
+        net = {row[1]: int(row[-1]) for row in csv.reader(fh) if row[0] == "D"}
+    assert net == {"BOC": -12_000, "ICBC": 12_000, "CENTER": 0}
+    reconciliation = (folder / "reconciliation.csv").read_text()
+    assert "captured-cleared" not in reconciliation
+    assert "D,captured,online/ICBC,2,15000," in reconciliation
+    assert _balanced(world)
+    for bank, fen in (("BOC", -12_000), ("ICBC", 12_000)):  # each bank's own report
+        args = ["settlement", "report", "--date", day.isoformat(), "--bank", bank, "--json"]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        (position,) = json.loads(r.output)["positions"]
+        assert (position["participant"], position["net_fen"], position["issued_gross_fen"]) == (
+            bank,
+            fen,
+            -fen,
+        )

@@ -27,6 +27,9 @@ class ItemKind(enum.StrEnum):
     VOID = "void"  # -1: a void or reversal of a purchase cleared on an earlier day
     EC_CASH_LOAD = "ec_cash_load"  # -1: cash taken at a merchant's counter for the card's EC balance
     FARE = "fare"  # +1: an offline purchase at a transport merchant (a validator's fare)
+    # -1: an EC load from another account (0200 620000/91): both legs, counted once; the card's bank
+    # receives, ``payer_bank`` (the other account's) pays; no merchant takes part
+    EC_ACCOUNT_LOAD = "ec_account_load"
 
 
 class ExceptionReason(enum.StrEnum):
@@ -43,6 +46,9 @@ class ExceptionReason(enum.StrEnum):
     AFTER_LOSS = "after_loss"  # offline spending after the card was reported lost
     FARE_REFUND = "fare_refund"  # a validator refused the fare after the card paid (double tap, deny list)
     FLOAT_SHORT = "float_short"  # the card's EC float in the books cannot pay it
+    # an online leg of an EC load from another account approved and not reversed without its partner leg
+    # (the card leg declined or reversed after the debit posted): its reversal is still on its way
+    REVERSAL_PENDING = "reversal_pending"
 
 
 class ExceptionStatus(enum.StrEnum):

@@ -17,7 +17,8 @@
 3. the exceptions an operator **accepted** (or charged back) since become items of this day;
 4. the day's **online** items in one ``INSERT … SELECT`` per acquiring bank (``NOT EXISTS`` makes it
    idempotent): approved purchases not reversed, refunds, voids and reversals of purchases cleared on an
-   earlier day, EC cash loads at a merchant's counter;
+   earlier day, EC cash loads at a merchant's counter, EC loads from another account (both legs, once;
+   a leg without its partner whose reversal is pending: a ``reversal_pending`` exception);
 5. the issuer learns that the cards' offline transactions up to the day's end have cleared
    (``RecordOfflineClearing``), so a lost card's EC refund can go ahead;
 6. ``clearing_runs`` says ``cleared`` with the day's totals, which are read back from the items (a rerun
@@ -1028,6 +1029,11 @@ class ClearingEngine:
                         f"exception {exception_id} is {row.status}, not open: it cannot be {action.value}ed"
                     )
                 if action is ExceptionAction.ACCEPT:
+                    if row.reason == ExceptionReason.REVERSAL_PENDING:
+                        raise ExceptionStateError(
+                            f"exception {exception_id} ({row.reason}) can only be rejected: a load's leg "
+                            "without its partner pays no one; reject it once its reversal is applied"
+                        )
                     if row.reason in _NEVER_PAYABLE:
                         raise ExceptionStateError(
                             f"exception {exception_id} ({row.reason}) can only be rejected: its TC does not "
@@ -1128,9 +1134,12 @@ class ClearingEngine:
     def online(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
         """The day's online items, one ``INSERT … SELECT`` per acquiring bank; returns how many were added."""
         added = 0
+        now = self.clock()
         with self.database.engine.begin() as c:
             for bank, (start, end) in windows.items():
                 added += c.execute(_online_insert(d, bank, start, end)).rowcount or 0
+                added += c.execute(_account_load_insert(d, bank, start, end)).rowcount or 0
+                c.execute(_unpartnered_legs(d, bank, start, end, now))
         return added
 
     # --- 5. the issuer learns what has cleared ---------------------------------------------------------
@@ -1208,10 +1217,12 @@ _NEVER_PAYABLE = frozenset(
         ExceptionReason.CLONE,
         ExceptionReason.TERMINAL_CHANGED,
         ExceptionReason.UNKNOWN_TERMINAL,
+        ExceptionReason.REVERSAL_PENDING,
     }
 )
 """Reasons whose record an operator may only reject: the TC does not show that this card paid this amount
-at this registered terminal (a clone's first TC was cleared; the second is the copy)."""
+at this registered terminal (a clone's first TC was cleared; the second is the copy); a load's leg whose
+reversal is pending is closed once the reversal has been applied (nothing is paid: the legs net to zero)."""
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -1487,3 +1498,165 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
         "rrn", "service_ref", "transfer_id", "exception_id", "card_type",
     ]  # fmt: skip
     return insert(i).from_select(columns, rows)
+
+
+_CARD_LEG, _DEBIT_LEG = "ec_load_other", "ec_load_other_debit"
+"""The two legs of an EC load from another account in ``issuer_authorizations`` (``issuer.commands``): the
+EC card's (request id ``R`` = 32-37) and the other account's (``D`` + ``R``, the issuer front end's)."""
+
+
+def _masked(pan: Any) -> Any:
+    """A PAN masked in SQL as ``mask_pan`` does (first 6, last 4)."""
+    length = func.length(pan)
+    stars = func.substr(literal("*********", String), 1, length - 10)
+    return func.substr(pan, 1, 6).op("||")(stars).op("||")(func.substr(pan, length - 3))
+
+
+def _live(leg: Any) -> Any:
+    return and_(leg.c.response_code.in_(APPROVED), leg.c.reversed_by.is_(None))
+
+
+def _account_load_insert(d: str, bank: str, start: int, end: int) -> Any:
+    """``INSERT INTO clearing_items SELECT …`` of the day's EC loads from another account at ``bank``'s
+    merchants' terminals: one item per load whose two legs are both approved and not reversed (matched by
+    the request id, 32-37, and the terminal and amount), placed by the card leg's time; ``issuer_bank`` the
+    EC card's bank (it receives), ``payer_bank`` the other account's (it pays), sign -1."""
+    card, debit, ic, payer, m, t, i, pr = (
+        issuer_authorizations,
+        issuer_authorizations.alias("debit_leg"),
+        issuer_cards,
+        issuer_cards.alias("payer_card"),
+        center_merchants,
+        acquirer_transactions,
+        clearing_items,
+        issuer_products,
+    )
+    rrn_of = func.substr(card.c.request_id, func.length(card.c.request_id) - literal_column("11"))
+    source = (
+        card.join(
+            debit,
+            and_(
+                debit.c.request_id == literal("D", String).op("||")(card.c.request_id),
+                debit.c.kind == _DEBIT_LEG,
+                debit.c.terminal_id == card.c.terminal_id,
+                debit.c.amount_fen == card.c.amount_fen,
+            ),
+        )
+        .join(ic, ic.c.pan == card.c.pan)
+        .join(payer, payer.c.pan == debit.c.pan)
+        .join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code))
+        .join(m, m.c.merchant_id == card.c.merchant_id)
+        .outerjoin(t, t.c.rrn == rrn_of)
+    )
+    rows = (
+        select(
+            literal(d, String),
+            literal("online", String),
+            card.c.request_id,
+            literal(ItemKind.EC_ACCOUNT_LOAD.value, String),
+            literal(-1),
+            card.c.amount_fen,
+            ic.c.bank_code,
+            func.coalesce(m.c.bank_code, ""),
+            card.c.merchant_id,
+            card.c.terminal_id,
+            m.c.mcc,
+            m.c.industry,
+            _masked(card.c.pan),  # the EC card's (the acquirer's record has field 2: the other account's)
+            card.c.created_ns,
+            t.c.rrn,
+            pr.c.card_type,
+            payer.c.bank_code,
+        )
+        .select_from(source)
+        .where(
+            card.c.kind == _CARD_LEG,
+            _live(card),
+            _live(debit),
+            card.c.created_ns > start,
+            card.c.created_ns <= end,
+            func.coalesce(m.c.bank_code, "") == bank,
+            card.c.amount_fen > 0,
+            ~exists().where(i.c.source == "online", i.c.source_ref == card.c.request_id),
+        )
+    )
+    columns = [
+        "clearing_date", "source", "source_ref", "kind", "sign", "amount_fen", "issuer_bank",
+        "acquirer_bank", "merchant_id", "terminal_id", "mcc", "industry", "pan_masked", "txn_ns", "rrn",
+        "card_type", "payer_bank",
+    ]  # fmt: skip
+    return insert(i).from_select(columns, rows)
+
+
+def _unpartnered_legs(d: str, bank: str, start: int, end: int, now_ns: int) -> Any:
+    """``INSERT INTO clearing_exceptions SELECT …``: each leg of an EC load from another account made in
+    ``bank``'s business day, approved and not reversed, whose partner leg is not (declined, or reversed
+    already): its own reversal is pending (the acquirer reverses a load it could not complete, and the
+    switch sends the reversal to both legs). Its bank's settlement account holds the amount meanwhile; an
+    item would pay it to no one. ``reversal_pending``, open, only ``reject`` (once the reversal is applied
+    the leg nets to zero). A leg reversed before the run is no exception: both legs net to nothing."""
+    leg, partner, ic, m, e = (
+        issuer_authorizations,
+        issuer_authorizations.alias("partner"),
+        issuer_cards,
+        center_merchants,
+        clearing_exceptions,
+    )
+    is_debit = leg.c.kind == _DEBIT_LEG
+    partner_id = case(
+        (is_debit, func.substr(leg.c.request_id, 2)),
+        else_=literal("D", String).op("||")(leg.c.request_id),
+    )
+    ref = literal("online/", String).op("||")(leg.c.request_id)
+    detail = case(
+        (
+            is_debit,
+            literal(
+                "the other account's leg was debited and the EC card's leg did not complete: the reversal "
+                "of the debit is pending",
+                String,
+            ),
+        ),
+        else_=literal(
+            "the EC card's leg was loaded and the other account's leg is not (declined or reversed): the "
+            "reversal of the load is pending",
+            String,
+        ),
+    )
+    partnered = exists().where(
+        partner.c.request_id == partner_id,
+        partner.c.kind == case((is_debit, literal(_CARD_LEG, String)), else_=literal(_DEBIT_LEG, String)),
+        _live(partner),
+    )
+    rows = (
+        select(
+            ref,
+            literal(d, String),
+            literal(ExceptionReason.REVERSAL_PENDING.value, String),
+            literal(ExceptionStatus.OPEN.value, String),
+            detail,
+            _masked(leg.c.pan),
+            leg.c.amount_fen,
+            leg.c.terminal_id,
+            leg.c.merchant_id,
+            ic.c.bank_code,
+            func.coalesce(m.c.bank_code, ""),
+            literal(0),
+            literal(now_ns),
+        )
+        .select_from(leg.join(ic, ic.c.pan == leg.c.pan).join(m, m.c.merchant_id == leg.c.merchant_id))
+        .where(
+            leg.c.kind.in_((_CARD_LEG, _DEBIT_LEG)),
+            _live(leg),
+            leg.c.created_ns > start,
+            leg.c.created_ns <= end,
+            func.coalesce(m.c.bank_code, "") == bank,
+            ~partnered,
+            ~exists().where(e.c.ref == ref),
+        )
+    )
+    columns = [
+        "ref", "opened_date", "reason", "status", "detail", "pan_masked", "amount_fen", "terminal_id",
+        "merchant_id", "issuer_bank", "acquirer_bank", "cleared", "opened_ns",
+    ]  # fmt: skip
+    return insert(e).from_select(columns, rows)

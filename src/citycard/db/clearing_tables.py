@@ -72,6 +72,8 @@ clearing_items = Table(
     Column("transfer_id", BigInteger, nullable=True),  # the issuer-side ledger transfer (offline)
     Column("exception_id", BigInteger, nullable=True),  # the exception it came from (accepted, charged back)
     Column("card_type", String(8), nullable=True),  # the card product's (0023): debit, credit; NULL: unknown
+    # an EC load from another account (0025): the bank of the account that paid (the card's bank receives)
+    Column("payer_bank", String(8), nullable=True),
     UniqueConstraint("source", "source_ref", name="uq_clearing_items_source_ref"),
     CheckConstraint("amount_fen > 0", name="amount_positive"),
     CheckConstraint("sign IN (1, -1)", name="sign"),

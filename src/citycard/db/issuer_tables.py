@@ -165,7 +165,7 @@ issuer_authorizations = Table(
     metadata,
     Column("request_id", String(64), primary_key=True),
     Column("pan", String(19), nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(24), nullable=False),  # 0025: ec_load_other_debit has 19 characters
     Column("fingerprint", String(64), nullable=False),
     Column("response_code", String(2), nullable=False),
     Column("amount_fen", BigInteger, nullable=False),

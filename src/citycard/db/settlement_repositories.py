@@ -88,6 +88,7 @@ clearing_items = table(
     column("rrn", String),
     column("card_type", String),  # 0023: the card's product's (debit, credit); NULL before it
     column("bus_line", Integer),  # a fare's bus line (migration 0024): the bus company's revenue by line
+    column("payer_bank", String),  # an EC load from another account (0025): the bank that paid
 )
 """Clearing's items, as the team contract describes them (the columns settlement reads)."""
 
@@ -95,7 +96,9 @@ clearing_runs = table("clearing_runs", column("clearing_date", String), column("
 
 _ITEM_COLUMNS = [clearing_items.c[name] for name in ClearedItem.__slots__]
 _BEIJING = timezone(timedelta(hours=8))
-_ONLINE_KINDS = ("purchase", "refund", "void", "ec_cash_load")
+_ONLINE_KINDS = ("purchase", "refund", "void", "ec_cash_load", "ec_load_other")
+"""The acquirer's financial kinds (``acquirer.model.TransactionKind``); ``ec_load_other`` is the EC load
+from another account, cleared as ``ec_account_load``."""
 
 
 def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:

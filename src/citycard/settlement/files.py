@@ -6,7 +6,9 @@ again gives the same bytes. Layouts (docs/settlement.md, "Files"): every row sta
 
 - ``positions.csv``: each participant's net position (the banks, then ``CENTER``), and their total (zero);
 - ``bank-CODE.csv``: the bank's clearing file: each item it took part in, as issuer (``I``), acquirer
-  (``A``) or both (``IA``), with its fees and the item's effect on the bank's position, then its position;
+  (``A``) or both (``IA``) — for an EC load from another account, the EC card's bank (``I``) and the bank
+  of the account that paid (``P``) — with its fees and the item's effect on the bank's position, then its
+  position;
 - ``merchant-ID.csv``: the merchant's statement: each item with its discount and net, the day's totals and
   the payout (T+1);
 - ``industries.csv``: items, gross and discount by industry;
@@ -186,6 +188,8 @@ def _bank_effect(bank: str, item: ClearedItem, fees: ItemFees) -> int:
     effect = 0
     if item.issuer_bank == bank:
         effect -= item.signed_fen - fees.issuer_fen
+    if item.payer_bank is not None:  # an EC load from another account: the payer's card spent it
+        return effect + (item.signed_fen if item.payer_bank == bank else 0)
     if item.acquirer_bank == bank:
         effect += item.signed_fen - fees.issuer_fen - fees.network_fen
     return effect
@@ -235,6 +239,17 @@ def _reconciliation(out: _Csv, record: DayRecord, captured: Captured, *, scoped:
         gross,
         "",
     )
+    loads = next((k for k in record.kinds if k.key == "online/ec_account_load"), None)
+    if loads is not None:
+        out.row(
+            "X",
+            "cleared-settled",
+            "EC loads from another account",
+            loads.item_count,
+            0,
+            f"{loads.gross_fen} fen between issuers, no merchant: each payer bank pays, the EC card's bank "
+            "receives (bank files, roles P and I); both at one bank: nothing moves between banks",
+        )
     out.row("D", "settled", "gross", record.item_count, gross, settled_from)
     out.row(
         "X", "cleared-settled", "merchant discount", "", discount, "fees: issuer, network and acquirer shares"
@@ -326,7 +341,17 @@ class _Writer:
 
 
 def _role(bank: str, item: ClearedItem) -> str:
+    """``I`` issuer, ``A`` acquirer; for an EC load from another account ``I`` the EC card's bank and ``P``
+    the payer's (``IP``: both accounts at the bank, the item moves nothing between banks)."""
+    if item.payer_bank is not None:
+        return ("I" if item.issuer_bank == bank else "") + ("P" if item.payer_bank == bank else "")
     return ("I" if item.issuer_bank == bank else "") + ("A" if item.acquirer_bank == bank else "")
+
+
+def _banks_of(item: ClearedItem) -> list[str]:
+    """The banks whose clearing file lists the item."""
+    other = item.payer_bank if item.payer_bank is not None else item.acquirer_bank
+    return sorted({item.issuer_bank, other})
 
 
 def _by_merchant(item: ClearedItem) -> tuple[str, str]:
@@ -363,12 +388,18 @@ def write_day_files(
             out.row("H", "settlement_date", record.day, "bank", b)
             out.row("record", "role", *ITEM_HEADER, "bank_effect_fen")
         for key, items in groupby(items_by_merchant, key=_by_merchant):
-            m = merchants[key]
-            wanted = (bank is None or m.bank == bank) and (merchant is None or m.merchant_id == merchant)
+            # a merchant whose terminal took only EC loads from another account has no statement
+            m = merchants.get(key)
+            wanted = (
+                m is not None
+                and (bank is None or m.bank == bank)
+                and (merchant is None or m.merchant_id == merchant)
+            )
             with ExitStack() as one:
                 statement = None
                 lines: dict[int, list[int]] = {}  # a bus company's fares by line: count, gross, discount
                 if wanted:
+                    assert m is not None
                     statement = _Csv(one.enter_context(sink.open(f"merchant-{m.merchant_id}.csv")))
                     _merchant_head(statement, record, m)
                 for item in items:
@@ -381,20 +412,21 @@ def write_day_files(
                         card_type=item.card_type,
                     )
                     values = _item_values(item, fees)
-                    if statement is not None:
+                    if statement is not None and not item.account_load:  # not the merchant's money
                         statement.row("D", *values, item.signed_fen - fees.discount_fen)
                         if item.kind == "fare" and item.bus_line is not None:
                             line = lines.setdefault(item.bus_line, [0, 0, 0])
                             line[0] += 1
                             line[1] += item.signed_fen
                             line[2] += fees.discount_fen
-                    for b in sorted({item.issuer_bank, item.acquirer_bank}):
+                    for b in _banks_of(item):
                         if b in bank_out:
                             bank_out[b].row("D", _role(b, item), *values, _bank_effect(b, item, fees))
                     done += 1
                     if progress is not None and done % PROGRESS_EVERY == 0:
                         progress(done)
                 if statement is not None:
+                    assert m is not None
                     _merchant_tail(statement, m)
                     _line_rows(statement, lines)
                     statement.flush()

@@ -11,7 +11,15 @@ contract of clearing → settlement) stream through :class:`DayTotals` once; fro
 - the **merchant payouts** (T+1, net of the discount): :func:`plan_payouts`.
 
 Signs: an item's ``sign`` is +1 when money flows from the card to the merchant's side (purchase, fare) and
-−1 when it flows back to the card (refund, void, EC cash load). Every total here is signed that way.
+−1 when it flows back to the card (refund, void, EC cash load, EC load from another account). Every total
+here is signed that way.
+
+An **EC load from another account** (``ec_account_load``, 0200 620000/91) has no merchant side: the other
+account's bank (``payer_bank``) debited that account and the EC card's bank (``issuer_bank``) credited the
+card's EC float, each through its network settlement account. It counts as the payer's card spending its
+amount and the EC card's bank's card getting it back: the payer's issued gross rises by the amount, the
+EC card's bank's falls by it, so the payer's net position falls and the other's rises; no fee, no merchant,
+no industry. When both accounts are at one bank the two cancel: nothing moves between banks.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from citycard.ledger.model import MAX_ID, Transfer
 from .fees import FeeSchedule, ItemFees
 
 __all__ = [
+    "ACCOUNT_LOAD",
     "CENTER",
     "ITEM_KINDS",
     "Account",
@@ -50,7 +59,9 @@ __all__ = [
 
 CENTER = "CENTER"
 """The Citizen Card Service Center as a participant of net settlement (it keeps the network fees)."""
-ITEM_KINDS = frozenset({"purchase", "refund", "void", "ec_cash_load", "fare"})
+ACCOUNT_LOAD = "ec_account_load"
+"""An EC load from another account: between two issuers (``payer_bank`` pays), no merchant."""
+ITEM_KINDS = frozenset({"purchase", "refund", "void", "ec_cash_load", "fare", ACCOUNT_LOAD})
 _DATE = re.compile(r"[0-9]{8}")
 
 
@@ -109,10 +120,18 @@ class ClearedItem:
     rrn: str | None
     card_type: str | None = None  # the card's product's: debit | credit; None (before 0023): as debit
     bus_line: int | None = None  # a fare: the bus line the validator journaled (field 63 of its upload)
+    payer_bank: str | None = None  # an EC load from another account: the bank of the account that paid
 
     def __post_init__(self) -> None:
         assert self.sign in (1, -1) and self.amount_fen > 0, self
         assert self.kind in ITEM_KINDS, self.kind
+        assert (self.kind == ACCOUNT_LOAD) == (self.payer_bank is not None), self
+        assert self.kind != ACCOUNT_LOAD or self.sign == -1, self
+
+    @property
+    def account_load(self) -> bool:
+        """An EC load from another account: between two issuers, no merchant (the module's docstring)."""
+        return self.payer_bank is not None
 
     @property
     def signed_fen(self) -> int:
@@ -191,6 +210,13 @@ class DayTotals:
         fees = self.schedule.fees(
             item.kind, item.sign, item.amount_fen, item.industry, item.mcc, card_type=item.card_type
         )
+        k = self.kinds.setdefault((item.source, item.kind), KindTotals())
+        k.count += 1
+        k.amount_fen += item.amount_fen
+        self.item_count += 1
+        if item.payer_bank is not None:
+            self._account_load(item, item.payer_bank)
+            return fees
         key = (item.acquirer_bank, item.merchant_id)
         m = self.merchants.get(key)
         if m is None:
@@ -212,11 +238,17 @@ class DayTotals:
         i.item_count += 1
         i.gross_fen += item.signed_fen
         i.issuer_fee_fen += fees.issuer_fen
-        k = self.kinds.setdefault((item.source, item.kind), KindTotals())
-        k.count += 1
-        k.amount_fen += item.amount_fen
-        self.item_count += 1
         return fees
+
+    def _account_load(self, item: ClearedItem, payer: str) -> None:
+        """An EC load from another account: the payer's card spent the amount, the EC card got it back
+        (no fee: :data:`~citycard.settlement.fees.FEE_KINDS` has no such kind)."""
+        for bank, signed in ((item.issuer_bank, item.signed_fen), (payer, -item.signed_fen)):
+            i = self.issuers.get(bank)
+            if i is None:
+                i = self.issuers[bank] = IssuerTotals(bank)
+            i.item_count += 1
+            i.gross_fen += signed
 
     def add_all(self, items: Iterable[ClearedItem]) -> DayTotals:
         for item in items:
