@@ -279,7 +279,7 @@ def main() -> None:
     print(f"{label:<56} {rules * 1e3:>9.3f} {'':>8} {rules * 1e3 / GATE_BUDGET_MS:>12.3%}")
     rows = [
         ("kernel + card, fixed fare 2.00 (8 APDUs)", fixed_kernel),
-        ("kernel + card, fare engine + MAC (12 APDUs)", engine_kernel),
+        ("kernel + card, fare engine + MAC (13 APDUs)", engine_kernel),
         *taps.items(),
         *(("disk: " + k, v) for k, v in disk.items()),
     ]
