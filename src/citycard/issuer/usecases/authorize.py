@@ -258,18 +258,7 @@ def _debit_other_account(
         req, card, checks, bank=deps.bank(uow, card.bank_code), now_ns=deps.clock()
     )
     decision = _post(decision, req, uow)
-    balance = None
-    if decision.approved and card.deposit_account_id is not None:
-        balance = available(uow, card.deposit_account_id)
-    response = AuthorizationResponse(
-        req.request_id,
-        decision.code,
-        decision.reason,
-        authorization_code=_authorization_code(req) if decision.approved else "",
-        balance_fen=balance,
-        flags=decision.flags,
-    )
-    return response, [t.id for t in decision.legs], decision.card
+    return _card_absent_response(req, decision, card, uow), [t.id for t in decision.legs], decision.card
 
 
 def _refund(
@@ -280,10 +269,18 @@ def _refund(
     original = uow.authorizations.get(req.original_request_id, for_update=True)
     bank = deps.bank(uow, card.bank_code) if card is not None else None
     decision = _post(decide_refund(req, card, original, bank), req, uow)
+    return _card_absent_response(req, decision, card, uow), [t.id for t in decision.legs]
+
+
+def _card_absent_response(
+    req: AuthorizationRequest, decision: Decision, card: Card | None, uow: IssuerUnitOfWork
+) -> AuthorizationResponse:
+    """The answer to a request without chip data to answer (no ARPC, no scripts): the posted decision's
+    code and flags, an authorization code when approved, and the deposit account's available balance."""
     balance = None
     if decision.approved and card is not None and card.deposit_account_id is not None:
         balance = available(uow, card.deposit_account_id)
-    response = AuthorizationResponse(
+    return AuthorizationResponse(
         req.request_id,
         decision.code,
         decision.reason,
@@ -291,7 +288,6 @@ def _refund(
         balance_fen=balance,
         flags=decision.flags,
     )
-    return response, [t.id for t in decision.legs]
 
 
 def _authorization_code(req: AuthorizationRequest) -> str:
