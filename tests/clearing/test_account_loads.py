@@ -28,19 +28,9 @@ from citycard.issuer.handlers import IssuerService
 from citycard.settlement import CENTER, settle_day
 from citycard.settlement.fees import default_schedule
 
-from tests.clearing import test_day as clearing_day
 from tests.clearing.test_day import DAY, NEXT_DAY, balances, build_day, engine, float_of, items
 from tests.clearing.world import PHARMACY, SUPERMARKET, Holder, card
 from tests.issuer.conftest import Clock, Terminal, ledger_snapshot
-
-banks = clearing_day.banks
-certify_issuer = clearing_day.certify_issuer
-clock = clearing_day.clock
-database = clearing_day.database
-demo_ca = clearing_day.demo_ca
-service = clearing_day.service
-sink = clearing_day.sink
-hsm = clearing_day.hsm
 
 pytestmark = pytest.mark.xdist_group("settlement")
 

@@ -16,19 +16,8 @@ from citycard.issuer.commands import AddProduct, MalformedRequest
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import CardType
 
-from tests.clearing import test_day as clearing_day
 from tests.clearing.test_day import DAY, Day, engine, items
 from tests.issuer.conftest import BOC_BIN, Clock
-
-banks = clearing_day.banks
-certify_issuer = clearing_day.certify_issuer
-clock = clearing_day.clock
-database = clearing_day.database
-demo_ca = clearing_day.demo_ca
-service = clearing_day.service
-sink = clearing_day.sink
-hsm = clearing_day.hsm
-day = clearing_day.day
 
 
 def test_a_product_is_debit_unless_made_credit(banks: IssuerService, database: Database) -> None:

@@ -23,19 +23,8 @@ from citycard.hsm import SealedDataError
 from citycard.issuer.handlers import IssuerService
 
 from tests.acquirer.test_pans_at_rest import holds_pan
-from tests.clearing import test_day as clearing_day
 from tests.clearing.test_day import DAY, Day, engine
 from tests.issuer.conftest import Clock
-
-banks = clearing_day.banks
-certify_issuer = clearing_day.certify_issuer
-clock = clearing_day.clock
-database = clearing_day.database
-demo_ca = clearing_day.demo_ca
-service = clearing_day.service
-sink = clearing_day.sink
-hsm = clearing_day.hsm
-day = clearing_day.day
 
 PREFIXES = ("clearing_", "acquirer_")
 

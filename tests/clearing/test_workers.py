@@ -30,21 +30,10 @@ from citycard.db.settlement_repositories import SettlementUnitOfWork
 from citycard.db.tables import metadata
 from citycard.issuer.handlers import IssuerService
 
-from tests.clearing import test_day as clearing_day
 from tests.clearing.test_day import DAY, engine
 from tests.conftest import POSTGRES_URL
 from tests.issuer.conftest import Clock
 from tests.settlement.test_end_to_end import settle_into
-
-banks = clearing_day.banks
-certify_issuer = clearing_day.certify_issuer
-clock = clearing_day.clock
-database = clearing_day.database
-demo_ca = clearing_day.demo_ca
-service = clearing_day.service
-sink = clearing_day.sink
-hsm = clearing_day.hsm
-day = clearing_day.day
 
 pytestmark = pytest.mark.xdist_group("clearing-workers")
 
