@@ -119,7 +119,7 @@ def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response:
         day_amounts=[(d[5:], fen) for d, _, fen in f.days],
         lines_day=lines_day,
         lines=lines,
-        line_chart=[(f"{x['merchant_id'][-4:]} line {x['line']}", x["gross_fen"]) for x in lines],
+        line_chart=[(f"{x['merchant_id'][-6:]} line {x['line']}", x["gross_fen"]) for x in lines],
     )
 
 

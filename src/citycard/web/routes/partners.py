@@ -333,5 +333,5 @@ def settlement_page(request: Request, ctx: Ctx, principal: Staff, day: str = "")
         chosen=chosen,
         d=settlement.day_json(record, principal) if record else None,
         lines=lines,
-        line_chart=[(f"{f['merchant_id'][-4:]} line {f['line']}", f["gross_fen"]) for f in lines],
+        line_chart=[(f"{f['merchant_id'][-6:]} line {f['line']}", f["gross_fen"]) for f in lines],
     )
