@@ -204,3 +204,50 @@ def test_the_service_centers_transit_application_is_the_concession_the_validator
     disable_application(DisableApplication(world.net.pan, "transit"), world.public(), time.time_ns)
     _buy(world)
     assert _on_chip(world) == Concession()
+
+
+def _center_transit(world: PublicWorld) -> tuple[str, dict[str, str], str, int] | None:
+    """The service center's transit application of the card: status, data, chip state, version."""
+    with world.public() as uow:
+        app = uow.apps.get(world.net.pan, "transit")
+    return None if app is None else (app.status.value, dict(app.data), app.chip, app.changed_ns)
+
+
+def test_the_banks_concession_updates_the_service_centers_transit_application(world: PublicWorld) -> None:
+    """The other direction: a concession the bank grants or revokes (SetConcession, RevokeConcession) makes
+    the service center's transit application (SFI 22 record 1) match, in the same transaction, and the
+    card's applications file gets it with the concession record."""
+    from citycard.pos.apps import read_applications
+
+    service = world.net.issuer.service
+    assert _center_transit(world) is None
+    until = TODAY + dt.timedelta(days=300)
+    data = {"category": "student", "valid_until": until.strftime("%Y%m%d")}
+    service.set_concession(SetConcession(world.net.pan, "student", until))
+    granted = _center_transit(world)
+    assert granted is not None and granted[:3] == ("enabled", data, "pending")
+    _buy(world)  # UPDATE RECORD SFI 21 record 1 and SFI 22 record 1
+    records = read_applications(world.tap())
+    assert records is not None and {r.app: (r.state, dict(r.data)) for r in records}["transit"] == (
+        "enabled",
+        data,
+    )
+    assert _on_chip(world) == Concession(Category.STUDENT, until)
+    _buy(world)  # confirmed
+    assert _center_transit(world) == ("enabled", data, "written", granted[3])
+
+    service.set_concession(SetConcession(world.net.pan, "student", until))  # the same: nothing changes
+    assert _center_transit(world) == ("enabled", data, "written", granted[3])
+    later = until + dt.timedelta(days=365)  # renewed: the new last day
+    service.set_concession(SetConcession(world.net.pan, "student", later))
+    renewed = _center_transit(world)
+    assert renewed is not None and renewed[1]["valid_until"] == later.strftime("%Y%m%d")
+    assert renewed[2] == "pending" and renewed[3] > granted[3]
+
+    service.revoke_concession(RevokeConcession(world.net.pan))
+    revoked = _center_transit(world)
+    assert revoked is not None and revoked[:3] == ("disabled", renewed[1], "pending")  # its data kept
+    _buy(world)
+    records = read_applications(world.tap())
+    assert records is not None and {r.app: r.state for r in records}["transit"] == "disabled"
+    assert _on_chip(world) == Concession()

@@ -734,6 +734,43 @@ class SqlCardRecords(_Repo):
         else:
             done = self._execute(update(t).where(t.c.pan == pan).values(**values))
             assert done.rowcount == 1, done.rowcount
+            if record.state is RecordState.PENDING:  # a change of the concession (SetConcession, Revoke...)
+                self._sync_transit_app(pan, record)
+
+    def _sync_transit_app(self, pan: str, record: CardRecord) -> None:
+        """The service center's ``transit`` application (``public_card_applications``, SFI 22 record 1) made
+        to match a concession the bank granted or revoked, in the same transaction (the other direction is
+        ``SqlCardApplications.put``): a concession → enabled with its category and last day; none → an
+        enabled application disabled (its data kept, as ``public apps disable`` does); an application that
+        says so already, or none to disable, is left alone. A change goes to the chip as pending, by the
+        same script as the concession record (the card is marked by the use case)."""
+        t = public_card_applications
+        concession = Concession.decode(record.data)
+        row = self._one(select(t).where(t.c.pan == pan, t.c.app_code == "transit").with_for_update())
+        if concession.valid_until is not None:
+            status = "enabled"
+            data = {
+                "category": concession.category.name.lower(),
+                "valid_until": concession.valid_until.strftime("%Y%m%d"),
+            }
+        else:
+            if row is None or row.status != "enabled":
+                return
+            status, data = "disabled", json.loads(row.data)
+        if row is not None and row.status == status and json.loads(row.data) == data:
+            return
+        values = {
+            "status": status,
+            "data": json.dumps(data, sort_keys=True),
+            "changed_ns": record.version if row is None else max(record.version, int(row.changed_ns) + 1),
+            "chip_state": RecordState.PENDING.value,
+            "sent_atc": None,
+            "sent_count": 0,
+        }
+        if row is None:
+            self._execute(insert(t).values(pan=pan, app_code="transit", **values))
+        else:
+            self._execute(update(t).where(t.c.pan == pan, t.c.app_code == "transit").values(**values))
 
     def carry_over(self, old_pan: str, new_pan: str) -> list[CardRecord]:
         t = public_card_applications

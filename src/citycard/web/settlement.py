@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from citycard.bootstrap import WebContext
 from citycard.db.settlement_repositories import SettlementUnitOfWork
+from citycard.db.settlement_tables import settlement_merchants
 from citycard.settlement.ports import DayRecord
 
 from .store import Principal
 
-__all__ = ["MAX_DAYS", "day_record", "merchant_payouts", "positions_of", "settled_days"]
+__all__ = [
+    "MAX_DAYS",
+    "day_record",
+    "fares_by_line",
+    "latest_lines",
+    "lines_of_day",
+    "merchant_payouts",
+    "positions_of",
+    "settled_days",
+]
 
 MAX_DAYS = 60
 """The most settled days a listing reads (newest first)."""
@@ -28,6 +40,46 @@ def settled_days(ctx: WebContext, limit: int = MAX_DAYS) -> list[str]:
 def day_record(ctx: WebContext, day: str) -> DayRecord | None:
     with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
         return uow.settlement.load(day)
+
+
+def fares_by_line(ctx: WebContext, day: str, merchant_id: str) -> list[dict[str, int]]:
+    """A bus company's fares of the settled ``day`` by bus line (settlement's
+    ``SettlementStore.fares_by_line``, as ``citycard settlement report --merchant ID`` prints them): line,
+    fares, gross fen; fares uploaded without a line are not in it."""
+    with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        rows = uow.settlement.fares_by_line(day, merchant_id)
+    return [{"line": line, "fares": n, "gross_fen": fen} for line, n, fen in rows]
+
+
+def lines_of_day(ctx: WebContext, record: DayRecord, principal: Principal) -> list[dict[str, Any]]:
+    """The fares by line of every bus company (industry ``transport``) ``principal`` may see on the settled
+    day (an operator: all; a bank user: the ones it acquires for), one row per company and line."""
+    if principal.role == "bank":
+        record = record.scoped(bank=principal.bank or "")
+    return _lines(ctx, record.day, [m.merchant_id for m in record.merchants if m.industry == "transport"])
+
+
+def latest_lines(ctx: WebContext) -> tuple[str, list[dict[str, Any]]]:
+    """The latest settled day (YYYYMMDD, "" if none) and its bus companies' fares by line (the operator's
+    dashboard): the day's transport merchants from ``settlement_merchants``, the lines from the store."""
+    days = settled_days(ctx, 1)
+    if not days:
+        return "", []
+    m = settlement_merchants.c
+    with ctx.database.engine.connect() as conn:
+        companies = conn.execute(
+            select(m.merchant_id).where(m.settlement_date == days[0], m.industry == "transport")
+        ).scalars()
+        return days[0], _lines(ctx, days[0], [str(c) for c in companies])
+
+
+def _lines(ctx: WebContext, day: str, companies: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        for merchant_id in sorted(set(companies)):
+            for line, n, fen in uow.settlement.fares_by_line(day, merchant_id):
+                out.append({"merchant_id": merchant_id, "line": line, "fares": n, "gross_fen": fen})
+    return out
 
 
 def _records(ctx: WebContext, limit: int) -> list[DayRecord]:

@@ -18,7 +18,7 @@ from citycard.center.ports import MerchantQuery
 from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
 from citycard.issuer.model import IssuerError
 
-from .. import cards, exceptions
+from .. import cards, exceptions, settlement
 from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
@@ -109,6 +109,7 @@ def api_figures(ctx: Ctx, principal: Operator) -> FiguresOut:
 @router.get("/console", include_in_schema=False)
 def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response:
     f = figures(ctx.database.engine, ctx.clock())
+    lines_day, lines = settlement.latest_lines(ctx)
     return page(
         request,
         "console/dashboard.html",
@@ -116,6 +117,9 @@ def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response:
         days=DAYS,
         bank=None,
         day_amounts=[(d[5:], fen) for d, _, fen in f.days],
+        lines_day=lines_day,
+        lines=lines,
+        line_chart=[(f"{x['merchant_id'][-6:]} line {x['line']}", x["gross_fen"]) for x in lines],
     )
 
 

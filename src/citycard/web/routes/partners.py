@@ -8,7 +8,9 @@ gross, discount, net and payout with its value date. ``/sales`` adds what is not
 approved online sales per business day (Beijing time), gross, as the issuers authorized them.
 
 Settlement reports (operators; a bank user sees its own position and merchants): ``/api/settlement`` and
-``/console/settlement``."""
+``/console/settlement``. A merchant's settled day (``/merchant/ID/settlement/YYYYMMDD``,
+``GET /api/merchants/ID/settlement/YYYYMMDD/lines``): its payout and, for a bus company, its fares by bus
+line (settlement's ``SettlementStore.fares_by_line``), seen by whoever may see the merchant."""
 
 from __future__ import annotations
 
@@ -74,6 +76,12 @@ class Position(BaseModel):
     acquirer_fee_fen: int
     network_fee_fen: int
     net_fen: int = Field(description="> 0: the participant receives; < 0: it pays")
+
+
+class FareLine(BaseModel):
+    line: int = Field(description="the bus line the validators journaled (field 63 of their uploads)")
+    fares: int = Field(description="fares cleared on the line that day")
+    gross_fen: int
 
 
 class DaySales(BaseModel):
@@ -250,6 +258,46 @@ def merchant_payouts_page(
 
 # --- settlement reports (operators; a bank user: its own position and merchants) ----------------------------
 Day = Annotated[str, Path(pattern=r"^[0-9]{8}$", description="settlement date YYYYMMDD")]
+
+
+def _settled(ctx: WebContext, day: str) -> str:
+    if day not in settlement.settled_days(ctx):
+        raise NotFound(f"day {day} is not settled")
+    return day
+
+
+@router.get(
+    "/api/merchants/{merchant_id}/settlement/{day}/lines",
+    tags=["merchant"],
+    responses={401: {}, 403: {}, 404: {}},
+)
+def api_merchant_fares_by_line(
+    merchant_id: MerchantId, day: Day, ctx: Ctx, principal: MerchantOrStaff
+) -> list[FareLine]:
+    """A bus company's fares of a settled day by bus line (line, fares, gross), by line; fares uploaded
+    without a line are left out. Another merchant's, or a day not settled: 404."""
+    mid = _merchant(ctx, principal, merchant_id)
+    return [FareLine(**f) for f in settlement.fares_by_line(ctx, _settled(ctx, day), mid)]
+
+
+@router.get("/merchant/{merchant_id}/settlement/{day}", include_in_schema=False)
+def merchant_day_page(
+    request: Request, merchant_id: MerchantId, day: Day, ctx: Ctx, principal: MerchantOrStaff
+) -> Response:
+    mid = _merchant(ctx, principal, merchant_id)
+    chosen = _settled(ctx, day)
+    lines = settlement.fares_by_line(ctx, chosen, mid)
+    return page(
+        request,
+        "partners/merchant_day.html",
+        merchant_id=mid,
+        day=chosen,
+        payouts=[p for p in settlement.merchant_payouts(ctx, mid) if p["settlement_date"] == chosen],
+        lines=lines,
+        line_chart=[(f"line {f['line']}", f["gross_fen"]) for f in lines],
+    )
+
+
 Staff = Annotated[Principal, Depends(require("operator", "bank"))]
 
 
@@ -261,11 +309,15 @@ def api_settled_days(ctx: Ctx, principal: Staff) -> list[str]:
 
 @router.get("/api/settlement/{day}", tags=["settlement"], responses={401: {}, 403: {}, 404: {}})
 def api_settlement_day(day: Day, ctx: Ctx, principal: Staff) -> dict[str, Any]:
-    """A settled day: net positions, totals by industry, merchants' payouts (a bank user: its own)."""
+    """A settled day: net positions, totals by industry, merchants' payouts and the bus companies' fares by
+    line (a bank user: its own position and merchants)."""
     record = settlement.day_record(ctx, day)
     if record is None:
         raise NotFound(f"day {day} is not settled")
-    return settlement.day_json(record, principal)
+    return {
+        **settlement.day_json(record, principal),
+        "fares_by_line": settlement.lines_of_day(ctx, record, principal),
+    }
 
 
 @router.get("/console/settlement", include_in_schema=False)
@@ -273,10 +325,13 @@ def settlement_page(request: Request, ctx: Ctx, principal: Staff, day: str = "")
     days = settlement.settled_days(ctx)
     chosen = day if day in days else (days[0] if days else "")
     record = settlement.day_record(ctx, chosen) if chosen else None
+    lines = settlement.lines_of_day(ctx, record, principal) if record else []
     return page(
         request,
         "console/settlement.html",
         days=days,
         chosen=chosen,
         d=settlement.day_json(record, principal) if record else None,
+        lines=lines,
+        line_chart=[(f"{f['merchant_id'][-6:]} line {f['line']}", f["gross_fen"]) for f in lines],
     )
