@@ -602,7 +602,7 @@ class ClearingEngine:
         card = (p.c.card_shard, p.c.pan_fingerprint)
         following = tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String))
         query = base.where(following).order_by(*card, p.c.ref).limit(self.batch_size)
-        rows = list(c.execute(query))
+        rows = list(c.execute(query).all())  # fetchall: not a fetchone per row
         if len(rows) == self.batch_size:
             last = rows[-1]
             rest = base.where(
