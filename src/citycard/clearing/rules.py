@@ -76,6 +76,42 @@ class CardFacts:
     lost_at_ns: int | None
 
 
+class _CardTcs:
+    """A card's TCs presented so far (in the order they were seen) and the bounds of their ATCs and dates.
+
+    The clone check compares a new TC with each of them ("the counter went back"); no one of them can fail
+    it when the new ATC is at least every earlier one's and its date no earlier than theirs (or it is below
+    all of them and no later) — the usual case, a card's TCs arriving in ATC order — and then
+    :meth:`may_go_back` returns nothing instead of the whole list, so the check costs the same whatever the
+    card's history; otherwise it returns them all, in order, and the first that fails is the one reported,
+    as before."""
+
+    __slots__ = ("max_atc", "max_date", "min_atc", "min_date", "tcs")
+
+    def __init__(self) -> None:
+        self.tcs: list[SeenTc] = []
+        self.min_atc = self.max_atc = 0
+        self.min_date = self.max_date = date.min
+
+    def add(self, s: SeenTc) -> None:
+        if not self.tcs:
+            self.min_atc = self.max_atc = s.atc
+            self.min_date = self.max_date = s.txn_date
+        else:
+            self.min_atc, self.max_atc = min(self.min_atc, s.atc), max(self.max_atc, s.atc)
+            self.min_date, self.max_date = min(self.min_date, s.txn_date), max(self.max_date, s.txn_date)
+        self.tcs.append(s)
+
+    def may_go_back(self, atc: int, txn_date: date) -> list[SeenTc]:
+        """The TCs to compare with a new one of ``atc`` and ``txn_date``: none when no one can be higher
+        and earlier, nor lower and later; else all of them."""
+        if not self.tcs:
+            return self.tcs
+        none_higher_earlier = self.max_atc <= atc or self.min_date >= txn_date
+        none_lower_later = self.min_atc >= atc or self.max_date <= txn_date
+        return [] if none_higher_earlier and none_lower_later else self.tcs
+
+
 def classify(
     records: Iterable[OfflineRecord],
     seen: MutableMapping[TcKey, SeenTc],
@@ -84,9 +120,9 @@ def classify(
     day: date,
 ) -> list[Verdict]:
     """A verdict per record, in card and ATC order; ``seen`` gains each TC presented for the first time."""
-    by_card: dict[tuple[str, str], list[SeenTc]] = {}
+    by_card: dict[tuple[str, str], _CardTcs] = {}
     for (pan, psn, _), s in seen.items():
-        by_card.setdefault((pan, psn), []).append(s)
+        by_card.setdefault((pan, psn), _CardTcs()).add(s)
     verdicts = []
     for record in sorted(records, key=OfflineRecord.sort_key):
         verdict = _verdict(record, seen, by_card, cards, policy, day)
@@ -101,7 +137,7 @@ def _exception(record: OfflineRecord, reason: ExceptionReason, detail: str, **kw
 def _verdict(
     record: OfflineRecord,
     seen: MutableMapping[TcKey, SeenTc],
-    by_card: dict[tuple[str, str], list[SeenTc]],
+    by_card: dict[tuple[str, str], _CardTcs],
     cards: Mapping[str, CardFacts],
     policy: ClearingPolicy,
     day: date,
@@ -143,8 +179,8 @@ def _verdict(
         return _exception(
             record, R.DUPLICATE, f"the TC of {before.ref} again", status=ExceptionStatus.REPORTED
         )
-    card_seen = by_card.setdefault((record.pan, record.psn), [])
-    for other in card_seen:
+    card_seen = by_card.setdefault((record.pan, record.psn), _CardTcs())
+    for other in card_seen.may_go_back(tc.atc, tc.txn_date):
         earlier_but_higher = other.atc > tc.atc and other.txn_date < tc.txn_date
         later_but_lower = other.atc < tc.atc and other.txn_date > tc.txn_date
         if earlier_but_higher or later_but_lower:
@@ -154,7 +190,7 @@ def _verdict(
             return _exception(record, R.CLONE, detail, deny=True)
     first = SeenTc(tc.atc, tc.cryptogram, record.terminal_id, tc.amount_fen, tc.txn_date, record.ref)
     seen[key] = first
-    card_seen.append(first)
+    card_seen.add(first)
     if not record.registered:
         return _exception(record, R.UNKNOWN_TERMINAL, f"terminal {record.terminal_id} is not registered")
     if record.fare_refund:
