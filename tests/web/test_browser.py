@@ -1,6 +1,7 @@
 """The web pages in headless Chromium (Playwright driving Debian's ``/usr/bin/chromium``; Playwright's own
 browser download cannot work here): sign in; every figure on the dashboard equals a query of the database
 written here independently of ``citycard.web.figures``; report a card lost and see it on the deny list; a
+clerk enables and disables a card's library application; a
 citizen cannot reach another citizen's card; a merchant cannot reach another merchant's payouts.
 
 The server is uvicorn on 127.0.0.1, a free port, in a thread, stopped at the end. Without chromium the tests
@@ -263,6 +264,24 @@ def test_a_bank_reports_its_own_card_lost(page: Any, server: str, city: City) ->
     assert "report lost: done" in page.inner_text("[role=status]")
     other = page.goto(f"{server}/console/cards/{ref_of(city, 'li')}")  # a BOC card: not to be seen
     assert other.status == 404
+
+
+def test_a_clerk_enables_and_disables_a_library_application(page: Any, server: str, city: City) -> None:
+    staff_sign_in(page, server, "op")
+    page.wait_for_url(f"{server}/console")
+    page.goto(f"{server}/console/cards/{ref_of(city, 'li')}")
+    assert page.inner_text("#app-library .app-status") == "not enabled"
+    page.fill('#app-library input[name="data.reader_number"]', "87654321")
+    page.fill('#app-library input[name="data.deposit_fen"]', "5000")
+    page.click("#enable-library")
+    assert "library enabled (on the chip: pending)" in page.inner_text("[role=status]")
+    assert page.inner_text("#app-library .app-status") == "enabled"
+    assert page.inner_text("#app-library .app-data") == "deposit_fen=5000, reader_number=87654321"
+    assert page.inner_text("#app-library .app-chip") == "pending"
+    page.click("#disable-library")
+    assert page.inner_text("#app-library .app-status") == "disabled"
+    page.goto(f"{server}/console/audit")
+    assert "app_disable" in page.inner_text("#audit") and "87654321" not in page.inner_text("#audit")
 
 
 def test_a_citizen_cannot_reach_another_citizens_card(page: Any, server: str, city: City) -> None:

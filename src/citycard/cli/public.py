@@ -206,15 +206,14 @@ def _pan(text: str) -> str:
 
 def apps_of_card(public: PublicServices, pan: str) -> dict[str, dict[str, Any]]:
     """Each application's state on the card (``not enabled`` for those never put on it)."""
-    with public.unit_of_work(read_only=True) as uow:
-        if not uow.apps.card_exists(pan):
-            raise NotFound(f"no card {mask_pan(pan)}")
-        found = {a.app_code: a for a in uow.apps.of_card(pan)}
+    from citycard.public.handlers import applications_of
+
+    found = applications_of(pan, public.unit_of_work(read_only=True))
     return {
-        code: {"status": found[code].status.value, "data": dict(found[code].data), "chip": found[code].chip}
-        if code in found
+        code: {"status": app.status.value, "data": dict(app.data), "chip": app.chip}
+        if app is not None
         else {"status": "not enabled", "data": {}}
-        for code in APPLICATIONS
+        for code, app in found.items()
     }
 
 

@@ -83,6 +83,11 @@ class SqlCardApplications(_Repo):
             query = query.with_for_update()
         return self.session.execute(query).first() is not None
 
+    def card_registered(self, pan: str) -> bool:
+        c = issuer_cards.c
+        query = select(c.pan).where(c.pan == pan, c.holder_id.is_not(None))
+        return self.session.execute(query).first() is not None
+
     def get(self, pan: str, app_code: str, *, for_update: bool = False) -> CardApplication | None:
         t = public_card_applications
         query = select(t).where(t.c.pan == pan, t.c.app_code == app_code)

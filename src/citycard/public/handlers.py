@@ -5,20 +5,31 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from citycard.codec.pretty import mask_pan
+
 from .commands import DisableApplication, EnableApplication, Inquire, SeedRecords
 from .model import (
+    APPLICATIONS,
     AppStatus,
     CardApplication,
     CitizenRecords,
     InquiryRefused,
     NotFound,
+    PublicError,
     check_inquiry,
     moved,
     simulated_records,
 )
 from .ports import PublicUnitOfWork
 
-__all__ = ["disable_application", "enable_application", "inquire", "records_of", "seed_records"]
+__all__ = [
+    "applications_of",
+    "disable_application",
+    "enable_application",
+    "inquire",
+    "records_of",
+    "seed_records",
+]
 
 Clock = Callable[[], int]
 SEED_BATCH = 1000
@@ -29,6 +40,11 @@ def enable_application(cmd: EnableApplication, uow: PublicUnitOfWork, clock: Clo
     with uow:
         if not uow.apps.card_exists(cmd.pan, for_update=True):
             raise NotFound("no such card")
+        if not uow.apps.card_registered(cmd.pan):
+            raise PublicError(
+                f"card {mask_pan(cmd.pan)} is not registered: an industry application is kept for the card's "
+                "registered holder"
+            )
         current = uow.apps.get(cmd.pan, cmd.app, for_update=True)
         status = moved(current.status if current else None, "enable", cmd.app)
         app = CardApplication(cmd.pan, cmd.app, status, dict(cmd.data), _version(current, clock))
@@ -48,6 +64,16 @@ def disable_application(cmd: DisableApplication, uow: PublicUnitOfWork, clock: C
         uow.apps.put(app)
         uow.commit()
     return app
+
+
+def applications_of(pan: str, uow: PublicUnitOfWork) -> dict[str, CardApplication | None]:
+    """Every application of the registry (:data:`~.model.APPLICATIONS`, in its order) with its state on
+    the card ``pan`` (None: never put on it); :class:`NotFound` for an unknown card."""
+    with uow:
+        if not uow.apps.card_exists(pan):
+            raise NotFound(f"no card {mask_pan(pan)}")
+        found = {a.app_code: a for a in uow.apps.of_card(pan)}
+    return {code: found.get(code) for code in APPLICATIONS}
 
 
 def _version(current: CardApplication | None, clock: Clock) -> int:

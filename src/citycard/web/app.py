@@ -25,6 +25,8 @@ from citycard.center.model import CenterError, MalformedCommand
 from citycard.center.model import NotFound as CenterNotFound
 from citycard.issuer.commands import MalformedRequest
 from citycard.issuer.model import AlreadyExists, InvalidIdNumber, IssuerError, NotFound
+from citycard.public.model import NotFound as PublicNotFound
+from citycard.public.model import PublicError
 
 from .auth import NotSignedIn
 from .store import Store
@@ -49,7 +51,7 @@ def _wants_json(request: Request) -> bool:
 def _status(exc: Exception) -> int:
     if isinstance(exc, (MalformedRequest, MalformedCommand, InvalidIdNumber)):
         return 422
-    if isinstance(exc, (NotFound, CenterNotFound)):
+    if isinstance(exc, (NotFound, CenterNotFound, PublicNotFound)):
         return 404
     if isinstance(exc, (AlreadyExists, CenterExists)):
         return 409
@@ -98,7 +100,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
         return error_response(request, 422, reason)
 
-    for handled in (IssuerError, CenterError, MalformedRequest, MalformedCommand, ValueError):
+    for handled in (IssuerError, CenterError, PublicError, MalformedRequest, MalformedCommand, ValueError):
 
         @app.exception_handler(handled)
         async def domain_error(request: Request, exc: Exception) -> Response:

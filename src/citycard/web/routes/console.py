@@ -10,15 +10,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from citycard.bootstrap import WebContext
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import CenterError, Industry, TerminalKind
 from citycard.center.ports import MerchantQuery
 from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
-from citycard.issuer.model import IssuerError
+from citycard.codec.pretty import mask_pan
+from citycard.issuer.model import Card, IssuerError, NotFound
+from citycard.public.model import MalformedInput, PublicError
 
-from .. import cards, exceptions, settlement
+from .. import apps, cards, exceptions, settlement
 from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
@@ -274,7 +277,21 @@ def api_card(ref: Ref, ctx: Ctx, principal: Auth) -> dict[str, Any]:
 
 @router.get("/console/cards/{ref}", include_in_schema=False)
 def card_page(request: Request, ref: Ref, ctx: Ctx, principal: Staff) -> Response:
-    return page(request, "console/card.html", d=cards.detail(ctx, cards.resolve(ctx, principal, ref)))
+    return _card_view(request, ctx, cards.resolve(ctx, principal, ref))
+
+
+def _card_view(
+    request: Request, ctx: WebContext, card: Card, status_code: int = 200, **values: Any
+) -> Response:
+    """The card page: the card's books, its industry applications (staff only here), the forms."""
+    return page(
+        request,
+        "console/card.html",
+        status_code=status_code,
+        d=cards.detail(ctx, card),
+        applications=apps.states(ctx, card),
+        **values,
+    )
 
 
 class RefundIn(BaseModel):
@@ -361,14 +378,113 @@ def service_form(
         notice = f"{action.replace('_', ' ')}: done ({', '.join(f'{k} {v}' for k, v in result.items())})"
     except (IssuerError, ValueError) as exc:
         error = str(exc)
-    return page(
-        request,
-        "console/card.html",
-        status_code=409 if error else 200,
-        d=cards.detail(ctx, card),
-        notice=notice,
-        error=error,
+    return _card_view(request, ctx, card, 409 if error else 200, notice=notice, error=error)
+
+
+# --- industry applications on a card (issue 11; web/apps.py) ----------------------------------------------
+AppCode = Annotated[
+    str,
+    Path(pattern=r"^[a-z_]{1,32}$", description="an application of the registry (transit, library, health)"),
+]
+
+
+class AppFieldOut(BaseModel):
+    name: str
+    meaning: str
+
+
+class AppOut(BaseModel):
+    app: str
+    name: str
+    provider: str
+    fields: list[AppFieldOut] = Field(description="the data the application keeps for a card")
+    status: Literal["enabled", "disabled", "not enabled"]
+    data: dict[str, str]
+    on_chip: Literal["pending", "sent", "written"] | None = Field(
+        description="its record in the card's applications file (SFI 22): pending (written by issuer script "
+        "at the next online contact), sent, written; null: never put on the card"
     )
+
+
+class AppEnableIn(BaseModel):
+    data: dict[str, str] = Field(default_factory=dict, max_length=16, description="the application's data")
+
+
+@router.get("/api/cards/{ref}/applications", tags=["cards"], responses={401: {}, 404: {}})
+def api_applications(ref: Ref, ctx: Ctx, principal: Auth) -> list[AppOut]:
+    """The registry's industry applications with their state on the card (operators; a bank user: its own
+    bank's cards, read-only)."""
+    apps.check_reader(principal, ref)
+    return [AppOut(**s) for s in apps.states(ctx, cards.resolve(ctx, principal, ref))]
+
+
+@router.post(
+    "/api/cards/{ref}/applications/{app}/enable",
+    tags=["cards"],
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}},
+)
+def api_enable_application(
+    ref: Ref, app: AppCode, body: AppEnableIn, ctx: Ctx, st: St, principal: Auth
+) -> AppOut:
+    """Put the application on the card with its data, or give it new data (operators): its record reaches
+    the chip by issuer script at the card's next online contact. Audited, refusals too."""
+    return AppOut(**_app_change(ctx, st, principal, ref, "enable", app, body.data))
+
+
+@router.post(
+    "/api/cards/{ref}/applications/{app}/disable",
+    tags=["cards"],
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}},
+)
+def api_disable_application(ref: Ref, app: AppCode, ctx: Ctx, st: St, principal: Auth) -> AppOut:
+    """Take the application off the card (its data kept); by issuer script at the next online contact."""
+    return AppOut(**_app_change(ctx, st, principal, ref, "disable", app, None))
+
+
+def _app_change(
+    ctx: WebContext, st: Store, principal: Principal, ref: int, action: str, app: str, data: Any
+) -> dict[str, Any]:
+    apps.check_reader(principal, ref)
+    if principal.role == "bank":
+        try:
+            target = mask_pan(cards.resolve(ctx, principal, ref).pan)
+        except NotFound:
+            target = f"card {ref}"
+        raise HTTPException(403, apps.refuse_bank(ctx, st, principal, action, app, target))
+    return apps.change(ctx, st, principal, cards.resolve(ctx, principal, ref), action, app, data)
+
+
+@router.post("/console/cards/{ref}/applications", include_in_schema=False)
+async def application_form(request: Request, ref: Ref, ctx: Ctx, st: St, principal: Auth) -> Response:
+    """The card page's enable/disable forms: ``action``, ``app`` and the data as ``data.NAME`` fields."""
+    apps.check_reader(principal, ref)
+    form = await request.form()
+    action, app = str(form.get("action", "")), str(form.get("app", ""))
+    data = {k[5:]: str(v).strip() for k, v in form.items() if k.startswith("data.")}
+    return await run_in_threadpool(_application_form, request, ctx, st, principal, ref, action, app, data)
+
+
+def _application_form(
+    request: Request,
+    ctx: WebContext,
+    st: Store,
+    principal: Principal,
+    ref: int,
+    action: str,
+    app: str,
+    data: dict[str, str],
+) -> Response:
+    if action not in apps.ACTIONS:
+        raise HTTPException(422, f"action: {action[:20]!r} is not one of {', '.join(apps.ACTIONS)}")
+    notice, error, status = "", "", 200
+    try:
+        done = _app_change(ctx, st, principal, ref, action, app, data if action == "enable" else None)
+        notice = f"{app} {done['status']} (on the chip: {done['on_chip']})"
+    except MalformedInput as exc:
+        error, status = str(exc), 422
+    except PublicError as exc:
+        error, status = str(exc), 409
+    return _card_view(request, ctx, cards.resolve(ctx, principal, ref), status, notice=notice, error=error)
 
 
 # --- the deny list ------------------------------------------------------------------------------------------
