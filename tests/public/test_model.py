@@ -98,6 +98,7 @@ def test_applications_keep_their_own_data_and_move_by_the_table() -> None:
     for app, data in (
         ("transit", {"category": "pilot", "valid_until": "20301231"}),
         ("transit", {"category": "elderly"}),
+        ("transit", {"category": "elderly", "valid_until": "20270231"}),  # the pattern's shape, no such day
         ("health", {"insurance_number": "1234567890", "blood_type": "A", "note": "x"}),
         ("bus", {}),
     ):

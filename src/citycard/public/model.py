@@ -21,6 +21,7 @@ approval used twice) is an :class:`InquiryRefused` / :class:`PublicError` with t
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 import re
@@ -125,6 +126,8 @@ class AppField:
     name: str
     pattern: str
     meaning: str
+    date: bool = False
+    """A calendar day as YYYYMMDD: the pattern's shape and a day that exists (no 31 February)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,12 @@ APPLICATIONS: Final[Mapping[str, Application]] = MappingProxyType(
                 "city transport bureau",
                 (
                     AppField("category", r"elderly|student|disabled", "concession category of the holder"),
-                    AppField("valid_until", r"20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])", "YYYYMMDD"),
+                    AppField(
+                        "valid_until",
+                        r"20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])",
+                        "YYYYMMDD",
+                        date=True,
+                    ),
                 ),
             ),
             Application(
@@ -205,6 +213,11 @@ def check_app_data(app: Application, data: Mapping[str, str]) -> dict[str, str]:
             raise MalformedInput(item.name, f"required by {app.code} ({item.meaning})")
         if not isinstance(value, str) or not re.fullmatch(item.pattern, value):
             raise MalformedInput(item.name, f"{value!r} is not {item.meaning} ({item.pattern})")
+        if item.date:
+            try:
+                dt.date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+            except ValueError:
+                raise MalformedInput(item.name, f"{value!r} is not a calendar day") from None
         out[item.name] = value
     return out
 
