@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from citycard.clearing import ExceptionAction
 from citycard.db import Database
 from citycard.db.clearing_repositories import ExceptionStateError
+from citycard.db.clearing_tables import clearing_exceptions
 from citycard.db.settlement_repositories import SettlementUnitOfWork
+from citycard.db.web_tables import web_audit
 from citycard.durable import StagedFolder
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, SetPin
 from citycard.issuer.handlers import IssuerService
@@ -261,11 +264,45 @@ def test_a_day_with_loads_from_other_accounts(
         p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()
     }
 
-    # the reversal arrives the next day: ICBC's settlement account is whole; the operator closes the
-    # exception; the next day clears no load
-    loads.reverse("D" + l6, icbc_payer, 120_000, PHARMACY)
-    assert balances(database, banks)["ICBC"] == ns_settled["ICBC"] - 120_000
-    clearing.resolve(pending["id"], ExceptionAction.REJECT)
+    # the next day is cleared before the debit's reversal arrives: the exception stays open
     engine(database, banks, clock).run(NEXT_DAY)
+    assert _exception(database, pending["id"])["status"] == "open"
+    assert not _closing_audit(database, pending["id"])
+    # the reversal arrives: ICBC's settlement account gives the 120000 fen back
+    ns_next = balances(database, banks)
+    loads.reverse("D" + l6, icbc_payer, 120_000, PHARMACY)
+    assert balances(database, banks)["ICBC"] == ns_next["ICBC"] - 120_000
+    snapshot = ledger_snapshot(database)
+    before_run = clock.now
+    # the next run (of any day: here a rerun of the first) closes it by itself, pays nothing, audits it once
+    engine(database, banks, clock).run(DAY)
+    closed = _exception(database, pending["id"])
+    assert (closed["status"], closed["cleared"], closed["pending_item"]) == ("reversed", 0, None)
+    assert before_run < closed["resolved_ns"] <= clock.now
+    (entry,) = _closing_audit(database, pending["id"])
+    assert (entry.actor, entry.role, entry.outcome) == ("clearing", "system", "ok")
+    assert entry.at_ns == closed["resolved_ns"]
+    assert entry.detail.startswith(f"status=reversed: the reversal RD{l6} of leg D{l6} was applied")
+    assert ledger_snapshot(database) == snapshot  # closing it posts nothing
+    assert len(items(database, "20261125")) == 13
     assert not [i for i in items(database, "20261126") if i["kind"] == "ec_account_load"]
     assert [x["reason"] for x in clearing.exceptions(status="open")].count("reversal_pending") == 0
+    with pytest.raises(ExceptionStateError, match="not open"):
+        clearing.resolve(pending["id"], ExceptionAction.REJECT)
+    # idempotent: another run changes nothing and audits nothing more
+    engine(database, banks, clock).run(NEXT_DAY)
+    assert _exception(database, pending["id"]) == closed
+    assert len(_closing_audit(database, pending["id"])) == 1
+
+
+def _exception(database: Database, exception_id: int) -> dict[str, Any]:
+    with database.engine.connect() as c:
+        e = clearing_exceptions
+        return dict(c.execute(select(e).where(e.c.id == exception_id)).one()._mapping)
+
+
+def _closing_audit(database: Database, exception_id: int) -> list[Any]:
+    with database.engine.connect() as c:
+        a = web_audit
+        query = select(a).where(a.c.action == "exception_reversed", a.c.target == f"exception {exception_id}")
+        return list(c.execute(query))
