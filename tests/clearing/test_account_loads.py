@@ -13,20 +13,25 @@ the fen; a rerun posts nothing and writes the same bytes."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from citycard.clearing import ExceptionAction
 from citycard.db import Database
 from citycard.db.clearing_repositories import ExceptionStateError
+from citycard.db.clearing_tables import clearing_exceptions
 from citycard.db.settlement_repositories import SettlementUnitOfWork
+from citycard.db.web_tables import web_audit
 from citycard.durable import StagedFolder
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, SetPin
 from citycard.issuer.handlers import IssuerService
-from citycard.settlement import CENTER, settle_day
+from citycard.settlement import CENTER, parse_schedule, settle_day
 from citycard.settlement.fees import default_schedule
+from citycard.settlement.files import write_day_files
 
 from tests.clearing.test_day import DAY, NEXT_DAY, balances, build_day, engine, float_of, items
 from tests.clearing.world import PHARMACY, SUPERMARKET, Holder, card
@@ -261,11 +266,102 @@ def test_a_day_with_loads_from_other_accounts(
         p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()
     }
 
-    # the reversal arrives the next day: ICBC's settlement account is whole; the operator closes the
-    # exception; the next day clears no load
-    loads.reverse("D" + l6, icbc_payer, 120_000, PHARMACY)
-    assert balances(database, banks)["ICBC"] == ns_settled["ICBC"] - 120_000
-    clearing.resolve(pending["id"], ExceptionAction.REJECT)
+    # each bank's own reconciliation (report --bank): the loads it paid or received, wherever made, beside
+    # the items at its merchants' terminals — ICBC's card and BOC's account at ICBC's supermarket (l1), and
+    # ICBC's account loading BOC's card (l2) and ICBC's own (l3) at BOC's pharmacy: both banks see all three
+    for bank, foreign in (("ICBC", {l2: 1_500, l3: 700}), ("BOC", {l1: 2_000})):
+        kinds, differences = _scoped_reconciliation(database, bank, tmp_path / f"scoped-{bank}")
+        assert kinds["online/ec_account_load"] == (3, 4_200)
+        expected: dict[str, tuple[int, int]] = {}
+        for i in cleared:
+            if i["acquirer_bank"] == bank or (
+                i["kind"] == "ec_account_load" and bank in (i["issuer_bank"], i["payer_bank"])
+            ):
+                n, fen = expected.get(f"{i['source']}/{i['kind']}", (0, 0))
+                expected[f"{i['source']}/{i['kind']}"] = (n + 1, fen + i["amount_fen"])
+        assert kinds == expected
+        # no acquirer saw this day's online records: each load is "not captured", under the bank whose
+        # merchant's terminal took it
+        load_differences = {ref: d for ref, d in differences.items() if ref in (l1, l2, l3)}
+        assert {ref: (d[0], d[1]) for ref, d in load_differences.items()} == {
+            l1: ("ICBC", 2_000),
+            l2: ("BOC", 1_500),
+            l3: ("BOC", 700),
+        }
+        assert all(d[2].startswith("cleared today, not captured") for d in load_differences.values())
+        assert {ref: d[1] for ref, d in load_differences.items() if d[0] != bank} == foreign
+        recon = (tmp_path / f"scoped-{bank}" / "reconciliation.csv").read_text()
+        assert "D,cleared,online/ec_account_load,3,4200," in recon
+        assert "its EC cards received at other banks'" in recon
+
+    # the next day is cleared before the debit's reversal arrives: the exception stays open
     engine(database, banks, clock).run(NEXT_DAY)
+    assert _exception(database, pending["id"])["status"] == "open"
+    assert not _closing_audit(database, pending["id"])
+    # the reversal arrives: ICBC's settlement account gives the 120000 fen back
+    ns_next = balances(database, banks)
+    loads.reverse("D" + l6, icbc_payer, 120_000, PHARMACY)
+    assert balances(database, banks)["ICBC"] == ns_next["ICBC"] - 120_000
+    snapshot = ledger_snapshot(database)
+    before_run = clock.now
+    # the next run (of any day: here a rerun of the first) closes it by itself, pays nothing, audits it once
+    engine(database, banks, clock).run(DAY)
+    closed = _exception(database, pending["id"])
+    assert (closed["status"], closed["cleared"], closed["pending_item"]) == ("reversed", 0, None)
+    assert before_run < closed["resolved_ns"] <= clock.now
+    (entry,) = _closing_audit(database, pending["id"])
+    assert (entry.actor, entry.role, entry.outcome) == ("clearing", "system", "ok")
+    assert entry.at_ns == closed["resolved_ns"]
+    assert entry.detail.startswith(f"status=reversed: the reversal RD{l6} of leg D{l6} was applied")
+    assert ledger_snapshot(database) == snapshot  # closing it posts nothing
+    assert len(items(database, "20261125")) == 13
     assert not [i for i in items(database, "20261126") if i["kind"] == "ec_account_load"]
     assert [x["reason"] for x in clearing.exceptions(status="open")].count("reversal_pending") == 0
+    with pytest.raises(ExceptionStateError, match="not open"):
+        clearing.resolve(pending["id"], ExceptionAction.REJECT)
+    # idempotent: another run changes nothing and audits nothing more
+    engine(database, banks, clock).run(NEXT_DAY)
+    assert _exception(database, pending["id"]) == closed
+    assert len(_closing_audit(database, pending["id"])) == 1
+
+
+def _exception(database: Database, exception_id: int) -> dict[str, Any]:
+    with database.engine.connect() as c:
+        e = clearing_exceptions
+        return dict(c.execute(select(e).where(e.c.id == exception_id)).one()._mapping)
+
+
+def _closing_audit(database: Database, exception_id: int) -> list[Any]:
+    with database.engine.connect() as c:
+        a = web_audit
+        query = select(a).where(a.c.action == "exception_reversed", a.c.target == f"exception {exception_id}")
+        return list(c.execute(query))
+
+
+def _scoped_reconciliation(
+    database: Database, bank: str, folder: Path
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, int, str]]]:
+    """``citycard settlement report --bank`` of the day, as the CLI makes it: the scope's cleared kinds
+    (count, fen), its captured-vs-cleared differences by reference (bank, fen, reason), and its files in
+    ``folder`` (the scoped ``reconciliation.csv`` among them)."""
+    with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        record = uow.settlement.load("20261125")
+        assert record is not None
+        kinds = uow.settlement.cleared_kinds("20261125", bank=bank)
+        scoped = replace(record.scoped(bank), kinds=kinds)
+        totals, differences = uow.settlement.captured("20261125", bank=bank)
+        captured = (totals, list(differences))
+        with StagedFolder(folder) as stage:
+            write_day_files(
+                stage,
+                record,
+                parse_schedule(record.schedule_toml),
+                uow.settlement.items("20261125", by_merchant=True),
+                captured,
+                bank=bank,
+                scoped=scoped,
+            )
+    return (
+        {k.key: (k.item_count, k.gross_fen) for k in kinds},
+        {d.reference: (d.bank, d.amount_fen, d.reason) for d in captured[1]},
+    )

@@ -243,9 +243,23 @@ def test_clearing_and_settlement_move_a_cross_bank_load_between_the_banks(world:
         args = ["settlement", "report", "--date", day.isoformat(), "--bank", bank, "--json"]
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
-        (position,) = json.loads(r.output)["positions"]
+        report = json.loads(r.output)
+        (position,) = report["positions"]
         assert (position["participant"], position["net_fen"], position["issued_gross_fen"]) == (
             bank,
             fen,
             -fen,
         )
+        # BOC's reconciliation has its account's load, made at ICBC's merchant: ICBC's acquirer captured it
+        differences = [
+            (d["bank"], d["amount_fen"], d["reason"]) for d in report["reconciliation"]["differences"]
+        ]
+        if bank == "ICBC":
+            assert differences == []
+        else:
+            ((of, amount, reason),) = differences
+            assert (of, amount) == ("ICBC", 12_000)
+            assert reason.startswith(
+                "cleared today, an EC load from another account (its account paid) at a "
+            )
+            assert reason.endswith("captured by that bank's acquirer, not this bank's")

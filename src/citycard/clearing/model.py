@@ -57,6 +57,7 @@ class ExceptionStatus(enum.StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     CHARGEBACK = "chargeback"
+    REVERSED = "reversed"  # closed by clearing: a load leg's reversal was applied at its issuer; no pay
 
 
 class ExceptionAction(enum.StrEnum):

@@ -155,7 +155,7 @@ def import_(
 @app.command("exceptions")
 def exceptions(
     status: Annotated[
-        str | None, typer.Option("--status", help="open, reported, accepted, rejected, chargeback")
+        str | None, typer.Option("--status", help="open, reported, accepted, rejected, chargeback, reversed")
     ] = None,
     day: Annotated[str | None, typer.Option("--date", help="opened on this business day")] = None,
     resolve: Annotated[int | None, typer.Option("--resolve", help="the exception to work")] = None,
@@ -167,7 +167,7 @@ def exceptions(
     """The exception queue; ``--resolve ID --action ...`` works one."""
     from citycard.db.clearing_repositories import ExceptionNotFound, ExceptionStateError
 
-    statuses = ("open", "reported", "accepted", "rejected", "chargeback")
+    statuses = ("open", "reported", "accepted", "rejected", "chargeback", "reversed")
     if status is not None and status not in statuses:
         raise typer.BadParameter(f"{status!r}: one of {', '.join(statuses)}", param_hint="--status")
     when = _date(day) if day is not None else None

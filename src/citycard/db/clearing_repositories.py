@@ -18,7 +18,8 @@
 4. the day's **online** items in one ``INSERT … SELECT`` per acquiring bank (``NOT EXISTS`` makes it
    idempotent): approved purchases not reversed, refunds, voids and reversals of purchases cleared on an
    earlier day, EC cash loads at a merchant's counter, EC loads from another account (both legs, once;
-   a leg without its partner whose reversal is pending: a ``reversal_pending`` exception);
+   a leg without its partner whose reversal is pending: a ``reversal_pending`` exception; such an exception
+   of any day whose leg has since been reversed at its issuer is closed, ``reversed``, and audited);
 5. the issuer learns that the cards' offline transactions up to the day's end have cleared
    (``RecordOfflineClearing``), so a lost card's EC refund can go ahead;
 6. ``clearing_runs`` says ``cleared`` with the day's totals, which are read back from the items (a rerun
@@ -103,6 +104,7 @@ from .driver import copy_rows
 from .issuer_repositories import IssuerUnitOfWork
 from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards, issuer_products
 from .uow import Database
+from .web_tables import web_audit
 
 log = logging.getLogger(__name__)
 
@@ -1143,6 +1145,8 @@ class ClearingEngine:
                 added += c.execute(_online_insert(d, bank, start, end)).rowcount or 0
                 added += c.execute(_account_load_insert(d, bank, start, end)).rowcount or 0
                 c.execute(_unpartnered_legs(d, bank, start, end, now))
+            c.execute(_close_reversed_legs(now))
+            c.execute(_audit_reversed_legs(now))
         return added
 
     # --- 5. the issuer learns what has cleared ---------------------------------------------------------
@@ -1536,6 +1540,11 @@ def _masked(pan: Any) -> Any:
     return func.substr(pan, 1, 6).op("||")(stars).op("||")(func.substr(pan, length - 3))
 
 
+_PENDING_REF = "online/"  # a reversal_pending exception's ref: this and the leg's request id
+_SYSTEM_ACTOR = "clearing"  # who closes an exception by itself, in the audit log
+_REVERSED_ACTION = "exception_reversed"
+
+
 def _live(leg: Any) -> Any:
     return and_(leg.c.response_code.in_(APPROVED), leg.c.reversed_by.is_(None))
 
@@ -1631,7 +1640,7 @@ def _unpartnered_legs(d: str, bank: str, start: int, end: int, now_ns: int) -> A
         (is_debit, func.substr(leg.c.request_id, 2)),
         else_=literal("D", String).op("||")(leg.c.request_id),
     )
-    ref = literal("online/", String).op("||")(leg.c.request_id)
+    ref = literal(_PENDING_REF, String).op("||")(leg.c.request_id)
     detail = case(
         (
             is_debit,
@@ -1684,3 +1693,62 @@ def _unpartnered_legs(d: str, bank: str, start: int, end: int, now_ns: int) -> A
         "merchant_id", "issuer_bank", "acquirer_bank", "cleared", "opened_ns",
     ]  # fmt: skip
     return insert(e).from_select(columns, rows)
+
+
+def _reversed_leg(e: Any, leg: Any) -> Any:
+    """The leg of ``reversal_pending`` exception ``e`` (ref ``online/<request id>``), reversed at its bank."""
+    return and_(
+        leg.c.request_id == func.substr(e.c.ref, len(_PENDING_REF) + 1),
+        leg.c.kind.in_((_CARD_LEG, _DEBIT_LEG)),
+        leg.c.reversed_by.is_not(None),
+    )
+
+
+def _close_reversed_legs(now_ns: int) -> Any:
+    """``UPDATE clearing_exceptions``: each open ``reversal_pending`` exception (of any day) whose leg has
+    been reversed at its issuer since is closed, ``reversed`` at ``now_ns``: the leg nets to zero on its
+    bank's books, nothing is paid (``cleared`` stays 0, no item). One whose leg is still live stays open; a
+    closed one is not touched again."""
+    e, leg = clearing_exceptions, issuer_authorizations
+    return (
+        update(e)
+        .where(
+            e.c.reason == ExceptionReason.REVERSAL_PENDING.value,
+            e.c.status == ExceptionStatus.OPEN.value,
+            exists().where(_reversed_leg(e, leg)),
+        )
+        .values(status=ExceptionStatus.REVERSED.value, resolved_ns=now_ns)
+    )
+
+
+def _audit_reversed_legs(now_ns: int) -> Any:
+    """``INSERT INTO web_audit SELECT …``: one entry per exception :func:`_close_reversed_legs` closed, as an
+    operator's resolution is audited (action ``exception_reversed``, target ``exception <id>``) but by the
+    system (actor ``clearing``, role ``system``), naming the reversal. Made once per exception."""
+    e, leg, a = clearing_exceptions, issuer_authorizations, web_audit
+    target = literal("exception ", String).op("||")(cast(e.c.id, String))
+    detail = (
+        literal("status=reversed: the reversal ", String)
+        .op("||")(leg.c.reversed_by)
+        .op("||")(literal(" of leg ", String))
+        .op("||")(leg.c.request_id)
+        .op("||")(literal(" was applied at its issuer; closed by clearing, nothing paid", String))
+    )
+    rows = (
+        select(
+            literal(now_ns),
+            literal(_SYSTEM_ACTOR, String),
+            literal("system", String),
+            literal(_REVERSED_ACTION, String),
+            target,
+            literal("ok", String),
+            detail,
+        )
+        .select_from(e.join(leg, _reversed_leg(e, leg)))
+        .where(
+            e.c.reason == ExceptionReason.REVERSAL_PENDING.value,
+            e.c.status == ExceptionStatus.REVERSED.value,
+            ~exists().where(a.c.action == _REVERSED_ACTION, a.c.target == target),
+        )
+    )
+    return insert(a).from_select(["at_ns", "actor", "role", "action", "target", "outcome", "detail"], rows)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     cast,
     column,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -96,6 +97,7 @@ clearing_runs = table("clearing_runs", column("clearing_date", String), column("
 
 _ITEM_COLUMNS = [clearing_items.c[name] for name in ClearedItem.__slots__]
 _BEIJING = timezone(timedelta(hours=8))
+_ACCOUNT_LOAD = "ec_account_load"
 _ONLINE_KINDS = ("purchase", "refund", "void", "ec_cash_load", "ec_load_other")
 """The acquirer's financial kinds (``acquirer.model.TransactionKind``); ``ec_load_other`` is the EC load
 from another account, cleared as ``ec_account_load``."""
@@ -403,10 +405,14 @@ class SqlSettlementStore:
         ``TID/batch/stan``; the bank is the merchant's in the registry, as clearing places them. The
         differences come as an iterator, streamed: read them inside the unit of work. ``bank`` /
         ``merchant``: only the records of that acquiring bank's merchants / of that merchant (and the
-        cleared items of the same scope)."""
+        cleared items of the same scope: :func:`_item_scope`, with a bank's the EC loads from another
+        account it paid or received at other banks' terminals, each a difference: another bank captured
+        it)."""
         windows = self._windows(day, window)
         at, up, ci, m = acquirer_transactions, acquirer_uploads, clearing_items, center_merchants
         merchant_bank = func.coalesce(m.c.bank_code, "")
+
+        foreign_load = _foreign_load(ci.c, bank, merchant)
 
         def scope(merchant_id: Any, bank_of: Any) -> Any:
             where: list[Any] = []
@@ -494,36 +500,60 @@ class SqlSettlementStore:
                     "uploaded but not among the cleared items: clearing exception (duplicate, failed TC, ...)"
                 )
                 yield CapturedDifference("offline", str(b), str(ref), int(amount or 0), reason)
+            # captured in the item's own acquiring bank's business day (whatever the scope)
             captured_online = (
-                select(literal(1)).select_from(online_from).where(at.c.rrn == ci.c.rrn, online_day).exists()
+                select(literal(1))
+                .select_from(online_from)
+                .where(
+                    at.c.rrn == ci.c.rrn,
+                    at.c.kind.in_(_ONLINE_KINDS),
+                    at.c.response_code == "00",
+                    in_day(at.c.created_ns),
+                )
+                .exists()
             )
             captured_offline = (
                 select(literal(1))
                 .select_from(upload_from)
-                .where(upload_ref == ci.c.source_ref, upload_day)
+                .where(upload_ref == ci.c.source_ref, in_day(up.c.received_ns))
                 .exists()
             )
             any_online = exists().where(at.c.rrn == ci.c.rrn).correlate(ci)
             any_offline = exists().where(upload_ref == ci.c.source_ref).correlate(ci)
-            for source, b, ref, amount, seen in self._stream(
+            for source, b, ref, amount, seen, foreign, captured_here, issuer, payer in self._stream(
                 select(
                     ci.c.source,
                     ci.c.acquirer_bank,
                     ci.c.source_ref,
                     ci.c.amount_fen,
                     case((ci.c.source == "online", any_online), else_=any_offline),
+                    foreign_load,
+                    case((ci.c.source == "online", captured_online), else_=captured_offline),
+                    ci.c.issuer_bank,
+                    ci.c.payer_bank,
                 )
                 .where(
                     ci.c.clearing_date == day,
-                    scope(ci.c.merchant_id, ci.c.acquirer_bank),
+                    _item_scope(ci.c, bank, merchant),
                     or_(
+                        foreign_load,
                         and_(ci.c.source == "online", not_(captured_online)),
                         and_(ci.c.source == "offline", not_(captured_offline)),
                     ),
                 )
                 .order_by(ci.c.source, ci.c.source_ref)
             ):
-                if seen:
+                if foreign and captured_here:
+                    part = " and ".join(
+                        role
+                        for role, of in (("its account paid", payer), ("its EC card was loaded", issuer))
+                        if of == bank
+                    )
+                    reason = (
+                        f"cleared today, an EC load from another account ({part}) at a terminal of "
+                        f"{b or 'no bank'}'s merchant: captured by that bank's acquirer, not this bank's"
+                    )
+                elif seen:
                     reason = (
                         f"cleared today, captured in an earlier business day of {b or 'the default'} "
                         "(late upload or accepted exception)"
@@ -539,17 +569,46 @@ class SqlSettlementStore:
     def cleared_kinds(
         self, day: str, *, bank: str | None = None, merchant: str | None = None
     ) -> tuple[TotalsRow, ...]:
+        """The day's cleared items by source and kind, count and unsigned amount; ``bank`` / ``merchant``: of
+        :func:`_item_scope` (a bank's merchants, and the EC loads from another account it paid or received
+        wherever they were made; one merchant's)."""
         t = clearing_items.c
-        query = select(t.source, t.kind, func.count(), func.sum(t.amount_fen)).where(t.clearing_date == day)
-        if bank is not None:
-            query = query.where(t.acquirer_bank == bank)
-        if merchant is not None:
-            query = query.where(t.merchant_id == merchant)
+        query = select(t.source, t.kind, func.count(), func.sum(t.amount_fen)).where(
+            t.clearing_date == day, _item_scope(t, bank, merchant)
+        )
         rows = self.session.execute(query.group_by(t.source, t.kind)).all()
         return tuple(
             TotalsRow(f"{source}/{kind}", int(count), int(amount), 0)
             for source, kind, count, amount in sorted(rows)
         )
+
+
+def _item_scope(t: Any, bank: str | None, merchant: str | None) -> Any:
+    """The cleared items (columns ``t``) a scoped reconciliation covers: one merchant's (of ``bank`` if
+    given); or one bank's: those at its merchants' terminals, and the EC loads from another account in
+    which it is the payer's bank or the EC card's, wherever they were made (they are in its position and
+    its clearing file)."""
+    where: list[Any] = []
+    if merchant is not None:
+        where.append(t.merchant_id == merchant)
+        if bank is not None:
+            where.append(t.acquirer_bank == bank)
+    elif bank is not None:
+        where.append(
+            or_(
+                t.acquirer_bank == bank,
+                and_(t.kind == _ACCOUNT_LOAD, or_(t.issuer_bank == bank, t.payer_bank == bank)),
+            )
+        )
+    return and_(true(), *where)
+
+
+def _foreign_load(t: Any, bank: str | None, merchant: str | None) -> Any:
+    """In a bank's scope (not a merchant's): an EC load from another account made at another bank's
+    merchant's terminal (the bank is in it as payer or EC card issuer only)."""
+    if bank is None or merchant is not None:
+        return false()
+    return and_(t.kind == _ACCOUNT_LOAD, t.acquirer_bank != bank)
 
 
 class SettlementUnitOfWork(SqlUnitOfWork):

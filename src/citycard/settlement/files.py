@@ -248,7 +248,13 @@ def _reconciliation(out: _Csv, record: DayRecord, captured: Captured, *, scoped:
             loads.item_count,
             0,
             f"{loads.gross_fen} fen between issuers, no merchant: each payer bank pays, the EC card's bank "
-            "receives (bank files, roles P and I); both at one bank: nothing moves between banks",
+            "receives (bank files, roles P and I); both at one bank: nothing moves between banks"
+            + (
+                "; in a bank's scope: the loads at its merchants' terminals and the ones its accounts paid "
+                "or its EC cards received at other banks' (its role and effect: its clearing file)"
+                if scoped
+                else ""
+            ),
         )
     out.row("D", "settled", "gross", record.item_count, gross, settled_from)
     out.row(

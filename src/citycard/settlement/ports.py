@@ -185,14 +185,17 @@ class SettlementStore(Protocol):
         """What the acquirer captured in each acquiring bank's business day ``day`` (``window``; None: the
         Beijing calendar day, clearing's default cut-over of midnight) and the differences to the day's
         cleared items (streamed: read them inside the unit of work); with ``bank`` / ``merchant``, only the
-        records of that acquiring bank's merchants / of that merchant."""
+        records of that acquiring bank's merchants / of that merchant, and of a bank also the EC loads from
+        another account it paid or received at other banks' terminals (each a difference: captured by the
+        other bank)."""
         ...
 
     def cleared_kinds(
         self, day: str, *, bank: str | None = None, merchant: str | None = None
     ) -> tuple[TotalsRow, ...]:
         """The day's items by ``source/kind`` (count, unsigned amount; discount 0) of the merchants of
-        ``bank`` (acquiring) / of ``merchant``: a scoped reconciliation's cleared rows."""
+        ``bank`` (acquiring; and the EC loads from another account in which ``bank`` is the payer's bank or
+        the EC card's, wherever made) / of ``merchant``: a scoped reconciliation's cleared rows."""
         ...
 
     def item_count(self, day: str) -> int:

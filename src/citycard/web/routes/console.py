@@ -663,7 +663,9 @@ class ResolveIn(BaseModel):
     action: Literal["accept", "reject", "chargeback"]
 
 
-ExceptionStatus = Annotated[Literal["open", "reported", "accepted", "rejected", "chargeback"] | None, Query()]
+ExceptionStatus = Annotated[
+    Literal["open", "reported", "accepted", "rejected", "chargeback", "reversed"] | None, Query()
+]
 
 
 @router.get("/api/clearing/exceptions", tags=["clearing"], responses={401: {}, 403: {}})
