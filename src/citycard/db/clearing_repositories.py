@@ -877,28 +877,20 @@ class ClearingEngine:
         same ATC is the one with ATC ``a``. For each run of the batch's ATCs of a card (neighbours at most
         :data:`_ATC_RUN_GAP` apart) from ``lo`` to ``hi``, two index reads on the primary key fetch every
         such TC: the ``hi − lo + 2`` highest ATCs up to ``hi`` (all those from ``lo`` to ``hi`` and at
-        least the one below ``lo``), and the first above ``hi``. That is at most ``_ATC_RUN_GAP + 2`` rows
+        least the one below ``lo``), and the first above ``hi``. That is at most ``_ATC_RUN_GAP + 3`` rows
         per TC of the batch, however many months of TCs the card has."""
-        t = clearing_seen_tcs
-        reads: list[Any] = []
-        for (pan, psn), atcs in sorted(wanted.items()):
-            f = fingerprints[pan]
-            for lo, hi in _atc_runs(sorted(atcs)):
-                card = (t.c.pan_fingerprint == f, t.c.psn == psn)
-                below = select(t).where(*card, t.c.atc <= hi).order_by(t.c.atc.desc()).limit(hi - lo + 2)
-                above = select(t).where(*card, t.c.atc > hi).order_by(t.c.atc).limit(1)
-                reads += [select(below.subquery()), select(above.subquery())]
+        runs = [
+            (fingerprints[pan], psn, lo, hi)
+            for (pan, psn), atcs in sorted(wanted.items())
+            for lo, hi in _atc_runs(sorted(atcs))
+        ]
         pans = {f: pan for pan, f in fingerprints.items()}
         out: dict[TcKey, SeenTc] = {}
-        for chunk in _chunks(reads, 400):  # SQLite: at most 500 SELECTs in a compound one
-            query: Any = chunk[0]
-            if len(chunk) > 1:
-                query = union_all(*chunk)
-            for r in c.execute(query).all():
-                day = _yyyymmdd(r.txn_date)
-                out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
-                    r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
-                )
+        for r in _seen_rows(c, runs):
+            day = _yyyymmdd(r.txn_date)
+            out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
+                r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
+            )
         return out
 
     def _leg(self, ref: str, card: _Card, amount_fen: int) -> Transfer:
@@ -1257,6 +1249,41 @@ reversal is pending is closed once the reversal has been applied (nothing is pai
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+_SEEN_PG = (
+    "SELECT s.* FROM unnest(%(f)s::text[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
+    " CROSS JOIN LATERAL ("
+    "(SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p AND t.atc <= w.hi"
+    " ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
+    " UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p"
+    " AND t.atc > w.hi ORDER BY t.atc LIMIT 1)) AS s"
+)
+
+
+def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list[Any]:
+    """For each run (fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi`` and the
+    first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
+    ``UNION ALL`` of hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
+    if not runs:
+        return []
+    if c.dialect.name == "postgresql":
+        params = {k: [run[i] for run in runs] for i, k in enumerate(("f", "p", "lo", "hi"))}
+        return list(c.exec_driver_sql(_SEEN_PG, params).all())
+    t = clearing_seen_tcs
+    reads: list[Any] = []
+    for f, psn, lo, hi in runs:
+        card = (t.c.pan_fingerprint == f, t.c.psn == psn)
+        below = select(t).where(*card, t.c.atc <= hi).order_by(t.c.atc.desc()).limit(hi - lo + 2)
+        above = select(t).where(*card, t.c.atc > hi).order_by(t.c.atc).limit(1)
+        reads += [select(below.subquery()), select(above.subquery())]
+    rows: list[Any] = []
+    for chunk in _chunks(reads, 400):  # SQLite: at most 500 SELECTs in a compound one
+        query: Any = chunk[0]
+        if len(chunk) > 1:
+            query = union_all(*chunk)
+        rows += c.execute(query).all()
+    return rows
+
+
 _ATC_RUN_GAP = 32  # a card's ATCs in a batch further apart than this are read as separate runs
 
 
