@@ -56,6 +56,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -699,7 +700,11 @@ class ClearingEngine:
         fingerprints = {pan: self.protection.pan_fingerprint(pan) for pan in pans}  # one per card
         cards = self._cards(c, set(fingerprints))
         places = self._places(c, {r.terminal_id for r in rows})
-        seen = self._seen(c, fingerprints)
+        wanted: dict[tuple[str, str], set[int]] = {}
+        for r in rows:
+            if r.pan and r.tc is not None:
+                wanted.setdefault((r.pan, r.psn), set()).add(r.tc.atc)
+        seen = self._seen(c, fingerprints, wanted)
         known_before = set(seen)
         verified = self._verify_rows(rows, cards)
         records = [self._record(r, cards, places, verified) for r in rows]
@@ -862,17 +867,32 @@ class ClearingEngine:
                 out[r.terminal_id] = _Place(r.merchant_id, r.mcc, r.industry, r.bank_code or "")
         return out
 
-    def _seen(self, c: Connection, fingerprints: dict[str, str]) -> dict[TcKey, SeenTc]:
-        """The TCs presented before of the cards (PAN → fingerprint), keyed by (PAN, PSN, ATC)."""
-        t = clearing_seen_tcs
+    def _seen(
+        self, c: Connection, fingerprints: dict[str, str], wanted: dict[tuple[str, str], set[int]]
+    ) -> dict[TcKey, SeenTc]:
+        """The TCs presented before that can decide the checks of the batch's TCs (``wanted``: the ATCs of
+        each (PAN, PSN)), keyed by (PAN, PSN, ATC) — a bounded number, whatever the card's history.
+
+        A card's TCs kept here never go back (each passed the check against all earlier ones when it was
+        kept): in ATC order their dates do not decrease. So a new TC of ATC ``a`` goes back against one of
+        them if and only if it does against the one just below ``a`` or the one just above; and a TC of the
+        same ATC is the one with ATC ``a``. For each run of the batch's ATCs of a card (neighbours at most
+        :data:`_ATC_RUN_GAP` apart) from ``lo`` to ``hi``, two index reads on the primary key fetch every
+        such TC: the ``hi − lo + 2`` highest ATCs up to ``hi`` (all those from ``lo`` to ``hi`` and at
+        least the one below ``lo``), and the first above ``hi``. That is at most ``_ATC_RUN_GAP + 3`` rows
+        per TC of the batch, however many months of TCs the card has."""
+        runs = [
+            (fingerprints[pan], psn, lo, hi)
+            for (pan, psn), atcs in sorted(wanted.items())
+            for lo, hi in _atc_runs(sorted(atcs))
+        ]
         pans = {f: pan for pan, f in fingerprints.items()}
         out: dict[TcKey, SeenTc] = {}
-        for chunk in _chunks(sorted(pans), 1000):
-            for r in c.execute(select(t).where(t.c.pan_fingerprint.in_(chunk))):
-                day = _yyyymmdd(r.txn_date)
-                out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
-                    r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
-                )
+        for r in _seen_rows(c, runs):
+            day = _yyyymmdd(r.txn_date)
+            out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
+                r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
+            )
         return out
 
     def _leg(self, ref: str, card: _Card, amount_fen: int) -> Transfer:
@@ -1233,6 +1253,56 @@ reversal is pending is closed once the reversal has been applied (nothing is pai
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+_SEEN_PG = (
+    "SELECT s.* FROM unnest(%(f)s::text[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
+    " CROSS JOIN LATERAL ("
+    "(SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p AND t.atc <= w.hi"
+    " ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
+    " UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p"
+    " AND t.atc > w.hi ORDER BY t.atc LIMIT 1)) AS s"
+)
+
+
+def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list[Any]:
+    """For each run (fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi`` and the
+    first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
+    ``UNION ALL`` of hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
+    if not runs:
+        return []
+    if c.dialect.name == "postgresql":
+        params = {k: [run[i] for run in runs] for i, k in enumerate(("f", "p", "lo", "hi"))}
+        return list(c.exec_driver_sql(_SEEN_PG, params).all())
+    t = clearing_seen_tcs
+    reads: list[Any] = []
+    for f, psn, lo, hi in runs:
+        card = (t.c.pan_fingerprint == f, t.c.psn == psn)
+        below = select(t).where(*card, t.c.atc <= hi).order_by(t.c.atc.desc()).limit(hi - lo + 2)
+        above = select(t).where(*card, t.c.atc > hi).order_by(t.c.atc).limit(1)
+        reads += [select(below.subquery()), select(above.subquery())]
+    rows: list[Any] = []
+    for chunk in _chunks(reads, 400):  # SQLite: at most 500 SELECTs in a compound one
+        query: Any = chunk[0]
+        if len(chunk) > 1:
+            query = union_all(*chunk)
+        rows += c.execute(query).all()
+    return rows
+
+
+_ATC_RUN_GAP = 32  # a card's ATCs in a batch further apart than this are read as separate runs
+
+
+def _atc_runs(atcs: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """The runs (first, last) of the sorted ``atcs``, neighbours in a run at most :data:`_ATC_RUN_GAP`
+    apart."""
+    lo = prev = atcs[0]
+    for a in atcs[1:]:
+        if a - prev > _ATC_RUN_GAP:
+            yield lo, prev
+            lo = a
+        prev = a
+    yield lo, prev
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
