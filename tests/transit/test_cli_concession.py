@@ -6,30 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from pathlib import Path
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
-from citycard.cli import bank, card, card_issuer
 from citycard.issuer.decision import beijing_date
 
+from tests.issuer import test_cli as issuer_cli
 from tests.issuer.conftest import HOLDER_ID
 
+cli = issuer_cli.cli  # the bank and card commands in a fresh home
 UNTIL = (beijing_date(time.time_ns()) + dt.timedelta(days=300)).isoformat()
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    monkeypatch.setenv("CITYCARD_HOME", str(tmp_path))
-    monkeypatch.delenv("CITYCARD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CITYCARD_HSM_MASTER_KEY", raising=False)
-    app = typer.Typer()
-    card_issuer.register(card.app)
-    app.add_typer(bank.app, name="bank")
-    app.add_typer(card.app, name="card")
-    return app
 
 
 def run(app: typer.Typer, *args: str, code: int = 0) -> str:

@@ -1543,12 +1543,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     # a void or reversal carries its original's amount; others their own
     amount = case((void, o.c.amount_fen), else_=a.c.amount_fen)
     rrn_of = func.substr(a.c.request_id, func.length(a.c.request_id) - literal_column("11"))
-    length = func.length(a.c.pan)
-    stars = func.substr(literal("*********", String), 1, length - 10)
-    masked = func.coalesce(
-        t.c.pan_masked,
-        func.substr(a.c.pan, 1, 6).op("||")(stars).op("||")(func.substr(a.c.pan, length - 3)),
-    )
+    masked = func.coalesce(t.c.pan_masked, _masked(a.c.pan))
     source = (
         a.join(ic, ic.c.pan == a.c.pan)
         .join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code))
