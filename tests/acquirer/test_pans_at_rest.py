@@ -7,6 +7,7 @@ another row does not open; rows kept clear before migration 0019 are sealed at s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,12 @@ def upload_message(stan: int) -> BatchUpload:
     )
 
 
-def stored_bytes(database: Database) -> bytes:
-    """Everything the acquirer's tables hold, every column of every row, as bytes."""
+def stored_bytes(database: Database, tables: Sequence[str] = TABLES) -> bytes:
+    """Everything ``tables`` hold (the acquirer's by default), every column of every row, as bytes."""
     out = bytearray()
     with database.engine.connect() as connection:
-        for table in TABLES:
-            for row in connection.execute(text(f"SELECT * FROM {table}")):
+        for table in tables:
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
                 for value in row:
                     if isinstance(value, bytes | bytearray | memoryview):
                         out += bytes(value)

@@ -22,7 +22,7 @@ from citycard.db.clearing_tables import clearing_presentments, clearing_seen_tcs
 from citycard.hsm import SealedDataError
 from citycard.issuer.handlers import IssuerService
 
-from tests.acquirer.test_pans_at_rest import holds_pan
+from tests.acquirer.test_pans_at_rest import holds_pan, stored_bytes
 from tests.clearing.test_day import DAY, Day, engine
 from tests.issuer.conftest import Clock
 
@@ -42,17 +42,7 @@ def _tables(database: Database) -> list[str]:
 
 def stored_rows(database: Database) -> bytes:
     """Every column of every row of clearing's and the acquirer's tables, as bytes."""
-    out = bytearray()
-    with database.engine.connect() as c:
-        for table in _tables(database):
-            for row in c.execute(text(f'SELECT * FROM "{table}"')):
-                for value in row:
-                    if isinstance(value, bytes | bytearray | memoryview):
-                        out += bytes(value)
-                    elif value is not None:
-                        out += str(value).encode()
-                    out += b"|"
-    return bytes(out)
+    return stored_bytes(database, _tables(database))
 
 
 def stored_pages(database: Database) -> bytes:
