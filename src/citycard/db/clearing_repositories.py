@@ -268,7 +268,7 @@ class ClearingEngine:
             self._protection = RecordProtection.open(self.hsm)
         return self._protection
 
-    def _unseal_pan(self, row: _Row, sealed: Any) -> str | None:
+    def _unseal_pan(self, row: Any, sealed: Any) -> str | None:
         """A presentment's PAN, unsealed in the HSM for this batch; None when the sealed PAN does not open
         (altered, or moved from another record): the record is decided without a card, never paid."""
         if sealed is None:
@@ -407,7 +407,7 @@ class ClearingEngine:
             "tc_amount_fen", "tc_date", "tc_cryptogram", "tc_ac_data", "tc_gpo_ac_data", "bus_line",
             "vehicle",
         ]  # fmt: skip
-        changed = [name for name in columns[7:]]
+        changed = columns[7:]
         ref = u.c.terminal_id.op("||")(literal("/", String)).op("||")(cast(u.c.batch, String))
         ref = ref.op("||")(literal("/", String)).op("||")(cast(u.c.stan, String))
         key = (u.c.received_ns, u.c.terminal_id, u.c.batch, u.c.stan)  # ix_acquirer_uploads_received
@@ -696,8 +696,9 @@ class ClearingEngine:
                 row.tc = _tc_of(r, row.field55)
             except TcDataError as exc:
                 row.tc_error = exc.detail
-        pans = {r.pan for r in rows if r.pan}
-        fingerprints = {pan: self.protection.pan_fingerprint(pan) for pan in pans}  # one per card
+        # the fingerprint stored with the sealed PAN (made from the same PAN when it was sealed); the HSM
+        # computes it only for a row that has none
+        fingerprints = {r.pan: r.fingerprint or self.protection.pan_fingerprint(r.pan) for r in rows if r.pan}
         cards = self._cards(c, set(fingerprints))
         places = self._places(c, {r.terminal_id for r in rows})
         wanted: dict[tuple[str, str], set[int]] = {}
@@ -1098,9 +1099,7 @@ class ClearingEngine:
                     return made
                 pans: dict[str, str | None] = {}
                 for r in rows:
-                    key = _Row(r.ref, r.terminal_id, None, "", "", 0, b"", None, False, None, None)
-                    key.batch, key.stan = int(r.batch), int(r.stan)
-                    pans[r.ref] = self._unseal_pan(key, r.pan_sealed)
+                    pans[r.ref] = self._unseal_pan(r, r.pan_sealed)
                 cards = self._cards(c, {pan for pan in pans.values() if pan})
                 places = self._places(c, {r.terminal_id for r in rows})
                 for r in rows:
@@ -1324,8 +1323,7 @@ def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list
     changes: dict[str, Any] = {name: getattr(statement.excluded, name) for name in changed}
     changes["pan_masked"] = func.coalesce(func.nullif(p.c.pan_masked, ""), statement.excluded.pan_masked)
     for name in ("bus_line", "vehicle"):  # a fare's line: the upload's, else the journal row's (a gap filled)
-        if name in changes:
-            changes[name] = func.coalesce(getattr(statement.excluded, name), p.c[name])
+        changes[name] = func.coalesce(getattr(statement.excluded, name), p.c[name])
     statement = statement.on_conflict_do_update(
         index_elements=["ref"], set_=changes, where=p.c.outcome.is_(None)
     )
@@ -1487,10 +1485,8 @@ def _plain(rows: Sequence[Any]) -> list[Any]:
     return [make(r) for r in rows]
 
 
-@lru_cache(maxsize=4096)
-def _date_text(day: date) -> str:
-    """``YYYYMMDD`` of a TC's date (parsed once per date, as :func:`_yyyymmdd` reads it)."""
-    return day.strftime("%Y%m%d")
+_date_text = lru_cache(maxsize=4096)(day_text)
+"""``YYYYMMDD`` of a TC's date (formatted once per date, as :func:`_yyyymmdd` reads it)."""
 
 
 @lru_cache(maxsize=4096)
