@@ -31,7 +31,7 @@ from citycard.codec.apdu import sw_meaning
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DEMO_DATA_KEY, DemoKeyError, DemoKeys
-from citycard.files import BusyError, CardFile, exclusive_lock
+from citycard.files import BusyError, CardFile, exclusive_lock, is_pan
 from citycard.kernel.config import CaPublicKey, ConfigError, TerminalConfig, parse_capks, parse_config
 from citycard.kernel.denylist import (
     DenyListError,
@@ -710,7 +710,7 @@ def _source_account(number: str | None, pin: str | None, cash: bool) -> tuple[st
         return None
     if cash:
         raise typer.BadParameter("a cash load takes no account", param_hint="--from-account")
-    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
+    if not is_pan(number):
         raise typer.BadParameter("a card number is 12 to 19 digits", param_hint="--from-account")
     if pin is None:
         pin = typer.prompt("PIN of the account to load from", hide_input=True, default="") or None

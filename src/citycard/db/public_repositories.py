@@ -13,7 +13,6 @@ named it (field 32) — so the answer's RRN alone, with the terminal, finds it b
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -125,12 +124,7 @@ class SqlCardApplications(_Repo):
         card with the transit file, its record 1 (SFI 21, ``issuer_card_transit``) takes the category and
         last day enabled (none when disabled), written by the issuer's script with the applications file's
         record (docs/transit.md "Concessions from the issuer")."""
-        enabled = app.status is AppStatus.ENABLED
-        if enabled:
-            try:  # the registry's pattern lets 20270231 through: not a day, so not a concession
-                dt.datetime.strptime(str(app.data["valid_until"]), "%Y%m%d")
-            except ValueError:
-                return
+        enabled = app.status is AppStatus.ENABLED  # its valid_until a day that exists (check_app_data)
         t, c = issuer_card_transit, issuer_cards.c
         registered = select(c.pan).where(c.pan == app.pan, c.holder_id.is_not(None)).exists()
         self.session.execute(

@@ -378,9 +378,7 @@ class PosTerminal:
 
             def via_host(request: OnlineRequest) -> OnlineResponse:
                 assert entry is not None, "the kernel goes online after its debiting command"
-                if source is not None:
-                    return through.authorize(go_online, request, entry, txn.interface, follows, source)
-                return through.authorize(go_online, request, entry, txn.interface, follows)
+                return through.authorize(go_online, request, entry, txn.interface, follows, source)
 
             online = via_host
 

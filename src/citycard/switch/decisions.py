@@ -174,7 +174,7 @@ def split_other_account_load(table: RoutingTable, message: Message) -> TwoLegs |
     )
     return TwoLegs(
         Leg(debit, debit_message),
-        Leg(Forward(card.issuer, card.acquirer, None), card_message),
+        Leg(card, card_message),  # no PIN block, so no translation
         load_stands=isinstance(message, ReversalRequest) and stands,
     )
 
