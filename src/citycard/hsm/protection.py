@@ -122,7 +122,7 @@ class RecordProtection:
         v = self._versions
         with v.lock:
             if time.monotonic() - v.checked >= REFRESH_S:
-                v.keys.update(_later_versions(self.hsm, self.owner))
+                v.keys.update(_later_versions(self.hsm, self.owner, v.newest))
                 v.newest, v.checked = max(v.keys), time.monotonic()
             return v.newest
 
@@ -131,7 +131,7 @@ class RecordProtection:
         returns it. Two processes rotating at once make two versions, both usable."""
         v = self._versions
         with v.lock:
-            v.keys.update(_later_versions(self.hsm, self.owner))
+            v.keys.update(_later_versions(self.hsm, self.owner, max(v.keys)))
             version = max(v.keys) + 1
             while True:
                 try:
@@ -195,11 +195,15 @@ class RecordProtection:
         return self.hsm.keyed_hash(self.fingerprint_key, b"PAN:" + digits.encode("ascii")).hex()
 
 
-def _later_versions(hsm: Hsm, owner: str) -> dict[int, KeyHandle]:
-    """The data key versions above 1 in ``hsm``, by version."""
-    prefix, out = f"{dek_label(owner)}/", {}
-    for label in hsm.labels():
-        rest = label.removeprefix(prefix)
-        if rest != label and rest.isdigit():
-            out[int(rest)] = hsm.get(label)
-    return out
+def _later_versions(hsm: Hsm, owner: str, after: int = 1) -> dict[int, KeyHandle]:
+    """The data key versions above ``after`` in ``hsm``, by version: looked up one by one, as
+    :meth:`RecordProtection.rotate` makes them without gaps (the next above the newest), rather than by
+    listing every label of the key store (every terminal's keys) each time."""
+    out: dict[int, KeyHandle] = {}
+    version = after + 1
+    while True:
+        try:
+            out[version] = hsm.get(dek_label(owner, version))
+        except KeyNotFoundError:
+            return out
+        version += 1
