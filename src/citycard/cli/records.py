@@ -59,7 +59,7 @@ def show() -> None:
     """The data key versions and how many stored rows each seals."""
     from collections import Counter
 
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from citycard.db.acquirer_tables import acquirer_saf, acquirer_uploads
     from citycard.hsm.protection import RecordProtection
@@ -69,10 +69,11 @@ def show() -> None:
         counts: Counter[int] = Counter()
         with issuer.database.engine.connect() as connection:
             for table in (acquirer_saf, acquirer_uploads):
-                for (sealed,) in connection.execute(
-                    select(table.c.sealed).where(table.c.sealed.is_not(None))
+                head = func.substr(table.c.sealed, 1, 3)  # what names the version (key_version)
+                for sealed, rows in connection.execute(
+                    select(head, func.count()).where(table.c.sealed.is_not(None)).group_by(head)
                 ):
-                    counts[RecordProtection.key_version(bytes(sealed))] += 1
+                    counts[RecordProtection.key_version(bytes(sealed))] += rows
     typer.echo(f"sealing under version {protection.version}")
     for version in sorted(counts):
         typer.echo(f"version {version}: {counts[version]} row(s)")
