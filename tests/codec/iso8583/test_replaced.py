@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from citycard.codec.iso8583 import Iso8583Error, decode_message, parse, with_mac
+from citycard.codec.iso8583 import (
+    AuthorizationResponse,
+    Iso8583Error,
+    RawMessage,
+    decode_message,
+    parse,
+    with_mac,
+)
 from citycard.net.link import request_key
 
 from tests.codec.iso8583.test_iso8583_messages import purchase
@@ -61,3 +68,25 @@ def test_the_request_key_is_read_from_the_typed_message() -> None:
     message = purchase()
     assert request_key(message) == ("2", "11", f"{message.stan:06d}", message.terminal_id)
     assert request_key(message.replaced(rrn="000000000123")) == ("2", "37", "000000000123")
+
+
+def test_an_answer_is_the_message_parse_makes_of_the_echoed_fields() -> None:
+    for request in (purchase(), parse(decode_message(purchase().to_bytes()))):
+        fields = {n: v for n, v in request.to_fields().fields.items() if n in ECHOED_HERE}
+        extra = {39: "00", 38: "123456", 55: bytes.fromhex("91080102030405060708")}
+        made = AuthorizationResponse.echoing("0210", request, ECHOED_HERE, extra)
+        expected = parse(RawMessage("0210", fields | extra))
+        assert (
+            made == expected
+            and type(made) is AuthorizationResponse
+            and made.to_bytes() == expected.to_bytes()
+        )
+    for bad, field in (({39: "00", 52: bytes(8)}, "52"), ({39: "0"}, "39"), ({38: "123456"}, "39")):
+        with pytest.raises(Iso8583Error) as info:
+            AuthorizationResponse.echoing("0210", purchase(), ECHOED_HERE, bad)
+        assert info.value.field == field
+    with pytest.raises(Iso8583Error):
+        AuthorizationResponse.echoing("0200", purchase(), ECHOED_HERE, {39: "00"})
+
+
+ECHOED_HERE = frozenset({2, 3, 4, 11, 23, 25, 32, 37, 41, 42, 49, 60, 61})

@@ -364,6 +364,36 @@ class Message:
         object.__setattr__(message, "mti", raw.mti)
         return message
 
+    @classmethod
+    def echoing(cls, mti: str, request: Message, echoed: frozenset[int], values: Mapping[int, Value]) -> Self:
+        """The message ``parse(RawMessage(mti, fields))`` makes, where ``fields`` are ``request``'s fields
+        numbered in ``echoed`` that this kind allows (as ``request.to_fields()`` gives them) and then
+        ``values`` (field number → wire value). Each value of ``values`` and the MTI are checked as the
+        constructor checks them, and so are the fields present; the echoed values are not checked against
+        the profile again (they were when ``request`` was made), only typed again from their wire form."""
+        if mti not in cls.MTIS:
+            raise Iso8583Error("mti", None, f"MTI {mti} is not a {cls.__name__}")
+        allowed = cls.REQUIRED | cls.OPTIONAL
+        typed: dict[str, Any] = {}
+        for name, number, to_wire, from_wire in _ATTRIBUTES:
+            if number in values:
+                if number not in allowed:
+                    raise Iso8583Error(str(number), None, f"not expected in {mti}")
+                check_value(number, values[number], None)
+                typed[name] = from_wire(values[number], None, str(number))
+            elif number in echoed and number in allowed:
+                kept = getattr(request, name)
+                if kept is not None:
+                    typed[name] = from_wire(to_wire(kept), None, str(number))
+        missing = cls.REQUIRED - {_FIELD_OF[name] for name in typed}
+        if missing:
+            raise Iso8583Error(str(min(missing)), None, f"required in {mti}, missing")
+        message = object.__new__(cls)
+        for name in _NAMES:
+            object.__setattr__(message, name, typed.get(name))
+        object.__setattr__(message, "mti", mti)
+        return message
+
     def to_bytes(self) -> bytes:
         """The encoded ISO message (MTI to the last field). A message made by :meth:`signed` is not
         encoded again: it gives the bytes its MAC was computed over (:data:`_ENCODED`)."""
