@@ -74,8 +74,9 @@ class RoundTripCounter:
     def _one(self, *_: Any) -> None:
         self.count += 1
 
-    def _one_conn(self, _connection: Any) -> None:
-        self.count += 1
+    def _one_conn(self, connection: Any) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # else none is sent
+            self.count += 1
 
 
 @dataclass

@@ -7,7 +7,10 @@ rate measured on the same server just before and just after, in the same run.
 (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the default: acquirer, switch and issuer front end
 each in a process of its own, forked after the set-up, as ``citycard serve`` runs them; ``one``: all three
 in one process and event loop, as ``citycard up`` runs them), ``CITYCARD_BENCH_WORKERS`` (the issuer front
-end's worker threads, default 4), ``CITYCARD_TEST_POSTGRES_URL``.
+end's worker threads, default 4), ``CITYCARD_TEST_POSTGRES_URL``, ``CITYCARD_BENCH_PROFILE`` (a directory:
+layout ``processes`` only, each host process runs under cProfile — its event loop and, in the issuer front
+end, every worker thread — and writes ``<host>.prof`` there when it is stopped; the CPU figures then
+include the profiler's own cost).
 
 The hosts are built by ``citycard.bootstrap`` (``build_issuer_front_end``, ``build_switch``,
 ``build_acquirer``), the one composition root, exactly as ``citycard serve`` and ``citycard up`` build them:
@@ -35,6 +38,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,7 @@ TERMINALS = int(os.environ.get("CITYCARD_BENCH_TERMINALS", "20"))
 SECONDS = float(os.environ.get("CITYCARD_BENCH_SECONDS", "10"))
 LAYOUT = os.environ.get("CITYCARD_BENCH_LAYOUT", "processes")
 WORKERS = int(os.environ.get("CITYCARD_BENCH_WORKERS", "4"))
+PROFILE = os.environ.get("CITYCARD_BENCH_PROFILE")
 WARM_UP_S = 2.0
 MOST_PER_S = 2500
 """ARQCs are made beforehand for this rate over all terminals (a terminal that runs out stops early)."""
@@ -138,7 +143,49 @@ def _make_keys(p: _Platform) -> None:
 
 def _in_process(p: _Platform, serve: Callable[[_Platform], Coroutine[Any, Any, None]]) -> None:
     p.db.engine.dispose(close=False)  # the parent's connections stay the parent's
+    if PROFILE is not None:
+        _profiled(Path(PROFILE) / f"{serve.__name__.removeprefix('_serve_')}.prof")
     asyncio.run(serve(p))
+
+
+def _profiled(out: Path) -> None:
+    """Profile this process from now on: the main thread, and each worker thread of an executor (one
+    profiler per thread, cProfile being per thread); all written to ``out`` on SIGTERM."""
+    import cProfile
+    import pstats
+    import signal
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    profilers = [cProfile.Profile(time.thread_time)]
+    local = threading.local()
+    submit = ThreadPoolExecutor.submit
+
+    def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+        if not hasattr(local, "profiler"):
+            local.profiler = cProfile.Profile(time.thread_time)
+            profilers.append(local.profiler)
+            local.profiler.enable()
+        return fn(*args)
+
+    def profiled_submit(
+        self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        return submit(self, in_thread, partial(fn, **kwargs), *args)
+
+    ThreadPoolExecutor.submit = profiled_submit  # type: ignore[method-assign,assignment]
+
+    def dump(_signum: int, _frame: object) -> None:
+        for profiler in profilers:
+            profiler.disable()
+        stats = pstats.Stats(profilers[0])
+        for profiler in profilers[1:]:
+            stats.add(profiler)
+        stats.dump_stats(out)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump)
+    profilers[0].enable()
 
 
 class _Terminal:

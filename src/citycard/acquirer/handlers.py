@@ -153,9 +153,11 @@ _ANSWER_MOVES: Final = {
 def record_answer(cmd: RecordAnswer, uow: AcquirerUnitOfWork, clock: Clock) -> AcquirerTransaction | None:
     """Keep the issuer's response code; a late answer after the reversal was queued changes nothing. One
     conditional update (the transitions of ``model.TRANSITIONS``); the record is read only when it did not
-    move."""
+    move. Each statement stands alone (a conditional update is atomic by itself and no lock is held across
+    them), so none needs a transaction around it: ``each_statement_commits``."""
     now = clock()
     with uow:
+        uow.each_statement_commits()
         for target, sources in _ANSWER_MOVES.items():
             moved = uow.transactions.move(
                 cmd.key, sources, status=target, response_code=cmd.response_code, updated_ns=now

@@ -573,6 +573,13 @@ class AcquirerUnitOfWork(SqlUnitOfWork):
     uploads: SqlOfflineUploads
     batches: SqlBatchTotals
 
+    def each_statement_commits(self) -> None:
+        """The port's contract: on PostgreSQL the session's connection in autocommit (psycopg then sends
+        no ``BEGIN``, and ``commit`` is nothing to send); on SQLite one transaction as before. Before the
+        first statement only (SQLAlchemy refuses it once the transaction has begun)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
 
 def acquirer_unit_of_work(
     database: Database, protection: RecordProtection, *, read_only: bool = False

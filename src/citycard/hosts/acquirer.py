@@ -499,8 +499,7 @@ class AcquirerHost:
             raise _Refused(ResponseCode.INVALID_TRANSACTION, "the terminal reversed it before it came")
         if record.status == TransactionStatus.REVERSAL_QUEUED:  # given up or reversed: never again
             raise _Refused(ResponseCode(record.response_code or "91"), "reversed already")
-        forwarded = replace(
-            request,
+        forwarded = request.replaced(  # only the values changed checked again
             rrn=record.rrn,
             acquirer_id=bank.institution_id,
             pin_block=self._translated_pin(request, bank),
@@ -533,7 +532,7 @@ class AcquirerHost:
         else:
             answered = RecordAnswer(key, str(answer.response_code))
             await self._db(lambda: record_answer(answered, self._uow(), self._clock))
-        return replace(answer, acquirer_id=None, mac=None)
+        return answer.replaced(acquirer_id=None, mac=None)
 
     def _to_switch(self, message: Message) -> Message:
         """``message`` as sent on the switch leg: field 64 under the zone MAC key (never stored)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from citycard.codec.iso8583 import KINDS, Message, RawMessage, ResponseCode, parse, response_mti
+from citycard.codec.iso8583 import KINDS, Message, ResponseCode, response_mti
 
 __all__ = ["ECHOED", "answer"]
 
@@ -24,9 +24,7 @@ def answer(request: Message, code: ResponseCode, extra: dict[int, str | bytes] |
     """The typed response to ``request`` with 39 = ``code``, the echoed fields, and ``extra`` (field number
     to its wire value: 38 auth code, 54 balance, 55 chip data ...). An ``extra`` the kind refuses is a bug."""
     mti = response_mti(request.mti)
-    kind = next(kind for kind in KINDS if mti in kind.MTIS)
-    allowed = kind.REQUIRED | kind.OPTIONAL
-    fields = {n: v for n, v in request.to_fields().fields.items() if n in ECHOED and n in allowed}
-    fields[39] = str(code)
-    fields.update(extra or {})
-    return parse(RawMessage(mti, fields))
+    return _KIND_OF[mti].echoing(mti, request, ECHOED, {39: str(code), **(extra or {})})
+
+
+_KIND_OF: Final = {mti: kind for kind in KINDS for mti in kind.MTIS}

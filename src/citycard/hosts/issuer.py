@@ -61,6 +61,7 @@ from citycard.codec.iso8583 import (
     NetworkManagementRequest,
     ResponseCode,
     ReversalRequest,
+    TransactionType,
     service_reference,
     transaction_type,
 )
@@ -152,7 +153,11 @@ def debit_leg(message: Message) -> bool:
     non-designated account (620000/91/47): the leg the switch sends without field 55 (the chip data are
     the EC card's and go to its issuer only). Its request id is ``D`` + 32-37, so that both legs of one
     load have their own ids when both accounts are at one bank."""
-    row = transaction_type(message)
+    return _is_debit_leg(message, transaction_type(message))
+
+
+def _is_debit_leg(message: Message, row: TransactionType | None) -> bool:
+    """:func:`debit_leg` with the message's row of the table of transactions already looked up."""
     return row is not None and row.name == _OTHER_ACCOUNT and message.icc is None
 
 
@@ -170,12 +175,17 @@ def _psn(message: Message, kind: AuthorizationKind) -> str:
     raise MalformedRequest("23", "no card sequence number (field 23, or 5F34 in field 55)")
 
 
-def to_authorization(message: Message, kind: AuthorizationKind) -> commands.AuthorizationRequest:
-    """The issuer's request for ``message`` (:class:`MalformedRequest` naming the field it cannot use)."""
+def to_authorization(
+    message: Message, kind: AuthorizationKind, *, debit: bool | None = None
+) -> commands.AuthorizationRequest:
+    """The issuer's request for ``message`` (:class:`MalformedRequest` naming the field it cannot use);
+    ``debit``: whether it is a :func:`debit_leg`, when the caller knows already (else looked up)."""
     pan = card_number(message)
     if pan is None:
         raise MalformedRequest("2", "no card number (field 2 or 35)")
-    base = ("D" if debit_leg(message) else "") + request_id(message)
+    if debit is None:
+        debit = debit_leg(message)
+    base = ("D" if debit else "") + request_id(message)
     reversal = kind is AuthorizationKind.REVERSAL
     original = base if reversal else None
     if kind.value in _FOLLOW_UPS:
@@ -321,7 +331,7 @@ class IssuerFrontEnd:
             return self._unsupported(message)
         if not isinstance(message, AuthorizationRequest | AdviceRequest | ReversalRequest):
             return self._unsupported(message)
-        kind = self._kind(message)
+        kind, debit = self._kind(message)
         if kind is None:
             return self._unsupported(message)
         pan = card_number(message)
@@ -331,7 +341,7 @@ class IssuerFrontEnd:
                 self.stats.not_ours += 1
                 return answer(message, ResponseCode.NO_SUCH_ISSUER)
         try:
-            request = to_authorization(message, kind)
+            request = to_authorization(message, kind, debit=debit)
         except MalformedRequest as exc:
             self.stats.malformed += 1
             log.info("%s stan %s refused 30: %s", message.mti, message.stan, exc)
@@ -384,14 +394,17 @@ class IssuerFrontEnd:
                 future.set_result(answer_)
         self._start_groups()
 
-    def _kind(self, message: Message) -> AuthorizationKind | None:
-        if isinstance(message, ReversalRequest):
-            return AuthorizationKind.REVERSAL
-        if debit_leg(message):
-            return AuthorizationKind.EC_LOAD_OTHER_DEBIT
+    def _kind(self, message: Message) -> tuple[AuthorizationKind | None, bool]:
+        """The issuer's kind of ``message`` (None: not one it carries) and whether it is a
+        :func:`debit_leg`, from one look-up in the table of transactions."""
         row = transaction_type(message)
+        debit = _is_debit_leg(message, row)
+        if isinstance(message, ReversalRequest):
+            return AuthorizationKind.REVERSAL, debit
+        if debit:
+            return AuthorizationKind.EC_LOAD_OTHER_DEBIT, debit
         name = KINDS.get(row.name) if row is not None else None
-        return AuthorizationKind.__members__.get(name) if name is not None else None
+        return (AuthorizationKind.__members__.get(name) if name is not None else None), debit
 
     def _unsupported(self, message: Message) -> Message:
         self.stats.unsupported += 1

@@ -272,7 +272,7 @@ class SwitchFrontEnd:
             except HsmInputError:
                 return self._refuse(message, ResponseCode.PIN_FORMAT_ERROR, "PIN block does not decipher")
             self.stats.pin_translations += 1
-            outgoing = dataclasses.replace(outgoing, pin_block=block)
+            outgoing = outgoing.replaced(pin_block=block)
         return await self._forward(message, outgoing, decision.issuer.bank_code)
 
     async def _two_legs(self, message: Message, legs: TwoLegs) -> Message | None:
@@ -289,7 +289,7 @@ class SwitchFrontEnd:
         if debit is None or debit.response_code != ResponseCode.APPROVED:
             return debit  # declined (nothing posted) or 91 (the acquirer reverses both legs)
         card = await self._leg(message, legs.card)
-        return None if card is None else dataclasses.replace(card, pan=message.pan)
+        return None if card is None else card.replaced(pan=message.pan)
 
     async def _forward(self, message: Message, outgoing: Message, bank_code: str) -> Message | None:
         link = self.links.get(bank_code)

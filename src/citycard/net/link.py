@@ -163,10 +163,10 @@ def _keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
 def request_key(message: Message) -> Key:
     """The key an answer to ``message`` is matched by: MTI class and RRN (37) when the request has one,
     else MTI class, STAN (11) and terminal (41), which every kind of the profile requires."""
-    raw = message.to_fields()
-    keys = _keys(raw.mti, raw.fields)
-    assert keys, "every request kind requires 11 and 41"
-    return keys[0]
+    if message.rrn is not None:  # read from the typed message: the wire forms of 37, 11 and 41 (n6)
+        return (message.mti[1], "37", message.rrn)
+    assert message.stan is not None and message.terminal_id is not None, "every request kind requires them"
+    return (message.mti[1], "11", f"{message.stan:06d}", message.terminal_id)
 
 
 def response_keys(mti: str, fields: Mapping[int, object]) -> list[Key]:

@@ -29,6 +29,7 @@ PANs are masked and track data, PIN blocks and chip data are left out of ``repr`
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -250,6 +251,7 @@ _ATTRIBUTES: Final[
 """Attribute name, field number, to wire, from wire: the one mapping between names and numbers."""
 
 _FIELD_OF: Final = MappingProxyType({name: number for name, number, _, _ in _ATTRIBUTES})
+_TO_WIRE_OF: Final = MappingProxyType({name: (number, to_wire) for name, number, to_wire, _ in _ATTRIBUTES})
 _NAMES: Final = tuple(name for name, _, _, _ in _ATTRIBUTES)
 _HIDDEN: Final = frozenset({"track2", "track3", "pin_block"})
 
@@ -362,9 +364,74 @@ class Message:
         object.__setattr__(message, "mti", raw.mti)
         return message
 
+    @classmethod
+    def echoing(cls, mti: str, request: Message, echoed: frozenset[int], values: Mapping[int, Value]) -> Self:
+        """The message ``parse(RawMessage(mti, fields))`` makes, where ``fields`` are ``request``'s fields
+        numbered in ``echoed`` that this kind allows (as ``request.to_fields()`` gives them) and then
+        ``values`` (field number → wire value). Each value of ``values`` and the MTI are checked as the
+        constructor checks them, and so are the fields present; the echoed values are not checked against
+        the profile again (they were when ``request`` was made), only typed again from their wire form."""
+        if mti not in cls.MTIS:
+            raise Iso8583Error("mti", None, f"MTI {mti} is not a {cls.__name__}")
+        allowed = cls.REQUIRED | cls.OPTIONAL
+        typed: dict[str, Any] = {}
+        for name, number, to_wire, from_wire in _ATTRIBUTES:
+            if number in values:
+                if number not in allowed:
+                    raise Iso8583Error(str(number), None, f"not expected in {mti}")
+                check_value(number, values[number], None)
+                typed[name] = from_wire(values[number], None, str(number))
+            elif number in echoed and number in allowed:
+                kept = getattr(request, name)
+                if kept is not None:
+                    typed[name] = from_wire(to_wire(kept), None, str(number))
+        missing = cls.REQUIRED - {_FIELD_OF[name] for name in typed}
+        if missing:
+            raise Iso8583Error(str(min(missing)), None, f"required in {mti}, missing")
+        message = object.__new__(cls)
+        for name in _NAMES:
+            object.__setattr__(message, name, typed.get(name))
+        object.__setattr__(message, "mti", mti)
+        return message
+
     def to_bytes(self) -> bytes:
-        """The encoded ISO message (MTI to the last field)."""
+        """The encoded ISO message (MTI to the last field). A message made by :meth:`signed` is not
+        encoded again: it gives the bytes its MAC was computed over (:data:`_ENCODED`)."""
+        known = _ENCODED.get(id(self))
+        if known is not None and known[0] is self:
+            return known[1]
         return encode_checked(self.to_fields())  # its values were checked when it was made
+
+    def replaced(self, **changes: Any) -> Self:
+        """``dataclasses.replace(self, **changes)`` that checks only what changes: the MTI against the
+        kind, the fields present afterwards against the kind's required and allowed ones, and each new
+        value against the profile — the constructor's checks, minus those of the values kept, which were
+        checked when this message was made (by its constructor or by ``decode_message``)."""
+        mti = changes.pop("mti", self.mti)
+        if mti not in self.MTIS:
+            raise Iso8583Error("mti", None, f"MTI {mti} is not a {type(self).__name__}")
+        present = set(self._present())
+        for name, value in changes.items():
+            number, to_wire = _TO_WIRE_OF[name]  # KeyError: no such field (a bug, as replace's TypeError)
+            if value is None:
+                present.discard(number)
+            else:
+                present.add(number)
+        missing = self.REQUIRED - present
+        if missing:
+            raise Iso8583Error(str(min(missing)), None, f"required in {mti}, missing")
+        unexpected = present - self.REQUIRED - self.OPTIONAL
+        if unexpected:
+            raise Iso8583Error(str(min(unexpected)), None, f"not expected in {mti}")
+        for name, value in changes.items():
+            if value is not None:
+                number, to_wire = _TO_WIRE_OF[name]
+                check_value(number, to_wire(value), None)
+        message = object.__new__(type(self))
+        for name in _NAMES:
+            object.__setattr__(message, name, changes[name] if name in changes else getattr(self, name))
+        object.__setattr__(message, "mti", mti)
+        return message
 
     def signed(self, mac_of: Callable[[bytes], bytes]) -> Self:
         """This message with field 64 = ``mac_of(MAC block)`` (``wire.with_mac``): encoded once with a
@@ -379,6 +446,7 @@ class Message:
             object.__setattr__(message, name, getattr(self, name))
         object.__setattr__(message, "mti", self.mti)
         object.__setattr__(message, "mac", wire[-8:])
+        _remember(message, wire)
         return message
 
     def __repr__(self) -> str:
@@ -397,6 +465,22 @@ class Message:
 
 
 assert {item.name for item in fields(Message)} == {"mti", *_NAMES}, "every field is in _ATTRIBUTES"
+
+_ENCODED: Final[OrderedDict[int, tuple[Message, bytes]]] = OrderedDict()
+"""The bytes of the messages :meth:`Message.signed` made last, by ``id``: each is sent (encoded) right after
+it is signed, and encoding it again would give the same bytes (its values cannot change: it is frozen).
+Each entry holds its message, so that its ``id`` cannot be reused while the entry lives; at most
+:data:`_MOST_ENCODED` entries, the oldest dropped first."""
+_MOST_ENCODED: Final = 1024
+
+
+def _remember(message: Message, wire: bytes) -> None:
+    _ENCODED[id(message)] = (message, wire)
+    while len(_ENCODED) > _MOST_ENCODED:
+        try:
+            _ENCODED.popitem(last=False)
+        except KeyError:  # emptied meanwhile by another thread
+            break
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

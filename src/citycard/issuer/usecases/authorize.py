@@ -244,16 +244,11 @@ def _debit_other_account(
     refused = registry_refusal(start.registry_in_use, start.terminal, req)
     if refused is not None:
         return AuthorizationResponse(req.request_id, refused[0], refused[1], flags=refused[2:]), [], None
-    checks = Checks(arqc_ok=True)
-    checkable = card.pin_offset is not None and card.online_pin_failures < ONLINE_PIN_TRY_LIMIT
-    if req.pin_block is not None and checkable:
-        assert card.pin_offset is not None
-        zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
-        try:
-            pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
-            checks = Checks(arqc_ok=True, pin_ok=pin_ok)
-        except HsmInputError:
-            checks = Checks(arqc_ok=True, pin_block_readable=False)
+    pin_ok = _online_pin(req, card, deps)
+    if isinstance(pin_ok, _Unreadable):
+        checks = Checks(arqc_ok=True, pin_block_readable=False)
+    else:
+        checks = Checks(arqc_ok=True, pin_ok=pin_ok)
     decision = decide_account_debit(
         req, card, checks, bank=deps.bank(uow, card.bank_code), now_ns=deps.clock()
     )
@@ -318,16 +313,31 @@ def _checks(
         iad_mac_ok = deps.hsm.verify_ac_session_mac(
             imk, card.pan, card.psn, chip.atc, iad.mac_input + chip.atc_bytes, iad.mac
         )
-    pin_ok = None
-    checkable = card.pin_offset is not None and card.online_pin_failures < ONLINE_PIN_TRY_LIMIT
-    if req.pin_block is not None and checkable and iad_mac_ok is not False:
-        assert card.pin_offset is not None
-        zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
-        try:
-            pin_ok = deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
-        except HsmInputError:  # not a format-0 block once deciphered: answered 99, the tries not counted
-            return Checks(arqc_ok, iad_mac_ok, None, seen, pin_block_readable=False), ec_before
+    pin_ok = None if iad_mac_ok is False else _online_pin(req, card, deps)
+    if isinstance(pin_ok, _Unreadable):  # answered 99, the tries not counted
+        return Checks(arqc_ok, iad_mac_ok, None, seen, pin_block_readable=False), ec_before
     return Checks(arqc_ok, iad_mac_ok, pin_ok, seen), ec_before
+
+
+class _Unreadable:
+    """:func:`_online_pin`'s answer for a PIN block that is not a format-0 block once deciphered."""
+
+
+_UNREADABLE: Final = _Unreadable()
+
+
+def _online_pin(req: AuthorizationRequest, card: Card, deps: Deps) -> bool | _Unreadable | None:
+    """The online PIN of ``req`` against the card's IBM 3624 offset, in the HSM: None when there is none to
+    check (no PIN block, no offset, or the online tries used up: the decision says what that means);
+    :data:`_UNREADABLE` when the block does not decipher to a format-0 block (answered ``99``, the tries
+    not counted)."""
+    if req.pin_block is None or card.pin_offset is None or card.online_pin_failures >= ONLINE_PIN_TRY_LIMIT:
+        return None
+    zpk, pvk = deps.key(card.bank_code, "zpk"), deps.key(card.bank_code, "pvk_ibm")
+    try:
+        return deps.hsm.verify_pin_offset(zpk, pvk, req.pin_block, card.pan, card.pin_offset)
+    except HsmInputError:
+        return _UNREADABLE
 
 
 def _answer(
