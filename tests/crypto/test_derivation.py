@@ -12,6 +12,7 @@ from citycard.crypto.derivation import (
     derive_common_session_key,
     derive_icc_mk_a,
     derive_pboc_session_key,
+    derive_pboc_session_keys,
     icc_mk_a_input,
 )
 from citycard.crypto.des import check_parity
@@ -78,9 +79,18 @@ def test_pboc_session_key_differs_per_atc() -> None:
 def test_pboc_session_key_rejects_bad_atc(atc: int) -> None:
     with pytest.raises(ValueError):
         derive_pboc_session_key(IMK, atc)
+    with pytest.raises(ValueError, match=f"ATC {atc} "):
+        derive_pboc_session_keys(IMK, [1, atc, 2])
+
+
+@given(st.binary(min_size=16, max_size=16), st.lists(st.integers(0, 0xFFFF), max_size=40))
+def test_pboc_session_keys_of_a_card_are_its_session_keys_one_by_one(udk: bytes, atcs: list[int]) -> None:
+    assert derive_pboc_session_keys(udk, atcs) == [derive_pboc_session_key(udk, atc) for atc in atcs]
 
 
 def test_derivations_reject_short_keys() -> None:
+    with pytest.raises(ValueError):
+        derive_pboc_session_keys(IMK[:8], [1])
     with pytest.raises(ValueError):
         derive_icc_mk_a(IMK[:8], "1234", "00")
     with pytest.raises(ValueError):

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from citycard.crypto.cryptograms import arpc_method1
 from citycard.crypto.des import (
+    _Retail,
     adjust_parity,
     cbc_decrypt,
     cbc_encrypt,
@@ -122,6 +124,68 @@ def test_cached_contexts_are_safe_across_threads() -> None:
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _alg3_reference(key: bytes, data: bytes, padding: int) -> bytes:
+    """ISO 9797-1 MAC algorithm 3 as the standard writes it, from the block primitives above: single-DES
+    CBC under K1 over every block, then output transformation 3, e_K1(d_K2(H))."""
+    chained = cbc_encrypt(key[:8], pad(data, padding))[-8:]
+    return ecb_encrypt(key[:8], ecb_decrypt(key[8:], chained))
+
+
+_mac_keys = st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=4)
+_mac_steps = st.lists(
+    st.tuples(st.integers(0, 3), st.binary(max_size=80), st.sampled_from([1, 2]), st.sampled_from([4, 8])),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(_mac_keys, _mac_steps)
+def test_mac_alg3_matches_the_reference_under_keys_used_again_in_any_order(
+    keys: list[bytes], steps: list[tuple[int, bytes, int, int]]
+) -> None:
+    # Each key's contexts are reused from one message to the next (the CBC context's chaining cancelled
+    # in the next first block); every length, both paddings, one block or many, an ARPC in between.
+    for i, data, padding, length in steps:
+        key = keys[i % len(keys)]
+        expected = _alg3_reference(key, data, padding)[:length]
+        assert mac_alg3(key, data, padding=padding, length=length) == expected
+        arqc = data[:8].ljust(8, b"\x00")
+        assert arpc_method1(key, arqc, b"00") == ecb_encrypt(key, xor(arqc, b"00" + bytes(6)))
+
+
+def test_mac_alg3_contexts_are_bounded_and_stay_right_when_evicted() -> None:
+    retail = _Retail(size=2)
+    keys = [bytes([k]) * 16 for k in range(5)]
+    data = bytes(range(40))
+    for _ in range(3):
+        for key in keys:
+            padded = pad(data, 2)
+            assert retail.mac(key, padded) == _alg3_reference(key, data, 2)
+            assert len(retail._entries) <= 2
+
+
+def test_mac_alg3_contexts_are_safe_across_threads() -> None:
+    keys = [bytes([k]) * 8 + bytes([k + 1]) * 8 for k in range(4)]
+    messages = [bytes(range(n)) for n in (0, 7, 8, 9, 37, 64, 250)]
+    expected = {(k, m): _alg3_reference(k, m, 2) for k in keys for m in messages}
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                for (key, message), mac in expected.items():
+                    assert mac_alg3(key, message) == mac
+        except Exception as exc:  # collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

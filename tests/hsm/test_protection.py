@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,35 @@ def test_the_pan_fingerprint_is_hmac_sha_256_of_the_digits_under_the_fingerprint
     for bad in ("62242429", "62242429000001130000", "6224x42900000113"):
         with pytest.raises(HsmInputError):
             protection.pan_fingerprint(bad)
+
+
+def test_keys_used_from_many_threads_give_every_thread_the_right_answers() -> None:
+    # The AES-GCM object of a data key and the keyed HMAC state of a fingerprint key are made once with
+    # the key and shared by every thread of the HSM.
+    hsm = SoftHsm(MASTER)
+    secret = bytes(range(50, 82))
+    hsm.import_components(fingerprint_label("acq"), KeyUsage.HMAC, [secret], algorithm=Algorithm.HMAC)
+    protection = RecordProtection.open(hsm, "acq")
+    pans = [f"62242429{i:08d}" for i in range(64)]
+    errors: list[str] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(200):
+                pan = pans[(i + offset) % len(pans)]
+                record = f"row {i} {offset}".encode()
+                assert protection.unseal(protection.seal(pan.encode(), record), record) == pan.encode()
+                expected = hmac.new(secret, b"PAN:" + pan.encode(), hashlib.sha256).hexdigest()
+                assert protection.pan_fingerprint(pan) == expected
+        except Exception as exc:  # collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_an_owners_keys_are_made_once_and_two_hsms_on_one_store_share_them(tmp_path: Path) -> None:

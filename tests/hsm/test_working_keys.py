@@ -80,3 +80,16 @@ def test_working_keys_and_the_pos_mac_keep_to_their_usages() -> None:
     with pytest.raises(KeyUsageError, match="must be a 3DES key"):
         host.generate_working_key("mak", aes_kek, KeyUsage.MAC_X9_19)
     assert "mak" not in host.labels()
+
+
+def test_a_new_sign_on_replaces_the_mak_and_the_next_macs_are_under_the_new_one() -> None:
+    # The MAC contexts are kept per key value, not per label: a MAK replaced under its label is never
+    # MACed with under its old value.
+    host, _ = _pair()
+    tmk = host.get("tmk-10000019")
+    first = host.generate_working_key("mak-10000019", tmk, KeyUsage.MAC_X9_19)
+    assert host.pos_mac(first.handle, BLOCK) == pos_mac(des.ecb_decrypt(TMK, first.encrypted), BLOCK)
+    second = host.generate_working_key("mak-10000019", tmk, KeyUsage.MAC_X9_19, replace=True)
+    clear = des.ecb_decrypt(TMK, second.encrypted)
+    for block in (BLOCK, BLOCK[:9], BLOCK + b"\x01"):
+        assert host.pos_mac(host.get("mak-10000019"), block) == pos_mac(clear, block)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from .des import ecb_encrypt, xor
+from .des import _retail, xor
 from .mac import mac_alg3
 from .sm import Algorithm, mac
 
@@ -166,7 +166,7 @@ def arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes:
     _check_sk(session_key)
     if len(arqc) != 8 or len(arc) != 2:
         raise ValueError("ARQC must be 8 bytes and ARC 2 bytes")
-    return ecb_encrypt(session_key, xor(arqc, arc + bytes(6)))
+    return _retail.encrypt_block(session_key, xor(arqc, arc + bytes(6)))  # the context of the ARQC's MAC
 
 
 def verify_arpc_method1(session_key: bytes, arqc: bytes, arc: bytes, arpc: bytes) -> bool:

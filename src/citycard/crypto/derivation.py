@@ -5,6 +5,7 @@ JR/T 0025.7 — PBOC 2.0 session keys).
   issuer master key (IMK/MDK), the PAN and the PAN sequence number.
 - :func:`derive_pboc_session_key` — PBOC 2.0 (JR/T 0025.7): the AC / ARPC / script-MAC session key from the
   UDK and the ATC: ``3DES(UDK, 000000000000‖ATC) ‖ 3DES(UDK, 000000000000‖(ATC ⊕ FFFF))``.
+- :func:`derive_pboc_session_keys` — the same for several ATCs of one card, in one pass under the UDK.
 - :func:`derive_common_session_key` — EMV 4.3 Book 2 A1.3, the "common session key derivation".
 
 All keys are double-length 3DES keys (16 bytes). Derived keys have odd DES parity.
@@ -12,12 +13,15 @@ All keys are double-length 3DES keys (16 bytes). Derived keys have odd DES parit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .des import _ODD_PARITY, _context, adjust_parity, ecb_encrypt, xor
 
 __all__ = [
     "derive_common_session_key",
     "derive_icc_mk_a",
     "derive_pboc_session_key",
+    "derive_pboc_session_keys",
     "icc_mk_a_input",
 ]
 
@@ -68,6 +72,18 @@ def derive_pboc_session_key(udk: bytes, atc: int) -> bytes:
     blocks = (atc << 64 | (atc ^ 0xFFFF)).to_bytes(16, "big")
     sk: bytes = _context(udk, False).update(blocks)  # ecb_encrypt(udk, blocks): whole blocks already
     return sk.translate(_ODD_PARITY)  # adjust_parity
+
+
+def derive_pboc_session_keys(udk: bytes, atcs: Sequence[int]) -> list[bytes]:
+    """:func:`derive_pboc_session_key` for each ATC of ``atcs``, in order: every diversification block of
+    the card enciphered by one call under the UDK (a card's cryptograms verified in clearing)."""
+    _check_key(udk, "UDK")
+    bad = next((atc for atc in atcs if not 0 <= atc <= 0xFFFF), None)
+    if bad is not None:
+        raise ValueError(f"ATC {bad} is not a 2-byte value")
+    blocks = b"".join((atc << 64 | (atc ^ 0xFFFF)).to_bytes(16, "big") for atc in atcs)
+    keys: bytes = _context(udk, False).update(blocks).translate(_ODD_PARITY) if blocks else b""
+    return [keys[i : i + 16] for i in range(0, len(keys), 16)]
 
 
 def derive_common_session_key(mk: bytes, r: bytes) -> bytes:

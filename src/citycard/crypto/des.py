@@ -3,7 +3,8 @@
 Single DES keys are 8 bytes, double-length 3DES keys 16 bytes (K1‖K2, EDE with K1 again), triple-length
 24 bytes. Every block operation in ``crypto`` goes through here, so that key contexts are made once and
 reused: making a context costs far more than encrypting a block (see REFERENCE.md, "cost facts").
-The cache is bounded; keys never leave the process through it.
+Long-lived keys' ECB contexts are kept in one cache, the contexts of MAC algorithm 3 (session keys,
+MAC keys) in another (:class:`_Retail`); both are bounded, and keys never leave the process through them.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ class ContextCache(threading.local):
         self._size = size
         self._encryptors: OrderedDict[bytes, Any] = OrderedDict()
         self._decryptors: OrderedDict[bytes, Any] = OrderedDict()
-        self._pair_key = b""
-        self._pair: tuple[Any, Any] = (None, None)
 
     def get(self, key: bytes, decrypt: bool) -> Any:
         """The cached ECB encryptor (or decryptor) for ``key``, made on first use."""
@@ -65,27 +64,11 @@ class ContextCache(threading.local):
             cache.popitem(last=False)
         return ctx
 
-    def pair(self, key: bytes) -> tuple[Any, Any]:
-        """ECB encryptors under ``key[:8]`` and under ``key`` (ISO 9797-1 MAC algorithm 3's two keys).
-
-        The last pair is kept in one slot of its own. A pair for a key that the LRU does not hold is made
-        for the slot alone: MAC algorithm 3 runs under session keys, each used for one or two MACs, and
-        putting them in the LRU would only push the long-lived keys (master keys, UDKs) out of it.
-        """
-        if key == self._pair_key:
-            return self._pair
-        cache = self._encryptors
-        single, triple = cache.get(key[:8]), cache.get(key)
-        if single is None:
-            single = Cipher(self._algorithm(key[:8]), _ECB).encryptor()
-        if triple is None:
-            triple = Cipher(self._algorithm(key), _ECB).encryptor()
-        self._pair_key, self._pair = key, (single, triple)
-        return single, triple
-
 
 _ECB = modes.ECB()
 """ECB has no parameters: one mode object serves every context."""
+_CBC_ZERO = modes.CBC(bytes(BLOCK))
+"""CBC from a zero IV (mode objects are immutable: one serves every context)."""
 
 
 def _full_key(key: bytes) -> bytes:
@@ -104,7 +87,72 @@ def _tdes(key: bytes) -> TripleDES:
 
 _contexts = ContextCache(_tdes)
 _context = _contexts.get
-_pair = _contexts.pair
+
+
+class _Retail(threading.local):
+    """Per thread, a bounded LRU of the contexts of ISO 9797-1 MAC algorithm 3 for double-length keys
+    K = K1‖K2: a single-DES CBC encryptor under K1 from a zero IV (3DES-EDE under K1‖K1‖K1, which is
+    single DES; made when a message of more than one block needs it), the chaining value it stands at
+    (the last block it gave out), and the 3DES-EDE ECB encryptor under K.
+
+    Kept apart from :class:`ContextCache`: session keys come here (each used for one MAC or two, and the
+    ARPC) and would only push the long-lived keys (master keys, UDKs) out of the large LRU. The single-DES
+    chain over all blocks but the last is one call into the library rather than one per block. A CBC
+    context is reused for the next message under the same key by XORing its chaining value into that
+    message's first block, which cancels the chaining: the context then computes CBC from a zero IV. An
+    entry is taken out of the LRU while in use and put back with its new chaining value, so an exception
+    half-way drops it rather than leaving a context whose chaining value is unknown.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[Any, int, Any]] = OrderedDict()
+
+    def _put(self, key: bytes, entry: tuple[Any, int, Any]) -> None:
+        entries = self._entries
+        entries[key] = entry
+        if len(entries) > self._size:
+            entries.popitem(last=False)
+
+    def mac(self, key: bytes, padded: bytes) -> bytes:
+        """Algorithm 3 over whole blocks under a 16-byte ``key``: single-DES CBC under K1 over all blocks
+        but the last, then the last block XOR that chain through 3DES-EDE under K; 8 bytes."""
+        assert padded and not len(padded) % BLOCK, len(padded)
+        entry = self._entries.pop(key, None)
+        single, chain, triple = (None, 0, _tdes_ecb(key)) if entry is None else entry
+        end = len(padded) - BLOCK
+        last = int.from_bytes(padded[end:], "big")
+        if end:
+            head = padded[:end]
+            if single is None:
+                single = Cipher(TripleDES(key[:8] * 3), _CBC_ZERO).encryptor()
+            elif chain:  # cancel the context's chaining: this message starts from a zero IV
+                head = (int.from_bytes(head[:BLOCK], "big") ^ chain).to_bytes(BLOCK, "big") + head[BLOCK:]
+            chain = int.from_bytes(single.update(head)[-BLOCK:], "big")
+            last ^= chain
+        out: bytes = triple.update(last.to_bytes(BLOCK, "big"))
+        self._put(key, (single, chain, triple))
+        return out
+
+    def encrypt_block(self, key: bytes, block: bytes) -> bytes:
+        """3DES-EDE of one block under a 16-byte ``key`` with the encryptor of this key's MACs (the ARPC,
+        under the session key that has just verified the ARQC)."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            entry = (None, 0, _tdes_ecb(key))
+        out: bytes = entry[2].update(block)
+        self._put(key, entry)
+        return out
+
+
+def _tdes_ecb(key: bytes) -> Any:
+    """A new 3DES-EDE ECB encryptor under a double-length key K1‖K2 (as K1‖K2‖K1)."""
+    if len(key) != 16:
+        raise ValueError(f"a double-length 3DES key is 16 bytes, not {len(key)}")
+    return Cipher(TripleDES(key + key[:8]), _ECB).encryptor()
+
+
+_retail = _Retail()
 
 
 def _check_blocks(data: bytes) -> None:

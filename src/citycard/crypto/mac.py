@@ -8,7 +8,7 @@ chained block. Padding method 1 appends zeros up to a block (none if already ali
 
 from __future__ import annotations
 
-from .des import BLOCK, _pair, cbc_encrypt
+from .des import BLOCK, _retail, cbc_encrypt
 
 __all__ = ["mac_alg1", "mac_alg3", "pad", "pad_method1", "pad_method2"]
 
@@ -45,13 +45,4 @@ def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> b
         raise ValueError(f"MAC algorithm 3 needs a 16-byte key, not {len(key)}")
     two = padding == 2  # pad_method2 inline: the EMV case
     padded = data + b"\x80" + bytes(-(len(data) + 1) % BLOCK) if two else pad(data, padding)
-    end = len(padded) - BLOCK
-    chain = 0
-    single, triple = _pair(key)
-    if end:  # single-DES CBC under K1 over all blocks but the last (as cbc_encrypt, without its copies)
-        for i in range(0, end, BLOCK):
-            block = (int.from_bytes(padded[i : i + BLOCK], "big") ^ chain).to_bytes(BLOCK, "big")
-            chain = int.from_bytes(single.update(block), "big")
-    last = (int.from_bytes(padded[end:], "big") ^ chain).to_bytes(BLOCK, "big")
-    out: bytes = triple.update(last)
-    return out[:length]
+    return _retail.mac(key, padded)[:length]

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from citycard.crypto import cryptograms, des, rsa_cert
-from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
+from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key, derive_pboc_session_keys
 from citycard.crypto.mac import mac_alg3
 from citycard.crypto.pin import (
     PinBlockError,
@@ -289,8 +289,26 @@ def ibm3624_offset(pvk: bytes, validation_data: str, pin: str, table: str = IBM3
 
 @dataclass(frozen=True, slots=True)
 class _Key:
+    """A key in clear in this process, with what its operations would otherwise rebuild on every call:
+    the AES-GCM object of an AES-256 data key, the keyed HMAC-SHA-256 state of an HMAC key (copied for
+    each hash; the copy is thread-safe, and so is the AES-GCM object, which keeps no state between calls).
+    They are made with the key and live in this value only: a key replaced under its label (a new sign-on's
+    working key) replaces the value, so none of them outlives the key it was made from."""
+
     handle: KeyHandle
     secret: bytes  # symmetric key bytes, or PKCS#8 DER for RSA
+    aead: AESGCM | None = None
+    keyed: hmac.HMAC | None = None
+
+    @classmethod
+    def of(cls, handle: KeyHandle, secret: bytes) -> _Key:
+        data = handle.usage == KeyUsage.DATA and handle.algorithm == Algorithm.AES and len(secret) == 32
+        return cls(
+            handle,
+            secret,
+            AESGCM(secret) if data else None,
+            hmac.new(secret, digestmod=hashlib.sha256) if handle.usage == KeyUsage.HMAC else None,
+        )
 
 
 class SoftHsm:
@@ -324,7 +342,7 @@ class SoftHsm:
             handle = self._handle(label, header, secret)
         except ValueError:  # KeyBlockError, or a usage or algorithm this HSM does not know
             raise KeyStoreError(self._diagnose(label)) from None
-        key = _Key(handle, secret)
+        key = _Key.of(handle, secret)
         with self._lock:
             self._cache[label] = key
         return key
@@ -381,11 +399,15 @@ class SoftHsm:
                     self._store.create(label, block)
                 except FileExistsError:
                     raise KeyExistsError(f"a key labelled {label!r} exists already") from None
-            key = _Key(self._handle(label, header, secret), secret)
+            key = _Key.of(self._handle(label, header, secret), secret)
             self._cache[label] = key
         return key.handle
 
     def _use(self, handle: KeyHandle, usage: KeyUsage, modes: Iterable[str], what: str) -> bytes:
+        return self._usable(handle, usage, modes, what).secret
+
+    def _usable(self, handle: KeyHandle, usage: KeyUsage, modes: Iterable[str], what: str) -> _Key:
+        """The key of ``handle`` if its usage and mode of use allow ``what``, else :class:`KeyUsageError`."""
         key = self._load(handle.label)
         h = key.handle
         if h.usage != usage or h.mode not in modes:
@@ -393,7 +415,7 @@ class SoftHsm:
                 f"key {handle.label!r} ({h.usage.value}, mode {h.mode}) may not be used to {what}"
                 f" (needs {usage.value}, mode {'/'.join(modes)})"
             )
-        return key.secret
+        return key
 
     # --- key management ---------------------------------------------------------------------------------
     def generate_key(
@@ -544,7 +566,7 @@ class SoftHsm:
             raise HsmInputError("every cryptogram must be 8 bytes")
         try:
             udk = derive_icc_mk_a(secret, pan, psn)
-            keys = [derive_pboc_session_key(udk, atc) for atc, _, _ in checks]
+            keys = derive_pboc_session_keys(udk, [atc for atc, _, _ in checks])
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
         return [
@@ -700,15 +722,18 @@ class SoftHsm:
             raise HsmInputError(str(exc)) from None
 
     def keyed_hash(self, key: KeyHandle, data: bytes) -> bytes:
-        secret = self._use(key, KeyUsage.HMAC, ("C", "G"), "compute keyed hashes")
-        return hmac.new(secret, data, hashlib.sha256).digest()
+        keyed = self._usable(key, KeyUsage.HMAC, ("C", "G"), "compute keyed hashes").keyed
+        assert keyed is not None, "every HMAC key is loaded with its keyed state"
+        h = keyed.copy()
+        h.update(data)
+        return h.digest()
 
     # --- data protection --------------------------------------------------------------------------------
     def _dek(self, dek: KeyHandle, modes: tuple[str, ...], what: str) -> AESGCM:
-        secret = self._use(dek, KeyUsage.DATA, modes, what)
-        if self._load(dek.label).handle.algorithm != Algorithm.AES or len(secret) != 32:
+        aead = self._usable(dek, KeyUsage.DATA, modes, what).aead
+        if aead is None:  # made for AES-256 data keys only (_Key.of)
             raise KeyUsageError(f"data key {dek.label!r} must be an AES-256 key to seal records")
-        return AESGCM(secret)
+        return aead
 
     def seal(self, dek: KeyHandle, plaintext: bytes, associated_data: bytes) -> bytes:
         aead = self._dek(dek, ("B", "E"), "seal data")
