@@ -115,6 +115,25 @@ def day_bounds_ns(day: str) -> tuple[int, int]:
     return first, first + 86_400 * 1_000_000_000
 
 
+_POSITION_COLUMNS = tuple(
+    settlement_positions.c[name]
+    for name in (
+        "participant", "issued_gross_fen", "issuer_fee_fen", "acquired_net_fen", "acquirer_fee_fen",
+        "network_fee_fen",
+    )
+)  # fmt: skip
+"""A position's columns in :class:`Position`'s order (after the participant)."""
+
+_MERCHANT_COLUMNS = tuple(
+    settlement_merchants.c[name]
+    for name in (
+        "bank", "merchant_id", "industry", "item_count", "gross_fen", "discount_fen", "issuer_fee_fen",
+        "network_fee_fen", "acquirer_fee_fen", "balance_fen", "payout_fen", "payout_date",
+    )
+)  # fmt: skip
+"""A merchant row's columns, as :func:`_merchant_row` reads them."""
+
+
 def _merchant_row(r: Any) -> MerchantRow:
     return MerchantRow(
         bank=str(r.bank),
@@ -178,19 +197,47 @@ class SqlSettlementStore:
         return int(self.session.execute(select(func.count()).where(t.c.clearing_date == day)).scalar_one())
 
     def fares_by_line(self, day: str, merchant_id: str) -> list[tuple[int, int, int]]:
+        return [(line, n, fen) for _, line, n, fen in self.fares_by_lines(day, [merchant_id])]
+
+    def fares_by_lines(self, day: str, merchant_ids: Iterable[str]) -> list[tuple[str, int, int, int]]:
         t = clearing_items
-        query = (
-            select(t.c.bus_line, func.count(), func.sum(t.c.sign * t.c.amount_fen))
-            .where(
-                t.c.clearing_date == day,
-                t.c.merchant_id == merchant_id,
-                t.c.kind == "fare",
-                t.c.bus_line.is_not(None),
+        out: list[tuple[str, int, int, int]] = []
+        for start in range(0, len(wanted := sorted(set(merchant_ids))), INSERT_ROWS):
+            query = (
+                select(t.c.merchant_id, t.c.bus_line, func.count(), func.sum(t.c.sign * t.c.amount_fen))
+                .where(
+                    t.c.clearing_date == day,
+                    t.c.merchant_id.in_(wanted[start : start + INSERT_ROWS]),
+                    t.c.kind == "fare",
+                    t.c.bus_line.is_not(None),
+                )
+                .group_by(t.c.merchant_id, t.c.bus_line)
+                .order_by(t.c.merchant_id, t.c.bus_line)
             )
-            .group_by(t.c.bus_line)
-            .order_by(t.c.bus_line)
+            out += [(str(m), int(line), int(n), int(fen)) for m, line, n, fen in self.session.execute(query)]
+        return out
+
+    def merchant_days(
+        self, merchant_id: str, limit: int, day: str | None = None
+    ) -> list[tuple[str, MerchantRow]]:
+        m = settlement_merchants
+        query = select(m.c.settlement_date, *_MERCHANT_COLUMNS).where(m.c.merchant_id == merchant_id)
+        if day is not None:
+            query = query.where(m.c.settlement_date == day)
+        query = query.order_by(m.c.settlement_date.desc(), m.c.bank).limit(limit)
+        return [(str(r.settlement_date), _merchant_row(r)) for r in self.session.execute(query)]
+
+    def participant_days(self, participant: str, limit: int) -> list[tuple[str, Position]]:
+        p = settlement_positions
+        query = (
+            select(p.c.settlement_date, *_POSITION_COLUMNS)
+            .where(p.c.participant == participant)
+            .order_by(p.c.settlement_date.desc())
+            .limit(limit)
         )
-        return [(int(line), int(n), int(fen)) for line, n, fen in self.session.execute(query)]
+        return [
+            (str(r[0]), Position(str(r[1]), *(int(v) for v in r[2:]))) for r in self.session.execute(query)
+        ]
 
     def network_settlement_accounts(self, banks: Iterable[str]) -> dict[str, int]:
         wanted = list(banks)
@@ -318,35 +365,13 @@ class SqlSettlementStore:
             return None
         p = settlement_positions
         positions = self.session.execute(
-            select(
-                p.c.participant,
-                p.c.issued_gross_fen,
-                p.c.issuer_fee_fen,
-                p.c.acquired_net_fen,
-                p.c.acquirer_fee_fen,
-                p.c.network_fee_fen,
-            )
+            select(*_POSITION_COLUMNS)
             .where(p.c.settlement_date == day)
             .order_by(p.c.participant == "CENTER", p.c.participant)
         ).all()
         m = settlement_merchants
         merchants = self.session.execute(
-            select(
-                m.c.bank,
-                m.c.merchant_id,
-                m.c.industry,
-                m.c.item_count,
-                m.c.gross_fen,
-                m.c.discount_fen,
-                m.c.issuer_fee_fen,
-                m.c.network_fee_fen,
-                m.c.acquirer_fee_fen,
-                m.c.balance_fen,
-                m.c.payout_fen,
-                m.c.payout_date,
-            )
-            .where(m.c.settlement_date == day)
-            .order_by(m.c.bank, m.c.merchant_id)
+            select(*_MERCHANT_COLUMNS).where(m.c.settlement_date == day).order_by(m.c.bank, m.c.merchant_id)
         ).all()
         t = settlement_totals
         totals = self.session.execute(
@@ -373,6 +398,10 @@ class SqlSettlementStore:
             int(head.transfer_count),
             int(head.settled_ns),
         )
+
+    def is_settled(self, day: str) -> bool:
+        d = settlement_days.c.settlement_date
+        return self.session.execute(select(d).where(d == day)).first() is not None
 
     def settled_days(self, limit: int = 1000) -> list[str]:
         rows = self.session.execute(

@@ -174,6 +174,10 @@ class SettlementStore(Protocol):
         """The settled day's record (None when the day is not settled)."""
         ...
 
+    def is_settled(self, day: str) -> bool:
+        """Whether ``day`` is settled (its record kept), without reading the record."""
+        ...
+
     def captured(
         self,
         day: str,
@@ -205,6 +209,22 @@ class SettlementStore(Protocol):
     def fares_by_line(self, day: str, merchant_id: str) -> list[tuple[int, int, int]]:
         """A bus company's fares cleared on ``day`` by bus line: (line, fares, gross fen), by line; the
         fares without a line (uploaded before it was carried) are left out."""
+        ...
+
+    def fares_by_lines(self, day: str, merchant_ids: Iterable[str]) -> list[tuple[str, int, int, int]]:
+        """:meth:`fares_by_line` of several bus companies in one query: (merchant, line, fares, gross fen),
+        by merchant and line."""
+        ...
+
+    def merchant_days(
+        self, merchant_id: str, limit: int, day: str | None = None
+    ) -> list[tuple[str, MerchantRow]]:
+        """A merchant's rows of the settled days, newest first, at most ``limit`` days (only ``day``'s when
+        given): (settlement date, row)."""
+        ...
+
+    def participant_days(self, participant: str, limit: int) -> list[tuple[str, Position]]:
+        """A participant's net positions of the settled days, newest first, at most ``limit`` days."""
         ...
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_DAYS",
     "day_record",
     "fares_by_line",
+    "is_settled",
     "latest_lines",
     "lines_of_day",
     "merchant_payouts",
@@ -74,50 +75,45 @@ def latest_lines(ctx: WebContext) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _lines(ctx: WebContext, day: str, companies: list[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    """The fares by line of the bus companies ``companies`` on ``day``: one query for all of them."""
     with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-        for merchant_id in sorted(set(companies)):
-            for line, n, fen in uow.settlement.fares_by_line(day, merchant_id):
-                out.append({"merchant_id": merchant_id, "line": line, "fares": n, "gross_fen": fen})
-    return out
+        rows = uow.settlement.fares_by_lines(day, companies)
+    return [{"merchant_id": m, "line": line, "fares": n, "gross_fen": fen} for m, line, n, fen in rows]
 
 
-def _records(ctx: WebContext, limit: int) -> list[DayRecord]:
-    days = settled_days(ctx, limit)
+def is_settled(ctx: WebContext, day: str) -> bool:
+    """Whether ``day`` is settled, however old (the listings show the newest :data:`MAX_DAYS` only)."""
     with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
-        loaded = [uow.settlement.load(d) for d in days]
-    return [r for r in loaded if r is not None]
+        return uow.settlement.is_settled(day)
 
 
-def merchant_payouts(ctx: WebContext, merchant_id: str, limit: int = MAX_DAYS) -> list[dict[str, Any]]:
-    """The merchant's rows of the settled days, newest first: gross, discount, net, payout and its date."""
-    out = []
-    for record in _records(ctx, limit):
-        for m in record.merchants:
-            if m.merchant_id == merchant_id:
-                out.append(
-                    {
-                        "settlement_date": record.day,
-                        "bank": m.bank,
-                        "items": m.item_count,
-                        "gross_fen": m.gross_fen,
-                        "discount_fen": m.discount_fen,
-                        "net_fen": m.net_fen,
-                        "payout_fen": m.payout_fen,
-                        "payout_date": m.payout_date,
-                    }
-                )
-    return out
+def merchant_payouts(
+    ctx: WebContext, merchant_id: str, limit: int = MAX_DAYS, day: str | None = None
+) -> list[dict[str, Any]]:
+    """The merchant's rows of the settled days (only ``day``'s when given), newest first: gross, discount,
+    net, payout and its date; read by merchant (``ix_settlement_merchants_merchant``), not day by day."""
+    with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        rows = uow.settlement.merchant_days(merchant_id, limit, day)
+    return [
+        {
+            "settlement_date": settled,
+            "bank": m.bank,
+            "items": m.item_count,
+            "gross_fen": m.gross_fen,
+            "discount_fen": m.discount_fen,
+            "net_fen": m.net_fen,
+            "payout_fen": m.payout_fen,
+            "payout_date": m.payout_date,
+        }
+        for settled, m in rows
+    ]
 
 
 def positions_of(ctx: WebContext, participant: str, limit: int = MAX_DAYS) -> list[dict[str, Any]]:
     """A participant's (a bank's) net position on each settled day, newest first."""
-    out = []
-    for record in _records(ctx, limit):
-        for p in record.positions:
-            if p.participant == participant:
-                out.append({"settlement_date": record.day, **position_json(p)})
-    return out
+    with ctx.database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        rows = uow.settlement.participant_days(participant, limit)
+    return [{"settlement_date": settled, **position_json(p)} for settled, p in rows]
 
 
 def position_json(p: Any) -> dict[str, Any]:

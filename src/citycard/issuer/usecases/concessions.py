@@ -79,7 +79,8 @@ def set_concession(cmd: SetConcession, uow: IssuerUnitOfWork, deps: Deps) -> Car
             raise UnregisteredConcession(card.pan)
         if cmd.valid_until < beijing_date(deps.clock()):
             raise MalformedRequest("valid_until", f"{cmd.valid_until.isoformat()} is past")
-        record = _queue(card, concession_of(cmd.category, cmd.valid_until), uow, deps)
+        current = uow.card_records.transit(card.pan)
+        record = _queue(card, current, concession_of(cmd.category, cmd.valid_until), uow, deps)
         uow.commit()
     return record
 
@@ -92,14 +93,17 @@ def revoke_concession(cmd: RevokeConcession, uow: IssuerUnitOfWork, deps: Deps) 
         current = uow.card_records.transit(card.pan)
         if current is not None and Concession.decode(current.data) == Concession():
             raise CardStateError(f"card {mask_pan(card.pan)} has no concession to revoke")
-        record = _queue(card, Concession(), uow, deps)
+        record = _queue(card, current, Concession(), uow, deps)
         uow.commit()
     return record
 
 
-def _queue(card: Card, concession: Concession, uow: IssuerUnitOfWork, deps: Deps) -> CardRecord:
+def _queue(
+    card: Card, current: CardRecord | None, concession: Concession, uow: IssuerUnitOfWork, deps: Deps
+) -> CardRecord:
+    """Queue ``concession`` as the card's record 1 (``current``: the record the issuer keeps, read once by
+    the caller) for its next online contact."""
     card.require(CardAction.SET_CONCESSION)
-    current = uow.card_records.transit(card.pan)
     if current is None:
         raise NoTransitFile(card.pan)
     data = concession.encode()

@@ -261,7 +261,7 @@ Day = Annotated[str, Path(pattern=r"^[0-9]{8}$", description="settlement date YY
 
 
 def _settled(ctx: WebContext, day: str) -> str:
-    if day not in settlement.settled_days(ctx):
+    if not settlement.is_settled(ctx, day):
         raise NotFound(f"day {day} is not settled")
     return day
 
@@ -292,7 +292,7 @@ def merchant_day_page(
         "partners/merchant_day.html",
         merchant_id=mid,
         day=chosen,
-        payouts=[p for p in settlement.merchant_payouts(ctx, mid) if p["settlement_date"] == chosen],
+        payouts=settlement.merchant_payouts(ctx, mid, day=chosen),
         lines=lines,
         line_chart=[(f"line {f['line']}", f["gross_fen"]) for f in lines],
     )
