@@ -179,7 +179,9 @@ def _verdict(
         return _exception(
             record, R.DUPLICATE, f"the TC of {before.ref} again", status=ExceptionStatus.REPORTED
         )
-    card_seen = by_card.setdefault((record.pan, record.psn), _CardTcs())
+    card_seen = by_card.get((record.pan, record.psn))
+    if card_seen is None:
+        card_seen = by_card[record.pan, record.psn] = _CardTcs()
     for other in card_seen.may_go_back(tc.atc, tc.txn_date):
         earlier_but_higher = other.atc > tc.atc and other.txn_date < tc.txn_date
         later_but_lower = other.atc < tc.atc and other.txn_date > tc.txn_date
@@ -198,7 +200,8 @@ def _verdict(
     age = (day - tc.txn_date).days
     if age > policy.late_days:
         return _exception(record, R.LATE, f"presented {age} days after the transaction")
-    lost_at = cards.get(record.pan, CardFacts(None)).lost_at_ns
+    facts = cards.get(record.pan)
+    lost_at = facts.lost_at_ns if facts is not None else None
     if lost_at is not None and record.txn_ns > lost_at:
         if policy.lost_liability is LostLiability.CARDHOLDER:
             detail = "spent offline after the loss report: the cardholder bears it (cleared)"

@@ -28,18 +28,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing
 import time
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from operator import itemgetter
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -190,6 +191,11 @@ class _Card:
     lost_at_ns: int | None
     card_type: str  # of the card's product: debit | credit (settlement's fee caps)
 
+    @cached_property
+    def pan_masked(self) -> str:
+        """Masked once for all the card's records of a batch (items, exceptions, TCs remembered)."""
+        return mask_pan(self.pan)
+
 
 def _card_query() -> Any:
     """The card rows clearing reads, with their product's card type."""
@@ -206,8 +212,13 @@ class _Place:
     industry: str | None
     bank_code: str
 
+    @cached_property
+    def kind(self) -> str:
+        """The kind of its offline items: a fare at a transport merchant, else a purchase."""
+        return (ItemKind.FARE if self.industry == TRANSPORT else ItemKind.PURCHASE).value
 
-@dataclass
+
+@dataclass(slots=True)
 class _Row:
     """A presentment being decided."""
 
@@ -229,6 +240,69 @@ class _Row:
     batch: int = 0
     stan: int = 0
     fingerprint: str | None = None
+
+
+class _ItemRow(NamedTuple):
+    """A row of ``clearing_items`` made by deciding (an offline record paid), its fields the table's columns
+    in the order COPY writes them (``payer_bank`` stays NULL)."""
+
+    clearing_date: str
+    source: str
+    source_ref: str
+    kind: str
+    sign: int
+    amount_fen: int
+    issuer_bank: str
+    acquirer_bank: str
+    merchant_id: str
+    terminal_id: str
+    mcc: str
+    industry: str | None
+    pan_masked: str
+    atc: int
+    txn_ns: int
+    rrn: str | None
+    service_ref: str | None
+    bus_line: int | None
+    vehicle: str | None
+    transfer_id: int | None
+    exception_id: int | None
+    card_type: str
+
+
+class _ExceptionRow(NamedTuple):
+    """A row of ``clearing_exceptions`` (its ``id`` from the table's sequence), as :class:`_ItemRow`."""
+
+    ref: str
+    opened_date: str
+    reason: str
+    status: str
+    detail: str
+    pan_masked: str
+    atc: int | None
+    amount_fen: int
+    terminal_id: str
+    merchant_id: str
+    issuer_bank: str
+    acquirer_bank: str
+    cleared: int
+    opened_ns: int
+    resolved_ns: int | None
+    pending_item: str | None
+
+
+class _SeenRow(NamedTuple):
+    """A row of ``clearing_seen_tcs``: a TC presented for the first time, as :class:`_ItemRow`."""
+
+    pan_fingerprint: str
+    pan_masked: str
+    psn: str
+    atc: int
+    cryptogram: str
+    terminal_id: str
+    amount_fen: int
+    txn_date: str
+    ref: str
 
 
 class ClearingEngine:
@@ -688,7 +762,10 @@ class ClearingEngine:
     def _decide_batch(
         self, uow: IssuerUnitOfWork, c: Connection, raw: Sequence[Any], d: str, day: date
     ) -> None:
-        raw = _plain(raw)
+        with _collector_paused():
+            self._decide_rows(uow, c, _plain(raw), d, day)
+
+    def _decide_rows(self, uow: IssuerUnitOfWork, c: Connection, raw: list[Any], d: str, day: date) -> None:
         rows = [_row(r) for r in raw]
         for row, r in zip(rows, raw, strict=True):
             row.pan = self._unseal_pan(row, r.pan_sealed)
@@ -712,19 +789,18 @@ class ClearingEngine:
         facts = {pan: CardFacts(card.lost_at_ns) for pan, card in cards.items()}
         verdicts = classify(records, seen, facts, self.policy, day)
         by_ref = {r.ref: r for r in rows}
-        legs: list[tuple[str, _Card, int]] = []  # card and ATC order (the verdicts')
-        for v in verdicts:
+        decided = [(v, by_ref[v.ref]) for v in verdicts]  # card and ATC order (the verdicts')
+        legs: list[tuple[str, _Card, int]] = []
+        for v, row in decided:
             if v.clears:
-                row = by_ref[v.ref]
                 assert row.pan is not None and row.tc is not None
                 legs.append((v.ref, cards[row.pan], row.tc.amount_fen))
         posted, short = self._post(uow, legs)
         now = self.clock()
-        items = []
-        exceptions = []
+        items: list[_ItemRow] = []
+        exceptions: list[_ExceptionRow] = []
         outcomes: list[dict[str, Any]] = []
-        for v in verdicts:
-            row = by_ref[v.ref]
+        for v, row in decided:
             found = cards.get(row.pan or "")
             place = places.get(row.terminal_id)
             if v.ref in short:
@@ -734,9 +810,9 @@ class ClearingEngine:
                     ExceptionReason.FLOAT_SHORT,
                     detail="the card's EC float in the books cannot pay it",
                 )
-            paid = v.clears and v.ref in posted
+            paid = v.ref in posted  # only the records that clear were posted (a float short: none)
             if paid:
-                assert found is not None and place is not None and row.tc is not None
+                assert found is not None and place is not None
                 items.append(self._item(d, row, found, place, posted[v.ref], None))
             if v.reason is not None:
                 exceptions.append(self._exception(d, row, found, place, v, paid, now))
@@ -744,20 +820,20 @@ class ClearingEngine:
                 uow.deny_list.add(DenyListEntry(found.bank_code, found.pan, found.psn, "clone", now))
             account = found.ec_float_account_id if found is not None else None
             outcomes.append({"r": v.ref, "o": "clear" if paid else "exception", "a": account})
-        new_tcs = [
-            {
-                "pan_fingerprint": fingerprints[k[0]],
-                "pan_masked": mask_pan(k[0]),
-                "psn": k[1],
-                "atc": k[2],
-                "cryptogram": s.cryptogram.hex().upper(),
-                "terminal_id": s.terminal_id,
-                "amount_fen": s.amount_fen,
-                "txn_date": _date_text(s.txn_date),
-                "ref": s.ref,
-            }
-            for k, s in seen.items()
-            if k not in known_before
+        new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
+            _SeenRow(
+                fingerprints[pan],
+                cards[pan].pan_masked,
+                psn,
+                atc,
+                s.cryptogram.hex().upper(),
+                s.terminal_id,
+                s.amount_fen,
+                _date_text(s.txn_date),
+                s.ref,
+            )
+            for (pan, psn, atc), s in seen.items()
+            if (pan, psn, atc) not in known_before
         ]
         _insert_rows(c, clearing_items, items)
         _insert_rows(c, clearing_exceptions, exceptions)
@@ -963,33 +1039,16 @@ class ClearingEngine:
     @staticmethod
     def _item(
         d: str, row: _Row, card: _Card, place: _Place, transfer: int | None, exception_id: int | None
-    ) -> dict[str, Any]:
-        assert row.tc is not None
-        fare = place.industry == TRANSPORT
-        return {
-            "clearing_date": d,
-            "source": "offline",
-            "source_ref": row.ref,
-            "kind": (ItemKind.FARE if fare else ItemKind.PURCHASE).value,
-            "sign": 1,
-            "amount_fen": row.tc.amount_fen,
-            "issuer_bank": card.bank_code,
-            "acquirer_bank": place.bank_code,
-            "merchant_id": place.merchant_id,
-            "terminal_id": row.terminal_id,
-            "mcc": place.mcc,
-            "industry": place.industry,
-            "pan_masked": mask_pan(card.pan),
-            "atc": row.tc.atc,
-            "txn_ns": row.txn_ns if row.txn_ns is not None else _date_ns(row.tc.txn_date),
-            "rrn": None,
-            "service_ref": row.service_ref,
-            "bus_line": row.bus_line,
-            "vehicle": row.vehicle,
-            "transfer_id": transfer,
-            "exception_id": exception_id,
-            "card_type": card.card_type,
-        }
+    ) -> _ItemRow:
+        tc = row.tc
+        assert tc is not None
+        txn_ns = row.txn_ns if row.txn_ns is not None else _date_ns(tc.txn_date)
+        return _ItemRow(
+            d, "offline", row.ref, place.kind, 1, tc.amount_fen,
+            card.bank_code, place.bank_code, place.merchant_id, row.terminal_id, place.mcc, place.industry,
+            card.pan_masked, tc.atc, txn_ns, None, row.service_ref, row.bus_line, row.vehicle,
+            transfer, exception_id, card.card_type,
+        )  # fmt: skip
 
     @staticmethod
     def _exception(
@@ -1000,27 +1059,21 @@ class ClearingEngine:
         v: Verdict,
         paid: bool,
         now: int,
-    ) -> dict[str, Any]:
+    ) -> _ExceptionRow:
         assert v.reason is not None
-        amount = row.tc.amount_fen if row.tc is not None else row.presented_fen
-        return {
-            "ref": v.ref,
-            "opened_date": d,
-            "reason": v.reason.value,
-            "status": v.status.value,
-            "detail": v.detail[:256],
-            "pan_masked": mask_pan(card.pan) if card is not None else row.pan_masked,
-            "atc": row.tc.atc if row.tc is not None else None,
-            "amount_fen": max(amount, 0),
-            "terminal_id": row.terminal_id,
-            "merchant_id": place.merchant_id if place is not None else "",
-            "issuer_bank": card.bank_code if card is not None else "",
-            "acquirer_bank": place.bank_code if place is not None else "",
-            "cleared": 1 if paid else 0,
-            "opened_ns": now,
-            "resolved_ns": None,
-            "pending_item": None,
-        }
+        tc = row.tc
+        amount = tc.amount_fen if tc is not None else row.presented_fen
+        return _ExceptionRow(
+            v.ref, d, v.reason.value, v.status.value, v.detail[:256],
+            card.pan_masked if card is not None else row.pan_masked,
+            tc.atc if tc is not None else None,
+            max(amount, 0),
+            row.terminal_id,
+            place.merchant_id if place is not None else "",
+            card.bank_code if card is not None else "",
+            place.bank_code if place is not None else "",
+            1 if paid else 0, now, None, None,
+        )  # fmt: skip
 
     # --- 3. exceptions worked by an operator ------------------------------------------------------------
     def exceptions(
@@ -1128,7 +1181,7 @@ class ClearingEngine:
         )  # fmt: skip
         if r.pending_item == "accepted":
             leg = self._leg(r.ref, card, tc.amount_fen)
-            item = self._item(d, row, card, place, leg.id, r.id)
+            item = self._item(d, row, card, place, leg.id, r.id)._asdict()
         else:
             settlement = self._settlement_account(card.bank_code)
             leg = Transfer(
@@ -1138,10 +1191,11 @@ class ClearingEngine:
                 tc.amount_fen,
                 code=BankAccount.NETWORK_SETTLEMENT,
             )
-            item = self._item(d, row, card, place, leg.id, r.id) | {
-                "source_ref": f"CB/{r.ref}",
-                "sign": -1,
-            }
+            item = (
+                self._item(d, row, card, place, leg.id, r.id)
+                ._replace(source_ref=f"CB/{r.ref}", sign=-1)
+                ._asdict()
+            )
         (result,) = uow.ledger.create_transfers([leg])
         if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             raise ExceptionStateError(f"exception {r.id}: the posting was refused ({result.value})")
@@ -1302,6 +1356,26 @@ def _atc_runs(atcs: Sequence[int]) -> Iterator[tuple[int, int]]:
     yield lo, prev
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a batch being decided (when it was running).
+
+    A batch keeps the objects it makes for each record (rows, TCs, records, verdicts: some ten each) until
+    it ends, when reference counting frees them. Collections triggered meanwhile find nothing to free in
+    them, only walk them, and promote them, so that every few batches a full collection falls due and walks
+    the whole heap (measured: a sixth of the process's CPU per record, docs/performance.md). Paused, the
+    collector runs as before between batches, and collects then the few cycles made meanwhile. It is
+    process-wide, like the collector itself: another thread's garbage is collected after the batch."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -1401,17 +1475,16 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
     c.execute(statement, full)
 
 
-def _insert_rows(c: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys): on PostgreSQL one ``COPY … FROM STDIN`` (one statement,
-    whatever the count, each row formatted by psycopg in C), elsewhere an ``executemany``."""
+def _insert_rows(c: Connection, table: Any, rows: Sequence[_ItemRow | _ExceptionRow | _SeenRow]) -> None:
+    """Insert ``rows`` (named tuples of one kind, their fields columns of ``table``): on PostgreSQL one
+    ``COPY … FROM STDIN`` (one statement, whatever the count, each tuple formatted by psycopg in C as it
+    is), elsewhere an ``executemany``."""
     if not rows:
         return
     if c.dialect.name != "postgresql":
-        c.execute(insert(table), list(rows))
+        c.execute(insert(table), [r._asdict() for r in rows])
         return
-    names = list(rows[0])
-    values = itemgetter(*names)  # a row's values in the columns' order, in C (every table has several)
-    copy_rows(c, table.name, names, map(values, rows))
+    copy_rows(c, table.name, rows[0]._fields, rows)
 
 
 _SET_OUTCOMES_PG = (
