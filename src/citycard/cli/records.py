@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The data key sealing the acquirer's stored messages: show, rotate, reseal.", no_args_is_help=True
+    help="The data key sealing the acquirer's stored messages and PANs: show, rotate, reseal.",
+    no_args_is_help=True,
 )
 
 
