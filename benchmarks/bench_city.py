@@ -20,9 +20,13 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from citycard import bootstrap
 from citycard.config import Settings
+
+if TYPE_CHECKING:
+    from citycard.city.seed import Progress
 
 __all__ = ["main"]
 
@@ -30,7 +34,7 @@ TRAFFIC_S = 30.0
 PG_URL = os.environ.get("CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _steps() -> tuple[Callable[[str, int], Callable[[int], None]], list[tuple[str, float]]]:
+def _steps() -> tuple[Progress, list[tuple[str, float]]]:
     marks: list[tuple[str, float]] = []
 
     def step(label: str, total: int) -> Callable[[int], None]:

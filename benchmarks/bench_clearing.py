@@ -130,7 +130,8 @@ def _uploads(
     """N uploads, stored as the acquirer stores them (``SqlOfflineUploads.add``'s columns: the 0320
     sealed, and what clearing stages decoded, the PAN sealed alone); returns what the baseline verifies."""
     received = int(dt.datetime(2026, 11, 25, 20, 0, tzinfo=BEIJING).timestamp()) * 10**9
-    rows, checks = [], []
+    rows: list[dict[str, object]] = []
+    checks: list[tuple[str, str, bytes, bytes, int]] = []
     for i in range(n):
         bank, pan, udk, _ = cards[i % len(cards)]
         atc = 10 + i // len(cards)

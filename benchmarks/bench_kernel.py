@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from citycard.chip.card import Card
+from citycard.chip.card import Card, Interface
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.crypto import rsa_cert
@@ -51,13 +51,13 @@ class _Clock:
 
 
 def _measure(
-    label: str, image: bytes, config: TerminalConfig, interface: str, amount_fen: int
+    label: str, image: bytes, config: TerminalConfig, interface: Interface, amount_fen: int
 ) -> tuple[str, float, float, float, float, bool]:
     rsa = _Clock()
     card_clock = _Clock()
     orig_pub, orig_priv = rsa_cert.rsa_public_raw, rsa_cert.rsa_private_raw
-    rsa_cert.rsa_public_raw = rsa.wrap(orig_pub)  # type: ignore[assignment]
-    rsa_cert.rsa_private_raw = rsa.wrap(orig_priv)  # type: ignore[assignment]
+    rsa_cert.rsa_public_raw = rsa.wrap(orig_pub)
+    rsa_cert.rsa_private_raw = rsa.wrap(orig_priv)
     card_rsa = _Clock()
     times: list[float] = []
     rsa_times: list[float] = []
@@ -67,13 +67,13 @@ def _measure(
     try:
         for _ in range(ROUNDS):
             card = Card(CardImage.from_json(image), rnd.randbytes)
-            card.power_on(interface)  # type: ignore[arg-type]
+            card.power_on(interface)
             transmit = card.transmit
             kernel = Kernel(
                 config,
                 Transaction(TransactionKind.PURCHASE, NOW, amount_fen, interface=interface),
                 rnd.randbytes,
-            )  # type: ignore[arg-type]
+            )
             rsa.total = card_clock.total = card_rsa.total = 0.0
 
             def card_side(apdu: bytes, transmit: Callable[[bytes], bytes] = transmit) -> bytes:
@@ -92,7 +92,7 @@ def _measure(
             card_times.append(card_clock.total - card_rsa.total)
             ok = ok and outcome.approved
     finally:
-        rsa_cert.rsa_public_raw, rsa_cert.rsa_private_raw = orig_pub, orig_priv  # type: ignore[assignment]
+        rsa_cert.rsa_public_raw, rsa_cert.rsa_private_raw = orig_pub, orig_priv
     median = statistics.median(times)
     total = sum(times)
     return (
@@ -122,7 +122,11 @@ def _validator_app(image: bytes, other: bytes | None, config: TerminalConfig, fa
         with tempfile.TemporaryDirectory() as tmp:
             journal = SqliteJournal(Path(tmp) / "journal.db", "BUS00001")
             now = [NOW]
-            pos = PosTerminal(config, journal, clock=lambda now=now: now[0], rng=rnd.randbytes)
+
+            def clock(now: list[dt.datetime] = now) -> dt.datetime:
+                return now[0]
+
+            pos = PosTerminal(config, journal, clock=clock, rng=rnd.randbytes)
             if other is not None:
                 rider = Card(CardImage.from_json(other), rnd.randbytes)
                 rider.power_on("contactless")

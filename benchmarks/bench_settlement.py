@@ -161,7 +161,7 @@ def _read_rate(db: Database, n: int) -> float:
         try:
             size = 0
             cur = raw.cursor()
-            with cur.copy(f"COPY ({query}) TO STDOUT") as copy:  # type: ignore[attr-defined]
+            with cur.copy(f"COPY ({query}) TO STDOUT") as copy:
                 for block in copy:
                     size += len(block)
             assert size > 0

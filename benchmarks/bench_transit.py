@@ -176,16 +176,21 @@ class _Disk:
         self.cases: dict[str, Callable[[], object]] = {
             "the journal's durable write (pending row, WAL FULL)": self._pending,
             "bare SQLite WAL commit of one small row (FULL)": self._row,
-            "256 B pwrite + fdatasync, pre-allocated file": lambda: (
-                os.pwrite(self.pre, b"\x01" * 256, 256 * self.round),
-                os.fdatasync(self.pre),
-            ),
+            "256 B pwrite + fdatasync, pre-allocated file": self._pwrite_fdatasync,
             "256 B pwrite, O_DSYNC, pre-allocated file": lambda: os.pwrite(
                 self.dsync, b"\x01" * 256, 256 * self.round
             ),
-            "4 KiB append + fsync": lambda: (os.write(self.append, bytes(4096)), os.fsync(self.append)),
+            "4 KiB append + fsync": self._append_fsync,
         }
         self.times: dict[str, list[float]] = {name: [] for name in self.cases}
+
+    def _pwrite_fdatasync(self) -> None:
+        os.pwrite(self.pre, b"\x01" * 256, 256 * self.round)
+        os.fdatasync(self.pre)
+
+    def _append_fsync(self) -> None:
+        os.write(self.append, bytes(4096))
+        os.fsync(self.append)
 
     def _pending(self) -> None:
         self._entry = self.journal.begin("purchase", "contactless", 200, NOW + dt.timedelta(days=9), "00")

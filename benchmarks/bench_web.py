@@ -90,7 +90,7 @@ def seed(home: Path) -> tuple[str, str]:
         ctx.close()
 
 
-def serve(home: str, port_out: multiprocessing.Queue[int]) -> None:  # type: ignore[type-arg]
+def serve(home: str, port_out: multiprocessing.Queue[int]) -> None:
     """The child: uvicorn on the seeded city until terminated."""
     import socket
 
