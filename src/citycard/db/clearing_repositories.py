@@ -55,6 +55,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -390,8 +391,11 @@ class ClearingEngine:
         batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of ten times
         :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
         uploads only, whatever the day's size); the uploads stored before migration 0022 get their columns
-        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded)."""
-        u, p, m = acquirer_uploads, clearing_presentments, center_merchants
+        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded), in this
+        process. With :attr:`workers` processes (PostgreSQL) each stages the uploads of its own card shards
+        (the shards it decides, ``card_shard % workers == k``; process 0 also those whose card is not known,
+        ``card_shard`` NULL): the batches are the same, each process writes its part of each."""
+        u, m = acquirer_uploads, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
             *(
@@ -402,6 +406,24 @@ class ClearingEngine:
         first, last_end = min(w[0] for w in windows.values()), max(w[1] for w in windows.values())
         near = and_(u.c.received_ns > first, u.c.received_ns <= last_end)
         fill_upload_columns(self.database, self.protection, where=near)
+        if not self._parallel():
+            return self._stage_uploads(d, in_window, near, true())
+        staged = multiprocessing.get_context("fork").Value("q", 0)
+
+        def work(k: int) -> None:
+            mine = u.c.card_shard % self.workers == k
+            n = self._stage_uploads(
+                d, in_window, near, or_(mine, u.c.card_shard.is_(None)) if k == 0 else mine
+            )
+            with staged.get_lock():
+                staged.value += n
+
+        self._in_workers("stage", work, lambda: None)
+        return int(staged.value)
+
+    def _stage_uploads(self, d: str, in_window: Any, near: Any, mine: Any) -> int:
+        """:meth:`stage`'s batches of the uploads for which ``mine`` holds; how many were staged."""
+        u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         columns = [
             "ref", "clearing_date", "terminal_id", "batch", "stan", "received_ns", "pan_masked", "psn",
             "amount_fen", "field55", "service_ref", "card_shard", "pan_fingerprint", "pan_sealed", "tc_atc",
@@ -448,7 +470,12 @@ class ClearingEngine:
                     )
                     .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
                     .outerjoin(p, p.c.ref == ref)  # the key: 'TID/batch/stan' of these three columns
-                    .where(upto, in_window, or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), _undecided())))
+                    .where(
+                        upto,
+                        mine,
+                        in_window,
+                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), _undecided())),
+                    )
                 )
                 staged += _upsert_staged(c, columns, source, changed)
             if last is None:
@@ -593,23 +620,19 @@ class ClearingEngine:
         """The next undecided records of the cards in ``shards`` after card ``after`` (shard, its PAN's
         fingerprint), in (shard, fingerprint, ref) order — the index ``ix_clearing_presentments_card`` — at
         least :attr:`batch_size` of them when there are, and every record of each card taken (the last card
-        completed). A subset of the shards (a worker's) is read shard by shard, each an equality on the
-        index: PostgreSQL reads an ``IN`` list of shards out of the index's order and sorts what it found,
-        every record left in those shards for each batch when its statistics do not say how many there are
-        (a day just staged)."""
+        completed). Read shard by shard, each query an equality on the shard, so that its plan is a walk of
+        the index in its order that stops at the batch's end: PostgreSQL plans a query over several shards
+        (an ``IN`` list, or none) as a read of every record left in them, sorted — for each batch — when its
+        statistics do not yet know the day's rows (a day just staged)."""
         p = clearing_presentments
         base = select(p).where(p.c.clearing_date == d, _undecided())
         card = (p.c.card_shard, p.c.pan_fingerprint)
         following = base.where(tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String)))
-        ordered = (*card, p.c.ref)
-        if len(shards) == CARD_SHARDS:
-            queries = [following]
-        else:
-            queries = [following.where(p.c.card_shard == s) for s in shards if s >= after[0]]
         rows: list[Any] = []
-        for query in queries:
+        for shard in (s for s in shards if s >= after[0]):
             wanted = self.batch_size - len(rows)
-            rows += c.execute(query.order_by(*ordered).limit(wanted)).all()  # fetchall: not one per row
+            query = following.where(p.c.card_shard == shard).order_by(*card, p.c.ref).limit(wanted)
+            rows += c.execute(query).all()  # fetchall: not a fetchone per row
             if len(rows) == self.batch_size:
                 last = rows[-1]
                 rest = base.where(
@@ -1333,7 +1356,7 @@ def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list
     statement = statement.on_conflict_do_update(
         index_elements=["ref"], set_=changes, where=_undecided(upsert=True)
     )
-    return int(c.execute(statement).rowcount or 0)
+    return int(c.execute(statement.execution_options(preserve_rowcount=True)).rowcount or 0)
 
 
 _JOURNAL_STATES = frozenset({"approved", "recovered", "refund"})
