@@ -21,6 +21,7 @@ from citycard.db.clearing_repositories import ClearingWorkerError
 from citycard.db.clearing_tables import (
     clearing_exceptions,
     clearing_items,
+    clearing_outcomes,
     clearing_presentments,
     clearing_runs,
     clearing_seen_tcs,
@@ -89,6 +90,7 @@ def _state(database: Database, files: Path) -> dict[str, Any]:
     return {
         # a journal row's PAN is sealed by the clearing that finds its card: another random IV in each
         "presentments": _rows(database, clearing_presentments, ("ref",), drop=("pan_sealed",)),
+        "outcomes": _rows(database, clearing_outcomes, ("clearing_date", "ref")),
         "items": items,
         "exceptions": exceptions,
         "tcs": _rows(database, clearing_seen_tcs, ("pan_fingerprint", "psn", "atc")),

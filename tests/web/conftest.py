@@ -24,7 +24,12 @@ from citycard.chip.card import Card as ChipCard
 from citycard.codec.pretty import mask_pan
 from citycard.config import Settings
 from citycard.db.acquirer_repositories import acquirer_unit_of_work, pan_record
-from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
+from citycard.db.clearing_tables import (
+    clearing_items,
+    clearing_outcomes,
+    clearing_presentments,
+    clearing_runs,
+)
 from citycard.db.issuer_tables import issuer_cards
 from citycard.files import card_image_path, load_card
 from citycard.hsm.protection import RecordProtection
@@ -202,9 +207,9 @@ def _offline(city: City, chips: dict[str, Terminal]) -> None:
                     psn="01",
                     amount_fen=fen,
                     received_ns=now,
-                    outcome="clear",
                 )
             )
+            c.execute(insert(clearing_outcomes).values(clearing_date=day, ref=ref, outcome="clear"))
             c.execute(
                 insert(clearing_items).values(
                     clearing_date=day,

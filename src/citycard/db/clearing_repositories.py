@@ -56,6 +56,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -97,6 +98,7 @@ from .center_tables import center_merchants, center_terminals
 from .clearing_tables import (
     clearing_exceptions,
     clearing_items,
+    clearing_outcomes,
     clearing_presentments,
     clearing_runs,
     clearing_seen_tcs,
@@ -463,8 +465,11 @@ class ClearingEngine:
         batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of ten times
         :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
         uploads only, whatever the day's size); the uploads stored before migration 0022 get their columns
-        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded)."""
-        u, p, m = acquirer_uploads, clearing_presentments, center_merchants
+        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded), in this
+        process. With :attr:`workers` processes (PostgreSQL) each stages the uploads of its own card shards
+        (the shards it decides, ``card_shard % workers == k``; process 0 also those whose card is not known,
+        ``card_shard`` NULL): the batches are the same, each process writes its part of each."""
+        u, m = acquirer_uploads, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
             *(
@@ -475,6 +480,24 @@ class ClearingEngine:
         first, last_end = min(w[0] for w in windows.values()), max(w[1] for w in windows.values())
         near = and_(u.c.received_ns > first, u.c.received_ns <= last_end)
         fill_upload_columns(self.database, self.protection, where=near)
+        if not self._parallel():
+            return self._stage_uploads(d, in_window, near, true())
+        staged = multiprocessing.get_context("fork").Value("q", 0)
+
+        def work(k: int) -> None:
+            mine = u.c.card_shard % self.workers == k
+            n = self._stage_uploads(
+                d, in_window, near, or_(mine, u.c.card_shard.is_(None)) if k == 0 else mine
+            )
+            with staged.get_lock():
+                staged.value += n
+
+        self._in_workers("stage", work, lambda: None)
+        return int(staged.value)
+
+    def _stage_uploads(self, d: str, in_window: Any, near: Any, mine: Any) -> int:
+        """:meth:`stage`'s batches of the uploads for which ``mine`` holds; how many were staged."""
+        u, p, m = acquirer_uploads, clearing_presentments, center_merchants
         columns = [
             "ref", "clearing_date", "terminal_id", "batch", "stan", "received_ns", "pan_masked", "psn",
             "amount_fen", "field55", "service_ref", "card_shard", "pan_fingerprint", "pan_sealed", "tc_atc",
@@ -520,16 +543,12 @@ class ClearingEngine:
                         u.c.vehicle,
                     )
                     .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
-                    .outerjoin(
-                        p,
-                        and_(
-                            p.c.terminal_id == u.c.terminal_id, p.c.batch == u.c.batch, p.c.stan == u.c.stan
-                        ),
-                    )
+                    .outerjoin(p, p.c.ref == ref)  # the key: 'TID/batch/stan' of these three columns
                     .where(
                         upto,
+                        mine,
                         in_window,
-                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), p.c.outcome.is_(None))),
+                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), _undecided())),
                     )
                 )
                 staged += _upsert_staged(c, columns, source, changed)
@@ -569,10 +588,13 @@ class ClearingEngine:
 
     # --- 2. deciding offline records --------------------------------------------------------------------
     def pending(self, d: str) -> int:
-        p = clearing_presentments
+        """How many of day ``d``'s presentments are undecided: those staged less those with an outcome (two
+        counts on the keys' prefix, no join)."""
+        p, o = clearing_presentments, clearing_outcomes
         with self.database.engine.connect() as c:
-            query = select(func.count()).where(p.c.clearing_date == d, p.c.outcome.is_(None))
-            return int(c.execute(query).scalar_one())
+            staged = c.execute(select(func.count()).where(p.c.clearing_date == d)).scalar_one()
+            decided = c.execute(select(func.count()).where(o.c.clearing_date == d)).scalar_one()
+            return int(staged) - int(decided)
 
     def decide(self, d: str, day: date, progress: Progress | None = None) -> int:
         """Decide the day's undecided records: the cards of journal rows found first, then shard by shard
@@ -608,8 +630,8 @@ class ClearingEngine:
                     select(p)
                     .where(
                         p.c.clearing_date == d,
-                        p.c.outcome.is_(None),
                         p.c.card_shard.is_(None),
+                        _undecided(),
                         p.c.ref > after,
                     )
                     .order_by(p.c.ref)
@@ -672,23 +694,27 @@ class ClearingEngine:
         """The next undecided records of the cards in ``shards`` after card ``after`` (shard, its PAN's
         fingerprint), in (shard, fingerprint, ref) order — the index ``ix_clearing_presentments_card`` — at
         least :attr:`batch_size` of them when there are, and every record of each card taken (the last card
-        completed)."""
+        completed). Read shard by shard, each query an equality on the shard, so that its plan is a walk of
+        the index in its order that stops at the batch's end: PostgreSQL plans a query over several shards
+        (an ``IN`` list, or none) as a read of every record left in them, sorted — for each batch — when its
+        statistics do not yet know the day's rows (a day just staged)."""
         p = clearing_presentments
-        base = select(p).where(p.c.clearing_date == d, p.c.outcome.is_(None))
-        if len(shards) < CARD_SHARDS:
-            base = base.where(p.c.card_shard.in_(shards))
+        base = select(p).where(p.c.clearing_date == d, _undecided())
         card = (p.c.card_shard, p.c.pan_fingerprint)
-        following = tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String))
-        query = base.where(following).order_by(*card, p.c.ref).limit(self.batch_size)
-        rows = list(c.execute(query).all())  # fetchall: not a fetchone per row
-        if len(rows) == self.batch_size:
-            last = rows[-1]
-            rest = base.where(
-                p.c.card_shard == last.card_shard,
-                p.c.pan_fingerprint == last.pan_fingerprint,
-                p.c.ref > last.ref,
-            )
-            rows += c.execute(rest.order_by(p.c.ref)).all()
+        following = base.where(tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String)))
+        rows: list[Any] = []
+        for shard in (s for s in shards if s >= after[0]):
+            wanted = self.batch_size - len(rows)
+            query = following.where(p.c.card_shard == shard).order_by(*card, p.c.ref).limit(wanted)
+            rows += c.execute(query).all()  # fetchall: not a fetchone per row
+            if len(rows) == self.batch_size:
+                last = rows[-1]
+                rest = base.where(
+                    p.c.card_shard == last.card_shard,
+                    p.c.pan_fingerprint == last.pan_fingerprint,
+                    p.c.ref > last.ref,
+                )
+                return rows + list(c.execute(rest.order_by(p.c.ref)).all())
         return rows
 
     def _decide_cardless(self, d: str, day: date, tick: Callable[[int], None]) -> None:
@@ -699,7 +725,7 @@ class ClearingEngine:
                 c = uow.session.connection()
                 rows = c.execute(
                     select(p)
-                    .where(p.c.clearing_date == d, p.c.card_shard.is_(None), p.c.outcome.is_(None))
+                    .where(p.c.clearing_date == d, p.c.card_shard.is_(None), _undecided())
                     .order_by(p.c.ref)
                     .limit(self.batch_size)
                 ).all()
@@ -715,16 +741,20 @@ class ClearingEngine:
 
     def _decide_in_workers(self, d: str, day: date, total: int, progress: Progress | None) -> int:
         """:meth:`decide_shards` in :attr:`workers` child processes, worker ``k`` taking the shards ``s``
-        with ``s % workers == k``; the progress is read from the table meanwhile."""
+        with ``s % workers == k``; each adds the records of the batches it commits to a counter shared with
+        this process, which shows the progress meanwhile (the tables are not counted over and over)."""
+        decided = multiprocessing.get_context("fork").Value("q", 0)
+
+        def tick(n: int) -> None:
+            with decided.get_lock():
+                decided.value += n
 
         def work(k: int) -> None:
-            self.decide_shards(
-                d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k], lambda n: None
-            )
+            self.decide_shards(d, day, [s for s in range(CARD_SHARDS) if s % self.workers == k], tick)
 
         def poll() -> None:
             if progress is not None:
-                progress(total - self.pending(d), total)
+                progress(decided.value, total)
 
         self._in_workers("decide", work, poll)
         return total - self.pending(d)
@@ -838,7 +868,7 @@ class ClearingEngine:
         _insert_rows(c, clearing_items, items)
         _insert_rows(c, clearing_exceptions, exceptions)
         _insert_rows(c, clearing_seen_tcs, new_tcs)
-        _set_outcomes(c, outcomes)
+        _set_outcomes(c, d, outcomes)
 
     def _key(self, bank: str) -> KeyHandle:
         handle = self._keys.get(bank)
@@ -1135,6 +1165,7 @@ class ClearingEngine:
                 rows = c.execute(
                     select(
                         e,
+                        p.c.clearing_date.label("presented_date"),
                         p.c.batch,
                         p.c.stan,
                         p.c.pan_sealed,
@@ -1202,11 +1233,9 @@ class ClearingEngine:
         c.execute(insert(clearing_items), [item])
         c.execute(update(e).where(e.c.id == r.id).values(pending_item=None, cleared=1))
         if r.pending_item == "accepted":
-            c.execute(
-                update(clearing_presentments)
-                .where(clearing_presentments.c.ref == r.ref)
-                .values(outcome="clear")
-            )
+            o = clearing_outcomes
+            decided = and_(o.c.clearing_date == r.presented_date, o.c.ref == r.ref)
+            c.execute(update(o).where(decided).values(outcome="clear"))
 
     # --- 4. online --------------------------------------------------------------------------------------
     def online(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
@@ -1227,7 +1256,7 @@ class ClearingEngine:
         """Cards with offline records of the day, and lost or closed cards, have their offline transactions
         up to the day's end cleared: one set-based update, and ``RecordOfflineClearing`` through the issuer
         for the lost and closed cards (whose EC refund waits for it)."""
-        ic, p = issuer_cards, clearing_presentments
+        ic, o = issuer_cards, clearing_outcomes
         waiting = ic.c.status.in_(("lost", "closed"))
         with self.database.engine.begin() as c:
             c.execute(
@@ -1236,7 +1265,7 @@ class ClearingEngine:
                     ic.c.offline_cleared_until_ns < end_ns,
                     ~waiting,
                     ic.c.ec_float_account_id.in_(
-                        select(p.c.card_account).where(p.c.clearing_date == d, p.c.card_account.is_not(None))
+                        select(o.c.card_account).where(o.c.clearing_date == d, o.c.card_account.is_not(None))
                     ),
                 )
                 .values(offline_cleared_until_ns=end_ns)
@@ -1399,9 +1428,9 @@ def _upsert_staged(c: Connection, columns: list[str], source: Any, changed: list
     for name in ("bus_line", "vehicle"):  # a fare's line: the upload's, else the journal row's (a gap filled)
         changes[name] = func.coalesce(getattr(statement.excluded, name), p.c[name])
     statement = statement.on_conflict_do_update(
-        index_elements=["ref"], set_=changes, where=p.c.outcome.is_(None)
+        index_elements=["ref"], set_=changes, where=_undecided(upsert=True)
     )
-    return int(c.execute(statement).rowcount or 0)
+    return int(c.execute(statement.execution_options(preserve_rowcount=True)).rowcount or 0)
 
 
 _JOURNAL_STATES = frozenset({"approved", "recovered", "refund"})
@@ -1470,7 +1499,7 @@ def _upsert_presentments(c: Connection, rows: Sequence[dict[str, Any]], columns:
         if name in keys and name not in changes:
             changes[name] = func.coalesce(clearing_presentments.c[name], statement.excluded[name])
     statement = statement.on_conflict_do_update(
-        index_elements=["ref"], set_=changes, where=clearing_presentments.c.outcome.is_(None)
+        index_elements=["ref"], set_=changes, where=_undecided(upsert=True)
     )
     c.execute(statement, full)
 
@@ -1487,28 +1516,42 @@ def _insert_rows(c: Connection, table: Any, rows: Sequence[_ItemRow | _Exception
     copy_rows(c, table.name, rows[0]._fields, rows)
 
 
-_SET_OUTCOMES_PG = (
-    "UPDATE clearing_presentments AS p SET outcome = v.o, card_account = v.a "
-    "FROM unnest(%(r)s::text[], %(o)s::text[], %(a)s::bigint[]) AS v(r, o, a) WHERE p.ref = v.r"
-)
+def _undecided(*, upsert: bool = False) -> Any:
+    """``clearing_presentments`` rows not decided yet: no row in ``clearing_outcomes`` (its key: the
+    presentment's day and ref).
+
+    Written as ``(SELECT count(*) … ) = 0`` rather than ``NOT EXISTS``: PostgreSQL turns a ``NOT EXISTS``
+    into an anti-join whose plan follows the statistics, and a day's tables are filled faster than they are
+    analyzed — planned while ``clearing_outcomes`` looked empty, a run's batch query joined every undecided
+    row with every outcome of the day (seconds per batch). An aggregate subquery stays a probe of the
+    primary key per row read, whatever the statistics. ``upsert``: for the ``WHERE`` of an ``ON CONFLICT DO
+    UPDATE``, where SQLAlchemy does not correlate a subquery with the inserted table (its columns named in
+    text)."""
+    p, o = clearing_presentments, clearing_outcomes
+    day: Any
+    ref: Any
+    if upsert:
+        day, ref = literal_column(f"{p.name}.clearing_date"), literal_column(f"{p.name}.ref")
+    else:
+        day, ref = p.c.clearing_date, p.c.ref
+    decided = select(func.count()).where(o.c.clearing_date == day, o.c.ref == ref).scalar_subquery()
+    return decided == 0
 
 
-def _set_outcomes(c: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
-    """The presentments' outcomes (``r`` ref, ``o`` outcome, ``a`` the card's EC float account or None):
-    one ``UPDATE … FROM unnest`` on PostgreSQL, an ``executemany`` elsewhere."""
+_OUTCOME_COLUMNS = ("clearing_date", "ref", "outcome", "card_account")
+
+
+def _set_outcomes(c: Connection, d: str, outcomes: Sequence[dict[str, Any]]) -> None:
+    """The outcomes of day ``d``'s presentments (``r`` ref, ``o`` outcome, ``a`` the card's EC float
+    account or None) inserted in ``clearing_outcomes``: one ``COPY`` on PostgreSQL, an ``executemany``
+    elsewhere. The wide presentment rows are not touched."""
     if not outcomes:
         return
+    rows = [(d, o["r"], o["o"], o["a"]) for o in outcomes]
     if c.dialect.name == "postgresql":
-        params = {k: [o[k] for o in outcomes] for k in ("r", "o", "a")}
-        c.exec_driver_sql(_SET_OUTCOMES_PG, params)
+        copy_rows(c, clearing_outcomes.name, list(_OUTCOME_COLUMNS), rows)
         return
-    p = clearing_presentments
-    c.execute(
-        update(p)
-        .where(p.c.ref == bindparam("r"))
-        .values(outcome=bindparam("o"), card_account=bindparam("a")),
-        list(outcomes),
-    )
+    c.execute(insert(clearing_outcomes), [dict(zip(_OUTCOME_COLUMNS, r, strict=True)) for r in rows])
 
 
 def _row(r: Any) -> _Row:

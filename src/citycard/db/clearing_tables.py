@@ -8,7 +8,10 @@ HSM, associated data ``citycard.db.acquirer_repositories.pan_record``: copied as
 masked and keyed-fingerprinted (``pan_fingerprint``): clearing unseals the PAN to ask the issuing bank's HSM
 to verify the TC, and finds a card's records by the fingerprint. The TC's values decoded by the acquirer come
 along (``tc_*``). ``clearing_seen_tcs`` remembers each TC presented, per (PAN fingerprint, PSN, ATC), to tell
-duplicates from clones.
+duplicates from clones. ``clearing_outcomes`` holds each decided presentment's outcome and card account
+(migration ``0026_clearing_outcomes``; before it, the presentment's own ``outcome`` and ``card_account``
+columns): a narrow row inserted with the batch that decides it, where an update of the wide staged row
+rewrote the whole row and each of its indexes; a presentment without one is undecided.
 
 Migration ``0022_clearing_staged_columns`` made them so. Before it ``clearing_presentments.pan`` and
 ``clearing_tcs`` held clear PANs: a migration cannot seal (the key is in the HSM), so clearing does it
@@ -30,7 +33,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    text,
 )
 
 from .tables import metadata
@@ -38,6 +40,7 @@ from .tables import metadata
 __all__ = [
     "clearing_exceptions",
     "clearing_items",
+    "clearing_outcomes",
     "clearing_presentments",
     "clearing_runs",
     "clearing_seen_tcs",
@@ -116,12 +119,10 @@ clearing_presentments = Table(
     Column("bus_line", Integer, nullable=True),  # field 63 of a validator's fare upload (0024)
     Column("vehicle", String(16), nullable=True),
     Column("received_ns", BigInteger, nullable=False),
-    Column("outcome", String(16), nullable=True),  # NULL: not decided yet; clear | exception
     Column("card_shard", SmallInteger, nullable=True),  # of the card (0021, 0022); NULL: card not known yet
     # 0022: the card's PAN sealed, fingerprinted (NULL: a journal row whose card is not found yet) …
     Column("pan_fingerprint", String(64), nullable=True),
     Column("pan_sealed", LargeBinary, nullable=True),
-    Column("card_account", BigInteger, nullable=True),  # the card's EC float account, once decided
     # … and the upload's TC as the acquirer decoded it (NULL tc_cryptogram: parse field 55 here)
     Column("tc_atc", Integer, nullable=True),
     Column("tc_amount_fen", BigInteger, nullable=True),
@@ -129,17 +130,18 @@ clearing_presentments = Table(
     Column("tc_cryptogram", LargeBinary, nullable=True),
     Column("tc_ac_data", LargeBinary, nullable=True),
     Column("tc_gpo_ac_data", LargeBinary, nullable=True),
-    Index("ix_clearing_presentments_day", "clearing_date", "outcome", "ref"),
-    Index(  # the undecided records only (0022): a run's batches never walk the decided ones
-        "ix_clearing_presentments_card",
-        "clearing_date",
-        "card_shard",
-        "pan_fingerprint",
-        "ref",
-        postgresql_where=text("outcome IS NULL"),
-        sqlite_where=text("outcome IS NULL"),
-    ),
-    Index("ix_clearing_presentments_key", "terminal_id", "batch", "stan", unique=True),
+    # the day's records card by card (a run's batches, keyset on (card_shard, pan_fingerprint)); 0026: on
+    # every record (the undecided are those without a row in clearing_outcomes), the only index beside the key
+    Index("ix_clearing_presentments_card", "clearing_date", "card_shard", "pan_fingerprint", "ref"),
+)
+
+clearing_outcomes = Table(  # 0026: a presentment's decision, a narrow row of its own written once per record
+    "clearing_outcomes",
+    metadata,
+    Column("clearing_date", String(8), primary_key=True),  # the presentment's
+    Column("ref", String(64), primary_key=True),  # the presentment's (TID/batch/stan)
+    Column("outcome", String(16), nullable=False),  # clear | exception (clear once an exception is accepted)
+    Column("card_account", BigInteger, nullable=True),  # the card's EC float account; NULL: no card
 )
 
 clearing_seen_tcs = Table(
