@@ -65,6 +65,7 @@ __all__ = [
     "pan_record",
     "saf_record",
     "seal_clear_rows",
+    "sealed_pan",
     "upload_columns",
     "upload_record",
 ]
@@ -101,6 +102,20 @@ def card_shard(fingerprint: str) -> int:
     return int(fingerprint[:8], 16) % CARD_SHARDS
 
 
+def sealed_pan(
+    protection: RecordProtection, pan: str, terminal_id: str, batch: int, stan: int
+) -> dict[str, Any]:
+    """An offline record's PAN as the acquirer and clearing keep it (migration 0022): its keyed fingerprint
+    (``pan_fingerprint``), the PAN sealed alone for the record (``pan_sealed``, :func:`pan_record`) and the
+    card's shard (``card_shard``, :func:`card_shard`) — column name → value."""
+    fingerprint = protection.pan_fingerprint(pan)
+    return {
+        "pan_fingerprint": fingerprint,
+        "pan_sealed": protection.seal(pan.encode("ascii"), pan_record(terminal_id, batch, stan)),
+        "card_shard": card_shard(fingerprint),
+    }
+
+
 def upload_columns(protection: RecordProtection, key: TransactionKey, message: bytes) -> dict[str, Any]:
     """What clearing stages of an upload (migration 0022), decoded once from its 0320 ``message``: the PSN,
     field 55, the TC's values (None where field 55 holds no usable TC: clearing decides it ``tc_invalid``),
@@ -119,14 +134,7 @@ def upload_columns(protection: RecordProtection, key: TransactionKey, message: b
         return values
     pan = decoded.pan
     if pan:
-        fingerprint = protection.pan_fingerprint(pan)
-        values |= {
-            "pan_fingerprint": fingerprint,
-            "pan_sealed": protection.seal(
-                pan.encode("ascii"), pan_record(key.terminal_id, key.batch, key.stan)
-            ),
-            "card_shard": card_shard(fingerprint),
-        }
+        values |= sealed_pan(protection, pan, key.terminal_id, key.batch, key.stan)
     values["psn"] = (decoded.card_sequence_number or "")[-2:]
     field55 = decoded.icc.raw if decoded.icc is not None else b""
     values["field55"] = field55

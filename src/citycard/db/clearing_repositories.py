@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -92,7 +92,7 @@ from citycard.issuer.commands import RecordOfflineClearing
 from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
 from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
 
-from .acquirer_repositories import CARD_SHARDS, card_shard, fill_upload_columns, pan_record
+from .acquirer_repositories import CARD_SHARDS, card_shard, fill_upload_columns, pan_record, sealed_pan
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
 from .center_tables import center_merchants, center_terminals
 from .clearing_tables import (
@@ -371,30 +371,30 @@ class ClearingEngine:
                     .where(p.c.pan.is_not(None))
                     .limit(batch)
                 ).all()
-                for r in rows:
-                    fingerprint = protection.pan_fingerprint(r.pan)
+                if rows:  # one statement per batch (executemany)
                     c.execute(
-                        update(p)
-                        .where(p.c.ref == r.ref)
-                        .values(
-                            pan=None,
-                            pan_fingerprint=fingerprint,
-                            pan_sealed=protection.seal(
-                                r.pan.encode("ascii"), pan_record(r.terminal_id, r.batch, r.stan)
-                            ),
-                            card_shard=card_shard(fingerprint),
-                        )
+                        update(p).where(p.c.ref == bindparam("r")).values(pan=None, **_SET_SEALED_PAN),
+                        [_sealed_pan_of(protection, r.ref, r.pan, r) for r in rows],
                     )
                 tcs = c.execute(select(old).limit(batch)).all()
+                moved = []
                 for t in tcs:
                     values = dict(t._mapping)
                     pan = values.pop("pan")
-                    values |= {
-                        "pan_fingerprint": protection.pan_fingerprint(pan),
-                        "pan_masked": mask_pan(pan),
-                    }
-                    c.execute(insert(new), [values])
-                    c.execute(old.delete().where(old.c.pan == pan, old.c.psn == t.psn, old.c.atc == t.atc))
+                    moved.append(
+                        values
+                        | {"pan_fingerprint": protection.pan_fingerprint(pan), "pan_masked": mask_pan(pan)}
+                    )
+                if moved:
+                    c.execute(insert(new), moved)
+                    c.execute(
+                        old.delete().where(
+                            old.c.pan == bindparam("k_pan"),
+                            old.c.psn == bindparam("k_psn"),
+                            old.c.atc == bindparam("k_atc"),
+                        ),
+                        [{"k_pan": t.pan, "k_psn": t.psn, "k_atc": t.atc} for t in tcs],
+                    )
             done += len(rows) + len(tcs)
             if not rows and not tcs:
                 return done
@@ -649,27 +649,13 @@ class ClearingEngine:
                             continue
                         unknown.append(row)
                 self._resolve_pans(c, unknown)
-                found = []
-                for row in unknown:
-                    if row.pan is not None:
-                        fingerprint = self.protection.pan_fingerprint(row.pan)
-                        sealed = self.protection.seal(
-                            row.pan.encode("ascii"), pan_record(row.terminal_id, row.batch, row.stan)
-                        )
-                        found.append(
-                            {"r": row.ref, "f": fingerprint, "z": sealed, "s": card_shard(fingerprint)}
-                        )
+                found = [
+                    _sealed_pan_of(self.protection, row.ref, row.pan, row)
+                    for row in unknown
+                    if row.pan is not None
+                ]
                 if found:
-                    c.execute(
-                        update(p)
-                        .where(p.c.ref == bindparam("r"))
-                        .values(
-                            pan_fingerprint=bindparam("f"),
-                            pan_sealed=bindparam("z"),
-                            card_shard=bindparam("s"),
-                        ),
-                        found,
-                    )
+                    c.execute(update(p).where(p.c.ref == bindparam("r")).values(**_SET_SEALED_PAN), found)
             after = raw[-1].ref
 
     def decide_shards(self, d: str, day: date, shards: Iterable[int], tick: Callable[[int], None]) -> None:
@@ -1403,6 +1389,19 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+_SET_SEALED_PAN: Final[dict[str, Any]] = {
+    name: bindparam(f"v_{name}") for name in ("pan_fingerprint", "pan_sealed", "card_shard")
+}  # a bound parameter may not be named as the column it sets
+"""The SET of a presentment's sealed PAN (:func:`sealed_pan`'s columns); its rows: :func:`_sealed_pan_of`."""
+
+
+def _sealed_pan_of(protection: RecordProtection, ref: str, pan: str, key: Any) -> dict[str, Any]:
+    """The parameters of :data:`_SET_SEALED_PAN` for the presentment ``ref`` (its record ``key``: terminal,
+    batch, STAN) whose card's PAN is ``pan``."""
+    values = sealed_pan(protection, pan, key.terminal_id, key.batch, key.stan)
+    return {"r": ref, **{f"v_{name}": value for name, value in values.items()}}
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
