@@ -22,6 +22,7 @@ from citycard.codec.iso8583 import (
     decode_frame,
     encode_frame,
     encode_message,
+    with_fixed_binary,
 )
 from citycard.codec.iso8583.wire import Frame, Header
 from citycard.codec.tlv import decode_dict
@@ -336,6 +337,45 @@ def test_an_online_pin_is_translated_from_the_acquirers_zone_key_to_the_issuers_
 
     run(scenario())
     assert deposit_fen(database, pan) == 9_200
+
+
+def test_the_switch_forwards_the_bytes_it_received_with_only_the_pin_block_and_the_mac_patched(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """The request the issuer gets is the acquirer's bytes with 52 (translated) and 64 (the issuer leg's
+    MAC) changed in place, and the answer the acquirer gets is the issuer's bytes with 64 changed: the
+    bytes encoding the changed messages afresh gives (the old path)."""
+    pan = funded(banks, "ICBC", 10_000)
+    banks.set_pin(SetPin(pan, hsm.encrypt_pin(hsm.get("icbc-zpk"), "147258", pan)))
+    term = terminal_for(pan)
+    request = purchase(pan, term.first_ac(800, un=b"\x01\x02\x03\x04"), 800, "000000000811")
+    request = dataclasses.replace(request, pin_block=hsm.encrypt_pin(hsm.get("boc-zpk"), "147258", pan))
+    legs: list[tuple[Message, Message]] = []
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database) as c:
+            assert c.zone is not None
+            link = c.switch.links["ICBC"]
+            forward = link.request
+
+            async def seen(message: Message, *, timeout_s: float | None = None) -> Message:
+                answered = await forward(message, timeout_s=timeout_s)
+                legs.append((message, answered))
+                return answered
+
+            link.request = seen  # type: ignore[method-assign]
+            sent = c.zone.sign(request)
+            answer = await c.acquirer.request(sent, timeout_s=20.0)
+            assert answer.response_code is ResponseCode.APPROVED and c.zone.answer_ok(answer)
+            [(forwarded, issued)] = legs
+            assert forwarded.pin_block is not None and forwarded.pin_block != sent.pin_block
+            patched = with_fixed_binary(sent.to_bytes(), 52, forwarded.pin_block)
+            assert patched is not None and forwarded.to_bytes()[:-8] == patched[:-8]
+            assert forwarded.to_bytes() == dataclasses.replace(forwarded, mti=forwarded.mti).to_bytes()
+            assert answer.to_bytes()[:-8] == issued.to_bytes()[:-8] and answer.mac != issued.mac
+            assert answer.to_bytes() == dataclasses.replace(answer, mti=answer.mti).to_bytes()
+
+    run(scenario())
 
 
 def test_a_card_of_another_bank_at_an_issuer_front_end_is_answered_15_and_echoes_are_answered_locally(

@@ -24,9 +24,14 @@ answered, so the acquirer's store-and-forward repeats it until both banks have i
 Echo tests (0820, 60.3 = ``301``) are answered here. With ``zones`` (``citycard.hosts.zone``; the
 composition root always gives them) both legs carry field 64 under their zone MAC keys: an acquirer's
 request whose MAC does not verify is answered ``A0`` and not forwarded; what is forwarded is MACed under the
-issuing bank's key, and an issuer's answer whose MAC does not verify is no answer. With ``reload`` the
-routing table is read again every few seconds and on :meth:`SwitchFrontEnd.reload_routing` (SIGHUP), so
-a bank or BIN added while it runs is routed without a restart (``hosts.routing_reload``).
+issuing bank's key, and an issuer's answer whose MAC does not verify is no answer. Both MACs are checked
+over the bytes as received, and a request or answer passed on unchanged but for the PIN block and the MAC
+goes out as the bytes received with 52 and 64 patched in place, not encoded again (``net.server`` and
+``net.link`` note each message's bytes: ``codec.iso8583.note_received``); what the switch changes otherwise
+(a two-leg load's legs, the card leg's answer with the acquirer's PAN, its own refusals) is encoded.
+With ``reload`` the routing table is read again every few seconds and on
+:meth:`SwitchFrontEnd.reload_routing` (SIGHUP), so a bank or BIN added while it runs is routed without a
+restart (``hosts.routing_reload``).
 """
 
 from __future__ import annotations

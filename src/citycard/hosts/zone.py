@@ -213,7 +213,9 @@ class ZoneMac:
         self._retired.pop(self.version, None)
 
     def verifies(self, message: Message) -> bool:
-        """Whether ``message`` carries a field 64 that is its MAC under a usable ZAK (constant-time)."""
+        """Whether ``message`` carries a field 64 that is its MAC under a usable ZAK (constant-time): over
+        the bytes received when the link or server decoded it (``codec.iso8583.note_received``), else
+        over its encoding."""
         if message.mac is None:
             return False
         return self._matches(message.to_bytes(), message.mac)

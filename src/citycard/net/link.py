@@ -22,6 +22,10 @@ loss, every request in flight ends in :class:`ConnectionLost`, and the link reco
 doubles up to ``max_backoff_s``. When ``keepalive`` is given and nothing was received for
 ``echo_interval_s``, an echo test (0820, 60.3 = 301) is sent; if it gets no answer the connection is
 dropped and made again. Everything is bounded (:class:`LinkLimits`).
+
+An answer comes with its bytes as received (``codec.iso8583.note_received``): its MAC is checked over them
+and a switch passes it back with field 64 patched in them, not encoded again; a request whose bytes are
+noted (received, patched or signed) is sent as those bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from citycard.codec.iso8583 import (
     Tpdu,
     decode_frame,
     encode_framed,
+    note_received,
     parse,
 )
 
@@ -350,7 +355,7 @@ class Iso8583Link:
 
     def _deliver(self, data: bytes) -> None:
         try:
-            _, raw = decode_frame(data)
+            frame, raw = decode_frame(data)
         except Iso8583Error as exc:  # match it by what decoded, if anything
             self._settle(exc.mti or "", exc.echo, None, exc, None)
             return
@@ -360,6 +365,7 @@ class Iso8583Link:
             code = raw.fields.get(39)
             self._settle(raw.mti, raw.fields, None, exc, code if isinstance(code, str) else None)
             return
+        note_received(message, frame.message)  # its MAC checked, and passed back, as these bytes
         self._settle(raw.mti, raw.fields, message, None, None)
 
     def _settle(

@@ -24,6 +24,10 @@ written), so a handler is never cut in the middle of posting. :meth:`Iso8583Serv
 connections and starting requests (one that arrives meanwhile is answered ``91`` without calling the
 handler), waits for the requests in flight (at most ``drain_timeout_s``), then closes every connection.
 Only MTI, STAN and terminal reach the log, never a PAN or a field value.
+
+Each request is handed on with its bytes as received (``codec.iso8583.note_received``): its ``to_bytes``
+gives them, so a handler that checks its MAC or forwards it with only fixed-length binary fields changed
+(the switch: 52 and 64) patches those bytes rather than encoding the decoded message again.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from citycard.codec.iso8583 import (
     encode_framed,
     encode_message,
     format_error_response,
+    note_received,
     parse,
     response_mti,
 )
@@ -276,6 +281,7 @@ class Iso8583Server:
             self.stats.dropped += 1
             return _DROP
         self.stats.requests += 1
+        note_received(message, frame.message)  # its MAC checked, and forwarded, as these bytes
         return frame, raw, message
 
     async def _answer(self, connection: _Connection, frame: Frame, raw: RawMessage, message: Message) -> None:

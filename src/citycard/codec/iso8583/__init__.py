@@ -37,6 +37,7 @@ from .messages import (
     TransactionType,
     decode_framed,
     encode_framed,
+    note_received,
     parse,
     reversal_of,
     transaction_type,
@@ -57,6 +58,7 @@ from .wire import (
     frame_length,
     mac_block,
     mac_matches,
+    with_fixed_binary,
     with_mac,
 )
 
@@ -107,11 +109,13 @@ __all__ = [
     "frame_length",
     "mac_block",
     "mac_matches",
+    "note_received",
     "parse",
     "response_for_malformed",
     "response_mti",
     "reversal_of",
     "service_reference",
     "transaction_type",
+    "with_fixed_binary",
     "with_mac",
 ]

@@ -51,6 +51,7 @@ from .wire import (
     echo_fields,
     encode_checked,
     encode_frame,
+    with_fixed_binary,
     with_mac,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "TransactionType",
     "decode_framed",
     "encode_framed",
+    "note_received",
     "parse",
     "reversal_of",
     "transaction_type",
@@ -395,11 +397,12 @@ class Message:
         return message
 
     def to_bytes(self) -> bytes:
-        """The encoded ISO message (MTI to the last field). A message made by :meth:`signed` is not
-        encoded again: it gives the bytes its MAC was computed over (:data:`_ENCODED`)."""
-        known = _ENCODED.get(id(self))
-        if known is not None and known[0] is self:
-            return known[1]
+        """The encoded ISO message (MTI to the last field). A message made by :meth:`signed`, one decoded
+        from bytes :func:`note_received` noted, and one :meth:`replaced` made of either by patching is not
+        encoded again: it gives those bytes (:data:`_ENCODED`)."""
+        known = _known(self)
+        if known is not None:
+            return known
         return encode_checked(self.to_fields())  # its values were checked when it was made
 
     def replaced(self, **changes: Any) -> Self:
@@ -431,6 +434,11 @@ class Message:
         for name in _NAMES:
             object.__setattr__(message, name, changes[name] if name in changes else getattr(self, name))
         object.__setattr__(message, "mti", mti)
+        wire = _known(self)
+        if wire is not None and mti == self.mti:
+            wire = _patched(wire, self, changes)
+            if wire is not None:
+                _remember(message, wire)
         return message
 
     def signed(self, mac_of: Callable[[bytes], bytes]) -> Self:
@@ -439,8 +447,12 @@ class Message:
         were checked when it was made), instead of two ``dataclasses.replace`` that re-check them all."""
         if 64 not in self.REQUIRED | self.OPTIONAL:
             raise Iso8583Error("64", None, f"not expected in {self.mti}")
-        raw = self.to_fields()
-        wire = with_mac(encode_checked(RawMessage(self.mti, {**raw.fields, 64: bytes(8)})), mac_of)
+        wire = _known(self)
+        if wire is not None and self.mac is not None:  # received (or patched) with a field 64: MACed in place
+            wire = with_mac(wire, mac_of)
+        else:
+            raw = self.to_fields()
+            wire = with_mac(encode_checked(RawMessage(self.mti, {**raw.fields, 64: bytes(8)})), mac_of)
         message = object.__new__(type(self))
         for name in _NAMES:
             object.__setattr__(message, name, getattr(self, name))
@@ -472,6 +484,38 @@ it is signed, and encoding it again would give the same bytes (its values cannot
 Each entry holds its message, so that its ``id`` cannot be reused while the entry lives; at most
 :data:`_MOST_ENCODED` entries, the oldest dropped first."""
 _MOST_ENCODED: Final = 1024
+
+
+def note_received(message: Message, wire: bytes) -> None:
+    """Note that ``message`` is ``parse(decode_message(wire))``: the ISO message as it came off the wire
+    (``net.server``, ``net.link``). Until the note is dropped (:data:`_MOST_ENCODED`), ``to_bytes`` gives
+    ``wire`` — so a MAC check covers the bytes received, not an encoding of what was decoded — and
+    :meth:`Message.replaced` of fixed-length binary fields (52, 64) and :meth:`Message.signed` patch
+    ``wire`` in place instead of encoding the message: a switch forwards what it received with only those
+    bytes changed. Bytes that are not the profile's own encoding of their values (a field 55 whose TLV
+    lengths are not minimal, say) are passed on as they came; a message encoded afresh would have them
+    re-encoded."""
+    _remember(message, wire)
+
+
+def _known(message: Message) -> bytes | None:
+    """The bytes noted for ``message`` (signed, received or patched), if still noted."""
+    known = _ENCODED.get(id(message))
+    return known[1] if known is not None and known[0] is message else None
+
+
+def _patched(wire: bytes, before: Message, changes: Mapping[str, Any]) -> bytes | None:
+    """``wire`` (``before``'s bytes) with ``changes`` made in place; None when one of them is not a new
+    value of a fixed-length binary field that ``before`` carries (the message is then encoded afresh)."""
+    for name, value in changes.items():
+        if value is None or getattr(before, name) is None or not isinstance(value, bytes):
+            return None
+        number = _FIELD_OF[name]
+        changed = with_fixed_binary(wire, number, value)
+        if changed is None:
+            return None
+        wire = changed
+    return wire
 
 
 def _remember(message: Message, wire: bytes) -> None:

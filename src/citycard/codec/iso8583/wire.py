@@ -66,6 +66,7 @@ __all__ = [
     "frame_length",
     "mac_block",
     "mac_matches",
+    "with_fixed_binary",
     "with_mac",
 ]
 
@@ -542,3 +543,26 @@ def mac_matches(message: bytes, mac: Callable[[bytes], bytes]) -> bool:
     """Whether field 64 of a received message is the MAC of its MAC block (constant-time compare)."""
     expected = mac(mac_block(message))
     return hmac.compare_digest(expected, message[-MAC_SIZE:])
+
+
+def with_fixed_binary(message: bytes, number: int, value: bytes) -> bytes | None:
+    """``message`` (a decoded one: its length prefixes are valid) with the value of its fixed-length binary
+    field ``number`` replaced by ``value`` in place, every other byte as it was: the bytes
+    :func:`encode_message` makes of its fields with that one changed. None when the field is not in
+    ``message`` or is not fixed-length binary (the caller encodes the message instead)."""
+    form = _FORMATS.get(number)
+    if form is None or form.len_type or form.text or form.nibbles or len(value) != form.max_len:
+        return None
+    bits = int.from_bytes(message[MTI_SIZE : MTI_SIZE + BITMAP_SIZE], "big")
+    if not bits >> (64 - number) & 1:
+        return None
+    if number == 64:  # the last field of the profile: its value ends the message
+        return message[:-MAC_SIZE] + value
+    pos = MTI_SIZE + BITMAP_SIZE
+    for before in range(2, number):  # skip the fields ahead of it
+        if bits >> (64 - before) & 1:
+            ahead = _FORMATS[before]
+            start = pos + ahead.len_type
+            length = int(message[pos:start].hex()) if ahead.len_type else ahead.max_len
+            pos = start + ((length + 1) // 2 if ahead.nibbles else length)
+    return message[:pos] + value + message[pos + form.max_len :]
