@@ -1246,10 +1246,13 @@ class ClearingEngine:
         """The day's online items, one ``INSERT … SELECT`` per acquiring bank; returns how many were added."""
         added = 0
         now = self.clock()
+        counted = {"preserve_rowcount": True}  # an INSERT … SELECT's rowcount (else -1 on PostgreSQL)
         with self.database.engine.begin() as c:
             for bank, (start, end) in windows.items():
-                added += c.execute(_online_insert(d, bank, start, end)).rowcount or 0
-                added += c.execute(_account_load_insert(d, bank, start, end)).rowcount or 0
+                added += c.execute(_online_insert(d, bank, start, end), execution_options=counted).rowcount
+                added += c.execute(
+                    _account_load_insert(d, bank, start, end), execution_options=counted
+                ).rowcount
                 c.execute(_unpartnered_legs(d, bank, start, end, now))
             c.execute(_close_reversed_legs(now))
             c.execute(_audit_reversed_legs(now))
