@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, and_, create_engine, func, select
 
 from citycard import bootstrap
 from citycard.center.model import Industry
@@ -36,7 +36,12 @@ from citycard.config import Settings
 from citycard.db import Database, drop_schema, migrate
 from citycard.db.acquirer_tables import acquirer_uploads
 from citycard.db.center_tables import center_merchants, center_terminals
-from citycard.db.clearing_tables import clearing_items, clearing_presentments, clearing_runs
+from citycard.db.clearing_tables import (
+    clearing_items,
+    clearing_outcomes,
+    clearing_presentments,
+    clearing_runs,
+)
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards, issuer_products
 from citycard.db.tables import ledger_account_shards, ledger_accounts
 from citycard.transit import parse_network
@@ -184,17 +189,23 @@ def _run_status(engine: Engine, day: str) -> str | None:
 
 
 def _assert_cleared(engine: Engine, day: str, end_ns: int) -> None:
-    u, p, i = acquirer_uploads.c, clearing_presentments.c, clearing_items.c
+    u, p, o, i = acquirer_uploads.c, clearing_presentments.c, clearing_outcomes.c, clearing_items.c
     with engine.connect() as c:
         uploaded = c.execute(select(u.terminal_id, u.batch, u.stan).where(u.received_ns <= end_ns)).all()
-        decided = c.execute(
-            select(p.terminal_id, p.batch, p.stan).where(p.clearing_date == day, p.outcome.is_not(None))
+        decided = c.execute(  # a presentment with its outcome (0026: a row of clearing_outcomes)
+            select(p.terminal_id, p.batch, p.stan)
+            .select_from(
+                clearing_presentments.join(
+                    clearing_outcomes, and_(o.clearing_date == p.clearing_date, o.ref == p.ref)
+                )
+            )
+            .where(p.clearing_date == day)
         ).all()
         paid = c.execute(
             select(func.count()).where(i.clearing_date == day, i.source == "offline", i.sign == 1)
         ).scalar_one()
         outcomes = dict(
-            c.execute(select(p.outcome, func.count()).where(p.clearing_date == day).group_by(p.outcome)).all()
+            c.execute(select(o.outcome, func.count()).where(o.clearing_date == day).group_by(o.outcome)).all()
         )
     assert uploaded and {tuple(r) for r in uploaded} == {tuple(r) for r in decided}, (len(uploaded), outcomes)
     assert paid == outcomes.get("clear", 0) and paid > 0, (paid, outcomes)

@@ -232,6 +232,10 @@ def test_a_day_of_clearing(
     clearing = engine(database, banks, clock, batch_size=3)
     assert clearing.import_journal(tmp_path / "exports", DAY) == 8
     summary = clearing.run(DAY)
+    assert list(clearing.timings) == ["stage", "decide", "online", "finish"]  # the run's phases, timed
+    assert all(seconds >= 0 for seconds in clearing.timings.values())
+    online = [i for i in items(database, "20261125") if i["source"] == "online"]
+    assert online and clearing.online("20261125", clearing.windows(DAY)) == 0  # each added once, counted
     # offline items: each TC that verifies, once, with the right kind and banks
     offline = [i for i in items(database, "20261125") if i["source"] == "offline"]
     got = sorted(

@@ -52,7 +52,7 @@ COMMANDS: dict[str, Lazy] = {
         "citycard.cli.servers:app",
     ),
     "records": Lazy(
-        "The data key sealing the acquirer's stored messages: show, rotate, reseal.",
+        "The data key sealing the acquirer's stored messages and PANs: show, rotate, reseal.",
         "citycard.cli.records:app",
     ),
     "zone": Lazy("Zone keys of the host-to-host links: show, rotate.", "citycard.cli.zone:app"),

@@ -332,6 +332,10 @@ class ClearingEngine:
         self.batch_size = batch_size
         self.record_offline_clearing = record_offline_clearing
         self.fault = fault
+        self.timings: dict[str, float] = {}
+        """The last :meth:`run`'s phases, seconds of wall clock each: ``stage`` (the clear PANs of old rows
+        sealed, the uploads staged), ``decide``, ``online`` (the accepted exceptions' items and the online
+        authorizations), ``finish`` (the cleared records noted, the day's totals)."""
         self._keys: dict[str, KeyHandle] = {}
         self._settlement: dict[str, int] = {}
         self._protection: RecordProtection | None = None
@@ -411,18 +415,32 @@ class ClearingEngine:
     def run(self, day: date, progress: Progress | None = None) -> DaySummary:
         d = day_text(day)
         windows = self.windows(day)
+        self.timings = {}
+        mark = time.perf_counter()
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            self.timings[name] = now - mark
+            mark = now
+
         self._start(d)
         self.protect_clear_pans()
         self.stage(d, windows)
+        phase("stage")
         self.fault("staged")
         self.decide(d, day, progress)
+        phase("decide")
         self.fault("decided")
         self.resolved_items(d)
         self.online(d, windows)
+        phase("online")
         self.fault("online")
         self.record_cleared(d, max(end for _, end in windows.values()))
         self._finish(d)
-        return self.summary(day)
+        summary = self.summary(day)
+        phase("finish")
+        return summary
 
     def _start(self, d: str) -> None:
         with self.database.engine.begin() as c:
@@ -1228,10 +1246,13 @@ class ClearingEngine:
         """The day's online items, one ``INSERT … SELECT`` per acquiring bank; returns how many were added."""
         added = 0
         now = self.clock()
+        counted = {"preserve_rowcount": True}  # an INSERT … SELECT's rowcount (else -1 on PostgreSQL)
         with self.database.engine.begin() as c:
             for bank, (start, end) in windows.items():
-                added += c.execute(_online_insert(d, bank, start, end)).rowcount or 0
-                added += c.execute(_account_load_insert(d, bank, start, end)).rowcount or 0
+                added += c.execute(_online_insert(d, bank, start, end), execution_options=counted).rowcount
+                added += c.execute(
+                    _account_load_insert(d, bank, start, end), execution_options=counted
+                ).rowcount
                 c.execute(_unpartnered_legs(d, bank, start, end, now))
             c.execute(_close_reversed_legs(now))
             c.execute(_audit_reversed_legs(now))
