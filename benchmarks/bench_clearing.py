@@ -224,9 +224,9 @@ def main() -> None:
     print(f"{'clearing run (s)':<44} {run_s:>14.1f}")
     for name, label in (
         ("stage", "staging the uploads"),
-        ("decide", "deciding (verify, classify, post)"),
+        ("decide", "deciding"),
         ("online", "online items"),
-        ("finish", "noting the cleared, totals"),
+        ("finish", "the cleared noted, totals"),
     ):
         print(f"{'  of which ' + label + ' (s)':<44} {phases[name]:>14.1f}")
     print(f"{'rerun of the day, nothing to do (s)':<44} {rerun_s:>14.1f}")

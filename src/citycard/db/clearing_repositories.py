@@ -791,6 +791,9 @@ class ClearingEngine:
 
     def _worker(self, work: Callable[[int], object], k: int) -> None:
         self.database.engine.dispose(close=False)  # the parent's connections are not this process's
+        # what the child inherited is never garbage of its own: out of the collector's sight, its
+        # collections walk only what the child makes, and touch no inherited page (no copy on write)
+        gc.freeze()
         work(k)
 
     def _decide_batch(
