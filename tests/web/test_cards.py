@@ -288,6 +288,8 @@ def test_the_exception_queue_is_clearings(client: TestClient, city: City) -> Non
     assert len(queue) == len(before) + 2
     assert client.get("/api/figures").json()["exceptions_open"] == len(queue)
     first, second = queue[-2]["id"], queue[-1]["id"]
+    assert queue[-2]["actions"] == ["accept", "reject"]  # late: it may still be paid
+    assert queue[-1]["actions"] == ["reject"]  # an unknown terminal: never paid
     ok = client.post(f"/api/clearing/exceptions/{first}/resolve", json={"action": "accept"}, headers=headers)
     assert ok.status_code == 200 and ok.json()["status"] == "accepted"
     again = client.post(
@@ -301,6 +303,10 @@ def test_the_exception_queue_is_clearings(client: TestClient, city: City) -> Non
     assert [
         e["id"] for e in client.get("/api/clearing/exceptions", params={"status": "accepted"}).json()
     ] == [first]
+    accepted = client.get("/api/clearing/exceptions", params={"status": "accepted"}).json()[0]
+    assert accepted["actions"] == []  # its item is pending, nothing paid yet: no chargeback offered
+    page = client.get("/console/exceptions", params={"status": "accepted"}).text
+    assert f'action="/console/exceptions/{first}"' not in page
     log = [(e["action"], e["outcome"]) for e in client.get("/api/audit").json()["entries"][:3]]
     assert log == [("exception_reject", "ok"), ("exception_reject", "refused"), ("exception_accept", "ok")]
     assert client.get("/api/clearing/exceptions", params={"status": "nonsense"}).status_code == 422

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .calendar import BEIJING, Cutovers, business_window, clearing_date_of, parse_cutovers
 from .model import (
+    NEVER_PAYABLE,
     ClearingPolicy,
     ExceptionAction,
     ExceptionReason,
@@ -18,12 +19,14 @@ from .model import (
     LostLiability,
     Outcome,
     Verdict,
+    allowed_actions,
 )
 from .rules import CardFacts, JournalCopy, OfflineRecord, SeenTc, TcKey, classify
 from .tc import TcData, TcDataError, parse_tc
 
 __all__ = [
     "BEIJING",
+    "NEVER_PAYABLE",
     "CardFacts",
     "ClearingPolicy",
     "Cutovers",
@@ -40,6 +43,7 @@ __all__ = [
     "TcDataError",
     "TcKey",
     "Verdict",
+    "allowed_actions",
     "business_window",
     "classify",
     "clearing_date_of",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .calendar import Cutovers
 
 __all__ = [
+    "NEVER_PAYABLE",
     "ClearingPolicy",
     "ExceptionAction",
     "ExceptionReason",
@@ -66,6 +67,40 @@ class ExceptionAction(enum.StrEnum):
     ACCEPT = "accept"  # pay it: a clearing item of the next run (the date it is accepted)
     REJECT = "reject"  # never pay it
     CHARGEBACK = "chargeback"  # return a record that was paid: a negative item of the next run
+
+
+NEVER_PAYABLE = frozenset(
+    {
+        ExceptionReason.TC_INVALID,
+        ExceptionReason.AMOUNT_CHANGED,
+        ExceptionReason.UNKNOWN_CARD,
+        ExceptionReason.DUPLICATE,
+        ExceptionReason.CLONE,
+        ExceptionReason.TERMINAL_CHANGED,
+        ExceptionReason.UNKNOWN_TERMINAL,
+        ExceptionReason.REVERSAL_PENDING,
+    }
+)
+"""Reasons whose record an operator may only reject: the TC does not show that this card paid this amount
+at this registered terminal (a clone's first TC was cleared; the second is the copy); a load's leg whose
+reversal is pending is closed once the reversal has been applied (nothing is paid: the legs net to zero)."""
+
+
+def allowed_actions(
+    reason: str, status: str, cleared: bool, pending_item: str | None
+) -> tuple[ExceptionAction, ...]:
+    """What an operator may do with an exception in this state (its reason, status, whether its record was
+    paid, the item it waits for): ``accept`` an open one whose record may be paid, ``reject`` an open one,
+    ``chargeback`` one whose record was paid and is not charged back or waiting for its item yet. The
+    engine refuses any other action, with its reason; the console offers only these."""
+    actions: list[ExceptionAction] = []
+    if status == ExceptionStatus.OPEN:
+        if reason not in NEVER_PAYABLE:
+            actions.append(ExceptionAction.ACCEPT)
+        actions.append(ExceptionAction.REJECT)
+    if cleared and status != ExceptionStatus.CHARGEBACK and not pending_item:
+        actions.append(ExceptionAction.CHARGEBACK)
+    return tuple(actions)
 
 
 class LostLiability(enum.StrEnum):

@@ -80,6 +80,7 @@ from citycard.clearing import (
     TcDataError,
     TcKey,
     Verdict,
+    allowed_actions,
     business_window,
     classify,
     parse_tc,
@@ -1133,8 +1134,9 @@ class ClearingEngine:
             row = c.execute(select(e).where(e.c.id == exception_id).with_for_update()).first()
             if row is None:
                 raise ExceptionNotFound(f"no clearing exception {exception_id}")
+            allowed = allowed_actions(row.reason, row.status, bool(row.cleared), row.pending_item)
             if action is ExceptionAction.CHARGEBACK:
-                if not row.cleared or row.status in ("chargeback",) or row.pending_item:
+                if action not in allowed:
                     raise ExceptionStateError(
                         f"exception {exception_id} ({row.reason}, {row.status}): nothing paid to charge back"
                     )
@@ -1144,17 +1146,17 @@ class ClearingEngine:
                     raise ExceptionStateError(
                         f"exception {exception_id} is {row.status}, not open: it cannot be {action.value}ed"
                     )
-                if action is ExceptionAction.ACCEPT:
+                if action not in allowed:  # accept, of a record no one may pay
                     if row.reason == ExceptionReason.REVERSAL_PENDING:
                         raise ExceptionStateError(
                             f"exception {exception_id} ({row.reason}) can only be rejected: a load's leg "
                             "without its partner pays no one; reject it once its reversal is applied"
                         )
-                    if row.reason in _NEVER_PAYABLE:
-                        raise ExceptionStateError(
-                            f"exception {exception_id} ({row.reason}) can only be rejected: its TC does not "
-                            "show the card paid this"
-                        )
+                    raise ExceptionStateError(
+                        f"exception {exception_id} ({row.reason}) can only be rejected: its TC does not "
+                        "show the card paid this"
+                    )
+                if action is ExceptionAction.ACCEPT:
                     values = {"status": "accepted", "pending_item": "accepted"}
                 else:
                     values = {"status": "rejected"}
@@ -1325,23 +1327,6 @@ class ClearingEngine:
 
     def summary(self, day: date) -> DaySummary:
         return self._totals(day_text(day))
-
-
-_NEVER_PAYABLE = frozenset(
-    {
-        ExceptionReason.TC_INVALID,
-        ExceptionReason.AMOUNT_CHANGED,
-        ExceptionReason.UNKNOWN_CARD,
-        ExceptionReason.DUPLICATE,
-        ExceptionReason.CLONE,
-        ExceptionReason.TERMINAL_CHANGED,
-        ExceptionReason.UNKNOWN_TERMINAL,
-        ExceptionReason.REVERSAL_PENDING,
-    }
-)
-"""Reasons whose record an operator may only reject: the TC does not show that this card paid this amount
-at this registered terminal (a clone's first TC was cleared; the second is the copy); a load's leg whose
-reversal is pending is closed once the reversal has been applied (nothing is paid: the legs net to zero)."""
 
 
 # --- helpers ----------------------------------------------------------------------------------------------

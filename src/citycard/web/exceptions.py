@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from citycard.bootstrap import WebContext
-from citycard.clearing import ClearingPolicy, ExceptionAction, LostLiability, parse_cutovers
+from citycard.clearing import ClearingPolicy, ExceptionAction, LostLiability, allowed_actions, parse_cutovers
 from citycard.db.clearing_repositories import ClearingEngine, ExceptionNotFound, ExceptionStateError
 from citycard.issuer.model import NotFound
 
@@ -45,7 +45,16 @@ def queue(ctx: WebContext, principal: Principal, status: str | None = "open") ->
         "id", "opened_date", "reason", "status", "detail", "pan_masked", "atc", "amount_fen", "terminal_id",
         "merchant_id", "issuer_bank", "acquirer_bank",
     )  # fmt: skip
-    return [{k: r.get(k) for k in keep} for r in rows]
+    return [
+        {k: r.get(k) for k in keep}
+        | {
+            "actions": [
+                a.value
+                for a in allowed_actions(r["reason"], r["status"], bool(r["cleared"]), r["pending_item"])
+            ]
+        }
+        for r in rows
+    ]
 
 
 class Refused(Exception):

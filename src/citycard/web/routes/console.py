@@ -657,6 +657,7 @@ class ExceptionOut(BaseModel):
     merchant_id: str
     issuer_bank: str
     acquirer_bank: str
+    actions: list[str]  # what an operator may do with it now (clearing's ``allowed_actions``)
 
 
 class ResolveIn(BaseModel):
