@@ -77,3 +77,16 @@ def transact(
         extra["pin"] = pin
     out = run(kernel, card.transmit, trace=lambda p, c, r: apdus.append((p, c, r)), **extra)
     return out, apdus
+
+
+class TerminalClock:
+    """A terminal's clock for tests: :data:`NOW` until :meth:`wait` moves it on."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)

@@ -5,7 +5,6 @@ its PAN token and that second fare is journaled ``refund`` so the issuer gives i
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 
 import pytest
@@ -16,21 +15,10 @@ from citycard.kernel.kernel import TransactionKind as K
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
-from tests.kernel.cardlab import NOW, new_card, terminal_config
+from tests.kernel.cardlab import NOW, TerminalClock, new_card, terminal_config
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def wait(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-def _validator(tmp_path, clock: _Clock, **cfg) -> PosTerminal:
+def _validator(tmp_path, clock: TerminalClock, **cfg) -> PosTerminal:
     rnd = random.Random(17)
     journal = SqliteJournal(tmp_path / "validator.db", "BUS00042")
     return PosTerminal(terminal_config(**cfg), journal, clock=clock, rng=rnd.randbytes)
@@ -56,7 +44,7 @@ def _no_log(card):
 
 
 def test_three_taps_two_seconds_apart_charge_one_fare(tmp_path):
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path, clock)
     card = new_card("contactless", balance_fen=1_000)
     taps = []
@@ -73,7 +61,7 @@ def test_three_taps_two_seconds_apart_charge_one_fare(tmp_path):
 
 
 def test_after_the_window_and_for_another_card_the_fare_is_charged(tmp_path):
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path, clock, double_tap_window_s=30)
     card, other = new_card("contactless", balance_fen=1_000), new_card("contactless", serial=2)
     assert pos.validate(card.transmit, 200).approved
@@ -87,7 +75,7 @@ def test_after_the_window_and_for_another_card_the_fare_is_charged(tmp_path):
 
 
 def test_the_guard_can_be_switched_off(tmp_path):
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path, clock, double_tap_window_s=0)
     card = new_card("contactless", balance_fen=1_000)
     for _ in range(3):
@@ -97,7 +85,7 @@ def test_the_guard_can_be_switched_off(tmp_path):
 
 
 def test_a_card_without_a_readable_log_is_refunded_on_the_second_tap(tmp_path):
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path, clock)
     card = _no_log(new_card("contactless", balance_fen=1_000))
     first = pos.validate(card.transmit, 200)
@@ -130,7 +118,7 @@ def test_a_listed_card_pays_once_refunded_then_is_refused_before_it_pays(tmp_pat
     from tests.kernel.cardlab import transact
 
     probe = transact(new_card("contactless", serial=3), K.PURCHASE, 200, interface="contactless")[0]
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path, clock, exception_file=ExceptionFile(frozenset({probe.pan}), NOW, 86_400))
     lost = new_card("contactless", serial=3, balance_fen=1_000)
     first = pos.validate(lost.transmit, 200)  # qPBOC: the PAN comes with the GPO, after the debit

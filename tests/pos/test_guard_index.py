@@ -16,21 +16,10 @@ from citycard.kernel.kernel import TransactionKind as K
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
 
-from tests.kernel.cardlab import NOW, new_card, terminal_config
+from tests.kernel.cardlab import NOW, TerminalClock, new_card, terminal_config
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def wait(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-def _validator(path, clock: _Clock, seed: int = 17, **cfg) -> PosTerminal:
+def _validator(path, clock: TerminalClock, seed: int = 17, **cfg) -> PosTerminal:
     journal = SqliteJournal(path, "BUS00042", sync_outcomes=False)
     return PosTerminal(terminal_config(**cfg), journal, clock=clock, rng=random.Random(seed).randbytes)
 
@@ -102,7 +91,7 @@ def test_a_journal_written_before_the_index_gets_it_on_open(tmp_path):
 
 
 def test_a_double_tap_is_refused_after_the_validator_is_restarted(tmp_path):
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path / "v.db", clock)
     card = new_card("contactless", balance_fen=1_000)
     first = pos.validate(card.transmit, 200)
@@ -122,7 +111,7 @@ def test_a_listed_card_is_refused_before_it_pays_after_a_restart(tmp_path):
 
     probe = transact(new_card("contactless", serial=3), K.PURCHASE, 200, interface="contactless")[0]
     listed = ExceptionFile(frozenset({probe.pan}), NOW, 86_400)
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path / "v.db", clock, exception_file=listed)
     lost = new_card("contactless", serial=3, balance_fen=1_000)
     first = pos.validate(lost.transmit, 200)
@@ -138,7 +127,7 @@ def test_a_listed_card_is_refused_before_it_pays_after_a_restart(tmp_path):
 def test_a_busy_window_is_looked_at_whole(tmp_path):
     """Sixty riders within the window after a card paid: the card is still recognised (the guards used to
     read only the latest 50 approvals, so a busy bus let the 51st-latest rider pay twice)."""
-    clock = _Clock()
+    clock = TerminalClock()
     pos = _validator(tmp_path / "v.db", clock, double_tap_window_s=3_600)
     card = new_card("contactless", balance_fen=1_000)
     assert pos.validate(card.transmit, 200).approved
