@@ -3,7 +3,10 @@ process in the same run, and a city day of 10 million offline transactions extra
 
 ``python -m benchmarks clearing`` (``CITYCARD_BENCH_CLEARING_N``: records, default 20 000;
 ``CITYCARD_BENCH_CLEARING_DB``: ``postgresql`` (default; a throw-away schema ``clearing_bench_*`` at
-``tests.conftest``'s URL) or ``sqlite``; ``CITYCARD_BENCH_CLEARING_WORKERS``: clearing processes, default 1).
+``tests.conftest``'s URL) or ``sqlite``; ``CITYCARD_BENCH_CLEARING_WORKERS``: clearing processes, default 1;
+``CITYCARD_BENCH_CLEARING_CARDS``: cards, half at each bank, default 1 000 — a city's day spreads its
+records over far more cards, a few each, which costs clearing more per record: a key derived and a card
+and its TC history read for every few records instead of every hundred or thousand).
 It sets up two banks (the issuer's own handlers, cards issued
 without personalisation), registers a merchant and 50 terminals, funds each card's EC float, and stores N
 0320 uploads as the acquirer keeps them; their TCs are computed from each card's UDK (derived in the
@@ -54,14 +57,13 @@ from citycard.hsm.soft import MemoryKeyStore, SoftHsm
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import bank_key_labels
-from citycard.ledger.model import Transfer
+from citycard.ledger.model import MAX_BATCH, Transfer
 
 from tests.conftest import POSTGRES_URL
 
 __all__ = ["main"]
 
 DAY = dt.date(2026, 11, 25)
-CARDS_PER_BANK = 500
 TERMINALS = 50
 IAD = bytes.fromhex("07010103900000010A01000000500012345678")  # CVR and the EC balance part of a PBOC IAD
 
@@ -76,14 +78,16 @@ def _database(kind: str, tmp: Path) -> tuple[Database, str | None]:
     return Database.open(POSTGRES_URL, schema=schema), schema
 
 
-def _setup(db: Database, hsm: SoftHsm) -> tuple[IssuerService, list[tuple[str, str, bytes, int]]]:
+def _setup(
+    db: Database, hsm: SoftHsm, per_bank: int
+) -> tuple[IssuerService, list[tuple[str, str, bytes, int]]]:
     service = IssuerService(lambda: db.unit_of_work(IssuerUnitOfWork), hsm, time.time_ns)
     cards: list[tuple[str, str, bytes, int]] = []  # (bank, PAN, UDK, EC float account)
     for code, bin_ in (("ICBC", "621226"), ("BOC", "621661")):
         service.add_bank(AddBank(code, f"{code} city branch"))
         service.add_bin_range(AddBinRange(code, bin_))
         service.add_product(AddProduct(code, "anon-ec", "Anonymous EC", bin_, registered=False))
-        issued = service.issue_cards(IssueCards(code, "anon-ec", CARDS_PER_BANK))
+        issued = service.issue_cards(IssueCards(code, "anon-ec", per_bank))
         imk = hsm.get(bank_key_labels(code)["imk_ac"])
         for card in issued:
             udk = hsm.derive_icc_key(imk, KeyUsage.EMV_AC, card.pan, card.psn)
@@ -102,12 +106,12 @@ def _setup(db: Database, hsm: SoftHsm) -> tuple[IssuerService, list[tuple[str, s
         )
     with db.unit_of_work(IssuerUnitOfWork) as uow:  # the EC floats funded from the banks' cash
         banks = {b: uow.banks.get(b) for b in ("ICBC", "BOC")}
-        uow.ledger.create_transfers(
-            [
-                Transfer(10**12 + i, banks[bank].cash_account_id, ec, 100_000)  # type: ignore[union-attr]
-                for i, (bank, _, _, ec) in enumerate(cards)
-            ]
-        )
+        funding = [
+            Transfer(10**12 + i, banks[bank].cash_account_id, ec, 100_000)  # type: ignore[union-attr]
+            for i, (bank, _, _, ec) in enumerate(cards)
+        ]
+        for start in range(0, len(funding), MAX_BATCH):
+            uow.ledger.create_transfers(funding[start : start + MAX_BATCH])
         uow.commit()
     return service, cards
 
@@ -185,12 +189,13 @@ def main() -> None:
     n = int(os.environ.get("CITYCARD_BENCH_CLEARING_N", "20000"))
     kind = os.environ.get("CITYCARD_BENCH_CLEARING_DB", "postgresql")
     workers = int(os.environ.get("CITYCARD_BENCH_CLEARING_WORKERS", "1"))
+    per_bank = int(os.environ.get("CITYCARD_BENCH_CLEARING_CARDS", "1000")) // 2
     with tempfile.TemporaryDirectory() as tmp:
         db, schema = _database(kind, Path(tmp))
         try:
             hsm = SoftHsm(bytes(range(32)))
             t0 = time.perf_counter()
-            _, cards = _setup(db, hsm)
+            _, cards = _setup(db, hsm, per_bank)
             checks = _uploads(db, RecordProtection.open(hsm), cards, n)
             generated_s = time.perf_counter() - t0
             before = _verify_rate(hsm, checks)
@@ -214,7 +219,7 @@ def main() -> None:
     verify = max(before, after)
     rate = n / run_s
     print(
-        f"database: {kind}; {n} offline records over {2 * CARDS_PER_BANK} cards; set-up {generated_s:.1f} s;"
+        f"database: {kind}; {n} offline records over {2 * per_bank} cards; set-up {generated_s:.1f} s;"
         f" {workers} clearing process(es); load average (1 min) up to {load:.1f}"
     )
     print(f"{'measure':<44} {'value':>14}")
