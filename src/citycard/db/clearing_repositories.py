@@ -886,17 +886,21 @@ class ClearingEngine:
     def _verify_rows(self, rows: list[_Row], cards: dict[str, _Card]) -> set[str]:
         """The refs of the rows whose TC verifies under their card's key: one HSM call per card
         (:meth:`Hsm.verify_card_acs`, the UDK derived once for the card's TCs of the batch)."""
-        by_card: dict[str, list[_Row]] = {}
-        for row in rows:
+        by_card: dict[str, tuple[list[str], list[tuple[int, tuple[bytes, ...], bytes]]]] = {}
+        for row in rows:  # each card's refs and checks, in one pass
+            tc = row.tc
             card = cards.get(row.pan or "")
-            if card is not None and card.psn == row.psn and row.tc is not None:
-                by_card.setdefault(card.pan, []).append(row)
+            if card is not None and tc is not None and card.psn == row.psn:
+                group = by_card.get(card.pan)
+                if group is None:
+                    group = by_card[card.pan] = ([], [])
+                group[0].append(row.ref)
+                group[1].append((tc.atc, tc.ac_inputs(), tc.cryptogram))
         verified: set[str] = set()
-        for pan, card_rows in by_card.items():
+        for pan, (refs, checks) in by_card.items():
             card = cards[pan]
-            checks = [(r.tc.atc, r.tc.ac_inputs(), r.tc.cryptogram) for r in card_rows if r.tc is not None]
             results = self.hsm.verify_card_acs(self._key(card.bank_code), card.pan, card.psn, checks)
-            verified.update(r.ref for r, ok in zip(card_rows, results, strict=True) if ok)
+            verified.update(ref for ref, ok in zip(refs, results, strict=True) if ok)
         return verified
 
     def _record(
