@@ -22,6 +22,7 @@ from citycard.crypto.cryptograms import (
     script_command,
     script_mac,
     verify_ac,
+    verify_acs,
     verify_arpc_method1,
     verify_script_mac,
 )
@@ -82,6 +83,32 @@ def test_verify_ac() -> None:
     assert verify_ac(SK, KAT_DATA, ac)
     assert not verify_ac(SK, KAT_DATA[:-1] + b"\x02", ac)
     assert not verify_ac(SK, KAT_DATA, bytes(8))
+
+
+_checks = st.lists(
+    st.tuples(
+        st.binary(min_size=16, max_size=16),
+        st.lists(st.binary(max_size=40), min_size=1, max_size=3),
+        st.integers(-1, 2),  # the input whose AC the cryptogram is (-1: none of them)
+    ),
+    max_size=6,
+)
+
+
+@given(_checks)
+def test_verify_acs_is_verify_ac_of_each_check(checks: list[tuple[bytes, list[bytes], int]]) -> None:
+    keys, batch = [], []
+    for sk, inputs, which in checks:
+        cryptogram = generate_ac(sk, inputs[which]) if 0 <= which < len(inputs) else bytes(8)
+        keys.append(sk)
+        batch.append((inputs, cryptogram))
+    expected = [
+        any(verify_ac(sk, d, ac) for d in inputs) for sk, (inputs, ac) in zip(keys, batch, strict=True)
+    ]
+    assert verify_acs(keys, batch) == expected
+    assert expected == [0 <= which < len(inputs) for _, inputs, which in checks]
+    with pytest.raises(ValueError):
+        verify_acs([SK[:8]], [([KAT_DATA], bytes(8))])
 
 
 def test_arpc_method1_reference_vector() -> None:

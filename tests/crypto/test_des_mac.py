@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from citycard.crypto import des
 from citycard.crypto.cryptograms import arpc_method1
 from citycard.crypto.des import (
     _Retail,
@@ -20,7 +23,7 @@ from citycard.crypto.des import (
     kcv,
     xor,
 )
-from citycard.crypto.mac import mac_alg1, mac_alg3, pad, pad_method1, pad_method2
+from citycard.crypto.mac import mac_alg1, mac_alg3, mac_alg3_once, pad, pad_method1, pad_method2
 
 KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 blocks = st.integers(0, 6).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n))
@@ -158,6 +161,34 @@ def test_mac_alg3_matches_the_reference_under_keys_used_again_in_any_order(
         assert mac_alg3(key, data, padding=padding, length=length) == expected
         arqc = data[:8].ljust(8, b"\x00")
         assert arpc_method1(key, arqc, b"00") == ecb_encrypt(key, xor(arqc, b"00" + bytes(6)))
+
+
+@given(st.binary(min_size=16, max_size=16), blocks)
+def test_session_key_contexts_encrypt_as_the_public_cipher_api_does(key: bytes, data: bytes) -> None:
+    # des._new_encryptor is what Cipher(algorithm, mode).encryptor() calls once it has checked its
+    # arguments: the same contexts, 3DES ECB under K1‖K2‖K1 and single-DES CBC from a zero IV under K1
+    ede = Cipher(TripleDES(key + key[:8]), modes.ECB()).encryptor()
+    single = Cipher(TripleDES(key[:8] * 3), modes.CBC(bytes(8))).encryptor()
+    assert des._tdes_ecb(key).update(data) == ede.update(data)
+    assert des._single_cbc(key).update(data) == single.update(data) == cbc_encrypt(key[:8], data)
+
+
+@given(st.binary(min_size=16, max_size=16), st.binary(max_size=80), st.sampled_from([1, 2]))
+def test_mac_alg3_once_is_the_reference_and_keeps_no_context(key: bytes, data: bytes, padding: int) -> None:
+    before = dict(des._retail._entries)
+    for length in (4, 8):
+        expected = _alg3_reference(key, data, padding)[:length]
+        assert mac_alg3_once(key, data, padding=padding, length=length) == expected
+    assert des._retail._entries == before  # the LRU of keys used again is not touched
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(b"Now is the time for all ", "A1C72E74"), (b"Now is the time for it", "2E2B1428")]
+)
+def test_mac_alg3_once_reference_vectors(text: bytes, expected: str) -> None:
+    assert mac_alg3_once(KEY, text, padding=1, length=4).hex().upper() == expected
+    with pytest.raises(ValueError):
+        mac_alg3_once(KEY[:8], text)
 
 
 def test_mac_alg3_contexts_are_bounded_and_stay_right_when_evicted() -> None:

@@ -97,9 +97,15 @@ class _CardTcs:
         if not self.tcs:
             self.min_atc = self.max_atc = s.atc
             self.min_date = self.max_date = s.txn_date
-        else:
-            self.min_atc, self.max_atc = min(self.min_atc, s.atc), max(self.max_atc, s.atc)
-            self.min_date, self.max_date = min(self.min_date, s.txn_date), max(self.max_date, s.txn_date)
+        else:  # min and max by comparison: a value below the least is not above the greatest
+            if s.atc < self.min_atc:
+                self.min_atc = s.atc
+            elif s.atc > self.max_atc:
+                self.max_atc = s.atc
+            if s.txn_date < self.min_date:
+                self.min_date = s.txn_date
+            elif s.txn_date > self.max_date:
+                self.max_date = s.txn_date
         self.tcs.append(s)
 
     def may_go_back(self, atc: int, txn_date: date) -> list[SeenTc]:

@@ -33,10 +33,10 @@ load script is PUT DATA 9F79 (``04DA9F790A ‖ new balance ‖ MAC``, JR/T 0025.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .des import _retail, xor
-from .mac import mac_alg3
+from .mac import mac_alg3, mac_alg3_once
 from .sm import Algorithm, mac
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "script_command",
     "script_mac",
     "verify_ac",
+    "verify_acs",
     "verify_arpc_method1",
     "verify_script_mac",
 ]
@@ -159,6 +160,22 @@ def verify_ac(
 ) -> bool:
     """True when ``cryptogram`` is the AC of ``data`` (constant-time comparison)."""
     return hmac.compare_digest(generate_ac(session_key, data, algorithm=algorithm), cryptogram)
+
+
+def verify_acs(session_keys: Sequence[bytes], checks: Sequence[tuple[Sequence[bytes], bytes]]) -> list[bool]:
+    """:func:`verify_ac` (3DES) of each check (the inputs to try in order, cryptogram) under its session key,
+    in order: true when the cryptogram is the AC of any of its inputs. Each key MACs its own check only (a
+    card's TCs verified in clearing, one per ATC), so no context of it is kept (:func:`mac_alg3_once`)."""
+    out = []
+    for sk, (inputs, cryptogram) in zip(session_keys, checks, strict=True):
+        _check_sk(sk)
+        ok = False
+        for data in inputs:  # a loop, not any() over a generator: one TC's input is the usual case
+            if hmac.compare_digest(mac_alg3_once(sk, data), cryptogram):
+                ok = True
+                break
+        out.append(ok)
+    return out
 
 
 def arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes:

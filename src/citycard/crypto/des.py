@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 
@@ -27,6 +28,7 @@ __all__ = [
     "ecb_decrypt",
     "ecb_encrypt",
     "kcv",
+    "retail_mac_once",
     "xor",
 ]
 
@@ -69,6 +71,13 @@ _ECB = modes.ECB()
 """ECB has no parameters: one mode object serves every context."""
 _CBC_ZERO = modes.CBC(bytes(BLOCK))
 """CBC from a zero IV (mode objects are immutable: one serves every context)."""
+_new_encryptor = _rust_openssl.ciphers.create_encryption_ctx
+"""cryptography's own constructor of an encryption context: what ``Cipher(algorithm, mode).encryptor()``
+returns for a mode without a tag, without ``Cipher``'s checks of its arguments (nine ABC ``isinstance``
+checks, which cost more than OpenSSL's making of the context: some 4 µs of the 7 of a context). Used only
+for the MAC contexts of session keys below (a 24-byte 3DES key, ECB or :data:`_CBC_ZERO`), which those
+checks accept; one is made for each TC clearing verifies. cryptography is pinned (``pyproject.toml``), and
+``tests/crypto/test_des_mac.py`` checks that these contexts encrypt as ``Cipher``'s do."""
 
 
 def _full_key(key: bytes) -> bytes:
@@ -125,7 +134,7 @@ class _Retail(threading.local):
         if end:
             head = padded[:end]
             if single is None:
-                single = Cipher(TripleDES(key[:8] * 3), _CBC_ZERO).encryptor()
+                single = _single_cbc(key)
             elif chain:  # cancel the context's chaining: this message starts from a zero IV
                 head = (int.from_bytes(head[:BLOCK], "big") ^ chain).to_bytes(BLOCK, "big") + head[BLOCK:]
             chain = int.from_bytes(single.update(head)[-BLOCK:], "big")
@@ -149,7 +158,26 @@ def _tdes_ecb(key: bytes) -> Any:
     """A new 3DES-EDE ECB encryptor under a double-length key K1‖K2 (as K1‖K2‖K1)."""
     if len(key) != 16:
         raise ValueError(f"a double-length 3DES key is 16 bytes, not {len(key)}")
-    return Cipher(TripleDES(key + key[:8]), _ECB).encryptor()
+    return _new_encryptor(TripleDES(key + key[:8]), _ECB)
+
+
+def _single_cbc(key: bytes) -> Any:
+    """A new single-DES CBC encryptor from a zero IV under K1 of a double-length key (3DES under K1‖K1‖K1)."""
+    return _new_encryptor(TripleDES(key[:8] * 3), _CBC_ZERO)
+
+
+def retail_mac_once(key: bytes, padded: bytes) -> bytes:
+    """ISO 9797-1 MAC algorithm 3 as :meth:`_Retail.mac` computes it, under a 16-byte ``key`` that MACs this
+    one message (a session key of a TC verified in clearing: one per card and ATC): its two contexts are
+    made, used and dropped, never put in the LRU of :class:`_Retail`, where they would only push out the
+    contexts that are used again. ``padded``: whole blocks."""
+    assert padded and not len(padded) % BLOCK, len(padded)
+    end = len(padded) - BLOCK
+    last = int.from_bytes(padded[end:], "big")
+    if end:
+        last ^= int.from_bytes(_single_cbc(key).update(padded[:end])[-BLOCK:], "big")
+    out: bytes = _tdes_ecb(key).update(last.to_bytes(BLOCK, "big"))
+    return out
 
 
 _retail = _Retail()

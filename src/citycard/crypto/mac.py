@@ -8,9 +8,9 @@ chained block. Padding method 1 appends zeros up to a block (none if already ali
 
 from __future__ import annotations
 
-from .des import BLOCK, _retail, cbc_encrypt
+from .des import BLOCK, _retail, cbc_encrypt, retail_mac_once
 
-__all__ = ["mac_alg1", "mac_alg3", "pad", "pad_method1", "pad_method2"]
+__all__ = ["mac_alg1", "mac_alg3", "mac_alg3_once", "pad", "pad_method1", "pad_method2"]
 
 
 def pad_method1(data: bytes) -> bytes:
@@ -39,10 +39,21 @@ def mac_alg1(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> b
     return cbc_encrypt(key, pad(data, padding))[-BLOCK:][:length]
 
 
-def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> bytes:
-    """ISO 9797-1 MAC algorithm 3 under a double-length key K1‖K2, truncated to ``length`` bytes."""
+def _alg3_input(key: bytes, data: bytes, padding: int) -> bytes:
+    """``data`` padded for MAC algorithm 3 under ``key``, which must be double-length."""
     if len(key) != 16:
         raise ValueError(f"MAC algorithm 3 needs a 16-byte key, not {len(key)}")
-    two = padding == 2  # pad_method2 inline: the EMV case
-    padded = data + b"\x80" + bytes(-(len(data) + 1) % BLOCK) if two else pad(data, padding)
-    return _retail.mac(key, padded)[:length]
+    if padding == 2:  # pad_method2 inline: the EMV case
+        return data + b"\x80" + bytes(-(len(data) + 1) % BLOCK)
+    return pad(data, padding)
+
+
+def mac_alg3(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> bytes:
+    """ISO 9797-1 MAC algorithm 3 under a double-length key K1‖K2, truncated to ``length`` bytes."""
+    return _retail.mac(key, _alg3_input(key, data, padding))[:length]
+
+
+def mac_alg3_once(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) -> bytes:
+    """:func:`mac_alg3` under a key that MACs this one message (no context of it kept for a next one:
+    :func:`~citycard.crypto.des.retail_mac_once`)."""
+    return retail_mac_once(key, _alg3_input(key, data, padding))[:length]

@@ -658,15 +658,12 @@ class ClearingEngine:
                 ).all()
                 if not raw:
                     return
-                rows = [_row(r) for r in raw]
-                unknown = []
-                for row, r in zip(rows, raw, strict=True):
-                    if r.pan_sealed is None:
-                        try:
-                            row.tc = _tc_of(r, row.field55)
-                        except TcDataError:
-                            continue
-                        unknown.append(row)
+                rows = [_row(r, None) for r in raw]
+                unknown = [  # no sealed PAN, and a TC to find the card by
+                    row
+                    for row, r in zip(rows, raw, strict=True)
+                    if r.pan_sealed is None and row.tc is not None
+                ]
                 self._resolve_pans(c, unknown)
                 found = [
                     _sealed_pan_of(self.protection, row.ref, row.pan, row)
@@ -804,13 +801,7 @@ class ClearingEngine:
             self._decide_rows(uow, c, _plain(raw), d, day)
 
     def _decide_rows(self, uow: IssuerUnitOfWork, c: Connection, raw: list[Any], d: str, day: date) -> None:
-        rows = [_row(r) for r in raw]
-        for row, r in zip(rows, raw, strict=True):
-            row.pan = self._unseal_pan(row, r.pan_sealed)
-            try:
-                row.tc = _tc_of(r, row.field55)
-            except TcDataError as exc:
-                row.tc_error = exc.detail
+        rows = [_row(r, self._unseal_pan(r, r.pan_sealed)) for r in raw]
         # the fingerprint stored with the sealed PAN (made from the same PAN when it was sealed); the HSM
         # computes it only for a row that has none
         fingerprints = {r.pan: r.fingerprint or self.protection.pan_fingerprint(r.pan) for r in rows if r.pan}
@@ -837,7 +828,7 @@ class ClearingEngine:
         now = self.clock()
         items: list[_ItemRow] = []
         exceptions: list[_ExceptionRow] = []
-        outcomes: list[dict[str, Any]] = []
+        outcomes: list[tuple[str, str, str, int | None]] = []  # _OUTCOME_COLUMNS
         for v, row in decided:
             found = cards.get(row.pan or "")
             place = places.get(row.terminal_id)
@@ -857,7 +848,7 @@ class ClearingEngine:
             if v.deny and found is not None:
                 uow.deny_list.add(DenyListEntry(found.bank_code, found.pan, found.psn, "clone", now))
             account = found.ec_float_account_id if found is not None else None
-            outcomes.append({"r": v.ref, "o": "clear" if paid else "exception", "a": account})
+            outcomes.append((d, v.ref, "clear" if paid else "exception", account))
         new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
             _SeenRow(
                 fingerprints[pan],
@@ -876,7 +867,7 @@ class ClearingEngine:
         _insert_rows(c, clearing_items, items)
         _insert_rows(c, clearing_exceptions, exceptions)
         _insert_rows(c, clearing_seen_tcs, new_tcs)
-        _set_outcomes(c, d, outcomes)
+        _set_outcomes(c, outcomes)
 
     def _key(self, bank: str) -> KeyHandle:
         handle = self._keys.get(bank)
@@ -895,17 +886,21 @@ class ClearingEngine:
     def _verify_rows(self, rows: list[_Row], cards: dict[str, _Card]) -> set[str]:
         """The refs of the rows whose TC verifies under their card's key: one HSM call per card
         (:meth:`Hsm.verify_card_acs`, the UDK derived once for the card's TCs of the batch)."""
-        by_card: dict[str, list[_Row]] = {}
-        for row in rows:
+        by_card: dict[str, tuple[list[str], list[tuple[int, tuple[bytes, ...], bytes]]]] = {}
+        for row in rows:  # each card's refs and checks, in one pass
+            tc = row.tc
             card = cards.get(row.pan or "")
-            if card is not None and card.psn == row.psn and row.tc is not None:
-                by_card.setdefault(card.pan, []).append(row)
+            if card is not None and tc is not None and card.psn == row.psn:
+                group = by_card.get(card.pan)
+                if group is None:
+                    group = by_card[card.pan] = ([], [])
+                group[0].append(row.ref)
+                group[1].append((tc.atc, tc.ac_inputs(), tc.cryptogram))
         verified: set[str] = set()
-        for pan, card_rows in by_card.items():
+        for pan, (refs, checks) in by_card.items():
             card = cards[pan]
-            checks = [(r.tc.atc, r.tc.ac_inputs(), r.tc.cryptogram) for r in card_rows if r.tc is not None]
             results = self.hsm.verify_card_acs(self._key(card.bank_code), card.pan, card.psn, checks)
-            verified.update(r.ref for r, ok in zip(card_rows, results, strict=True) if ok)
+            verified.update(ref for ref, ok in zip(refs, results, strict=True) if ok)
         return verified
 
     def _record(
@@ -919,19 +914,19 @@ class ClearingEngine:
         txn_ns = row.txn_ns
         if txn_ns is None:
             txn_ns = _date_ns(tc.txn_date) if tc is not None else 0
-        return OfflineRecord(
-            ref=row.ref,
-            pan=card.pan if card is not None else None,
-            psn=row.psn,
-            tc=tc,
-            tc_ok=tc_ok,
-            presented_amount_fen=row.presented_fen,
-            terminal_id=row.terminal_id,
-            registered=row.terminal_id in places,
-            txn_ns=txn_ns,
-            journal=row.journal,
-            fare_refund=row.fare_refund,
-            tc_error=row.tc_error,
+        return OfflineRecord(  # the fields in their order: positional arguments cost less than keywords
+            row.ref,
+            card.pan if card is not None else None,
+            row.psn,
+            tc,
+            tc_ok,
+            row.presented_fen,
+            row.terminal_id,
+            row.terminal_id in places,
+            txn_ns,
+            row.journal,
+            row.fare_refund,
+            row.tc_error,
         )
 
     def _resolve_pans(self, c: Connection, rows: list[_Row]) -> None:
@@ -1549,20 +1544,21 @@ def _undecided(*, upsert: bool = False) -> Any:
 _OUTCOME_COLUMNS = ("clearing_date", "ref", "outcome", "card_account")
 
 
-def _set_outcomes(c: Connection, d: str, outcomes: Sequence[dict[str, Any]]) -> None:
-    """The outcomes of day ``d``'s presentments (``r`` ref, ``o`` outcome, ``a`` the card's EC float
-    account or None) inserted in ``clearing_outcomes``: one ``COPY`` on PostgreSQL, an ``executemany``
-    elsewhere. The wide presentment rows are not touched."""
-    if not outcomes:
+def _set_outcomes(c: Connection, rows: Sequence[tuple[str, str, str, int | None]]) -> None:
+    """The outcomes of presentments (day, ref, outcome, the card's EC float account or None: plain tuples,
+    made once per record) inserted in ``clearing_outcomes``: one ``COPY`` on PostgreSQL, an
+    ``executemany`` elsewhere. The wide presentment rows are not touched."""
+    if not rows:
         return
-    rows = [(d, o["r"], o["o"], o["a"]) for o in outcomes]
     if c.dialect.name == "postgresql":
-        copy_rows(c, clearing_outcomes.name, list(_OUTCOME_COLUMNS), rows)
+        copy_rows(c, clearing_outcomes.name, _OUTCOME_COLUMNS, rows)
         return
     c.execute(insert(clearing_outcomes), [dict(zip(_OUTCOME_COLUMNS, r, strict=True)) for r in rows])
 
 
-def _row(r: Any) -> _Row:
+def _row(r: Any, pan: str | None) -> _Row:
+    """The presentment ``r`` being decided, its PAN unsealed (:meth:`ClearingEngine._unseal_pan`) and its TC
+    read (or why it cannot be)."""
     upload = r.field55 is not None and len(r.field55) > 0
     journal = None
     if r.journal_field55 is not None and upload:
@@ -1575,10 +1571,15 @@ def _row(r: Any) -> _Row:
         field55, presented = r.field55, int(r.amount_fen or 0)
     else:
         field55, presented = r.journal_field55 or b"", int(r.journal_amount_fen or 0)
+    tc, tc_error = None, ""
+    try:
+        tc = _tc_of(r, field55)
+    except TcDataError as exc:
+        tc_error = exc.detail
     return _Row(
         ref=r.ref,
         terminal_id=r.terminal_id,
-        pan=None,
+        pan=pan,
         pan_masked=r.pan_masked,
         psn=r.psn,
         presented_fen=presented,
@@ -1592,6 +1593,8 @@ def _row(r: Any) -> _Row:
         fingerprint=r.pan_fingerprint,
         bus_line=None if r.bus_line is None else int(r.bus_line),
         vehicle=r.vehicle,
+        tc=tc,
+        tc_error=tc_error,
     )
 
 

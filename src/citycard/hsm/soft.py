@@ -569,10 +569,7 @@ class SoftHsm:
             keys = derive_pboc_session_keys(udk, [atc for atc, _, _ in checks])
         except ValueError as exc:
             raise HsmInputError(str(exc)) from None
-        return [
-            any(cryptograms.verify_ac(sk, data, ac) for data in inputs)
-            for sk, (_, inputs, ac) in zip(keys, checks, strict=True)
-        ]
+        return cryptograms.verify_acs(keys, [(inputs, ac) for _, inputs, ac in checks])
 
     def verify_ac_session_mac(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, data: bytes, mac: bytes
