@@ -173,6 +173,20 @@ def test_session_key_contexts_encrypt_as_the_public_cipher_api_does(key: bytes, 
     assert des._single_cbc(key).update(data) == single.update(data) == cbc_encrypt(key[:8], data)
 
 
+def test_the_pinned_cryptography_gives_the_fast_constructor_and_the_fallback_encrypts_the_same() -> None:
+    # with the pinned release the private constructor is found (a silent fallback would only be slower);
+    # the public fallback makes the same contexts
+    assert des._new_encryptor is not des._public_encryptor
+    key, data = bytes(range(16)), bytes(range(32))
+    for algorithm, mode in (
+        (TripleDES(key + key[:8]), modes.ECB()),
+        (TripleDES(key[:8] * 3), modes.CBC(bytes(8))),
+    ):
+        assert des._new_encryptor(algorithm, mode).update(data) == des._public_encryptor(
+            algorithm, mode
+        ).update(data)
+
+
 @given(st.binary(min_size=16, max_size=16), st.binary(max_size=80), st.sampled_from([1, 2]))
 def test_mac_alg3_once_is_the_reference_and_keeps_no_context(key: bytes, data: bytes, padding: int) -> None:
     before = dict(des._retail._entries)

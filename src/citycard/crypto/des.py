@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 
@@ -71,13 +70,31 @@ _ECB = modes.ECB()
 """ECB has no parameters: one mode object serves every context."""
 _CBC_ZERO = modes.CBC(bytes(BLOCK))
 """CBC from a zero IV (mode objects are immutable: one serves every context)."""
-_new_encryptor = _rust_openssl.ciphers.create_encryption_ctx
-"""cryptography's own constructor of an encryption context: what ``Cipher(algorithm, mode).encryptor()``
-returns for a mode without a tag, without ``Cipher``'s checks of its arguments (nine ABC ``isinstance``
-checks, which cost more than OpenSSL's making of the context: some 4 µs of the 7 of a context). Used only
-for the MAC contexts of session keys below (a 24-byte 3DES key, ECB or :data:`_CBC_ZERO`), which those
-checks accept; one is made for each TC clearing verifies. cryptography is pinned (``pyproject.toml``), and
-``tests/crypto/test_des_mac.py`` checks that these contexts encrypt as ``Cipher``'s do."""
+
+
+def _public_encryptor(algorithm: BlockCipherAlgorithm, mode: Any) -> Any:
+    """An encryption context through cryptography's public API."""
+    return Cipher(algorithm, mode).encryptor()
+
+
+def _fast_encryptor() -> Callable[[BlockCipherAlgorithm, Any], Any]:
+    """cryptography's own constructor of an encryption context: what ``Cipher(algorithm, mode).encryptor()``
+    returns for a mode without a tag, without ``Cipher``'s checks of its arguments (nine ABC ``isinstance``
+    checks, which cost more than OpenSSL's making of the context: some 4 µs of the 7 of a context). It lives
+    in cryptography's private bindings: when a release moves it, the public path serves (slower, the same
+    bytes). ``tests/crypto/test_des_mac.py`` checks that these contexts encrypt as ``Cipher``'s do."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        made: Callable[[BlockCipherAlgorithm, Any], Any] = rust_openssl.ciphers.create_encryption_ctx
+    except (ImportError, AttributeError):  # pragma: no cover - another cryptography than the pinned one
+        return _public_encryptor
+    return made
+
+
+_new_encryptor = _fast_encryptor()
+"""The context constructor of the MAC contexts of session keys below (a 24-byte 3DES key, ECB or
+:data:`_CBC_ZERO`, which ``Cipher``'s checks accept); one is made for each TC clearing verifies."""
 
 
 def _full_key(key: bytes) -> bytes:
