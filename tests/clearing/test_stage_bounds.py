@@ -1,0 +1,66 @@
+"""Staging's batch bounds (``ORDER BY`` the uploads' receipt index ``OFFSET … LIMIT 1``) walk that index in
+its order on PostgreSQL even before its statistics know the day's uploads: no plan that reads the rest of
+the day and sorts it (what PostgreSQL picks for a freshly written day, per bound: a day's staging then
+grows with the square of its size)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, select, text
+
+from citycard.clearing import ClearingPolicy
+from citycard.db import Database
+from citycard.db.acquirer_tables import acquirer_uploads
+from citycard.db.clearing_repositories import ClearingEngine, day_text
+from citycard.db.clearing_tables import clearing_presentments
+from citycard.hsm.soft import SoftHsm
+
+from tests.clearing.world import DAY
+
+UPLOADS = 200
+EARLIER = 20_000  # an earlier day's uploads: a table of a few pages is walked in order whatever the plan
+
+
+def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("the plan of a PostgreSQL query")
+    clearing = ClearingEngine(database, SoftHsm(bytes(range(32))), ClearingPolicy(), batch_size=2)
+    windows = clearing.windows(DAY)
+    start = windows[""][0]
+    rows = [
+        {"terminal_id": f"T{i % 7:07d}", "batch": 1, "stan": i + 1, "merchant_id": "NOBODY"}
+        | {"received_ns": start + 1 + i, "field55": b"", "pan_masked": "", "psn": "", "amount_fen": 1}
+        for i in range(UPLOADS)
+    ]
+    with database.engine.begin() as c:
+        c.execute(insert(acquirer_uploads), rows)
+        c.execute(
+            text(
+                "INSERT INTO acquirer_uploads (terminal_id, batch, stan, merchant_id, received_ns, field55)"
+                " SELECT 'OLD00001', 1, n, 'NOBODY', :start - 1000000 + n, ''"
+                " FROM generate_series(1, :n) AS n"
+            ),
+            {"start": start, "n": EARLIER},  # received just before the day's window
+        )
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "OFFSET" in statement and "FROM acquirer_uploads" in statement:  # a bound, in its transaction
+            with cursor.connection.cursor() as other:
+                other.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(r[0] for r in other.fetchall()))
+
+    event.listen(database.engine, "after_cursor_execute", explain)
+    try:
+        assert clearing.stage(day_text(DAY), windows) == UPLOADS
+    finally:
+        event.remove(database.engine, "after_cursor_execute", explain)
+    assert len(plans) == UPLOADS // 20 + 1  # batches of ten times batch_size, and the last bound found none
+    for plan in plans:
+        assert "Index" in plan and "ix_acquirer_uploads_received" in plan, plan
+        assert "Sort" not in plan, plan
+    with database.engine.connect() as c:
+        staged = c.execute(select(clearing_presentments.c.ref).order_by(clearing_presentments.c.received_ns))
+        assert [r.ref for r in staged] == [f"{r['terminal_id']}/1/{r['stan']}" for r in rows]
