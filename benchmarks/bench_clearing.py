@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import tempfile
 import time
 import uuid
@@ -185,6 +186,13 @@ def _verify_rate(hsm: SoftHsm, checks: list[tuple[str, str, bytes, bytes, int]])
     return len(tcs) / (time.perf_counter() - start)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process (every thread) and of its children that ended (the workers): the
+    client's side of the run, PostgreSQL's server processes not counted."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     n = int(os.environ.get("CITYCARD_BENCH_CLEARING_N", "20000"))
     kind = os.environ.get("CITYCARD_BENCH_CLEARING_DB", "postgresql")
@@ -201,9 +209,9 @@ def main() -> None:
             before = _verify_rate(hsm, checks)
             engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)
             load = os.getloadavg()[0]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu()
             summary = engine.run(DAY)  # staging included, in the workers as `clearing run` stages
-            run_s = time.perf_counter() - start
+            run_s, cpu_s = time.perf_counter() - start, _cpu() - cpu
             phases = dict(engine.timings)
             load = max(load, os.getloadavg()[0])
             assert engine.pending("20261125") == 0
@@ -227,6 +235,7 @@ def main() -> None:
     print(f"{'clearing records per second':<44} {rate:>14,.0f}")
     print(f"{'ratio (goal >= 0.3)':<44} {rate / verify:>14.2f}")
     print(f"{'clearing run (s)':<44} {run_s:>14.1f}")
+    print(f"{'  its client CPU per record (us, all threads)':<44} {cpu_s * 1e6 / n:>14.1f}")
     for name, label in (
         ("stage", "staging the uploads"),
         ("decide", "deciding"),
