@@ -1,6 +1,7 @@
 """Round trips of one purchase authorization on PostgreSQL (a count, not a time: a regression in the number
-of statements the issuer sends per request shows here), the writes held back by the issuer's unit of work,
-and the benchmark's own requests (smoke run, tiny counts, no timing)."""
+of statements the issuer sends per request shows here), the statements and plan of a ledger batch, the
+writes held back by the issuer's unit of work, and the benchmark's own requests (smoke run, tiny counts, no
+timing)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import event
 
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.db.repositories import _BALANCE_ROW, _UPDATE_BALANCES_PG, _arrays
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import AuthorizationRequest
 from citycard.issuer.handlers import IssuerService
@@ -88,6 +90,21 @@ def test_a_ledger_batch_sends_as_many_statements_whatever_its_size(tmp_path: Pat
             assert uow.ledger.audit() == []
             credited = uow.ledger.lookup_accounts([2, 3, 4, size + 1])
             assert [a.credits_posted for a in credited] == [20, 20, 10, 10]
+
+
+def test_a_batch_updates_its_accounts_found_by_the_primary_key(tmp_path: Path) -> None:
+    """PostgreSQL: a batch's balance update finds its accounts by the primary key, whatever the number of
+    accounts; a join on the arrays alone is planned as a hash join over a scan of every account, per batch."""
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.unit_of_work() as uow:
+            uow.ledger.create_accounts([Account(i) for i in range(1, 5001)])
+            uow.commit()
+        batch = [{f"b_{n}": i if n == "id" else 1 for n in _BALANCE_ROW} for i in range(1000, 1100)]
+        with db.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE ledger_accounts")
+            explain = c.exec_driver_sql(f"EXPLAIN {_UPDATE_BALANCES_PG}", _arrays(batch, batch[0]))
+            plan = "\n".join(line for (line,) in explain)
+        assert "Index Scan using pk_ledger_accounts" in plan and "Seq Scan" not in plan, plan
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -273,12 +273,14 @@ def _shard(connection: Connection) -> int:
 _BALANCE_ROW = ("id", *BALANCE_COLUMNS)
 _SET_BALANCES_PG = """UPDATE ledger_accounts AS a SET {set_accounts}
     FROM unnest({account_arrays}) AS v(id, {balances})
-    WHERE a.id = v.id""".format(
+    WHERE a.id = v.id AND a.id = ANY(%(b_id)s::bigint[])""".format(
     set_accounts=", ".join(f"{n} = v.{n}" for n in BALANCE_COLUMNS),
     account_arrays=", ".join(f"%(b_{n})s::bigint[]" for n in _BALANCE_ROW),
     balances=", ".join(BALANCE_COLUMNS),
 )
-"""PostgreSQL: the new balances of plain accounts (rows of ``b_id``, ``b_debits_pending`` … as arrays)."""
+"""PostgreSQL: the new balances of plain accounts (rows of ``b_id``, ``b_debits_pending`` … as arrays). The
+``= ANY`` is for the planner: it finds the rows by the primary key, where a join on the arrays alone becomes a
+hash join over every account (a sequential scan of the whole table, 20 ms at 50 000 accounts, per batch)."""
 _UPDATE_BALANCES_PG = f"WITH updated AS ({_SET_BALANCES_PG} RETURNING a.id) SELECT count(*) FROM updated"
 """PostgreSQL: :data:`_SET_BALANCES_PG` for any number of accounts in one statement (the accounts are locked
 already: it waits for no one), with the count of rows it updated."""
