@@ -354,11 +354,14 @@ def _insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) ->
     statement) and foreign keys are checked as before: on PostgreSQL at the end of the statement, so a
     row may refer to one inserted by the same statement (a post of a pending transfer of the batch)."""
     if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
+        connection.execute(_INSERTS[table], rows)
         return
     columns = tuple(rows[0])
     ((inserted,),) = execute_driver_sql(connection, _insert_sql_pg(table, columns), _arrays(rows, columns))
     assert inserted == len(rows), (inserted, len(rows))
+
+
+_INSERTS = {table: insert(table) for table in (ledger_accounts, ledger_transfers, ledger_account_shards)}
 
 
 @cache
