@@ -107,6 +107,9 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
     assert sum(a.balance_fen for a in balances.values()) == 0
 
 
+_PENDING = Transfer(300, 3, 4, 5, flags=TransferFlags.PENDING)
+
+
 @pytest.mark.parametrize(
     ("batch_b", "expected_b", "balances"),
     [
@@ -116,15 +119,29 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path) -> None:
             [R.OK, R.EXISTS_WITH_DIFFERENT_FIELDS],
             [7, -7, 1, -1],
         ),
+        (
+            [
+                *(Transfer(100 + k, 3, 4, 1) for k in range(100)),
+                Transfer(50, 3, 4, 7),
+                *(Transfer(200 + k, 3, 4, 1) for k in range(100)),
+                _PENDING,
+                Transfer.post(301, _PENDING),  # refers to a row of the same statement
+            ],
+            [*[R.OK] * 100, R.EXISTS_WITH_DIFFERENT_FIELDS, *[R.OK] * 102],
+            [7, -7, 205, -205],
+        ),
     ],
-    ids=["one row: on conflict do nothing", "several rows: savepoint"],
+    ids=["one row: on conflict do nothing", "several rows: savepoint", "a batch of 203: one insert"],
 )
 def test_racing_inserts_of_one_id_resolve_to_exists(
     tmp_path: Path, batch_b: list[Transfer], expected_b: list[R], balances: list[int]
 ) -> None:
     """PostgreSQL: B submits id 50 on other accounts while A's insert of id 50 is uncommitted. B's insert
     waits on the unique key (no account lock is shared) until A commits; the repository undoes B's insert
-    and re-evaluates the batch: B gets ``exists_with_different_fields`` instead of an error."""
+    and re-evaluates the batch: B gets ``exists_with_different_fields`` instead of an error. With many
+    rows, B's single ``INSERT … SELECT FROM unnest`` has inserted some of them when it waits: the savepoint
+    undoes them all, and the second attempt inserts the others, the nullable columns and the post of a
+    pending transfer of the same batch included."""
     with fresh_database("postgresql", tmp_path) as db:
         with db.unit_of_work() as uow:
             uow.ledger.create_accounts([Account(i) for i in ACCOUNTS])

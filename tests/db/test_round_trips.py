@@ -1,6 +1,7 @@
 """Round trips of one purchase authorization on PostgreSQL (a count, not a time: a regression in the number
-of statements the issuer sends per request shows here), the writes held back by the issuer's unit of work,
-and the benchmark's own requests (smoke run, tiny counts, no timing)."""
+of statements the issuer sends per request shows here), the statements and plan of a ledger batch, the
+writes held back by the issuer's unit of work, and the benchmark's own requests (smoke run, tiny counts, no
+timing)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.db.repositories import _BALANCE_ROW, _UPDATE_BALANCES_PG, _arrays
 from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import AuthorizationRequest
 from citycard.issuer.handlers import IssuerService
+from citycard.ledger import Account, AccountFlags, CreateAccountResult, CreateTransferResult, Transfer
 
 from tests.db.dbtargets import fresh_database
 
@@ -53,6 +57,54 @@ def test_a_purchase_costs_seven_round_trips_on_postgresql(tmp_path: Path) -> Non
         with db.unit_of_work(IssuerUnitOfWork) as uow:
             assert uow.ledger.totals().balanced
             assert uow.ledger.audit() == []
+
+
+def test_a_ledger_batch_sends_as_many_statements_whatever_its_size(tmp_path: Path) -> None:
+    """PostgreSQL: ``create_transfers`` sends the same statements for 2 transfers as for 500: a batch's rows
+    go as arrays (``INSERT … SELECT FROM unnest``, ``UPDATE … FROM unnest``), not one statement per row
+    (an ``executemany``, each row parsed, bound and executed on its own: counted here once per row)."""
+    size = 500
+    funded = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.unit_of_work() as uow:
+            floats = [Account(i, flags=funded, limit_fen=10**6) for i in range(2, size + 2)]
+            assert set(uow.ledger.create_accounts([Account(1), *floats])) == {CreateAccountResult.OK}
+            uow.commit()
+        sent: list[int] = []
+
+        def count(*args: Any) -> None:
+            parameters, executemany = args[3], args[5]
+            sent.append(len(parameters) if executemany else 1)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        statements = []
+        for n, first_id in ((2, 10_000), (size, 20_000)):
+            sent.clear()
+            with db.unit_of_work() as uow:
+                batch = [Transfer(first_id + i, 1, 2 + i, 10) for i in range(n)]
+                assert set(uow.ledger.create_transfers(batch)) == {CreateTransferResult.OK}
+                uow.commit()
+            statements.append(sum(sent))
+        assert statements[0] == statements[1], statements
+        with db.unit_of_work() as uow:
+            assert uow.ledger.audit() == []
+            credited = uow.ledger.lookup_accounts([2, 3, 4, size + 1])
+            assert [a.credits_posted for a in credited] == [20, 20, 10, 10]
+
+
+def test_a_batch_updates_its_accounts_found_by_the_primary_key(tmp_path: Path) -> None:
+    """PostgreSQL: a batch's balance update finds its accounts by the primary key, whatever the number of
+    accounts; a join on the arrays alone is planned as a hash join over a scan of every account, per batch."""
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.unit_of_work() as uow:
+            uow.ledger.create_accounts([Account(i) for i in range(1, 5001)])
+            uow.commit()
+        batch = [{f"b_{n}": i if n == "id" else 1 for n in _BALANCE_ROW} for i in range(1000, 1100)]
+        with db.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE ledger_accounts")
+            explain = c.exec_driver_sql(f"EXPLAIN {_UPDATE_BALANCES_PG}", _arrays(batch, batch[0]))
+            plan = "\n".join(line for (line,) in explain)
+        assert "Index Scan using pk_ledger_accounts" in plan and "Seq Scan" not in plan, plan
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from citycard.ledger import (
@@ -15,10 +17,12 @@ from citycard.ledger import (
     MalformedLedgerInput,
     Transfer,
     TransferFlags,
+    account_violation,
     audit,
     create_transfers,
     recompute_balances,
 )
+from citycard.ledger.model import evolve
 
 
 @pytest.mark.parametrize(
@@ -58,6 +62,22 @@ def test_malformed_account_raises_typed_error(fields: dict[str, object], where: 
     with pytest.raises(MalformedLedgerInput) as caught:
         Account(**{"id": 1, **fields})  # type: ignore[arg-type]
     assert caught.value.where == where
+
+
+def test_evolve_is_replace_without_the_checks_and_stamping_checks_the_time() -> None:
+    """The engine derives balances and stamps with ``evolve`` (``replace`` cost three times as much per
+    transfer): equal to ``replace`` where that is valid; an invalid time still raises as ``replace`` did; a
+    negative balance, which only a bug could derive, is a violation the engine asserts."""
+    account = Account(5, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS, limit_fen=900, credits_posted=70)
+    assert evolve(account, debits_posted=30) == replace(account, debits_posted=30)
+    transfer = Transfer(1, 2, 3, 40, flags=TransferFlags.PENDING, timeout_s=5, user_data=9)
+    assert transfer.stored_at(123) == replace(transfer, timestamp_ns=123)
+    for bad in (-1, 1.5, 2**63):
+        with pytest.raises(MalformedLedgerInput) as caught:
+            transfer.stored_at(bad)  # type: ignore[arg-type]
+        assert caught.value.where == "transfer.timestamp_ns"
+    assert account_violation(evolve(account, debits_pending=-1)) == "negative balance"
+    assert account_violation(evolve(account, debits_posted=71)) == "debits exceed credits"
 
 
 def test_batches_are_bounded_and_typed() -> None:
