@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -111,27 +112,36 @@ def test_mac_alg3_needs_double_length_key() -> None:
         mac_alg3(KEY[:8], b"data")
 
 
+def _in_threads(work: Callable[[], None], n: int) -> list[str]:
+    """Run ``work`` in ``n`` threads at once; what each raised (an assertion or an error), in no order."""
+    errors: list[str] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except Exception as exc:  # collected for the caller to assert
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=guarded) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def test_cached_contexts_are_safe_across_threads() -> None:
     # A shared `cryptography` context raises "Already borrowed" when two threads update it at once
     # (large updates release the GIL); the caches are per thread.
     key, data = bytes(range(16)), bytes(range(256)) * 128
     expected = ecb_encrypt(key, data)
-    errors: list[str] = []
 
     def work() -> None:
-        try:
-            for _ in range(100):
-                assert ecb_encrypt(key, data) == expected
-                assert ecb_decrypt(key, expected) == data
-        except Exception as exc:  # collected and asserted below
-            errors.append(repr(exc))
+        for _ in range(100):
+            assert ecb_encrypt(key, data) == expected
+            assert ecb_decrypt(key, expected) == data
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _in_threads(work, 6) == []
 
 
 def _alg3_reference(key: bytes, data: bytes, padding: int) -> bytes:
@@ -220,19 +230,10 @@ def test_mac_alg3_contexts_are_safe_across_threads() -> None:
     keys = [bytes([k]) * 8 + bytes([k + 1]) * 8 for k in range(4)]
     messages = [bytes(range(n)) for n in (0, 7, 8, 9, 37, 64, 250)]
     expected = {(k, m): _alg3_reference(k, m, 2) for k in keys for m in messages}
-    errors: list[str] = []
 
     def work() -> None:
-        try:
-            for _ in range(50):
-                for (key, message), mac in expected.items():
-                    assert mac_alg3(key, message) == mac
-        except Exception as exc:  # collected and asserted below
-            errors.append(repr(exc))
+        for _ in range(50):
+            for (key, message), mac in expected.items():
+                assert mac_alg3(key, message) == mac
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _in_threads(work, 4) == []

@@ -914,19 +914,19 @@ class ClearingEngine:
         txn_ns = row.txn_ns
         if txn_ns is None:
             txn_ns = _date_ns(tc.txn_date) if tc is not None else 0
-        return OfflineRecord(  # the fields in their order: positional arguments cost less than keywords
-            row.ref,
-            card.pan if card is not None else None,
-            row.psn,
-            tc,
-            tc_ok,
-            row.presented_fen,
-            row.terminal_id,
-            row.terminal_id in places,
-            txn_ns,
-            row.journal,
-            row.fare_refund,
-            row.tc_error,
+        return OfflineRecord(
+            ref=row.ref,
+            pan=card.pan if card is not None else None,
+            psn=row.psn,
+            tc=tc,
+            tc_ok=tc_ok,
+            presented_amount_fen=row.presented_fen,
+            terminal_id=row.terminal_id,
+            registered=row.terminal_id in places,
+            txn_ns=txn_ns,
+            journal=row.journal,
+            fare_refund=row.fare_refund,
+            tc_error=row.tc_error,
         )
 
     def _resolve_pans(self, c: Connection, rows: list[_Row]) -> None:

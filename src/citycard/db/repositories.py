@@ -336,9 +336,12 @@ def _write_one_transfer_pg(
     return True
 
 
-def _update_balances_pg(connection: Connection, plain: list[dict[str, int]]) -> None:
-    """PostgreSQL: write the new balances of plain accounts (:func:`SqlLedgerRepository._balance_rows`), all
-    in one statement."""
+def _update_balances(connection: Connection, plain: list[dict[str, int]]) -> None:
+    """Write the new balances of plain accounts (:func:`SqlLedgerRepository._balance_rows`): on PostgreSQL
+    all in one statement, on SQLite an ``executemany`` (one writer, no round trips)."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(_UPDATE_BALANCES, plain)
+        return
     params = _arrays(plain, [f"b_{n}" for n in _BALANCE_ROW])
     ((updated,),) = execute_driver_sql(connection, _UPDATE_BALANCES_PG, params)
     assert updated == len(plain), (updated, plain)
@@ -577,10 +580,8 @@ class SqlLedgerRepository:
 
     def _update(self, connection: Connection, effects: BatchEffects, before: dict[int, Account]) -> None:
         plain, shards = self._balance_rows(connection, effects, before)
-        if plain and connection.dialect.name == "postgresql":
-            _update_balances_pg(connection, plain)
-        elif plain:
-            connection.execute(_UPDATE_BALANCES, plain)
+        if plain:
+            _update_balances(connection, plain)
         if shards:
             connection.execute(_UPDATE_SHARDS, shards)
         if effects.closed_deadlines:
