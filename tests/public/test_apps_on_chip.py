@@ -36,9 +36,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PublicWor
         yield PublicWorld(net, tmp_path)
 
 
-def _on_chip(world: PublicWorld) -> dict[str, tuple[str, dict[str, str]]]:
+def _on_chip(world: PublicWorld, pan: str | None = None) -> dict[str, tuple[str, dict[str, str]]]:
     """What a terminal reads offline from the card's applications file (a fresh power-on, no host)."""
-    records = read_applications(world.tap())
+    records = read_applications(world.tap(pan))
     assert records is not None, "the card has no applications file"
     return {r.app: (r.state, dict(r.data)) for r in records}
 
@@ -48,9 +48,18 @@ def _center(world: PublicWorld) -> dict[str, str]:
         return {a.app_code: a.chip for a in uow.apps.of_card(world.net.pan)}
 
 
-def _pending(world: PublicWorld) -> bool:
+def _written_from_personalisation(world: PublicWorld, pan: str, apps: list[str]) -> None:
+    """The service center shows ``apps`` enabled and written on the card, and nothing waits to be sent."""
+    with world.public() as uow:
+        assert [(a.app_code, a.status.value, a.chip) for a in uow.apps.of_card(pan)] == [
+            (app, "enabled", "written") for app in apps
+        ]
+    assert not _pending(world, pan)
+
+
+def _pending(world: PublicWorld, pan: str | None = None) -> bool:
     with world.net.issuer.unit_of_work(read_only=True) as uow:
-        card = uow.cards.get(world.net.pan)
+        card = uow.cards.get(pan or world.net.pan)
         assert card is not None
         return card.records_pending
 
@@ -118,16 +127,8 @@ def test_a_replacement_card_is_personalised_with_the_applications_enabled(world:
     service = world.net.issuer.service
     service.report_lost(ReportLost(world.net.pan))
     new = service.replace_card(ReplaceCard(world.net.pan))
-    records = read_applications(world.tap(new.pan))
-    assert records is not None
-    assert {r.app: (r.state, dict(r.data)) for r in records}["library"] == ("enabled", LIBRARY)
-    with world.public() as uow:
-        assert [(a.app_code, a.status.value, a.chip) for a in uow.apps.of_card(new.pan)] == [
-            ("library", "enabled", "written")
-        ]
-    with world.net.issuer.unit_of_work(read_only=True) as uow:
-        card = uow.cards.get(new.pan)
-        assert card is not None and not card.records_pending
+    assert _on_chip(world, new.pan)["library"] == ("enabled", LIBRARY)
+    _written_from_personalisation(world, new.pan, ["library"])
 
 
 def test_a_new_card_of_a_holder_is_personalised_with_the_applications_they_have_enabled(
@@ -147,19 +148,10 @@ def test_a_new_card_of_a_holder_is_personalised_with_the_applications_they_have_
     (new,) = service.issue_cards(
         IssueCards("ICBC", "youth-ec", holder_name="Li Ming", id_number="11010519491231002X")
     )
-    records = read_applications(world.tap(new.pan))
-    assert records is not None
-    on_chip = {r.app: (r.state, dict(r.data)) for r in records}
+    on_chip = _on_chip(world, new.pan)
     assert on_chip == {"transit": ("absent", {}), "library": ("enabled", LIBRARY), "health": ("absent", {})}
-    with world.public() as uow:
-        assert [(a.app_code, a.status.value, a.chip) for a in uow.apps.of_card(new.pan)] == [
-            ("library", "enabled", "written")
-        ]
-    with world.net.issuer.unit_of_work(read_only=True) as uow:
-        card = uow.cards.get(new.pan)
-        assert card is not None and not card.records_pending
+    _written_from_personalisation(world, new.pan, ["library"])
     (other,) = service.issue_cards(
         IssueCards("ICBC", "youth-ec", holder_name="Zhao Yun", id_number="110105199001010010")
     )
-    records = read_applications(world.tap(other.pan))
-    assert records is not None and {r.state for r in records} == {"absent"}
+    assert {state for state, _ in _on_chip(world, other.pan).values()} == {"absent"}
