@@ -107,10 +107,10 @@ CARDS_FILLFACTOR = 50
 """``issuer_cards``' fillfactor on PostgreSQL (migration ``0028_cards_fillfactor``): each page filled to half
 at insert, the other half left for new versions of its rows. Clearing marks every card with offline records
 of the day in one statement (``ClearingEngine.record_cleared``): with full pages each new version went to
-another page and took an entry in each of the table's seven indexes (18 µs a card); with room on its page
-it is a heap-only tuple, indexes untouched, and the next update of the page prunes the versions left by the
-last (no VACUUM needed). Half: a statement that updates every card of a page cannot reuse the space of the
-versions it replaces itself, so each page needs room for as many rows again."""
+another page and took an entry in each of the table's seven indexes (17 µs of server CPU a card); with room
+on its page it is a heap-only tuple, indexes untouched, and the next update of the page prunes the versions
+left by the last (no VACUUM needed). Half: a statement that updates every card of a page cannot reuse the
+space of the versions it replaces itself, so each page needs room for as many rows again."""
 
 issuer_cards = Table(
     "issuer_cards",
