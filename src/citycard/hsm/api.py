@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 __all__ = [
+    "MAX_CARDS_ACS",
     "Algorithm",
     "Hsm",
     "HsmError",
@@ -34,6 +35,11 @@ __all__ = [
     "SealedDataError",
     "WorkingKey",
 ]
+
+
+MAX_CARDS_ACS = 65_536
+"""Most cryptograms, all cards together, of one :meth:`Hsm.verify_cards_acs` call (more: HsmInputError);
+clearing splits a batch's cards into calls under it."""
 
 
 class KeyUsage(enum.StrEnum):
@@ -185,6 +191,17 @@ class Hsm(Protocol):
         """:meth:`verify_arqc` for several cryptograms of one card at once (clearing's batch of a card's
         TCs): each check is (ATC, the inputs to try in order, cryptogram) and verifies when the cryptogram
         is the card's over any of them. The card's UDK is derived once for all of them."""
+        ...
+
+    def verify_cards_acs(
+        self,
+        imk: KeyHandle,
+        cards: Sequence[tuple[str, str, Sequence[tuple[int, Sequence[bytes], bytes]]]],
+    ) -> list[list[bool]]:
+        """:meth:`verify_card_acs` of each card (PAN, PSN, checks) of ``cards``, in order, in one call (a
+        clearing batch's cards of one bank): the results of each card's checks, as that method gives them.
+        At most :data:`MAX_CARDS_ACS` cryptograms in all; every input is checked before any cryptogram is
+        verified (malformed: :class:`HsmInputError` naming the card, and no result)."""
         ...
 
     def generate_arpc(
