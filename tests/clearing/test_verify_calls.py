@@ -1,6 +1,6 @@
 """Clearing verifies a batch's TCs in one HSM call per bank (``Hsm.verify_cards_acs``: the UDKs of all its
-cards derived in one pass), split when a call would hold more than ``MAX_CARDS_ACS`` cryptograms; the day
-clears the same either way."""
+cards derived in one pass), split when a call would hold more than ``MAX_CARDS_ACS`` cryptograms, and opens
+the batch's sealed PANs in one call (``Hsm.unseal_many``); the day clears the same either way."""
 
 from __future__ import annotations
 
@@ -53,9 +53,23 @@ def test_one_call_per_bank_of_a_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = _count_calls(banks, monkeypatch)
+    unsealed: list[int] = []
+    real_unseal_many, real_unseal = banks.hsm.unseal_many, banks.hsm.unseal
+
+    def unseal_many(dek: Any, items: Any) -> list[bytes | None]:
+        unsealed.append(len(items))
+        return real_unseal_many(dek, items)
+
+    def unseal(dek: Any, sealed: bytes, record: bytes) -> bytes:
+        assert not record.startswith(b"citycard/pan/"), "a batch's PANs are opened in one call"
+        return real_unseal(dek, sealed, record)
+
+    monkeypatch.setattr(banks.hsm, "unseal_many", unseal_many)
+    monkeypatch.setattr(banks.hsm, "unseal", unseal)
     clearing = engine(database, banks, clock, batch_size=1_000)  # the whole day in one batch
     clearing.import_journal(tmp_path / "exports", DAY)
     summary = clearing.run(DAY)
+    assert unsealed and unsealed[0] >= 10  # the day's uploads' PANs: one call
     imks = {bank_key_labels(bank)["imk_ac"]: bank for bank in ("ICBC", "BOC")}
     assert sorted(imks[label] for label, _ in calls) == ["BOC", "ICBC"]
     assert all(len(cards) == 2 for _, cards in calls)  # a, lost at ICBC; b, k at BOC

@@ -366,6 +366,23 @@ class ClearingEngine:
             return None
         return pan.decode("ascii")
 
+    def _unseal_pans(self, raw: Sequence[Any]) -> list[str | None]:
+        """:meth:`_unseal_pan` of each presentment of ``raw``, in order, their sealed PANs opened in one HSM
+        call (:meth:`RecordProtection.unseal_many`)."""
+        sealed = [
+            (i, bytes(r.pan_sealed), pan_record(r.terminal_id, r.batch, r.stan))
+            for i, r in enumerate(raw)
+            if r.pan_sealed is not None
+        ]
+        opened = self.protection.unseal_many([(value, record) for _, value, record in sealed])
+        pans: list[str | None] = [None] * len(raw)
+        for (i, _, _), pan in zip(sealed, opened, strict=True):
+            if pan is None:
+                log.warning("presentment %s: its sealed PAN does not open", raw[i].ref)
+            else:
+                pans[i] = pan.decode("ascii")
+        return pans
+
     def protect_clear_pans(self, batch: int = 1_000) -> int:
         """Seal the clear PANs kept before migration ``0022_clearing_staged_columns``: each presentment's
         PAN sealed (:func:`pan_record`), fingerprinted and sharded, ``pan`` set to NULL; each row of
@@ -806,7 +823,7 @@ class ClearingEngine:
             self._decide_rows(uow, c, _plain(raw), d, day)
 
     def _decide_rows(self, uow: IssuerUnitOfWork, c: Connection, raw: list[Any], d: str, day: date) -> None:
-        rows = [_row(r, self._unseal_pan(r, r.pan_sealed)) for r in raw]
+        rows = [_row(r, pan) for r, pan in zip(raw, self._unseal_pans(raw), strict=True)]
         # the fingerprint stored with the sealed PAN (made from the same PAN when it was sealed); the HSM
         # computes it only for a row that has none
         fingerprints = {r.pan: r.fingerprint or self.protection.pan_fingerprint(r.pan) for r in rows if r.pan}

@@ -21,6 +21,7 @@ from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 __all__ = [
     "MAX_CARDS_ACS",
+    "MAX_UNSEAL_MANY",
     "Algorithm",
     "Hsm",
     "HsmError",
@@ -40,6 +41,8 @@ __all__ = [
 MAX_CARDS_ACS = 65_536
 """Most cryptograms, all cards together, of one :meth:`Hsm.verify_cards_acs` call (more: HsmInputError);
 clearing splits a batch's cards into calls under it."""
+MAX_UNSEAL_MANY = 65_536
+"""Most sealed values of one :meth:`Hsm.unseal_many` call (more: HsmInputError)."""
 
 
 class KeyUsage(enum.StrEnum):
@@ -301,6 +304,12 @@ class Hsm(Protocol):
     def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
         """The plaintext of :meth:`seal`'s output under the same key and associated data;
         :class:`SealedDataError` when it does not open (altered, another record's, another key)."""
+        ...
+
+    def unseal_many(self, dek: KeyHandle, items: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """:meth:`unseal` of each (sealed, associated data) of ``items`` under ``dek``, in order, in one call
+        (a clearing batch's sealed PANs): None for each that does not open, where :meth:`unseal` raises
+        :class:`SealedDataError`. At most :data:`MAX_UNSEAL_MANY` items."""
         ...
 
     # --- RSA ------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ from citycard.durable import atomic_write, create_new
 from . import keyblock
 from .api import (
     MAX_CARDS_ACS,
+    MAX_UNSEAL_MANY,
     Algorithm,
     HsmInputError,
     KeyExistsError,
@@ -778,16 +779,20 @@ class SoftHsm:
         return _SEAL_VERSION + iv + aead.encrypt(iv, bytes(plaintext), bytes(associated_data))
 
     def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
-        aead = self._dek(dek, ("B", "D"), "unseal data")
-        if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
-            raise SealedDataError(f"data under {dek.label!r} is not sealed data of version 01")
-        iv, body = sealed[1 : 1 + _SEAL_IV], sealed[1 + _SEAL_IV :]
-        try:
-            return aead.decrypt(iv, bytes(body), bytes(associated_data))
-        except InvalidTag:
+        plaintext = _open(self._dek(dek, ("B", "D"), "unseal data"), sealed, associated_data)
+        if plaintext is None:
+            if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
+                raise SealedDataError(f"data under {dek.label!r} is not sealed data of version 01")
             raise SealedDataError(
                 f"sealed data under {dek.label!r} does not open: altered, another record's, or another key"
-            ) from None
+            )
+        return plaintext
+
+    def unseal_many(self, dek: KeyHandle, items: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        aead = self._dek(dek, ("B", "D"), "unseal data")
+        if len(items) > MAX_UNSEAL_MANY:
+            raise HsmInputError(f"at most {MAX_UNSEAL_MANY} sealed values per call, not {len(items)}")
+        return [_open(aead, sealed, associated_data) for sealed, associated_data in items]
 
     # --- RSA --------------------------------------------------------------------------------------------
     def generate_rsa_key(
@@ -888,6 +893,17 @@ class SoftHsm:
         if not 1024 <= bits <= 1984 or bits % 8 or public_exponent not in (3, 65537):
             raise HsmInputError("ICC RSA modulus must be 1024 to 1984 bits with exponent 3 or 65537")
         return RsaKey.generate(bits, public_exponent)
+
+
+def _open(aead: AESGCM, sealed: bytes, associated_data: bytes) -> bytes | None:
+    """The plaintext of sealed data (:meth:`SoftHsm.seal`'s format) under ``aead``; None when it is not
+    sealed data of version 01 or does not open."""
+    if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
+        return None
+    try:
+        return aead.decrypt(sealed[1 : 1 + _SEAL_IV], bytes(sealed[1 + _SEAL_IV :]), bytes(associated_data))
+    except InvalidTag:
+        return None
 
 
 def _header(
