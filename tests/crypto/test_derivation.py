@@ -8,9 +8,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from citycard.crypto import des
 from citycard.crypto.derivation import (
     derive_common_session_key,
     derive_icc_mk_a,
+    derive_icc_mks_a,
     derive_pboc_session_key,
     derive_pboc_session_keys,
     icc_mk_a_input,
@@ -95,3 +97,57 @@ def test_derivations_reject_short_keys() -> None:
         derive_icc_mk_a(IMK[:8], "1234", "00")
     with pytest.raises(ValueError):
         derive_common_session_key(IMK, bytes(7))
+
+
+def test_icc_mks_a_reference_vectors_in_one_call() -> None:
+    # REFERENCE.md (EMV Book 2 A1.4.1; pyemv kd.derive_icc_mk_a docstring) and the pyemv kd module
+    # docstring's vector, derived together in one pass under the IMK
+    assert [
+        k.hex().upper()
+        for k in derive_icc_mks_a(IMK, [("12345678901234567", "01"), ("99012345678901234", "45")])
+    ] == [
+        "73AD54688CEF2934B0979857E3C719F1",
+        "67F8292358083E5EA7AB7FDA58D53B6B",
+    ]
+    assert derive_icc_mks_a(IMK, []) == []
+
+
+_pans = st.text("0123456789", min_size=1, max_size=19).map(lambda pan: pan + "F" * (len(pan) % 2))
+_psns = st.text("0123456789", min_size=2, max_size=2)
+
+
+@given(st.binary(min_size=16, max_size=16), st.lists(st.tuples(_pans, _psns), max_size=30))
+def test_icc_mks_a_are_the_cards_master_keys_one_by_one(imk: bytes, cards: list[tuple[str, str]]) -> None:
+    assert derive_icc_mks_a(imk, cards) == [derive_icc_mk_a(imk, pan, psn) for pan, psn in cards]
+
+
+@pytest.mark.parametrize(("pan", "psn"), [("12A4", "00"), ("", "00"), ("1234", "1"), ("1" * 20, "00")])
+def test_icc_mks_a_name_the_bad_card_and_encipher_nothing(
+    pan: str, psn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enciphered: list[bytes] = []
+    real = des._contexts.get
+
+    class Spy:
+        def __init__(self, ctx: object) -> None:
+            self.ctx = ctx
+
+        def update(self, data: bytes) -> bytes:
+            enciphered.append(data)
+            return self.ctx.update(data)  # type: ignore[attr-defined, no-any-return]
+
+    monkeypatch.setattr("citycard.crypto.derivation._context", lambda key, decrypt: Spy(real(key, decrypt)))
+    with pytest.raises(ValueError, match=r"^card 1: P"):
+        derive_icc_mks_a(IMK, [("6222021234567890128", "01"), (pan, psn), ("6222021234567890136", "00")])
+    assert enciphered == []
+    with pytest.raises(ValueError, match="16-byte"):
+        derive_icc_mks_a(IMK[:8], [("1234", "00")])
+
+
+def test_pboc_session_keys_keep_no_context_of_the_udk() -> None:
+    udk = derive_icc_mk_a(IMK, "6228480000000000019", "00")
+    expected = [derive_pboc_session_key(udk, atc) for atc in (4, 5)]  # this one keeps the UDK's context
+    des._contexts._encryptors.pop(udk)
+    before = dict(des._contexts._encryptors)
+    assert derive_pboc_session_keys(udk, [4, 5]) == expected
+    assert des._contexts._encryptors == before  # a card's UDK is used once a day: not put in the LRU

@@ -21,6 +21,7 @@ from citycard.crypto.des import (
     check_parity,
     ecb_decrypt,
     ecb_encrypt,
+    ecb_encrypt_once,
     kcv,
     xor,
 )
@@ -195,6 +196,23 @@ def test_the_pinned_cryptography_gives_the_fast_constructor_and_the_fallback_enc
         assert des._new_encryptor(algorithm, mode).update(data) == des._public_encryptor(
             algorithm, mode
         ).update(data)
+
+
+@given(st.binary(min_size=16, max_size=16), blocks)
+def test_ecb_encrypt_once_is_ecb_encrypt_and_keeps_no_context(key: bytes, data: bytes) -> None:
+    before = dict(des._contexts._encryptors)
+    assert ecb_encrypt_once(key, data) == Cipher(TripleDES(key + key[:8]), modes.ECB()).encryptor().update(
+        data
+    )
+    assert des._contexts._encryptors == before  # the LRU of long-lived keys is not touched
+
+
+def test_ecb_encrypt_once_takes_double_length_keys_and_whole_blocks() -> None:
+    assert ecb_encrypt_once(KEY, b"Now is t") == ecb_encrypt(KEY, b"Now is t")
+    with pytest.raises(ValueError, match="16 bytes"):
+        ecb_encrypt_once(KEY[:8], bytes(8))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ecb_encrypt_once(KEY, bytes(7))
 
 
 @given(st.binary(min_size=16, max_size=16), st.binary(max_size=80), st.sampled_from([1, 2]))

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from citycard.hsm import Algorithm, HsmInputError, KeyUsage, KeyUsageError, SealedDataError
+from citycard.hsm import (
+    MAX_UNSEAL_MANY,
+    Algorithm,
+    HsmInputError,
+    KeyHandle,
+    KeyUsage,
+    KeyUsageError,
+    SealedDataError,
+)
 from citycard.hsm.protection import RecordProtection, dek_label, fingerprint_label, key_or_new
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm
 
@@ -60,6 +68,87 @@ def test_unseal_refuses_other_associated_data_an_altered_byte_another_key_and_ga
     ):
         with pytest.raises(SealedDataError):
             hsm.unseal(key, data, record)
+
+
+def test_unseal_many_is_unseal_one_by_one_none_where_it_refuses() -> None:
+    hsm = SoftHsm(MASTER)
+    dek = hsm.generate_key("dek", KeyUsage.DATA, algorithm=Algorithm.AES)
+    other = hsm.generate_key("other", KeyUsage.DATA, algorithm=Algorithm.AES)
+    sealed = [hsm.seal(dek, f"PAN {n}".encode(), f"row {n}".encode()) for n in range(4)]
+    altered = bytearray(sealed[1])
+    altered[20] ^= 1
+    items = [
+        (sealed[0], b"row 0"),
+        (bytes(altered), b"row 1"),  # altered
+        (sealed[2], b"row 3"),  # another record's
+        (hsm.seal(other, b"PAN x", b"row 4"), b"row 4"),  # another key
+        (b"\x02" + sealed[3][1:], b"row 3"),  # not version 01
+        (sealed[3][:28], b"row 3"),  # too short
+        (memoryview(sealed[3]), b"row 3"),
+        (hsm.seal(dek, b"", b"row 5"), b"row 5"),  # empty plaintext: b"", not None
+    ]
+
+    def one(data: bytes, record: bytes) -> bytes | None:
+        try:
+            return hsm.unseal(dek, data, record)
+        except SealedDataError:
+            return None
+
+    expected = [b"PAN 0", None, None, None, None, None, b"PAN 3", b""]
+    assert [one(data, record) for data, record in items] == expected
+    assert hsm.unseal_many(dek, items) == expected
+    assert hsm.unseal_many(dek, []) == []
+    with pytest.raises(HsmInputError, match=f"at most {MAX_UNSEAL_MANY}"):
+        hsm.unseal_many(dek, [items[0]] * (MAX_UNSEAL_MANY + 1))
+    with pytest.raises(KeyUsageError):
+        hsm.unseal_many(hsm.generate_key("mac", KeyUsage.MAC, algorithm=Algorithm.AES), items)
+
+
+def test_record_protection_unseal_many_opens_every_key_version_as_unseal_does() -> None:
+    hsm = SoftHsm(MASTER)
+    protection = RecordProtection.open(hsm)
+    first = protection.seal(b"under version 1", b"r1")
+    assert protection.rotate() == 2
+    second = protection.seal(b"under version 2", b"r2")
+    unknown = b"\x02\x00\x09" + second[3:]  # names version 9, which the HSM does not hold
+    items = [
+        (second, b"r2"),
+        (first, b"r1"),
+        (first, b"r2"),
+        (unknown, b"r2"),
+        (b"garbage", b"r1"),
+        (b"", b"r1"),
+    ]
+
+    def one(data: bytes, record: bytes) -> bytes | None:
+        try:
+            return protection.unseal(data, record)
+        except SealedDataError:
+            return None
+
+    expected = [b"under version 2", b"under version 1", None, None, None, None]
+    assert [one(data, record) for data, record in items] == expected
+    assert protection.unseal_many(items) == expected
+    assert protection.unseal_many([]) == []
+
+
+def test_record_protection_unseal_many_splits_its_calls_under_the_hsm_s_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hsm = SoftHsm(MASTER)
+    protection = RecordProtection.open(hsm)
+    items = [(protection.seal(f"PAN {n}".encode(), f"r{n}".encode()), f"r{n}".encode()) for n in range(5)]
+    calls: list[int] = []
+    real = hsm.unseal_many
+
+    def counted(dek: KeyHandle, chunk: list[tuple[bytes, bytes]]) -> list[bytes | None]:
+        calls.append(len(chunk))
+        return real(dek, chunk)
+
+    monkeypatch.setattr(hsm, "unseal_many", counted)
+    monkeypatch.setattr("citycard.hsm.protection.MAX_UNSEAL_MANY", 2)
+    assert protection.unseal_many(items) == [f"PAN {n}".encode() for n in range(5)]
+    assert calls == [2, 2, 1]
 
 
 def test_only_an_aes_256_data_key_seals() -> None:

@@ -16,6 +16,7 @@ from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.pin import pin_block_iso0
 from citycard.crypto.rsa_cert import rsa_public_raw
 from citycard.hsm import (
+    MAX_CARDS_ACS,
     Algorithm,
     Hsm,
     HsmInputError,
@@ -117,6 +118,94 @@ def test_verify_card_acs_agrees_with_verify_arqc_one_by_one(hsm: SoftHsm) -> Non
         hsm.verify_card_acs(imk, pan, psn, [(5, (data,), good[5][:7])])
     with pytest.raises(KeyUsageError):
         hsm.verify_card_acs(hsm.generate_key("zpk2", KeyUsage.PIN_ENCRYPTION), pan, psn, checks)
+
+
+Check = tuple[int, tuple[bytes, ...], bytes]
+
+
+def _card_checks(pan: str, psn: str, atcs: list[int], seed: int) -> list[Check]:
+    """Checks of one card as clearing makes them: the card's TC over ``_ac_data()`` (or over a second input
+    tried after it), another ATC's, or forged, chosen by ``seed``."""
+    udk = derive_icc_mk_a(IMK, pan, psn)
+    data, other = _ac_data(), _ac_data()[::-1]
+    out: list[Check] = []
+    for n, atc in enumerate(atcs):
+        kind = (seed + n) % 4
+        over = other if kind == 1 else data
+        ac = cryptograms.generate_ac(derive_pboc_session_key(udk, atc if kind != 2 else atc ^ 1), over)
+        out.append((atc, (data, other) if kind == 1 else (data,), ac if kind != 3 else bytes(8)))
+    return out
+
+
+def test_verify_cards_acs_is_verify_card_acs_card_by_card(hsm: SoftHsm) -> None:
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    cards = [
+        ("6222021234567890128", "01", _card_checks("6222021234567890128", "01", [5, 6, 7, 8, 9], 0)),
+        ("6222021234567890128", "00", _card_checks("6222021234567890128", "01", [5, 6], 0)),  # another PSN
+        ("622202123456789013F", "02", _card_checks("622202123456789013", "02", [1, 0xFFFF], 3)),  # padded
+        ("6222021234567890144", "01", []),
+        ("12345678901234567", "01", _card_checks("12345678901234567", "01", [3, 3, 4], 1)),
+    ]
+    one_by_one = [hsm.verify_card_acs(imk, pan, psn, checks) for pan, psn, checks in cards]
+    assert hsm.verify_cards_acs(imk, cards) == one_by_one
+    assert one_by_one == [
+        [True, True, False, False, True],
+        [False, False],
+        [False, True],
+        [],
+        [True, False, False],
+    ]
+    assert hsm.verify_cards_acs(imk, []) == []
+
+
+def test_verify_cards_acs_over_many_cards_agrees_with_verify_arqc() -> None:
+    hsm = SoftHsm(MASTER)
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    cards = []
+    for n in range(60):
+        pan = f"62220212{n:010d}"
+        atcs = [10 + n % 7 + k for k in range(n % 4)]
+        cards.append((pan, f"{n % 3:02d}", _card_checks(pan, f"{n % 3:02d}", atcs, n)))
+    expected = [
+        [any(hsm.verify_arqc(imk, pan, psn, atc, d, ac) for d in inputs) for atc, inputs, ac in checks]
+        for pan, psn, checks in cards
+    ]
+    assert hsm.verify_cards_acs(imk, cards) == expected
+    assert any(any(r) for r in expected) and not all(all(r) for r in expected)
+
+
+def test_verify_cards_acs_refuses_bad_input_and_verifies_nothing(
+    hsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
+    good = ("6222021234567890128", "01", _card_checks("6222021234567890128", "01", [5, 6], 0))
+    macs: list[bytes] = []
+    real = cryptograms.mac_alg3_once
+
+    def counted(key: bytes, data: bytes, **kw: int) -> bytes:
+        macs.append(key)
+        return real(key, data, **kw)
+
+    monkeypatch.setattr(cryptograms, "mac_alg3_once", counted)
+    short = (good[0], good[1], [*good[2], (7, (b"x",), bytes(7))])
+    bad = {
+        "card 1: every cryptogram must be 8 bytes": [good, short],
+        "card 2: PAN must be": [good, good, ("62220212345678901A8", "01", good[2])],
+        "card 1: PSN must be": [good, ("6222021234567890128", "1", [])],
+        "card 1: ATC 65536 ": [good, (good[0], good[1], [(0x10000, (b"x",), bytes(8))])],
+        f"at most {MAX_CARDS_ACS} cryptograms": [
+            good,
+            (good[0], good[1], [(1, (b"x",), bytes(8))] * MAX_CARDS_ACS),
+        ],
+    }
+    for message, cards in bad.items():
+        with pytest.raises(HsmInputError, match=re.escape(message)):
+            hsm.verify_cards_acs(imk, cards)
+    with pytest.raises(KeyUsageError):
+        hsm.verify_cards_acs(hsm.generate_key("zpk2", KeyUsage.PIN_ENCRYPTION), [good])
+    assert macs == []  # nothing verified before an input was refused
+    assert hsm.verify_cards_acs(imk, [good]) == [[True, True]]
+    assert len(macs) == 3  # the second TC is over its second input: two MACs
 
 
 def test_ec_load_script_and_script_command(hsm: SoftHsm) -> None:

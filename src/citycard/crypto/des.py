@@ -26,6 +26,7 @@ __all__ = [
     "check_parity",
     "ecb_decrypt",
     "ecb_encrypt",
+    "ecb_encrypt_once",
     "kcv",
     "retail_mac_once",
     "xor",
@@ -194,6 +195,16 @@ def retail_mac_once(key: bytes, padded: bytes) -> bytes:
     if end:
         last ^= int.from_bytes(_single_cbc(key).update(padded[:end])[-BLOCK:], "big")
     out: bytes = _tdes_ecb(key).update(last.to_bytes(BLOCK, "big"))
+    return out
+
+
+def ecb_encrypt_once(key: bytes, data: bytes) -> bytes:
+    """3DES-EDE ECB of whole blocks under a 16-byte ``key`` used for this call only (a card's UDK in
+    clearing, which derives the session keys of the card's TCs of the day at once): its context is made,
+    used and dropped, never put in the LRU of :func:`ecb_encrypt`, where it would only push out the keys
+    that are used again."""
+    _check_blocks(data)
+    out: bytes = _tdes_ecb(key).update(data)
     return out
 
 

@@ -87,7 +87,7 @@ from citycard.clearing import (
 )
 from citycard.codec.iso8583 import BusRide
 from citycard.codec.pretty import mask_pan
-from citycard.hsm.api import Hsm, KeyHandle, SealedDataError
+from citycard.hsm.api import MAX_CARDS_ACS, Hsm, KeyHandle, SealedDataError
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import RecordOfflineClearing
 from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
@@ -308,6 +308,11 @@ class _SeenRow(NamedTuple):
     ref: str
 
 
+_CardChecks = tuple[_Card, list[str], list[tuple[int, tuple[bytes, ...], bytes]]]
+"""A card of a batch, the refs of its records whose TC is checked, and those checks (ATC, the TC's inputs to
+try, cryptogram) as :meth:`Hsm.verify_cards_acs` takes them."""
+
+
 class ClearingEngine:
     """Clearing of one platform database with its HSM (see the module docstring)."""
 
@@ -360,6 +365,23 @@ class ClearingEngine:
             log.warning("presentment %s: its sealed PAN does not open", row.ref)
             return None
         return pan.decode("ascii")
+
+    def _unseal_pans(self, raw: Sequence[Any]) -> list[str | None]:
+        """:meth:`_unseal_pan` of each presentment of ``raw``, in order, their sealed PANs opened in one HSM
+        call (:meth:`RecordProtection.unseal_many`)."""
+        sealed = [
+            (i, bytes(r.pan_sealed), pan_record(r.terminal_id, r.batch, r.stan))
+            for i, r in enumerate(raw)
+            if r.pan_sealed is not None
+        ]
+        opened = self.protection.unseal_many([(value, record) for _, value, record in sealed])
+        pans: list[str | None] = [None] * len(raw)
+        for (i, _, _), pan in zip(sealed, opened, strict=True):
+            if pan is None:
+                log.warning("presentment %s: its sealed PAN does not open", raw[i].ref)
+            else:
+                pans[i] = pan.decode("ascii")
+        return pans
 
     def protect_clear_pans(self, batch: int = 1_000) -> int:
         """Seal the clear PANs kept before migration ``0022_clearing_staged_columns``: each presentment's
@@ -801,7 +823,7 @@ class ClearingEngine:
             self._decide_rows(uow, c, _plain(raw), d, day)
 
     def _decide_rows(self, uow: IssuerUnitOfWork, c: Connection, raw: list[Any], d: str, day: date) -> None:
-        rows = [_row(r, self._unseal_pan(r, r.pan_sealed)) for r in raw]
+        rows = [_row(r, pan) for r, pan in zip(raw, self._unseal_pans(raw), strict=True)]
         # the fingerprint stored with the sealed PAN (made from the same PAN when it was sealed); the HSM
         # computes it only for a row that has none
         fingerprints = {r.pan: r.fingerprint or self.protection.pan_fingerprint(r.pan) for r in rows if r.pan}
@@ -884,8 +906,9 @@ class ClearingEngine:
         )
 
     def _verify_rows(self, rows: list[_Row], cards: dict[str, _Card]) -> set[str]:
-        """The refs of the rows whose TC verifies under their card's key: one HSM call per card
-        (:meth:`Hsm.verify_card_acs`, the UDK derived once for the card's TCs of the batch)."""
+        """The refs of the rows whose TC verifies under their card's key: one HSM call per bank of the batch
+        (:meth:`Hsm.verify_cards_acs`: the UDKs of all its cards derived in one pass, each card's session
+        keys in one), split when its cryptograms would be more than one call takes."""
         by_card: dict[str, tuple[list[str], list[tuple[int, tuple[bytes, ...], bytes]]]] = {}
         for row in rows:  # each card's refs and checks, in one pass
             tc = row.tc
@@ -896,11 +919,18 @@ class ClearingEngine:
                     group = by_card[card.pan] = ([], [])
                 group[0].append(row.ref)
                 group[1].append((tc.atc, tc.ac_inputs(), tc.cryptogram))
-        verified: set[str] = set()
+        by_bank: dict[str, list[_CardChecks]] = {}
         for pan, (refs, checks) in by_card.items():
             card = cards[pan]
-            results = self.hsm.verify_card_acs(self._key(card.bank_code), card.pan, card.psn, checks)
-            verified.update(ref for ref, ok in zip(refs, results, strict=True) if ok)
+            by_bank.setdefault(card.bank_code, []).append((card, refs, checks))
+        verified: set[str] = set()
+        for bank, groups in by_bank.items():
+            for call in _hsm_calls(groups):
+                results = self.hsm.verify_cards_acs(
+                    self._key(bank), [(card.pan, card.psn, checks) for card, _, checks in call]
+                )
+                for (_, refs, _), oks in zip(call, results, strict=True):
+                    verified.update(ref for ref, ok in zip(refs, oks, strict=True) if ok)
         return verified
 
     def _record(
@@ -1406,6 +1436,22 @@ def _sealed_pan_of(protection: RecordProtection, ref: str, pan: str, key: Any) -
     batch, STAN) whose card's PAN is ``pan``."""
     values = sealed_pan(protection, pan, key.terminal_id, key.batch, key.stan)
     return {"r": ref, **{f"v_{name}": value for name, value in values.items()}}
+
+
+def _hsm_calls(groups: list[_CardChecks]) -> Iterator[list[_CardChecks]]:
+    """The cards of one bank (card, refs, checks) in runs of at most :data:`MAX_CARDS_ACS` cryptograms, a
+    :meth:`Hsm.verify_cards_acs` call each (a card with more alone in its run: the HSM refuses it, as it
+    refused it in a call of its own)."""
+    call: list[_CardChecks] = []
+    size = 0
+    for group in groups:
+        if call and size + len(group[2]) > MAX_CARDS_ACS:
+            yield call
+            call, size = [], 0
+        call.append(group)
+        size += len(group[2])
+    if call:
+        yield call
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -20,6 +20,8 @@ from typing import Protocol, runtime_checkable
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
 __all__ = [
+    "MAX_CARDS_ACS",
+    "MAX_UNSEAL_MANY",
     "Algorithm",
     "Hsm",
     "HsmError",
@@ -34,6 +36,13 @@ __all__ = [
     "SealedDataError",
     "WorkingKey",
 ]
+
+
+MAX_CARDS_ACS = 65_536
+"""Most cryptograms, all cards together, of one :meth:`Hsm.verify_cards_acs` call (more: HsmInputError);
+clearing splits a batch's cards into calls under it."""
+MAX_UNSEAL_MANY = 65_536
+"""Most sealed values of one :meth:`Hsm.unseal_many` call (more: HsmInputError)."""
 
 
 class KeyUsage(enum.StrEnum):
@@ -187,6 +196,17 @@ class Hsm(Protocol):
         is the card's over any of them. The card's UDK is derived once for all of them."""
         ...
 
+    def verify_cards_acs(
+        self,
+        imk: KeyHandle,
+        cards: Sequence[tuple[str, str, Sequence[tuple[int, Sequence[bytes], bytes]]]],
+    ) -> list[list[bool]]:
+        """:meth:`verify_card_acs` of each card (PAN, PSN, checks) of ``cards``, in order, in one call (a
+        clearing batch's cards of one bank): the results of each card's checks, as that method gives them.
+        At most :data:`MAX_CARDS_ACS` cryptograms in all; every input is checked before any cryptogram is
+        verified (malformed: :class:`HsmInputError` naming the card, and no result)."""
+        ...
+
     def generate_arpc(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, arqc: bytes, arc: bytes
     ) -> bytes: ...
@@ -284,6 +304,12 @@ class Hsm(Protocol):
     def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
         """The plaintext of :meth:`seal`'s output under the same key and associated data;
         :class:`SealedDataError` when it does not open (altered, another record's, another key)."""
+        ...
+
+    def unseal_many(self, dek: KeyHandle, items: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """:meth:`unseal` of each (sealed, associated data) of ``items`` under ``dek``, in order, in one call
+        (a clearing batch's sealed PANs): None for each that does not open, where :meth:`unseal` raises
+        :class:`SealedDataError`. At most :data:`MAX_UNSEAL_MANY` items."""
         ...
 
     # --- RSA ------------------------------------------------------------------------------------------

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from .api import (
+    MAX_UNSEAL_MANY,
     Algorithm,
     Hsm,
     HsmInputError,
@@ -185,6 +187,30 @@ class RecordProtection:
         version = self.key_version(sealed)
         body = sealed if version == 1 else sealed[3:]
         return self.hsm.unseal(self._key(version), body, record)
+
+    def unseal_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """:meth:`unseal` of each (sealed, record) of ``items``, in order, one HSM call per data key version
+        (:meth:`~citycard.hsm.api.Hsm.unseal_many`, in calls of at most its limit): None for each that does
+        not open, where :meth:`unseal` raises :class:`~citycard.hsm.api.SealedDataError`."""
+        out: list[bytes | None] = [None] * len(items)
+        by_version: dict[int, list[int]] = {}
+        for i, (sealed, _) in enumerate(items):
+            try:
+                by_version.setdefault(self.key_version(sealed), []).append(i)
+            except SealedDataError:
+                continue
+        for version, indexes in by_version.items():
+            try:
+                key = self._key(version)
+            except SealedDataError:
+                continue
+            skip = 0 if version == 1 else 3
+            for start in range(0, len(indexes), MAX_UNSEAL_MANY):
+                chunk = indexes[start : start + MAX_UNSEAL_MANY]
+                opened = self.hsm.unseal_many(key, [(items[i][0][skip:], items[i][1]) for i in chunk])
+                for i, plaintext in zip(chunk, opened, strict=True):
+                    out[i] = plaintext
+        return out
 
     def pan_fingerprint(self, pan: str) -> str:
         """64 hex digits: HMAC-SHA-256 of the PAN's digits (a trailing ``F`` pad removed) under the

@@ -48,7 +48,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from citycard.crypto import cryptograms, des, rsa_cert
-from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key, derive_pboc_session_keys
+from citycard.crypto.derivation import (
+    derive_icc_mk_a,
+    derive_icc_mks_a,
+    derive_pboc_session_key,
+    derive_pboc_session_keys,
+)
 from citycard.crypto.mac import mac_alg3
 from citycard.crypto.pin import (
     PinBlockError,
@@ -65,6 +70,8 @@ from citycard.durable import atomic_write, create_new
 
 from . import keyblock
 from .api import (
+    MAX_CARDS_ACS,
+    MAX_UNSEAL_MANY,
     Algorithm,
     HsmInputError,
     KeyExistsError,
@@ -103,9 +110,9 @@ _LABEL_MAX = 64
 _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
+"""Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
 MAX_CARD_ACS = 65_536
 """Most cryptograms of one card per :meth:`SoftHsm.verify_card_acs` call (the ATC is two bytes)."""
-"""Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
 _SEAL_VERSION = b"\x01"
 """The first byte of sealed data (:meth:`SoftHsm.seal`): AES-256-GCM, 96-bit IV, 128-bit tag."""
 _SEAL_IV = 12
@@ -571,6 +578,40 @@ class SoftHsm:
             raise HsmInputError(str(exc)) from None
         return cryptograms.verify_acs(keys, [(inputs, ac) for _, inputs, ac in checks])
 
+    def verify_cards_acs(
+        self,
+        imk: KeyHandle,
+        cards: Sequence[tuple[str, str, Sequence[tuple[int, Sequence[bytes], bytes]]]],
+    ) -> list[list[bool]]:
+        """Every card's UDK derived in one pass under the IMK (:func:`derive_icc_mks_a`), each card's
+        session keys in one pass under its UDK, then each TC's MAC; every input checked first."""
+        secret = self._use(imk, KeyUsage.EMV_AC, ("X",), "verify application cryptograms")
+        total = sum(len(checks) for _, _, checks in cards)
+        if total > MAX_CARDS_ACS:
+            raise HsmInputError(f"at most {MAX_CARDS_ACS} cryptograms per call, not {total}")
+        for i, (_, _, checks) in enumerate(cards):
+            if any(len(ac) != 8 for _, _, ac in checks):
+                raise HsmInputError(f"card {i}: every cryptogram must be 8 bytes")
+        try:
+            udks = derive_icc_mks_a(secret, [(pan, psn) for pan, psn, _ in cards])
+            keys: list[bytes] = []
+            for i, (udk, (_, _, checks)) in enumerate(zip(udks, cards, strict=True)):
+                try:
+                    keys += derive_pboc_session_keys(udk, [atc for atc, _, _ in checks])
+                except ValueError as exc:
+                    raise ValueError(f"card {i}: {exc}") from None
+        except ValueError as exc:
+            raise HsmInputError(str(exc)) from None
+        results = cryptograms.verify_acs(
+            keys, [(inputs, ac) for _, _, checks in cards for _, inputs, ac in checks]
+        )
+        out: list[list[bool]] = []
+        start = 0
+        for _, _, checks in cards:
+            out.append(results[start : start + len(checks)])
+            start += len(checks)
+        return out
+
     def verify_ac_session_mac(
         self, imk: KeyHandle, pan: str, psn: str, atc: int, data: bytes, mac: bytes
     ) -> bool:
@@ -738,16 +779,20 @@ class SoftHsm:
         return _SEAL_VERSION + iv + aead.encrypt(iv, bytes(plaintext), bytes(associated_data))
 
     def unseal(self, dek: KeyHandle, sealed: bytes, associated_data: bytes) -> bytes:
-        aead = self._dek(dek, ("B", "D"), "unseal data")
-        if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
-            raise SealedDataError(f"data under {dek.label!r} is not sealed data of version 01")
-        iv, body = sealed[1 : 1 + _SEAL_IV], sealed[1 + _SEAL_IV :]
-        try:
-            return aead.decrypt(iv, bytes(body), bytes(associated_data))
-        except InvalidTag:
+        plaintext = _open(self._dek(dek, ("B", "D"), "unseal data"), sealed, associated_data)
+        if plaintext is None:
+            if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
+                raise SealedDataError(f"data under {dek.label!r} is not sealed data of version 01")
             raise SealedDataError(
                 f"sealed data under {dek.label!r} does not open: altered, another record's, or another key"
-            ) from None
+            )
+        return plaintext
+
+    def unseal_many(self, dek: KeyHandle, items: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        aead = self._dek(dek, ("B", "D"), "unseal data")
+        if len(items) > MAX_UNSEAL_MANY:
+            raise HsmInputError(f"at most {MAX_UNSEAL_MANY} sealed values per call, not {len(items)}")
+        return [_open(aead, sealed, associated_data) for sealed, associated_data in items]
 
     # --- RSA --------------------------------------------------------------------------------------------
     def generate_rsa_key(
@@ -848,6 +893,17 @@ class SoftHsm:
         if not 1024 <= bits <= 1984 or bits % 8 or public_exponent not in (3, 65537):
             raise HsmInputError("ICC RSA modulus must be 1024 to 1984 bits with exponent 3 or 65537")
         return RsaKey.generate(bits, public_exponent)
+
+
+def _open(aead: AESGCM, sealed: bytes, associated_data: bytes) -> bytes | None:
+    """The plaintext of sealed data (:meth:`SoftHsm.seal`'s format) under ``aead``; None when it is not
+    sealed data of version 01 or does not open."""
+    if len(sealed) < 1 + _SEAL_IV + _SEAL_TAG or sealed[:1] != _SEAL_VERSION:
+        return None
+    try:
+        return aead.decrypt(sealed[1 : 1 + _SEAL_IV], bytes(sealed[1 + _SEAL_IV :]), bytes(associated_data))
+    except InvalidTag:
+        return None
 
 
 def _header(
