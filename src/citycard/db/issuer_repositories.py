@@ -60,7 +60,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
-from .driver import DriverStatement
+from .driver import DriverStatement, copy_rows
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -135,6 +135,9 @@ def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 # Statements of the authorization path, built once (SQLAlchemy then caches their compiled form).
 _CARD = select(issuer_cards).where(issuer_cards.c.pan == bindparam("pan"))
 _CARD_FOR_UPDATE = _CARD.with_for_update()
+_PANS_BETWEEN = DriverStatement(
+    select(issuer_cards.c.pan).where(issuer_cards.c.pan.between(bindparam("low"), bindparam("high")))
+)
 _AUTHORIZATION = select(issuer_authorizations).where(
     issuer_authorizations.c.request_id == bindparam("request_id")
 )
@@ -368,6 +371,34 @@ def _card(row: Any) -> Card:
 class SqlCards(_Repo):
     def add(self, card: Card) -> None:
         self._execute(insert(issuer_cards).values(**_values(card)))
+
+    def add_many(self, cards: Sequence[Card]) -> None:
+        """On PostgreSQL one ``COPY`` (psycopg formats the rows in C, the server parses no statement per
+        row: 500 cards in a few milliseconds, where a statement per card cost ~0.5 ms each); on SQLite an
+        ``executemany`` of one prepared insert. A PAN that exists raises ``IntegrityError`` either way."""
+        assert len(cards) <= _MAX_BATCH
+        if not cards:
+            return
+        rows = [_values(card) for card in cards]
+        self.writes.flush()
+        connection = self.session.connection()
+        if connection.dialect.driver == "psycopg":
+            copy_rows(connection, issuer_cards.name, tuple(rows[0]), [tuple(r.values()) for r in rows])
+        else:
+            connection.execute(insert(issuer_cards), rows)
+
+    def existing(self, pans: Sequence[str]) -> set[str]:
+        """Read as the PANs between the least and the greatest of ``pans`` (an issuance batch's PANs are
+        consecutive serials of one BIN: one range of the primary key, normally no row), those that are not
+        in ``pans`` left out. A list of PANs (``pan = ANY(…)``, or ``IN`` with 500 values) is planned as a
+        sequential scan of the cards on a table without statistics: 60 ms a batch at 40 000 cards, growing
+        with the table."""
+        assert len(pans) <= _MAX_BATCH
+        if not pans:
+            return set()
+        self.writes.flush()
+        rows = _PANS_BETWEEN.rows(self.session.connection(), {"low": min(pans), "high": max(pans)})
+        return {row.pan for row in rows} & set(pans)
 
     def get(self, pan: str, *, for_update: bool = False) -> Card | None:
         row = self._one(_CARD_FOR_UPDATE if for_update else _CARD, {"pan": pan})
@@ -722,9 +753,16 @@ class SqlCardRecords(_Repo):
         )
 
     def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        """One ``COPY`` on PostgreSQL (as :meth:`SqlCards.add_many`), an ``executemany`` on SQLite."""
         if records:
             rows = [{"pan": pan, **_transit_values(record)} for pan, record in records]
-            self._execute(insert(issuer_card_transit), rows)
+            self.writes.flush()
+            connection = self.session.connection()
+            if connection.dialect.driver == "psycopg":
+                columns = tuple(rows[0])
+                copy_rows(connection, issuer_card_transit.name, columns, [tuple(r.values()) for r in rows])
+            else:
+                connection.execute(insert(issuer_card_transit), rows)
 
     def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
         values = _transit_values(record)
