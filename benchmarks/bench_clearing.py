@@ -74,6 +74,8 @@ __all__ = ["main"]
 DAY = dt.date(2026, 11, 25)
 TERMINALS = 50
 IAD = bytes.fromhex("07010103900000010A01000000500012345678")  # CVR and the EC balance part of a PBOC IAD
+MAX_ISSUE = 100_000
+"""Cards one ``IssueCards`` command may ask for."""
 UPLOAD_CHUNK = 5_000
 """Uploads computed by one task of a worker and stored by one statement."""
 
@@ -121,7 +123,13 @@ def _setup(db: Database, hsm: SoftHsm, per_bank: int) -> tuple[IssuerService, Ca
         service.add_bank(AddBank(code, f"{code} city branch"))
         service.add_bin_range(AddBinRange(code, bin_))
         service.add_product(AddProduct(code, "anon-ec", "Anonymous EC", bin_, registered=False))
-        issued = service.issue_cards(IssueCards(code, "anon-ec", per_bank), progress=progress)
+        issued = [  # in commands of at most MAX_ISSUE (a command's limit)
+            card
+            for start in range(0, per_bank, MAX_ISSUE)
+            for card in service.issue_cards(
+                IssueCards(code, "anon-ec", min(MAX_ISSUE, per_bank - start)), progress=progress
+            )
+        ]
         imk = hsm.get(bank_key_labels(code)["imk_ac"])
         derive = hsm.derive_icc_key  # each card's UDK from the bank's IMK in the HSM, as personalisation
         cards += [
