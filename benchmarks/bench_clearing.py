@@ -153,8 +153,10 @@ def _setup(db: Database, hsm: SoftHsm, per_bank: int) -> tuple[IssuerService, Ca
             Transfer(10**12 + i, banks[bank].cash_account_id, ec, 100_000)  # type: ignore[union-attr]
             for i, (bank, _, _, ec) in enumerate(cards)
         ]
+        progress = _Progress("EC floats funded", len(funding))
         for start in range(0, len(funding), MAX_BATCH):
             uow.ledger.create_transfers(funding[start : start + MAX_BATCH])
+            progress(len(funding[start : start + MAX_BATCH]))
         uow.commit()
     return service, cards
 
