@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Select,
     Table,
     and_,
@@ -60,7 +61,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
-from .driver import DriverStatement
+from .driver import DriverStatement, copy_rows
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -117,6 +118,21 @@ def _values(value: Any) -> dict[str, Any]:
     return out
 
 
+_COPY_FROM = 16
+"""Rows from which :func:`_insert_rows` sends a ``COPY`` on PostgreSQL."""
+
+
+def _insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``rows`` (dicts with the same keys, columns of ``table``) in one statement: on PostgreSQL from
+    :data:`_COPY_FROM` rows a ``COPY`` (psycopg formats the rows in C, the server parses no statement per
+    row), fewer as an ``executemany`` (a ``COPY`` waits for the server's answer to start it: one round
+    trip more, for the card issued at the counter); on SQLite an ``executemany`` of one prepared insert."""
+    if connection.dialect.driver == "psycopg" and len(rows) >= _COPY_FROM:
+        copy_rows(connection, table.name, tuple(rows[0]), [tuple(r.values()) for r in rows])
+    else:
+        connection.execute(insert(table), rows)
+
+
 def _from_row(cls: type[_V], row: Any, **converted: Any) -> _V:
     """The dataclass ``cls`` from a row with a column per field; ``converted`` gives fields that need it."""
     names = _field_names(cls)
@@ -135,6 +151,9 @@ def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 # Statements of the authorization path, built once (SQLAlchemy then caches their compiled form).
 _CARD = select(issuer_cards).where(issuer_cards.c.pan == bindparam("pan"))
 _CARD_FOR_UPDATE = _CARD.with_for_update()
+_PANS_BETWEEN = DriverStatement(
+    select(issuer_cards.c.pan).where(issuer_cards.c.pan.between(bindparam("low"), bindparam("high")))
+)
 _AUTHORIZATION = select(issuer_authorizations).where(
     issuer_authorizations.c.request_id == bindparam("request_id")
 )
@@ -368,6 +387,29 @@ def _card(row: Any) -> Card:
 class SqlCards(_Repo):
     def add(self, card: Card) -> None:
         self._execute(insert(issuer_cards).values(**_values(card)))
+
+    def add_many(self, cards: Sequence[Card]) -> None:
+        """In one statement (:func:`_insert_rows`: an issuance batch's 500 cards in a few milliseconds on
+        PostgreSQL, where a statement per card cost ~0.5 ms each). A PAN that exists raises
+        ``IntegrityError``."""
+        assert len(cards) <= _MAX_BATCH
+        if not cards:
+            return
+        self.writes.flush()
+        _insert_rows(self.session.connection(), issuer_cards, [_values(card) for card in cards])
+
+    def existing(self, pans: Sequence[str]) -> set[str]:
+        """Read as the PANs between the least and the greatest of ``pans`` (an issuance batch's PANs are
+        consecutive serials of one BIN: one range of the primary key, normally no row), those that are not
+        in ``pans`` left out. A list of PANs (``pan = ANY(…)``, or ``IN`` with 500 values) is planned as a
+        sequential scan of the cards on a table without statistics: 60 ms a batch at 40 000 cards, growing
+        with the table."""
+        assert len(pans) <= _MAX_BATCH
+        if not pans:
+            return set()
+        self.writes.flush()
+        rows = _PANS_BETWEEN.rows(self.session.connection(), {"low": min(pans), "high": max(pans)})
+        return {row.pan for row in rows} & set(pans)
 
     def get(self, pan: str, *, for_update: bool = False) -> Card | None:
         row = self._one(_CARD_FOR_UPDATE if for_update else _CARD, {"pan": pan})
@@ -722,9 +764,11 @@ class SqlCardRecords(_Repo):
         )
 
     def add_transit_files(self, records: Sequence[tuple[str, CardRecord]]) -> None:
+        """In one statement (:func:`_insert_rows`)."""
         if records:
             rows = [{"pan": pan, **_transit_values(record)} for pan, record in records]
-            self._execute(insert(issuer_card_transit), rows)
+            self.writes.flush()
+            _insert_rows(self.session.connection(), issuer_card_transit, rows)
 
     def put_transit(self, pan: str, record: CardRecord, *, new: bool = False) -> None:
         values = _transit_values(record)

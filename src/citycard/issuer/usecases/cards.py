@@ -41,7 +41,6 @@ from ..model import (
     BankAccount,
     Card,
     CardAction,
-    CardRecord,
     CardStateError,
     CardStatus,
     DenyListEntry,
@@ -182,12 +181,13 @@ def _issue_in(
     concession = concession_of(cmd.concession, cmd.concession_until)
     if concession.valid_until is not None and concession.valid_until < beijing_date(now):
         raise MalformedRequest("concession_until", f"{concession.valid_until.isoformat()} is past")
+    # set-based: the batch's PANs checked in one statement, its cards written in one (no read per card)
+    pans = [bin_range.pan(first + k) for k in range(count)]
+    taken = uow.cards.existing(pans)
+    if taken:
+        raise DuplicateIssuance(f"card {mask_pan(next(p for p in pans if p in taken))} exists already")
     cards = []
-    transits: list[tuple[str, CardRecord]] = []
-    for k in range(count):
-        pan = bin_range.pan(first + k)
-        if uow.cards.get(pan) is not None:
-            raise DuplicateIssuance(f"card {mask_pan(pan)} exists already")
+    for k, pan in enumerate(pans):
         card = Card(
             pan=pan,
             psn=cmd.psn,
@@ -204,12 +204,14 @@ def _issue_in(
             zpk, pvk = deps.key(bank.code, "zpk"), deps.key(bank.code, "pvk_ibm")
             offset = deps.hsm.generate_pin_offset(zpk, pvk, cmd.pin_block, pan, iso_format=1)
             card = replace(card, pin_offset=offset)
-        uow.cards.add(card)
-        transit = transit_record(concession, RecordState.WRITTEN, now)  # the transit file (SFI 21)
-        transits.append((pan, transit))
+        cards.append(card)
+    uow.cards.add_many(cards)
+    transits = [(pan, transit_record(concession, RecordState.WRITTEN, now)) for pan in pans]  # SFI 21
+    uow.card_records.add_transit_files(transits)
+    for card, (pan, transit) in zip(cards, transits, strict=True):
         apps = uow.card_records.inherit_apps(holder_pans, pan) if holder_pans else []
-        if product.issue_fee_fen:  # paid at the counter: cash -> fee income
-            fee = Transfer(
+        if product.issue_fee_fen:  # paid at the counter: cash -> fee income (a ledger call each, as one
+            fee = Transfer(  # card at the counter is: the fees' timestamps in the order of the cards)
                 transfer_id(f"issue-fee/{pan}", 1),
                 bank.cash_account_id,
                 bank.fee_account_id,
@@ -221,10 +223,8 @@ def _issue_in(
             deps.personaliser.personalise(
                 bank, product, card, cmd.holder_name, cmd.pin_block, records=(transit, *apps)
             )
-        cards.append(card)
         if progress is not None:
             progress(1)
-    uow.card_records.add_transit_files(transits)
     return cards
 
 
