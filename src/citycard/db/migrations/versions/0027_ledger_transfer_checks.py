@@ -48,21 +48,22 @@ BEGIN
     IF {_NAMED} THEN
         RAISE foreign_key_violation USING MESSAGE = format('ledger account %s is named by transfers', OLD.id);
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$"""
 _PG_TRIGGERS = (
-    "CREATE TRIGGER ledger_accounts_keep_referenced BEFORE DELETE ON ledger_accounts"
+    "CREATE TRIGGER ledger_accounts_keep_referenced AFTER DELETE ON ledger_accounts"
     " FOR EACH ROW EXECUTE FUNCTION ledger_accounts_keep_referenced()",
-    "CREATE TRIGGER ledger_accounts_keep_referenced_id BEFORE UPDATE OF id ON ledger_accounts"
+    "CREATE TRIGGER ledger_accounts_keep_referenced_id AFTER UPDATE OF id ON ledger_accounts"
     " FOR EACH ROW WHEN (OLD.id <> NEW.id) EXECUTE FUNCTION ledger_accounts_keep_referenced()",
 )
+"""AFTER, not BEFORE: a BEFORE row trigger on UPDATE makes PostgreSQL lock the old row of every update of the
+table, the balance writes' too, before it looks at the trigger's columns; an AFTER one is a test of the
+updated columns (the old row is fetched for the shard rows' foreign key anyway), and its error undoes the
+statement all the same."""
 _SQLITE_TRIGGERS = (
-    "CREATE TRIGGER ledger_accounts_keep_referenced BEFORE DELETE ON ledger_accounts"
+    "CREATE TRIGGER ledger_accounts_keep_referenced AFTER DELETE ON ledger_accounts"
     f" WHEN {_NAMED} BEGIN SELECT RAISE(ABORT, 'ledger account is named by transfers'); END",
-    "CREATE TRIGGER ledger_accounts_keep_referenced_id BEFORE UPDATE OF id ON ledger_accounts"
+    "CREATE TRIGGER ledger_accounts_keep_referenced_id AFTER UPDATE OF id ON ledger_accounts"
     f" WHEN OLD.id <> NEW.id AND ({_NAMED})"
     " BEGIN SELECT RAISE(ABORT, 'ledger account is named by transfers'); END",
 )
