@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from citycard.db import Database
+from citycard.db import Database, downgrade, migrate
 from citycard.db.repositories import _SELECT_DUE, _SELECT_RELATED_TRANSFERS, _insert_or_skip_pg
 from citycard.db.tables import ledger_accounts, ledger_transfers
 from citycard.ledger import Account, CreateTransferResult, Transfer, TransferFlags
@@ -133,3 +133,24 @@ def test_the_sweep_and_the_pending_lookup_walk_the_partial_indexes(database: Dat
         for plan in _plans(c, related, "bigint[], bigint[]", "'{11}', '{11}'"):
             assert "uq_ledger_transfers_pending_id" in plan, plan
             assert "Seq Scan" not in plan, plan
+
+
+def test_the_revision_keeps_the_transfers_both_ways(database: Database) -> None:
+    """0027 up and down over a table with a post of a pending transfer (on SQLite the table is made again:
+    the row referring to another must survive the copy with foreign keys on)."""
+    downgrade(database.engine, "0026_clearing_outcomes")
+    _books(database)
+    rows = select(_T.id, _T.pending_id, _T.expires_at_ns).order_by(_T.id)
+    with database.engine.connect() as c:
+        before = c.execute(rows).all()
+    assert [r.pending_id for r in before] == [None, None, 11]
+    migrate(database.engine)
+    with database.engine.connect() as c:
+        assert c.execute(rows).all() == before
+    with database.unit_of_work() as uow:
+        assert uow.ledger.audit() == []
+    _refused(database, delete(ledger_accounts).where(_A.id == 1))
+    downgrade(database.engine, "0026_clearing_outcomes")
+    with database.engine.connect() as c:
+        assert c.execute(rows).all() == before
+    migrate(database.engine)

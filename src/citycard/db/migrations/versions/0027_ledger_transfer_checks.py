@@ -20,8 +20,8 @@ Measured on a scratch schema (40 000 transfers of a clearing run, 55 statements 
   IS NOT NULL``), all that the expiry sweep (``expires_at_ns <= :now``) looks for.
 
 The foreign key of ``pending_id`` stays: it is checked for posts and voids only (a NULL key returns at
-once), about 0.4 µs a row. On SQLite the table is copied (batch mode); its triggers are SQLite's own. A
-later revision that copies ``ledger_accounts`` on SQLite must create these triggers again.
+once), about 0.4 µs a row. On SQLite the table is made again (see ``_copy_on_sqlite``); its triggers are
+SQLite's own. A later revision that copies ``ledger_accounts`` on SQLite must create these triggers again.
 
 Revision ID: 0027_ledger_transfer_checks
 Revises: 0026_clearing_outcomes
@@ -69,27 +69,87 @@ _SQLITE_TRIGGERS = (
 )
 
 
+_COLUMNS = (
+    ("id", sa.BigInteger, False),
+    ("debit_account_id", sa.BigInteger, False),
+    ("credit_account_id", sa.BigInteger, False),
+    ("amount_fen", sa.BigInteger, False),
+    ("pending_id", sa.BigInteger, True),
+    ("ledger", sa.Integer, False),
+    ("code", sa.Integer, False),
+    ("flags", sa.Integer, False),
+    ("user_data", sa.BigInteger, False),
+    ("timeout_s", sa.Integer, False),
+    ("timestamp_ns", sa.BigInteger, False),
+    ("expires_at_ns", sa.BigInteger, True),
+    ("expired_at_ns", sa.BigInteger, True),
+)
+
+
+def _partial_index(name: str, column: str, *, unique: bool = False) -> None:
+    """An index of ``column`` over the rows where it is not NULL, on PostgreSQL and SQLite alike."""
+    where = sa.text(f"{column} IS NOT NULL")
+    op.create_index(
+        name, "ledger_transfers", [column], unique=unique, postgresql_where=where, sqlite_where=where
+    )
+
+
+def _copy_on_sqlite(*, account_keys: bool) -> None:
+    """SQLite cannot drop or add a constraint: the table is made again, with (``account_keys``) or without
+    the accounts' foreign keys. Not Alembic's batch copy: it drops the old table while the copy's
+    ``pending_id`` already refers to ``ledger_transfers`` by name, and that drop's implicit delete breaks
+    the copy's foreign key (foreign keys are on, and cannot be turned off inside the migration's
+    transaction). Renamed first, the old table takes its own self-reference with it (SQLite >= 3.26
+    rewrites references on a rename), so the new table refers only to itself."""
+    op.rename_table("ledger_transfers", "ledger_transfers_old")
+    keys = [
+        sa.ForeignKeyConstraint(
+            [column], ["ledger_accounts.id"], name=f"fk_ledger_transfers_{column}_ledger_accounts"
+        )
+        for column in _ACCOUNT_FKS
+        if account_keys
+    ]
+    op.create_table(
+        "ledger_transfers",
+        *(
+            sa.Column(name, kind(), nullable=nullable, autoincrement=False)
+            for name, kind, nullable in _COLUMNS
+        ),
+        sa.CheckConstraint("amount_fen > 0", name="ck_ledger_transfers_amount_positive"),
+        sa.CheckConstraint(
+            "debit_account_id <> credit_account_id", name="ck_ledger_transfers_accounts_different"
+        ),
+        *keys,
+        sa.ForeignKeyConstraint(
+            ["pending_id"], ["ledger_transfers.id"], name="fk_ledger_transfers_pending_id_ledger_transfers"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_ledger_transfers"),
+        *([sa.UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id")] if account_keys else []),
+    )
+    names = ", ".join(name for name, _, _ in _COLUMNS)
+    op.execute(f"INSERT INTO ledger_transfers ({names}) SELECT {names} FROM ledger_transfers_old")
+    op.drop_table("ledger_transfers_old")  # with its indexes: their names are free again
+    op.create_index(
+        "ix_ledger_transfers_credit_time", "ledger_transfers", ["credit_account_id", "timestamp_ns"]
+    )
+    op.create_index(
+        "ix_ledger_transfers_debit_time", "ledger_transfers", ["debit_account_id", "timestamp_ns"]
+    )
+    op.create_index("ix_ledger_transfers_time", "ledger_transfers", ["timestamp_ns", "id"])
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("ledger_transfers") as transfers:
+    if op.get_bind().dialect.name == "sqlite":
+        _copy_on_sqlite(account_keys=False)
+    else:
         for column in _ACCOUNT_FKS:
-            transfers.drop_constraint(f"fk_ledger_transfers_{column}_ledger_accounts", type_="foreignkey")
-        transfers.drop_constraint("uq_ledger_transfers_pending_id", type_="unique")
-    op.drop_index("ix_ledger_transfers_expires", table_name="ledger_transfers")
-    op.create_index(
-        "uq_ledger_transfers_pending_id",
-        "ledger_transfers",
-        ["pending_id"],
-        unique=True,
-        postgresql_where=sa.text("pending_id IS NOT NULL"),
-        sqlite_where=sa.text("pending_id IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_ledger_transfers_expires",
-        "ledger_transfers",
-        ["expires_at_ns"],
-        postgresql_where=sa.text("expires_at_ns IS NOT NULL"),
-        sqlite_where=sa.text("expires_at_ns IS NOT NULL"),
-    )
+            op.drop_constraint(
+                f"fk_ledger_transfers_{column}_ledger_accounts", "ledger_transfers", type_="foreignkey"
+            )
+        op.drop_constraint("uq_ledger_transfers_pending_id", "ledger_transfers", type_="unique")
+        op.drop_index("ix_ledger_transfers_expires", table_name="ledger_transfers")
+    _partial_index("uq_ledger_transfers_pending_id", "pending_id", unique=True)
+    _partial_index("ix_ledger_transfers_expires", "expires_at_ns")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_GUARD)
         for trigger in _PG_TRIGGERS:
@@ -100,19 +160,22 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
     for trigger in ("ledger_accounts_keep_referenced", "ledger_accounts_keep_referenced_id"):
-        if op.get_bind().dialect.name == "postgresql":
-            op.execute(f"DROP TRIGGER {trigger} ON ledger_accounts")
-        else:
-            op.execute(f"DROP TRIGGER {trigger}")
-    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER {trigger} ON ledger_accounts" if postgresql else f"DROP TRIGGER {trigger}")
+    if postgresql:
         op.execute("DROP FUNCTION ledger_accounts_keep_referenced()")
-    op.drop_index("ix_ledger_transfers_expires", table_name="ledger_transfers")
-    op.drop_index("uq_ledger_transfers_pending_id", table_name="ledger_transfers")
-    op.create_index("ix_ledger_transfers_expires", "ledger_transfers", ["expires_at_ns"])
-    with op.batch_alter_table("ledger_transfers") as transfers:
-        transfers.create_unique_constraint("uq_ledger_transfers_pending_id", ["pending_id"])
+        op.drop_index("ix_ledger_transfers_expires", table_name="ledger_transfers")
+        op.drop_index("uq_ledger_transfers_pending_id", table_name="ledger_transfers")
+        op.create_unique_constraint("uq_ledger_transfers_pending_id", "ledger_transfers", ["pending_id"])
         for column in _ACCOUNT_FKS:
-            transfers.create_foreign_key(
-                f"fk_ledger_transfers_{column}_ledger_accounts", "ledger_accounts", [column], ["id"]
+            op.create_foreign_key(
+                f"fk_ledger_transfers_{column}_ledger_accounts",
+                "ledger_transfers",
+                "ledger_accounts",
+                [column],
+                ["id"],
             )
+    else:
+        _copy_on_sqlite(account_keys=True)
+    op.create_index("ix_ledger_transfers_expires", "ledger_transfers", ["expires_at_ns"])
