@@ -24,7 +24,7 @@ from citycard.issuer.handlers import IssuerService
 
 from tests.db.dbtargets import KINDS, fresh_database
 
-BEFORE = "0026_clearing_outcomes"
+BEFORE = "0027_ledger_transfer_checks"
 DAY = "20261125"
 CARDS = 200  # three pages and more of cards even when packed (some 60 rows a page)
 

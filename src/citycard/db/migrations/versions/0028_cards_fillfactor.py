@@ -16,7 +16,7 @@ next updated, when their new versions go to pages filled to half (a ``VACUUM FUL
 a migration, rewrites it at once). SQLite has no fillfactor: nothing to do there.
 
 Revision ID: 0028_cards_fillfactor
-Revises: 0026_clearing_outcomes
+Revises: 0027_ledger_transfer_checks
 Create Date: 2026-12-05
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0028_cards_fillfactor"
-down_revision = "0026_clearing_outcomes"
+down_revision = "0027_ledger_transfer_checks"
 branch_labels = None
 depends_on = None
 
