@@ -87,7 +87,7 @@ from citycard.clearing import (
 )
 from citycard.codec.iso8583 import BusRide
 from citycard.codec.pretty import mask_pan
-from citycard.hsm.api import MAX_CARDS_ACS, Hsm, KeyHandle, SealedDataError
+from citycard.hsm.api import MAX_CARDS_ACS, Hsm, KeyHandle
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import RecordOfflineClearing
 from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
@@ -354,21 +354,10 @@ class ClearingEngine:
             self._protection = RecordProtection.open(self.hsm)
         return self._protection
 
-    def _unseal_pan(self, row: Any, sealed: Any) -> str | None:
-        """A presentment's PAN, unsealed in the HSM for this batch; None when the sealed PAN does not open
-        (altered, or moved from another record): the record is decided without a card, never paid."""
-        if sealed is None:
-            return None
-        try:
-            pan = self.protection.unseal(bytes(sealed), pan_record(row.terminal_id, row.batch, row.stan))
-        except SealedDataError:
-            log.warning("presentment %s: its sealed PAN does not open", row.ref)
-            return None
-        return pan.decode("ascii")
-
     def _unseal_pans(self, raw: Sequence[Any]) -> list[str | None]:
-        """:meth:`_unseal_pan` of each presentment of ``raw``, in order, their sealed PANs opened in one HSM
-        call (:meth:`RecordProtection.unseal_many`)."""
+        """The PAN of each presentment of ``raw``, in order, their sealed PANs opened in one HSM call
+        (:meth:`RecordProtection.unseal_many`); None for a row whose sealed PAN does not open (altered, or
+        moved from another record: the record is decided without a card, never paid) or that has none."""
         sealed = [
             (i, bytes(r.pan_sealed), pan_record(r.terminal_id, r.batch, r.stan))
             for i, r in enumerate(raw)
@@ -1215,9 +1204,7 @@ class ClearingEngine:
                 ).all()
                 if not rows:
                     return made
-                pans: dict[str, str | None] = {}
-                for r in rows:
-                    pans[r.ref] = self._unseal_pan(r, r.pan_sealed)
+                pans = dict(zip((r.ref for r in rows), self._unseal_pans(rows), strict=True))
                 cards = self._cards(c, {pan for pan in pans.values() if pan})
                 places = self._places(c, {r.terminal_id for r in rows})
                 for r in rows:
@@ -1621,7 +1608,7 @@ def _set_outcomes(c: Connection, rows: Sequence[tuple[str, str, str, int | None]
 
 
 def _row(r: Any, pan: str | None) -> _Row:
-    """The presentment ``r`` being decided, its PAN unsealed (:meth:`ClearingEngine._unseal_pan`) and its TC
+    """The presentment ``r`` being decided, its PAN unsealed (:meth:`ClearingEngine._unseal_pans`) and its TC
     read (or why it cannot be)."""
     upload = r.field55 is not None and len(r.field55) > 0
     journal = None

@@ -111,8 +111,6 @@ _PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without t
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
 """Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""
-MAX_CARD_ACS = 65_536
-"""Most cryptograms of one card per :meth:`SoftHsm.verify_card_acs` call (the ATC is two bytes)."""
 _SEAL_VERSION = b"\x01"
 """The first byte of sealed data (:meth:`SoftHsm.seal`): AES-256-GCM, 96-bit IV, 128-bit tag."""
 _SEAL_IV = 12
@@ -566,17 +564,7 @@ class SoftHsm:
     def verify_card_acs(
         self, imk: KeyHandle, pan: str, psn: str, checks: Sequence[tuple[int, Sequence[bytes], bytes]]
     ) -> list[bool]:
-        secret = self._use(imk, KeyUsage.EMV_AC, ("X",), "verify application cryptograms")
-        if len(checks) > MAX_CARD_ACS:
-            raise HsmInputError(f"at most {MAX_CARD_ACS} cryptograms per call, not {len(checks)}")
-        if any(len(ac) != 8 for _, _, ac in checks):
-            raise HsmInputError("every cryptogram must be 8 bytes")
-        try:
-            udk = derive_icc_mk_a(secret, pan, psn)
-            keys = derive_pboc_session_keys(udk, [atc for atc, _, _ in checks])
-        except ValueError as exc:
-            raise HsmInputError(str(exc)) from None
-        return cryptograms.verify_acs(keys, [(inputs, ac) for _, inputs, ac in checks])
+        return self.verify_cards_acs(imk, [(pan, psn, checks)])[0]
 
     def verify_cards_acs(
         self,
