@@ -62,7 +62,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import String
+from sqlalchemy.types import SmallInteger, String
 
 from citycard.clearing import (
     BEIJING,
@@ -97,6 +97,7 @@ from .acquirer_repositories import CARD_SHARDS, card_shard, fill_upload_columns,
 from .acquirer_tables import acquirer_transactions, acquirer_uploads
 from .center_tables import center_merchants, center_terminals
 from .clearing_tables import (
+    NO_CARD_SHARD,
     clearing_exceptions,
     clearing_items,
     clearing_outcomes,
@@ -243,6 +244,7 @@ class _Row:
     batch: int = 0
     stan: int = 0
     fingerprint: str | None = None
+    card_shard: int = NO_CARD_SHARD  # the presentment's (the key of its outcome)
 
 
 class _ItemRow(NamedTuple):
@@ -376,22 +378,44 @@ class ClearingEngine:
         """Seal the clear PANs kept before migration ``0022_clearing_staged_columns``: each presentment's
         PAN sealed (:func:`pan_record`), fingerprinted and sharded, ``pan`` set to NULL; each row of
         ``clearing_tcs`` moved to ``clearing_seen_tcs`` (by fingerprint, PAN masked) and deleted. A batch
-        per transaction; returns how many rows. Run before each run (nothing to do once done)."""
-        p, old, new = clearing_presentments, clearing_tcs, clearing_seen_tcs
+        per transaction; returns how many rows. Run before each run (nothing to do once done). A decided
+        presentment's outcome moves to its new shard with it (its key holds the shard, :func:`_outcome_of`):
+        else the record would look undecided and be decided again."""
+        p, o, old, new = clearing_presentments, clearing_outcomes, clearing_tcs, clearing_seen_tcs
         protection = self.protection
         done = 0
         while True:
             with self.database.engine.begin() as c:
                 rows = c.execute(
-                    select(p.c.ref, p.c.terminal_id, p.c.batch, p.c.stan, p.c.pan)
+                    select(
+                        p.c.ref,
+                        p.c.clearing_date,
+                        p.c.card_shard,
+                        p.c.terminal_id,
+                        p.c.batch,
+                        p.c.stan,
+                        p.c.pan,
+                    )
                     .where(p.c.pan.is_not(None))
                     .limit(batch)
                 ).all()
                 if rows:  # one statement per batch (executemany)
+                    sealed = [_sealed_pan_of(protection, r.ref, r.pan, r) for r in rows]
                     c.execute(
-                        update(p).where(p.c.ref == bindparam("r")).values(pan=None, **_SET_SEALED_PAN),
-                        [_sealed_pan_of(protection, r.ref, r.pan, r) for r in rows],
+                        update(p).where(p.c.ref == bindparam("r")).values(pan=None, **_SET_SEALED_PAN), sealed
                     )
+                    moved_shard = [
+                        {"d": r.clearing_date, "was": r.card_shard, "r": r.ref, "to": v["v_card_shard"]}
+                        for r, v in zip(rows, sealed, strict=True)
+                        if r.card_shard != v["v_card_shard"]
+                    ]
+                    if moved_shard:  # the decided among them (an undecided one has no outcome to move)
+                        c.execute(
+                            update(o)
+                            .where(_outcome_of(bindparam("d"), bindparam("was"), bindparam("r")))
+                            .values(card_shard=bindparam("to")),
+                            moved_shard,
+                        )
                 tcs = c.execute(select(old).limit(batch)).all()
                 moved = []
                 for t in tcs:
@@ -839,7 +863,7 @@ class ClearingEngine:
         now = self.clock()
         items: list[_ItemRow] = []
         exceptions: list[_ExceptionRow] = []
-        outcomes: list[tuple[str, str, str, int | None]] = []  # _OUTCOME_COLUMNS
+        outcomes: list[tuple[str, int, str, str, int | None]] = []  # _OUTCOME_COLUMNS
         for v, row in decided:
             found = cards.get(row.pan or "")
             place = places.get(row.terminal_id)
@@ -859,7 +883,7 @@ class ClearingEngine:
             if v.deny and found is not None:
                 uow.deny_list.add(DenyListEntry(found.bank_code, found.pan, found.psn, "clone", now))
             account = found.ec_float_account_id if found is not None else None
-            outcomes.append((d, v.ref, "clear" if paid else "exception", account))
+            outcomes.append((d, row.card_shard, v.ref, "clear" if paid else "exception", account))
         new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
             _SeenRow(
                 fingerprints[pan],
@@ -1189,6 +1213,7 @@ class ClearingEngine:
                     select(
                         e,
                         p.c.clearing_date.label("presented_date"),
+                        p.c.card_shard,
                         p.c.batch,
                         p.c.stan,
                         p.c.pan_sealed,
@@ -1254,9 +1279,8 @@ class ClearingEngine:
         c.execute(insert(clearing_items), [item])
         c.execute(update(e).where(e.c.id == r.id).values(pending_item=None, cleared=1))
         if r.pending_item == "accepted":
-            o = clearing_outcomes
-            decided = and_(o.c.clearing_date == r.presented_date, o.c.ref == r.ref)
-            c.execute(update(o).where(decided).values(outcome="clear"))
+            decided = _outcome_of(r.presented_date, r.card_shard, r.ref)
+            c.execute(update(clearing_outcomes).where(decided).values(outcome="clear"))
 
     # --- 4. online --------------------------------------------------------------------------------------
     def online(self, d: str, windows: dict[str, tuple[int, int]]) -> int:
@@ -1581,24 +1605,38 @@ def _undecided(*, upsert: bool = False) -> Any:
     primary key per row read, whatever the statistics. ``upsert``: for the ``WHERE`` of an ``ON CONFLICT DO
     UPDATE``, where SQLAlchemy does not correlate a subquery with the inserted table (its columns named in
     text)."""
-    p, o = clearing_presentments, clearing_outcomes
+    p = clearing_presentments
     day: Any
+    shard: Any
     ref: Any
     if upsert:
         day, ref = literal_column(f"{p.name}.clearing_date"), literal_column(f"{p.name}.ref")
+        shard = literal_column(f"{p.name}.card_shard")
     else:
-        day, ref = p.c.clearing_date, p.c.ref
-    decided = select(func.count()).where(o.c.clearing_date == day, o.c.ref == ref).scalar_subquery()
+        day, shard, ref = p.c.clearing_date, p.c.card_shard, p.c.ref
+    decided = select(func.count()).where(_outcome_of(day, shard, ref)).scalar_subquery()
     return decided == 0
 
 
-_OUTCOME_COLUMNS = ("clearing_date", "ref", "outcome", "card_account")
+def _outcome_of(day: Any, card_shard: Any, ref: Any) -> Any:
+    """The ``clearing_outcomes`` row of the presentment (``day``, ``card_shard``, ``ref``): its whole key,
+    the presentment's shard (NULL: :data:`NO_CARD_SHARD`) included — the key's middle column, without which
+    a look-up would read the day's every outcome."""
+    o = clearing_outcomes
+    shard = func.coalesce(card_shard, literal(NO_CARD_SHARD, SmallInteger))
+    return and_(o.c.clearing_date == day, o.c.card_shard == shard, o.c.ref == ref)
 
 
-def _set_outcomes(c: Connection, rows: Sequence[tuple[str, str, str, int | None]]) -> None:
-    """The outcomes of presentments (day, ref, outcome, the card's EC float account or None: plain tuples,
-    made once per record) inserted in ``clearing_outcomes``: one ``COPY`` on PostgreSQL, an
-    ``executemany`` elsewhere. The wide presentment rows are not touched."""
+_OUTCOME_COLUMNS = ("clearing_date", "card_shard", "ref", "outcome", "card_account")
+
+
+def _set_outcomes(c: Connection, rows: Sequence[tuple[str, int, str, str, int | None]]) -> None:
+    """The outcomes of presentments (day, card shard or :data:`NO_CARD_SHARD`, ref, outcome, the card's EC
+    float account or None: plain tuples, made once per record) inserted in ``clearing_outcomes``: one
+    ``COPY`` on PostgreSQL, an ``executemany`` elsewhere. The wide presentment rows are not touched. A
+    batch's records are of a few shards (one, mostly): its rows go to those shards' part of the key, the
+    part the batch's own :func:`_undecided` probes have just read, not each to a page of its own anywhere in
+    the day's index."""
     if not rows:
         return
     if c.dialect.name == "postgresql":
@@ -1642,6 +1680,7 @@ def _row(r: Any, pan: str | None) -> _Row:
         batch=int(r.batch),
         stan=int(r.stan),
         fingerprint=r.pan_fingerprint,
+        card_shard=NO_CARD_SHARD if r.card_shard is None else int(r.card_shard),
         bus_line=None if r.bus_line is None else int(r.bus_line),
         vehicle=r.vehicle,
         tc=tc,

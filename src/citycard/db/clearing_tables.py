@@ -11,7 +11,10 @@ along (``tc_*``). ``clearing_seen_tcs`` remembers each TC presented, per (PAN fi
 duplicates from clones. ``clearing_outcomes`` holds each decided presentment's outcome and card account
 (migration ``0026_clearing_outcomes``; before it, the presentment's own ``outcome`` and ``card_account``
 columns): a narrow row inserted with the batch that decides it, where an update of the wide staged row
-rewrote the whole row and each of its indexes; a presentment without one is undecided.
+rewrote the whole row and each of its indexes; a presentment without one is undecided. Its key is
+(``clearing_date``, ``card_shard``, ``ref``) since migration ``0029_outcomes_by_shard``: the presentment's
+shard, :data:`NO_CARD_SHARD` for one without a card, so that a batch's outcomes go to, and its look-ups
+probe, the part of the index of the shard being decided.
 
 Migration ``0022_clearing_staged_columns`` made them so. Before it ``clearing_presentments.pan`` and
 ``clearing_tcs`` held clear PANs: a migration cannot seal (the key is in the HSM), so clearing does it
@@ -38,6 +41,7 @@ from sqlalchemy import (
 from .tables import metadata
 
 __all__ = [
+    "NO_CARD_SHARD",
     "clearing_exceptions",
     "clearing_items",
     "clearing_outcomes",
@@ -135,10 +139,16 @@ clearing_presentments = Table(
     Index("ix_clearing_presentments_card", "clearing_date", "card_shard", "pan_fingerprint", "ref"),
 )
 
+NO_CARD_SHARD = -1
+"""``clearing_outcomes.card_shard`` of a presentment without a card shard (its card not known): a key column
+cannot be NULL."""
+
 clearing_outcomes = Table(  # 0026: a presentment's decision, a narrow row of its own written once per record
     "clearing_outcomes",
     metadata,
     Column("clearing_date", String(8), primary_key=True),  # the presentment's
+    # 0029: the presentment's card shard (NO_CARD_SHARD: none), so that the key is in the batches' order
+    Column("card_shard", SmallInteger, primary_key=True, server_default=str(NO_CARD_SHARD)),
     Column("ref", String(64), primary_key=True),  # the presentment's (TID/batch/stan)
     Column("outcome", String(16), nullable=False),  # clear | exception (clear once an exception is accepted)
     Column("card_account", BigInteger, nullable=True),  # the card's EC float account; NULL: no card
