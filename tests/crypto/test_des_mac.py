@@ -198,6 +198,17 @@ def test_the_pinned_cryptography_gives_the_fast_constructor_and_the_fallback_enc
         ).update(data)
 
 
+def test_the_pinned_cryptography_takes_bare_3des_objects_and_they_encrypt_as_its_own_do() -> None:
+    # the MAC contexts' algorithm objects are made without TripleDES.__init__ (a silent fallback to the
+    # constructor would only be slower); an object made so encrypts as the constructor's, ECB and CBC
+    assert des._new_tdes is des._bare_tdes
+    key, data = bytes(range(7, 31)), bytes(range(40))
+    for mode in (modes.ECB(), modes.CBC(bytes(8))):
+        assert des._new_encryptor(des._bare_tdes(key), mode).update(data) == Cipher(
+            TripleDES(key), mode
+        ).encryptor().update(data)
+
+
 @given(st.binary(min_size=16, max_size=16), blocks)
 def test_ecb_encrypt_once_is_ecb_encrypt_and_keeps_no_context(key: bytes, data: bytes) -> None:
     before = dict(des._contexts._encryptors)

@@ -98,6 +98,35 @@ _new_encryptor = _fast_encryptor()
 :data:`_CBC_ZERO`, which ``Cipher``'s checks accept); one is made for each TC clearing verifies."""
 
 
+def _bare_tdes(key: bytes) -> TripleDES:
+    """The 3DES algorithm object of a 24-byte ``key`` without ``TripleDES.__init__``, whose checks (the key's
+    type, its length against the key sizes, a deprecation branch per length) cost a third of a microsecond
+    of the three a MAC context costs to make, for keys these functions built themselves (24 bytes, from a
+    checked 16-byte key). The object is what ``__init__`` leaves: its ``key``."""
+    algorithm: TripleDES = object.__new__(TripleDES)
+    algorithm.key = key
+    return algorithm
+
+
+def _session_tdes() -> Callable[[bytes], TripleDES]:
+    """:func:`_bare_tdes` when an object made so gives the contexts ``TripleDES(key)`` gives (checked once,
+    here: a cryptography release that keeps more state in the object makes the fallback serve), else the
+    public constructor."""
+    key, block = bytes(range(1, 25)), bytes(range(BLOCK))
+    try:
+        same = _new_encryptor(_bare_tdes(key), _ECB).update(block) == _public_encryptor(
+            TripleDES(key), _ECB
+        ).update(block)
+    except Exception:  # pragma: no cover - another cryptography than the pinned one
+        same = False
+    return _bare_tdes if same else TripleDES
+
+
+_new_tdes = _session_tdes()
+"""The 3DES algorithm of a 24-byte key for the MAC contexts below (:func:`_bare_tdes` with the pinned
+cryptography)."""
+
+
 def _full_key(key: bytes) -> bytes:
     if len(key) == 8:
         return key * 3
@@ -176,12 +205,12 @@ def _tdes_ecb(key: bytes) -> Any:
     """A new 3DES-EDE ECB encryptor under a double-length key K1‖K2 (as K1‖K2‖K1)."""
     if len(key) != 16:
         raise ValueError(f"a double-length 3DES key is 16 bytes, not {len(key)}")
-    return _new_encryptor(TripleDES(key + key[:8]), _ECB)
+    return _new_encryptor(_new_tdes(key + key[:8]), _ECB)
 
 
 def _single_cbc(key: bytes) -> Any:
     """A new single-DES CBC encryptor from a zero IV under K1 of a double-length key (3DES under K1‖K1‖K1)."""
-    return _new_encryptor(TripleDES(key[:8] * 3), _CBC_ZERO)
+    return _new_encryptor(_new_tdes(key[:8] * 3), _CBC_ZERO)
 
 
 def retail_mac_once(key: bytes, padded: bytes) -> bytes:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -62,7 +62,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import SmallInteger, String
+from sqlalchemy.types import Integer, SmallInteger, String
 
 from citycard.clearing import (
     BEIJING,
@@ -106,7 +106,7 @@ from .clearing_tables import (
     clearing_seen_tcs,
     clearing_tcs,
 )
-from .driver import copy_rows
+from .driver import DriverStatement, copy_rows, int_array, text_array
 from .issuer_repositories import IssuerUnitOfWork
 from .issuer_tables import issuer_authorizations, issuer_banks, issuer_cards, issuer_products
 from .uow import Database
@@ -735,23 +735,16 @@ class ClearingEngine:
         the index in its order that stops at the batch's end: PostgreSQL plans a query over several shards
         (an ``IN`` list, or none) as a read of every record left in them, sorted — for each batch — when its
         statistics do not yet know the day's rows (a day just staged)."""
-        p = clearing_presentments
-        base = select(p).where(p.c.clearing_date == d, _undecided())
-        card = (p.c.card_shard, p.c.pan_fingerprint)
-        following = base.where(tuple_(*card) > tuple_(literal(after[0]), literal(after[1], String)))
+        following, rest = _card_batch_statements()
         rows: list[Any] = []
         for shard in (s for s in shards if s >= after[0]):
             wanted = self.batch_size - len(rows)
-            query = following.where(p.c.card_shard == shard).order_by(*card, p.c.ref).limit(wanted)
-            rows += c.execute(query).all()  # fetchall: not a fetchone per row
+            params = {"d": d, "shard": shard, "after_shard": after[0], "after_fp": after[1], "wanted": wanted}
+            rows += following.rows(c, params)
             if len(rows) == self.batch_size:
                 last = rows[-1]
-                rest = base.where(
-                    p.c.card_shard == last.card_shard,
-                    p.c.pan_fingerprint == last.pan_fingerprint,
-                    p.c.ref > last.ref,
-                )
-                return rows + list(c.execute(rest.order_by(p.c.ref)).all())
+                params = {"d": d, "shard": last.card_shard, "fp": last.pan_fingerprint, "ref": last.ref}
+                return rows + rest.rows(c, params)
         return rows
 
     def _decide_cardless(self, d: str, day: date, tick: Callable[[int], None]) -> None:
@@ -1000,23 +993,15 @@ class ClearingEngine:
                 row.pan = candidates[0].pan  # the TC will fail under this card's key
 
     def _cards(self, c: Connection, pans: set[str]) -> dict[str, _Card]:
-        ic = issuer_cards
         out: dict[str, _Card] = {}
-        for chunk in _chunks(sorted(pans), 1000):
-            query = _card_query().where(ic.c.pan.in_(chunk))
-            out.update((r.pan, _Card(*r)) for r in c.execute(query))
+        for chunk in _key_chunks(c, sorted(pans)):
+            out.update((r.pan, _Card(*r)) for r in _CARDS.rows(c, {"keys": chunk}))
         return out
 
     def _places(self, c: Connection, terminals: set[str]) -> dict[str, _Place]:
-        t, m = center_terminals, center_merchants
         out: dict[str, _Place] = {}
-        for chunk in _chunks(sorted(terminals), 1000):
-            query = (
-                select(t.c.terminal_id, m.c.merchant_id, m.c.mcc, m.c.industry, m.c.bank_code)
-                .select_from(t.join(m, m.c.merchant_id == t.c.merchant_id))
-                .where(t.c.terminal_id.in_(chunk))
-            )
-            for r in c.execute(query):
+        for chunk in _key_chunks(c, sorted(terminals)):
+            for r in _PLACES.rows(c, {"keys": chunk}):
                 out[r.terminal_id] = _Place(r.merchant_id, r.mcc, r.industry, r.bank_code or "")
         return out
 
@@ -1383,7 +1368,12 @@ def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list
     if not runs:
         return []
     if c.dialect.name == "postgresql":
-        params = {k: [run[i] for run in runs] for i, k in enumerate(("f", "p", "lo", "hi"))}
+        params = {
+            "f": text_array(run[0] for run in runs),
+            "p": text_array(run[1] for run in runs),
+            "lo": int_array(run[2] for run in runs),
+            "hi": int_array(run[3] for run in runs),
+        }
         return list(c.exec_driver_sql(_SEEN_PG, params).all())
     t = clearing_seen_tcs
     reads: list[Any] = []
@@ -1399,6 +1389,65 @@ def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list
             query = union_all(*chunk)
         rows += c.execute(query).all()
     return rows
+
+
+@cache
+def _card_batch_statements() -> tuple[DriverStatement, DriverStatement]:
+    """The two reads of :meth:`ClearingEngine._card_batch`, built and compiled once (a batch ran them through
+    SQLAlchemy's statement building, caching and result rows each time): the next ``wanted`` undecided
+    records of a shard after card (``after_shard``, ``after_fp``) in the index's order, and the rest of a
+    card's records after ``ref``. Parameters: ``d`` and those."""
+    p = clearing_presentments
+    base = select(p).where(p.c.clearing_date == bindparam("d"), _undecided())
+    card = (p.c.card_shard, p.c.pan_fingerprint)
+    after = tuple_(bindparam("after_shard", type_=Integer), bindparam("after_fp", type_=String))
+    following = (
+        base.where(tuple_(*card) > after, p.c.card_shard == bindparam("shard"))
+        .order_by(*card, p.c.ref)
+        .limit(bindparam("wanted", type_=Integer))
+    )
+    rest = base.where(
+        p.c.card_shard == bindparam("shard"),
+        p.c.pan_fingerprint == bindparam("fp"),
+        p.c.ref > bindparam("ref"),
+    ).order_by(p.c.ref)
+    return DriverStatement(following), DriverStatement(rest)
+
+
+_KEYS_PER_READ = 1000
+"""Keys per ``IN`` list of a read by keys on SQLite (PostgreSQL takes them all as one array parameter)."""
+
+_CARDS = DriverStatement(
+    _card_query().where(issuer_cards.c.pan.in_(bindparam("keys", expanding=True))),
+    arrays={"keys": "VARCHAR[]"},
+)
+""":meth:`ClearingEngine._cards`: the cards of some PANs (``keys``), one prepared statement on PostgreSQL."""
+
+_PLACES = DriverStatement(
+    select(
+        center_terminals.c.terminal_id,
+        center_merchants.c.merchant_id,
+        center_merchants.c.mcc,
+        center_merchants.c.industry,
+        center_merchants.c.bank_code,
+    )
+    .select_from(center_terminals.join(center_merchants))
+    .where(center_terminals.c.terminal_id.in_(bindparam("keys", expanding=True))),
+    arrays={"keys": "VARCHAR[]"},
+)
+""":meth:`ClearingEngine._places`: the terminals (``keys``) with their merchants, as :data:`_CARDS`."""
+
+
+def _key_chunks(c: Connection, keys: list[str]) -> Iterator[str | Sequence[str]]:
+    """``keys`` as the ``keys`` parameter of :data:`_CARDS` or :data:`_PLACES`: on PostgreSQL one array
+    literal (an ``IN`` list of a thousand PANs cost SQLAlchemy and psycopg a bind and a cast each to render,
+    and the server a statement to parse and plan each time); elsewhere lists of :data:`_KEYS_PER_READ`."""
+    if not keys:
+        return
+    if c.dialect.driver == "psycopg":
+        yield text_array(keys)
+        return
+    yield from _chunks(keys, _KEYS_PER_READ)
 
 
 _ATC_RUN_GAP = 32  # a card's ATCs in a batch further apart than this are read as separate runs
@@ -1698,6 +1747,8 @@ def _plain(rows: Sequence[Any]) -> list[Any]:
     by field some thirty times each, and a tuple's field costs a tenth of a SQLAlchemy ``Row``'s."""
     if not rows:
         return []
+    if isinstance(rows[0], tuple):  # named tuples already (:class:`DriverStatement`'s rows)
+        return list(rows)
     make = _plain_type(tuple(rows[0]._fields))._make
     return [make(r) for r in rows]
 
@@ -1714,7 +1765,8 @@ def _yyyymmdd(text: str) -> date:
 def _tc_of(r: Any, field55: bytes) -> TcData:
     """The TC of a presentment: as the acquirer decoded it from the upload (``tc_*``, when ``field55`` is
     the upload's), else parsed from ``field55`` here (a journal row); :class:`TcDataError`."""
-    if r.tc_cryptogram is not None and r.field55 is not None and bytes(field55) == bytes(r.field55):
+    upload = r.field55
+    if r.tc_cryptogram is not None and upload is not None and (field55 is upload or field55 == upload):
         return TcData(
             bytes(r.tc_cryptogram),
             int(r.tc_atc),
