@@ -36,14 +36,13 @@ def _history(database: Database, clearing: ClearingEngine) -> dict[int, SeenTc]:
         history[atc] = tc
         rows.append(
             {
-                "pan_fingerprint": fingerprint,
-                "pan_masked": "621234******4566",
+                "pan_fingerprint": bytes.fromhex(fingerprint),  # as migration 0031 keeps them
                 "psn": PSN,
                 "atc": atc,
-                "cryptogram": tc.cryptogram.hex().upper(),
+                "cryptogram": tc.cryptogram,
                 "terminal_id": tc.terminal_id,
                 "amount_fen": tc.amount_fen,
-                "txn_date": tc.txn_date.strftime("%Y%m%d"),
+                "txn_date": int(tc.txn_date.strftime("%Y%m%d")),
                 "ref": tc.ref,
             }
         )
@@ -69,13 +68,13 @@ def _decide(
             seen = {
                 (PAN, r.psn, r.atc): SeenTc(
                     r.atc,
-                    bytes.fromhex(r.cryptogram),
+                    bytes(r.cryptogram),
                     r.terminal_id,
                     r.amount_fen,
-                    dt.datetime.strptime(r.txn_date, "%Y%m%d").date(),
+                    dt.datetime.strptime(str(r.txn_date), "%Y%m%d").date(),
                     r.ref,
                 )
-                for r in c.execute(select(t).where(t.c.pan_fingerprint == fingerprint))
+                for r in c.execute(select(t).where(t.c.pan_fingerprint == bytes.fromhex(fingerprint)))
             }
         else:
             wanted = {(PAN, PSN): {r.tc.atc for r in records if r.tc is not None}}
