@@ -12,7 +12,6 @@ from citycard.clearing import ClearingPolicy, ExceptionReason, Outcome
 from citycard.clearing.rules import CardFacts, OfflineRecord, SeenTc, classify
 from citycard.clearing.tc import TcData
 from citycard.db import Database
-from citycard.db.acquirer_repositories import card_shard
 from citycard.db.clearing_repositories import ClearingEngine
 from citycard.db.clearing_tables import clearing_seen_tcs
 from citycard.issuer.handlers import IssuerService
@@ -37,8 +36,7 @@ def _history(database: Database, clearing: ClearingEngine) -> dict[int, SeenTc]:
         history[atc] = tc
         rows.append(
             {
-                "card_shard": card_shard(fingerprint),  # as migration 0031 keeps them
-                "pan_fingerprint": bytes.fromhex(fingerprint),
+                "pan_fingerprint": bytes.fromhex(fingerprint),  # as migration 0031 keeps them
                 "psn": PSN,
                 "atc": atc,
                 "cryptogram": tc.cryptogram,

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import inspect, text
 
 from citycard.db import Database, downgrade, migrate
-from citycard.db.acquirer_repositories import card_shard
 from citycard.issuer.handlers import IssuerService
 
 from tests.clearing.test_day import DAY, Day, engine
@@ -22,7 +21,7 @@ from tests.db.dbtargets import KINDS, fresh_database
 from tests.issuer.conftest import Clock
 
 BEFORE = "0030_presentment_field55"
-FINGERPRINT = "f0e1d2c3" * 8  # its shard: 0xF0E1D2C3 % 64 = 3 (the first 32 bits read unsigned)
+FINGERPRINT = "0f" * 32
 MASKED = "621234******4566"
 OLD_ROWS = [  # pan_fingerprint, psn, atc, pan_masked, cryptogram, terminal_id, amount_fen, txn_date, ref
     (FINGERPRINT, "01", 7, MASKED, "00112233445566AA", "POS00001", 250, "20261124", "POS00001/1/1"),
@@ -60,19 +59,18 @@ def test_0031_converts_the_rows_and_its_downgrade_gives_them_back(bare: Database
     with bare.engine.connect() as c:
         new = c.execute(
             text(
-                "SELECT card_shard, pan_fingerprint, psn, atc, txn_date, amount_fen, cryptogram, terminal_id,"
-                " ref FROM clearing_seen_tcs ORDER BY atc"
+                "SELECT pan_fingerprint, psn, atc, amount_fen, txn_date, cryptogram, terminal_id, ref"
+                " FROM clearing_seen_tcs ORDER BY atc"
             )
         ).all()
-    assert card_shard(FINGERPRINT) == 3
     assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in new] == [
-        (card_shard(f), bytes.fromhex(f), p, a, int(d), amount, bytes.fromhex(cr), t, r)
+        (bytes.fromhex(f), p, a, amount, int(d), bytes.fromhex(cr), t, r)
         for f, p, a, _, cr, t, amount, d, r in OLD_ROWS
     ]
     columns = [col["name"] for col in inspect(bare.engine).get_columns("clearing_seen_tcs")]
-    assert "pan_masked" not in columns and columns[:4] == ["card_shard", "pan_fingerprint", "psn", "atc"]
+    assert "pan_masked" not in columns and columns[:3] == ["pan_fingerprint", "psn", "atc"]
     key = inspect(bare.engine).get_pk_constraint("clearing_seen_tcs")
-    assert key["constrained_columns"] == ["card_shard", "pan_fingerprint", "psn", "atc"]
+    assert key["constrained_columns"] == ["pan_fingerprint", "psn", "atc"]
 
     downgrade(bare.engine, BEFORE)
     with bare.engine.connect() as c:

@@ -296,12 +296,11 @@ class _ExceptionRow(NamedTuple):
 class _SeenRow(NamedTuple):
     """A row of ``clearing_seen_tcs``: a TC presented for the first time, as :class:`_ItemRow`."""
 
-    card_shard: int  # of the fingerprint: the key in the order the batches take cards (migration 0031)
-    pan_fingerprint: bytes  # the fingerprint's 32 bytes
+    pan_fingerprint: bytes  # the fingerprint's 32 bytes (migration 0031)
     psn: str
     atc: int
-    txn_date: int  # YYYYMMDD
     amount_fen: int
+    txn_date: int  # YYYYMMDD
     cryptogram: bytes
     terminal_id: str
     ref: str
@@ -394,17 +393,16 @@ class ClearingEngine:
                 tcs = c.execute(select(old).limit(batch)).all()
                 moved = [  # as clearing_seen_tcs keeps them (migration 0031)
                     _SeenRow(
-                        card_shard(fingerprint),
-                        bytes.fromhex(fingerprint),
+                        bytes.fromhex(protection.pan_fingerprint(t.pan)),
                         t.psn,
                         t.atc,
-                        int(t.txn_date),
                         t.amount_fen,
+                        int(t.txn_date),
                         bytes.fromhex(t.cryptogram),
                         t.terminal_id,
                         t.ref,
                     )._asdict()
-                    for t, fingerprint in ((t, protection.pan_fingerprint(t.pan)) for t in tcs)
+                    for t in tcs
                 ]
                 if moved:
                     c.execute(insert(new), moved)
@@ -867,12 +865,11 @@ class ClearingEngine:
             outcomes.append((d, v.ref, "clear" if paid else "exception", account))
         new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
             _SeenRow(
-                card_shard(fingerprints[pan]),
                 bytes.fromhex(fingerprints[pan]),
                 psn,
                 atc,
-                _date_number(s.txn_date),
                 s.amount_fen,
+                _date_number(s.txn_date),
                 s.cryptogram,
                 s.terminal_id,
                 s.ref,
@@ -1015,15 +1012,13 @@ class ClearingEngine:
         such TC: the ``hi − lo + 2`` highest ATCs up to ``hi`` (all those from ``lo`` to ``hi`` and at
         least the one below ``lo``), and the first above ``hi``. That is at most ``_ATC_RUN_GAP + 3`` rows
         per TC of the batch, however many months of TCs the card has."""
-        keys = {  # the table's: shard and fingerprint's bytes (migration 0031)
-            pan: (card_shard(fingerprints[pan]), bytes.fromhex(fingerprints[pan])) for pan, _ in wanted
-        }
+        keys = {pan: bytes.fromhex(fingerprints[pan]) for pan, _ in wanted}  # the table's (migration 0031)
         runs = [
-            (*keys[pan], psn, lo, hi)
+            (keys[pan], psn, lo, hi)
             for (pan, psn), atcs in sorted(wanted.items())
             for lo, hi in _atc_runs(sorted(atcs))
         ]
-        pans = {key: pan for pan, (_, key) in keys.items()}
+        pans = {key: pan for pan, key in keys.items()}
         out: dict[TcKey, SeenTc] = {}
         for r in _seen_rows(c, runs):
             out[(pans[bytes(r.pan_fingerprint)], r.psn, r.atc)] = SeenTc(
@@ -1356,28 +1351,28 @@ class ClearingEngine:
 
 # --- helpers ----------------------------------------------------------------------------------------------
 _SEEN_PG = (
-    "SELECT s.* FROM unnest(%(s)s::smallint[], %(f)s::bytea[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[])"
-    " AS w(s, f, p, lo, hi) CROSS JOIN LATERAL ("
-    "(SELECT * FROM clearing_seen_tcs t WHERE t.card_shard = w.s AND t.pan_fingerprint = w.f AND t.psn = w.p"
-    " AND t.atc <= w.hi ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
-    " UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE t.card_shard = w.s AND t.pan_fingerprint = w.f"
-    " AND t.psn = w.p AND t.atc > w.hi ORDER BY t.atc LIMIT 1)) AS s"
+    "SELECT s.* FROM unnest(%(f)s::bytea[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
+    " CROSS JOIN LATERAL ("
+    "(SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p AND t.atc <= w.hi"
+    " ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
+    " UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p"
+    " AND t.atc > w.hi ORDER BY t.atc LIMIT 1)) AS s"
 )
 
 
-def _seen_rows(c: Connection, runs: Sequence[tuple[int, bytes, str, int, int]]) -> list[Any]:
-    """For each run (shard, fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi``
-    and the first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
+def _seen_rows(c: Connection, runs: Sequence[tuple[bytes, str, int, int]]) -> list[Any]:
+    """For each run (fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi`` and the
+    first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
     ``UNION ALL`` of hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
     if not runs:
         return []
     if c.dialect.name == "postgresql":
-        params = {k: [run[i] for run in runs] for i, k in enumerate(("s", "f", "p", "lo", "hi"))}
+        params = {k: [run[i] for run in runs] for i, k in enumerate(("f", "p", "lo", "hi"))}
         return list(c.exec_driver_sql(_SEEN_PG, params).all())
     t = clearing_seen_tcs
     reads: list[Any] = []
-    for shard, f, psn, lo, hi in runs:
-        card = (t.c.card_shard == shard, t.c.pan_fingerprint == f, t.c.psn == psn)
+    for f, psn, lo, hi in runs:
+        card = (t.c.pan_fingerprint == f, t.c.psn == psn)
         below = select(t).where(*card, t.c.atc <= hi).order_by(t.c.atc.desc()).limit(hi - lo + 2)
         above = select(t).where(*card, t.c.atc > hi).order_by(t.c.atc).limit(1)
         reads += [select(below.subquery()), select(above.subquery())]

@@ -145,22 +145,17 @@ clearing_outcomes = Table(  # 0026: a presentment's decision, a narrow row of it
     Column("card_account", BigInteger, nullable=True),  # the card's EC float account; NULL: no card
 )
 
-clearing_seen_tcs = (
-    Table(  # 0031: keyed in the order clearing decides cards; bytes and numbers; no masked PAN
-        "clearing_seen_tcs",
-        metadata,
-        Column(
-            "card_shard", SmallInteger, primary_key=True
-        ),  # of the fingerprint (acquirer_repositories.card_shard)
-        Column("pan_fingerprint", LargeBinary, primary_key=True),  # the 32 bytes of the 64 hex digits
-        Column("psn", String(2), primary_key=True),
-        Column("atc", Integer, primary_key=True),
-        Column("txn_date", Integer, nullable=False),  # YYYYMMDD as a number
-        Column("amount_fen", BigInteger, nullable=False),
-        Column("cryptogram", LargeBinary, nullable=False),  # 9F26, 8 bytes
-        Column("terminal_id", String(8), nullable=False),
-        Column("ref", String(64), nullable=False),
-    )
+clearing_seen_tcs = Table(  # 0031: one row per record, its key and values as bytes and numbers, no masked PAN
+    "clearing_seen_tcs",
+    metadata,
+    Column("pan_fingerprint", LargeBinary, primary_key=True),  # the 32 bytes of the 64 hex digits
+    Column("psn", String(2), primary_key=True),
+    Column("atc", Integer, primary_key=True),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("txn_date", Integer, nullable=False),  # YYYYMMDD as a number
+    Column("cryptogram", LargeBinary, nullable=False),  # 9F26, 8 bytes
+    Column("terminal_id", String(8), nullable=False),
+    Column("ref", String(64), nullable=False),
 )
 
 clearing_tcs = Table(  # rows from before 0022 only (clear PAN), moved to clearing_seen_tcs before a run

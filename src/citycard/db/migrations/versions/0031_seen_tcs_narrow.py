@@ -32,8 +32,6 @@ depends_on = None
 _TABLE = "clearing_seen_tcs"
 _OLD = "clearing_seen_tcs_0031"  # the table being replaced, while its rows are copied
 _KEY = ("pan_fingerprint", "psn", "atc")
-_NEW_KEY = ("card_shard", *_KEY)
-_CARD_SHARDS = 64  # acquirer_repositories.CARD_SHARDS: the shard of a fingerprint never changes
 _SQLITE_BATCH = 10_000  # rows converted per statement on SQLite
 
 
@@ -54,24 +52,21 @@ def upgrade() -> None:
     _set_aside()
     op.create_table(
         _TABLE,
-        sa.Column("card_shard", sa.SmallInteger(), nullable=False),
         sa.Column("pan_fingerprint", sa.LargeBinary(), nullable=False),
         sa.Column("psn", sa.String(2), nullable=False),
         sa.Column("atc", sa.Integer(), nullable=False),
-        sa.Column("txn_date", sa.Integer(), nullable=False),
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("txn_date", sa.Integer(), nullable=False),
         sa.Column("cryptogram", sa.LargeBinary(), nullable=False),
         sa.Column("terminal_id", sa.String(8), nullable=False),
         sa.Column("ref", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint(*_NEW_KEY, name=f"pk_{_TABLE}"),
+        sa.PrimaryKeyConstraint(*_KEY, name=f"pk_{_TABLE}"),
     )
-    columns = "card_shard, pan_fingerprint, psn, atc, txn_date, amount_fen, cryptogram, terminal_id, ref"
+    columns = "pan_fingerprint, psn, atc, amount_fen, txn_date, cryptogram, terminal_id, ref"
     if op.get_context().dialect.name == "postgresql":
-        first32 = "CAST(CAST('x' || lpad(substr(pan_fingerprint, 1, 8), 16, '0') AS bit(64)) AS bigint)"
         op.execute(
-            f"INSERT INTO {_TABLE} ({columns}) SELECT {first32} % {_CARD_SHARDS},"
-            " decode(pan_fingerprint, 'hex'), psn, atc, CAST(txn_date AS INTEGER), amount_fen,"
-            f" decode(cryptogram, 'hex'), terminal_id, ref FROM {_OLD}"
+            f"INSERT INTO {_TABLE} ({columns}) SELECT decode(pan_fingerprint, 'hex'), psn, atc, amount_fen,"
+            f" CAST(txn_date AS INTEGER), decode(cryptogram, 'hex'), terminal_id, ref FROM {_OLD}"
         )
     else:
         _copy_converted_sqlite(columns)
@@ -81,12 +76,11 @@ def upgrade() -> None:
 def _copy_converted_sqlite(columns: str) -> None:
     connection = op.get_bind()
     read = sa.text(
-        f"SELECT {columns.removeprefix('card_shard, ')} FROM {_OLD}"
-        " WHERE (pan_fingerprint, psn, atc) > (:f, :p, :a) ORDER BY pan_fingerprint, psn, atc LIMIT :n"
+        f"SELECT {columns} FROM {_OLD} WHERE (pan_fingerprint, psn, atc) > (:f, :p, :a)"
+        " ORDER BY pan_fingerprint, psn, atc LIMIT :n"
     )
     write = sa.text(
-        f"INSERT INTO {_TABLE} ({columns})"
-        " VALUES (:s, :f, :p, :a, :day, :amount, :cryptogram, :terminal, :ref)"
+        f"INSERT INTO {_TABLE} ({columns}) VALUES (:f, :p, :a, :amount, :day, :cryptogram, :terminal, :ref)"
     )
     after: dict[str, object] = {"f": "", "p": "", "a": -1}
     while True:
@@ -97,7 +91,6 @@ def _copy_converted_sqlite(columns: str) -> None:
             write,
             [
                 {
-                    "s": int(r.pan_fingerprint[:8], 16) % _CARD_SHARDS,
                     "f": bytes.fromhex(r.pan_fingerprint),
                     "p": r.psn,
                     "a": r.atc,
