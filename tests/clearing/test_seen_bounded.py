@@ -36,13 +36,14 @@ def _history(database: Database, clearing: ClearingEngine) -> dict[int, SeenTc]:
         history[atc] = tc
         rows.append(
             {
-                "pan_fingerprint": bytes.fromhex(fingerprint),  # as migration 0031 keeps them
+                "pan_fingerprint": fingerprint,
+                "pan_masked": "621234******4566",
                 "psn": PSN,
                 "atc": atc,
-                "cryptogram": tc.cryptogram,
+                "cryptogram": tc.cryptogram.hex().upper(),
                 "terminal_id": tc.terminal_id,
                 "amount_fen": tc.amount_fen,
-                "txn_date": int(tc.txn_date.strftime("%Y%m%d")),
+                "txn_date": tc.txn_date.strftime("%Y%m%d"),
                 "ref": tc.ref,
             }
         )
@@ -68,13 +69,13 @@ def _decide(
             seen = {
                 (PAN, r.psn, r.atc): SeenTc(
                     r.atc,
-                    bytes(r.cryptogram),
+                    bytes.fromhex(r.cryptogram),
                     r.terminal_id,
                     r.amount_fen,
-                    dt.datetime.strptime(str(r.txn_date), "%Y%m%d").date(),
+                    dt.datetime.strptime(r.txn_date, "%Y%m%d").date(),
                     r.ref,
                 )
-                for r in c.execute(select(t).where(t.c.pan_fingerprint == bytes.fromhex(fingerprint)))
+                for r in c.execute(select(t).where(t.c.pan_fingerprint == fingerprint))
             }
         else:
             wanted = {(PAN, PSN): {r.tc.atc for r in records if r.tc is not None}}

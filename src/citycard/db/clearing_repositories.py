@@ -296,13 +296,14 @@ class _ExceptionRow(NamedTuple):
 class _SeenRow(NamedTuple):
     """A row of ``clearing_seen_tcs``: a TC presented for the first time, as :class:`_ItemRow`."""
 
-    pan_fingerprint: bytes  # the fingerprint's 32 bytes (migration 0031)
+    pan_fingerprint: str
+    pan_masked: str
     psn: str
     atc: int
-    amount_fen: int
-    txn_date: int  # YYYYMMDD
-    cryptogram: bytes
+    cryptogram: str
     terminal_id: str
+    amount_fen: int
+    txn_date: str
     ref: str
 
 
@@ -373,7 +374,7 @@ class ClearingEngine:
     def protect_clear_pans(self, batch: int = 1_000) -> int:
         """Seal the clear PANs kept before migration ``0022_clearing_staged_columns``: each presentment's
         PAN sealed (:func:`pan_record`), fingerprinted and sharded, ``pan`` set to NULL; each row of
-        ``clearing_tcs`` moved to ``clearing_seen_tcs`` (by fingerprint) and deleted. A batch
+        ``clearing_tcs`` moved to ``clearing_seen_tcs`` (by fingerprint, PAN masked) and deleted. A batch
         per transaction; returns how many rows. Run before each run (nothing to do once done)."""
         p, old, new = clearing_presentments, clearing_tcs, clearing_seen_tcs
         protection = self.protection
@@ -391,19 +392,14 @@ class ClearingEngine:
                         [_sealed_pan_of(protection, r.ref, r.pan, r) for r in rows],
                     )
                 tcs = c.execute(select(old).limit(batch)).all()
-                moved = [  # as clearing_seen_tcs keeps them (migration 0031)
-                    _SeenRow(
-                        bytes.fromhex(protection.pan_fingerprint(t.pan)),
-                        t.psn,
-                        t.atc,
-                        t.amount_fen,
-                        int(t.txn_date),
-                        bytes.fromhex(t.cryptogram),
-                        t.terminal_id,
-                        t.ref,
-                    )._asdict()
-                    for t in tcs
-                ]
+                moved = []
+                for t in tcs:
+                    values = dict(t._mapping)
+                    pan = values.pop("pan")
+                    moved.append(
+                        values
+                        | {"pan_fingerprint": protection.pan_fingerprint(pan), "pan_masked": mask_pan(pan)}
+                    )
                 if moved:
                     c.execute(insert(new), moved)
                     c.execute(
@@ -865,13 +861,14 @@ class ClearingEngine:
             outcomes.append((d, v.ref, "clear" if paid else "exception", account))
         new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
             _SeenRow(
-                bytes.fromhex(fingerprints[pan]),
+                fingerprints[pan],
+                cards[pan].pan_masked,
                 psn,
                 atc,
-                s.amount_fen,
-                _date_number(s.txn_date),
-                s.cryptogram,
+                s.cryptogram.hex().upper(),
                 s.terminal_id,
+                s.amount_fen,
+                _date_text(s.txn_date),
                 s.ref,
             )
             for (pan, psn, atc), s in seen.items()
@@ -1012,17 +1009,17 @@ class ClearingEngine:
         such TC: the ``hi − lo + 2`` highest ATCs up to ``hi`` (all those from ``lo`` to ``hi`` and at
         least the one below ``lo``), and the first above ``hi``. That is at most ``_ATC_RUN_GAP + 3`` rows
         per TC of the batch, however many months of TCs the card has."""
-        keys = {pan: bytes.fromhex(fingerprints[pan]) for pan, _ in wanted}  # the table's (migration 0031)
         runs = [
-            (keys[pan], psn, lo, hi)
+            (fingerprints[pan], psn, lo, hi)
             for (pan, psn), atcs in sorted(wanted.items())
             for lo, hi in _atc_runs(sorted(atcs))
         ]
-        pans = {key: pan for pan, key in keys.items()}
+        pans = {f: pan for pan, f in fingerprints.items()}
         out: dict[TcKey, SeenTc] = {}
         for r in _seen_rows(c, runs):
-            out[(pans[bytes(r.pan_fingerprint)], r.psn, r.atc)] = SeenTc(
-                r.atc, bytes(r.cryptogram), r.terminal_id, r.amount_fen, _day_of_number(r.txn_date), r.ref
+            day = _yyyymmdd(r.txn_date)
+            out[(pans[r.pan_fingerprint], r.psn, r.atc)] = SeenTc(
+                r.atc, bytes.fromhex(r.cryptogram), r.terminal_id, r.amount_fen, day, r.ref
             )
         return out
 
@@ -1351,7 +1348,7 @@ class ClearingEngine:
 
 # --- helpers ----------------------------------------------------------------------------------------------
 _SEEN_PG = (
-    "SELECT s.* FROM unnest(%(f)s::bytea[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
+    "SELECT s.* FROM unnest(%(f)s::text[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
     " CROSS JOIN LATERAL ("
     "(SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p AND t.atc <= w.hi"
     " ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
@@ -1360,7 +1357,7 @@ _SEEN_PG = (
 )
 
 
-def _seen_rows(c: Connection, runs: Sequence[tuple[bytes, str, int, int]]) -> list[Any]:
+def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list[Any]:
     """For each run (fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi`` and the
     first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
     ``UNION ALL`` of hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
@@ -1667,15 +1664,8 @@ def _plain(rows: Sequence[Any]) -> list[Any]:
     return [make(r) for r in rows]
 
 
-@lru_cache(maxsize=4096)
-def _date_number(day: date) -> int:
-    """``YYYYMMDD`` of a TC's date as a number, as ``clearing_seen_tcs`` keeps it (migration 0031)."""
-    return day.year * 10_000 + day.month * 100 + day.day
-
-
-@lru_cache(maxsize=4096)
-def _day_of_number(number: int) -> date:
-    return date(number // 10_000, number // 100 % 100, number % 100)
+_date_text = lru_cache(maxsize=4096)(day_text)
+"""``YYYYMMDD`` of a TC's date (formatted once per date, as :func:`_yyyymmdd` reads it)."""
 
 
 @lru_cache(maxsize=4096)

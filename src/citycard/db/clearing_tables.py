@@ -145,16 +145,17 @@ clearing_outcomes = Table(  # 0026: a presentment's decision, a narrow row of it
     Column("card_account", BigInteger, nullable=True),  # the card's EC float account; NULL: no card
 )
 
-clearing_seen_tcs = Table(  # 0031: one row per record, its key and values as bytes and numbers, no masked PAN
+clearing_seen_tcs = Table(
     "clearing_seen_tcs",
     metadata,
-    Column("pan_fingerprint", LargeBinary, primary_key=True),  # the 32 bytes of the 64 hex digits
+    Column("pan_fingerprint", String(64), primary_key=True),
     Column("psn", String(2), primary_key=True),
     Column("atc", Integer, primary_key=True),
-    Column("amount_fen", BigInteger, nullable=False),
-    Column("txn_date", Integer, nullable=False),  # YYYYMMDD as a number
-    Column("cryptogram", LargeBinary, nullable=False),  # 9F26, 8 bytes
+    Column("pan_masked", String(19), nullable=False),
+    Column("cryptogram", String(16), nullable=False),
     Column("terminal_id", String(8), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("txn_date", String(8), nullable=False),
     Column("ref", String(64), nullable=False),
 )
 
