@@ -232,7 +232,6 @@ class _Row:
     pan_masked: str
     psn: str
     presented_fen: int
-    field55: bytes
     journal: JournalCopy | None
     fare_refund: bool
     txn_ns: int | None
@@ -582,7 +581,7 @@ class ClearingEngine:
                         func.coalesce(u.c.pan_masked, ""),
                         func.coalesce(u.c.psn, ""),
                         func.coalesce(u.c.amount_fen, 0),
-                        u.c.field55,
+                        _undecoded_field55(u.c.field55, u.c.tc_cryptogram),
                         u.c.service_ref,
                         u.c.card_shard,
                         u.c.pan_fingerprint,
@@ -602,7 +601,7 @@ class ClearingEngine:
                         upto,
                         mine,
                         in_window,
-                        or_(p.c.ref.is_(None), and_(p.c.field55.is_(None), _undecided())),
+                        or_(p.c.ref.is_(None), and_(_journal_only(), _undecided())),
                     )
                 )
                 staged += _upsert_staged(c, columns, source, changed)
@@ -1206,6 +1205,12 @@ class ClearingEngine:
                         p.c.field55,
                         p.c.journal_field55,
                         p.c.journal_created_ns,
+                        p.c.tc_atc,
+                        p.c.tc_amount_fen,
+                        p.c.tc_date,
+                        p.c.tc_cryptogram,
+                        p.c.tc_ac_data,
+                        p.c.tc_gpo_ac_data,
                     )
                     .join(p, p.c.ref == e.c.ref)
                     .where(e.c.pending_item.is_not(None))
@@ -1234,11 +1239,11 @@ class ClearingEngine:
     ) -> None:
         e = clearing_exceptions
         card, place = cards.get(pan or ""), places.get(r.terminal_id)
-        tc = parse_tc(r.field55 or r.journal_field55)
+        tc = _tc_of(r, _has_upload(r))
         if card is None or place is None:
             raise ExceptionStateError(f"exception {r.id}: its card or terminal is no longer known")
         row = _Row(
-            r.ref, r.terminal_id, card.pan, r.pan_masked, card.psn, tc.amount_fen, b"", None, False,
+            r.ref, r.terminal_id, card.pan, r.pan_masked, card.psn, tc.amount_fen, None, False,
             r.journal_created_ns, None, tc,
         )  # fmt: skip
         if r.pending_item == "accepted":
@@ -1697,7 +1702,7 @@ def _set_outcomes(c: Connection, rows: Sequence[tuple[str, int, str, str, int | 
 def _row(r: Any, pan: str | None) -> _Row:
     """The presentment ``r`` being decided, its PAN unsealed (:meth:`ClearingEngine._unseal_pans`) and its TC
     read (or why it cannot be)."""
-    upload = r.field55 is not None and len(r.field55) > 0
+    upload = _has_upload(r)
     journal = None
     if r.journal_field55 is not None and upload:
         try:
@@ -1705,13 +1710,10 @@ def _row(r: Any, pan: str | None) -> _Row:
         except TcDataError:
             cryptogram = b""
         journal = JournalCopy(int(r.journal_amount_fen), r.terminal_id, cryptogram)
-    if upload:
-        field55, presented = r.field55, int(r.amount_fen or 0)
-    else:
-        field55, presented = r.journal_field55 or b"", int(r.journal_amount_fen or 0)
+    presented = int(r.amount_fen or 0) if upload else int(r.journal_amount_fen or 0)
     tc, tc_error = None, ""
     try:
-        tc = _tc_of(r, field55)
+        tc = _tc_of(r, upload)
     except TcDataError as exc:
         tc_error = exc.detail
     return _Row(
@@ -1721,7 +1723,6 @@ def _row(r: Any, pan: str | None) -> _Row:
         pan_masked=r.pan_masked,
         psn=r.psn,
         presented_fen=presented,
-        field55=field55,
         journal=journal,
         fare_refund=r.journal_state == "refund",
         txn_ns=r.journal_created_ns,
@@ -1762,11 +1763,11 @@ def _yyyymmdd(text: str) -> date:
     return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
 
 
-def _tc_of(r: Any, field55: bytes) -> TcData:
-    """The TC of a presentment: as the acquirer decoded it from the upload (``tc_*``, when ``field55`` is
-    the upload's), else parsed from ``field55`` here (a journal row); :class:`TcDataError`."""
-    upload = r.field55
-    if r.tc_cryptogram is not None and upload is not None and (field55 is upload or field55 == upload):
+def _tc_of(r: Any, upload: bool) -> TcData:
+    """The TC of a presentment: the upload's as the acquirer decoded it (``tc_*``: only an upload's row has
+    them), else parsed here from the field 55 kept — the upload's that did not decode (for the error's
+    detail), or the journal's when there is no upload; :class:`TcDataError`."""
+    if r.tc_cryptogram is not None:
         return TcData(
             bytes(r.tc_cryptogram),
             int(r.tc_atc),
@@ -1775,7 +1776,28 @@ def _tc_of(r: Any, field55: bytes) -> TcData:
             bytes(r.tc_ac_data),
             None if r.tc_gpo_ac_data is None else bytes(r.tc_gpo_ac_data),
         )
-    return parse_tc(field55)
+    return parse_tc((r.field55 if upload else r.journal_field55) or b"")
+
+
+def _has_upload(r: Any) -> bool:
+    """Whether presentment ``r`` was staged from an upload (migration 0030): its TC decoded by the acquirer
+    (``tc_cryptogram``), or the upload's field 55 kept because it held no usable TC. A row with neither is
+    a journal row alone — or an upload without field 55, which is decided as one (as before 0030)."""
+    return r.tc_cryptogram is not None or bool(r.field55)
+
+
+def _undecoded_field55(field55: Any, cryptogram: Any) -> Any:
+    """What a presentment keeps of an upload's field 55 (migration 0030): nothing when the acquirer decoded
+    its TC (``tc_*`` hold all that clearing reads of it: 100 bytes a record less to write, read and cache),
+    else the bytes as received, so that deciding can say why they are not a usable TC."""
+    return case((cryptogram.is_(None), field55), else_=null())
+
+
+def _journal_only() -> Any:
+    """A staged presentment that no upload has reached yet (see :func:`_has_upload`): a journal row's, to
+    which an upload staged later brings its columns."""
+    p = clearing_presentments
+    return and_(p.c.field55.is_(None), p.c.tc_cryptogram.is_(None))
 
 
 def _online_insert(d: str, bank: str, start: int, end: int) -> Any:

@@ -114,7 +114,8 @@ clearing_presentments = Table(
     Column("pan_masked", String(19), nullable=False),
     Column("psn", String(2), nullable=False),
     Column("amount_fen", BigInteger, nullable=True),  # field 4 of the upload
-    Column("field55", LargeBinary, nullable=True),  # of the upload
+    # the upload's field 55, kept only when its TC did not decode (0030: tc_cryptogram NULL; else tc_* are it)
+    Column("field55", LargeBinary, nullable=True),
     Column("journal_amount_fen", BigInteger, nullable=True),
     Column("journal_field55", LargeBinary, nullable=True),
     Column("journal_state", String(16), nullable=True),
