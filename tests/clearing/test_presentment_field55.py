@@ -20,7 +20,7 @@ from citycard.issuer.handlers import IssuerService
 from tests.clearing.test_day import DAY, IN_DAY, NEXT_DAY, Day, engine, items
 from tests.issuer.conftest import Clock
 
-BEFORE = "0028_cards_fillfactor"
+BEFORE = "0029_outcomes_by_shard"
 NOT_A_TC = bytes.fromhex("9F2701409F36020001")  # a CID and an ATC, no cryptogram: no usable TC
 UNDECODED = "POS00001/1/97"
 

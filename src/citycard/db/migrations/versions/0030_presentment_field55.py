@@ -14,7 +14,7 @@ The upgrade clears the copies the staged rows hold beside a decoded TC; the down
 No column changes.
 
 Revision ID: 0030_presentment_field55
-Revises: 0028_cards_fillfactor
+Revises: 0029_outcomes_by_shard
 Create Date: 2026-12-05
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0030_presentment_field55"
-down_revision = "0028_cards_fillfactor"
+down_revision = "0029_outcomes_by_shard"
 branch_labels = None
 depends_on = None
 
