@@ -4,8 +4,8 @@
 writers never deadlock on PostgreSQL; on SQLite the writer already holds the database from
 ``BEGIN IMMEDIATE``), loads the transfers it refers to (on PostgreSQL, for a batch that resolves no pending
 transfer, only when a first decision without them needs them: see ``create_transfers``), runs the pure
-engine on that small :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
-in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not
+engine on that small :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code,
+same results as the in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not
 covered by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO
 NOTHING`` for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
 ``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
