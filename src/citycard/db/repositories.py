@@ -1,15 +1,15 @@
 """The ledger repository on SQL: the engine of :mod:`citycard.ledger.engine` run over locked rows.
 
-``create_transfers`` locks the accounts a batch names (``SELECT … FOR UPDATE``, in id order, so two
-writers never deadlock on PostgreSQL; on SQLite the writer already holds the database from
-``BEGIN IMMEDIATE``), loads the transfers it refers to (on PostgreSQL, for a batch that resolves no pending
-transfer, only when a first decision without them needs them: see ``create_transfers``), runs the pure
-engine on that small :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code,
-same results as the in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not
-covered by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO
-NOTHING`` for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
-``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
-isolation, READ COMMITTED: each statement after the lock wait sees what the other writer committed.
+``create_transfers`` locks the accounts a batch names (``SELECT … FOR UPDATE``, in id order, so two writers
+never deadlock on PostgreSQL; on SQLite the writer already holds the database from ``BEGIN IMMEDIATE``), loads
+the transfers it refers to (on PostgreSQL, for a batch that resolves no pending transfer, only when a first
+decision without them needs them: see ``create_transfers``), runs the pure engine on that small
+:class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
+in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not covered
+by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO NOTHING``
+for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
+``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default isolation,
+READ COMMITTED: each statement after the lock wait sees what the other writer committed.
 """
 
 from __future__ import annotations
