@@ -1,14 +1,15 @@
 """The ledger repository on SQL: the engine of :mod:`citycard.ledger.engine` run over locked rows.
 
-``create_transfers`` locks the accounts a batch names (``SELECT … FOR UPDATE``, in id order, so two
-writers never deadlock on PostgreSQL; on SQLite the writer already holds the database from
-``BEGIN IMMEDIATE``), loads the transfers it refers to, runs the pure engine on that small
+``create_transfers`` locks the accounts a batch names (``SELECT … FOR UPDATE``, in id order, so two writers
+never deadlock on PostgreSQL; on SQLite the writer already holds the database from ``BEGIN IMMEDIATE``), loads
+the transfers it refers to (on PostgreSQL, for a batch that resolves no pending transfer, only when a first
+decision without them needs them: see ``create_transfers``), runs the pure engine on that small
 :class:`~citycard.ledger.engine.LedgerState` and writes back the effects. Same code, same results as the
-in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not
-covered by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO
-NOTHING`` for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
-``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default
-isolation, READ COMMITTED: each statement after the lock wait sees what the other writer committed.
+in-memory ledger. If a concurrent writer inserted one of our transfer ids first (a unique-key race not covered
+by the account locks, when the same id names other accounts), the insert is undone (``ON CONFLICT DO NOTHING``
+for one row, a savepoint for several) and the batch is re-evaluated: it gets ``exists`` or
+``exists_with_different_fields``, as it would have serially. This relies on PostgreSQL's default isolation,
+READ COMMITTED: each statement after the lock wait sees what the other writer committed.
 """
 
 from __future__ import annotations
@@ -209,11 +210,25 @@ _LOCKED = (
     .with_for_update()
     .cte("locked")
 )
-_LOCK_ACCOUNTS = union_all(
-    select(_LOCKED), select(_BALANCES).where(_B.id.in_(_IDS), _B.shards > literal_column("0"))
+_SHARD_SUMS = (
+    select(_S.account_id, *(func.sum(_S[name]).cast(BigInteger).label(name) for name in BALANCE_COLUMNS))
+    .where(_S.account_id.in_(_IDS))
+    .group_by(_S.account_id)
+    .subquery("named_shard_sums")
 )
+_SHARDED = select(
+    *(
+        (_A[name] + _SHARD_SUMS.c[name]).label(name) if name in BALANCE_COLUMNS else _A[name]
+        for name in (column.key for column in ledger_accounts.c)
+    )
+).select_from(ledger_accounts.join(_SHARD_SUMS, _SHARD_SUMS.c.account_id == _A.id))
+_LOCK_ACCOUNTS = union_all(select(_LOCKED), _SHARDED.where(_A.shards > literal_column("0")))
 """Accounts by id: the plain ones locked (``FOR UPDATE``, in id order, the locked row's latest version),
-the sharded ones read without a lock (they have no balance rule; their writers add to shard rows)."""
+the sharded ones read without a lock (they have no balance rule; their writers add to shard rows). The
+sharded ones are found from their shard rows (every sharded account has them, ``ledger_account_shards``):
+a second look-up of every id in ``ledger_accounts`` — clearing's batch names 800 EC float accounts, each on
+its own page, for one or two settlement accounts — visited each row's page again, 40 % of the statement's
+server time (docs/performance.md, ledger, 2026-12-05 evening)."""
 _ACCOUNTS_BY_ID = {
     lock: DriverStatement(statement, arrays={"ids": "BIGINT[]"})
     for lock, statement in ((True, _LOCK_ACCOUNTS), (False, _SELECT_ACCOUNTS))
@@ -456,19 +471,25 @@ class SqlLedgerRepository:
         account_ids = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
         pending_ids = _valid_ids(t.pending_id for t in transfers)
         related = {"ids": _valid_ids([*(t.id for t in transfers), *pending_ids]), "pending_ids": pending_ids}
-        # PostgreSQL, one transfer that resolves none: first try without reading the transfers. If its id
-        # exists, the insert (ON CONFLICT DO NOTHING) writes nothing and the loop reads and decides again;
-        # so does any result but ok, since "exists" takes precedence over the balance checks.
-        optimistic = connection.dialect.name == "postgresql" and len(transfers) == 1 and not pending_ids
+        # PostgreSQL, a batch that resolves no pending transfer: first decide without reading the transfers.
+        # If one of its ids exists, the insert writes nothing (ON CONFLICT DO NOTHING for one transfer, a
+        # unique-key error undone by the savepoint for several) and the loop reads and decides again. Any
+        # result but ok is checked at once: "exists" takes precedence over the balance checks, so the
+        # transfers are read (under the same locks) and, if the batch names one, the batch decided again.
+        optimistic = connection.dialect.name == "postgresql" and not pending_ids
         for attempt in range(_RACE_RETRIES + 1):
             accounts = self._select_accounts(connection, account_ids, lock=True)  # lock, then read transfers
             unread = optimistic and attempt == 0
             read = bool(related["ids"]) and not unread
             rows = _SELECT_RELATED_TRANSFERS.rows(connection, related) if read else []
             state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
-            results, effects = create_transfers(state, transfers, self.clock())
-            if unread and results != [CreateTransferResult.OK]:
-                continue  # decided without the transfers: decide again with them
+            now_ns = self.clock()
+            results, effects = create_transfers(state, transfers, now_ns)
+            if unread and related["ids"] and any(r is not CreateTransferResult.OK for r in results):
+                rows = _SELECT_RELATED_TRANSFERS.rows(connection, related)
+                if rows:  # decided without transfers the batch names: decide again with them
+                    state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
+                    results, effects = create_transfers(state, transfers, now_ns)
             if self._write(connection, effects, accounts, last_attempt=attempt == _RACE_RETRIES):
                 return results
         raise AssertionError("unreachable: the last attempt raises")
