@@ -101,11 +101,12 @@ def copy_rows(
         raise DBAPIError.instance(sql, {}, exc, dbapi_error) from exc
 
 
-def int_array(values: Iterable[int]) -> str:
-    """A PostgreSQL array literal of integers (``{1,-2}``), for a parameter the statement casts
-    (``%(x)s::int[]``): psycopg sends it as text, where a Python list costs it a search for the element
-    type and a dump of each element."""
-    return "{" + ",".join([str(int(value)) for value in values]) + "}"
+def int_array(values: Iterable[int | None]) -> str:
+    """A PostgreSQL array literal of integers or NULLs (``{1,-2,NULL}``), for a parameter the statement casts
+    (``%(x)s::int[]``, ``::bigint[]``): psycopg sends it as text, where a Python list costs it a search for
+    the element type and a dump of each element (the ledger's one-transfer statement's eleven lists: about
+    25 µs of client CPU per transfer, 2 µs as literals)."""
+    return "{" + ",".join(["NULL" if value is None else str(int(value)) for value in values]) + "}"
 
 
 def text_array(values: Iterable[str]) -> str:
