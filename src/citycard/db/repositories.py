@@ -178,25 +178,30 @@ _UPDATE_SHARDS = (
 )
 
 
-def account_balances() -> Subquery:
+def account_balances(sharded_among: BindParameter[list[int]] | None = None) -> Subquery:
     """Every account with its balances as the ledger sees them: its own columns plus, for a sharded account,
-    the sums of its shard rows. Every read of balances goes through this (the repository's, reports')."""
-    sums = (
-        select(_S.account_id, *(func.sum(_S[name]).cast(BigInteger).label(name) for name in BALANCE_COLUMNS))
-        .group_by(_S.account_id)
-        .subquery("shard_sums")
-    )
+    the sums of its shard rows. Every read of balances goes through this (the repository's, reports').
+
+    ``sharded_among``: only the sharded accounts among those ids, found from their shard rows (every sharded
+    account has them) and joined to their accounts — not a look-up of every id in ``ledger_accounts``: the
+    lock of a clearing batch names 800 EC float accounts, each on a page of its own, for one or two sharded
+    settlement accounts, and a second visit of each page was 40 % of that statement's server time
+    (docs/performance.md, ledger, 2026-12-05 evening)."""
+    sums_query = select(
+        _S.account_id, *(func.sum(_S[name]).cast(BigInteger).label(name) for name in BALANCE_COLUMNS)
+    ).group_by(_S.account_id)
+    if sharded_among is not None:
+        sums_query = sums_query.where(_S.account_id.in_(sharded_among))
+    sums = sums_query.subquery("shard_sums")
+    every = sharded_among is None  # else the accounts with shard rows only: nothing to coalesce
     columns = [
-        (_A[name] + func.coalesce(sums.c[name], literal_column("0"))).label(name)
+        (_A[name] + (func.coalesce(sums.c[name], literal_column("0")) if every else sums.c[name])).label(name)
         if name in BALANCE_COLUMNS
         else _A[name]
         for name in (column.key for column in ledger_accounts.c)
     ]
-    return (
-        select(*columns)
-        .select_from(ledger_accounts.outerjoin(sums, sums.c.account_id == _A.id))
-        .subquery("ledger_balances")
-    )
+    joined = ledger_accounts.join(sums, sums.c.account_id == _A.id, isouter=every)
+    return select(*columns).select_from(joined).subquery("ledger_balances")
 
 
 _BALANCES = account_balances()
@@ -210,25 +215,11 @@ _LOCKED = (
     .with_for_update()
     .cte("locked")
 )
-_SHARD_SUMS = (
-    select(_S.account_id, *(func.sum(_S[name]).cast(BigInteger).label(name) for name in BALANCE_COLUMNS))
-    .where(_S.account_id.in_(_IDS))
-    .group_by(_S.account_id)
-    .subquery("named_shard_sums")
-)
-_SHARDED = select(
-    *(
-        (_A[name] + _SHARD_SUMS.c[name]).label(name) if name in BALANCE_COLUMNS else _A[name]
-        for name in (column.key for column in ledger_accounts.c)
-    )
-).select_from(ledger_accounts.join(_SHARD_SUMS, _SHARD_SUMS.c.account_id == _A.id))
-_LOCK_ACCOUNTS = union_all(select(_LOCKED), _SHARDED.where(_A.shards > literal_column("0")))
+_SHARDED = account_balances(sharded_among=_IDS)
+_LOCK_ACCOUNTS = union_all(select(_LOCKED), select(_SHARDED).where(_SHARDED.c.shards > literal_column("0")))
 """Accounts by id: the plain ones locked (``FOR UPDATE``, in id order, the locked row's latest version),
-the sharded ones read without a lock (they have no balance rule; their writers add to shard rows). The
-sharded ones are found from their shard rows (every sharded account has them, ``ledger_account_shards``):
-a second look-up of every id in ``ledger_accounts`` — clearing's batch names 800 EC float accounts, each on
-its own page, for one or two settlement accounts — visited each row's page again, 40 % of the statement's
-server time (docs/performance.md, ledger, 2026-12-05 evening)."""
+the sharded ones read without a lock (they have no balance rule; their writers add to shard rows), found
+from their shard rows (:func:`account_balances` ``sharded_among``)."""
 _ACCOUNTS_BY_ID = {
     lock: DriverStatement(statement, arrays={"ids": "BIGINT[]"})
     for lock, statement in ((True, _LOCK_ACCOUNTS), (False, _SELECT_ACCOUNTS))
@@ -405,6 +396,14 @@ def _arrays(rows: Sequence[dict[str, Any]], names: Iterable[str]) -> dict[str, s
     return {name: int_array(row[name] for row in rows) for name in names}
 
 
+def _decide(
+    accounts: Sequence[Account], rows: Sequence[Any], transfers: Sequence[Transfer], now_ns: int
+) -> tuple[list[CreateTransferResult], BatchEffects]:
+    """The pure engine's decision on ``transfers`` over the accounts read and the transfer ``rows`` read."""
+    state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
+    return create_transfers(state, transfers, now_ns)
+
+
 def _expired(rows: Iterable[Any]) -> dict[int, int]:
     return {r.id: r.expired_at_ns for r in rows if r.expired_at_ns is not None}
 
@@ -474,14 +473,12 @@ class SqlLedgerRepository:
             unread = optimistic and attempt == 0
             read = bool(related["ids"]) and not unread
             rows = _SELECT_RELATED_TRANSFERS.rows(connection, related) if read else []
-            state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
             now_ns = self.clock()
-            results, effects = create_transfers(state, transfers, now_ns)
+            results, effects = _decide(accounts, rows, transfers, now_ns)
             if unread and related["ids"] and any(r is not CreateTransferResult.OK for r in results):
                 rows = _SELECT_RELATED_TRANSFERS.rows(connection, related)
                 if rows:  # decided without transfers the batch names: decide again with them
-                    state = LedgerState.of(accounts, map(transfer_from_row, rows), _expired(rows))
-                    results, effects = create_transfers(state, transfers, now_ns)
+                    results, effects = _decide(accounts, rows, transfers, now_ns)
             if self._write(connection, effects, accounts, last_attempt=attempt == _RACE_RETRIES):
                 return results
         raise AssertionError("unreachable: the last attempt raises")
