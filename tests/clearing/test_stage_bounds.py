@@ -13,7 +13,7 @@ from sqlalchemy import event, insert, select, text
 from citycard.clearing import ClearingPolicy
 from citycard.db import Database
 from citycard.db.acquirer_tables import acquirer_uploads
-from citycard.db.clearing_repositories import ClearingEngine, day_text
+from citycard.db.clearing_repositories import STAGE_BATCHES, ClearingEngine, day_text
 from citycard.db.clearing_tables import clearing_presentments
 from citycard.hsm.soft import SoftHsm
 
@@ -57,7 +57,8 @@ def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
         assert clearing.stage(day_text(DAY), windows) == UPLOADS
     finally:
         event.remove(database.engine, "after_cursor_execute", explain)
-    assert len(plans) == UPLOADS // 20 + 1  # batches of ten times batch_size, and the last bound found none
+    # batches of STAGE_BATCHES times batch_size, and the last bound found none
+    assert len(plans) == UPLOADS // (2 * STAGE_BATCHES) + 1
     for plan in plans:
         assert "Index" in plan and "ix_acquirer_uploads_received" in plan, plan
         assert "Sort" not in plan, plan

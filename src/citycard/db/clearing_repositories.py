@@ -116,6 +116,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CARD_SHARDS",
+    "STAGE_BATCHES",
     "ClearingEngine",
     "ClearingInputError",
     "ClearingWorkerError",
@@ -129,6 +130,14 @@ __all__ = [
 APPROVED = ("00", "10", "11")
 TRANSPORT = "transport"
 DEFAULT_BATCH = 2_000
+STAGE_BATCHES = 50
+"""Uploads staged per statement, in :attr:`ClearingEngine.batch_size` units: each statement's uploads are
+written sorted by card (shard, PAN fingerprint), so that the more a statement holds the fewer heap pages a
+batch of cards reads back when it is decided (at 1 M uploads over 400 000 cards, 50 × 2 000 against 10 ×
+2 000: 14 400 → 17 000 records/s with two processes)."""
+STAGE_SORT_MEMORY_MB = 64
+"""PostgreSQL's ``work_mem`` for a staging statement: the sort of a statement's uploads (≈ 600 bytes each,
+100 000 split between two processes) in memory; PostgreSQL's default of 4 MB writes it to temporary files."""
 MAX_WORKERS = 16
 MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
 Fault = Callable[[str], None]
@@ -515,13 +524,14 @@ class ClearingEngine:
         """Stage the uploads received in the day's windows that are not staged yet (or staged from a journal
         only and still undecided); returns how many. Set-based: the acquirer stored what clearing needs as
         columns when it received each upload (``citycard.db.acquirer_repositories.upload_columns``), so a
-        batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of ten times
-        :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
-        uploads only, whatever the day's size); the uploads stored before migration 0022 get their columns
-        first (:func:`fill_upload_columns`, the only place their sealed 0320 is opened and decoded), in this
-        process. With :attr:`workers` processes (PostgreSQL) each stages the uploads of its own card shards
-        (the shards it decides, ``card_shard % workers == k``; process 0 also those whose card is not known,
-        ``card_shard`` NULL): the batches are the same, each process writes its part of each."""
+        batch is one ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (keyset batches of :data:`STAGE_BATCHES`
+        times :attr:`batch_size` in receipt order, ``ix_acquirer_uploads_received``: each batch reads its own
+        uploads only, whatever the day's size, and writes them in card order); the uploads stored before
+        migration 0022 get their columns first (:func:`fill_upload_columns`, the only place their sealed
+        0320 is opened and decoded), in this process. With :attr:`workers` processes (PostgreSQL) each
+        stages the uploads of its own card shards (the shards it decides, ``card_shard % workers == k``;
+        process 0 also those whose card is not known, ``card_shard`` NULL): the batches are the same, each
+        process writes its part of each."""
         u, m = acquirer_uploads, center_merchants
         bank = func.coalesce(m.c.bank_code, "")
         in_window = or_(
@@ -563,11 +573,13 @@ class ClearingEngine:
         key = (u.c.received_ns, u.c.terminal_id, u.c.batch, u.c.stan)  # ix_acquirer_uploads_received
         staged = 0
         after: tuple[int, str, int, int] | None = None
-        size = self.batch_size * 10
+        size = self.batch_size * STAGE_BATCHES
         while True:
             # the batch: the next ``size`` uploads of the day's range, by the index alone (no join)
             ahead = near if after is None else and_(near, tuple_(*key) > tuple_(*after))
             with self.database.engine.begin() as c:
+                if c.dialect.name == "postgresql":  # the batch sorted by card in memory, not in files
+                    c.exec_driver_sql(f"SET LOCAL work_mem = '{STAGE_SORT_MEMORY_MB}MB'")
                 last = _in_key_order(c, select(*key).where(ahead).order_by(*key).offset(size - 1).limit(1))
                 upto = ahead if last is None else and_(ahead, tuple_(*key) <= tuple_(*last))
                 source = (
@@ -597,6 +609,7 @@ class ClearingEngine:
                     )
                     .select_from(u.outerjoin(m, m.c.merchant_id == u.c.merchant_id))
                     .where(upto, mine, in_window)
+                    .order_by(u.c.card_shard, u.c.pan_fingerprint)
                 )
                 staged += _upsert_staged(c, columns, source, changed)
             if last is None:
