@@ -12,6 +12,7 @@ from citycard.clearing import ClearingPolicy, ExceptionReason, Outcome
 from citycard.clearing.rules import CardFacts, OfflineRecord, SeenTc, classify
 from citycard.clearing.tc import TcData
 from citycard.db import Database
+from citycard.db.acquirer_repositories import card_shard
 from citycard.db.clearing_repositories import ClearingEngine
 from citycard.db.clearing_tables import clearing_seen_tcs
 from citycard.issuer.handlers import IssuerService
@@ -36,6 +37,7 @@ def _history(database: Database, clearing: ClearingEngine) -> dict[int, SeenTc]:
         history[atc] = tc
         rows.append(
             {
+                "card_shard": card_shard(fingerprint),
                 "pan_fingerprint": fingerprint,
                 "pan_masked": "621234******4566",
                 "psn": PSN,

@@ -307,6 +307,7 @@ class _ExceptionRow(NamedTuple):
 class _SeenRow(NamedTuple):
     """A row of ``clearing_seen_tcs``: a TC presented for the first time, as :class:`_ItemRow`."""
 
+    card_shard: int
     pan_fingerprint: str
     pan_masked: str
     psn: str
@@ -429,9 +430,11 @@ class ClearingEngine:
                 for t in tcs:
                     values = dict(t._mapping)
                     pan = values.pop("pan")
+                    fingerprint = protection.pan_fingerprint(pan)
                     moved.append(
                         values
-                        | {"pan_fingerprint": protection.pan_fingerprint(pan), "pan_masked": mask_pan(pan)}
+                        | {"pan_fingerprint": fingerprint, "pan_masked": mask_pan(pan)}
+                        | {"card_shard": card_shard(fingerprint)}
                     )
                 if moved:
                     c.execute(insert(new), moved)
@@ -885,6 +888,7 @@ class ClearingEngine:
             outcomes.append((d, row.card_shard, v.ref, "clear" if paid else "exception", account))
         new_tcs = [  # the PAN of each: a card's (classify keeps only the TCs of records with a card)
             _SeenRow(
+                card_shard(fingerprints[pan]),
                 fingerprints[pan],
                 cards[pan].pan_masked,
                 psn,
@@ -1363,24 +1367,28 @@ class ClearingEngine:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+_SEEN_CARD_PG = "t.card_shard = w.s AND t.pan_fingerprint = w.f AND t.psn = w.p"
 _SEEN_PG = (
-    "SELECT s.* FROM unnest(%(f)s::text[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[]) AS w(f, p, lo, hi)"
-    " CROSS JOIN LATERAL ("
-    "(SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p AND t.atc <= w.hi"
+    "SELECT s.* FROM unnest(%(s)s::smallint[], %(f)s::text[], %(p)s::text[], %(lo)s::int[], %(hi)s::int[])"
+    " AS w(s, f, p, lo, hi) CROSS JOIN LATERAL ("
+    f"(SELECT * FROM clearing_seen_tcs t WHERE {_SEEN_CARD_PG} AND t.atc <= w.hi"
     " ORDER BY t.atc DESC LIMIT w.hi - w.lo + 2)"
-    " UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE t.pan_fingerprint = w.f AND t.psn = w.p"
+    f" UNION ALL (SELECT * FROM clearing_seen_tcs t WHERE {_SEEN_CARD_PG}"
     " AND t.atc > w.hi ORDER BY t.atc LIMIT 1)) AS s"
 )
 
 
 def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list[Any]:
     """For each run (fingerprint, PSN, lo, hi): the ``hi − lo + 2`` TCs of highest ATC up to ``hi`` and the
-    first above ``hi``, on the primary key — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a
-    ``UNION ALL`` of hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
+    first above ``hi``, on the primary key (the card's shard, from its fingerprint, first: a batch's cards
+    are of one shard, so its reads stay in that shard's part of the key, migration
+    ``0031_seen_tcs_by_shard``) — one ``LATERAL`` join over ``unnest`` on PostgreSQL (a ``UNION ALL`` of
+    hundreds of SELECTs costs more to plan than to run there), a ``UNION ALL`` elsewhere."""
     if not runs:
         return []
     if c.dialect.name == "postgresql":
         params = {
+            "s": int_array(card_shard(run[0]) for run in runs),
             "f": text_array(run[0] for run in runs),
             "p": text_array(run[1] for run in runs),
             "lo": int_array(run[2] for run in runs),
@@ -1390,7 +1398,7 @@ def _seen_rows(c: Connection, runs: Sequence[tuple[str, str, int, int]]) -> list
     t = clearing_seen_tcs
     reads: list[Any] = []
     for f, psn, lo, hi in runs:
-        card = (t.c.pan_fingerprint == f, t.c.psn == psn)
+        card = (t.c.card_shard == card_shard(f), t.c.pan_fingerprint == f, t.c.psn == psn)
         below = select(t).where(*card, t.c.atc <= hi).order_by(t.c.atc.desc()).limit(hi - lo + 2)
         above = select(t).where(*card, t.c.atc > hi).order_by(t.c.atc).limit(1)
         reads += [select(below.subquery()), select(above.subquery())]

@@ -7,11 +7,13 @@ describes, plus ``transfer_id`` and ``exception_id``); ``clearing_exceptions`` i
 HSM, associated data ``citycard.db.acquirer_repositories.pan_record``: copied as the acquirer stored it),
 masked and keyed-fingerprinted (``pan_fingerprint``): clearing unseals the PAN to ask the issuing bank's HSM
 to verify the TC, and finds a card's records by the fingerprint. The TC's values decoded by the acquirer come
-along (``tc_*``). ``clearing_seen_tcs`` remembers each TC presented, per (PAN fingerprint, PSN, ATC), to tell
-duplicates from clones. ``clearing_outcomes`` holds each decided presentment's outcome and card account
-(migration ``0026_clearing_outcomes``; before it, the presentment's own ``outcome`` and ``card_account``
-columns): a narrow row inserted with the batch that decides it, where an update of the wide staged row
-rewrote the whole row and each of its indexes; a presentment without one is undecided. Its key is
+along (``tc_*``). ``clearing_seen_tcs`` remembers each TC presented, per (card shard, PAN fingerprint, PSN,
+ATC), to tell duplicates from clones (the shard first since migration ``0031_seen_tcs_by_shard``: a batch's
+cards, of one shard, read and add TCs in one part of the key). ``clearing_outcomes`` holds each decided
+presentment's outcome and card account (migration ``0026_clearing_outcomes``; before it, the presentment's
+own ``outcome`` and ``card_account`` columns): a narrow row inserted with the batch that decides it, where an
+update of the wide staged row rewrote the whole row and each of its indexes; a presentment without one is
+undecided. Its key is
 (``clearing_date``, ``card_shard``, ``ref``) since migration ``0029_outcomes_by_shard``: the presentment's
 shard, :data:`NO_CARD_SHARD` for one without a card, so that a batch's outcomes go to, and its look-ups
 probe, the part of the index of the shard being decided.
@@ -158,6 +160,7 @@ clearing_outcomes = Table(  # 0026: a presentment's decision, a narrow row of it
 clearing_seen_tcs = Table(
     "clearing_seen_tcs",
     metadata,
+    Column("card_shard", SmallInteger, primary_key=True),  # the card's (acquirer_repositories.card_shard)
     Column("pan_fingerprint", String(64), primary_key=True),
     Column("psn", String(2), primary_key=True),
     Column("atc", Integer, primary_key=True),
