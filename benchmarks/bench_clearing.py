@@ -12,10 +12,11 @@ without personalisation), registers a merchant and 50 terminals, funds each card
 0320 uploads as the acquirer keeps them (on PostgreSQL then vacuumed and checkpointed, as autovacuum and the
 checkpointer would have left a day received over hours: ``_settle``); their TCs are computed from each
 card's UDK (derived in the HSM as personalisation does) with ``crypto.cryptograms.generate_ac`` over CDOL1
-data — the computation the chip makes. Then it measures:
+data — the computation the chip makes. Then, in a new process (as ``citycard clearing run`` is one: not the
+set-up's, whose heap its forked workers would inherit; ``_timed_run``), it measures:
 
 - baseline: ``Hsm.verify_arqc`` over the same TCs (UDK → session key → 3DES MAC, what clearing must do
-  once per record), in this process, before and after the run (the better of the two);
+  once per record), in the process that runs clearing, before and after the run (the better of the two);
 - clearing: ``ClearingEngine.run(day)`` over all N (staging, verification, classification, postings from
   each card's EC float, items), batches of at least 2 000 (whole cards), in ``WORKERS`` processes (the
   baseline is one process's rate either way; the machine has two cores); its phases as the engine times
@@ -31,6 +32,7 @@ on stderr, and computes the uploads in one process per core (``os.cpu_count()``)
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import multiprocessing
 import os
@@ -40,6 +42,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -62,7 +65,7 @@ from citycard.db.clearing_repositories import ClearingEngine
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hsm.api import KeyUsage
 from citycard.hsm.protection import RecordProtection
-from citycard.hsm.soft import MemoryKeyStore, SoftHsm
+from citycard.hsm.soft import DirectoryKeyStore, MemoryKeyStore, SoftHsm
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import bank_key_labels
@@ -106,14 +109,14 @@ class _Progress:
             print(("\r" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
 
 
-def _database(kind: str, tmp: Path) -> tuple[Database, str | None]:
+def _database(kind: str, tmp: Path) -> tuple[Database, str, str | None]:
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'bench.db'}"
         migrate(url)
-        return Database.open(url), None
+        return Database.open(url), url, None
     schema = f"clearing_bench_{uuid.uuid4().hex[:8]}"
     migrate(POSTGRES_URL, schema=schema)
-    return Database.open(POSTGRES_URL, schema=schema), schema
+    return Database.open(POSTGRES_URL, schema=schema), POSTGRES_URL, schema
 
 
 def _setup(db: Database, hsm: SoftHsm, per_bank: int) -> tuple[IssuerService, Cards]:
@@ -256,17 +259,30 @@ def _upload_chunk(start: int) -> tuple[list[dict[str, object]], list[Check]]:
     return rows, checks
 
 
+_SETTLED = (
+    "acquirer_uploads",
+    "issuer_cards",
+    "ledger_accounts",
+    "ledger_account_shards",
+    "ledger_transfers",
+)
+"""The tables the set-up wrote: the day's uploads, and the cards and EC floats a city issued and funded
+before that day."""
+
+
 def _settle(db: Database) -> None:
-    """PostgreSQL, after the set-up: the day's uploads vacuumed and analyzed, and a checkpoint — the state of
-    a day received over hours, where autovacuum has been through the uploads table (its inserts pass its
-    threshold many times a day) and the checkpointer has written them, not a table written seconds before
-    whose first reader sets each row's hint bits and whose checkpoint runs during the clearing run. On this
-    machine's server (autovacuum off) the set-up does what autovacuum would have done; without it, the first
-    1 M run measured 15 828 records/s against 17 000-17 600 with (docs/performance.md)."""
+    """PostgreSQL, after the set-up: the tables it wrote vacuumed and analyzed, and a checkpoint — the state a
+    clearing run meets in a city, where the cards were issued and funded days before and the day's uploads
+    came in over hours, autovacuum has been through them (their inserts and updates pass its thresholds) and
+    the checkpointer has written them; not tables written seconds before, whose first reader sets each row's
+    hint bits, whose funded accounts each keep a dead row version, and whose checkpoint runs during the
+    clearing run. This machine's server runs without autovacuum: the set-up does what it would have done
+    (docs/performance.md has the runs with and without)."""
     if db.engine.dialect.name != "postgresql":
         return
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-        c.exec_driver_sql("VACUUM (ANALYZE) acquirer_uploads")
+        for table in _SETTLED:
+            c.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
         c.exec_driver_sql("CHECKPOINT")
 
 
@@ -286,39 +302,62 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _timed_run(
+    url: str, schema: str | None, keys: Path, workers: int, checks: list[Check], n: int
+) -> dict[str, Any]:
+    """The measured part, in a process of its own as ``citycard clearing run`` is (not the set-up's, whose
+    heap of cards and uploads its forked workers would inherit): the baseline before and after, the run, the
+    rerun."""
+    db = Database.open(url, schema=schema)
+    try:
+        hsm = SoftHsm(bytes(range(32)), DirectoryKeyStore(keys))
+        before = _verify_rate(hsm, checks)
+        engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)
+        load = os.getloadavg()[0]
+        start, cpu = time.perf_counter(), _cpu()
+        summary = engine.run(DAY)  # staging included, in the workers as `clearing run` stages
+        run_s, cpu_s = time.perf_counter() - start, _cpu() - cpu
+        phases = dict(engine.timings)
+        load = max(load, os.getloadavg()[0])
+        assert engine.pending("20261125") == 0
+        after = _verify_rate(hsm, checks)
+        assert summary.offline_count == n, summary
+        rerun_start = time.perf_counter()
+        assert engine.run(DAY) == summary
+        rerun_s = time.perf_counter() - rerun_start
+    finally:
+        db.close()
+    return {
+        "verify": max(before, after), "load": load, "run_s": run_s, "cpu_s": cpu_s, "phases": phases,
+        "rerun_s": rerun_s,
+    }  # fmt: skip
+
+
 def main() -> None:
     n = int(os.environ.get("CITYCARD_BENCH_CLEARING_N", "20000"))
     kind = os.environ.get("CITYCARD_BENCH_CLEARING_DB", "postgresql")
     workers = int(os.environ.get("CITYCARD_BENCH_CLEARING_WORKERS", "1"))
     per_bank = int(os.environ.get("CITYCARD_BENCH_CLEARING_CARDS", "1000")) // 2
     with tempfile.TemporaryDirectory() as tmp:
-        db, schema = _database(kind, Path(tmp))
+        db, url, schema = _database(kind, Path(tmp))
+        keys = Path(tmp) / "keys"
+        keys.mkdir()
         try:
-            hsm = SoftHsm(bytes(range(32)))
+            hsm = SoftHsm(bytes(range(32)), DirectoryKeyStore(keys))
             t0 = time.perf_counter()
             _, cards = _setup(db, hsm, per_bank)
             checks = _uploads(db, RecordProtection.open(hsm), cards, n)
             _settle(db)
             generated_s = time.perf_counter() - t0
-            before = _verify_rate(hsm, checks)
-            engine = ClearingEngine(db, hsm, ClearingPolicy(), batch_size=2_000, workers=workers)
-            load = os.getloadavg()[0]
-            start, cpu = time.perf_counter(), _cpu()
-            summary = engine.run(DAY)  # staging included, in the workers as `clearing run` stages
-            run_s, cpu_s = time.perf_counter() - start, _cpu() - cpu
-            phases = dict(engine.timings)
-            load = max(load, os.getloadavg()[0])
-            assert engine.pending("20261125") == 0
-            after = _verify_rate(hsm, checks)
-            assert summary.offline_count == n, summary
-            rerun_start = time.perf_counter()
-            assert engine.run(DAY) == summary
-            rerun_s = time.perf_counter() - rerun_start
+            db.close()
+            with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as measure:
+                result = measure.submit(_timed_run, url, schema, keys, workers, checks, n).result()
         finally:
             db.close()
             if schema is not None:
                 drop_schema(POSTGRES_URL, schema)
-    verify = max(before, after)
+    verify, load, run_s, cpu_s = result["verify"], result["load"], result["run_s"], result["cpu_s"]
+    phases, rerun_s = result["phases"], result["rerun_s"]
     rate = n / run_s
     print(
         f"database: {kind}; {n} offline records over {2 * per_bank} cards; set-up {generated_s:.1f} s;"
