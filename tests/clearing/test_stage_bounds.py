@@ -23,7 +23,11 @@ UPLOADS = 200
 EARLIER = 20_000  # an earlier day's uploads: a table of a few pages is walked in order whatever the plan
 
 
-def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
+def _day_of_uploads(
+    database: Database,
+) -> tuple[ClearingEngine, dict[str, tuple[int, int]], list[dict[str, Any]]]:
+    """PostgreSQL only (else the test is skipped): a clearing engine of batches of two, the day's windows,
+    and the day's UPLOADS uploads, stored (returned as rows, in receipt order)."""
     if database.engine.dialect.name != "postgresql":
         pytest.skip("the plan of a PostgreSQL query")
     clearing = ClearingEngine(database, SoftHsm(bytes(range(32))), ClearingPolicy(), batch_size=2)
@@ -36,6 +40,13 @@ def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
     ]
     with database.engine.begin() as c:
         c.execute(insert(acquirer_uploads), rows)
+    return clearing, windows, rows
+
+
+def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
+    clearing, windows, rows = _day_of_uploads(database)
+    start = windows[""][0]
+    with database.engine.begin() as c:
         c.execute(
             text(
                 "INSERT INTO acquirer_uploads (terminal_id, batch, stan, merchant_id, received_ns, field55)"
@@ -72,18 +83,8 @@ def test_staging_reads_no_presentment_but_by_its_key(database: Database) -> None
     join that PostgreSQL may plan as a sequential scan of the presentments per upload: it did so for a day
     whose table had been analyzed empty, and with two staging processes each scan read the rows the other
     was inserting (minutes for a first batch of 10 000)."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("the plan of a PostgreSQL query")
-    clearing = ClearingEngine(database, SoftHsm(bytes(range(32))), ClearingPolicy(), batch_size=2)
-    windows = clearing.windows(DAY)
-    start = windows[""][0]
-    rows = [
-        {"terminal_id": f"T{i % 7:07d}", "batch": 1, "stan": i + 1, "merchant_id": "NOBODY"}
-        | {"received_ns": start + 1 + i, "field55": b"", "pan_masked": "", "psn": "", "amount_fen": 1}
-        for i in range(UPLOADS)
-    ]
+    clearing, windows, _ = _day_of_uploads(database)
     with database.engine.begin() as c:
-        c.execute(insert(acquirer_uploads), rows)
         c.execute(text("ANALYZE clearing_presentments"))  # statistics: an empty table
     plans: list[str] = []
 
