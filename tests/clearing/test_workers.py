@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from citycard.db import Database, drop_schema, migrate
+from citycard.db.acquirer_repositories import card_shard
 from citycard.db.clearing_repositories import ClearingWorkerError
 from citycard.db.clearing_tables import (
     clearing_exceptions,
@@ -26,7 +27,7 @@ from citycard.db.clearing_tables import (
     clearing_runs,
     clearing_seen_tcs,
 )
-from citycard.db.issuer_tables import issuer_deny_list
+from citycard.db.issuer_tables import issuer_cards, issuer_deny_list
 from citycard.db.settlement_repositories import SettlementUnitOfWork
 from citycard.db.tables import metadata
 from citycard.issuer.handlers import IssuerService
@@ -96,6 +97,7 @@ def _state(database: Database, files: Path) -> dict[str, Any]:
         "tcs": _rows(database, clearing_seen_tcs, ("pan_fingerprint", "psn", "atc")),
         "runs": _rows(database, clearing_runs, ("clearing_date",), drop=("started_ns", "finished_ns")),
         "deny": _rows(database, issuer_deny_list, ("bank_code", "pan"), drop=_TIMES),
+        "cleared_marks": _cleared_marks(database),
         "ledger": _ledger(database),
         "files": {  # the manifest is the files' hashes
             p.name: sorted(_ITEM_ID.sub(rb"\1#,", p.read_bytes()).splitlines())
@@ -103,6 +105,16 @@ def _state(database: Database, files: Path) -> dict[str, Any]:
             if p.name != "MANIFEST"
         },
     }
+
+
+def _cleared_marks(database: Database) -> dict[str, int]:
+    """Each card's mark of its offline transactions cleared, as ``ClearingEngine.record_cleared`` sets it:
+    the lost and closed cards' marks are the issuer's (``RecordOfflineClearing``), whose service here is the
+    original database's for both runs, and are left out."""
+    ic = issuer_cards
+    query = select(ic.c.pan, ic.c.offline_cleared_until_ns).where(ic.c.status.not_in(("lost", "closed")))
+    with database.engine.connect() as c:
+        return dict(c.execute(query).tuples().all())
 
 
 def _ledger(database: Database) -> Any:
@@ -150,6 +162,9 @@ def test_two_processes_clear_exactly_as_one(
         a, b = _state(database, tmp_path / "two"), _state(copy, tmp_path / "one")
         assert a == b
         assert len(a["files"]) > 3 and a["items"] and a["exceptions"] and a["deny"]
+        marked = [pan for pan, mark in a["cleared_marks"].items() if mark]
+        # cards of both processes' shards (s % 2 == k) marked: each process marked its own
+        assert {card_shard(two.protection.pan_fingerprint(pan)) % 2 for pan in marked} == {0, 1}
     finally:
         copy.close()
         drop_schema(POSTGRES_URL, schema)

@@ -1303,22 +1303,30 @@ class ClearingEngine:
     # --- 5. the issuer learns what has cleared ---------------------------------------------------------
     def record_cleared(self, d: str, end_ns: int) -> None:
         """Cards with offline records of the day, and lost or closed cards, have their offline transactions
-        up to the day's end cleared: one set-based update, and ``RecordOfflineClearing`` through the issuer
-        for the lost and closed cards (whose EC refund waits for it)."""
-        ic, o = issuer_cards, clearing_outcomes
+        up to the day's end cleared: a set-based update per card shard of the day's outcomes (in the
+        :attr:`workers` processes on PostgreSQL, each its shards), and ``RecordOfflineClearing`` through the
+        issuer for the lost and closed cards (whose EC refund waits for it).
+
+        A transaction per shard rather than one for the day: each holds the row locks of one shard's cards
+        (at 1 M records over 400 000 cards some 6 000) for a fraction of a second, where one update held every
+        card of the day until it committed (2.7–3.2 s at 1 M) against the issuer's own updates of the same
+        rows. A mark only ever moves forward and says what is true once the day is decided, so a run stopped
+        half-way leaves correct marks, and the next run sets the others."""
+        shards = [NO_CARD_SHARD, *range(CARD_SHARDS)]  # a journal row's card may have none
+
+        def mark(k: int) -> None:
+            for shard in shards:
+                if shard % self.workers == k:
+                    self._mark_cleared(d, shard, end_ns)
+
+        if self._parallel():
+            self._in_workers("cleared", mark, lambda: None)
+        else:
+            for shard in shards:
+                self._mark_cleared(d, shard, end_ns)
+        ic = issuer_cards
         waiting = ic.c.status.in_(("lost", "closed"))
-        with self.database.engine.begin() as c:
-            c.execute(
-                update(ic)
-                .where(
-                    ic.c.offline_cleared_until_ns < end_ns,
-                    ~waiting,
-                    ic.c.ec_float_account_id.in_(
-                        select(o.c.card_account).where(o.c.clearing_date == d, o.c.card_account.is_not(None))
-                    ),
-                )
-                .values(offline_cleared_until_ns=end_ns)
-            )
+        with self.database.engine.connect() as c:
             lost = list(
                 c.execute(select(ic.c.pan).where(waiting, ic.c.offline_cleared_until_ns < end_ns)).scalars()
             )
@@ -1332,6 +1340,25 @@ class ClearingEngine:
                         .where(ic.c.pan == pan, ic.c.offline_cleared_until_ns < end_ns)
                         .values(offline_cleared_until_ns=end_ns)
                     )
+
+    def _mark_cleared(self, d: str, shard: int, end_ns: int) -> None:
+        """:meth:`record_cleared`'s update of the cards of one shard's outcomes of the day (its part of the
+        outcomes' key), lost and closed cards left to the issuer."""
+        ic, o = issuer_cards, clearing_outcomes
+        with self.database.engine.begin() as c:
+            c.execute(
+                update(ic)
+                .where(
+                    ic.c.offline_cleared_until_ns < end_ns,
+                    ic.c.status.not_in(("lost", "closed")),
+                    ic.c.ec_float_account_id.in_(
+                        select(o.c.card_account).where(
+                            o.c.clearing_date == d, o.c.card_shard == shard, o.c.card_account.is_not(None)
+                        )
+                    ),
+                )
+                .values(offline_cleared_until_ns=end_ns)
+            )
 
     # --- the report -------------------------------------------------------------------------------------
     def _totals(self, d: str) -> DaySummary:
