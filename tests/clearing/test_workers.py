@@ -114,7 +114,7 @@ def _cleared_marks(database: Database) -> dict[str, int]:
     ic = issuer_cards
     query = select(ic.c.pan, ic.c.offline_cleared_until_ns).where(ic.c.status.not_in(("lost", "closed")))
     with database.engine.connect() as c:
-        return dict(c.execute(query).tuples().all())
+        return {pan: mark for pan, mark in c.execute(query)}
 
 
 def _ledger(database: Database) -> Any:
