@@ -173,6 +173,40 @@ def test_lying_cid_tc_when_aac_requested_terminates():
     assert not out.approved and not out.torn  # an AAC request never moves money
 
 
+def _ctq_of_length(card, length: int):
+    """The card's GPO answer (qPBOC, template 77) with its CTQ (9F6C) cut or padded to ``length`` bytes."""
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        response = inner(apdu)
+        if apdu[1] != 0xA8 or response[-2:] != b"\x90\x00":
+            return response
+        (template,) = tlv.decode(response[:-2])
+        kids = [
+            tlv.encode(k.tag, (k.value + bytes(length))[:length]) if k.tag == "9F6C" else k.to_bytes()
+            for k in template.children or ()
+        ]
+        assert any(k.tag == "9F6C" for k in template.children or ())
+        return tlv.encode(template.tag, b"".join(kids)) + response[-2:]
+
+    card.transmit = transmit
+    return card
+
+
+def test_a_ctq_of_a_wrong_length_terminates_with_its_reason():
+    """Found by ``test_hostile_qpboc`` (a flipped length byte left 9F6C empty): the kernel read its first
+    byte and ended in "internal error: IndexError"; a CTQ of other than two bytes is malformed card data."""
+    for length in (0, 1, 3):
+        card = _ctq_of_length(new_card("contactless"), length)
+        cfg = terminal_config(terminal_type=0x26)
+        out, _ = transact(card, K.PURCHASE, 200, interface="contactless", cfg=cfg)
+        assert out.kind is OutcomeKind.TERMINATED, (length, out.kind, out.reason)
+        assert out.reason == "qPBOC: CTQ (9F6C) of a wrong length", (length, out.reason)
+    out, _ = transact(_ctq_of_length(new_card("contactless"), 2), K.PURCHASE, 200, interface="contactless",
+                      cfg=terminal_config(terminal_type=0x26))  # fmt: skip
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE, out.reason  # the same card, its CTQ of two bytes
+
+
 def test_card_removed_mid_transaction_is_terminated_and_torn():
     card = new_card()
     inner = card.transmit

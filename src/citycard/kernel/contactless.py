@@ -69,7 +69,7 @@ class ContactlessSteps(KernelBase):
             )
         if cryptogram == CID_TC and self.term.get("9F66", b"\x00\x00")[1] & 0x80:
             raise CardError("card returned TC though an online cryptogram was required")
-        ctq = self.card.get("9F6C", b"\x00\x00")
+        ctq = self._ctq()
         pan = _pan_digits(self.card.get("5A", b"")) or self._track2_pan()
         if cryptogram == CID_AAC:
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "card declined (AAC)")
@@ -126,8 +126,16 @@ class ContactlessSteps(KernelBase):
         self.term["9F4C"] = number
         return None
 
-    def _qpboc_online(self) -> Generator[Event, Answer, Outcome]:
+    def _ctq(self) -> bytes:
+        """The card's CTQ (9F6C, b2; none: no requirement). A value of another length, even empty, is
+        malformed card data, not "no CTQ": the card answered something the kernel cannot read."""
         ctq = self.card.get("9F6C", b"\x00\x00")
+        if len(ctq) != 2:
+            raise CardError("qPBOC: CTQ (9F6C) of a wrong length")
+        return ctq
+
+    def _qpboc_online(self) -> Generator[Event, Answer, Outcome]:
+        ctq = self._ctq()
         if not self.config.online_capable:
             return self._finish(OutcomeKind.DECLINED_OFFLINE, "online required; reader is offline-only")
         if ctq[0] & CTQ_ONLINE_PIN and self.online_pin_pad:
