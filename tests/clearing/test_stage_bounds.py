@@ -5,6 +5,8 @@ grows with the square of its size)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -43,6 +45,25 @@ def _day_of_uploads(
     return clearing, windows, rows
 
 
+@contextmanager
+def _plans(database: Database, wanted: Callable[[str], bool]) -> Iterator[list[str]]:
+    """The PostgreSQL plans (``EXPLAIN``, on the same connection) of the statements run meanwhile that
+    ``wanted`` picks, by their text."""
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if wanted(statement):
+            with cursor.connection.cursor() as other:
+                other.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(r[0] for r in other.fetchall()))
+
+    event.listen(database.engine, "after_cursor_execute", explain)
+    try:
+        yield plans
+    finally:
+        event.remove(database.engine, "after_cursor_execute", explain)
+
+
 def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
     clearing, windows, rows = _day_of_uploads(database)
     start = windows[""][0]
@@ -55,19 +76,9 @@ def test_bounds_walk_the_index_before_statistics(database: Database) -> None:
             ),
             {"start": start, "n": EARLIER},  # received just before the day's window
         )
-    plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "OFFSET" in statement and "FROM acquirer_uploads" in statement:  # a bound, in its transaction
-            with cursor.connection.cursor() as other:
-                other.execute("EXPLAIN " + statement, parameters)
-                plans.append("\n".join(r[0] for r in other.fetchall()))
-
-    event.listen(database.engine, "after_cursor_execute", explain)
-    try:
+    # a bound, in its transaction
+    with _plans(database, lambda s: "OFFSET" in s and "FROM acquirer_uploads" in s) as plans:
         assert clearing.stage(day_text(DAY), windows) == UPLOADS
-    finally:
-        event.remove(database.engine, "after_cursor_execute", explain)
     # batches of STAGE_BATCHES times batch_size, and the last bound found none
     assert len(plans) == UPLOADS // (2 * STAGE_BATCHES) + 1
     for plan in plans:
@@ -86,20 +97,9 @@ def test_staging_reads_no_presentment_but_by_its_key(database: Database) -> None
     clearing, windows, _ = _day_of_uploads(database)
     with database.engine.begin() as c:
         c.execute(text("ANALYZE clearing_presentments"))  # statistics: an empty table
-    plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if statement.startswith("INSERT INTO clearing_presentments"):
-            with cursor.connection.cursor() as other:
-                other.execute("EXPLAIN " + statement, parameters)
-                plans.append("\n".join(r[0] for r in other.fetchall()))
-
-    event.listen(database.engine, "after_cursor_execute", explain)
-    try:
+    with _plans(database, lambda s: s.startswith("INSERT INTO clearing_presentments")) as plans:
         assert clearing.stage(day_text(DAY), windows) == UPLOADS
         assert clearing.stage(day_text(DAY), windows) == 0  # staged once: the conflicts write nothing
-    finally:
-        event.remove(database.engine, "after_cursor_execute", explain)
     assert plans
     for plan in plans:
         assert "Conflict Arbiter Indexes: pk_clearing_presentments" in plan, plan
