@@ -6,11 +6,9 @@ decided a second time; an accepted exception's record turns ``clear`` in its sha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect, select, text, update
 
 from citycard.clearing import ExceptionAction, allowed_actions
@@ -25,23 +23,13 @@ from citycard.db.clearing_tables import (
 from citycard.issuer.handlers import IssuerService
 
 from tests.clearing.test_day import DAY, engine
-from tests.db.dbtargets import KINDS, fresh_database
+from tests.db.dbtargets import primary_key
 from tests.issuer.conftest import Clock
 
 BEFORE = "0028_cards_fillfactor"
 D = "20261125"
 # (ref, the presentment's card shard or None, whether it has a presentment)
 OUTCOMES = (("T0000001/1/1", 5, True), ("T0000001/1/2", None, True), ("T0000001/1/3", None, False))
-
-
-@pytest.fixture(params=KINDS)
-def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with fresh_database(request.param, tmp_path) as db:
-        yield db
-
-
-def _key(database: Database) -> list[str]:
-    return list(inspect(database.engine).get_pk_constraint("clearing_outcomes")["constrained_columns"])
 
 
 def test_0029_gives_each_outcome_its_shard_and_its_downgrade_takes_it_away(fresh: Database) -> None:
@@ -70,7 +58,7 @@ def test_0029_gives_each_outcome_its_shard_and_its_downgrade_takes_it_away(fresh
     assert [tuple(r) for r in rows] == [
         (ref, NO_CARD_SHARD if shard is None else shard, n) for n, (ref, shard, _) in enumerate(OUTCOMES, 1)
     ]
-    assert _key(fresh) == ["clearing_date", "card_shard", "ref"]
+    assert primary_key(fresh, "clearing_outcomes") == ["clearing_date", "card_shard", "ref"]
 
     downgrade(fresh.engine, BEFORE)
     with fresh.engine.connect() as c:
@@ -81,7 +69,7 @@ def test_0029_gives_each_outcome_its_shard_and_its_downgrade_takes_it_away(fresh
         (D, ref, "clear", n) for n, (ref, _, _) in enumerate(OUTCOMES, 1)
     ]
     assert "card_shard" not in {col["name"] for col in inspect(fresh.engine).get_columns("clearing_outcomes")}
-    assert _key(fresh) == ["clearing_date", "ref"]
+    assert primary_key(fresh, "clearing_outcomes") == ["clearing_date", "ref"]
     migrate(fresh.engine)
 
 

@@ -5,30 +5,16 @@ PostgreSQL. (Clearing's reads by this key: ``test_seen_bounded``, ``test_day``.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import inspect, text
 
 from citycard.db import Database, downgrade, migrate
 from citycard.db.acquirer_repositories import CARD_SHARDS, card_shard
 
-from tests.db.dbtargets import KINDS, fresh_database
+from tests.db.dbtargets import primary_key
 
 BEFORE = "0030_presentment_field55"
 # fingerprints whose first 32 bits give shards 0, 63 and one between (the key's order is not the shard's)
 FINGERPRINTS = ("00000040" + "a" * 56, "ffffffff" + "0" * 56, "7fffff85" + "c" * 56)
-
-
-@pytest.fixture(params=KINDS)
-def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with fresh_database(request.param, tmp_path) as db:
-        yield db
-
-
-def _key(database: Database) -> list[str]:
-    return list(inspect(database.engine).get_pk_constraint("clearing_seen_tcs")["constrained_columns"])
 
 
 def test_0031_gives_each_seen_tc_its_cards_shard_and_its_downgrade_takes_it_away(fresh: Database) -> None:
@@ -47,12 +33,12 @@ def test_0031_gives_each_seen_tc_its_cards_shard_and_its_downgrade_takes_it_away
     with fresh.engine.connect() as c:
         got = c.execute(text("SELECT pan_fingerprint, atc, card_shard FROM clearing_seen_tcs")).all()
     assert sorted(tuple(r) for r in got) == sorted((f, atc, card_shard(f)) for f, atc in rows)
-    assert _key(fresh) == ["card_shard", "pan_fingerprint", "psn", "atc"]
+    assert primary_key(fresh, "clearing_seen_tcs") == ["card_shard", "pan_fingerprint", "psn", "atc"]
 
     downgrade(fresh.engine, BEFORE)
     with fresh.engine.connect() as c:
         back = c.execute(text("SELECT pan_fingerprint, atc FROM clearing_seen_tcs")).all()
     assert sorted(tuple(r) for r in back) == sorted(rows)
     assert "card_shard" not in {col["name"] for col in inspect(fresh.engine).get_columns("clearing_seen_tcs")}
-    assert _key(fresh) == ["pan_fingerprint", "psn", "atc"]
+    assert primary_key(fresh, "clearing_seen_tcs") == ["pan_fingerprint", "psn", "atc"]
     migrate(fresh.engine)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from citycard.db import Database, drop_schema, migrate
 
@@ -69,3 +69,8 @@ def fresh_database(kind: str, tmp_path: Path, **engine_kwargs: object) -> Iterat
     finally:
         db.close()
         drop_schema(POSTGRES_URL, schema)
+
+
+def primary_key(database: Database, table: str) -> list[str]:
+    """The columns of ``table``'s primary key, in order, as the database reports them."""
+    return list(inspect(database.engine).get_pk_constraint(table)["constrained_columns"])

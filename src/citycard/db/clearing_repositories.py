@@ -90,7 +90,7 @@ from citycard.codec.pretty import mask_pan
 from citycard.hsm.api import MAX_CARDS_ACS, Hsm, KeyHandle
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import RecordOfflineClearing
-from citycard.issuer.model import BankAccount, DenyListEntry, bank_key_labels, transfer_id
+from citycard.issuer.model import BankAccount, CardStatus, DenyListEntry, bank_key_labels, transfer_id
 from citycard.ledger.model import MAX_BATCH, CreateTransferResult, Transfer
 
 from .acquirer_repositories import CARD_SHARDS, card_shard, fill_upload_columns, pan_record, sealed_pan
@@ -139,6 +139,9 @@ STAGE_SORT_MEMORY_MB = 64
 """PostgreSQL's ``work_mem`` for a staging statement: the sort of a statement's uploads (≈ 600 bytes each,
 100 000 split between two processes) in memory; PostgreSQL's default of 4 MB writes it to temporary files."""
 MAX_WORKERS = 16
+_REFUND_WAITS = (CardStatus.LOST.value, CardStatus.CLOSED.value)
+"""The card statuses whose EC refund waits for clearing: their cleared mark is set through the issuer
+(``RecordOfflineClearing``), not by :meth:`ClearingEngine._mark_cleared`."""
 MAX_JOURNAL_FILE_BYTES = 256 * 1024 * 1024
 Fault = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -1312,20 +1315,19 @@ class ClearingEngine:
         card of the day until it committed (2.7–3.2 s at 1 M) against the issuer's own updates of the same
         rows. A mark only ever moves forward and says what is true once the day is decided, so a run stopped
         half-way leaves correct marks, and the next run sets the others."""
-        shards = [NO_CARD_SHARD, *range(CARD_SHARDS)]  # a journal row's card may have none
+        processes = self.workers if self._parallel() else 1
 
         def mark(k: int) -> None:
-            for shard in shards:
-                if shard % self.workers == k:
+            for shard in (NO_CARD_SHARD, *range(CARD_SHARDS)):  # a journal row's card may have no shard
+                if shard % processes == k:
                     self._mark_cleared(d, shard, end_ns)
 
-        if self._parallel():
+        if processes > 1:
             self._in_workers("cleared", mark, lambda: None)
         else:
-            for shard in shards:
-                self._mark_cleared(d, shard, end_ns)
+            mark(0)
         ic = issuer_cards
-        waiting = ic.c.status.in_(("lost", "closed"))
+        waiting = ic.c.status.in_(_REFUND_WAITS)
         with self.database.engine.connect() as c:
             lost = list(
                 c.execute(select(ic.c.pan).where(waiting, ic.c.offline_cleared_until_ns < end_ns)).scalars()
@@ -1350,7 +1352,7 @@ class ClearingEngine:
                 update(ic)
                 .where(
                     ic.c.offline_cleared_until_ns < end_ns,
-                    ic.c.status.not_in(("lost", "closed")),
+                    ic.c.status.not_in(_REFUND_WAITS),
                     ic.c.ec_float_account_id.in_(
                         select(o.c.card_account).where(
                             o.c.clearing_date == d, o.c.card_shard == shard, o.c.card_account.is_not(None)
