@@ -29,11 +29,13 @@ from .handlers import (
     Begun,
     ReversalOutcome,
     begin_checked,
+    begin_many,
     begin_transaction,
     due_entries,
     give_up,
     queue_advice,
     record_answer,
+    record_answers,
     record_saf_results,
     reverse_at_terminal,
     store_upload,
@@ -52,9 +54,10 @@ from .model import (
     format_rrn,
     parse_original,
 )
-from .ports import AcquirerUnitOfWork, Clock, OfflineUploads, Rrns, SafQueue, Transactions
+from .ports import MAX_MOVES, AcquirerUnitOfWork, Clock, OfflineUploads, Rrns, SafQueue, Transactions
 
 __all__ = [
+    "MAX_MOVES",
     "MAX_RRN",
     "AcquirerTransaction",
     "AcquirerUnitOfWork",
@@ -82,6 +85,7 @@ __all__ = [
     "TransactionStatus",
     "Transactions",
     "begin_checked",
+    "begin_many",
     "begin_transaction",
     "due_entries",
     "format_rrn",
@@ -89,6 +93,7 @@ __all__ = [
     "parse_original",
     "queue_advice",
     "record_answer",
+    "record_answers",
     "record_saf_results",
     "reverse_at_terminal",
     "store_upload",

@@ -22,6 +22,7 @@ What they guarantee (the store-and-forward rules of issue 8, ``docs/network.md``
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, TypeVar
@@ -45,23 +46,27 @@ from .model import (
     SafKind,
     SafPolicy,
     SafStatus,
+    TransactionKey,
     TransactionKind,
     TransactionStatus,
     format_rrn,
 )
-from .ports import AcquirerUnitOfWork, Clock
+from .ports import MAX_MOVES, AcquirerUnitOfWork, Clock
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Begun",
     "ReversalOutcome",
     "begin_checked",
+    "begin_many",
     "begin_transaction",
     "due_entries",
     "give_up",
     "queue_advice",
     "record_answer",
+    "record_answers",
     "record_saf_results",
     "reverse_at_terminal",
     "store_upload",
@@ -140,6 +145,38 @@ def begin_checked(
     return begun
 
 
+def begin_many(
+    items: Sequence[tuple[BeginTransaction, Callable[[AcquirerUnitOfWork], R | None]]],
+    uows: Callable[[], AcquirerUnitOfWork],
+    clock: Clock,
+) -> list[Begun | R | Exception]:
+    """Group commit of :func:`begin_checked` (the acquirer host's purchases that arrived together,
+    ``hosts.groups``): each item's check, then its record, in order and in ONE transaction committed once;
+    each result is what :func:`begin_checked` would have returned for it. A record begun in the group is
+    seen by the group's later items (a retry of the same key gets it back, ``fresh=False``). When the
+    transaction fails (a database error, e.g. a deadlock with another host thread over a retried key, or a
+    bug) it is rolled back and each item runs alone in its own transaction; an item that then raises gets
+    its exception in its place, so no item's failure costs another its record."""
+    if len(items) > 1:
+        try:
+            with uows() as uow:
+                together: list[Begun | R | Exception] = []
+                for cmd, check in items:
+                    refusal = check(uow)
+                    together.append(refusal if refusal is not None else _begin(cmd, uow, clock()))
+                uow.commit()
+            return together
+        except Exception:  # each alone below: the guilty one raises again, in its own place
+            log.info("group of %d begins rolled back: each runs alone", len(items), exc_info=True)
+    alone: list[Begun | R | Exception] = []
+    for cmd, check in items:
+        try:
+            alone.append(begin_checked(cmd, check, uows(), clock))
+        except Exception as exc:  # this item's answer; the others go on
+            alone.append(exc)
+    return alone
+
+
 _ANSWER_MOVES: Final = {
     target: frozenset(
         source for (source, event), to in TRANSITIONS.items() if event == "answer" and to == target
@@ -166,6 +203,41 @@ def record_answer(cmd: RecordAnswer, uow: AcquirerUnitOfWork, clock: Clock) -> A
                 uow.commit()
                 return moved
         return uow.transactions.get(cmd.key)  # None, or a status no answer moves
+
+
+def record_answers(
+    cmds: Sequence[RecordAnswer], uows: Callable[[], AcquirerUnitOfWork], clock: Clock
+) -> list[AcquirerTransaction | Exception | None]:
+    """:func:`record_answer` of a group of answers (``hosts.groups``): on PostgreSQL ONE conditional update
+    of all their records (``Transactions.move_many``, autocommit), so a group costs one round trip and one
+    commit; a record that did not move is read, as :func:`record_answer` reads it. Each result is what
+    :func:`record_answer` would have returned, except that a key answered twice in one group takes its
+    last answer once (both results are the record as it then stands). When the statement fails, each
+    answer is recorded alone; one that then raises gets its exception in its place."""
+    assert 0 < len(cmds) <= MAX_MOVES, len(cmds)
+    if len(cmds) > 1:
+        try:
+            now = clock()
+            left = {cmd.key: cmd.response_code for cmd in cmds}  # the last answer of a key wins
+            found: dict[TransactionKey, AcquirerTransaction | None] = {}
+            with uows() as uow:
+                uow.each_statement_commits()
+                for target, sources in _ANSWER_MOVES.items():
+                    moved = uow.transactions.move_many(left, sources, status=target, updated_ns=now)
+                    found.update(moved)
+                    left = {key: code for key, code in left.items() if key not in moved}
+                found.update((key, uow.transactions.get(key)) for key in left)  # None, or not moved
+                uow.commit()
+            return [found[cmd.key] for cmd in cmds]
+        except Exception:  # each alone below
+            log.info("group of %d answers failed: each is recorded alone", len(cmds), exc_info=True)
+    alone: list[AcquirerTransaction | Exception | None] = []
+    for cmd in cmds:
+        try:
+            alone.append(record_answer(cmd, uows(), clock))
+        except Exception as exc:
+            alone.append(exc)
+    return alone
 
 
 def _queue(uow: AcquirerUnitOfWork, kind: SafKind, rrn: str, message: bytes, now_ns: int) -> SafEntry:

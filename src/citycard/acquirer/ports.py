@@ -6,9 +6,9 @@ never imports it. Every repository works inside the unit of work's one transacti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Final, Protocol, Self
 
 from citycard.codec.iso8583.totals import BatchTotals
 
@@ -22,10 +22,13 @@ from .model import (
     TransactionStatus,
 )
 
-__all__ = ["AcquirerUnitOfWork", "Clock", "OfflineUploads", "Rrns", "SafQueue", "Transactions"]
+__all__ = ["MAX_MOVES", "AcquirerUnitOfWork", "Clock", "OfflineUploads", "Rrns", "SafQueue", "Transactions"]
 
 Clock = Callable[[], int]
 """Nanoseconds since the epoch."""
+
+MAX_MOVES: Final = 256
+"""The most records :meth:`Transactions.move_many` moves at once (a group of answers, ``hosts.groups``)."""
 
 
 class Rrns(Protocol):
@@ -56,6 +59,18 @@ class Transactions(Protocol):
     ) -> AcquirerTransaction | None:
         """Set status, response code and time of ``key``'s record if its status is one of
         ``from_statuses``; the record as stored then, or None when nothing moved."""
+        ...
+
+    def move_many(
+        self,
+        codes: Mapping[TransactionKey, str],
+        from_statuses: Collection[TransactionStatus],
+        *,
+        status: TransactionStatus,
+        updated_ns: int,
+    ) -> dict[TransactionKey, AcquirerTransaction]:
+        """:meth:`move` of every key of ``codes`` to ``status`` with its response code, at most
+        :data:`MAX_MOVES` keys (one statement where the database allows); the records moved, by key."""
         ...
 
     def update(self, record: AcquirerTransaction) -> None: ...

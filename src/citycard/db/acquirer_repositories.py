@@ -20,12 +20,12 @@ calls raise :class:`ProtectionMissing` and nothing is written in clear.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Sequence, Text, bindparam, cast, exists, func, select, update
+from sqlalchemy import Sequence, Text, bindparam, cast, exists, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -276,6 +276,17 @@ class _Statements:
     """PostgreSQL: a new record numbered by the sequence in the insert itself, unless its key is stored."""
     update: DriverStatement
     move: DriverStatement
+    move_many: DriverStatement | None
+    """PostgreSQL: :meth:`SqlTransactions.move_many` in one statement, the keys and codes as arrays."""
+
+
+_MOVE_MANY = """UPDATE acquirer_transactions AS t
+SET status = :v_status, response_code = v.code, updated_ns = :v_updated_ns
+FROM unnest(CAST(:terminal_ids AS VARCHAR[]), CAST(:batches AS INTEGER[]), CAST(:stans AS INTEGER[]),
+            CAST(:codes AS VARCHAR[])) AS v(terminal_id, batch, stan, code)
+WHERE t.terminal_id = v.terminal_id AND t.batch = v.batch AND t.stan = v.stan
+  AND t.status = ANY(CAST(:from_statuses AS VARCHAR[]))
+RETURNING {columns}"""
 
 
 @cache
@@ -288,9 +299,13 @@ def _statements(dialect: str) -> _Statements:
         insert_ = sqlite_insert
     t, get = acquirer_sequences, select(acquirer_transactions).where(_KEY_IS)
     columns: dict[str, Any] = {c.key: bindparam(f"v_{c.key}") for c in acquirer_transactions.c}
-    add_numbered = None
+    add_numbered = move_many = None
     if dialect == "postgresql":
         next_rrn = DriverStatement(select(RRN_SEQUENCE.next_value().label("next_value")))
+        returned = ", ".join(f"t.{c.name}" for c in acquirer_transactions.c)
+        move_many = DriverStatement(
+            text(_MOVE_MANY.format(columns=returned)).columns(*acquirer_transactions.c)
+        )
         names = [c.key for c in acquirer_transactions.c]
         rrn = func.lpad(cast(RRN_SEQUENCE.next_value(), Text), 12, "0")
         typed = {c.key: bindparam(f"v_{c.key}", type_=c.type) for c in acquirer_transactions.c}
@@ -336,6 +351,7 @@ def _statements(dialect: str) -> _Statements:
             .returning(*acquirer_transactions.c),
             arrays={"from_statuses": "VARCHAR[]"},
         ),
+        move_many=move_many,
     )
 
 
@@ -387,6 +403,35 @@ class SqlTransactions(_Repo):
         }
         row = _statements(_dialect(self.session)).move.first(self.session.connection(), params)
         return None if row is None else _record(row)
+
+    def move_many(
+        self,
+        codes: Mapping[TransactionKey, str],
+        from_statuses: Collection[TransactionStatus],
+        *,
+        status: TransactionStatus,
+        updated_ns: int,
+    ) -> dict[TransactionKey, AcquirerTransaction]:
+        assert len(codes) <= ports.MAX_MOVES, len(codes)
+        statement = _statements(_dialect(self.session)).move_many
+        if statement is None:  # SQLite: one writer at a time; a statement per key in the one transaction
+            moved = (
+                self.move(key, from_statuses, status=status, response_code=code, updated_ns=updated_ns)
+                for key, code in codes.items()
+            )
+            return {record.key: record for record in moved if record is not None}
+        keys = list(codes)
+        params = {
+            "v_status": status.value,
+            "v_updated_ns": updated_ns,
+            "terminal_ids": [key.terminal_id for key in keys],
+            "batches": [key.batch for key in keys],
+            "stans": [key.stan for key in keys],
+            "codes": [codes[key] for key in keys],
+            "from_statuses": [s.value for s in from_statuses],
+        }
+        records = map(_record, statement.rows(self.session.connection(), params))
+        return {record.key: record for record in records}
 
     def update(self, record: AcquirerTransaction) -> None:
         values = _record_values(record)

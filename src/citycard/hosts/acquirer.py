@@ -13,7 +13,9 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
    :class:`~citycard.codec.iso8583.signon.SignOnKeys`. Echo 0820 (``301``) and sign-off (``002``): 0830.
 4. **Authorizations** 0200 (purchase, balance, void, EC loads): an RRN (37) from the acquirer's records
    (the same on a retry), 32 added, the PIN block (52) translated from the terminal's PIK to the bank's ZPK
-   (``hsm.translate_pin_block``), 64 removed; a void's 61 gets its original's RRN appended (batch n6,
+   (``hsm.translate_pin_block``), 64 removed (the registry read, the RRN and the record in one transaction
+   shared with the purchases that arrived meanwhile: group commit, ``hosts.groups``; the answer recorded
+   likewise, a group in one statement); a void's 61 gets its original's RRN appended (batch n6,
    trace n6, date n4, original RRN n12); forwarded with a per-hop timeout. No answer (or the switch's 91):
    the reversal is queued *before* the terminal is answered 98 (timeout) or 91. An EC load from another
    account (620000) that is not approved is reversed the same way (39 = ``06``): the switch sends it in two
@@ -51,6 +53,8 @@ from functools import partial
 from typing import Final, TypeVar
 
 from citycard.acquirer import (
+    MAX_MOVES,
+    AcquirerTransaction,
     AcquirerUnitOfWork,
     BeginTransaction,
     Begun,
@@ -68,12 +72,12 @@ from citycard.acquirer import (
     TransactionKey,
     TransactionKind,
     TransactionStatus,
-    begin_checked,
+    begin_many,
     due_entries,
     give_up,
     parse_original,
     queue_advice,
-    record_answer,
+    record_answers,
     record_saf_results,
     reverse_at_terminal,
     store_upload,
@@ -118,6 +122,7 @@ from citycard.net.link import (
 )
 from citycard.net.server import Iso8583Server, ServerLimits, refusal
 
+from .groups import Groups
 from .zone import ZoneMac
 
 __all__ = [
@@ -136,6 +141,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_Check = tuple[BeginTransaction, Callable[[AcquirerUnitOfWork], "_Refused | str | None"]]
+"""A purchase's record to begin and the registry's check of its 41/42 run first in the same transaction."""
 
 _KINDS: Final = {
     "purchase": TransactionKind.PURCHASE,
@@ -215,6 +222,9 @@ class AcquirerConfig:
     saf_in_flight: int = 128
     """SAF entries sent at once."""
     db_threads: int = 4
+    max_group: int = 64
+    """Purchases begun (and answers recorded) together in one database transaction at most (group commit,
+    ``hosts.groups``)."""
     stop_timeout_s: float = 10.0
     saf_policy: SafPolicy = field(default_factory=SafPolicy)
     server_limits: ServerLimits = field(default_factory=ServerLimits)
@@ -225,6 +235,7 @@ class AcquirerConfig:
     def __post_init__(self) -> None:
         assert min(self.hop_timeout_s, self.saf_timeout_s, self.saf_idle_s, self.stop_timeout_s) > 0
         assert 0 < self.saf_in_flight <= self.link_limits.max_pending and 0 < self.db_threads <= 64
+        assert 0 < self.max_group <= MAX_MOVES
 
 
 class _Refused(Exception):
@@ -261,6 +272,20 @@ class AcquirerHost:
         self._bank_of: dict[str, AcquiringBank] = {}  # read once per bank: institution id, ZPK label
         self._clock = clock
         self._pool = ThreadPoolExecutor(self.config.db_threads, thread_name_prefix="acquirer-db")
+        # group commit (hosts.groups): one group of begins and one of answers at a time, each in one
+        # transaction; whatever arrives meanwhile goes in the next group
+        self._begins: Groups[_Check, Begun | _Refused | str] = Groups(
+            self._pool,
+            lambda items: begin_many(items, self._uow, self._clock),
+            workers=1,
+            max_group=self.config.max_group,
+        )
+        self._answers: Groups[RecordAnswer, AcquirerTransaction | None] = Groups(
+            self._pool,
+            lambda cmds: record_answers(cmds, self._uow, self._clock),
+            workers=1,
+            max_group=self.config.max_group,
+        )
         limits = self.config.server_limits
         drain_s = max(
             limits.drain_timeout_s, self.config.hop_timeout_s + 5.0
@@ -457,7 +482,8 @@ class AcquirerHost:
 
     async def _begin(self, request: AuthorizationRequest) -> tuple[AcquiringBank, BeginTransaction, Begun]:
         """The registry's word on 41/42 (58/03 first, as for every request), then the request's own checks,
-        then its record and RRN: one database transaction (``begin_checked``). A bank not yet known to the
+        then its record and RRN: one database transaction (``begin_checked``), shared with the purchases that
+        arrived meanwhile (``begin_many``, group commit). A bank not yet known to the
         acquirer is read once (its own transaction), then the whole is run again."""
         assert request.terminal_id is not None and request.merchant_id is not None
         terminal, merchant = request.terminal_id, request.merchant_id
@@ -479,7 +505,7 @@ class AcquirerHost:
             return None
 
         for _ in range(2):
-            begun = await self._db(lambda: begin_checked(command, check, self._uow(), self._clock))
+            begun = await self._begins.submit((command, check))
             if isinstance(begun, _Refused):
                 raise begun
             if isinstance(begun, str):
@@ -530,8 +556,7 @@ class AcquirerHost:
             # two legs: a decline may come from the EC card's leg after the other account's was posted
             await self._give_up(key, forwarded, ResponseCode.ERROR, recorded=str(answer.response_code))
         else:
-            answered = RecordAnswer(key, str(answer.response_code))
-            await self._db(lambda: record_answer(answered, self._uow(), self._clock))
+            await self._answers.submit(RecordAnswer(key, str(answer.response_code)))
         return answer.replaced(acquirer_id=None, mac=None)
 
     def _to_switch(self, message: Message) -> Message:

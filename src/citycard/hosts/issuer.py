@@ -23,9 +23,9 @@ decipher under the bank's ZPK
 a transaction we do not carry         ``40`` (function not supported): 0320, 0500, sign-on
 ====================================  ===================================================================
 
-**Group commit.** Each worker thread answers a *group* of requests in one database transaction
-(``IssuerService.authorize_many``): a request that arrives while every worker is busy waits in the
-front end, and a worker that becomes free takes all that wait (up to ``max_group``), ordered by card so
+**Group commit** (``hosts.groups``). Each worker thread answers a *group* of requests in one database
+transaction (``IssuerService.authorize_many``): a request that arrives while every worker is busy waits in
+the front end, and a worker that becomes free takes all that wait (up to ``max_group``), ordered by card so
 that concurrent groups lock cards in one order, a card's requests in their order of arrival. Every request
 keeps its own idempotency key, checks and stored answer; nobody is answered before the group's commit (a
 crash loses no answered request); if the group cannot commit, each of its requests runs alone, so one
@@ -47,10 +47,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Final
 
 from citycard.codec.iso8583 import (
@@ -74,6 +73,7 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
+from .groups import Groups
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
 from .zone import ZoneMac, is_key_exchange
 
@@ -101,8 +101,6 @@ KINDS: Final[dict[str, str]] = {
 """Transaction (``codec.iso8583.messages.TRANSACTIONS`` name) → ``AuthorizationKind`` member name; a kind
 the issuer does not have (yet) is answered ``40``."""
 
-_Waiting = tuple[commands.AuthorizationRequest, "asyncio.Future[commands.AuthorizationResponse]"]
-"""A request handed to the issuer and the future its handler awaits."""
 _FOLLOW_UPS: Final = frozenset({"void", "refund"})
 """Kinds whose original is named in field 61 (the original's RRN after its batch, trace and date)."""
 _MAX_FIELD55: Final = 255
@@ -122,8 +120,6 @@ class IssuerFrontEndStats:
     unsupported: int = 0
     """Requests answered 40."""
     echoes: int = 0
-    groups: int = 0
-    """Transactions (groups of requests, see the module docstring) the workers ran."""
 
 
 def request_id(message: Message) -> str:
@@ -260,13 +256,13 @@ class IssuerFrontEnd:
         self.stats = IssuerFrontEndStats()
         self._service = service
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"issuer-{bank_code}")
-        self._workers = workers
-        self._max_group = max_group
-        self._waiting: list[
-            tuple[commands.AuthorizationRequest, asyncio.Future[commands.AuthorizationResponse]]
-        ]
-        self._waiting = []
-        self._running = 0
+        self._groups: Groups[commands.AuthorizationRequest, commands.AuthorizationResponse] = Groups(
+            self._executor,
+            service.authorize_many,
+            workers=workers,
+            max_group=max_group,
+            order=lambda request: request.pan,  # concurrent groups lock cards in one order
+        )
         self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
         self.reload = (  # a BIN added while it runs is this bank's at once (hosts.routing_reload)
             None
@@ -347,10 +343,7 @@ class IssuerFrontEnd:
             log.info("%s stan %s refused 30: %s", message.mti, message.stan, exc)
             return answer(message, ResponseCode.FORMAT_ERROR)
         self.stats.authorizations += 1
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((request, future))
-        self._start_groups()
-        response = await future
+        response = await self._groups.submit(request)
         log.info(
             "%s stan %s rrn %s: %s %s",
             message.mti,
@@ -360,39 +353,6 @@ class IssuerFrontEnd:
             response.reason,
         )
         return self._answer(message, kind, response)
-
-    def _start_groups(self) -> None:
-        """Hand what waits to the free workers, a group each (module docstring)."""
-        loop = asyncio.get_running_loop()
-        while self._waiting and self._running < self._workers:
-            share = -(-len(self._waiting) // (self._workers - self._running))  # spread over free workers
-            size = min(self._max_group, share)
-            group, self._waiting = self._waiting[:size], self._waiting[size:]
-            group.sort(key=lambda item: item[0].pan)  # stable: a card's requests stay in arrival order
-            self._running += 1
-            self.stats.groups += 1
-            work = loop.run_in_executor(
-                self._executor, self._service.authorize_many, [request for request, _ in group]
-            )
-            work.add_done_callback(partial(self._group_done, group))
-
-    def _group_done(
-        self,
-        group: Sequence[_Waiting],
-        work: asyncio.Future[list[commands.AuthorizationResponse | Exception]],
-    ) -> None:
-        self._running -= 1
-        failed = work.exception() if not work.cancelled() else asyncio.CancelledError()
-        answers = work.result() if failed is None else [failed] * len(group)
-        assert len(answers) == len(group), (len(answers), len(group))
-        for (_, future), answer_ in zip(group, answers, strict=True):
-            if future.done():  # its handler was cancelled (stopped past the drain time)
-                continue
-            if isinstance(answer_, BaseException):
-                future.set_exception(answer_)
-            else:
-                future.set_result(answer_)
-        self._start_groups()
 
     def _kind(self, message: Message) -> tuple[AuthorizationKind | None, bool]:
         """The issuer's kind of ``message`` (None: not one it carries) and whether it is a
