@@ -3,11 +3,11 @@ acquirer, the switch and the issuer front end to the issuer on PostgreSQL, besid
 rate measured on the same server just before and just after, in the same run.
 
 ``python -m benchmarks e2e``. Environment: ``CITYCARD_BENCH_TERMINALS`` (default 20),
-``CITYCARD_BENCH_SECONDS``
-(default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the default: acquirer, switch and issuer front end
-each in a process of its own, forked after the set-up, as ``citycard serve`` runs them; ``one``: all three
-in one process and event loop, as ``citycard up`` runs them), ``CITYCARD_BENCH_WORKERS`` (the issuer front
-end's worker threads, default 4), ``CITYCARD_TEST_POSTGRES_URL``, ``CITYCARD_BENCH_PROFILE`` (a directory:
+``CITYCARD_BENCH_SECONDS`` (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the default: acquirer,
+switch and issuer front end each in a process of its own, forked after the set-up, as ``citycard serve``
+runs them; ``one``: all three in one process and event loop, as ``citycard up`` runs them),
+``CITYCARD_BENCH_WORKERS`` (the issuer front end's worker threads, by default its own default,
+``hosts.issuer.DEFAULT_WORKERS``), ``CITYCARD_TEST_POSTGRES_URL``, ``CITYCARD_BENCH_PROFILE`` (a directory:
 layout ``processes`` only, each host process runs under cProfile — its event loop and, in the issuer front
 end, every worker thread — and writes ``<host>.prof`` there when it is stopped; the CPU figures then
 include the profiler's own cost).
@@ -54,6 +54,7 @@ from citycard.db import Database
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork
 from citycard.db.center_repositories import CenterUnitOfWork
 from citycard.hosts.acquirer import AcquirerConfig
+from citycard.hosts.issuer import DEFAULT_WORKERS
 from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 from citycard.hsm import KeyUsage
 from citycard.hsm.protection import RecordProtection
@@ -69,7 +70,7 @@ __all__ = ["main"]
 TERMINALS = int(os.environ.get("CITYCARD_BENCH_TERMINALS", "20"))
 SECONDS = float(os.environ.get("CITYCARD_BENCH_SECONDS", "10"))
 LAYOUT = os.environ.get("CITYCARD_BENCH_LAYOUT", "processes")
-WORKERS = int(os.environ.get("CITYCARD_BENCH_WORKERS", "4"))
+WORKERS = int(os.environ.get("CITYCARD_BENCH_WORKERS", str(DEFAULT_WORKERS)))
 PROFILE = os.environ.get("CITYCARD_BENCH_PROFILE")
 WARM_UP_S = 2.0
 MOST_PER_S = 2500

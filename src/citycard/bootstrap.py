@@ -449,7 +449,7 @@ def _check_banks(table: RoutingTable, codes: list[str]) -> None:
 
 
 def build_issuer_front_end(
-    issuer: Issuer, bank_code: str, *, host: str = "127.0.0.1", port: int = 0, workers: int = 4
+    issuer: Issuer, bank_code: str, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1
 ) -> IssuerFrontEnd:
     """The front end of ``bank_code`` on ``issuer`` (:class:`UnknownBank` if there is no such bank); the
     caller starts it (``async with``) and closes the database after it stopped."""
@@ -648,7 +648,7 @@ async def start_platform(
     acquirer: Address | None = None,
     switch: Address | None = None,
     issuers: dict[str, Address] | None = None,
-    workers: int = 4,
+    workers: int = 1,
 ) -> Platform:
     """Start, in this process and on ``issuer``'s database and HSM, an issuer front end for every bank of
     the database (on ``issuers[code]``, else a free port of 127.0.0.1), the switch (``switch``, else

@@ -204,8 +204,14 @@ def serve_issuer(
     ),
     host: HostOpt = "127.0.0.1",
     workers: Annotated[
-        int, typer.Option("--workers", help="authorizations run at once (threads)", min=1, max=64)
-    ] = 4,
+        int,
+        typer.Option(
+            "--workers",
+            help="database transactions at once (threads; each a group of requests)",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Answer the switch's requests for one bank's cards with the issuer service."""
