@@ -24,8 +24,10 @@ from citycard.ledger import Account, AccountFlags, CreateAccountResult, CreateTr
 
 from tests.db.dbtargets import fresh_database
 
-PURCHASE_ROUND_TRIPS = 7  # BEGIN, the card with the request id and the terminal registry, the UN with the
-# EC float balance, ledger lock, ledger write, authorization insert (with card and UN rows), COMMIT; was 15
+PURCHASE_ROUND_TRIPS = 6  # BEGIN, the card with the request id, the terminal registry, the UN and the EC
+# float balance (read ahead: ``Authorizations.prefetch``), ledger lock, ledger write, authorization insert
+# (with card and UN rows), COMMIT; was 15, then 7
+GROUP_ROUND_TRIPS = 3  # a group's BEGIN, its one read ahead, COMMIT; then three for each request
 
 
 def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRequest]]:
@@ -41,7 +43,7 @@ def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRe
     return IssuerService(lambda: db.unit_of_work(IssuerUnitOfWork), hsm, time.time_ns), hsm, requests
 
 
-def test_a_purchase_costs_seven_round_trips_on_postgresql(tmp_path: Path) -> None:
+def test_a_purchase_costs_six_round_trips_on_postgresql_and_three_in_a_group(tmp_path: Path) -> None:
     from benchmarks.bench_auth import RoundTripCounter
 
     with fresh_database("postgresql", tmp_path) as db:
@@ -54,6 +56,12 @@ def test_a_purchase_costs_seven_round_trips_on_postgresql(tmp_path: Path) -> Non
         before = counter.count
         assert service.authorize(requests[1]).approved  # a retry: the stored answer
         assert counter.count - before == 4  # BEGIN, the card and request id, the stored answer, ROLLBACK
+        group = requests[4:6]
+        assert len({req.pan for req in group}) == 2, "two cards: each one's start read ahead"
+        before = counter.count
+        answers = service.authorize_many(group)
+        assert all(not isinstance(a, Exception) and a.approved for a in answers)
+        assert counter.count - before == GROUP_ROUND_TRIPS + 3 * len(group)
         with db.unit_of_work(IssuerUnitOfWork) as uow:
             assert uow.ledger.totals().balanced
             assert uow.ledger.audit() == []

@@ -110,3 +110,26 @@ def test_a_request_that_raises_in_a_group_costs_the_others_nothing(
 def test_a_group_is_bounded() -> None:
     with pytest.raises(AssertionError):
         authorize.authorize_together([], None, None)  # type: ignore[arg-type]
+
+
+def test_a_group_reads_each_card_ahead_once_and_its_later_requests_after_its_writes(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """``Authorizations.prefetch``: the group's first request of a card is answered from what was read ahead
+    (its unpredictable number seen in an earlier transaction is still seen); a card's second request in the
+    group reads after the first one's writes (the number the first recorded is seen, the balance moved)."""
+    a, b = funded_card(banks, 10_000, 1), funded_card(banks, 10_000, 2)
+    term_a, term_b = terminal_for(a), terminal_for(b)
+    seen_before = b"\x00\x00\x00\x07"
+    assert banks.authorize(request(b, PURCHASE, 100, term_b.first_ac(100, un=seen_before), "b-0")).approved
+    b1 = request(b, PURCHASE, 100, term_b.first_ac(100, un=seen_before), "b-1")  # seen, a transaction ago
+    a1 = request(a, PURCHASE, 1_000, term_a.first_ac(1_000, un=b"\x00\x00\x00\x01"), "a-1")
+    a2 = request(a, PURCHASE, 2_000, term_a.first_ac(2_000, un=b"\x00\x00\x00\x01"), "a-2")  # a1's again
+    answers = [_answer(x) for x in banks.authorize_many([a1, a2, b1])]
+    assert "repeated_unpredictable_number" not in answers[0].flags
+    assert "repeated_unpredictable_number" in answers[1].flags  # recorded by a1, in the same transaction
+    assert "repeated_unpredictable_number" in answers[2].flags  # read ahead, from the earlier transaction
+    assert answers[0].approved and answers[0].balance_fen == 9_000
+    assert answers[2].balance_fen == _deposit(database, b)
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced and uow.ledger.audit() == []

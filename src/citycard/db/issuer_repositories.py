@@ -17,12 +17,15 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
     Select,
+    String,
     Table,
     and_,
     bindparam,
+    cast,
     exists,
     false,
     func,
@@ -203,6 +206,58 @@ _UN_SEEN_AND_EC = select(
 )
 _START_D = DriverStatement(_START)
 _UN_SEEN_AND_EC_D = DriverStatement(_UN_SEEN_AND_EC)
+
+
+@cache
+def _start_ahead() -> DriverStatement:
+    """PostgreSQL: :data:`_START` and :data:`_UN_SEEN_AND_EC` for a group's requests in one statement
+    (``SqlAuthorizations.prefetch``): the requests as arrays unnested, their cards locked in PAN order (the
+    lock is taken on the sorted rows)."""
+    v = (
+        func.unnest(
+            *(cast(bindparam(name), ARRAY(String)) for name in ("pans", "request_ids", "terminal_ids", "uns"))
+        )
+        .table_valued("pan", "request_id", "terminal_id", "un")
+        .render_derived(name="v")
+    )
+    un = issuer_unpredictable_numbers.c
+    return DriverStatement(
+        select(
+            issuer_cards,
+            v.c.request_id.label("v_request_id"),
+            v.c.terminal_id.label("v_terminal_id"),
+            exists().where(issuer_authorizations.c.request_id == v.c.request_id).label("request_id_stored"),
+            exists(select(_CT.terminal_id).limit(1)).label("registry_in_use"),
+            _CT.merchant_id.label("t_merchant"),
+            _CT.status.label("t_status"),
+            exists().where(un.pan == v.c.pan, un.un == v.c.un).label("un_seen"),
+            select(_EC_BALANCES.c.credits_posted - _EC_BALANCES.c.debits_posted)
+            .where(_EC_BALANCES.c.id == issuer_cards.c.ec_float_account_id)
+            .scalar_subquery()
+            .label("ec_balance"),
+        )
+        .select_from(
+            v.join(issuer_cards, issuer_cards.c.pan == v.c.pan).outerjoin(
+                center_terminals, _CT.terminal_id == v.c.terminal_id
+            )
+        )
+        .order_by(issuer_cards.c.pan)
+        .with_for_update(of=issuer_cards)
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A request's start and unpredictable-number answers read ahead (``SqlAuthorizations.prefetch``)."""
+
+    request_id: str
+    terminal_id: str
+    start: AuthorizationStart
+    un: bytes | None
+    un_seen: bool
+    ec_balance: int | None
+
+
 _DEFERRABLE: dict[str, Any] = {
     "card": update(issuer_cards)
     .where(issuer_cards.c.pan == bindparam("c_w_pan"))
@@ -467,19 +522,65 @@ def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
 
 
 class SqlAuthorizations(_Repo):
+    def __init__(self, session: Session, writes: _Writes | None = None) -> None:
+        super().__init__(session, writes)
+        self._ahead: dict[str, _Ahead] = {}  # by PAN, read ahead in the transaction ``_ahead_in``
+        self._ahead_in: object = None
+        self._next: tuple[str, _Ahead] | None = None  # the card whose start was read ahead, for the UN check
+
+    def prefetch(self, starts: Sequence[ports.StartAhead]) -> None:
+        self._ahead, self._next = {}, None
+        if self.session.get_bind().dialect.name != "postgresql":
+            return  # SQLite: a statement costs little there, each is read when asked
+        first: dict[str, ports.StartAhead] = {}
+        for start in starts:
+            first.setdefault(start.pan, start)  # a card's later requests read after its first one's writes
+        if not first:
+            return
+        wanted = list(first.values())
+        params = {
+            "pans": [s.pan for s in wanted],
+            "request_ids": [s.request_id for s in wanted],
+            "terminal_ids": [s.terminal_id for s in wanted],
+            "uns": [
+                None if s.unpredictable_number is None else s.unpredictable_number.hex().upper()
+                for s in wanted
+            ],
+        }
+        self.writes.flush()
+        for row in _start_ahead().rows(self.session.connection(), params):
+            wanted_un = first[row.pan].unpredictable_number
+            self._ahead[row.pan] = _Ahead(
+                row.v_request_id,
+                row.v_terminal_id,
+                _start_of(row, row.v_terminal_id),
+                wanted_un,
+                bool(row.un_seen),
+                None if row.ec_balance is None else int(row.ec_balance),
+            )
+        self._ahead_in = self.session.get_transaction()
+
+    def _read_ahead(self, pan: str) -> _Ahead | None:
+        if not self._ahead:
+            return None
+        if self.session.get_transaction() is not self._ahead_in:  # another transaction: forget it all
+            self._ahead, self._next = {}, None
+            return None
+        return self._ahead.pop(pan, None)
+
     def start(self, pan: str, request_id: str, terminal_id: str) -> AuthorizationStart:
+        self._next = None
+        ahead = self._read_ahead(pan)
+        if ahead is not None and (ahead.request_id, ahead.terminal_id) == (request_id, terminal_id):
+            self._next = (pan, ahead)
+            return ahead.start
         self.writes.flush()
         row = _START_D.first(
             self.session.connection(), {"pan": pan, "request_id": request_id, "terminal_id": terminal_id}
         )
         if row is None:  # no such card: the request id is looked up on its own, the registry is not needed
             return AuthorizationStart(None, True, False, None)
-        terminal = None
-        if row.t_status is not None:
-            terminal = RegisteredTerminal(terminal_id, row.t_merchant, TerminalStatus(row.t_status))
-        return AuthorizationStart(
-            _card(row), bool(row.request_id_stored), bool(row.registry_in_use), terminal
-        )
+        return _start_of(row, terminal_id)
 
     def get(self, request_id: str, *, for_update: bool = False) -> StoredAuthorization | None:
         query = _AUTHORIZATION_FOR_UPDATE if for_update else _AUTHORIZATION
@@ -495,6 +596,7 @@ class SqlAuthorizations(_Repo):
         waits for that transaction, then skips the row instead of raising a unique violation). On
         PostgreSQL the writes held back (the card's row, the unpredictable number) go in the same statement;
         when the row is skipped they are written too, and the caller rolls back."""
+        self._next = None  # a write: nothing read ahead stands for what follows
         dialect = self.session.get_bind().dialect.name
         values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
         params = _prefixed("a_", values)
@@ -513,10 +615,12 @@ class SqlAuthorizations(_Repo):
         return True
 
     def mark_reversed(self, request_id: str, by: str | None) -> None:
+        self._next = None  # a write: nothing read ahead stands for what follows
         t = issuer_authorizations
         self._execute(update(t).where(t.c.request_id == request_id).values(reversed_by=by))
 
     def add_refunded(self, request_id: str, amount_fen: int) -> None:
+        self._next = None  # a write: nothing read ahead stands for what follows
         t = issuer_authorizations
         self.session.execute(
             update(t).where(t.c.request_id == request_id).values(refunded_fen=t.c.refunded_fen + amount_fen)
@@ -526,6 +630,17 @@ class SqlAuthorizations(_Repo):
         return self._one(_UN_SEEN, {"pan": pan, "un": un.hex().upper()}) is not None
 
     def seen_with_ec_balance(self, pan: str, un: bytes, ec_float_account_id: int) -> tuple[bool, int]:
+        ready, self._next = self._next, None
+        if ready is not None:
+            card_pan, ahead = ready
+            card = ahead.start.card
+            if (
+                (card_pan, ahead.un) == (pan, un)
+                and card is not None
+                and card.ec_float_account_id == ec_float_account_id
+                and ahead.ec_balance is not None
+            ):
+                return ahead.un_seen, ahead.ec_balance
         self.writes.flush()
         ((seen, balance),) = _UN_SEEN_AND_EC_D.rows(
             self.session.connection(), {"pan": pan, "un": un.hex().upper(), "ec_id": ec_float_account_id}
@@ -536,7 +651,15 @@ class SqlAuthorizations(_Repo):
     def add_unpredictable_number(self, pan: str, un: bytes, atc: int) -> None:
         """Record ``un`` for the card; the caller has checked :meth:`seen_unpredictable_number` first.
         Held back until the next statement or the commit (:class:`_Writes`)."""
+        self._next = None  # a write: nothing read ahead stands for what follows
         self.writes.defer("un", {"u_pan": pan, "u_un": un.hex().upper(), "u_atc": atc})
+
+
+def _start_of(row: Any, terminal_id: str) -> AuthorizationStart:
+    terminal = None
+    if row.t_status is not None:
+        terminal = RegisteredTerminal(terminal_id, row.t_merchant, TerminalStatus(row.t_status))
+    return AuthorizationStart(_card(row), bool(row.request_id_stored), bool(row.registry_in_use), terminal)
 
 
 class SqlDenyList(_Repo):

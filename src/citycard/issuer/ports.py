@@ -44,6 +44,7 @@ __all__ = [
     "IdAllocator",
     "IssuerUnitOfWork",
     "Products",
+    "StartAhead",
     "StoredAuthorization",
     "Terminals",
 ]
@@ -163,7 +164,28 @@ class AuthorizationStart:
     terminal: RegisteredTerminal | None  # field 41's entry, when registered
 
 
+@dataclass(frozen=True, slots=True)
+class StartAhead:
+    """What one request of a group will ask :meth:`Authorizations.start` (and then
+    :meth:`Authorizations.seen_with_ec_balance`, with ``unpredictable_number`` from its field 55, None when it
+    has none), for :meth:`Authorizations.prefetch`."""
+
+    pan: str
+    request_id: str
+    terminal_id: str
+    unpredictable_number: bytes | None
+
+
 class Authorizations(Protocol):
+    def prefetch(self, starts: Sequence[StartAhead]) -> None:
+        """Read ahead, for a group answered in one transaction and before it writes anything, what each
+        request's :meth:`start` and the :meth:`seen_with_ec_balance` after it will ask (one round trip where
+        the store allows), the group's cards locked in PAN order. An answer read ahead is given once: to the
+        first :meth:`start` of its card in this transaction, if it asks for the same request id and
+        terminal, and to the :meth:`seen_with_ec_balance` that comes next for the same card and number;
+        anything else is read when asked, as without it. A store may read nothing ahead."""
+        ...
+
     def start(self, pan: str, request_id: str, terminal_id: str) -> AuthorizationStart:
         """The card locked for update, whether ``request_id`` is stored and the terminal ``terminal_id`` of
         the registry, read together (one round trip where the store allows). The request-id answer may be
