@@ -86,20 +86,20 @@ def test_a_request_that_raises_in_a_group_costs_the_others_nothing(
         request(pan, PURCHASE, 1_000, terminal_for(pan).first_ac(1_000), f"p-{i}")
         for i, pan in enumerate(pans)
     ]
-    real = authorize._authorize_card
+    real = authorize._decide_card
 
     def failing(req: AuthorizationRequest, *args: object) -> object:
         if req.request_id == "p-1":
             raise RuntimeError("a bug in one request")
         return real(req, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(authorize, "_authorize_card", failing)
+    monkeypatch.setattr(authorize, "_decide_card", failing)
     before = ledger_snapshot(database)
     answers = banks.authorize_many(reqs)
     assert isinstance(answers[1], RuntimeError)
     assert [_answer(answers[i]).response_code for i in (0, 2)] == ["00", "00"]
     assert [_deposit(database, pan) for pan in pans] == [9_000, 10_000, 9_000]
-    monkeypatch.setattr(authorize, "_authorize_card", real)
+    monkeypatch.setattr(authorize, "_decide_card", real)
     assert _answer(banks.authorize_many([reqs[1]])[0]).approved  # its retry, once the bug is gone
     assert [_deposit(database, pan) for pan in pans] == [9_000, 9_000, 9_000]
     assert ledger_snapshot(database) != before

@@ -312,11 +312,32 @@ class _Writes:
         return pending
 
     def flush(self) -> None:
+        """Write what is held back: each kind's rows in one statement (an ``executemany``: one multi-row
+        ``INSERT``, or the rows pipelined), the kinds touching tables of their own."""
         if self.pending:
-            connection = self.session.connection()
-            for kind, params in self.take():
-                result = connection.execute(_DEFERRABLE[kind], params, execution_options=_ROWCOUNT)
+            self.write(self.take())
+
+    def write(self, writes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        connection = self.session.connection()
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for kind, params in writes:
+            by_kind.setdefault(kind, []).append(params)
+        for kind, rows in by_kind.items():
+            if len(rows) == 1:
+                result = connection.execute(_DEFERRABLE[kind], rows[0], execution_options=_ROWCOUNT)
                 assert result.rowcount == 1, (kind, result.rowcount)
+            else:
+                connection.execute(_DEFERRABLE[kind], rows)
+
+    def split(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """What is held back, as (the last write of each kind, the earlier ones), taken."""
+        last: dict[str, tuple[str, dict[str, Any]]] = {}
+        earlier = []
+        for write in self.take():
+            if write[0] in last:
+                earlier.append(last[write[0]])
+            last[write[0]] = write
+        return list(last.values()), earlier
 
 
 class _Repo:
@@ -600,13 +621,15 @@ class SqlAuthorizations(_Repo):
         dialect = self.session.get_bind().dialect.name
         values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
         params = _prefixed("a_", values)
-        kinds = [kind for kind, _ in self.writes.pending]
-        if dialect == "postgresql" and len(set(kinds)) == len(kinds):
-            for _, deferred in self.writes.take():
+        kinds: list[str] = []
+        if dialect == "postgresql":  # the last write of each kind in the same statement
+            carried, earlier = self.writes.split()
+            self.writes.write(earlier)  # a group's earlier ones (one statement a kind)
+            for kind, deferred in carried:
+                kinds.append(kind)
                 params |= deferred
         else:
             self.writes.flush()
-            kinds = []
         statement = _authorization_insert(dialect, tuple(kinds))
         row = statement.first(self.session.connection(), params)
         if row is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from citycard.hsm.api import HsmInputError
@@ -50,6 +51,17 @@ __all__ = ["MAX_GROUP", "authorize", "authorize_together", "request_fingerprint"
 MAX_GROUP: Final = 64
 """Most requests answered in one transaction by :func:`authorize_together`."""
 _LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER)
+_TOGETHER: Final = frozenset(
+    {
+        AuthorizationKind.PURCHASE,
+        AuthorizationKind.BALANCE_INQUIRY,
+        AuthorizationKind.EC_LOAD,
+        AuthorizationKind.EC_CASH_LOAD,
+    }
+)
+"""Kinds whose legs a group posts in runs, several cards' in one ledger call (``authorize_together``): they
+name no original and touch only their card's accounts and the bank's. The others post alone, after the run
+before them was posted."""
 _CARD_SCRIPT_HEADERS = {
     IssuerScript.PIN_UNBLOCK: bytes.fromhex("84240000"),
     IssuerScript.APPLICATION_BLOCK: bytes.fromhex("841E0000"),
@@ -100,14 +112,55 @@ def authorize_together(
     assert 0 < len(reqs) <= MAX_GROUP, len(reqs)
     with uow:
         uow.authorizations.prefetch([_ahead(req) for req in reqs])  # one round trip for the group's starts
-        responses = []
-        for req in reqs:
-            done = _authorize_in(req, request_fingerprint(req), uow, deps)
-            if done is None:
-                return None  # rolled back on leaving the block
-            responses.append(done[0])
+        responses: list[AuthorizationResponse | None] = [None] * len(reqs)
+        run: list[tuple[int, _Decided]] = []  # decided, their legs posted together when the run ends
+        for i, req in enumerate(reqs):
+            joins = req.kind in _TOGETHER and all(d.req.pan != req.pan for _, d in run)
+            if run and not joins and not _end_run(run, responses, uow, deps):  # before it reads anything
+                return None
+            fingerprint = request_fingerprint(req)
+            if req.kind not in _TOGETHER:
+                done = _authorize_in(req, fingerprint, uow, deps)
+                if done is None:
+                    return None  # rolled back on leaving the block
+                responses[i] = done[0]
+                continue
+            decided = _decide_in(req, fingerprint, uow, deps)
+            if decided is None:
+                return None
+            if isinstance(decided, _Decided):
+                if decided.accounts & {a for _, d in run for a in d.accounts}:
+                    return None  # two cards of one account (a replacement card): each runs alone
+                run.append((i, decided))
+            else:
+                responses[i] = decided[0]
+        if run and not _end_run(run, responses, uow, deps):
+            return None
         uow.commit()
-    return responses
+    assert all(r is not None for r in responses)
+    return [r for r in responses if r is not None]
+
+
+def _end_run(
+    run: list[tuple[int, _Decided]],
+    responses: list[AuthorizationResponse | None],
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+) -> bool:
+    """Post the legs of every request of ``run`` in one ledger call (each request's legs a linked chain of
+    their own, in order: the ledger applies a batch as it would one call after the other), then answer and
+    store each; False when one's request id was stored meanwhile (the group is rolled back). ``run`` is
+    emptied."""
+    decisions = _post_together([decided.decision for _, decided in run], uow)
+    for (i, decided), decision in zip(run, decisions, strict=True):
+        response, transfers, card = _answer_card(decided, decision, uow, deps)
+        if card is not None:
+            uow.cards.update(card)
+        if not _store(decided.req, decided.fingerprint, response, transfers, uow, deps):
+            return False
+        responses[i] = response
+    run.clear()
+    return True
 
 
 def _authorize_once(
@@ -130,18 +183,25 @@ def _ahead(req: AuthorizationRequest) -> StartAhead:
     if req.field55:
         try:
             un = parse_chip_data(req.field55).unpredictable_number
-        except ChipDataError:  # answered 30 by _authorize_card; nothing to read ahead for it
+        except ChipDataError:  # answered 30 by _decide_card; nothing to read ahead for it
             un = None
     return StartAhead(req.pan, req.request_id, req.terminal_id, un)
 
 
 def _authorize_in(
-    req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
+    req: AuthorizationRequest,
+    fingerprint: str,
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+    *,
+    start: AuthorizationStart | None = None,
 ) -> tuple[AuthorizationResponse, bool] | None:
     """``req`` answered in the transaction of ``uow``: the answer and whether it wrote anything (a stored
     answer read again writes nothing); None when its request id was stored meanwhile by a simultaneous
-    first attempt (the transaction must then be rolled back and the request run again)."""
-    start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
+    first attempt (the transaction must then be rolled back and the request run again). ``start``: its
+    start, when read already."""
+    if start is None:
+        start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
     card = start.card
     stored = uow.authorizations.get(req.request_id) if start.request_id_stored else None
     if stored is not None:
@@ -160,10 +220,45 @@ def _authorize_in(
         if card is not None:
             uow.cards.update(card)
     else:
-        response, transfers, card = _authorize_card(req, start, uow, deps)
+        decided = _decide_card(req, fingerprint, start, uow, deps)
+        if isinstance(decided, _Decided):
+            response, transfers, card = _answer_card(decided, _post(decided.decision, req, uow), uow, deps)
+        else:
+            response, transfers, card = decided
         if card is not None:
             uow.cards.update(card)
-    added = uow.authorizations.add(
+    return (response, True) if _store(req, fingerprint, response, transfers, uow, deps) else None
+
+
+def _decide_in(
+    req: AuthorizationRequest, fingerprint: str, uow: IssuerUnitOfWork, deps: Deps
+) -> _Decided | tuple[AuthorizationResponse, bool] | None:
+    """:func:`_authorize_in` for a request of the kinds posted in runs (:data:`_TOGETHER`), up to its
+    decision: a :class:`_Decided` whose legs wait to be posted; or, when it posts nothing (a stored answer,
+    a decline), its answer, stored; None as :func:`_authorize_in`."""
+    assert req.kind in _TOGETHER, req.kind
+    start = uow.authorizations.start(req.pan, req.request_id, req.terminal_id)
+    if start.request_id_stored or start.card is None:  # a stored answer, or an unknown card: nothing posted
+        return _authorize_in(req, fingerprint, uow, deps, start=start)
+    decided = _decide_card(req, fingerprint, start, uow, deps)
+    if isinstance(decided, _Decided):
+        return decided
+    response, transfers, card = decided
+    assert card is None and not transfers
+    return (response, True) if _store(req, fingerprint, response, transfers, uow, deps) else None
+
+
+def _store(
+    req: AuthorizationRequest,
+    fingerprint: str,
+    response: AuthorizationResponse,
+    transfers: Sequence[int],
+    uow: IssuerUnitOfWork,
+    deps: Deps,
+) -> bool:
+    """Store the answer (with the writes held back: the card, the unpredictable number); False when the
+    request id was stored meanwhile (the transaction must be rolled back and the request run again)."""
+    return uow.authorizations.add(
         StoredAuthorization(
             request_id=req.request_id,
             pan=req.pan,
@@ -180,13 +275,31 @@ def _authorize_in(
             service_ref=req.service_ref,
         )
     )
-    return (response, True) if added else None
 
 
-def _authorize_card(
-    req: AuthorizationRequest, start: AuthorizationStart, uow: IssuerUnitOfWork, deps: Deps
-) -> tuple[AuthorizationResponse, list[int], Card | None]:
-    """The answer, the transfers posted and the card to store (None: unchanged)."""
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A request decided, its legs not yet posted (:func:`_decide_card`), and what answering it needs."""
+
+    req: AuthorizationRequest
+    fingerprint: str
+    card: Card
+    chip: ChipData
+    decision: Decision
+    ec_before: int | None
+
+    @property
+    def accounts(self) -> frozenset[int]:
+        """The ledger accounts of its card (two cards of one account are never in one run)."""
+        card = self.card
+        return frozenset(a for a in (card.deposit_account_id, card.ec_float_account_id) if a is not None)
+
+
+def _decide_card(
+    req: AuthorizationRequest, fingerprint: str, start: AuthorizationStart, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int], Card | None] | _Decided:
+    """The request decided (:class:`_Decided`, its legs to post), or its decline: the answer, no transfer,
+    the card unchanged (None)."""
     card = start.card
 
     def decline(code: str, reason: str, *flags: str) -> tuple[AuthorizationResponse, list[int], None]:
@@ -226,10 +339,34 @@ def _authorize_card(
         uow.authorizations.add_unpredictable_number(card.pan, chip.unpredictable_number, chip.atc)
     if decision.card is None:  # refused before the card's ATC moved on: nothing about the card is stored
         return decline(decision.code, decision.reason, *decision.flags)
-    decision = _post(decision, req, uow)
+    return _Decided(req, fingerprint, card, chip, decision, ec_before)
+
+
+def _answer_card(
+    decided: _Decided, decision: Decision, uow: IssuerUnitOfWork, deps: Deps
+) -> tuple[AuthorizationResponse, list[int], Card]:
+    """The answer of a request decided once its legs were offered to the ledger (``decision``: settled),
+    the transfers posted and the card to store."""
+    card, ec_before = decided.card, decided.ec_before
     if any(card.ec_float_account_id in (t.debit_account_id, t.credit_account_id) for t in decision.legs):
         ec_before = None  # posted to: read it again (the ledger holds it locked, so no query)
-    return _answer(req, chip, decision, uow, deps, ec_before, last_atc=card.highest_atc)
+    return _answer(decided.req, decided.chip, decision, uow, deps, ec_before, last_atc=card.highest_atc)
+
+
+def _post_together(decisions: Sequence[Decision], uow: IssuerUnitOfWork) -> list[Decision]:
+    """:func:`_post` of several requests' decisions in one ledger call: each one's legs a linked chain of
+    their own (one request's refusal never fails another's), settled with its own results. Only kinds
+    without an original (:data:`_TOGETHER`) come here."""
+    chains = [link(d.legs) if d.legs else [] for d in decisions]
+    assert all(d.reverses is None and d.refunds is None for d in decisions)
+    transfers = [t for chain in chains for t in chain]
+    results = iter(uow.ledger.create_transfers(transfers) if transfers else [])
+    settled = []
+    for decision, chain in zip(decisions, chains, strict=True):
+        mine = [next(results) for _ in chain]
+        settled.append(settle(decision, mine) if chain else decision)
+    assert next(results, None) is None
+    return settled
 
 
 def _post(decision: Decision, req: AuthorizationRequest, uow: IssuerUnitOfWork) -> Decision:
