@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,7 @@ from citycard.transit.validator import TripSealer
 if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the database is opened
     from sqlalchemy import Engine
 
+    from citycard.acquirer import BeginTransaction
     from citycard.chip.image import CardImage
     from citycard.chip.personalise import IssuerPublicKeyData
     from citycard.db import Database
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
         AcquirerConfig,
         AcquirerHost,
         BankLookup,
+        RegistryAhead,
         RegistryInTransaction,
         TerminalRegistry,
     )
@@ -538,6 +540,20 @@ def acquirer_registry_in_transaction() -> RegistryInTransaction:
     return check
 
 
+def acquirer_registry_ahead() -> RegistryAhead:
+    """The registry of every terminal of a group of purchases read in one statement, in the acquirer's unit of
+    work, for :func:`acquirer_registry_in_transaction`'s checks of that group to answer from
+    (``acquirer.begin_many``'s ``ahead``)."""
+    from citycard.db.center_repositories import SqlTerminalRegistry
+    from citycard.db.uow import SqlUnitOfWork
+
+    def ahead(uow: object, commands: Sequence[BeginTransaction]) -> None:
+        assert isinstance(uow, SqlUnitOfWork)
+        SqlTerminalRegistry(uow.session).read_ahead({cmd.key.terminal_id for cmd in commands})
+
+    return ahead
+
+
 def acquirer_banks(database: Database) -> BankLookup:
     """The acquiring bank of a bank code: its institution id (field 32) and its zone PIN key's label."""
     from citycard.db.issuer_repositories import IssuerUnitOfWork
@@ -595,6 +611,7 @@ def build_acquirer(
         clock=clock,
         zone=zone,
         registry_in=acquirer_registry_in_transaction(),
+        registry_ahead=acquirer_registry_ahead(),
     )
 
 

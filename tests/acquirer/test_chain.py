@@ -267,3 +267,62 @@ def test_a_terminal_reversal_sent_5_times_is_applied_once_and_one_before_its_ori
             assert p.switch.stats.forwarded == 2  # the purchase and one reversal: the rest never left
 
     run(scenario())
+
+
+def test_a_group_of_purchases_reads_its_terminals_registry_in_one_statement(
+    database: Database, hsm: SoftHsm, banks: object
+) -> None:
+    """``bootstrap.acquirer_registry_ahead``: the registry of a group's terminals read once, each check of
+    the group answered from it exactly as alone (a registered terminal of its merchant: its acquiring
+    bank; of another merchant: 03; not registered: 58), nothing read again."""
+    from citycard.acquirer import BeginTransaction, Begun, TransactionKey, TransactionKind, begin_many
+    from citycard.bootstrap import acquirer_registry_ahead, acquirer_registry_in_transaction
+    from citycard.db.center_repositories import SqlTerminalRegistry
+    from citycard.hsm.protection import RecordProtection
+
+    register(database, hsm)
+    registry, ahead = acquirer_registry_in_transaction(), acquirer_registry_ahead()
+    protection = RecordProtection.open(hsm)
+    asked: list[tuple[str, str]] = []
+    words: list[object] = []
+
+    def check_of(terminal: str, merchant: str) -> Callable[[AcquirerUnitOfWork], str | None]:
+        def check(uow: AcquirerUnitOfWork) -> str | None:
+            word = registry(uow, terminal, merchant)
+            words.append(word)
+            return word.refusal
+
+        return check
+
+    def begin(terminal: str, stan: int) -> BeginTransaction:
+        return BeginTransaction(TransactionKey(terminal, 1, stan), MID, TransactionKind.PURCHASE, 100, None)
+
+    real = SqlTerminalRegistry.binding
+
+    def counted(self: SqlTerminalRegistry, terminal_id: str) -> object:
+        asked.append((terminal_id, "read" if _reads(self) else "ahead"))
+        return real(self, terminal_id)
+
+    def _reads(repo: SqlTerminalRegistry) -> bool:
+        found = repo.session.info.get("citycard.center.bindings_ahead")
+        return found is None or found[0] is not repo.session.get_transaction()
+
+    cases = [(TID, MID), (TID, "SHOP00000000099"), ("P0000099", MID)]
+    alone = []
+    for terminal, merchant in cases:  # each alone, in a transaction of its own, for comparison
+        with acquirer_unit_of_work(database, protection) as uow:
+            alone.append(registry(uow, terminal, merchant))
+    SqlTerminalRegistry.binding = counted  # type: ignore[method-assign]
+    try:
+        results = begin_many(
+            [(begin(t, n), check_of(t, m)) for n, (t, m) in enumerate(cases, 1)],
+            lambda: acquirer_unit_of_work(database, protection),
+            time.time_ns,
+            ahead=ahead,
+        )
+    finally:
+        SqlTerminalRegistry.binding = real  # type: ignore[method-assign]
+    assert words == alone
+    assert [w.refusal for w in alone] == [None, "03", "58"]  # type: ignore[attr-defined]
+    assert isinstance(results[0], Begun) and results[0].fresh and results[1:] == ["03", "58"]
+    assert [how for _, how in asked] == ["ahead"] * 3  # every check answered from the one read

@@ -11,9 +11,11 @@ import pytest
 
 from citycard.acquirer import (
     AcquirerTransaction,
+    Begun,
     GiveUp,
     RecordAnswer,
     TransactionKey,
+    TransactionKind,
     TransactionStatus,
     begin_many,
     begin_transaction,
@@ -159,4 +161,38 @@ def test_a_group_of_answers_is_one_round_trip_on_postgresql(tmp_path: Path) -> N
             lambda: _uows(db),
             clock,
         )
-        assert counter.count == 5  # BEGIN, three numbered inserts, one COMMIT
+        assert counter.count == 3  # BEGIN, the three numbered in one insert, COMMIT
+
+
+def test_a_group_with_a_void_begins_item_by_item_and_a_key_stored_before_gets_its_record(
+    database: Database,
+) -> None:
+    """A void names its original, which may be in the same group: such a group begins each in order, as
+    alone. A purchase's key stored by an earlier transaction gets its stored record back (no new RRN)."""
+    clock = Clock()
+    earlier = TransactionKey(TERMINAL, 7, 1)
+    stored = begin_transaction(begin(earlier), _uows(database), clock)
+    assert stored.record is not None
+    purchase, void = TransactionKey(TERMINAL, 7, 2), TransactionKey(TERMINAL, 7, 3)
+    results = begin_many(
+        [
+            (begin(earlier), _no_refusal),  # a retry of an answered purchase
+            (begin(purchase), _no_refusal),
+            (begin(void, TransactionKind.VOID, original=purchase), _no_refusal),  # its original, just begun
+        ],
+        lambda: _uows(database),
+        clock,
+    )
+    again, new, voided = results
+    assert isinstance(again, Begun) and not again.fresh and again.record == stored.record
+    assert isinstance(new, Begun) and new.fresh and new.record is not None
+    assert isinstance(voided, Begun) and voided.fresh and voided.record is not None
+    assert voided.record.original_rrn == new.record.rrn
+    later = begin_many(
+        [(begin(earlier), _no_refusal), (begin(purchase), _no_refusal)], lambda: _uows(database), clock
+    )
+    assert [b.record.rrn for b in later if isinstance(b, Begun) and b.record is not None] == [
+        stored.record.rrn,
+        new.record.rrn,
+    ]  # the set-based path: both stored before, no number taken
+    assert all(isinstance(b, Begun) and not b.fresh for b in later)

@@ -87,17 +87,8 @@ class Begun:
         return self.record is not None and self.record.status == TransactionStatus.TOMBSTONE
 
 
-def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun:
-    original_rrn = None
-    if cmd.original is not None:  # a void or refund: its retry finds its record, whatever its original
-        existing = uow.transactions.get(cmd.key, for_update=True)
-        if existing is not None:
-            return Begun(existing, fresh=False)
-        original = uow.transactions.get(cmd.original)
-        if original is None or original.status == TransactionStatus.TOMBSTONE:
-            return Begun(None, fresh=False)
-        original_rrn = original.rrn
-    record = AcquirerTransaction(
+def _new_record(cmd: BeginTransaction, now_ns: int, original_rrn: str | None = None) -> AcquirerTransaction:
+    return AcquirerTransaction(
         key=cmd.key,
         merchant_id=cmd.merchant_id,
         rrn=UNNUMBERED,  # numbered by the store
@@ -111,7 +102,19 @@ def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun
         updated_ns=now_ns,
         service_ref=cmd.service_ref,
     )
-    numbered = uow.transactions.add_numbered(record)  # one statement when the key is new
+
+
+def _begin(cmd: BeginTransaction, uow: AcquirerUnitOfWork, now_ns: int) -> Begun:
+    original_rrn = None
+    if cmd.original is not None:  # a void or refund: its retry finds its record, whatever its original
+        existing = uow.transactions.get(cmd.key, for_update=True)
+        if existing is not None:
+            return Begun(existing, fresh=False)
+        original = uow.transactions.get(cmd.original)
+        if original is None or original.status == TransactionStatus.TOMBSTONE:
+            return Begun(None, fresh=False)
+        original_rrn = original.rrn
+    numbered = uow.transactions.add_numbered(_new_record(cmd, now_ns, original_rrn))  # one statement
     if numbered is not None:
         return Begun(numbered, fresh=True)
     stored = uow.transactions.get(cmd.key, for_update=True)  # a retry (or a simultaneous first attempt)
@@ -149,6 +152,8 @@ def begin_many(
     items: Sequence[tuple[BeginTransaction, Callable[[AcquirerUnitOfWork], R | None]]],
     uows: Callable[[], AcquirerUnitOfWork],
     clock: Clock,
+    *,
+    ahead: Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None] | None = None,
 ) -> list[Begun | R | Exception]:
     """Group commit of :func:`begin_checked` (the acquirer host's purchases that arrived together,
     ``hosts.groups``): each item's check, then its record, in order and in ONE transaction committed once;
@@ -156,14 +161,22 @@ def begin_many(
     seen by the group's later items (a retry of the same key gets it back, ``fresh=False``). When the
     transaction fails (a database error, e.g. a deadlock with another host thread over a retried key, or a
     bug) it is rolled back and each item runs alone in its own transaction; an item that then raises gets
-    its exception in its place, so no item's failure costs another its record."""
+    its exception in its place, so no item's failure costs another its record.
+
+    In a group of new transactions that follow up nothing (no void: its original may be in the group), the
+    checks run first (``ahead`` reads what they will ask in one go, e.g. the registry of every terminal) and
+    the records are inserted in one statement (``Transactions.add_numbered_many``); a key met again (a
+    retry in the group, or stored before) then gets its stored record as alone."""
     if len(items) > 1:
         try:
             with uows() as uow:
-                together: list[Begun | R | Exception] = []
-                for cmd, check in items:
-                    refusal = check(uow)
-                    together.append(refusal if refusal is not None else _begin(cmd, uow, clock()))
+                if any(cmd.original is not None for cmd, _ in items):
+                    together: list[Begun | R | Exception] = []
+                    for cmd, check in items:
+                        refusal = check(uow)
+                        together.append(refusal if refusal is not None else _begin(cmd, uow, clock()))
+                else:
+                    together = _begin_new(items, uow, clock(), ahead)
                 uow.commit()
             return together
         except Exception:  # each alone below: the guilty one raises again, in its own place
@@ -175,6 +188,32 @@ def begin_many(
         except Exception as exc:  # this item's answer; the others go on
             alone.append(exc)
     return alone
+
+
+def _begin_new(
+    items: Sequence[tuple[BeginTransaction, Callable[[AcquirerUnitOfWork], R | None]]],
+    uow: AcquirerUnitOfWork,
+    now_ns: int,
+    ahead: Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None] | None,
+) -> list[Begun | R | Exception]:
+    """:func:`begin_many`'s group of new transactions (none follows up an original), set-based."""
+    if ahead is not None:
+        ahead(uow, [cmd for cmd, _ in items])
+    refusals = [check(uow) for _, check in items]
+    first: dict[TransactionKey, BeginTransaction] = {}
+    for (cmd, _), refusal in zip(items, refusals, strict=True):
+        if refusal is None:
+            first.setdefault(cmd.key, cmd)
+    numbered = uow.transactions.add_numbered_many([_new_record(cmd, now_ns) for cmd in first.values()])
+    begun: list[Begun | R | Exception] = []
+    for (cmd, _), refusal in zip(items, refusals, strict=True):
+        if refusal is not None:
+            begun.append(refusal)
+        elif first.get(cmd.key) is cmd and cmd.key in numbered:
+            begun.append(Begun(numbered[cmd.key], fresh=True))
+        else:  # stored before, or a retry within the group: its stored record
+            begun.append(_begin(cmd, uow, now_ns))
+    return begun
 
 
 _ANSWER_MOVES: Final = {

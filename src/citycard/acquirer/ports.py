@@ -6,7 +6,7 @@ never imports it. Every repository works inside the unit of work's one transacti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Final, Protocol, Self
 
@@ -46,6 +46,13 @@ class Transactions(Protocol):
     def add_numbered(self, record: AcquirerTransaction) -> AcquirerTransaction | None:
         """Store a new record numbered with the next RRN of the sequence (``record.rrn`` is ignored) and
         return it as stored; None when its key is stored already (then no RRN is taken, nothing written)."""
+        ...
+
+    def add_numbered_many(
+        self, records: Sequence[AcquirerTransaction]
+    ) -> dict[TransactionKey, AcquirerTransaction]:
+        """:meth:`add_numbered` of records of distinct keys (at most :data:`MAX_MOVES`), one statement where
+        the store allows; the records stored, by key (a key stored already is left out and takes no RRN)."""
         ...
 
     def move(

@@ -21,11 +21,12 @@ calls raise :class:`ProtectionMissing` and nothing is written in clear.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Sequence, Text, bindparam, cast, exists, func, select, text, update
+from sqlalchemy import ARRAY, Sequence, Text, bindparam, cast, exists, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -274,6 +275,8 @@ class _Statements:
     add: DriverStatement
     add_numbered: DriverStatement | None
     """PostgreSQL: a new record numbered by the sequence in the insert itself, unless its key is stored."""
+    add_numbered_many: DriverStatement | None
+    """PostgreSQL: :attr:`add_numbered` of many records, their columns as arrays."""
     update: DriverStatement
     move: DriverStatement
     move_many: DriverStatement | None
@@ -299,7 +302,7 @@ def _statements(dialect: str) -> _Statements:
         insert_ = sqlite_insert
     t, get = acquirer_sequences, select(acquirer_transactions).where(_KEY_IS)
     columns: dict[str, Any] = {c.key: bindparam(f"v_{c.key}") for c in acquirer_transactions.c}
-    add_numbered = move_many = None
+    add_numbered = add_numbered_many = move_many = None
     if dialect == "postgresql":
         next_rrn = DriverStatement(select(RRN_SEQUENCE.next_value().label("next_value")))
         returned = ", ".join(f"t.{c.name}" for c in acquirer_transactions.c)
@@ -315,6 +318,26 @@ def _statements(dialect: str) -> _Statements:
             .from_select(names, numbered)
             .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
             .returning(_TX.rrn)
+        )
+        v = (
+            func.unnest(
+                *(
+                    cast(bindparam(f"a_{n}"), ARRAY(acquirer_transactions.c[n].type))
+                    for n in names
+                    if n != "rrn"
+                )
+            )
+            .table_valued(*(n for n in names if n != "rrn"))
+            .render_derived(name="v")
+        )
+        stored = exists().where(
+            (_TX.terminal_id == v.c.terminal_id) & (_TX.batch == v.c.batch) & (_TX.stan == v.c.stan)
+        )
+        add_numbered_many = DriverStatement(
+            insert_(acquirer_transactions)
+            .from_select(names, select(*(rrn if n == "rrn" else v.c[n] for n in names)).where(~stored))
+            .on_conflict_do_nothing(index_elements=["terminal_id", "batch", "stan"])
+            .returning(_TX.terminal_id, _TX.batch, _TX.stan, _TX.rrn)
         )
     else:
         next_rrn = DriverStatement(
@@ -334,6 +357,7 @@ def _statements(dialect: str) -> _Statements:
             .returning(_TX.rrn)
         ),
         add_numbered=add_numbered,
+        add_numbered_many=add_numbered_many,
         update=DriverStatement(
             update(acquirer_transactions)
             .where(_KEY_IS)
@@ -383,6 +407,23 @@ class SqlTransactions(_Repo):
         params = {f"v_{name}": value for name, value in _record_values(record).items() if name != "rrn"}
         row = statements.add_numbered.first(self.session.connection(), params | _key(record.key))
         return None if row is None else replace(record, rrn=row.rrn)
+
+    def add_numbered_many(
+        self, records: Sequence_[AcquirerTransaction]
+    ) -> dict[TransactionKey, AcquirerTransaction]:
+        assert len(records) <= ports.MAX_MOVES and len({r.key for r in records}) == len(records)
+        statement = _statements(_dialect(self.session)).add_numbered_many
+        if statement is None:  # SQLite: one writer at a time; a statement per record
+            added = (self.add_numbered(record) for record in records)
+            return {record.key: record for record in added if record is not None}
+        columns = [name for name in _record_values(records[0]) if name != "rrn"] if records else []
+        rows = [_record_values(record) for record in records]
+        params = {f"a_{name}": [row[name] for row in rows] for name in columns}
+        numbered = {
+            TransactionKey(row.terminal_id, int(row.batch), int(row.stan)): row.rrn
+            for row in statement.rows(self.session.connection(), params)
+        }
+        return {r.key: replace(r, rrn=numbered[r.key]) for r in records if r.key in numbered}
 
     def move(
         self,

@@ -8,6 +8,7 @@ unique violation; rows locked ``for_update`` use ``SELECT … FOR UPDATE`` on Po
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Table, bindparam, select, update
@@ -156,9 +157,23 @@ class SqlTerminalRegistry(_Repo):
 
     def binding(self, terminal_id: str) -> TerminalBinding | None:
         """Built once, run on the driver (``citycard.db.driver``): the acquirer reads it for every
-        purchase, in the purchase's own transaction."""
+        purchase, in the purchase's own transaction (or once for a group: :meth:`read_ahead`)."""
+        ahead = self.session.info.get(_AHEAD)
+        if ahead is not None and ahead[0] is self.session.get_transaction() and terminal_id in ahead[1]:
+            known: TerminalBinding | None = ahead[1][terminal_id]
+            return known
         row = _BINDING.first(self.session.connection(), {"terminal_id": terminal_id})
         return TerminalBinding(_terminal(row), _merchant(row, "m_")) if row else None
+
+    def read_ahead(self, terminal_ids: Collection[str]) -> None:
+        """Read the bindings of ``terminal_ids`` in one statement, for :meth:`binding` to answer from in this
+        transaction (the acquirer's group of purchases, ``acquirer.begin_many``); a terminal not registered
+        is remembered as None. The registry is not written by those who read it ahead."""
+        rows = _BINDINGS.rows(self.session.connection(), {"terminal_ids": sorted(terminal_ids)})
+        found: dict[str, TerminalBinding | None] = dict.fromkeys(terminal_ids)
+        for row in rows:
+            found[row.terminal_id] = TerminalBinding(_terminal(row), _merchant(row, "m_"))
+        self.session.info[_AHEAD] = (self.session.get_transaction(), found)
 
 
 _BINDING = DriverStatement(
@@ -166,6 +181,14 @@ _BINDING = DriverStatement(
     .join(center_merchants, _M.merchant_id == _T.merchant_id)
     .where(_T.terminal_id == bindparam("terminal_id"))
 )
+_BINDINGS = DriverStatement(
+    select(center_terminals, *(c.label(f"m_{c.name}") for c in center_merchants.c))
+    .join(center_merchants, _M.merchant_id == _T.merchant_id)
+    .where(_T.terminal_id.in_(bindparam("terminal_ids", expanding=True))),
+    arrays={"terminal_ids": "VARCHAR[]"},
+)
+_AHEAD = "citycard.center.bindings_ahead"
+"""``Session.info`` key of the bindings read ahead: (their transaction, terminal → binding)."""
 
 
 class SqlCenterBanks(_Repo):

@@ -46,7 +46,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -130,6 +130,7 @@ __all__ = [
     "AcquirerHost",
     "AcquiringBank",
     "BankLookup",
+    "RegistryAhead",
     "RegistryInTransaction",
     "TerminalCheck",
     "TerminalRegistry",
@@ -202,6 +203,9 @@ TerminalRegistry = Callable[[str, str], TerminalCheck]
 RegistryInTransaction = Callable[[AcquirerUnitOfWork, str, str], TerminalCheck]
 """The same word read in the acquirer's own database transaction (``citycard.bootstrap``'s on the center's
 tables), so that a purchase's registry read, RRN and record are one transaction."""
+RegistryAhead = Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None]
+"""What a group of purchases' registry checks will ask, read in one go in the group's transaction
+(``citycard.bootstrap.acquirer_registry_ahead``; ``acquirer.begin_many``'s ``ahead``)."""
 BankLookup = Callable[[str], AcquiringBank | None]
 """A bank code → the acquiring bank (blocking: run in the database pool)."""
 
@@ -261,6 +265,7 @@ class AcquirerHost:
         clock: Callable[[], int] = time.time_ns,
         zone: ZoneMac | None = None,
         registry_in: RegistryInTransaction | None = None,
+        registry_ahead: RegistryAhead | None = None,
     ) -> None:
         self.hsm = hsm
         self.zone = zone  # field 64 on the switch leg (hosts.zone); bootstrap always gives it
@@ -276,7 +281,7 @@ class AcquirerHost:
         # transaction; whatever arrives meanwhile goes in the next group
         self._begins: Groups[_Check, Begun | _Refused | str] = Groups(
             self._pool,
-            lambda items: begin_many(items, self._uow, self._clock),
+            lambda items: begin_many(items, self._uow, self._clock, ahead=registry_ahead),
             workers=1,
             max_group=self.config.max_group,
         )
