@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from citycard.hsm.api import HsmInputError
@@ -179,13 +180,19 @@ def _authorize_once(
 
 def _ahead(req: AuthorizationRequest) -> StartAhead:
     """What ``req``'s start and unpredictable-number check will ask (``Authorizations.prefetch``)."""
-    un = None
-    if req.field55:
-        try:
-            un = parse_chip_data(req.field55).unpredictable_number
-        except ChipDataError:  # answered 30 by _decide_card; nothing to read ahead for it
-            un = None
+    chip = _chip_data(req.field55) if req.field55 else None
+    un = chip.unpredictable_number if isinstance(chip, ChipData) else None  # malformed: answered 30 later
     return StartAhead(req.pan, req.request_id, req.terminal_id, un)
+
+
+@lru_cache(maxsize=256)
+def _chip_data(field55: bytes) -> ChipData | ChipDataError:
+    """Field 55 parsed (or why it does not parse), once for the read ahead and the decision both: the last
+    few hundred kept (immutable values, keyed by the bytes)."""
+    try:
+        return parse_chip_data(field55)
+    except ChipDataError as exc:
+        return exc
 
 
 def _authorize_in(
@@ -310,10 +317,9 @@ def _decide_card(
     refused = registry_refusal(start.registry_in_use, start.terminal, req)
     if refused is not None:
         return decline(*refused)
-    try:
-        chip = parse_chip_data(req.field55)
-    except ChipDataError as exc:
-        return decline("30", f"field 55: {exc.detail}")
+    chip = _chip_data(req.field55)
+    if isinstance(chip, ChipDataError):
+        return decline("30", f"field 55: {chip.detail}")
     checks, ec_before = _checks(req, card, chip, uow, deps)
     product = deps.product(uow, card.bank_code, card.product_code)
     assert product is not None
