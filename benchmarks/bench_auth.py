@@ -2,7 +2,10 @@
 measured in the same run on the same server (issue 8, "Performance").
 
 ``python -m benchmarks auth``. Environment: ``CITYCARD_BENCH_CLIENTS`` (default ``1,4``: one row per
-count), ``CITYCARD_BENCH_SECONDS`` (default 5, per measurement), ``CITYCARD_TEST_POSTGRES_URL``.
+count), ``CITYCARD_BENCH_SECONDS`` (default 5, per measurement), ``CITYCARD_BENCH_GROUP`` (default 1:
+``IssuerService.authorize`` per request; k > 1: ``IssuerService.authorize_many`` of k requests of k distinct
+cards at a time, the issuer front end's group commit, each request's latency the group's),
+``CITYCARD_TEST_POSTGRES_URL``.
 
 - citycard: N client processes (forked, each its own engine and ``IssuerService`` over the same software
   HSM), each with cards of its own (so no two clients contend for a card row), run purchase
@@ -58,6 +61,7 @@ POSTGRES_URL = os.environ.get(
     "CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 CARDS_PER_CLIENT = 8
+GROUP = int(os.environ.get("CITYCARD_BENCH_GROUP", "1"))
 REQUESTS_PER_CLIENT = 6000  # more than a client can run in the time: it stops at the deadline
 PGBENCH_ROWS = 100_000  # scale 1
 
@@ -93,10 +97,11 @@ def _setup(db: Database, hsm: SoftHsm, clients: int) -> list[list[AuthorizationR
     service.add_bin_range(AddBinRange("BENCH", "622000"))
     service.add_product(AddProduct("BENCH", "debit-ec", "bench", "622000"))
     work: list[list[AuthorizationRequest]] = []
+    cards = max(CARDS_PER_CLIENT, GROUP)  # a group's requests are of distinct cards
     serial = 0
     for client in range(clients):
         pans = []
-        for _ in range(CARDS_PER_CLIENT):
+        for _ in range(cards):
             (card,) = service.issue_cards(
                 IssueCards("BENCH", "debit-ec", holder_name=f"Holder {serial}", id_number=_id_number(serial))
             )
@@ -106,8 +111,8 @@ def _setup(db: Database, hsm: SoftHsm, clients: int) -> list[list[AuthorizationR
             serial += 1
         requests = []
         for n in range(REQUESTS_PER_CLIENT):
-            pan = pans[n % CARDS_PER_CLIENT]
-            atc = n // CARDS_PER_CLIENT + 1
+            pan = pans[n % cards]
+            atc = n // cards + 1
             f55 = _field55(hsm, pan, atc, 100, client * REQUESTS_PER_CLIENT + n)
             requests.append(
                 AuthorizationRequest(f"c{client}-{n}", AuthorizationKind.PURCHASE, pan, "01", 100, f55)
@@ -133,12 +138,15 @@ def _client(
         barrier.wait()
         cpu0 = time.process_time()
         deadline = time.perf_counter() + seconds
-        for req in requests[1:]:
+        rest = requests[1:]
+        for at in range(0, len(rest) - GROUP + 1, GROUP):
             start = time.perf_counter()
-            answer = service.authorize(req)
+            group = rest[at : at + GROUP]
+            answers = [service.authorize(group[0])] if GROUP == 1 else service.authorize_many(group)
             end = time.perf_counter()
-            assert answer.approved, (answer.response_code, answer.reason)
-            latencies.append(end - start)
+            for answer in answers:
+                assert not isinstance(answer, Exception) and answer.approved, answer
+            latencies.extend([end - start] * len(answers))
             if end >= deadline:
                 break
         out.send(_ClientResult(latencies, time.process_time() - cpu0, counter.count))
@@ -271,7 +279,7 @@ def main() -> None:
     rows = _with_pgbench_database(measure)
     print(
         f"purchase authorizations on PostgreSQL ({POSTGRES_URL.split('@')[-1]}),"
-        f" {seconds:g} s per measurement;"
+        f" {seconds:g} s per measurement; {GROUP} request(s) per transaction;"
     )
     print("baseline: pgbench, one-row UPDATE per transaction, same clients, before and after")
     header = (
