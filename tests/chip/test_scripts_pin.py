@@ -12,6 +12,7 @@ from citycard.crypto.pin import (
     encrypt_pin_change_data,
     plaintext_offline_pin_block,
 )
+from citycard.crypto.rsa_cert import rsa_public_raw
 
 
 def _approve(term: Any, atc: int, arqc: bytes) -> None:
@@ -156,10 +157,13 @@ def test_enciphered_pin(term: Any, h: Any) -> None:
     term.send("0084000008")
     assert term.send(bytes.fromhex("0020008880") + block).sw == 0x6984
     assert term.get_data("9F17").data[-1] == 2
-    # a malformed block under the right challenge is wrong data, again without spending a try
+    # a malformed block under the right challenge is wrong data, again without spending a try: the header
+    # is not 7F (made so, not by flipping a ciphertext bit, whose random plaintext starts 7F one time in 256
+    # and then fails on the challenge instead, 6984)
     challenge = term.send("0084000008").data
-    bad = encipher_offline_pin("123456", challenge, key.n, key.e, lambda n: bytes(n))
-    assert term.send(bytes.fromhex("0020008880") + bad[:-1] + bytes((bad[-1] ^ 1,))).sw == 0x6A80
+    plain = b"\x00" + plaintext_offline_pin_block("123456") + challenge + bytes(len(block) - 17)
+    bad = rsa_public_raw(key.n, key.e, plain)
+    assert term.send(bytes.fromhex("0020008880") + bad).sw == 0x6A80
     assert term.get_data("9F17").data[-1] == 2
 
 
