@@ -133,3 +133,29 @@ def test_a_group_reads_each_card_ahead_once_and_its_later_requests_after_its_wri
     assert answers[2].balance_fen == _deposit(database, b)
     with database.unit_of_work() as uow:
         assert uow.ledger.totals().balanced and uow.ledger.audit() == []
+
+
+def test_a_groups_answers_are_stored_together_or_the_group_is_refused(database: Database) -> None:
+    """``Authorizations.add_many``: every answer stored (one statement on PostgreSQL), or False when one
+    request id is stored already (a simultaneous first attempt that committed first): the caller rolls
+    back and runs each request alone."""
+    from citycard.issuer.ports import StoredAuthorization
+
+    def stored(request_id: str) -> StoredAuthorization:
+        return StoredAuthorization(
+            request_id, "6212260000000000018", "purchase", "f", "00", 100, b"r", (7,), 1
+        )
+
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        assert uow.authorizations.add(stored("x"))
+        uow.commit()
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        assert not uow.authorizations.add_many([stored("y"), stored("x")])  # x is stored: refused
+    with database.unit_of_work(IssuerUnitOfWork) as uow:  # rolled back: y was not kept
+        assert uow.authorizations.get("y") is None
+        assert uow.authorizations.add_many([stored("y"), stored("z")])
+        uow.commit()
+    with database.unit_of_work(IssuerUnitOfWork) as uow:
+        for request_id in "xyz":
+            found = uow.authorizations.get(request_id)
+            assert found is not None and found.transfer_ids == (7,) and found.response == b"r"

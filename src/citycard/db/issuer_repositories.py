@@ -293,6 +293,21 @@ def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> DriverStat
     )
 
 
+@cache
+def _authorizations_insert() -> Any:
+    """PostgreSQL: the authorizations of a group in one statement (an ``executemany`` of an
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which SQLAlchemy sends as one multi-row insert), the
+    request ids stored returned."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    return (
+        postgresql_insert(issuer_authorizations)
+        .values(_bound(issuer_authorizations, "a_"))
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(issuer_authorizations.c.request_id)
+    )
+
+
 class _Writes:
     """Writes of the issuer's repositories whose results nobody waits for — a card's new state, a seen
     unpredictable number — held until the next statement of those repositories or the commit, whichever
@@ -636,6 +651,18 @@ class SqlAuthorizations(_Repo):
             return False
         assert tuple(row)[1:] == (1,) * len(kinds), (kinds, tuple(row))
         return True
+
+    def add_many(self, records: Sequence[StoredAuthorization]) -> bool:
+        if len(records) < 2 or self.session.get_bind().dialect.name != "postgresql":
+            return all([self.add(record) for record in records])  # every one tried, as one by one
+        self._next = None  # a write: nothing read ahead stands for what follows
+        self.writes.flush()  # the cards' rows (pipelined) and the unpredictable numbers (one INSERT)
+        rows = [
+            _prefixed("a_", _values(r) | {"transfer_ids": ",".join(str(i) for i in r.transfer_ids)})
+            for r in records
+        ]
+        inserted = self.session.connection().execute(_authorizations_insert(), rows).all()
+        return len(inserted) == len(records)
 
     def mark_reversed(self, request_id: str, by: str | None) -> None:
         self._next = None  # a write: nothing read ahead stands for what follows

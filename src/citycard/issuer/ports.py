@@ -199,6 +199,12 @@ class Authorizations(Protocol):
         first attempt with the same id committed first)."""
         ...
 
+    def add_many(self, records: Sequence[StoredAuthorization]) -> bool:
+        """:meth:`add` of a group's answers (distinct request ids), in as few statements as the store
+        allows; False when one request id was stored already (the others may be written: the caller
+        rolls back)."""
+        ...
+
     def mark_reversed(self, request_id: str, by: str | None) -> None:
         """Record that ``by`` reversed (or voided) the request; None: that reversal was itself reversed."""
         ...

@@ -153,15 +153,15 @@ def _end_run(
     store each; False when one's request id was stored meanwhile (the group is rolled back). ``run`` is
     emptied."""
     decisions = _post_together([decided.decision for _, decided in run], uow)
+    records = []
     for (i, decided), decision in zip(run, decisions, strict=True):
         response, transfers, card = _answer_card(decided, decision, uow, deps)
         if card is not None:
             uow.cards.update(card)
-        if not _store(decided.req, decided.fingerprint, response, transfers, uow, deps):
-            return False
+        records.append(_record(decided.req, decided.fingerprint, response, transfers, deps))
         responses[i] = response
     run.clear()
-    return True
+    return uow.authorizations.add_many(records)
 
 
 def _authorize_once(
@@ -265,22 +265,30 @@ def _store(
 ) -> bool:
     """Store the answer (with the writes held back: the card, the unpredictable number); False when the
     request id was stored meanwhile (the transaction must be rolled back and the request run again)."""
-    return uow.authorizations.add(
-        StoredAuthorization(
-            request_id=req.request_id,
-            pan=req.pan,
-            kind=req.kind.value,
-            fingerprint=fingerprint,
-            response_code=response.response_code,
-            amount_fen=req.amount_fen,
-            response=encode_response(response),
-            transfer_ids=tuple(transfers),
-            created_ns=deps.clock(),
-            terminal_id=req.terminal_id,
-            merchant_id=req.merchant_id,
-            original_request_id=req.original_request_id,
-            service_ref=req.service_ref,
-        )
+    return uow.authorizations.add(_record(req, fingerprint, response, transfers, deps))
+
+
+def _record(
+    req: AuthorizationRequest,
+    fingerprint: str,
+    response: AuthorizationResponse,
+    transfers: Sequence[int],
+    deps: Deps,
+) -> StoredAuthorization:
+    return StoredAuthorization(
+        request_id=req.request_id,
+        pan=req.pan,
+        kind=req.kind.value,
+        fingerprint=fingerprint,
+        response_code=response.response_code,
+        amount_fen=req.amount_fen,
+        response=encode_response(response),
+        transfer_ids=tuple(transfers),
+        created_ns=deps.clock(),
+        terminal_id=req.terminal_id,
+        merchant_id=req.merchant_id,
+        original_request_id=req.original_request_id,
+        service_ref=req.service_ref,
     )
 
 
