@@ -237,6 +237,8 @@ class Iso8583Link:
 
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until the link is connected; :class:`NotConnected` after ``timeout_s``."""
+        if self._connected.is_set():  # the common case: no timer to arm and cancel
+            return
         try:
             async with asyncio.timeout(timeout_s):
                 await self._connected.wait()
