@@ -3,6 +3,7 @@ one transaction, each as it would be answered alone, and a request that fails co
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -159,3 +160,54 @@ def test_a_groups_answers_are_stored_together_or_the_group_is_refused(database: 
         for request_id in "xyz":
             found = uow.authorizations.get(request_id)
             assert found is not None and found.transfer_ids == (7,) and found.response == b"r"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_groups_answer_as_one_request_after_the_other(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal], seed: int
+) -> None:
+    """Groups of purchases over a few cards in random order and amounts, some beyond the funds, some
+    repeated (a retry in the same group): every answer is the one a request-after-request model gives
+    (approved while the deposit covers it, else 51; a repeat gets its first answer), each approval debited
+    once, and the books balance. The runs (one ledger call for several cards) and the read ahead must not
+    show."""
+    rng = random.Random(seed)
+    pans = [funded_card(banks, 10_000, 10 * seed + i) for i in range(3)]
+    terms = {pan: terminal_for(pan) for pan in pans}
+    funds = dict.fromkeys(pans, 10_000)
+    made = 0
+    for _ in range(3):
+        group: list[AuthorizationRequest] = []
+        expected: list[str] = []
+        after: list[int | None] = []  # the deposit balance an approval reports: after its own debit
+        for _ in range(rng.randint(2, 9)):
+            if group and rng.random() < 0.15:  # a retry of a request of this group: its first answer
+                k = rng.randrange(len(group))
+                group.append(group[k])
+                expected.append(expected[k])
+                after.append(after[k])
+                continue
+            pan = rng.choice(pans)
+            amount = rng.randint(1, 5_000)
+            made += 1
+            un = made.to_bytes(4, "big")
+            group.append(
+                request(pan, PURCHASE, amount, terms[pan].first_ac(amount, un=un), f"r{seed}-{made}")
+            )
+            if amount <= funds[pan]:
+                funds[pan] -= amount
+                expected.append("00")
+                after.append(funds[pan])
+            else:
+                expected.append("51")
+                after.append(None)
+        answers = [_answer(x) for x in banks.authorize_many(group)]
+        assert [a.response_code for a in answers] == expected, (
+            seed,
+            [(r.pan[-4:], r.amount_fen) for r in group],
+        )
+        reported = [a.balance_fen if a.approved else None for a in answers]
+        assert reported == after  # each its own card's balance after its own debit, not the run's
+        assert [_deposit(database, pan) for pan in pans] == [funds[pan] for pan in pans]
+    with database.unit_of_work() as uow:
+        assert uow.ledger.totals().balanced and uow.ledger.audit() == []
