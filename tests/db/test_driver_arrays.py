@@ -47,7 +47,9 @@ def test_a_text_array_of_awkward_strings_reads_back_as_they_are(tmp_path: Path) 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    strings=st.lists(st.text(st.characters(exclude_characters="\x00"), max_size=12), max_size=8),
+    strings=st.lists(
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12), max_size=8
+    ),
     numbers=st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), max_size=8),
 )
 def test_array_literals_read_back_as_the_values(
