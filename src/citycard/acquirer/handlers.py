@@ -140,12 +140,21 @@ def begin_checked(
     registry read of fields 41/42: one transaction per purchase instead of two). When ``check`` returns
     something (a refusal), nothing is begun and that is returned."""
     with uow:
-        refusal = check(uow)
-        if refusal is not None:
-            return refusal
-        begun = _begin(cmd, uow, clock())
-        uow.commit()
+        begun = _checked(cmd, check, uow, clock)
+        if isinstance(begun, Begun):  # a refusal begins nothing: nothing to commit
+            uow.commit()
     return begun
+
+
+def _checked(
+    cmd: BeginTransaction,
+    check: Callable[[AcquirerUnitOfWork], R | None],
+    uow: AcquirerUnitOfWork,
+    clock: Clock,
+) -> Begun | R:
+    """``check``'s refusal, or ``cmd`` begun, in the transaction of ``uow``."""
+    refusal = check(uow)
+    return refusal if refusal is not None else _begin(cmd, uow, clock())
 
 
 def begin_many(
@@ -170,11 +179,9 @@ def begin_many(
     if len(items) > 1:
         try:
             with uows() as uow:
+                together: list[Begun | R | Exception]
                 if any(cmd.original is not None for cmd, _ in items):
-                    together: list[Begun | R | Exception] = []
-                    for cmd, check in items:
-                        refusal = check(uow)
-                        together.append(refusal if refusal is not None else _begin(cmd, uow, clock()))
+                    together = [_checked(cmd, check, uow, clock) for cmd, check in items]
                 else:
                     together = _begin_new(items, uow, clock(), ahead)
                 uow.commit()

@@ -412,12 +412,14 @@ class SqlTransactions(_Repo):
         self, records: Sequence_[AcquirerTransaction]
     ) -> dict[TransactionKey, AcquirerTransaction]:
         assert len(records) <= ports.MAX_MOVES and len({r.key for r in records}) == len(records)
+        if not records:  # every purchase of the group refused: nothing to insert
+            return {}
         statement = _statements(_dialect(self.session)).add_numbered_many
         if statement is None:  # SQLite: one writer at a time; a statement per record
             added = (self.add_numbered(record) for record in records)
             return {record.key: record for record in added if record is not None}
-        columns = [name for name in _record_values(records[0]) if name != "rrn"] if records else []
         rows = [_record_values(record) for record in records]
+        columns = [name for name in rows[0] if name != "rrn"]
         params = {f"a_{name}": [row[name] for row in rows] for name in columns}
         numbered = {
             TransactionKey(row.terminal_id, int(row.batch), int(row.stan)): row.rrn
@@ -454,6 +456,8 @@ class SqlTransactions(_Repo):
         updated_ns: int,
     ) -> dict[TransactionKey, AcquirerTransaction]:
         assert len(codes) <= ports.MAX_MOVES, len(codes)
+        if not codes:
+            return {}
         statement = _statements(_dialect(self.session)).move_many
         if statement is None:  # SQLite: one writer at a time; a statement per key in the one transaction
             moved = (

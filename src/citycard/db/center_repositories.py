@@ -176,15 +176,13 @@ class SqlTerminalRegistry(_Repo):
         self.session.info[_AHEAD] = (self.session.get_transaction(), found)
 
 
-_BINDING = DriverStatement(
-    select(center_terminals, *(c.label(f"m_{c.name}") for c in center_merchants.c))
-    .join(center_merchants, _M.merchant_id == _T.merchant_id)
-    .where(_T.terminal_id == bindparam("terminal_id"))
+_BINDING_OF = select(center_terminals, *(c.label(f"m_{c.name}") for c in center_merchants.c)).join(
+    center_merchants, _M.merchant_id == _T.merchant_id
 )
+"""A terminal's row with its merchant's (``m_`` columns): :class:`TerminalBinding`."""
+_BINDING = DriverStatement(_BINDING_OF.where(_T.terminal_id == bindparam("terminal_id")))
 _BINDINGS = DriverStatement(
-    select(center_terminals, *(c.label(f"m_{c.name}") for c in center_merchants.c))
-    .join(center_merchants, _M.merchant_id == _T.merchant_id)
-    .where(_T.terminal_id.in_(bindparam("terminal_ids", expanding=True))),
+    _BINDING_OF.where(_T.terminal_id.in_(bindparam("terminal_ids", expanding=True))),
     arrays={"terminal_ids": "VARCHAR[]"},
 )
 _AHEAD = "citycard.center.bindings_ahead"

@@ -114,10 +114,10 @@ def authorize_together(
     with uow:
         uow.authorizations.prefetch([_ahead(req) for req in reqs])  # one round trip for the group's starts
         responses: list[AuthorizationResponse | None] = [None] * len(reqs)
-        run: list[tuple[int, _Decided]] = []  # decided, their legs posted together when the run ends
+        run = _Run()  # decided, their legs posted together when the run ends
         for i, req in enumerate(reqs):
-            joins = req.kind in _TOGETHER and all(d.req.pan != req.pan for _, d in run)
-            if run and not joins and not _end_run(run, responses, uow, deps):  # before it reads anything
+            joins = req.kind in _TOGETHER and req.pan not in run.pans
+            if run.items and not joins and not _end_run(run, responses, uow, deps):  # before it reads
                 return None
             fingerprint = request_fingerprint(req)
             if req.kind not in _TOGETHER:
@@ -130,20 +130,44 @@ def authorize_together(
             if decided is None:
                 return None
             if isinstance(decided, _Decided):
-                if decided.accounts & {a for _, d in run for a in d.accounts}:
+                if not run.add(i, decided):
                     return None  # two cards of one account (a replacement card): each runs alone
-                run.append((i, decided))
             else:
                 responses[i] = decided[0]
-        if run and not _end_run(run, responses, uow, deps):
+        if run.items and not _end_run(run, responses, uow, deps):
             return None
         uow.commit()
     assert all(r is not None for r in responses)
     return [r for r in responses if r is not None]
 
 
+class _Run:
+    """Requests of a group decided one after the other, their legs not yet posted (:func:`_end_run`): each
+    with its place in the group; their cards' PANs and ledger accounts, none twice."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, _Decided]] = []
+        self.pans: set[str] = set()
+        self.accounts: set[int] = set()
+
+    def add(self, place: int, decided: _Decided) -> bool:
+        """Add it; False (nothing added) when its card shares an account with one of the run."""
+        if decided.accounts & self.accounts:
+            return False
+        self.items.append((place, decided))
+        self.pans.add(decided.req.pan)
+        self.accounts |= decided.accounts
+        return True
+
+    def take(self) -> list[tuple[int, _Decided]]:
+        """Its requests, in order; the run is empty again."""
+        items, self.items = self.items, []
+        self.pans, self.accounts = set(), set()
+        return items
+
+
 def _end_run(
-    run: list[tuple[int, _Decided]],
+    run: _Run,
     responses: list[AuthorizationResponse | None],
     uow: IssuerUnitOfWork,
     deps: Deps,
@@ -152,15 +176,15 @@ def _end_run(
     their own, in order: the ledger applies a batch as it would one call after the other), then answer and
     store each; False when one's request id was stored meanwhile (the group is rolled back). ``run`` is
     emptied."""
-    decisions = _post_together([decided.decision for _, decided in run], uow)
+    items = run.take()
+    decisions = _post_together([decided.decision for _, decided in items], uow)
     records = []
-    for (i, decided), decision in zip(run, decisions, strict=True):
+    for (i, decided), decision in zip(items, decisions, strict=True):
         response, transfers, card = _answer_card(decided, decision, uow, deps)
         if card is not None:
             uow.cards.update(card)
         records.append(_record(decided.req, decided.fingerprint, response, transfers, deps))
         responses[i] = response
-    run.clear()
     return uow.authorizations.add_many(records)
 
 
