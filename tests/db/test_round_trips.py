@@ -150,6 +150,41 @@ def test_held_back_writes_are_read_back_and_dropped_on_rollback(kind: str, tmp_p
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_held_back_writes_of_several_cards_are_written_together_each_card_as_last_written(
+    kind: str, tmp_path: Path
+) -> None:
+    """Writes held back for two cards, one of them written twice, and two unpredictable numbers go to the
+    database together (on PostgreSQL one statement per kind): each card ends as its last write left it."""
+    with fresh_database(kind, tmp_path) as db:
+        _, _, requests = _service(db)
+        first, second = requests[0].pan, next(r.pan for r in requests if r.pan != requests[0].pan)
+        statements: list[str] = []
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            a, b = uow.cards.get(first, for_update=True), uow.cards.get(second, for_update=True)
+            assert a is not None and b is not None
+            uow.cards.update(replace(a, highest_atc=7, pending_pin_change=b"\x01" * 8))
+            uow.cards.update(replace(b, highest_atc=9))
+            uow.cards.update(replace(a, highest_atc=8, pending_pin_change=None, pending_script="block"))
+            uow.authorizations.add_unpredictable_number(first, b"\x00\x00\x00\x01", 8)
+            uow.authorizations.add_unpredictable_number(second, b"\x00\x00\x00\x01", 9)
+            event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+            uow.commit()
+        if kind == "postgresql":
+            assert sum(s.startswith("UPDATE issuer_cards") for s in statements) == 1, statements
+            assert sum(s.startswith("INSERT INTO issuer_unpredictable_numbers") for s in statements) == 1
+        with db.unit_of_work(IssuerUnitOfWork) as uow:
+            a, b = uow.cards.get(first), uow.cards.get(second)
+            assert a is not None and (a.highest_atc, a.pending_pin_change, a.pending_script) == (
+                8,
+                None,
+                "block",
+            )
+            assert b is not None and (b.highest_atc, b.pending_script) == (9, None)
+            assert uow.authorizations.seen_unpredictable_number(first, b"\x00\x00\x00\x01")
+            assert uow.authorizations.seen_unpredictable_number(second, b"\x00\x00\x00\x01")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_benchmark_authorizations_are_approved(kind: str, tmp_path: Path) -> None:
     with fresh_database(kind, tmp_path) as db:
         service, _, requests = _service(db)

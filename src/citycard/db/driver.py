@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["DriverStatement", "copy_rows", "execute_driver_sql", "int_array", "text_array"]
+__all__ = [
+    "DriverStatement",
+    "UnnestRows",
+    "bytes_array",
+    "copy_rows",
+    "execute_driver_sql",
+    "int_array",
+    "text_array",
+]
 
 
 class DriverStatement:
@@ -109,11 +117,69 @@ def int_array(values: Iterable[int | None]) -> str:
     return "{" + ",".join(["NULL" if value is None else str(int(value)) for value in values]) + "}"
 
 
-def text_array(values: Iterable[str]) -> str:
-    """A PostgreSQL array literal of strings (``{"a","b\\"c"}``: each quoted, its backslashes and double
-    quotes escaped), for a parameter the statement casts (``%(x)s::text[]``): psycopg dumps a Python list of
-    strings element by element, with a regular-expression search on each to decide its quoting."""
-    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+def text_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL array literal of strings or NULLs (``{"a","b\\"c",NULL}``: each string quoted, its
+    backslashes and double quotes escaped), for a parameter the statement casts (``%(x)s::text[]``): psycopg
+    dumps a Python list of strings element by element, with a regular-expression search on each to decide
+    its quoting."""
+    return (
+        "{"
+        + ",".join(
+            ["NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+        )
+        + "}"
+    )
+
+
+def bytes_array(values: Iterable[bytes | None]) -> str:
+    """A PostgreSQL array literal of byte strings or NULLs, for a parameter cast to ``bytea[]``: each element
+    in bytea's hex input form (``"\\\\x0aff"`` in the literal, ``\\x0aff`` once the array is parsed)."""
+    return "{" + ",".join(["NULL" if v is None else '"\\\\x' + v.hex() + '"' for v in values]) + "}"
+
+
+def bool_array(values: Iterable[bool | None]) -> str:
+    """A PostgreSQL array literal of booleans or NULLs (``{t,f,NULL}``), for a parameter cast to
+    ``boolean[]``."""
+    return "{" + ",".join(["NULL" if v is None else "t" if v else "f" for v in values]) + "}"
+
+
+class UnnestRows:
+    """Many rows of some columns of one table sent as one array per column (``unnest(%(c)s::TYPE[], …) AS
+    v(c, …)``): one statement of the same text whatever the number of rows — prepared once by the server,
+    parsed once by psycopg (a multi-row ``VALUES`` of more than 4 KiB of text is parsed again by psycopg at
+    every call, and an ``executemany`` runs the statement once per row) — and each array sent as one text
+    literal (:func:`int_array`, :func:`text_array`, :func:`bytes_array`, :func:`bool_array`). PostgreSQL
+    only. ``keys`` maps a column to the key of its value in the rows' dicts (by default its name)."""
+
+    _LITERALS: Mapping[type, Any] = {int: int_array, str: text_array, bytes: bytes_array, bool: bool_array}
+
+    def __init__(self, columns: Sequence[Any], *, keys: Mapping[str, str] | None = None) -> None:
+        self.columns = list(columns)
+        self.names = [column.name for column in columns]
+        self.keys = [(keys or {}).get(name, name) for name in self.names]
+        self._literals = [self._LITERALS[column.type.python_type] for column in columns]
+        self._source: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The ``FROM`` item: the rows as a derived table ``v`` of the columns' names."""
+        if self._source is None:
+            from sqlalchemy.dialects import postgresql  # imported here: it costs every SQLite command
+
+            dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+            arrays = ", ".join(
+                f"%(u_{name})s::{column.type.compile(dialect=dialect)}[]"
+                for name, column in zip(self.names, self.columns, strict=True)
+            )
+            self._source = f"unnest({arrays}) AS v({', '.join(self.names)})"
+        return self._source
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """The statement's parameters for ``rows``: one array literal per column, the rows in order."""
+        return {
+            f"u_{name}": literal([row[key] for row in rows])
+            for name, key, literal in zip(self.names, self.keys, self._literals, strict=True)
+        }
 
 
 def _run(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:

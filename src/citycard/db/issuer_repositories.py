@@ -64,7 +64,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
-from .driver import DriverStatement, copy_rows
+from .driver import DriverStatement, UnnestRows, copy_rows, execute_driver_sql
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -293,21 +293,6 @@ def _authorization_insert(dialect: str, deferred: tuple[str, ...]) -> DriverStat
     )
 
 
-@cache
-def _authorizations_insert() -> Any:
-    """PostgreSQL: the authorizations of a group in one statement (an ``executemany`` of an
-    ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which SQLAlchemy sends as one multi-row insert), the
-    request ids stored returned."""
-    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-    return (
-        postgresql_insert(issuer_authorizations)
-        .values(_bound(issuer_authorizations, "a_"))
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(issuer_authorizations.c.request_id)
-    )
-
-
 class _Writes:
     """Writes of the issuer's repositories whose results nobody waits for — a card's new state, a seen
     unpredictable number — held until the next statement of those repositories or the commit, whichever
@@ -338,7 +323,9 @@ class _Writes:
         for kind, params in writes:
             by_kind.setdefault(kind, []).append(params)
         for kind, rows in by_kind.items():
-            if len(rows) == 1:
+            if connection.dialect.driver == "psycopg":
+                _write_unnested(connection, kind, rows)
+            elif len(rows) == 1:
                 result = connection.execute(_DEFERRABLE[kind], rows[0], execution_options=_ROWCOUNT)
                 assert result.rowcount == 1, (kind, result.rowcount)
             else:
@@ -353,6 +340,47 @@ class _Writes:
                 earlier.append(last[write[0]])
             last[write[0]] = write
         return list(last.values()), earlier
+
+
+_UNNESTED_CARDS = UnnestRows(
+    list(issuer_cards.c), keys={c.key: f"c_{c.key}" for c in issuer_cards.c} | {"pan": "c_w_pan"}
+)
+_UNNESTED_UNS = UnnestRows(
+    list(issuer_unpredictable_numbers.c), keys={c.key: f"u_{c.key}" for c in issuer_unpredictable_numbers.c}
+)
+_UNNESTED_AUTHORIZATIONS = UnnestRows(
+    list(issuer_authorizations.c), keys={c.key: f"a_{c.key}" for c in issuer_authorizations.c}
+)
+
+
+@cache
+def _unnested_sql(kind: str) -> str:
+    """PostgreSQL: each kind of :data:`_DEFERRABLE`, and ``"authorizations"`` (a group's authorizations,
+    the request ids stored returned), for any number of rows in one statement of fixed text."""
+    if kind == "card":
+        assignments = ", ".join(f"{n} = v.{n}" for n in _UNNESTED_CARDS.names if n != "pan")
+        return f"""UPDATE issuer_cards AS c SET {assignments}
+FROM {_UNNESTED_CARDS.source} WHERE c.pan = v.pan RETURNING c.pan"""
+    if kind == "un":
+        return f"""INSERT INTO issuer_unpredictable_numbers ({", ".join(_UNNESTED_UNS.names)})
+SELECT * FROM {_UNNESTED_UNS.source} RETURNING pan"""
+    assert kind == "authorizations", kind
+    return f"""INSERT INTO issuer_authorizations ({", ".join(_UNNESTED_AUTHORIZATIONS.names)})
+SELECT * FROM {_UNNESTED_AUTHORIZATIONS.source}
+ON CONFLICT (request_id) DO NOTHING RETURNING request_id"""
+
+
+def _write_unnested(connection: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
+    """``rows`` of the write ``kind`` in one statement (:func:`_unnested_sql`). A card's row is written
+    whole from the card's state, so of several writes of one card only the last counts: the earlier ones
+    are left out (an ``UPDATE … FROM`` would apply one of them, not all in order)."""
+    if kind == "card":
+        rows = list({row["c_w_pan"]: row for row in rows}.values())
+        unnested = _UNNESTED_CARDS
+    else:
+        unnested = _UNNESTED_UNS
+    written = execute_driver_sql(connection, _unnested_sql(kind), unnested.params(rows))
+    assert len(written) == len(rows), (kind, len(written), len(rows))
 
 
 class _Repo:
@@ -661,7 +689,8 @@ class SqlAuthorizations(_Repo):
             _prefixed("a_", _values(r) | {"transfer_ids": ",".join(str(i) for i in r.transfer_ids)})
             for r in records
         ]
-        inserted = self.session.connection().execute(_authorizations_insert(), rows).all()
+        params = _UNNESTED_AUTHORIZATIONS.params(rows)
+        inserted = execute_driver_sql(self.session.connection(), _unnested_sql("authorizations"), params)
         return len(inserted) == len(records)
 
     def mark_reversed(self, request_id: str, by: str | None) -> None:
