@@ -22,7 +22,7 @@ from citycard.codec.iso8583 import (
     decode_frame,
     encode_frame,
     encode_message,
-    with_fixed_binary,
+    with_fields,
 )
 from citycard.codec.iso8583.wire import Frame, Header
 from citycard.codec.tlv import decode_dict
@@ -369,8 +369,8 @@ def test_the_switch_forwards_the_bytes_it_received_with_only_the_pin_block_and_t
             assert answer.response_code is ResponseCode.APPROVED and c.zone.answer_ok(answer)
             [(forwarded, issued)] = legs
             assert forwarded.pin_block is not None and forwarded.pin_block != sent.pin_block
-            patched = with_fixed_binary(sent.to_bytes(), 52, forwarded.pin_block)
-            assert patched is not None and forwarded.to_bytes()[:-8] == patched[:-8]
+            patched = with_fields(sent.to_bytes(), {52: forwarded.pin_block})
+            assert forwarded.to_bytes()[:-8] == patched[:-8]
             assert forwarded.to_bytes() == dataclasses.replace(forwarded, mti=forwarded.mti).to_bytes()
             assert answer.to_bytes()[:-8] == issued.to_bytes()[:-8] and answer.mac != issued.mac
             assert answer.to_bytes() == dataclasses.replace(answer, mti=answer.mti).to_bytes()

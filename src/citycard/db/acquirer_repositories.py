@@ -48,7 +48,7 @@ from citycard.hsm.api import SealedDataError
 from citycard.hsm.protection import RecordProtection
 
 from .acquirer_tables import acquirer_saf, acquirer_sequences, acquirer_transactions, acquirer_uploads
-from .driver import DriverStatement
+from .driver import DriverStatement, array_literal, int_array, text_array
 from .settlement_batch import SqlBatchTotals
 from .uow import Database, RepositoryFactory, SqlUnitOfWork
 
@@ -252,6 +252,11 @@ def _record_values(record: AcquirerTransaction) -> dict[str, Any]:
     }
 
 
+_LITERAL_OF = {c.key: array_literal(c.type) for c in acquirer_transactions.c}
+"""PostgreSQL: each column's values as one array literal (``citycard.db.driver``), not a Python list that
+psycopg dumps element by element."""
+
+
 def _key(key: TransactionKey) -> dict[str, Any]:
     return {"k_terminal_id": key.terminal_id, "k_batch": key.batch, "k_stan": key.stan}
 
@@ -420,7 +425,7 @@ class SqlTransactions(_Repo):
             return {record.key: record for record in added if record is not None}
         rows = [_record_values(record) for record in records]
         columns = [name for name in rows[0] if name != "rrn"]
-        params = {f"a_{name}": [row[name] for row in rows] for name in columns}
+        params = {f"a_{name}": _LITERAL_OF[name]([row[name] for row in rows]) for name in columns}
         numbered = {
             TransactionKey(row.terminal_id, int(row.batch), int(row.stan)): row.rrn
             for row in statement.rows(self.session.connection(), params)
@@ -469,11 +474,11 @@ class SqlTransactions(_Repo):
         params = {
             "v_status": status.value,
             "v_updated_ns": updated_ns,
-            "terminal_ids": [key.terminal_id for key in keys],
-            "batches": [key.batch for key in keys],
-            "stans": [key.stan for key in keys],
-            "codes": [codes[key] for key in keys],
-            "from_statuses": [s.value for s in from_statuses],
+            "terminal_ids": text_array([key.terminal_id for key in keys]),
+            "batches": int_array([key.batch for key in keys]),
+            "stans": int_array([key.stan for key in keys]),
+            "codes": text_array([codes[key] for key in keys]),
+            "from_statuses": text_array([s.value for s in from_statuses]),
         }
         records = map(_record, statement.rows(self.session.connection(), params))
         return {record.key: record for record in records}

@@ -16,7 +16,7 @@ error is raised as SQLAlchemy's (``DBAPIError.instance``: ``IntegrityError``, ``
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 __all__ = [
     "DriverStatement",
     "UnnestRows",
+    "array_literal",
     "bytes_array",
     "copy_rows",
     "execute_driver_sql",
@@ -143,6 +144,20 @@ def bool_array(values: Iterable[bool | None]) -> str:
     return "{" + ",".join(["NULL" if v is None else "t" if v else "f" for v in values]) + "}"
 
 
+_LITERALS: Mapping[type, Callable[[Any], str]] = {
+    int: int_array,
+    str: text_array,
+    bytes: bytes_array,
+    bool: bool_array,
+}
+
+
+def array_literal(column_type: Any) -> Callable[[Any], str]:
+    """The array-literal function for values of a SQLAlchemy column type (by its Python type: integers,
+    strings, byte strings, booleans)."""
+    return _LITERALS[column_type.python_type]
+
+
 class UnnestRows:
     """Many rows of some columns of one table sent as one array per column (``unnest(%(c)s::TYPE[], …) AS
     v(c, …)``): one statement of the same text whatever the number of rows — prepared once by the server,
@@ -151,13 +166,11 @@ class UnnestRows:
     literal (:func:`int_array`, :func:`text_array`, :func:`bytes_array`, :func:`bool_array`). PostgreSQL
     only. ``keys`` maps a column to the key of its value in the rows' dicts (by default its name)."""
 
-    _LITERALS: Mapping[type, Any] = {int: int_array, str: text_array, bytes: bytes_array, bool: bool_array}
-
     def __init__(self, columns: Sequence[Any], *, keys: Mapping[str, str] | None = None) -> None:
         self.columns = list(columns)
         self.names = [column.name for column in columns]
         self.keys = [(keys or {}).get(name, name) for name in self.names]
-        self._literals = [self._LITERALS[column.type.python_type] for column in columns]
+        self._literals = [array_literal(column.type) for column in columns]
         self._source: str | None = None
 
     @property

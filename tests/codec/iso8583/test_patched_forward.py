@@ -1,7 +1,8 @@
 """A message noted with the bytes it was received as (``note_received``, as ``net.server`` and ``net.link``
-do) gives those bytes, and a copy with a new PIN block (52) or MAC (64) patched in them is byte for byte
-what encoding the changed message afresh gives: the switch's forward without re-encoding sends what the old
-path sent (Hypothesis over requests and answers of varied fields)."""
+do) gives those bytes, and a copy with fields changed, added or left out spliced in them (a new PIN block
+or MAC, the acquirer's RRN and 32, an answer without 32) is byte for byte what encoding the changed message
+afresh gives: the switch's and the acquirer's forwards without re-encoding send what the old path sent
+(Hypothesis over requests and answers of varied fields)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citycard.codec.iso8583 import (
-    PROFILE_FIELDS,
-    SPEC,
     AuthorizationResponse,
     IccData,
     Message,
@@ -25,7 +24,7 @@ from citycard.codec.iso8583 import (
     mac_matches,
     note_received,
     parse,
-    with_fixed_binary,
+    with_fields,
 )
 from citycard.codec.iso8583.wire import encode_checked
 
@@ -122,23 +121,48 @@ def test_an_answer_passed_back_is_the_bytes_the_old_encode_made(answer: Message)
 
 
 @settings(max_examples=300, deadline=None)
-@given(messages(), st.binary(min_size=8, max_size=8))
-def test_a_fixed_binary_field_is_patched_as_encoding_it_would(message: RawMessage, value: bytes) -> None:
+@given(messages(), messages(), st.data())
+def test_fields_spliced_in_are_what_encoding_the_changed_message_makes(
+    message: RawMessage, other: RawMessage, data: st.DataObject
+) -> None:
+    """Any fields changed or added (values of another message) and any left out, in one splice."""
     wire = encode_checked(message)
-    for number in sorted(n for n in PROFILE_FIELDS if SPEC[str(n)]["content"] == "b"):
-        patched = with_fixed_binary(wire, number, value)
-        fixed = SPEC[str(number)]["len_type"] == 0 and SPEC[str(number)]["max_len"] == len(value)
-        if number in message.fields and fixed:
-            assert patched == encode_checked(RawMessage(message.mti, {**message.fields, number: value}))
-        else:
-            assert patched is None
+    added = data.draw(st.sets(st.sampled_from(sorted(other.fields)))) if other.fields else set()
+    removed = data.draw(st.sets(st.sampled_from(sorted(message.fields)))) if message.fields else set()
+    changes: dict[int, str | bytes | None] = {n: other.fields[n] for n in added}
+    changes |= {n: None for n in removed - added}
+    fields = {n: v for n, v in {**message.fields, **changes}.items() if v is not None}
+    assert with_fields(wire, changes) == encode_checked(RawMessage(message.mti, fields))
 
 
-def test_any_other_change_is_encoded_afresh() -> None:
+@settings(max_examples=200, deadline=None)
+@given(requests(), st.text(DIGITS, min_size=12, max_size=12), st.text(DIGITS, min_size=1, max_size=11))
+def test_the_acquirers_forward_and_answer_are_spliced_as_encoding_afresh_would(
+    request: Message, rrn: str, acquirer_id: str
+) -> None:
+    """The acquirer's forward (its RRN and 32 added or changed, the terminal's MAC left out, then MACed
+    under the zone key) and its answer back (32 and the MAC left out, then MACed under the MAK)."""
+    decoded, _ = received(request)
+    with _not_encoded():
+        forward = decoded.replaced(rrn=rrn, acquirer_id=acquirer_id, mac=None).signed(mac_of)
+        forwarded = forward.to_bytes()
+    old = fresh(decoded.replaced(rrn=rrn, acquirer_id=acquirer_id, mac=None)).signed(mac_of)
+    assert forward == old and forwarded == old.to_bytes()
+    answer, _ = received(AuthorizationResponse.echoing("0210", forward, ECHOED, {39: "00", 64: bytes(8)}))
+    with _not_encoded():
+        back = answer.replaced(acquirer_id=None, mac=None).signed(mac_of)
+        sent = back.to_bytes()
+    old_back = fresh(answer.replaced(acquirer_id=None, mac=None)).signed(mac_of)
+    assert back == old_back and sent == old_back.to_bytes() and back.acquirer_id is None
+
+
+def test_any_other_change_is_spliced_as_encoding_afresh_would() -> None:
     decoded, wire = received(purchase(mac=bytes(8), rrn="000000000001"))
     for changes in ({"pan": "6224242900000121"}, {"stan": 7}, {"mac": None}, {"pin_block": None}):
-        changed = decoded.replaced(**changes)
-        assert changed.to_bytes() == fresh(changed).to_bytes() != wire
+        with _not_encoded():
+            changed = decoded.replaced(**changes)
+            spliced = changed.to_bytes()
+        assert spliced == fresh(changed).to_bytes() != wire
     unpinned, _ = received(purchase(pin_block=None, mac=bytes(8)))
-    with_pin = unpinned.replaced(pin_block=bytes(8))  # 52 added, not patched: a longer message
+    with_pin = unpinned.replaced(pin_block=bytes(8))  # 52 added: a longer message
     assert with_pin.to_bytes() == fresh(with_pin).to_bytes()

@@ -58,7 +58,7 @@ from .wire import (
     frame_length,
     mac_block,
     mac_matches,
-    with_fixed_binary,
+    with_fields,
     with_mac,
 )
 
@@ -116,6 +116,6 @@ __all__ = [
     "reversal_of",
     "service_reference",
     "transaction_type",
-    "with_fixed_binary",
+    "with_fields",
     "with_mac",
 ]

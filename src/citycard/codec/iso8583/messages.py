@@ -51,7 +51,7 @@ from .wire import (
     echo_fields,
     encode_checked,
     encode_frame,
-    with_fixed_binary,
+    with_fields,
     with_mac,
 )
 
@@ -426,19 +426,21 @@ class Message:
         unexpected = present - self.REQUIRED - self.OPTIONAL
         if unexpected:
             raise Iso8583Error(str(min(unexpected)), None, f"not expected in {mti}")
+        wired: dict[int, Value | None] = {}
         for name, value in changes.items():
-            if value is not None:
-                number, to_wire = _TO_WIRE_OF[name]
-                check_value(number, to_wire(value), None)
+            number, to_wire = _TO_WIRE_OF[name]
+            if value is None:
+                wired[number] = None
+            else:
+                wired[number] = new = to_wire(value)
+                check_value(number, new, None)
         message = object.__new__(type(self))
         for name in _NAMES:
             object.__setattr__(message, name, changes[name] if name in changes else getattr(self, name))
         object.__setattr__(message, "mti", mti)
         wire = _known(self)
-        if wire is not None and mti == self.mti:
-            wire = _patched(wire, self, changes)
-            if wire is not None:
-                _remember(message, wire)
+        if wire is not None and mti == self.mti:  # the fields kept are copied, not encoded again
+            _remember(message, with_fields(wire, wired))
         return message
 
     def signed(self, mac_of: Callable[[bytes], bytes]) -> Self:
@@ -448,8 +450,8 @@ class Message:
         if 64 not in self.REQUIRED | self.OPTIONAL:
             raise Iso8583Error("64", None, f"not expected in {self.mti}")
         wire = _known(self)
-        if wire is not None and self.mac is not None:  # received (or patched) with a field 64: MACed in place
-            wire = with_mac(wire, mac_of)
+        if wire is not None:  # received or patched: MACed in place (a placeholder spliced in if it has none)
+            wire = with_mac(wire if self.mac is not None else with_fields(wire, {64: bytes(8)}), mac_of)
         else:
             raw = self.to_fields()
             wire = with_mac(encode_checked(RawMessage(self.mti, {**raw.fields, 64: bytes(8)})), mac_of)
@@ -502,20 +504,6 @@ def _known(message: Message) -> bytes | None:
     """The bytes noted for ``message`` (signed, received or patched), if still noted."""
     known = _ENCODED.get(id(message))
     return known[1] if known is not None and known[0] is message else None
-
-
-def _patched(wire: bytes, before: Message, changes: Mapping[str, Any]) -> bytes | None:
-    """``wire`` (``before``'s bytes) with ``changes`` made in place; None when one of them is not a new
-    value of a fixed-length binary field that ``before`` carries (the message is then encoded afresh)."""
-    for name, value in changes.items():
-        if value is None or getattr(before, name) is None or not isinstance(value, bytes):
-            return None
-        number = _FIELD_OF[name]
-        changed = with_fixed_binary(wire, number, value)
-        if changed is None:
-            return None
-        wire = changed
-    return wire
 
 
 def _remember(message: Message, wire: bytes) -> None:

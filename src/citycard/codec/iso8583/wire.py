@@ -66,7 +66,7 @@ __all__ = [
     "frame_length",
     "mac_block",
     "mac_matches",
-    "with_fixed_binary",
+    "with_fields",
     "with_mac",
 ]
 
@@ -206,24 +206,31 @@ def encode_checked(message: RawMessage) -> bytes:
     parts: list[bytes] = []
     fields = message.fields
     for number in sorted(fields):
-        value = fields[number]
-        form = _FORMATS[number]
         bitmap |= 1 << (64 - number)
-        if form.text:
-            assert isinstance(value, str)
-            body = value.encode("ascii")
-            length = len(body)
-        elif form.nibbles:
-            assert isinstance(value, str)
-            length = len(value)
-            body = bytes.fromhex(value + "0" if length & 1 else value)
-        else:
-            assert isinstance(value, bytes)
-            body, length = value, len(value)
-        if form.len_type:
-            parts.append(bytes.fromhex(f"{length:0{form.prefix_digits}d}"))
-        parts.append(body)
-    raw = bytes.fromhex(message.mti) + bitmap.to_bytes(BITMAP_SIZE, "big") + b"".join(parts)
+        parts.append(_encode_field(number, fields[number]))
+    return _sized(bytes.fromhex(message.mti) + bitmap.to_bytes(BITMAP_SIZE, "big") + b"".join(parts))
+
+
+def _encode_field(number: int, value: Value) -> bytes:
+    """One field as it travels: its length prefix (if variable) and its value (checked already)."""
+    form = _FORMATS[number]
+    if form.text:
+        assert isinstance(value, str)
+        body = value.encode("ascii")
+        length = len(body)
+    elif form.nibbles:
+        assert isinstance(value, str)
+        length = len(value)
+        body = bytes.fromhex(value + "0" if length & 1 else value)
+    else:
+        assert isinstance(value, bytes)
+        body, length = value, len(value)
+    if form.len_type:
+        return bytes.fromhex(f"{length:0{form.prefix_digits}d}") + body
+    return body
+
+
+def _sized(raw: bytes) -> bytes:
     if len(raw) > MAX_MESSAGE_SIZE:
         raise Iso8583Error("message", None, f"{len(raw)} bytes exceed {MAX_MESSAGE_SIZE}")
     return raw
@@ -545,24 +552,32 @@ def mac_matches(message: bytes, mac: Callable[[bytes], bytes]) -> bool:
     return hmac.compare_digest(expected, message[-MAC_SIZE:])
 
 
-def with_fixed_binary(message: bytes, number: int, value: bytes) -> bytes | None:
-    """``message`` (a decoded one: its length prefixes are valid) with the value of its fixed-length binary
-    field ``number`` replaced by ``value`` in place, every other byte as it was: the bytes
-    :func:`encode_message` makes of its fields with that one changed. None when the field is not in
-    ``message`` or is not fixed-length binary (the caller encodes the message instead)."""
-    form = _FORMATS.get(number)
-    if form is None or form.len_type or form.text or form.nibbles or len(value) != form.max_len:
-        return None
-    bits = int.from_bytes(message[MTI_SIZE : MTI_SIZE + BITMAP_SIZE], "big")
-    if not bits >> (64 - number) & 1:
-        return None
-    if number == 64:  # the last field of the profile: its value ends the message
-        return message[:-MAC_SIZE] + value
+def with_fields(message: bytes, changes: Mapping[int, Value | None]) -> bytes:
+    """``message`` (a decoded or encoded one: its bitmap and length prefixes are valid) with the fields of
+    ``changes`` set to their values, or left out where the value is None, every other field's bytes copied
+    as they were: what :func:`encode_checked` makes of the message's fields so changed, without decoding or
+    encoding the fields kept. The new values must have been checked (:func:`check_value`) and be fields of
+    the profile."""
+    spans: dict[int, tuple[int, int]] = {}  # field → (start of its length prefix, end of its value)
     pos = MTI_SIZE + BITMAP_SIZE
-    for before in range(2, number):  # skip the fields ahead of it
-        if bits >> (64 - before) & 1:
-            ahead = _FORMATS[before]
-            start = pos + ahead.len_type
-            length = int(message[pos:start].hex()) if ahead.len_type else ahead.max_len
-            pos = start + ((length + 1) // 2 if ahead.nibbles else length)
-    return message[:pos] + value + message[pos + form.max_len :]
+    for number in _bitmap_fields(message[MTI_SIZE:pos]):
+        form = _FORMATS[number]
+        start = pos + form.len_type
+        length = int(message[pos:start].hex()) if form.len_type else form.max_len
+        end = start + ((length + 1) // 2 if form.nibbles else length)
+        spans[number] = (pos, end)
+        pos = end
+    assert pos == len(message), "not a whole message"
+    parts: list[bytes] = []
+    bitmap = 0
+    for number in sorted(spans.keys() | changes.keys()):
+        if number in changes:
+            value = changes[number]
+            if value is None:
+                continue
+            parts.append(_encode_field(number, value))
+        else:
+            start, end = spans[number]
+            parts.append(message[start:end])
+        bitmap |= 1 << (64 - number)
+    return _sized(message[:MTI_SIZE] + bitmap.to_bytes(BITMAP_SIZE, "big") + b"".join(parts))
