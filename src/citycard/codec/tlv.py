@@ -174,8 +174,10 @@ def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tl
             pos += 1
             continue
         obj_start = pos
-        if first & 0x1F != 0x1F:  # fast paths: one-byte tag, one-byte length
+        if first & 0x1F != 0x1F:  # fast paths: one- or two-byte tag, one-byte length
             tag, pos = _HEX[first], pos + 1
+        elif pos + 1 < end and data[pos + 1] < 0x80:
+            tag, pos = _HEX[first] + _HEX[data[pos + 1]], pos + 2
         else:
             tag, pos = _read_tag(data, pos, end, base)
         if pos < end and data[pos] < 0x80:
@@ -188,9 +190,27 @@ def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tl
         children = None
         if first & 0x20:  # constructed
             children = tuple(_decode(data, pos, pos + length, depth + 1, base))
-        out.append(Tlv(tag, value, children, base + obj_start))
+        out.append(_tlv(tag, value, children, base + obj_start))
         pos += length
     return out
+
+
+def _tlv(tag: str, value: bytes, children: tuple[Tlv, ...] | None, offset: int) -> Tlv:
+    """``Tlv(tag, value, children, offset)`` without the frozen dataclass's ``__init__`` (an
+    ``object.__setattr__`` call per field): each slot set through its descriptor, the decoder's values
+    being of the types the fields declare."""
+    obj = _NEW(Tlv)
+    _SET_TAG(obj, tag)
+    _SET_VALUE(obj, value)
+    _SET_CHILDREN(obj, children)
+    _SET_OFFSET(obj, offset)
+    return obj
+
+
+_NEW = object.__new__
+_SET_TAG, _SET_VALUE, _SET_CHILDREN, _SET_OFFSET = (
+    getattr(Tlv, name).__set__ for name in ("tag", "value", "children", "offset")
+)
 
 
 def decode(data: bytes, *, offset: int = 0) -> list[Tlv]:

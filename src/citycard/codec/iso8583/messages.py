@@ -343,27 +343,32 @@ class Message:
         """The typed message for ``raw``; malformed content raises :class:`Iso8583Error` where it is."""
         if raw.mti not in cls.MTIS:
             raise Iso8583Error("mti", None, f"MTI {raw.mti} is not a {cls.__name__}")
-        allowed = cls.REQUIRED | cls.OPTIONAL
-        for number in sorted(raw.fields):
-            if number not in allowed:
-                raise Iso8583Error(str(number), raw.position(number), f"not expected in {raw.mti}")
-        values: dict[str, Any] = {}
-        for name, number, _, from_wire in _ATTRIBUTES:
-            if number in raw.fields:
-                values[name] = from_wire(raw.fields[number], raw.position(number), str(number))
-        if raw.offsets.keys() != raw.fields.keys():  # built by hand: every check of the constructor
+        fields, offsets = raw.fields, raw.offsets
+        unexpected = fields.keys() - cls.REQUIRED - cls.OPTIONAL
+        if unexpected:
+            number = min(unexpected)
+            raise Iso8583Error(str(number), raw.position(number), f"not expected in {raw.mti}")
+        if offsets.keys() != fields.keys():  # built by hand: every check of the constructor
+            values: dict[str, Any] = {}
+            for name, number, _, from_wire in _ATTRIBUTES:
+                if number in fields:
+                    values[name] = from_wire(fields[number], raw.position(number), str(number))
             return cls(mti=raw.mti, **values)
         # Decoded by ``decode_message``: the MTI and every value were checked against the profile there and
-        # turned into typed values above (which check themselves: response code, field 55, field 60), the
-        # fields against this kind just now; only the required ones are left to check. Skipping the
-        # constructor's second pass over the same values halves the cost of parsing a message.
-        missing = cls.REQUIRED - raw.fields.keys()
+        # are typed here (the typed values check themselves: response code, field 55, field 60), the fields
+        # against this kind just now; only the required ones are left to check. Skipping the constructor's
+        # second pass over the same values halves the cost of parsing a message; each slot is set through
+        # its descriptor (:data:`_FROM_WIRE`), the absent ones to None first.
+        message = _NEW(cls)
+        for clear in _CLEAR_SLOTS:
+            clear(message, None)
+        _SET_MTI(message, raw.mti)
+        for number, value in fields.items():  # in field order, as decoded
+            set_slot, from_wire = _FROM_WIRE[number]
+            set_slot(message, value if from_wire is _same else from_wire(value, offsets[number], str(number)))
+        missing = cls.REQUIRED - fields.keys()
         if missing:
             raise Iso8583Error(str(min(missing)), None, f"required in {raw.mti}, missing")
-        message = object.__new__(cls)
-        for name in _NAMES:
-            object.__setattr__(message, name, values.get(name))
-        object.__setattr__(message, "mti", raw.mti)
         return message
 
     @classmethod
@@ -498,6 +503,16 @@ def note_received(message: Message, wire: bytes) -> None:
     lengths are not minimal, say) are passed on as they came; a message encoded afresh would have them
     re-encoded."""
     _remember(message, wire)
+
+
+_NEW: Final = object.__new__
+_SET_MTI: Final = getattr(Message, "mti").__set__  # noqa: B009 (a slot descriptor, read from the class)
+_CLEAR_SLOTS: Final = tuple(getattr(Message, name).__set__ for name in _NAMES)
+"""Each field's slot setter (its member descriptor's ``__set__``: no frozen ``__setattr__`` in the way)."""
+_FROM_WIRE: Final = MappingProxyType(
+    {number: (getattr(Message, name).__set__, from_wire) for name, number, _, from_wire in _ATTRIBUTES}
+)
+"""Field number → (its attribute's slot setter, from wire)."""
 
 
 def _known(message: Message) -> bytes | None:
