@@ -18,10 +18,12 @@ from typing import Final
 
 from citycard.codec.iso8583 import Iso8583Error, frame_length
 
-__all__ = ["LENGTH_SIZE", "FramingError", "read_frame", "write_frame"]
+__all__ = ["LENGTH_SIZE", "FrameReader", "FramingError", "read_frame", "send_frame", "write_frame"]
 
 LENGTH_SIZE: Final = 2
 """Size of the length prefix in bytes (big-endian binary)."""
+READ_SIZE: Final = 65_536
+"""The most bytes :class:`FrameReader` asks the stream for at once."""
 
 
 class FramingError(Exception):
@@ -65,3 +67,85 @@ async def write_frame(writer: asyncio.StreamWriter, frame: bytes) -> None:
     assert int.from_bytes(frame[:LENGTH_SIZE], "big") == len(frame) - LENGTH_SIZE, "frame length prefix"
     writer.write(frame)
     await writer.drain()
+
+
+class FrameReader:
+    """The frames of one stream, cut from what it has received: one read of the stream may bring several
+    frames (a busy peer's requests or answers), which are then handed out without waiting or arming a timer
+    again (:meth:`buffered`), where :func:`read_frame` waits twice per frame, each wait under a timer.
+
+    The limits are :func:`read_frame`'s: the first byte of a frame may take as long as the caller lets it
+    (wrap :meth:`read` in a timeout for an idle limit); once a frame has begun, the whole of it must be in
+    within ``body_timeout_s`` of its first byte, however it trickles in. A bad length prefix, the peer
+    closing inside a frame or a frame late is a :class:`FramingError`. Bounded: it reads only while it holds
+    no whole frame, at most :data:`READ_SIZE` bytes at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, *, body_timeout_s: float) -> None:
+        self._reader = reader
+        self._body_timeout_s = body_timeout_s
+        self._buffer = bytearray()
+        self._begun_at = 0.0  # loop time of the first byte of the frame in part in the buffer
+
+    def buffered(self) -> bytes | None:
+        """The next frame if it is whole in what was received already (length prefix included)."""
+        buffer = self._buffer
+        if len(buffer) < LENGTH_SIZE:
+            return None
+        try:
+            length = frame_length(bytes(buffer[:LENGTH_SIZE]))
+        except Iso8583Error as exc:
+            raise FramingError(exc.reason) from None
+        end = LENGTH_SIZE + length
+        if len(buffer) < end:
+            return None
+        frame = bytes(buffer[:end])
+        del buffer[:end]
+        if buffer:  # the next frame has begun: its time runs from now
+            self._begun_at = asyncio.get_running_loop().time()
+        return frame
+
+    async def read(self) -> bytes | None:
+        """The next whole frame (length prefix included), or None when the peer closed between frames."""
+        loop = asyncio.get_running_loop()
+        while (frame := self.buffered()) is None:
+            if not self._buffer:
+                chunk = await self._reader.read(READ_SIZE)
+                if not chunk:
+                    return None
+                self._begun_at = loop.time()
+            else:
+                try:
+                    async with asyncio.timeout_at(self._begun_at + self._body_timeout_s):
+                        chunk = await self._reader.read(READ_SIZE)
+                except TimeoutError:
+                    raise FramingError(self._late()) from None
+                if not chunk:
+                    raise FramingError(self._closed_inside())
+            self._buffer += chunk
+        return frame
+
+    def _late(self) -> str:
+        if len(self._buffer) < LENGTH_SIZE:
+            return f"length prefix not received within {self._body_timeout_s} s"
+        length = int.from_bytes(self._buffer[:LENGTH_SIZE], "big")
+        return f"frame of {length} bytes not received within {self._body_timeout_s} s"
+
+    def _closed_inside(self) -> str:
+        if len(self._buffer) < LENGTH_SIZE:
+            return "connection closed inside the length prefix"
+        length = int.from_bytes(self._buffer[:LENGTH_SIZE], "big")
+        return f"connection closed after {len(self._buffer) - LENGTH_SIZE} of {length} bytes"
+
+
+def send_frame(writer: asyncio.StreamWriter, frame: bytes) -> bool:
+    """Write one whole frame without waiting, when the transport takes it at once: True if it did (the
+    socket took it, or it waits in a buffer below the transport's high-water mark, so that ``drain`` would
+    not wait either); False, writing nothing, when the transport is paused or a write is in progress — then
+    :func:`write_frame` it, under the caller's timer. A frame is written whole by one call, so frames
+    written this way never interleave."""
+    assert int.from_bytes(frame[:LENGTH_SIZE], "big") == len(frame) - LENGTH_SIZE, "frame length prefix"
+    transport = writer.transport
+    if transport.is_closing() or transport.get_write_buffer_size() > 0:
+        return False
+    writer.write(frame)
+    return True

@@ -50,7 +50,7 @@ from citycard.codec.iso8583 import (
     parse,
 )
 
-from .framing import FramingError, read_frame, write_frame
+from .framing import FrameReader, FramingError, send_frame, write_frame
 
 __all__ = [
     "Busy",
@@ -289,8 +289,9 @@ class Iso8583Link:
         if writer is None:
             raise ConnectionLost("the connection ended before the request was written")
         try:
-            async with self._write_lock:
-                await write_frame(writer, frame)
+            if self._write_lock.locked() or not send_frame(writer, frame):
+                async with self._write_lock:
+                    await write_frame(writer, frame)
         except ConnectionError:
             self._drop_connection()
             raise ConnectionLost("the connection ended while the request was written") from None
@@ -347,8 +348,9 @@ class Iso8583Link:
                 future.set_exception(ConnectionLost("the connection ended before the answer came"))
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader(reader, body_timeout_s=self.limits.frame_timeout_s)
         while True:
-            data = await read_frame(reader, body_timeout_s=self.limits.frame_timeout_s)
+            data = frames.buffered() or await frames.read()  # several answers in one read: no wait
             if data is None:
                 return
             self._last_received = self._clock()

@@ -58,7 +58,7 @@ from citycard.codec.iso8583 import (
     response_mti,
 )
 
-from .framing import FramingError, read_frame, write_frame
+from .framing import FrameReader, FramingError, send_frame, write_frame
 
 __all__ = ["Handler", "Iso8583Server", "MacCheck", "ServerLimits", "ServerStats", "refusal"]
 
@@ -235,10 +235,13 @@ class Iso8583Server:
 
     async def _read_loop(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         limits = self.limits
+        frames = FrameReader(reader, body_timeout_s=limits.frame_timeout_s)
         while not self._stopping:
             try:
-                async with asyncio.timeout(limits.idle_timeout_s):
-                    data = await read_frame(reader, body_timeout_s=limits.frame_timeout_s)
+                data = frames.buffered()  # several requests in one read: no wait, no timer
+                if data is None:
+                    async with asyncio.timeout(limits.idle_timeout_s):
+                        data = await frames.read()
             except FramingError as exc:
                 self.stats.closed_for_garbage += 1
                 log.info("closing a connection: %s", exc)
@@ -313,8 +316,9 @@ class Iso8583Server:
 
     async def _send(self, connection: _Connection, data: bytes) -> None:
         try:
-            async with connection.write_lock, asyncio.timeout(self.limits.write_timeout_s):
-                await write_frame(connection.writer, data)
+            if connection.write_lock.locked() or not send_frame(connection.writer, data):
+                async with connection.write_lock, asyncio.timeout(self.limits.write_timeout_s):
+                    await write_frame(connection.writer, data)
             self.stats.answered += 1
         except (ConnectionError, TimeoutError):
             self.stats.dropped += 1
