@@ -136,6 +136,17 @@ def test_fields_spliced_in_are_what_encoding_the_changed_message_makes(
 
 
 @settings(max_examples=200, deadline=None)
+@given(messages(), st.none() | st.binary(min_size=8, max_size=8))
+def test_the_mac_alone_is_set_or_left_out_as_encoding_would(message: RawMessage, mac: bytes | None) -> None:
+    """Field 64 alone (its own short path): set, replaced or left out, with or without one before."""
+    fields = {n: v for n, v in message.fields.items() if n != 64}
+    for before in (fields, {**fields, 64: bytes(range(8))}):
+        wire = encode_checked(RawMessage(message.mti, before))
+        after = {**fields} if mac is None else {**fields, 64: mac}
+        assert with_fields(wire, {64: mac}) == encode_checked(RawMessage(message.mti, after))
+
+
+@settings(max_examples=200, deadline=None)
 @given(requests(), st.text(DIGITS, min_size=12, max_size=12), st.text(DIGITS, min_size=1, max_size=11))
 def test_the_acquirers_forward_and_answer_are_spliced_as_encoding_afresh_would(
     request: Message, rrn: str, acquirer_id: str

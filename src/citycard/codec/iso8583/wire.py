@@ -250,8 +250,12 @@ def encode_with_pyiso8583(message: RawMessage) -> bytes:
     return bytes(raw)
 
 
+_BITS_OF: Final = tuple(tuple(bit + 1 for bit in range(8) if byte & (0x80 >> bit)) for byte in range(256))
+"""Byte value → the 1-based positions of its bits set, most significant first."""
+
+
 def _bitmap_fields(bitmap: bytes) -> list[int]:
-    return [i * 8 + bit + 1 for i, byte in enumerate(bitmap) for bit in range(8) if byte & (0x80 >> bit)]
+    return [i * 8 + bit for i, byte in enumerate(bitmap) if byte for bit in _BITS_OF[byte]]
 
 
 _DECODE_FIELD_NAMES: Final = MappingProxyType({"t": "mti", "p": "bitmap", "h": "header"})
@@ -558,6 +562,8 @@ def with_fields(message: bytes, changes: Mapping[int, Value | None]) -> bytes:
     as they were: what :func:`encode_checked` makes of the message's fields so changed, without decoding or
     encoding the fields kept. The new values must have been checked (:func:`check_value`) and be fields of
     the profile."""
+    if changes.keys() == {64}:  # the MAC alone: the last field of the profile, 8 bytes at the end
+        return _with_mac_field(message, changes[64])
     spans: dict[int, tuple[int, int]] = {}  # field → (start of its length prefix, end of its value)
     pos = MTI_SIZE + BITMAP_SIZE
     for number in _bitmap_fields(message[MTI_SIZE:pos]):
@@ -581,3 +587,13 @@ def with_fields(message: bytes, changes: Mapping[int, Value | None]) -> bytes:
             parts.append(message[start:end])
         bitmap |= 1 << (64 - number)
     return _sized(message[:MTI_SIZE] + bitmap.to_bytes(BITMAP_SIZE, "big") + b"".join(parts))
+
+
+def _with_mac_field(message: bytes, mac: Value | None) -> bytes:
+    """``message`` with field 64 set to ``mac`` (8 bytes) or left out (None): its bit and its last 8 bytes."""
+    last = MTI_SIZE + BITMAP_SIZE - 1  # the bitmap's byte holding bit 64
+    kept = message[:-MAC_SIZE] if message[last] & 1 else message
+    if mac is None:
+        return kept[:last] + bytes((kept[last] & 0xFE,)) + kept[last + 1 :]
+    assert isinstance(mac, bytes) and len(mac) == MAC_SIZE, "a POS MAC is 8 bytes"
+    return _sized(kept[:last] + bytes((kept[last] | 1,)) + kept[last + 1 :] + mac)
