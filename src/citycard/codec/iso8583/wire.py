@@ -33,6 +33,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
@@ -514,6 +515,19 @@ def encode_frame(frame: Frame) -> bytes:
     return len(body).to_bytes(LENGTH_SIZE, "big") + body
 
 
+@lru_cache(maxsize=256)
+def _tpdu_at(data: bytes) -> Tpdu:
+    """The TPDU of a frame (bytes 2–6): a link's frames all carry one or two, so each is decoded once
+    (the values are frozen; an error is raised every time, lru_cache keeps no exception)."""
+    return Tpdu.from_bytes(data, offset=LENGTH_SIZE)
+
+
+@lru_cache(maxsize=256)
+def _header_at(data: bytes) -> Header:
+    """The header of a frame (bytes 7–12), decoded once per distinct value as :func:`_tpdu_at`."""
+    return Header.from_bytes(data, offset=LENGTH_SIZE + TPDU_SIZE)
+
+
 def decode_frame(data: bytes) -> tuple[Frame, RawMessage]:
     """One whole frame (length prefix included): the frame and its decoded message.
 
@@ -523,8 +537,8 @@ def decode_frame(data: bytes) -> tuple[Frame, RawMessage]:
     length = frame_length(data[:LENGTH_SIZE])
     if len(data) - LENGTH_SIZE != length:
         raise Iso8583Error("length", 0, f"length prefix says {length}, {len(data) - LENGTH_SIZE} follow")
-    tpdu = Tpdu.from_bytes(data[LENGTH_SIZE : LENGTH_SIZE + TPDU_SIZE], offset=LENGTH_SIZE)
-    header = Header.from_bytes(data[LENGTH_SIZE + TPDU_SIZE : _PREFIX], offset=LENGTH_SIZE + TPDU_SIZE)
+    tpdu = _tpdu_at(data[LENGTH_SIZE : LENGTH_SIZE + TPDU_SIZE])
+    header = _header_at(data[LENGTH_SIZE + TPDU_SIZE : _PREFIX])
     message = data[_PREFIX:]
     return Frame(tpdu, header, message), decode_message(message, offset=_PREFIX)
 
