@@ -41,6 +41,7 @@ from citycard.codec.tlv import Tlv, TlvError, decode, encode_many, find
 from .codes import ResponseCode
 from .errors import Iso8583Error
 from .wire import (
+    MTI_SIZE,
     Frame,
     Header,
     RawMessage,
@@ -399,6 +400,11 @@ class Message:
         for name in _NAMES:
             object.__setattr__(message, name, typed.get(name))
         object.__setattr__(message, "mti", mti)
+        wire = _known(request)
+        if wire is not None:  # the request's bytes with its echoed fields kept: spliced, not encoded again
+            changes: dict[int, Value | None] = dict.fromkeys(request._present() - (echoed & allowed))
+            changes.update(values)
+            _remember(message, with_fields(bytes.fromhex(mti) + wire[MTI_SIZE:], changes))
         return message
 
     def to_bytes(self) -> bytes:
