@@ -29,6 +29,7 @@ __all__ = [
     "array_literal",
     "bytes_array",
     "copy_rows",
+    "execute_driver_command",
     "execute_driver_sql",
     "int_array",
     "text_array",
@@ -195,12 +196,23 @@ class UnnestRows:
         }
 
 
-def _run(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+def execute_driver_command(connection: Connection, sql: str) -> None:
+    """``sql``, a command without parameters or rows (``SAVEPOINT x``), on the psycopg connection."""
+    assert connection.dialect.driver == "psycopg", connection.dialect.driver
+    _run(connection, sql, {}, fetch=False)
+
+
+def _run(
+    connection: Connection, sql: str, params: Mapping[str, Any], *, fetch: bool = True
+) -> list[tuple[Any, ...]]:
     if connection._has_events or connection.engine._has_events:  # a cheap check first
         connection.dispatch.before_cursor_execute(connection, None, sql, params, None, False)
     driver: Any = connection.connection.driver_connection
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
+        if not fetch:
+            driver.execute(sql)
+            return []
         return driver.execute(sql, params, prepare=True).fetchall()  # type: ignore[no-any-return]
     except dbapi_error as exc:
         if connection.dialect.is_disconnect(exc, driver, None):

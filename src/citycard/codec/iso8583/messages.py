@@ -254,6 +254,7 @@ _ATTRIBUTES: Final[
 """Attribute name, field number, to wire, from wire: the one mapping between names and numbers."""
 
 _FIELD_OF: Final = MappingProxyType({name: number for name, number, _, _ in _ATTRIBUTES})
+_NAME_OF: Final = MappingProxyType({number: name for name, number, _, _ in _ATTRIBUTES})
 _TO_WIRE_OF: Final = MappingProxyType({name: (number, to_wire) for name, number, to_wire, _ in _ATTRIBUTES})
 _NAMES: Final = tuple(name for name, _, _, _ in _ATTRIBUTES)
 _HIDDEN: Final = frozenset({"track2", "track3", "pin_block"})
@@ -377,29 +378,33 @@ class Message:
         """The message ``parse(RawMessage(mti, fields))`` makes, where ``fields`` are ``request``'s fields
         numbered in ``echoed`` that this kind allows (as ``request.to_fields()`` gives them) and then
         ``values`` (field number → wire value). Each value of ``values`` and the MTI are checked as the
-        constructor checks them, and so are the fields present; the echoed values are not checked against
-        the profile again (they were when ``request`` was made), only typed again from their wire form."""
+        constructor checks them, and so are the fields present; the echoed values are the request's own
+        typed values (immutable), not checked against the profile again (they were when ``request`` was
+        made). When the request's bytes are known (received), the answer's are spliced from them."""
         if mti not in cls.MTIS:
             raise Iso8583Error("mti", None, f"MTI {mti} is not a {cls.__name__}")
         allowed = cls.REQUIRED | cls.OPTIONAL
-        typed: dict[str, Any] = {}
-        for name, number, to_wire, from_wire in _ATTRIBUTES:
-            if number in values:
-                if number not in allowed:
-                    raise Iso8583Error(str(number), None, f"not expected in {mti}")
-                check_value(number, values[number], None)
-                typed[name] = from_wire(values[number], None, str(number))
-            elif number in echoed and number in allowed:
-                kept = getattr(request, name)
-                if kept is not None:
-                    typed[name] = from_wire(to_wire(kept), None, str(number))
-        missing = cls.REQUIRED - {_FIELD_OF[name] for name in typed}
+        message = _NEW(cls)
+        for clear in _CLEAR_SLOTS:
+            clear(message, None)
+        _SET_MTI(message, mti)
+        present: set[int] = set()
+        for number in sorted(values):  # the first error in field order, as the constructor's
+            if number not in allowed:
+                raise Iso8583Error(str(number), None, f"not expected in {mti}")
+            value = values[number]
+            check_value(number, value, None)
+            set_slot, from_wire = _FROM_WIRE[number]
+            set_slot(message, value if from_wire is _same else from_wire(value, None, str(number)))
+            present.add(number)
+        for number in (echoed & allowed) - values.keys():  # the request's typed value, as it is (frozen)
+            kept = getattr(request, _NAME_OF[number])
+            if kept is not None:
+                _FROM_WIRE[number][0](message, kept)
+                present.add(number)
+        missing = cls.REQUIRED - present
         if missing:
             raise Iso8583Error(str(min(missing)), None, f"required in {mti}, missing")
-        message = object.__new__(cls)
-        for name in _NAMES:
-            object.__setattr__(message, name, typed.get(name))
-        object.__setattr__(message, "mti", mti)
         wire = _known(request)
         if wire is not None:  # the request's bytes with its echoed fields kept: spliced, not encoded again
             changes: dict[int, Value | None] = dict.fromkeys(request._present() - (echoed & allowed))
