@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
@@ -211,7 +212,17 @@ def _f60_to(value: Any) -> Value:
 
 def _f60_from(value: Value, position: int | None, field: str) -> Any:
     assert isinstance(value, str)
-    return Field60.from_digits(value, position=position)
+    try:
+        return _field60_of(value)
+    except Iso8583Error:  # said again with its position in the message (lru_cache keeps no exception)
+        return Field60.from_digits(value, position=position)
+
+
+@lru_cache(maxsize=1024)
+def _field60_of(digits: str) -> Field60:
+    """Field 60 of ``digits``, made once per distinct value (frozen): a terminal's messages of one batch
+    carry a handful of them."""
+    return Field60.from_digits(digits)
 
 
 _ATTRIBUTES: Final[
