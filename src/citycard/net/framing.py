@@ -84,7 +84,8 @@ class FrameReader:
         self._reader = reader
         self._body_timeout_s = body_timeout_s
         self._buffer = bytearray()
-        self._begun_at = 0.0  # loop time of the first byte of the frame in part in the buffer
+        self._read_at = 0.0  # loop time of the last read
+        self._begun_at = 0.0  # loop time of the read that brought the first byte of the frame begun
 
     def buffered(self) -> bytes | None:
         """The next frame if it is whole in what was received already (length prefix included)."""
@@ -100,8 +101,8 @@ class FrameReader:
             return None
         frame = bytes(buffer[:end])
         del buffer[:end]
-        if buffer:  # the next frame has begun: its time runs from now
-            self._begun_at = asyncio.get_running_loop().time()
+        if buffer:  # the next frame has begun, in the last read
+            self._begun_at = self._read_at
         return frame
 
     async def read(self) -> bytes | None:
@@ -112,7 +113,7 @@ class FrameReader:
                 chunk = await self._reader.read(READ_SIZE)
                 if not chunk:
                     return None
-                self._begun_at = loop.time()
+                self._read_at = self._begun_at = loop.time()
             else:
                 try:
                     async with asyncio.timeout_at(self._begun_at + self._body_timeout_s):
@@ -121,6 +122,7 @@ class FrameReader:
                     raise FramingError(self._late()) from None
                 if not chunk:
                     raise FramingError(self._closed_inside())
+                self._read_at = loop.time()
             self._buffer += chunk
         return frame
 
@@ -138,11 +140,12 @@ class FrameReader:
 
 
 def send_frame(writer: asyncio.StreamWriter, frame: bytes) -> bool:
-    """Write one whole frame without waiting, when the transport takes it at once: True if it did (the
-    socket took it, or it waits in a buffer below the transport's high-water mark, so that ``drain`` would
-    not wait either); False, writing nothing, when the transport is paused or a write is in progress — then
-    :func:`write_frame` it, under the caller's timer. A frame is written whole by one call, so frames
-    written this way never interleave."""
+    """Write one whole frame without waiting when nothing waits to be sent before it: True if it was
+    written (the transport's buffer was empty, so the frame goes to the socket at once; what the socket does
+    not take waits in the buffer, and the next frame then takes the slow way); False, writing nothing, when
+    bytes still wait in the transport or it is closing — then :func:`write_frame` it under the caller's
+    timer, which waits for the buffer to drain. A frame is written whole by one call, so frames never
+    interleave."""
     assert int.from_bytes(frame[:LENGTH_SIZE], "big") == len(frame) - LENGTH_SIZE, "frame length prefix"
     transport = writer.transport
     if transport.is_closing() or transport.get_write_buffer_size() > 0:
