@@ -312,8 +312,8 @@ class _Writes:
         return pending
 
     def flush(self) -> None:
-        """Write what is held back: each kind's rows in one statement (an ``executemany``: one multi-row
-        ``INSERT``, or the rows pipelined), the kinds touching tables of their own."""
+        """Write what is held back: each kind's rows in one statement (on PostgreSQL one of fixed text,
+        :func:`_write_unnested`; on SQLite an ``executemany``), the kinds touching tables of their own."""
         if self.pending:
             self.write(self.take())
 
