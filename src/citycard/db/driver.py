@@ -165,12 +165,15 @@ class UnnestRows:
     parsed once by psycopg (a multi-row ``VALUES`` of more than 4 KiB of text is parsed again by psycopg at
     every call, and an ``executemany`` runs the statement once per row) — and each array sent as one text
     literal (:func:`int_array`, :func:`text_array`, :func:`bytes_array`, :func:`bool_array`). PostgreSQL
-    only. ``keys`` maps a column to the key of its value in the rows' dicts (by default its name)."""
+    only. A column's value is found in the rows' dicts under ``prefix`` + its name, or under the key
+    ``keys`` gives it."""
 
-    def __init__(self, columns: Sequence[Any], *, keys: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, columns: Sequence[Any], *, prefix: str = "", keys: Mapping[str, str] | None = None
+    ) -> None:
         self.columns = list(columns)
         self.names = [column.name for column in columns]
-        self.keys = [(keys or {}).get(name, name) for name in self.names]
+        self.keys = [(keys or {}).get(name, prefix + name) for name in self.names]
         self._literals = [array_literal(column.type) for column in columns]
         self._source: str | None = None
 

@@ -64,7 +64,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
-from .driver import DriverStatement, UnnestRows, copy_rows, execute_driver_sql
+from .driver import DriverStatement, UnnestRows, copy_rows, execute_driver_sql, text_array
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -342,15 +342,9 @@ class _Writes:
         return list(last.values()), earlier
 
 
-_UNNESTED_CARDS = UnnestRows(
-    list(issuer_cards.c), keys={c.key: f"c_{c.key}" for c in issuer_cards.c} | {"pan": "c_w_pan"}
-)
-_UNNESTED_UNS = UnnestRows(
-    list(issuer_unpredictable_numbers.c), keys={c.key: f"u_{c.key}" for c in issuer_unpredictable_numbers.c}
-)
-_UNNESTED_AUTHORIZATIONS = UnnestRows(
-    list(issuer_authorizations.c), keys={c.key: f"a_{c.key}" for c in issuer_authorizations.c}
-)
+_UNNESTED_CARDS = UnnestRows(list(issuer_cards.c), prefix="c_", keys={"pan": "c_w_pan"})
+_UNNESTED_UNS = UnnestRows(list(issuer_unpredictable_numbers.c), prefix="u_")
+_UNNESTED_AUTHORIZATIONS = UnnestRows(list(issuer_authorizations.c), prefix="a_")
 
 
 @cache
@@ -602,14 +596,16 @@ class SqlAuthorizations(_Repo):
         if not first:
             return
         wanted = list(first.values())
-        params = {
-            "pans": [s.pan for s in wanted],
-            "request_ids": [s.request_id for s in wanted],
-            "terminal_ids": [s.terminal_id for s in wanted],
-            "uns": [
-                None if s.unpredictable_number is None else s.unpredictable_number.hex().upper()
-                for s in wanted
-            ],
+        params = {  # array literals (citycard.db.driver), not lists psycopg dumps element by element
+            "pans": text_array([s.pan for s in wanted]),
+            "request_ids": text_array([s.request_id for s in wanted]),
+            "terminal_ids": text_array([s.terminal_id for s in wanted]),
+            "uns": text_array(
+                [
+                    None if s.unpredictable_number is None else s.unpredictable_number.hex().upper()
+                    for s in wanted
+                ]
+            ),
         }
         self.writes.flush()
         for row in _start_ahead().rows(self.session.connection(), params):
@@ -662,8 +658,7 @@ class SqlAuthorizations(_Repo):
         when the row is skipped they are written too, and the caller rolls back."""
         self._next = None  # a write: nothing read ahead stands for what follows
         dialect = self.session.get_bind().dialect.name
-        values = _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)}
-        params = _prefixed("a_", values)
+        params = _authorization_params(record)
         kinds: list[str] = []
         if dialect == "postgresql":  # the last write of each kind in the same statement
             carried, earlier = self.writes.split()
@@ -684,12 +679,8 @@ class SqlAuthorizations(_Repo):
         if len(records) < 2 or self.session.get_bind().dialect.name != "postgresql":
             return all([self.add(record) for record in records])  # every one tried, as one by one
         self._next = None  # a write: nothing read ahead stands for what follows
-        self.writes.flush()  # the cards' rows (pipelined) and the unpredictable numbers (one INSERT)
-        rows = [
-            _prefixed("a_", _values(r) | {"transfer_ids": ",".join(str(i) for i in r.transfer_ids)})
-            for r in records
-        ]
-        params = _UNNESTED_AUTHORIZATIONS.params(rows)
+        self.writes.flush()  # the cards' rows and the unpredictable numbers, one statement a kind
+        params = _UNNESTED_AUTHORIZATIONS.params([_authorization_params(r) for r in records])
         inserted = execute_driver_sql(self.session.connection(), _unnested_sql("authorizations"), params)
         return len(inserted) == len(records)
 
@@ -732,6 +723,11 @@ class SqlAuthorizations(_Repo):
         Held back until the next statement or the commit (:class:`_Writes`)."""
         self._next = None  # a write: nothing read ahead stands for what follows
         self.writes.defer("un", {"u_pan": pan, "u_un": un.hex().upper(), "u_atc": atc})
+
+
+def _authorization_params(record: StoredAuthorization) -> dict[str, Any]:
+    """An authorization's row as parameters ``a_*`` (its transfer ids as one comma-separated string)."""
+    return _prefixed("a_", _values(record) | {"transfer_ids": ",".join(str(i) for i in record.transfer_ids)})
 
 
 def _start_of(row: Any, terminal_id: str) -> AuthorizationStart:

@@ -291,6 +291,14 @@ _UPDATE_BALANCES_PG = f"WITH updated AS ({_SET_BALANCES_PG} RETURNING a.id) SELE
 """PostgreSQL: :data:`_SET_BALANCES_PG` for any number of accounts in one statement (the accounts are locked
 already: it waits for no one), with the count of rows it updated."""
 
+_SHARD_ROW = ("id", "shard", *BALANCE_COLUMNS)
+_SET_SHARDS = ", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS)
+_SHARD_ARRAYS = ", ".join(
+    ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
+)
+"""PostgreSQL: changes of sharded accounts added to their shard rows, the rows (``s_id``, ``s_shard``, the
+balance columns) as arrays ``v``: the writes of :data:`_ONE_TRANSFER_PG` and :data:`_UPDATE_SHARDS_PG`."""
+
 _TRANSFER_COLUMNS = tuple(column.key for column in ledger_transfers.c)
 _ONE_TRANSFER_PG = """WITH inserted AS (
     INSERT INTO ledger_transfers ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id
@@ -310,10 +318,8 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM accounts), (SELECT
     columns=", ".join(_TRANSFER_COLUMNS),
     values=", ".join(f"%({name})s" for name in _TRANSFER_COLUMNS),
     set_balances=_SET_BALANCES_PG,
-    set_shards=", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS),
-    shard_arrays=", ".join(
-        ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
-    ),
+    set_shards=_SET_SHARDS,
+    shard_arrays=_SHARD_ARRAYS,
     balances=", ".join(BALANCE_COLUMNS),
 )
 
@@ -333,7 +339,7 @@ def _write_one_transfer_pg(
     params: dict[str, Any] = {
         **transfer,
         **_arrays(plain, [f"b_{n}" for n in _BALANCE_ROW]),
-        **_arrays(shards, [f"s_{n}" for n in ("id", "shard", *BALANCE_COLUMNS)]),
+        **_arrays(shards, [f"s_{n}" for n in _SHARD_ROW]),
     }
     ((inserted, accounts, sharded),) = execute_driver_sql(connection, _ONE_TRANSFER_PG, params)
     if not inserted:
@@ -353,17 +359,14 @@ def _update_balances(connection: Connection, plain: list[dict[str, int]]) -> Non
     assert updated == len(plain), (updated, plain)
 
 
-_SHARD_ROW = ("id", "shard", *BALANCE_COLUMNS)
 _UPDATE_SHARDS_PG = """WITH updated AS (
     UPDATE ledger_account_shards AS s SET {set_shards}
     FROM unnest({shard_arrays}) AS v(id, shard, {balances})
     WHERE s.account_id = v.id AND s.shard = v.shard
     RETURNING 1
 ) SELECT count(*) FROM updated""".format(
-    set_shards=", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS),
-    shard_arrays=", ".join(
-        ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
-    ),
+    set_shards=_SET_SHARDS,
+    shard_arrays=_SHARD_ARRAYS,
     balances=", ".join(BALANCE_COLUMNS),
 )
 """PostgreSQL: :data:`_UPDATE_SHARDS` of any number of shard rows in one statement, with the count of rows

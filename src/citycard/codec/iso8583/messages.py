@@ -264,7 +264,6 @@ _ATTRIBUTES: Final[
 )
 """Attribute name, field number, to wire, from wire: the one mapping between names and numbers."""
 
-_FIELD_OF: Final = MappingProxyType({name: number for name, number, _, _ in _ATTRIBUTES})
 _NAME_OF: Final = MappingProxyType({number: name for name, number, _, _ in _ATTRIBUTES})
 _TO_WIRE_OF: Final = MappingProxyType({name: (number, to_wire) for name, number, to_wire, _ in _ATTRIBUTES})
 _NAMES: Final = tuple(name for name, _, _, _ in _ATTRIBUTES)
