@@ -30,6 +30,7 @@ from citycard.issuer import commands
 from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.net.link import Iso8583Link
+from citycard.net.loop import run as run_loop
 
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_issuer import _field55, _id_number, _postgres, _sqlite
@@ -159,7 +160,7 @@ def _measure(
         service, hsm, pans, institution = _setup(db)
         cards = _Cards(hsm, pans)
         direct = _direct(service, cards)
-        one, many = asyncio.run(_chain(Issuer(service, db, Path(".")), cards, institution, 1))
+        one, many = run_loop(_chain(Issuer(service, db, Path(".")), cards, institution, 1))
         return name, direct, one, many
     finally:
         db.close()

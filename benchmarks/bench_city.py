@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from citycard import bootstrap
 from citycard.config import Settings
+from citycard.net.loop import run as run_loop
 
 if TYPE_CHECKING:
     from citycard.city.seed import Progress
@@ -107,7 +108,7 @@ def _traffic(s: Settings, issuer: bootstrap.Issuer, center: bootstrap.Center) ->
             f"sqlite: {TRAFFIC_S:g} s of traffic, 13 terminals, pace 0.05 s: {running.traffic.stats.line()}"
         )
 
-    asyncio.run(run())
+    run_loop(run())
 
 
 def main() -> None:

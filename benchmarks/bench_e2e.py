@@ -60,6 +60,7 @@ from citycard.hsm import KeyUsage
 from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link
+from citycard.net.loop import run as run_loop
 
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_chain import _Cards, _setup
@@ -146,7 +147,7 @@ def _in_process(p: _Platform, serve: Callable[[_Platform], Coroutine[Any, Any, N
     p.db.engine.dispose(close=False)  # the parent's connections stay the parent's
     if PROFILE is not None:
         _profiled(Path(PROFILE) / f"{serve.__name__.removeprefix('_serve_')}.prof")
-    asyncio.run(serve(p))
+    run_loop(serve(p))
 
 
 def _profiled(out: Path) -> None:
@@ -328,7 +329,7 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
         pids = {"terminals" if LAYOUT != "one" else "all hosts and terminals": os.getpid()}
         if LAYOUT == "one":
             before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
-            latencies, made = asyncio.run(_all_in_one(p, own, pans, f55s))
+            latencies, made = run_loop(_all_in_one(p, own, pans, f55s))
         else:
             fork = multiprocessing.get_context("fork")
             children = [
@@ -343,7 +344,7 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
             time.sleep(1.5)  # listening by then
             try:
                 before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
-                latencies, made = asyncio.run(_terminals(ports["acquirer"], own, pans, f55s))
+                latencies, made = run_loop(_terminals(ports["acquirer"], own, pans, f55s))
                 after = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
             finally:
                 for child in children:

@@ -28,6 +28,7 @@ from citycard.codec.iso8583 import (
 )
 from citycard.net.framing import read_frame, write_frame
 from citycard.net.link import Iso8583Link
+from citycard.net.loop import run as run_loop
 from citycard.net.server import Iso8583Server
 
 from benchmarks.timing import ROUNDS, SLICE_S
@@ -158,7 +159,7 @@ async def _measure() -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    results = asyncio.run(_measure())
+    results = run_loop(_measure())
     print(f"{'operation':<60} {'round trips/s':>14} {'x baseline time':>16}")
     baseline = 0.0
     for name, rate in results:

@@ -18,6 +18,7 @@ from citycard.codec.iso8583 import (
     response_mti,
     with_mac,
 )
+from citycard.net.loop import run as run_loop
 
 TERMINAL = "10000019"
 MERCHANT = "850100082410002"
@@ -26,13 +27,14 @@ DEADLINE_S = 60.0
 
 
 def run(coro: Coroutine[Any, Any, None], deadline_s: float = DEADLINE_S) -> None:
-    """Run one test's coroutine on a fresh event loop, failing it after ``deadline_s``."""
+    """Run one test's coroutine on a fresh event loop of the hosts' kind (``citycard.net.loop``), failing
+    it after ``deadline_s``."""
 
     async def bounded() -> None:
         async with asyncio.timeout(deadline_s):
             await coro
 
-    asyncio.run(bounded())
+    run_loop(bounded())
 
 
 def purchase(stan: int, amount_fen: int = 1250, *, terminal: str = TERMINAL, mac: bool = False) -> Message:

@@ -31,6 +31,7 @@ from citycard.issuer.commands import (
     IssueCards,
     SetPin,
 )
+from citycard.net.loop import new_event_loop
 
 PIN = "123456"
 TID, MID = "CITY0001", "CITYMERCHANT001"
@@ -41,7 +42,7 @@ class Loop:
     """An event loop in a thread of its own for the servers (the terminal's client has its own)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from citycard.config import settings
+from citycard.net.loop import new_event_loop
 
 __all__ = ["BANK", "BUS_TERMINAL", "PIN", "SHOP_TERMINAL", "demo", "holder_id_number"]
 
@@ -163,7 +164,7 @@ class _Loop:
     """An event loop in a background thread: the platform serves there while the steps run here."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="citycard-platform", daemon=True)
         self.thread.start()
 

@@ -26,6 +26,7 @@ from typing import Annotated, Protocol
 import typer
 
 from citycard.config import parse_address, settings
+from citycard.net.loop import run as run_loop
 
 from . import serve as card_serve
 from .bank import fail, open_issuer
@@ -130,7 +131,7 @@ def serve_acquirer(
     banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
     try:
         with bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer:
-            asyncio.run(_serve(acquirer, banner))
+            run_loop(_serve(acquirer, banner))
             typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
     except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
         raise fail(str(exc), 2) from None
@@ -232,7 +233,7 @@ def serve_issuer(
 def _listen(service: _Service, banner: str, host: str, port: int) -> None:
     """Serve until stopped; a port that cannot be listened on is one ``error:`` line (exit status 1)."""
     try:
-        asyncio.run(_serve(service, banner))
+        run_loop(_serve(service, banner))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

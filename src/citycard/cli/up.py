@@ -30,6 +30,7 @@ import typer
 from rich.console import Console
 
 from citycard.config import Settings, parse_address, settings
+from citycard.net.loop import run as run_loop
 
 from .bank import fail, open_issuer
 
@@ -113,7 +114,7 @@ def up(
             center = Center(s, platform_issuer.database, platform_issuer.hsm)
             logins = _seed(platform_issuer, center)
         try:
-            asyncio.run(
+            run_loop(
                 _serve(
                     s,
                     platform_issuer,

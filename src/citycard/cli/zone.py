@@ -12,13 +12,13 @@ rotation").
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 
 from citycard.config import parse_address, settings
 from citycard.hsm.api import Hsm
+from citycard.net.loop import run as run_loop
 
 from .bank import fail
 
@@ -68,7 +68,7 @@ def rotate(
     name = link if link == "acquirer" else link.upper()
     hsm = _hsm()
     try:
-        version, code = asyncio.run(rotate_zone_key(hsm, name, host, port, timeout_s=timeout))
+        version, code = run_loop(rotate_zone_key(hsm, name, host, port, timeout_s=timeout))
     except LinkError as exc:
         raise fail(f"no answer from {to}: {type(exc).__name__}", 1) from None
     if code != "00":

@@ -57,6 +57,7 @@ from citycard.codec.iso8583.wire import decode_message
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
+from citycard.net.loop import new_event_loop
 from citycard.pos.journal import JournalEntry, State
 from citycard.pos.online import (
     OnlineKind,
@@ -150,7 +151,7 @@ class _LoopThread:
     """An asyncio event loop running in a daemon thread; ``call`` runs a coroutine there and waits."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="terminal-link", daemon=True)
         self._thread.start()
 
