@@ -25,7 +25,8 @@ MACed under its MAK in its own HSM; the acquirer checks the MAC and the registry
 records the answer and MACs it. Every answer must be an approval. Reported: authorizations/s over the
 measured seconds (after a warm-up of 2 s), latency p50 / p99 as each terminal sees it, the client
 processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a scratch database; the mean of the runs
-before and after).
+before and after). A second baseline in the same run: the CPU of a bare round trip between two processes
+over loopback TCP (a forked echo, blocking sockets), the floor under each of the chain's three hops.
 """
 
 from __future__ import annotations
@@ -315,6 +316,46 @@ def _postgres_cpu_s() -> float:
     return total
 
 
+BARE_ROUND_TRIPS = 20_000
+BARE_MESSAGE = 300
+"""A chip purchase's frame is about this size."""
+
+
+def _echo(listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    with connection:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := connection.recv(65_536):
+            connection.sendall(data)
+
+
+def _bare_round_trip_us() -> float:
+    """CPU (µs, both processes) of one bare round trip between two processes over loopback TCP: a message
+    sent, echoed by a forked process, received — plain blocking sockets, no event loop, no codec. The floor
+    of any hop: the chain makes three such round trips per authorization (terminal–acquirer,
+    acquirer–switch, switch–issuer) besides its database round trips."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        child = multiprocessing.get_context("fork").Process(target=_echo, args=(listener,), daemon=True)
+        child.start()
+        assert child.pid is not None
+        with socket.create_connection(listener.getsockname()) as connection:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            message = bytes(BARE_MESSAGE)
+            connection.sendall(message)
+            connection.recv(65_536)  # the echo is up
+            mine, theirs = time.process_time(), _cpu_s(child.pid)
+            for _ in range(BARE_ROUND_TRIPS):
+                connection.sendall(message)
+                received = 0
+                while received < BARE_MESSAGE:
+                    received += len(connection.recv(65_536))
+            used = time.process_time() - mine + _cpu_s(child.pid) - theirs
+        child.join(10)
+    return used / BARE_ROUND_TRIPS * 1e6
+
+
 def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postgres) -> _Row:
     db, cleanup = open_db()
     try:
@@ -381,6 +422,7 @@ def main() -> None:
     row = _measure()
     after = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
     pgbench = (before + after) / 2
+    bare_us = _bare_round_trip_us()
     print(
         f"{TERMINALS} terminals, layout {LAYOUT}, issuer workers {WORKERS}, {SECONDS:.0f} s measured,"
         f" load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
@@ -394,4 +436,8 @@ def main() -> None:
         "CPU ms per authorization: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in row.cpu_ms.items())
         + f" (total {sum(row.cpu_ms.values()):.2f})"
+    )
+    print(
+        f"baseline: a bare round trip between two processes over loopback TCP costs {bare_us:.0f} µs of CPU"
+        f" (blocking sockets, no event loop); the chain's three per authorization {3 * bare_us / 1e3:.2f} ms"
     )
