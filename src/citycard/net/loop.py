@@ -2,9 +2,9 @@
 
 The hosts spend most of their time per message in the event loop's own machinery (a read, a task, a
 timer handle, a write per frame on every hop). uvloop does the same work in C: measured in the ``e2e``
-benchmark with every other line the same, the chain's CPU per authorization fell by about 14 % (five
-alternating pairs, ``docs/performance.md``). Behaviour is asyncio's: the same streams, timeouts, thread
-hand-offs (``run_in_executor``, ``call_soon_threadsafe``) and signal handlers.
+benchmark with every other line the same, the chain's CPU per authorization fell by about 12 % (median
+pair; lower in eight of nine alternating pairs, ``docs/performance.md``). Behaviour is asyncio's: the same
+streams, timeouts, thread hand-offs (``run_in_executor``, ``call_soon_threadsafe``) and signal handlers.
 
 - :func:`run`: ``asyncio.run`` on a uvloop loop (``citycard serve``, ``citycard up``, the CLI's one-shot
   exchanges, the benchmarks' hosts).
