@@ -20,6 +20,7 @@ from citycard.codec.iso8583 import (
     decode_framed,
     decode_message,
     encode_framed,
+    note_received,
     parse,
     with_mac,
 )
@@ -72,8 +73,18 @@ MESSAGE = with_mac(REQUEST.to_bytes(), lambda block: pos_mac(MAK, block))
 FRAME = encode_framed(REQUEST, Tpdu(6, 1))
 
 
+def _forward() -> bytes:
+    """What a hop does to a request it passes on: received (its bytes noted, as ``net.server`` notes them),
+    RRN and field 32 set and the MAC taken out (``Message.replaced``), MACed again (``Message.signed``)."""
+    request = parse(decode_message(MESSAGE))
+    note_received(request, MESSAGE)
+    forwarded = request.replaced(rrn="000000000403", acquirer_id="01020000", mac=None)
+    return forwarded.signed(lambda block: pos_mac(MAK, block)).to_bytes()
+
+
 def main() -> None:
     assert parse(decode_message(MESSAGE)).terminal_id == REQUEST.terminal_id
+    assert parse(decode_message(_forward())).rrn == "000000000403"
     cases: list[tuple[str, Callable[[], object]]] = [
         (f"baseline: pyiso8583 decode ({len(MESSAGE)} B)", lambda: iso8583.decode(MESSAGE, SPEC)),
         ("wire.decode_message", lambda: decode_message(MESSAGE)),
@@ -81,6 +92,7 @@ def main() -> None:
         ("decode_framed (frame + typed)", lambda: decode_framed(FRAME)),
         ("AuthorizationRequest.to_bytes", REQUEST.to_bytes),
         ("with_mac, X9.19 over the MAC block", lambda: with_mac(MESSAGE, lambda b: pos_mac(MAK, b))),
+        ("a hop's forward: parse, replaced (37, 32, 64 out), signed", _forward),
     ]
     measured = rates([fn for _, fn in cases], seconds=0.06)
     base = measured[0]

@@ -372,8 +372,7 @@ class Message:
         # second pass over the same values halves the cost of parsing a message; each slot is set through
         # its descriptor (:data:`_FROM_WIRE`), the absent ones to None first.
         message = _NEW(cls)
-        for clear in _CLEAR_SLOTS:
-            clear(message, None)
+        _CLEAR_SLOTS(message)
         _SET_MTI(message, raw.mti)
         for number, value in fields.items():  # in field order, as decoded
             set_slot, from_wire = _FROM_WIRE[number]
@@ -395,8 +394,7 @@ class Message:
             raise Iso8583Error("mti", None, f"MTI {mti} is not a {cls.__name__}")
         allowed = cls.REQUIRED | cls.OPTIONAL
         message = _NEW(cls)
-        for clear in _CLEAR_SLOTS:
-            clear(message, None)
+        _CLEAR_SLOTS(message)
         _SET_MTI(message, mti)
         present: set[int] = set()
         for number in sorted(values):  # the first error in field order, as the constructor's
@@ -460,10 +458,11 @@ class Message:
             else:
                 wired[number] = new = to_wire(value)
                 check_value(number, new, None)
-        message = object.__new__(type(self))
-        for name in _NAMES:
-            object.__setattr__(message, name, changes[name] if name in changes else getattr(self, name))
-        object.__setattr__(message, "mti", mti)
+        message = _NEW(type(self))
+        _COPY_SLOTS(self, message)
+        for name, value in changes.items():
+            _SET_OF[name](message, value)
+        _SET_MTI(message, mti)
         wire = _known(self)
         if wire is not None and mti == self.mti:  # the fields kept are copied, not encoded again
             _remember(message, with_fields(wire, wired))
@@ -481,11 +480,10 @@ class Message:
         else:
             raw = self.to_fields()
             wire = with_mac(encode_checked(RawMessage(self.mti, {**raw.fields, 64: bytes(8)})), mac_of)
-        message = object.__new__(type(self))
-        for name in _NAMES:
-            object.__setattr__(message, name, getattr(self, name))
-        object.__setattr__(message, "mti", self.mti)
-        object.__setattr__(message, "mac", wire[-8:])
+        message = _NEW(type(self))
+        _COPY_SLOTS(self, message)
+        _SET_MTI(message, self.mti)
+        _SET_MAC(message, wire[-8:])
         _remember(message, wire)
         return message
 
@@ -528,8 +526,26 @@ def note_received(message: Message, wire: bytes) -> None:
 
 _NEW: Final = object.__new__
 _SET_MTI: Final = getattr(Message, "mti").__set__  # noqa: B009 (a slot descriptor, read from the class)
-_CLEAR_SLOTS: Final = tuple(getattr(Message, name).__set__ for name in _NAMES)
-"""Each field's slot setter (its member descriptor's ``__set__``: no frozen ``__setattr__`` in the way)."""
+_SET_OF: Final = MappingProxyType({name: getattr(Message, name).__set__ for name in _NAMES})
+"""Each field's slot setter by attribute name (its member descriptor's ``__set__``: no frozen
+``__setattr__`` in the way)."""
+_SET_MAC: Final = _SET_OF["mac"]
+
+
+def _slot_functions() -> tuple[Callable[[Message, Message], None], Callable[[Message], None]]:
+    """``copy(source, target)``: every field slot of ``target`` set to ``source``'s value; ``clear(target)``:
+    every field slot set to None. Made once from :data:`_NAMES`, one statement per field (as
+    ``dataclasses`` makes ``__init__``): a slot read as a plain attribute and set through its descriptor,
+    no loop — half the time of a loop of ``getattr`` and ``object.__setattr__`` over the names, on every
+    message parsed, answered, forwarded or signed."""
+    namespace: dict[str, Any] = {f"_set_{name}": setter for name, setter in _SET_OF.items()}
+    copy = "".join(f"    _set_{name}(target, source.{name})\n" for name in _NAMES)
+    clear = "".join(f"    _set_{name}(target, None)\n" for name in _NAMES)
+    exec(f"def copy(source, target):\n{copy}\ndef clear(target):\n{clear}", namespace)
+    return namespace["copy"], namespace["clear"]
+
+
+_COPY_SLOTS, _CLEAR_SLOTS = _slot_functions()
 _FROM_WIRE: Final = MappingProxyType(
     {number: (getattr(Message, name).__set__, from_wire) for name, number, _, from_wire in _ATTRIBUTES}
 )
