@@ -293,8 +293,11 @@ already: it waits for no one), with the count of rows it updated."""
 
 _SHARD_ROW = ("id", "shard", *BALANCE_COLUMNS)
 _SET_SHARDS = ", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS)
-_SHARD_ARRAYS = ", ".join(
-    ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
+_SHARD_SOURCE = "unnest({arrays}) AS v(id, shard, {balances})".format(
+    arrays=", ".join(
+        ["%(s_id)s::bigint[]", "%(s_shard)s::smallint[]", *(f"%(s_{n})s::bigint[]" for n in BALANCE_COLUMNS)]
+    ),
+    balances=", ".join(BALANCE_COLUMNS),
 )
 """PostgreSQL: changes of sharded accounts added to their shard rows, the rows (``s_id``, ``s_shard``, the
 balance columns) as arrays ``v``: the writes of :data:`_ONE_TRANSFER_PG` and :data:`_UPDATE_SHARDS_PG`."""
@@ -306,7 +309,7 @@ _ONE_TRANSFER_PG = """WITH inserted AS (
     {set_balances} AND EXISTS (SELECT FROM inserted) RETURNING a.id
 ), shards AS (
     UPDATE ledger_account_shards AS s SET {set_shards}
-    FROM unnest({shard_arrays}) AS v(id, shard, {balances})
+    FROM {shard_source}
     WHERE s.account_id = v.id AND EXISTS (SELECT FROM inserted) AND s.shard = COALESCE((
         SELECT f.shard FROM ledger_account_shards AS f WHERE f.account_id = v.id
         ORDER BY f.shard = v.shard DESC, f.shard LIMIT 1 FOR UPDATE SKIP LOCKED
@@ -319,8 +322,7 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM accounts), (SELECT
     values=", ".join(f"%({name})s" for name in _TRANSFER_COLUMNS),
     set_balances=_SET_BALANCES_PG,
     set_shards=_SET_SHARDS,
-    shard_arrays=_SHARD_ARRAYS,
-    balances=", ".join(BALANCE_COLUMNS),
+    shard_source=_SHARD_SOURCE,
 )
 
 
@@ -359,16 +361,12 @@ def _update_balances(connection: Connection, plain: list[dict[str, int]]) -> Non
     assert updated == len(plain), (updated, plain)
 
 
-_UPDATE_SHARDS_PG = """WITH updated AS (
-    UPDATE ledger_account_shards AS s SET {set_shards}
-    FROM unnest({shard_arrays}) AS v(id, shard, {balances})
+_UPDATE_SHARDS_PG = f"""WITH updated AS (
+    UPDATE ledger_account_shards AS s SET {_SET_SHARDS}
+    FROM {_SHARD_SOURCE}
     WHERE s.account_id = v.id AND s.shard = v.shard
     RETURNING 1
-) SELECT count(*) FROM updated""".format(
-    set_shards=_SET_SHARDS,
-    shard_arrays=_SHARD_ARRAYS,
-    balances=", ".join(BALANCE_COLUMNS),
-)
+) SELECT count(*) FROM updated"""
 """PostgreSQL: :data:`_UPDATE_SHARDS` of any number of shard rows in one statement, with the count of rows
 it updated."""
 

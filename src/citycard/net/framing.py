@@ -139,16 +139,19 @@ class FrameReader:
         return f"connection closed after {len(self._buffer) - LENGTH_SIZE} of {length} bytes"
 
 
-def send_frame(writer: asyncio.StreamWriter, frame: bytes) -> bool:
-    """Write one whole frame without waiting when nothing waits to be sent before it: True if it was
-    written (the transport's buffer was empty, so the frame goes to the socket at once; what the socket does
-    not take waits in the buffer, and the next frame then takes the slow way); False, writing nothing, when
-    bytes still wait in the transport or it is closing — then :func:`write_frame` it under the caller's
-    timer, which waits for the buffer to drain. A frame is written whole by one call, so frames never
-    interleave."""
+async def send_frame(
+    writer: asyncio.StreamWriter, frame: bytes, lock: asyncio.Lock, *, timeout_s: float | None = None
+) -> None:
+    """Write one whole frame on a stream that several tasks write to, ``lock`` keeping frames whole and in
+    turn. When nothing waits to be sent before it (no writer holds ``lock``, the transport's buffer is empty)
+    the frame goes to the socket at once, without waiting (what the socket does not take waits in the
+    buffer, and the next frame then takes the slow way); otherwise, or when the transport is closing, it is
+    :func:`write_frame` under ``lock``, which waits for the buffer to drain, the wait for ``lock`` and the
+    drain within ``timeout_s`` (``TimeoutError``; None: no limit)."""
     assert int.from_bytes(frame[:LENGTH_SIZE], "big") == len(frame) - LENGTH_SIZE, "frame length prefix"
     transport = writer.transport
-    if transport.is_closing() or transport.get_write_buffer_size() > 0:
-        return False
-    writer.write(frame)
-    return True
+    if not lock.locked() and not transport.is_closing() and transport.get_write_buffer_size() == 0:
+        writer.write(frame)
+        return
+    async with lock, asyncio.timeout(timeout_s):
+        await write_frame(writer, frame)

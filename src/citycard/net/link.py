@@ -50,7 +50,7 @@ from citycard.codec.iso8583 import (
     parse,
 )
 
-from .framing import FrameReader, FramingError, send_frame, write_frame
+from .framing import FrameReader, FramingError, send_frame
 
 __all__ = [
     "Busy",
@@ -289,9 +289,7 @@ class Iso8583Link:
         if writer is None:
             raise ConnectionLost("the connection ended before the request was written")
         try:
-            if self._write_lock.locked() or not send_frame(writer, frame):
-                async with self._write_lock:
-                    await write_frame(writer, frame)
+            await send_frame(writer, frame, self._write_lock)
         except ConnectionError:
             self._drop_connection()
             raise ConnectionLost("the connection ended while the request was written") from None
@@ -350,7 +348,7 @@ class Iso8583Link:
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         frames = FrameReader(reader, body_timeout_s=self.limits.frame_timeout_s)
         while True:
-            data = frames.buffered() or await frames.read()  # several answers in one read: no wait
+            data = await frames.read()  # several answers in one read: handed out without waiting
             if data is None:
                 return
             self._last_received = self._clock()

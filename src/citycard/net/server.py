@@ -58,7 +58,7 @@ from citycard.codec.iso8583 import (
     response_mti,
 )
 
-from .framing import FrameReader, FramingError, send_frame, write_frame
+from .framing import FrameReader, FramingError, send_frame
 
 __all__ = ["Handler", "Iso8583Server", "MacCheck", "ServerLimits", "ServerStats", "refusal"]
 
@@ -316,9 +316,9 @@ class Iso8583Server:
 
     async def _send(self, connection: _Connection, data: bytes) -> None:
         try:
-            if connection.write_lock.locked() or not send_frame(connection.writer, data):
-                async with connection.write_lock, asyncio.timeout(self.limits.write_timeout_s):
-                    await write_frame(connection.writer, data)
+            await send_frame(
+                connection.writer, data, connection.write_lock, timeout_s=self.limits.write_timeout_s
+            )
             self.stats.answered += 1
         except (ConnectionError, TimeoutError):
             self.stats.dropped += 1

@@ -547,7 +547,7 @@ def _slot_functions() -> tuple[Callable[[Message, Message], None], Callable[[Mes
 
 _COPY_SLOTS, _CLEAR_SLOTS = _slot_functions()
 _FROM_WIRE: Final = MappingProxyType(
-    {number: (getattr(Message, name).__set__, from_wire) for name, number, _, from_wire in _ATTRIBUTES}
+    {number: (_SET_OF[name], from_wire) for name, number, _, from_wire in _ATTRIBUTES}
 )
 """Field number → (its attribute's slot setter, from wire)."""
 
