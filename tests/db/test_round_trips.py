@@ -23,14 +23,17 @@ from citycard.issuer.handlers import IssuerService
 from citycard.ledger import Account, AccountFlags, CreateAccountResult, CreateTransferResult, Transfer
 
 from tests.db.dbtargets import fresh_database
+from tests.db.protocol import sent, waits
 
 PURCHASE_ROUND_TRIPS = 6  # BEGIN, the card with the request id, the terminal registry, the UN and the EC
 # float balance (read ahead: ``Authorizations.prefetch``), ledger lock, ledger write, authorization insert
 # (with card and UN rows), COMMIT; was 15, then 7
 GROUP_ROUND_TRIPS = 12  # a group of purchases, whatever its size: BEGIN, its one read ahead, the ledger's
 # lock and its batch of every request's transfers (savepoint, transfers, balances, shards, release), the
-# cards' rows (one executemany, pipelined), the unpredictable numbers and the authorizations (one multi-row
-# insert each), COMMIT
+# cards' rows, the unpredictable numbers and the authorizations (one statement each), COMMIT
+GROUP_WAITS = 6  # of which sent together (``driver.run_together``): the ledger's five, and the last three
+# writes; so the client waits for BEGIN, the read ahead, the lock, the ledger's write, the group's writes
+# and COMMIT
 
 
 def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRequest]]:
@@ -38,7 +41,7 @@ def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRe
 
     hsm = SoftHsm(os.urandom(32))
     old = bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT
-    bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT = 2, 6
+    bench_auth.CARDS_PER_CLIENT, bench_auth.REQUESTS_PER_CLIENT = 2, 8
     try:
         (requests,) = bench_auth._setup(db, hsm, 1)
     finally:
@@ -46,7 +49,7 @@ def _service(db: Database) -> tuple[IssuerService, SoftHsm, list[AuthorizationRe
     return IssuerService(lambda: db.unit_of_work(IssuerUnitOfWork), hsm, time.time_ns), hsm, requests
 
 
-def test_a_purchase_costs_six_round_trips_on_postgresql_and_a_group_twelve(tmp_path: Path) -> None:
+def test_a_purchase_costs_six_round_trips_and_a_group_twelve_in_six_waits(tmp_path: Path) -> None:
     from benchmarks.bench_auth import RoundTripCounter
 
     with fresh_database("postgresql", tmp_path) as db:
@@ -65,6 +68,13 @@ def test_a_purchase_costs_six_round_trips_on_postgresql_and_a_group_twelve(tmp_p
         answers = service.authorize_many(group)
         assert all(not isinstance(a, Exception) and a.approved for a in answers)
         assert counter.count - before == GROUP_ROUND_TRIPS
+        # the next group, its statements prepared by then (a statement's first use waits once more)
+        with db.engine.connect() as c:  # the pool's one connection: the group's unit of work takes it next
+            pgconn: Any = c.connection.driver_connection.pgconn  # type: ignore[union-attr]
+        with sent(pgconn) as messages:
+            answers = service.authorize_many(requests[6:8])
+        assert all(not isinstance(a, Exception) and a.approved for a in answers)
+        assert waits(messages) == GROUP_WAITS, " ".join(messages)
         with db.unit_of_work(IssuerUnitOfWork) as uow:
             assert uow.ledger.totals().balanced
             assert uow.ledger.audit() == []

@@ -32,6 +32,7 @@ __all__ = [
     "execute_driver_command",
     "execute_driver_sql",
     "int_array",
+    "run_together",
     "text_array",
 ]
 
@@ -203,6 +204,47 @@ def execute_driver_command(connection: Connection, sql: str) -> None:
     """``sql``, a command without parameters or rows (``SAVEPOINT x``), on the psycopg connection."""
     assert connection.dialect.driver == "psycopg", connection.dialect.driver
     _run(connection, sql, {}, fetch=False)
+
+
+def run_together(
+    connection: Connection, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[list[tuple[Any, ...]]]:
+    """``statements`` sent to the server at once and answered at once — psycopg's pipeline mode: one flush,
+    one sync, one wait for all instead of one per statement — on the psycopg connection, in its transaction;
+    each statement's rows, in order. Each is ``(sql, params)`` as for :func:`execute_driver_sql`, or
+    ``(sql, None)`` for a command without parameters or rows (``SAVEPOINT x``: its rows ``[]``).
+
+    For statements none of which needs another's result before it is sent (a group's writes, each checked
+    once all are back), in a transaction that is open already (else psycopg sends its ``BEGIN`` and waits for
+    it before the rest: correct, one wait more). When
+    one fails the server skips the rest up to the sync, the transaction is failed (as after any error: a
+    ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT`` is the next thing to send) and the error is raised as
+    SQLAlchemy's, as :func:`execute_driver_sql` raises it."""
+    assert connection.dialect.driver == "psycopg", connection.dialect.driver
+    driver: Any = connection.connection.driver_connection
+    if connection._has_events or connection.engine._has_events:
+        for sql, params in statements:
+            connection.dispatch.before_cursor_execute(connection, None, sql, params or {}, None, False)
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    cursors = []
+    try:
+        with driver.pipeline():
+            for sql, params in statements:
+                cursor = driver.cursor()
+                if params is None:
+                    cursor.execute(sql)
+                else:
+                    cursor.execute(sql, params, prepare=True)
+                cursors.append((cursor, params is not None))
+        return [cursor.fetchall() if rows else [] for cursor, rows in cursors]
+    except dbapi_error as exc:
+        if connection.dialect.is_disconnect(exc, driver, None):
+            connection.invalidate(exc)
+        failed = "; ".join(sql.split(None, 3)[0] for sql, _ in statements)
+        raise DBAPIError.instance(f"(together) {failed}", {}, exc, dbapi_error) from exc
+    finally:
+        for cursor, _ in cursors:
+            cursor.close()
 
 
 def _run(

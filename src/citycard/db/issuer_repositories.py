@@ -64,7 +64,7 @@ from citycard.ledger.engine import Totals
 from citycard.ledger.model import Account, Transfer
 
 from .center_tables import center_terminals
-from .driver import DriverStatement, UnnestRows, copy_rows, execute_driver_sql, text_array
+from .driver import DriverStatement, UnnestRows, copy_rows, execute_driver_sql, run_together, text_array
 from .issuer_tables import (
     ISSUER_ID_BASE,
     PAN_LAST4,
@@ -319,10 +319,7 @@ class _Writes:
 
     def write(self, writes: Sequence[tuple[str, dict[str, Any]]]) -> None:
         connection = self.session.connection()
-        by_kind: dict[str, list[dict[str, Any]]] = {}
-        for kind, params in writes:
-            by_kind.setdefault(kind, []).append(params)
-        for kind, rows in by_kind.items():
+        for kind, rows in _by_kind(writes).items():
             if connection.dialect.driver == "psycopg":
                 _write_unnested(connection, kind, rows)
             elif len(rows) == 1:
@@ -340,6 +337,14 @@ class _Writes:
                 earlier.append(last[write[0]])
             last[write[0]] = write
         return list(last.values()), earlier
+
+
+def _by_kind(writes: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Held-back writes by kind, each kind's rows in order."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for kind, params in writes:
+        by_kind.setdefault(kind, []).append(params)
+    return by_kind
 
 
 _UNNESTED_CARDS = UnnestRows(list(issuer_cards.c), prefix="c_", keys={"pan": "c_w_pan"})
@@ -364,17 +369,24 @@ SELECT * FROM {_UNNESTED_AUTHORIZATIONS.source}
 ON CONFLICT (request_id) DO NOTHING RETURNING request_id"""
 
 
-def _write_unnested(connection: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
-    """``rows`` of the write ``kind`` in one statement (:func:`_unnested_sql`). A card's row is written
-    whole from the card's state, so of several writes of one card only the last counts: the earlier ones
-    are left out (an ``UPDATE … FROM`` would apply one of them, not all in order)."""
+def _unnested_write(kind: str, rows: list[dict[str, Any]]) -> tuple[str, dict[str, str], int]:
+    """``rows`` of the write ``kind`` as one statement (:func:`_unnested_sql`): its text, its parameters and
+    the number of rows it must return. A card's row is written whole from the card's state, so of several
+    writes of one card only the last counts: the earlier ones are left out (an ``UPDATE … FROM`` would apply
+    one of them, not all in order)."""
     if kind == "card":
         rows = list({row["c_w_pan"]: row for row in rows}.values())
         unnested = _UNNESTED_CARDS
     else:
         unnested = _UNNESTED_UNS
-    written = execute_driver_sql(connection, _unnested_sql(kind), unnested.params(rows))
-    assert len(written) == len(rows), (kind, len(written), len(rows))
+    return _unnested_sql(kind), unnested.params(rows), len(rows)
+
+
+def _write_unnested(connection: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
+    """``rows`` of the write ``kind`` in one statement (:func:`_unnested_write`)."""
+    sql, params, count = _unnested_write(kind, rows)
+    written = execute_driver_sql(connection, sql, params)
+    assert len(written) == count, (kind, len(written), count)
 
 
 class _Repo:
@@ -679,9 +691,16 @@ class SqlAuthorizations(_Repo):
         if len(records) < 2 or self.session.get_bind().dialect.name != "postgresql":
             return all([self.add(record) for record in records])  # every one tried, as one by one
         self._next = None  # a write: nothing read ahead stands for what follows
-        self.writes.flush()  # the cards' rows and the unpredictable numbers, one statement a kind
+        # the writes held back (the cards' rows, the unpredictable numbers: one statement a kind) and the
+        # authorizations sent together, one wait for all (``driver.run_together``)
+        held = [_unnested_write(kind, rows) for kind, rows in _by_kind(self.writes.take()).items()]
         params = _UNNESTED_AUTHORIZATIONS.params([_authorization_params(r) for r in records])
-        inserted = execute_driver_sql(self.session.connection(), _unnested_sql("authorizations"), params)
+        statements = [(sql, held_params) for sql, held_params, _ in held]
+        *written, inserted = run_together(
+            self.session.connection(), [*statements, (_unnested_sql("authorizations"), params)]
+        )
+        for (sql, _, count), rows in zip(held, written, strict=True):
+            assert len(rows) == count, (sql, len(rows), count)
         return len(inserted) == len(records)
 
     def mark_reversed(self, request_id: str, by: str | None) -> None:
