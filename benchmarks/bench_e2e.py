@@ -23,10 +23,13 @@ beforehand in ATC order. Each terminal signs on to the acquirer (PIK and MAK und
 purchases of its own card back to back (one in flight per terminal: a terminal waits for its answer), each
 MACed under its MAK in its own HSM; the acquirer checks the MAC and the registry, takes an RRN, forwards,
 records the answer and MACs it. Every answer must be an approval. Reported: authorizations/s over the
-measured seconds (after a warm-up of 2 s), latency p50 / p99 as each terminal sees it, the client
-processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a scratch database; the mean of the runs
-before and after). A second baseline in the same run: the CPU of a bare round trip between two processes
-over loopback TCP (a forked echo, blocking sockets), the floor under each of the chain's three hops.
+measured seconds (after a warm-up of 2 s), latency p50 / p99 as each terminal sees it, the requests per
+database transaction of each host's group commit over the run (the issuer front end's authorizations, the
+acquirer's records begun and answers recorded: what sets a host's cost per request under load; read from
+each host process on SIGUSR1), the client processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a
+scratch database; the mean of the runs before and after). A second baseline in the same run: the CPU of a
+bare round trip between two processes over loopback TCP (a forked echo, blocking sockets), the floor under
+each of the chain's three hops.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -118,23 +122,36 @@ def _register(db: Database, platform: SoftHsm) -> SoftHsm:
     return own
 
 
-async def _serve_issuer(p: _Platform) -> None:
+Grouped = dict[str, tuple[int, int]]
+"""A host's database transactions and the requests they carried, by kind of group (``grouped``)."""
+Hosts = dict[str, Callable[[], Grouped]]
+"""Each serving host's ``grouped``, by host name, filled in by the ``_serve_*`` functions."""
+
+
+async def _serve_issuer(p: _Platform, hosts: Hosts) -> None:
     """Built by the composition root, as ``citycard serve issuer`` builds it: field 64 on the switch leg."""
-    async with build_issuer_front_end(p.issuer, "BENCH", port=p.ports["issuer"], workers=WORKERS):
+    async with build_issuer_front_end(p.issuer, "BENCH", port=p.ports["issuer"], workers=WORKERS) as front:
+        hosts["issuer"] = lambda: front.grouped
         await asyncio.Event().wait()
 
 
-async def _serve_switch(p: _Platform) -> None:
+async def _serve_switch(p: _Platform, hosts: Hosts) -> None:
     """As ``citycard serve switch``: zone MACs on both legs, PIN translation, routing reload."""
     async with build_switch(p.issuer, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, port=p.ports["switch"]):
         await asyncio.Event().wait()
 
 
-async def _serve_acquirer(p: _Platform) -> None:
+async def _serve_acquirer(p: _Platform, hosts: Hosts) -> None:
     """As ``citycard serve acquirer``: sealed SAF and uploads, zone MAC on the switch leg."""
     config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
-    async with build_acquirer(settings(), p.hsm, p.db, config=config):
+    async with build_acquirer(settings(), p.hsm, p.db, config=config) as acquirer:
+        hosts["acquirer"] = lambda: acquirer.grouped
         await asyncio.Event().wait()
+
+
+def _grouped(hosts: Hosts) -> Grouped:
+    """Every host's groups, as ``"<host> <kind>"``."""
+    return {f"{host} {kind}": counts for host, grouped in hosts.items() for kind, counts in grouped().items()}
 
 
 def _make_keys(p: _Platform) -> None:
@@ -145,11 +162,21 @@ def _make_keys(p: _Platform) -> None:
     RecordProtection.open(p.hsm)
 
 
-def _in_process(p: _Platform, serve: Callable[[_Platform], Coroutine[Any, Any, None]]) -> None:
+Serve = Callable[[_Platform, Hosts], Coroutine[Any, Any, None]]
+
+
+def _in_process(p: _Platform, serve: Serve, report: Connection) -> None:
+    """A host process: ``serve`` until killed; on SIGUSR1 its groups so far are sent on ``report``."""
     p.db.engine.dispose(close=False)  # the parent's connections stay the parent's
     if PROFILE is not None:
         _profiled(Path(PROFILE) / f"{serve.__name__.removeprefix('_serve_')}.prof")
-    run_loop(serve(p))
+    hosts: Hosts = {}
+
+    async def main() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: report.send(_grouped(hosts)))
+        await serve(p, hosts)
+
+    run_loop(main())
 
 
 def _profiled(out: Path) -> None:
@@ -157,7 +184,6 @@ def _profiled(out: Path) -> None:
     profiler per thread, cProfile being per thread); all written to ``out`` on SIGTERM."""
     import cProfile
     import pstats
-    import signal
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -277,11 +303,14 @@ async def _terminals(
 
 async def _all_in_one(
     p: _Platform, own: SoftHsm, pans: list[str], f55s: list[list[bytes]]
-) -> tuple[list[float], int]:
-    tasks = [asyncio.create_task(serve(p)) for serve in (_serve_issuer, _serve_switch, _serve_acquirer)]
+) -> tuple[list[float], int, Grouped]:
+    hosts: Hosts = {}
+    serving = (_serve_issuer, _serve_switch, _serve_acquirer)
+    tasks = [asyncio.create_task(serve(p, hosts)) for serve in serving]
     await asyncio.sleep(0.5)
     try:
-        return await _terminals(p.ports["acquirer"], own, pans, f55s)
+        latencies, made = await _terminals(p.ports["acquirer"], own, pans, f55s)
+        return latencies, made, _grouped(hosts)
     finally:
         for task in tasks:
             task.cancel()
@@ -293,6 +322,9 @@ class _Row:
     rate: float
     p50_ms: float
     p99_ms: float
+    grouped: Grouped
+    """The hosts' database transactions and the requests they carried over the run (sign-ons and warm-up
+    included), by ``"<host> <kind of group>"``."""
     cpu_ms: dict[str, float]
     """CPU per authorization (ms) by process: user + system time over the whole run of the terminals
     (warm-up included) ÷ the authorizations made in it. ``postgres``: every PostgreSQL server process,
@@ -378,12 +410,15 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
         pids = {"terminals" if LAYOUT != "one" else "all hosts and terminals": os.getpid()}
         if LAYOUT == "one":
             before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
-            latencies, made = run_loop(_all_in_one(p, own, pans, f55s))
+            latencies, made, grouped = run_loop(_all_in_one(p, own, pans, f55s))
         else:
             fork = multiprocessing.get_context("fork")
+            reports = [fork.Pipe(duplex=False) for _ in range(3)]
             children = [
-                fork.Process(target=_in_process, args=(p, serve), daemon=True)
-                for serve in (_serve_issuer, _serve_switch, _serve_acquirer)
+                fork.Process(target=_in_process, args=(p, serve, sending), daemon=True)
+                for serve, (_, sending) in zip(
+                    (_serve_issuer, _serve_switch, _serve_acquirer), reports, strict=True
+                )
             ]
             for child in children:
                 child.start()
@@ -395,6 +430,12 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
                 before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
                 latencies, made = run_loop(_terminals(ports["acquirer"], own, pans, f55s))
                 after = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+                grouped = {}
+                for child, (receiving, _) in zip(children, reports, strict=True):
+                    assert child.pid is not None
+                    os.kill(child.pid, signal.SIGUSR1)
+                    assert receiving.poll(10), "a host did not report its groups"
+                    grouped |= receiving.recv()
             finally:
                 for child in children:
                     child.terminate()
@@ -406,6 +447,7 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
             len(latencies) / SECONDS,
             latencies[len(latencies) // 2] * 1e3,
             latencies[int(len(latencies) * 0.99)] * 1e3,
+            grouped,
             {name: (after[name] - before[name]) / made * 1e3 for name in after},
         )
     finally:
@@ -439,6 +481,10 @@ def main() -> None:
     print(
         f"{row.rate:>8.0f} {row.p50_ms:>7.1f} {row.p99_ms:>7.1f} {pgbench:>13.0f} {row.rate / pgbench:>6.3f}"
         f"   (pgbench before {before:.0f}, after {after:.0f})"
+    )
+    print(
+        "requests per database transaction: "
+        + ", ".join(f"{name} {items / groups:.1f}" for name, (groups, items) in row.grouped.items() if groups)
     )
     print(
         "CPU ms per authorization: "

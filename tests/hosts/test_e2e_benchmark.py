@@ -1,6 +1,6 @@
 """The end-to-end benchmark's own run, tiny and untimed (PostgreSQL): terminals sign on to the acquirer and
 every purchase through acquirer, switch and issuer front end (group commit included) is approved and posted
-once, and the books balance."""
+once, the books balance and the hosts report the database transactions their groups took."""
 
 from __future__ import annotations
 
@@ -41,3 +41,10 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
                 "SELECT count(*) FROM issuer_authorizations WHERE response_code = '00' AND amount_fen = 100"
             )
             assert approved.scalar_one() == len(purchases) > 0  # one posting per approval, none twice
+        # the hosts' groups as reported: every purchase in one issuer transaction, one begun and one answer
+        # recorded by the acquirer, each kind's transactions no more than its requests
+        kinds = ("issuer authorizations", "acquirer begins", "acquirer answers")
+        assert set(row.grouped) == set(kinds)
+        for kind in kinds:
+            groups, items = row.grouped[kind]
+            assert 0 < groups <= items == len(purchases), (kind, groups, items)

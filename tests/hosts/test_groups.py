@@ -1,6 +1,6 @@
 """``hosts.groups``: what arrives while the workers are busy runs together; each item gets its own result
 or exception, in order; one item alone is not kept waiting; a failing run answers every item of its group
-with the error and the next group runs."""
+with the error and the next group runs; the counts of groups and items, and their line for a host's log."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from citycard.hosts.groups import Groups
+from citycard.hosts.groups import Groups, grouped_line
 
 
 class _Recorder:
@@ -49,6 +49,7 @@ def test_items_that_wait_run_together_in_order_each_with_its_own_result() -> Non
         # (stable: bad1 before c1, as they came)
         assert run.groups == [["a0"], ["bad1", "c1", "b2"], ["d0"]]
         assert groups.groups == 3 and groups.items == 5
+        assert groups.counts() == (3, 5)
 
     asyncio.run(scenario())
 
@@ -83,3 +84,8 @@ def test_waiting_items_are_spread_over_the_free_workers() -> None:
         assert sorted(len(g) for g in run.groups) == [1, 1, 4]
 
     asyncio.run(scenario())
+
+
+def test_the_groups_line_gives_each_kinds_requests_per_transaction() -> None:
+    line = grouped_line({"begins": (352, 1204), "answers": (0, 0)})
+    assert line == "begins 1204 in 352 transactions (3.4 each), answers none"

@@ -122,7 +122,7 @@ from citycard.net.link import (
 )
 from citycard.net.server import Iso8583Server, ServerLimits, refusal
 
-from .groups import Groups
+from .groups import Groups, grouped_line
 from .zone import ZoneMac
 
 __all__ = [
@@ -338,6 +338,13 @@ class AcquirerHost:
                     await self._saf_task
         await self.link.close()
         self._pool.shutdown(wait=True)
+        log.info("acquirer stopped: %s", grouped_line(self.grouped))
+
+    @property
+    def grouped(self) -> dict[str, tuple[int, int]]:
+        """(database transactions, requests in them) since start, by kind of group (``hosts.groups``): the
+        records begun, the answers recorded."""
+        return {"begins": self._begins.counts(), "answers": self._answers.counts()}
 
     async def __aenter__(self) -> AcquirerHost:
         await self.start()

@@ -73,7 +73,7 @@ from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import RoutingTable, card_number
 
 from .answers import answer
-from .groups import Groups
+from .groups import Groups, grouped_line
 from .routing_reload import DEFAULT_INTERVAL_S, RoutingReload
 from .zone import ZoneMac, is_key_exchange
 
@@ -294,11 +294,17 @@ class IssuerFrontEnd:
         if self.reload is not None:
             await self.reload.start()
 
+    @property
+    def grouped(self) -> dict[str, tuple[int, int]]:
+        """(database transactions, requests in them) since start, by kind of group (``hosts.groups``)."""
+        return {"authorizations": self._groups.counts()}
+
     async def stop(self) -> None:
         if self.reload is not None:
             await self.reload.stop()
         await self.server.stop()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        log.info("issuer front end %s stopped: %s", self.bank_code, grouped_line(self.grouped))
 
     async def __aenter__(self) -> IssuerFrontEnd:
         await self.start()
