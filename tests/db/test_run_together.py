@@ -58,14 +58,17 @@ def test_a_failing_statement_skips_the_rest_and_the_savepoint_undoes_the_lot(tmp
         execute_driver_command(c, "CREATE TEMPORARY TABLE t (id int PRIMARY KEY)")
         execute_driver_sql(c, "INSERT INTO t VALUES (%(id)s) RETURNING id", {"id": 1})
         insert = "INSERT INTO t VALUES (%(id)s) RETURNING id"
+        seven, nine = "SELECT %(x)s::int * 7", "SELECT %(x)s::int * 9"
         with pytest.raises(IntegrityError, match="together"):
             run_together(
                 c,
                 [
                     ("SAVEPOINT s", None),
                     (insert, {"id": 2}),
+                    (seven, {"x": 1}),  # a statement new to the connection, prepared before the failure
                     (insert, {"id": 1}),  # a unique-key violation
                     (insert, {"id": 3}),  # skipped by the server
+                    (nine, {"x": 1}),  # new too, never reached
                     ("RELEASE SAVEPOINT s", None),
                 ],
             )
@@ -74,3 +77,6 @@ def test_a_failing_statement_skips_the_rest_and_the_savepoint_undoes_the_lot(tmp
         ((four,),) = run_together(c, [(insert, {"id": 4})])[0]  # the connection goes on as before
         assert four == 4
         assert execute_driver_sql(c, "SELECT id FROM t ORDER BY id", {}) == [(1,), (4,)]
+        for x in range(6):  # psycopg's bookkeeping of prepared statements survived the aborted pipeline
+            assert run_together(c, [(seven, {"x": x}), (nine, {"x": x})]) == [[(7 * x,)], [(9 * x,)]]
+            assert execute_driver_sql(c, seven, {"x": x}) == [(7 * x,)]
