@@ -14,7 +14,10 @@ cards at a time, the issuer front end's group commit, each request's latency the
   per authorization and client CPU per authorization (``time.process_time`` in each client).
 - round trips: counted on each client's engine — every statement sent (``before_cursor_execute``, an
   ``executemany`` counts once: psycopg 3 pipelines it), plus one ``BEGIN`` per transaction (psycopg sends
-  it before the first statement) and every ``COMMIT`` / ``ROLLBACK``.
+  it before the first statement) and every ``COMMIT`` / ``ROLLBACK``. Statements sent together
+  (``db.driver.run_together``: a group's ledger write, its held-back writes) count one each, so with groups
+  the figure is the statements, more than the times the client waits (``tests/db/test_round_trips.py``
+  counts those).
 - baseline: ``pgbench`` (``-i`` on a scratch database of its own, unique name, dropped after) with a
   custom script of one ``UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid`` (a
   random row of 100,000; autocommit, so one round trip and one commit per transaction), the same N
