@@ -323,7 +323,7 @@ class _Row:
     p50_ms: float
     p99_ms: float
     grouped: Grouped
-    """The hosts' database transactions and the requests they carried over the run (sign-ons and warm-up
+    """The hosts' database transactions and the requests they carried over the whole run (warm-up
     included), by ``"<host> <kind of group>"``."""
     cpu_ms: dict[str, float]
     """CPU per authorization (ms) by process: user + system time over the whole run of the terminals

@@ -216,10 +216,9 @@ def run_together(
 
     For statements none of which needs another's result before it is sent (a group's writes, each checked
     once all are back), in a transaction that is open already (else psycopg sends its ``BEGIN`` and waits for
-    it before the rest: correct, one wait more). When
-    one fails the server skips the rest up to the sync, the transaction is failed (as after any error: a
-    ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT`` is the next thing to send) and the error is raised as
-    SQLAlchemy's, as :func:`execute_driver_sql` raises it."""
+    it before the rest: correct, one wait more). When one fails the server skips the rest up to the sync,
+    the transaction is failed (as after any error: a ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT`` is the next
+    thing to send) and the error is raised as SQLAlchemy's, as :func:`execute_driver_sql` raises it."""
     assert connection.dialect.driver == "psycopg", connection.dialect.driver
     driver: Any = connection.connection.driver_connection
     if connection._has_events or connection.engine._has_events:
@@ -240,8 +239,8 @@ def run_together(
     except dbapi_error as exc:
         if connection.dialect.is_disconnect(exc, driver, None):
             connection.invalidate(exc)
-        failed = "; ".join(sql.split(None, 3)[0] for sql, _ in statements)
-        raise DBAPIError.instance(f"(together) {failed}", {}, exc, dbapi_error) from exc
+        sent = "; ".join(sql.split(None, 1)[0] for sql, _ in statements)  # the statements' first words
+        raise DBAPIError.instance(f"(together) {sent}", {}, exc, dbapi_error) from exc
     finally:
         for cursor, _ in cursors:
             cursor.close()

@@ -580,9 +580,9 @@ class SqlLedgerRepository:
         last_attempt: bool,
     ) -> bool:
         """PostgreSQL, several new transfers (nothing else to write but balances): the savepoint, the insert,
-        the balance writes and the release sent together (``driver.run_together``: one wait for the five
-        statements instead of five). A unique-key race on an id fails the insert: the server skips the rest,
-        the savepoint is rolled back to and the batch is decided again (:meth:`_write`)."""
+        the balance writes and the release sent together (``driver.run_together``: one wait for them all
+        instead of one each). A unique-key race on an id fails the insert: the server skips the rest, the
+        savepoint is rolled back to and the batch is decided again (:meth:`_write`)."""
         plain, shards = self._balance_rows(connection, effects, before)
         columns = tuple(transfers[0])
         statements: list[tuple[str, dict[str, Any] | None]] = [
