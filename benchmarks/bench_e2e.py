@@ -2,10 +2,12 @@
 acquirer, the switch and the issuer front end to the issuer on PostgreSQL, beside pgbench's one-row-update
 rate measured on the same server just before and just after, in the same run.
 
-``python -m benchmarks e2e``. Environment: ``CITYCARD_BENCH_TERMINALS`` (default 20),
-``CITYCARD_BENCH_SECONDS`` (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the default: acquirer,
-switch and issuer front end each in a process of its own, forked after the set-up, as ``citycard serve``
-runs them; ``one``: all three in one process and event loop, as ``citycard up`` runs them),
+``python -m benchmarks e2e``. Environment: ``CITYCARD_BENCH_TERMINALS`` (default 20; a list such as
+``1,10,20,60`` runs each count in turn, each between its own pgbench runs, and ends with the load curve: a
+line per count), ``CITYCARD_BENCH_SECONDS`` (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the
+default: acquirer, switch and issuer front end each in a process of its own, forked after the set-up, as
+``citycard serve`` runs them; ``one``: all three in one process and event loop, as ``citycard up`` runs
+them),
 ``CITYCARD_BENCH_WORKERS`` (the issuer front end's worker threads, by default its own default,
 ``hosts.issuer.DEFAULT_WORKERS``), ``CITYCARD_TEST_POSTGRES_URL``, ``CITYCARD_BENCH_PROFILE`` (a directory:
 layout ``processes`` only, each host process runs under cProfile — its event loop and, in the issuer front
@@ -74,7 +76,10 @@ from .bench_issuer import _postgres
 
 __all__ = ["main"]
 
-TERMINALS = int(os.environ.get("CITYCARD_BENCH_TERMINALS", "20"))
+TERMINAL_COUNTS = [int(count) for count in os.environ.get("CITYCARD_BENCH_TERMINALS", "20").split(",")]
+"""One run per count (``CITYCARD_BENCH_TERMINALS=1,10,20,60``: the load curve, a summary table at the end)."""
+TERMINALS = TERMINAL_COUNTS[0]
+"""The count :func:`_measure` runs when it is given none."""
 SECONDS = float(os.environ.get("CITYCARD_BENCH_SECONDS", "10"))
 LAYOUT = os.environ.get("CITYCARD_BENCH_LAYOUT", "processes")
 WORKERS = int(os.environ.get("CITYCARD_BENCH_WORKERS", str(DEFAULT_WORKERS)))
@@ -107,14 +112,14 @@ class _Platform:
     ports: dict[str, int]
 
 
-def _register(db: Database, platform: SoftHsm) -> SoftHsm:
+def _register(db: Database, platform: SoftHsm, terminals: int) -> SoftHsm:
     """The merchant (acquired by the benchmark bank) and the terminals; their own HSM (one for all)."""
     own = SoftHsm(os.urandom(32))
     deps = CenterDeps(time.time_ns, platform, lambda _tid: own)
     handle(
         AddMerchant(MERCHANT, "Bench shop", "5411", "Xihu", "BENCH"), db.unit_of_work(CenterUnitOfWork), deps
     )
-    for i in range(TERMINALS):
+    for i in range(terminals):
         handle(AddTerminal(_terminal_id(i), MERCHANT), db.unit_of_work(CenterUnitOfWork), deps)
     with db.unit_of_work(AcquirerUnitOfWork) as uow:  # the RRN counter made before the first rush
         uow.rrns.next_value()
@@ -396,13 +401,17 @@ def _bare_round_trip_us() -> float:
     return used / BARE_ROUND_TRIPS * 1e6
 
 
-def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postgres) -> _Row:
+def _measure(
+    open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postgres, terminals: int | None = None
+) -> _Row:
+    """One run of ``terminals`` (default :data:`TERMINALS`) on a database of its own."""
+    terminals = TERMINALS if terminals is None else terminals
     db, cleanup = open_db()
     try:
-        service, hsm, pans, _ = _setup_cards(db)
-        own = _register(db, hsm)
+        service, hsm, pans, _ = _setup_cards(db, terminals)
+        own = _register(db, hsm, terminals)
         cards = _Cards(hsm, pans)
-        per_terminal = int(MOST_PER_S * (WARM_UP_S + SECONDS) / TERMINALS) + 1
+        per_terminal = int(MOST_PER_S * (WARM_UP_S + SECONDS) / terminals) + 1
         f55s = [[cards.field55(pan) for _ in range(per_terminal)] for pan in pans]
         ports = {name: _free_port() for name in ("issuer", "switch", "acquirer")}
         p = _Platform(db, Issuer(service, db, Path(".")), hsm, ports)
@@ -455,11 +464,11 @@ def _measure(open_db: Callable[[], tuple[Database, Callable[[], None]]] = _postg
         cleanup()
 
 
-def _setup_cards(db: Database) -> tuple[Any, SoftHsm, list[str], str]:
+def _setup_cards(db: Database, terminals: int) -> tuple[Any, SoftHsm, list[str], str]:
     import benchmarks.bench_chain as chain
 
     old = chain.CARDS
-    chain.CARDS = TERMINALS
+    chain.CARDS = terminals
     try:
         return _setup(db)
     finally:
@@ -467,14 +476,25 @@ def _setup_cards(db: Database) -> tuple[Any, SoftHsm, list[str], str]:
 
 
 def main() -> None:
-    load = os.getloadavg()[0]
-    before = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
-    row = _measure()
-    after = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
-    pgbench = (before + after) / 2
+    rows = [(terminals, *_run(terminals)) for terminals in TERMINAL_COUNTS]
     bare_us = _bare_round_trip_us()
     print(
-        f"{TERMINALS} terminals, layout {LAYOUT}, issuer workers {WORKERS}, {SECONDS:.0f} s measured,"
+        f"baseline: a bare round trip between two processes over loopback TCP costs {bare_us:.0f} µs of CPU"
+        f" (blocking sockets, no event loop); the chain's three per authorization {3 * bare_us / 1e3:.2f} ms"
+    )
+    if len(rows) > 1:
+        _summary(rows)
+
+
+def _run(terminals: int) -> tuple[_Row, float]:
+    """One count's run between two pgbench runs, printed; the row and pgbench's rate (their mean)."""
+    load = os.getloadavg()[0]
+    before = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+    row = _measure(terminals=terminals)
+    after = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+    pgbench = (before + after) / 2
+    print(
+        f"{terminals} terminals, layout {LAYOUT}, issuer workers {WORKERS}, {SECONDS:.0f} s measured,"
         f" load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(f"{'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'pgbench tx/s':>13} {'ratio':>6}")
@@ -482,16 +502,34 @@ def main() -> None:
         f"{row.rate:>8.0f} {row.p50_ms:>7.1f} {row.p99_ms:>7.1f} {pgbench:>13.0f} {row.rate / pgbench:>6.3f}"
         f"   (pgbench before {before:.0f}, after {after:.0f})"
     )
-    print(
-        "requests per database transaction: "
-        + ", ".join(f"{name} {items / groups:.1f}" for name, (groups, items) in row.grouped.items() if groups)
-    )
+    print(f"requests per database transaction: {_per_transaction(row)}")
     print(
         "CPU ms per authorization: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in row.cpu_ms.items())
-        + f" (total {sum(row.cpu_ms.values()):.2f})"
+        + f" (total {sum(row.cpu_ms.values()):.2f})",
+        flush=True,
     )
-    print(
-        f"baseline: a bare round trip between two processes over loopback TCP costs {bare_us:.0f} µs of CPU"
-        f" (blocking sockets, no event loop); the chain's three per authorization {3 * bare_us / 1e3:.2f} ms"
+    return row, pgbench
+
+
+def _per_transaction(row: _Row) -> str:
+    return ", ".join(
+        f"{name} {items / groups:.1f}" for name, (groups, items) in row.grouped.items() if groups
     )
+
+
+def _summary(rows: list[tuple[int, _Row, float]]) -> None:
+    """The load curve: one line per count of terminals."""
+    print()
+    heads = ("terminals", "auth/s", "p50 ms", "p99 ms", "ratio", "CPU ms/auth")
+    print(" ".join(f"{head:>11}" for head in heads) + "  requests per database transaction")
+    for terminals, row, pgbench in rows:
+        cells = (
+            f"{terminals}",
+            f"{row.rate:.0f}",
+            f"{row.p50_ms:.1f}",
+            f"{row.p99_ms:.1f}",
+            f"{row.rate / pgbench:.3f}",
+            f"{sum(row.cpu_ms.values()):.2f}",
+        )
+        print(" ".join(f"{cell:>11}" for cell in cells) + f"  {_per_transaction(row)}")
