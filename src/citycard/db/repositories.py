@@ -277,6 +277,8 @@ def _shard(connection: Connection) -> int:
 
 
 _BALANCE_ROW = ("id", *BALANCE_COLUMNS)
+_BALANCE_PARAMS = tuple(f"b_{n}" for n in _BALANCE_ROW)
+"""The parameters of a plain account's balance row (:meth:`SqlLedgerRepository._balance_rows`)."""
 _SET_BALANCES_PG = """UPDATE ledger_accounts AS a SET {set_accounts}
     FROM unnest({account_arrays}) AS v(id, {balances})
     WHERE a.id = v.id AND a.id = ANY(%(b_id)s::bigint[])""".format(
@@ -292,6 +294,8 @@ _UPDATE_BALANCES_PG = f"WITH updated AS ({_SET_BALANCES_PG} RETURNING a.id) SELE
 already: it waits for no one), with the count of rows it updated."""
 
 _SHARD_ROW = ("id", "shard", *BALANCE_COLUMNS)
+_SHARD_PARAMS = tuple(f"s_{n}" for n in _SHARD_ROW)
+"""The parameters of a sharded account's change (:meth:`SqlLedgerRepository._balance_rows`)."""
 _SET_SHARDS = ", ".join(f"{n} = s.{n} + v.{n}" for n in BALANCE_COLUMNS)
 _SHARD_SOURCE = "unnest({arrays}) AS v(id, shard, {balances})".format(
     arrays=", ".join(
@@ -338,11 +342,7 @@ def _write_one_transfer_pg(
     A sharded account's change goes to the connection's preferred shard row, or, if another transaction
     holds that row, to the first one nobody holds (``FOR UPDATE SKIP LOCKED``); only when all are held
     does it wait, for the preferred one."""
-    params: dict[str, Any] = {
-        **transfer,
-        **_arrays(plain, [f"b_{n}" for n in _BALANCE_ROW]),
-        **_arrays(shards, [f"s_{n}" for n in _SHARD_ROW]),
-    }
+    params: dict[str, Any] = {**transfer, **_arrays(plain, _BALANCE_PARAMS), **_arrays(shards, _SHARD_PARAMS)}
     ((inserted, accounts, sharded),) = execute_driver_sql(connection, _ONE_TRANSFER_PG, params)
     if not inserted:
         return False
@@ -356,8 +356,7 @@ def _update_balances(connection: Connection, plain: list[dict[str, int]]) -> Non
     if connection.dialect.name != "postgresql":
         connection.execute(_UPDATE_BALANCES, plain)
         return
-    params = _arrays(plain, [f"b_{n}" for n in _BALANCE_ROW])
-    ((updated,),) = execute_driver_sql(connection, _UPDATE_BALANCES_PG, params)
+    ((updated,),) = execute_driver_sql(connection, *_balances_pg(plain))
     assert updated == len(plain), (updated, plain)
 
 
@@ -377,9 +376,7 @@ def _update_shards(connection: Connection, shards: list[dict[str, int]]) -> None
     if connection.dialect.name != "postgresql":
         connection.execute(_UPDATE_SHARDS, shards)
         return
-    ((updated,),) = execute_driver_sql(
-        connection, _UPDATE_SHARDS_PG, _arrays(shards, [f"s_{n}" for n in _SHARD_ROW])
-    )
+    ((updated,),) = execute_driver_sql(connection, *_shards_pg(shards))
     assert updated == len(shards), (updated, shards)
 
 
@@ -395,9 +392,24 @@ def _insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) ->
     if connection.dialect.name != "postgresql":
         connection.execute(_INSERTS[table], rows)
         return
-    columns = tuple(rows[0])
-    ((inserted,),) = execute_driver_sql(connection, _insert_sql_pg(table, columns), _arrays(rows, columns))
+    ((inserted,),) = execute_driver_sql(connection, *_insert_pg(table, rows))
     assert inserted == len(rows), (inserted, len(rows))
+
+
+def _balances_pg(plain: list[dict[str, int]]) -> tuple[str, dict[str, str]]:
+    """:data:`_UPDATE_BALANCES_PG` and its parameters for ``plain`` (it returns the count of rows updated)."""
+    return _UPDATE_BALANCES_PG, _arrays(plain, _BALANCE_PARAMS)
+
+
+def _shards_pg(shards: list[dict[str, int]]) -> tuple[str, dict[str, str]]:
+    """:data:`_UPDATE_SHARDS_PG` and its parameters for ``shards`` (it returns the count of rows updated)."""
+    return _UPDATE_SHARDS_PG, _arrays(shards, _SHARD_PARAMS)
+
+
+def _insert_pg(table: Table, rows: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """:func:`_insert`'s statement on PostgreSQL and its parameters (it returns the count inserted)."""
+    columns = tuple(rows[0])
+    return _insert_sql_pg(table, columns), _arrays(rows, columns)
 
 
 _INSERTS = {table: insert(table) for table in (ledger_accounts, ledger_transfers, ledger_account_shards)}
@@ -584,16 +596,13 @@ class SqlLedgerRepository:
         instead of one each). A unique-key race on an id fails the insert: the server skips the rest, the
         savepoint is rolled back to and the batch is decided again (:meth:`_write`)."""
         plain, shards = self._balance_rows(connection, effects, before)
-        columns = tuple(transfers[0])
         statements: list[tuple[str, dict[str, Any] | None]] = [
             ("SAVEPOINT ledger_write", None),
-            (_insert_sql_pg(ledger_transfers, columns), _arrays(transfers, columns)),
+            _insert_pg(ledger_transfers, transfers),
+            *([_balances_pg(plain)] if plain else []),
+            *([_shards_pg(shards)] if shards else []),
+            ("RELEASE SAVEPOINT ledger_write", None),
         ]
-        if plain:
-            statements.append((_UPDATE_BALANCES_PG, _arrays(plain, [f"b_{n}" for n in _BALANCE_ROW])))
-        if shards:
-            statements.append((_UPDATE_SHARDS_PG, _arrays(shards, [f"s_{n}" for n in _SHARD_ROW])))
-        statements.append(("RELEASE SAVEPOINT ledger_write", None))
         try:
             results = run_together(connection, statements)
         except IntegrityError:
