@@ -31,7 +31,10 @@ acquirer's records begun and answers recorded: what sets a host's cost per reque
 each host process on SIGUSR1), the client processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a
 scratch database; the mean of the runs before and after). A second baseline in the same run: the CPU of a
 bare round trip between two processes over loopback TCP (a forked echo, blocking sockets), the floor under
-each of the chain's three hops.
+each of the chain's three hops. And after each count, the floor of the chain's transport
+(:mod:`.relay_floor`): the same number of terminals through three forked hops on the same event loop,
+framing and per-request task, future and timeout, doing no work (no codec, MAC, database): the chain's CPU
+per authorization minus the floor's per round trip is the hosts' work per message.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ from citycard.net.loop import run as run_loop
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_chain import _Cards, _setup
 from .bench_issuer import _postgres
+from .relay_floor import Floor
+from .relay_floor import measure as measure_floor
 
 __all__ = ["main"]
 
@@ -486,12 +491,14 @@ def main() -> None:
         _summary(rows)
 
 
-def _run(terminals: int) -> tuple[_Row, float]:
-    """One count's run between two pgbench runs, printed; the row and pgbench's rate (their mean)."""
+def _run(terminals: int) -> tuple[_Row, float, Floor]:
+    """One count's run between two pgbench runs, then the same count through hops that do no work
+    (:mod:`.relay_floor`), printed; the row, pgbench's rate (their mean) and the floor."""
     load = os.getloadavg()[0]
     before = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
     row = _measure(terminals=terminals)
     after = _with_pgbench_database(lambda database: _pgbench(PGBENCH_CLIENTS, 5, database))
+    floor = measure_floor(terminals, warm_up_s=WARM_UP_S, seconds=SECONDS)
     pgbench = (before + after) / 2
     print(
         f"{terminals} terminals, layout {LAYOUT}, issuer workers {WORKERS}, {SECONDS:.0f} s measured,"
@@ -507,9 +514,16 @@ def _run(terminals: int) -> tuple[_Row, float]:
         "CPU ms per authorization: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in row.cpu_ms.items())
         + f" (total {sum(row.cpu_ms.values()):.2f})",
+    )
+    print(
+        f"floor, the same {terminals} terminals through three hops that do no work"
+        f" (benchmarks/relay_floor.py): {floor.rate:.0f} round trips/s, CPU ms per round trip "
+        + ", ".join(f"{name} {ms:.3f}" for name, ms in floor.cpu_ms.items())
+        + f" (total {sum(floor.cpu_ms.values()):.3f}); the chain's work above it"
+        f" {sum(row.cpu_ms.values()) - sum(floor.cpu_ms.values()):.2f} ms per authorization",
         flush=True,
     )
-    return row, pgbench
+    return row, pgbench, floor
 
 
 def _per_transaction(row: _Row) -> str:
@@ -518,12 +532,12 @@ def _per_transaction(row: _Row) -> str:
     )
 
 
-def _summary(rows: list[tuple[int, _Row, float]]) -> None:
+def _summary(rows: list[tuple[int, _Row, float, Floor]]) -> None:
     """The load curve: one line per count of terminals."""
     print()
-    heads = ("terminals", "auth/s", "p50 ms", "p99 ms", "ratio", "CPU ms/auth")
+    heads = ("terminals", "auth/s", "p50 ms", "p99 ms", "ratio", "CPU ms/auth", "floor ms")
     print(" ".join(f"{head:>11}" for head in heads) + "  requests per database transaction")
-    for terminals, row, pgbench in rows:
+    for terminals, row, pgbench, floor in rows:
         cells = (
             f"{terminals}",
             f"{row.rate:.0f}",
@@ -531,5 +545,6 @@ def _summary(rows: list[tuple[int, _Row, float]]) -> None:
             f"{row.p99_ms:.1f}",
             f"{row.rate / pgbench:.3f}",
             f"{sum(row.cpu_ms.values()):.2f}",
+            f"{sum(floor.cpu_ms.values()):.3f}",
         )
         print(" ".join(f"{cell:>11}" for cell in cells) + f"  {_per_transaction(row)}")

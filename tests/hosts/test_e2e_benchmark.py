@@ -48,3 +48,15 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
         for kind in kinds:
             groups, items = row.grouped[kind]
             assert 0 < groups <= items == len(purchases), (kind, groups, items)
+
+
+def test_the_floor_relays_every_frame_unchanged_through_three_forked_hops() -> None:
+    """The e2e benchmark's floor (``benchmarks/relay_floor.py``), tiny: each terminal's frames come back as
+    sent (its own assertion), through two relays and an echo, each a process of its own, and the CPU is
+    counted for the four processes."""
+    from benchmarks.relay_floor import PLACES, measure
+
+    floor = measure(3, warm_up_s=0.1, seconds=0.4)
+    assert floor.rate > 0
+    assert set(floor.cpu_ms) == {"terminals", *PLACES}
+    assert all(ms >= 0 for ms in floor.cpu_ms.values())
