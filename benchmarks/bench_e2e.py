@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
@@ -72,6 +73,7 @@ from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link
 from citycard.net.loop import run as run_loop
+from citycard.net.loop import server_heap
 
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_chain import _Cards, _setup
@@ -142,13 +144,15 @@ async def _serve_issuer(p: _Platform, hosts: Hosts) -> None:
     """Built by the composition root, as ``citycard serve issuer`` builds it: field 64 on the switch leg."""
     async with build_issuer_front_end(p.issuer, "BENCH", port=p.ports["issuer"], workers=WORKERS) as front:
         hosts["issuer"] = lambda: front.grouped
-        await asyncio.Event().wait()
+        with server_heap():
+            await asyncio.Event().wait()
 
 
 async def _serve_switch(p: _Platform, hosts: Hosts) -> None:
     """As ``citycard serve switch``: zone MACs on both legs, PIN translation, routing reload."""
     async with build_switch(p.issuer, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, port=p.ports["switch"]):
-        await asyncio.Event().wait()
+        with server_heap():
+            await asyncio.Event().wait()
 
 
 async def _serve_acquirer(p: _Platform, hosts: Hosts) -> None:
@@ -156,7 +160,8 @@ async def _serve_acquirer(p: _Platform, hosts: Hosts) -> None:
     config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
     async with build_acquirer(settings(), p.hsm, p.db, config=config) as acquirer:
         hosts["acquirer"] = lambda: acquirer.grouped
-        await asyncio.Event().wait()
+        with server_heap():
+            await asyncio.Event().wait()
 
 
 def _grouped(hosts: Hosts) -> Grouped:
@@ -175,15 +180,40 @@ def _make_keys(p: _Platform) -> None:
 Serve = Callable[[_Platform, Hosts], Coroutine[Any, Any, None]]
 
 
+class _GcClock:
+    """The time this process spends in the cyclic garbage collector's collections (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 def _in_process(p: _Platform, serve: Serve, report: Connection) -> None:
-    """A host process: ``serve`` until killed; on SIGUSR1 its groups so far are sent on ``report``."""
+    """A host process: ``serve`` until killed; on SIGUSR1 its groups so far and the seconds its collections
+    of cyclic garbage took since the fork are sent on ``report``."""
     p.db.engine.dispose(close=False)  # the parent's connections stay the parent's
     if PROFILE is not None:
         _profiled(Path(PROFILE) / f"{serve.__name__.removeprefix('_serve_')}.prof")
     hosts: Hosts = {}
+    collecting = _GcClock().__enter__()
 
     async def main() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: report.send(_grouped(hosts)))
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGUSR1, lambda: report.send((_grouped(hosts), collecting.seconds))
+        )
         await serve(p, hosts)
 
     run_loop(main())
@@ -339,6 +369,9 @@ class _Row:
     """CPU per authorization (ms) by process: user + system time over the whole run of the terminals
     (warm-up included) ÷ the authorizations made in it. ``postgres``: every PostgreSQL server process,
     other sessions on the server included (an upper bound on a shared machine)."""
+    gc_ms: dict[str, float]
+    """Of which the cyclic garbage collector's collections (``gc.callbacks``), by Python process: the
+    terminals' over their run, each host's from its fork to the end of the run."""
 
 
 def _cpu_s(pid: int) -> float:
@@ -421,10 +454,14 @@ def _measure(
         ports = {name: _free_port() for name in ("issuer", "switch", "acquirer")}
         p = _Platform(db, Issuer(service, db, Path(".")), hsm, ports)
         _make_keys(p)
-        pids = {"terminals" if LAYOUT != "one" else "all hosts and terminals": os.getpid()}
+        mine = "terminals" if LAYOUT != "one" else "all hosts and terminals"
+        pids = {mine: os.getpid()}
+        collected_s: dict[str, float] = {}
         if LAYOUT == "one":
             before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
-            latencies, made, grouped = run_loop(_all_in_one(p, own, pans, f55s))
+            with _GcClock() as collecting:
+                latencies, made, grouped = run_loop(_all_in_one(p, own, pans, f55s))
+            collected_s[mine] = collecting.seconds
         else:
             fork = multiprocessing.get_context("fork")
             reports = [fork.Pipe(duplex=False) for _ in range(3)]
@@ -442,14 +479,19 @@ def _measure(
             time.sleep(1.5)  # listening by then
             try:
                 before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
-                latencies, made = run_loop(_terminals(ports["acquirer"], own, pans, f55s))
+                with _GcClock() as collecting:
+                    latencies, made = run_loop(_terminals(ports["acquirer"], own, pans, f55s))
                 after = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+                collected_s[mine] = collecting.seconds
                 grouped = {}
-                for child, (receiving, _) in zip(children, reports, strict=True):
+                for name, child, (receiving, _) in zip(
+                    ("issuer", "switch", "acquirer"), children, reports, strict=True
+                ):
                     assert child.pid is not None
                     os.kill(child.pid, signal.SIGUSR1)
                     assert receiving.poll(10), "a host did not report its groups"
-                    grouped |= receiving.recv()
+                    groups, collected_s[name] = receiving.recv()
+                    grouped |= groups
             finally:
                 for child in children:
                     child.terminate()
@@ -463,6 +505,7 @@ def _measure(
             latencies[int(len(latencies) * 0.99)] * 1e3,
             grouped,
             {name: (after[name] - before[name]) / made * 1e3 for name in after},
+            {name: seconds / made * 1e3 for name, seconds in collected_s.items()},
         )
     finally:
         db.close()
@@ -514,6 +557,11 @@ def _run(terminals: int) -> tuple[_Row, float, Floor]:
         "CPU ms per authorization: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in row.cpu_ms.items())
         + f" (total {sum(row.cpu_ms.values()):.2f})",
+    )
+    print(
+        "of which collecting cyclic garbage: "
+        + ", ".join(f"{name} {ms:.3f}" for name, ms in row.gc_ms.items())
+        + f" (total {sum(row.gc_ms.values()):.3f})"
     )
     print(
         f"floor, the same {terminals} terminals through three hops that do no work"

@@ -32,6 +32,7 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
 
         row = bench_e2e._measure(open_db)  # asserts that every answer is an approval
         assert row.rate > 0 and row.p50_ms <= row.p99_ms
+        assert set(row.gc_ms) == {"all hosts and terminals"} and row.gc_ms["all hosts and terminals"] >= 0
         (db,) = databases
         with db.unit_of_work() as uow:
             assert uow.ledger.totals().balanced and uow.ledger.audit() == []

@@ -27,6 +27,7 @@ import typer
 
 from citycard.config import parse_address, settings
 from citycard.net.loop import run as run_loop
+from citycard.net.loop import server_heap
 
 from . import serve as card_serve
 from .bank import fail, open_issuer
@@ -76,7 +77,8 @@ async def _serve(service: _Service, banner: str) -> None:
         await service.start()
         try:
             typer.echo(banner.format(port=service.port))
-            await stopping.wait()
+            with server_heap():
+                await stopping.wait()
             typer.echo("stopping: no new requests; those in flight finish")
         finally:
             await service.stop()

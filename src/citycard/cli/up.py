@@ -24,6 +24,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,6 +32,7 @@ from rich.console import Console
 
 from citycard.config import Settings, parse_address, settings
 from citycard.net.loop import run as run_loop
+from citycard.net.loop import server_heap
 
 from .bank import fail, open_issuer
 
@@ -200,7 +202,10 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
 
+    heap = ExitStack()
+
     def started(running: Running) -> None:
+        heap.enter_context(server_heap())
         platform = running.platform
         for code, (host, port) in sorted(platform.issuers.items()):
             say(f"issuer front end of {code} listening on {host}:{port}")
@@ -244,6 +249,7 @@ async def _serve(
             say(running.traffic.stats.line())
         say(f"{running.platform.queued()} reversal(s) and advice(s) queued for the next start")
     finally:
+        heap.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     say("stopped")
