@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -201,3 +202,29 @@ def test_any_other_change_is_spliced_as_encoding_afresh_would() -> None:
     unpinned, _ = received(purchase(pin_block=None, mac=bytes(8)))
     with_pin = unpinned.replaced(pin_block=bytes(8))  # 52 added: a longer message
     assert with_pin.to_bytes() == fresh(with_pin).to_bytes()
+
+
+def test_a_received_message_keeps_its_bytes_however_many_messages_follow_it() -> None:
+    decoded, wire = received(purchase())
+    for stan in range(1, 3_000):  # more than any bound on noted messages: the bytes are the message's own
+        fresh(dataclasses.replace(purchase(), stan=stan)).signed(mac_of)
+    with _not_encoded():
+        assert decoded.to_bytes() == wire
+        assert mac_matches(decoded.signed(mac_of).to_bytes(), mac_of)
+
+
+def test_a_copy_or_a_pickle_of_a_received_message_keeps_its_bytes_and_a_replace_does_not() -> None:
+    import copy
+    import pickle
+
+    decoded, wire = received(purchase())
+    for twin in (copy.copy(decoded), copy.deepcopy(decoded), pickle.loads(pickle.dumps(decoded))):
+        assert twin == decoded and type(twin) is type(decoded)
+        with _not_encoded():
+            assert twin.to_bytes() == wire
+    names = [item.name for item in dataclasses.fields(decoded)]
+    assert names[0] == "mti" and "_wire" not in names  # its dataclass fields are its ISO fields
+    remade = dataclasses.replace(decoded, stan=decoded.stan)
+    assert remade == decoded and remade.to_bytes() == wire  # made afresh: encoded again, to the same bytes
+    with _not_encoded(), pytest.raises(AssertionError, match="encoded"):
+        remade.to_bytes()

@@ -29,7 +29,6 @@ PANs are masked and track data, PIN blocks and chip data are left out of ``repr`
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -276,8 +275,19 @@ _RESPONSE: Final = frozenset(
 )
 
 
+class _Wired:
+    """Where a :class:`Message` keeps the ISO message it is, byte for byte, when that is known: received
+    (:func:`note_received`), signed (:meth:`Message.signed`) or patched from one of those
+    (:meth:`Message.replaced`, :meth:`Message.echoing`); None for a message made by its constructor or by
+    ``dataclasses.replace`` (its bytes are then its encoding). A slot of a base class, not a dataclass field:
+    a message's fields are its ISO fields."""
+
+    __slots__ = ("_wire",)
+    _wire: bytes | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class Message:
+class Message(_Wired):
     """Fields shared by every kind, all optional here; each kind says which it requires and allows."""
 
     MTIS: ClassVar[frozenset[str]] = frozenset()
@@ -320,6 +330,7 @@ class Message:
     mac: bytes | None = None
 
     def __post_init__(self) -> None:
+        _SET_WIRE(self, None)
         if self.mti not in self.MTIS:
             raise Iso8583Error("mti", None, f"MTI {self.mti} is not a {type(self).__name__}")
         present = self._present()
@@ -413,20 +424,20 @@ class Message:
         missing = cls.REQUIRED - present
         if missing:
             raise Iso8583Error(str(min(missing)), None, f"required in {mti}, missing")
-        wire = _known(request)
+        wire = request._wire
         if wire is not None:  # the request's bytes with its echoed fields kept: spliced, not encoded again
             changes: dict[int, Value | None] = dict.fromkeys(request._present() - (echoed & allowed))
             changes.update(values)
-            _remember(message, with_fields(bytes.fromhex(mti) + wire[MTI_SIZE:], changes))
+            _SET_WIRE(message, with_fields(bytes.fromhex(mti) + wire[MTI_SIZE:], changes))
         return message
 
     def to_bytes(self) -> bytes:
         """The encoded ISO message (MTI to the last field). A message made by :meth:`signed`, one decoded
         from bytes :func:`note_received` noted, and one :meth:`replaced` made of either by patching is not
-        encoded again: it gives those bytes (:data:`_ENCODED`)."""
-        known = _known(self)
-        if known is not None:
-            return known
+        encoded again: it gives those bytes (its ``_wire``)."""
+        wire = self._wire
+        if wire is not None:
+            return wire
         return encode_checked(self.to_fields())  # its values were checked when it was made
 
     def replaced(self, **changes: Any) -> Self:
@@ -463,9 +474,9 @@ class Message:
         for name, value in changes.items():
             _SET_OF[name](message, value)
         _SET_MTI(message, mti)
-        wire = _known(self)
+        wire = self._wire
         if wire is not None and mti == self.mti:  # the fields kept are copied, not encoded again
-            _remember(message, with_fields(wire, wired))
+            _SET_WIRE(message, with_fields(wire, wired))
         return message
 
     def signed(self, mac_of: Callable[[bytes], bytes]) -> Self:
@@ -474,7 +485,7 @@ class Message:
         were checked when it was made), instead of two ``dataclasses.replace`` that re-check them all."""
         if 64 not in self.REQUIRED | self.OPTIONAL:
             raise Iso8583Error("64", None, f"not expected in {self.mti}")
-        wire = _known(self)
+        wire = self._wire
         if wire is not None:  # received or patched: MACed in place (a placeholder spliced in if it has none)
             wire = with_mac(wire if self.mac is not None else with_fields(wire, {64: bytes(8)}), mac_of)
         else:
@@ -484,8 +495,14 @@ class Message:
         _COPY_SLOTS(self, message)
         _SET_MTI(message, self.mti)
         _SET_MAC(message, wire[-8:])
-        _remember(message, wire)
+        _SET_WIRE(message, wire)
         return message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled as its constructor's arguments and its bytes (``copy``, ``pickle``: the
+        dataclass's own state would leave the bytes' slot unset)."""
+        values = {name: getattr(self, name) for name in ("mti", *_NAMES)}
+        return (_restored, (type(self), values, self._wire))
 
     def __repr__(self) -> str:
         parts = [f"mti={self.mti!r}"]
@@ -504,24 +521,17 @@ class Message:
 
 assert {item.name for item in fields(Message)} == {"mti", *_NAMES}, "every field is in _ATTRIBUTES"
 
-_ENCODED: Final[OrderedDict[int, tuple[Message, bytes]]] = OrderedDict()
-"""The bytes of the messages :meth:`Message.signed` made last, by ``id``: each is sent (encoded) right after
-it is signed, and encoding it again would give the same bytes (its values cannot change: it is frozen).
-Each entry holds its message, so that its ``id`` cannot be reused while the entry lives; at most
-:data:`_MOST_ENCODED` entries, the oldest dropped first."""
-_MOST_ENCODED: Final = 1024
-
 
 def note_received(message: Message, wire: bytes) -> None:
     """Note that ``message`` is ``parse(decode_message(wire))``: the ISO message as it came off the wire
-    (``net.server``, ``net.link``). Until the note is dropped (:data:`_MOST_ENCODED`), ``to_bytes`` gives
-    ``wire`` — so a MAC check covers the bytes received, not an encoding of what was decoded — and
+    (``net.server``, ``net.link``). From then on ``to_bytes`` gives ``wire`` — so a MAC check covers the
+    bytes received, not an encoding of what was decoded — and
     :meth:`Message.replaced` of fixed-length binary fields (52, 64) and :meth:`Message.signed` patch
     ``wire`` in place instead of encoding the message: a switch forwards what it received with only those
     bytes changed. Bytes that are not the profile's own encoding of their values (a field 55 whose TLV
     lengths are not minimal, say) are passed on as they came; a message encoded afresh would have them
     re-encoded."""
-    _remember(message, wire)
+    _SET_WIRE(message, wire)
 
 
 _NEW: Final = object.__new__
@@ -530,41 +540,40 @@ _SET_OF: Final = MappingProxyType({name: getattr(Message, name).__set__ for name
 """Each field's slot setter by attribute name (its member descriptor's ``__set__``: no frozen
 ``__setattr__`` in the way)."""
 _SET_MAC: Final = _SET_OF["mac"]
+_SET_WIRE: Final = getattr(_Wired, "_wire").__set__  # noqa: B009 (a slot descriptor, read from the class)
 
 
 def _slot_functions() -> tuple[Callable[[Message, Message], None], Callable[[Message], None]]:
     """``copy(source, target)``: every field slot of ``target`` set to ``source``'s value; ``clear(target)``:
-    every field slot set to None. Made once from :data:`_NAMES`, one statement per field (as
+    every field slot set to None; both set ``target``'s bytes (``_wire``) to None, unknown until the caller
+    sets them. Made once from :data:`_NAMES`, one statement per field (as
     ``dataclasses`` makes ``__init__``): a slot read as a plain attribute and set through its descriptor,
     no loop — half the time of a loop of ``getattr`` and ``object.__setattr__`` over the names, on every
     message parsed, answered, forwarded or signed."""
     namespace: dict[str, Any] = {f"_set_{name}": setter for name, setter in _SET_OF.items()}
+    namespace["_set_wire"] = _SET_WIRE
     copy = "".join(f"    _set_{name}(target, source.{name})\n" for name in _NAMES)
     clear = "".join(f"    _set_{name}(target, None)\n" for name in _NAMES)
+    copy += "    _set_wire(target, None)\n"
+    clear += "    _set_wire(target, None)\n"
     exec(f"def copy(source, target):\n{copy}\ndef clear(target):\n{clear}", namespace)
     return namespace["copy"], namespace["clear"]
 
 
 _COPY_SLOTS, _CLEAR_SLOTS = _slot_functions()
+
+
+def _restored(kind: type[Message], values: dict[str, Any], wire: bytes | None) -> Message:
+    """A message copied or unpickled (:meth:`Message.__reduce__`): made by its constructor, its bytes kept."""
+    message = kind(**values)
+    _SET_WIRE(message, wire)
+    return message
+
+
 _FROM_WIRE: Final = MappingProxyType(
     {number: (_SET_OF[name], from_wire) for name, number, _, from_wire in _ATTRIBUTES}
 )
 """Field number → (its attribute's slot setter, from wire)."""
-
-
-def _known(message: Message) -> bytes | None:
-    """The bytes noted for ``message`` (signed, received or patched), if still noted."""
-    known = _ENCODED.get(id(message))
-    return known[1] if known is not None and known[0] is message else None
-
-
-def _remember(message: Message, wire: bytes) -> None:
-    _ENCODED[id(message)] = (message, wire)
-    while len(_ENCODED) > _MOST_ENCODED:
-        try:
-            _ENCODED.popitem(last=False)
-        except KeyError:  # emptied meanwhile by another thread
-            break
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
