@@ -80,6 +80,7 @@ from .bench_chain import _Cards, _setup
 from .bench_issuer import _postgres
 from .relay_floor import Floor
 from .relay_floor import measure as measure_floor
+from .timing import process_cpu_s
 
 __all__ = ["main"]
 
@@ -208,7 +209,8 @@ def _in_process(p: _Platform, serve: Serve, report: Connection) -> None:
     if PROFILE is not None:
         _profiled(Path(PROFILE) / f"{serve.__name__.removeprefix('_serve_')}.prof")
     hosts: Hosts = {}
-    collecting = _GcClock().__enter__()
+    collecting = _GcClock()
+    gc.callbacks.append(collecting)  # for the process's life
 
     async def main() -> None:
         asyncio.get_running_loop().add_signal_handler(
@@ -374,10 +376,9 @@ class _Row:
     terminals' over their run, each host's from its fork to the end of the run."""
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process named, and of PostgreSQL's (``postgres``)."""
+    return {name: process_cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
 
 
 def _postgres_cpu_s() -> float:
@@ -386,7 +387,7 @@ def _postgres_cpu_s() -> float:
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == "postgres":
-                    total += _cpu_s(int(entry.name))
+                    total += process_cpu_s(int(entry.name))
             except OSError:  # ended meanwhile
                 continue
     return total
@@ -458,7 +459,7 @@ def _measure(
         pids = {mine: os.getpid()}
         collected_s: dict[str, float] = {}
         if LAYOUT == "one":
-            before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+            before = _cpu_now(pids)
             with _GcClock() as collecting:
                 latencies, made, grouped = run_loop(_all_in_one(p, own, pans, f55s))
             collected_s[mine] = collecting.seconds
@@ -478,10 +479,10 @@ def _measure(
                 pids[name] = child.pid
             time.sleep(1.5)  # listening by then
             try:
-                before = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+                before = _cpu_now(pids)
                 with _GcClock() as collecting:
                     latencies, made = run_loop(_terminals(ports["acquirer"], own, pans, f55s))
-                after = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+                after = _cpu_now(pids)
                 collected_s[mine] = collecting.seconds
                 grouped = {}
                 for name, child, (receiving, _) in zip(
@@ -497,7 +498,7 @@ def _measure(
                     child.terminate()
                     child.join()
         if LAYOUT == "one":
-            after = {name: _cpu_s(pid) for name, pid in pids.items()} | {"postgres": _postgres_cpu_s()}
+            after = _cpu_now(pids)
         latencies.sort()
         return _Row(
             len(latencies) / SECONDS,

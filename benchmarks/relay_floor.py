@@ -20,11 +20,12 @@ import socket
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from citycard.net.framing import FrameReader, send_frame
 from citycard.net.loop import run as run_loop
+
+from .timing import process_cpu_s
 
 __all__ = ["Floor", "measure"]
 
@@ -43,11 +44,6 @@ class Floor:
 
     rate: float
     cpu_ms: dict[str, float]
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _listener() -> socket.socket:
@@ -161,9 +157,9 @@ def measure(terminals: int, *, warm_up_s: float = 2.0, seconds: float = 8.0) -> 
         pids = {"terminals": os.getpid()} | {
             place: child.pid for place, child in zip(PLACES, children, strict=True) if child.pid is not None
         }
-        before = {name: _cpu_s(pid) for name, pid in pids.items()}
+        before = {name: process_cpu_s(pid) for name, pid in pids.items()}
         measured, made = run_loop(_terminals(ports[0], terminals, warm_up_s, seconds))
-        after = {name: _cpu_s(pid) for name, pid in pids.items()}
+        after = {name: process_cpu_s(pid) for name, pid in pids.items()}
     finally:
         for process in children:
             process.terminate()

@@ -8,10 +8,12 @@ the same conditions.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-__all__ = ["rates", "slice_rate"]
+__all__ = ["process_cpu_s", "rates", "slice_rate"]
 
 ROUNDS = 6
 SLICE_S = 0.12
@@ -55,3 +57,9 @@ def rates(
         for i, (fn, setup) in enumerate(zip(cases, chosen, strict=True)):
             best[i] = max(best[i], slice_rate(fn, seconds, setup))
     return best
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; tick-sampled)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
