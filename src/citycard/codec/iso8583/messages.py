@@ -525,12 +525,11 @@ assert {item.name for item in fields(Message)} == {"mti", *_NAMES}, "every field
 def note_received(message: Message, wire: bytes) -> None:
     """Note that ``message`` is ``parse(decode_message(wire))``: the ISO message as it came off the wire
     (``net.server``, ``net.link``). From then on ``to_bytes`` gives ``wire`` — so a MAC check covers the
-    bytes received, not an encoding of what was decoded — and
-    :meth:`Message.replaced` of fixed-length binary fields (52, 64) and :meth:`Message.signed` patch
-    ``wire`` in place instead of encoding the message: a switch forwards what it received with only those
-    bytes changed. Bytes that are not the profile's own encoding of their values (a field 55 whose TLV
-    lengths are not minimal, say) are passed on as they came; a message encoded afresh would have them
-    re-encoded."""
+    bytes received, not an encoding of what was decoded — and :meth:`Message.replaced` of fixed-length
+    binary fields (52, 64) and :meth:`Message.signed` patch ``wire`` in place instead of encoding the
+    message: a switch forwards what it received with only those bytes changed. Bytes that are not the
+    profile's own encoding of their values are passed on as they came; a message encoded afresh would have
+    them encoded again. (Field 55 is kept as its raw bytes either way: :class:`IccData`.)"""
     _SET_WIRE(message, wire)
 
 
@@ -546,10 +545,10 @@ _SET_WIRE: Final = getattr(_Wired, "_wire").__set__  # noqa: B009 (a slot descri
 def _slot_functions() -> tuple[Callable[[Message, Message], None], Callable[[Message], None]]:
     """``copy(source, target)``: every field slot of ``target`` set to ``source``'s value; ``clear(target)``:
     every field slot set to None; both set ``target``'s bytes (``_wire``) to None, unknown until the caller
-    sets them. Made once from :data:`_NAMES`, one statement per field (as
-    ``dataclasses`` makes ``__init__``): a slot read as a plain attribute and set through its descriptor,
-    no loop — half the time of a loop of ``getattr`` and ``object.__setattr__`` over the names, on every
-    message parsed, answered, forwarded or signed."""
+    sets them. Made once from :data:`_NAMES`, one statement per field (as ``dataclasses`` makes
+    ``__init__``): a slot read as a plain attribute and set through its descriptor, no loop — half the time
+    of a loop of ``getattr`` and ``object.__setattr__`` over the names, on every message parsed, answered,
+    forwarded or signed."""
     namespace: dict[str, Any] = {f"_set_{name}": setter for name, setter in _SET_OF.items()}
     namespace["_set_wire"] = _SET_WIRE
     copy = "".join(f"    _set_{name}(target, source.{name})\n" for name in _NAMES)
@@ -561,6 +560,10 @@ def _slot_functions() -> tuple[Callable[[Message, Message], None], Callable[[Mes
 
 
 _COPY_SLOTS, _CLEAR_SLOTS = _slot_functions()
+_FROM_WIRE: Final = MappingProxyType(
+    {number: (_SET_OF[name], from_wire) for name, number, _, from_wire in _ATTRIBUTES}
+)
+"""Field number → (its attribute's slot setter, from wire)."""
 
 
 def _restored(kind: type[Message], values: dict[str, Any], wire: bytes | None) -> Message:
@@ -568,12 +571,6 @@ def _restored(kind: type[Message], values: dict[str, Any], wire: bytes | None) -
     message = kind(**values)
     _SET_WIRE(message, wire)
     return message
-
-
-_FROM_WIRE: Final = MappingProxyType(
-    {number: (_SET_OF[name], from_wire) for name, number, _, from_wire in _ATTRIBUTES}
-)
-"""Field number → (its attribute's slot setter, from wire)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
