@@ -141,19 +141,23 @@ Hosts = dict[str, Callable[[], Grouped]]
 """Each serving host's ``grouped``, by host name, filled in by the ``_serve_*`` functions."""
 
 
+async def _serve_until_killed() -> None:
+    """As ``citycard serve`` serves once its host is up: with the heap settled (``net.loop.server_heap``)."""
+    with server_heap():
+        await asyncio.Event().wait()
+
+
 async def _serve_issuer(p: _Platform, hosts: Hosts) -> None:
     """Built by the composition root, as ``citycard serve issuer`` builds it: field 64 on the switch leg."""
     async with build_issuer_front_end(p.issuer, "BENCH", port=p.ports["issuer"], workers=WORKERS) as front:
         hosts["issuer"] = lambda: front.grouped
-        with server_heap():
-            await asyncio.Event().wait()
+        await _serve_until_killed()
 
 
 async def _serve_switch(p: _Platform, hosts: Hosts) -> None:
     """As ``citycard serve switch``: zone MACs on both legs, PIN translation, routing reload."""
     async with build_switch(p.issuer, {"BENCH": ("127.0.0.1", p.ports["issuer"])}, port=p.ports["switch"]):
-        with server_heap():
-            await asyncio.Event().wait()
+        await _serve_until_killed()
 
 
 async def _serve_acquirer(p: _Platform, hosts: Hosts) -> None:
@@ -161,8 +165,7 @@ async def _serve_acquirer(p: _Platform, hosts: Hosts) -> None:
     config = AcquirerConfig(host="127.0.0.1", port=p.ports["acquirer"], switch_port=p.ports["switch"])
     async with build_acquirer(settings(), p.hsm, p.db, config=config) as acquirer:
         hosts["acquirer"] = lambda: acquirer.grouped
-        with server_heap():
-            await asyncio.Event().wait()
+        await _serve_until_killed()
 
 
 def _grouped(hosts: Hosts) -> Grouped:

@@ -18,9 +18,8 @@ import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 from citycard.net.framing import FrameReader, send_frame
 from citycard.net.loop import run as run_loop
@@ -131,24 +130,20 @@ async def _terminals(port: int, terminals: int, warm_up_s: float, seconds: float
     return counts[0], counts[1]
 
 
-def _host(main: Coroutine[Any, Any, None]) -> None:
-    run_loop(main)
-
-
 def measure(terminals: int, *, warm_up_s: float = 2.0, seconds: float = 8.0) -> Floor:
     """One run of ``terminals`` through three forked no-work hops (module docstring)."""
     fork = multiprocessing.get_context("fork")
     listeners = [_listener() for _ in PLACES]
     ports = [listener.getsockname()[1] for listener in listeners]
     mains = (
-        lambda: _relay(listeners[0], ports[1]),
-        lambda: _relay(listeners[1], ports[2]),
-        lambda: _echo(listeners[2]),
+        partial(_relay, listeners[0], ports[1]),
+        partial(_relay, listeners[1], ports[2]),
+        partial(_echo, listeners[2]),
     )
     children: list[multiprocessing.process.BaseProcess] = []
     try:
         for make in reversed(mains):  # upstream first: each relay connects at its start
-            child = fork.Process(target=lambda make=make: _host(make()), daemon=True)
+            child = fork.Process(target=lambda make=make: run_loop(make()), daemon=True)
             child.start()
             children.insert(0, child)
             time.sleep(0.3)
