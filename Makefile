@@ -9,7 +9,7 @@ comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format bench pcsc clean
+.PHONY: run test lint format bench pcsc clean compiled
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -18,12 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# The hot path's modules compiled by mypyc into .venv (citycard._compiled): rebuilt when their sources
+# change, used only when built from the sources present; without a C compiler they run as source.
+compiled: $(STAMP)
+	@$(BIN)/python -m citycard._mypyc_build
+
 # The whole platform with a demo city, its terminals paying through it, until Ctrl-C
 # (`citycard demo` walks one card through the chain step by step and ends by itself).
-run: $(STAMP)
+run: $(STAMP) compiled
 	$(BIN)/citycard up --demo
 
-test: lint
+test: lint compiled
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
@@ -36,7 +41,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP) compiled
 	$(BIN)/python -m benchmarks
 
 # PC/SC readers: Debian's pcscd, the vsmartcard virtual reader and what pyscard builds against.

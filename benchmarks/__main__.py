@@ -11,11 +11,19 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from citycard import _compiled
+
 
 def main(argv: list[str]) -> None:
     here = Path(__file__).parent
     names = sorted(m.name[6:] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     chosen = argv or names
+    for name in chosen:
+        if name not in names:
+            raise SystemExit(f"no benchmark {name!r}; have: {', '.join(names)}")
+    for name in _compiled.MODULES:  # imported before the first benchmark, to say how they run
+        importlib.import_module(name)
+    print(f"the hot path's modules (citycard._compiled): {_compiled.status()[1]}")
     for name in chosen:
         if name not in names:
             raise SystemExit(f"no benchmark {name!r}; have: {', '.join(names)}")

@@ -65,6 +65,10 @@ class Tlv:
     def to_bytes(self) -> bytes:
         return encode(self.tag, self.value)
 
+    def __reduce__(self) -> tuple[type[Tlv], tuple[str, bytes, tuple[Tlv, ...] | None, int]]:
+        """Copied and pickled through its constructor (compiled by mypyc, a frozen class takes no state)."""
+        return (Tlv, (self.tag, self.value, self.children, self.offset))
+
 
 @lru_cache(maxsize=1024)
 def tag_bytes(tag: str) -> bytes:
@@ -207,7 +211,7 @@ def _tlv(tag: str, value: bytes, children: tuple[Tlv, ...] | None, offset: int) 
     return obj
 
 
-_NEW = object.__new__
+_NEW = Tlv.__new__  # object.__new__ for the dataclass; compiled (citycard._compiled), its own allocator
 _SET_TAG, _SET_VALUE, _SET_CHILDREN, _SET_OFFSET = (
     getattr(Tlv, name).__set__ for name in ("tag", "value", "children", "offset")
 )

@@ -11,6 +11,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Final
 
 from citycard.chip.personalise import luhn_check_digit
 from citycard.codec.pretty import mask_pan
@@ -175,11 +176,11 @@ def transfer_id(request_id: str, leg: int) -> int:
 class BankAccount:
     """Ledger ``code`` of each kind of account a bank keeps (per card, or one per bank); plain ints."""
 
-    CARD_DEPOSIT = 10  # the holder's deposit account (credit-normal: the bank owes it)
-    CARD_EC_FLOAT = 11  # the EC balance on one card (credit-normal, limit = the EC balance limit)
-    CASH = 20  # counter cash (debit-normal asset)
-    NETWORK_SETTLEMENT = 21  # owed to acquirers through the network for approved purchases
-    FEE_INCOME = 22
+    CARD_DEPOSIT: Final = 10  # the holder's deposit account (credit-normal: the bank owes it)
+    CARD_EC_FLOAT: Final = 11  # the EC balance on one card (credit-normal, limit = the EC balance limit)
+    CASH: Final = 20  # counter cash (debit-normal asset)
+    NETWORK_SETTLEMENT: Final = 21  # owed to acquirers through the network for approved purchases
+    FEE_INCOME: Final = 22
 
 
 ACCOUNT_CODES = {
