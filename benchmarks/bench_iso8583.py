@@ -88,7 +88,7 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], object]]] = [
         (f"baseline: pyiso8583 decode ({len(MESSAGE)} B)", lambda: iso8583.decode(MESSAGE, SPEC)),
         ("wire.decode_message", lambda: decode_message(MESSAGE)),
-        ("parse(decode_message) (typed, field 55 TLV)", lambda: parse(decode_message(MESSAGE))),
+        ("parse(decode_message) (typed, field 55 checked)", lambda: parse(decode_message(MESSAGE))),
         ("decode_framed (frame + typed)", lambda: decode_framed(FRAME)),
         ("AuthorizationRequest.to_bytes", REQUEST.to_bytes),
         ("with_mac, X9.19 over the MAC block", lambda: with_mac(MESSAGE, lambda b: pos_mac(MAK, b))),

@@ -19,6 +19,7 @@ from citycard.codec.tlv import (
     MAX_SIZE,
     Tlv,
     TlvError,
+    check,
     decode,
     decode_dict,
     decode_one,
@@ -335,3 +336,22 @@ def test_any_bytes_decode_dict_or_raise_tlv_error(data: bytes) -> None:
     primitives = [o for o in iter_flat(decode(data)) if not o.constructed]
     assert len({o.tag for o in primitives}) == len(primitives)  # no duplicate slipped through
     assert values == {o.tag: o.value for o in primitives}
+
+
+def _outcome(work: object, data: bytes) -> object:
+    try:
+        work(data, offset=5)  # type: ignore[operator]
+    except TlvError as exc:
+        return (exc.reason, exc.offset)
+    return "ok"
+
+
+@settings(max_examples=1000, deadline=500)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.lists(trees, max_size=4).map(lambda objs: b"".join(o.to_bytes() for o in objs)),
+    )
+)
+def test_check_refuses_exactly_what_decode_refuses_with_the_same_error(data: bytes) -> None:
+    assert _outcome(check, data) == _outcome(decode, data)

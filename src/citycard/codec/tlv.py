@@ -19,6 +19,7 @@ __all__ = [
     "MAX_TAG_SIZE",
     "Tlv",
     "TlvError",
+    "check",
     "decode",
     "decode_dict",
     "decode_one",
@@ -167,7 +168,9 @@ def _read_length(data: bytes, pos: int, end: int, base: int) -> tuple[int, int]:
     return int.from_bytes(data[pos : pos + count], "big"), pos + count
 
 
-def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tlv]:
+def _decode(data: bytes, start: int, end: int, depth: int, base: int, build: bool = True) -> list[Tlv]:
+    """The objects of ``data[start:end]``; with ``build`` false, the same checks and errors but no object
+    made (an empty list): :func:`check`."""
     if depth > MAX_DEPTH and start < end:
         raise TlvError(f"nesting deeper than {MAX_DEPTH}", base + start)
     out: list[Tlv] = []
@@ -190,11 +193,11 @@ def _decode(data: bytes, start: int, end: int, depth: int, base: int) -> list[Tl
             length, pos = _read_length(data, pos, end, base)
         if pos + length > end:
             raise TlvError(f"value of {tag} ({length} bytes) runs past the end", base + obj_start)
-        value = data[pos : pos + length]
         children = None
         if first & 0x20:  # constructed
-            children = tuple(_decode(data, pos, pos + length, depth + 1, base))
-        out.append(_tlv(tag, value, children, base + obj_start))
+            children = tuple(_decode(data, pos, pos + length, depth + 1, base, build))
+        if build:
+            out.append(_tlv(tag, data[pos : pos + length], children, base + obj_start))
         pos += length
     return out
 
@@ -225,6 +228,14 @@ def decode(data: bytes, *, offset: int = 0) -> list[Tlv]:
     if len(data) > MAX_SIZE:
         raise TlvError(f"input of {len(data)} bytes exceeds {MAX_SIZE}", offset)
     return _decode(bytes(data), 0, len(data), 1, offset)
+
+
+def check(data: bytes, *, offset: int = 0) -> None:
+    """Raise the :class:`TlvError` :func:`decode` would raise for ``data``, or nothing: the same walk, no
+    object made (a switch checks field 55 of every message it passes on, and reads none of it)."""
+    if len(data) > MAX_SIZE:
+        raise TlvError(f"input of {len(data)} bytes exceeds {MAX_SIZE}", offset)
+    _decode(bytes(data), 0, len(data), 1, offset, False)
 
 
 def decode_one(data: bytes, *, tags: Collection[str] | None = None, offset: int = 0) -> Tlv:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import FrozenInstanceError
 
 import pytest
@@ -36,6 +38,7 @@ from citycard.codec.iso8583 import (
     response_mti,
     transaction_type,
 )
+from citycard.codec.tlv import decode
 
 PAN = "6224242900000113"
 TERMINAL = {"terminal_id": "10000019", "merchant_id": "850100082410002"}
@@ -114,6 +117,15 @@ def test_field_55_errors_give_the_position_inside_the_message() -> None:
         parse(raw)
     assert info.value.field == "55" and info.value.position == raw.position(55)
     assert str(info.value).startswith(f"field 55 pos {raw.position(55)}: ")
+
+
+def test_field_55_is_checked_when_parsed_and_decoded_only_when_read() -> None:
+    raw = decode_message(purchase().to_bytes())
+    icc = parse(raw).icc
+    assert icc is not None and icc._objects is None  # checked (the test above), not decoded
+    assert icc.objects == tuple(decode(icc.raw)) and icc._objects is icc.objects  # decoded once, kept
+    assert icc.get("9F26") == ARQC and IccData(icc.raw) == icc
+    assert pickle.loads(pickle.dumps(icc)) == icc and copy.deepcopy(icc).objects == icc.objects
 
 
 def test_an_unknown_mti_a_missing_field_and_an_unexpected_field_are_malformed() -> None:

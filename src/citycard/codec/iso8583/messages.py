@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
 from citycard.codec.pretty import mask_pan
-from citycard.codec.tlv import Tlv, TlvError, decode, encode_many, find
+from citycard.codec.tlv import Tlv, TlvError, check, decode, encode_many, find
 
 from .codes import ResponseCode
 from .errors import Iso8583Error
@@ -123,23 +123,34 @@ class Field60:
 class IccData:
     """Field 55: the chip data objects (BER-TLV, EMV Book 3 Annex B) as sent, and decoded.
 
-    ``IccData(raw)`` decodes ``raw`` (so the objects always are those of the bytes that travel); a TLV
-    error raises :class:`Iso8583Error` for field 55.
+    ``IccData(raw)`` checks ``raw`` as BER-TLV (a TLV error raises :class:`Iso8583Error` for field 55); its
+    objects are those of the bytes that travel, decoded the first time they are asked for (a host that
+    passes field 55 on, or reads it as ``raw``, never makes them).
     """
 
     raw: bytes
-    objects: tuple[Tlv, ...] = field(init=False, compare=False)
+    _objects: tuple[Tlv, ...] | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "objects", _icc_objects(self.raw, None))
+        _icc_check(self.raw, None)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, position: int | None = None) -> IccData:
         """Parse field 55; a TLV error is reported at its byte position inside the message."""
-        icc = cls.__new__(cls)  # decoded once, with the position known
+        icc = cls.__new__(cls)  # checked once, with the position known
         object.__setattr__(icc, "raw", bytes(data))
-        object.__setattr__(icc, "objects", _icc_objects(icc.raw, position))
+        object.__setattr__(icc, "_objects", None)
+        _icc_check(icc.raw, position)
         return icc
+
+    @property
+    def objects(self) -> tuple[Tlv, ...]:
+        """The decoded objects (checked when this was made: decoding them again cannot fail)."""
+        objects = self._objects
+        if objects is None:
+            objects = tuple(decode(self.raw))
+            object.__setattr__(self, "_objects", objects)
+        return objects
 
     @classmethod
     def of(cls, items: list[tuple[str, bytes]]) -> IccData:
@@ -155,9 +166,9 @@ class IccData:
         return f"IccData(tags={[obj.tag for obj in self.objects]})"
 
 
-def _icc_objects(raw: bytes, position: int | None) -> tuple[Tlv, ...]:
+def _icc_check(raw: bytes, position: int | None) -> None:
     try:
-        return tuple(decode(raw, offset=position or 0))
+        check(raw, offset=position or 0)
     except TlvError as exc:
         raise Iso8583Error("55", exc.offset if position is not None else None, exc.reason) from None
 
