@@ -25,8 +25,6 @@ def main(argv: list[str]) -> None:
         importlib.import_module(name)
     print(f"the hot path's modules (citycard._compiled): {_compiled.status()[1]}")
     for name in chosen:
-        if name not in names:
-            raise SystemExit(f"no benchmark {name!r}; have: {', '.join(names)}")
         print(f"\n=== {name} ===", flush=True)
         importlib.import_module(f"benchmarks.bench_{name}").main()
 

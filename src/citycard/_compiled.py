@@ -1,11 +1,12 @@
 """The hot path's modules compiled to C by mypyc, loaded in place of their source only when built from it.
 
-:data:`MODULES` are pure-Python modules of the authorization path (the ISO 8583 codec, BER-TLV, the POS
-MAC, the zone MAC, the frames, the issuer's decision) that mypyc, mypy's compiler, turns into C extensions
-from their type annotations: the same code, 1.5-2× faster (``docs/performance.md``). ``make`` builds them
-into the virtual environment (``python -m citycard._compiled build``: ``<venv>/citycard-compiled``, or
-``$CITYCARD_COMPILED_DIR``) with a manifest of the sources they were built from: each compiled module and
-every citycard module it imports, transitively, by content hash.
+:data:`MODULES` are pure-Python modules of the authorization path (the ISO 8583 codec, BER-TLV, the MACs,
+the frames, the issuer's decision, the acquirer's handlers, the ledger engine) that mypyc, mypy's compiler,
+turns into C extensions from their type annotations: the same code, 1.5-2× as fast
+(``docs/performance.md``). ``make`` builds them into the virtual environment (``python -m
+citycard._mypyc_build``: ``<venv>/citycard-compiled``, or ``$CITYCARD_COMPILED_DIR``) with a manifest of the
+sources they were built from: each compiled module and every citycard module it imports, transitively, by
+content hash.
 
 :func:`install` (called by ``citycard/__init__.py``) puts a finder first on ``sys.meta_path``. At the first
 import of one of :data:`MODULES` it reads the manifest once; when every source it names is byte for byte
