@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from citycard.crypto import cryptograms, des
+from citycard.crypto import cryptograms, des, mac
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.crypto.pin import pin_block_iso0
 from citycard.crypto.rsa_cert import rsa_public_raw
@@ -180,13 +180,13 @@ def test_verify_cards_acs_refuses_bad_input_and_verifies_nothing(
     imk = hsm.import_components("imk-ac", KeyUsage.EMV_AC, [IMK])
     good = ("6222021234567890128", "01", _card_checks("6222021234567890128", "01", [5, 6], 0))
     macs: list[bytes] = []
-    real = cryptograms.mac_alg3_once
+    real = mac.retail_mac_once  # the DES layer under every verified cryptogram's MAC
 
-    def counted(key: bytes, data: bytes, **kw: int) -> bytes:
+    def counted(key: bytes, data: bytes) -> bytes:
         macs.append(key)
-        return real(key, data, **kw)
+        return real(key, data)
 
-    monkeypatch.setattr(cryptograms, "mac_alg3_once", counted)
+    monkeypatch.setattr(mac, "retail_mac_once", counted)
     short = (good[0], good[1], [*good[2], (7, (b"x",), bytes(7))])
     bad = {
         "card 1: every cryptogram must be 8 bytes": [good, short],

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
+from citycard.hsm.api import KeyHandle
+from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse, Deposit
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.usecases import authorize
@@ -79,6 +82,7 @@ def test_a_group_answers_each_request_as_alone_and_posts_each_once(
 def test_a_request_that_raises_in_a_group_costs_the_others_nothing(
     banks: IssuerService,
     database: Database,
+    hsm: SoftHsm,
     terminal_for: Callable[[str], Terminal],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -87,20 +91,20 @@ def test_a_request_that_raises_in_a_group_costs_the_others_nothing(
         request(pan, PURCHASE, 1_000, terminal_for(pan).first_ac(1_000), f"p-{i}")
         for i, pan in enumerate(pans)
     ]
-    real = authorize._decide_card
+    real = hsm.verify_arqc
 
-    def failing(req: AuthorizationRequest, *args: object) -> object:
-        if req.request_id == "p-1":
+    def failing(imk: KeyHandle, pan: str, *args: Any) -> bool:  # a bug met deciding one request
+        if pan == pans[1]:
             raise RuntimeError("a bug in one request")
-        return real(req, *args)  # type: ignore[arg-type]
+        return real(imk, pan, *args)
 
-    monkeypatch.setattr(authorize, "_decide_card", failing)
+    monkeypatch.setattr(hsm, "verify_arqc", failing)
     before = ledger_snapshot(database)
     answers = banks.authorize_many(reqs)
     assert isinstance(answers[1], RuntimeError)
     assert [_answer(answers[i]).response_code for i in (0, 2)] == ["00", "00"]
     assert [_deposit(database, pan) for pan in pans] == [9_000, 10_000, 9_000]
-    monkeypatch.setattr(authorize, "_decide_card", real)
+    monkeypatch.setattr(hsm, "verify_arqc", real)
     assert _answer(banks.authorize_many([reqs[1]])[0]).approved  # its retry, once the bug is gone
     assert [_deposit(database, pan) for pan in pans] == [9_000, 9_000, 9_000]
     assert ledger_snapshot(database) != before
