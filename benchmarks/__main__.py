@@ -21,8 +21,6 @@ def main(argv: list[str]) -> None:
     for name in chosen:
         if name not in names:
             raise SystemExit(f"no benchmark {name!r}; have: {', '.join(names)}")
-    for name in _compiled.MODULES:  # imported before the first benchmark, to say how they run
-        importlib.import_module(name)
     print(f"the hot path's modules (citycard._compiled): {_compiled.status()[1]}")
     for name in chosen:
         print(f"\n=== {name} ===", flush=True)

@@ -45,7 +45,7 @@ TLV_SOURCE = _source_of("citycard.codec.tlv")
 
 
 def _manifest(directory: Path, **changes: Any) -> Path:
-    digests = {_compiled.relative(file): _compiled.digest(file) for file in sources().values()}
+    digests = _compiled.source_digests()
     files = {}
     for name in MODULES:  # stand-ins: only their presence is checked before import
         file = directory / (name.replace(".", "/") + ".so")
@@ -72,7 +72,7 @@ def test_a_build_from_these_sources_is_used(tmp_path: Path, monkeypatch: pytest.
 
 def test_a_build_from_other_sources_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(_compiled.PURE_ENV, raising=False)
-    digests = {_compiled.relative(file): _compiled.digest(file) for file in sources().values()}
+    digests = _compiled.source_digests()
     edited = dict(digests, **{"citycard/codec/tlv.py": "0" * 64})
     files, reason = read_manifest(_manifest(tmp_path, sources=edited))
     assert files == {}

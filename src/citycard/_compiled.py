@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["MODULES", "compiled_dir", "install", "sources", "status"]
+__all__ = ["MODULES", "compiled_dir", "install", "source_digests", "sources", "status"]
 
 MODULES: Final = (
     "citycard.codec.tlv",
@@ -118,8 +119,10 @@ def digest(file: Path) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
-def relative(file: Path) -> str:
-    return file.relative_to(SRC_DIR).as_posix()
+def source_digests() -> dict[str, str]:
+    """What a build records and is checked against: each file of :func:`sources`, relative to ``src``, and
+    its SHA-256."""
+    return {file.relative_to(SRC_DIR).as_posix(): digest(file) for file in sources().values()}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -187,7 +190,10 @@ def install() -> None:
 
 
 def status() -> tuple[bool, str]:
-    """(whether :data:`MODULES` run compiled, a line saying so or why not)."""
+    """(whether :data:`MODULES` run compiled, a line saying so or why not), once they are imported (they
+    are imported here if they were not)."""
+    for name in MODULES:
+        importlib.import_module(name)
     if _finder is None:
         return False, "source (the finder is not installed)"
     if not _finder.load():

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from citycard import _compiled
-from citycard._compiled import MANIFEST, MODULES, compiled_dir, sources
+from citycard._compiled import MANIFEST, MODULES, compiled_dir
 from citycard.durable import atomic_write
 
 __all__ = ["build", "main"]
@@ -35,7 +35,7 @@ def build(directory: Path | None = None, *, quiet: bool = True) -> str:
     files, _ = _compiled.read_manifest(directory)
     if files:
         return f"compiled modules up to date in {directory}"
-    digests = {_compiled.relative(file): _compiled.digest(file) for file in sources().values()}
+    digests = _compiled.source_digests()
     previous = _previous(directory)
     if previous.get("failed") and previous.get("sources") == digests:
         return f"not compiled: the last build of these sources failed ({previous['failed']})"
@@ -130,8 +130,6 @@ def main(argv: Sequence[str]) -> int:
         print(build(Path(argv[1]) if len(argv) > 1 else None))
         return 0
     if argv[:1] == ["status"]:
-        for name in MODULES:
-            importlib.import_module(name)
         print(_compiled.status()[1])
         return 0
     print("usage: python -m citycard._mypyc_build [build [DIR] | status]", file=sys.stderr)
