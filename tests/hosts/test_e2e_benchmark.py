@@ -21,7 +21,8 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
 ) -> None:
     from benchmarks import bench_e2e
 
-    for name, value in (("TERMINALS", 3), ("SECONDS", 0.5), ("WARM_UP_S", 0.2), ("LAYOUT", "one")):
+    settings = (("TERMINALS", 3), ("SECONDS", 0.5), ("WARM_UP_S", 0.2), ("LAYOUT", "one"), ("HISTORY", 500))
+    for name, value in settings:
         monkeypatch.setattr(bench_e2e, name, value)
     with ExitStack() as stack:
         databases: list[Database] = []
@@ -38,10 +39,20 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
             assert uow.ledger.totals().balanced and uow.ledger.audit() == []
             purchases = [t for t in uow.ledger.journal(limit=100_000) if t.amount_fen == 100]
         with db.unit_of_work() as uow:
-            approved = uow.session.connection().exec_driver_sql(
+            count = uow.session.connection().exec_driver_sql
+            approved = count(
                 "SELECT count(*) FROM issuer_authorizations WHERE response_code = '00' AND amount_fen = 100"
+                f" AND NOT starts_with(request_id, '{bench_e2e.HISTORY_ID}')"
             )
             assert approved.scalar_one() == len(purchases) > 0  # one posting per approval, none twice
+            # the history the run started with (earlier traffic: the module docstring), there as made
+            history = {
+                "issuer_authorizations": f"starts_with(request_id, '{bench_e2e.HISTORY_ID}')",
+                "issuer_unpredictable_numbers": "starts_with(pan, '999999')",
+                "acquirer_transactions": "starts_with(terminal_id, 'H')",
+            }
+            for table, where in history.items():
+                assert count(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one() == 500, table
         # the hosts' groups as reported: every purchase in one issuer transaction, one begun and one answer
         # recorded by the acquirer, each kind's transactions no more than its requests
         kinds = ("issuer authorizations", "acquirer begins", "acquirer answers")
