@@ -1,7 +1,8 @@
 """Group commit in the acquirer (``begin_many``, ``record_answers``; ``hosts.groups``): purchases that
-arrive together are begun in one transaction and their answers recorded in one statement, each with the
-result it would have had alone; a group that fails is rolled back and each of its items runs alone, so
-one item's failure costs no other its record. On SQLite and PostgreSQL; the round trips on PostgreSQL."""
+arrive together are begun in one transaction (new purchases: in two statements, each committing on its
+own) and their answers recorded in one statement, each with the result it would have had alone; a group
+that fails is rolled back and each of its items runs alone, so one item's failure costs no other its
+record. On SQLite and PostgreSQL; the round trips on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -94,6 +95,43 @@ def test_a_group_that_fails_is_run_item_by_item_and_the_failing_one_alone_gets_i
     assert len(rrns) == 2 and rrns[0] < rrns[1]
 
 
+def test_a_group_that_fails_after_its_insert_gives_each_purchase_its_record_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a group of new purchases commits each statement on its own (``_begin_new``): when a
+    statement after the records' insert fails (here the stored record of a retry in the group), the records
+    inserted stay and each item, run alone, gets its record back (not fresh, its RRN the group's): one
+    record and one RRN per key, as if the group had succeeded; on SQLite the group is rolled back and each
+    item begins alone."""
+    from citycard.db.acquirer_repositories import SqlTransactions
+
+    clock = Clock()
+    first, second = TransactionKey(TERMINAL, 8, 1), TransactionKey(TERMINAL, 8, 2)
+    get = SqlTransactions.get
+    calls = 0
+
+    def fails_once(self: SqlTransactions, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the connection dropped")
+        return get(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqlTransactions, "get", fails_once)
+    items = [(begin(first), _no_refusal), (begin(second), _no_refusal), (begin(first), _no_refusal)]
+    results = begin_many(items, lambda: _uows(database), clock)
+    assert calls >= 2  # the group's read failed, the items alone read again
+    begun = [r for r in results if isinstance(r, Begun)]
+    assert len(begun) == 3 and all(b.record is not None for b in begun)
+    rrns = [b.record.rrn for b in begun if b.record is not None]
+    assert rrns[0] == rrns[2] != rrns[1]  # the retry has its original's RRN
+    for key, rrn in ((first, rrns[0]), (second, rrns[1])):
+        stored = _stored(database, key)
+        assert stored is not None and stored.rrn == rrn and stored.status == TransactionStatus.PENDING
+    if database.engine.dialect.name == "postgresql":
+        assert not any(b.fresh for b in begun)  # committed by the group's insert, found alone
+
+
 def test_answers_of_a_group_are_recorded_as_each_alone(database: Database) -> None:
     clock = Clock()
     answered, late, retried = (TransactionKey(TERMINAL, 3, stan) for stan in (1, 2, 3))
@@ -143,7 +181,9 @@ def test_answers_recorded_alone_when_the_group_statement_fails(
     assert all(isinstance(r, AcquirerTransaction) and r.status == TransactionStatus.ANSWERED for r in results)
 
 
-def test_a_group_of_answers_is_one_round_trip_on_postgresql(tmp_path: Path) -> None:
+def test_a_group_of_answers_and_a_group_of_begins_are_one_round_trip_each_on_postgresql(
+    tmp_path: Path,
+) -> None:
     from benchmarks.bench_auth import RoundTripCounter
 
     clock = Clock()
@@ -161,7 +201,7 @@ def test_a_group_of_answers_is_one_round_trip_on_postgresql(tmp_path: Path) -> N
             lambda: _uows(db),
             clock,
         )
-        assert counter.count == 3  # BEGIN, the three numbered in one insert, COMMIT
+        assert counter.count == 1  # the three numbered in one insert, in autocommit: no BEGIN, no COMMIT
 
 
 def test_a_group_with_a_void_begins_item_by_item_and_a_key_stored_before_gets_its_record(

@@ -165,8 +165,9 @@ def begin_many(
     ahead: Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None] | None = None,
 ) -> list[Begun | R | Exception]:
     """Group commit of :func:`begin_checked` (the acquirer host's purchases that arrived together,
-    ``hosts.groups``): each item's check, then its record, in order and in ONE transaction committed once;
-    each result is what :func:`begin_checked` would have returned for it. A record begun in the group is
+    ``hosts.groups``): each item's check, then its record, in order and in ONE transaction committed once
+    (a group of new purchases: in as few statements, each committed on its own, :func:`_begin_new`); each
+    result is what :func:`begin_checked` would have returned for it. A record begun in the group is
     seen by the group's later items (a retry of the same key gets it back, ``fresh=False``). When the
     transaction fails (a database error, e.g. a deadlock with another host thread over a retried key, or a
     bug) it is rolled back and each item runs alone in its own transaction; an item that then raises gets
@@ -182,7 +183,8 @@ def begin_many(
                 together: list[Begun | R | Exception]
                 if any(cmd.original is not None for cmd, _ in items):
                     together = [_checked(cmd, check, uow, clock) for cmd, check in items]
-                else:
+                else:  # each statement stands alone: no BEGIN or COMMIT to wait for (_begin_new)
+                    uow.each_statement_commits()
                     together = _begin_new(items, uow, clock(), ahead)
                 uow.commit()
             return together
@@ -203,7 +205,14 @@ def _begin_new(
     now_ns: int,
     ahead: Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None] | None,
 ) -> list[Begun | R | Exception]:
-    """:func:`begin_many`'s group of new transactions (none follows up an original), set-based."""
+    """:func:`begin_many`'s group of new transactions (none follows up an original), set-based: the
+    registry read, then the records inserted in one statement (each numbered by the sequence in it), then the
+    stored record of a key met again. Each of these statements stands alone — the insert is atomic by
+    itself, and none relies on a lock or a read held after it (a terminal closed between the read and the
+    insert is closed just after its purchase began, as it could be at any time) — so ``uow`` may commit each
+    on its own (``each_statement_commits``: two waits for the database where ``BEGIN`` and ``COMMIT`` made
+    four). Should a later statement fail after the insert, :func:`begin_many` runs each item alone and each
+    finds its record (``fresh=False``: forwarded with the same RRN, as a retry is)."""
     if ahead is not None:
         ahead(uow, [cmd for cmd, _ in items])
     refusals = [check(uow) for _, check in items]
