@@ -202,6 +202,12 @@ def test_a_group_of_answers_and_a_group_of_begins_are_one_round_trip_each_on_pos
             clock,
         )
         assert counter.count == 1  # the three numbered in one insert, in autocommit: no BEGIN, no COMMIT
+        counter = RoundTripCounter(db.engine)
+        (alone,) = begin_many(
+            [(begin(TransactionKey(TERMINAL, 6, 4)), _no_refusal)], lambda: _uows(db), clock
+        )
+        assert isinstance(alone, Begun) and alone.fresh and alone.record is not None
+        assert counter.count == 1  # a new purchase alone is a group of one
 
 
 def test_a_group_with_a_void_begins_item_by_item_and_a_key_stored_before_gets_its_record(

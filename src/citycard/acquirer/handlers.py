@@ -176,8 +176,9 @@ def begin_many(
     In a group of new transactions that follow up nothing (no void: its original may be in the group), the
     checks run first (``ahead`` reads what they will ask in one go, e.g. the registry of every terminal) and
     the records are inserted in one statement (``Transactions.add_numbered_many``); a key met again (a
-    retry in the group, or stored before) then gets its stored record as alone."""
-    if len(items) > 1:
+    retry in the group, or stored before) then gets its stored record as alone. A new purchase alone is such
+    a group of one; a void alone runs :func:`begin_checked`."""
+    if len(items) > 1 or items[0][0].original is None:
         try:
             with uows() as uow:
                 together: list[Begun | R | Exception]
