@@ -34,20 +34,19 @@ them until autovacuum's first ``ANALYZE`` of the grown tables, up to a minute in
 measured, the read ahead's wait grows with every row written (docs/performance.md, "a fresh database's
 plans"). 0 measures that fresh start.
 
-Each terminal signs on to the acquirer (PIK and MAK under its TMK), then sends purchases of its own card
-back to back (one in flight per terminal: a terminal waits for its answer), each
-MACed under its MAK in its own HSM; the acquirer checks the MAC and the registry, takes an RRN, forwards,
-records the answer and MACs it. Every answer must be an approval. Reported: authorizations/s over the
-measured seconds (after a warm-up of 2 s), latency p50 / p99 as each terminal sees it, the requests per
-database transaction of each host's group commit over the run (the issuer front end's authorizations, the
-acquirer's records begun and answers recorded: what sets a host's cost per request under load; read from
-each host process on SIGUSR1), the client processes' CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a
-scratch database; the mean of the runs before and after). A second baseline in the same run: the CPU of a
-bare round trip between two processes over loopback TCP (a forked echo, blocking sockets), the floor under
-each of the chain's three hops. And after each count, the floor of the chain's transport
-(:mod:`.relay_floor`): the same number of terminals through three forked hops on the same event loop,
-framing and per-request task, future and timeout, doing no work (no codec, MAC, database): the chain's CPU
-per authorization minus the floor's per round trip is the hosts' work per message.
+Each terminal signs on to the acquirer (PIK and MAK under its TMK), then sends purchases of its own card back
+to back (one in flight per terminal: a terminal waits for its answer), each MACed under its MAK in its own
+HSM; the acquirer checks the MAC and the registry, takes an RRN, forwards, records the answer and MACs it.
+Every answer must be an approval. Reported: authorizations/s over the measured seconds (after a warm-up of
+2 s), latency p50 / p99 as each terminal sees it, the requests per database transaction of each host's group
+commit over the run (the issuer front end's authorizations, the acquirer's records begun and answers recorded:
+what sets a host's cost per request under load; read from each host process on SIGUSR1), the client processes'
+CPU, and the ratio to pgbench (``-c 4 -j 4``, 5 s, a scratch database; the mean of the runs before and after).
+A second baseline in the same run: the CPU of a bare round trip between two processes over loopback TCP (a
+forked echo, blocking sockets), the floor under each of the chain's three hops. And after each count, the
+floor of the chain's transport (:mod:`.relay_floor`): the same number of terminals through three forked hops
+on the same event loop, framing and per-request task, future and timeout, doing no work (no codec, MAC,
+database): the chain's CPU per authorization minus the floor's per round trip is the hosts' work per message.
 """
 
 from __future__ import annotations
