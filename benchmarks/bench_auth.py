@@ -75,14 +75,24 @@ class RoundTripCounter:
     def __init__(self, engine: Any) -> None:
         self.count = 0
         event.listen(engine, "before_cursor_execute", self._one)
-        for name in ("begin", "commit", "rollback"):
-            event.listen(engine, name, self._one_conn)
+        event.listen(engine, "begin", self._one_conn)
+        for name in ("commit", "rollback"):
+            event.listen(engine, name, self._end)
 
     def _one(self, *_: Any) -> None:
         self.count += 1
 
     def _one_conn(self, connection: Any) -> None:
         if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # else none is sent
+            self.count += 1
+
+    def _end(self, connection: Any) -> None:
+        """A ``COMMIT`` or ``ROLLBACK``: sent outside autocommit, and in autocommit when a transaction was
+        opened by an explicit ``BEGIN`` (``DriverStatement.rows_beginning``: psycopg sends it because the
+        server reports the transaction open)."""
+        driver = connection.connection.driver_connection
+        status = getattr(getattr(driver, "info", None), "transaction_status", 0)  # psycopg's; 0: idle
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT" or status != 0:
             self.count += 1
 
 

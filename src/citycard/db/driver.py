@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 __all__ = [
+    "BEGIN",
     "DriverStatement",
     "UnnestRows",
     "array_literal",
@@ -72,12 +73,34 @@ class DriverStatement:
         # per row (a clearing batch reads two thousand presentments of some thirty columns)
         return list(map(_tuple_new, repeat(self.row), _run(connection, sql, values)))
 
+    def rows_beginning(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """:meth:`rows`, as the statement that opens its unit of work's transaction: on psycopg ``BEGIN``
+        (:data:`BEGIN`) is sent with it, one wait for both (:func:`run_together`), where psycopg would send
+        its own ``BEGIN`` first and wait for it, even in pipeline mode. ``connection`` must have been taken
+        in autocommit (``isolation_level="AUTOCOMMIT"``) and have run nothing yet: psycopg then sends no
+        ``BEGIN`` of its own, and the transaction this one opens on the server lasts until the session's
+        commit or rollback, which psycopg sends because the server reports it open (and returned to the
+        pool, the connection is out of autocommit again). Elsewhere, :meth:`rows`."""
+        if connection.dialect.driver != "psycopg":
+            return self.rows(connection, params)
+        driver: Any = connection.connection.driver_connection
+        assert driver.autocommit and driver.info.transaction_status == _IDLE, "a fresh autocommit connection"
+        sql = self._sql or self._compile(connection)
+        values = {**self._defaults, **params} if self._defaults else params
+        _, rows = run_together(connection, [(BEGIN, None), (sql, values)])
+        return list(map(_tuple_new, repeat(self.row), rows))
+
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         rows = self.rows(connection, params)
         return rows[0] if rows else None
 
 
 _tuple_new = tuple.__new__
+_IDLE: Final = 0
+"""psycopg's ``pq.TransactionStatus.IDLE``: no transaction open on the server."""
+BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
+"""What :meth:`DriverStatement.rows_beginning` opens: what psycopg itself would send on this engine's
+connections (PostgreSQL's default isolation, written out)."""
 
 
 def _row_class(names: list[str]) -> Any:

@@ -620,7 +620,12 @@ class SqlAuthorizations(_Repo):
             ),
         }
         self.writes.flush()
-        for row in _start_ahead().rows(self.session.connection(), params):
+        if self.session.get_transaction() is None:  # the unit of work's first statement: BEGIN sent with it
+            connection = self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            rows = _start_ahead().rows_beginning(connection, params)
+        else:
+            rows = _start_ahead().rows(self.session.connection(), params)
+        for row in rows:
             wanted_un = first[row.pan].unpredictable_number
             self._ahead[row.pan] = _Ahead(
                 row.v_request_id,
