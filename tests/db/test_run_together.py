@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from citycard.db.driver import execute_driver_command, execute_driver_sql, run_together
+from citycard.db.driver import DriverStatement, execute_driver_command, execute_driver_sql, run_together
 
 from tests.db.dbtargets import fresh_database
 from tests.db.protocol import sent, waits
@@ -80,3 +80,40 @@ def test_a_failing_statement_skips_the_rest_and_the_savepoint_undoes_the_lot(tmp
         for x in range(6):  # psycopg's bookkeeping of prepared statements survived the aborted pipeline
             assert run_together(c, [(seven, {"x": x}), (nine, {"x": x})]) == [[(7 * x,)], [(9 * x,)]]
             assert execute_driver_sql(c, seven, {"x": x}) == [(7 * x,)]
+
+
+def test_a_transaction_opened_with_its_first_statement_commits_or_rolls_back_as_the_session_says(
+    tmp_path: Path,
+) -> None:
+    """``DriverStatement.rows_beginning`` (the issuer's read ahead): ``BEGIN`` and the statement after one
+    wait, on a connection the session took in autocommit; the statements after it are in that transaction,
+    which the session's commit keeps and its rollback undoes (psycopg sends either, the server reporting
+    the transaction open); back in the pool the connection is out of autocommit again."""
+    from sqlalchemy import Column, Integer, MetaData, Table, bindparam, insert, select
+
+    probe = Table("rb_probe", MetaData(), Column("a", Integer))
+    with fresh_database("postgresql", tmp_path) as db:
+        with db.engine.begin() as c:
+            c.exec_driver_sql("CREATE TABLE rb_probe (a integer)")
+        first = DriverStatement(insert(probe).values(a=bindparam("a")).returning(probe.c.a))
+        for a, keep in ((1, True), (2, False)):
+            with db.session_factory() as session:
+                connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                pgconn: Any = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+                with sent(pgconn) as messages:
+                    rows = first.rows_beginning(connection, {"a": a})
+                assert [tuple(row) for row in rows] == [(a,)]
+                assert waits(messages) == 1 and messages.count("Execute") == 2  # BEGIN and the insert
+                execute_driver_sql(
+                    connection, "INSERT INTO rb_probe VALUES (%(a)s) RETURNING a", {"a": a + 10}
+                )
+                with db.engine.connect() as other:  # not committed yet: nobody else sees either row
+                    committed_before = [] if keep else [1, 11]
+                    assert sorted(other.execute(select(probe.c.a)).scalars()) == committed_before
+                if keep:
+                    session.commit()
+                else:
+                    session.rollback()
+        with db.engine.connect() as c:
+            assert sorted(c.execute(select(probe.c.a)).scalars()) == [1, 11]
+            assert c.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
