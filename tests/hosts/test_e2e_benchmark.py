@@ -39,8 +39,8 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
             assert uow.ledger.totals().balanced and uow.ledger.audit() == []
             purchases = [t for t in uow.ledger.journal(limit=100_000) if t.amount_fen == 100]
         with db.unit_of_work() as uow:
-            count = uow.session.connection().exec_driver_sql
-            approved = count(
+            run_sql = uow.session.connection().exec_driver_sql
+            approved = run_sql(
                 "SELECT count(*) FROM issuer_authorizations WHERE response_code = '00' AND amount_fen = 100"
                 f" AND NOT starts_with(request_id, '{bench_e2e.HISTORY_ID}')"
             )
@@ -52,7 +52,7 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
                 "acquirer_transactions": "starts_with(terminal_id, 'H')",
             }
             for table, where in history.items():
-                assert count(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one() == 500, table
+                assert run_sql(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one() == 500, table
         # the hosts' groups as reported: every purchase in one issuer transaction, one begun and one answer
         # recorded by the acquirer, each kind's transactions no more than its requests
         kinds = ("issuer authorizations", "acquirer begins", "acquirer answers")

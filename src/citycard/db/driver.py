@@ -67,11 +67,7 @@ class DriverStatement:
         """Every row, each with the statement's column names as attributes."""
         if connection.dialect.driver != "psycopg":
             return [self.row._make(r) for r in connection.execute(self.statement, dict(params))]
-        sql = self._sql or self._compile(connection)
-        values = {**self._defaults, **params} if self._defaults else params
-        # each row's tuple made into the named tuple by ``tuple.__new__`` in C: ``_make`` is a Python call
-        # per row (a clearing batch reads two thousand presentments of some thirty columns)
-        return list(map(_tuple_new, repeat(self.row), _run(connection, sql, values)))
+        return self._named(_run(connection, *self._sent(connection, params)))
 
     def rows_beginning(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """:meth:`rows`, as the statement that opens its unit of work's transaction: on psycopg ``BEGIN``
@@ -85,9 +81,17 @@ class DriverStatement:
             return self.rows(connection, params)
         driver: Any = connection.connection.driver_connection
         assert driver.autocommit and driver.info.transaction_status == _IDLE, "a fresh autocommit connection"
+        _, rows = run_together(connection, [(BEGIN, None), self._sent(connection, params)])
+        return self._named(rows)
+
+    def _sent(self, connection: Connection, params: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        """The SQL text (compiled once) and the values sent with it: ``params`` over the defaults."""
         sql = self._sql or self._compile(connection)
-        values = {**self._defaults, **params} if self._defaults else params
-        _, rows = run_together(connection, [(BEGIN, None), (sql, values)])
+        return sql, ({**self._defaults, **params} if self._defaults else params)
+
+    def _named(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """Each row's tuple made into the named tuple by ``tuple.__new__`` in C: ``_make`` is a Python call
+        per row (a clearing batch reads two thousand presentments of some thirty columns)."""
         return list(map(_tuple_new, repeat(self.row), rows))
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any:
