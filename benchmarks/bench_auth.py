@@ -5,6 +5,8 @@ measured in the same run on the same server (issue 8, "Performance").
 count), ``CITYCARD_BENCH_SECONDS`` (default 5, per measurement), ``CITYCARD_BENCH_GROUP`` (default 1:
 ``IssuerService.authorize`` per request; k > 1: ``IssuerService.authorize_many`` of k requests of k distinct
 cards at a time, the issuer front end's group commit, each request's latency the group's),
+``CITYCARD_BENCH_HISTORY`` (default 100 000 rows of earlier traffic in each table an authorization grows,
+then ``ANALYZE``, before the clients start: ``benchmarks/history.py``; 0, a fresh database),
 ``CITYCARD_TEST_POSTGRES_URL``.
 
 - citycard: N client processes (forked, each its own engine and ``IssuerService`` over the same software
@@ -57,6 +59,7 @@ from citycard.issuer.commands import (
 from citycard.issuer.handlers import IssuerService
 
 from benchmarks.bench_issuer import _field55, _id_number
+from benchmarks.history import HISTORY, make_history
 
 __all__ = ["RoundTripCounter", "main"]
 
@@ -186,6 +189,8 @@ def _authorizations(clients: int, seconds: float) -> _AuthRow:
         hsm = SoftHsm(os.urandom(32))
         try:
             work = _setup(db, hsm, clients)
+            if HISTORY:
+                make_history(db, HISTORY)
         finally:
             db.close()
         context = multiprocessing.get_context("fork")
@@ -292,7 +297,7 @@ def main() -> None:
     rows = _with_pgbench_database(measure)
     print(
         f"purchase authorizations on PostgreSQL ({POSTGRES_URL.split('@')[-1]}),"
-        f" {seconds:g} s per measurement; {GROUP} request(s) per transaction;"
+        f" {seconds:g} s per measurement; {GROUP} request(s) per transaction; history {HISTORY} rows a table;"
     )
     print("baseline: pgbench, one-row UPDATE per transaction, same clients, before and after")
     header = (

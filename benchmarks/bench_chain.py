@@ -7,7 +7,8 @@ test acquirer MACing each request and checking each answer under its leg's key a
 ``python -m benchmarks chain``. Setup as ``bench_issuer`` (a bank, registered funded cards, ARQCs made
 beforehand with the crypto functions); each ISO 8583 0200 goes test acquirer link → switch (routing, a link
 per issuer) → issuer front end (thread pool) → the service, and back. SQLite file (WAL); PostgreSQL too when
-reachable at ``CITYCARD_TEST_POSTGRES_URL``.
+reachable at ``CITYCARD_TEST_POSTGRES_URL``, its tables starting with ``CITYCARD_BENCH_HISTORY`` rows of
+earlier traffic (default 100 000; 0, a fresh database: ``benchmarks/history.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from citycard.net.loop import run as run_loop
 
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_issuer import _field55, _id_number, _postgres, _sqlite
+from .history import HISTORY, make_history
 
 __all__ = ["main"]
 
@@ -158,6 +160,8 @@ def _measure(
     db, cleanup = open_db()
     try:
         service, hsm, pans, institution = _setup(db)
+        if HISTORY and db.engine.dialect.name == "postgresql":
+            make_history(db, HISTORY)
         cards = _Cards(hsm, pans)
         direct = _direct(service, cards)
         one, many = run_loop(_chain(Issuer(service, db, Path(".")), cards, institution, 1))
@@ -173,7 +177,10 @@ def main() -> None:
         rows.append(_measure("PostgreSQL", _postgres))
     except OperationalError as exc:
         print(f"PostgreSQL skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    print(f"{AUTHS} purchase authorizations per column over {CARDS} cards (authorizations/s)")
+    print(
+        f"{AUTHS} purchase authorizations per column over {CARDS} cards (authorizations/s);"
+        f" PostgreSQL's tables start with {HISTORY} rows of history each"
+    )
     print(f"{'database':<20} {'direct':>8} {'chain, 1':>9} {'ratio':>6} {f'chain, {CARDS}':>10} {'ratio':>6}")
     for name, direct, one, many in rows:
         print(

@@ -24,15 +24,13 @@ Set-up (not timed): a bank with N funded cards, a merchant acquired by that bank
 center's registry (their TMKs in the platform HSM and in the terminals' own key store), every ARQC made
 beforehand in ATC order.
 
-History (set-up, not timed): the tables an authorization looks up and grows — the issuer's stored
-authorizations (a retry's request id) and unpredictable numbers (a replay), the acquirer's records — start
-with ``CITYCARD_BENCH_HISTORY`` rows each of earlier traffic (other cards, terminals and request ids, so none
-meets the run's) and the database is then analyzed, as on a platform that has been running. On a fresh
-database PostgreSQL makes the hosts' prepared statements' generic plans on near-empty tables — the issuer's
-read ahead then looks its request ids and unpredictable numbers up by hashing the whole table — and keeps
-them until autovacuum's first ``ANALYZE`` of the grown tables, up to a minute into the run: in the 10 s
-measured, the read ahead's wait grows with every row written (docs/performance.md, "a fresh database's
-plans"). 0 measures that fresh start.
+History (set-up, not timed, ``benchmarks/history.py``): the tables an authorization looks up and grows — the
+issuer's stored authorizations (a retry's request id) and unpredictable numbers (a replay), the acquirer's
+records — start with ``CITYCARD_BENCH_HISTORY`` rows each of earlier traffic (other cards, terminals and
+request ids, so none meets the run's) and the database is then analyzed, as on a platform that has been
+running, so that the hosts' prepared statements are planned on tables of a running platform's size, not on a
+fresh database's near-empty ones (docs/performance.md, "a fresh database's plans"). 0 measures that fresh
+start.
 
 Each terminal signs on to the acquirer (PIK and MAK under its TMK), then sends purchases of its own card back
 to back (one in flight per terminal: a terminal waits for its answer), each MACed under its MAK in its own
@@ -90,6 +88,7 @@ from citycard.net.loop import server_heap
 from .bench_auth import _pgbench, _with_pgbench_database
 from .bench_chain import _Cards, _setup
 from .bench_issuer import _postgres
+from .history import HISTORY, make_history
 from .relay_floor import Floor
 from .relay_floor import measure as measure_floor
 from .timing import process_cpu_s
@@ -109,10 +108,6 @@ MOST_PER_S = 2500
 """ARQCs are made beforehand for this rate over all terminals (a terminal that runs out stops early)."""
 PGBENCH_CLIENTS = 4
 MERCHANT = "BENCH0000000001"
-HISTORY = int(os.environ.get("CITYCARD_BENCH_HISTORY", "100000"))
-"""Rows of earlier traffic in each table an authorization grows (module docstring, "History")."""
-HISTORY_ID = "history-"
-"""The request ids of the history's authorizations start so (the run's are ``<acquirer id>-<RRN>``)."""
 
 
 def _free_port() -> int:
@@ -149,33 +144,6 @@ def _register(db: Database, platform: SoftHsm, terminals: int) -> SoftHsm:
         uow.rrns.next_value()
         uow.commit()
     return own
-
-
-def _history(db: Database, rows: int) -> None:
-    """``rows`` of earlier traffic in each table an authorization grows, then ``ANALYZE`` (module docstring,
-    "History"): authorizations and unpredictable numbers of cards that are not the run's (PANs of BIN
-    999999), records of terminals that are not the run's (IDs ``H…``) under RRNs from 900000000000 up (the
-    acquirer's sequence starts at 1)."""
-    series = f"FROM generate_series(1, {int(rows)}) AS g"
-    pan = "'999999' || lpad(g::text, 10, '0')"
-    with db.engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO issuer_authorizations (request_id, pan, kind, fingerprint, response_code,"
-            " amount_fen, response, transfer_ids, created_ns)"
-            f" SELECT '{HISTORY_ID}' || g, {pan}, 'purchase', md5(g::text), '00', 1 + mod(g, 5000), '', '', g"
-            f" {series}"
-        )
-        connection.exec_driver_sql(
-            f"INSERT INTO issuer_unpredictable_numbers (pan, un, atc) SELECT {pan}, '00000000', 1 {series}"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO acquirer_transactions (terminal_id, batch, stan, merchant_id, rrn, kind, amount_fen,"
-            " status, response_code, created_ns, updated_ns)"
-            " SELECT 'H' || lpad((g / 100000)::text, 7, '0'), 1, mod(g, 100000), 'HISTORY00000001',"
-            f" (900000000000 + g)::text, 'purchase', 1 + mod(g, 5000), 'answered', '00', g, g {series}"
-        )
-    with db.engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
 
 Grouped = dict[str, tuple[int, int]]
@@ -496,7 +464,7 @@ def _measure(
         service, hsm, pans, _ = _setup_cards(db, terminals)
         own = _register(db, hsm, terminals)
         if HISTORY:
-            _history(db, HISTORY)
+            make_history(db, HISTORY)
         cards = _Cards(hsm, pans)
         per_terminal = int(MOST_PER_S * (WARM_UP_S + SECONDS) / terminals) + 1
         f55s = [[cards.field55(pan) for _ in range(per_terminal)] for pan in pans]

@@ -20,6 +20,7 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from benchmarks import bench_e2e
+    from benchmarks.history import HISTORY_ID
 
     settings = (("TERMINALS", 3), ("SECONDS", 0.5), ("WARM_UP_S", 0.2), ("LAYOUT", "one"), ("HISTORY", 500))
     for name, value in settings:
@@ -42,12 +43,12 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
             run_sql = uow.session.connection().exec_driver_sql
             approved = run_sql(
                 "SELECT count(*) FROM issuer_authorizations WHERE response_code = '00' AND amount_fen = 100"
-                f" AND NOT starts_with(request_id, '{bench_e2e.HISTORY_ID}')"
+                f" AND NOT starts_with(request_id, '{HISTORY_ID}')"
             )
             assert approved.scalar_one() == len(purchases) > 0  # one posting per approval, none twice
             # the history the run started with (earlier traffic: the module docstring), there as made
             history = {
-                "issuer_authorizations": f"starts_with(request_id, '{bench_e2e.HISTORY_ID}')",
+                "issuer_authorizations": f"starts_with(request_id, '{HISTORY_ID}')",
                 "issuer_unpredictable_numbers": "starts_with(pan, '999999')",
                 "acquirer_transactions": "starts_with(terminal_id, 'H')",
             }
