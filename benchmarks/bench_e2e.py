@@ -89,6 +89,7 @@ from citycard.hosts.acquirer import AcquirerConfig
 from citycard.hosts.issuer import DEFAULT_WORKERS
 from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 from citycard.hsm import KeyUsage
+from citycard.hsm.api import KeyHandle
 from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link
@@ -288,6 +289,8 @@ class _Terminal:
     def __init__(self, index: int, own: SoftHsm, link: Iso8583Link, pan: str) -> None:
         self.id, self.own, self.link, self.pan = _terminal_id(index), own, link, pan
         self.stan = 0
+        self.mak: KeyHandle | None = None
+        """The MAK this terminal's sign-on imported (:meth:`sign_on`)."""
 
     def _next_stan(self) -> int:
         self.stan += 1
@@ -306,14 +309,15 @@ class _Terminal:
         assert answer.approved and answer.private62 is not None, answer
         keys = SignOnKeys.decode(answer.private62)
         tmk = self.own.get(tmk_label(self.id))
-        self.own.import_working_key(
+        self.mak = self.own.import_working_key(
             f"{self.id}/mak", tmk, KeyUsage.MAC_X9_19, keys.mak_under_tmk, keys.mak_check_value, replace=True
         )
 
     def answer_verifies(self, answer: Message) -> bool:
         """Whether field 64 of ``answer`` is there and is its MAC under the MAK, as a terminal checks it
         (``hosts.terminal``: an approval without a MAC that verifies is not believed)."""
-        mak = self.own.get(f"{self.id}/mak")
+        mak = self.mak
+        assert mak is not None, "signed on"
         return answer.mac is not None and mac_matches(
             answer.to_bytes(), lambda block: self.own.pos_mac(mak, block)
         )
@@ -336,7 +340,8 @@ class _Terminal:
             field60=Field60("22", 1),
             mac=bytes(8),
         )
-        mak = self.own.get(f"{self.id}/mak")
+        mak = self.mak
+        assert mak is not None, "signed on"
         if hasattr(message, "signed"):  # encoded once (absent in code before it: a baseline)
             return message.signed(lambda block: self.own.pos_mac(mak, block))
         mac = with_mac(message.to_bytes(), lambda block: self.own.pos_mac(mak, block))[-8:]

@@ -14,21 +14,14 @@ from citycard.db import Database
 @pytest.mark.postgres
 def test_the_auth_benchmark_runs_on_tables_that_start_with_history(monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import bench_auth
-    from benchmarks.history import HISTORY_ID, make_history
+    from benchmarks.history import HISTORY_TABLES, count_history, make_history
 
     seen: dict[str, int] = {}
 
     def history_then_count(db: Database, rows: int) -> None:
         make_history(db, rows)
         with db.engine.connect() as connection:
-            for table, where in (
-                ("issuer_authorizations", f"starts_with(request_id, '{HISTORY_ID}')"),
-                ("issuer_unpredictable_numbers", "starts_with(pan, '999999')"),
-                ("acquirer_transactions", "starts_with(terminal_id, 'H')"),
-            ):
-                seen[table] = connection.exec_driver_sql(
-                    f"SELECT count(*) FROM {table} WHERE {where}"
-                ).scalar_one()
+            seen.update(count_history(connection.exec_driver_sql))
 
     settings: tuple[tuple[str, Any], ...] = (
         ("HISTORY", 300),
@@ -39,8 +32,6 @@ def test_the_auth_benchmark_runs_on_tables_that_start_with_history(monkeypatch: 
     for name, value in settings:
         monkeypatch.setattr(bench_auth, name, value)
     row = bench_auth._authorizations(2, 0.2)  # asserts every answer an approval and the books balanced
-    assert seen == dict.fromkeys(
-        ("issuer_authorizations", "issuer_unpredictable_numbers", "acquirer_transactions"), 300
-    )
+    assert seen == dict.fromkeys(HISTORY_TABLES, 300)
     assert row.clients == 2 and row.auths_per_s > 0 and row.p50_ms <= row.p99_ms
     assert row.round_trips > 0 and row.cpu_ms > 0

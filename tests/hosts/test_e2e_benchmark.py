@@ -20,7 +20,7 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from benchmarks import bench_e2e
-    from benchmarks.history import HISTORY_ID
+    from benchmarks.history import HISTORY_ID, HISTORY_TABLES, count_history
 
     settings = (("TERMINALS", 3), ("SECONDS", 0.5), ("WARM_UP_S", 0.2), ("LAYOUT", "one"), ("HISTORY", 500))
     for name, value in settings:
@@ -47,13 +47,7 @@ def test_the_end_to_end_benchmark_runs_and_every_purchase_is_approved_and_posted
             )
             assert approved.scalar_one() == len(purchases) > 0  # one posting per approval, none twice
             # the history the run started with (earlier traffic: the module docstring), there as made
-            history = {
-                "issuer_authorizations": f"starts_with(request_id, '{HISTORY_ID}')",
-                "issuer_unpredictable_numbers": "starts_with(pan, '999999')",
-                "acquirer_transactions": "starts_with(terminal_id, 'H')",
-            }
-            for table, where in history.items():
-                assert run_sql(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one() == 500, table
+            assert count_history(run_sql) == dict.fromkeys(HISTORY_TABLES, 500)
         # the hosts' groups as reported: every purchase in one issuer transaction, one begun and one answer
         # recorded by the acquirer, each kind's transactions no more than its requests
         kinds = ("issuer authorizations", "acquirer begins", "acquirer answers")
