@@ -46,17 +46,19 @@ class Proxy:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
-            with contextlib.suppress(Exception):
-                while (frame := await read_frame(src, body_timeout_s=10)) is not None:
-                    if not down:
-                        self.requests.append(frame[13:15].hex())
-                    if down and self.answers and frame[7 + 6 : 7 + 6 + 2] in self.mtis:
-                        changed = self.answers.pop(0)(frame)
-                        if changed is None:
-                            continue
-                        frame = changed
-                    await write_frame(dst, frame)
-            dst.close()
+            try:
+                with contextlib.suppress(Exception):
+                    while (frame := await read_frame(src, body_timeout_s=10)) is not None:
+                        if not down:
+                            self.requests.append(frame[13:15].hex())
+                        if down and self.answers and frame[7 + 6 : 7 + 6 + 2] in self.mtis:
+                            changed = self.answers.pop(0)(frame)
+                            if changed is None:
+                                continue
+                            frame = changed
+                        await write_frame(dst, frame)
+            finally:  # also when stop() cancels the pump
+                dst.close()
 
         tasks = [
             asyncio.create_task(pump(reader, up_writer, False)),
