@@ -4,7 +4,8 @@ rate measured on the same server just before and just after, in the same run.
 
 ``python -m benchmarks e2e``. Environment: ``CITYCARD_BENCH_TERMINALS`` (default 20; a list such as
 ``1,10,20,60`` runs each count in turn, each between its own pgbench runs, and ends with the load curve: a
-line per count), ``CITYCARD_BENCH_SECONDS`` (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the
+line per count, then drawn — throughput and p99 as bars with issue 8's targets marked, and the targets each
+count meets), ``CITYCARD_BENCH_SECONDS`` (default 10), ``CITYCARD_BENCH_LAYOUT`` (``processes``, the
 default: acquirer, switch and issuer front end each in a process of its own, forked after the set-up, as
 ``citycard serve`` runs them; ``one``: all three in one process and event loop, as ``citycard up`` runs
 them),
@@ -119,6 +120,9 @@ MOST_PER_S = 2500
 """ARQCs are made beforehand for this rate over all terminals (a terminal that runs out stops early)."""
 PGBENCH_CLIENTS = 4
 MERCHANT = "BENCH0000000001"
+TARGET_RATE, TARGET_RATIO, TARGET_P99_MS = 1_500.0, 0.3, 50.0
+"""Issue 8's targets, end to end: authorizations/s, the rate over pgbench's one-row-update rate, p99 ms."""
+BAR_WIDTH = 40
 
 
 def _free_port() -> int:
@@ -594,6 +598,7 @@ def _run(terminals: int) -> tuple[_Row, float, Floor]:
         f"   (pgbench before {before:.0f}, after {after:.0f})"
     )
     print(f"requests per database transaction: {_per_transaction(row)}")
+    print(f"issue 8's targets: {_targets(row, pgbench)}")
     print(
         "CPU ms per authorization: "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in row.cpu_ms.items())
@@ -637,3 +642,57 @@ def _summary(rows: list[tuple[int, _Row, float, Floor]]) -> None:
             f"{sum(floor.cpu_ms.values()):.3f}",
         )
         print(" ".join(f"{cell:>11}" for cell in cells) + f"  {_per_transaction(row)}")
+    _chart(rows)
+
+
+def _met(row: _Row, pgbench: float) -> dict[str, bool]:
+    """Which of issue 8's targets this count's run meets."""
+    return {
+        f"≥ {TARGET_RATE:,.0f} auth/s": row.rate >= TARGET_RATE,
+        f"≥ {TARGET_RATIO:g} of pgbench": row.rate / pgbench >= TARGET_RATIO,
+        f"p99 ≤ {TARGET_P99_MS:g} ms": row.p99_ms <= TARGET_P99_MS,
+    }
+
+
+def _targets(row: _Row, pgbench: float) -> str:
+    measured = (f"{row.rate:.0f}", f"{row.rate / pgbench:.3f}", f"{row.p99_ms:.1f}")
+    return ", ".join(
+        f"{target} {'met' if ok else 'not met'} ({value})"
+        for (target, ok), value in zip(_met(row, pgbench).items(), measured, strict=True)
+    )
+
+
+def _bar(value: float, top: float, target: float, width: int = BAR_WIDTH) -> str:
+    """``value`` as a bar of ``width`` cells on a scale up to ``top``, the cell where ``target`` falls
+    marked ``|`` (over the bar where the value reaches it)."""
+    assert top > 0 and 0 <= target <= top and width > 1
+    filled = min(width, round(max(value, 0.0) / top * width))
+    cells = ["#" if cell < filled else "." for cell in range(width)]
+    cells[min(width - 1, round(target / top * width))] = "|"
+    return "".join(cells)
+
+
+def _chart(rows: list[tuple[int, _Row, float, Floor]]) -> None:
+    """The load curve drawn: throughput and p99 by count of terminals, each bar with its target marked,
+    and the targets each count meets."""
+    top_rate = max(TARGET_RATE, *(row.rate for _, row, _, _ in rows)) * 1.05
+    top_p99 = max(TARGET_P99_MS, *(row.p99_ms for _, row, _, _ in rows)) * 1.05
+    print()
+    print(
+        "the load curve against issue 8's targets"
+        f" (| marks the target: {TARGET_RATE:,.0f} auth/s, p99 {TARGET_P99_MS:g} ms)"
+    )
+    print(f"{'terminals':>9}  {'auth/s':<{BAR_WIDTH + 7}}  {'p99 ms':<{BAR_WIDTH + 7}}  targets met")
+    for terminals, row, pgbench, _ in rows:
+        met = [target for target, ok in _met(row, pgbench).items() if ok]
+        print(
+            f"{terminals:>9}  {_bar(row.rate, top_rate, TARGET_RATE)} {row.rate:>6.0f}"
+            f"  {_bar(row.p99_ms, top_p99, TARGET_P99_MS)} {row.p99_ms:>6.1f}"
+            f"  {', '.join(met) or 'none'}"
+        )
+    everywhere = [terminals for terminals, row, pgbench, _ in rows if all(_met(row, pgbench).values())]
+    print(
+        f"all three targets met at: {', '.join(map(str, everywhere))} terminals"
+        if everywhere
+        else "all three targets met together at no count of terminals"
+    )

@@ -67,3 +67,23 @@ def test_the_floor_relays_every_frame_unchanged_through_three_forked_hops() -> N
     assert floor.rate > 0
     assert set(floor.cpu_ms) == {"terminals", *PLACES}
     assert all(ms >= 0 for ms in floor.cpu_ms.values())
+
+
+def test_the_load_curve_draws_each_bar_to_scale_with_its_target_marked_and_names_the_targets_met() -> None:
+    from benchmarks import bench_e2e
+
+    assert bench_e2e._bar(750, 1500, 1500, width=10) == "#####....|"
+    assert bench_e2e._bar(1800, 2000, 1500, width=8) == "######|."  # the mark over the bar's cells
+    assert bench_e2e._bar(5000, 2000, 1000, width=4) == "##|#"  # beyond the scale: the whole width
+    assert bench_e2e._bar(0, 100, 0, width=4) == "|..."
+
+    def row(rate: float, p99_ms: float) -> bench_e2e._Row:
+        return bench_e2e._Row(rate, p99_ms / 2, p99_ms, {}, {}, {})
+
+    # each target at its bound is met; just past it is not
+    assert list(bench_e2e._met(row(1500, 50.0), 5000).values()) == [True, True, True]
+    assert list(bench_e2e._met(row(1499, 50.1), 4996).values()) == [False, True, False]
+    assert list(bench_e2e._met(row(1500, 49.0), 5001).values()) == [True, False, True]
+    assert bench_e2e._targets(row(700, 41.7), 9000) == (
+        "≥ 1,500 auth/s not met (700), ≥ 0.3 of pgbench not met (0.078), p99 ≤ 50 ms met (41.7)"
+    )
