@@ -192,7 +192,7 @@ def test_the_link_reports_a_format_error_answer_as_a_malformed_response_with_its
         fields = {n: raw.fields[n] for n in (11, 41, 42)} | {39: "30"}
         reply = Frame(frame.tpdu.reply(), frame.header, encode_message(RawMessage("0210", fields)))
         await write_frame(writer, encode_frame(reply))
-        await reader.read()  # until the link hangs up on the malformed answer
+        await reader.read()  # until the link closes its side
         writer.close()
 
     async def scenario() -> None:
