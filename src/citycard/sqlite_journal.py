@@ -283,10 +283,11 @@ class SqliteJournal:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
-    def voids_of(self, txn_id: str) -> list[JournalEntry]:
-        """The voids journaled for the purchase ``txn_id`` (any state), oldest first."""
+    def follow_ups_of(self, txn_id: str) -> list[JournalEntry]:
+        """The voids and refunds journaled for the purchase ``txn_id`` (any state), oldest first."""
         rows = self._db.execute(
-            "SELECT * FROM txn WHERE kind='void' AND original_txn_id=? ORDER BY created, batch, stan",
+            "SELECT * FROM txn WHERE kind IN ('void', 'refund') AND original_txn_id=?"
+            " ORDER BY created, batch, stan",
             (txn_id,),
         )
         return [self._entry(row) for row in rows]

@@ -298,18 +298,21 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
             )
             voided = await terminal.send(void)
             orphan = await terminal.send(replace(void, stan=32, original="0000090000091203"))
+            of_voided = await terminal.send(terminal.refund(500, stan=33, original="0000010000301203"))
+            second = await terminal.send(terminal.purchase(stan=34))
             double.mode = "silent"
-            refund = terminal.refund(500, stan=33, original="0000010000301203")
+            refund = terminal.refund(500, stan=35, original="0000010000341203")
             acked = await terminal.send(refund)
             assert acked.response_code == ResponseCode.APPROVED and terminal.verifies(acked)
             double.mode = "answer"
             await eventually(lambda: saf_counts(sqlite) == (0, 1))
         assert voided.response_code == ResponseCode.APPROVED
         assert orphan.response_code == ResponseCode.NO_ORIGINAL_TRANSACTION
+        assert of_voided.response_code == ResponseCode.INVALID_TRANSACTION  # refused at once, not kept
         void_sent = next(m for m in double.received if m.stan == 31)
         assert void_sent.original == "0000010000301203" + (original.rrn or "")
-        advice = [m for m in double.received if isinstance(m, AdviceRequest)][-1]
-        assert advice.rrn == acked.rrn and advice.original == "0000010000301203" + (original.rrn or "")
+        [advice] = [m for m in double.received if isinstance(m, AdviceRequest)]
+        assert advice.rrn == acked.rrn and advice.original == "0000010000341203" + (second.rrn or "")
         assert advice.mac is None and advice.acquirer_id == INSTITUTION
 
     run(scenario())

@@ -5,9 +5,13 @@ queue's backoff."""
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from citycard.acquirer import (
+    AdviceRefusal,
     BeginTransaction,
+    Begun,
     GiveUp,
     QueueAdvice,
     RecordAnswer,
@@ -140,6 +144,7 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
 
     purchase = begin_transaction(begin(TransactionKey(TERMINAL, 1, 1)), uow(), clock)
     assert purchase.record is not None
+    record_answer(RecordAnswer(TransactionKey(TERMINAL, 1, 1), "00"), uow(), clock)  # approved: refundable
     refund_key = TransactionKey(TERMINAL, 1, 2)
 
     def advice_for(rrn: str, original: str | None) -> bytes:
@@ -150,6 +155,7 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
     )
     first = queue_advice(command, uow(), clock)
     second = queue_advice(command, uow(), clock)
+    assert isinstance(first, Begun) and isinstance(second, Begun)
     assert first.record is not None and second.record is not None and first.record.rrn == second.record.rrn
     assert first.record.original_rrn == purchase.record.rrn
     [entry] = due_entries(uow(), clock, SafPolicy())
@@ -165,6 +171,133 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
         clock,
     )
     assert orphan.record is None
+
+
+def test_a_refund_is_refused_at_once_beyond_what_is_left_of_its_purchase_and_nothing_is_kept(
+    database: Database,
+) -> None:
+    """A refund is acknowledged before the issuer sees it, so the acquirer refuses what its records show the
+    issuer would: more than is left of the purchase after its refunds (64). A refund the issuer declined
+    frees its amount; one not answered yet holds it; a repeat is answered as the first time."""
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return acquirer_unit_of_work(database, PROTECTION)
+
+    sale = TransactionKey(TERMINAL, 1, 1)
+    begin_transaction(begin(sale), uow(), clock)  # 12.50
+    record_answer(RecordAnswer(sale, "00"), uow(), clock)
+    stans = itertools.count(2)
+
+    def refund(fen: int, stan: int | None = None) -> Begun | AdviceRefusal:
+        key = TransactionKey(TERMINAL, 1, next(stans) if stan is None else stan)
+        command = BeginTransaction(
+            key, MERCHANT, TransactionKind.REFUND, fen, "622424******0113", original=sale
+        )
+        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+
+    first = refund(1000)  # stan 2, not answered yet: it holds its 10.00
+    assert isinstance(first, Begun) and first.record is not None
+    refused = refund(300)  # stan 3
+    assert refused == AdviceRefusal(
+        "64", "the refund exceeds what is left of the purchase to refund (250 fen)"
+    )
+    with uow() as read:
+        assert read.transactions.get(TransactionKey(TERMINAL, 1, 3)) is None  # nothing kept or queued
+        assert [entry.rrn for entry in read.saf.due(clock(), 10)] == [first.record.rrn]
+    [entry] = due_entries(uow(), clock, SafPolicy())
+    record_saf_results([SafAnswered(entry.id, "61")], uow(), clock, SafPolicy())  # the issuer declined it
+    declined_then = refund(1250)  # stan 4: the declined refund holds nothing
+    assert isinstance(declined_then, Begun) and declined_then.fresh
+    assert refund(1) == AdviceRefusal(
+        "64", "the refund exceeds what is left of the purchase to refund (0 fen)"
+    )
+    again = refund(1000, stan=2)  # a repeat of the first: answered as it was, not judged again
+    assert isinstance(again, Begun) and not again.fresh and again.record is not None
+    assert again.record.rrn == first.record.rrn and again.record.response_code == "61"
+    with uow() as read:
+        groups = {
+            (g.status, g.response_code): (g.count, g.amount_fen)
+            for g in read.transactions.follow_ups(first.record.original_rrn or "")
+        }
+    assert groups == {
+        (TransactionStatus.ANSWERED, "61"): (1, 1000),
+        (TransactionStatus.PENDING, None): (1, 1250),
+    }
+
+
+def test_a_refund_of_a_purchase_declined_reversed_voided_or_unanswered_is_refused(database: Database) -> None:
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return acquirer_unit_of_work(database, PROTECTION)
+
+    stans = itertools.count(100)
+
+    def refund_of(original: TransactionKey) -> Begun | AdviceRefusal:
+        key = TransactionKey(TERMINAL, 1, next(stans))
+        command = BeginTransaction(
+            key, MERCHANT, TransactionKind.REFUND, 100, "622424******0113", original=original
+        )
+        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+
+    declined, reversed_, voided, unanswered, load = (TransactionKey(TERMINAL, 1, n) for n in range(1, 6))
+    for key in (declined, reversed_, voided, unanswered):
+        begin_transaction(begin(key), uow(), clock)
+    begin_transaction(begin(load, TransactionKind.EC_LOAD), uow(), clock)
+    for key, code in ((declined, "51"), (voided, "00"), (load, "00")):
+        record_answer(RecordAnswer(key, code), uow(), clock)
+    give_up(GiveUp(reversed_, b"0400", "98"), uow(), clock)
+    void = begin_transaction(
+        begin(TransactionKey(TERMINAL, 1, 6), TransactionKind.VOID, original=voided), uow(), clock
+    )
+    assert void.record is not None
+    refusals = {key.stan: refund_of(key) for key in (declined, reversed_, voided, unanswered, load)}
+    assert refusals == {
+        1: AdviceRefusal("12", "the original purchase was declined: nothing to give back"),
+        2: AdviceRefusal("12", "the original purchase was reversed"),
+        3: AdviceRefusal("12", f"the original purchase was voided (RRN {void.record.rrn})"),
+        4: AdviceRefusal("12", "the original purchase has no answer yet"),
+        5: AdviceRefusal("12", "the original is a ec_load: only a purchase is refunded"),
+    }
+    record_answer(
+        RecordAnswer(TransactionKey(TERMINAL, 1, 6), "12"), uow(), clock
+    )  # the issuer refused the void
+    assert isinstance(refund_of(voided), Begun)  # a declined void leaves the purchase refundable
+    with uow() as read:
+        assert read.saf.count(SafStatus.PENDING) == 2  # the reversal and the one refund accepted
+
+
+def test_refunds_of_one_purchase_at_once_are_judged_one_after_the_other(database: Database) -> None:
+    """Six refunds of 40 % of one purchase, from six threads at once: the original's row is locked before
+    its refunds are summed, so exactly two are kept and four refused (64), never a third that overdraws."""
+    clock = Clock()
+
+    def uow() -> AcquirerUnitOfWork:
+        return acquirer_unit_of_work(database, PROTECTION)
+
+    sale = TransactionKey(TERMINAL, 1, 1)
+    begin_transaction(begin(sale), uow(), clock)  # 12.50
+    record_answer(RecordAnswer(sale, "00"), uow(), clock)
+    start = threading.Barrier(6, timeout=30)
+
+    def refund(stan: int) -> Begun | AdviceRefusal:
+        key = TransactionKey(TERMINAL, 1, stan)
+        command = BeginTransaction(
+            key, MERCHANT, TransactionKind.REFUND, 500, "622424******0113", original=sale
+        )
+        start.wait()
+        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(refund, range(2, 8)))
+    kept = [o for o in outcomes if isinstance(o, Begun)]
+    assert len(kept) == 2 and all(o.fresh for o in kept)
+    assert [o for o in outcomes if not isinstance(o, Begun)] == [
+        AdviceRefusal("64", "the refund exceeds what is left of the purchase to refund (250 fen)")
+    ] * 4
+    with uow() as read:
+        assert read.saf.count(SafStatus.PENDING) == 2
 
 
 def test_the_saf_backoff_doubles_up_to_its_bound(database: Database) -> None:

@@ -326,3 +326,7 @@ def test_void_and_refund_on_the_command_line(tmp_path, monkeypatch):
         r = runner.invoke(app, ["pos", "refund", "--stan", str(sale["stan"]), "--amount", "30.00"])
         assert r.exit_code == 0 and "approved (00)" in r.output, r.output
         _eventually(lambda: net.status()["deposit_available_fen"] == 50_000 - 5_000)  # refund by SAF
+        r = runner.invoke(app, ["pos", "refund", "--stan", str(sale["stan"]), "--amount", "60.00"])
+        assert r.exit_code == 1 and "only CNY 50.00 of it is left to refund" in r.output, r.output
+        journal = json.loads(runner.invoke(app, ["pos", "journal", "--json"]).output)
+        assert [e["amount_fen"] for e in journal["entries"] if e["kind"] == "refund"] == [3_000]  # none sent

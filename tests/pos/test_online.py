@@ -7,9 +7,10 @@ once. Faults come from a proxy between the terminal and the acquirer (``tests/po
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
 from citycard.hosts.acquirer import mak_label
-from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable
+from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable, RefundRefused
 from citycard.issuer.commands import BlockCard
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
@@ -175,6 +176,39 @@ def test_void_and_refund_give_the_money_back(world: World) -> None:
         refund, code = client.refund(second.entry, 5_000)  # an advice: the acquirer forwards it by SAF
         assert code == "00" and refund.state == "approved" and refund.kind == "refund"
     _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 15_000)
+    assert _balanced(world)
+
+
+def test_a_refund_beyond_what_is_left_or_of_a_voided_purchase_is_refused_and_nothing_posted(
+    world: World,
+) -> None:
+    """The terminal refuses what its journal shows cannot stand, sending nothing; a refund its journal does
+    not link to the earlier ones (a journal from before the link) goes out and the acquirer refuses it (64)
+    from its own records: the terminal journals it declined, and the issuer posts nothing."""
+    with world.client() as client:
+        pos = world.pos(client)
+        voided = pos.purchase(world.tap(), 3_000, pin=lambda _: PIN)
+        sale = pos.purchase(world.tap(), 20_000, pin=lambda _: PIN)
+        assert voided.entry and sale.entry and voided.approved and sale.approved
+        assert pos.void(world.tap(), voided.entry, pin=lambda _: PIN).approved
+        first, code = client.refund(sale.entry, 15_000)
+        assert code == "00" and first.original_txn_id == sale.entry.txn_id
+        sent = len(world.journal.entries(limit=1000))
+        with pytest.raises(RefundRefused, match=r"only CNY 50\.00 of it is left to refund"):
+            client.refund(sale.entry, 6_000)
+        with pytest.raises(RefundRefused, match=r"is voided \(.*approved\): nothing to refund"):
+            client.refund(voided.entry, 1_000)
+        assert len(world.journal.entries(limit=1000)) == sent  # nothing journaled, nothing sent
+        _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 20_000 + 15_000)
+        with closing(sqlite3.connect(world.journal.path)) as raw, raw:  # as a journal from before the link
+            raw.execute("UPDATE txn SET original_txn_id = '' WHERE txn_id = ?", (first.txn_id,))
+        second, code = client.refund(sale.entry, 6_000)  # the terminal no longer sees the first refund
+        assert code == "64" and second.state == "declined"
+        last, code = client.refund(sale.entry, 5_000)  # what is left is still refundable
+        assert code == "00" and last.state == "approved"
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000)
+    time.sleep(0.5)  # a 64 that went to the issuer after all would post now
+    assert world.net.status()["deposit_available_fen"] == 50_000
     assert _balanced(world)
 
 

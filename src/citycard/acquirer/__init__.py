@@ -43,6 +43,8 @@ from .handlers import (
 from .model import (
     MAX_RRN,
     AcquirerTransaction,
+    AdviceRefusal,
+    FollowUps,
     OfflineUpload,
     SafEntry,
     SafKind,
@@ -53,6 +55,7 @@ from .model import (
     TransactionStatus,
     format_rrn,
     parse_original,
+    refund_refusal,
 )
 from .ports import MAX_MOVES, AcquirerUnitOfWork, Clock, OfflineUploads, Rrns, SafQueue, Transactions
 
@@ -61,9 +64,11 @@ __all__ = [
     "MAX_RRN",
     "AcquirerTransaction",
     "AcquirerUnitOfWork",
+    "AdviceRefusal",
     "BeginTransaction",
     "Begun",
     "Clock",
+    "FollowUps",
     "GiveUp",
     "OfflineUpload",
     "OfflineUploads",
@@ -95,6 +100,7 @@ __all__ = [
     "record_answer",
     "record_answers",
     "record_saf_results",
+    "refund_refusal",
     "reverse_at_terminal",
     "store_upload",
 ]

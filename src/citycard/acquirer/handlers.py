@@ -12,7 +12,9 @@ What they guarantee (the store-and-forward rules of issue 8, ``docs/network.md``
   reversal of a known original, or records a *tombstone* for one never seen, so that the original, if it
   comes later, is refused and never forwarded (a transaction the acquirer never forwarded needs no
   reversal upstream).
-- **An advice is acknowledged once persisted** (:func:`queue_advice`), with its RRN, and forwarded by SAF.
+- **An advice is acknowledged once persisted** (:func:`queue_advice`), with its RRN, and forwarded by SAF;
+  a refund its original's records show the issuer would refuse (voided, declined, more than is left) is
+  refused at once instead.
 - **SAF**: :func:`due_entries`, then :func:`record_saf_results` for the batch: answered (done) or failed
   (retried after a backoff that doubles up to a bound, :class:`~.model.SafPolicy`). Delivery is at least
   once; the issuer's idempotency (request id 32-37, reversals ``R`` + it) makes it exactly once.
@@ -41,6 +43,7 @@ from .model import (
     TRANSITIONS,
     UNNUMBERED,
     AcquirerTransaction,
+    AdviceRefusal,
     OfflineUpload,
     SafEntry,
     SafKind,
@@ -50,6 +53,7 @@ from .model import (
     TransactionKind,
     TransactionStatus,
     format_rrn,
+    refund_refusal,
 )
 from .ports import MAX_MOVES, AcquirerUnitOfWork, Clock
 
@@ -365,12 +369,26 @@ def reverse_at_terminal(
     return ReversalOutcome.QUEUED, original
 
 
-def queue_advice(cmd: QueueAdvice, uow: AcquirerUnitOfWork, clock: Clock) -> Begun:
+def queue_advice(cmd: QueueAdvice, uow: AcquirerUnitOfWork, clock: Clock) -> Begun | AdviceRefusal:
     """Begin the advice's transaction and queue it for forwarding, in one transaction; a repeat finds both.
-    ``record`` is None when its original is unknown (answered 25, nothing queued)."""
+    ``record`` is None when its original is unknown (answered 25, nothing queued). A new refund that the
+    records show the issuer would refuse (:func:`~.model.refund_refusal`) is refused: nothing is kept. Its
+    original is locked first, so two refunds of one purchase are judged one after the other."""
     now = clock()
     with uow:
-        begun = _begin(cmd.begin, uow, now)
+        begin = cmd.begin
+        if (
+            begin.kind == TransactionKind.REFUND
+            and begin.original is not None
+            and uow.transactions.get(begin.key) is None  # a repeat is answered as it was the first time
+        ):
+            original = uow.transactions.get(begin.original, for_update=True)
+            if original is not None and original.status != TransactionStatus.TOMBSTONE:
+                follow_ups = uow.transactions.follow_ups(original.rrn)
+                refusal = refund_refusal(original, follow_ups, begin.amount_fen or 0)
+                if refusal is not None:
+                    return refusal
+        begun = _begin(begin, uow, now)
         if begun.record is None or begun.refused:
             return begun
         record = begun.record

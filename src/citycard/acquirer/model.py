@@ -23,13 +23,18 @@ Sources: 中国银联 "POS终端消息域说明" (fields 11, 37, 41, 60.2, 61), 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from citycard.codec.iso8583.codes import ResponseCode
 
 __all__ = [
     "MAX_RRN",
     "UNNUMBERED",
     "AcquirerTransaction",
+    "AdviceRefusal",
+    "FollowUps",
     "OfflineUpload",
     "SafEntry",
     "SafKind",
@@ -40,6 +45,7 @@ __all__ = [
     "TransactionStatus",
     "format_rrn",
     "parse_original",
+    "refund_refusal",
 ]
 
 MAX_RRN: Final = 999_999_999_999
@@ -141,6 +147,69 @@ class AcquirerTransaction:
     def moved(self, event: str) -> TransactionStatus | None:
         """The status after ``event``, or None when the table has no such transition."""
         return TRANSITIONS.get((self.status, event))
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceRefusal:
+    """Why the acquirer answers an advice at once with ``code`` and keeps and queues nothing."""
+
+    code: str
+    reason: str
+
+
+_APPROVED_CODES: Final = frozenset(code.value for code in ResponseCode if code.approved)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUps:
+    """The voids or the refunds of one transaction that share a status and a response code: how many, their
+    amounts summed, the lowest of their RRNs (``Transactions.follow_ups``)."""
+
+    kind: TransactionKind
+    status: TransactionStatus
+    response_code: str | None
+    count: int
+    amount_fen: int
+    first_rrn: str
+
+
+def _stands(status: TransactionStatus, response_code: str | None) -> bool:
+    """Approved, or not answered yet (it may be approved): it counts against its original."""
+    if status == TransactionStatus.PENDING:
+        return True
+    return status == TransactionStatus.ANSWERED and response_code in _APPROVED_CODES
+
+
+def refund_refusal(
+    original: AcquirerTransaction, follow_ups: Iterable[FollowUps], amount_fen: int
+) -> AdviceRefusal | None:
+    """Why a refund of ``amount_fen`` from ``original`` (the terminal's record it names in field 61) is
+    refused at once, or None. A refund is an advice: the acquirer answers it 0230 ``00`` as soon as it is
+    kept and forwards it later, so the terminal's receipt says approved before the issuer has seen it. What
+    the acquirer's own records show the issuer would refuse is therefore refused here, with the issuer's
+    codes (``issuer.decision``): an original that is not a purchase, not approved, reversed or voided
+    (``12``); more than what is left of the purchase after its refunds (``64``). ``follow_ups`` are the
+    voids and refunds of ``original``; those declined or reversed do not count, those not answered yet do
+    (they may be approved)."""
+    if original.kind != TransactionKind.PURCHASE:
+        return AdviceRefusal("12", f"the original is a {original.kind}: only a purchase is refunded")
+    if original.status == TransactionStatus.REVERSAL_QUEUED:
+        return AdviceRefusal("12", "the original purchase was reversed")
+    if original.status != TransactionStatus.ANSWERED:
+        return AdviceRefusal("12", "the original purchase has no answer yet")
+    if not _stands(original.status, original.response_code):
+        return AdviceRefusal("12", "the original purchase was declined: nothing to give back")
+    standing = [group for group in follow_ups if _stands(group.status, group.response_code)]
+    voids = sorted(group.first_rrn for group in standing if group.kind == TransactionKind.VOID)
+    if voids:
+        return AdviceRefusal("12", f"the original purchase was voided (RRN {voids[0]})")
+    refunded = sum(group.amount_fen for group in standing if group.kind == TransactionKind.REFUND)
+    remaining = (original.amount_fen or 0) - refunded
+    if amount_fen > remaining:
+        return AdviceRefusal(
+            "64", f"the refund exceeds what is left of the purchase to refund ({remaining} fen)"
+        )
+    return None
 
 
 class SafKind(enum.StrEnum):

@@ -14,6 +14,7 @@ from citycard.codec.iso8583.totals import BatchTotals
 
 from .model import (
     AcquirerTransaction,
+    FollowUps,
     OfflineUpload,
     SafEntry,
     SafKind,
@@ -82,6 +83,10 @@ class Transactions(Protocol):
 
     def update(self, record: AcquirerTransaction) -> None: ...
     def by_rrn(self, rrn: str) -> AcquirerTransaction | None: ...
+    def follow_ups(self, original_rrn: str) -> list[FollowUps]:
+        """The voids and refunds that name the transaction of RRN ``original_rrn``, summed by kind, status
+        and response code."""
+        ...
 
 
 class SafQueue(Protocol):

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from citycard.acquirer import ports
 from citycard.acquirer.model import (
     AcquirerTransaction,
+    FollowUps,
     OfflineUpload,
     SafEntry,
     SafKind,
@@ -492,6 +493,18 @@ class SqlTransactions(_Repo):
     def by_rrn(self, rrn: str) -> AcquirerTransaction | None:
         row = self.session.execute(select(acquirer_transactions).where(_TX.rrn == rrn)).first()
         return None if row is None else _record(row)
+
+    def follow_ups(self, original_rrn: str) -> list[FollowUps]:
+        by = (_TX.kind, _TX.status, _TX.response_code)
+        query = (
+            select(*by, func.count(), func.coalesce(func.sum(_TX.amount_fen), 0), func.min(_TX.rrn))
+            .where(_TX.original_rrn == original_rrn)
+            .group_by(*by)
+        )
+        return [
+            FollowUps(TransactionKind(kind), TransactionStatus(status), code, int(count), int(fen), rrn)
+            for kind, status, code, count, fen, rrn in self.session.execute(query)
+        ]
 
 
 _SAF = acquirer_saf.c

@@ -10,7 +10,9 @@ card's uploads). ``message`` (the clear message) is only in rows written before 
 is stored (field 52 is dropped from the messages kept). Migration ``0009_acquirer``;
 ``0015_public_services`` adds ``service_ref`` (field 48 of a payment at a public-service counter, as text
 ``HR-202612030017``: ``citycard.codec.iso8583.service``) to the records and the uploads, where clearing
-copies it to ``clearing_items.service_ref``.
+copies it to ``clearing_items.service_ref``. ``0032_refund_follow_ups`` indexes the records that follow up
+another (voids and refunds, by ``original_rrn``): the acquirer sums a purchase's refunds before it accepts
+another.
 
 ``0022_clearing_staged_columns`` adds what clearing needs of an upload, decoded when the acquirer stores it
 (``citycard.db.acquirer_repositories.upload_columns``), so that clearing stages a day with one
@@ -33,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 from .tables import metadata
@@ -63,6 +66,13 @@ acquirer_transactions = Table(
     Column("created_ns", BigInteger, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
     Column("service_ref", String(32), nullable=True),  # field 48: a public service's reference (0012)
+    # a refund's voids and refunds of its original (0032); purchases (no original) are not in it
+    Index(
+        "ix_acquirer_transactions_original_rrn",
+        "original_rrn",
+        postgresql_where=text("original_rrn IS NOT NULL"),
+        sqlite_where=text("original_rrn IS NOT NULL"),
+    ),
 )
 
 acquirer_saf = Table(

@@ -22,10 +22,12 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
    legs, and a decline of the EC card's leg comes after the other account's was posted. The answer is
    relayed with 64 under the terminal's MAK.
 5. **Advices** 0220 (refunds): persisted with their RRN and queued, then acknowledged 0230 ``00``;
-   forwarded by the SAF task. **Reversals** 0400/0420 from a terminal: the original is found by 61 (or
-   60.2 and 11); queued (or a tombstone recorded), then acknowledged 0410 ``00``. **Offline uploads** 0320
-   (60.1 ``36``, field 55): kept for clearing, acknowledged 0330 ``00`` per record, a repeat acknowledged
-   again and not kept twice.
+   forwarded by the SAF task. A refund the records show the issuer would refuse is answered at once and
+   not kept: its purchase declined, reversed or voided ``12``, more than is left of it after its refunds
+   ``64`` (``acquirer.refund_refusal``). **Reversals** 0400/0420 from a terminal: the original is found
+   by 61 (or 60.2 and 11); queued (or a tombstone recorded), then acknowledged 0410 ``00``. **Offline
+   uploads** 0320 (60.1 ``36``, field 55): kept for clearing, acknowledged 0330 ``00`` per record, a repeat
+   acknowledged again and not kept twice.
 6. **SAF task**: drains the queue to the switch (reversals 0400, repeated as 0420; advices 0220); an entry
    is done when answered with any code but 91, 96, 98, A0, else retried after a doubling backoff.
 7. **Zone MAC** (``zone``, ``citycard.hosts.zone``): everything sent to the switch carries field 64 under
@@ -56,6 +58,7 @@ from citycard.acquirer import (
     MAX_MOVES,
     AcquirerTransaction,
     AcquirerUnitOfWork,
+    AdviceRefusal,
     BeginTransaction,
     Begun,
     GiveUp,
@@ -635,6 +638,8 @@ class AcquirerHost:
             original,
         )
         begun = await self._db(lambda: queue_advice(QueueAdvice(begin, advice_for), self._uow(), self._clock))
+        if isinstance(begun, AdviceRefusal):
+            raise _Refused(ResponseCode(begun.code), begun.reason)
         if begun.record is None:
             raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "the original is not in the records")
         if begun.refused:

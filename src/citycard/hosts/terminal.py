@@ -58,7 +58,7 @@ from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsag
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
 from citycard.net.loop import new_event_loop
-from citycard.pos.journal import JournalEntry, State
+from citycard.pos.journal import FOLLOW_UP_STANDS, JournalEntry, State
 from citycard.pos.online import (
     OnlineKind,
     Original,
@@ -71,6 +71,7 @@ from citycard.pos.online import (
     sign_on_request,
     upload_request,
 )
+from citycard.pos.receipt import format_amount
 from citycard.pos.sealing import SealError, seal_pan, unseal_pan
 from citycard.sqlite_journal import Advice, OnlineRecord, SqliteJournal
 
@@ -81,6 +82,7 @@ __all__ = [
     "BatchSettlement",
     "FlushResult",
     "OnlineError",
+    "RefundRefused",
     "SignOnError",
     "UploadResult",
     "parse_address",
@@ -104,6 +106,11 @@ _T = TypeVar("_T")
 
 class OnlineError(Exception):
     """The terminal cannot work online (one line for the user)."""
+
+
+class RefundRefused(OnlineError):
+    """A refund this terminal's journal shows cannot stand (its purchase voided, or not that much of it
+    left): refused before anything is sent."""
 
 
 class AcquirerUnreachable(OnlineError):
@@ -512,10 +519,21 @@ class AcquirerClient:
     def refund(self, original: JournalEntry, amount_fen: int) -> tuple[JournalEntry, str]:
         """A refund (退货, 0220 200000/25) of all or part of ``original``, an online purchase of this
         terminal: no card (its PAN sealed in the journal), 61 = its batch, STAN and date. Journaled as a
-        transaction of its own (``refund``); returns it and the response code. A refund that gets no answer
-        is queued (store-and-forward, 0220 again) and journaled approved: the acquirer takes it."""
+        transaction of its own (``refund``, linked to ``original``); returns it and the response code. A
+        refund that gets no answer is queued (store-and-forward, 0220 again) and journaled approved: the
+        acquirer takes it. Refused here, nothing sent (:class:`RefundRefused`): a refund of a purchase
+        voided here, or of more than is left of it after the refunds journaled here (those approved, or
+        not finished: they may stand). The acquirer checks the same on its records."""
         kind = OnlineKind.REFUND
         assert 0 < amount_fen <= original.amount_fen
+        follow_ups = [e for e in self.journal.follow_ups_of(original.txn_id) if e.state in FOLLOW_UP_STANDS]
+        void = next((e for e in follow_ups if e.kind == "void"), None)
+        if void is not None:
+            voided = f"{original.txn_id} is voided ({void.txn_id}, {void.state})"
+            raise RefundRefused(f"{voided}: nothing to refund")
+        left = original.amount_fen - sum(e.amount_fen for e in follow_ups if e.kind == "refund")
+        if amount_fen > left:
+            raise RefundRefused(f"{original.txn_id}: only CNY {format_amount(left)} of it is left to refund")
         where = self._original(original)
         try:
             pan = unseal_pan(self.data_key, bytes.fromhex(original.pan_sealed))
@@ -524,6 +542,7 @@ class AcquirerClient:
         self.flush()
         now = self.clock()
         card = {k: getattr(original, k) for k in ("pan_masked", "pan_token", "pan_sealed", "psn")}
+        card["original_txn_id"] = original.txn_id
         entry = self.journal.begin(kind.name.lower(), original.interface, amount_fen, now, "", **card)
         request = OnlineRequest(
             pan=pan,

@@ -19,9 +19,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["Journal", "JournalEntry", "State"]
+__all__ = ["FOLLOW_UP_STANDS", "Journal", "JournalEntry", "State"]
 
 State = Literal["pending", "approved", "declined", "refund", "torn", "recovered", "void"]
+FOLLOW_UP_STANDS: frozenset[State] = frozenset({"approved", "torn", "pending"})
+"""States of a journaled void or refund that may stand at the issuer: it counts against its purchase (a
+second void is refused, a refund beyond what is left of the purchase too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,6 @@ class Journal(Protocol):
 
     def current_batch(self) -> int: ...
 
-    def voids_of(self, txn_id: str) -> list[JournalEntry]:
-        """The voids journaled for the purchase ``txn_id`` (any state), oldest first."""
+    def follow_ups_of(self, txn_id: str) -> list[JournalEntry]:
+        """The voids and refunds journaled for the purchase ``txn_id`` (any state), oldest first."""
         ...

@@ -41,7 +41,7 @@ from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
 from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
 
-from .journal import Journal, JournalEntry, State
+from .journal import FOLLOW_UP_STANDS, Journal, JournalEntry, State
 from .online import OnlineHost, OnlineKind, SourceAccount
 from .sealing import seal_pan
 
@@ -83,8 +83,6 @@ _PAID: tuple[State, ...] = ("approved", "recovered")
 """States of a fare the card paid (a recovered torn fare was charged per the card's log)."""
 _TORN: tuple[State, ...] = ("torn",)
 _REFUND: tuple[State, ...] = ("refund",)
-_VOID_STANDS: frozenset[str] = frozenset({"approved", "torn", "pending"})
-"""States of a journaled void that may stand at the issuer: a second void of its purchase is refused."""
 _LOGS = {
     TransactionKind.PURCHASE: TransactionKind.TRANSACTION_LOG,
     TransactionKind.EC_LOAD: TransactionKind.LOAD_LOG,
@@ -578,8 +576,8 @@ class PosTerminal:
         :class:`AlreadyVoided`. A declined void (a reversed one is journaled declined) may be tried again."""
         assert self.host is not None, "a void goes online"
         assert original.kind == "purchase" and original.outcome == "approved online"
-        for earlier in self.journal.voids_of(original.txn_id):
-            if earlier.state in _VOID_STANDS:
+        for earlier in self.journal.follow_ups_of(original.txn_id):
+            if earlier.kind == "void" and earlier.state in FOLLOW_UP_STANDS:
                 raise AlreadyVoided(original.txn_id, earlier)
         txn = Transaction(
             TransactionKind.PURCHASE,
