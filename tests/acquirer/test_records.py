@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from citycard.acquirer import (
@@ -173,6 +174,24 @@ def test_an_advice_is_queued_once_with_its_original_rrn_and_a_void_of_nothing_fi
     assert orphan.record is None
 
 
+def _approved_sale(uow: Callable[[], AcquirerUnitOfWork], clock: Clock) -> TransactionKey:
+    """A purchase of 12.50 (stan 1), approved."""
+    sale = TransactionKey(TERMINAL, 1, 1)
+    begin_transaction(begin(sale), uow(), clock)
+    record_answer(RecordAnswer(sale, "00"), uow(), clock)
+    return sale
+
+
+def _refund(
+    uow: Callable[[], AcquirerUnitOfWork], clock: Clock, original: TransactionKey, stan: int, fen: int
+) -> Begun | AdviceRefusal:
+    """The acquirer host's :func:`queue_advice` of a refund of ``fen`` from ``original`` (stan ``stan``)."""
+    key = TransactionKey(TERMINAL, 1, stan)
+    masked = "622424******0113"
+    command = BeginTransaction(key, MERCHANT, TransactionKind.REFUND, fen, masked, original=original)
+    return queue_advice(QueueAdvice(command, lambda rrn, _original: f"0220{rrn}".encode()), uow(), clock)
+
+
 def test_a_refund_is_refused_at_once_beyond_what_is_left_of_its_purchase_and_nothing_is_kept(
     database: Database,
 ) -> None:
@@ -184,17 +203,11 @@ def test_a_refund_is_refused_at_once_beyond_what_is_left_of_its_purchase_and_not
     def uow() -> AcquirerUnitOfWork:
         return acquirer_unit_of_work(database, PROTECTION)
 
-    sale = TransactionKey(TERMINAL, 1, 1)
-    begin_transaction(begin(sale), uow(), clock)  # 12.50
-    record_answer(RecordAnswer(sale, "00"), uow(), clock)
+    sale = _approved_sale(uow, clock)
     stans = itertools.count(2)
 
     def refund(fen: int, stan: int | None = None) -> Begun | AdviceRefusal:
-        key = TransactionKey(TERMINAL, 1, next(stans) if stan is None else stan)
-        command = BeginTransaction(
-            key, MERCHANT, TransactionKind.REFUND, fen, "622424******0113", original=sale
-        )
-        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+        return _refund(uow, clock, sale, next(stans) if stan is None else stan, fen)
 
     first = refund(1000)  # stan 2, not answered yet: it holds its 10.00
     assert isinstance(first, Begun) and first.record is not None
@@ -235,11 +248,7 @@ def test_a_refund_of_a_purchase_declined_reversed_voided_or_unanswered_is_refuse
     stans = itertools.count(100)
 
     def refund_of(original: TransactionKey) -> Begun | AdviceRefusal:
-        key = TransactionKey(TERMINAL, 1, next(stans))
-        command = BeginTransaction(
-            key, MERCHANT, TransactionKind.REFUND, 100, "622424******0113", original=original
-        )
-        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+        return _refund(uow, clock, original, next(stans), 100)
 
     declined, reversed_, voided, unanswered, load = (TransactionKey(TERMINAL, 1, n) for n in range(1, 6))
     for key in (declined, reversed_, voided, unanswered):
@@ -276,18 +285,12 @@ def test_refunds_of_one_purchase_at_once_are_judged_one_after_the_other(database
     def uow() -> AcquirerUnitOfWork:
         return acquirer_unit_of_work(database, PROTECTION)
 
-    sale = TransactionKey(TERMINAL, 1, 1)
-    begin_transaction(begin(sale), uow(), clock)  # 12.50
-    record_answer(RecordAnswer(sale, "00"), uow(), clock)
+    sale = _approved_sale(uow, clock)
     start = threading.Barrier(6, timeout=30)
 
     def refund(stan: int) -> Begun | AdviceRefusal:
-        key = TransactionKey(TERMINAL, 1, stan)
-        command = BeginTransaction(
-            key, MERCHANT, TransactionKind.REFUND, 500, "622424******0113", original=sale
-        )
         start.wait()
-        return queue_advice(QueueAdvice(command, lambda rrn, original: f"0220{rrn}".encode()), uow(), clock)
+        return _refund(uow, clock, sale, stan, 500)
 
     with ThreadPoolExecutor(6) as pool:
         outcomes = list(pool.map(refund, range(2, 8)))
