@@ -197,7 +197,7 @@ def refund_refusal(
         return AdviceRefusal("12", "the original purchase was reversed")
     if original.status != TransactionStatus.ANSWERED:
         return AdviceRefusal("12", "the original purchase has no answer yet")
-    if not _stands(original.status, original.response_code):
+    if original.response_code not in _APPROVED_CODES:
         return AdviceRefusal("12", "the original purchase was declined: nothing to give back")
     standing = [group for group in follow_ups if _stands(group.status, group.response_code)]
     voids = sorted(group.first_rrn for group in standing if group.kind == TransactionKind.VOID)
