@@ -210,17 +210,22 @@ def test_a_switch_answering_91_for_a_purchase_gets_it_reversed_and_a_switch_down
             terminal_link(host.port) as terminal,
         ):
             await terminal.sign_on()
-            answer = await terminal.send(terminal.purchase())
+            answer = await terminal.send(terminal.purchase(stan=5))
             assert answer.response_code == ResponseCode.ISSUER_UNAVAILABLE
             assert saf_counts(sqlite)[0] == 1
+            with sqlite.unit_of_work(AcquirerUnitOfWork) as uow:
+                record = uow.transactions.get(TransactionKey(TERMINAL, 1, 5))
+            assert record is not None and record.response_code == "91"  # as the terminal was told
             double.mode = "answer"
             await eventually(lambda: saf_counts(sqlite) == (0, 1))
+            retry = await terminal.send(terminal.purchase(stan=5))  # given up: never forwarded again
+            assert retry.response_code == ResponseCode.ISSUER_UNAVAILABLE and len(double.received) == 2
         async with (
-            acquirer(sqlite, platform_hsm(), 1) as host,
+            acquirer(sqlite, platform_hsm(), 1, hop_timeout_s=300.0) as host,
             terminal_link(host.port) as terminal,
-        ):  # no switch listens on port 1
+        ):  # no switch listens on port 1: answered at once, not after the hop's 300 s
             await terminal.sign_on()
-            down = await terminal.send(terminal.purchase(stan=77))
+            down = await terminal.send(terminal.purchase(stan=77), timeout_s=10)
             assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE
             assert saf_counts(sqlite) == (0, 1)  # never sent: nothing to reverse
 

@@ -197,6 +197,29 @@ def test_an_issuer_that_is_down_or_silent_gets_91_within_the_hop_timeout_and_not
     assert ledger_snapshot(database) == before
 
 
+def test_an_issuer_that_refuses_connections_is_answered_91_at_once_not_after_the_hop_timeout(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """A switch whose link to a bank is down (its last connection attempt refused) answers that bank's
+    purchases 91 as soon as one more attempt fails, not after the hop's timeout: the city's terminals are
+    not kept waiting while a bank's front end is down."""
+    icbc = funded(banks, "ICBC")
+    before = ledger_snapshot(database)
+
+    async def scenario() -> None:
+        addresses = {"ICBC": ("127.0.0.1", _closed_port())}
+        limits = SwitchLimits(hop_timeout_s=300.0)
+        async with chain(banks, hsm, database, banks=(), addresses=addresses, limits=limits) as c:
+            for n in range(3):
+                request = purchase(icbc, terminal_for(icbc).first_ac(1_000), 1_000, f"00000000041{n}")
+                answer = await c.send(request, timeout_s=10.0)  # far below the hop's 300 s
+                assert answer.response_code is ResponseCode.ISSUER_UNAVAILABLE
+            assert c.switch.stats.unanswered == 3
+
+    run(scenario())
+    assert ledger_snapshot(database) == before
+
+
 def test_a_reversal_through_the_chain_nets_the_account_to_zero_and_its_repeat_applies_once(
     banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -277,6 +278,75 @@ def test_the_link_reconnects_after_the_server_restarts_on_the_same_port() -> Non
             async with Iso8583Server(echo_handler, port=port):
                 assert (await link.request(purchase(3))).approved
         assert link.stats.connects == 2
+
+    run(scenario())
+
+
+async def _refused_port() -> int:
+    """A loopback port nothing listens on (a server's, stopped)."""
+    server = Iso8583Server(echo_handler)
+    await server.start()
+    port = server.port
+    await server.stop()
+    return port
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.005)
+
+
+def test_requests_on_a_link_whose_peer_refuses_end_not_connected_at_once_sharing_one_attempt() -> None:
+    """A link that is down (its last connection attempt failed) does not keep a request for the request's
+    timeout: the request asks for an attempt at once and ends when it fails. Twenty requests at once share
+    that attempt."""
+
+    async def scenario() -> None:
+        port = await _refused_port()
+        limits = LinkLimits(timeout_s=300, min_backoff_s=0.01, max_backoff_s=300)
+        async with Iso8583Link("127.0.0.1", port, tpdu=TPDU, limits=limits) as link:
+            await _until(lambda: link.stats.connect_failures >= 6)  # the next attempt >= 0.64 s away
+            assert link.down is not None and not link.connected
+            failures = link.stats.connect_failures
+            async with asyncio.timeout(30):  # far below the requests' 300 s
+                outcomes = await asyncio.gather(
+                    *(link.request(purchase(stan)) for stan in range(1, 21)), return_exceptions=True
+                )
+            assert all(isinstance(outcome, NotConnected) for outcome in outcomes), outcomes
+            assert "cannot connect to 127.0.0.1" in str(outcomes[0])
+            assert link.stats.connect_failures - failures in (1, 2)  # theirs, and perhaps the backoff's own
+            assert link.stats.sent == 0
+
+    run(scenario())
+
+
+def test_a_down_link_whose_peer_is_back_connects_for_the_next_request_without_waiting_its_backoff() -> None:
+    async def scenario() -> None:
+        port = await _refused_port()
+        limits = LinkLimits(timeout_s=300, min_backoff_s=0.01, max_backoff_s=300)
+        async with Iso8583Link("127.0.0.1", port, tpdu=TPDU, limits=limits) as link:
+            await _until(lambda: link.stats.connect_failures >= 9)  # the next attempt 2.56 s away
+            async with Iso8583Server(echo_handler, port=port):
+                async with asyncio.timeout(1.5):  # within its backoff, well before the next attempt
+                    assert (await link.request(purchase(1))).approved
+            assert link.stats.connects == 1 and link.down is None
+
+    run(scenario())
+
+
+def test_a_request_before_the_first_attempt_waits_for_it_and_a_closed_link_releases_its_waiters() -> None:
+    async def scenario() -> None:
+        async with Iso8583Server(echo_handler) as server:
+            link = Iso8583Link("127.0.0.1", server.port, tpdu=TPDU, limits=FAST)
+            await link.start()  # not connected yet, not down: the request waits for the attempt under way
+            assert (await link.request(purchase(1))).approved
+            await link.close()
+        never_started = Iso8583Link("127.0.0.1", await _refused_port(), tpdu=TPDU, limits=FAST)
+        waiting = asyncio.create_task(never_started.request(purchase(2), timeout_s=300))
+        await asyncio.sleep(0.05)
+        await never_started.close()
+        with pytest.raises(NotConnected, match="closed"):
+            await asyncio.wait_for(waiting, 10)
 
     run(scenario())
 

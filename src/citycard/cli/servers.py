@@ -165,8 +165,13 @@ def serve_switch(
         str | None, typer.Option("--host", help="address to listen on (default CITYCARD_SWITCH's host)")
     ] = None,
     hop_timeout: Annotated[
-        float, typer.Option("--hop-timeout", help="seconds to wait for an issuer's answer (then 91)", min=0.1)
-    ] = 10.0,
+        float,
+        typer.Option(
+            "--hop-timeout",
+            help="seconds to wait for an issuer's answer (then 91); below the acquirer's 10",
+            min=0.1,
+        ),
+    ] = 8.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""

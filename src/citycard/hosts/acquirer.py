@@ -561,12 +561,13 @@ class AcquirerHost:
             code = (
                 ResponseCode.ISSUER_TIMEOUT if isinstance(exc, Timeout) else ResponseCode.ISSUER_UNAVAILABLE
             )
-            await self._give_up(key, forwarded)
+            await self._give_up(key, forwarded, recorded=code.value)  # what the terminal is told, and a retry
             raise _Refused(
                 code, f"no answer from the switch ({type(exc).__name__}): reversal queued"
             ) from None
         if answer.response_code == ResponseCode.ISSUER_UNAVAILABLE and kind != TransactionKind.BALANCE:
-            await self._give_up(key, forwarded)  # the switch lost the issuer: it may have posted
+            # the switch lost the issuer: it may have posted
+            await self._give_up(key, forwarded, recorded=ResponseCode.ISSUER_UNAVAILABLE.value)
         elif kind == TransactionKind.EC_LOAD_OTHER and answer.response_code != ResponseCode.APPROVED:
             # two legs: a decline may come from the EC card's leg after the other account's was posted
             await self._give_up(key, forwarded, ResponseCode.ERROR, recorded=str(answer.response_code))

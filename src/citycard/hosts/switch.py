@@ -81,8 +81,9 @@ SWITCH_MERCHANT: Final = "SWITCH000000000"
 class SwitchLimits:
     """The switch's bounds (seconds end in ``_s``)."""
 
-    hop_timeout_s: float = 10.0
-    """How long the switch waits for an issuer front end's answer (the acquirer waits longer)."""
+    hop_timeout_s: float = 8.0
+    """How long the switch waits for an issuer front end's answer: shorter than the acquirer's 10 s
+    (``AcquirerConfig.hop_timeout_s``), so that its 91 reaches the acquirer before the acquirer gives up."""
     echo_interval_s: float = 30.0
     """An echo test on an issuer link after this long without receiving anything."""
     server: ServerLimits = dataclasses.field(default_factory=ServerLimits)

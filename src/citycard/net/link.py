@@ -19,7 +19,10 @@ What a caller gets (a business outcome is a response code in the message; the re
 An answer that comes after its request timed out is dropped and counted (``stats.late``): the caller has
 already decided "no answer", and its reversal settles it. The connection is kept up in the background: on
 loss, every request in flight ends in :class:`ConnectionLost`, and the link reconnects with a backoff that
-doubles up to ``max_backoff_s``. When ``keepalive`` is given and nothing was received for
+doubles up to ``max_backoff_s``. A request made while the link is down does not wait the backoff or its
+timeout out: it asks for an attempt at once (at most one every ``min_backoff_s``) and ends in
+:class:`NotConnected` as soon as an attempt fails, so a switch whose issuer is down answers 91 at once, not
+after the hop's timeout. When ``keepalive`` is given and nothing was received for
 ``echo_interval_s``, an echo test (0820, 60.3 = 301) is sent; if it gets no answer the connection is
 dropped and made again. Everything is bounded (:class:`LinkLimits`).
 
@@ -153,6 +156,8 @@ class LinkStats:
     unmatched: int = 0
     """Answers that matched no request ever sent on the link, or were not responses (dropped)."""
     echoes: int = 0
+    connect_failures: int = 0
+    """Connection attempts refused or timed out."""
 
 
 def _keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
@@ -207,6 +212,12 @@ class Iso8583Link:
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
         self._connected = asyncio.Event()
+        self._down: str | None = None
+        """Why the last connection attempt failed; None once one succeeds."""
+        self._attempt: asyncio.Future[None] | None = None
+        """Done when the connection attempt under way (or the next one) has ended, either way."""
+        self._kick = asyncio.Event()
+        """Set by a request on a down link: the next attempt now, not after the backoff."""
         self._runner: asyncio.Task[None] | None = None
         self._last_received = 0.0
         self._frames_received = 0
@@ -223,6 +234,7 @@ class Iso8583Link:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._drop_connection()
+        self._attempted("the link is closed")  # a request waiting for a connection gets none
 
     async def __aenter__(self) -> Iso8583Link:
         await self.start()
@@ -235,15 +247,38 @@ class Iso8583Link:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def down(self) -> str | None:
+        """Why the last connection attempt failed, while no connection has been made since; else None."""
+        return None if self._connected.is_set() else self._down
+
     async def wait_connected(self, timeout_s: float) -> None:
-        """Wait until the link is connected; :class:`NotConnected` after ``timeout_s``."""
+        """Wait until the link is connected: :class:`NotConnected` as soon as a connection attempt fails
+        while waiting, or after ``timeout_s``. On a link that is down an attempt is asked for at once."""
         if self._connected.is_set():  # the common case: no timer to arm and cancel
             return
         try:
             async with asyncio.timeout(timeout_s):
-                await self._connected.wait()
+                if self._down is not None:
+                    self._kick.set()
+                while not self._connected.is_set():
+                    await asyncio.shield(self._next_attempt())
+                    if self._down is not None and not self._connected.is_set():
+                        raise NotConnected(f"cannot connect to {self.host}:{self.port}: {self._down}")
         except TimeoutError:
             raise NotConnected(f"not connected to {self.host}:{self.port} within {timeout_s} s") from None
+
+    def _next_attempt(self) -> asyncio.Future[None]:
+        if self._attempt is None or self._attempt.done():
+            self._attempt = asyncio.get_running_loop().create_future()
+        return self._attempt
+
+    def _attempted(self, failure: str | None) -> None:
+        """A connection attempt ended: made (``failure`` None, the link already marked connected) or not."""
+        self._down = failure
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None and not attempt.done():
+            attempt.set_result(None)
 
     # --- requests -------------------------------------------------------------------------------------
     async def request(self, message: Message, *, timeout_s: float | None = None) -> Message:
@@ -299,19 +334,27 @@ class Iso8583Link:
         """Connect, read answers until the connection ends, wait, connect again. The wait starts at
         ``min_backoff_s`` and doubles up to ``max_backoff_s`` while connections fail or end without a frame
         received (a peer that accepts and closes at once must not be hammered)."""
-        backoff = self.limits.min_backoff_s
+        least = self.limits.min_backoff_s
+        backoff = least
         while True:
+            self._kick.clear()
             try:
                 async with asyncio.timeout(self.limits.connect_timeout_s):
                     reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError) as exc:
+                self.stats.connect_failures += 1
+                self._attempted(str(exc) or f"no connection within {self.limits.connect_timeout_s:g} s")
                 log.info(
                     "cannot connect to %s:%s (%s), retrying in %.2f s", self.host, self.port, exc, backoff
                 )
             else:
                 if await self._connection(reader, writer):
-                    backoff = self.limits.min_backoff_s
-            await asyncio.sleep(backoff)
+                    backoff = least
+            await asyncio.sleep(least)  # never more often than this, asked for or not
+            if backoff > least and not self._kick.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff - least):
+                        await self._kick.wait()
             backoff = min(backoff * 2, self.limits.max_backoff_s)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -320,6 +363,7 @@ class Iso8583Link:
         self._writer = writer
         self._last_received = self._clock()
         self._connected.set()
+        self._attempted(None)
         self._frames_received = 0
         echo = asyncio.create_task(self._echo_loop()) if self._keepalive is not None else None
         try:
