@@ -183,17 +183,16 @@ class Terminal:
         return encode_many(items)
 
     def complete(self, response_field55: bytes, arc: bytes) -> tuple[int, list[int]]:
-        """Second GENERATE AC with the issuer's ARPC, then the scripts: (CID, script status words)."""
+        """The scripts of template ``71``, the second GENERATE AC with the issuer's ARPC, then the scripts of
+        ``72`` (EMV Book 3 §10.10): (CID, script status words in the order run)."""
         tags = decode_dict(response_field55, duplicates=True) if response_field55 else {}
         issuer_auth = tags.get("91", bytes(10))
+        sws = [self.send(command)[1] for command in _script_commands(response_field55, "71")]
         cdol2 = arc + self.un + bytes(5) + issuer_auth
         data, sw = self.send(bytes((0x80, 0xAE, 0x40, 0x00, len(cdol2))) + cdol2 + b"\x00")
         assert sw == 0x9000, hex(sw)
         cid = _template(data)["9F27"][0]
-        sws = []
-        for template in _script_templates(response_field55):
-            _, script_sw = self.send(template)
-            sws.append(script_sw)
+        sws += [self.send(command)[1] for command in _script_commands(response_field55, "72")]
         return cid, sws
 
     def ec_balance(self) -> int:
@@ -216,12 +215,12 @@ def _template(data: bytes) -> dict[str, bytes]:
     return top
 
 
-def _script_templates(field55: bytes) -> list[bytes]:
+def _script_commands(field55: bytes, template: str) -> list[bytes]:
     from citycard.codec.tlv import decode
 
     out = []
-    for obj in decode(field55):
-        if obj.tag == "72" and obj.children is not None:
+    for obj in decode(field55) if field55 else ():
+        if obj.tag == template and obj.children is not None:
             out += [child.value for child in obj.children if child.tag == "86"]
     return out
 

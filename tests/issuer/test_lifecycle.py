@@ -12,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from citycard.codec.tlv import decode
 from citycard.db import Database
 from citycard.issuer.commands import (
     ActivateCard,
@@ -139,8 +140,9 @@ def test_block_and_unblock_by_script_at_the_next_contact(
         request(pan, AuthorizationKind.PURCHASE, 100, term.first_ac(100, un=b"\x05" * 4), "p-2")
     )
     assert resp.approved and resp.scripts[0][:4] == bytes.fromhex("84180000")
-    _, sws = term.complete(resp.field55, resp.arc)
-    assert sws == [0x9000]
+    assert decode(resp.field55)[-1].tag == "71"  # run before the second GENERATE AC
+    cid, sws = term.complete(resp.field55, resp.arc)
+    assert sws == [0x9000] and cid == 0x40  # unblocked first, the card approves the purchase that carried it
     assert card_status(database, pan) == CardStatus.ACTIVE
     assert json.loads(banks.export_deny_list("ICBC").body)["entries"] == []
     resp = banks.authorize(

@@ -110,3 +110,38 @@ def test_blocked_card():
     card = _refuse(new_card(), lambda a: True, b"\x6a\x81")
     out, _ = transact(card, K.PURCHASE, 100)
     assert out.kind is OutcomeKind.TERMINATED and "blocked" in out.reason
+
+
+def _blocked(card, aid: bytes):
+    """``card`` whose application ``aid`` answers SELECT with its FCI and ``6283`` (blocked, Book 1 §12)."""
+    inner = card.transmit
+
+    def transmit(apdu: bytes) -> bytes:
+        response = inner(apdu)
+        if apdu[:4] == b"\x00\xa4\x04\x00" and aid in apdu and response[-2:] == b"\x90\x00":
+            return response[:-2] + b"\x62\x83"
+        return response
+
+    card.transmit = transmit
+    return card
+
+
+def test_a_blocked_application_is_left_out_at_a_shop_and_selected_at_a_bank_counter():
+    """By the directory (PSE) and by the list of AIDs: a merchant's terminal finds no application; a bank
+    counter's (``select_blocked``) selects it and goes on to its GENERATE AC, so the issuer can unblock it."""
+    counter = terminal_config(select_blocked=True)
+    for pse in (True, False):
+        card = _blocked(new_card(), DEBIT)
+        if not pse:
+            card = _refuse(card, lambda a: b"1PAY.SYS.DDF01" in a)
+        out, _ = transact(card, K.PURCHASE, 100)
+        assert not out.approved and "no mutually supported application" in out.reason, (pse, out)
+        out, apdus = transact(card, K.PURCHASE, 100, cfg=counter)
+        assert out.aid == DEBIT and any(p.startswith("GENERATE AC") for p, _, _ in apdus), (pse, out)
+
+
+def test_select_blocked_is_read_from_the_terminal_configuration():
+    from citycard.kernel.config import parse_config
+
+    assert not terminal_config().select_blocked
+    assert parse_config("[terminal]\nselect_blocked = true\n").select_blocked

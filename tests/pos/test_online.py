@@ -7,6 +7,7 @@ once. Faults come from a proxy between the terminal and the acquirer (``tests/po
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
 from citycard.hosts.acquirer import mak_label
 from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable, RefundRefused
-from citycard.issuer.commands import BlockCard
+from citycard.issuer.commands import BlockCard, UnblockCard
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind
@@ -147,6 +148,34 @@ def test_online_purchase_with_online_pin_then_a_pending_block_script(world: Worl
         assert not second.approved
     assert not world.net.status()["pending_script"]  # delivered to the card on its next online contact
     assert world.net.status()["deposit_available_fen"] == 50_000 - 15_000
+
+
+def test_a_blocked_card_is_unblocked_by_script_at_a_bank_counters_terminal_and_pays_again(
+    world: World,
+) -> None:
+    """A merchant's terminal leaves a blocked application out (SELECT 6283, EMV Book 1 §12.4), so the
+    issuer's pending APPLICATION UNBLOCK can only reach the card at a bank counter's terminal, which selects
+    it (``select_blocked``). The script comes in template 71, run before the second GENERATE AC: the card,
+    unblocked, approves the very inquiry that carried it."""
+    counter_config = dataclasses.replace(world.config, select_blocked=True)
+    with world.client() as client:
+        shop = world.pos(client)
+        counter = PosTerminal(
+            counter_config, world.journal, data_key=DATA_KEY, host=client, pin_pad=client.pin_pad
+        )
+        world.net.issuer.service.block(BlockCard(world.net.pan))
+        assert not shop.purchase(world.tap(), 12_000, pin=lambda _: PIN).approved  # the block script runs
+        assert world.net.status()["status"] == "blocked" and not world.net.status()["pending_script"]
+        world.net.issuer.service.unblock(UnblockCard(world.net.pan))
+        refused = shop.balance_inquiry(world.tap(), pin=lambda _: PIN)
+        assert not refused.approved and "no mutually supported application" in refused.outcome.reason
+        assert world.net.status()["pending_script"]  # the shop's terminal never reached the issuer
+        unblocked = counter.balance_inquiry(world.tap(), pin=lambda _: PIN)
+        assert unblocked.approved and unblocked.outcome.kind is OutcomeKind.APPROVED_ONLINE, unblocked.outcome
+        assert not world.net.status()["pending_script"]
+        again = shop.purchase(world.tap(), 12_000, pin=lambda _: PIN)
+        assert again.approved and again.outcome.kind is OutcomeKind.APPROVED_ONLINE, again.outcome.reason
+    assert world.net.status()["deposit_available_fen"] == 50_000 - 12_000
 
 
 def test_balance_inquiry_online_reads_the_account(world: World) -> None:

@@ -395,6 +395,7 @@ class AuthorizationKind(enum.StrEnum):
         return self in _FOLLOW_UPS
 
 
+_APPLICATION_UNBLOCK_INS = b"\x18"  # 84 18 00 00: APPLICATION UNBLOCK (docs/card-profile.md)
 _FOLLOW_UPS = frozenset({AuthorizationKind.REVERSAL, AuthorizationKind.VOID, AuthorizationKind.REFUND})
 
 
@@ -474,10 +475,13 @@ class AuthorizationResponse:
 
     @property
     def field55(self) -> bytes:
-        """Response chip data: ``91`` ARPC ‖ ARC, then a ``72`` template per script (``9F18`` id, ``86``)."""
+        """Response chip data: ``91`` ARPC ‖ ARC, then a template per script (``9F18`` id, ``86``): ``71``
+        (run before the second GENERATE AC) for APPLICATION UNBLOCK, so that the card, unblocked, can
+        approve the transaction that carried it; ``72`` (after it) for the others (EMV 4.3 Book 3 §10.10)."""
         out = b""
         if self.arpc:
             out += encode("91", self.arpc + self.arc)
         for i, command in enumerate(self.scripts):
-            out += encode("72", encode_many([("9F18", i.to_bytes(4, "big")), ("86", command)]))
+            template = "71" if command[1:2] == _APPLICATION_UNBLOCK_INS else "72"
+            out += encode(template, encode_many([("9F18", i.to_bytes(4, "big")), ("86", command)]))
         return out

@@ -221,6 +221,10 @@ class TerminalConfig:
     )  # terminal PIN key for online PIN (demo; a real PIN pad keeps it)
     cardholder_confirmation: bool = True
     cardholder_id_check: bool = True  # PBOC CVM 20: the attendant checks the ID shown by 9F61/9F62
+    select_blocked: bool = False
+    """A bank counter's terminal (柜面): an application the card reports blocked (SELECT ``6283``) is still
+    selected, so that it can go online and its issuer unblock it by script. A merchant's terminal leaves it
+    out (EMV 4.3 Book 1 §12.3.2, §12.4)."""
     max_pin_tries: int = 3
     double_tap_window_s: int = 60  # validator: a card that paid here this recently is refused (0: off)
 
@@ -376,7 +380,7 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
         "contactless_floor_limit_fen",
     ):
         changes[name] = _int(t, name, w, getattr(cfg, name))
-    for name in ("ec_support", "cardholder_confirmation", "cardholder_id_check"):
+    for name in ("ec_support", "cardholder_confirmation", "cardholder_id_check", "select_blocked"):
         if name in t:
             changes[name] = bool(t[name])
     if "aid" in doc:

@@ -101,7 +101,7 @@ class SelectionSteps(KernelBase):
                 name = df_name.value
                 values = {o.tag: o.value for o in (a5.children or ()) if o.children is None}
                 matches = name == ta.aid or (ta.partial and name.startswith(ta.aid))
-                if sw == 0x9000 and matches and all(c.aid != name for c in out):
+                if self._selectable(sw) and matches and all(c.aid != name for c in out):
                     out.append(self._candidate(values, name))
                 if not ta.partial or name == ta.aid:
                     break
@@ -120,9 +120,14 @@ class SelectionSteps(KernelBase):
             return None
         return candidates[answer.index]
 
+    def _selectable(self, sw: int) -> bool:
+        """Whether a SELECT answered ``sw`` gives a candidate: ``9000``; ``6283`` (the application is
+        blocked) only at a bank counter's terminal (``TerminalConfig.select_blocked``)."""
+        return sw == 0x9000 or (sw == 0x6283 and self.config.select_blocked)
+
     def _final_select(self, chosen: Candidate) -> Generator[Event, Answer, dict[str, bytes]]:
         data, sw = yield from self._select(chosen.aid)
-        if sw != 0x9000:
+        if not self._selectable(sw):
             raise _NextCandidate
         try:
             objs = tlv.decode(data)
