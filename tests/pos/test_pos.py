@@ -487,3 +487,20 @@ def test_a_contact_sale_cut_off_mid_journal_still_names_its_card(tmp_path):
     card_a.power_on("contact")
     retry = pos.purchase(card_a.transmit, 1_250)
     assert "already paid" in retry.outcome.reason and _balance(pos, card_a) == 3_750
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "line"),
+    [
+        (OutcomeKind.DECLINED_ONLINE, b"58", "(declined online (58): transaction not permitted to terminal)"),
+        (OutcomeKind.DECLINED_ONLINE, b"91", "(declined online (91): issuer or switch inoperative)"),
+        (OutcomeKind.DECLINED_ONLINE, b"X9", "(declined online (X9))"),  # not one of the profile's codes
+        (OutcomeKind.DECLINED_OFFLINE, b"Z3", "(declined online (Z3))"),  # 8A of the terminal's own, offline
+    ],
+)
+def test_a_receipt_of_a_decline_online_says_what_its_response_code_means(kind, code, line):
+    from citycard.kernel.events import Outcome
+
+    outcome = Outcome(kind=kind, reason=f"declined online ({code.decode()})", data={"8A": code})
+    receipt = render_receipt(terminal_config(), outcome, None, amount_fen=100)
+    assert line in receipt.splitlines()

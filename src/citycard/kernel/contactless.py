@@ -156,4 +156,4 @@ class ContactlessSteps(KernelBase):
             return self._finish(
                 OutcomeKind.APPROVED_ONLINE, f"approved by the issuer ({answer.response_code})"
             )
-        return self._finish(OutcomeKind.DECLINED_ONLINE, f"declined by the issuer ({answer.response_code})")
+        return self._finish(OutcomeKind.DECLINED_ONLINE, f"declined online ({answer.response_code})")

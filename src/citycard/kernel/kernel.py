@@ -317,7 +317,7 @@ class Kernel(
             return self._finish(OutcomeKind.APPROVED_ONLINE, f"approved by the issuer ({rc})")
         if approve:
             return self._finish(OutcomeKind.DECLINED_ONLINE, "card declined after issuer approval")
-        return self._finish(OutcomeKind.DECLINED_ONLINE, f"declined by the issuer ({rc})")
+        return self._finish(OutcomeKind.DECLINED_ONLINE, f"declined online ({rc})")  # by whichever host
 
     def _unable_online(self) -> Generator[Event, Answer, Outcome]:
         """Book 3 §10.8: unable to go online — the default action codes decide (8A = Y3 / Z3)."""

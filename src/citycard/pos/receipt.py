@@ -3,9 +3,10 @@ AID and application label, cryptogram, TVR/TSI; EC balance after an electronic-c
 
 from __future__ import annotations
 
+from citycard.codec.iso8583 import ResponseCode
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
-from citycard.kernel.events import Outcome
+from citycard.kernel.events import Outcome, OutcomeKind
 
 from .journal import JournalEntry
 
@@ -67,7 +68,7 @@ def render_receipt(
     if outcome.ec_balance_fen is not None:
         lines.append(_line("EC BALANCE", "CNY " + format_amount(outcome.ec_balance_fen)))
     if not outcome.approved and outcome.reason:
-        lines.append(f"({outcome.reason})"[: WIDTH * 2])
+        lines.append(f"({outcome.reason}{_meaning(outcome)})"[: WIDTH * 2])
     if cvm[:1] and cvm[0] & 0x3F in (0x03, 0x05, 0x1E) and outcome.approved:
         lines += ["", "SIGNATURE: ____________________________"]
     if cvm[:1] and cvm[0] & 0x3F == 0x20 and outcome.approved:
@@ -76,3 +77,15 @@ def render_receipt(
         shown = "*" * max(0, len(number) - 4) + number[-4:] if number else "-"
         lines += ["", _line(f"CHECK {id_type}", shown), "CARDHOLDER ID CHECKED: ________________"]
     return "\n".join(lines) + "\n"
+
+
+def _meaning(outcome: Outcome) -> str:
+    """``: <what the code means>`` for a decline online whose response code (``8A``) is one of the
+    profile's (``58`` → transaction not permitted to terminal), else nothing."""
+    code = outcome.data.get("8A", b"").decode("ascii", "replace")
+    if outcome.kind is not OutcomeKind.DECLINED_ONLINE or code not in _CODES:
+        return ""
+    return f": {ResponseCode(code).description}"
+
+
+_CODES = frozenset(code.value for code in ResponseCode)
