@@ -97,6 +97,12 @@ _CARD_FIELDS = frozenset(
 """What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), the
 public service's reference the transaction pays (``service_ref``) and the purchase a void cancels
 (``original_txn_id``) and a validator's bus line and vehicle."""
+_FOLLOW_UP_INDEX = (
+    "CREATE INDEX IF NOT EXISTS txn_follow_ups ON txn (original_txn_id) WHERE original_txn_id <> ''"
+)
+"""A purchase's voids and refunds (:meth:`SqliteJournal.follow_ups_of`) found by index, not by a scan of the
+journal; partial: the purchases themselves (no original) are not in it."""
+
 _ADDED_COLUMNS = (
     ("service_ref", "TEXT NOT NULL DEFAULT ''"),
     ("original_txn_id", "TEXT NOT NULL DEFAULT ''"),
@@ -208,6 +214,7 @@ class SqliteJournal:
             for name, definition in _ADDED_COLUMNS:
                 if name not in have:
                     db.execute(f"ALTER TABLE txn ADD COLUMN {name} {definition}")
+            db.execute(_FOLLOW_UP_INDEX)  # after the columns: a journal older than them gets it too
         except sqlite3.DatabaseError as exc:  # not an SQLite file, or a directory
             db.close()
             raise JournalUnavailable(f"cannot open journal {path}: {exc}") from None
@@ -286,7 +293,7 @@ class SqliteJournal:
     def follow_ups_of(self, txn_id: str) -> list[JournalEntry]:
         """The voids and refunds journaled for the purchase ``txn_id`` (any state), oldest first."""
         rows = self._db.execute(
-            "SELECT * FROM txn WHERE kind IN ('void', 'refund') AND original_txn_id=?"
+            "SELECT * FROM txn WHERE kind IN ('void', 'refund') AND original_txn_id=? AND original_txn_id<>''"
             " ORDER BY created, batch, stan",
             (txn_id,),
         )

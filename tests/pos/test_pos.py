@@ -504,3 +504,27 @@ def test_a_receipt_of_a_decline_online_says_what_its_response_code_means(kind, c
     outcome = Outcome(kind=kind, reason=f"declined online ({code.decode()})", data={"8A": code})
     receipt = render_receipt(terminal_config(), outcome, None, amount_fen=100)
     assert line in receipt.splitlines()
+
+
+def test_a_purchases_follow_ups_are_found_by_index_in_new_and_older_journals(tmp_path):
+    """``follow_ups_of`` (voids and refunds of a purchase, read before each void or refund) searches a
+    partial index rather than the whole journal, in a new journal and in one written before
+    ``original_txn_id`` existed (the column and the index are added when it is opened)."""
+    import sqlite3
+    from contextlib import closing
+
+    old = tmp_path / "old.db"
+    SqliteJournal(old, "T0000001").close()
+    with closing(sqlite3.connect(old)) as db:  # as a journal written before the column
+        db.execute("DROP INDEX IF EXISTS txn_follow_ups")
+        db.execute("ALTER TABLE txn DROP COLUMN original_txn_id")
+    for path in (tmp_path / "new.db", old):
+        journal = SqliteJournal(path, "T0000001")
+        statements: list[str] = []
+        journal._db.set_trace_callback(statements.append)
+        assert journal.follow_ups_of("T0000001-000001-000001") == []
+        journal._db.set_trace_callback(None)
+        (select,) = [s for s in statements if s.startswith("SELECT")]
+        plan = " ".join(str(row[3]) for row in journal._db.execute("EXPLAIN QUERY PLAN " + select))
+        assert "USING INDEX txn_follow_ups" in plan, (path.name, plan)
+        journal.close()
