@@ -220,6 +220,7 @@ def test_a_switch_answering_91_for_a_purchase_gets_it_reversed_and_a_switch_down
             await eventually(lambda: saf_counts(sqlite) == (0, 1))
             retry = await terminal.send(terminal.purchase(stan=5))  # given up: never forwarded again
             assert retry.response_code == ResponseCode.ISSUER_UNAVAILABLE and len(double.received) == 2
+            assert host.status().endswith("1 reversal(s) and advice(s) delivered, 0 to repeat; switch up")
         async with (
             acquirer(sqlite, platform_hsm(), 1, hop_timeout_s=300.0) as host,
             terminal_link(host.port) as terminal,
@@ -228,6 +229,7 @@ def test_a_switch_answering_91_for_a_purchase_gets_it_reversed_and_a_switch_down
             down = await terminal.send(terminal.purchase(stan=77), timeout_s=10)
             assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE
             assert saf_counts(sqlite) == (0, 1)  # never sent: nothing to reverse
+            assert "; switch down (" in host.status()
 
     run(scenario())
 

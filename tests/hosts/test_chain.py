@@ -215,6 +215,9 @@ def test_an_issuer_that_refuses_connections_is_answered_91_at_once_not_after_the
                 answer = await c.send(request, timeout_s=10.0)  # far below the hop's 300 s
                 assert answer.response_code is ResponseCode.ISSUER_UNAVAILABLE
             assert c.switch.stats.unanswered == 3
+            status = c.switch.status()  # what `citycard serve switch` prints for the operator
+            assert "3 forwarded, 0 answered by the issuers, 3 unanswered" in status
+            assert "; ICBC down (" in status and "refused" in status.rpartition("ICBC down")[2], status
 
     run(scenario())
     assert ledger_snapshot(database) == before
@@ -322,6 +325,9 @@ def test_random_bytes_close_the_connection_and_the_switch_and_issuer_serve_the_n
             await garbage(c.issuers["ICBC"].port)
             assert c.switch.server.stats.closed_for_garbage == 10
             assert c.issuers["ICBC"].server.stats.closed_for_garbage == 10
+            assert "10 closed for garbage" in c.switch.status()
+            assert c.issuers["ICBC"].status().startswith("issuer ICBC: ")
+            assert "10 closed for garbage" in c.issuers["ICBC"].status()
             assert ledger_snapshot(database) == before
             assert (await c.send(good)).response_code is ResponseCode.APPROVED
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Annotated, Protocol
 
 import typer
@@ -47,6 +48,7 @@ class _Service(Protocol):
     def port(self) -> int: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    def status(self) -> str: ...
 
 
 def parse_issuer(text: str) -> tuple[str, tuple[str, int]]:
@@ -57,8 +59,21 @@ def parse_issuer(text: str) -> tuple[str, tuple[str, int]]:
     return code.upper(), parse_address(address, f"--issuer {code.upper()}")
 
 
-async def _serve(service: _Service, banner: str) -> None:
-    """Start ``service``, print ``banner`` (its port filled in), serve until SIGINT or SIGTERM, stop."""
+async def _report(service: _Service, every_s: float) -> None:
+    """Every ``every_s``, the service's status line (``status()``), with the time, when it changed since
+    the last one printed: traffic moved, a link went down or came back. Quiet while nothing happens."""
+    last = service.status()
+    while True:
+        await asyncio.sleep(every_s)
+        line = service.status()
+        if line != last:
+            typer.echo(f"{time.strftime('%H:%M:%S')} {line}")
+            last = line
+
+
+async def _serve(service: _Service, banner: str, status_every_s: float = 0.0) -> None:
+    """Start ``service``, print ``banner`` (its port filled in), serve until SIGINT or SIGTERM, stop;
+    meanwhile its status line every ``status_every_s`` when it changed (0: never)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,8 +92,13 @@ async def _serve(service: _Service, banner: str) -> None:
         await service.start()
         try:
             typer.echo(banner.format(port=service.port))
-            with server_heap():
-                await stopping.wait()
+            report = asyncio.create_task(_report(service, status_every_s)) if status_every_s > 0 else None
+            try:
+                with server_heap():
+                    await stopping.wait()
+            finally:
+                if report is not None:
+                    report.cancel()
             typer.echo("stopping: no new requests; those in flight finish")
         finally:
             await service.stop()
@@ -94,6 +114,14 @@ def _logging(verbose: bool) -> None:
 
 HostOpt = Annotated[str, typer.Option("--host", help="address to listen on")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log every request (never a PAN)")]
+StatusOpt = Annotated[
+    float,
+    typer.Option(
+        "--status-every",
+        help="seconds between status lines (counters, links), printed when they changed; 0: none",
+        min=0,
+    ),
+]
 
 
 @app.command("acquirer")
@@ -108,6 +136,7 @@ def serve_acquirer(
         str | None, typer.Option("--switch", help="the switch's HOST:PORT (default CITYCARD_SWITCH, 9584)")
     ] = None,
     verbose: VerboseOpt = False,
+    status_every: StatusOpt = 60.0,
 ) -> None:
     """The acquirer: terminals sign on and MAC their requests; they are forwarded to the switch."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -133,7 +162,7 @@ def serve_acquirer(
     banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
     try:
         with bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer:
-            run_loop(_serve(acquirer, banner))
+            run_loop(_serve(acquirer, banner, status_every))
             typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
     except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
         raise fail(str(exc), 2) from None
@@ -173,6 +202,7 @@ def serve_switch(
         ),
     ] = 8.0,
     verbose: VerboseOpt = False,
+    status_every: StatusOpt = 60.0,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
     from citycard.bootstrap import UnknownBank, build_switch
@@ -201,7 +231,7 @@ def serve_switch(
         routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
         bins = len(switch.table.bins)
         banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
-        _listen(switch, banner, host, port)
+        _listen(switch, banner, host, port, status_every)
 
 
 @app.command("issuer")
@@ -221,6 +251,7 @@ def serve_issuer(
         ),
     ] = 1,
     verbose: VerboseOpt = False,
+    status_every: StatusOpt = 60.0,
 ) -> None:
     """Answer the switch's requests for one bank's cards with the issuer service."""
     from citycard.bootstrap import UnknownBank, build_issuer_front_end
@@ -234,13 +265,13 @@ def serve_issuer(
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         banner = f"issuer front end of {code} listening on {host}:{{port}}; Ctrl-C to stop"
-        _listen(front, banner, host, port)
+        _listen(front, banner, host, port, status_every)
 
 
-def _listen(service: _Service, banner: str, host: str, port: int) -> None:
+def _listen(service: _Service, banner: str, host: str, port: int, status_every_s: float) -> None:
     """Serve until stopped; a port that cannot be listened on is one ``error:`` line (exit status 1)."""
     try:
-        run_loop(_serve(service, banner))
+        run_loop(_serve(service, banner, status_every_s))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -356,6 +356,13 @@ class AcquirerHost:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def status(self) -> str:
+        """One line for an operator (``citycard serve acquirer`` prints it when it changes): the terminals'
+        side, the store-and-forward deliveries, the link to the switch."""
+        saf = f"{self.saf_delivered:,} reversal(s) and advice(s) delivered, {self.saf_retried:,} to repeat"
+        server = self.server.stats.summary(self.server.open_connections)
+        return f"acquirer: {server}; {saf}; switch {self.link.state}"
+
     def queued(self) -> int:
         """SAF entries not yet answered (blocking: a database read)."""
         with self._uow() as uow:

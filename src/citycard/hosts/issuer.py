@@ -289,6 +289,16 @@ class IssuerFrontEnd:
     def port(self) -> int:
         return self.server.port
 
+    def status(self) -> str:
+        """One line for an operator (``citycard serve issuer`` prints it when it changes)."""
+        st = self.stats
+        server = self.server.stats.summary(self.server.open_connections)
+        line = f"issuer {self.bank_code}: {server}; {st.authorizations:,} to the issuer service"
+        for count, what in ((st.malformed, "30 (malformed)"), (st.not_ours, "15 (not this bank's card)")):
+            if count:
+                line += f", {count:,} {what}"
+        return line + (f", {st.unsupported:,} 40 (not supported)" if st.unsupported else "")
+
     async def start(self) -> None:
         await self.server.start()
         if self.reload is not None:

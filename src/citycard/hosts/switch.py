@@ -211,6 +211,18 @@ class SwitchFrontEnd:
     def port(self) -> int:
         return self.server.port
 
+    def status(self) -> str:
+        """One line for an operator (``citycard serve switch`` prints it when it changes): the acquirers'
+        side, what was forwarded and how it ended, each bank's link."""
+        st = self.stats
+        server = self.server.stats.summary(self.server.open_connections)
+        links = ", ".join(f"{code} {link.state}" for code, link in sorted(self.links.items()))
+        outcomes = (
+            f"{st.forwarded:,} forwarded, {st.answered_by_issuer:,} answered by the issuers,"
+            f" {st.unanswered:,} unanswered, {st.refused:,} refused here"
+        )
+        return f"switch: {server}; {outcomes}; {links or 'no bank linked'}"
+
     async def start(self) -> None:
         for link in self.links.values():
             await link.start()

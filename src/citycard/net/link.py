@@ -248,6 +248,13 @@ class Iso8583Link:
         return self._connected.is_set()
 
     @property
+    def state(self) -> str:
+        """``up``, ``connecting``, or ``down (<why the last attempt failed>)``: for a status line."""
+        if self._connected.is_set():
+            return "up"
+        return "connecting" if self._down is None else f"down ({self._down})"
+
+    @property
     def down(self) -> str | None:
         """Why the last connection attempt failed, while no connection has been made since; else None."""
         return None if self._connected.is_set() else self._down

@@ -117,6 +117,25 @@ class ServerStats:
     dropped: int = 0
     """Responses received (not requests), and answers that could not be written."""
 
+    def summary(self, open_connections: int) -> str:
+        """One line for an operator: ``2 connection(s) open (5 in all), 1 234 request(s), 1 234 answered``,
+        then the refusals that happened (``3 A0`` …)."""
+        parts = [
+            f"{open_connections} connection(s) open ({self.connections:,} in all)",
+            f"{self.requests:,} request(s)",
+            f"{self.answered:,} answered",
+        ]
+        for count, what in (
+            (self.mac_errors, "A0 (MAC)"),
+            (self.format_errors, "30 (format)"),
+            (self.handler_errors, "96 (handler failed)"),
+            (self.closed_for_garbage, "closed for garbage"),
+            (self.refused_connections, "connection(s) refused"),
+        ):
+            if count:
+                parts.append(f"{count:,} {what}")
+        return ", ".join(parts)
+
 
 _HOST_KEYS = frozenset({32, 37})
 """Fields of a host-to-host request that its refusal echoes (the acquiring institution and the RRN)."""
@@ -168,6 +187,10 @@ class Iso8583Server:
         self._connections: set[_Connection] = set()
         self._serving: set[asyncio.Task[object]] = set()
         self._stopping = False
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     @property
     def port(self) -> int:
