@@ -145,3 +145,14 @@ def test_select_blocked_is_read_from_the_terminal_configuration():
 
     assert not terminal_config().select_blocked
     assert parse_config("[terminal]\nselect_blocked = true\n").select_blocked
+
+
+def test_a_switch_of_the_terminal_configuration_is_a_toml_boolean_not_a_string():
+    import pytest
+
+    from citycard.kernel.config import ConfigError, parse_config
+
+    for text in ('select_blocked = "false"', "select_blocked = 0", 'ec_support = "no"'):
+        with pytest.raises(ConfigError, match="true or false"):
+            parse_config("[terminal]\n" + text + "\n")
+    assert not parse_config("[terminal]\nec_support = false\n").ec_support

@@ -382,7 +382,9 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
         changes[name] = _int(t, name, w, getattr(cfg, name))
     for name in ("ec_support", "cardholder_confirmation", "cardholder_id_check", "select_blocked"):
         if name in t:
-            changes[name] = bool(t[name])
+            if not isinstance(t[name], bool):  # bool("false") is True: a quoted or numeric value is refused
+                raise ConfigError(f"terminal.{name}: true or false, not {t[name]!r}")
+            changes[name] = t[name]
     if "aid" in doc:
         changes["aids"] = tuple(_aid(e, n) for n, e in enumerate(doc["aid"]))
     tac = doc.get("tac", {})
