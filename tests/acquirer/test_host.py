@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from citycard.acquirer import SafStatus, TransactionKey, TransactionStatus
 from citycard.codec.iso8583 import (
@@ -35,6 +36,7 @@ from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_
 from citycard.hosts.acquirer import mak_label, pik_label
 from citycard.hsm.protection import RecordProtection
 from citycard.net.framing import read_frame, write_frame
+from citycard.net.server import Iso8583Server
 
 from tests.acquirer.support import (
     INSTITUTION,
@@ -230,6 +232,37 @@ def test_a_switch_answering_91_for_a_purchase_gets_it_reversed_and_a_switch_down
             assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE
             assert saf_counts(sqlite) == (0, 1)  # never sent: nothing to reverse
             assert "; switch down (" in host.status()
+
+    run(scenario())
+
+
+def test_while_the_switch_refuses_connections_queued_reversals_wait_without_spending_attempts(
+    sqlite: Database,
+) -> None:
+    """A reversal queued while the switch is down is not tried again and again (each try would fail at once
+    and push its next try back, up to a minute): the queue waits for the link, then delivers."""
+    double = SwitchDouble()
+
+    def attempts() -> list[int]:
+        with sqlite.engine.connect() as connection:
+            return [row[0] for row in connection.execute(text("SELECT attempts FROM acquirer_saf"))]
+
+    async def scenario() -> None:
+        sw = Iso8583Server(double.handle)
+        await sw.start()
+        port = sw.port
+        async with acquirer(sqlite, platform_hsm(), port) as host, terminal_link(host.port) as terminal:
+            await terminal.sign_on()
+            approved = await terminal.send(terminal.purchase(stan=10))
+            await sw.stop()
+            await eventually(lambda: host.link.down is not None)
+            ack = await terminal.send(reversal(terminal, 11, 10))
+            assert ack.response_code == ResponseCode.APPROVED and saf_counts(sqlite) == (1, 0)
+            await asyncio.sleep(1.0)  # 10 of the queue's rounds (saf_idle_s 0.05, backoff 20-100 ms)
+            assert attempts() == [0], attempts()
+            async with switch(double, port=port):
+                await eventually(lambda: saf_counts(sqlite) == (0, 1))
+        assert double.deliveries[f"R{INSTITUTION}-{approved.rrn}"] == 1
 
     run(scenario())
 

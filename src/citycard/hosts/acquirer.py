@@ -770,6 +770,9 @@ class AcquirerHost:
         slots = asyncio.Semaphore(config.saf_in_flight)
         while not self._stopping:
             self._saf_wake.clear()
+            if self.link.down is not None:  # the switch refuses connections: nothing can be delivered, so
+                await asyncio.sleep(config.saf_idle_s)  # no entry spends an attempt (the link reconnects
+                continue  # by itself, its backoff at most max_backoff_s)
             try:
                 entries = await self._db(lambda: due_entries(self._uow(), self._clock, config.saf_policy))
             except Exception:  # the database is away: try again later
