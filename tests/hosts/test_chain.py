@@ -185,13 +185,18 @@ def test_an_issuer_that_is_down_or_silent_gets_91_within_the_hop_timeout_and_not
                     assert answer.response_code is ResponseCode.ISSUER_UNAVAILABLE
                     assert answer.rrn == request.rrn
                 assert [m.rrn for m in heard] == ["000000000402"]
-                # a reversal the issuer does not answer is not answered: the acquirer keeps it and repeats it
+                # a reversal sent to an issuer that does not answer is not answered: the acquirer keeps it
+                # and repeats it
                 try:
-                    await c.send(reversal_of(down), timeout_s=4 * hop_s)
+                    await c.send(reversal_of(silent), timeout_s=4 * hop_s)
                     raise AssertionError("a reversal without an issuer answer must not be answered")
                 except Timeout:
                     pass
-                assert c.switch.stats.unanswered == 3
+                # one that cannot even be sent (the issuer's link is down) is answered 91 at once, which the
+                # acquirer's queue takes as "not delivered": it repeats it without waiting out its timeout
+                back = await c.send(reversal_of(down), timeout_s=4 * hop_s)
+                assert back.response_code is ResponseCode.ISSUER_UNAVAILABLE and back.rrn == down.rrn
+                assert c.switch.stats.unanswered == 4
 
     run(scenario())
     assert ledger_snapshot(database) == before

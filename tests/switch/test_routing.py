@@ -148,6 +148,8 @@ def test_an_unanswered_authorization_is_answered_91_and_an_advice_or_reversal_no
     assert answer_when_unanswered("0100") is ResponseCode.ISSUER_UNAVAILABLE
     for mti in ("0220", "0400", "0420"):
         assert answer_when_unanswered(mti) is None
+        # never sent (the issuer's link down): 91 at once, "not delivered" to the sender's queue
+        assert answer_when_unanswered(mti, sent=False) is ResponseCode.ISSUER_UNAVAILABLE
 
 
 def test_card_number_from_field_2_or_track_2() -> None:

@@ -51,7 +51,7 @@ from citycard.codec.iso8583 import (
     Tpdu,
 )
 from citycard.hsm.api import Hsm, HsmInputError, KeyHandle
-from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse
+from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NotSent
 from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import (
     Forward,
@@ -272,10 +272,12 @@ class SwitchFrontEnd:
         decision = decide(self.table, message)
         if not isinstance(decision, Forward):
             return self._refuse(message, decision.code, decision.reason)
-        return await self._leg(message, Leg(decision, message))
+        return await self._leg(message, Leg(decision, message), answer_not_sent=True)
 
-    async def _leg(self, message: Message, leg: Leg) -> Message | None:
-        """``leg`` sent (its PIN block translated first), its answer; for ``message``'s kind when none."""
+    async def _leg(self, message: Message, leg: Leg, *, answer_not_sent: bool = False) -> Message | None:
+        """``leg`` sent (its PIN block translated first), its answer; for ``message``'s kind when none.
+        ``answer_not_sent``: an advice or reversal that could not be sent is answered 91, not left unanswered
+        (a leg of two is not: the other leg's order depends on it, ``_two_legs``)."""
         decision, outgoing = leg.route, leg.message
         if decision.pin is not None and outgoing.pin_block is not None:
             pan = card_number(outgoing)
@@ -291,7 +293,7 @@ class SwitchFrontEnd:
                 return self._refuse(message, ResponseCode.PIN_FORMAT_ERROR, "PIN block does not decipher")
             self.stats.pin_translations += 1
             outgoing = outgoing.replaced(pin_block=block)
-        return await self._forward(message, outgoing, decision.issuer.bank_code)
+        return await self._forward(message, outgoing, decision.issuer.bank_code, answer_not_sent)
 
     async def _two_legs(self, message: Message, legs: TwoLegs) -> Message | None:
         """An EC load from a non-designated account (module docstring), or its reversal."""
@@ -309,7 +311,9 @@ class SwitchFrontEnd:
         card = await self._leg(message, legs.card)
         return None if card is None else card.replaced(pan=message.pan)
 
-    async def _forward(self, message: Message, outgoing: Message, bank_code: str) -> Message | None:
+    async def _forward(
+        self, message: Message, outgoing: Message, bank_code: str, answer_not_sent: bool = False
+    ) -> Message | None:
         link = self.links.get(bank_code)
         self.stats.forwarded += 1
         try:
@@ -326,14 +330,18 @@ class SwitchFrontEnd:
                 self.stats.answered_by_issuer += 1
                 return answer(message, ResponseCode.FORMAT_ERROR)
             return self._unanswered(message, bank_code, exc)
+        except NotSent as exc:
+            return self._unanswered(message, bank_code, exc, sent=not answer_not_sent)
         except LinkError as exc:
             return self._unanswered(message, bank_code, exc)
         self.stats.answered_by_issuer += 1
         return response
 
-    def _unanswered(self, message: Message, bank_code: str, exc: Exception) -> Message | None:
+    def _unanswered(
+        self, message: Message, bank_code: str, exc: Exception, *, sent: bool = True
+    ) -> Message | None:
         self.stats.unanswered += 1
-        code = answer_when_unanswered(message.mti)
+        code = answer_when_unanswered(message.mti, sent=sent)
         log.info(
             "%s rrn %s to %s: %s (%s)",
             message.mti,

@@ -11,7 +11,8 @@
   ``91`` (issuer or switch inoperative) so the terminal is not kept waiting and the acquirer reverses it; an
   advice or a reversal (0220, 0400, 0420) is not answered at all, so its sender keeps it in its
   store-and-forward queue and sends it again (ISO 8583:1987 repeat messages 0221/0421; UnionPay repeats a
-  reversal as 0420).
+  reversal as 0420). One that could not even be sent (the issuer's link is down) is answered ``91`` at once,
+  which the sender takes the same way, without waiting out its timeout.
 
 - **EC load from a non-designated account** (非指定账户圈存, 0200 620000/91/47,
   :func:`split_other_account_load`): the money comes from one card's account (field 2 or 35, with its
@@ -179,7 +180,9 @@ def split_other_account_load(table: RoutingTable, message: Message) -> TwoLegs |
     )
 
 
-def answer_when_unanswered(mti: str) -> ResponseCode | None:
+def answer_when_unanswered(mti: str, *, sent: bool = True) -> ResponseCode | None:
     """What the acquirer gets when the issuer did not answer ``mti`` (module docstring): ``91`` for an
-    authorization, None (no answer: the sender repeats it) for an advice or a reversal."""
-    return ResponseCode.ISSUER_UNAVAILABLE if mti in _ANSWERED_WHEN_UNANSWERED else None
+    authorization, None (no answer: the sender repeats it) for an advice or a reversal — unless it was
+    never ``sent`` (the issuer's link is down): then ``91`` too, which the sender's store-and-forward takes as
+    "not delivered, repeat it later" at once, instead of waiting for an answer that cannot come."""
+    return ResponseCode.ISSUER_UNAVAILABLE if mti in _ANSWERED_WHEN_UNANSWERED or not sent else None
