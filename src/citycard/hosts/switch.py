@@ -51,7 +51,7 @@ from citycard.codec.iso8583 import (
     Tpdu,
 )
 from citycard.hsm.api import Hsm, HsmInputError, KeyHandle
-from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NotSent
+from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NotConnected, NotSent
 from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import (
     Forward,
@@ -318,7 +318,7 @@ class SwitchFrontEnd:
         self.stats.forwarded += 1
         try:
             if link is None:
-                raise LinkError(f"no address configured for bank {bank_code}")
+                raise NotConnected(f"no address configured for bank {bank_code}")  # nothing sent
             zone = None if self.zones is None else self.zones[bank_code]
             if zone is not None:
                 outgoing = zone.sign(outgoing)
