@@ -257,7 +257,7 @@ class Iso8583Link:
     @property
     def down(self) -> str | None:
         """Why the last connection attempt failed, while no connection has been made since; else None."""
-        return None if self._connected.is_set() else self._down
+        return self._down  # cleared by the attempt that connects
 
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until the link is connected: :class:`NotConnected` as soon as a connection attempt fails
@@ -270,7 +270,7 @@ class Iso8583Link:
                     self._kick.set()
                 while not self._connected.is_set():
                     await asyncio.shield(self._next_attempt())
-                    if self._down is not None and not self._connected.is_set():
+                    if self._down is not None:
                         raise NotConnected(f"cannot connect to {self.host}:{self.port}: {self._down}")
         except TimeoutError:
             raise NotConnected(f"not connected to {self.host}:{self.port} within {timeout_s} s") from None

@@ -3,7 +3,7 @@ AID and application label, cryptogram, TVR/TSI; EC balance after an electronic-c
 
 from __future__ import annotations
 
-from citycard.codec.iso8583 import ResponseCode
+from citycard.codec.iso8583 import Iso8583Error, ResponseCode
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import Outcome, OutcomeKind
@@ -82,10 +82,10 @@ def render_receipt(
 def _meaning(outcome: Outcome) -> str:
     """``: <what the code means>`` for a decline online whose response code (``8A``) is one of the
     profile's (``58`` → transaction not permitted to terminal), else nothing."""
-    code = outcome.data.get("8A", b"").decode("ascii", "replace")
-    if outcome.kind is not OutcomeKind.DECLINED_ONLINE or code not in _CODES:
+    if outcome.kind is not OutcomeKind.DECLINED_ONLINE:
         return ""
-    return f": {ResponseCode(code).description}"
-
-
-_CODES = frozenset(code.value for code in ResponseCode)
+    try:
+        code = ResponseCode.parse(outcome.data.get("8A", b"").decode("ascii", "replace"))
+    except Iso8583Error:  # the terminal's own (Z3 …) or a code outside the profile's table
+        return ""
+    return f": {code.description}"
