@@ -35,7 +35,7 @@ from citycard.hsm.soft import SoftHsm
 from citycard.issuer.commands import AddBank, AddBinRange, SetPin
 from citycard.issuer.handlers import IssuerService
 from citycard.net.framing import read_frame, write_frame
-from citycard.net.link import Iso8583Link, Timeout
+from citycard.net.link import Iso8583Link, LinkLimits, Timeout
 from citycard.net.server import Iso8583Server, ServerLimits
 
 from tests.hosts.conftest import (
@@ -223,6 +223,64 @@ def test_an_issuer_that_refuses_connections_is_answered_91_at_once_not_after_the
             status = c.switch.status()  # what `citycard serve switch` prints for the operator
             assert "3 forwarded, 0 answered by the issuers, 3 unanswered" in status
             assert "; ICBC down (" in status and "refused" in status.rpartition("ICBC down")[2], status
+
+    run(scenario())
+    assert ledger_snapshot(database) == before
+
+
+def test_a_silent_issuer_is_answered_91_at_once_after_five_unanswered_and_forwarded_again_once_it_answers(
+    banks: IssuerService, hsm: SoftHsm, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """A bank's front end that is connected but answers nothing (hung) kept every purchase of its cards
+    waiting the hop timeout, and every reversal one of the acquirer's queue places. After five requests in a
+    row unanswered the switch takes it as silent: purchases and reversals are answered 91 at once, not sent.
+    Its echo tests find out when it answers again, and the next purchase is forwarded."""
+    boc = funded(banks, "BOC")
+    before = ledger_snapshot(database)
+    hop_s = 0.3
+    heard: list[Message] = []
+    awake = False
+
+    async def hung_until_awake(message: Message) -> Message | None:
+        heard.append(message)
+        return answer(message, ResponseCode.APPROVED) if awake else None
+
+    def requests(n: int) -> list[Message]:
+        card = terminal_for(boc)
+        return [purchase(boc, card.first_ac(1_000), 1_000, f"0000000005{k:02d}") for k in range(n)]
+
+    def purchases_heard() -> list[str | None]:
+        return [m.rrn for m in heard if m.mti == "0200"]
+
+    async def scenario() -> None:
+        nonlocal awake
+        async with Iso8583Server(hung_until_awake, limits=ServerLimits(drain_timeout_s=0.1)) as hung:
+            limits = SwitchLimits(
+                hop_timeout_s=hop_s,
+                link=LinkLimits(min_backoff_s=0.01, max_backoff_s=0.1, probe_interval_s=0.05),
+            )
+            addresses = {"BOC": ("127.0.0.1", hung.port)}
+            async with chain(
+                banks, hsm, database, banks=(), addresses=addresses, limits=limits, mac=False
+            ) as c:
+                made = requests(7)
+                first, later = made[:5], made[5:]
+                answers = await asyncio.gather(*(c.send(r, timeout_s=10 * hop_s) for r in first))
+                assert {a.response_code for a in answers} == {ResponseCode.ISSUER_UNAVAILABLE}
+                assert len(purchases_heard()) == 5
+                assert "BOC silent (5 requests in a row unanswered in 0.3 s)" in c.switch.status()
+                # not sent: a purchase and a reversal answered 91 (a reversal the queue then repeats later)
+                assert (await c.send(later[0], timeout_s=60)).response_code is ResponseCode.ISSUER_UNAVAILABLE
+                back = await c.send(reversal_of(first[0]), timeout_s=60)
+                assert back.response_code is ResponseCode.ISSUER_UNAVAILABLE and back.rrn == first[0].rrn
+                assert len(purchases_heard()) == 5 and not any(m.mti == "0400" for m in heard)
+                awake = True
+                async with asyncio.timeout(20):
+                    while c.switch.links["BOC"].silent is not None:  # until an echo test is answered
+                        await asyncio.sleep(0.01)
+                assert any(m.mti == "0820" for m in heard)
+                assert (await c.send(later[1], timeout_s=10 * hop_s)).response_code is ResponseCode.APPROVED
+                assert purchases_heard()[-1] == later[1].rrn and "BOC up" in c.switch.status()
 
     run(scenario())
     assert ledger_snapshot(database) == before

@@ -37,6 +37,7 @@ from citycard.net.link import (
     LinkLimits,
     MalformedResponse,
     NotConnected,
+    Silent,
     Timeout,
 )
 from citycard.net.server import Iso8583Server, ServerLimits
@@ -398,6 +399,80 @@ def test_echo_keeps_the_link_alive_and_an_unanswered_echo_makes_it_reconnect() -
             assert link.stats.echoes == 2 and link.stats.timeouts >= 1
             await link.wait_connected(2)
             assert (await link.request(purchase(500))).approved
+
+    run(scenario())
+
+
+def test_a_peer_that_answers_nothing_is_found_silent_refused_at_once_and_used_again_once_it_answers() -> None:
+    """A connected peer that answers nothing (a hung front end) costs each request its whole timeout. After
+    ``silent_after`` requests in a row unanswered, nothing received since each was sent, the link refuses
+    requests at once (``Silent``, not sent) and probes the peer with echo tests; the first answer ends it."""
+    heard: list[str] = []
+    awake = False
+
+    async def hung_until_awake(request: Message) -> Message | None:
+        heard.append(request.mti)
+        return answer(request) if awake else None
+
+    async def scenario() -> None:
+        nonlocal awake
+        stans = iter(range(900, 10_000))
+        limits = LinkLimits(
+            timeout_s=0.3, min_backoff_s=0.01, max_backoff_s=0.1, silent_after=3, probe_interval_s=0.05
+        )
+        async with (
+            Iso8583Server(hung_until_awake) as server,
+            Iso8583Link(
+                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(next(stans))
+            ) as link,
+        ):
+            await link.wait_connected(5)
+            outcomes = await asyncio.gather(
+                *(link.request(purchase(stan)) for stan in (1, 2, 3)), return_exceptions=True
+            )
+            assert all(isinstance(outcome, Timeout) for outcome in outcomes), outcomes
+            assert link.silent == "3 requests in a row unanswered in 0.3 s"
+            assert link.state == "silent (3 requests in a row unanswered in 0.3 s)"
+            assert link.stats.silences == 1
+            purchases_heard = heard.count("0200")
+            with pytest.raises(Silent, match="is silent"):
+                await link.request(purchase(4), timeout_s=300)  # refused at once, not after 300 s
+            assert heard.count("0200") == purchases_heard == 3 and link.stats.refused_silent == 1
+            await _until(lambda: "0820" in heard)  # probed
+            awake = True
+            await _until(lambda: link.silent is None)
+            assert link.state == "up" and link.stats.echoes >= 1
+            assert (await link.request(purchase(5))).approved
+            assert heard.count("0200") == 4 and link.stats.silences == 1
+
+    run(scenario())
+
+
+def test_a_slow_peer_that_answers_some_requests_is_never_taken_as_silent() -> None:
+    """Timeouts alone do not make a peer silent: a frame received after a request was sent means the peer
+    lives, and every frame received starts the count again."""
+
+    async def answers_odd_stans(request: Message) -> Message | None:
+        return answer(request) if request.stan is not None and request.stan % 2 else None
+
+    async def scenario() -> None:
+        limits = LinkLimits(timeout_s=0.3, min_backoff_s=0.01, silent_after=2, probe_interval_s=0.05)
+        async with (
+            Iso8583Server(answers_odd_stans) as server,
+            Iso8583Link(
+                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(9999)
+            ) as link,
+        ):
+            await link.wait_connected(5)
+            for round_ in range(3):  # each round: two unanswered, one answered after them
+                stans = [6 * round_ + 2, 6 * round_ + 4, 6 * round_ + 5]
+                outcomes = await asyncio.gather(
+                    *(link.request(purchase(stan)) for stan in stans), return_exceptions=True
+                )
+                assert [isinstance(outcome, Timeout) for outcome in outcomes] == [True, True, False]
+                assert isinstance(outcomes[2], Message) and outcomes[2].approved
+                assert link.silent is None and link.state == "up"
+            assert link.stats.timeouts == 6 and link.stats.silences == 0 and link.stats.refused_silent == 0
 
     run(scenario())
 

@@ -26,6 +26,14 @@ after the hop's timeout. When ``keepalive`` is given and nothing was received fo
 ``echo_interval_s``, an echo test (0820, 60.3 = 301) is sent; if it gets no answer the connection is
 dropped and made again. Everything is bounded (:class:`LinkLimits`).
 
+A peer can also be connected and **silent**: a front end whose process hangs, or whose host accepts
+connections for it, answers nothing, so each request waits its whole timeout. With ``silent_after`` (and a
+``keepalive``), once that many requests in a row have timed out with nothing received since each was sent,
+the link says so (``silent``, ``state``) and a request ends at once in :class:`Silent` (not sent: a switch
+answers 91 at once, an acquirer's store-and-forward queue keeps its entry for later) instead of waiting its
+timeout. Echo tests, every ``probe_interval_s``, find out when the peer answers again: anything received
+ends the silence.
+
 An answer comes with its bytes as received (``codec.iso8583.note_received``): its MAC is checked over them
 and a switch passes it back with field 64 patched in them, not encoded again; a request whose bytes are
 noted (received, patched or signed) is sent as those bytes.
@@ -67,6 +75,7 @@ __all__ = [
     "NoAnswer",
     "NotConnected",
     "NotSent",
+    "Silent",
     "Timeout",
     "request_key",
     "response_keys",
@@ -91,6 +100,11 @@ class NotSent(LinkError):
 
 class NotConnected(NotSent):
     """No connection within the request's time."""
+
+
+class Silent(NotSent):
+    """The peer is connected but has answered nothing to the last requests (``silent_after`` in a row):
+    this one was not sent (module docstring)."""
 
 
 class Busy(NotSent):
@@ -136,11 +150,17 @@ class LinkLimits:
     """Once a length prefix is in, the rest of the frame must arrive within this."""
     echo_interval_s: float = 30.0
     """With a ``keepalive``: an echo test after this long without receiving anything."""
+    silent_after: int = 0
+    """With a ``keepalive``: the peer is silent once this many requests in a row have timed out with nothing
+    received since each was sent (0: never; module docstring)."""
+    probe_interval_s: float = 2.0
+    """While the peer is silent: an echo test after this long without receiving anything (and it waits
+    this long at most for its answer)."""
 
     def __post_init__(self) -> None:
         assert 0 < self.min_backoff_s <= self.max_backoff_s
         assert min(self.timeout_s, self.connect_timeout_s, self.frame_timeout_s, self.echo_interval_s) > 0
-        assert self.max_pending > 0
+        assert self.max_pending > 0 and self.silent_after >= 0 and self.probe_interval_s > 0
 
 
 @dataclass(slots=True)
@@ -158,6 +178,10 @@ class LinkStats:
     echoes: int = 0
     connect_failures: int = 0
     """Connection attempts refused or timed out."""
+    silences: int = 0
+    """Times the peer was found silent (module docstring)."""
+    refused_silent: int = 0
+    """Requests ended in :class:`Silent`, not sent."""
 
 
 def _keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
@@ -205,6 +229,7 @@ class Iso8583Link:
         self._header = header or Header()
         self.limits = limits or LinkLimits()
         self._keepalive = keepalive
+        assert keepalive is not None or not self.limits.silent_after, "a silent peer is probed by echo tests"
         self._clock = clock
         self.stats = LinkStats()
         self._pending: dict[Key, asyncio.Future[Message]] = {}
@@ -221,6 +246,10 @@ class Iso8583Link:
         self._runner: asyncio.Task[None] | None = None
         self._last_received = 0.0
         self._frames_received = 0
+        self._unanswered_in_row = 0
+        """Requests timed out in a row, nothing received since each was sent."""
+        self._silent: str | None = None
+        """Why the peer is taken as silent; None once anything is received."""
 
     # --- life -----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -249,10 +278,16 @@ class Iso8583Link:
 
     @property
     def state(self) -> str:
-        """``up``, ``connecting``, or ``down (<why the last attempt failed>)``: for a status line."""
+        """``up``, ``silent (<why>)``, ``connecting``, or ``down (<why the last attempt failed>)``: for a
+        status line."""
         if self._connected.is_set():
-            return "up"
+            return "up" if self._silent is None else f"silent ({self._silent})"
         return "connecting" if self._down is None else f"down ({self._down})"
+
+    @property
+    def silent(self) -> str | None:
+        """Why the peer is taken as silent (module docstring), while nothing was received since; else None."""
+        return self._silent
 
     @property
     def down(self) -> str | None:
@@ -290,10 +325,17 @@ class Iso8583Link:
     # --- requests -------------------------------------------------------------------------------------
     async def request(self, message: Message, *, timeout_s: float | None = None) -> Message:
         """Send ``message`` and wait for its answer (module docstring for the outcomes)."""
+        return await self._exchange(message, timeout_s, probe=False)
+
+    async def _exchange(self, message: Message, timeout_s: float | None, *, probe: bool) -> Message:
+        """:meth:`request`; a ``probe`` (an echo test) is sent to a silent peer too."""
         timeout = self.limits.timeout_s if timeout_s is None else timeout_s
         deadline = self._clock() + timeout
         key = request_key(message)
         frame = encode_framed(message, self._tpdu, self._header)
+        if self._silent is not None and not probe:  # connected or between two connections: not waited for
+            self.stats.refused_silent += 1
+            raise Silent(f"{self.host}:{self.port} is silent ({self._silent}): {message.mti} not sent")
         await self.wait_connected(timeout)
         if key in self._pending:
             raise DuplicateKey(f"a request {message.mti} with the same key is waiting for its answer")
@@ -302,6 +344,7 @@ class Iso8583Link:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         self._timed_out.pop(key, None)
+        sent_at = self._clock()
         try:
             await self._write(frame)
             self.stats.sent += 1
@@ -312,6 +355,8 @@ class Iso8583Link:
             self._timed_out[key] = None
             if len(self._timed_out) > _LATE_MEMORY:
                 self._timed_out.popitem(last=False)
+            if self._last_received <= sent_at:
+                self._unanswered(timeout)
             raise Timeout(f"no answer to {message.mti} within {timeout} s") from None
         finally:
             if self._pending.get(key) is future:
@@ -319,10 +364,21 @@ class Iso8583Link:
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a write failure may leave a ConnectionLost nobody awaited
 
+    def _unanswered(self, timeout: float) -> None:
+        """A request timed out and nothing was received since it was sent."""
+        self._unanswered_in_row += 1
+        limit = self.limits.silent_after
+        if limit and self._unanswered_in_row >= limit and self._silent is None:
+            self._silent = f"{self._unanswered_in_row} requests in a row unanswered in {timeout:g} s"
+            self.stats.silences += 1
+            log.warning(
+                "%s:%s is silent (%s): requests not sent until it answers", self.host, self.port, self._silent
+            )
+
     async def echo(self, *, timeout_s: float | None = None) -> Message:
-        """One echo test now (the ``keepalive`` message)."""
+        """One echo test now (the ``keepalive`` message), sent to a silent peer too."""
         assert self._keepalive is not None, "no keepalive message given"
-        answer = await self.request(self._keepalive(), timeout_s=timeout_s)
+        answer = await self._exchange(self._keepalive(), timeout_s, probe=True)
         self.stats.echoes += 1
         return answer
 
@@ -404,6 +460,10 @@ class Iso8583Link:
                 return
             self._last_received = self._clock()
             self._frames_received += 1
+            self._unanswered_in_row = 0
+            if self._silent is not None:
+                log.warning("%s:%s answers again (it was silent: %s)", self.host, self.port, self._silent)
+                self._silent = None
             self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
@@ -449,14 +509,15 @@ class Iso8583Link:
             log.info("answer %s matches no request, dropped", mti or "(undecodable)")
 
     async def _echo_loop(self) -> None:
-        interval = self.limits.echo_interval_s
-        while True:
+        limits = self.limits
+        while True:  # a wait of at most probe_interval_s: a peer found silent is probed that soon
+            interval = limits.echo_interval_s if self._silent is None else limits.probe_interval_s
             quiet = self._clock() - self._last_received
             if quiet < interval:
-                await asyncio.sleep(interval - quiet)
+                await asyncio.sleep(min(interval - quiet, limits.probe_interval_s))
                 continue
             try:
-                await self.echo(timeout_s=min(interval, self.limits.timeout_s))
+                await self.echo(timeout_s=min(interval, limits.timeout_s))
             except LinkError as exc:
                 log.info("echo test to %s:%s failed (%s): reconnecting", self.host, self.port, exc)
                 self._drop_connection()
