@@ -651,6 +651,12 @@ class Platform:
         """Reversals and advices the acquirer still has to deliver (kept on disk for the next start)."""
         return self._acquirer.queued()
 
+    @property
+    def statuses(self) -> list[Callable[[], str]]:
+        """Each service's status line for an operator (``status()``): the issuer front ends, the switch, the
+        acquirer, in that order."""
+        return [service.status for service in self._started]
+
     async def stop(self) -> None:
         """Stop the acquirer first (no new terminal request; those in flight are answered; its queue stays
         on disk), then the switch, then the issuer front ends (each finishes what it has in flight)."""

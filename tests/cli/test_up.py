@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,16 @@ def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(hom
     pan = _seeded()
     command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
     proc = subprocess.Popen(
-        [*command, "--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0", "--no-web"],
+        [
+            *command,
+            "--acquirer",
+            "127.0.0.1:0",
+            "--switch",
+            "127.0.0.1:0",
+            "--no-web",
+            "--status-every",
+            "0.1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,6 +104,26 @@ def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(hom
         _run("pos", "purchase", "--card", pan, "--amount", "120.00", "--pin", PIN, *online)
         assert _deposit_fen(pan) == 30_000 - 12_000
         _run("pos", "balance", "--card", pan, "--online", "--pin", PIN, *online)
+        # each service's status line, with the time, printed when it changed: the purchase and the balance
+        # inquiry moved the acquirer, the switch and BOC's front end
+        status = re.compile(r"^\d\d:\d\d:\d\d (issuer BOC|issuer ICBC|switch|acquirer): (.*)$")
+        last: dict[str, str] = {}
+        watchdog = threading.Timer(60, proc.kill)  # a line that never comes ends the read, not the suite
+        watchdog.start()
+        try:
+            while not (
+                "2 answered" in last.get("issuer BOC", "")
+                and "2 answered by the issuers" in last.get("switch", "")
+                and "2 answered" in last.get("acquirer", "")
+            ):
+                line = proc.stdout.readline()  # type: ignore[union-attr]
+                assert line, f"no more output; last status lines {last}"
+                match = status.match(line)
+                if match is not None:
+                    last[match.group(1)] = match.group(2)
+        finally:
+            watchdog.cancel()
+        assert "BOC up, ICBC up" in last["switch"] and "switch up" in last["acquirer"], last
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Protocol
 
 import typer
@@ -59,15 +61,16 @@ def parse_issuer(text: str) -> tuple[str, tuple[str, int]]:
     return code.upper(), parse_address(address, f"--issuer {code.upper()}")
 
 
-async def _report(service: _Service, every_s: float) -> None:
-    """Every ``every_s``, the service's status line (``status()``), with the time, when it changed since
+async def report_status(status: Callable[[], str], every_s: float) -> None:
+    """Every ``every_s``, a service's status line (its ``status()``), with the time, when it changed since
     the last one printed: traffic moved, a link went down or came back. Quiet while nothing happens."""
-    last = service.status()
+    last = status()
     while True:
         await asyncio.sleep(every_s)
-        line = service.status()
+        line = status()
         if line != last:
             typer.echo(f"{time.strftime('%H:%M:%S')} {line}")
+            sys.stdout.flush()  # a log file or a pipe reads it now
             last = line
 
 
@@ -92,7 +95,11 @@ async def _serve(service: _Service, banner: str, status_every_s: float = 0.0) ->
         await service.start()
         try:
             typer.echo(banner.format(port=service.port))
-            report = asyncio.create_task(_report(service, status_every_s)) if status_every_s > 0 else None
+            report = (
+                asyncio.create_task(report_status(service.status, status_every_s))
+                if status_every_s > 0
+                else None
+            )
             try:
                 with server_heap():
                     await stopping.wait()

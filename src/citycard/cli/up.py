@@ -5,7 +5,9 @@ On the configured database (the embedded SQLite file of ``$CITYCARD_HOME`` by de
 and the acquirer the terminals connect to, through :func:`citycard.bootstrap.start_platform` (what
 ``citycard serve issuer|switch|acquirer`` run one at a time), the clearing schedule, and the web console on
 ``--web`` (http://127.0.0.1:8000) when this build has it — all in one event loop
-(:func:`citycard.city.runner.serve`). It prints where each listens and serves until Ctrl-C or SIGTERM (or
+(:func:`citycard.city.runner.serve`). It prints where each listens, then each service's status line with the
+time whenever it changed (checked every ``--status-every`` seconds, 60; 0: none; as ``citycard serve``
+prints it), and serves until Ctrl-C or SIGTERM (or
 ``--for SECONDS``): then no new request is taken, those in flight are answered, and what the acquirer still
 has to deliver (reversals, advices) stays queued on disk for the next start. Addresses: ``--acquirer``
 (default ``CITYCARD_ACQUIRER``, 127.0.0.1:9583), ``--switch`` (``CITYCARD_SWITCH``, 127.0.0.1:9584),
@@ -35,6 +37,7 @@ from citycard.net.loop import run as run_loop
 from citycard.net.loop import server_heap
 
 from .bank import fail, open_issuer
+from .servers import StatusOpt, report_status
 
 if TYPE_CHECKING:
     from citycard.bootstrap import Center, Issuer
@@ -90,6 +93,7 @@ def up(
             min=0.0,
         ),
     ] = 120.0,
+    status_every: StatusOpt = 60.0,
 ) -> None:
     """The whole platform in one process (network, clearing, web); --demo seeds and runs a city.
 
@@ -129,6 +133,7 @@ def up(
                     pace,
                     logins,
                     demo_closes_in,
+                    status_every,
                 )
             )
         except UnknownBank as exc:
@@ -193,6 +198,7 @@ async def _serve(
     pace: float,
     logins: str,
     demo_closes_in: float,
+    status_every_s: float,
 ) -> None:
     from citycard.bootstrap import safe_url
     from citycard.city.runner import Running, serve
@@ -203,6 +209,7 @@ async def _serve(
         loop.add_signal_handler(sig, stopping.set)
 
     heap = ExitStack()
+    reports: list[asyncio.Task[None]] = []
 
     def started(running: Running) -> None:
         heap.enter_context(server_heap())
@@ -228,6 +235,10 @@ async def _serve(
             )
         until = f"for {for_s:g} s (or Ctrl-C)" if for_s is not None else "until Ctrl-C"
         say(f"database {safe_url(s.db_url)}; serving {until}")
+        if status_every_s > 0:  # each service's line, when it changed, as `citycard serve` prints it
+            reports.extend(
+                loop.create_task(report_status(status, status_every_s)) for status in platform.statuses
+            )
 
     try:
         running = await serve(
@@ -249,6 +260,8 @@ async def _serve(
             say(running.traffic.stats.line())
         say(f"{running.platform.queued()} reversal(s) and advice(s) queued for the next start")
     finally:
+        for report in reports:
+            report.cancel()
         heap.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
