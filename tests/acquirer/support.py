@@ -37,6 +37,7 @@ from citycard.hsm.soft import SoftHsm
 from citycard.net.link import Iso8583Link, LinkLimits
 from citycard.net.server import Iso8583Server
 
+from tests.net.support import answer as net_answer
 from tests.net.support import signed
 
 TERMINAL = "10000019"
@@ -69,6 +70,8 @@ class SwitchDouble:
         self.received.append(request)
         if self.mode == "silent":
             return None
+        if request.mti == "0820":  # the acquirer's echo test
+            return net_answer(request)
         if self.mode == "91":
             return _answer(request, ResponseCode.ISSUER_UNAVAILABLE)
         assert request.acquirer_id is not None and request.rrn is not None

@@ -6,6 +6,7 @@ terminal reversals (repeated, and before their original), voids, refunds by SAF,
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from citycard.net.framing import read_frame, write_frame
 from citycard.net.server import Iso8583Server
 
 from tests.acquirer.support import (
+    FAST_LINK,
     INSTITUTION,
     MERCHANT,
     PAN,
@@ -263,6 +265,53 @@ def test_while_the_switch_refuses_connections_queued_reversals_wait_without_spen
             async with switch(double, port=port):
                 await eventually(lambda: saf_counts(sqlite) == (0, 1))
         assert double.deliveries[f"R{INSTITUTION}-{approved.rrn}"] == 1
+
+    run(scenario())
+
+
+def test_a_switch_that_answers_nothing_is_found_silent_and_terminals_get_91_at_once_until_it_answers(
+    sqlite: Database,
+) -> None:
+    """A hung switch (connected, answering nothing): after purchases in a row unanswered (98, their
+    reversals queued) and an echo test unanswered too, the acquirer takes it as silent. A purchase is then
+    answered 91 at once, not sent and with nothing to reverse, and the queue spends no attempts. Once the
+    switch answers an echo test again, the queue delivers the reversals and purchases go through."""
+    double = SwitchDouble(mode="silent")
+    limits = replace(FAST_LINK, silent_after=2, probe_interval_s=0.05)
+
+    def attempts() -> list[int]:
+        with sqlite.engine.connect() as connection:
+            return [row[0] for row in connection.execute(text("SELECT attempts FROM acquirer_saf"))]
+
+    def forwarded() -> int:
+        return sum(not isinstance(m, NetworkManagementRequest) for m in double.received)
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port, link_limits=limits) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            for stan in (1, 2):
+                answer = await terminal.send(terminal.purchase(stan=stan))
+                assert answer.response_code == ResponseCode.ISSUER_TIMEOUT
+            await eventually(lambda: host.link.silent is not None)
+            assert re.search(r"; switch silent \(\d requests and an echo test unanswered\)$", host.status())
+            sent = forwarded()
+            down = await terminal.send(terminal.purchase(stan=3), timeout_s=10)
+            assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE and forwarded() == sent
+            await asyncio.sleep(0.3)  # the queue's round under way when the switch was found silent ends
+            tried = attempts()
+            await asyncio.sleep(0.5)  # 10 of the queue's rounds
+            assert attempts() == tried and saf_counts(sqlite) == (2, 0) and forwarded() == sent
+            double.mode = "answer"
+            await eventually(lambda: host.link.silent is None)
+            await eventually(lambda: saf_counts(sqlite) == (0, 2))
+            assert (await terminal.send(terminal.purchase(stan=4))).response_code == ResponseCode.APPROVED
+        assert (
+            double.net_posted_fen() == 1250
+        )  # the fourth purchase; the first two reversed, the third never sent
 
     run(scenario())
 

@@ -431,14 +431,13 @@ def test_a_peer_that_answers_nothing_is_found_silent_refused_at_once_and_used_ag
                 *(link.request(purchase(stan)) for stan in (1, 2, 3)), return_exceptions=True
             )
             assert all(isinstance(outcome, Timeout) for outcome in outcomes), outcomes
-            assert link.silent == "3 requests in a row unanswered in 0.3 s"
-            assert link.state == "silent (3 requests in a row unanswered in 0.3 s)"
+            await _until(lambda: link.silent is not None)  # once the echo test sent then is not answered
+            assert heard[-1] == "0820" and link.state == "silent (3 requests and an echo test unanswered)"
             assert link.stats.silences == 1
             purchases_heard = heard.count("0200")
             with pytest.raises(Silent, match="is silent"):
                 await link.request(purchase(4), timeout_s=300)  # refused at once, not after 300 s
             assert heard.count("0200") == purchases_heard == 3 and link.stats.refused_silent == 1
-            await _until(lambda: "0820" in heard)  # probed
             awake = True
             await _until(lambda: link.silent is None)
             assert link.state == "up" and link.stats.echoes >= 1
@@ -473,6 +472,38 @@ def test_a_slow_peer_that_answers_some_requests_is_never_taken_as_silent() -> No
                 assert isinstance(outcomes[2], Message) and outcomes[2].approved
                 assert link.silent is None and link.state == "up"
             assert link.stats.timeouts == 6 and link.stats.silences == 0 and link.stats.refused_silent == 0
+
+    run(scenario())
+
+
+def test_a_peer_that_leaves_requests_unanswered_but_answers_echo_tests_is_not_silent() -> None:
+    """A switch leaves some requests unanswered on purpose (a reversal its issuer did not answer: the acquirer
+    repeats it later). Timeouts in a row are not silence while the peer answers the echo test they bring."""
+    echoes = 0
+
+    async def answers_only_echoes(request: Message) -> Message | None:
+        nonlocal echoes
+        if request.mti == "0820":
+            echoes += 1
+            return answer(request)
+        return None
+
+    async def scenario() -> None:
+        stans = iter(range(900, 10_000))
+        limits = LinkLimits(timeout_s=0.2, min_backoff_s=0.01, silent_after=2, probe_interval_s=0.5)
+        async with (
+            Iso8583Server(answers_only_echoes) as server,
+            Iso8583Link(
+                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(next(stans))
+            ) as link,
+        ):
+            await link.wait_connected(5)
+            for stan in range(1, 7):
+                with pytest.raises(Timeout):
+                    await link.request(purchase(stan))
+                await _until(lambda n=stan // 2: echoes == n)  # an echo test after the second, fourth, sixth
+            assert echoes == 3 and link.silent is None and link.stats.silences == 0
+            assert link.stats.timeouts == 6 and link.stats.refused_silent == 0
 
     run(scenario())
 

@@ -33,6 +33,10 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
 7. **Zone MAC** (``zone``, ``citycard.hosts.zone``): everything sent to the switch carries field 64 under
    the acquirer leg's ZAK, and an answer whose MAC does not verify is treated as no answer (an A0 is
    taken as it is).
+8. **The link to the switch** sends echo tests (0820, 41 = ``ACQUIRER``) after 30 s without receiving
+   anything; a switch that leaves five requests in a row and then an echo test unanswered is **silent**
+   (``net.link``): terminals are answered ``91`` at once with nothing to reverse, and the SAF task waits, as
+   while the link is down, until the switch answers an echo test again.
 
 Stopping (:meth:`AcquirerHost.stop`, Ctrl-C): the server stops taking requests and finishes those in
 flight (each one's reversal is persisted before its answer, so nothing is lost), then the SAF task
@@ -122,6 +126,7 @@ from citycard.net.link import (
     NoAnswer,
     NotSent,
     Timeout,
+    echo_keepalive,
 )
 from citycard.net.server import Iso8583Server, ServerLimits, refusal
 
@@ -209,6 +214,10 @@ tables), so that a purchase's registry read, RRN and record are one transaction.
 RegistryAhead = Callable[[AcquirerUnitOfWork, Sequence[BeginTransaction]], None]
 """What a group of purchases' registry checks will ask, read in one go in the group's transaction
 (``citycard.bootstrap.acquirer_registry_ahead``; ``acquirer.begin_many``'s ``ahead``)."""
+ACQUIRER_TERMINAL: Final = "ACQUIRER"
+"""Field 41 of the acquirer's own echo tests on its link to the switch."""
+ACQUIRER_MERCHANT: Final = "ACQUIRER0000000"
+
 BankLookup = Callable[[str], AcquiringBank | None]
 """A bank code → the acquiring bank (blocking: run in the database pool)."""
 
@@ -235,7 +244,10 @@ class AcquirerConfig:
     stop_timeout_s: float = 10.0
     saf_policy: SafPolicy = field(default_factory=SafPolicy)
     server_limits: ServerLimits = field(default_factory=ServerLimits)
-    link_limits: LinkLimits = field(default_factory=LinkLimits)
+    link_limits: LinkLimits = field(default_factory=lambda: LinkLimits(silent_after=5))
+    """The link to the switch: echo tests after 30 s without receiving anything; a switch that leaves five
+    requests in a row and an echo test unanswered (hung, or a half-open connection) is silent, and the
+    terminals are answered 91 at once until it answers again (``net.link``)."""
     tpdu: Tpdu = field(default_factory=lambda: Tpdu(destination=0x0001, source=0x0006))
     """TPDU of the link to the switch (NII: switch 0001, acquirer 0006)."""
 
@@ -310,6 +322,9 @@ class AcquirerHost:
             self.config.switch_port,
             tpdu=self.config.tpdu,
             limits=self.config.link_limits,
+            keepalive=echo_keepalive(
+                ACQUIRER_TERMINAL, ACQUIRER_MERCHANT, None if zone is None else zone.sign
+            ),
         )
         self._saf_wake = asyncio.Event()
         self._saf_task: asyncio.Task[None] | None = None
@@ -770,9 +785,9 @@ class AcquirerHost:
         slots = asyncio.Semaphore(config.saf_in_flight)
         while not self._stopping:
             self._saf_wake.clear()
-            if self.link.down is not None:  # the switch refuses connections: nothing can be delivered, so
-                await asyncio.sleep(config.saf_idle_s)  # no entry spends an attempt (the link reconnects
-                continue  # by itself, its backoff at most max_backoff_s)
+            if self.link.down is not None or self.link.silent is not None:  # the switch refuses connections
+                await asyncio.sleep(config.saf_idle_s)  # or answers nothing: nothing can be delivered, so no
+                continue  # entry spends an attempt (the link reconnects, or probes, by itself)
             try:
                 entries = await self._db(lambda: due_entries(self._uow(), self._clock, config.saf_policy))
             except Exception:  # the database is away: try again later

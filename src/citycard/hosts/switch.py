@@ -14,8 +14,8 @@ pure decisions of :mod:`citycard.switch` say where it goes, and this module carr
    authorization is answered ``91``, an advice or reversal not at all (its sender repeats it;
    ``switch.answer_when_unanswered``). An issuer's ``30`` that carried only 11, 41 and 42 goes back as a
    typed ``30``. An issuer front end that leaves ``SwitchLimits.silent_after`` requests in a row
-   unanswered is **silent** (``net.link``): its requests are not sent, but answered ``91`` at once, until
-   it answers one of the echo tests the link then sends every few seconds.
+   unanswered, and an echo test then, is **silent** (``net.link``): its requests are not sent, but answered
+   ``91`` at once, until it answers one of the echo tests the link then sends every few seconds.
 
 An EC load from a non-designated account (0200 620000/91/47) goes as two legs in turn
 (``switch.split_other_account_load``): the debit leg to the other account's issuer, then, once approved,
@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from citycard.codec.iso8583 import (
-    Field60,
     Message,
     NetworkManagementRequest,
     ResponseCode,
@@ -53,7 +52,16 @@ from citycard.codec.iso8583 import (
     Tpdu,
 )
 from citycard.hsm.api import Hsm, HsmInputError, KeyHandle
-from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NotConnected, NotSent
+from citycard.net.link import (
+    Iso8583Link,
+    LinkError,
+    LinkLimits,
+    MalformedResponse,
+    NotConnected,
+    NotSent,
+    echo_keepalive,
+)
+from citycard.net.link import echo_test as link_echo_test
 from citycard.net.server import Iso8583Server, ServerLimits
 from citycard.switch import (
     Forward,
@@ -90,8 +98,8 @@ class SwitchLimits:
     """An echo test on an issuer link after this long without receiving anything."""
     silent_after: int = 5
     """An issuer front end that leaves this many requests in a row unanswered (hop timeouts, nothing received
-    since each was sent) is silent: its cards are answered 91 at once, and its reversals and advices 91 (not
-    sent), until it answers an echo test again (``net.link``; 0: never)."""
+    since each was sent), and an echo test then, is silent: its cards are answered 91 at once, and its
+    reversals and advices 91 (not sent), until it answers an echo test again (``net.link``; 0: never)."""
     server: ServerLimits = dataclasses.field(default_factory=ServerLimits)
     link: LinkLimits = dataclasses.field(default_factory=LinkLimits)
 
@@ -113,26 +121,9 @@ class SwitchStats:
     echoes: int = 0
 
 
-class _Stan:
-    """The STAN of the switch's own echo tests (1..999999, wrapping)."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value = self.value % 999_999 + 1
-        return self.value
-
-
 def echo_test(stan: int) -> Message:
     """An echo test (0820, 60.3 = 301) from the switch."""
-    return NetworkManagementRequest(
-        mti="0820",
-        stan=stan,
-        terminal_id=SWITCH_TERMINAL,
-        merchant_id=SWITCH_MERCHANT,
-        field60=Field60("00", 0, "301"),
-    )
+    return link_echo_test(stan, SWITCH_TERMINAL, SWITCH_MERCHANT)
 
 
 class SwitchFrontEnd:
@@ -172,7 +163,6 @@ class SwitchFrontEnd:
         )
         if zones is not None:
             assert ACQUIRER_LINK in zones and all(code in zones for code in issuers), "a zone MAC per leg"
-        stan = _Stan()
         link_limits = dataclasses.replace(
             self.limits.link,
             timeout_s=self.limits.hop_timeout_s,
@@ -185,7 +175,9 @@ class SwitchFrontEnd:
                 address[1],
                 tpdu=Tpdu(0, 0),
                 limits=link_limits,
-                keepalive=self._keepalive(code, stan),
+                keepalive=echo_keepalive(
+                    SWITCH_TERMINAL, SWITCH_MERCHANT, None if zones is None else zones[code].sign
+                ),
             )
             for code, address in issuers.items()
         }
@@ -209,10 +201,6 @@ class SwitchFrontEnd:
                 "switch: bank(s) %s have no issuer link: their cards are answered 91", ", ".join(unlinked)
             )
         self.table = table
-
-    def _keepalive(self, code: str, stan: _Stan) -> Callable[[], Message]:
-        zone = None if self.zones is None else self.zones[code]
-        return lambda: echo_test(stan.next()) if zone is None else zone.sign(echo_test(stan.next()))
 
     @property
     def port(self) -> int:

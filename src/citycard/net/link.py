@@ -29,10 +29,12 @@ dropped and made again. Everything is bounded (:class:`LinkLimits`).
 A peer can also be connected and **silent**: a front end whose process hangs, or whose host accepts
 connections for it, answers nothing, so each request waits its whole timeout. With ``silent_after`` (and a
 ``keepalive``), once that many requests in a row have timed out with nothing received since each was sent,
-the link says so (``silent``, ``state``) and a request ends at once in :class:`Silent` (not sent: a switch
-answers 91 at once, an acquirer's store-and-forward queue keeps its entry for later) instead of waiting its
-timeout. Echo tests, every ``probe_interval_s``, find out when the peer answers again: anything received
-ends the silence.
+an echo test is sent at once; if it is not answered either, within ``probe_interval_s``, the link says so
+(``silent``, ``state``) and a request ends at once in :class:`Silent` (not sent: a switch answers 91 at
+once, an acquirer's store-and-forward queue keeps its entry for later) instead of waiting its timeout. (The
+echo test keeps a peer that leaves some requests unanswered on purpose, as a switch does with a reversal its
+issuer did not answer, from being taken as silent.) Echo tests, every ``probe_interval_s``, find out when the
+peer answers again: anything received ends the silence.
 
 An answer comes with its bytes as received (``codec.iso8583.note_received``): its MAC is checked over them
 and a switch passes it back with field 64 patched in them, not encoded again; a request whose bytes are
@@ -51,9 +53,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from citycard.codec.iso8583 import (
+    Field60,
     Header,
     Iso8583Error,
     Message,
+    NetworkManagementRequest,
     Tpdu,
     decode_frame,
     encode_framed,
@@ -77,6 +81,8 @@ __all__ = [
     "NotSent",
     "Silent",
     "Timeout",
+    "echo_keepalive",
+    "echo_test",
     "request_key",
     "response_keys",
 ]
@@ -152,10 +158,10 @@ class LinkLimits:
     """With a ``keepalive``: an echo test after this long without receiving anything."""
     silent_after: int = 0
     """With a ``keepalive``: the peer is silent once this many requests in a row have timed out with nothing
-    received since each was sent (0: never; module docstring)."""
+    received since each was sent, and an echo test then too (0: never; module docstring)."""
     probe_interval_s: float = 2.0
-    """While the peer is silent: an echo test after this long without receiving anything (and it waits
-    this long at most for its answer)."""
+    """How long that echo test waits for its answer; while the peer is silent, an echo test after this long
+    without receiving anything."""
 
     def __post_init__(self) -> None:
         assert 0 < self.min_backoff_s <= self.max_backoff_s
@@ -192,6 +198,34 @@ def _keys(mti: str, fields: Mapping[int, object]) -> list[Key]:
     if isinstance(stan, str) and isinstance(terminal, str):
         keys.append((mti[1], "11", stan, terminal))
     return keys
+
+
+def echo_test(stan: int, terminal_id: str, merchant_id: str) -> Message:
+    """An echo test (0820, 60.3 = ``301``) a host sends on its own link, as ``terminal_id`` (41) and
+    ``merchant_id`` (42)."""
+    return NetworkManagementRequest(
+        mti="0820",
+        stan=stan,
+        terminal_id=terminal_id,
+        merchant_id=merchant_id,
+        field60=Field60("00", 0, "301"),
+    )
+
+
+def echo_keepalive(
+    terminal_id: str, merchant_id: str, sign: Callable[[Message], Message] | None = None
+) -> Callable[[], Message]:
+    """A ``keepalive`` for :class:`Iso8583Link`: at each call the next :func:`echo_test` (STAN 1..999999,
+    wrapping), through ``sign`` when given (field 64 under the leg's zone MAC key)."""
+    stan = 0
+
+    def next_echo() -> Message:
+        nonlocal stan
+        stan = stan % 999_999 + 1
+        echo = echo_test(stan, terminal_id, merchant_id)
+        return echo if sign is None else sign(echo)
+
+    return next_echo
 
 
 def request_key(message: Message) -> Key:
@@ -250,6 +284,8 @@ class Iso8583Link:
         """Requests timed out in a row, nothing received since each was sent."""
         self._silent: str | None = None
         """Why the peer is taken as silent; None once anything is received."""
+        self._probe: asyncio.Task[None] | None = None
+        """The echo test that decides whether the peer is silent, while it runs."""
 
     # --- life -----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -258,10 +294,11 @@ class Iso8583Link:
 
     async def close(self) -> None:
         """Stop reconnecting, close the connection; requests still waiting end in :class:`ConnectionLost`."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in (self._runner, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._drop_connection()
         self._attempted("the link is closed")  # a request waiting for a connection gets none
 
@@ -356,7 +393,7 @@ class Iso8583Link:
             if len(self._timed_out) > _LATE_MEMORY:
                 self._timed_out.popitem(last=False)
             if self._last_received <= sent_at:
-                self._unanswered(timeout)
+                self._unanswered()
             raise Timeout(f"no answer to {message.mti} within {timeout} s") from None
         finally:
             if self._pending.get(key) is future:
@@ -364,16 +401,32 @@ class Iso8583Link:
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a write failure may leave a ConnectionLost nobody awaited
 
-    def _unanswered(self, timeout: float) -> None:
+    def _unanswered(self) -> None:
         """A request timed out and nothing was received since it was sent."""
         self._unanswered_in_row += 1
         limit = self.limits.silent_after
-        if limit and self._unanswered_in_row >= limit and self._silent is None:
-            self._silent = f"{self._unanswered_in_row} requests in a row unanswered in {timeout:g} s"
-            self.stats.silences += 1
-            log.warning(
-                "%s:%s is silent (%s): requests not sent until it answers", self.host, self.port, self._silent
-            )
+        if limit and self._unanswered_in_row >= limit and self._silent is None and self._probe is None:
+            self._probe = asyncio.create_task(self._probe_silence(self._unanswered_in_row))
+
+    async def _probe_silence(self, unanswered: int) -> None:
+        """An echo test after ``unanswered`` requests in a row: the peer is silent if it goes unanswered too
+        (its own timeout counted on top, without starting another)."""
+        try:
+            await self.echo(timeout_s=self.limits.probe_interval_s)
+        except Timeout:
+            if self._unanswered_in_row and self._silent is None:  # nothing received meanwhile
+                self._silent = f"{unanswered} requests and an echo test unanswered"
+                self.stats.silences += 1
+                log.warning(
+                    "%s:%s is silent (%s): requests not sent until it answers",
+                    self.host,
+                    self.port,
+                    self._silent,
+                )
+        except LinkError:  # not sent, or the connection ended: the next request that times out asks again
+            pass
+        finally:
+            self._probe = None
 
     async def echo(self, *, timeout_s: float | None = None) -> Message:
         """One echo test now (the ``keepalive`` message), sent to a silent peer too."""
