@@ -25,7 +25,6 @@ from citycard.switch import (
     RoutingTable,
     TwoLegs,
     answer_when_unanswered,
-    card_number,
     decide,
     split_other_account_load,
 )
@@ -150,11 +149,6 @@ def test_an_unanswered_authorization_is_answered_91_and_an_advice_or_reversal_no
         assert answer_when_unanswered(mti) is None
         # never sent (the issuer's link down): 91 at once, "not delivered" to the sender's queue
         assert answer_when_unanswered(mti, sent=False) is ResponseCode.ISSUER_UNAVAILABLE
-
-
-def test_card_number_from_field_2_or_track_2() -> None:
-    assert card_number(_request()) == "6212260000000000018"
-    assert card_number(_request(pan=None)) is None
 
 
 def _other_account_load(mti: str = "0200", icc: bytes | None = None) -> Message:

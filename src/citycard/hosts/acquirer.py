@@ -604,7 +604,7 @@ class AcquirerHost:
     def _translated_pin(self, request: Message, bank: AcquiringBank) -> bytes | None:
         if request.pin_block is None:
             return None
-        pan = _pan(request)
+        pan = request.card_number
         if pan is None:
             raise _Refused(ResponseCode.FORMAT_ERROR, "a PIN block without a PAN")
         assert request.terminal_id is not None
@@ -682,7 +682,7 @@ class AcquirerHost:
     async def _reversal(self, request: ReversalRequest, bank: AcquiringBank) -> Message:
         assert request.terminal_id is not None and request.response_code is not None
         original = parse_original(request.terminal_id, request.original) or _key(request)
-        if _pan(request) is None:
+        if request.card_number is None:
             raise _Refused(ResponseCode.FORMAT_ERROR, "a reversal names its card (field 2 or 35)")
 
         def reversal_for(rrn: str) -> bytes:
@@ -830,16 +830,8 @@ def _key(request: Message) -> TransactionKey:
     return TransactionKey(request.terminal_id, request.field60.batch_number, request.stan)
 
 
-def _pan(request: Message) -> str | None:
-    if request.pan is not None:
-        return request.pan
-    if request.track2 is not None:
-        return request.track2.split("D", 1)[0]
-    return None
-
-
 def _masked(request: Message) -> str | None:
-    pan = _pan(request)
+    pan = request.card_number
     return None if pan is None else mask_pan(pan)
 
 

@@ -70,7 +70,7 @@ from citycard.issuer.commands import AuthorizationKind, MalformedRequest
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.usecases.authorize import MAX_GROUP
 from citycard.net.server import Iso8583Server, ServerLimits
-from citycard.switch import RoutingTable, card_number
+from citycard.switch import RoutingTable
 
 from .answers import answer
 from .groups import Groups, grouped_line
@@ -183,7 +183,7 @@ def to_authorization(
 ) -> commands.AuthorizationRequest:
     """The issuer's request for ``message`` (:class:`MalformedRequest` naming the field it cannot use);
     ``debit``: whether it is a :func:`debit_leg`, when the caller knows already (else looked up)."""
-    pan = card_number(message)
+    pan = message.card_number
     if pan is None:
         raise MalformedRequest("2", "no card number (field 2 or 35)")
     if debit is None:
@@ -353,7 +353,7 @@ class IssuerFrontEnd:
         kind, debit = self._kind(message)
         if kind is None:
             return self._unsupported(message)
-        pan = card_number(message)
+        pan = message.card_number
         if pan is not None:
             owner = self.table.route(pan)
             if owner is None or owner.bank_code != self.bank_code:

@@ -69,7 +69,6 @@ from citycard.switch import (
     RoutingTable,
     TwoLegs,
     answer_when_unanswered,
-    card_number,
     decide,
     split_other_account_load,
 )
@@ -275,7 +274,7 @@ class SwitchFrontEnd:
         (a leg of two is not: the other leg's order depends on it, ``_two_legs``)."""
         decision, outgoing = leg.route, leg.message
         if decision.pin is not None and outgoing.pin_block is not None:
-            pan = card_number(outgoing)
+            pan = outgoing.card_number
             assert pan is not None  # decide() routed it by its PAN
             try:
                 block = self._hsm.translate_pin_block(

@@ -16,7 +16,6 @@ from .decisions import (
     Refuse,
     TwoLegs,
     answer_when_unanswered,
-    card_number,
     decide,
     split_other_account_load,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "RoutingTable",
     "TwoLegs",
     "answer_when_unanswered",
-    "card_number",
     "decide",
     "split_other_account_load",
 ]

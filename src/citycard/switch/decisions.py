@@ -53,7 +53,6 @@ __all__ = [
     "Refuse",
     "TwoLegs",
     "answer_when_unanswered",
-    "card_number",
     "decide",
     "split_other_account_load",
 ]
@@ -94,16 +93,6 @@ class Refuse:
     reason: str
 
 
-def card_number(message: Message) -> str | None:
-    """The PAN: field 2, else the digits of track 2 (field 35) before the separator ``D``."""
-    if message.pan:
-        return message.pan
-    if message.track2:
-        pan = message.track2.partition("D")[0]
-        return pan or None
-    return None
-
-
 def decide(table: RoutingTable, message: Message) -> Forward | Refuse:
     """Where ``message`` goes (module docstring), or the code it is refused with."""
     if not isinstance(message, FORWARDED):
@@ -115,7 +104,7 @@ def decide(table: RoutingTable, message: Message) -> Forward | Refuse:
     acquirer = table.acquirer(message.acquirer_id)
     if acquirer is None:
         return Refuse(ResponseCode.INVALID_MERCHANT, "field 32 names no member institution")
-    pan = card_number(message)
+    pan = message.card_number
     if pan is None:
         return Refuse(ResponseCode.FORMAT_ERROR, "no card number (field 2 or 35)")
     issuer = table.route(pan)

@@ -76,6 +76,12 @@ def test_a_purchase_round_trips_through_the_wire_with_named_fields() -> None:
     assert transaction_type(decoded) == TRANSACTIONS[1] and TRANSACTIONS[1].name == "purchase"
 
 
+def test_the_card_number_is_field_2_else_track_2_before_its_separator() -> None:
+    assert purchase().card_number == PAN
+    assert purchase(pan=None, track2=PAN + "D28062013949031013").card_number == PAN
+    assert purchase(pan=None).card_number is None
+
+
 def test_messages_are_frozen() -> None:
     with pytest.raises(FrozenInstanceError):
         purchase().amount_fen = 1  # type: ignore[misc]

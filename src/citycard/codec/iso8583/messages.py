@@ -364,6 +364,15 @@ class Message(_Wired):
         """True when the message carries an approving response code."""
         return self.response_code is not None and self.response_code.approved
 
+    @property
+    def card_number(self) -> str | None:
+        """The PAN: field 2, else the digits of track 2 (field 35) before the separator ``D``."""
+        if self.pan:
+            return self.pan
+        if self.track2:
+            return self.track2.partition("D")[0] or None
+        return None
+
     def to_fields(self) -> RawMessage:
         values = {
             number: to_wire(getattr(self, name))
