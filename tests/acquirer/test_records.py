@@ -36,6 +36,8 @@ from citycard.acquirer import (
     reverse_at_terminal,
     store_upload,
 )
+from citycard.acquirer.views import retry_now, saf_queue
+from citycard.codec.iso8583 import Field60, ResponseCode, ReversalRequest, encode_message
 from citycard.db import Database
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
@@ -326,6 +328,66 @@ def test_the_saf_backoff_doubles_up_to_its_bound(database: Database) -> None:
         waits.append(stored.next_attempt_ns - clock.now)
         clock.now = stored.next_attempt_ns
     assert waits == [100, 200, 400, 500, 500]
+
+
+def test_the_queue_view_lists_what_waits_next_due_first_and_retry_makes_it_due_now(
+    database: Database,
+) -> None:
+    """``citycard acquirer queue`` / ``retry`` (``acquirer.views``): each waiting entry read from its sealed
+    message (the card masked), the next due first; delivered ones counted, not listed; retry brings every
+    waiting entry forward, keeping its attempts and last answer."""
+    clock = Clock()
+    policy = SafPolicy(min_backoff_ns=100, max_backoff_ns=10_000, batch=10)
+    pan = "6212260000000000018"
+
+    def uow() -> AcquirerUnitOfWork:
+        return acquirer_unit_of_work(database, PROTECTION)
+
+    def reversal(stan: int, amount_fen: int) -> bytes:
+        message = ReversalRequest(
+            mti="0400",
+            pan=pan,
+            processing_code="000000",
+            amount_fen=amount_fen,
+            stan=stan,
+            pos_entry_mode="071",
+            condition_code="00",
+            response_code=ResponseCode.ISSUER_TIMEOUT,
+            terminal_id=TERMINAL,
+            merchant_id=MERCHANT,
+            currency="156",
+            field60=Field60("22", 1),
+        )
+        return encode_message(message.to_fields())
+
+    entries = []
+    for stan, amount in ((21, 1250), (22, 300), (23, 999)):
+        key = TransactionKey(TERMINAL, 1, stan)
+        begin_transaction(begin(key), uow(), clock)
+        entries.append(give_up(GiveUp(key, reversal(stan, amount), "98"), uow(), clock))
+    first, second, third = entries
+    record_saf_results(
+        [SafFailed(first.id, 3, "91"), SafFailed(second.id, 1), SafAnswered(third.id, "00")],
+        uow(),
+        clock,
+        policy,
+    )  # the first tried thrice (its next try 400 ns away), the second once (100), the third delivered
+    view = saf_queue(uow())
+    assert (view.pending, view.delivered) == (2, 1)
+    assert [(e.rrn, e.stan, e.amount_fen, e.attempts, e.last_code) for e in view.entries] == [
+        (second.rrn, 22, 300, 1, None),
+        (first.rrn, 21, 1250, 3, "91"),
+    ]
+    shown = view.entries[1]
+    assert shown.kind == SafKind.REVERSAL and shown.mti == "0400" and shown.terminal_id == TERMINAL
+    assert shown.card == "621226*********0018" and shown.reason == "98"
+    assert [e.rrn for e in saf_queue(uow(), limit=1).entries] == [second.rrn]
+
+    assert due_entries(uow(), clock, policy) == []
+    assert retry_now(uow(), clock) == 2
+    assert retry_now(uow(), clock) == 0  # due already
+    due = due_entries(uow(), clock, policy)
+    assert [(e.id, e.attempts, e.response_code) for e in due] == [(first.id, 3, "91"), (second.id, 1, None)]
 
 
 def test_an_offline_upload_is_kept_once(database: Database) -> None:

@@ -11,6 +11,7 @@ storage adapter. The asyncio front end is :mod:`citycard.hosts.acquirer`; the SQ
   record its answer, give it up (queue its reversal), a terminal's reversal, an advice, an offline upload,
   the SAF queue's delivery and retry with backoff.
 - :mod:`.ports`: the repositories and unit of work the handlers are given.
+- :mod:`.views`: what the operator reads and does (``citycard acquirer queue``, ``retry``): the SAF queue.
 """
 
 from __future__ import annotations

@@ -88,3 +88,5 @@ class SafAnswered:
 class SafFailed:
     entry_id: int
     attempts: int
+    last_code: str | None = None
+    """The code of an answer that does not deliver it (91, 96, 98, A0); None when no answer came."""

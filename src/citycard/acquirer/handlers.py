@@ -439,7 +439,7 @@ def record_saf_results(
                     status=SafStatus.PENDING,
                     attempts=result.attempts,
                     next_attempt_ns=now + policy.backoff_ns(result.attempts),
-                    response_code=None,
+                    response_code=result.last_code,
                 )
                 continue
             entry = uow.saf.get(result.entry_id)

@@ -235,6 +235,8 @@ class SafEntry:
     attempts: int
     next_attempt_ns: int
     response_code: str | None
+    """Done: the answer's code. Pending: the last answer's, one that does not deliver it (91, 96, 98, A0),
+    or None when the last attempt got no answer (or none was made)."""
     created_ns: int
 
     def __post_init__(self) -> None:

@@ -100,6 +100,15 @@ class SafQueue(Protocol):
         """Pending entries whose next attempt is due, oldest first."""
         ...
 
+    def pending(self, limit: int) -> list[SafEntry]:
+        """At most ``limit`` pending entries, due or not, the next due first (what an operator reads)."""
+        ...
+
+    def make_due(self, now_ns: int) -> int:
+        """Every pending entry due at ``now_ns`` (its next attempt brought forward, its attempts kept);
+        returns how many were brought forward."""
+        ...
+
     def set_result(
         self,
         entry_id: int,

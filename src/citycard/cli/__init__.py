@@ -51,6 +51,10 @@ COMMANDS: dict[str, Lazy] = {
         "Network services over ISO 8583 (acquirer, switch, issuer front ends); an emulated card for vpcd.",
         "citycard.cli.servers:app",
     ),
+    "acquirer": Lazy(
+        "The acquirer's store-and-forward queue of reversals and advices: queue, retry.",
+        "citycard.cli.acquirer:app",
+    ),
     "records": Lazy(
         "The data key sealing the acquirer's stored messages and PANs: show, rotate, reseal.",
         "citycard.cli.records:app",

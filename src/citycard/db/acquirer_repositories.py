@@ -577,6 +577,24 @@ class SqlSafQueue(_Repo):
         )
         return [_entry(row, self.protection) for row in self.session.execute(query)]
 
+    def pending(self, limit: int) -> list[SafEntry]:
+        assert 0 < limit <= 10_000
+        query = (
+            select(acquirer_saf)
+            .where(_SAF.status == SafStatus.PENDING.value)
+            .order_by(_SAF.next_attempt_ns, _SAF.id)
+            .limit(limit)
+        )
+        return [_entry(row, self.protection) for row in self.session.execute(query)]
+
+    def make_due(self, now_ns: int) -> int:
+        result = self.session.execute(
+            update(acquirer_saf)
+            .where(_SAF.status == SafStatus.PENDING.value, _SAF.next_attempt_ns > now_ns)
+            .values(next_attempt_ns=now_ns)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     def set_result(
         self,
         entry_id: int,

@@ -821,7 +821,8 @@ class AcquirerHost:
             log.info("SAF %s rrn %s: the answer's MAC does not verify", entry.kind.value, entry.rrn)
             return SafFailed(entry.id, entry.attempts + 1)
         if answer.response_code is None or answer.response_code in _NOT_DELIVERED:
-            return SafFailed(entry.id, entry.attempts + 1)
+            code = answer.response_code
+            return SafFailed(entry.id, entry.attempts + 1, None if code is None else str(code))
         return SafAnswered(entry.id, str(answer.response_code))
 
 
