@@ -382,6 +382,12 @@ def test_the_queue_view_lists_what_waits_next_due_first_and_retry_makes_it_due_n
     assert shown.kind == SafKind.REVERSAL and shown.mti == "0400" and shown.terminal_id == TERMINAL
     assert shown.card == "621226*********0018" and shown.reason == "98"
     assert [e.rrn for e in saf_queue(uow(), limit=1).entries] == [second.rrn]
+    key = TransactionKey(TERMINAL, 1, 24)
+    begin_transaction(begin(key), uow(), clock)
+    damaged = give_up(GiveUp(key, b"\x04\x00not a message", "98"), uow(), clock)
+    (odd,) = [e for e in saf_queue(uow()).entries if e.rrn == damaged.rrn]  # listed, not hidden
+    assert (odd.mti, odd.card, odd.amount_fen, odd.attempts) == ("????", None, None, 0)
+    record_saf_results([SafAnswered(damaged.id, "00")], uow(), clock, policy)
 
     assert due_entries(uow(), clock, policy) == []
     assert retry_now(uow(), clock) == 2

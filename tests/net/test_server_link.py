@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -403,6 +404,22 @@ def test_echo_keeps_the_link_alive_and_an_unanswered_echo_makes_it_reconnect() -
     run(scenario())
 
 
+@asynccontextmanager
+async def _echoing_link(
+    handler: Callable[[Message], Awaitable[Message | None]], limits: LinkLimits
+) -> AsyncIterator[Iso8583Link]:
+    """A server answering with ``handler``, and a connected link to it that sends echo tests (fresh STANs)."""
+    stans = iter(range(900, 10_000))
+    async with (
+        Iso8583Server(handler) as server,
+        Iso8583Link(
+            "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(next(stans))
+        ) as link,
+    ):
+        await link.wait_connected(5)
+        yield link
+
+
 def test_a_peer_that_answers_nothing_is_found_silent_refused_at_once_and_used_again_once_it_answers() -> None:
     """A connected peer that answers nothing (a hung front end) costs each request its whole timeout. After
     ``silent_after`` requests in a row unanswered, nothing received since each was sent, the link refuses
@@ -416,17 +433,10 @@ def test_a_peer_that_answers_nothing_is_found_silent_refused_at_once_and_used_ag
 
     async def scenario() -> None:
         nonlocal awake
-        stans = iter(range(900, 10_000))
         limits = LinkLimits(
             timeout_s=0.3, min_backoff_s=0.01, max_backoff_s=0.1, silent_after=3, probe_interval_s=0.05
         )
-        async with (
-            Iso8583Server(hung_until_awake) as server,
-            Iso8583Link(
-                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(next(stans))
-            ) as link,
-        ):
-            await link.wait_connected(5)
+        async with _echoing_link(hung_until_awake, limits) as link:
             outcomes = await asyncio.gather(
                 *(link.request(purchase(stan)) for stan in (1, 2, 3)), return_exceptions=True
             )
@@ -456,13 +466,7 @@ def test_a_slow_peer_that_answers_some_requests_is_never_taken_as_silent() -> No
 
     async def scenario() -> None:
         limits = LinkLimits(timeout_s=0.3, min_backoff_s=0.01, silent_after=2, probe_interval_s=0.05)
-        async with (
-            Iso8583Server(answers_odd_stans) as server,
-            Iso8583Link(
-                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(9999)
-            ) as link,
-        ):
-            await link.wait_connected(5)
+        async with _echoing_link(answers_odd_stans, limits) as link:
             for round_ in range(3):  # each round: two unanswered, one answered after them
                 stans = [6 * round_ + 2, 6 * round_ + 4, 6 * round_ + 5]
                 outcomes = await asyncio.gather(
@@ -489,15 +493,8 @@ def test_a_peer_that_leaves_requests_unanswered_but_answers_echo_tests_is_not_si
         return None
 
     async def scenario() -> None:
-        stans = iter(range(900, 10_000))
         limits = LinkLimits(timeout_s=0.2, min_backoff_s=0.01, silent_after=2, probe_interval_s=0.5)
-        async with (
-            Iso8583Server(answers_only_echoes) as server,
-            Iso8583Link(
-                "127.0.0.1", server.port, tpdu=TPDU, limits=limits, keepalive=lambda: echo_test(next(stans))
-            ) as link,
-        ):
-            await link.wait_connected(5)
+        async with _echoing_link(answers_only_echoes, limits) as link:
             for stan in range(1, 7):
                 with pytest.raises(Timeout):
                     await link.request(purchase(stan))
