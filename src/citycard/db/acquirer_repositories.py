@@ -26,7 +26,19 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ARRAY, Sequence, Text, bindparam, cast, exists, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Sequence,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -568,20 +580,17 @@ class SqlSafQueue(_Repo):
         return None if row is None else _entry(row, self.protection)
 
     def due(self, now_ns: int, limit: int) -> list[SafEntry]:
-        assert 0 < limit <= 10_000
-        query = (
-            select(acquirer_saf)
-            .where(_SAF.status == SafStatus.PENDING.value, _SAF.next_attempt_ns <= now_ns)
-            .order_by(_SAF.next_attempt_ns, _SAF.id)
-            .limit(limit)
-        )
-        return [_entry(row, self.protection) for row in self.session.execute(query)]
+        return self._pending(limit, _SAF.next_attempt_ns <= now_ns)
 
     def pending(self, limit: int) -> list[SafEntry]:
+        return self._pending(limit)
+
+    def _pending(self, limit: int, *conditions: ColumnElement[bool]) -> list[SafEntry]:
+        """Pending entries (and ``conditions``), the next due first, at most ``limit``."""
         assert 0 < limit <= 10_000
         query = (
             select(acquirer_saf)
-            .where(_SAF.status == SafStatus.PENDING.value)
+            .where(_SAF.status == SafStatus.PENDING.value, *conditions)
             .order_by(_SAF.next_attempt_ns, _SAF.id)
             .limit(limit)
         )
