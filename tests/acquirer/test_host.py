@@ -272,12 +272,13 @@ def test_while_the_switch_refuses_connections_queued_reversals_wait_without_spen
 def test_a_switch_that_answers_nothing_is_found_silent_and_terminals_get_91_at_once_until_it_answers(
     sqlite: Database,
 ) -> None:
-    """A hung switch (connected, answering nothing): after purchases in a row unanswered (98, their
-    reversals queued) and an echo test unanswered too, the acquirer takes it as silent. A purchase is then
-    answered 91 at once, not sent and with nothing to reverse, and the queue spends no attempts. Once the
-    switch answers an echo test again, the queue delivers the reversals and purchases go through."""
+    """A hung switch (connected, answering nothing): once a purchase has waited with nothing received, and
+    an echo test is unanswered too, the acquirer takes it as silent; the purchase is answered 98 or 91, its
+    reversal queued. A purchase is then answered 91 at once, not sent and with nothing to reverse, and the
+    queue spends no attempts. Once the switch answers an echo test again, the queue delivers the reversal and
+    purchases go through."""
     double = SwitchDouble(mode="silent")
-    limits = replace(FAST_LINK, silent_after=2, probe_interval_s=0.05)
+    limits = replace(FAST_LINK, silent_after_s=0.1, probe_interval_s=0.05)
 
     def attempts() -> list[int]:
         with sqlite.engine.connect() as connection:
@@ -293,25 +294,29 @@ def test_a_switch_that_answers_nothing_is_found_silent_and_terminals_get_91_at_o
             terminal_link(host.port) as terminal,
         ):
             await terminal.sign_on()
-            for stan in (1, 2):
-                answer = await terminal.send(terminal.purchase(stan=stan))
-                assert answer.response_code == ResponseCode.ISSUER_TIMEOUT
+            answer = await terminal.send(terminal.purchase(stan=1))  # 91 when the silent switch's connection
+            assert answer.response_code in {  # is dropped; 98 if its hop timeout came first (a slow machine)
+                ResponseCode.ISSUER_TIMEOUT,
+                ResponseCode.ISSUER_UNAVAILABLE,
+            }
             await eventually(lambda: host.link.silent is not None)
-            assert re.search(r"; switch silent \(\d requests and an echo test unanswered\)$", host.status())
+            assert re.search(
+                r"; switch silent \(nothing received for 0\.\d s: 1 request\(s\) and an echo test"
+                r" unanswered\)$",
+                host.status(),
+            ), host.status()
             sent = forwarded()
-            down = await terminal.send(terminal.purchase(stan=3), timeout_s=10)
+            down = await terminal.send(terminal.purchase(stan=2), timeout_s=10)
             assert down.response_code == ResponseCode.ISSUER_UNAVAILABLE and forwarded() == sent
             await asyncio.sleep(0.3)  # the queue's round under way when the switch was found silent ends
             tried = attempts()
             await asyncio.sleep(0.5)  # 10 of the queue's rounds
-            assert attempts() == tried and saf_counts(sqlite) == (2, 0) and forwarded() == sent
+            assert attempts() == tried and saf_counts(sqlite) == (1, 0) and forwarded() == sent
             double.mode = "answer"
             await eventually(lambda: host.link.silent is None)
-            await eventually(lambda: saf_counts(sqlite) == (0, 2))
-            assert (await terminal.send(terminal.purchase(stan=4))).response_code == ResponseCode.APPROVED
-        assert (
-            double.net_posted_fen() == 1250
-        )  # the fourth purchase; the first two reversed, the third never sent
+            await eventually(lambda: saf_counts(sqlite) == (0, 1))
+            assert (await terminal.send(terminal.purchase(stan=3))).response_code == ResponseCode.APPROVED
+        assert double.net_posted_fen() == 1250  # the last purchase; the first reversed, the second never sent
 
     run(scenario())
 

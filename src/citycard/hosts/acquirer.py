@@ -244,10 +244,11 @@ class AcquirerConfig:
     stop_timeout_s: float = 10.0
     saf_policy: SafPolicy = field(default_factory=SafPolicy)
     server_limits: ServerLimits = field(default_factory=ServerLimits)
-    link_limits: LinkLimits = field(default_factory=lambda: LinkLimits(silent_after=5))
-    """The link to the switch: echo tests after 30 s without receiving anything; a switch that leaves five
-    requests in a row and an echo test unanswered (hung, or a half-open connection) is silent, and the
-    terminals are answered 91 at once until it answers again (``net.link``)."""
+    link_limits: LinkLimits = field(default_factory=lambda: LinkLimits(silent_after_s=2.0))
+    """The link to the switch: echo tests after 30 s without receiving anything; a switch that sends nothing
+    while requests wait 2 s for their answers, and leaves the echo test sent then unanswered too (hung, or a
+    half-open connection), is silent, and the terminals are answered 91 at once until it answers again
+    (``net.link``)."""
     tpdu: Tpdu = field(default_factory=lambda: Tpdu(destination=0x0001, source=0x0006))
     """TPDU of the link to the switch (NII: switch 0001, acquirer 0006)."""
 

@@ -13,9 +13,10 @@ pure decisions of :mod:`citycard.switch` say where it goes, and this module carr
 4. no answer in time, connection lost, issuer not connected, or an answer that does not decode: an
    authorization is answered ``91``, an advice or reversal not at all (its sender repeats it;
    ``switch.answer_when_unanswered``). An issuer's ``30`` that carried only 11, 41 and 42 goes back as a
-   typed ``30``. An issuer front end that leaves ``SwitchLimits.silent_after`` requests in a row
-   unanswered, and an echo test then, is **silent** (``net.link``): its requests are not sent, but answered
-   ``91`` at once, until it answers one of the echo tests the link then sends every few seconds.
+   typed ``30``. An issuer front end that sends nothing while requests wait ``SwitchLimits.silent_after_s``
+   for their answers, and leaves the echo test sent then unanswered too, is **silent** (``net.link``): its
+   requests are not sent, but answered ``91`` at once, until it answers one of the echo tests the link then
+   sends every few seconds.
 
 An EC load from a non-designated account (0200 620000/91/47) goes as two legs in turn
 (``switch.split_other_account_load``): the debit leg to the other account's issuer, then, once approved,
@@ -95,15 +96,16 @@ class SwitchLimits:
     (``AcquirerConfig.hop_timeout_s``), so that its 91 reaches the acquirer before the acquirer gives up."""
     echo_interval_s: float = 30.0
     """An echo test on an issuer link after this long without receiving anything."""
-    silent_after: int = 5
-    """An issuer front end that leaves this many requests in a row unanswered (hop timeouts, nothing received
-    since each was sent), and an echo test then, is silent: its cards are answered 91 at once, and its
-    reversals and advices 91 (not sent), until it answers an echo test again (``net.link``; 0: never)."""
+    silent_after_s: float = 2.0
+    """An issuer front end that sends nothing while requests wait this long for their answers, and leaves the
+    echo test sent then unanswered too (``link.probe_interval_s``, 2 s), is silent: its cards are answered 91
+    at once, and its reversals and advices 91 (not sent), until it answers an echo test again (``net.link``;
+    0: never). The requests already sent wait their hop timeout."""
     server: ServerLimits = dataclasses.field(default_factory=ServerLimits)
     link: LinkLimits = dataclasses.field(default_factory=LinkLimits)
 
     def __post_init__(self) -> None:
-        assert self.hop_timeout_s > 0 and self.echo_interval_s > 0 and self.silent_after >= 0
+        assert self.hop_timeout_s > 0 and self.echo_interval_s > 0 and self.silent_after_s >= 0
 
 
 @dataclass(slots=True)
@@ -166,7 +168,7 @@ class SwitchFrontEnd:
             self.limits.link,
             timeout_s=self.limits.hop_timeout_s,
             echo_interval_s=self.limits.echo_interval_s,
-            silent_after=self.limits.silent_after,
+            silent_after_s=self.limits.silent_after_s,
         )
         self.links: dict[str, Iso8583Link] = {
             code: Iso8583Link(

@@ -27,14 +27,17 @@ after the hop's timeout. When ``keepalive`` is given and nothing was received fo
 dropped and made again. Everything is bounded (:class:`LinkLimits`).
 
 A peer can also be connected and **silent**: a front end whose process hangs, or whose host accepts
-connections for it, answers nothing, so each request waits its whole timeout. With ``silent_after`` (and a
-``keepalive``), once that many requests in a row have timed out with nothing received since each was sent,
-an echo test is sent at once; if it is not answered either, within ``probe_interval_s``, the link says so
-(``silent``, ``state``) and a request ends at once in :class:`Silent` (not sent: a switch answers 91 at
-once, an acquirer's store-and-forward queue keeps its entry for later) instead of waiting its timeout. (The
-echo test keeps a peer that leaves some requests unanswered on purpose, as a switch does with a reversal its
-issuer did not answer, from being taken as silent.) Echo tests, every ``probe_interval_s``, find out when the
-peer answers again: anything received ends the silence.
+connections for it, answers nothing, so each request waits its whole timeout. With ``silent_after_s`` (and a
+``keepalive``), once requests have waited that long with nothing at all received meanwhile, an echo test is
+sent at once; if it is not answered either, within ``probe_interval_s``, the link says so (``silent``,
+``state``) and a request ends at once in :class:`Silent` (not sent: a switch answers 91 at once, an
+acquirer's store-and-forward queue keeps its entry for later) instead of waiting its timeout. As for any
+echo test unanswered, the connection is dropped and made again: the requests waiting end at once in
+:class:`ConnectionLost` (no answer: their callers reverse them), not at their timeout. (The echo test keeps a
+slow peer,
+and one that leaves some requests unanswered on purpose, as a switch does with a reversal its issuer did not
+answer, from being taken as silent.) Echo tests, every ``probe_interval_s``, find out when the peer answers
+again: anything received ends the silence.
 
 An answer comes with its bytes as received (``codec.iso8583.note_received``): its MAC is checked over them
 and a switch passes it back with field 64 patched in them, not encoded again; a request whose bytes are
@@ -109,8 +112,8 @@ class NotConnected(NotSent):
 
 
 class Silent(NotSent):
-    """The peer is connected but has answered nothing to the last requests (``silent_after`` in a row):
-    this one was not sent (module docstring)."""
+    """The peer is connected but answered neither the requests that waited ``silent_after_s`` nor the echo
+    test then: this one was not sent (module docstring)."""
 
 
 class Busy(NotSent):
@@ -156,9 +159,9 @@ class LinkLimits:
     """Once a length prefix is in, the rest of the frame must arrive within this."""
     echo_interval_s: float = 30.0
     """With a ``keepalive``: an echo test after this long without receiving anything."""
-    silent_after: int = 0
-    """With a ``keepalive``: the peer is silent once this many requests in a row have timed out with nothing
-    received since each was sent, and an echo test then too (0: never; module docstring)."""
+    silent_after_s: float = 0.0
+    """With a ``keepalive``: once requests have waited this long with nothing received meanwhile, an echo
+    test; the peer is silent if that goes unanswered too (0: never; module docstring)."""
     probe_interval_s: float = 2.0
     """How long that echo test waits for its answer; while the peer is silent, an echo test after this long
     without receiving anything."""
@@ -166,7 +169,7 @@ class LinkLimits:
     def __post_init__(self) -> None:
         assert 0 < self.min_backoff_s <= self.max_backoff_s
         assert min(self.timeout_s, self.connect_timeout_s, self.frame_timeout_s, self.echo_interval_s) > 0
-        assert self.max_pending > 0 and self.silent_after >= 0 and self.probe_interval_s > 0
+        assert self.max_pending > 0 and self.silent_after_s >= 0 and self.probe_interval_s > 0
 
 
 @dataclass(slots=True)
@@ -263,7 +266,8 @@ class Iso8583Link:
         self._header = header or Header()
         self.limits = limits or LinkLimits()
         self._keepalive = keepalive
-        assert keepalive is not None or not self.limits.silent_after, "a silent peer is probed by echo tests"
+        probed = keepalive is not None or not self.limits.silent_after_s
+        assert probed, "a silent peer is probed by echo tests"
         self._clock = clock
         self.stats = LinkStats()
         self._pending: dict[Key, asyncio.Future[Message]] = {}
@@ -280,8 +284,8 @@ class Iso8583Link:
         self._runner: asyncio.Task[None] | None = None
         self._last_received = 0.0
         self._frames_received = 0
-        self._unanswered_in_row = 0
-        """Requests timed out in a row, nothing received since each was sent."""
+        self._busy_since = 0.0
+        """When the requests waiting now began to wait: the time the first was sent to a link with none."""
         self._silent: str | None = None
         """Why the peer is taken as silent; None once anything is received."""
         self._probe: asyncio.Task[None] | None = None
@@ -315,11 +319,13 @@ class Iso8583Link:
 
     @property
     def state(self) -> str:
-        """``up``, ``silent (<why>)``, ``connecting``, or ``down (<why the last attempt failed>)``: for a
-        status line."""
-        if self._connected.is_set():
-            return "up" if self._silent is None else f"silent ({self._silent})"
-        return "connecting" if self._down is None else f"down ({self._down})"
+        """``up``, ``silent (<why>)`` (connected or connecting again), ``connecting``, or ``down (<why the
+        last attempt failed>)``: for a status line."""
+        if self._down is not None and not self._connected.is_set():
+            return f"down ({self._down})"
+        if self._silent is not None:  # connected, or connecting again after an echo test unanswered
+            return f"silent ({self._silent})"
+        return "up" if self._connected.is_set() else "connecting"
 
     @property
     def silent(self) -> str | None:
@@ -379,9 +385,10 @@ class Iso8583Link:
         if len(self._pending) >= self.limits.max_pending:
             raise Busy(f"{len(self._pending)} requests already wait for an answer")
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            self._busy_since = self._clock()
         self._pending[key] = future
         self._timed_out.pop(key, None)
-        sent_at = self._clock()
         try:
             await self._write(frame)
             self.stats.sent += 1
@@ -392,8 +399,6 @@ class Iso8583Link:
             self._timed_out[key] = None
             if len(self._timed_out) > _LATE_MEMORY:
                 self._timed_out.popitem(last=False)
-            if self._last_received <= sent_at:
-                self._unanswered()
             raise Timeout(f"no answer to {message.mti} within {timeout} s") from None
         finally:
             if self._pending.get(key) is future:
@@ -401,21 +406,25 @@ class Iso8583Link:
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: a write failure may leave a ConnectionLost nobody awaited
 
-    def _unanswered(self) -> None:
-        """A request timed out and nothing was received since it was sent."""
-        self._unanswered_in_row += 1
-        limit = self.limits.silent_after
-        if limit and self._unanswered_in_row >= limit and self._silent is None and self._probe is None:
-            self._probe = asyncio.create_task(self._probe_silence(self._unanswered_in_row))
+    def _check_waiting(self) -> None:
+        """An echo test once requests have waited ``silent_after_s`` with nothing received."""
+        limit = self.limits.silent_after_s
+        if not limit or not self._pending or self._silent is not None or self._probe is not None:
+            return
+        since = max(self._last_received, self._busy_since)
+        if self._clock() - since >= limit:
+            self._probe = asyncio.create_task(self._probe_silence(since, len(self._pending)))
 
-    async def _probe_silence(self, unanswered: int) -> None:
-        """An echo test after ``unanswered`` requests in a row: the peer is silent if it goes unanswered too
-        (its own timeout counted on top, without starting another)."""
+    async def _probe_silence(self, since: float, waiting: int) -> None:
+        """An echo test: the peer is silent if it goes unanswered too, nothing received since ``since``
+        (when ``waiting`` requests were found waiting without an answer)."""
         try:
             await self.echo(timeout_s=self.limits.probe_interval_s)
         except Timeout:
-            if self._unanswered_in_row and self._silent is None:  # nothing received meanwhile
-                self._silent = f"{unanswered} requests and an echo test unanswered"
+            if self._last_received <= since and self._silent is None:  # nothing received meanwhile
+                quiet = self._clock() - since
+                unanswered = f"{waiting} request(s) and an echo test unanswered"
+                self._silent = f"nothing received for {quiet:.1f} s: {unanswered}"
                 self.stats.silences += 1
                 log.warning(
                     "%s:%s is silent (%s): requests not sent until it answers",
@@ -423,7 +432,8 @@ class Iso8583Link:
                     self.port,
                     self._silent,
                 )
-        except LinkError:  # not sent, or the connection ended: the next request that times out asks again
+                self._drop_connection()  # as for any echo test unanswered: the requests waiting end now
+        except LinkError:  # not sent, or the connection ended: looked at again on the echo loop's next turn
             pass
         finally:
             self._probe = None
@@ -513,7 +523,6 @@ class Iso8583Link:
                 return
             self._last_received = self._clock()
             self._frames_received += 1
-            self._unanswered_in_row = 0
             if self._silent is not None:
                 log.warning("%s:%s answers again (it was silent: %s)", self.host, self.port, self._silent)
                 self._silent = None
@@ -563,11 +572,15 @@ class Iso8583Link:
 
     async def _echo_loop(self) -> None:
         limits = self.limits
-        while True:  # a wait of at most probe_interval_s: a peer found silent is probed that soon
+        tick = limits.probe_interval_s  # a peer found silent is probed that soon; requests waiting looked at
+        if limits.silent_after_s:  # twice within silent_after_s
+            tick = min(tick, limits.silent_after_s / 2)
+        while True:
+            self._check_waiting()
             interval = limits.echo_interval_s if self._silent is None else limits.probe_interval_s
             quiet = self._clock() - self._last_received
             if quiet < interval:
-                await asyncio.sleep(min(interval - quiet, limits.probe_interval_s))
+                await asyncio.sleep(min(interval - quiet, tick))
                 continue
             try:
                 await self.echo(timeout_s=min(interval, limits.timeout_s))
