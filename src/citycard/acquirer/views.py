@@ -21,7 +21,7 @@ from citycard.codec.pretty import mask_pan
 from .model import SafEntry, SafKind, SafStatus
 from .ports import AcquirerUnitOfWork
 
-__all__ = ["MAX_LISTED", "QueuedMessage", "SafQueueView", "retry_now", "saf_queue"]
+__all__ = ["MAX_LISTED", "QueuedMessage", "SafQueueView", "next_try", "queued_json", "retry_now", "saf_queue"]
 
 MAX_LISTED = 1000
 """Most pending entries one view lists (the counts cover them all)."""
@@ -78,6 +78,31 @@ def _queued(entry: SafEntry) -> QueuedMessage:
         next_attempt_ns=entry.next_attempt_ns,
         created_ns=entry.created_ns,
     )
+
+
+def queued_json(e: QueuedMessage, iso_time: Callable[[int], str]) -> dict[str, object]:
+    """One pending entry as JSON (``citycard acquirer queue --json``, the console's ``/api/acquirer/queue``),
+    its times written by ``iso_time``."""
+    return {
+        "kind": e.kind.value,
+        "mti": e.mti,
+        "rrn": e.rrn,
+        "terminal_id": e.terminal_id,
+        "stan": e.stan,
+        "amount_fen": e.amount_fen,
+        "card": e.card,
+        "reason": e.reason,
+        "attempts": e.attempts,
+        "last_code": e.last_code,
+        "next_attempt": iso_time(e.next_attempt_ns),
+        "queued": iso_time(e.created_ns),
+    }
+
+
+def next_try(at_ns: int, now_ns: int) -> str:
+    """When an entry is tried next, for a person: ``due``, or ``in 42 s``."""
+    seconds = (at_ns - now_ns) // 1_000_000_000
+    return "due" if seconds <= 0 else f"in {seconds} s"
 
 
 def saf_queue(uow: AcquirerUnitOfWork, limit: int = 100) -> SafQueueView:

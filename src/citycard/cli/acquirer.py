@@ -11,7 +11,7 @@ and forward").
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,9 +19,6 @@ from rich.table import Table
 
 from .bank import open_issuer
 from .output import JsonFlag, amount_column, print_json, yuan
-
-if TYPE_CHECKING:
-    from citycard.acquirer.views import QueuedMessage
 
 __all__ = ["app"]
 
@@ -37,9 +34,10 @@ def queue(
     as_json: JsonFlag = False,
 ) -> None:
     """Reversals and advices waiting for the switch, the next due first, and how many were delivered."""
-    from citycard.acquirer.views import saf_queue
+    from citycard.acquirer.views import next_try, queued_json, saf_queue
     from citycard.db.acquirer_repositories import acquirer_unit_of_work
     from citycard.hsm.protection import RecordProtection
+    from citycard.issuer.views import iso_time
 
     with open_issuer() as issuer:
         protection = RecordProtection.open(issuer.hsm)
@@ -47,7 +45,7 @@ def queue(
     now = time.time_ns()
     console = Console()  # its width read now (COLUMNS, or the terminal's)
     if as_json:
-        entries = [_json(e) for e in view.entries]
+        entries = [queued_json(e, iso_time) for e in view.entries]
         print_json({"pending": view.pending, "delivered": view.delivered, "entries": entries})
         return
     listed = f" (the first {len(view.entries)} listed)" if len(view.entries) < view.pending else ""
@@ -67,8 +65,8 @@ def queue(
             e.reason or "-",
             str(e.attempts),
             e.last_code or "-",
-            _next_try(e.next_attempt_ns, now),
-            _time(e.created_ns),
+            next_try(e.next_attempt_ns, now),
+            iso_time(e.created_ns),
             yuan(e.amount_fen),
         )
     console.print(table)
@@ -87,33 +85,3 @@ def retry() -> None:
     typer.echo(
         f"{moved} waiting reversal(s) and advice(s) due now: the acquirer sends them in its next round"
     )
-
-
-def _next_try(at_ns: int, now_ns: int) -> str:
-    seconds = (at_ns - now_ns) // 1_000_000_000
-    return "due" if seconds <= 0 else f"in {seconds} s"
-
-
-def _time(ns: int) -> str:
-    from citycard.issuer.views import iso_time
-
-    return iso_time(ns)
-
-
-def _json(e: QueuedMessage) -> dict[str, object]:
-    from citycard.issuer.views import iso_time
-
-    return {
-        "kind": e.kind.value,
-        "mti": e.mti,
-        "rrn": e.rrn,
-        "terminal_id": e.terminal_id,
-        "stan": e.stan,
-        "amount_fen": e.amount_fen,
-        "card": e.card,
-        "reason": e.reason,
-        "attempts": e.attempts,
-        "last_code": e.last_code,
-        "next_attempt": iso_time(e.next_attempt_ns),
-        "queued": iso_time(e.created_ns),
-    }

@@ -1,6 +1,7 @@
 """The service-center console (role ``operator``; a bank user shares the card lookup, card pages and the deny
 list, limited to its bank): the dashboard and its figures, card lookup and card services, the deny list,
-merchant and terminal onboarding, the audit log. Pages under ``/console``, the API under ``/api``."""
+merchant and terminal onboarding, clearing's exceptions, the acquirer's store-and-forward queue, the audit
+log. Pages under ``/console``, the API under ``/api``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from citycard.codec.pretty import mask_pan
 from citycard.issuer.model import Card, IssuerError, NotFound
 from citycard.public.model import MalformedInput, PublicError
 
-from .. import apps, cards, exceptions, settlement
+from .. import acquirer_queue, apps, cards, exceptions, settlement
 from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
@@ -723,3 +724,63 @@ def resolve_form(
         notice=notice,
         error=error,
     )
+
+
+# --- the acquirer's store-and-forward queue -----------------------------------------------------------------
+class QueuedOut(BaseModel):
+    kind: str = Field(description="reversal or advice")
+    mti: str = Field(description="0400, 0420, 0220, 0320; ???? for a stored message that does not decode")
+    rrn: str
+    terminal_id: str | None
+    stan: int | None
+    amount_fen: int | None
+    card: str | None = Field(description="the PAN masked (first 6, last 4)")
+    reason: str | None = Field(
+        description="field 39 as queued: a reversal's reason (98 no answer, 96, 06 ...)"
+    )
+    attempts: int
+    last_code: str | None = Field(description="the last answer's code (91, 96, 98, A0), if one came")
+    next_attempt: str
+    next_try: str = Field(description="'due' or 'in 42 s'")
+    queued: str
+
+
+class QueueOut(BaseModel):
+    pending: int
+    delivered: int
+    entries: list[QueuedOut] = Field(description="the first waiting entries, the next due first")
+
+
+class RetryOut(BaseModel):
+    due_now: int = Field(
+        description="waiting entries brought forward: the acquirer sends them in its next round"
+    )
+
+
+QueueLimit = Annotated[int, Query(ge=1, le=1000, description="most waiting entries listed")]
+
+
+@router.get("/api/acquirer/queue", tags=["network"], responses={401: {}, 403: {}})
+def api_acquirer_queue(ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> QueueOut:
+    """The reversals and advices waiting for the switch (``citycard acquirer queue``), and how many were
+    delivered."""
+    return QueueOut.model_validate(acquirer_queue.queue(ctx, limit))
+
+
+@router.post("/api/acquirer/queue/retry", tags=["network"], responses={401: {}, 403: {}})
+def api_acquirer_retry(ctx: Ctx, st: St, principal: Operator) -> RetryOut:
+    """Every waiting reversal and advice due now, once an outage is over (``citycard acquirer retry``);
+    audited."""
+    return RetryOut(due_now=acquirer_queue.retry(ctx, st, principal))
+
+
+@router.get("/console/queue", include_in_schema=False)
+def queue_page(request: Request, ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> Response:
+    return page(request, "console/queue.html", queue=acquirer_queue.queue(ctx, limit))
+
+
+@router.post("/console/queue/retry", include_in_schema=False)
+def retry_form(request: Request, ctx: Ctx, st: St, principal: Operator) -> Response:
+    moved = acquirer_queue.retry(ctx, st, principal)
+    notice = f"{moved} waiting reversal(s) and advice(s) due now: the acquirer sends them in its next round"
+    return page(request, "console/queue.html", queue=acquirer_queue.queue(ctx, 100), notice=notice)

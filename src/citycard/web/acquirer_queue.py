@@ -1,0 +1,39 @@
+"""The acquirer's store-and-forward queue in the console (what ``citycard acquirer queue`` and ``retry`` show
+and do, ``citycard.acquirer.views``): an operator watching an outage sees which reversals and advices wait
+for the switch (the card masked), how often each was tried, the last answer and the next try, and once the
+outage is over brings them all forward, audited. Read through the acquirer's repositories on the web's
+database and HSM (the stored messages are sealed at rest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue
+from citycard.bootstrap import WebContext
+from citycard.db.acquirer_repositories import acquirer_unit_of_work
+from citycard.hsm.protection import RecordProtection
+from citycard.issuer.views import iso_time
+
+from .store import Principal, Store
+
+__all__ = ["queue", "retry"]
+
+
+def queue(ctx: WebContext, limit: int) -> dict[str, Any]:
+    """The counts (``pending``, ``delivered``) and the first ``limit`` waiting entries, the next due first,
+    each with ``next_try`` for a person (``due``, ``in 42 s``)."""
+    uow = acquirer_unit_of_work(ctx.database, RecordProtection.open(ctx.hsm), read_only=True)
+    view = saf_queue(uow, limit)
+    now = ctx.clock()
+    entries = [
+        queued_json(e, iso_time) | {"next_try": next_try(e.next_attempt_ns, now)} for e in view.entries
+    ]
+    return {"pending": view.pending, "delivered": view.delivered, "entries": entries}
+
+
+def retry(ctx: WebContext, store: Store, principal: Principal) -> int:
+    """Every waiting entry due now (a running acquirer sends them in its next round); audited. Returns how
+    many were brought forward."""
+    moved = retry_now(acquirer_unit_of_work(ctx.database, RecordProtection.open(ctx.hsm)), ctx.clock)
+    store.audit(principal, "saf_retry", "acquirer queue", "ok", f"{moved} due now", ctx.clock())
+    return moved

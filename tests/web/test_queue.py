@@ -1,0 +1,114 @@
+"""The acquirer's store-and-forward queue in the console (``/console/queue``, ``/api/acquirer/queue``): what
+``citycard acquirer queue`` and ``retry`` show and do, for an operator only, audited, the card masked."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from citycard.acquirer import (
+    BeginTransaction,
+    GiveUp,
+    SafFailed,
+    SafPolicy,
+    TransactionKey,
+    TransactionKind,
+    begin_transaction,
+    due_entries,
+    give_up,
+    record_saf_results,
+)
+from citycard.codec.iso8583 import Field60, ResponseCode, ReversalRequest, encode_message
+from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
+from citycard.hsm.protection import RecordProtection
+
+from .conftest import City, sign_in
+
+TERMINAL = "Q0000001"
+MERCHANT = "850100082410002"
+PAN = "6212260000000000018"
+POLICY = SafPolicy(min_backoff_ns=60 * 10**9, max_backoff_ns=60 * 10**9, batch=10)
+
+
+def _queue_reversals(city: City, stans: tuple[int, ...]) -> list[str]:
+    """Reversals queued as the acquirer queues them (given up, the message sealed), each tried once and
+    answered 91, so its next try is a minute away; their RRNs."""
+    protection = RecordProtection.open(city.ctx.hsm)
+
+    def uow() -> AcquirerUnitOfWork:
+        return acquirer_unit_of_work(city.ctx.database, protection)
+
+    clock = city.ctx.clock
+    rrns = []
+    for stan in stans:
+        key = TransactionKey(TERMINAL, 1, stan)
+        begin_transaction(
+            BeginTransaction(key, MERCHANT, TransactionKind.PURCHASE, 1250, "621226*********0018"),
+            uow(),
+            clock,
+        )
+        message = ReversalRequest(
+            mti="0400",
+            pan=PAN,
+            processing_code="000000",
+            amount_fen=1250 + stan,
+            stan=stan,
+            pos_entry_mode="071",
+            condition_code="00",
+            response_code=ResponseCode.ISSUER_TIMEOUT,
+            terminal_id=TERMINAL,
+            merchant_id=MERCHANT,
+            currency="156",
+            field60=Field60("22", 1),
+        )
+        entry = give_up(GiveUp(key, encode_message(message.to_fields()), "98"), uow(), clock)
+        assert entry is not None
+        record_saf_results([SafFailed(entry.id, 1, "91")], uow(), clock, POLICY)
+        rrns.append(entry.rrn)
+    assert all(e.rrn not in rrns for e in due_entries(uow(), clock, POLICY))  # a minute away
+    return rrns
+
+
+def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
+    client: TestClient, city: City
+) -> None:
+    headers = sign_in(client, "op")
+    before = client.get("/api/acquirer/queue").json()
+    rrns = _queue_reversals(city, (41, 42))
+    queue = client.get("/api/acquirer/queue").json()
+    assert queue["pending"] == before["pending"] + 2 and queue["delivered"] == before["delivered"]
+    listed = {e["rrn"]: e for e in queue["entries"]}
+    first = listed[rrns[0]]
+    assert (first["kind"], first["mti"], first["terminal_id"], first["stan"]) == (
+        "reversal",
+        "0400",
+        TERMINAL,
+        41,
+    )
+    assert (first["amount_fen"], first["card"], first["reason"]) == (1291, "621226*********0018", "98")
+    assert (first["attempts"], first["last_code"]) == (1, "91")
+    assert re.fullmatch(r"in 5\d s", first["next_try"]), first["next_try"]  # the backoff: a minute
+    page = client.get("/console/queue")
+    assert page.status_code == 200 and "Send all now" in page.text and f'data-rrn="{rrns[1]}"' in page.text
+    assert "621226*********0018" in page.text and PAN not in page.text and PAN not in str(queue)
+    assert len(client.get("/api/acquirer/queue", params={"limit": 1}).json()["entries"]) == 1
+    assert client.get("/api/acquirer/queue", params={"limit": 0}).status_code == 422
+    assert client.get("/api/acquirer/queue", params={"limit": 1001}).status_code == 422
+
+    assert client.post("/api/acquirer/queue/retry").status_code == 403  # no CSRF token
+    done = client.post("/api/acquirer/queue/retry", headers=headers)
+    assert done.status_code == 200 and done.json()["due_now"] >= 2
+    after = {e["rrn"]: e for e in client.get("/api/acquirer/queue").json()["entries"]}
+    assert [(after[r]["next_try"], after[r]["attempts"], after[r]["last_code"]) for r in rrns] == [
+        ("due", 1, "91")
+    ] * 2  # due now, its tries and last answer kept
+    form = client.post("/console/queue/retry", data={"csrf_token": headers["X-CSRF-Token"]})
+    assert form.status_code == 200 and "due now" in form.text
+    log = [(e["action"], e["target"]) for e in client.get("/api/audit").json()["entries"][:2]]
+    assert log == [("saf_retry", "acquirer queue")] * 2
+
+    client.cookies.clear()
+    sign_in(client, "boc")  # a bank user: not the acquirer's operator
+    assert client.get("/api/acquirer/queue").status_code == 403
+    assert client.get("/console/queue").status_code == 403
