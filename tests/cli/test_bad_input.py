@@ -131,6 +131,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("serve-switch-address", ["serve", "switch", "--issuer", "ICBC:9585"], {}, 2),
     ("serve-switch-twice", ["serve", "switch", "--issuer", "ICBC=1", "--issuer", "icbc=2"], {}, 2),
     ("serve-switch-no-bank", ["serve", "switch", "--issuer", "NOPE=127.0.0.1:9585", "--port", "0"], {}, 2),
+    ("serve-switch-silent", ["serve", "switch", "--issuer", "ICBC=1", "--silent-after", "-1"], {}, 2),
+    ("serve-acquirer-silent", ["serve", "acquirer", "--port", "0", "--silent-after", "soon"], {}, 2),
     # --- card (issuer side) ---------------------------------------------------------------------------
     ("issue-no-bank", ["card", "issue", "--bank", "NOPE"], {}, 2),
     ("issue-born-2030", ["card", "issue", "--bank", "ICBC", "--holder", "LI SI", "--id-number", BORN_2030],

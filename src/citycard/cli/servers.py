@@ -129,6 +129,15 @@ StatusOpt = Annotated[
         min=0,
     ),
 ]
+SilentOpt = Annotated[
+    float,
+    typer.Option(
+        "--silent-after",
+        help="seconds requests may wait with nothing received before the next hop is probed by an echo test,"
+        " and taken as silent (answered 91 at once) if that goes unanswered too; 0: never",
+        min=0,
+    ),
+]
 
 
 @app.command("acquirer")
@@ -142,6 +151,7 @@ def serve_acquirer(
     switch: Annotated[
         str | None, typer.Option("--switch", help="the switch's HOST:PORT (default CITYCARD_SWITCH, 9584)")
     ] = None,
+    silent_after: SilentOpt = 2.0,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
 ) -> None:
@@ -152,6 +162,7 @@ def serve_acquirer(
     from citycard.db import DatabaseUrlError, SchemaRevisionError
     from citycard.hosts.acquirer import AcquirerConfig
     from citycard.hsm.api import KeyStoreError
+    from citycard.net.link import LinkLimits
 
     s = settings()
     host, default_port = parse_address(s.acquirer)
@@ -165,6 +176,7 @@ def serve_acquirer(
         port=default_port if port is None else port,
         switch_host=switch_host,
         switch_port=switch_port,
+        link_limits=LinkLimits(silent_after_s=silent_after),
     )
     banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
     try:
@@ -208,6 +220,7 @@ def serve_switch(
             min=0.1,
         ),
     ] = 8.0,
+    silent_after: SilentOpt = 2.0,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
 ) -> None:
@@ -231,7 +244,11 @@ def serve_switch(
     with open_issuer() as platform:
         try:
             switch = build_switch(
-                platform, addresses, host=host, port=port, limits=SwitchLimits(hop_timeout_s=hop_timeout)
+                platform,
+                addresses,
+                host=host,
+                port=port,
+                limits=SwitchLimits(hop_timeout_s=hop_timeout, silent_after_s=silent_after),
             )
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
