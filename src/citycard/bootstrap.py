@@ -721,13 +721,17 @@ async def start_platform(
 @dataclass
 class WebContext:
     """What the web application (``citycard.web.create_app``) works on: the issuer service and the center's
-    registry on one database and HSM, the settings and the clock. The caller closes it (:meth:`close`) after
-    the server stopped."""
+    registry on one database and HSM, the settings and the clock, and the network services' status lines
+    when they run in the same process (``citycard up``). The caller closes it (:meth:`close`) after the server
+    stopped."""
 
     settings: Settings
     issuer: Issuer
     center: Center
     clock: Callable[[], int] = time.time_ns
+    network: Callable[[], list[str]] | None = None
+    """Each network service's status line now (``Platform.statuses``), read on the event loop they run on;
+    None when they run elsewhere (``citycard serve ...`` prints its own)."""
 
     @property
     def database(self) -> Database:

@@ -4,6 +4,8 @@ it runs, and a clean stop on SIGINT."""
 
 from __future__ import annotations
 
+import http.cookiejar
+import json
 import os
 import re
 import signal
@@ -211,6 +213,28 @@ def _assert_cleared(engine: Engine, day: str, end_ns: int) -> None:
     assert paid == outcomes.get("clear", 0) and paid > 0, (paid, outcomes)
 
 
+def _assert_network_page(base: str) -> None:
+    """The console's network page, signed in as the demo operator: the status lines of the services running
+    in the same process, read from them (the switch's links to both banks up, the acquirer's up)."""
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    credentials = json.dumps({"username": "operator", "password": "citycard-demo"}).encode()
+    signin = urllib.request.Request(
+        base + "api/session", data=credentials, headers={"Content-Type": "application/json"}
+    )
+    with browser.open(signin, timeout=30) as signed:
+        assert signed.status == 200
+    with browser.open(base + "api/network/services", timeout=30) as answer:
+        lines = json.load(answer)["services"]
+    codes = sorted(bank.code for bank in BANKS)
+    names = [line.split(":", 1)[0] for line in lines]
+    assert sorted(names[:-2]) == [f"issuer {code}" for code in codes] and names[-2:] == ["switch", "acquirer"]
+    links = ", ".join(f"{code} up" for code in codes)  # the switch's links to the banks' front ends
+    assert lines[-2].endswith(f"; {links}") and lines[-1].endswith("; switch up"), lines
+    with browser.open(base + "console/network", timeout=30) as page:
+        html = page.read().decode()
+    assert links in html and "waiting for the switch" in html
+
+
 def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigint(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'citycard.db'}")
     proc = _up(tmp_path, "--for", "400", "--pace", "0.3", "--demo-closes-in", "45")
@@ -232,6 +256,7 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
         assert "demo operator login: user operator, password citycard-demo" in text, text
         with urllib.request.urlopen(web.group(1), timeout=30) as page:  # the sign-in page, redirected to
             assert page.status == 200 and "/signin" in page.url
+        _assert_network_page(web.group(1))
         _assert_city(engine)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the simulated terminals' money, approved by the issuers

@@ -264,13 +264,15 @@ async def clearing_schedule(
 
 
 async def _serve_web(
-    s: Settings, at: Address, say: Say
+    s: Settings, at: Address, platform: Platform
 ) -> tuple[Any, asyncio.Task[None], Callable[[], None]]:
-    """uvicorn serving ``create_app(build_web_context(s))`` on this loop; (server, task, close)."""
+    """uvicorn serving ``create_app(build_web_context(s))`` on this loop, with ``platform``'s status lines
+    (the console's network page); (server, task, close)."""
     uvicorn: Any = importlib.import_module("uvicorn")  # the web extra's server (not imported otherwise)
     bootstrap: Any = importlib.import_module("citycard.bootstrap")
     web_app: Any = importlib.import_module("citycard.web.app")
     context = bootstrap.build_web_context(s)
+    context.network = lambda: [status() for status in platform.statuses]
     try:
         app = web_app.create_app(context)
         config = uvicorn.Config(app, host=at[0], port=at[1], log_level="warning", lifespan="on")
@@ -321,7 +323,7 @@ async def serve(
         if web is not None:
             why_not = web_available()
             if why_not is None:
-                web_server, web_task, close_web = await _serve_web(s, web, say)
+                web_server, web_task, close_web = await _serve_web(s, web, platform)
                 tasks.append(web_task)
                 running.web = (
                     web[0],

@@ -22,7 +22,7 @@ from citycard.codec.pretty import mask_pan
 from citycard.issuer.model import Card, IssuerError, NotFound
 from citycard.public.model import MalformedInput, PublicError
 
-from .. import acquirer_queue, apps, cards, exceptions, settlement
+from .. import apps, cards, exceptions, network, settlement
 from ..auth import Auth, context, require, store
 from ..figures import DAYS, Figures, figures
 from ..store import MAX_AUDIT_PAGE, Principal, Store
@@ -764,23 +764,42 @@ QueueLimit = Annotated[int, Query(ge=1, le=1000, description="most waiting entri
 def api_acquirer_queue(ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> QueueOut:
     """The reversals and advices waiting for the switch (``citycard acquirer queue``), and how many were
     delivered."""
-    return QueueOut.model_validate(acquirer_queue.queue(ctx, limit))
+    return QueueOut.model_validate(network.queue(ctx, limit))
 
 
 @router.post("/api/acquirer/queue/retry", tags=["network"], responses={401: {}, 403: {}})
 def api_acquirer_retry(ctx: Ctx, st: St, principal: Operator) -> RetryOut:
     """Every waiting reversal and advice due now, once an outage is over (``citycard acquirer retry``);
     audited."""
-    return RetryOut(due_now=acquirer_queue.retry(ctx, st, principal))
+    return RetryOut(due_now=network.retry(ctx, st, principal))
 
 
-@router.get("/console/queue", include_in_schema=False)
-def queue_page(request: Request, ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> Response:
-    return page(request, "console/queue.html", queue=acquirer_queue.queue(ctx, limit))
+class ServicesOut(BaseModel):
+    services: list[str] | None = Field(
+        description="each network service's status line (the issuer front ends, the switch, the acquirer)"
+        " when they run in this process (citycard up); null when they run elsewhere"
+    )
 
 
-@router.post("/console/queue/retry", include_in_schema=False)
-def retry_form(request: Request, ctx: Ctx, st: St, principal: Operator) -> Response:
-    moved = acquirer_queue.retry(ctx, st, principal)
+@router.get("/api/network/services", tags=["network"], responses={401: {}, 403: {}})
+async def api_network_services(ctx: Ctx, principal: Operator) -> ServicesOut:
+    """The network services' status lines, as ``citycard serve ...`` prints them."""
+    return ServicesOut(services=network.services(ctx))
+
+
+async def _network_page(request: Request, ctx: Ctx, limit: int, **values: Any) -> Response:
+    services = network.services(ctx)  # on the loop the services run on; the queue from a worker thread
+    queue = await run_in_threadpool(network.queue, ctx, limit)
+    return page(request, "console/network.html", services=services, queue=queue, **values)
+
+
+@router.get("/console/network", include_in_schema=False)
+async def network_page(request: Request, ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> Response:
+    return await _network_page(request, ctx, limit)
+
+
+@router.post("/console/network/retry", include_in_schema=False)
+async def retry_form(request: Request, ctx: Ctx, st: St, principal: Operator) -> Response:
+    moved = await run_in_threadpool(network.retry, ctx, st, principal)
     notice = f"{moved} waiting reversal(s) and advice(s) due now: the acquirer sends them in its next round"
-    return page(request, "console/queue.html", queue=acquirer_queue.queue(ctx, 100), notice=notice)
+    return await _network_page(request, ctx, 100, notice=notice)

@@ -1,5 +1,6 @@
-"""The acquirer's store-and-forward queue in the console (``/console/queue``, ``/api/acquirer/queue``): what
-``citycard acquirer queue`` and ``retry`` show and do, for an operator only, audited, the card masked."""
+"""The network page of the console (``/console/network``): the acquirer's store-and-forward queue
+(``/api/acquirer/queue``), what ``citycard acquirer queue`` and ``retry`` show and do, for an operator only,
+audited, the card masked; the services' status lines when they run in the web's process (``citycard up``)."""
 
 from __future__ import annotations
 
@@ -89,9 +90,13 @@ def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
     assert (first["amount_fen"], first["card"], first["reason"]) == (1291, "621226*********0018", "98")
     assert (first["attempts"], first["last_code"]) == (1, "91")
     assert re.fullmatch(r"in 5\d s", first["next_try"]), first["next_try"]  # the backoff: a minute
-    page = client.get("/console/queue")
+    page = client.get("/console/network")
     assert page.status_code == 200 and "Send all now" in page.text and f'data-rrn="{rrns[1]}"' in page.text
     assert "621226*********0018" in page.text and PAN not in page.text and PAN not in str(queue)
+    # the services run in other processes here (``citycard serve``): no status lines (``citycard up``'s are
+    # read in tests/city/test_city.py)
+    assert client.get("/api/network/services").json() == {"services": None}
+    assert "run in other processes here" in page.text
     assert len(client.get("/api/acquirer/queue", params={"limit": 1}).json()["entries"]) == 1
     assert client.get("/api/acquirer/queue", params={"limit": 0}).status_code == 422
     assert client.get("/api/acquirer/queue", params={"limit": 1001}).status_code == 422
@@ -103,7 +108,7 @@ def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
     assert [(after[r]["next_try"], after[r]["attempts"], after[r]["last_code"]) for r in rrns] == [
         ("due", 1, "91")
     ] * 2  # due now, its tries and last answer kept
-    form = client.post("/console/queue/retry", data={"csrf_token": headers["X-CSRF-Token"]})
+    form = client.post("/console/network/retry", data={"csrf_token": headers["X-CSRF-Token"]})
     assert form.status_code == 200 and "due now" in form.text
     log = [(e["action"], e["target"]) for e in client.get("/api/audit").json()["entries"][:2]]
     assert log == [("saf_retry", "acquirer queue")] * 2
@@ -111,4 +116,5 @@ def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
     client.cookies.clear()
     sign_in(client, "boc")  # a bank user: not the acquirer's operator
     assert client.get("/api/acquirer/queue").status_code == 403
-    assert client.get("/console/queue").status_code == 403
+    assert client.get("/console/network").status_code == 403
+    assert client.get("/api/network/services").status_code == 403

@@ -1,8 +1,13 @@
-"""The acquirer's store-and-forward queue in the console (what ``citycard acquirer queue`` and ``retry`` show
-and do, ``citycard.acquirer.views``): an operator watching an outage sees which reversals and advices wait
-for the switch (the card masked), how often each was tried, the last answer and the next try, and once the
-outage is over brings them all forward, audited. Read through the acquirer's repositories on the web's
-database and HSM (the stored messages are sealed at rest)."""
+"""The network in the console: the services' status lines and the acquirer's store-and-forward queue.
+
+- When the network services run in the web's own process (``citycard up``), their status lines as
+  ``citycard serve ...`` prints them: connections, requests, refusals, and each link's state (a bank's front
+  end ``up``, ``down (...)`` or ``silent (...)``), read on the event loop they run on.
+- The queue, what ``citycard acquirer queue`` and ``retry`` show and do (``citycard.acquirer.views``): an
+  operator watching an outage sees which reversals and advices wait for the switch (the card masked), how
+  often each was tried, the last answer and the next try, and once the outage is over brings them all
+  forward, audited. Read through the acquirer's repositories on the web's database and HSM (the stored
+  messages are sealed at rest)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,13 @@ from citycard.issuer.views import iso_time
 
 from .store import Principal, Store
 
-__all__ = ["queue", "retry"]
+__all__ = ["queue", "retry", "services"]
+
+
+def services(ctx: WebContext) -> list[str] | None:
+    """Each network service's status line now; None when they run in other processes. Called on the event
+    loop the services run on (an ``async`` route), never from a worker thread."""
+    return None if ctx.network is None else ctx.network()
 
 
 def queue(ctx: WebContext, limit: int) -> dict[str, Any]:
