@@ -24,6 +24,7 @@ from citycard.codec.iso8583 import (
     ReversalResponse,
     SignOnKeys,
     Tpdu,
+    encode_message,
     mac_matches,
     response_mti,
 )
@@ -45,6 +46,27 @@ MERCHANT = "850100082410002"
 INSTITUTION = "01000001"
 PAN = "6224242900000113"
 TMK = [bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), bytes.fromhex("11" * 16)]
+
+
+def stored_reversal(pan: str, terminal_id: str, merchant_id: str, stan: int, amount_fen: int) -> bytes:
+    """A purchase's reversal (0400, 39 = ``98``) as the acquirer queues it: the encoded ISO message."""
+    message = ReversalRequest(
+        mti="0400",
+        pan=pan,
+        processing_code="000000",
+        amount_fen=amount_fen,
+        stan=stan,
+        pos_entry_mode="071",
+        condition_code="00",
+        response_code=ResponseCode.ISSUER_TIMEOUT,
+        terminal_id=terminal_id,
+        merchant_id=merchant_id,
+        currency="156",
+        field60=Field60("22", 1),
+    )
+    return encode_message(message.to_fields())
+
+
 FAST_LINK = LinkLimits(timeout_s=5, min_backoff_s=0.01, max_backoff_s=0.05, connect_timeout_s=1)
 
 

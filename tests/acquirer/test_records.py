@@ -37,11 +37,12 @@ from citycard.acquirer import (
     store_upload,
 )
 from citycard.acquirer.views import retry_now, saf_queue
-from citycard.codec.iso8583 import Field60, ResponseCode, ReversalRequest, encode_message
 from citycard.db import Database
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
 from citycard.hsm.soft import SoftHsm
+
+from tests.acquirer.support import stored_reversal
 
 TERMINAL = "10000019"
 MERCHANT = "850100082410002"
@@ -343,28 +344,13 @@ def test_the_queue_view_lists_what_waits_next_due_first_and_retry_makes_it_due_n
     def uow() -> AcquirerUnitOfWork:
         return acquirer_unit_of_work(database, PROTECTION)
 
-    def reversal(stan: int, amount_fen: int) -> bytes:
-        message = ReversalRequest(
-            mti="0400",
-            pan=pan,
-            processing_code="000000",
-            amount_fen=amount_fen,
-            stan=stan,
-            pos_entry_mode="071",
-            condition_code="00",
-            response_code=ResponseCode.ISSUER_TIMEOUT,
-            terminal_id=TERMINAL,
-            merchant_id=MERCHANT,
-            currency="156",
-            field60=Field60("22", 1),
-        )
-        return encode_message(message.to_fields())
-
     entries = []
     for stan, amount in ((21, 1250), (22, 300), (23, 999)):
         key = TransactionKey(TERMINAL, 1, stan)
         begin_transaction(begin(key), uow(), clock)
-        entries.append(give_up(GiveUp(key, reversal(stan, amount), "98"), uow(), clock))
+        entries.append(
+            give_up(GiveUp(key, stored_reversal(pan, TERMINAL, MERCHANT, stan, amount), "98"), uow(), clock)
+        )
     first, second, third = entries
     record_saf_results(
         [SafFailed(first.id, 3, "91"), SafFailed(second.id, 1), SafAnswered(third.id, "00")],

@@ -20,11 +20,11 @@ from citycard.acquirer import (
     give_up,
     record_saf_results,
 )
-from citycard.codec.iso8583 import Field60, ResponseCode, ReversalRequest, encode_message
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
 
 from .conftest import City, sign_in
+from tests.acquirer.support import stored_reversal
 
 TERMINAL = "Q0000001"
 MERCHANT = "850100082410002"
@@ -49,21 +49,8 @@ def _queue_reversals(city: City, stans: tuple[int, ...]) -> list[str]:
             uow(),
             clock,
         )
-        message = ReversalRequest(
-            mti="0400",
-            pan=PAN,
-            processing_code="000000",
-            amount_fen=1250 + stan,
-            stan=stan,
-            pos_entry_mode="071",
-            condition_code="00",
-            response_code=ResponseCode.ISSUER_TIMEOUT,
-            terminal_id=TERMINAL,
-            merchant_id=MERCHANT,
-            currency="156",
-            field60=Field60("22", 1),
-        )
-        entry = give_up(GiveUp(key, encode_message(message.to_fields()), "98"), uow(), clock)
+        stored = stored_reversal(PAN, TERMINAL, MERCHANT, stan, 1250 + stan)
+        entry = give_up(GiveUp(key, stored, "98"), uow(), clock)
         assert entry is not None
         record_saf_results([SafFailed(entry.id, 1, "91")], uow(), clock, POLICY)
         rrns.append(entry.rrn)
