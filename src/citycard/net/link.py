@@ -34,10 +34,9 @@ sent at once; if it is not answered either, within ``probe_interval_s``, the lin
 acquirer's store-and-forward queue keeps its entry for later) instead of waiting its timeout. As for any
 echo test unanswered, the connection is dropped and made again: the requests waiting end at once in
 :class:`ConnectionLost` (no answer: their callers reverse them), not at their timeout. (The echo test keeps a
-slow peer,
-and one that leaves some requests unanswered on purpose, as a switch does with a reversal its issuer did not
-answer, from being taken as silent.) Echo tests, every ``probe_interval_s``, find out when the peer answers
-again: anything received ends the silence.
+slow peer, and one that leaves some requests unanswered on purpose, as a switch does with a reversal its
+issuer did not answer, from being taken as silent.) Echo tests, every ``probe_interval_s``, find out when the
+peer answers again: anything received ends the silence.
 
 An answer comes with its bytes as received (``codec.iso8583.note_received``): its MAC is checked over them
 and a switch passes it back with field 64 patched in them, not encoded again; a request whose bytes are

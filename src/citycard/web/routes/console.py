@@ -1,7 +1,7 @@
 """The service-center console (role ``operator``; a bank user shares the card lookup, card pages and the deny
 list, limited to its bank): the dashboard and its figures, card lookup and card services, the deny list,
-merchant and terminal onboarding, clearing's exceptions, the acquirer's store-and-forward queue, the audit
-log. Pages under ``/console``, the API under ``/api``."""
+merchant and terminal onboarding, clearing's exceptions, the network (the services' status lines, the
+acquirer's store-and-forward queue), the audit log. Pages under ``/console``, the API under ``/api``."""
 
 from __future__ import annotations
 
@@ -726,7 +726,7 @@ def resolve_form(
     )
 
 
-# --- the acquirer's store-and-forward queue -----------------------------------------------------------------
+# --- the network: the services' status lines, the acquirer's store-and-forward queue ------------------------
 class QueuedOut(BaseModel):
     kind: str = Field(description="reversal or advice")
     mti: str = Field(description="0400, 0420, 0220, 0320; ???? for a stored message that does not decode")
