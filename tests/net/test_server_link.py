@@ -437,19 +437,21 @@ def test_a_peer_that_answers_nothing_is_found_silent_refused_at_once_and_used_ag
     async def scenario() -> None:
         nonlocal awake
         limits = LinkLimits(
-            timeout_s=3.0, min_backoff_s=0.01, max_backoff_s=0.1, silent_after_s=0.2, probe_interval_s=0.1
+            timeout_s=3.0, min_backoff_s=0.01, max_backoff_s=0.1, silent_after_s=0.2, probe_interval_s=0.5
         )
         async with _echoing_link(hung_until_awake, limits) as link:
             loop = asyncio.get_running_loop()
             started = loop.time()
             waiting = [asyncio.create_task(link.request(purchase(stan))) for stan in (1, 2, 3)]
             await _until(lambda: link.silent is not None)  # the echo test sent after 0.2 s is not answered
-            outcomes = await asyncio.gather(*waiting, return_exceptions=True)  # the connection was dropped
+            done, _ = await asyncio.wait(waiting, timeout=0.25)  # the connection dropped at once, not at the
+            assert len(done) == 3  # next echo test unanswered (0.5 s on)
+            outcomes = [task.exception() for task in waiting]
             assert all(isinstance(outcome, ConnectionLost) for outcome in outcomes), outcomes
             assert loop.time() - started < 2.0  # not their 3 s timeout
             assert heard[:3] == ["0200"] * 3 and set(heard[3:]) == {"0820"} and link.stats.silences == 1
             assert re.fullmatch(
-                r"silent \(nothing received for 0\.\d s: 3 request\(s\) and an echo test unanswered\)",
+                r"silent \(nothing received for \d\.\d s: 3 request\(s\) and an echo test unanswered\)",
                 link.state,
             ), link.state
             with pytest.raises(Silent, match="is silent"):
@@ -481,6 +483,28 @@ def test_a_slow_peer_is_probed_and_never_taken_as_silent() -> None:
                 assert all(outcome.approved for outcome in outcomes)
                 assert link.silent is None and link.state == "up"
             assert link.stats.echoes >= 3 and link.stats.silences == 0 and link.stats.refused_silent == 0
+
+    run(scenario())
+
+
+def test_a_peer_that_answers_requests_but_no_echo_test_is_not_silent() -> None:
+    """The echo test unanswered makes a peer silent only when nothing else came meanwhile: a peer that answers
+    each request after 0.4 s and no echo test at all is never silent, and its requests are answered."""
+
+    async def no_echoes(request: Message) -> Message | None:
+        if request.mti == "0820":
+            return None
+        await asyncio.sleep(0.4)
+        return answer(request)
+
+    async def scenario() -> None:
+        limits = LinkLimits(timeout_s=3.0, min_backoff_s=0.01, silent_after_s=0.1, probe_interval_s=1.0)
+        async with _echoing_link(no_echoes, limits) as link:
+            for stans in ([1], [2, 3]):
+                outcomes = await asyncio.gather(*(link.request(purchase(stan)) for stan in stans))
+                assert all(outcome.approved for outcome in outcomes)
+            await asyncio.sleep(1.0)  # the last echo test times out with an answer received meanwhile
+            assert link.silent is None and link.stats.silences == 0 and link.stats.timeouts >= 1
 
     run(scenario())
 
