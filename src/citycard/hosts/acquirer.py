@@ -35,9 +35,9 @@ One :class:`~citycard.net.server.Iso8583Server` for the terminals and one
    taken as it is).
 8. **The link to the switch** sends echo tests (0820, 41 = ``ACQUIRER``) after 30 s without receiving
    anything; a switch that sends nothing while requests wait 2 s, and then leaves an echo test unanswered,
-   is **silent** (``net.link``): the requests waiting end as unanswered (98, reversed), later terminals are
-   answered ``91`` at once with nothing to reverse, and the SAF task waits, as while the link is down, until
-   the switch answers an echo test again.
+   is **silent** (``net.link``): the requests waiting end unanswered (91, their reversals queued), later
+   terminals are answered ``91`` at once with nothing to reverse, and the SAF task waits, as while the link
+   is down, until the switch answers an echo test again.
 
 Stopping (:meth:`AcquirerHost.stop`, Ctrl-C): the server stops taking requests and finishes those in
 flight (each one's reversal is persisted before its answer, so nothing is lost), then the SAF task
