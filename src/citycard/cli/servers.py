@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Protocol
 
 import typer
@@ -130,12 +131,14 @@ StatusOpt = Annotated[
     ),
 ]
 SilentOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--silent-after",
         help="seconds requests may wait with nothing received before the next hop is probed by an echo test,"
-        " and taken as silent (answered 91 at once) if that goes unanswered too; 0: never",
+        " and taken as silent (answered 91 at once) if that goes unanswered too; 0: never  [default: 2, the"
+        " service's own]",
         min=0,
+        show_default=False,
     ),
 ]
 
@@ -151,7 +154,7 @@ def serve_acquirer(
     switch: Annotated[
         str | None, typer.Option("--switch", help="the switch's HOST:PORT (default CITYCARD_SWITCH, 9584)")
     ] = None,
-    silent_after: SilentOpt = 2.0,
+    silent_after: SilentOpt = None,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
 ) -> None:
@@ -162,7 +165,6 @@ def serve_acquirer(
     from citycard.db import DatabaseUrlError, SchemaRevisionError
     from citycard.hosts.acquirer import AcquirerConfig
     from citycard.hsm.api import KeyStoreError
-    from citycard.net.link import LinkLimits
 
     s = settings()
     host, default_port = parse_address(s.acquirer)
@@ -176,8 +178,9 @@ def serve_acquirer(
         port=default_port if port is None else port,
         switch_host=switch_host,
         switch_port=switch_port,
-        link_limits=LinkLimits(silent_after_s=silent_after),
     )
+    if silent_after is not None:  # else the acquirer's own default
+        config = replace(config, link_limits=replace(config.link_limits, silent_after_s=silent_after))
     banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
     try:
         with bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer:
@@ -220,7 +223,7 @@ def serve_switch(
             min=0.1,
         ),
     ] = 8.0,
-    silent_after: SilentOpt = 2.0,
+    silent_after: SilentOpt = None,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
 ) -> None:
@@ -240,16 +243,13 @@ def serve_switch(
     default_host, default_port = parse_address(settings().switch)  # a bad CITYCARD_* setting: refused now
     host = default_host if host is None else host
     port = default_port if port is None else port
+    limits = SwitchLimits(hop_timeout_s=hop_timeout)
+    if silent_after is not None:  # else the switch's own default
+        limits = replace(limits, silent_after_s=silent_after)
     _logging(verbose)
     with open_issuer() as platform:
         try:
-            switch = build_switch(
-                platform,
-                addresses,
-                host=host,
-                port=port,
-                limits=SwitchLimits(hop_timeout_s=hop_timeout, silent_after_s=silent_after),
-            )
+            switch = build_switch(platform, addresses, host=host, port=port, limits=limits)
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
