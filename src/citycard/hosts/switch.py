@@ -100,7 +100,8 @@ class SwitchLimits:
     """An issuer front end that sends nothing while requests wait this long for their answers, and leaves the
     echo test sent then unanswered too (``link.probe_interval_s``, 2 s), is silent: its cards are answered 91
     at once, and its reversals and advices 91 (not sent), until it answers an echo test again (``net.link``;
-    0: never). The requests already sent wait their hop timeout."""
+    0: never). The requests already sent are answered 91 then, not at their hop timeout (the connection is
+    dropped)."""
     server: ServerLimits = dataclasses.field(default_factory=ServerLimits)
     link: LinkLimits = dataclasses.field(default_factory=LinkLimits)
 
