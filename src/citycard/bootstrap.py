@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only when the 
         TerminalRegistry,
     )
     from citycard.hosts.issuer import IssuerFrontEnd
+    from citycard.hosts.reports import ServiceReporter
     from citycard.hosts.switch import SwitchFrontEnd, SwitchLimits
     from citycard.issuer.model import Card
     from citycard.switch import RoutingTable
@@ -105,6 +106,7 @@ __all__ = [
     "open_engine",
     "open_issuer",
     "open_public",
+    "open_reporter",
     "routing_table",
     "safe_url",
     "start_platform",
@@ -633,6 +635,31 @@ def open_acquirer(
 
 
 Address = tuple[str, int]
+
+
+@contextmanager
+def open_reporter(s: Settings, name: str, every_s: float) -> Iterator[ServiceReporter | None]:
+    """The reports of the network service ``name`` to the center (``citycard.hosts.reports``: the console's
+    network page, ``citycard serve status``) every ``every_s`` seconds, on the configured database through
+    an engine of its own (a report never waits behind the service's transactions); None when ``every_s`` is
+    0. The database closed on exit."""
+    if every_s <= 0:
+        yield None
+        return
+    from citycard.center.services import ServiceReport
+    from citycard.center.views import save_report
+    from citycard.db.center_repositories import CenterUnitOfWork
+    from citycard.hosts.reports import ServiceReporter
+
+    database = build_database(s)
+    try:
+
+        def save(report: ServiceReport) -> None:
+            save_report(database.unit_of_work(CenterUnitOfWork), report)
+
+        yield ServiceReporter(save, name, every_s)
+    finally:
+        database.close()
 
 
 @dataclass

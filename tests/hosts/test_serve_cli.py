@@ -4,12 +4,14 @@ stops cleanly on SIGTERM and on Ctrl-C (SIGINT), exit status 0."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,62 @@ def test_serve_issuer_and_switch_answer_over_tcp_and_stop_cleanly(home: dict[str
     assert f"ICBC -> 127.0.0.1:{issuer_port}" in switch_banner and "1 BIN ranges" in switch_banner
     assert "issuer front end of ICBC" in issuer_banner
     assert switch_out.rstrip().endswith("stopped") and issuer_out.rstrip().endswith("stopped")
+
+
+def _reports(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+    capsys.readouterr()
+    assert cli(["serve", "status", "--json"]) == 0
+    return {r["name"]: r for r in json.loads(capsys.readouterr().out)["services"]}
+
+
+def _until(
+    capsys: pytest.CaptureFixture[str], done: Callable[[dict[str, dict[str, object]]], bool]
+) -> dict[str, dict[str, object]]:
+    deadline = time.monotonic() + 30
+    while True:
+        reports = _reports(capsys)
+        if done(reports) or time.monotonic() > deadline:
+            return reports
+        time.sleep(0.1)
+
+
+def test_serve_reports_to_the_center_and_a_killed_service_reads_not_reporting(
+    home: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["serve", "status"]) == 0
+    assert capsys.readouterr().out.startswith("no service has reported")
+    issuer, issuer_port, _ = _start(home, "issuer", "--bank", "icbc", "--port", "0", "--report-every", "0.2")
+    try:
+        route = f"ICBC=127.0.0.1:{issuer_port}"
+        switch, switch_port, _ = _start(
+            home, "switch", "--issuer", route, "--port", "0", "--report-every", "0.2"
+        )
+    except BaseException:
+        issuer.kill()
+        raise
+    try:
+        reports = _until(capsys, lambda r: {"switch", "issuer ICBC"} <= set(r))
+        switch_report, issuer_report = reports["switch"], reports["issuer ICBC"]
+        assert (switch_report["address"], switch_report["pid"], switch_report["health"]) == (
+            f"127.0.0.1:{switch_port}",
+            switch.pid,
+            "running",
+        )
+        assert (issuer_report["address"], issuer_report["pid"]) == (f"127.0.0.1:{issuer_port}", issuer.pid)
+        assert "ICBC" in str(switch_report["status"]) and not switch_report["attention"]
+
+        switch.kill()  # gone without a word: its row stays "running" until it is late
+        switch.communicate(timeout=30)
+        reports = _until(capsys, lambda r: r["switch"]["health"] != "running")
+        assert (reports["switch"]["health"], reports["switch"]["attention"]) == ("not reporting", True)
+        assert reports["issuer ICBC"]["health"] == "running"
+        assert cli(["serve", "status"]) == 0
+        table = capsys.readouterr().out
+        assert "not reporting" in table and "issuer ICBC" in table
+    finally:
+        if switch.poll() is None:
+            switch.kill()
+        issuer_out = _stop(issuer, signal.SIGTERM)
+    assert issuer_out.rstrip().endswith("stopped")
+    stopped = _reports(capsys)["issuer ICBC"]
+    assert (stopped["health"], stopped["attention"]) == ("stopped", False) and stopped["stopped"]

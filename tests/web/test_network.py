@@ -20,6 +20,8 @@ from citycard.acquirer import (
     give_up,
     record_saf_results,
 )
+from citycard.center.services import ServiceReport
+from citycard.center.views import save_report
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork, acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
 
@@ -81,9 +83,10 @@ def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
     assert page.status_code == 200 and "Send all now" in page.text and f'data-rrn="{rrns[1]}"' in page.text
     assert "621226*********0018" in page.text and PAN not in page.text and PAN not in str(queue)
     # the services run in other processes here (``citycard serve``): no status lines (``citycard up``'s are
-    # read in tests/city/test_city.py)
-    assert client.get("/api/network/services").json() == {"services": None}
-    assert "run in other processes here" in page.text
+    # read in tests/city/test_city.py); their reports are the test below's
+    services = client.get("/api/network/services").json()
+    assert services["services"] is None and set(services) == {"services", "reported"}
+    assert ("none has reported yet" in page.text) is (services["reported"] == [])
     assert len(client.get("/api/acquirer/queue", params={"limit": 1}).json()["entries"]) == 1
     assert client.get("/api/acquirer/queue", params={"limit": 0}).status_code == 422
     assert client.get("/api/acquirer/queue", params={"limit": 1001}).status_code == 422
@@ -105,3 +108,38 @@ def test_an_operator_sees_the_waiting_reversals_masked_and_sends_them_all_now(
     assert client.get("/api/acquirer/queue").status_code == 403
     assert client.get("/console/network").status_code == 403
     assert client.get("/api/network/services").status_code == 403
+
+
+def test_an_operator_sees_the_services_run_apart_and_which_one_stopped_reporting(
+    client: TestClient, city: City
+) -> None:
+    sign_in(client, "op")
+    now = city.ctx.clock()
+    s = 10**9
+    reports = [
+        ServiceReport("acquirer", "acq-1", "0.0.0.0:9583", 11, now - 600 * s, now - 2 * s, 10.0,
+                      "acquirer: 40 connections; 1200 requests; switch up"),
+        ServiceReport("switch", "net-1", "0.0.0.0:9584", 12, now - 600 * s, now - 95 * s, 10.0,
+                      "switch: 1 connection; ICBC up, CCB up"),  # last report 95 s ago: gone quiet
+        ServiceReport("issuer CCB", "ccb-1", "10.0.0.6:9585", 13, now - 600 * s, now - 3 * s, 10.0,
+                      "issuer CCB: 1 connection; 300 requests", stopped_ns=now - 3 * s),
+    ]  # fmt: skip
+    for report in reports:
+        save_report(city.ctx.center.unit_of_work(), report)
+    shown = {r["name"]: r for r in client.get("/api/network/services").json()["reported"]}
+    assert {name: (r["health"], r["attention"]) for name, r in shown.items()} == {
+        "acquirer": ("running", False),
+        "switch": ("not reporting", True),
+        "issuer CCB": ("stopped", False),
+    }
+    assert (shown["switch"]["last_report"], shown["switch"]["address"], shown["switch"]["pid"]) == (
+        "95 s",
+        "0.0.0.0:9584",
+        12,
+    )
+    html = client.get("/console/network").text
+    rows = dict(re.findall(r'<tr data-service="([^"]+)"([^>]*)>', html))
+    assert set(rows) == {"acquirer", "switch", "issuer CCB"}
+    assert 'class="error"' in rows["switch"] and "no report for 95 s" in rows["switch"]
+    assert "error" not in rows["acquirer"] and "error" not in rows["issuer CCB"]
+    assert "acquirer: 40 connections; 1200 requests; switch up" in html

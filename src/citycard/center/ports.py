@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol, Self
 from citycard.hsm.api import Hsm
 
 from .model import Industry, Merchant, RegistryStatus, Terminal
+from .services import ServiceReport
 
 __all__ = [
     "Banks",
@@ -19,6 +20,7 @@ __all__ = [
     "Clock",
     "MerchantQuery",
     "Merchants",
+    "ServiceReports",
     "TerminalBinding",
     "Terminals",
 ]
@@ -81,8 +83,18 @@ class Banks(Protocol):
         ...
 
 
+class ServiceReports(Protocol):
+    def save(self, report: ServiceReport) -> None:
+        """Insert the report, or replace the one of the same place (:attr:`ServiceReport.key`)."""
+        ...
+
+    def all(self) -> list[ServiceReport]:
+        """Every report, by name, machine and address."""
+        ...
+
+
 class CenterUnitOfWork(Protocol):
-    """The registry's repositories in one transaction."""
+    """The registry's repositories in one transaction (and the network services' reports)."""
 
     @property
     def merchants(self) -> Merchants: ...
@@ -90,6 +102,8 @@ class CenterUnitOfWork(Protocol):
     def terminals(self) -> Terminals: ...
     @property
     def banks(self) -> Banks: ...
+    @property
+    def services(self) -> ServiceReports: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(

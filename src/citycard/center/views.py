@@ -14,6 +14,7 @@ from typing import Any
 
 from .model import Merchant, Terminal
 from .ports import CenterUnitOfWork, MerchantQuery, TerminalBinding
+from .services import ServiceReport, health, needs_attention
 
 __all__ = [
     "MAX_LISTING",
@@ -22,6 +23,9 @@ __all__ = [
     "list_terminals",
     "merchant_json",
     "registered_time",
+    "save_report",
+    "service_json",
+    "service_reports",
     "terminal_binding",
     "terminal_json",
 ]
@@ -103,4 +107,51 @@ def terminal_json(terminal: Terminal) -> dict[str, Any]:
         "created": registered_time(terminal.created_ns),
         "line": terminal.line,
         "vehicle": terminal.vehicle or None,
+    }
+
+
+def service_reports(uow: CenterUnitOfWork) -> list[ServiceReport]:
+    """The network services' last reports (``citycard.center.services``): the running and the silent first,
+    then the stopped, each group by name, machine and address."""
+    with uow:
+        reports = uow.services.all()
+    return sorted(reports, key=lambda r: r.stopped_ns is not None)
+
+
+def save_report(uow: CenterUnitOfWork, report: ServiceReport) -> None:
+    """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``)."""
+    with uow:
+        uow.services.save(report)
+        uow.commit()
+
+
+def _age(ns: int) -> str:
+    seconds = max(ns, 0) // 10**9
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def service_json(report: ServiceReport, now_ns: int) -> dict[str, Any]:
+    """A report for a person or a program: ``health`` (running, not reporting, stopped), ``attention``
+    (not reporting, or a link down or a peer silent), ``last_report`` as an age (``3 s``, ``12 min``), times
+    ISO 8601 UTC."""
+    state = health(report, now_ns)
+    return {
+        "name": report.name,
+        "hostname": report.hostname,
+        "address": report.address,
+        "pid": report.pid,
+        "health": state.value,
+        "attention": needs_attention(report, now_ns),
+        "started": registered_time(report.started_ns),
+        "reported": registered_time(report.reported_ns),
+        "last_report": _age(now_ns - report.reported_ns),
+        "every_s": report.every_s,
+        "stopped": None if report.stopped_ns is None else registered_time(report.stopped_ns),
+        "status": report.status,
     }

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
@@ -35,6 +35,10 @@ from citycard.net.loop import server_heap
 
 from . import serve as card_serve
 from .bank import fail, open_issuer
+from .output import JsonFlag, print_json
+
+if TYPE_CHECKING:
+    from citycard.hosts.reports import ServiceReporter
 
 __all__ = ["app", "parse_issuer", "serve_acquirer", "serve_issuer", "serve_switch"]
 
@@ -75,9 +79,16 @@ async def report_status(status: Callable[[], str], every_s: float) -> None:
             last = line
 
 
-async def _serve(service: _Service, banner: str, status_every_s: float = 0.0) -> None:
+async def _serve(
+    service: _Service,
+    banner: str,
+    status_every_s: float = 0.0,
+    reporter: ServiceReporter | None = None,
+    host: str = "127.0.0.1",
+) -> None:
     """Start ``service``, print ``banner`` (its port filled in), serve until SIGINT or SIGTERM, stop;
-    meanwhile its status line every ``status_every_s`` when it changed (0: never)."""
+    meanwhile its status line every ``status_every_s`` when it changed (0: never), and its reports to the
+    center by ``reporter`` (listening on ``host``), the last one once it stopped."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,20 +107,23 @@ async def _serve(service: _Service, banner: str, status_every_s: float = 0.0) ->
         await service.start()
         try:
             typer.echo(banner.format(port=service.port))
-            report = (
-                asyncio.create_task(report_status(service.status, status_every_s))
-                if status_every_s > 0
-                else None
-            )
+            tasks = []
+            if status_every_s > 0:
+                tasks.append(asyncio.create_task(report_status(service.status, status_every_s)))
+            if reporter is not None:
+                tasks.append(asyncio.create_task(reporter.run(f"{host}:{service.port}", service.status)))
             try:
                 with server_heap():
                     await stopping.wait()
             finally:
-                if report is not None:
-                    report.cancel()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             typer.echo("stopping: no new requests; those in flight finish")
         finally:
             await service.stop()
+            if reporter is not None:
+                await reporter.stopped(service.status())
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -127,6 +141,15 @@ StatusOpt = Annotated[
     typer.Option(
         "--status-every",
         help="seconds between status lines (counters, links), printed when they changed; 0: none",
+        min=0,
+    ),
+]
+ReportOpt = Annotated[
+    float,
+    typer.Option(
+        "--report-every",
+        help="seconds between reports to the center (the console's network page, citycard serve status):"
+        " where it listens, since when, its status line; 0: none",
         min=0,
     ),
 ]
@@ -157,6 +180,7 @@ def serve_acquirer(
     silent_after: SilentOpt = None,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
+    report_every: ReportOpt = 10.0,
 ) -> None:
     """The acquirer: terminals sign on and MAC their requests; they are forwarded to the switch."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -183,8 +207,11 @@ def serve_acquirer(
         config = replace(config, link_limits=replace(config.link_limits, silent_after_s=silent_after))
     banner = f"acquirer listening on {host}:{{port}}, switch {switch_host}:{switch_port}; Ctrl-C to stop"
     try:
-        with bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer:
-            run_loop(_serve(acquirer, banner, status_every))
+        with (
+            bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer,
+            bootstrap.open_reporter(s, "acquirer", report_every) as reporter,
+        ):
+            run_loop(_serve(acquirer, banner, status_every, reporter, host))
             typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
     except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
         raise fail(str(exc), 2) from None
@@ -226,6 +253,7 @@ def serve_switch(
     silent_after: SilentOpt = None,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
+    report_every: ReportOpt = 10.0,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
     from citycard.bootstrap import UnknownBank, build_switch
@@ -255,7 +283,7 @@ def serve_switch(
         routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
         bins = len(switch.table.bins)
         banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
-        _listen(switch, banner, host, port, status_every)
+        _listen(switch, banner, host, port, status_every, ("switch", report_every))
 
 
 @app.command("issuer")
@@ -276,6 +304,7 @@ def serve_issuer(
     ] = 1,
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
+    report_every: ReportOpt = 10.0,
 ) -> None:
     """Answer the switch's requests for one bank's cards with the issuer service."""
     from citycard.bootstrap import UnknownBank, build_issuer_front_end
@@ -289,15 +318,54 @@ def serve_issuer(
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         banner = f"issuer front end of {code} listening on {host}:{{port}}; Ctrl-C to stop"
-        _listen(front, banner, host, port, status_every)
+        _listen(front, banner, host, port, status_every, (f"issuer {code}", report_every))
 
 
-def _listen(service: _Service, banner: str, host: str, port: int, status_every_s: float) -> None:
-    """Serve until stopped; a port that cannot be listened on is one ``error:`` line (exit status 1)."""
+def _listen(
+    service: _Service,
+    banner: str,
+    host: str,
+    port: int,
+    status_every_s: float,
+    report: tuple[str, float],
+) -> None:
+    """Serve until stopped, reporting to the center as ``report`` says (name, seconds between reports; 0:
+    none); a port that cannot be listened on is one ``error:`` line (exit status 1)."""
+    from citycard import bootstrap
+
     try:
-        run_loop(_serve(service, banner, status_every_s))
+        with bootstrap.open_reporter(settings(), *report) as reporter:
+            run_loop(_serve(service, banner, status_every_s, reporter, host))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 app.command("card")(card_serve.serve)
+
+
+@app.command("status")
+def serve_status(as_json: JsonFlag = False) -> None:
+    """The network services' last reports to the center (each ``citycard serve acquirer|switch|issuer``
+    reports every ``--report-every`` seconds): running, not reporting (killed, hung, cut off) or stopped."""
+    from citycard.center.views import service_json, service_reports
+
+    from .registry import open_center
+
+    with open_center() as center:
+        reports = service_reports(center.unit_of_work(read_only=True))
+        now = center.clock()
+    rows = [service_json(r, now) for r in reports]
+    if as_json:
+        print_json({"services": rows})
+        return
+    if not rows:
+        typer.echo("no service has reported (citycard serve acquirer|switch|issuer report every 10 s)")
+        return
+    for row in rows:  # a line for the service, its status line under it (as long as the service prints it)
+        if row["stopped"]:
+            since = f"stopped {row['stopped']}"
+        else:
+            since = f"last report {row['last_report']} ago, up since {row['started']}"
+        head = f"{row['name']:<12} {row['address']} on {row['hostname']} (pid {row['pid']}): {row['health']}"
+        typer.secho(f"{head}; {since}", fg="red" if row["attention"] else None)
+        typer.echo(f"    {row['status']}")

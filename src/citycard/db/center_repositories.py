@@ -18,16 +18,20 @@ from sqlalchemy.orm import Session
 from citycard.center import ports
 from citycard.center.model import Industry, Merchant, RegistryStatus, Terminal, TerminalKind
 from citycard.center.ports import MerchantQuery, TerminalBinding
+from citycard.center.services import ServiceReport
 
-from .center_tables import center_merchants, center_terminals
+from .center_tables import center_merchants, center_services, center_terminals
 from .driver import DriverStatement
 from .issuer_tables import issuer_banks
 from .uow import RepositoryFactory, SqlUnitOfWork
 
-__all__ = ["CenterUnitOfWork", "SqlCenterBanks", "SqlMerchants", "SqlTerminalRegistry"]
+__all__ = ["CenterUnitOfWork", "SqlCenterBanks", "SqlMerchants", "SqlServiceReports", "SqlTerminalRegistry"]
 
 _M = center_merchants.c
 _T = center_terminals.c
+_S = center_services.c
+MAX_SERVICES = 1000
+"""The most service reports one read returns (one row per place a service ever ran: a city has a few)."""
 
 
 def _insert_new(session: Session, table: Table, values: dict[str, Any], key: str) -> bool:
@@ -195,6 +199,58 @@ class SqlCenterBanks(_Repo):
         return self.session.execute(query).first() is not None
 
 
+class SqlServiceReports(_Repo):
+    """The network services' last reports (``citycard.center.services``), one row per service's place."""
+
+    def save(self, report: ServiceReport) -> None:
+        """Insert the report, or replace the one of the same place (a service started again there)."""
+        values = {
+            "name": report.name,
+            "hostname": report.hostname,
+            "address": report.address,
+            "pid": report.pid,
+            "started_ns": report.started_ns,
+            "reported_ns": report.reported_ns,
+            "every_s": report.every_s,
+            "status": report.status,
+            "stopped_ns": report.stopped_ns,
+        }
+        if self.session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement: Any = postgresql_insert(center_services)
+        else:
+            statement = sqlite_insert(center_services)
+        statement = statement.values(**values)
+        keys = ("name", "hostname", "address")
+        self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={k: statement.excluded[k] for k in values if k not in keys},
+            )
+        )
+
+    def all(self) -> list[ServiceReport]:
+        """Every report, by name, machine and address (at most :data:`MAX_SERVICES`)."""
+        rows = self.session.execute(
+            select(center_services).order_by(_S.name, _S.hostname, _S.address).limit(MAX_SERVICES)
+        )
+        return [
+            ServiceReport(
+                name=r.name,
+                hostname=r.hostname,
+                address=r.address,
+                pid=int(r.pid),
+                started_ns=int(r.started_ns),
+                reported_ns=int(r.reported_ns),
+                every_s=float(r.every_s),
+                status=r.status,
+                stopped_ns=None if r.stopped_ns is None else int(r.stopped_ns),
+            )
+            for r in rows
+        ]
+
+
 class CenterUnitOfWork(SqlUnitOfWork):
     """The registry's repositories in one transaction (the ledger's too, unused)."""
 
@@ -203,10 +259,12 @@ class CenterUnitOfWork(SqlUnitOfWork):
         "merchants": lambda uow: SqlMerchants(uow.session),
         "terminals": lambda uow: SqlTerminalRegistry(uow.session),
         "banks": lambda uow: SqlCenterBanks(uow.session),
+        "services": lambda uow: SqlServiceReports(uow.session),
     }
     merchants: SqlMerchants
     terminals: SqlTerminalRegistry
     banks: SqlCenterBanks
+    services: SqlServiceReports
 
 
 if TYPE_CHECKING:  # mypy checks that the SQL unit of work implements the registry's port

@@ -6,15 +6,30 @@ migration ``0008_registry`` made them from the issuer's minimal registry of ``00
 (``citycard.db.center_repositories``); the issuer's authorization check reads them through its own port
 (``citycard.db.issuer_repositories.SqlTerminals``). A merchant's acquiring bank references the issuers'
 ``issuer_banks``. No key is stored here: a terminal's master key lives in the HSMs, its check value here.
+
+``center_services`` (migration ``0033_service_reports``) holds the network services' last reports
+(``citycard.center.services``): one row per service name, machine and address, rewritten by the service
+every few seconds while it runs.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 
 from .tables import metadata
 
-__all__ = ["center_merchants", "center_terminals"]
+__all__ = ["center_merchants", "center_services", "center_terminals"]
 
 center_merchants = Table(
     "center_merchants",
@@ -45,4 +60,18 @@ center_terminals = Table(
     CheckConstraint("status IN ('active', 'closed')", name="status"),
     CheckConstraint("kind IN ('pos', 'validator')", name="kind"),
     Index("ix_center_terminals_merchant", "merchant_id", "terminal_id"),
+)
+
+center_services = Table(
+    "center_services",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("hostname", String(300), primary_key=True),
+    Column("address", String(300), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("started_ns", BigInteger, nullable=False),
+    Column("reported_ns", BigInteger, nullable=False),
+    Column("every_s", Float, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("stopped_ns", BigInteger, nullable=True),  # NULL: running, or gone without a word
 )

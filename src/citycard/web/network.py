@@ -3,6 +3,9 @@
 - When the network services run in the web's own process (``citycard up``), their status lines as
   ``citycard serve ...`` prints them: connections, requests, refusals, and each link's state (a bank's front
   end ``up``, ``down (...)`` or ``silent (...)``), read on the event loop they run on.
+- The reports of the services run as processes of their own (``citycard serve acquirer|switch|issuer``,
+  ``citycard.center.services``): where each listens, since when, its last status line, and whether it is
+  running, stopped or **not reporting** (killed, hung, cut off), as ``citycard serve status`` shows them.
 - The queue, what ``citycard acquirer queue`` and ``retry`` show and do (``citycard.acquirer.views``): an
   operator watching an outage sees which reversals and advices wait for the switch (the card masked), how
   often each was tried, the last answer and the next try, and once the outage is over brings them all
@@ -15,19 +18,28 @@ from typing import Any
 
 from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue
 from citycard.bootstrap import WebContext
+from citycard.center.views import service_json, service_reports
 from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.views import iso_time
 
 from .store import Principal, Store
 
-__all__ = ["queue", "retry", "services"]
+__all__ = ["queue", "reported", "retry", "services"]
 
 
 def services(ctx: WebContext) -> list[str] | None:
     """Each network service's status line now; None when they run in other processes. Called on the event
     loop the services run on (an ``async`` route), never from a worker thread."""
     return None if ctx.network is None else ctx.network()
+
+
+def reported(ctx: WebContext) -> list[dict[str, Any]]:
+    """The services' last reports (:func:`citycard.center.views.service_json`), the running and the silent
+    first. A database read: from a worker thread."""
+    reports = service_reports(ctx.center.unit_of_work(read_only=True))
+    now = ctx.clock()
+    return [service_json(r, now) for r in reports]
 
 
 def queue(ctx: WebContext, limit: int) -> dict[str, Any]:

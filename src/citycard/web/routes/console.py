@@ -774,23 +774,46 @@ def api_acquirer_retry(ctx: Ctx, st: St, principal: Operator) -> RetryOut:
     return RetryOut(due_now=network.retry(ctx, st, principal))
 
 
+class ReportOut(BaseModel):
+    name: str = Field(description="acquirer, switch, issuer CODE")
+    hostname: str = Field(description="the machine it runs on")
+    address: str = Field(description="where it listens, HOST:PORT")
+    pid: int
+    health: str = Field(description="running, not reporting (killed, hung, cut off) or stopped")
+    attention: bool = Field(description="not reporting, or running with a link down or a peer silent")
+    started: str | None
+    reported: str | None = Field(description="its last report")
+    last_report: str = Field(description="the last report's age: '3 s', '12 min'")
+    every_s: float = Field(description="its interval between reports")
+    stopped: str | None
+    status: str = Field(description="its status line when it last reported")
+
+
 class ServicesOut(BaseModel):
     services: list[str] | None = Field(
         description="each network service's status line (the issuer front ends, the switch, the acquirer)"
         " when they run in this process (citycard up); null when they run elsewhere"
     )
+    reported: list[ReportOut] = Field(
+        description="the last reports of the services run as processes of their own (citycard serve ...),"
+        " the running and the silent first"
+    )
 
 
 @router.get("/api/network/services", tags=["network"], responses={401: {}, 403: {}})
 async def api_network_services(ctx: Ctx, principal: Operator) -> ServicesOut:
-    """The network services' status lines, as ``citycard serve ...`` prints them."""
-    return ServicesOut(services=network.services(ctx))
+    """The network services' status lines, as ``citycard serve ...`` prints them, and the reports of those
+    run as processes of their own (``citycard serve status``)."""
+    services = network.services(ctx)  # on the loop the services run on; the reports from a worker thread
+    reported = await run_in_threadpool(network.reported, ctx)
+    return ServicesOut(services=services, reported=[ReportOut.model_validate(r) for r in reported])
 
 
 async def _network_page(request: Request, ctx: Ctx, limit: int, **values: Any) -> Response:
-    services = network.services(ctx)  # on the loop the services run on; the queue from a worker thread
+    services = network.services(ctx)  # on the loop the services run on; the rest from a worker thread
+    reported = await run_in_threadpool(network.reported, ctx)
     queue = await run_in_threadpool(network.queue, ctx, limit)
-    return page(request, "console/network.html", services=services, queue=queue, **values)
+    return page(request, "console/network.html", services=services, reported=reported, queue=queue, **values)
 
 
 @router.get("/console/network", include_in_schema=False)

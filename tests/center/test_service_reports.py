@@ -1,0 +1,100 @@
+"""The network services' reports to the center (``citycard.center.services``): what a report's age says,
+and their storage on SQLite and PostgreSQL (one row per service's place, taken over by a restart there)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from citycard.center.services import MAX_STATUS, Health, ServiceReport, health, needs_attention
+from citycard.center.views import save_report, service_json, service_reports
+from citycard.db.center_repositories import CenterUnitOfWork
+
+S = 10**9
+START = 1_796_000_000 * S  # 2026-11-30T00:53:20Z
+
+
+def _report(**changes: object) -> ServiceReport:
+    base = ServiceReport(
+        name="switch",
+        hostname="net-1",
+        address="0.0.0.0:9584",
+        pid=4242,
+        started_ns=START,
+        reported_ns=START + 60 * S,
+        every_s=10.0,
+        status="switch: 2 connections; 1500 requests; ICBC up, CCB up",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_report_is_late_after_three_of_its_intervals_and_a_stopped_one_says_so() -> None:
+    r = _report()
+    last = r.reported_ns
+    assert health(r, last) is Health.RUNNING
+    assert health(r, last + 30 * S) is Health.RUNNING  # three intervals exactly: not late yet
+    assert health(r, last + 30 * S + 1) is Health.NOT_REPORTING
+    assert needs_attention(r, last + 30 * S + 1) and not needs_attention(r, last + 5 * S)
+    quick = replace(r, every_s=0.1)  # a second at least, so a report just written never reads late
+    assert health(quick, last + S) is Health.RUNNING and health(quick, last + S + 1) is Health.NOT_REPORTING
+    stopped = replace(r, stopped_ns=last)
+    hour_later = last + 3600 * S
+    assert health(stopped, hour_later) is Health.STOPPED and not needs_attention(stopped, hour_later)
+
+
+@pytest.mark.parametrize(
+    ("status", "attention"),
+    [
+        ("switch: 1 connection; ICBC up, CCB down (connection refused)", True),
+        ("switch: 1 connection; ICBC silent (nothing received for 4.7 s: an echo test unanswered)", True),
+        ("acquirer: 12 connections; switch up", False),
+    ],
+)
+def test_a_running_service_needs_attention_when_a_link_is_down_or_its_peer_silent(
+    status: str, attention: bool
+) -> None:
+    r = _report(status=status)
+    assert needs_attention(r, r.reported_ns) is attention
+    assert not needs_attention(replace(r, stopped_ns=r.reported_ns), r.reported_ns)  # stopped: history
+
+
+def test_a_malformed_report_is_refused_and_a_long_status_line_cut_and_marked() -> None:
+    for changes in (
+        {"name": "Switch"},
+        {"name": "issuer icbc"},
+        {"name": "issuer ICBC1234X"},
+        {"hostname": ""},
+        {"pid": 0},
+        {"every_s": 0.0},
+        {"reported_ns": START - 1},
+        {"stopped_ns": START - 1},
+    ):
+        with pytest.raises(ValueError):
+            _report(**changes)
+    assert _report(name="issuer ICBC").name == "issuer ICBC"
+    long = _report(status="x" * (MAX_STATUS + 10)).status
+    assert len(long) == MAX_STATUS and long.endswith("…")
+
+
+def test_reports_are_kept_one_per_place_and_read_running_first(uow: Callable[[], CenterUnitOfWork]) -> None:
+    switch = _report()
+    acquirer = _report(name="acquirer", address="0.0.0.0:9583", status="acquirer: 0 connections; switch up")
+    icbc = _report(name="issuer ICBC", address="10.0.0.5:9585", stopped_ns=START + 61 * S, status="idle")
+    for r in (switch, acquirer, icbc):
+        save_report(uow(), r)
+    assert service_reports(uow()) == [acquirer, switch, icbc]  # the stopped one last
+    again = replace(switch, pid=5151, started_ns=START + 100 * S, reported_ns=START + 100 * S, status="new")
+    save_report(uow(), again)  # the switch started again on the same machine and address: its row
+    elsewhere = replace(switch, hostname="net-2")  # another machine: a place of its own
+    save_report(uow(), elsewhere)
+    assert service_reports(uow()) == [acquirer, again, elsewhere, icbc]
+    shown = service_json(again, START + 100 * S + 45 * S)
+    assert (shown["health"], shown["attention"], shown["last_report"], shown["started"]) == (
+        "not reporting",
+        True,
+        "45 s",
+        "2026-11-30T00:55:00Z",
+    )
+    assert service_json(icbc, START + 2 * 3600 * S)["stopped"] == "2026-11-30T00:54:21Z"

@@ -1,0 +1,81 @@
+"""A service's reports to the center (``citycard.hosts.reports.ServiceReporter``): one at once, then one
+each interval with the status line of the moment, the last once it stopped; a failing write logged once,
+never raised, and its recovery logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from citycard.center.services import ServiceReport
+from citycard.hosts.reports import ServiceReporter
+
+from tests.net.support import run
+
+
+def test_reports_at_start_each_interval_and_at_the_stop() -> None:
+    saved: list[ServiceReport] = []
+    lines = iter(["idle", "2 connections; 5 requests", "2 connections; 9 requests"])
+    reporter = ServiceReporter(saved.append, "issuer ICBC", 0.05, hostname="bank-1", pid=77)
+
+    async def main() -> None:
+        task = asyncio.create_task(reporter.run("127.0.0.1:9585", lambda: next(lines)))
+        while len(saved) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await reporter.stopped("stopped: 9 requests")
+
+    run(main())
+    assert [r.status for r in saved] == [
+        "idle",
+        "2 connections; 5 requests",
+        "2 connections; 9 requests",
+        "stopped: 9 requests",
+    ]
+    assert {(r.name, r.hostname, r.address, r.pid, r.every_s) for r in saved} == {
+        ("issuer ICBC", "bank-1", "127.0.0.1:9585", 77, 0.05)
+    }
+    assert len({r.started_ns for r in saved}) == 1
+    times = [r.reported_ns for r in saved]
+    assert times == sorted(times) and times[2] - times[0] >= 0.1 * 10**9  # two intervals between
+    assert [r.stopped_ns is None for r in saved] == [True, True, True, False]
+    assert reporter.written == 4
+
+
+def test_a_failing_write_is_logged_once_and_never_stops_the_service(caplog: pytest.LogCaptureFixture) -> None:
+    saved: list[ServiceReport] = []
+    failing = [True]
+
+    def save(report: ServiceReport) -> None:
+        if failing[0]:
+            raise ConnectionError("the database is gone")
+        saved.append(report)
+
+    reporter = ServiceReporter(save, "acquirer", 0.02)
+
+    async def main() -> None:
+        task = asyncio.create_task(reporter.run("127.0.0.1:9583", lambda: "up"))
+        await asyncio.sleep(0.15)  # several intervals, every write failing
+        assert not task.done() and saved == []
+        failing[0] = False
+        while not saved:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level(logging.WARNING, logger="citycard.hosts.reports"):
+        run(main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "acquirer: its report to the center failed (the database is gone); retried each interval",
+        "acquirer: reporting to the center again",
+    ]
+
+
+def test_a_bad_name_or_interval_is_refused_before_the_service_starts() -> None:
+    for name, every in (("issuer icbc", 10.0), ("acquirer", 0.0)):
+        with pytest.raises(ValueError):
+            ServiceReporter(lambda r: None, name, every)
