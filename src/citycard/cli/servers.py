@@ -359,7 +359,10 @@ def serve_status(as_json: JsonFlag = False) -> None:
         print_json({"services": rows})
         return
     if not rows:
-        typer.echo("no service has reported (citycard serve acquirer|switch|issuer report every 10 s)")
+        typer.echo(
+            "no service has reported: citycard serve acquirer|switch|issuer report every 10 s"
+            " (citycard up's own services are on its console's network page)"
+        )
         return
     for row in rows:  # a line for the service, its status line under it (as long as the service prints it)
         if row["stopped"]:
