@@ -106,7 +106,7 @@ __all__ = [
     "open_engine",
     "open_issuer",
     "open_public",
-    "open_reporter",
+    "open_reports",
     "routing_table",
     "safe_url",
     "start_platform",
@@ -638,11 +638,12 @@ Address = tuple[str, int]
 
 
 @contextmanager
-def open_reporter(s: Settings, name: str, every_s: float) -> Iterator[ServiceReporter | None]:
-    """The reports of the network service ``name`` to the center (``citycard.hosts.reports``: the console's
-    network page, ``citycard serve status``) every ``every_s`` seconds, on the configured database through
-    an engine of its own (a report never waits behind the service's transactions); None when ``every_s`` is
-    0. The database closed on exit."""
+def open_reports(s: Settings, every_s: float) -> Iterator[Callable[[str], ServiceReporter] | None]:
+    """The network services' reports to the center (``citycard.hosts.reports``: the console's network page,
+    ``citycard serve status``) every ``every_s`` seconds, on the configured database through an engine of
+    their own (a report never waits behind a service's transactions): a function giving the reporter of the
+    service named so (``acquirer``, ``switch``, ``issuer ICBC``); None when ``every_s`` is 0. The database
+    closed on exit."""
     if every_s <= 0:
         yield None
         return
@@ -657,7 +658,7 @@ def open_reporter(s: Settings, name: str, every_s: float) -> Iterator[ServiceRep
         def save(report: ServiceReport) -> None:
             save_report(database.unit_of_work(CenterUnitOfWork), report)
 
-        yield ServiceReporter(save, name, every_s)
+        yield lambda name: ServiceReporter(save, name, every_s)
     finally:
         database.close()
 
@@ -683,6 +684,16 @@ class Platform:
         """Each service's status line for an operator (``status()``): the issuer front ends, the switch, the
         acquirer, in that order."""
         return [service.status for service in self._started]
+
+    @property
+    def services(self) -> list[tuple[str, Address, Callable[[], str]]]:
+        """Each running service's name as it reports to the center (``issuer ICBC``, ``switch``,
+        ``acquirer``), where it listens and its status line, in the order of :attr:`statuses`."""
+        names = [f"issuer {code}" for code in self.issuers] + ["switch", "acquirer"]
+        addresses = [*self.issuers.values(), self.switch, self.acquirer]
+        if len(self._started) != len(names):  # stopped (or stopping): nothing runs
+            return []
+        return list(zip(names, addresses, self.statuses, strict=True))
 
     async def stop(self) -> None:
         """Stop the acquirer first (no new terminal request; those in flight are answered; its queue stays

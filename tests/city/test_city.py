@@ -15,7 +15,9 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, and_, create_engine, func, select
@@ -37,7 +39,7 @@ from citycard.clearing import business_window, clearing_date_of, parse_cutovers
 from citycard.config import Settings
 from citycard.db import Database, drop_schema, migrate
 from citycard.db.acquirer_tables import acquirer_uploads
-from citycard.db.center_tables import center_merchants, center_terminals
+from citycard.db.center_tables import center_merchants, center_services, center_terminals
 from citycard.db.clearing_tables import (
     clearing_items,
     clearing_outcomes,
@@ -168,6 +170,17 @@ def _up(home: Path, *argv: str) -> subprocess.Popen[str]:
     )
 
 
+def _reports(engine: Engine, enough: Callable[[list[Any]], bool]) -> list[Any]:
+    """The services' reports to the center (``center_services``) once ``enough`` of them came (30 s most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with engine.connect() as c:
+            rows = list(c.execute(select(center_services)).all())
+        if enough(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def _read_until(proc: subprocess.Popen[str], prefix: str, seen: list[str]) -> None:
     while not any(line.startswith(prefix) for line in seen):
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -224,7 +237,9 @@ def _assert_network_page(base: str) -> None:
     with browser.open(signin, timeout=30) as signed:
         assert signed.status == 200
     with browser.open(base + "api/network/services", timeout=30) as answer:
-        lines = json.load(answer)["services"]
+        shown = json.load(answer)
+    lines = shown["services"]
+    assert shown["reported"] == []  # its own services' reports are these live lines, not listed again
     codes = sorted(bank.code for bank in BANKS)
     names = [line.split(":", 1)[0] for line in lines]
     assert sorted(names[:-2]) == [f"issuer {code}" for code in codes] and names[-2:] == ["switch", "acquirer"]
@@ -257,6 +272,11 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
         with urllib.request.urlopen(web.group(1), timeout=30) as page:  # the sign-in page, redirected to
             assert page.status == 200 and "/signin" in page.url
         _assert_network_page(web.group(1))
+        reported = _reports(engine, lambda rows: len(rows) == len(BANKS) + 2)
+        assert {(r.name, r.pid, r.stopped_ns) for r in reported} == {
+            (name, proc.pid, None)
+            for name in [f"issuer {bank.code}" for bank in BANKS] + ["switch", "acquirer"]
+        }  # each service reports to the center, as `citycard serve` does
         _assert_city(engine)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the simulated terminals' money, approved by the issuers
@@ -286,6 +306,8 @@ def test_up_demo_seeds_the_city_moves_money_through_the_chain_and_stops_on_sigin
     assert "Traceback" not in err, err
     assert "stopping: no new requests" in out and out.rstrip().endswith("stopped"), out
     assert "0 reversal(s) and advice(s) queued" in out, out
+    stopped = _reports(engine, lambda rows: True)
+    assert len(stopped) == len(BANKS) + 2 and all(r.stopped_ns is not None for r in stopped), stopped
     assert re.search(r"traffic: \d+ approved .* \d+ fares, \d+ free taps; .* 0 errors", out), out
     # the clearing schedule ran at start: the last closed business day cleared and settled
     assert re.search(r"clearing: \d{4}-\d{2}-\d{2} cleared: \d+ online and \d+ offline item\(s\)", out), out

@@ -209,8 +209,9 @@ def serve_acquirer(
     try:
         with (
             bootstrap.open_acquirer(s, config=config, say=typer.echo) as acquirer,
-            bootstrap.open_reporter(s, "acquirer", report_every) as reporter,
+            bootstrap.open_reports(s, report_every) as reporter_of,
         ):
+            reporter = None if reporter_of is None else reporter_of("acquirer")
             run_loop(_serve(acquirer, banner, status_every, reporter, host))
             typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
     except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
@@ -334,7 +335,9 @@ def _listen(
     from citycard import bootstrap
 
     try:
-        with bootstrap.open_reporter(settings(), *report) as reporter:
+        name, every_s = report
+        with bootstrap.open_reports(settings(), every_s) as reporter_of:
+            reporter = None if reporter_of is None else reporter_of(name)
             run_loop(_serve(service, banner, status_every_s, reporter, host))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -360,8 +363,7 @@ def serve_status(as_json: JsonFlag = False) -> None:
         return
     if not rows:
         typer.echo(
-            "no service has reported: citycard serve acquirer|switch|issuer report every 10 s"
-            " (citycard up's own services are on its console's network page)"
+            "no service has reported: citycard serve acquirer|switch|issuer and citycard up report every 10 s"
         )
         return
     for row in rows:  # a line for the service, its status line under it (as long as the service prints it)

@@ -7,7 +7,8 @@ and the acquirer the terminals connect to, through :func:`citycard.bootstrap.sta
 ``--web`` (http://127.0.0.1:8000) when this build has it — all in one event loop
 (:func:`citycard.city.runner.serve`). It prints where each listens, then each service's status line with the
 time whenever it changed (checked every ``--status-every`` seconds, 60; 0: none; as ``citycard serve``
-prints it), and serves until Ctrl-C or SIGTERM (or
+prints it), reports each service to the center as ``citycard serve`` does (every ``--report-every`` seconds,
+10; ``citycard serve status``), and serves until Ctrl-C or SIGTERM (or
 ``--for SECONDS``): then no new request is taken, those in flight are answered, and what the acquirer still
 has to deliver (reversals, advices) stays queued on disk for the next start. Addresses: ``--acquirer``
 (default ``CITYCARD_ACQUIRER``, 127.0.0.1:9583), ``--switch`` (``CITYCARD_SWITCH``, 127.0.0.1:9584),
@@ -37,10 +38,11 @@ from citycard.net.loop import run as run_loop
 from citycard.net.loop import server_heap
 
 from .bank import fail, open_issuer
-from .servers import StatusOpt, report_status
+from .servers import ReportOpt, StatusOpt, report_status
 
 if TYPE_CHECKING:
     from citycard.bootstrap import Center, Issuer
+    from citycard.hosts.reports import ServiceReporter
 
 __all__ = ["parse_listen", "up"]
 
@@ -94,6 +96,7 @@ def up(
         ),
     ] = 120.0,
     status_every: StatusOpt = 60.0,
+    report_every: ReportOpt = 10.0,
 ) -> None:
     """The whole platform in one process (network, clearing, web); --demo seeds and runs a city.
 
@@ -134,6 +137,7 @@ def up(
                     logins,
                     demo_closes_in,
                     status_every,
+                    report_every,
                 )
             )
         except UnknownBank as exc:
@@ -199,8 +203,9 @@ async def _serve(
     logins: str,
     demo_closes_in: float,
     status_every_s: float,
+    report_every_s: float,
 ) -> None:
-    from citycard.bootstrap import safe_url
+    from citycard.bootstrap import open_reports, safe_url
     from citycard.city.runner import Running, serve
 
     stopping = asyncio.Event()
@@ -210,6 +215,8 @@ async def _serve(
 
     heap = ExitStack()
     reports: list[asyncio.Task[None]] = []
+    reporter_of = heap.enter_context(open_reports(s, report_every_s))
+    reporting: list[tuple[ServiceReporter, Callable[[], str]]] = []
 
     def started(running: Running) -> None:
         heap.enter_context(server_heap())
@@ -239,6 +246,11 @@ async def _serve(
             reports.extend(
                 loop.create_task(report_status(status, status_every_s)) for status in platform.statuses
             )
+        if reporter_of is not None:  # to the center, as `citycard serve` reports: `citycard serve status`
+            for name, (host, port), status in platform.services:
+                reporter = reporter_of(name)
+                reporting.append((reporter, status))
+                reports.append(loop.create_task(reporter.run(f"{host}:{port}", status)))
 
     try:
         running = await serve(
@@ -262,6 +274,9 @@ async def _serve(
     finally:
         for report in reports:
             report.cancel()
+        await asyncio.gather(*reports, return_exceptions=True)
+        for reporter, status in reporting:  # the services stopped: the last report of each
+            await reporter.stopped(status())
         heap.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue
@@ -36,8 +38,12 @@ def services(ctx: WebContext) -> list[str] | None:
 
 def reported(ctx: WebContext) -> list[dict[str, Any]]:
     """The services' last reports (:func:`citycard.center.views.service_json`), the running and the silent
-    first. A database read: from a worker thread."""
+    first; under ``citycard up``, not those of its own process, whose status lines :func:`services` reads
+    live. A database read: from a worker thread."""
     reports = service_reports(ctx.center.unit_of_work(read_only=True))
+    if ctx.network is not None:
+        here = (socket.gethostname(), os.getpid())
+        reports = [r for r in reports if (r.hostname, r.pid) != here]
     now = ctx.clock()
     return [service_json(r, now) for r in reports]
 
