@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from citycard.center.services import MAX_STATUS, Health, ServiceReport, health, needs_attention
-from citycard.center.views import save_report, service_json, service_reports
+from citycard.center.views import forget_reports, save_report, service_json, service_reports
 from citycard.db.center_repositories import CenterUnitOfWork
 
 S = 10**9
@@ -98,3 +98,34 @@ def test_reports_are_kept_one_per_place_and_read_running_first(uow: Callable[[],
         "2026-11-30T00:55:00Z",
     )
     assert service_json(icbc, START + 2 * 3600 * S)["stopped"] == "2026-11-30T00:54:21Z"
+
+
+def test_a_service_started_again_supersedes_its_stopped_reports_on_its_machine(
+    uow: Callable[[], CenterUnitOfWork],
+) -> None:
+    first = _report(name="issuer ICBC", address="127.0.0.1:40001", stopped_ns=START + 70 * S)
+    other_machine = replace(first, hostname="net-2")
+    killed = _report(name="issuer ICBC", address="127.0.0.1:40002")  # gone without a word: not stopped
+    for r in (killed, first, other_machine):  # killed's report came while it ran, before first stopped
+        save_report(uow(), r)
+    stopping = replace(killed, address="127.0.0.1:40003", stopped_ns=START + 80 * S)
+    save_report(uow(), stopping)  # a stopped report supersedes nothing
+    assert len(service_reports(uow())) == 4
+    again = _report(name="issuer ICBC", address="127.0.0.1:40004", reported_ns=START + 90 * S)
+    save_report(uow(), again)  # started again on another free port
+    assert service_reports(uow()) == [killed, again, other_machine]
+
+
+def test_forgetting_removes_the_reports_not_running_and_keeps_a_running_one(
+    uow: Callable[[], CenterUnitOfWork],
+) -> None:
+    running = _report()
+    quiet = _report(address="0.0.0.0:9594", reported_ns=START)  # its last report long ago
+    stopped = _report(name="acquirer", stopped_ns=START + 60 * S)
+    for r in (running, quiet, stopped):
+        save_report(uow(), r)
+    now = running.reported_ns + S
+    assert forget_reports(uow(), "switch", None, None, now) == ([quiet], [running])
+    assert forget_reports(uow(), "acquirer", "elsewhere", None, now) == ([], [])
+    assert forget_reports(uow(), "acquirer", "net-1", "0.0.0.0:9584", now) == ([stopped], [])
+    assert service_reports(uow()) == [running]

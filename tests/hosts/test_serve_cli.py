@@ -162,6 +162,12 @@ def test_serve_reports_to_the_center_and_a_killed_service_reads_not_reporting(
         assert cli(["serve", "status"]) == 0
         table = capsys.readouterr().out
         assert "not reporting" in table and "issuer ICBC" in table
+        assert cli(["serve", "forget", "issuer ICBC"]) == 0  # running: kept
+        assert capsys.readouterr().out.startswith(f"kept issuer ICBC at 127.0.0.1:{issuer_port}")
+        assert cli(["serve", "forget", "switch", "--address", f"127.0.0.1:{switch_port}"]) == 0
+        assert capsys.readouterr().out.startswith(f"forgot switch at 127.0.0.1:{switch_port}")
+        assert set(_reports(capsys)) == {"issuer ICBC"}
+        assert cli(["serve", "forget", "switch"]) == 2  # nothing left of it
     finally:
         if switch.poll() is None:
             switch.kill()

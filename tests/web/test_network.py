@@ -143,3 +143,28 @@ def test_an_operator_sees_the_services_run_apart_and_which_one_stopped_reporting
     assert 'class="error"' in rows["switch"] and "no report for 95 s" in rows["switch"]
     assert "error" not in rows["acquirer"] and "error" not in rows["issuer CCB"]
     assert "acquirer: 40 connections; 1200 requests; switch up" in html
+    assert html.count(">Forget</button>") == 2  # the switch gone quiet and the stopped front end
+
+    headers = sign_in(client, "op")
+    forget = "/api/network/services/forget"
+    acquirer = {"name": "acquirer", "hostname": "acq-1", "address": "0.0.0.0:9583"}
+    assert client.post(forget, json=acquirer).status_code == 403  # no CSRF token
+    assert client.post(forget, json=acquirer, headers=headers).status_code == 409  # running: kept
+    gone = {"name": "switch", "hostname": "net-1", "address": "0.0.0.0:9584"}
+    assert client.post(forget, json=gone, headers=headers).json() == {"forgotten": True}
+    assert client.post(forget, json=gone, headers=headers).status_code == 404
+    assert client.post(forget, json=gone | {"name": "x" * 65}, headers=headers).status_code == 422
+    form = client.post(
+        "/console/network/forget",
+        data={"csrf_token": headers["X-CSRF-Token"], "name": "issuer CCB", "hostname": "ccb-1",
+              "address": "10.0.0.6:9585"},
+    )  # fmt: skip
+    assert form.status_code == 200 and "forgot issuer CCB at 10.0.0.6:9585 on ccb-1" in form.text
+    assert [r["name"] for r in client.get("/api/network/services").json()["reported"]] == ["acquirer"]
+    log = [(e["action"], e["target"], e["outcome"]) for e in client.get("/api/audit").json()["entries"][:4]]
+    assert log == [
+        ("service_forget", "issuer CCB at 10.0.0.6:9585 on ccb-1", "ok"),
+        ("service_forget", "switch at 0.0.0.0:9584 on net-1", "refused"),
+        ("service_forget", "switch at 0.0.0.0:9584 on net-1", "ok"),
+        ("service_forget", "acquirer at 0.0.0.0:9583 on acq-1", "refused"),
+    ]

@@ -3,7 +3,7 @@ and the dependencies beside them. ``citycard.db.center_repositories`` implements
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
@@ -86,6 +86,14 @@ class Banks(Protocol):
 class ServiceReports(Protocol):
     def save(self, report: ServiceReport) -> None:
         """Insert the report, or replace the one of the same place (:attr:`ServiceReport.key`)."""
+        ...
+
+    def supersede(self, name: str, hostname: str) -> int:
+        """Delete the reports of ``name`` on ``hostname`` that say it stopped; how many."""
+        ...
+
+    def delete(self, keys: Collection[tuple[str, str, str]]) -> int:
+        """Delete the reports of these places (name, hostname, address); how many."""
         ...
 
     def all(self) -> list[ServiceReport]:

@@ -14,11 +14,12 @@ from typing import Any
 
 from .model import Merchant, Terminal
 from .ports import CenterUnitOfWork, MerchantQuery, TerminalBinding
-from .services import ServiceReport, health, needs_attention
+from .services import Health, ServiceReport, health, needs_attention
 
 __all__ = [
     "MAX_LISTING",
     "binding_refusal",
+    "forget_reports",
     "list_merchants",
     "list_terminals",
     "merchant_json",
@@ -119,10 +120,33 @@ def service_reports(uow: CenterUnitOfWork) -> list[ServiceReport]:
 
 
 def save_report(uow: CenterUnitOfWork, report: ServiceReport) -> None:
-    """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``)."""
+    """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``). A running
+    service's report supersedes the reports of its name on its machine that say they stopped (the same
+    service started again, on another port maybe): stopped ones do not pile up run after run."""
     with uow:
+        if report.stopped_ns is None:
+            uow.services.supersede(report.name, report.hostname)
         uow.services.save(report)
         uow.commit()
+
+
+def forget_reports(
+    uow: CenterUnitOfWork, name: str, hostname: str | None, address: str | None, now_ns: int
+) -> tuple[list[ServiceReport], list[ServiceReport]]:
+    """Delete the reports of ``name`` (on ``hostname``, at ``address``, when given) that are not running
+    (stopped, or not reporting: a service killed or moved for good); (forgotten, kept because running)."""
+    with uow:
+        matching = [
+            r
+            for r in uow.services.all()
+            if r.name == name
+            and (hostname is None or r.hostname == hostname)
+            and (address is None or r.address == address)
+        ]
+        forgotten = [r for r in matching if health(r, now_ns) is not Health.RUNNING]
+        uow.services.delete([r.key for r in forgotten])
+        uow.commit()
+    return forgotten, [r for r in matching if r not in forgotten]
 
 
 def _age(ns: int) -> str:

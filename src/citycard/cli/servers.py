@@ -374,3 +374,26 @@ def serve_status(as_json: JsonFlag = False) -> None:
         head = f"{row['name']:<12} {row['address']} on {row['hostname']} (pid {row['pid']}): {row['health']}"
         typer.secho(f"{head}; {since}", fg="red" if row["attention"] else None)
         typer.echo(f"    {row['status']}")
+
+
+@app.command("forget")
+def serve_forget(
+    name: Annotated[str, typer.Argument(help="the service: acquirer, switch or 'issuer CODE'")],
+    host: Annotated[str | None, typer.Option("--host", help="only its reports from this machine")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="only those at this HOST:PORT")] = None,
+) -> None:
+    """Forget a service's reports that are not running (stopped, or not reporting: killed or moved for good),
+    so that ``citycard serve status`` and the console no longer list them; a running one is kept."""
+    from citycard.center.views import forget_reports
+
+    from .registry import open_center
+
+    with open_center() as center:
+        forgotten, running = forget_reports(center.unit_of_work(), name, host, address, center.clock())
+    for r in forgotten:
+        typer.echo(f"forgot {r.name} at {r.address} on {r.hostname} (pid {r.pid})")
+    for r in running:
+        typer.echo(f"kept {r.name} at {r.address} on {r.hostname} (pid {r.pid}): it is running")
+    if not forgotten and not running:
+        where = (f" on {host}" if host else "") + (f" at {address}" if address else "")
+        raise fail(f"no report of {name!r}{where}", 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -229,6 +229,27 @@ class SqlServiceReports(_Repo):
                 set_={k: statement.excluded[k] for k in values if k not in keys},
             )
         )
+
+    def supersede(self, name: str, hostname: str) -> int:
+        """Delete the reports of ``name`` on ``hostname`` that say it stopped; how many."""
+        done = self.session.execute(
+            delete(center_services).where(
+                _S.name == name, _S.hostname == hostname, _S.stopped_ns.is_not(None)
+            )
+        )
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
+    def delete(self, keys: Collection[tuple[str, str, str]]) -> int:
+        """Delete the reports of these places (name, hostname, address); how many."""
+        gone = 0
+        for name, hostname, address in keys:
+            done = self.session.execute(
+                delete(center_services).where(
+                    and_(_S.name == name, _S.hostname == hostname, _S.address == address)
+                )
+            )
+            gone += int(done.rowcount)  # type: ignore[attr-defined]
+        return gone
 
     def all(self) -> list[ServiceReport]:
         """Every report, by name, machine and address (at most :data:`MAX_SERVICES`)."""

@@ -20,14 +20,14 @@ from typing import Any
 
 from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue
 from citycard.bootstrap import WebContext
-from citycard.center.views import service_json, service_reports
+from citycard.center.views import forget_reports, service_json, service_reports
 from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.views import iso_time
 
 from .store import Principal, Store
 
-__all__ = ["queue", "reported", "retry", "services"]
+__all__ = ["forget", "queue", "reported", "retry", "services"]
 
 
 def services(ctx: WebContext) -> list[str] | None:
@@ -46,6 +46,18 @@ def reported(ctx: WebContext) -> list[dict[str, Any]]:
         reports = [r for r in reports if (r.hostname, r.pid) != here]
     now = ctx.clock()
     return [service_json(r, now) for r in reports]
+
+
+def forget(
+    ctx: WebContext, store: Store, principal: Principal, name: str, hostname: str, address: str
+) -> str:
+    """Forget the report of one place if it is not running (stopped, or not reporting); audited either
+    way. ``forgotten``, ``running`` (kept) or ``no such report``."""
+    forgotten, running = forget_reports(ctx.center.unit_of_work(), name, hostname, address, ctx.clock())
+    why = "forgotten" if forgotten else ("running" if running else "no such report")
+    outcome = "ok" if forgotten else "refused"
+    store.audit(principal, "service_forget", f"{name} at {address} on {hostname}", outcome, why, ctx.clock())
+    return why
 
 
 def queue(ctx: WebContext, limit: int) -> dict[str, Any]:

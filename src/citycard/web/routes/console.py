@@ -809,6 +809,28 @@ async def api_network_services(ctx: Ctx, principal: Operator) -> ServicesOut:
     return ServicesOut(services=services, reported=[ReportOut.model_validate(r) for r in reported])
 
 
+class ForgetIn(BaseModel):
+    name: str = Field(max_length=64, description="acquirer, switch, issuer CODE")
+    hostname: str = Field(max_length=300)
+    address: str = Field(max_length=300, description="HOST:PORT")
+
+
+class ForgetOut(BaseModel):
+    forgotten: bool
+
+
+@router.post("/api/network/services/forget", tags=["network"], responses={401: {}, 403: {}, 404: {}, 409: {}})
+def api_forget_service(body: ForgetIn, ctx: Ctx, st: St, principal: Operator) -> ForgetOut:
+    """Forget the report of a service that is not running (stopped, or not reporting: killed or moved for
+    good), as ``citycard serve forget`` does; audited. 409 while it runs, 404 when there is no such report."""
+    why = network.forget(ctx, st, principal, body.name, body.hostname, body.address)
+    if why == "running":
+        raise HTTPException(409, f"{body.name} at {body.address} on {body.hostname} is running")
+    if why != "forgotten":
+        raise HTTPException(404, f"no report of {body.name} at {body.address} on {body.hostname}")
+    return ForgetOut(forgotten=True)
+
+
 async def _network_page(request: Request, ctx: Ctx, limit: int, **values: Any) -> Response:
     services = network.services(ctx)  # on the loop the services run on; the rest from a worker thread
     reported = await run_in_threadpool(network.reported, ctx)
@@ -819,6 +841,25 @@ async def _network_page(request: Request, ctx: Ctx, limit: int, **values: Any) -
 @router.get("/console/network", include_in_schema=False)
 async def network_page(request: Request, ctx: Ctx, principal: Operator, limit: QueueLimit = 100) -> Response:
     return await _network_page(request, ctx, limit)
+
+
+@router.post("/console/network/forget", include_in_schema=False)
+async def forget_form(
+    request: Request,
+    ctx: Ctx,
+    st: St,
+    principal: Operator,
+    name: Annotated[str, Form(max_length=64)],
+    hostname: Annotated[str, Form(max_length=300)],
+    address: Annotated[str, Form(max_length=300)],
+) -> Response:
+    why = await run_in_threadpool(network.forget, ctx, st, principal, name, hostname, address)
+    told = {
+        "forgotten": f"forgot {name} at {address} on {hostname}",
+        "running": f"{name} at {address} on {hostname} is running: kept",
+    }.get(why, f"no report of {name} at {address} on {hostname}")
+    values = {"notice": told} if why == "forgotten" else {"error": told}
+    return await _network_page(request, ctx, 100, **values)
 
 
 @router.post("/console/network/retry", include_in_schema=False)
