@@ -6,7 +6,9 @@ listens, on which machine and process, since when, and its status line (what it 
 ``--status-every``: connections, requests, refusals, each link ``up``, ``down (...)`` or ``silent (...)``).
 The center's console (``/console/network``) and ``citycard serve status`` read them. A service is known by
 its name, machine and address together (:attr:`ServiceReport.key`): the same service started again on the
-same place takes its row over, so the reports are as many as the places services ever ran.
+same place takes its row over, and a running service's report supersedes the stopped reports of its name on
+its machine (``citycard.center.views.save_report``); ``citycard serve forget`` removes those of a service
+killed or moved for good.
 
 What a report says depends on its age (:func:`health`): a service that stopped said so; one whose last
 report is older than :data:`LATE_AFTER` of its intervals is **not reporting** — killed, hung, its machine

@@ -31,7 +31,7 @@ _M = center_merchants.c
 _T = center_terminals.c
 _S = center_services.c
 MAX_SERVICES = 1000
-"""The most service reports one read returns (one row per place a service ever ran: a city has a few)."""
+"""The most service reports one read returns (a row per place a service runs: a city has a few)."""
 
 
 def _insert_new(session: Session, table: Table, values: dict[str, Any], key: str) -> bool:
