@@ -1,9 +1,10 @@
 """The network services' reports to the center: what an operator sees of services run as processes apart.
 
-``citycard serve acquirer|switch|issuer`` each write a report to the platform's database when they start,
-every ``--report-every`` seconds while they run (10 by default) and when they stop: which service, where it
-listens, on which machine and process, since when, and its status line (what it prints with
-``--status-every``: connections, requests, refusals, each link ``up``, ``down (...)`` or ``silent (...)``).
+``citycard serve acquirer|switch|issuer`` (and ``citycard up`` for each of its services) write a report to
+the platform's database when they start, every ``--report-every`` seconds while they run (10 by default) and
+when they stop: which service, where it listens, on which machine and process, since when, and its status
+line (what it prints with ``--status-every``: connections, requests, refusals, each link ``up``,
+``down (...)`` or ``silent (...)``).
 The center's console (``/console/network``) and ``citycard serve status`` read them. A service is known by
 its name, machine and address together (:attr:`ServiceReport.key`): the same service started again on the
 same place takes its row over, and a running service's report supersedes the stopped reports of its name on
