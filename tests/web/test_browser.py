@@ -129,6 +129,9 @@ def test_dashboard_figures_match_the_database(page: Any, server: str, city: City
         == q(city, "SELECT count(*) FROM center_terminals WHERE status = 'active'")[0][0]
     )
     assert (
+        figure("saf_waiting") == q(city, "SELECT count(*) FROM acquirer_saf WHERE status = 'pending'")[0][0]
+    )
+    assert (
         figure("validators")
         == q(city, "SELECT count(*) FROM center_terminals WHERE status = 'active' AND kind = 'validator'")[0][
             0

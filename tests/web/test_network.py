@@ -144,6 +144,13 @@ def test_an_operator_sees_the_services_run_apart_and_which_one_stopped_reporting
     assert "error" not in rows["acquirer"] and "error" not in rows["issuer CCB"]
     assert "acquirer: 40 connections; 1200 requests; switch up" in html
     assert html.count(">Forget</button>") == 2  # the switch gone quiet and the stopped front end
+    dashboard = client.get("/console").text  # the first page an operator sees points at the quiet switch
+    figure = r'<div class="figure( error)?"><a href="/console/network">Network services needing attention'
+    attention = re.search(figure + r'</a><b data-figure="network_attention">(\d+)</b>', dashboard)
+    assert attention is not None and attention.groups() == (" error", "1"), dashboard
+    waiting = re.search(r'data-figure="saf_waiting">([\d,]+)<', dashboard)
+    pending = client.get("/api/acquirer/queue").json()["pending"]
+    assert waiting is not None and int(waiting.group(1).replace(",", "")) == pending
 
     headers = sign_in(client, "op")
     forget = "/api/network/services/forget"

@@ -27,7 +27,7 @@ from citycard.issuer.views import iso_time
 
 from .store import Principal, Store
 
-__all__ = ["forget", "queue", "reported", "retry", "services"]
+__all__ = ["attention", "forget", "queue", "reported", "retry", "services"]
 
 
 def services(ctx: WebContext) -> list[str] | None:
@@ -58,6 +58,14 @@ def forget(
     outcome = "ok" if forgotten else "refused"
     store.audit(principal, "service_forget", f"{name} at {address} on {hostname}", outcome, why, ctx.clock())
     return why
+
+
+def attention(lines: list[str] | None, reports: list[dict[str, Any]]) -> int:
+    """How many services need an operator (the dashboard's figure): those of this process whose status line
+    has a link down or a peer silent (``lines``, from :func:`services`), and the reported ones that need
+    attention (:func:`reported`: not reporting, or a link down or a peer silent)."""
+    live = sum(1 for line in lines or [] if " down (" in line or " silent (" in line)
+    return live + sum(1 for r in reports if r["attention"])
 
 
 def queue(ctx: WebContext, limit: int) -> dict[str, Any]:

@@ -111,13 +111,18 @@ def api_figures(ctx: Ctx, principal: Operator) -> FiguresOut:
 
 
 @router.get("/console", include_in_schema=False)
-def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response:
-    f = figures(ctx.database.engine, ctx.clock())
-    lines_day, lines = settlement.latest_lines(ctx)
+async def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response:
+    live = network.services(ctx)  # on the loop the services run on; the rest from a worker thread
+    f = await run_in_threadpool(figures, ctx.database.engine, ctx.clock())
+    lines_day, lines = await run_in_threadpool(settlement.latest_lines, ctx)
+    reported = await run_in_threadpool(network.reported, ctx)
+    waiting = (await run_in_threadpool(network.queue, ctx, 1))["pending"]
     return page(
         request,
         "console/dashboard.html",
         f=f,
+        network_attention=network.attention(live, reported),
+        saf_waiting=waiting,
         days=DAYS,
         bank=None,
         day_amounts=[(d[5:], fen) for d, _, fen in f.days],
