@@ -21,7 +21,16 @@ from citycard.codec.pretty import mask_pan
 from .model import SafEntry, SafKind, SafStatus
 from .ports import AcquirerUnitOfWork
 
-__all__ = ["MAX_LISTED", "QueuedMessage", "SafQueueView", "next_try", "queued_json", "retry_now", "saf_queue"]
+__all__ = [
+    "MAX_LISTED",
+    "QueuedMessage",
+    "SafQueueView",
+    "next_try",
+    "queued_json",
+    "retry_now",
+    "saf_queue",
+    "saf_waiting",
+]
 
 MAX_LISTED = 1000
 """Most pending entries one view lists (the counts cover them all)."""
@@ -113,6 +122,12 @@ def saf_queue(uow: AcquirerUnitOfWork, limit: int = 100) -> SafQueueView:
         delivered = uow.saf.count(SafStatus.DONE)
         entries = tuple(_queued(entry) for entry in uow.saf.pending(limit))
     return SafQueueView(pending, delivered, entries)
+
+
+def saf_waiting(uow: AcquirerUnitOfWork) -> int:
+    """How many entries wait (:attr:`SafQueueView.pending` without listing any)."""
+    with uow:
+        return uow.saf.count(SafStatus.PENDING)
 
 
 def retry_now(uow: AcquirerUnitOfWork, clock: Callable[[], int]) -> int:

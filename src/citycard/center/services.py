@@ -28,10 +28,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "LATE_AFTER",
+    "MAX_ADDRESS",
+    "MAX_NAME",
     "MAX_STATUS",
     "Health",
     "ServiceReport",
     "health",
+    "link_trouble",
     "needs_attention",
 ]
 
@@ -40,7 +43,9 @@ LATE_AFTER = 3
 MAX_STATUS = 2000
 """The longest status line kept (a switch with many banks names each link); longer is cut, marked ``…``."""
 MAX_NAME = 64
+"""The longest service name (``issuer`` and a bank code fit many times)."""
 MAX_ADDRESS = 300
+"""The longest hostname or ``HOST:PORT`` kept."""
 _NAME = re.compile(r"[a-z]+( [0-9A-Z]{1,8})?")  # acquirer, switch, issuer ICBC
 _PROBLEMS = (" down (", " silent (")
 
@@ -100,9 +105,14 @@ def health(report: ServiceReport, now_ns: int) -> Health:
     return Health.NOT_REPORTING if now_ns - report.reported_ns > late_ns else Health.RUNNING
 
 
+def link_trouble(status: str) -> bool:
+    """Whether a service's status line names a link ``down (...)`` or a peer ``silent (...)``."""
+    return any(problem in status for problem in _PROBLEMS)
+
+
 def needs_attention(report: ServiceReport, now_ns: int) -> bool:
     """Not reporting, or running with a link down or a peer silent (its status line says which)."""
     state = health(report, now_ns)
     if state is Health.NOT_REPORTING:
         return True
-    return state is Health.RUNNING and any(problem in report.status for problem in _PROBLEMS)
+    return state is Health.RUNNING and link_trouble(report.status)

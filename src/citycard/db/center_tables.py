@@ -27,6 +27,8 @@ from sqlalchemy import (
     Text,
 )
 
+from citycard.center.services import MAX_ADDRESS, MAX_NAME
+
 from .tables import metadata
 
 __all__ = ["center_merchants", "center_services", "center_terminals"]
@@ -65,9 +67,9 @@ center_terminals = Table(
 center_services = Table(
     "center_services",
     metadata,
-    Column("name", String(64), primary_key=True),
-    Column("hostname", String(300), primary_key=True),
-    Column("address", String(300), primary_key=True),
+    Column("name", String(MAX_NAME), primary_key=True),
+    Column("hostname", String(MAX_ADDRESS), primary_key=True),
+    Column("address", String(MAX_ADDRESS), primary_key=True),
     Column("pid", Integer, nullable=False),
     Column("started_ns", BigInteger, nullable=False),
     Column("reported_ns", BigInteger, nullable=False),

@@ -57,10 +57,6 @@ class ServiceReporter:
         self.written = 0
         """Reports written since start."""
 
-    @property
-    def every_s(self) -> float:
-        return self._report.every_s
-
     async def run(self, address: str, status: Callable[[], str]) -> None:
         """Report now, then every interval, until cancelled: the service listens on ``address``
         (``HOST:PORT``, known once it started); ``status`` read on this loop."""

@@ -18,8 +18,9 @@ import os
 import socket
 from typing import Any
 
-from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue
+from citycard.acquirer.views import next_try, queued_json, retry_now, saf_queue, saf_waiting
 from citycard.bootstrap import WebContext
+from citycard.center.services import link_trouble
 from citycard.center.views import forget_reports, service_json, service_reports
 from citycard.db.acquirer_repositories import acquirer_unit_of_work
 from citycard.hsm.protection import RecordProtection
@@ -27,7 +28,7 @@ from citycard.issuer.views import iso_time
 
 from .store import Principal, Store
 
-__all__ = ["attention", "forget", "queue", "reported", "retry", "services"]
+__all__ = ["attention", "forget", "queue", "reported", "retry", "services", "waiting"]
 
 
 def services(ctx: WebContext) -> list[str] | None:
@@ -64,7 +65,7 @@ def attention(lines: list[str] | None, reports: list[dict[str, Any]]) -> int:
     """How many services need an operator (the dashboard's figure): those of this process whose status line
     has a link down or a peer silent (``lines``, from :func:`services`), and the reported ones that need
     attention (:func:`reported`: not reporting, or a link down or a peer silent)."""
-    live = sum(1 for line in lines or [] if " down (" in line or " silent (" in line)
+    live = sum(1 for line in lines or [] if link_trouble(line))
     return live + sum(1 for r in reports if r["attention"])
 
 
@@ -78,6 +79,11 @@ def queue(ctx: WebContext, limit: int) -> dict[str, Any]:
         queued_json(e, iso_time) | {"next_try": next_try(e.next_attempt_ns, now)} for e in view.entries
     ]
     return {"pending": view.pending, "delivered": view.delivered, "entries": entries}
+
+
+def waiting(ctx: WebContext) -> int:
+    """How many reversals and advices wait in the acquirer's queue (a count: no entry read or unsealed)."""
+    return saf_waiting(acquirer_unit_of_work(ctx.database, RecordProtection.open(ctx.hsm), read_only=True))
 
 
 def retry(ctx: WebContext, store: Store, principal: Principal) -> int:

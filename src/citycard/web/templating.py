@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from citycard.center.services import link_trouble
 from citycard.codec.pretty import mask_pan
 
 __all__ = ["bar_chart", "page", "templates", "yuan"]
@@ -57,7 +58,9 @@ def bar_chart(items: list[tuple[str, int]], *, money: bool = False, name: str = 
     return Markup("".join(parts))
 
 
-templates.env.globals.update(yuan=yuan, mask_pan=mask_pan, when=when, bar_chart=bar_chart)
+templates.env.globals.update(
+    yuan=yuan, mask_pan=mask_pan, when=when, bar_chart=bar_chart, link_trouble=link_trouble
+)
 
 
 def page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:

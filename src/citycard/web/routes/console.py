@@ -17,6 +17,7 @@ from citycard.bootstrap import WebContext
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import CenterError, Industry, TerminalKind
 from citycard.center.ports import MerchantQuery
+from citycard.center.services import MAX_ADDRESS, MAX_NAME
 from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
 from citycard.codec.pretty import mask_pan
 from citycard.issuer.model import Card, IssuerError, NotFound
@@ -116,7 +117,7 @@ async def dashboard(request: Request, ctx: Ctx, principal: Operator) -> Response
     f = await run_in_threadpool(figures, ctx.database.engine, ctx.clock())
     lines_day, lines = await run_in_threadpool(settlement.latest_lines, ctx)
     reported = await run_in_threadpool(network.reported, ctx)
-    waiting = (await run_in_threadpool(network.queue, ctx, 1))["pending"]
+    waiting = await run_in_threadpool(network.waiting, ctx)
     return page(
         request,
         "console/dashboard.html",
@@ -815,9 +816,9 @@ async def api_network_services(ctx: Ctx, principal: Operator) -> ServicesOut:
 
 
 class ForgetIn(BaseModel):
-    name: str = Field(max_length=64, description="acquirer, switch, issuer CODE")
-    hostname: str = Field(max_length=300)
-    address: str = Field(max_length=300, description="HOST:PORT")
+    name: str = Field(max_length=MAX_NAME, description="acquirer, switch, issuer CODE")
+    hostname: str = Field(max_length=MAX_ADDRESS)
+    address: str = Field(max_length=MAX_ADDRESS, description="HOST:PORT")
 
 
 class ForgetOut(BaseModel):
@@ -854,9 +855,9 @@ async def forget_form(
     ctx: Ctx,
     st: St,
     principal: Operator,
-    name: Annotated[str, Form(max_length=64)],
-    hostname: Annotated[str, Form(max_length=300)],
-    address: Annotated[str, Form(max_length=300)],
+    name: Annotated[str, Form(max_length=MAX_NAME)],
+    hostname: Annotated[str, Form(max_length=MAX_ADDRESS)],
+    address: Annotated[str, Form(max_length=MAX_ADDRESS)],
 ) -> Response:
     why = await run_in_threadpool(network.forget, ctx, st, principal, name, hostname, address)
     told = {
