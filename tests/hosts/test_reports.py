@@ -17,24 +17,27 @@ from tests.net.support import run
 
 def test_reports_at_start_each_interval_and_at_the_stop() -> None:
     saved: list[ServiceReport] = []
-    lines = iter(["idle", "2 connections; 5 requests", "2 connections; 9 requests"])
+    lines = ["idle", "2 connections; 5 requests", "2 connections; 9 requests"]
+    reads = [0]
+
+    def status() -> str:  # the line of the moment; the last one again if this test's loop is slow to stop it
+        reads[0] += 1
+        return lines[min(reads[0], len(lines)) - 1]
+
     reporter = ServiceReporter(saved.append, "issuer ICBC", 0.05, hostname="bank-1", pid=77)
 
     async def main() -> None:
-        task = asyncio.create_task(reporter.run("127.0.0.1:9585", lambda: next(lines)))
-        while len(saved) < 3:
+        task = asyncio.create_task(reporter.run("127.0.0.1:9585", status))
+        while reporter.written < 3:  # counted once its write returned (the list grows on the thread first)
             await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await reporter.stopped("stopped: 9 requests")
 
     run(main())
-    assert [r.status for r in saved] == [
-        "idle",
-        "2 connections; 5 requests",
-        "2 connections; 9 requests",
-        "stopped: 9 requests",
-    ]
+    statuses = [r.status for r in saved]
+    assert statuses[:3] == lines and statuses[-1] == "stopped: 9 requests"
+    assert set(statuses[3:-1]) <= {lines[-1]}  # none, unless a report more went out before the cancel
     assert {(r.name, r.hostname, r.address, r.pid, r.every_s) for r in saved} == {
         ("issuer ICBC", "bank-1", "127.0.0.1:9585", 77, 0.05)
     }
@@ -42,8 +45,8 @@ def test_reports_at_start_each_interval_and_at_the_stop() -> None:
     times = [r.reported_ns for r in saved]
     # two intervals between, less the event loop's timer granularity (its clock is not the wall clock)
     assert times == sorted(times) and times[2] - times[0] >= 0.1 * 10**9 - 5 * 10**6
-    assert [r.stopped_ns is None for r in saved] == [True, True, True, False]
-    assert reporter.written == 4
+    assert [r.stopped_ns is None for r in saved] == [True] * (len(saved) - 1) + [False]
+    assert reporter.written >= len(saved) - 1 and reporter.written >= 4  # a write cancelled is not counted
 
 
 def test_a_failing_write_is_logged_once_and_never_stops_the_service(caplog: pytest.LogCaptureFixture) -> None:
