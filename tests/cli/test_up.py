@@ -1,15 +1,18 @@
 """``citycard up`` as a real process: on free loopback ports it starts the issuer front end of every bank, the
 switch and the acquirer; a terminal's online purchase goes through them to the bank's books; SIGTERM stops
-it cleanly (exit 0, nothing left queued)."""
+it cleanly (exit 0, nothing left queued); a stop stuck on its database ends at ``--stop-timeout``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,47 @@ def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(hom
     assert "0 reversal(s) and advice(s) queued" in out
     assert "Traceback" not in err
     assert _deposit_fen(pan) == 18_000  # nothing reversed or posted twice on the way down
+
+
+def test_up_whose_stop_is_stuck_on_its_database_ends_at_the_stop_timeout(home: Path) -> None:
+    """--for begins the stop (no signal); the services' last reports wait on a database another writer
+    holds locked; the process ends 1 s into the stop, exit status 1, saying what waited."""
+    _run("bank", "add", "ICBC", "--bin", "621226")
+    command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
+    proc = subprocess.Popen(
+        [
+            *command,
+            *("--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0", "--no-web"),
+            *("--for", "3", "--report-every", "0.2", "--stop-timeout", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    lock = None
+    try:
+        deadline = time.monotonic() + 30
+        while lock is None:  # once the services reported, a writer takes the database until the end
+            assert time.monotonic() < deadline and proc.poll() is None, "up never reported"
+            time.sleep(0.05)
+            database = home / "citycard.db"
+            if not database.exists():
+                continue
+            with (
+                contextlib.suppress(sqlite3.OperationalError),
+                contextlib.closing(sqlite3.connect(database)) as db,
+            ):
+                if db.execute("SELECT count(*) FROM center_services").fetchone()[0]:
+                    lock = sqlite3.connect(database, isolation_level=None)
+                    lock.execute("BEGIN EXCLUSIVE")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if lock is not None:
+            lock.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert "stopping: no new requests" in out and not out.rstrip().endswith("\nstopped"), out
+    assert err.startswith("exiting now (status 1): the stop took more than 1 s.\nstill waiting:\n"), err
+    assert "in citycard/db/" in err and "Traceback" not in err

@@ -1,13 +1,16 @@
 """``citycard serve issuer`` and ``citycard serve switch`` as real processes: each prints where it listens,
 answers over TCP (an echo test through the switch, a purchase of an unknown card refused 15 or 03), and
-stops cleanly on SIGTERM and on Ctrl-C (SIGINT), exit status 0."""
+stops cleanly on SIGTERM and on Ctrl-C (SIGINT), exit status 0; a stop stuck on its database ends at
+``--stop-timeout``, or at once on a second signal, exit status 1, saying what waited."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -175,3 +178,75 @@ def test_serve_reports_to_the_center_and_a_killed_service_reads_not_reporting(
     assert issuer_out.rstrip().endswith("stopped")
     stopped = _reports(capsys)["issuer ICBC"]
     assert (stopped["health"], stopped["attention"]) == ("stopped", False) and stopped["stopped"]
+
+
+def _database(home: dict[str, str]) -> Path:
+    found = sorted(Path(home["CITYCARD_HOME"]).glob("*.db"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _stuck_stop(home: dict[str, str], *options: str) -> tuple[subprocess.Popen[str], sqlite3.Connection]:
+    """A switch reporting every 0.2 s whose database is then locked by another writer (held by the caller
+    until it closes the connection given back): its reports, the last one included, wait on the lock (the
+    busy timeout is 30 s), as they would on a database server that stopped answering."""
+    switch, _, _ = _start(
+        home, "switch", "--issuer", "ICBC=127.0.0.1:9", "--port", "0", "--report-every", "0.2", *options
+    )
+    try:
+        database = _database(home)
+        _until_reported(database)
+        lock = sqlite3.connect(database, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+    except BaseException:
+        switch.kill()
+        raise
+    return switch, lock
+
+
+def _until_reported(database: Path) -> None:
+    deadline = time.monotonic() + 30
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        while not db.execute("SELECT count(*) FROM center_services").fetchone()[0]:
+            assert time.monotonic() < deadline, "the switch never reported"
+            time.sleep(0.05)
+
+
+def test_a_stop_stuck_on_its_database_ends_the_process_at_the_stop_timeout_saying_what_waited(
+    home: dict[str, str],
+) -> None:
+    switch, lock = _stuck_stop(home, "--stop-timeout", "1")
+    try:
+        started = time.monotonic()
+        switch.send_signal(signal.SIGTERM)
+        out, err = switch.communicate(timeout=20)
+        took = time.monotonic() - started
+    finally:
+        lock.close()
+        if switch.poll() is None:
+            switch.kill()
+    assert switch.returncode == 1, (out, err)
+    assert took < 15, took  # the lock's 30 s were not waited for
+    assert out.rstrip().endswith("stopping: no new requests; those in flight finish"), out  # the last report
+    assert err.startswith("exiting now (status 1): the stop took more than 1 s.\nstill waiting:\n"), err
+    waiting = [line for line in err.splitlines() if line.startswith("  ")]
+    assert any("in citycard/db/" in line for line in waiting), err  # the report waiting on the lock
+    assert "rolled back by the server" in err and "Traceback" not in err
+
+
+def test_a_second_signal_while_stopping_ends_the_process_at_once(home: dict[str, str]) -> None:
+    switch, lock = _stuck_stop(home, "--stop-timeout", "0")  # no bound: only the second signal ends it
+    try:
+        switch.send_signal(signal.SIGTERM)
+        assert switch.stdout is not None
+        assert switch.stdout.readline().startswith("stopping:")
+        time.sleep(0.5)
+        assert switch.poll() is None  # still waiting on the lock
+        switch.send_signal(signal.SIGINT)
+        out, err = switch.communicate(timeout=20)
+    finally:
+        lock.close()
+        if switch.poll() is None:
+            switch.kill()
+    assert switch.returncode == 1, (out, err)
+    assert err.startswith("exiting now (status 1): a second signal came while stopping."), err

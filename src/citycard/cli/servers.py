@@ -12,7 +12,8 @@
   serve``).
 
 Each prints where it listens, then serves; Ctrl-C or SIGTERM stops it cleanly (no new request is taken,
-those in flight finish, the database is closed). Everything is built by ``citycard.bootstrap``; what each
+those in flight finish, the database is closed). A stop that hangs (a database that stopped answering) ends
+the process after ``--stop-timeout`` or at a second signal (:mod:`.stopping`). Everything is built by ``citycard.bootstrap``; what each
 service does, its limits and timeouts: ``docs/network.md``.
 """
 
@@ -36,6 +37,7 @@ from citycard.net.loop import server_heap
 from . import serve as card_serve
 from .bank import fail, open_issuer
 from .output import JsonFlag, print_json
+from .stopping import STOP_TIMEOUT_S, StopDeadline
 
 if TYPE_CHECKING:
     from citycard.hosts.reports import ServiceReporter
@@ -85,14 +87,18 @@ async def _serve(
     status_every_s: float = 0.0,
     reporter: ServiceReporter | None = None,
     host: str = "127.0.0.1",
+    stop_timeout_s: float | None = None,
 ) -> None:
     """Start ``service``, print ``banner`` (its port filled in), serve until SIGINT or SIGTERM, stop;
     meanwhile its status line every ``status_every_s`` when it changed (0: never), and its reports to the
-    center by ``reporter`` (listening on ``host``), the last one once it stopped."""
+    center by ``reporter`` (listening on ``host``), the last one once it stopped. With ``stop_timeout_s``
+    (the commands': this is the process), a stop that takes longer (0: no bound) or a second signal ends
+    the process (:mod:`.stopping`); None (a caller in a process that goes on): a signal only stops."""
     stopping = asyncio.Event()
+    deadline = None if stop_timeout_s is None else StopDeadline(stopping, stop_timeout_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, stopping.set if deadline is None else deadline.on_signal)
     reload = getattr(service, "reload_routing", None)  # the switch and the issuer front ends
     reloads: set[asyncio.Task[bool]] = set()
     if reload is not None:  # SIGHUP: read the routing table now (it is read every few seconds anyway)
@@ -127,6 +133,8 @@ async def _serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if deadline is not None:
+            deadline.outlive_loop()
     typer.echo("stopped")
 
 
@@ -150,6 +158,16 @@ ReportOpt = Annotated[
         "--report-every",
         help="seconds between reports to the center (the console's network page, citycard serve status):"
         " where it listens, since when, its status line; 0: none",
+        min=0,
+    ),
+]
+StopOpt = Annotated[
+    float,
+    typer.Option(
+        "--stop-timeout",
+        help="seconds a stop may take (requests in flight finishing, the last report, the database closed)"
+        " before the process exits anyway, status 1, saying what still waited; 0: no bound. A second"
+        " Ctrl-C or SIGTERM exits at once",
         min=0,
     ),
 ]
@@ -181,6 +199,7 @@ def serve_acquirer(
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
     report_every: ReportOpt = 10.0,
+    stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """The acquirer: terminals sign on and MAC their requests; they are forwarded to the switch."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -212,7 +231,7 @@ def serve_acquirer(
             bootstrap.open_reports(s, report_every) as reporter_of,
         ):
             reporter = None if reporter_of is None else reporter_of("acquirer")
-            run_loop(_serve(acquirer, banner, status_every, reporter, host))
+            run_loop(_serve(acquirer, banner, status_every, reporter, host, stop_timeout))
             typer.echo(f"{acquirer.queued()} reversal(s) and advice(s) queued for the next start")
     except (KeyStoreError, DatabaseUrlError, bootstrap.HomeFolderError) as exc:
         raise fail(str(exc), 2) from None
@@ -255,6 +274,7 @@ def serve_switch(
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
     report_every: ReportOpt = 10.0,
+    stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
     from citycard.bootstrap import UnknownBank, build_switch
@@ -284,7 +304,7 @@ def serve_switch(
         routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
         bins = len(switch.table.bins)
         banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
-        _listen(switch, banner, host, port, status_every, ("switch", report_every))
+        _listen(switch, banner, host, port, status_every, ("switch", report_every), stop_timeout)
 
 
 @app.command("issuer")
@@ -306,6 +326,7 @@ def serve_issuer(
     verbose: VerboseOpt = False,
     status_every: StatusOpt = 60.0,
     report_every: ReportOpt = 10.0,
+    stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """Answer the switch's requests for one bank's cards with the issuer service."""
     from citycard.bootstrap import UnknownBank, build_issuer_front_end
@@ -319,7 +340,7 @@ def serve_issuer(
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
         banner = f"issuer front end of {code} listening on {host}:{{port}}; Ctrl-C to stop"
-        _listen(front, banner, host, port, status_every, (f"issuer {code}", report_every))
+        _listen(front, banner, host, port, status_every, (f"issuer {code}", report_every), stop_timeout)
 
 
 def _listen(
@@ -329,16 +350,18 @@ def _listen(
     port: int,
     status_every_s: float,
     report: tuple[str, float],
+    stop_timeout_s: float,
 ) -> None:
     """Serve until stopped, reporting to the center as ``report`` says (name, seconds between reports; 0:
-    none); a port that cannot be listened on is one ``error:`` line (exit status 1)."""
+    none), the stop bounded by ``stop_timeout_s``; a port that cannot be listened on is one ``error:`` line
+    (exit status 1)."""
     from citycard import bootstrap
 
     try:
         name, every_s = report
         with bootstrap.open_reports(settings(), every_s) as reporter_of:
             reporter = None if reporter_of is None else reporter_of(name)
-            run_loop(_serve(service, banner, status_every_s, reporter, host))
+            run_loop(_serve(service, banner, status_every_s, reporter, host, stop_timeout_s))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

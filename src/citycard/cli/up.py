@@ -38,7 +38,8 @@ from citycard.net.loop import run as run_loop
 from citycard.net.loop import server_heap
 
 from .bank import fail, open_issuer
-from .servers import ReportOpt, StatusOpt, report_status
+from .servers import ReportOpt, StatusOpt, StopOpt, report_status
+from .stopping import STOP_TIMEOUT_S, StopDeadline
 
 if TYPE_CHECKING:
     from citycard.bootstrap import Center, Issuer
@@ -97,6 +98,7 @@ def up(
     ] = 120.0,
     status_every: StatusOpt = 60.0,
     report_every: ReportOpt = 10.0,
+    stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """The whole platform in one process (network, clearing, web); --demo seeds and runs a city.
 
@@ -138,6 +140,7 @@ def up(
                     demo_closes_in,
                     status_every,
                     report_every,
+                    stop_timeout,
                 )
             )
         except UnknownBank as exc:
@@ -204,14 +207,17 @@ async def _serve(
     demo_closes_in: float,
     status_every_s: float,
     report_every_s: float,
+    stop_timeout_s: float,
 ) -> None:
     from citycard.bootstrap import open_reports, safe_url
     from citycard.city.runner import Running, serve
 
     stopping = asyncio.Event()
+    deadline = StopDeadline(stopping, stop_timeout_s)  # a stop that hangs ends the process (.stopping)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, deadline.on_signal)
+    watching = loop.create_task(deadline.watch())  # the stop --for begins
 
     heap = ExitStack()
     reports: list[asyncio.Task[None]] = []
@@ -278,8 +284,10 @@ async def _serve(
         for reporter, status in reporting:  # the services stopped: the last report of each
             await reporter.stopped(status())
         heap.close()
+        watching.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        deadline.outlive_loop()
     say("stopped")
 
 
