@@ -32,6 +32,7 @@ STOP_TIMEOUT_S: Final = 60.0
 10 s, the last report), below a supervisor's usual 90 s (systemd's ``TimeoutStopSec``)."""
 
 _OURS: Final = f"{os.sep}citycard{os.sep}"
+_TIMER: Final = "citycard-stop-deadline"
 
 
 class StopDeadline:
@@ -74,7 +75,7 @@ class StopDeadline:
             self._within_s, self._exit, (f"the stop took more than {self._within_s:g} s",)
         )
         self._timer.daemon = True
-        self._timer.name = "stop-deadline"
+        self._timer.name = _TIMER
         self._timer.start()
 
     def _exit(self, why: str) -> None:
@@ -97,7 +98,7 @@ class StopDeadline:
 
 
 def waiting_threads() -> list[str]:
-    """One line per thread of this process but the caller's: its name, the innermost place in citycard's
+    """One line per thread of this process but the caller's (and the bound's timer): its name, the innermost place in citycard's
     own code on its stack, and where it waits (its innermost frame), e.g. ``acquirer-db_0: in
     citycard/db/acquirer_repositories.py:120 (begin_many), waiting in psycopg/connection.py:495 (wait)``.
     A thread idle in its pool says so. Never a value: only files, lines and function names."""
@@ -106,6 +107,8 @@ def waiting_threads() -> list[str]:
     lines = []
     for thread in threading.enumerate():
         if thread.ident is None or thread.ident == me or thread.ident not in frames:
+            continue
+        if thread.name == _TIMER:  # the bound itself, waiting for its time
             continue
         stack = traceback.extract_stack(frames[thread.ident])
         if not stack:
