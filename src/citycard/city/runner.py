@@ -277,7 +277,10 @@ async def _serve_web(
         app = web_app.create_app(context)
         config = uvicorn.Config(app, host=at[0], port=at[1], log_level="warning", lifespan="on")
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # our handlers stop it
+        # our handlers stop it: uvicorn's own (``capture_signals``, since 0.29) would take SIGINT and
+        # SIGTERM from the platform while it serves, and raise them again once it stopped, which the
+        # platform would take for a second Ctrl-C (``cli.stopping``: exit at once)
+        server.capture_signals = contextlib.nullcontext
         task = asyncio.create_task(server.serve(), name="web")
         while not server.started:
             if task.done():
