@@ -13,8 +13,8 @@
 
 Each prints where it listens, then serves; Ctrl-C or SIGTERM stops it cleanly (no new request is taken,
 those in flight finish, the database is closed). A stop that hangs (a database that stopped answering) ends
-the process after ``--stop-timeout`` or at a second signal (:mod:`.stopping`). Everything is built by ``citycard.bootstrap``; what each
-service does, its limits and timeouts: ``docs/network.md``.
+the process after ``--stop-timeout`` or at a second signal (:mod:`.stopping`). Everything is built by
+``citycard.bootstrap``; what each service does, its limits and timeouts: ``docs/network.md``.
 """
 
 from __future__ import annotations
@@ -378,8 +378,7 @@ def serve_status(as_json: JsonFlag = False) -> None:
     from .registry import open_center
 
     with open_center() as center:
-        reports = service_reports(center.unit_of_work(read_only=True))
-        now = center.clock()
+        reports, now = service_reports(center.unit_of_work(read_only=True))
     rows = [service_json(r, now) for r in reports]
     if as_json:
         print_json({"services": rows})
@@ -412,7 +411,7 @@ def serve_forget(
     from .registry import open_center
 
     with open_center() as center:
-        forgotten, running = forget_reports(center.unit_of_work(), name, host, address, center.clock())
+        forgotten, running = forget_reports(center.unit_of_work(), name, host, address)
     for r in forgotten:
         typer.echo(f"forgot {r.name} at {r.address} on {r.hostname} (pid {r.pid})")
     for r in running:
