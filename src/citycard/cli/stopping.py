@@ -99,9 +99,9 @@ class StopDeadline:
 
 def waiting_threads() -> list[str]:
     """One line per thread of this process but the caller's (and the bound's timer): its name, the
-    innermost place in citycard's own code on its stack, and where it waits (its innermost frame), e.g. ``acquirer-db_0: in
-    citycard/db/acquirer_repositories.py:120 (begin_many), waiting in psycopg/connection.py:495 (wait)``.
-    A thread idle in its pool says so. Never a value: only files, lines and function names."""
+    innermost place in citycard's own code on its stack, and where it waits (its innermost frame), e.g.
+    ``uvloop_0: in citycard/db/center_repositories.py:235 (supersede), waiting in
+    psycopg/connection.py:495 (wait)``. Never a value: only files, lines and function names."""
     frames = sys._current_frames()
     me = threading.get_ident()
     lines = []
