@@ -656,7 +656,7 @@ def open_reports(s: Settings, every_s: float) -> Iterator[Callable[[str], Servic
     try:
 
         def save(report: ServiceReport) -> None:
-            save_report(database.unit_of_work(CenterUnitOfWork), report)
+            save_report(database.unit_of_work(CenterUnitOfWork), report, time.time_ns())
 
         yield lambda name: ServiceReporter(save, name, every_s)
     finally:

@@ -1,8 +1,10 @@
 """The network services' reports to the center (``citycard.center.services``): what a report's age says,
-and their storage on SQLite and PostgreSQL (one row per service's place, taken over by a restart there)."""
+and their storage on SQLite and PostgreSQL (one row per service's place, taken over by a restart there; the
+reports' times on the database's clock, whatever the writer's clock says)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -78,18 +80,33 @@ def test_a_malformed_report_is_refused_and_a_long_status_line_cut_and_marked() -
     assert len(long) == MAX_STATUS and long.endswith("…")
 
 
+def _saved(uow: Callable[[], CenterUnitOfWork], *reports: ServiceReport, written_ns: int) -> None:
+    """Each report written by a writer whose clock reads ``written_ns``."""
+    for r in reports:
+        save_report(uow(), r, written_ns)
+
+
+def _read(uow: Callable[[], CenterUnitOfWork]) -> list[tuple[str, str, str, int, str, bool]]:
+    """The reports read back, in their order, by what a clock does not change: place, pid, status, stopped."""
+    reports, _ = service_reports(uow())
+    return [(r.name, r.hostname, r.address, r.pid, r.status, r.stopped_ns is not None) for r in reports]
+
+
+def _place(r: ServiceReport) -> tuple[str, str, str, int, str, bool]:
+    return (r.name, r.hostname, r.address, r.pid, r.status, r.stopped_ns is not None)
+
+
 def test_reports_are_kept_one_per_place_and_read_running_first(uow: Callable[[], CenterUnitOfWork]) -> None:
     switch = _report()
     acquirer = _report(name="acquirer", address="0.0.0.0:9583", status="acquirer: 0 connections; switch up")
     icbc = _report(name="issuer ICBC", address="10.0.0.5:9585", stopped_ns=START + 61 * S, status="idle")
-    for r in (switch, acquirer, icbc):
-        save_report(uow(), r)
-    assert service_reports(uow()) == [acquirer, switch, icbc]  # the stopped one last
+    _saved(uow, switch, acquirer, icbc, written_ns=START + 61 * S)
+    assert _read(uow) == [_place(r) for r in (acquirer, switch, icbc)]  # the stopped one last
     again = replace(switch, pid=5151, started_ns=START + 100 * S, reported_ns=START + 100 * S, status="new")
-    save_report(uow(), again)  # the switch started again on the same machine and address: its row
+    _saved(uow, again, written_ns=START + 100 * S)  # the switch started again on the same place: its row
     elsewhere = replace(switch, hostname="net-2")  # another machine: a place of its own
-    save_report(uow(), elsewhere)
-    assert service_reports(uow()) == [acquirer, again, elsewhere, icbc]
+    _saved(uow, elsewhere, written_ns=START + 100 * S)
+    assert _read(uow) == [_place(r) for r in (acquirer, again, elsewhere, icbc)]
     shown = service_json(again, START + 100 * S + 45 * S)
     assert (shown["health"], shown["attention"], shown["last_report"], shown["started"]) == (
         "not reporting",
@@ -100,32 +117,60 @@ def test_reports_are_kept_one_per_place_and_read_running_first(uow: Callable[[],
     assert service_json(icbc, START + 2 * 3600 * S)["stopped"] == "2026-11-30T00:54:21Z"
 
 
+@pytest.mark.parametrize("writer_behind_s", [600, 0, -600])
+def test_a_reports_times_are_moved_onto_the_databases_clock_whatever_the_writers_clock_says(
+    uow: Callable[[], CenterUnitOfWork], writer_behind_s: int
+) -> None:
+    """A writer ten minutes behind the database (or ahead): its report just written reads 0 s old, not
+    ten minutes (not reporting) nor from the future (running while it is dead); its start, 50 s before
+    its report by its own clock, stays 50 s before; a stopped report's stop the same."""
+    before = time.time_ns()
+    writer_now = before - writer_behind_s * S
+    running = _report(started_ns=writer_now - 50 * S, reported_ns=writer_now)
+    stopped = _report(
+        name="acquirer", started_ns=writer_now - 50 * S, reported_ns=writer_now, stopped_ns=writer_now
+    )
+    _saved(uow, running, stopped, written_ns=writer_now)
+    after = time.time_ns()
+    (read_running, read_stopped), now = service_reports(uow())
+    assert before <= read_running.reported_ns <= now and now - after < 5 * S  # the database's clock (this
+    # machine's here: the test's PostgreSQL runs on it)
+    assert read_running.reported_ns - read_running.started_ns == 50 * S
+    assert read_stopped.stopped_ns is not None and read_stopped.stopped_ns - read_stopped.started_ns == 50 * S
+    shown = service_json(read_running, now)
+    assert (shown["health"], shown["last_report"], shown["attention"]) == ("running", "0 s", False)
+
+
 def test_a_service_started_again_supersedes_its_stopped_reports_on_its_machine(
     uow: Callable[[], CenterUnitOfWork],
 ) -> None:
     first = _report(name="issuer ICBC", address="127.0.0.1:40001", stopped_ns=START + 70 * S)
     other_machine = replace(first, hostname="net-2")
     killed = _report(name="issuer ICBC", address="127.0.0.1:40002")  # gone without a word: not stopped
-    for r in (killed, first, other_machine):  # killed's report came while it ran, before first stopped
-        save_report(uow(), r)
+    # killed's report came while it ran, before first stopped
+    _saved(uow, killed, first, other_machine, written_ns=START + 70 * S)
     stopping = replace(killed, address="127.0.0.1:40003", stopped_ns=START + 80 * S)
-    save_report(uow(), stopping)  # a stopped report supersedes nothing
-    assert len(service_reports(uow())) == 4
+    _saved(uow, stopping, written_ns=START + 80 * S)  # a stopped report supersedes nothing
+    assert len(_read(uow)) == 4
     again = _report(name="issuer ICBC", address="127.0.0.1:40004", reported_ns=START + 90 * S)
-    save_report(uow(), again)  # started again on another free port
-    assert service_reports(uow()) == [killed, again, other_machine]
+    _saved(uow, again, written_ns=START + 90 * S)  # started again on another free port
+    assert _read(uow) == [_place(r) for r in (killed, again, other_machine)]
 
 
 def test_forgetting_removes_the_reports_not_running_and_keeps_a_running_one(
     uow: Callable[[], CenterUnitOfWork],
 ) -> None:
     running = _report()
-    quiet = _report(address="0.0.0.0:9594", reported_ns=START)  # its last report long ago
+    quiet = _report(address="0.0.0.0:9594", reported_ns=START)  # its last report a minute before
     stopped = _report(name="acquirer", stopped_ns=START + 60 * S)
-    for r in (running, quiet, stopped):
-        save_report(uow(), r)
-    now = running.reported_ns + S
-    assert forget_reports(uow(), "switch", None, None, now) == ([quiet], [running])
-    assert forget_reports(uow(), "acquirer", "elsewhere", None, now) == ([], [])
-    assert forget_reports(uow(), "acquirer", "net-1", "0.0.0.0:9584", now) == ([stopped], [])
-    assert service_reports(uow()) == [running]
+    _saved(uow, running, quiet, stopped, written_ns=running.reported_ns)  # read at once: running is fresh
+
+    def places(
+        outcome: tuple[list[ServiceReport], list[ServiceReport]],
+    ) -> tuple[list[tuple[str, str, str, int, str, bool]], ...]:
+        return tuple([_place(r) for r in reports] for reports in outcome)
+
+    assert places(forget_reports(uow(), "switch", None, None)) == ([_place(quiet)], [_place(running)])
+    assert forget_reports(uow(), "acquirer", "elsewhere", None) == ([], [])
+    assert places(forget_reports(uow(), "acquirer", "net-1", "0.0.0.0:9584")) == ([_place(stopped)], [])
+    assert _read(uow) == [_place(running)]

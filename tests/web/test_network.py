@@ -125,7 +125,7 @@ def test_an_operator_sees_the_services_run_apart_and_which_one_stopped_reporting
                       "issuer CCB: 1 connection; 300 requests", stopped_ns=now - 3 * s),
     ]  # fmt: skip
     for report in reports:
-        save_report(city.ctx.center.unit_of_work(), report)
+        save_report(city.ctx.center.unit_of_work(), report, now)  # written by a writer whose clock says now
     shown = {r["name"]: r for r in client.get("/api/network/services").json()["reported"]}
     assert {name: (r["health"], r["attention"]) for name, r in shown.items()} == {
         "acquirer": ("running", False),

@@ -100,6 +100,10 @@ class ServiceReports(Protocol):
         """Every report, by name, machine and address."""
         ...
 
+    def now_ns(self) -> int:
+        """The database's clock (ns since the epoch): the one clock reports are stamped and read by."""
+        ...
+
 
 class CenterUnitOfWork(Protocol):
     """The registry's repositories in one transaction (and the network services' reports)."""

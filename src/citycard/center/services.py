@@ -16,6 +16,12 @@ report is older than :data:`LATE_AFTER` of its intervals is **not reporting** â€
 gone, or cut from the database â€”, which is what an operator must see first; otherwise it is **running**,
 and its status line tells whether its links are up. :func:`needs_attention` is that rule for a screen.
 
+**One clock.** The services run on machines of their own, whose clocks may be apart; a report's age read
+against the reader's clock would then be wrong by their difference (a report from a machine a minute behind
+reads a minute old, and one from a machine ahead hides a service that died). So a report's times are moved
+onto the database's clock when it is written (:meth:`ServiceReport.shifted`, by the difference between the
+writer's clock and the database's, read in the same transaction), and read against the database's clock.
+
 Pure: the storage is ``citycard.db.center_repositories.SqlServiceReports``, the writing
 ``citycard.hosts.reports``.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "LATE_AFTER",
@@ -94,6 +100,15 @@ class ServiceReport:
     def key(self) -> tuple[str, str, str]:
         """(name, hostname, address): one row per place a service runs."""
         return self.name, self.hostname, self.address
+
+    def shifted(self, by_ns: int) -> ServiceReport:
+        """The same report with its times moved by ``by_ns`` (onto another clock: module docstring)."""
+        return replace(
+            self,
+            started_ns=self.started_ns + by_ns,
+            reported_ns=self.reported_ns + by_ns,
+            stopped_ns=None if self.stopped_ns is None else self.stopped_ns + by_ns,
+        )
 
 
 def health(report: ServiceReport, now_ns: int) -> Health:

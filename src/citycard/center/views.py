@@ -111,19 +111,24 @@ def terminal_json(terminal: Terminal) -> dict[str, Any]:
     }
 
 
-def service_reports(uow: CenterUnitOfWork) -> list[ServiceReport]:
+def service_reports(uow: CenterUnitOfWork) -> tuple[list[ServiceReport], int]:
     """The network services' last reports (``citycard.center.services``): the running and the silent first,
-    then the stopped, each group by name, machine and address."""
+    then the stopped, each group by name, machine and address; and the database's clock, which their ages
+    are read against (``center.services``, "one clock")."""
     with uow:
         reports = uow.services.all()
-    return sorted(reports, key=lambda r: r.stopped_ns is not None)
+        now_ns = uow.services.now_ns()
+    return sorted(reports, key=lambda r: r.stopped_ns is not None), now_ns
 
 
-def save_report(uow: CenterUnitOfWork, report: ServiceReport) -> None:
-    """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``). A running
-    service's report supersedes the reports of its name on its machine that say they stopped (the same
-    service started again, on another port maybe): stopped ones do not pile up run after run."""
+def save_report(uow: CenterUnitOfWork, report: ServiceReport, written_ns: int) -> None:
+    """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``), its times
+    moved onto the database's clock by the difference between it and ``written_ns``, the writer's clock as
+    it writes. A running service's report supersedes the reports of its name on its machine that say they
+    stopped (the same service started again, on another port maybe): stopped ones do not pile up run after
+    run."""
     with uow:
+        report = report.shifted(uow.services.now_ns() - written_ns)
         if report.stopped_ns is None:
             uow.services.supersede(report.name, report.hostname)
         uow.services.save(report)
@@ -131,11 +136,13 @@ def save_report(uow: CenterUnitOfWork, report: ServiceReport) -> None:
 
 
 def forget_reports(
-    uow: CenterUnitOfWork, name: str, hostname: str | None, address: str | None, now_ns: int
+    uow: CenterUnitOfWork, name: str, hostname: str | None, address: str | None
 ) -> tuple[list[ServiceReport], list[ServiceReport]]:
     """Delete the reports of ``name`` (on ``hostname``, at ``address``, when given) that are not running
-    (stopped, or not reporting: a service killed or moved for good); (forgotten, kept because running)."""
+    (stopped, or not reporting: a service killed or moved for good, by the database's clock); (forgotten,
+    kept because running)."""
     with uow:
+        now_ns = uow.services.now_ns()
         matching = [
             r
             for r in uow.services.all()

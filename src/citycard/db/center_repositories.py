@@ -8,10 +8,11 @@ unique violation; rows locked ``for_update`` use ``SELECT … FOR UPDATE`` on Po
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from sqlalchemy import Table, and_, bindparam, delete, select, update
+from sqlalchemy import Table, and_, bindparam, delete, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -199,6 +200,10 @@ class SqlCenterBanks(_Repo):
         return self.session.execute(query).first() is not None
 
 
+_SERVER_MICROS: Final = text("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
+"""PostgreSQL's clock in microseconds since the epoch (its resolution)."""
+
+
 class SqlServiceReports(_Repo):
     """The network services' last reports (``citycard.center.services``), one row per service's place."""
 
@@ -250,6 +255,14 @@ class SqlServiceReports(_Repo):
             )
             gone += int(done.rowcount)  # type: ignore[attr-defined]
         return gone
+
+    def now_ns(self) -> int:
+        """PostgreSQL's ``clock_timestamp()`` (the server's clock, whichever machine asks); SQLite's file is
+        on this machine, whose clock is the database's."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return time.time_ns()
+        micros = self.session.execute(_SERVER_MICROS).scalar_one()
+        return int(micros) * 1000
 
     def all(self) -> list[ServiceReport]:
         """Every report, by name, machine and address (at most :data:`MAX_SERVICES`)."""

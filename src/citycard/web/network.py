@@ -41,11 +41,10 @@ def reported(ctx: WebContext) -> list[dict[str, Any]]:
     """The services' last reports (:func:`citycard.center.views.service_json`), the running and the silent
     first; under ``citycard up``, not those of its own process, whose status lines :func:`services` reads
     live. A database read: from a worker thread."""
-    reports = service_reports(ctx.center.unit_of_work(read_only=True))
+    reports, now = service_reports(ctx.center.unit_of_work(read_only=True))
     if ctx.network is not None:
         here = (socket.gethostname(), os.getpid())
         reports = [r for r in reports if (r.hostname, r.pid) != here]
-    now = ctx.clock()
     return [service_json(r, now) for r in reports]
 
 
@@ -54,7 +53,7 @@ def forget(
 ) -> str:
     """Forget the report of one place if it is not running (stopped, or not reporting); audited either
     way. ``forgotten``, ``running`` (kept) or ``no such report``."""
-    forgotten, running = forget_reports(ctx.center.unit_of_work(), name, hostname, address, ctx.clock())
+    forgotten, running = forget_reports(ctx.center.unit_of_work(), name, hostname, address)
     why = "forgotten" if forgotten else ("running" if running else "no such report")
     outcome = "ok" if forgotten else "refused"
     store.audit(principal, "service_forget", f"{name} at {address} on {hostname}", outcome, why, ctx.clock())
