@@ -51,6 +51,7 @@ from citycard.center.model import check_terminal_id
 from citycard.center.ports import CenterDeps
 from citycard.config import Settings, parse_address
 from citycard.crypto.rsa_cert import RsaPublicKey, build_issuer_certificate
+from citycard.durable import process_alive
 from citycard.files import card_image_path, save_card
 from citycard.hsm.api import Hsm, KeyExistsError, KeyNotFoundError, KeyStoreError, KeyUsage
 from citycard.hsm.soft import DirectoryKeyStore, SoftHsm, create_master_key, load_master_key
@@ -655,8 +656,8 @@ def open_reports(s: Settings, every_s: float) -> Iterator[Callable[[str], Servic
     database = build_database(s)
     try:
 
-        def save(report: ServiceReport) -> None:
-            save_report(database.unit_of_work(CenterUnitOfWork), report, time.time_ns())
+        def save(report: ServiceReport) -> list[ServiceReport]:
+            return save_report(database.unit_of_work(CenterUnitOfWork), report, time.time_ns(), process_alive)
 
         yield lambda name: ServiceReporter(save, name, every_s)
     finally:

@@ -28,7 +28,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["SYNC_THREADS", "StagedFolder", "atomic_write", "atomic_writer", "create_new", "fsync_directory"]
+__all__ = [
+    "SYNC_THREADS",
+    "StagedFolder",
+    "atomic_write",
+    "atomic_writer",
+    "create_new",
+    "fsync_directory",
+    "process_alive",
+]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -96,7 +104,7 @@ class StagedFolder:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.parent.glob(f".{self.folder.name}.*.partial"):
             pid = stale.name[len(self.folder.name) + 2 : -len(".partial")]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
                 shutil.rmtree(stale, ignore_errors=True)
         self.staging.mkdir()
         self._open = True
@@ -146,7 +154,8 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

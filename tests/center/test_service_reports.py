@@ -174,3 +174,31 @@ def test_forgetting_removes_the_reports_not_running_and_keeps_a_running_one(
     assert forget_reports(uow(), "acquirer", "elsewhere", None) == ([], [])
     assert places(forget_reports(uow(), "acquirer", "net-1", "0.0.0.0:9584")) == ([_place(stopped)], [])
     assert _read(uow) == [_place(running)]
+
+
+def test_a_service_running_again_supersedes_its_reports_on_its_machine_whose_process_is_gone(
+    uow: Callable[[], CenterUnitOfWork],
+) -> None:
+    """Killed without a word (crashed, the machine restarted), a service's report reads not reporting, in
+    red, for ever; once the service runs again, its report removes those of its name on its machine whose
+    process no longer runs there. A live process's report stays (a second instance, or one hung: an
+    operator must see it), and so does another machine's (this one cannot tell)."""
+    killed = _report(address="127.0.0.1:40001", pid=1111)
+    hung = _report(address="127.0.0.1:40002", pid=3333)
+    elsewhere = _report(hostname="net-2", address="127.0.0.1:40001", pid=1111)
+    _saved(uow, killed, hung, elsewhere, written_ns=START + 60 * S)
+    asked: list[int] = []
+
+    def alive(pid: int) -> bool:
+        asked.append(pid)
+        return pid != 1111
+
+    stopping = _report(address="127.0.0.1:40003", pid=2222, stopped_ns=START + 70 * S)
+    assert (
+        save_report(uow(), stopping, START + 70 * S, alive) == [] and asked == []
+    )  # a stop supersedes nothing
+    again = _report(address="127.0.0.1:40004", pid=2222, reported_ns=START + 80 * S)
+    gone = save_report(uow(), again, START + 80 * S, alive)
+    assert [_place(r) for r in gone] == [_place(killed)] and sorted(asked) == [1111, 3333]
+    assert _read(uow) == [_place(r) for r in (hung, again, elsewhere)]
+    assert save_report(uow(), again, START + 90 * S, alive) == []  # its own report: never its own process

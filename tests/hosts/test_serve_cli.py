@@ -250,3 +250,29 @@ def test_a_second_signal_while_stopping_ends_the_process_at_once(home: dict[str,
             switch.kill()
     assert switch.returncode == 1, (out, err)
     assert err.startswith("exiting now (status 1): a second signal came while stopping."), err
+
+
+def test_a_service_killed_then_started_again_on_another_port_leaves_no_report_in_red(
+    home: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first switch killed (SIGKILL: no last report); the second, on another free port of the same
+    machine, removes the first's report at its first report (its process is gone) and says so."""
+    args = ("switch", "--issuer", "ICBC=127.0.0.1:9", "--port", "0", "--report-every", "0.2")
+    first, first_port, _ = _start(home, *args)
+    try:
+        _until(capsys, lambda r: "switch" in r)
+    finally:
+        first.kill()
+        first.communicate(timeout=30)
+    second, second_port, _ = _start(home, *args)
+    try:
+        reports = _until(capsys, lambda r: r.get("switch", {}).get("pid") == second.pid)
+        assert [(r["address"], r["health"]) for r in reports.values()] == [
+            (f"127.0.0.1:{second_port}", "running")
+        ]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    forgot = f"switch: forgot its report at 127.0.0.1:{first_port} (pid {first.pid}): that process no longer"
+    assert f"{forgot} runs on" in err, err

@@ -100,6 +100,10 @@ class ServiceReports(Protocol):
         """Every report, by name, machine and address."""
         ...
 
+    def of(self, name: str, hostname: str) -> list[ServiceReport]:
+        """The reports of ``name`` on ``hostname``, by address."""
+        ...
+
     def now_ns(self) -> int:
         """The database's clock (ns since the epoch): the one clock reports are stamped and read by."""
         ...

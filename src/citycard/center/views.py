@@ -9,6 +9,7 @@ check value only).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,18 +122,34 @@ def service_reports(uow: CenterUnitOfWork) -> tuple[list[ServiceReport], int]:
     return sorted(reports, key=lambda r: r.stopped_ns is not None), now_ns
 
 
-def save_report(uow: CenterUnitOfWork, report: ServiceReport, written_ns: int) -> None:
+def save_report(
+    uow: CenterUnitOfWork,
+    report: ServiceReport,
+    written_ns: int,
+    alive: Callable[[int], bool] | None = None,
+) -> list[ServiceReport]:
     """Write one report in a transaction of its own (the ``save`` of ``citycard.hosts.reports``), its times
     moved onto the database's clock by the difference between it and ``written_ns``, the writer's clock as
     it writes. A running service's report supersedes the reports of its name on its machine that say they
     stopped (the same service started again, on another port maybe): stopped ones do not pile up run after
-    run."""
+    run. With ``alive`` (whether a process of the writer's machine runs), it also supersedes those of its
+    name on its machine whose process is gone without a word (killed, crashed, the machine restarted: they
+    would read not reporting, in red, beside the service running again); returns those."""
     with uow:
         report = report.shifted(uow.services.now_ns() - written_ns)
+        gone: list[ServiceReport] = []
         if report.stopped_ns is None:
             uow.services.supersede(report.name, report.hostname)
+            if alive is not None:
+                gone = [
+                    r
+                    for r in uow.services.of(report.name, report.hostname)
+                    if r.stopped_ns is None and r.pid != report.pid and not alive(r.pid)
+                ]
+                uow.services.delete([r.key for r in gone])
         uow.services.save(report)
         uow.commit()
+    return gone
 
 
 def forget_reports(

@@ -256,6 +256,16 @@ class SqlServiceReports(_Repo):
             gone += int(done.rowcount)  # type: ignore[attr-defined]
         return gone
 
+    def of(self, name: str, hostname: str) -> list[ServiceReport]:
+        """The reports of ``name`` on ``hostname``, by address (one per place: at most a handful)."""
+        rows = self.session.execute(
+            select(center_services)
+            .where(_S.name == name, _S.hostname == hostname)
+            .order_by(_S.address)
+            .limit(MAX_SERVICES)
+        )
+        return [_report_of(r) for r in rows]
+
     def now_ns(self) -> int:
         """PostgreSQL's ``clock_timestamp()`` (the server's clock, whichever machine asks); SQLite's file is
         on this machine, whose clock is the database's."""
@@ -269,20 +279,21 @@ class SqlServiceReports(_Repo):
         rows = self.session.execute(
             select(center_services).order_by(_S.name, _S.hostname, _S.address).limit(MAX_SERVICES)
         )
-        return [
-            ServiceReport(
-                name=r.name,
-                hostname=r.hostname,
-                address=r.address,
-                pid=int(r.pid),
-                started_ns=int(r.started_ns),
-                reported_ns=int(r.reported_ns),
-                every_s=float(r.every_s),
-                status=r.status,
-                stopped_ns=None if r.stopped_ns is None else int(r.stopped_ns),
-            )
-            for r in rows
-        ]
+        return [_report_of(r) for r in rows]
+
+
+def _report_of(r: Any) -> ServiceReport:
+    return ServiceReport(
+        name=r.name,
+        hostname=r.hostname,
+        address=r.address,
+        pid=int(r.pid),
+        started_ns=int(r.started_ns),
+        reported_ns=int(r.reported_ns),
+        every_s=float(r.every_s),
+        status=r.status,
+        stopped_ns=None if r.stopped_ns is None else int(r.stopped_ns),
+    )
 
 
 class CenterUnitOfWork(SqlUnitOfWork):

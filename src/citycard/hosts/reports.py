@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from citycard.center.services import ServiceReport
@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 
 class ServiceReporter:
     """The reports of the service ``name`` (``acquirer``, ``switch``, ``issuer ICBC``) every ``every_s``,
-    saved by ``save`` (a function that writes one report in a transaction of its own, on any thread)."""
+    saved by ``save`` (a function that writes one report in a transaction of its own, on any thread, and
+    gives the reports it superseded because their process is gone: ``center.views.save_report``; logged)."""
 
     def __init__(
         self,
-        save: Callable[[ServiceReport], None],
+        save: Callable[[ServiceReport], Sequence[ServiceReport] | None],
         name: str,
         every_s: float,
         *,
@@ -75,7 +76,7 @@ class ServiceReporter:
         if stopped_ns is not None:
             report = replace(report, stopped_ns=max(stopped_ns, report.started_ns))
         try:
-            await asyncio.to_thread(self._save, report)
+            gone = await asyncio.to_thread(self._save, report)
         except Exception as exc:  # the database unreachable or refusing: never the service's end
             if not self._failing:
                 log.warning(
@@ -83,6 +84,14 @@ class ServiceReporter:
                 )
             self._failing = True
             return
+        for r in gone or ():
+            log.warning(
+                "%s: forgot its report at %s (pid %d): that process no longer runs on %s",
+                r.name,
+                r.address,
+                r.pid,
+                r.hostname,
+            )
         if self._failing:
             log.warning("%s: reporting to the center again", report.name)
         self._failing = False
