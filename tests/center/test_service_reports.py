@@ -12,6 +12,7 @@ import pytest
 
 from citycard.center.services import MAX_STATUS, Health, ServiceReport, health, needs_attention
 from citycard.center.views import forget_reports, save_report, service_json, service_reports
+from citycard.db import center_repositories
 from citycard.db.center_repositories import CenterUnitOfWork
 
 S = 10**9
@@ -202,3 +203,15 @@ def test_a_service_running_again_supersedes_its_reports_on_its_machine_whose_pro
     assert [_place(r) for r in gone] == [_place(killed)] and sorted(asked) == [1111, 3333]
     assert _read(uow) == [_place(r) for r in (hung, again, elsewhere)]
     assert save_report(uow(), again, START + 90 * S, alive) == []  # its own report: never its own process
+
+
+def test_past_the_bound_the_oldest_reports_are_left_out_never_one_reporting_now(
+    uow: Callable[[], CenterUnitOfWork], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(center_repositories, "MAX_SERVICES", 2)
+    old = _report(name="acquirer", reported_ns=START, stopped_ns=START)  # "acquirer" sorts first
+    quiet = _report(address="0.0.0.0:9594", reported_ns=START + 30 * S)
+    now = _report(name="switch", address="0.0.0.0:9595", reported_ns=START + 60 * S)
+    for r in (old, quiet, now):
+        _saved(uow, r, written_ns=START + 60 * S)
+    assert _read(uow) == [_place(quiet), _place(now)]  # by place; the oldest report left out

@@ -275,11 +275,12 @@ class SqlServiceReports(_Repo):
         return int(micros) * 1000
 
     def all(self) -> list[ServiceReport]:
-        """Every report, by name, machine and address (at most :data:`MAX_SERVICES`)."""
+        """Every report, by name, machine and address: at most :data:`MAX_SERVICES`, the latest reported
+        (past the bound, the oldest are left out, never a service reporting now)."""
         rows = self.session.execute(
-            select(center_services).order_by(_S.name, _S.hostname, _S.address).limit(MAX_SERVICES)
+            select(center_services).order_by(_S.reported_ns.desc(), _S.name).limit(MAX_SERVICES)
         )
-        return [_report_of(r) for r in rows]
+        return sorted((_report_of(r) for r in rows), key=lambda r: r.key)
 
 
 def _report_of(r: Any) -> ServiceReport:
