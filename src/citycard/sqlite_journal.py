@@ -306,6 +306,18 @@ class SqliteJournal:
             db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('batch', ?)", (value,))
         return value
 
+    def advance_batch(self, to: int) -> int:
+        """The batch the acquirer's sign-on names, when it is ahead of this journal's (the acquirer settled
+        a batch this journal still counts as open: a journal restored or replaced); never back. Returns the
+        current batch."""
+        assert 1 <= to <= 999_999, to
+        with self._tx() as db:
+            value = self.current_batch()
+            if to > value:
+                db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('batch', ?)", (to,))
+                value = to
+        return value
+
     def begin(
         self, kind: str, interface: str, amount_fen: int, created: dt.datetime, un: str, **card: str | int
     ) -> JournalEntry:

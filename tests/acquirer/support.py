@@ -204,6 +204,8 @@ class Terminal:
         self.terminal_id = terminal_id
         self.merchant_id = merchant_id
         self.stan = 0
+        self.signed_on: Message | None = None
+        """The last sign-on's 0810."""
 
     def next_stan(self) -> int:
         self.stan += 1
@@ -220,6 +222,7 @@ class Terminal:
             )
         )
         assert answer.response_code == ResponseCode.APPROVED and answer.private62 is not None, answer
+        self.signed_on = answer
         keys = SignOnKeys.decode(answer.private62)
         tmk = self.hsm.get(self.tmk)
         self.hsm.import_working_key(

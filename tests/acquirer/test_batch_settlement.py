@@ -1,6 +1,7 @@
 """Batch settlement (0500/0510) at the acquirer over real loopback sockets: the terminal's totals in field 48
 against the acquirer's own records of that terminal and batch — 00 and settlement code 1 when they balance,
-95 and code 2 (with the acquirer's totals) when not, 30 for a malformed field 48; nothing is changed."""
+95 and code 2 (with the acquirer's totals) when not, 30 for a malformed field 48; a batch settled balanced is
+closed (77 until the terminal signs on to the next)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from citycard.codec.iso8583 import BatchUpload, Field60, IccData, ResponseCode
+from citycard.codec.iso8583 import BatchUpload, Field60, IccData, Message, ResponseCode
 from citycard.codec.iso8583.messages import SettlementRequest
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
@@ -121,3 +123,71 @@ def test_balanced_batch_is_00_and_out_of_balance_95(sqlite: Database) -> None:
             assert malformed.response_code == ResponseCode.FORMAT_ERROR
 
     run(scenario())
+
+
+def _in_batch(message: Message, batch: int) -> Message:
+    assert message.field60 is not None
+    return replace(message, field60=replace(message.field60, batch_number=batch))
+
+
+def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_the_next(
+    sqlite: Database,
+) -> None:
+    """After a 0500 answered 00 a request into that batch (or an earlier one) is answered 77, nothing
+    forwarded or recorded; the settlement itself may be sent again (00); the sign-on's 0810 names the next
+    batch, in which the terminal goes on; an acquirer started again on the same database knows it too."""
+    double = SwitchDouble()
+    hsm = platform_hsm()
+
+    async def scenario() -> None:
+        async with switch(double) as sw:
+            async with acquirer(sqlite, hsm, sw.port) as host, terminal_link(host.port) as terminal:
+                await terminal.sign_on()
+                assert (await terminal.send(terminal.purchase(1250, stan=40))).response_code == "00"
+                settled = await terminal.send(settlement(41, BatchTotals(1250, 1)))
+                assert settled.response_code == ResponseCode.APPROVED
+                forwarded = len(double.received)
+
+                for late in (terminal.purchase(300, stan=42), _in_batch(terminal.purchase(300, stan=43), 0)):
+                    answer = await terminal.send(late)
+                    assert answer.response_code == ResponseCode.BATCH_MISMATCH and terminal.verifies(answer)
+                assert len(double.received) == forwarded  # nothing forwarded
+                again = await terminal.send(settlement(44, BatchTotals(1250, 1)))
+                assert again.response_code == ResponseCode.APPROVED  # a settlement may be sent again
+
+                await terminal.sign_on()
+                answer = terminal.signed_on
+                assert answer is not None and answer.field60 is not None
+                assert answer.field60.batch_number == 2  # the next batch
+                next_batch = _in_batch(terminal.purchase(500, stan=45), 2)
+                assert (await terminal.send(next_batch)).response_code == ResponseCode.APPROVED
+
+            async with acquirer(sqlite, hsm, sw.port) as host, terminal_link(host.port) as terminal:
+                await terminal.sign_on()
+                late = await terminal.send(terminal.purchase(300, stan=46))
+                assert late.response_code == ResponseCode.BATCH_MISMATCH  # the settled batch, read at start
+
+    run(scenario())
+    with sqlite.engine.connect() as db:
+        stans = {row[0] for row in db.execute(text("SELECT stan FROM acquirer_transactions"))}
+    assert stans == {40, 45}  # the refused ones were never recorded
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_settled_batches_are_kept_per_terminal_and_never_go_back(kind: str, tmp_path: Path) -> None:
+    from citycard.db.acquirer_repositories import AcquirerUnitOfWork
+
+    with fresh_database(kind, tmp_path) as db:
+
+        def record(terminal: str, batch: int) -> int:
+            with db.unit_of_work(AcquirerUnitOfWork) as uow:
+                last = uow.batches.record_settled(terminal, batch, 1_796_000_000 * 10**9)
+                uow.commit()
+            return last
+
+        assert (record("T0000001", 3), record("T0000001", 5), record("T0000002", 1)) == (3, 5, 1)
+        assert record("T0000001", 4) == 5 and record("T0000001", 5) == 5  # older, or again: stays 5
+        with db.unit_of_work(AcquirerUnitOfWork, read_only=True) as uow:
+            assert uow.batches.settled() == {"T0000001": 5, "T0000002": 1}
+            assert uow.batches.settled("T0000002") == {"T0000002": 1}
+            assert uow.batches.settled("T0000009") == {}

@@ -78,3 +78,26 @@ def test_pos_settle_on_the_command_line(tmp_path: Path, monkeypatch: pytest.Monk
         assert "balanced: batch 1 closed; now batch 2" in r.output and net.uploads() == 1
         r = runner.invoke(app, ["pos", "settle", "--json"])
         assert r.exit_code == 0 and '"new_batch": 3' in r.output, r.output
+
+
+def test_a_terminal_behind_the_acquirers_batch_is_answered_77_and_takes_the_next_batch_at_sign_on(
+    world: World, tmp_path: Path
+) -> None:
+    """The batch settled and closed at the acquirer; the terminal's journal then restored to before the
+    settlement (batch 1 again): its online purchase is answered 77, nothing taken from the card's account;
+    its next sign-on names batch 2, which the journal takes, and the purchase goes through."""
+    with world.client() as client:
+        pos = world.pos(client)
+        assert pos.purchase(world.tap(), 1_000, pin=lambda _: PIN).approved
+        assert client.settle().response_code == "00" and world.journal.current_batch() == 2
+        with sqlite3.connect(tmp_path / "journal.db") as db:  # restored from before the settlement
+            db.execute("UPDATE counters SET value = 1 WHERE name = 'batch'")
+        assert world.journal.current_batch() == 1
+        before = world.net.status()["deposit_available_fen"]
+        refused = pos.purchase(world.tap(), 2_000, pin=lambda _: PIN)
+        assert not refused.approved and "(77)" in refused.outcome.reason, refused.outcome
+        assert world.net.status()["deposit_available_fen"] == before  # never reached the issuer
+        client.sign_on()
+        assert world.journal.current_batch() == 2
+        assert pos.purchase(world.tap(), 2_000, pin=lambda _: PIN).approved
+        assert world.net.status()["deposit_available_fen"] == before - 2_000

@@ -136,6 +136,16 @@ class BatchTotalsSource(Protocol):
         :class:`~citycard.codec.iso8583.Iso8583Error` when they do not fit field 48."""
         ...
 
+    def settled(self, terminal_id: str | None = None) -> dict[str, int]:
+        """Each terminal's last batch settled balanced (only ``terminal_id``'s when given; a terminal that
+        never settled is absent)."""
+        ...
+
+    def record_settled(self, terminal_id: str, batch: int, now_ns: int) -> int:
+        """The terminal's ``batch`` settled balanced (a 0500 answered 00); its last settled batch now (a
+        repeated or older settlement leaves a later one as it was)."""
+        ...
+
 
 class AcquirerUnitOfWork(Protocol):
     """The acquirer's repositories in one transaction (read-only properties, so that an implementation may

@@ -40,7 +40,13 @@ from sqlalchemy import (
 
 from .tables import metadata
 
-__all__ = ["acquirer_saf", "acquirer_sequences", "acquirer_transactions", "acquirer_uploads"]
+__all__ = [
+    "acquirer_saf",
+    "acquirer_sequences",
+    "acquirer_settled_batches",
+    "acquirer_transactions",
+    "acquirer_uploads",
+]
 
 acquirer_sequences = Table(
     "acquirer_sequences",
@@ -122,3 +128,13 @@ acquirer_uploads = Table(
     Index("ix_acquirer_uploads_pan_fingerprint", "pan_fingerprint"),
     Index("ix_acquirer_uploads_received", "received_ns", "terminal_id", "batch", "stan"),  # a day's (0022)
 )
+
+acquirer_settled_batches = Table(
+    "acquirer_settled_batches",
+    metadata,
+    Column("terminal_id", String(8), primary_key=True),
+    Column("batch", Integer, nullable=False),  # the last batch of the terminal settled balanced (0500, 00)
+    Column("settled_ns", BigInteger, nullable=False),
+)
+"""Each terminal's last batch settled balanced (0034): a request into it or an earlier one is answered
+``77`` (sign on again), and the sign-on answers the next batch (``hosts.acquirer``)."""

@@ -13,12 +13,12 @@ The terminal counts the same way from its journal (docs/iso8583.md, "Batch settl
 
 from __future__ import annotations
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from citycard.codec.iso8583.totals import BatchTotals
 
-from .acquirer_tables import acquirer_transactions, acquirer_uploads
+from .acquirer_tables import acquirer_settled_batches, acquirer_transactions, acquirer_uploads
 
 __all__ = ["SqlBatchTotals", "terminal_batch_totals"]
 
@@ -67,3 +67,24 @@ class SqlBatchTotals:
 
     def totals(self, terminal_id: str, batch: int) -> BatchTotals:
         return terminal_batch_totals(self.session, terminal_id, batch)
+
+    def settled(self, terminal_id: str | None = None) -> dict[str, int]:
+        s = acquirer_settled_batches
+        query = select(s.c.terminal_id, s.c.batch)
+        if terminal_id is not None:
+            query = query.where(s.c.terminal_id == terminal_id)
+        return {str(row[0]): int(row[1]) for row in self.session.execute(query)}
+
+    def record_settled(self, terminal_id: str, batch: int, now_ns: int) -> int:
+        s = acquirer_settled_batches
+        done = self.session.execute(
+            update(s)
+            .where(s.c.terminal_id == terminal_id, s.c.batch < batch)
+            .values(batch=batch, settled_ns=now_ns)
+        )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            last = self.session.execute(select(s.c.batch).where(s.c.terminal_id == terminal_id)).scalar()
+            if last is not None:
+                return int(last)  # a later (or the same) batch settled already
+            self.session.execute(insert(s).values(terminal_id=terminal_id, batch=batch, settled_ns=now_ns))
+        return batch

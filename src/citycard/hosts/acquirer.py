@@ -292,6 +292,9 @@ class AcquirerHost:
         self._registry_in: RegistryInTransaction = registry_in or (lambda _uow, t, m: registry(t, m))
         self._banks = banks
         self._bank_of: dict[str, AcquiringBank] = {}  # read once per bank: institution id, ZPK label
+        self._settled: dict[str, int] = {}
+        """Each terminal's last batch settled balanced (read at start, at each sign-on, kept at each
+        settlement): a request into it or an earlier one is answered 77 (:meth:`_check_batch`)."""
         self._clock = clock
         self._pool = ThreadPoolExecutor(self.config.db_threads, thread_name_prefix="acquirer-db")
         # group commit (hosts.groups): one group of begins and one of answers at a time, each in one
@@ -339,6 +342,7 @@ class AcquirerHost:
         return self.server.port
 
     async def start(self) -> None:
+        self._settled = await self._db(self._read_settled)
         await self.link.start()
         await self.server.start()
         self._saf_task = asyncio.create_task(self._saf_loop(), name="acquirer-saf")
@@ -418,6 +422,8 @@ class AcquirerHost:
         try:
             if isinstance(request, NetworkManagementRequest):
                 return await self._network_management(request)
+            if not isinstance(request, SettlementRequest):  # a settlement may be sent again once balanced
+                self._check_batch(request)
             if isinstance(request, AuthorizationRequest):  # the registry read in its own transaction
                 return self._signed(await self._authorize(request))
             bank = await self._check_terminal(request)
@@ -441,6 +447,23 @@ class AcquirerHost:
             )
             return self._signed(parse(refusal(replace(request, mac=None).to_fields(), refused.code)))
 
+    def _check_batch(self, request: Message) -> None:
+        """77 (batch number mismatch, sign on again) for a request whose 60.2 names a batch this terminal
+        settled balanced, or an earlier one: nothing is forwarded or recorded. The sign-on answers the
+        next batch, which the terminal takes (docs/iso8583.md, "Batch settlement")."""
+        assert request.terminal_id is not None and request.field60 is not None
+        settled = self._settled.get(request.terminal_id)
+        if settled is not None and request.field60.batch_number <= settled:
+            raise _Refused(
+                ResponseCode.BATCH_MISMATCH,
+                f"batch {request.field60.batch_number} closed (batch {settled} settled): sign on again",
+            )
+
+    def _read_settled(self, terminal_id: str | None = None) -> dict[str, int]:
+        """Every terminal's last batch settled balanced (only ``terminal_id``'s when given); on a worker."""
+        with self._uow() as uow:
+            return uow.batches.settled(terminal_id)
+
     async def _check_terminal(self, request: Message) -> AcquiringBank:
         assert request.terminal_id is not None and request.merchant_id is not None
         terminal, merchant = request.terminal_id, request.merchant_id
@@ -463,11 +486,18 @@ class AcquirerHost:
         assert request.field60 is not None and request.terminal_id is not None
         network = request.field60.network_code
         keys = None
+        field60 = request.field60
         if request.mti == "0800":
             if network != "003":
                 raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"sign-on 60.3 {network}")
             await self._check_terminal(request)
             keys = self._sign_on(request.terminal_id)
+            terminal = request.terminal_id  # its settled batch as stored (another acquirer may have settled)
+            settled = (await self._db(lambda: self._read_settled(terminal))).get(terminal)
+            if settled is not None:
+                self._settled[terminal] = settled
+                if request.field60.batch_number <= settled:  # the next batch, which the terminal takes
+                    field60 = replace(request.field60, batch_number=settled + 1)
         elif network not in ("301", "002"):
             raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"0820 60.3 {network}")
         answer = NetworkManagementResponse(
@@ -476,7 +506,7 @@ class AcquirerHost:
             response_code=ResponseCode.APPROVED,
             terminal_id=request.terminal_id,
             merchant_id=request.merchant_id,
-            field60=request.field60,
+            field60=field60,
             private62=None if keys is None else keys.encode(),
         )
         return answer if request.mti == "0800" else self._signed(answer)
@@ -768,6 +798,15 @@ class AcquirerHost:
             batch,
             "balanced" if balanced else "out of balance",
         )
+        if balanced:  # the batch is closed: later requests into it are answered 77
+
+            def close() -> int:
+                with self._uow() as uow:
+                    last = uow.batches.record_settled(terminal, batch, self._clock())
+                    uow.commit()
+                return last
+
+            self._settled[terminal] = await self._db(close)
         return SettlementResponse(
             mti="0510",
             stan=request.stan,

@@ -329,6 +329,8 @@ class AcquirerClient:
             )
         except (Iso8583Error, HsmError) as exc:
             raise SignOnError(f"sign-on keys from {self.address} not taken: {exc}") from None
+        if answer.field60 is not None and answer.field60.batch_number > 0:  # the batch to go on with
+            self.journal.advance_batch(answer.field60.batch_number)
         self.journal.set_counter(_KEYS_COUNTER, stan)
         return keys.pik_check_value.hex().upper(), keys.mak_check_value.hex().upper()
 
