@@ -451,7 +451,8 @@ class AcquirerHost:
         """77 (batch number mismatch, sign on again) for a request whose 60.2 names a batch this terminal
         settled balanced, or an earlier one: nothing is forwarded or recorded. The sign-on answers the
         next batch, which the terminal takes (docs/iso8583.md, "Batch settlement")."""
-        assert request.terminal_id is not None and request.field60 is not None
+        if request.terminal_id is None or request.field60 is None:  # not a terminal's batch to check
+            return
         settled = self._settled.get(request.terminal_id)
         if settled is not None and request.field60.batch_number <= settled:
             raise _Refused(
@@ -491,13 +492,13 @@ class AcquirerHost:
             if network != "003":
                 raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"sign-on 60.3 {network}")
             await self._check_terminal(request)
-            keys = self._sign_on(request.terminal_id)
             terminal = request.terminal_id  # its settled batch as stored (another acquirer may have settled)
             settled = (await self._db(lambda: self._read_settled(terminal))).get(terminal)
             if settled is not None:
                 self._settled[terminal] = settled
                 if request.field60.batch_number <= settled:  # the next batch, which the terminal takes
                     field60 = replace(request.field60, batch_number=settled + 1)
+            keys = self._sign_on(terminal)  # last: a sign-on that fails before leaves the old keys
         elif network not in ("301", "002"):
             raise _Refused(ResponseCode.FUNCTION_NOT_SUPPORTED, f"0820 60.3 {network}")
         answer = NetworkManagementResponse(
