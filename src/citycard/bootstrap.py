@@ -675,6 +675,9 @@ class Platform:
     bin_ranges: int
     _acquirer: AcquirerHost
     _started: list[Any]
+    _issuer: Issuer
+    _switch: SwitchFrontEnd
+    _workers: int = 1
 
     def queued(self) -> int:
         """Reversals and advices the acquirer still has to deliver (kept on disk for the next start)."""
@@ -695,6 +698,30 @@ class Platform:
         if len(self._started) != len(names):  # stopped (or stopping): nothing runs
             return []
         return list(zip(names, addresses, self.statuses, strict=True))
+
+    def banks_without_front_end(self) -> list[str]:
+        """The banks of the database that have no front end here (added while the platform runs): a read
+        of the routing table, for a worker thread."""
+        return [m.bank_code for m in routing_table(self._issuer).members if m.bank_code not in self.issuers]
+
+    async def add_bank(self, code: str) -> Address:
+        """Start the front end of bank ``code``, added to the database while the platform runs, on a free
+        port of 127.0.0.1, and link the switch to it: its cards' next requests are answered by it (until
+        then the switch answers them 91). Where it listens. Stopped with the others, last."""
+        from citycard.hosts.zone import ZoneMac
+
+        assert code not in self.issuers, code
+        front = build_issuer_front_end(self._issuer, code, workers=self._workers)
+        await front.start()
+        try:
+            address = ("127.0.0.1", front.port)
+            await self._switch.link(code, address, ZoneMac.open(self._issuer.hsm, code))
+        except BaseException:
+            await front.stop()
+            raise
+        self._started.insert(len(self.issuers), front)  # the front ends first, in the order of issuers
+        self.issuers[code] = address
+        return address
 
     async def stop(self) -> None:
         """Stop the acquirer first (no new terminal request; those in flight are answered; its queue stays
@@ -753,6 +780,9 @@ async def start_platform(
         len(table.bins),
         host_,
         started,
+        issuer,
+        switch_front,
+        workers,
     )
 
 

@@ -184,3 +184,76 @@ def test_up_whose_stop_is_stuck_on_its_database_ends_at_the_stop_timeout(home: P
     assert "stopping: no new requests" in out and not out.rstrip().endswith("\nstopped"), out
     assert err.startswith("exiting now (status 1): the stop took more than 1 s.\nstill waiting:\n"), err
     assert "in citycard/db/" in err and "Traceback" not in err
+
+
+def test_a_bank_added_while_up_runs_gets_a_front_end_and_its_cards_go_online(home: Path) -> None:
+    """Up with ICBC alone; BOC added, a card of it issued and funded from another shell while it runs: within
+    seconds up starts BOC's front end and links the switch to it; the card's purchase at ICBC's terminal is
+    approved by BOC's books; the new front end reports to the center and stops with the others."""
+    _run("bank", "add", "ICBC", "--bin", "621226")
+    _run(
+        "merchant",
+        "add",
+        "CITYMART0000001",
+        "--name",
+        "Mart",
+        "--mcc",
+        "5411",
+        "--district",
+        "X",
+        "--bank",
+        "ICBC",
+    )
+    _run("terminal", "add", "SHOP0001", "--merchant", "CITYMART0000001")
+    command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
+    proc = subprocess.Popen(
+        [
+            *command,
+            "--acquirer",
+            "127.0.0.1:0",
+            "--switch",
+            "127.0.0.1:0",
+            "--no-web",
+            "--report-every",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    watchdog = threading.Timer(90, proc.kill)  # a line that never comes ends the read, not the suite
+    watchdog.start()
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("acquirer listening") for line in lines):
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, "".join(lines)
+            lines.append(line)
+        acquirer = re.search(r"acquirer listening on (127\.0\.0\.1:\d+)", "".join(lines)).group(1)  # type: ignore[union-attr]
+        assert "issuer front end of BOC" not in "".join(lines)
+
+        _run("bank", "add", "BOC", "--bin", "621661")
+        id_number = holder_id_number(8)
+        _run("card", "issue", "--bank", "BOC", "--holder", "LI/LEI", "--id-number", id_number, "--pin", PIN)
+        with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
+            (card,) = find_cards(uow, issuer.hsm, CardSearch(id_number=id_number), limit=1).cards
+        _run("card", "deposit", card.pan, "300.00")
+        while True:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, "no front end for BOC"
+            if line.startswith("issuer front end of BOC listening on 127.0.0.1:"):
+                assert "(a bank added while running)" in line, line
+                break
+        online = ["--terminal", "SHOP0001", "--acquirer", acquirer]
+        _run("pos", "purchase", "--card", card.pan, "--amount", "45.00", "--pin", PIN, *online)
+        assert _deposit_fen(card.pan) == 30_000 - 4_500
+    finally:
+        watchdog.cancel()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.rstrip().endswith("stopped") and "Traceback" not in err, (out, err)
+    with contextlib.closing(sqlite3.connect(home / "citycard.db")) as db:
+        rows = dict(db.execute("SELECT name, stopped_ns IS NOT NULL FROM center_services").fetchall())
+    assert rows == {"acquirer": 1, "switch": 1, "issuer ICBC": 1, "issuer BOC": 1}  # all reported, stopped

@@ -11,7 +11,8 @@ newcomer's session sees its own records cleared and settled).
 It serves until ``stopping`` is set (Ctrl-C, SIGTERM) or ``for_s`` seconds have passed, then stops them in
 the reverse order: the simulated terminals finish their transaction and upload, the web server closes its
 connections, the acquirer takes no new request and answers those in flight, then the switch and the issuer
-front ends.
+front ends. A bank added while it runs (``citycard bank add``, the console) gets a front end of its own
+within :data:`NEW_BANKS_EVERY_S`, linked to the switch (:func:`new_banks`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ Say = Callable[[str], None]
 CLEARING_INTERVAL_S = 3600.0
 """How often ``citycard up`` runs the clearing of the current business day."""
 STATUS_INTERVAL_S = 30.0
+NEW_BANKS_EVERY_S = 5.0
+"""How often ``citycard up`` looks for banks added while it runs (as the switch reads its routing table)."""
 CUTOVER_GRACE_S = 2.0
 """After a cut-over the schedule waits this long (requests answered just before it are written) and runs."""
 DEMO_CLOSES_IN_S = 120.0
@@ -306,13 +309,16 @@ async def serve(
     for_s: float | None = None,
     pace_s: float = 1.0,
     on_started: Callable[[Running], Awaitable[None] | None] = lambda _: None,
+    on_service: Callable[[str, Address, Callable[[], str]], None] = lambda *_: None,
     say: Say = lambda _: None,
     clearing_interval_s: float = CLEARING_INTERVAL_S,
     demo_closes_in_s: float = DEMO_CLOSES_IN_S,
+    new_banks_every_s: float = NEW_BANKS_EVERY_S,
 ) -> Running:
     """The platform until ``stopping`` is set or ``for_s`` seconds passed (module docstring). ``center``
     (with the platform HSM) is given for the demo: its simulated terminals run, and its clearing calendar
-    (:func:`demo_clearing`, the first day closing ``demo_closes_in_s`` after the start) is used."""
+    (:func:`demo_clearing`, the first day closing ``demo_closes_in_s`` after the start) is used.
+    ``on_service(name, address, status)``: a service started after ``on_started`` (a bank's front end)."""
     notes: list[str] = []
     if center is not None:
         s, line = demo_clearing(s, time.time_ns(), closes_in_s=demo_closes_in_s)
@@ -361,6 +367,11 @@ async def serve(
         if result is not None:
             await result
         tasks.append(asyncio.create_task(_status(running, stopping, say), name="status"))
+        tasks.append(
+            asyncio.create_task(
+                new_banks(platform, stopping, say, on_service, every_s=new_banks_every_s), name="new-banks"
+            )
+        )
         if for_s is None:
             await stopping.wait()
         else:
@@ -381,6 +392,39 @@ async def serve(
             close_web()
         await platform.stop()
     return running
+
+
+async def new_banks(
+    platform: Platform,
+    stopping: asyncio.Event,
+    say: Say,
+    on_service: Callable[[str, Address, Callable[[], str]], None],
+    *,
+    every_s: float = NEW_BANKS_EVERY_S,
+) -> None:
+    """Every ``every_s`` until ``stopping``: a front end for each bank added to the database meanwhile,
+    linked to the switch (``Platform.add_bank``), said and handed to ``on_service``. Until then the switch,
+    which reads the new bank's BINs by itself, answers its cards 91. A read or start that fails is said
+    (once while it fails alike) and tried again next time."""
+    failing = ""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every_s)
+        if stopping.is_set():
+            return
+        try:
+            codes = await asyncio.to_thread(platform.banks_without_front_end)
+            for code in codes:
+                if stopping.is_set():
+                    return
+                host, port = await platform.add_bank(code)
+                say(f"issuer front end of {code} listening on {host}:{port} (a bank added while running)")
+                on_service(*next(s for s in platform.services if s[0] == f"issuer {code}"))
+            failing = ""
+        except Exception as exc:  # the database away, a port: the next round tries again
+            if str(exc) != failing:
+                say(f"a bank added while running has no front end yet: {exc}")
+            failing = str(exc)
 
 
 async def _status(running: Running, stopping: asyncio.Event, say: Say) -> None:

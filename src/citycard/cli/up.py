@@ -248,15 +248,18 @@ async def _serve(
             )
         until = f"for {for_s:g} s (or Ctrl-C)" if for_s is not None else "until Ctrl-C"
         say(f"database {safe_url(s.db_url)}; serving {until}")
-        if status_every_s > 0:  # each service's line, when it changed, as `citycard serve` prints it
-            reports.extend(
-                loop.create_task(report_status(status, status_every_s)) for status in platform.statuses
-            )
-        if reporter_of is not None:  # to the center, as `citycard serve` reports: `citycard serve status`
-            for name, (host, port), status in platform.services:
-                reporter = reporter_of(name)
-                reporting.append((reporter, status))
-                reports.append(loop.create_task(reporter.run(f"{host}:{port}", status)))
+        for service in platform.services:
+            follow(*service)
+
+    def follow(name: str, address: tuple[str, int], status: Callable[[], str]) -> None:
+        """A service's line, when it changed, as `citycard serve` prints it; and its reports to the center,
+        as `citycard serve` reports (`citycard serve status`)."""
+        if status_every_s > 0:
+            reports.append(loop.create_task(report_status(status, status_every_s)))
+        if reporter_of is not None:
+            reporter = reporter_of(name)
+            reporting.append((reporter, status))
+            reports.append(loop.create_task(reporter.run(f"{address[0]}:{address[1]}", status)))
 
     try:
         running = await serve(
@@ -272,6 +275,7 @@ async def _serve(
             pace_s=pace,
             demo_closes_in_s=demo_closes_in,
             on_started=started,
+            on_service=follow,  # a bank's front end started while it runs
             say=say,
         )
         if running.traffic is not None:

@@ -155,7 +155,7 @@ class SwitchFrontEnd:
         self.stats = SwitchStats()
         self._hsm = hsm
         self._keys: dict[str, KeyHandle] = {}
-        self.zones = zones
+        self.zones = None if zones is None else dict(zones)
         self.reload = (
             None
             if reload is None
@@ -165,23 +165,8 @@ class SwitchFrontEnd:
         )
         if zones is not None:
             assert ACQUIRER_LINK in zones and all(code in zones for code in issuers), "a zone MAC per leg"
-        link_limits = dataclasses.replace(
-            self.limits.link,
-            timeout_s=self.limits.hop_timeout_s,
-            echo_interval_s=self.limits.echo_interval_s,
-            silent_after_s=self.limits.silent_after_s,
-        )
         self.links: dict[str, Iso8583Link] = {
-            code: Iso8583Link(
-                address[0],
-                address[1],
-                tpdu=Tpdu(0, 0),
-                limits=link_limits,
-                keepalive=echo_keepalive(
-                    SWITCH_TERMINAL, SWITCH_MERCHANT, None if zones is None else zones[code].sign
-                ),
-            )
-            for code, address in issuers.items()
+            code: self._new_link(code, address) for code, address in issuers.items()
         }
         if zones is None:
             self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
@@ -193,6 +178,37 @@ class SwitchFrontEnd:
                 limits=self.limits.server,
                 mac_check=zones[ACQUIRER_LINK].check_request,
             )
+
+    def _new_link(self, code: str, address: tuple[str, int]) -> Iso8583Link:
+        link_limits = dataclasses.replace(
+            self.limits.link,
+            timeout_s=self.limits.hop_timeout_s,
+            echo_interval_s=self.limits.echo_interval_s,
+            silent_after_s=self.limits.silent_after_s,
+        )
+        return Iso8583Link(
+            address[0],
+            address[1],
+            tpdu=Tpdu(0, 0),
+            limits=link_limits,
+            keepalive=echo_keepalive(
+                SWITCH_TERMINAL, SWITCH_MERCHANT, None if self.zones is None else self.zones[code].sign
+            ),
+        )
+
+    async def link(self, code: str, address: tuple[str, int], zone: ZoneMac | None) -> None:
+        """Link a bank that has no link yet (one added while the switch runs) to its front end at
+        ``address``, field 64 on the leg under ``zone`` (given when the switch's legs carry MACs): its
+        cards' next requests go there. A bank linked already is refused (:class:`ValueError`)."""
+        if code in self.links:
+            raise ValueError(f"bank {code} is linked already")
+        assert (zone is None) == (self.zones is None), "a zone MAC on every leg, or on none"
+        if self.zones is not None and zone is not None:
+            self.zones[code] = zone
+        link = self._new_link(code, address)
+        await link.start()
+        self.links[code] = link
+        log.info("switch: bank %s linked to its issuer front end at %s:%d", code, *address)
 
     def _use_table(self, table: RoutingTable) -> None:
         """A reloaded routing table: the next request is routed by it. A bank it adds that has no link
