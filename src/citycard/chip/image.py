@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from citycard.codec.appfile import APP_NUMBERS, APP_RECORD_LENGTH
+from citycard.codec.cn import cn_digits
 from citycard.codec.dol import dol_data_length
 from citycard.codec.pretty import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
@@ -126,7 +127,7 @@ class Application:
     """Response format of the contact GPO: 1 (``80 AIP ‖ AFL``) or 2 (``77 { 82, 94 }``)."""
 
     def __repr__(self) -> str:  # never the keys; the PAN masked; no track 2, holder name or other data
-        pan = self.data.get("5A", b"").hex().upper().rstrip("F")
+        pan = cn_digits(self.data.get("5A", b""))
         return f"Application({self.aid.hex().upper()}, {self.kind}, {self.label!r}, PAN {mask_pan(pan)})"
 
     def to_json(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class Application:
         for tag, (low, high) in _DATA_LENGTHS.items():
             if not low <= len(app.data[tag]) <= high:
                 raise ImageError(f"{where} data {tag}", f"must be {low} to {high} bytes")
-        if not app.data["5A"].hex().upper().rstrip("F").isdigit():
+        if not cn_digits(app.data["5A"]).isdigit():
             raise ImageError(f"{where} data 5A", "the PAN must be BCD digits")
         return app
 

@@ -31,6 +31,7 @@ from citycard.chip.image import Application, CardImage, ImageError, cell_key
 from citycard.chip.pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
 from citycard.chip.personalise import ProductProfile, ProfileError, personalise
 from citycard.codec.apdu import sw_meaning
+from citycard.codec.cn import cn_digits
 from citycard.codec.dol import parse_dol, split_dol_data
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
@@ -181,7 +182,7 @@ def new(
         raise typer.BadParameter(reason, param_hint=option) from None
     _save(out, image)
     app0 = image.applications[0]
-    pan = app0.data["5A"].hex().upper().rstrip("F")
+    pan = cn_digits(app0.data["5A"])
     console.print(f"card {mask_pan(pan)} written to {out} ({app0.label}, demo keys)")
 
 
@@ -219,7 +220,7 @@ _PROFILE_OPTIONS = {
 
 
 def _pan(app: Application) -> str:
-    return app.data["5A"].hex().upper().rstrip("F")
+    return cn_digits(app.data["5A"])
 
 
 _LOG_KEYS = {"9A": "date", "9F21": "time", "9F02": "amount_fen", "9F03": "other_amount_fen",

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from .cn import cn_digits
+
 __all__ = [
     "APP_FILE_SFI",
     "APP_NUMBERS",
@@ -72,7 +74,7 @@ def _bcd(digits: str, length: int) -> bytes:
 
 
 def _digits(raw: bytes, what: str) -> str:
-    text = raw.hex().upper().rstrip("F")
+    text = cn_digits(raw)
     if not text.isdigit():
         raise AppFileError(f"{what}: {raw.hex().upper()} is not BCD digits")
     return text

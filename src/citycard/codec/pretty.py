@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from citycard.codec.apdu import ApduError, CommandApdu, ResponseApdu, sw_meaning
+from citycard.codec.cn import cn_digits
 from citycard.codec.dol import DolError, parse_dol, split_dol_data
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
@@ -342,7 +343,7 @@ def render_value(tag: str, value: bytes, *, rid: str | None = None, mask: bool =
     if info.fmt in ("an", "ans"):
         return _ascii(value)
     if info.fmt == "cn":
-        return _digits(value).rstrip("F")
+        return cn_digits(value)
     text = _bcd(value)
     return (text.lstrip("0") or "0") if text is not None else None
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from citycard.codec.cn import cn_digits
+
 __all__ = [
     "HASH_SHA1",
     "PK_ALGORITHM_RSA",
@@ -350,7 +352,7 @@ def recover_issuer_certificate(
     _check_hash(block, block[11], remainder + exponent)
     key = _recovered_key(block, 13, ca_key.size - 36, remainder, exponent)
     return IssuerCertificate(
-        issuer_identifier=block[2:6].hex().upper().rstrip("F"),
+        issuer_identifier=cn_digits(block[2:6]),
         expiry=block[6:8].hex().upper(),
         serial=block[8:11],
         hash_algorithm=block[11],
@@ -384,7 +386,7 @@ def recover_icc_certificate(
     _check_hash(block, block[17], remainder + exponent + static_data)
     key = _recovered_key(block, 19, issuer_key.size - 42, remainder, exponent)
     return IccCertificate(
-        pan=block[2:12].hex().upper().rstrip("F"),
+        pan=cn_digits(block[2:12]),
         expiry=block[12:14].hex().upper(),
         serial=block[14:17],
         hash_algorithm=block[17],

@@ -21,6 +21,7 @@ from citycard.chip.image import CardImage
 from citycard.chip.pboc import TRANSIT_SFI
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, empty_record
+from citycard.codec.cn import cn_digits
 from citycard.crypto.des import kcv
 from citycard.hsm.api import Hsm
 from citycard.hsm.personalisation import HsmPersonalisationKeys, IssuerCertifier
@@ -142,7 +143,7 @@ class ChipPersonaliser:
         serial = int(card.pan[len(product.bin) : -1])
         image = personalise(profile, serial, keys)
         app = image.applications[0]
-        assert app.data["5A"].hex().upper().rstrip("F") == card.pan, "chip and issuer disagree on the PAN"
+        assert cn_digits(app.data["5A"]) == card.pan, "chip and issuer disagree on the PAN"
         record = {
             "format": "citycard-personalisation-record",
             "version": 1,

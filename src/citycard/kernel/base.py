@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from citycard.codec import tlv
+from citycard.codec.cn import cn_digits
 from citycard.codec.dol import build_dol_data
 from citycard.codec.tlv import Tlv
 from citycard.crypto import des
@@ -129,7 +130,7 @@ def _date(value: bytes, tag: str) -> dt.date:
 
 
 def _pan_digits(value: bytes) -> str:
-    return value.hex().upper().rstrip("F")
+    return cn_digits(value)
 
 
 def _with_le(command: bytes, le: int) -> bytes | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from citycard.codec import tlv
+from citycard.codec.cn import cn_digits
 from citycard.codec.iso8583 import (
     TRANSACTIONS,
     AdviceRequest,
@@ -155,7 +156,7 @@ def pos_entry_mode(interface: str) -> str:
 
 
 def _track2(value: bytes) -> str | None:
-    text = value.hex().upper().rstrip("F")
+    text = cn_digits(value)
     return text if _TRACK2.fullmatch(text) and len(text) <= 37 else None
 
 

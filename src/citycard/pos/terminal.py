@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from citycard.codec.cn import cn_digits
 from citycard.codec.dol import fit_value
 from citycard.codec.iso8583.service import ServiceReference
 from citycard.codec.pretty import mask_pan
@@ -389,7 +390,7 @@ class PosTerminal:
             )
             if debit:  # contact: the card's records (PAN, PSN) are read; qPBOC: not yet
                 un = kernel.term.get("9F37", b"").hex().upper()
-                pan = kernel.card.get("5A", b"").hex().upper().rstrip("F")
+                pan = cn_digits(kernel.card.get("5A", b""))
                 psn = kernel.card.get("5F34", b"").hex()
                 card: dict[str, str | int] = {**(self._card_fields(pan, psn) if pan.isdigit() else {})}
                 if service_ref:

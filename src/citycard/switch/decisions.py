@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final
 
+from citycard.codec.cn import cn_digits
 from citycard.codec.iso8583 import (
     AdviceRequest,
     AuthorizationRequest,
@@ -149,7 +150,7 @@ def split_other_account_load(table: RoutingTable, message: Message) -> TwoLegs |
         chip = decode_dict(message.icc.raw) if message.icc is not None else {}
     except TlvError:
         return Refuse(ResponseCode.FORMAT_ERROR, "field 55 is not BER-TLV")
-    ec_pan = chip.get("5A", b"").hex().upper().rstrip("F")
+    ec_pan = cn_digits(chip.get("5A", b""))
     if not ec_pan.isdigit():
         return Refuse(ResponseCode.FORMAT_ERROR, "field 55 carries no PAN (5A) of the card to load")
     card_message = replace(message, pan=ec_pan, track2=None, pin_block=None)

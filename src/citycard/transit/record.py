@@ -17,6 +17,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from citycard.codec.cn import cn_digits
 from citycard.codec.transitfile import CONCESSION_LENGTH, Category, Concession, TripRecordError
 
 __all__ = [
@@ -58,7 +59,7 @@ def card_identity(data: bytes) -> tuple[str, str]:
     then the PSN (5F34, one BCD byte)."""
     if len(data) != CARD_ID_LENGTH:
         raise TripRecordError("card identity", f"{len(data)} bytes, expected {CARD_ID_LENGTH}")
-    pan, psn = data[:10].hex().upper().rstrip("F"), data[10:].hex()
+    pan, psn = cn_digits(data[:10]), data[10:].hex()
     if not (12 <= len(pan) <= 19 and pan.isdigit() and psn.isdigit()):
         raise TripRecordError("card identity", "not a PAN and PSN in BCD")
     return pan, psn
