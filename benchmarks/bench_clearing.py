@@ -53,8 +53,9 @@ from citycard.center.model import TerminalKind
 from citycard.center.ports import CenterDeps
 from citycard.clearing import BEIJING, ClearingPolicy, parse_tc
 from citycard.codec.iso8583.messages import BatchUpload, Field60, IccData
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import encode_many
-from citycard.crypto.cryptograms import ac_input, bcd_amount, generate_ac
+from citycard.crypto.cryptograms import ac_input, generate_ac
 from citycard.crypto.derivation import derive_pboc_session_key
 from citycard.crypto.mac import mac_alg3_once
 from citycard.db import Database, drop_schema, migrate

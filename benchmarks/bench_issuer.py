@@ -20,8 +20,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import encode_many
-from citycard.crypto.cryptograms import ac_input, bcd_amount, generate_ac
+from citycard.crypto.cryptograms import ac_input, generate_ac
 from citycard.crypto.derivation import derive_pboc_session_key
 from citycard.crypto.mac import mac_alg3
 from citycard.db import Database, drop_schema, migrate

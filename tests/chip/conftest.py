@@ -12,8 +12,8 @@ import pytest
 from citycard.chip.card import Card
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import ProductProfile, personalise
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import decode_dict
-from citycard.crypto.cryptograms import bcd_amount
 from citycard.crypto.derivation import derive_icc_mk_a, derive_pboc_session_key
 from citycard.demokeys import DemoKeys
 

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from citycard.cli.card import app, parse_yuan
+from citycard.cli.card import app
+from citycard.codec.money import parse_yuan
 from citycard.files import load_card
 
 runner = CliRunner()

@@ -13,9 +13,9 @@ from citycard import bootstrap
 from citycard.chip.card import Card
 from citycard.cli import app
 from citycard.cli.demo import BANK, holder_id_number
+from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import decode_dict
 from citycard.config import settings
-from citycard.crypto.cryptograms import amount_from_bcd
 from citycard.db.acquirer_repositories import AcquirerUnitOfWork
 from citycard.files import card_image_path, load_card
 from citycard.issuer.views import CardSearch, find_cards

@@ -6,15 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from citycard.codec.money import amount_from_bcd, bcd_amount
 from citycard.crypto.cryptograms import (
     AC_DATA_TAGS,
     CryptogramDataError,
     ScriptCommandError,
     ac_input,
-    amount_from_bcd,
     arpc_method1,
     arpc_method2,
-    bcd_amount,
     cvr_from_iad,
     ec_load_script,
     generate_ac,

@@ -14,8 +14,8 @@ import pytest
 from citycard.chip.card import Card as ChipCard
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import IssuerPublicKeyData
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import decode_dict, encode_many
-from citycard.crypto.cryptograms import bcd_amount
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey, build_issuer_certificate
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork

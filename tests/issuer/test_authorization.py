@@ -191,7 +191,7 @@ def test_balance_inquiry(banks: IssuerService, terminal_for: Callable[[str], Ter
 def test_ec_balance_in_the_iad_is_trusted_only_with_its_mac(
     banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
 ) -> None:
-    from citycard.crypto.cryptograms import bcd_amount
+    from citycard.codec.money import bcd_amount
 
     pan = funded_card(banks)
     f55 = terminal_for(pan).first_ac(1_000, txn_type=0x60)

@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import decode_dict, encode_many
-from citycard.crypto.cryptograms import bcd_amount
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.hsm.api import HsmInputError

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from citycard.codec.money import bcd_amount
 from citycard.codec.tlv import decode_dict, encode_many
-from citycard.crypto.cryptograms import bcd_amount
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit

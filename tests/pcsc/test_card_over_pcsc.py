@@ -9,8 +9,8 @@ import pytest
 
 from citycard.chip.personalise import ProductProfile, personalise
 from citycard.codec.dol import build_dol_data
+from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import decode_dict
-from citycard.crypto.cryptograms import amount_from_bcd
 from citycard.demokeys import DemoKeys
 from citycard.files import save_card
 from citycard.pcsc.vpcd import CardFileBridge

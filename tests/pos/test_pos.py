@@ -15,9 +15,10 @@ import pytest
 
 from citycard.chip.card import Card
 from citycard.chip.image import CardImage
+from citycard.codec.money import format_amount
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.pos.receipt import format_amount, render_receipt
+from citycard.pos.receipt import render_receipt
 from citycard.pos.terminal import PosTerminal, pan_token
 from citycard.sqlite_journal import JournalError, SqliteJournal
 

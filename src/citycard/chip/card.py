@@ -23,6 +23,7 @@ from typing import Literal
 from citycard.codec.apdu import SW, ApduError, CommandApdu
 from citycard.codec.appfile import APP_FILE_SFI, APP_RECORD_LENGTH
 from citycard.codec.dol import DolError, dol_data_length, parse_dol, split_dol_data
+from citycard.codec.money import amount_from_bcd, bcd_amount
 from citycard.codec.tlv import TlvError, decode, encode, encode_many
 from citycard.crypto.cryptograms import (
     AC_DATA_LENGTHS,
@@ -30,8 +31,6 @@ from citycard.crypto.cryptograms import (
     CVR_TAG,
     ScriptCommandError,
     ac_input,
-    amount_from_bcd,
-    bcd_amount,
     generate_ac,
     verify_arpc_method1,
     verify_script_mac,

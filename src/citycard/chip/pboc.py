@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citycard.codec.dol import parse_dol
-from citycard.crypto.cryptograms import bcd_amount
+from citycard.codec.money import bcd_amount
 from citycard.crypto.mac import mac_alg3
 
 __all__ = [

@@ -48,6 +48,7 @@ from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as Chip
 from citycard.chip.image import CardImage, cell_key
 from citycard.chip.pboc import AID_DEBIT
+from citycard.codec.money import format_amount
 from citycard.config import Settings
 from citycard.demokeys import DEMO_DATA_KEY, DemoKeys
 from citycard.files import BusyError, CardFile, card_image_path, exclusive_lock
@@ -121,7 +122,7 @@ class TrafficStats:
             f"traffic: {done} approved ({counts['purchase']} EC purchases, "
             f"{counts['online purchase']} online purchases, {counts['load'] + counts['cash load']} loads, "
             f"{counts['fare']} fares, {counts['tap']} free taps; "
-            f"CNY {fen // 100}.{fen % 100:02d}), {counts['declined']} declined, {counts['error']} errors, "
+            f"CNY {format_amount(fen)}), {counts['declined']} declined, {counts['error']} errors, "
             f"{counts['uploaded']} uploaded; {rate:.1f} approved/s"
         )
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
-from citycard.crypto.cryptograms import CryptogramDataError, ac_input, amount_from_bcd
+from citycard.crypto.cryptograms import CryptogramDataError, ac_input
 
 __all__ = ["TcData", "TcDataError", "parse_tc"]
 

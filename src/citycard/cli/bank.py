@@ -20,13 +20,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from citycard.bootstrap import DirectorySink, HomeFolderError, Issuer, safe_url
+from citycard.codec.money import parse_yuan
 from citycard.config import settings
 from citycard.files import atomic_write
 from citycard.hsm.api import HsmError, KeyNotFoundError, KeyStoreError
 from citycard.issuer.commands import AddBank, AddBinRange, AddProduct, MalformedRequest
 from citycard.issuer.model import AlreadyExists, Bank, BinOverlap, IssuerError, NotFound
 
-from .card import parse_yuan
 from .output import JsonFlag, amount_column, print_json, yuan
 
 if TYPE_CHECKING:  # the storage adapter (SQLAlchemy) is imported only by the commands that open the database

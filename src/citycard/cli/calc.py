@@ -13,6 +13,7 @@ from collections.abc import Callable
 import typer
 
 from citycard.codec.dol import DolError, parse_dol, split_dol_data
+from citycard.codec.money import parse_yuan
 from citycard.codec.pretty import format_dol, format_tlv, render_value
 from citycard.codec.tags import tag_name
 from citycard.codec.tlv import TlvError
@@ -45,8 +46,6 @@ from citycard.crypto.sm import (
     sm4_ecb_decrypt,
     sm4_ecb_encrypt,
 )
-
-from .card import parse_yuan
 
 __all__ = ["app"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +32,7 @@ from citycard.chip.personalise import ProductProfile, ProfileError, personalise
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import parse_dol, split_dol_data
+from citycard.codec.money import parse_yuan
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
@@ -40,21 +40,10 @@ from citycard.files import BusyError, CardFile, find_card_image, is_pan, load_ca
 
 from .output import JsonFlag, amount_column, print_json, yuan
 
-__all__ = ["app", "card_file", "hold_card", "log_record", "parse_yuan"]
+__all__ = ["app", "card_file", "hold_card", "log_record"]
 
 app = typer.Typer(help="Emulated PBOC citizen cards: personalise, show, send APDUs.", no_args_is_help=True)
 console = Console()
-
-_YUAN = re.compile(r"^([0-9]{1,10})(?:\.([0-9]{1,2}))?$")
-
-
-def parse_yuan(text: str) -> int:
-    """``"100.00"`` → 10000 fen, exactly (no float); raises ``ValueError`` on anything else."""
-    match = _YUAN.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not an amount in yuan with at most two decimals (e.g. 100.00)")
-    whole, cents = match.group(1), (match.group(2) or "").ljust(2, "0")
-    return int(whole) * 100 + int(cents)
 
 
 def _amount(text: str, option: str) -> int:

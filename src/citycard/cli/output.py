@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from citycard.pos.receipt import format_amount
+from citycard.codec.money import format_amount
 
 __all__ = ["JsonFlag", "amount_column", "print_json", "yuan"]
 

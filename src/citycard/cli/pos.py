@@ -28,6 +28,7 @@ from rich.table import Table
 
 from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
+from citycard.codec.money import format_amount
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DEMO_DATA_KEY, DemoKeyError, DemoKeys
@@ -44,7 +45,7 @@ from citycard.kernel.events import Outcome, OutcomeKind, PinEntry, RequestPin
 from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.journal import JournalEntry, State
-from citycard.pos.receipt import format_amount, render_receipt
+from citycard.pos.receipt import render_receipt
 from citycard.pos.terminal import AlreadyVoided, Interface, PosTerminal, inquiry
 
 if TYPE_CHECKING:

@@ -28,6 +28,8 @@ from citycard.codec.dol import DolError, parse_dol, split_dol_data
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
+from .money import format_amount
+
 __all__ = [
     "command_hex",
     "command_name",
@@ -171,8 +173,7 @@ def _amount(value: bytes) -> str | None:
     text = _bcd(value)
     if text is None:
         return None
-    fen = int(text) if text else 0
-    return f"{fen // 100}.{fen % 100:02d}"
+    return format_amount(int(text) if text else 0)
 
 
 def _date(value: bytes) -> str | None:

@@ -35,6 +35,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 
+from citycard.codec.money import bcd_amount
+
 from .des import _retail, xor
 from .mac import mac_alg3, mac_alg3_once
 from .sm import Algorithm, mac
@@ -47,10 +49,8 @@ __all__ = [
     "CryptogramDataError",
     "ScriptCommandError",
     "ac_input",
-    "amount_from_bcd",
     "arpc_method1",
     "arpc_method2",
-    "bcd_amount",
     "cvr_from_iad",
     "ec_load_script",
     "generate_ac",
@@ -210,21 +210,6 @@ def script_mac(session_key: bytes, data: bytes, *, algorithm: Algorithm = Algori
     """Issuer-script MAC: ISO 9797-1 MAC algorithm 3, padding method 2, leftmost 4 bytes (Book 2 §9.2)."""
     _check_sk(session_key)
     return mac(algorithm, session_key, data, length=4)
-
-
-def bcd_amount(fen: int, length: int = 6) -> bytes:
-    """An amount in fen as ``length`` bytes of BCD (n12 for the default 6 bytes)."""
-    if fen < 0 or fen >= 10 ** (2 * length):
-        raise ValueError(f"amount {fen} does not fit n{2 * length}")
-    return bytes.fromhex(f"{fen:0{2 * length}d}")
-
-
-def amount_from_bcd(value: bytes) -> int:
-    """The integer amount (fen) of a BCD numeric field; raises ``ValueError`` on a non-decimal nibble."""
-    digits = value.hex()
-    if not digits.isdigit():
-        raise ValueError(f"amount {digits.upper()} is not BCD")
-    return int(digits) if digits else 0
 
 
 def _mac_input(header: bytes, lc: int, atc: int, arqc: bytes, data: bytes) -> bytes:

@@ -54,6 +54,7 @@ from citycard.codec.iso8583.messages import Field60, SettlementRequest
 from citycard.codec.iso8583.signon import SignOnKeys
 from citycard.codec.iso8583.totals import BatchTotals
 from citycard.codec.iso8583.wire import decode_message
+from citycard.codec.money import format_amount
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
@@ -71,7 +72,6 @@ from citycard.pos.online import (
     sign_on_request,
     upload_request,
 )
-from citycard.pos.receipt import format_amount
 from citycard.pos.sealing import SealError, seal_pan, unseal_pan
 from citycard.sqlite_journal import Advice, OnlineRecord, SqliteJournal
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
-from citycard.crypto.cryptograms import CryptogramDataError, ac_input, amount_from_bcd, cvr_from_iad
+from citycard.crypto.cryptograms import CryptogramDataError, ac_input, cvr_from_iad
 
 from .commands import MalformedRequest
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from citycard.codec import tlv
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import build_dol_data
+from citycard.codec.money import amount_from_bcd, bcd_amount
 from citycard.codec.tlv import Tlv
 from citycard.crypto import des
 from citycard.crypto.pin import pin_block_iso0
@@ -106,15 +107,13 @@ class _NextCandidate(Exception):
     """Book 3 §10.1 / Book 1 §12.4: drop this application and select the next one."""
 
 
-def _n12(fen: int) -> bytes:
-    return bytes.fromhex(f"{fen:012d}")
-
-
 def _bcd_to_int(value: bytes) -> int:
-    text = value.hex()
-    if not text.isdigit():
-        raise CardError(f"amount {text.upper()} is not BCD")
-    return int(text) if text else 0
+    """An amount the card gave (``9F79``, ``9F5D``, the IAD's balance): a nibble that is not a digit is the
+    card's fault (:class:`CardError`)."""
+    try:
+        return amount_from_bcd(value)
+    except ValueError as exc:
+        raise CardError(str(exc)) from None
 
 
 def _date(value: bytes, tag: str) -> dt.date:
@@ -356,8 +355,8 @@ class KernelBase:
         )
         self.term.update(
             {
-                "9F02": _n12(amount),
-                "9F03": _n12(t.other_amount_fen),
+                "9F02": bcd_amount(amount),
+                "9F03": bcd_amount(t.other_amount_fen),
                 "9F1A": c.country,
                 "5F2A": c.currency,
                 "5F36": bytes((c.currency_exponent,)),
@@ -376,7 +375,7 @@ class KernelBase:
                 "9F01": c.acquirer_id,
                 "9F1B": c.floor_limit_fen.to_bytes(4, "big"),
                 "9F7A": b"\x01" if ec_ok else b"\x00",
-                "9F7B": _n12(c.ec_terminal_limit_fen),
+                "9F7B": bcd_amount(c.ec_terminal_limit_fen),
                 "9F39": b"\x07" if t.interface == "contactless" else b"\x05",
                 "95": bytes(5),
                 "9B": bytes(2),
@@ -390,7 +389,7 @@ class KernelBase:
         assert self.txn.extension is not None and self.txn.interface == "contactless"
         self.txn = replace(self.txn, amount_fen=amount)
         ec_ok = self.config.ec_support and amount <= self.config.ec_terminal_limit_fen
-        self.term["9F02"] = _n12(amount)
+        self.term["9F02"] = bcd_amount(amount)
         self.term["9F7A"] = b"\x01" if ec_ok else b"\x00"
         self.term["9F66"] = self._ttq(amount, ec_ok)
 

@@ -28,6 +28,7 @@ from collections.abc import Generator
 
 from citycard.codec import tlv
 from citycard.codec.dol import parse_dol
+from citycard.codec.money import format_amount
 from citycard.codec.tlv import Tlv
 
 from .authentication import AuthenticationSteps
@@ -90,7 +91,7 @@ class Kernel(
             if t.amount_fen > limit:
                 return self._finish(
                     OutcomeKind.TRY_ANOTHER_INTERFACE,
-                    f"amount over the contactless transaction limit CNY {limit // 100}.{limit % 100:02d}",
+                    f"amount over the contactless transaction limit CNY {format_amount(limit)}",
                 )
         candidates = yield from self._candidates()
         while True:

@@ -4,26 +4,20 @@ AID and application label, cryptogram, TVR/TSI; EC balance after an electronic-c
 from __future__ import annotations
 
 from citycard.codec.iso8583 import Iso8583Error, ResponseCode
+from citycard.codec.money import format_amount
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import Outcome, OutcomeKind
 
 from .journal import JournalEntry
 
-__all__ = ["format_amount", "render_receipt"]
+__all__ = ["render_receipt"]
 
 WIDTH = 40
 _ID_TYPES = {  # PBOC 9F62 cardholder ID type
     "00": "ID CARD", "01": "OFFICER ID", "02": "PASSPORT", "03": "ENTRY PERMIT", "04": "TEMP ID",
     "05": "OTHER",
 }  # fmt: skip
-
-
-def format_amount(fen: int) -> str:
-    """Fen as yuan with two decimals, without floats."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
 
 
 def _line(left: str, right: str) -> str:

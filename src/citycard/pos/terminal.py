@@ -23,6 +23,7 @@ from typing import Literal
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import fit_value
 from citycard.codec.iso8583.service import ServiceReference
+from citycard.codec.money import bcd_amount
 from citycard.codec.pretty import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import (
@@ -104,10 +105,6 @@ def _record_atc(record: LogEntry) -> int | None:
 def _fen(value: bytes | None) -> int | None:
     text = value.hex() if value is not None else ""
     return int(text) if text.isdigit() else None
-
-
-def _n12(fen: int) -> bytes:
-    return bytes.fromhex(f"{fen:012d}")
 
 
 def _unable(_: OnlineRequest) -> OnlineResponse:
@@ -260,7 +257,7 @@ class PosTerminal:
         if kind is TransactionKind.EC_LOAD:  # JR/T 0025.13 load log: balance before and after the load
             before, after = _fen(record.get("BEFORE")), _fen(record.get("AFTER"))
             return before is not None and after is not None and after - before == entry.amount_fen
-        return record.get("9F02") == _n12(entry.amount_fen) and record.get("9C") in (None, b"\x00")
+        return record.get("9F02") == bcd_amount(entry.amount_fen) and record.get("9C") in (None, b"\x00")
 
     def _ours(self, merchant: bytes | None) -> bool:
         """The record's merchant name (9F4E, padded to its DOL length) is this terminal's."""

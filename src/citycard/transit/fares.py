@@ -24,6 +24,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from citycard.codec.money import format_amount
+
 from .network import Line, Network
 from .record import Concession, TripRecord, TripStatus, day_number, month_number, seconds
 
@@ -178,4 +180,4 @@ def _max_fare(network: Network) -> int:
 
 
 def _yuan(fen: int) -> str:
-    return f"CNY {fen // 100}.{fen % 100:02d}"
+    return f"CNY {format_amount(fen)}"

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from citycard.center.services import link_trouble
+from citycard.codec.money import format_amount
 from citycard.codec.pretty import mask_pan
 
 __all__ = ["bar_chart", "page", "templates", "yuan"]
@@ -22,10 +23,7 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 def yuan(fen: int | None) -> str:
     """``12345`` → ``"123.45"`` (``-`` for None)."""
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+    return "-" if fen is None else format_amount(fen, grouping=True)
 
 
 def when(ns: int | None) -> str:

@@ -5,7 +5,6 @@ contact). Pages under ``/me``, the API under ``/api/me`` and ``/api/cards``."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
@@ -13,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from citycard.bootstrap import WebContext
+from citycard.codec.money import parse_yuan
 from citycard.issuer.commands import MAX_AMOUNT_FEN
 from citycard.issuer.model import IssuerError
 
@@ -27,7 +27,6 @@ Ctx = Annotated[WebContext, Depends(context)]
 St = Annotated[Store, Depends(store)]
 Citizen = Annotated[Principal, Depends(require("citizen"))]
 Ref = Annotated[int, Path(ge=1, le=2**62, description="card reference")]
-_YUAN = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
 
 
 class MyCard(BaseModel):
@@ -113,7 +112,11 @@ def top_up_form(
 ) -> Response:
     card = cards.resolve(ctx, principal, ref)
     text = amount.strip()
-    if not _YUAN.match(text) or (fen := round(float(text) * 100)) <= 0:
+    try:
+        fen = parse_yuan(text, max_whole_digits=9)
+    except ValueError:
+        fen = 0
+    if fen <= 0:
         raise HTTPException(422, f"amount: {amount!r} is not an amount in yuan, such as 50 or 12.50")
     try:
         cards.service(ctx, st, principal, card, "top_up", amount_fen=fen, request_id=request_id)
