@@ -85,7 +85,8 @@ def test_a_terminal_behind_the_acquirers_batch_is_answered_77_and_takes_the_next
 ) -> None:
     """The batch settled and closed at the acquirer; the terminal's journal then restored to before the
     settlement (batch 1 again): its online purchase is answered 77, nothing taken from the card's account;
-    its next sign-on names batch 2, which the journal takes, and the purchase goes through."""
+    the terminal signs on again at once, the sign-on names batch 2, which the journal takes, and the next
+    purchase goes through."""
     with world.client() as client:
         pos = world.pos(client)
         assert pos.purchase(world.tap(), 1_000, pin=lambda _: PIN).approved
@@ -97,7 +98,6 @@ def test_a_terminal_behind_the_acquirers_batch_is_answered_77_and_takes_the_next
         refused = pos.purchase(world.tap(), 2_000, pin=lambda _: PIN)
         assert not refused.approved and "(77)" in refused.outcome.reason, refused.outcome
         assert world.net.status()["deposit_available_fen"] == before  # never reached the issuer
-        client.sign_on()
-        assert world.journal.current_batch() == 2
+        assert world.journal.current_batch() == 2  # signed on again after the 77
         assert pos.purchase(world.tap(), 2_000, pin=lambda _: PIN).approved
         assert world.net.status()["deposit_available_fen"] == before - 2_000

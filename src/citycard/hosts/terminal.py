@@ -30,6 +30,7 @@ What it does, with the terminal's own HSM (its TMK, PIK and MAK) and journal:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import threading
@@ -480,6 +481,9 @@ class AcquirerClient:
             if message.mti == "0200":
                 self._queue_reversal(txn_id, message, ResponseCode.SYSTEM_MALFUNCTION)
             return OnlineResponse(unable_to_go_online=True)
+        if answer.response_code is ResponseCode.BATCH_MISMATCH:  # the acquirer settled this batch: a
+            with contextlib.suppress(OnlineError):  # sign-on names the one to go on with (the next request
+                self.sign_on()  # goes in it; this one stays declined, journaled in the closed batch)
         self._sent[txn_id] = message
         self.answers[txn_id] = answer
         response = online_response(answer)
