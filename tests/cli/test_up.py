@@ -46,51 +46,46 @@ def _deposit_fen(pan: str) -> int:
     return account.credit_balance_fen
 
 
-def _seeded() -> str:
-    """Two banks, a merchant of the first with a POS terminal, a registered card of the second with 300.00."""
-    _run("bank", "add", "ICBC", "--bin", "621226")
-    _run("bank", "add", "BOC", "--bin", "621661")
-    _run(
-        "merchant",
-        "add",
-        "CITYMART0000001",
-        "--name",
-        "Mart",
-        "--mcc",
-        "5411",
-        "--district",
-        "X",
-        "--bank",
-        "ICBC",
-    )
+def _shop() -> None:
+    """ICBC's merchant with a POS terminal (ICBC must exist)."""
+    shop = ("CITYMART0000001", "--name", "Mart", "--mcc", "5411", "--district", "X", "--bank", "ICBC")
+    _run("merchant", "add", *shop)
     _run("terminal", "add", "SHOP0001", "--merchant", "CITYMART0000001")
-    id_number = holder_id_number(7)
-    _run("card", "issue", "--bank", "BOC", "--holder", "WANG/FANG", "--id-number", id_number, "--pin", PIN)
+
+
+def _card(bank: str, holder: str, number: int) -> str:
+    """A registered card of ``bank`` with 300.00 on its deposit account; its PAN."""
+    id_number = holder_id_number(number)
+    _run("card", "issue", "--bank", bank, "--holder", holder, "--id-number", id_number, "--pin", PIN)
     with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
         (card,) = find_cards(uow, issuer.hsm, CardSearch(id_number=id_number), limit=1).cards
     _run("card", "deposit", card.pan, "300.00")
     return card.pan
 
 
-def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(home: Path) -> None:
-    pan = _seeded()
+def _up(*options: str) -> subprocess.Popen[str]:
+    """``citycard up`` as a process on free ports, without the web console, with ``options``."""
     command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
-    proc = subprocess.Popen(
-        [
-            *command,
-            "--acquirer",
-            "127.0.0.1:0",
-            "--switch",
-            "127.0.0.1:0",
-            "--no-web",
-            "--status-every",
-            "0.1",
-        ],
+    return subprocess.Popen(
+        [*command, "--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0", "--no-web", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
     )
+
+
+def _seeded() -> str:
+    """Two banks, a merchant of the first with a POS terminal, a registered card of the second with 300.00."""
+    _run("bank", "add", "ICBC", "--bin", "621226")
+    _run("bank", "add", "BOC", "--bin", "621661")
+    _shop()
+    return _card("BOC", "WANG/FANG", 7)
+
+
+def test_up_serves_a_purchase_through_the_chain_and_stops_cleanly_on_sigterm(home: Path) -> None:
+    pan = _seeded()
+    proc = _up("--status-every", "0.1")
     try:
         banner: list[str] = []
         while not any(line.startswith("acquirer listening") for line in banner):
@@ -146,18 +141,7 @@ def test_up_whose_stop_is_stuck_on_its_database_ends_at_the_stop_timeout(home: P
     """--for begins the stop (no signal); the services' last reports wait on a database another writer
     holds locked; the process ends 1 s into the stop, exit status 1, saying what waited."""
     _run("bank", "add", "ICBC", "--bin", "621226")
-    command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
-    proc = subprocess.Popen(
-        [
-            *command,
-            *("--acquirer", "127.0.0.1:0", "--switch", "127.0.0.1:0", "--no-web"),
-            *("--for", "3", "--report-every", "0.2", "--stop-timeout", "1"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    proc = _up("--for", "3", "--report-every", "0.2", "--stop-timeout", "1")
     lock = None
     try:
         deadline = time.monotonic() + 30
@@ -191,37 +175,8 @@ def test_a_bank_added_while_up_runs_gets_a_front_end_and_its_cards_go_online(hom
     seconds up starts BOC's front end and links the switch to it; the card's purchase at ICBC's terminal is
     approved by BOC's books; the new front end reports to the center and stops with the others."""
     _run("bank", "add", "ICBC", "--bin", "621226")
-    _run(
-        "merchant",
-        "add",
-        "CITYMART0000001",
-        "--name",
-        "Mart",
-        "--mcc",
-        "5411",
-        "--district",
-        "X",
-        "--bank",
-        "ICBC",
-    )
-    _run("terminal", "add", "SHOP0001", "--merchant", "CITYMART0000001")
-    command = [sys.executable, "-c", "from citycard.cli import main; main()", "up"]
-    proc = subprocess.Popen(
-        [
-            *command,
-            "--acquirer",
-            "127.0.0.1:0",
-            "--switch",
-            "127.0.0.1:0",
-            "--no-web",
-            "--report-every",
-            "0.5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    _shop()
+    proc = _up("--report-every", "0.5")
     watchdog = threading.Timer(90, proc.kill)  # a line that never comes ends the read, not the suite
     watchdog.start()
     try:
@@ -234,11 +189,7 @@ def test_a_bank_added_while_up_runs_gets_a_front_end_and_its_cards_go_online(hom
         assert "issuer front end of BOC" not in "".join(lines)
 
         _run("bank", "add", "BOC", "--bin", "621661")
-        id_number = holder_id_number(8)
-        _run("card", "issue", "--bank", "BOC", "--holder", "LI/LEI", "--id-number", id_number, "--pin", PIN)
-        with bootstrap.open_issuer(settings()) as issuer, issuer.unit_of_work(read_only=True) as uow:
-            (card,) = find_cards(uow, issuer.hsm, CardSearch(id_number=id_number), limit=1).cards
-        _run("card", "deposit", card.pan, "300.00")
+        pan = _card("BOC", "LI/LEI", 8)
         while True:
             line = proc.stdout.readline()  # type: ignore[union-attr]
             assert line, "no front end for BOC"
@@ -246,8 +197,8 @@ def test_a_bank_added_while_up_runs_gets_a_front_end_and_its_cards_go_online(hom
                 assert "(a bank added while running)" in line, line
                 break
         online = ["--terminal", "SHOP0001", "--acquirer", acquirer]
-        _run("pos", "purchase", "--card", card.pan, "--amount", "45.00", "--pin", PIN, *online)
-        assert _deposit_fen(card.pan) == 30_000 - 4_500
+        _run("pos", "purchase", "--card", pan, "--amount", "45.00", "--pin", PIN, *online)
+        assert _deposit_fen(pan) == 30_000 - 4_500
     finally:
         watchdog.cancel()
         proc.send_signal(signal.SIGTERM)
