@@ -101,3 +101,27 @@ def test_a_terminal_behind_the_acquirers_batch_is_answered_77_and_takes_the_next
         assert world.journal.current_batch() == 2  # signed on again after the 77
         assert pos.purchase(world.tap(), 2_000, pin=lambda _: PIN).approved
         assert world.net.status()["deposit_available_fen"] == before - 2_000
+
+
+def test_pos_purchase_into_a_settled_batch_says_the_terminal_signed_on_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tests.pos.test_cli_pos import _app
+
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        online = ["--card", net.pan, "--pin", PIN]
+        r = runner.invoke(app, ["pos", "purchase", *online, "--amount", "10.00"])
+        assert r.exit_code == 0 and "APPROVED ONLINE" in r.output, r.output
+        r = runner.invoke(app, ["pos", "settle"])
+        assert r.exit_code == 0 and "balanced: batch 1 closed; now batch 2" in r.output, r.output
+        journal = next(tmp_path.rglob("journal.db"), None) or next(tmp_path.rglob("pos-journal.db"))
+        with sqlite3.connect(journal) as db:  # restored from before the settlement
+            db.execute("UPDATE counters SET value = 1 WHERE name = 'batch'")
+        r = runner.invoke(app, ["pos", "purchase", *online, "--amount", "10.00"])
+        assert "DECLINED ONLINE" in r.output and "(77)" in r.output, r.output
+        assert "the acquirer had settled batch 1: signed on again, now batch 2" in r.output
+        r = runner.invoke(app, ["pos", "purchase", *online, "--amount", "10.00"])
+        assert r.exit_code == 0 and "APPROVED ONLINE" in r.output, r.output

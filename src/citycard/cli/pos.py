@@ -384,6 +384,13 @@ def _online(
     except (OnlineError, AlreadyVoided) as exc:
         raise _fail(str(exc)) from None
     finally:
+        if client.batch_closed is not None:  # 77: told after the receipt, whatever the command's end
+            closed, now = client.batch_closed
+            console.print(
+                f"the acquirer had settled batch {closed}: signed on again, now batch {now}",
+                highlight=False,
+                soft_wrap=True,
+            )
         client.close()
         stack.close()
 

@@ -211,6 +211,9 @@ class AcquirerClient:
         self.failure: OnlineError | None = None
         """The first reason the terminal could not go online, for the caller to report (the kernel only
         sees "unable to go online")."""
+        self.batch_closed: tuple[int, int] | None = None
+        """After an authorization answered 77 and the sign-on that followed: (the batch the acquirer had
+        closed, the batch the terminal goes on in), for the operator to be told."""
 
     @property
     def hsm(self) -> Hsm:
@@ -484,6 +487,8 @@ class AcquirerClient:
         if answer.response_code is ResponseCode.BATCH_MISMATCH:  # the acquirer settled this batch: a
             with contextlib.suppress(OnlineError):  # sign-on names the one to go on with (the next request
                 self.sign_on()  # goes in it; this one stays declined, journaled in the closed batch)
+                closed = message.field60.batch_number if message.field60 is not None else 0
+                self.batch_closed = (closed, self.journal.current_batch())
         self._sent[txn_id] = message
         self.answers[txn_id] = answer
         response = online_response(answer)
