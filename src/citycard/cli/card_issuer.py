@@ -21,13 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from citycard.bootstrap import DirectorySink, Issuer
+from citycard.codec.money import parse_yuan
 from citycard.config import settings
 from citycard.issuer import commands as c
 from citycard.issuer.model import Card, mask_pan
 from citycard.issuer.views import MAX_PAGE, CardSearch, card_status, card_summary, find_cards
 
 from .bank import fail, open_issuer
-from .card import parse_yuan
 from .output import JsonFlag, print_json, yuan
 
 __all__ = [

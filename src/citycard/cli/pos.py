@@ -28,7 +28,7 @@ from rich.table import Table
 
 from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
-from citycard.codec.money import format_amount
+from citycard.codec.money import format_amount, parse_yuan
 from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DEMO_DATA_KEY, DemoKeyError, DemoKeys
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from citycard.pos.online import TerminalIdentity
 from citycard.sqlite_journal import JournalUnavailable, SqliteJournal
 
-from .card import card_file, hold_card, log_record, parse_yuan
+from .card import card_file, hold_card, log_record
 from .output import JsonFlag, amount_column, print_json, yuan
 
 __all__ = ["app"]
