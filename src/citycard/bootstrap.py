@@ -436,13 +436,19 @@ def open_public(s: Settings, *, say: Say = _quiet) -> Iterator[PublicServices]:
 def routing_table(issuer: Issuer) -> RoutingTable:
     """The switch's members (each bank with its institution id and zone PIN key label) and BIN routes, as
     the issuer's database holds them now."""
+    from citycard.db.switch_repositories import SwitchUnitOfWork
     from citycard.issuer.model import bank_key_labels
     from citycard.switch import BinRoute, Member, RoutingTable
 
     with issuer.unit_of_work(read_only=True) as uow:
         banks = uow.banks.list()
         ranges = uow.banks.bin_ranges()
-    members = [Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"]) for bank in banks]
+    with issuer.database.unit_of_work(SwitchUnitOfWork, read_only=True) as switch:
+        routes = switch.routes.all()
+    members = [
+        Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"], routes.get(bank.code))
+        for bank in banks
+    ]
     return RoutingTable(members, [BinRoute(r.bin, r.bank_code) for r in ranges])
 
 
@@ -483,10 +489,12 @@ def build_switch(
     host: str = "127.0.0.1",
     port: int = 0,
     limits: SwitchLimits | None = None,
+    follow_routes: bool = False,
 ) -> SwitchFrontEnd:
     """The switch routing by the banks and BIN ranges of ``issuer``'s database, translating PINs in its HSM,
     with one link per issuing bank's front end in ``issuers`` (:class:`UnknownBank` for a code that is not
-    a bank)."""
+    a bank); with ``follow_routes``, also to the front ends of the routes the database keeps for the other
+    banks (``citycard serve route``), as they are now and as they change while it runs."""
     from citycard.hosts.switch import SwitchFrontEnd
     from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 
@@ -502,6 +510,7 @@ def build_switch(
         limits=limits,
         zones=zones,
         reload=lambda: routing_table(issuer),  # banks and BINs added while it runs (hosts.routing_reload)
+        zone_of=(lambda code: ZoneMac.open(issuer.hsm, code)) if follow_routes else None,
     )
 
 

@@ -116,9 +116,14 @@ def test_serve_issuer_and_switch_answer_over_tcp_and_stop_cleanly(home: dict[str
 
 
 def _reports(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+    return {str(r["name"]): r for r in _all_reports(capsys)}
+
+
+def _all_reports(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     capsys.readouterr()
     assert cli(["serve", "status", "--json"]) == 0
-    return {r["name"]: r for r in json.loads(capsys.readouterr().out)["services"]}
+    services: list[dict[str, object]] = json.loads(capsys.readouterr().out)["services"]
+    return services
 
 
 def _until(
@@ -276,3 +281,57 @@ def test_a_service_killed_then_started_again_on_another_port_leaves_no_report_in
     assert second.returncode == 0, err
     forgot = f"switch: forgot its report at 127.0.0.1:{first_port} (pid {first.pid}): that process no longer"
     assert f"{forgot} runs on" in err, err
+
+
+def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_and_a_front_end_moved(
+    home: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --issuer: ICBC's route (citycard serve route) is read at the start; BOC added, its front end
+    started and routed while the switch runs, is linked within seconds; BOC's front end moved to another
+    port is linked again there. Each link "up" in the switch's status line, as the center reads it."""
+    icbc, icbc_port, _ = _start(home, "issuer", "--bank", "icbc", "--port", "0")
+    started = [icbc]
+    try:
+        assert cli(["serve", "route", "icbc", f"127.0.0.1:{icbc_port}"]) == 0
+        switch, _, banner = _start(home, "switch", "--port", "0", "--report-every", "0.2")
+        started.append(switch)
+        assert f"ICBC -> 127.0.0.1:{icbc_port} (route)" in banner
+        assert "ICBC up" in str(
+            _until(capsys, lambda r: "ICBC up" in str(r.get("switch")))["switch"]["status"]
+        )
+
+        assert cli(["bank", "add", "BOC", "--bin", "621661"]) == 0
+        boc, boc_port, _ = _start(home, "issuer", "--bank", "boc", "--port", "0")
+        started.append(boc)
+        assert cli(["serve", "route", "BOC", f"127.0.0.1:{boc_port}"]) == 0
+        status = _until(capsys, lambda r: "BOC up" in str(r.get("switch")))["switch"]["status"]
+        assert "BOC up, ICBC up" in str(status), status
+
+        moved, moved_port, _ = _start(home, "issuer", "--bank", "boc", "--port", "0", "--report-every", "0.2")
+        started.append(moved)
+        assert cli(["serve", "route", "BOC", f"127.0.0.1:{moved_port}"]) == 0
+        capsys.readouterr()
+        assert cli(["serve", "routes", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["routes"] == [
+            {"bank": "BOC", "front_end": f"127.0.0.1:{moved_port}"},
+            {"bank": "ICBC", "front_end": f"127.0.0.1:{icbc_port}"},
+        ]
+        at_new = f"127.0.0.1:{moved_port}"  # the switch connects to the new front end at its next reload
+        deadline = time.monotonic() + 30
+        while not any(
+            r["address"] == at_new and "1 connection(s) open" in str(r["status"])
+            for r in _all_reports(capsys)
+        ):
+            assert time.monotonic() < deadline, "the switch never connected to BOC's new front end"
+            time.sleep(0.1)
+        boc.send_signal(signal.SIGTERM)  # the old front end goes: the switch must be on the new one
+        boc.communicate(timeout=30)
+        time.sleep(1.5)  # reports every 0.2 s: on the old link alone, BOC would read down by now
+        assert "BOC up, ICBC up" in str(_reports(capsys)["switch"]["status"])
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        outs = [process.communicate(timeout=30) for process in started]
+    assert f"switch: bank BOC moved to 127.0.0.1:{moved_port}" in outs[1][1], outs[1][1]
+    assert "switch: bank BOC linked to its issuer front end" in outs[1][1]

@@ -194,3 +194,12 @@ def test_a_reversal_of_a_load_the_card_took_reaches_only_the_card_leg(status: st
     chip = bytes.fromhex("5A08" + "6212260000000000" + "9F5B05" + status + "00000000")
     legs = split_other_account_load(TABLE, _other_account_load("0400", icc=chip))
     assert isinstance(legs, TwoLegs) and legs.load_stands is stands
+
+
+def test_a_members_route_to_its_front_end_is_a_host_and_a_port() -> None:
+    assert Member("ICBC", "01020000", "icbc-zpk", ("10.0.0.5", 9585)).front_end == ("10.0.0.5", 9585)
+    for bad in (("", 9585), ("10.0.0.5", 0), ("10.0.0.5", 65536)):
+        with pytest.raises(RoutingError, match="is not a host and port"):
+            Member("ICBC", "01020000", "icbc-zpk", bad)
+    moved = RoutingTable([Member("ICBC", "01020000", "icbc-zpk", ("10.0.0.6", 9585))], [])
+    assert moved.members != RoutingTable([ICBC], []).members  # a route changed is a table changed

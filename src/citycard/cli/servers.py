@@ -246,13 +246,14 @@ def serve_acquirer(
 @app.command("switch")
 def serve_switch(
     issuer: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--issuer",
-            help="a bank's issuer front end, CODE=HOST:PORT (repeat for each bank)",
+            help="a bank's issuer front end, CODE=HOST:PORT (repeat for each bank); the other banks' are"
+            " their routes (citycard serve route), followed while it runs",
             show_default=False,
         ),
-    ],
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -281,7 +282,7 @@ def serve_switch(
     from citycard.hosts.switch import SwitchLimits
 
     addresses: dict[str, tuple[str, int]] = {}
-    for text in issuer:
+    for text in issuer or []:
         try:
             code, address = parse_issuer(text)
         except ValueError as exc:
@@ -298,10 +299,18 @@ def serve_switch(
     _logging(verbose)
     with open_issuer() as platform:
         try:
-            switch = build_switch(platform, addresses, host=host, port=port, limits=limits)
+            switch = build_switch(
+                platform, addresses, host=host, port=port, limits=limits, follow_routes=True
+            )
         except UnknownBank as exc:
             raise fail(str(exc), 2) from None
-        routes = ", ".join(f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items()))
+        given = [f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items())]
+        routed = [
+            f"{m.bank_code} -> {m.front_end[0]}:{m.front_end[1]} (route)"
+            for m in switch.table.members
+            if m.front_end is not None and m.bank_code not in addresses
+        ]
+        routes = ", ".join(given + routed) or "no bank routed yet: citycard serve route"
         bins = len(switch.table.bins)
         banner = f"switch listening on {host}:{{port}} ({bins} BIN ranges; {routes}); Ctrl-C to stop"
         _listen(switch, banner, host, port, status_every, ("switch", report_every), stop_timeout)
@@ -367,6 +376,71 @@ def _listen(
 
 
 app.command("card")(card_serve.serve)
+
+
+@app.command("route")
+def serve_route(
+    bank: Annotated[str, typer.Argument(help="the bank's code")],
+    address: Annotated[
+        str | None, typer.Argument(help="HOST:PORT where its issuer front end listens (none: show it)")
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="forget the bank's route")] = False,
+) -> None:
+    """Where the switch reaches a bank's issuer front end. A running ``citycard serve switch`` follows it
+    within seconds (a bank added to the network, a front end moved) unless its ``--issuer`` names the bank."""
+    from citycard.bootstrap import routing_table
+    from citycard.db.switch_repositories import MAX_HOST, SwitchUnitOfWork
+
+    code = bank.upper()
+    with open_issuer() as platform:
+        table = routing_table(platform)
+        if table.member(code) is None:
+            known = ", ".join(m.bank_code for m in table.members) or "none yet: 'citycard bank add'"
+            raise fail(f"no bank {code} (banks: {known})", 2)
+        if address is None and not remove:
+            front = table.member(code).front_end  # type: ignore[union-attr]
+            typer.echo(f"{code} -> {front[0]}:{front[1]}" if front else f"{code}: no route")
+            return
+        if address is not None and remove:
+            raise typer.BadParameter("give an address or --remove, not both")
+        with platform.database.unit_of_work(SwitchUnitOfWork) as uow:
+            if remove:
+                had = uow.routes.remove(code)
+            else:
+                assert address is not None
+                try:
+                    host, port = parse_address(address, "the address")
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc), param_hint="ADDRESS") from None
+                if not host or len(host) > MAX_HOST or port == 0:
+                    raise typer.BadParameter(f"{address!r} is not HOST:PORT", param_hint="ADDRESS")
+                had = uow.routes.set(code, host, port, time.time_ns())
+            uow.commit()
+    if remove:
+        typer.echo(f"{code}: route forgotten" if had else f"{code}: had no route")
+    else:
+        typer.echo(f"{code} -> {host}:{port}" + (" (replaced its route)" if had else ""))
+
+
+@app.command("routes")
+def serve_routes(as_json: JsonFlag = False) -> None:
+    """Each bank and where the switch reaches its issuer front end (``citycard serve route``)."""
+    from citycard.bootstrap import routing_table
+
+    with open_issuer() as platform:
+        table = routing_table(platform)
+    rows = [
+        {
+            "bank": m.bank_code,
+            "front_end": None if m.front_end is None else f"{m.front_end[0]}:{m.front_end[1]}",
+        }
+        for m in table.members
+    ]
+    if as_json:
+        print_json({"routes": rows})
+        return
+    for row in rows:
+        typer.echo(f"{row['bank']:<8} {row['front_end'] or 'no route'}")
 
 
 @app.command("status")

@@ -55,6 +55,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "citycard.db.settlement_tables",
     "citycard.db.clearing_tables",
     "citycard.db.public_tables",
+    "citycard.db.switch_repositories",
 )
 """Modules that define tables on :data:`metadata` (a module not present yet is skipped)."""
 

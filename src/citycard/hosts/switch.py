@@ -39,6 +39,8 @@ restart (``hosts.routing_reload``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -144,10 +146,14 @@ class SwitchFrontEnd:
         zones: Mapping[str, ZoneMac] | None = None,
         reload: Callable[[], RoutingTable] | None = None,
         reload_interval_s: float = DEFAULT_INTERVAL_S,
+        zone_of: Callable[[str], ZoneMac] | None = None,
     ) -> None:
         """``zones``: the zone MAC of each leg, ``"acquirer"`` and each bank code of ``issuers``;
         ``reload``: reads the routing table again (``hosts.routing_reload``; the composition root gives
-        it)."""
+        it). ``zone_of``: given, the switch follows the routes of the table's members (``Member.front_end``,
+        ``citycard serve route``) for the banks ``issuers`` does not name: a bank routed while it runs is
+        linked, a front end moved is linked again at its new address; ``zone_of(code)`` opens that leg's
+        zone MAC."""
         for code in issuers:
             assert table.member(code) is not None, f"bank {code} is not in the routing table"
         self.table = table
@@ -168,6 +174,9 @@ class SwitchFrontEnd:
         self.links: dict[str, Iso8583Link] = {
             code: self._new_link(code, address) for code, address in issuers.items()
         }
+        self._pinned = frozenset(issuers)  # given at the start: their routes in the table are not followed
+        self._zone_of = zone_of
+        self._routing: set[asyncio.Task[None]] = set()
         if zones is None:
             self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
         else:
@@ -196,6 +205,37 @@ class SwitchFrontEnd:
             ),
         )
 
+    def _follow(self, table: RoutingTable) -> None:
+        """Link each bank whose route the table names and that has no link at that address (a bank routed
+        while the switch runs, or a front end moved), on this loop; banks given at the start are left."""
+        for member in table.members:
+            address = member.front_end
+            if address is None or member.bank_code in self._pinned:
+                continue
+            link = self.links.get(member.bank_code)
+            if link is not None and (link.host, link.port) == address:
+                continue
+            task = asyncio.get_running_loop().create_task(self._route(member.bank_code, address))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _route(self, code: str, address: tuple[str, int]) -> None:
+        """Link ``code`` at ``address``: a new link, or one replacing the link at its old address (requests
+        waiting on the old one are answered as unanswered, 91; the next go to the new one)."""
+        assert self._zone_of is not None
+        old = self.links.get(code)
+        try:
+            if old is None:
+                await self.link(code, address, None if self.zones is None else self._zone_of(code))
+                return
+            new = self._new_link(code, address)
+            await new.start()
+            self.links[code] = new
+            log.warning("switch: bank %s moved to %s:%d", code, *address)
+            await old.close()
+        except Exception:  # a zone key missing, a bad address: logged; the next reload tries again
+            log.exception("switch: bank %s not linked at %s:%d", code, *address)
+
     async def link(self, code: str, address: tuple[str, int], zone: ZoneMac | None) -> None:
         """Link a bank that has no link yet (one added while the switch runs) to its front end at
         ``address``, field 64 on the leg under ``zone`` (given when the switch's legs carry MACs): its
@@ -208,12 +248,19 @@ class SwitchFrontEnd:
         link = self._new_link(code, address)
         await link.start()
         self.links[code] = link
-        log.info("switch: bank %s linked to its issuer front end at %s:%d", code, *address)
+        log.warning("switch: bank %s linked to its issuer front end at %s:%d", code, *address)
 
     def _use_table(self, table: RoutingTable) -> None:
-        """A reloaded routing table: the next request is routed by it. A bank it adds that has no link
-        (no ``--issuer`` address) is answered as an issuer that does not answer (91)."""
-        unlinked = sorted(m.bank_code for m in table.members if m.bank_code not in self.links)
+        """A reloaded routing table: the next request is routed by it; with ``zone_of``, the routes it
+        names are followed (:meth:`_follow`). A bank that has no link (no ``--issuer`` address, no route)
+        is answered as an issuer that does not answer (91)."""
+        if self._zone_of is not None:
+            self._follow(table)
+        unlinked = sorted(
+            m.bank_code
+            for m in table.members
+            if m.bank_code not in self.links and (self._zone_of is None or m.front_end is None)
+        )
         if unlinked:
             log.warning(
                 "switch: bank(s) %s have no issuer link: their cards are answered 91", ", ".join(unlinked)
@@ -239,6 +286,10 @@ class SwitchFrontEnd:
     async def start(self) -> None:
         for link in self.links.values():
             await link.start()
+        if self._zone_of is not None:  # the routes the table names at the start
+            self._follow(self.table)
+            for task in list(self._routing):
+                await task
         await self.server.start()
         if self.reload is not None:
             await self.reload.start()
@@ -247,6 +298,9 @@ class SwitchFrontEnd:
         """Stop taking requests, let those in flight finish (the server's drain), then close the links."""
         if self.reload is not None:
             await self.reload.stop()
+        for task in list(self._routing):  # a link being made: done before the links close
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.server.stop()
         for link in self.links.values():
             await link.close()

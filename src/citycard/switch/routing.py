@@ -36,11 +36,14 @@ class RoutingError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Member:
     """A bank on the switch: its code, its acquiring institution id (field 32; None for a bank that has
-    none yet: it can issue but not acquire) and the HSM label of its zone PIN key shared with the switch."""
+    none yet: it can issue but not acquire), the HSM label of its zone PIN key shared with the switch, and
+    where its issuer front end listens when the network keeps its route (``citycard serve route``; None:
+    given at the switch's start, or nowhere yet)."""
 
     bank_code: str
     institution_id: str | None
     zpk_label: str
+    front_end: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.bank_code or not self.bank_code.isascii() or not self.bank_code.isalnum():
@@ -51,6 +54,10 @@ class Member:
             raise RoutingError(f"bank {self.bank_code}", "an institution id is 1 to 11 digits (field 32)")
         if not self.zpk_label:
             raise RoutingError(f"bank {self.bank_code}", "the zone PIN key label is empty")
+        if self.front_end is not None and not (self.front_end[0] and 0 < self.front_end[1] < 65536):
+            raise RoutingError(
+                f"bank {self.bank_code}", f"front end {self.front_end!r} is not a host and port"
+            )
 
 
 @dataclass(frozen=True, slots=True)
