@@ -278,7 +278,7 @@ def serve_switch(
     stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
-    from citycard.bootstrap import UnknownBank, build_switch
+    from citycard.bootstrap import UnknownBank, build_switch, routing_table
     from citycard.hosts.switch import SwitchLimits
 
     addresses: dict[str, tuple[str, int]] = {}
@@ -298,6 +298,12 @@ def serve_switch(
         limits = replace(limits, silent_after_s=silent_after)
     _logging(verbose)
     with open_issuer() as platform:
+        if not addresses and not any(m.front_end for m in routing_table(platform).members):
+            raise fail(  # checked before anything is made (the zone keys of the legs)
+                "no bank's front end to route to: give --issuer CODE=HOST:PORT, or keep a route"
+                " ('citycard serve route CODE HOST:PORT')",
+                2,
+            )
         try:
             switch = build_switch(
                 platform, addresses, host=host, port=port, limits=limits, follow_routes=True
