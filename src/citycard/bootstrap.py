@@ -433,9 +433,10 @@ def open_public(s: Settings, *, say: Say = _quiet) -> Iterator[PublicServices]:
 
 
 # --- the network front ends (issue 8) -------------------------------------------------------------------
-def routing_table(issuer: Issuer) -> RoutingTable:
+def routing_table(issuer: Issuer, *, with_routes: bool = False) -> RoutingTable:
     """The switch's members (each bank with its institution id and zone PIN key label) and BIN routes, as
-    the issuer's database holds them now."""
+    the issuer's database holds them now; ``with_routes``: each member with its front end's route too
+    (``citycard serve route``; read only where routes are followed or shown)."""
     from citycard.db.switch_repositories import SwitchUnitOfWork
     from citycard.issuer.model import bank_key_labels
     from citycard.switch import BinRoute, Member, RoutingTable
@@ -443,8 +444,10 @@ def routing_table(issuer: Issuer) -> RoutingTable:
     with issuer.unit_of_work(read_only=True) as uow:
         banks = uow.banks.list()
         ranges = uow.banks.bin_ranges()
-    with issuer.database.unit_of_work(SwitchUnitOfWork, read_only=True) as switch:
-        routes = switch.routes.all()
+    routes: dict[str, tuple[str, int]] = {}
+    if with_routes:
+        with issuer.database.unit_of_work(SwitchUnitOfWork, read_only=True) as switch:
+            routes = switch.routes.all()
     members = [
         Member(bank.code, bank.institution_id, bank_key_labels(bank.code)["zpk"], routes.get(bank.code))
         for bank in banks
@@ -498,7 +501,7 @@ def build_switch(
     from citycard.hosts.switch import SwitchFrontEnd
     from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 
-    table = routing_table(issuer)
+    table = routing_table(issuer, with_routes=follow_routes)
     _check_banks(table, list(issuers))
     zones = {link: ZoneMac.open(issuer.hsm, link) for link in (ACQUIRER_LINK, *issuers)}  # field 64, each leg
     return SwitchFrontEnd(
@@ -509,7 +512,7 @@ def build_switch(
         port=port,
         limits=limits,
         zones=zones,
-        reload=lambda: routing_table(issuer),  # banks and BINs added while it runs (hosts.routing_reload)
+        reload=lambda: routing_table(issuer, with_routes=follow_routes),  # banks, BINs (and routes) added
         zone_of=(lambda code: ZoneMac.open(issuer.hsm, code)) if follow_routes else None,
     )
 
@@ -709,9 +712,9 @@ class Platform:
         return list(zip(names, addresses, self.statuses, strict=True))
 
     def banks_without_front_end(self) -> list[str]:
-        """The banks of the database that have no front end here (added while the platform runs): a read
-        of the routing table, for a worker thread."""
-        return [m.bank_code for m in routing_table(self._issuer).members if m.bank_code not in self.issuers]
+        """The banks of the switch's routing table (which it reads again every few seconds) that have no
+        front end here: added while the platform runs."""
+        return [m.bank_code for m in self._switch.table.members if m.bank_code not in self.issuers]
 
     async def add_bank(self, code: str) -> Address:
         """Start the front end of bank ``code``, added to the database while the platform runs, on a free

@@ -12,7 +12,7 @@ It serves until ``stopping`` is set (Ctrl-C, SIGTERM) or ``for_s`` seconds have 
 the reverse order: the simulated terminals finish their transaction and upload, the web server closes its
 connections, the acquirer takes no new request and answers those in flight, then the switch and the issuer
 front ends. A bank added while it runs (``citycard bank add``, the console) gets a front end of its own
-within :data:`NEW_BANKS_EVERY_S`, linked to the switch (:func:`new_banks`).
+within seconds of the switch's reading it, linked to the switch (:func:`new_banks`).
 """
 
 from __future__ import annotations
@@ -402,10 +402,10 @@ async def new_banks(
     *,
     every_s: float = NEW_BANKS_EVERY_S,
 ) -> None:
-    """Every ``every_s`` until ``stopping``: a front end for each bank added to the database meanwhile,
-    linked to the switch (``Platform.add_bank``), said and handed to ``on_service``. Until then the switch,
-    which reads the new bank's BINs by itself, answers its cards 91. A read or start that fails is said
-    (once while it fails alike) and tried again next time."""
+    """Every ``every_s`` until ``stopping``: a front end for each bank the switch's routing table has gained
+    meanwhile (the switch reads it every few seconds; no read of its own here), linked to the switch
+    (``Platform.add_bank``), said and handed to ``on_service``. Until then the switch answers its cards 91.
+    A start that fails is said (once while it fails alike) and tried again next time."""
     failing = ""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
@@ -413,8 +413,7 @@ async def new_banks(
         if stopping.is_set():
             return
         try:
-            codes = await asyncio.to_thread(platform.banks_without_front_end)
-            for code in codes:
+            for code in platform.banks_without_front_end():
                 if stopping.is_set():
                     return
                 host, port = await platform.add_bank(code)

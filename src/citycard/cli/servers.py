@@ -298,7 +298,7 @@ def serve_switch(
         limits = replace(limits, silent_after_s=silent_after)
     _logging(verbose)
     with open_issuer() as platform:
-        if not addresses and not any(m.front_end for m in routing_table(platform).members):
+        if not addresses and not any(m.front_end for m in routing_table(platform, with_routes=True).members):
             raise fail(  # checked before anything is made (the zone keys of the legs)
                 "no bank's front end to route to: give --issuer CODE=HOST:PORT, or keep a route"
                 " ('citycard serve route CODE HOST:PORT')",
@@ -399,7 +399,7 @@ def serve_route(
 
     code = bank.upper()
     with open_issuer() as platform:
-        table = routing_table(platform)
+        table = routing_table(platform, with_routes=True)
         if table.member(code) is None:
             known = ", ".join(m.bank_code for m in table.members) or "none yet: 'citycard bank add'"
             raise fail(f"no bank {code} (banks: {known})", 2)
@@ -434,7 +434,7 @@ def serve_routes(as_json: JsonFlag = False) -> None:
     from citycard.bootstrap import routing_table
 
     with open_issuer() as platform:
-        table = routing_table(platform)
+        table = routing_table(platform, with_routes=True)
     rows = [
         {
             "bank": m.bank_code,
