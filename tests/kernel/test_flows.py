@@ -365,3 +365,45 @@ def test_log_inquiry_identifies_the_card_without_moving_money():
         ]
         assert _get_balance(card) == 800 and card.image.nvm["A000000333010101.txn_log"] == logs
         assert card.image.get_int("A000000333010101.atc") == atc + 1
+
+
+def _cryptogram_commands(card, kind, amount_fen, **kw) -> tuple[list[tuple[int, bool]], object]:
+    """(INS, cryptogram flag) of every command the kernel sent, from ``run``'s ``on_event``."""
+    from citycard.kernel.events import SendApdu
+    from citycard.kernel.kernel import Kernel, Transaction
+    from citycard.kernel.runner import run
+
+    from .cardlab import det_rng
+
+    online = kw.pop("online", None)
+    txn = Transaction(kind, NOW, amount_fen, **kw)
+    sent: list[tuple[int, bool]] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, SendApdu):
+            sent.append((event.apdu[1], event.cryptogram))
+
+    extra = {"online": online} if online is not None else {}
+    out = run(Kernel(terminal_config(), txn, det_rng(3)), card.transmit, on_event=on_event, **extra)
+    return sent, out
+
+
+def test_the_kernel_marks_the_commands_the_card_answers_with_a_cryptogram():
+    """A terminal journals a transaction from its first cryptogram command on: the kernel says which
+    command that is with a typed flag, not by the trace's wording (REVIEW.md: no strings steer money)."""
+    sent, out = _cryptogram_commands(new_card("contact", balance_fen=50_000), K.PURCHASE, 1250)
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE
+    assert [ins for ins, flagged in sent if flagged] == [0xAE]  # the one GENERATE AC
+    assert [flagged for ins, flagged in sent if ins == 0xA8] == [False]  # a contact GPO takes no money
+
+    sent, out = _cryptogram_commands(
+        new_card("contact", balance_fen=1_000), K.PURCHASE, 5_000, online=issuer_stub().authorize
+    )
+    assert out.kind is OutcomeKind.APPROVED_ONLINE
+    assert [ins for ins, flagged in sent if flagged] == [0xAE, 0xAE]  # GENERATE AC 1 and 2
+
+    sent, out = _cryptogram_commands(
+        new_card("contactless", balance_fen=5_000), K.PURCHASE, 200, interface="contactless"
+    )
+    assert out.kind is OutcomeKind.APPROVED_OFFLINE
+    assert [ins for ins, flagged in sent if flagged] == [0xA8]  # qPBOC: the card pays in its GPO

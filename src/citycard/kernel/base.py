@@ -411,11 +411,15 @@ class KernelBase:
 
     # -- card I/O ------------------------------------------------------------------------------------------
 
-    def _apdu(self, command: bytes, purpose: str) -> Generator[Event, Answer, tuple[bytes, int]]:
-        """Send ``command``; follows ``61xx`` (GET RESPONSE) and ``6Cxx`` (resend with Le), bounded."""
+    def _apdu(
+        self, command: bytes, purpose: str, *, cryptogram: bool = False
+    ) -> Generator[Event, Answer, tuple[bytes, int]]:
+        """Send ``command``; follows ``61xx`` (GET RESPONSE) and ``6Cxx`` (resend with Le), bounded.
+        ``cryptogram``: the card answers it with an application cryptogram (:attr:`SendApdu.cryptogram`)."""
         data = b""
         for _ in range(MAX_RESPONSE_CHAINING):
-            answer = yield SendApdu(command, purpose)
+            answer = yield SendApdu(command, purpose, cryptogram)
+            cryptogram = False  # a GET RESPONSE or a resend with Le only fetches that answer
             if isinstance(answer, CardRemoved):
                 raise _Removed(answer.reason)
             if not isinstance(answer, CardResponse):

@@ -48,7 +48,12 @@ class SendApdu:
     """Send this command APDU to the card; answer with :class:`CardResponse` or :class:`CardRemoved`."""
 
     apdu: bytes
-    purpose: str = ""  # e.g. "GENERATE AC 1", for traces
+    purpose: str = ""  # e.g. "GENERATE AC 1", for traces only: nothing steers on it
+    cryptogram: bool = False
+    """The card answers this command with an application cryptogram, and may take money from its offline
+    balance in doing so: a GENERATE AC, or a qPBOC card's GET PROCESSING OPTIONS. A terminal journals the
+    transaction from the first such command on (written ahead of it), so that a tear after it is recovered
+    and an offline approval uploaded, never lost."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,9 +131,10 @@ class Kernel(
         self._pdol_data = data
         body = tlv.encode("83", data)
         command = bytes((0x80, 0xA8, 0x00, 0x00, len(body))) + body + b"\x00"
-        if "9F66" in self.term and "9F66" in {t for t, _ in parse_dol(pdol)}:
+        qpboc = "9F66" in self.term and "9F66" in {t for t, _ in parse_dol(pdol)}
+        if qpboc:
             self._debit_sent = True  # a qPBOC card may debit its EC balance in the GPO
-        resp, sw = yield from self._apdu(command, "GET PROCESSING OPTIONS")
+        resp, sw = yield from self._apdu(command, "GET PROCESSING OPTIONS", cryptogram=qpboc)
         if sw in (0x6985, 0x6984, 0x6986):
             self._debit_sent = False
             raise _NextCandidate
@@ -221,7 +222,7 @@ class Kernel(
             self._cdol1_data = data
         if requested != CID_AAC or dol_tag == "8D":
             self._debit_sent = True
-        resp, sw = yield from self._apdu(command, purpose)
+        resp, sw = yield from self._apdu(command, purpose, cryptogram=True)
         if sw != 0x9000:
             raise CardError(f"{purpose}: status {sw:04X}")
         objs = tlv.decode(resp)

@@ -382,10 +382,7 @@ class PosTerminal:
             nonlocal entry
             if entry is not None or not isinstance(event, SendApdu):
                 return
-            debit = event.purpose == "GENERATE AC 1" or (
-                event.purpose == "GET PROCESSING OPTIONS" and txn.interface == "contactless"
-            )
-            if debit:  # contact: the card's records (PAN, PSN) are read; qPBOC: not yet
+            if event.cryptogram:  # contact: the card's records (PAN, PSN) are read; qPBOC: not yet
                 un = kernel.term.get("9F37", b"").hex().upper()
                 pan = cn_digits(kernel.card.get("5A", b""))
                 psn = kernel.card.get("5F34", b"").hex()
