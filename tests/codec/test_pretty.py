@@ -173,9 +173,12 @@ def test_pboc_iad_for_unionpay_only() -> None:
     # docs/card-profile.md §9: 07 DKI CVN 03 CVR(3) 01 ‖ 0A 01 EC balance (5) MAC (4)
     iad = H("07010103A00000010A010000001000AABBCCDD")
     assert render_value("9F10", iad, rid=RID_UNIONPAY) == (
-        "DKI 01, CVN 01, CVR A00000, algorithm 01, EC balance 10.00, MAC AABBCCDD"
+        "DKI 01, CVN 01, CVR A00000 (first AC ARQC; second AC not requested), algorithm 01,"
+        " EC balance 10.00, MAC AABBCCDD"
     )
-    assert render_value("9F10", iad[:8], rid=RID_UNIONPAY) == "DKI 01, CVN 01, CVR A00000, algorithm 01"
+    assert render_value("9F10", iad[:8], rid=RID_UNIONPAY) == (
+        "DKI 01, CVN 01, CVR A00000 (first AC ARQC; second AC not requested), algorithm 01"
+    )
     assert render_value("9F10", iad) is None  # other schemes lay out their IAD differently
     assert render_value("9F10", H("0601"), rid=RID_UNIONPAY) is None
 

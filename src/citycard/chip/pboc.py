@@ -12,6 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citycard.codec.dol import parse_dol
+from citycard.codec.emvbits import (
+    CID_AAC,
+    CID_ARQC,
+    CID_TC,
+    CVR_DDA_PERFORMED,
+    CVR_ISSUER_AUTH_FAILED,
+    CVR_LAST_ISSUER_AUTH_FAILED,
+    CVR_LAST_ONLINE_INCOMPLETE,
+    CVR_LENGTH,
+    CVR_PIN_FAILED,
+    CVR_PIN_PERFORMED,
+    CVR_PIN_TRY_LIMIT_EXCEEDED,
+    CVR_SCRIPT_FAILED,
+    cvr_first_ac_bits,
+    cvr_second_ac_bits,
+)
 from citycard.codec.money import bcd_amount
 from citycard.crypto.mac import mac_alg3
 
@@ -92,7 +108,6 @@ AIP_QPBOC = AIP_CONTACT
 """The same AIP as on contact: the static data to be authenticated (and so the ICC certificate) covers
 the AIP of the GPO response (EMV Book 3 §10.3), so both interfaces must return the signed one."""
 
-CID_AAC, CID_TC, CID_ARQC = 0x00, 0x40, 0x80
 APPROVED_ARCS = frozenset({b"00", b"10", b"11"})
 """Authorisation response codes ``8A`` that approve (ISO 8583 field 39, ASCII)."""
 
@@ -124,19 +139,22 @@ class Cvr:
     dda_performed: bool = False
 
     def to_bytes(self) -> bytes:
-        b1 = _CVR_SECOND_AC.get(self.second_ac, 0x80)
-        b1 |= _CVR_FIRST_AC[self.first_ac]
-        b1 |= 0x08 * self.issuer_auth_failed | 0x04 * self.pin_performed | 0x02 * self.pin_failed
-        b2 = 0x80 * self.last_online_incomplete | 0x40 * self.pin_try_limit_exceeded
-        b2 |= 0x08 * self.last_issuer_auth_failed
-        b3 = min(self.scripts_processed, 15) << 4 | 0x08 * self.script_failed | 0x02 * self.dda_performed
-        return bytes((b1, b2, b3))
-
-
-_CVR_SECOND_AC: dict[int | None, int] = {None: 0x80, CID_AAC: 0x00, CID_TC: 0x40}
-"""CVR byte 1 bits 8–7: the CID of the second GENERATE AC (``10``: not requested; ARQC reads as that too)."""
-_CVR_FIRST_AC: dict[int | None, int] = {None: 0x00, CID_AAC: 0x00, CID_TC: 0x10, CID_ARQC: 0x20}
-"""CVR byte 1 bits 6–5: the CID of the first GENERATE AC."""
+        cvr = bytearray(CVR_LENGTH)
+        cvr[0] = cvr_second_ac_bits(self.second_ac) | cvr_first_ac_bits(self.first_ac)
+        cvr[2] = min(self.scripts_processed, 15) << 4
+        for flag, on in (
+            (CVR_ISSUER_AUTH_FAILED, self.issuer_auth_failed),
+            (CVR_PIN_PERFORMED, self.pin_performed),
+            (CVR_PIN_FAILED, self.pin_failed),
+            (CVR_LAST_ONLINE_INCOMPLETE, self.last_online_incomplete),
+            (CVR_PIN_TRY_LIMIT_EXCEEDED, self.pin_try_limit_exceeded),
+            (CVR_LAST_ISSUER_AUTH_FAILED, self.last_issuer_auth_failed),
+            (CVR_SCRIPT_FAILED, self.script_failed),
+            (CVR_DDA_PERFORMED, self.dda_performed),
+        ):
+            if on:
+                cvr[flag[0]] |= flag[1]
+        return bytes(cvr)
 
 
 def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> bytes:

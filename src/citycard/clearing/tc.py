@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from citycard.codec.emvbits import CID_TC, cid_type
 from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
 from citycard.crypto.cryptograms import CryptogramDataError, ac_input
 
 __all__ = ["TcData", "TcDataError", "parse_tc"]
 
-_CID_TC = 0x40  # 9F27 bits 8-7 = 01: a TC (EMV Book 3 Annex C6.1)
 _REQUIRED = ("9F26", "9F36", "9F10", "9F37", "9F02", "9A", "82")
 
 
@@ -61,7 +61,7 @@ def parse_tc(field55: bytes) -> TcData:
     if missing:
         raise TcDataError(f"lacks {', '.join(missing)}")
     cid = tags.get("9F27", b"")
-    if cid and cid[0] & 0xC0 != _CID_TC:
+    if cid and cid_type(cid[0]) != CID_TC:
         raise TcDataError(f"cryptogram information {cid.hex().upper()} is not a TC")
     if len(tags["9F26"]) != 8 or len(tags["9F36"]) != 2 or len(tags["9A"]) != 3:
         raise TcDataError("9F26 must be 8 bytes, 9F36 2 and 9A 3")

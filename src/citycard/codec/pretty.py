@@ -25,6 +25,15 @@ from collections.abc import Callable
 from citycard.codec.apdu import ApduError, CommandApdu, ResponseApdu, sw_meaning
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import DolError, parse_dol, split_dol_data
+from citycard.codec.emvbits import (
+    AIP_BITS,
+    CID_NAMES,
+    CVR_BITS,
+    TSI_BITS,
+    TVR_BITS,
+    cvr_first_ac,
+    cvr_scripts,
+)
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
@@ -50,57 +59,11 @@ _DATE_TAGS = frozenset({"9A", "5F24", "5F25"})
 _TIME_TAGS = frozenset({"9F21"})
 _DOL_TAGS = frozenset({"8C", "8D", "97", "9F38", "9F49", "9F4F", "DF4F"})
 _PAN_TAGS = frozenset({"5A", "57", "56"})
-_CID_TYPES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC", 0xC0: "RFU"}
 _CID_REASONS = {1: "service not allowed", 2: "PIN try limit exceeded", 3: "issuer authentication failed"}
 
-# Bit names, (byte index, mask) -> meaning. EMV 4.3 Book 3 Annex C (AIP C1, TVR C5, TSI C6); JR/T 0025.12
-# and Visa contactless for TTQ and CTQ (as the qPBOC kernel reads them).
+# Bit names, (byte index, mask) -> meaning: AIP, TVR, TSI and CVR in citycard.codec.emvbits (the kernel's
+# own); TTQ and CTQ here, after JR/T 0025.12 and Visa contactless (as the qPBOC kernel reads them).
 _Bits = dict[tuple[int, int], str]
-_AIP_BITS: _Bits = {
-    (0, 0x40): "SDA supported",
-    (0, 0x20): "DDA supported",
-    (0, 0x10): "cardholder verification supported",
-    (0, 0x08): "terminal risk management to be performed",
-    (0, 0x04): "issuer authentication supported",
-    (0, 0x01): "CDA supported",
-}
-_TVR_BITS: _Bits = {
-    (0, 0x80): "offline data authentication not performed",
-    (0, 0x40): "SDA failed",
-    (0, 0x20): "ICC data missing",
-    (0, 0x10): "card on terminal exception file",
-    (0, 0x08): "DDA failed",
-    (0, 0x04): "CDA failed",
-    (0, 0x02): "SDA selected",
-    (1, 0x80): "ICC and terminal have different application versions",
-    (1, 0x40): "expired application",
-    (1, 0x20): "application not yet effective",
-    (1, 0x10): "requested service not allowed for card product",
-    (1, 0x08): "new card",
-    (2, 0x80): "cardholder verification not successful",
-    (2, 0x40): "unrecognised CVM",
-    (2, 0x20): "PIN try limit exceeded",
-    (2, 0x10): "PIN entry required, PIN pad not present or not working",
-    (2, 0x08): "PIN entry required, PIN pad present, PIN not entered",
-    (2, 0x04): "online PIN entered",
-    (3, 0x80): "transaction exceeds floor limit",
-    (3, 0x40): "lower consecutive offline limit exceeded",
-    (3, 0x20): "upper consecutive offline limit exceeded",
-    (3, 0x10): "transaction selected randomly for online processing",
-    (3, 0x08): "merchant forced transaction online",
-    (4, 0x80): "default TDOL used",
-    (4, 0x40): "issuer authentication failed",
-    (4, 0x20): "script processing failed before final GENERATE AC",
-    (4, 0x10): "script processing failed after final GENERATE AC",
-}
-_TSI_BITS: _Bits = {
-    (0, 0x80): "offline data authentication performed",
-    (0, 0x40): "cardholder verification performed",
-    (0, 0x20): "card risk management performed",
-    (0, 0x10): "issuer authentication performed",
-    (0, 0x08): "terminal risk management performed",
-    (0, 0x04): "script processing performed",
-}
 _TTQ_BITS: _Bits = {
     (0, 0x80): "mag-stripe mode supported",
     (0, 0x20): "qPBOC/qVSDC supported",
@@ -232,7 +195,7 @@ def _log_entry(value: bytes) -> str | None:
 def _cid(value: bytes) -> str | None:
     if len(value) != 1:
         return None
-    parts = [_CID_TYPES[value[0] & 0xC0]]
+    parts = [CID_NAMES[value[0] & 0xC0]]
     if value[0] & 0x08:
         parts.append("advice required")
     if value[0] & 0x07 in _CID_REASONS:
@@ -272,11 +235,24 @@ def _cvm_results(value: bytes) -> str | None:
     return f"{_cvm_rule(value[:2])}: {result}"
 
 
+def _cvr(cvr: bytes) -> str:
+    """The card verification results: the cryptograms' types, the bits set, the scripts counted."""
+    second = "not requested" if cvr[0] & 0xC0 == 0x80 else CID_NAMES[cvr[0] & 0xC0]  # bits 8-7 as in a CID
+    parts = [f"first AC {CID_NAMES[cvr_first_ac(cvr)]}", f"second AC {second}"]
+    parts += [name for (i, mask), name in CVR_BITS.items() if cvr[i] & mask]
+    scripts, _ = cvr_scripts(cvr)
+    if scripts:
+        parts.append(f"{scripts} issuer script command{'s' if scripts > 1 else ''} processed")
+    return "; ".join(parts)
+
+
 def _pboc_iad(value: bytes) -> str | None:
     """JR/T 0025.5 issuer application data: ``07 DKI CVN 03 CVR(3) alg`` [``0A 01 EC balance(5) MAC(4)``]."""
     if len(value) < 8 or value[0] != 0x07 or value[3] != 0x03:
         return None
-    out = f"DKI {value[1]:02X}, CVN {value[2]:02X}, CVR {value[4:7].hex().upper()}, algorithm {value[7]:02X}"
+    cvr = value[4:7]
+    out = f"DKI {value[1]:02X}, CVN {value[2]:02X}, CVR {cvr.hex().upper()} ({_cvr(cvr)})"
+    out += f", algorithm {value[7]:02X}"
     rest = value[8:]
     if len(rest) == 11 and rest[0] == 0x0A and rest[1] == 0x01:
         balance = _amount(rest[2:7])
@@ -298,9 +274,9 @@ _STRUCTURED: dict[str, Callable[[bytes], str | None]] = {
     "9F4D": _log_entry,
     "DF4D": _log_entry,
     "9F27": _cid,
-    "82": _bits(_AIP_BITS, 2),
-    "95": _bits(_TVR_BITS, 5),
-    "9B": _bits(_TSI_BITS, 2),
+    "82": _bits(AIP_BITS, 2),
+    "95": _bits(TVR_BITS, 5),
+    "9B": _bits(TSI_BITS, 2),
     "9F66": _bits(_TTQ_BITS, 4),
     "9F6C": _bits(_CTQ_BITS, 2),
     "8E": _cvm_list,
@@ -471,7 +447,7 @@ def _command_detail(cmd: CommandApdu, rid: str | None) -> str:
         tag = _data_tag(p1, p2)
         return f"{tag} {tag_name(tag, rid)}"
     if ins == 0xAE:
-        kind = _CID_TYPES[p1 & 0xC0]
+        kind = CID_NAMES[p1 & 0xC0]
         return f"{kind} requested{', CDA' if p1 & 0x10 else ''}"
     if ins == 0x20:
         return {0x80: "plaintext PIN", 0x88: "enciphered PIN"}.get(p2, f"P2 {p2:02X}")

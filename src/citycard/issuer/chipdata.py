@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from citycard.codec.emvbits import CID_ARQC, CVR_PIN_FAILED, CVR_PIN_PERFORMED, cvr_has
 from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
 from citycard.crypto.cryptograms import CryptogramDataError, ac_input, cvr_from_iad
@@ -31,14 +32,11 @@ __all__ = [
 
 REQUIRED_TAGS = ("9F26", "9F36", "9F10", "9F37", "9F02", "9F03", "9F1A", "95", "5F2A", "9A", "9C", "82")
 """What an online authorization's field 55 must carry: the ARQC and the data it covers."""
-_ARQC = 0x80  # CID bits 8-7 = 10: an ARQC (EMV Book 3 Annex C6.1)
 _OFFLINE_PIN_CVMS = frozenset({0x01, 0x03, 0x04, 0x05})  # EMV Book 3 Annex C3: PIN verified by the ICC
 _CVM_ONLINE_PIN = 0x02  # EMV Book 3 Annex C3: online enciphered PIN
 _CVM_RESULT_SUCCESSFUL = 0x02  # EMV Book 3 Annex A, CVM results byte 3
 _CVM_RESULT_FAILED = 0x01
 _CTQ_ONLINE_PIN = 0x80  # CTQ (9F6C) byte 1 bit 8, JR/T 0025.12: the card asks for an online PIN
-_CVR_PIN_PERFORMED = 0x04  # CVR byte 1 bit 3 (docs/card-profile.md §9, VIS/PBOC layout)
-_CVR_PIN_FAILED = 0x02  # CVR byte 1 bit 2
 _SCRIPT_RESULT_LENGTH = 5
 _SCRIPT_PROCESSED = 2  # 9F5B byte 1 high nibble: script processed successfully
 
@@ -114,7 +112,8 @@ class ChipData:
         2010) makes the terminal believe a PIN was verified that the card never saw."""
         cvm = self.cvm_results or b""
         claimed = len(cvm) == 3 and cvm[0] & 0x3F in _OFFLINE_PIN_CVMS and cvm[2] == _CVM_RESULT_SUCCESSFUL
-        return claimed and (not self.cvr[1] & _CVR_PIN_PERFORMED or bool(self.cvr[1] & _CVR_PIN_FAILED))
+        cvr = self.cvr[1:]
+        return claimed and (not cvr_has(cvr, CVR_PIN_PERFORMED) or cvr_has(cvr, CVR_PIN_FAILED))
 
 
 def parse_chip_data(field55: bytes) -> ChipData:
@@ -135,7 +134,7 @@ def parse_chip_data(field55: bytes) -> ChipData:
     if len(tags["9F36"]) != 2 or len(tags["9F26"]) != 8:
         raise ChipDataError("ATC must be 2 bytes and the ARQC 8")
     cid = tags["9F27"][0] if tags.get("9F27") else None
-    if "9F27" in tags and tags["9F27"][:1] != bytes((_ARQC,)):
+    if "9F27" in tags and tags["9F27"][:1] != bytes((CID_ARQC,)):
         raise ChipDataError("the cryptogram is not an ARQC")
     terminal = tags.get("9F1C")
     return ChipData(

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from citycard.codec.emvbits import cvr_scripts
 from citycard.ledger.model import CreateTransferResult, Transfer
 
 from .chipdata import ChipData
@@ -479,7 +480,7 @@ def confirm_records(records: Sequence[CardRecord], chip: ChipData, last_atc: int
     as VIS): written when that transaction was the one they were sent in (``last_atc``, the highest ATC the
     issuer had seen) and the card processed every command of its scripts; otherwise pending again (sent
     again: an UPDATE RECORD writes the same bytes twice harmlessly)."""
-    processed, failed = chip.cvr[3] >> 4, bool(chip.cvr[3] & 0x08)
+    processed, failed = cvr_scripts(chip.cvr[1:])
     out = []
     for r in records:
         if r.state is RecordState.SENT:

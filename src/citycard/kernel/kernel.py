@@ -28,6 +28,7 @@ from collections.abc import Generator
 
 from citycard.codec import tlv
 from citycard.codec.dol import parse_dol
+from citycard.codec.emvbits import CID_NAMES, CID_RFU
 from citycard.codec.money import format_amount
 from citycard.codec.tlv import Tlv
 
@@ -255,12 +256,13 @@ class Kernel(
         if len(self.card["9F27"]) != 1 or len(self.card["9F36"]) != 2 or len(self.card["9F26"]) != 8:
             raise CardError(f"{purpose}: CID, ATC or cryptogram of a wrong length")
         got = cid_type(self.card["9F27"][0])
-        if got == 0xC0:
+        if got == CID_RFU:
             raise CardError(f"{purpose}: cryptogram type RFU")
         order = {CID_AAC: 0, CID_ARQC: 1, CID_TC: 2}  # Book 3 §9.3: never above what was asked
         if order[got] > order[requested] or (dol_tag == "8D" and got == CID_ARQC):
-            names = {CID_AAC: "AAC", CID_TC: "TC", CID_ARQC: "ARQC"}
-            raise CardError(f"{purpose}: card returned {names[got]} when {names[requested]} was requested")
+            raise CardError(
+                f"{purpose}: card returned {CID_NAMES[got]} when {CID_NAMES[requested]} was requested"
+            )
         return got
 
     # -- contact flow ------------------------------------------------------------------------------------

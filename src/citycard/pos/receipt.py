@@ -3,6 +3,7 @@ AID and application label, cryptogram, TVR/TSI; EC balance after an electronic-c
 
 from __future__ import annotations
 
+from citycard.codec.emvbits import CID_NAMES, cid_type
 from citycard.codec.iso8583 import Iso8583Error, ResponseCode
 from citycard.codec.money import format_amount
 from citycard.codec.pretty import mask_pan
@@ -54,7 +55,7 @@ def render_receipt(
         _line("RESULT", outcome.kind.value.upper()),
     ]
     if outcome.cryptogram:
-        kind = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get((outcome.cid or 0) & 0xC0, "AC")
+        kind = CID_NAMES[cid_type(outcome.cid or 0)]
         lines.append(_line(kind, outcome.cryptogram.hex().upper()))
     if outcome.atc is not None:
         lines.append(_line("ATC", f"{outcome.atc:04X}"))
