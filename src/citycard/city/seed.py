@@ -30,10 +30,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from citycard.bootstrap import Center, Issuer
 from citycard.center.commands import AddMerchant, AddTerminal
@@ -43,6 +44,7 @@ from citycard.durable import atomic_write
 from citycard.issuer.commands import ActivateCard, AddBank, AddBinRange, AddProduct, Deposit, IssueCards
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import AlreadyExists, Card, CardStatus, DuplicateIssuance, bank_key_labels
+from citycard.issuer.ports import CardQuery
 
 if TYPE_CHECKING:
     from citycard.db import Database
@@ -175,11 +177,31 @@ def _banks(issuer: Issuer, report: SeedReport, progress: Progress) -> None:
         advance(1)
 
 
+_T = TypeVar("_T")
+_PAGE = 1_000
+"""Rows read at a time where the seeding looks at everything there is (no bound that would lose rows)."""
+
+
+class _Pages(Protocol[_T]):
+    def __call__(self, *, limit: int, offset: int) -> list[_T]: ...
+
+
+def _every(page: _Pages[_T]) -> Iterator[_T]:
+    """Every row a listing ``page(limit=, offset=)`` gives, a page at a time, however many there are."""
+    offset = 0
+    while True:
+        rows = page(limit=_PAGE, offset=offset)
+        yield from rows
+        if len(rows) < _PAGE:
+            return
+        offset += len(rows)
+
+
 def _registry(center: Center, report: SeedReport, progress: Progress) -> None:
     city = merchants()
     with center.unit_of_work(read_only=True) as uow:
-        known = {m.merchant_id for m in uow.merchants.find(MerchantQuery(), limit=100_000)}
-        have_terminals = {t.terminal_id for t in uow.terminals.find(None, limit=100_000)}
+        known = {m.merchant_id for m in _every(partial(uow.merchants.find, MerchantQuery()))}
+        have_terminals = {t.terminal_id for t in _every(partial(uow.terminals.find, None))}
     advance = progress("merchants", len(city))
     for m in city:
         if m.merchant_id not in known:
@@ -201,15 +223,13 @@ def _registry(center: Center, report: SeedReport, progress: Progress) -> None:
         advance(1)
 
 
-def _bank_cards(issuer: Issuer, bank_code: str) -> list[Card]:
-    with issuer.unit_of_work(read_only=True) as uow:
-        return uow.cards.list(bank_code, limit=100_000)
-
-
 def _cards(issuer: Issuer, index: int, bank: CityBank, report: SeedReport, progress: Progress) -> None:
     """The bank's pool (chip images, PIN, deposit) first, then the rest in bulk without chip images."""
-    existing = Counter(card.product_code for card in _bank_cards(issuer, bank.code))
-    have_registered, have_anonymous = existing[REGISTERED], existing[ANONYMOUS]
+    with issuer.unit_of_work(read_only=True) as uow:
+        have_registered, have_anonymous = (
+            uow.cards.count(CardQuery(bank_code=bank.code, product_code=product))
+            for product in (REGISTERED, ANONYMOUS)
+        )
     todo = max(0, bank.registered - have_registered) + max(0, bank.anonymous - have_anonymous)
     advance = progress(f"cards of {bank.code}", bank.registered + bank.anonymous)
     advance(min(have_registered, bank.registered) + min(have_anonymous, bank.anonymous))
@@ -271,9 +291,10 @@ def _activate(issuer: Issuer, report: SeedReport, progress: Progress) -> None:
     folder = issuer.home / "cards"
     pending: list[Card] = []
     for bank in BANKS:
-        for card in _bank_cards(issuer, bank.code):
-            if card.status is not CardStatus.ISSUED:
-                continue
+        issued = CardQuery(bank_code=bank.code, status=CardStatus.ISSUED)
+        with issuer.unit_of_work(read_only=True) as uow:
+            cards = list(_every(partial(uow.cards.find, issued)))
+        for card in cards:
             serial = int(card.pan[len(bank.bin) : -1])
             if serial % INACTIVE_EVERY or card_image_path(folder, card.bank_code, card.pan).is_file():
                 pending.append(card)

@@ -588,6 +588,8 @@ def _card_filters(q: CardQuery) -> list[ColumnElement[bool]]:
         where.append(c.holder_id.in_(holders))
     if q.status is not None:
         where.append(c.status == q.status.value)
+    if q.product_code is not None:
+        where.append(c.product_code == q.product_code)
     return where
 
 

@@ -99,6 +99,7 @@ class CardQuery:
     holder_ids: tuple[int, ...] | None = None
     phone: str | None = None
     status: CardStatus | None = None
+    product_code: str | None = None
 
 
 class Cards(Protocol):
