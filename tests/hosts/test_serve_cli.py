@@ -283,12 +283,13 @@ def test_a_service_killed_then_started_again_on_another_port_leaves_no_report_in
     assert f"{forgot} runs on" in err, err
 
 
-def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_and_a_front_end_moved(
+def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_a_front_end_moved_a_route_removed(
     home: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No --issuer: ICBC's route (citycard serve route) is read at the start; BOC added, its front end
     started and routed while the switch runs, is linked within seconds; BOC's front end moved to another
-    port is linked again there. Each link "up" in the switch's status line, as the center reads it."""
+    port is linked again there; BOC's route removed, its link is closed. Each link "up" in the switch's
+    status line, as the center reads it."""
     icbc, icbc_port, _ = _start(home, "issuer", "--bank", "icbc", "--port", "0")
     started = [icbc]
     try:
@@ -328,6 +329,18 @@ def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_and_a_fro
         boc.communicate(timeout=30)
         time.sleep(1.5)  # reports every 0.2 s: on the old link alone, BOC would read down by now
         assert "BOC up, ICBC up" in str(_reports(capsys)["switch"]["status"])
+
+        assert cli(["serve", "route", "BOC", "--remove"]) == 0  # the switch lets BOC's link go
+        reports = _until(capsys, lambda r: "switch" in r and "BOC" not in str(r["switch"]["status"]))
+        status = str(reports["switch"]["status"])
+        assert "ICBC up" in status and "BOC" not in status, status
+        deadline = time.monotonic() + 30
+        while not any(
+            r["address"] == at_new and "0 connection(s) open" in str(r["status"])
+            for r in _all_reports(capsys)
+        ):
+            assert time.monotonic() < deadline, "the switch kept its connection to BOC's front end"
+            time.sleep(0.1)
     finally:
         for process in reversed(started):
             if process.poll() is None:
@@ -335,3 +348,4 @@ def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_and_a_fro
         outs = [process.communicate(timeout=30) for process in started]
     assert f"switch: bank BOC moved to 127.0.0.1:{moved_port}" in outs[1][1], outs[1][1]
     assert "switch: bank BOC linked to its issuer front end" in outs[1][1]
+    assert f"switch: bank BOC's route removed: its link to 127.0.0.1:{moved_port} closed" in outs[1][1]

@@ -393,7 +393,8 @@ def serve_route(
     remove: Annotated[bool, typer.Option("--remove", help="forget the bank's route")] = False,
 ) -> None:
     """Where the switch reaches a bank's issuer front end. A running ``citycard serve switch`` follows it
-    within seconds (a bank added to the network, a front end moved) unless its ``--issuer`` names the bank."""
+    within seconds (a bank added to the network, a front end moved, a route removed: its link closed)
+    unless its ``--issuer`` names the bank."""
     from citycard.bootstrap import routing_table
     from citycard.db.switch_repositories import MAX_HOST, SwitchUnitOfWork
 

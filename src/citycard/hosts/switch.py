@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -152,8 +152,8 @@ class SwitchFrontEnd:
         ``reload``: reads the routing table again (``hosts.routing_reload``; the composition root gives
         it). ``zone_of``: given, the switch follows the routes of the table's members (``Member.front_end``,
         ``citycard serve route``) for the banks ``issuers`` does not name: a bank routed while it runs is
-        linked, a front end moved is linked again at its new address; ``zone_of(code)`` opens that leg's
-        zone MAC."""
+        linked, a front end moved is linked again at its new address, a route removed closes its link;
+        ``zone_of(code)`` opens that leg's zone MAC."""
         for code in issuers:
             assert table.member(code) is not None, f"bank {code} is not in the routing table"
         self.table = table
@@ -176,6 +176,7 @@ class SwitchFrontEnd:
         }
         self._pinned = frozenset(issuers)  # given at the start: their routes in the table are not followed
         self._zone_of = zone_of
+        self._routed: set[str] = set()  # the banks linked by following their routes
         self._routing: set[asyncio.Task[None]] = set()
         if zones is None:
             self.server = Iso8583Server(self.handle, host=host, port=port, limits=self.limits.server)
@@ -207,17 +208,39 @@ class SwitchFrontEnd:
 
     def _follow(self, table: RoutingTable) -> None:
         """Link each bank whose route the table names and that has no link at that address (a bank routed
-        while the switch runs, or a front end moved), on this loop; banks given at the start are left."""
-        for member in table.members:
-            address = member.front_end
-            if address is None or member.bank_code in self._pinned:
+        while the switch runs, or a front end moved), and close the link of a bank linked by its route
+        whose route is gone, on this loop; banks given at the start are left."""
+        routes = {m.bank_code: m.front_end for m in table.members if m.bank_code not in self._pinned}
+        for code in sorted(self._routed):
+            if routes.get(code) is None:
+                self._unroute(code)
+        for code, address in routes.items():
+            if address is None:
                 continue
-            link = self.links.get(member.bank_code)
+            link = self.links.get(code)
             if link is not None and (link.host, link.port) == address:
                 continue
-            task = asyncio.get_running_loop().create_task(self._route(member.bank_code, address))
-            self._routing.add(task)
-            task.add_done_callback(self._routing.discard)
+            self._in_background(self._route(code, address))
+
+    def _in_background(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._routing.add(task)
+        task.add_done_callback(self._routing.discard)
+
+    def _unroute(self, code: str) -> None:
+        """A bank's route was removed: its link is closed (requests waiting on it are answered as
+        unanswered, 91), and its cards are answered 91 until it is routed again."""
+        self._routed.discard(code)
+        link = self.links.pop(code, None)
+        if link is None:
+            return
+        log.warning(
+            "switch: bank %s's route removed: its link to %s:%d closed, its cards are answered 91",
+            code,
+            link.host,
+            link.port,
+        )
+        self._in_background(link.close())
 
     async def _route(self, code: str, address: tuple[str, int]) -> None:
         """Link ``code`` at ``address``: a new link, or one replacing the link at its old address (requests
@@ -227,10 +250,12 @@ class SwitchFrontEnd:
         try:
             if old is None:
                 await self.link(code, address, None if self.zones is None else self._zone_of(code))
+                self._routed.add(code)
                 return
             new = self._new_link(code, address)
             await new.start()
             self.links[code] = new
+            self._routed.add(code)
             log.warning("switch: bank %s moved to %s:%d", code, *address)
             await old.close()
         except Exception:  # a zone key missing, a bad address: logged; the next reload tries again
