@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from citycard.codec.apdu import SW, ApduError, CommandApdu
+from citycard.codec.apdu import SW, ApduError, CommandApdu, Ins
 from citycard.codec.appfile import APP_FILE_SFI, APP_RECORD_LENGTH
 from citycard.codec.dol import DolError, dol_data_length, parse_dol, split_dol_data
 from citycard.codec.money import amount_from_bcd, bcd_amount
@@ -134,22 +134,22 @@ class Card:
         self._fci_cache: dict[tuple[bytes, str], bytes] = {}
         self._static_records: dict[tuple[bytes, int, int], bytes] = {}
         self._handlers: dict[int, tuple[frozenset[int], Callable[[CommandApdu, Transaction], Response]]] = {
-            0xA4: (_ISO, self._select),
-            0xB2: (_ISO, self._read_record),
-            0xA8: (_PROPRIETARY, self._gpo),
-            0xCA: (_PROPRIETARY, self._get_data),
-            0xAE: (_PROPRIETARY, self._generate_ac),
-            0x82: (_ISO, self._external_authenticate),
-            0x88: (_ISO, self._internal_authenticate),
-            0x84: (_ISO, self._get_challenge),
-            0x20: (_ISO, self._verify),
-            0xDA: (_SM, self._put_data),
-            0x1E: (_SM, self._application_block),
-            0x18: (_SM, self._application_unblock),
-            0x16: (_SM, self._card_block),
-            0x24: (_SM, self._pin_change_unblock),
-            0xDE: (_PROPRIETARY, self._update_capp_data_cache),
-            0xDC: (_SM, self._update_record),
+            Ins.SELECT: (_ISO, self._select),
+            Ins.READ_RECORD: (_ISO, self._read_record),
+            Ins.GET_PROCESSING_OPTIONS: (_PROPRIETARY, self._gpo),
+            Ins.GET_DATA: (_PROPRIETARY, self._get_data),
+            Ins.GENERATE_AC: (_PROPRIETARY, self._generate_ac),
+            Ins.EXTERNAL_AUTHENTICATE: (_ISO, self._external_authenticate),
+            Ins.INTERNAL_AUTHENTICATE: (_ISO, self._internal_authenticate),
+            Ins.GET_CHALLENGE: (_ISO, self._get_challenge),
+            Ins.VERIFY: (_ISO, self._verify),
+            Ins.PUT_DATA: (_SM, self._put_data),
+            Ins.APPLICATION_BLOCK: (_SM, self._application_block),
+            Ins.APPLICATION_UNBLOCK: (_SM, self._application_unblock),
+            Ins.CARD_BLOCK: (_SM, self._card_block),
+            Ins.PIN_CHANGE_UNBLOCK: (_SM, self._pin_change_unblock),
+            Ins.UPDATE_CAPP_DATA_CACHE: (_PROPRIETARY, self._update_capp_data_cache),
+            Ins.UPDATE_RECORD: (_SM, self._update_record),
         }
 
     # -- power ---------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ bytes raise :class:`ApduError`, which a card maps to ``6700`` (wrong length).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 __all__ = [
     "SW",
     "ApduError",
     "CommandApdu",
+    "Ins",
     "ResponseApdu",
     "sw_meaning",
 ]
@@ -24,6 +26,43 @@ class ApduError(ValueError):
     def __init__(self, message: str, sw: int = 0x6700) -> None:
         super().__init__(message)
         self.sw = sw
+
+
+class Ins(enum.IntEnum):
+    """The instruction bytes of the commands this platform sends, answers or prints, named once: ISO/IEC
+    7816-4 §5 and EMV Book 3 §6.5 for the interindustry and EMV ones, JR/T 0025.5 for the PBOC issuer script
+    commands, JR/T 0025.1 for the e-purse's (INITIALIZE … GET BALANCE) and JR/T 0025.14 (docs/card-profile.md)
+    for UPDATE CAPP DATA CACHE."""
+
+    CARD_BLOCK = 0x16
+    APPLICATION_UNBLOCK = 0x18
+    APPLICATION_BLOCK = 0x1E
+    VERIFY = 0x20
+    PIN_CHANGE_UNBLOCK = 0x24
+    INITIALIZE = 0x50
+    CREDIT_FOR_LOAD = 0x52
+    DEBIT = 0x54
+    GET_BALANCE = 0x5C
+    EXTERNAL_AUTHENTICATE = 0x82
+    GET_CHALLENGE = 0x84
+    INTERNAL_AUTHENTICATE = 0x88
+    SELECT = 0xA4
+    GET_PROCESSING_OPTIONS = 0xA8
+    GENERATE_AC = 0xAE
+    READ_BINARY = 0xB0
+    READ_RECORD = 0xB2
+    GET_RESPONSE = 0xC0
+    GET_DATA = 0xCA
+    UPDATE_BINARY = 0xD6
+    PUT_DATA = 0xDA
+    UPDATE_RECORD = 0xDC
+    UPDATE_CAPP_DATA_CACHE = 0xDE
+    APPEND_RECORD = 0xE2
+
+    @property
+    def label(self) -> str:
+        """The command's name as the standards write it: ``GENERATE AC``, ``PIN CHANGE/UNBLOCK``."""
+        return "PIN CHANGE/UNBLOCK" if self is Ins.PIN_CHANGE_UNBLOCK else self.name.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from citycard.codec.apdu import ApduError, CommandApdu, ResponseApdu, sw_meaning
+from citycard.codec.apdu import ApduError, CommandApdu, Ins, ResponseApdu, sw_meaning
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import DolError, parse_dol, split_dol_data
 from citycard.codec.emvbits import (
@@ -377,31 +377,7 @@ def format_dol(dol: bytes, rid: str | None = None) -> str:
 
 # --- APDUs (ISO/IEC 7816-4 §5, EMV Book 3 §6.5, JR/T 0025.5 / part 1 purse commands) ---------------------
 
-_INS_NAMES = {
-    0x16: "CARD BLOCK",
-    0x18: "APPLICATION UNBLOCK",
-    0x1E: "APPLICATION BLOCK",
-    0x20: "VERIFY",
-    0x24: "PIN CHANGE/UNBLOCK",
-    0x50: "INITIALIZE",
-    0x52: "CREDIT FOR LOAD",
-    0x54: "DEBIT",
-    0x5C: "GET BALANCE",
-    0x82: "EXTERNAL AUTHENTICATE",
-    0x84: "GET CHALLENGE",
-    0x88: "INTERNAL AUTHENTICATE",
-    0xA4: "SELECT",
-    0xA8: "GET PROCESSING OPTIONS",
-    0xAE: "GENERATE AC",
-    0xB0: "READ BINARY",
-    0xB2: "READ RECORD",
-    0xC0: "GET RESPONSE",
-    0xCA: "GET DATA",
-    0xD6: "UPDATE BINARY",
-    0xDA: "PUT DATA",
-    0xDC: "UPDATE RECORD",
-    0xE2: "APPEND RECORD",
-}
+_INS_NAMES = {ins.value: ins.label for ins in Ins}
 _INITIALIZE_FOR = {
     0x00: "LOAD",
     0x01: "PURCHASE",

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 
+from citycard.codec.apdu import Ins
 from citycard.codec.money import bcd_amount
 
 from .des import _retail, xor
@@ -261,7 +262,7 @@ def verify_script_mac(
     return hmac.compare_digest(expected, tag)
 
 
-EC_BALANCE_HEADER = bytes.fromhex("04DA9F79")
+EC_BALANCE_HEADER = bytes((0x04, Ins.PUT_DATA, 0x9F, 0x79))
 
 
 def ec_load_script(

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from citycard.codec.apdu import Ins
 from citycard.crypto import cryptograms, des, rsa_cert
 from citycard.crypto.derivation import (
     derive_icc_mk_a,
@@ -107,7 +108,9 @@ _LABEL = re.compile(r"^(?!.*(?:^|/)\.{1,2}(?:/|$))[A-Za-z0-9._-]+(?:/[A-Za-z0-9.
 """A key label: 1-64 characters of ``A-Z a-z 0-9 . _ -``, in segments separated by ``/`` (a namespace such as
 ``terminal/<TID>/tmk``; a directory store keeps each segment as a folder), no segment ``.`` or ``..``."""
 _LABEL_MAX = 64
-_PIN_CHANGE = bytes.fromhex("84240002")  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
+_PIN_CHANGE = bytes(
+    (0x84, Ins.PIN_CHANGE_UNBLOCK, 0x00, 0x02)
+)  # PIN CHANGE/UNBLOCK, new PIN without the current one (EMV Book 3)
 _WORKING_KEY_USAGES = frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_X9_19})
 _CHECK_VALUE_SIZE = 4
 """Bytes of a working key's check value in the sign-on response (UnionPay POS practice: 4)."""

@@ -15,7 +15,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from citycard.codec.apdu import CommandApdu
+from citycard.codec.apdu import CommandApdu, Ins
 from citycard.codec.tlv import encode, encode_many
 
 __all__ = [
@@ -396,7 +396,6 @@ class AuthorizationKind(enum.StrEnum):
         return self in _FOLLOW_UPS
 
 
-_APPLICATION_UNBLOCK_INS = 0x18  # 84 18 00 00: APPLICATION UNBLOCK (docs/card-profile.md)
 _FOLLOW_UPS = frozenset({AuthorizationKind.REVERSAL, AuthorizationKind.VOID, AuthorizationKind.REFUND})
 
 
@@ -483,6 +482,6 @@ class AuthorizationResponse:
         if self.arpc:
             out += encode("91", self.arpc + self.arc)
         for i, command in enumerate(self.scripts):
-            template = "71" if CommandApdu.parse(command).ins == _APPLICATION_UNBLOCK_INS else "72"
+            template = "71" if CommandApdu.parse(command).ins == Ins.APPLICATION_UNBLOCK else "72"
             out += encode(template, encode_many([("9F18", i.to_bytes(4, "big")), ("86", command)]))
         return out

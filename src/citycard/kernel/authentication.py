@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from citycard.codec import tlv
+from citycard.codec import commands, tlv
 from citycard.codec.tlv import Tlv
 
 from . import oda
@@ -64,8 +64,7 @@ class AuthenticationSteps(KernelBase):
         self._icc_key = key
         ddol = self.card.get("9F49", self.config.default_ddol)
         data = self._dol_data(ddol)
-        command = bytes((0x00, 0x88, 0x00, 0x00, len(data))) + data + b"\x00"
-        resp, sw = yield from self._apdu(command, "INTERNAL AUTHENTICATE")
+        resp, sw = yield from self._apdu(commands.internal_authenticate(data), "INTERNAL AUTHENTICATE")
         if sw != 0x9000:
             raise CardError(f"INTERNAL AUTHENTICATE: status {sw:04X}")
         objs = tlv.decode(resp)

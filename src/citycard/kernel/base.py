@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from citycard.codec import tlv
+from citycard.codec import commands, tlv
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import build_dol_data
 from citycard.codec.money import amount_from_bcd, bcd_amount
@@ -430,7 +430,7 @@ class KernelBase:
             sw = _sw(raw)
             data += raw[:-2]
             if sw >> 8 == 0x61:
-                command = bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF))
+                command = commands.get_response(sw & 0xFF)
                 purpose = "GET RESPONSE"
                 continue
             if sw >> 8 == 0x6C and not data:
@@ -444,13 +444,11 @@ class KernelBase:
     def _select(
         self, name: bytes, *, next_occurrence: bool = False
     ) -> Generator[Event, Answer, tuple[bytes, int]]:
-        p2 = 0x02 if next_occurrence else 0x00
-        command = bytes((0x00, 0xA4, 0x04, p2, len(name))) + name + b"\x00"
+        command = commands.select(name, next_occurrence=next_occurrence)
         return (yield from self._apdu(command, f"SELECT {name.hex().upper()}"))
 
     def _get_data(self, tag: str) -> Generator[Event, Answer, bytes | None]:
-        tb = bytes.fromhex(tag).rjust(2, b"\x00")
-        data, sw = yield from self._apdu(bytes((0x80, 0xCA, tb[0], tb[1], 0x00)), f"GET DATA {tag}")
+        data, sw = yield from self._apdu(commands.get_data(tag), f"GET DATA {tag}")
         if sw != 0x9000:
             return None
         found = tlv.find(tlv.decode(data), tag)
@@ -473,7 +471,7 @@ class KernelBase:
                 if total > MAX_RECORDS:
                     raise CardError("AFL lists too many records")
                 data, sw = yield from self._apdu(
-                    bytes((0x00, 0xB2, record, (sfi << 3) | 4, 0x00)), f"READ RECORD SFI {sfi} #{record}"
+                    commands.read_record(sfi, record), f"READ RECORD SFI {sfi} #{record}"
                 )
                 if sw != 0x9000:
                     raise CardError(f"READ RECORD SFI {sfi} record {record}: status {sw:04X}")

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["INS_UPDATE_CAPP_DATA_CACHE", "Decision", "Extension", "RecordUpdate"]
+__all__ = ["Decision", "Extension", "RecordUpdate"]
 
-INS_UPDATE_CAPP_DATA_CACHE = 0xDE
 MAX_RECORDS = 8
 
 

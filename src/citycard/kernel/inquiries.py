@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from citycard.codec import commands
 from citycard.codec.dol import parse_dol, split_dol_data
 
 from .base import MAX_LOG_RECORDS, CardError, KernelBase, TransactionKind, _bcd_to_int
@@ -42,9 +43,7 @@ class InquirySteps(KernelBase):
         dol = parse_dol(fmt)
         entries: list[LogEntry] = []
         for record in range(1, count + 1):
-            data, sw = yield from self._apdu(
-                bytes((0x00, 0xB2, record, (sfi << 3) | 4, 0x00)), f"READ RECORD log #{record}"
-            )
+            data, sw = yield from self._apdu(commands.read_record(sfi, record), f"READ RECORD log #{record}")
             if sw != 0x9000:
                 break
             fields: list[tuple[str, bytes]] = []

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from citycard.codec import tlv
+from citycard.codec import commands, tlv
 from citycard.codec.dol import parse_dol
 from citycard.codec.emvbits import CID_NAMES, CID_RFU
 from citycard.codec.money import format_amount
@@ -45,8 +45,8 @@ from .base import (
 )
 from .contactless import ContactlessSteps
 from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind
-from .extension import INS_UPDATE_CAPP_DATA_CACHE, Extension
 from .extension import MAX_RECORDS as MAX_EXTENSION_RECORDS
+from .extension import Extension
 from .inquiries import InquirySteps
 from .risk import RiskSteps
 from .selection import SelectionSteps
@@ -130,8 +130,7 @@ class Kernel(
         pdol = fci.get("9F38", b"")
         data = self._dol_data(pdol) if pdol else b""
         self._pdol_data = data
-        body = tlv.encode("83", data)
-        command = bytes((0x80, 0xA8, 0x00, 0x00, len(body))) + body + b"\x00"
+        command = commands.get_processing_options(data)
         qpboc = "9F66" in self.term and "9F66" in {t for t, _ in parse_dol(pdol)}
         if qpboc:
             self._debit_sent = True  # a qPBOC card may debit its EC balance in the GPO
@@ -183,8 +182,7 @@ class Kernel(
         assert 1 <= sfi <= 30 and len(extension.records) <= MAX_EXTENSION_RECORDS
         records: dict[int, bytes] = {}
         for number in extension.records:
-            command = bytes((0x00, 0xB2, number, (sfi << 3) | 0x04, 0x00))
-            resp, sw = yield from self._apdu(command, "READ RECORD (extension)")
+            resp, sw = yield from self._apdu(commands.read_record(sfi, number), "READ RECORD (extension)")
             if sw == 0x9000:
                 records[number] = resp
             elif sw not in (0x6A82, 0x6A83):
@@ -199,10 +197,7 @@ class Kernel(
             )
         self._set_amount(decision.amount_fen)
         for update in decision.updates:
-            p2 = (sfi << 3) | 0x04
-            command = (
-                bytes((0x80, INS_UPDATE_CAPP_DATA_CACHE, update.number, p2, len(update.data))) + update.data
-            )
+            command = commands.update_capp_data_cache(sfi, update.number, update.data)
             _, sw = yield from self._apdu(command, "UPDATE CAPP DATA CACHE")
             if sw != 0x9000:
                 raise CardError(f"UPDATE CAPP DATA CACHE record {update.number}: status {sw:04X}")
@@ -218,7 +213,7 @@ class Kernel(
         data = self._dol_data(dol)
         cda = self._cda and requested != CID_AAC
         p1 = requested | (0x10 if cda else 0)
-        command = bytes((0x80, 0xAE, p1, 0x00, len(data))) + data + b"\x00"
+        command = commands.generate_ac(p1, data)
         if dol_tag == "8C":
             self._cdol1_data = data
         if requested != CID_AAC or dol_tag == "8D":
@@ -346,8 +341,7 @@ class Kernel(
             self.tsi.set(TSI_ISSUER_AUTH)  # the card checks 91 inside the second GENERATE AC
             return
         self.tsi.set(TSI_ISSUER_AUTH)
-        command = bytes((0x00, 0x82, 0x00, 0x00, len(data))) + data
-        _, sw = yield from self._apdu(command, "EXTERNAL AUTHENTICATE")
+        _, sw = yield from self._apdu(commands.external_authenticate(data), "EXTERNAL AUTHENTICATE")
         if sw != 0x9000:
             self.tvr.set(TVR_ISSUER_AUTH_FAILED)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from citycard.codec import tlv
+from citycard.codec import commands, tlv
 from citycard.codec.tlv import Tlv, TlvError
 
 from .base import MAX_CANDIDATES, MAX_DIRECTORY_RECORDS, PPSE, PSE, CardError, KernelBase, _NextCandidate
@@ -61,7 +61,7 @@ class SelectionSteps(KernelBase):
             sfi = sfi_obj.value[0]
             for record in range(1, MAX_DIRECTORY_RECORDS + 1):
                 rec, rsw = yield from self._apdu(
-                    bytes((0x00, 0xB2, record, (sfi << 3) | 4, 0x00)), f"READ RECORD directory {record}"
+                    commands.read_record(sfi, record), f"READ RECORD directory {record}"
                 )
                 if rsw != 0x9000:
                     break

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Literal
 
+from citycard.codec import commands
 from citycard.crypto.pin import encipher_offline_pin, plaintext_offline_pin_block
 
 from . import cvm as cvmlib
@@ -137,12 +138,11 @@ class VerificationSteps(KernelBase):
                 continue
             p2, block = 0x80, plaintext_offline_pin_block(pin)
             if key is not None:
-                challenge, csw = yield from self._apdu(bytes.fromhex("0084000008"), "GET CHALLENGE")
+                challenge, csw = yield from self._apdu(commands.get_challenge(), "GET CHALLENGE")
                 if csw != 0x9000 or len(challenge) != 8:
                     raise CardError(f"GET CHALLENGE: status {csw:04X}")
                 p2, block = 0x88, encipher_offline_pin(pin, challenge, key.n, key.e, self._rng)
-            command = bytes((0x00, 0x20, 0x00, p2, len(block))) + block
-            _, sw = yield from self._apdu(command, "VERIFY")
+            _, sw = yield from self._apdu(commands.verify(p2, block), "VERIFY")
             if sw == 0x9000:
                 return True
             if sw in (0x6983, 0x6984):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from citycard.codec.apdu import CommandApdu, ResponseApdu
+from citycard.codec import commands
+from citycard.codec.apdu import ResponseApdu
 from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, AppFileError, AppRecord, decode_record
 
 __all__ = ["CardAppsError", "read_applications"]
@@ -22,8 +23,8 @@ class CardAppsError(Exception):
     message)."""
 
 
-def _send(transmit: Callable[[bytes], bytes], command: CommandApdu, what: str) -> ResponseApdu:
-    response = ResponseApdu.parse(transmit(command.to_bytes()))
+def _send(transmit: Callable[[bytes], bytes], command: bytes, what: str) -> ResponseApdu:
+    response = ResponseApdu.parse(transmit(command))
     if not response.ok and response.sw != _SW_FILE_NOT_FOUND:
         raise CardAppsError(f"{what}: status {response.sw:04X}")
     return response
@@ -33,10 +34,10 @@ def read_applications(
     transmit: Callable[[bytes], bytes], aid: bytes = PBOC_DEBIT_AID
 ) -> list[AppRecord] | None:
     """The records of the card's applications file, in record order; None for a card without the file."""
-    _send(transmit, CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, 256), "SELECT")
+    _send(transmit, commands.select(aid), "SELECT")
     records = []
     for number in range(1, len(APP_NUMBERS) + 1):
-        command = CommandApdu(0x00, 0xB2, number, APP_FILE_SFI << 3 | 0x04, b"", 256)
+        command = commands.read_record(APP_FILE_SFI, number)
         response = _send(transmit, command, f"READ RECORD {number} of SFI {APP_FILE_SFI}")
         if response.sw == _SW_FILE_NOT_FOUND:
             return None

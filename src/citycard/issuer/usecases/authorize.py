@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from citycard.codec.apdu import Ins
 from citycard.hsm.api import HsmInputError
 
 from ..chipdata import ChipData, ChipDataError, parse_chip_data
@@ -63,10 +64,11 @@ _TOGETHER: Final = frozenset(
 """Kinds whose legs a group posts in runs, several cards' in one ledger call (``authorize_together``): they
 name no original and touch only their card's accounts and the bank's. The others post alone, after the run
 before them was posted."""
+_SM = 0x84  # CLA of a proprietary command with secure messaging, as every issuer script command (Book 3 §6.3)
 _CARD_SCRIPT_HEADERS = {
-    IssuerScript.PIN_UNBLOCK: bytes.fromhex("84240000"),
-    IssuerScript.APPLICATION_BLOCK: bytes.fromhex("841E0000"),
-    IssuerScript.APPLICATION_UNBLOCK: bytes.fromhex("84180000"),
+    IssuerScript.PIN_UNBLOCK: bytes((_SM, Ins.PIN_CHANGE_UNBLOCK, 0x00, 0x00)),
+    IssuerScript.APPLICATION_BLOCK: bytes((_SM, Ins.APPLICATION_BLOCK, 0x00, 0x00)),
+    IssuerScript.APPLICATION_UNBLOCK: bytes((_SM, Ins.APPLICATION_UNBLOCK, 0x00, 0x00)),
 }
 
 
@@ -580,7 +582,7 @@ def _record_script(record: CardRecord, card: Card, chip: ChipData, deps: Deps) -
     secure-messaging session key (EMV Book 3 §6.5.13 UPDATE RECORD is ISO 7816-4's; the MAC as every
     script command's, ``crypto.cryptograms.script_command``)."""
     smi = deps.key(card.bank_code, "imk_smi")
-    header = bytes((0x84, 0xDC, record.record, record.sfi << 3 | 0x04))
+    header = bytes((_SM, Ins.UPDATE_RECORD, record.record, record.sfi << 3 | 0x04))
     return deps.hsm.script_command(smi, card.pan, card.psn, chip.atc, chip.arqc, header, record.data)
 
 
