@@ -9,10 +9,10 @@ import pytest
 from citycard.chip.personalise import (
     ProductProfile,
     ProfileError,
-    luhn_check_digit,
     make_pan,
     personalise,
 )
+from citycard.codec.pan import luhn_check_digit
 from citycard.crypto.derivation import derive_icc_mk_a
 
 

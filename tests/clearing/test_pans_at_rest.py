@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text, update
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db import Database
 from citycard.db.acquirer_repositories import card_shard, pan_record
 from citycard.db.clearing_tables import clearing_presentments, clearing_seen_tcs, clearing_tcs

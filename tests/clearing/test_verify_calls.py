@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db import Database, clearing_repositories
 from citycard.issuer.handlers import IssuerService
 from citycard.issuer.model import bank_key_labels

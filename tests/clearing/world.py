@@ -22,7 +22,7 @@ from citycard.center.model import TerminalKind
 from citycard.center.ports import CenterDeps
 from citycard.chip.card import Card as ChipCard
 from citycard.clearing import BEIJING
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 from citycard.db import Database
 from citycard.db.acquirer_repositories import acquirer_unit_of_work

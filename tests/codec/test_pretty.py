@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from citycard.codec.pan import mask_pan
 from citycard.codec.pretty import (
     command_hex,
     command_name,
@@ -12,7 +13,6 @@ from citycard.codec.pretty import (
     format_dol,
     format_response,
     format_tlv,
-    mask_pan,
     render_value,
 )
 from citycard.codec.tags import RID_MASTERCARD, RID_UNIONPAY

@@ -10,7 +10,7 @@ import re
 import pytest
 from sqlalchemy import event
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
 from citycard.issuer.commands import IssueCards

@@ -21,7 +21,7 @@ from citycard.bootstrap import WebContext, build_hsm, build_web_context
 from citycard.center.commands import AddMerchant, AddTerminal
 from citycard.center.model import TerminalKind
 from citycard.chip.card import Card as ChipCard
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.config import Settings
 from citycard.db.acquirer_repositories import acquirer_unit_of_work, pan_record
 from citycard.db.clearing_tables import (

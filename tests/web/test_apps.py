@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db.issuer_tables import issuer_cards
 
 from tests.web.conftest import City, ref_of, sign_in, sign_in_card

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db.issuer_tables import issuer_cards
 from citycard.issuer.commands import ActivateCard, IssueCards
 from citycard.issuer.model import CardStatus

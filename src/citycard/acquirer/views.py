@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from citycard.codec.iso8583 import Iso8583Error, decode_message, parse
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 
 from .model import SafEntry, SafKind, SafStatus
 from .ports import AcquirerUnitOfWork

@@ -29,7 +29,7 @@ from typing import Any
 from citycard.codec.appfile import APP_NUMBERS, APP_RECORD_LENGTH
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import dol_data_length
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.crypto.rsa_cert import RsaKey
 
 from .pboc import LOAD_LOG_FORMAT, TRANSIT_LEGACY_RECORDS, TRANSIT_RECORD_LENGTHS, TXN_LOG_FORMAT

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from citycard.codec.appfile import APP_NUMBERS, APP_RECORD_LENGTH, empty_record
+from citycard.codec.pan import luhn_check_digit
 from citycard.codec.tlv import encode_many
 from citycard.crypto.rsa_cert import RsaKey, RsaPublicKey
 
@@ -29,7 +30,6 @@ __all__ = [
     "PersonalisationKeys",
     "ProductProfile",
     "ProfileError",
-    "luhn_check_digit",
     "make_pan",
     "personalise",
     "static_data_to_authenticate",
@@ -182,25 +182,6 @@ class PersonalisationKeys(Protocol):
     def sign_static_data(self, dac: bytes, static_data: bytes) -> bytes:
         """Signed static application data ``93`` (SDA), signed by the issuer key."""
         ...
-
-
-def luhn_check_digit(digits: str) -> str:
-    """The Luhn (ISO/IEC 7812-1 Annex B) check digit for ``digits`` (a PAN without its last digit).
-
-    The one implementation in the project (the issuer's BIN ranges use it too); ``ValueError`` unless
-    ``digits`` is a non-empty string of ASCII decimal digits.
-    """
-    if not digits.isascii() or not digits.isdigit():
-        raise ValueError(f"{digits!r} is not a string of decimal digits")
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str(-total % 10)
 
 
 def make_pan(bin_: str, length: int, serial: int) -> str:

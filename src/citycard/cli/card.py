@@ -33,7 +33,8 @@ from citycard.codec.apdu import sw_meaning
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import parse_dol, split_dol_data
 from citycard.codec.money import parse_yuan
-from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
+from citycard.codec.pan import mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, find_card_image, is_pan, load_card, save_card

@@ -29,7 +29,8 @@ from rich.table import Table
 from citycard.codec import tlv
 from citycard.codec.apdu import sw_meaning
 from citycard.codec.money import format_amount, parse_yuan
-from citycard.codec.pretty import command_hex, format_tlv, mask_pan, transaction_type_name
+from citycard.codec.pan import mask_pan
+from citycard.codec.pretty import command_hex, format_tlv, transaction_type_name
 from citycard.config import settings
 from citycard.demokeys import DEMO_DATA_KEY, DemoKeyError, DemoKeys
 from citycard.files import BusyError, CardFile, exclusive_lock, is_pan

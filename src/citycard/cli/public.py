@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citycard.bootstrap import HomeFolderError, PublicServices, safe_url
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.config import settings
 from citycard.pos.terminal import self_service_config
 from citycard.public.commands import DisableApplication, EnableApplication, Inquire, SeedRecords

@@ -7,7 +7,6 @@ atomically after every command that changed it. Ctrl-C stops it cleanly.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from citycard.chip.image import ImageError
 from citycard.config import settings
 from citycard.files import BusyError
+from citycard.logs import configure as configure_logging
 from citycard.pcsc.vpcd import VpcdError, parse_address, serve_card_file
 
 __all__ = ["serve"]
@@ -38,7 +38,7 @@ def serve(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Serve CARD into the vpcd virtual reader until Ctrl-C."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    configure_logging(verbose=verbose, fmt="%(message)s")
     config = settings()
     try:
         host, port = parse_address(vpcd) if vpcd else (config.vpcd_host, config.vpcd_port)

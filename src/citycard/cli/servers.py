@@ -20,7 +20,6 @@ the process after ``--stop-timeout`` or at a second signal (:mod:`.stopping`). E
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 import typer
 
 from citycard.config import parse_address, settings
+from citycard.logs import configure as configure_logging
 from citycard.net.loop import run as run_loop
 from citycard.net.loop import server_heap
 
@@ -139,7 +139,7 @@ async def _serve(
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    configure_logging(verbose=verbose, fmt="%(name)s: %(message)s")
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="address to listen on")]

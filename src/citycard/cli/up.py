@@ -34,6 +34,7 @@ import typer
 from rich.console import Console
 
 from citycard.config import Settings, parse_address, settings
+from citycard.logs import configure as configure_logging
 from citycard.net.loop import run as run_loop
 from citycard.net.loop import server_heap
 
@@ -107,6 +108,7 @@ def up(
     --for SECONDS); then those in flight are answered, the acquirer's queue stays on disk."""
     from citycard.bootstrap import UnknownBank
 
+    configure_logging(verbose=False, fmt="%(message)s")  # the services' warnings, PANs masked
     s = settings()
     acquirer_at = parse_listen(acquirer, "--acquirer") if acquirer else parse_address(s.acquirer)
     switch_at = parse_listen(switch, "--switch") if switch else parse_address(s.switch)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from citycard.config import settings
+from citycard.logs import mask_handlers
 
 from .bank import fail
 
@@ -72,6 +73,8 @@ def serve(
         raise fail(str(exc), 2) from None
     try:
         typer.echo(f"web console on http://{host}:{port}")
-        uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+        config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="info")
+        mask_handlers("", "uvicorn", "uvicorn.error", "uvicorn.access")  # configured by Config: PANs masked
+        uvicorn.Server(config).run()
     finally:
         ctx.close()

@@ -34,6 +34,7 @@ from citycard.codec.emvbits import (
     cvr_first_ac,
     cvr_scripts,
 )
+from citycard.codec.pan import mask_pan
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
 from citycard.codec.tlv import Tlv, TlvError, decode
 
@@ -46,7 +47,6 @@ __all__ = [
     "format_dol",
     "format_response",
     "format_tlv",
-    "mask_pan",
     "render_value",
     "transaction_type_name",
 ]
@@ -114,13 +114,6 @@ _CVM_CONDITIONS = {
     0x09: "if in application currency and over Y",
 }
 _CVM_RESULTS = {0x00: "unknown", 0x01: "failed", 0x02: "successful"}
-
-
-def mask_pan(digits: str) -> str:
-    """A PAN (or any digit string) with all but the first 6 and last 4 digits replaced by ``*``."""
-    if len(digits) <= 10:
-        return "*" * len(digits)
-    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
 
 
 def _digits(value: bytes) -> str:

@@ -86,7 +86,7 @@ from citycard.clearing import (
     parse_tc,
 )
 from citycard.codec.iso8583 import BusRide
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.hsm.api import MAX_CARDS_ACS, Hsm, KeyHandle
 from citycard.hsm.protection import RecordProtection
 from citycard.issuer.commands import RecordOfflineClearing

@@ -117,7 +117,7 @@ from citycard.codec.iso8583 import (
     service_reference,
     transaction_type,
 )
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.net.link import (
     Iso8583Link,

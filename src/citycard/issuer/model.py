@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
 
-from citycard.chip.personalise import luhn_check_digit
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import luhn_check_digit, mask_pan
 from citycard.ledger.model import MAX_ID
 
 __all__ = [

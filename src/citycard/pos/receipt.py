@@ -6,7 +6,7 @@ from __future__ import annotations
 from citycard.codec.emvbits import CID_NAMES, cid_type
 from citycard.codec.iso8583 import Iso8583Error, ResponseCode
 from citycard.codec.money import format_amount
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import Outcome, OutcomeKind
 

@@ -24,7 +24,7 @@ from citycard.codec.cn import cn_digits
 from citycard.codec.dol import fit_value
 from citycard.codec.iso8583.service import ServiceReference
 from citycard.codec.money import bcd_amount
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.kernel.config import TerminalConfig
 from citycard.kernel.events import (
     ChooseApplication,

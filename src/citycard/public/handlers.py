@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 
 from .commands import DisableApplication, EnableApplication, Inquire, SeedRecords
 from .model import (

@@ -33,7 +33,7 @@ from functools import lru_cache
 from itertools import groupby
 from typing import BinaryIO
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 
 from .fees import FeeSchedule, ItemFees
 from .model import CENTER, ClearedItem, Position

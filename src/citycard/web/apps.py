@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from citycard.bootstrap import PublicServices, WebContext
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.issuer.model import Card, NotFound
 from citycard.public.commands import DisableApplication, EnableApplication
 from citycard.public.handlers import applications_of, disable_application, enable_application

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from citycard.bootstrap import WebContext
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
 from citycard.issuer.commands import (
     CloseCard,

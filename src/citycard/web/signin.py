@@ -14,7 +14,7 @@ from datetime import date
 from fastapi import HTTPException
 
 from citycard.bootstrap import WebContext
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.issuer.commands import CheckPin
 from citycard.issuer.model import CardStateError, bank_key_labels, validate_id_number
 

@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 from citycard.center.services import link_trouble
 from citycard.codec.money import format_amount
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 
 __all__ = ["bar_chart", "page", "templates", "yuan"]
 

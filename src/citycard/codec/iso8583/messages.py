@@ -35,7 +35,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.codec.tlv import Tlv, TlvError, check, decode, encode_many, find
 
 from .codes import ResponseCode

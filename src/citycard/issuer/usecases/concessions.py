@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import replace
 
 from citycard.chip.pboc import TRANSIT_SFI
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.codec.transitfile import Category, Concession
 
 from ..commands import MalformedRequest, RevokeConcession, SetConcession

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.hsm.api import Algorithm, Hsm, KeyExistsError, KeyHandle, KeyNotFoundError, KeyUsage
 from citycard.ledger.model import (
     Account,

@@ -19,7 +19,7 @@ from citycard.center.model import CenterError, Industry, TerminalKind
 from citycard.center.ports import MerchantQuery
 from citycard.center.services import MAX_ADDRESS, MAX_NAME
 from citycard.center.views import MAX_LISTING, list_merchants, list_terminals, merchant_json, terminal_json
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.issuer.model import Card, IssuerError, NotFound
 from citycard.public.model import MalformedInput, PublicError
 

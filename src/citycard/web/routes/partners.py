@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from citycard.bootstrap import WebContext
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.db.center_tables import center_merchants
 from citycard.db.issuer_tables import issuer_authorizations, issuer_cards
 from citycard.issuer.model import NotFound

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from citycard.bootstrap import PublicServices, WebContext
-from citycard.codec.pretty import mask_pan
+from citycard.codec.pan import mask_pan
 from citycard.public.handlers import records_of
 from citycard.public.model import APPLICATIONS, CitizenRecords
 
