@@ -167,6 +167,14 @@ def test_capk_file():
         parse_capks("")
     with pytest.raises(ConfigError, match="checksum"):
         parse_capks(entry.replace(key.checksum.hex(), "00" * 20))
+    # a quoted date is a string, not a date: refused rather than read as "never expires"
+    with pytest.raises(ConfigError, match=r"capk\[0\]\.expiry"):
+        parse_capks(entry.replace("expiry = 2030-12-31", 'expiry = "2030-12-31"'))
+    with pytest.raises(ConfigError, match="revoked_serials"):
+        parse_capks(entry + "revoked_serials = [99]\n")
+    assert parse_capks(entry + 'revoked_serials = ["000099"]\n')[0].revoked_serials == {
+        bytes.fromhex("000099")
+    }
     cfg = terminal_config(capks=()).with_capks([loaded])
     out, _ = transact(new_card(), K.PURCHASE, 100, cfg=cfg)
     assert out.approved

@@ -254,10 +254,40 @@ def _hex(section: Mapping[str, Any], name: str, where: str, default: bytes) -> b
     value = section.get(name)
     if value is None:
         return default
+    if not isinstance(value, str):  # 156 is not "0156": a number is refused, not guessed at
+        raise ConfigError(f"{where}.{name}: a string of hex digits, not {value!r}")
     try:
-        return bytes.fromhex(str(value))
+        return bytes.fromhex(value)
     except ValueError:
         raise ConfigError(f"{where}.{name}: not hex: {value!r}") from None
+
+
+def _bool(section: Mapping[str, Any], name: str, where: str, default: bool) -> bool:
+    value = section.get(name, default)
+    if not isinstance(value, bool):  # bool("false") is True: a quoted or numeric value is refused
+        raise ConfigError(f"{where}.{name}: true or false, not {value!r}")
+    return value
+
+
+def _text(section: Mapping[str, Any], name: str, where: str, default: str) -> str:
+    value = section.get(name, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{name}: a string, not {value!r}")
+    return value
+
+
+def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: use a [{name}] table, not {value!r}")
+    return value
+
+
+def _tables(doc: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    value = doc.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise ConfigError(f"{name}: use [[{name}]] tables, not {value!r}")
+    return value
 
 
 def _int(section: Mapping[str, Any], name: str, where: str, default: int) -> int:
@@ -282,9 +312,19 @@ def _capk(entry: Mapping[str, Any], n: int) -> CaPublicKey:
             f"{where}: SHA-1 checksum does not match RID {rid.hex().upper()} index {index.hex()}"
         )
     expiry = entry.get("expiry")
+    if expiry is not None and (not isinstance(expiry, dt.date) or isinstance(expiry, dt.datetime)):
+        raise ConfigError(f"{where}.expiry: a TOML date (2030-12-31, unquoted), not {expiry!r}")
     if isinstance(expiry, dt.date):
         key = replace(key, expiry=expiry)
-    revoked = frozenset(bytes.fromhex(s) for s in entry.get("revoked_serials", []))
+    serials = entry.get("revoked_serials", [])
+    if not isinstance(serials, list) or not all(isinstance(s, str) and len(s) == 6 for s in serials):
+        raise ConfigError(
+            f"{where}.revoked_serials: a list of certificate serial numbers (6 hex digits each)"
+        )
+    try:
+        revoked = frozenset(bytes.fromhex(s) for s in serials)
+    except ValueError:
+        raise ConfigError(f"{where}.revoked_serials: not hex: {serials!r}") from None
     return replace(key, revoked_serials=revoked)
 
 
@@ -295,9 +335,9 @@ def _aid(entry: Mapping[str, Any], n: int) -> TerminalAid:
         raise ConfigError(f"{where}.aid: 5 to 16 bytes")
     return TerminalAid(
         aid,
-        bool(entry.get("partial", True)),
+        _bool(entry, "partial", where, True),
         _hex(entry, "app_version", where, bytes.fromhex("0020")),
-        str(entry.get("label", "")),
+        _text(entry, "label", where, ""),
     )
 
 
@@ -347,7 +387,7 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"terminal configuration: {exc}") from None
     cfg = base or TerminalConfig()
-    t = doc.get("terminal", {})
+    t = _table(doc, "terminal")
     w = "terminal"
     changes: dict[str, Any] = {
         "country": _hex(t, "country", w, cfg.country),
@@ -366,7 +406,7 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
     for name in ("terminal_id", "merchant_id", "merchant_name", "ifd_serial"):
         if name in t:
             try:
-                changes[name] = str(t[name]).encode("ascii")
+                changes[name] = _text(t, name, w, "").encode("ascii")
             except UnicodeEncodeError:
                 raise ConfigError(f"terminal.{name}: ASCII only") from None
     for name in (
@@ -381,30 +421,24 @@ def parse_config(text: str, *, base: TerminalConfig | None = None) -> TerminalCo
     ):
         changes[name] = _int(t, name, w, getattr(cfg, name))
     for name in ("ec_support", "cardholder_confirmation", "cardholder_id_check", "select_blocked"):
-        if name in t:
-            if not isinstance(t[name], bool):  # bool("false") is True: a quoted or numeric value is refused
-                raise ConfigError(f"terminal.{name}: true or false, not {t[name]!r}")
-            changes[name] = t[name]
+        changes[name] = _bool(t, name, w, getattr(cfg, name))
     if "aid" in doc:
-        changes["aids"] = tuple(_aid(e, n) for n, e in enumerate(doc["aid"]))
-    tac = doc.get("tac", {})
+        changes["aids"] = tuple(_aid(e, n) for n, e in enumerate(_tables(doc, "aid")))
+    tac = _table(doc, "tac")
     for name in ("denial", "online", "default"):
         value = _hex(tac, name, "tac", getattr(cfg, f"tac_{name}"))
         if len(value) != 5:
             raise ConfigError(f"tac.{name}: 5 bytes")
         changes[f"tac_{name}"] = value
     if "capk" in doc:
-        changes["capks"] = (*cfg.capks, *(_capk(e, n) for n, e in enumerate(doc["capk"])))
-    validator = doc.get("validator", {})
-    if not isinstance(validator, dict):
-        raise ConfigError("validator: use a [validator] table")
+        changes["capks"] = (*cfg.capks, *(_capk(e, n) for n, e in enumerate(_tables(doc, "capk"))))
+    validator = _table(doc, "validator")
     window = _int(validator, "double_tap_window_s", "validator", cfg.double_tap_window_s)
     if window > MAX_DOUBLE_TAP_WINDOW_S:
         raise ConfigError(f"validator.double_tap_window_s: at most {MAX_DOUBLE_TAP_WINDOW_S} s, got {window}")
     changes["double_tap_window_s"] = window
-    ef = doc.get("exception_file")
-    if ef is not None:
-        changes["exception_file"] = _exception_file(ef)
+    if "exception_file" in doc:
+        changes["exception_file"] = _exception_file(_table(doc, "exception_file"))
     sources = doc.get("deny_list_file", [])
     if not isinstance(sources, list):
         raise ConfigError("deny_list_file: use [[deny_list_file]] tables")
@@ -422,7 +456,7 @@ def parse_capks(text: str) -> tuple[CaPublicKey, ...]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"CA public key file: {exc}") from None
-    entries = doc.get("capk", [])
-    if not isinstance(entries, list) or not entries:
+    entries = _tables(doc, "capk")
+    if not entries:
         raise ConfigError("CA public key file: no [[capk]] entries")
     return tuple(_capk(e, n) for n, e in enumerate(entries))
