@@ -209,6 +209,14 @@ def _stuck_stop(home: dict[str, str], *options: str) -> tuple[subprocess.Popen[s
     return switch, lock
 
 
+def _until_reported_at(capsys: pytest.CaptureFixture[str], address: str, status: str, failure: str) -> None:
+    """Until the service at ``address`` reports ``status`` in its status line (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not any(r["address"] == address and status in str(r["status"]) for r in _all_reports(capsys)):
+        assert time.monotonic() < deadline, f"{failure} ({address})"
+        time.sleep(0.1)
+
+
 def _until_reported(database: Path) -> None:
     deadline = time.monotonic() + 30
     with contextlib.closing(sqlite3.connect(database)) as db:
@@ -318,13 +326,7 @@ def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_a_front_e
             {"bank": "ICBC", "front_end": f"127.0.0.1:{icbc_port}"},
         ]
         at_new = f"127.0.0.1:{moved_port}"  # the switch connects to the new front end at its next reload
-        deadline = time.monotonic() + 30
-        while not any(
-            r["address"] == at_new and "1 connection(s) open" in str(r["status"])
-            for r in _all_reports(capsys)
-        ):
-            assert time.monotonic() < deadline, "the switch never connected to BOC's new front end"
-            time.sleep(0.1)
+        _until_reported_at(capsys, at_new, "1 connection(s) open", "the switch never connected there")
         boc.send_signal(signal.SIGTERM)  # the old front end goes: the switch must be on the new one
         boc.communicate(timeout=30)
         time.sleep(1.5)  # reports every 0.2 s: on the old link alone, BOC would read down by now
@@ -334,13 +336,7 @@ def test_the_switch_follows_the_routes_kept_for_the_banks_a_bank_added_a_front_e
         reports = _until(capsys, lambda r: "switch" in r and "BOC" not in str(r["switch"]["status"]))
         status = str(reports["switch"]["status"])
         assert "ICBC up" in status and "BOC" not in status, status
-        deadline = time.monotonic() + 30
-        while not any(
-            r["address"] == at_new and "0 connection(s) open" in str(r["status"])
-            for r in _all_reports(capsys)
-        ):
-            assert time.monotonic() < deadline, "the switch kept its connection to BOC's front end"
-            time.sleep(0.1)
+        _until_reported_at(capsys, at_new, "0 connection(s) open", "the switch kept its connection there")
     finally:
         for process in reversed(started):
             if process.poll() is None:

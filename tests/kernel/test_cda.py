@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 
 from citycard.codec import tlv
+from citycard.codec.emvbits import TVR_CDA_FAILED
 from citycard.crypto.rsa_cert import cda_icc_dynamic_data, sign_dynamic_data
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import TVR_CDA_FAILED
 
 from .cardlab import demo_keys, new_card, transact
 

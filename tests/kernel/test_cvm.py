@@ -8,10 +8,10 @@ import pytest
 
 from citycard.chip.card import Card
 from citycard.chip.personalise import ProductProfile
+from citycard.codec.emvbits import TVR_CVM_FAILED, TVR_UNRECOGNISED_CVM
 from citycard.kernel import cvm
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import TVR_CVM_FAILED, TVR_UNRECOGNISED_CVM
 
 from .cardlab import PIN, demo_keys, det_rng, issuer_stub, terminal_config, transact
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from citycard.codec.emvbits import TSI_ISSUER_AUTH, TVR_ISSUER_AUTH_FAILED
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import TSI_ISSUER_AUTH, TVR_ISSUER_AUTH_FAILED
 
 from .cardlab import PIN, issuer_stub, new_card, transact
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 from citycard.codec import tlv
-from citycard.kernel.config import ExceptionFile
-from citycard.kernel.events import OutcomeKind, PinEntry, RequestPin
-from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import (
+from citycard.codec.emvbits import (
     TSI_ODA,
     TVR_CARD_ON_EXCEPTION_FILE,
     TVR_FLOOR_LIMIT,
     TVR_ONLINE_PIN_ENTERED,
     TVR_PIN_TRY_LIMIT,
-    Bits,
 )
+from citycard.kernel.config import ExceptionFile
+from citycard.kernel.events import OutcomeKind, PinEntry, RequestPin
+from citycard.kernel.kernel import TransactionKind as K
+from citycard.kernel.tvr import Bits
 
 from .cardlab import NOW, PIN, issuer_stub, new_card, terminal_config, transact
 
@@ -310,7 +310,7 @@ def test_script_failure_sets_tvr_and_results():
     from dataclasses import replace
 
     from citycard.codec import tlv as tlvlib
-    from citycard.kernel.tvr import TVR_SCRIPT_FAILED_BEFORE
+    from citycard.codec.emvbits import TVR_SCRIPT_FAILED_BEFORE
 
     stub = issuer_stub()
 

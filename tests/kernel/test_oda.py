@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from citycard.codec.emvbits import TSI_ODA, TVR_DDA_FAILED, TVR_EXPIRED, TVR_ODA_NOT_PERFORMED, TVR_SDA_FAILED
 from citycard.kernel.config import ConfigError, parse_config
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
 from citycard.kernel.oda import certificate_expired
-from citycard.kernel.tvr import TSI_ODA, TVR_DDA_FAILED, TVR_EXPIRED, TVR_ODA_NOT_PERFORMED, TVR_SDA_FAILED
 
 from .cardlab import ca_key, new_card, terminal_config, transact
 

@@ -9,14 +9,14 @@ from dataclasses import replace
 
 from citycard.chip.card import Card
 from citycard.chip.personalise import ProductProfile
-from citycard.kernel.events import OutcomeKind
-from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import (
+from citycard.codec.emvbits import (
     TVR_DIFFERENT_VERSIONS,
     TVR_EXPIRED,
     TVR_NOT_YET_EFFECTIVE,
     TVR_SERVICE_NOT_ALLOWED,
 )
+from citycard.kernel.events import OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
 
 from .cardlab import demo_keys, det_rng, terminal_config, transact
 

@@ -12,10 +12,7 @@ import pytest
 
 from citycard.chip.card import Card
 from citycard.chip.personalise import ProductProfile
-from citycard.kernel.config import ConfigError, ExceptionFile, parse_config
-from citycard.kernel.events import OutcomeKind
-from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import (
+from citycard.codec.emvbits import (
     TVR_FLOOR_LIMIT,
     TVR_LCOL_EXCEEDED,
     TVR_MERCHANT_FORCED_ONLINE,
@@ -23,6 +20,9 @@ from citycard.kernel.tvr import (
     TVR_RANDOM_ONLINE,
     TVR_UCOL_EXCEEDED,
 )
+from citycard.kernel.config import ConfigError, ExceptionFile, parse_config
+from citycard.kernel.events import OutcomeKind
+from citycard.kernel.kernel import TransactionKind as K
 
 from .cardlab import NOW, PIN, demo_keys, det_rng, issuer_stub, new_card, terminal_config, transact
 

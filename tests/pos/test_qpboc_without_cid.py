@@ -7,10 +7,10 @@ from __future__ import annotations
 import random
 
 from citycard.codec import tlv
+from citycard.codec.emvbits import TVR_EXPIRED
 from citycard.kernel.config import ExceptionFile
 from citycard.kernel.events import OutcomeKind
 from citycard.kernel.kernel import TransactionKind as K
-from citycard.kernel.tvr import TVR_EXPIRED
 from citycard.pos.receipt import render_receipt
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal

@@ -7,12 +7,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from citycard.codec import commands, tlv
-from citycard.codec.tlv import Tlv
-
-from . import oda
-from .base import CardError, KernelBase
-from .events import Answer, Event
-from .tvr import (
+from citycard.codec.emvbits import (
     AIP_CDA,
     AIP_DDA,
     AIP_SDA,
@@ -22,6 +17,11 @@ from .tvr import (
     TVR_ODA_NOT_PERFORMED,
     TVR_SDA_FAILED,
 )
+from citycard.codec.tlv import Tlv
+
+from . import oda
+from .base import CardError, KernelBase
+from .events import Answer, Event
 
 __all__ = ["AuthenticationSteps"]
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from citycard.codec import commands, tlv
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import build_dol_data
+from citycard.codec.emvbits import TVR_ONLINE_PIN_ENTERED
 from citycard.codec.money import amount_from_bcd, bcd_amount
 from citycard.codec.tlv import Tlv
 from citycard.crypto import des
@@ -26,7 +27,7 @@ from . import oda
 from .config import TerminalAid, TerminalConfig
 from .events import Answer, CardRemoved, CardResponse, Event, OnlineRequest, Outcome, OutcomeKind, SendApdu
 from .extension import Extension
-from .tvr import TVR_ONLINE_PIN_ENTERED, Bits
+from .tvr import Bits
 
 __all__ = [
     "APPROVED_CODES",

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from citycard.crypto.cryptograms import CryptogramDataError, cvr_from_iad
-
-from . import oda
-from .base import APPROVED_CODES, Cancelled, CardError, KernelBase, _pan_digits
-from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
-from .tvr import (
+from citycard.codec.emvbits import (
     AIP_DDA,
     CID_AAC,
     CID_ARQC,
@@ -27,9 +22,14 @@ from .tvr import (
     TVR_MERCHANT_FORCED_ONLINE,
     TVR_ODA_NOT_PERFORMED,
     TVR_PIN_NOT_ENTERED,
-    cid_from_cvr,
     cid_type,
 )
+from citycard.crypto.cryptograms import CryptogramDataError, cvr_from_iad
+
+from . import oda
+from .base import APPROVED_CODES, Cancelled, CardError, KernelBase, _pan_digits
+from .events import Answer, Event, GoOnline, OnlineResponse, Outcome, OutcomeKind, PinEntry, RequestPin
+from .tvr import cid_from_cvr
 
 __all__ = ["ContactlessSteps"]
 

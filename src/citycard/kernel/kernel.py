@@ -28,7 +28,21 @@ from collections.abc import Generator
 
 from citycard.codec import commands, tlv
 from citycard.codec.dol import parse_dol
-from citycard.codec.emvbits import CID_NAMES, CID_RFU
+from citycard.codec.emvbits import (
+    AIP_ISSUER_AUTH,
+    CID_AAC,
+    CID_ARQC,
+    CID_NAMES,
+    CID_RFU,
+    CID_TC,
+    TSI_CARD_RISK_MANAGEMENT,
+    TSI_ISSUER_AUTH,
+    TSI_SCRIPT,
+    TVR_ISSUER_AUTH_FAILED,
+    TVR_SCRIPT_FAILED_AFTER,
+    TVR_SCRIPT_FAILED_BEFORE,
+    cid_type,
+)
 from citycard.codec.money import format_amount
 from citycard.codec.tlv import Tlv
 
@@ -50,19 +64,6 @@ from .extension import Extension
 from .inquiries import InquirySteps
 from .risk import RiskSteps
 from .selection import SelectionSteps
-from .tvr import (
-    AIP_ISSUER_AUTH,
-    CID_AAC,
-    CID_ARQC,
-    CID_TC,
-    TSI_CARD_RISK_MANAGEMENT,
-    TSI_ISSUER_AUTH,
-    TSI_SCRIPT,
-    TVR_ISSUER_AUTH_FAILED,
-    TVR_SCRIPT_FAILED_AFTER,
-    TVR_SCRIPT_FAILED_BEFORE,
-    cid_type,
-)
 from .verification import VerificationSteps
 
 __all__ = [

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from .base import KernelBase, TransactionKind, _date, _pan_digits
-from .events import Answer, Event
-from .tvr import (
+from citycard.codec.emvbits import (
     CID_AAC,
     CID_ARQC,
     CID_TC,
@@ -24,6 +22,9 @@ from .tvr import (
     TVR_SERVICE_NOT_ALLOWED,
     TVR_UCOL_EXCEEDED,
 )
+
+from .base import KernelBase, TransactionKind, _date, _pan_digits
+from .events import Answer, Event
 
 __all__ = ["RiskSteps"]
 

@@ -7,13 +7,7 @@ from collections.abc import Generator
 from typing import Literal
 
 from citycard.codec import commands
-from citycard.crypto.pin import encipher_offline_pin, plaintext_offline_pin_block
-
-from . import cvm as cvmlib
-from . import oda
-from .base import Cancelled, CardError, KernelBase
-from .events import Answer, Event, PinEntry, RequestPin
-from .tvr import (
+from citycard.codec.emvbits import (
     AIP_CVM,
     TSI_CVM,
     TVR_CVM_FAILED,
@@ -23,6 +17,12 @@ from .tvr import (
     TVR_PIN_TRY_LIMIT,
     TVR_UNRECOGNISED_CVM,
 )
+from citycard.crypto.pin import encipher_offline_pin, plaintext_offline_pin_block
+
+from . import cvm as cvmlib
+from . import oda
+from .base import Cancelled, CardError, KernelBase
+from .events import Answer, Event, PinEntry, RequestPin
 
 __all__ = ["VerificationSteps"]
 

@@ -22,6 +22,7 @@ from typing import Literal
 
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import fit_value
+from citycard.codec.emvbits import TVR_CARD_ON_EXCEPTION_FILE
 from citycard.codec.iso8583.service import ServiceReference
 from citycard.codec.money import bcd_amount
 from citycard.codec.pan import mask_pan
@@ -41,7 +42,6 @@ from citycard.kernel.events import (
 from citycard.kernel.extension import Extension
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
-from citycard.kernel.tvr import TVR_CARD_ON_EXCEPTION_FILE
 
 from .journal import FOLLOW_UP_STANDS, Journal, JournalEntry, State
 from .online import OnlineHost, OnlineKind, SourceAccount
