@@ -35,7 +35,7 @@ from citycard.issuer.model import (
     InvalidIdNumber,
     UnregisteredCardLoss,
 )
-from citycard.issuer.views import deny_list_document
+from citycard.kernel.denylist import encode_document
 
 from tests.issuer.conftest import DAY_NS, HOLDER_ID, Clock, MemorySink, Terminal, ledger_snapshot
 from tests.issuer.test_authorization import funded_card
@@ -191,7 +191,7 @@ def test_deny_list_document_signature_verifies(banks: IssuerService) -> None:
     pan = issue_registered(banks)
     banks.report_lost(ReportLost(pan))
     signed = banks.export_deny_list("ICBC")
-    doc = deny_list_document(
+    doc = encode_document(
         signed.body, signed.signature, signed.key_label, signed.key_kcv, signed.modulus, signed.exponent
     )
     body = base64.b64decode(doc["body"])

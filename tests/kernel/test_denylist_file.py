@@ -15,9 +15,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from citycard.issuer.model import DenyListEntry
-from citycard.issuer.views import deny_list_body, deny_list_document
+from citycard.issuer.views import deny_list_body
 from citycard.kernel.config import ConfigError, DenyListSource, ExceptionFile, parse_config
-from citycard.kernel.denylist import DenyListError, load_deny_list, parse_trusted_kcv, rsa_kcv
+from citycard.kernel.denylist import (
+    DenyListError,
+    encode_document,
+    load_deny_list,
+    parse_trusted_kcv,
+    rsa_kcv,
+)
 
 T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 PAN = "6212260000000000018"
@@ -45,7 +51,7 @@ def _file(
     private = _key(key)
     signature = private.sign(body, padding.PKCS1v15(), hashes.SHA256())
     n, e = private.public_key().public_numbers().n, private.public_key().public_numbers().e
-    doc = deny_list_document(body, signature, f"{issuer.lower()}-deny-list", rsa_kcv(n), n, e)
+    doc = encode_document(body, signature, f"{issuer.lower()}-deny-list", rsa_kcv(n), n, e)
     return json.dumps(doc).encode()
 
 

@@ -24,9 +24,8 @@ from citycard.db import Database
 from citycard.files import save_card
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest, Deposit, ReportLost
 from citycard.issuer.handlers import IssuerService
-from citycard.issuer.views import deny_list_document
 from citycard.kernel.config import CaPublicKey, TerminalConfig
-from citycard.kernel.denylist import DenyListError, load_deny_list
+from citycard.kernel.denylist import DenyListError, encode_document, load_deny_list
 from citycard.kernel.events import OutcomeKind
 from citycard.pos.terminal import PosTerminal
 from citycard.sqlite_journal import SqliteJournal
@@ -84,7 +83,7 @@ def _loaded_card(banks: IssuerService, terminal_for: Callable[[str], Terminal]) 
 def _export(banks: IssuerService, path: Path) -> str:
     """The bank's deny list written as ``citycard denylist export`` does; returns the signing key's KCV."""
     signed = banks.export_deny_list("ICBC")
-    doc = deny_list_document(
+    doc = encode_document(
         signed.body, signed.signature, signed.key_label, signed.key_kcv, signed.modulus, signed.exponent
     )
     path.write_text(json.dumps(doc), encoding="utf-8")

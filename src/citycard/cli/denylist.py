@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from citycard.issuer.views import deny_list_document
-from citycard.kernel.denylist import DenyListError, load_deny_list, parse_trusted_kcv
+from citycard.kernel.denylist import DenyListError, encode_document, load_deny_list, parse_trusted_kcv
 
 from .bank import fail, open_issuer, write_json
 from .output import JsonFlag, print_json
@@ -32,7 +31,7 @@ def export(
     """Write the bank's current deny list, versioned, timestamped and signed by its HSM key."""
     with open_issuer() as issuer:
         signed = issuer.service.export_deny_list(bank)
-        doc = deny_list_document(
+        doc = encode_document(
             signed.body, signed.signature, signed.key_label, signed.key_kcv, signed.modulus, signed.exponent
         )
         path = out or issuer.home / f"denylist-{bank}.json"

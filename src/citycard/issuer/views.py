@@ -7,27 +7,14 @@ in clear: it is validated (GB 11643-1999), hashed in the HSM under each bank's `
 with ``bank_code``), and the holders with those hashes are looked up. Phone numbers are stored as given,
 so a phone is matched as given.
 
-**Deny-list file** (``citycard denylist export``; terminals and the kernel read it). One JSON document::
-
-    {"format": "citycard-deny-list", "body": "<base64 of the signed body>",
-     "signature": "<hex>", "algorithm": "RSASSA-PKCS1-v1_5-SHA256",
-     "key": {"label": "...", "kcv": "...", "modulus": "<hex>", "exponent": "<hex>"}}
-
-The signed body is canonical JSON (UTF-8, keys sorted, no spaces)::
-
-    {"entries": [{"added": "2026-11-25T08:00:00Z", "pan": "6222…", "psn": "01", "reason": "lost"}, …],
-     "format": "citycard-deny-list-body", "format_version": 1, "generated": "<ISO 8601 UTC>",
-     "issuer": "ICBC", "updated": "<ISO 8601 UTC>", "version": 12}
-
-``version`` grows by one with every change to the issuer's list, so a terminal keeps the newest it has
-verified. The signature (RFC 8017 §8.2, SHA-256) is over the body bytes exactly as carried; the public key
-reaches terminals out of band (the key check value identifies it). PANs are in clear in the body: the list
-is for acceptance devices, which must match the card they read.
+**Deny-list file** (``citycard denylist export``): :func:`deny_list_body` makes the bank's live entries
+the signed body; the file's format, written and read, is :mod:`citycard.kernel.denylist` (docs/issuer.md,
+"Deny list file"). PANs are in clear in the body: the list is for acceptance devices, which must match the
+card they read.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +23,7 @@ from typing import Any
 
 from citycard.codec.transitfile import Concession
 from citycard.hsm.api import Hsm
+from citycard.kernel import denylist as denylist_file
 from citycard.ledger.model import Transfer
 
 from .commands import AuthorizationResponse, MalformedRequest, check_phone
@@ -60,7 +48,6 @@ __all__ = [
     "card_summary",
     "decode_response",
     "deny_list_body",
-    "deny_list_document",
     "encode_response",
     "find_cards",
     "iso_date",
@@ -116,36 +103,19 @@ def decode_response(data: bytes) -> AuthorizationResponse:
 def deny_list_body(
     bank_code: str, version: int, updated_ns: int, generated_ns: int, entries: Sequence[DenyListEntry]
 ) -> bytes:
-    body = {
-        "format": "citycard-deny-list-body",
-        "format_version": 1,
-        "issuer": bank_code,
-        "version": version,
-        "updated": iso_time(updated_ns),
-        "generated": iso_time(generated_ns),
-        "entries": [
-            {"pan": e.pan, "psn": e.psn, "reason": e.reason, "added": iso_time(e.added_ns)}
-            for e in sorted(entries, key=lambda e: (e.pan, e.psn))
-        ],
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The bank's live entries as the signed body of its deny-list file (the format:
+    :func:`citycard.kernel.denylist.encode_body`, which the terminals' reader sits beside)."""
+    return denylist_file.encode_body(
+        bank_code,
+        version,
+        _utc(updated_ns),
+        _utc(generated_ns),
+        (denylist_file.DenyListEntry(e.pan, e.psn, e.reason, _utc(e.added_ns)) for e in entries),
+    )
 
 
-def deny_list_document(
-    body: bytes, signature: bytes, key_label: str, key_kcv: str, modulus: int, exponent: int
-) -> dict[str, Any]:
-    return {
-        "format": "citycard-deny-list",
-        "body": base64.b64encode(body).decode("ascii"),
-        "signature": signature.hex().upper(),
-        "algorithm": "RSASSA-PKCS1-v1_5-SHA256",
-        "key": {
-            "label": key_label,
-            "kcv": key_kcv,
-            "modulus": f"{modulus:X}",
-            "exponent": f"{exponent:X}",
-        },
-    }
+def _utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 10**9, UTC)
 
 
 def card_summary(card: Card, *, show_pan: bool = False) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The issuer's signed deny-list file, read and verified as a terminal must before it trusts one.
-
-One implementation for both sides: terminals (``citycard pos --config`` ``[[deny_list_file]]``,
-``--denylist``) and the issuer's own ``citycard denylist verify`` call :func:`load_deny_list`. The file
-(written by ``citycard denylist export``; format in ``docs/issuer.md`` "Deny list file") is one JSON
+"""The issuer's signed deny-list file: written for the issuer, read and verified as a terminal must before it
+trusts one. One document module both ways (REVIEW.md): the issuer's export (``citycard denylist export``)
+writes it with :func:`encode_body` and :func:`encode_document`; terminals (``citycard pos --config``
+``[[deny_list_file]]``, ``--denylist``) and ``citycard denylist verify`` read it with
+:func:`load_deny_list`. The file (format in ``docs/issuer.md`` "Deny list file") is one JSON
 document whose ``body`` (base64) is canonical JSON signed with RSASSA-PKCS1-v1_5 and SHA-256 (RFC 8017
 §8.2); the signing public key travels in the file and is trusted only if its key check value (the first
 3 bytes of SHA-256 over the modulus, as the issuer's HSM shows it) is one the terminal was given out of
@@ -17,7 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,6 +35,8 @@ __all__ = [
     "DenyListError",
     "DenyListFile",
     "TrustedKeys",
+    "encode_body",
+    "encode_document",
     "load_deny_list",
     "parse_trusted_kcv",
     "rsa_kcv",
@@ -104,6 +106,45 @@ class DenyListFile:
     @property
     def pans(self) -> frozenset[str]:
         return frozenset(e.pan for e in self.entries)
+
+
+def _utc_text(when: dt.datetime) -> str:
+    assert when.tzinfo is not None, "a deny list's times are UTC, never naive"
+    return when.astimezone(dt.UTC).strftime(_TIME_FORMAT)
+
+
+def encode_body(
+    issuer: str, version: int, updated: dt.datetime, generated: dt.datetime, entries: Iterable[DenyListEntry]
+) -> bytes:
+    """The signed body: canonical JSON (keys sorted, no spaces, UTF-8), its entries in (PAN, PSN) order, so
+    that the same list always signs to the same bytes; times to the second, UTC."""
+    body = {
+        "format": BODY_FORMAT,
+        "format_version": 1,
+        "issuer": issuer,
+        "version": version,
+        "updated": _utc_text(updated),
+        "generated": _utc_text(generated),
+        "entries": [
+            {"pan": e.pan, "psn": e.psn, "reason": e.reason, "added": _utc_text(e.added)}
+            for e in sorted(entries, key=lambda e: (e.pan, e.psn))
+        ],
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_document(
+    body: bytes, signature: bytes, key_label: str, key_kcv: str, modulus: int, exponent: int
+) -> dict[str, Any]:
+    """The file's JSON document around a signed body: the body (base64), the signature (hex), the algorithm
+    and the signing public key with its KCV (what a terminal checks against the KCVs it trusts)."""
+    return {
+        "format": DOCUMENT_FORMAT,
+        "body": base64.b64encode(body).decode("ascii"),
+        "signature": signature.hex().upper(),
+        "algorithm": ALGORITHM,
+        "key": {"label": key_label, "kcv": key_kcv, "modulus": f"{modulus:X}", "exponent": f"{exponent:X}"},
+    }
 
 
 def _field(doc: dict[str, Any], name: str, kind: type, where: str, reason: Reason = "format") -> Any:

@@ -1,6 +1,6 @@
 """The bank's deny list as a signed document for terminals (``ExportDenyList``): the live entries, the
-list's version, signed RSASSA-PKCS1-v1_5 SHA-256 by the bank's deny-list key in the HSM (``views``
-``deny_list_body`` is the canonical JSON; ``citycard.kernel.denylist`` reads it back)."""
+list's version, signed RSASSA-PKCS1-v1_5 SHA-256 by the bank's deny-list key in the HSM (the file's format
+both ways is ``citycard.kernel.denylist``: ``encode_body``, the canonical JSON, and ``load_deny_list``)."""
 
 from __future__ import annotations
 
