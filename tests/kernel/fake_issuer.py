@@ -63,12 +63,15 @@ class IssuerStub:
 
     def authorize(self, request: OnlineRequest) -> OnlineResponse:
         self.requests.append(request)
-        values = tlv.decode_dict(request.field55)
-        atc = int.from_bytes(values["9F36"], "big")
-        arqc = values["9F26"]
-        udk_ac = derive_icc_mk_a(self.imk_ac, request.pan, request.psn or "00")
-        sk_ac = derive_pboc_session_key(udk_ac, atc)
-        valid = verify_ac(sk_ac, ac_input(values), arqc)
+        try:
+            values = tlv.decode_dict(request.field55)
+            atc = int.from_bytes(values["9F36"], "big")
+            arqc = values["9F26"]
+            udk_ac = derive_icc_mk_a(self.imk_ac, request.pan, request.psn or "00")
+            sk_ac = derive_pboc_session_key(udk_ac, atc)
+            valid = verify_ac(sk_ac, ac_input(values), arqc)
+        except (ValueError, KeyError):  # chip data it cannot read: as an issuer, a format error, no ARPC
+            return OnlineResponse(response_code="30")
         rc = self.decline_codes.get(request.pan, "00") if valid else "05"
         if rc == "00" and not self.pin_ok(request):
             rc = "55"  # incorrect PIN

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from citycard.codec import tlv
 from citycard.codec.emvbits import (
     TSI_ODA,
@@ -407,3 +409,23 @@ def test_the_kernel_marks_the_commands_the_card_answers_with_a_cryptogram():
     )
     assert out.kind is OutcomeKind.APPROVED_OFFLINE
     assert [ins for ins, flagged in sent if flagged] == [0xA8]  # qPBOC: the card pays in its GPO
+
+
+def test_a_bug_in_the_online_callable_is_raised_not_taken_for_a_link_down():
+    """REVIEW.md: a bug is raised, never turned into a business outcome. Only OnlineUnavailable (or an
+    OSError, the link's) means "unable to go online"; a KeyError from the host's own code comes out of run."""
+    from citycard.kernel.events import OnlineUnavailable
+
+    def unavailable(_request):
+        raise OnlineUnavailable("acquirer unreachable")
+
+    out, _ = transact(
+        new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=unavailable, pin=lambda r: PIN
+    )
+    assert out.data["8A"] in (b"Y3", b"Z3") and not out.approved
+
+    def buggy(_request):
+        return {}["no such key"]
+
+    with pytest.raises(KeyError):
+        transact(new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=buggy, pin=lambda r: PIN)

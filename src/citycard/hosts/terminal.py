@@ -57,7 +57,7 @@ from citycard.codec.iso8583.totals import BatchTotals
 from citycard.codec.iso8583.wire import decode_message
 from citycard.codec.money import format_amount
 from citycard.hsm.api import Hsm, HsmError, KeyHandle, KeyNotFoundError, KeyUsage
-from citycard.kernel.events import OnlineRequest, OnlineResponse, Outcome, OutcomeKind
+from citycard.kernel.events import OnlineRequest, OnlineResponse, OnlineUnavailable, Outcome, OutcomeKind
 from citycard.net.link import Iso8583Link, LinkError, LinkLimits, MalformedResponse, NoAnswer, NotSent
 from citycard.net.loop import new_event_loop
 from citycard.pos.journal import FOLLOW_UP_STANDS, JournalEntry, State
@@ -105,8 +105,9 @@ _BALANCE_INQUIRY: Final = "310000"
 _T = TypeVar("_T")
 
 
-class OnlineError(Exception):
-    """The terminal cannot work online (one line for the user)."""
+class OnlineError(OnlineUnavailable):
+    """The terminal cannot work online (one line for the user). Raised inside a transaction, the kernel
+    goes on unable to go online (:class:`~citycard.kernel.events.OnlineUnavailable`)."""
 
 
 class RefundRefused(OnlineError):
@@ -440,17 +441,22 @@ class AcquirerClient:
         (11 its STAN, 60.2 its batch; a void's 61 names ``follows``); no answer: the reversal is queued, and
         the kernel goes on unable to go online."""
         self.flush()
-        message = authorization_request(
-            kind,
-            request,
-            identity=self.identity,
-            stan=entry.stan,
-            batch=entry.batch,
-            interface=interface,
-            original=self._original(follows) if follows is not None else None,
-            service_ref=entry.service_ref if kind is OnlineKind.PURCHASE else "",
-            source=source,
-        )
+        original = self._original(follows) if follows is not None else None
+        try:
+            message = authorization_request(
+                kind,
+                request,
+                identity=self.identity,
+                stan=entry.stan,
+                batch=entry.batch,
+                interface=interface,
+                original=original,
+                service_ref=entry.service_ref if kind is OnlineKind.PURCHASE else "",
+                source=source,
+            )
+            message.to_bytes()  # encodes, as it will be sent: the card's data fit the profile's fields
+        except ValueError as exc:  # they do not (Iso8583Error, TlvError): nothing is sent
+            raise OnlineError(f"the card's data cannot be sent online: {exc}") from None
         return self._online(entry.txn_id, message)
 
     def _original(self, entry: JournalEntry) -> Original:

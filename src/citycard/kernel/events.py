@@ -25,12 +25,19 @@ __all__ = [
     "LogEntry",
     "OnlineRequest",
     "OnlineResponse",
+    "OnlineUnavailable",
     "Outcome",
     "OutcomeKind",
     "PinEntry",
     "RequestPin",
     "SendApdu",
 ]
+
+
+class OnlineUnavailable(Exception):
+    """Raised by an online callable that cannot get the issuer's answer (no link, nothing sent, a message it
+    cannot build from the card's data): the kernel goes on unable to go online (EMV Book 3 §10.8). Any
+    other exception from it is a bug, and the runner lets it out rather than turn it into a decision."""
 
 
 @dataclass(frozen=True, slots=True)

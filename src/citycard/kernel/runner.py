@@ -19,6 +19,7 @@ from .events import (
     GoOnline,
     OnlineRequest,
     OnlineResponse,
+    OnlineUnavailable,
     Outcome,
     PinEntry,
     RequestPin,
@@ -49,7 +50,10 @@ def run(
     on_event: Callable[[Event], None] | None = None,
 ) -> Outcome:
     """Run ``kernel`` to its outcome. ``trace(purpose, command, response)`` sees every APDU exchanged;
-    ``pin(request)`` returns the PIN, None (bypass) or a :class:`PinEntry` (``cancel=True`` ends it)."""
+    ``pin(request)`` returns the PIN, None (bypass) or a :class:`PinEntry` (``cancel=True`` ends it);
+    ``online(request)`` the issuer's answer, or raises :class:`OnlineUnavailable` (or an ``OSError``, a link's
+    failure) when there is none to be had. Anything else it raises is a bug: it is raised from here, never
+    turned into "unable to go online" and a decision taken without the issuer."""
     event = kernel.start()
     for _ in range(MAX_EVENTS):
         if on_event is not None:
@@ -76,7 +80,7 @@ def run(
         elif isinstance(event, GoOnline):
             try:
                 answer = online(event.request)
-            except Exception:  # a failed link is "unable to go online" (Book 3 §10.8)
+            except (OnlineUnavailable, OSError):  # no answer to be had: unable to go online (Book 3 §10.8)
                 answer = OnlineResponse(unable_to_go_online=True)
         else:  # pragma: no cover - every event type is handled above
             raise AssertionError(event)
