@@ -5,6 +5,7 @@ closed (77 until the terminal signs on to the next)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.acquirer.support import (
     PAN,
     TERMINAL,
     SwitchDouble,
+    Terminal,
     acquirer,
     platform_hsm,
     switch,
@@ -173,6 +175,40 @@ def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_th
     assert stans == {40, 45}  # the refused ones were never recorded
 
 
+def test_a_batch_settled_through_another_acquirer_on_the_database_is_closed_here_within_its_reload(
+    sqlite: Database,
+) -> None:
+    """Two acquirers on one database (a pair behind one address): the terminal settles through A; B, which
+    the terminal has not signed on to since, answers 77 to a request into that batch once its reload
+    (``settled_reload_s``) has read it, with no sign-on in between."""
+    double = SwitchDouble()
+    hsm = platform_hsm()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, hsm, sw.port) as a,
+            acquirer(sqlite, hsm, sw.port, settled_reload_s=0.2) as b,
+            terminal_link(a.port) as at_a,
+            terminal_link(b.port, lambda link: Terminal(link, hsm=at_a.hsm)) as at_b,  # one terminal
+        ):
+            await at_a.sign_on()  # its keys, which both acquirers read from the registry
+            assert (await at_b.send(at_b.purchase(700, stan=50))).response_code == ResponseCode.APPROVED
+            answer = await at_a.send(settlement(51, BatchTotals(700, 1)))
+            assert answer.response_code == ResponseCode.APPROVED
+            deadline = asyncio.get_running_loop().time() + 10
+            while b._settled.get(TERMINAL) != 1:  # the reload's next look
+                assert asyncio.get_running_loop().time() < deadline, "B never read the settlement made at A"
+                await asyncio.sleep(0.05)
+            late = await at_b.send(at_b.purchase(300, stan=52))
+            assert late.response_code == ResponseCode.BATCH_MISMATCH and at_b.verifies(late)
+
+    run(scenario())
+    with sqlite.engine.connect() as db:
+        stans = {row[0] for row in db.execute(text("SELECT stan FROM acquirer_transactions"))}
+    assert stans == {50}
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_settled_batches_are_kept_per_terminal_and_never_go_back(kind: str, tmp_path: Path) -> None:
     from citycard.db.acquirer_repositories import AcquirerUnitOfWork
@@ -191,3 +227,5 @@ def test_settled_batches_are_kept_per_terminal_and_never_go_back(kind: str, tmp_
             assert uow.batches.settled() == {"T0000001": 5, "T0000002": 1}
             assert uow.batches.settled("T0000002") == {"T0000002": 1}
             assert uow.batches.settled("T0000009") == {}
+            assert uow.batches.settled(since_ns=1_796_000_000 * 10**9) == {"T0000001": 5, "T0000002": 1}
+            assert uow.batches.settled(since_ns=1_796_000_001 * 10**9) == {}  # none settled since

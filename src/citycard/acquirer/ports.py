@@ -136,9 +136,9 @@ class BatchTotalsSource(Protocol):
         :class:`~citycard.codec.iso8583.Iso8583Error` when they do not fit field 48."""
         ...
 
-    def settled(self, terminal_id: str | None = None) -> dict[str, int]:
-        """Each terminal's last batch settled balanced (only ``terminal_id``'s when given; a terminal that
-        never settled is absent)."""
+    def settled(self, terminal_id: str | None = None, *, since_ns: int | None = None) -> dict[str, int]:
+        """Each terminal's last batch settled balanced (only ``terminal_id``'s when given; only those
+        settled at ``since_ns`` or later when given; a terminal that never settled is absent)."""
         ...
 
     def record_settled(self, terminal_id: str, batch: int, now_ns: int) -> int:

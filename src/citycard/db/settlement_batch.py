@@ -68,11 +68,13 @@ class SqlBatchTotals:
     def totals(self, terminal_id: str, batch: int) -> BatchTotals:
         return terminal_batch_totals(self.session, terminal_id, batch)
 
-    def settled(self, terminal_id: str | None = None) -> dict[str, int]:
+    def settled(self, terminal_id: str | None = None, *, since_ns: int | None = None) -> dict[str, int]:
         s = acquirer_settled_batches
         query = select(s.c.terminal_id, s.c.batch)
         if terminal_id is not None:
             query = query.where(s.c.terminal_id == terminal_id)
+        if since_ns is not None:
+            query = query.where(s.c.settled_ns >= since_ns)
         return {str(row[0]): int(row[1]) for row in self.session.execute(query)}
 
     def record_settled(self, terminal_id: str, batch: int, now_ns: int) -> int:

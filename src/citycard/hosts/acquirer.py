@@ -223,6 +223,11 @@ BankLookup = Callable[[str], AcquiringBank | None]
 """A bank code → the acquiring bank (blocking: run in the database pool)."""
 
 
+_SETTLED_CLOCK_SLACK_NS: Final = 60 * 10**9
+"""The settled batches are read back this far before the last look: another acquirer's clock may run a
+little behind this one's (an NTP-kept fleet is within a second)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AcquirerConfig:
     """The acquirer's bounds and addresses (seconds end in ``_s``)."""
@@ -243,6 +248,9 @@ class AcquirerConfig:
     """Purchases begun (and answers recorded) together in one database transaction at most (group commit,
     ``hosts.groups``)."""
     stop_timeout_s: float = 10.0
+    settled_reload_s: float = 5.0
+    """How often the batches settled through another acquirer on the same database are read (those settled
+    here are known at once): a request into one of them is answered 77 within this long after."""
     saf_policy: SafPolicy = field(default_factory=SafPolicy)
     server_limits: ServerLimits = field(default_factory=ServerLimits)
     link_limits: LinkLimits = field(default_factory=lambda: LinkLimits(silent_after_s=2.0))
@@ -255,6 +263,7 @@ class AcquirerConfig:
 
     def __post_init__(self) -> None:
         assert min(self.hop_timeout_s, self.saf_timeout_s, self.saf_idle_s, self.stop_timeout_s) > 0
+        assert self.settled_reload_s > 0
         assert 0 < self.saf_in_flight <= self.link_limits.max_pending and 0 < self.db_threads <= 64
         assert 0 < self.max_group <= MAX_MOVES
 
@@ -333,6 +342,8 @@ class AcquirerHost:
         )
         self._saf_wake = asyncio.Event()
         self._saf_task: asyncio.Task[None] | None = None
+        self._settled_task: asyncio.Task[None] | None = None
+        self._settled_read_ns = 0  # the clock when the settled batches were last read
         self._stopping = False
         self.saf_delivered = 0
         self.saf_retried = 0
@@ -342,10 +353,12 @@ class AcquirerHost:
         return self.server.port
 
     async def start(self) -> None:
+        self._settled_read_ns = self._clock()
         self._settled = await self._db(self._read_settled)
         await self.link.start()
         await self.server.start()
         self._saf_task = asyncio.create_task(self._saf_loop(), name="acquirer-saf")
+        self._settled_task = asyncio.create_task(self._settled_loop(), name="acquirer-settled")
 
     async def stop(self) -> None:
         """Finish what is in flight, leave the queue on disk, close the link and the pool."""
@@ -353,6 +366,10 @@ class AcquirerHost:
             return
         self._stopping = True
         await self.server.stop()
+        if self._settled_task is not None:
+            self._settled_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settled_task
         self._saf_wake.set()
         if self._saf_task is not None:
             done, _ = await asyncio.wait([self._saf_task], timeout=self.config.stop_timeout_s)
@@ -460,10 +477,29 @@ class AcquirerHost:
                 f"batch {request.field60.batch_number} closed (batch {settled} settled): sign on again",
             )
 
-    def _read_settled(self, terminal_id: str | None = None) -> dict[str, int]:
-        """Every terminal's last batch settled balanced (only ``terminal_id``'s when given); on a worker."""
+    async def _settled_loop(self) -> None:
+        """Every ``settled_reload_s``, the batches settled (here or through another acquirer on the same
+        database) since the last look, less a minute for the other acquirers' clocks: a terminal's batch
+        settled elsewhere is closed here too within that long, not only at its next sign-on."""
+        while True:
+            await asyncio.sleep(self.config.settled_reload_s)
+            since = self._settled_read_ns - _SETTLED_CLOCK_SLACK_NS
+            now = self._clock()
+            try:
+                recent = await self._db(partial(self._read_settled, since_ns=since))
+            except Exception:  # the database is away: the next look reads from the same point
+                log.exception("acquirer: cannot read the settled batches")
+                continue
+            self._settled_read_ns = now
+            for terminal, batch in recent.items():
+                if batch > self._settled.get(terminal, 0):
+                    self._settled[terminal] = batch
+
+    def _read_settled(self, terminal_id: str | None = None, since_ns: int | None = None) -> dict[str, int]:
+        """Every terminal's last batch settled balanced (only ``terminal_id``'s, or those settled at
+        ``since_ns`` or later, when given); on a worker."""
         with self._uow() as uow:
-            return uow.batches.settled(terminal_id)
+            return uow.batches.settled(terminal_id, since_ns=since_ns)
 
     async def _check_terminal(self, request: Message) -> AcquiringBank:
         assert request.terminal_id is not None and request.merchant_id is not None
