@@ -68,6 +68,17 @@ def test_an_unreachable_acquirer_is_one_error_line(tmp_path, monkeypatch):
     )
 
 
+def test_a_purchase_declined_because_the_acquirer_is_unreachable_says_so(tmp_path, monkeypatch):
+    """The card declines offline (Z3) what it could not take online; the receipt shows the decline and the
+    command's last line says why (it went unsaid when the decline's exit came first)."""
+    runner, app = CliRunner(), _app()
+    with chain(tmp_path, monkeypatch) as net:
+        address = f"127.0.0.1:{net.port}"
+    r = runner.invoke(app, ["pos", "purchase", "--card", net.pan, "--amount", "900.00", "--pin", "123456"])
+    assert r.exit_code == 1 and "DECLINED OFFLINE" in r.output
+    assert r.output.strip().endswith(f"error: acquirer {address} unreachable (connection refused)"), r.output
+
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "terminal.example.toml"
 
 

@@ -384,6 +384,10 @@ def _online(
         yield pos, client
     except (OnlineError, AlreadyVoided) as exc:
         raise _fail(str(exc)) from None
+    except typer.Exit as stop:  # a decline shown: say why it could not go online, if that is why
+        if stop.exit_code and client.failure is not None:
+            raise _fail(str(client.failure)) from None
+        raise
     finally:
         if client.batch_closed is not None:  # 77: told after the receipt, whatever the command's end
             closed, now = client.batch_closed
