@@ -61,6 +61,27 @@ def test_forged_arqc_is_declined_and_posts_nothing(
     assert ledger_snapshot(database) == before
 
 
+def test_a_cryptogram_version_the_issuer_does_not_verify_is_refused_by_name_and_posts_nothing(
+    banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
+) -> None:
+    """An ARQC of another cryptogram version (CVN 02) or algorithm (04, SM4) is answered 30 saying which,
+    not verified as a CVN 01 under 3DES and declined as a forgery (citycard.crypto.cvn)."""
+    pan = funded_card(banks)
+    f55 = terminal_for(pan).first_ac(1_000)
+    iad = decode_dict(f55)["9F10"]
+    before = ledger_snapshot(database)
+    for n, (changed, says) in enumerate(
+        [
+            (iad[:2] + b"\x02" + iad[3:], "cryptogram version 02"),
+            (iad[:7] + b"\x04" + iad[8:], "algorithm 04"),
+        ]
+    ):
+        resp = banks.authorize(request(pan, PURCHASE, 1_000, with_tag(f55, "9F10", changed), f"v-{n}"))
+        assert resp.response_code == "30" and says in resp.reason, resp
+    assert ledger_snapshot(database) == before
+    assert banks.authorize(request(pan, PURCHASE, 1_000, f55, "v-ok")).approved  # the card's own: CVN 01
+
+
 def test_replayed_atc_is_declined(
     banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
 ) -> None:

@@ -29,6 +29,7 @@ from citycard.codec.emvbits import (
     cvr_second_ac_bits,
 )
 from citycard.codec.money import bcd_amount
+from citycard.crypto.cvn import CVN01_TDES
 from citycard.crypto.mac import mac_alg3
 
 __all__ = [
@@ -168,7 +169,11 @@ def build_iad(cvr: bytes, balance_fen: int, atc: int, session_key: bytes) -> byt
         bcd_amount(balance_fen, 5)  # raises its ValueError
     balance = bytes.fromhex(f"{balance_fen:010d}")  # bcd_amount(balance_fen, 5), without the call
     mac = mac_alg3(session_key, b"\x01" + balance + atc.to_bytes(2, "big"), padding=2, length=4)
-    return b"\x07\x01\x01\x03" + cvr + b"\x01" + b"\x0a\x01" + balance + mac
+    return _IAD_HEAD + cvr + _IAD_ALGORITHM + b"\x0a\x01" + balance + mac
+
+
+_IAD_HEAD = CVN01_TDES.iad_header(dki=0x01) + b"\x03"  # 07 DKI CVN, then the CVR's length byte
+_IAD_ALGORITHM = bytes((CVN01_TDES.algorithm.value,))
 
 
 _TXN_LOG_ENTRIES = tuple(parse_dol(TXN_LOG_FORMAT))

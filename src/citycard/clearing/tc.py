@@ -23,6 +23,7 @@ from citycard.codec.emvbits import CID_TC, cid_type
 from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
 from citycard.crypto.cryptograms import CryptogramDataError, ac_input
+from citycard.crypto.cvn import cryptogram_version
 
 __all__ = ["TcData", "TcDataError", "parse_tc"]
 
@@ -66,7 +67,8 @@ def parse_tc(field55: bytes) -> TcData:
     if len(tags["9F26"]) != 8 or len(tags["9F36"]) != 2 or len(tags["9A"]) != 3:
         raise TcDataError("9F26 must be 8 bytes, 9F36 2 and 9A 3")
     try:
-        data = ac_input(tags)
+        version = cryptogram_version(tags["9F10"])
+        data = ac_input(tags, version.ac_tags)
         amount = amount_from_bcd(tags["9F02"])
         yymmdd = tags["9A"].hex()
         txn_date = date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
@@ -75,5 +77,5 @@ def parse_tc(field55: bytes) -> TcData:
     gpo_data = None
     tvr = tags.get("95", b"")
     if "9F66" in tags and any(tvr):  # qPBOC: the card signed the TVR of its GPO's PDOL, before the checks
-        gpo_data = ac_input({**tags, "95": bytes(len(tvr))})
+        gpo_data = ac_input({**tags, "95": bytes(len(tvr))}, version.ac_tags)
     return TcData(tags["9F26"], int.from_bytes(tags["9F36"], "big"), amount, txn_date, data, gpo_data)

@@ -17,6 +17,7 @@ from citycard.codec.emvbits import CID_ARQC, CVR_PIN_FAILED, CVR_PIN_PERFORMED, 
 from citycard.codec.money import amount_from_bcd
 from citycard.codec.tlv import TlvError, decode_dict
 from citycard.crypto.cryptograms import CryptogramDataError, ac_input, cvr_from_iad
+from citycard.crypto.cvn import cryptogram_version
 
 from .commands import MalformedRequest
 
@@ -120,13 +121,14 @@ def parse_chip_data(field55: bytes) -> ChipData:
     """Field 55 of an online authorization as :class:`ChipData`; :class:`ChipDataError` when malformed."""
     try:
         tags = decode_dict(field55)
-    except TlvError as exc:
-        raise ChipDataError(str(exc)) from None
+    except TlvError as bad_tlv:  # a name of its own: compiled by mypyc, one name holds one type
+        raise ChipDataError(str(bad_tlv)) from None
     missing = [t for t in REQUIRED_TAGS if t not in tags]
     if missing:
         raise ChipDataError(f"lacks {', '.join(missing)}")
     try:
-        data = ac_input(tags)
+        version = cryptogram_version(tags["9F10"])
+        data = ac_input(tags, version.ac_tags)
         cvr = cvr_from_iad(tags["9F10"])
         amount = amount_from_bcd(tags["9F02"])
     except (CryptogramDataError, ValueError) as exc:

@@ -49,8 +49,8 @@ async def read_frame(reader: asyncio.StreamReader, *, body_timeout_s: float) -> 
         raise FramingError("connection closed inside the length prefix") from None
     try:
         length = frame_length(prefix)
-    except Iso8583Error as exc:
-        raise FramingError(exc.reason) from None
+    except Iso8583Error as bad:  # a name of its own: compiled by mypyc, one name holds one type
+        raise FramingError(bad.reason) from None
     try:
         async with asyncio.timeout(body_timeout_s):
             body = await reader.readexactly(length)
