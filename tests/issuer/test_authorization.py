@@ -65,7 +65,8 @@ def test_a_cryptogram_version_the_issuer_does_not_verify_is_refused_by_name_and_
     banks: IssuerService, database: Database, terminal_for: Callable[[str], Terminal]
 ) -> None:
     """An ARQC of another cryptogram version (CVN 02) or algorithm (04, SM4) is answered 30 saying which,
-    not verified as a CVN 01 under 3DES and declined as a forgery (citycard.crypto.cvn)."""
+    not verified as a CVN 01 under 3DES and declined as a forgery (citycard.crypto.cvn); so is an IAD whose
+    CVR is malformed."""
     pan = funded_card(banks)
     f55 = terminal_for(pan).first_ac(1_000)
     iad = decode_dict(f55)["9F10"]
@@ -74,6 +75,7 @@ def test_a_cryptogram_version_the_issuer_does_not_verify_is_refused_by_name_and_
         [
             (iad[:2] + b"\x02" + iad[3:], "cryptogram version 02"),
             (iad[:7] + b"\x04" + iad[8:], "algorithm 04"),
+            (iad[:3] + b"\x02" + iad[4:], "CVR length byte is 02"),  # compiled, this was a TypeError (96)
         ]
     ):
         resp = banks.authorize(request(pan, PURCHASE, 1_000, with_tag(f55, "9F10", changed), f"v-{n}"))
