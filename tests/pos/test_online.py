@@ -377,3 +377,48 @@ def test_offline_purchases_upload_once(world: World) -> None:
         assert sale.entry is not None
         kept = world.net.upload(sale.entry.batch, sale.entry.stan)
         assert kept is not None and kept.amount_fen == sale.entry.amount_fen
+
+
+class _FailingMacs:
+    """The terminal's HSM, whose retail MAC fails (a damaged key block) from the ``after``-th call on."""
+
+    def __init__(self, hsm: Any, after: int) -> None:
+        self._hsm, self.calls, self.after = hsm, 0, after
+
+    def pos_mac(self, key: Any, data: bytes) -> bytes:
+        from citycard.hsm.api import HsmError
+
+        self.calls += 1
+        if self.calls > self.after:
+            raise HsmError("key block damaged")
+        return self._hsm.pos_mac(key, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hsm, name)
+
+
+def test_a_terminal_whose_key_store_fails_declines_and_reverses_what_it_cannot_check(world: World) -> None:
+    """The terminal's HSM failing is not a bug to raise out of the transaction: before sending, the card
+    declines unable to go online and nothing reaches the issuer; on the answer's MAC, the approval is not
+    believed and is reversed, so the deposit nets to zero."""
+    with world.client() as client:
+        assert world.pos(client).purchase(world.tap(), 12_000, pin=lambda _: PIN).approved  # signed on
+    spent = 50_000 - 12_000
+    assert world.net.status()["deposit_available_fen"] == spent
+
+    failing = _FailingMacs(world.hsm, after=0)  # the request's own MAC cannot be made
+    world.hsm = failing  # type: ignore[assignment]
+    with world.client() as client:
+        result = world.pos(client).purchase(world.tap(), 12_000, pin=lambda _: PIN)
+        assert not result.approved and result.outcome.kind is OutcomeKind.DECLINED_OFFLINE
+    assert world.net.status()["deposit_available_fen"] == spent  # nothing was sent
+
+    failing.calls, failing.after = 0, 1  # the request signed; the answer's MAC cannot be checked
+    with world.client() as client:
+        result = world.pos(client).purchase(world.tap(), 12_000, pin=lambda _: PIN)
+        assert not result.approved  # an approval it cannot believe: declined at the card, reversal queued
+    assert world.net.status()["deposit_available_fen"] == spent - 12_000  # the issuer had approved it
+    world.hsm = failing._hsm  # the key store mended: the next contact delivers the queued reversal
+    with world.client() as client:
+        client.flush()
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == spent)

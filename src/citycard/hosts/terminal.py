@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -103,6 +104,7 @@ _BALANCE_INQUIRY: Final = "310000"
 """Its approval posts nothing: one the card did not complete needs no reversal."""
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class OnlineError(OnlineUnavailable):
@@ -351,19 +353,31 @@ class AcquirerClient:
         return self.hsm.encrypt_pin(keys[0], pin, pan)
 
     def _signed(self, message: Message) -> Message:
+        """``message`` with field 64 under the MAK; :class:`OnlineError` when the terminal's key store
+        cannot make it (nothing is sent)."""
         keys = self._keys()
         assert keys is not None, "signed on first"
         mak = keys[1]
-        data = with_mac(replace(message, mac=bytes(8)).to_bytes(), lambda block: self.hsm.pos_mac(mak, block))
+        try:
+            data = with_mac(
+                replace(message, mac=bytes(8)).to_bytes(), lambda block: self.hsm.pos_mac(mak, block)
+            )
+        except HsmError as exc:
+            raise OnlineError(f"the terminal's MAK cannot be used: {exc}") from None
         return replace(message, mac=data[-8:])
 
     def _authentic(self, answer: Message) -> bool:
-        """An answer with field 64 must verify under the MAK; one without may only decline."""
+        """An answer with field 64 must verify under the MAK; one without may only decline. One the
+        terminal's key store cannot check is not believed (an approval is then reversed)."""
         keys = self._keys()
         if answer.mac is None or keys is None:
             return not answer.approved
         mak = keys[1]
-        return mac_matches(answer.to_bytes(), lambda block: self.hsm.pos_mac(mak, block))
+        try:
+            return mac_matches(answer.to_bytes(), lambda block: self.hsm.pos_mac(mak, block))
+        except HsmError:
+            log.warning("terminal %s: the answer's MAC cannot be checked", self.identity.terminal_id)
+            return False
 
     def _send(self, message: Message, timeout_s: float | None = None) -> Message:
         """Sign, send, check the answer's MAC; on ``A0`` sign on again and send once more."""
