@@ -429,3 +429,24 @@ def test_a_bug_in_the_online_callable_is_raised_not_taken_for_a_link_down():
 
     with pytest.raises(KeyError):
         transact(new_card("contact", balance_fen=0), K.PURCHASE, 5_000, online=buggy, pin=lambda r: PIN)
+
+
+def test_a_kernel_bug_is_raised_and_the_transaction_can_still_be_recorded_as_interrupted(monkeypatch):
+    """REVIEW.md: a bug is raised out of the kernel, never turned into an outcome; its driver then asks the
+    kernel for the transaction as it stands (``interrupted``): terminated, torn once the card was asked to
+    pay, with the cryptogram it gave."""
+    from citycard.kernel.kernel import Kernel, Transaction
+    from citycard.kernel.runner import run
+
+    from .cardlab import det_rng
+
+    def buggy(self):
+        raise IndexError("a kernel bug")
+
+    monkeypatch.setattr(Kernel, "_action_analysis", buggy)  # after ODA and CVM, before GENERATE AC
+    kernel = Kernel(terminal_config(), Transaction(K.PURCHASE, NOW, 1250), det_rng(3))
+    with pytest.raises(IndexError, match="a kernel bug"):
+        run(kernel, new_card("contact", balance_fen=50_000).transmit)
+    stopped = kernel.interrupted("terminal error: IndexError")
+    assert stopped.kind is OutcomeKind.TERMINATED and not stopped.torn  # nothing was asked of it yet
+    assert kernel.interrupted("again") is stopped  # the transaction is over

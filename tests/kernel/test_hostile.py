@@ -84,13 +84,12 @@ ODA_FAILED = 0x80 | 0x40 | 0x08 | 0x04  # TVR byte 1: ODA not performed, SDA / D
 
 
 def _check(out: Outcome, card=None, undisturbed: OutcomeKind | None = None) -> None:
-    """Nothing escaped the kernel (a kernel bug would be an "internal error" outcome, not an exception);
+    """The kernel answered with an outcome (a kernel bug is raised, and fails the test where it happens);
     every outcome says why; a card that was not disturbed gets the flow's normal outcome; a disturbed one
     is declined or terminated with a reason unless what it changed did not matter — and is never approved
     offline without a successful offline data authentication."""
     assert isinstance(out, Outcome)
     assert out.reason, out
-    assert not out.reason.startswith("internal error"), out.reason
     proxy = getattr(card, "transmit", None)
     if undisturbed is not None and isinstance(proxy, _Proxy) and not proxy.changed:
         assert out.kind is undisturbed, (out.kind, out.reason)

@@ -422,3 +422,32 @@ def test_a_terminal_whose_key_store_fails_declines_and_reverses_what_it_cannot_c
     with world.client() as client:
         client.flush()
     _eventually(lambda: world.net.status()["deposit_available_fen"] == spent)
+
+
+def test_a_bug_after_the_issuers_approval_is_raised_and_the_approval_reversed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REVIEW.md: a bug is raised, never turned into an outcome. A kernel bug after the issuer approved
+    (here, in issuer authentication) comes out of ``purchase``, but only once the money is safe: the
+    approval the card never completed is recorded declined with its reversal queued, which the next contact
+    delivers; the deposit nets to zero."""
+    from citycard.kernel.kernel import Kernel
+
+    with world.client() as client:
+        assert world.pos(client).purchase(world.tap(), 12_000, pin=lambda _: PIN).approved
+    spent = 50_000 - 12_000
+
+    def buggy(self: Any, data: bytes) -> Any:
+        raise KeyError("a kernel bug")
+        yield  # a generator, as the step it replaces
+
+    with monkeypatch.context() as patch, world.client() as client:
+        patch.setattr(Kernel, "_issuer_authentication", buggy)
+        with pytest.raises(KeyError, match="a kernel bug"):
+            world.pos(client).purchase(world.tap(), 12_000, pin=lambda _: PIN)
+    assert world.net.status()["deposit_available_fen"] == spent - 12_000  # the issuer had approved it
+    last = world.journal.entries(limit=1)[0]
+    assert last.state == "declined" and "reversal queued" in last.reason, last
+    with world.client() as client:
+        client.flush()
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == spent)

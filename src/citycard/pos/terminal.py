@@ -399,7 +399,20 @@ class PosTerminal:
                     what = kind if amount else "tap"  # a record-only tap (TC for 0): no money to upload
                 entry = self.journal.begin(what, txn.interface, amount, txn.now, un, **card)
 
-        outcome = run(kernel, transmit, online=online, pin=pin, choose=choose, trace=trace, on_event=on_event)
+        try:
+            outcome = run(
+                kernel, transmit, online=online, pin=pin, choose=choose, trace=trace, on_event=on_event
+            )
+        except Exception as exc:
+            # a bug (the kernel's or a callback's) is raised, once the money is safe: the transaction is
+            # recorded as interrupted, as after a tear. An approval the card did not complete is reversed;
+            # a card that may have paid is torn, settled by its log at its next tap.
+            if entry is not None:
+                stopped = kernel.interrupted(f"terminal error: {type(exc).__name__}")
+                if host is not None:
+                    stopped = host.completed(entry, stopped)
+                self._record(entry, stopped)
+            raise
         refused = refuse(outcome) if outcome.approved else None
         if refused is not None:
             outcome = replace(outcome, kind=OutcomeKind.DECLINED_OFFLINE, reason=refused)
