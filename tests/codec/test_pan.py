@@ -32,7 +32,7 @@ def test_mask_pans_masks_each_pan_and_nothing_else() -> None:
 @given(
     bin_=st.sampled_from(["62122600", "621661", "622848"]),
     length=st.integers(16, 19),
-    serial=st.integers(0, 10**7),
+    serial=st.integers(0, 10**7 - 1),  # the room a 16-digit PAN on an 8-digit BIN leaves
     before=st.text(max_size=20),
     after=st.text(max_size=20),
 )
