@@ -131,6 +131,10 @@ class UnknownBank(ValueError):
     """A bank code given to a network service that the issuer does not have (the message names it)."""
 
 
+class NoFrontEnd(ValueError):
+    """A switch that would follow routes, given no bank's front end and finding no route in the database."""
+
+
 @dataclass
 class Issuer:
     """The issuer service with what it was built on: its database (``unit_of_work``) and HSM."""
@@ -497,12 +501,18 @@ def build_switch(
     """The switch routing by the banks and BIN ranges of ``issuer``'s database, translating PINs in its HSM,
     with one link per issuing bank's front end in ``issuers`` (:class:`UnknownBank` for a code that is not
     a bank); with ``follow_routes``, also to the front ends of the routes the database keeps for the other
-    banks (``citycard serve route``), as they are now and as they change while it runs."""
+    banks (``citycard serve route``), as they are now and as they change while it runs (:class:`NoFrontEnd`
+    when there is neither a front end in ``issuers`` nor a route)."""
     from citycard.hosts.switch import SwitchFrontEnd
     from citycard.hosts.zone import ACQUIRER_LINK, ZoneMac
 
     table = routing_table(issuer, with_routes=follow_routes)
     _check_banks(table, list(issuers))
+    if follow_routes and not issuers and not any(m.front_end for m in table.members):
+        raise NoFrontEnd(  # before anything is made (the zone keys of the legs)
+            "no bank's front end to route to: give --issuer CODE=HOST:PORT, or keep a route"
+            " ('citycard serve route CODE HOST:PORT')"
+        )
     zones = {link: ZoneMac.open(issuer.hsm, link) for link in (ACQUIRER_LINK, *issuers)}  # field 64, each leg
     return SwitchFrontEnd(
         table,

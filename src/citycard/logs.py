@@ -11,7 +11,10 @@ import logging
 
 from citycard.codec.pan import mask_pans
 
-__all__ = ["MaskingFormatter", "configure", "mask_handlers"]
+__all__ = ["UVICORN_LOGGERS", "MaskingFormatter", "configure", "mask_handlers"]
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+"""The loggers ``uvicorn.Config`` gives handlers of their own (its access log among them)."""
 
 
 class MaskingFormatter(logging.Formatter):

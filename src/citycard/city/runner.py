@@ -30,7 +30,7 @@ from typing import Any
 from citycard.bootstrap import Center, Issuer, Platform, start_platform
 from citycard.center.model import Industry, TerminalKind
 from citycard.config import Settings
-from citycard.logs import mask_handlers
+from citycard.logs import UVICORN_LOGGERS, mask_handlers
 from citycard.transit import Network, NetworkError, parse_network
 
 from .plan import BANKS, BUS_LINES, DISTANCE_LINES, VALIDATORS_PER_LINE, merchants, terminals
@@ -280,7 +280,7 @@ async def _serve_web(
     try:
         app = web_app.create_app(context)
         config = uvicorn.Config(app, host=at[0], port=at[1], log_level="warning", lifespan="on")
-        mask_handlers("uvicorn", "uvicorn.error", "uvicorn.access")  # as uvicorn.Config set them: PANs masked
+        mask_handlers(*UVICORN_LOGGERS)  # as uvicorn.Config set them: PANs masked
         server = uvicorn.Server(config)
         # our handlers stop it: uvicorn's own (``capture_signals``, since 0.29) would take SIGINT and
         # SIGTERM from the platform while it serves, and raise them again once it stopped, which the

@@ -278,7 +278,7 @@ def serve_switch(
     stop_timeout: StopOpt = STOP_TIMEOUT_S,
 ) -> None:
     """Route acquirers' requests by BIN to the issuing banks' front ends, translating PIN blocks."""
-    from citycard.bootstrap import UnknownBank, build_switch, routing_table
+    from citycard.bootstrap import NoFrontEnd, UnknownBank, build_switch
     from citycard.hosts.switch import SwitchLimits
 
     addresses: dict[str, tuple[str, int]] = {}
@@ -298,17 +298,11 @@ def serve_switch(
         limits = replace(limits, silent_after_s=silent_after)
     _logging(verbose)
     with open_issuer() as platform:
-        if not addresses and not any(m.front_end for m in routing_table(platform, with_routes=True).members):
-            raise fail(  # checked before anything is made (the zone keys of the legs)
-                "no bank's front end to route to: give --issuer CODE=HOST:PORT, or keep a route"
-                " ('citycard serve route CODE HOST:PORT')",
-                2,
-            )
         try:
             switch = build_switch(
                 platform, addresses, host=host, port=port, limits=limits, follow_routes=True
             )
-        except UnknownBank as exc:
+        except (UnknownBank, NoFrontEnd) as exc:
             raise fail(str(exc), 2) from None
         given = [f"{code} -> {h}:{p}" for code, (h, p) in sorted(addresses.items())]
         routed = [

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from citycard.config import settings
-from citycard.logs import mask_handlers
+from citycard.logs import UVICORN_LOGGERS, mask_handlers
 
 from .bank import fail
 
@@ -74,7 +74,7 @@ def serve(
     try:
         typer.echo(f"web console on http://{host}:{port}")
         config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="info")
-        mask_handlers("", "uvicorn", "uvicorn.error", "uvicorn.access")  # configured by Config: PANs masked
+        mask_handlers("", *UVICORN_LOGGERS)  # configured by Config: PANs masked
         uvicorn.Server(config).run()
     finally:
         ctx.close()

@@ -77,6 +77,7 @@ __all__ = [
     "cvr_first_ac_bits",
     "cvr_has",
     "cvr_scripts",
+    "cvr_second_ac",
     "cvr_second_ac_bits",
 ]
 
@@ -195,6 +196,13 @@ def cvr_first_ac(cvr: bytes) -> int:
     second)."""
     assert len(cvr) == CVR_LENGTH
     return _CVR_AC_TYPES[(cvr[0] >> 4) & 0x03]
+
+
+def cvr_second_ac(cvr: bytes) -> int | None:
+    """The cryptogram type a CVR states for the second GENERATE AC; None when not requested (``10``)."""
+    assert len(cvr) == CVR_LENGTH
+    second = _CVR_AC_TYPES[cvr[0] >> 6]
+    return None if second == CID_ARQC else second
 
 
 def cvr_has(cvr: bytes, flag: Flag) -> bool:

@@ -33,6 +33,7 @@ from citycard.codec.emvbits import (
     TVR_BITS,
     cvr_first_ac,
     cvr_scripts,
+    cvr_second_ac,
 )
 from citycard.codec.pan import mask_pan
 from citycard.codec.tags import RID_UNIONPAY, lookup, tag_name
@@ -230,8 +231,11 @@ def _cvm_results(value: bytes) -> str | None:
 
 def _cvr(cvr: bytes) -> str:
     """The card verification results: the cryptograms' types, the bits set, the scripts counted."""
-    second = "not requested" if cvr[0] & 0xC0 == 0x80 else CID_NAMES[cvr[0] & 0xC0]  # bits 8-7 as in a CID
-    parts = [f"first AC {CID_NAMES[cvr_first_ac(cvr)]}", f"second AC {second}"]
+    second = cvr_second_ac(cvr)
+    parts = [
+        f"first AC {CID_NAMES[cvr_first_ac(cvr)]}",
+        f"second AC {'not requested' if second is None else CID_NAMES[second]}",
+    ]
     parts += [name for (i, mask), name in CVR_BITS.items() if cvr[i] & mask]
     scripts, _ = cvr_scripts(cvr)
     if scripts:

@@ -353,15 +353,18 @@ class AcquirerClient:
         return self.hsm.encrypt_pin(keys[0], pin, pan)
 
     def _signed(self, message: Message) -> Message:
-        """``message`` with field 64 under the MAK; :class:`OnlineError` when the terminal's key store
-        cannot make it (nothing is sent)."""
+        """``message`` with field 64 under the MAK; :class:`OnlineError` when it cannot be encoded (the
+        card's data do not fit the profile's fields) or the terminal's key store cannot make the MAC:
+        nothing is sent."""
         keys = self._keys()
         assert keys is not None, "signed on first"
         mak = keys[1]
         try:
-            data = with_mac(
-                replace(message, mac=bytes(8)).to_bytes(), lambda block: self.hsm.pos_mac(mak, block)
-            )
+            unsigned = replace(message, mac=bytes(8)).to_bytes()
+        except ValueError as exc:  # Iso8583Error
+            raise OnlineError(f"the card's data cannot be sent online: {exc}") from None
+        try:
+            data = with_mac(unsigned, lambda block: self.hsm.pos_mac(mak, block))
         except HsmError as exc:
             raise OnlineError(f"the terminal's MAK cannot be used: {exc}") from None
         return replace(message, mac=data[-8:])
@@ -468,8 +471,7 @@ class AcquirerClient:
                 service_ref=entry.service_ref if kind is OnlineKind.PURCHASE else "",
                 source=source,
             )
-            message.to_bytes()  # encodes, as it will be sent: the card's data fit the profile's fields
-        except ValueError as exc:  # they do not (Iso8583Error, TlvError): nothing is sent
+        except ValueError as exc:  # the card's data do not fit the profile's fields: nothing is sent
             raise OnlineError(f"the card's data cannot be sent online: {exc}") from None
         return self._online(entry.txn_id, message)
 
