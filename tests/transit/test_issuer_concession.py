@@ -45,6 +45,7 @@ from tests.pos.chain import PIN, chain
 from tests.public.world import PublicWorld
 
 TODAY = beijing_date(time.time_ns())  # the bank's day (UTC+8), as the issuer checks a date
+SOON = TODAY + dt.timedelta(days=30)  # a last day not past even when the run crosses Beijing's midnight
 
 
 @pytest.fixture
@@ -144,13 +145,13 @@ def test_what_the_bank_refuses_writes_nothing(world: PublicWorld) -> None:
     (anonymous,) = service.issue_cards(IssueCards("ICBC", "ec-anon"))
     assert _on_chip(world, anonymous.pan) == Concession()  # it has the transit file all the same
     with pytest.raises(UnregisteredConcession):
-        service.set_concession(SetConcession(anonymous.pan, "student", TODAY))
+        service.set_concession(SetConcession(anonymous.pan, "student", SOON))
     # a card personalised before the issuer's cards carried the transit file (migration 0024 gives it no row)
     with world.net.issuer.unit_of_work() as uow:
         uow.session.execute(delete(issuer_card_transit).where(issuer_card_transit.c.pan == world.net.pan))
         uow.commit()
     with pytest.raises(NoTransitFile, match="no transit file"):
-        service.set_concession(SetConcession(world.net.pan, "student", TODAY))
+        service.set_concession(SetConcession(world.net.pan, "student", SOON))
     assert _record(world) == (None, False)  # nothing queued, the card not marked
 
 
