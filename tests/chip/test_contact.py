@@ -132,9 +132,10 @@ def test_wrong_arpc_gives_aac_and_remembers_failure(term: Any, h: Any) -> None:
 
 def test_external_authenticate(term: Any, h: Any) -> None:
     assert term.start_contact(0, ec=False).sw == 0x9000
-    assert term.send("0082000008" + "00" * 8 + "00").sw == 0x6700
     assert term.send("008200000A" + "00" * 10).sw == 0x6985  # no ARQC yet
+    assert term.send("0082000008" + "00" * 8 + "00").sw == 0x6985  # out of sequence, before its length
     atc, arqc = term.online_arqc()
+    assert term.send("0082000008" + "00" * 8 + "00").sw == 0x6700  # in sequence: its length is read
     sk = term.session_key("ac", atc)
     arpc = arpc_method1(sk, arqc, b"00")
     assert term.send(bytes.fromhex("008200000A") + arpc + b"00").sw == 0x9000

@@ -10,6 +10,7 @@ import pytest
 from citycard.chip import pboc
 from citycard.chip.image import CardImage
 from citycard.chip.personalise import _CVM_LIST
+from citycard.chip.sequence import COMMANDS, Phase
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "card-profile.md"
 
@@ -54,3 +55,17 @@ def test_personalised_values_published(image: CardImage) -> None:
     text = _squashed()
     for tag in ("9F0D", "9F0E", "9F0F", "9F07", "9F08", "5F30", "9F44", "9F4A", "82"):
         assert f"{tag}" in text and data[tag].hex().upper() in text, tag
+
+
+def test_sequencing_table_published() -> None:
+    """§15's table of where each command is taken is ``citycard.chip.sequence.COMMANDS``, row for row."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## 15. Command sequencing") :]
+    rows = re.findall(r"^\| `([0-9A-F]{2})` \| [A-Z ]+ \| ([A-Z_, a-z]+) \|$", section, re.MULTILINE)
+    published = {
+        int(ins, 16): frozenset(Phase)
+        if taken == "every phase"
+        else frozenset(Phase[n] for n in taken.split(", "))
+        for ins, taken in rows
+    }
+    assert published == dict(COMMANDS)

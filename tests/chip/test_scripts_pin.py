@@ -179,5 +179,7 @@ def test_pin_unblock_and_change(term: Any, h: Any) -> None:
     term.start_contact()
     assert _verify(term, "123456") == 0x63C2
     assert _verify(term, "2468") == 0x9000
+    assert term.send(_script(term, "84240003", b"", atc, arqc)).sw == 0x6985  # no ARQC in this session
+    atc, arqc = term.online_arqc()
     assert term.send(_script(term, "84240003", b"", atc, arqc)).sw == 0x6A86
     assert term.send(_script(term, "84240001", enc, atc, arqc)).sw == 0x6A86  # with the current PIN: no

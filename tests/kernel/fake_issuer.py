@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from citycard.codec import tlv
+from citycard.codec.money import amount_from_bcd
 from citycard.crypto import des
 from citycard.crypto.cryptograms import (
     ac_input,
@@ -80,7 +81,10 @@ class IssuerStub:
         scripts = b""
         if valid and rc == "00" and request.transaction_type == 0x60:
             iad_value = values.get("9F10", b"")
-            balance = int(iad_value[10:15].hex()) if len(iad_value) >= 15 else 0
+            try:
+                balance = amount_from_bcd(iad_value[10:15]) if len(iad_value) >= 15 else 0
+            except ValueError:  # an EC balance that is not BCD: unreadable chip data, as above
+                return OnlineResponse(response_code="30")
             udk_mac = derive_icc_mk_a(self.imk_mac, request.pan, request.psn or "00")
             sk_mac = derive_pboc_session_key(udk_mac, atc)
             command = script_command(

@@ -64,6 +64,7 @@ from .image import (
     Transaction,
     cell_key,
 )
+from .sequence import COMMANDS, Phase, Step, next_phase
 
 __all__ = ["Card", "CardError", "Interface"]
 
@@ -97,11 +98,11 @@ class CardError(Exception):
 class _Session:
     """Volatile state of one transaction with the selected application (cleared on reset and SELECT)."""
 
+    phase: Phase = Phase.IDLE  # which commands are taken now (``sequence.COMMANDS``)
     aid: bytes | None = None
     df: str | None = None  # "pse", "ppse" or "app"
     selected_name: bytes = b""
     selected_index: int = -1
-    gpo_done: bool = False
     path: str = ""  # "standard", "ec" or "qpboc"
     aip: bytes = b""
     atc: int = 0
@@ -109,8 +110,6 @@ class _Session:
     cvr: pboc.Cvr = field(default_factory=pboc.Cvr)
     pin_verified: bool = False
     challenge: bytes | None = None
-    first_ac: int | None = None
-    second_ac: int | None = None
     arqc: bytes = b""
     issuer_auth: bool | None = None  # None: not performed
     ec_loaded: bool = False
@@ -151,6 +150,7 @@ class Card:
             Ins.UPDATE_CAPP_DATA_CACHE: (_PROPRIETARY, self._update_capp_data_cache),
             Ins.UPDATE_RECORD: (_SM, self._update_record),
         }
+        assert self._handlers.keys() == COMMANDS.keys(), "every command the card takes has its phases"
 
     # -- power ---------------------------------------------------------------------------------------
     def power_on(self, interface: Interface = "contact") -> bytes:
@@ -170,6 +170,11 @@ class Card:
     @property
     def interface(self) -> Interface:
         return self._interface
+
+    @property
+    def phase(self) -> Phase:
+        """Where the session stands: which commands the card takes now (:mod:`citycard.chip.sequence`)."""
+        return self._s.phase
 
     # -- APDU ----------------------------------------------------------------------------------------
     def transmit(self, apdu: bytes) -> bytes:
@@ -204,6 +209,8 @@ class Card:
             return b"", SW.CLA_NOT_SUPPORTED
         if self.image.get_bool("card.blocked"):
             return b"", SW.FUNCTION_NOT_SUPPORTED
+        if self._s.phase not in COMMANDS[cmd.ins]:  # out of sequence: refused before anything is read
+            return b"", SW.CONDITIONS_NOT_SATISFIED
         txn = self.image.begin(self.fault)
         try:
             response = handler(cmd, txn)
@@ -211,15 +218,15 @@ class Card:
             if exc.commit:
                 txn.commit()
             return b"", exc.sw
-        except (ValueError, KeyError, IndexError, TlvError, DolError):
+        except ValueError:  # data the card cannot read (TlvError, DolError, …); a KeyError is its bug, raised
             return b"", SW.NO_PRECISE_DIAGNOSIS
         txn.commit()
         return response
 
     # -- helpers -------------------------------------------------------------------------------------
     def _app(self) -> Application:
-        if self._s.df != "app" or self._s.aid is None:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        """The selected application: only called by commands taken once one is (``sequence.COMMANDS``)."""
+        assert self._s.df == "app" and self._s.aid is not None, f"no application in {self._s.phase}"
         app = self.image.application(self._s.aid)
         assert app is not None
         return app
@@ -267,7 +274,10 @@ class Card:
         raise CardError(SW.FILE_NOT_FOUND)
 
     def _select_file(self, full: bytes, kind: str, name: bytes, index: int, txn: Transaction) -> Response:
-        session = _Session(selected_name=name, selected_index=index, df=kind)
+        step = Step.SELECT_APPLICATION if kind == "app" else Step.SELECT_DIRECTORY
+        session = _Session(
+            phase=next_phase(self._s.phase, step), selected_name=name, selected_index=index, df=kind
+        )
         if kind == "pse":
             a5 = encode_many([("88", b"\x01"), ("5F2D", b"zhen"), ("9F11", b"\x01")])
             fci = encode("6F", encode("84", full) + encode("A5", a5))
@@ -392,8 +402,6 @@ class Card:
     # -- GET PROCESSING OPTIONS ----------------------------------------------------------------------
     def _gpo(self, cmd: CommandApdu, txn: Transaction) -> Response:
         app = self._app()
-        if self._s.gpo_done:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         self._need_p1p2(cmd)
         try:
             objects = decode(cmd.data)
@@ -419,13 +427,14 @@ class Card:
         atc += 1
         txn.put(atc_key, atc)
         s = self._s
-        s.terminal, s.atc, s.gpo_done = dict(terminal), atc, True
+        s.terminal, s.atc = dict(terminal), atc
         s.pdol_data = objects[0].value
         s.cvr = self._initial_cvr(txn)
         if qpboc:
             return self._qpboc(app, txn)
         ec = terminal.get("9F7A") == b"\x01" and self._ec_fits(app, txn, terminal)
         s.path, s.aip = ("ec" if ec else "standard"), self._aip(app)
+        s.phase = next_phase(s.phase, Step.PROCESSING_OPTIONS)
         if app.gpo_format == 2:
             return encode("77", encode_many([("82", s.aip), ("94", pboc.afl(ec=ec))])), SW.OK
         return encode("80", s.aip + pboc.afl(ec=ec)), SW.OK
@@ -482,7 +491,7 @@ class Card:
             self._debit(app, txn)
             self._commit_capp_cache(txn)
         s.capp_cache = {}
-        s.first_ac = cid
+        s.phase = next_phase(s.phase, Step.QPBOC_ARQC if cid == pboc.CID_ARQC else Step.QPBOC_OFFLINE)
         s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
         if cid == pboc.CID_ARQC:
@@ -525,14 +534,12 @@ class Card:
     def _update_capp_data_cache(self, cmd: CommandApdu, txn: Transaction) -> Response:
         """Stage a record of the transit file (``80 DE`` record ``P1``, ``P2`` = SFI 21 ‖ ``100``) for the
         GPO: written with the debit of an offline approval (TC), dropped otherwise (docs/transit.md)."""
-        if self._s.df != "app" or self._interface != "contactless":
+        if self._interface != "contactless":
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if self._key(TRANSIT_CELL) not in self.image.nvm:
             raise CardError(SW.FILE_NOT_FOUND)
         if cmd.p2 != (pboc.TRANSIT_SFI << 3) | 0x04:
             raise CardError(SW.INCORRECT_P1P2)
-        if self._s.gpo_done:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if cmd.p1 not in pboc.TRANSIT_WRITABLE:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
         if len(cmd.data) != pboc.TRANSIT_RECORD_LENGTHS[cmd.p1 - 1]:
@@ -629,17 +636,12 @@ class Card:
     # -- GENERATE AC ---------------------------------------------------------------------------------
     def _generate_ac(self, cmd: CommandApdu, txn: Transaction) -> Response:
         app = self._app()
-        s = self._s
-        if not s.gpo_done or s.path == "qpboc":
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if cmd.p2 != 0 or cmd.p1 & 0xC0 == 0xC0 or cmd.p1 & 0x2F:  # bit 5 (10) asks for CDA
             raise CardError(SW.INCORRECT_P1P2)
         requested = cmd.p1 & 0xC0
-        if s.first_ac is None:
+        if self._s.phase is Phase.PROCESSING:
             return self._first_ac(app, cmd, requested, txn)
-        if s.first_ac == pboc.CID_ARQC and s.second_ac is None:
-            return self._second_ac(app, cmd, requested, txn)
-        raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        return self._second_ac(app, cmd, requested, txn)  # ONLINE or AUTHENTICATED
 
     def _first_ac(self, app: Application, cmd: CommandApdu, requested: int, txn: Transaction) -> Response:
         s = self._s
@@ -659,7 +661,8 @@ class Card:
             cid = pboc.CID_ARQC
         if cid == pboc.CID_TC:
             self._debit(app, txn)
-        s.first_ac = s.cvr.first_ac = cid
+        s.phase = next_phase(s.phase, Step.FIRST_AC_ARQC if cid == pboc.CID_ARQC else Step.FIRST_AC_OFFLINE)
+        s.cvr.first_ac = cid
         cryptogram, iad = self._cryptogram(app, txn)
         if cid == pboc.CID_ARQC:
             s.arqc = cryptogram
@@ -685,7 +688,8 @@ class Card:
         approved = cdol2["8A"] in pboc.APPROVED_ARCS and s.issuer_auth is not False
         blocked = txn.get_bool(self._key("blocked"))
         cid = pboc.CID_TC if requested == pboc.CID_TC and approved and not blocked else pboc.CID_AAC
-        s.second_ac = s.cvr.second_ac = cid
+        s.phase = next_phase(s.phase, Step.SECOND_AC)
+        s.cvr.second_ac = cid
         txn.put(self._key("online_pending"), False)
         txn.put(self._key("issuer_auth_failed"), s.issuer_auth is False)
         if cid == pboc.CID_TC:
@@ -700,8 +704,7 @@ class Card:
         self._need_p1p2(cmd)
         if len(cmd.data) != 10:
             raise CardError(SW.WRONG_LENGTH)
-        if s.first_ac != pboc.CID_ARQC or s.second_ac is not None or s.issuer_auth is not None:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
+        s.phase = next_phase(s.phase, Step.ISSUER_AUTHENTICATION)  # once, whether it passes or not
         sk = self._session_key(app.udk_ac)
         s.issuer_auth = verify_arpc_method1(sk, s.arqc, cmd.data[8:], cmd.data[:8])
         if not s.issuer_auth:
@@ -713,7 +716,7 @@ class Card:
     def _internal_authenticate(self, cmd: CommandApdu, txn: Transaction) -> Response:
         app = self._app()
         self._need_p1p2(cmd)
-        if not self._s.gpo_done or app.icc_key is None:
+        if app.icc_key is None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if len(cmd.data) != dol_data_length(pboc.DDOL):
             raise CardError(SW.WRONG_LENGTH)
@@ -741,8 +744,6 @@ class Card:
         s = self._s
         if cmd.p1 != 0 or cmd.p2 not in (0x80, 0x88):
             raise CardError(SW.INCORRECT_P1P2)
-        if not s.gpo_done:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         tries = txn.get_int("pin.tries")
         if tries == 0:
             raise CardError(SW.AUTH_METHOD_BLOCKED)
@@ -780,8 +781,6 @@ class Card:
         """Check the secure-messaging MAC of a script command; its data without the MAC."""
         app = self._app()
         s = self._s
-        if s.first_ac != pboc.CID_ARQC:
-            raise CardError(SW.CONDITIONS_NOT_SATISFIED)
         if len(cmd.data) != data_length + 4:
             raise CardError(SW.WRONG_LENGTH)
         raw = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data))) + cmd.data
