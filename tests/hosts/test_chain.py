@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import re
 import socket
 from collections.abc import Callable
+
+import pytest
 
 from citycard.codec.iso8583 import (
     AdviceRequest,
@@ -26,6 +29,7 @@ from citycard.codec.iso8583 import (
     with_fields,
 )
 from citycard.codec.iso8583.wire import Frame, Header
+from citycard.codec.pan import mask_pan
 from citycard.codec.tlv import decode_dict
 from citycard.db import Database
 from citycard.db.issuer_repositories import IssuerUnitOfWork
@@ -672,3 +676,36 @@ def test_banks_and_bins_added_while_the_network_runs_are_routed_without_a_restar
             assert (await c.send(template)).response_code is ResponseCode.APPROVED  # and ICBC as before
 
     run(scenario())
+
+
+def test_each_issuer_decision_is_a_log_line_with_the_card_masked(
+    banks: IssuerService,
+    hsm: SoftHsm,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """REVIEW.md: an issuer decision is a log line, not only a database row (``serve issuer --verbose``)."""
+    pan = funded(banks, "ICBC", 2_000)
+    term = terminal_for(pan)
+
+    async def scenario() -> None:
+        async with chain(banks, hsm, database) as c:
+            first = await c.send(purchase(pan, term.first_ac(1_500), 1_500, "000000000301"))
+            second = await c.send(purchase(pan, term.first_ac(1_500), 1_500, "000000000302", stan=2))
+            assert first.response_code is ResponseCode.APPROVED
+            assert second.response_code is ResponseCode.INSUFFICIENT_FUNDS
+
+    with caplog.at_level(logging.INFO, logger="citycard.hosts.issuer"):
+        run(scenario())
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "citycard.hosts.issuer" and " card " in r.getMessage()
+    ]
+    masked = mask_pan(pan)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("ICBC 0200 purchase stan 000001 rrn 000000000301 terminal ")
+    assert f"card {masked} amount 15.00: 00 " in lines[0]
+    assert f"card {masked} amount 15.00: 51 " in lines[1]
+    assert all(pan not in line for line in caplog.text.splitlines())

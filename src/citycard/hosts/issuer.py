@@ -64,6 +64,8 @@ from citycard.codec.iso8583 import (
     service_reference,
     transaction_type,
 )
+from citycard.codec.money import format_amount
+from citycard.codec.pan import mask_pan
 from citycard.codec.tlv import decode, encode
 from citycard.issuer import commands
 from citycard.issuer.commands import AuthorizationKind, MalformedRequest
@@ -367,14 +369,20 @@ class IssuerFrontEnd:
             return answer(message, ResponseCode.FORMAT_ERROR)
         self.stats.authorizations += 1
         response = await self._groups.submit(request)
-        log.info(
-            "%s stan %s rrn %s: %s %s",
-            message.mti,
-            message.stan,
-            message.rrn,
-            response.response_code,
-            response.reason,
-        )
+        if log.isEnabledFor(logging.INFO):  # the decision as a log line (``serve issuer --verbose``)
+            log.info(
+                "%s %s %s stan %s rrn %s terminal %s card %s amount %s: %s %s",
+                self.bank_code,
+                message.mti,
+                kind.value,
+                request.stan,
+                message.rrn,
+                request.terminal_id,
+                mask_pan(request.pan),
+                format_amount(request.amount_fen),
+                response.response_code,
+                response.reason or ("approved" if response.approved else "declined"),
+            )
         return self._answer(message, kind, response)
 
     def _kind(self, message: Message) -> tuple[AuthorizationKind | None, bool]:
