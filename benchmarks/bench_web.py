@@ -45,7 +45,7 @@ DISTRICTS = ["Xinhua", "Qiaoxi", "Yuhua", "Chang'an", "Luquan", "Gaocheng", "Zhe
 
 
 def seed(home: Path) -> tuple[str, str]:
-    """A city in ``home``; returns (a bearer token of an operator, a PAN suffix that finds one card)."""
+    """A city in ``home``; returns (a bearer token of an operator, the last four digits of a card's PAN)."""
     from citycard.bootstrap import build_hsm, build_web_context
     from citycard.center.commands import AddMerchant, AddTerminal
     from citycard.center.model import Industry, TerminalKind
@@ -85,7 +85,7 @@ def seed(home: Path) -> tuple[str, str]:
                 ctx.center.handle(AddTerminal(f"T{i:07d}", f"M{i % MERCHANTS:014d}", kind))
                 progress.advance(task)
         token, _ = Store(ctx.database).open_session("operator", "bench", {}, ctx.clock())
-        return token, issued[-1].pan[-8:]
+        return token, issued[-1].pan[-4:]
     finally:
         ctx.close()
 

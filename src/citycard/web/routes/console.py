@@ -204,7 +204,10 @@ def _out(v: cards.CardView) -> CardOut:
     return CardOut(**v.__dict__)
 
 
-Suffix = Annotated[str, Query(pattern=r"^[0-9]{4,19}$", description="last digits of the PAN")]
+Suffix = Annotated[str, Query(pattern=r"^[0-9]{4,19}$", description="the last four digits of the PAN")]
+URL_SUFFIX_DIGITS = 4
+"""The most digits of a PAN a URL may carry (PCI DSS 3.4's truncation shows the last four): a URL ends up in
+access logs, proxies' included, which :mod:`citycard.logs` does not reach; longer suffixes go in a body."""
 Staff = Annotated[Principal, Depends(require("operator", "bank"))]
 Ref = Annotated[int, Path(ge=1, le=2**62, description="card reference")]
 
@@ -224,7 +227,14 @@ class CardSearchIn(BaseModel):
 
 @router.get("/api/cards", tags=["cards"], responses={401: {}, 403: {}, 422: {}})
 def api_lookup_suffix(ctx: Ctx, principal: Staff, pan_suffix: Suffix) -> CardList:
-    """Find cards by the last digits of the PAN (a bank user: its bank's cards only)."""
+    """Find cards by the last four digits of the PAN (a bank user: its bank's cards only); more digits go in
+    the body of ``POST /api/cards/search``."""
+    if len(pan_suffix) > URL_SUFFIX_DIGITS:
+        raise HTTPException(
+            422,
+            f"pan_suffix: at most the last {URL_SUFFIX_DIGITS} digits in a URL (it is logged); "
+            "search by more in the body of POST /api/cards/search",
+        )
     found, total = cards.lookup(ctx, principal, pan_suffix=pan_suffix)
     return CardList(cards=[_out(v) for v in found], total=total)
 
