@@ -135,6 +135,7 @@ acquirer_settled_batches = Table(
     Column("terminal_id", String(8), primary_key=True),
     Column("batch", Integer, nullable=False),  # the last batch of the terminal settled balanced (0500, 00)
     Column("settled_ns", BigInteger, nullable=False),
+    Index("ix_acquirer_settled_batches_settled", "settled_ns"),  # the acquirers' reload since a time (0036)
 )
 """Each terminal's last batch settled balanced (0034): a request into it or an earlier one is answered
 ``77`` (sign on again), and the sign-on answers the next batch (``hosts.acquirer``)."""
