@@ -22,8 +22,9 @@ from citycard.chip.card import Card as ChipCard
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
-from citycard.hosts.acquirer import mak_label
+from citycard.hosts.acquirer import mak_label, tmk_label
 from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable, RefundRefused
+from citycard.hsm import KeyUsage
 from citycard.issuer.commands import BlockCard, UnblockCard
 from citycard.kernel.config import CaPublicKey, TerminalConfig
 from citycard.kernel.events import OutcomeKind
@@ -451,3 +452,20 @@ def test_a_bug_after_the_issuers_approval_is_raised_and_the_approval_reversed(
     with world.client() as client:
         client.flush()
     _eventually(lambda: world.net.status()["deposit_available_fen"] == spent)
+
+
+def test_a_request_under_a_mak_another_sign_on_replaced_gets_a0_and_goes_again_after_a_new_sign_on(
+    world: World,
+) -> None:
+    """No grace period for an old MAK (docs/network.md): another process signing on as this terminal
+    replaces the acquirer's MAK; this terminal's next request, under the old one, is answered A0, and the
+    terminal signs on again and sends it once more, approved and posted once."""
+    acquirer = world.net.servers["acquirer"]
+    with world.client() as client:
+        client.ensure_signed_on()
+        hsm = world.net.issuer.hsm  # the acquirer's: as its sign-on of the other process would
+        hsm.generate_working_key(mak_label(TID), hsm.get(tmk_label(TID)), KeyUsage.MAC_X9_19, replace=True)
+        result = world.pos(client).purchase(world.tap(), 1_000, pin=lambda _: PIN)
+    assert result.approved
+    assert acquirer.server.stats.mac_errors == 1
+    assert world.net.status()["deposit_available_fen"] == 50_000 - 1_000
