@@ -173,3 +173,20 @@ def test_apdu_that_is_not_hex_is_refused_without_echoing_it(tmp_path: Path) -> N
     )
     assert result.exit_code == 2 and "command 2 is not hex" in result.output, result.output
     assert "147258" not in result.output and out.read_bytes() == before
+
+
+def test_apdu_says_why_a_command_is_out_of_sequence(tmp_path: Path) -> None:
+    """A 6985 for the card's sequence (chip.sequence) is explained: the phase the card is in, and where the
+    command is taken; a 6985 for another reason is not."""
+    out = _new(tmp_path)
+    select = "00A4040008A00000033301010100"
+    result = runner.invoke(app, ["apdu", str(out), select, "008200000A" + "00" * 10], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert (
+        "out of sequence: the card is in SELECTED (an application selected, no processing options yet); "
+        "EXTERNAL AUTHENTICATE is taken in ONLINE, QPBOC_ONLINE"
+    ) in result.output
+    # UPDATE CAPP DATA CACHE in its phase, on the contact interface: 6985 for the interface, not the sequence
+    capp = "80DE02AC30" + "00" * 48
+    result = runner.invoke(app, ["apdu", str(out), select, capp], terminal_width=300)
+    assert "6985" in result.output and "out of sequence" not in result.output

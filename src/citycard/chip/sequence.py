@@ -23,7 +23,7 @@ from typing import Final
 
 from citycard.codec.apdu import Ins
 
-__all__ = ["COMMANDS", "MOVES", "Phase", "Step", "next_phase", "reachable"]
+__all__ = ["COMMANDS", "MOVES", "Phase", "Step", "next_phase", "out_of_sequence", "reachable"]
 
 
 class Phase(enum.Enum):
@@ -123,3 +123,14 @@ def reachable(start: Phase = Phase.IDLE) -> frozenset[Phase]:
                 seen.add(target)
                 frontier.append(target)
     return frozenset(seen)
+
+
+def out_of_sequence(ins: int, phase: Phase) -> str | None:
+    """Why the card refuses instruction ``ins`` in ``phase`` for its sequence (the words for a ``6985``), or
+    None when the table takes it there (or does not know it)."""
+    taken = COMMANDS.get(ins)
+    if taken is None or phase in taken:
+        return None
+    name = Ins(ins).name.replace("_", " ")
+    where = ", ".join(p.name for p in Phase if p in taken)
+    return f"out of sequence: the card is in {phase.name} ({phase.value}); {name} is taken in {where}"

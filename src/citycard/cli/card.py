@@ -29,7 +29,8 @@ from citycard.chip.card import Card
 from citycard.chip.image import Application, CardImage, ImageError, cell_key
 from citycard.chip.pboc import LOAD_LOG_FORMAT, TXN_LOG_FORMAT
 from citycard.chip.personalise import ProductProfile, ProfileError, personalise
-from citycard.codec.apdu import sw_meaning
+from citycard.chip.sequence import out_of_sequence
+from citycard.codec.apdu import SW, sw_meaning
 from citycard.codec.cn import cn_digits
 from citycard.codec.dol import parse_dol, split_dol_data
 from citycard.codec.money import parse_yuan
@@ -424,6 +425,7 @@ def _apdus(held: CardFile, raws: list[bytes], interface: str, reveal: bool) -> N
         return hex_text
 
     for raw in raws:
+        phase = card.phase
         out = card.transmit(raw)
         _save_held(held)
         data, sw = out[:-2], int.from_bytes(out[-2:], "big")
@@ -431,6 +433,9 @@ def _apdus(held: CardFile, raws: list[bytes], interface: str, reveal: bool) -> N
         console.print(
             f"< {hide(data.hex().upper())} {sw:04X} ({sw_meaning(sw)})", highlight=False, soft_wrap=True
         )
+        why = out_of_sequence(raw[1], phase) if sw == SW.CONDITIONS_NOT_SATISFIED and len(raw) > 1 else None
+        if why is not None:
+            console.print(f"  {why}", highlight=False, markup=False, soft_wrap=True)
         if data:
             console.print(format_tlv(data, rid="A000000333", mask=not reveal), highlight=False, markup=False)
     card.power_off()
