@@ -135,6 +135,14 @@ class Verdict:
     deny: bool = False
     also_clear: bool = False
 
+    def __post_init__(self) -> None:  # invariants (TIGER_STYLE): a bug in the rules, not a record's fault
+        if self.outcome is Outcome.CLEAR:
+            assert self.reason is None and not self.deny and not self.also_clear, f"clear with {self}"
+        else:
+            assert self.reason is not None, f"exception without a reason: {self.ref}"
+            assert not self.also_clear or self.status is ExceptionStatus.REPORTED, f"cleared but open: {self}"
+            assert not self.deny or self.reason is ExceptionReason.CLONE, f"denied but not a clone: {self}"
+
     @property
     def clears(self) -> bool:
         return self.outcome is Outcome.CLEAR or self.also_clear

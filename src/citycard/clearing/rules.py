@@ -107,6 +107,7 @@ class _CardTcs:
             elif s.txn_date > self.max_date:
                 self.max_date = s.txn_date
         self.tcs.append(s)
+        assert self.min_atc <= s.atc <= self.max_atc and self.min_date <= s.txn_date <= self.max_date
 
     def may_go_back(self, atc: int, txn_date: date) -> list[SeenTc]:
         """The TCs to compare with a new one of ``atc`` and ``txn_date``: none when no one can be higher
@@ -132,6 +133,8 @@ def classify(
     verdicts = []
     for record in sorted(records, key=OfflineRecord.sort_key):
         verdict = _verdict(record, seen, by_card, cards, policy, day)
+        assert verdict.ref == record.ref, "a verdict is the record's"
+        assert not verdict.clears or (record.tc is not None and record.tc_ok), "only a verified TC clears"
         verdicts.append(verdict)
     return verdicts
 
