@@ -29,6 +29,8 @@ __all__ = ["COMMANDS", "MOVES", "Phase", "Step", "next_phase", "out_of_sequence"
 class Phase(enum.Enum):
     """Where a card session stands; the value says it in words (for traces and errors)."""
 
+    __hash__ = object.__hash__  # members are singletons compared by identity: a hash in C (Enum's is Python)
+
     IDLE = "nothing selected"
     DIRECTORY = "a directory (PSE or PPSE) selected"
     SELECTED = "an application selected, no processing options yet"
@@ -42,6 +44,8 @@ class Phase(enum.Enum):
 
 class Step(enum.Enum):
     """What a command that is taken does to the session."""
+
+    __hash__ = object.__hash__  # as Phase's
 
     SELECT_DIRECTORY = "SELECT of the PSE or PPSE"
     SELECT_APPLICATION = "SELECT of an application"
