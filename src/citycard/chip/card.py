@@ -8,9 +8,11 @@ APPLICATION BLOCK/UNBLOCK, CARD BLOCK, PIN CHANGE/UNBLOCK). The exact profile is
 
 Every command runs in one :class:`~citycard.chip.image.Transaction`: it is committed when the command
 succeeds (or fails with a status word that records a change, such as a wrong PIN), and dropped otherwise,
-so a refused command changes nothing. :meth:`Card.transmit` never raises for any input: malformed bytes
-get a status word. The only exception that leaves it is :class:`~citycard.chip.image.PowerLoss`, raised
-by an injected fault hook to simulate tearing.
+so a refused command changes nothing. Which command is taken when is one table,
+:mod:`citycard.chip.sequence`: out of sequence is ``6985`` before anything is read. :meth:`Card.transmit`
+never raises for any input: malformed bytes get a status word. What leaves it is
+:class:`~citycard.chip.image.PowerLoss`, raised by an injected fault hook to simulate tearing, and a bug of
+the emulator itself (a move the sequence table does not allow, a ``KeyError``), raised rather than answered.
 """
 
 from __future__ import annotations
