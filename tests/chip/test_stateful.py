@@ -1,5 +1,6 @@
 """Hypothesis state machine: random sequences of real commands (purchases contact and contactless, online
-transactions, loads by script, PIN tries, power cycles) against a model of the EC balance and counters.
+transactions, loads by script, PIN tries, power cycles, and commands out of sequence in whatever phase those
+left the card) against a model of the EC balance and counters.
 
 Invariants after every step: the balance equals the model's (debited only by a TC, set only by an
 accepted load), stays within 0..limit, the ATC never goes backwards, logs hold at most 10 records, and no
@@ -7,6 +8,7 @@ journal is left behind."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import settings
@@ -15,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from citycard.chip.card import Card
 from citycard.chip.image import CardImage
+from citycard.chip.sequence import COMMANDS
 from citycard.crypto.cryptograms import arpc_method1, ec_load_script
 from citycard.crypto.pin import plaintext_offline_pin_block
 
@@ -39,6 +42,7 @@ class CardMachine(RuleBasedStateMachine):
         self.pin_tries = 3
         self.online: tuple[int, bytes] | None = None
         self.loaded = False
+        self.powered = False
 
     def _cell(self, name: str) -> int:
         return self.card.image.get_int(f"{AID}.{name}")
@@ -47,6 +51,7 @@ class CardMachine(RuleBasedStateMachine):
     def contact_purchase(self, amount: int, p1: int, ec: bool) -> None:
         self.card.power_on("contact")
         self.online = None
+        self.powered = True
         assert self.t.select(self.h.DEBIT).sw == 0x9000
         assert self.t.gpo_contact(amount, ec).sw == 0x9000
         resp = self.t.generate_ac(p1, self.h.cdol1_data(amount))
@@ -68,6 +73,7 @@ class CardMachine(RuleBasedStateMachine):
     def tap(self, amount: int, online_required: bool) -> None:
         self.card.power_on("contactless")
         self.online = None
+        self.powered = True
         self.t.select(self.h.PPSE)
         assert self.t.select(self.h.DEBIT).sw == 0x9000
         ttq = "20800000" if online_required else "20000000"
@@ -106,6 +112,7 @@ class CardMachine(RuleBasedStateMachine):
     def verify(self, right: bool) -> None:
         self.card.power_on("contact")
         self.online = None
+        self.powered = True
         self.t.select(self.h.DEBIT)
         self.t.gpo_contact(0, ec=False)
         sw = self.t.send(
@@ -120,10 +127,32 @@ class CardMachine(RuleBasedStateMachine):
             self.pin_tries -= 1
             assert sw == 0x63C0 | self.pin_tries
 
+    @rule(data=st.data())
+    def out_of_sequence(self, data: st.DataObject) -> None:
+        """Any command the card does not take in the phase the last steps left it in (chip.sequence), with
+        any data: refused 6985, the card's memory and phase as they were."""
+        if not self.powered:  # a fresh session after a power cycle, the application selected or not
+            self.card.power_on("contact")
+            self.powered, self.online = True, None
+            if data.draw(st.booleans(), label="select"):
+                assert self.t.select(self.h.DEBIT).sw == 0x9000
+        phase = self.card.phase
+        refused = sorted(ins for ins, taken in COMMANDS.items() if phase not in taken)
+        if not refused:
+            return
+        ins = data.draw(st.sampled_from(refused), label="instruction")
+        body = data.draw(st.binary(max_size=60), label="data")
+        cla = data.draw(st.sampled_from([0x00, 0x80, 0x84]), label="class")
+        memory = copy.deepcopy(self.card.image.nvm)
+        sw = self.t.send(bytes((cla, ins, data.draw(st.integers(0, 255)), 0, len(body))) + body).sw
+        assert sw in (0x6985, 0x6E00), hex(sw)  # or the class the instruction is not sent in
+        assert self.card.image.nvm == memory and self.card.phase is phase
+
     @rule()
     def power_cycle(self) -> None:
         self.card.power_off()
         self.online = None
+        self.powered = False
 
     @invariant()
     def consistent(self) -> None:
