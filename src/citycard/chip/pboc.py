@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from citycard.codec.commands import PPSE_NAME, PSE_NAME
 from citycard.codec.dol import parse_dol
 from citycard.codec.emvbits import (
     CID_AAC,
@@ -71,8 +72,6 @@ ATR_CONTACT = bytes.fromhex("3B68000000 73C84000 009000".replace(" ", ""))
 ATR_CONTACTLESS = bytes.fromhex("3B80800101")
 """The ATR PC/SC part 3 builds for an ISO 14443-4 card without historical bytes (TCK = 01)."""
 
-PSE_NAME = b"1PAY.SYS.DDF01"
-PPSE_NAME = b"2PAY.SYS.DDF01"
 AID_DEBIT = bytes.fromhex("A000000333010101")
 AID_CREDIT = bytes.fromhex("A000000333010102")
 

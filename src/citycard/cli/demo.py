@@ -30,6 +30,8 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from citycard.codec import commands
+from citycard.codec.commands import PSE_NAME
 from citycard.config import settings
 from citycard.net.loop import new_event_loop
 
@@ -305,7 +307,7 @@ def _run_demo(home: Path) -> None:
         ["ledger", "balance", "--bank", BANK, "--limit", "3"],
     )
     console.print(Rule())
-    select_pse = "00A404000E315041592E5359532E444446303100"
+    select_pse = commands.select(PSE_NAME).hex().upper()
     console.print(
         f"Demo files are in {home}/. Try: [bold]citycard card apdu {pan} {select_pse}[/bold], or "
         "[bold]citycard up[/bold] and the steps above by hand.",

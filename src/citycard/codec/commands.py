@@ -14,6 +14,8 @@ from citycard.codec import tlv
 from citycard.codec.apdu import ApduError, CommandApdu, Ins
 
 __all__ = [
+    "PPSE_NAME",
+    "PSE_NAME",
     "external_authenticate",
     "generate_ac",
     "get_challenge",
@@ -26,6 +28,11 @@ __all__ = [
     "update_capp_data_cache",
     "verify",
 ]
+
+PSE_NAME = b"1PAY.SYS.DDF01"
+"""The contact directory's DF name, the Payment System Environment (EMV 4.3 Book 1 §12.2.2)."""
+PPSE_NAME = b"2PAY.SYS.DDF01"
+"""The contactless directory's, the Proximity PSE (EMV Contactless Book B §3.3; JR/T 0025.12)."""
 
 _ISO = 0x00  # CLA of the interindustry commands (ISO/IEC 7816-4 §5.1.1)
 _PROPRIETARY = 0x80  # CLA of EMV's and PBOC's own (Book 3 §6.3.2)

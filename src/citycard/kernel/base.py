@@ -40,8 +40,6 @@ __all__ = [
     "TransactionKind",
 ]
 
-PSE = b"1PAY.SYS.DDF01"
-PPSE = b"2PAY.SYS.DDF01"
 EC_AUTH_CODE = b"ECC001"
 MAX_RECORDS = 64
 MAX_DIRECTORY_RECORDS = 16

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from citycard.codec import commands, tlv
+from citycard.codec.commands import PPSE_NAME, PSE_NAME
 from citycard.codec.tlv import Tlv, TlvError
 
-from .base import MAX_CANDIDATES, MAX_DIRECTORY_RECORDS, PPSE, PSE, CardError, KernelBase, _NextCandidate
+from .base import MAX_CANDIDATES, MAX_DIRECTORY_RECORDS, CardError, KernelBase, _NextCandidate
 from .config import TerminalAid
 from .events import Answer, ApplicationChoice, Candidate, ChooseApplication, Event
 
@@ -26,7 +27,7 @@ class SelectionSteps(KernelBase):
 
     def _candidates(self) -> Generator[Event, Answer, list[Candidate]]:
         contactless = self.txn.interface == "contactless"
-        found = yield from self._directory(PPSE if contactless else PSE)
+        found = yield from self._directory(PPSE_NAME if contactless else PSE_NAME)
         if not found and not contactless:
             found = yield from self._list_of_aids()
         if not self.config.cardholder_confirmation:
@@ -51,7 +52,7 @@ class SelectionSteps(KernelBase):
         except TlvError:
             return []
         entries: list[Tlv] = []
-        if name == PPSE:
+        if name == PPSE_NAME:
             bf0c = tlv.find(fci, "BF0C")
             entries = [o for o in (bf0c.children or ()) if o.tag == "61"] if bf0c else []
         else:
