@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from citycard.durable import atomic_write
 from citycard.pos.journal import JournalEntry, State
@@ -110,6 +110,12 @@ _ADDED_COLUMNS = (
     ("vehicle", "TEXT NOT NULL DEFAULT ''"),
 )
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
+_ADDED_SAF_COLUMNS = (("hold", "TEXT NOT NULL DEFAULT ''"),)
+"""Columns of ``saf`` added since, the same way: ``hold`` (:class:`Advice`)."""
+HELD: Final = "held"
+"""An :attr:`Advice.hold`: kept, not sent, until the terminal knows whether it is needed."""
+DROPPED: Final = "dropped"
+"""An :attr:`Advice.hold`: never sent, not needed (the card's log showed the transaction stands)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +123,9 @@ class Advice:
     """One store-and-forward message of the terminal (a reversal), kept until the host answers it.
 
     ``message`` is the encoded ISO 8583 message (hex) without its PAN, which is kept sealed
-    (:mod:`citycard.pos.sealing`) in ``pan_sealed``: the journal never holds a PAN in clear."""
+    (:mod:`citycard.pos.sealing`) in ``pan_sealed``: the journal never holds a PAN in clear. ``hold``: ``""``
+    to be sent; :data:`HELD`, kept unsent until the card's log says whether it is needed (an EC load torn
+    after the card's TC, before its PUT DATA answered); :data:`DROPPED`, not needed after all."""
 
     saf_id: int
     txn_id: str
@@ -129,6 +137,7 @@ class Advice:
     created: dt.datetime
     attempts: int
     response_code: str
+    hold: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +223,10 @@ class SqliteJournal:
             for name, definition in _ADDED_COLUMNS:
                 if name not in have:
                     db.execute(f"ALTER TABLE txn ADD COLUMN {name} {definition}")
+            have = {row[1] for row in db.execute("PRAGMA table_info(saf)")}
+            for name, definition in _ADDED_SAF_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE saf ADD COLUMN {name} {definition}")
             db.execute(_FOLLOW_UP_INDEX)  # after the columns: a journal older than them gets it too
         except sqlite3.DatabaseError as exc:  # not an SQLite file, or a directory
             db.close()
@@ -465,14 +478,17 @@ class SqliteJournal:
         message: str,
         pan_sealed: str,
         created: dt.datetime,
+        *,
+        held: bool = False,
     ) -> Advice:
         """Persist a store-and-forward message for ``txn_id`` (one per kind: queued twice, the first is
-        kept) before anyone is told the outcome; it is sent until the host answers it."""
+        kept) before anyone is told the outcome; it is sent until the host answers it (``held``: not
+        before :meth:`release_advice`)."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat()),
+                "INSERT OR IGNORE INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created, hold) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat(), HELD if held else ""),
             )
             self._fault("saf:before-commit")
         row = self._db.execute("SELECT * FROM saf WHERE txn_id=? AND kind=?", (txn_id, kind)).fetchone()
@@ -484,10 +500,33 @@ class SqliteJournal:
         return Advice(**doc)
 
     def advices(self, *, pending: bool = True, limit: int = 1000) -> list[Advice]:
-        """The queue, oldest first (``pending``: not yet answered)."""
-        where = "WHERE response_code=''" if pending else ""
+        """The queue, oldest first (``pending``: to be sent, not yet answered; neither held nor dropped)."""
+        where = "WHERE response_code='' AND hold=''" if pending else ""
         rows = self._db.execute(f"SELECT * FROM saf {where} ORDER BY saf_id LIMIT ?", (limit,))
         return [self._advice(r) for r in rows]
+
+    def held_advice(self, txn_id: str, kind: str) -> Advice | None:
+        """The message of ``kind`` held for ``txn_id``, if one is."""
+        row = self._db.execute(
+            "SELECT * FROM saf WHERE txn_id=? AND kind=? AND hold=?", (txn_id, kind, HELD)
+        ).fetchone()
+        return None if row is None else self._advice(row)
+
+    def release_advice(self, txn_id: str, kind: str) -> bool:
+        """A held message to be sent after all (the queue's order: its place when it was held); whether
+        one was held."""
+        return self._unhold(txn_id, kind, "")
+
+    def drop_advice(self, txn_id: str, kind: str) -> bool:
+        """A held message never to be sent (kept, :data:`DROPPED`); whether one was held."""
+        return self._unhold(txn_id, kind, DROPPED)
+
+    def _unhold(self, txn_id: str, kind: str, hold: str) -> bool:
+        with self._tx() as db:
+            done = db.execute(
+                "UPDATE saf SET hold=? WHERE txn_id=? AND kind=? AND hold=?", (hold, txn_id, kind, HELD)
+            )
+        return done.rowcount == 1
 
     def advice_sending(self, saf_id: int) -> Advice:
         """Count one more attempt (a message that left, answered or not): the next one is a repeat (0420)."""

@@ -469,3 +469,55 @@ def test_a_request_under_a_mak_another_sign_on_replaced_gets_a0_and_goes_again_a
     assert result.approved
     assert acquirer.server.stats.mac_errors == 1
     assert world.net.status()["deposit_available_fen"] == 50_000 - 1_000
+
+
+def _put_data_lost(world: World, fault: str) -> Callable[[bytes], bytes]:
+    """The card's link, the card gone at the load's PUT DATA 9F79 (INS ``DA``, after the TC of the second
+    GENERATE AC): ``never sent`` — before the card saw it; ``answer lost`` — the card ran it, its answer
+    never came back."""
+    inner = world.tap()
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == 0xDA:
+            if fault == "answer lost":
+                inner(apdu)
+            raise OSError("card left the field")
+        return inner(apdu)
+
+    return transmit
+
+
+@pytest.mark.parametrize("fault", ["never sent", "answer lost"])
+def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_next_tap(
+    world: World, fault: str
+) -> None:
+    """The card gives its TC and leaves before the issuer's PUT DATA is answered: whether it took the load
+    only its load log can say. The load stays torn with its reversal held (not sent); at the card's next
+    load the log decides: not there — the torn load is void and its reversal sent, the deposit nets back;
+    there — it is recovered and the held reversal dropped. Either way the issuer's books end where the chip
+    is, and nothing is lost or made."""
+    before = world.net.status()
+    with world.client() as client:
+        pos = world.pos(client)
+        chip_before = world.chip_ec(pos)
+        assert chip_before == before["ec_balance_fen"]
+        torn = pos.load(_put_data_lost(world, fault), 10_000, pin=lambda _: PIN)
+        assert not torn.approved and torn.entry is not None and torn.entry.state == "torn", torn.entry
+        assert "reversal held" in torn.outcome.reason
+        assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000  # posted
+        assert client.flush().pending == 0  # held: not sent
+        assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000
+        took = 10_000 if fault == "answer lost" else 0
+        assert world.chip_ec(pos) == chip_before + took
+        again = pos.load(world.tap(), 5_000, pin=lambda _: PIN)  # the next tap: a load of 50.00
+        assert again.approved, again.outcome
+        settled = world.journal.find(torn.entry.batch, torn.entry.stan)
+        assert settled is not None
+        assert settled.state == ("recovered" if took else "void"), settled
+        (held,) = [a for a in world.journal.advices(pending=False) if a.txn_id == torn.entry.txn_id]
+        assert held.hold == ("dropped" if took else "") and (took or held.response_code == "00"), held
+        assert world.chip_ec(pos) == chip_before + took + 5_000
+    _eventually(lambda: world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + took + 5_000)
+    after = world.net.status()
+    assert after["deposit_available_fen"] == before["deposit_available_fen"] - took - 5_000
+    assert _balanced(world)

@@ -529,3 +529,36 @@ def test_a_purchases_follow_ups_are_found_by_index_in_new_and_older_journals(tmp
         plan = " ".join(str(row[3]) for row in journal._db.execute("EXPLAIN QUERY PLAN " + select))
         assert "USING INDEX txn_follow_ups" in plan, (path.name, plan)
         journal.close()
+
+
+def test_a_held_reversal_is_not_sent_until_released_or_dropped_in_new_and_older_journals(tmp_path):
+    """The journal's store-and-forward queue holds a message (``hold``: an EC load torn after the card's
+    TC) apart from the pending ones until the terminal releases it (sent in its place) or drops it (kept,
+    never sent); a journal written before the column gets it when it is opened, its rows not held."""
+    import sqlite3
+    from contextlib import closing
+
+    from citycard.sqlite_journal import DROPPED, HELD
+
+    old = tmp_path / "old.db"
+    journal = SqliteJournal(old, "T0000001")
+    journal.queue_advice("T-1", "reversal", 7, "06", "0400AA", "SEALED", NOW)
+    journal.close()
+    with closing(sqlite3.connect(old)) as db:  # as a journal written before the column
+        db.execute("ALTER TABLE saf DROP COLUMN hold")
+    for path in (tmp_path / "new.db", old):
+        journal = SqliteJournal(path, "T0000001")
+        if path == old:
+            assert [(a.txn_id, a.hold) for a in journal.advices()] == [("T-1", "")]
+        journal.queue_advice("T-2", "reversal", 8, "06", "0400BB", "SEALED", NOW, held=True)
+        journal.queue_advice("T-3", "reversal", 9, "06", "0400CC", "SEALED", NOW, held=True)
+        pending = [a.txn_id for a in journal.advices()]
+        assert "T-2" not in pending and "T-3" not in pending
+        assert journal.held_advice("T-2", "reversal") is not None
+        assert journal.release_advice("T-2", "reversal") and not journal.release_advice("T-2", "reversal")
+        assert journal.drop_advice("T-3", "reversal") and not journal.release_advice("T-3", "reversal")
+        assert [a.txn_id for a in journal.advices()][-1] == "T-2"
+        assert "T-3" not in [a.txn_id for a in journal.advices()]
+        every = {a.txn_id: a.hold for a in journal.advices(pending=False)}
+        assert every["T-2"] == "" and every["T-3"] == DROPPED and HELD not in every.values()
+        journal.close()

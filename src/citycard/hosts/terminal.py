@@ -102,6 +102,12 @@ _SAF_BATCH: Final = 100
 """At most this many queued messages are sent per contact."""
 _BALANCE_INQUIRY: Final = "310000"
 """Its approval posts nothing: one the card did not complete needs no reversal."""
+_EC_LOADS: Final = frozenset(
+    kind.row.processing_code
+    for kind in (OnlineKind.EC_LOAD, OnlineKind.EC_CASH_LOAD, OnlineKind.EC_LOAD_OTHER)
+)
+"""The loads whose money reaches the chip by the issuer's script after the card's TC: one torn after the TC
+gets a held reversal, which the card's load log at its next tap releases or drops."""
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
@@ -392,21 +398,39 @@ class AcquirerClient:
         return answer
 
     # --- store and forward ----------------------------------------------------------------------------
-    def _queue_reversal(self, txn_id: str, original: Message, reason: ResponseCode) -> Advice:
-        """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told."""
+    def _queue_reversal(
+        self, txn_id: str, original: Message, reason: ResponseCode, *, held: bool = False
+    ) -> Advice:
+        """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told
+        (``held``: not sent before :meth:`release_reversal`)."""
         stan = self.journal.next_stan()
         reversal = reversal_request(
             original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
         )
-        return self._queue(txn_id, "reversal", reversal, reason)
+        return self._queue(txn_id, "reversal", reversal, reason, held=held)
 
-    def _queue(self, txn_id: str, kind: str, message: Message, reason: ResponseCode) -> Advice:
+    def release_reversal(self, txn_id: str) -> bool:
+        """The reversal held for ``txn_id`` is to be sent (with the queue, at this contact's next flush):
+        the card's log shows it never took the load. Whether one was held."""
+        released = self.journal.release_advice(txn_id, "reversal")
+        if released:
+            log.info("terminal %s: the held reversal of %s released", self.identity.terminal_id, txn_id)
+        return released
+
+    def drop_reversal(self, txn_id: str) -> bool:
+        """The reversal held for ``txn_id`` is never to be sent: the card's log shows the load. Whether one
+        was held."""
+        return self.journal.drop_advice(txn_id, "reversal")
+
+    def _queue(
+        self, txn_id: str, kind: str, message: Message, reason: ResponseCode, *, held: bool = False
+    ) -> Advice:
         """Persist ``message`` in the store-and-forward queue, its PAN sealed apart."""
         assert message.pan is not None and message.stan is not None
         without_pan = replace(message, pan=None, mac=bytes(8)).to_bytes().hex().upper()
         sealed = seal_pan(self.data_key, message.pan).hex().upper()
         return self.journal.queue_advice(
-            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock()
+            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), held=held
         )
 
     def _date(self, txn_id: str) -> str:
@@ -529,13 +553,18 @@ class AcquirerClient:
           scripts (an EC load's ``PUT DATA 9F79``, template 72) come after that command, so the chip took
           nothing, and a purchase it never accepted must not stand. A card gone *after* its TC stays
           ``torn``: whether it took an EC load is known only from its load log at the next tap
-          (docs/terminal.md)."""
+          (docs/terminal.md), so the load's reversal is persisted **held** now, and that tap releases it
+          (:meth:`release_reversal`: the card never took the load) or drops it (:meth:`drop_reversal`)."""
         sent = self._sent.pop(entry.txn_id, None)
         response = self._answered.pop(entry.txn_id, None)
         if sent is None or response is None or response.response_code not in ("00", "10", "11"):
             return outcome
         if outcome.kind is OutcomeKind.TERMINATED:
             tc = outcome.cid is not None and outcome.cid & 0xC0 == 0x40 and bool(outcome.cryptogram)
+            if tc and sent.processing_code in _EC_LOADS:
+                self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR, held=True)
+                reason = f"{outcome.reason}; the load's reversal held until the card's load log is read"
+                return replace(outcome, reason=reason)
             if tc or sent.processing_code == _BALANCE_INQUIRY:
                 return outcome
             self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)

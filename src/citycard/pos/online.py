@@ -356,7 +356,16 @@ class OnlineHost(Protocol):
         ...
 
     def completed(self, entry: JournalEntry, outcome: Outcome) -> Outcome:
-        """The outcome to record: ``outcome``, or a torn approval the host reversed, recorded declined."""
+        """The outcome to record: ``outcome``, or a torn approval the host reversed, recorded declined (an
+        EC load torn after the card's TC: recorded torn, its reversal held)."""
+        ...
+
+    def release_reversal(self, txn_id: str) -> bool:
+        """Send the reversal held for ``txn_id`` (the card's load log shows it never took the load)."""
+        ...
+
+    def drop_reversal(self, txn_id: str) -> bool:
+        """Never send the reversal held for ``txn_id`` (the card's load log shows the load)."""
         ...
 
 

@@ -8,7 +8,9 @@ PSN), and looks for a record of *that card* with the torn transaction's date, ti
 known), written by this terminal and not already accounted for by another journal entry. Found: the card
 was charged (or loaded) — the entry becomes ``recovered`` (captured for upload with the ATC from the log)
 and a retry within :data:`RETAP_S` is not charged again. Not found: it stays ``torn`` until it ages out. So
-a card is never charged twice for one fare, and no other card rides on it.
+a card is never charged twice for one fare, and no other card rides on it. An EC load torn after the card's
+TC has its reversal held by the host: found on the load log, the reversal is dropped; proved absent (no
+record of its ATC where the log reaches back past it), the load becomes ``void`` and its reversal is sent.
 """
 
 from __future__ import annotations
@@ -100,6 +102,20 @@ def pan_token(pan: str, psn: str) -> str:
 def _record_atc(record: LogEntry) -> int | None:
     atc = record.get("9F36")
     return int.from_bytes(atc, "big") if atc else None
+
+
+def _not_loaded(entry: JournalEntry, records: tuple[LogEntry, ...] | list[LogEntry]) -> bool:
+    """The card's load log proves that ``entry``, an EC load torn after the card's TC (so its ATC is known),
+    never reached the chip: no record of its ATC among those read, and they reach back past it (a record of
+    an earlier ATC) or are the whole log (fewer than asked). A chip that takes a load writes its load-log
+    record with the new balance in one step (JR/T 0025.13; ``chip.card``'s PUT DATA 9F79), so the log is
+    the chip's own word on it; a record without an ATC proves nothing."""
+    if entry.atc is None:
+        return False
+    atcs = [_record_atc(record) for record in records]
+    if entry.atc in atcs or any(atc is None for atc in atcs):
+        return False
+    return len(atcs) < TORN_LOG_RECORDS or min(a for a in atcs if a is not None) < entry.atc
 
 
 def _fen(value: bytes | None) -> int | None:
@@ -241,7 +257,17 @@ class PosTerminal:
                         **self._card_fields(log.pan, log.psn),
                     )
                 )
+                if kind is TransactionKind.EC_LOAD and self.host is not None:
+                    self.host.drop_reversal(entry.txn_id)  # the chip took it: the issuer's load stands
                 break
+            else:  # no record of it: an EC load whose absence the log proves is reversed
+                loads = kind is TransactionKind.EC_LOAD and self.host is not None
+                if loads and entry.pan_token == token and _not_loaded(entry, log.logs):
+                    assert self.host is not None
+                    self.journal.finish(
+                        entry.txn_id, "void", reason="torn; not on the card's load log: reversed"
+                    )
+                    self.host.release_reversal(entry.txn_id)
         return recovered
 
     def _logged(self, entry: JournalEntry, record: LogEntry, kind: TransactionKind) -> bool:
