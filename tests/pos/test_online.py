@@ -511,6 +511,9 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
         assert world.chip_ec(pos) == chip_before + took
         again = pos.load(world.tap(), 5_000, pin=lambda _: PIN)  # the next tap: a load of 50.00
         assert again.approved, again.outcome
+        assert [(e.txn_id, e.state) for e in again.recovered] == [
+            (torn.entry.txn_id, "recovered" if took else "void")
+        ]
         settled = world.journal.find(torn.entry.batch, torn.entry.stan)
         assert settled is not None
         assert settled.state == ("recovered" if took else "void"), settled

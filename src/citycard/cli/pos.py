@@ -711,6 +711,15 @@ def load(
                 transmit, fen, pin=_pin(pin), trace=opts.tracer(), cash=cash, from_account=source
             )
         _report_unreachable(client)
+        for settled in result.recovered:
+            if settled.state == "void":
+                console.print(
+                    f"torn load {settled.txn_id} of {format_amount(settled.amount_fen)} is not on the card's "
+                    "load log: reversed at the issuer",
+                    soft_wrap=True,
+                )
+            else:
+                console.print(f"recovered torn load {settled.txn_id} (on the card's load log)")
         _show(pos, result.outcome, result.entry, fen, title)
 
 

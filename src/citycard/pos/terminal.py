@@ -167,7 +167,8 @@ def self_service_config(config: TerminalConfig) -> TerminalConfig:
 class TapResult:
     outcome: Outcome
     entry: JournalEntry | None
-    recovered: tuple[JournalEntry, ...] = ()  # torn transactions resolved as charged on this tap
+    recovered: tuple[JournalEntry, ...] = ()  # torn transactions settled on this tap: charged (recovered) or,
+    # an EC load the card's log shows it never took, void with its reversal sent
 
     @property
     def approved(self) -> bool:
@@ -222,7 +223,11 @@ class PosTerminal:
         tear — and on one log record of that card written by this terminal at the entry's date, time and
         amount (and ATC, when the tear came after the card's answer). A record that another entry of this
         journal already accounts for (the same card and ATC) is not taken again, and a record settles at
-        most one entry: another card, or the card's own later transaction, never pays a torn fare."""
+        most one entry: another card, or the card's own later transaction, never pays a torn fare.
+
+        An EC load found is the chip's: its held reversal is dropped. One torn after the card's TC that the
+        load log proves absent (:func:`_not_loaded`) becomes ``void`` and its reversal is released; it is
+        returned too, with the recovered ones (its state says which)."""
         assert kind in _LOGS
         now = self.clock()
         torn = self._open_torn(kind.name.lower(), now)
@@ -264,10 +269,11 @@ class PosTerminal:
                 loads = kind is TransactionKind.EC_LOAD and self.host is not None
                 if loads and entry.pan_token == token and _not_loaded(entry, log.logs):
                     assert self.host is not None
-                    self.journal.finish(
+                    voided = self.journal.finish(
                         entry.txn_id, "void", reason="torn; not on the card's load log: reversed"
                     )
                     self.host.release_reversal(entry.txn_id)
+                    recovered.append(voided)
         return recovered
 
     def _logged(self, entry: JournalEntry, record: LogEntry, kind: TransactionKind) -> bool:
@@ -550,7 +556,9 @@ class PosTerminal:
         retry = [
             e
             for e in recovered
-            if e.amount_fen == amount_fen and (now - e.created).total_seconds() <= RETAP_S
+            if e.state == "recovered"
+            and e.amount_fen == amount_fen
+            and (now - e.created).total_seconds() <= RETAP_S
         ]
         if retry:  # the card took the load that tore: loading it again would credit it twice
             outcome = Outcome(OutcomeKind.APPROVED_ONLINE, reason="already loaded (recovered torn load)")
