@@ -512,6 +512,10 @@ class SqliteJournal:
         ).fetchone()
         return None if row is None else self._advice(row)
 
+    def held_count(self) -> int:
+        """How many messages are held."""
+        return int(self._db.execute("SELECT COUNT(*) FROM saf WHERE hold=?", (HELD,)).fetchone()[0])
+
     def release_advice(self, txn_id: str, kind: str) -> bool:
         """A held message to be sent after all (the queue's order: its place when it was held); whether
         one was held."""

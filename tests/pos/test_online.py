@@ -505,7 +505,8 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
         assert not torn.approved and torn.entry is not None and torn.entry.state == "torn", torn.entry
         assert "reversal held" in torn.outcome.reason
         assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000  # posted
-        assert client.flush().pending == 0  # held: not sent
+        flushed = client.flush()
+        assert flushed.pending == 0 and flushed.held == 1  # held: not sent
         assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000
         took = 10_000 if fault == "answer lost" else 0
         assert world.chip_ec(pos) == chip_before + took

@@ -1076,7 +1076,8 @@ def flush(
                 f"{advice.kind} of {advice.txn_id} (reason {advice.reason}) answered {advice.response_code}",
                 highlight=False,
             )
-        console.print(f"{len(result.answered)} sent, {result.pending} still queued", highlight=False)
+        held = f", {result.held} held until the card's next load (torn EC loads)" if result.held else ""
+        console.print(f"{len(result.answered)} sent, {result.pending} still queued{held}", highlight=False)
         _report_unreachable(client)
         if result.pending:
             raise typer.Exit(1)

@@ -143,6 +143,7 @@ def parse_address(text: str) -> tuple[str, int]:
 class FlushResult:
     answered: tuple[Advice, ...]
     pending: int
+    held: int = 0  # reversals kept unsent until a card's load log says whether they are needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +467,7 @@ class AcquirerClient:
                 break
             self.journal.advice_answered(advice.saf_id, str(answer.response_code))
             answered.append(replace(sending, response_code=str(answer.response_code)))
-        return FlushResult(tuple(answered), len(self.journal.advices()))
+        return FlushResult(tuple(answered), len(self.journal.advices()), self.journal.held_count())
 
     # --- transactions -----------------------------------------------------------------------------------
     def authorize(
