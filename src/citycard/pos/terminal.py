@@ -269,10 +269,10 @@ class PosTerminal:
                 loads = kind is TransactionKind.EC_LOAD and self.host is not None
                 if loads and entry.pan_token == token and _not_loaded(entry, log.logs):
                     assert self.host is not None
-                    voided = self.journal.finish(
+                    self.host.release_reversal(entry.txn_id)  # first: a crash before the next line
+                    voided = self.journal.finish(  # leaves it torn, released, decided again next tap
                         entry.txn_id, "void", reason="torn; not on the card's load log: reversed"
                     )
-                    self.host.release_reversal(entry.txn_id)
                     recovered.append(voided)
         return recovered
 
