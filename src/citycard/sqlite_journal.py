@@ -112,6 +112,7 @@ _ADDED_COLUMNS = (
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 _ADDED_SAF_COLUMNS = (("hold", "TEXT NOT NULL DEFAULT ''"),)
 """Columns of ``saf`` added since, the same way: ``hold`` (:class:`Advice`)."""
+_ADDED: Final = (("txn", _ADDED_COLUMNS), ("saf", _ADDED_SAF_COLUMNS))
 HELD: Final = "held"
 """An :attr:`Advice.hold`: kept, not sent, until the terminal knows whether it is needed."""
 DROPPED: Final = "dropped"
@@ -219,14 +220,11 @@ class SqliteJournal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
-            have = {row[1] for row in db.execute("PRAGMA table_info(txn)")}
-            for name, definition in _ADDED_COLUMNS:
-                if name not in have:
-                    db.execute(f"ALTER TABLE txn ADD COLUMN {name} {definition}")
-            have = {row[1] for row in db.execute("PRAGMA table_info(saf)")}
-            for name, definition in _ADDED_SAF_COLUMNS:
-                if name not in have:
-                    db.execute(f"ALTER TABLE saf ADD COLUMN {name} {definition}")
+            for table, columns in _ADDED:
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
             db.execute(_FOLLOW_UP_INDEX)  # after the columns: a journal older than them gets it too
         except sqlite3.DatabaseError as exc:  # not an SQLite file, or a directory
             db.close()
@@ -512,9 +510,14 @@ class SqliteJournal:
         ).fetchone()
         return None if row is None else self._advice(row)
 
-    def held_count(self) -> int:
-        """How many messages are held."""
-        return int(self._db.execute("SELECT COUNT(*) FROM saf WHERE hold=?", (HELD,)).fetchone()[0])
+    def queue_counts(self) -> tuple[int, int]:
+        """How many messages are pending (as :meth:`advices` lists them) and how many are held, in one read
+        (a flush, before every online transaction, reports both)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(response_code='' AND hold=''), 0), COALESCE(SUM(hold=?), 0) FROM saf",
+            (HELD,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
 
     def release_advice(self, txn_id: str, kind: str) -> bool:
         """A held message to be sent after all (the queue's order: its place when it was held); whether

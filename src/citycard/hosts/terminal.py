@@ -467,7 +467,7 @@ class AcquirerClient:
                 break
             self.journal.advice_answered(advice.saf_id, str(answer.response_code))
             answered.append(replace(sending, response_code=str(answer.response_code)))
-        return FlushResult(tuple(answered), len(self.journal.advices()), self.journal.held_count())
+        return FlushResult(tuple(answered), *self.journal.queue_counts())
 
     # --- transactions -----------------------------------------------------------------------------------
     def authorize(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -104,7 +104,7 @@ def _record_atc(record: LogEntry) -> int | None:
     return int.from_bytes(atc, "big") if atc else None
 
 
-def _not_loaded(entry: JournalEntry, records: tuple[LogEntry, ...] | list[LogEntry]) -> bool:
+def _not_loaded(entry: JournalEntry, records: Sequence[LogEntry]) -> bool:
     """The card's load log proves that ``entry``, an EC load torn after the card's TC (so its ATC is known),
     never reached the chip: no record of its ATC among those read, and they reach back past it (a record of
     an earlier ATC) or are the whole log (fewer than asked). A chip that takes a load writes its load-log
@@ -113,9 +113,10 @@ def _not_loaded(entry: JournalEntry, records: tuple[LogEntry, ...] | list[LogEnt
     if entry.atc is None:
         return False
     atcs = [_record_atc(record) for record in records]
-    if entry.atc in atcs or any(atc is None for atc in atcs):
+    known = [atc for atc in atcs if atc is not None]
+    if entry.atc in known or len(known) < len(atcs):
         return False
-    return len(atcs) < TORN_LOG_RECORDS or min(a for a in atcs if a is not None) < entry.atc
+    return len(known) < TORN_LOG_RECORDS or min(known) < entry.atc
 
 
 def _fen(value: bytes | None) -> int | None:
@@ -244,6 +245,7 @@ class PosTerminal:
             if e.pan_token == token and e.atc is not None and e.state != "torn"
         }
         recovered: list[JournalEntry] = []
+        loads = self.host if kind is TransactionKind.EC_LOAD else None  # whose held reversals are decided
         for entry in sorted(torn, key=lambda e: e.created):
             if entry.pan_token and entry.pan_token != token:
                 continue  # another card's torn transaction
@@ -262,14 +264,12 @@ class PosTerminal:
                         **self._card_fields(log.pan, log.psn),
                     )
                 )
-                if kind is TransactionKind.EC_LOAD and self.host is not None:
-                    self.host.drop_reversal(entry.txn_id)  # the chip took it: the issuer's load stands
+                if loads is not None:
+                    loads.drop_reversal(entry.txn_id)  # the chip took it: the issuer's load stands
                 break
             else:  # no record of it: an EC load whose absence the log proves is reversed
-                loads = kind is TransactionKind.EC_LOAD and self.host is not None
-                if loads and entry.pan_token == token and _not_loaded(entry, log.logs):
-                    assert self.host is not None
-                    self.host.release_reversal(entry.txn_id)  # first: a crash before the next line
+                if loads is not None and entry.pan_token == token and _not_loaded(entry, log.logs):
+                    loads.release_reversal(entry.txn_id)  # first: a crash before the next line
                     voided = self.journal.finish(  # leaves it torn, released, decided again next tap
                         entry.txn_id, "void", reason="torn; not on the card's load log: reversed"
                     )
