@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS txn (
     atc INTEGER, tvr TEXT NOT NULL DEFAULT '', tsi TEXT NOT NULL DEFAULT '', field55 TEXT NOT NULL DEFAULT '',
     ec_balance_fen INTEGER, un TEXT NOT NULL DEFAULT '', export_id INTEGER,
     service_ref TEXT NOT NULL DEFAULT '', original_txn_id TEXT NOT NULL DEFAULT '',
-    line INTEGER, vehicle TEXT NOT NULL DEFAULT '',
+    line INTEGER, vehicle TEXT NOT NULL DEFAULT '', funding TEXT NOT NULL DEFAULT '',
     UNIQUE (batch, stan)
 );
 CREATE INDEX IF NOT EXISTS txn_state_created ON txn (state, created);
@@ -92,11 +92,21 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
 _FIELDS = [f.name for f in fields(JournalEntry)]
 _UPDATABLE = frozenset(_FIELDS) - {"txn_id", "stan", "batch", "state", "kind", "created", "export_id"}
 _CARD_FIELDS = frozenset(
-    {"pan_masked", "pan_token", "pan_sealed", "psn", "service_ref", "original_txn_id", "line", "vehicle"}
+    {
+        "pan_masked",
+        "pan_token",
+        "pan_sealed",
+        "psn",
+        "service_ref",
+        "original_txn_id",
+        "line",
+        "vehicle",
+        "funding",
+    }
 )
 """What :meth:`SqliteJournal.begin` may already know of the card (read before its debiting command), the
 public service's reference the transaction pays (``service_ref``) and the purchase a void cancels
-(``original_txn_id``) and a validator's bus line and vehicle."""
+(``original_txn_id``), a validator's bus line and vehicle, and what paid an EC load (``funding``)."""
 _FOLLOW_UP_INDEX = (
     "CREATE INDEX IF NOT EXISTS txn_follow_ups ON txn (original_txn_id) WHERE original_txn_id <> ''"
 )
@@ -108,6 +118,7 @@ _ADDED_COLUMNS = (
     ("original_txn_id", "TEXT NOT NULL DEFAULT ''"),
     ("line", "INTEGER"),
     ("vehicle", "TEXT NOT NULL DEFAULT ''"),
+    ("funding", "TEXT NOT NULL DEFAULT ''"),
 )
 """Columns of ``txn`` added after journals were first written: added to an older journal when opened."""
 _ADDED_SAF_COLUMNS = (("hold", "TEXT NOT NULL DEFAULT ''"),)
@@ -503,11 +514,10 @@ class SqliteJournal:
         rows = self._db.execute(f"SELECT * FROM saf {where} ORDER BY saf_id LIMIT ?", (limit,))
         return [self._advice(r) for r in rows]
 
-    def held_advice(self, txn_id: str, kind: str) -> Advice | None:
-        """The message of ``kind`` held for ``txn_id``, if one is."""
-        row = self._db.execute(
-            "SELECT * FROM saf WHERE txn_id=? AND kind=? AND hold=?", (txn_id, kind, HELD)
-        ).fetchone()
+    def advice_for(self, txn_id: str, kind: str) -> Advice | None:
+        """The message of ``kind`` queued for ``txn_id`` (one at most), whatever its state: pending, held,
+        dropped or answered."""
+        row = self._db.execute("SELECT * FROM saf WHERE txn_id=? AND kind=?", (txn_id, kind)).fetchone()
         return None if row is None else self._advice(row)
 
     def queue_counts(self) -> tuple[int, int]:

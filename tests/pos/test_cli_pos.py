@@ -341,3 +341,40 @@ def test_void_and_refund_on_the_command_line(tmp_path, monkeypatch):
         assert r.exit_code == 1 and "only CNY 50.00 of it is left to refund" in r.output, r.output
         journal = json.loads(runner.invoke(app, ["pos", "journal", "--json"]).output)
         assert [e["amount_fen"] for e in journal["entries"] if e["kind"] == "refund"] == [3_000]  # none sent
+
+
+def test_a_tap_says_each_torn_transaction_it_settled_and_a_reversed_cash_loads_cash(tmp_path, capsys):
+    """What the clerk reads after a tap that settled torn transactions: a purchase or a load recovered from
+    the card's log; a load not on the load log, reversed at the issuer (its reversal answered) or with its
+    reversal still queued, and a cash one's cash to hand back."""
+    from citycard.sqlite_journal import SqliteJournal
+
+    now = dt.datetime(2026, 12, 7, 9, 30)
+    journal = SqliteJournal(tmp_path / "journal.db", "T0000001")
+
+    def settled(kind: str, funding: str, state: str, answered: str | None = None):
+        entry = journal.begin(kind, "contact", 10_000, now, "", **({"funding": funding} if funding else {}))
+        journal.finish(entry.txn_id, "torn")
+        if answered is not None:
+            advice = journal.queue_advice(entry.txn_id, "reversal", 9, "06", "0400", "SEALED", now)
+            if answered:
+                journal.advice_answered(advice.saf_id, answered)
+        return journal.finish(entry.txn_id, state)  # type: ignore[arg-type]
+
+    taps = [
+        settled("ec_load", "cash", "void", answered="00"),
+        settled("ec_load", "account", "void", answered=""),
+        settled("ec_load", "account", "recovered"),
+        settled("purchase", "", "recovered"),
+    ]
+    pos_cli._say_settled(journal, taps)
+    lines = capsys.readouterr().out.splitlines()
+    journal.close()
+    assert lines == [
+        f"torn load {taps[0].txn_id} of CNY 100.00 is not on the card's load log: reversed at the issuer; "
+        "give the holder back CNY 100.00 in cash",
+        f"torn load {taps[1].txn_id} of CNY 100.00 is not on the card's load log: its reversal is queued for "
+        "the issuer (sent at the next online message; citycard pos flush)",
+        f"recovered torn load {taps[2].txn_id} (on the card's load log)",
+        f"recovered torn transaction {taps[3].txn_id} (charged per the card's log)",
+    ]

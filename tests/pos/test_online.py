@@ -525,3 +525,52 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
     after = world.net.status()
     assert after["deposit_available_fen"] == before["deposit_available_fen"] - took - 5_000
     assert _balanced(world)
+
+
+@pytest.mark.parametrize(
+    ("fault", "next_tap", "cash"),
+    [
+        ("never sent", "purchase", False),
+        ("answer lost", "purchase", False),
+        ("never sent", "balance", True),
+        ("answer lost", "balance", True),
+    ],
+)
+def test_a_torn_load_is_settled_at_the_cards_next_contact_purchase_or_balance_inquiry_too(
+    world: World, fault: str, next_tap: str, cash: bool
+) -> None:
+    """A card torn at a load and not loaded again here: its next contact purchase or online balance inquiry
+    at this terminal reads the load log as a load would, and settles the held reversal ahead of its own
+    online message (sent, answered 00) or drops it. A cash load the chip never took is journaled so that the
+    clerk gives the cash back: its reversal takes the cash off the issuer's EC float."""
+    before = world.net.status()
+    with world.client() as client:
+        pos = world.pos(client)
+        chip_before = world.chip_ec(pos)
+        torn = pos.load(_put_data_lost(world, fault), 10_000, pin=lambda _: PIN, cash=cash)
+        assert torn.entry is not None and torn.entry.state == "torn", torn.entry
+        assert torn.entry.funding == ("cash" if cash else "account")
+        took = 10_000 if fault == "answer lost" else 0
+        spent = 0
+        if next_tap == "purchase":  # above the chip's EC balance: online, with the PIN
+            spent = chip_before + took + 1_000
+            tap = pos.purchase(world.tap(), spent, pin=lambda _: PIN)
+        else:
+            tap = pos.balance_inquiry(world.tap(), pin=lambda _: PIN)
+        assert tap.approved and tap.entry is not None and tap.entry.kind != "ec_load", tap.outcome
+        (settled,) = tap.recovered
+        assert (settled.txn_id, settled.state) == (torn.entry.txn_id, "recovered" if took else "void")
+        assert ("cash paid for it goes back" in settled.reason) == (cash and not took), settled.reason
+        reversal = world.journal.advice_for(torn.entry.txn_id, "reversal")
+        assert reversal is not None
+        if took:
+            assert (reversal.hold, reversal.response_code) == ("dropped", "")
+        else:  # released and sent ahead of the tap's own 0200, in the same contact
+            assert (reversal.hold, reversal.response_code) == ("", "00")
+        assert client.flush().held == 0
+        assert world.chip_ec(pos) == chip_before + took
+    _eventually(lambda: world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + took)
+    after = world.net.status()
+    paid = 0 if cash else took  # a cash load never touches the deposit account
+    assert after["deposit_available_fen"] == before["deposit_available_fen"] - paid - spent
+    assert _balanced(world)

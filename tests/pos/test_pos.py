@@ -531,6 +531,28 @@ def test_a_purchases_follow_ups_are_found_by_index_in_new_and_older_journals(tmp
         journal.close()
 
 
+def test_a_loads_funding_is_journaled_in_new_and_older_journals(tmp_path):
+    """What paid an EC load (``funding``: a reversed cash load's cash goes back to the holder) is kept with
+    its entry; a journal written before the column gets it when opened, its earlier rows without one."""
+    import sqlite3
+    from contextlib import closing
+
+    old = tmp_path / "old.db"
+    journal = SqliteJournal(old, "T0000001")
+    earlier = journal.begin("ec_load", "contact", 5_000, NOW, "")
+    journal.close()
+    with closing(sqlite3.connect(old)) as db:  # as a journal written before the column
+        db.execute("ALTER TABLE txn DROP COLUMN funding")
+    for path in (tmp_path / "new.db", old):
+        journal = SqliteJournal(path, "T0000001")
+        if path == old:
+            assert journal.get(earlier.txn_id).funding == ""
+        cash = journal.begin("ec_load", "contact", 10_000, NOW, "", funding="cash")
+        assert journal.finish(cash.txn_id, "torn").funding == "cash"
+        assert journal.get(cash.txn_id).funding == "cash"
+        journal.close()
+
+
 def test_a_held_reversal_is_not_sent_until_released_or_dropped_in_new_and_older_journals(tmp_path):
     """The journal's store-and-forward queue holds a message (``hold``: an EC load torn after the card's
     TC) apart from the pending ones until the terminal releases it (sent in its place) or drops it (kept,
@@ -554,7 +576,8 @@ def test_a_held_reversal_is_not_sent_until_released_or_dropped_in_new_and_older_
         journal.queue_advice("T-3", "reversal", 9, "06", "0400CC", "SEALED", NOW, held=True)
         pending = [a.txn_id for a in journal.advices()]
         assert "T-2" not in pending and "T-3" not in pending
-        assert journal.held_advice("T-2", "reversal") is not None
+        held = journal.advice_for("T-2", "reversal")
+        assert held is not None and held.hold == HELD and journal.advice_for("T-2", "advice") is None
         assert journal.release_advice("T-2", "reversal") and not journal.release_advice("T-2", "reversal")
         assert journal.drop_advice("T-3", "reversal") and not journal.release_advice("T-3", "reversal")
         assert [a.txn_id for a in journal.advices()][-1] == "T-2"

@@ -611,7 +611,7 @@ def purchase(
     fen, pin = _amount(amount, "--amount"), _pin_option(pin)
     reference = _service_counter(service_ref, terminal) if service_ref is not None else ""
     with _online(opts.terminal_config(), journal, acquirer, terminal) as (pos, client):
-        _purchase(opts, pos, fen, pin, contactless, reference)
+        _purchase(opts, pos, client.journal, fen, pin, contactless, reference)
         _report_unreachable(client)
 
 
@@ -646,7 +646,13 @@ def _service_counter(text: str, terminal: str | None) -> str:
 
 
 def _purchase(
-    opts: _CardOptions, pos: PosTerminal, fen: int, pin: str | None, contactless: bool, service_ref: str = ""
+    opts: _CardOptions,
+    pos: PosTerminal,
+    journal: SqliteJournal,
+    fen: int,
+    pin: str | None,
+    contactless: bool,
+    service_ref: str = "",
 ) -> None:
     ask = _pin(pin)
     interface: Interface = "contactless" if contactless else "contact"
@@ -654,8 +660,7 @@ def _purchase(
         result = pos.purchase(
             transmit, fen, interface=interface, pin=ask, trace=opts.tracer(), service_ref=service_ref
         )
-    for recovered in result.recovered:
-        console.print(f"recovered torn transaction {recovered.txn_id} (charged per the card's log)")
+    _say_settled(journal, result.recovered)
     if result.outcome.kind is OutcomeKind.TRY_ANOTHER_INTERFACE:
         console.print(
             f"try another interface ({result.outcome.reason}): please insert the card",
@@ -711,16 +716,35 @@ def load(
                 transmit, fen, pin=_pin(pin), trace=opts.tracer(), cash=cash, from_account=source
             )
         _report_unreachable(client)
-        for settled in result.recovered:
-            if settled.state == "void":
-                console.print(
-                    f"torn load {settled.txn_id} of {format_amount(settled.amount_fen)} is not on the card's "
-                    "load log: reversed at the issuer",
-                    soft_wrap=True,
-                )
-            else:
-                console.print(f"recovered torn load {settled.txn_id} (on the card's load log)")
+        _say_settled(client.journal, result.recovered)
         _show(pos, result.outcome, result.entry, fen, title)
+
+
+def _say_settled(journal: SqliteJournal, settled: Iterable[JournalEntry]) -> None:
+    """The torn transactions a tap settled by the card's log, a line each. A torn EC load not on the card's
+    load log says whether its reversal has reached the issuer (sent ahead of this tap's online message) or
+    waits in the queue, and a cash load's that the clerk gives the cash back: the reversal takes it off the
+    issuer's books."""
+    for entry in settled:
+        if entry.kind != "ec_load":
+            console.print(f"recovered torn transaction {entry.txn_id} (charged per the card's log)")
+            continue
+        if entry.state == "recovered":
+            console.print(f"recovered torn load {entry.txn_id} (on the card's load log)")
+            continue
+        amount = format_amount(entry.amount_fen)
+        reversal = journal.advice_for(entry.txn_id, "reversal")
+        where = (
+            "reversed at the issuer"
+            if reversal is not None and reversal.response_code
+            else "its reversal is queued for the issuer (sent at the next online message; citycard pos flush)"
+        )
+        cash = f"; give the holder back CNY {amount} in cash" if entry.funding == "cash" else ""
+        console.print(
+            f"torn load {entry.txn_id} of CNY {amount} is not on the card's load log: {where}{cash}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _source_account(number: str | None, pin: str | None, cash: bool) -> tuple[str, str] | None:
@@ -810,6 +834,8 @@ def _online_balance(
                 transmit, pin=_pin(pin), interface=_interface(contactless), trace=opts.tracer()
             )
         _report_unreachable(client)
+        if not as_json:
+            _say_settled(client.journal, result.recovered)
     answer = client.answers.get(result.entry.txn_id) if result.entry is not None else None
     found: dict[str, int] = {}
     if answer is not None and answer.balance:
@@ -822,7 +848,8 @@ def _online_balance(
         raise _fail(f"balance inquiry declined: {reason}")
     available = found.get("02", next(iter(found.values())))
     if as_json:
-        print_json({"available_fen": available, "balances_fen": found})
+        settled = {e.txn_id: e.state for e in result.recovered}  # torn loads settled by the load log
+        print_json({"available_fen": available, "balances_fen": found, "torn_settled": settled})
         return
     console.print(f"account balance: CNY {format_amount(available)} available", highlight=False)
 

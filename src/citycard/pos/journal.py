@@ -19,9 +19,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["FOLLOW_UP_STANDS", "Journal", "JournalEntry", "State"]
+__all__ = ["FOLLOW_UP_STANDS", "Funding", "Journal", "JournalEntry", "State"]
 
 State = Literal["pending", "approved", "declined", "refund", "torn", "recovered", "void"]
+Funding = Literal["account", "cash", "other account"]
+"""What paid an EC load: the cardholder's designated account (圈存), cash at the counter, another account."""
 FOLLOW_UP_STANDS: frozenset[State] = frozenset({"approved", "torn", "pending"})
 """States of a journaled void or refund that may stand at the issuer: it counts against its purchase (a
 second void is refused, a refund beyond what is left of the purchase too)."""
@@ -57,6 +59,7 @@ class JournalEntry:
     original_txn_id: str = ""  # a void: the purchase it cancels (its ``txn_id``)
     line: int | None = None  # a validator's fare: the bus line it ran (the registry's, docs/transit.md)
     vehicle: str = ""  # … and the vehicle
+    funding: Funding | Literal[""] = ""  # an EC load: what paid it (a reversed cash load's cash goes back)
 
 
 class Journal(Protocol):

@@ -11,6 +11,8 @@ and a retry within :data:`RETAP_S` is not charged again. Not found: it stays ``t
 a card is never charged twice for one fare, and no other card rides on it. An EC load torn after the card's
 TC has its reversal held by the host: found on the load log, the reversal is dropped; proved absent (no
 record of its ATC where the log reaches back past it), the load becomes ``void`` and its reversal is sent.
+A terminal with a host also reads the load log at a contact purchase or online balance inquiry while a
+torn load is open, so a card not loaded here again still settles its held reversal.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from citycard.kernel.extension import Extension
 from citycard.kernel.kernel import Kernel, Transaction, TransactionKind
 from citycard.kernel.runner import Trace, run
 
-from .journal import FOLLOW_UP_STANDS, Journal, JournalEntry, State
+from .journal import FOLLOW_UP_STANDS, Funding, Journal, JournalEntry, State
 from .online import OnlineHost, OnlineKind, SourceAccount
 from .sealing import seal_pan
 
@@ -169,7 +171,8 @@ class TapResult:
     outcome: Outcome
     entry: JournalEntry | None
     recovered: tuple[JournalEntry, ...] = ()  # torn transactions settled on this tap: charged (recovered) or,
-    # an EC load the card's log shows it never took, void with its reversal sent
+    # an EC load the card's log shows it never took, void with its reversal released (a purchase's tap
+    # settles the card's torn loads too: their kind says which)
 
     @property
     def approved(self) -> bool:
@@ -270,11 +273,26 @@ class PosTerminal:
             else:  # no record of it: an EC load whose absence the log proves is reversed
                 if loads is not None and entry.pan_token == token and _not_loaded(entry, log.logs):
                     loads.release_reversal(entry.txn_id)  # first: a crash before the next line
+                    reason = "torn; not on the card's load log: reversed"
+                    if entry.funding == "cash":
+                        reason += "; the cash paid for it goes back to the holder"
                     voided = self.journal.finish(  # leaves it torn, released, decided again next tap
-                        entry.txn_id, "void", reason="torn; not on the card's load log: reversed"
+                        entry.txn_id, "void", reason=reason
                     )
                     recovered.append(voided)
         return recovered
+
+    def _settle_torn_loads(
+        self, transmit: Transmit, interface: Interface, trace: Trace | None
+    ) -> list[JournalEntry]:
+        """At a contact tap that is not a load (a purchase, an online balance inquiry), the torn EC loads are
+        settled by the card's load log too, as at its next load (:meth:`recover_torn`): a card torn at a load
+        and never loaded here again would otherwise keep the load's reversal held. Only a terminal with a
+        host holds such reversals; a load is contact only, and the log is read only while a torn load is
+        open, within :data:`TORN_MAX_AGE_S`."""
+        if self.host is None or interface != "contact":
+            return []
+        return self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD)
 
     def _logged(self, entry: JournalEntry, record: LogEntry, kind: TransactionKind) -> bool:
         """``record`` is the card's trace of ``entry``: this terminal, its date, time, amount (and ATC)."""
@@ -390,6 +408,7 @@ class PosTerminal:
         service_ref: str = "",
         bus: tuple[int, str] | None = None,
         source: SourceAccount | None = None,
+        funding: Funding | None = None,
     ) -> tuple[Outcome, JournalEntry | None]:
         """Run the kernel, journaling the transaction from its debiting command on. ``refuse`` may turn an
         approval into a terminal decline (its reason); a card that paid is then journaled ``refund``.
@@ -425,6 +444,8 @@ class PosTerminal:
                     card["line"], card["vehicle"] = bus
                 if follows is not None:  # a void: the journal links it to the purchase it cancels
                     card["original_txn_id"] = follows.txn_id
+                if funding is not None:  # an EC load: a reversed cash load's cash goes back to the holder
+                    card["funding"] = funding
                 amount, what = txn.amount_fen, kind
                 if txn.extension is not None:  # the amount the extension decided before the GPO
                     amount = int(kernel.term["9F02"].hex())
@@ -501,6 +522,7 @@ class PosTerminal:
         transaction, sent in field 48 of the 0200 or of the 0320 upload."""
         if service_ref:
             service_ref = ServiceReference.parse(service_ref).text
+        loads = self._settle_torn_loads(transmit, interface, trace)
         recovered = self.recover_torn(transmit, interface, trace)
         now = self.clock()
         retry = [
@@ -508,6 +530,7 @@ class PosTerminal:
             for e in recovered
             if e.amount_fen == amount_fen and (now - e.created).total_seconds() <= RETAP_S
         ]
+        recovered += loads
         if retry:  # the cashier retries the purchase the card already paid: do not charge it again
             outcome = Outcome(
                 OutcomeKind.APPROVED_OFFLINE, reason="already paid (recovered torn transaction)"
@@ -564,9 +587,10 @@ class PosTerminal:
             outcome = Outcome(OutcomeKind.APPROVED_ONLINE, reason="already loaded (recovered torn load)")
             return TapResult(outcome, retry[0], tuple(recovered))
         txn = Transaction(TransactionKind.EC_LOAD, now, amount_fen, interface=interface, force_online=True)
+        funding: Funding = "cash" if cash else "account"
         kind = OnlineKind.EC_CASH_LOAD if cash else OnlineKind.EC_LOAD
         if source is not None:
-            kind = OnlineKind.EC_LOAD_OTHER
+            kind, funding = OnlineKind.EC_LOAD_OTHER, "other account"
         outcome, entry = self._run_journaled(
             txn,
             transmit,
@@ -575,6 +599,7 @@ class PosTerminal:
             trace=trace,
             online_kind=kind if online is _unable else None,
             source=source,
+            funding=funding,
         )
         return TapResult(outcome, entry, tuple(recovered))
 
@@ -587,8 +612,10 @@ class PosTerminal:
         trace: Trace | None = None,
     ) -> TapResult:
         """The account balance, asked online (0200 310000): an ARQC for amount 0 with 9C = 31, journaled
-        ``balance``; the balance comes in the host's answer (field 54)."""
+        ``balance``; the balance comes in the host's answer (field 54). A torn EC load of the card is settled
+        first (:meth:`_settle_torn_loads`): a reversal it releases goes ahead of the inquiry."""
         assert self.host is not None, "a balance inquiry goes online"
+        settled = self._settle_torn_loads(transmit, interface, trace)
         txn = Transaction(
             TransactionKind.PURCHASE,
             self.clock(),
@@ -600,7 +627,7 @@ class PosTerminal:
         outcome, entry = self._run_journaled(
             txn, transmit, pin=pin, trace=trace, online_kind=OnlineKind.BALANCE_INQUIRY
         )
-        return TapResult(outcome, entry)
+        return TapResult(outcome, entry, tuple(settled))
 
     def void(
         self,
