@@ -1861,22 +1861,23 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
         clearing_items,
         issuer_products,
     )
-    prior = i.alias("prior")
+    prior = i.alias("prior")  # the item of a void's or reversal's original, when it cleared already
     approved = a.c.response_code.in_(APPROVED)
-    original_cleared = exists().where(
-        prior.c.source == "online", prior.c.source_ref == a.c.original_request_id
-    )
     purchase = and_(a.c.kind == "purchase", a.c.reversed_by.is_(None))
-    void = and_(a.c.kind.in_(("void", "reversal")), original_cleared)
+    void = and_(a.c.kind.in_(("void", "reversal")), prior.c.id.is_not(None))
     refund = a.c.kind == "refund"
     cash_load = and_(a.c.kind == "ec_cash_load", a.c.reversed_by.is_(None))
+    # a void or late reversal gives its original's item back: the same kind (a purchase's is a void) and
+    # the opposite sign — a cash load's (-1: the counter's bank owes the cash) comes back +1, an EC load
+    # from another account's between its two issuers
+    undone = case((prior.c.kind == ItemKind.PURCHASE.value, literal(ItemKind.VOID.value)), else_=prior.c.kind)
     kind = case(
         (purchase, literal(ItemKind.PURCHASE.value)),
         (refund, literal(ItemKind.REFUND.value)),
         (cash_load, literal(ItemKind.EC_CASH_LOAD.value)),
-        else_=literal(ItemKind.VOID.value),
+        else_=undone,
     )
-    sign = case((purchase, literal(1)), else_=literal(-1))
+    sign = case((purchase, literal(1)), (void, -prior.c.sign), else_=literal(-1))
     # a void or reversal carries its original's amount; others their own
     amount = case((void, o.c.amount_fen), else_=a.c.amount_fen)
     rrn_of = func.substr(a.c.request_id, func.length(a.c.request_id) - literal_column("11"))
@@ -1886,6 +1887,14 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
         .join(pr, and_(pr.c.bank_code == ic.c.bank_code, pr.c.code == ic.c.product_code))
         .join(m, m.c.merchant_id == a.c.merchant_id)
         .outerjoin(o, o.c.request_id == a.c.original_request_id)
+        .outerjoin(
+            prior,
+            and_(
+                a.c.kind.in_(("void", "reversal")),
+                prior.c.source == "online",
+                prior.c.source_ref == a.c.original_request_id,
+            ),
+        )
         .outerjoin(t, t.c.rrn == rrn_of)
     )
     rows = (
@@ -1910,6 +1919,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
             null(),
             null(),
             pr.c.card_type,
+            prior.c.payer_bank,  # a late reversal of an EC load from another account: its payer
         )
         .select_from(source)
         .where(
@@ -1925,7 +1935,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     columns = [
         "clearing_date", "source", "source_ref", "kind", "sign", "amount_fen", "issuer_bank",
         "acquirer_bank", "merchant_id", "terminal_id", "mcc", "industry", "pan_masked", "atc", "txn_ns",
-        "rrn", "service_ref", "transfer_id", "exception_id", "card_type",
+        "rrn", "service_ref", "transfer_id", "exception_id", "card_type", "payer_bank",
     ]  # fmt: skip
     return insert(i).from_select(columns, rows)
 

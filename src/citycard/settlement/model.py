@@ -20,6 +20,10 @@ card's EC float, each through its network settlement account. It counts as the p
 amount and the EC card's bank's card getting it back: the payer's issued gross rises by the amount, the
 EC card's bank's falls by it, so the payer's net position falls and the other's rises; no fee, no merchant,
 no industry. When both accounts are at one bank the two cancel: nothing moves between banks.
+
+A reversal that reached the issuer after its original cleared is its original's item given back, the same
+kind with the opposite sign: a cash load's ``+1``, an EC load from another account's ``+1`` (back from the EC
+card's bank to the payer's).
 """
 
 from __future__ import annotations
@@ -126,7 +130,6 @@ class ClearedItem:
         assert self.sign in (1, -1) and self.amount_fen > 0, self
         assert self.kind in ITEM_KINDS, self.kind
         assert (self.kind == ACCOUNT_LOAD) == (self.payer_bank is not None), self
-        assert self.kind != ACCOUNT_LOAD or self.sign == -1, self
 
     @property
     def account_load(self) -> bool:
