@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from citycard.clearing import ClearingPolicy, parse_cutovers
 from citycard.db import Database
+from citycard.db.clearing_repositories import ClearingEngine
 from citycard.db.settlement_repositories import SettlementUnitOfWork
 from citycard.durable import StagedFolder
 from citycard.issuer.commands import AuthorizationKind, AuthorizationRequest
@@ -25,11 +27,9 @@ from citycard.settlement import settle_day
 from tests.clearing.test_account_loads import Loads
 from tests.clearing.test_day import DAY, NEXT_DAY, balances, engine, items
 from tests.clearing.world import PHARMACY, SUPERMARKET, Holder, card, online_purchase, register
-from tests.issuer.conftest import Clock, Terminal, ledger_snapshot
+from tests.issuer.conftest import DAY_NS, Clock, Terminal, ledger_snapshot
 
 pytestmark = pytest.mark.xdist_group("settlement")
-
-DAY_NS = 86_400 * 10**9
 
 
 def _cash_load(banks: IssuerService, h: Holder, amount_fen: int, rid: str, place: Any) -> None:
@@ -116,3 +116,33 @@ def test_loads_and_a_purchase_reversed_after_their_day_cleared_are_given_back_th
     assert {b: ns_after[b] for b in ("ICBC", "BOC")} == {b: ns_before[b] for b in ("ICBC", "BOC")}
     with database.unit_of_work(read_only=True) as check:
         assert check.ledger.totals().balanced and check.ledger.audit() == []
+
+
+def test_a_void_reversed_after_the_cut_over_of_its_cleared_purchase_is_not_cleared(
+    banks: IssuerService, database: Database, sink: Any, clock: Clock
+) -> None:
+    """A purchase at 17:00 Beijing cleared in its business day (ICBC's cut-over 23:00); its void at 23:10 —
+    the issuer's same calendar day, so allowed — is reversed (its answer lost). The void was undone before
+    it cleared, so it clears as nothing (the purchase stands, paid once), and so does its reversal."""
+
+    def run(day: Any) -> None:
+        policy = ClearingPolicy(cutovers=parse_cutovers("*=23:00"))
+        ClearingEngine(
+            database, banks.hsm, policy, clock=clock, record_offline_clearing=banks.record_offline_clearing
+        ).run(day)
+
+    register(database, clock)
+    a = card(banks, sink, "ICBC", 2, 100_000)
+    online_purchase(banks, a, 1_200, "on-a-1", SUPERMARKET)  # 17:00 Beijing, 25 November
+    clock.advance((6 * 3600 + 600) * 10**9)  # 23:10: the next business day, the same calendar day
+    term = Terminal(a.chip)
+    void = AuthorizationRequest(
+        "void-a-1", AuthorizationKind.VOID, a.pan, a.psn, 1_200, term.first_ac(1_200, un=b"\x07" * 4),
+        terminal_id=SUPERMARKET[3], merchant_id=SUPERMARKET[0], original_request_id="on-a-1",
+    )  # fmt: skip
+    assert banks.authorize(void).approved
+    _reverse(banks, "void-a-1", a.pan, 1_200, SUPERMARKET)
+    run(DAY)
+    run(NEXT_DAY)
+    assert _cleared(database, "20261125") == {"on-a-1": ("purchase", 1, 1_200, "ICBC", "ICBC", None)}
+    assert _cleared(database, "20261126") == {}

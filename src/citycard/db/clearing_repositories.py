@@ -1864,7 +1864,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     prior = i.alias("prior")  # the item of a void's or reversal's original, when it cleared already
     approved = a.c.response_code.in_(APPROVED)
     purchase = and_(a.c.kind == "purchase", a.c.reversed_by.is_(None))
-    void = and_(a.c.kind.in_(("void", "reversal")), prior.c.id.is_not(None))
+    void = and_(a.c.kind.in_(("void", "reversal")), a.c.reversed_by.is_(None), prior.c.id.is_not(None))
     refund = a.c.kind == "refund"
     cash_load = and_(a.c.kind == "ec_cash_load", a.c.reversed_by.is_(None))
     # a void or late reversal gives its original's item back: the same kind (a purchase's is a void) and
