@@ -146,3 +146,29 @@ def test_a_void_reversed_after_the_cut_over_of_its_cleared_purchase_is_not_clear
     run(NEXT_DAY)
     assert _cleared(database, "20261125") == {"on-a-1": ("purchase", 1, 1_200, "ICBC", "ICBC", None)}
     assert _cleared(database, "20261126") == {}
+
+
+def test_refunds_reversed_before_and_after_they_cleared(
+    banks: IssuerService, database: Database, sink: Any, clock: Clock
+) -> None:
+    """A refund reversed before it cleared clears as nothing; one reversed after clears back (``refund``,
+    +1) the day its reversal arrives. The purchase stands, cleared once."""
+    register(database, clock)
+    a = card(banks, sink, "ICBC", 2, 100_000)
+    online_purchase(banks, a, 3_000, "on-a-1", SUPERMARKET)
+    for rid, amount in (("rf-a-1", 500), ("rf-a-2", 400)):
+        refund = AuthorizationRequest(
+            rid, AuthorizationKind.REFUND, a.pan, a.psn, amount, b"",
+            terminal_id=SUPERMARKET[3], merchant_id=SUPERMARKET[0], original_request_id="on-a-1",
+        )  # fmt: skip
+        assert banks.authorize(refund).approved
+    _reverse(banks, "rf-a-2", a.pan, 400, SUPERMARKET)
+    engine(database, banks, clock).run(DAY)
+    assert _cleared(database, "20261125") == {
+        "on-a-1": ("purchase", 1, 3_000, "ICBC", "ICBC", None),
+        "rf-a-1": ("refund", -1, 500, "ICBC", "ICBC", None),
+    }
+    clock.advance(DAY_NS)
+    _reverse(banks, "rf-a-1", a.pan, 500, SUPERMARKET)
+    engine(database, banks, clock).run(NEXT_DAY)
+    assert _cleared(database, "20261126") == {"Rrf-a-1": ("refund", 1, 500, "ICBC", "ICBC", None)}

@@ -1865,7 +1865,7 @@ def _online_insert(d: str, bank: str, start: int, end: int) -> Any:
     approved = a.c.response_code.in_(APPROVED)
     purchase = and_(a.c.kind == "purchase", a.c.reversed_by.is_(None))
     void = and_(a.c.kind.in_(("void", "reversal")), a.c.reversed_by.is_(None), prior.c.id.is_not(None))
-    refund = a.c.kind == "refund"
+    refund = and_(a.c.kind == "refund", a.c.reversed_by.is_(None))
     cash_load = and_(a.c.kind == "ec_cash_load", a.c.reversed_by.is_(None))
     # a void or late reversal gives its original's item back: the same kind (a purchase's is a void) and
     # the opposite sign — a cash load's (-1: the counter's bank owes the cash) comes back +1, an EC load
