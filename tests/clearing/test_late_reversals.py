@@ -104,6 +104,7 @@ def test_loads_and_a_purchase_reversed_after_their_day_cleared_are_given_back_th
         return database.unit_of_work(SettlementUnitOfWork)
 
     nets: dict[str, int] = {}
+    kinds: dict[str, dict[str, tuple[int, int]]] = {}
     for day in ("2026-11-25", "2026-11-26"):
         with StagedFolder(tmp_path / day) as folder:
             result = settle_day(uow, day, clock=clock, sink=folder)
@@ -111,6 +112,15 @@ def test_loads_and_a_purchase_reversed_after_their_day_cleared_are_given_back_th
         assert sum(p.net_fen for p in result.record.positions) == 0
         for p in result.record.positions:
             nets[p.participant] = nets.get(p.participant, 0) + p.net_fen
+        kinds[day] = {k.key: (k.item_count, k.gross_fen) for k in result.record.kinds}
+    # the day's totals by kind say what was given back, each on a line of its own
+    assert kinds["2026-11-26"] == {
+        "online/ec_cash_load reversed": (1, 5_000),
+        "online/void": (1, 1_200),
+        "online/ec_account_load reversed": (1, 2_000),
+    }
+    recon = (tmp_path / "2026-11-26" / "reconciliation.csv").read_text()
+    assert "D,cleared,online/ec_cash_load reversed,1,5000," in recon
     assert nets and set(nets.values()) == {0}, nets
     ns_after = balances(database, banks)
     assert {b: ns_after[b] for b in ("ICBC", "BOC")} == {b: ns_before[b] for b in ("ICBC", "BOC")}

@@ -42,6 +42,7 @@ __all__ = [
     "ACCOUNT_LOAD",
     "CENTER",
     "ITEM_KINDS",
+    "USUAL_SIGN",
     "Account",
     "AccountKey",
     "ClearedItem",
@@ -66,6 +67,14 @@ CENTER = "CENTER"
 ACCOUNT_LOAD = "ec_account_load"
 """An EC load from another account: between two issuers (``payer_bank`` pays), no merchant."""
 ITEM_KINDS = frozenset({"purchase", "refund", "void", "ec_cash_load", "fare", ACCOUNT_LOAD})
+USUAL_SIGN: Mapping[str, int] = {
+    "purchase": 1, "fare": 1, "refund": -1, "void": -1, "ec_cash_load": -1, ACCOUNT_LOAD: -1,
+}  # fmt: skip
+"""Each kind's sign when it is not a reversal given back (clearing: a reversal that reached the issuer after
+its original cleared is the original's item with the opposite sign). The day's totals by kind are unsigned
+sums, so an item of the other sign is counted under ``<kind> reversed``: a cash load and its late
+reversal are two lines, not 2 x the amount under one."""
+assert set(USUAL_SIGN) == ITEM_KINDS
 _DATE = re.compile(r"[0-9]{8}")
 
 
@@ -201,7 +210,7 @@ class DayTotals:
     schedule: FeeSchedule
     merchants: dict[tuple[str, str], MerchantTotals] = field(default_factory=dict)  # (bank, merchant)
     issuers: dict[str, IssuerTotals] = field(default_factory=dict)
-    kinds: dict[tuple[str, str], KindTotals] = field(default_factory=dict)  # (source, kind)
+    kinds: dict[tuple[str, str], KindTotals] = field(default_factory=dict)  # (source, kind [reversed])
     industries: dict[str, MerchantTotals] = field(default_factory=dict)  # industry or "" → sums
     item_count: int = 0
     last_id: int = 0
@@ -213,7 +222,8 @@ class DayTotals:
         fees = self.schedule.fees(
             item.kind, item.sign, item.amount_fen, item.industry, item.mcc, card_type=item.card_type
         )
-        k = self.kinds.setdefault((item.source, item.kind), KindTotals())
+        kind = item.kind if item.sign == USUAL_SIGN[item.kind] else f"{item.kind} reversed"
+        k = self.kinds.setdefault((item.source, kind), KindTotals())
         k.count += 1
         k.amount_fen += item.amount_fen
         self.item_count += 1
