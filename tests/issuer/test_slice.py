@@ -182,6 +182,47 @@ def test_chinese_name_is_kept_by_the_issuer_and_embossed_in_ascii(
         assert connection.execute(text("SELECT name FROM issuer_cardholders")).scalar_one() == "张三"
 
 
+@pytest.mark.parametrize(("script_result", "reversed_"), [(None, True), (0x20, False), (0x10, True)])
+def test_a_cash_loads_reversal_respects_the_cards_script_result_too(
+    banks: IssuerService,
+    database: Database,
+    terminal_for: Callable[[str], Terminal],
+    script_result: int | None,
+    reversed_: bool,
+) -> None:
+    """A cash load (0200 630000) reaches the chip by the same PUT DATA 9F79 as a load from the account: a
+    reversal whose 9F5B says the card ran it leaves the load standing (the chip holds the cash's value, and
+    the counter keeps the cash); otherwise the cash goes back from the EC float to the counter's cash."""
+    pan = issue_registered(banks)
+    term = terminal_for(pan)
+    answer = banks.authorize(
+        request(pan, AuthorizationKind.EC_CASH_LOAD, 3_000, term.first_ac(3_000, txn_type=0x63), "c-1")
+    )
+    assert answer.approved
+    if script_result == 0x20:
+        _, sws = term.complete(answer.field55, answer.arc)
+        assert sws == [0x9000] and term.ec_balance() == 3_000
+    after_load = ledger_snapshot(database)
+    results = b"" if script_result is None else encode("9F5B", bytes((script_result,)) + bytes(4))
+    reversal = AuthorizationRequest(
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="c-1",
+        terminal_id="T0000001",
+    )  # fmt: skip
+    answer = banks.authorize(reversal)
+    assert answer.approved
+    codes = {BankAccount.CARD_EC_FLOAT: 0, BankAccount.CASH: 0}  # summed over the banks
+    with database.unit_of_work() as uow:
+        for a in uow.ledger.balances():
+            if a.code in codes:
+                codes[a.code] += a.credit_balance_fen
+    if reversed_:
+        assert codes == {BankAccount.CARD_EC_FLOAT: 0, BankAccount.CASH: 0}
+    else:
+        assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
+        assert codes == {BankAccount.CARD_EC_FLOAT: 3_000, BankAccount.CASH: -3_000}
+        assert term.ec_balance() == 3_000
+
+
 @pytest.mark.parametrize(
     ("script_result", "reversed_"), [(None, True), (0x20, False), (0x10, True), (0x00, True)]
 )

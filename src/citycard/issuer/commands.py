@@ -14,12 +14,14 @@ import datetime as dt
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from citycard.codec.apdu import CommandApdu, Ins
 from citycard.codec.tlv import encode, encode_many
 
 __all__ = [
     "CONCESSION_CATEGORIES",
+    "EC_LOADS",
     "ActivateCard",
     "AddBank",
     "AddBinRange",
@@ -395,8 +397,19 @@ class AuthorizationKind(enum.StrEnum):
         """A follow-up of an earlier request (named by ``original_request_id``)."""
         return self in _FOLLOW_UPS
 
+    @property
+    def loads_ec(self) -> bool:
+        """An EC load — from the account, in cash or from another account: the money reaches the chip by the
+        issuer's script PUT DATA 9F79 (template 72), so its reversal stands down when the card's script
+        results (9F5B) say the chip ran it."""
+        return self in EC_LOADS
+
 
 _FOLLOW_UPS = frozenset({AuthorizationKind.REVERSAL, AuthorizationKind.VOID, AuthorizationKind.REFUND})
+EC_LOADS: Final = frozenset(
+    {AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER}
+)
+"""The kinds of :attr:`AuthorizationKind.loads_ec` (a stored kind, a plain string, is found in it too)."""
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,6 @@ __all__ = [
     "settle",
 ]
 
-_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER)
 _STATUS_REFUSALS = {
     CardStatus.LOST: ("41", "card reported lost"),
     CardStatus.CLOSED: ("62", "card closed"),
@@ -256,7 +255,7 @@ def _business(
             code=BankAccount.NETWORK_SETTLEMENT,
         )
         return replace(base, code="00", legs=(leg,))
-    assert kind in _LOADS, kind
+    assert kind.loads_ec, kind
     card_balance = base.card_ec_balance_fen
     if card_balance is None:
         assert ec_books_balance_fen is not None, "a load without the card's balance needs the books'"

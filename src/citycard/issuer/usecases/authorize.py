@@ -52,7 +52,6 @@ __all__ = ["MAX_GROUP", "authorize", "authorize_together", "request_fingerprint"
 
 MAX_GROUP: Final = 64
 """Most requests answered in one transaction by :func:`authorize_together`."""
-_LOADS = (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_CASH_LOAD, AuthorizationKind.EC_LOAD_OTHER)
 _TOGETHER: Final = frozenset(
     {
         AuthorizationKind.PURCHASE,
@@ -358,7 +357,7 @@ def _decide_card(
     product = deps.product(uow, card.bank_code, card.product_code)
     assert product is not None
     ec_books = None
-    if req.kind in _LOADS and (chip.ec_balance is None or not checks.iad_mac_ok):
+    if req.kind.loads_ec and (chip.ec_balance is None or not checks.iad_mac_ok):
         ec_books = ec_before if ec_before is not None else _ec_balance(uow, card)
     original = None
     if req.kind == AuthorizationKind.VOID:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from citycard.ledger.model import Transfer
 
 from ..chipdata import ChipDataError, parse_script_results
-from ..commands import AuthorizationKind, AuthorizationRequest, AuthorizationResponse
+from ..commands import EC_LOADS, AuthorizationKind, AuthorizationRequest, AuthorizationResponse
 from ..decision import Decision, settle
 from ..model import transfer_id
 from ..ports import TOMBSTONE, IssuerUnitOfWork, StoredAuthorization
@@ -57,7 +57,7 @@ def reverse(
         return AuthorizationResponse(req.request_id, "00", f"already reversed by {original.reversed_by}"), []
     if original.response_code != "00" or not original.transfer_ids:
         return AuthorizationResponse(req.request_id, "00", "nothing was posted; nothing to reverse"), []
-    if original.kind in (AuthorizationKind.EC_LOAD, AuthorizationKind.EC_LOAD_OTHER):
+    if original.kind in EC_LOADS:  # a cash load's too: the chip may hold it
         try:
             results = parse_script_results(req.field55)
         except ChipDataError as exc:
