@@ -574,3 +574,38 @@ def test_a_torn_load_is_settled_at_the_cards_next_contact_purchase_or_balance_in
     paid = 0 if cash else took  # a cash load never touches the deposit account
     assert after["deposit_available_fen"] == before["deposit_available_fen"] - paid - spent
     assert _balanced(world)
+
+
+def test_a_purchase_whose_card_leaves_during_the_issuers_scripts_after_its_tc_is_approved_once(
+    world: World,
+) -> None:
+    """The chain's card has a PIN change pending (``chain`` sets its PIN), delivered by the issuer in
+    template 72 after the second GENERATE AC. The card gives its TC and leaves at the script: the purchase
+    is approved online (the scripts do not change the outcome), counted in the batch, never exported or
+    uploaded as an offline purchase, and not "recovered" at the next tap — the deposit pays it once."""
+    inner = world.tap()
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == 0x24:  # PIN CHANGE/UNBLOCK, the issuer's script after the TC
+            raise OSError("card left the field")
+        return inner(apdu)
+
+    before = world.net.status()
+    with world.client() as client:
+        pos = world.pos(client)
+        result = pos.purchase(transmit, 20_000, pin=lambda _: PIN)
+        assert result.approved and result.outcome.kind is OutcomeKind.APPROVED_ONLINE, result.outcome
+        assert result.entry is not None and (result.entry.state, result.entry.outcome) == (
+            "approved",
+            "approved online",
+        )
+        assert "issuer's scripts" in result.outcome.reason
+        assert world.journal.batch_totals(result.entry.batch)[:2] == (20_000, 1)
+        assert client.flush().pending == 0  # nothing reversed
+        again = pos.purchase(world.tap(), 300, pin=lambda _: PIN)
+        assert again.approved and again.recovered == ()
+    assert result.entry.txn_id not in {e.txn_id for e in world.journal.upload_queue()}
+    assert result.entry.txn_id not in {e.txn_id for e in world.journal.offline_purchases()}
+    spent_online = 20_000 + (0 if again.outcome.kind is OutcomeKind.APPROVED_OFFLINE else 300)
+    assert world.net.status()["deposit_available_fen"] == before["deposit_available_fen"] - spent_online
+    assert _balanced(world)

@@ -552,10 +552,15 @@ class AcquirerClient:
         - An approval the card never answered (torn: pulled, or the second GENERATE AC failed, before the
           card gave its TC) is reversed the same way and recorded declined, not ``torn``: the issuer's
           scripts (an EC load's ``PUT DATA 9F79``, template 72) come after that command, so the chip took
-          nothing, and a purchase it never accepted must not stand. A card gone *after* its TC stays
-          ``torn``: whether it took an EC load is known only from its load log at the next tap
-          (docs/terminal.md), so the load's reversal is persisted **held** now, and that tap releases it
-          (:meth:`release_reversal`: the card never took the load) or drops it (:meth:`drop_reversal`)."""
+          nothing, and a purchase it never accepted must not stand. A purchase, void or inquiry whose card
+          gave its TC and left during the issuer's scripts after it (template 72: a PIN change, a block) is
+          approved online: the card accepted it, the scripts do not change the outcome (EMV Book 3 §10.10),
+          and recorded torn it would be "recovered" from the card's log at the next tap and exported for
+          clearing as an offline purchase beside its online authorization. An EC load whose card is gone
+          *after* its TC stays ``torn``: whether it took the load is known only from its load log at the
+          next tap (docs/terminal.md), so the load's reversal is persisted **held** now, and that tap
+          releases it (:meth:`release_reversal`: the card never took the load) or drops it
+          (:meth:`drop_reversal`)."""
         sent = self._sent.pop(entry.txn_id, None)
         response = self._answered.pop(entry.txn_id, None)
         if sent is None or response is None or response.response_code not in ("00", "10", "11"):
@@ -566,7 +571,10 @@ class AcquirerClient:
                 self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR, held=True)
                 reason = f"{outcome.reason}; the load's reversal held until the card's load log is read"
                 return replace(outcome, reason=reason)
-            if tc or sent.processing_code == _BALANCE_INQUIRY:
+            if tc:  # the card took the issuer's approval: only the scripts after its TC were cut short
+                reason = f"approved online; the card left during the issuer's scripts ({outcome.reason})"
+                return replace(outcome, kind=OutcomeKind.APPROVED_ONLINE, reason=reason, torn=False)
+            if sent.processing_code == _BALANCE_INQUIRY:
                 return outcome
             self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR)
             reason = f"{outcome.reason}: the card did not complete the issuer's approval; reversal queued"
