@@ -128,6 +128,11 @@ HELD: Final = "held"
 """An :attr:`Advice.hold`: kept, not sent, until the terminal knows whether it is needed."""
 DROPPED: Final = "dropped"
 """An :attr:`Advice.hold`: never sent, not needed (the card's log showed the transaction stands)."""
+IN_FLIGHT: Final = "in flight"
+"""An :attr:`Advice.hold`: the reversal of a 0200 persisted before the 0200 leaves, for a terminal stopped
+before the transaction's outcome is recorded (:meth:`SqliteJournal.settle_in_flight`). Replaced by the
+decided reversal when one is queued (:meth:`SqliteJournal.queue_advice`), deleted when none is needed."""
+_STOPPED_ONLINE: Final = "terminal stopped during its online transaction: reversed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,10 +282,15 @@ class SqliteJournal:
                     db.execute("PRAGMA synchronous=FULL")
 
     def _recover(self) -> int:
+        """On open: what a stopped terminal left running is ``torn``, and its in-flight reversals decided
+        (:meth:`settle_in_flight`) before any tap can take a torn online transaction for one the card's
+        log settles."""
         with self._tx() as db:
-            return db.execute(
+            torn = db.execute(
                 "UPDATE txn SET state='torn', reason='terminal stopped mid-transaction' WHERE state='pending'"
             ).rowcount
+        self.settle_in_flight()
+        return torn
 
     def _next(self, db: sqlite3.Connection, name: str, first: int, wrap: int | None = None) -> int:
         row = db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
@@ -489,15 +499,22 @@ class SqliteJournal:
         created: dt.datetime,
         *,
         held: bool = False,
+        hold: str | None = None,
     ) -> Advice:
         """Persist a store-and-forward message for ``txn_id`` (one per kind: queued twice, the first is
-        kept) before anyone is told the outcome; it is sent until the host answers it (``held``: not
-        before :meth:`release_advice`)."""
+        kept, unless it is :data:`IN_FLIGHT`: then this one replaces it) before anyone is told the outcome;
+        it is sent until the host answers it (``held``: not before :meth:`release_advice`; ``hold``, the
+        state itself)."""
+        state = hold if hold is not None else HELD if held else ""
+        assert state in ("", HELD, IN_FLIGHT), state
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created, hold) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat(), HELD if held else ""),
+                "INSERT INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created, hold) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id, kind) DO UPDATE SET "
+                "stan=excluded.stan, reason=excluded.reason, message=excluded.message, "
+                "pan_sealed=excluded.pan_sealed, created=excluded.created, hold=excluded.hold "
+                "WHERE saf.hold=?",
+                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat(), state, IN_FLIGHT),
             )
             self._fault("saf:before-commit")
         row = self._db.execute("SELECT * FROM saf WHERE txn_id=? AND kind=?", (txn_id, kind)).fetchone()
@@ -537,6 +554,49 @@ class SqliteJournal:
     def drop_advice(self, txn_id: str, kind: str) -> bool:
         """A held message never to be sent (kept, :data:`DROPPED`); whether one was held."""
         return self._unhold(txn_id, kind, DROPPED)
+
+    def settle_in_flight(self) -> tuple[str, ...]:
+        """Decide the :data:`IN_FLIGHT` reversals whose transaction is no longer running (called before the
+        queue is sent): one whose outcome was recorded is deleted — a decided reversal would have replaced
+        it — and one whose terminal stopped first (the journal turned it ``torn`` when reopened) is needed:
+        an EC load's is held, for the card's load log to decide at its next tap (docs/terminal.md); any
+        other's is released and its transaction made ``void``, as a terminal does on restart for an online
+        transaction it did not complete (whether the card did is unknown, the cashier saw no approval).
+        Returns the transactions so voided."""
+        with self._tx() as db:
+            torn = db.execute(
+                "SELECT saf.txn_id, txn.kind FROM saf JOIN txn ON txn.txn_id = saf.txn_id "
+                "WHERE saf.hold=? AND txn.state='torn'",
+                (IN_FLIGHT,),
+            ).fetchall()
+            voided = tuple(row[0] for row in torn if row[1] != "ec_load")
+            for txn_id, kind in torn:
+                db.execute(
+                    "UPDATE saf SET hold=? WHERE txn_id=? AND kind='reversal'",
+                    (HELD if kind == "ec_load" else "", txn_id),
+                )
+            db.executemany(
+                "UPDATE txn SET state='void', reason=? WHERE txn_id=? AND state='torn'",
+                [(_STOPPED_ONLINE, txn_id) for txn_id in voided],
+            )
+            db.execute(
+                "DELETE FROM saf WHERE hold=? AND txn_id IN "
+                "(SELECT txn_id FROM txn WHERE state NOT IN ('pending', 'torn'))",
+                (IN_FLIGHT,),
+            )
+        return voided
+
+    def pending_atc(self, txn_id: str, atc: int) -> None:
+        """The card's ATC of a transaction still ``pending`` (its first GENERATE AC's, as it goes online):
+        a terminal stopped before the outcome leaves it torn with its ATC, which the card's load log can
+        then prove absent (``pos.terminal._not_loaded``)."""
+        with self._tx() as db:
+            db.execute("UPDATE txn SET atc=? WHERE txn_id=? AND state='pending'", (atc, txn_id))
+
+    def forget_in_flight(self, txn_id: str) -> None:
+        """The 0200 of ``txn_id`` posted nothing (never left, or declined): its in-flight reversal goes."""
+        with self._tx() as db:
+            db.execute("DELETE FROM saf WHERE txn_id=? AND kind='reversal' AND hold=?", (txn_id, IN_FLIGHT))
 
     def _unhold(self, txn_id: str, kind: str, hold: str) -> bool:
         with self._tx() as db:

@@ -23,7 +23,7 @@ from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
 from citycard.hosts.acquirer import mak_label, tmk_label
-from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable, RefundRefused
+from citycard.hosts.terminal import AcquirerClient, AcquirerUnreachable, FlushResult, RefundRefused
 from citycard.hsm import KeyUsage
 from citycard.issuer.commands import BlockCard, UnblockCard
 from citycard.kernel.config import CaPublicKey, TerminalConfig
@@ -609,3 +609,102 @@ def test_a_purchase_whose_card_leaves_during_the_issuers_scripts_after_its_tc_is
     spent_online = 20_000 + (0 if again.outcome.kind is OutcomeKind.APPROVED_OFFLINE else 300)
     assert world.net.status()["deposit_available_fen"] == before["deposit_available_fen"] - spent_online
     assert _balanced(world)
+
+
+class Killed(BaseException):
+    """The terminal's process killed at this point: nothing after it runs (not an ``Exception``, so none of
+    the terminal's own handlers sees it), and the next process opens the journal as the kill left it."""
+
+
+def _killed_at(world: World, at: str) -> Callable[[bytes], bytes]:
+    """The card's link, the terminal killed when it sends the second GENERATE AC (the issuer's approval in
+    hand, the card not yet asked) or the issuer's script after the card's TC (template 72)."""
+    inner = world.tap()
+    acs = 0
+
+    def transmit(apdu: bytes) -> bytes:
+        nonlocal acs
+        acs += apdu[1] == 0xAE
+        if (at == "second GENERATE AC" and acs == 2) or (at == "script" and apdu[1] in (0x24, 0xDA)):
+            raise Killed
+        return inner(apdu)
+
+    return transmit
+
+
+def _restart(world: World) -> None:
+    path = world.journal.path
+    world.journal.close()
+    world.journal = SqliteJournal(path, TID)
+
+
+@pytest.mark.parametrize("at", ["second GENERATE AC", "script"])
+def test_a_terminal_killed_during_an_online_purchase_reverses_it_when_it_starts_again(
+    world: World, at: str
+) -> None:
+    """The issuer approved and posted; the terminal dies before it records the outcome (the card asked for
+    its TC or not). The reversal it persisted before the 0200 left is released when the journal is opened
+    again — the transaction ``void``, never "recovered" from the card's log nor exported as an offline
+    purchase — and the next contact sends it: the deposit is as before."""
+    before = world.net.status()["deposit_available_fen"]
+    with world.client() as client, pytest.raises(Killed):
+        world.pos(client).purchase(_killed_at(world, at), 20_000, pin=lambda _: PIN)
+    assert world.net.status()["deposit_available_fen"] == before - 20_000  # posted at the issuer
+    (flying,) = world.journal.advices(pending=False)
+    assert flying.hold == "in flight"
+    _restart(world)
+    (entry,) = world.journal.entries(None, 10)
+    assert (entry.kind, entry.state) == ("purchase", "void") and "stopped" in entry.reason, entry
+    reversal = world.journal.advice_for(entry.txn_id, "reversal")
+    assert reversal is not None and (reversal.hold, reversal.stan) == ("", flying.stan)
+    with world.client() as client:
+        pos = world.pos(client)
+        (answered,) = client.flush().answered
+        assert (answered.txn_id, answered.response_code) == (entry.txn_id, "00")
+        again = pos.purchase(world.tap(), 300, pin=lambda _: PIN)
+        assert again.approved and again.recovered == ()
+    assert entry.txn_id not in {e.txn_id for e in world.journal.upload_queue()}
+    spent = 0 if again.outcome.kind is OutcomeKind.APPROVED_OFFLINE else 300
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == before - spent)
+    assert _balanced(world)
+
+
+def test_a_terminal_killed_during_an_ec_load_leaves_it_to_the_cards_load_log(world: World) -> None:
+    """A load's in-flight reversal is held when the journal is opened again (whether the chip took the
+    load, only its load log says): the card's next load reads it, finds no record, and releases it."""
+    before = world.net.status()
+    with world.client() as client, pytest.raises(Killed):
+        world.pos(client).load(_killed_at(world, "second GENERATE AC"), 10_000, pin=lambda _: PIN)
+    assert world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 10_000  # posted
+    _restart(world)
+    (entry,) = world.journal.entries(None, 10)
+    assert entry.state == "torn"
+    assert world.journal.advice_for(entry.txn_id, "reversal").hold == "held"  # type: ignore[union-attr]
+    with world.client() as client:
+        pos = world.pos(client)
+        chip = world.chip_ec(pos)
+        assert chip == before["ec_balance_fen"]
+        result = pos.load(world.tap(), 5_000, pin=lambda _: PIN)
+        assert result.approved and [(e.txn_id, e.state) for e in result.recovered] == [(entry.txn_id, "void")]
+        assert world.chip_ec(pos) == chip + 5_000
+    _eventually(lambda: world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + 5_000)
+    assert world.net.status()["deposit_available_fen"] == before["deposit_available_fen"] - 5_000
+    assert _balanced(world)
+
+
+def test_an_online_transactions_in_flight_reversal_is_gone_once_its_outcome_is_recorded(world: World) -> None:
+    """Every 0200 that posts persists its reversal before it leaves; the outcome decides it. Approved and
+    completed by the card: deleted at the next flush (the queue keeps only reversals that are needed);
+    declined by the issuer: deleted at once; a balance inquiry posts nothing and has none."""
+    with world.client() as client:
+        pos = world.pos(client)
+        approved = pos.purchase(world.tap(), 20_000, pin=lambda _: PIN)
+        assert approved.approved and approved.entry is not None
+        assert [a.hold for a in world.journal.advices(pending=False)] == ["in flight"]
+        declined = pos.purchase(world.tap(), 40_000, pin=lambda _: PIN)  # 51: 300.00 left on deposit
+        assert not declined.approved and declined.entry is not None
+        assert world.journal.advice_for(declined.entry.txn_id, "reversal") is None
+        assert pos.balance_inquiry(world.tap(), pin=lambda _: PIN).approved
+        assert client.flush() == FlushResult((), 0, 0)
+    assert world.journal.advices(pending=False) == []
+    assert world.net.status()["deposit_available_fen"] == 50_000 - 20_000

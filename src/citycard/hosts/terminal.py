@@ -75,7 +75,7 @@ from citycard.pos.online import (
     upload_request,
 )
 from citycard.pos.sealing import SealError, seal_pan, unseal_pan
-from citycard.sqlite_journal import Advice, OnlineRecord, SqliteJournal
+from citycard.sqlite_journal import HELD, IN_FLIGHT, Advice, OnlineRecord, SqliteJournal
 
 __all__ = [
     "TERMINAL_TPDU",
@@ -400,15 +400,20 @@ class AcquirerClient:
 
     # --- store and forward ----------------------------------------------------------------------------
     def _queue_reversal(
-        self, txn_id: str, original: Message, reason: ResponseCode, *, held: bool = False
+        self, txn_id: str, original: Message, reason: ResponseCode, *, held: bool = False, hold: str = ""
     ) -> Advice:
         """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told
-        (``held``: not sent before :meth:`release_reversal`)."""
-        stan = self.journal.next_stan()
+        (``held``: not sent before :meth:`release_reversal`), in place of its in-flight one, whose STAN it
+        takes (``hold`` :data:`IN_FLIGHT`: that one, persisted before ``original`` leaves)."""
+        inflight = self.journal.advice_for(txn_id, "reversal") if hold != IN_FLIGHT else None
+        if inflight is not None and inflight.hold == IN_FLIGHT:
+            stan = inflight.stan
+        else:
+            stan = self.journal.next_stan()
         reversal = reversal_request(
             original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
         )
-        return self._queue(txn_id, "reversal", reversal, reason, held=held)
+        return self._queue(txn_id, "reversal", reversal, reason, hold=hold or (HELD if held else ""))
 
     def release_reversal(self, txn_id: str) -> bool:
         """The reversal held for ``txn_id`` is to be sent (with the queue, at this contact's next flush):
@@ -424,14 +429,14 @@ class AcquirerClient:
         return self.journal.drop_advice(txn_id, "reversal")
 
     def _queue(
-        self, txn_id: str, kind: str, message: Message, reason: ResponseCode, *, held: bool = False
+        self, txn_id: str, kind: str, message: Message, reason: ResponseCode, *, hold: str = ""
     ) -> Advice:
         """Persist ``message`` in the store-and-forward queue, its PAN sealed apart."""
         assert message.pan is not None and message.stan is not None
         without_pan = replace(message, pan=None, mac=bytes(8)).to_bytes().hex().upper()
         sealed = seal_pan(self.data_key, message.pan).hex().upper()
         return self.journal.queue_advice(
-            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), held=held
+            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), hold=hold
         )
 
     def _date(self, txn_id: str) -> str:
@@ -446,7 +451,9 @@ class AcquirerClient:
         return replace(message, pan=pan)
 
     def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
-        """Send the queued reversals, oldest first, until one gets no answer (it stays queued)."""
+        """Send the queued reversals, oldest first, until one gets no answer (it stays queued); the
+        in-flight reversals of transactions no longer running decided first (``settle_in_flight``)."""
+        self.journal.settle_in_flight()
         answered: list[Advice] = []
         for advice in self.journal.advices(limit=limit):
             try:
@@ -498,6 +505,10 @@ class AcquirerClient:
             )
         except ValueError as exc:  # the card's data do not fit the profile's fields: nothing is sent
             raise OnlineError(f"the card's data cannot be sent online: {exc}") from None
+        if kind.row.processing_code in _EC_LOADS:  # a load torn by a stopped terminal: the log needs its ATC
+            atc = tlv.decode_dict(request.field55, duplicates=True).get("9F36", b"")
+            if atc:
+                self.journal.pending_atc(entry.txn_id, int.from_bytes(atc, "big"))
         return self._online(entry.txn_id, message)
 
     def _original(self, entry: JournalEntry) -> Original:
@@ -509,9 +520,13 @@ class AcquirerClient:
 
     def _online(self, txn_id: str, message: Message) -> OnlineResponse:
         now = self.clock()
+        posts = message.mti == "0200" and message.processing_code != _BALANCE_INQUIRY
+        if posts:  # a terminal stopped before the outcome is recorded leaves its reversal behind
+            self._queue_reversal(txn_id, message, ResponseCode.ERROR, hold=IN_FLIGHT)
         try:
             answer = self._send(message)
         except NotSent:
+            self.journal.forget_in_flight(txn_id)
             return OnlineResponse(unable_to_go_online=True)  # nothing left: nothing to reverse
         except (NoAnswer, MalformedResponse):
             self.journal.record_online(OnlineRecord(txn_id, "", "", "", now.strftime("%m%d")))
@@ -531,6 +546,8 @@ class AcquirerClient:
             if message.mti == "0200":
                 self._queue_reversal(txn_id, message, ResponseCode.SYSTEM_MALFUNCTION)
             return OnlineResponse(unable_to_go_online=True)
+        if posts and not answer.approved:  # declined: nothing was posted
+            self.journal.forget_in_flight(txn_id)
         if answer.response_code is ResponseCode.BATCH_MISMATCH:  # the acquirer settled this batch: a
             with contextlib.suppress(OnlineError):  # sign-on names the one to go on with (the next request
                 self.sign_on()  # goes in it; this one stays declined, journaled in the closed batch)
