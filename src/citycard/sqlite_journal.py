@@ -142,7 +142,8 @@ class Advice:
     ``message`` is the encoded ISO 8583 message (hex) without its PAN, which is kept sealed
     (:mod:`citycard.pos.sealing`) in ``pan_sealed``: the journal never holds a PAN in clear. ``hold``: ``""``
     to be sent; :data:`HELD`, kept unsent until the card's log says whether it is needed (an EC load torn
-    after the card's TC, before its PUT DATA answered); :data:`DROPPED`, not needed after all."""
+    after the card's TC, before its PUT DATA answered); :data:`DROPPED`, not needed after all;
+    :data:`IN_FLIGHT`, a 0200's reversal persisted before the 0200 left, until its outcome is recorded."""
 
     saf_id: int
     txn_id: str
