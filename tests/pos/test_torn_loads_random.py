@@ -1,6 +1,7 @@
 """Random sequences of EC loads (from the account or in cash, whole or torn after the card's TC: before the
-issuer's PUT DATA reached the chip, or after it ran with its answer lost), online purchases and balance
-inquiries, at one terminal through the whole chain (acquirer, switch, issuer front end, ``IssuerService``
+issuer's PUT DATA reached the chip, or after it ran with its answer lost), online purchases, balance
+inquiries, and the terminal killed in the middle of an online purchase or load (its journal opened again by
+the next process), at one terminal through the whole chain (acquirer, switch, issuer front end, ``IssuerService``
 on loopback sockets). Whatever the order of the tears, once the card's next load has been tapped and the
 queue flushed, the books end where the chip is: the issuer's EC float equals the chip's balance, the deposit
 account paid exactly the account loads the chip holds and the purchases, no torn load or held reversal is
@@ -8,7 +9,7 @@ left, and the ledger balances. Money is neither lost nor made by a tear, whichev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.pos.chain import PIN, chain
-from tests.pos.test_online import World, _balanced, _eventually, _put_data_lost
+from tests.pos.test_online import Killed, World, _balanced, _eventually, _killed_at, _put_data_lost, _restart
 
 FAULTS = (None, "never sent", "answer lost")
 
@@ -39,11 +40,21 @@ class Balance:
     pass
 
 
+@dataclass(frozen=True)
+class Kill:
+    load: bool  # else a purchase, online
+    after_tc: bool  # a load: at its PUT DATA, after the card's TC; else at the second GENERATE AC
+
+
+Step = Load | Purchase | Balance | Kill
+
+
 STEPS = st.lists(
     st.one_of(
         st.builds(Load, st.booleans(), st.sampled_from(FAULTS)),
         st.builds(Purchase, st.integers(1, 300)),
         st.just(Balance()),
+        st.builds(Kill, st.booleans(), st.booleans()),
     ),
     min_size=1,
     max_size=6,
@@ -61,33 +72,31 @@ def _world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 def test_tears_settled_by_any_tap_leave_the_books_where_the_chip_is(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[Load | Purchase | Balance]
+    tmp_path_factory: pytest.TempPathFactory, steps: list[Step]
 ) -> None:
     with _world(tmp_path_factory) as world:
         _run(world, steps)
 
 
-def _run(world: World, steps: list[Load | Purchase | Balance]) -> None:
+def _run(world: World, steps: list[Step]) -> None:
     start = world.net.status()
     with world.client() as client:
-        pos = world.pos(client)
-        chip = world.chip_ec(pos)
-        assert chip == start["ec_balance_fen"]
-        account_loaded = spent = 0
-        amount = 100  # each load its own amount: a retried amount is "already loaded" by design
-
-        def load(tap: Callable[[bytes], bytes], cash: bool) -> bool:
-            nonlocal amount
-            amount += 1
-            result = pos.load(tap, amount, pin=lambda _: PIN, cash=cash)
-            assert result.entry is not None and result.entry.funding == ("cash" if cash else "account")
-            return result.approved
-
-        for step in steps:
+        chip = world.chip_ec(world.pos(client))
+    assert chip == start["ec_balance_fen"]
+    account_loaded = spent = 0
+    amount = 100  # each load its own amount: a retried amount is "already loaded" by design
+    for step in steps:
+        amount += 1
+        killed = False
+        with world.client() as client:  # a terminal's contact; after a kill, the next process's
+            pos = world.pos(client)
             if isinstance(step, Load):
                 tap = world.tap() if step.fault is None else _put_data_lost(world, step.fault)
-                approved = load(tap, step.cash)
-                assert approved == (step.fault is None)
+                result = pos.load(tap, amount, pin=lambda _: PIN, cash=step.cash)
+                assert result.entry is not None and result.entry.funding == (
+                    "cash" if step.cash else "account"
+                )
+                assert result.approved == (step.fault is None)
                 if step.fault != "never sent":  # the chip took it (whole, or its answer lost)
                     chip += amount
                     account_loaded += 0 if step.cash else amount
@@ -96,16 +105,33 @@ def _run(world: World, steps: list[Load | Purchase | Balance]) -> None:
                 result = pos.purchase(world.tap(), fen, pin=lambda _: PIN)
                 assert result.approved and result.outcome.kind.value == "approved online", result.outcome
                 spent += fen
+            elif isinstance(step, Kill):  # the terminal killed mid-transaction: reversed, or left to the log
+                tap = _killed_at(world, "script" if step.load and step.after_tc else "second GENERATE AC")
+                with pytest.raises(Killed):
+                    if step.load:
+                        pos.load(tap, amount, pin=lambda _: PIN)
+                    else:
+                        pos.purchase(tap, chip + 100, pin=lambda _: PIN)
+                killed = True
             else:
                 assert pos.balance_inquiry(world.tap(), pin=lambda _: PIN).approved
-            assert world.chip_ec(pos) == chip
-        assert load(world.tap(), cash=False)  # the card's next load settles what is still torn
+            if not killed:
+                assert world.chip_ec(pos) == chip
+        if killed:
+            _restart(world)
+    with world.client() as client:
+        pos = world.pos(client)
+        amount += 1
+        assert pos.load(world.tap(), amount, pin=lambda _: PIN).approved  # settles what is still torn
         chip += amount
         account_loaded += amount
         assert world.chip_ec(pos) == chip
         flushed = client.flush()
         assert (flushed.pending, flushed.held) == (0, 0), flushed
     assert not [e for e in world.journal.entries("torn", 1000) if e.kind == "ec_load"]
+    assert world.journal.advices(pending=False) == [] or all(
+        a.response_code or a.hold == "dropped" for a in world.journal.advices(pending=False)
+    )
     _eventually(lambda: world.net.status()["ec_balance_fen"] == chip)
     end = world.net.status()
     assert end["deposit_available_fen"] == start["deposit_available_fen"] - account_loaded - spent
