@@ -2,10 +2,11 @@
 issuer's PUT DATA reached the chip, or after it ran with its answer lost), online purchases, balance
 inquiries, and the terminal killed in the middle of an online purchase or load (its journal opened again by
 the next process), at one terminal through the whole chain (acquirer, switch, issuer front end,
-``IssuerService`` on loopback sockets). Whatever the order of the tears, once the card's next load has been tapped and the
-queue flushed, the books end where the chip is: the issuer's EC float equals the chip's balance, the deposit
-account paid exactly the account loads the chip holds and the purchases, no torn load or held reversal is
-left, and the ledger balances. Money is neither lost nor made by a tear, whichever tap settles it."""
+``IssuerService`` on loopback sockets). Whatever the order of the tears, once the card's next load has been
+tapped and the queue flushed, the books end where the chip is: the issuer's EC float equals the chip's
+balance, the deposit account paid exactly the account loads the chip holds and the purchases, no torn load
+or held reversal is left, and the ledger balances. Money is neither lost nor made by a tear or a kill,
+whichever tap settles it."""
 
 from __future__ import annotations
 
