@@ -182,47 +182,7 @@ def test_chinese_name_is_kept_by_the_issuer_and_embossed_in_ascii(
         assert connection.execute(text("SELECT name FROM issuer_cardholders")).scalar_one() == "张三"
 
 
-@pytest.mark.parametrize(("script_result", "reversed_"), [(None, True), (0x20, False), (0x10, True)])
-def test_a_cash_loads_reversal_respects_the_cards_script_result_too(
-    banks: IssuerService,
-    database: Database,
-    terminal_for: Callable[[str], Terminal],
-    script_result: int | None,
-    reversed_: bool,
-) -> None:
-    """A cash load (0200 630000) reaches the chip by the same PUT DATA 9F79 as a load from the account: a
-    reversal whose 9F5B says the card ran it leaves the load standing (the chip holds the cash's value, and
-    the counter keeps the cash); otherwise the cash goes back from the EC float to the counter's cash."""
-    pan = issue_registered(banks)
-    term = terminal_for(pan)
-    answer = banks.authorize(
-        request(pan, AuthorizationKind.EC_CASH_LOAD, 3_000, term.first_ac(3_000, txn_type=0x63), "c-1")
-    )
-    assert answer.approved
-    if script_result == 0x20:
-        _, sws = term.complete(answer.field55, answer.arc)
-        assert sws == [0x9000] and term.ec_balance() == 3_000
-    after_load = ledger_snapshot(database)
-    results = b"" if script_result is None else encode("9F5B", bytes((script_result,)) + bytes(4))
-    reversal = AuthorizationRequest(
-        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="c-1",
-        terminal_id="T0000001",
-    )  # fmt: skip
-    answer = banks.authorize(reversal)
-    assert answer.approved
-    codes = {BankAccount.CARD_EC_FLOAT: 0, BankAccount.CASH: 0}  # summed over the banks
-    with database.unit_of_work() as uow:
-        for a in uow.ledger.balances():
-            if a.code in codes:
-                codes[a.code] += a.credit_balance_fen
-    if reversed_:
-        assert codes == {BankAccount.CARD_EC_FLOAT: 0, BankAccount.CASH: 0}
-    else:
-        assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
-        assert codes == {BankAccount.CARD_EC_FLOAT: 3_000, BankAccount.CASH: -3_000}
-        assert term.ec_balance() == 3_000
-
-
+@pytest.mark.parametrize("cash", [False, True], ids=["account", "cash"])
 @pytest.mark.parametrize(
     ("script_result", "reversed_"), [(None, True), (0x20, False), (0x10, True), (0x00, True)]
 )
@@ -232,15 +192,20 @@ def test_ec_load_reversal_respects_the_cards_script_result(
     terminal_for: Callable[[str], Terminal],
     script_result: int | None,
     reversed_: bool,
+    cash: bool,
 ) -> None:
     """A reversal whose 9F5B says the card ran the PUT DATA 9F79 (0x2-) leaves the load standing: the card
     holds the money. Failed (0x1-), not performed (0x0-), or no 9F5B at all (the card was torn away before
-    the script): the load is reversed, back to the account."""
+    the script): the load is reversed, back to the account — or, a cash load (0200 630000, whose value
+    reaches the chip by the same script), back from the EC float to the counter's cash."""
     pan = issue_registered(banks)
-    banks.deposit(Deposit(pan, 10_000, "dep-1"))
+    source = BankAccount.CASH if cash else BankAccount.CARD_DEPOSIT
+    if not cash:
+        banks.deposit(Deposit(pan, 10_000, "dep-1"))
     term = terminal_for(pan)
-    f55 = term.first_ac(3_000, txn_type=0x60)
-    answer = banks.authorize(request(pan, AuthorizationKind.EC_LOAD, 3_000, f55, "l-1"))
+    kind = AuthorizationKind.EC_CASH_LOAD if cash else AuthorizationKind.EC_LOAD
+    f55 = term.first_ac(3_000, txn_type=0x63 if cash else 0x60)
+    answer = banks.authorize(request(pan, kind, 3_000, f55, "l-1"))
     assert answer.approved
     if script_result == 0x20:
         _, sws = term.complete(answer.field55, answer.arc)
@@ -248,35 +213,28 @@ def test_ec_load_reversal_respects_the_cards_script_result(
     after_load = ledger_snapshot(database)
     results = b"" if script_result is None else encode("9F5B", bytes((script_result,)) + bytes(4))
     reversal = AuthorizationRequest(
-        "r-1",
-        AuthorizationKind.REVERSAL,
-        pan,
-        PSN,
-        3_000,
-        results,
-        original_request_id="l-1",
+        "r-1", AuthorizationKind.REVERSAL, pan, PSN, 3_000, results, original_request_id="l-1",
         terminal_id="T0000001",
-    )
+    )  # fmt: skip
     answer = banks.authorize(reversal)
     assert answer.approved
+    codes = {source: 0, BankAccount.CARD_EC_FLOAT: 0}  # summed over the banks (each has counter cash)
     with database.unit_of_work() as uow:
-        codes = {a.code: a.credit_balance_fen for a in uow.ledger.balances() if a.code in (10, 11)}
+        for a in uow.ledger.balances():
+            if a.code in codes:
+                codes[a.code] += a.credit_balance_fen
+    before = 0 if cash else 10_000  # counter cash is debit-normal: its credit balance falls as cash comes in
     if reversed_:
-        assert codes == {BankAccount.CARD_DEPOSIT: 10_000, BankAccount.CARD_EC_FLOAT: 0}
+        assert codes == {source: before, BankAccount.CARD_EC_FLOAT: 0}
         assert term.ec_balance() == 0  # the card never took the load either
     else:
         assert "nothing reversed" in answer.reason and ledger_snapshot(database) == after_load
-        assert codes == {BankAccount.CARD_DEPOSIT: 7_000, BankAccount.CARD_EC_FLOAT: 3_000}
+        assert codes == {source: before - 3_000, BankAccount.CARD_EC_FLOAT: 3_000}
+        assert term.ec_balance() == 3_000
     bad = AuthorizationRequest(
-        "r-2",
-        AuthorizationKind.REVERSAL,
-        pan,
-        PSN,
-        0,
-        b"\x9f",
-        original_request_id="l-1",
+        "r-2", AuthorizationKind.REVERSAL, pan, PSN, 0, b"\x9f", original_request_id="l-1",
         terminal_id="T0000001",
-    )
+    )  # fmt: skip
     assert banks.authorize(bad).response_code == ("00" if reversed_ else "30")  # reversed already / not TLV
 
 

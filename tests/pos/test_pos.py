@@ -531,18 +531,27 @@ def test_a_purchases_follow_ups_are_found_by_index_in_new_and_older_journals(tmp
         journal.close()
 
 
-def test_a_loads_funding_is_journaled_in_new_and_older_journals(tmp_path):
-    """What paid an EC load (``funding``: a reversed cash load's cash goes back to the holder) is kept with
-    its entry; a journal written before the column gets it when opened, its earlier rows without one."""
+def _written_before(tmp_path, table: str, column: str, write):
+    """A journal at ``tmp_path/old.db`` written by ``write`` and then stripped of ``table.column``, as one
+    written before the column existed; its path and what ``write`` returned."""
     import sqlite3
     from contextlib import closing
 
     old = tmp_path / "old.db"
     journal = SqliteJournal(old, "T0000001")
-    earlier = journal.begin("ec_load", "contact", 5_000, NOW, "")
+    written = write(journal)
     journal.close()
-    with closing(sqlite3.connect(old)) as db:  # as a journal written before the column
-        db.execute("ALTER TABLE txn DROP COLUMN funding")
+    with closing(sqlite3.connect(old)) as db:
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    return old, written
+
+
+def test_a_loads_funding_is_journaled_in_new_and_older_journals(tmp_path):
+    """What paid an EC load (``funding``: a reversed cash load's cash goes back to the holder) is kept with
+    its entry; a journal written before the column gets it when opened, its earlier rows without one."""
+    old, earlier = _written_before(
+        tmp_path, "txn", "funding", lambda j: j.begin("ec_load", "contact", 5_000, NOW, "")
+    )
     for path in (tmp_path / "new.db", old):
         journal = SqliteJournal(path, "T0000001")
         if path == old:
@@ -557,17 +566,11 @@ def test_a_held_reversal_is_not_sent_until_released_or_dropped_in_new_and_older_
     """The journal's store-and-forward queue holds a message (``hold``: an EC load torn after the card's
     TC) apart from the pending ones until the terminal releases it (sent in its place) or drops it (kept,
     never sent); a journal written before the column gets it when it is opened, its rows not held."""
-    import sqlite3
-    from contextlib import closing
-
     from citycard.sqlite_journal import DROPPED, HELD
 
-    old = tmp_path / "old.db"
-    journal = SqliteJournal(old, "T0000001")
-    journal.queue_advice("T-1", "reversal", 7, "06", "0400AA", "SEALED", NOW)
-    journal.close()
-    with closing(sqlite3.connect(old)) as db:  # as a journal written before the column
-        db.execute("ALTER TABLE saf DROP COLUMN hold")
+    old, _ = _written_before(
+        tmp_path, "saf", "hold", lambda j: j.queue_advice("T-1", "reversal", 7, "06", "0400AA", "SEALED", NOW)
+    )
     for path in (tmp_path / "new.db", old):
         journal = SqliteJournal(path, "T0000001")
         if path == old:
