@@ -1103,7 +1103,11 @@ def flush(
                 f"{advice.kind} of {advice.txn_id} (reason {advice.reason}) answered {advice.response_code}",
                 highlight=False,
             )
-        held = f", {result.held} held until the card's next load (torn EC loads)" if result.held else ""
+        held = (
+            f", {result.held} held until the card is next tapped here (torn EC loads: its load log decides)"
+            if result.held
+            else ""
+        )
         console.print(f"{len(result.answered)} sent, {result.pending} still queued{held}", highlight=False)
         _report_unreachable(client)
         if result.pending:
