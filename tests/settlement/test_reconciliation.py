@@ -194,3 +194,36 @@ def test_captured_by_each_banks_cut_over(database: Database, tmp_path: Path) -> 
     not_cleared = 500  # 6 (5, reversed, is not counted as captured)
     not_captured = 99 + 250
     assert captured - not_cleared + not_captured == sum(i.amount_fen for i in items)
+
+
+def test_a_late_reversal_given_back_is_named_as_such(database: Database) -> None:
+    """Items clearing gave back today for reversals that reached the issuers after their originals cleared
+    (clearing.md: a cash load's ``+1``, a purchase's ``void``) carry the original's RRN, captured by the
+    acquirer in an earlier business day: the difference says so, not "late upload"."""
+    with database.engine.begin() as c:
+        c.execute(
+            insert(acquirer_transactions),
+            [
+                {
+                    **online(10, SUPERMARKET, beijing(24, 12, 0), 700, "reversal_queued"),
+                    "kind": "ec_cash_load",
+                },
+                online(11, SUPERMARKET, beijing(24, 12, 5), 900, "reversal_queued"),
+                online(12, SUPERMARKET, beijing(24, 12, 9), 400),  # a late upload's kind of difference
+            ],
+        )
+    prepare(
+        database,
+        [
+            item(10, "online", "ec_cash_load", 1, 700, "ICBC", SUPERMARKET),
+            item(11, "online", "void", -1, 900, "ICBC", SUPERMARKET),
+            item(12, "online", "purchase", 1, 400, "ICBC", SUPERMARKET),
+        ],
+    )
+    with database.unit_of_work(SettlementUnitOfWork, read_only=True) as uow:
+        _, streamed = uow.settlement.captured(DAY, window)
+        reasons = {d.reference: d.reason for d in streamed}
+    given_back = "cleared today, the reversal of a transaction captured in an earlier business day of ICBC"
+    assert reasons["000000000010"] == f"{given_back}: its item given back"
+    assert reasons["000000000011"] == f"{given_back}: its item given back"
+    assert reasons["000000000012"].endswith("(late upload or accepted exception)")

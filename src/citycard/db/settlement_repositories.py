@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from citycard.ledger.model import Account as LedgerAccount
 from citycard.ledger.model import CreateAccountResult
-from citycard.settlement.model import AccountKey, ClearedItem, Payout, Position
+from citycard.settlement.model import USUAL_SIGN, AccountKey, ClearedItem, Payout, Position
 from citycard.settlement.ports import (
     BusinessWindow,
     CapturedDifference,
@@ -549,7 +549,19 @@ class SqlSettlementStore:
             )
             any_online = exists().where(at.c.rrn == ci.c.rrn).correlate(ci)
             any_offline = exists().where(upload_ref == ci.c.source_ref).correlate(ci)
-            for source, b, ref, amount, seen, foreign, captured_here, issuer, payer in self._stream(
+            for (
+                source,
+                b,
+                ref,
+                amount,
+                seen,
+                foreign,
+                captured_here,
+                issuer,
+                payer,
+                kind,
+                sign,
+            ) in self._stream(
                 select(
                     ci.c.source,
                     ci.c.acquirer_bank,
@@ -560,6 +572,8 @@ class SqlSettlementStore:
                     case((ci.c.source == "online", captured_online), else_=captured_offline),
                     ci.c.issuer_bank,
                     ci.c.payer_bank,
+                    ci.c.kind,
+                    ci.c.sign,
                 )
                 .where(
                     ci.c.clearing_date == day,
@@ -581,6 +595,11 @@ class SqlSettlementStore:
                     reason = (
                         f"cleared today, an EC load from another account ({part}) at a terminal of "
                         f"{b or 'no bank'}'s merchant: captured by that bank's acquirer, not this bank's"
+                    )
+                elif seen and (kind == "void" or sign != USUAL_SIGN.get(kind, sign)):  # given back
+                    reason = (
+                        "cleared today, the reversal of a transaction captured in an earlier business day "
+                        f"of {b or 'the default'}: its item given back"
                     )
                 elif seen:
                     reason = (
