@@ -362,6 +362,19 @@ def test_an_unreachable_acquirer_is_one_clear_error(world: World) -> None:
         world.client().open()
 
 
+def test_a_purchase_that_cannot_reach_the_acquirer_leaves_no_reversal_behind(world: World) -> None:
+    """The 0200 never left (no connection): its in-flight reversal goes with it, so nothing is reversed
+    later at the issuer, and the terminal says why it could not go online."""
+    world.net.stop("acquirer")
+    client = world.client()  # connected on first use, as the CLI's
+    try:
+        result = world.pos(client).purchase(world.tap(), 20_000, pin=lambda _: PIN)
+    finally:
+        client.close()
+    assert not result.approved and "unreachable" in str(client.failure)
+    assert world.journal.advices(pending=False) == []
+
+
 def test_offline_purchases_upload_once(world: World) -> None:
     with world.client() as client:
         pos = world.pos(client)

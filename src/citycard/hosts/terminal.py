@@ -528,6 +528,9 @@ class AcquirerClient:
         except NotSent:
             self.journal.forget_in_flight(txn_id)
             return OnlineResponse(unable_to_go_online=True)  # nothing left: nothing to reverse
+        except OnlineError:  # no connection, or a sign-on refused (before it left, or after an A0): unposted
+            self.journal.forget_in_flight(txn_id)
+            raise
         except (NoAnswer, MalformedResponse):
             self.journal.record_online(OnlineRecord(txn_id, "", "", "", now.strftime("%m%d")))
             if message.mti == "0200":
