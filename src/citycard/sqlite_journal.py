@@ -499,15 +499,12 @@ class SqliteJournal:
         pan_sealed: str,
         created: dt.datetime,
         *,
-        held: bool = False,
-        hold: str | None = None,
+        hold: str = "",
     ) -> Advice:
         """Persist a store-and-forward message for ``txn_id`` (one per kind: queued twice, the first is
         kept, unless it is :data:`IN_FLIGHT`: then this one replaces it) before anyone is told the outcome;
-        it is sent until the host answers it (``held``: not before :meth:`release_advice`; ``hold``, the
-        state itself)."""
-        state = hold if hold is not None else HELD if held else ""
-        assert state in ("", HELD, IN_FLIGHT), state
+        it is sent until the host answers it (``hold`` :data:`HELD`: not before :meth:`release_advice`)."""
+        assert hold in ("", HELD, IN_FLIGHT), hold
         with self._tx() as db:
             db.execute(
                 "INSERT INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created, hold) "
@@ -515,7 +512,7 @@ class SqliteJournal:
                 "stan=excluded.stan, reason=excluded.reason, message=excluded.message, "
                 "pan_sealed=excluded.pan_sealed, created=excluded.created, hold=excluded.hold "
                 "WHERE saf.hold=?",
-                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat(), state, IN_FLIGHT),
+                (txn_id, kind, stan, reason, message, pan_sealed, created.isoformat(), hold, IN_FLIGHT),
             )
             self._fault("saf:before-commit")
         row = self._db.execute("SELECT * FROM saf WHERE txn_id=? AND kind=?", (txn_id, kind)).fetchone()
@@ -571,18 +568,17 @@ class SqliteJournal:
                 (IN_FLIGHT,),
             ).fetchall()
             voided = tuple(row[0] for row in torn if row[1] != "ec_load")
-            for txn_id, kind in torn:
-                db.execute(
-                    "UPDATE saf SET hold=? WHERE txn_id=? AND kind='reversal'",
-                    (HELD if kind == "ec_load" else "", txn_id),
-                )
+            db.executemany(
+                "UPDATE saf SET hold=? WHERE txn_id=? AND kind='reversal'",
+                [(HELD if kind == "ec_load" else "", txn_id) for txn_id, kind in torn],
+            )
             db.executemany(
                 "UPDATE txn SET state='void', reason=? WHERE txn_id=? AND state='torn'",
                 [(_STOPPED_ONLINE, txn_id) for txn_id in voided],
             )
-            db.execute(
-                "DELETE FROM saf WHERE hold=? AND txn_id IN "
-                "(SELECT txn_id FROM txn WHERE state NOT IN ('pending', 'torn'))",
+            db.execute(  # each in-flight row's transaction looked up by its key, not the whole journal
+                "DELETE FROM saf WHERE hold=? AND EXISTS (SELECT 1 FROM txn WHERE txn.txn_id = saf.txn_id "
+                "AND txn.state NOT IN ('pending', 'torn'))",
                 (IN_FLIGHT,),
             )
         return voided

@@ -575,8 +575,8 @@ def test_a_held_reversal_is_not_sent_until_released_or_dropped_in_new_and_older_
         journal = SqliteJournal(path, "T0000001")
         if path == old:
             assert [(a.txn_id, a.hold) for a in journal.advices()] == [("T-1", "")]
-        journal.queue_advice("T-2", "reversal", 8, "06", "0400BB", "SEALED", NOW, held=True)
-        journal.queue_advice("T-3", "reversal", 9, "06", "0400CC", "SEALED", NOW, held=True)
+        journal.queue_advice("T-2", "reversal", 8, "06", "0400BB", "SEALED", NOW, hold=HELD)
+        journal.queue_advice("T-3", "reversal", 9, "06", "0400CC", "SEALED", NOW, hold=HELD)
         pending = [a.txn_id for a in journal.advices()]
         assert "T-2" not in pending and "T-3" not in pending
         held = journal.advice_for("T-2", "reversal")

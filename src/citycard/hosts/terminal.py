@@ -400,10 +400,10 @@ class AcquirerClient:
 
     # --- store and forward ----------------------------------------------------------------------------
     def _queue_reversal(
-        self, txn_id: str, original: Message, reason: ResponseCode, *, held: bool = False, hold: str = ""
+        self, txn_id: str, original: Message, reason: ResponseCode, *, hold: str = ""
     ) -> Advice:
-        """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told
-        (``held``: not sent before :meth:`release_reversal`), in place of its in-flight one, whose STAN it
+        """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told (``hold``
+        :data:`HELD`: not sent before :meth:`release_reversal`), in place of its in-flight one, whose STAN it
         takes (``hold`` :data:`IN_FLIGHT`: that one, persisted before ``original`` leaves)."""
         inflight = self.journal.advice_for(txn_id, "reversal") if hold != IN_FLIGHT else None
         if inflight is not None and inflight.hold == IN_FLIGHT:
@@ -413,7 +413,7 @@ class AcquirerClient:
         reversal = reversal_request(
             original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
         )
-        return self._queue(txn_id, "reversal", reversal, reason, hold=hold or (HELD if held else ""))
+        return self._queue(txn_id, "reversal", reversal, reason, hold=hold)
 
     def release_reversal(self, txn_id: str) -> bool:
         """The reversal held for ``txn_id`` is to be sent (with the queue, at this contact's next flush):
@@ -588,7 +588,7 @@ class AcquirerClient:
         if outcome.kind is OutcomeKind.TERMINATED:
             tc = outcome.cid is not None and outcome.cid & 0xC0 == 0x40 and bool(outcome.cryptogram)
             if tc and sent.processing_code in _EC_LOADS:
-                self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR, held=True)
+                self._queue_reversal(entry.txn_id, sent, ResponseCode.ERROR, hold=HELD)
                 reason = f"{outcome.reason}; the load's reversal held until the card's load log is read"
                 return replace(outcome, reason=reason)
             if tc:  # the card took the issuer's approval: only the scripts after its TC were cut short
