@@ -544,6 +544,14 @@ class SqliteJournal:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    def held(self, kind: str, limit: int) -> list[str]:
+        """The transactions whose message of ``kind`` is :data:`HELD`, newest first, at most ``limit``."""
+        assert 0 < limit <= MAX_RECENT, limit
+        rows = self._db.execute(
+            "SELECT txn_id FROM saf WHERE hold=? AND kind=? ORDER BY saf_id DESC LIMIT ?", (HELD, kind, limit)
+        )
+        return [str(r[0]) for r in rows]
+
     def release_advice(self, txn_id: str, kind: str) -> bool:
         """A held message to be sent after all (the queue's order: its place when it was held); whether
         one was held."""

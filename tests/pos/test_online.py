@@ -8,6 +8,7 @@ once. Faults come from a proxy between the terminal and the acquirer (``tests/po
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -63,8 +64,12 @@ class World:
             timeout_s=timeout_s,
         )
 
-    def pos(self, client: AcquirerClient) -> PosTerminal:
-        return PosTerminal(self.config, self.journal, data_key=DATA_KEY, host=client, pin_pad=client.pin_pad)
+    def pos(self, client: AcquirerClient, later: dt.timedelta | None = None) -> PosTerminal:
+        """The terminal; ``later``: its clock that much ahead of the machine's."""
+        clock = (lambda: dt.datetime.now() + later) if later is not None else dt.datetime.now
+        return PosTerminal(
+            self.config, self.journal, data_key=DATA_KEY, host=client, pin_pad=client.pin_pad, clock=clock
+        )
 
     def tap(self, interface: str = "contact") -> Callable[[bytes], bytes]:
         self.chip.power_on(interface)
@@ -540,6 +545,44 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
     assert _balanced(world)
 
 
+@pytest.mark.parametrize("fault", ["never sent", "answer lost"])
+def test_a_torn_load_whose_card_comes_back_after_the_hour_is_settled_at_its_next_load(
+    world: World, fault: str
+) -> None:
+    """The holder leaves with the load torn and comes back to the counter the next day: a contact purchase
+    then, past the hour, does not read the load log (a cashier's tap stays short), but the card's next load
+    here does, whatever the torn load's age, since its held reversal keeps the holder's money waiting: the
+    reversal is sent (the chip never took it) or dropped (it did), and the books end where the chip is."""
+    before = world.net.status()
+    next_day = dt.timedelta(hours=20)
+    with world.client() as client:
+        pos = world.pos(client)
+        chip_before = world.chip_ec(pos)
+        torn = pos.load(_put_data_lost(world, fault), 10_000, pin=lambda _: PIN)
+        assert torn.entry is not None and torn.entry.state == "torn", torn.entry
+        took = 10_000 if fault == "answer lost" else 0
+        later = world.pos(client, later=next_day)
+        spent = chip_before + took + 1_000  # above the chip's EC balance: online, with the PIN
+        bought = later.purchase(world.tap(), spent, pin=lambda _: PIN)
+        assert bought.approved and bought.recovered == (), bought
+        assert bought.outcome.kind is OutcomeKind.APPROVED_ONLINE, bought.outcome
+        assert client.flush().held == 1  # past the hour: a purchase leaves it held
+        again = later.load(world.tap(), 5_000, pin=lambda _: PIN)
+        assert again.approved, again.outcome
+        assert [(e.txn_id, e.state) for e in again.recovered] == [
+            (torn.entry.txn_id, "recovered" if took else "void")
+        ]
+        reversal = world.journal.advice_for(torn.entry.txn_id, "reversal")
+        assert reversal is not None
+        assert (reversal.hold, reversal.response_code) == (("dropped", "") if took else ("", "00"))
+        assert client.flush().held == 0
+        assert world.chip_ec(pos) == chip_before + took + 5_000
+    _eventually(lambda: world.net.status()["ec_balance_fen"] == before["ec_balance_fen"] + took + 5_000)
+    after = world.net.status()
+    assert after["deposit_available_fen"] == before["deposit_available_fen"] - took - 5_000 - spent
+    assert _balanced(world)
+
+
 @pytest.mark.parametrize(
     ("fault", "next_tap", "cash"),
     [
@@ -684,7 +727,8 @@ def test_a_terminal_killed_during_an_online_purchase_reverses_it_when_it_starts_
 
 def test_a_terminal_killed_during_an_ec_load_leaves_it_to_the_cards_load_log(world: World) -> None:
     """A load's in-flight reversal is held when the journal is opened again (whether the chip took the
-    load, only its load log says): the card's next load reads it, finds no record, and releases it."""
+    load, only its load log says): the card's next load — the next morning, long past the hour of torn
+    recovery — reads it, finds no record, and releases it."""
     before = world.net.status()
     with world.client() as client, pytest.raises(Killed):
         world.pos(client).load(_killed_at(world, "second GENERATE AC"), 10_000, pin=lambda _: PIN)
@@ -694,7 +738,7 @@ def test_a_terminal_killed_during_an_ec_load_leaves_it_to_the_cards_load_log(wor
     assert entry.state == "torn"
     assert world.journal.advice_for(entry.txn_id, "reversal").hold == "held"  # type: ignore[union-attr]
     with world.client() as client:
-        pos = world.pos(client)
+        pos = world.pos(client, later=dt.timedelta(hours=14))  # the counter opens again the next morning
         chip = world.chip_ec(pos)
         assert chip == before["ec_balance_fen"]
         result = pos.load(world.tap(), 5_000, pin=lambda _: PIN)

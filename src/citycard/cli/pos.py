@@ -1104,7 +1104,8 @@ def flush(
                 highlight=False,
             )
         held = (
-            f", {result.held} held until the card is next tapped here (torn EC loads: its load log decides)"
+            f", {result.held} held until the card's next load here, or its next contact tap within the hour"
+            " of the tear (torn EC loads: the card's load log decides)"
             if result.held
             else ""
         )

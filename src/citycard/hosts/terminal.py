@@ -428,6 +428,10 @@ class AcquirerClient:
         was held."""
         return self.journal.drop_advice(txn_id, "reversal")
 
+    def held_reversals(self, limit: int) -> list[str]:
+        """The transactions whose reversal is held, newest first, at most ``limit``."""
+        return self.journal.held("reversal", limit)
+
     def _queue(
         self, txn_id: str, kind: str, message: Message, reason: ResponseCode, *, hold: str = ""
     ) -> Advice:

@@ -368,6 +368,11 @@ class OnlineHost(Protocol):
         """Never send the reversal held for ``txn_id`` (the card's load log shows the load)."""
         ...
 
+    def held_reversals(self, limit: int) -> list[str]:
+        """The transactions whose reversal is held (EC loads torn after the card's TC), newest first, at
+        most ``limit``: the card's next load here decides them, however long ago they tore."""
+        ...
+
 
 def balances(field54: str) -> dict[str, int]:
     """Field 54 (UnionPay: entries of 20 characters, account type n2, amount type n2, currency n3, ``C`` or

@@ -75,7 +75,10 @@ class AlreadyVoided(ValueError):
 
 
 TORN_MAX_AGE_S = 3600
-"""A torn transaction is looked for in the logs of the cards tapped within this time."""
+"""A torn transaction is looked for in the logs of the cards tapped within this time (an EC load whose
+reversal is held: at the card's next load, whenever it comes)."""
+TORN_OPEN_MAX = 50
+"""The most torn entries of one kind a tap compares with the card's log (newest first)."""
 RETAP_S = 120
 """A torn fare recovered within this time is the rider tapping again: the gate opens without a new charge.
 Older, the rider is on a new trip: the torn fare is recorded as paid and the new one is charged."""
@@ -204,13 +207,22 @@ class PosTerminal:
 
     # -- torn transactions --------------------------------------------------------------------------------
 
-    def _open_torn(self, kind: str, now: dt.datetime) -> list[JournalEntry]:
+    def _open_torn(self, kind: str, now: dt.datetime, *, held: bool = False) -> list[JournalEntry]:
+        """The ``torn`` entries of ``kind`` younger than :data:`TORN_MAX_AGE_S`; with ``held``, also the EC
+        loads whose reversal is held, whatever their age (their money waits on the card's load log)."""
         since = now - dt.timedelta(seconds=TORN_MAX_AGE_S)
-        return [
+        torn = [
             e
-            for e in self.journal.recent(_TORN, since, kind=kind, limit=50)
+            for e in self.journal.recent(_TORN, since, kind=kind, limit=TORN_OPEN_MAX)
             if (now - e.created).total_seconds() <= TORN_MAX_AGE_S
         ]
+        if held and self.host is not None:
+            young = {e.txn_id for e in torn}
+            for txn_id in self.host.held_reversals(TORN_OPEN_MAX):
+                entry = self.journal.get(txn_id)
+                if txn_id not in young and entry.state == "torn" and entry.kind == kind:
+                    torn.append(entry)
+        return torn
 
     def recover_torn(
         self,
@@ -219,9 +231,12 @@ class PosTerminal:
         trace: Trace | None = None,
         *,
         kind: TransactionKind = TransactionKind.PURCHASE,
+        held: bool = False,
     ) -> list[JournalEntry]:
         """Compare this card's log with the open torn transactions of the same ``kind`` (a purchase with
-        the transaction log, an EC load with the load log); resolve those found as ``recovered``.
+        the transaction log, an EC load with the load log); resolve those found as ``recovered``. Open: torn
+        within :data:`TORN_MAX_AGE_S`, and with ``held`` (at the card's next load) any EC load whose
+        reversal is still held, however old: a holder back at the counter the next day settles it too.
 
         A torn entry is matched on the card — its PAN and PSN when the terminal had read them before the
         tear — and on one log record of that card written by this terminal at the entry's date, time and
@@ -234,7 +249,7 @@ class PosTerminal:
         returned too, with the recovered ones (its state says which)."""
         assert kind in _LOGS
         now = self.clock()
-        torn = self._open_torn(kind.name.lower(), now)
+        torn = self._open_torn(kind.name.lower(), now, held=held)
         if not torn:
             return []
         txn = Transaction(_LOGS[kind], now, interface=interface, log_records=TORN_LOG_RECORDS, identify=True)
@@ -574,7 +589,7 @@ class PosTerminal:
             if not (account.isdigit() and 12 <= len(account) <= 19):
                 raise ValueError("the account's card number is 12 to 19 digits")
             source = SourceAccount(account, self.pin_pad(account_pin, account))
-        recovered = self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD)
+        recovered = self.recover_torn(transmit, interface, trace, kind=TransactionKind.EC_LOAD, held=True)
         now = self.clock()
         retry = [
             e
