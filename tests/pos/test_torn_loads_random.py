@@ -1,7 +1,8 @@
 """Random sequences of EC loads (from the account or in cash, whole or torn after the card's TC: before the
 issuer's PUT DATA reached the chip, or after it ran with its answer lost), online purchases, balance
-inquiries, and the terminal killed in the middle of an online purchase or load (its journal opened again by
-the next process), at one terminal through the whole chain (acquirer, switch, issuer front end,
+inquiries, the terminal killed in the middle of an online purchase or load (its journal opened again by
+the next process), and hours passing between taps (past the hour in which a purchase's tap still reads the
+load log), at one terminal through the whole chain (acquirer, switch, issuer front end,
 ``IssuerService`` on loopback sockets). Whatever the order of the tears, once the card's next load has been
 tapped and the queue flushed, the books end where the chip is: the issuer's EC float equals the chip's
 balance, the deposit account paid exactly the account loads the chip holds and the purchases, no torn load
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +49,12 @@ class Kill:
     after_tc: bool  # a load: at its PUT DATA, after the card's TC; else at the second GENERATE AC
 
 
-Step = Load | Purchase | Balance | Kill
+@dataclass(frozen=True)
+class Later:
+    pass  # the terminal's clock two hours on: past the hour of torn recovery at a purchase's tap
+
+
+Step = Load | Purchase | Balance | Kill | Later
 
 
 STEPS = st.lists(
@@ -56,6 +63,7 @@ STEPS = st.lists(
         st.builds(Purchase, st.integers(1, 300)),
         st.just(Balance()),
         st.builds(Kill, st.booleans(), st.booleans()),
+        st.just(Later()),
     ),
     min_size=1,
     max_size=6,
@@ -86,11 +94,15 @@ def _run(world: World, steps: list[Step]) -> None:
     assert chip == start["ec_balance_fen"]
     account_loaded = spent = 0
     amount = 100  # each load its own amount: a retried amount is "already loaded" by design
+    later = timedelta(0)
     for step in steps:
         amount += 1
         killed = False
+        if isinstance(step, Later):
+            later += timedelta(hours=2)
+            continue
         with world.client() as client:  # a terminal's contact; after a kill, the next process's
-            pos = world.pos(client)
+            pos = world.pos(client, later=later)
             if isinstance(step, Load):
                 tap = world.tap() if step.fault is None else _put_data_lost(world, step.fault)
                 result = pos.load(tap, amount, pin=lambda _: PIN, cash=step.cash)
@@ -121,7 +133,7 @@ def _run(world: World, steps: list[Step]) -> None:
         if killed:
             _restart(world)
     with world.client() as client:
-        pos = world.pos(client)
+        pos = world.pos(client, later=later + timedelta(hours=2))  # past the hour: a load settles them all
         amount += 1
         assert pos.load(world.tap(), amount, pin=lambda _: PIN).approved  # settles what is still torn
         chip += amount
