@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from citycard.codec import aids
 from citycard.codec.commands import PPSE_NAME, PSE_NAME
 from citycard.codec.dol import parse_dol
 from citycard.codec.emvbits import (
@@ -72,8 +73,8 @@ ATR_CONTACT = bytes.fromhex("3B68000000 73C84000 009000".replace(" ", ""))
 ATR_CONTACTLESS = bytes.fromhex("3B80800101")
 """The ATR PC/SC part 3 builds for an ISO 14443-4 card without historical bytes (TCK = 01)."""
 
-AID_DEBIT = bytes.fromhex("A000000333010101")
-AID_CREDIT = bytes.fromhex("A000000333010102")
+AID_DEBIT = aids.DEBIT
+AID_CREDIT = aids.CREDIT  # the card's two applications (citycard.codec.aids)
 
 PDOL_CONTACT = bytes.fromhex("9F7A01 9F0206 5F2A02".replace(" ", ""))
 PDOL_CONTACTLESS = bytes.fromhex(

@@ -63,6 +63,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from citycard.codec.aids import UNIONPAY as UNIONPAY_AIDS
+
 from .denylist import DenyListFile
 
 __all__ = [
@@ -179,12 +181,7 @@ class ExceptionFile:
 
 @dataclass(frozen=True, slots=True)
 class TerminalConfig:
-    aids: tuple[TerminalAid, ...] = (
-        TerminalAid(bytes.fromhex("A000000333010101")),
-        TerminalAid(bytes.fromhex("A000000333010102")),
-        TerminalAid(bytes.fromhex("A000000333010103")),
-        TerminalAid(bytes.fromhex("A000000333010106")),
-    )
+    aids: tuple[TerminalAid, ...] = tuple(TerminalAid(aid) for aid in UNIONPAY_AIDS)
     country: bytes = bytes.fromhex("0156")  # 9F1A
     currency: bytes = bytes.fromhex("0156")  # 5F2A
     currency_exponent: int = 2  # 5F36

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from citycard.codec import commands
+from citycard.codec import aids, commands
 from citycard.codec.apdu import ResponseApdu
 from citycard.codec.appfile import APP_FILE_SFI, APP_NUMBERS, AppFileError, AppRecord, decode_record
 
 __all__ = ["CardAppsError", "read_applications"]
 
-PBOC_DEBIT_AID = bytes.fromhex("A000000333010101")
-"""The application whose files are read (JR/T 0025 UnionPay debit, RID A000000333)."""
+PBOC_DEBIT_AID = aids.DEBIT
+"""The application whose files are read (JR/T 0025 UnionPay debit)."""
 _SW_FILE_NOT_FOUND = 0x6A82
 
 
