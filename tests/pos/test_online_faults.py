@@ -234,3 +234,29 @@ def test_pos_void_by_rrn_through_the_entry_point(
     assert terminal.journal.counter("stan") == stan
     assert [e.txn_id for e in terminal.journal.entries() if e.kind == "void"] == [void.txn_id]
     assert terminal.available() == 50_000 and terminal.balanced()
+
+
+def test_pos_flush_names_each_torn_load_whose_reversal_is_held(
+    terminal: Terminal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The clerk's view of a torn load waiting for its card: `pos flush` counts it held, not queued, and
+    names it — the card (masked), the amount, what paid it, when it tore — with what settles it."""
+    with terminal.client() as client, terminal.card() as tap:
+
+        def gone_at_put_data(apdu: bytes) -> bytes:
+            if apdu[1] == 0xDA:  # PUT DATA 9F79, after the card's TC: the card left before it
+                raise OSError("card left the field")
+            return tap(apdu)
+
+        torn = terminal.pos(client).load(gone_at_put_data, 10_000, pin=lambda _: PIN, cash=True)
+    assert torn.entry is not None and torn.entry.state == "torn", torn.entry
+    capsys.readouterr()
+    assert run(["pos", "flush", "--terminal", TID]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0 sent, 0 still queued, 1 held for the card's load log" in out, out
+    masked = torn.entry.pan_masked
+    assert masked and "*" in masked and terminal.net.pan not in out, out
+    assert (
+        f"held: EC load of CNY 100.00 in cash to {masked}, torn {torn.entry.created:%Y-%m-%d %H:%M} "
+        f"(batch {torn.entry.batch}, STAN {torn.entry.stan:06d}): settled at that card's next load here"
+    ) in out, out

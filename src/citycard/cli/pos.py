@@ -1103,16 +1103,25 @@ def flush(
                 f"{advice.kind} of {advice.txn_id} (reason {advice.reason}) answered {advice.response_code}",
                 highlight=False,
             )
-        held = (
-            f", {result.held} held until the card's next load here, or its next contact tap within the hour"
-            " of the tear (torn EC loads: the card's load log decides)"
-            if result.held
-            else ""
-        )
+        held = f", {result.held} held for the card's load log (torn EC loads)" if result.held else ""
         console.print(f"{len(result.answered)} sent, {result.pending} still queued{held}", highlight=False)
+        for txn_id in client.held_reversals(50) if result.held else ():
+            _say_held(client.journal.get(txn_id))
         _report_unreachable(client)
         if result.pending:
             raise typer.Exit(1)
+
+
+def _say_held(entry: JournalEntry) -> None:
+    """One torn EC load whose reversal is held: which card, how much, paid how, since when."""
+    paid = {"cash": " in cash", "other account": " from another account"}.get(entry.funding, "")
+    console.print(
+        f"  held: EC load of CNY {format_amount(entry.amount_fen)}{paid} to {entry.pan_masked or 'a card'}, "
+        f"torn {entry.created:%Y-%m-%d %H:%M} (batch {entry.batch}, STAN {entry.stan:06d}): settled at that "
+        "card's next load here (or its next contact tap within the hour of the tear)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("upload")
