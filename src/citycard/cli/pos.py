@@ -1105,11 +1105,18 @@ def flush(
             )
         held = f", {result.held} held for the card's load log (torn EC loads)" if result.held else ""
         console.print(f"{len(result.answered)} sent, {result.pending} still queued{held}", highlight=False)
-        for txn_id in client.held_reversals(50) if result.held else ():
+        listed = client.held_reversals(_HELD_LISTED) if result.held else []
+        for txn_id in listed:
             _say_held(client.journal.get(txn_id))
+        if result.held > len(listed):
+            console.print(f"  and {result.held - len(listed)} older held", highlight=False)
         _report_unreachable(client)
         if result.pending:
             raise typer.Exit(1)
+
+
+_HELD_LISTED = 50
+"""The most held reversals ``pos flush`` names (the newest); the count covers them all."""
 
 
 def _say_held(entry: JournalEntry) -> None:
