@@ -500,12 +500,18 @@ class SqliteJournal:
         created: dt.datetime,
         *,
         hold: str = "",
+        atc: int | None = None,
     ) -> Advice:
         """Persist a store-and-forward message for ``txn_id`` (one per kind: queued twice, the first is
         kept, unless it is :data:`IN_FLIGHT`: then this one replaces it) before anyone is told the outcome;
-        it is sent until the host answers it (``hold`` :data:`HELD`: not before :meth:`release_advice`)."""
+        it is sent until the host answers it (``hold`` :data:`HELD`: not before :meth:`release_advice`).
+        ``atc``: the card's ATC of the transaction, still ``pending`` (its first GENERATE AC's, as it goes
+        online), kept in the same commit: a terminal stopped before the outcome leaves it torn with its ATC,
+        which the card's load log can then prove absent (``pos.terminal._not_loaded``)."""
         assert hold in ("", HELD, IN_FLIGHT), hold
         with self._tx() as db:
+            if atc is not None:
+                db.execute("UPDATE txn SET atc=? WHERE txn_id=? AND state='pending'", (atc, txn_id))
             db.execute(
                 "INSERT INTO saf (txn_id, kind, stan, reason, message, pan_sealed, created, hold) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id, kind) DO UPDATE SET "
@@ -590,13 +596,6 @@ class SqliteJournal:
                 (IN_FLIGHT,),
             )
         return voided
-
-    def pending_atc(self, txn_id: str, atc: int) -> None:
-        """The card's ATC of a transaction still ``pending`` (its first GENERATE AC's, as it goes online):
-        a terminal stopped before the outcome leaves it torn with its ATC, which the card's load log can
-        then prove absent (``pos.terminal._not_loaded``)."""
-        with self._tx() as db:
-            db.execute("UPDATE txn SET atc=? WHERE txn_id=? AND state='pending'", (atc, txn_id))
 
     def forget_in_flight(self, txn_id: str) -> None:
         """The 0200 of ``txn_id`` posted nothing (never left, or declined): its in-flight reversal goes."""

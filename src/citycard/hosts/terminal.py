@@ -400,7 +400,7 @@ class AcquirerClient:
 
     # --- store and forward ----------------------------------------------------------------------------
     def _queue_reversal(
-        self, txn_id: str, original: Message, reason: ResponseCode, *, hold: str = ""
+        self, txn_id: str, original: Message, reason: ResponseCode, *, hold: str = "", atc: int | None = None
     ) -> Advice:
         """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told (``hold``
         :data:`HELD`: not sent before :meth:`release_reversal`), in place of its in-flight one, whose STAN it
@@ -413,7 +413,7 @@ class AcquirerClient:
         reversal = reversal_request(
             original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
         )
-        return self._queue(txn_id, "reversal", reversal, reason, hold=hold)
+        return self._queue(txn_id, "reversal", reversal, reason, hold=hold, atc=atc)
 
     def release_reversal(self, txn_id: str) -> bool:
         """The reversal held for ``txn_id`` is to be sent (with the queue, at this contact's next flush):
@@ -433,14 +433,22 @@ class AcquirerClient:
         return self.journal.held("reversal", limit)
 
     def _queue(
-        self, txn_id: str, kind: str, message: Message, reason: ResponseCode, *, hold: str = ""
+        self,
+        txn_id: str,
+        kind: str,
+        message: Message,
+        reason: ResponseCode,
+        *,
+        hold: str = "",
+        atc: int | None = None,
     ) -> Advice:
-        """Persist ``message`` in the store-and-forward queue, its PAN sealed apart."""
+        """Persist ``message`` in the store-and-forward queue, its PAN sealed apart (``atc``: the pending
+        transaction's, in the same commit)."""
         assert message.pan is not None and message.stan is not None
         without_pan = replace(message, pan=None, mac=bytes(8)).to_bytes().hex().upper()
         sealed = seal_pan(self.data_key, message.pan).hex().upper()
         return self.journal.queue_advice(
-            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), hold=hold
+            txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), hold=hold, atc=atc
         )
 
     def _date(self, txn_id: str) -> str:
@@ -509,11 +517,11 @@ class AcquirerClient:
             )
         except ValueError as exc:  # the card's data do not fit the profile's fields: nothing is sent
             raise OnlineError(f"the card's data cannot be sent online: {exc}") from None
+        atc = None
         if kind.row.processing_code in _EC_LOADS:  # a load torn by a stopped terminal: the log needs its ATC
-            atc = tlv.decode_dict(request.field55, duplicates=True).get("9F36", b"")
-            if atc:
-                self.journal.pending_atc(entry.txn_id, int.from_bytes(atc, "big"))
-        return self._online(entry.txn_id, message)
+            found = tlv.decode_dict(request.field55, duplicates=True).get("9F36", b"")
+            atc = int.from_bytes(found, "big") if found else None
+        return self._online(entry.txn_id, message, atc)
 
     def _original(self, entry: JournalEntry) -> Original:
         """Field 61 for a follow-up of ``entry``: its batch, STAN and the date it went online."""
@@ -522,11 +530,13 @@ class AcquirerClient:
             raise OnlineError(f"{entry.txn_id} was not approved online here: nothing to void or refund")
         return Original(entry.batch, entry.stan, record.date_mmdd)
 
-    def _online(self, txn_id: str, message: Message) -> OnlineResponse:
+    def _online(self, txn_id: str, message: Message, atc: int | None = None) -> OnlineResponse:
+        """``message`` sent and answered for ``txn_id``; ``atc``: the card's, journaled with the in-flight
+        reversal (an EC load's: its load log can then prove the load absent)."""
         now = self.clock()
         posts = message.mti == "0200" and message.processing_code != _BALANCE_INQUIRY
         if posts:  # a terminal stopped before the outcome is recorded leaves its reversal behind
-            self._queue_reversal(txn_id, message, ResponseCode.ERROR, hold=IN_FLIGHT)
+            self._queue_reversal(txn_id, message, ResponseCode.ERROR, hold=IN_FLIGHT, atc=atc)
         try:
             answer = self._send(message)
         except NotSent:
