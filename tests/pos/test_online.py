@@ -712,7 +712,8 @@ def test_a_terminal_killed_during_an_online_purchase_reverses_it_when_it_starts_
     (entry,) = world.journal.entries(None, 10)
     assert (entry.kind, entry.state) == ("purchase", "void") and "stopped" in entry.reason, entry
     reversal = world.journal.advice_for(entry.txn_id, "reversal")
-    assert reversal is not None and (reversal.hold, reversal.stan) == ("", flying.stan)
+    assert flying.stan == 0  # none taken while in flight: needed now, it has one of its own
+    assert reversal is not None and reversal.hold == "" and reversal.stan > entry.stan
     with world.client() as client:
         pos = world.pos(client)
         (answered,) = client.flush().answered
@@ -752,14 +753,17 @@ def test_a_terminal_killed_during_an_ec_load_leaves_it_to_the_cards_load_log(wor
 def test_an_online_transactions_in_flight_reversal_is_gone_once_its_outcome_is_recorded(world: World) -> None:
     """Every 0200 that posts persists its reversal before it leaves; the outcome decides it. Approved and
     completed by the card: deleted at the next flush (the queue keeps only reversals that are needed);
-    declined by the issuer: deleted at once; a balance inquiry posts nothing and has none."""
+    declined by the issuer: deleted at once; a balance inquiry posts nothing and has none. An in-flight
+    reversal takes no STAN until it is needed, so the transactions' STANs (voucher numbers) run on."""
     with world.client() as client:
+        client.ensure_signed_on()  # its 0800 takes a STAN: before the transactions
         pos = world.pos(client)
         approved = pos.purchase(world.tap(), 20_000, pin=lambda _: PIN)
         assert approved.approved and approved.entry is not None
         assert [a.hold for a in world.journal.advices(pending=False)] == ["in flight"]
         declined = pos.purchase(world.tap(), 40_000, pin=lambda _: PIN)  # 51: 300.00 left on deposit
         assert not declined.approved and declined.entry is not None
+        assert declined.entry.stan == approved.entry.stan + 1  # the in-flight reversal took no STAN
         assert world.journal.advice_for(declined.entry.txn_id, "reversal") is None
         assert pos.balance_inquiry(world.tap(), pin=lambda _: PIN).approved
         assert client.flush() == FlushResult((), 0, 0)
