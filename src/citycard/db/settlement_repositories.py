@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from citycard.ledger.model import Account as LedgerAccount
 from citycard.ledger.model import CreateAccountResult
-from citycard.settlement.model import USUAL_SIGN, AccountKey, ClearedItem, Payout, Position
+from citycard.settlement.model import AccountKey, ClearedItem, Payout, Position, given_back
 from citycard.settlement.ports import (
     BusinessWindow,
     CapturedDifference,
@@ -596,7 +596,7 @@ class SqlSettlementStore:
                         f"cleared today, an EC load from another account ({part}) at a terminal of "
                         f"{b or 'no bank'}'s merchant: captured by that bank's acquirer, not this bank's"
                     )
-                elif seen and (kind == "void" or sign != USUAL_SIGN.get(kind, sign)):  # given back
+                elif seen and (kind == "void" or given_back(kind, sign)):  # a late reversal's item
                     reason = (
                         "cleared today, the reversal of a transaction captured in an earlier business day "
                         f"of {b or 'the default'}: its item given back"

@@ -56,6 +56,7 @@ __all__ = [
     "SettlementError",
     "SettlementRefused",
     "clearing_date",
+    "given_back",
     "payout_date",
     "plan_payouts",
     "plan_postings",
@@ -75,6 +76,13 @@ its original cleared is the original's item with the opposite sign). The day's t
 sums, so an item of the other sign is counted under ``<kind> reversed``: a cash load and its late
 reversal are two lines, not 2 x the amount under one."""
 assert set(USUAL_SIGN) == ITEM_KINDS
+
+
+def given_back(kind: str, sign: int) -> bool:
+    """An item of the other sign than its kind's (:data:`USUAL_SIGN`): a reversal given back."""
+    return sign != USUAL_SIGN[kind]
+
+
 _DATE = re.compile(r"[0-9]{8}")
 
 
@@ -222,7 +230,7 @@ class DayTotals:
         fees = self.schedule.fees(
             item.kind, item.sign, item.amount_fen, item.industry, item.mcc, card_type=item.card_type
         )
-        kind = item.kind if item.sign == USUAL_SIGN[item.kind] else f"{item.kind} reversed"
+        kind = f"{item.kind} reversed" if given_back(item.kind, item.sign) else item.kind
         k = self.kinds.setdefault((item.source, kind), KindTotals())
         k.count += 1
         k.amount_fen += item.amount_fen
