@@ -9,13 +9,15 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# No deadline on an example, anywhere: a test never asserts how long something took (speed is measured in
+# benchmarks/), and on a loaded two-core machine one example of a Hypothesis test may take a second.
 # CI (.ci/run sets CI=true): the same examples on every run, so a landing is never decided by chance,
-# and no "too slow" health check on a loaded two-core machine. Locally, Hypothesis explores afresh.
+# and no "too slow" health check either. Locally, Hypothesis explores afresh.
+settings.register_profile("local", deadline=None)
 settings.register_profile(
-    "ci", derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+    "ci", deadline=None, derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 POSTGRES_URL = os.environ.get(
     "CITYCARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

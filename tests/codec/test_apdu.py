@@ -128,7 +128,7 @@ extended_commands = st.builds(
 ).filter(lambda c: c.data or c.le is not None)  # case 1 has no extended form
 
 
-@settings(max_examples=500, deadline=500)
+@settings(max_examples=500)
 @given(short_commands | extended_commands)
 def test_command_round_trip(cmd: CommandApdu) -> None:
     raw = cmd.to_bytes()
@@ -138,7 +138,7 @@ def test_command_round_trip(cmd: CommandApdu) -> None:
         assert len(raw) <= 4 + 1 + 255 + 1
 
 
-@settings(max_examples=1000, deadline=500)
+@settings(max_examples=1000)
 @given(st.binary(max_size=300))
 def test_any_bytes_parse_or_raise_apdu_error(raw: bytes) -> None:
     try:
@@ -149,7 +149,7 @@ def test_any_bytes_parse_or_raise_apdu_error(raw: bytes) -> None:
     assert cmd.to_bytes() == raw  # what parses re-encodes to the same bytes
 
 
-@settings(max_examples=300, deadline=500)
+@settings(max_examples=300)
 @given(st.binary(max_size=40))
 def test_any_bytes_response_parse(raw: bytes) -> None:
     try:

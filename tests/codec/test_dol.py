@@ -194,7 +194,7 @@ _tags = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=500)
+@settings(max_examples=300)
 @given(
     st.lists(st.tuples(_tags, st.integers(0, 40)), max_size=12, unique_by=lambda e: e[0]),
     st.data(),
@@ -208,7 +208,7 @@ def test_build_split_round_trip(entries: list[tuple[str, int]], data: st.DataObj
     assert split_dol_data(dol, built) == source
 
 
-@settings(max_examples=300, deadline=500)
+@settings(max_examples=300)
 @given(st.sampled_from(["n", "cn", "an", "ans", "b"]), st.binary(max_size=20), st.integers(0, 20))
 def test_fit_value_properties(fmt: str, value: bytes, length: int) -> None:
     fitted = fit_value(value, length, fmt)
@@ -222,7 +222,7 @@ def test_fit_value_properties(fmt: str, value: bytes, length: int) -> None:
         assert set(fitted[keep:]) <= ({0xFF} if fmt == "cn" else {0x00})
 
 
-@settings(max_examples=1000, deadline=500)
+@settings(max_examples=1000)
 @given(st.binary(max_size=300))
 def test_any_bytes_parse_or_raise_dol_error(raw: bytes) -> None:
     try:
@@ -233,7 +233,7 @@ def test_any_bytes_parse_or_raise_dol_error(raw: bytes) -> None:
     assert encode_dol(entries) == raw
 
 
-@settings(max_examples=300, deadline=500)
+@settings(max_examples=300)
 @given(
     st.lists(st.tuples(_tags, st.integers(0, 12)), max_size=10, unique_by=lambda e: e[0]),
     st.data(),

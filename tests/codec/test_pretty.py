@@ -126,7 +126,7 @@ def test_render_value_unknown_binary_is_none() -> None:
     assert render_value("50", b"\x01\x02") is None  # not printable
 
 
-@settings(max_examples=500, deadline=500)
+@settings(max_examples=500)
 @given(st.binary(max_size=300))
 def test_any_bytes_format_without_exception(data: bytes) -> None:
     assert format_tlv(data)
@@ -263,7 +263,7 @@ def test_format_response() -> None:
     assert format_response(H("0102039000")) == "010203\nSW 9000 normal processing"  # not TLV: hex
 
 
-@settings(max_examples=500, deadline=500)
+@settings(max_examples=500)
 @given(st.binary(max_size=300))
 def test_any_bytes_format_apdus_without_exception(raw: bytes) -> None:
     assert format_command(raw)
@@ -297,7 +297,7 @@ def test_gpo_data_not_tlv_is_hex() -> None:
     assert text.splitlines()[1] == "  8305"
 
 
-@settings(max_examples=200, deadline=500)
+@settings(max_examples=200)
 @given(st.text("0123456789", min_size=13, max_size=19), st.binary(max_size=30))
 def test_masked_output_never_shows_the_pan(pan: str, other: bytes) -> None:
     digits = pan + "F" * (len(pan) % 2)

@@ -302,7 +302,7 @@ def _depth(obj: Tlv) -> int:
     return 1 + max((_depth(c) for c in obj.children or ()), default=0)
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300)
 @given(st.lists(trees, max_size=4))
 def test_round_trip_generated_trees(objects: list[Tlv]) -> None:
     data = b"".join(o.to_bytes() for o in objects)
@@ -313,7 +313,7 @@ def test_round_trip_generated_trees(objects: list[Tlv]) -> None:
     assert decode(data) == objects  # offsets are not compared
 
 
-@settings(max_examples=1000, deadline=500)
+@settings(max_examples=1000)
 @given(st.binary(max_size=600))
 def test_any_bytes_decode_or_raise_tlv_error(data: bytes) -> None:
     try:
@@ -325,7 +325,7 @@ def test_any_bytes_decode_or_raise_tlv_error(data: bytes) -> None:
         assert data[obj.offset :].startswith(tag_bytes(obj.tag))
 
 
-@settings(max_examples=500, deadline=500)
+@settings(max_examples=500)
 @given(st.binary(max_size=200))
 def test_any_bytes_decode_dict_or_raise_tlv_error(data: bytes) -> None:
     try:
@@ -346,7 +346,7 @@ def _outcome(work: object, data: bytes) -> object:
     return "ok"
 
 
-@settings(max_examples=1000, deadline=500)
+@settings(max_examples=1000)
 @given(
     st.one_of(
         st.binary(max_size=300),
