@@ -131,8 +131,8 @@ DROPPED: Final = "dropped"
 IN_FLIGHT: Final = "in flight"
 """An :attr:`Advice.hold`: the reversal of a 0200 persisted before the 0200 leaves, for a terminal stopped
 before the transaction's outcome is recorded (:meth:`SqliteJournal.settle_in_flight`). Replaced by the
-decided reversal when one is queued (:meth:`SqliteJournal.queue_advice`), deleted when none is needed. Its
-STAN is 0 until it is needed: a transaction that completes consumes no STAN for it."""
+decided reversal when one is queued (:meth:`SqliteJournal.queue_advice`), deleted when none is needed. Like
+every reversal it carries its original's STAN."""
 _STOPPED_ONLINE: Final = "terminal stopped during its online transaction: reversed"
 
 
@@ -583,12 +583,9 @@ class SqliteJournal:
                 (IN_FLIGHT,),
             ).fetchall()
             voided = tuple(row[0] for row in torn if row[1] != "ec_load")
-            db.executemany(  # needed now: each takes a STAN of its own (an in-flight one has none)
-                "UPDATE saf SET hold=?, stan=? WHERE txn_id=? AND kind='reversal'",
-                [
-                    (HELD if kind == "ec_load" else "", self._next(db, "stan", 1, 999_999), txn_id)
-                    for txn_id, kind in torn
-                ],
+            db.executemany(
+                "UPDATE saf SET hold=? WHERE txn_id=? AND kind='reversal'",
+                [(HELD if kind == "ec_load" else "", txn_id) for txn_id, kind in torn],
             )
             db.executemany(
                 "UPDATE txn SET state='void', reason=? WHERE txn_id=? AND state='torn'",

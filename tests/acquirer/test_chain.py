@@ -160,13 +160,14 @@ def chip_purchase(
     )
 
 
-def terminal_reversal(original: Message, stan: int) -> ReversalRequest:
+def terminal_reversal(original: Message) -> ReversalRequest:
+    """The terminal's 0400 of ``original``: its 11 and 60.2 name it (UnionPay POS practice, no 61)."""
     return ReversalRequest(
         mti="0400",
         pan=original.pan,
         processing_code=original.processing_code,
         amount_fen=original.amount_fen,
-        stan=stan,
+        stan=original.stan,
         pos_entry_mode=original.pos_entry_mode,
         card_sequence_number=original.card_sequence_number,
         condition_code=original.condition_code,
@@ -176,7 +177,6 @@ def terminal_reversal(original: Message, stan: int) -> ReversalRequest:
         currency="156",
         icc=original.icc,
         field60=Field60("22", 1),
-        original=f"000001{original.stan:06d}1203",
         mac=bytes(8),
     )
 
@@ -252,13 +252,13 @@ def test_a_terminal_reversal_sent_5_times_is_applied_once_and_one_before_its_ori
             purchase = chip_purchase(t, pan, chip, 7_000, stan=31)
             assert (await t.send(purchase)).response_code is ResponseCode.APPROVED
             assert deposit_fen(database, pan) == 43_000
-            reversal = terminal_reversal(purchase, stan=32)
+            reversal = terminal_reversal(purchase)
             acks = [await t.send(reversal) for _ in range(5)]
             assert {a.response_code for a in acks} == {ResponseCode.APPROVED}
             await eventually(lambda: saf_counts(database) == (0, 1), timeout_s=30)
             assert deposit_fen(database, pan) == 50_000
             late = chip_purchase(t, pan, chip, 9_000, stan=41)
-            early = await t.send(terminal_reversal(late, stan=42))  # the reversal before its original
+            early = await t.send(terminal_reversal(late))  # the reversal before its original
             assert early.response_code is ResponseCode.APPROVED
             refused = await t.send(late)
             assert refused.response_code is ResponseCode.INVALID_TRANSACTION

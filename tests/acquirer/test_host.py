@@ -258,7 +258,7 @@ def test_while_the_switch_refuses_connections_queued_reversals_wait_without_spen
             approved = await terminal.send(terminal.purchase(stan=10))
             await sw.stop()
             await eventually(lambda: host.link.down is not None)
-            ack = await terminal.send(reversal(terminal, 11, 10))
+            ack = await terminal.send(reversal(terminal, 10))
             assert ack.response_code == ResponseCode.APPROVED and saf_counts(sqlite) == (1, 0)
             await asyncio.sleep(1.0)  # 10 of the queue's rounds (saf_idle_s 0.05, backoff 20-100 ms)
             assert attempts() == [0], attempts()
@@ -321,13 +321,14 @@ def test_a_switch_that_answers_nothing_is_found_silent_and_terminals_get_91_at_o
     run(scenario())
 
 
-def reversal(terminal: Terminal, stan: int, original_stan: int) -> ReversalRequest:
+def reversal(terminal: Terminal, original_stan: int) -> ReversalRequest:
+    """The terminal's 0400 of its purchase ``original_stan``: 11 and 60.2 name it (UnionPay POS practice)."""
     return ReversalRequest(
         mti="0400",
         pan=PAN,
         processing_code="000000",
         amount_fen=1250,
-        stan=stan,
+        stan=original_stan,
         pos_entry_mode="071",
         condition_code="00",
         response_code=ResponseCode.ISSUER_TIMEOUT,
@@ -335,7 +336,6 @@ def reversal(terminal: Terminal, stan: int, original_stan: int) -> ReversalReque
         merchant_id=terminal.merchant_id,
         currency="156",
         field60=Field60("22", 1),
-        original=f"000001{original_stan:06d}1203",
         mac=bytes(8),
     )
 
@@ -354,11 +354,11 @@ def test_a_terminal_reversal_sent_5_times_is_applied_once_and_one_before_its_ori
             await terminal.sign_on()
             purchase = terminal.purchase(stan=10)
             approved = await terminal.send(purchase)
-            acks = [await terminal.send(replace(reversal(terminal, 11, 10), mti="0420")) for _ in range(5)]
+            acks = [await terminal.send(replace(reversal(terminal, 10), mti="0420")) for _ in range(5)]
             assert {a.response_code for a in acks} == {ResponseCode.APPROVED}
             assert {a.rrn for a in acks} == {approved.rrn} and all(terminal.verifies(a) for a in acks)
             await eventually(lambda: saf_counts(database) == (0, 1))
-            early = await terminal.send(reversal(terminal, 21, 20))
+            early = await terminal.send(reversal(terminal, 20))
             assert early.response_code == ResponseCode.APPROVED
             late = await terminal.send(terminal.purchase(stan=20))
             assert late.response_code == ResponseCode.INVALID_TRANSACTION
@@ -408,6 +408,42 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
         [advice] = [m for m in double.received if isinstance(m, AdviceRequest)]
         assert advice.rrn == acked.rrn and advice.original == "0000010000341203" + (second.rrn or "")
         assert advice.mac is None and advice.acquirer_id == INSTITUTION
+
+    run(scenario())
+
+
+def test_a_voids_reversal_names_the_void_by_its_11_though_its_61_repeats_the_purchases(
+    sqlite: Database,
+) -> None:
+    """A reversal repeats its original's fields, 61 too: a void's 61 names the purchase it voids. The
+    acquirer takes the reversed transaction from the reversal's own 11 and 60.2 (UnionPay POS practice,
+    docs/iso8583.md "Reversals"), so the void is reversed and the purchase left as it was."""
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            purchase = await terminal.send(terminal.purchase(stan=50))
+            void = replace(
+                terminal.purchase(stan=51),
+                processing_code="200000",
+                field60=Field60("23", 1),
+                original="0000010000501203",
+            )
+            voided = await terminal.send(void)
+            assert purchase.approved and voided.approved
+            of_void = replace(reversal(terminal, 51), processing_code="200000", original=void.original)
+            ack = await terminal.send(of_void)
+            assert ack.response_code == ResponseCode.APPROVED and ack.rrn == voided.rrn
+            await eventually(lambda: saf_counts(sqlite) == (0, 1))
+        [sent] = [m for m in double.received if isinstance(m, ReversalRequest)]
+        assert (sent.stan, sent.rrn) == (51, voided.rrn)
+        assert records(sqlite, TransactionKey(TERMINAL, 1, 51)) == TransactionStatus.REVERSAL_QUEUED
+        assert records(sqlite, TransactionKey(TERMINAL, 1, 50)) == TransactionStatus.ANSWERED
 
     run(scenario())
 

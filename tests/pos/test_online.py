@@ -20,6 +20,8 @@ import pytest
 
 from citycard import bootstrap
 from citycard.chip.card import Card as ChipCard
+from citycard.codec.iso8583 import parse
+from citycard.codec.iso8583.wire import decode_message
 from citycard.config import settings
 from citycard.demokeys import DemoKeys
 from citycard.files import card_image_path, load_card
@@ -339,6 +341,30 @@ def test_a_purchase_approval_the_card_never_completes_is_reversed(world: World, 
     with world.client() as client:
         assert client.flush().pending == 0
     _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000)
+    assert _balanced(world)
+
+
+def test_a_void_the_card_never_completes_is_reversed_by_its_own_stan_and_the_purchase_stands(
+    world: World,
+) -> None:
+    """A reversal repeats its original's 11 (UnionPay POS practice: it takes no STAN of its own) and 61: a
+    void's reversal carries the void's STAN and, in 61, the purchase the void names. The acquirer reverses
+    what 11 and 60.2 name — the void — so the deposit ends debited for the purchase, once."""
+    with world.client() as client:
+        pos = world.pos(client)
+        sale = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
+        assert sale.approved and sale.entry is not None
+        void = pos.void(_second_generate_ac(world, "pulled"), sale.entry, pin=lambda _: PIN)
+        assert not void.approved and void.entry is not None and void.entry.state == "declined"
+        assert world.net.status()["deposit_available_fen"] == 50_000  # the void posted at the issuer
+        (queued,) = world.journal.advices()
+        sent = parse(decode_message(bytes.fromhex(queued.message)))
+        assert queued.stan == sent.stan == void.entry.stan != sale.entry.stan
+        assert sent.original is not None and sent.original[6:12] == f"{sale.entry.stan:06d}"
+        assert client.flush().pending == 0
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 15_000)
+    time.sleep(0.3)  # the acquirer's store-and-forward has had time to repeat: the purchase still stands
+    assert world.net.status()["deposit_available_fen"] == 50_000 - 15_000
     assert _balanced(world)
 
 
@@ -686,8 +712,8 @@ def test_a_terminal_killed_during_an_online_purchase_reverses_it_when_it_starts_
     (entry,) = world.journal.entries(None, 10)
     assert (entry.kind, entry.state) == ("purchase", "void") and "stopped" in entry.reason, entry
     reversal = world.journal.advice_for(entry.txn_id, "reversal")
-    assert flying.stan == 0  # none taken while in flight: needed now, it has one of its own
-    assert reversal is not None and reversal.hold == "" and reversal.stan > entry.stan
+    assert reversal is not None and reversal.hold == ""
+    assert flying.stan == reversal.stan == entry.stan  # the 0400 carries its original's STAN (11)
     with world.client() as client:
         pos = world.pos(client)
         (answered,) = client.flush().answered

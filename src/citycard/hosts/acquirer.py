@@ -750,7 +750,7 @@ class AcquirerHost:
 
     async def _reversal(self, request: ReversalRequest, bank: AcquiringBank) -> Message:
         assert request.terminal_id is not None and request.response_code is not None
-        original = parse_original(request.terminal_id, request.original) or _key(request)
+        original = _key(request)  # the original's 11 and 60.2 (61 of a void's reversal names the purchase)
         if request.card_number is None:
             raise _Refused(ResponseCode.FORMAT_ERROR, "a reversal names its card (field 2 or 35)")
 

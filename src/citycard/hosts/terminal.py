@@ -404,13 +404,9 @@ class AcquirerClient:
     ) -> Advice:
         """Persist the reversal of ``original`` (sent for ``txn_id``) before the outcome is told (``hold``
         :data:`HELD`: not sent before :meth:`release_reversal`), in place of its in-flight one (``hold``
-        :data:`IN_FLIGHT`: that one, persisted before ``original`` leaves). A reversal needed takes a STAN of
-        its own; an in-flight one none (0) until it is needed (``settle_in_flight``): an online transaction
-        that completes consumes no second STAN, so its voucher numbers run on without gaps."""
-        stan = 0 if hold == IN_FLIGHT else self.journal.next_stan()
-        reversal = reversal_request(
-            original, stan=stan, reason=reason, date_mmdd=self._date(txn_id), repeat=False
-        )
+        :data:`IN_FLIGHT`: that one, persisted before ``original`` leaves). It carries the original's STAN
+        (:func:`~citycard.pos.online.reversal_request`), so it consumes none: voucher numbers run on."""
+        reversal = reversal_request(original, reason=reason, repeat=False)
         return self._queue(txn_id, "reversal", reversal, reason, hold=hold, atc=atc)
 
     def release_reversal(self, txn_id: str) -> bool:
@@ -449,17 +445,12 @@ class AcquirerClient:
             txn_id, kind, message.stan, str(reason), without_pan, sealed, self.clock(), hold=hold, atc=atc
         )
 
-    def _date(self, txn_id: str) -> str:
-        record = self.journal.online_record(txn_id=txn_id)
-        return record.date_mmdd if record is not None else self.clock().strftime("%m%d")
-
     def _advice_message(self, advice: Advice) -> Message:
-        assert advice.stan > 0, advice  # an in-flight reversal is never sent before it is given a STAN
         message = parse(decode_message(bytes.fromhex(advice.message)))
         pan = unseal_pan(self.data_key, bytes.fromhex(advice.pan_sealed))
         if advice.kind == "reversal":
             message = replace(message, mti="0400" if advice.attempts == 0 else "0420")
-        return replace(message, pan=pan, stan=advice.stan)  # the row's: an in-flight one's given when needed
+        return replace(message, pan=pan)
 
     def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
         """Send the queued reversals, oldest first, until one gets no answer (it stays queued); the

@@ -639,7 +639,8 @@ REVERSAL_REPEATS = (
 
 def reversal_of(request: Message, reason: ResponseCode, **changes: Any) -> ReversalRequest:
     """The 0400 reversing ``request``: its :data:`REVERSAL_REPEATS`, the reason in 39, then ``changes``
-    (a terminal's own STAN and 61, 0420 for a repeat, a MAC placeholder ...)."""
+    (0420 for a repeat, a MAC placeholder ...). Field 11 is the original's: with 41 and 60.2 it names the
+    transaction reversed (docs/iso8583.md)."""
     fields: dict[str, Any] = {name: getattr(request, name) for name in REVERSAL_REPEATS}
     return ReversalRequest(**{"mti": "0400", **fields, "response_code": reason, **changes})
 
