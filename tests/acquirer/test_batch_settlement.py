@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from citycard.codec.iso8583 import BatchUpload, Field60, IccData, Message, ResponseCode
-from citycard.codec.iso8583.messages import SettlementRequest
+from citycard.codec.iso8583.messages import SettlementRequest, reversal_of
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
 
@@ -25,6 +25,7 @@ from tests.acquirer.support import (
     SwitchDouble,
     Terminal,
     acquirer,
+    eventually,
     platform_hsm,
     switch,
     terminal_link,
@@ -173,6 +174,48 @@ def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_th
     with sqlite.engine.connect() as db:
         stans = {row[0] for row in db.execute(text("SELECT stan FROM acquirer_transactions"))}
     assert stans == {40, 45}  # the refused ones were never recorded
+
+
+def test_the_reversal_of_a_load_in_a_settled_batch_is_still_taken_a_purchases_is_answered_77(
+    sqlite: Database,
+) -> None:
+    """EC loads are not in a batch's totals, so settling the batch does not close them: the reversal of a
+    load into a settled batch (one a terminal held for the card's load log, released the next day) is
+    acknowledged and forwarded, where the reversal of a purchase the settlement counted is answered 77 and
+    nothing is forwarded."""
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with (
+            switch(double) as sw,
+            acquirer(sqlite, platform_hsm(), sw.port) as host,
+            terminal_link(host.port) as terminal,
+        ):
+            await terminal.sign_on()
+            sale = terminal.purchase(1250, stan=50)
+            load = replace(
+                terminal.purchase(10_000, stan=51),
+                processing_code="630000",
+                condition_code="91",
+                field60=Field60("46", 1),
+            )
+            assert (await terminal.send(sale)).response_code == ResponseCode.APPROVED
+            loaded = await terminal.send(load)
+            assert loaded.response_code == ResponseCode.APPROVED
+            settled = await terminal.send(settlement(52, BatchTotals(1250, 1)))  # the load is not counted
+            assert settled.response_code == ResponseCode.APPROVED
+            forwarded = len(double.received)
+
+            of_sale = await terminal.send(reversal_of(sale, ResponseCode.ERROR))
+            assert of_sale.response_code == ResponseCode.BATCH_MISMATCH and terminal.verifies(of_sale)
+            of_load = await terminal.send(reversal_of(load, ResponseCode.ERROR))
+            assert of_load.response_code == ResponseCode.APPROVED and terminal.verifies(of_load)
+            assert of_load.rrn == loaded.rrn
+            await eventually(lambda: len(double.received) > forwarded)
+        sent = double.received[forwarded:]
+        assert [(m.mti, m.stan, m.rrn) for m in sent] == [("0400", 51, loaded.rrn)]
+
+    run(scenario())
 
 
 def test_a_batch_settled_through_another_acquirer_on_the_database_is_closed_here_within_its_reload(

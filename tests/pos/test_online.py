@@ -531,7 +531,7 @@ def _put_data_lost(world: World, fault: str) -> Callable[[bytes], bytes]:
     return transmit
 
 
-@pytest.mark.parametrize("back", ["at once", "the next day"])
+@pytest.mark.parametrize("back", ["at once", "the next day", "the next day, its batch settled"])
 @pytest.mark.parametrize("fault", ["never sent", "answer lost"])
 def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_next_tap(
     world: World, fault: str, back: str
@@ -542,7 +542,9 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
     there — it is recovered and the held reversal dropped. Either way the issuer's books end where the chip
     is, and nothing is lost or made. A holder who comes back ``the next day``: a contact purchase then, past
     the hour, does not read the load log (a cashier's tap stays short), but the card's next load here does,
-    whatever the torn load's age, since its held reversal keeps the holder's money waiting."""
+    whatever the torn load's age, since its held reversal keeps the holder's money waiting. The terminal's
+    batch may be settled meanwhile (loads are not in its totals): the reversal released into the closed
+    batch is still taken by the acquirer and delivered (not answered ``77``)."""
     before = world.net.status()
     with world.client() as client:
         pos = world.pos(client)
@@ -558,13 +560,16 @@ def test_an_ec_load_torn_after_the_cards_tc_is_settled_by_its_load_log_at_the_ne
         took = 10_000 if fault == "answer lost" else 0
         assert world.chip_ec(pos) == chip_before + took
         spent = 0
-        if back == "the next day":
+        if back.startswith("the next day"):
             pos = world.pos(client, later=dt.timedelta(hours=20))
             spent = chip_before + took + 1_000  # above the chip's EC balance: online, with the PIN
             bought = pos.purchase(world.tap(), spent, pin=lambda _: PIN)
             assert bought.approved and bought.recovered == (), bought
             assert bought.outcome.kind is OutcomeKind.APPROVED_ONLINE, bought.outcome
             assert client.flush().held == 1  # past the hour: a purchase leaves it held
+        if back.endswith("settled"):
+            closed = client.settle()
+            assert (closed.batch, closed.response_code, closed.new_batch) == (torn.entry.batch, "00", 2)
         again = pos.load(world.tap(), 5_000, pin=lambda _: PIN)  # the next tap: a load of 50.00
         assert again.approved, again.outcome
         assert [(e.txn_id, e.state) for e in again.recovered] == [

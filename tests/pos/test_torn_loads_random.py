@@ -1,8 +1,9 @@
 """Random sequences of EC loads (from the account or in cash, whole or torn after the card's TC: before the
 issuer's PUT DATA reached the chip, or after it ran with its answer lost), online purchases, balance
 inquiries, the terminal killed in the middle of an online purchase or load (its journal opened again by
-the next process), and hours passing between taps (past the hour in which a purchase's tap still reads the
-load log), at one terminal through the whole chain (acquirer, switch, issuer front end,
+the next process), hours passing between taps (past the hour in which a purchase's tap still reads the
+load log), and the terminal's batch settled (a load's held reversal then goes into a closed batch), at one
+terminal through the whole chain (acquirer, switch, issuer front end,
 ``IssuerService`` on loopback sockets). Whatever the order of the tears, once the card's next load has been
 tapped and the queue flushed, the books end where the chip is: the issuer's EC float equals the chip's
 balance, the deposit account paid exactly the account loads the chip holds and the purchases, no torn load
@@ -54,7 +55,12 @@ class Later:
     pass  # the terminal's clock two hours on: past the hour of torn recovery at a purchase's tap
 
 
-Step = Load | Purchase | Balance | Kill | Later
+@dataclass(frozen=True)
+class Settle:
+    pass  # the terminal's batch settlement: balanced (loads are not in its totals), the next batch begins
+
+
+Step = Load | Purchase | Balance | Kill | Later | Settle
 
 
 STEPS = st.lists(
@@ -64,6 +70,7 @@ STEPS = st.lists(
         st.just(Balance()),
         st.builds(Kill, st.booleans(), st.booleans()),
         st.just(Later()),
+        st.just(Settle()),
     ),
     min_size=1,
     max_size=6,
@@ -126,6 +133,9 @@ def _run(world: World, steps: list[Step]) -> None:
                     else:
                         pos.purchase(tap, chip + 100, pin=lambda _: PIN)
                 killed = True
+            elif isinstance(step, Settle):
+                settled = client.settle()
+                assert settled.response_code == "00", settled
             else:
                 assert pos.balance_inquiry(world.tap(), pin=lambda _: PIN).approved
             if not killed:

@@ -42,6 +42,7 @@ from .handlers import (
     store_upload,
 )
 from .model import (
+    IN_BATCH_TOTALS,
     MAX_RRN,
     AcquirerTransaction,
     AdviceRefusal,
@@ -61,6 +62,7 @@ from .model import (
 from .ports import MAX_MOVES, AcquirerUnitOfWork, Clock, OfflineUploads, Rrns, SafQueue, Transactions
 
 __all__ = [
+    "IN_BATCH_TOTALS",
     "MAX_MOVES",
     "MAX_RRN",
     "AcquirerTransaction",

@@ -30,6 +30,7 @@ from typing import Final
 from citycard.codec.iso8583.codes import ResponseCode
 
 __all__ = [
+    "IN_BATCH_TOTALS",
     "MAX_RRN",
     "UNNUMBERED",
     "AcquirerTransaction",
@@ -100,6 +101,14 @@ class TransactionKind(enum.StrEnum):
     EC_LOAD_OTHER = "ec_load_other"
     OFFLINE_UPLOAD = "offline_upload"
     REVERSAL = "reversal"  # a tombstone: the terminal reversed a transaction the acquirer never saw
+
+
+IN_BATCH_TOTALS: Final = frozenset(
+    {TransactionKind.PURCHASE, TransactionKind.VOID, TransactionKind.REFUND, TransactionKind.OFFLINE_UPLOAD}
+)
+"""The kinds a terminal's batch settlement (0500) counts (``db.settlement_batch``, docs/iso8583.md). The
+others (EC loads, balance inquiries) are left to the network's clearing, so a settled batch does not close
+them: the reversal of a load may come after its batch settled (one held for the card's load log)."""
 
 
 class TransactionStatus(enum.StrEnum):

@@ -60,6 +60,7 @@ from functools import partial
 from typing import Final, TypeVar
 
 from citycard.acquirer import (
+    IN_BATCH_TOTALS,
     MAX_MOVES,
     AcquirerTransaction,
     AcquirerUnitOfWork,
@@ -467,9 +468,16 @@ class AcquirerHost:
     def _check_batch(self, request: Message) -> None:
         """77 (batch number mismatch, sign on again) for a request whose 60.2 names a batch this terminal
         settled balanced, or an earlier one: nothing is forwarded or recorded. The sign-on answers the
-        next batch, which the terminal takes (docs/iso8583.md, "Batch settlement")."""
+        next batch, which the terminal takes (docs/iso8583.md, "Batch settlement"). The reversal of a
+        transaction the batch's totals do not count (an EC load) is not refused: settling the batch did not
+        close it, and the terminal may send it long after (one held for the card's load log)."""
         if request.terminal_id is None or request.field60 is None:  # not a terminal's batch to check
             return
+        if isinstance(request, ReversalRequest):
+            row = transaction_type(request)  # the original's row (a reversal keeps its 3, 25 and 60.1)
+            kind = None if row is None else _KINDS.get(row.name)
+            if kind is not None and kind not in IN_BATCH_TOTALS:
+                return
         settled = self._settled.get(request.terminal_id)
         if settled is not None and request.field60.batch_number <= settled:
             raise _Refused(
