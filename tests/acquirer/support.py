@@ -266,6 +266,16 @@ class Terminal:
             mac=bytes(8),
         )
 
+    def void(self, amount_fen: int = 1250, *, stan: int, original_stan: int) -> Message:
+        """A void (0200, 3 = 200000, 60.1 = 23) of this terminal's purchase ``original_stan`` of batch 1,
+        named in 61 (batch, trace, date 1203)."""
+        return replace(
+            self.purchase(amount_fen, stan=stan),
+            processing_code="200000",
+            field60=Field60("23", 1),
+            original=f"000001{original_stan:06d}1203",
+        )
+
     def refund(self, amount_fen: int, *, stan: int, original: str) -> Message:
         """A refund advice (0220, 60.1 = 25) of the transaction ``original`` names (field 61)."""
         return AdviceRequest(
@@ -291,6 +301,19 @@ async def terminal_link(
 ) -> AsyncIterator[Terminal]:
     async with Iso8583Link("127.0.0.1", port, tpdu=Tpdu(6, 1), limits=FAST_LINK) as link:
         yield make(link)
+
+
+@asynccontextmanager
+async def signed_on(double: SwitchDouble, database: Database) -> AsyncIterator[tuple[AcquirerHost, Terminal]]:
+    """A switch answering as ``double``, an acquirer on ``database`` linked to it, and a terminal signed on
+    to the acquirer."""
+    async with (
+        switch(double) as sw,
+        acquirer(database, platform_hsm(), sw.port) as host,
+        terminal_link(host.port) as terminal,
+    ):
+        await terminal.sign_on()
+        yield host, terminal
 
 
 def saf_counts(database: Database) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from tests.acquirer.support import (
     acquirer,
     eventually,
     platform_hsm,
+    signed_on,
     switch,
     terminal_link,
 )
@@ -77,12 +78,7 @@ def test_balanced_batch_is_00_and_out_of_balance_95(sqlite: Database) -> None:
             await terminal.sign_on()
             first = await terminal.send(terminal.purchase(1250, stan=30))
             await terminal.send(terminal.purchase(800, stan=31))
-            void = replace(
-                terminal.purchase(800, stan=32),
-                processing_code="200000",
-                field60=Field60("23", 1),
-                original="0000010000311203",
-            )
+            void = terminal.void(800, stan=32, original_stan=31)
             assert (await terminal.send(void)).response_code == ResponseCode.APPROVED
             refund = terminal.refund(500, stan=33, original="0000010000301203")
             assert (await terminal.send(refund)).response_code == ResponseCode.APPROVED
@@ -186,12 +182,7 @@ def test_the_reversal_of_a_load_in_a_settled_batch_is_still_taken_a_purchases_is
     double = SwitchDouble()
 
     async def scenario() -> None:
-        async with (
-            switch(double) as sw,
-            acquirer(sqlite, platform_hsm(), sw.port) as host,
-            terminal_link(host.port) as terminal,
-        ):
-            await terminal.sign_on()
+        async with signed_on(double, sqlite) as (_, terminal):
             sale = terminal.purchase(1250, stan=50)
             load = replace(
                 terminal.purchase(10_000, stan=51),

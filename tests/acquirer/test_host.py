@@ -50,6 +50,7 @@ from tests.acquirer.support import (
     acquirer,
     eventually,
     platform_hsm,
+    signed_on,
     switch,
     terminal_link,
 )
@@ -384,12 +385,7 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
         ):
             await terminal.sign_on()
             original = await terminal.send(terminal.purchase(stan=30))
-            void = replace(
-                terminal.purchase(stan=31),
-                processing_code="200000",
-                field60=Field60("23", 1),
-                original="0000010000301203",
-            )
+            void = terminal.void(stan=31, original_stan=30)
             voided = await terminal.send(void)
             orphan = await terminal.send(replace(void, stan=32, original="0000090000091203"))
             of_voided = await terminal.send(terminal.refund(500, stan=33, original="0000010000301203"))
@@ -421,19 +417,9 @@ def test_a_voids_reversal_names_the_void_by_its_11_though_its_61_repeats_the_pur
     double = SwitchDouble()
 
     async def scenario() -> None:
-        async with (
-            switch(double) as sw,
-            acquirer(sqlite, platform_hsm(), sw.port) as host,
-            terminal_link(host.port) as terminal,
-        ):
-            await terminal.sign_on()
+        async with signed_on(double, sqlite) as (_, terminal):
             purchase = await terminal.send(terminal.purchase(stan=50))
-            void = replace(
-                terminal.purchase(stan=51),
-                processing_code="200000",
-                field60=Field60("23", 1),
-                original="0000010000501203",
-            )
+            void = terminal.void(stan=51, original_stan=50)
             voided = await terminal.send(void)
             assert purchase.approved and voided.approved
             of_void = replace(reversal(terminal, 51), processing_code="200000", original=void.original)
