@@ -303,6 +303,12 @@ async def terminal_link(
         yield make(link)
 
 
+def in_batch(message: Message, batch: int) -> Message:
+    """``message`` with 60.2 = ``batch``."""
+    assert message.field60 is not None
+    return replace(message, field60=replace(message.field60, batch_number=batch))
+
+
 @asynccontextmanager
 async def signed_on(double: SwitchDouble, database: Database) -> AsyncIterator[tuple[AcquirerHost, Terminal]]:
     """A switch answering as ``double``, an acquirer on ``database`` linked to it, and a terminal signed on

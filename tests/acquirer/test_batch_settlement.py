@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from citycard.codec.iso8583 import BatchUpload, Field60, IccData, Message, ResponseCode
+from citycard.codec.iso8583 import BatchUpload, Field60, IccData, ResponseCode
 from citycard.codec.iso8583.messages import SettlementRequest, reversal_of
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
@@ -26,6 +26,7 @@ from tests.acquirer.support import (
     Terminal,
     acquirer,
     eventually,
+    in_batch,
     platform_hsm,
     signed_on,
     switch,
@@ -124,11 +125,6 @@ def test_balanced_batch_is_00_and_out_of_balance_95(sqlite: Database) -> None:
     run(scenario())
 
 
-def _in_batch(message: Message, batch: int) -> Message:
-    assert message.field60 is not None
-    return replace(message, field60=replace(message.field60, batch_number=batch))
-
-
 def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_the_next(
     sqlite: Database,
 ) -> None:
@@ -147,7 +143,7 @@ def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_th
                 assert settled.response_code == ResponseCode.APPROVED
                 forwarded = len(double.received)
 
-                for late in (terminal.purchase(300, stan=42), _in_batch(terminal.purchase(300, stan=43), 0)):
+                for late in (terminal.purchase(300, stan=42), in_batch(terminal.purchase(300, stan=43), 0)):
                     answer = await terminal.send(late)
                     assert answer.response_code == ResponseCode.BATCH_MISMATCH and terminal.verifies(answer)
                 assert len(double.received) == forwarded  # nothing forwarded
@@ -158,7 +154,7 @@ def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_th
                 answer = terminal.signed_on
                 assert answer is not None and answer.field60 is not None
                 assert answer.field60.batch_number == 2  # the next batch
-                next_batch = _in_batch(terminal.purchase(500, stan=45), 2)
+                next_batch = in_batch(terminal.purchase(500, stan=45), 2)
                 assert (await terminal.send(next_batch)).response_code == ResponseCode.APPROVED
 
             async with acquirer(sqlite, hsm, sw.port) as host, terminal_link(host.port) as terminal:

@@ -49,6 +49,7 @@ from tests.acquirer.support import (
     Terminal,
     acquirer,
     eventually,
+    in_batch,
     platform_hsm,
     signed_on,
     switch,
@@ -387,7 +388,7 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
             original = await terminal.send(terminal.purchase(stan=30))
             void = terminal.void(stan=31, original_stan=30)
             voided = await terminal.send(void)
-            orphan = await terminal.send(replace(void, stan=32, original="0000090000091203"))
+            orphan = await terminal.send(replace(void, stan=32, original="0000010000091203"))
             of_voided = await terminal.send(terminal.refund(500, stan=33, original="0000010000301203"))
             second = await terminal.send(terminal.purchase(stan=34))
             double.mode = "silent"
@@ -404,6 +405,25 @@ def test_a_void_carries_its_original_rrn_and_a_refund_advice_is_acknowledged_the
         [advice] = [m for m in double.received if isinstance(m, AdviceRequest)]
         assert advice.rrn == acked.rrn and advice.original == "0000010000341203" + (second.rrn or "")
         assert advice.mac is None and advice.acquirer_id == INSTITUTION
+
+    run(scenario())
+
+
+def test_a_void_of_a_purchase_of_another_batch_is_refused_12_and_nothing_forwarded(sqlite: Database) -> None:
+    """消费撤销 is of the terminal's current batch (UnionPay POS practice): a void whose 61 names a purchase
+    of another batch than its own 60.2 is answered 12, nothing forwarded or recorded; the terminal refunds
+    a settled purchase instead."""
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with signed_on(double, sqlite) as (_, terminal):
+            assert (await terminal.send(terminal.purchase(stan=60))).approved
+            forwarded = len(double.received)
+            void = in_batch(terminal.void(stan=61, original_stan=60), 2)
+            refused = await terminal.send(void)
+            assert refused.response_code == ResponseCode.INVALID_TRANSACTION and terminal.verifies(refused)
+            assert len(double.received) == forwarded
+        assert records(sqlite, TransactionKey(TERMINAL, 2, 61)) is None
 
     run(scenario())
 

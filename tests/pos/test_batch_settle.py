@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from citycard.codec.iso8583.totals import BatchTotals
+from citycard.pos.terminal import NotThisBatch
 
 from tests.pos.chain import PIN, chain
-from tests.pos.test_online import World
+from tests.pos.test_online import World, _eventually
 
 
 @pytest.fixture
@@ -59,6 +60,27 @@ def test_a_batch_balances_and_closes_then_a_tampered_one_is_95(world: World, tmp
         assert (wrong.batch, wrong.response_code, wrong.new_batch) == (3, "95", None)
         assert wrong.totals == BatchTotals(299, 1) and wrong.host_totals == BatchTotals(300, 1)
         assert world.journal.current_batch() == 3
+
+
+def test_a_purchase_of_a_settled_batch_is_refunded_not_voided(world: World) -> None:
+    """消费撤销 is of the current batch only (UnionPay POS practice, docs/terminal.md): once the batch is
+    settled, a void of its purchase is refused before the card or the host is asked, and a refund (退货)
+    gives the money back (the acquirer refuses such a void too: ``tests/acquirer/test_host.py``). Before
+    this rule the void went into the next batch, whose totals then went negative and could not be sent."""
+    with world.client() as client:
+        pos = world.pos(client)
+        sale = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
+        assert sale.approved and sale.entry is not None
+        assert client.settle().new_batch == 2
+        before = world.net.status()["deposit_available_fen"]
+        with pytest.raises(NotThisBatch, match="refund it instead"):
+            pos.void(world.tap(), sale.entry, pin=lambda _: PIN)
+        assert [e.kind for e in world.journal.entries()] == ["purchase"]  # nothing journaled
+        assert world.net.status()["deposit_available_fen"] == before  # nor posted
+        refund, code = client.refund(sale.entry, 15_000)
+        assert code == "00" and refund.batch == 2
+        assert client.settle().totals == BatchTotals(credit_fen=15_000, credit_count=1)
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == before + 15_000)
 
 
 def test_pos_settle_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -341,6 +341,17 @@ def test_void_and_refund_on_the_command_line(tmp_path, monkeypatch):
         assert r.exit_code == 1 and "only CNY 50.00 of it is left to refund" in r.output, r.output
         journal = json.loads(runner.invoke(app, ["pos", "journal", "--json"]).output)
         assert [e["amount_fen"] for e in journal["entries"] if e["kind"] == "refund"] == [3_000]  # none sent
+        r = runner.invoke(app, ["pos", "settle"])
+        assert r.exit_code == 0, r.output
+        void[-1:] = [str(sale["stan"]), "--batch", "1"]  # the 80.00 of the settled batch 1
+        r = runner.invoke(app, void)
+        assert r.exit_code == 1 and "settled (now batch 2)" in r.output and "refund it instead" in r.output, (
+            r.output
+        )
+        r = runner.invoke(
+            app, ["pos", "refund", "--stan", str(sale["stan"]), "--batch", "1", "--amount", "50.00"]
+        )
+        assert r.exit_code == 0 and "approved (00)" in r.output, r.output
 
 
 def test_a_tap_says_each_torn_transaction_it_settled_and_a_reversed_cash_loads_cash(tmp_path, capsys):

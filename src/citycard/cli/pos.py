@@ -47,7 +47,7 @@ from citycard.kernel.kernel import TransactionKind
 from citycard.kernel.runner import Trace
 from citycard.pos.journal import JournalEntry, State
 from citycard.pos.receipt import render_receipt
-from citycard.pos.terminal import AlreadyVoided, Interface, PosTerminal, inquiry
+from citycard.pos.terminal import AlreadyVoided, Interface, NotThisBatch, PosTerminal, inquiry
 
 if TYPE_CHECKING:
     from citycard.hosts.terminal import AcquirerClient
@@ -382,7 +382,7 @@ def _online(
     pos = PosTerminal(config, jr, data_key=DEMO_DATA_KEY, host=client, pin_pad=client.pin_pad)
     try:
         yield pos, client
-    except (OnlineError, AlreadyVoided) as exc:
+    except (OnlineError, AlreadyVoided, NotThisBatch) as exc:
         raise _fail(str(exc)) from None
     except typer.Exit as stop:  # a decline shown: say why it could not go online, if that is why
         if stop.exit_code and client.failure is not None:
@@ -1273,9 +1273,7 @@ def _refund(
 
 RrnOpt = typer.Option(None, "--rrn", help="the original's retrieval reference number (field 37)")
 TraceNoOpt = typer.Option(None, "--stan", min=1, max=999_999, help="the original's STAN (its trace number)")
-BatchOpt = typer.Option(
-    None, "--batch", min=1, max=999_999, help="with --trace: its batch (default: current)"
-)
+BatchOpt = typer.Option(None, "--batch", min=1, max=999_999, help="with --stan: its batch (default: current)")
 
 
 @_card_command("void")

@@ -584,6 +584,8 @@ class AcquirerHost:
             original = parse_original(key.terminal_id, request.original)
             if original is None:
                 raise _Refused(ResponseCode.NO_ORIGINAL_TRANSACTION, "a void without field 61")
+            if original.batch != key.batch:  # 消费撤销 is of the current batch; a settled one is refunded
+                raise _Refused(ResponseCode.INVALID_TRANSACTION, "a void of a purchase of another batch")
         return BeginTransaction(
             key,
             request.merchant_id or "",

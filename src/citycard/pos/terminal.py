@@ -54,6 +54,7 @@ from .sealing import seal_pan
 __all__ = [
     "AlreadyVoided",
     "Interface",
+    "NotThisBatch",
     "PosTerminal",
     "TapResult",
     "inquiry",
@@ -72,6 +73,19 @@ class AlreadyVoided(ValueError):
     def __init__(self, original: str, void: JournalEntry) -> None:
         self.original, self.void = original, void
         super().__init__(f"{original} is already voided ({void.txn_id}, {void.state}): not voided twice")
+
+
+class NotThisBatch(ValueError):
+    """A void of a purchase of an earlier batch: a void (消费撤销) is of a purchase of the terminal's current
+    batch only, before its settlement; a settled one is refunded (退货) instead. Refused before the card is
+    asked anything, nothing sent online (docs/terminal.md)."""
+
+    def __init__(self, original: JournalEntry, batch: int) -> None:
+        self.original, self.batch = original, batch
+        super().__init__(
+            f"{original.txn_id} is in batch {original.batch}, settled (now batch {batch}): a void is of a "
+            "purchase of the current batch only; refund it instead (citycard pos refund)"
+        )
 
 
 TORN_MAX_AGE_S = 3600
@@ -657,9 +671,13 @@ class PosTerminal:
         ARQC for the purchase's whole amount with 9C = 20, sent as 0200 200000 with 61 naming the purchase;
         journaled ``void``, linked to ``original``. A purchase with a void already journaled approved (or torn
         or pending: it may stand) is refused here, before the card or the host is asked:
-        :class:`AlreadyVoided`. A declined void (a reversed one is journaled declined) may be tried again."""
+        :class:`AlreadyVoided`; so is a purchase of an earlier (settled) batch: :class:`NotThisBatch`. A
+        declined void (a reversed one is journaled declined) may be tried again."""
         assert self.host is not None, "a void goes online"
         assert original.kind == "purchase" and original.outcome == "approved online"
+        batch = self.journal.current_batch()
+        if original.batch != batch:
+            raise NotThisBatch(original, batch)
         for earlier in self.journal.follow_ups_of(original.txn_id):
             if earlier.kind == "void" and earlier.state in FOLLOW_UP_STANDS:
                 raise AlreadyVoided(original.txn_id, earlier)
