@@ -433,7 +433,7 @@ def test_a_voids_reversal_names_the_void_by_its_11_though_its_61_repeats_the_pur
 ) -> None:
     """A reversal repeats its original's fields, 61 too: a void's 61 names the purchase it voids. The
     acquirer takes the reversed transaction from the reversal's own 11 and 60.2 (UnionPay POS practice,
-    docs/iso8583.md "Reversals"), so the void is reversed and the purchase left as it was."""
+    docs/iso8583.md's sources), so the void is reversed and the purchase left as it was."""
     double = SwitchDouble()
 
     async def scenario() -> None:

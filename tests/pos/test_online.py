@@ -368,6 +368,35 @@ def test_a_void_the_card_never_completes_is_reversed_by_its_own_stan_and_the_pur
     assert _balanced(world)
 
 
+def test_a_reversal_queued_before_reversals_carried_their_originals_stan_is_sent_in_todays_form(
+    world: World, tmp_path: Path
+) -> None:
+    """A journal written before 2026-12-08 may hold a reversal with a STAN of its own and the reversed
+    transaction in 61. Sent as it is, today's acquirer would take it for one of an unknown transaction (it
+    reads 11 and 60.2) and post nothing; the terminal sends it with the original's 11 and 61 instead."""
+    with world.client() as client:
+        pos = world.pos(client)
+        sale = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
+        assert sale.approved and sale.entry is not None
+        void = pos.void(_second_generate_ac(world, "pulled"), sale.entry, pin=lambda _: PIN)
+        assert void.entry is not None and not void.approved
+        (queued,) = world.journal.advices()
+        today = parse(decode_message(bytes.fromhex(queued.message)))
+        old = dataclasses.replace(
+            today, stan=void.entry.stan + 40, original=f"{today.original[:6]}{void.entry.stan:06d}1208"
+        )
+        with closing(sqlite3.connect(tmp_path / "journal.db")) as db, db:
+            db.execute(
+                "UPDATE saf SET stan=?, message=? WHERE saf_id=?",
+                (old.stan, old.to_bytes().hex().upper(), queued.saf_id),
+            )
+        assert client.flush().pending == 0
+    _eventually(lambda: world.net.status()["deposit_available_fen"] == 50_000 - 15_000)
+    time.sleep(0.3)  # the acquirer's store-and-forward has had time to repeat: the purchase still stands
+    assert world.net.status()["deposit_available_fen"] == 50_000 - 15_000
+    assert _balanced(world)
+
+
 def test_an_ec_load_the_card_never_completes_is_reversed_and_the_chip_keeps_its_balance(world: World) -> None:
     """The load's PUT DATA 9F79 comes after the second GENERATE AC: a card pulled there never took it, so
     the load is reversed — the deposit account and the EC float back where they were, the chip unchanged."""

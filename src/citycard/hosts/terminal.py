@@ -450,7 +450,16 @@ class AcquirerClient:
         pan = unseal_pan(self.data_key, bytes.fromhex(advice.pan_sealed))
         if advice.kind == "reversal":
             message = replace(message, mti="0400" if advice.attempts == 0 else "0420")
+            entry = self.journal.get(advice.txn_id)
+            if message.stan != entry.stan:  # queued before 2026-12-08: a STAN of its own, the original in 61
+                message = replace(message, stan=entry.stan, original=self._repeated_61(entry))
         return replace(message, pan=pan)
+
+    def _repeated_61(self, entry: JournalEntry) -> str | None:
+        """Field 61 of ``entry``'s 0200, as its reversal repeats it: a void's names its purchase."""
+        if entry.kind != "void" or not entry.original_txn_id:
+            return None
+        return self._original(self.journal.get(entry.original_txn_id)).digits()
 
     def flush(self, limit: int = _SAF_BATCH) -> FlushResult:
         """Send the queued reversals, oldest first, until one gets no answer (it stays queued); the

@@ -231,7 +231,7 @@ def reversal_request(original: Message, *, reason: ResponseCode, repeat: bool) -
     """The 0400 (``repeat``: 0420) reversing ``original`` (a 0200 this terminal sent): its 2, 3, 4, **11**,
     14, 22, 23, 25, 49, 55, 60 and 61, the reason in 39; 64 a placeholder. The acquirer finds the reversed
     transaction by the original's 11 with 41 and 60.2, as UnionPay POS practice does (docs/iso8583.md,
-    "Reversals"): a reversal takes no STAN of its own.
+    its sources): a reversal takes no STAN of its own.
 
     The PIN block (52) and track 2 (35) are not repeated: a reversal moves money back, it needs no PIN."""
     assert original.mti == "0200" and original.field60 is not None and original.stan is not None
