@@ -324,6 +324,17 @@ class SqliteJournal:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
+    def batch_online(self, batch: int) -> list[JournalEntry]:
+        """The online transactions of ``batch`` that its totals count (:meth:`batch_totals`: approved online
+        purchases and voids, approved refunds), in STAN order: what a batch upload (批上送) sends after a
+        settlement out of balance. Offline purchases are not among them (each was uploaded with its TC)."""
+        rows = self._db.execute(
+            "SELECT * FROM txn WHERE batch=? AND state='approved' AND amount_fen > 0 AND "
+            "(kind='refund' OR (kind IN ('purchase', 'void') AND outcome='approved online')) ORDER BY stan",
+            (batch,),
+        )
+        return [self._entry(r) for r in rows]
+
     def follow_ups_of(self, txn_id: str) -> list[JournalEntry]:
         """The voids and refunds journaled for the purchase ``txn_id`` (any state), oldest first."""
         rows = self._db.execute(

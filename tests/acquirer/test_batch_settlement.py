@@ -6,6 +6,7 @@ closed (77 until the terminal signs on to the next)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from citycard.codec.iso8583 import BatchUpload, Field60, IccData, ResponseCode
+from citycard.codec.iso8583 import (
+    BATCH_UPLOAD_END,
+    BatchUpload,
+    Field60,
+    IccData,
+    Message,
+    ResponseCode,
+)
 from citycard.codec.iso8583.messages import SettlementRequest, reversal_of
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
+from citycard.pos.online import OnlineKind, TerminalIdentity, batch_upload_record
 
 from tests.acquirer.support import (
     MERCHANT,
@@ -166,6 +175,68 @@ def test_a_batch_settled_balanced_is_closed_77_until_the_terminal_signs_on_to_th
     with sqlite.engine.connect() as db:
         stans = {row[0] for row in db.execute(text("SELECT stan FROM acquirer_transactions"))}
     assert stans == {40, 45}  # the refused ones were never recorded
+
+
+def _record(terminal: Terminal, amount_fen: int, stan: int, rrn: str) -> Message:
+    """A batch-upload record (批上送, 60.3 201) of the terminal's purchase of batch 1, as terminals send."""
+    identity = TerminalIdentity(terminal.terminal_id, terminal.merchant_id)
+    return batch_upload_record(
+        OnlineKind.PURCHASE, identity=identity, amount_fen=amount_fen, stan=stan, batch=1, rrn=rrn
+    )
+
+
+def test_a_batch_out_of_balance_is_uploaded_each_difference_logged_and_closed_at_the_end(
+    sqlite: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a 95 the terminal uploads the batch's online transactions (批上送, 0320 60.3 201): each is
+    compared with the acquirer's record, a difference logged (WARNING), nothing recorded or changed; the end
+    of the upload (0320 60.3 202, 48 the count) closes the batch out of balance, our records ruling: 77
+    to later requests into it, as after a balanced settlement."""
+    double = SwitchDouble()
+
+    async def scenario() -> None:
+        async with signed_on(double, sqlite) as (_, terminal):
+            sale = await terminal.send(terminal.purchase(1250, stan=70))
+            assert sale.approved and sale.rrn is not None
+            theirs = BatchTotals(1250 + 900, 2)  # a purchase of 9.00 the acquirer never saw
+            out = await terminal.send(settlement(71, theirs))
+            assert out.response_code == ResponseCode.RECONCILE_ERROR
+            for record in (
+                _record(terminal, 1250, 70, sale.rrn),  # as ours: nothing said
+                _record(terminal, 900, 72, "000000000099"),
+                _record(terminal, 1000, 70, sale.rrn),  # another amount than ours
+            ):
+                answer = await terminal.send(record)
+                assert answer.response_code == ResponseCode.APPROVED and terminal.verifies(answer)
+            offline = replace(_record(terminal, 300, 73, "000000000098"), field60=Field60("36", 1, "201"))
+            assert (await terminal.send(offline)).response_code == ResponseCode.INVALID_TRANSACTION
+            end = BatchUpload(
+                mti="0320",
+                stan=74,
+                terminal_id=terminal.terminal_id,
+                merchant_id=terminal.merchant_id,
+                additional_data="0003",
+                field60=Field60("00", 1, BATCH_UPLOAD_END),
+                mac=bytes(8),
+            )
+            with caplog.at_level(logging.WARNING, logger="citycard.hosts.acquirer"):
+                assert (await terminal.send(end)).response_code == ResponseCode.APPROVED
+            late = await terminal.send(terminal.purchase(500, stan=75))
+            assert late.response_code == ResponseCode.BATCH_MISMATCH
+
+    with caplog.at_level(logging.WARNING, logger="citycard.hosts.acquirer"):
+        run(scenario())
+    said = [r.getMessage() for r in caplog.records if r.name == "citycard.hosts.acquirer"]
+    differences = [m for m in said if m.startswith("batch upload:")]
+    assert len(differences) == 2, said
+    assert "stan 000072, a purchase of 900 fen approved there: we have no record of it" in differences[0]
+    assert (
+        "stan 000070, a purchase of 1000 fen approved there: we have a purchase of 1250 fen" in differences[1]
+    )
+    assert any("batch 1 closed out of balance after a batch upload of 0003" in m for m in said), said
+    with sqlite.engine.connect() as db:
+        stans = sorted(row[0] for row in db.execute(text("SELECT stan FROM acquirer_transactions")))
+    assert stans == [70]  # the uploaded records changed nothing
 
 
 def test_the_reversal_of_a_load_in_a_settled_batch_is_still_taken_a_purchases_is_answered_77(

@@ -1,10 +1,12 @@
 """The terminal's batch settlement (批结算, 0500/0510) through the whole chain on loopback sockets: online
 purchases, a void, a refund and offline EC purchases; ``settle`` uploads the offline ones, sends the batch's
 totals, the acquirer balances them against its own records (00) and the batch is closed; the next, empty
-batch balances at zero; a journal that disagrees with the acquirer is answered 95 and its batch stays open."""
+batch balances at zero; a journal that disagrees with the acquirer is answered 95, uploads its online
+transactions (批上送: the acquirer logs each difference) and its batch is closed out of balance."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         yield World(net, tmp_path)
 
 
-def test_a_batch_balances_and_closes_then_a_tampered_one_is_95(world: World, tmp_path: Path) -> None:
+def test_a_batch_balances_and_closes_then_a_tampered_one_is_95_uploaded_and_closed(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with world.client() as client:
         pos = world.pos(client)
         first = pos.purchase(world.tap(), 15_000, pin=lambda _: PIN)
@@ -52,14 +56,26 @@ def test_a_batch_balances_and_closes_then_a_tampered_one_is_95(world: World, tmp
         )
 
         sale = pos.purchase(world.tap(), 300)
-        assert sale.approved and sale.entry is not None
-        client.upload()
+        online = pos.purchase(world.tap(), 9_000, pin=lambda _: PIN)  # above the chip's EC balance
+        assert sale.approved and online.approved and online.entry is not None
+        assert online.outcome.kind.value == "approved online"
         with sqlite3.connect(tmp_path / "journal.db") as db:  # the terminal's journal loses a fen
-            db.execute("UPDATE txn SET amount_fen = 299 WHERE txn_id = ?", (sale.entry.txn_id,))
-        wrong = client.settle()
-        assert (wrong.batch, wrong.response_code, wrong.new_batch) == (3, "95", None)
-        assert wrong.totals == BatchTotals(299, 1) and wrong.host_totals == BatchTotals(300, 1)
-        assert world.journal.current_batch() == 3
+            db.execute("UPDATE txn SET amount_fen = 8999 WHERE txn_id = ?", (online.entry.txn_id,))
+        with caplog.at_level(logging.WARNING, logger="citycard.hosts.acquirer"):
+            wrong = client.settle()
+        assert (wrong.batch, wrong.response_code, wrong.batch_upload, wrong.new_batch) == (3, "95", 1, 4)
+        assert wrong.totals == BatchTotals(9_299, 2) and wrong.host_totals == BatchTotals(9_300, 2)
+        assert world.journal.current_batch() == 4  # closed out of balance: the acquirer's records rule
+        said = [r.getMessage() for r in caplog.records if r.name == "citycard.hosts.acquirer"]
+        stan = f"{online.entry.stan:06d}"
+        assert any(f"stan {stan}, a purchase of 8999 fen" in m and "of 9000 fen" in m for m in said), said
+        assert any("batch 3 closed out of balance after a batch upload of 0001" in m for m in said), said
+        with sqlite3.connect(tmp_path / "journal.db") as db:  # as if stopped before it closed its batch
+            db.execute("UPDATE counters SET value = 3 WHERE name = 'batch'")
+        again = client.settle()  # 95, then 77 to the first record: the acquirer closed batch 3 already
+        assert (again.batch, again.response_code, again.batch_upload, again.new_batch) == (3, "95", 1, 4)
+        late = pos.purchase(world.tap(), 9_500, pin=lambda _: PIN)
+        assert late.approved and late.entry is not None and late.entry.batch == 4
 
 
 def test_a_purchase_of_a_settled_batch_is_refunded_not_voided(world: World) -> None:
@@ -100,6 +116,19 @@ def test_pos_settle_on_the_command_line(tmp_path: Path, monkeypatch: pytest.Monk
         assert "balanced: batch 1 closed; now batch 2" in r.output and net.uploads() == 1
         r = runner.invoke(app, ["pos", "settle", "--json"])
         assert r.exit_code == 0 and '"new_batch": 3' in r.output, r.output
+        r = runner.invoke(
+            app, ["pos", "purchase", "--card", net.pan, "--amount", "120.00", "--pin", "123456"]
+        )
+        assert r.exit_code == 0 and "APPROVED ONLINE" in r.output, r.output  # above the chip's balance
+        (journal,) = tmp_path.rglob("*journal.db")
+        with sqlite3.connect(journal) as db:  # the terminal's journal loses a fen
+            db.execute("UPDATE txn SET amount_fen = amount_fen - 1 WHERE batch = 3")
+        r = runner.invoke(app, ["pos", "settle"])
+        said = " ".join(r.output.split())  # as one line, however the console wrapped it
+        assert r.exit_code == 1, r.output
+        assert "out of balance: the acquirer has debits 1 for 120.00" in said, said
+        assert "its 1 online transaction(s) uploaded (批上送); batch 3 closed out of balance" in said, said
+        assert "now batch 4" in said, said
 
 
 def test_a_terminal_behind_the_acquirers_batch_is_answered_77_and_takes_the_next_batch_at_sign_on(

@@ -1172,7 +1172,9 @@ def settle(
     as_json: JsonFlag = False,
 ) -> None:
     """Batch settlement (批结算): upload the offline purchases, send the batch's totals (0500); when the
-    acquirer balances them (00) the batch is closed, when not (95) it stays open (exit status 1)."""
+    acquirer balances them (00) the batch is closed. When not (95) the batch's online transactions are
+    uploaded (批上送) and the batch is closed out of balance, the acquirer's records ruling (exit status 1:
+    its log names each difference)."""
     with _online(_config(config, keys), journal, acquirer, terminal) as (_, client):
         client.open()
         done = client.settle()
@@ -1197,6 +1199,7 @@ def settle(
                     "acquirer": figures(done.host_totals),
                     "new_batch": done.new_batch,
                     "uploaded": len(done.upload.acknowledged),
+                    "batch_upload": done.batch_upload,
                 }
             )
         else:
@@ -1206,7 +1209,8 @@ def settle(
                 f"{t.credit_count} for {yuan(t.credit_fen)}; acquirer answered {done.response_code}",
                 highlight=False,
             )
-            if done.new_batch is not None:
+            balanced = done.response_code == "00"
+            if balanced and done.new_batch is not None:
                 console.print(
                     f"balanced: batch {done.batch} closed; now batch {done.new_batch}", highlight=False
                 )
@@ -1216,10 +1220,18 @@ def settle(
                 if h is not None:
                     theirs = f"debits {h.debit_count} for {yuan(h.debit_fen)}, "
                     theirs += f"credits {h.credit_count} for {yuan(h.credit_fen)}"
-                console.print(
-                    f"out of balance: the acquirer has {theirs}; the batch stays open", highlight=False
-                )
-        if done.new_batch is None:
+                if done.new_batch is not None:
+                    where = (
+                        f"its {done.batch_upload} online transaction(s) uploaded (批上送); batch "
+                        f"{done.batch} closed out of balance (对账不平): the acquirer's records rule; "
+                        f"now batch {done.new_batch}"
+                    )
+                elif done.response_code == "95":
+                    where = "the batch upload was not acknowledged; the batch stays open (settle again)"
+                else:
+                    where = "the batch stays open"
+                console.print(f"out of balance: the acquirer has {theirs}; {where}", highlight=False)
+        if done.response_code != "00":
             raise typer.Exit(1)
 
 

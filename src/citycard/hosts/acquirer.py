@@ -92,6 +92,9 @@ from citycard.acquirer import (
     store_upload,
 )
 from citycard.codec.iso8583 import (
+    BATCH_UPLOAD_DETAIL,
+    BATCH_UPLOAD_END,
+    TRANSACTIONS,
     AdviceRequest,
     AdviceResponse,
     AuthorizationRequest,
@@ -166,6 +169,13 @@ _KINDS: Final = {
     "offline EC purchase upload": TransactionKind.OFFLINE_UPLOAD,
 }
 """Rows of ``codec.iso8583.TRANSACTIONS`` the acquirer serves, and the kind it records."""
+
+_UPLOADED: Final = {
+    row.message_type_code: _KINDS[row.name]
+    for row in TRANSACTIONS
+    if row.name in ("purchase", "void", "refund")
+}
+"""60.1 of a batch-upload record (批上送, after a 95) and the kind of transaction it names."""
 
 _NOT_DELIVERED: Final = frozenset(
     {
@@ -786,8 +796,13 @@ class AcquirerHost:
 
     async def _upload(self, request: BatchUpload) -> Message:
         assert request.field60 is not None
-        if request.field60.network_code == "202":  # end of batch upload
+        network_code = request.field60.network_code
+        if network_code == BATCH_UPLOAD_END:  # a batch out of balance, uploaded: closed, our records rule
             stored = True
+            await self._close_out_of_balance(request)
+        elif network_code == BATCH_UPLOAD_DETAIL:  # one of its online transactions: compared, not kept
+            stored = False
+            await self._compare_uploaded(request)
         else:
             if request.field60.message_type_code != "36" or request.icc is None:  # 3 and 25 are optional
                 raise _Refused(ResponseCode.INVALID_TRANSACTION, "only offline EC uploads with 55 are kept")
@@ -811,10 +826,68 @@ class AcquirerHost:
             processing_code=request.processing_code,
             amount_fen=request.amount_fen,
             stan=request.stan,
+            rrn=request.rrn,  # a batch-upload record names its transaction's RRN: its answer is matched by it
             response_code=ResponseCode.APPROVED,
             terminal_id=request.terminal_id,
             merchant_id=request.merchant_id,
             field60=request.field60,
+        )
+
+    def _record_settled(self, terminal: str, batch: int) -> int:
+        """Close ``batch`` of ``terminal`` (blocking): the last batch it has settled."""
+        with self._uow() as uow:
+            last = uow.batches.record_settled(terminal, batch, self._clock())
+            uow.commit()
+        return last
+
+    async def _compare_uploaded(self, request: BatchUpload) -> None:
+        """A batch-upload record (批上送, after a 95): the terminal's online transaction against our record of
+        it; a difference is logged for the operator (WARNING), nothing is recorded or changed."""
+        assert request.field60 is not None
+        kind = _UPLOADED.get(request.field60.message_type_code)
+        if kind is None:
+            raise _Refused(
+                ResponseCode.INVALID_TRANSACTION, "a batch-upload record of a purchase, void or refund"
+            )
+        key = _key(request)
+
+        def ours() -> AcquirerTransaction | None:
+            with self._uow() as uow:
+                return uow.transactions.get(key)
+
+        record = await self._db(ours)
+        if record is None:
+            why = "we have no record of it"
+        elif record.kind != kind or record.amount_fen != request.amount_fen:
+            why = f"we have a {record.kind} of {record.amount_fen} fen"
+        elif record.status not in (TransactionStatus.ANSWERED, TransactionStatus.PENDING) or (
+            record.response_code not in (None, "00")
+        ):
+            why = f"ours is {record.status} ({record.response_code})"
+        else:
+            return
+        log.warning(
+            "batch upload: terminal %s batch %s stan %06d, a %s of %s fen approved there: %s",
+            key.terminal_id,
+            key.batch,
+            key.stan,
+            kind,
+            request.amount_fen,
+            why,
+        )
+
+    async def _close_out_of_balance(self, request: BatchUpload) -> None:
+        """The end of a batch upload: the batch is closed as a balanced 0500 closes it (77 to later requests
+        into it), out of balance; what it pays is what our records say (docs/iso8583.md)."""
+        assert request.terminal_id is not None and request.field60 is not None
+        terminal, batch = request.terminal_id, request.field60.batch_number
+
+        self._settled[terminal] = await self._db(lambda: self._record_settled(terminal, batch))
+        log.warning(
+            "terminal %s batch %s closed out of balance after a batch upload of %s record(s)",
+            terminal,
+            batch,
+            request.additional_data,
         )
 
     async def _batch_settlement(self, request: SettlementRequest) -> Message:
@@ -846,14 +919,7 @@ class AcquirerHost:
             "balanced" if balanced else "out of balance",
         )
         if balanced:  # the batch is closed: later requests into it are answered 77
-
-            def close() -> int:
-                with self._uow() as uow:
-                    last = uow.batches.record_settled(terminal, batch, self._clock())
-                    uow.commit()
-                return last
-
-            self._settled[terminal] = await self._db(close)
+            self._settled[terminal] = await self._db(lambda: self._record_settled(terminal, batch))
         return SettlementResponse(
             mti="0510",
             stan=request.stan,

@@ -68,6 +68,8 @@ from citycard.pos.online import (
     SourceAccount,
     TerminalIdentity,
     authorization_request,
+    batch_upload_end,
+    batch_upload_record,
     echo_request,
     online_response,
     reversal_request,
@@ -163,6 +165,9 @@ class BatchSettlement:
     host_totals: BatchTotals | None
     new_batch: int | None
     upload: UploadResult
+    batch_upload: int | None = None
+    """After a 95: the batch's online transactions uploaded (批上送) before the batch was closed out of
+    balance (``new_batch`` set); None when no batch upload was made or it was not acknowledged."""
 
 
 class _LoopThread:
@@ -746,8 +751,45 @@ class AcquirerClient:
             host_totals: BatchTotals | None = BatchTotals.parse(answer.additional_data)[0]
         except Iso8583Error:
             host_totals = None
-        new_batch = self.journal.close_batch() if code == "00" else None
-        return BatchSettlement(batch, totals, code, host_totals, new_batch, uploaded)
+        if code == "00":
+            return BatchSettlement(batch, totals, code, host_totals, self.journal.close_batch(), uploaded)
+        if answer.response_code is not ResponseCode.RECONCILE_ERROR:
+            return BatchSettlement(batch, totals, code, host_totals, None, uploaded)
+        records = self._batch_upload(batch)  # out of balance: the acquirer's records rule
+        new_batch = self.journal.close_batch() if records is not None else None
+        return BatchSettlement(batch, totals, code, host_totals, new_batch, uploaded, records)
+
+    def _batch_upload(self, batch: int) -> int | None:
+        """批上送 after a 95: each online transaction the batch's totals count as a 0320 (60.3 201; its 3, 4,
+        11, 37), then the end (0320, 60.3 202, 48 the count). The records sent once the end is acknowledged
+        (the acquirer then closes the batch, its own records ruling), or once the acquirer answers 77 (it
+        closed the batch already: an end whose answer this terminal never recorded); None when one is not
+        acknowledged (the batch stays open: settle again)."""
+        kinds = {"purchase": OnlineKind.PURCHASE, "void": OnlineKind.VOID, "refund": OnlineKind.REFUND}
+        entries = self.journal.batch_online(batch)
+        for entry in entries:
+            record = self.journal.online_record(txn_id=entry.txn_id)
+            message = batch_upload_record(
+                kinds[entry.kind],
+                identity=self.identity,
+                amount_fen=entry.amount_fen,
+                stan=entry.stan,
+                batch=batch,
+                rrn=record.rrn if record is not None else "",
+            )
+            answer = self._send(message)
+            if not self._authentic(answer):
+                return None
+            if answer.response_code is ResponseCode.BATCH_MISMATCH:
+                return len(entries)
+            if answer.response_code is not ResponseCode.APPROVED:
+                return None
+        end = batch_upload_end(
+            identity=self.identity, stan=self.journal.next_stan(), batch=batch, records=len(entries)
+        )
+        answer = self._send(end)
+        closed = answer.response_code in (ResponseCode.APPROVED, ResponseCode.BATCH_MISMATCH)
+        return len(entries) if closed and self._authentic(answer) else None
 
     def echo(self) -> Message:
         request = echo_request(

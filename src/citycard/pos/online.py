@@ -30,6 +30,8 @@ from typing import Final, Protocol
 from citycard.codec import tlv
 from citycard.codec.cn import cn_digits
 from citycard.codec.iso8583 import (
+    BATCH_UPLOAD_DETAIL,
+    BATCH_UPLOAD_END,
     TRANSACTIONS,
     AdviceRequest,
     AuthorizationRequest,
@@ -58,6 +60,8 @@ __all__ = [
     "TerminalIdentity",
     "authorization_request",
     "balances",
+    "batch_upload_end",
+    "batch_upload_record",
     "echo_request",
     "online_response",
     "pos_entry_mode",
@@ -279,6 +283,42 @@ def upload_request(
         icc=IccData(field55),
         field60=Field60(row.message_type_code, batch),
         private63=bus.to_field63() if bus is not None else None,
+        mac=MAC_PLACEHOLDER,
+    )
+
+
+def batch_upload_record(
+    kind: OnlineKind, *, identity: TerminalIdentity, amount_fen: int, stan: int, batch: int, rrn: str
+) -> Message:
+    """One online transaction of a batch out of balance, uploaded (批上送, 0320): its 3, 4, 11 and 37, 60.1
+    its transaction's type, 60.3 :data:`BATCH_UPLOAD_DETAIL`; no card data."""
+    assert kind in (OnlineKind.PURCHASE, OnlineKind.VOID, OnlineKind.REFUND), kind
+    row = kind.row
+    return BatchUpload(
+        mti="0320",
+        processing_code=row.processing_code,
+        amount_fen=amount_fen,
+        stan=stan,
+        condition_code=row.condition_code,
+        rrn=rrn or None,
+        terminal_id=identity.terminal_id,
+        merchant_id=identity.merchant_id,
+        currency=CURRENCY,
+        field60=Field60(row.message_type_code, batch, BATCH_UPLOAD_DETAIL),
+        mac=MAC_PLACEHOLDER,
+    )
+
+
+def batch_upload_end(*, identity: TerminalIdentity, stan: int, batch: int, records: int) -> Message:
+    """The end of a batch upload (0320, 60.3 :data:`BATCH_UPLOAD_END`, 48 the records sent, n4)."""
+    assert 0 <= records <= 9999, records
+    return BatchUpload(
+        mti="0320",
+        stan=stan,
+        terminal_id=identity.terminal_id,
+        merchant_id=identity.merchant_id,
+        additional_data=f"{records:04d}",
+        field60=Field60("00", batch, BATCH_UPLOAD_END),
         mac=MAC_PLACEHOLDER,
     )
 

@@ -17,6 +17,8 @@ from .busride import BusRide, bus_ride
 from .codes import ResponseCode, format_error_response, response_for_malformed, response_mti
 from .errors import Iso8583Error
 from .messages import (
+    BATCH_UPLOAD_DETAIL,
+    BATCH_UPLOAD_END,
     KINDS,
     TRANSACTIONS,
     AdviceRequest,
@@ -63,6 +65,8 @@ from .wire import (
 )
 
 __all__ = [
+    "BATCH_UPLOAD_DETAIL",
+    "BATCH_UPLOAD_END",
     "KINDS",
     "MAX_FRAME_SIZE",
     "MAX_MESSAGE_SIZE",

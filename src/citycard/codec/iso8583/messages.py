@@ -57,6 +57,8 @@ from .wire import (
 )
 
 __all__ = [
+    "BATCH_UPLOAD_DETAIL",
+    "BATCH_UPLOAD_END",
     "KINDS",
     "REVERSAL_REPEATS",
     "TRANSACTIONS",
@@ -750,6 +752,11 @@ class TransactionType:
     network_code: str | None = None
 
 
+BATCH_UPLOAD_DETAIL: Final = "201"
+"""60.3 of a batch-upload record (批上送, 0320; 60.1 its transaction's) after a settlement answered 95."""
+BATCH_UPLOAD_END: Final = "202"
+"""60.3 of the end of a batch upload (0320, 60.1 ``00``), 48 the records sent (n4): docs/iso8583.md."""
+
 TRANSACTIONS: Final[tuple[TransactionType, ...]] = (
     TransactionType("balance inquiry", "0200", "310000", "00", "01"),
     TransactionType("purchase", "0200", "000000", "00", "22"),
@@ -762,7 +769,7 @@ TRANSACTIONS: Final[tuple[TransactionType, ...]] = (
     TransactionType("sign-on (3DES keys)", "0800", None, None, "00", "003"),
     TransactionType("sign-off", "0820", None, None, "00", "002"),
     TransactionType("settlement", "0500", None, None, "00", "201"),
-    TransactionType("batch upload end", "0320", None, None, "00", "202"),
+    TransactionType("batch upload end", "0320", None, None, "00", BATCH_UPLOAD_END),
     TransactionType("echo test", "0820", None, None, "00", "301"),
 )
 """Sources and choices: ``docs/iso8583.md`` ("Transactions")."""
