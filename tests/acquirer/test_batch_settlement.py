@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import text
 
 from citycard.codec.iso8583 import (
-    BATCH_UPLOAD_END,
     BatchUpload,
     Field60,
     IccData,
@@ -25,7 +24,7 @@ from citycard.codec.iso8583 import (
 from citycard.codec.iso8583.messages import SettlementRequest, reversal_of
 from citycard.codec.iso8583.totals import BatchTotals, SettleCode
 from citycard.db import Database
-from citycard.pos.online import OnlineKind, TerminalIdentity, batch_upload_record
+from citycard.pos.online import OnlineKind, TerminalIdentity, batch_upload_end, batch_upload_record
 
 from tests.acquirer.support import (
     MERCHANT,
@@ -210,17 +209,9 @@ def test_a_batch_out_of_balance_is_uploaded_each_difference_logged_and_closed_at
                 assert answer.response_code == ResponseCode.APPROVED and terminal.verifies(answer)
             offline = replace(_record(terminal, 300, 73, "000000000098"), field60=Field60("36", 1, "201"))
             assert (await terminal.send(offline)).response_code == ResponseCode.INVALID_TRANSACTION
-            end = BatchUpload(
-                mti="0320",
-                stan=74,
-                terminal_id=terminal.terminal_id,
-                merchant_id=terminal.merchant_id,
-                additional_data="0003",
-                field60=Field60("00", 1, BATCH_UPLOAD_END),
-                mac=bytes(8),
-            )
-            with caplog.at_level(logging.WARNING, logger="citycard.hosts.acquirer"):
-                assert (await terminal.send(end)).response_code == ResponseCode.APPROVED
+            identity = TerminalIdentity(terminal.terminal_id, terminal.merchant_id)
+            end = batch_upload_end(identity=identity, stan=74, batch=1, records=3)
+            assert (await terminal.send(end)).response_code == ResponseCode.APPROVED
             late = await terminal.send(terminal.purchase(500, stan=75))
             assert late.response_code == ResponseCode.BATCH_MISMATCH
 

@@ -1209,8 +1209,7 @@ def settle(
                 f"{t.credit_count} for {yuan(t.credit_fen)}; acquirer answered {done.response_code}",
                 highlight=False,
             )
-            balanced = done.response_code == "00"
-            if balanced and done.new_batch is not None:
+            if done.response_code == "00":  # closed: the next batch begins
                 console.print(
                     f"balanced: batch {done.batch} closed; now batch {done.new_batch}", highlight=False
                 )

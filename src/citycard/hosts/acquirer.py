@@ -881,7 +881,6 @@ class AcquirerHost:
         into it), out of balance; what it pays is what our records say (docs/iso8583.md)."""
         assert request.terminal_id is not None and request.field60 is not None
         terminal, batch = request.terminal_id, request.field60.batch_number
-
         self._settled[terminal] = await self._db(lambda: self._record_settled(terminal, batch))
         log.warning(
             "terminal %s batch %s closed out of balance after a batch upload of %s record(s)",

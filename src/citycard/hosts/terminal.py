@@ -765,31 +765,30 @@ class AcquirerClient:
         (the acquirer then closes the batch, its own records ruling), or once the acquirer answers 77 (it
         closed the batch already: an end whose answer this terminal never recorded); None when one is not
         acknowledged (the batch stays open: settle again)."""
-        kinds = {"purchase": OnlineKind.PURCHASE, "void": OnlineKind.VOID, "refund": OnlineKind.REFUND}
         entries = self.journal.batch_online(batch)
         for entry in entries:
             record = self.journal.online_record(txn_id=entry.txn_id)
             message = batch_upload_record(
-                kinds[entry.kind],
+                OnlineKind(entry.kind),  # purchase, void or refund: the journal's kinds are the rows' names
                 identity=self.identity,
                 amount_fen=entry.amount_fen,
                 stan=entry.stan,
                 batch=batch,
                 rrn=record.rrn if record is not None else "",
             )
-            answer = self._send(message)
-            if not self._authentic(answer):
-                return None
-            if answer.response_code is ResponseCode.BATCH_MISMATCH:
-                return len(entries)
-            if answer.response_code is not ResponseCode.APPROVED:
-                return None
+            code = self._upload_answer(message)
+            if code is not ResponseCode.APPROVED:
+                return len(entries) if code is ResponseCode.BATCH_MISMATCH else None
         end = batch_upload_end(
             identity=self.identity, stan=self.journal.next_stan(), batch=batch, records=len(entries)
         )
-        answer = self._send(end)
-        closed = answer.response_code in (ResponseCode.APPROVED, ResponseCode.BATCH_MISMATCH)
-        return len(entries) if closed and self._authentic(answer) else None
+        closed = self._upload_answer(end) in (ResponseCode.APPROVED, ResponseCode.BATCH_MISMATCH)
+        return len(entries) if closed else None
+
+    def _upload_answer(self, message: Message) -> ResponseCode | None:
+        """``message`` sent; its answer's 39, or None when the answer's MAC does not verify."""
+        answer = self._send(message)
+        return answer.response_code if self._authentic(answer) else None
 
     def echo(self) -> Message:
         request = echo_request(
